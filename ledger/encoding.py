@@ -1,0 +1,32 @@
+"""Byte encodings and digests used everywhere (formats.md §1)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+
+__all__ = ["B64U_SHA256_RE", "b64u_decode", "b64u_encode", "sha256_b64u", "sha256_hex"]
+
+#: A SHA-256 digest in base64url without padding is always 43 characters.
+B64U_SHA256_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+
+
+def b64u_encode(data: bytes) -> str:
+    """base64url without padding (RFC 4648 §5)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64u_decode(text: str) -> bytes:
+    """Decode unpadded base64url; raises ``ValueError`` on anything else."""
+    if not re.fullmatch(r"[A-Za-z0-9_-]*", text) or len(text) % 4 == 1:
+        raise ValueError("not base64url without padding")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sha256_b64u(data: bytes) -> str:
+    return b64u_encode(hashlib.sha256(data).digest())
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

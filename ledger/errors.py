@@ -1,0 +1,175 @@
+"""The one error tree of claw-ledger.
+
+Every rejection carries a stable, machine-readable :class:`ReasonCode`. The
+codes are part of the public contract: they are stored in quarantine rows,
+printed by ``--json`` output and documented in ``docs/architecture.md``.
+Codes never change meaning; new ones are only added.
+
+Hierarchy::
+
+    LedgerError                      base of everything raised on purpose
+    ├── ConfigError                  bad settings, missing Java/Maven, bad URL
+    ├── ServiceError                 a server could not be started / reached
+    ├── MigrationError               schema newer than code, failed migration
+    └── RejectedError                input refused, always with a ReasonCode
+        ├── EnvelopeError            clawsig envelope checks (formats.md §2)
+        ├── EventError               ledger event checks (role, schema, ids)
+        ├── PolicyError              WPC registry (fail closed)
+        ├── TokenError               scoped tokens
+        ├── ReceiptError             gateway receipts and bindings
+        ├── ManifestError            run manifests and the run lifecycle
+        └── BundleError              proof bundles
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "BundleError",
+    "ConfigError",
+    "EnvelopeError",
+    "EventError",
+    "LedgerError",
+    "ManifestError",
+    "MigrationError",
+    "PolicyError",
+    "ReasonCode",
+    "ReceiptError",
+    "RejectedError",
+    "ServiceError",
+    "TokenError",
+]
+
+
+class ReasonCode(StrEnum):
+    """Stable reason codes. The clawsig verifier's own codes come first."""
+
+    OK = "OK"
+    # clawsig v1 verifier codes (formats.md §2), same spelling as upstream
+    MALFORMED_ENVELOPE = "MALFORMED_ENVELOPE"
+    UNKNOWN_ENVELOPE_VERSION = "UNKNOWN_ENVELOPE_VERSION"
+    UNKNOWN_HASH_ALGORITHM = "UNKNOWN_HASH_ALGORITHM"
+    UNKNOWN_ALGORITHM = "UNKNOWN_ALGORITHM"
+    HASH_MISMATCH = "HASH_MISMATCH"
+    SIGNATURE_INVALID = "SIGNATURE_INVALID"
+    SCHEMA_VALIDATION_FAILED = "SCHEMA_VALIDATION_FAILED"
+    RECEIPT_BINDING_MISMATCH = "RECEIPT_BINDING_MISMATCH"
+    PROOF_BUNDLE_AGENT_MISMATCH = "PROOF_BUNDLE_AGENT_MISMATCH"
+    INVALID_DID_FORMAT = "INVALID_DID_FORMAT"
+    # ingress
+    OVERSIZED = "OVERSIZED"
+    MALFORMED_JSON = "MALFORMED_JSON"
+    UNKNOWN_ENVELOPE_TYPE = "UNKNOWN_ENVELOPE_TYPE"
+    # ledger events
+    UNKNOWN_EVENT_TYPE = "UNKNOWN_EVENT_TYPE"
+    EVENT_TYPE_MISMATCH = "EVENT_TYPE_MISMATCH"
+    PRODUCER_MISMATCH = "PRODUCER_MISMATCH"
+    UNKNOWN_SIGNER = "UNKNOWN_SIGNER"
+    SIGNER_REVOKED = "SIGNER_REVOKED"
+    ROLE_NOT_ALLOWED = "ROLE_NOT_ALLOWED"
+    DUPLICATE_EVENT_CONFLICT = "DUPLICATE_EVENT_CONFLICT"
+    KEY_ALREADY_REGISTERED = "KEY_ALREADY_REGISTERED"
+    TRUST_ROOT_EXISTS = "TRUST_ROOT_EXISTS"
+    # WPC registry
+    WPC_INVALID = "WPC_INVALID"
+    WPC_UNKNOWN = "WPC_UNKNOWN"
+    WPC_REVOKED = "WPC_REVOKED"
+    WPC_SUPERSEDED = "WPC_SUPERSEDED"
+    WPC_HASH_MISMATCH = "WPC_HASH_MISMATCH"
+    WPC_ALREADY_PUBLISHED = "WPC_ALREADY_PUBLISHED"
+    MALFORMED_POLICY_HASH = "MALFORMED_POLICY_HASH"
+    # scoped tokens
+    TOKEN_MALFORMED = "TOKEN_MALFORMED"
+    TOKEN_SIGNATURE_INVALID = "TOKEN_SIGNATURE_INVALID"
+    TOKEN_EXPIRED = "TOKEN_EXPIRED"
+    TOKEN_REVOKED = "TOKEN_REVOKED"
+    TOKEN_UNKNOWN = "TOKEN_UNKNOWN"
+    TOKEN_TTL_EXCEEDED = "TOKEN_TTL_EXCEEDED"
+    TOKEN_BAD_LIFETIME = "TOKEN_BAD_LIFETIME"
+    TOKEN_EMPTY_SCOPE = "TOKEN_EMPTY_SCOPE"
+    TOKEN_SCOPE_HASH_MISMATCH = "TOKEN_SCOPE_HASH_MISMATCH"
+    TOKEN_ALREADY_ISSUED = "TOKEN_ALREADY_ISSUED"
+    # run manifests and lifecycle
+    URM_INVALID = "URM_INVALID"
+    URM_NO_APPROVALS = "URM_NO_APPROVALS"
+    URM_SELF_APPROVAL = "URM_SELF_APPROVAL"
+    URM_APPROVER_NOT_ALLOWED = "URM_APPROVER_NOT_ALLOWED"
+    URM_APPROVAL_INVALID = "URM_APPROVAL_INVALID"
+    JOB_UNKNOWN = "JOB_UNKNOWN"
+    JOB_ALREADY_APPROVED = "JOB_ALREADY_APPROVED"
+    JOB_BINDING_MISMATCH = "JOB_BINDING_MISMATCH"
+    POLICY_PIN_MISMATCH = "POLICY_PIN_MISMATCH"
+    RUN_NOT_STARTED = "RUN_NOT_STARTED"
+    RUN_ALREADY_STARTED = "RUN_ALREADY_STARTED"
+    OUTPUT_HASH_INVALID = "OUTPUT_HASH_INVALID"
+    # halt
+    AGENT_HALTED = "AGENT_HALTED"
+    # internal, never expected: kept so that a processor bug quarantines instead of crashing
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+class LedgerError(Exception):
+    """Base class of every error claw-ledger raises on purpose."""
+
+    hint: str | None = None
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\nhint: {self.hint}"
+        return self.message
+
+
+class ConfigError(LedgerError):
+    """Settings are missing or wrong; the message says which and how to fix them."""
+
+
+class ServiceError(LedgerError):
+    """A server (Kafka, Postgres) could not be started, reached or stopped."""
+
+
+class MigrationError(LedgerError):
+    """The database schema cannot be brought to the version this code needs."""
+
+
+class RejectedError(LedgerError):
+    """Input was refused. ``code`` is the stable reason; ``detail`` is for humans."""
+
+    def __init__(self, code: ReasonCode, detail: str, *, hint: str | None = None) -> None:
+        super().__init__(f"{code.value}: {detail}", hint=hint)
+        self.code = code
+        self.detail = detail
+
+
+class EnvelopeError(RejectedError):
+    """A clawsig envelope failed one of the numbered verification steps."""
+
+
+class EventError(RejectedError):
+    """A ledger event failed a ledger-level check (registry, role, schema, ids)."""
+
+
+class PolicyError(RejectedError):
+    """A Work Policy Contract is unknown, revoked, invalid or does not match its hash."""
+
+
+class TokenError(RejectedError):
+    """A scoped token is malformed, expired, revoked or does not match its binding."""
+
+
+class ReceiptError(RejectedError):
+    """A gateway receipt is invalid or not bound to the run it claims."""
+
+
+class ManifestError(RejectedError):
+    """A run manifest or run lifecycle event is invalid."""
+
+
+class BundleError(RejectedError):
+    """A proof bundle failed verification."""
