@@ -140,9 +140,7 @@ def load_key(path: Path) -> KeyPair:
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path} is not a claw-ledger key file") from exc
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(
-            f"key file {path} is readable by others", hint=f"run `chmod 600 {path}`"
-        )
+        raise ConfigError(f"key file {path} is readable by others", hint=f"run `chmod 600 {path}`")
     key = KeyPair.from_seed(seed, str(document.get("name", "")))
     if document.get("did") not in (None, key.did):
         raise ConfigError(f"key file {path}: stored DID does not match the seed")

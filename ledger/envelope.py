@@ -1,0 +1,227 @@
+"""The clawsig v1 signed envelope (formats.md §2).
+
+The envelope is kept apart from its payload (as in TUF's ``Envelope``): the
+payload is hashed as received, and the signature covers exactly the bytes
+produced by :func:`signing_bytes`. Verification works on a parsed JSON value
+whose key order is that of the bytes received; it never re-serialises a
+payload in a different order.
+
+Verification runs the clawsig verifier's numbered steps, in its order; the
+first failure decides the reason code:
+
+1. every envelope field is present             → ``MALFORMED_ENVELOPE``
+2. envelope version, hash and signature algorithm are known
+3. the payload matches the schema of its envelope type → ``SCHEMA_VALIDATION_FAILED``
+4. the payload hash matches                   → ``HASH_MISMATCH``
+5. the signer DID is valid and the signature verifies
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ledger.canonical import compact_json, jcs
+from ledger.crypto import KeyPair, public_key_from_did
+from ledger.encoding import b64u_decode, b64u_encode
+from ledger.errors import EnvelopeError, LedgerError, ReasonCode
+
+__all__ = [
+    "ENVELOPE_FIELDS",
+    "PayloadSchema",
+    "SignedEnvelope",
+    "format_timestamp",
+    "payload_hash_b64u",
+    "sign_envelope",
+    "signing_bytes",
+    "verify_envelope",
+]
+
+ENVELOPE_VERSION = "1"
+HASH_ALGORITHM = "SHA-256"
+SIGNATURE_ALGORITHM = "Ed25519"
+
+ENVELOPE_FIELDS: tuple[str, ...] = (
+    "envelope_version",
+    "envelope_type",
+    "payload",
+    "payload_hash_b64u",
+    "hash_algorithm",
+    "signature_b64u",
+    "algorithm",
+    "signer_did",
+    "issued_at",
+)
+
+#: Validates a payload of one envelope type; raises on failure.
+PayloadSchema = Callable[[Mapping[str, Any]], None]
+
+
+def format_timestamp(moment: datetime | None = None) -> str:
+    """RFC 3339 UTC with milliseconds, e.g. ``2026-02-12T00:00:00.000Z``."""
+    moment = (moment or datetime.now(UTC)).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def payload_hash_b64u(payload: Any) -> str:
+    """b64u(SHA-256(compact JSON of the payload in document order))."""
+    return b64u_encode(hashlib.sha256(compact_json(payload)).digest())
+
+
+def signing_bytes(payload_hash: str) -> bytes:
+    """The exact bytes an envelope signature covers: the UTF-8 of the hash string."""
+    return payload_hash.encode("utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class SignedEnvelope:
+    """A verified (or freshly signed) clawsig envelope."""
+
+    envelope_type: str
+    payload: Mapping[str, Any]
+    payload_hash_b64u: str
+    signature_b64u: str
+    signer_did: str
+    issued_at: str
+    envelope_version: str = ENVELOPE_VERSION
+    hash_algorithm: str = HASH_ALGORITHM
+    algorithm: str = SIGNATURE_ALGORITHM
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "envelope_version": self.envelope_version,
+            "envelope_type": self.envelope_type,
+            "payload": self.payload,
+            "payload_hash_b64u": self.payload_hash_b64u,
+            "hash_algorithm": self.hash_algorithm,
+            "signature_b64u": self.signature_b64u,
+            "algorithm": self.algorithm,
+            "signer_did": self.signer_did,
+            "issued_at": self.issued_at,
+        }
+
+    def to_bytes(self) -> bytes:
+        """JCS bytes of the whole envelope: what producers put on the wire."""
+        return jcs(self.to_dict())
+
+
+def sign_envelope(
+    envelope_type: str,
+    payload: Mapping[str, Any],
+    key: KeyPair,
+    *,
+    issued_at: str | None = None,
+) -> SignedEnvelope:
+    """Sign ``payload``. The payload is first put in JCS order so that the
+    document-order hash and the canonical hash agree (formats.md §2)."""
+    canonical_payload = _jcs_ordered(payload)
+    digest = payload_hash_b64u(canonical_payload)
+    signature = key.sign(signing_bytes(digest))
+    return SignedEnvelope(
+        envelope_type=envelope_type,
+        payload=canonical_payload,
+        payload_hash_b64u=digest,
+        signature_b64u=b64u_encode(signature),
+        signer_did=key.did,
+        issued_at=issued_at or format_timestamp(),
+    )
+
+
+def _jcs_ordered(value: Any) -> Any:
+    import json
+
+    return json.loads(jcs(value))
+
+
+def verify_envelope(
+    document: Any,
+    schemas: Mapping[str, PayloadSchema] | None = None,
+    *,
+    expected_type: str | None = None,
+) -> SignedEnvelope:
+    """Verify a parsed envelope by the numbered steps in the module docstring.
+
+    ``schemas`` maps envelope types to payload validators; when given, an
+    envelope type missing from it is refused (fail closed).
+    """
+    # (1) fields present
+    if not isinstance(document, Mapping):
+        raise EnvelopeError(ReasonCode.MALFORMED_ENVELOPE, "envelope is not a JSON object")
+    missing = [name for name in ENVELOPE_FIELDS if name not in document]
+    if missing:
+        raise EnvelopeError(
+            ReasonCode.MALFORMED_ENVELOPE, f"missing envelope field(s): {', '.join(missing)}"
+        )
+    payload = document["payload"]
+    if not isinstance(payload, Mapping):
+        raise EnvelopeError(ReasonCode.MALFORMED_ENVELOPE, "payload is not a JSON object")
+    for name in ENVELOPE_FIELDS:
+        if name != "payload" and not isinstance(document[name], str):
+            raise EnvelopeError(ReasonCode.MALFORMED_ENVELOPE, f"{name} must be a string")
+    # (2) versions and algorithms
+    if document["envelope_version"] != ENVELOPE_VERSION:
+        raise EnvelopeError(
+            ReasonCode.UNKNOWN_ENVELOPE_VERSION,
+            f"envelope_version {document['envelope_version']!r} is not supported",
+        )
+    if document["hash_algorithm"] != HASH_ALGORITHM:
+        raise EnvelopeError(
+            ReasonCode.UNKNOWN_HASH_ALGORITHM,
+            f"hash_algorithm {document['hash_algorithm']!r} is not supported",
+        )
+    if document["algorithm"] != SIGNATURE_ALGORITHM:
+        raise EnvelopeError(
+            ReasonCode.UNKNOWN_ALGORITHM, f"algorithm {document['algorithm']!r} is not supported"
+        )
+    envelope_type = document["envelope_type"]
+    if expected_type is not None and envelope_type != expected_type:
+        raise EnvelopeError(
+            ReasonCode.SCHEMA_VALIDATION_FAILED,
+            f"expected envelope_type {expected_type!r}, got {envelope_type!r}",
+        )
+    # (3) payload schema
+    if schemas is not None:
+        schema = schemas.get(envelope_type)
+        if schema is None:
+            raise EnvelopeError(
+                ReasonCode.UNKNOWN_ENVELOPE_TYPE, f"envelope_type {envelope_type!r} is not known"
+            )
+        try:
+            schema(payload)
+        except LedgerError as exc:
+            code = getattr(exc, "code", ReasonCode.SCHEMA_VALIDATION_FAILED)
+            raise EnvelopeError(code, getattr(exc, "detail", str(exc))) from exc
+        except (ValueError, TypeError) as exc:
+            raise EnvelopeError(ReasonCode.SCHEMA_VALIDATION_FAILED, str(exc)) from exc
+    # (4) payload hash
+    try:
+        computed = payload_hash_b64u(payload)
+    except (ValueError, TypeError) as exc:
+        raise EnvelopeError(
+            ReasonCode.MALFORMED_ENVELOPE, f"payload not serialisable: {exc}"
+        ) from exc
+    if computed != document["payload_hash_b64u"]:
+        raise EnvelopeError(
+            ReasonCode.HASH_MISMATCH,
+            f"payload hashes to {computed}, envelope says {document['payload_hash_b64u']}",
+        )
+    # (5) signer and signature
+    verify_key = public_key_from_did(document["signer_did"])
+    try:
+        signature = b64u_decode(document["signature_b64u"])
+        verify_key.verify(signing_bytes(computed), signature)
+    except Exception as exc:  # nacl raises BadSignatureError or ValueError
+        raise EnvelopeError(
+            ReasonCode.SIGNATURE_INVALID, "signature does not verify for signer_did"
+        ) from exc
+    return SignedEnvelope(
+        envelope_type=envelope_type,
+        payload=payload,
+        payload_hash_b64u=computed,
+        signature_b64u=document["signature_b64u"],
+        signer_did=document["signer_did"],
+        issued_at=document["issued_at"],
+    )

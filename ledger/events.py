@@ -1,0 +1,339 @@
+"""Ledger events: frozen pydantic models, one body schema per event type.
+
+A ledger event is the payload of a clawsig envelope of type ``ledger_event``.
+The payload carries ``event_type`` itself, so the signature covers the type
+(the clawsig ``envelope_type`` sits outside the signature, formats.md §2).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ledger.canonical import compact_json
+from ledger.crypto import KeyPair
+from ledger.encoding import B64U_SHA256_RE
+from ledger.envelope import SignedEnvelope, format_timestamp, sign_envelope
+from ledger.errors import EventError, ReasonCode
+from ledger.roles import Role
+
+__all__ = [
+    "EVENT_ENVELOPE_TYPE",
+    "EVENT_TYPES",
+    "EventBody",
+    "EventSpec",
+    "LedgerEvent",
+    "build_event",
+    "parse_event_payload",
+    "sign_event",
+]
+
+EVENT_ENVELOPE_TYPE = "ledger_event"
+
+_STREAM_RE = re.compile(r"^[a-z][a-z0-9_-]*:[^\s]{1,400}$")
+_RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+
+Sha256B64u = str
+
+
+class EventBody(BaseModel):
+    """Base of every typed body: frozen, unknown fields refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
+def _check_b64u_hash(value: str) -> str:
+    if not B64U_SHA256_RE.match(value):
+        raise ValueError("must be a base64url SHA-256 digest (43 characters)")
+    return value
+
+
+# --- keys -------------------------------------------------------------------
+
+
+class KeyRegistered(EventBody):
+    did: str
+    name: str = Field(min_length=1, max_length=200)
+    roles: tuple[Role, ...] = Field(min_length=1)
+
+
+class KeyRevoked(EventBody):
+    did: str
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+# --- policies (WPC registry) ------------------------------------------------
+
+
+class PolicyPublished(EventBody):
+    policy_hash_b64u: str
+    wpc_envelope: dict[str, Any]
+
+    _hash = field_validator("policy_hash_b64u")(_check_b64u_hash)
+
+
+class PolicySuperseded(EventBody):
+    old_policy_hash_b64u: str
+    new_policy_hash_b64u: str
+    reason: str = ""
+
+    _old = field_validator("old_policy_hash_b64u")(_check_b64u_hash)
+    _new = field_validator("new_policy_hash_b64u")(_check_b64u_hash)
+
+
+class PolicyRevoked(EventBody):
+    policy_hash_b64u: str
+    reason: str = Field(min_length=1, max_length=2000)
+
+    _hash = field_validator("policy_hash_b64u")(_check_b64u_hash)
+
+
+# --- scoped tokens ----------------------------------------------------------
+
+
+class TokenIssued(EventBody):
+    jti: str = Field(min_length=1, max_length=200)
+    sub: str = Field(min_length=1)
+    aud: tuple[str, ...] = Field(min_length=1)
+    scope: tuple[str, ...] = Field(min_length=1)
+    iat: int
+    exp: int
+    kid: str
+    issuer_did: str
+    token_scope_hash_b64u: str
+    token_sha256_b64u: str
+    policy_hash_b64u: str | None = None
+    mission_id: str | None = None
+    nonce: str | None = None
+
+    _scope_hash = field_validator("token_scope_hash_b64u", "token_sha256_b64u")(_check_b64u_hash)
+
+
+class TokenRevoked(EventBody):
+    jti: str = Field(min_length=1, max_length=200)
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+# --- gateway receipts -------------------------------------------------------
+
+
+class ReceiptRecorded(EventBody):
+    receipt_envelope: dict[str, Any]
+
+
+# --- run manifests and the run lifecycle ------------------------------------
+
+
+class RunManifestApproved(EventBody):
+    job_id: str = Field(min_length=1)
+    urm_hash_b64u: str
+    urm: dict[str, Any]
+    approvals: tuple[dict[str, Any], ...] = Field(min_length=1)
+
+    _hash = field_validator("urm_hash_b64u")(_check_b64u_hash)
+
+
+class RunStarted(EventBody):
+    job_id: str = Field(min_length=1)
+    urm_hash_b64u: str
+    cst_jti: str = Field(min_length=1)
+
+    _hash = field_validator("urm_hash_b64u")(_check_b64u_hash)
+
+
+class RunOutput(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    name: str = Field(min_length=1)
+    sha256: str
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, value: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{64}", value):
+            raise ValueError("sha256 must be 64 lowercase hex characters")
+        return value
+
+
+class RunCompleted(EventBody):
+    job_id: str = Field(min_length=1)
+    outputs: tuple[RunOutput, ...]
+
+
+# --- kill switch ------------------------------------------------------------
+
+
+class AgentHalted(EventBody):
+    #: ``*`` (every agent), ``sub:<subject>`` or ``job:<job id>``
+    target: str = Field(pattern=r"^(\*|sub:.+|job:.+)$")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+class AgentResumed(EventBody):
+    target: str = Field(pattern=r"^(\*|sub:.+|job:.+)$")
+    reason: str = Field(min_length=1, max_length=2000)
+
+
+# --- OpenClaw policy attestations -------------------------------------------
+
+
+class PolicyAttested(EventBody):
+    ok: bool
+    policy_hash: str | None
+    workspace_hash: str
+    findings_hash: str
+    attestation_hash: str
+    checked_at: str
+    policy_path: str
+    findings_count: int
+
+
+class PolicyDrift(EventBody):
+    previous_attestation_hash: str | None
+    attestation_hash: str
+    ok: bool
+    checked_at: str
+    findings_count: int
+
+
+# --- the registry -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    event_type: str
+    body: type[EventBody]
+    #: the stream kind an event of this type must be filed under (``job`` → ``job:<id>``)
+    stream_kind: str
+
+
+EVENT_TYPES: dict[str, EventSpec] = {
+    spec.event_type: spec
+    for spec in (
+        EventSpec("key.registered", KeyRegistered, "key"),
+        EventSpec("key.revoked", KeyRevoked, "key"),
+        EventSpec("policy.published", PolicyPublished, "policy"),
+        EventSpec("policy.superseded", PolicySuperseded, "policy"),
+        EventSpec("policy.revoked", PolicyRevoked, "policy"),
+        EventSpec("token.issued", TokenIssued, "token"),
+        EventSpec("token.revoked", TokenRevoked, "token"),
+        EventSpec("receipt.recorded", ReceiptRecorded, "job"),
+        EventSpec("run.manifest_approved", RunManifestApproved, "job"),
+        EventSpec("run.started", RunStarted, "job"),
+        EventSpec("run.completed", RunCompleted, "job"),
+        EventSpec("agent.halted", AgentHalted, "halt"),
+        EventSpec("agent.resumed", AgentResumed, "halt"),
+        EventSpec("policy.attested", PolicyAttested, "openclaw-policy"),
+        EventSpec("policy.drift", PolicyDrift, "openclaw-policy"),
+    )
+}
+
+
+class LedgerEvent(BaseModel):
+    """The signed payload of a ``ledger_event`` envelope."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    event_type: str
+    event_id: str
+    stream: str
+    occurred_at: str
+    producer: str
+    body: dict[str, Any]
+
+    @field_validator("event_id")
+    @classmethod
+    def _uuid(cls, value: str) -> str:
+        if str(uuid.UUID(value)) != value:
+            raise ValueError("event_id must be a lowercase hyphenated UUID")
+        return value
+
+    @field_validator("stream")
+    @classmethod
+    def _stream(cls, value: str) -> str:
+        if not _STREAM_RE.match(value):
+            raise ValueError("stream must look like '<kind>:<id>', e.g. 'job:42'")
+        return value
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        if not _RFC3339_RE.match(value):
+            raise ValueError("occurred_at must be an RFC 3339 timestamp")
+        return value
+
+    def typed_body(self) -> EventBody:
+        # JSON-mode strict validation: arrays may fill tuples and strings enums,
+        # but nothing is coerced ("1" never becomes 1).
+        return EVENT_TYPES[self.event_type].body.model_validate_json(compact_json(self.body))
+
+    def to_payload(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def parse_event_payload(payload: Mapping[str, Any]) -> tuple[LedgerEvent, EventBody]:
+    """Validate a ``ledger_event`` payload and its typed body.
+
+    Raises :class:`EventError` with ``UNKNOWN_EVENT_TYPE`` or
+    ``SCHEMA_VALIDATION_FAILED``.
+    """
+    event_type = payload.get("event_type")
+    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
+        raise EventError(ReasonCode.UNKNOWN_EVENT_TYPE, f"unknown event_type {event_type!r}")
+    try:
+        event = LedgerEvent.model_validate(dict(payload))
+        body = event.typed_body()
+    except ValidationError as exc:
+        raise EventError(ReasonCode.SCHEMA_VALIDATION_FAILED, _summarise(exc)) from exc
+    kind = EVENT_TYPES[event_type].stream_kind
+    if not event.stream.startswith(kind + ":"):
+        raise EventError(
+            ReasonCode.SCHEMA_VALIDATION_FAILED,
+            f"{event_type} events belong on a '{kind}:<id>' stream, not {event.stream!r}",
+        )
+    return event, body
+
+
+def _summarise(exc: ValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or "payload"
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def build_event(
+    event_type: str,
+    stream: str,
+    body: Mapping[str, Any] | EventBody,
+    producer: KeyPair,
+    *,
+    event_id: str | None = None,
+    occurred_at: str | None = None,
+) -> LedgerEvent:
+    """Build and validate an event (raises EventError on a bad body)."""
+    body_dict = body.model_dump(mode="json") if isinstance(body, EventBody) else dict(body)
+    payload = {
+        "event_type": event_type,
+        "event_id": event_id or str(uuid.uuid4()),
+        "stream": stream,
+        "occurred_at": occurred_at or format_timestamp(),
+        "producer": producer.did,
+        "body": body_dict,
+    }
+    event, _ = parse_event_payload(payload)
+    return event
+
+
+def sign_event(event: LedgerEvent, key: KeyPair) -> SignedEnvelope:
+    if event.producer != key.did:
+        raise EventError(ReasonCode.PRODUCER_MISMATCH, "event producer is not the signing key")
+    return sign_envelope(EVENT_ENVELOPE_TYPE, event.to_payload(), key)
+
+
+# Literal kept for type checkers that want to narrow on the envelope type.
+LedgerEnvelopeType = Literal["ledger_event"]
