@@ -1,0 +1,76 @@
+"""The per-partition hash chain that makes a missing or altered ledger row detectable.
+
+Each accepted event gets the next ``ledger_seq`` of its partition (contiguous
+from 1) and a ``chain_hash`` over the previous chain hash and the SHA-256 of
+the exact envelope bytes received.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from ledger.canonical import jcs
+from ledger.encoding import sha256_b64u
+
+__all__ = ["ChainLink", "ChainProblem", "chain_hash", "verify_chain"]
+
+
+def chain_hash(
+    prev_chain_hash: str | None,
+    partition: int,
+    ledger_seq: int,
+    event_id: str,
+    envelope_sha256: str,
+) -> str:
+    """b64u(SHA-256(JCS({prev, partition, seq, event_id, envelope_sha256})))."""
+    return sha256_b64u(
+        jcs(
+            {
+                "envelope_sha256": envelope_sha256,
+                "event_id": event_id,
+                "ledger_seq": ledger_seq,
+                "partition": partition,
+                "prev": prev_chain_hash,
+            }
+        )
+    )
+
+
+@dataclass(frozen=True)
+class ChainLink:
+    partition: int
+    ledger_seq: int
+    event_id: str
+    envelope_raw: bytes
+    prev_chain_hash: str | None
+    chain_hash: str
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    partition: int
+    ledger_seq: int
+    problem: str
+
+
+def verify_chain(links: Iterable[ChainLink]) -> list[ChainProblem]:
+    """Check links of one partition, in ``ledger_seq`` order, starting at seq 1."""
+    problems: list[ChainProblem] = []
+    expected_seq = 1
+    prev: str | None = None
+    for link in links:
+        if link.ledger_seq != expected_seq:
+            problems.append(
+                ChainProblem(link.partition, link.ledger_seq, f"gap: expected seq {expected_seq}")
+            )
+        if link.prev_chain_hash != prev:
+            problems.append(ChainProblem(link.partition, link.ledger_seq, "prev hash mismatch"))
+        recomputed = chain_hash(
+            prev, link.partition, link.ledger_seq, link.event_id, sha256_b64u(link.envelope_raw)
+        )
+        if recomputed != link.chain_hash:
+            problems.append(ChainProblem(link.partition, link.ledger_seq, "chain hash mismatch"))
+        prev = link.chain_hash
+        expected_seq = link.ledger_seq + 1
+    return problems

@@ -1,0 +1,146 @@
+"""Verification of one ingress message, as pure functions.
+
+The processor calls :func:`verify_message` for every record (stateless,
+CPU-bound steps), then :func:`decide` in partition order with the ledger state
+(stateful steps). Steps, in order; the first failure decides the reason code:
+
+1. size limit                                → ``OVERSIZED``
+2. UTF-8 JSON parse                          → ``MALFORMED_JSON``
+3. clawsig envelope: fields, versions, algorithms, payload schema (the event
+   and its typed body), payload hash, signer DID and signature (formats.md §2)
+4. ``event_id`` uniqueness: the same envelope again is a no-op, a different
+   one under a used id is ``DUPLICATE_EVENT_CONFLICT``
+5. signer registered, not revoked, role allowed for the type
+6. the event type's own rule (policies, tokens, runs, halts)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.canonical import parse_json_strict
+from ledger.encoding import sha256_b64u
+from ledger.envelope import SignedEnvelope, verify_envelope
+from ledger.errors import EnvelopeError, ReasonCode, RejectedError
+from ledger.events import EVENT_ENVELOPE_TYPE, EventBody, LedgerEvent, parse_event_payload
+from ledger.state import EventContext, LedgerState, ProjectionRow, check_and_apply
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "Accepted",
+    "Duplicate",
+    "Rejected",
+    "Verified",
+    "decide",
+    "verify_message",
+]
+
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
+
+
+def _ledger_event_schema(payload: Mapping[str, Any]) -> None:
+    parse_event_payload(payload)
+
+
+_SCHEMAS = {EVENT_ENVELOPE_TYPE: _ledger_event_schema}
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """Passed the stateless steps 1–3."""
+
+    envelope: SignedEnvelope
+    event: LedgerEvent
+    body: EventBody
+    envelope_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    code: ReasonCode
+    detail: str
+    event_id: str | None = None
+    signer_did: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    verified: Verified
+    rows: tuple[ProjectionRow, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Duplicate:
+    """The very same envelope was already recorded: nothing to do."""
+
+    event_id: str
+
+
+def verify_message(
+    raw: bytes, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> Verified | Rejected:
+    """Steps 1–3. Never raises for bad input."""
+    if len(raw) > max_bytes:
+        return Rejected(ReasonCode.OVERSIZED, f"message is {len(raw)} bytes, limit {max_bytes}")
+    try:
+        document = parse_json_strict(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        return Rejected(ReasonCode.MALFORMED_JSON, f"not valid UTF-8 JSON: {exc}")
+    hints = _hints(document)
+    try:
+        envelope = verify_envelope(document, _SCHEMAS)
+        event, body = parse_event_payload(envelope.payload)
+    except RejectedError as exc:
+        return Rejected(exc.code, exc.detail, *hints)
+    except Exception as exc:  # a verifier bug must quarantine, never crash the processor
+        return Rejected(ReasonCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", *hints)
+    return Verified(envelope, event, body, sha256_b64u(raw))
+
+
+def _hints(document: Any) -> tuple[str | None, str | None]:
+    """Best-effort event id and signer for quarantine rows (never trusted)."""
+    if not isinstance(document, dict):
+        return None, None
+    payload = document.get("payload")
+    event_id = payload.get("event_id") if isinstance(payload, dict) else None
+    signer = document.get("signer_did")
+    return (
+        event_id if isinstance(event_id, str) and len(event_id) < 200 else None,
+        signer if isinstance(signer, str) and len(signer) < 200 else None,
+    )
+
+
+def decide(
+    state: LedgerState,
+    verified: Verified,
+    recorded_payload_hash: str | None,
+) -> Accepted | Duplicate | Rejected:
+    """Steps 4–6 for one verified message, in ledger order; mutates ``state`` on accept.
+
+    ``recorded_payload_hash`` is the payload hash already stored under this
+    event id (in the ledger or earlier in the same batch), or ``None``.
+    """
+    event = verified.event
+    if recorded_payload_hash is not None:
+        if recorded_payload_hash == verified.envelope.payload_hash_b64u:
+            return Duplicate(event.event_id)
+        return Rejected(
+            ReasonCode.DUPLICATE_EVENT_CONFLICT,
+            f"event_id {event.event_id} is already recorded with different content",
+            event.event_id,
+            verified.envelope.signer_did,
+        )
+    ctx = EventContext(event=event, body=verified.body, signer=verified.envelope.signer_did)
+    try:
+        rows = check_and_apply(state, ctx)
+    except EnvelopeError as exc:
+        return Rejected(exc.code, exc.detail, event.event_id, ctx.signer)
+    except RejectedError as exc:
+        return Rejected(exc.code, exc.detail, event.event_id, ctx.signer)
+    except Exception as exc:
+        return Rejected(
+            ReasonCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", event.event_id, ctx.signer
+        )
+    return Accepted(verified, tuple(rows))
