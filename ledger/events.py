@@ -36,7 +36,7 @@ __all__ = [
 EVENT_ENVELOPE_TYPE = "ledger_event"
 
 _STREAM_RE = re.compile(r"^[a-z][a-z0-9_-]*:[^\s]{1,400}$")
-_RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+_RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
 
 Sha256B64u = str
 

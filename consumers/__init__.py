@@ -1,0 +1,1 @@
+"""Edge: the verifying stream processor (faust app) and its Postgres store."""

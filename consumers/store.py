@@ -1,0 +1,285 @@
+"""Postgres persistence for the verifying processor (asyncpg).
+
+Exactly-once: the effects of a batch (ledger rows, quarantine rows,
+projection rows) and the consumer position of its partition are written in one
+transaction, guarded by the stored position, so a re-delivered batch is a
+no-op and a crash mid-batch leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from ledger.roles import Role
+from ledger.state import KeyRecord, LedgerState, ProjectionRow
+
+__all__ = [
+    "CONTROL_TABLES",
+    "EventRow",
+    "PartitionPosition",
+    "QuarantineRow",
+    "StaleBatchError",
+    "commit_batch",
+    "control_version",
+    "existing_payload_hashes",
+    "init_connection",
+    "load_positions",
+    "load_state",
+]
+
+#: Control-plane projections loaded into LedgerState besides ``keys``.
+CONTROL_TABLES: dict[str, str] = {
+    "policies": "policy_hash_b64u",
+    "tokens": "jti",
+    "jobs": "job_id",
+    "halts": "target",
+}
+
+_EVENT_COLUMNS = (
+    "event_id",
+    "event_type",
+    "stream",
+    "producer",
+    "occurred_at",
+    "payload_hash_b64u",
+    "envelope_sha256",
+    "envelope_raw",
+    "payload",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+    "ledger_seq",
+    "prev_chain_hash",
+    "chain_hash",
+)
+
+_QUARANTINE_COLUMNS = (
+    "reason_code",
+    "detail",
+    "raw",
+    "raw_size",
+    "event_id",
+    "signer_did",
+    "kafka_topic",
+    "kafka_partition",
+    "kafka_offset",
+)
+
+
+class StaleBatchError(Exception):
+    """The stored position moved past this batch (another worker committed it)."""
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Codecs: jsonb/json as Python values."""
+    for name in ("jsonb", "json"):
+        await conn.set_type_codec(
+            name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
+        )
+
+
+@dataclass(frozen=True)
+class PartitionPosition:
+    next_offset: int
+    ledger_seq: int
+    chain_hash: str | None
+
+
+@dataclass(frozen=True)
+class EventRow:
+    event_id: str
+    event_type: str
+    stream: str
+    producer: str
+    occurred_at: datetime
+    payload_hash_b64u: str
+    envelope_sha256: str
+    envelope_raw: bytes
+    payload_json: str
+    kafka_offset: int
+    ledger_seq: int
+    prev_chain_hash: str | None
+    chain_hash: str
+
+
+@dataclass(frozen=True)
+class QuarantineRow:
+    reason_code: str
+    detail: str
+    raw: bytes
+    event_id: str | None
+    signer_did: str | None
+    kafka_offset: int
+
+
+async def load_positions(
+    conn: asyncpg.Connection, group: str, topic: str
+) -> dict[int, PartitionPosition]:
+    rows = await conn.fetch(
+        "SELECT kafka_partition, next_offset, ledger_seq, chain_hash FROM consumer_positions"
+        " WHERE consumer_group = $1 AND topic = $2",
+        group,
+        topic,
+    )
+    return {
+        r["kafka_partition"]: PartitionPosition(r["next_offset"], r["ledger_seq"], r["chain_hash"])
+        for r in rows
+    }
+
+
+async def control_version(conn: asyncpg.Connection) -> int:
+    value = await conn.fetchval("SELECT last_value FROM control_version")
+    return int(value)
+
+
+async def load_state(conn: asyncpg.Connection, trust_root: str | None) -> LedgerState:
+    state = LedgerState(trust_root=trust_root)
+    for r in await conn.fetch("SELECT * FROM keys"):
+        state.keys[r["did"]] = KeyRecord(
+            did=r["did"],
+            name=r["name"],
+            roles=frozenset(Role(x) for x in r["roles"]),
+            registered_by=r["registered_by"],
+            registered_event_id=r["registered_event_id"],
+            revoked=r["revoked"],
+            revoked_reason=r["revoked_reason"],
+        )
+    existing = {
+        r["table_name"]
+        for r in await conn.fetch(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+        )
+    }
+    for table, key in CONTROL_TABLES.items():
+        if table not in existing:
+            continue
+        target: dict[str, dict[str, Any]] = getattr(state, table)
+        for r in await conn.fetch(f"SELECT * FROM {table}"):  # table names are constants
+            target[r[key]] = dict(r)
+    return state
+
+
+async def existing_payload_hashes(
+    conn: asyncpg.Connection, event_ids: Sequence[str]
+) -> dict[str, str]:
+    if not event_ids:
+        return {}
+    rows = await conn.fetch(
+        "SELECT event_id::text AS event_id, payload_hash_b64u FROM events"
+        " WHERE event_id = ANY($1::uuid[])",
+        list(event_ids),
+    )
+    return {r["event_id"]: r["payload_hash_b64u"] for r in rows}
+
+
+async def _upsert(conn: asyncpg.Connection, rows: Iterable[ProjectionRow]) -> int:
+    count = 0
+    for row in rows:
+        columns = list(row.values)
+        placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != row.key_column)
+        sql = (
+            f"INSERT INTO {row.table} ({', '.join(columns)}) VALUES ({placeholders})"
+            f" ON CONFLICT ({row.key_column}) DO "
+            + (f"UPDATE SET {updates}" if updates else "NOTHING")
+        )
+        await conn.execute(sql, *row.values.values())
+        count += 1
+    return count
+
+
+async def commit_batch(
+    conn: asyncpg.Connection,
+    *,
+    group: str,
+    topic: str,
+    partition: int,
+    expected_next_offset: int | None,
+    new_position: PartitionPosition,
+    events: Sequence[EventRow],
+    quarantined: Sequence[QuarantineRow],
+    projections: Sequence[ProjectionRow],
+) -> None:
+    """Write one partition's batch and its new position atomically.
+
+    Raises :class:`StaleBatchError` (and writes nothing) when the stored
+    position is not ``expected_next_offset`` (``None``: no position stored yet).
+    """
+    async with conn.transaction():
+        stored = await conn.fetchval(
+            "SELECT next_offset FROM consumer_positions"
+            " WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = $3 FOR UPDATE",
+            group,
+            topic,
+            partition,
+        )
+        if stored != expected_next_offset:
+            raise StaleBatchError(
+                f"partition {partition}: stored position {stored}, batch expected"
+                f" {expected_next_offset}"
+            )
+        if events:
+            await conn.copy_records_to_table(
+                "events",
+                columns=_EVENT_COLUMNS,
+                records=[
+                    (
+                        e.event_id,
+                        e.event_type,
+                        e.stream,
+                        e.producer,
+                        e.occurred_at,
+                        e.payload_hash_b64u,
+                        e.envelope_sha256,
+                        e.envelope_raw,
+                        e.payload_json,
+                        topic,
+                        partition,
+                        e.kafka_offset,
+                        e.ledger_seq,
+                        e.prev_chain_hash,
+                        e.chain_hash,
+                    )
+                    for e in events
+                ],
+            )
+        if quarantined:
+            await conn.copy_records_to_table(
+                "quarantine",
+                columns=_QUARANTINE_COLUMNS,
+                records=[
+                    (
+                        q.reason_code,
+                        q.detail,
+                        q.raw,
+                        len(q.raw),
+                        q.event_id,
+                        q.signer_did,
+                        topic,
+                        partition,
+                        q.kafka_offset,
+                    )
+                    for q in quarantined
+                ],
+            )
+        if projections and await _upsert(conn, projections):
+            await conn.execute("SELECT nextval('control_version')")
+        await conn.execute(
+            "INSERT INTO consumer_positions (consumer_group, topic, kafka_partition, next_offset,"
+            " ledger_seq, chain_hash) VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE SET"
+            " next_offset = EXCLUDED.next_offset, ledger_seq = EXCLUDED.ledger_seq,"
+            " chain_hash = EXCLUDED.chain_hash, updated_at = now()",
+            group,
+            topic,
+            partition,
+            new_position.next_offset,
+            new_position.ledger_seq,
+            new_position.chain_hash,
+        )
