@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +42,7 @@ class ProcessorConfig:
     batch_within_s: float = 0.05
     max_message_bytes: int = 1_048_576
     forward: bool = True
+    datadir: str | None = None
 
 
 async def _connection_init(conn: asyncpg.Connection) -> None:
@@ -63,7 +66,7 @@ def create_app(
         stream_buffer_maxsize=config.batch_size * 2,
         consumer_max_fetch_size=8 * 1024 * 1024,
         producer_max_request_size=2 * 1024 * 1024,
-        datadir=None,
+        datadir=config.datadir or ".claw-ledger/processor",
     )
     ingress = app.topic(config.ingress_topic, value_type=bytes, key_type=bytes)
     verified = app.topic(config.verified_topic, value_type=bytes, key_type=bytes)
@@ -75,14 +78,11 @@ def create_app(
             pool = await asyncpg.create_pool(
                 config.database_url, min_size=1, max_size=2, init=_connection_init
             )
-            trust_root = await pool.fetchval(
-                "SELECT value FROM ledger_meta WHERE key = 'trust_root'"
-            )
             proc = VerifyingProcessor(
                 pool,
                 group=config.group,
                 topic=config.ingress_topic,
-                trust_root=trust_root,
+                trust_root=None,
                 max_message_bytes=config.max_message_bytes,
             )
             await proc.start()
@@ -152,8 +152,44 @@ async def _forward(report: BatchReport, verified: Any, quarantine: Any) -> None:
         await asyncio.gather(*futures)
 
 
-def run_processor(config: ProcessorConfig, loglevel: str = "warning") -> None:
+class _Status:
+    """Counters for the live status line."""
+
+    def __init__(self) -> None:
+        self.committed = 0
+        self.quarantined = 0
+        self.duplicates = 0
+        self.started = time.monotonic()
+        self._last = (self.started, 0)
+
+    def add(self, report: BatchReport) -> None:
+        self.committed += len(report.accepted)
+        self.quarantined += len(report.quarantined)
+        self.duplicates += report.duplicates
+
+    def line(self) -> str:
+        now = time.monotonic()
+        then, count = self._last
+        rate = (self.committed - count) / max(now - then, 1e-6)
+        self._last = (now, self.committed)
+        return (
+            f"committed {self.committed:>9,}  quarantined {self.quarantined:>6,}  "
+            f"duplicates {self.duplicates:>6,}  {rate:>8,.0f} ev/s"
+        )
+
+
+def run_processor(
+    config: ProcessorConfig, *, status: bool = False, loglevel: str = "warning"
+) -> None:
     """Run the faust worker until interrupted (blocking)."""
-    app = create_app(config)
+    counters = _Status()
+    app = create_app(config, on_batch=counters.add)
+    if status:
+
+        @app.timer(1.0)  # type: ignore[untyped-decorator]
+        async def _print_status() -> None:
+            sys.stderr.write("\r" + counters.line())
+            sys.stderr.flush()
+
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)
     worker.execute_from_commandline()

@@ -94,6 +94,7 @@ class VerifyingProcessor:
         self._pool = pool
         self.group = group
         self.topic = topic
+        self._configured_trust_root = trust_root
         self.trust_root = trust_root
         self.max_message_bytes = max_message_bytes
         self.state = LedgerState(trust_root=trust_root)
@@ -108,8 +109,13 @@ class VerifyingProcessor:
 
     async def _reload(self, conn: asyncpg.Connection) -> None:
         self._control_version = await store.control_version(conn)
-        self.state = await store.load_state(conn, self.trust_root)
+        await self._load_state(conn)
         self.positions = await store.load_positions(conn, self.group, self.topic)
+
+    async def _load_state(self, conn: asyncpg.Connection) -> None:
+        trust_root = self._configured_trust_root or await store.trust_root(conn)
+        self.trust_root = trust_root
+        self.state = await store.load_state(conn, trust_root)
 
     def next_offset(self, partition: int) -> int | None:
         position = self.positions.get(partition)
@@ -159,7 +165,7 @@ class VerifyingProcessor:
         version = await store.control_version(conn)
         if version != self._control_version:
             self._control_version = version
-            self.state = await store.load_state(conn, self.trust_root)
+            await self._load_state(conn)
 
         ledger_seq = position.ledger_seq if position else 0
         prev_hash = position.chain_hash if position else None

@@ -31,6 +31,8 @@ __all__ = [
     "init_connection",
     "load_positions",
     "load_state",
+    "set_trust_root",
+    "trust_root",
 ]
 
 #: Control-plane projections loaded into LedgerState besides ``keys``.
@@ -136,6 +138,31 @@ async def load_positions(
 async def control_version(conn: asyncpg.Connection) -> int:
     value = await conn.fetchval("SELECT last_value FROM control_version")
     return int(value)
+
+
+async def trust_root(conn: asyncpg.Connection) -> str | None:
+    """The DID of the first admin key, recorded by ``claw-ledger init``."""
+    value = await conn.fetchval("SELECT value FROM ledger_meta WHERE key = 'trust_root'")
+    return str(value) if value is not None else None
+
+
+async def set_trust_root(conn: asyncpg.Connection, did: str) -> None:
+    """Record the trust root once; bump the control version so processors reload."""
+    async with conn.transaction():
+        existing = await trust_root(conn)
+        if existing is not None and existing != did:
+            from ledger.errors import EventError, ReasonCode
+
+            raise EventError(
+                ReasonCode.TRUST_ROOT_EXISTS,
+                f"this ledger already has the trust root {existing}",
+                hint="use that admin key; a ledger has exactly one trust root",
+            )
+        await conn.execute(
+            "INSERT INTO ledger_meta (key, value) VALUES ('trust_root', $1) ON CONFLICT DO NOTHING",
+            did,
+        )
+        await conn.execute("SELECT nextval('control_version')")
 
 
 async def load_state(conn: asyncpg.Connection, trust_root: str | None) -> LedgerState:

@@ -9,6 +9,7 @@ and an exit code here, in one place.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Any
 
@@ -18,7 +19,17 @@ from ledger.errors import LedgerError, RejectedError
 
 __all__ = ["main"]
 
-# module name -> attribute holding the click command/group
+# modules of the core ledger commands; each exposes ``command`` (and maybe ``extra_commands``)
+_CORE_MODULES: tuple[str, ...] = (
+    "up",
+    "init",
+    "keys",
+    "publish",
+    "timeline",
+    "audit",
+    "processor",
+)
+# further command modules, registered the same way
 _COMMAND_MODULES: tuple[str, ...] = ()
 
 EXIT_OK = 0
@@ -40,18 +51,41 @@ class _LedgerGroup(click.Group):
 
 @click.group(cls=_LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="claw-ledger")
-def cli() -> None:
+@click.option(
+    "--kafka", metavar="HOST:PORT", help="Kafka bootstrap server [env CLAW_LEDGER_KAFKA]."
+)
+@click.option("--database-url", metavar="URL", help="Postgres URL [env CLAW_LEDGER_DATABASE_URL].")
+@click.option(
+    "--state-dir", metavar="DIR", help="Keys, service data, pids [env CLAW_LEDGER_STATE_DIR]."
+)
+def cli(kafka: str | None, database_url: str | None, state_dir: str | None) -> None:
     """claw-ledger: signed, verified evidence ledger for AI agents.
 
     Events are signed clawsig envelopes published to Kafka, verified by a
     stream processor and committed to an append-only Postgres ledger.
+
+    \b
+    Start here:
+      claw-ledger up --detach     # Kafka + Postgres + processor
+      claw-ledger demo            # a short scenario, then its timeline
+      claw-ledger timeline        # what happened
     """
+    # Global flags travel as environment so every command (and child process) sees them.
+    for env_name, value in (
+        ("CLAW_LEDGER_KAFKA", kafka),
+        ("CLAW_LEDGER_DATABASE_URL", database_url),
+        ("CLAW_LEDGER_STATE_DIR", state_dir),
+    ):
+        if value:
+            os.environ[env_name] = value
 
 
 def _register() -> None:
-    for name in _COMMAND_MODULES:
+    for name in _CORE_MODULES + _COMMAND_MODULES:
         module = importlib.import_module(f"claw_ledger.cli.{name}")
         cli.add_command(module.command)
+        for extra in getattr(module, "extra_commands", ()):
+            cli.add_command(extra)
 
 
 _register()

@@ -1,0 +1,3 @@
+from claw_ledger.cli import main
+
+main()

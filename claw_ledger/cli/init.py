@@ -1,0 +1,69 @@
+"""``claw-ledger init``: create the trust root (the first admin key) and record it."""
+
+from __future__ import annotations
+
+import click
+
+from claw_ledger.cli.common import emit_json, keys_dir, report_publish, run_async, settings
+from ledger.crypto import KeyPair, load_key, save_key
+
+__all__ = ["command"]
+
+
+@click.command("init")
+@click.option("--name", default="admin", show_default=True, help="Name of the admin key.")
+@click.option("--json", "as_json", is_flag=True)
+def command(name: str, as_json: bool) -> None:
+    """Create the admin key (trust root) and record it on the ledger.
+
+    Idempotent: when the ledger already has this trust root, nothing changes.
+    Needs the services and the processor (`claw-ledger up`).
+    """
+    from claw_ledger.storage.queries import database_url
+    from producers.publish import publish_event_sync
+
+    resolved = settings()
+    path = keys_dir(resolved) / f"{name}.key"
+    key = load_key(path) if path.exists() else None
+    if key is None:
+        key = KeyPair.generate(name)
+        save_key(key, path)
+    run_async(_record_trust_root(database_url(resolved), key.did))
+    registered = run_async(_is_registered(database_url(resolved), key.did))
+    if registered:
+        result = {"status": "committed", "did": key.did, "already": True}
+        if as_json:
+            emit_json(result)
+        else:
+            click.echo(f"trust root {key.did} already recorded ({path})")
+        return
+    result = publish_event_sync(
+        resolved,
+        key,
+        "key.registered",
+        f"key:{key.did}",
+        {"did": key.did, "name": name, "roles": ["admin"]},
+    )
+    report_publish(result, as_json, f"trust root {key.did} recorded; admin key file {path}")
+
+
+async def _record_trust_root(url: str, did: str) -> None:
+    import asyncpg
+
+    from consumers.store import set_trust_root
+
+    conn = await asyncpg.connect(url)
+    try:
+        await set_trust_root(conn, did)
+    finally:
+        await conn.close()
+
+
+async def _is_registered(url: str, did: str) -> bool:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return bool(await conn.fetchval("SELECT 1 FROM keys WHERE did = $1", did))
+    finally:
+        await conn.close()

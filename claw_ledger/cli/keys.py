@@ -1,0 +1,158 @@
+"""``claw-ledger keys``: create local signing keys and manage the on-ledger key registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from claw_ledger.cli.common import (
+    emit_json,
+    key_option,
+    keys_dir,
+    report_publish,
+    resolve_key,
+    run_async,
+    settings,
+)
+from ledger.crypto import KeyPair, load_key, public_key_from_did, save_key
+from ledger.roles import Role
+
+__all__ = ["command"]
+
+ROLE_NAMES = [r.value for r in Role]
+
+
+@click.group("keys")
+def command() -> None:
+    """Signing keys and the key registry held on the ledger.
+
+    \b
+    Examples:
+      claw-ledger keys new gateway-1
+      claw-ledger keys register gateway-1 --role gateway --key admin
+      claw-ledger keys list
+      claw-ledger keys revoke did:key:z6Mk... --reason "laptop lost" --key admin
+    """
+
+
+@command.command("new")
+@click.argument("name")
+@click.option("--out", type=click.Path(dir_okay=False), help="Key file (default: state dir).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def new_key(name: str, out: str | None, as_json: bool) -> None:
+    """Create an Ed25519 key NAME (a 0600 key file) and print its DID."""
+    from pathlib import Path
+
+    path = Path(out) if out else keys_dir() / f"{name}.key"
+    key = KeyPair.generate(name)
+    save_key(key, path)
+    if as_json:
+        emit_json({"name": name, "did": key.did, "path": str(path)})
+    else:
+        click.echo(key.did)
+        click.echo(f"key file: {path}", err=True)
+
+
+def _did_of(ref: str) -> str:
+    if ref.startswith("did:"):
+        public_key_from_did(ref)
+        return ref
+    return resolve_key(ref).did
+
+
+@command.command("register")
+@click.argument("who", metavar="NAME|DID")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    type=click.Choice(ROLE_NAMES),
+    help="Role to grant (repeatable).",
+)
+@click.option("--name", "label", help="Display name (default: the key's name).")
+@key_option("The admin key that signs the registration.")
+@click.option("--json", "as_json", is_flag=True)
+def register(
+    who: str, roles: tuple[str, ...], label: str | None, key_ref: str, as_json: bool
+) -> None:
+    """Record a key.registered event granting ROLES to a key (signed by an admin key)."""
+    from producers.publish import publish_event_sync
+
+    admin = resolve_key(key_ref)
+    did = _did_of(who)
+    name = label or (who if not who.startswith("did:") else did[-12:])
+    result = publish_event_sync(
+        settings(),
+        admin,
+        "key.registered",
+        f"key:{did}",
+        {"did": did, "name": name, "roles": list(roles)},
+    )
+    report_publish(result, as_json, f"registered {did} as {', '.join(roles)}")
+
+
+@command.command("revoke")
+@click.argument("who", metavar="NAME|DID")
+@click.option("--reason", required=True)
+@key_option("The admin key that signs the revocation.")
+@click.option("--json", "as_json", is_flag=True)
+def revoke(who: str, reason: str, key_ref: str, as_json: bool) -> None:
+    """Record a key.revoked event: the key's later events are quarantined."""
+    from producers.publish import publish_event_sync
+
+    admin = resolve_key(key_ref)
+    did = _did_of(who)
+    result = publish_event_sync(
+        settings(), admin, "key.revoked", f"key:{did}", {"did": did, "reason": reason}
+    )
+    report_publish(result, as_json, f"revoked {did}")
+
+
+@command.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--local", is_flag=True, help="Only the key files in the state dir.")
+def list_keys(as_json: bool, local: bool) -> None:
+    """The registry (from the ledger) and the local key files."""
+    local_keys = []
+    directory = keys_dir()
+    if directory.is_dir():
+        for path in sorted(directory.glob("*.key")):
+            try:
+                key = load_key(path)
+            except Exception as exc:  # a broken file is reported, not fatal
+                local_keys.append({"name": path.stem, "path": str(path), "error": str(exc)})
+                continue
+            local_keys.append({"name": path.stem, "did": key.did, "path": str(path)})
+    registry: list[dict[str, Any]] = [] if local else run_async(_registry())
+    if as_json:
+        emit_json({"registry": registry, "local": local_keys})
+        return
+    console = Console()
+    if not local:
+        table = Table(title="Key registry (on the ledger)")
+        for column in ("name", "did", "roles", "state"):
+            table.add_column(column)
+        for row in registry:
+            table.add_row(
+                row["name"],
+                row["did"],
+                ", ".join(row["roles"]),
+                "revoked" if row["revoked"] else "active",
+            )
+        console.print(table)
+    table = Table(title=f"Local key files ({directory})")
+    table.add_column("name")
+    table.add_column("did")
+    for row in local_keys:
+        table.add_row(row["name"], row.get("did", row.get("error", "")))
+    console.print(table)
+
+
+async def _registry() -> list[dict[str, Any]]:
+    from claw_ledger.storage.queries import list_keys as query
+
+    return await query(settings())

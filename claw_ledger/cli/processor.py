@@ -1,0 +1,101 @@
+"""``claw-ledger processor``: run the verifying stream processor."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from claw_ledger.cli.common import emit_json, settings
+
+__all__ = ["command", "processor_config"]
+
+
+def processor_config(group: str, batch_size: int) -> object:
+    from claw_ledger.config import effective_endpoints
+    from claw_ledger.topics import topic_names
+    from consumers.app import ProcessorConfig
+
+    resolved = settings()
+    endpoints = effective_endpoints(resolved)
+    topics = topic_names(resolved.topic_prefix)
+    return ProcessorConfig(
+        kafka_bootstrap=endpoints.kafka_bootstrap,
+        database_url=endpoints.database_url,
+        ingress_topic=topics.ingress,
+        verified_topic=topics.verified,
+        quarantine_topic=topics.quarantine,
+        group=group,
+        batch_size=batch_size,
+        datadir=str(resolved.state_dir / "processor"),
+    )
+
+
+@click.group("processor")
+def command() -> None:
+    """The verifying stream processor (a faust-streaming app).
+
+    \b
+    Examples:
+      claw-ledger processor run               # foreground, Ctrl-C to stop
+      claw-ledger processor start             # detached; pid in the state dir
+      claw-ledger processor stop
+    """
+
+
+@command.command("run")
+@click.option(
+    "--group",
+    default="claw-ledger-verifier",
+    show_default=True,
+    help="Kafka consumer group; start more processes with the same group to scale.",
+)
+@click.option("--batch-size", default=2000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--status/--no-status", default=True, help="Live status line on stderr.")
+def run(group: str, batch_size: int, status: bool) -> None:
+    """Verify ingress events and commit them to the ledger until interrupted."""
+    from consumers.app import run_processor
+
+    config = processor_config(group, batch_size)
+    run_processor(config, status=status and sys.stderr.isatty())  # type: ignore[arg-type]
+
+
+@command.command("start")
+@click.option("--group", default="claw-ledger-verifier", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def start(group: str, as_json: bool) -> None:
+    """Start the processor detached (idempotent); logs in <state_dir>/processor.log."""
+    from claw_ledger.processes import start_processor
+
+    pid, already = start_processor(settings(), group)
+    if as_json:
+        emit_json({"pid": pid, "already_running": already})
+    else:
+        click.echo(f"processor {'already running' if already else 'started'} (pid {pid})")
+
+
+@command.command("stop")
+def stop() -> None:
+    """Stop the detached processor."""
+    from claw_ledger.processes import stop_processor
+
+    stopped = stop_processor(settings())
+    click.echo("processor stopped" if stopped else "processor was not running")
+
+
+@command.command("status")
+@click.option("--json", "as_json", is_flag=True)
+def status_cmd(as_json: bool) -> None:
+    """Is the detached processor running? Exit 0 when it is."""
+    from claw_ledger.processes import processor_pid
+
+    pid = processor_pid(settings())
+    if as_json:
+        emit_json({"running": pid is not None, "pid": pid})
+    else:
+        click.echo(f"processor running (pid {pid})" if pid else "processor not running")
+    sys.exit(0 if pid else 1)
+
+
+_ = os

@@ -1,0 +1,98 @@
+"""``claw-ledger timeline``: what happened, under which key, when."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from claw_ledger.cli.common import emit_json, run_async, settings
+from ledger.timeline import summarize
+
+__all__ = ["command"]
+
+
+def _when(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time") from exc
+    if moment.tzinfo is None:
+        raise click.BadParameter(f"{value!r} needs a time zone, e.g. 2026-11-26T10:00:00Z")
+    return moment
+
+
+@click.command("timeline")
+@click.option("--stream", help="Only this stream, e.g. job:42.")
+@click.option("--type", "event_type", help="Only this event type, e.g. token.issued.")
+@click.option("--signer", help="Only events signed by this DID.")
+@click.option("--since", help="From this time (inclusive), ISO 8601 with zone.")
+@click.option("--until", help="Before this time, ISO 8601 with zone.")
+@click.option("--after", type=int, help="Cursor: start after this ledger position.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON with rows and next_cursor.")
+def command(
+    stream: str | None,
+    event_type: str | None,
+    signer: str | None,
+    since: str | None,
+    until: str | None,
+    after: int | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Ledger events, oldest first, one keyset page at a time.
+
+    \b
+    Examples:
+      claw-ledger timeline --stream job:demo-1
+      claw-ledger timeline --type token.issued --since 2026-11-26T00:00:00Z --json
+      claw-ledger timeline --after 200 --limit 100   # the next page
+    """
+    from claw_ledger.storage.queries import TimelineFilter, timeline_page
+
+    page = run_async(
+        timeline_page(
+            settings(),
+            TimelineFilter(
+                stream=stream,
+                event_type=event_type,
+                signer=signer,
+                since=_when(since),
+                until=_when(until),
+                after=after,
+                limit=limit,
+            ),
+        )
+    )
+    if as_json:
+        emit_json({"rows": [_json_row(r) for r in page.rows], "next_cursor": page.next_cursor})
+        return
+    table = Table(title="claw-ledger timeline", show_lines=False)
+    for column in ("pos", "occurred_at", "type", "stream", "signer", "summary"):
+        table.add_column(column, overflow="fold")
+    for row in page.rows:
+        table.add_row(
+            str(row["position"]),
+            row["occurred_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            row["event_type"],
+            row["stream"],
+            "…" + row["producer"][-10:],
+            summarize(row["event_type"], row["body"]),
+        )
+    console = Console()
+    console.print(table)
+    if page.next_cursor is not None:
+        console.print(f"more: claw-ledger timeline --after {page.next_cursor} ...")
+
+
+def _json_row(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    for name in ("occurred_at", "recorded_at"):
+        out[name] = row[name].isoformat()
+    return out

@@ -1,0 +1,101 @@
+"""``claw-ledger up`` / ``down`` / ``demo``: the whole ledger on one machine."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from rich.console import Console
+
+from claw_ledger.cli.common import emit_json, run_async, settings
+
+__all__ = ["command", "extra_commands"]
+
+
+def bring_up(console: Console) -> None:
+    """Services (unless given), migrations, topics. Idempotent."""
+    from claw_ledger.config import effective_endpoints
+    from claw_ledger.services.kafka import ensure_topics
+    from claw_ledger.services.manager import services_up
+    from claw_ledger.storage.migrate import migrate
+    from claw_ledger.topics import topic_names
+
+    resolved = settings()
+    with console.status("starting Kafka and Postgres…") as status:
+        if resolved.kafka_bootstrap and resolved.database_url:
+            endpoints = effective_endpoints(resolved)
+        else:
+            endpoints = services_up(resolved, on_step=lambda text: status.update(text))
+        status.update("applying migrations…")
+        run_async(migrate(endpoints.database_url))
+        status.update("creating topics…")
+        run_async(
+            ensure_topics(
+                endpoints.kafka_bootstrap,
+                topic_names(resolved.topic_prefix).all,
+                resolved.partitions,
+            )
+        )
+    console.print(f"[green]Kafka[/]    {endpoints.kafka_bootstrap}")
+    console.print(f"[green]Postgres[/] {endpoints.database_url}")
+
+
+@click.command("up")
+@click.option("--detach", "-d", is_flag=True, help="Start the processor in the background.")
+@click.option("--group", default="claw-ledger-verifier", show_default=True)
+def command(detach: bool, group: str) -> None:
+    """Start Kafka and Postgres (unless given), migrate, and run the processor.
+
+    Without --detach the processor runs in the foreground with a live status
+    line until Ctrl-C. Servers given by --kafka/--database-url (or their env
+    variables) are used as they are and nothing is started for them.
+    """
+    console = Console(stderr=True)
+    bring_up(console)
+    if detach:
+        from claw_ledger.processes import start_processor
+
+        pid, already = start_processor(settings(), group)
+        console.print(
+            f"[green]processor[/] {'already running' if already else 'started'} (pid {pid});"
+            " stop everything with `claw-ledger down`"
+        )
+        return
+    from claw_ledger.cli.processor import processor_config
+    from consumers.app import run_processor
+
+    console.print("[green]processor[/] running; Ctrl-C to stop")
+    run_processor(processor_config(group, 2000), status=sys.stderr.isatty())  # type: ignore[arg-type]
+
+
+@click.command("down")
+@click.option("--json", "as_json", is_flag=True)
+def down(as_json: bool) -> None:
+    """Stop the detached processor and the local Kafka and Postgres (data is kept)."""
+    from claw_ledger.processes import stop_processor
+    from claw_ledger.services.manager import services_down
+
+    resolved = settings()
+    processor = stop_processor(resolved)
+    stopped = services_down(resolved)
+    if as_json:
+        emit_json({"processor_stopped": processor, "services_stopped": stopped})
+    else:
+        click.echo(
+            f"stopped: {', '.join((['processor'] if processor else []) + stopped) or 'nothing'}"
+        )
+
+
+@click.command("demo")
+@click.option("--json", "as_json", is_flag=True, help="Print the demo's results as JSON.")
+def demo(as_json: bool) -> None:
+    """Publish a short, realistic scenario and print its timeline.
+
+    Needs a running ledger (`claw-ledger up --detach`).
+    """
+    from claw_ledger.demo import run_demo
+
+    run_demo(settings(), as_json=as_json)
+
+
+extra_commands = (down, demo)

@@ -1,0 +1,57 @@
+"""Start and stop the detached verifying processor (pid file in the state dir)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from claw_ledger.config import Settings
+from claw_ledger.services.process import pid_alive, spawn_detached, terminate
+
+__all__ = ["processor_pid", "start_processor", "stop_processor"]
+
+
+def _pid_file(settings: Settings) -> Path:
+    return settings.state_dir / "processor.pid"
+
+
+def processor_pid(settings: Settings) -> int | None:
+    try:
+        pid = int(_pid_file(settings).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
+def start_processor(settings: Settings, group: str = "claw-ledger-verifier") -> tuple[int, bool]:
+    """Start ``claw-ledger processor run`` detached; returns (pid, already_running)."""
+    existing = processor_pid(settings)
+    if existing is not None:
+        return existing, True
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env["CLAW_LEDGER_STATE_DIR"] = str(settings.state_dir)
+    if settings.kafka_bootstrap:
+        env["CLAW_LEDGER_KAFKA"] = settings.kafka_bootstrap
+    if settings.database_url:
+        env["CLAW_LEDGER_DATABASE_URL"] = settings.database_url
+    env["CLAW_LEDGER_TOPIC_PREFIX"] = settings.topic_prefix
+    pid = spawn_detached(
+        [sys.executable, "-m", "claw_ledger", "processor", "run", "--group", group, "--no-status"],
+        log_path=settings.state_dir / "processor.log",
+        env=env,
+    )
+    _pid_file(settings).write_text(f"{pid}\n")
+    time.sleep(0.2)
+    return pid, False
+
+
+def stop_processor(settings: Settings) -> bool:
+    pid = processor_pid(settings)
+    _pid_file(settings).unlink(missing_ok=True)
+    if pid is None:
+        return False
+    terminate(pid, timeout=20)
+    return True

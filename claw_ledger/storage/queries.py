@@ -1,0 +1,138 @@
+"""Read queries over the ledger: the timeline, the key registry, quarantine, audit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from claw_ledger.config import Settings, effective_endpoints
+
+__all__ = [
+    "TimelineFilter",
+    "TimelinePage",
+    "database_url",
+    "iter_chain",
+    "list_keys",
+    "list_quarantine",
+    "timeline_page",
+]
+
+
+def database_url(settings: Settings) -> str:
+    return settings.database_url or effective_endpoints(settings).database_url
+
+
+async def _connect(settings: Settings) -> asyncpg.Connection:
+    conn = await asyncpg.connect(database_url(settings))
+    for name in ("jsonb", "json"):
+        await conn.set_type_codec(
+            name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
+        )
+    return conn
+
+
+async def list_keys(settings: Settings) -> list[dict[str, Any]]:
+    conn = await _connect(settings)
+    try:
+        rows = await conn.fetch("SELECT * FROM keys ORDER BY name, did")
+        return [dict(r) for r in rows]
+    finally:
+        await conn.close()
+
+
+@dataclass(frozen=True)
+class TimelineFilter:
+    stream: str | None = None
+    event_type: str | None = None
+    signer: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    after: int | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True)
+class TimelinePage:
+    rows: list[dict[str, Any]]
+    next_cursor: int | None
+
+
+async def timeline_page(settings: Settings, flt: TimelineFilter) -> TimelinePage:
+    """One keyset page of ledger events, oldest first, after position ``flt.after``."""
+    clauses = ["position > $1"]
+    args: list[Any] = [flt.after or 0]
+    for column, value, op in (
+        ("stream", flt.stream, "="),
+        ("event_type", flt.event_type, "="),
+        ("producer", flt.signer, "="),
+        ("occurred_at", flt.since, ">="),
+        ("occurred_at", flt.until, "<"),
+    ):
+        if value is not None:
+            args.append(value)
+            clauses.append(f"{column} {op} ${len(args)}")
+    args.append(flt.limit + 1)
+    sql = (
+        "SELECT position, event_id::text AS event_id, event_type, stream, producer,"
+        " occurred_at, recorded_at, payload, kafka_partition, ledger_seq, chain_hash"
+        f" FROM events WHERE {' AND '.join(clauses)} ORDER BY position LIMIT ${len(args)}"
+    )
+    conn = await _connect(settings)
+    try:
+        rows = [dict(r) for r in await conn.fetch(sql, *args)]
+    finally:
+        await conn.close()
+    more = len(rows) > flt.limit
+    rows = rows[: flt.limit]
+    for row in rows:
+        row["body"] = row.pop("payload").get("body", {})
+    return TimelinePage(rows, rows[-1]["position"] if more and rows else None)
+
+
+async def list_quarantine(
+    settings: Settings, *, reason: str | None = None, after: int = 0, limit: int = 50
+) -> TimelinePage:
+    args: list[Any] = [after]
+    where = "id > $1"
+    if reason:
+        args.append(reason)
+        where += " AND reason_code = $2"
+    args.append(limit + 1)
+    conn = await _connect(settings)
+    try:
+        rows = [
+            dict(r)
+            for r in await conn.fetch(
+                "SELECT id, reason_code, detail, event_id, signer_did, raw_size, kafka_partition,"
+                f" kafka_offset, received_at, raw FROM quarantine WHERE {where}"
+                f" ORDER BY id LIMIT ${len(args)}",
+                *args,
+            )
+        ]
+    finally:
+        await conn.close()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return TimelinePage(rows, rows[-1]["id"] if more and rows else None)
+
+
+async def iter_chain(settings: Settings, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
+    """Every ledger row in (partition, ledger_seq) order, for the audit."""
+    conn = await _connect(settings)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            cursor = conn.cursor(
+                "SELECT kafka_topic, kafka_partition, ledger_seq, event_id::text AS event_id,"
+                " envelope_raw, prev_chain_hash, chain_hash, envelope_sha256"
+                " FROM events ORDER BY kafka_topic, kafka_partition, ledger_seq",
+                prefetch=batch,
+            )
+            async for row in cursor:
+                yield dict(row)
+    finally:
+        await conn.close()
