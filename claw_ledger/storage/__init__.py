@@ -1,0 +1,82 @@
+"""PostgreSQL access: connections and pools (asyncpg), and the migration runner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from ledger.errors import ConfigError, ServiceError
+
+__all__ = ["check_database_url", "connect", "create_pool"]
+
+DEFAULT_MIN_POOL = 1
+DEFAULT_MAX_POOL = 10
+DEFAULT_COMMAND_TIMEOUT = 60.0
+
+
+def check_database_url(database_url: str) -> str:
+    """Return ``database_url`` or raise ConfigError when it is not a PostgreSQL URL."""
+    if not database_url or not database_url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            f"not a PostgreSQL URL: {database_url!r}",
+            hint="e.g. postgresql://user:password@127.0.0.1:5432/claw_ledger, "
+            "or run `claw-ledger services up`",
+        )
+    return database_url
+
+
+async def connect(database_url: str, *, timeout: float = 10.0, **kwargs: Any) -> asyncpg.Connection:
+    """One asyncpg connection; close it when done.
+
+    Raises ServiceError when the server cannot be reached.
+    """
+    check_database_url(database_url)
+    try:
+        return await asyncpg.connect(database_url, timeout=timeout, **kwargs)
+    except (OSError, TimeoutError) as exc:
+        raise ServiceError(
+            f"cannot connect to PostgreSQL at {_redact(database_url)}: {exc}",
+            hint="is it running? `claw-ledger services status`",
+        ) from exc
+
+
+async def create_pool(
+    database_url: str,
+    *,
+    min_size: int = DEFAULT_MIN_POOL,
+    max_size: int = DEFAULT_MAX_POOL,
+    command_timeout: float = DEFAULT_COMMAND_TIMEOUT,
+    **kwargs: Any,
+) -> asyncpg.Pool:
+    """An opened pool; use ``async with pool.acquire() as conn`` and ``await
+    pool.close()`` (or ``async with await create_pool(url) as pool``).
+
+    Raises ServiceError when the server cannot be reached.
+    """
+    check_database_url(database_url)
+    try:
+        pool = await asyncpg.create_pool(
+            database_url,
+            min_size=min_size,
+            max_size=max_size,
+            command_timeout=command_timeout,
+            max_inactive_connection_lifetime=300.0,
+            **kwargs,
+        )
+    except (OSError, TimeoutError) as exc:
+        raise ServiceError(
+            f"cannot connect to PostgreSQL at {_redact(database_url)}: {exc}",
+            hint="is it running? `claw-ledger services status`",
+        ) from exc
+    return pool
+
+
+def _redact(database_url: str) -> str:
+    """The URL without its password."""
+    scheme, sep, rest = database_url.partition("://")
+    if not sep or "@" not in rest:
+        return database_url
+    userinfo, _, hostpart = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{hostpart}" if ":" in userinfo else database_url
