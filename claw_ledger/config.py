@@ -117,7 +117,8 @@ class Endpoints:
 
 def _default_cache_dir(env: Mapping[str, str]) -> Path:
     xdg = env.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
+    home = env.get("HOME")
+    base = Path(xdg) if xdg else (Path(home) if home else Path.home()) / ".cache"
     return base / "claw-ledger"
 
 

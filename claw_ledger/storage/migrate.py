@@ -64,7 +64,7 @@ class Migration:
     name: str
     path: Path
     sql: str = field(repr=False)
-    checksum: str = ""
+    checksum: str
 
     @property
     def filename(self) -> str:

@@ -1,0 +1,459 @@
+"""Real servers, started by the project: settings, services lifecycle, Kafka, migrations."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from click.testing import CliRunner
+
+from claw_ledger.cli import cli
+from claw_ledger.config import (
+    DEFAULT_KAFKA_VERSION,
+    Endpoints,
+    effective_database_url,
+    effective_endpoints,
+    load_settings,
+)
+from claw_ledger.services.kafka import ensure_topics
+from claw_ledger.services.manager import services_status, services_up
+from claw_ledger.services.process import pid_alive
+from claw_ledger.storage import connect
+from claw_ledger.storage.migrate import check_schema, discover_migrations, migrate, schema_version
+from claw_ledger.topics import INGRESS, QUARANTINE, VERIFIED, topic_names
+from ledger.errors import ConfigError, MigrationError
+
+# ---------------------------------------------------------------- settings (no servers)
+
+
+def test_defaults(tmp_path: Path) -> None:
+    settings = load_settings(env={"HOME": str(tmp_path)}, cwd=tmp_path)
+    assert settings.state_dir == tmp_path.resolve() / ".claw-ledger"
+    assert settings.cache_dir == tmp_path / ".cache" / "claw-ledger"
+    assert settings.kafka_bootstrap is None and settings.database_url is None
+    assert (settings.kafka_version, settings.topic_prefix, settings.partitions) == (
+        DEFAULT_KAFKA_VERSION,
+        "claw",
+        4,
+    )
+    assert set(settings.sources.values()) == {"default"}
+
+
+def test_precedence_flag_env_file_default(tmp_path: Path) -> None:
+    (tmp_path / "claw-ledger.toml").write_text(
+        'topic_prefix = "fromfile"\npartitions = 7\nstate_dir = "st"\n'
+        'kafka_bootstrap = "file:9092"\n'
+    )
+    env = {"CLAW_LEDGER_TOPIC_PREFIX": "fromenv", "CLAW_LEDGER_PARTITIONS": "5"}
+    settings = load_settings(partitions=9, env=env, cwd=tmp_path)
+    assert settings.partitions == 9  # flag beats env and file
+    assert settings.topic_prefix == "fromenv"  # env beats file
+    assert settings.state_dir == tmp_path.resolve() / "st"  # file beats default
+    assert settings.kafka_bootstrap == "file:9092"
+    assert settings.kafka_version == DEFAULT_KAFKA_VERSION  # default
+    assert settings.sources["partitions"] == "flag"
+    assert settings.sources["topic_prefix"] == "env"
+    assert settings.sources["state_dir"] == "file"
+    assert settings.sources["kafka_version"] == "default"
+
+
+def test_config_file_from_env_and_table(tmp_path: Path) -> None:
+    conf = tmp_path / "elsewhere" / "my.toml"
+    conf.parent.mkdir()
+    conf.write_text('[claw-ledger]\ndatabase_url = "postgresql://u@h:5/d"\ncache_dir = "c"\n')
+    settings = load_settings(env={"CLAW_LEDGER_CONFIG": str(conf)}, cwd=tmp_path)
+    assert settings.database_url == "postgresql://u@h:5/d"
+    assert settings.cache_dir == conf.parent / "c"  # relative to the file
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(env={"CLAW_LEDGER_CONFIG": str(tmp_path / "nope.toml")}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("nonsense = 1\n", "unknown key"),
+        ("partitions = 0\n", "partitions"),
+        ('partitions = "x"\n', "partitions"),
+        ('database_url = "mysql://x"\n', "postgresql://"),
+        ('topic_prefix = "a b"\n', "topic_prefix"),
+        ("partitions = [\n", "cannot read"),
+    ],
+)
+def test_bad_config_is_a_config_error(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "claw-ledger.toml").write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env={}, cwd=tmp_path)
+
+
+def test_endpoints_need_services_up(tmp_path: Path) -> None:
+    settings = load_settings(env={}, cwd=tmp_path)
+    with pytest.raises(ConfigError) as info:
+        effective_endpoints(settings)
+    assert "claw-ledger services up" in str(info.value)
+    # a record whose pids are dead does not count
+    settings.state_dir.mkdir()
+    settings.services_file.write_text(
+        json.dumps(
+            {
+                "kafka": {"bootstrap": "127.0.0.1:1", "pid": 2**22 + 12345},
+                "postgres": {"url": "postgresql://p@127.0.0.1:1/x", "pid": 2**22 + 12346},
+            }
+        )
+    )
+    with pytest.raises(ConfigError, match="services up"):
+        effective_database_url(settings)
+
+
+def test_given_endpoints_start_nothing(tmp_path: Path) -> None:
+    env = {"CLAW_LEDGER_KAFKA": "127.0.0.1:1", "CLAW_LEDGER_DATABASE_URL": "postgresql://p@x:1/d"}
+    settings = load_settings(env=env, cwd=tmp_path)
+    started = time.monotonic()
+    endpoints = services_up(settings)
+    assert time.monotonic() - started < 1.0
+    assert endpoints == Endpoints("127.0.0.1:1", "postgresql://p@x:1/d")
+    assert effective_endpoints(settings) == endpoints
+    assert not settings.state_dir.exists()  # nothing written, nothing started
+    # and through the CLI
+    result = CliRunner().invoke(
+        cli,
+        ["services", "up", "--json"],
+        env={**env, "CLAW_LEDGER_STATE_DIR": str(tmp_path / "s"), "CLAW_LEDGER_CONFIG": None},
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["env"] == {
+        "CLAW_LEDGER_KAFKA": "127.0.0.1:1",
+        "CLAW_LEDGER_DATABASE_URL": "postgresql://p@x:1/d",
+    }
+    assert not (tmp_path / "s").exists()
+
+
+def test_topic_names() -> None:
+    topics = topic_names("acme")
+    assert topics.all == ("acme.ingress", "acme.verified", "acme.quarantine")
+    assert (INGRESS, VERIFIED, QUARANTINE) == ("claw.ingress", "claw.verified", "claw.quarantine")
+
+
+# ---------------------------------------------------------------- services lifecycle
+
+
+def _cli_env(state_dir: Path) -> dict[str, str | None]:
+    return {
+        "CLAW_LEDGER_STATE_DIR": str(state_dir),
+        "CLAW_LEDGER_KAFKA": None,
+        "CLAW_LEDGER_DATABASE_URL": None,
+        "CLAW_LEDGER_CONFIG": None,
+    }
+
+
+@pytest.mark.integration
+def test_services_lifecycle_through_cli(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = _cli_env(tmp_path / "state")
+
+    def run(*args: str) -> tuple[int, dict[str, object]]:
+        result = runner.invoke(cli, ["services", *args, "--json"], env=env)
+        assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+        return result.exit_code, json.loads(result.stdout)
+
+    code, status = run("status")
+    assert code == 1 and status["all_up"] is False
+
+    code, up = run("up")
+    assert code == 0, up
+    kafka, database = str(up["kafka_bootstrap"]), str(up["database_url"])
+    assert up["env"] == {"CLAW_LEDGER_KAFKA": kafka, "CLAW_LEDGER_DATABASE_URL": database}
+    record = json.loads((tmp_path / "state" / "services.json").read_text())
+    pids = [record["kafka"]["pid"], record["postgres"]["pid"]]
+    assert all(pid_alive(pid) for pid in pids)
+    settings = load_settings(state_dir=tmp_path / "state", env={}, cwd=tmp_path)
+    assert effective_endpoints(settings) == Endpoints(kafka, database)
+
+    # idempotent: a second `up` reuses the running servers at once
+    started = time.monotonic()
+    code, again = run("up")
+    assert code == 0 and time.monotonic() - started < 10
+    assert (again["kafka_bootstrap"], again["database_url"]) == (kafka, database)
+    record = json.loads((tmp_path / "state" / "services.json").read_text())
+    assert [record["kafka"]["pid"], record["postgres"]["pid"]] == pids
+
+    code, status = run("status")
+    assert code == 0 and status["all_up"] is True
+    assert {s["name"]: s["state"] for s in status["services"]} == {"kafka": "up", "postgres": "up"}
+    human = runner.invoke(cli, ["services", "status"], env=env)
+    assert human.exit_code == 0 and "kafka" in human.output and "postgres" in human.output
+
+    # the ledger database and topics exist
+    async def check() -> None:
+        conn = await connect(database)
+        try:
+            assert await conn.fetchval("SELECT current_database()") == "claw_ledger"
+        finally:
+            await conn.close()
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+        await admin.start()
+        try:
+            assert set(topic_names().all) <= set(await admin.list_topics())
+        finally:
+            await admin.close()
+
+    asyncio.run(check())
+
+    code, down = run("down")
+    assert code == 0 and sorted(down["stopped"]) == ["kafka", "postgres"]
+    assert not any(pid_alive(pid) for pid in pids)
+    code, status = run("status")
+    assert code == 1 and {s["state"] for s in status["services"]} == {"down"}
+    code, down = run("down")
+    assert code == 0 and down["stopped"] == []
+    with pytest.raises(ConfigError, match="services up"):
+        effective_endpoints(settings)
+
+
+@pytest.mark.integration
+def test_status_of_given_endpoints(kafka_bootstrap: str, database_url: str, tmp_path: Path) -> None:
+    settings = load_settings(
+        kafka_bootstrap=kafka_bootstrap, database_url=database_url, env={}, cwd=tmp_path
+    )
+    status = services_status(settings)
+    assert status.all_up
+    assert {s.state for s in status.services} == {"external"}
+    bad = load_settings(
+        kafka_bootstrap="127.0.0.1:9", database_url=database_url, env={}, cwd=tmp_path
+    )
+    status = services_status(bad)
+    assert not status.all_up
+    assert [s.state for s in status.services] == ["unreachable", "external"]
+
+
+# ---------------------------------------------------------------- real Kafka
+
+
+@pytest.mark.integration
+async def test_ensure_topics_is_idempotent(kafka_bootstrap: str) -> None:
+    names = [f"it-{uuid.uuid4().hex[:8]}.a", f"it-{uuid.uuid4().hex[:8]}.b"]
+    assert sorted(await ensure_topics(kafka_bootstrap, names, 3)) == sorted(names)
+    assert await ensure_topics(kafka_bootstrap, names, 3) == []
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    assert {t["topic"]: len(t["partitions"]) for t in described} == dict.fromkeys(names, 3)
+
+
+@pytest.mark.integration
+async def test_produce_consume_round_trip(ledger_settings: object) -> None:
+    from claw_ledger.config import Settings
+
+    assert isinstance(ledger_settings, Settings)
+    bootstrap = ledger_settings.kafka_bootstrap
+    assert bootstrap is not None
+    topic = topic_names(ledger_settings.topic_prefix).ingress
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    sent: dict[bytes, list[bytes]] = {}
+    try:
+        for i in range(60):
+            key = f"stream-{i % 6}".encode()
+            value = f"event-{i}".encode()
+            await producer.send(topic, value, key=key)
+            sent.setdefault(key, []).append(value)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+    # an aborted transaction is invisible to read_committed consumers
+    tx = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        transactional_id=f"tx-{uuid.uuid4().hex[:8]}",
+    )
+    await tx.start()
+    try:
+        await tx.begin_transaction()
+        await tx.send_and_wait(topic, b"aborted", key=b"stream-0")
+        await tx.abort_transaction()
+    finally:
+        await tx.stop()
+
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"g-{uuid.uuid4().hex[:8]}",
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    received: dict[bytes, list[bytes]] = {}
+    try:
+        async with asyncio.timeout(60):
+            while sum(map(len, received.values())) < 60:
+                batch = await consumer.getmany(timeout_ms=500)
+                for messages in batch.values():
+                    for message in messages:
+                        assert message.key is not None and message.value is not None
+                        received.setdefault(message.key, []).append(message.value)
+        await consumer.commit()
+        extra = await consumer.getmany(timeout_ms=1500)
+        assert not any(extra.values())
+    finally:
+        await consumer.stop()
+    assert received == sent  # everything, once, in order per key; nothing aborted
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def _write(directory: Path, files: dict[str, str]) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, sql in files.items():
+        (directory / name).write_text(sql)
+    return directory
+
+
+_M1 = "CREATE TABLE a (id int PRIMARY KEY);\nCREATE INDEX a_idx ON a (id);\n"
+_M2 = "CREATE TABLE b (id int PRIMARY KEY, a int REFERENCES a (id));\n"
+
+
+@pytest.mark.integration
+async def test_migrate_is_idempotent(empty_database: str, tmp_path: Path) -> None:
+    directory = _write(tmp_path / "m", {"0001_a.sql": _M1, "0002_b.sql": _M2})
+    first = await migrate(empty_database, directory=directory)
+    assert [m.version for m in first.applied] == [1, 2] and first.version == 2
+    second = await migrate(empty_database, directory=directory)
+    assert second.applied == () and second.already_applied == 2 and second.version == 2
+    conn = await connect(empty_database)
+    try:
+        rows = await conn.fetch("SELECT version, name, checksum FROM schema_migrations ORDER BY 1")
+    finally:
+        await conn.close()
+    files = discover_migrations(directory)
+    assert [(r["version"], r["name"], r["checksum"]) for r in rows] == [
+        (m.version, m.name, m.checksum) for m in files
+    ]
+    assert await schema_version(empty_database) == 2
+    assert await check_schema(empty_database, directory=directory) == 2
+
+
+@pytest.mark.integration
+async def test_concurrent_migrates_do_not_race(empty_database: str, tmp_path: Path) -> None:
+    slow = "SELECT pg_sleep(0.5);\n" + _M1
+    directory = _write(tmp_path / "m", {"0001_a.sql": slow, "0002_b.sql": _M2})
+    reports = await asyncio.gather(
+        *(migrate(empty_database, directory=directory) for _ in range(3))
+    )
+    assert sorted(len(r.applied) for r in reports) == [0, 0, 2]
+    assert all(r.version == 2 for r in reports)
+
+
+@pytest.mark.integration
+async def test_migrate_refuses_newer_database(empty_database: str, tmp_path: Path) -> None:
+    new = _write(tmp_path / "new", {"0001_a.sql": _M1, "0002_b.sql": _M2})
+    old = _write(tmp_path / "old", {"0001_a.sql": _M1})
+    await migrate(empty_database, directory=new)
+    with pytest.raises(MigrationError, match="newer than this code") as info:
+        await migrate(empty_database, directory=old)
+    assert info.value.hint and "upgrade" in info.value.hint
+    with pytest.raises(MigrationError, match="upgrade"):
+        await check_schema(empty_database, directory=old)
+
+
+@pytest.mark.integration
+async def test_migrate_refuses_changed_migration(empty_database: str, tmp_path: Path) -> None:
+    directory = _write(tmp_path / "m", {"0001_a.sql": _M1})
+    await migrate(empty_database, directory=directory)
+    (directory / "0001_a.sql").write_text(_M1 + "CREATE TABLE sneaky (x int);\n")
+    with pytest.raises(MigrationError, match="changed after it was applied") as info:
+        await migrate(empty_database, directory=directory)
+    assert info.value.hint and "new migration" in info.value.hint
+    # line ends alone are not a change
+    (directory / "0001_a.sql").write_text(_M1.replace("\n", "\r\n"))
+    assert (await migrate(empty_database, directory=directory)).applied == ()
+
+
+@pytest.mark.integration
+async def test_failed_migration_is_rolled_back(empty_database: str, tmp_path: Path) -> None:
+    bad = "CREATE TABLE c (id int);\nTHIS IS NOT SQL;\n"
+    directory = _write(tmp_path / "m", {"0001_a.sql": _M1, "0002_c.sql": bad})
+    with pytest.raises(MigrationError, match=r"0002_c\.sql failed"):
+        await migrate(empty_database, directory=directory)
+    assert await schema_version(empty_database) == 1
+    conn = await connect(empty_database)
+    try:
+        assert await conn.fetchval("SELECT to_regclass('c')") is None
+    finally:
+        await conn.close()
+    # a new file below an applied version is refused
+    _write(tmp_path / "m", {"0002_c.sql": _M2, "0000_zero.sql": "SELECT 1;"})
+    with pytest.raises(MigrationError, match="older than the applied"):
+        await migrate(empty_database, directory=directory)
+
+
+def test_migration_files_must_be_well_named(tmp_path: Path) -> None:
+    with pytest.raises(MigrationError, match="NNNN_name"):
+        discover_migrations(_write(tmp_path / "a", {"1_init.sql": "SELECT 1;"}))
+    with pytest.raises(MigrationError, match="does not exist"):
+        discover_migrations(tmp_path / "missing")
+    assert [m.version for m in discover_migrations()] == sorted(
+        m.version for m in discover_migrations()
+    )
+
+
+@pytest.mark.integration
+def test_migrate_cli(empty_database: str, tmp_path: Path) -> None:
+    directory = _write(tmp_path / "m", {"0001_a.sql": _M1})
+    runner = CliRunner()
+    args = ["migrate", "--database-url", empty_database, "--migrations", str(directory)]
+    first = runner.invoke(cli, [*args, "--json"], env={"CLAW_LEDGER_CONFIG": None})
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["applied"] == [{"version": 1, "name": "a"}]
+    again = runner.invoke(cli, args, env={"CLAW_LEDGER_CONFIG": None})
+    assert again.exit_code == 0 and "up to date" in again.output
+    (directory / "0001_a.sql").write_text("SELECT 2;\n")
+    refused = runner.invoke(cli, args, env={"CLAW_LEDGER_CONFIG": None})
+    assert refused.exit_code == 2 and "changed after it was applied" in refused.output
+
+
+def test_migrate_cli_without_database_says_services_up(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["migrate"], env={**_cli_env(tmp_path / "state"), "CLAW_LEDGER_DATABASE_URL": None}
+    )
+    assert result.exit_code == 2 and "claw-ledger services up" in result.output
+
+
+# ---------------------------------------------------------------- database fixtures
+
+
+@pytest.mark.integration
+async def test_session_database_is_migrated(database_url: str) -> None:
+    newest = discover_migrations()[-1].version if discover_migrations() else 0
+    assert await check_schema(database_url) == newest
+
+
+@pytest.mark.integration
+async def test_fresh_databases_are_separate_and_migrated(
+    fresh_database: str, database_url: str
+) -> None:
+    assert fresh_database != database_url
+    assert await check_schema(fresh_database) == await check_schema(database_url)
+    conn = await connect(fresh_database)
+    try:
+        await conn.execute("CREATE TABLE scratch (x int)")
+    finally:
+        await conn.close()
+    with pytest.raises(asyncpg.UndefinedTableError):
+        conn = await connect(database_url)
+        try:
+            await conn.fetch("SELECT * FROM scratch")
+        finally:
+            await conn.close()
