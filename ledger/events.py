@@ -69,10 +69,21 @@ class KeyRevoked(EventBody):
 
 # --- policies (WPC registry) ------------------------------------------------
 
+#: A job id: no whitespace, short enough for a ``job:<id>`` stream.
+_JOB_ID = r"^\S{1,300}$"
+#: A token id, as allowed in a ``token:<jti>`` stream.
+_JTI = r"^[A-Za-z0-9._:-]{1,200}$"
+
 
 class PolicyPublished(EventBody):
+    """A signed ``wpc`` envelope enters the registry under the hash of its content.
+
+    ``wpc_envelope_json`` is the envelope as the exact text signed by the
+    publisher (a JSON object round trip could reorder an external payload).
+    """
+
     policy_hash_b64u: str
-    wpc_envelope: dict[str, Any]
+    wpc_envelope_json: str = Field(min_length=2, max_length=300_000)
 
     _hash = field_validator("policy_hash_b64u")(_check_b64u_hash)
 
@@ -80,7 +91,7 @@ class PolicyPublished(EventBody):
 class PolicySuperseded(EventBody):
     old_policy_hash_b64u: str
     new_policy_hash_b64u: str
-    reason: str = ""
+    reason: str = Field(default="", max_length=2000)
 
     _old = field_validator("old_policy_hash_b64u")(_check_b64u_hash)
     _new = field_validator("new_policy_hash_b64u")(_check_b64u_hash)
@@ -97,25 +108,31 @@ class PolicyRevoked(EventBody):
 
 
 class TokenIssued(EventBody):
-    jti: str = Field(min_length=1, max_length=200)
-    sub: str = Field(min_length=1)
-    aud: tuple[str, ...] = Field(min_length=1)
-    scope: tuple[str, ...] = Field(min_length=1)
+    """What the ledger keeps of an issued CST: its claims and hashes, never the token.
+
+    Lifetime, scope and pin are checked by the rule (with their own reason
+    codes), not here.
+    """
+
+    jti: str = Field(pattern=_JTI)
+    sub: str = Field(min_length=1, max_length=500)
+    aud: str | tuple[str, ...]
+    scope: tuple[str, ...]
     iat: int
     exp: int
-    kid: str
+    kid: str = Field(pattern=r"^[0-9a-f]{16}$")
     issuer_did: str
     token_scope_hash_b64u: str
     token_sha256_b64u: str
     policy_hash_b64u: str | None = None
-    mission_id: str | None = None
-    nonce: str | None = None
+    mission_id: str | None = Field(default=None, pattern=_JOB_ID)
+    nonce: str | None = Field(default=None, max_length=400)
 
-    _scope_hash = field_validator("token_scope_hash_b64u", "token_sha256_b64u")(_check_b64u_hash)
+    _hashes = field_validator("token_scope_hash_b64u", "token_sha256_b64u")(_check_b64u_hash)
 
 
 class TokenRevoked(EventBody):
-    jti: str = Field(min_length=1, max_length=200)
+    jti: str = Field(pattern=_JTI)
     reason: str = Field(min_length=1, max_length=2000)
 
 
@@ -123,45 +140,48 @@ class TokenRevoked(EventBody):
 
 
 class ReceiptRecorded(EventBody):
-    receipt_envelope: dict[str, Any]
+    """A ``gateway_receipt`` envelope for a model call of a running job.
+
+    ``receipt_envelope_json`` is the exact text the gateway signed.
+    """
+
+    job_id: str = Field(pattern=_JOB_ID)
+    receipt_envelope_json: str = Field(min_length=2, max_length=65_536)
 
 
 # --- run manifests and the run lifecycle ------------------------------------
 
 
 class RunManifestApproved(EventBody):
-    job_id: str = Field(min_length=1)
+    """A URM and the approvals of it; signed by the requester (who may not approve)."""
+
+    job_id: str = Field(pattern=_JOB_ID)
     urm_hash_b64u: str
     urm: dict[str, Any]
-    approvals: tuple[dict[str, Any], ...] = Field(min_length=1)
+    approvals: tuple[dict[str, Any], ...] = Field(max_length=50)
 
     _hash = field_validator("urm_hash_b64u")(_check_b64u_hash)
 
 
 class RunStarted(EventBody):
-    job_id: str = Field(min_length=1)
+    job_id: str = Field(pattern=_JOB_ID)
     urm_hash_b64u: str
-    cst_jti: str = Field(min_length=1)
+    cst_jti: str = Field(pattern=_JTI)
 
     _hash = field_validator("urm_hash_b64u")(_check_b64u_hash)
 
 
 class RunOutput(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-    name: str = Field(min_length=1)
-    sha256: str
+    """One output of a run; ``sha256`` (64 lowercase hex) is checked by the rule."""
 
-    @field_validator("sha256")
-    @classmethod
-    def _hex(cls, value: str) -> str:
-        if not re.fullmatch(r"[0-9a-f]{64}", value):
-            raise ValueError("sha256 must be 64 lowercase hex characters")
-        return value
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+    name: str = Field(min_length=1, max_length=500)
+    sha256: str = Field(max_length=200)
 
 
 class RunCompleted(EventBody):
-    job_id: str = Field(min_length=1)
-    outputs: tuple[RunOutput, ...]
+    job_id: str = Field(pattern=_JOB_ID)
+    outputs: tuple[RunOutput, ...] = Field(max_length=1000)
 
 
 # --- kill switch ------------------------------------------------------------
@@ -169,12 +189,12 @@ class RunCompleted(EventBody):
 
 class AgentHalted(EventBody):
     #: ``*`` (every agent), ``sub:<subject>`` or ``job:<job id>``
-    target: str = Field(pattern=r"^(\*|sub:.+|job:.+)$")
+    target: str = Field(pattern=r"^(\*|sub:\S{1,300}|job:\S{1,300})$")
     reason: str = Field(min_length=1, max_length=2000)
 
 
 class AgentResumed(EventBody):
-    target: str = Field(pattern=r"^(\*|sub:.+|job:.+)$")
+    target: str = Field(pattern=r"^(\*|sub:\S{1,300}|job:\S{1,300})$")
     reason: str = Field(min_length=1, max_length=2000)
 
 
