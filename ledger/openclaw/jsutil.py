@@ -1,0 +1,149 @@
+"""Small helpers that reproduce JavaScript semantics the upstream code relies on.
+
+OpenClaw's policy plugin is TypeScript; a faithful port has to agree with it on
+details Python does differently: what ``String.prototype.trim`` strips, the
+order ``Object.entries`` visits keys in, and ``undefined`` as a value distinct
+from ``null``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any, Final, TypeGuard
+
+__all__ = [
+    "JS_WHITESPACE",
+    "UNDEFINED",
+    "Undefined",
+    "is_record",
+    "join_surrogates",
+    "js_entries",
+    "js_keys",
+    "js_lower",
+    "js_trim",
+    "read_boolean",
+    "read_boolean_path",
+    "read_string",
+    "read_string_array",
+]
+
+#: Characters ``String.prototype.trim`` and the regex class ``\s`` match (ECMA-262
+#: WhiteSpace and LineTerminator).
+JS_WHITESPACE: Final = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+
+_ARRAY_INDEX = re.compile(r"(?:0|[1-9][0-9]*)\Z")
+_MAX_ARRAY_INDEX: Final = 2**32 - 2
+
+
+class Undefined:
+    """JavaScript ``undefined``: serialises as the bare word inside ``stableJson``."""
+
+    _instance: Undefined | None = None
+
+    def __new__(cls) -> Undefined:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "undefined"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+UNDEFINED: Final = Undefined()
+
+
+def is_record(value: object) -> TypeGuard[dict[str, Any]]:
+    """``typeof v === "object" && v !== null && !Array.isArray(v)`` for parsed JSON."""
+    return isinstance(value, dict)
+
+
+def js_trim(text: str) -> str:
+    return text.strip(JS_WHITESPACE)
+
+
+def js_lower(text: str) -> str:
+    return text.lower()
+
+
+def _is_array_index(key: str) -> bool:
+    return bool(_ARRAY_INDEX.match(key)) and int(key) <= _MAX_ARRAY_INDEX
+
+
+def js_keys(value: Mapping[str, Any]) -> list[str]:
+    """Keys in ``Object.keys`` order: array-index keys ascending, then insertion order."""
+    keys = list(value.keys())
+    index_keys = sorted((k for k in keys if _is_array_index(k)), key=int)
+    return index_keys + [k for k in keys if not _is_array_index(k)]
+
+
+def js_entries(value: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
+    for key in js_keys(value):
+        yield key, value[key]
+
+
+def read_string(value: object) -> str | None:
+    """``normalizeOptionalString``: the trimmed string, or ``None`` when empty or not a string."""
+    if not isinstance(value, str):
+        return None
+    trimmed = js_trim(value)
+    return trimmed if trimmed else None
+
+
+def read_boolean(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def read_boolean_path(value: object, path: tuple[str, ...] | list[str]) -> bool | None:
+    current = value
+    for part in path:
+        if not is_record(current):
+            return None
+        current = current.get(part, UNDEFINED)
+    return current if isinstance(current, bool) else None
+
+
+def read_string_array(value: object) -> list[str]:
+    """Non-blank strings of an array, untrimmed (upstream ``readStringArray``)."""
+    if not isinstance(value, list):
+        return []
+    return [entry for entry in value if isinstance(entry, str) and js_trim(entry) != ""]
+
+
+def _join(text: str) -> str:
+    if not any("\ud800" <= ch <= "\udfff" for ch in text):
+        return text
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if "\ud800" <= ch <= "\udbff" and i + 1 < len(text) and "\udc00" <= text[i + 1] <= "\udfff":
+            high, low = ord(ch), ord(text[i + 1])
+            out.append(chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)))
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def join_surrogates(value: Any) -> Any:
+    """Combine ``\\ud83d\\ude00``-style escape pairs into one character, as a JS string holds them.
+
+    The ``json5`` package leaves each escaped UTF-16 unit as its own code point;
+    JavaScript strings are UTF-16, so an escaped pair *is* the astral character.
+    Lone surrogates stay lone (``JSON.stringify`` escapes them).
+    """
+    if isinstance(value, str):
+        return _join(value)
+    if isinstance(value, list):
+        return [join_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {_join(k): join_surrogates(v) for k, v in value.items()}
+    return value
