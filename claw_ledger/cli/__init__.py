@@ -30,7 +30,7 @@ _CORE_MODULES: tuple[str, ...] = (
     "processor",
 )
 # further command modules, registered the same way
-_COMMAND_MODULES: tuple[str, ...] = ("services", "migrate")
+_COMMAND_MODULES: tuple[str, ...] = ("services", "migrate", "policy")
 
 EXIT_OK = 0
 EXIT_REJECTED = 1

@@ -1,0 +1,392 @@
+"""``claw-ledger policy``: OpenClaw-compatible ``check`` and ``watch``.
+
+Same findings, JSON shape, hashes and exit codes as ``openclaw policy check``
+/ ``policy watch`` (seed 003, formats.md §8): 0 when nothing meets
+``--severity-min`` (and, for watch, the accepted attestation is current), 1 for
+findings or a stale attestation, 2 for bad arguments or a runtime failure.
+
+With ``--publish --key FILE`` every attestation is also published to the
+ledger as a signed ``policy.attested`` event, and ``watch`` publishes
+``policy.drift`` whenever the attestation state changes, both on the stream
+``openclaw-policy:<policy hash>``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from ledger.errors import LedgerError
+from ledger.openclaw import PolicyCheckResult, js_stringify, run_policy_check
+from ledger.openclaw.findings import SEVERITIES, parse_severity
+
+__all__ = ["command"]
+
+EXIT_USAGE = 2
+DEFAULT_INTERVAL_MS = 2000
+MIN_INTERVAL_MS = 250
+EVENT_ATTESTED = "policy.attested"
+EVENT_DRIFT = "policy.drift"
+
+Publisher = Callable[[str, str, dict[str, Any]], dict[str, Any]]
+
+
+class _RuntimeFailure(click.ClickException):
+    """A runtime failure: exit code 2, as ``openclaw policy`` uses for it."""
+
+    exit_code = EXIT_USAGE
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    policy: str | None
+    config: str | None
+    workspace: str | None
+    severity_min: str
+    expected_hash: str | None
+    expected_attestation_hash: str | None
+
+    def run(self) -> PolicyCheckResult:
+        return run_policy_check(
+            self.policy,
+            self.config,
+            self.workspace,
+            expected_hash=self.expected_hash,
+            expected_attestation_hash=self.expected_attestation_hash,
+            severity_min=self.severity_min,
+        )
+
+
+def _validate_severity(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    try:
+        return parse_severity(value)
+    except LedgerError as exc:
+        raise click.BadParameter(exc.message) from exc
+
+
+def _validate_interval(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int:
+    if value is None:
+        return DEFAULT_INTERVAL_MS
+    text = value.strip()
+    if not text.isdigit() or not text.isascii() or str(int(text)) != text:
+        raise click.BadParameter(f"--interval-ms must be an integer >= {MIN_INTERVAL_MS}.")
+    number = int(text)
+    if number < MIN_INTERVAL_MS or number > 2**53 - 1:
+        raise click.BadParameter(f"--interval-ms must be an integer >= {MIN_INTERVAL_MS}.")
+    return number
+
+
+def _common_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    options = [
+        click.option(
+            "--policy",
+            "policy",
+            type=click.Path(dir_okay=False),
+            help="Policy file (default: plugins.entries.policy.config.path or "
+            "policy.jsonc in the workspace).",
+        ),
+        click.option(
+            "--config",
+            "config",
+            type=click.Path(dir_okay=False),
+            help="OpenClaw config (default: $OPENCLAW_CONFIG_PATH, "
+            "$OPENCLAW_STATE_DIR/openclaw.json, ~/.openclaw/openclaw.json).",
+        ),
+        click.option(
+            "--workspace",
+            "workspace",
+            type=click.Path(file_okay=False),
+            help="Workspace directory holding TOOLS.md (default: the default agent's workspace).",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print the JSON document only."),
+        click.option(
+            "--severity-min",
+            default="info",
+            show_default=True,
+            callback=_validate_severity,
+            help=f"Minimum severity that counts: {', '.join(SEVERITIES)}.",
+        ),
+        click.option("--expected-hash", help="Accepted policy hash (overrides the config)."),
+        click.option(
+            "--expected-attestation-hash",
+            help="Accepted attestation hash (overrides the config).",
+        ),
+        click.option(
+            "--publish",
+            is_flag=True,
+            help="Publish the attestation (and, from watch, drift) to the ledger.",
+        ),
+        click.option(
+            "--key",
+            "key_path",
+            type=click.Path(dir_okay=False, exists=True),
+            help="Signing key for --publish.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _make_publisher(publish: bool, key_path: str | None) -> Publisher | None:
+    if not publish:
+        if key_path is not None:
+            raise click.UsageError("--key is only used with --publish.")
+        return None
+    if key_path is None:
+        raise click.UsageError("--publish needs --key FILE.")
+    from ledger.crypto import load_key
+
+    key = load_key(Path(key_path))
+    state: dict[str, Any] = {}
+
+    def publish_event(event_type: str, stream: str, body: dict[str, Any]) -> dict[str, Any]:
+        try:
+            publish_module = importlib.import_module("producers.publish")
+            config_module = importlib.import_module("claw_ledger.config")
+        except ImportError as exc:
+            raise _RuntimeFailure(f"publishing is not available: {exc}") from exc
+        try:
+            if "settings" not in state:
+                state["settings"] = config_module.load_settings()
+            result: dict[str, Any] = publish_module.publish_event_sync(
+                state["settings"], key, event_type, stream, body
+            )
+        except LedgerError:
+            raise
+        except Exception as exc:
+            raise _RuntimeFailure(f"publishing {event_type} failed: {exc}") from exc
+        return result
+
+    return publish_event
+
+
+def _stream(result: PolicyCheckResult) -> str:
+    policy_hash = result.attestation.policy_hash if result.attestation is not None else None
+    return f"openclaw-policy:{policy_hash or 'missing'}"
+
+
+def _attested_body(result: PolicyCheckResult) -> dict[str, Any]:
+    attestation = result.attestation
+    assert attestation is not None
+    return {
+        "ok": attestation.ok,
+        "policy_hash": attestation.policy_hash,
+        "workspace_hash": attestation.workspace_hash,
+        "findings_hash": attestation.findings_hash,
+        "attestation_hash": attestation.attestation_hash,
+        "checked_at": attestation.checked_at,
+        "policy_path": attestation.policy_path,
+        "findings_count": len(result.attested_findings),
+    }
+
+
+def _drift_body(previous: str | None, result: PolicyCheckResult) -> dict[str, Any]:
+    attestation = result.attestation
+    return {
+        "previous_attestation_hash": previous,
+        "attestation_hash": attestation.attestation_hash if attestation else None,
+        "ok": attestation.ok if attestation else False,
+        "checked_at": attestation.checked_at if attestation else None,
+        "findings_count": len(result.attested_findings),
+    }
+
+
+def _emit_publish(publisher: Publisher, event_type: str, stream: str, body: dict[str, Any]) -> None:
+    outcome = publisher(event_type, stream, body)
+    click.echo(f"published {event_type} on {stream}: {js_stringify(outcome)}", err=True)
+
+
+def _publish_attestation(publisher: Publisher | None, result: PolicyCheckResult) -> None:
+    if publisher is None:
+        return
+    if result.attestation is None:
+        click.echo(
+            "not published: the OpenClaw config is invalid, so there is no attestation", err=True
+        )
+        return
+    _emit_publish(publisher, EVENT_ATTESTED, _stream(result), _attested_body(result))
+
+
+def _print_report(result: PolicyCheckResult) -> None:
+    console = Console(highlight=False, soft_wrap=True)
+    if result.findings:
+        console.print(f"[bold]policy check:[/bold] {len(result.findings)} finding(s)")
+        table = Table(show_lines=False, expand=False)
+        for column in ("severity", "check", "where", "message"):
+            table.add_column(column, overflow="fold")
+        colours = {"error": "red", "warning": "yellow", "info": "cyan"}
+        for finding in result.findings:
+            where = finding.path or ""
+            if finding.line is not None:
+                where += f":{finding.line}"
+            if finding.oc_path is not None:
+                where += f"\n{finding.oc_path}"
+            message = escape(finding.message)
+            if finding.fix_hint:
+                message += f"\n[dim]fix: {escape(finding.fix_hint)}[/dim]"
+            table.add_row(
+                f"[{colours[finding.severity]}]{finding.severity}[/]",
+                escape(finding.check_id),
+                escape(where),
+                message,
+            )
+        console.print(table)
+    else:
+        console.print("[bold]policy check:[/bold] no findings")
+    attestation = result.attestation
+    if attestation is None:
+        console.print("no attestation: the OpenClaw config could not be read")
+        return
+    rows = [
+        ("policy", f"{attestation.policy_path} {attestation.policy_hash or 'missing'}"),
+        ("evidence", attestation.workspace_hash),
+        ("findings", attestation.findings_hash),
+        ("attestation", attestation.attestation_hash),
+        ("checked at", attestation.checked_at),
+    ]
+    for label, value in rows:
+        console.print(f"  {label:<12} {escape(value)}")
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+@click.group(name="policy")
+def command() -> None:
+    """OpenClaw-compatible policy conformance: findings, evidence and attestation hashes."""
+
+
+@command.command("check")
+@_common_options
+@click.pass_context
+def check(
+    ctx: click.Context,
+    policy: str | None,
+    config: str | None,
+    workspace: str | None,
+    as_json: bool,
+    severity_min: str,
+    expected_hash: str | None,
+    expected_attestation_hash: str | None,
+    publish: bool,
+    key_path: str | None,
+) -> None:
+    """Check policy requirements and emit an audit attestation."""
+    inputs = _Inputs(
+        policy, config, workspace, severity_min, expected_hash, expected_attestation_hash
+    )
+    try:
+        publisher = _make_publisher(publish, key_path)
+        result = inputs.run()
+    except LedgerError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        click.echo(js_stringify(result.to_json()))
+    else:
+        _print_report(result)
+    try:
+        _publish_attestation(publisher, result)
+    except LedgerError as exc:
+        _fail(str(exc))
+    ctx.exit(result.exit_code)
+
+
+def _print_watch(result: PolicyCheckResult, as_json: bool) -> None:
+    if as_json:
+        click.echo(js_stringify(result.watch_json()))
+        return
+    status = result.watch_status()
+    attestation = result.attestation
+    current = attestation.attestation_hash if attestation else "none"
+    if status == "stale":
+        click.echo(
+            f"policy watch: accepted attestation is stale (current {current}, expected "
+            f"{result.expected_attestation_hash}). Review policy check output, then update the "
+            "supervisor/gateway accepted attestation."
+        )
+    elif status == "findings":
+        click.echo(
+            f"policy watch: {len(result.findings)} finding(s); accepted attestation cannot be "
+            "updated until policy check is clean."
+        )
+    else:
+        evidence = attestation.workspace_hash if attestation else "none"
+        click.echo(f"policy watch: clean (attestation {current}, evidence {evidence})")
+
+
+@command.command("watch")
+@_common_options
+@click.option("--once", is_flag=True, help="Run one evaluation and exit.")
+@click.option(
+    "--interval-ms",
+    callback=_validate_interval,
+    help=f"Polling interval in milliseconds (default {DEFAULT_INTERVAL_MS}, "
+    f"minimum {MIN_INTERVAL_MS}).",
+)
+@click.option("--max-polls", type=click.IntRange(min=1), hidden=True)
+@click.pass_context
+def watch(
+    ctx: click.Context,
+    policy: str | None,
+    config: str | None,
+    workspace: str | None,
+    as_json: bool,
+    severity_min: str,
+    expected_hash: str | None,
+    expected_attestation_hash: str | None,
+    publish: bool,
+    key_path: str | None,
+    once: bool,
+    interval_ms: int,
+    max_polls: int | None,
+) -> None:
+    """Re-run the check and report drift from the accepted attestation hash."""
+    inputs = _Inputs(
+        policy, config, workspace, severity_min, expected_hash, expected_attestation_hash
+    )
+    previous_key: str | None = None
+    previous_hash: str | None = None
+    polls = 0
+    exit_code = 0
+    try:
+        publisher = _make_publisher(publish, key_path)
+        while True:
+            result = inputs.run()
+            exit_code = result.watch_exit_code()
+            key = result.watch_key()
+            if previous_key is None or key != previous_key or once:
+                _print_watch(result, as_json)
+                if publisher is not None:
+                    if previous_key is not None:
+                        _emit_publish(
+                            publisher,
+                            EVENT_DRIFT,
+                            _stream(result),
+                            _drift_body(previous_hash, result),
+                        )
+                    _publish_attestation(publisher, result)
+                previous_key = key
+                previous_hash = result.attestation.attestation_hash if result.attestation else None
+            polls += 1
+            if once or (max_polls is not None and polls >= max_polls):
+                break
+            time.sleep(interval_ms / 1000)
+    except LedgerError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+    ctx.exit(exit_code)
