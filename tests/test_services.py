@@ -457,3 +457,60 @@ async def test_fresh_databases_are_separate_and_migrated(
             await conn.fetch("SELECT * FROM scratch")
         finally:
             await conn.close()
+
+
+# ---------------------------------------------------------------- failures are clear
+
+
+def test_missing_java_or_maven_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from claw_ledger.services.kafka import ensure_kafka_jars
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    settings = load_settings(cache_dir=tmp_path / "cache", env={}, cwd=tmp_path)
+    with pytest.raises(ConfigError, match="`java` was not found"):
+        ensure_kafka_jars(settings)
+    java = bin_dir / "java"
+    java.write_text("#!/bin/sh\nexit 0\n")
+    java.chmod(0o755)
+    with pytest.raises(ConfigError, match="`mvn` was not found") as info:
+        ensure_kafka_jars(settings)
+    assert info.value.hint and "--kafka" in info.value.hint
+
+
+@pytest.mark.integration
+def test_broker_failure_reports_its_log_and_stops_the_rest(tmp_path: Path) -> None:
+    from claw_ledger.services.postgres import running_postgres
+    from ledger.errors import ServiceError
+
+    settings = load_settings(state_dir=tmp_path / "state", env={}, cwd=tmp_path)
+    data = settings.state_dir / "kafka" / "data"
+    data.mkdir(parents=True)
+    # storage "formatted" for another node: the broker refuses to start
+    (data / "meta.properties").write_text(
+        "version=1\ncluster.id=AAAAAAAAAAAAAAAAAAAAAA\nnode.id=99\n"
+        "directory.id=AAAAAAAAAAAAAAAAAAAAAA\n"
+    )
+    with pytest.raises(ServiceError) as info:
+        services_up(settings)
+    text = str(info.value)
+    assert "Kafka broker" in text and "last lines of" in text
+    assert info.value.hint and "broker.log" in info.value.hint
+    assert running_postgres(settings) is None  # what this `up` started was stopped again
+    assert not settings.services_file.exists()
+
+
+@pytest.mark.integration
+def test_topics_cli(kafka_bootstrap: str, tmp_path: Path) -> None:
+    prefix = f"cli-{uuid.uuid4().hex[:8]}"
+    args = ["services", "topics", "--kafka", kafka_bootstrap, "--topic-prefix", prefix, "--json"]
+    env = {"CLAW_LEDGER_CONFIG": None, "CLAW_LEDGER_STATE_DIR": str(tmp_path)}
+    first = CliRunner().invoke(cli, args, env=env)
+    assert first.exit_code == 0, first.output
+    assert sorted(json.loads(first.stdout)["created"]) == sorted(topic_names(prefix).all)
+    second = CliRunner().invoke(cli, args, env=env)
+    assert json.loads(second.stdout)["created"] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -13,8 +14,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from claw_ledger.config import Settings, load_settings
+from claw_ledger.config import Settings, effective_kafka_bootstrap, load_settings
+from claw_ledger.services.kafka import ensure_topics
 from claw_ledger.services.manager import services_down, services_status, services_up
+from claw_ledger.topics import topic_names
 
 __all__ = ["command", "settings_from_options", "settings_options"]
 
@@ -178,3 +181,19 @@ def status(ctx: click.Context, /, as_json: bool, **options: Any) -> None:
             )
         Console().print(table)
     ctx.exit(0 if result.all_up else 1)
+
+
+@command.command("topics")
+@settings_options
+@json_option
+def topics(as_json: bool, **options: Any) -> None:
+    """Create the ledger topics (<prefix>.ingress/.verified/.quarantine) if missing."""
+    settings = settings_from_options(options)
+    bootstrap = effective_kafka_bootstrap(settings)
+    names = topic_names(settings.topic_prefix).all
+    created = asyncio.run(ensure_topics(bootstrap, names, settings.partitions))
+    if as_json:
+        _emit_json({"kafka_bootstrap": bootstrap, "topics": list(names), "created": created})
+        return
+    for name in names:
+        click.echo(f"{name}: {'created' if name in created else 'exists'}")
