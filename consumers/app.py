@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -119,7 +120,7 @@ def create_app(
                 )
                 for e in events
             ]
-            report = await proc.process(records)
+            report = await _process_with_retry(proc, records)
             if config.forward:
                 await _forward(report, verified, quarantine)
             if on_batch is not None:
@@ -127,6 +128,38 @@ def create_app(
             yield None
 
     return app
+
+
+_TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+
+
+async def _process_with_retry(
+    proc: VerifyingProcessor, records: list[IngressRecord]
+) -> BatchReport:
+    """Retry a batch on database outages; any other failure ends the worker.
+
+    Bad input never gets here as an exception (it is quarantined). A failure
+    here is the database or a bug: the process exits non-zero so that its
+    supervisor restarts it, and the positions in Postgres make the restart
+    exactly-once.
+    """
+    delay = 0.5
+    for attempt in range(1, 9):
+        try:
+            return await proc.process(records)
+        except _TRANSIENT as exc:
+            log.warning(
+                "database unavailable (attempt %d): %s; retrying in %.1fs", attempt, exc, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        except Exception:
+            log.critical(
+                "processor failed; exiting so that a supervisor restarts it", exc_info=True
+            )
+            os._exit(70)
+    log.critical("database unavailable for too long; exiting")
+    os._exit(75)
 
 
 async def _forward(report: BatchReport, verified: Any, quarantine: Any) -> None:

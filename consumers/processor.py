@@ -200,7 +200,9 @@ class VerifyingProcessor:
                         payload_hash_b64u=outcome.verified.envelope.payload_hash_b64u,
                         envelope_sha256=outcome.verified.envelope_sha256,
                         envelope_raw=record.value,
-                        payload_json=json.dumps(event.to_payload(), separators=(",", ":")),
+                        payload_json=json.dumps(event.to_payload(), separators=(",", ":")).encode(
+                            "utf-8"
+                        ),
                         kafka_offset=record.offset,
                         ledger_seq=ledger_seq,
                         prev_chain_hash=prev_hash,
@@ -239,14 +241,21 @@ class VerifyingProcessor:
         report.skipped += skipped
 
 
+def _text(value: str | None, limit: int = 2000) -> str | None:
+    """Postgres text cannot hold NUL; hostile input must not make a commit fail."""
+    if value is None:
+        return None
+    value = value.replace("\x00", "\\x00")
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
 def _quarantine_row(record: IngressRecord, rejected: Rejected) -> store.QuarantineRow:
-    detail = rejected.detail if len(rejected.detail) < 2000 else rejected.detail[:2000] + "…"
     return store.QuarantineRow(
         reason_code=rejected.code.value,
-        detail=detail,
+        detail=_text(rejected.detail) or "",
         raw=record.value,
-        event_id=rejected.event_id,
-        signer_did=rejected.signer_did,
+        event_id=_text(rejected.event_id, 200),
+        signer_did=_text(rejected.signer_did, 200),
         kafka_offset=record.offset,
     )
 

@@ -78,12 +78,28 @@ class StaleBatchError(Exception):
     """The stored position moved past this batch (another worker committed it)."""
 
 
+def _encode_jsonb(value: Any) -> bytes:
+    # bytes are JSON already serialised by the caller (the hot path: event payloads)
+    text = value if isinstance(value, bytes) else json.dumps(value).encode("utf-8")
+    return b"\x01" + text
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
 async def init_connection(conn: asyncpg.Connection) -> None:
-    """Codecs: jsonb/json as Python values."""
-    for name in ("jsonb", "json"):
-        await conn.set_type_codec(
-            name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
-        )
+    """Codecs: jsonb in binary format (COPY needs it), as Python values."""
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        schema="pg_catalog",
+        format="binary",
+    )
+    await conn.set_type_codec(
+        "json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
+    )
 
 
 @dataclass(frozen=True)
@@ -103,7 +119,7 @@ class EventRow:
     payload_hash_b64u: str
     envelope_sha256: str
     envelope_raw: bytes
-    payload_json: str
+    payload_json: bytes
     kafka_offset: int
     ledger_seq: int
     prev_chain_hash: str | None
@@ -136,7 +152,9 @@ async def load_positions(
 
 
 async def control_version(conn: asyncpg.Connection) -> int:
-    value = await conn.fetchval("SELECT last_value FROM control_version")
+    value = await conn.fetchval(
+        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM control_version"
+    )
     return int(value)
 
 

@@ -89,6 +89,11 @@ def verify_message(
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         return Rejected(ReasonCode.MALFORMED_JSON, f"not valid UTF-8 JSON: {exc}")
     hints = _hints(document)
+    if b"\\u0000" in raw:
+        # NUL cannot be stored in Postgres text/jsonb; no legitimate event needs it
+        return Rejected(
+            ReasonCode.SCHEMA_VALIDATION_FAILED, "strings must not contain U+0000", *hints
+        )
     try:
         envelope = verify_envelope(document, _SCHEMAS)
         event, body = parse_event_payload(envelope.payload)
