@@ -30,7 +30,17 @@ _CORE_MODULES: tuple[str, ...] = (
     "processor",
 )
 # further command modules, registered the same way
-_COMMAND_MODULES: tuple[str, ...] = ("services", "migrate", "policy")
+_COMMAND_MODULES: tuple[str, ...] = (
+    "services",
+    "migrate",
+    "policy",
+    "wpc",
+    "cst",
+    "urm",
+    "run",
+    "receipt",
+    "halt",
+)
 
 EXIT_OK = 0
 EXIT_REJECTED = 1

@@ -1,0 +1,319 @@
+"""``claw-ledger cst``: scoped tokens (formats.md §4)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import click
+
+from claw_ledger.cli.common import emit_json, key_option, resolve_key, settings
+from claw_ledger.cli.wpc import precheck_policy, read_input
+from ledger.errors import ReasonCode, RejectedError, TokenError
+
+__all__ = ["ENV_MAX_TTL", "command", "raise_if_quarantined", "read_token"]
+
+ENV_MAX_TTL = "CLAW_LEDGER_CST_MAX_TTL"
+
+
+@click.group("cst")
+def command() -> None:
+    """Scoped tokens: issue, inspect, revoke, and compute scope hashes.
+
+    A CST is a compact EdDSA JWT. The ledger records its jti, claims, scope
+    hash and the SHA-256 of the token (token.issued), never the token: the
+    token is a bearer secret, printed once, to you.
+
+    \b
+    Examples:
+      TOKEN=$(claw-ledger cst issue --sub agent:alpha --aud clawproxy \\
+          --scope proxy:call:anthropic --scope tools:read --ttl 15m \\
+          --policy OMfo1i4Qvrnbfht-L-4Zl2ElG1U5xenjvTXgXgShVJ4 --job job-42 --key issuer)
+      echo "$TOKEN" | claw-ledger cst inspect -
+      claw-ledger cst scope-hash claims.json
+      claw-ledger cst revoke --job job-42 --reason "leaked in CI log" --key issuer
+    """
+
+
+def raise_if_quarantined(result: dict[str, Any]) -> None:
+    """Raise the ledger's refusal (exit 1) when the event was quarantined."""
+    if result.get("status") == "quarantined":
+        code = str(result.get("reason_code", ""))
+        raise RejectedError(
+            ReasonCode(code) if code in ReasonCode.__members__ else ReasonCode.INTERNAL_ERROR,
+            f"the ledger refused the event: {result.get('detail')}",
+        )
+
+
+def read_token(value: str) -> str:
+    """A token given on the command line, or read from stdin for ``-``."""
+    text = read_input("-").decode("utf-8", "replace") if value == "-" else value
+    return text.strip()
+
+
+@command.command("issue")
+@click.option("--sub", required=True, help="Subject: the agent the token is for.")
+@click.option("--aud", multiple=True, required=True, help="Audience (repeatable).")
+@click.option("--scope", "scopes", multiple=True, required=True, help="Scope (repeatable).")
+@click.option("--ttl", default="15m", show_default=True, help="Lifetime: 900, 900s, 15m, 1h, 1d.")
+@click.option(
+    "--max-ttl",
+    default="24h",
+    show_default=True,
+    envvar=ENV_MAX_TTL,
+    help=f"Longest lifetime allowed [env {ENV_MAX_TTL}].",
+)
+@click.option("--policy", "policy_hash", metavar="HASH", help="Pin to this WPC hash.")
+@click.option("--job", "job_id", metavar="JOB", help="Bind to this job (claim mission_id).")
+@click.option("--nonce", help="Optional nonce claim.")
+@click.option("--jti", help="Token id (default: cst_<random>).")
+@key_option("Issuer key: signs the token and the token.issued event.")
+@click.option("--json", "as_json", is_flag=True, help="Token, claims and ledger result as JSON.")
+def issue(
+    sub: str,
+    aud: tuple[str, ...],
+    scopes: tuple[str, ...],
+    ttl: str,
+    max_ttl: str,
+    policy_hash: str | None,
+    job_id: str | None,
+    nonce: str | None,
+    jti: str | None,
+    key_ref: str,
+    as_json: bool,
+) -> None:
+    """Issue a CST, record token.issued, and print the token (stdout).
+
+    Fails (exit 1, nothing recorded): empty scope, a TTL that is not
+    positive or over --max-ttl, a malformed policy hash, a pin to an unknown,
+    revoked or superseded WPC, an active halt covering the subject or job.
+    """
+    from ledger.tokens import build_claims, issue_token, parse_ttl
+    from producers.publish import publish_event_sync
+
+    claims = build_claims(
+        sub=sub,
+        aud=list(aud),
+        scope=list(scopes),
+        ttl_seconds=parse_ttl(ttl),
+        max_ttl_seconds=parse_ttl(max_ttl),
+        jti=jti,
+        nonce=nonce,
+        policy_hash_b64u=policy_hash,
+        mission_id=job_id,
+    )
+    if policy_hash is not None:
+        precheck_policy(policy_hash)
+    key = resolve_key(key_ref)
+    issued = issue_token(claims, key)
+    result = publish_event_sync(
+        settings(), key, "token.issued", f"token:{issued.jti}", issued.event_body(key.did)
+    )
+    raise_if_quarantined(result)
+    if as_json:
+        emit_json(
+            {
+                "token": issued.token,
+                "jti": issued.jti,
+                "token_scope_hash_b64u": issued.token_scope_hash_b64u,
+                "token_sha256_b64u": issued.token_sha256_b64u,
+                "claims": issued.claims,
+                "ledger": result,
+            }
+        )
+        return
+    click.echo(issued.token)
+    click.echo(
+        f"issued {issued.jti} (scope hash {issued.token_scope_hash_b64u}, expires"
+        f" {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(claims['exp']))},"
+        f" ledger position {result.get('position', '?')})",
+        err=True,
+    )
+
+
+@command.command("scope-hash")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--json", "as_json", is_flag=True, help="Also print the normalised input.")
+def scope_hash(file: str, as_json: bool) -> None:
+    """Print token_scope_hash_b64u for a JSON object of claims (FILE or '-').
+
+    The input needs sub, aud and scope; policy_hash_b64u, mission_id,
+    agent_did, owner_did, ... enter the hash when they are non-empty strings.
+    iat, exp, jti and nonce never do. Put the result in a URM's
+    policy.cst_scope_hash.
+
+    \b
+    Example:
+      $ cat claims.json
+      {"sub": "agent:alpha", "aud": "clawproxy",
+       "scope": ["proxy:call:anthropic", "tools:read"]}
+      $ claw-ledger cst scope-hash claims.json
+      7e_jFMJ7ZusdR84fPjfCRzz9_rWXm5kLjZFrxm-JVm0
+    """
+    import json5
+
+    from ledger.canonical import jcs, parse_json_strict
+    from ledger.tokens import scope_hash_input, token_scope_hash_b64u
+
+    data = read_input(file)
+    try:
+        claims = parse_json_strict(data)
+    except (ValueError, UnicodeDecodeError):
+        try:
+            claims = json5.loads(data.decode("utf-8"), allow_duplicate_keys=False)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise TokenError(ReasonCode.MALFORMED_JSON, f"claims are not JSON: {exc}") from exc
+    if not isinstance(claims, dict):
+        raise TokenError(ReasonCode.TOKEN_MALFORMED, "the claims must be a JSON object")
+    digest = token_scope_hash_b64u(claims)
+    if as_json:
+        normalised = scope_hash_input(claims)
+        emit_json(
+            {
+                "token_scope_hash_b64u": digest,
+                "input": normalised,
+                "jcs": jcs(normalised).decode("utf-8"),
+            }
+        )
+    else:
+        click.echo(digest)
+
+
+def _token_status(row: dict[str, Any] | None, token_sha256: str, now: int) -> tuple[str, str]:
+    if row is None:
+        return "unknown", "no token.issued event for this jti"
+    if row["token_sha256_b64u"] != token_sha256:
+        return "unknown", "the ledger holds a different token under this jti"
+    if row["status"] == "revoked":
+        return "revoked", f"revoked: {row['revoked_reason']}"
+    if now >= int(row["exp"]):
+        return "expired", f"expired at {row['exp']}"
+    return "active", "recorded, not revoked, not expired"
+
+
+_STATUS_CODES = {
+    "unknown": ReasonCode.TOKEN_UNKNOWN,
+    "revoked": ReasonCode.TOKEN_REVOKED,
+    "expired": ReasonCode.TOKEN_EXPIRED,
+}
+
+
+@command.command("inspect")
+@click.argument("token", metavar="TOKEN|-")
+@click.option("--issuer", metavar="DID", help="Verify against this issuer (default: the ledger's).")
+@click.option("--offline", is_flag=True, help="Do not ask the ledger (needs --issuer).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def inspect(token: str, issuer: str | None, offline: bool, as_json: bool) -> None:
+    """Decode TOKEN, check its signature and show its status on the ledger.
+
+    Status: active, expired, revoked or unknown. Exit 0 only for a token that
+    verifies and is active; 1 otherwise (after printing what is known).
+
+    \b
+    Example:
+      echo "$TOKEN" | claw-ledger cst inspect - --json
+    """
+    from claw_ledger.storage.primitives import get_token, query_sync
+    from ledger.tokens import decode_token, verify_token
+
+    decoded = decode_token(read_token(token))
+    row = None
+    if not offline and decoded.jti:
+        row = query_sync(settings(), get_token, decoded.jti)
+    issuer_did = issuer or (row["issuer_did"] if row else None)
+    signature, signature_error = "unverified (issuer unknown)", None
+    if issuer_did:
+        try:
+            verify_token(decoded, issuer_did, check_expiry=False)
+            signature = "valid"
+        except RejectedError as exc:
+            signature, signature_error = f"invalid ({exc.code.value})", exc
+    now = int(time.time())
+    if offline:
+        expired = isinstance(decoded.claims.get("exp"), int) and now >= decoded.claims["exp"]
+        status, detail = ("expired", "by its exp claim") if expired else ("not checked", "offline")
+    else:
+        status, detail = _token_status(row, decoded.token_sha256_b64u, now)
+    report = {
+        "header": decoded.header,
+        "claims": decoded.claims,
+        "jti": decoded.jti,
+        "token_sha256_b64u": decoded.token_sha256_b64u,
+        "issuer_did": issuer_did,
+        "signature": signature,
+        "status": status,
+        "status_detail": detail,
+    }
+    if as_json:
+        emit_json(report)
+    else:
+        import json
+
+        click.echo("header: " + json.dumps(decoded.header))
+        click.echo("claims: " + json.dumps(decoded.claims, indent=2))
+        click.echo(f"issuer: {issuer_did or '?'}")
+        click.echo(f"signature: {signature}")
+        click.echo(f"status: {status} ({detail})")
+    if signature_error is not None:
+        raise TokenError(signature_error.code, signature_error.detail)
+    if signature != "valid":
+        raise TokenError(ReasonCode.TOKEN_UNKNOWN, "the token's issuer is unknown: not verified")
+    if status in _STATUS_CODES:
+        raise TokenError(_STATUS_CODES[status], f"token {decoded.jti} is {status}: {detail}")
+
+
+@command.command("revoke")
+@click.option("--jti", help="Revoke this token.")
+@click.option("--job", "job_id", metavar="JOB", help="Revoke every active token bound to JOB.")
+@click.option("--sub", help="Revoke every active token issued to SUB.")
+@click.option("--reason", required=True, help="Why (recorded).")
+@key_option("Issuer or operator key that signs the token.revoked events.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def revoke(
+    jti: str | None,
+    job_id: str | None,
+    sub: str | None,
+    reason: str,
+    key_ref: str,
+    as_json: bool,
+) -> None:
+    """Record token.revoked for one token (--jti) or all active ones of a job or subject.
+
+    \b
+    Examples:
+      claw-ledger cst revoke --jti cst_3f2a... --reason "rotated" --key issuer
+      claw-ledger cst revoke --sub agent:alpha --reason "agent compromised" --key operator
+    """
+    from claw_ledger.storage.primitives import tokens_for
+    from producers.publish import publish_event_sync
+
+    if sum(x is not None for x in (jti, job_id, sub)) != 1:
+        raise click.UsageError("give exactly one of --jti, --job, --sub")
+    resolved = settings()
+    if jti is not None:
+        targets = [jti]
+    else:
+        from claw_ledger.storage.primitives import query_sync
+
+        rows = query_sync(resolved, tokens_for, job=job_id, sub=sub)
+        targets = [str(r["jti"]) for r in rows]
+        if not targets:
+            which = f"job {job_id}" if job_id else f"subject {sub}"
+            raise TokenError(ReasonCode.TOKEN_UNKNOWN, f"no active token for {which}")
+    key = resolve_key(key_ref)
+    results = []
+    for target in targets:
+        result = publish_event_sync(
+            resolved, key, "token.revoked", f"token:{target}", {"jti": target, "reason": reason}
+        )
+        result["jti"] = target
+        results.append(result)
+        if not as_json:
+            if result.get("status") == "quarantined":
+                click.echo(f"{target}: refused ({result.get('reason_code')})", err=True)
+            else:
+                click.echo(f"revoked {target}")
+    if as_json:
+        emit_json(results)
+    for result in results:
+        raise_if_quarantined(result)

@@ -1,0 +1,94 @@
+"""``claw-ledger halt`` / ``resume`` / ``halts``: the kill switch, as signed events."""
+
+from __future__ import annotations
+
+import click
+
+from claw_ledger.cli.common import emit_json, key_option, report_publish, resolve_key, settings
+
+__all__ = ["command", "extra_commands"]
+
+_TARGET_HELP = "'*' (every agent), 'sub:<subject>' or 'job:<job id>'"
+
+
+def _check_target(target: str) -> str:
+    if target == "*" or (
+        target.startswith(("sub:", "job:")) and len(target) > 4 and " " not in target
+    ):
+        return target
+    raise click.BadParameter(f"{target!r}: use {_TARGET_HELP}", param_hint="TARGET")
+
+
+@click.command("halt")
+@click.argument("target")
+@click.option("--reason", required=True, help="Why (recorded).")
+@key_option("Operator key that signs agent.halted.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def command(target: str, reason: str, key_ref: str, as_json: bool) -> None:
+    """Halt TARGET: '*' (every agent), 'sub:<subject>' or 'job:<job id>'.
+
+    While a halt covers a job or its token's subject, run.started,
+    receipt.recorded and token.issued for it are refused (AGENT_HALTED).
+    `claw-ledger resume TARGET` lifts it.
+
+    \b
+    Examples:
+      claw-ledger halt 'job:job-42' --reason "unexpected egress" --key operator
+      claw-ledger halt 'sub:agent:alpha' --reason "prompt injection suspected" --key operator
+      claw-ledger halt '*' --reason "incident 2026-17" --key operator
+    """
+    from producers.publish import publish_event_sync
+
+    target = _check_target(target)
+    result = publish_event_sync(
+        settings(),
+        resolve_key(key_ref),
+        "agent.halted",
+        f"halt:{target}",
+        {"target": target, "reason": reason},
+    )
+    report_publish(result, as_json, f"halted {target}")
+
+
+@click.command("resume")
+@click.argument("target")
+@click.option("--reason", required=True, help="Why (recorded).")
+@key_option("Operator key that signs agent.resumed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def resume(target: str, reason: str, key_ref: str, as_json: bool) -> None:
+    """Lift the halt on TARGET (exactly that target: resuming '*' leaves others).
+
+    \b
+    Example:
+      claw-ledger resume 'job:job-42' --reason "egress explained" --key operator
+    """
+    from producers.publish import publish_event_sync
+
+    target = _check_target(target)
+    result = publish_event_sync(
+        settings(),
+        resolve_key(key_ref),
+        "agent.resumed",
+        f"halt:{target}",
+        {"target": target, "reason": reason},
+    )
+    report_publish(result, as_json, f"resumed {target}")
+
+
+@click.command("halts")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def halts(as_json: bool) -> None:
+    """List the active halts."""
+    from claw_ledger.storage.primitives import active_halts, query_sync
+
+    rows = query_sync(settings(), active_halts)
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no active halts")
+    for row in rows:
+        click.echo(f"{row['target']:<30} since {row['halted_at']}  {row['reason']}")
+
+
+extra_commands = (resume, halts)

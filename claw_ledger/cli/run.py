@@ -1,0 +1,265 @@
+"""``claw-ledger run``: the run lifecycle of an approved job, and its proof bundle."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from claw_ledger.cli.common import emit_json, key_option, resolve_key, settings
+from claw_ledger.cli.cst import raise_if_quarantined, read_token
+from claw_ledger.cli.wpc import read_input
+from ledger.errors import ManifestError, ReasonCode, TokenError
+
+__all__ = ["command", "fetch_job"]
+
+
+@click.group("run")
+def command() -> None:
+    """Start and complete approved jobs; show them; build and verify proof bundles.
+
+    \b
+    Examples:
+      claw-ledger run start --job job-42 --token "$TOKEN" --key runtime
+      claw-ledger run complete --job job-42 --output report.pdf=out/report.pdf --key runtime
+      claw-ledger run show job-42
+      claw-ledger run bundle job-42 --key runtime -o job-42.bundle.json
+      claw-ledger run verify-bundle job-42.bundle.json
+    """
+
+
+def fetch_job(job_id: str) -> dict[str, Any]:
+    """The ledger's row for ``job_id``; ``JOB_UNKNOWN`` when there is none."""
+    from claw_ledger.storage.primitives import get_job, query_sync
+
+    job = query_sync(settings(), get_job, job_id)
+    if job is None:
+        raise ManifestError(
+            ReasonCode.JOB_UNKNOWN,
+            f"no approved job {job_id!r} on the ledger",
+            hint="submit its URM with `claw-ledger urm submit FILE --approval A.json --key K`",
+        )
+    return job
+
+
+def _binding(job: dict[str, Any]) -> dict[str, Any]:
+    chain = job.get("event_chain") or []
+    return {
+        "run_id": job["run_id"],
+        "event_hash_b64u": chain[-1]["event_hash_b64u"] if chain else None,
+        "policy_hash": job["wpc_hash_b64u"],
+        "token_scope_hash_b64u": job.get("token_scope_hash_b64u"),
+    }
+
+
+@command.command("start")
+@click.option("--job", "job_id", required=True, metavar="JOB", help="The approved job.")
+@click.option("--token", required=True, metavar="TOKEN|-", help="The job's CST ('-': stdin).")
+@key_option("Runtime key that signs run.started.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def start(job_id: str, token: str, key_ref: str, as_json: bool) -> None:
+    """Record run.started (job, URM hash, token jti); print the receipt binding.
+
+    Refused (exit 1): an unknown job, a token that is unknown, revoked,
+    expired, bound to another job, pinned to another WPC or with another scope
+    hash than the URM's, a revoked WPC, or an active halt. Only the token's
+    jti is recorded.
+    """
+    from claw_ledger.storage.primitives import get_token, query_sync
+    from ledger.tokens import decode_token, verify_token
+    from producers.publish import publish_event_sync
+
+    decoded = decode_token(read_token(token))
+    if decoded.jti is None:
+        raise TokenError(ReasonCode.TOKEN_MALFORMED, "the token has no jti")
+    resolved = settings()
+    job = fetch_job(job_id)
+    row = query_sync(resolved, get_token, decoded.jti)
+    if row is None or row["token_sha256_b64u"] != decoded.token_sha256_b64u:
+        raise TokenError(ReasonCode.TOKEN_UNKNOWN, "this token is not recorded on the ledger")
+    verify_token(decoded, str(row["issuer_did"]))
+    key = resolve_key(key_ref)
+    result = publish_event_sync(
+        resolved,
+        key,
+        "run.started",
+        f"job:{job_id}",
+        {"job_id": job_id, "urm_hash_b64u": job["urm_hash_b64u"], "cst_jti": decoded.jti},
+    )
+    raise_if_quarantined(result)
+    binding = _binding(fetch_job(job_id))
+    if as_json:
+        emit_json({"job_id": job_id, "binding": binding, "ledger": result})
+        return
+    click.echo(f"job {job_id} started (ledger position {result.get('position', '?')})")
+    click.echo(
+        f"receipt binding: --run-id {binding['run_id']} --event-hash {binding['event_hash_b64u']}"
+    )
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _split(spec: str, option: str) -> tuple[str, str]:
+    name, sep, value = spec.partition("=")
+    if not sep or not name or not value:
+        raise click.UsageError(f"{option} takes NAME=VALUE, got {spec!r}")
+    return name, value
+
+
+@command.command("complete")
+@click.option("--job", "job_id", required=True, metavar="JOB", help="The running job.")
+@click.option(
+    "--output", "outputs", multiple=True, metavar="NAME=PATH", help="An output file (repeatable)."
+)
+@click.option(
+    "--output-hash",
+    "output_hashes",
+    multiple=True,
+    metavar="NAME=SHA256",
+    help="An output given by its SHA-256 hex (repeatable).",
+)
+@key_option("Runtime key that signs run.completed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def complete(
+    job_id: str,
+    outputs: tuple[str, ...],
+    output_hashes: tuple[str, ...],
+    key_ref: str,
+    as_json: bool,
+) -> None:
+    """Record run.completed with each output's name and SHA-256.
+
+    Outputs that differ from the URM's expected_outputs (another hash,
+    missing, unexpected) are recorded and flagged, and the flags printed.
+    A hash that is not 64 lowercase hex characters is refused
+    (OUTPUT_HASH_INVALID).
+    """
+    from producers.publish import publish_event_sync
+
+    listed: list[dict[str, str]] = []
+    for spec in outputs:
+        name, path = _split(spec, "--output")
+        file = Path(path)
+        if not file.is_file():
+            raise click.UsageError(f"--output {name}: no file {path}")
+        listed.append({"name": name, "sha256": _sha256_file(file)})
+    for spec in output_hashes:
+        name, value = _split(spec, "--output-hash")
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise ManifestError(
+                ReasonCode.OUTPUT_HASH_INVALID,
+                f"output {name!r}: sha256 must be 64 lowercase hex characters",
+            )
+        listed.append({"name": name, "sha256": value})
+    names = [o["name"] for o in listed]
+    if len(names) != len(set(names)):
+        raise ManifestError(ReasonCode.OUTPUT_HASH_INVALID, "an output name is given twice")
+    key = resolve_key(key_ref)
+    result = publish_event_sync(
+        settings(), key, "run.completed", f"job:{job_id}", {"job_id": job_id, "outputs": listed}
+    )
+    raise_if_quarantined(result)
+    job = fetch_job(job_id)
+    flags = job.get("output_flags") or []
+    if as_json:
+        emit_json({"job_id": job_id, "outputs": listed, "output_flags": flags, "ledger": result})
+        return
+    click.echo(f"job {job_id} completed (ledger position {result.get('position', '?')})")
+    for flag in flags:
+        click.echo(
+            f"flag: {flag['name']}: {flag['flag']} (expected {flag['expected_sha256']},"
+            f" got {flag['actual_sha256']})",
+            err=True,
+        )
+    if not flags:
+        click.echo("outputs match the URM's expected_outputs")
+
+
+@command.command("show")
+@click.argument("job_id", metavar="JOB")
+@click.option("--json", "as_json", is_flag=True, help="The whole job row as JSON.")
+def show(job_id: str, as_json: bool) -> None:
+    """Show a job: status, WPC, token, event chain, receipts, outputs and flags."""
+    job = fetch_job(job_id)
+    if as_json:
+        emit_json(job)
+        return
+    click.echo(f"job:        {job['job_id']}  ({job['status']})")
+    click.echo(f"URM:        {job['urm_hash_b64u']}")
+    click.echo(f"WPC:        {job['wpc_hash_b64u']}")
+    click.echo(f"requester:  {job['requester_did']}")
+    click.echo(f"approvers:  {', '.join(job['approver_dids'])}")
+    click.echo(f"token:      {job['cst_jti'] or '-'}  (sub {job['sub'] or '-'})")
+    click.echo(f"receipts:   {job['receipt_count']}")
+    click.echo("chain:")
+    for entry in job["event_chain"]:
+        click.echo(f"  {entry['timestamp']}  {entry['event_type']:<22} {entry['event_hash_b64u']}")
+    if job["outputs"] is not None:
+        click.echo("outputs:")
+        for output in job["outputs"]:
+            click.echo(f"  {output['name']}  {output['sha256']}")
+        for flag in job["output_flags"] or []:
+            click.echo(f"  flag: {flag['name']}: {flag['flag']}")
+
+
+@command.command("bundle")
+@click.argument("job_id", metavar="JOB")
+@key_option("Key that signs the bundle; it becomes the bundle's agent_did.")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, writable=True), help="Output file.")
+@click.option("--with-urm-ref", is_flag=True, help="Include a URM reference in the bundle.")
+def bundle(job_id: str, key_ref: str, out: str | None, with_urm_ref: bool) -> None:
+    """Build a clawsig proof bundle of JOB from the ledger: its event chain and receipts."""
+    from claw_ledger.storage.primitives import query_sync, receipts_for
+    from ledger.bundles import build_job_bundle
+    from ledger.canonical import parse_json_strict
+
+    job = fetch_job(job_id)
+    rows = query_sync(settings(), receipts_for, job_id)
+    receipts = [parse_json_strict(str(r["receipt_envelope_raw"]).encode("utf-8")) for r in rows]
+    envelope = build_job_bundle(
+        job, receipts, resolve_key(key_ref), include_urm_reference=with_urm_ref
+    )
+    text = json.dumps(envelope.to_dict(), indent=2, ensure_ascii=False) + "\n"
+    if out:
+        Path(out).write_text(text, encoding="utf-8")
+        click.echo(
+            f"proof bundle of {job_id}: {len(job['event_chain'])} events,"
+            f" {len(receipts)} receipts -> {out}",
+            err=True,
+        )
+    else:
+        click.echo(text, nl=False)
+
+
+@command.command("verify-bundle")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--agent", metavar="DID", help="Expected agent_did.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def verify_bundle(file: str, agent: str | None, as_json: bool) -> None:
+    """Verify a clawsig proof bundle (formats.md §6); exit 1 with its reason code on failure."""
+    from ledger.bundles import verify_proof_bundle
+    from ledger.canonical import parse_json_strict
+    from ledger.errors import BundleError
+
+    try:
+        document = parse_json_strict(read_input(file))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BundleError(ReasonCode.MALFORMED_JSON, f"not JSON: {exc}") from exc
+    summary = verify_proof_bundle(document, expected_agent_did=agent).summary()
+    if as_json:
+        emit_json(summary)
+    else:
+        click.echo(
+            f"PASS: bundle {summary['bundle_id']} of run {summary['run_id']},"
+            f" {summary['event_count']} events, {summary['receipt_count']} receipts,"
+            f" signed by {summary['agent_did']}"
+        )

@@ -1,0 +1,271 @@
+"""``claw-ledger wpc``: the Work Policy Contract registry (formats.md §3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from claw_ledger.cli.common import (
+    emit_json,
+    key_option,
+    report_publish,
+    resolve_key,
+    settings,
+)
+from ledger.errors import EventError, PolicyError, ReasonCode
+
+__all__ = ["command", "precheck_policy", "read_input", "verify_registry_row"]
+
+
+@click.group("wpc")
+def command() -> None:
+    """Work Policy Contracts: hash, publish, fetch, supersede and revoke.
+
+    A WPC is identified by its policy hash: b64u(SHA-256(JCS(document))).
+    Every change is a signed event (policy.published / .superseded /
+    .revoked) and the registry fails closed: an unknown, revoked or
+    mismatching WPC is an error, never a default policy.
+
+    \b
+    Examples:
+      claw-ledger wpc hash policy.json5
+      claw-ledger wpc publish policy.json5 --key policy-admin
+      claw-ledger wpc get OMfo1i4Qvrnbfht-L-4Zl2ElG1U5xenjvTXgXgShVJ4 --verify
+      claw-ledger wpc supersede OLD_HASH NEW_HASH --key policy-admin
+      claw-ledger wpc revoke HASH --reason "allows exec on prod" --key policy-admin
+    """
+
+
+def read_input(path: str) -> bytes:
+    """The bytes of file ``path``, or of stdin for ``-``."""
+    with click.open_file(path, "rb") as handle:
+        data: bytes = handle.read()
+    return data
+
+
+def _read_document(path: str) -> dict[str, Any]:
+    from ledger.wpc import parse_wpc_bytes
+
+    return parse_wpc_bytes(read_input(path))
+
+
+@command.command("hash")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def hash_command(file: str, as_json: bool) -> None:
+    """Print the policy_hash_b64u of a WPC FILE (JSON or JSON5; '-' reads stdin).
+
+    The document is validated first (size, syntax, known sections); an
+    invalid one is refused with its reason code (exit 1).
+
+    \b
+    Example:
+      $ claw-ledger wpc hash policy.json
+      OMfo1i4Qvrnbfht-L-4Zl2ElG1U5xenjvTXgXgShVJ4
+    """
+    from ledger.canonical import jcs
+    from ledger.wpc import policy_hash_b64u
+
+    document = _read_document(file)
+    digest = policy_hash_b64u(document)
+    if as_json:
+        emit_json({"policy_hash_b64u": digest, "jcs": jcs(document).decode("utf-8")})
+    else:
+        click.echo(digest)
+
+
+@command.command("publish")
+@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@key_option("Policy-admin key that signs the WPC and the event.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def publish(file: str, key_ref: str, as_json: bool) -> None:
+    """Validate FILE, sign it as a `wpc` envelope and record policy.published.
+
+    \b
+    Example:
+      $ claw-ledger wpc publish policy.json5 --key policy-admin
+      published WPC OMfo1i4Qvrnbfht-L-4Zl2ElG1U5xenjvTXgXgShVJ4 (ledger position 7)
+    """
+    from ledger.wpc import policy_hash_b64u, sign_wpc
+    from producers.publish import publish_event_sync
+
+    document = _read_document(file)
+    key = resolve_key(key_ref)
+    digest = policy_hash_b64u(document)
+    envelope = sign_wpc(document, key)
+    result = publish_event_sync(
+        settings(),
+        key,
+        "policy.published",
+        f"policy:{digest}",
+        {"policy_hash_b64u": digest, "wpc_envelope_json": envelope.to_bytes().decode("utf-8")},
+    )
+    result["policy_hash_b64u"] = digest
+    report_publish(result, as_json, f"published WPC {digest}")
+
+
+def verify_registry_row(row: dict[str, Any], policy_hash: str) -> dict[str, Any]:
+    """Recompute the hash of a registry row's exact envelope and check its signature.
+
+    Returns the parsed envelope. Raises with the first failing reason code.
+    """
+    from ledger.wpc import parse_wpc_envelope_bytes, verify_wpc_envelope
+
+    document = parse_wpc_envelope_bytes(str(row["wpc_envelope_raw"]).encode("utf-8"))
+    verified = verify_wpc_envelope(document, expected_hash=policy_hash)
+    if verified.publisher_did != row["publisher_did"]:
+        raise PolicyError(
+            ReasonCode.WPC_HASH_MISMATCH,
+            "the registry row names another publisher than the envelope",
+        )
+    return dict(document)
+
+
+def _check_publisher(key_row: dict[str, Any] | None, did: str) -> None:
+    if key_row is None:
+        raise EventError(ReasonCode.UNKNOWN_SIGNER, f"WPC publisher {did} is not registered")
+    if key_row["revoked"]:
+        raise EventError(ReasonCode.SIGNER_REVOKED, f"WPC publisher {did} was revoked")
+    if "policy-admin" not in key_row["roles"]:
+        raise EventError(
+            ReasonCode.ROLE_NOT_ALLOWED, f"WPC publisher {did} does not hold the policy-admin role"
+        )
+
+
+def precheck_policy(policy_hash: str) -> dict[str, Any]:
+    """Fail early (before publishing) when a WPC may not be used: malformed hash,
+    unknown, revoked or superseded. The ledger checks again."""
+    from claw_ledger.storage.primitives import get_policy, query_sync
+    from ledger.primitive_rules import usable_policy
+    from ledger.state import LedgerState
+    from ledger.wpc import check_policy_hash
+
+    check_policy_hash(policy_hash)
+    row = query_sync(settings(), get_policy, policy_hash)
+    state = LedgerState(policies={policy_hash: row} if row else {})
+    return usable_policy(state, policy_hash)
+
+
+@command.command("get")
+@click.argument("policy_hash", metavar="HASH")
+@click.option("--verify", is_flag=True, help="Recompute the hash, check signature and role.")
+@click.option("--any-status", is_flag=True, help="Also return a revoked WPC (exit 0).")
+@click.option("--json", "as_json", is_flag=True, help="Registry record and envelope as JSON.")
+def get(policy_hash: str, verify: bool, any_status: bool, as_json: bool) -> None:
+    """Print the signed `wpc` envelope of HASH, exactly as it was signed.
+
+    Fails closed (exit 1): a malformed or unknown hash, a revoked WPC (unless
+    --any-status), and with --verify a hash that does not match the content,
+    a bad signature or a publisher without the policy-admin role.
+
+    \b
+    Examples:
+      claw-ledger wpc get OMfo1i4Qvrnbfht-L-4Zl2ElG1U5xenjvTXgXgShVJ4 > wpc.json
+      claw-ledger wpc get OMfo1i4Qvrnbfht-L-4Zl2ElG1U5xenjvTXgXgShVJ4 --verify --json
+    """
+    from claw_ledger.storage.primitives import get_key, get_policy, query_sync
+    from ledger.wpc import check_policy_hash
+
+    check_policy_hash(policy_hash)
+    resolved = settings()
+    row = query_sync(resolved, get_policy, policy_hash)
+    if row is None:
+        raise PolicyError(ReasonCode.WPC_UNKNOWN, f"no WPC {policy_hash} in the registry")
+    if row["status"] == "revoked" and not any_status:
+        raise PolicyError(
+            ReasonCode.WPC_REVOKED, f"WPC {policy_hash} was revoked: {row['revoked_reason']}"
+        )
+    if row["status"] == "superseded":
+        click.echo(f"warning: WPC {policy_hash} is superseded by {row['superseded_by']}", err=True)
+    verified = False
+    if verify:
+        verify_registry_row(row, policy_hash)
+        _check_publisher(query_sync(resolved, get_key, row["publisher_did"]), row["publisher_did"])
+        verified = True
+    if as_json:
+        record = {k: v for k, v in row.items() if k not in ("wpc_envelope_raw", "wpc_envelope")}
+        from ledger.canonical import parse_json_strict
+
+        record["envelope"] = parse_json_strict(str(row["wpc_envelope_raw"]).encode("utf-8"))
+        record["verified"] = verified
+        emit_json(record)
+        return
+    click.echo(row["wpc_envelope_raw"])
+    if verified:
+        click.echo(
+            f"verified: hash, signature and publisher role ({row['publisher_did']})", err=True
+        )
+
+
+@command.command("list")
+@click.option(
+    "--status", type=click.Choice(["active", "superseded", "revoked"]), help="Only this status."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_command(status: str | None, as_json: bool) -> None:
+    """List the WPCs in the registry."""
+    from claw_ledger.storage.primitives import list_policies, query_sync
+
+    rows = query_sync(settings(), list_policies, status=status)
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no WPCs")
+    for row in rows:
+        extra = ""
+        if row["status"] == "superseded":
+            extra = f" -> {row['superseded_by']}"
+        elif row["status"] == "revoked":
+            extra = f" ({row['revoked_reason']})"
+        issuer = row["issuer"] or "-"
+        click.echo(f"{row['policy_hash_b64u']}  {row['status']:<10} {issuer}{extra}")
+
+
+@command.command("supersede")
+@click.argument("old", metavar="OLD_HASH")
+@click.argument("new", metavar="NEW_HASH")
+@click.option("--reason", default="", help="Why (recorded).")
+@key_option("Policy-admin key that signs the event.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def supersede(old: str, new: str, reason: str, key_ref: str, as_json: bool) -> None:
+    """Record that NEW_HASH replaces OLD_HASH (both must be active).
+
+    New tokens, URMs and runs can no longer use OLD_HASH.
+    """
+    from producers.publish import publish_event_sync
+
+    precheck_policy(old)
+    precheck_policy(new)
+    key = resolve_key(key_ref)
+    result = publish_event_sync(
+        settings(),
+        key,
+        "policy.superseded",
+        f"policy:{old}",
+        {"old_policy_hash_b64u": old, "new_policy_hash_b64u": new, "reason": reason},
+    )
+    report_publish(result, as_json, f"WPC {old} superseded by {new}")
+
+
+@command.command("revoke")
+@click.argument("policy_hash", metavar="HASH")
+@click.option("--reason", required=True, help="Why (recorded).")
+@key_option("Policy-admin key that signs the event.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def revoke(policy_hash: str, reason: str, key_ref: str, as_json: bool) -> None:
+    """Revoke WPC HASH: it no longer exists for tokens, URMs, runs and receipts."""
+    from ledger.wpc import check_policy_hash
+    from producers.publish import publish_event_sync
+
+    check_policy_hash(policy_hash)
+    key = resolve_key(key_ref)
+    result = publish_event_sync(
+        settings(),
+        key,
+        "policy.revoked",
+        f"policy:{policy_hash}",
+        {"policy_hash_b64u": policy_hash, "reason": reason},
+    )
+    report_publish(result, as_json, f"revoked WPC {policy_hash}")

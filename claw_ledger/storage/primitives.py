@@ -1,0 +1,150 @@
+"""Read queries over the claw primitive projections (``migrations/0002``).
+
+Rows come back as plain dicts equal to what the rules in
+:mod:`ledger.primitive_rules` wrote (jsonb decoded). Every function takes an
+open asyncpg connection; :func:`open_connection` gives one with the jsonb
+codecs set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import asyncpg
+
+from claw_ledger.config import Settings, effective_endpoints
+
+__all__ = [
+    "active_halts",
+    "get_halt",
+    "get_job",
+    "get_key",
+    "get_policy",
+    "get_token",
+    "list_jobs",
+    "list_policies",
+    "open_connection",
+    "query_sync",
+    "receipts_for",
+    "tokens_for",
+]
+
+
+async def open_connection(settings: Settings) -> asyncpg.Connection:
+    """A connection to the ledger database, jsonb decoded to Python values."""
+    from claw_ledger.storage import connect
+
+    url = settings.database_url or effective_endpoints(settings).database_url
+    conn = await connect(url)
+    for name in ("jsonb", "json"):
+        await conn.set_type_codec(
+            name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
+        )
+    return conn
+
+
+T = TypeVar("T")
+
+
+def query_sync(
+    settings: Settings, query: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+) -> T:
+    """Run one of the queries below on a fresh connection, blocking (for the CLI)."""
+
+    async def run() -> T:
+        conn = await open_connection(settings)
+        try:
+            return await query(conn, *args, **kwargs)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def _one(row: asyncpg.Record | None) -> dict[str, Any] | None:
+    return None if row is None else dict(row)
+
+
+async def get_policy(conn: asyncpg.Connection, policy_hash: str) -> dict[str, Any] | None:
+    """The registry row of a WPC (any status), or ``None``."""
+    return _one(
+        await conn.fetchrow("SELECT * FROM policies WHERE policy_hash_b64u = $1", policy_hash)
+    )
+
+
+async def list_policies(
+    conn: asyncpg.Connection, *, status: str | None = None
+) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT policy_hash_b64u, status, issuer, publisher_did, halt_mode, published_at,"
+        " superseded_by, revoked_reason FROM policies"
+        " WHERE $1::text IS NULL OR status = $1 ORDER BY published_at, policy_hash_b64u",
+        status,
+    )
+    return [dict(r) for r in rows]
+
+
+async def get_token(conn: asyncpg.Connection, jti: str) -> dict[str, Any] | None:
+    """What the ledger knows of token ``jti`` (never the token itself), or ``None``."""
+    return _one(await conn.fetchrow("SELECT * FROM tokens WHERE jti = $1", jti))
+
+
+async def tokens_for(
+    conn: asyncpg.Connection,
+    *,
+    job: str | None = None,
+    sub: str | None = None,
+    active_only: bool = True,
+) -> list[dict[str, Any]]:
+    """Tokens bound to ``job`` (``mission_id``) and/or issued to ``sub``."""
+    if job is None and sub is None:
+        raise ValueError("give job or sub")
+    rows = await conn.fetch(
+        "SELECT * FROM tokens WHERE ($1::text IS NULL OR mission_id = $1)"
+        " AND ($2::text IS NULL OR sub = $2) AND (NOT $3 OR status = 'active')"
+        " ORDER BY issued_at, jti",
+        job,
+        sub,
+        active_only,
+    )
+    return [dict(r) for r in rows]
+
+
+async def get_job(conn: asyncpg.Connection, job_id: str) -> dict[str, Any] | None:
+    """The job row: URM, approvals, lifecycle, event chain, outputs and flags."""
+    return _one(await conn.fetchrow("SELECT * FROM jobs WHERE job_id = $1", job_id))
+
+
+async def list_jobs(conn: asyncpg.Connection, *, status: str | None = None) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        "SELECT job_id, status, wpc_hash_b64u, cst_jti, receipt_count, outputs_match,"
+        " approved_at, started_at, completed_at FROM jobs"
+        " WHERE $1::text IS NULL OR status = $1 ORDER BY approved_at, job_id",
+        status,
+    )
+    return [dict(r) for r in rows]
+
+
+async def receipts_for(conn: asyncpg.Connection, job_id: str) -> list[dict[str, Any]]:
+    """The recorded receipts of a job, oldest first (``receipt_envelope_raw`` is exact)."""
+    rows = await conn.fetch(
+        "SELECT * FROM receipts WHERE job_id = $1 ORDER BY recorded_at, receipt_id", job_id
+    )
+    return [dict(r) for r in rows]
+
+
+async def get_halt(conn: asyncpg.Connection, target: str) -> dict[str, Any] | None:
+    return _one(await conn.fetchrow("SELECT * FROM halts WHERE target = $1", target))
+
+
+async def active_halts(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT * FROM halts WHERE active ORDER BY halted_at, target")
+    return [dict(r) for r in rows]
+
+
+async def get_key(conn: asyncpg.Connection, did: str) -> dict[str, Any] | None:
+    """The key registry row of ``did`` (``roles`` is a list), or ``None``."""
+    return _one(await conn.fetchrow("SELECT * FROM keys WHERE did = $1", did))

@@ -1,0 +1,159 @@
+"""The gateway helper: sign a receipt for a model call and record it on the ledger.
+
+A gateway (clawproxy or anything in its place) calls :func:`build_gateway_receipt`
+with the exact request and response bytes that crossed it, the call's facts
+and the binding, then publishes it with :func:`publish_receipt` (or does both
+with :func:`record_model_call`). The receipt is a ``gateway_receipt`` envelope
+(formats.md §5) signed by the gateway key; the ``receipt.recorded`` event that
+carries it is signed by the same key, which must hold the ``gateway`` role.
+
+>>> receipt = build_gateway_receipt(
+...     request=request_bytes, response=response_bytes,
+...     provider="anthropic", model="claude-sonnet-4", key=gateway_key,
+...     binding=ReceiptBinding(run_id=job_id, event_hash_b64u=start_hash, nonce=nonce),
+...     tokens_input=812, tokens_output=90, latency_ms=1234)
+>>> publish_receipt_sync(settings, gateway_key, job_id, receipt)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ledger.crypto import KeyPair
+from ledger.envelope import SignedEnvelope
+from ledger.receipts import ReceiptBinding, build_receipt_payload, sign_receipt
+
+if TYPE_CHECKING:
+    from claw_ledger.config import Settings
+
+__all__ = [
+    "DEFAULT_GATEWAY_ID",
+    "ReceiptBinding",
+    "build_gateway_receipt",
+    "publish_receipt",
+    "publish_receipt_sync",
+    "receipt_event_body",
+    "record_model_call",
+]
+
+DEFAULT_GATEWAY_ID = "claw-ledger-gateway"
+RECEIPT_EVENT_TYPE = "receipt.recorded"
+
+
+def build_gateway_receipt(
+    *,
+    request: bytes,
+    response: bytes,
+    provider: str,
+    model: str,
+    binding: ReceiptBinding | Mapping[str, Any],
+    key: KeyPair,
+    gateway_id: str = DEFAULT_GATEWAY_ID,
+    tokens_input: int = 0,
+    tokens_output: int = 0,
+    latency_ms: int = 0,
+    receipt_id: str | None = None,
+    timestamp: str | None = None,
+    issued_at: str | None = None,
+) -> SignedEnvelope:
+    """Hash the exact bytes, build the receipt payload and sign it with ``key``."""
+    payload = build_receipt_payload(
+        request=request,
+        response=response,
+        gateway_id=gateway_id,
+        provider=provider,
+        model=model,
+        tokens_input=tokens_input,
+        tokens_output=tokens_output,
+        latency_ms=latency_ms,
+        binding=binding,
+        receipt_id=receipt_id,
+        timestamp=timestamp,
+    )
+    return sign_receipt(payload, key, issued_at=issued_at)
+
+
+def receipt_event_body(job_id: str, receipt: SignedEnvelope | bytes | str) -> dict[str, Any]:
+    """The ``receipt.recorded`` body: the job and the receipt's exact envelope text."""
+    if isinstance(receipt, SignedEnvelope):
+        text = receipt.to_bytes().decode("utf-8")
+    elif isinstance(receipt, bytes):
+        text = receipt.decode("utf-8")
+    else:
+        text = receipt
+    return {"job_id": job_id, "receipt_envelope_json": text}
+
+
+async def publish_receipt(
+    settings: Settings,
+    key: KeyPair,
+    job_id: str,
+    receipt: SignedEnvelope | bytes | str,
+    *,
+    wait: bool = True,
+) -> dict[str, Any]:
+    """Publish ``receipt.recorded`` on ``job:<job_id>``; with ``wait``, the ledger's verdict."""
+    from producers.publish import publish_event
+
+    return await publish_event(
+        settings,
+        key,
+        RECEIPT_EVENT_TYPE,
+        f"job:{job_id}",
+        receipt_event_body(job_id, receipt),
+        wait=wait,
+    )
+
+
+def publish_receipt_sync(
+    settings: Settings,
+    key: KeyPair,
+    job_id: str,
+    receipt: SignedEnvelope | bytes | str,
+    *,
+    wait: bool = True,
+) -> dict[str, Any]:
+    """Blocking :func:`publish_receipt`."""
+    from producers.publish import publish_event_sync
+
+    return publish_event_sync(
+        settings,
+        key,
+        RECEIPT_EVENT_TYPE,
+        f"job:{job_id}",
+        receipt_event_body(job_id, receipt),
+        wait=wait,
+    )
+
+
+def record_model_call(
+    settings: Settings,
+    key: KeyPair,
+    *,
+    job_id: str,
+    request: bytes,
+    response: bytes,
+    provider: str,
+    model: str,
+    binding: ReceiptBinding | Mapping[str, Any],
+    gateway_id: str = DEFAULT_GATEWAY_ID,
+    tokens_input: int = 0,
+    tokens_output: int = 0,
+    latency_ms: int = 0,
+    wait: bool = True,
+) -> tuple[SignedEnvelope, dict[str, Any]]:
+    """Build, sign and publish the receipt of one model call (blocking)."""
+    receipt = build_gateway_receipt(
+        request=request,
+        response=response,
+        provider=provider,
+        model=model,
+        binding=binding,
+        key=key,
+        gateway_id=gateway_id,
+        tokens_input=tokens_input,
+        tokens_output=tokens_output,
+        latency_ms=latency_ms,
+    )
+    return receipt, publish_receipt_sync(settings, key, job_id, receipt, wait=wait)
