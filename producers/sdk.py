@@ -55,6 +55,7 @@ class LedgerProducer:
         max_in_flight: int = 10_000,
         linger_ms: int = 5,
         max_batch_size: int = 256 * 1024,
+        max_request_size: int = 2 * 1024 * 1024,
         client_id: str = "claw-ledger-producer",
     ) -> None:
         self.topic = topic
@@ -64,6 +65,7 @@ class LedgerProducer:
             enable_idempotence=True,
             linger_ms=linger_ms,
             max_batch_size=max_batch_size,
+            max_request_size=max_request_size,
             client_id=client_id,
         )
         self._room = asyncio.Semaphore(max_in_flight)

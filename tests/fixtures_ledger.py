@@ -1,0 +1,239 @@
+"""Fixtures for end-to-end tests: a running verifying processor (a real
+``claw-ledger processor run`` process) on the session's Kafka and Postgres,
+with a trust root and keys for every role registered on the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from claw_ledger.config import Settings
+from claw_ledger.services.kafka import ensure_topics
+from claw_ledger.topics import topic_names
+from consumers.store import set_trust_root
+from ledger.crypto import KeyPair, save_key
+from ledger.roles import Role
+from producers.publish import wait_for_verdict
+from producers.sdk import LedgerProducer
+
+__all__ = ["LedgerHarness", "ProcessorProcess"]
+
+
+def ledger_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        {
+            "CLAW_LEDGER_KAFKA": settings.kafka_bootstrap or "",
+            "CLAW_LEDGER_DATABASE_URL": settings.database_url or "",
+            "CLAW_LEDGER_STATE_DIR": str(settings.state_dir),
+            "CLAW_LEDGER_TOPIC_PREFIX": settings.topic_prefix,
+            "CLAW_LEDGER_PARTITIONS": str(settings.partitions),
+        }
+    )
+    return env
+
+
+class ProcessorProcess:
+    """``python -m claw_ledger processor run`` as a real child process."""
+
+    def __init__(self, settings: Settings, log_path: Path, group: str) -> None:
+        self.settings = settings
+        self.log_path = log_path
+        self.group = group
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "claw_ledger",
+                "processor",
+                "run",
+                "--group",
+                self.group,
+                "--no-status",
+            ],
+            env=ledger_env(self.settings),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        log.close()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no flush — a crash."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return ""
+
+
+@dataclass
+class LedgerHarness:
+    settings: Settings
+    admin: KeyPair
+    keys: dict[Role, KeyPair]
+    processor: ProcessorProcess
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def topics(self) -> Any:
+        return topic_names(self.settings.topic_prefix)
+
+    async def connect(self) -> asyncpg.Connection:
+        assert self.settings.database_url
+        return await asyncpg.connect(self.settings.database_url)
+
+    def producer(self) -> LedgerProducer:
+        assert self.settings.kafka_bootstrap
+        return LedgerProducer(self.settings.kafka_bootstrap, self.topics.ingress)
+
+    async def publish(
+        self, key: KeyPair, event_type: str, stream: str, body: Mapping[str, Any], **kw: Any
+    ) -> dict[str, Any]:
+        async with self.producer() as producer:
+            position = await producer.publish(key, event_type, stream, body, **kw)
+        return position.to_dict() | await self.verdict(position.event_id)
+
+    async def publish_raw(self, value: bytes, stream: str = "raw:test") -> None:
+        async with self.producer() as producer:
+            future = await producer.send_raw(value, stream)
+            await future
+
+    async def verdict(self, event_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        assert self.settings.database_url
+        try:
+            return await wait_for_verdict(self.settings.database_url, event_id, timeout=timeout)
+        except Exception:
+            print(self.processor.log_tail())
+            raise
+
+    async def wait_quarantine_count(
+        self, count: int, timeout: float = 60.0
+    ) -> list[dict[str, Any]]:
+        conn = await self.connect()
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                rows = await conn.fetch("SELECT * FROM quarantine ORDER BY id")
+                if len(rows) >= count:
+                    return [dict(r) for r in rows]
+                if time.monotonic() > deadline:
+                    print(self.processor.log_tail())
+                    raise AssertionError(f"only {len(rows)} quarantine rows, wanted {count}")
+                await asyncio.sleep(0.1)
+        finally:
+            await conn.close()
+
+
+async def _fresh_ledger_database(ledger_servers: Any) -> str:
+    from claw_ledger.storage.migrate import migrate
+
+    name = f"claw_e2e_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(ledger_servers.server_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url: str = ledger_servers.database_url(name)
+    await migrate(url)
+    return url
+
+
+async def start_ledger(
+    ledger_servers: Any, base: Settings, state_dir: Path, *, register_roles: bool = True
+) -> LedgerHarness:
+    """A new database and topic prefix, a trust root, a processor, and role keys."""
+    url = await _fresh_ledger_database(ledger_servers)
+    settings = replace(
+        base,
+        database_url=url,
+        state_dir=state_dir,
+        topic_prefix=f"e2e-{uuid.uuid4().hex[:10]}",
+    )
+    assert settings.kafka_bootstrap
+    await ensure_topics(
+        settings.kafka_bootstrap, topic_names(settings.topic_prefix).all, settings.partitions
+    )
+    (state_dir / "keys").mkdir(parents=True, exist_ok=True)
+    admin = KeyPair.generate("admin")
+    save_key(admin, state_dir / "keys" / "admin.key")
+    conn = await asyncpg.connect(url)
+    try:
+        await set_trust_root(conn, admin.did)
+    finally:
+        await conn.close()
+    processor = ProcessorProcess(settings, state_dir / "processor.log", "verifier")
+    processor.start()
+    harness = LedgerHarness(settings, admin, {}, processor, ledger_env(settings))
+    verdict = await harness.publish(
+        admin,
+        "key.registered",
+        f"key:{admin.did}",
+        {"did": admin.did, "name": "admin", "roles": ["admin"]},
+    )
+    assert verdict["status"] == "committed", verdict
+    if register_roles:
+        for role in Role:
+            if role is Role.ADMIN:
+                continue
+            key = KeyPair.generate(role.value)
+            save_key(key, state_dir / "keys" / f"{role.value}.key")
+            verdict = await harness.publish(
+                admin,
+                "key.registered",
+                f"key:{key.did}",
+                {"did": key.did, "name": role.value, "roles": [role.value]},
+            )
+            assert verdict["status"] == "committed", verdict
+            harness.keys[role] = key
+    return harness
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def running_ledger(
+    ledger_servers: Any, ledger_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[LedgerHarness]:
+    """One shared running ledger for the end-to-end tests of a session."""
+    harness = await start_ledger(
+        ledger_servers, ledger_settings, tmp_path_factory.mktemp("running-ledger")
+    )
+    yield harness
+    harness.processor.stop()
+
+
+@pytest.fixture
+def cli_env(running_ledger: LedgerHarness) -> Iterator[dict[str, str]]:
+    yield dict(running_ledger.env)

@@ -1,0 +1,238 @@
+"""End to end on the real broker and database: producer → Kafka → the
+``claw-ledger processor run`` process → Postgres."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import asyncpg
+import pytest
+
+from ledger.canonical import jcs
+from ledger.crypto import KeyPair
+from ledger.encoding import b64u_encode
+from ledger.envelope import sign_envelope
+from ledger.events import build_event, sign_event
+from ledger.roles import Role
+from tests.fixtures_ledger import LedgerHarness
+
+pytestmark = pytest.mark.integration
+
+
+def _halt_event(key: KeyPair, **overrides: Any) -> dict[str, Any]:
+    event = build_event(
+        "agent.halted", f"halt:job:{uuid.uuid4()}", {"target": "*", "reason": "drill"}, key
+    )
+    document = sign_event(event, key).to_dict()
+    document.update(overrides)
+    return document
+
+
+def _resign(document: dict[str, Any], key: KeyPair) -> dict[str, Any]:
+    """Re-sign a (modified) payload so that only the intended defect remains."""
+    return sign_envelope(document["envelope_type"], document["payload"], key).to_dict()
+
+
+async def _bad_inputs(ledger: LedgerHarness) -> list[tuple[str, bytes, str | None]]:
+    """(expected reason code, raw bytes, event id) for every kind of bad input."""
+    operator = ledger.keys[Role.OPERATOR]
+    stranger = KeyPair.generate("stranger")
+    cases: list[tuple[str, bytes, str | None]] = []
+
+    def add(code: str, document: dict[str, Any] | bytes) -> None:
+        raw = document if isinstance(document, bytes) else jcs(document)
+        event_id = None
+        if isinstance(document, dict) and isinstance(document.get("payload"), dict):
+            event_id = document["payload"].get("event_id")
+        cases.append((code, raw, event_id))
+
+    add("MALFORMED_JSON", b'{"envelope_version": "1", ')
+    add("MALFORMED_JSON", b"\xff\xfe not utf-8")
+    add("OVERSIZED", b'{"pad":"' + b"x" * (1_048_576 + 10) + b'"}')
+    missing = _halt_event(operator)
+    del missing["signature_b64u"]
+    add("MALFORMED_ENVELOPE", missing)
+    add("UNKNOWN_ENVELOPE_VERSION", _halt_event(operator, envelope_version="2"))
+    add("UNKNOWN_HASH_ALGORITHM", _halt_event(operator, hash_algorithm="SHA-1"))
+    add("UNKNOWN_ALGORITHM", _halt_event(operator, algorithm="ES256"))
+    tampered = _halt_event(operator)
+    tampered["payload"]["body"]["reason"] = "tampered after signing"
+    add("HASH_MISMATCH", tampered)
+    bad_sig = _halt_event(operator)
+    bad_sig["signature_b64u"] = b64u_encode(b"\x00" * 64)
+    add("SIGNATURE_INVALID", bad_sig)
+    add("UNKNOWN_SIGNER", _halt_event(stranger))
+    add("ROLE_NOT_ALLOWED", _halt_event(ledger.keys[Role.GATEWAY]))
+    schema = _halt_event(operator)
+    schema["payload"]["body"]["target"] = 42
+    add("SCHEMA_VALIDATION_FAILED", _resign(schema, operator))
+    unknown_type = _halt_event(operator)
+    unknown_type["payload"]["event_type"] = "agent.vanished"
+    add("UNKNOWN_EVENT_TYPE", _resign(unknown_type, operator))
+    # revoked signer: register, revoke, then publish
+    revoked = KeyPair.generate("revoked")
+    verdict = await ledger.publish(
+        ledger.admin,
+        "key.registered",
+        f"key:{revoked.did}",
+        {"did": revoked.did, "name": "revoked", "roles": ["operator"]},
+    )
+    assert verdict["status"] == "committed"
+    verdict = await ledger.publish(
+        ledger.admin, "key.revoked", f"key:{revoked.did}", {"did": revoked.did, "reason": "test"}
+    )
+    assert verdict["status"] == "committed"
+    add("SIGNER_REVOKED", _halt_event(revoked))
+    return cases
+
+
+async def test_every_bad_input_is_quarantined_with_its_code_and_nothing_is_lost(
+    running_ledger: LedgerHarness,
+) -> None:
+    ledger = running_ledger
+    conn = await ledger.connect()
+    try:
+        before_events = await conn.fetchval("SELECT count(*) FROM events")
+        before_q = await conn.fetchval("SELECT count(*) FROM quarantine")
+    finally:
+        await conn.close()
+    cases = await _bad_inputs(ledger)
+    before_events += 2  # the revoked key's registration and revocation
+    for _, raw, _ in cases:
+        await ledger.publish_raw(raw)
+    # the processor is still alive and still accepts good events afterwards
+    good = await ledger.publish(
+        ledger.keys[Role.OPERATOR],
+        "agent.halted",
+        "halt:job:after-bad-input",
+        {"target": "job:after-bad-input", "reason": "still running"},
+    )
+    assert good["status"] == "committed"
+    assert ledger.processor.alive()
+
+    rows = await ledger.wait_quarantine_count(before_q + len(cases))
+    new_rows = rows[before_q:]
+    by_raw = {bytes(r["raw"]): r for r in new_rows}
+    for code, raw, event_id in cases:
+        row = by_raw.get(raw)
+        assert row is not None, f"{code}: raw bytes not kept in quarantine"
+        assert row["reason_code"] == code, (code, row["detail"])
+        assert row["detail"]
+        if event_id is not None:
+            assert row["event_id"] == event_id
+    conn = await ledger.connect()
+    try:
+        after_events = await conn.fetchval("SELECT count(*) FROM events")
+        ids = [e for _, _, e in cases if e]
+        leaked = await conn.fetchval(
+            "SELECT count(*) FROM events WHERE event_id::text = ANY($1::text[])", ids
+        )
+    finally:
+        await conn.close()
+    assert leaked == 0
+    assert after_events == before_events + 1  # only the good event
+
+
+async def test_conflicting_duplicate_id_is_quarantined_and_exact_duplicate_is_a_no_op(
+    running_ledger: LedgerHarness,
+) -> None:
+    ledger = running_ledger
+    operator = ledger.keys[Role.OPERATOR]
+    event = build_event(
+        "agent.halted", "halt:job:dup", {"target": "job:dup", "reason": "a"}, operator
+    )
+    first = sign_event(event, operator).to_bytes()
+    await ledger.publish_raw(first, "halt:job:dup")
+    assert (await ledger.verdict(event.event_id))["status"] == "committed"
+    await ledger.publish_raw(first, "halt:job:dup")  # the same bytes again
+    conflicting = build_event(
+        "agent.halted",
+        "halt:job:dup",
+        {"target": "job:dup", "reason": "b"},
+        operator,
+        event_id=event.event_id,
+    )
+    await ledger.publish_raw(sign_event(conflicting, operator).to_bytes(), "halt:job:dup")
+    # a marker event on the same stream: once it is committed, both earlier ones were handled
+    marker = await ledger.publish(
+        operator, "agent.resumed", "halt:job:dup", {"target": "job:dup", "reason": "marker"}
+    )
+    assert marker["status"] == "committed"
+    conn = await ledger.connect()
+    try:
+        count = await conn.fetchval(
+            "SELECT count(*) FROM events WHERE event_id = $1::uuid", event.event_id
+        )
+        reasons = await conn.fetch(
+            "SELECT reason_code FROM quarantine WHERE event_id = $1", event.event_id
+        )
+    finally:
+        await conn.close()
+    assert count == 1
+    assert [r["reason_code"] for r in reasons] == ["DUPLICATE_EVENT_CONFLICT"]
+
+
+async def test_the_database_itself_refuses_to_change_ledger_rows(
+    running_ledger: LedgerHarness,
+) -> None:
+    conn = await running_ledger.connect()
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM events") > 0
+        for sql in (
+            "UPDATE events SET stream = 'x:y'",
+            "DELETE FROM events",
+            "TRUNCATE events",
+            "UPDATE quarantine SET reason_code = 'OK'",
+            "DELETE FROM quarantine",
+        ):
+            with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def test_verified_and_quarantine_topics_receive_the_outcomes(
+    running_ledger: LedgerHarness,
+) -> None:
+    from aiokafka import AIOKafkaConsumer
+
+    ledger = running_ledger
+    operator = ledger.keys[Role.OPERATOR]
+    marker = f"job:topic-{uuid.uuid4()}"
+    good = await ledger.publish(
+        operator, "agent.halted", f"halt:{marker}", {"target": marker, "reason": "fwd"}
+    )
+    assert good["status"] == "committed"
+    bogus = b'{"not": "an envelope", "marker": "' + marker.encode() + b'"}'
+    await ledger.publish_raw(bogus, f"halt:{marker}")
+    seen_verified = seen_quarantine = False
+    consumer = AIOKafkaConsumer(
+        ledger.topics.verified,
+        ledger.topics.quarantine,
+        bootstrap_servers=ledger.settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        import time
+
+        deadline = time.monotonic() + 60
+        while not (seen_verified and seen_quarantine) and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for tp, messages in batch.items():
+                for message in messages:
+                    if marker.encode() not in message.value:
+                        continue
+                    if tp.topic == ledger.topics.verified:
+                        payload = json.loads(message.value)["payload"]
+                        assert payload["event_id"] == good["event_id"]
+                        seen_verified = True
+                    else:
+                        assert dict(message.headers)["reason_code"] == b"MALFORMED_ENVELOPE"
+                        seen_quarantine = True
+    finally:
+        await consumer.stop()
+    assert seen_verified and seen_quarantine
