@@ -222,25 +222,22 @@ def _print_report(result: PolicyCheckResult) -> None:
     console = Console(highlight=False, soft_wrap=True)
     if result.findings:
         console.print(f"[bold]policy check:[/bold] {len(result.findings)} finding(s)")
-        table = Table(show_lines=False, expand=False)
-        for column in ("severity", "check", "where", "message"):
-            table.add_column(column, overflow="fold")
+        table = Table(show_lines=True, expand=False)
+        table.add_column("severity", no_wrap=True)
+        table.add_column("finding", overflow="fold")
         colours = {"error": "red", "warning": "yellow", "info": "cyan"}
         for finding in result.findings:
             where = finding.path or ""
             if finding.line is not None:
                 where += f":{finding.line}"
-            if finding.oc_path is not None:
-                where += f"\n{finding.oc_path}"
-            message = escape(finding.message)
+            lines = [f"[bold]{escape(finding.check_id)}[/bold]", escape(finding.message)]
+            if finding.oc_path is not None or where:
+                lines.append(f"[dim]at {escape(where)} {escape(finding.oc_path or '')}[/dim]")
+            if finding.requirement is not None:
+                lines.append(f"[dim]rule {escape(finding.requirement)}[/dim]")
             if finding.fix_hint:
-                message += f"\n[dim]fix: {escape(finding.fix_hint)}[/dim]"
-            table.add_row(
-                f"[{colours[finding.severity]}]{finding.severity}[/]",
-                escape(finding.check_id),
-                escape(where),
-                message,
-            )
+                lines.append(f"[dim]fix: {escape(finding.fix_hint)}[/dim]")
+            table.add_row(f"[{colours[finding.severity]}]{finding.severity}[/]", "\n".join(lines))
         console.print(table)
     else:
         console.print("[bold]policy check:[/bold] no findings")
