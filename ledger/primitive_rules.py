@@ -360,6 +360,8 @@ def _check_token_issued(state: LedgerState, ctx: EventContext) -> None:
         raise TokenError(ReasonCode.TOKEN_MALFORMED, f"kid {body.kid} does not name the issuer key")
     if body.jti in state.tokens:
         raise TokenError(ReasonCode.TOKEN_ALREADY_ISSUED, f"token {body.jti} is already recorded")
+    if body.policy_hash_b64u is not None:
+        check_policy_hash(body.policy_hash_b64u)
     computed = token_scope_hash_b64u(_token_claims(body))  # TOKEN_EMPTY_SCOPE on empty scope
     check_lifetime(body.iat, body.exp, max_ttl_seconds=settings.max_token_ttl_seconds)
     now = _epoch(ctx.event.occurred_at)

@@ -1,0 +1,251 @@
+"""Helpers for the primitive tests: fixed keys, a ledger state, and a driver
+that sends each event through the processor's own pure pipeline
+(:func:`ledger.verify.verify_message` then :func:`ledger.verify.decide`)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ledger.primitive_rules  # noqa: F401  (registers the rules)
+from ledger.crypto import KeyPair
+from ledger.envelope import format_timestamp, sign_envelope
+from ledger.events import EVENT_ENVELOPE_TYPE
+from ledger.roles import Role
+from ledger.state import KeyRecord, LedgerState, ProjectionRow
+from ledger.tokens import build_claims, issue_token
+from ledger.urm import sign_approval, urm_hash_b64u
+from ledger.verify import Accepted, Rejected, decide, verify_message
+from ledger.wpc import policy_hash_b64u, sign_wpc
+
+SHARED = Path("/work/shared")
+EXAMPLES: dict[str, Any] = json.loads((SHARED / "vectors" / "examples.json").read_text())
+BUNDLE_PASS: dict[str, Any] = json.loads(
+    (SHARED / "vectors" / "clawsig-proof-bundle-pass.v1.json").read_text()
+)
+RFC8032_SEED = bytes.fromhex(EXAMPLES["rfc8032_test1"]["seed_hex"])
+WPC_EXAMPLE: dict[str, Any] = EXAMPLES["wpc_example"]["payload"]
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+#: a fixed "now" for rule tests: 2026-02-12T00:00:00Z
+NOW = 1_770_854_400
+NOW_TS = "2026-02-12T00:00:00.000Z"
+
+
+def ts(offset_seconds: int = 0) -> str:
+    from datetime import UTC, datetime
+
+    return format_timestamp(datetime.fromtimestamp(NOW + offset_seconds, UTC))
+
+
+def key(n: int, name: str = "") -> KeyPair:
+    return KeyPair.from_seed(bytes([n]) * 32, name)
+
+
+@dataclass
+class Keys:
+    admin: KeyPair = field(default_factory=lambda: key(1, "admin"))
+    policy_admin: KeyPair = field(default_factory=lambda: key(2, "policy-admin"))
+    issuer: KeyPair = field(default_factory=lambda: key(3, "issuer"))
+    gateway: KeyPair = field(default_factory=lambda: key(4, "gateway"))
+    runtime: KeyPair = field(default_factory=lambda: key(5, "runtime"))
+    operator: KeyPair = field(default_factory=lambda: key(6, "operator"))
+    approver: KeyPair = field(default_factory=lambda: key(7, "approver"))
+    approver2: KeyPair = field(default_factory=lambda: key(8, "approver2"))
+    outsider: KeyPair = field(default_factory=lambda: key(9, "outsider"))
+    #: runtime that also holds the approver role (for the self-approval test)
+    runtime_approver: KeyPair = field(default_factory=lambda: key(10, "runtime-approver"))
+
+
+ROLES: dict[str, tuple[Role, ...]] = {
+    "admin": (Role.ADMIN,),
+    "policy_admin": (Role.POLICY_ADMIN,),
+    "issuer": (Role.ISSUER,),
+    "gateway": (Role.GATEWAY,),
+    "runtime": (Role.RUNTIME,),
+    "operator": (Role.OPERATOR,),
+    "approver": (Role.APPROVER,),
+    "approver2": (Role.APPROVER,),
+    "runtime_approver": (Role.RUNTIME, Role.APPROVER),
+}
+
+
+class Ledger:
+    """A LedgerState with the test keys registered, driven event by event."""
+
+    def __init__(self) -> None:
+        self.keys = Keys()
+        self.state = LedgerState(trust_root=self.keys.admin.did)
+        for attr, roles in ROLES.items():
+            kp: KeyPair = getattr(self.keys, attr)
+            self.state.keys[kp.did] = KeyRecord(
+                did=kp.did,
+                name=attr,
+                roles=frozenset(roles),
+                registered_by=self.keys.admin.did,
+                registered_event_id="00000000-0000-0000-0000-000000000000",
+            )
+        self.rows: list[ProjectionRow] = []
+
+    def submit(
+        self,
+        signer: KeyPair,
+        event_type: str,
+        stream: str,
+        body: Mapping[str, Any],
+        *,
+        at: str = NOW_TS,
+    ) -> Accepted | Rejected:
+        # signed as any producer could, without the SDK's own validation: the
+        # processor's pipeline is the judge
+        payload = {
+            "event_type": event_type,
+            "event_id": str(uuid.uuid4()),
+            "stream": stream,
+            "occurred_at": at,
+            "producer": signer.did,
+            "body": dict(body),
+        }
+        raw = sign_envelope(EVENT_ENVELOPE_TYPE, payload, signer).to_bytes()
+        verdict = verify_message(raw)
+        if isinstance(verdict, Rejected):
+            return verdict
+        outcome = decide(self.state, verdict, None)
+        assert not isinstance(outcome, type(None))
+        if isinstance(outcome, Accepted):
+            self.rows.extend(outcome.rows)
+        assert isinstance(outcome, Accepted | Rejected)
+        return outcome
+
+    def ok(
+        self, signer: KeyPair, event_type: str, stream: str, body: Mapping[str, Any], **kw: Any
+    ) -> Accepted:
+        outcome = self.submit(signer, event_type, stream, body, **kw)
+        if isinstance(outcome, Rejected):
+            raise AssertionError(f"refused: {outcome.code}: {outcome.detail}")
+        return outcome
+
+    def refused(
+        self, signer: KeyPair, event_type: str, stream: str, body: Mapping[str, Any], **kw: Any
+    ) -> Rejected:
+        before = json.dumps(
+            [self.state.policies, self.state.tokens, self.state.jobs, self.state.halts],
+            sort_keys=True,
+        )
+        outcome = self.submit(signer, event_type, stream, body, **kw)
+        assert isinstance(outcome, Rejected), "expected a rejection"
+        after = json.dumps(
+            [self.state.policies, self.state.tokens, self.state.jobs, self.state.halts],
+            sort_keys=True,
+        )
+        assert before == after, "a rejected event changed the state"
+        return outcome
+
+    # --- building blocks of the flow ------------------------------------------
+
+    def publish_wpc(self, document: Mapping[str, Any] | None = None) -> str:
+        doc = dict(document or WPC_EXAMPLE)
+        envelope = sign_wpc(doc, self.keys.policy_admin, issued_at=NOW_TS)
+        digest = policy_hash_b64u(doc)
+        self.ok(
+            self.keys.policy_admin,
+            "policy.published",
+            f"policy:{digest}",
+            {"policy_hash_b64u": digest, "wpc_envelope_json": envelope.to_bytes().decode()},
+        )
+        return digest
+
+    def token(
+        self,
+        *,
+        job: str | None = "job-1",
+        policy: str | None = None,
+        sub: str = "agent:alpha",
+        ttl: int = 900,
+        now: int = NOW,
+        jti: str | None = None,
+    ) -> tuple[str, dict[str, Any]]:
+        claims = build_claims(
+            sub=sub,
+            aud="clawproxy",
+            scope=["proxy:call:anthropic", "tools:read"],
+            ttl_seconds=ttl,
+            now=now,
+            jti=jti,
+            policy_hash_b64u=policy,
+            mission_id=job,
+        )
+        issued = issue_token(claims, self.keys.issuer)
+        return issued.token, issued.event_body(self.keys.issuer.did)
+
+    def issue(self, **kw: Any) -> dict[str, Any]:
+        _, body = self.token(**kw)
+        self.ok(self.keys.issuer, "token.issued", f"token:{body['jti']}", body)
+        return body
+
+    def urm(self, job_id: str, wpc: str, scope_hash: str, **over: Any) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "urm_version": "1",
+            "job": {
+                "job_id": job_id,
+                "requested_by": "user:alice",
+                "approved_by": ["user:finops-lead"],
+                "approval_ref": "ticket:FIN-1842",
+            },
+            "policy": {
+                "wpc_hash_b64u": wpc,
+                "cst_scope_hash": scope_hash,
+                "policy_hash_pinning": True,
+            },
+            "execution": {
+                "agent_runtime": "OpenClaw",
+                "tool_profile": "finops-readonly",
+                "sandbox_mode": "all",
+                "model_routing": "via clawproxy",
+            },
+            "inputs": [{"name": "ledger_export.csv", "sha256": "ab" * 32}],
+            "expected_outputs": [
+                {"name": "close_report.pdf", "sha256": None},
+                {"name": "recon_summary.json", "sha256": "cd" * 32},
+            ],
+            "retention": {"proof_bundle_days": 180, "notes": "keep"},
+        }
+        doc.update(over)
+        return doc
+
+    def approve_body(
+        self, urm: dict[str, Any], approvers: list[KeyPair] | None = None
+    ) -> dict[str, Any]:
+        digest = urm_hash_b64u(urm)
+        signers = [self.keys.approver] if approvers is None else approvers
+        return {
+            "job_id": urm["job"]["job_id"],
+            "urm_hash_b64u": digest,
+            "urm": urm,
+            "approvals": [sign_approval(digest, k, approved_at=NOW_TS) for k in signers],
+        }
+
+    def approved_job(self, job_id: str = "job-1") -> tuple[str, dict[str, Any], str]:
+        """WPC published, pinned job token issued, URM approved: (wpc, token body, token)."""
+        wpc = self.publish_wpc() if not self.state.policies else next(iter(self.state.policies))
+        token, body = self.token(job=job_id, policy=wpc)
+        self.ok(self.keys.issuer, "token.issued", f"token:{body['jti']}", body)
+        urm = self.urm(job_id, wpc, body["token_scope_hash_b64u"])
+        self.ok(self.keys.runtime, "run.manifest_approved", f"job:{job_id}", self.approve_body(urm))
+        return wpc, body, token
+
+    def started_job(self, job_id: str = "job-1") -> tuple[str, dict[str, Any]]:
+        wpc, body, _ = self.approved_job(job_id)
+        job = self.state.jobs[job_id]
+        self.ok(
+            self.keys.runtime,
+            "run.started",
+            f"job:{job_id}",
+            {"job_id": job_id, "urm_hash_b64u": job["urm_hash_b64u"], "cst_jti": body["jti"]},
+            at=ts(60),
+        )
+        return wpc, body
