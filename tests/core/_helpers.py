@@ -1,0 +1,84 @@
+"""Shared values for the pure domain tests: reference vectors, fixed keys, signing helpers."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ledger.canonical import compact_json, jcs, parse_json_strict
+from ledger.crypto import KeyPair
+from ledger.encoding import b64u_encode
+from ledger.envelope import sign_envelope
+from ledger.events import EVENT_ENVELOPE_TYPE
+
+SHARED = Path("/work/shared")
+EXAMPLES: dict[str, Any] = json.loads((SHARED / "vectors" / "examples.json").read_text())
+BUNDLE_PASS_RAW: bytes = (SHARED / "vectors" / "clawsig-proof-bundle-pass.v1.json").read_bytes()
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+#: RFC 8032 §7.1 TEST 1 secret key (seed)
+RFC8032_TEST1_SEED = bytes.fromhex(
+    "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60"
+)
+RFC8032_TEST1_DID = "did:key:z6MktwupdmLXVVqTzCw4i46r4uGyosGXRnR3XjN4Zq7oMMsw"
+
+FIXED_TS = "2026-02-12T00:00:00.000Z"
+
+
+def key(n: int, name: str = "") -> KeyPair:
+    """A deterministic test key (seed = 32 × byte n)."""
+    return KeyPair.from_seed(bytes([n]) * 32, name)
+
+
+def bundle_pass() -> Any:
+    """The proof-bundle pass vector, parsed keeping its document key order."""
+    return parse_json_strict(BUNDLE_PASS_RAW)
+
+
+def envelope_dict(
+    payload: Mapping[str, Any],
+    signer: KeyPair,
+    *,
+    envelope_type: str = EVENT_ENVELOPE_TYPE,
+    issued_at: str = FIXED_TS,
+) -> dict[str, Any]:
+    """A correctly signed envelope as a plain dict (payload in JCS order)."""
+    return json.loads(
+        sign_envelope(envelope_type, payload, signer, issued_at=issued_at).to_bytes()
+    )
+
+
+def sign_document_order(
+    payload: Mapping[str, Any],
+    signer: KeyPair,
+    *,
+    envelope_type: str = EVENT_ENVELOPE_TYPE,
+    issued_at: str = FIXED_TS,
+) -> dict[str, Any]:
+    """Sign ``payload`` exactly as given (document order), the way clawsig does,
+    computing the hash independently of :mod:`ledger.envelope`."""
+    digest = b64u_encode(hashlib.sha256(compact_json(payload)).digest())
+    return {
+        "envelope_version": "1",
+        "envelope_type": envelope_type,
+        "payload": dict(payload),
+        "payload_hash_b64u": digest,
+        "hash_algorithm": "SHA-256",
+        "signature_b64u": b64u_encode(signer.sign(digest.encode("utf-8"))),
+        "algorithm": "Ed25519",
+        "signer_did": signer.did,
+        "issued_at": issued_at,
+    }
+
+
+def to_raw(document: Any) -> bytes:
+    """Wire bytes of a (possibly broken) envelope, keeping its key order."""
+    return compact_json(document)
+
+
+def wire(document: Any) -> bytes:
+    """Wire bytes of an envelope in JCS order (as producers send it)."""
+    return jcs(document)
