@@ -46,9 +46,7 @@ def envelope_dict(
     issued_at: str = FIXED_TS,
 ) -> dict[str, Any]:
     """A correctly signed envelope as a plain dict (payload in JCS order)."""
-    return json.loads(
-        sign_envelope(envelope_type, payload, signer, issued_at=issued_at).to_bytes()
-    )
+    return json.loads(sign_envelope(envelope_type, payload, signer, issued_at=issued_at).to_bytes())
 
 
 def sign_document_order(

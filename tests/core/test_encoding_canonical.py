@@ -234,7 +234,7 @@ def test_compact_json_keeps_document_order() -> None:
 
 
 def test_compact_json_utf8_and_escapes_like_json_stringify() -> None:
-    value = {"é": "€\U0001f600", "ctl": "\n\t\u0001\"\\/"}
+    value = {"é": "€\U0001f600", "ctl": '\n\t\u0001"\\/'}
     expected = '{"é":"€\U0001f600","ctl":"\\n\\t\\u0001\\"\\\\/"}'
     assert compact_json(value) == expected.encode("utf-8")
 
@@ -257,7 +257,13 @@ def test_compact_json_refuses_non_finite(value: object) -> None:
 )
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(1e-7, "1e-7"), (0.00001, "0.00001"), (1.0, "1"), (-0.0, "0"), (1e20, "100000000000000000000")],
+    [
+        (1e-7, "1e-7"),
+        (0.00001, "0.00001"),
+        (1.0, "1"),
+        (-0.0, "0"),
+        (1e20, "100000000000000000000"),
+    ],
 )
 def test_compact_json_numbers_like_json_stringify(value: float, text: str) -> None:
     assert compact_json(value) == text.encode("ascii")
@@ -286,9 +292,7 @@ def test_parse_json_strict_refuses_duplicate_keys(raw: bytes) -> None:
         parse_json_strict(raw)
 
 
-@pytest.mark.parametrize(
-    "raw", [b"NaN", b"Infinity", b"-Infinity", b'{"a":NaN}', b"[1,Infinity]"]
-)
+@pytest.mark.parametrize("raw", [b"NaN", b"Infinity", b"-Infinity", b'{"a":NaN}', b"[1,Infinity]"])
 def test_parse_json_strict_refuses_non_finite_constants(raw: bytes) -> None:
     with pytest.raises(ValueError, match="invalid JSON constant"):
         parse_json_strict(raw)

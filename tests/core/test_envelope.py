@@ -437,8 +437,8 @@ def test_payload_hash_is_over_document_order() -> None:
 def test_document_order_survives_parse_of_wire_bytes() -> None:
     document = sign_document_order({"zeta": 1, "alpha": 2}, key(4), envelope_type="note")
     raw = compact_json(document)
-    assert verify_envelope(parse_json_strict(raw)).payload_hash_b64u == (
-        document["payload_hash_b64u"]
+    assert (
+        verify_envelope(parse_json_strict(raw)).payload_hash_b64u == (document["payload_hash_b64u"])
     )
 
 
