@@ -193,11 +193,12 @@ def _attested_body(result: PolicyCheckResult) -> dict[str, Any]:
 
 def _drift_body(previous: str | None, result: PolicyCheckResult) -> dict[str, Any]:
     attestation = result.attestation
+    assert attestation is not None
     return {
         "previous_attestation_hash": previous,
-        "attestation_hash": attestation.attestation_hash if attestation else None,
-        "ok": attestation.ok if attestation else False,
-        "checked_at": attestation.checked_at if attestation else None,
+        "attestation_hash": attestation.attestation_hash,
+        "ok": attestation.ok,
+        "checked_at": attestation.checked_at,
         "findings_count": len(result.attested_findings),
     }
 
@@ -368,7 +369,8 @@ def watch(
             if previous_key is None or key != previous_key or once:
                 _print_watch(result, as_json)
                 if publisher is not None:
-                    if previous_key is not None:
+                    # a state without an attestation (unreadable config) is reported, not published
+                    if previous_key is not None and result.attestation is not None:
                         _emit_publish(
                             publisher,
                             EVENT_DRIFT,

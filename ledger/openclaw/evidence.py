@@ -292,6 +292,11 @@ def _redact_mcp_url(raw: str) -> str:
         if scheme != "file" and not hostname:
             return "[redacted-url]"
         host = hostname or ""
+        if not host.isascii():
+            try:
+                host = host.encode("idna").decode("ascii")
+            except UnicodeError:
+                return "[redacted-url]"
         if ":" in host:
             host = f"[{host}]"
         if port is not None and port != _SPECIAL_SCHEME_PORTS.get(scheme):

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 import claw_ledger.cli.policy as policy_cli
 from claw_ledger.cli import cli
 from ledger.crypto import KeyPair, save_key
+from ledger.events import PolicyAttested, PolicyDrift
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ATTESTATION_HASH = "sha256:974fc94fd4a943052ee5cece07e8c87994454986e79a63c8c683a91ca7370eea"
@@ -286,6 +287,7 @@ def test_check_publish_attested(
     )
     assert body["attestation_hash"] == ATTESTATION_HASH
     assert body["ok"] is True and body["findings_count"] == 0
+    PolicyAttested.model_validate(body)  # the ledger's own schema for the event
     assert set(body) == {
         "ok",
         "policy_hash",
@@ -329,6 +331,8 @@ def test_watch_publishes_drift(
         "policy.attested",
     ]
     drift_body = publisher.events[1][2]
+    PolicyDrift.model_validate(drift_body)
+    PolicyAttested.model_validate(publisher.events[2][2])
     assert drift_body["previous_attestation_hash"] == ATTESTATION_HASH
     assert drift_body["attestation_hash"] == publisher.events[2][2]["attestation_hash"]
     assert set(drift_body) == {
