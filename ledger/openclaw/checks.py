@@ -1354,7 +1354,7 @@ def evaluate_policy(
     TOOLS.md; ``attestation_hash_of(policy_path, policy_hash, evidence, findings)``
     computes the attestation hash for the ``expectedAttestationHash`` gate.
     """
-    doc = policy_display.replace("\\", "/").rsplit("/", 1)[-1]
+    doc = policy_display.rsplit("/", 1)[-1]  # Node's POSIX path.basename
     evidence = collect_policy_evidence(cfg, EvidenceOptions())
     expected_attestation = settings.expected_attestation_hash
 
