@@ -107,7 +107,6 @@ class ReasonCode(StrEnum):
     RECEIPT_ALREADY_RECORDED = "RECEIPT_ALREADY_RECORDED"
     # halt
     AGENT_HALTED = "AGENT_HALTED"
-    HALT_ALREADY_ACTIVE = "HALT_ALREADY_ACTIVE"
     HALT_NOT_ACTIVE = "HALT_NOT_ACTIVE"
     # internal, never expected: kept so that a processor bug quarantines instead of crashing
     INTERNAL_ERROR = "INTERNAL_ERROR"

@@ -24,7 +24,9 @@ Halts: ``agent.halted`` with target ``*``, ``sub:<S>`` or ``job:<J>``. While
 a halt covers a job or the subject of its token, ``run.started``,
 ``receipt.recorded`` and ``token.issued`` for it are refused with
 ``AGENT_HALTED``; ``agent.resumed`` for the same target lifts it (resuming
-``*`` lifts only the ``*`` halt).
+``*`` lifts only the ``*`` halt). Halting an already halted target is
+accepted (a kill switch is never refused); resuming one that is not halted is
+refused with ``HALT_NOT_ACTIVE``.
 """
 
 from __future__ import annotations
@@ -727,12 +729,11 @@ def _apply_run_completed(state: LedgerState, ctx: EventContext) -> list[Projecti
 
 
 def _check_halted(state: LedgerState, ctx: EventContext) -> None:
+    # A kill switch is never refused for being engaged already: halting an
+    # active target again is recorded and refreshes the reason.
     body = ctx.body
     assert isinstance(body, AgentHalted)
     _require_stream(ctx, f"halt:{body.target}")
-    record = state.halts.get(body.target)
-    if record is not None and record["active"]:
-        raise EventError(ReasonCode.HALT_ALREADY_ACTIVE, f"{body.target} is already halted")
 
 
 def _apply_halted(state: LedgerState, ctx: EventContext) -> list[ProjectionRow]:

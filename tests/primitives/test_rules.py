@@ -582,9 +582,10 @@ def test_halt_bookkeeping(ledger: Ledger) -> None:
     op = ledger.keys.operator
     halt = {"target": "job:job-1", "reason": "x"}
     ledger.ok(op, "agent.halted", "halt:job:job-1", halt)
-    assert ledger.refused(op, "agent.halted", "halt:job:job-1", halt).code == (
-        ReasonCode.HALT_ALREADY_ACTIVE
-    )
+    # halting again is never refused: the newest reason is kept
+    ledger.ok(op, "agent.halted", "halt:job:job-1", {"target": "job:job-1", "reason": "worse"})
+    assert ledger.state.halts["job:job-1"]["reason"] == "worse"
+    assert ledger.state.halts["job:job-1"]["active"] is True
     assert ledger.refused(op, "agent.resumed", "halt:*", {"target": "*", "reason": "x"}).code == (
         ReasonCode.HALT_NOT_ACTIVE
     )
