@@ -1,0 +1,451 @@
+"""End to end through the CLI on the real Kafka broker, Postgres server and
+verifying processor (``running_ledger`` from tests/fixtures_ledger.py).
+
+Each command runs as its own ``python -m claw_ledger`` process, as a newcomer
+would run it. Every refusal is checked for its reason code and for nothing
+having been recorded on the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from ledger.tokens import token_scope_hash_b64u
+from ledger.wpc import policy_hash_b64u
+
+from ._support import WPC_EXAMPLE
+
+pytestmark = pytest.mark.integration
+
+
+class Cli:
+    def __init__(self, env: dict[str, str], cwd: Path, database_url: str) -> None:
+        self.env = env
+        self.cwd = cwd
+        self.database_url = database_url
+
+    def __call__(self, *args: str, stdin: str | None = None, ok: bool = True) -> Any:
+        result = subprocess.run(
+            [sys.executable, "-m", "claw_ledger", *args],
+            env=self.env,
+            cwd=self.cwd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if ok:
+            assert result.returncode == 0, f"{args}: {result.stderr}"
+        return result
+
+    def refused(self, code: str, *args: str, stdin: str | None = None) -> None:
+        """The command exits 1 with ``code`` and the ledger records no new event."""
+        before = self.events()
+        result = self(*args, stdin=stdin, ok=False)
+        assert result.returncode == 1, f"{args}: exit {result.returncode}: {result.stderr}"
+        assert code in result.stderr, result.stderr
+        assert self.events() == before, "a refused command recorded an event"
+
+    def events(self) -> int:
+        async def count() -> int:
+            conn = await asyncpg.connect(self.database_url)
+            try:
+                return int(await conn.fetchval("SELECT count(*) FROM events"))
+            finally:
+                await conn.close()
+
+        return asyncio.run(count())
+
+
+@pytest.fixture
+def cli(cli_env: dict[str, str], running_ledger: Any, tmp_path: Path) -> Iterator[Cli]:
+    yield Cli(cli_env, tmp_path, running_ledger.settings.database_url)
+
+
+def _wpc(tmp_path: Path, label: str) -> tuple[Path, str]:
+    document = dict(WPC_EXAMPLE, purpose=f"integration {label} {uuid.uuid4()}")
+    path = tmp_path / f"{label}.wpc.json"
+    path.write_text(json.dumps(document, indent=2))
+    return path, policy_hash_b64u(document)
+
+
+def _urm(path: Path, job: str, wpc: str, scope_hash: str, outputs: list[dict[str, Any]]) -> Path:
+    document = {
+        "urm_version": "1",
+        "job": {
+            "job_id": job,
+            "requested_by": "user:alice",
+            "approved_by": ["user:finops-lead"],
+            "approval_ref": "ticket:FIN-1842",
+        },
+        "policy": {"wpc_hash_b64u": wpc, "cst_scope_hash": scope_hash, "policy_hash_pinning": True},
+        "execution": {
+            "agent_runtime": "OpenClaw",
+            "tool_profile": "finops-readonly",
+            "sandbox_mode": "all",
+            "model_routing": "via clawproxy",
+        },
+        "inputs": [{"name": "ledger_export.csv", "sha256": hashlib.sha256(b"a,b\n").hexdigest()}],
+        "expected_outputs": outputs,
+        "retention": {"proof_bundle_days": 180, "notes": "integration"},
+    }
+    path.write_text(json.dumps(document, indent=2))
+    return path
+
+
+def _issue(cli: Cli, job: str, wpc: str, sub: str = "agent:alpha") -> tuple[str, str]:
+    result = cli(
+        "cst",
+        "issue",
+        "--sub",
+        sub,
+        "--aud",
+        "clawproxy",
+        "--scope",
+        "proxy:call:anthropic",
+        "--scope",
+        "tools:read",
+        "--ttl",
+        "15m",
+        "--policy",
+        wpc,
+        "--job",
+        job,
+        "--key",
+        "issuer",
+        "--json",
+    )
+    issued = json.loads(result.stdout)
+    return issued["token"], issued["token_scope_hash_b64u"]
+
+
+def test_the_whole_flow_from_the_cli(cli: Cli, tmp_path: Path) -> None:
+    job = f"job-{uuid.uuid4().hex[:8]}"
+    wpc_file, wpc = _wpc(tmp_path, "flow")
+    # WPC: publish, fetch and verify
+    cli("wpc", "publish", str(wpc_file), "--key", "policy-admin")
+    got = json.loads(cli("wpc", "get", wpc, "--verify", "--json").stdout)
+    assert got["verified"] is True and got["status"] == "active"
+    assert json.loads(cli("wpc", "get", wpc).stdout) == got["envelope"]
+    cli.refused("WPC_ALREADY_PUBLISHED", "wpc", "publish", str(wpc_file), "--key", "policy-admin")
+    # CST pinned to the WPC and bound to the job
+    token, scope_hash = _issue(cli, job, wpc)
+    assert scope_hash == token_scope_hash_b64u(
+        {
+            "sub": "agent:alpha",
+            "aud": "clawproxy",
+            "scope": ["proxy:call:anthropic", "tools:read"],
+            "policy_hash_b64u": wpc,
+            "mission_id": job,
+        }
+    )
+    inspected = json.loads(cli("cst", "inspect", "-", "--json", stdin=token).stdout)
+    assert inspected["status"] == "active" and inspected["signature"] == "valid"
+    # URM: approve, submit
+    report = hashlib.sha256(b"%PDF-1.7 report").hexdigest()
+    urm = _urm(
+        tmp_path / "job.urm.json",
+        job,
+        wpc,
+        scope_hash,
+        [
+            {"name": "close_report.pdf", "sha256": report},
+            {"name": "recon_summary.json", "sha256": None},
+        ],
+    )
+    cli.refused("URM_NO_APPROVALS", "urm", "submit", str(urm), "--key", "runtime")
+    approval = tmp_path / "approval.json"
+    cli("urm", "approve", str(urm), "--key", "approver", "-o", str(approval))
+    submitted = json.loads(
+        cli(
+            "urm", "submit", str(urm), "--approval", str(approval), "--key", "runtime", "--json"
+        ).stdout
+    )
+    assert submitted["status"] == "committed"
+    # run: start, a receipt, complete
+    started = json.loads(
+        cli(
+            "run", "start", "--job", job, "--token", "-", "--key", "runtime", "--json", stdin=token
+        ).stdout
+    )
+    binding = started["binding"]
+    assert binding["run_id"] == job and binding["policy_hash"] == wpc
+    request, response = tmp_path / "req.json", tmp_path / "resp.json"
+    request.write_bytes(b'{"model":"claude-sonnet-4","messages":[]}')
+    response.write_bytes(b'{"content":[]}')
+    receipt_file = tmp_path / "receipt.json"
+    cli(
+        "receipt",
+        "record",
+        "--job",
+        job,
+        "--request",
+        str(request),
+        "--response",
+        str(response),
+        "--provider",
+        "anthropic",
+        "--model",
+        "claude-sonnet-4",
+        "--tokens-input",
+        "12",
+        "--tokens-output",
+        "3",
+        "--latency-ms",
+        "456",
+        "--key",
+        "gateway",
+        "-o",
+        str(receipt_file),
+    )
+    cli(
+        "receipt",
+        "verify",
+        str(receipt_file),
+        "--request",
+        str(request),
+        "--response",
+        str(response),
+    )
+    outputs = tmp_path / "out"
+    outputs.mkdir()
+    (outputs / "report.pdf").write_bytes(b"%PDF-1.7 other")
+    (outputs / "recon.json").write_bytes(b"{}")
+    completed = json.loads(
+        cli(
+            "run",
+            "complete",
+            "--job",
+            job,
+            "--output",
+            f"close_report.pdf={outputs / 'report.pdf'}",
+            "--output",
+            f"recon_summary.json={outputs / 'recon.json'}",
+            "--key",
+            "runtime",
+            "--json",
+        ).stdout
+    )
+    assert [(f["name"], f["flag"]) for f in completed["output_flags"]] == [
+        ("close_report.pdf", "hash_mismatch")
+    ]
+    shown = json.loads(cli("run", "show", job, "--json").stdout)
+    assert shown["status"] == "completed" and shown["receipt_count"] == 1
+    assert [e["event_type"] for e in shown["event_chain"]] == [
+        "run.manifest_approved",
+        "run.started",
+        "run.completed",
+    ]
+    # proof bundle from the ledger
+    bundle = tmp_path / "bundle.json"
+    cli("run", "bundle", job, "--key", "runtime", "-o", str(bundle))
+    verified = json.loads(cli("run", "verify-bundle", str(bundle), "--json").stdout)
+    assert verified["event_count"] == 3 and verified["receipt_count"] == 1
+    # each step is on the timeline
+    timeline = json.loads(cli("timeline", "--stream", f"job:{job}", "--json").stdout)
+    rows = timeline["rows"] if isinstance(timeline, dict) else timeline
+    assert [r["event_type"] for r in rows] == [
+        "run.manifest_approved",
+        "run.started",
+        "receipt.recorded",
+        "run.completed",
+    ]
+
+
+def test_pins_to_unknown_or_revoked_wpc_fail(cli: Cli, tmp_path: Path) -> None:
+    _, unknown = _wpc(tmp_path, "never-published")
+    cli.refused(
+        "WPC_UNKNOWN",
+        "cst",
+        "issue",
+        "--sub",
+        "s",
+        "--aud",
+        "a",
+        "--scope",
+        "x",
+        "--policy",
+        unknown,
+        "--key",
+        "issuer",
+    )
+    wpc_file, wpc = _wpc(tmp_path, "to-revoke")
+    cli("wpc", "publish", str(wpc_file), "--key", "policy-admin")
+    cli("wpc", "revoke", wpc, "--reason", "allows exec on prod", "--key", "policy-admin")
+    cli.refused("WPC_REVOKED", "wpc", "get", wpc)
+    cli.refused(
+        "WPC_REVOKED",
+        "cst",
+        "issue",
+        "--sub",
+        "s",
+        "--aud",
+        "a",
+        "--scope",
+        "x",
+        "--policy",
+        wpc,
+        "--key",
+        "issuer",
+    )
+    cli.refused("WPC_UNKNOWN", "wpc", "get", unknown)
+    cli.refused("MALFORMED_POLICY_HASH", "wpc", "get", "b64u:nope")
+
+
+def test_ledger_refusals_from_the_cli(cli: Cli, tmp_path: Path) -> None:
+    job, other = f"job-{uuid.uuid4().hex[:8]}", f"job-{uuid.uuid4().hex[:8]}"
+    wpc_file, wpc = _wpc(tmp_path, "refusals")
+    cli("wpc", "publish", str(wpc_file), "--key", "policy-admin")
+    token, scope_hash = _issue(cli, job, wpc)
+    foreign, _ = _issue(cli, other, wpc)
+    urm = _urm(tmp_path / "u.json", job, wpc, scope_hash, [{"name": "r.json", "sha256": None}])
+    approval = tmp_path / "a.json"
+    cli("urm", "approve", str(urm), "--key", "approver", "-o", str(approval))
+    # an approver key cannot be the requester; a runtime key cannot approve
+    self_approval = tmp_path / "self.json"
+    cli("urm", "approve", str(urm), "--key", "runtime", "-o", str(self_approval))
+    cli.refused(
+        "URM_SELF_APPROVAL",
+        "urm",
+        "submit",
+        str(urm),
+        "--approval",
+        str(self_approval),
+        "--key",
+        "runtime",
+    )
+    cli.refused(
+        "URM_APPROVER_NOT_ALLOWED",
+        "urm",
+        "submit",
+        str(urm),
+        "--approval",
+        str(self_approval),
+        "--key",
+        "operator",
+    )
+    cli.refused("JOB_UNKNOWN", "run", "start", "--job", job, "--token", token, "--key", "runtime")
+    cli("urm", "submit", str(urm), "--approval", str(approval), "--key", "runtime")
+    cli.refused(
+        "JOB_ALREADY_APPROVED",
+        "urm",
+        "submit",
+        str(urm),
+        "--approval",
+        str(approval),
+        "--key",
+        "runtime",
+    )
+    cli.refused(
+        "JOB_BINDING_MISMATCH", "run", "start", "--job", job, "--token", foreign, "--key", "runtime"
+    )
+    cli.refused(
+        "ROLE_NOT_ALLOWED", "run", "start", "--job", job, "--token", token, "--key", "gateway"
+    )
+    # a halt on the job refuses its start; resume lifts it
+    cli("halt", f"job:{job}", "--reason", "drill", "--key", "operator")
+    cli.refused("AGENT_HALTED", "run", "start", "--job", job, "--token", token, "--key", "runtime")
+    cli("resume", f"job:{job}", "--reason", "drill over", "--key", "operator")
+    cli("run", "start", "--job", job, "--token", token, "--key", "runtime")
+    request = tmp_path / "req"
+    request.write_bytes(b"req")
+    receipt = [
+        "receipt",
+        "record",
+        "--job",
+        job,
+        "--request",
+        str(request),
+        "--response",
+        str(request),
+        "--provider",
+        "p",
+        "--model",
+        "m",
+    ]
+    cli.refused("ROLE_NOT_ALLOWED", *receipt, "--key", "runtime")
+    cli.refused("RECEIPT_BINDING_MISMATCH", *receipt, "--event-hash", "B" * 43, "--key", "gateway")
+    cli("halt", "sub:agent:alpha", "--reason", "injection suspected", "--key", "operator")
+    cli.refused("AGENT_HALTED", *receipt, "--key", "gateway")
+    cli("resume", "sub:agent:alpha", "--reason", "clear", "--key", "operator")
+    cli(*receipt, "--key", "gateway")
+    cli.refused(
+        "OUTPUT_HASH_INVALID",
+        "run",
+        "complete",
+        "--job",
+        job,
+        "--output-hash",
+        "r.json=" + "AB" * 32,
+        "--key",
+        "runtime",
+    )
+    cli("run", "complete", "--job", job, "--output-hash", "r.json=" + "ab" * 32, "--key", "runtime")
+    cli.refused(
+        "RUN_ALREADY_COMPLETED",
+        "run",
+        "complete",
+        "--job",
+        job,
+        "--output-hash",
+        "r.json=" + "ab" * 32,
+        "--key",
+        "runtime",
+    )
+    # revocation by job; the token then inspects as revoked
+    cli("cst", "revoke", "--job", job, "--reason", "rotated", "--key", "issuer")
+    result = cli("cst", "inspect", "-", "--json", stdin=token, ok=False)
+    assert result.returncode == 1 and json.loads(result.stdout)["status"] == "revoked"
+    cli.refused(
+        "TOKEN_UNKNOWN", "cst", "revoke", "--job", job, "--reason", "again", "--key", "issuer"
+    )
+
+
+def test_projection_rows_load_back_equal(fresh_database: str) -> None:
+    """What the rules write is what the processor's ``load_state`` reads back."""
+    from consumers import store
+
+    from ._support import Ledger, ts
+    from .test_rules import _receipt_body
+
+    ledger = Ledger()
+    ledger.started_job()
+    ledger.ok(
+        ledger.keys.gateway, "receipt.recorded", "job:job-1", _receipt_body(ledger), at=ts(90)
+    )
+    ledger.ok(ledger.keys.operator, "agent.halted", "halt:*", {"target": "*", "reason": "x"})
+    ledger.ok(
+        ledger.keys.runtime,
+        "run.completed",
+        "job:job-1",
+        {"job_id": "job-1", "outputs": [{"name": "x", "sha256": "ab" * 32}]},
+        at=ts(120),
+    )
+
+    async def round_trip() -> Any:
+        conn = await asyncpg.connect(fresh_database)
+        try:
+            await store.init_connection(conn)
+            async with conn.transaction():
+                await store._upsert(conn, ledger.rows)
+            return await store.load_state(conn, None), await conn.fetchval(
+                "SELECT count(*) FROM receipts"
+            )
+        finally:
+            await conn.close()
+
+    state, receipts = asyncio.run(round_trip())
+    for table in ("policies", "tokens", "jobs", "halts"):
+        assert getattr(state, table) == getattr(ledger.state, table), table
+    assert receipts == 1
