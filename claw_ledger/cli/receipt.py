@@ -11,7 +11,7 @@ import click
 from claw_ledger.cli.common import emit_json, key_option, resolve_key, settings
 from claw_ledger.cli.cst import raise_if_quarantined
 from claw_ledger.cli.wpc import read_input
-from ledger.errors import ReasonCode, ReceiptError
+from ledger.errors import ReasonCode, ReceiptError, RejectedError
 
 __all__ = ["command"]
 
@@ -157,13 +157,18 @@ def verify(file: str, request_file: str | None, response_file: str | None, as_js
     from ledger.encoding import sha256_b64u
     from ledger.receipts import parse_receipt_bytes, verify_receipt_envelope
 
-    envelope = verify_receipt_envelope(parse_receipt_bytes(read_input(file)))
-    payload = envelope.payload
-    for name, path in (("request", request_file), ("response", response_file)):
-        if path and payload[f"{name}_hash_b64u"] != sha256_b64u(Path(path).read_bytes()):
-            raise ReceiptError(
-                ReasonCode.HASH_MISMATCH, f"{name}_hash_b64u is not the hash of {path}"
-            )
+    try:
+        envelope = verify_receipt_envelope(parse_receipt_bytes(read_input(file)))
+        payload = envelope.payload
+        for name, path in (("request", request_file), ("response", response_file)):
+            if path and payload[f"{name}_hash_b64u"] != sha256_b64u(Path(path).read_bytes()):
+                raise ReceiptError(
+                    ReasonCode.HASH_MISMATCH, f"{name}_hash_b64u is not the hash of {path}"
+                )
+    except RejectedError as exc:
+        if as_json:
+            emit_json({"status": "FAIL", "reason_code": exc.code.value, "detail": exc.detail})
+        raise
     summary = {
         "status": "PASS",
         "reason_code": "OK",

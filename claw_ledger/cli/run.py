@@ -254,7 +254,12 @@ def verify_bundle(file: str, agent: str | None, as_json: bool) -> None:
         document = parse_json_strict(read_input(file))
     except (ValueError, UnicodeDecodeError) as exc:
         raise BundleError(ReasonCode.MALFORMED_JSON, f"not JSON: {exc}") from exc
-    summary = verify_proof_bundle(document, expected_agent_did=agent).summary()
+    try:
+        summary = verify_proof_bundle(document, expected_agent_did=agent).summary()
+    except BundleError as exc:
+        if as_json:
+            emit_json({"status": "FAIL", "reason_code": exc.code.value, "detail": exc.detail})
+        raise
     if as_json:
         emit_json(summary)
     else:

@@ -199,6 +199,9 @@ def test_run_verify_bundle(tmp_path: Path) -> None:
     result = run("run", "verify-bundle", str(path))
     assert result.exit_code == 1
     assert "HASH_MISMATCH" in result.stderr
+    result = run("run", "verify-bundle", str(path), "--json")
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["reason_code"] == "HASH_MISMATCH"
 
 
 def test_usage_errors_exit_2() -> None:
