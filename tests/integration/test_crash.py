@@ -1,0 +1,119 @@
+"""Crash test: SIGKILL the real processor process mid-stream, restart it, and
+prove that nothing was lost and nothing was recorded twice."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.chain import ChainLink, verify_chain
+from ledger.roles import Role
+from tests.fixtures_ledger import start_ledger
+
+pytestmark = [pytest.mark.integration, pytest.mark.crash]
+
+EVENTS = 30_000
+
+
+async def _count(conn: Any) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM events WHERE event_type = 'agent.halted'"))
+
+
+async def _wait_for(conn: Any, predicate: Any, timeout: float, what: str) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        count = await _count(conn)
+        if predicate(count):
+            return count
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; {count} committed")
+        await asyncio.sleep(0.05)
+
+
+async def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(
+    ledger_servers: Any, ledger_settings: Any, tmp_path: Path
+) -> None:
+    ledger = await start_ledger(ledger_servers, ledger_settings, tmp_path, register_roles=False)
+    try:
+        from ledger.crypto import KeyPair
+
+        operator = KeyPair.generate("operator")
+        verdict = await ledger.publish(
+            ledger.admin,
+            "key.registered",
+            f"key:{operator.did}",
+            {"did": operator.did, "name": "operator", "roles": [Role.OPERATOR.value]},
+        )
+        assert verdict["status"] == "committed"
+        event_ids: list[str] = []
+        async with ledger.producer() as producer:
+            futures = []
+            for i in range(EVENTS):
+                envelope = producer.sign(
+                    operator,
+                    "agent.halted",
+                    f"halt:job:crash-{i % 64}",
+                    {"target": f"job:crash-{i % 64}", "reason": f"crash test {i}"},
+                )
+                event_ids.append(str(envelope.payload["event_id"]))
+                futures.append(await producer.send_envelope(envelope))
+            await asyncio.gather(*futures)
+
+        conn = await ledger.connect()
+        try:
+            kills = 0
+            for fraction in (0.2, 0.6):
+                target = int(EVENTS * fraction)
+                seen = await _wait_for(conn, lambda c, t=target: c >= t, 120, f"{target} events")
+                assert seen < EVENTS, "processor finished before it could be killed"
+                ledger.processor.kill()
+                kills += 1
+                at_kill = await _count(conn)
+                ledger.processor.start()
+                assert at_kill <= EVENTS
+            assert kills == 2
+            await _wait_for(conn, lambda c: c >= EVENTS, 180, "all events")
+            await asyncio.sleep(1.0)  # anything re-delivered after the last batch would show now
+
+            total = await _count(conn)
+            distinct = await conn.fetchval(
+                "SELECT count(DISTINCT event_id) FROM events WHERE event_type = 'agent.halted'"
+            )
+            recorded = {
+                r["event_id"]
+                for r in await conn.fetch(
+                    "SELECT event_id::text AS event_id FROM events WHERE event_type = 'agent.halted'"
+                )
+            }
+            quarantined = await conn.fetchval("SELECT count(*) FROM quarantine")
+            rows = await conn.fetch(
+                "SELECT kafka_partition, ledger_seq, event_id::text AS event_id, envelope_raw,"
+                " prev_chain_hash, chain_hash FROM events ORDER BY kafka_partition, ledger_seq"
+            )
+        finally:
+            await conn.close()
+        assert total == EVENTS, "lost or duplicated events"
+        assert distinct == EVENTS
+        assert recorded == set(event_ids)
+        assert quarantined == 0
+        by_partition: dict[int, list[ChainLink]] = {}
+        for r in rows:
+            by_partition.setdefault(r["kafka_partition"], []).append(
+                ChainLink(
+                    r["kafka_partition"],
+                    r["ledger_seq"],
+                    r["event_id"],
+                    bytes(r["envelope_raw"]),
+                    r["prev_chain_hash"],
+                    r["chain_hash"],
+                )
+            )
+        assert len(by_partition) > 1
+        for links in by_partition.values():
+            assert verify_chain(links) == []
+    finally:
+        ledger.processor.stop()
