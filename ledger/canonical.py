@@ -12,7 +12,7 @@ from typing import Any
 
 import rfc8785
 
-__all__ = ["compact_json", "jcs", "jcs_hash_b64u", "parse_json_strict"]
+__all__ = ["MAX_SAFE_INTEGER", "compact_json", "jcs", "jcs_hash_b64u", "parse_json_strict"]
 
 
 def jcs(value: Any) -> bytes:
@@ -27,8 +27,52 @@ def jcs_hash_b64u(value: Any) -> str:
     return sha256_b64u(jcs(value))
 
 
+#: Integers JavaScript holds exactly; beyond them ``JSON.stringify`` would print another number.
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def _has_special_numbers(value: Any) -> bool:
+    """True when ``value`` holds a float or an unsafe integer (JSON.stringify differs)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return False
+    if isinstance(value, float):
+        return True
+    if isinstance(value, int):
+        return abs(value) > MAX_SAFE_INTEGER
+    if isinstance(value, dict):
+        return any(_has_special_numbers(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_special_numbers(v) for v in value)
+    return False
+
+
+def _stringify(value: Any) -> str:
+    if isinstance(value, dict):
+        return (
+            "{"
+            + ",".join(
+                json.dumps(k, ensure_ascii=False) + ":" + _stringify(v) for k, v in value.items()
+            )
+            + "}"
+        )
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_stringify(v) for v in value) + "]"
+    if isinstance(value, float):
+        # ECMAScript Number::toString, the same form RFC 8785 prescribes
+        return rfc8785.dumps(value).decode("ascii")
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER:
+        raise ValueError(f"integer {value} is beyond JavaScript's safe range")
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
 def compact_json(value: Any) -> bytes:
-    """``JSON.stringify(value)``: document key order, no whitespace, UTF-8."""
+    """``JSON.stringify(value)``: document key order, no whitespace, UTF-8.
+
+    Numbers take JavaScript's form (``1e-7``, ``1``, ``1e+21``); an integer
+    beyond 2**53 is refused, since JavaScript cannot hold it exactly.
+    """
+    if _has_special_numbers(value):
+        return _stringify(value).encode("utf-8")
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
         "utf-8"
     )
@@ -47,6 +91,13 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if number in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text} is out of range")
+    return number
+
+
 def parse_json_strict(data: bytes) -> Any:
     """Parse JSON bytes refusing NaN/Infinity, duplicate keys and invalid UTF-8.
 
@@ -54,4 +105,9 @@ def parse_json_strict(data: bytes) -> Any:
     and the bytes that were signed must mean one thing.
     """
     text = data.decode("utf-8")
-    return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+    return json.loads(
+        text,
+        parse_constant=_reject_constant,
+        parse_float=_finite_float,
+        object_pairs_hook=_no_duplicate_keys,
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ __all__ = [
 
 _ED25519_MULTICODEC = b"\xed\x01"
 _DID_KEY_PREFIX = "did:key:z"
+# base58btc alphabet only: base58.b58decode would quietly strip surrounding whitespace
+_DID_KEY_RE = re.compile(r"did:key:z[1-9A-HJ-NP-Za-km-z]{1,64}")
 
 
 def did_from_public_key(public_key: bytes) -> str:
@@ -44,7 +47,7 @@ def public_key_from_did(did: str) -> VerifyKey:
     cached = _did_cache.get(did)
     if cached is not None:
         return cached
-    if not isinstance(did, str) or not did.startswith(_DID_KEY_PREFIX):
+    if not isinstance(did, str) or not _DID_KEY_RE.fullmatch(did):
         raise EnvelopeError(ReasonCode.INVALID_DID_FORMAT, f"not an Ed25519 did:key: {did!r}")
     try:
         raw = base58.b58decode(did[len(_DID_KEY_PREFIX) :])
@@ -133,6 +136,8 @@ def load_key(path: Path) -> KeyPair:
         mode = path.stat().st_mode
         document = json.loads(path.read_text())
         seed = bytes.fromhex(document["seed_hex"])
+        if len(seed) != 32:
+            raise ValueError("an Ed25519 seed is 32 bytes")
     except FileNotFoundError as exc:
         raise ConfigError(
             f"no key file at {path}", hint="create one with `claw-ledger keys new NAME`"

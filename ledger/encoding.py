@@ -9,7 +9,8 @@ import re
 __all__ = ["B64U_SHA256_RE", "b64u_decode", "b64u_encode", "sha256_b64u", "sha256_hex"]
 
 #: A SHA-256 digest in base64url without padding is always 43 characters.
-B64U_SHA256_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+B64U_SHA256_RE = re.compile(r"^[A-Za-z0-9_-]{43}\Z")
+#: use ``B64U_SHA256_RE.fullmatch``: ``$`` would accept a trailing newline
 
 
 def b64u_encode(data: bytes) -> str:

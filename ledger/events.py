@@ -35,8 +35,8 @@ __all__ = [
 
 EVENT_ENVELOPE_TYPE = "ledger_event"
 
-_STREAM_RE = re.compile(r"^[a-z][a-z0-9_-]*:[^\s]{1,400}$")
-_RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})$")
+_STREAM_RE = re.compile(r"[a-z][a-z0-9_-]*:[^\s]{1,400}")
+_RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
 
 Sha256B64u = str
 
@@ -48,7 +48,7 @@ class EventBody(BaseModel):
 
 
 def _check_b64u_hash(value: str) -> str:
-    if not B64U_SHA256_RE.match(value):
+    if not B64U_SHA256_RE.fullmatch(value):
         raise ValueError("must be a base64url SHA-256 digest (43 characters)")
     return value
 
@@ -275,14 +275,14 @@ class LedgerEvent(BaseModel):
     @field_validator("stream")
     @classmethod
     def _stream(cls, value: str) -> str:
-        if not _STREAM_RE.match(value):
+        if not _STREAM_RE.fullmatch(value):
             raise ValueError("stream must look like '<kind>:<id>', e.g. 'job:42'")
         return value
 
     @field_validator("occurred_at")
     @classmethod
     def _time(cls, value: str) -> str:
-        if not _RFC3339_RE.match(value):
+        if not _RFC3339_RE.fullmatch(value):
             raise ValueError("occurred_at must be an RFC 3339 timestamp")
         return value
 

@@ -49,7 +49,7 @@ _RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+
 
 
 def _hash(value: str) -> str:
-    if not B64U_SHA256_RE.match(value):
+    if not B64U_SHA256_RE.fullmatch(value):
         raise ValueError("must be a base64url SHA-256 digest (43 characters)")
     return value
 
@@ -106,7 +106,7 @@ class GatewayReceipt(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _time(cls, value: str) -> str:
-        if not _RFC3339_RE.match(value):
+        if not _RFC3339_RE.fullmatch(value):
             raise ValueError("timestamp must be an RFC 3339 date-time")
         return value
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -36,7 +37,10 @@ def _short(value: Any) -> str:
 
 def summarize(event_type: str, body: Mapping[str, Any]) -> str:
     if event_type == "receipt.recorded":
-        payload = body.get("receipt_envelope", {}).get("payload", {})
+        try:
+            payload = json.loads(body.get("receipt_envelope_json", "{}")).get("payload", {})
+        except (ValueError, AttributeError):
+            payload = {}
         return (
             f"{payload.get('provider', '?')}/{payload.get('model', '?')} "
             f"in={payload.get('tokens_input', '?')} out={payload.get('tokens_output', '?')} "

@@ -171,7 +171,7 @@ def token_sha256_b64u(token: str) -> str:
 
 def parse_ttl(text: str) -> int:
     """``900``, ``900s``, ``15m``, ``1h``, ``2d`` → seconds (> 0)."""
-    match = _TTL_RE.match(text)
+    match = _TTL_RE.fullmatch(text)
     if not match:
         raise TokenError(
             ReasonCode.TOKEN_BAD_LIFETIME,
@@ -250,7 +250,7 @@ def build_claims(
     if not sub.strip():
         raise TokenError(ReasonCode.TOKEN_MALFORMED, "sub is empty")
     token_id = jti or f"cst_{uuid.uuid4().hex}"
-    if not JTI_RE.match(token_id):
+    if not JTI_RE.fullmatch(token_id):
         raise TokenError(ReasonCode.TOKEN_MALFORMED, f"jti {token_id!r} is not allowed")
     claims: dict[str, Any] = {
         "token_version": TOKEN_VERSION,
@@ -264,7 +264,7 @@ def build_claims(
     if nonce:
         claims["nonce"] = nonce
     if policy_hash_b64u is not None:
-        if not B64U_SHA256_RE.match(policy_hash_b64u):
+        if not B64U_SHA256_RE.fullmatch(policy_hash_b64u):
             raise PolicyError(
                 ReasonCode.MALFORMED_POLICY_HASH,
                 f"{policy_hash_b64u!r} is not a policy hash (43 base64url characters)",
@@ -424,7 +424,7 @@ def verify_token(
         ) from exc
     claims = decoded.claims
     jti = claims.get("jti")
-    if not isinstance(jti, str) or not JTI_RE.match(jti):
+    if not isinstance(jti, str) or not JTI_RE.fullmatch(jti):
         raise TokenError(ReasonCode.TOKEN_MALFORMED, "jti is missing or not allowed")
     claimed = claims.get("token_scope_hash_b64u")
     computed = token_scope_hash_b64u(claims)

@@ -59,7 +59,7 @@ class _Strict(BaseModel):
 
 
 def _hex(value: str | None) -> str | None:
-    if value is not None and not _SHA256_HEX_RE.match(value):
+    if value is not None and not _SHA256_HEX_RE.fullmatch(value):
         raise ValueError("sha256 must be 64 lowercase hex characters")
     return value
 
@@ -79,7 +79,7 @@ class UrmPolicy(_Strict):
     @field_validator("wpc_hash_b64u", "cst_scope_hash")
     @classmethod
     def _b64u(cls, value: str) -> str:
-        if not B64U_SHA256_RE.match(value):
+        if not B64U_SHA256_RE.fullmatch(value):
             raise ValueError("must be a base64url SHA-256 digest (43 characters)")
         return value
 
@@ -212,7 +212,7 @@ def approval_signing_bytes(urm_hash: str, approved_at: str) -> bytes:
 
 def sign_approval(urm_hash: str, key: KeyPair, *, approved_at: str | None = None) -> dict[str, str]:
     """An approval of the URM with hash ``urm_hash`` by ``key``."""
-    if not B64U_SHA256_RE.match(urm_hash):
+    if not B64U_SHA256_RE.fullmatch(urm_hash):
         raise ManifestError(ReasonCode.URM_INVALID, f"{urm_hash!r} is not a URM hash")
     stamp = approved_at or format_timestamp()
     return {
@@ -244,7 +244,7 @@ def verify_approval(approval: Any, urm_hash: str) -> str:
             f"approval by {approval['approver_did']} is for URM {approval['urm_hash_b64u']},"
             f" not {urm_hash}",
         )
-    if not _RFC3339_RE.match(approval["approved_at"]):
+    if not _RFC3339_RE.fullmatch(approval["approved_at"]):
         raise ManifestError(ReasonCode.URM_APPROVAL_INVALID, "approved_at is not RFC 3339")
     try:
         signature = b64u_decode(approval["signature_b64u"])

@@ -89,7 +89,7 @@ def verify_message(
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         return Rejected(ReasonCode.MALFORMED_JSON, f"not valid UTF-8 JSON: {exc}")
     hints = _hints(document)
-    if b"\\u0000" in raw:
+    if b"\\u0000" in raw and _holds_nul(document):
         # NUL cannot be stored in Postgres text/jsonb; no legitimate event needs it
         return Rejected(
             ReasonCode.SCHEMA_VALIDATION_FAILED, "strings must not contain U+0000", *hints
@@ -102,6 +102,16 @@ def verify_message(
     except Exception as exc:  # a verifier bug must quarantine, never crash the processor
         return Rejected(ReasonCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", *hints)
     return Verified(envelope, event, body, sha256_b64u(raw))
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def _hints(document: Any) -> tuple[str | None, str | None]:

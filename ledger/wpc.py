@@ -302,7 +302,7 @@ def policy_hash_b64u(document: Any) -> str:
 
 def check_policy_hash(value: Any) -> str:
     """Return ``value`` when it looks like a policy hash, else ``MALFORMED_POLICY_HASH``."""
-    if not isinstance(value, str) or not B64U_SHA256_RE.match(value):
+    if not isinstance(value, str) or not B64U_SHA256_RE.fullmatch(value):
         raise PolicyError(
             ReasonCode.MALFORMED_POLICY_HASH,
             f"{value!r} is not a policy hash (43 base64url characters, no prefix)",

@@ -134,11 +134,6 @@ def test_public_key_from_did_refuses_non_strings(did: object) -> None:
     assert info.value.code is ReasonCode.INVALID_DID_FORMAT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: base58.b58decode() rstrip()s its input, so a did:key with trailing "
-    "whitespace is accepted as the same key under a second, non-canonical DID",
-)
 @pytest.mark.parametrize("suffix", ["\n", " ", "\t"])
 def test_public_key_from_did_refuses_trailing_whitespace(suffix: str) -> None:
     with pytest.raises(EnvelopeError) as info:
@@ -262,11 +257,6 @@ def test_load_key_refuses_non_key_files(tmp_path: Path, content: str) -> None:
         load_key(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: load_key builds the SigningKey outside its try block; a seed_hex that is "
-    "valid hex of the wrong length escapes as nacl.exceptions.ValueError, not ConfigError",
-)
 @pytest.mark.parametrize("seed_hex", ["00" * 31, "00" * 33, ""])
 def test_load_key_refuses_wrong_seed_length_with_config_error(
     tmp_path: Path, seed_hex: str

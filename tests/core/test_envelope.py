@@ -466,11 +466,6 @@ def test_event_type_inside_the_payload_is_covered() -> None:
     assert _code(document) is ReasonCode.HASH_MISMATCH
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: compact_json is not JSON.stringify for floats (1e-05 vs 0.00001), so our "
-    "own envelopes carrying such numbers fail a clawsig (JSON.stringify) verifier",
-)
 @pytest.mark.parametrize("number", [0.00001, 1e-7, 1.5e-5])
 def test_own_envelope_hash_matches_json_stringify_for_small_floats(number: float) -> None:
     envelope = sign_envelope("note", {"threshold": number}, key(1), issued_at="t")

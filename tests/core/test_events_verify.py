@@ -548,11 +548,6 @@ def test_strings_containing_nul_are_refused(where: str) -> None:
     assert result.event_id == document["event_id"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the NUL check searches the raw bytes for the text \\u0000, so a string that "
-    "holds a literal backslash followed by 'u0000' (no NUL at all) is refused",
-)
 def test_literal_backslash_u0000_text_is_not_a_nul() -> None:
     document = payload("agent.halted", OPERATOR)
     document["body"]["reason"] = "regex \\u0000 is documented here"
@@ -560,11 +555,6 @@ def test_literal_backslash_u0000_text_is_not_a_nul() -> None:
     verified(signed_raw(document, OPERATOR))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: _STREAM_RE, _RFC3339_RE and B64U_SHA256_RE are '^...$' patterns used with "
-    "re.match; '$' matches before a trailing newline, so these values are accepted",
-)
 @pytest.mark.parametrize(
     "changes",
     [
@@ -762,18 +752,16 @@ def test_registering_an_invalid_did() -> None:
     assert refused(state, raw) is ReasonCode.INVALID_DID_FORMAT
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a did:key with a trailing newline passes public_key_from_did (base58 "
-    "rstrip) and the stream regex ('$' before newline), so one key gets a second identity",
-)
 def test_same_key_cannot_be_registered_under_a_second_did() -> None:
     state = bootstrapped()
     did = RUNTIME.did + "\n"
-    raw = event_raw(
-        "key.registered", f"key:{did}", {"did": did, "name": "x", "roles": ["admin"]}, ROOT
-    )
-    assert isinstance(run(state, raw), Rejected)
+    # the event schema (the same parse the processor runs) refuses the stream already
+    with pytest.raises(EventError) as info:
+        event_raw(
+            "key.registered", f"key:{did}", {"did": did, "name": "x", "roles": ["admin"]}, ROOT
+        )
+    assert info.value.code is ReasonCode.SCHEMA_VALIDATION_FAILED
+    assert RUNTIME.did in state.keys
 
 
 def test_rule_bug_quarantines_instead_of_raising(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from ledger.timeline import summarize
 
 H = "OMfo1i4Qvrnbfht-L-4Zl2ElG1U5xenjvTXgXgShVJ4"
@@ -56,11 +54,6 @@ def test_unknown_type_shows_its_first_three_fields() -> None:
     assert summarize("x.y", {"a": 1, "b": "two", "c": [3], "d": 4}) == "a=1 b=two c=3"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: summarize reads body['receipt_envelope'] but a receipt.recorded body holds "
-    "'receipt_envelope_json' (a string), so every receipt row prints '?/? in=? out=? run=?'",
-)
 def test_receipt_recorded_summary_from_the_real_body_shape() -> None:
     receipt = {
         "payload": {
