@@ -1,0 +1,50 @@
+# claw-ledger: every target bootstraps what it needs, idempotently.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint typecheck unit bench down clean
+
+## install: virtualenv + the project and its dev tools (re-run only when pyproject.toml changes)
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+## run: start Kafka, Postgres and the processor, then play the demo scenario
+run: install
+	@$(BIN)/claw-ledger up --detach
+	@$(BIN)/claw-ledger demo
+	@echo
+	@echo "The ledger keeps running. Try:  $(BIN)/claw-ledger timeline --help"
+	@echo "Stop everything with:          $(BIN)/claw-ledger down"
+
+## test: lint, type-check and the whole test suite against real Kafka and Postgres
+test: install lint typecheck
+	@$(BIN)/pytest
+
+## unit: only the tests that need no server
+unit: install
+	@$(BIN)/pytest -m "not integration"
+
+lint: install
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+
+typecheck: install
+	@$(BIN)/mypy
+
+## bench: measured throughput and latency; writes docs/benchmarks.md
+bench: install
+	@$(BIN)/python -m bench
+
+down: install
+	@$(BIN)/claw-ledger down
+
+clean:
+	rm -rf $(VENV) .claw-ledger .pytest_cache .mypy_cache .ruff_cache
