@@ -86,7 +86,8 @@ async def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(
             recorded = {
                 r["event_id"]
                 for r in await conn.fetch(
-                    "SELECT event_id::text AS event_id FROM events WHERE event_type = 'agent.halted'"
+                    "SELECT event_id::text AS event_id FROM events"
+                    " WHERE event_type = 'agent.halted'"
                 )
             }
             quarantined = await conn.fetchval("SELECT count(*) FROM quarantine")
