@@ -14,7 +14,6 @@ import asyncio
 import logging
 import os
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,7 @@ from faust.types import TP
 from consumers import store
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor
 
-__all__ = ["ProcessorConfig", "create_app", "run_processor"]
+__all__ = ["ProcessorConfig", "create_app", "run_faust_worker"]
 
 log = logging.getLogger("claw_ledger.processor")
 
@@ -185,37 +184,13 @@ async def _forward(report: BatchReport, verified: Any, quarantine: Any) -> None:
         await asyncio.gather(*futures)
 
 
-class _Status:
-    """Counters for the live status line."""
-
-    def __init__(self) -> None:
-        self.committed = 0
-        self.quarantined = 0
-        self.duplicates = 0
-        self.started = time.monotonic()
-        self._last = (self.started, 0)
-
-    def add(self, report: BatchReport) -> None:
-        self.committed += len(report.accepted)
-        self.quarantined += len(report.quarantined)
-        self.duplicates += report.duplicates
-
-    def line(self) -> str:
-        now = time.monotonic()
-        then, count = self._last
-        rate = (self.committed - count) / max(now - then, 1e-6)
-        self._last = (now, self.committed)
-        return (
-            f"committed {self.committed:>9,}  quarantined {self.quarantined:>6,}  "
-            f"duplicates {self.duplicates:>6,}  {rate:>8,.0f} ev/s"
-        )
-
-
-def run_processor(
+def run_faust_worker(
     config: ProcessorConfig, *, status: bool = False, loglevel: str = "warning"
 ) -> None:
     """Run the faust worker until interrupted (blocking)."""
-    counters = _Status()
+    from consumers.runner import StatusLine
+
+    counters = StatusLine()
     app = create_app(config, on_batch=counters.add)
     if status:
 

@@ -9,7 +9,7 @@ no-op and a crash mid-batch leaves nothing half-written.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +22,7 @@ from ledger.state import KeyRecord, LedgerState, ProjectionRow
 __all__ = [
     "CONTROL_TABLES",
     "EventRow",
+    "PartitionBatch",
     "PartitionPosition",
     "QuarantineRow",
     "StaleBatchError",
@@ -223,20 +224,31 @@ async def existing_payload_hashes(
     return {r["event_id"]: r["payload_hash_b64u"] for r in rows}
 
 
-async def _upsert(conn: asyncpg.Connection, rows: Iterable[ProjectionRow]) -> int:
-    count = 0
+async def _upsert(conn: asyncpg.Connection, rows: Sequence[ProjectionRow]) -> int:
+    """Upsert rows, one ``executemany`` per table and column set."""
+    groups: dict[tuple[str, str, tuple[str, ...]], list[ProjectionRow]] = {}
     for row in rows:
-        columns = list(row.values)
+        groups.setdefault((row.table, row.key_column, tuple(row.values)), []).append(row)
+    for (table, key_column, columns), members in groups.items():
         placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != row.key_column)
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key_column)
         sql = (
-            f"INSERT INTO {row.table} ({', '.join(columns)}) VALUES ({placeholders})"
-            f" ON CONFLICT ({row.key_column}) DO "
-            + (f"UPDATE SET {updates}" if updates else "NOTHING")
+            f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
+            f" ON CONFLICT ({key_column}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")
         )
-        await conn.execute(sql, *row.values.values())
-        count += 1
-    return count
+        await conn.executemany(sql, [tuple(m.values.values()) for m in members])
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class PartitionBatch:
+    """What one partition contributes to a commit."""
+
+    partition: int
+    expected_next_offset: int | None
+    new_position: PartitionPosition
+    events: Sequence[EventRow]
+    quarantined: Sequence[QuarantineRow]
 
 
 async def commit_batch(
@@ -244,87 +256,94 @@ async def commit_batch(
     *,
     group: str,
     topic: str,
-    partition: int,
-    expected_next_offset: int | None,
-    new_position: PartitionPosition,
-    events: Sequence[EventRow],
-    quarantined: Sequence[QuarantineRow],
+    batches: Sequence[PartitionBatch],
     projections: Sequence[ProjectionRow],
 ) -> None:
-    """Write one partition's batch and its new position atomically.
+    """Write a poll's effects and the new positions of its partitions atomically.
 
-    Raises :class:`StaleBatchError` (and writes nothing) when the stored
-    position is not ``expected_next_offset`` (``None``: no position stored yet).
+    Raises :class:`StaleBatchError` (and writes nothing) when a stored position
+    is not the batch's ``expected_next_offset`` (``None``: no position yet).
     """
+    partitions = [b.partition for b in batches]
     async with conn.transaction():
-        stored = await conn.fetchval(
-            "SELECT next_offset FROM consumer_positions"
-            " WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = $3 FOR UPDATE",
-            group,
-            topic,
-            partition,
-        )
-        if stored != expected_next_offset:
-            raise StaleBatchError(
-                f"partition {partition}: stored position {stored}, batch expected"
-                f" {expected_next_offset}"
+        stored = {
+            r["kafka_partition"]: r["next_offset"]
+            for r in await conn.fetch(
+                "SELECT kafka_partition, next_offset FROM consumer_positions"
+                " WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = ANY($3::int[])"
+                " FOR UPDATE",
+                group,
+                topic,
+                partitions,
             )
-        if events:
-            await conn.copy_records_to_table(
-                "events",
-                columns=_EVENT_COLUMNS,
-                records=[
-                    (
-                        e.event_id,
-                        e.event_type,
-                        e.stream,
-                        e.producer,
-                        e.occurred_at,
-                        e.payload_hash_b64u,
-                        e.envelope_sha256,
-                        e.envelope_raw,
-                        e.payload_json,
-                        topic,
-                        partition,
-                        e.kafka_offset,
-                        e.ledger_seq,
-                        e.prev_chain_hash,
-                        e.chain_hash,
-                    )
-                    for e in events
-                ],
+        }
+        for batch in batches:
+            if stored.get(batch.partition) != batch.expected_next_offset:
+                raise StaleBatchError(
+                    f"partition {batch.partition}: stored position {stored.get(batch.partition)},"
+                    f" batch expected {batch.expected_next_offset}"
+                )
+        event_records = [
+            (
+                e.event_id,
+                e.event_type,
+                e.stream,
+                e.producer,
+                e.occurred_at,
+                e.payload_hash_b64u,
+                e.envelope_sha256,
+                e.envelope_raw,
+                e.payload_json,
+                topic,
+                b.partition,
+                e.kafka_offset,
+                e.ledger_seq,
+                e.prev_chain_hash,
+                e.chain_hash,
             )
-        if quarantined:
+            for b in batches
+            for e in b.events
+        ]
+        if event_records:
             await conn.copy_records_to_table(
-                "quarantine",
-                columns=_QUARANTINE_COLUMNS,
-                records=[
-                    (
-                        q.reason_code,
-                        q.detail,
-                        q.raw,
-                        len(q.raw),
-                        q.event_id,
-                        q.signer_did,
-                        topic,
-                        partition,
-                        q.kafka_offset,
-                    )
-                    for q in quarantined
-                ],
+                "events", columns=_EVENT_COLUMNS, records=event_records
+            )
+        quarantine_records = [
+            (
+                q.reason_code,
+                q.detail,
+                q.raw,
+                len(q.raw),
+                q.event_id,
+                q.signer_did,
+                topic,
+                b.partition,
+                q.kafka_offset,
+            )
+            for b in batches
+            for q in b.quarantined
+        ]
+        if quarantine_records:
+            await conn.copy_records_to_table(
+                "quarantine", columns=_QUARANTINE_COLUMNS, records=quarantine_records
             )
         if projections and await _upsert(conn, projections):
             await conn.execute("SELECT nextval('control_version')")
-        await conn.execute(
+        await conn.executemany(
             "INSERT INTO consumer_positions (consumer_group, topic, kafka_partition, next_offset,"
             " ledger_seq, chain_hash) VALUES ($1, $2, $3, $4, $5, $6)"
             " ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE SET"
             " next_offset = EXCLUDED.next_offset, ledger_seq = EXCLUDED.ledger_seq,"
             " chain_hash = EXCLUDED.chain_hash, updated_at = now()",
-            group,
-            topic,
-            partition,
-            new_position.next_offset,
-            new_position.ledger_seq,
-            new_position.chain_hash,
+            [
+                (
+                    group,
+                    topic,
+                    b.partition,
+                    b.new_position.next_offset,
+                    b.new_position.ledger_seq,
+                    b.new_position.chain_hash,
+                )
+                for b in batches
+            ],
         )

@@ -12,7 +12,14 @@ from typing import Any
 
 import rfc8785
 
-__all__ = ["MAX_SAFE_INTEGER", "compact_json", "jcs", "jcs_hash_b64u", "parse_json_strict"]
+__all__ = [
+    "MAX_SAFE_INTEGER",
+    "compact_json",
+    "jcs",
+    "jcs_hash_b64u",
+    "parse_json_strict",
+    "parse_json_tracking",
+]
 
 
 def jcs(value: Any) -> bytes:
@@ -65,13 +72,15 @@ def _stringify(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
-def compact_json(value: Any) -> bytes:
+def compact_json(value: Any, *, plain_numbers: bool = False) -> bytes:
     """``JSON.stringify(value)``: document key order, no whitespace, UTF-8.
 
     Numbers take JavaScript's form (``1e-7``, ``1``, ``1e+21``); an integer
     beyond 2**53 is refused, since JavaScript cannot hold it exactly.
+    ``plain_numbers=True`` asserts the value holds neither floats nor unsafe
+    integers (known from parsing, see :func:`parse_json_tracking`) and skips the scan.
     """
-    if _has_special_numbers(value):
+    if not plain_numbers and _has_special_numbers(value):
         return _stringify(value).encode("utf-8")
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
         "utf-8"
@@ -96,6 +105,32 @@ def _finite_float(text: str) -> float:
     if number in (float("inf"), float("-inf")):
         raise ValueError(f"number {text} is out of range")
     return number
+
+
+def parse_json_tracking(data: bytes) -> tuple[Any, bool]:
+    """:func:`parse_json_strict`, also telling whether every number is a safe integer."""
+    special = False
+
+    def on_float(text: str) -> float:
+        nonlocal special
+        special = True
+        return _finite_float(text)
+
+    def on_int(text: str) -> int:
+        nonlocal special
+        number = int(text)
+        if abs(number) > MAX_SAFE_INTEGER:
+            special = True
+        return number
+
+    value = json.loads(
+        data.decode("utf-8"),
+        parse_constant=_reject_constant,
+        parse_float=on_float,
+        parse_int=on_int,
+        object_pairs_hook=_no_duplicate_keys,
+    )
+    return value, not special
 
 
 def parse_json_strict(data: bytes) -> Any:

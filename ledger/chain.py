@@ -7,10 +7,10 @@ the exact envelope bytes received.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ledger.canonical import jcs
 from ledger.encoding import sha256_b64u
 
 __all__ = ["ChainLink", "ChainProblem", "chain_hash", "verify_chain"]
@@ -23,17 +23,24 @@ def chain_hash(
     event_id: str,
     envelope_sha256: str,
 ) -> str:
-    """b64u(SHA-256(JCS({prev, partition, seq, event_id, envelope_sha256})))."""
+    """b64u(SHA-256(JCS({prev, partition, seq, event_id, envelope_sha256}))).
+
+    Every value is an integer or an ASCII identifier (UUID, base64url), for which
+    sorted-key compact ``json.dumps`` is exactly RFC 8785 (pinned by a test);
+    it is used because this runs once per ledger row.
+    """
     return sha256_b64u(
-        jcs(
+        json.dumps(
             {
                 "envelope_sha256": envelope_sha256,
                 "event_id": event_id,
                 "ledger_seq": ledger_seq,
                 "partition": partition,
                 "prev": prev_chain_hash,
-            }
-        )
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        ).encode("ascii")
     )
 
 

@@ -7,6 +7,7 @@ The payload carries ``event_type`` itself, so the signature covers the type
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Mapping
@@ -15,7 +16,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ledger.canonical import compact_json
 from ledger.crypto import KeyPair
 from ledger.encoding import B64U_SHA256_RE
 from ledger.envelope import SignedEnvelope, format_timestamp, sign_envelope
@@ -289,7 +289,9 @@ class LedgerEvent(BaseModel):
     def typed_body(self) -> EventBody:
         # JSON-mode strict validation: arrays may fill tuples and strings enums,
         # but nothing is coerced ("1" never becomes 1).
-        return EVENT_TYPES[self.event_type].body.model_validate_json(compact_json(self.body))
+        return EVENT_TYPES[self.event_type].body.model_validate_json(
+            json.dumps(self.body, ensure_ascii=False)
+        )
 
     def to_payload(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

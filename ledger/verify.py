@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.canonical import parse_json_strict
+from ledger.canonical import compact_json, parse_json_tracking
 from ledger.encoding import sha256_b64u
 from ledger.envelope import SignedEnvelope, verify_envelope
 from ledger.errors import EnvelopeError, ReasonCode, RejectedError
@@ -40,13 +40,6 @@ __all__ = [
 DEFAULT_MAX_MESSAGE_BYTES = 1_048_576
 
 
-def _ledger_event_schema(payload: Mapping[str, Any]) -> None:
-    parse_event_payload(payload)
-
-
-_SCHEMAS = {EVENT_ENVELOPE_TYPE: _ledger_event_schema}
-
-
 @dataclass(frozen=True, slots=True)
 class Verified:
     """Passed the stateless steps 1–3."""
@@ -55,6 +48,8 @@ class Verified:
     event: LedgerEvent
     body: EventBody
     envelope_sha256: str
+    #: the payload as compact JSON in document order (what its hash covers)
+    payload_json: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +80,7 @@ def verify_message(
     if len(raw) > max_bytes:
         return Rejected(ReasonCode.OVERSIZED, f"message is {len(raw)} bytes, limit {max_bytes}")
     try:
-        document = parse_json_strict(raw)
+        document, plain_numbers = parse_json_tracking(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         return Rejected(ReasonCode.MALFORMED_JSON, f"not valid UTF-8 JSON: {exc}")
     hints = _hints(document)
@@ -95,13 +90,26 @@ def verify_message(
             ReasonCode.SCHEMA_VALIDATION_FAILED, "strings must not contain U+0000", *hints
         )
     try:
-        envelope = verify_envelope(document, _SCHEMAS)
-        event, body = parse_event_payload(envelope.payload)
+        parsed: list[tuple[LedgerEvent, EventBody]] = []
+
+        def event_schema(payload: Mapping[str, Any]) -> None:
+            parsed.append(parse_event_payload(payload))
+
+        envelope = verify_envelope(
+            document, {EVENT_ENVELOPE_TYPE: event_schema}, plain_numbers=plain_numbers
+        )
+        event, body = parsed[0]
     except RejectedError as exc:
         return Rejected(exc.code, exc.detail, *hints)
     except Exception as exc:  # a verifier bug must quarantine, never crash the processor
         return Rejected(ReasonCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", *hints)
-    return Verified(envelope, event, body, sha256_b64u(raw))
+    return Verified(
+        envelope,
+        event,
+        body,
+        sha256_b64u(raw),
+        compact_json(envelope.payload, plain_numbers=plain_numbers),
+    )
 
 
 def _holds_nul(value: Any) -> bool:

@@ -48,7 +48,10 @@ def ledger_env(settings: Settings) -> dict[str, str]:
 class ProcessorProcess:
     """``python -m claw_ledger processor run`` as a real child process."""
 
-    def __init__(self, settings: Settings, log_path: Path, group: str) -> None:
+    def __init__(
+        self, settings: Settings, log_path: Path, group: str, engine: str = "kafka"
+    ) -> None:
+        self.engine = engine
         self.settings = settings
         self.log_path = log_path
         self.group = group
@@ -66,6 +69,8 @@ class ProcessorProcess:
                 "--group",
                 self.group,
                 "--no-status",
+                "--engine",
+                self.engine,
             ],
             env=ledger_env(self.settings),
             stdout=log,
@@ -173,7 +178,12 @@ async def _fresh_ledger_database(ledger_servers: Any) -> str:
 
 
 async def start_ledger(
-    ledger_servers: Any, base: Settings, state_dir: Path, *, register_roles: bool = True
+    ledger_servers: Any,
+    base: Settings,
+    state_dir: Path,
+    *,
+    register_roles: bool = True,
+    engine: str = "kafka",
 ) -> LedgerHarness:
     """A new database and topic prefix, a trust root, a processor, and role keys."""
     url = await _fresh_ledger_database(ledger_servers)
@@ -195,7 +205,7 @@ async def start_ledger(
         await set_trust_root(conn, admin.did)
     finally:
         await conn.close()
-    processor = ProcessorProcess(settings, state_dir / "processor.log", "verifier")
+    processor = ProcessorProcess(settings, state_dir / "processor.log", "verifier", engine)
     processor.start()
     harness = LedgerHarness(settings, admin, {}, processor, ledger_env(settings))
     verdict = await harness.publish(

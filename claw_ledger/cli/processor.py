@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
 from claw_ledger.cli.common import emit_json, settings
+from consumers.app import ProcessorConfig
 
 __all__ = ["command", "processor_config"]
 
 
-def processor_config(group: str, batch_size: int) -> object:
+def processor_config(group: str, batch_size: int) -> ProcessorConfig:
     from claw_ledger.config import effective_endpoints
     from claw_ledger.topics import topic_names
-    from consumers.app import ProcessorConfig
 
     resolved = settings()
     endpoints = effective_endpoints(resolved)
@@ -53,12 +52,23 @@ def command() -> None:
 )
 @click.option("--batch-size", default=2000, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--status/--no-status", default=True, help="Live status line on stderr.")
-def run(group: str, batch_size: int, status: bool) -> None:
+@click.option(
+    "--engine",
+    type=click.Choice(["kafka", "faust"]),
+    default="kafka",
+    show_default=True,
+    help="kafka: lean aiokafka consumer; faust: the faust-streaming app (same guarantees).",
+)
+def run(group: str, batch_size: int, status: bool, engine: str) -> None:
     """Verify ingress events and commit them to the ledger until interrupted."""
-    from consumers.app import run_processor
+    from consumers.runner import run_processor
 
     config = processor_config(group, batch_size)
-    run_processor(config, status=status and sys.stderr.isatty())  # type: ignore[arg-type]
+    run_processor(
+        config,
+        engine="faust" if engine == "faust" else "kafka",
+        status=status and sys.stderr.isatty(),
+    )
 
 
 @command.command("start")
@@ -96,6 +106,3 @@ def status_cmd(as_json: bool) -> None:
     else:
         click.echo(f"processor running (pid {pid})" if pid else "processor not running")
     sys.exit(0 if pid else 1)
-
-
-_ = os

@@ -62,10 +62,10 @@ def command(detach: bool, group: str) -> None:
         )
         return
     from claw_ledger.cli.processor import processor_config
-    from consumers.app import run_processor
+    from consumers.runner import run_processor
 
     console.print("[green]processor[/] running; Ctrl-C to stop")
-    run_processor(processor_config(group, 2000), status=sys.stderr.isatty())  # type: ignore[arg-type]
+    run_processor(processor_config(group, 2000), status=sys.stderr.isatty())
 
 
 @click.command("down")

@@ -1,0 +1,235 @@
+"""The verifying processor on a plain aiokafka consumer (the default engine).
+
+Same contract as the faust app (:mod:`consumers.app`): every decision and
+effect is :class:`~consumers.processor.VerifyingProcessor`'s, the consumed
+position lives in Postgres and is written with the effects, and on every
+partition assignment the consumer seeks to it. Kafka-side commits only tell a
+fresh consumer where to start reading. See docs/adr/0003-processor-engine.md
+for why this engine is the default and faust remains available.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+
+from consumers import store
+from consumers.app import ProcessorConfig
+from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor
+
+__all__ = ["run_engine"]
+
+log = logging.getLogger("claw_ledger.processor")
+
+_TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+
+
+class _SeekToLedger(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, consumer: AIOKafkaConsumer, proc: VerifyingProcessor, pool: Any) -> None:
+        self._consumer = consumer
+        self._proc = proc
+        self._pool = pool
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        async with self._pool.acquire() as conn:
+            self._proc.positions = await store.load_positions(
+                conn, self._proc.group, self._proc.topic
+            )
+        for tp in assigned:
+            offset = self._proc.next_offset(tp.partition)
+            if offset is None:
+                # nothing of this partition is in the ledger: read it from the start
+                await self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, offset)
+
+
+async def _forward(
+    producer: AIOKafkaProducer, config: ProcessorConfig, report: BatchReport
+) -> list[Any]:
+    """Copy outcomes to the verified and quarantine topics (at least once).
+
+    A record goes to the partition number it came from on the ingress topic
+    (the topics have the same partition count), so each stream stays in
+    order; whole batches are sent, which costs far less than a send per record.
+    """
+    builders: dict[tuple[str, int], Any] = {}
+    futures: list[Any] = []
+
+    async def add(
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes,
+        headers: list[tuple[str, bytes]],
+    ) -> None:
+        builder = builders.get((topic, partition))
+        if builder is None:
+            builder = builders[(topic, partition)] = producer.create_batch()
+        if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
+            futures.append(await producer.send_batch(builder, topic, partition=partition))
+            builder = builders[(topic, partition)] = producer.create_batch()
+            builder.append(key=key, value=value, timestamp=None, headers=headers)
+
+    for item in report.accepted:
+        await add(
+            config.verified_topic, item.record.partition, item.record.key, item.record.value, []
+        )
+    for bad in report.quarantined:
+        await add(
+            config.quarantine_topic,
+            bad.record.partition,
+            bad.record.key,
+            bad.record.value,
+            [
+                ("reason_code", bad.code.encode()),
+                ("source_partition", str(bad.record.partition).encode()),
+                ("source_offset", str(bad.record.offset).encode()),
+            ],
+        )
+    for (topic, partition), builder in builders.items():
+        if builder.record_count():
+            futures.append(await producer.send_batch(builder, topic, partition=partition))
+    return futures
+
+
+async def run_engine(
+    config: ProcessorConfig,
+    *,
+    on_batch: Callable[[BatchReport], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Consume, verify and commit until ``stop`` is set (or SIGTERM/SIGINT)."""
+    stop = stop or asyncio.Event()
+    # Batches allocate many short-lived objects and no cycles worth chasing per
+    # poll: a larger young-generation threshold measurably cuts collector time.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    pool = await asyncpg.create_pool(
+        config.database_url, min_size=1, max_size=2, init=store.init_connection
+    )
+    proc = VerifyingProcessor(
+        pool,
+        group=config.group,
+        topic=config.ingress_topic,
+        trust_root=None,
+        max_message_bytes=config.max_message_bytes,
+    )
+    await proc.start()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=config.kafka_bootstrap,
+        group_id=config.group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        max_poll_records=config.batch_size,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=config.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_request_size=2 * 1024 * 1024,
+    )
+    consumer.subscribe([config.ingress_topic], listener=_SeekToLedger(consumer, proc, pool))
+    await consumer.start()
+    await producer.start()
+    pending: list[Any] = []
+    # two stages: verification of batch N+1 (threads) overlaps the commit of batch N
+    verified: asyncio.Queue[tuple[dict[Any, Any], list[IngressRecord], Any]] = asyncio.Queue(2)
+
+    async def fetch_and_verify() -> None:
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=100, max_records=config.batch_size)
+            records = [
+                IngressRecord(m.partition, m.offset, m.value or b"", m.key)
+                for messages in batches.values()
+                for m in messages
+            ]
+            if records:
+                await verified.put((batches, records, await proc.verify(records)))
+
+    fetcher = asyncio.create_task(fetch_and_verify())
+    try:
+        while not stop.is_set():
+            getter = asyncio.create_task(verified.get())
+            done, _ = await asyncio.wait(
+                {getter, fetcher}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
+            )
+            if fetcher in done:
+                getter.cancel()
+                fetcher.result()  # re-raises a fetch failure
+                break
+            if getter not in done:
+                getter.cancel()
+                continue
+            batches, records, verdicts = getter.result()
+            report = await _commit_with_retry(proc, records, verdicts)
+            if pending:
+                await asyncio.gather(*pending)
+            pending = await _forward(producer, config, report) if config.forward else []
+            if on_batch is not None:
+                on_batch(report)
+            offsets = {
+                tp: proc.next_offset(tp.partition)
+                for tp in batches
+                if proc.next_offset(tp.partition) is not None
+            }
+            with contextlib.suppress(Exception):  # Kafka commits are only a hint
+                await consumer.commit(offsets)
+    finally:
+        fetcher.cancel()
+        with contextlib.suppress(BaseException):
+            await fetcher
+        if pending:
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*pending)
+        await consumer.stop()
+        await producer.stop()
+        await pool.close()
+
+
+async def _commit_with_retry(
+    proc: VerifyingProcessor, records: list[IngressRecord], verdicts: Any
+) -> BatchReport:
+    """Retry a batch on database outages; any other failure ends the process.
+
+    Bad input never gets here as an exception (it is quarantined). A failure
+    here is the database or a bug: exiting non-zero lets a supervisor restart
+    the processor, and the positions in Postgres make the restart exactly-once.
+    """
+    delay = 0.5
+    for attempt in range(1, 9):
+        try:
+            return await proc.commit_verified(records, verdicts)
+        except _TRANSIENT as exc:
+            log.warning(
+                "database unavailable (attempt %d): %s; retry in %.1fs", attempt, exc, delay
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+        except Exception:
+            log.critical(
+                "processor failed; exiting so that a supervisor restarts it", exc_info=True
+            )
+            os._exit(70)
+    log.critical("database unavailable for too long; exiting")
+    os._exit(75)

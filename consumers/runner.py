@@ -1,0 +1,73 @@
+"""Run the verifying processor with the chosen engine (blocking, for the CLI)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from typing import Literal
+
+from consumers.app import ProcessorConfig
+from consumers.processor import BatchReport
+
+__all__ = ["ENGINES", "StatusLine", "run_processor"]
+
+Engine = Literal["kafka", "faust"]
+ENGINES: tuple[Engine, ...] = ("kafka", "faust")
+
+
+class StatusLine:
+    """Counters for the live status line."""
+
+    def __init__(self) -> None:
+        self.committed = 0
+        self.quarantined = 0
+        self.duplicates = 0
+        self.started = time.monotonic()
+        self._last = (self.started, 0)
+
+    def add(self, report: BatchReport) -> None:
+        self.committed += len(report.accepted)
+        self.quarantined += len(report.quarantined)
+        self.duplicates += report.duplicates
+
+    def line(self) -> str:
+        now = time.monotonic()
+        then, count = self._last
+        rate = (self.committed - count) / max(now - then, 1e-6)
+        self._last = (now, self.committed)
+        return (
+            f"committed {self.committed:>9,}  quarantined {self.quarantined:>6,}  "
+            f"duplicates {self.duplicates:>6,}  {rate:>8,.0f} ev/s"
+        )
+
+
+def run_processor(
+    config: ProcessorConfig, *, engine: Engine = "kafka", status: bool = False
+) -> None:
+    """Run until interrupted. ``kafka``: the aiokafka engine; ``faust``: the faust app."""
+    if engine == "faust":
+        from consumers.app import run_faust_worker
+
+        run_faust_worker(config, status=status)
+        return
+    from consumers.engine import run_engine
+
+    counters = StatusLine()
+
+    async def main() -> None:
+        printer = asyncio.create_task(_print_status(counters)) if status else None
+        try:
+            await run_engine(config, on_batch=counters.add)
+        finally:
+            if printer is not None:
+                printer.cancel()
+
+    asyncio.run(main())
+
+
+async def _print_status(counters: StatusLine) -> None:
+    while True:
+        await asyncio.sleep(1.0)
+        sys.stderr.write("\r" + counters.line())
+        sys.stderr.flush()
