@@ -49,9 +49,15 @@ class ProcessorProcess:
     """``python -m claw_ledger processor run`` as a real child process."""
 
     def __init__(
-        self, settings: Settings, log_path: Path, group: str, engine: str = "kafka"
+        self,
+        settings: Settings,
+        log_path: Path,
+        group: str,
+        engine: str = "kafka",
+        batch_size: int = 2000,
     ) -> None:
         self.engine = engine
+        self.batch_size = batch_size
         self.settings = settings
         self.log_path = log_path
         self.group = group
@@ -71,6 +77,8 @@ class ProcessorProcess:
                 "--no-status",
                 "--engine",
                 self.engine,
+                "--batch-size",
+                str(self.batch_size),
             ],
             env=ledger_env(self.settings),
             stdout=log,
@@ -184,6 +192,7 @@ async def start_ledger(
     *,
     register_roles: bool = True,
     engine: str = "kafka",
+    batch_size: int = 2000,
 ) -> LedgerHarness:
     """A new database and topic prefix, a trust root, a processor, and role keys."""
     url = await _fresh_ledger_database(ledger_servers)
@@ -205,7 +214,9 @@ async def start_ledger(
         await set_trust_root(conn, admin.did)
     finally:
         await conn.close()
-    processor = ProcessorProcess(settings, state_dir / "processor.log", "verifier", engine)
+    processor = ProcessorProcess(
+        settings, state_dir / "processor.log", "verifier", engine, batch_size
+    )
     processor.start()
     harness = LedgerHarness(settings, admin, {}, processor, ledger_env(settings))
     verdict = await harness.publish(

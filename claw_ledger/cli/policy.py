@@ -18,7 +18,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import click
@@ -129,8 +128,8 @@ def _common_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--key",
             "key_path",
-            type=click.Path(dir_okay=False, exists=True),
-            help="Signing key for --publish.",
+            metavar="KEY",
+            help="Signing key for --publish: a key file path or a key NAME.",
         ),
     ]
     for option in reversed(options):
@@ -145,9 +144,9 @@ def _make_publisher(publish: bool, key_path: str | None) -> Publisher | None:
         return None
     if key_path is None:
         raise click.UsageError("--publish needs --key FILE.")
-    from ledger.crypto import load_key
+    from claw_ledger.cli.common import resolve_key
 
-    key = load_key(Path(key_path))
+    key = resolve_key(key_path)
     state: dict[str, Any] = {}
 
     def publish_event(event_type: str, stream: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -166,6 +165,14 @@ def _make_publisher(publish: bool, key_path: str | None) -> Publisher | None:
             raise
         except Exception as exc:
             raise _RuntimeFailure(f"publishing {event_type} failed: {exc}") from exc
+        if result.get("status") == "quarantined":
+            from ledger.errors import ReasonCode, RejectedError
+
+            code = str(result.get("reason_code", ""))
+            raise RejectedError(
+                ReasonCode(code) if code in ReasonCode.__members__ else ReasonCode.INTERNAL_ERROR,
+                f"the ledger refused {event_type}: {result.get('detail')}",
+            )
         return result
 
     return publish_event

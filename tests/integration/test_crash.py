@@ -17,7 +17,7 @@ from tests.fixtures_ledger import start_ledger
 pytestmark = [pytest.mark.integration, pytest.mark.crash]
 
 #: the faust engine is slower; fewer events still span many batches
-EVENTS_BY_ENGINE = {"kafka": 30_000, "faust": 4_000}
+EVENTS_BY_ENGINE = {"kafka": 30_000, "faust": 6_000}
 
 
 async def _count(conn: Any) -> int:
@@ -41,7 +41,12 @@ async def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(
 ) -> None:
     events = EVENTS_BY_ENGINE[engine]
     ledger = await start_ledger(
-        ledger_servers, ledger_settings, tmp_path, register_roles=False, engine=engine
+        ledger_servers,
+        ledger_settings,
+        tmp_path,
+        register_roles=False,
+        engine=engine,
+        batch_size=500,  # many batches, so that each kill lands mid-stream
     )
     try:
         from ledger.crypto import KeyPair

@@ -1,0 +1,209 @@
+"""The product's own entry points, as a user types them, against a running ledger."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.roles import Role
+from tests.fixtures_ledger import LedgerHarness
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).resolve().parents[1] / "openclaw" / "fixtures"
+
+
+def cli(
+    env: dict[str, str], *args: str, stdin: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "claw_ledger", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        cwd=cwd,
+    )
+
+
+def test_keys_publish_and_refusal_through_the_cli(cli_env: dict[str, str]) -> None:
+    new = cli(cli_env, "keys", "new", "cli-operator", "--json")
+    assert new.returncode == 0, new.stderr
+    did = json.loads(new.stdout)["did"]
+    registered = cli(
+        cli_env,
+        "keys",
+        "register",
+        "cli-operator",
+        "--role",
+        "operator",
+        "--key",
+        "admin",
+        "--json",
+    )
+    assert registered.returncode == 0, registered.stderr
+    assert json.loads(registered.stdout)["status"] == "committed"
+
+    body = json.dumps({"target": "job:cli-e2e", "reason": "from the cli"})
+    ok = cli(
+        cli_env,
+        "publish",
+        "--type",
+        "agent.halted",
+        "--stream",
+        "halt:job:cli-e2e",
+        "--body",
+        "-",
+        "--key",
+        "cli-operator",
+        "--json",
+        stdin=body,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["status"] == "committed"
+
+    # the gateway role may not halt agents: refused with its reason code, exit 1
+    refused = cli(
+        cli_env,
+        "publish",
+        "--type",
+        "agent.halted",
+        "--stream",
+        "halt:job:cli-e2e",
+        "--body",
+        "-",
+        "--key",
+        "gateway",
+        stdin=body,
+    )
+    assert refused.returncode == 1
+    assert "ROLE_NOT_ALLOWED" in refused.stderr
+
+    bad = cli(
+        cli_env,
+        "publish",
+        "--type",
+        "agent.halted",
+        "--stream",
+        "halt:job:x",
+        "--body",
+        "-",
+        "--key",
+        "cli-operator",
+        stdin="{not json",
+    )
+    assert bad.returncode == 2
+    assert "not valid JSON" in bad.stderr
+
+    listed = cli(cli_env, "keys", "list", "--json")
+    assert any(row["did"] == did for row in json.loads(listed.stdout)["registry"])
+
+
+def test_timeline_filters_and_keyset_pages(
+    cli_env: dict[str, str], running_ledger: LedgerHarness
+) -> None:
+    operator = running_ledger.keys[Role.OPERATOR]
+    seen: list[str] = []
+    cursor: str | None = None
+    for n in range(5):
+        out = cli(
+            cli_env,
+            "publish",
+            "--type",
+            "agent.halted",
+            "--stream",
+            "halt:job:timeline-pages",
+            "--body",
+            "-",
+            "--key",
+            "operator",
+            "--json",
+            stdin=json.dumps({"target": "job:timeline-pages", "reason": f"page {n}"}),
+        )
+        assert out.returncode == 0, out.stderr
+        seen.append(json.loads(out.stdout)["event_id"])
+    pages: list[list[dict[str, Any]]] = []
+    while True:
+        args = ["timeline", "--stream", "halt:job:timeline-pages", "--limit", "2", "--json"]
+        if cursor:
+            args += ["--after", cursor]
+        page = json.loads(cli(cli_env, *args).stdout)
+        pages.append(page["rows"])
+        if page["next_cursor"] is None:
+            break
+        cursor = str(page["next_cursor"])
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert [row["event_id"] for p in pages for row in p] == seen
+    positions = [row["position"] for p in pages for row in p]
+    assert positions == sorted(positions)
+    by_type = json.loads(
+        cli(cli_env, "timeline", "--type", "key.registered", "--json", "--limit", "500").stdout
+    )
+    assert by_type["rows"] and {r["event_type"] for r in by_type["rows"]} == {"key.registered"}
+    signer = json.loads(
+        cli(cli_env, "timeline", "--signer", operator.did, "--json", "--limit", "500").stdout
+    )
+    assert signer["rows"] and {r["producer"] for r in signer["rows"]} == {operator.did}
+    table = cli(cli_env, "timeline", "--stream", "halt:job:timeline-pages")
+    assert table.returncode == 0 and "agent.halted" in table.stdout
+    bad_time = cli(cli_env, "timeline", "--since", "yesterday")
+    assert bad_time.returncode == 2
+
+
+def test_audit_passes_on_a_clean_ledger(cli_env: dict[str, str]) -> None:
+    result = cli(cli_env, "audit", "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] and report["events"] > 0
+
+
+def test_policy_check_publish_lands_on_the_timeline(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    fixture = FIXTURES / "channels-denied-provider" / "fail"
+    result = cli(
+        cli_env,
+        "policy",
+        "check",
+        "--policy",
+        str(fixture / "policy.jsonc"),
+        "--config",
+        str(fixture / "openclaw.json"),
+        "--workspace",
+        str(tmp_path),
+        "--json",
+        "--publish",
+        "--key",
+        "runtime",
+    )
+    assert result.returncode == 1, result.stderr  # the fixture has a finding
+    check = json.loads(result.stdout)
+    attestation_hash = check["attestation"]["attestationHash"]
+    timeline = json.loads(cli(cli_env, "timeline", "--type", "policy.attested", "--json").stdout)
+    bodies = [row["body"] for row in timeline["rows"]]
+    assert any(b["attestation_hash"] == attestation_hash and b["ok"] is False for b in bodies)
+
+
+def test_demo_runs_end_to_end(cli_env: dict[str, str]) -> None:
+    result = cli(cli_env, "demo", "--json")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = json.loads(result.stdout)
+    job = summary["job"]
+    timeline = json.loads(cli(cli_env, "timeline", "--stream", f"job:{job}", "--json").stdout)
+    types = [row["event_type"] for row in timeline["rows"]]
+    assert types == [
+        "run.manifest_approved",
+        "run.started",
+        "receipt.recorded",
+        "receipt.recorded",
+        "run.completed",
+    ]
+    refused = json.loads(cli(cli_env, "quarantine", "--reason", "AGENT_HALTED", "--json").stdout)
+    assert refused["rows"]
