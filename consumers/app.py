@@ -162,7 +162,7 @@ async def _process_with_retry(
 
 
 async def _forward(report: BatchReport, verified: Any, quarantine: Any) -> None:
-    """Copy outcomes to the verified and quarantine topics (at least once)."""
+    """Copy outcomes to the verified and quarantine topics, after the commit."""
     futures = []
     for item in report.accepted:
         futures.append(

@@ -59,7 +59,10 @@ class _SeekToLedger(ConsumerRebalanceListener):  # type: ignore[misc]
 async def _forward(
     producer: AIOKafkaProducer, config: ProcessorConfig, report: BatchReport
 ) -> list[Any]:
-    """Copy outcomes to the verified and quarantine topics (at least once).
+    """Copy outcomes to the verified and quarantine topics, after the commit.
+
+    Best effort: a crash between the Postgres commit and these sends loses
+    the copies (the ledger tables are the system of record; ADR 0001).
 
     A record goes to the partition number it came from on the ingress topic
     (the topics have the same partition count), so each stream stays in

@@ -3,8 +3,8 @@
 It owns the in-memory ledger state and partition positions, runs the pure
 verification for a batch of ingress records, and commits the effects with
 :func:`consumers.store.commit_batch`. It knows nothing about the Kafka client
-that feeds it: the faust app (:mod:`consumers.app`) and the tests call
-:meth:`VerifyingProcessor.process` with plain :class:`IngressRecord` values.
+that feeds it: the aiokafka engine (:mod:`consumers.engine`), the faust app
+(:mod:`consumers.app`) and the tests hand it plain :class:`IngressRecord` values.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import asyncpg
 
 from consumers import store
 from ledger.chain import chain_hash
-from ledger.errors import ReasonCode
+from ledger.errors import ConfigError, ReasonCode
 from ledger.state import LedgerState, ProjectionRow
 from ledger.verify import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -92,7 +92,6 @@ class VerifyingProcessor:
         topic: str,
         trust_root: str | None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        verify_threads: int = 1,
     ) -> None:
         self._pool = pool
         self.group = group
@@ -100,10 +99,6 @@ class VerifyingProcessor:
         self._configured_trust_root = trust_root
         self.trust_root = trust_root
         self.max_message_bytes = max_message_bytes
-        self._verify_threads = verify_threads
-        self._executor = ThreadPoolExecutor(
-            max_workers=max(1, verify_threads), thread_name_prefix="verify"
-        )
         self._batch_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
         self.state = LedgerState(trust_root=trust_root)
         self.positions: dict[int, store.PartitionPosition] = {}
@@ -113,17 +108,24 @@ class VerifyingProcessor:
 
     async def start(self) -> None:
         async with self._pool.acquire() as conn:
+            others = await store.other_groups(conn, self.group, self.topic)
+            if others:
+                raise ConfigError(
+                    f"this ledger is already fed from {self.topic} by consumer group(s) "
+                    f"{', '.join(others)}; a second group would record every event twice",
+                    hint=f"run the processor with --group {others[0]}",
+                )
             await self._reload(conn)
 
     async def _reload(self, conn: asyncpg.Connection) -> None:
-        self._control_version = await store.control_version(conn)
         await self._load_state(conn)
         self.positions = await store.load_positions(conn, self.group, self.topic)
 
     async def _load_state(self, conn: asyncpg.Connection) -> None:
-        trust_root = self._configured_trust_root or await store.trust_root(conn)
-        self.trust_root = trust_root
-        self.state = await store.load_state(conn, trust_root)
+        version, state = await store.load_state_snapshot(conn, self._configured_trust_root)
+        self._control_version = version
+        self.trust_root = state.trust_root
+        self.state = state
 
     def next_offset(self, partition: int) -> int | None:
         position = self.positions.get(partition)
@@ -153,7 +155,7 @@ class VerifyingProcessor:
             for attempt in range(3):
                 try:
                     return await self._process(conn, records, verdicts)
-                except store.StaleBatchError as exc:
+                except (store.StaleBatchError, asyncpg.UniqueViolationError) as exc:
                     # another worker of the group committed a partition: catch up, retry
                     log.warning("%s; reloading state and positions", exc)
                     await self._reload(conn)
@@ -185,9 +187,7 @@ class VerifyingProcessor:
             return report
         ids = [v.event.event_id for v in verdicts.values() if isinstance(v, Verified)]
         recorded = await store.existing_payload_hashes(conn, ids)
-        version = await store.control_version(conn)
-        if version != self._control_version:
-            self._control_version = version
+        if await store.control_version(conn) != self._control_version:
             await self._load_state(conn)
 
         batches: list[store.PartitionBatch] = []
@@ -253,15 +253,17 @@ class VerifyingProcessor:
                     quarantined=quarantined,
                 )
             )
-        await store.commit_batch(
+        version = await store.commit_batch(
             conn,
             group=self.group,
             topic=self.topic,
             batches=batches,
             projections=list(projections.values()),
         )
-        if projections:
-            self._control_version = await store.control_version(conn)
+        if version is not None:
+            # our own bump is the next version unless another processor bumped in
+            # between: then our state lacks its changes, so reload before the next batch
+            self._control_version = version if version == self._control_version + 1 else -1
         for batch in batches:
             self.positions[batch.partition] = batch.new_position
             self.committed += len(batch.events)
@@ -271,18 +273,8 @@ class VerifyingProcessor:
         return report
 
     def _verify_all(self, records: Sequence[IngressRecord]) -> list[Verified | Rejected]:
-        """Steps 1–3 for every record. PyNaCl releases the GIL while it checks a
-        signature, so two threads overlap one's signature check with the
-        other's parsing: on two cores this nearly doubles verification."""
         limit = self.max_message_bytes
-        if self._verify_threads <= 1 or len(records) < 64:
-            return [verify_message(r.value, max_bytes=limit) for r in records]
-        size = -(-len(records) // self._verify_threads)
-        chunks = [records[i : i + size] for i in range(0, len(records), size)]
-        results = self._executor.map(
-            lambda chunk: [verify_message(r.value, max_bytes=limit) for r in chunk], chunks
-        )
-        return [verdict for chunk in results for verdict in chunk]
+        return [verify_message(r.value, max_bytes=limit) for r in records]
 
 
 def _text(value: str | None, limit: int = 2000) -> str | None:

@@ -46,6 +46,7 @@ def run_processor(
     config: ProcessorConfig, *, engine: Engine = "kafka", status: bool = False
 ) -> None:
     """Run until interrupted. ``kafka``: the aiokafka engine; ``faust``: the faust app."""
+    _configure_rules()
     if engine == "faust":
         from consumers.app import run_faust_worker
 
@@ -64,6 +65,18 @@ def run_processor(
                 printer.cancel()
 
     asyncio.run(main())
+
+
+def _configure_rules() -> None:
+    """The token lifetime ceiling the CLI enforces (``CLAW_LEDGER_CST_MAX_TTL``) is
+    the processor's too, so that a token the issuer may mint is never refused."""
+    import os
+
+    from ledger.primitive_rules import register_all
+    from ledger.tokens import parse_ttl
+
+    ttl = os.environ.get("CLAW_LEDGER_CST_MAX_TTL")
+    register_all(max_token_ttl_seconds=parse_ttl(ttl) if ttl else None)
 
 
 async def _print_status(counters: StatusLine) -> None:

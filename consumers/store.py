@@ -26,12 +26,15 @@ __all__ = [
     "PartitionPosition",
     "QuarantineRow",
     "StaleBatchError",
+    "bump_control_version",
     "commit_batch",
     "control_version",
     "existing_payload_hashes",
     "init_connection",
     "load_positions",
     "load_state",
+    "load_state_snapshot",
+    "other_groups",
     "set_trust_root",
     "trust_root",
 ]
@@ -153,10 +156,37 @@ async def load_positions(
 
 
 async def control_version(conn: asyncpg.Connection) -> int:
-    value = await conn.fetchval(
-        "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM control_version"
+    """The committed control-plane version (bumped by every commit that changes it)."""
+    return int(await conn.fetchval("SELECT version FROM control_state WHERE id = 1"))
+
+
+async def bump_control_version(conn: asyncpg.Connection) -> int:
+    """Inside a transaction: increment and return the version (row-locked until commit)."""
+    return int(
+        await conn.fetchval(
+            "UPDATE control_state SET version = version + 1 WHERE id = 1 RETURNING version"
+        )
     )
-    return int(value)
+
+
+async def load_state_snapshot(
+    conn: asyncpg.Connection, configured_trust_root: str | None
+) -> tuple[int, LedgerState]:
+    """Version and state read in one snapshot, so they always belong together."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        version = await control_version(conn)
+        root = configured_trust_root or await trust_root(conn)
+        return version, await load_state(conn, root)
+
+
+async def other_groups(conn: asyncpg.Connection, group: str, topic: str) -> list[str]:
+    rows = await conn.fetch(
+        "SELECT DISTINCT consumer_group FROM consumer_positions"
+        " WHERE topic = $1 AND consumer_group <> $2",
+        topic,
+        group,
+    )
+    return [r["consumer_group"] for r in rows]
 
 
 async def trust_root(conn: asyncpg.Connection) -> str | None:
@@ -181,7 +211,7 @@ async def set_trust_root(conn: asyncpg.Connection, did: str) -> None:
             "INSERT INTO ledger_meta (key, value) VALUES ('trust_root', $1) ON CONFLICT DO NOTHING",
             did,
         )
-        await conn.execute("SELECT nextval('control_version')")
+        await bump_control_version(conn)
 
 
 async def load_state(conn: asyncpg.Connection, trust_root: str | None) -> LedgerState:
@@ -258,8 +288,11 @@ async def commit_batch(
     topic: str,
     batches: Sequence[PartitionBatch],
     projections: Sequence[ProjectionRow],
-) -> None:
+) -> int | None:
     """Write a poll's effects and the new positions of its partitions atomically.
+
+    Returns the new control version when the batch changed control-plane
+    projections, else ``None``.
 
     Raises :class:`StaleBatchError` (and writes nothing) when a stored position
     is not the batch's ``expected_next_offset`` (``None``: no position yet).
@@ -327,8 +360,9 @@ async def commit_batch(
             await conn.copy_records_to_table(
                 "quarantine", columns=_QUARANTINE_COLUMNS, records=quarantine_records
             )
+        version = None
         if projections and await _upsert(conn, projections):
-            await conn.execute("SELECT nextval('control_version')")
+            version = await bump_control_version(conn)
         await conn.executemany(
             "INSERT INTO consumer_positions (consumer_group, topic, kafka_partition, next_offset,"
             " ledger_seq, chain_hash) VALUES ($1, $2, $3, $4, $5, $6)"
@@ -347,3 +381,4 @@ async def commit_batch(
                 for b in batches
             ],
         )
+        return version

@@ -39,7 +39,8 @@ ROLE_EVENT_TYPES: dict[Role, frozenset[str]] = {
     ),
     # approvers sign URM approvals; the approval signatures travel inside run.manifest_approved
     Role.APPROVER: frozenset(),
-    Role.LEDGER: frozenset({"bundle.sealed"}),
+    # the ledger's own key: reserved for signing proof bundles; it publishes no events
+    Role.LEDGER: frozenset(),
 }
 
 

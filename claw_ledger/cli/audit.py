@@ -46,12 +46,13 @@ def audit_command(as_json: bool, signatures: bool) -> None:
 
 
 async def _audit(signatures: bool, show_progress: bool) -> dict[str, Any]:
-    from claw_ledger.storage.queries import iter_chain
+    from claw_ledger.storage.queries import chain_heads, iter_chain
     from ledger.chain import ChainLink, verify_chain
     from ledger.verify import Verified, verify_message
 
     problems: list[dict[str, Any]] = []
     partitions: dict[tuple[str, int], int] = {}
+    last: dict[tuple[str, int], tuple[int, str]] = {}
     current: list[ChainLink] = []
     current_key: tuple[str, int] | None = None
     count = 0
@@ -74,6 +75,7 @@ async def _audit(signatures: bool, show_progress: bool) -> dict[str, Any]:
                 flush()
                 current_key = key
             partitions[key] = partitions.get(key, 0) + 1
+            last[key] = (row["ledger_seq"], row["chain_hash"])
             raw = bytes(row["envelope_raw"])
             current.append(
                 ChainLink(
@@ -99,6 +101,19 @@ async def _audit(signatures: bool, show_progress: bool) -> dict[str, Any]:
             if count % 5000 == 0:
                 progress.update(task, description=f"auditing: {count:,} events")
         flush()
+    # a missing tail leaves no gap: compare each chain's end with the committed head
+    for (topic, partition), (seq, head) in (await chain_heads(settings())).items():
+        if seq == 0:
+            continue
+        if last.get((topic, partition)) != (seq, head):
+            found = last.get((topic, partition), (0, None))[0]
+            problems.append(
+                {
+                    "partition": partition,
+                    "ledger_seq": seq,
+                    "problem": f"chain ends at seq {found}, processor committed {seq}",
+                }
+            )
     return {
         "ok": not problems,
         "events": count,

@@ -33,7 +33,7 @@ def processor_config(group: str, batch_size: int) -> ProcessorConfig:
 
 @click.group("processor")
 def command() -> None:
-    """The verifying stream processor (a faust-streaming app).
+    """The verifying stream processor (aiokafka engine by default, or the faust app).
 
     \b
     Examples:

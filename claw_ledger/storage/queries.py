@@ -10,11 +10,13 @@ from typing import Any
 
 import asyncpg
 
-from claw_ledger.config import Settings, effective_endpoints
+from claw_ledger.config import Settings, effective_database_url
+from ledger.errors import ServiceError
 
 __all__ = [
     "TimelineFilter",
     "TimelinePage",
+    "chain_heads",
     "database_url",
     "iter_chain",
     "list_keys",
@@ -24,11 +26,19 @@ __all__ = [
 
 
 def database_url(settings: Settings) -> str:
-    return settings.database_url or effective_endpoints(settings).database_url
+    """Reads need Postgres only: the given URL, else the one ``services up`` recorded."""
+    return effective_database_url(settings)
 
 
 async def _connect(settings: Settings) -> asyncpg.Connection:
-    conn = await asyncpg.connect(database_url(settings))
+    url = database_url(settings)
+    try:
+        conn = await asyncpg.connect(url, timeout=10)
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        raise ServiceError(
+            f"cannot reach the ledger database: {exc}",
+            hint="is Postgres up? `claw-ledger services status`, or check --database-url",
+        ) from exc
     for name in ("jsonb", "json"):
         await conn.set_type_codec(
             name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
@@ -136,3 +146,15 @@ async def iter_chain(settings: Settings, batch: int = 5000) -> AsyncIterator[dic
                 yield dict(row)
     finally:
         await conn.close()
+
+
+async def chain_heads(settings: Settings) -> dict[tuple[str, int], tuple[int, str | None]]:
+    """Per (topic, partition): the ledger_seq and chain hash the processor last committed."""
+    conn = await _connect(settings)
+    try:
+        rows = await conn.fetch(
+            "SELECT topic, kafka_partition, ledger_seq, chain_hash FROM consumer_positions"
+        )
+    finally:
+        await conn.close()
+    return {(r["topic"], r["kafka_partition"]): (r["ledger_seq"], r["chain_hash"]) for r in rows}
