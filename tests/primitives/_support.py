@@ -22,7 +22,7 @@ from ledger.urm import sign_approval, urm_hash_b64u
 from ledger.verify import Accepted, Rejected, decide, verify_message
 from ledger.wpc import policy_hash_b64u, sign_wpc
 
-SHARED = Path("/work/shared")
+SHARED = Path(__file__).resolve().parents[2].parent / "shared"
 EXAMPLES: dict[str, Any] = json.loads((SHARED / "vectors" / "examples.json").read_text())
 BUNDLE_PASS: dict[str, Any] = json.loads(
     (SHARED / "vectors" / "clawsig-proof-bundle-pass.v1.json").read_text()

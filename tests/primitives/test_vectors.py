@@ -1,4 +1,4 @@
-"""The reference values of /work/shared/vectors are reproduced (formats.md)."""
+"""The reference values of ../shared/vectors are reproduced (formats.md)."""
 
 from __future__ import annotations
 
