@@ -32,9 +32,11 @@ test: install lint typecheck
 unit: install
 	@$(BIN)/pytest -m "not integration"
 
+PY_DIRS := ledger consumers producers claw_ledger tests bench
+
 lint: install
-	@$(BIN)/ruff check .
-	@$(BIN)/ruff format --check .
+	@$(BIN)/ruff check $(PY_DIRS)
+	@$(BIN)/ruff format --check $(PY_DIRS)
 
 typecheck: install
 	@$(BIN)/mypy

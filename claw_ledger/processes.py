@@ -10,7 +10,7 @@ from pathlib import Path
 from claw_ledger.config import Settings
 from claw_ledger.services.process import pid_alive, spawn_detached, terminate
 
-__all__ = ["processor_pid", "start_processor", "stop_processor"]
+__all__ = ["processor_pid", "start_processor", "stop_processor", "supervise_processor"]
 
 
 def _pid_file(settings: Settings) -> Path:
@@ -39,7 +39,7 @@ def start_processor(settings: Settings, group: str = "claw-ledger-verifier") -> 
         env["CLAW_LEDGER_DATABASE_URL"] = settings.database_url
     env["CLAW_LEDGER_TOPIC_PREFIX"] = settings.topic_prefix
     pid = spawn_detached(
-        [sys.executable, "-m", "claw_ledger", "processor", "run", "--group", group, "--no-status"],
+        [sys.executable, "-m", "claw_ledger", "processor", "supervise", "--group", group],
         log_path=settings.state_dir / "processor.log",
         env=env,
     )
@@ -55,3 +55,50 @@ def stop_processor(settings: Settings) -> bool:
         return False
     terminate(pid, timeout=20)
     return True
+
+
+def supervise_processor(group: str, engine: str = "kafka") -> int:
+    """Run ``processor run`` as a child; restart it with back-off when it fails."""
+    import signal
+    import subprocess
+
+    stopping = False
+    child: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int, _: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    delay = 1.0
+    while True:
+        started = time.monotonic()
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "claw_ledger",
+                "processor",
+                "run",
+                "--group",
+                group,
+                "--engine",
+                engine,
+                "--no-status",
+            ]
+        )
+        code = child.wait()
+        if stopping or code == 0:
+            return 0
+        if code == 2:  # a configuration error does not heal by restarting
+            return 2
+        if time.monotonic() - started > 60:
+            delay = 1.0
+        print(
+            f"processor exited with {code}; restarting in {delay:.0f}s", file=sys.stderr, flush=True
+        )
+        time.sleep(delay)
+        delay = min(delay * 2, 60.0)

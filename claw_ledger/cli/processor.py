@@ -71,6 +71,22 @@ def run(group: str, batch_size: int, status: bool, engine: str) -> None:
     )
 
 
+@command.command("supervise")
+@click.option("--group", default="claw-ledger-verifier", show_default=True)
+@click.option("--engine", type=click.Choice(["kafka", "faust"]), default="kafka", show_default=True)
+def supervise(group: str, engine: str) -> None:
+    """Run the processor and restart it whenever it exits on a failure.
+
+    The processor exits non-zero on a database outage it could not ride out or
+    on a bug (bad input never does that: it is quarantined). Restarting is
+    safe: positions in Postgres make every restart exactly-once. SIGTERM stops
+    the processor and then the supervisor.
+    """
+    from claw_ledger.processes import supervise_processor
+
+    sys.exit(supervise_processor(group, engine))
+
+
 @command.command("start")
 @click.option("--group", default="claw-ledger-verifier", show_default=True)
 @click.option("--json", "as_json", is_flag=True)

@@ -1,0 +1,63 @@
+"""``processor supervise`` restarts a processor that dies, and stops cleanly."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+import psutil
+import pytest
+
+from ledger.roles import Role
+
+pytestmark = [pytest.mark.integration, pytest.mark.crash]
+
+
+def _children(pid: int) -> list[psutil.Process]:
+    return [p for p in psutil.Process(pid).children() if p.is_running()]
+
+
+def _wait_child(pid: int, not_pid: int | None = None, timeout: float = 60) -> psutil.Process:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        kids = [p for p in _children(pid) if p.pid != not_pid]
+        if kids:
+            return kids[0]
+        time.sleep(0.1)
+    raise AssertionError("the supervisor has no processor child")
+
+
+async def test_supervisor_restarts_a_killed_processor(running_ledger: Any) -> None:
+    supervisor = subprocess.Popen(
+        [sys.executable, "-m", "claw_ledger", "processor", "supervise", "--group", "verifier"],
+        env=running_ledger.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        first = _wait_child(supervisor.pid)
+        first.kill()  # SIGKILL: a crash
+        second = _wait_child(supervisor.pid, not_pid=first.pid)
+        assert second.pid != first.pid
+        # the ledger still works (either processor of the group may take the event)
+        verdict = await running_ledger.publish(
+            running_ledger.keys[Role.OPERATOR],
+            "agent.halted",
+            "halt:job:supervised",
+            {"target": "job:supervised", "reason": "after a restart"},
+        )
+        assert verdict["status"] == "committed"
+        supervisor.send_signal(signal.SIGTERM)
+        assert supervisor.wait(timeout=60) == 0
+        assert not second.is_running() or second.status() == psutil.STATUS_ZOMBIE
+        stderr = supervisor.stderr.read().decode() if supervisor.stderr else ""
+        assert "restarting" in stderr
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait(timeout=30)
+        if supervisor.stderr:
+            supervisor.stderr.close()
