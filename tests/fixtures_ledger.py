@@ -214,18 +214,23 @@ async def start_ledger(
         await set_trust_root(conn, admin.did)
     finally:
         await conn.close()
-    processor = ProcessorProcess(
-        settings, state_dir / "processor.log", "verifier", engine, batch_size
-    )
+    # a group of its own: Kafka group ids are broker-wide, and a lingering member
+    # of another test's group (or another engine's protocol) must not interfere
+    group = f"verifier-{engine}-{uuid.uuid4().hex[:8]}"
+    processor = ProcessorProcess(settings, state_dir / "processor.log", group, engine, batch_size)
     processor.start()
     harness = LedgerHarness(settings, admin, {}, processor, ledger_env(settings))
-    verdict = await harness.publish(
-        admin,
-        "key.registered",
-        f"key:{admin.did}",
-        {"did": admin.did, "name": "admin", "roles": ["admin"]},
-    )
-    assert verdict["status"] == "committed", verdict
+    try:
+        verdict = await harness.publish(
+            admin,
+            "key.registered",
+            f"key:{admin.did}",
+            {"did": admin.did, "name": "admin", "roles": ["admin"]},
+        )
+        assert verdict["status"] == "committed", verdict
+    except BaseException:
+        processor.stop()
+        raise
     if register_roles:
         for role in Role:
             if role is Role.ADMIN:

@@ -97,4 +97,4 @@ async def test_a_second_consumer_group_is_refused(running_ledger: Any) -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert "--group verifier" in result.stderr
+    assert f"--group {running_ledger.processor.group}" in result.stderr

@@ -32,7 +32,15 @@ def _wait_child(pid: int, not_pid: int | None = None, timeout: float = 60) -> ps
 
 async def test_supervisor_restarts_a_killed_processor(running_ledger: Any) -> None:
     supervisor = subprocess.Popen(
-        [sys.executable, "-m", "claw_ledger", "processor", "supervise", "--group", "verifier"],
+        [
+            sys.executable,
+            "-m",
+            "claw_ledger",
+            "processor",
+            "supervise",
+            "--group",
+            running_ledger.processor.group,
+        ],
         env=running_ledger.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
