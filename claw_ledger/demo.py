@@ -61,10 +61,13 @@ class _Runner:
     quiet: bool
     log: list[dict[str, Any]] = field(default_factory=list)
 
-    def __call__(self, *args: str, expect: int = 0, stdin: str | None = None) -> str:
+    def __call__(
+        self, *args: str, expect: int = 0, stdin: str | None = None, show: bool = True
+    ) -> str:
         env = dict(os.environ)
         env["CLAW_LEDGER_STATE_DIR"] = str(self.settings.state_dir)
-        if not self.quiet:
+        show = show and not self.quiet
+        if show:
             self.console.print(f"[bold cyan]$ claw-ledger {' '.join(args)}[/]", highlight=False)
         proc = subprocess.run(
             [sys.executable, "-m", "claw_ledger", *args],
@@ -76,7 +79,7 @@ class _Runner:
             check=False,
         )
         self.log.append({"args": list(args), "exit": proc.returncode})
-        if not self.quiet:
+        if show:
             for stream in (proc.stdout, proc.stderr):
                 if stream.strip():
                     self.console.print(stream.rstrip(), highlight=False, markup=False, emoji=False)
@@ -109,7 +112,7 @@ def _scenario(run: _Runner, work: Path) -> dict[str, Any]:
 
     run.step("1. Trust root and keys: every signer and its role is recorded on the ledger")
     run("init")
-    registered = json.loads(run("keys", "list", "--json"))["registry"]
+    registered = json.loads(run("keys", "list", "--json", show=False))["registry"]
     known = {row["name"] for row in registered if not row["revoked"]}
     for name, role in ROLES.items():
         if not (keys_dir / f"{name}.key").exists():
@@ -121,7 +124,7 @@ def _scenario(run: _Runner, work: Path) -> dict[str, Any]:
     (work / "policy.json").write_text(json.dumps(WPC, indent=2))
     wpc_hash = policy_hash_b64u(WPC)
     run("wpc", "hash", "policy.json")
-    existing = json.loads(run("wpc", "list", "--json"))
+    existing = json.loads(run("wpc", "list", "--json", show=False))
     rows = existing if isinstance(existing, list) else existing.get("policies", [])
     if not any(r.get("policy_hash_b64u") == wpc_hash for r in rows):
         run("wpc", "publish", "policy.json", "--key", "policy-admin")
