@@ -180,9 +180,10 @@ async def new_ledger(base: Settings, processors: int, partitions: int) -> BenchL
 
 
 async def publish_all(
-    ledger: BenchLedger, events: list[tuple[str, str, bytes]]
+    ledger: BenchLedger, events: list[tuple[str, str, bytes]], rate: float | None = None
 ) -> dict[str, float]:
-    """Publish pre-signed events as fast as Kafka takes them; returns send times."""
+    """Publish pre-signed events (as fast as Kafka takes them, or at ``rate`` per
+    second); returns each event's send time."""
     sent: dict[str, float] = {}
     assert ledger.settings.kafka_bootstrap
     async with LedgerProducer(
@@ -192,7 +193,12 @@ async def publish_all(
         max_batch_size=1024 * 1024,
     ) as producer:
         futures = []
-        for event_id, stream, raw in events:
+        start = time.monotonic()
+        for n, (event_id, stream, raw) in enumerate(events):
+            if rate is not None and n % 50 == 0:
+                ahead = start + n / rate - time.monotonic()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
             sent[event_id] = time.time()
             futures.append(await producer.send_raw(raw, stream, event_id))
         await asyncio.gather(*futures)
@@ -267,8 +273,46 @@ async def end_to_end(
                 f" ev/s into Kafka); {processors} processor process(es), {partitions} partitions"
             ],
         ),
-        Result("publish → commit latency p50", f"{p50 * 1000:,.0f} ms"),
-        Result("publish → commit latency p99", f"{p99 * 1000:,.0f} ms"),
+        Result(
+            "publish → commit latency p50, flat out (includes queueing)", f"{p50 * 1000:,.0f} ms"
+        ),
+        Result(
+            "publish → commit latency p99, flat out (includes queueing)", f"{p99 * 1000:,.0f} ms"
+        ),
+    ]
+
+
+async def paced_latency(
+    base: Settings, events: int, rate: float, processors: int, partitions: int
+) -> list[Result]:
+    """Latency when the ledger keeps up: publish at a steady rate below capacity."""
+    ledger = await new_ledger(base, processors, partitions)
+    try:
+        workload = sign_halt_events(ledger.operator, events)
+        with console.status(f"latency: {events:,} events at {rate:,.0f} ev/s…"):
+            sent = await publish_all(ledger, workload, rate=rate)
+            assert ledger.settings.database_url
+            await wait_committed(ledger.settings.database_url, events, timeout=3600)
+        conn = await asyncpg.connect(ledger.settings.database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT event_id::text AS id, extract(epoch FROM recorded_at) AS at FROM events"
+                " WHERE event_type = 'agent.halted'"
+            )
+        finally:
+            await conn.close()
+    finally:
+        ledger.stop_processors()
+    latencies = sorted(float(r["at"]) - sent[r["id"]] for r in rows)
+    p50 = statistics.median(latencies)
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    return [
+        Result(
+            f"publish → commit latency p50 at a steady {rate:,.0f} ev/s", f"{p50 * 1000:,.0f} ms"
+        ),
+        Result(
+            f"publish → commit latency p99 at a steady {rate:,.0f} ev/s", f"{p99 * 1000:,.0f} ms"
+        ),
     ]
 
 
@@ -364,6 +408,10 @@ async def main(args: argparse.Namespace) -> None:
             results += await end_to_end(
                 base, args.events, args.processors, args.partitions, baseline
             )
+        if args.latency_events:
+            results += await paced_latency(
+                base, args.latency_events, args.latency_rate, args.processors, args.partitions
+            )
         if args.rss_events:
             results += await rss_flat(base, args.rss_events, args.partitions)
     finally:
@@ -384,6 +432,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rss-events", type=int, default=1_000_000)
+    parser.add_argument("--latency-events", type=int, default=30_000)
+    parser.add_argument("--latency-rate", type=float, default=2_000.0)
     parser.add_argument("--processors", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=4)
     asyncio.run(main(parser.parse_args()))

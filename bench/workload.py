@@ -46,7 +46,7 @@ def _chunk(seed: bytes, start: int, count: int, streams: int) -> list[tuple[str,
             "signature_b64u": b64u_encode(key.sign(signing_bytes(digest))),
             "signer_did": key.did,
         }
-        out.append((event_id, payload["stream"], jcs(envelope)))
+        out.append((event_id, f"halt:{target}", jcs(envelope)))
     return out
 
 
