@@ -22,7 +22,7 @@ import asyncpg
 
 from consumers import store
 from ledger.chain import chain_hash
-from ledger.errors import ConfigError, ReasonCode
+from ledger.errors import ConfigError
 from ledger.state import LedgerState, ProjectionRow
 from ledger.verify import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -99,6 +99,8 @@ class VerifyingProcessor:
         self._configured_trust_root = trust_root
         self.trust_root = trust_root
         self.max_message_bytes = max_message_bytes
+        # one thread: verification holds the GIL (PyNaCl does not release it), but
+        # running it off the event loop lets it overlap the previous batch's I/O
         self._batch_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
         self.state = LedgerState(trust_root=trust_root)
         self.positions: dict[int, store.PartitionPosition] = {}
@@ -298,7 +300,3 @@ def _quarantine_row(record: IngressRecord, rejected: Rejected) -> store.Quaranti
 
 def _parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-# Re-exported for callers that match on codes.
-QUARANTINE_CODES = tuple(code.value for code in ReasonCode)
