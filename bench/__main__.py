@@ -224,6 +224,19 @@ async def wait_committed(url: str, count: int, timeout: float, sample: Any = Non
         await conn.close()
 
 
+async def commit_times(url: str) -> list[dict[str, Any]]:
+    """Each benchmark event's id and commit time (epoch seconds)."""
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch(
+            "SELECT event_id::text AS id, extract(epoch FROM recorded_at) AS at FROM events"
+            " WHERE event_type = 'agent.halted'"
+        )
+    finally:
+        await conn.close()
+    return [dict(r) for r in rows]
+
+
 # --- the benchmarks ----------------------------------------------------------
 
 
@@ -240,14 +253,7 @@ async def end_to_end(
             published = time.time()
             assert ledger.settings.database_url
             await wait_committed(ledger.settings.database_url, events, timeout=3600)
-        conn = await asyncpg.connect(ledger.settings.database_url)
-        try:
-            rows = await conn.fetch(
-                "SELECT event_id::text AS id, extract(epoch FROM recorded_at) AS at FROM events"
-                " WHERE event_type = 'agent.halted'"
-            )
-        finally:
-            await conn.close()
+        rows = await commit_times(ledger.settings.database_url)
     finally:
         ledger.stop_processors()
     committed = sorted(float(r["at"]) for r in rows)
@@ -293,14 +299,7 @@ async def paced_latency(
             sent = await publish_all(ledger, workload, rate=rate)
             assert ledger.settings.database_url
             await wait_committed(ledger.settings.database_url, events, timeout=3600)
-        conn = await asyncpg.connect(ledger.settings.database_url)
-        try:
-            rows = await conn.fetch(
-                "SELECT event_id::text AS id, extract(epoch FROM recorded_at) AS at FROM events"
-                " WHERE event_type = 'agent.halted'"
-            )
-        finally:
-            await conn.close()
+        rows = await commit_times(ledger.settings.database_url)
     finally:
         ledger.stop_processors()
     latencies = sorted(float(r["at"]) - sent[r["id"]] for r in rows)

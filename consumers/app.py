@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -23,6 +23,7 @@ import faust
 from faust.types import TP
 
 from consumers import store
+from consumers.failures import with_database_retry
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor
 
 __all__ = ["ProcessorConfig", "create_app", "run_faust_worker"]
@@ -119,7 +120,7 @@ def create_app(
                 )
                 for e in events
             ]
-            report = await _process_with_retry(proc, records)
+            report = await with_database_retry(partial(proc.process, records))
             if config.forward:
                 await _forward(report, verified, quarantine)
             if on_batch is not None:
@@ -127,38 +128,6 @@ def create_app(
             yield None
 
     return app
-
-
-_TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
-
-
-async def _process_with_retry(
-    proc: VerifyingProcessor, records: list[IngressRecord]
-) -> BatchReport:
-    """Retry a batch on database outages; any other failure ends the worker.
-
-    Bad input never gets here as an exception (it is quarantined). A failure
-    here is the database or a bug: the process exits non-zero so that its
-    supervisor restarts it, and the positions in Postgres make the restart
-    exactly-once.
-    """
-    delay = 0.5
-    for attempt in range(1, 9):
-        try:
-            return await proc.process(records)
-        except _TRANSIENT as exc:
-            log.warning(
-                "database unavailable (attempt %d): %s; retrying in %.1fs", attempt, exc, delay
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-        except Exception:
-            log.critical(
-                "processor failed; exiting so that a supervisor restarts it", exc_info=True
-            )
-            os._exit(70)
-    log.critical("database unavailable for too long; exiting")
-    os._exit(75)
 
 
 async def _forward(report: BatchReport, verified: Any, quarantine: Any) -> None:

@@ -14,9 +14,9 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import signal
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -24,13 +24,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 
 from consumers import store
 from consumers.app import ProcessorConfig
+from consumers.failures import with_database_retry
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor
 
 __all__ = ["run_engine"]
 
 log = logging.getLogger("claw_ledger.processor")
-
-_TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
 
 class _SeekToLedger(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -185,7 +184,7 @@ async def run_engine(
                 getter.cancel()
                 continue
             batches, records, verdicts = getter.result()
-            report = await _commit_with_retry(proc, records, verdicts)
+            report = await with_database_retry(partial(proc.commit_verified, records, verdicts))
             if pending:
                 await asyncio.gather(*pending)
             pending = await _forward(producer, config, report) if config.forward else []
@@ -208,31 +207,3 @@ async def run_engine(
         await consumer.stop()
         await producer.stop()
         await pool.close()
-
-
-async def _commit_with_retry(
-    proc: VerifyingProcessor, records: list[IngressRecord], verdicts: Any
-) -> BatchReport:
-    """Retry a batch on database outages; any other failure ends the process.
-
-    Bad input never gets here as an exception (it is quarantined). A failure
-    here is the database or a bug: exiting non-zero lets a supervisor restart
-    the processor, and the positions in Postgres make the restart exactly-once.
-    """
-    delay = 0.5
-    for attempt in range(1, 9):
-        try:
-            return await proc.commit_verified(records, verdicts)
-        except _TRANSIENT as exc:
-            log.warning(
-                "database unavailable (attempt %d): %s; retry in %.1fs", attempt, exc, delay
-            )
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-        except Exception:
-            log.critical(
-                "processor failed; exiting so that a supervisor restarts it", exc_info=True
-            )
-            os._exit(70)
-    log.critical("database unavailable for too long; exiting")
-    os._exit(75)
