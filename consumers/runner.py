@@ -45,7 +45,14 @@ class StatusLine:
 def run_processor(
     config: ProcessorConfig, *, engine: Engine = "kafka", status: bool = False
 ) -> None:
-    """Run until interrupted. ``kafka``: the aiokafka engine; ``faust``: the faust app."""
+    """Run until interrupted. ``kafka``: the aiokafka engine; ``faust``: the faust app.
+
+    Refuses to start (MigrationError, exit 2) unless the database schema is at
+    the newest migration this code knows.
+    """
+    from claw_ledger.storage.migrate import check_schema
+
+    asyncio.run(check_schema(config.database_url))
     _configure_rules()
     if engine == "faust":
         from consumers.app import run_faust_worker

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,6 +89,8 @@ class SignedEnvelope:
     envelope_version: str = ENVELOPE_VERSION
     hash_algorithm: str = HASH_ALGORITHM
     algorithm: str = SIGNATURE_ALGORITHM
+    #: set by verification: the payload as compact JSON in document order (what was hashed)
+    payload_json: bytes | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -200,7 +202,8 @@ def verify_envelope(
             raise EnvelopeError(ReasonCode.SCHEMA_VALIDATION_FAILED, str(exc)) from exc
     # (4) payload hash
     try:
-        computed = payload_hash_b64u(payload, plain_numbers=plain_numbers)
+        payload_json = compact_json(payload, plain_numbers=plain_numbers)
+        computed = b64u_encode(hashlib.sha256(payload_json).digest())
     except (ValueError, TypeError) as exc:
         raise EnvelopeError(
             ReasonCode.MALFORMED_ENVELOPE, f"payload not serialisable: {exc}"
@@ -226,4 +229,5 @@ def verify_envelope(
         signature_b64u=document["signature_b64u"],
         signer_did=document["signer_did"],
         issued_at=document["issued_at"],
+        payload_json=payload_json,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import cache
 
 __all__ = ["ROLE_EVENT_TYPES", "Role", "roles_allowed_for"]
 
@@ -44,5 +45,6 @@ ROLE_EVENT_TYPES: dict[Role, frozenset[str]] = {
 }
 
 
+@cache
 def roles_allowed_for(event_type: str) -> frozenset[Role]:
     return frozenset(role for role, types in ROLE_EVENT_TYPES.items() if event_type in types)

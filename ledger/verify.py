@@ -108,7 +108,7 @@ def verify_message(
         event,
         body,
         sha256_b64u(raw),
-        compact_json(envelope.payload, plain_numbers=plain_numbers),
+        envelope.payload_json or compact_json(envelope.payload, plain_numbers=plain_numbers),
     )
 
 
