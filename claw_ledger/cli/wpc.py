@@ -147,7 +147,12 @@ def precheck_policy(policy_hash: str) -> dict[str, Any]:
     return usable_policy(state, policy_hash)
 
 
-@command.command("get")
+# A policy hash is base64url and may begin with "-": take such a word as the
+# HASH argument, not as an unknown option.
+_HASH_ARGS = {"ignore_unknown_options": True}
+
+
+@command.command("get", context_settings=_HASH_ARGS)
 @click.argument("policy_hash", metavar="HASH")
 @click.option("--verify", is_flag=True, help="Recompute the hash, check signature and role.")
 @click.option("--any-status", is_flag=True, help="Also return a revoked WPC (exit 0).")
@@ -223,7 +228,7 @@ def list_command(status: str | None, as_json: bool) -> None:
         click.echo(f"{row['policy_hash_b64u']}  {row['status']:<10} {issuer}{extra}")
 
 
-@command.command("supersede")
+@command.command("supersede", context_settings=_HASH_ARGS)
 @click.argument("old", metavar="OLD_HASH")
 @click.argument("new", metavar="NEW_HASH")
 @click.option("--reason", default="", help="Why (recorded).")
@@ -249,7 +254,7 @@ def supersede(old: str, new: str, reason: str, key_ref: str, as_json: bool) -> N
     report_publish(result, as_json, f"WPC {old} superseded by {new}")
 
 
-@command.command("revoke")
+@command.command("revoke", context_settings=_HASH_ARGS)
 @click.argument("policy_hash", metavar="HASH")
 @click.option("--reason", required=True, help="Why (recorded).")
 @key_option("Policy-admin key that signs the event.")
