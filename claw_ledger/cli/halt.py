@@ -37,17 +37,7 @@ def command(target: str, reason: str, key_ref: str, as_json: bool) -> None:
       claw-ledger halt 'sub:agent:alpha' --reason "prompt injection suspected" --key operator
       claw-ledger halt '*' --reason "incident 2026-17" --key operator
     """
-    from producers.publish import publish_event_sync
-
-    target = _check_target(target)
-    result = publish_event_sync(
-        settings(),
-        resolve_key(key_ref),
-        "agent.halted",
-        f"halt:{target}",
-        {"target": target, "reason": reason},
-    )
-    report_publish(result, as_json, f"halted {target}")
+    _publish("agent.halted", target, reason, key_ref, as_json)
 
 
 @click.command("resume")
@@ -62,17 +52,22 @@ def resume(target: str, reason: str, key_ref: str, as_json: bool) -> None:
     Example:
       claw-ledger resume 'job:job-42' --reason "egress explained" --key operator
     """
+    _publish("agent.resumed", target, reason, key_ref, as_json)
+
+
+def _publish(event_type: str, target: str, reason: str, key_ref: str, as_json: bool) -> None:
     from producers.publish import publish_event_sync
 
     target = _check_target(target)
     result = publish_event_sync(
         settings(),
         resolve_key(key_ref),
-        "agent.resumed",
+        event_type,
         f"halt:{target}",
         {"target": target, "reason": reason},
     )
-    report_publish(result, as_json, f"resumed {target}")
+    verb = "halted" if event_type == "agent.halted" else "resumed"
+    report_publish(result, as_json, f"{verb} {target}")
 
 
 @click.command("halts")
