@@ -12,6 +12,7 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -36,6 +37,8 @@ __all__ = [
 EVENT_ENVELOPE_TYPE = "ledger_event"
 
 _STREAM_RE = re.compile(r"[a-z][a-z0-9_-]*:[^\s]{1,400}")
+_CANONICAL_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_BODY_ENCODER = json.JSONEncoder(ensure_ascii=False)
 _RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
 
 Sha256B64u = str
@@ -268,7 +271,8 @@ class LedgerEvent(BaseModel):
     @field_validator("event_id")
     @classmethod
     def _uuid(cls, value: str) -> str:
-        if str(uuid.UUID(value)) != value:
+        # the form str(uuid.UUID(...)) prints, and nothing else
+        if not _CANONICAL_UUID_RE.fullmatch(value):
             raise ValueError("event_id must be a lowercase hyphenated UUID")
         return value
 
@@ -284,13 +288,19 @@ class LedgerEvent(BaseModel):
     def _time(cls, value: str) -> str:
         if not _RFC3339_RE.fullmatch(value):
             raise ValueError("occurred_at must be an RFC 3339 timestamp")
+        # the shape alone let 2026-02-30 or a 99:00 offset through, and the
+        # processor then failed to store the row (every retry, the same event)
+        try:
+            datetime.fromisoformat(value).astimezone(UTC)
+        except (ValueError, OverflowError):
+            raise ValueError("occurred_at is not a real point in time") from None
         return value
 
     def typed_body(self) -> EventBody:
         # JSON-mode strict validation: arrays may fill tuples and strings enums,
         # but nothing is coerced ("1" never becomes 1).
         return EVENT_TYPES[self.event_type].body.model_validate_json(
-            json.dumps(self.body, ensure_ascii=False)
+            _BODY_ENCODER.encode(self.body)
         )
 
     def to_payload(self) -> dict[str, Any]:

@@ -455,6 +455,12 @@ def _without(event_type: str, name: str) -> dict[str, Any]:
         payload("agent.halted", RUNTIME, stream="halt: *"),
         payload("agent.halted", RUNTIME, occurred_at="yesterday"),
         payload("agent.halted", RUNTIME, occurred_at="2026-02-12 00:00:00Z"),
+        # the right shape but no real point in time: these once passed the schema
+        # and then made the processor fail on the row, again on every restart
+        payload("agent.halted", RUNTIME, occurred_at="2026-02-30T00:00:00Z"),
+        payload("agent.halted", RUNTIME, occurred_at="2026-13-45T99:00:00Z"),
+        payload("agent.halted", RUNTIME, occurred_at="2026-02-12T00:00:00+99:00"),
+        payload("agent.halted", RUNTIME, occurred_at="9999-12-31T23:30:00-01:00"),
         payload("agent.halted", RUNTIME, producer=None),
         payload("agent.halted", RUNTIME, extra="field"),
     ],

@@ -68,6 +68,10 @@ async def _bad_inputs(ledger: LedgerHarness) -> list[tuple[str, bytes, str | Non
     schema = _halt_event(operator)
     schema["payload"]["body"]["target"] = 42
     add("SCHEMA_VALIDATION_FAILED", _resign(schema, operator))
+    # an impossible date once crashed the processor on every restart (a poison pill)
+    impossible_date = _halt_event(operator)
+    impossible_date["payload"]["occurred_at"] = "2026-02-30T00:00:00Z"
+    add("SCHEMA_VALIDATION_FAILED", _resign(impossible_date, operator))
     unknown_type = _halt_event(operator)
     unknown_type["payload"]["event_type"] = "agent.vanished"
     add("UNKNOWN_EVENT_TYPE", _resign(unknown_type, operator))
