@@ -149,6 +149,9 @@ async def run_engine(
         acks="all",
         enable_idempotence=True,
         linger_ms=5,
+        # whole polls are forwarded as record batches: at the default 16 KiB a
+        # batch held some 20 envelopes, and each cost a produce request
+        max_batch_size=1024 * 1024,
         max_request_size=2 * 1024 * 1024,
     )
     consumer.subscribe([config.ingress_topic], listener=_SeekToLedger(consumer, proc, pool))
