@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -51,23 +50,23 @@ def _load_primitive_rules() -> None:
 _load_primitive_rules()
 
 
-@dataclass(frozen=True, slots=True)
-class IngressRecord:
+# Tuples, not dataclasses: one of each is built per event on the hot path.
+
+
+class IngressRecord(NamedTuple):
     partition: int
     offset: int
     value: bytes
     key: bytes | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AcceptedRecord:
+class AcceptedRecord(NamedTuple):
     record: IngressRecord
     stream: str
     event_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class QuarantinedRecord:
+class QuarantinedRecord(NamedTuple):
     record: IngressRecord
     code: str
     detail: str
@@ -176,40 +175,49 @@ class VerifyingProcessor:
         all_verdicts: Sequence[Verified | Rejected],
     ) -> BatchReport:
         report = BatchReport()
-        by_partition: dict[int, list[IngressRecord]] = defaultdict(list)
-        verdicts: dict[tuple[int, int], Verified | Rejected] = {}
+        positions = self.positions
+        by_partition: dict[int, list[tuple[IngressRecord, Verified | Rejected]]] = {}
         for record, verdict in zip(records, all_verdicts, strict=True):
-            position = self.positions.get(record.partition)
+            position = positions.get(record.partition)
             if position is not None and record.offset < position.next_offset:
                 report.skipped += 1  # already in the ledger: a re-delivery
                 continue
-            by_partition[record.partition].append(record)
-            verdicts[(record.partition, record.offset)] = verdict
+            items = by_partition.get(record.partition)
+            if items is None:
+                items = by_partition[record.partition] = []
+            items.append((record, verdict))
         if not by_partition:
             return report
-        ids = [v.event.event_id for v in verdicts.values() if isinstance(v, Verified)]
+        ids = [
+            verdict.event.event_id
+            for items in by_partition.values()
+            for _, verdict in items
+            if isinstance(verdict, Verified)
+        ]
         recorded = await store.existing_payload_hashes(conn, ids)
         if await store.control_version(conn) != self._control_version:
             await self._load_state(conn)
 
+        state = self.state
+        topic = self.topic
         batches: list[store.PartitionBatch] = []
         projections: dict[tuple[str, Any], ProjectionRow] = {}
         accepted: list[AcceptedRecord] = []
         rejected: list[QuarantinedRecord] = []
         for partition, items in by_partition.items():
-            position = self.positions.get(partition)
+            position = positions.get(partition)
             ledger_seq = position.ledger_seq if position else 0
             prev_hash = position.chain_hash if position else None
             events: list[store.EventRow] = []
             quarantined: list[store.QuarantineRow] = []
-            for record in items:
-                verdict = verdicts[(record.partition, record.offset)]
+            for record, verdict in items:
                 if isinstance(verdict, Verified):
-                    outcome = decide(self.state, verdict, recorded.get(verdict.event.event_id))
+                    outcome = decide(state, verdict, recorded.get(verdict.event.event_id))
                 else:
                     outcome = verdict
                 if isinstance(outcome, Accepted):
                     event = outcome.verified.event
+                    envelope = outcome.verified.envelope
                     ledger_seq += 1
                     envelope_sha256 = outcome.verified.envelope_sha256
                     link = chain_hash(
@@ -217,23 +225,23 @@ class VerifyingProcessor:
                     )
                     events.append(
                         store.EventRow(
-                            event_id=event.event_id,
-                            event_type=event.event_type,
-                            stream=event.stream,
-                            producer=event.producer,
-                            occurred_at=_parse_time(event.occurred_at),
-                            payload_hash_b64u=outcome.verified.envelope.payload_hash_b64u,
-                            envelope_sha256=envelope_sha256,
-                            envelope_raw=record.value,
-                            payload_json=outcome.verified.payload_json,
-                            kafka_offset=record.offset,
-                            ledger_seq=ledger_seq,
-                            prev_chain_hash=prev_hash,
-                            chain_hash=link,
+                            event.event_id,
+                            event.event_type,
+                            event.stream,
+                            event.producer,
+                            datetime.fromisoformat(event.occurred_at),
+                            envelope.payload_hash_b64u,
+                            envelope_sha256,
+                            record.value,
+                            outcome.verified.payload_json,
+                            record.offset,
+                            ledger_seq,
+                            prev_hash,
+                            link,
                         )
                     )
                     prev_hash = link
-                    recorded[event.event_id] = outcome.verified.envelope.payload_hash_b64u
+                    recorded[event.event_id] = envelope.payload_hash_b64u
                     for row in outcome.rows:
                         # the latest state of a row is what the projection keeps
                         projections[(row.table, row.values[row.key_column])] = row
@@ -243,13 +251,13 @@ class VerifyingProcessor:
                 else:
                     quarantined.append(_quarantine_row(record, outcome))
                     rejected.append(QuarantinedRecord(record, outcome.code.value, outcome.detail))
-            position_before = self.positions.get(partition)
+            position_before = positions.get(partition)
             batches.append(
                 store.PartitionBatch(
                     partition=partition,
                     expected_next_offset=position_before.next_offset if position_before else None,
                     new_position=store.PartitionPosition(
-                        items[-1].offset + 1, ledger_seq, prev_hash
+                        items[-1][0].offset + 1, ledger_seq, prev_hash
                     ),
                     events=events,
                     quarantined=quarantined,
@@ -258,7 +266,7 @@ class VerifyingProcessor:
         version = await store.commit_batch(
             conn,
             group=self.group,
-            topic=self.topic,
+            topic=topic,
             batches=batches,
             projections=list(projections.values()),
         )
@@ -267,7 +275,7 @@ class VerifyingProcessor:
             # between: then our state lacks its changes, so reload before the next batch
             self._control_version = version if version == self._control_version + 1 else -1
         for batch in batches:
-            self.positions[batch.partition] = batch.new_position
+            positions[batch.partition] = batch.new_position
             self.committed += len(batch.events)
             self.quarantined += len(batch.quarantined)
         report.accepted.extend(accepted)
@@ -296,7 +304,3 @@ def _quarantine_row(record: IngressRecord, rejected: Rejected) -> store.Quaranti
         signer_did=_text(rejected.signer_did, 200),
         kafka_offset=record.offset,
     )
-
-
-def _parse_time(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))

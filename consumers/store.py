@@ -12,7 +12,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -47,6 +47,7 @@ CONTROL_TABLES: dict[str, str] = {
     "halts": "target",
 }
 
+#: EventRow's fields in order, then the two the batch adds
 _EVENT_COLUMNS = (
     "event_id",
     "event_type",
@@ -57,12 +58,12 @@ _EVENT_COLUMNS = (
     "envelope_sha256",
     "envelope_raw",
     "payload",
-    "kafka_topic",
-    "kafka_partition",
     "kafka_offset",
     "ledger_seq",
     "prev_chain_hash",
     "chain_hash",
+    "kafka_topic",
+    "kafka_partition",
 )
 
 _QUARANTINE_COLUMNS = (
@@ -113,8 +114,10 @@ class PartitionPosition:
     chain_hash: str | None
 
 
-@dataclass(frozen=True)
-class EventRow:
+class EventRow(NamedTuple):
+    """One ledger row. A tuple in the ``events`` COPY column order (less the
+    topic and partition, which the batch supplies): built once per event."""
+
     event_id: str
     event_type: str
     stream: str
@@ -316,27 +319,7 @@ async def commit_batch(
                     f"partition {batch.partition}: stored position {stored.get(batch.partition)},"
                     f" batch expected {batch.expected_next_offset}"
                 )
-        event_records = [
-            (
-                e.event_id,
-                e.event_type,
-                e.stream,
-                e.producer,
-                e.occurred_at,
-                e.payload_hash_b64u,
-                e.envelope_sha256,
-                e.envelope_raw,
-                e.payload_json,
-                topic,
-                b.partition,
-                e.kafka_offset,
-                e.ledger_seq,
-                e.prev_chain_hash,
-                e.chain_hash,
-            )
-            for b in batches
-            for e in b.events
-        ]
+        event_records = [(*e, topic, b.partition) for b in batches for e in b.events]
         if event_records:
             await conn.copy_records_to_table(
                 "events", columns=_EVENT_COLUMNS, records=event_records

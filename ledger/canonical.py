@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import rfc8785
@@ -92,11 +93,13 @@ def _reject_constant(name: str) -> Any:
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
     return out
 
 
@@ -107,30 +110,47 @@ def _finite_float(text: str) -> float:
     return number
 
 
-def parse_json_tracking(data: bytes) -> tuple[Any, bool]:
-    """:func:`parse_json_strict`, also telling whether every number is a safe integer."""
+class _NumberSeen(threading.local):
+    #: set when the document holds a float or an integer beyond MAX_SAFE_INTEGER
     special = False
 
-    def on_float(text: str) -> float:
-        nonlocal special
-        special = True
-        return _finite_float(text)
 
-    def on_int(text: str) -> int:
-        nonlocal special
-        number = int(text)
-        if abs(number) > MAX_SAFE_INTEGER:
-            special = True
-        return number
+_number_seen = _NumberSeen()
 
-    value = json.loads(
-        data.decode("utf-8"),
-        parse_constant=_reject_constant,
-        parse_float=on_float,
-        parse_int=on_int,
-        object_pairs_hook=_no_duplicate_keys,
-    )
-    return value, not special
+
+def _tracked_float(text: str) -> float:
+    _number_seen.special = True
+    return _finite_float(text)
+
+
+def _tracked_int(text: str) -> int:
+    number = int(text)
+    if abs(number) > MAX_SAFE_INTEGER:
+        _number_seen.special = True
+    return number
+
+
+# One decoder for every call: building one per document cost more than the parse
+# of a small event. Its hooks record what they see in a thread-local flag.
+_TRACKING_DECODER = json.JSONDecoder(
+    parse_float=_tracked_float,
+    parse_int=_tracked_int,
+    parse_constant=_reject_constant,
+    object_pairs_hook=_no_duplicate_keys,
+)
+_STRICT_DECODER = json.JSONDecoder(
+    parse_float=_finite_float,
+    parse_constant=_reject_constant,
+    object_pairs_hook=_no_duplicate_keys,
+)
+
+
+def parse_json_tracking(data: bytes) -> tuple[Any, bool]:
+    """:func:`parse_json_strict`, also telling whether every number is a safe integer."""
+    text = data.decode("utf-8")
+    _number_seen.special = False
+    value = _TRACKING_DECODER.decode(text)
+    return value, not _number_seen.special
 
 
 def parse_json_strict(data: bytes) -> Any:
@@ -139,10 +159,4 @@ def parse_json_strict(data: bytes) -> Any:
     Duplicate keys are refused because two parsers may keep different values,
     and the bytes that were signed must mean one thing.
     """
-    text = data.decode("utf-8")
-    return json.loads(
-        text,
-        parse_constant=_reject_constant,
-        parse_float=_finite_float,
-        object_pairs_hook=_no_duplicate_keys,
-    )
+    return _STRICT_DECODER.decode(data.decode("utf-8"))

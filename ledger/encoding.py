@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import re
 
@@ -12,17 +12,25 @@ __all__ = ["B64U_SHA256_RE", "b64u_decode", "b64u_encode", "sha256_b64u", "sha25
 B64U_SHA256_RE = re.compile(r"^[A-Za-z0-9_-]{43}\Z")
 #: use ``B64U_SHA256_RE.fullmatch``: ``$`` would accept a trailing newline
 
+_B64U_TEXT = re.compile(r"[A-Za-z0-9_-]*")
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
 
 def b64u_encode(data: bytes) -> str:
     """base64url without padding (RFC 4648 §5)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+    # binascii directly: this runs several times per ledger event
+    return (
+        binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode("ascii")
+    )
 
 
 def b64u_decode(text: str) -> bytes:
     """Decode unpadded base64url; raises ``ValueError`` on anything else."""
-    if not re.fullmatch(r"[A-Za-z0-9_-]*", text) or len(text) % 4 == 1:
+    if not _B64U_TEXT.fullmatch(text) or len(text) % 4 == 1:
         raise ValueError("not base64url without padding")
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    padded = (text + "=" * (-len(text) % 4)).encode("ascii").translate(_FROM_URLSAFE)
+    return binascii.a2b_base64(padded, strict_mode=True)
 
 
 def sha256_b64u(data: bytes) -> str:

@@ -56,6 +56,9 @@ ENVELOPE_FIELDS: tuple[str, ...] = (
     "issued_at",
 )
 
+_ENVELOPE_FIELD_SET = frozenset(ENVELOPE_FIELDS)
+_STRING_FIELDS = tuple(name for name in ENVELOPE_FIELDS if name != "payload")
+
 #: Validates a payload of one envelope type; raises on failure.
 PayloadSchema = Callable[[Mapping[str, Any]], None]
 
@@ -154,16 +157,16 @@ def verify_envelope(
     # (1) fields present
     if not isinstance(document, Mapping):
         raise EnvelopeError(ReasonCode.MALFORMED_ENVELOPE, "envelope is not a JSON object")
-    missing = [name for name in ENVELOPE_FIELDS if name not in document]
-    if missing:
+    if not _ENVELOPE_FIELD_SET.issubset(document.keys()):
+        missing = [name for name in ENVELOPE_FIELDS if name not in document]
         raise EnvelopeError(
             ReasonCode.MALFORMED_ENVELOPE, f"missing envelope field(s): {', '.join(missing)}"
         )
     payload = document["payload"]
     if not isinstance(payload, Mapping):
         raise EnvelopeError(ReasonCode.MALFORMED_ENVELOPE, "payload is not a JSON object")
-    for name in ENVELOPE_FIELDS:
-        if name != "payload" and not isinstance(document[name], str):
+    for name in _STRING_FIELDS:
+        if type(document[name]) is not str:
             raise EnvelopeError(ReasonCode.MALFORMED_ENVELOPE, f"{name} must be a string")
     # (2) versions and algorithms
     if document["envelope_version"] != ENVELOPE_VERSION:

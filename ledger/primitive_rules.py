@@ -110,20 +110,28 @@ settings = RuleSettings()
 # --- helpers ----------------------------------------------------------------------
 
 
+_SCALAR_TYPES: frozenset[type] = frozenset({str, int, float, bool, type(None)})
+
+
 def _copy_json(value: Any) -> Any:
     """A copy of JSON-shaped data (dicts, lists, scalars): what rows hold.
 
-    ``copy.deepcopy`` did the same at many times the cost, once per event.
+    ``copy.deepcopy`` did the same at many times the cost, once per event;
+    scalars are shared, since they are immutable.
     """
+    if type(value) in _SCALAR_TYPES:
+        return value
     if isinstance(value, dict):
-        return {k: _copy_json(v) for k, v in value.items()}
+        return {k: v if type(v) in _SCALAR_TYPES else _copy_json(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_copy_json(v) for v in value]
+        return [v if type(v) in _SCALAR_TYPES else _copy_json(v) for v in value]
     return value
 
 
 def _row(table: str, key: str, record: Mapping[str, Any]) -> ProjectionRow:
-    return ProjectionRow(table, key, _copy_json(dict(record)))
+    return ProjectionRow(
+        table, key, _copy_json(record if isinstance(record, dict) else dict(record))
+    )
 
 
 def _require_stream(ctx: EventContext, expected: str) -> None:

@@ -83,26 +83,29 @@ def verify_message(
         document, plain_numbers = parse_json_tracking(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         return Rejected(ReasonCode.MALFORMED_JSON, f"not valid UTF-8 JSON: {exc}")
-    hints = _hints(document)
     if b"\\u0000" in raw and _holds_nul(document):
         # NUL cannot be stored in Postgres text/jsonb; no legitimate event needs it
         return Rejected(
-            ReasonCode.SCHEMA_VALIDATION_FAILED, "strings must not contain U+0000", *hints
+            ReasonCode.SCHEMA_VALIDATION_FAILED,
+            "strings must not contain U+0000",
+            *_hints(document),
         )
+    parsed: list[tuple[LedgerEvent, EventBody]] = []
+
+    def event_schema(payload: Mapping[str, Any]) -> None:
+        parsed.append(parse_event_payload(payload))
+
     try:
-        parsed: list[tuple[LedgerEvent, EventBody]] = []
-
-        def event_schema(payload: Mapping[str, Any]) -> None:
-            parsed.append(parse_event_payload(payload))
-
         envelope = verify_envelope(
             document, {EVENT_ENVELOPE_TYPE: event_schema}, plain_numbers=plain_numbers
         )
         event, body = parsed[0]
     except RejectedError as exc:
-        return Rejected(exc.code, exc.detail, *hints)
+        return Rejected(exc.code, exc.detail, *_hints(document))
     except Exception as exc:  # a verifier bug must quarantine, never crash the processor
-        return Rejected(ReasonCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", *hints)
+        return Rejected(
+            ReasonCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", *_hints(document)
+        )
     return Verified(
         envelope,
         event,
