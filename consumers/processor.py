@@ -98,8 +98,8 @@ class VerifyingProcessor:
         self._configured_trust_root = trust_root
         self.trust_root = trust_root
         self.max_message_bytes = max_message_bytes
-        # one thread: verification holds the GIL (PyNaCl does not release it), but
-        # running it off the event loop lets it overlap the previous batch's I/O
+        # one thread, so that verifying the next batch overlaps this batch's commit;
+        # more threads only contend for the GIL (ADR 0003): scale with processes
         self._batch_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
         self.state = LedgerState(trust_root=trust_root)
         self.positions: dict[int, store.PartitionPosition] = {}

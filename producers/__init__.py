@@ -4,6 +4,6 @@
 ...     position = await producer.publish(key, "run.started", "job:42", body)
 """
 
-from producers.sdk import LedgerProducer, Position
+from producers.sdk import LedgerProducer, Position, RawEvent
 
-__all__ = ["LedgerProducer", "Position"]
+__all__ = ["LedgerProducer", "Position", "RawEvent"]
