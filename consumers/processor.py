@@ -103,7 +103,10 @@ class VerifyingProcessor:
         self._batch_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
         self.state = LedgerState(trust_root=trust_root)
         self.positions: dict[int, store.PartitionPosition] = {}
+        #: the control version this state reflects (-1: none, load it whole)
         self._control_version = -1
+        #: how often the whole control state was read (not just what changed)
+        self.full_state_loads = 0
         self.committed = 0
         self.quarantined = 0
 
@@ -123,10 +126,23 @@ class VerifyingProcessor:
         self.positions = await store.load_positions(conn, self.group, self.topic)
 
     async def _load_state(self, conn: asyncpg.Connection) -> None:
+        """The whole control state, and the version it belongs to."""
         version, state = await store.load_state_snapshot(conn, self._configured_trust_root)
         self._control_version = version
         self.trust_root = state.trust_root
         self.state = state
+        self.full_state_loads += 1
+
+    async def _catch_up_state(self, conn: asyncpg.Connection) -> None:
+        """Apply the control rows written since the version this state reflects."""
+        if self._control_version < 0:
+            await self._load_state(conn)
+            return
+        version, _ = await store.load_state_snapshot(
+            conn, self._configured_trust_root, since=self._control_version, into=self.state
+        )
+        self._control_version = version
+        self.trust_root = self.state.trust_root
 
     def next_offset(self, partition: int) -> int | None:
         position = self.positions.get(partition)
@@ -196,7 +212,7 @@ class VerifyingProcessor:
         ]
         recorded = await store.existing_payload_hashes(conn, ids)
         if await store.control_version(conn) != self._control_version:
-            await self._load_state(conn)
+            await self._catch_up_state(conn)
 
         state = self.state
         topic = self.topic
@@ -270,10 +286,12 @@ class VerifyingProcessor:
             batches=batches,
             projections=list(projections.values()),
         )
-        if version is not None:
-            # our own bump is the next version unless another processor bumped in
-            # between: then our state lacks its changes, so reload before the next batch
-            self._control_version = version if version == self._control_version + 1 else -1
+        if version is not None and version == self._control_version + 1:
+            # our own bump, and nobody else's in between: the state is at `version`.
+            # Otherwise it also holds our changes but lacks another processor's,
+            # and stays at the old version: the next batch catches up from there
+            # (re-reading our own rows, which are what memory already holds).
+            self._control_version = version
         for batch in batches:
             positions[batch.partition] = batch.new_position
             self.committed += len(batch.events)

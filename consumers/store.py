@@ -21,6 +21,7 @@ from ledger.state import KeyRecord, LedgerState, ProjectionRow
 
 __all__ = [
     "CONTROL_TABLES",
+    "CONTROL_VERSION_COLUMN",
     "EventRow",
     "PartitionBatch",
     "PartitionPosition",
@@ -46,6 +47,11 @@ CONTROL_TABLES: dict[str, str] = {
     "jobs": "job_id",
     "halts": "target",
 }
+
+#: The column in which every control-plane row records the control version of
+#: the commit that last wrote it (migration 0004).
+CONTROL_VERSION_COLUMN = "control_version"
+_VERSIONED_TABLES = frozenset({"keys", *CONTROL_TABLES})
 
 #: EventRow's fields in order, then the two the batch adds
 _EVENT_COLUMNS = (
@@ -173,13 +179,21 @@ async def bump_control_version(conn: asyncpg.Connection) -> int:
 
 
 async def load_state_snapshot(
-    conn: asyncpg.Connection, configured_trust_root: str | None
+    conn: asyncpg.Connection,
+    configured_trust_root: str | None,
+    *,
+    since: int | None = None,
+    into: LedgerState | None = None,
 ) -> tuple[int, LedgerState]:
-    """Version and state read in one snapshot, so they always belong together."""
+    """Version and state read in one snapshot, so they always belong together.
+
+    With ``since`` (a version whose state ``into`` holds), only the rows
+    written after it are read and applied onto ``into``.
+    """
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         version = await control_version(conn)
         root = configured_trust_root or await trust_root(conn)
-        return version, await load_state(conn, root)
+        return version, await load_state(conn, root, since=since, into=into)
 
 
 async def other_groups(conn: asyncpg.Connection, group: str, topic: str) -> list[str]:
@@ -217,30 +231,41 @@ async def set_trust_root(conn: asyncpg.Connection, did: str) -> None:
         await bump_control_version(conn)
 
 
-async def load_state(conn: asyncpg.Connection, trust_root: str | None) -> LedgerState:
-    state = LedgerState(trust_root=trust_root)
-    for r in await conn.fetch("SELECT * FROM keys"):
-        state.keys[r["did"]] = KeyRecord(
-            did=r["did"],
-            name=r["name"],
-            roles=frozenset(Role(x) for x in r["roles"]),
-            registered_by=r["registered_by"],
-            registered_event_id=r["registered_event_id"],
-            revoked=r["revoked"],
-            revoked_reason=r["revoked_reason"],
-        )
-    existing = {
-        r["table_name"]
-        for r in await conn.fetch(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
-        )
-    }
+def _key_record(r: asyncpg.Record) -> KeyRecord:
+    return KeyRecord(
+        did=r["did"],
+        name=r["name"],
+        roles=frozenset(Role(x) for x in r["roles"]),
+        registered_by=r["registered_by"],
+        registered_event_id=r["registered_event_id"],
+        revoked=r["revoked"],
+        revoked_reason=r["revoked_reason"],
+    )
+
+
+async def load_state(
+    conn: asyncpg.Connection,
+    trust_root: str | None,
+    *,
+    since: int | None = None,
+    into: LedgerState | None = None,
+) -> LedgerState:
+    """The control state from its tables.
+
+    With ``since``, only rows whose ``control_version`` is newer are read, and
+    they replace their keys in ``into`` (projections are upserted, never
+    deleted, so the newest row of each key is the whole story).
+    """
+    state = into if into is not None else LedgerState()
+    state.trust_root = trust_root
+    where, args = ("", ()) if since is None else (f" WHERE {CONTROL_VERSION_COLUMN} > $1", (since,))
+    # table names are constants
+    for r in await conn.fetch("SELECT * FROM keys" + where, *args):
+        state.keys[r["did"]] = _key_record(r)
     for table, key in CONTROL_TABLES.items():
-        if table not in existing:
-            continue
         target: dict[str, dict[str, Any]] = getattr(state, table)
-        for r in await conn.fetch(f"SELECT * FROM {table}"):  # table names are constants
-            target[r[key]] = dict(r)
+        for r in await conn.fetch(f"SELECT * FROM {table}{where}", *args):
+            target[r[key]] = {k: v for k, v in r.items() if k != CONTROL_VERSION_COLUMN}
     return state
 
 
@@ -257,20 +282,28 @@ async def existing_payload_hashes(
     return {r["event_id"]: r["payload_hash_b64u"] for r in rows}
 
 
-async def _upsert(conn: asyncpg.Connection, rows: Sequence[ProjectionRow]) -> int:
-    """Upsert rows, one ``executemany`` per table and column set."""
+async def _upsert(
+    conn: asyncpg.Connection, rows: Sequence[ProjectionRow], version: int | None
+) -> None:
+    """Upsert rows, one ``executemany`` per table and column set; control-plane
+    rows are stamped with ``version`` (the commit's control version)."""
     groups: dict[tuple[str, str, tuple[str, ...]], list[ProjectionRow]] = {}
     for row in rows:
         groups.setdefault((row.table, row.key_column, tuple(row.values)), []).append(row)
     for (table, key_column, columns), members in groups.items():
+        records = [tuple(m.values.values()) for m in members]
+        if table in _VERSIONED_TABLES:
+            if version is None:
+                raise ValueError(f"rows of {table} need the control version of their commit")
+            columns = (*columns, CONTROL_VERSION_COLUMN)
+            records = [(*record, version) for record in records]
         placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key_column)
         sql = (
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
             f" ON CONFLICT ({key_column}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")
         )
-        await conn.executemany(sql, [tuple(m.values.values()) for m in members])
-    return len(rows)
+        await conn.executemany(sql, records)
 
 
 @dataclass(frozen=True)
@@ -344,8 +377,11 @@ async def commit_batch(
                 "quarantine", columns=_QUARANTINE_COLUMNS, records=quarantine_records
             )
         version = None
-        if projections and await _upsert(conn, projections):
+        if any(row.table in _VERSIONED_TABLES for row in projections):
+            # first: the row lock orders control commits, and the rows carry the version
             version = await bump_control_version(conn)
+        if projections:
+            await _upsert(conn, projections, version)
         await conn.executemany(
             "INSERT INTO consumer_positions (consumer_group, topic, kafka_partition, next_offset,"
             " ledger_seq, chain_hash) VALUES ($1, $2, $3, $4, $5, $6)"

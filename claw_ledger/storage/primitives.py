@@ -29,6 +29,7 @@ __all__ = [
     "open_connection",
     "query_sync",
     "receipts_for",
+    "row_dict",
     "tokens_for",
 ]
 
@@ -64,8 +65,14 @@ def query_sync(
     return asyncio.run(run())
 
 
+def row_dict(row: asyncpg.Record) -> dict[str, Any]:
+    """A projection row as users see it: without the processors' bookkeeping
+    column ``control_version`` (migration 0004)."""
+    return {k: v for k, v in row.items() if k != "control_version"}
+
+
 def _one(row: asyncpg.Record | None) -> dict[str, Any] | None:
-    return None if row is None else dict(row)
+    return None if row is None else row_dict(row)
 
 
 async def get_policy(conn: asyncpg.Connection, policy_hash: str) -> dict[str, Any] | None:
@@ -84,7 +91,7 @@ async def list_policies(
         " WHERE $1::text IS NULL OR status = $1 ORDER BY published_at, policy_hash_b64u",
         status,
     )
-    return [dict(r) for r in rows]
+    return [row_dict(r) for r in rows]
 
 
 async def get_token(conn: asyncpg.Connection, jti: str) -> dict[str, Any] | None:
@@ -110,7 +117,7 @@ async def tokens_for(
         sub,
         active_only,
     )
-    return [dict(r) for r in rows]
+    return [row_dict(r) for r in rows]
 
 
 async def get_job(conn: asyncpg.Connection, job_id: str) -> dict[str, Any] | None:
@@ -125,7 +132,7 @@ async def list_jobs(conn: asyncpg.Connection, *, status: str | None = None) -> l
         " WHERE $1::text IS NULL OR status = $1 ORDER BY approved_at, job_id",
         status,
     )
-    return [dict(r) for r in rows]
+    return [row_dict(r) for r in rows]
 
 
 async def receipts_for(conn: asyncpg.Connection, job_id: str) -> list[dict[str, Any]]:
@@ -133,7 +140,7 @@ async def receipts_for(conn: asyncpg.Connection, job_id: str) -> list[dict[str, 
     rows = await conn.fetch(
         "SELECT * FROM receipts WHERE job_id = $1 ORDER BY recorded_at, receipt_id", job_id
     )
-    return [dict(r) for r in rows]
+    return [row_dict(r) for r in rows]
 
 
 async def get_halt(conn: asyncpg.Connection, target: str) -> dict[str, Any] | None:
@@ -142,7 +149,7 @@ async def get_halt(conn: asyncpg.Connection, target: str) -> dict[str, Any] | No
 
 async def active_halts(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     rows = await conn.fetch("SELECT * FROM halts WHERE active ORDER BY halted_at, target")
-    return [dict(r) for r in rows]
+    return [row_dict(r) for r in rows]
 
 
 async def get_key(conn: asyncpg.Connection, did: str) -> dict[str, Any] | None:

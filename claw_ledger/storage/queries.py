@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 
 from claw_ledger.config import Settings, effective_database_url
+from claw_ledger.storage.primitives import row_dict
 from ledger.errors import ServiceError
 
 __all__ = [
@@ -50,7 +51,7 @@ async def list_keys(settings: Settings) -> list[dict[str, Any]]:
     conn = await _connect(settings)
     try:
         rows = await conn.fetch("SELECT * FROM keys ORDER BY name, did")
-        return [dict(r) for r in rows]
+        return [row_dict(r) for r in rows]
     finally:
         await conn.close()
 

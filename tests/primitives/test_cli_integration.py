@@ -438,7 +438,7 @@ def test_projection_rows_load_back_equal(fresh_database: str) -> None:
         try:
             await store.init_connection(conn)
             async with conn.transaction():
-                await store._upsert(conn, ledger.rows)
+                await store._upsert(conn, ledger.rows, 1)
             return await store.load_state(conn, None), await conn.fetchval(
                 "SELECT count(*) FROM receipts"
             )

@@ -1,0 +1,146 @@
+"""Two processors of one group share the control plane through Postgres.
+
+Each processor keeps the control state in memory; when the other commits a
+control change, it catches up by reading only the rows written since the
+version it holds (migration 0004, ADR 0005). Real Postgres; the records are
+handed to the processors directly, as an engine would.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from consumers import store
+from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor
+from ledger.crypto import KeyPair
+from ledger.events import build_event, sign_event
+
+pytestmark = pytest.mark.integration
+
+ADMIN = KeyPair.generate("admin")
+OPERATOR = KeyPair.generate("operator")
+
+
+def _raw(key: KeyPair, event_type: str, stream: str, body: Mapping[str, Any]) -> bytes:
+    return sign_event(build_event(event_type, stream, body, key), key).to_bytes()
+
+
+def _register(did: str, name: str, role: str) -> bytes:
+    return _raw(ADMIN, "key.registered", f"key:{did}", {"did": did, "name": name, "roles": [role]})
+
+
+def _halt(key: KeyPair, target: str) -> bytes:
+    return _raw(key, "agent.halted", f"halt:{target}", {"target": target, "reason": "drill"})
+
+
+def _resume(key: KeyPair, target: str) -> bytes:
+    return _raw(key, "agent.resumed", f"halt:{target}", {"target": target, "reason": "clear"})
+
+
+class Feeder:
+    """One processor and the next offset of the partition it owns."""
+
+    def __init__(self, processor: VerifyingProcessor, partition: int) -> None:
+        self.processor = processor
+        self.partition = partition
+        self._offsets = itertools.count()
+
+    async def feed(self, *values: bytes) -> BatchReport:
+        records = [IngressRecord(self.partition, next(self._offsets), v) for v in values]
+        return await self.processor.process(records)
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        await store.set_trust_root(conn, ADMIN.did)
+    finally:
+        await conn.close()
+    pool = await asyncpg.create_pool(fresh_database, min_size=2, init=store.init_connection)
+    yield pool
+    await pool.close()
+
+
+async def _processors(pool: asyncpg.Pool) -> tuple[Feeder, Feeder]:
+    feeders = []
+    for partition in (0, 1):
+        processor = VerifyingProcessor(pool, group="verifier", topic="ingress", trust_root=None)
+        await processor.start()
+        feeders.append(Feeder(processor, partition))
+    return feeders[0], feeders[1]
+
+
+async def _state_from_database(pool: asyncpg.Pool) -> Any:
+    async with pool.acquire() as conn:
+        return await store.load_state(conn, ADMIN.did)
+
+
+async def test_each_processor_sees_the_others_control_changes_by_reading_only_those(
+    pool: asyncpg.Pool,
+) -> None:
+    a, b = await _processors(pool)
+    report = await a.feed(
+        _register(ADMIN.did, "admin", "admin"), _register(OPERATOR.did, "operator", "operator")
+    )
+    assert len(report.accepted) == 2, report
+
+    # b's state was loaded before a registered the operator
+    report = await b.feed(_halt(OPERATOR, "job:7"))
+    assert len(report.accepted) == 1, report
+
+    revoke = _raw(
+        ADMIN, "key.revoked", f"key:{OPERATOR.did}", {"did": OPERATOR.did, "reason": "rotated"}
+    )
+    assert len((await b.feed(revoke)).accepted) == 1
+    report = await a.feed(_halt(OPERATOR, "job:8"))
+    assert [q.code for q in report.quarantined] == ["SIGNER_REVOKED"]
+
+    expected = await _state_from_database(pool)
+    for feeder in (a, b):
+        state = feeder.processor.state
+        assert state.keys == expected.keys
+        assert state.halts == expected.halts
+        # the whole control plane was read once, at start; after that only changes
+        assert feeder.processor.full_state_loads == 1
+
+
+async def test_a_commit_that_lands_between_the_version_check_and_the_commit_is_caught_up(
+    pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = await _processors(pool)
+    await a.feed(
+        _register(ADMIN.did, "admin", "admin"), _register(OPERATOR.did, "operator", "operator")
+    )
+    real_control_version = store.control_version
+    raced = False
+
+    async def version_then_other_commit(conn: asyncpg.Connection) -> int:
+        nonlocal raced
+        version = await real_control_version(conn)
+        if not raced:
+            raced = True
+            # b commits its control change after a has read the version
+            assert len((await b.feed(_halt(OPERATOR, "job:b"))).accepted) == 1
+        return version
+
+    monkeypatch.setattr(store, "control_version", version_then_other_commit)
+    assert len((await a.feed(_halt(OPERATOR, "job:a"))).accepted) == 1
+    assert raced
+    monkeypatch.setattr(store, "control_version", real_control_version)
+
+    # a did not see b's halt when it decided, so its state must not claim the
+    # version of its own commit; its next batch catches up and can resume job:b
+    report = await a.feed(_resume(OPERATOR, "job:b"))
+    assert len(report.accepted) == 1, report
+    expected = await _state_from_database(pool)
+    assert a.processor.state.halts == expected.halts
+    assert expected.halts["job:b"]["active"] is False
+    assert expected.halts["job:a"]["active"] is True
+    assert a.processor.full_state_loads == 1
