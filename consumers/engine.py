@@ -33,10 +33,19 @@ log = logging.getLogger("claw_ledger.processor")
 
 
 class _SeekToLedger(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, consumer: AIOKafkaConsumer, proc: VerifyingProcessor, pool: Any) -> None:
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        proc: VerifyingProcessor,
+        pool: Any,
+        config: ProcessorConfig,
+    ) -> None:
         self._consumer = consumer
+        self._producer = producer
         self._proc = proc
         self._pool = pool
+        self._config = config
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         return None
@@ -53,15 +62,53 @@ class _SeekToLedger(ConsumerRebalanceListener):  # type: ignore[misc]
                 await self._consumer.seek_to_beginning(tp)
             else:
                 self._consumer.seek(tp, offset)
+        if self._config.forward:
+            await _forward_the_rest(self._producer, self._config, self._pool, assigned)
 
 
-async def _forward(
-    producer: AIOKafkaProducer, config: ProcessorConfig, report: BatchReport
+async def _forward_the_rest(
+    producer: AIOKafkaProducer, config: ProcessorConfig, pool: Any, assigned: list[TopicPartition]
+) -> None:
+    """Copy outcomes that were committed but not acknowledged on their topics
+    (the previous owner stopped between its commit and the copy)."""
+    for tp in assigned:
+        async with pool.acquire() as conn:
+            mark, outcomes = await store.unforwarded_outcomes(
+                conn, config.group, config.ingress_topic, tp.partition
+            )
+        if not outcomes:
+            continue
+        log.warning(
+            "partition %d: copying %d committed outcome(s) that had not reached"
+            " the verified/quarantine topics",
+            tp.partition,
+            len(outcomes),
+        )
+        await asyncio.gather(*await _send(producer, config, outcomes))
+        async with pool.acquire() as conn:
+            await store.record_forwarded(
+                conn, config.group, config.ingress_topic, {tp.partition: mark}
+            )
+
+
+def _outcomes(report: BatchReport) -> list[store.Outcome]:
+    accepted = [
+        store.Outcome(item.record.partition, item.record.offset, item.record.key, item.record.value)
+        for item in report.accepted
+    ]
+    refused = [
+        store.Outcome(
+            bad.record.partition, bad.record.offset, bad.record.key, bad.record.value, bad.code
+        )
+        for bad in report.quarantined
+    ]
+    return accepted + refused
+
+
+async def _send(
+    producer: AIOKafkaProducer, config: ProcessorConfig, outcomes: list[store.Outcome]
 ) -> list[Any]:
-    """Copy outcomes to the verified and quarantine topics, after the commit.
-
-    Best effort: a crash between the Postgres commit and these sends loses
-    the copies (the ledger tables are the system of record; ADR 0001).
+    """Send outcomes to the verified and quarantine topics; returns the send futures.
 
     A record goes to the partition number it came from on the ingress topic
     (the topics have the same partition count), so each stream stays in
@@ -69,42 +116,36 @@ async def _forward(
     """
     builders: dict[tuple[str, int], Any] = {}
     futures: list[Any] = []
-
-    async def add(
-        topic: str,
-        partition: int,
-        key: bytes | None,
-        value: bytes,
-        headers: list[tuple[str, bytes]],
-    ) -> None:
-        builder = builders.get((topic, partition))
+    for outcome in outcomes:
+        if outcome.reason_code is None:
+            topic, headers = config.verified_topic, []
+        else:
+            topic = config.quarantine_topic
+            headers = [
+                ("reason_code", outcome.reason_code.encode()),
+                ("source_partition", str(outcome.partition).encode()),
+                ("source_offset", str(outcome.offset).encode()),
+            ]
+        target = (topic, outcome.partition)
+        builder = builders.get(target)
         if builder is None:
-            builder = builders[(topic, partition)] = producer.create_batch()
-        if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
-            futures.append(await producer.send_batch(builder, topic, partition=partition))
-            builder = builders[(topic, partition)] = producer.create_batch()
-            builder.append(key=key, value=value, timestamp=None, headers=headers)
-
-    for item in report.accepted:
-        await add(
-            config.verified_topic, item.record.partition, item.record.key, item.record.value, []
-        )
-    for bad in report.quarantined:
-        await add(
-            config.quarantine_topic,
-            bad.record.partition,
-            bad.record.key,
-            bad.record.value,
-            [
-                ("reason_code", bad.code.encode()),
-                ("source_partition", str(bad.record.partition).encode()),
-                ("source_offset", str(bad.record.offset).encode()),
-            ],
-        )
+            builder = builders[target] = producer.create_batch()
+        if (
+            builder.append(key=outcome.key, value=outcome.value, timestamp=None, headers=headers)
+            is None
+        ):
+            futures.append(await producer.send_batch(builder, topic, partition=outcome.partition))
+            builder = builders[target] = producer.create_batch()
+            builder.append(key=outcome.key, value=outcome.value, timestamp=None, headers=headers)
     for (topic, partition), builder in builders.items():
         if builder.record_count():
             futures.append(await producer.send_batch(builder, topic, partition=partition))
     return futures
+
+
+async def _record_forwarded(pool: Any, config: ProcessorConfig, marks: dict[int, int]) -> None:
+    async with pool.acquire() as conn:
+        await store.record_forwarded(conn, config.group, config.ingress_topic, marks)
 
 
 async def run_engine(
@@ -154,10 +195,12 @@ async def run_engine(
         max_batch_size=1024 * 1024,
         max_request_size=2 * 1024 * 1024,
     )
-    consumer.subscribe([config.ingress_topic], listener=_SeekToLedger(consumer, proc, pool))
-    await consumer.start()
+    consumer.subscribe(
+        [config.ingress_topic], listener=_SeekToLedger(consumer, producer, proc, pool, config)
+    )
+    # the producer first: a partition assignment may have outcomes to copy
     await producer.start()
-    pending: list[Any] = []
+    await consumer.start()
     # two stages: verification of batch N+1 (threads) overlaps the commit of batch N
     verified: asyncio.Queue[tuple[dict[Any, Any], list[IngressRecord], Any]] = asyncio.Queue(2)
 
@@ -188,25 +231,24 @@ async def run_engine(
                 continue
             batches, records, verdicts = getter.result()
             report = await with_database_retry(partial(proc.commit_verified, records, verdicts))
-            if pending:
-                await asyncio.gather(*pending)
-            pending = await _forward(producer, config, report) if config.forward else []
-            if on_batch is not None:
-                on_batch(report)
             offsets = {
                 tp: proc.next_offset(tp.partition)
                 for tp in batches
                 if proc.next_offset(tp.partition) is not None
             }
+            if config.forward:
+                # at least once: the mark moves only after Kafka acknowledged the copies
+                await asyncio.gather(*await _send(producer, config, _outcomes(report)))
+                marks = {tp.partition: o for tp, o in offsets.items() if o is not None}
+                await with_database_retry(partial(_record_forwarded, pool, config, marks))
+            if on_batch is not None:
+                on_batch(report)
             with contextlib.suppress(Exception):  # Kafka commits are only a hint
                 await consumer.commit(offsets)
     finally:
         fetcher.cancel()
         with contextlib.suppress(BaseException):
             await fetcher
-        if pending:
-            with contextlib.suppress(Exception):
-                await asyncio.gather(*pending)
         await consumer.stop()
         await producer.stop()
         await pool.close()

@@ -6,10 +6,9 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import asyncpg
-
-from consumers.processor import BatchReport
 
 __all__ = ["EXIT_BUG", "EXIT_DATABASE_DOWN", "with_database_retry"]
 
@@ -20,7 +19,10 @@ EXIT_DATABASE_DOWN = 75
 _TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
 
-async def with_database_retry(batch: Callable[[], Awaitable[BatchReport]]) -> BatchReport:
+T = TypeVar("T")
+
+
+async def with_database_retry(batch: Callable[[], Awaitable[T]]) -> T:
     """Run ``batch``, retrying database outages with back-off; any other failure ends
     the process.
 

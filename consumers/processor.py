@@ -272,6 +272,7 @@ class VerifyingProcessor:
                 store.PartitionBatch(
                     partition=partition,
                     expected_next_offset=position_before.next_offset if position_before else None,
+                    first_offset=items[0][0].offset,
                     new_position=store.PartitionPosition(
                         items[-1][0].offset + 1, ledger_seq, prev_hash
                     ),

@@ -9,7 +9,7 @@ no-op and a crash mid-batch leaves nothing half-written.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -23,6 +23,7 @@ __all__ = [
     "CONTROL_TABLES",
     "CONTROL_VERSION_COLUMN",
     "EventRow",
+    "Outcome",
     "PartitionBatch",
     "PartitionPosition",
     "QuarantineRow",
@@ -36,8 +37,10 @@ __all__ = [
     "load_state",
     "load_state_snapshot",
     "other_groups",
+    "record_forwarded",
     "set_trust_root",
     "trust_root",
+    "unforwarded_outcomes",
 ]
 
 #: Control-plane projections loaded into LedgerState besides ``keys``.
@@ -147,6 +150,63 @@ class QuarantineRow:
     event_id: str | None
     signer_did: str | None
     kafka_offset: int
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A committed outcome to copy to the verified topic (``reason_code`` is
+    ``None``) or the quarantine topic."""
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    reason_code: str | None = None
+
+
+async def record_forwarded(
+    conn: asyncpg.Connection, group: str, topic: str, marks: Mapping[int, int]
+) -> None:
+    """Record that every outcome below ``marks[partition]`` is on its topic."""
+    await conn.executemany(
+        "UPDATE consumer_positions SET forwarded_offset = $4"
+        " WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = $3"
+        " AND forwarded_offset < $4",
+        [(group, topic, partition, offset) for partition, offset in marks.items()],
+    )
+
+
+async def unforwarded_outcomes(
+    conn: asyncpg.Connection, group: str, topic: str, partition: int
+) -> tuple[int, list[Outcome]]:
+    """The committed outcomes of ``partition`` not yet acknowledged on their
+    topics, in offset order, and the mark to record once they are."""
+    row = await conn.fetchrow(
+        "SELECT next_offset, forwarded_offset FROM consumer_positions"
+        " WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = $3",
+        group,
+        topic,
+        partition,
+    )
+    if row is None or row["forwarded_offset"] >= row["next_offset"]:
+        return (row["next_offset"] if row else 0), []
+    bounds = (topic, partition, row["forwarded_offset"], row["next_offset"])
+    accepted = await conn.fetch(
+        "SELECT kafka_offset, stream, envelope_raw FROM events WHERE kafka_topic = $1"
+        " AND kafka_partition = $2 AND kafka_offset >= $3 AND kafka_offset < $4",
+        *bounds,
+    )
+    refused = await conn.fetch(
+        "SELECT kafka_offset, raw, reason_code FROM quarantine WHERE kafka_topic = $1"
+        " AND kafka_partition = $2 AND kafka_offset >= $3 AND kafka_offset < $4",
+        *bounds,
+    )
+    outcomes = [
+        Outcome(partition, r["kafka_offset"], r["stream"].encode(), r["envelope_raw"])
+        for r in accepted
+    ] + [Outcome(partition, r["kafka_offset"], None, r["raw"], r["reason_code"]) for r in refused]
+    outcomes.sort(key=lambda o: o.offset)
+    return row["next_offset"], outcomes
 
 
 async def load_positions(
@@ -312,6 +372,8 @@ class PartitionBatch:
 
     partition: int
     expected_next_offset: int | None
+    #: the lowest ingress offset in the batch (where forwarding starts for a new partition)
+    first_offset: int
     new_position: PartitionPosition
     events: Sequence[EventRow]
     quarantined: Sequence[QuarantineRow]
@@ -384,7 +446,7 @@ async def commit_batch(
             await _upsert(conn, projections, version)
         await conn.executemany(
             "INSERT INTO consumer_positions (consumer_group, topic, kafka_partition, next_offset,"
-            " ledger_seq, chain_hash) VALUES ($1, $2, $3, $4, $5, $6)"
+            " ledger_seq, chain_hash, forwarded_offset) VALUES ($1, $2, $3, $4, $5, $6, $7)"
             " ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE SET"
             " next_offset = EXCLUDED.next_offset, ledger_seq = EXCLUDED.ledger_seq,"
             " chain_hash = EXCLUDED.chain_hash, updated_at = now()",
@@ -396,6 +458,7 @@ async def commit_batch(
                     b.new_position.next_offset,
                     b.new_position.ledger_seq,
                     b.new_position.chain_hash,
+                    b.first_offset,
                 )
                 for b in batches
             ],

@@ -1,0 +1,116 @@
+"""Copies to the verified and quarantine topics survive a processor that stops
+between its commit and the copy: the next owner of the partition sends them
+from the ledger tables, once (at least once overall; ADR 0008)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from consumers import store
+from consumers.processor import IngressRecord, VerifyingProcessor
+from ledger.roles import Role
+from tests.fixtures_ledger import LedgerHarness, start_ledger
+
+pytestmark = pytest.mark.integration
+
+
+async def _copies(ledger: LedgerHarness, marker: bytes, settle: float) -> dict[str, list[Any]]:
+    """Every message holding ``marker`` on the verified and quarantine topics."""
+    consumer = AIOKafkaConsumer(
+        ledger.topics.verified,
+        ledger.topics.quarantine,
+        bootstrap_servers=ledger.settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    found: dict[str, list[Any]] = {ledger.topics.verified: [], ledger.topics.quarantine: []}
+    await consumer.start()
+    try:
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
+                found[tp.topic] += [m for m in messages if marker in (m.value or b"")]
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def _commit_without_copying(ledger: LedgerHarness, marker: str) -> None:
+    """What a processor does up to its commit, with the processor process down."""
+    operator = ledger.keys[Role.OPERATOR]
+    stream = f"halt:{marker}"
+    async with ledger.producer() as producer:
+        envelope = producer.sign(
+            operator, "agent.halted", stream, {"target": marker, "reason": "x"}
+        )
+        good = await (await producer.send_envelope(envelope))
+        bogus = b'{"not": "an envelope", "marker": "' + marker.encode() + b'"}'
+        bad = await (await producer.send_raw(bogus, stream))
+    assert (good.partition, good.offset + 1) == (bad.partition, bad.offset)
+    records = [
+        IngressRecord(good.partition, good.offset, envelope.to_bytes(), stream.encode()),
+        IngressRecord(bad.partition, bad.offset, bogus, stream.encode()),
+    ]
+    assert ledger.settings.database_url
+    pool = await asyncpg.create_pool(ledger.settings.database_url, init=store.init_connection)
+    try:
+        processor = VerifyingProcessor(
+            pool, group=ledger.processor.group, topic=ledger.topics.ingress, trust_root=None
+        )
+        await processor.start()
+        report = await processor.process(records)
+    finally:
+        await pool.close()
+    assert len(report.accepted) == 1 and len(report.quarantined) == 1, report
+
+
+@pytest.mark.parametrize("engine", ["kafka", "faust"])
+async def test_outcomes_committed_but_not_copied_are_copied_by_the_next_owner_once(
+    ledger_servers: Any, ledger_settings: Any, tmp_path: Path, engine: str
+) -> None:
+    ledger = await start_ledger(ledger_servers, ledger_settings, tmp_path, engine=engine)
+    try:
+        ledger.processor.stop()
+        marker = f"job:fwd-{uuid.uuid4()}"
+        await _commit_without_copying(ledger, marker)
+
+        ledger.processor.start()
+        # a later event through the restarted processor: by its verdict the
+        # partitions have been assigned and the missing copies sent
+        probe = await ledger.publish(
+            ledger.keys[Role.OPERATOR],
+            "agent.halted",
+            f"halt:{marker}-probe",
+            {"target": f"{marker}-probe", "reason": "probe"},
+        )
+        assert probe["status"] == "committed"
+        found = await _copies(ledger, marker.encode(), settle=5)
+        assert len(found[ledger.topics.verified]) == 2  # the event and the probe
+        [refused] = found[ledger.topics.quarantine]
+        assert dict(refused.headers)["reason_code"] == b"MALFORMED_ENVELOPE"
+
+        # the copies are recorded: another restart sends nothing again
+        ledger.processor.stop()
+        ledger.processor.start()
+        again = await ledger.publish(
+            ledger.keys[Role.OPERATOR],
+            "agent.halted",
+            f"halt:{marker}-again",
+            {"target": f"{marker}-again", "reason": "probe"},
+        )
+        assert again["status"] == "committed"
+        await asyncio.sleep(1)
+        found = await _copies(ledger, marker.encode(), settle=5)
+        assert len(found[ledger.topics.verified]) == 3
+        assert len(found[ledger.topics.quarantine]) == 1
+    finally:
+        print(ledger.processor.log_tail())
+        ledger.processor.stop()
