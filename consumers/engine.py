@@ -201,6 +201,8 @@ async def run_engine(
     # the producer first: a partition assignment may have outcomes to copy
     await producer.start()
     await consumer.start()
+    pending: list[Any] = []
+    pending_marks: dict[int, int] = {}
     # two stages: verification of batch N+1 (threads) overlaps the commit of batch N
     verified: asyncio.Queue[tuple[dict[Any, Any], list[IngressRecord], Any]] = asyncio.Queue(2)
 
@@ -230,17 +232,23 @@ async def run_engine(
                 getter.cancel()
                 continue
             batches, records, verdicts = getter.result()
-            report = await with_database_retry(partial(proc.commit_verified, records, verdicts))
+            # the previous batch's copies, acknowledged by now (they were sent while
+            # this batch was verified), move their mark within this commit
+            acknowledged: dict[int, int] = {}
+            if pending:
+                await asyncio.gather(*pending)
+                acknowledged, pending, pending_marks = pending_marks, [], {}
+            report = await with_database_retry(
+                partial(proc.commit_verified, records, verdicts, forwarded=acknowledged)
+            )
             offsets = {
                 tp: proc.next_offset(tp.partition)
                 for tp in batches
                 if proc.next_offset(tp.partition) is not None
             }
             if config.forward:
-                # at least once: the mark moves only after Kafka acknowledged the copies
-                await asyncio.gather(*await _send(producer, config, _outcomes(report)))
-                marks = {tp.partition: o for tp, o in offsets.items() if o is not None}
-                await with_database_retry(partial(_record_forwarded, pool, config, marks))
+                pending = await _send(producer, config, _outcomes(report))
+                pending_marks = {tp.partition: o for tp, o in offsets.items() if o is not None}
             if on_batch is not None:
                 on_batch(report)
             with contextlib.suppress(Exception):  # Kafka commits are only a hint
@@ -249,6 +257,11 @@ async def run_engine(
         fetcher.cancel()
         with contextlib.suppress(BaseException):
             await fetcher
+        if pending:
+            # a clean stop records its last copies; a crash re-sends them (ADR 0008)
+            with contextlib.suppress(Exception):
+                await asyncio.gather(*pending)
+                await _record_forwarded(pool, config, pending_marks)
         await consumer.stop()
         await producer.stop()
         await pool.close()

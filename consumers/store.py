@@ -386,11 +386,15 @@ async def commit_batch(
     topic: str,
     batches: Sequence[PartitionBatch],
     projections: Sequence[ProjectionRow],
+    forwarded: Mapping[int, int] | None = None,
 ) -> int | None:
     """Write a poll's effects and the new positions of its partitions atomically.
 
     Returns the new control version when the batch changed control-plane
     projections, else ``None``.
+
+    ``forwarded`` marks (partition → offset) are recorded in the same
+    transaction (see :func:`record_forwarded`).
 
     Raises :class:`StaleBatchError` (and writes nothing) when a stored position
     is not the batch's ``expected_next_offset`` (``None``: no position yet).
@@ -463,4 +467,6 @@ async def commit_batch(
                 for b in batches
             ],
         )
+        if forwarded:
+            await record_forwarded(conn, group, topic, forwarded)
         return version
