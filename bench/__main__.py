@@ -27,6 +27,7 @@ from typing import Any
 
 import asyncpg
 import psutil
+from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.table import Table
 
@@ -110,6 +111,9 @@ class BenchLedger:
     settings: Settings
     operator: KeyPair
     processors: list[subprocess.Popen[bytes]]
+    #: a consumer group of its own: group ids are broker-wide, and members of an
+    #: earlier ledger's group would hold up this one's rebalance
+    group: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -128,7 +132,16 @@ class BenchLedger:
         for _ in range(count):
             self.processors.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "claw_ledger", "processor", "run", "--no-status"],
+                    [
+                        sys.executable,
+                        "-m",
+                        "claw_ledger",
+                        "processor",
+                        "run",
+                        "--no-status",
+                        "--group",
+                        self.group,
+                    ],
                     env=self.env(),
                     stdout=log,
                     stderr=subprocess.STDOUT,
@@ -179,7 +192,30 @@ async def new_ledger(base: Settings, processors: int, partitions: int) -> BenchL
             await producer.send_envelope(sign_event(event, admin))
             verdict = await wait_for_verdict(url, event.event_id, timeout=120)
             assert verdict["status"] == "committed", verdict
+    await wait_group_stable(base.kafka_bootstrap, ledger.group, processors)
     return ledger
+
+
+async def wait_group_stable(bootstrap: str, group: str, members: int, timeout: float = 120) -> None:
+    """Until every processor is a member with its partitions: a rebalance
+    inside the measured window would pause all of them."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            [response] = await admin.describe_consumer_groups([group])
+            # DescribeGroups: (error_code, group_id, state, protocol_type, protocol, members)
+            description = response.groups[0]
+            if description[2] == "Stable" and len(description[5]) == members:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"group {group} not stable with {members} members: {description}"
+                )
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
 
 
 async def publish_all(

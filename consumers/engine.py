@@ -201,8 +201,9 @@ async def run_engine(
     # the producer first: a partition assignment may have outcomes to copy
     await producer.start()
     await consumer.start()
-    pending: list[Any] = []
-    pending_marks: dict[int, int] = {}
+    pending: list[Any] = []  # the last batch's copies, not yet acknowledged
+    pending_marks: dict[int, int] = {}  # and the marks they will earn
+    acknowledged: dict[int, int] = {}  # marks earned, to record with the next commit
     # two stages: verification of batch N+1 (threads) overlaps the commit of batch N
     verified: asyncio.Queue[tuple[dict[Any, Any], list[IngressRecord], Any]] = asyncio.Queue(2)
 
@@ -232,15 +233,17 @@ async def run_engine(
                 getter.cancel()
                 continue
             batches, records, verdicts = getter.result()
-            # the previous batch's copies, acknowledged by now (they were sent while
-            # this batch was verified), move their mark within this commit
-            acknowledged: dict[int, int] = {}
-            if pending:
-                await asyncio.gather(*pending)
-                acknowledged, pending, pending_marks = pending_marks, [], {}
+            # copies acknowledged since the last commit move their mark within this
+            # one; waiting for the acknowledgements only after it keeps them off
+            # the commit's path
             report = await with_database_retry(
                 partial(proc.commit_verified, records, verdicts, forwarded=acknowledged)
             )
+            acknowledged = {}
+            if pending:
+                await asyncio.gather(*pending)
+                acknowledged = pending_marks
+            pending, pending_marks = [], {}
             offsets = {
                 tp: proc.next_offset(tp.partition)
                 for tp in batches
@@ -257,11 +260,13 @@ async def run_engine(
         fetcher.cancel()
         with contextlib.suppress(BaseException):
             await fetcher
-        if pending:
-            # a clean stop records its last copies; a crash re-sends them (ADR 0008)
-            with contextlib.suppress(Exception):
+        # a clean stop records its last marks; a crash re-sends those copies (ADR 0008)
+        with contextlib.suppress(Exception):
+            if pending:
                 await asyncio.gather(*pending)
-                await _record_forwarded(pool, config, pending_marks)
+                acknowledged = {**acknowledged, **pending_marks}
+            if acknowledged:
+                await _record_forwarded(pool, config, acknowledged)
         await consumer.stop()
         await producer.stop()
         await pool.close()
