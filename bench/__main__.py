@@ -5,7 +5,7 @@ server under ``.claw-ledger/bench``), prints a table and writes
 ``docs/benchmarks.md`` with the machine it ran on. Each figure stands beside
 a baseline measured in the same run: the raw single-core PyNaCl verify rate.
 
-Usage: python -m bench [--events 200000] [--rss-events 1000000] [--processors 2]
+Usage: python -m bench [--events 200000] [--repeat 3] [--rss-events 1000000] [--processors 2]
 """
 
 from __future__ import annotations
@@ -318,13 +318,25 @@ async def warm_up(base: Settings, events: int, processors: int, partitions: int)
         ledger.stop_processors()
 
 
-async def end_to_end(
-    base: Settings, events: int, processors: int, partitions: int, baseline: float
-) -> list[Result]:
+@dataclass
+class EndToEndRun:
+    baseline: float  # raw verify rate measured just before this run
+    sustained: float
+    overall: float
+    p50: float
+    p99: float
+    publish_seconds: float
+
+
+async def end_to_end_run(
+    base: Settings, events: int, processors: int, partitions: int
+) -> EndToEndRun:
+    """One measured run on a fresh ledger; the baseline is taken right before it."""
     ledger = await new_ledger(base, processors, partitions)
     try:
         with console.status(f"signing {events:,} events (off the clock)…"):
             workload = sign_halt_events(ledger.operator, events)
+        baseline = raw_verify_rate()
         with console.status(f"end to end: {events:,} events through {processors} processor(s)…"):
             started = time.time()
             sent = await publish_all(ledger, workload)
@@ -336,32 +348,58 @@ async def end_to_end(
         ledger.stop_processors()
     committed = sorted(float(r["at"]) for r in rows)
     latencies = sorted(float(r["at"]) - sent[r["id"]] for r in rows)
-    total = committed[-1] - started
-    rate = events / total
     # sustained: the middle 80 % of commits, free of start-up and tail effects
     lo, hi = committed[len(committed) // 10], committed[len(committed) * 9 // 10]
-    sustained = (len(committed) * 0.8) / max(hi - lo, 1e-9)
-    p50 = statistics.median(latencies)
-    p99 = latencies[int(len(latencies) * 0.99) - 1]
-    ratio = sustained / baseline
-    ok = sustained >= 10_000 and ratio >= 0.5
+    return EndToEndRun(
+        baseline=baseline,
+        sustained=(len(committed) * 0.8) / max(hi - lo, 1e-9),
+        overall=events / (committed[-1] - started),
+        p50=statistics.median(latencies),
+        p99=latencies[int(len(latencies) * 0.99) - 1],
+        publish_seconds=published - started,
+    )
+
+
+async def end_to_end(
+    base: Settings, events: int, processors: int, partitions: int, repeat: int
+) -> list[Result]:
+    """``repeat`` runs; the report gives the median run and the range.
+
+    This machine shares its host: a single run can land in a slow minute
+    (the same single-threaded measurement varies by a third between minutes).
+    """
+    runs = []
+    for n in range(repeat):
+        console.log(f"end to end: run {n + 1} of {repeat}")
+        runs.append(await end_to_end_run(base, events, processors, partitions))
+    median = sorted(runs, key=lambda r: r.sustained)[len(runs) // 2]
+    ratio = median.sustained / median.baseline
+    ok = median.sustained >= 10_000 and ratio >= 0.5
+    each = ", ".join(
+        f"{r.sustained:,.0f} (baseline {r.baseline:,.0f}, ratio {r.sustained / r.baseline:.2f})"
+        for r in runs
+    )
     return [
         Result(
-            f"end to end, {events:,} events, publish → committed row",
-            f"{sustained:,.0f} ev/s sustained ({rate:,.0f} ev/s overall)",
-            f"{baseline:,.0f} verify/s (ratio {ratio:.2f})",
+            f"end to end, {events:,} events, publish → committed row (median of {len(runs)} runs)",
+            f"{median.sustained:,.0f} ev/s sustained ({median.overall:,.0f} ev/s overall)",
+            f"{median.baseline:,.0f} verify/s (ratio {ratio:.2f})",
             "≥ 10,000 ev/s and ≥ 0.5 × baseline",
             "met" if ok else "NOT met",
             [
-                f"publishing took {published - started:.1f}s ({events / (published - started):,.0f}"
-                f" ev/s into Kafka); {processors} processor process(es), {partitions} partitions"
+                f"end-to-end runs, sustained ev/s: {each}",
+                f"median run: publishing took {median.publish_seconds:.1f}s"
+                f" ({events / median.publish_seconds:,.0f} ev/s into Kafka);"
+                f" {processors} processor process(es), {partitions} partitions",
             ],
         ),
         Result(
-            "publish → commit latency p50, flat out (includes queueing)", f"{p50 * 1000:,.0f} ms"
+            "publish → commit latency p50, flat out (includes queueing)",
+            f"{median.p50 * 1000:,.0f} ms",
         ),
         Result(
-            "publish → commit latency p99, flat out (includes queueing)", f"{p99 * 1000:,.0f} ms"
+            "publish → commit latency p99, flat out (includes queueing)",
+            f"{median.p99 * 1000:,.0f} ms",
         ),
     ]
 
@@ -446,7 +484,10 @@ def write_report(results: list[Result], info: dict[str, str], args: argparse.Nam
         " service's cost). Commit time is the row's `recorded_at` (the committing transaction's"
         " start), so latencies are slightly understated. Before the measurements,"
         f" {args.warm_up_events:,} events go through a throwaway ledger on the same servers"
-        " (the broker's JIT and the servers' caches warm up).",
+        " (the broker's JIT and the servers' caches warm up). The end-to-end figure is the"
+        " median of several runs, each on a fresh ledger with its own consumer group, each"
+        " against the raw verify rate measured just before it; the clock starts once the"
+        " group is stable.",
         f" Arguments: `{' '.join(sys.argv[1:]) or '(defaults)'}`.",
         "",
         "| measure | result | baseline (same run) | target | verdict |",
@@ -492,7 +533,7 @@ async def main(args: argparse.Namespace) -> None:
                 await warm_up(base, args.warm_up_events, args.processors, args.partitions)
         if args.events:
             results += await end_to_end(
-                base, args.events, args.processors, args.partitions, baseline
+                base, args.events, args.processors, args.partitions, args.repeat
             )
         if args.latency_events:
             results += await paced_latency(
@@ -521,6 +562,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--warm-up-events", type=int, default=50_000)
     parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3, help="end-to-end runs (median reported)")
     parser.add_argument("--rss-events", type=int, default=1_000_000)
     parser.add_argument("--latency-events", type=int, default=30_000)
     parser.add_argument("--latency-rate", type=float, default=2_000.0)

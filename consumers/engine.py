@@ -143,11 +143,6 @@ async def _send(
     return futures
 
 
-async def _record_forwarded(pool: Any, config: ProcessorConfig, marks: dict[int, int]) -> None:
-    async with pool.acquire() as conn:
-        await store.record_forwarded(conn, config.group, config.ingress_topic, marks)
-
-
 async def run_engine(
     config: ProcessorConfig,
     *,
@@ -201,9 +196,18 @@ async def run_engine(
     # the producer first: a partition assignment may have outcomes to copy
     await producer.start()
     await consumer.start()
-    pending: list[Any] = []  # the last batch's copies, not yet acknowledged
-    pending_marks: dict[int, int] = {}  # and the marks they will earn
-    acknowledged: dict[int, int] = {}  # marks earned, to record with the next commit
+    # the last batch's copies: waiting for their acknowledgements, then moving
+    # their forwarded mark (ADR 0008), runs beside the next batch's commit
+    settling: asyncio.Task[None] | None = None
+
+    async def settle(futures: list[Any], marks: dict[int, int]) -> None:
+        try:
+            await asyncio.gather(*futures)
+            async with pool.acquire() as conn:
+                await store.record_forwarded(conn, config.group, config.ingress_topic, marks)
+        except Exception as exc:  # the next owner of the partition sends them again
+            log.warning("copies to the verified/quarantine topics not confirmed: %s", exc)
+
     # two stages: verification of batch N+1 (threads) overlaps the commit of batch N
     verified: asyncio.Queue[tuple[dict[Any, Any], list[IngressRecord], Any]] = asyncio.Queue(2)
 
@@ -233,25 +237,18 @@ async def run_engine(
                 getter.cancel()
                 continue
             batches, records, verdicts = getter.result()
-            # copies acknowledged since the last commit move their mark within this
-            # one; waiting for the acknowledgements only after it keeps them off
-            # the commit's path
-            report = await with_database_retry(
-                partial(proc.commit_verified, records, verdicts, forwarded=acknowledged)
-            )
-            acknowledged = {}
-            if pending:
-                await asyncio.gather(*pending)
-                acknowledged = pending_marks
-            pending, pending_marks = [], {}
+            report = await with_database_retry(partial(proc.commit_verified, records, verdicts))
+            if settling is not None:
+                await settling
             offsets = {
                 tp: proc.next_offset(tp.partition)
                 for tp in batches
                 if proc.next_offset(tp.partition) is not None
             }
             if config.forward:
-                pending = await _send(producer, config, _outcomes(report))
-                pending_marks = {tp.partition: o for tp, o in offsets.items() if o is not None}
+                marks = {tp.partition: o for tp, o in offsets.items() if o is not None}
+                futures = await _send(producer, config, _outcomes(report))
+                settling = asyncio.create_task(settle(futures, marks))
             if on_batch is not None:
                 on_batch(report)
             with contextlib.suppress(Exception):  # Kafka commits are only a hint
@@ -260,13 +257,8 @@ async def run_engine(
         fetcher.cancel()
         with contextlib.suppress(BaseException):
             await fetcher
-        # a clean stop records its last marks; a crash re-sends those copies (ADR 0008)
-        with contextlib.suppress(Exception):
-            if pending:
-                await asyncio.gather(*pending)
-                acknowledged = {**acknowledged, **pending_marks}
-            if acknowledged:
-                await _record_forwarded(pool, config, acknowledged)
+        if settling is not None:
+            await settling  # never raises; a crash instead re-sends these copies
         await consumer.stop()
         await producer.stop()
         await pool.close()

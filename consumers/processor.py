@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -161,23 +161,17 @@ class VerifyingProcessor:
         return await loop.run_in_executor(self._batch_executor, self._verify_all, records)
 
     async def commit_verified(
-        self,
-        records: Sequence[IngressRecord],
-        verdicts: Sequence[Verified | Rejected],
-        *,
-        forwarded: Mapping[int, int] | None = None,
+        self, records: Sequence[IngressRecord], verdicts: Sequence[Verified | Rejected]
     ) -> BatchReport:
         """Decide and commit a verified batch, in order after the previous one.
 
         One batch is one Postgres transaction: the ledger rows, quarantine rows,
-        projection rows and the new position of every partition in it, and the
-        ``forwarded`` marks (partition → offset) of earlier batches whose copies
-        Kafka has acknowledged since (ADR 0008).
+        projection rows and the new position of every partition in it.
         """
         async with self._pool.acquire() as conn:
             for attempt in range(3):
                 try:
-                    return await self._process(conn, records, verdicts, forwarded)
+                    return await self._process(conn, records, verdicts)
                 except (store.StaleBatchError, asyncpg.UniqueViolationError) as exc:
                     # another worker of the group committed a partition: catch up, retry
                     log.warning("%s; reloading state and positions", exc)
@@ -195,7 +189,6 @@ class VerifyingProcessor:
         conn: asyncpg.Connection,
         records: Sequence[IngressRecord],
         all_verdicts: Sequence[Verified | Rejected],
-        forwarded: Mapping[int, int] | None = None,
     ) -> BatchReport:
         report = BatchReport()
         positions = self.positions
@@ -210,8 +203,6 @@ class VerifyingProcessor:
                 items = by_partition[record.partition] = []
             items.append((record, verdict))
         if not by_partition:
-            if forwarded:
-                await store.record_forwarded(conn, self.group, self.topic, forwarded)
             return report
         ids = [
             verdict.event.event_id
@@ -295,7 +286,6 @@ class VerifyingProcessor:
             topic=topic,
             batches=batches,
             projections=list(projections.values()),
-            forwarded=forwarded,
         )
         if version is not None and version == self._control_version + 1:
             # our own bump, and nobody else's in between: the state is at `version`.

@@ -152,10 +152,9 @@ class QuarantineRow:
     kafka_offset: int
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """A committed outcome to copy to the verified topic (``reason_code`` is
-    ``None``) or the quarantine topic."""
+    ``None``) or the quarantine topic. A tuple: one is built per event."""
 
     partition: int
     offset: int
@@ -386,15 +385,11 @@ async def commit_batch(
     topic: str,
     batches: Sequence[PartitionBatch],
     projections: Sequence[ProjectionRow],
-    forwarded: Mapping[int, int] | None = None,
 ) -> int | None:
     """Write a poll's effects and the new positions of its partitions atomically.
 
     Returns the new control version when the batch changed control-plane
     projections, else ``None``.
-
-    ``forwarded`` marks (partition → offset) are recorded in the same
-    transaction (see :func:`record_forwarded`).
 
     Raises :class:`StaleBatchError` (and writes nothing) when a stored position
     is not the batch's ``expected_next_offset`` (``None``: no position yet).
@@ -467,6 +462,4 @@ async def commit_batch(
                 for b in batches
             ],
         )
-        if forwarded:
-            await record_forwarded(conn, group, topic, forwarded)
         return version
