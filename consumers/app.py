@@ -85,6 +85,8 @@ def create_app(
                 topic=config.ingress_topic,
                 trust_root=None,
                 max_message_bytes=config.max_message_bytes,
+                # this engine's copies stay best effort (ADR 0008)
+                copies_tracked=False,
             )
             await proc.start()
             holder["pool"] = pool
@@ -103,18 +105,6 @@ def create_app(
             offset = proc.next_offset(tp.partition)
             if offset is not None:
                 await app.consumer.seek(tp, offset)
-            if config.forward:
-                # outcomes committed by a previous owner that stopped before copying them
-                async with holder["pool"].acquire() as conn:
-                    mark, outcomes = await store.unforwarded_outcomes(
-                        conn, config.group, config.ingress_topic, tp.partition
-                    )
-                if outcomes:
-                    await _send(outcomes, verified, quarantine)
-                    async with holder["pool"].acquire() as conn:
-                        await store.record_forwarded(
-                            conn, config.group, config.ingress_topic, {tp.partition: mark}
-                        )
 
     @app.agent(ingress)
     async def verify(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
@@ -134,50 +124,30 @@ def create_app(
             ]
             report = await with_database_retry(partial(proc.process, records))
             if config.forward:
-                # at least once: the mark moves only after Kafka acknowledged the copies
-                await _send(_outcomes(report), verified, quarantine)
-                marks = {
-                    p: o
-                    for p in {r.partition for r in records}
-                    if (o := proc.next_offset(p)) is not None
-                }
-                await with_database_retry(partial(_record_forwarded, holder["pool"], marks))
+                await _forward(report, verified, quarantine)
             if on_batch is not None:
                 on_batch(report)
             yield None
 
-    async def _record_forwarded(pool: Any, marks: dict[int, int]) -> None:
-        async with pool.acquire() as conn:
-            await store.record_forwarded(conn, config.group, config.ingress_topic, marks)
-
     return app
 
 
-def _outcomes(report: BatchReport) -> list[store.Outcome]:
-    return [
-        store.Outcome(a.record.partition, a.record.offset, a.stream.encode(), a.record.value)
-        for a in report.accepted
-    ] + [
-        store.Outcome(q.record.partition, q.record.offset, q.record.key, q.record.value, q.code)
-        for q in report.quarantined
-    ]
-
-
-async def _send(outcomes: list[store.Outcome], verified: Any, quarantine: Any) -> None:
-    """Copy outcomes to the verified and quarantine topics and wait for the acks."""
+async def _forward(report: BatchReport, verified: Any, quarantine: Any) -> None:
+    """Copy outcomes to the verified and quarantine topics, after the commit."""
     futures = []
-    for outcome in outcomes:
-        if outcome.reason_code is None:
-            futures.append(await verified.send(key=outcome.key, value=outcome.value))
-            continue
+    for item in report.accepted:
+        futures.append(
+            await verified.send(key=item.stream.encode("utf-8"), value=item.record.value)
+        )
+    for bad in report.quarantined:
         futures.append(
             await quarantine.send(
-                key=outcome.key,
-                value=outcome.value,
+                key=bad.record.key,
+                value=bad.record.value,
                 headers=[
-                    ("reason_code", outcome.reason_code.encode()),
-                    ("source_partition", str(outcome.partition).encode()),
-                    ("source_offset", str(outcome.offset).encode()),
+                    ("reason_code", bad.code.encode()),
+                    ("source_partition", str(bad.record.partition).encode()),
+                    ("source_offset", str(bad.record.offset).encode()),
                 ],
             )
         )

@@ -91,7 +91,11 @@ class VerifyingProcessor:
         topic: str,
         trust_root: str | None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        copies_tracked: bool = True,
     ) -> None:
+        #: False: the engine's copies to the verified/quarantine topics are best
+        #: effort, and a commit counts its outcomes as copied (ADR 0008)
+        self.copies_tracked = copies_tracked
         self._pool = pool
         self.group = group
         self.topic = topic
@@ -286,6 +290,7 @@ class VerifyingProcessor:
             topic=topic,
             batches=batches,
             projections=list(projections.values()),
+            copies_tracked=self.copies_tracked,
         )
         if version is not None and version == self._control_version + 1:
             # our own bump, and nobody else's in between: the state is at `version`.

@@ -385,11 +385,15 @@ async def commit_batch(
     topic: str,
     batches: Sequence[PartitionBatch],
     projections: Sequence[ProjectionRow],
+    copies_tracked: bool = True,
 ) -> int | None:
     """Write a poll's effects and the new positions of its partitions atomically.
 
     Returns the new control version when the batch changed control-plane
     projections, else ``None``.
+
+    With ``copies_tracked`` false, the batch's outcomes count as copied to the
+    verified and quarantine topics (``forwarded_offset``, ADR 0008).
 
     Raises :class:`StaleBatchError` (and writes nothing) when a stored position
     is not the batch's ``expected_next_offset`` (``None``: no position yet).
@@ -448,7 +452,8 @@ async def commit_batch(
             " ledger_seq, chain_hash, forwarded_offset) VALUES ($1, $2, $3, $4, $5, $6, $7)"
             " ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE SET"
             " next_offset = EXCLUDED.next_offset, ledger_seq = EXCLUDED.ledger_seq,"
-            " chain_hash = EXCLUDED.chain_hash, updated_at = now()",
+            " chain_hash = EXCLUDED.chain_hash, updated_at = now()"
+            + ("" if copies_tracked else ", forwarded_offset = EXCLUDED.next_offset"),
             [
                 (
                     group,
@@ -457,7 +462,7 @@ async def commit_batch(
                     b.new_position.next_offset,
                     b.new_position.ledger_seq,
                     b.new_position.chain_hash,
-                    b.first_offset,
+                    b.first_offset if copies_tracked else b.new_position.next_offset,
                 )
                 for b in batches
             ],
