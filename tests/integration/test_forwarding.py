@@ -73,6 +73,17 @@ async def _commit_without_copying(ledger: LedgerHarness, marker: str) -> None:
     assert len(report.accepted) == 1 and len(report.quarantined) == 1, report
 
 
+async def _probe(ledger: LedgerHarness, target: str) -> None:
+    """A halt through the running processor, committed."""
+    verdict = await ledger.publish(
+        ledger.keys[Role.OPERATOR],
+        "agent.halted",
+        f"halt:{target}",
+        {"target": target, "reason": "probe"},
+    )
+    assert verdict["status"] == "committed"
+
+
 async def test_outcomes_committed_but_not_copied_are_copied_by_the_next_owner_once(
     ledger_servers: Any, ledger_settings: Any, tmp_path: Path
 ) -> None:
@@ -85,13 +96,7 @@ async def test_outcomes_committed_but_not_copied_are_copied_by_the_next_owner_on
         ledger.processor.start()
         # a later event through the restarted processor: by its verdict the
         # partitions have been assigned and the missing copies sent
-        probe = await ledger.publish(
-            ledger.keys[Role.OPERATOR],
-            "agent.halted",
-            f"halt:{marker}-probe",
-            {"target": f"{marker}-probe", "reason": "probe"},
-        )
-        assert probe["status"] == "committed"
+        await _probe(ledger, f"{marker}-probe")
         found = await _copies(ledger, marker.encode(), settle=5)
         assert len(found[ledger.topics.verified]) == 2  # the event and the probe
         [refused] = found[ledger.topics.quarantine]
@@ -100,13 +105,7 @@ async def test_outcomes_committed_but_not_copied_are_copied_by_the_next_owner_on
         # the copies are recorded: another restart sends nothing again
         ledger.processor.stop()
         ledger.processor.start()
-        again = await ledger.publish(
-            ledger.keys[Role.OPERATOR],
-            "agent.halted",
-            f"halt:{marker}-again",
-            {"target": f"{marker}-again", "reason": "probe"},
-        )
-        assert again["status"] == "committed"
+        await _probe(ledger, f"{marker}-again")
         await asyncio.sleep(1)
         found = await _copies(ledger, marker.encode(), settle=5)
         assert len(found[ledger.topics.verified]) == 3
