@@ -14,9 +14,9 @@ from ledger.encoding import b64u_encode
 from ledger.envelope import sign_envelope
 from ledger.events import EVENT_ENVELOPE_TYPE
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-EXAMPLES: dict[str, Any] = json.loads((SHARED / "vectors" / "examples.json").read_text())
-BUNDLE_PASS_RAW: bytes = (SHARED / "vectors" / "clawsig-proof-bundle-pass.v1.json").read_bytes()
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
+EXAMPLES: dict[str, Any] = json.loads((VECTORS / "examples.json").read_text(encoding="utf-8"))
+BUNDLE_PASS_RAW: bytes = (VECTORS / "clawsig-proof-bundle-pass.v1.json").read_bytes()
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
 #: RFC 8032 §7.1 TEST 1 secret key (seed)

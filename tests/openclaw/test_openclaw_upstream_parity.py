@@ -1,4 +1,4 @@
-"""Cases transcribed from OpenClaw's own policy suite and docs (seed 003).
+"""Cases transcribed from OpenClaw's own policy suite and its ``openclaw policy`` docs.
 
 Each case states a policy and an OpenClaw config and checks the findings and
 evidence upstream expects: check ids, messages, ``oc://`` paths and
@@ -53,7 +53,7 @@ def contains(result: PolicyCheckResult, expected: dict[str, Any]) -> bool:
     return any(all(f.to_json().get(k) == v for k, v in expected.items()) for f in result.findings)
 
 
-# --- seed 003 example findings ------------------------------------------------------------
+# --- example findings of the openclaw policy docs -----------------------------------------
 
 
 def test_seed_channel_finding_exactly(tmp_path: Path) -> None:

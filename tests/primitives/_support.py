@@ -22,10 +22,10 @@ from ledger.urm import sign_approval, urm_hash_b64u
 from ledger.verify import Accepted, Rejected, decide, verify_message
 from ledger.wpc import policy_hash_b64u, sign_wpc
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared"
-EXAMPLES: dict[str, Any] = json.loads((SHARED / "vectors" / "examples.json").read_text())
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
+EXAMPLES: dict[str, Any] = json.loads((VECTORS / "examples.json").read_text(encoding="utf-8"))
 BUNDLE_PASS: dict[str, Any] = json.loads(
-    (SHARED / "vectors" / "clawsig-proof-bundle-pass.v1.json").read_text()
+    (VECTORS / "clawsig-proof-bundle-pass.v1.json").read_text(encoding="utf-8")
 )
 RFC8032_SEED = bytes.fromhex(EXAMPLES["rfc8032_test1"]["seed_hex"])
 WPC_EXAMPLE: dict[str, Any] = EXAMPLES["wpc_example"]["payload"]

@@ -1,4 +1,4 @@
-"""The reference values of ../shared/vectors are reproduced (formats.md)."""
+"""The reference values of tests/vectors are reproduced (docs/formats.md)."""
 
 from __future__ import annotations
 
