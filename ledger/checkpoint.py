@@ -214,7 +214,8 @@ def parse_note(message: bytes) -> SignedNote:
 
 def sign_note(text: str, signers: Sequence[NoteSigner]) -> bytes:
     """``text`` + blank line + one signature line per signer."""
-    _check_note_text(text)
+    if not text.endswith("\n") or any(ord(ch) < 0x20 and ch != "\n" for ch in text):
+        raise ValueError("a note text ends with a newline and holds no other control character")
     if not signers:
         raise ValueError("a signed note needs at least one signer")
     raw = text.encode("utf-8")
@@ -290,7 +291,8 @@ class Checkpoint:
             raise ValueError("the root hash is 32 bytes")
         if any(not line or "\n" in line for line in self.extensions):
             raise ValueError("extension lines are non-empty single lines")
-        _check_note_text(self.text())
+        if any(ord(ch) < 0x20 for ch in self.origin + "".join(self.extensions)):
+            raise ValueError("a checkpoint holds no control character")
 
     def text(self) -> str:
         """The note text (body) of the checkpoint."""
