@@ -279,6 +279,10 @@ class InMemoryNodeStore:
     def leaf_count(self) -> int:
         return len(self._levels[0]) // HASH_SIZE if self._levels else 0
 
+    @property
+    def nbytes(self) -> int:
+        return sum(len(level) for level in self._levels)
+
     def get(self, level: int, index: int) -> bytes:
         offset = index * HASH_SIZE
         if level < 0 or index < 0 or level >= len(self._levels):

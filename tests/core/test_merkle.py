@@ -532,3 +532,12 @@ def test_new_leaves_refuse_a_partial_or_reordered_view(
 ) -> None:
     with pytest.raises(ValueError, match="expected"):
         order_new_leaves(pending, {0: 5})
+
+
+def test_the_benchmark_measures_every_figure_on_a_small_tree() -> None:
+    from bench.merkle import measure
+
+    figures = measure(leaves=1_000, samples=20)
+    assert figures["leaves"] == 1_000
+    assert figures["inclusion_proof_hashes"] == pytest.approx(10, abs=1)
+    assert all(value > 0 for value in figures.values())
