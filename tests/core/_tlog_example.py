@@ -16,7 +16,8 @@ from ledger.chain import chain_hash
 from ledger.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 from ledger.crypto import KeyPair
 from ledger.encoding import sha256_b64u
-from ledger.merkle import EventLeaf, MerkleTree, order_new_leaves
+from ledger.merkle import MerkleTree
+from ledger.tlog import EventLeaf, order_new_leaves
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 CHECKPOINT_FILE = GOLDEN / "tlog.rfc8032-test1.checkpoint"

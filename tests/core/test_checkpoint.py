@@ -25,7 +25,8 @@ from ledger.checkpoint import (
 )
 from ledger.crypto import KeyPair
 from ledger.errors import CheckpointError, ReasonCode
-from ledger.merkle import EventLeaf, leaf_hash, verify_consistency, verify_inclusion
+from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
+from ledger.tlog import EventLeaf
 from tests.core import _tlog_example as example
 
 GO_CROSSCHECK = Path(__file__).resolve().parent / "go_crosscheck"
