@@ -29,6 +29,8 @@ from ledger.crypto import KeyPair, did_from_public_key, public_key_from_did
 from ledger.errors import CheckpointError, ReasonCode
 
 __all__ = [
+    "ALG_ED25519",
+    "MAX_NOTE_BYTES",
     "MAX_NOTE_SIGNATURES",
     "Checkpoint",
     "NoteSignature",
