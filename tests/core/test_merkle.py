@@ -16,12 +16,15 @@ from ledger.merkle import (
     InMemoryNodeStore,
     MerkleTree,
     NodeId,
+    assemble,
     consistency_plan,
     inclusion_plan,
     leaf_hash,
     merkle_tree_hash,
     node_hash,
+    plan_ids,
     root_from_inclusion_proof,
+    root_plan,
     verify_consistency,
     verify_inclusion,
 )
@@ -403,6 +406,21 @@ def test_a_proof_is_one_batched_read_of_logarithmic_size() -> None:
     # at most two nodes per level of a 299-leaf tree
     assert all(len(batch) <= 2 * 9 for batch in store.batches)
     assert all(len(set(batch)) == len(batch) for batch in store.batches)
+
+
+def test_plans_serve_proofs_from_any_key_value_source(big_tree: MerkleTree) -> None:
+    # what an async or SQL store does: list the ids, fetch them in one query, fold
+    size, index, old = 257, 200, 100
+    table = {
+        node: big_tree.store.get(*node)
+        for node in plan_ids([*inclusion_plan(index, size), *consistency_plan(old, size)])
+    }
+    assert assemble(inclusion_plan(index, size), table) == ref_path(index, HASHES[:size])
+    assert assemble(consistency_plan(old, size), table) == ref_subproof(old, HASHES[:size], True)
+    assert root_plan(size) == ((8, 0), (0, 256))
+    assert root_plan(0) == ()
+    with pytest.raises(KeyError):
+        assemble(inclusion_plan(index, size + 64), table)
 
 
 def test_a_reopened_tree_continues_from_its_stored_nodes() -> None:
