@@ -18,7 +18,9 @@ Hierarchy::
         ├── TokenError               scoped tokens
         ├── ReceiptError             gateway receipts and bindings
         ├── ManifestError            run manifests and the run lifecycle
-        └── BundleError              proof bundles
+        ├── BundleError              proof bundles
+        ├── ProofError               Merkle inclusion and consistency proofs
+        └── CheckpointError          signed notes and tlog checkpoints
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from enum import StrEnum
 
 __all__ = [
     "BundleError",
+    "CheckpointError",
     "ConfigError",
     "EnvelopeError",
     "EventError",
@@ -34,6 +37,7 @@ __all__ = [
     "ManifestError",
     "MigrationError",
     "PolicyError",
+    "ProofError",
     "ReasonCode",
     "ReceiptError",
     "RejectedError",
@@ -108,6 +112,14 @@ class ReasonCode(StrEnum):
     # halt
     AGENT_HALTED = "AGENT_HALTED"
     HALT_NOT_ACTIVE = "HALT_NOT_ACTIVE"
+    # transparency log (ADR 0011, docs/transparency.md)
+    CHECKPOINT_MALFORMED = "CHECKPOINT_MALFORMED"
+    CHECKPOINT_SIGNATURE_INVALID = "CHECKPOINT_SIGNATURE_INVALID"
+    CHECKPOINT_KEY_UNKNOWN = "CHECKPOINT_KEY_UNKNOWN"
+    CHECKPOINT_ORIGIN_MISMATCH = "CHECKPOINT_ORIGIN_MISMATCH"
+    INCLUSION_PROOF_INVALID = "INCLUSION_PROOF_INVALID"
+    CONSISTENCY_PROOF_INVALID = "CONSISTENCY_PROOF_INVALID"
+    LEAF_MALFORMED = "LEAF_MALFORMED"
     # internal, never expected: kept so that a processor bug quarantines instead of crashing
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
@@ -176,3 +188,11 @@ class ManifestError(RejectedError):
 
 class BundleError(RejectedError):
     """A proof bundle failed verification."""
+
+
+class ProofError(RejectedError):
+    """A Merkle inclusion or consistency proof does not verify."""
+
+
+class CheckpointError(RejectedError):
+    """A signed note or checkpoint is malformed, unsigned by a trusted key, or forged."""

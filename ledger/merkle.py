@@ -1,0 +1,469 @@
+"""RFC 9162 (RFC 6962) Merkle trees: hashes, an append-only tree, proofs and their verifiers.
+
+Nodes are addressed as ``(level, index)``: level 0 holds the leaf hashes and
+node ``(level, index)`` is the root of the complete subtree over leaves
+``[index * 2**level, (index + 1) * 2**level)``. Only those complete-subtree
+nodes are ever stored; the hash of any other range (the right edge of a tree
+whose size is not a power of two) is folded from them when a proof needs it.
+That keeps the store append-only: a node, once written, never changes.
+
+Proofs are computed in two steps so that any storage can serve them:
+``*_plan`` lists the node ids a proof needs (pure arithmetic), the caller
+fetches them in one batch (``NodeReader.get_many``, or one SQL query), and
+``assemble`` folds them into the proof. The verifiers take only hashes.
+
+What the leaves of claw-ledger's log are is ``ledger.tlog`` (ADR 0011).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Protocol
+
+from ledger.errors import ProofError, ReasonCode
+
+__all__ = [
+    "EMPTY_ROOT",
+    "HASH_SIZE",
+    "CompactRange",
+    "InMemoryNodeStore",
+    "MerkleTree",
+    "NodeId",
+    "NodeReader",
+    "NodeStore",
+    "assemble",
+    "consistency_plan",
+    "consistency_proof",
+    "inclusion_plan",
+    "inclusion_proof",
+    "leaf_hash",
+    "merkle_tree_hash",
+    "node_hash",
+    "plan_ids",
+    "root_at",
+    "root_from_inclusion_proof",
+    "root_plan",
+    "verify_consistency",
+    "verify_inclusion",
+]
+
+HASH_SIZE = 32
+#: MTH({}) = SHA-256 of the empty string (RFC 9162 §2.1.1)
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+
+#: ``(level, index)`` of a complete subtree
+NodeId = tuple[int, int]
+#: one proof element: the complete subtrees (left to right) whose right fold is its hash
+Element = tuple[NodeId, ...]
+
+_sha256 = hashlib.sha256
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """SHA-256(0x00 || data): the hash of one entry."""
+    return _sha256(b"\x00" + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """SHA-256(0x01 || left || right): the hash of an interior node."""
+    return _sha256(b"\x01" + left + right).digest()
+
+
+def _fold(hashes: Sequence[bytes]) -> bytes:
+    """MTH of adjacent complete subtrees of strictly decreasing size, folded from the right."""
+    result = hashes[-1]
+    for left in reversed(hashes[:-1]):
+        result = _sha256(b"\x01" + left + result).digest()
+    return result
+
+
+def merkle_tree_hash(leaf_hashes: Iterable[bytes]) -> bytes:
+    """MTH of a list of leaf hashes, for any size (RFC 9162 §2.1.1)."""
+    frontier = CompactRange()
+    for hashed in leaf_hashes:
+        frontier.append(hashed)
+    return frontier.root()
+
+
+def _largest_power_of_two_below(n: int) -> int:
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def _range_ids(start: int, end: int) -> Element:
+    """The complete subtrees covering leaves ``[start, end)``, biggest first.
+
+    Callers pass ranges whose ``start`` is a multiple of a power of two at least
+    ``end - start``, so the MTH of the range is the right fold of these nodes.
+    """
+    ids: list[NodeId] = []
+    while start < end:
+        level = (end - start).bit_length() - 1
+        if start:
+            level = min(level, (start & -start).bit_length() - 1)
+        ids.append((level, start >> level))
+        start += 1 << level
+    return tuple(ids)
+
+
+def _check_size(name: str, value: int) -> None:
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+
+
+def root_plan(size: int) -> Element:
+    """Nodes whose fold is the root of the tree of ``size`` leaves (none for size 0)."""
+    _check_size("size", size)
+    return _range_ids(0, size)
+
+
+def inclusion_plan(index: int, size: int) -> list[Element]:
+    """Elements of the audit path of leaf ``index`` in the tree of ``size`` (RFC 9162 §2.1.3.1).
+
+    The iterative form of PATH(m, D[n]); the element nearest the leaf comes first.
+    """
+    _check_size("index", index)
+    _check_size("size", size)
+    if index >= size:
+        raise ValueError(f"leaf {index} is not in a tree of size {size}")
+    elements: list[Element] = []
+    start, n = 0, size
+    while n > 1:
+        k = _largest_power_of_two_below(n)
+        if index - start < k:
+            elements.append(_range_ids(start + k, start + n))
+            n = k
+        else:
+            elements.append(_range_ids(start, start + k))
+            start += k
+            n -= k
+    elements.reverse()
+    return elements
+
+
+def consistency_plan(old_size: int, new_size: int) -> list[Element]:
+    """Elements of the consistency proof from ``old_size`` to ``new_size`` (RFC 9162 §2.1.4.1).
+
+    The iterative form of SUBPROOF(m, D[n], true); empty when either size makes
+    the proof trivial (0 or equal sizes).
+    """
+    _check_size("old_size", old_size)
+    _check_size("new_size", new_size)
+    if old_size > new_size:
+        raise ValueError(f"old size {old_size} is larger than new size {new_size}")
+    if old_size in (0, new_size):
+        return []
+    elements: list[Element] = []
+    start, m, n = 0, old_size, new_size
+    old_is_complete_subtree = True
+    while m != n:
+        k = _largest_power_of_two_below(n)
+        if m <= k:
+            elements.append(_range_ids(start + k, start + n))
+            n = k
+        else:
+            elements.append(_range_ids(start, start + k))
+            start += k
+            m -= k
+            n -= k
+            old_is_complete_subtree = False
+    if not old_is_complete_subtree:
+        elements.append(_range_ids(start, start + n))
+    elements.reverse()
+    return elements
+
+
+def plan_ids(elements: Iterable[Element]) -> list[NodeId]:
+    """Every node the elements need, once each, in first-use order (one batched read)."""
+    return list(dict.fromkeys(node for element in elements for node in element))
+
+
+def assemble(elements: Sequence[Element], nodes: Mapping[NodeId, bytes]) -> list[bytes]:
+    """The proof hashes of ``elements``, from fetched node hashes."""
+    return [_fold([nodes[node] for node in element]) for element in elements]
+
+
+class NodeReader(Protocol):
+    """Where the hashes of complete subtrees are read (memory, a Postgres table, ...)."""
+
+    def get(self, level: int, index: int) -> bytes:
+        """The node's hash; ``KeyError`` when it is not stored."""
+        ...
+
+    def get_many(self, ids: Sequence[NodeId]) -> list[bytes]:
+        """Hashes of ``ids`` in order, in one round trip; ``KeyError`` if any is missing."""
+        ...
+
+
+class NodeStore(NodeReader, Protocol):
+    def put_many(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        """Store new ``(level, index, hash)`` nodes; rewriting one with another hash is an error."""
+        ...
+
+
+def _read(reader: NodeReader, elements: Sequence[Element]) -> dict[NodeId, bytes]:
+    ids = plan_ids(elements)
+    return dict(zip(ids, reader.get_many(ids), strict=True))
+
+
+def root_at(reader: NodeReader, size: int) -> bytes:
+    """Root of the tree's first ``size`` leaves, from stored nodes."""
+    plan = root_plan(size)
+    if not plan:
+        return EMPTY_ROOT
+    return _fold(reader.get_many(plan))
+
+
+def inclusion_proof(reader: NodeReader, index: int, size: int) -> list[bytes]:
+    elements = inclusion_plan(index, size)
+    return assemble(elements, _read(reader, elements))
+
+
+def consistency_proof(reader: NodeReader, old_size: int, new_size: int) -> list[bytes]:
+    elements = consistency_plan(old_size, new_size)
+    return assemble(elements, _read(reader, elements))
+
+
+class CompactRange:
+    """The right edge of a tree: the roots of its complete subtrees ``[0, size)``, biggest first.
+
+    Enough to append leaves and compute the root without reading anything else.
+    """
+
+    __slots__ = ("hashes", "size")
+
+    def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
+        _check_size("size", size)
+        if len(hashes) != size.bit_count():
+            raise ValueError(f"a tree of size {size} has {size.bit_count()} edge nodes")
+        self.size = size
+        self.hashes = list(hashes)
+
+    @classmethod
+    def from_reader(cls, reader: NodeReader, size: int) -> CompactRange:
+        plan = root_plan(size)
+        return cls(size, reader.get_many(plan) if plan else [])
+
+    def append(self, hashed_leaf: bytes) -> list[tuple[int, int, bytes]]:
+        """Add the next leaf hash; returns the new complete-subtree nodes to store."""
+        if len(hashed_leaf) != HASH_SIZE:
+            raise ValueError("a leaf hash is 32 bytes")
+        index = self.size
+        new = [(0, index, hashed_leaf)]
+        level, current = 0, hashed_leaf
+        while index & 1:
+            current = _sha256(b"\x01" + self.hashes.pop() + current).digest()
+            level += 1
+            index >>= 1
+            new.append((level, index, current))
+        self.hashes.append(current)
+        self.size += 1
+        return new
+
+    def root(self) -> bytes:
+        return _fold(self.hashes) if self.hashes else EMPTY_ROOT
+
+
+class InMemoryNodeStore:
+    """A ``NodeStore`` in one ``bytearray`` per level (32 bytes a node, no per-node object)."""
+
+    def __init__(self) -> None:
+        self._levels: list[bytearray] = []
+
+    @property
+    def leaf_count(self) -> int:
+        return len(self._levels[0]) // HASH_SIZE if self._levels else 0
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(level) for level in self._levels)
+
+    def get(self, level: int, index: int) -> bytes:
+        offset = index * HASH_SIZE
+        if level < 0 or index < 0 or level >= len(self._levels):
+            raise KeyError((level, index))
+        buffer = self._levels[level]
+        if offset + HASH_SIZE > len(buffer):
+            raise KeyError((level, index))
+        return bytes(buffer[offset : offset + HASH_SIZE])
+
+    def get_many(self, ids: Sequence[NodeId]) -> list[bytes]:
+        return [self.get(level, index) for level, index in ids]
+
+    def put_many(self, nodes: Sequence[tuple[int, int, bytes]]) -> None:
+        for level, index, hashed in nodes:
+            if len(hashed) != HASH_SIZE:
+                raise ValueError("a node hash is 32 bytes")
+            while len(self._levels) <= level:
+                self._levels.append(bytearray())
+            buffer = self._levels[level]
+            offset = index * HASH_SIZE
+            if offset == len(buffer):
+                buffer += hashed
+            elif buffer[offset : offset + HASH_SIZE] == hashed:
+                continue  # a replayed write is harmless
+            else:
+                raise ValueError(f"node {(level, index)} is out of order or conflicts")
+
+
+class MerkleTree:
+    """An append-only RFC 9162 tree over a ``NodeStore``.
+
+    ``size`` is the number of leaves already in the store; the right edge is
+    read back from it, so a tree reopens without touching its leaves' sources.
+    """
+
+    def __init__(self, store: NodeStore | None = None, size: int = 0) -> None:
+        self.store: NodeStore = store if store is not None else InMemoryNodeStore()
+        self._edge = CompactRange.from_reader(self.store, size)
+
+    @property
+    def size(self) -> int:
+        return self._edge.size
+
+    def append(self, hashed_leaf: bytes) -> int:
+        """Append one leaf hash; returns its index."""
+        index = self._edge.size
+        self.store.put_many(self._edge.append(hashed_leaf))
+        return index
+
+    def extend(self, hashed_leaves: Iterable[bytes]) -> None:
+        new: list[tuple[int, int, bytes]] = []
+        for hashed in hashed_leaves:
+            new.extend(self._edge.append(hashed))
+        self.store.put_many(new)
+
+    def root(self, size: int | None = None) -> bytes:
+        if size is None or size == self._edge.size:
+            return self._edge.root()
+        self._check_within(size)
+        return root_at(self.store, size)
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        size = self._edge.size if size is None else size
+        self._check_within(size)
+        return inclusion_proof(self.store, index, size)
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
+        new_size = self._edge.size if new_size is None else new_size
+        self._check_within(new_size)
+        return consistency_proof(self.store, old_size, new_size)
+
+    def _check_within(self, size: int) -> None:
+        _check_size("size", size)
+        if size > self._edge.size:
+            raise ValueError(f"the tree has {self._edge.size} leaves, not {size}")
+
+
+# --- verification (RFC 9162 §2.1.3.2 and §2.1.4.2): hashes in, no tree ---------------------
+
+
+def _is_hash(value: object) -> bool:
+    return isinstance(value, bytes) and len(value) == HASH_SIZE
+
+
+def _proof_sizes_ok(*sizes: object) -> bool:
+    return all(type(size) is int and size >= 0 for size in sizes)
+
+
+def root_from_inclusion_proof(
+    index: int, size: int, hashed_leaf: bytes, proof: Sequence[bytes]
+) -> bytes:
+    """The root that ``proof`` leads to from leaf ``index`` of a tree of ``size``.
+
+    ``INCLUSION_PROOF_INVALID`` when the proof cannot belong to that index and size.
+    """
+
+    def fail(detail: str) -> ProofError:
+        return ProofError(ReasonCode.INCLUSION_PROOF_INVALID, detail)
+
+    if not _proof_sizes_ok(index, size) or index >= size:
+        raise fail(f"leaf index {index!r} is not within a tree of size {size!r}")
+    if not _is_hash(hashed_leaf) or not all(_is_hash(p) for p in proof):
+        raise fail("every hash is 32 bytes")
+    fn, sn = index, size - 1
+    result = hashed_leaf
+    for sibling in proof:
+        if sn == 0:
+            raise fail("the proof is longer than the path of this leaf")
+        if fn & 1 or fn == sn:
+            result = node_hash(sibling, result)
+            if not fn & 1:
+                # a right-edge node: climb to the next level where it is a right child
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            result = node_hash(result, sibling)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise fail("the proof is shorter than the path of this leaf")
+    return result
+
+
+def verify_inclusion(
+    index: int, size: int, hashed_leaf: bytes, proof: Sequence[bytes], root: bytes
+) -> None:
+    """Raise ``ProofError(INCLUSION_PROOF_INVALID)`` unless ``proof`` shows the leaf in ``root``."""
+    computed = root_from_inclusion_proof(index, size, hashed_leaf, proof)
+    if computed != root:
+        raise ProofError(
+            ReasonCode.INCLUSION_PROOF_INVALID,
+            f"leaf {index} does not lead to the root of the tree of size {size}",
+        )
+
+
+def verify_consistency(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> None:
+    """Raise ``ProofError(CONSISTENCY_PROOF_INVALID)`` unless the old tree prefixes the new."""
+
+    def fail(detail: str) -> ProofError:
+        return ProofError(ReasonCode.CONSISTENCY_PROOF_INVALID, detail)
+
+    if not _proof_sizes_ok(old_size, new_size) or old_size > new_size:
+        raise fail(f"sizes {old_size!r} -> {new_size!r} do not grow")
+    if not _is_hash(old_root) or not _is_hash(new_root) or not all(_is_hash(p) for p in proof):
+        raise fail("every hash is 32 bytes")
+    if old_size == new_size:
+        if proof:
+            raise fail("equal sizes take an empty proof")
+        if old_root != new_root:
+            raise fail(f"two different roots for size {old_size}")
+        return
+    if old_size == 0:
+        # the empty tree is a prefix of every tree (RFC 9162 leaves size 0 out)
+        if proof:
+            raise fail("a proof from the empty tree is empty")
+        return
+    if not proof:
+        raise fail("the proof is empty")
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:
+        path.insert(0, old_root)
+    fn, sn = old_size - 1, new_size - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            raise fail("the proof is longer than the path between these sizes")
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while fn and not fn & 1:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise fail("the proof is shorter than the path between these sizes")
+    if fr != old_root:
+        raise fail(f"the proof does not lead to the root of size {old_size}")
+    if sr != new_root:
+        raise fail(f"the proof does not lead to the root of size {new_size}")
