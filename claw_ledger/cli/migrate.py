@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from claw_ledger.config import effective_database_url, load_settings
-from claw_ledger.storage.migrate import migrate
 
 __all__ = ["command"]
 
@@ -41,6 +40,8 @@ def command(
     Refuses a database whose schema is newer than this code, and an applied
     migration whose file has changed.
     """
+    from claw_ledger.storage.migrate import migrate
+
     settings = load_settings(database_url=database_url, state_dir=state_dir)
     url = effective_database_url(settings)
     report = asyncio.run(migrate(url, directory=directory))
