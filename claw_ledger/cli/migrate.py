@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
@@ -40,6 +39,8 @@ def command(
     Refuses a database whose schema is newer than this code, and an applied
     migration whose file has changed.
     """
+    import asyncio
+
     from claw_ledger.storage.migrate import migrate
 
     settings = load_settings(database_url=database_url, state_dir=state_dir)

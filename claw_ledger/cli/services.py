@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -192,6 +191,8 @@ def status(ctx: click.Context, /, as_json: bool, **options: Any) -> None:
 @json_option
 def topics(as_json: bool, **options: Any) -> None:
     """Create the ledger topics (<prefix>.ingress/.verified/.quarantine) if missing."""
+    import asyncio
+
     from claw_ledger.services.kafka import ensure_topics
 
     settings = settings_from_options(options)
