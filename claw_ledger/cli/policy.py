@@ -143,13 +143,14 @@ def _make_publisher(publish: bool, key_path: str | None) -> Publisher | None:
     if key_path is None:
         raise click.UsageError("--publish needs --key FILE.")
     key = resolve_key(key_path)
-    targets: list[PublishTarget] = []  # resolved at the first publish, then reused
+    # resolved at the first publish (after the report is printed), then reused
+    target: PublishTarget | None = None
 
     def publish_event(event_type: str, stream: str, body: dict[str, Any]) -> PublishOutcome:
+        nonlocal target
         try:
-            if not targets:
-                targets.append(publish_target())
-            outcome = sign_and_publish(key, event_type, stream, body, target=targets[0])
+            target = target or publish_target()
+            outcome = sign_and_publish(key, event_type, stream, body, target=target)
         except LedgerError:
             raise
         except ImportError as exc:
