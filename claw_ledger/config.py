@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger.errors import ConfigError
+from ledger.topics import DEFAULT_TOPIC_PREFIX
 
 __all__ = [
     "CONFIG_FILE_NAME",
@@ -49,7 +50,6 @@ __all__ = [
 
 #: Kafka broker version started by ``services up``; chosen in docs/adr/0002-kafka-version.md.
 DEFAULT_KAFKA_VERSION = "4.4.0"
-DEFAULT_TOPIC_PREFIX = "claw"
 DEFAULT_PARTITIONS = 4
 CONFIG_FILE_NAME = "claw-ledger.toml"
 SERVICES_FILE_NAME = "services.json"

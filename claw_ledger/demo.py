@@ -23,10 +23,11 @@ from rich.console import Console
 from rich.rule import Rule
 
 from claw_ledger.config import Settings
+from ledger.errors import DemoFailed, MigrationError
 from ledger.tokens import token_scope_hash_b64u
 from ledger.wpc import policy_hash_b64u
 
-__all__ = ["DemoFailed", "run_demo"]
+__all__ = ["require_schema", "run_demo"]
 
 ROLES = {
     "policy-admin": "policy-admin",
@@ -47,10 +48,6 @@ WPC: dict[str, Any] = {
     "token_binding": {"cst_scope_hash_required": True, "cst_policy_hash_pinning": "required"},
     "validation": {"fail_closed_on_missing_wpc": True, "fail_closed_on_hash_mismatch": True},
 }
-
-
-class DemoFailed(Exception):
-    pass
 
 
 @dataclass
@@ -95,8 +92,35 @@ class _Runner:
             self.console.print(Rule(f"[bold]{title}"))
 
 
+def require_schema(settings: Settings) -> None:
+    """Raise MigrationError, in one line, unless the database is at the newest migration.
+
+    Without it, the first step (``init``) fails on a missing table with a
+    traceback that does not say what to do.
+    """
+    import asyncio
+
+    from claw_ledger.config import effective_database_url
+    from claw_ledger.storage.migrate import check_schema, schema_version
+
+    url = effective_database_url(settings)
+
+    async def check() -> None:
+        if await schema_version(url) is None:
+            raise MigrationError("the ledger database has no schema yet: run `claw-ledger migrate`")
+        try:
+            await check_schema(url)
+        except MigrationError as exc:
+            raise MigrationError(
+                f"{exc.message}: {exc.hint}" if exc.hint else exc.message
+            ) from None
+
+    asyncio.run(check())
+
+
 def run_demo(settings: Settings, *, as_json: bool = False) -> dict[str, Any]:
     """Play the scenario against a running ledger; raise DemoFailed on surprise."""
+    require_schema(settings)
     console = Console()
     with tempfile.TemporaryDirectory(prefix="claw-demo-") as tmp:
         run = _Runner(settings, Path(tmp), console, quiet=as_json)

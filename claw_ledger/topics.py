@@ -1,41 +1,18 @@
-"""Names of the Kafka topics the ledger uses, built from the topic prefix.
+"""The ledger's topics under the configured prefix (``Settings.topic_prefix``).
 
-``INGRESS``, ``VERIFIED`` and ``QUARANTINE`` are the names under the default
-prefix; use :func:`topic_names` with ``Settings.topic_prefix`` for any other.
+The naming itself is :mod:`ledger.topics`; this module only ties it to the
+application's settings. ``Topics`` and ``topic_names`` are re-exported for
+scripts that build names from a prefix they hold (bench).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from claw_ledger.config import Settings
+from ledger.topics import Topics, topic_names
 
-from claw_ledger.config import DEFAULT_TOPIC_PREFIX
-
-__all__ = ["INGRESS", "QUARANTINE", "VERIFIED", "Topics", "topic_names"]
-
-
-@dataclass(frozen=True)
-class Topics:
-    """The ledger's topics under one prefix."""
-
-    ingress: str
-    verified: str
-    quarantine: str
-
-    @property
-    def all(self) -> tuple[str, str, str]:
-        return (self.ingress, self.verified, self.quarantine)
+__all__ = ["Topics", "topic_names", "topics_for"]
 
 
-def topic_names(prefix: str = DEFAULT_TOPIC_PREFIX) -> Topics:
-    """``<prefix>.ingress``, ``<prefix>.verified``, ``<prefix>.quarantine``."""
-    return Topics(
-        ingress=f"{prefix}.ingress",
-        verified=f"{prefix}.verified",
-        quarantine=f"{prefix}.quarantine",
-    )
-
-
-_DEFAULT = topic_names()
-INGRESS = _DEFAULT.ingress
-VERIFIED = _DEFAULT.verified
-QUARANTINE = _DEFAULT.quarantine
+def topics_for(settings: Settings) -> Topics:
+    """The ingress, verified and quarantine topics of ``settings.topic_prefix``."""
+    return topic_names(settings.topic_prefix)

@@ -2,13 +2,42 @@
 
 This package imports no Kafka, Postgres or HTTP client; those live at the
 edges (``producers``, ``consumers``, ``claw_ledger``).
+
+The names below load their module on first use (PEP 562), so that importing
+one light module (``ledger.errors``, ``ledger.topics``) does not load the
+event schemas and their validation library.
 """
 
-from ledger.crypto import KeyPair, did_from_public_key, load_key, save_key
-from ledger.envelope import SignedEnvelope, sign_envelope, verify_envelope
-from ledger.errors import LedgerError, ReasonCode, RejectedError
-from ledger.events import EVENT_TYPES, LedgerEvent, build_event, sign_event
-from ledger.roles import Role
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ledger.crypto import KeyPair, did_from_public_key, load_key, save_key
+    from ledger.envelope import SignedEnvelope, sign_envelope, verify_envelope
+    from ledger.errors import LedgerError, ReasonCode, RejectedError
+    from ledger.events import EVENT_TYPES, LedgerEvent, build_event, sign_event
+    from ledger.roles import Role
+
+#: public name -> the module that defines it
+_EXPORTS = {
+    "EVENT_TYPES": "ledger.events",
+    "KeyPair": "ledger.crypto",
+    "LedgerError": "ledger.errors",
+    "LedgerEvent": "ledger.events",
+    "ReasonCode": "ledger.errors",
+    "RejectedError": "ledger.errors",
+    "Role": "ledger.roles",
+    "SignedEnvelope": "ledger.envelope",
+    "build_event": "ledger.events",
+    "did_from_public_key": "ledger.crypto",
+    "load_key": "ledger.crypto",
+    "save_key": "ledger.crypto",
+    "sign_envelope": "ledger.envelope",
+    "sign_event": "ledger.events",
+    "verify_envelope": "ledger.envelope",
+}
 
 __all__ = [
     "EVENT_TYPES",
@@ -27,3 +56,16 @@ __all__ = [
     "sign_event",
     "verify_envelope",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ledger' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

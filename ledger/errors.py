@@ -10,6 +10,8 @@ Hierarchy::
     LedgerError                      base of everything raised on purpose
     ├── ConfigError                  bad settings, missing Java/Maven, bad URL
     ├── ServiceError                 a server could not be started / reached
+    │   ├── PublishError             an event could not be handed to Kafka
+    │   └── DemoFailed               a step of ``claw-ledger demo`` did not do what it expects
     ├── MigrationError               schema newer than code, failed migration
     └── RejectedError                input refused, always with a ReasonCode
         ├── EnvelopeError            clawsig envelope checks (formats.md §2)
@@ -31,6 +33,7 @@ __all__ = [
     "BundleError",
     "CheckpointError",
     "ConfigError",
+    "DemoFailed",
     "EnvelopeError",
     "EventError",
     "LedgerError",
@@ -38,6 +41,7 @@ __all__ = [
     "MigrationError",
     "PolicyError",
     "ProofError",
+    "PublishError",
     "ReasonCode",
     "ReceiptError",
     "RejectedError",
@@ -147,6 +151,17 @@ class ConfigError(LedgerError):
 
 class ServiceError(LedgerError):
     """A server (Kafka, Postgres) could not be started, reached or stopped."""
+
+
+class PublishError(ServiceError):
+    """Publishing failed before any verdict: no producer could be made, or Kafka did not
+    take the event. (A refused event is not this: it is quarantined, a RejectedError.)"""
+
+
+class DemoFailed(ServiceError):
+    """A demo step exited with another code than the scenario expects: the running ledger
+    (its servers, its processor) did not behave as the demo needs. The message holds the
+    command and its stderr."""
 
 
 class MigrationError(LedgerError):

@@ -12,7 +12,8 @@ carries it is signed by the same key, which must hold the ``gateway`` role.
 ...     provider="anthropic", model="claude-sonnet-4", key=gateway_key,
 ...     binding=ReceiptBinding(run_id=job_id, event_hash_b64u=start_hash, nonce=nonce),
 ...     tokens_input=812, tokens_output=90, latency_ms=1234)
->>> publish_receipt_sync(settings, gateway_key, job_id, receipt)
+>>> target = PublishTarget(kafka_bootstrap, "claw.ingress", database_url)
+>>> publish_receipt_sync(target, gateway_key, job_id, receipt).check()
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from ledger.envelope import SignedEnvelope
 from ledger.receipts import ReceiptBinding, build_receipt_payload, sign_receipt
 
 if TYPE_CHECKING:
-    from claw_ledger.config import Settings
+    from producers.outcome import PublishOutcome
+    from producers.publish import PublishTarget
 
 __all__ = [
     "DEFAULT_GATEWAY_ID",
@@ -86,18 +88,18 @@ def receipt_event_body(job_id: str, receipt: SignedEnvelope | bytes | str) -> di
 
 
 async def publish_receipt(
-    settings: Settings,
+    target: PublishTarget,
     key: KeyPair,
     job_id: str,
     receipt: SignedEnvelope | bytes | str,
     *,
     wait: bool = True,
-) -> dict[str, Any]:
+) -> PublishOutcome:
     """Publish ``receipt.recorded`` on ``job:<job_id>``; with ``wait``, the ledger's verdict."""
     from producers.publish import publish_event
 
     return await publish_event(
-        settings,
+        target,
         key,
         RECEIPT_EVENT_TYPE,
         f"job:{job_id}",
@@ -107,18 +109,18 @@ async def publish_receipt(
 
 
 def publish_receipt_sync(
-    settings: Settings,
+    target: PublishTarget,
     key: KeyPair,
     job_id: str,
     receipt: SignedEnvelope | bytes | str,
     *,
     wait: bool = True,
-) -> dict[str, Any]:
+) -> PublishOutcome:
     """Blocking :func:`publish_receipt`."""
     from producers.publish import publish_event_sync
 
     return publish_event_sync(
-        settings,
+        target,
         key,
         RECEIPT_EVENT_TYPE,
         f"job:{job_id}",
@@ -128,7 +130,7 @@ def publish_receipt_sync(
 
 
 def record_model_call(
-    settings: Settings,
+    target: PublishTarget,
     key: KeyPair,
     *,
     job_id: str,
@@ -142,7 +144,7 @@ def record_model_call(
     tokens_output: int = 0,
     latency_ms: int = 0,
     wait: bool = True,
-) -> tuple[SignedEnvelope, dict[str, Any]]:
+) -> tuple[SignedEnvelope, PublishOutcome]:
     """Build, sign and publish the receipt of one model call (blocking)."""
     receipt = build_gateway_receipt(
         request=request,
@@ -156,4 +158,4 @@ def record_model_call(
         tokens_output=tokens_output,
         latency_ms=latency_ms,
     )
-    return receipt, publish_receipt_sync(settings, key, job_id, receipt, wait=wait)
+    return receipt, publish_receipt_sync(target, key, job_id, receipt, wait=wait)

@@ -1,8 +1,10 @@
 """Publish one event and, optionally, wait for the ledger's verdict.
 
-Used by the CLI: after Kafka has the event, :func:`wait_for_verdict` polls
-Postgres until the verifying processor has either committed the event to the
-ledger or quarantined it, so the user learns the outcome and its reason code.
+After Kafka has the event, :func:`await_verdict` polls Postgres until the
+verifying processor has either committed the event to the ledger or
+quarantined it, so the publisher learns the outcome and its reason code. The
+endpoints are plain arguments (:class:`PublishTarget`): this edge knows no
+application settings.
 """
 
 from __future__ import annotations
@@ -10,23 +12,40 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from claw_ledger.config import Settings, effective_endpoints
-from claw_ledger.topics import topic_names
 from ledger.crypto import KeyPair
-from ledger.errors import ServiceError
+from producers.outcome import Committed, PublishOutcome, Quarantined, TimedOut, Verdict
 from producers.sdk import LedgerProducer
 
-__all__ = ["publish_event", "publish_event_sync", "wait_for_verdict"]
+__all__ = [
+    "Committed",
+    "PublishOutcome",
+    "PublishTarget",
+    "Quarantined",
+    "TimedOut",
+    "Verdict",
+    "await_verdict",
+    "publish_event",
+    "publish_event_sync",
+    "wait_for_verdict",
+]
 
 
-async def wait_for_verdict(
-    database_url: str, event_id: str, *, timeout: float = 30.0
-) -> dict[str, Any]:
-    """``{"status": "committed", "position": n}`` or ``{"status": "quarantined", ...}``."""
+@dataclass(frozen=True)
+class PublishTarget:
+    """Where events go (Kafka, the ingress topic) and where their verdicts are read."""
+
+    kafka_bootstrap: str
+    ingress_topic: str
+    database_url: str
+
+
+async def await_verdict(database_url: str, event_id: str, *, timeout: float = 30.0) -> Verdict:
+    """Poll the ledger until ``event_id`` is committed or quarantined, at most ``timeout`` s."""
     deadline = time.monotonic() + timeout
     conn = await asyncpg.connect(database_url)
     try:
@@ -37,37 +56,35 @@ async def wait_for_verdict(
                 event_id,
             )
             if row is not None:
-                return {
-                    "status": "committed",
-                    "position": row["position"],
-                    "ledger_seq": row["ledger_seq"],
-                    "chain_hash": row["chain_hash"],
-                }
+                return Committed(row["position"], row["ledger_seq"], row["chain_hash"])
             row = await conn.fetchrow(
                 "SELECT reason_code, detail FROM quarantine WHERE event_id = $1"
                 " ORDER BY id DESC LIMIT 1",
                 event_id,
             )
             if row is not None:
-                return {
-                    "status": "quarantined",
-                    "reason_code": row["reason_code"],
-                    "detail": row["detail"],
-                }
+                return Quarantined(row["reason_code"], row["detail"])
             if time.monotonic() > deadline:
-                raise ServiceError(
-                    f"event {event_id} was published but no verdict arrived in {timeout:.0f}s",
-                    hint="is the processor running? start it with `claw-ledger up` or "
-                    "`claw-ledger processor run`",
-                )
+                return TimedOut(timeout)
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.25)
     finally:
         await conn.close()
 
 
+async def wait_for_verdict(
+    database_url: str, event_id: str, *, timeout: float = 30.0
+) -> dict[str, Any]:
+    """:func:`await_verdict` as a dict (``{"status": "committed", "position": n, ...}``);
+    raises ``ServiceError`` on a timeout. For scripts that print or compare verdicts."""
+    verdict = await await_verdict(database_url, event_id, timeout=timeout)
+    if isinstance(verdict, TimedOut):
+        raise verdict.error(event_id)
+    return verdict.to_dict()
+
+
 async def publish_event(
-    settings: Settings,
+    target: PublishTarget,
     key: KeyPair,
     event_type: str,
     stream: str,
@@ -75,21 +92,20 @@ async def publish_event(
     *,
     wait: bool = True,
     timeout: float = 30.0,
-) -> dict[str, Any]:
-    endpoints = effective_endpoints(settings)
-    topics = topic_names(settings.topic_prefix)
-    async with LedgerProducer(endpoints.kafka_bootstrap, topics.ingress) as producer:
+) -> PublishOutcome:
+    """Sign and publish one event on ``target``; with ``wait``, await its verdict."""
+    async with LedgerProducer(target.kafka_bootstrap, target.ingress_topic) as producer:
         position = await producer.publish(key, event_type, stream, body)
-    result: dict[str, Any] = {"event_type": event_type, **position.to_dict()}
-    if wait:
-        result |= await wait_for_verdict(endpoints.database_url, position.event_id, timeout=timeout)
-    else:
-        result["status"] = "published"
-    return result
+    verdict = (
+        await await_verdict(target.database_url, position.event_id, timeout=timeout)
+        if wait
+        else None
+    )
+    return PublishOutcome(event_type, position, verdict)
 
 
 def publish_event_sync(
-    settings: Settings,
+    target: PublishTarget,
     key: KeyPair,
     event_type: str,
     stream: str,
@@ -97,8 +113,8 @@ def publish_event_sync(
     *,
     wait: bool = True,
     timeout: float = 30.0,
-) -> dict[str, Any]:
-    """Blocking :func:`publish_event` for the CLI."""
+) -> PublishOutcome:
+    """Blocking :func:`publish_event`."""
     return asyncio.run(
-        publish_event(settings, key, event_type, stream, body, wait=wait, timeout=timeout)
+        publish_event(target, key, event_type, stream, body, wait=wait, timeout=timeout)
     )

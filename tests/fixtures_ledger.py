@@ -21,10 +21,10 @@ import pytest_asyncio
 
 from claw_ledger.config import Settings
 from claw_ledger.services.kafka import ensure_topics
-from claw_ledger.topics import topic_names
 from consumers.store import set_trust_root
 from ledger.crypto import KeyPair, save_key
 from ledger.roles import Role
+from ledger.topics import topic_names
 from producers.publish import wait_for_verdict
 from producers.sdk import LedgerProducer
 

@@ -27,8 +27,8 @@ from claw_ledger.services.manager import services_status, services_up
 from claw_ledger.services.process import pid_alive
 from claw_ledger.storage import connect
 from claw_ledger.storage.migrate import check_schema, discover_migrations, migrate, schema_version
-from claw_ledger.topics import INGRESS, QUARANTINE, VERIFIED, topic_names
 from ledger.errors import ConfigError, MigrationError
+from ledger.topics import INGRESS, QUARANTINE, VERIFIED, topic_names
 
 # ---------------------------------------------------------------- settings (no servers)
 

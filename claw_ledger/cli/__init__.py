@@ -1,9 +1,11 @@
 """The ``claw-ledger`` command line.
 
-Each command group lives in its own module in this package and is registered
-in :data:`_COMMAND_MODULES`; every module exposes a click object named
-``command``. Errors from :mod:`ledger.errors` are turned into a clear message
-and an exit code here, in one place.
+Each command group lives in its own module in this package; :data:`COMMANDS`
+names the module and attribute of every top-level command, and a module is
+imported only when one of its commands runs (or ``--help`` lists them), so
+``claw-ledger --version`` imports no command at all. Errors from
+:mod:`ledger.errors` are turned into a clear message and an exit code here,
+in one place.
 """
 
 from __future__ import annotations
@@ -15,32 +17,32 @@ from typing import Any
 
 import click
 
-from ledger.errors import LedgerError, RejectedError
+__all__ = ["COMMANDS", "cli", "main"]
 
-__all__ = ["main"]
-
-# modules of the core ledger commands; each exposes ``command`` (and maybe ``extra_commands``)
-_CORE_MODULES: tuple[str, ...] = (
-    "up",
-    "init",
-    "keys",
-    "publish",
-    "timeline",
-    "audit",
-    "processor",
-)
-# further command modules, registered the same way
-_COMMAND_MODULES: tuple[str, ...] = (
-    "services",
-    "migrate",
-    "policy",
-    "wpc",
-    "cst",
-    "urm",
-    "run",
-    "receipt",
-    "halt",
-)
+#: command name -> (module of this package, attribute holding its click command)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("up", "command"),
+    "down": ("up", "down"),
+    "demo": ("up", "demo"),
+    "init": ("init", "command"),
+    "keys": ("keys", "command"),
+    "publish": ("publish", "command"),
+    "timeline": ("timeline", "command"),
+    "audit": ("audit", "command"),
+    "quarantine": ("audit", "quarantine_command"),
+    "processor": ("processor", "command"),
+    "services": ("services", "command"),
+    "migrate": ("migrate", "command"),
+    "policy": ("policy", "command"),
+    "wpc": ("wpc", "command"),
+    "cst": ("cst", "command"),
+    "urm": ("urm", "command"),
+    "run": ("run", "command"),
+    "receipt": ("receipt", "command"),
+    "halt": ("halt", "command"),
+    "resume": ("halt", "resume"),
+    "halts": ("halt", "halts"),
+}
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
@@ -48,7 +50,25 @@ EXIT_USAGE = 2
 
 
 class _LedgerGroup(click.Group):
+    """Loads each command from :data:`COMMANDS` on first use; maps ledger errors to exits."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            module_name, attribute = COMMANDS[cmd_name]
+            module = importlib.import_module(f"{__name__}.{module_name}")
+            command = getattr(module, attribute)
+            if not isinstance(command, click.Command) or command.name != cmd_name:
+                raise RuntimeError(f"{module.__name__}.{attribute} is not the {cmd_name!r} command")
+            self.add_command(command)
+        return self.commands.get(cmd_name)
+
     def invoke(self, ctx: click.Context) -> Any:
+        # imported here: --help and --version never reach invoke, and should stay light
+        from ledger.errors import LedgerError, RejectedError
+
         try:
             return super().invoke(ctx)
         except RejectedError as exc:
@@ -88,17 +108,6 @@ def cli(kafka: str | None, database_url: str | None, state_dir: str | None) -> N
     ):
         if value:
             os.environ[env_name] = value
-
-
-def _register() -> None:
-    for name in _CORE_MODULES + _COMMAND_MODULES:
-        module = importlib.import_module(f"claw_ledger.cli.{name}")
-        cli.add_command(module.command)
-        for extra in getattr(module, "extra_commands", ()):
-            cli.add_command(extra)
-
-
-_register()
 
 
 def main() -> None:

@@ -156,4 +156,3 @@ def quarantine_command(reason: str | None, after: int, limit: int, as_json: bool
 
 
 command = audit_command
-extra_commands = (quarantine_command,)

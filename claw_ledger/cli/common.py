@@ -1,29 +1,47 @@
-"""Helpers shared by the CLI command modules."""
+"""Helpers shared by the CLI command modules.
+
+Command modules import each other never, only this module: what two commands
+share lives here. Nothing heavy (Kafka, Postgres, faust) is imported at module
+level; each helper imports what it needs when called, so that listing the
+commands (``--help``) stays fast.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from claw_ledger.config import Settings, load_settings
 from ledger.crypto import KeyPair, load_key
-from ledger.errors import ConfigError
+from ledger.errors import ConfigError, ManifestError, ReasonCode
+
+if TYPE_CHECKING:
+    from consumers.app import ProcessorConfig
+    from producers.outcome import PublishOutcome
+    from producers.publish import PublishTarget
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
     "emit_json",
+    "fetch_job",
     "key_option",
     "keys_dir",
+    "precheck_policy",
+    "processor_config",
+    "publish_target",
+    "read_input",
+    "read_token",
     "report_publish",
     "resolve_key",
     "run_async",
     "settings",
+    "sign_and_publish",
 ]
 
 
@@ -70,17 +88,127 @@ def run_async(coro: Any) -> Any:
         sys.exit(130)
 
 
-def report_publish(result: dict[str, Any], as_json: bool, ok_message: str) -> None:
-    """Print the outcome of a published event; exit 1 (RejectedError) when quarantined."""
-    from ledger.errors import ReasonCode, RejectedError
+def read_input(path: str) -> bytes:
+    """The bytes of file ``path``, or of stdin for ``-``."""
+    with click.open_file(path, "rb") as handle:
+        data: bytes = handle.read()
+    return data
 
+
+def read_token(value: str) -> str:
+    """A token given on the command line, or read from stdin for ``-``."""
+    text = read_input("-").decode("utf-8", "replace") if value == "-" else value
+    return text.strip()
+
+
+# ---------------------------------------------------------------- publishing
+
+
+def publish_target(resolved: Settings | None = None) -> PublishTarget:
+    """Kafka, the ingress topic and the database of the configured ledger."""
+    from claw_ledger.config import effective_endpoints
+    from claw_ledger.topics import topics_for
+    from producers.publish import PublishTarget
+
+    resolved = resolved or settings()
+    endpoints = effective_endpoints(resolved)
+    return PublishTarget(
+        endpoints.kafka_bootstrap, topics_for(resolved).ingress, endpoints.database_url
+    )
+
+
+def sign_and_publish(
+    key: KeyPair,
+    event_type: str,
+    stream: str,
+    body: Mapping[str, Any],
+    *,
+    target: PublishTarget | None = None,
+    wait: bool = True,
+    timeout: float = 30.0,
+) -> PublishOutcome:
+    """Sign and publish one event to the configured ledger; the outcome, unchecked."""
+    from producers.publish import publish_event_sync
+
+    return publish_event_sync(
+        target or publish_target(), key, event_type, stream, body, wait=wait, timeout=timeout
+    )
+
+
+def report_publish(
+    outcome: PublishOutcome,
+    as_json: bool,
+    ok_message: str,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Print the outcome (its JSON document with ``extra`` added, or ``ok_message``).
+
+    Exit 1 (RejectedError) when quarantined, after printing the JSON; exit 2
+    (ServiceError), printing nothing, when no verdict arrived in time.
+    """
+    from producers.outcome import TimedOut
+
+    if isinstance(outcome.verdict, TimedOut):
+        raise outcome.verdict.error(outcome.event_id)
     if as_json:
-        emit_json(result)
-    if result.get("status") == "quarantined":
-        code = result.get("reason_code", "")
-        raise RejectedError(
-            ReasonCode(code) if code in ReasonCode.__members__ else ReasonCode.INTERNAL_ERROR,
-            f"the ledger refused the event: {result.get('detail')}",
-        )
+        emit_json(outcome.to_dict() | dict(extra or {}))
+    outcome.check()
     if not as_json:
-        click.echo(f"{ok_message} (ledger position {result.get('position', '?')})")
+        position = outcome.position
+        click.echo(f"{ok_message} (ledger position {'?' if position is None else position})")
+
+
+# ---------------------------------------------------------------- ledger reads
+
+
+def precheck_policy(policy_hash: str) -> dict[str, Any]:
+    """Fail early (before publishing) when a WPC may not be used: malformed hash,
+    unknown, revoked or superseded. The ledger checks again."""
+    from claw_ledger.storage.primitives import get_policy, query_sync
+    from ledger.primitive_rules import usable_policy
+    from ledger.state import LedgerState
+    from ledger.wpc import check_policy_hash
+
+    check_policy_hash(policy_hash)
+    row = query_sync(settings(), get_policy, policy_hash)
+    state = LedgerState(policies={policy_hash: row} if row else {})
+    return usable_policy(state, policy_hash)
+
+
+def fetch_job(job_id: str) -> dict[str, Any]:
+    """The ledger's row for ``job_id``; ``JOB_UNKNOWN`` when there is none."""
+    from claw_ledger.storage.primitives import get_job, query_sync
+
+    job = query_sync(settings(), get_job, job_id)
+    if job is None:
+        raise ManifestError(
+            ReasonCode.JOB_UNKNOWN,
+            f"no approved job {job_id!r} on the ledger",
+            hint="submit its URM with `claw-ledger urm submit FILE --approval A.json --key K`",
+        )
+    return job
+
+
+# ---------------------------------------------------------------- the processor
+
+
+def processor_config(group: str, batch_size: int) -> ProcessorConfig:
+    """The processor's configuration from the settings (imports the consumers: call it
+    only from the commands that run a processor)."""
+    from claw_ledger.config import effective_endpoints
+    from claw_ledger.topics import topics_for
+    from consumers.app import ProcessorConfig
+
+    resolved = settings()
+    endpoints = effective_endpoints(resolved)
+    topics = topics_for(resolved)
+    return ProcessorConfig(
+        kafka_bootstrap=endpoints.kafka_bootstrap,
+        database_url=endpoints.database_url,
+        ingress_topic=topics.ingress,
+        verified_topic=topics.verified,
+        quarantine_topic=topics.quarantine,
+        group=group,
+        batch_size=batch_size,
+        datadir=str(resolved.state_dir / "processor"),
+    )

@@ -7,11 +7,20 @@ from typing import Any
 
 import click
 
-from claw_ledger.cli.common import emit_json, key_option, resolve_key, settings
-from claw_ledger.cli.wpc import precheck_policy, read_input
+from claw_ledger.cli.common import (
+    emit_json,
+    key_option,
+    precheck_policy,
+    publish_target,
+    read_input,
+    read_token,
+    resolve_key,
+    settings,
+    sign_and_publish,
+)
 from ledger.errors import ReasonCode, RejectedError, TokenError
 
-__all__ = ["ENV_MAX_TTL", "command", "raise_if_quarantined", "read_token"]
+__all__ = ["ENV_MAX_TTL", "command"]
 
 ENV_MAX_TTL = "CLAW_LEDGER_CST_MAX_TTL"
 
@@ -33,22 +42,6 @@ def command() -> None:
       claw-ledger cst scope-hash claims.json
       claw-ledger cst revoke --job job-42 --reason "leaked in CI log" --key issuer
     """
-
-
-def raise_if_quarantined(result: dict[str, Any]) -> None:
-    """Raise the ledger's refusal (exit 1) when the event was quarantined."""
-    if result.get("status") == "quarantined":
-        code = str(result.get("reason_code", ""))
-        raise RejectedError(
-            ReasonCode(code) if code in ReasonCode.__members__ else ReasonCode.INTERNAL_ERROR,
-            f"the ledger refused the event: {result.get('detail')}",
-        )
-
-
-def read_token(value: str) -> str:
-    """A token given on the command line, or read from stdin for ``-``."""
-    text = read_input("-").decode("utf-8", "replace") if value == "-" else value
-    return text.strip()
 
 
 @command.command("issue")
@@ -89,7 +82,6 @@ def issue(
     revoked or superseded WPC, an active halt covering the subject or job.
     """
     from ledger.tokens import build_claims, issue_token, parse_ttl
-    from producers.publish import publish_event_sync
 
     claims = build_claims(
         sub=sub,
@@ -106,10 +98,9 @@ def issue(
         precheck_policy(policy_hash)
     key = resolve_key(key_ref)
     issued = issue_token(claims, key)
-    result = publish_event_sync(
-        settings(), key, "token.issued", f"token:{issued.jti}", issued.event_body(key.did)
-    )
-    raise_if_quarantined(result)
+    outcome = sign_and_publish(
+        key, "token.issued", f"token:{issued.jti}", issued.event_body(key.did)
+    ).check()
     if as_json:
         emit_json(
             {
@@ -118,7 +109,7 @@ def issue(
                 "token_scope_hash_b64u": issued.token_scope_hash_b64u,
                 "token_sha256_b64u": issued.token_sha256_b64u,
                 "claims": issued.claims,
-                "ledger": result,
+                "ledger": outcome.to_dict(),
             }
         )
         return
@@ -126,7 +117,7 @@ def issue(
     click.echo(
         f"issued {issued.jti} (scope hash {issued.token_scope_hash_b64u}, expires"
         f" {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(claims['exp']))},"
-        f" ledger position {result.get('position', '?')})",
+        f" ledger position {outcome.position})",
         err=True,
     )
 
@@ -285,7 +276,7 @@ def revoke(
       claw-ledger cst revoke --sub agent:alpha --reason "agent compromised" --key operator
     """
     from claw_ledger.storage.primitives import tokens_for
-    from producers.publish import publish_event_sync
+    from producers.outcome import Quarantined, TimedOut
 
     if sum(x is not None for x in (jti, job_id, sub)) != 1:
         raise click.UsageError("give exactly one of --jti, --job, --sub")
@@ -301,19 +292,30 @@ def revoke(
             which = f"job {job_id}" if job_id else f"subject {sub}"
             raise TokenError(ReasonCode.TOKEN_UNKNOWN, f"no active token for {which}")
     key = resolve_key(key_ref)
-    results = []
-    for target in targets:
-        result = publish_event_sync(
-            resolved, key, "token.revoked", f"token:{target}", {"jti": target, "reason": reason}
+    destination = publish_target(resolved)
+    outcomes = []
+    for token_id in targets:
+        outcome = sign_and_publish(
+            key,
+            "token.revoked",
+            f"token:{token_id}",
+            {"jti": token_id, "reason": reason},
+            target=destination,
         )
-        result["jti"] = target
-        results.append(result)
+        if isinstance(outcome.verdict, TimedOut):
+            raise outcome.verdict.error(outcome.event_id)
+        outcomes.append(outcome)
         if not as_json:
-            if result.get("status") == "quarantined":
-                click.echo(f"{target}: refused ({result.get('reason_code')})", err=True)
+            if isinstance(outcome.verdict, Quarantined):
+                click.echo(f"{token_id}: refused ({outcome.verdict.reason_code})", err=True)
             else:
-                click.echo(f"revoked {target}")
+                click.echo(f"revoked {token_id}")
     if as_json:
-        emit_json(results)
-    for result in results:
-        raise_if_quarantined(result)
+        emit_json(
+            [
+                outcome.to_dict() | {"jti": token_id}
+                for outcome, token_id in zip(outcomes, targets, strict=True)
+            ]
+        )
+    for outcome in outcomes:
+        outcome.check()

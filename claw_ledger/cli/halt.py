@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import click
 
-from claw_ledger.cli.common import emit_json, key_option, report_publish, resolve_key, settings
+from claw_ledger.cli.common import (
+    emit_json,
+    key_option,
+    report_publish,
+    resolve_key,
+    settings,
+    sign_and_publish,
+)
 
-__all__ = ["command", "extra_commands"]
+__all__ = ["command", "halts", "resume"]
 
 _TARGET_HELP = "'*' (every agent), 'sub:<subject>' or 'job:<job id>'"
 
@@ -56,18 +63,15 @@ def resume(target: str, reason: str, key_ref: str, as_json: bool) -> None:
 
 
 def _publish(event_type: str, target: str, reason: str, key_ref: str, as_json: bool) -> None:
-    from producers.publish import publish_event_sync
-
     target = _check_target(target)
-    result = publish_event_sync(
-        settings(),
+    outcome = sign_and_publish(
         resolve_key(key_ref),
         event_type,
         f"halt:{target}",
         {"target": target, "reason": reason},
     )
     verb = "halted" if event_type == "agent.halted" else "resumed"
-    report_publish(result, as_json, f"{verb} {target}")
+    report_publish(outcome, as_json, f"{verb} {target}")
 
 
 @click.command("halts")
@@ -84,6 +88,3 @@ def halts(as_json: bool) -> None:
         click.echo("no active halts")
     for row in rows:
         click.echo(f"{row['target']:<30} since {row['halted_at']}  {row['reason']}")
-
-
-extra_commands = (resume, halts)

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import click
 
-from claw_ledger.cli.common import emit_json, keys_dir, report_publish, run_async, settings
+from claw_ledger.cli.common import (
+    emit_json,
+    keys_dir,
+    publish_target,
+    report_publish,
+    run_async,
+    settings,
+    sign_and_publish,
+)
 from ledger.crypto import KeyPair, load_key, save_key
 
 __all__ = ["command"]
@@ -20,7 +28,6 @@ def command(name: str, as_json: bool) -> None:
     Needs the services and the processor (`claw-ledger up`).
     """
     from claw_ledger.storage.queries import database_url
-    from producers.publish import publish_event_sync
 
     resolved = settings()
     path = keys_dir(resolved) / f"{name}.key"
@@ -37,14 +44,14 @@ def command(name: str, as_json: bool) -> None:
         else:
             click.echo(f"trust root {key.did} already recorded ({path})")
         return
-    result = publish_event_sync(
-        resolved,
+    outcome = sign_and_publish(
         key,
         "key.registered",
         f"key:{key.did}",
         {"did": key.did, "name": name, "roles": ["admin"]},
+        target=publish_target(resolved),
     )
-    report_publish(result, as_json, f"trust root {key.did} recorded; admin key file {path}")
+    report_publish(outcome, as_json, f"trust root {key.did} recorded; admin key file {path}")
 
 
 async def _record_trust_root(url: str, did: str) -> None:

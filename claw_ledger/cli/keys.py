@@ -16,6 +16,7 @@ from claw_ledger.cli.common import (
     resolve_key,
     run_async,
     settings,
+    sign_and_publish,
 )
 from ledger.crypto import KeyPair, load_key, public_key_from_did, save_key
 from ledger.roles import Role
@@ -80,19 +81,13 @@ def register(
     who: str, roles: tuple[str, ...], label: str | None, key_ref: str, as_json: bool
 ) -> None:
     """Record a key.registered event granting ROLES to a key (signed by an admin key)."""
-    from producers.publish import publish_event_sync
-
     admin = resolve_key(key_ref)
     did = _did_of(who)
     name = label or (who if not who.startswith("did:") else did[-12:])
-    result = publish_event_sync(
-        settings(),
-        admin,
-        "key.registered",
-        f"key:{did}",
-        {"did": did, "name": name, "roles": list(roles)},
+    outcome = sign_and_publish(
+        admin, "key.registered", f"key:{did}", {"did": did, "name": name, "roles": list(roles)}
     )
-    report_publish(result, as_json, f"registered {did} as {', '.join(roles)}")
+    report_publish(outcome, as_json, f"registered {did} as {', '.join(roles)}")
 
 
 @command.command("revoke")
@@ -102,14 +97,10 @@ def register(
 @click.option("--json", "as_json", is_flag=True)
 def revoke(who: str, reason: str, key_ref: str, as_json: bool) -> None:
     """Record a key.revoked event: the key's later events are quarantined."""
-    from producers.publish import publish_event_sync
-
     admin = resolve_key(key_ref)
     did = _did_of(who)
-    result = publish_event_sync(
-        settings(), admin, "key.revoked", f"key:{did}", {"did": did, "reason": reason}
-    )
-    report_publish(result, as_json, f"revoked {did}")
+    outcome = sign_and_publish(admin, "key.revoked", f"key:{did}", {"did": did, "reason": reason})
+    report_publish(outcome, as_json, f"revoked {did}")
 
 
 @command.command("list")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 
 import click
 
 from claw_ledger.config import effective_database_url, load_settings
-from claw_ledger.storage.migrate import migrate
 
 __all__ = ["command"]
 
@@ -41,6 +39,10 @@ def command(
     Refuses a database whose schema is newer than this code, and an applied
     migration whose file has changed.
     """
+    import asyncio
+
+    from claw_ledger.storage.migrate import migrate
+
     settings = load_settings(database_url=database_url, state_dir=state_dir)
     url = effective_database_url(settings)
     report = asyncio.run(migrate(url, directory=directory))

@@ -13,21 +13,25 @@ ledger as a signed ``policy.attested`` event, and ``watch`` publishes
 
 from __future__ import annotations
 
-import importlib
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ledger.errors import LedgerError
+from claw_ledger.cli.common import publish_target, resolve_key, sign_and_publish
+from ledger.errors import LedgerError, PublishError
 from ledger.openclaw import PolicyCheckResult, js_stringify, run_policy_check
 from ledger.openclaw.findings import SEVERITIES, parse_severity
+
+if TYPE_CHECKING:
+    from producers.outcome import PublishOutcome
+    from producers.publish import PublishTarget
 
 __all__ = ["command"]
 
@@ -37,13 +41,7 @@ MIN_INTERVAL_MS = 250
 EVENT_ATTESTED = "policy.attested"
 EVENT_DRIFT = "policy.drift"
 
-Publisher = Callable[[str, str, dict[str, Any]], dict[str, Any]]
-
-
-class _RuntimeFailure(click.ClickException):
-    """A runtime failure: exit code 2, as ``openclaw policy`` uses for it."""
-
-    exit_code = EXIT_USAGE
+Publisher = Callable[[str, str, dict[str, Any]], "PublishOutcome"]
 
 
 @dataclass(frozen=True)
@@ -144,36 +142,22 @@ def _make_publisher(publish: bool, key_path: str | None) -> Publisher | None:
         return None
     if key_path is None:
         raise click.UsageError("--publish needs --key FILE.")
-    from claw_ledger.cli.common import resolve_key
-
     key = resolve_key(key_path)
-    state: dict[str, Any] = {}
+    # resolved at the first publish (after the report is printed), then reused
+    target: PublishTarget | None = None
 
-    def publish_event(event_type: str, stream: str, body: dict[str, Any]) -> dict[str, Any]:
+    def publish_event(event_type: str, stream: str, body: dict[str, Any]) -> PublishOutcome:
+        nonlocal target
         try:
-            publish_module = importlib.import_module("producers.publish")
-            config_module = importlib.import_module("claw_ledger.config")
-        except ImportError as exc:
-            raise _RuntimeFailure(f"publishing is not available: {exc}") from exc
-        try:
-            if "settings" not in state:
-                state["settings"] = config_module.load_settings()
-            result: dict[str, Any] = publish_module.publish_event_sync(
-                state["settings"], key, event_type, stream, body
-            )
+            target = target or publish_target()
+            outcome = sign_and_publish(key, event_type, stream, body, target=target)
         except LedgerError:
             raise
+        except ImportError as exc:
+            raise PublishError(f"publishing is not available: {exc}") from exc
         except Exception as exc:
-            raise _RuntimeFailure(f"publishing {event_type} failed: {exc}") from exc
-        if result.get("status") == "quarantined":
-            from ledger.errors import ReasonCode, RejectedError
-
-            code = str(result.get("reason_code", ""))
-            raise RejectedError(
-                ReasonCode(code) if code in ReasonCode.__members__ else ReasonCode.INTERNAL_ERROR,
-                f"the ledger refused {event_type}: {result.get('detail')}",
-            )
-        return result
+            raise PublishError(f"publishing {event_type} failed: {exc}") from exc
+        return outcome.check(event_type)
 
     return publish_event
 
@@ -212,7 +196,7 @@ def _drift_body(previous: str | None, result: PolicyCheckResult) -> dict[str, An
 
 def _emit_publish(publisher: Publisher, event_type: str, stream: str, body: dict[str, Any]) -> None:
     outcome = publisher(event_type, stream, body)
-    click.echo(f"published {event_type} on {stream}: {js_stringify(outcome)}", err=True)
+    click.echo(f"published {event_type} on {stream}: {js_stringify(outcome.to_dict())}", err=True)
 
 
 def _publish_attestation(publisher: Publisher | None, result: PolicyCheckResult) -> None:

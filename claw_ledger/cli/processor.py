@@ -6,29 +6,9 @@ import sys
 
 import click
 
-from claw_ledger.cli.common import emit_json, settings
-from consumers.app import ProcessorConfig
+from claw_ledger.cli.common import emit_json, processor_config, settings
 
-__all__ = ["command", "processor_config"]
-
-
-def processor_config(group: str, batch_size: int) -> ProcessorConfig:
-    from claw_ledger.config import effective_endpoints
-    from claw_ledger.topics import topic_names
-
-    resolved = settings()
-    endpoints = effective_endpoints(resolved)
-    topics = topic_names(resolved.topic_prefix)
-    return ProcessorConfig(
-        kafka_bootstrap=endpoints.kafka_bootstrap,
-        database_url=endpoints.database_url,
-        ingress_topic=topics.ingress,
-        verified_topic=topics.verified,
-        quarantine_topic=topics.quarantine,
-        group=group,
-        batch_size=batch_size,
-        datadir=str(resolved.state_dir / "processor"),
-    )
+__all__ = ["command"]
 
 
 @click.group("processor")
@@ -82,7 +62,7 @@ def supervise(group: str, engine: str) -> None:
     safe: positions in Postgres make every restart exactly-once. SIGTERM stops
     the processor and then the supervisor.
     """
-    from claw_ledger.processes import supervise_processor
+    from claw_ledger.processor_control import supervise_processor
 
     sys.exit(supervise_processor(group, engine))
 
@@ -92,7 +72,7 @@ def supervise(group: str, engine: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def start(group: str, as_json: bool) -> None:
     """Start the processor detached (idempotent); logs in <state_dir>/processor.log."""
-    from claw_ledger.processes import start_processor
+    from claw_ledger.processor_control import start_processor
 
     pid, already = start_processor(settings(), group)
     if as_json:
@@ -104,7 +84,7 @@ def start(group: str, as_json: bool) -> None:
 @command.command("stop")
 def stop() -> None:
     """Stop the detached processor."""
-    from claw_ledger.processes import stop_processor
+    from claw_ledger.processor_control import stop_processor
 
     stopped = stop_processor(settings())
     click.echo("processor stopped" if stopped else "processor was not running")
@@ -114,7 +94,7 @@ def stop() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def status_cmd(as_json: bool) -> None:
     """Is the detached processor running? Exit 0 when it is."""
-    from claw_ledger.processes import processor_pid
+    from claw_ledger.processor_control import processor_pid
 
     pid = processor_pid(settings())
     if as_json:

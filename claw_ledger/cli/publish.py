@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from claw_ledger.cli.common import key_option, report_publish, resolve_key, settings
+from claw_ledger.cli.common import key_option, report_publish, resolve_key, sign_and_publish
 from ledger.errors import ConfigError
 
 __all__ = ["command"]
@@ -40,8 +40,6 @@ def command(
       echo '{"target":"job:42","reason":"incident 7"}' |
         claw-ledger publish --type agent.halted --stream halt:job:42 --body - --key operator
     """
-    from producers.publish import publish_event_sync
-
     text = sys.stdin.read() if body_ref == "-" else _read(body_ref)
     try:
         body = json.loads(text)
@@ -50,10 +48,8 @@ def command(
     if not isinstance(body, dict):
         raise ConfigError("--body must be a JSON object")
     key = resolve_key(key_ref)
-    result = publish_event_sync(
-        settings(), key, event_type, stream, body, wait=not no_wait, timeout=timeout
-    )
-    report_publish(result, as_json, f"{event_type} {result['event_id']} {result['status']}")
+    outcome = sign_and_publish(key, event_type, stream, body, wait=not no_wait, timeout=timeout)
+    report_publish(outcome, as_json, f"{event_type} {outcome.event_id} {outcome.status}")
 
 
 def _read(path: str) -> str:

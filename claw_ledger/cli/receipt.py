@@ -8,9 +8,14 @@ from pathlib import Path
 
 import click
 
-from claw_ledger.cli.common import emit_json, key_option, resolve_key, settings
-from claw_ledger.cli.cst import raise_if_quarantined
-from claw_ledger.cli.wpc import read_input
+from claw_ledger.cli.common import (
+    emit_json,
+    fetch_job,
+    key_option,
+    publish_target,
+    read_input,
+    resolve_key,
+)
 from ledger.errors import ReasonCode, ReceiptError, RejectedError
 
 __all__ = ["command"]
@@ -93,7 +98,6 @@ def record(
     signature, a signer without the gateway role, or a binding that does not
     match the job.
     """
-    from claw_ledger.cli.run import fetch_job
     from producers.gateway import build_gateway_receipt, publish_receipt_sync
 
     job_key = job_id or run_id
@@ -125,15 +129,13 @@ def record(
     )
     if out:
         Path(out).write_bytes(receipt.to_bytes() + b"\n")
-    result = publish_receipt_sync(settings(), key, job_key, receipt)
-    raise_if_quarantined(result)
+    outcome = publish_receipt_sync(publish_target(), key, job_key, receipt).check()
     receipt_id = receipt.payload["receipt_id"]
     if as_json:
-        emit_json({"receipt": receipt.to_dict(), "ledger": result})
+        emit_json({"receipt": receipt.to_dict(), "ledger": outcome.to_dict()})
         return
     click.echo(
-        f"recorded receipt {receipt_id} for job {job_key}"
-        f" (ledger position {result.get('position', '?')})"
+        f"recorded receipt {receipt_id} for job {job_key} (ledger position {outcome.position})"
     )
 
 

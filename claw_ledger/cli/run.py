@@ -9,12 +9,20 @@ from typing import Any
 
 import click
 
-from claw_ledger.cli.common import emit_json, key_option, resolve_key, settings
-from claw_ledger.cli.cst import raise_if_quarantined, read_token
-from claw_ledger.cli.wpc import read_input
+from claw_ledger.cli.common import (
+    emit_json,
+    fetch_job,
+    key_option,
+    publish_target,
+    read_input,
+    read_token,
+    resolve_key,
+    settings,
+    sign_and_publish,
+)
 from ledger.errors import ManifestError, ReasonCode, TokenError
 
-__all__ = ["command", "fetch_job"]
+__all__ = ["command"]
 
 
 @click.group("run")
@@ -29,20 +37,6 @@ def command() -> None:
       claw-ledger run bundle job-42 --key runtime -o job-42.bundle.json
       claw-ledger run verify-bundle job-42.bundle.json
     """
-
-
-def fetch_job(job_id: str) -> dict[str, Any]:
-    """The ledger's row for ``job_id``; ``JOB_UNKNOWN`` when there is none."""
-    from claw_ledger.storage.primitives import get_job, query_sync
-
-    job = query_sync(settings(), get_job, job_id)
-    if job is None:
-        raise ManifestError(
-            ReasonCode.JOB_UNKNOWN,
-            f"no approved job {job_id!r} on the ledger",
-            hint="submit its URM with `claw-ledger urm submit FILE --approval A.json --key K`",
-        )
-    return job
 
 
 def _binding(job: dict[str, Any]) -> dict[str, Any]:
@@ -70,7 +64,6 @@ def start(job_id: str, token: str, key_ref: str, as_json: bool) -> None:
     """
     from claw_ledger.storage.primitives import get_token, query_sync
     from ledger.tokens import decode_token, verify_token
-    from producers.publish import publish_event_sync
 
     decoded = decode_token(read_token(token))
     if decoded.jti is None:
@@ -82,19 +75,18 @@ def start(job_id: str, token: str, key_ref: str, as_json: bool) -> None:
         raise TokenError(ReasonCode.TOKEN_UNKNOWN, "this token is not recorded on the ledger")
     verify_token(decoded, str(row["issuer_did"]))
     key = resolve_key(key_ref)
-    result = publish_event_sync(
-        resolved,
+    outcome = sign_and_publish(
         key,
         "run.started",
         f"job:{job_id}",
         {"job_id": job_id, "urm_hash_b64u": job["urm_hash_b64u"], "cst_jti": decoded.jti},
-    )
-    raise_if_quarantined(result)
+        target=publish_target(resolved),
+    ).check()
     binding = _binding(fetch_job(job_id))
     if as_json:
-        emit_json({"job_id": job_id, "binding": binding, "ledger": result})
+        emit_json({"job_id": job_id, "binding": binding, "ledger": outcome.to_dict()})
         return
-    click.echo(f"job {job_id} started (ledger position {result.get('position', '?')})")
+    click.echo(f"job {job_id} started (ledger position {outcome.position})")
     click.echo(
         f"receipt binding: --run-id {binding['run_id']} --event-hash {binding['event_hash_b64u']}"
     )
@@ -143,8 +135,6 @@ def complete(
     A hash that is not 64 lowercase hex characters is refused
     (OUTPUT_HASH_INVALID).
     """
-    from producers.publish import publish_event_sync
-
     listed: list[dict[str, str]] = []
     for spec in outputs:
         name, path = _split(spec, "--output")
@@ -164,16 +154,16 @@ def complete(
     if len(names) != len(set(names)):
         raise ManifestError(ReasonCode.OUTPUT_HASH_INVALID, "an output name is given twice")
     key = resolve_key(key_ref)
-    result = publish_event_sync(
-        settings(), key, "run.completed", f"job:{job_id}", {"job_id": job_id, "outputs": listed}
-    )
-    raise_if_quarantined(result)
+    outcome = sign_and_publish(
+        key, "run.completed", f"job:{job_id}", {"job_id": job_id, "outputs": listed}
+    ).check()
     job = fetch_job(job_id)
     flags = job.get("output_flags") or []
+    ledger = outcome.to_dict()
     if as_json:
-        emit_json({"job_id": job_id, "outputs": listed, "output_flags": flags, "ledger": result})
+        emit_json({"job_id": job_id, "outputs": listed, "output_flags": flags, "ledger": ledger})
         return
-    click.echo(f"job {job_id} completed (ledger position {result.get('position', '?')})")
+    click.echo(f"job {job_id} completed (ledger position {outcome.position})")
     for flag in flags:
         click.echo(
             f"flag: {flag['name']}: {flag['flag']} (expected {flag['expected_sha256']},"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -15,9 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from claw_ledger.config import Settings, effective_kafka_bootstrap, load_settings
-from claw_ledger.services.kafka import ensure_topics
-from claw_ledger.services.manager import services_down, services_status, services_up
-from claw_ledger.topics import topic_names
+from claw_ledger.topics import topics_for
 
 __all__ = ["command", "settings_from_options", "settings_options"]
 
@@ -116,6 +113,8 @@ def command() -> None:
 @json_option
 def up(as_json: bool, **options: Any) -> None:
     """Start the servers (or reuse running ones) and print their endpoints."""
+    from claw_ledger.services.manager import services_up
+
     settings = settings_from_options(options)
     started = time.monotonic()
     with _progress("Starting services") as step:
@@ -148,6 +147,8 @@ def up(as_json: bool, **options: Any) -> None:
 @json_option
 def down(as_json: bool, **options: Any) -> None:
     """Stop the servers started by `services up` (never ones given by URL)."""
+    from claw_ledger.services.manager import services_down
+
     settings = settings_from_options(options)
     with _progress("Stopping services"):
         stopped = services_down(settings)
@@ -163,6 +164,8 @@ def down(as_json: bool, **options: Any) -> None:
 @click.pass_context
 def status(ctx: click.Context, /, as_json: bool, **options: Any) -> None:
     """Show each server's state; exit code 0 when all are up, 1 otherwise."""
+    from claw_ledger.services.manager import services_status
+
     settings = settings_from_options(options)
     result = services_status(settings)
     if as_json:
@@ -188,9 +191,13 @@ def status(ctx: click.Context, /, as_json: bool, **options: Any) -> None:
 @json_option
 def topics(as_json: bool, **options: Any) -> None:
     """Create the ledger topics (<prefix>.ingress/.verified/.quarantine) if missing."""
+    import asyncio
+
+    from claw_ledger.services.kafka import ensure_topics
+
     settings = settings_from_options(options)
     bootstrap = effective_kafka_bootstrap(settings)
-    names = topic_names(settings.topic_prefix).all
+    names = topics_for(settings).all
     created = asyncio.run(ensure_topics(bootstrap, names, settings.partitions))
     if as_json:
         _emit_json({"kafka_bootstrap": bootstrap, "topics": list(names), "created": created})

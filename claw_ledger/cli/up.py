@@ -7,9 +7,9 @@ import sys
 import click
 from rich.console import Console
 
-from claw_ledger.cli.common import emit_json, run_async, settings
+from claw_ledger.cli.common import emit_json, processor_config, run_async, settings
 
-__all__ = ["command", "extra_commands"]
+__all__ = ["command", "demo", "down"]
 
 
 def bring_up(console: Console) -> None:
@@ -18,7 +18,7 @@ def bring_up(console: Console) -> None:
     from claw_ledger.services.kafka import ensure_topics
     from claw_ledger.services.manager import services_up
     from claw_ledger.storage.migrate import migrate
-    from claw_ledger.topics import topic_names
+    from claw_ledger.topics import topics_for
 
     resolved = settings()
     with console.status("starting Kafka and Postgres…") as status:
@@ -32,7 +32,7 @@ def bring_up(console: Console) -> None:
         run_async(
             ensure_topics(
                 endpoints.kafka_bootstrap,
-                topic_names(resolved.topic_prefix).all,
+                topics_for(resolved).all,
                 resolved.partitions,
             )
         )
@@ -53,7 +53,7 @@ def command(detach: bool, group: str) -> None:
     console = Console(stderr=True)
     bring_up(console)
     if detach:
-        from claw_ledger.processes import start_processor
+        from claw_ledger.processor_control import start_processor
 
         pid, already = start_processor(settings(), group)
         console.print(
@@ -61,7 +61,6 @@ def command(detach: bool, group: str) -> None:
             " stop everything with `claw-ledger down`"
         )
         return
-    from claw_ledger.cli.processor import processor_config
     from consumers.runner import run_processor
 
     console.print("[green]processor[/] running; Ctrl-C to stop")
@@ -72,7 +71,7 @@ def command(detach: bool, group: str) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def down(as_json: bool) -> None:
     """Stop the detached processor and the local Kafka and Postgres (data is kept)."""
-    from claw_ledger.processes import stop_processor
+    from claw_ledger.processor_control import stop_processor
     from claw_ledger.services.manager import services_down
 
     resolved = settings()
@@ -96,6 +95,3 @@ def demo(as_json: bool) -> None:
     from claw_ledger.demo import run_demo
 
     run_demo(settings(), as_json=as_json)
-
-
-extra_commands = (down, demo)

@@ -8,8 +8,15 @@ from typing import Any
 
 import click
 
-from claw_ledger.cli.common import emit_json, key_option, report_publish, resolve_key, settings
-from claw_ledger.cli.wpc import precheck_policy, read_input
+from claw_ledger.cli.common import (
+    emit_json,
+    key_option,
+    precheck_policy,
+    read_input,
+    report_publish,
+    resolve_key,
+    sign_and_publish,
+)
 from ledger.errors import ManifestError, ReasonCode
 
 __all__ = ["command"]
@@ -114,7 +121,6 @@ def submit(file: str, approval_files: tuple[str, ...], key_ref: str, as_json: bo
     approver lacks the approver role.
     """
     from ledger.urm import check_approvals, urm_hash_b64u, validate_urm
-    from producers.publish import publish_event_sync
 
     urm_document = _read_urm(file)
     urm = validate_urm(urm_document)
@@ -125,12 +131,15 @@ def submit(file: str, approval_files: tuple[str, ...], key_ref: str, as_json: bo
     check_approvals(approvals, urm, digest, requester_did=key.did, is_approver=lambda _did: True)
     precheck_policy(urm.policy.wpc_hash_b64u)
     job_id = urm.job.job_id
-    result = publish_event_sync(
-        settings(),
+    outcome = sign_and_publish(
         key,
         "run.manifest_approved",
         f"job:{job_id}",
         {"job_id": job_id, "urm_hash_b64u": digest, "urm": urm_document, "approvals": approvals},
     )
-    result |= {"job_id": job_id, "urm_hash_b64u": digest}
-    report_publish(result, as_json, f"job {job_id} approved (URM {digest})")
+    report_publish(
+        outcome,
+        as_json,
+        f"job {job_id} approved (URM {digest})",
+        {"job_id": job_id, "urm_hash_b64u": digest},
+    )

@@ -9,13 +9,16 @@ import click
 from claw_ledger.cli.common import (
     emit_json,
     key_option,
+    precheck_policy,
+    read_input,
     report_publish,
     resolve_key,
     settings,
+    sign_and_publish,
 )
 from ledger.errors import EventError, PolicyError, ReasonCode
 
-__all__ = ["command", "precheck_policy", "read_input", "verify_registry_row"]
+__all__ = ["command", "verify_registry_row"]
 
 
 @click.group("wpc")
@@ -35,13 +38,6 @@ def command() -> None:
       claw-ledger wpc supersede OLD_HASH NEW_HASH --key policy-admin
       claw-ledger wpc revoke HASH --reason "allows exec on prod" --key policy-admin
     """
-
-
-def read_input(path: str) -> bytes:
-    """The bytes of file ``path``, or of stdin for ``-``."""
-    with click.open_file(path, "rb") as handle:
-        data: bytes = handle.read()
-    return data
 
 
 def _read_document(path: str) -> dict[str, Any]:
@@ -79,7 +75,7 @@ def hash_command(file: str, as_json: bool) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @key_option("Policy-admin key that signs the WPC and the event.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def publish(file: str, key_ref: str, as_json: bool) -> None:
+def publish_command(file: str, key_ref: str, as_json: bool) -> None:
     """Validate FILE, sign it as a `wpc` envelope and record policy.published.
 
     \b
@@ -88,21 +84,18 @@ def publish(file: str, key_ref: str, as_json: bool) -> None:
       published WPC OMfo1i4Qvrnbfht-L-4Zl2ElG1U5xenjvTXgXgShVJ4 (ledger position 7)
     """
     from ledger.wpc import policy_hash_b64u, sign_wpc
-    from producers.publish import publish_event_sync
 
     document = _read_document(file)
     key = resolve_key(key_ref)
     digest = policy_hash_b64u(document)
     envelope = sign_wpc(document, key)
-    result = publish_event_sync(
-        settings(),
+    outcome = sign_and_publish(
         key,
         "policy.published",
         f"policy:{digest}",
         {"policy_hash_b64u": digest, "wpc_envelope_json": envelope.to_bytes().decode("utf-8")},
     )
-    result["policy_hash_b64u"] = digest
-    report_publish(result, as_json, f"published WPC {digest}")
+    report_publish(outcome, as_json, f"published WPC {digest}", {"policy_hash_b64u": digest})
 
 
 def verify_registry_row(row: dict[str, Any], policy_hash: str) -> dict[str, Any]:
@@ -131,20 +124,6 @@ def _check_publisher(key_row: dict[str, Any] | None, did: str) -> None:
         raise EventError(
             ReasonCode.ROLE_NOT_ALLOWED, f"WPC publisher {did} does not hold the policy-admin role"
         )
-
-
-def precheck_policy(policy_hash: str) -> dict[str, Any]:
-    """Fail early (before publishing) when a WPC may not be used: malformed hash,
-    unknown, revoked or superseded. The ledger checks again."""
-    from claw_ledger.storage.primitives import get_policy, query_sync
-    from ledger.primitive_rules import usable_policy
-    from ledger.state import LedgerState
-    from ledger.wpc import check_policy_hash
-
-    check_policy_hash(policy_hash)
-    row = query_sync(settings(), get_policy, policy_hash)
-    state = LedgerState(policies={policy_hash: row} if row else {})
-    return usable_policy(state, policy_hash)
 
 
 # A policy hash is base64url and may begin with "-": take such a word as the
@@ -239,19 +218,16 @@ def supersede(old: str, new: str, reason: str, key_ref: str, as_json: bool) -> N
 
     New tokens, URMs and runs can no longer use OLD_HASH.
     """
-    from producers.publish import publish_event_sync
-
     precheck_policy(old)
     precheck_policy(new)
     key = resolve_key(key_ref)
-    result = publish_event_sync(
-        settings(),
+    outcome = sign_and_publish(
         key,
         "policy.superseded",
         f"policy:{old}",
         {"old_policy_hash_b64u": old, "new_policy_hash_b64u": new, "reason": reason},
     )
-    report_publish(result, as_json, f"WPC {old} superseded by {new}")
+    report_publish(outcome, as_json, f"WPC {old} superseded by {new}")
 
 
 @command.command("revoke", context_settings=_HASH_ARGS)
@@ -262,15 +238,13 @@ def supersede(old: str, new: str, reason: str, key_ref: str, as_json: bool) -> N
 def revoke(policy_hash: str, reason: str, key_ref: str, as_json: bool) -> None:
     """Revoke WPC HASH: it no longer exists for tokens, URMs, runs and receipts."""
     from ledger.wpc import check_policy_hash
-    from producers.publish import publish_event_sync
 
     check_policy_hash(policy_hash)
     key = resolve_key(key_ref)
-    result = publish_event_sync(
-        settings(),
+    outcome = sign_and_publish(
         key,
         "policy.revoked",
         f"policy:{policy_hash}",
         {"policy_hash_b64u": policy_hash, "reason": reason},
     )
-    report_publish(result, as_json, f"revoked WPC {policy_hash}")
+    report_publish(outcome, as_json, f"revoked WPC {policy_hash}")

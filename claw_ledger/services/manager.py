@@ -31,7 +31,7 @@ from claw_ledger.services import kafka as kafka_mod
 from claw_ledger.services import postgres as pg_mod
 from claw_ledger.services.kafka import ensure_topics
 from claw_ledger.services.process import file_lock, pid_alive, process_matches
-from claw_ledger.topics import topic_names
+from claw_ledger.topics import topics_for
 
 __all__ = [
     "ServiceState",
@@ -207,9 +207,7 @@ async def _up_locked(settings: Settings, on_step: Step) -> Endpoints:
             await pg_mod.create_database(pg_mod.admin_url(postgres.port), pg_mod.DATABASE)
         if kafka is not None:
             on_step("Creating the ledger topics")
-            await ensure_topics(
-                kafka.bootstrap, topic_names(settings.topic_prefix).all, settings.partitions
-            )
+            await ensure_topics(kafka.bootstrap, topics_for(settings).all, settings.partitions)
         _write_record(settings, kafka, postgres)
     except BaseException:
         if started_kafka is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -207,3 +208,20 @@ def test_demo_runs_end_to_end(cli_env: dict[str, str]) -> None:
     ]
     refused = json.loads(cli(cli_env, "quarantine", "--reason", "AGENT_HALTED", "--json").stdout)
     assert refused["rows"]
+
+
+def test_demo_on_an_unmigrated_database_says_to_run_migrate(
+    empty_database: str, tmp_path: Path
+) -> None:
+    env = dict(os.environ)
+    env |= {
+        "CLAW_LEDGER_DATABASE_URL": empty_database,
+        "CLAW_LEDGER_KAFKA": "127.0.0.1:1",  # never reached: the schema check comes first
+        "CLAW_LEDGER_STATE_DIR": str(tmp_path),
+    }
+    result = cli(env, "demo", cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.splitlines() == [
+        "error: the ledger database has no schema yet: run `claw-ledger migrate`"
+    ]
+    assert result.stdout == ""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import types
 from pathlib import Path
 from typing import Any
 
@@ -11,12 +10,18 @@ import pytest
 from click.testing import CliRunner
 
 import claw_ledger.cli.policy as policy_cli
+import producers.publish
 from claw_ledger.cli import cli
 from ledger.crypto import KeyPair, save_key
+from ledger.errors import ReasonCode
 from ledger.events import PolicyAttested, PolicyDrift
+from producers.publish import Committed, PublishOutcome, PublishTarget, Quarantined, Verdict
+from producers.sdk import Position
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ATTESTATION_HASH = "sha256:974fc94fd4a943052ee5cece07e8c87994454986e79a63c8c683a91ca7370eea"
+FAKE_KAFKA = "127.0.0.1:1"
+FAKE_DATABASE = "postgresql://nobody@127.0.0.1:1/nothing"
 
 
 @pytest.fixture
@@ -238,30 +243,43 @@ def test_watch_reports_only_changes(
 
 
 class _FakePublisher:
+    """Stands in for ``producers.publish.publish_event_sync``: records, then answers
+    with ``verdict`` (committed by default)."""
+
     def __init__(self) -> None:
         self.events: list[tuple[str, str, dict[str, Any]]] = []
+        self.targets: list[PublishTarget] = []
+        self.verdict: Verdict | None = None
+        self.failure: Exception | None = None
 
     def publish_event_sync(
-        self, settings: object, key: KeyPair, event_type: str, stream: str, body: dict[str, Any]
-    ) -> dict[str, Any]:
+        self,
+        target: PublishTarget,
+        key: KeyPair,
+        event_type: str,
+        stream: str,
+        body: dict[str, Any],
+        *,
+        wait: bool = True,
+        timeout: float = 30.0,
+    ) -> PublishOutcome:
         assert isinstance(key, KeyPair)
+        if self.failure is not None:
+            raise self.failure
+        self.targets.append(target)
         self.events.append((event_type, stream, body))
-        return {"status": "committed", "position": len(self.events)}
+        n = len(self.events)
+        sent = Position(f"event-{n}", stream, target.ingress_topic, 0, n)
+        return PublishOutcome(event_type, sent, self.verdict or Committed(n, n, "chain"))
 
 
 @pytest.fixture
 def fake_publish(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> tuple[_FakePublisher, Path]:
     publisher = _FakePublisher()
-    modules = {
-        "producers.publish": types.SimpleNamespace(publish_event_sync=publisher.publish_event_sync),
-        "claw_ledger.config": types.SimpleNamespace(load_settings=lambda: object()),
-    }
-    real_import = policy_cli.importlib.import_module
-    monkeypatch.setattr(
-        policy_cli.importlib,
-        "import_module",
-        lambda name, package=None: modules.get(name) or real_import(name, package),
-    )
+    monkeypatch.setenv("CLAW_LEDGER_KAFKA", FAKE_KAFKA)
+    monkeypatch.setenv("CLAW_LEDGER_DATABASE_URL", FAKE_DATABASE)
+    monkeypatch.setenv("CLAW_LEDGER_TOPIC_PREFIX", "acme")
+    monkeypatch.setattr(producers.publish, "publish_event_sync", publisher.publish_event_sync)
     key_path = tmp_path / "keys" / "policy.key"
     key_path.parent.mkdir()
     save_key(KeyPair.generate("policy"), key_path)
@@ -280,6 +298,9 @@ def test_check_publish_attested(
     assert result.exit_code == 0, result.output
     json.loads(result.stdout)  # stdout stays exactly the JSON document
     [(event_type, stream, body)] = publisher.events
+    assert publisher.targets == [PublishTarget(FAKE_KAFKA, "acme.ingress", FAKE_DATABASE)]
+    assert "published policy.attested on openclaw-policy:" in result.stderr
+    assert '"status":"committed"' in result.stderr
     assert event_type == "policy.attested"
     assert (
         stream
@@ -342,6 +363,38 @@ def test_watch_publishes_drift(
         "checked_at",
         "findings_count",
     }
+
+
+def test_a_refused_attestation_exits_2_with_its_reason(
+    runner: CliRunner, tmp_path: Path, fake_publish: tuple[_FakePublisher, Path]
+) -> None:
+    publisher, key_path = fake_publish
+    publisher.verdict = Quarantined(ReasonCode.ROLE_NOT_ALLOWED.value, "not a policy signer")
+    (tmp_path / "ws").mkdir()
+    directory = workspace(tmp_path / "ws", '{"channels":{"denyRules":[]}}')
+    result = runner.invoke(
+        cli, ["policy", "check", *args(directory, "--publish", "--key", str(key_path))]
+    )
+    assert result.exit_code == 2
+    assert (
+        "error: ROLE_NOT_ALLOWED: the ledger refused policy.attested: not a policy signer"
+        in result.stderr
+    )
+
+
+def test_a_failing_producer_is_a_publish_error(
+    runner: CliRunner, tmp_path: Path, fake_publish: tuple[_FakePublisher, Path]
+) -> None:
+    publisher, key_path = fake_publish
+    publisher.failure = OSError("broker unreachable")
+    (tmp_path / "ws").mkdir()
+    directory = workspace(tmp_path / "ws", '{"channels":{"denyRules":[]}}')
+    result = runner.invoke(
+        cli, ["policy", "check", *args(directory, "--publish", "--key", str(key_path))]
+    )
+    assert result.exit_code == 2
+    assert "error: publishing policy.attested failed: broker unreachable" in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_key_without_publish_is_a_usage_error(

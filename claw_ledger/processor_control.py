@@ -1,4 +1,4 @@
-"""Start and stop the detached verifying processor (pid file in the state dir)."""
+"""Start, stop and supervise the detached verifying processor (pid file in the state dir)."""
 
 from __future__ import annotations
 
