@@ -10,6 +10,7 @@ Hierarchy::
     LedgerError                      base of everything raised on purpose
     ├── ConfigError                  bad settings, missing Java/Maven, bad URL
     ├── ServiceError                 a server could not be started / reached
+    │   └── StaleBatchError          a commit lost the race for a partition
     ├── MigrationError               schema newer than code, failed migration
     └── RejectedError                input refused, always with a ReasonCode
         ├── EnvelopeError            clawsig envelope checks (formats.md §2)
@@ -38,6 +39,7 @@ __all__ = [
     "ReceiptError",
     "RejectedError",
     "ServiceError",
+    "StaleBatchError",
     "TokenError",
 ]
 
@@ -135,6 +137,13 @@ class ConfigError(LedgerError):
 
 class ServiceError(LedgerError):
     """A server (Kafka, Postgres) could not be started, reached or stopped."""
+
+
+class StaleBatchError(ServiceError):
+    """The store refused a batch commit and wrote nothing: another worker of the
+    group moved a partition's position (or recorded one of its event ids) since
+    this batch was planned. The processor reloads its state and positions and
+    plans the batch again; it is a race, not bad input."""
 
 
 class MigrationError(LedgerError):

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from claw_ledger.config import effective_database_url, load_settings
-from claw_ledger.storage.migrate import migrate
+from storage.migrate import migrate
 
 __all__ = ["command"]
 

@@ -7,7 +7,7 @@ import sys
 import click
 
 from claw_ledger.cli.common import emit_json, settings
-from consumers.app import ProcessorConfig
+from consumers.config import ProcessorConfig
 
 __all__ = ["command", "processor_config"]
 

@@ -136,10 +136,11 @@ def _check_publisher(key_row: dict[str, Any] | None, did: str) -> None:
 def precheck_policy(policy_hash: str) -> dict[str, Any]:
     """Fail early (before publishing) when a WPC may not be used: malformed hash,
     unknown, revoked or superseded. The ledger checks again."""
-    from claw_ledger.storage.primitives import get_policy, query_sync
+    from claw_ledger.reads import query_sync
     from ledger.primitive_rules import usable_policy
     from ledger.state import LedgerState
     from ledger.wpc import check_policy_hash
+    from storage.projection_queries import get_policy
 
     check_policy_hash(policy_hash)
     row = query_sync(settings(), get_policy, policy_hash)
@@ -169,8 +170,9 @@ def get(policy_hash: str, verify: bool, any_status: bool, as_json: bool) -> None
       claw-ledger wpc get OMfo1i4Qvrnbfht-L-4Zl2ElG1U5xenjvTXgXgShVJ4 > wpc.json
       claw-ledger wpc get OMfo1i4Qvrnbfht-L-4Zl2ElG1U5xenjvTXgXgShVJ4 --verify --json
     """
-    from claw_ledger.storage.primitives import get_key, get_policy, query_sync
+    from claw_ledger.reads import query_sync
     from ledger.wpc import check_policy_hash
+    from storage.projection_queries import get_key, get_policy
 
     check_policy_hash(policy_hash)
     resolved = settings()
@@ -210,7 +212,8 @@ def get(policy_hash: str, verify: bool, any_status: bool, as_json: bool) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_command(status: str | None, as_json: bool) -> None:
     """List the WPCs in the registry."""
-    from claw_ledger.storage.primitives import list_policies, query_sync
+    from claw_ledger.reads import query_sync
+    from storage.projection_queries import list_policies
 
     rows = query_sync(settings(), list_policies, status=status)
     if as_json:
