@@ -11,10 +11,11 @@ COPY pyproject.toml README.md ./
 COPY ledger ./ledger
 COPY consumers ./consumers
 COPY producers ./producers
-COPY claw_ledger ./claw_ledger
+COPY storage ./storage
 COPY migrations ./migrations
-# non-editable install; migrations/ is found next to the package by the runner
-RUN pip install . && cp -r migrations /usr/local/lib/python3.11/site-packages/migrations
+COPY claw_ledger ./claw_ledger
+# non-editable install; the migrations' SQL files are package data
+RUN pip install .
 
 RUN useradd --system --create-home ledger
 USER ledger

@@ -35,14 +35,14 @@ from bench.workload import sign_halt_events
 from claw_ledger.config import Settings, load_settings
 from claw_ledger.services.kafka import ensure_topics
 from claw_ledger.services.manager import services_down, services_up
-from claw_ledger.storage.migrate import migrate
 from claw_ledger.topics import topic_names
-from consumers.store import set_trust_root
 from ledger.crypto import KeyPair
 from ledger.events import build_event, sign_event
 from ledger.verify import verify_message
 from producers.publish import wait_for_verdict
 from producers.sdk import LedgerProducer, RawEvent
+from storage.migrate import migrate
+from storage.postgres import set_trust_root
 
 ROOT = Path(__file__).resolve().parents[1]
 #: events per bulk send when publishing flat out (their send time is the chunk's)

@@ -101,7 +101,7 @@ def require_schema(settings: Settings) -> None:
     import asyncio
 
     from claw_ledger.config import effective_database_url
-    from claw_ledger.storage.migrate import check_schema, schema_version
+    from storage.migrate import check_schema, schema_version
 
     url = effective_database_url(settings)
 

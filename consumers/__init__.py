@@ -1,1 +1,1 @@
-"""Edge: the verifying stream processor (faust app) and its Postgres store."""
+"""Edge: the verifying stream processor and the two engines that feed it (aiokafka, faust)."""

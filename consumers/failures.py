@@ -1,16 +1,27 @@
-"""How both engines treat a batch that raises: retry the database, exit on bugs."""
+"""How both engines treat a batch that raises: retry the database, fail on bugs.
+
+The helpers only raise; :mod:`consumers.runner` turns a :class:`BatchFailedError`
+into the process's exit code, so that a supervisor restarts it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import asyncpg
 
-__all__ = ["EXIT_BUG", "EXIT_DATABASE_DOWN", "with_database_retry"]
+from ledger.errors import LedgerError
+
+__all__ = [
+    "EXIT_BUG",
+    "EXIT_DATABASE_DOWN",
+    "BatchFailedError",
+    "DatabaseUnavailableError",
+    "with_database_retry",
+]
 
 log = logging.getLogger("claw_ledger.processor")
 
@@ -19,32 +30,43 @@ EXIT_DATABASE_DOWN = 75
 _TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
 
+class BatchFailedError(LedgerError):
+    """A batch failed in a way only a restart can fix (a bug, or the database
+    gone too long). ``exit_code`` is what the processor exits with
+    (EX_SOFTWARE); the positions in Postgres make the restart exactly-once."""
+
+    exit_code = EXIT_BUG
+
+
+class DatabaseUnavailableError(BatchFailedError):
+    """The database stayed unreachable through every retry (EX_TEMPFAIL)."""
+
+    exit_code = EXIT_DATABASE_DOWN
+
+
 T = TypeVar("T")
 
 
 async def with_database_retry(batch: Callable[[], Awaitable[T]]) -> T:
-    """Run ``batch``, retrying database outages with back-off; any other failure ends
-    the process.
+    """Run ``batch``, retrying database outages with back-off.
 
     Bad input never gets here as an exception (it is quarantined). A failure
-    here is the database or a bug: exiting non-zero lets a supervisor
-    (``claw-ledger processor supervise``) restart the processor, and the
-    positions in Postgres make the restart exactly-once.
+    here is the database or a bug: raises :class:`DatabaseUnavailableError`
+    after 8 attempts, and :class:`BatchFailedError` (from the cause) at once
+    on anything else.
     """
     delay = 0.5
+    last: BaseException | None = None
     for attempt in range(1, 9):
         try:
             return await batch()
         except _TRANSIENT as exc:
+            last = exc
             log.warning(
                 "database unavailable (attempt %d): %s; retry in %.1fs", attempt, exc, delay
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
-        except Exception:
-            log.critical(
-                "processor failed; exiting so that a supervisor restarts it", exc_info=True
-            )
-            os._exit(EXIT_BUG)
-    log.critical("database unavailable for too long; exiting")
-    os._exit(EXIT_DATABASE_DOWN)
+        except Exception as exc:
+            raise BatchFailedError(f"processor failed: {type(exc).__name__}: {exc}") from exc
+    raise DatabaseUnavailableError(f"database unavailable for too long: {last}") from last

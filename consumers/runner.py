@@ -1,16 +1,26 @@
-"""Run the verifying processor with the chosen engine (blocking, for the CLI)."""
+"""Run the verifying processor with the chosen engine (blocking, for the CLI).
+
+The runner owns the process's fate: an engine raises
+:class:`~consumers.failures.BatchFailedError` and the runner exits with its code
+(70 a bug, 75 the database gone), so that a supervisor restarts the processor.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sys
 import time
-from typing import Literal
+from typing import Literal, NoReturn
 
-from consumers.app import ProcessorConfig
-from consumers.processor import BatchReport
+from consumers.config import ProcessorConfig
+from consumers.failures import BatchFailedError, DatabaseUnavailableError
+from ledger.batch import BatchReport
 
 __all__ = ["ENGINES", "StatusLine", "run_processor"]
+
+log = logging.getLogger("claw_ledger.processor")
 
 Engine = Literal["kafka", "faust"]
 ENGINES: tuple[Engine, ...] = ("kafka", "faust")
@@ -50,18 +60,22 @@ def run_processor(
     Refuses to start (MigrationError, exit 2) unless the database schema is at
     the newest migration this code knows.
     """
-    from claw_ledger.storage.migrate import check_schema
+    from storage.migrate import check_schema
 
     asyncio.run(check_schema(config.database_url))
     _configure_rules()
-    if engine == "faust":
-        from consumers.app import run_faust_worker
-
-        run_faust_worker(config, status=status)
-        return
-    from consumers.engine import run_engine
-
     counters = StatusLine()
+    if engine == "faust":
+        from consumers.faust_engine import run_faust_worker
+
+        run_faust_worker(
+            config,
+            on_batch=counters.add,
+            on_failure=_exit_for,
+            status_line=counters.line if status else None,
+        )
+        return
+    from consumers.kafka_engine import run_engine
 
     async def main() -> None:
         printer = asyncio.create_task(_print_status(counters)) if status else None
@@ -71,14 +85,29 @@ def run_processor(
             if printer is not None:
                 printer.cancel()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except BatchFailedError as exc:
+        _exit_for(exc)
+
+
+def _exit_for(exc: BatchFailedError) -> NoReturn:
+    """End the process at once with the failure's exit code: ``os._exit``, since
+    faust's worker (or a stuck thread) could hold a normal exit; the positions
+    in Postgres make the supervisor's restart exactly-once."""
+    if isinstance(exc, DatabaseUnavailableError):
+        log.critical("database unavailable for too long; exiting")
+    else:
+        log.critical(
+            "processor failed; exiting so that a supervisor restarts it",
+            exc_info=exc.__cause__ or exc,
+        )
+    os._exit(exc.exit_code)
 
 
 def _configure_rules() -> None:
     """The token lifetime ceiling the CLI enforces (``CLAW_LEDGER_CST_MAX_TTL``) is
     the processor's too, so that a token the issuer may mint is never refused."""
-    import os
-
     from ledger.primitive_rules import register_all
     from ledger.tokens import parse_ttl
 

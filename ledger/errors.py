@@ -11,7 +11,8 @@ Hierarchy::
     ├── ConfigError                  bad settings, missing Java/Maven, bad URL
     ├── ServiceError                 a server could not be started / reached
     │   ├── PublishError             an event could not be handed to Kafka
-    │   └── DemoFailed               a step of ``claw-ledger demo`` did not do what it expects
+    │   ├── DemoFailed               a step of ``claw-ledger demo`` did not do what it expects
+    │   └── StaleBatchError          a commit lost the race for a partition
     ├── MigrationError               schema newer than code, failed migration
     └── RejectedError                input refused, always with a ReasonCode
         ├── EnvelopeError            clawsig envelope checks (formats.md §2)
@@ -46,6 +47,7 @@ __all__ = [
     "ReceiptError",
     "RejectedError",
     "ServiceError",
+    "StaleBatchError",
     "TokenError",
 ]
 
@@ -162,6 +164,13 @@ class DemoFailed(ServiceError):
     """A demo step exited with another code than the scenario expects: the running ledger
     (its servers, its processor) did not behave as the demo needs. The message holds the
     command and its stderr."""
+
+
+class StaleBatchError(ServiceError):
+    """The store refused a batch commit and wrote nothing: another worker of the
+    group moved a partition's position (or recorded one of its event ids) since
+    this batch was planned. The processor reloads its state and positions and
+    plans the batch again; it is a race, not bad input."""
 
 
 class MigrationError(LedgerError):

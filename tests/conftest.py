@@ -40,8 +40,8 @@ import pytest_asyncio
 from claw_ledger.config import ENV_DATABASE_URL, ENV_KAFKA, Settings, load_settings
 from claw_ledger.services.kafka import ensure_topics, kafka_answers
 from claw_ledger.services.manager import services_down, services_up
-from claw_ledger.storage.migrate import migrate
 from ledger.topics import topic_names
+from storage.migrate import migrate
 
 _HERE = Path(__file__).resolve().parent
 _PACKAGE = f"{__package__}." if __package__ else ""

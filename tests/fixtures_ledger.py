@@ -21,12 +21,12 @@ import pytest_asyncio
 
 from claw_ledger.config import Settings
 from claw_ledger.services.kafka import ensure_topics
-from consumers.store import set_trust_root
 from ledger.crypto import KeyPair, save_key
 from ledger.roles import Role
 from ledger.topics import topic_names
 from producers.publish import wait_for_verdict
 from producers.sdk import LedgerProducer
+from storage.postgres import set_trust_root
 
 __all__ = ["LedgerHarness", "ProcessorProcess"]
 
@@ -172,7 +172,7 @@ class LedgerHarness:
 
 
 async def _fresh_ledger_database(ledger_servers: Any) -> str:
-    from claw_ledger.storage.migrate import migrate
+    from storage.migrate import migrate
 
     name = f"claw_e2e_{uuid.uuid4().hex[:8]}"
     conn = await asyncpg.connect(ledger_servers.server_url)

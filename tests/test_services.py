@@ -25,10 +25,10 @@ from claw_ledger.config import (
 from claw_ledger.services.kafka import ensure_topics
 from claw_ledger.services.manager import services_status, services_up
 from claw_ledger.services.process import pid_alive
-from claw_ledger.storage import connect
-from claw_ledger.storage.migrate import check_schema, discover_migrations, migrate, schema_version
 from ledger.errors import ConfigError, MigrationError
 from ledger.topics import INGRESS, QUARANTINE, VERIFIED, topic_names
+from storage import connect
+from storage.migrate import check_schema, discover_migrations, migrate, schema_version
 
 # ---------------------------------------------------------------- settings (no servers)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumers import store
+from storage import postgres as store
 
 
 def test_event_row_fields_are_the_copy_columns_in_order() -> None:

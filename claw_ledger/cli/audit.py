@@ -46,7 +46,7 @@ def audit_command(as_json: bool, signatures: bool) -> None:
 
 
 async def _audit(signatures: bool, show_progress: bool) -> dict[str, Any]:
-    from claw_ledger.storage.queries import chain_heads, iter_chain
+    from claw_ledger.reads import chain_heads, iter_chain
     from ledger.chain import ChainLink, verify_chain
     from ledger.verify import Verified, verify_message
 
@@ -129,7 +129,7 @@ async def _audit(signatures: bool, show_progress: bool) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True)
 def quarantine_command(reason: str | None, after: int, limit: int, as_json: bool) -> None:
     """Messages the processor refused, with their reason codes (raw bytes kept)."""
-    from claw_ledger.storage.queries import list_quarantine
+    from claw_ledger.reads import list_quarantine
 
     page = run_async(list_quarantine(settings(), reason=reason, after=after, limit=limit))
     if as_json:

@@ -21,7 +21,7 @@ from ledger.crypto import KeyPair, load_key
 from ledger.errors import ConfigError, ManifestError, ReasonCode
 
 if TYPE_CHECKING:
-    from consumers.app import ProcessorConfig
+    from consumers.config import ProcessorConfig
     from producers.outcome import PublishOutcome
     from producers.publish import PublishTarget
 
@@ -164,10 +164,11 @@ def report_publish(
 def precheck_policy(policy_hash: str) -> dict[str, Any]:
     """Fail early (before publishing) when a WPC may not be used: malformed hash,
     unknown, revoked or superseded. The ledger checks again."""
-    from claw_ledger.storage.primitives import get_policy, query_sync
+    from claw_ledger.reads import query_sync
     from ledger.primitive_rules import usable_policy
     from ledger.state import LedgerState
     from ledger.wpc import check_policy_hash
+    from storage.projection_queries import get_policy
 
     check_policy_hash(policy_hash)
     row = query_sync(settings(), get_policy, policy_hash)
@@ -177,7 +178,8 @@ def precheck_policy(policy_hash: str) -> dict[str, Any]:
 
 def fetch_job(job_id: str) -> dict[str, Any]:
     """The ledger's row for ``job_id``; ``JOB_UNKNOWN`` when there is none."""
-    from claw_ledger.storage.primitives import get_job, query_sync
+    from claw_ledger.reads import query_sync
+    from storage.projection_queries import get_job
 
     job = query_sync(settings(), get_job, job_id)
     if job is None:
@@ -197,7 +199,7 @@ def processor_config(group: str, batch_size: int) -> ProcessorConfig:
     only from the commands that run a processor)."""
     from claw_ledger.config import effective_endpoints
     from claw_ledger.topics import topics_for
-    from consumers.app import ProcessorConfig
+    from consumers.config import ProcessorConfig
 
     resolved = settings()
     endpoints = effective_endpoints(resolved)

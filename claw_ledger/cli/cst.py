@@ -204,8 +204,9 @@ def inspect(token: str, issuer: str | None, offline: bool, as_json: bool) -> Non
     Example:
       echo "$TOKEN" | claw-ledger cst inspect - --json
     """
-    from claw_ledger.storage.primitives import get_token, query_sync
+    from claw_ledger.reads import query_sync
     from ledger.tokens import decode_token, verify_token
+    from storage.projection_queries import get_token
 
     decoded = decode_token(read_token(token))
     row = None
@@ -275,8 +276,8 @@ def revoke(
       claw-ledger cst revoke --jti cst_3f2a... --reason "rotated" --key issuer
       claw-ledger cst revoke --sub agent:alpha --reason "agent compromised" --key operator
     """
-    from claw_ledger.storage.primitives import tokens_for
     from producers.outcome import Quarantined, TimedOut
+    from storage.projection_queries import tokens_for
 
     if sum(x is not None for x in (jti, job_id, sub)) != 1:
         raise click.UsageError("give exactly one of --jti, --job, --sub")
@@ -284,7 +285,7 @@ def revoke(
     if jti is not None:
         targets = [jti]
     else:
-        from claw_ledger.storage.primitives import query_sync
+        from claw_ledger.reads import query_sync
 
         rows = query_sync(resolved, tokens_for, job=job_id, sub=sub)
         targets = [str(r["jti"]) for r in rows]

@@ -78,7 +78,8 @@ def _publish(event_type: str, target: str, reason: str, key_ref: str, as_json: b
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def halts(as_json: bool) -> None:
     """List the active halts."""
-    from claw_ledger.storage.primitives import active_halts, query_sync
+    from claw_ledger.reads import query_sync
+    from storage.projection_queries import active_halts
 
     rows = query_sync(settings(), active_halts)
     if as_json:

@@ -27,7 +27,7 @@ def command(name: str, as_json: bool) -> None:
     Idempotent: when the ledger already has this trust root, nothing changes.
     Needs the services and the processor (`claw-ledger up`).
     """
-    from claw_ledger.storage.queries import database_url
+    from claw_ledger.config import effective_database_url as database_url
 
     resolved = settings()
     path = keys_dir(resolved) / f"{name}.key"
@@ -57,7 +57,7 @@ def command(name: str, as_json: bool) -> None:
 async def _record_trust_root(url: str, did: str) -> None:
     import asyncpg
 
-    from consumers.store import set_trust_root
+    from storage.postgres import set_trust_root
 
     conn = await asyncpg.connect(url)
     try:

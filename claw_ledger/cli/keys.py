@@ -144,6 +144,6 @@ def list_keys(as_json: bool, local: bool) -> None:
 
 
 async def _registry() -> list[dict[str, Any]]:
-    from claw_ledger.storage.queries import list_keys as query
+    from claw_ledger.reads import list_keys as query
 
     return await query(settings())

@@ -41,7 +41,7 @@ def command(
     """
     import asyncio
 
-    from claw_ledger.storage.migrate import migrate
+    from storage.migrate import migrate
 
     settings = load_settings(database_url=database_url, state_dir=state_dir)
     url = effective_database_url(settings)

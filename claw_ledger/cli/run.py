@@ -62,8 +62,9 @@ def start(job_id: str, token: str, key_ref: str, as_json: bool) -> None:
     hash than the URM's, a revoked WPC, or an active halt. Only the token's
     jti is recorded.
     """
-    from claw_ledger.storage.primitives import get_token, query_sync
+    from claw_ledger.reads import query_sync
     from ledger.tokens import decode_token, verify_token
+    from storage.projection_queries import get_token
 
     decoded = decode_token(read_token(token))
     if decoded.jti is None:
@@ -208,9 +209,10 @@ def show(job_id: str, as_json: bool) -> None:
 @click.option("--with-urm-ref", is_flag=True, help="Include a URM reference in the bundle.")
 def bundle(job_id: str, key_ref: str, out: str | None, with_urm_ref: bool) -> None:
     """Build a clawsig proof bundle of JOB from the ledger: its event chain and receipts."""
-    from claw_ledger.storage.primitives import query_sync, receipts_for
+    from claw_ledger.reads import query_sync
     from ledger.bundles import build_job_bundle
     from ledger.canonical import parse_json_strict
+    from storage.projection_queries import receipts_for
 
     job = fetch_job(job_id)
     rows = query_sync(settings(), receipts_for, job_id)

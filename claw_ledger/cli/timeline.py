@@ -54,7 +54,7 @@ def command(
       claw-ledger timeline --type token.issued --since 2026-11-26T00:00:00Z --json
       claw-ledger timeline --after 200 --limit 100   # the next page
     """
-    from claw_ledger.storage.queries import TimelineFilter, timeline_page
+    from claw_ledger.reads import TimelineFilter, timeline_page
 
     page = run_async(
         timeline_page(

@@ -17,8 +17,8 @@ def bring_up(console: Console) -> None:
     from claw_ledger.config import effective_endpoints
     from claw_ledger.services.kafka import ensure_topics
     from claw_ledger.services.manager import services_up
-    from claw_ledger.storage.migrate import migrate
     from claw_ledger.topics import topics_for
+    from storage.migrate import migrate
 
     resolved = settings()
     with console.status("starting Kafka and Postgres…") as status:

@@ -148,8 +148,9 @@ def get(policy_hash: str, verify: bool, any_status: bool, as_json: bool) -> None
       claw-ledger wpc get OMfo1i4Qvrnbfht-L-4Zl2ElG1U5xenjvTXgXgShVJ4 > wpc.json
       claw-ledger wpc get OMfo1i4Qvrnbfht-L-4Zl2ElG1U5xenjvTXgXgShVJ4 --verify --json
     """
-    from claw_ledger.storage.primitives import get_key, get_policy, query_sync
+    from claw_ledger.reads import query_sync
     from ledger.wpc import check_policy_hash
+    from storage.projection_queries import get_key, get_policy
 
     check_policy_hash(policy_hash)
     resolved = settings()
@@ -189,7 +190,8 @@ def get(policy_hash: str, verify: bool, any_status: bool, as_json: bool) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_command(status: str | None, as_json: bool) -> None:
     """List the WPCs in the registry."""
-    from claw_ledger.storage.primitives import list_policies, query_sync
+    from claw_ledger.reads import query_sync
+    from storage.projection_queries import list_policies
 
     rows = query_sync(settings(), list_policies, status=status)
     if as_json:

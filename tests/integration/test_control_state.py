@@ -16,10 +16,10 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from consumers import store
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor
 from ledger.crypto import KeyPair
 from ledger.events import build_event, sign_event
+from storage import postgres as store
 
 pytestmark = pytest.mark.integration
 
@@ -71,7 +71,9 @@ async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
 async def _processors(pool: asyncpg.Pool) -> tuple[Feeder, Feeder]:
     feeders = []
     for partition in (0, 1):
-        processor = VerifyingProcessor(pool, group="verifier", topic="ingress", trust_root=None)
+        processor = VerifyingProcessor(
+            store.PostgresLedgerStore(pool), group="verifier", topic="ingress", trust_root=None
+        )
         await processor.start()
         feeders.append(Feeder(processor, partition))
     return feeders[0], feeders[1]

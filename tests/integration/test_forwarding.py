@@ -15,9 +15,9 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from consumers import store
 from consumers.processor import IngressRecord, VerifyingProcessor
 from ledger.roles import Role
+from storage import postgres as store
 from tests.fixtures_ledger import LedgerHarness, start_ledger
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,10 @@ async def _commit_without_copying(ledger: LedgerHarness, marker: str) -> None:
     pool = await asyncpg.create_pool(ledger.settings.database_url, init=store.init_connection)
     try:
         processor = VerifyingProcessor(
-            pool, group=ledger.processor.group, topic=ledger.topics.ingress, trust_root=None
+            store.PostgresLedgerStore(pool),
+            group=ledger.processor.group,
+            topic=ledger.topics.ingress,
+            trust_root=None,
         )
         await processor.start()
         report = await processor.process(records)
@@ -124,7 +127,11 @@ async def test_a_commit_leaves_its_copies_to_track_unless_the_engine_does_not(
     pool = await asyncpg.create_pool(fresh_database, init=store.init_connection)
     try:
         processor = VerifyingProcessor(
-            pool, group="g", topic="ingress", trust_root=None, copies_tracked=copies_tracked
+            store.PostgresLedgerStore(pool),
+            group="g",
+            topic="ingress",
+            trust_root=None,
+            copies_tracked=copies_tracked,
         )
         await processor.start()
         report = await processor.process(

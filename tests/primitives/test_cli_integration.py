@@ -414,7 +414,7 @@ def test_ledger_refusals_from_the_cli(cli: Cli, tmp_path: Path) -> None:
 
 def test_projection_rows_load_back_equal(fresh_database: str) -> None:
     """What the rules write is what the processor's ``load_state`` reads back."""
-    from consumers import store
+    from storage import postgres as store
 
     from ._support import Ledger, ts
     from .test_rules import _receipt_body

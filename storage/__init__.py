@@ -1,4 +1,13 @@
-"""PostgreSQL access: connections and pools (asyncpg), and the migration runner."""
+"""Edge: the ledger's storage, and all of its SQL.
+
+* :mod:`storage.protocol`: :class:`LedgerStore`, what the processor needs;
+  :mod:`storage.postgres` (asyncpg) and :mod:`storage.memory` implement it;
+* :mod:`storage.migrate`: the migration runner (SQL files of the ``migrations`` package);
+* :mod:`storage.ledger_queries` and :mod:`storage.projection_queries`: the read queries;
+* here: connections and pools with clear errors.
+
+Storage imports the domain (:mod:`ledger`), never the application.
+"""
 
 from __future__ import annotations
 

@@ -1,21 +1,24 @@
-"""Postgres persistence for the verifying processor (asyncpg).
+"""The ledger in Postgres (asyncpg): :class:`PostgresLedgerStore` and its SQL.
 
 Exactly-once: the effects of a batch (ledger rows, quarantine rows,
 projection rows) and the consumer position of its partition are written in one
 transaction, guarded by the stored position, so a re-delivered batch is a
 no-op and a crash mid-batch leaves nothing half-written.
+
+The module functions take a connection (``init`` and tests use them directly);
+the store runs each on a connection of its pool.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import asyncpg
 
+from ledger.batch import EventRow, Outcome, PartitionBatch, PartitionPosition
+from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.roles import Role
 from ledger.state import KeyRecord, LedgerState, ProjectionRow
 
@@ -23,11 +26,7 @@ __all__ = [
     "CONTROL_TABLES",
     "CONTROL_VERSION_COLUMN",
     "EventRow",
-    "Outcome",
-    "PartitionBatch",
-    "PartitionPosition",
-    "QuarantineRow",
-    "StaleBatchError",
+    "PostgresLedgerStore",
     "bump_control_version",
     "commit_batch",
     "control_version",
@@ -88,10 +87,6 @@ _QUARANTINE_COLUMNS = (
 )
 
 
-class StaleBatchError(Exception):
-    """The stored position moved past this batch (another worker committed it)."""
-
-
 def _encode_jsonb(value: Any) -> bytes:
     # bytes are JSON already serialised by the caller (the hot path: event payloads)
     text = value if isinstance(value, bytes) else json.dumps(value).encode("utf-8")
@@ -114,53 +109,6 @@ async def init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec(
         "json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
     )
-
-
-@dataclass(frozen=True)
-class PartitionPosition:
-    next_offset: int
-    ledger_seq: int
-    chain_hash: str | None
-
-
-class EventRow(NamedTuple):
-    """One ledger row. A tuple in the ``events`` COPY column order (less the
-    topic and partition, which the batch supplies): built once per event."""
-
-    event_id: str
-    event_type: str
-    stream: str
-    producer: str
-    occurred_at: datetime
-    payload_hash_b64u: str
-    envelope_sha256: str
-    envelope_raw: bytes
-    payload_json: bytes
-    kafka_offset: int
-    ledger_seq: int
-    prev_chain_hash: str | None
-    chain_hash: str
-
-
-@dataclass(frozen=True)
-class QuarantineRow:
-    reason_code: str
-    detail: str
-    raw: bytes
-    event_id: str | None
-    signer_did: str | None
-    kafka_offset: int
-
-
-class Outcome(NamedTuple):
-    """A committed outcome to copy to the verified topic (``reason_code`` is
-    ``None``) or the quarantine topic. A tuple: one is built per event."""
-
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    reason_code: str | None = None
 
 
 async def record_forwarded(
@@ -276,8 +224,6 @@ async def set_trust_root(conn: asyncpg.Connection, did: str) -> None:
     async with conn.transaction():
         existing = await trust_root(conn)
         if existing is not None and existing != did:
-            from ledger.errors import EventError, ReasonCode
-
             raise EventError(
                 ReasonCode.TRUST_ROOT_EXISTS,
                 f"this ledger already has the trust root {existing}",
@@ -363,19 +309,6 @@ async def _upsert(
             f" ON CONFLICT ({key_column}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")
         )
         await conn.executemany(sql, records)
-
-
-@dataclass(frozen=True)
-class PartitionBatch:
-    """What one partition contributes to a commit."""
-
-    partition: int
-    expected_next_offset: int | None
-    #: the lowest ingress offset in the batch (where forwarding starts for a new partition)
-    first_offset: int
-    new_position: PartitionPosition
-    events: Sequence[EventRow]
-    quarantined: Sequence[QuarantineRow]
 
 
 async def commit_batch(
@@ -468,3 +401,93 @@ async def commit_batch(
             ],
         )
         return version
+
+
+class PostgresLedgerStore:
+    """:class:`~storage.protocol.LedgerStore` on an asyncpg pool (codecs set by
+    :func:`init_connection`); each call runs on one connection of the pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(
+        cls, database_url: str, *, min_size: int = 1, max_size: int = 2
+    ) -> PostgresLedgerStore:
+        """A store on a new pool; :meth:`close` closes it."""
+        pool = await asyncpg.create_pool(
+            database_url, min_size=min_size, max_size=max_size, init=init_connection
+        )
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def other_groups(self, group: str, topic: str) -> list[str]:
+        async with self._pool.acquire() as conn:
+            return await other_groups(conn, group, topic)
+
+    async def load_positions(self, group: str, topic: str) -> dict[int, PartitionPosition]:
+        async with self._pool.acquire() as conn:
+            return await load_positions(conn, group, topic)
+
+    async def control_version(self) -> int:
+        async with self._pool.acquire() as conn:
+            return await control_version(conn)
+
+    async def load_state_snapshot(
+        self,
+        configured_trust_root: str | None,
+        *,
+        since: int | None = None,
+        into: LedgerState | None = None,
+    ) -> tuple[int, LedgerState]:
+        async with self._pool.acquire() as conn:
+            return await load_state_snapshot(conn, configured_trust_root, since=since, into=into)
+
+    async def existing_payload_hashes(self, event_ids: Sequence[str]) -> dict[str, str]:
+        if not event_ids:
+            return {}
+        async with self._pool.acquire() as conn:
+            return await existing_payload_hashes(conn, event_ids)
+
+    async def commit_batch(
+        self,
+        *,
+        group: str,
+        topic: str,
+        batches: Sequence[PartitionBatch],
+        projections: Sequence[ProjectionRow],
+        copies_tracked: bool = True,
+    ) -> int | None:
+        async with self._pool.acquire() as conn:
+            try:
+                return await commit_batch(
+                    conn,
+                    group=group,
+                    topic=topic,
+                    batches=batches,
+                    projections=projections,
+                    copies_tracked=copies_tracked,
+                )
+            except asyncpg.UniqueViolationError as exc:
+                # another worker recorded one of these event ids (or offsets) first
+                raise StaleBatchError(f"{exc.__class__.__name__}: {exc}") from exc
+
+    async def record_forwarded(self, group: str, topic: str, marks: Mapping[int, int]) -> None:
+        async with self._pool.acquire() as conn:
+            await record_forwarded(conn, group, topic, marks)
+
+    async def unforwarded_outcomes(
+        self, group: str, topic: str, partition: int
+    ) -> tuple[int, list[Outcome]]:
+        async with self._pool.acquire() as conn:
+            return await unforwarded_outcomes(conn, group, topic, partition)
+
+    async def trust_root(self) -> str | None:
+        async with self._pool.acquire() as conn:
+            return await trust_root(conn)
+
+    async def set_trust_root(self, did: str) -> None:
+        async with self._pool.acquire() as conn:
+            await set_trust_root(conn, did)

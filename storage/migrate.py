@@ -1,5 +1,8 @@
 """The migration runner: ``migrations/NNNN_name.sql`` applied in order, once each.
 
+The SQL files are package data of the ``migrations`` package, found with
+:mod:`importlib.resources`, so an installed wheel migrates without a checkout.
+
 Rules:
 
 * files are named ``NNNN_name.sql`` (four digits, then a name) and applied in
@@ -19,16 +22,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import importlib.resources
 import re
 import time
 from dataclasses import dataclass, field
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from claw_ledger.storage import connect
+import migrations
 from ledger.errors import MigrationError
+from storage import connect
 
 __all__ = [
     "MIGRATIONS_DIR",
@@ -40,8 +46,8 @@ __all__ = [
     "schema_version",
 ]
 
-#: ``migrations/`` at the repository root.
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+#: The ``migrations`` package's SQL files (a directory in a checkout or an installed wheel).
+MIGRATIONS_DIR: Traversable = importlib.resources.files(migrations)
 #: advisory lock key shared by every claw-ledger migrate run ("clawmigr" as int64).
 ADVISORY_LOCK_KEY = int.from_bytes(b"clawmigr", "big") & 0x7FFF_FFFF_FFFF_FFFF
 _FILE_RE = re.compile(r"^(\d{4})_([A-Za-z0-9][A-Za-z0-9_\-]*)\.sql$")
@@ -62,7 +68,7 @@ class Migration:
 
     version: int
     name: str
-    path: Path
+    path: Traversable
     sql: str = field(repr=False)
     checksum: str
 
@@ -92,16 +98,19 @@ def _checksum(text: str) -> str:
     return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
 
 
-def discover_migrations(directory: Path | None = None) -> list[Migration]:
+def discover_migrations(directory: Path | Traversable | None = None) -> list[Migration]:
     """The migrations in ``directory`` (default :data:`MIGRATIONS_DIR`), by version."""
-    root = MIGRATIONS_DIR if directory is None else directory
+    root: Traversable = MIGRATIONS_DIR if directory is None else directory
     if not root.is_dir():
         raise MigrationError(
             f"migrations directory {root} does not exist",
             hint="run from a checkout or an installed tree that has migrations/",
         )
     found: dict[int, Migration] = {}
-    for path in sorted(root.glob("*.sql")):
+    for path in sorted(
+        (p for p in root.iterdir() if p.name.endswith(".sql") and p.is_file()),
+        key=lambda p: p.name,
+    ):
         match = _FILE_RE.match(path.name)
         if match is None:
             raise MigrationError(

@@ -1,4 +1,7 @@
-"""The verifying processor as a faust-streaming app.
+"""The verifying processor as a faust-streaming app (``--engine faust``).
+
+Imported only when that engine runs: nothing else imports this module, so the
+CLI and the default engine never load faust.
 
 faust feeds batches from the ingress topic; all decisions and all effects are
 :class:`~consumers.processor.VerifyingProcessor`'s. Correctness never depends
@@ -14,45 +17,29 @@ import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, NoReturn
 
-import asyncpg
 import faust
 from faust.types import TP
 
-from consumers import store
-from consumers.failures import with_database_retry
-from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor
+from consumers.config import ProcessorConfig
+from consumers.failures import BatchFailedError, with_database_retry
+from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor, open_processor
 
-__all__ = ["ProcessorConfig", "create_app", "run_faust_worker"]
+__all__ = ["create_app", "run_faust_worker"]
 
 log = logging.getLogger("claw_ledger.processor")
 
 
-@dataclass(frozen=True)
-class ProcessorConfig:
-    kafka_bootstrap: str
-    database_url: str
-    ingress_topic: str
-    verified_topic: str
-    quarantine_topic: str
-    group: str = "claw-ledger-verifier"
-    batch_size: int = 2000
-    batch_within_s: float = 0.05
-    max_message_bytes: int = 1_048_576
-    forward: bool = True
-    datadir: str | None = None
-
-
-async def _connection_init(conn: asyncpg.Connection) -> None:
-    await store.init_connection(conn)
-
-
 def create_app(
-    config: ProcessorConfig, on_batch: Callable[[BatchReport], None] | None = None
+    config: ProcessorConfig,
+    on_batch: Callable[[BatchReport], None] | None = None,
+    on_failure: Callable[[BatchFailedError], NoReturn] | None = None,
 ) -> faust.App:
+    """The faust app. A batch that cannot be committed goes to ``on_failure``
+    (the runner's exit), since faust would only log an agent's exception and
+    restart the agent; without it, the exception propagates into faust."""
     app = faust.App(
         config.group,
         broker=f"kafka://{config.kafka_bootstrap}",
@@ -76,33 +63,21 @@ def create_app(
 
     async def processor() -> VerifyingProcessor:
         if "processor" not in holder:
-            pool = await asyncpg.create_pool(
-                config.database_url, min_size=1, max_size=2, init=_connection_init
-            )
-            proc = VerifyingProcessor(
-                pool,
-                group=config.group,
-                topic=config.ingress_topic,
-                trust_root=None,
-                max_message_bytes=config.max_message_bytes,
-                # this engine's copies stay best effort (ADR 0008)
-                copies_tracked=False,
-            )
-            await proc.start()
-            holder["pool"] = pool
-            holder["processor"] = proc
+            # this engine's copies stay best effort (ADR 0008)
+            holder["processor"] = await open_processor(config, copies_tracked=False)
         result: VerifyingProcessor = holder["processor"]
         return result
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _seek_to_ledger_positions(sender: Any, assigned: set[TP], **_: Any) -> None:
         proc = await processor()
-        async with holder["pool"].acquire() as conn:
-            proc.positions = await store.load_positions(conn, config.group, config.ingress_topic)
+        offsets = await proc.assigned(
+            tp.partition for tp in assigned if tp.topic == config.ingress_topic
+        )
         for tp in assigned:
             if tp.topic != config.ingress_topic:
                 continue
-            offset = proc.next_offset(tp.partition)
+            offset = offsets[tp.partition]
             if offset is not None:
                 await app.consumer.seek(tp, offset)
 
@@ -122,7 +97,12 @@ def create_app(
                 )
                 for e in events
             ]
-            report = await with_database_retry(partial(proc.process, records))
+            try:
+                report = await with_database_retry(partial(proc.process, records))
+            except BatchFailedError as exc:
+                if on_failure is None:
+                    raise
+                on_failure(exc)
             if config.forward:
                 await _forward(report, verified, quarantine)
             if on_batch is not None:
@@ -156,18 +136,22 @@ async def _forward(report: BatchReport, verified: Any, quarantine: Any) -> None:
 
 
 def run_faust_worker(
-    config: ProcessorConfig, *, status: bool = False, loglevel: str = "warning"
+    config: ProcessorConfig,
+    *,
+    on_batch: Callable[[BatchReport], None] | None = None,
+    on_failure: Callable[[BatchFailedError], NoReturn] | None = None,
+    status_line: Callable[[], str] | None = None,
+    loglevel: str = "warning",
 ) -> None:
-    """Run the faust worker until interrupted (blocking)."""
-    from consumers.runner import StatusLine
-
-    counters = StatusLine()
-    app = create_app(config, on_batch=counters.add)
-    if status:
+    """Run the faust worker until interrupted (blocking); with ``status_line``,
+    print it to stderr every second."""
+    app = create_app(config, on_batch=on_batch, on_failure=on_failure)
+    if status_line is not None:
+        line = status_line
 
         @app.timer(1.0)  # type: ignore[untyped-decorator]
         async def _print_status() -> None:
-            sys.stderr.write("\r" + counters.line())
+            sys.stderr.write("\r" + line())
             sys.stderr.flush()
 
     worker = faust.Worker(app, loglevel=loglevel, quiet=True)

@@ -3,7 +3,8 @@
 Rows come back as plain dicts equal to what the rules in
 :mod:`ledger.primitive_rules` wrote (jsonb decoded). Every function takes an
 open asyncpg connection; :func:`open_connection` gives one with the jsonb
-codecs set.
+codecs set. Callers resolve the database URL (the application knows where the
+ledger is; storage does not read settings).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
-
-from claw_ledger.config import Settings, effective_endpoints
 
 __all__ = [
     "active_halts",
@@ -34,12 +33,11 @@ __all__ = [
 ]
 
 
-async def open_connection(settings: Settings) -> asyncpg.Connection:
+async def open_connection(database_url: str) -> asyncpg.Connection:
     """A connection to the ledger database, jsonb decoded to Python values."""
-    from claw_ledger.storage import connect
+    from storage import connect
 
-    url = settings.database_url or effective_endpoints(settings).database_url
-    conn = await connect(url)
+    conn = await connect(database_url)
     for name in ("jsonb", "json"):
         await conn.set_type_codec(
             name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog", format="text"
@@ -51,12 +49,12 @@ T = TypeVar("T")
 
 
 def query_sync(
-    settings: Settings, query: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+    database_url: str, query: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
 ) -> T:
     """Run one of the queries below on a fresh connection, blocking (for the CLI)."""
 
     async def run() -> T:
-        conn = await open_connection(settings)
+        conn = await open_connection(database_url)
         try:
             return await query(conn, *args, **kwargs)
         finally:

@@ -1,6 +1,6 @@
 """The verifying processor on a plain aiokafka consumer (the default engine).
 
-Same contract as the faust app (:mod:`consumers.app`): every decision and
+Same contract as the faust engine (:mod:`consumers.faust_engine`): every decision and
 effect is :class:`~consumers.processor.VerifyingProcessor`'s, the consumed
 position lives in Postgres and is written with the effects, and on every
 partition assignment the consumer seeks to it. Kafka-side commits only tell a
@@ -19,13 +19,12 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from consumers import store
-from consumers.app import ProcessorConfig
+from consumers.config import ProcessorConfig
 from consumers.failures import with_database_retry
-from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor
+from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor, open_processor
+from ledger.batch import Outcome
 
 __all__ = ["run_engine"]
 
@@ -38,44 +37,39 @@ class _SeekToLedger(ConsumerRebalanceListener):  # type: ignore[misc]
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
         proc: VerifyingProcessor,
-        pool: Any,
         config: ProcessorConfig,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
         self._proc = proc
-        self._pool = pool
         self._config = config
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         return None
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        async with self._pool.acquire() as conn:
-            self._proc.positions = await store.load_positions(
-                conn, self._proc.group, self._proc.topic
-            )
+        offsets = await self._proc.assigned(tp.partition for tp in assigned)
         for tp in assigned:
-            offset = self._proc.next_offset(tp.partition)
+            offset = offsets[tp.partition]
             if offset is None:
                 # nothing of this partition is in the ledger: read it from the start
                 await self._consumer.seek_to_beginning(tp)
             else:
                 self._consumer.seek(tp, offset)
         if self._config.forward:
-            await _forward_the_rest(self._producer, self._config, self._pool, assigned)
+            await _forward_the_rest(self._producer, self._config, self._proc, assigned)
 
 
 async def _forward_the_rest(
-    producer: AIOKafkaProducer, config: ProcessorConfig, pool: Any, assigned: list[TopicPartition]
+    producer: AIOKafkaProducer,
+    config: ProcessorConfig,
+    proc: VerifyingProcessor,
+    assigned: list[TopicPartition],
 ) -> None:
     """Copy outcomes that were committed but not acknowledged on their topics
     (the previous owner stopped between its commit and the copy)."""
     for tp in assigned:
-        async with pool.acquire() as conn:
-            mark, outcomes = await store.unforwarded_outcomes(
-                conn, config.group, config.ingress_topic, tp.partition
-            )
+        mark, outcomes = await proc.unforwarded_outcomes(tp.partition)
         if not outcomes:
             continue
         log.warning(
@@ -85,28 +79,23 @@ async def _forward_the_rest(
             len(outcomes),
         )
         await asyncio.gather(*await _send(producer, config, outcomes))
-        async with pool.acquire() as conn:
-            await store.record_forwarded(
-                conn, config.group, config.ingress_topic, {tp.partition: mark}
-            )
+        await proc.record_forwarded({tp.partition: mark})
 
 
-def _outcomes(report: BatchReport) -> list[store.Outcome]:
+def _outcomes(report: BatchReport) -> list[Outcome]:
     accepted = [
-        store.Outcome(item.record.partition, item.record.offset, item.record.key, item.record.value)
+        Outcome(item.record.partition, item.record.offset, item.record.key, item.record.value)
         for item in report.accepted
     ]
     refused = [
-        store.Outcome(
-            bad.record.partition, bad.record.offset, bad.record.key, bad.record.value, bad.code
-        )
+        Outcome(bad.record.partition, bad.record.offset, bad.record.key, bad.record.value, bad.code)
         for bad in report.quarantined
     ]
     return accepted + refused
 
 
 async def _send(
-    producer: AIOKafkaProducer, config: ProcessorConfig, outcomes: list[store.Outcome]
+    producer: AIOKafkaProducer, config: ProcessorConfig, outcomes: list[Outcome]
 ) -> list[Any]:
     """Send outcomes to the verified and quarantine topics; returns the send futures.
 
@@ -149,7 +138,11 @@ async def run_engine(
     on_batch: Callable[[BatchReport], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Consume, verify and commit until ``stop`` is set (or SIGTERM/SIGINT)."""
+    """Consume, verify and commit until ``stop`` is set (or SIGTERM/SIGINT).
+
+    A batch that cannot be committed raises :class:`~consumers.failures.BatchFailedError`
+    (the runner turns it into the exit code).
+    """
     stop = stop or asyncio.Event()
     # Batches allocate many short-lived objects and no cycles worth chasing per
     # poll: a larger young-generation threshold measurably cuts collector time.
@@ -159,17 +152,7 @@ async def run_engine(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    pool = await asyncpg.create_pool(
-        config.database_url, min_size=1, max_size=2, init=store.init_connection
-    )
-    proc = VerifyingProcessor(
-        pool,
-        group=config.group,
-        topic=config.ingress_topic,
-        trust_root=None,
-        max_message_bytes=config.max_message_bytes,
-    )
-    await proc.start()
+    proc = await open_processor(config)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=config.kafka_bootstrap,
         group_id=config.group,
@@ -191,7 +174,7 @@ async def run_engine(
         max_request_size=2 * 1024 * 1024,
     )
     consumer.subscribe(
-        [config.ingress_topic], listener=_SeekToLedger(consumer, producer, proc, pool, config)
+        [config.ingress_topic], listener=_SeekToLedger(consumer, producer, proc, config)
     )
     # the producer first: a partition assignment may have outcomes to copy
     await producer.start()
@@ -203,8 +186,7 @@ async def run_engine(
     async def settle(futures: list[Any], marks: dict[int, int]) -> None:
         try:
             await asyncio.gather(*futures)
-            async with pool.acquire() as conn:
-                await store.record_forwarded(conn, config.group, config.ingress_topic, marks)
+            await proc.record_forwarded(marks)
         except Exception as exc:  # the next owner of the partition sends them again
             log.warning("copies to the verified/quarantine topics not confirmed: %s", exc)
 
@@ -261,4 +243,7 @@ async def run_engine(
             await settling  # never raises; a crash instead re-sends these copies
         await consumer.stop()
         await producer.stop()
-        await pool.close()
+        # bounded: after a failed batch the database may be unreachable, and the
+        # runner must still get to exit so that the supervisor restarts us
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(proc.close(), timeout=10)

@@ -1,4 +1,5 @@
-"""Read queries over the ledger: the timeline, the key registry, quarantine, audit."""
+"""Read queries over the ledger by database URL: the timeline, the key registry,
+quarantine, and the hash chains for the audit."""
 
 from __future__ import annotations
 
@@ -10,15 +11,13 @@ from typing import Any
 
 import asyncpg
 
-from claw_ledger.config import Settings, effective_database_url
-from claw_ledger.storage.primitives import row_dict
 from ledger.errors import ServiceError
+from storage.projection_queries import row_dict
 
 __all__ = [
     "TimelineFilter",
     "TimelinePage",
     "chain_heads",
-    "database_url",
     "iter_chain",
     "list_keys",
     "list_quarantine",
@@ -26,13 +25,7 @@ __all__ = [
 ]
 
 
-def database_url(settings: Settings) -> str:
-    """Reads need Postgres only: the given URL, else the one ``services up`` recorded."""
-    return effective_database_url(settings)
-
-
-async def _connect(settings: Settings) -> asyncpg.Connection:
-    url = database_url(settings)
+async def _connect(url: str) -> asyncpg.Connection:
     try:
         conn = await asyncpg.connect(url, timeout=10)
     except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
@@ -47,8 +40,8 @@ async def _connect(settings: Settings) -> asyncpg.Connection:
     return conn
 
 
-async def list_keys(settings: Settings) -> list[dict[str, Any]]:
-    conn = await _connect(settings)
+async def list_keys(database_url: str) -> list[dict[str, Any]]:
+    conn = await _connect(database_url)
     try:
         rows = await conn.fetch("SELECT * FROM keys ORDER BY name, did")
         return [row_dict(r) for r in rows]
@@ -73,7 +66,7 @@ class TimelinePage:
     next_cursor: int | None
 
 
-async def timeline_page(settings: Settings, flt: TimelineFilter) -> TimelinePage:
+async def timeline_page(database_url: str, flt: TimelineFilter) -> TimelinePage:
     """One keyset page of ledger events, oldest first, after position ``flt.after``."""
     clauses = ["position > $1"]
     args: list[Any] = [flt.after or 0]
@@ -93,7 +86,7 @@ async def timeline_page(settings: Settings, flt: TimelineFilter) -> TimelinePage
         " occurred_at, recorded_at, payload, kafka_partition, ledger_seq, chain_hash"
         f" FROM events WHERE {' AND '.join(clauses)} ORDER BY position LIMIT ${len(args)}"
     )
-    conn = await _connect(settings)
+    conn = await _connect(database_url)
     try:
         rows = [dict(r) for r in await conn.fetch(sql, *args)]
     finally:
@@ -106,7 +99,7 @@ async def timeline_page(settings: Settings, flt: TimelineFilter) -> TimelinePage
 
 
 async def list_quarantine(
-    settings: Settings, *, reason: str | None = None, after: int = 0, limit: int = 50
+    database_url: str, *, reason: str | None = None, after: int = 0, limit: int = 50
 ) -> TimelinePage:
     args: list[Any] = [after]
     where = "id > $1"
@@ -114,7 +107,7 @@ async def list_quarantine(
         args.append(reason)
         where += " AND reason_code = $2"
     args.append(limit + 1)
-    conn = await _connect(settings)
+    conn = await _connect(database_url)
     try:
         rows = [
             dict(r)
@@ -132,9 +125,9 @@ async def list_quarantine(
     return TimelinePage(rows, rows[-1]["id"] if more and rows else None)
 
 
-async def iter_chain(settings: Settings, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
+async def iter_chain(database_url: str, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
     """Every ledger row in (partition, ledger_seq) order, for the audit."""
-    conn = await _connect(settings)
+    conn = await _connect(database_url)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             cursor = conn.cursor(
@@ -149,9 +142,9 @@ async def iter_chain(settings: Settings, batch: int = 5000) -> AsyncIterator[dic
         await conn.close()
 
 
-async def chain_heads(settings: Settings) -> dict[tuple[str, int], tuple[int, str | None]]:
+async def chain_heads(database_url: str) -> dict[tuple[str, int], tuple[int, str | None]]:
     """Per (topic, partition): the ledger_seq and chain hash the processor last committed."""
-    conn = await _connect(settings)
+    conn = await _connect(database_url)
     try:
         rows = await conn.fetch(
             "SELECT topic, kafka_partition, ledger_seq, chain_hash FROM consumer_positions"

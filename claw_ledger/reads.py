@@ -1,0 +1,59 @@
+"""The ledger's read queries (:mod:`storage`) at the database the settings name.
+
+Storage takes a database URL; resolving it from the settings (given, or the one
+``services up`` recorded) is the application's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from claw_ledger.config import Settings, effective_database_url, effective_endpoints
+from storage import ledger_queries, projection_queries
+from storage.ledger_queries import TimelineFilter, TimelinePage
+
+__all__ = [
+    "TimelineFilter",
+    "TimelinePage",
+    "chain_heads",
+    "iter_chain",
+    "list_keys",
+    "list_quarantine",
+    "query_sync",
+    "timeline_page",
+]
+
+T = TypeVar("T")
+
+
+def query_sync(
+    settings: Settings, query: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
+) -> T:
+    """Run a :mod:`storage.projection_queries` query on a fresh connection, blocking."""
+    url = settings.database_url or effective_endpoints(settings).database_url
+    return projection_queries.query_sync(url, query, *args, **kwargs)
+
+
+async def list_keys(settings: Settings) -> list[dict[str, Any]]:
+    return await ledger_queries.list_keys(effective_database_url(settings))
+
+
+async def timeline_page(settings: Settings, flt: TimelineFilter) -> TimelinePage:
+    return await ledger_queries.timeline_page(effective_database_url(settings), flt)
+
+
+async def list_quarantine(
+    settings: Settings, *, reason: str | None = None, after: int = 0, limit: int = 50
+) -> TimelinePage:
+    return await ledger_queries.list_quarantine(
+        effective_database_url(settings), reason=reason, after=after, limit=limit
+    )
+
+
+def iter_chain(settings: Settings, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
+    return ledger_queries.iter_chain(effective_database_url(settings), batch)
+
+
+async def chain_heads(settings: Settings) -> dict[tuple[str, int], tuple[int, str | None]]:
+    return await ledger_queries.chain_heads(effective_database_url(settings))

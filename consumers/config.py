@@ -1,0 +1,23 @@
+"""The processor's settings, shared by the runner and both engines (no Kafka
+client imported here, so the CLI can build one without loading faust)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ProcessorConfig"]
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    kafka_bootstrap: str
+    database_url: str
+    ingress_topic: str
+    verified_topic: str
+    quarantine_topic: str
+    group: str = "claw-ledger-verifier"
+    batch_size: int = 2000
+    batch_within_s: float = 0.05
+    max_message_bytes: int = 1_048_576
+    forward: bool = True
+    datadir: str | None = None

@@ -1,0 +1,217 @@
+"""The ledger in memory: :class:`MemoryLedgerStore`, with Postgres's semantics.
+
+For tests and tools that need a processor without a database. It keeps what
+the Postgres store guarantees: a commit is all or nothing, a position that
+moved or an event id already recorded refuses the batch
+(:class:`~ledger.errors.StaleBatchError`), control-plane commits bump the
+control version and stamp their rows with it, and catch-up reads only newer
+rows. tests/contract runs one suite against both stores.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ledger.batch import EventRow, Outcome, PartitionBatch, PartitionPosition, QuarantineRow
+from ledger.errors import EventError, ReasonCode, StaleBatchError
+from ledger.roles import Role
+from ledger.state import KeyRecord, LedgerState, ProjectionRow
+
+__all__ = ["MemoryLedgerStore"]
+
+#: control-plane tables loaded into LedgerState besides ``keys`` (as in Postgres)
+_CONTROL_TABLES: dict[str, str] = {
+    "policies": "policy_hash_b64u",
+    "tokens": "jti",
+    "jobs": "job_id",
+    "halts": "target",
+}
+_VERSIONED_TABLES = frozenset({"keys", *_CONTROL_TABLES})
+
+
+@dataclass
+class _Position:
+    position: PartitionPosition
+    forwarded_offset: int
+
+
+@dataclass
+class _Rows:
+    """One (topic, partition): its ledger rows and quarantine rows by offset."""
+
+    events: dict[int, EventRow] = field(default_factory=dict)
+    quarantined: dict[int, QuarantineRow] = field(default_factory=dict)
+
+
+class MemoryLedgerStore:
+    """:class:`~storage.protocol.LedgerStore` in process memory (no concurrency
+    beyond one event loop: every method completes without yielding mid-write)."""
+
+    def __init__(self) -> None:
+        self._positions: dict[tuple[str, str, int], _Position] = {}
+        self._rows: dict[tuple[str, int], _Rows] = {}
+        #: event_id -> payload hash (the unique index of ``events``)
+        self._event_ids: dict[str, str] = {}
+        #: table -> key -> (values, control_version or None)
+        self._projections: dict[str, dict[Any, tuple[dict[str, Any], int | None]]] = {}
+        self._control_version = 0
+        self._trust_root: str | None = None
+
+    async def close(self) -> None:
+        return None
+
+    async def other_groups(self, group: str, topic: str) -> list[str]:
+        return sorted({g for g, t, _ in self._positions if t == topic and g != group})
+
+    async def load_positions(self, group: str, topic: str) -> dict[int, PartitionPosition]:
+        return {
+            p: stored.position
+            for (g, t, p), stored in self._positions.items()
+            if g == group and t == topic
+        }
+
+    async def control_version(self) -> int:
+        return self._control_version
+
+    async def load_state_snapshot(
+        self,
+        configured_trust_root: str | None,
+        *,
+        since: int | None = None,
+        into: LedgerState | None = None,
+    ) -> tuple[int, LedgerState]:
+        state = into if into is not None else LedgerState()
+        state.trust_root = configured_trust_root or self._trust_root
+        for table in ("keys", *_CONTROL_TABLES):
+            for key, (values, version) in self._projections.get(table, {}).items():
+                if since is not None and (version is None or version <= since):
+                    continue
+                if table == "keys":
+                    state.keys[key] = _key_record(values)
+                else:
+                    target: dict[Any, dict[str, Any]] = getattr(state, table)
+                    target[key] = copy.deepcopy(values)
+        return self._control_version, state
+
+    async def existing_payload_hashes(self, event_ids: Sequence[str]) -> dict[str, str]:
+        return {i: self._event_ids[i] for i in event_ids if i in self._event_ids}
+
+    async def commit_batch(
+        self,
+        *,
+        group: str,
+        topic: str,
+        batches: Sequence[PartitionBatch],
+        projections: Sequence[ProjectionRow],
+        copies_tracked: bool = True,
+    ) -> int | None:
+        # every check before the first write: a refused batch writes nothing
+        new_ids: set[str] = set()
+        for batch in batches:
+            stored = self._positions.get((group, topic, batch.partition))
+            offset = stored.position.next_offset if stored else None
+            if offset != batch.expected_next_offset:
+                raise StaleBatchError(
+                    f"partition {batch.partition}: stored position {offset},"
+                    f" batch expected {batch.expected_next_offset}"
+                )
+            rows = self._rows.get((topic, batch.partition), _Rows())
+            taken_seqs = {e.ledger_seq for e in rows.events.values()}
+            for event in batch.events:
+                if event.event_id in self._event_ids or event.event_id in new_ids:
+                    raise StaleBatchError(f"event_id {event.event_id} is already recorded")
+                if event.kafka_offset in rows.events or event.ledger_seq in taken_seqs:
+                    raise StaleBatchError(
+                        f"partition {batch.partition}: offset {event.kafka_offset}"
+                        f" or ledger_seq {event.ledger_seq} is already recorded"
+                    )
+                new_ids.add(event.event_id)
+            for row in batch.quarantined:
+                if row.kafka_offset in rows.quarantined:
+                    raise StaleBatchError(
+                        f"partition {batch.partition}: offset {row.kafka_offset}"
+                        " is already recorded"
+                    )
+        version = None
+        if any(row.table in _VERSIONED_TABLES for row in projections):
+            self._control_version += 1
+            version = self._control_version
+        for batch in batches:
+            rows = self._rows.setdefault((topic, batch.partition), _Rows())
+            for event in batch.events:
+                rows.events[event.kafka_offset] = event
+                self._event_ids[event.event_id] = event.payload_hash_b64u
+            for row in batch.quarantined:
+                rows.quarantined[row.kafka_offset] = row
+            key = (group, topic, batch.partition)
+            stored = self._positions.get(key)
+            new = batch.new_position
+            if stored is None:
+                forwarded = batch.first_offset if copies_tracked else new.next_offset
+            else:
+                forwarded = stored.forwarded_offset if copies_tracked else new.next_offset
+            self._positions[key] = _Position(new, forwarded)
+        for projection in projections:
+            table = self._projections.setdefault(projection.table, {})
+            key_value = projection.values[projection.key_column]
+            before = table.get(key_value, ({}, None))[0]
+            # an upsert: the given columns replace theirs, the others stay
+            values = {**before, **copy.deepcopy(projection.values)}
+            table[key_value] = (values, version if projection.table in _VERSIONED_TABLES else None)
+        return version
+
+    async def record_forwarded(self, group: str, topic: str, marks: Mapping[int, int]) -> None:
+        for partition, offset in marks.items():
+            stored = self._positions.get((group, topic, partition))
+            if stored is not None and stored.forwarded_offset < offset:
+                stored.forwarded_offset = offset
+
+    async def unforwarded_outcomes(
+        self, group: str, topic: str, partition: int
+    ) -> tuple[int, list[Outcome]]:
+        stored = self._positions.get((group, topic, partition))
+        if stored is None:
+            return 0, []
+        start, end = stored.forwarded_offset, stored.position.next_offset
+        if start >= end:
+            return end, []
+        rows = self._rows.get((topic, partition), _Rows())
+        outcomes = [
+            Outcome(partition, o, e.stream.encode(), e.envelope_raw)
+            for o, e in rows.events.items()
+            if start <= o < end
+        ] + [
+            Outcome(partition, o, None, q.raw, q.reason_code)
+            for o, q in rows.quarantined.items()
+            if start <= o < end
+        ]
+        outcomes.sort(key=lambda o: o.offset)
+        return end, outcomes
+
+    async def trust_root(self) -> str | None:
+        return self._trust_root
+
+    async def set_trust_root(self, did: str) -> None:
+        if self._trust_root is not None and self._trust_root != did:
+            raise EventError(
+                ReasonCode.TRUST_ROOT_EXISTS,
+                f"this ledger already has the trust root {self._trust_root}",
+                hint="use that admin key; a ledger has exactly one trust root",
+            )
+        self._trust_root = did
+        self._control_version += 1
+
+
+def _key_record(values: Mapping[str, Any]) -> KeyRecord:
+    return KeyRecord(
+        did=values["did"],
+        name=values["name"],
+        roles=frozenset(Role(x) for x in values["roles"]),
+        registered_by=values["registered_by"],
+        registered_event_id=values["registered_event_id"],
+        revoked=values["revoked"],
+        revoked_reason=values["revoked_reason"],
+    )

@@ -1,0 +1,92 @@
+"""What the verifying processor needs from the ledger's storage: one seam.
+
+:class:`storage.postgres.PostgresLedgerStore` is the real one;
+:class:`storage.memory.MemoryLedgerStore` keeps the same semantics in memory
+(for tests and tools). tests/contract runs one suite against both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from ledger.batch import Outcome, PartitionBatch, PartitionPosition
+from ledger.state import LedgerState, ProjectionRow
+
+__all__ = ["LedgerStore"]
+
+
+class LedgerStore(Protocol):
+    """The ledger, its consumer positions and its control plane, per (group, topic)."""
+
+    async def other_groups(self, group: str, topic: str) -> list[str]:
+        """Consumer groups other than ``group`` with positions on ``topic``."""
+        ...
+
+    async def load_positions(self, group: str, topic: str) -> dict[int, PartitionPosition]:
+        """The stored position of every partition ``group`` has committed."""
+        ...
+
+    async def control_version(self) -> int:
+        """The committed control-plane version (bumped by every commit that changes it)."""
+        ...
+
+    async def load_state_snapshot(
+        self,
+        configured_trust_root: str | None,
+        *,
+        since: int | None = None,
+        into: LedgerState | None = None,
+    ) -> tuple[int, LedgerState]:
+        """Version and control state read together (one snapshot).
+
+        With ``since`` (a version whose state ``into`` holds), only what was
+        written after it is applied onto ``into``. The trust root is the
+        configured one, else the recorded one.
+        """
+        ...
+
+    async def existing_payload_hashes(self, event_ids: Sequence[str]) -> dict[str, str]:
+        """The payload hash of each of ``event_ids`` already in the ledger."""
+        ...
+
+    async def commit_batch(
+        self,
+        *,
+        group: str,
+        topic: str,
+        batches: Sequence[PartitionBatch],
+        projections: Sequence[ProjectionRow],
+        copies_tracked: bool = True,
+    ) -> int | None:
+        """Write a batch's rows, projections and new positions atomically.
+
+        Returns the new control version when the batch changed the control
+        plane, else ``None``. Raises :class:`~ledger.errors.StaleBatchError`
+        (writing nothing) when a stored position is not the batch's
+        ``expected_next_offset`` or an event id is already recorded. With
+        ``copies_tracked`` false, the outcomes count as copied already.
+        """
+        ...
+
+    async def record_forwarded(self, group: str, topic: str, marks: Mapping[int, int]) -> None:
+        """Every outcome below ``marks[partition]`` is on its topic (never moves back)."""
+        ...
+
+    async def unforwarded_outcomes(
+        self, group: str, topic: str, partition: int
+    ) -> tuple[int, list[Outcome]]:
+        """The committed outcomes of ``partition`` not yet acknowledged, in offset
+        order, and the mark to record once they are."""
+        ...
+
+    async def trust_root(self) -> str | None:
+        """The DID of the first admin key, recorded by ``claw-ledger init``."""
+        ...
+
+    async def set_trust_root(self, did: str) -> None:
+        """Record the trust root once (bumping the control version); a different
+        one already recorded is an :class:`~ledger.errors.EventError`."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,231 @@
+"""One contract, two stores: every test runs on Postgres (a fresh migrated
+database) and on the in-memory store, which must keep the same semantics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+import pytest_asyncio
+
+import ledger.primitive_rules  # noqa: F401  (registers the halt rules)
+from consumers.processor import VerifyingProcessor
+from ledger.batch import (
+    BatchPlan,
+    IngressRecord,
+    PartitionPosition,
+    pending_records,
+    plan_batch,
+)
+from ledger.crypto import KeyPair
+from ledger.errors import ConfigError, EventError, StaleBatchError
+from ledger.events import build_event, sign_event
+from ledger.state import LedgerState
+from ledger.verify import verify_message
+from storage.memory import MemoryLedgerStore
+from storage.postgres import PostgresLedgerStore
+from storage.protocol import LedgerStore
+
+ADMIN = KeyPair.from_seed(bytes([1]) * 32, "admin")
+OPERATOR = KeyPair.from_seed(bytes([2]) * 32, "operator")
+GROUP, TOPIC = "verifier", "ingress"
+
+
+@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.integration), "memory"])
+def backend(request: pytest.FixtureRequest) -> str | None:
+    """The database URL for the Postgres store, ``None`` for the memory store."""
+    if request.param == "postgres":
+        url: str = request.getfixturevalue("fresh_database")
+        return url
+    return None
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def store(backend: str | None) -> AsyncIterator[LedgerStore]:
+    if backend is None:
+        yield MemoryLedgerStore()
+        return
+    opened = await PostgresLedgerStore.open(backend, min_size=1, max_size=4)
+    yield opened
+    await opened.close()
+
+
+def _register(did: str, name: str, role: str) -> bytes:
+    body = {"did": did, "name": name, "roles": [role]}
+    return sign_event(build_event("key.registered", f"key:{did}", body, ADMIN), ADMIN).to_bytes()
+
+
+def _halt(target: str) -> bytes:
+    body = {"target": target, "reason": "drill"}
+    event = build_event("agent.halted", f"halt:{target}", body, OPERATOR)
+    return sign_event(event, OPERATOR).to_bytes()
+
+
+SETUP = (_register(ADMIN.did, "admin", "admin"), _register(OPERATOR.did, "operator", "operator"))
+
+
+def _plan(
+    values: Sequence[bytes],
+    *,
+    partition: int = 0,
+    first_offset: int = 0,
+    positions: dict[int, PartitionPosition] | None = None,
+    state: LedgerState | None = None,
+) -> BatchPlan:
+    records = [IngressRecord(partition, first_offset + i, v) for i, v in enumerate(values)]
+    verdicts = [verify_message(r.value) for r in records]
+    positions = positions or {}
+    pending = pending_records(positions, records, verdicts)
+    return plan_batch(state or LedgerState(trust_root=ADMIN.did), positions, pending, {})
+
+
+async def _commit(
+    store: LedgerStore, plan: BatchPlan, *, copies_tracked: bool = True
+) -> int | None:
+    return await store.commit_batch(
+        group=GROUP,
+        topic=TOPIC,
+        batches=plan.batches,
+        projections=plan.projections,
+        copies_tracked=copies_tracked,
+    )
+
+
+def _ids(plan: BatchPlan) -> list[str]:
+    return [e.event_id for b in plan.batches for e in b.events]
+
+
+async def test_an_empty_ledger(store: LedgerStore) -> None:
+    assert await store.load_positions(GROUP, TOPIC) == {}
+    assert await store.other_groups(GROUP, TOPIC) == []
+    assert await store.control_version() == 0
+    assert await store.trust_root() is None
+    assert await store.existing_payload_hashes([]) == {}
+    version, state = await store.load_state_snapshot(None)
+    assert version == 0 and state.keys == {} and state.trust_root is None
+
+
+async def test_a_commit_records_events_positions_and_the_control_version(
+    store: LedgerStore,
+) -> None:
+    plan = _plan([*SETUP, b"not json"])
+    assert await _commit(store, plan) == 1
+    [batch] = plan.batches
+    assert await store.load_positions(GROUP, TOPIC) == {0: batch.new_position}
+    unknown = "8d0f8b4e-0000-4000-8000-000000000000"
+    hashes = await store.existing_payload_hashes([*_ids(plan), unknown])
+    assert hashes == {e.event_id: e.payload_hash_b64u for e in batch.events}
+    assert await store.control_version() == 1
+    version, state = await store.load_state_snapshot(ADMIN.did)
+    assert version == 1 and set(state.keys) == {ADMIN.did, OPERATOR.did}
+    assert state.keys[OPERATOR.did].name == "operator" and not state.keys[OPERATOR.did].revoked
+    assert await store.other_groups("another-group", TOPIC) == [GROUP]
+
+
+async def test_a_batch_without_control_rows_leaves_the_version(store: LedgerStore) -> None:
+    assert await _commit(store, _plan([b"not json", b"{}"])) is None
+    assert await store.control_version() == 0
+    assert (await store.load_positions(GROUP, TOPIC))[0].next_offset == 2
+
+
+async def test_a_stale_position_refuses_the_whole_batch(store: LedgerStore) -> None:
+    first = _plan(SETUP)
+    await _commit(store, first)
+    # planned as if partition 0 were new: another worker has moved it since
+    stale = _plan([_halt("job:1")], first_offset=2, state=first_state())
+    with pytest.raises(StaleBatchError):
+        await _commit(store, stale)
+    assert await store.existing_payload_hashes(_ids(stale)) == {}
+    assert await store.load_positions(GROUP, TOPIC) == {0: first.batches[0].new_position}
+    assert await store.control_version() == 1
+
+
+def first_state() -> LedgerState:
+    """The control state after SETUP (so a halt by the operator is accepted)."""
+    state = LedgerState(trust_root=ADMIN.did)
+    _plan(SETUP, state=state)
+    return state
+
+
+async def test_an_event_id_recorded_on_another_partition_refuses_the_batch(
+    store: LedgerStore,
+) -> None:
+    first = _plan(SETUP)
+    await _commit(store, first)
+    again = _plan([SETUP[0]], partition=1)  # the same event, re-published elsewhere
+    assert _ids(again) == _ids(first)[:1]
+    with pytest.raises(StaleBatchError):
+        await _commit(store, again)
+    assert set(await store.load_positions(GROUP, TOPIC)) == {0}
+
+
+async def test_catch_up_reads_only_rows_newer_than_a_version(store: LedgerStore) -> None:
+    positions: dict[int, PartitionPosition] = {}
+    state = LedgerState(trust_root=ADMIN.did)
+    first = _plan(SETUP, positions=positions, state=state)
+    assert await _commit(store, first) == 1
+    version, held = await store.load_state_snapshot(ADMIN.did)
+    positions[0] = first.batches[0].new_position
+    second = _plan([_halt("job:9")], first_offset=2, positions=positions, state=state)
+    assert await _commit(store, second) == 2
+    # what `since` leaves out: a key that changed only before `version`
+    del held.keys[ADMIN.did]
+    new_version, caught_up = await store.load_state_snapshot(ADMIN.did, since=version, into=held)
+    assert new_version == 2 and caught_up is held
+    assert set(held.keys) == {OPERATOR.did}
+    assert held.halts["job:9"]["active"] is True
+
+
+async def test_copies_are_tracked_from_the_first_offset_until_recorded(store: LedgerStore) -> None:
+    plan = _plan([*SETUP, b"not json"], first_offset=5)
+    await _commit(store, plan)
+    mark, outcomes = await store.unforwarded_outcomes(GROUP, TOPIC, 0)
+    assert mark == 8
+    assert [(o.offset, o.reason_code) for o in outcomes] == [
+        (5, None),
+        (6, None),
+        (7, "MALFORMED_JSON"),
+    ]
+    assert outcomes[0].value == SETUP[0] and outcomes[0].key == f"key:{ADMIN.did}".encode()
+    await store.record_forwarded(GROUP, TOPIC, {0: 7})
+    assert [o.offset for o in (await store.unforwarded_outcomes(GROUP, TOPIC, 0))[1]] == [7]
+    await store.record_forwarded(GROUP, TOPIC, {0: 6})  # never moves back
+    await store.record_forwarded(GROUP, TOPIC, {0: 8})
+    assert await store.unforwarded_outcomes(GROUP, TOPIC, 0) == (8, [])
+    assert await store.unforwarded_outcomes(GROUP, TOPIC, 3) == (0, [])
+
+
+async def test_untracked_copies_count_as_made(store: LedgerStore) -> None:
+    await _commit(store, _plan([b"not json", b"{}"], first_offset=5), copies_tracked=False)
+    assert await store.unforwarded_outcomes(GROUP, TOPIC, 0) == (7, [])
+
+
+async def test_the_trust_root_is_recorded_once(store: LedgerStore) -> None:
+    await store.set_trust_root(ADMIN.did)
+    await store.set_trust_root(ADMIN.did)  # idempotent, but processors reload
+    assert await store.trust_root() == ADMIN.did
+    assert await store.control_version() == 2
+    with pytest.raises(EventError, match="already has the trust root"):
+        await store.set_trust_root(OPERATOR.did)
+    assert (await store.load_state_snapshot(None))[1].trust_root == ADMIN.did
+    assert (await store.load_state_snapshot("did:key:other"))[1].trust_root == "did:key:other"
+
+
+async def test_a_processor_on_the_store_commits_exactly_once(store: LedgerStore) -> None:
+    await store.set_trust_root(ADMIN.did)
+    processor = VerifyingProcessor(store, group=GROUP, topic=TOPIC, trust_root=None)
+    await processor.start()
+    records = [IngressRecord(0, i, v) for i, v in enumerate([*SETUP, _halt("job:1")])]
+    report = await processor.process(records)
+    assert len(report.accepted) == 3
+    again = await processor.process(records)  # a re-delivery
+    assert again.skipped == 3 and again.accepted == []
+    # a second worker of the group catches up on the first one's control changes
+    other = VerifyingProcessor(store, group=GROUP, topic=TOPIC, trust_root=None)
+    await other.start()
+    assert other.state.halts == processor.state.halts
+    assert len((await other.process([IngressRecord(1, 0, _halt("job:2"))])).accepted) == 1
+    assert await processor.assigned([0, 1, 2]) == {0: 3, 1: 1, 2: None}
+    # another group on the same ledger is refused
+    with pytest.raises(ConfigError, match="already fed"):
+        await VerifyingProcessor(store, group="g2", topic=TOPIC, trust_root=None).start()

@@ -1,0 +1,217 @@
+"""Batch planning (ledger.batch): what one commit writes, decided without any server."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import ledger.primitive_rules  # noqa: F401  (registers the halt rules)
+from ledger.batch import (
+    BatchPlan,
+    IngressRecord,
+    PartitionPosition,
+    pending_records,
+    plan_batch,
+    quarantine_row,
+)
+from ledger.chain import chain_hash
+from ledger.crypto import KeyPair
+from ledger.errors import ReasonCode
+from ledger.events import build_event, sign_event
+from ledger.state import LedgerState
+from ledger.verify import Rejected, Verified, verify_message
+
+from ._helpers import key
+
+ADMIN = key(1, "admin")
+OPERATOR = key(2, "operator")
+
+
+def _raw(
+    signer: KeyPair,
+    event_type: str,
+    stream: str,
+    body: Mapping[str, Any],
+    *,
+    event_id: str | None = None,
+) -> bytes:
+    return sign_event(
+        build_event(event_type, stream, body, signer, event_id=event_id), signer
+    ).to_bytes()
+
+
+def _register(did: str, name: str, role: str) -> bytes:
+    return _raw(ADMIN, "key.registered", f"key:{did}", {"did": did, "name": name, "roles": [role]})
+
+
+def _halt(target: str, *, event_id: str | None = None, reason: str = "drill") -> bytes:
+    body = {"target": target, "reason": reason}
+    return _raw(OPERATOR, "agent.halted", f"halt:{target}", body, event_id=event_id)
+
+
+def _resume(target: str) -> bytes:
+    return _raw(OPERATOR, "agent.resumed", f"halt:{target}", {"target": target, "reason": "ok"})
+
+
+def _setup() -> list[bytes]:
+    return [_register(ADMIN.did, "admin", "admin"), _register(OPERATOR.did, "operator", "operator")]
+
+
+def _plan(
+    state: LedgerState,
+    positions: Mapping[int, PartitionPosition],
+    records: Sequence[IngressRecord],
+    recorded: Mapping[str, str] | None = None,
+) -> BatchPlan:
+    verdicts = [verify_message(r.value) for r in records]
+    pending = pending_records(positions, records, verdicts)
+    return plan_batch(state, positions, pending, recorded or {})
+
+
+def _records(partition: int, values: Sequence[bytes], first_offset: int = 0) -> list[IngressRecord]:
+    return [IngressRecord(partition, first_offset + i, v) for i, v in enumerate(values)]
+
+
+def _apply(positions: dict[int, PartitionPosition], plan: BatchPlan) -> None:
+    for batch in plan.batches:
+        positions[batch.partition] = batch.new_position
+
+
+def test_a_batch_gets_contiguous_ledger_seqs_and_a_linked_chain() -> None:
+    plan = _plan(LedgerState(trust_root=ADMIN.did), {}, _records(0, _setup()))
+    [batch] = plan.batches
+    assert [e.ledger_seq for e in batch.events] == [1, 2]
+    first, second = batch.events
+    assert first.prev_chain_hash is None
+    assert first.chain_hash == chain_hash(None, 0, 1, first.event_id, first.envelope_sha256)
+    assert second.prev_chain_hash == first.chain_hash
+    assert second.chain_hash == chain_hash(
+        first.chain_hash, 0, 2, second.event_id, second.envelope_sha256
+    )
+    assert batch.expected_next_offset is None and batch.first_offset == 0
+    assert batch.new_position == PartitionPosition(2, 2, second.chain_hash)
+    assert len(plan.report.accepted) == 2 and plan.report.quarantined == []
+
+
+def test_re_deliveries_below_the_stored_position_are_skipped() -> None:
+    state = LedgerState(trust_root=ADMIN.did)
+    positions: dict[int, PartitionPosition] = {}
+    _apply(positions, _plan(state, positions, _records(0, _setup())))
+    again = _records(0, [*_setup(), _halt("job:1")])
+    plan = _plan(state, positions, again)
+    assert plan.report.skipped == 2
+    [batch] = plan.batches
+    assert [e.kafka_offset for e in batch.events] == [2]
+    assert batch.expected_next_offset == 2 and batch.first_offset == 2
+    assert batch.new_position.next_offset == 3
+
+
+def test_a_batch_of_only_re_deliveries_plans_nothing() -> None:
+    positions = {0: PartitionPosition(5, 3, "h")}
+    records = _records(0, [b"x", b"y"], first_offset=3)
+    pending = pending_records(positions, records, [verify_message(r.value) for r in records])
+    assert pending.by_partition == {} and pending.skipped == 2
+    plan = plan_batch(LedgerState(), positions, pending, {})
+    assert plan.batches == [] and plan.report.skipped == 2
+
+
+def test_the_chain_continues_across_batches() -> None:
+    state = LedgerState(trust_root=ADMIN.did)
+    positions: dict[int, PartitionPosition] = {}
+    first = _plan(state, positions, _records(0, _setup()))
+    _apply(positions, first)
+    second = _plan(state, positions, _records(0, [_halt("job:1")], first_offset=2))
+    [event] = second.batches[0].events
+    assert event.ledger_seq == 3
+    assert event.prev_chain_hash == first.batches[0].events[-1].chain_hash
+    assert event.chain_hash == chain_hash(
+        event.prev_chain_hash, 0, 3, event.event_id, event.envelope_sha256
+    )
+
+
+def test_the_same_event_twice_in_a_batch_is_one_row_and_a_duplicate() -> None:
+    halt = _halt("job:1")
+    plan = _plan(LedgerState(trust_root=ADMIN.did), {}, _records(0, [*_setup(), halt, halt]))
+    [batch] = plan.batches
+    assert len(batch.events) == 3 and plan.report.duplicates == 1
+    # the duplicate still moves the position past its offset
+    assert batch.new_position.next_offset == 4 and batch.new_position.ledger_seq == 3
+
+
+def test_an_event_id_reused_with_other_content_is_quarantined() -> None:
+    event_id = "0b7c1c4e-9d8a-4a57-9a34-5c1a4f6a1f01"
+    one = _halt("job:1", event_id=event_id, reason="first")
+    other = _halt("job:1", event_id=event_id, reason="second")
+    plan = _plan(LedgerState(trust_root=ADMIN.did), {}, _records(0, [*_setup(), one, other]))
+    [batch] = plan.batches
+    assert len(batch.events) == 3
+    [row] = batch.quarantined
+    assert row.reason_code == ReasonCode.DUPLICATE_EVENT_CONFLICT.value
+    assert row.event_id == event_id and row.kafka_offset == 3
+    assert [q.code for q in plan.report.quarantined] == ["DUPLICATE_EVENT_CONFLICT"]
+
+
+def test_payload_hashes_recorded_in_the_ledger_decide_duplicates() -> None:
+    halt = _halt("job:1")
+    verified = verify_message(halt)
+    assert isinstance(verified, Verified)
+    event_id = verified.event.event_id
+    same = {event_id: verified.envelope.payload_hash_b64u}
+    plan = _plan(LedgerState(trust_root=ADMIN.did), {}, _records(0, [*_setup(), halt]), same)
+    assert plan.report.duplicates == 1 and len(plan.batches[0].events) == 2
+    plan = _plan(
+        LedgerState(trust_root=ADMIN.did), {}, _records(0, [*_setup(), halt]), {event_id: "x"}
+    )
+    assert [q.code for q in plan.report.quarantined] == ["DUPLICATE_EVENT_CONFLICT"]
+
+
+def test_each_partition_has_its_own_sequence_and_position() -> None:
+    state = LedgerState(trust_root=ADMIN.did)
+    positions = {1: PartitionPosition(10, 4, "head-1")}
+    records = [
+        IngressRecord(0, 0, _register(ADMIN.did, "admin", "admin")),
+        IngressRecord(1, 10, _register(OPERATOR.did, "operator", "operator")),
+        IngressRecord(0, 1, b"not json"),
+        IngressRecord(1, 11, _halt("job:2")),
+    ]
+    plan = _plan(state, positions, records)
+    by_partition = {b.partition: b for b in plan.batches}
+    zero, one = by_partition[0], by_partition[1]
+    assert [e.ledger_seq for e in zero.events] == [1]
+    assert [q.reason_code for q in zero.quarantined] == ["MALFORMED_JSON"]
+    assert zero.new_position == PartitionPosition(2, 1, zero.events[0].chain_hash)
+    assert [e.ledger_seq for e in one.events] == [5, 6]
+    assert one.events[0].prev_chain_hash == "head-1"
+    assert one.expected_next_offset == 10 and one.new_position.next_offset == 12
+
+
+def test_only_the_latest_projection_row_of_a_key_is_written() -> None:
+    records = _records(0, [*_setup(), _halt("job:1"), _resume("job:1"), _halt("job:2")])
+    plan = _plan(LedgerState(trust_root=ADMIN.did), {}, records)
+    halts = {r.values["target"]: r.values for r in plan.projections if r.table == "halts"}
+    assert set(halts) == {"job:1", "job:2"}
+    assert halts["job:1"]["active"] is False and halts["job:2"]["active"] is True
+    assert len([r for r in plan.projections if r.table == "halts"]) == 2
+    assert {r.values["did"] for r in plan.projections if r.table == "keys"} == {
+        ADMIN.did,
+        OPERATOR.did,
+    }
+
+
+def test_pending_event_ids_are_those_of_verified_records() -> None:
+    halt = _halt("job:1")
+    records = _records(0, [b"not json", halt])
+    verdicts = [verify_message(r.value) for r in records]
+    assert isinstance(verdicts[1], Verified)
+    assert pending_records({}, records, verdicts).event_ids() == [verdicts[1].event.event_id]
+
+
+def test_quarantine_rows_hold_no_nul_and_bounded_text() -> None:
+    record = IngressRecord(3, 7, b"raw")
+    rejected = Rejected(ReasonCode.MALFORMED_ENVELOPE, "a\x00b" + "x" * 3000, "e\x00", "d" * 300)
+    row = quarantine_row(record, rejected)
+    assert "\x00" not in row.detail and row.detail.startswith("a\\x00b")
+    assert len(row.detail) == 2001 and row.detail.endswith("…")
+    assert row.event_id == "e\\x00"
+    assert row.signer_did is not None and len(row.signer_did) == 201
+    assert (row.raw, row.kafka_offset) == (b"raw", 7)

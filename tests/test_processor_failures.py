@@ -1,0 +1,85 @@
+"""A failed batch raises a typed error; only the runner turns it into an exit code."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import pytest
+
+from consumers import failures, runner
+from consumers.failures import (
+    EXIT_BUG,
+    EXIT_DATABASE_DOWN,
+    BatchFailedError,
+    DatabaseUnavailableError,
+    with_database_retry,
+)
+from ledger.errors import LedgerError
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    waits: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        waits.append(delay)
+
+    monkeypatch.setattr(failures.asyncio, "sleep", sleep)
+    return waits
+
+
+async def test_a_bug_is_a_batch_failure_at_once(_no_backoff: list[float]) -> None:
+    calls = 0
+
+    async def batch() -> None:
+        nonlocal calls
+        calls += 1
+        raise ValueError("boom")
+
+    with pytest.raises(BatchFailedError) as caught:
+        await with_database_retry(batch)
+    assert type(caught.value) is BatchFailedError and caught.value.exit_code == EXIT_BUG
+    assert isinstance(caught.value.__cause__, ValueError) and isinstance(caught.value, LedgerError)
+    assert calls == 1 and _no_backoff == []
+
+
+async def test_a_database_outage_is_retried_then_reported(_no_backoff: list[float]) -> None:
+    async def batch() -> None:
+        raise ConnectionRefusedError("down")
+
+    with pytest.raises(DatabaseUnavailableError) as caught:
+        await with_database_retry(batch)
+    assert caught.value.exit_code == EXIT_DATABASE_DOWN
+    assert _no_backoff == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
+
+
+async def test_a_short_outage_is_ridden_out(_no_backoff: list[float]) -> None:
+    outcomes: list[Exception | None] = [OSError("reset"), OSError("reset"), None]
+
+    async def batch() -> str:
+        failure = outcomes.pop(0)
+        if failure is not None:
+            raise failure
+        return "committed"
+
+    assert await with_database_retry(batch) == "committed"
+    assert _no_backoff == [0.5, 1.0]
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (BatchFailedError("bug"), EXIT_BUG),
+        (DatabaseUnavailableError("gone"), EXIT_DATABASE_DOWN),
+    ],
+)
+def test_the_runner_exits_with_the_failures_code(
+    monkeypatch: pytest.MonkeyPatch, error: BatchFailedError, code: int
+) -> None:
+    def exit_(status: int) -> NoReturn:
+        raise SystemExit(status)
+
+    monkeypatch.setattr(runner.os, "_exit", exit_)
+    with pytest.raises(SystemExit) as caught:
+        runner._exit_for(error)
+    assert caught.value.code == code
