@@ -23,8 +23,14 @@ from tests.fixtures_ledger import LedgerHarness, start_ledger
 pytestmark = pytest.mark.integration
 
 
-async def _copies(ledger: LedgerHarness, marker: bytes, settle: float) -> dict[str, list[Any]]:
-    """Every message holding ``marker`` on the verified and quarantine topics."""
+async def _copies(
+    ledger: LedgerHarness, marker: bytes, expected: dict[str, int]
+) -> dict[str, list[Any]]:
+    """Every message holding ``marker`` on the verified and quarantine topics.
+
+    Reads until ``expected`` copies per topic have arrived (a loaded machine can
+    take a while), then a little longer so that an extra copy would show too.
+    """
     consumer = AIOKafkaConsumer(
         ledger.topics.verified,
         ledger.topics.quarantine,
@@ -35,10 +41,15 @@ async def _copies(ledger: LedgerHarness, marker: bytes, settle: float) -> dict[s
     found: dict[str, list[Any]] = {ledger.topics.verified: [], ledger.topics.quarantine: []}
     await consumer.start()
     try:
-        deadline = time.monotonic() + settle
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        settled_at: float | None = None
+        while time.monotonic() < (settled_at or deadline):
             for tp, messages in (await consumer.getmany(timeout_ms=500)).items():
                 found[tp.topic] += [m for m in messages if marker in (m.value or b"")]
+            if settled_at is None and all(
+                len(found[topic]) >= count for topic, count in expected.items()
+            ):
+                settled_at = time.monotonic() + 3
     finally:
         await consumer.stop()
     return found
@@ -100,7 +111,8 @@ async def test_outcomes_committed_but_not_copied_are_copied_by_the_next_owner_on
         # a later event through the restarted processor: by its verdict the
         # partitions have been assigned and the missing copies sent
         await _probe(ledger, f"{marker}-probe")
-        found = await _copies(ledger, marker.encode(), settle=5)
+        expected = {ledger.topics.verified: 2, ledger.topics.quarantine: 1}
+        found = await _copies(ledger, marker.encode(), expected)
         assert len(found[ledger.topics.verified]) == 2  # the event and the probe
         [refused] = found[ledger.topics.quarantine]
         assert dict(refused.headers)["reason_code"] == b"MALFORMED_ENVELOPE"
@@ -110,7 +122,8 @@ async def test_outcomes_committed_but_not_copied_are_copied_by_the_next_owner_on
         ledger.processor.start()
         await _probe(ledger, f"{marker}-again")
         await asyncio.sleep(1)
-        found = await _copies(ledger, marker.encode(), settle=5)
+        expected = {ledger.topics.verified: 3, ledger.topics.quarantine: 1}
+        found = await _copies(ledger, marker.encode(), expected)
         assert len(found[ledger.topics.verified]) == 3
         assert len(found[ledger.topics.quarantine]) == 1
     finally:
