@@ -25,6 +25,7 @@ from faust.types import TP
 from consumers import store
 from consumers.failures import with_database_retry
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor
+from ledger.registry import DEFAULT_RULE_SETTINGS, RuleSettings
 
 __all__ = ["ProcessorConfig", "create_app", "run_faust_worker"]
 
@@ -44,6 +45,7 @@ class ProcessorConfig:
     max_message_bytes: int = 1_048_576
     forward: bool = True
     datadir: str | None = None
+    rule_settings: RuleSettings = DEFAULT_RULE_SETTINGS
 
 
 async def _connection_init(conn: asyncpg.Connection) -> None:
@@ -87,6 +89,7 @@ def create_app(
                 max_message_bytes=config.max_message_bytes,
                 # this engine's copies stay best effort (ADR 0008)
                 copies_tracked=False,
+                rule_settings=config.rule_settings,
             )
             await proc.start()
             holder["pool"] = pool

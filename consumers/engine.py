@@ -168,6 +168,7 @@ async def run_engine(
         topic=config.ingress_topic,
         trust_root=None,
         max_message_bytes=config.max_message_bytes,
+        rule_settings=config.rule_settings,
     )
     await proc.start()
     consumer = AIOKafkaConsumer(

@@ -22,6 +22,7 @@ import asyncpg
 from consumers import store
 from ledger.chain import chain_hash
 from ledger.errors import ConfigError
+from ledger.registry import DEFAULT_RULE_SETTINGS, RuleSettings
 from ledger.state import LedgerState, ProjectionRow
 from ledger.verify import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -36,18 +37,6 @@ from ledger.verify import (
 __all__ = ["BatchReport", "IngressRecord", "VerifyingProcessor"]
 
 log = logging.getLogger("claw_ledger.processor")
-
-
-def _load_primitive_rules() -> None:
-    # The claw primitives (policies, tokens, runs, halts) register their rules on import.
-    try:
-        import ledger.primitive_rules  # noqa: F401
-    except ModuleNotFoundError as exc:  # only while that module does not exist yet
-        if exc.name != "ledger.primitive_rules":
-            raise
-
-
-_load_primitive_rules()
 
 
 # Tuples, not dataclasses: one of each is built per event on the hot path.
@@ -92,7 +81,9 @@ class VerifyingProcessor:
         trust_root: str | None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         copies_tracked: bool = True,
+        rule_settings: RuleSettings = DEFAULT_RULE_SETTINGS,
     ) -> None:
+        self.rule_settings = rule_settings
         #: False: the engine's copies to the verified/quarantine topics are best
         #: effort, and a commit counts its outcomes as copied (ADR 0008)
         self.copies_tracked = copies_tracked
@@ -219,6 +210,7 @@ class VerifyingProcessor:
             await self._catch_up_state(conn)
 
         state = self.state
+        rule_settings = self.rule_settings
         topic = self.topic
         batches: list[store.PartitionBatch] = []
         projections: dict[tuple[str, Any], ProjectionRow] = {}
@@ -232,7 +224,9 @@ class VerifyingProcessor:
             quarantined: list[store.QuarantineRow] = []
             for record, verdict in items:
                 if isinstance(verdict, Verified):
-                    outcome = decide(state, verdict, recorded.get(verdict.event.event_id))
+                    outcome = decide(
+                        state, verdict, recorded.get(verdict.event.event_id), rule_settings
+                    )
                 else:
                     outcome = verdict
                 if isinstance(outcome, Accepted):

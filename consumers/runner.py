@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
+from dataclasses import replace
 from typing import Literal
 
 from consumers.app import ProcessorConfig
 from consumers.processor import BatchReport
+from ledger.registry import RuleSettings
 
 __all__ = ["ENGINES", "StatusLine", "run_processor"]
 
@@ -53,7 +55,7 @@ def run_processor(
     from claw_ledger.storage.migrate import check_schema
 
     asyncio.run(check_schema(config.database_url))
-    _configure_rules()
+    config = replace(config, rule_settings=_rule_settings())
     if engine == "faust":
         from consumers.app import run_faust_worker
 
@@ -74,16 +76,15 @@ def run_processor(
     asyncio.run(main())
 
 
-def _configure_rules() -> None:
+def _rule_settings() -> RuleSettings:
     """The token lifetime ceiling the CLI enforces (``CLAW_LEDGER_CST_MAX_TTL``) is
     the processor's too, so that a token the issuer may mint is never refused."""
     import os
 
-    from ledger.primitive_rules import register_all
     from ledger.tokens import parse_ttl
 
     ttl = os.environ.get("CLAW_LEDGER_CST_MAX_TTL")
-    register_all(max_token_ttl_seconds=parse_ttl(ttl) if ttl else None)
+    return RuleSettings(max_token_ttl_seconds=parse_ttl(ttl)) if ttl else RuleSettings()
 
 
 async def _print_status(counters: StatusLine) -> None:

@@ -7,11 +7,12 @@ edges (``producers``, ``consumers``, ``claw_ledger``).
 from ledger.crypto import KeyPair, did_from_public_key, load_key, save_key
 from ledger.envelope import SignedEnvelope, sign_envelope, verify_envelope
 from ledger.errors import LedgerError, ReasonCode, RejectedError
-from ledger.events import EVENT_TYPES, LedgerEvent, build_event, sign_event
+from ledger.events import LedgerEvent, build_event, sign_event
 from ledger.roles import Role
+from ledger.types import REGISTRY
 
 __all__ = [
-    "EVENT_TYPES",
+    "REGISTRY",
     "KeyPair",
     "LedgerError",
     "LedgerEvent",

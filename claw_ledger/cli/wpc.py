@@ -137,8 +137,8 @@ def precheck_policy(policy_hash: str) -> dict[str, Any]:
     """Fail early (before publishing) when a WPC may not be used: malformed hash,
     unknown, revoked or superseded. The ledger checks again."""
     from claw_ledger.storage.primitives import get_policy, query_sync
-    from ledger.primitive_rules import usable_policy
     from ledger.state import LedgerState
+    from ledger.types.policies import usable_policy
     from ledger.wpc import check_policy_hash
 
     check_policy_hash(policy_hash)

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 import claw_ledger.cli.policy as policy_cli
 from claw_ledger.cli import cli
 from ledger.crypto import KeyPair, save_key
-from ledger.events import PolicyAttested, PolicyDrift
+from ledger.types.attestations import PolicyAttested, PolicyDrift
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ATTESTATION_HASH = "sha256:974fc94fd4a943052ee5cece07e8c87994454986e79a63c8c683a91ca7370eea"

@@ -6,18 +6,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ledger import primitive_rules
 from ledger.bundles import build_job_bundle, sign_document_order, verify_proof_bundle
 from ledger.envelope import sign_envelope
 from ledger.errors import ReasonCode
 from ledger.events import build_event, sign_event
 from ledger.receipts import build_receipt_payload, sign_receipt
+from ledger.registry import RuleSettings
+from ledger.types.halts import active_halt
+from ledger.types.runs import output_flags
 from ledger.urm import sign_approval, urm_hash_b64u
 from ledger.wpc import policy_hash_b64u, sign_wpc
 
@@ -29,12 +30,6 @@ OTHER_WPC = dict(WPC_EXAMPLE, issuer="platform-team")
 @pytest.fixture
 def ledger() -> Ledger:
     return Ledger()
-
-
-@pytest.fixture(autouse=True)
-def _default_rule_settings() -> Iterator[None]:
-    yield
-    primitive_rules.register_all(max_token_ttl_seconds=24 * 3600)
 
 
 def _publish_body(
@@ -156,7 +151,7 @@ def test_chain_payload_hash_is_the_envelope_payload_hash(ledger: Ledger) -> None
     from ledger.verify import decide, verify_message
 
     verified = verify_message(envelope.to_bytes())
-    decide(ledger.state, verified, None)  # type: ignore[arg-type]
+    decide(ledger.state, verified, None, ledger.settings)  # type: ignore[arg-type]
     entry = ledger.state.jobs["job-1"]["event_chain"][-1]
     assert entry["payload_hash_b64u"] == envelope.payload_hash_b64u
     assert (
@@ -333,7 +328,7 @@ def test_token_lifetimes(ledger: Ledger) -> None:
     assert _issue_refused(ledger, body) == ReasonCode.TOKEN_BAD_LIFETIME
     body["exp"] = body["iat"] + 24 * 3600 + 1
     assert _issue_refused(ledger, body) == ReasonCode.TOKEN_TTL_EXCEEDED
-    primitive_rules.register_all(max_token_ttl_seconds=600)
+    ledger.settings = RuleSettings(max_token_ttl_seconds=600)
     assert _issue_refused(ledger, ledger.token(ttl=900)[1]) == ReasonCode.TOKEN_TTL_EXCEEDED
     ledger.issue(ttl=600)
     expired = ledger.token(now=NOW - 1000, ttl=600)[1]
@@ -601,8 +596,8 @@ def test_halt_bookkeeping(ledger: Ledger) -> None:
     # resuming '*' does not lift a specific halt
     ledger.ok(op, "agent.halted", "halt:*", {"target": "*", "reason": "all"})
     ledger.ok(op, "agent.resumed", "halt:*", {"target": "*", "reason": "all clear"})
-    assert primitive_rules.active_halt(ledger.state, job_id="job-1") is not None
-    assert primitive_rules.active_halt(ledger.state, job_id="job-2") is None
+    assert active_halt(ledger.state, job_id="job-1") is not None
+    assert active_halt(ledger.state, job_id="job-2") is None
 
 
 # --- receipts ---------------------------------------------------------------------------
@@ -768,7 +763,7 @@ def test_output_flags_function() -> None:
         {"name": "b", "sha256": "11" * 32},
     ]
     assert (
-        primitive_rules.output_flags(
+        output_flags(
             expected, [{"name": "a", "sha256": "00" * 32}, {"name": "b", "sha256": "11" * 32}]
         )
         == []
