@@ -90,6 +90,7 @@ class Ledger:
                 registered_event_id="00000000-0000-0000-0000-000000000000",
             )
         self.rows: list[ProjectionRow] = []
+        self.accepted: list[Accepted] = []
         #: what the rules are given, as the processor gives them its own
         self.settings = RuleSettings()
 
@@ -120,6 +121,7 @@ class Ledger:
         assert not isinstance(outcome, type(None))
         if isinstance(outcome, Accepted):
             self.rows.extend(outcome.rows)
+            self.accepted.append(outcome)
         assert isinstance(outcome, Accepted | Rejected)
         return outcome
 

@@ -12,11 +12,13 @@ from typing import Any
 import pytest
 
 from ledger.bundles import build_job_bundle, sign_document_order, verify_proof_bundle
+from ledger.crypto import KeyPair
 from ledger.envelope import sign_envelope
 from ledger.errors import ReasonCode
 from ledger.events import build_event, sign_event
 from ledger.receipts import build_receipt_payload, sign_receipt
 from ledger.registry import RuleSettings
+from ledger.types import REGISTRY
 from ledger.types.halts import active_halt
 from ledger.types.runs import output_flags
 from ledger.urm import sign_approval, urm_hash_b64u
@@ -135,6 +137,57 @@ def test_rows_match_the_migration_columns(ledger: Ledger) -> None:
         }
         assert set(row.values) == columns, row.table
         assert row.key_column in columns
+
+
+def test_each_type_writes_the_tables_its_spec_names(ledger: Ledger) -> None:
+    """Every event type accepted once; the tables of its rows are exactly its spec's ``writes``."""
+    new_key = KeyPair.from_seed(bytes([42]) * 32)
+    admin, operator = ledger.keys.admin, ledger.keys.operator
+    register = {"did": new_key.did, "name": "new", "roles": ["runtime"]}
+    ledger.ok(admin, "key.registered", f"key:{new_key.did}", register)
+    ledger.ok(admin, "key.revoked", f"key:{new_key.did}", {"did": new_key.did, "reason": "r"})
+    ledger.started_job()
+    ledger.ok(
+        ledger.keys.gateway, "receipt.recorded", "job:job-1", _receipt_body(ledger), at=ts(90)
+    )
+    outputs = [{"name": "recon_summary.json", "sha256": "cd" * 32}]
+    ledger.ok(
+        ledger.keys.runtime,
+        "run.completed",
+        "job:job-1",
+        {"job_id": "job-1", "outputs": outputs},
+        at=ts(120),
+    )
+    old = next(iter(ledger.state.policies))
+    new = ledger.publish_wpc(OTHER_WPC)
+    body = {"old_policy_hash_b64u": old, "new_policy_hash_b64u": new}
+    admin_p = ledger.keys.policy_admin
+    ledger.ok(admin_p, "policy.superseded", f"policy:{old}", body)
+    ledger.ok(admin_p, "policy.revoked", f"policy:{new}", {"policy_hash_b64u": new, "reason": "r"})
+    jti = next(iter(ledger.state.tokens))
+    ledger.ok(operator, "token.revoked", f"token:{jti}", {"jti": jti, "reason": "r"})
+    ledger.ok(operator, "agent.halted", "halt:*", {"target": "*", "reason": "r"})
+    ledger.ok(operator, "agent.resumed", "halt:*", {"target": "*", "reason": "r"})
+    attested = {
+        "ok": True,
+        "policy_hash": None,
+        "workspace_hash": "w",
+        "findings_hash": "f",
+        "attestation_hash": "a",
+        "checked_at": NOW_TS,
+        "policy_path": "p",
+        "findings_count": 0,
+    }
+    ledger.ok(operator, "policy.attested", "openclaw-policy:ws", attested)
+    written: dict[str, set[str]] = {}
+    for outcome in ledger.accepted:
+        event_type = outcome.verified.event.event_type
+        tables = {row.table for row in outcome.rows}
+        assert tables <= set(REGISTRY[event_type].writes), event_type
+        written.setdefault(event_type, set()).update(tables)
+    assert set(written) >= set(REGISTRY.event_types()) - {"policy.drift"}
+    for event_type, tables in written.items():
+        assert tables == set(REGISTRY[event_type].writes), event_type
 
 
 def test_chain_payload_hash_is_the_envelope_payload_hash(ledger: Ledger) -> None:
