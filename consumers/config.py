@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ledger.registry import DEFAULT_RULE_SETTINGS, RuleSettings
+
 __all__ = ["ProcessorConfig"]
 
 
@@ -21,3 +23,5 @@ class ProcessorConfig:
     max_message_bytes: int = 1_048_576
     forward: bool = True
     datadir: str | None = None
+    #: what the rules are given (the token TTL ceiling); the runner sets it
+    rule_settings: RuleSettings = DEFAULT_RULE_SETTINGS

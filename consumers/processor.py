@@ -28,6 +28,7 @@ from ledger.batch import (
     plan_batch,
 )
 from ledger.errors import ConfigError, StaleBatchError
+from ledger.registry import DEFAULT_RULE_SETTINGS, RuleSettings
 from ledger.state import LedgerState
 from ledger.verify import DEFAULT_MAX_MESSAGE_BYTES, Rejected, Verified, verify_message
 from storage.protocol import LedgerStore
@@ -44,18 +45,6 @@ __all__ = [
 log = logging.getLogger("claw_ledger.processor")
 
 
-def _load_primitive_rules() -> None:
-    # The claw primitives (policies, tokens, runs, halts) register their rules on import.
-    try:
-        import ledger.primitive_rules  # noqa: F401
-    except ModuleNotFoundError as exc:  # only while that module does not exist yet
-        if exc.name != "ledger.primitive_rules":
-            raise
-
-
-_load_primitive_rules()
-
-
 class VerifyingProcessor:
     """Verify and commit batches of ingress records, exactly once per offset."""
 
@@ -68,7 +57,9 @@ class VerifyingProcessor:
         trust_root: str | None,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         copies_tracked: bool = True,
+        rule_settings: RuleSettings = DEFAULT_RULE_SETTINGS,
     ) -> None:
+        self.rule_settings = rule_settings
         #: False: the engine's copies to the verified/quarantine topics are best
         #: effort, and a commit counts its outcomes as copied (ADR 0008)
         self.copies_tracked = copies_tracked
@@ -192,7 +183,7 @@ class VerifyingProcessor:
         recorded = await self._store.existing_payload_hashes(pending.event_ids())
         if await self._store.control_version() != self._control_version:
             await self._catch_up_state()
-        plan = plan_batch(self.state, self.positions, pending, recorded)
+        plan = plan_batch(self.state, self.positions, pending, recorded, self.rule_settings)
         version = await self._store.commit_batch(
             group=self.group,
             topic=self.topic,
@@ -231,6 +222,7 @@ async def open_processor(
         trust_root=None,
         max_message_bytes=config.max_message_bytes,
         copies_tracked=copies_tracked,
+        rule_settings=config.rule_settings,
     )
     try:
         await processor.start()

@@ -12,11 +12,13 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 from typing import Literal, NoReturn
 
 from consumers.config import ProcessorConfig
 from consumers.failures import BatchFailedError, DatabaseUnavailableError
 from ledger.batch import BatchReport
+from ledger.registry import RuleSettings
 
 __all__ = ["ENGINES", "StatusLine", "run_processor"]
 
@@ -63,7 +65,7 @@ def run_processor(
     from storage.migrate import check_schema
 
     asyncio.run(check_schema(config.database_url))
-    _configure_rules()
+    config = replace(config, rule_settings=_rule_settings())
     counters = StatusLine()
     if engine == "faust":
         from consumers.faust_engine import run_faust_worker
@@ -105,14 +107,13 @@ def _exit_for(exc: BatchFailedError) -> NoReturn:
     os._exit(exc.exit_code)
 
 
-def _configure_rules() -> None:
+def _rule_settings() -> RuleSettings:
     """The token lifetime ceiling the CLI enforces (``CLAW_LEDGER_CST_MAX_TTL``) is
     the processor's too, so that a token the issuer may mint is never refused."""
-    from ledger.primitive_rules import register_all
     from ledger.tokens import parse_ttl
 
     ttl = os.environ.get("CLAW_LEDGER_CST_MAX_TTL")
-    register_all(max_token_ttl_seconds=parse_ttl(ttl) if ttl else None)
+    return RuleSettings(max_token_ttl_seconds=parse_ttl(ttl)) if ttl else RuleSettings()
 
 
 async def _print_status(counters: StatusLine) -> None:

@@ -17,13 +17,14 @@ if TYPE_CHECKING:
     from ledger.crypto import KeyPair, did_from_public_key, load_key, save_key
     from ledger.envelope import SignedEnvelope, sign_envelope, verify_envelope
     from ledger.errors import LedgerError, ReasonCode, RejectedError
-    from ledger.events import EVENT_TYPES, LedgerEvent, build_event, sign_event
+    from ledger.events import LedgerEvent, build_event, sign_event
     from ledger.roles import Role
+    from ledger.types import REGISTRY
 
 #: public name -> the module that defines it
 _EXPORTS = {
-    "EVENT_TYPES": "ledger.events",
     "KeyPair": "ledger.crypto",
+    "REGISTRY": "ledger.types",
     "LedgerError": "ledger.errors",
     "LedgerEvent": "ledger.events",
     "ReasonCode": "ledger.errors",
@@ -40,7 +41,7 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "EVENT_TYPES",
+    "REGISTRY",
     "KeyPair",
     "LedgerError",
     "LedgerEvent",

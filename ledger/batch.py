@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from ledger.chain import chain_hash
+from ledger.registry import DEFAULT_RULE_SETTINGS, RuleSettings
 from ledger.state import LedgerState, ProjectionRow
 from ledger.verify import Accepted, Duplicate, Rejected, Verified, decide
 
@@ -181,12 +182,14 @@ def plan_batch(
     positions: Mapping[int, PartitionPosition],
     pending: PendingBatch,
     recorded_payload_hashes: Mapping[str, str],
+    settings: RuleSettings = DEFAULT_RULE_SETTINGS,
 ) -> BatchPlan:
     """Decide each pending record in partition order and lay out the commit.
 
     ``recorded_payload_hashes`` maps the event ids already in the ledger to their
     payload hashes; an id seen earlier in this batch counts as recorded too.
-    Accepted events get the partition's next ``ledger_seq`` and chain link. Like
+    Accepted events get the partition's next ``ledger_seq`` and chain link; the
+    rules get ``settings``. Like
     :func:`~ledger.verify.decide`, this applies accepted events to ``state``.
     """
     report = BatchReport(skipped=pending.skipped)
@@ -203,7 +206,7 @@ def plan_batch(
         quarantined: list[QuarantineRow] = []
         for record, verdict in items:
             if isinstance(verdict, Verified):
-                outcome = decide(state, verdict, recorded.get(verdict.event.event_id))
+                outcome = decide(state, verdict, recorded.get(verdict.event.event_id), settings)
             else:
                 outcome = verdict
             if isinstance(outcome, Accepted):

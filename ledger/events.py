@@ -1,33 +1,30 @@
-"""Ledger events: frozen pydantic models, one body schema per event type.
+"""Ledger events: the payload of a ``ledger_event`` envelope, and building and signing one.
 
 A ledger event is the payload of a clawsig envelope of type ``ledger_event``.
 The payload carries ``event_type`` itself, so the signature covers the type
 (the clawsig ``envelope_type`` sits outside the signature, formats.md §2).
+The body schema of each type is in the event-type registry (``ledger.types``).
 """
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ledger.crypto import KeyPair
-from ledger.encoding import B64U_SHA256_RE
 from ledger.envelope import SignedEnvelope, format_timestamp, sign_envelope
 from ledger.errors import EventError, ReasonCode
-from ledger.roles import Role
+from ledger.registry import EventBody
+from ledger.types import REGISTRY
 
 __all__ = [
     "EVENT_ENVELOPE_TYPE",
-    "EVENT_TYPES",
     "EventBody",
-    "EventSpec",
     "LedgerEvent",
     "build_event",
     "parse_event_payload",
@@ -38,222 +35,7 @@ EVENT_ENVELOPE_TYPE = "ledger_event"
 
 _STREAM_RE = re.compile(r"[a-z][a-z0-9_-]*:[^\s]{1,400}")
 _CANONICAL_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_BODY_ENCODER = json.JSONEncoder(ensure_ascii=False)
 _RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
-
-Sha256B64u = str
-
-
-class EventBody(BaseModel):
-    """Base of every typed body: frozen, unknown fields refused."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-
-
-def _check_b64u_hash(value: str) -> str:
-    if not B64U_SHA256_RE.fullmatch(value):
-        raise ValueError("must be a base64url SHA-256 digest (43 characters)")
-    return value
-
-
-# --- keys -------------------------------------------------------------------
-
-
-class KeyRegistered(EventBody):
-    did: str
-    name: str = Field(min_length=1, max_length=200)
-    roles: tuple[Role, ...] = Field(min_length=1)
-
-
-class KeyRevoked(EventBody):
-    did: str
-    reason: str = Field(min_length=1, max_length=2000)
-
-
-# --- policies (WPC registry) ------------------------------------------------
-
-#: A job id: no whitespace, short enough for a ``job:<id>`` stream.
-_JOB_ID = r"^\S{1,300}$"
-#: A token id, as allowed in a ``token:<jti>`` stream.
-_JTI = r"^[A-Za-z0-9._:-]{1,200}$"
-
-
-class PolicyPublished(EventBody):
-    """A signed ``wpc`` envelope enters the registry under the hash of its content.
-
-    ``wpc_envelope_json`` is the envelope as the exact text signed by the
-    publisher (a JSON object round trip could reorder an external payload).
-    """
-
-    policy_hash_b64u: str
-    wpc_envelope_json: str = Field(min_length=2, max_length=300_000)
-
-    _hash = field_validator("policy_hash_b64u")(_check_b64u_hash)
-
-
-class PolicySuperseded(EventBody):
-    old_policy_hash_b64u: str
-    new_policy_hash_b64u: str
-    reason: str = Field(default="", max_length=2000)
-
-    _old = field_validator("old_policy_hash_b64u")(_check_b64u_hash)
-    _new = field_validator("new_policy_hash_b64u")(_check_b64u_hash)
-
-
-class PolicyRevoked(EventBody):
-    policy_hash_b64u: str
-    reason: str = Field(min_length=1, max_length=2000)
-
-    _hash = field_validator("policy_hash_b64u")(_check_b64u_hash)
-
-
-# --- scoped tokens ----------------------------------------------------------
-
-
-class TokenIssued(EventBody):
-    """What the ledger keeps of an issued CST: its claims and hashes, never the token.
-
-    Lifetime, scope and pin are checked by the rule (with their own reason
-    codes), not here.
-    """
-
-    jti: str = Field(pattern=_JTI)
-    sub: str = Field(min_length=1, max_length=500)
-    aud: str | tuple[str, ...]
-    scope: tuple[str, ...]
-    iat: int
-    exp: int
-    kid: str = Field(pattern=r"^[0-9a-f]{16}$")
-    issuer_did: str
-    token_scope_hash_b64u: str
-    token_sha256_b64u: str
-    policy_hash_b64u: str | None = None
-    mission_id: str | None = Field(default=None, pattern=_JOB_ID)
-    nonce: str | None = Field(default=None, max_length=400)
-
-    _hashes = field_validator("token_scope_hash_b64u", "token_sha256_b64u")(_check_b64u_hash)
-
-
-class TokenRevoked(EventBody):
-    jti: str = Field(pattern=_JTI)
-    reason: str = Field(min_length=1, max_length=2000)
-
-
-# --- gateway receipts -------------------------------------------------------
-
-
-class ReceiptRecorded(EventBody):
-    """A ``gateway_receipt`` envelope for a model call of a running job.
-
-    ``receipt_envelope_json`` is the exact text the gateway signed.
-    """
-
-    job_id: str = Field(pattern=_JOB_ID)
-    receipt_envelope_json: str = Field(min_length=2, max_length=65_536)
-
-
-# --- run manifests and the run lifecycle ------------------------------------
-
-
-class RunManifestApproved(EventBody):
-    """A URM and the approvals of it; signed by the requester (who may not approve)."""
-
-    job_id: str = Field(pattern=_JOB_ID)
-    urm_hash_b64u: str
-    urm: dict[str, Any]
-    approvals: tuple[dict[str, Any], ...] = Field(max_length=50)
-
-    _hash = field_validator("urm_hash_b64u")(_check_b64u_hash)
-
-
-class RunStarted(EventBody):
-    job_id: str = Field(pattern=_JOB_ID)
-    urm_hash_b64u: str
-    cst_jti: str = Field(pattern=_JTI)
-
-    _hash = field_validator("urm_hash_b64u")(_check_b64u_hash)
-
-
-class RunOutput(BaseModel):
-    """One output of a run; ``sha256`` (64 lowercase hex) is checked by the rule."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
-    name: str = Field(min_length=1, max_length=500)
-    sha256: str = Field(max_length=200)
-
-
-class RunCompleted(EventBody):
-    job_id: str = Field(pattern=_JOB_ID)
-    outputs: tuple[RunOutput, ...] = Field(max_length=1000)
-
-
-# --- kill switch ------------------------------------------------------------
-
-
-class AgentHalted(EventBody):
-    #: ``*`` (every agent), ``sub:<subject>`` or ``job:<job id>``
-    target: str = Field(pattern=r"^(\*|sub:\S{1,300}|job:\S{1,300})$")
-    reason: str = Field(min_length=1, max_length=2000)
-
-
-class AgentResumed(EventBody):
-    target: str = Field(pattern=r"^(\*|sub:\S{1,300}|job:\S{1,300})$")
-    reason: str = Field(min_length=1, max_length=2000)
-
-
-# --- OpenClaw policy attestations -------------------------------------------
-
-
-class PolicyAttested(EventBody):
-    ok: bool
-    policy_hash: str | None
-    workspace_hash: str
-    findings_hash: str
-    attestation_hash: str
-    checked_at: str
-    policy_path: str
-    findings_count: int
-
-
-class PolicyDrift(EventBody):
-    previous_attestation_hash: str | None
-    attestation_hash: str
-    ok: bool
-    checked_at: str
-    findings_count: int
-
-
-# --- the registry -----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class EventSpec:
-    event_type: str
-    body: type[EventBody]
-    #: the stream kind an event of this type must be filed under (``job`` → ``job:<id>``)
-    stream_kind: str
-
-
-EVENT_TYPES: dict[str, EventSpec] = {
-    spec.event_type: spec
-    for spec in (
-        EventSpec("key.registered", KeyRegistered, "key"),
-        EventSpec("key.revoked", KeyRevoked, "key"),
-        EventSpec("policy.published", PolicyPublished, "policy"),
-        EventSpec("policy.superseded", PolicySuperseded, "policy"),
-        EventSpec("policy.revoked", PolicyRevoked, "policy"),
-        EventSpec("token.issued", TokenIssued, "token"),
-        EventSpec("token.revoked", TokenRevoked, "token"),
-        EventSpec("receipt.recorded", ReceiptRecorded, "job"),
-        EventSpec("run.manifest_approved", RunManifestApproved, "job"),
-        EventSpec("run.started", RunStarted, "job"),
-        EventSpec("run.completed", RunCompleted, "job"),
-        EventSpec("agent.halted", AgentHalted, "halt"),
-        EventSpec("agent.resumed", AgentResumed, "halt"),
-        EventSpec("policy.attested", PolicyAttested, "openclaw-policy"),
-        EventSpec("policy.drift", PolicyDrift, "openclaw-policy"),
-    )
-}
 
 
 class LedgerEvent(BaseModel):
@@ -297,11 +79,7 @@ class LedgerEvent(BaseModel):
         return value
 
     def typed_body(self) -> EventBody:
-        # JSON-mode strict validation: arrays may fill tuples and strings enums,
-        # but nothing is coerced ("1" never becomes 1).
-        return EVENT_TYPES[self.event_type].body.model_validate_json(
-            _BODY_ENCODER.encode(self.body)
-        )
+        return REGISTRY[self.event_type].body.model_validate(self.body)
 
     def to_payload(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -310,18 +88,23 @@ class LedgerEvent(BaseModel):
 def parse_event_payload(payload: Mapping[str, Any]) -> tuple[LedgerEvent, EventBody]:
     """Validate a ``ledger_event`` payload and its typed body.
 
+    The payload is validated as it was parsed, never re-serialised: a body
+    holds only what strict validation of JSON would accept (no coercion; a
+    JSON array fills a tuple field and a string an enum field).
+
     Raises :class:`EventError` with ``UNKNOWN_EVENT_TYPE`` or
     ``SCHEMA_VALIDATION_FAILED``.
     """
     event_type = payload.get("event_type")
-    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
+    spec = REGISTRY.get(event_type) if isinstance(event_type, str) else None
+    if spec is None:
         raise EventError(ReasonCode.UNKNOWN_EVENT_TYPE, f"unknown event_type {event_type!r}")
     try:
-        event = LedgerEvent.model_validate(dict(payload))
-        body = event.typed_body()
+        event = LedgerEvent.model_validate(payload if type(payload) is dict else dict(payload))
+        body = spec.body.model_validate(event.body)
     except ValidationError as exc:
         raise EventError(ReasonCode.SCHEMA_VALIDATION_FAILED, _summarise(exc)) from exc
-    kind = EVENT_TYPES[event_type].stream_kind
+    kind = spec.stream_kind
     if not event.stream.startswith(kind + ":"):
         raise EventError(
             ReasonCode.SCHEMA_VALIDATION_FAILED,

@@ -11,7 +11,11 @@ CPU-bound steps), then :func:`decide` in partition order with the ledger state
 4. ``event_id`` uniqueness: the same envelope again is a no-op, a different
    one under a used id is ``DUPLICATE_EVENT_CONFLICT``
 5. signer registered, not revoked, role allowed for the type
-6. the event type's own rule (policies, tokens, runs, halts)
+6. the event type's own rule (``ledger/types/``), given the :class:`RuleSettings`
+
+A message is parsed once: the envelope checks, the payload and body schemas
+and the payload hash all work on that one parsed value, and the compact
+payload bytes that were hashed are the ones stored (``Verified.payload_json``).
 """
 
 from __future__ import annotations
@@ -20,12 +24,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.canonical import compact_json, parse_json_tracking
+from ledger.canonical import parse_json_tracking
 from ledger.encoding import sha256_b64u
 from ledger.envelope import SignedEnvelope, verify_envelope
-from ledger.errors import EnvelopeError, ReasonCode, RejectedError
+from ledger.errors import EnvelopeError, EventError, ReasonCode, RejectedError
 from ledger.events import EVENT_ENVELOPE_TYPE, EventBody, LedgerEvent, parse_event_payload
-from ledger.state import EventContext, LedgerState, ProjectionRow, check_and_apply
+from ledger.registry import RuleSettings
+from ledger.state import EventContext, LedgerState, ProjectionRow
+from ledger.types import REGISTRY
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -33,6 +39,8 @@ __all__ = [
     "Duplicate",
     "Rejected",
     "Verified",
+    "check_and_apply",
+    "check_signer",
     "decide",
     "verify_message",
 ]
@@ -106,13 +114,10 @@ def verify_message(
         return Rejected(
             ReasonCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}", *_hints(document)
         )
-    return Verified(
-        envelope,
-        event,
-        body,
-        sha256_b64u(raw),
-        envelope.payload_json or compact_json(envelope.payload, plain_numbers=plain_numbers),
-    )
+    # the bytes verify_envelope hashed: stored as they are, never dumped again
+    payload_json = envelope.payload_json
+    assert payload_json is not None
+    return Verified(envelope, event, body, sha256_b64u(raw), payload_json)
 
 
 def _holds_nul(value: Any) -> bool:
@@ -138,15 +143,54 @@ def _hints(document: Any) -> tuple[str | None, str | None]:
     )
 
 
+def check_signer(state: LedgerState, ctx: EventContext) -> None:
+    """Step 5: signer registered, not revoked, and holding a role allowed for the type."""
+    if ctx.event.producer != ctx.signer:
+        raise EventError(
+            ReasonCode.PRODUCER_MISMATCH,
+            f"payload producer {ctx.event.producer} is not the envelope signer {ctx.signer}",
+        )
+    spec = REGISTRY[ctx.event.event_type]
+    if spec.signer_bootstrap is not None and spec.signer_bootstrap(state, ctx):
+        return
+    record = state.keys.get(ctx.signer)
+    if record is None:
+        raise EventError(
+            ReasonCode.UNKNOWN_SIGNER,
+            f"signer {ctx.signer} is not registered on the ledger",
+            hint="an admin registers keys with `claw-ledger keys register`",
+        )
+    if record.revoked:
+        raise EventError(ReasonCode.SIGNER_REVOKED, f"signer {ctx.signer} was revoked")
+    if not spec.roles & record.roles:
+        raise EventError(
+            ReasonCode.ROLE_NOT_ALLOWED,
+            f"roles {sorted(r.value for r in record.roles)} may not publish "
+            f"{ctx.event.event_type} (needs one of {sorted(r.value for r in spec.roles)})",
+        )
+
+
+def check_and_apply(
+    state: LedgerState, ctx: EventContext, settings: RuleSettings
+) -> list[ProjectionRow]:
+    """Steps 5 and 6: the signer check and the event type's rule; apply on success."""
+    check_signer(state, ctx)
+    spec = REGISTRY[ctx.event.event_type]
+    spec.check(state, ctx, settings)
+    return spec.apply(state, ctx, settings)
+
+
 def decide(
     state: LedgerState,
     verified: Verified,
     recorded_payload_hash: str | None,
+    settings: RuleSettings,
 ) -> Accepted | Duplicate | Rejected:
     """Steps 4–6 for one verified message, in ledger order; mutates ``state`` on accept.
 
     ``recorded_payload_hash`` is the payload hash already stored under this
     event id (in the ledger or earlier in the same batch), or ``None``.
+    ``settings`` are handed to the event type's rule.
     """
     event = verified.event
     if recorded_payload_hash is not None:
@@ -160,7 +204,7 @@ def decide(
         )
     ctx = EventContext(event=event, body=verified.body, signer=verified.envelope.signer_did)
     try:
-        rows = check_and_apply(state, ctx)
+        rows = check_and_apply(state, ctx, settings)
     except EnvelopeError as exc:
         return Rejected(exc.code, exc.detail, event.event_id, ctx.signer)
     except RejectedError as exc:

@@ -1,7 +1,7 @@
 """Read queries over the claw primitive projections (``migrations/0002``).
 
 Rows come back as plain dicts equal to what the rules in
-:mod:`ledger.primitive_rules` wrote (jsonb decoded). Every function takes an
+the rules in :mod:`ledger.types` wrote (jsonb decoded). Every function takes an
 open asyncpg connection; :func:`open_connection` gives one with the jsonb
 codecs set. Callers resolve the database URL (the application knows where the
 ledger is; storage does not read settings).

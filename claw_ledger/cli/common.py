@@ -165,8 +165,8 @@ def precheck_policy(policy_hash: str) -> dict[str, Any]:
     """Fail early (before publishing) when a WPC may not be used: malformed hash,
     unknown, revoked or superseded. The ledger checks again."""
     from claw_ledger.reads import query_sync
-    from ledger.primitive_rules import usable_policy
     from ledger.state import LedgerState
+    from ledger.types.policies import usable_policy
     from ledger.wpc import check_policy_hash
     from storage.projection_queries import get_policy
 

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 import pytest_asyncio
 
-import ledger.primitive_rules  # noqa: F401  (registers the halt rules)
 from consumers.processor import VerifyingProcessor
 from ledger.batch import (
     BatchPlan,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import ledger.primitive_rules  # noqa: F401  (registers the halt rules)
 from ledger.batch import (
     BatchPlan,
     IngressRecord,

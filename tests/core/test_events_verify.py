@@ -16,16 +16,17 @@ from ledger.envelope import sign_envelope
 from ledger.errors import EventError, ReasonCode
 from ledger.events import (
     EVENT_ENVELOPE_TYPE,
-    EVENT_TYPES,
-    AgentHalted,
-    KeyRegistered,
     LedgerEvent,
     build_event,
     parse_event_payload,
     sign_event,
 )
-from ledger.roles import ROLE_EVENT_TYPES, Role, roles_allowed_for
-from ledger.state import RULES, LedgerState, Rule
+from ledger.registry import RuleSettings
+from ledger.roles import Role, roles_allowed_for
+from ledger.state import LedgerState
+from ledger.types import REGISTRY, halts
+from ledger.types.halts import AgentHalted
+from ledger.types.keys import KeyRegistered
 from ledger.verify import (
     DEFAULT_MAX_MESSAGE_BYTES,
     Accepted,
@@ -183,7 +184,7 @@ def revoke_raw(signer: KeyPair, subject: KeyPair) -> bytes:
 def run(
     state: LedgerState, raw: bytes, recorded: str | None = None
 ) -> Accepted | Duplicate | Rejected:
-    return decide(state, verified(raw), recorded)
+    return decide(state, verified(raw), recorded, RuleSettings())
 
 
 def accept(state: LedgerState, raw: bytes) -> Accepted:
@@ -212,10 +213,10 @@ def bootstrapped() -> LedgerState:
 
 
 def test_samples_cover_every_event_type() -> None:
-    assert set(SAMPLES) == set(EVENT_TYPES)
+    assert set(SAMPLES) == set(REGISTRY.event_types())
 
 
-@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+@pytest.mark.parametrize("event_type", sorted(REGISTRY.event_types()))
 def test_build_sign_verify_round_trip_for_every_type(event_type: str) -> None:
     stream, body = SAMPLES[event_type]
     event = build_event(event_type, stream, body, RUNTIME, occurred_at=FIXED_TS)
@@ -225,7 +226,7 @@ def test_build_sign_verify_round_trip_for_every_type(event_type: str) -> None:
     result = verified(envelope.to_bytes())
     assert result.event == event
     assert result.envelope.signer_did == RUNTIME.did
-    assert type(result.body) is EVENT_TYPES[event_type].body
+    assert type(result.body) is REGISTRY[event_type].body
     assert result.envelope_sha256 == sha256_b64u(envelope.to_bytes())
 
 
@@ -592,10 +593,10 @@ def test_roles_table_least_privilege() -> None:
     assert roles_allowed_for("agent.halted") == {Role.OPERATOR}
     assert roles_allowed_for("token.revoked") == {Role.ISSUER, Role.OPERATOR}
     assert roles_allowed_for("nope") == frozenset()
-    assert ROLE_EVENT_TYPES[Role.APPROVER] == frozenset()
-    assert ROLE_EVENT_TYPES[Role.ADMIN] == {"key.registered", "key.revoked"}
-    every = set().union(*ROLE_EVENT_TYPES.values())
-    assert set(EVENT_TYPES) <= every  # every event type has some role that may publish it
+    assert REGISTRY.types_allowed_for(Role.APPROVER) == frozenset()
+    assert REGISTRY.types_allowed_for(Role.ADMIN) == {"key.registered", "key.revoked"}
+    every = set().union(*(REGISTRY.types_allowed_for(role) for role in Role))
+    assert set(REGISTRY.event_types()) <= every  # some role may publish every event type
 
 
 # --- decide -----------------------------------------------------------------------------------
@@ -714,8 +715,9 @@ def test_duplicate_check_comes_before_signer_check() -> None:
     state = bootstrapped()
     raw = event_raw("agent.halted", "halt:*", {"target": "*", "reason": "x"}, OUTSIDER)
     v = verified(raw)
-    assert decide(state, v, v.envelope.payload_hash_b64u) == Duplicate(v.event.event_id)
-    conflict = decide(state, v, H1)
+    settings = RuleSettings()
+    assert decide(state, v, v.envelope.payload_hash_b64u, settings) == Duplicate(v.event.event_id)
+    conflict = decide(state, v, H1, settings)
     assert isinstance(conflict, Rejected)
     assert conflict.code is ReasonCode.DUPLICATE_EVENT_CONFLICT
 
@@ -771,10 +773,11 @@ def test_same_key_cannot_be_registered_under_a_second_did() -> None:
 
 
 def test_rule_bug_quarantines_instead_of_raising(monkeypatch: pytest.MonkeyPatch) -> None:
-    def boom(state: LedgerState, ctx: Any) -> None:
+    def boom(ctx: Any, expected: str) -> None:
         raise KeyError("bug")
 
-    monkeypatch.setitem(RULES, "agent.halted", Rule(boom, lambda s, c: []))
+    # a helper the agent.halted rule calls, so that the rule itself fails
+    monkeypatch.setattr(halts, "require_stream", boom)
     state = bootstrapped()
     raw = event_raw("agent.halted", "halt:*", {"target": "*", "reason": "x"}, OPERATOR)
     result = run(state, raw)

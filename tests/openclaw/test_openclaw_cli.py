@@ -14,7 +14,7 @@ import producers.publish
 from claw_ledger.cli import cli
 from ledger.crypto import KeyPair, save_key
 from ledger.errors import ReasonCode
-from ledger.events import PolicyAttested, PolicyDrift
+from ledger.types.attestations import PolicyAttested, PolicyDrift
 from producers.publish import Committed, PublishOutcome, PublishTarget, Quarantined, Verdict
 from producers.sdk import Position
 

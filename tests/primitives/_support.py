@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import ledger.primitive_rules  # noqa: F401  (registers the rules)
 from ledger.crypto import KeyPair
 from ledger.envelope import format_timestamp, sign_envelope
 from ledger.events import EVENT_ENVELOPE_TYPE
+from ledger.registry import RuleSettings
 from ledger.roles import Role
 from ledger.state import KeyRecord, LedgerState, ProjectionRow
 from ledger.tokens import build_claims, issue_token
@@ -90,6 +90,9 @@ class Ledger:
                 registered_event_id="00000000-0000-0000-0000-000000000000",
             )
         self.rows: list[ProjectionRow] = []
+        self.accepted: list[Accepted] = []
+        #: what the rules are given, as the processor gives them its own
+        self.settings = RuleSettings()
 
     def submit(
         self,
@@ -114,10 +117,11 @@ class Ledger:
         verdict = verify_message(raw)
         if isinstance(verdict, Rejected):
             return verdict
-        outcome = decide(self.state, verdict, None)
+        outcome = decide(self.state, verdict, None, self.settings)
         assert not isinstance(outcome, type(None))
         if isinstance(outcome, Accepted):
             self.rows.extend(outcome.rows)
+            self.accepted.append(outcome)
         assert isinstance(outcome, Accepted | Rejected)
         return outcome
 

@@ -10,6 +10,7 @@ from click.testing import CliRunner, Result
 
 from claw_ledger.cli import cli
 from ledger.crypto import KeyPair, save_key
+from ledger.registry import RuleSettings
 from ledger.urm import urm_hash_b64u, verify_approval
 
 from ._support import BUNDLE_PASS, EXAMPLES, GOLDEN, RFC8032_SEED, WPC_EXAMPLE, Ledger
@@ -111,6 +112,20 @@ def test_cst_issue_max_ttl_from_environment() -> None:
     )
     assert result.exit_code == 1
     assert "TOKEN_TTL_EXCEEDED" in result.stderr
+
+
+def test_processor_takes_the_same_max_ttl_from_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from consumers.runner import _rule_settings
+
+    monkeypatch.delenv("CLAW_LEDGER_CST_MAX_TTL", raising=False)
+    assert _rule_settings() == RuleSettings()
+    monkeypatch.setenv("CLAW_LEDGER_CST_MAX_TTL", "10m")
+    assert _rule_settings() == RuleSettings(max_token_ttl_seconds=600)
+    monkeypatch.setenv("CLAW_LEDGER_CST_MAX_TTL", "31d")  # over the hard limit
+    with pytest.raises(ValueError):
+        _rule_settings()
 
 
 def test_cst_inspect_offline_golden_token() -> None:

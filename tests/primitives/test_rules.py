@@ -6,18 +6,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ledger import primitive_rules
 from ledger.bundles import build_job_bundle, sign_document_order, verify_proof_bundle
+from ledger.crypto import KeyPair
 from ledger.envelope import sign_envelope
 from ledger.errors import ReasonCode
 from ledger.events import build_event, sign_event
 from ledger.receipts import build_receipt_payload, sign_receipt
+from ledger.registry import RuleSettings
+from ledger.types import REGISTRY
+from ledger.types.halts import active_halt
+from ledger.types.runs import output_flags
 from ledger.urm import sign_approval, urm_hash_b64u
 from ledger.wpc import policy_hash_b64u, sign_wpc
 
@@ -29,12 +32,6 @@ OTHER_WPC = dict(WPC_EXAMPLE, issuer="platform-team")
 @pytest.fixture
 def ledger() -> Ledger:
     return Ledger()
-
-
-@pytest.fixture(autouse=True)
-def _default_rule_settings() -> Iterator[None]:
-    yield
-    primitive_rules.register_all(max_token_ttl_seconds=24 * 3600)
 
 
 def _publish_body(
@@ -142,6 +139,57 @@ def test_rows_match_the_migration_columns(ledger: Ledger) -> None:
         assert row.key_column in columns
 
 
+def test_each_type_writes_the_tables_its_spec_names(ledger: Ledger) -> None:
+    """Every event type accepted once; the tables of its rows are exactly its spec's ``writes``."""
+    new_key = KeyPair.from_seed(bytes([42]) * 32)
+    admin, operator = ledger.keys.admin, ledger.keys.operator
+    register = {"did": new_key.did, "name": "new", "roles": ["runtime"]}
+    ledger.ok(admin, "key.registered", f"key:{new_key.did}", register)
+    ledger.ok(admin, "key.revoked", f"key:{new_key.did}", {"did": new_key.did, "reason": "r"})
+    ledger.started_job()
+    ledger.ok(
+        ledger.keys.gateway, "receipt.recorded", "job:job-1", _receipt_body(ledger), at=ts(90)
+    )
+    outputs = [{"name": "recon_summary.json", "sha256": "cd" * 32}]
+    ledger.ok(
+        ledger.keys.runtime,
+        "run.completed",
+        "job:job-1",
+        {"job_id": "job-1", "outputs": outputs},
+        at=ts(120),
+    )
+    old = next(iter(ledger.state.policies))
+    new = ledger.publish_wpc(OTHER_WPC)
+    body = {"old_policy_hash_b64u": old, "new_policy_hash_b64u": new}
+    admin_p = ledger.keys.policy_admin
+    ledger.ok(admin_p, "policy.superseded", f"policy:{old}", body)
+    ledger.ok(admin_p, "policy.revoked", f"policy:{new}", {"policy_hash_b64u": new, "reason": "r"})
+    jti = next(iter(ledger.state.tokens))
+    ledger.ok(operator, "token.revoked", f"token:{jti}", {"jti": jti, "reason": "r"})
+    ledger.ok(operator, "agent.halted", "halt:*", {"target": "*", "reason": "r"})
+    ledger.ok(operator, "agent.resumed", "halt:*", {"target": "*", "reason": "r"})
+    attested = {
+        "ok": True,
+        "policy_hash": None,
+        "workspace_hash": "w",
+        "findings_hash": "f",
+        "attestation_hash": "a",
+        "checked_at": NOW_TS,
+        "policy_path": "p",
+        "findings_count": 0,
+    }
+    ledger.ok(operator, "policy.attested", "openclaw-policy:ws", attested)
+    written: dict[str, set[str]] = {}
+    for outcome in ledger.accepted:
+        event_type = outcome.verified.event.event_type
+        tables = {row.table for row in outcome.rows}
+        assert tables <= set(REGISTRY[event_type].writes), event_type
+        written.setdefault(event_type, set()).update(tables)
+    assert set(written) >= set(REGISTRY.event_types()) - {"policy.drift"}
+    for event_type, tables in written.items():
+        assert tables == set(REGISTRY[event_type].writes), event_type
+
+
 def test_chain_payload_hash_is_the_envelope_payload_hash(ledger: Ledger) -> None:
     _, token, _ = ledger.approved_job()
     job = ledger.state.jobs["job-1"]
@@ -156,7 +204,7 @@ def test_chain_payload_hash_is_the_envelope_payload_hash(ledger: Ledger) -> None
     from ledger.verify import decide, verify_message
 
     verified = verify_message(envelope.to_bytes())
-    decide(ledger.state, verified, None)  # type: ignore[arg-type]
+    decide(ledger.state, verified, None, ledger.settings)  # type: ignore[arg-type]
     entry = ledger.state.jobs["job-1"]["event_chain"][-1]
     assert entry["payload_hash_b64u"] == envelope.payload_hash_b64u
     assert (
@@ -333,7 +381,7 @@ def test_token_lifetimes(ledger: Ledger) -> None:
     assert _issue_refused(ledger, body) == ReasonCode.TOKEN_BAD_LIFETIME
     body["exp"] = body["iat"] + 24 * 3600 + 1
     assert _issue_refused(ledger, body) == ReasonCode.TOKEN_TTL_EXCEEDED
-    primitive_rules.register_all(max_token_ttl_seconds=600)
+    ledger.settings = RuleSettings(max_token_ttl_seconds=600)
     assert _issue_refused(ledger, ledger.token(ttl=900)[1]) == ReasonCode.TOKEN_TTL_EXCEEDED
     ledger.issue(ttl=600)
     expired = ledger.token(now=NOW - 1000, ttl=600)[1]
@@ -601,8 +649,8 @@ def test_halt_bookkeeping(ledger: Ledger) -> None:
     # resuming '*' does not lift a specific halt
     ledger.ok(op, "agent.halted", "halt:*", {"target": "*", "reason": "all"})
     ledger.ok(op, "agent.resumed", "halt:*", {"target": "*", "reason": "all clear"})
-    assert primitive_rules.active_halt(ledger.state, job_id="job-1") is not None
-    assert primitive_rules.active_halt(ledger.state, job_id="job-2") is None
+    assert active_halt(ledger.state, job_id="job-1") is not None
+    assert active_halt(ledger.state, job_id="job-2") is None
 
 
 # --- receipts ---------------------------------------------------------------------------
@@ -768,7 +816,7 @@ def test_output_flags_function() -> None:
         {"name": "b", "sha256": "11" * 32},
     ]
     assert (
-        primitive_rules.output_flags(
+        output_flags(
             expected, [{"name": "a", "sha256": "00" * 32}, {"name": "b", "sha256": "11" * 32}]
         )
         == []

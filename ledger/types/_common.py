@@ -1,0 +1,201 @@
+"""What the event-type families share: body field types, rule helpers, summaries.
+
+Projection tables (``migrations/0002_claw_primitives.sql``); in each, the
+state record and the row values are the same JSON-able dict:
+
+* ``policies`` keyed by ``policy_hash_b64u``, ``tokens`` by ``jti``,
+  ``jobs`` by ``job_id``, ``halts`` by ``target`` (loaded into the state);
+* ``receipts`` keyed by ``receipt_id`` (written only; the rules keep the
+  receipt ids of a job in its ``jobs`` row);
+* ``keys`` keyed by ``did`` (:class:`~ledger.state.KeyRecord`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+from pydantic import BeforeValidator
+
+from ledger.encoding import B64U_SHA256_RE
+from ledger.errors import EventError, PolicyError, ReasonCode
+from ledger.registry import RuleSettings, SummaryFn
+from ledger.roles import Role
+from ledger.state import EventContext, LedgerState, ProjectionRow
+from ledger.wpc import check_policy_hash
+
+ACTIVE = "active"
+REVOKED = "revoked"
+SUPERSEDED = "superseded"
+
+#: A job id: no whitespace, short enough for a ``job:<id>`` stream.
+JOB_ID = r"^\S{1,300}$"
+#: A token id, as allowed in a ``token:<jti>`` stream.
+JTI = r"^[A-Za-z0-9._:-]{1,200}$"
+
+_Item = TypeVar("_Item")
+
+
+def _array_to_tuple(value: Any) -> Any:
+    # Bodies are validated strictly from the parsed JSON: strict validation of
+    # Python input takes only a tuple, and a JSON array arrives as a list.
+    return tuple(value) if type(value) is list else value
+
+
+#: A JSON array held as a tuple (bodies are frozen).
+Array = Annotated[tuple[_Item, ...], BeforeValidator(_array_to_tuple)]
+
+
+def check_b64u_hash(value: str) -> str:
+    if not B64U_SHA256_RE.fullmatch(value):
+        raise ValueError("must be a base64url SHA-256 digest (43 characters)")
+    return value
+
+
+# --- rules ------------------------------------------------------------------------
+
+
+def no_check(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
+    return None
+
+
+def no_apply(
+    state: LedgerState, ctx: EventContext, settings: RuleSettings, /
+) -> list[ProjectionRow]:
+    return []
+
+
+_SCALAR_TYPES: frozenset[type] = frozenset({str, int, float, bool, type(None)})
+
+
+def copy_json(value: Any) -> Any:
+    """A copy of JSON-shaped data (dicts, lists, scalars): what rows hold.
+
+    ``copy.deepcopy`` did the same at many times the cost, once per event;
+    scalars are shared, since they are immutable.
+    """
+    if type(value) in _SCALAR_TYPES:
+        return value
+    if isinstance(value, dict):
+        return {k: v if type(v) in _SCALAR_TYPES else copy_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [v if type(v) in _SCALAR_TYPES else copy_json(v) for v in value]
+    return value
+
+
+def row(table: str, key: str, record: Mapping[str, Any]) -> ProjectionRow:
+    values = record if isinstance(record, dict) else dict(record)
+    return ProjectionRow(table, key, copy_json(values))
+
+
+def require_stream(ctx: EventContext, expected: str) -> None:
+    if ctx.event.stream != expected:
+        raise EventError(
+            ReasonCode.SCHEMA_VALIDATION_FAILED,
+            f"{ctx.event.event_type} for this subject belongs on stream {expected!r},"
+            f" not {ctx.event.stream!r}",
+        )
+
+
+def epoch(timestamp: str) -> int:
+    return int(datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp())
+
+
+def holds_role(state: LedgerState, did: str, role: Role) -> bool:
+    record = state.keys.get(did)
+    return record is not None and not record.revoked and role in record.roles
+
+
+def require_role(state: LedgerState, did: str, role: Role, what: str) -> None:
+    """The signer of an inner document (WPC, receipt) is registered, active and holds ``role``."""
+    record = state.keys.get(did)
+    if record is None:
+        raise EventError(ReasonCode.UNKNOWN_SIGNER, f"{what} signer {did} is not registered")
+    if record.revoked:
+        raise EventError(ReasonCode.SIGNER_REVOKED, f"{what} signer {did} was revoked")
+    if role not in record.roles:
+        raise EventError(
+            ReasonCode.ROLE_NOT_ALLOWED, f"{what} signer {did} does not hold the {role} role"
+        )
+
+
+def active_halt(
+    state: LedgerState, *, job_id: str | None = None, sub: str | None = None
+) -> dict[str, Any] | None:
+    """The active halt covering this job or subject (``*`` covers all), if any."""
+    targets = ["*"]
+    if job_id:
+        targets.append(f"job:{job_id}")
+    if sub:
+        targets.append(f"sub:{sub}")
+    for target in targets:
+        record = state.halts.get(target)
+        if record is not None and record.get("active"):
+            return record
+    return None
+
+
+def require_not_halted(
+    state: LedgerState, what: str, *, job_id: str | None = None, sub: str | None = None
+) -> None:
+    halt = active_halt(state, job_id=job_id, sub=sub)
+    if halt is not None:
+        raise EventError(
+            ReasonCode.AGENT_HALTED,
+            f"{what} refused: halt {halt['target']!r} is active ({halt['reason']})",
+            hint=f"`claw-ledger resume {halt['target']} --reason ...` lifts it",
+        )
+
+
+def usable_policy(
+    state: LedgerState, policy_hash: str, *, allow_superseded: bool = False
+) -> dict[str, Any]:
+    """The registry record of a WPC that may be used now, else a ``PolicyError``.
+
+    ``MALFORMED_POLICY_HASH``, ``WPC_UNKNOWN``, ``WPC_REVOKED``, ``WPC_SUPERSEDED``.
+    """
+    check_policy_hash(policy_hash)
+    record = state.policies.get(policy_hash)
+    if record is None:
+        raise PolicyError(
+            ReasonCode.WPC_UNKNOWN,
+            f"no WPC {policy_hash} in the registry",
+            hint="publish it first with `claw-ledger wpc publish FILE --key K`",
+        )
+    if record["status"] == REVOKED:
+        raise PolicyError(
+            ReasonCode.WPC_REVOKED, f"WPC {policy_hash} was revoked: {record['revoked_reason']}"
+        )
+    if record["status"] == SUPERSEDED and not allow_superseded:
+        raise PolicyError(
+            ReasonCode.WPC_SUPERSEDED,
+            f"WPC {policy_hash} was superseded by {record['superseded_by']}",
+        )
+    return record
+
+
+# --- timeline summaries -------------------------------------------------------------
+
+
+def short(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        if value and isinstance(value[0], Mapping):
+            return ",".join(str(v.get("name", "?")) for v in value)
+        return ",".join(str(v) for v in value)
+    text = str(value)
+    return text if len(text) <= 24 else text[:21] + "…"
+
+
+def summarize_fields(body: Mapping[str, Any], names: tuple[str, ...]) -> str:
+    """``name=value`` for each named field the body holds (``None`` left out)."""
+    return " ".join(f"{name}={short(body[name])}" for name in names if body.get(name) is not None)
+
+
+def fields_summary(*names: str) -> SummaryFn:
+    """A timeline summary of these body fields, in this order."""
+
+    def summary(body: Mapping[str, Any], /) -> str:
+        return summarize_fields(body, names)
+
+    return summary

@@ -1,0 +1,197 @@
+"""The WPC registry: ``policy.published``, ``policy.superseded``, ``policy.revoked``.
+
+Fail closed: a WPC is used only while it is active (:func:`usable_policy`).
+A superseded WPC stays readable but no new token, URM or run may name it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from ledger.errors import PolicyError, ReasonCode
+from ledger.registry import EventBody, EventTypeSpec, RuleSettings
+from ledger.roles import Role
+from ledger.state import EventContext, LedgerState, ProjectionRow
+from ledger.types._common import (
+    ACTIVE,
+    REVOKED,
+    SUPERSEDED,
+    check_b64u_hash,
+    fields_summary,
+    require_role,
+    require_stream,
+    row,
+    usable_policy,
+)
+from ledger.wpc import parse_wpc_envelope_bytes, verify_wpc_envelope
+
+__all__ = ["SPECS", "PolicyPublished", "PolicyRevoked", "PolicySuperseded", "usable_policy"]
+
+
+class PolicyPublished(EventBody):
+    """A signed ``wpc`` envelope enters the registry under the hash of its content.
+
+    ``wpc_envelope_json`` is the envelope as the exact text signed by the
+    publisher (a JSON object round trip could reorder an external payload).
+    """
+
+    policy_hash_b64u: str
+    wpc_envelope_json: str = Field(
+        min_length=2, max_length=300_000, description="exact signed `wpc` envelope text"
+    )
+
+    _hash = field_validator("policy_hash_b64u")(check_b64u_hash)
+
+
+class PolicySuperseded(EventBody):
+    old_policy_hash_b64u: str
+    new_policy_hash_b64u: str
+    reason: str = Field(default="", max_length=2000)
+
+    _old = field_validator("old_policy_hash_b64u")(check_b64u_hash)
+    _new = field_validator("new_policy_hash_b64u")(check_b64u_hash)
+
+
+class PolicyRevoked(EventBody):
+    policy_hash_b64u: str
+    reason: str = Field(min_length=1, max_length=2000)
+
+    _hash = field_validator("policy_hash_b64u")(check_b64u_hash)
+
+
+def _check_published(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
+    body = ctx.body
+    assert isinstance(body, PolicyPublished)
+    require_stream(ctx, f"policy:{body.policy_hash_b64u}")
+    if body.policy_hash_b64u in state.policies:
+        raise PolicyError(
+            ReasonCode.WPC_ALREADY_PUBLISHED,
+            f"WPC {body.policy_hash_b64u} is already in the registry"
+            f" ({state.policies[body.policy_hash_b64u]['status']})",
+        )
+    document = parse_wpc_envelope_bytes(body.wpc_envelope_json.encode("utf-8"))
+    verified = verify_wpc_envelope(document, expected_hash=body.policy_hash_b64u)
+    require_role(state, verified.publisher_did, Role.POLICY_ADMIN, "WPC")
+
+
+def _apply_published(
+    state: LedgerState, ctx: EventContext, settings: RuleSettings, /
+) -> list[ProjectionRow]:
+    body = ctx.body
+    assert isinstance(body, PolicyPublished)
+    envelope = parse_wpc_envelope_bytes(body.wpc_envelope_json.encode("utf-8"))
+    verified = verify_wpc_envelope(envelope, expected_hash=body.policy_hash_b64u)
+    record: dict[str, Any] = {
+        "policy_hash_b64u": body.policy_hash_b64u,
+        "status": ACTIVE,
+        "publisher_did": verified.publisher_did,
+        "published_by": ctx.signer,
+        "issuer": verified.document.issuer,
+        "halt_mode": verified.document.halt_mode,
+        "wpc_envelope_raw": body.wpc_envelope_json,
+        "wpc_envelope": envelope,
+        "published_event_id": ctx.event.event_id,
+        "published_at": ctx.event.occurred_at,
+        "supersedes": [],
+        "superseded_by": None,
+        "superseded_at": None,
+        "revoked_reason": None,
+        "revoked_by": None,
+        "revoked_at": None,
+    }
+    state.policies[body.policy_hash_b64u] = record
+    return [row("policies", "policy_hash_b64u", record)]
+
+
+def _check_superseded(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
+    body = ctx.body
+    assert isinstance(body, PolicySuperseded)
+    require_stream(ctx, f"policy:{body.old_policy_hash_b64u}")
+    if body.old_policy_hash_b64u == body.new_policy_hash_b64u:
+        raise PolicyError(ReasonCode.WPC_INVALID, "a WPC cannot supersede itself")
+    usable_policy(state, body.old_policy_hash_b64u)
+    usable_policy(state, body.new_policy_hash_b64u)
+
+
+def _apply_superseded(
+    state: LedgerState, ctx: EventContext, settings: RuleSettings, /
+) -> list[ProjectionRow]:
+    body = ctx.body
+    assert isinstance(body, PolicySuperseded)
+    old = state.policies[body.old_policy_hash_b64u]
+    new = state.policies[body.new_policy_hash_b64u]
+    old.update(
+        status=SUPERSEDED,
+        superseded_by=body.new_policy_hash_b64u,
+        superseded_at=ctx.event.occurred_at,
+    )
+    new["supersedes"] = [*new.get("supersedes", []), body.old_policy_hash_b64u]
+    return [row("policies", "policy_hash_b64u", old), row("policies", "policy_hash_b64u", new)]
+
+
+def _check_revoked(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
+    body = ctx.body
+    assert isinstance(body, PolicyRevoked)
+    require_stream(ctx, f"policy:{body.policy_hash_b64u}")
+    record = state.policies.get(body.policy_hash_b64u)
+    if record is None:
+        raise PolicyError(ReasonCode.WPC_UNKNOWN, f"no WPC {body.policy_hash_b64u} in the registry")
+    if record["status"] == REVOKED:
+        raise PolicyError(ReasonCode.WPC_REVOKED, f"WPC {body.policy_hash_b64u} is already revoked")
+
+
+def _apply_revoked(
+    state: LedgerState, ctx: EventContext, settings: RuleSettings, /
+) -> list[ProjectionRow]:
+    body = ctx.body
+    assert isinstance(body, PolicyRevoked)
+    record = state.policies[body.policy_hash_b64u]
+    record.update(
+        status=REVOKED,
+        revoked_reason=body.reason,
+        revoked_by=ctx.signer,
+        revoked_at=ctx.event.occurred_at,
+    )
+    return [row("policies", "policy_hash_b64u", record)]
+
+
+SPECS: tuple[EventTypeSpec, ...] = (
+    EventTypeSpec(
+        event_type="policy.published",
+        body=PolicyPublished,
+        stream_kind="policy",
+        stream_id="<hash>",
+        roles=frozenset({Role.POLICY_ADMIN}),
+        check=_check_published,
+        apply=_apply_published,
+        writes=("policies",),
+        description="a signed WPC enters the registry under the hash of its content",
+        summary=fields_summary("policy_hash_b64u"),
+    ),
+    EventTypeSpec(
+        event_type="policy.superseded",
+        body=PolicySuperseded,
+        stream_kind="policy",
+        stream_id="<old hash>",
+        roles=frozenset({Role.POLICY_ADMIN}),
+        check=_check_superseded,
+        apply=_apply_superseded,
+        writes=("policies",),
+        description="an active WPC is replaced by another active one",
+        summary=fields_summary("old_policy_hash_b64u", "new_policy_hash_b64u"),
+    ),
+    EventTypeSpec(
+        event_type="policy.revoked",
+        body=PolicyRevoked,
+        stream_kind="policy",
+        stream_id="<hash>",
+        roles=frozenset({Role.POLICY_ADMIN}),
+        check=_check_revoked,
+        apply=_apply_revoked,
+        writes=("policies",),
+        description="a WPC may be used no more",
+        summary=fields_summary("policy_hash_b64u", "reason"),
+    ),
+)
