@@ -40,6 +40,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "run",
     "receipt",
     "halt",
+    "verify",
 )
 
 EXIT_OK = 0
