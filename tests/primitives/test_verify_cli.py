@@ -186,3 +186,19 @@ def test_the_installed_command_exits_with_the_verdict(tmp_path: Path) -> None:
         [*command, str(tmp_path / "absent")], capture_output=True, env=env, check=False
     )
     assert absent.returncode == 2
+
+
+def test_the_proof_file_example_of_docs_transparency_is_what_the_command_prints() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "transparency.md").read_text("utf-8")
+    section = doc[doc.index("## 8. Proof files") :]
+    example = section[section.index("```json\n") + 8 :]
+    example = example[: example.index("```")]
+    console = section[section.index("```console\n$ claw-ledger verify proofs.json") :]
+    command, *expected = console.split("```")[1].strip().splitlines()[1:]
+    runner = CliRunner()
+    with runner.isolated_filesystem():
+        Path("proofs.json").write_text(example, encoding="utf-8")
+        args = command.removeprefix("$ claw-ledger ").split()
+        result = runner.invoke(cli, args, prog_name="claw-ledger")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == expected
