@@ -451,7 +451,7 @@ def _verify_checkpoint(
             f"checkpoint of {checkpoint.origin!r}, expected {expected_origin!r}",
         )
         return steps.result()
-    steps.ok("origin", checkpoint.origin if expected_origin else "not pinned (--origin)")
+    steps.ok("origin", checkpoint.origin if expected_origin else "not pinned: see --origin")
     for index, entry in enumerate((proofs or {}).get("inclusion") or ()):
         name = f"inclusion proof {index + 1}"
         try:

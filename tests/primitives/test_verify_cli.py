@@ -202,3 +202,17 @@ def test_the_proof_file_example_of_docs_transparency_is_what_the_command_prints(
         result = runner.invoke(cli, args, prog_name="claw-ledger")
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == expected
+
+
+def test_the_first_example_of_docs_primitives_is_what_the_command_prints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    doc = (root / "docs" / "primitives.md").read_text("utf-8")
+    section = doc[doc.index("## Verifying offline") :]
+    block = section[section.index("```console\n") + 11 :]
+    command, *rest = block[: block.index("\n$ ")].splitlines()
+    monkeypatch.chdir(root)
+    result = run(*command.removeprefix("$ claw-ledger ").split())
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == rest
