@@ -28,7 +28,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from ledger.bundles import BUNDLE_ENVELOPE_TYPE, verify_proof_bundle
 from ledger.canonical import parse_json_strict
@@ -95,7 +95,8 @@ _PROOF_FILE_KEYS = frozenset({"checkpoint", "inclusion", "consistency"})
 _INCLUSION_KEYS = frozenset({"log_index", "leaf", "leaf_hash_b64", "proof_b64"})
 _CONSISTENCY_KEYS = frozenset({"old_checkpoint", "proof_b64"})
 _LEAF_KEYS = frozenset({"partition", "ledger_seq", "event_id", "envelope_sha256", "chain_hash"})
-_NOTE_SIGNATURE_MARK = "\n\n\u2014 "
+#: a signature line starts so; a note mangled by an editor (CRLF) still counts as one
+_NOTE_SIGNATURE_MARK = "\n\u2014 "
 _ENVELOPE_KINDS = frozenset(
     {InputKind.PROOF_BUNDLE, InputKind.LEDGER_EVENT, InputKind.WPC, InputKind.GATEWAY_RECEIPT}
 )
@@ -155,6 +156,14 @@ class VerificationResult:
         }
 
 
+class _Failure(Protocol):
+    @property
+    def code(self) -> ReasonCode: ...
+
+    @property
+    def detail(self) -> str: ...
+
+
 class _Steps:
     """Collects checks, numbering them in the order they run."""
 
@@ -168,12 +177,14 @@ class _Steps:
     def fail(self, name: str, code: ReasonCode | str, detail: str) -> None:
         self.checks.append(Check(len(self.checks) + 1, name, False, str(code), detail))
 
-    def table(self, names: Sequence[str], failed_step: int | None, exc: Any = None) -> None:
+    def table(
+        self, names: Sequence[str], failed_step: int | None = None, exc: _Failure | None = None
+    ) -> None:
         """Steps 1.. of ``names``: all pass, or those before ``failed_step`` pass and it fails."""
         last = len(names) if failed_step is None else failed_step - 1
         for name in names[:last]:
             self.ok(name)
-        if failed_step is not None:
+        if failed_step is not None and exc is not None:
             self.fail(names[failed_step - 1], exc.code, exc.detail)
 
     def result(self, facts: Mapping[str, Any] | None = None) -> VerificationResult:
@@ -280,6 +291,8 @@ def _verify_event(raw: bytes, document: Any) -> VerificationResult:
             "occurred_at": event.occurred_at,
             "signer_did": envelope.signer_did,
             "payload_hash_b64u": envelope.payload_hash_b64u,
+            # of these exact bytes: the envelope_sha256 of a log leaf (transparency.md §1)
+            "envelope_sha256": verdict.envelope_sha256,
         }
     )
 

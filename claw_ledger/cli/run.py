@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -254,7 +255,11 @@ def verify_bundle(file: str, agent: str | None, as_json: bool) -> None:
     from ledger.errors import BundleError
     from ledger.offline_verify import InputKind, verify_document
 
-    raw = read_input(file)
+    try:
+        raw = read_input(file)
+    except OSError as exc:
+        click.echo(f"error: cannot read {file}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
     try:
         document = parse_json_strict(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:

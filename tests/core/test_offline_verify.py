@@ -11,6 +11,7 @@ import pytest
 
 from ledger.canonical import compact_json
 from ledger.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
+from ledger.encoding import sha256_b64u
 from ledger.envelope import sign_envelope
 from ledger.offline_verify import (
     BUNDLE_STEPS,
@@ -174,6 +175,7 @@ def test_the_golden_event_passes_with_its_producer_check() -> None:
     assert [c.name for c in result.checks] == [*ENVELOPE_STEPS, "producer is the signer"]
     assert result.facts["event_type"] == "key.registered"
     assert result.facts["payload_hash_b64u"] == "xIfipbEDhKB5HHjkoBp4KZ4O21Qj6m67gY1sMJsjKww"
+    assert result.facts["envelope_sha256"] == sha256_b64u(GOLDEN_EVENT)
 
 
 def _event(signer_seed: int, **over: Any) -> bytes:
@@ -280,12 +282,15 @@ def test_the_origin_is_checked_when_pinned() -> None:
     assert verify_bytes(CHECKPOINT, ledger_key=LEDGER_DID, origin=tlog.ORIGIN).valid
 
 
-def test_a_malformed_note_fails_at_the_syntax_step() -> None:
-    broken = CHECKPOINT.replace(b"\n5\n", b"\n05\n")
-    assert failed_at(verify_bytes(broken, ledger_key=LEDGER_DID))[::2] == (
-        1,
-        "CHECKPOINT_MALFORMED",
-    )
+@pytest.mark.parametrize(
+    "broken",
+    [CHECKPOINT.replace(b"\n5\n", b"\n05\n"), CHECKPOINT.replace(b"\n", b"\r\n")],
+    ids=["leading-zero", "crlf"],
+)
+def test_a_malformed_note_fails_at_the_syntax_step(broken: bytes) -> None:
+    result = verify_bytes(broken, ledger_key=LEDGER_DID)
+    assert result.kind is InputKind.CHECKPOINT
+    assert failed_at(result)[::2] == (1, "CHECKPOINT_MALFORMED")
 
 
 def proof_file(**over: Any) -> dict[str, Any]:
@@ -423,3 +428,15 @@ def test_the_result_is_frozen_and_serialisable() -> None:
         "detail": "",
     }
     assert copy.deepcopy(document) == document
+
+
+def test_a_verifier_bug_is_a_verdict_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ledger.offline_verify as module
+
+    def broken(document: Any, *, expected_agent_did: str | None = None) -> Any:
+        raise KeyError("bug")
+
+    monkeypatch.setattr(module, "verify_proof_bundle", broken)
+    result = verify_bytes(BUNDLE_PASS_RAW)
+    assert failed_at(result) == (1, "verification", "INTERNAL_ERROR")
+    assert "KeyError" in result.checks[0].detail

@@ -168,6 +168,12 @@ def test_unreadable_input_exits_2(tmp_path: Path) -> None:
     )
 
 
+def test_run_verify_bundle_of_a_missing_file_exits_2(tmp_path: Path) -> None:
+    result = run("run", "verify-bundle", str(tmp_path / "absent.json"))
+    assert result.exit_code == 2
+    assert "cannot read" in result.stderr
+
+
 def test_usage_errors_exit_2() -> None:
     assert run("verify").exit_code == 2
     bad_key = run("verify", str(VECTOR), "--ledger-key", "did:web:example.com")
