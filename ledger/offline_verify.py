@@ -262,7 +262,8 @@ def _verify_bundle(document: Any, agent: str | None) -> VerificationResult:
             f" receipt bound to it; {len(missing)} of {len(calls)} model calls lack one",
         )
     else:
-        steps.ok(BUNDLE_STEPS[-1], f"{len(calls)} model calls, each with a receipt")
+        found = f"model calls: {len(calls)}, each with a receipt" if calls else "no model call"
+        steps.ok(BUNDLE_STEPS[-1], found)
     summary = verified.summary()
     return steps.result({k: v for k, v in summary.items() if k not in ("status", "reason_code")})
 

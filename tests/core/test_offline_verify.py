@@ -69,7 +69,7 @@ def test_a_bundle_with_a_receipt_for_each_model_call_passes() -> None:
     assert result.valid, result.failure
     assert result.facts["agent_did"] == b.AGENT.did
     assert (result.facts["event_count"], result.facts["receipt_count"]) == (3, 2)
-    assert result.checks[-1].detail == "2 model calls, each with a receipt"
+    assert result.checks[-1].detail == "model calls: 2, each with a receipt"
 
 
 def test_a_chain_without_model_calls_needs_no_receipt() -> None:

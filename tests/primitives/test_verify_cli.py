@@ -13,8 +13,12 @@ import pytest
 from click.testing import CliRunner, Result
 
 from claw_ledger.cli import cli
+from ledger.bundles import build_job_bundle
+from ledger.receipts import build_receipt_payload, sign_receipt
 from tests.core import _bundles
 from tests.core import _tlog_example as tlog
+
+from ._support import Ledger
 
 VECTOR = Path(__file__).resolve().parents[1] / "vectors" / "clawsig-proof-bundle-pass.v1.json"
 EXAMPLE: dict[str, Any] = json.loads(tlog.EXAMPLE_FILE.read_text(encoding="utf-8"))
@@ -58,7 +62,7 @@ def test_the_vector_passes_with_each_step_shown() -> None:
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[1] == "  \u2713 1. envelope fields"
-    assert "  \u2713 10. model calls have receipts (1 model calls, each with a receipt)" in lines
+    assert "  \u2713 10. model calls have receipts (model calls: 1, each with a receipt)" in lines
     assert lines[-1].startswith("VALID: proof bundle bundle_conformance_001 of run")
 
 
@@ -222,3 +226,32 @@ def test_the_first_example_of_docs_primitives_is_what_the_command_prints(
     result = run(*command.removeprefix("$ claw-ledger ").split())
     assert result.exit_code == 0, result.output
     assert result.stdout.splitlines() == rest
+
+
+def test_a_bundle_the_ledger_builds_for_a_job_verifies(tmp_path: Path) -> None:
+    ledger = Ledger()
+    ledger.started_job()
+    job = ledger.state.jobs["job-1"]
+    payload = build_receipt_payload(
+        request=b"request",
+        response=b"response",
+        gateway_id="gw",
+        provider="anthropic",
+        model="claude-test",
+        tokens_input=1,
+        tokens_output=2,
+        latency_ms=3,
+        binding={
+            "run_id": job["run_id"],
+            "event_hash_b64u": job["event_chain"][-1]["event_hash_b64u"],
+            "nonce": "n-1",
+        },
+    )
+    receipt = sign_receipt(payload, ledger.keys.gateway).to_dict()
+    bundle = build_job_bundle(job, [receipt], ledger.keys.runtime)
+    path = write(tmp_path, "job.bundle.json", bundle.to_dict())
+    result = run("verify", path, "--agent", ledger.keys.runtime.did, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["facts"]["event_count"] == 2 and report["facts"]["receipt_count"] == 1
+    assert report["checks"][-1]["detail"] == "no model call"
