@@ -141,6 +141,15 @@ def test_a_bad_signature_is_signature_invalid() -> None:
     assert failed_at(verify(forged)) == (5, "signer and signature", "SIGNATURE_INVALID")
 
 
+def test_a_chain_entry_of_the_wrong_shape_fails_at_the_schema_step() -> None:
+    def edit(payload: dict[str, Any]) -> None:
+        del payload["event_chain"][1]["run_id"]
+
+    result = verify(b.resigned(edit))
+    assert failed_at(result) == (3, "payload schema", "SCHEMA_VALIDATION_FAILED")
+    assert result.checks[-1].detail == "event_chain[1] lacks run_id"
+
+
 def test_a_tampered_receipt_fails_at_the_receipt_step() -> None:
     def edit(payload: dict[str, Any]) -> None:
         payload["receipts"][0]["payload"]["tokens_output"] = 1
