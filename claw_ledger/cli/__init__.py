@@ -42,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "halt": ("halt", "command"),
     "resume": ("halt", "resume"),
     "halts": ("halt", "halts"),
+    "verify": ("verify", "command"),
 }
 
 EXIT_OK = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -237,21 +238,31 @@ def bundle(job_id: str, key_ref: str, out: str | None, with_urm_ref: bool) -> No
 @click.option("--agent", metavar="DID", help="Expected agent_did.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def verify_bundle(file: str, agent: str | None, as_json: bool) -> None:
-    """Verify a clawsig proof bundle (formats.md §6); exit 1 with its reason code on failure."""
-    from ledger.bundles import verify_proof_bundle
+    """Verify a clawsig proof bundle (formats.md §6); exit 1 with its reason code on failure.
+
+    The same verification as `claw-ledger verify FILE`, which also shows each
+    step and verifies envelopes and checkpoints.
+    """
     from ledger.canonical import parse_json_strict
     from ledger.errors import BundleError
+    from ledger.offline_verify import InputKind, verify_document
 
     try:
-        document = parse_json_strict(read_input(file))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BundleError(ReasonCode.MALFORMED_JSON, f"not JSON: {exc}") from exc
+        raw = read_input(file)
+    except OSError as exc:
+        click.echo(f"error: cannot read {file}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
     try:
-        summary = verify_proof_bundle(document, expected_agent_did=agent).summary()
-    except BundleError as exc:
+        document = parse_json_strict(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise BundleError(ReasonCode.MALFORMED_JSON, f"not JSON: {exc}") from exc
+    result = verify_document(raw, document, InputKind.PROOF_BUNDLE, agent=agent)
+    failed = result.failure
+    if failed is not None:
         if as_json:
-            emit_json({"status": "FAIL", "reason_code": exc.code.value, "detail": exc.detail})
-        raise
+            emit_json({"status": "FAIL", "reason_code": failed.code, "detail": failed.detail})
+        raise BundleError(ReasonCode(failed.code), failed.detail)
+    summary = {"status": "PASS", "reason_code": ReasonCode.OK.value, **result.facts}
     if as_json:
         emit_json(summary)
     else:
