@@ -1,6 +1,9 @@
 """Canonical JSON.
 
 * :func:`jcs` is RFC 8785 (the ``rfc8785`` package): what we sign and hash.
+* :func:`jcs_ordered` is the same bytes, made by the standard library's C
+  encoder for plain values (no floats) and by :func:`jcs` for anything else:
+  what the signing path uses.
 * :func:`compact_json` is ``JSON.stringify`` in document order: what the
   clawsig verifier hashes for ``payload_hash_b64u`` (formats.md §2).
 """
@@ -18,6 +21,7 @@ __all__ = [
     "compact_json",
     "jcs",
     "jcs_hash_b64u",
+    "jcs_ordered",
     "parse_json_strict",
     "parse_json_tracking",
 ]
@@ -37,6 +41,84 @@ def jcs_hash_b64u(value: Any) -> str:
 
 #: Integers JavaScript holds exactly; beyond them ``JSON.stringify`` would print another number.
 MAX_SAFE_INTEGER = 2**53 - 1
+
+
+# --- the signing side's fast canonical form -----------------------------------------
+
+
+class _NotPlain(Exception):
+    """The value holds something the fast encoder does not vouch for."""
+
+
+def _utf16_units(key: str) -> bytes:
+    # big-endian UTF-16 compares bytewise exactly as RFC 8785 §3.2.3 orders keys
+    return key.encode("utf-16-be")
+
+
+def _ordered(value: Any) -> Any:
+    """A copy of ``value`` with every object's keys in RFC 8785 order.
+
+    Only exact ``dict`` (str keys), ``list``/``tuple``, ``str``, ``bool``,
+    ``None`` and safe ``int`` pass; anything else raises :class:`_NotPlain`.
+    Floats are refused on purpose: ECMAScript number formatting is the one part
+    of JCS the C encoder gets wrong.
+    """
+    kind = type(value)
+    if kind is dict:
+        keys = list(value)
+        try:
+            joined = "".join(keys)
+        except TypeError:
+            raise _NotPlain from None
+        # code-point order is UTF-16 order unless a key holds a character at or
+        # above U+D800 (surrogates and U+E000..U+FFFF sort after astral pairs)
+        if joined.isascii() or max(joined) < "\ud800":
+            keys.sort()
+        else:
+            keys.sort(key=_utf16_units)  # a lone surrogate raises UnicodeEncodeError
+        out = {}
+        for key in keys:
+            item = value[key]
+            # scalars inline: a call per leaf was most of this walk's cost
+            if type(item) is str or item is None or type(item) is bool:
+                out[key] = item
+            else:
+                out[key] = _ordered(item)
+        return out
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return value
+        raise _NotPlain
+    if kind is list or kind is tuple:
+        return [_ordered(item) for item in value]
+    raise _NotPlain
+
+
+# the options compact_json uses, so the document-order hash of the ordered copy
+# is the hash of these bytes
+_CANONICAL_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
+)
+
+
+def jcs_ordered(value: Any) -> tuple[Any, bytes]:
+    """``value`` with its objects in JCS key order, and its RFC 8785 bytes.
+
+    The copy's document order is its canonical order, so JSON.stringify of it
+    (the clawsig payload hash) hashes exactly the canonical bytes. Plain values
+    take the C encoder; a float, an integer beyond ±(2**53-1), a non-string
+    key, an unknown type, a lone surrogate or very deep nesting go to
+    :func:`jcs`, which canonicalises or refuses exactly as it always did.
+    """
+    try:
+        ordered = _ordered(value)
+        return ordered, _CANONICAL_ENCODER.encode(ordered).encode("utf-8")
+    except (_NotPlain, UnicodeEncodeError, RecursionError):
+        pass
+    canonical = jcs(value)
+    return json.loads(canonical), canonical
 
 
 def _has_special_numbers(value: Any) -> bool:

@@ -361,10 +361,21 @@ def build_event(
     return event
 
 
-def sign_event(event: LedgerEvent, key: KeyPair) -> SignedEnvelope:
+def sign_event(event: LedgerEvent, key: KeyPair, *, issued_at: str | None = None) -> SignedEnvelope:
+    """Sign a built event; ``issued_at`` defaults to now."""
     if event.producer != key.did:
         raise EventError(ReasonCode.PRODUCER_MISMATCH, "event producer is not the signing key")
-    return sign_envelope(EVENT_ENVELOPE_TYPE, event.to_payload(), key)
+    # the validated fields as they are, keys already in JCS order: model_dump
+    # would copy the whole body once more for nothing
+    payload = {
+        "body": event.body,
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "occurred_at": event.occurred_at,
+        "producer": event.producer,
+        "stream": event.stream,
+    }
+    return sign_envelope(EVENT_ENVELOPE_TYPE, payload, key, issued_at=issued_at)
 
 
 # Literal kept for type checkers that want to narrow on the envelope type.
