@@ -24,6 +24,7 @@ __all__ = [
     "jcs_ordered",
     "parse_json_strict",
     "parse_json_tracking",
+    "plain_jcs",
 ]
 
 
@@ -103,20 +104,31 @@ _CANONICAL_ENCODER = json.JSONEncoder(
 )
 
 
-def jcs_ordered(value: Any) -> tuple[Any, bytes]:
-    """``value`` with its objects in JCS key order, and its RFC 8785 bytes.
+def plain_jcs(value: Any) -> tuple[Any, bytes] | None:
+    """:func:`jcs_ordered` for plain values only; ``None`` for anything else.
 
-    The copy's document order is its canonical order, so JSON.stringify of it
-    (the clawsig payload hash) hashes exactly the canonical bytes. Plain values
-    take the C encoder; a float, an integer beyond ±(2**53-1), a non-string
-    key, an unknown type, a lone surrogate or very deep nesting go to
-    :func:`jcs`, which canonicalises or refuses exactly as it always did.
+    Plain: exact dicts with str keys, lists, tuples, str, bool, None and
+    integers within ±(2**53-1), and text UTF-8 can encode.
     """
     try:
         ordered = _ordered(value)
         return ordered, _CANONICAL_ENCODER.encode(ordered).encode("utf-8")
     except (_NotPlain, UnicodeEncodeError, RecursionError):
-        pass
+        return None
+
+
+def jcs_ordered(value: Any) -> tuple[Any, bytes]:
+    """``value`` with its objects in JCS key order, and its RFC 8785 bytes.
+
+    The copy's document order is its canonical order, so JSON.stringify of it
+    (the clawsig payload hash) hashes exactly the canonical bytes. Plain values
+    take the C encoder (:func:`plain_jcs`); a float, an integer beyond
+    ±(2**53-1), a non-string key, another type, a lone surrogate or very deep
+    nesting go to :func:`jcs`, which canonicalises or refuses as it always did.
+    """
+    fast = plain_jcs(value)
+    if fast is not None:
+        return fast
     canonical = jcs(value)
     return json.loads(canonical), canonical
 

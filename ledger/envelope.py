@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ledger.canonical import compact_json, jcs, jcs_ordered
+from ledger.canonical import compact_json, jcs, plain_jcs
 from ledger.crypto import KeyPair, public_key_from_did
 from ledger.encoding import b64u_decode, b64u_encode
 from ledger.errors import EnvelopeError, LedgerError, ReasonCode
@@ -158,11 +158,20 @@ def sign_envelope(
     """Sign ``payload``. The payload is first put in JCS order so that the
     document-order hash and the canonical hash agree (formats.md §2).
 
-    The canonical bytes are made once (:func:`ledger.canonical.jcs_ordered`):
-    they are hashed, and :meth:`SignedEnvelope.to_bytes` embeds them.
+    A plain payload (:func:`ledger.canonical.plain_jcs`) is canonicalised once:
+    those bytes are hashed, and :meth:`SignedEnvelope.to_bytes` embeds them.
+    Anything else (floats, say) takes the reference canonicaliser and the
+    verifier's own hash, so what cannot verify is refused here.
     """
-    canonical_payload, canonical = jcs_ordered(payload)
-    digest = b64u_encode(hashlib.sha256(canonical).digest())
+    fast = plain_jcs(payload)
+    payload_jcs: bytes | None
+    if fast is None:
+        canonical_payload = json.loads(jcs(payload))
+        digest = payload_hash_b64u(canonical_payload)
+        payload_jcs = None
+    else:
+        canonical_payload, payload_jcs = fast
+        digest = b64u_encode(hashlib.sha256(payload_jcs).digest())
     signature = key.sign(signing_bytes(digest))
     return SignedEnvelope(
         envelope_type=envelope_type,
@@ -171,7 +180,7 @@ def sign_envelope(
         signature_b64u=b64u_encode(signature),
         signer_did=key.did,
         issued_at=issued_at or format_timestamp(),
-        payload_jcs=canonical,
+        payload_jcs=payload_jcs,
     )
 
 
