@@ -97,11 +97,35 @@ def _ordered(value: Any) -> Any:
     raise _NotPlain
 
 
-# the options compact_json uses, so the document-order hash of the ordered copy
-# is the hash of these bytes
-_CANONICAL_ENCODER = json.JSONEncoder(
+# json.dumps with compact_json's options (ensure_ascii=False, separators ",", ":"),
+# so the document-order hash of the ordered copy is the hash of these bytes. The
+# C encoder is built once: JSONEncoder.encode builds a new one per call, which
+# cost as much as encoding a small event.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_encode_chunks = (
+    None  # an interpreter without the C accelerator
+    if _c_make_encoder is None
+    else _c_make_encoder(
+        None,  # no circularity check: _ordered made a fresh tree
+        None,  # no default: _ordered let only JSON types through
+        json.encoder.encode_basestring,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        False,
+    )
+)
+_ENCODER = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
 )
+
+
+def _encode(value: Any) -> str:
+    if _encode_chunks is None:
+        return _ENCODER.encode(value)
+    return "".join(_encode_chunks(value, 0))
 
 
 def plain_jcs(value: Any) -> tuple[Any, bytes] | None:
@@ -112,7 +136,7 @@ def plain_jcs(value: Any) -> tuple[Any, bytes] | None:
     """
     try:
         ordered = _ordered(value)
-        return ordered, _CANONICAL_ENCODER.encode(ordered).encode("utf-8")
+        return ordered, _encode(ordered).encode("utf-8")
     except (_NotPlain, UnicodeEncodeError, RecursionError):
         return None
 

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from ledger.canonical import compact_json, jcs, plain_jcs
 from ledger.crypto import KeyPair, public_key_from_did
@@ -34,6 +35,7 @@ __all__ = [
     "ENVELOPE_FIELDS",
     "PayloadSchema",
     "SignedEnvelope",
+    "envelope_bytes",
     "format_timestamp",
     "payload_hash_b64u",
     "sign_envelope",
@@ -64,11 +66,28 @@ _STRING_FIELDS = tuple(name for name in ENVELOPE_FIELDS if name != "payload")
 PayloadSchema = Callable[[Mapping[str, Any]], None]
 
 
+class _Second(NamedTuple):
+    epoch: int
+    text: str  # "2026-02-12T00:00:00"
+
+
+_last_second = _Second(-1, "")
+
+
 def format_timestamp(moment: datetime | None = None) -> str:
     """RFC 3339 UTC with milliseconds, e.g. ``2026-02-12T00:00:00.000Z``."""
-    moment = datetime.now(UTC) if moment is None else moment.astimezone(UTC)
-    # isoformat ends "+00:00" in UTC; it costs a third of strftime, paid per signed event
-    return moment.isoformat(timespec="milliseconds")[:-6] + "Z"
+    global _last_second
+    if moment is not None:
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    # "now" is stamped on every signed event: the date part is formatted once a second
+    now = time.time()
+    epoch = int(now)
+    second = _last_second
+    if second.epoch != epoch:
+        second = _last_second = _Second(
+            epoch, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
+        )
+    return f"{second.text}.{int((now - epoch) * 1000):03d}Z"
 
 
 def payload_hash_b64u(payload: Any, *, plain_numbers: bool = False) -> str:
@@ -114,9 +133,18 @@ class SignedEnvelope:
 
     def to_bytes(self) -> bytes:
         """JCS bytes of the whole envelope: what producers put on the wire."""
-        if self.payload_jcs is not None:
+        if self.payload_jcs is not None and self.envelope_version == ENVELOPE_VERSION:
             try:
-                return _envelope_jcs(self, self.payload_jcs)
+                return envelope_bytes(
+                    self.envelope_type,
+                    self.payload_jcs,
+                    self.payload_hash_b64u,
+                    self.signature_b64u,
+                    self.signer_did,
+                    self.issued_at,
+                    hash_algorithm=self.hash_algorithm,
+                    algorithm=self.algorithm,
+                )
             except UnicodeEncodeError:
                 pass  # a lone surrogate in a field: jcs refuses it with its own error
         return jcs(self.to_dict())
@@ -125,24 +153,35 @@ class SignedEnvelope:
 _encode_string = json.encoder.encode_basestring  # JCS string form for what UTF-8 can encode
 
 
-def _envelope_jcs(envelope: SignedEnvelope, payload_jcs: bytes) -> bytes:
-    """RFC 8785 bytes of the envelope around already-canonical payload bytes.
+def envelope_bytes(
+    envelope_type: str,
+    payload_jcs: bytes,
+    payload_hash: str,
+    signature_b64u: str,
+    signer_did: str,
+    issued_at: str,
+    *,
+    hash_algorithm: str = HASH_ALGORITHM,
+    algorithm: str = SIGNATURE_ALGORITHM,
+) -> bytes:
+    """RFC 8785 bytes of a v1 envelope around already-canonical payload bytes.
 
     Every other field is a string under a fixed ASCII key, so the key order is
-    the one below and each value needs only string escaping.
+    the one below and each value needs only string escaping. Raises
+    ``UnicodeEncodeError`` for a lone surrogate (not JSON text).
     """
     head = (
-        '{"algorithm":' + _encode_string(envelope.algorithm)
-        + ',"envelope_type":' + _encode_string(envelope.envelope_type)
-        + ',"envelope_version":' + _encode_string(envelope.envelope_version)
-        + ',"hash_algorithm":' + _encode_string(envelope.hash_algorithm)
-        + ',"issued_at":' + _encode_string(envelope.issued_at)
+        '{"algorithm":' + _encode_string(algorithm)
+        + ',"envelope_type":' + _encode_string(envelope_type)
+        + ',"envelope_version":"' + ENVELOPE_VERSION
+        + '","hash_algorithm":' + _encode_string(hash_algorithm)
+        + ',"issued_at":' + _encode_string(issued_at)
         + ',"payload":'
     )  # fmt: skip
     tail = (
-        ',"payload_hash_b64u":' + _encode_string(envelope.payload_hash_b64u)
-        + ',"signature_b64u":' + _encode_string(envelope.signature_b64u)
-        + ',"signer_did":' + _encode_string(envelope.signer_did)
+        ',"payload_hash_b64u":' + _encode_string(payload_hash)
+        + ',"signature_b64u":' + _encode_string(signature_b64u)
+        + ',"signer_did":' + _encode_string(signer_did)
         + "}"
     )  # fmt: skip
     return head.encode("utf-8") + payload_jcs + tail.encode("utf-8")
