@@ -13,6 +13,13 @@ carries it is signed by the same key, which must hold the ``gateway`` role.
 ...     binding=ReceiptBinding(run_id=job_id, event_hash_b64u=start_hash, nonce=nonce),
 ...     tokens_input=812, tokens_output=90, latency_ms=1234)
 >>> publish_receipt_sync(settings, gateway_key, job_id, receipt)
+
+A gateway that records many calls flushes its receipts in one bulk publish,
+with one ``receipt.recorded`` event per receipt (order kept per job):
+
+>>> async with LedgerProducer(bootstrap, topics.ingress) as producer:
+...     await producer.publish_many(
+...         gateway_key, [receipt_event(job_id, receipt) for job_id, receipt in pending])
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from ledger.crypto import KeyPair
 from ledger.envelope import SignedEnvelope
 from ledger.receipts import ReceiptBinding, build_receipt_payload, sign_receipt
+from producers.sdk import NewEvent
 
 if TYPE_CHECKING:
     from claw_ledger.config import Settings
@@ -33,6 +41,7 @@ __all__ = [
     "build_gateway_receipt",
     "publish_receipt",
     "publish_receipt_sync",
+    "receipt_event",
     "receipt_event_body",
     "record_model_call",
 ]
@@ -83,6 +92,11 @@ def receipt_event_body(job_id: str, receipt: SignedEnvelope | bytes | str) -> di
     else:
         text = receipt
     return {"job_id": job_id, "receipt_envelope_json": text}
+
+
+def receipt_event(job_id: str, receipt: SignedEnvelope | bytes | str) -> NewEvent:
+    """The ``receipt.recorded`` event for :meth:`producers.sdk.LedgerProducer.publish_many`."""
+    return NewEvent(RECEIPT_EVENT_TYPE, f"job:{job_id}", receipt_event_body(job_id, receipt))
 
 
 async def publish_receipt(

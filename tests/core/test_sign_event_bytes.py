@@ -14,6 +14,7 @@ from ledger.crypto import KeyPair
 from ledger.errors import EventError, ReasonCode
 from ledger.events import AgentHalted, build_event, sign_event, sign_event_bytes
 from ledger.verify import Verified, verify_message
+from producers.gateway import ReceiptBinding, build_gateway_receipt, receipt_event
 from producers.sdk import NewEvent, sign_many
 
 from .test_fast_canonical import safe_ints, texts, verifiable_text
@@ -144,3 +145,26 @@ def test_sign_many_refuses_the_whole_batch_for_one_bad_event() -> None:
     with pytest.raises(EventError) as refused:
         sign_many(KEY, drafts)
     assert refused.value.code is ReasonCode.SCHEMA_VALIDATION_FAILED
+
+
+def test_gateway_receipts_flush_as_receipt_recorded_events() -> None:
+    binding = ReceiptBinding(run_id="job-7", event_hash_b64u="B" * 43, nonce="n-1")
+    receipts = [
+        build_gateway_receipt(
+            request=f"request {n}".encode(),
+            response=b"response",
+            provider="anthropic",
+            model="claude",
+            binding=binding,
+            key=KEY,
+        )
+        for n in range(3)
+    ]
+    signed = sign_many(KEY, [receipt_event("job-7", r) for r in receipts])
+    for receipt, raw_event in zip(receipts, signed, strict=True):
+        verified = verify_message(raw_event.value)
+        assert isinstance(verified, Verified), verified
+        assert verified.event.event_type == "receipt.recorded"
+        assert verified.event.stream == raw_event.stream == "job:job-7"
+        # the receipt travels as the exact text its gateway signed
+        assert verified.event.body["receipt_envelope_json"].encode() == receipt.to_bytes()
