@@ -25,6 +25,7 @@ __all__ = [
     "parse_json_strict",
     "parse_json_tracking",
     "plain_jcs",
+    "plain_jcs_bytes",
 ]
 
 
@@ -120,6 +121,15 @@ _encode_chunks = (
 _ENCODER = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
 )
+#: the same with keys sorted by code point (UTF-16 order for keys below U+D800)
+_sorted_chunks = (
+    None
+    if _c_make_encoder is None
+    else _c_make_encoder(
+        None, None, json.encoder.encode_basestring, None, ":", ",", True, False, False
+    )
+)
+_PLAIN_SCALARS = frozenset({str, bool, type(None)})
 
 
 def _encode(value: Any) -> str:
@@ -139,6 +149,36 @@ def plain_jcs(value: Any) -> tuple[Any, bytes] | None:
         return ordered, _encode(ordered).encode("utf-8")
     except (_NotPlain, UnicodeEncodeError, RecursionError):
         return None
+
+
+def plain_jcs_bytes(value: Any) -> bytes | None:
+    """``plain_jcs(value)[1]`` without the ordered copy; ``None`` when not plain.
+
+    A flat object of strings, booleans, nulls and safe integers (most event
+    bodies) is checked with a few whole-collection calls and encoded by the C
+    encoder with its own key sort, which is UTF-16 order when no key holds a
+    character at or above U+D800. Anything else takes :func:`plain_jcs`.
+    """
+    if type(value) is dict and _sorted_chunks is not None:
+        kinds = set(map(type, value.values()))
+        if kinds <= _PLAIN_SCALARS or (
+            kinds - _PLAIN_SCALARS == {int}
+            and all(
+                -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER
+                for item in value.values()
+                if type(item) is int
+            )
+        ):
+            keys = list(value)
+            if set(map(type, keys)) <= {str}:
+                joined = "".join(keys)
+                if joined.isascii() or max(joined) < "\ud800":
+                    try:
+                        return "".join(_sorted_chunks(value, 0)).encode("utf-8")
+                    except UnicodeEncodeError:
+                        return None
+    fast = plain_jcs(value)
+    return None if fast is None else fast[1]
 
 
 def jcs_ordered(value: Any) -> tuple[Any, bytes]:

@@ -153,6 +153,12 @@ class SignedEnvelope:
 _encode_string = json.encoder.encode_basestring  # JCS string form for what UTF-8 can encode
 
 
+_DEFAULT_HEAD = '{"algorithm":"' + SIGNATURE_ALGORITHM + '","envelope_type":'
+_DEFAULT_VERSION_AND_HASH = (
+    ',"envelope_version":"' + ENVELOPE_VERSION + '","hash_algorithm":"' + HASH_ALGORITHM + '"'
+)
+
+
 def envelope_bytes(
     envelope_type: str,
     payload_jcs: bytes,
@@ -170,14 +176,16 @@ def envelope_bytes(
     the one below and each value needs only string escaping. Raises
     ``UnicodeEncodeError`` for a lone surrogate (not JSON text).
     """
-    head = (
-        '{"algorithm":' + _encode_string(algorithm)
-        + ',"envelope_type":' + _encode_string(envelope_type)
-        + ',"envelope_version":"' + ENVELOPE_VERSION
-        + '","hash_algorithm":' + _encode_string(hash_algorithm)
-        + ',"issued_at":' + _encode_string(issued_at)
-        + ',"payload":'
-    )  # fmt: skip
+    if algorithm == SIGNATURE_ALGORITHM and hash_algorithm == HASH_ALGORITHM:
+        head = _DEFAULT_HEAD + _encode_string(envelope_type) + _DEFAULT_VERSION_AND_HASH
+    else:
+        head = (
+            '{"algorithm":' + _encode_string(algorithm)
+            + ',"envelope_type":' + _encode_string(envelope_type)
+            + ',"envelope_version":"' + ENVELOPE_VERSION
+            + '","hash_algorithm":' + _encode_string(hash_algorithm)
+        )  # fmt: skip
+    head += ',"issued_at":' + _encode_string(issued_at) + ',"payload":'
     tail = (
         ',"payload_hash_b64u":' + _encode_string(payload_hash)
         + ',"signature_b64u":' + _encode_string(signature_b64u)

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ledger.canonical import plain_jcs
+from ledger.canonical import plain_jcs_bytes
 from ledger.crypto import KeyPair
 from ledger.encoding import B64U_SHA256_RE, b64u_encode
 from ledger.envelope import (
@@ -423,11 +423,11 @@ def sign_event_bytes(
     """
     spec = EVENT_TYPES.get(event_type) if type(event_type) is str else None
     body_dict = body.model_dump(mode="json") if isinstance(body, EventBody) else body
-    fast = plain_jcs(body_dict) if type(body_dict) is dict else None
+    body_jcs = plain_jcs_bytes(body_dict) if type(body_dict) is dict else None
     slowly = (key, event_type, stream, body, event_id, occurred_at, issued_at)
     if (
         spec is None
-        or fast is None
+        or body_jcs is None
         or type(stream) is not str
         or not stream.startswith(spec.stream_kind + ":")
         or not _STREAM_RE.fullmatch(stream)
@@ -435,7 +435,6 @@ def sign_event_bytes(
         or (occurred_at is not None and not _is_point_in_time(occurred_at))
     ):
         return _sign_event_bytes_slowly(*slowly)
-    body_jcs = fast[1]
     try:
         # what LedgerEvent.typed_body checks: the body's JSON, JSON mode, strict
         spec.body.model_validate_json(body_jcs)

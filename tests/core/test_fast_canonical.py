@@ -17,7 +17,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ledger import canonical
-from ledger.canonical import MAX_SAFE_INTEGER, compact_json, jcs, jcs_ordered
+from ledger.canonical import (
+    MAX_SAFE_INTEGER,
+    compact_json,
+    jcs,
+    jcs_ordered,
+    plain_jcs,
+    plain_jcs_bytes,
+)
 from ledger.crypto import KeyPair
 from ledger.encoding import sha256_b64u
 from ledger.envelope import sign_envelope, verify_envelope
@@ -172,6 +179,27 @@ def test_escapes_match_ecmascript() -> None:
         "\u2028\u2029".encode() + b'"}'
     )
     assert fast_bytes(value) == rfc8785.dumps(value)
+
+
+flat_objects = st.dictionaries(
+    with_surrogates,
+    st.one_of(st.none(), st.booleans(), any_ints, with_surrogates, st.floats(), st.just([])),
+    max_size=8,
+)
+
+
+@PROPERTY
+@given(st.one_of(flat_objects, odd_values, plain_values))
+@example({"\ue000": 1, "\U0001f600": 2})
+@example({"n": MAX_SAFE_INTEGER + 1, "s": "x"})
+@example({"b": True, "n": -MAX_SAFE_INTEGER, "z": None})
+@example({"s": "\udc00"})
+def test_bytes_only_form_is_the_fast_form_or_nothing(value: Any) -> None:
+    fast = plain_jcs(value)
+    data = plain_jcs_bytes(value)
+    assert data == (None if fast is None else fast[1])
+    if data is not None:
+        assert data == rfc8785.dumps(value)
 
 
 # --- anything else: the reference decides, identically --------------------------------
