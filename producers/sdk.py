@@ -30,7 +30,14 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from ledger.crypto import KeyPair
 from ledger.envelope import SignedEnvelope
-from ledger.events import EventBody, build_event, sign_event, sign_event_bytes
+from ledger.events import (
+    EventBody,
+    NewEvent,
+    build_event,
+    sign_event,
+    sign_event_bytes,
+    sign_events_bytes,
+)
 
 __all__ = ["LedgerProducer", "NewEvent", "Position", "RawEvent", "sign_many"]
 
@@ -64,40 +71,20 @@ class RawEvent:
     event_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event to build and sign: the arguments of :meth:`LedgerProducer.publish` as one value.
-
-    ``occurred_at`` (RFC 3339) defaults to the time it is signed.
-    """
-
-    event_type: str
-    stream: str
-    body: Mapping[str, Any] | EventBody
-    event_id: str | None = None
-    occurred_at: str | None = None
-
-
 def sign_many(key: KeyPair, events: Iterable[NewEvent]) -> list[RawEvent]:
     """Build, validate and sign every event with ``key``: wire-ready bytes, in the order given.
 
     Each envelope is what :meth:`LedgerProducer.sign` makes, at the cost of
     the signature plus one validation and one canonical encoding per event
-    (:func:`ledger.events.sign_event_bytes`). Raises
-    :class:`ledger.errors.EventError` for the first invalid event.
+    (:func:`ledger.events.sign_events_bytes`: all events are checked first,
+    then signed in one loop). Raises :class:`ledger.errors.EventError` for
+    the first invalid event, before any is signed.
     """
-    out: list[RawEvent] = []
-    for new in events:
-        event_id, raw = sign_event_bytes(
-            key,
-            new.event_type,
-            new.stream,
-            new.body,
-            event_id=new.event_id,
-            occurred_at=new.occurred_at,
-        )
-        out.append(RawEvent(raw, new.stream, event_id))
-    return out
+    events = list(events)
+    return [
+        RawEvent(raw, new.stream, event_id)
+        for new, (event_id, raw) in zip(events, sign_events_bytes(key, events), strict=True)
+    ]
 
 
 class LedgerProducer:

@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from ledger.crypto import KeyPair
 from ledger.errors import EventError, ReasonCode
-from ledger.events import AgentHalted, build_event, sign_event, sign_event_bytes
+from ledger.events import (
+    AgentHalted,
+    build_event,
+    sign_event,
+    sign_event_bytes,
+    sign_events_bytes,
+)
 from ledger.verify import Verified, verify_message
 from producers.gateway import ReceiptBinding, build_gateway_receipt, receipt_event
 from producers.sdk import NewEvent, sign_many
@@ -168,3 +174,32 @@ def test_gateway_receipts_flush_as_receipt_recorded_events() -> None:
         assert verified.event.stream == raw_event.stream == "job:job-7"
         # the receipt travels as the exact text its gateway signed
         assert verified.event.body["receipt_envelope_json"].encode() == receipt.to_bytes()
+
+
+@settings(max_examples=40, deadline=None, database=None)
+@given(st.lists(st.tuples(attested_bodies, streams, times), max_size=6))
+def test_signing_a_batch_is_signing_each_event(
+    drawn: list[tuple[dict[str, Any], str, str | None]],
+) -> None:
+    drafts = [
+        NewEvent("policy.attested", stream, body, f"{n:08x}{EVENT_ID[8:]}", occurred_at or AT)
+        for n, (body, stream, occurred_at) in enumerate(drawn)
+    ]
+    one_by_one = [
+        outcome(
+            sign_event_bytes,
+            KEY,
+            d.event_type,
+            d.stream,
+            d.body,
+            event_id=d.event_id,
+            occurred_at=d.occurred_at,
+        )
+        for d in drafts
+    ]
+    refused = [result for result in one_by_one if result[0] != "signed"]
+    batch = outcome(sign_events_bytes, KEY, drafts)
+    if refused:
+        assert batch == refused[0]  # the first invalid event decides, nothing is signed
+    else:
+        assert batch == ("signed", [result[1] for result in one_by_one])
