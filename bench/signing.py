@@ -3,10 +3,12 @@
 The raw baseline is PyNaCl's ``SigningKey.sign`` of a 43-byte message: the
 exact size of what a clawsig envelope signs (the payload hash in base64url).
 The SDK figures cover everything a service pays per event: build and validate
-the event, canonicalise and hash the payload, sign, and produce the wire bytes
-(``LedgerProducer.sign`` + ``to_bytes``, and the bulk :func:`sign_many`).
-The three loops alternate in short rounds, so a busy minute on a shared
-machine weighs on each of them alike.
+the event, canonicalise and hash the payload, sign, and produce the wire bytes:
+``publish``'s path (:func:`ledger.events.sign_event_bytes`), the bulk
+:func:`sign_many`, and the reference ``build_event`` + ``sign_event`` +
+``to_bytes``. The loops alternate in short rounds and are timed in thread CPU
+time, so a busy minute on a shared machine weighs on each of them alike and
+time spent descheduled counts for none.
 
 Usage: python -m bench.signing [events]
 """
@@ -136,7 +138,15 @@ def signing_rows(n: int = 20_000) -> list[tuple[str, str, str, str, str]]:
     """:func:`measure` as ``make bench`` rows: (measure, result, baseline, target, verdict)."""
     rates = measure(n)
     raw = rates["raw_sign_per_s"]
-    rows = [("raw PyNaCl Ed25519 sign (43-byte message), one core", f"{raw:,.0f} /s", "", "", "")]
+    rows = [
+        (
+            "raw PyNaCl Ed25519 sign (43-byte message), one core (thread CPU time)",
+            f"{raw:,.0f} /s",
+            "",
+            "",
+            "",
+        )
+    ]
     for key, name, target in (
         ("sdk_sign", "SDK signing: validate, canonicalise, sign, wire bytes (publish)", 0.5),
         ("sign_many", "SDK bulk signing (sign_many / publish_many)", 0.5),
@@ -145,7 +155,7 @@ def signing_rows(n: int = 20_000) -> list[tuple[str, str, str, str, str]]:
         rate = rates[f"{key}_per_s"]
         rows.append(
             (
-                f"{name}, policy.attested, one core",
+                f"{name}, policy.attested, one core (thread CPU time)",
                 f"{rate:,.0f} /s",
                 f"{raw:,.0f} sign/s (ratio {rate / raw:.2f})",
                 f"≥ {target} × raw sign" if target else "",
