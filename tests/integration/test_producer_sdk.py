@@ -7,14 +7,16 @@ import asyncio
 import time
 import uuid
 from collections import defaultdict
+from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from claw_ledger.services.kafka import ensure_topics
-from ledger.roles import Role
+from ledger.crypto import KeyPair
 from producers.sdk import LedgerProducer, NewEvent, Position, RawEvent
-from tests.fixtures_ledger import LedgerHarness
+from tests.fixtures_ledger import LedgerHarness, start_ledger
 
 pytestmark = pytest.mark.integration
 
@@ -85,9 +87,26 @@ async def test_bulk_send_of_nothing_returns_nothing(kafka_bootstrap: str) -> Non
 
 
 async def test_publish_many_commits_every_event_in_per_stream_order(
-    running_ledger: LedgerHarness,
+    ledger_servers: Any, ledger_settings: Any, tmp_path: Path
 ) -> None:
-    runtime = running_ledger.keys[Role.RUNTIME]
+    # a ledger of its own: hundreds of events on the session's shared ledger
+    # would push other tests' events off their timeline pages
+    ledger = await start_ledger(ledger_servers, ledger_settings, tmp_path, register_roles=False)
+    try:
+        await _publish_many_and_check(ledger)
+    finally:
+        ledger.processor.stop()
+
+
+async def _publish_many_and_check(ledger: LedgerHarness) -> None:
+    runtime = KeyPair.generate("runtime")
+    registered = await ledger.publish(
+        ledger.admin,
+        "key.registered",
+        f"key:{runtime.did}",
+        {"did": runtime.did, "name": "runtime", "roles": ["runtime"]},
+    )
+    assert registered["status"] == "committed", registered
     run = uuid.uuid4().hex[:8]
     streams = [f"openclaw-policy:{run}-{n}" for n in range(5)]
     drafts = [
@@ -107,13 +126,13 @@ async def test_publish_many_commits_every_event_in_per_stream_order(
         )
         for n in range(600)
     ]
-    async with running_ledger.producer() as producer:
+    async with ledger.producer() as producer:
         positions = await producer.publish_many(runtime, drafts)
     assert [p.stream for p in positions] == [d.stream for d in drafts]
     ids = [p.event_id for p in positions]
     assert len(set(ids)) == len(drafts)
 
-    conn = await running_ledger.connect()
+    conn = await ledger.connect()
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -132,7 +151,7 @@ async def test_publish_many_commits_every_event_in_per_stream_order(
     finally:
         await conn.close()
     assert quarantined == 0
-    assert len(rows) == len(ids), running_ledger.processor.log_tail()
+    assert len(rows) == len(ids), ledger.processor.log_tail()
     by_id = {p.event_id: p for p in positions}
     for row in rows:
         # committed where publish_many said Kafka stored it
