@@ -500,8 +500,9 @@ def _prepare(
     ):
         return _sign_event_bytes_slowly(*slowly)
     try:
-        # what LedgerEvent.typed_body checks: the body's JSON, JSON mode, strict
-        spec.body.model_validate_json(body_jcs)
+        # what LedgerEvent.typed_body checks (model_validate_json: the body's JSON,
+        # JSON mode, strict), without the classmethod's frame
+        spec.body.__pydantic_validator__.validate_json(body_jcs)
     except ValidationError:
         return _sign_event_bytes_slowly(*slowly)
     event_id = event_id or new_event_id()
