@@ -1,6 +1,9 @@
 """Canonical JSON.
 
 * :func:`jcs` is RFC 8785 (the ``rfc8785`` package): what we sign and hash.
+* :func:`jcs_ordered` is the same bytes, made by the standard library's C
+  encoder for plain values (no floats) and by :func:`jcs` for anything else:
+  what the signing path uses.
 * :func:`compact_json` is ``JSON.stringify`` in document order: what the
   clawsig verifier hashes for ``payload_hash_b64u`` (formats.md §2).
 """
@@ -18,8 +21,11 @@ __all__ = [
     "compact_json",
     "jcs",
     "jcs_hash_b64u",
+    "jcs_ordered",
     "parse_json_strict",
     "parse_json_tracking",
+    "plain_jcs",
+    "plain_jcs_bytes",
 ]
 
 
@@ -37,6 +43,158 @@ def jcs_hash_b64u(value: Any) -> str:
 
 #: Integers JavaScript holds exactly; beyond them ``JSON.stringify`` would print another number.
 MAX_SAFE_INTEGER = 2**53 - 1
+
+
+# --- the signing side's fast canonical form -----------------------------------------
+
+
+class _NotPlain(Exception):
+    """The value holds something the fast encoder does not vouch for."""
+
+
+def _utf16_units(key: str) -> bytes:
+    # big-endian UTF-16 compares bytewise exactly as RFC 8785 §3.2.3 orders keys
+    return key.encode("utf-16-be")
+
+
+def _ordered(value: Any) -> Any:
+    """A copy of ``value`` with every object's keys in RFC 8785 order.
+
+    Only exact ``dict`` (str keys), ``list``/``tuple``, ``str``, ``bool``,
+    ``None`` and safe ``int`` pass; anything else raises :class:`_NotPlain`.
+    Floats are refused on purpose: ECMAScript number formatting is the one part
+    of JCS the C encoder gets wrong.
+    """
+    kind = type(value)
+    if kind is dict:
+        keys = list(value)
+        try:
+            joined = "".join(keys)
+        except TypeError:
+            raise _NotPlain from None
+        # code-point order is UTF-16 order unless a key holds a character at or
+        # above U+D800 (surrogates and U+E000..U+FFFF sort after astral pairs)
+        if joined.isascii() or max(joined) < "\ud800":
+            keys.sort()
+        else:
+            keys.sort(key=_utf16_units)  # a lone surrogate raises UnicodeEncodeError
+        out = {}
+        for key in keys:
+            item = value[key]
+            # scalars inline: a call per leaf was most of this walk's cost
+            if type(item) is str or item is None or type(item) is bool:
+                out[key] = item
+            else:
+                out[key] = _ordered(item)
+        return out
+    if kind is str or kind is bool or value is None:
+        return value
+    if kind is int:
+        if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+            return value
+        raise _NotPlain
+    if kind is list or kind is tuple:
+        return [_ordered(item) for item in value]
+    raise _NotPlain
+
+
+# json.dumps with compact_json's options (ensure_ascii=False, separators ",", ":"),
+# so the document-order hash of the ordered copy is the hash of these bytes. The
+# C encoder is built once: JSONEncoder.encode builds a new one per call, which
+# cost as much as encoding a small event.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_encode_chunks = (
+    None  # an interpreter without the C accelerator
+    if _c_make_encoder is None
+    else _c_make_encoder(
+        None,  # no circularity check: _ordered made a fresh tree
+        None,  # no default: _ordered let only JSON types through
+        json.encoder.encode_basestring,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        False,
+    )
+)
+_ENCODER = json.JSONEncoder(
+    ensure_ascii=False, separators=(",", ":"), allow_nan=False, check_circular=False
+)
+#: the same with keys sorted by code point (UTF-16 order for keys below U+D800)
+_sorted_chunks = (
+    None
+    if _c_make_encoder is None
+    else _c_make_encoder(
+        None, None, json.encoder.encode_basestring, None, ":", ",", True, False, False
+    )
+)
+_PLAIN_SCALARS = frozenset({str, bool, type(None)})
+
+
+def _encode(value: Any) -> str:
+    if _encode_chunks is None:
+        return _ENCODER.encode(value)
+    return "".join(_encode_chunks(value, 0))
+
+
+def plain_jcs(value: Any) -> tuple[Any, bytes] | None:
+    """:func:`jcs_ordered` for plain values only; ``None`` for anything else.
+
+    Plain: exact dicts with str keys, lists, tuples, str, bool, None and
+    integers within ±(2**53-1), and text UTF-8 can encode.
+    """
+    try:
+        ordered = _ordered(value)
+        return ordered, _encode(ordered).encode("utf-8")
+    except (_NotPlain, UnicodeEncodeError, RecursionError):
+        return None
+
+
+def plain_jcs_bytes(value: Any) -> bytes | None:
+    """``plain_jcs(value)[1]`` without the ordered copy; ``None`` when not plain.
+
+    A flat object of strings, booleans, nulls and safe integers (most event
+    bodies) is checked with a few whole-collection calls and encoded by the C
+    encoder with its own key sort, which is UTF-16 order when no key holds a
+    character at or above U+D800. Anything else takes :func:`plain_jcs`.
+    """
+    if type(value) is dict and _sorted_chunks is not None:
+        kinds = set(map(type, value.values()))
+        if kinds <= _PLAIN_SCALARS or (
+            kinds - _PLAIN_SCALARS == {int}
+            and all(
+                -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER
+                for item in value.values()
+                if type(item) is int
+            )
+        ):
+            keys = list(value)
+            if set(map(type, keys)) <= {str}:
+                joined = "".join(keys)
+                if joined.isascii() or max(joined) < "\ud800":
+                    try:
+                        return "".join(_sorted_chunks(value, 0)).encode("utf-8")
+                    except UnicodeEncodeError:
+                        return None
+    fast = plain_jcs(value)
+    return None if fast is None else fast[1]
+
+
+def jcs_ordered(value: Any) -> tuple[Any, bytes]:
+    """``value`` with its objects in JCS key order, and its RFC 8785 bytes.
+
+    The copy's document order is its canonical order, so JSON.stringify of it
+    (the clawsig payload hash) hashes exactly the canonical bytes. Plain values
+    take the C encoder (:func:`plain_jcs`); a float, an integer beyond
+    ±(2**53-1), a non-string key, another type, a lone surrogate or very deep
+    nesting go to :func:`jcs`, which canonicalises or refuses as it always did.
+    """
+    fast = plain_jcs(value)
+    if fast is not None:
+        return fast
+    canonical = jcs(value)
+    return json.loads(canonical), canonical
 
 
 def _has_special_numbers(value: Any) -> bool:

@@ -19,12 +19,14 @@ first failure decides the reason code:
 from __future__ import annotations
 
 import hashlib
+import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-from ledger.canonical import compact_json, jcs
+from ledger.canonical import compact_json, jcs, plain_jcs
 from ledger.crypto import KeyPair, public_key_from_did
 from ledger.encoding import b64u_decode, b64u_encode
 from ledger.errors import EnvelopeError, LedgerError, ReasonCode
@@ -33,6 +35,7 @@ __all__ = [
     "ENVELOPE_FIELDS",
     "PayloadSchema",
     "SignedEnvelope",
+    "envelope_bytes",
     "format_timestamp",
     "payload_hash_b64u",
     "sign_envelope",
@@ -63,10 +66,28 @@ _STRING_FIELDS = tuple(name for name in ENVELOPE_FIELDS if name != "payload")
 PayloadSchema = Callable[[Mapping[str, Any]], None]
 
 
+class _Second(NamedTuple):
+    epoch: int
+    text: str  # "2026-02-12T00:00:00"
+
+
+_last_second = _Second(-1, "")
+
+
 def format_timestamp(moment: datetime | None = None) -> str:
     """RFC 3339 UTC with milliseconds, e.g. ``2026-02-12T00:00:00.000Z``."""
-    moment = (moment or datetime.now(UTC)).astimezone(UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    global _last_second
+    if moment is not None:
+        return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+    # "now" is stamped on every signed event: the date part is formatted once a second
+    now = time.time()
+    epoch = int(now)
+    second = _last_second
+    if second.epoch != epoch:
+        second = _last_second = _Second(
+            epoch, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
+        )
+    return f"{second.text}.{int((now - epoch) * 1000):03d}Z"
 
 
 def payload_hash_b64u(payload: Any, *, plain_numbers: bool = False) -> str:
@@ -94,6 +115,8 @@ class SignedEnvelope:
     algorithm: str = SIGNATURE_ALGORITHM
     #: set by verification: the payload as compact JSON in document order (what was hashed)
     payload_json: bytes | None = field(default=None, compare=False, repr=False)
+    #: set by signing: the payload's RFC 8785 bytes, so the wire form needs no second pass
+    payload_jcs: bytes | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -110,7 +133,66 @@ class SignedEnvelope:
 
     def to_bytes(self) -> bytes:
         """JCS bytes of the whole envelope: what producers put on the wire."""
+        if self.payload_jcs is not None and self.envelope_version == ENVELOPE_VERSION:
+            try:
+                return envelope_bytes(
+                    self.envelope_type,
+                    self.payload_jcs,
+                    self.payload_hash_b64u,
+                    self.signature_b64u,
+                    self.signer_did,
+                    self.issued_at,
+                    hash_algorithm=self.hash_algorithm,
+                    algorithm=self.algorithm,
+                )
+            except UnicodeEncodeError:
+                pass  # a lone surrogate in a field: jcs refuses it with its own error
         return jcs(self.to_dict())
+
+
+_encode_string = json.encoder.encode_basestring  # JCS string form for what UTF-8 can encode
+
+
+_DEFAULT_HEAD = '{"algorithm":"' + SIGNATURE_ALGORITHM + '","envelope_type":'
+_DEFAULT_VERSION_AND_HASH = (
+    ',"envelope_version":"' + ENVELOPE_VERSION + '","hash_algorithm":"' + HASH_ALGORITHM + '"'
+)
+
+
+def envelope_bytes(
+    envelope_type: str,
+    payload_jcs: bytes,
+    payload_hash: str,
+    signature_b64u: str,
+    signer_did: str,
+    issued_at: str,
+    *,
+    hash_algorithm: str = HASH_ALGORITHM,
+    algorithm: str = SIGNATURE_ALGORITHM,
+) -> bytes:
+    """RFC 8785 bytes of a v1 envelope around already-canonical payload bytes.
+
+    Every other field is a string under a fixed ASCII key, so the key order is
+    the one below and each value needs only string escaping. Raises
+    ``UnicodeEncodeError`` for a lone surrogate (not JSON text).
+    """
+    if algorithm == SIGNATURE_ALGORITHM and hash_algorithm == HASH_ALGORITHM:
+        head = _DEFAULT_HEAD + _encode_string(envelope_type) + _DEFAULT_VERSION_AND_HASH
+    else:
+        head = (
+            '{"algorithm":' + _encode_string(algorithm)
+            + ',"envelope_type":' + _encode_string(envelope_type)
+            + ',"envelope_version":"' + ENVELOPE_VERSION
+            + '","hash_algorithm":' + _encode_string(hash_algorithm)
+        )  # fmt: skip
+    head += ',"issued_at":' + _encode_string(issued_at) + ',"payload":'
+    tail = (
+        ',"payload_hash_b64u":' + _encode_string(payload_hash)
+        + ',"signature_b64u":' + _encode_string(signature_b64u)
+        + ',"signer_did":' + _encode_string(signer_did)
+        + "}"
+    )  # fmt: skip
+    return head.encode("utf-8") + payload_jcs + tail.encode("utf-8")
 
 
 def sign_envelope(
@@ -121,9 +203,22 @@ def sign_envelope(
     issued_at: str | None = None,
 ) -> SignedEnvelope:
     """Sign ``payload``. The payload is first put in JCS order so that the
-    document-order hash and the canonical hash agree (formats.md §2)."""
-    canonical_payload = _jcs_ordered(payload)
-    digest = payload_hash_b64u(canonical_payload)
+    document-order hash and the canonical hash agree (formats.md §2).
+
+    A plain payload (:func:`ledger.canonical.plain_jcs`) is canonicalised once:
+    those bytes are hashed, and :meth:`SignedEnvelope.to_bytes` embeds them.
+    Anything else (floats, say) takes the reference canonicaliser and the
+    verifier's own hash, so what cannot verify is refused here.
+    """
+    fast = plain_jcs(payload)
+    payload_jcs: bytes | None
+    if fast is None:
+        canonical_payload = json.loads(jcs(payload))
+        digest = payload_hash_b64u(canonical_payload)
+        payload_jcs = None
+    else:
+        canonical_payload, payload_jcs = fast
+        digest = b64u_encode(hashlib.sha256(payload_jcs).digest())
     signature = key.sign(signing_bytes(digest))
     return SignedEnvelope(
         envelope_type=envelope_type,
@@ -132,13 +227,8 @@ def sign_envelope(
         signature_b64u=b64u_encode(signature),
         signer_did=key.did,
         issued_at=issued_at or format_timestamp(),
+        payload_jcs=payload_jcs,
     )
-
-
-def _jcs_ordered(value: Any) -> Any:
-    import json
-
-    return json.loads(jcs(value))
 
 
 def verify_envelope(

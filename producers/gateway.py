@@ -14,6 +14,13 @@ carries it is signed by the same key, which must hold the ``gateway`` role.
 ...     tokens_input=812, tokens_output=90, latency_ms=1234)
 >>> target = PublishTarget(kafka_bootstrap, "claw.ingress", database_url)
 >>> publish_receipt_sync(target, gateway_key, job_id, receipt).check()
+
+A gateway that records many calls flushes its receipts in one bulk publish,
+with one ``receipt.recorded`` event per receipt (order kept per job):
+
+>>> async with LedgerProducer(bootstrap, topics.ingress) as producer:
+...     await producer.publish_many(
+...         gateway_key, [receipt_event(job_id, receipt) for job_id, receipt in pending])
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ledger.crypto import KeyPair
 from ledger.envelope import SignedEnvelope
 from ledger.receipts import ReceiptBinding, build_receipt_payload, sign_receipt
+from producers.sdk import NewEvent
 
 if TYPE_CHECKING:
     from producers.outcome import PublishOutcome
@@ -35,6 +43,7 @@ __all__ = [
     "build_gateway_receipt",
     "publish_receipt",
     "publish_receipt_sync",
+    "receipt_event",
     "receipt_event_body",
     "record_model_call",
 ]
@@ -85,6 +94,11 @@ def receipt_event_body(job_id: str, receipt: SignedEnvelope | bytes | str) -> di
     else:
         text = receipt
     return {"job_id": job_id, "receipt_envelope_json": text}
+
+
+def receipt_event(job_id: str, receipt: SignedEnvelope | bytes | str) -> NewEvent:
+    """The ``receipt.recorded`` event for :meth:`producers.sdk.LedgerProducer.publish_many`."""
+    return NewEvent(RECEIPT_EVENT_TYPE, f"job:{job_id}", receipt_event_body(job_id, receipt))
 
 
 async def publish_receipt(

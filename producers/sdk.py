@@ -5,6 +5,16 @@ duplicated by the broker. Ordering: the Kafka key is the event's stream, so
 every event of one stream lands on one partition, in order. Backpressure: at
 most ``max_in_flight`` sends are outstanding; :meth:`LedgerProducer.publish`
 waits for room.
+
+Bulk: a service that signs many events (a gateway flushing receipts) calls
+:meth:`LedgerProducer.publish_many`, or :func:`sign_many` then
+:meth:`LedgerProducer.send_raw_many`::
+
+    async with LedgerProducer(bootstrap, topics.ingress) as producer:
+        positions = await producer.publish_many(
+            gateway_key,
+            [NewEvent("receipt.recorded", f"job:{job}", body) for job, body in pending],
+        )
 """
 
 from __future__ import annotations
@@ -20,9 +30,16 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from ledger.crypto import KeyPair
 from ledger.envelope import SignedEnvelope
-from ledger.events import EventBody, build_event, sign_event
+from ledger.events import (
+    EventBody,
+    NewEvent,
+    build_event,
+    sign_event,
+    sign_event_bytes,
+    sign_events_bytes,
+)
 
-__all__ = ["LedgerProducer", "Position", "RawEvent"]
+__all__ = ["LedgerProducer", "NewEvent", "Position", "RawEvent", "sign_many"]
 
 
 @dataclass(frozen=True)
@@ -52,6 +69,22 @@ class RawEvent:
     value: bytes
     stream: str
     event_id: str = ""
+
+
+def sign_many(key: KeyPair, events: Iterable[NewEvent]) -> list[RawEvent]:
+    """Build, validate and sign every event with ``key``: wire-ready bytes, in the order given.
+
+    Each envelope is what :meth:`LedgerProducer.sign` makes, at the cost of
+    the signature plus one validation and one canonical encoding per event
+    (:func:`ledger.events.sign_events_bytes`: all events are checked first,
+    then signed in one loop). Raises :class:`ledger.errors.EventError` for
+    the first invalid event, before any is signed.
+    """
+    events = list(events)
+    return [
+        RawEvent(raw, new.stream, event_id)
+        for new, (event_id, raw) in zip(events, sign_events_bytes(key, events), strict=True)
+    ]
 
 
 class LedgerProducer:
@@ -110,8 +143,8 @@ class LedgerProducer:
         event_id: str | None = None,
     ) -> Position:
         """Build, validate, sign and publish one event; wait until Kafka has it."""
-        envelope = self.sign(key, event_type, stream, body, event_id=event_id)
-        future = await self.send_envelope(envelope)
+        event_id, raw = sign_event_bytes(key, event_type, stream, body, event_id=event_id)
+        future = await self.send_raw(raw, stream, event_id)
         return await future
 
     def sign(
@@ -123,8 +156,28 @@ class LedgerProducer:
         *,
         event_id: str | None = None,
     ) -> SignedEnvelope:
+        """Build, validate and sign one event."""
         event = build_event(event_type, stream, body, key, event_id=event_id)
-        return sign_event(event, key)
+        return sign_event(event, key, issued_at=event.occurred_at)
+
+    async def publish_many(self, key: KeyPair, events: Iterable[NewEvent]) -> list[Position]:
+        """Build, validate, sign and publish many events; wait until Kafka has them all.
+
+        Every event is validated and signed (:func:`sign_many`) before the
+        first is sent, so an invalid one raises :class:`ledger.errors.EventError`
+        and publishes nothing. Then they go out as whole record batches
+        (:meth:`send_raw_many`): the events of one stream keep the order given
+        (one stream, one key, one partition); different streams have no mutual
+        order. Positions come back in the order of ``events``. For very large
+        batches, call it per chunk of a few thousand: the signed bytes of one
+        call are held in memory until Kafka has them.
+
+        >>> positions = await producer.publish_many(key, [
+        ...     NewEvent("run.started", "job:42", started),
+        ...     NewEvent("run.completed", "job:42", completed),
+        ... ])
+        """
+        return await self.send_raw_many(sign_many(key, events))
 
     async def send_envelope(self, envelope: SignedEnvelope) -> asyncio.Future[Position]:
         """Queue a signed envelope; the returned future resolves to its position.

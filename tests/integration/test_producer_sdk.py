@@ -1,15 +1,22 @@
-"""The producer SDK against the real broker: where events land and in what order."""
+"""The producer SDK against the real broker (and a running ledger): where events land and in what
+order."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections import defaultdict
+from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from claw_ledger.services.kafka import ensure_topics
-from producers.sdk import LedgerProducer, Position, RawEvent
+from ledger.crypto import KeyPair
+from producers.sdk import LedgerProducer, NewEvent, Position, RawEvent
+from tests.fixtures_ledger import LedgerHarness, start_ledger
 
 pytestmark = pytest.mark.integration
 
@@ -77,3 +84,82 @@ async def test_bulk_send_of_nothing_returns_nothing(kafka_bootstrap: str) -> Non
     finally:
         await consumer.stop()
     assert set(ends.values()) == {0}
+
+
+async def test_publish_many_commits_every_event_in_per_stream_order(
+    ledger_servers: Any, ledger_settings: Any, tmp_path: Path
+) -> None:
+    # a ledger of its own: hundreds of events on the session's shared ledger
+    # would push other tests' events off their timeline pages
+    ledger = await start_ledger(ledger_servers, ledger_settings, tmp_path, register_roles=False)
+    try:
+        await _publish_many_and_check(ledger)
+    finally:
+        ledger.processor.stop()
+
+
+async def _publish_many_and_check(ledger: LedgerHarness) -> None:
+    runtime = KeyPair.generate("runtime")
+    registered = await ledger.publish(
+        ledger.admin,
+        "key.registered",
+        f"key:{runtime.did}",
+        {"did": runtime.did, "name": "runtime", "roles": ["runtime"]},
+    )
+    assert registered["status"] == "committed", registered
+    run = uuid.uuid4().hex[:8]
+    streams = [f"openclaw-policy:{run}-{n}" for n in range(5)]
+    drafts = [
+        NewEvent(
+            "policy.attested",
+            streams[(n * 7) % len(streams)],  # interleaved, so batches mix the streams
+            {
+                "ok": n % 2 == 0,
+                "policy_hash": None,
+                "workspace_hash": f"ws-{n}",
+                "findings_hash": f"f-{n}",
+                "attestation_hash": f"a-{n}",
+                "checked_at": "2026-11-30T00:00:00.000Z",
+                "policy_path": "openclaw.policy.json5",
+                "findings_count": n,
+            },
+        )
+        for n in range(600)
+    ]
+    async with ledger.producer() as producer:
+        positions = await producer.publish_many(runtime, drafts)
+    assert [p.stream for p in positions] == [d.stream for d in drafts]
+    ids = [p.event_id for p in positions]
+    assert len(set(ids)) == len(drafts)
+
+    conn = await ledger.connect()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            rows = await conn.fetch(
+                "SELECT event_id::text AS id, stream, kafka_partition, kafka_offset,"
+                " payload->'body'->>'attestation_hash' AS attestation FROM events"
+                " WHERE event_id = ANY($1::uuid[]) ORDER BY position",
+                ids,
+            )
+            if len(rows) == len(ids) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        quarantined = await conn.fetchval(
+            "SELECT count(*) FROM quarantine WHERE event_id::text = ANY($1::text[])", ids
+        )
+    finally:
+        await conn.close()
+    assert quarantined == 0
+    assert len(rows) == len(ids), ledger.processor.log_tail()
+    by_id = {p.event_id: p for p in positions}
+    for row in rows:
+        # committed where publish_many said Kafka stored it
+        assert (row["kafka_partition"], row["kafka_offset"]) == (
+            by_id[row["id"]].partition,
+            by_id[row["id"]].offset,
+        )
+    for stream in streams:
+        given = [f"a-{n}" for n, d in enumerate(drafts) if d.stream == stream]
+        committed = [r["attestation"] for r in rows if r["stream"] == stream]
+        assert committed == given
