@@ -26,8 +26,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ledger.errors import LedgerError
-from ledger.openclaw import PolicyCheckResult, js_stringify, run_policy_check
-from ledger.openclaw.findings import SEVERITIES, parse_severity
+from openclaw_policy import PolicyCheckResult, js_stringify, run_policy_check
+from openclaw_policy.findings import SEVERITIES, parse_severity
 
 __all__ = ["command"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.openclaw import POLICY_CHECK_IDS, js_stringify, run_policy_check
+from openclaw_policy import POLICY_CHECK_IDS, js_stringify, run_policy_check
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.openclaw import parse_json5, policy_document_hash, run_policy_check
+from openclaw_policy import parse_json5, policy_document_hash, run_policy_check
 
 
 def _write(directory: Path, policy: str | None, config: str = "{}") -> Path:
@@ -46,7 +46,7 @@ def test_json5_numbers_and_strings_hash_as_javascript_values() -> None:
     )
     assert parsed.ok
     assert parsed.value["h"] == "😀"  # an escaped surrogate pair is one character, as in JS
-    from ledger.openclaw import stable_json
+    from openclaw_policy import stable_json
 
     assert stable_json(parsed.value) == (
         '{"a":16,"b":1,"c":0.5,"d":1,"e":null,"f":null,"g":1e+21,"h":"😀",'
@@ -105,7 +105,7 @@ def test_missing_policy_is_a_warning_and_attests_without_policy_hash(tmp_path: P
 
 
 def test_missing_policy_attestation_hashes_undefined_policy_hash(tmp_path: Path) -> None:
-    from ledger.openclaw import (
+    from openclaw_policy import (
         policy_attestation_hash,
         sha256_tagged,
     )

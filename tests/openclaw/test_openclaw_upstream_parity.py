@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from ledger.openclaw import PolicyCheckResult, policy_document_hash, run_policy_check
-from ledger.openclaw.evidence import (
+from openclaw_policy import PolicyCheckResult, policy_document_hash, run_policy_check
+from openclaw_policy.evidence import (
     EvidenceOptions,
     collect_policy_evidence,
     scan_policy_mcp_servers,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.openclaw import (
+from openclaw_policy import (
     create_policy_attestation,
     js_stringify,
     policy_document_hash,

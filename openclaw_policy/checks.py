@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from ledger.openclaw import findings as ids
-from ledger.openclaw.evidence import (
+from openclaw_policy import findings as ids
+from openclaw_policy.evidence import (
     AGENT_WORKSPACE_POLICY_TOOLS,
     Entry,
     EvidenceOptions,
@@ -26,9 +26,9 @@ from ledger.openclaw.evidence import (
     normalize_provider_id,
     tool_list_covers_tool,
 )
-from ledger.openclaw.findings import Finding
-from ledger.openclaw.jsutil import UNDEFINED, is_record, js_lower, js_trim
-from ledger.openclaw.loader import parse_json5
+from openclaw_policy.findings import Finding
+from openclaw_policy.jsutil import UNDEFINED, is_record, js_lower, js_trim
+from openclaw_policy.loader import parse_json5
 
 __all__ = ["PolicyEvaluation", "PolicySettings", "evaluate_policy", "policy_settings_from_config"]
 
@@ -1403,7 +1403,7 @@ def evaluate_policy(
                 )
             ]
         )
-    from ledger.openclaw.attestation import policy_document_hash
+    from openclaw_policy.attestation import policy_document_hash
 
     policy = parsed.value
     policy_hash = policy_document_hash(policy)

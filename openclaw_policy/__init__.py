@@ -11,7 +11,7 @@ nothing about Kafka, Postgres or HTTP.
 
 from __future__ import annotations
 
-from ledger.openclaw.attestation import (
+from openclaw_policy.attestation import (
     PolicyAttestation,
     create_policy_attestation,
     policy_attestation_hash,
@@ -19,11 +19,11 @@ from ledger.openclaw.attestation import (
     policy_findings_hash,
     policy_workspace_hash,
 )
-from ledger.openclaw.collation import locale_compare
-from ledger.openclaw.findings import POLICY_CHECK_IDS, SEVERITIES, Finding, Severity
-from ledger.openclaw.loader import parse_json5, resolve_config_path
-from ledger.openclaw.report import PolicyCheckResult, WatchStatus, iso_timestamp, run_policy_check
-from ledger.openclaw.stable_json import js_stringify, sha256_tagged, stable_json
+from openclaw_policy.collation import locale_compare
+from openclaw_policy.findings import POLICY_CHECK_IDS, SEVERITIES, Finding, Severity
+from openclaw_policy.loader import parse_json5, resolve_config_path
+from openclaw_policy.report import PolicyCheckResult, WatchStatus, iso_timestamp, run_policy_check
+from openclaw_policy.stable_json import js_stringify, sha256_tagged, stable_json
 
 __all__ = [
     "POLICY_CHECK_IDS",

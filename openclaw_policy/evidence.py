@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from ledger.openclaw.collation import locale_compare, locale_sort_key
-from ledger.openclaw.jsutil import (
+from openclaw_policy.collation import locale_compare, locale_sort_key
+from openclaw_policy.jsutil import (
     JS_WHITESPACE,
     UNDEFINED,
     is_record,
@@ -846,7 +846,7 @@ def _push_also_allow(entries: list[Entry], params: _PostureParams) -> None:
 
 
 def _read_string_or_number_array(value: object) -> list[str]:
-    from ledger.openclaw.stable_json import js_number
+    from openclaw_policy.stable_json import js_number
 
     if not isinstance(value, list):
         return []

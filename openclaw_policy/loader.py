@@ -24,7 +24,7 @@ from typing import Any, Final
 import json5
 
 from ledger.errors import ConfigError
-from ledger.openclaw.jsutil import is_record, join_surrogates, js_trim
+from openclaw_policy.jsutil import is_record, join_surrogates, js_trim
 
 __all__ = [
     "ConfigIssue",
