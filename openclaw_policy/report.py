@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from openclaw_policy import findings as ids
 from openclaw_policy.attestation import PolicyAttestation, create_policy_attestation
-from openclaw_policy.checks import PolicySettings, evaluate_policy, policy_settings_from_config
+from openclaw_policy.evaluation import PolicySettings, evaluate_policy, policy_settings_from_config
 from openclaw_policy.findings import (
     POLICY_CHECK_IDS,
     Finding,
