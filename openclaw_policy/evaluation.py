@@ -123,32 +123,25 @@ def evaluate_policy(
     if not settings.enabled:
         return result([])
     if policy_raw is None:
-        return result(
-            [
-                Finding(
-                    check_id=ids.POLICY_JSONC_MISSING,
-                    severity="warning",
-                    message=f"{policy_display} is missing for the enabled Policy plugin.",
-                    path=policy_display,
-                    fix_hint=f"Restore {policy_display} or add the policy artifact for this "
-                    "workspace.",
-                )
-            ]
+        missing = Finding(
+            ids.POLICY_JSONC_MISSING,
+            "warning",
+            f"{policy_display} is missing for the enabled Policy plugin.",
+            path=policy_display,
+            fix_hint=f"Restore {policy_display} or add the policy artifact for this workspace.",
         )
+        return result([missing])
     parsed = parse_json5(policy_raw)
     if not parsed.ok:
-        return result(
-            [
-                Finding(
-                    check_id=ids.POLICY_JSONC_INVALID,
-                    severity="error",
-                    message=f"{policy_display} could not be parsed: {parsed.message}",
-                    path=policy_display,
-                    target=f"oc://{doc}",
-                    fix_hint=f"Fix {policy_display} so policy conformance checks can run.",
-                )
-            ]
+        unparsable = Finding(
+            ids.POLICY_JSONC_INVALID,
+            "error",
+            f"{policy_display} could not be parsed: {parsed.message}",
+            path=policy_display,
+            target=f"oc://{doc}",
+            fix_hint=f"Fix {policy_display} so policy conformance checks can run.",
         )
+        return result([unparsable])
     policy = parsed.value
     policy_hash = policy_document_hash(policy)
     expected_hash = settings.expected_hash

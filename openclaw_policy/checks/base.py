@@ -19,9 +19,9 @@ from openclaw_policy.jsutil import UNDEFINED, is_record, js_lower, js_trim
 __all__ = [
     "CONFIG_PATH_LABEL",
     "EntryCheck",
-    "Gate",
     "Match",
     "Message",
+    "PolicyRule",
     "entry_findings",
     "get_path",
     "listed",
@@ -36,8 +36,6 @@ __all__ = [
 
 CONFIG_PATH_LABEL: Final = "openclaw config"
 
-#: ``gate(policy, entries)``: the rule's value, ``None`` when the policy has no such rule.
-Gate = Callable[[Any, list[Entry]], Any]
 Match = Callable[[Entry, Any], bool]
 Message = Callable[[Entry, Any], str]
 
@@ -110,20 +108,33 @@ def _entry_source(entry: Entry) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class EntryCheck:
-    """One check over evidence entries.
+class PolicyRule:
+    """A policy rule at a dotted location; ``read(policy, entries)`` is its value.
 
-    ``gate(policy, entries)`` reads the rule: ``None`` when the policy does not
-    have it (the check is skipped), else a value handed to ``matches`` and
-    ``message``, e.g. the allowlist. Findings point at ``locate(entry)``.
+    The value is ``None`` when the policy does not have the rule (its checks
+    are skipped), else what the checks compare entries with, e.g. an allowlist.
+    """
+
+    path: str
+    read: Callable[[Any, list[Entry]], Any]
+
+    @property
+    def requirement(self) -> str:
+        return self.path.replace(".", "/")
+
+
+@dataclass(frozen=True, slots=True)
+class EntryCheck:
+    """One check over evidence entries: an entry ``matches`` the rule's value → a finding.
+
+    Findings point at ``locate(entry)`` and require the rule's location.
     """
 
     check_id: str
-    rule: str
-    hint: str
-    gate: Gate
+    rule: PolicyRule
     matches: Match
     message: Message
+    hint: str
     path: str = CONFIG_PATH_LABEL
     with_line: bool = False
     locate: Callable[[Entry], str] = _entry_source
@@ -133,7 +144,7 @@ class EntryCheck:
             self.check_id,
             self.message(entry, rule),
             self.locate(entry),
-            f"oc://{doc}/{self.rule}",
+            f"oc://{doc}/{self.rule.requirement}",
             self.hint,
             path=self.path,
             line=entry["line"] if self.with_line else None,
@@ -154,7 +165,7 @@ def entry_findings(
     finding of the first check it fails, then the next entry is looked at
     (a denied provider is not also reported as unapproved).
     """
-    rules = [(check, check.gate(policy, entries)) for check in checks]
+    rules = [(check, check.rule.read(policy, entries)) for check in checks]
     active = [(check, rule) for check, rule in rules if rule is not None]
     if first_match:
         out = []
@@ -172,22 +183,30 @@ def entry_findings(
 
 
 def listed(
-    *path: str, lowercase: bool = True, normalize: Callable[[str], str] | None = None
-) -> Gate:
-    """A gate reading a policy string list as a set; an empty or missing list is no rule."""
+    path: str, *, lowercase: bool = True, normalize: Callable[[str], str] | None = None
+) -> PolicyRule:
+    """A policy string list, as a set; an empty or missing list is no rule."""
+    keys = tuple(path.split("."))
 
-    def gate(policy: Any, _entries: list[Entry]) -> set[str] | None:
-        values = read_string_list(policy, path, lowercase=lowercase)
+    def read(policy: Any, _entries: list[Entry]) -> set[str] | None:
+        values = read_string_list(policy, keys, lowercase=lowercase)
         return {normalize(v) if normalize else v for v in values} or None
 
-    return gate
+    return PolicyRule(path, read)
 
 
-def when_false(*path: str) -> Gate:
-    """A gate for rules like ``allowX: false``: active only when the policy says ``false``."""
-    return lambda policy, _entries: True if read_policy_boolean(policy, path) is False else None
+def _when(path: str, expected: bool) -> PolicyRule:
+    keys = tuple(path.split("."))
+    return PolicyRule(
+        path, lambda policy, _: True if read_policy_boolean(policy, keys) is expected else None
+    )
 
 
-def when_true(*path: str) -> Gate:
-    """A gate for rules like ``requireX: true``: active only when the policy says ``true``."""
-    return lambda policy, _entries: True if read_policy_boolean(policy, path) is True else None
+def when_false(path: str) -> PolicyRule:
+    """A rule like ``allowX: false``: active only when the policy says ``false``."""
+    return _when(path, False)
+
+
+def when_true(path: str) -> PolicyRule:
+    """A rule like ``requireX: true``: active only when the policy says ``true``."""
+    return _when(path, True)

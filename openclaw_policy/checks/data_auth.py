@@ -12,6 +12,7 @@ from typing import Any, Final
 from openclaw_policy import findings as ids
 from openclaw_policy.checks.base import (
     EntryCheck,
+    PolicyRule,
     entry_findings,
     listed,
     read_policy_boolean,
@@ -56,33 +57,30 @@ def _secret_source(secret: Entry) -> object:
 SECRET_CHECKS: Final = (
     EntryCheck(
         ids.SECRETS_UNMANAGED_PROVIDER,
-        "secrets/requireManagedProviders",
-        "Declare the referenced provider under secrets.providers or update policy after review.",
-        _managed_providers,
+        PolicyRule("secrets.requireManagedProviders", _managed_providers),
         lambda s, managed: (
             s["kind"] == "input"
             and s.get("provenance") == "secretRef"
             and f"{s['refSource']}:{s['refProvider']}" not in managed
         ),
         lambda s, _: f"SecretRef uses unmanaged provider '{s['refProvider']}'.",
+        "Declare the referenced provider under secrets.providers or update policy after review.",
     ),
     EntryCheck(
         ids.SECRETS_DENIED_PROVIDER_SOURCE,
-        "secrets/denySources",
-        "Move this secret to an approved source or update policy after review.",
-        listed("secrets", "denySources"),
+        listed("secrets.denySources"),
         lambda s, denied: _secret_source(s) is not None and _secret_source(s) in denied,
         lambda s, _: f"Secret {s['kind']} '{s['id']}' uses denied source '{_secret_source(s)}'.",
+        "Move this secret to an approved source or update policy after review.",
     ),
     EntryCheck(
         ids.SECRETS_INSECURE_PROVIDER,
-        "secrets/allowInsecureProviders",
-        "Remove insecure provider overrides or update policy after review.",
-        when_false("secrets", "allowInsecureProviders"),
+        when_false("secrets.allowInsecureProviders"),
         lambda s, _: s["kind"] == "provider" and bool(s.get("insecure")),
         lambda s, _: (
             f"Secret provider '{s['id']}' enables insecure posture: {', '.join(s['insecure'])}."
         ),
+        "Remove insecure provider overrides or update policy after review.",
     ),
 )
 
@@ -107,24 +105,22 @@ def _missing(profile: Entry, required: list[str]) -> list[str]:
 AUTH_PROFILE_CHECKS: Final = (
     EntryCheck(
         ids.AUTH_PROFILE_INVALID_METADATA,
-        "auth/profiles/requireMetadata",
-        "Set auth.profiles.<id>.provider and a supported auth profile mode.",
-        _required_metadata,
+        PolicyRule("auth.profiles.requireMetadata", _required_metadata),
         lambda p, required: bool(_missing(p, required)),
         lambda p, required: (
             f"Auth profile '{p['id']}' is missing required metadata: "
             f"{', '.join(_missing(p, required))}."
         ),
+        "Set auth.profiles.<id>.provider and a supported auth profile mode.",
     ),
     EntryCheck(
         ids.AUTH_PROFILE_UNAPPROVED_MODE,
-        "auth/profiles/allowModes",
-        "Change the auth profile mode or update policy after review.",
-        listed("auth", "profiles", "allowModes"),
+        listed("auth.profiles.allowModes"),
         lambda p, allowed: "mode" in p and p["mode"] not in allowed,
         lambda p, _: (
             f"Auth profile '{p['id']}' uses mode '{p['mode']}' outside the policy allowlist."
         ),
+        "Change the auth profile mode or update policy after review.",
     ),
 )
 

@@ -30,71 +30,64 @@ _REVIEW: Final = "or update the policy after review."
 MCP_CHECKS: Final = (
     EntryCheck(
         ids.MCP_DENIED_SERVER,
-        "mcp/servers/deny",
-        f"Remove this configured MCP server {_REVIEW}",
-        listed("mcp", "servers", "deny", lowercase=False),
+        listed("mcp.servers.deny", lowercase=False),
         _denied("id"),
         lambda server, _: f"MCP server '{server['id']}' is denied by policy.",
+        f"Remove this configured MCP server {_REVIEW}",
     ),
     EntryCheck(
         ids.MCP_UNAPPROVED_SERVER,
-        "mcp/servers/allow",
-        f"Use an approved MCP server {_REVIEW}",
-        listed("mcp", "servers", "allow", lowercase=False),
+        listed("mcp.servers.allow", lowercase=False),
         _unapproved("id"),
         lambda server, _: f"MCP server '{server['id']}' is not in the policy allowlist.",
+        f"Use an approved MCP server {_REVIEW}",
     ),
 )
 
-_DENIED_PROVIDERS: Final = listed("models", "providers", "deny", normalize=normalize_provider_id)
-_ALLOWED_PROVIDERS: Final = listed("models", "providers", "allow", normalize=normalize_provider_id)
+_DENIED_PROVIDERS: Final = listed("models.providers.deny", normalize=normalize_provider_id)
+_ALLOWED_PROVIDERS: Final = listed("models.providers.allow", normalize=normalize_provider_id)
 
 MODEL_PROVIDER_CHECKS: Final = (
     EntryCheck(
         ids.MODELS_DENIED_PROVIDER,
-        "models/providers/deny",
-        f"Remove this configured provider {_REVIEW}",
         _DENIED_PROVIDERS,
         _denied("id"),
         lambda provider, _: f"Model provider '{provider['id']}' is denied by policy.",
+        f"Remove this configured provider {_REVIEW}",
     ),
     EntryCheck(
         ids.MODELS_UNAPPROVED_PROVIDER,
-        "models/providers/allow",
-        f"Use an approved model provider {_REVIEW}",
         _ALLOWED_PROVIDERS,
         _unapproved("id"),
         lambda provider, _: f"Model provider '{provider['id']}' is not in the policy allowlist.",
+        f"Use an approved model provider {_REVIEW}",
     ),
 )
 
 MODEL_REF_CHECKS: Final = (
     EntryCheck(
         ids.MODELS_DENIED_PROVIDER,
-        "models/providers/deny",
-        f"Select an approved model provider {_REVIEW}",
         _DENIED_PROVIDERS,
         _denied("provider"),
         lambda ref, _: f"Model ref '{ref['ref']}' uses denied provider '{ref['provider']}'.",
+        f"Select an approved model provider {_REVIEW}",
     ),
     EntryCheck(
         ids.MODELS_UNAPPROVED_PROVIDER,
-        "models/providers/allow",
-        f"Select an approved model provider {_REVIEW}",
         _ALLOWED_PROVIDERS,
         _unapproved("provider"),
         lambda ref, _: f"Model ref '{ref['ref']}' uses unapproved provider '{ref['provider']}'.",
+        f"Select an approved model provider {_REVIEW}",
     ),
 )
 
 NETWORK_CHECKS: Final = (
     EntryCheck(
         ids.NETWORK_PRIVATE_ACCESS_ENABLED,
-        "network/privateNetwork/allow",
-        "Disable this private-network access setting or update policy after review.",
-        when_false("network", "privateNetwork", "allow"),
+        when_false("network.privateNetwork.allow"),
         lambda setting, _: bool(setting["value"]),
         lambda setting, _: f"Network setting '{setting['id']}' allows private-network access.",
+        "Disable this private-network access setting or update policy after review.",
     ),
 )
 

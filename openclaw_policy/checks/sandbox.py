@@ -48,24 +48,22 @@ def _access_source(entry: Entry) -> str:
 AGENT_WORKSPACE_CHECKS: Final = (
     EntryCheck(
         ids.AGENTS_WORKSPACE_ACCESS_DENIED,
-        "agents/workspace/allowedAccess",
-        "Enable sandbox mode with workspaceAccess none/ro or update policy after review.",
-        listed("agents", "workspace", "allowedAccess"),
+        listed("agents.workspace.allowedAccess"),
         lambda e, allowed: (
             e["kind"] == "workspaceAccess" and (_sandbox_disabled(e) or e["value"] not in allowed)
         ),
         _access_message,
+        "Enable sandbox mode with workspaceAccess none/ro or update policy after review.",
         locate=_access_source,
     ),
     EntryCheck(
         ids.AGENTS_TOOL_NOT_DENIED,
-        "agents/workspace/denyTools",
-        "Add the tool to tools.deny or agents.list[].tools.deny, or update policy after review.",
-        listed("agents", "workspace", "denyTools"),
+        listed("agents.workspace.denyTools"),
         lambda e, required: (
             e["kind"] == "toolDeny" and e["tool"] in required and e["denied"] is not True
         ),
         lambda e, _: f"{_label(e)} does not deny required tool '{e['tool']}'.",
+        "Add the tool to tools.deny or agents.list[].tools.deny, or update policy after review.",
     ),
 )
 

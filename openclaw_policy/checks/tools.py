@@ -7,9 +7,9 @@ from typing import Any, Final
 from openclaw_policy import findings as ids
 from openclaw_policy.checks.base import (
     EntryCheck,
-    Gate,
     Match,
     Message,
+    PolicyRule,
     entry_findings,
     listed,
     located_finding,
@@ -55,30 +55,27 @@ def _unapproved(kind: str) -> Match:
 def _exec_check(check_id: str, kind: str, rule: str, setting: str) -> EntryCheck:
     return EntryCheck(
         check_id,
-        f"tools/exec/{rule}",
-        _ADJUST,
-        listed("tools", "exec", rule),
+        listed(f"tools.exec.{rule}"),
         _unapproved(kind),
         lambda e, _: f"{_label(e)} uses unapproved {setting} '{e['value']}'.",
+        _ADJUST,
     )
 
 
 TOOL_POSTURE_CHECKS: Final = (
     EntryCheck(
         ids.TOOLS_PROFILE_UNAPPROVED,
-        "tools/profiles/allow",
-        "Use an approved tools.profile value or update policy after review.",
-        listed("tools", "profiles", "allow"),
+        listed("tools.profiles.allow"),
         _unapproved("profile"),
         lambda e, _: f"{_label(e)} uses unapproved tool profile '{e['value']}'.",
+        "Use an approved tools.profile value or update policy after review.",
     ),
     EntryCheck(
         ids.TOOLS_FS_WORKSPACE_ONLY_REQUIRED,
-        "tools/fs/requireWorkspaceOnly",
-        "Set tools.fs.workspaceOnly=true or update policy after review.",
-        when_true("tools", "fs", "requireWorkspaceOnly"),
+        when_true("tools.fs.requireWorkspaceOnly"),
         lambda e, _: e["kind"] == "fsWorkspaceOnly" and e.get("value") is not True,
         lambda e, _: f"{_label(e)} does not require workspace-only filesystem tools.",
+        "Set tools.fs.workspaceOnly=true or update policy after review.",
     ),
     _exec_check(
         ids.TOOLS_EXEC_SECURITY_UNAPPROVED, "execSecurity", "allowSecurity", "exec security"
@@ -87,11 +84,10 @@ TOOL_POSTURE_CHECKS: Final = (
     _exec_check(ids.TOOLS_EXEC_HOST_UNAPPROVED, "execHost", "allowHosts", "exec host"),
     EntryCheck(
         ids.TOOLS_ELEVATED_ENABLED,
-        "tools/elevated/allow",
-        "Set tools.elevated.enabled=false or update policy after review.",
-        when_false("tools", "elevated", "allow"),
+        when_false("tools.elevated.allow"),
         lambda e, _: e["kind"] == "elevatedEnabled" and e.get("value") is not False,
         lambda e, _: f"{_label(e)} permits elevated tool mode.",
+        "Set tools.elevated.enabled=false or update policy after review.",
     ),
 )
 
@@ -146,22 +142,18 @@ def tool_posture_findings(
     ]
 
 
-def _metadata(key: str) -> Gate:
-    return lambda required, _entries: True if key in required else None
+def _metadata(key: str) -> PolicyRule:
+    """Active when ``key`` is among the required metadata (the rule's value, a set)."""
+    return PolicyRule(
+        "tools.requireMetadata", lambda required, _: True if key in required else None
+    )
 
 
 def _tools_md_check(
     check_id: str, key: str, hint: str, matches: Match, message: Message
 ) -> EntryCheck:
     return EntryCheck(
-        check_id,
-        "tools/requireMetadata",
-        hint,
-        _metadata(key),
-        matches,
-        message,
-        path="TOOLS.md",
-        with_line=True,
+        check_id, _metadata(key), matches, message, hint, path="TOOLS.md", with_line=True
     )
 
 

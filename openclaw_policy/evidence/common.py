@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from functools import cmp_to_key
 from typing import Any, Final
 
-from openclaw_policy.collation import locale_compare
-from openclaw_policy.jsutil import is_record, js_lower, js_trim
+from openclaw_policy.collation import locale_compare, locale_sort_key
+from openclaw_policy.jsutil import is_record, js_entries, js_lower, js_trim
 
 __all__ = [
     "CONFIG_ROOT",
@@ -26,6 +26,8 @@ __all__ = [
     "oc_path_segment",
     "record",
     "sorted_by",
+    "sorted_members",
+    "string_members",
 ]
 
 Entry = dict[str, Any]
@@ -57,6 +59,20 @@ _OC_PLAIN_SEGMENT = re.compile(r"(?:[A-Za-z0-9_-]+|#[0-9]+)\Z")
 
 def record(value: object) -> dict[str, Any]:
     return value if is_record(value) else {}
+
+
+def sorted_members(section: object) -> list[tuple[str, Any]]:
+    """The members of a config record, in ``localeCompare`` order of their keys."""
+    members = list(js_entries(record(section)))
+    members.sort(key=lambda item: locale_sort_key(item[0]))
+    return members
+
+
+def string_members(value: object, *keys: str) -> Entry:
+    """The string-valued ``keys`` of ``value`` (when it is a record), in ``keys`` order."""
+    if not is_record(value):
+        return {}
+    return {key: value[key] for key in keys if isinstance(value.get(key), str)}
 
 
 def sorted_by(items: Iterable[Entry], *fields: str) -> list[Entry]:

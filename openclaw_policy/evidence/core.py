@@ -19,6 +19,8 @@ from openclaw_policy.evidence.common import (
     oc_path_segment,
     record,
     sorted_by,
+    sorted_members,
+    string_members,
 )
 from openclaw_policy.jsutil import is_record, js_entries, js_keys, js_trim, read_boolean_path
 
@@ -34,19 +36,12 @@ RESERVED_CHANNEL_CONFIG_KEYS: Final = frozenset({"defaults", "modelByChannel"})
 
 
 def scan_policy_channels(cfg: dict[str, Any]) -> list[Entry]:
-    channels = [
-        (cid, value)
-        for cid, value in js_entries(record(cfg.get("channels")))
-        if cid not in RESERVED_CHANNEL_CONFIG_KEYS
-    ]
-    channels.sort(key=lambda item: locale_sort_key(item[0]))
     out: list[Entry] = []
-    for cid, value in channels:
-        entry: Entry = {
-            "id": cid,
-            "provider": cid,
-            "source": f"{CONFIG_ROOT}/channels/{cid}",
-        }
+    for cid, value in sorted_members(cfg.get("channels")):
+        if cid in RESERVED_CHANNEL_CONFIG_KEYS:
+            continue
+        # the channel id is not quoted in this path (upstream writes it verbatim)
+        entry: Entry = {"id": cid, "provider": cid, "source": f"{CONFIG_ROOT}/channels/{cid}"}
         if is_record(value) and isinstance(value.get("enabled"), bool):
             entry["enabled"] = value["enabled"]
         out.append(entry)
@@ -106,20 +101,16 @@ def _redact_mcp_url(raw: str) -> str:
 
 
 def scan_policy_mcp_servers(cfg: dict[str, Any]) -> list[Entry]:
-    servers = list(js_entries(record(record(cfg.get("mcp")).get("servers"))))
-    servers.sort(key=lambda item: locale_sort_key(item[0]))
     out: list[Entry] = []
-    for sid, value in servers:
+    for sid, value in sorted_members(record(cfg.get("mcp")).get("servers")):
         entry: Entry = {
             "id": sid,
             "transport": _mcp_transport(value),
-            "source": f"{CONFIG_ROOT}/mcp/servers/{oc_path_segment(sid)}",
+            "source": config_source(("mcp", "servers", sid)),
+            **string_members(value, "command"),
         }
-        if is_record(value):
-            if isinstance(value.get("command"), str):
-                entry["command"] = value["command"]
-            if isinstance(value.get("url"), str):
-                entry["url"] = _redact_mcp_url(value["url"])
+        if is_record(value) and isinstance(value.get("url"), str):
+            entry["url"] = _redact_mcp_url(value["url"])
         out.append(entry)
     return out
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
-from openclaw_policy.collation import locale_sort_key
 from openclaw_policy.evidence.common import (
     Entry,
     config_source,
     record,
     sorted_by,
+    sorted_members,
+    string_members,
 )
 from openclaw_policy.jsutil import is_record, js_entries, js_lower, js_trim
 
@@ -248,19 +249,12 @@ def _is_valid_auth_profile(value: object) -> bool:
 
 
 def scan_policy_auth_profiles(cfg: dict[str, Any]) -> list[Entry]:
-    profiles = list(js_entries(record(record(cfg.get("auth")).get("profiles"))))
-    profiles.sort(key=lambda item: locale_sort_key(item[0]))
-    out: list[Entry] = []
-    for pid, value in profiles:
-        entry: Entry = {
+    return [
+        {
             "id": pid,
             "source": config_source(("auth", "profiles", pid)),
             "validMetadata": _is_valid_auth_profile(value),
+            **string_members(value, "provider", "mode"),
         }
-        if is_record(value):
-            if isinstance(value.get("provider"), str):
-                entry["provider"] = value["provider"]
-            if isinstance(value.get("mode"), str):
-                entry["mode"] = value["mode"]
-        out.append(entry)
-    return out
+        for pid, value in sorted_members(record(cfg.get("auth")).get("profiles"))
+    ]

@@ -17,40 +17,7 @@ __all__ = [
 
 AGENT_WORKSPACE_POLICY_TOOLS: Final = ("exec", "process", "write", "edit", "apply_patch")
 
-#: Canonical OpenClaw tool groups (``tool-policy-conformance.ts``).
-POLICY_TOOL_GROUPS: Final[dict[str, tuple[str, ...]]] = {
-    "group:openclaw": (
-        "code_execution",
-        "web_search",
-        "web_fetch",
-        "x_search",
-        "memory_search",
-        "memory_get",
-        "sessions_list",
-        "sessions_history",
-        "sessions_send",
-        "sessions_spawn",
-        "sessions_yield",
-        "subagents",
-        "session_status",
-        "browser",
-        "message",
-        "heartbeat_respond",
-        "cron",
-        "gateway",
-        "nodes",
-        "agents_list",
-        "get_goal",
-        "create_goal",
-        "update_goal",
-        "update_plan",
-        "skill_workshop",
-        "image",
-        "image_generate",
-        "music_generate",
-        "video_generate",
-        "tts",
-    ),
+_GROUPS: Final[dict[str, tuple[str, ...]]] = {
     "group:fs": ("read", "write", "edit", "apply_patch"),
     "group:runtime": ("exec", "process", "code_execution"),
     "group:web": ("web_search", "web_fetch", "x_search"),
@@ -77,6 +44,25 @@ POLICY_TOOL_GROUPS: Final[dict[str, tuple[str, ...]]] = {
         "skill_workshop",
     ),
     "group:media": ("image", "image_generate", "music_generate", "video_generate", "tts"),
+}
+
+#: Canonical OpenClaw tool groups (``tool-policy-conformance.ts``). ``group:openclaw``
+#: is OpenClaw's own tools: the other groups but for exec, process, read, the
+#: write tools and canvas, in this order.
+POLICY_TOOL_GROUPS: Final[dict[str, tuple[str, ...]]] = {
+    "group:openclaw": (
+        "code_execution",
+        *_GROUPS["group:web"],
+        *_GROUPS["group:memory"],
+        *_GROUPS["group:sessions"],
+        "browser",
+        *_GROUPS["group:messaging"],
+        *_GROUPS["group:automation"],
+        *_GROUPS["group:nodes"],
+        *_GROUPS["group:agents"],
+        *_GROUPS["group:media"],
+    ),
+    **_GROUPS,
 }
 
 
