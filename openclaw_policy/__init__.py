@@ -2,8 +2,15 @@
 
 A port of the OpenClaw Policy plugin: the same findings, the same evidence and
 byte-identical policy, workspace, findings and attestation hashes
-(formats.md §8). Pure domain code: it reads files, never prints, and knows
-nothing about Kafka, Postgres or HTTP.
+(formats.md §8). Pure code: it reads files, never prints, and imports no
+Kafka, Postgres or HTTP client and nothing of the application; the ledger
+does not import it.
+
+The layout follows upstream ``extensions/policy/src/``: ``evidence`` (the
+``policy-state*.ts`` scanners), ``checks`` (the ``doctor/scopes`` rule
+families), ``evaluation`` (``evaluatePolicy``), ``attestation`` (the hashes),
+``report`` (``buildPolicyCheckReport``), and the JavaScript semantics they
+rely on (``jsutil``, ``collation``, ``stable_json``, ``loader``).
 
 >>> result = run_policy_check("policy.jsonc", "openclaw.json", ".")  # doctest: +SKIP
 >>> result.to_json()["attestation"]["attestationHash"]  # doctest: +SKIP
@@ -11,39 +18,14 @@ nothing about Kafka, Postgres or HTTP.
 
 from __future__ import annotations
 
-from openclaw_policy.attestation import (
-    PolicyAttestation,
-    create_policy_attestation,
-    policy_attestation_hash,
-    policy_document_hash,
-    policy_findings_hash,
-    policy_workspace_hash,
-)
-from openclaw_policy.collation import locale_compare
-from openclaw_policy.findings import POLICY_CHECK_IDS, SEVERITIES, Finding, Severity
-from openclaw_policy.loader import parse_json5, resolve_config_path
-from openclaw_policy.report import PolicyCheckResult, WatchStatus, iso_timestamp, run_policy_check
-from openclaw_policy.stable_json import js_stringify, sha256_tagged, stable_json
+from openclaw_policy.findings import SEVERITIES, parse_severity
+from openclaw_policy.report import PolicyCheckResult, run_policy_check
+from openclaw_policy.stable_json import js_stringify
 
 __all__ = [
-    "POLICY_CHECK_IDS",
     "SEVERITIES",
-    "Finding",
-    "PolicyAttestation",
     "PolicyCheckResult",
-    "Severity",
-    "WatchStatus",
-    "create_policy_attestation",
-    "iso_timestamp",
     "js_stringify",
-    "locale_compare",
-    "parse_json5",
-    "policy_attestation_hash",
-    "policy_document_hash",
-    "policy_findings_hash",
-    "policy_workspace_hash",
-    "resolve_config_path",
+    "parse_severity",
     "run_policy_check",
-    "sha256_tagged",
-    "stable_json",
 ]

@@ -26,8 +26,13 @@ from rich.markup import escape
 from rich.table import Table
 
 from ledger.errors import LedgerError
-from openclaw_policy import PolicyCheckResult, js_stringify, run_policy_check
-from openclaw_policy.findings import SEVERITIES, parse_severity
+from openclaw_policy import (
+    SEVERITIES,
+    PolicyCheckResult,
+    js_stringify,
+    parse_severity,
+    run_policy_check,
+)
 
 __all__ = ["command"]
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from openclaw_policy import PolicyCheckResult, policy_document_hash, run_policy_check
+from openclaw_policy import PolicyCheckResult, run_policy_check
+from openclaw_policy.attestation import policy_document_hash
 from openclaw_policy.evidence import (
     EvidenceOptions,
     collect_policy_evidence,

@@ -8,12 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from openclaw_policy import (
-    create_policy_attestation,
-    js_stringify,
-    policy_document_hash,
-    run_policy_check,
-)
+from openclaw_policy import js_stringify, run_policy_check
+from openclaw_policy.attestation import create_policy_attestation, policy_document_hash
 
 # formats.md §8; also checked against examples.json below when shared/ is present
 POLICY = {"channels": {"denyRules": []}}
