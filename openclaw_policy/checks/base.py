@@ -24,6 +24,7 @@ __all__ = [
     "PolicyRule",
     "entry_findings",
     "get_path",
+    "has_rule",
     "listed",
     "located_finding",
     "read_policy_boolean",
@@ -52,6 +53,14 @@ def get_path(value: Any, path: tuple[str, ...]) -> Any:
 def sub(record: Any, key: str) -> dict[str, Any]:
     value = record.get(key) if is_record(record) else None
     return value if is_record(value) else {}
+
+
+def has_rule(policy: Any, dotted: str, *keys: str) -> bool:
+    """Whether the record at ``dotted`` has any of ``keys`` (which evidence a policy asks for)."""
+    record = policy
+    for part in dotted.split("."):
+        record = sub(record, part)
+    return any(key in record for key in keys)
 
 
 def read_policy_string_array(

@@ -14,10 +14,10 @@ from openclaw_policy.checks.base import (
     EntryCheck,
     PolicyRule,
     entry_findings,
+    has_rule,
     listed,
     read_policy_boolean,
     read_policy_string_array,
-    sub,
     when_false,
 )
 from openclaw_policy.checks.shapes import (
@@ -126,15 +126,13 @@ AUTH_PROFILE_CHECKS: Final = (
 
 
 def has_secret_rules(policy: Any) -> bool:
-    secrets = sub(policy, "secrets")
-    return any(
-        k in secrets for k in ("requireManagedProviders", "denySources", "allowInsecureProviders")
+    return has_rule(
+        policy, "secrets", "requireManagedProviders", "denySources", "allowInsecureProviders"
     )
 
 
 def has_auth_profile_rules(policy: Any) -> bool:
-    profiles = sub(sub(policy, "auth"), "profiles")
-    return "requireMetadata" in profiles or "allowModes" in profiles
+    return has_rule(policy, "auth.profiles", "requireMetadata", "allowModes")
 
 
 def secret_auth_findings(

@@ -8,14 +8,14 @@ from openclaw_policy import findings as ids
 from openclaw_policy.checks.base import (
     EntryCheck,
     entry_findings,
+    has_rule,
     listed,
-    sub,
     when_false,
     when_true,
 )
 from openclaw_policy.evidence import Entry
 from openclaw_policy.findings import Finding
-from openclaw_policy.jsutil import is_record, js_lower
+from openclaw_policy.jsutil import js_lower
 
 __all__ = ["GATEWAY_CHECKS", "gateway_findings", "has_gateway_rules"]
 
@@ -103,11 +103,7 @@ _GATEWAY_RULES: Final = (
 
 
 def has_gateway_rules(policy: Any) -> bool:
-    gateway = sub(policy, "gateway")
-    return any(
-        is_record(gateway.get(section)) and any(k in gateway[section] for k in keys)
-        for section, keys in _GATEWAY_RULES
-    )
+    return any(has_rule(policy, f"gateway.{section}", *keys) for section, keys in _GATEWAY_RULES)
 
 
 def gateway_findings(policy: Any, doc: str, evidence: dict[str, Any]) -> list[Finding]:

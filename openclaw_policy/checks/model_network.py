@@ -10,7 +10,15 @@ from __future__ import annotations
 from typing import Any, Final
 
 from openclaw_policy import findings as ids
-from openclaw_policy.checks.base import EntryCheck, Match, entry_findings, listed, when_false
+from openclaw_policy.checks.base import (
+    EntryCheck,
+    Match,
+    Message,
+    PolicyRule,
+    entry_findings,
+    listed,
+    when_false,
+)
 from openclaw_policy.evidence import normalize_provider_id
 from openclaw_policy.findings import Finding
 
@@ -27,58 +35,53 @@ def _unapproved(field: str) -> Match:
 
 _REVIEW: Final = "or update the policy after review."
 
-MCP_CHECKS: Final = (
-    EntryCheck(
-        ids.MCP_DENIED_SERVER,
-        listed("mcp.servers.deny", lowercase=False),
-        _denied("id"),
-        lambda server, _: f"MCP server '{server['id']}' is denied by policy.",
-        f"Remove this configured MCP server {_REVIEW}",
-    ),
-    EntryCheck(
-        ids.MCP_UNAPPROVED_SERVER,
-        listed("mcp.servers.allow", lowercase=False),
-        _unapproved("id"),
-        lambda server, _: f"MCP server '{server['id']}' is not in the policy allowlist.",
-        f"Use an approved MCP server {_REVIEW}",
-    ),
+
+def _deny_allow(
+    check_ids: tuple[str, str],
+    rules: tuple[PolicyRule, PolicyRule],
+    field: str,
+    hints: tuple[str, str],
+    denied: Message,
+    unapproved: Message,
+) -> tuple[EntryCheck, EntryCheck]:
+    """A deny list and an allowlist over ``field`` of each entry (run with ``first_match``)."""
+    return (
+        EntryCheck(check_ids[0], rules[0], _denied(field), denied, hints[0]),
+        EntryCheck(check_ids[1], rules[1], _unapproved(field), unapproved, hints[1]),
+    )
+
+
+MCP_CHECKS: Final = _deny_allow(
+    (ids.MCP_DENIED_SERVER, ids.MCP_UNAPPROVED_SERVER),
+    (listed("mcp.servers.deny", lowercase=False), listed("mcp.servers.allow", lowercase=False)),
+    "id",
+    (f"Remove this configured MCP server {_REVIEW}", f"Use an approved MCP server {_REVIEW}"),
+    lambda server, _: f"MCP server '{server['id']}' is denied by policy.",
+    lambda server, _: f"MCP server '{server['id']}' is not in the policy allowlist.",
 )
 
-_DENIED_PROVIDERS: Final = listed("models.providers.deny", normalize=normalize_provider_id)
-_ALLOWED_PROVIDERS: Final = listed("models.providers.allow", normalize=normalize_provider_id)
-
-MODEL_PROVIDER_CHECKS: Final = (
-    EntryCheck(
-        ids.MODELS_DENIED_PROVIDER,
-        _DENIED_PROVIDERS,
-        _denied("id"),
-        lambda provider, _: f"Model provider '{provider['id']}' is denied by policy.",
-        f"Remove this configured provider {_REVIEW}",
-    ),
-    EntryCheck(
-        ids.MODELS_UNAPPROVED_PROVIDER,
-        _ALLOWED_PROVIDERS,
-        _unapproved("id"),
-        lambda provider, _: f"Model provider '{provider['id']}' is not in the policy allowlist.",
-        f"Use an approved model provider {_REVIEW}",
-    ),
+_MODEL_IDS: Final = (ids.MODELS_DENIED_PROVIDER, ids.MODELS_UNAPPROVED_PROVIDER)
+_PROVIDER_RULES: Final = (
+    listed("models.providers.deny", normalize=normalize_provider_id),
+    listed("models.providers.allow", normalize=normalize_provider_id),
 )
 
-MODEL_REF_CHECKS: Final = (
-    EntryCheck(
-        ids.MODELS_DENIED_PROVIDER,
-        _DENIED_PROVIDERS,
-        _denied("provider"),
-        lambda ref, _: f"Model ref '{ref['ref']}' uses denied provider '{ref['provider']}'.",
-        f"Select an approved model provider {_REVIEW}",
-    ),
-    EntryCheck(
-        ids.MODELS_UNAPPROVED_PROVIDER,
-        _ALLOWED_PROVIDERS,
-        _unapproved("provider"),
-        lambda ref, _: f"Model ref '{ref['ref']}' uses unapproved provider '{ref['provider']}'.",
-        f"Select an approved model provider {_REVIEW}",
-    ),
+MODEL_PROVIDER_CHECKS: Final = _deny_allow(
+    _MODEL_IDS,
+    _PROVIDER_RULES,
+    "id",
+    (f"Remove this configured provider {_REVIEW}", f"Use an approved model provider {_REVIEW}"),
+    lambda provider, _: f"Model provider '{provider['id']}' is denied by policy.",
+    lambda provider, _: f"Model provider '{provider['id']}' is not in the policy allowlist.",
+)
+
+MODEL_REF_CHECKS: Final = _deny_allow(
+    _MODEL_IDS,
+    _PROVIDER_RULES,
+    "provider",
+    (f"Select an approved model provider {_REVIEW}",) * 2,
+    lambda ref, _: f"Model ref '{ref['ref']}' uses denied provider '{ref['provider']}'.",
+    lambda ref, _: f"Model ref '{ref['ref']}' uses unapproved provider '{ref['provider']}'.",
 )
 
 NETWORK_CHECKS: Final = (

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from openclaw_policy import findings as ids
-from openclaw_policy.checks.base import EntryCheck, entry_findings, listed, sub
+from openclaw_policy.checks.base import EntryCheck, entry_findings, has_rule, listed
 from openclaw_policy.checks.shapes import AGENTS_SHAPES, shape_findings
 from openclaw_policy.evidence import Entry
 from openclaw_policy.findings import Finding
@@ -69,8 +69,7 @@ AGENT_WORKSPACE_CHECKS: Final = (
 
 
 def has_agent_workspace_rules(policy: Any) -> bool:
-    workspace = sub(sub(policy, "agents"), "workspace")
-    return "allowedAccess" in workspace or "denyTools" in workspace
+    return has_rule(policy, "agents.workspace", "allowedAccess", "denyTools")
 
 
 def agent_workspace_findings(

@@ -11,10 +11,10 @@ from openclaw_policy.checks.base import (
     Message,
     PolicyRule,
     entry_findings,
+    has_rule,
     listed,
     located_finding,
     read_string_list,
-    sub,
     when_false,
     when_true,
 )
@@ -92,18 +92,18 @@ TOOL_POSTURE_CHECKS: Final = (
 )
 
 
+_TOOL_POSTURE_RULES: Final = (
+    ("tools.profiles", ("allow",)),
+    ("tools.fs", ("requireWorkspaceOnly",)),
+    ("tools.exec", ("allowSecurity", "requireAsk", "allowHosts")),
+    ("tools.elevated", ("allow",)),
+    ("tools.alsoAllow", ("expected",)),
+    ("tools", ("denyTools",)),
+)
+
+
 def has_tool_posture_rules(policy: Any) -> bool:
-    if not is_record(policy) or not is_record(policy.get("tools")):
-        return False
-    tools = policy["tools"]
-    return (
-        "allow" in sub(tools, "profiles")
-        or "requireWorkspaceOnly" in sub(tools, "fs")
-        or any(k in sub(tools, "exec") for k in ("allowSecurity", "requireAsk", "allowHosts"))
-        or "allow" in sub(tools, "elevated")
-        or "expected" in sub(tools, "alsoAllow")
-        or "denyTools" in tools
-    )
+    return any(has_rule(policy, dotted, *keys) for dotted, keys in _TOOL_POSTURE_RULES)
 
 
 def _required_deny_findings(policy: Any, doc: str, entries: list[Entry]) -> list[Finding]:
@@ -150,62 +150,59 @@ def _metadata(key: str) -> PolicyRule:
 
 
 def _tools_md_check(
-    check_id: str, key: str, hint: str, matches: Match, message: Message
+    check_id: str, key: str, matches: Match, message: Message, hint: str
 ) -> EntryCheck:
     return EntryCheck(
         check_id, _metadata(key), matches, message, hint, path="TOOLS.md", with_line=True
     )
 
 
-_ONE_OF_RISK: Final = f"Use one of: {', '.join(KNOWN_RISK_LEVELS)}."
-_ONE_OF_SENSITIVITY: Final = f"Use one of: {', '.join(KNOWN_SENSITIVITY_LEVELS)}."
+def _missing(check_id: str, key: str, what: str, hint: str) -> EntryCheck:
+    return _tools_md_check(
+        check_id,
+        key,
+        lambda tool, _: key not in tool,
+        lambda tool, _: f"TOOLS.md tool '{tool['id']}' has no {what}.",
+        hint,
+    )
+
+
+def _unknown(check_id: str, key: str, known: tuple[str, ...]) -> EntryCheck:
+    return _tools_md_check(
+        check_id,
+        key,
+        lambda tool, _: key in tool and tool[key] not in known,
+        lambda tool, _: f"TOOLS.md tool '{tool['id']}' declares unknown {key} '{tool[key]}'.",
+        f"Use one of: {', '.join(known)}.",
+    )
+
 
 #: Groups of checks; within a group a tool yields at most one finding.
 TOOLS_MD_CHECKS: Final = (
     (
-        _tools_md_check(
+        _missing(
             ids.TOOLS_MISSING_RISK_LEVEL,
             "risk",
+            "explicit risk classification",
             "Declare risk:low, risk:medium, risk:high, risk:critical, or an R0-R5 review alias.",
-            lambda tool, _: "risk" not in tool,
-            lambda tool, _: f"TOOLS.md tool '{tool['id']}' has no explicit risk classification.",
         ),
     ),
+    (_unknown(ids.TOOLS_UNKNOWN_RISK_LEVEL, "risk", KNOWN_RISK_LEVELS),),
     (
-        _tools_md_check(
-            ids.TOOLS_UNKNOWN_RISK_LEVEL,
-            "risk",
-            _ONE_OF_RISK,
-            lambda tool, _: "risk" in tool and tool["risk"] not in KNOWN_RISK_LEVELS,
-            lambda tool, _: f"TOOLS.md tool '{tool['id']}' declares unknown risk '{tool['risk']}'.",
-        ),
-    ),
-    (
-        _tools_md_check(
+        _missing(
             ids.TOOLS_MISSING_SENSITIVITY_TOKEN,
             "sensitivity",
+            "declared artifact sensitivity",
             f"Declare sensitivity as one of: {', '.join(KNOWN_SENSITIVITY_LEVELS)}.",
-            lambda tool, _: "sensitivity" not in tool,
-            lambda tool, _: f"TOOLS.md tool '{tool['id']}' has no declared artifact sensitivity.",
         ),
-        _tools_md_check(
-            ids.TOOLS_UNKNOWN_SENSITIVITY_TOKEN,
-            "sensitivity",
-            _ONE_OF_SENSITIVITY,
-            lambda tool, _: tool["sensitivity"] not in KNOWN_SENSITIVITY_LEVELS,
-            lambda tool, _: (
-                f"TOOLS.md tool '{tool['id']}' declares unknown sensitivity "
-                f"'{tool['sensitivity']}'."
-            ),
-        ),
+        _unknown(ids.TOOLS_UNKNOWN_SENSITIVITY_TOKEN, "sensitivity", KNOWN_SENSITIVITY_LEVELS),
     ),
     (
-        _tools_md_check(
+        _missing(
             ids.TOOLS_MISSING_OWNER,
             "owner",
+            "declared owner",
             "Declare owner:<team-or-person> for this tool.",
-            lambda tool, _: "owner" not in tool,
-            lambda tool, _: f"TOOLS.md tool '{tool['id']}' has no declared owner.",
         ),
     ),
 )

@@ -1104,17 +1104,14 @@ def test_channel_encrypt_key_secret_ref(tmp_path: Path) -> None:
     }
 
 
+def _auth_profile_rules(require_metadata: list[str], allow_modes: list[str]) -> dict[str, Any]:
+    return {"auth": {"profiles": {"requireMetadata": require_metadata, "allowModes": allow_modes}}}
+
+
 def test_auth_profiles(tmp_path: Path) -> None:
     result = check(
         tmp_path,
-        {
-            "auth": {
-                "profiles": {
-                    "requireMetadata": ["provider", "mode"],
-                    "allowModes": ["api_key", "token"],
-                }
-            }
-        },
+        _auth_profile_rules(["provider", "mode"], ["api_key", "token"]),
         {
             "auth": {
                 "profiles": {
@@ -1177,14 +1174,7 @@ def test_malformed_secret_and_auth_policies(tmp_path: Path) -> None:
     ]
     auth = check(
         tmp_path,
-        {
-            "auth": {
-                "profiles": {
-                    "requireMetadata": ["provider", ""],
-                    "allowModes": ["api_key", "unsupported"],
-                }
-            }
-        },
+        _auth_profile_rules(["provider", ""], ["api_key", "unsupported"]),
     )
     assert {f.target for f in auth.findings} == {
         "oc://policy.jsonc/auth/profiles/requireMetadata/#1",
