@@ -99,9 +99,9 @@ def located_finding(
 ) -> Finding:
     """A finding at a config (or TOOLS.md) location, against a policy requirement."""
     return Finding(
-        check_id=check_id,
-        severity="error",
-        message=message,
+        check_id,
+        "error",
+        message,
         path=path,
         line=line,
         oc_path=source,

@@ -743,6 +743,16 @@ POSTURE_POLICY = {
 }
 
 
+#: tool settings that satisfy the tool posture policy of the tests below
+_CONFORMING_TOOLS: dict[str, Any] = {
+    "profile": "messaging",
+    "deny": ["group:runtime", "group:fs"],
+    "exec": {"security": "deny", "ask": "always", "host": "sandbox"},
+    "fs": {"workspaceOnly": True},
+    "elevated": {"enabled": False},
+}
+
+
 def test_tool_posture_denied(tmp_path: Path) -> None:
     cfg = {
         "tools": {
@@ -756,13 +766,7 @@ def test_tool_posture_denied(tmp_path: Path) -> None:
             "list": [
                 {
                     "id": "reviewer",
-                    "tools": {
-                        "profile": "messaging",
-                        "deny": ["group:runtime", "group:fs"],
-                        "exec": {"security": "deny", "ask": "always", "host": "sandbox"},
-                        "fs": {"workspaceOnly": True},
-                        "elevated": {"enabled": False},
-                    },
+                    "tools": _CONFORMING_TOOLS,
                 }
             ]
         },
@@ -808,15 +812,7 @@ def test_tool_posture_denied(tmp_path: Path) -> None:
 
 
 def test_tool_posture_conforming(tmp_path: Path) -> None:
-    cfg = {
-        "tools": {
-            "profile": "messaging",
-            "deny": ["group:runtime", "group:fs"],
-            "exec": {"security": "deny", "ask": "always", "host": "sandbox"},
-            "fs": {"workspaceOnly": True},
-            "elevated": {"enabled": False},
-        }
-    }
+    cfg = {"tools": _CONFORMING_TOOLS}
     assert check(tmp_path, POSTURE_POLICY, cfg).findings == ()
 
 
