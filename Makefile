@@ -32,7 +32,7 @@ test: install lint typecheck
 unit: install
 	@$(BIN)/pytest -m "not integration"
 
-PY_DIRS := ledger consumers producers storage migrations claw_ledger tests bench
+PY_DIRS := ledger openclaw_policy consumers producers storage migrations claw_ledger tests bench
 
 lint: install
 	@$(BIN)/ruff check $(PY_DIRS)

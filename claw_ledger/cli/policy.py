@@ -26,8 +26,13 @@ from rich.table import Table
 
 from claw_ledger.cli.common import publish_target, resolve_key, sign_and_publish
 from ledger.errors import LedgerError, PublishError
-from ledger.openclaw import PolicyCheckResult, js_stringify, run_policy_check
-from ledger.openclaw.findings import SEVERITIES, parse_severity
+from openclaw_policy import (
+    SEVERITIES,
+    PolicyCheckResult,
+    js_stringify,
+    parse_severity,
+    run_policy_check,
+)
 
 if TYPE_CHECKING:
     from producers.outcome import PublishOutcome

@@ -7,6 +7,8 @@
   application code and no I/O client; edge packages (``producers``,
   ``consumers``, ``storage``) never import the application (``claw_ledger``);
   the CLI's command modules never import each other, only the shared helpers.
+* ``openclaw_policy`` obeys the same rules as the domain, and the ledger never
+  imports it (imports point one way).
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 FORBIDDEN = ("aiokafka", "asyncpg", "faust", "httpx", "requests", "kafka", "psycopg", "aiohttp")
+APPLICATION = ("claw_ledger", "consumers", "producers")
 
 _PROBE = """
 import importlib, json, pkgutil, sys
-import ledger
-imported = ["ledger"]
-for info in pkgutil.walk_packages(ledger.__path__, "ledger."):
+package = importlib.import_module(%r)
+imported = [package.__name__]
+for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
     importlib.import_module(info.name)
     imported.append(info.name)
 forbidden = %r
@@ -37,9 +40,9 @@ print(json.dumps({"imported": imported, "loaded": loaded}))
 """
 
 
-def _probe(forbidden: tuple[str, ...]) -> dict[str, list[str]]:
+def _probe(package: str, forbidden: tuple[str, ...]) -> dict[str, list[str]]:
     result = subprocess.run(
-        [sys.executable, "-c", _PROBE % (forbidden,)],
+        [sys.executable, "-c", _PROBE % (package, forbidden)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -50,19 +53,31 @@ def _probe(forbidden: tuple[str, ...]) -> dict[str, list[str]]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def _modules(package: str) -> set[str]:
+    return {
+        path.relative_to(ROOT).with_suffix("").as_posix().replace("/", ".")
+        for path in (ROOT / package).rglob("*.py")
+        if path.stem != "__init__"
+    }
+
+
 def test_domain_imports_no_kafka_postgres_or_http_client() -> None:
-    report = _probe(FORBIDDEN)
+    report = _probe("ledger", (*FORBIDDEN, "openclaw_policy"))
     assert report["loaded"] == []
     # the probe really walked the package, subpackages included
-    expected = {path.stem for path in (ROOT / "ledger").glob("*.py") if path.stem != "__init__"}
-    walked = {name.split(".")[1] for name in report["imported"] if name.count(".") >= 1}
-    assert expected <= walked
-    assert any(name.startswith("ledger.openclaw.") for name in report["imported"])
+    assert _modules("ledger") <= set(report["imported"])
+
+
+def test_policy_checker_imports_no_client_and_no_application() -> None:
+    report = _probe("openclaw_policy", (*FORBIDDEN, *APPLICATION))
+    assert report["loaded"] == []
+    assert _modules("openclaw_policy") <= set(report["imported"])
 
 
 def test_probe_detects_a_forbidden_import() -> None:
     # the same probe flags a module the domain does import (guards against a blind probe)
-    assert _probe(("pydantic",))["loaded"]
+    assert _probe("ledger", ("pydantic",))["loaded"]
+    assert _probe("openclaw_policy", ("json5",))["loaded"]
 
 
 # ---------------------------------------------------------------- import direction, by AST

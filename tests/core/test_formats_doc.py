@@ -20,12 +20,12 @@ from ledger.encoding import b64u_decode, sha256_b64u, sha256_hex
 from ledger.envelope import sign_envelope
 from ledger.errors import ReasonCode
 from ledger.events import build_event
-from ledger.openclaw.attestation import policy_attestation_hash
-from ledger.openclaw.stable_json import stable_json
 from ledger.tokens import scope_hash_input, token_scope_hash_b64u
 from ledger.urm import approval_signing_bytes, urm_hash_b64u
 from ledger.verify import Rejected, Verified, verify_message
 from ledger.wpc import policy_hash_b64u
+from openclaw_policy.attestation import policy_attestation_hash
+from openclaw_policy.stable_json import stable_json
 
 from ._helpers import BUNDLE_PASS_RAW, EXAMPLES, GOLDEN, RFC8032_TEST1_SEED
 

@@ -31,11 +31,12 @@ def runner(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     return CliRunner()
 
 
-def workspace(tmp_path: Path, policy: str | None, config: str = "{}") -> Path:
+def workspace(directory: Path, policy: str | None, config: str = "{}") -> Path:
+    directory.mkdir(exist_ok=True)
     if policy is not None:
-        (tmp_path / "policy.jsonc").write_text(policy, encoding="utf-8")
-    (tmp_path / "openclaw.json").write_text(config, encoding="utf-8")
-    return tmp_path
+        (directory / "policy.jsonc").write_text(policy, encoding="utf-8")
+    (directory / "openclaw.json").write_text(config, encoding="utf-8")
+    return directory
 
 
 def args(directory: Path, *extra: str) -> list[str]:
@@ -48,14 +49,8 @@ def test_check_clean_json_is_the_document(runner: CliRunner, tmp_path: Path) -> 
     assert result.exit_code == 0, result.output
     assert result.output.count("\n") == 1
     document = json.loads(result.output)
-    assert list(document) == [
-        "ok",
-        "attestation",
-        "evidence",
-        "checksRun",
-        "checksSkipped",
-        "findings",
-    ]
+    keys = ["ok", "attestation", "evidence", "checksRun", "checksSkipped", "findings"]
+    assert list(document) == keys
     assert document["ok"] is True
     assert document["attestation"]["attestationHash"] == ATTESTATION_HASH
     assert document["attestation"]["policy"] == {
@@ -290,7 +285,6 @@ def test_check_publish_attested(
     runner: CliRunner, tmp_path: Path, fake_publish: tuple[_FakePublisher, Path]
 ) -> None:
     publisher, key_path = fake_publish
-    (tmp_path / "ws").mkdir()
     directory = workspace(tmp_path / "ws", '{"channels":{"denyRules":[]}}')
     result = runner.invoke(
         cli, ["policy", "check", *args(directory, "--json", "--publish", "--key", str(key_path))]
@@ -328,7 +322,6 @@ def test_watch_publishes_drift(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     publisher, key_path = fake_publish
-    (tmp_path / "ws").mkdir()
     directory = workspace(tmp_path / "ws", '{"channels":{"denyRules":[]}}')
 
     def drift(_seconds: float) -> None:
@@ -401,7 +394,6 @@ def test_key_without_publish_is_a_usage_error(
     runner: CliRunner, tmp_path: Path, fake_publish: tuple[_FakePublisher, Path]
 ) -> None:
     _, key_path = fake_publish
-    (tmp_path / "ws").mkdir()
     directory = workspace(tmp_path / "ws", "{}")
     result = runner.invoke(cli, ["policy", "check", *args(directory, "--key", str(key_path))])
     assert result.exit_code == 2

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.openclaw import POLICY_CHECK_IDS, js_stringify, run_policy_check
+from openclaw_policy import js_stringify, run_policy_check
+from openclaw_policy.findings import POLICY_CHECK_IDS
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

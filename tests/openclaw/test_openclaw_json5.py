@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from ledger.openclaw import parse_json5, policy_document_hash, run_policy_check
+from openclaw_policy import run_policy_check
+from openclaw_policy.attestation import policy_document_hash
+from openclaw_policy.loader import parse_json5
 
 
 def _write(directory: Path, policy: str | None, config: str = "{}") -> Path:
@@ -46,7 +48,7 @@ def test_json5_numbers_and_strings_hash_as_javascript_values() -> None:
     )
     assert parsed.ok
     assert parsed.value["h"] == "😀"  # an escaped surrogate pair is one character, as in JS
-    from ledger.openclaw import stable_json
+    from openclaw_policy.stable_json import stable_json
 
     assert stable_json(parsed.value) == (
         '{"a":16,"b":1,"c":0.5,"d":1,"e":null,"f":null,"g":1e+21,"h":"😀",'
@@ -105,10 +107,8 @@ def test_missing_policy_is_a_warning_and_attests_without_policy_hash(tmp_path: P
 
 
 def test_missing_policy_attestation_hashes_undefined_policy_hash(tmp_path: Path) -> None:
-    from ledger.openclaw import (
-        policy_attestation_hash,
-        sha256_tagged,
-    )
+    from openclaw_policy.attestation import policy_attestation_hash
+    from openclaw_policy.stable_json import sha256_tagged
 
     result = _check(_write(tmp_path / "ws", None))
     assert result.attestation is not None

@@ -9,10 +9,15 @@ import subprocess
 
 import pytest
 
-from ledger.openclaw import locale_compare, sha256_tagged, stable_json
-from ledger.openclaw.collation import locale_sort_key
-from ledger.openclaw.jsutil import UNDEFINED, js_keys
-from ledger.openclaw.stable_json import js_number, js_string, js_stringify
+from openclaw_policy.collation import locale_compare, locale_sort_key
+from openclaw_policy.jsutil import UNDEFINED, js_keys
+from openclaw_policy.stable_json import (
+    js_number,
+    js_string,
+    js_stringify,
+    sha256_tagged,
+    stable_json,
+)
 
 
 def test_formats_md_key_order_example() -> None:

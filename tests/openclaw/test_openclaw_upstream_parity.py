@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from ledger.openclaw import PolicyCheckResult, policy_document_hash, run_policy_check
-from ledger.openclaw.evidence import (
+from openclaw_policy import PolicyCheckResult, run_policy_check
+from openclaw_policy.attestation import policy_document_hash
+from openclaw_policy.evidence import (
     EvidenceOptions,
     collect_policy_evidence,
     scan_policy_mcp_servers,
@@ -215,103 +216,14 @@ def test_seed_evidence_example_entries() -> None:
             tools_raw=tools_md,
         ),
     )
-    assert evidence["channels"] == [
-        {
-            "id": "telegram",
-            "provider": "telegram",
-            "source": "oc://openclaw.config/channels/telegram",
-            "enabled": False,
-        }
-    ]
-    assert evidence["mcpServers"] == [
-        {
-            "id": "docs",
-            "transport": "stdio",
-            "source": "oc://openclaw.config/mcp/servers/docs",
-            "command": "npx",
-        }
-    ]
-    assert evidence["modelProviders"] == [
-        {"id": "openai", "source": "oc://openclaw.config/models/providers/openai"}
-    ]
-    assert evidence["modelRefs"] == [
-        {
-            "ref": "openai/gpt-5.5",
-            "provider": "openai",
-            "model": "gpt-5.5",
-            "source": "oc://openclaw.config/agents/defaults/model",
-        }
-    ]
-    assert evidence["network"] == [
-        {
-            "id": "browser-private-network",
-            "source": "oc://openclaw.config/browser/ssrfPolicy/dangerouslyAllowPrivateNetwork",
-            "value": False,
-        }
-    ]
-    assert {
-        "id": "gateway-bind",
-        "kind": "bind",
-        "source": "oc://openclaw.config/gateway/bind",
-        "value": "loopback",
-        "nonLoopback": False,
-        "explicit": True,
-    } in evidence["gatewayExposure"]
-    assert {
-        "id": "agents-defaults-workspace-access",
-        "kind": "workspaceAccess",
-        "source": "oc://openclaw.config/agents/defaults/sandbox/workspaceAccess",
-        "scope": "defaults",
-        "value": "ro",
-        "sandboxMode": "all",
-        "sandboxModeSource": "oc://openclaw.config/agents/defaults/sandbox/mode",
-        "sandboxEnabled": True,
-        "explicit": True,
-    } in evidence["agentWorkspace"]
-    assert {
-        "id": "agents-defaults-tool-exec",
-        "kind": "toolDeny",
-        "source": "oc://openclaw.config/tools/deny",
-        "scope": "defaults",
-        "tool": "exec",
-        "denied": True,
-        "explicit": True,
-    } in evidence["agentWorkspace"]
-    assert evidence["secrets"] == [
-        {
-            "id": "oc://openclaw.config/models/providers/openai/apiKey",
-            "kind": "input",
-            "source": "oc://openclaw.config/models/providers/openai/apiKey",
-            "provenance": "secretRef",
-            "refSource": "env",
-            "refProvider": "vault",
-        },
-        {
-            "id": "vault",
-            "kind": "provider",
-            "source": "oc://openclaw.config/secrets/providers/vault",
-            "providerSource": "env",
-        },
-    ]
-    assert evidence["authProfiles"] == [
-        {
-            "id": "github",
-            "source": "oc://openclaw.config/auth/profiles/github",
-            "validMetadata": True,
-            "provider": "github",
-            "mode": "token",
-        }
-    ]
-    assert evidence["tools"] == [
-        {
-            "id": "deploy",
-            "source": "oc://TOOLS.md/tools/deploy",
-            "line": 12,
-            "risk": "critical",
-            "sensitivity": "restricted",
-            "capabilities": ["IRREVERSIBLE_EXTERNAL"],
-        }
-    ]
+    # the expected entries are data (seed_evidence.json): every section is pinned
+    expected = json.loads((Path(__file__).parent / "seed_evidence.json").read_text("utf-8"))
+    assert {*expected["equal"], *expected["contains"]} == set(evidence)
+    for section, entries in expected["equal"].items():
+        assert evidence[section] == entries, section
+    for section, entries in expected["contains"].items():
+        for entry in entries:
+            assert entry in evidence[section], (section, entry)
     assert "secret" not in json.dumps(evidence).replace("secretRef", "").replace("secrets", "")
 
 
@@ -831,6 +743,16 @@ POSTURE_POLICY = {
 }
 
 
+#: tool settings that satisfy the tool posture policy of the tests below
+_CONFORMING_TOOLS: dict[str, Any] = {
+    "profile": "messaging",
+    "deny": ["group:runtime", "group:fs"],
+    "exec": {"security": "deny", "ask": "always", "host": "sandbox"},
+    "fs": {"workspaceOnly": True},
+    "elevated": {"enabled": False},
+}
+
+
 def test_tool_posture_denied(tmp_path: Path) -> None:
     cfg = {
         "tools": {
@@ -844,13 +766,7 @@ def test_tool_posture_denied(tmp_path: Path) -> None:
             "list": [
                 {
                     "id": "reviewer",
-                    "tools": {
-                        "profile": "messaging",
-                        "deny": ["group:runtime", "group:fs"],
-                        "exec": {"security": "deny", "ask": "always", "host": "sandbox"},
-                        "fs": {"workspaceOnly": True},
-                        "elevated": {"enabled": False},
-                    },
+                    "tools": _CONFORMING_TOOLS,
                 }
             ]
         },
@@ -896,15 +812,7 @@ def test_tool_posture_denied(tmp_path: Path) -> None:
 
 
 def test_tool_posture_conforming(tmp_path: Path) -> None:
-    cfg = {
-        "tools": {
-            "profile": "messaging",
-            "deny": ["group:runtime", "group:fs"],
-            "exec": {"security": "deny", "ask": "always", "host": "sandbox"},
-            "fs": {"workspaceOnly": True},
-            "elevated": {"enabled": False},
-        }
-    }
+    cfg = {"tools": _CONFORMING_TOOLS}
     assert check(tmp_path, POSTURE_POLICY, cfg).findings == ()
 
 
@@ -1192,17 +1100,14 @@ def test_channel_encrypt_key_secret_ref(tmp_path: Path) -> None:
     }
 
 
+def _auth_profile_rules(require_metadata: list[str], allow_modes: list[str]) -> dict[str, Any]:
+    return {"auth": {"profiles": {"requireMetadata": require_metadata, "allowModes": allow_modes}}}
+
+
 def test_auth_profiles(tmp_path: Path) -> None:
     result = check(
         tmp_path,
-        {
-            "auth": {
-                "profiles": {
-                    "requireMetadata": ["provider", "mode"],
-                    "allowModes": ["api_key", "token"],
-                }
-            }
-        },
+        _auth_profile_rules(["provider", "mode"], ["api_key", "token"]),
         {
             "auth": {
                 "profiles": {
@@ -1265,14 +1170,7 @@ def test_malformed_secret_and_auth_policies(tmp_path: Path) -> None:
     ]
     auth = check(
         tmp_path,
-        {
-            "auth": {
-                "profiles": {
-                    "requireMetadata": ["provider", ""],
-                    "allowModes": ["api_key", "unsupported"],
-                }
-            }
-        },
+        _auth_profile_rules(["provider", ""], ["api_key", "unsupported"]),
     )
     assert {f.target for f in auth.findings} == {
         "oc://policy.jsonc/auth/profiles/requireMetadata/#1",

@@ -8,12 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ledger.openclaw import (
-    create_policy_attestation,
-    js_stringify,
-    policy_document_hash,
-    run_policy_check,
-)
+from openclaw_policy import js_stringify, run_policy_check
+from openclaw_policy.attestation import create_policy_attestation, policy_document_hash
 
 # docs/formats.md §8; the constants are also checked against the vector file below
 POLICY = {"channels": {"denyRules": []}}
@@ -89,14 +85,8 @@ def test_policy_check_reproduces_the_example(tmp_path: Path, from_vector: bool) 
         '"findingsHash":"sha256:4f53cda18c2baa0c0354bb5f9a3ecbe5ed12ab4d8e11ba873c2f11161202b945",'
         f'"attestationHash":"{attestation_hash}"}}'
     )
-    assert list(document) == [
-        "ok",
-        "attestation",
-        "evidence",
-        "checksRun",
-        "checksSkipped",
-        "findings",
-    ]
+    keys = ["ok", "attestation", "evidence", "checksRun", "checksSkipped", "findings"]
+    assert list(document) == keys
     assert document["checksRun"] == 37 and document["checksSkipped"] == 0
 
 

@@ -1,7 +1,7 @@
 """``stableJson`` and ``JSON.stringify`` exactly as OpenClaw's policy plugin computes them.
 
 formats.md §8: arrays keep their order, object keys are sorted with
-``localeCompare`` (see :mod:`ledger.openclaw.collation`), there is no
+``localeCompare`` (see :mod:`openclaw_policy.collation`), there is no
 whitespace, and strings and numbers are written the way ``JSON.stringify``
 writes them. ``undefined`` inside an object is written as the bare word
 ``undefined`` — the upstream function builds the text with a template string,
@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import math
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 from ledger.encoding import sha256_hex
-from ledger.openclaw.collation import locale_sort_key
-from ledger.openclaw.jsutil import Undefined, js_keys
+from openclaw_policy.collation import locale_sort_key
+from openclaw_policy.jsutil import Undefined, js_keys
 
-__all__ = ["js_number", "js_string", "js_stringify", "sha256_tagged", "stable_json"]
+__all__ = ["JSON_ESCAPES", "js_number", "js_string", "js_stringify", "sha256_tagged", "stable_json"]
 
-_ESCAPES = {
+#: The short escapes of ``JSON.stringify``.
+JSON_ESCAPES: Final = {
     '"': '\\"',
     "\\": "\\\\",
     "\b": "\\b",
@@ -36,8 +37,8 @@ def js_string(text: str) -> str:
     out = ['"']
     for ch in text:
         code = ord(ch)
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
+        if ch in JSON_ESCAPES:
+            out.append(JSON_ESCAPES[ch])
         elif code < 0x20 or 0xD800 <= code <= 0xDFFF:
             out.append(f"\\u{code:04x}")
         else:

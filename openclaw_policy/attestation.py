@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.openclaw.findings import Finding
-from ledger.openclaw.jsutil import UNDEFINED
-from ledger.openclaw.stable_json import sha256_tagged, stable_json
+from openclaw_policy.findings import Finding
+from openclaw_policy.jsutil import UNDEFINED
+from openclaw_policy.stable_json import sha256_tagged, stable_json
 
 __all__ = [
     "PolicyAttestation",

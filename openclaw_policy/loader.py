@@ -24,7 +24,8 @@ from typing import Any, Final
 import json5
 
 from ledger.errors import ConfigError
-from ledger.openclaw.jsutil import is_record, join_surrogates, js_trim
+from openclaw_policy.jsutil import is_record, join_surrogates, js_trim
+from openclaw_policy.stable_json import JSON_ESCAPES
 
 __all__ = [
     "ConfigIssue",
@@ -43,15 +44,10 @@ STATE_DIRNAME: Final = ".openclaw"
 
 _EOF_ERROR = re.compile(r"<string>:(\d+) Unexpected end of input at column (\d+)\Z", re.DOTALL)
 _CHAR_ERROR = re.compile(r'<string>:(\d+) Unexpected "(.)" at column (\d+)\Z', re.DOTALL)
+# the json5 library's formatChar: JSON's escapes and a few more
 _FORMAT_CHAR: Final = {
+    **JSON_ESCAPES,
     "'": "\\'",
-    '"': '\\"',
-    "\\": "\\\\",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
     "\v": "\\v",
     "\0": "\\0",
     "\u2028": "\\u2028",

@@ -17,17 +17,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from ledger.openclaw import findings as ids
-from ledger.openclaw.attestation import PolicyAttestation, create_policy_attestation
-from ledger.openclaw.checks import PolicySettings, evaluate_policy, policy_settings_from_config
-from ledger.openclaw.findings import (
+from openclaw_policy import findings as ids
+from openclaw_policy.attestation import PolicyAttestation, create_policy_attestation
+from openclaw_policy.evaluation import PolicySettings, evaluate_policy, policy_settings_from_config
+from openclaw_policy.findings import (
     POLICY_CHECK_IDS,
     Finding,
     Severity,
     meets_severity,
     parse_severity,
 )
-from ledger.openclaw.loader import (
+from openclaw_policy.loader import (
     load_openclaw_config,
     read_text_file,
     resolve_config_path,
