@@ -35,8 +35,10 @@ async def _open(bootstrap: str, topic: str) -> tuple[AIOKafkaConsumer, list[Topi
     )
     try:
         await consumer.start()
-        # the metadata request lists every topic and its partitions
-        partitions = topic in await consumer.topics() and consumer.partitions_for_topic(topic)
+        # partitions_for_topic() knows only subscribed topics; a full metadata read
+        # (what consumer.topics() does) knows them all
+        cluster = await consumer._client.fetch_all_metadata()
+        partitions = cluster.partitions_for_topic(topic)
     except Exception as exc:
         await consumer.stop()
         raise ServiceError(f"cannot read topic {topic} at {bootstrap}: {exc}") from exc
