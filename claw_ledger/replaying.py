@@ -202,6 +202,9 @@ async def run_replay(
         trust_root, origin = await _recorded_trust_root(database_url), "ledger_meta"
     if trust_root is None:
         origin = "bootstrap"
+    if database_url is not None and request.into is not None:
+        # refuse a bad target before a long replay, not after it
+        await _check_into(database_url, request.into)
     fold = Replay(trust_root=trust_root, until=request.until, strict=request.source == LEDGER)
     result = ReplayResult(fold, request.source, origin)
     if request.source == KAFKA:
@@ -270,6 +273,17 @@ def _describe(step: ReplayStep) -> dict[str, Any]:
         "recorded_at": None if step.stored.recorded_at is None else step.stored.recorded_at,
         "body": event.body,
     }
+
+
+async def _check_into(database_url: str, schema: str) -> None:
+    from storage.projection_queries import open_connection
+    from storage.replay_queries import check_replay_schema
+
+    conn = await open_connection(database_url)
+    try:
+        await check_replay_schema(conn, schema)
+    finally:
+        await conn.close()
 
 
 async def _write_into(database_url: str, schema: str, fold: Replay) -> int:

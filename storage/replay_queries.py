@@ -19,6 +19,7 @@ from ledger.state import ProjectionRow
 __all__ = [
     "BOOKKEEPING_COLUMNS",
     "PROJECTION_TABLES",
+    "check_replay_schema",
     "count_events",
     "create_replay_schema",
     "iter_events",
@@ -73,11 +74,9 @@ def _schema(name: str) -> str:
     return name
 
 
-async def create_replay_schema(conn: asyncpg.Connection, name: str) -> str:
-    """A fresh schema holding empty copies of the projection tables.
-
-    Refuses ``public`` and a schema that already holds any table with rows.
-    """
+async def check_replay_schema(conn: asyncpg.Connection, name: str) -> str:
+    """``name`` if a rebuild may be written there: not ``public`` (nor a system
+    schema), and holding no table with rows."""
     schema = _schema(name)
     tables = await conn.fetch(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema
@@ -88,6 +87,15 @@ async def create_replay_schema(conn: asyncpg.Connection, name: str) -> str:
                 f"schema {schema!r} already holds rows (table {table[0]})",
                 hint="replay into a new schema, or DROP SCHEMA it first",
             )
+    return schema
+
+
+async def create_replay_schema(conn: asyncpg.Connection, name: str) -> str:
+    """A fresh schema holding empty copies of the projection tables.
+
+    Refuses what :func:`check_replay_schema` refuses.
+    """
+    schema = await check_replay_schema(conn, name)
     async with conn.transaction():
         await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
         for table in PROJECTION_TABLES:

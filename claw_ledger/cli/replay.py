@@ -141,7 +141,7 @@ def command(
 
 
 def _print(result: ReplayResult, filtered: bool) -> None:
-    console = Console()
+    console = Console(emoji=False, highlight=False)
     summary: dict[str, Any] = result.summary()
     if filtered:
         for event in result.reported_events:

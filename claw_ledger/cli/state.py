@@ -50,7 +50,7 @@ def at(moment: str, trust_root: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(view)
     else:
-        console = Console()
+        console = Console(emoji=False, highlight=False)
         console.print(f"state at {view['at']} after {view['events']:,} events", markup=False)
         for halt in view["halted"]:
             console.print(f"  halted   {halt['target']}  ({halt['reason']})", markup=False)
