@@ -14,7 +14,7 @@ from ledger.crypto import KeyPair
 from ledger.envelope import sign_envelope
 from ledger.errors import ReasonCode
 from ledger.events import EVENT_ENVELOPE_TYPE
-from ledger.replay import Replay, StoredEvent, replay
+from ledger.replay import Replay, StoredEvent, diff_projections, point_in_time, replay
 from ledger.state import LedgerState
 from ledger.verify import verify_message
 from tests.primitives._support import ROLES, Ledger, ts
@@ -259,3 +259,41 @@ def test_a_stored_duplicate_breaks_but_a_topic_duplicate_is_a_no_op(
     assert strict.broken.code is ReasonCode.DUPLICATE_EVENT_CONFLICT
     lenient = replay([raws[0], raws[1], raws[1]], strict=False)
     assert lenient.broken is None and lenient.duplicates == 1 and lenient.accepted == 2
+
+
+def test_diff_projections_names_every_kind_of_difference(flow: tuple[list[bytes], Ledger]) -> None:
+    raws, _ = flow
+    fold = replay(raws)
+    live: dict[str, dict[Any, dict[str, Any]]] = {}
+    for row in fold.rows():
+        live.setdefault(row.table, {})[row.values[row.key_column]] = dict(
+            json.loads(json.dumps(row.values)), control_version=7
+        )
+    assert diff_projections(fold.rows(), live) == []
+    live["halts"]["job:job-1"]["reason"] = "rewritten"
+    del live["jobs"]["job-1"]
+    live["tokens"]["forged-jti"] = {"jti": "forged-jti"}
+    diffs = {(d.table, d.key): d for d in diff_projections(fold.rows(), live)}
+    assert set(diffs) == {("halts", "job:job-1"), ("jobs", "job-1"), ("tokens", "forged-jti")}
+    assert diffs[("halts", "job:job-1")].kind == "changed"
+    assert diffs[("halts", "job:job-1")].columns == ("reason",)
+    assert diffs[("jobs", "job-1")].kind == "missing"
+    assert diffs[("tokens", "forged-jti")].kind == "unexpected"
+    assert 'rebuilt="drill" live="rewritten"' in str(diffs[("halts", "job:job-1")])
+
+
+def test_point_in_time_lists_what_held(flow: tuple[list[bytes], Ledger]) -> None:
+    raws, ledger = flow
+    during = Replay(until=datetime.fromisoformat(ts(120)))
+    for raw in raws[:-1]:  # the resume is the last event
+        during.feed(raw)
+    view = point_in_time(during.state, datetime.fromisoformat(ts(120)))
+    assert [h["target"] for h in view["halted"]] == ["job:job-1"]
+    assert [j["job_id"] for j in view["running_jobs"]] == ["job-1"]
+    assert len(view["active_policies"]) == 1
+    (token,) = view["valid_tokens"]
+    assert token["mission_id"] == "job-1"
+    # the token was issued for 900 s: an hour later it is no longer valid
+    later = point_in_time(during.state, datetime.fromisoformat(ts(3600)))
+    assert later["valid_tokens"] == []
+    assert view["trust_root"] == ledger.keys.admin.did
