@@ -126,6 +126,10 @@ class ReasonCode(StrEnum):
     INCLUSION_PROOF_INVALID = "INCLUSION_PROOF_INVALID"
     CONSISTENCY_PROOF_INVALID = "CONSISTENCY_PROOF_INVALID"
     LEAF_MALFORMED = "LEAF_MALFORMED"
+    # replay (claw-ledger replay, ledger/replay.py): why a verified replay stopped
+    CHAIN_BROKEN = "CHAIN_BROKEN"
+    REPLAY_GAP = "REPLAY_GAP"
+    TRUST_ROOT_MISMATCH = "TRUST_ROOT_MISMATCH"
     # internal, never expected: kept so that a processor bug quarantines instead of crashing
     INTERNAL_ERROR = "INTERNAL_ERROR"
 

@@ -43,6 +43,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resume": ("halt", "resume"),
     "halts": ("halt", "halts"),
     "verify": ("verify", "command"),
+    "replay": ("replay", "command"),
+    "state": ("state", "command"),
 }
 
 EXIT_OK = 0

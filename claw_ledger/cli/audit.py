@@ -114,12 +114,34 @@ async def _audit(signatures: bool, show_progress: bool) -> dict[str, Any]:
                     "problem": f"chain ends at seq {found}, processor committed {seq}",
                 }
             )
+    problems.extend(await _projections_match_a_rebuild())
     return {
         "ok": not problems,
         "events": count,
         "partitions": {f"{t}/{p}": n for (t, p), n in partitions.items()},
         "problems": problems,
     }
+
+
+async def _projections_match_a_rebuild() -> list[dict[str, Any]]:
+    """Every projection against a verified rebuild from the events (``claw-ledger replay
+    --compare``): a break, or any row that differs, is a problem."""
+    from claw_ledger.replaying import rebuild_and_compare
+
+    result = await rebuild_and_compare(settings())
+    broken = result.fold.broken
+    if broken is not None:
+        return [
+            {
+                "partition": broken.partition,
+                "ledger_seq": broken.ledger_seq,
+                "problem": f"replay breaks: {broken.code.value}: {broken.detail}",
+            }
+        ]
+    return [
+        {"partition": None, "ledger_seq": None, "problem": f"projection differs: {diff}"}
+        for diff in result.diffs or []
+    ]
 
 
 @click.command("quarantine")

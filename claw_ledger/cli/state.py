@@ -1,0 +1,68 @@
+"""``claw-ledger state at T``: what held at a moment, rebuilt by a verified replay."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+
+import click
+from rich.console import Console
+
+from claw_ledger.cli.common import emit_json, run_async, settings
+
+__all__ = ["command"]
+
+
+@click.group("state")
+def command() -> None:
+    """The ledger's state at a point in time (a verified replay up to it)."""
+
+
+@command.command("at")
+@click.argument("moment", metavar="T")
+@click.option("--trust-root", metavar="DID", help="Pin the trust root (default: the recorded one).")
+@click.option("--json", "as_json", is_flag=True)
+def at(moment: str, trust_root: str | None, as_json: bool) -> None:
+    """What was halted, which tokens were valid, which policies were active and
+    which jobs were running at T (ISO 8601 with a zone).
+
+    The ledger is replayed from its first event, every envelope and chain link
+    verified, up to the last event recorded at or before T. Exit 1 when the
+    replay breaks before T (nothing after a break is trusted).
+
+    \b
+    Example:
+      claw-ledger state at 2026-11-30T06:00:00Z --json
+    """
+    from claw_ledger.replaying import ReplayRequest, run_replay
+    from ledger.replay import point_in_time
+
+    try:
+        when = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise click.BadParameter(f"{moment!r} is not an ISO 8601 time") from exc
+    if when.tzinfo is None:
+        raise click.BadParameter(f"{moment!r} needs a time zone, e.g. 2026-11-26T10:00:00Z")
+    result = run_async(run_replay(settings(), ReplayRequest(trust_root=trust_root, until=when)))
+    view = point_in_time(result.fold.state, when)
+    view["events"] = result.events
+    view["breaks"] = [result.fold.broken.to_dict()] if result.fold.broken else []
+    if as_json:
+        emit_json(view)
+    else:
+        console = Console(emoji=False, highlight=False)
+        console.print(f"state at {view['at']} after {view['events']:,} events", markup=False)
+        for halt in view["halted"]:
+            console.print(f"  halted   {halt['target']}  ({halt['reason']})", markup=False)
+        for token in view["valid_tokens"]:
+            console.print(
+                f"  token    {token['jti']}  sub={token['sub']} job={token['mission_id']}",
+                markup=False,
+            )
+        for policy in view["active_policies"]:
+            console.print(f"  policy   {policy}", markup=False)
+        for job in view["running_jobs"]:
+            console.print(f"  running  {job['job_id']}  since {job['started_at']}", markup=False)
+        if result.fold.broken is not None:
+            console.print(f"BREAK: {result.fold.broken}", markup=False)
+    sys.exit(1 if result.fold.broken else 0)

@@ -1,0 +1,322 @@
+"""Verified replay at the configured ledger: the sources, the report filters,
+the isolated rebuild schema and the comparison with the live projections.
+
+Shared by ``claw-ledger replay``, ``state at`` and ``audit`` (CLI modules never
+import each other). The fold itself is :mod:`ledger.replay`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from claw_ledger.config import Settings, effective_database_url, effective_endpoints
+from claw_ledger.topics import topics_for
+from ledger.replay import ProjectionDiff, Replay, ReplayStep, StoredEvent, diff_projections
+
+__all__ = [
+    "KAFKA",
+    "LEDGER",
+    "ReplayFilter",
+    "ReplayRequest",
+    "ReplayResult",
+    "compare_with_live",
+    "rebuild_and_compare",
+    "run_replay",
+    "source_size",
+]
+
+LEDGER = "ledger"
+KAFKA = "kafka"
+
+
+@dataclass(frozen=True)
+class ReplayFilter:
+    """What is reported. The state is always rebuilt from every event before."""
+
+    job: str | None = None
+    stream: str | None = None
+    event_type: str | None = None
+    since: datetime | None = None
+    from_offset: int | None = None
+
+    def active(self) -> bool:
+        return any(
+            v is not None
+            for v in (self.job, self.stream, self.event_type, self.since, self.from_offset)
+        )
+
+    def matches(self, step: ReplayStep) -> bool:
+        verified = step.verified
+        if verified is None:
+            return False
+        event = verified.event
+        if self.stream is not None and event.stream != self.stream:
+            return False
+        if self.event_type is not None and event.event_type != self.event_type:
+            return False
+        if self.job is not None and not _about_job(event.stream, event.body, self.job):
+            return False
+        if self.from_offset is not None and (step.stored.offset or 0) < self.from_offset:
+            return False
+        if self.since is not None:
+            moment = step.stored.recorded_at or _parse(event.occurred_at)
+            if moment < self.since:
+                return False
+        return True
+
+
+def _parse(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _about_job(stream: str, body: dict[str, Any], job: str) -> bool:
+    return (
+        stream == f"job:{job}"
+        or body.get("job_id") == job
+        or body.get("mission_id") == job
+        or body.get("target") == f"job:{job}"
+    )
+
+
+@dataclass(frozen=True)
+class ReplayRequest:
+    source: str = LEDGER
+    trust_root: str | None = None
+    until: datetime | None = None
+    filter: ReplayFilter = field(default_factory=ReplayFilter)
+    into: str | None = None
+    compare: bool = False
+    #: keep the reported steps (their events) in the result, up to this many
+    keep_reported: int = 0
+
+
+@dataclass
+class ReplayResult:
+    fold: Replay
+    source: str
+    #: where the trust root came from: pinned, ledger_meta or bootstrap
+    trust_root_from: str
+    events: int = 0
+    reported: Counter[str] = field(default_factory=Counter)
+    reported_events: list[dict[str, Any]] = field(default_factory=list)
+    diffs: list[ProjectionDiff] | None = None
+    written: int | None = None
+    duration: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.fold.broken is None and not self.diffs
+
+    def summary(self) -> dict[str, Any]:
+        fold = self.fold
+        return {
+            "ok": self.ok,
+            "source": self.source,
+            "events": self.events,
+            "accepted": fold.accepted,
+            "types": dict(sorted(fold.counts.items())),
+            "reported": sum(self.reported.values()),
+            "reported_types": dict(sorted(self.reported.items())),
+            "skipped": dict(sorted(fold.skipped.items())),
+            "duplicates": fold.duplicates,
+            "trust_root": fold.trust_root,
+            "trust_root_from": self.trust_root_from,
+            "stopped_at_until": fold.reached_until,
+            "breaks": [fold.broken.to_dict()] if fold.broken else [],
+            "diffs": None if self.diffs is None else [d.to_dict() for d in self.diffs],
+            "written": self.written,
+            "duration_s": round(self.duration, 3),
+            "rate_per_s": round(self.events / self.duration) if self.duration > 0 else None,
+        }
+
+
+async def _recorded_trust_root(database_url: str) -> str | None:
+    from storage.postgres import trust_root
+    from storage.projection_queries import open_connection
+
+    conn = await open_connection(database_url)
+    try:
+        return await trust_root(conn)
+    finally:
+        await conn.close()
+
+
+async def source_size(settings: Settings, source: str) -> int:
+    """How many events (ledger) or offsets (kafka) a replay will read: for progress."""
+    if source == KAFKA:
+        from consumers.topic_replay import topic_size
+
+        return await topic_size(effective_endpoints(settings).kafka_bootstrap, _ingress(settings))
+    from storage.projection_queries import open_connection
+    from storage.replay_queries import count_events
+
+    conn = await open_connection(effective_database_url(settings))
+    try:
+        return await count_events(conn)
+    finally:
+        await conn.close()
+
+
+def _ingress(settings: Settings) -> str:
+    return topics_for(settings).ingress
+
+
+def _stored(row: dict[str, Any]) -> StoredEvent:
+    return StoredEvent(
+        raw=bytes(row["envelope_raw"]),
+        partition=row["kafka_partition"],
+        offset=row["kafka_offset"],
+        ledger_seq=row["ledger_seq"],
+        prev_chain_hash=row["prev_chain_hash"],
+        chain_hash=row["chain_hash"],
+        recorded_at=row["recorded_at"],
+        position=row["position"],
+        event_id=row["event_id"],
+    )
+
+
+async def run_replay(
+    settings: Settings,
+    request: ReplayRequest,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> ReplayResult:
+    """Replay the chosen source, then write (``into``) and compare as asked.
+
+    From the ledger, the events and the live projections are read in one
+    snapshot, so a comparison is exact even while the processor commits.
+    """
+    from storage.projection_queries import open_connection
+    from storage.replay_queries import iter_events
+
+    started = time.monotonic()
+    needs_db = request.source == LEDGER or request.into is not None or request.compare
+    database_url = effective_database_url(settings) if needs_db else None
+    trust_root, origin = request.trust_root, "pinned"
+    if trust_root is None and database_url is not None:
+        trust_root, origin = await _recorded_trust_root(database_url), "ledger_meta"
+    if trust_root is None:
+        origin = "bootstrap"
+    if database_url is not None and request.into is not None:
+        # refuse a bad target before a long replay, not after it
+        await _check_into(database_url, request.into)
+    fold = Replay(trust_root=trust_root, until=request.until, strict=request.source == LEDGER)
+    result = ReplayResult(fold, request.source, origin)
+    if request.source == KAFKA:
+        from consumers.topic_replay import iter_topic
+
+        topic = iter_topic(effective_endpoints(settings).kafka_bootstrap, _ingress(settings))
+        try:
+            async for stored in topic:
+                if not _step(fold, stored, request, result, progress):
+                    break
+        finally:
+            await topic.aclose()
+        if database_url is not None and request.compare and fold.broken is None:
+            result.diffs = await compare_with_live(database_url, fold)
+    else:
+        assert database_url is not None
+        conn = await open_connection(database_url)
+        try:
+            async with conn.transaction(isolation="repeatable_read", readonly=True):
+                async for row in iter_events(conn):
+                    if not _step(fold, _stored(row), request, result, progress):
+                        break
+                if request.compare and fold.broken is None:
+                    result.diffs = await _compare_on(conn, fold)
+        finally:
+            await conn.close()
+    if database_url is not None and request.into is not None and fold.broken is None:
+        result.written = await _write_into(database_url, request.into, fold)
+    result.duration = time.monotonic() - started
+    return result
+
+
+def _step(
+    fold: Replay,
+    stored: StoredEvent,
+    request: ReplayRequest,
+    result: ReplayResult,
+    progress: Callable[[int], None] | None,
+) -> bool:
+    """Feed one event; False once the fold stopped."""
+    step = fold.feed(stored)
+    if fold.stopped:
+        return False
+    result.events += 1
+    if step is not None and step.verified is not None and request.filter.matches(step):
+        result.reported[step.verified.event.event_type] += 1
+        if len(result.reported_events) < request.keep_reported:
+            result.reported_events.append(_describe(step))
+    if progress is not None:
+        progress(result.events)
+    return True
+
+
+def _describe(step: ReplayStep) -> dict[str, Any]:
+    assert step.verified is not None
+    event = step.verified.event
+    return {
+        "position": step.stored.position,
+        "partition": step.stored.partition,
+        "offset": step.stored.offset,
+        "event_id": event.event_id,
+        "event_type": event.event_type,
+        "stream": event.stream,
+        "producer": event.producer,
+        "occurred_at": event.occurred_at,
+        "recorded_at": None if step.stored.recorded_at is None else step.stored.recorded_at,
+        "body": event.body,
+    }
+
+
+async def _check_into(database_url: str, schema: str) -> None:
+    from storage.projection_queries import open_connection
+    from storage.replay_queries import check_replay_schema
+
+    conn = await open_connection(database_url)
+    try:
+        await check_replay_schema(conn, schema)
+    finally:
+        await conn.close()
+
+
+async def _write_into(database_url: str, schema: str, fold: Replay) -> int:
+    from storage.projection_queries import open_connection
+    from storage.replay_queries import create_replay_schema, write_projection_rows
+
+    conn = await open_connection(database_url)
+    try:
+        await create_replay_schema(conn, schema)
+        return await write_projection_rows(conn, schema, fold.rows())
+    finally:
+        await conn.close()
+
+
+async def compare_with_live(database_url: str, fold: Replay) -> list[ProjectionDiff]:
+    """Every projection table, row by row: the rebuild against the live rows."""
+    from storage.projection_queries import open_connection
+
+    conn = await open_connection(database_url)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            return await _compare_on(conn, fold)
+    finally:
+        await conn.close()
+
+
+async def _compare_on(conn: Any, fold: Replay) -> list[ProjectionDiff]:
+    from storage.replay_queries import BOOKKEEPING_COLUMNS, PROJECTION_TABLES, read_projection
+
+    live = {table: await read_projection(conn, table) for table in PROJECTION_TABLES}
+    return diff_projections(fold.rows(), live, ignore=BOOKKEEPING_COLUMNS)
+
+
+async def rebuild_and_compare(settings: Settings) -> ReplayResult:
+    """For the audit: replay the whole ledger and compare every projection."""
+    return await run_replay(settings, ReplayRequest(source=LEDGER, compare=True))

@@ -1,0 +1,142 @@
+"""The SQL of ``claw-ledger replay``: the events in commit order, the live
+projections, and an isolated schema to write a rebuild into.
+
+Reads stream through a server-side cursor inside one read-only snapshot, so a
+replay of millions of events holds one batch in memory at a time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import asyncpg
+
+from ledger.errors import ConfigError
+from ledger.state import ProjectionRow
+
+__all__ = [
+    "BOOKKEEPING_COLUMNS",
+    "PROJECTION_TABLES",
+    "check_replay_schema",
+    "count_events",
+    "create_replay_schema",
+    "iter_events",
+    "read_projection",
+    "write_projection_rows",
+]
+
+#: every projection table the rules write, and its primary key
+PROJECTION_TABLES: dict[str, str] = {
+    "keys": "did",
+    "policies": "policy_hash_b64u",
+    "tokens": "jti",
+    "jobs": "job_id",
+    "halts": "target",
+    "receipts": "receipt_id",
+}
+
+#: columns a processor keeps for itself, not derived from the events (migration 0004)
+BOOKKEEPING_COLUMNS = frozenset({"control_version"})
+
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+async def count_events(conn: asyncpg.Connection) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM events"))
+
+
+async def iter_events(conn: asyncpg.Connection, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
+    """Every ledger row in commit order (``position``), with its stored chain fields.
+
+    Call it inside a transaction (a server-side cursor lives in one); a
+    repeatable-read one lets the caller read the projections of the same snapshot.
+    """
+    cursor = conn.cursor(
+        "SELECT position, kafka_partition, kafka_offset, ledger_seq, prev_chain_hash,"
+        " chain_hash, recorded_at, event_id::text AS event_id, envelope_raw"
+        " FROM events ORDER BY position",
+        prefetch=batch,
+    )
+    async for row in cursor:
+        yield dict(row)
+
+
+def _schema(name: str) -> str:
+    if not _SCHEMA_NAME.fullmatch(name):
+        raise ConfigError(f"{name!r} is not a plain lowercase schema name")
+    if name in ("public", "pg_catalog", "information_schema") or name.startswith("pg_"):
+        raise ConfigError(
+            f"refusing to write a rebuild into {name!r}: the live tables are never replaced",
+            hint="name a new schema, e.g. --into replay_20261130",
+        )
+    return name
+
+
+async def check_replay_schema(conn: asyncpg.Connection, name: str) -> str:
+    """``name`` if a rebuild may be written there: not ``public`` (nor a system
+    schema), and holding no table with rows."""
+    schema = _schema(name)
+    tables = await conn.fetch(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema
+    )
+    for table in tables:
+        if await conn.fetchval(f'SELECT EXISTS (SELECT 1 FROM {schema}."{table[0]}")'):
+            raise ConfigError(
+                f"schema {schema!r} already holds rows (table {table[0]})",
+                hint="replay into a new schema, or DROP SCHEMA it first",
+            )
+    return schema
+
+
+async def create_replay_schema(conn: asyncpg.Connection, name: str) -> str:
+    """A fresh schema holding empty copies of the projection tables.
+
+    Refuses what :func:`check_replay_schema` refuses.
+    """
+    schema = await check_replay_schema(conn, name)
+    async with conn.transaction():
+        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        for table in PROJECTION_TABLES:
+            await conn.execute(f"DROP TABLE IF EXISTS {schema}.{table}")
+            await conn.execute(f"CREATE TABLE {schema}.{table} (LIKE public.{table} INCLUDING ALL)")
+    return schema
+
+
+async def write_projection_rows(
+    conn: asyncpg.Connection, schema: str, rows: Iterable[ProjectionRow]
+) -> int:
+    """Insert rebuilt rows into ``schema`` (made by :func:`create_replay_schema`) on a
+    connection whose jsonb codec takes Python values
+    (:func:`storage.projection_queries.open_connection`)."""
+    schema = _schema(schema)
+    groups: dict[tuple[str, tuple[str, ...]], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        if row.table not in PROJECTION_TABLES:
+            raise ValueError(f"not a projection table: {row.table}")
+        groups.setdefault((row.table, tuple(row.values)), []).append(tuple(row.values.values()))
+    written = 0
+    async with conn.transaction():
+        for (table, columns), records in groups.items():
+            placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+            await conn.executemany(
+                f"INSERT INTO {schema}.{table} ({', '.join(columns)}) VALUES ({placeholders})",
+                records,
+            )
+            written += len(records)
+    return written
+
+
+async def read_projection(
+    conn: asyncpg.Connection, table: str, schema: str = "public"
+) -> dict[Any, dict[str, Any]]:
+    """Every row of a projection table by primary key, without bookkeeping columns,
+    jsonb decoded (the text codec of :func:`storage.projection_queries.open_connection`)."""
+    if table not in PROJECTION_TABLES:
+        raise ValueError(f"not a projection table: {table}")
+    if schema != "public":
+        schema = _schema(schema)
+    key = PROJECTION_TABLES[table]
+    rows = await conn.fetch(f"SELECT * FROM {schema}.{table}")
+    return {r[key]: {k: v for k, v in r.items() if k not in BOOKKEEPING_COLUMNS} for r in rows}

@@ -1,0 +1,299 @@
+"""The verified replay fold (ledger/replay.py) on events built from fixed keys."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from ledger.batch import EventRow, IngressRecord, pending_records, plan_batch
+from ledger.crypto import KeyPair
+from ledger.envelope import sign_envelope
+from ledger.errors import ReasonCode
+from ledger.events import EVENT_ENVELOPE_TYPE
+from ledger.replay import Replay, StoredEvent, diff_projections, point_in_time, replay
+from ledger.state import LedgerState
+from ledger.verify import verify_message
+from tests.primitives._support import ROLES, Ledger, ts
+
+ADMIN_ROLES = ("admin",)
+
+
+def _raw(signer: KeyPair, event_type: str, stream: str, body: dict[str, Any], at: str) -> bytes:
+    payload = {
+        "event_type": event_type,
+        "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{stream} {at} {json.dumps(body)}")),
+        "stream": stream,
+        "occurred_at": at,
+        "producer": signer.did,
+        "body": body,
+    }
+    return sign_envelope(EVENT_ENVELOPE_TYPE, payload, signer).to_bytes()
+
+
+def _registrations(ledger: Ledger) -> list[bytes]:
+    admin = ledger.keys.admin
+    out = [
+        _raw(
+            admin,
+            "key.registered",
+            f"key:{admin.did}",
+            {"did": admin.did, "name": "admin", "roles": list(ADMIN_ROLES)},
+            ts(-100),
+        )
+    ]
+    for n, (attr, roles) in enumerate(ROLES.items()):
+        if attr == "admin":
+            continue
+        kp: KeyPair = getattr(ledger.keys, attr)
+        body = {"did": kp.did, "name": attr, "roles": [r.value for r in roles]}
+        out.append(_raw(admin, "key.registered", f"key:{kp.did}", body, ts(-90 + n)))
+    return out
+
+
+@pytest.fixture(scope="module")
+def flow() -> tuple[list[bytes], Ledger]:
+    """Registrations, then a WPC, a pinned token, a URM, a run, a halt and a resume."""
+    ledger = Ledger()
+    ledger.started_job("job-1")
+    operator = ledger.keys.operator
+    for event_type, reason in (("agent.halted", "drill"), ("agent.resumed", "over")):
+        ledger.ok(
+            operator,
+            event_type,
+            "halt:job:job-1",
+            {"target": "job:job-1", "reason": reason},
+            at=ts(120),
+        )
+    raws = _registrations(ledger) + [a.verified.envelope.to_bytes() for a in ledger.accepted]
+    return raws, ledger
+
+
+def _stored(raws: list[bytes], partition_of: Any = lambda _raw: 0) -> list[StoredEvent]:
+    """The rows the processor would store for ``raws`` (decided in this order)."""
+    state = LedgerState(trust_root=json.loads(raws[0])["signer_did"])
+    positions: dict[int, Any] = {}
+    out: list[StoredEvent] = []
+    for n, raw in enumerate(raws):
+        record = IngressRecord(partition_of(raw), n, raw)
+        plan = plan_batch(
+            state, positions, pending_records(positions, [record], [verify_message(raw)]), {}
+        )
+        (batch,) = plan.batches
+        (row,) = batch.events
+        positions[batch.partition] = batch.new_position
+        out.append(_from_row(row, batch.partition, n + 1))
+    return out
+
+
+def _from_row(row: EventRow, partition: int, position: int) -> StoredEvent:
+    return StoredEvent(
+        raw=row.envelope_raw,
+        partition=partition,
+        offset=row.kafka_offset,
+        ledger_seq=row.ledger_seq,
+        prev_chain_hash=row.prev_chain_hash,
+        chain_hash=row.chain_hash,
+        position=position,
+        event_id=row.event_id,
+    )
+
+
+def _by_stream(raw: bytes) -> int:
+    return len(json.loads(raw)["payload"]["stream"]) % 3
+
+
+def test_a_clean_flow_rebuilds_the_processors_projections(flow: tuple[list[bytes], Ledger]) -> None:
+    raws, ledger = flow
+    stored = _stored(raws, _by_stream)
+    fold = replay(stored)
+    assert fold.broken is None, fold.broken
+    assert fold.accepted == len(raws)
+    assert fold.counts["key.registered"] == len(ROLES)
+    assert fold.counts["run.started"] == 1
+    assert fold.trust_root == ledger.keys.admin.did
+    assert fold.state.jobs["job-1"]["status"] == "running"
+    assert fold.state.halts["job:job-1"]["active"] is False
+    rebuilt = {(r.table, r.values[r.key_column]): r.values for r in fold.rows()}
+    # the rules of the primitives wrote the same rows in the test ledger's own run
+    for row in ledger.rows:
+        assert rebuilt[(row.table, row.values[row.key_column])] is not None
+    assert rebuilt[("jobs", "job-1")] == ledger.state.jobs["job-1"]
+    assert rebuilt[("halts", "job:job-1")] == ledger.state.halts["job:job-1"]
+
+
+def test_raw_bytes_in_topic_order_rebuild_too(flow: tuple[list[bytes], Ledger]) -> None:
+    raws, _ = flow
+    fold = replay(raws, strict=False)
+    assert fold.broken is None and fold.accepted == len(raws)
+    assert fold.positions[0].ledger_seq == len(raws)
+
+
+def test_tampered_bytes_break_the_replay_at_that_event(flow: tuple[list[bytes], Ledger]) -> None:
+    raws, _ = flow
+    stored = _stored(raws)
+    victim = stored[len(ROLES) + 2]
+    forged = victim.raw.replace(b'"job-1"', b'"job-9"', 1)
+    assert forged != victim.raw
+    stored[len(ROLES) + 2] = StoredEvent(
+        forged,
+        victim.partition,
+        victim.offset,
+        victim.ledger_seq,
+        victim.prev_chain_hash,
+        victim.chain_hash,
+        position=victim.position,
+        event_id=victim.event_id,
+    )
+    fold = replay(stored)
+    assert fold.broken is not None
+    assert fold.broken.code is ReasonCode.HASH_MISMATCH
+    assert fold.broken.position == victim.position
+    assert fold.broken.ledger_seq == victim.ledger_seq
+    assert fold.broken.event_id == victim.event_id
+    assert fold.accepted == len(ROLES) + 2
+
+
+def test_a_missing_link_is_a_gap(flow: tuple[list[bytes], Ledger]) -> None:
+    raws, _ = flow
+    stored = _stored(raws)
+    del stored[3]
+    fold = replay(stored)
+    assert fold.broken is not None
+    assert fold.broken.code is ReasonCode.REPLAY_GAP
+    assert fold.broken.ledger_seq == 5
+    assert "expected ledger_seq 4" in fold.broken.detail
+
+
+def test_an_altered_chain_hash_is_a_broken_chain(flow: tuple[list[bytes], Ledger]) -> None:
+    raws, _ = flow
+    stored = _stored(raws)
+    s = stored[2]
+    stored[2] = StoredEvent(
+        s.raw, s.partition, s.offset, s.ledger_seq, s.prev_chain_hash, "A" * 43, event_id=s.event_id
+    )
+    fold = replay(stored)
+    assert fold.broken is not None and fold.broken.code is ReasonCode.CHAIN_BROKEN
+    assert fold.broken.ledger_seq == 3
+
+
+def test_a_reordered_event_breaks(flow: tuple[list[bytes], Ledger]) -> None:
+    raws, _ = flow
+    stored = _stored(raws)
+    stored[4], stored[5] = stored[5], stored[4]
+    fold = replay(stored)
+    assert fold.broken is not None and fold.broken.code is ReasonCode.REPLAY_GAP
+    # the same swap in topic order: the run starts before its manifest is approved
+    run = len(raws) - 3
+    reordered = [*raws[: run - 1], raws[run], raws[run - 1], *raws[run + 1 :]]
+    strict = replay(reordered)
+    assert strict.broken is not None and strict.broken.code is ReasonCode.JOB_UNKNOWN
+    lenient = replay(reordered, strict=False)
+    assert lenient.broken is None and lenient.skipped == {"JOB_UNKNOWN": 1}
+
+
+def test_a_forged_signer_breaks(flow: tuple[list[bytes], Ledger]) -> None:
+    raws, ledger = flow
+    outsider = ledger.keys.outsider
+    forged = _raw(outsider, "agent.halted", "halt:*", {"target": "*", "reason": "x"}, ts(200))
+    fold = replay([*raws, forged])
+    assert fold.broken is not None and fold.broken.code is ReasonCode.UNKNOWN_SIGNER
+    assert fold.accepted == len(raws)
+    assert "*" not in fold.state.halts
+
+
+def test_a_pinned_wrong_trust_root_breaks_at_the_first_admin(
+    flow: tuple[list[bytes], Ledger],
+) -> None:
+    raws, ledger = flow
+    fold = replay(raws, trust_root=ledger.keys.outsider.did)
+    assert fold.broken is not None
+    assert fold.broken.code is ReasonCode.TRUST_ROOT_MISMATCH
+    assert fold.accepted == 0
+    pinned = replay(raws, trust_root=ledger.keys.admin.did)
+    assert pinned.broken is None and pinned.accepted == len(raws)
+
+
+def test_until_stops_before_the_first_later_event(flow: tuple[list[bytes], Ledger]) -> None:
+    raws, _ = flow
+    fold = Replay(until=datetime.fromisoformat(ts(100)), strict=True)
+    for raw in raws:
+        fold.feed(raw)
+    assert fold.reached_until and fold.broken is None
+    # the halt and resume happened at +120 s: the job runs, nothing halted it yet
+    assert fold.state.jobs["job-1"]["status"] == "running"
+    assert "job:job-1" not in fold.state.halts
+    recorded = Replay(until=datetime(2026, 1, 1, tzinfo=UTC))
+    step = recorded.feed(StoredEvent(raws[0], recorded_at=datetime(2026, 1, 2, tzinfo=UTC)))
+    assert step is None and recorded.reached_until and recorded.accepted == 0
+
+
+def test_a_stored_event_id_that_is_not_the_envelopes_breaks(
+    flow: tuple[list[bytes], Ledger],
+) -> None:
+    raws, _ = flow
+    stored = _stored(raws[:2])
+    s = stored[1]
+    stored[1] = StoredEvent(
+        s.raw,
+        0,
+        s.offset,
+        s.ledger_seq,
+        s.prev_chain_hash,
+        s.chain_hash,
+        event_id=str(uuid.uuid4()),
+    )
+    fold = replay(stored)
+    assert fold.broken is not None and fold.broken.code is ReasonCode.CHAIN_BROKEN
+
+
+def test_a_stored_duplicate_breaks_but_a_topic_duplicate_is_a_no_op(
+    flow: tuple[list[bytes], Ledger],
+) -> None:
+    raws, _ = flow
+    strict = replay([raws[0], raws[1], raws[1]])
+    assert strict.broken is not None
+    assert strict.broken.code is ReasonCode.DUPLICATE_EVENT_CONFLICT
+    lenient = replay([raws[0], raws[1], raws[1]], strict=False)
+    assert lenient.broken is None and lenient.duplicates == 1 and lenient.accepted == 2
+
+
+def test_diff_projections_names_every_kind_of_difference(flow: tuple[list[bytes], Ledger]) -> None:
+    raws, _ = flow
+    fold = replay(raws)
+    live: dict[str, dict[Any, dict[str, Any]]] = {}
+    for row in fold.rows():
+        live.setdefault(row.table, {})[row.values[row.key_column]] = dict(
+            json.loads(json.dumps(row.values)), control_version=7
+        )
+    assert diff_projections(fold.rows(), live) == []
+    live["halts"]["job:job-1"]["reason"] = "rewritten"
+    del live["jobs"]["job-1"]
+    live["tokens"]["forged-jti"] = {"jti": "forged-jti"}
+    diffs = {(d.table, d.key): d for d in diff_projections(fold.rows(), live)}
+    assert set(diffs) == {("halts", "job:job-1"), ("jobs", "job-1"), ("tokens", "forged-jti")}
+    assert diffs[("halts", "job:job-1")].kind == "changed"
+    assert diffs[("halts", "job:job-1")].columns == ("reason",)
+    assert diffs[("jobs", "job-1")].kind == "missing"
+    assert diffs[("tokens", "forged-jti")].kind == "unexpected"
+    assert 'rebuilt="drill" live="rewritten"' in str(diffs[("halts", "job:job-1")])
+
+
+def test_point_in_time_lists_what_held(flow: tuple[list[bytes], Ledger]) -> None:
+    raws, ledger = flow
+    during = Replay(until=datetime.fromisoformat(ts(120)))
+    for raw in raws[:-1]:  # the resume is the last event
+        during.feed(raw)
+    view = point_in_time(during.state, datetime.fromisoformat(ts(120)))
+    assert [h["target"] for h in view["halted"]] == ["job:job-1"]
+    assert [j["job_id"] for j in view["running_jobs"]] == ["job-1"]
+    assert len(view["active_policies"]) == 1
+    (token,) = view["valid_tokens"]
+    assert token["mission_id"] == "job-1"
+    # the token was issued for 900 s: an hour later it is no longer valid
+    later = point_in_time(during.state, datetime.fromisoformat(ts(3600)))
+    assert later["valid_tokens"] == []
+    assert view["trust_root"] == ledger.keys.admin.did

@@ -1,0 +1,220 @@
+"""``claw-ledger replay`` and ``state at`` on the real broker and database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from ledger.chain import chain_hash
+from ledger.crypto import KeyPair
+from ledger.encoding import sha256_b64u
+from ledger.events import build_event, sign_event
+from tests.fixtures_ledger import LedgerHarness, start_ledger
+
+pytestmark = pytest.mark.integration
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "claw_ledger", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def flow(
+    ledger_servers: Any, ledger_settings: Any, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[tuple[LedgerHarness, dict[str, Any]]]:
+    """A ledger of its own (its projections get altered here) that went through the
+    demo (keys, WPC, URM, token, run, receipts, completion, a halt), then a resume,
+    a new job and its halt."""
+    ledger = await start_ledger(
+        ledger_servers, ledger_settings, tmp_path_factory.mktemp("replay-ledger")
+    )
+    try:
+        demo = cli(ledger.env, "demo", "--json")
+        assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
+        summary = json.loads(demo.stdout)
+        job = summary["job"]
+        resumed = cli(
+            ledger.env, "resume", f"job:{job}", "--reason", "drill over", "--key", "operator"
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        await asyncio.sleep(1.1)
+        moments: dict[str, Any] = {"job": job, "before_halt": datetime.now(UTC)}
+        await asyncio.sleep(1.1)
+        halted = cli(ledger.env, "halt", "*", "--reason", "incident 42", "--key", "operator")
+        assert halted.returncode == 0, halted.stderr
+        await asyncio.sleep(1.1)
+        moments["after_halt"] = datetime.now(UTC)
+        yield ledger, moments
+    finally:
+        ledger.processor.stop()
+
+
+def _summary(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    try:
+        return dict(json.loads(result.stdout))
+    except json.JSONDecodeError as exc:
+        raise AssertionError(result.stdout + result.stderr) from exc
+
+
+def test_replays_from_ledger_and_kafka_match_the_live_projections(
+    flow: tuple[LedgerHarness, dict[str, Any]],
+) -> None:
+    ledger, moments = flow
+    from_ledger = cli(ledger.env, "replay", "--compare", "--json")
+    summary = _summary(from_ledger)
+    assert from_ledger.returncode == 0, summary
+    assert summary["breaks"] == [] and summary["diffs"] == []
+    assert summary["trust_root"] == ledger.admin.did
+    assert summary["trust_root_from"] == "ledger_meta"
+    for event_type in ("run.started", "receipt.recorded", "agent.halted", "agent.resumed"):
+        assert summary["types"][event_type] >= 1, summary["types"]
+
+    schema = f"replay_{uuid.uuid4().hex[:8]}"
+    from_kafka = cli(
+        ledger.env, "replay", "--source", "kafka", "--into", schema, "--compare", "--json"
+    )
+    kafka = _summary(from_kafka)
+    assert from_kafka.returncode == 0, kafka
+    assert kafka["accepted"] == summary["accepted"]
+    assert kafka["skipped"].get("AGENT_HALTED", 0) >= 1  # the demo's refused receipt
+    assert kafka["written"] and kafka["diffs"] == []
+
+    # the schema holds the rebuild; a second replay into it is refused
+    again = cli(ledger.env, "replay", "--into", schema)
+    assert again.returncode == 2 and "already holds rows" in again.stderr
+    public = cli(ledger.env, "replay", "--into", "public")
+    assert public.returncode == 2 and "never replaced" in public.stderr
+
+    reported = _summary(cli(ledger.env, "replay", "--job", moments["job"], "--json"))
+    assert reported["reported_types"]["run.started"] == 1
+    assert reported["reported"] < reported["accepted"]
+
+
+async def test_a_fresh_database_is_rebuilt_from_the_topic(
+    flow: tuple[LedgerHarness, dict[str, Any]], fresh_database: str
+) -> None:
+    ledger, _ = flow
+    env = dict(ledger.env) | {"CLAW_LEDGER_DATABASE_URL": fresh_database}
+    result = cli(env, "replay", "--source", "kafka", "--into", "rebuilt", "--json")
+    summary = _summary(result)
+    assert result.returncode == 0, summary
+    assert summary["trust_root_from"] == "bootstrap"
+    assert summary["trust_root"] == ledger.admin.did
+    conn = await ledger.connect()
+    try:
+        live_jobs = await conn.fetchval("SELECT count(*) FROM jobs")
+    finally:
+        await conn.close()
+    import asyncpg
+
+    fresh = await asyncpg.connect(fresh_database)
+    try:
+        assert await fresh.fetchval("SELECT count(*) FROM rebuilt.jobs") == live_jobs
+        assert await fresh.fetchval("SELECT count(*) FROM jobs") == 0
+    finally:
+        await fresh.close()
+
+
+def test_state_at_before_and_after_a_halt(flow: tuple[LedgerHarness, dict[str, Any]]) -> None:
+    ledger, moments = flow
+    before = cli(ledger.env, "state", "at", moments["before_halt"].isoformat(), "--json")
+    after = cli(ledger.env, "state", "at", moments["after_halt"].isoformat(), "--json")
+    assert before.returncode == 0 and after.returncode == 0, before.stderr + after.stderr
+    halted_before = {h["target"] for h in json.loads(before.stdout)["halted"]}
+    halted_after = {h["target"] for h in json.loads(after.stdout)["halted"]}
+    assert "*" not in halted_before and f"job:{moments['job']}" not in halted_before
+    assert "*" in halted_after
+    state = json.loads(before.stdout)
+    assert state["active_policies"]
+    assert state["events"] < json.loads(after.stdout)["events"]
+
+
+async def test_an_altered_projection_row_is_a_difference(
+    flow: tuple[LedgerHarness, dict[str, Any]],
+) -> None:
+    ledger, moments = flow
+    conn = await ledger.connect()
+    try:
+        original = await conn.fetchval(
+            "SELECT reason FROM halts WHERE target = $1", f"job:{moments['job']}"
+        )
+        await conn.execute(
+            "UPDATE halts SET reason = 'rewritten' WHERE target = $1", f"job:{moments['job']}"
+        )
+        try:
+            result = cli(ledger.env, "replay", "--compare")
+            audit = cli(ledger.env, "audit", "--json")
+        finally:
+            await conn.execute(
+                "UPDATE halts SET reason = $2 WHERE target = $1", f"job:{moments['job']}", original
+            )
+    finally:
+        await conn.close()
+    assert result.returncode == 1
+    assert f"DIFF: halts 'job:{moments['job']}': changed reason" in result.stdout
+    assert "rewritten" in result.stdout
+    assert audit.returncode == 1
+    problems = [p["problem"] for p in json.loads(audit.stdout)["problems"]]
+    assert any(p.startswith("projection differs: halts") for p in problems), problems
+
+
+async def test_a_forged_row_stops_the_replay_and_is_named(
+    ledger_servers: Any, ledger_settings: Any, tmp_path: Path
+) -> None:
+    ledger = await start_ledger(ledger_servers, ledger_settings, tmp_path, register_roles=False)
+    ledger.processor.stop()
+    forger = KeyPair.generate("forger")
+    event = build_event("agent.halted", "halt:*", {"target": "*", "reason": "forged"}, forger)
+    raw = sign_event(event, forger).to_bytes()
+    conn = await ledger.connect()
+    try:
+        partition, seq, prev = await conn.fetchrow(
+            "SELECT kafka_partition, ledger_seq, chain_hash FROM events ORDER BY position DESC"
+        )
+        envelope_sha = sha256_b64u(raw)
+        link = chain_hash(prev, partition, seq + 1, event.event_id, envelope_sha)
+        await conn.execute(
+            "INSERT INTO events (event_id, event_type, stream, producer, occurred_at,"
+            " payload_hash_b64u, envelope_sha256, envelope_raw, payload, kafka_topic,"
+            " kafka_partition, kafka_offset, ledger_seq, prev_chain_hash, chain_hash)"
+            " VALUES ($1::uuid, 'agent.halted', 'halt:*', $2, now(), $3, $4, $5, $6::jsonb,"
+            " $7, $8, 1000000, $9, $10, $11)",
+            event.event_id,
+            forger.did,
+            json.loads(raw)["payload_hash_b64u"],
+            envelope_sha,
+            raw,
+            json.dumps(json.loads(raw)["payload"]),
+            ledger.topics.ingress,
+            partition,
+            seq + 1,
+            prev,
+            link,
+        )
+    finally:
+        await conn.close()
+    result = cli(ledger.env, "replay", "--json")
+    summary = _summary(result)
+    assert result.returncode == 1
+    (broken,) = summary["breaks"]
+    assert broken["code"] == "UNKNOWN_SIGNER"
+    assert broken["event_id"] == event.event_id
+    assert broken["ledger_seq"] == seq + 1 and broken["partition"] == partition
+    assert summary["accepted"] == 1  # the trust root's own registration, before the forgery
