@@ -59,7 +59,13 @@ def _fields(cell: str) -> dict[str, bool]:
 def parse_event_table(markdown: str) -> list[DocRow]:
     """The rows of the first table after ``## Event types`` (type | fields | stream | roles)."""
     section = markdown.split("\n## Event types\n", 1)[1].split("\n## ", 1)[0]
-    lines = [line for line in section.splitlines() if line.startswith("|")]
+    all_lines = section.splitlines()
+    first = next(i for i, line in enumerate(all_lines) if line.startswith("|"))
+    lines: list[str] = []
+    for line in all_lines[first:]:  # the first table only: it ends at its first non-row line
+        if not line.startswith("|"):
+            break
+        lines.append(line)
     header, rule, *rows = lines
     assert [c.split(" ")[0] for c in _cells(header)] == ["type", "body", "stream", "roles"]
     assert set(rule.replace("|", "")) == {"-"}
