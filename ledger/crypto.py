@@ -147,8 +147,9 @@ def save_key(key: KeyPair, path: Path) -> None:
         handle.write("\n")
 
 
-def load_key(path: Path) -> KeyPair:
+def load_key(path: Path | str) -> KeyPair:
     """Read a key file written by :func:`save_key`."""
+    path = Path(path)
     try:
         mode = path.stat().st_mode
         document = json.loads(path.read_text())
