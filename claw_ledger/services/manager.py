@@ -158,9 +158,15 @@ def _write_record(
             "log": str(kafka.paths.broker_log),
         }
     if postgres is not None:
+        from claw_ledger.db_roles import role_urls
+
+        # the owner's URL is for migrations; the processor and queries use these (ADR 0013)
+        writer_url, reader_url = role_urls(settings.state_dir, postgres.url)
         record["postgres"] = {
             "managed": True,
             "url": postgres.url,
+            "writer_url": writer_url,
+            "reader_url": reader_url,
             "port": postgres.port,
             "pid": postgres.pid,
             "data_dir": str(postgres.data_dir),
@@ -168,7 +174,11 @@ def _write_record(
         }
     path = settings.services_file
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    # 0600: the role URLs hold passwords
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, indent=2) + "\n")
+    os.chmod(tmp, 0o600)
     os.replace(tmp, path)
 
 
