@@ -131,11 +131,24 @@ class Endpoints:
     """Where the ledger's Kafka and Postgres answer."""
 
     kafka_bootstrap: str
+    #: the owner's URL (migrations)
     database_url: str
+    #: the writer's and reader's URLs (ADR 0013), when ``services up`` made them
+    writer_url: str | None = None
+    reader_url: str | None = None
 
     def env_lines(self) -> list[str]:
-        """``NAME=value`` lines for a shell or an ``.env`` file."""
-        return [f"{ENV_KAFKA}={self.kafka_bootstrap}", f"{ENV_DATABASE_URL}={self.database_url}"]
+        """``NAME=value`` lines for a shell or an ``.env`` file.
+
+        The role URLs come along: with only the owner's URL exported, every
+        command would connect as the owner.
+        """
+        lines = [f"{ENV_KAFKA}={self.kafka_bootstrap}", f"{ENV_DATABASE_URL}={self.database_url}"]
+        if self.writer_url:
+            lines.append(f"{ENV_WRITER_URL}={self.writer_url}")
+        if self.reader_url:
+            lines.append(f"{ENV_READER_URL}={self.reader_url}")
+        return lines
 
 
 def _default_cache_dir(env: Mapping[str, str]) -> Path:

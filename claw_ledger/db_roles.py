@@ -21,6 +21,7 @@ from storage.roles import (
     database_name,
     ensure_roles,
     generate_password,
+    grants_available,
     role_names,
     role_url,
 )
@@ -93,12 +94,15 @@ async def migrate_with_roles(
 ) -> tuple[MigrationReport, list[str]]:
     """Apply the migrations as the owner, then create the roles and grant their rights.
 
-    Returns the report and the roles created. Raises
+    Returns the report and the roles created. A ``directory`` of other
+    migrations than the project's, without migration 0006, gets no roles. Raises
     :class:`storage.roles.RolesNotCreated` (with the SQL to run) when the owner
     may not create roles.
     """
     url = effective_database_url(settings, role="owner")
     report = await migrate(url, directory=directory)
+    if directory is not None and not await grants_available(url):
+        return report, []
     credentials = role_credentials(settings.state_dir, database_name(url))
     created = await ensure_roles(url, credentials)
     return report, created

@@ -30,6 +30,7 @@ __all__ = [
     "database_name",
     "ensure_roles",
     "generate_password",
+    "grants_available",
     "role_names",
     "role_url",
     "roles_sql",
@@ -135,6 +136,19 @@ async def _missing(conn: Any, names: list[str]) -> list[str]:
     rows = await conn.fetch("SELECT rolname FROM pg_roles WHERE rolname = ANY($1::text[])", names)
     found = {r["rolname"] for r in rows}
     return [n for n in names if n not in found]
+
+
+async def grants_available(owner_url: str) -> bool:
+    """Whether the schema has ``claw_ledger_grant_roles`` (migration 0006)."""
+    conn = await connect(owner_url)
+    try:
+        return bool(
+            await conn.fetchval(
+                "SELECT to_regprocedure('claw_ledger_grant_roles(text, text)') IS NOT NULL"
+            )
+        )
+    finally:
+        await conn.close()
 
 
 async def ensure_roles(owner_url: str, credentials: RoleCredentials) -> list[str]:

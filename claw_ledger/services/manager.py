@@ -225,9 +225,19 @@ async def _up_locked(settings: Settings, on_step: Step) -> Endpoints:
         if started_pg:
             pg_mod.stop_postgres(settings)
         raise
+    if settings.database_url or postgres is None:
+        return Endpoints(
+            settings.kafka_bootstrap or (kafka.bootstrap if kafka else ""),
+            settings.database_url or "",
+        )
+    from claw_ledger.db_roles import role_urls
+
+    writer_url, reader_url = role_urls(settings.state_dir, postgres.url)
     return Endpoints(
         kafka_bootstrap=settings.kafka_bootstrap or (kafka.bootstrap if kafka else ""),
-        database_url=settings.database_url or (postgres.url if postgres else ""),
+        database_url=postgres.url,
+        writer_url=writer_url,
+        reader_url=reader_url,
     )
 
 
