@@ -106,7 +106,8 @@ def _create_role_sql(name: str, password: str) -> str:
         f"    CREATE ROLE {_ident(name)} {attributes};\n"
         "  END IF;\n"
         "END $$;\n"
-        f"ALTER ROLE {_ident(name)} {attributes} PASSWORD {_literal(password)};\n"
+        # only LOGIN and the password: a CREATEROLE owner may not name SUPERUSER & co.
+        f"ALTER ROLE {_ident(name)} LOGIN PASSWORD {_literal(password)};\n"
     )
 
 

@@ -291,6 +291,35 @@ async def test_printed_grants_applied_by_the_owner_give_the_same_lockdown(
         await _drop_roles(empty_database, [credentials.writer, credentials.reader])
 
 
+async def test_an_owner_with_createrole_but_no_superuser_sets_everything_up(
+    empty_database: str, tmp_path: Path
+) -> None:
+    """The usual managed-Postgres case: the ledger's owner is an ordinary role."""
+    name = urlsplit(empty_database).path[1:]
+    owner_name = f"{name}_owner"
+    admin = await asyncpg.connect(empty_database)
+    try:
+        await admin.execute(f"CREATE ROLE \"{owner_name}\" LOGIN CREATEROLE PASSWORD 'owner'")
+        await admin.execute(f'ALTER DATABASE "{name}" OWNER TO "{owner_name}"')
+    finally:
+        await admin.close()
+    owner_url = role_url(empty_database, owner_name, "owner")
+    try:
+        ledger = await _roles_for(owner_url, tmp_path)
+        await _process_as_writer(ledger.writer_url)
+        await _assert_locked_down(ledger)
+        await _assert_reader_cannot_write(ledger)
+        _, created = await migrate_with_roles(_settings(owner_url, tmp_path))
+        assert created == []
+    finally:
+        admin = await asyncpg.connect(empty_database)
+        try:
+            await admin.execute(f'REASSIGN OWNED BY "{owner_name}" TO current_user')
+        finally:
+            await admin.close()
+        await _drop_roles(empty_database, [*role_names(name), owner_name])
+
+
 async def test_an_owner_without_createrole_gets_the_sql_to_run(
     fresh_database: str, tmp_path: Path
 ) -> None:
