@@ -27,6 +27,7 @@ import asyncpg
 import psutil
 
 from claw_ledger.config import Endpoints, Settings, read_services_file
+from claw_ledger.db_roles import role_urls
 from claw_ledger.services import kafka as kafka_mod
 from claw_ledger.services import postgres as pg_mod
 from claw_ledger.services.kafka import ensure_topics
@@ -158,8 +159,6 @@ def _write_record(
             "log": str(kafka.paths.broker_log),
         }
     if postgres is not None:
-        from claw_ledger.db_roles import role_urls
-
         # the owner's URL is for migrations; the processor and queries use these (ADR 0013)
         writer_url, reader_url = role_urls(settings.state_dir, postgres.url)
         record["postgres"] = {
@@ -225,17 +224,12 @@ async def _up_locked(settings: Settings, on_step: Step) -> Endpoints:
         if started_pg:
             pg_mod.stop_postgres(settings)
         raise
-    if settings.database_url or postgres is None:
-        return Endpoints(
-            settings.kafka_bootstrap or (kafka.bootstrap if kafka else ""),
-            settings.database_url or "",
-        )
-    from claw_ledger.db_roles import role_urls
-
-    writer_url, reader_url = role_urls(settings.state_dir, postgres.url)
+    writer_url = reader_url = None
+    if postgres is not None:
+        writer_url, reader_url = role_urls(settings.state_dir, postgres.url)
     return Endpoints(
         kafka_bootstrap=settings.kafka_bootstrap or (kafka.bootstrap if kafka else ""),
-        database_url=postgres.url,
+        database_url=settings.database_url or (postgres.url if postgres else ""),
         writer_url=writer_url,
         reader_url=reader_url,
     )
