@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
+import asyncpg
+
 from ledger.errors import MigrationError
 from storage import connect
 
@@ -101,11 +103,12 @@ def _create_role_sql(name: str, password: str) -> str:
     # NOINHERIT and no attributes: the role can do exactly what it is granted
     attributes = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT"
     return (
-        "DO $$ BEGIN\n"
+        # a tagged quote: a role name cannot end the block early
+        "DO $claw$ BEGIN\n"
         f"  IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {_literal(name)}) THEN\n"
         f"    CREATE ROLE {_ident(name)} {attributes};\n"
         "  END IF;\n"
-        "END $$;\n"
+        "END $claw$;\n"
         # only LOGIN and the password: a CREATEROLE owner may not name SUPERUSER & co.
         f"ALTER ROLE {_ident(name)} LOGIN PASSWORD {_literal(password)};\n"
     )
@@ -152,6 +155,16 @@ async def grants_available(owner_url: str) -> bool:
         await conn.close()
 
 
+async def _run(conn: Any, sql: str, *args: Any) -> None:
+    try:
+        await conn.execute(sql, *args)
+    except asyncpg.PostgresError as exc:
+        raise MigrationError(
+            f"cannot create or grant the database roles: {type(exc).__name__}: {exc}",
+            hint="run `claw-ledger migrate` as the owner of the ledger's tables",
+        ) from exc
+
+
 async def ensure_roles(owner_url: str, credentials: RoleCredentials) -> list[str]:
     """Create (or reset the passwords of) the writer and reader, then grant their rights.
 
@@ -173,12 +186,15 @@ async def ensure_roles(owner_url: str, credentials: RoleCredentials) -> list[str
                     " (`claw-ledger migrate --print-grants` prints it), then migrate again",
                 )
             # the roles exist: their passwords are the administrator's business
-            await conn.execute(
-                "SELECT claw_ledger_grant_roles($1, $2)", credentials.writer, credentials.reader
+            await _run(
+                conn,
+                "SELECT claw_ledger_grant_roles($1, $2)",
+                credentials.writer,
+                credentials.reader,
             )
             return []
         async with conn.transaction():
-            await conn.execute(roles_sql(credentials))
+            await _run(conn, roles_sql(credentials))
         return missing
     finally:
         await conn.close()

@@ -27,6 +27,7 @@ from claw_ledger.config import effective_database_url, load_settings
 from claw_ledger.db_roles import migrate_with_roles, role_credentials, role_urls
 from consumers.processor import IngressRecord, VerifyingProcessor
 from ledger.crypto import KeyPair
+from ledger.errors import MigrationError
 from ledger.events import build_event, sign_event
 from storage import postgres as store
 from storage.migrate import migrate
@@ -342,10 +343,14 @@ async def test_an_owner_without_createrole_gets_the_sql_to_run(
                 "SELECT count(*) FROM pg_roles WHERE rolname = ANY($1::text[])",
                 [credentials.writer, credentials.reader],
             )
+            # an administrator runs the SQL; the plain role still owns no table to grant on
+            await conn.execute(caught.value.sql)
         finally:
             await conn.close()
+        with pytest.raises(MigrationError, match="cannot create or grant"):
+            await ensure_roles(role_url(fresh_database, plain, "plain"), credentials)
     finally:
-        await _drop_roles(fresh_database, [plain])
+        await _drop_roles(fresh_database, [plain, *role_names(name)])
 
 
 async def test_local_services_give_the_processor_the_writer_and_queries_the_reader(
