@@ -10,6 +10,14 @@ When a Kafka bootstrap or a database URL is given (by any of those means)
 that server is used as is and nothing is started for it. Otherwise the
 endpoints come from ``<state_dir>/services.json``, written by
 ``claw-ledger services up``.
+
+Database roles (ADR 0013): :func:`effective_database_url` takes the role the
+caller needs. ``owner`` (migrations, the default) uses ``database_url``;
+``writer`` (the processor, ``init``) uses ``writer_url``
+(``$CLAW_LEDGER_WRITER_URL``) and ``reader`` (query commands) ``reader_url``
+(``$CLAW_LEDGER_READER_URL``) when given, else ``database_url`` when that is
+given (one URL for every role, as before roles existed), else the writer and
+reader URLs that ``services up`` recorded.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ledger.errors import ConfigError
 from ledger.topics import DEFAULT_TOPIC_PREFIX
@@ -36,9 +44,13 @@ __all__ = [
     "ENV_KAFKA",
     "ENV_KAFKA_VERSION",
     "ENV_PARTITIONS",
+    "ENV_READER_URL",
     "ENV_STATE_DIR",
     "ENV_TOPIC_PREFIX",
+    "ENV_WRITER_URL",
+    "ROLES",
     "SERVICES_FILE_NAME",
+    "DatabaseRole",
     "Endpoints",
     "Settings",
     "effective_database_url",
@@ -62,10 +74,18 @@ ENV_CACHE_DIR = "CLAW_LEDGER_CACHE_DIR"
 ENV_KAFKA_VERSION = "CLAW_LEDGER_KAFKA_VERSION"
 ENV_TOPIC_PREFIX = "CLAW_LEDGER_TOPIC_PREFIX"
 ENV_PARTITIONS = "CLAW_LEDGER_PARTITIONS"
+ENV_WRITER_URL = "CLAW_LEDGER_WRITER_URL"
+ENV_READER_URL = "CLAW_LEDGER_READER_URL"
+
+#: owner: migrations only; writer: the processor and ``init``; reader: queries
+DatabaseRole = Literal["owner", "writer", "reader"]
+ROLES: tuple[DatabaseRole, ...] = ("owner", "writer", "reader")
 
 _ENV_BY_FIELD: dict[str, str] = {
     "kafka_bootstrap": ENV_KAFKA,
     "database_url": ENV_DATABASE_URL,
+    "writer_url": ENV_WRITER_URL,
+    "reader_url": ENV_READER_URL,
     "state_dir": ENV_STATE_DIR,
     "cache_dir": ENV_CACHE_DIR,
     "kafka_version": ENV_KAFKA_VERSION,
@@ -74,6 +94,7 @@ _ENV_BY_FIELD: dict[str, str] = {
 }
 _PATH_FIELDS = frozenset({"state_dir", "cache_dir"})
 _UP_HINT = "run `claw-ledger services up`, or pass --kafka / --database-url"
+_URL_FIELDS = frozenset({"database_url", "writer_url", "reader_url"})
 
 
 @dataclass(frozen=True)
@@ -84,6 +105,8 @@ class Settings:
     cache_dir: Path
     kafka_bootstrap: str | None = None
     database_url: str | None = None
+    writer_url: str | None = None
+    reader_url: str | None = None
     kafka_version: str = DEFAULT_KAFKA_VERSION
     topic_prefix: str = DEFAULT_TOPIC_PREFIX
     partitions: int = DEFAULT_PARTITIONS
@@ -108,11 +131,24 @@ class Endpoints:
     """Where the ledger's Kafka and Postgres answer."""
 
     kafka_bootstrap: str
+    #: the owner's URL (migrations)
     database_url: str
+    #: the writer's and reader's URLs (ADR 0013), when ``services up`` made them
+    writer_url: str | None = None
+    reader_url: str | None = None
 
     def env_lines(self) -> list[str]:
-        """``NAME=value`` lines for a shell or an ``.env`` file."""
-        return [f"{ENV_KAFKA}={self.kafka_bootstrap}", f"{ENV_DATABASE_URL}={self.database_url}"]
+        """``NAME=value`` lines for a shell or an ``.env`` file.
+
+        The role URLs come along: with only the owner's URL exported, every
+        command would connect as the owner.
+        """
+        lines = [f"{ENV_KAFKA}={self.kafka_bootstrap}", f"{ENV_DATABASE_URL}={self.database_url}"]
+        if self.writer_url:
+            lines.append(f"{ENV_WRITER_URL}={self.writer_url}")
+        if self.reader_url:
+            lines.append(f"{ENV_READER_URL}={self.reader_url}")
+        return lines
 
 
 def _default_cache_dir(env: Mapping[str, str]) -> Path:
@@ -176,12 +212,12 @@ def _coerce(name: str, value: Any, origin: str, base: Path) -> Any:
         raise ConfigError(f"{name} from {origin} must be a string, got {value!r}")
     value = value.strip()
     if not value:
-        if name in ("kafka_bootstrap", "database_url"):
+        if name == "kafka_bootstrap" or name in _URL_FIELDS:
             return None
         raise ConfigError(f"{name} from {origin} is empty")
-    if name == "database_url" and not value.startswith(("postgresql://", "postgres://")):
+    if name in _URL_FIELDS and not value.startswith(("postgresql://", "postgres://")):
         raise ConfigError(
-            f"database_url from {origin} must be a postgresql:// URL, got {value!r}",
+            f"{name} from {origin} must be a postgresql:// URL, got {value!r}",
             hint="e.g. postgresql://user:password@127.0.0.1:5432/claw_ledger",
         )
     if name == "topic_prefix" and not all(c.isalnum() or c in "._-" for c in value):
@@ -195,6 +231,8 @@ def load_settings(
     *,
     kafka_bootstrap: str | None = None,
     database_url: str | None = None,
+    writer_url: str | None = None,
+    reader_url: str | None = None,
     state_dir: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     kafka_version: str | None = None,
@@ -212,6 +250,8 @@ def load_settings(
     flags: dict[str, Any] = {
         "kafka_bootstrap": kafka_bootstrap,
         "database_url": database_url,
+        "writer_url": writer_url,
+        "reader_url": reader_url,
         "state_dir": state_dir,
         "cache_dir": cache_dir,
         "kafka_version": kafka_version,
@@ -223,6 +263,8 @@ def load_settings(
     defaults: dict[str, Any] = {
         "kafka_bootstrap": None,
         "database_url": None,
+        "writer_url": None,
+        "reader_url": None,
         "state_dir": here / ".claw-ledger",
         "cache_dir": _default_cache_dir(environ),
         "kafka_version": DEFAULT_KAFKA_VERSION,
@@ -292,16 +334,28 @@ def effective_kafka_bootstrap(settings: Settings) -> str:
     return value
 
 
-def effective_database_url(settings: Settings) -> str:
-    """The given database URL, else the one recorded by ``services up`` (server running).
+def effective_database_url(settings: Settings, role: DatabaseRole = "owner") -> str:
+    """The database URL for ``role``: given, else recorded by ``services up`` (server running).
 
+    A given role URL (``writer_url``, ``reader_url``) wins, then a given
+    ``database_url`` (for every role), then the record: ``url`` for the owner,
+    ``writer_url`` / ``reader_url`` for the others (a record written before
+    roles existed has only ``url``, which then serves every role).
     Raises :class:`ConfigError` with the hint to run ``claw-ledger services up``.
     """
+    if role not in ROLES:
+        raise ValueError(f"unknown database role {role!r}")
+    given = {"owner": None, "writer": settings.writer_url, "reader": settings.reader_url}[role]
+    if given:
+        return given
     if settings.database_url:
         return settings.database_url
-    value = _recorded(read_services_file(settings.state_dir) or {}, "postgres", "url")
+    record = read_services_file(settings.state_dir) or {}
+    value = _recorded(record, "postgres", "url")
     if value is None:
         raise _not_found(settings, f"PostgreSQL (--database-url / ${ENV_DATABASE_URL})")
+    if role != "owner":
+        return _recorded(record, "postgres", f"{role}_url") or value
     return value
 
 

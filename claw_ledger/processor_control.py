@@ -37,6 +37,8 @@ def start_processor(settings: Settings, group: str = "claw-ledger-verifier") -> 
         env["CLAW_LEDGER_KAFKA"] = settings.kafka_bootstrap
     if settings.database_url:
         env["CLAW_LEDGER_DATABASE_URL"] = settings.database_url
+    if settings.writer_url:
+        env["CLAW_LEDGER_WRITER_URL"] = settings.writer_url
     env["CLAW_LEDGER_TOPIC_PREFIX"] = settings.topic_prefix
     pid = spawn_detached(
         [sys.executable, "-m", "claw_ledger", "processor", "supervise", "--group", group],

@@ -1,7 +1,8 @@
 """The ledger's read queries (:mod:`storage`) at the database the settings name.
 
 Storage takes a database URL; resolving it from the settings (given, or the one
-``services up`` recorded) is the application's job.
+``services up`` recorded) is the application's job. Every read connects as the
+reader role (SELECT only, ADR 0013).
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-from claw_ledger.config import Settings, effective_database_url, effective_endpoints
+from claw_ledger.config import Settings
+from claw_ledger.config import effective_database_url as _url
 from storage import ledger_queries, projection_queries
 from storage.ledger_queries import TimelineFilter, TimelinePage
 
@@ -31,29 +33,32 @@ def query_sync(
     settings: Settings, query: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
 ) -> T:
     """Run a :mod:`storage.projection_queries` query on a fresh connection, blocking."""
-    url = settings.database_url or effective_endpoints(settings).database_url
-    return projection_queries.query_sync(url, query, *args, **kwargs)
+    return projection_queries.query_sync(_reader_url(settings), query, *args, **kwargs)
+
+
+def _reader_url(settings: Settings) -> str:
+    return _url(settings, role="reader")
 
 
 async def list_keys(settings: Settings) -> list[dict[str, Any]]:
-    return await ledger_queries.list_keys(effective_database_url(settings))
+    return await ledger_queries.list_keys(_reader_url(settings))
 
 
 async def timeline_page(settings: Settings, flt: TimelineFilter) -> TimelinePage:
-    return await ledger_queries.timeline_page(effective_database_url(settings), flt)
+    return await ledger_queries.timeline_page(_reader_url(settings), flt)
 
 
 async def list_quarantine(
     settings: Settings, *, reason: str | None = None, after: int = 0, limit: int = 50
 ) -> TimelinePage:
     return await ledger_queries.list_quarantine(
-        effective_database_url(settings), reason=reason, after=after, limit=limit
+        _reader_url(settings), reason=reason, after=after, limit=limit
     )
 
 
 def iter_chain(settings: Settings, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
-    return ledger_queries.iter_chain(effective_database_url(settings), batch)
+    return ledger_queries.iter_chain(_reader_url(settings), batch)
 
 
 async def chain_heads(settings: Settings) -> dict[tuple[str, int], tuple[int, str | None]]:
-    return await ledger_queries.chain_heads(effective_database_url(settings))
+    return await ledger_queries.chain_heads(_reader_url(settings))

@@ -3,6 +3,7 @@
 * :mod:`storage.protocol`: :class:`LedgerStore`, what the processor needs;
   :mod:`storage.postgres` (asyncpg) and :mod:`storage.memory` implement it;
 * :mod:`storage.migrate`: the migration runner (SQL files of the ``migrations`` package);
+* :mod:`storage.roles`: the writer and reader roles and their grants (ADR 0013);
 * :mod:`storage.ledger_queries` and :mod:`storage.projection_queries`: the read queries;
 * here: connections and pools with clear errors.
 

@@ -168,7 +168,16 @@ def test_services_lifecycle_through_cli(tmp_path: Path) -> None:
     code, up = run("up")
     assert code == 0, up
     kafka, database = str(up["kafka_bootstrap"]), str(up["database_url"])
-    assert up["env"] == {"CLAW_LEDGER_KAFKA": kafka, "CLAW_LEDGER_DATABASE_URL": database}
+    env_vars = up["env"]
+    assert isinstance(env_vars, dict)
+    assert (env_vars["CLAW_LEDGER_KAFKA"], env_vars["CLAW_LEDGER_DATABASE_URL"]) == (
+        kafka,
+        database,
+    )
+    # the processor's and the queries' own roles (ADR 0013)
+    assert sorted(env_vars) == sorted(
+        f"CLAW_LEDGER_{name}" for name in ("KAFKA", "DATABASE_URL", "WRITER_URL", "READER_URL")
+    )
     record = json.loads((tmp_path / "state" / "services.json").read_text())
     pids = [record["kafka"]["pid"], record["postgres"]["pid"]]
     assert all(pid_alive(pid) for pid in pids)

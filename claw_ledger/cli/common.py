@@ -105,15 +105,17 @@ def read_token(value: str) -> str:
 
 
 def publish_target(resolved: Settings | None = None) -> PublishTarget:
-    """Kafka, the ingress topic and the database of the configured ledger."""
-    from claw_ledger.config import effective_endpoints
+    """Kafka, the ingress topic and the database (as the reader: the verdict is a read)
+    of the configured ledger."""
+    from claw_ledger.config import effective_database_url, effective_kafka_bootstrap
     from claw_ledger.topics import topics_for
     from producers.publish import PublishTarget
 
     resolved = resolved or settings()
-    endpoints = effective_endpoints(resolved)
     return PublishTarget(
-        endpoints.kafka_bootstrap, topics_for(resolved).ingress, endpoints.database_url
+        effective_kafka_bootstrap(resolved),
+        topics_for(resolved).ingress,
+        effective_database_url(resolved, role="reader"),
     )
 
 
@@ -196,17 +198,16 @@ def fetch_job(job_id: str) -> dict[str, Any]:
 
 def processor_config(group: str, batch_size: int) -> ProcessorConfig:
     """The processor's configuration from the settings (imports the consumers: call it
-    only from the commands that run a processor)."""
-    from claw_ledger.config import effective_endpoints
+    only from the commands that run a processor). The processor connects as the writer."""
+    from claw_ledger.config import effective_database_url, effective_kafka_bootstrap
     from claw_ledger.topics import topics_for
     from consumers.config import ProcessorConfig
 
     resolved = settings()
-    endpoints = effective_endpoints(resolved)
     topics = topics_for(resolved)
     return ProcessorConfig(
-        kafka_bootstrap=endpoints.kafka_bootstrap,
-        database_url=endpoints.database_url,
+        kafka_bootstrap=effective_kafka_bootstrap(resolved),
+        database_url=effective_database_url(resolved, role="writer"),
         ingress_topic=topics.ingress,
         verified_topic=topics.verified,
         quarantine_topic=topics.quarantine,

@@ -25,18 +25,20 @@ def command(name: str, as_json: bool) -> None:
     """Create the admin key (trust root) and record it on the ledger.
 
     Idempotent: when the ledger already has this trust root, nothing changes.
-    Needs the services and the processor (`claw-ledger up`).
+    Needs the services and the processor (`claw-ledger up`). Connects as the
+    writer, which may INSERT the trust root but never change it (ADR 0013).
     """
-    from claw_ledger.config import effective_database_url as database_url
+    from claw_ledger.config import effective_database_url
 
     resolved = settings()
+    writer_url = effective_database_url(resolved, role="writer")
     path = keys_dir(resolved) / f"{name}.key"
     key = load_key(path) if path.exists() else None
     if key is None:
         key = KeyPair.generate(name)
         save_key(key, path)
-    run_async(_record_trust_root(database_url(resolved), key.did))
-    registered = run_async(_is_registered(database_url(resolved), key.did))
+    run_async(_record_trust_root(writer_url, key.did))
+    registered = run_async(_is_registered(writer_url, key.did))
     if registered:
         result = {"status": "committed", "did": key.did, "already": True}
         if as_json:

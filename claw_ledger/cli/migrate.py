@@ -1,8 +1,9 @@
-"""``claw-ledger migrate``: bring the database schema up to date."""
+"""``claw-ledger migrate``: bring the database schema up to date, and its roles."""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import click
@@ -11,18 +12,22 @@ from claw_ledger.config import effective_database_url, load_settings
 
 __all__ = ["command"]
 
+#: exit status when the roles could not be created (the SQL to run was printed)
+EXIT_ROLES_NEEDED = 3
+
 
 @click.command("migrate")
 @click.option(
     "--database-url",
     metavar="URL",
-    help="PostgreSQL URL (default: $CLAW_LEDGER_DATABASE_URL, else the server of "
-    "`claw-ledger services up`).",
+    help="PostgreSQL URL of the tables' owner (default: $CLAW_LEDGER_DATABASE_URL, else the "
+    "server of `claw-ledger services up`).",
 )
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    help="State dir of `services up` (default ./.claw-ledger). [env: CLAW_LEDGER_STATE_DIR]",
+    help="State dir of `services up` (default ./.claw-ledger); the roles' passwords are kept "
+    "in its db-roles.json. [env: CLAW_LEDGER_STATE_DIR]",
 )
 @click.option(
     "--migrations",
@@ -30,24 +35,52 @@ __all__ = ["command"]
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="Directory of NNNN_name.sql files (default: the project's migrations/).",
 )
+@click.option(
+    "--print-grants",
+    is_flag=True,
+    help="Only print the SQL that creates the writer and reader roles and grants their "
+    "rights (with their passwords); run it as the owner after migrating.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def command(
-    database_url: str | None, state_dir: Path | None, directory: Path | None, as_json: bool
+    database_url: str | None,
+    state_dir: Path | None,
+    directory: Path | None,
+    print_grants: bool,
+    as_json: bool,
 ) -> None:
-    """Apply pending migrations, each in its own transaction (idempotent).
+    """Apply pending migrations, each in its own transaction (idempotent), then create
+    the writer and reader roles and grant their rights.
 
     Refuses a database whose schema is newer than this code, and an applied
-    migration whose file has changed.
+    migration whose file has changed. When the connecting role may not create
+    roles (no CREATEROLE), prints the SQL an administrator must run and exits 3.
     """
     import asyncio
 
-    from storage.migrate import migrate
+    from claw_ledger.db_roles import migrate_with_roles, role_credentials
+    from storage.roles import RolesNotCreated, database_name, roles_sql
 
     settings = load_settings(database_url=database_url, state_dir=state_dir)
-    url = effective_database_url(settings)
-    report = asyncio.run(migrate(url, directory=directory))
+    if print_grants:
+        url = effective_database_url(settings, role="owner")
+        click.echo(roles_sql(role_credentials(settings.state_dir, database_name(url))), nl=False)
+        return
+    try:
+        report, created = asyncio.run(migrate_with_roles(settings, directory=directory))
+    except RolesNotCreated as exc:
+        click.echo(exc.sql, nl=False)
+        click.echo(
+            f"error: the schema is migrated, but {exc.message}; run the SQL above as the"
+            " owner of the ledger's tables (a superuser will do), then `claw-ledger migrate`"
+            " again",
+            err=True,
+        )
+        sys.exit(EXIT_ROLES_NEEDED)
     if as_json:
-        click.echo(json.dumps(report.to_json(), indent=2, sort_keys=True))
+        click.echo(
+            json.dumps(report.to_json() | {"roles_created": created}, indent=2, sort_keys=True)
+        )
         return
     for m in report.applied:
         click.echo(f"applied {m.filename}")
@@ -55,3 +88,5 @@ def command(
         click.echo(f"up to date (version {report.version})")
     else:
         click.echo(f"schema now at version {report.version}")
+    for role in created:
+        click.echo(f"created role {role}")

@@ -15,10 +15,10 @@ __all__ = ["command", "demo", "down"]
 def bring_up(console: Console) -> None:
     """Services (unless given), migrations, topics. Idempotent."""
     from claw_ledger.config import effective_endpoints
+    from claw_ledger.db_roles import migrate_with_roles
     from claw_ledger.services.kafka import ensure_topics
     from claw_ledger.services.manager import services_up
     from claw_ledger.topics import topics_for
-    from storage.migrate import migrate
 
     resolved = settings()
     with console.status("starting Kafka and Postgres…") as status:
@@ -26,8 +26,8 @@ def bring_up(console: Console) -> None:
             endpoints = effective_endpoints(resolved)
         else:
             endpoints = services_up(resolved, on_step=lambda text: status.update(text))
-        status.update("applying migrations…")
-        run_async(migrate(endpoints.database_url))
+        status.update("applying migrations, creating the writer and reader roles…")
+        run_async(migrate_with_roles(resolved.with_endpoints(endpoints)))
         status.update("creating topics…")
         run_async(
             ensure_topics(

@@ -27,6 +27,7 @@ import asyncpg
 import psutil
 
 from claw_ledger.config import Endpoints, Settings, read_services_file
+from claw_ledger.db_roles import role_urls
 from claw_ledger.services import kafka as kafka_mod
 from claw_ledger.services import postgres as pg_mod
 from claw_ledger.services.kafka import ensure_topics
@@ -158,9 +159,13 @@ def _write_record(
             "log": str(kafka.paths.broker_log),
         }
     if postgres is not None:
+        # the owner's URL is for migrations; the processor and queries use these (ADR 0013)
+        writer_url, reader_url = role_urls(settings.state_dir, postgres.url)
         record["postgres"] = {
             "managed": True,
             "url": postgres.url,
+            "writer_url": writer_url,
+            "reader_url": reader_url,
             "port": postgres.port,
             "pid": postgres.pid,
             "data_dir": str(postgres.data_dir),
@@ -168,7 +173,11 @@ def _write_record(
         }
     path = settings.services_file
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    # 0600: the role URLs hold passwords
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, indent=2) + "\n")
+    os.chmod(tmp, 0o600)
     os.replace(tmp, path)
 
 
@@ -215,9 +224,14 @@ async def _up_locked(settings: Settings, on_step: Step) -> Endpoints:
         if started_pg:
             pg_mod.stop_postgres(settings)
         raise
+    writer_url = reader_url = None
+    if postgres is not None:
+        writer_url, reader_url = role_urls(settings.state_dir, postgres.url)
     return Endpoints(
         kafka_bootstrap=settings.kafka_bootstrap or (kafka.bootstrap if kafka else ""),
         database_url=settings.database_url or (postgres.url if postgres else ""),
+        writer_url=writer_url,
+        reader_url=reader_url,
     )
 
 

@@ -244,6 +244,14 @@ def _init_cluster(bin_dir: Path, data_dir: Path, user: str | None) -> None:
             "logging_collector = off\n"
             "log_min_messages = warning\n"
         )
+    # The superuser (migrations) keeps password-less loopback access; every other role
+    # (the ledger's writer and reader, ADR 0013) must give its password.
+    (data_dir / "pg_hba.conf").write_text(
+        "# claw-ledger: written by `claw-ledger services up`\n"
+        f"host all {PG_USER} 127.0.0.1/32 trust\n"
+        "host all all 127.0.0.1/32 scram-sha-256\n",
+        encoding="utf-8",
+    )
 
 
 def _choose_port(settings: Settings) -> int:
