@@ -12,14 +12,17 @@ from typing import Any, TypeVar
 
 from claw_ledger.config import Settings
 from claw_ledger.config import effective_database_url as _url
-from storage import ledger_queries, projection_queries
+from storage import audit_queries, ledger_queries, projection_queries
 from storage.ledger_queries import TimelineFilter, TimelinePage
 
 __all__ = [
     "TimelineFilter",
     "TimelinePage",
     "chain_heads",
+    "control_digest_report",
+    "duplicate_coordinates",
     "iter_chain",
+    "iter_quarantine",
     "list_keys",
     "list_quarantine",
     "query_sync",
@@ -62,3 +65,15 @@ def iter_chain(settings: Settings, batch: int = 5000) -> AsyncIterator[dict[str,
 
 async def chain_heads(settings: Settings) -> dict[tuple[str, int], tuple[int, str | None]]:
     return await ledger_queries.chain_heads(_reader_url(settings))
+
+
+def iter_quarantine(settings: Settings, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
+    return audit_queries.iter_quarantine(_reader_url(settings), batch)
+
+
+async def duplicate_coordinates(settings: Settings) -> list[dict[str, Any]]:
+    return await audit_queries.duplicate_coordinates(_reader_url(settings))
+
+
+async def control_digest_report(settings: Settings) -> dict[str, tuple[int | None, int]]:
+    return await audit_queries.control_digest_report(_reader_url(settings))

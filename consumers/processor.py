@@ -27,7 +27,8 @@ from ledger.batch import (
     pending_records,
     plan_batch,
 )
-from ledger.errors import ConfigError, StaleBatchError
+from ledger.control_digest import CONTROL_DIGEST_TABLES, digest_hex, state_digests
+from ledger.errors import ConfigError, ControlPlaneTamperedError, StaleBatchError
 from ledger.registry import DEFAULT_RULE_SETTINGS, RuleSettings
 from ledger.state import LedgerState
 from ledger.verify import DEFAULT_MAX_MESSAGE_BYTES, Rejected, Verified, verify_message
@@ -101,8 +102,26 @@ class VerifyingProcessor:
         self.positions = await self._store.load_positions(self.group, self.topic)
 
     async def _load_state(self) -> None:
-        """The whole control state, and the version it belongs to."""
-        version, state = await self._store.load_state_snapshot(self._configured_trust_root)
+        """The whole control state, and the version it belongs to.
+
+        Refuses (:class:`ControlPlaneTamperedError`) a state whose tables do
+        not sum to the digests kept while writing them: rows this processor
+        (or another of its group) did not write are never obeyed.
+        """
+        version, state, stored = await self._store.load_state_with_digests(
+            self._configured_trust_root
+        )
+        computed = state_digests(state)
+        tampered = {
+            table: (digest_hex(digest), digest_hex(computed[table]))
+            for table in CONTROL_DIGEST_TABLES
+            if (digest := stored.get(table)) is not None and digest != computed[table]
+        }
+        if tampered:
+            raise ControlPlaneTamperedError(tampered)
+        unsealed = {t: computed[t] for t in CONTROL_DIGEST_TABLES if stored.get(t) is None}
+        if unsealed and await self._store.seal_control_digests(version, unsealed):
+            log.warning("sealed the control-plane digest of %s", ", ".join(sorted(unsealed)))
         self._control_version = version
         self.trust_root = state.trust_root
         self.state = state

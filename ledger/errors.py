@@ -14,6 +14,7 @@ Hierarchy::
     │   ├── DemoFailed               a step of ``claw-ledger demo`` did not do what it expects
     │   └── StaleBatchError          a commit lost the race for a partition
     ├── MigrationError               schema newer than code, failed migration
+    ├── ControlPlaneTamperedError    a control-plane table does not match its digest
     └── RejectedError                input refused, always with a ReasonCode
         ├── EnvelopeError            clawsig envelope checks (formats.md §2)
         ├── EventError               ledger event checks (role, schema, ids)
@@ -34,6 +35,7 @@ __all__ = [
     "BundleError",
     "CheckpointError",
     "ConfigError",
+    "ControlPlaneTamperedError",
     "DemoFailed",
     "EnvelopeError",
     "EventError",
@@ -179,6 +181,23 @@ class StaleBatchError(ServiceError):
 
 class MigrationError(LedgerError):
     """The database schema cannot be brought to the version this code needs."""
+
+
+class ControlPlaneTamperedError(LedgerError):
+    """A control-plane table (keys, policies, tokens, jobs, halts) no longer sums to
+    the digest the processor kept while writing it: a row was changed, added or
+    removed behind the ledger's back. The processor refuses to obey it (ADR 0014)."""
+
+    def __init__(self, tables: dict[str, tuple[str, str]]) -> None:
+        names = ", ".join(sorted(tables))
+        super().__init__(
+            f"control-plane table(s) {names} changed outside the ledger: the rows no longer"
+            " match the digest the processor kept while writing them; refusing to start",
+            hint="do not run a processor on this database. Run `claw-ledger audit` to see"
+            " what changed, then restore the tables: replay the ledger into a fresh database",
+        )
+        #: table -> (stored digest, digest of the rows), as 64 hex digits
+        self.tables = tables
 
 
 class RejectedError(LedgerError):

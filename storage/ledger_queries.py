@@ -126,13 +126,14 @@ async def list_quarantine(
 
 
 async def iter_chain(database_url: str, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
-    """Every ledger row in (partition, ledger_seq) order, for the audit."""
+    """Every ledger row, all of its columns, in (partition, ledger_seq) order, for the audit."""
     conn = await _connect(database_url)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             cursor = conn.cursor(
                 "SELECT kafka_topic, kafka_partition, ledger_seq, event_id::text AS event_id,"
-                " envelope_raw, prev_chain_hash, chain_hash, envelope_sha256"
+                " envelope_raw, prev_chain_hash, chain_hash, envelope_sha256, position,"
+                " event_type, stream, producer, occurred_at, payload_hash_b64u, payload"
                 " FROM events ORDER BY kafka_topic, kafka_partition, ledger_seq",
                 prefetch=batch,
             )

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.batch import EventRow, Outcome, PartitionBatch, PartitionPosition, QuarantineRow
+from ledger.control_digest import CONTROL_DIGEST_TABLES, DIGEST_MODULUS, digest_delta
 from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.roles import Role
 from ledger.state import KeyRecord, LedgerState, ProjectionRow
@@ -59,6 +60,8 @@ class MemoryLedgerStore:
         self._projections: dict[str, dict[Any, tuple[dict[str, Any], int | None]]] = {}
         self._control_version = 0
         self._trust_root: str | None = None
+        #: control-plane table -> digest of its rows (ADR 0014); empty tables: 0
+        self._digests: dict[str, int | None] = dict.fromkeys(CONTROL_DIGEST_TABLES, 0)
 
     async def close(self) -> None:
         return None
@@ -95,6 +98,20 @@ class MemoryLedgerStore:
                     target: dict[Any, dict[str, Any]] = getattr(state, table)
                     target[key] = copy.deepcopy(values)
         return self._control_version, state
+
+    async def load_state_with_digests(
+        self, configured_trust_root: str | None
+    ) -> tuple[int, LedgerState, dict[str, int | None]]:
+        version, state = await self.load_state_snapshot(configured_trust_root)
+        return version, state, dict(self._digests)
+
+    async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:
+        if version != self._control_version:
+            return False
+        for table, digest in digests.items():
+            if self._digests.get(table) is None:
+                self._digests[table] = digest
+        return True
 
     async def existing_payload_hashes(self, event_ids: Sequence[str]) -> dict[str, str]:
         return {i: self._event_ids[i] for i in event_ids if i in self._event_ids}
@@ -154,6 +171,7 @@ class MemoryLedgerStore:
             else:
                 forwarded = stored.forwarded_offset if copies_tracked else new.next_offset
             self._positions[key] = _Position(new, forwarded)
+        self._move_digests(projections)
         for projection in projections:
             table = self._projections.setdefault(projection.table, {})
             key_value = projection.values[projection.key_column]
@@ -162,6 +180,23 @@ class MemoryLedgerStore:
             values = {**before, **copy.deepcopy(projection.values)}
             table[key_value] = (values, version if projection.table in _VERSIONED_TABLES else None)
         return version
+
+    def _move_digests(self, projections: Sequence[ProjectionRow]) -> None:
+        by_table: dict[str, list[ProjectionRow]] = {}
+        for row in projections:
+            if row.table in CONTROL_DIGEST_TABLES:
+                by_table.setdefault(row.table, []).append(row)
+        for table, changes in by_table.items():
+            digest = self._digests.get(table)
+            if digest is None:
+                continue
+            stored = self._projections.get(table, {})
+            old = {
+                key: stored[key][0]
+                for key in {c.values[c.key_column] for c in changes}
+                if key in stored
+            }
+            self._digests[table] = (digest + digest_delta(table, old, changes)) % DIGEST_MODULUS
 
     async def record_forwarded(self, group: str, topic: str, marks: Mapping[int, int]) -> None:
         for partition, offset in marks.items():

@@ -18,6 +18,12 @@ from typing import Any
 import asyncpg
 
 from ledger.batch import EventRow, Outcome, PartitionBatch, PartitionPosition
+from ledger.control_digest import (
+    CONTROL_DIGEST_TABLES,
+    digest_delta,
+    digest_hex,
+    parse_digest,
+)
 from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.roles import Role
 from ledger.state import KeyRecord, LedgerState, ProjectionRow
@@ -29,14 +35,17 @@ __all__ = [
     "PostgresLedgerStore",
     "bump_control_version",
     "commit_batch",
+    "control_digests",
     "control_version",
     "existing_payload_hashes",
     "init_connection",
     "load_positions",
     "load_state",
     "load_state_snapshot",
+    "load_state_with_digests",
     "other_groups",
     "record_forwarded",
+    "seal_control_digests",
     "set_trust_root",
     "trust_root",
     "unforwarded_outcomes",
@@ -201,6 +210,77 @@ async def load_state_snapshot(
         version = await control_version(conn)
         root = configured_trust_root or await trust_root(conn)
         return version, await load_state(conn, root, since=since, into=into)
+
+
+async def control_digests(conn: asyncpg.Connection) -> dict[str, int | None]:
+    """The stored digest of each control-plane table (``None``: not sealed yet)."""
+    rows = await conn.fetch("SELECT table_name, digest FROM control_digests")
+    return {r["table_name"]: parse_digest(r["digest"]) for r in rows}
+
+
+async def load_state_with_digests(
+    conn: asyncpg.Connection, configured_trust_root: str | None
+) -> tuple[int, LedgerState, dict[str, int | None]]:
+    """The whole control state, its version and the stored digests, in one snapshot."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        version = await control_version(conn)
+        root = configured_trust_root or await trust_root(conn)
+        state = await load_state(conn, root)
+        return version, state, await control_digests(conn)
+
+
+async def seal_control_digests(
+    conn: asyncpg.Connection, version: int, digests: Mapping[str, int]
+) -> bool:
+    """Record the digests of tables not sealed yet, computed from the state of
+    ``version``; nothing (``False``) when the control plane has moved since."""
+    async with conn.transaction():
+        current = await conn.fetchval("SELECT version FROM control_state WHERE id = 1 FOR UPDATE")
+        if current != version:
+            return False
+        await conn.executemany(
+            "UPDATE control_digests SET digest = $2 WHERE table_name = $1 AND digest IS NULL",
+            [(table, digest_hex(digest)) for table, digest in digests.items()],
+        )
+        return True
+
+
+async def _move_digests(conn: asyncpg.Connection, projections: Sequence[ProjectionRow]) -> None:
+    """Inside the commit, before the upsert: move each touched table's digest
+    from its stored rows to what the upsert makes of them."""
+    by_table: dict[str, list[ProjectionRow]] = {}
+    for row in projections:
+        if row.table in CONTROL_DIGEST_TABLES:
+            by_table.setdefault(row.table, []).append(row)
+    if not by_table:
+        return
+    stored = {
+        r["table_name"]: parse_digest(r["digest"])
+        for r in await conn.fetch(
+            "SELECT table_name, digest FROM control_digests WHERE table_name = ANY($1::text[])"
+            " FOR UPDATE",
+            list(by_table),
+        )
+    }
+    updates = []
+    for table, changes in by_table.items():
+        digest = stored.get(table)
+        if digest is None:  # not sealed yet: the first processor start computes it
+            continue
+        key_column = changes[0].key_column
+        keys = list({c.values[key_column] for c in changes})
+        old = {
+            r[key_column]: {k: v for k, v in r.items() if k != CONTROL_VERSION_COLUMN}
+            # table and column names are constants
+            for r in await conn.fetch(
+                f"SELECT * FROM {table} WHERE {key_column} = ANY($1::text[])", keys
+            )
+        }
+        updates.append((table, digest_hex(digest + digest_delta(table, old, changes))))
+    if updates:
+        await conn.executemany(
+            "UPDATE control_digests SET digest = $2 WHERE table_name = $1", updates
+        )
 
 
 async def other_groups(conn: asyncpg.Connection, group: str, topic: str) -> list[str]:
@@ -379,6 +459,8 @@ async def commit_batch(
             # first: the row lock orders control commits, and the rows carry the version
             version = await bump_control_version(conn)
         if projections:
+            if version is not None:
+                await _move_digests(conn, projections)
             await _upsert(conn, projections, version)
         await conn.executemany(
             "INSERT INTO consumer_positions (consumer_group, topic, kafka_partition, next_offset,"
@@ -444,6 +526,16 @@ class PostgresLedgerStore:
     ) -> tuple[int, LedgerState]:
         async with self._pool.acquire() as conn:
             return await load_state_snapshot(conn, configured_trust_root, since=since, into=into)
+
+    async def load_state_with_digests(
+        self, configured_trust_root: str | None
+    ) -> tuple[int, LedgerState, dict[str, int | None]]:
+        async with self._pool.acquire() as conn:
+            return await load_state_with_digests(conn, configured_trust_root)
+
+    async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:
+        async with self._pool.acquire() as conn:
+            return await seal_control_digests(conn, version, digests)
 
     async def existing_payload_hashes(self, event_ids: Sequence[str]) -> dict[str, str]:
         if not event_ids:

@@ -46,6 +46,22 @@ class LedgerStore(Protocol):
         """
         ...
 
+    async def load_state_with_digests(
+        self, configured_trust_root: str | None
+    ) -> tuple[int, LedgerState, dict[str, int | None]]:
+        """The whole control state, its version, and the digest stored for each
+        control-plane table (``None``: not sealed yet), read in one snapshot.
+
+        Every commit that writes control-plane rows moves their table's digest
+        in the same transaction (:mod:`ledger.control_digest`, ADR 0014).
+        """
+        ...
+
+    async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:
+        """Record ``digests`` for the tables not sealed yet, unless the control
+        version moved past ``version`` (then ``False``, nothing written)."""
+        ...
+
     async def existing_payload_hashes(self, event_ids: Sequence[str]) -> dict[str, str]:
         """The payload hash of each of ``event_ids`` already in the ledger."""
         ...

@@ -7,10 +7,11 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 
 from claw_ledger.cli.common import emit_json, run_async, settings
+from ledger.audit import AuditProblem, ProblemKind
 
 __all__ = ["audit_command", "command", "quarantine_command"]
 
@@ -23,34 +24,84 @@ __all__ = ["audit_command", "command", "quarantine_command"]
     help="Also re-verify every envelope's hash and signature (slower).",
 )
 def audit_command(as_json: bool, signatures: bool) -> None:
-    """Verify the whole ledger before trusting it: chain, sequence, hashes, signatures.
+    """Verify the whole ledger before trusting it: every column, chain, sequence,
+    signature, the quarantine and the control-plane digests.
 
-    Walks every partition's hash chain from the stored raw bytes; a missing,
-    reordered or altered row is reported. Exit 0 when clean, 1 otherwise.
+    Every stored column of an event must be what its raw bytes say, and every
+    partition's hash chain must recompute from them; a missing, reordered or
+    altered row is reported with its kind (docs/operations.md, "Tamper audit").
+    Exit 0 when clean, 1 otherwise.
     """
     report = run_async(_audit(signatures, show_progress=not as_json and sys.stderr.isatty()))
     if as_json:
         emit_json(report)
     else:
-        console = Console()
+        console = Console(highlight=False)
         console.print(
-            f"checked {report['events']:,} events in {len(report['partitions'])} partition(s):"
-            f" {'OK' if report['ok'] else 'PROBLEMS FOUND'}"
+            f"checked {report['events']:,} events in {len(report['partitions'])} partition(s),"
+            f" {report['quarantine']:,} quarantine rows and"
+            f" {len(report['control_digests'])} control-plane digests:"
+            f" {'OK' if report['ok'] else 'PROBLEMS FOUND'}",
+            markup=False,
         )
         for problem in report["problems"][:50]:
-            console.print(
-                f"  partition {problem['partition']} seq {problem['ledger_seq']}:"
-                f" {problem['problem']}"
-            )
+            console.print(f"  {_where(problem)}: {problem['problem']}", markup=False)
+            if problem["expected"] is not None or problem["found"] is not None:
+                console.print(
+                    f"      expected {problem['expected']!s:.200}, found {problem['found']!s:.200}",
+                    markup=False,
+                )
+        if len(report["problems"]) > 50:
+            console.print(f"  … and {len(report['problems']) - 50} more (--json lists all)")
     sys.exit(0 if report["ok"] else 1)
 
 
-async def _audit(signatures: bool, show_progress: bool) -> dict[str, Any]:
-    from claw_ledger.reads import chain_heads, iter_chain
-    from ledger.chain import ChainLink, verify_chain
-    from ledger.verify import Verified, verify_message
+def _where(problem: dict[str, Any]) -> str:
+    kind = problem["kind"]
+    if problem["table"] == "events" and problem["ledger_seq"] is not None:
+        column = f" {problem['column']}" if problem["column"] else ""
+        return f"{kind} partition {problem['partition']} seq {problem['ledger_seq']}{column}"
+    if problem["row"] is not None:
+        return f"{kind} {problem['table']} {problem['row']}"
+    return f"{kind} {problem['table']}"
 
-    problems: list[dict[str, Any]] = []
+
+async def _audit(signatures: bool, show_progress: bool) -> dict[str, Any]:
+    problems: list[AuditProblem] = []
+    progress = Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), disable=not show_progress
+    )
+    with progress:
+        task = progress.add_task("auditing", total=None)
+        count, partitions = await _audit_events(signatures, problems, progress, task)
+        progress.update(task, description="auditing: quarantine")
+        quarantined = await _audit_quarantine(problems)
+        progress.update(task, description="auditing: control-plane digests")
+        digests = await _audit_control_digests(problems)
+        progress.update(task, description="auditing: projections against a rebuild")
+        await _projections_match_a_rebuild(problems)
+    return {
+        "ok": not problems,
+        "events": count,
+        "partitions": {f"{t}/{p}": n for (t, p), n in partitions.items()},
+        "quarantine": quarantined,
+        "control_digests": digests,
+        "problems": [p.to_json() for p in problems],
+    }
+
+
+async def _audit_events(
+    signatures: bool, problems: list[AuditProblem], progress: Progress, task: TaskID
+) -> tuple[int, dict[tuple[str, int], int]]:
+    """Every event row: its columns against its raw bytes, its signature, its chain."""
+    from claw_ledger.reads import chain_heads, iter_chain
+    from ledger.audit import (
+        chain_problem,
+        check_event_columns,
+        check_event_envelope,
+    )
+    from ledger.chain import ChainLink, verify_chain
+
     partitions: dict[tuple[str, int], int] = {}
     last: dict[tuple[str, int], tuple[int, str]] = {}
     current: list[ChainLink] = []
@@ -58,72 +109,106 @@ async def _audit(signatures: bool, show_progress: bool) -> dict[str, Any]:
     count = 0
 
     def flush() -> None:
-        for p in verify_chain(current):
-            problems.append(
-                {"partition": p.partition, "ledger_seq": p.ledger_seq, "problem": p.problem}
-            )
+        problems.extend(chain_problem(p) for p in verify_chain(current))
         current.clear()
 
-    progress = Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), disable=not show_progress
-    )
-    with progress:
-        task = progress.add_task("auditing", total=None)
-        async for row in iter_chain(settings()):
-            key = (row["kafka_topic"], row["kafka_partition"])
-            if key != current_key:
-                flush()
-                current_key = key
-            partitions[key] = partitions.get(key, 0) + 1
-            last[key] = (row["ledger_seq"], row["chain_hash"])
-            raw = bytes(row["envelope_raw"])
-            current.append(
-                ChainLink(
-                    row["kafka_partition"],
-                    row["ledger_seq"],
-                    row["event_id"],
-                    raw,
-                    row["prev_chain_hash"],
-                    row["chain_hash"],
-                )
+    async for row in iter_chain(settings()):
+        key = (row["kafka_topic"], row["kafka_partition"])
+        if key != current_key:
+            flush()
+            current_key = key
+        partitions[key] = partitions.get(key, 0) + 1
+        last[key] = (row["ledger_seq"], row["chain_hash"])
+        raw = bytes(row["envelope_raw"])
+        current.append(
+            ChainLink(
+                row["kafka_partition"],
+                row["ledger_seq"],
+                row["event_id"],
+                raw,
+                row["prev_chain_hash"],
+                row["chain_hash"],
             )
-            if signatures:
-                verdict = verify_message(raw, max_bytes=1 << 30)
-                if not isinstance(verdict, Verified) or verdict.event.event_id != row["event_id"]:
-                    problems.append(
-                        {
-                            "partition": row["kafka_partition"],
-                            "ledger_seq": row["ledger_seq"],
-                            "problem": "envelope does not verify",
-                        }
-                    )
-            count += 1
-            if count % 5000 == 0:
-                progress.update(task, description=f"auditing: {count:,} events")
-        flush()
+        )
+        problems.extend(check_event_columns(row))
+        if signatures:
+            problems.extend(check_event_envelope(row))
+        count += 1
+        if count % 5000 == 0:
+            progress.update(task, description=f"auditing: {count:,} events")
+    flush()
     # a missing tail leaves no gap: compare each chain's end with the committed head
     for (topic, partition), (seq, head) in (await chain_heads(settings())).items():
         if seq == 0:
             continue
-        if last.get((topic, partition)) != (seq, head):
-            found = last.get((topic, partition), (0, None))[0]
+        found, found_head = last.get((topic, partition), (0, None))
+        if found != seq:
             problems.append(
-                {
-                    "partition": partition,
-                    "ledger_seq": seq,
-                    "problem": f"chain ends at seq {found}, processor committed {seq}",
-                }
+                AuditProblem(
+                    ProblemKind.ROW_MISSING,
+                    f"chain ends at seq {found}, processor committed {seq}",
+                    partition,
+                    seq,
+                    column="ledger_seq",
+                    expected=seq,
+                    found=found,
+                )
             )
-    problems.extend(await _projections_match_a_rebuild())
+        elif found_head != head:
+            problems.append(
+                AuditProblem(
+                    ProblemKind.HEAD_MISMATCH,
+                    "the chain's last hash is not the head the processor committed",
+                    partition,
+                    seq,
+                    column="chain_hash",
+                    expected=head,
+                    found=found_head,
+                )
+            )
+    return count, partitions
+
+
+async def _audit_quarantine(problems: list[AuditProblem]) -> int:
+    """Every quarantine row, and Kafka coordinates claimed twice across both tables."""
+    from claw_ledger.reads import duplicate_coordinates, iter_quarantine
+    from ledger.audit import check_quarantine_row
+
+    count = 0
+    async for row in iter_quarantine(settings()):
+        problems.extend(check_quarantine_row(row))
+        count += 1
+    for claimed in await duplicate_coordinates(settings()):
+        problems.append(
+            AuditProblem(
+                ProblemKind.COORDINATES_DUPLICATE,
+                f"offset {claimed['kafka_offset']} of {claimed['kafka_topic']} is recorded"
+                f" {len(claimed['rows'])} times",
+                claimed["kafka_partition"],
+                table="events+quarantine",
+                row=", ".join(claimed["rows"]),
+                column="kafka_offset",
+                expected=1,
+                found=len(claimed["rows"]),
+            )
+        )
+    return count
+
+
+async def _audit_control_digests(problems: list[AuditProblem]) -> dict[str, str]:
+    """Each control-plane table against the digest kept while writing it (ADR 0014)."""
+    from claw_ledger.reads import control_digest_report
+    from ledger.audit import check_control_digests
+
+    report = await control_digest_report(settings())
+    problems.extend(check_control_digests(report))
     return {
-        "ok": not problems,
-        "events": count,
-        "partitions": {f"{t}/{p}": n for (t, p), n in partitions.items()},
-        "problems": problems,
+        table: "unsealed" if stored is None else "ok" if stored == computed else "mismatch"
+        for table, (stored, computed) in report.items()
     }
 
 
-async def _projections_match_a_rebuild() -> list[dict[str, Any]]:
+async def _projections_match_a_rebuild(problems: list[AuditProblem]) -> None:
     """Every projection against a verified rebuild from the events (``claw-ledger replay
     --compare``): a break, or any row that differs, is a problem."""
     from claw_ledger.replaying import rebuild_and_compare
@@ -131,17 +216,29 @@ async def _projections_match_a_rebuild() -> list[dict[str, Any]]:
     result = await rebuild_and_compare(settings())
     broken = result.fold.broken
     if broken is not None:
-        return [
-            {
-                "partition": broken.partition,
-                "ledger_seq": broken.ledger_seq,
-                "problem": f"replay breaks: {broken.code.value}: {broken.detail}",
-            }
-        ]
-    return [
-        {"partition": None, "ledger_seq": None, "problem": f"projection differs: {diff}"}
-        for diff in result.diffs or []
-    ]
+        problems.append(
+            AuditProblem(
+                ProblemKind.REPLAY_BREAK,
+                f"replay breaks: {broken.code.value}: {broken.detail}",
+                broken.partition,
+                broken.ledger_seq,
+                expected="an event the rules accept",
+                found=broken.code.value,
+            )
+        )
+        return
+    for diff in result.diffs or []:
+        problems.append(
+            AuditProblem(
+                ProblemKind.PROJECTION_MISMATCH,
+                f"projection differs: {diff}",
+                table=diff.table,
+                row=diff.key,
+                column=", ".join(diff.columns) or None,
+                expected=diff.rebuilt,
+                found=diff.live,
+            )
+        )
 
 
 @click.command("quarantine")

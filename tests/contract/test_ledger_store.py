@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 
+import asyncpg
 import pytest
 import pytest_asyncio
 
@@ -16,10 +17,11 @@ from ledger.batch import (
     pending_records,
     plan_batch,
 )
+from ledger.control_digest import CONTROL_DIGEST_TABLES, state_digests, table_digest
 from ledger.crypto import KeyPair
-from ledger.errors import ConfigError, EventError, StaleBatchError
+from ledger.errors import ConfigError, ControlPlaneTamperedError, EventError, StaleBatchError
 from ledger.events import build_event, sign_event
-from ledger.state import LedgerState
+from ledger.state import LedgerState, ProjectionRow
 from ledger.verify import verify_message
 from storage.memory import MemoryLedgerStore
 from storage.postgres import PostgresLedgerStore
@@ -228,3 +230,127 @@ async def test_a_processor_on_the_store_commits_exactly_once(store: LedgerStore)
     # another group on the same ledger is refused
     with pytest.raises(ConfigError, match="already fed"):
         await VerifyingProcessor(store, group="g2", topic=TOPIC, trust_root=None).start()
+
+
+def _resume(target: str) -> bytes:
+    body = {"target": target, "reason": "drill over"}
+    event = build_event("agent.resumed", f"halt:{target}", body, OPERATOR)
+    return sign_event(event, OPERATOR).to_bytes()
+
+
+async def _stored_digests(store: LedgerStore) -> tuple[dict[str, int | None], dict[str, int]]:
+    """The digests the store kept, and those of the rows it loads back."""
+    _, state, stored = await store.load_state_with_digests(ADMIN.did)
+    return stored, state_digests(state)
+
+
+async def test_the_control_digest_follows_every_control_commit(store: LedgerStore) -> None:
+    empty, _ = await _stored_digests(store)
+    assert empty == dict.fromkeys(CONTROL_DIGEST_TABLES, 0)
+    positions: dict[int, PartitionPosition] = {}
+    state = LedgerState(trust_root=ADMIN.did)
+    first = _plan([*SETUP, _halt("job:7")], positions=positions, state=state)
+    await _commit(store, first)
+    stored, loaded = await _stored_digests(store)
+    assert stored == loaded
+    assert stored["keys"] != 0 and stored["halts"] != 0 and stored["tokens"] == 0
+    assert loaded == state_digests(state)  # what the rules hold in memory, too
+    halted = stored["halts"]
+    positions[0] = first.batches[0].new_position
+    # a replaced row: its old hash is taken out, the new one added
+    second = _plan([_resume("job:7")], first_offset=3, positions=positions, state=state)
+    await _commit(store, second)
+    stored, loaded = await _stored_digests(store)
+    assert stored == loaded and stored["halts"] not in (0, halted)
+    assert stored["halts"] == table_digest("halts", state.halts.values())
+
+
+async def test_a_row_loads_back_with_the_digest_it_was_written_with(store: LedgerStore) -> None:
+    # what jsonb does to a document: keys reordered, 1e2 printed 100, 1.0 kept,
+    # big and small numbers as decimals; NULL columns left out on insert
+    awkward = {"b": [1e2, 1.0, 0.1, 1.5e-7, 2**60, -0.0, True, None, 'ü\u2028"\\'], "a": {}}
+    token = {
+        "jti": "jti-awkward",
+        "status": "active",
+        "sub": "agent:ü",
+        "aud": awkward,
+        "scope": ["tools:*", {"z": 1, "y": [False]}],
+        "iat": 1_700_000_000,
+        "exp": 1_700_000_600,
+        "kid": "kid",
+        "issuer_did": ADMIN.did,
+        "token_scope_hash_b64u": "h" * 43,
+        "token_sha256_b64u": "t" * 43,
+        "issued_event_id": "e",
+        "issued_at": "2026-11-30T00:00:00.000Z",
+    }
+    await store.commit_batch(
+        group=GROUP, topic=TOPIC, batches=[], projections=[ProjectionRow("tokens", "jti", token)]
+    )
+    stored, loaded = await _stored_digests(store)
+    assert stored["tokens"] == loaded["tokens"] == table_digest("tokens", [token])
+
+
+async def test_a_processor_refuses_a_control_row_it_did_not_write(
+    store: LedgerStore, backend: str | None
+) -> None:
+    processor = VerifyingProcessor(store, group=GROUP, topic=TOPIC, trust_root=ADMIN.did)
+    await processor.start()
+    records = [IngressRecord(0, i, v) for i, v in enumerate([*SETUP, _halt("job:1")])]
+    assert len((await processor.process(records)).accepted) == 3
+    await processor.start()  # an honest restart
+    # behind the ledger's back: the halt lifted without an agent.resumed event
+    if backend is None:
+        assert isinstance(store, MemoryLedgerStore)
+        store._projections["halts"]["job:1"][0]["active"] = False
+    else:
+        conn = await asyncpg.connect(backend)
+        try:
+            await conn.execute("UPDATE halts SET active = false WHERE target = 'job:1'")
+        finally:
+            await conn.close()
+    restarted = VerifyingProcessor(store, group=GROUP, topic=TOPIC, trust_root=ADMIN.did)
+    with pytest.raises(ControlPlaneTamperedError, match="halts") as refused:
+        await restarted.start()
+    assert set(refused.value.tables) == {"halts"}
+    stored, computed = refused.value.tables["halts"]
+    assert stored != computed
+
+
+async def test_an_unsealed_table_is_sealed_by_the_first_full_load(store: LedgerStore) -> None:
+    await _commit(store, _plan(SETUP))
+    _, loaded = await _stored_digests(store)
+    # as migration 0007 leaves a table that already had rows
+    assert not await store.seal_control_digests(0, {"keys": 1})  # the version moved: no-op
+    if isinstance(store, MemoryLedgerStore):
+        store._digests["keys"] = None
+    else:
+        assert isinstance(store, PostgresLedgerStore)
+        async with store._pool.acquire() as conn:
+            await conn.execute("UPDATE control_digests SET digest = NULL WHERE table_name = 'keys'")
+    assert (await _stored_digests(store))[0]["keys"] is None
+    await VerifyingProcessor(store, group=GROUP, topic=TOPIC, trust_root=None).start()
+    stored, _ = await _stored_digests(store)
+    assert stored["keys"] == loaded["keys"]
+
+
+async def test_rows_of_every_control_table_keep_their_digest(store: LedgerStore) -> None:
+    """Real rows of every table, as the rules write them (a WPC, a token, a job
+    with a receipt and outputs, a halt), replaced several times within one
+    commit: the digest kept equals the rows read back and the rules' state."""
+    from tests.primitives._support import Ledger, ts
+    from tests.primitives.test_rules import _receipt_body
+
+    ledger = Ledger()
+    ledger.started_job()
+    receipt = _receipt_body(ledger)
+    ledger.ok(ledger.keys.gateway, "receipt.recorded", "job:job-1", receipt, at=ts(90))
+    ledger.ok(ledger.keys.operator, "agent.halted", "halt:*", {"target": "*", "reason": "x"})
+    outputs = {"job_id": "job-1", "outputs": [{"name": "x", "sha256": "ab" * 32}]}
+    ledger.ok(ledger.keys.runtime, "run.completed", "job:job-1", outputs, at=ts(120))
+    rows = [*(key.row() for key in ledger.state.keys.values()), *ledger.rows]
+    assert {row.table for row in rows} >= set(CONTROL_DIGEST_TABLES)
+    await store.commit_batch(group=GROUP, topic=TOPIC, batches=[], projections=rows)
+    stored, loaded = await _stored_digests(store)
+    assert stored == loaded == state_digests(ledger.state)
+    assert all(stored[t] != 0 for t in CONTROL_DIGEST_TABLES)

@@ -171,8 +171,11 @@ async def test_an_altered_projection_row_is_a_difference(
     assert f"DIFF: halts 'job:{moments['job']}': changed reason" in result.stdout
     assert "rewritten" in result.stdout
     assert audit.returncode == 1
-    problems = [p["problem"] for p in json.loads(audit.stdout)["problems"]]
+    found = json.loads(audit.stdout)["problems"]
+    problems = [p["problem"] for p in found]
     assert any(p.startswith("projection differs: halts") for p in problems), problems
+    [mismatch] = [p for p in found if p["kind"] == "PROJECTION_MISMATCH"]
+    assert (mismatch["table"], mismatch["row"]) == ("halts", f"job:{moments['job']}")
 
 
 async def test_a_forged_row_stops_the_replay_and_is_named(

@@ -1,0 +1,73 @@
+"""Read queries of the tamper audit beyond the hash chains (those are in
+:mod:`storage.ledger_queries`): quarantine rows, duplicated Kafka coordinates
+and the control-plane digests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ledger.control_digest import CONTROL_DIGEST_TABLES, parse_digest, row_hash
+from ledger.control_digest import DIGEST_MODULUS as _MODULUS
+from storage.ledger_queries import _connect
+
+__all__ = ["control_digest_report", "duplicate_coordinates", "iter_quarantine"]
+
+
+async def iter_quarantine(database_url: str, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
+    """Every quarantine row's checked columns (the length of ``raw``, not ``raw``), by id."""
+    conn = await _connect(database_url)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            cursor = conn.cursor(
+                "SELECT id, reason_code, raw_size, octet_length(raw) AS raw_length,"
+                " kafka_topic, kafka_partition, kafka_offset FROM quarantine ORDER BY id",
+                prefetch=batch,
+            )
+            async for row in cursor:
+                yield dict(row)
+    finally:
+        await conn.close()
+
+
+async def duplicate_coordinates(database_url: str) -> list[dict[str, Any]]:
+    """Kafka (topic, partition, offset) claimed by more than one row of ``events``
+    and ``quarantine`` together (the unique constraints hold each table alone,
+    unless they were dropped)."""
+    conn = await _connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT kafka_topic, kafka_partition, kafka_offset, array_agg(place ORDER BY place)"
+            " AS rows FROM (SELECT kafka_topic, kafka_partition, kafka_offset,"
+            " 'events.position=' || position AS place FROM events UNION ALL"
+            " SELECT kafka_topic, kafka_partition, kafka_offset, 'quarantine.id=' || id"
+            " FROM quarantine) AS claimed GROUP BY kafka_topic, kafka_partition, kafka_offset"
+            " HAVING count(*) > 1 ORDER BY kafka_topic, kafka_partition, kafka_offset"
+        )
+    finally:
+        await conn.close()
+    return [dict(r) for r in rows]
+
+
+async def control_digest_report(
+    database_url: str, batch: int = 5000
+) -> dict[str, tuple[int | None, int]]:
+    """Per control-plane table: the stored digest (``None``: not sealed) and the
+    digest of its rows now, read in one snapshot."""
+    conn = await _connect(database_url)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            stored = {
+                r["table_name"]: parse_digest(r["digest"])
+                for r in await conn.fetch("SELECT table_name, digest FROM control_digests")
+            }
+            report: dict[str, tuple[int | None, int]] = {}
+            for table in CONTROL_DIGEST_TABLES:
+                total = 0
+                # table names are constants
+                async for row in conn.cursor(f"SELECT * FROM {table}", prefetch=batch):
+                    total += row_hash(table, dict(row))
+                report[table] = (stored.get(table), total % _MODULUS)
+            return report
+    finally:
+        await conn.close()
