@@ -243,26 +243,49 @@ async def services_up_async(settings: Settings, *, on_step: Step = _noop) -> End
         return await _up_locked(settings, on_step)
 
 
-def _cluster_nodes(
+async def _cluster_nodes(
     settings: Settings,
     layout: ClusterLayout,
     record: dict[str, Any] | None,
     started: list[kafka_mod.KafkaProcess],
     on_step: Step,
 ) -> list[kafka_mod.KafkaProcess]:
-    """Every node of ``layout``: the running ones as they are, the others started."""
-    nodes: list[kafka_mod.KafkaProcess] = []
+    """Every node of ``layout``: the running ones as they are, the others started.
+
+    Stopped nodes are formatted and launched in parallel: each costs a JVM
+    start, and none can finish starting before a majority of voters runs.
+    """
+    missing: list[int] = []
+    pids: dict[int, int] = {}
     for node in layout.nodes:
         recorded = recorded_node_pid(record, node.node_id)
         pid = cluster_mod.find_node_pid(settings, node.node_id, recorded)
         if pid is None:
-            lib = kafka_mod.ensure_kafka_jars(settings, on_step=on_step)
-            proc = cluster_mod.start_node(settings, lib, layout, node.node_id, on_step=on_step)
-            started.append(proc)
+            missing.append(node.node_id)
         else:
-            proc = cluster_mod.node_process(settings, layout, node.node_id, pid)
-        nodes.append(proc)
-    return nodes
+            pids[node.node_id] = pid
+    if missing:
+        lib = kafka_mod.ensure_kafka_jars(settings, on_step=on_step)
+        results = await asyncio.gather(
+            *(
+                asyncio.to_thread(
+                    cluster_mod.start_node, settings, lib, layout, node_id, on_step=on_step
+                )
+                for node_id in missing
+            ),
+            return_exceptions=True,
+        )
+        for result in results:
+            if isinstance(result, kafka_mod.KafkaProcess):
+                started.append(result)
+                pids[result.node_id] = result.pid
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+    return [
+        cluster_mod.node_process(settings, layout, node.node_id, pids[node.node_id])
+        for node in layout.nodes
+    ]
 
 
 async def _up_locked(settings: Settings, on_step: Step) -> Endpoints:
@@ -277,7 +300,7 @@ async def _up_locked(settings: Settings, on_step: Step) -> Endpoints:
         if not settings.kafka_bootstrap:
             layout = _wanted_layout(settings, record)
             if layout is not None:
-                nodes = _cluster_nodes(settings, layout, record, started, on_step)
+                nodes = await _cluster_nodes(settings, layout, record, started, on_step)
             else:
                 kafka = _recorded_kafka(settings, record)
                 if kafka is None:
