@@ -226,10 +226,19 @@ def _nodes_table(nodes: tuple[NodeState, ...]) -> Table:
             str(node.port),
             str(node.controller_port),
             node.roles,
-            " ".join(node.leads) or "-",
-            " ".join(node.lagging) or "-",
+            _partitions(node.leads),
+            _partitions(node.lagging),
         )
     return table
+
+
+def _partitions(names: tuple[str, ...]) -> str:
+    """``claw.ingress-0, claw.ingress-2`` as ``ingress 0,2`` (one line per topic)."""
+    by_topic: dict[str, list[str]] = {}
+    for name in names:
+        topic, _, partition = name.rpartition("-")
+        by_topic.setdefault(topic.rpartition(".")[2] or topic, []).append(partition)
+    return "\n".join(f"{t} {','.join(p)}" for t, p in by_topic.items()) or "-"
 
 
 @command.command("topics")

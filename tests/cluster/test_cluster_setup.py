@@ -257,3 +257,11 @@ def test_compose_cluster_profile_is_consistent() -> None:
     # the single-node stack stays the default: no profile on its services
     for name in ("kafka", "postgres", "migrate", "ledger"):
         assert "profiles:" not in blocks[f"services/{name}"], name
+
+
+def test_status_table_groups_partitions_by_topic() -> None:
+    from claw_ledger.cli.services import _partitions
+
+    names = ("claw.ingress-0", "claw.ingress-2", "claw.verified-1", "drill-x-3")
+    assert _partitions(names) == "ingress 0,2\nverified 1\ndrill-x 3"
+    assert _partitions(()) == "-"

@@ -5,7 +5,8 @@ dir). Each drill produces N keyed events through the SDK producer
 (``acks=all``, idempotent) while a partition leader is killed or stopped,
 reads the topic back with a ``read_committed`` consumer, and checks every
 event arrived exactly once and in order per key; then the node comes back
-and every replica is in sync again.
+and every replica is in sync again. Last, the real verifying processor runs
+against the cluster while an ingress leader is killed.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,11 @@ from claw_ledger.services.cluster import ClusterLayout, load_layout
 from claw_ledger.services.manager import services_down, services_status_async, services_up
 from claw_ledger.services.nodes import node_start_async, node_stop_async
 from claw_ledger.topics import topic_names
+from ledger.chain import ChainLink, verify_chain
+from ledger.crypto import KeyPair
+from ledger.roles import Role
 from producers.sdk import LedgerProducer
+from tests.fixtures_ledger import start_ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -96,25 +101,34 @@ async def _new_topic(cluster: Cluster) -> str:
     return topic
 
 
-async def _produce_with_failure(
-    bootstrap: str, topic: str, failure: Callable[[], Coroutine[Any, Any, None]]
-) -> None:
-    """Send N events keyed by stream, with ``failure`` run once half of them are acked."""
+Failure = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+async def _produce_with_failure(bootstrap: str, topic: str, failure: Failure) -> None:
+    """Send N events keyed by stream in three phases around ``failure``.
+
+    The first half before it; the third quarter once ``failure`` has set its
+    event (a node is down); the last quarter after ``failure`` has returned
+    (for a restart: while the node catches up).
+    """
     async with LedgerProducer(bootstrap, topic, client_id="cluster-drill") as producer:
         per_round = N_EVENTS // ROUNDS
+        node_down = asyncio.Event()
         failure_task: asyncio.Task[None] | None = None
         for round_no in range(ROUNDS):
+            if round_no == ROUNDS // 2:
+                failure_task = asyncio.create_task(failure(node_down))
+                await asyncio.wait_for(node_down.wait(), timeout=60)
+            if round_no == 3 * ROUNDS // 4:
+                assert failure_task is not None
+                await failure_task
             futures = []
             for i in range(round_no * per_round, (round_no + 1) * per_round):
                 stream = f"stream-{i % STREAMS}"
                 value = json.dumps({"stream": stream, "seq": i}).encode()
                 futures.append(await producer.send_raw(value, stream, str(i)))
             await asyncio.gather(*futures)  # acks=all: on the in-sync replicas
-            if round_no == ROUNDS // 2:
-                failure_task = asyncio.create_task(failure())
             await asyncio.sleep(0.05)
-        assert failure_task is not None
-        await failure_task
 
 
 async def _read_back(bootstrap: str, topic: str) -> list[dict[str, object]]:
@@ -190,8 +204,9 @@ async def test_leader_killed_mid_stream_loses_and_duplicates_nothing(cluster: Cl
     topic = await _new_topic(cluster)
     victim = await _leader_of(cluster, topic, 0)
 
-    async def kill_leader() -> None:
+    async def kill_leader(node_down: asyncio.Event) -> None:
         assert await node_stop_async(cluster.settings, victim, kill=True) is not None
+        node_down.set()
 
     await _produce_with_failure(cluster.bootstrap, topic, kill_leader)
 
@@ -215,10 +230,12 @@ async def test_node_stopped_and_restarted_mid_stream(cluster: Cluster) -> None:
     topic = await _new_topic(cluster)
     victim = await _leader_of(cluster, topic, 1)
 
-    async def bounce() -> None:
+    async def bounce(node_down: asyncio.Event) -> None:
         assert await node_stop_async(cluster.settings, victim) is not None
-        await asyncio.sleep(2)  # let the stream run on without the node for a while
-        await node_start_async(cluster.settings, victim)
+        node_down.set()
+        await asyncio.sleep(2)  # the stream runs on without the node for a while
+        pid, already = await node_start_async(cluster.settings, victim)
+        assert pid > 0 and not already
 
     await _produce_with_failure(cluster.bootstrap, topic, bounce)
     _assert_exactly_once_in_order(await _read_back(cluster.bootstrap, topic))
@@ -232,3 +249,100 @@ async def _assert_back_in_sync(cluster: Cluster, topic: str) -> None:
     status = await services_status_async(cluster.settings)
     assert status.all_up, status.to_json()
     assert all(n.state == "up" and not n.lagging for n in status.kafka_nodes)
+
+
+async def test_processor_carries_on_when_an_ingress_leader_dies(
+    cluster: Cluster, ledger_servers: Any, ledger_settings: Settings, tmp_path: Path
+) -> None:
+    """``processor run`` on the cluster: a leader is killed mid-stream, the processor is not
+    restarted, and the ledger holds every event once with intact chains. Runs last: the
+    killed node stays down."""
+    base = replace(ledger_settings, kafka_bootstrap=cluster.bootstrap)
+    ledger = await start_ledger(
+        ledger_servers, base, tmp_path, register_roles=False, batch_size=200
+    )
+    try:
+        operator = KeyPair.generate("operator")
+        verdict = await ledger.publish(
+            ledger.admin,
+            "key.registered",
+            f"key:{operator.did}",
+            {"did": operator.did, "name": "operator", "roles": [Role.OPERATOR.value]},
+        )
+        assert verdict["status"] == "committed"
+        rows = await wait_in_sync(cluster.bootstrap, ledger.topics.all)
+        assert all(len(row.replicas) == 3 for row in rows)
+        victim = await _leader_of(cluster, ledger.topics.ingress, 0)
+        conn = await ledger.connect()
+        try:
+            event_ids = await _publish_halts_killing(ledger, operator, conn, cluster, victim)
+            await _wait_for_halts(conn, N_EVENTS, timeout=180)
+            await asyncio.sleep(1.0)  # a re-delivery after the last batch would show now
+            assert ledger.processor.alive(), ledger.processor.log_tail()
+            recorded = await conn.fetch(
+                "SELECT event_id::text AS event_id FROM events WHERE event_type = 'agent.halted'"
+            )
+            links = await conn.fetch(
+                "SELECT kafka_partition, ledger_seq, event_id::text AS event_id, envelope_raw,"
+                " prev_chain_hash, chain_hash FROM events ORDER BY kafka_partition, ledger_seq"
+            )
+            assert await conn.fetchval("SELECT count(*) FROM quarantine") == 0
+        finally:
+            await conn.close()
+    finally:
+        ledger.processor.stop()
+    assert len(recorded) == N_EVENTS, "lost or duplicated events"
+    assert {r["event_id"] for r in recorded} == set(event_ids)
+    by_partition: dict[int, list[ChainLink]] = defaultdict(list)
+    for r in links:
+        by_partition[r["kafka_partition"]].append(
+            ChainLink(
+                r["kafka_partition"],
+                r["ledger_seq"],
+                r["event_id"],
+                bytes(r["envelope_raw"]),
+                r["prev_chain_hash"],
+                r["chain_hash"],
+            )
+        )
+    assert len(by_partition) == PARTITIONS
+    for partition_links in by_partition.values():
+        # contiguous ledger_seq from 1 and an unbroken hash chain
+        assert verify_chain(partition_links) == []
+
+
+async def _halts(conn: Any) -> int:
+    return int(await conn.fetchval("SELECT count(*) FROM events WHERE event_type = 'agent.halted'"))
+
+
+async def _wait_for_halts(conn: Any, count: int, *, timeout: float) -> int:
+    async with asyncio.timeout(timeout):
+        while (seen := await _halts(conn)) < count:
+            await asyncio.sleep(0.1)
+    return seen
+
+
+async def _publish_halts_killing(
+    ledger: Any, operator: KeyPair, conn: Any, cluster: Cluster, victim: int
+) -> list[str]:
+    """Publish N signed events; kill ``victim`` once the processor has committed some."""
+    event_ids: list[str] = []
+    half = N_EVENTS // 2
+    async with ledger.producer() as producer:
+        for start in (0, half):
+            futures = []
+            for i in range(start, start + half):
+                envelope = producer.sign(
+                    operator,
+                    "agent.halted",
+                    f"halt:job:drill-{i % 32}",
+                    {"target": f"job:drill-{i % 32}", "reason": f"cluster drill {i}"},
+                )
+                event_ids.append(str(envelope.payload["event_id"]))
+                futures.append(await producer.send_envelope(envelope))
+            await asyncio.gather(*futures)
+            if start == 0:
+                seen = await _wait_for_halts(conn, 100, timeout=120)
+                assert seen < N_EVENTS
+                assert await node_stop_async(cluster.settings, victim, kill=True) is not None
+    return event_ids
