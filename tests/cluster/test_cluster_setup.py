@@ -265,3 +265,22 @@ def test_status_table_groups_partitions_by_topic() -> None:
     names = ("claw.ingress-0", "claw.ingress-2", "claw.verified-1", "drill-x-3")
     assert _partitions(names) == "ingress 0,2\nverified 1\ndrill-x 3"
     assert _partitions(()) == "-"
+
+
+def test_probes_drop_only_the_connection_errors_of_down_nodes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from claw_ledger.services.admin import _quiet_down_nodes
+
+    logger = logging.getLogger("aiokafka")
+    with caplog.at_level(logging.ERROR, logger="aiokafka"):
+        with _quiet_down_nodes():
+            logger.error("Unable connect to node with id %s: %s", 2, "refused")
+            logger.error("something else")
+        logger.error("Unable connect to node with id %s: %s", 3, "refused")
+    assert [r.getMessage() for r in caplog.records] == [
+        "something else",
+        "Unable connect to node with id 3: refused",
+    ]
