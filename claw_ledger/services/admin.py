@@ -216,20 +216,25 @@ async def describe_partitions(
 
 
 async def wait_in_sync(
-    bootstrap: str, topics: Iterable[str], *, timeout: float = 90.0
+    bootstrap: str, topics: Iterable[str], *, timeout: float = 90.0, leaders_only: bool = False
 ) -> list[PartitionState]:
-    """Wait until every partition of ``topics`` has a leader and all replicas in sync."""
+    """Wait until every partition of ``topics`` has a leader and all replicas in sync.
+
+    ``leaders_only``: a leader is enough (the topics are usable; replicas may lag).
+    """
     names = list(topics)
     deadline = time.monotonic() + timeout
     rows: list[PartitionState] = []
     while True:
         with contextlib.suppress(KafkaError, OSError, TimeoutError):
             rows = await describe_partitions(bootstrap, names)
-            if rows and all(row.fully_in_sync for row in rows):
+            names_seen = {row.topic for row in rows}
+            ready = [row.leader >= 0 if leaders_only else row.fully_in_sync for row in rows]
+            if rows and names_seen == set(names) and all(ready):
                 return rows
         if time.monotonic() > deadline:
             lagging = [f"{r.name} isr={list(r.isr)}" for r in rows if not r.fully_in_sync]
             raise ServiceError(
-                f"partitions not back in sync within {timeout:.0f}s: {', '.join(lagging) or names}"
+                f"partitions not ready within {timeout:.0f}s: {', '.join(lagging) or names}"
             )
         await asyncio.sleep(0.5)

@@ -32,6 +32,7 @@ from claw_ledger.config import Endpoints, Settings, read_services_file
 from claw_ledger.services import cluster as cluster_mod
 from claw_ledger.services import kafka as kafka_mod
 from claw_ledger.services import postgres as pg_mod
+from claw_ledger.services.admin import wait_in_sync
 from claw_ledger.services.cluster import ClusterLayout
 from claw_ledger.services.kafka import ensure_topics
 from claw_ledger.services.nodes import (
@@ -329,6 +330,14 @@ async def _up_locked(settings: Settings, on_step: Step) -> Endpoints:
                 replication_factor=layout.replication[0] if layout else 1,
                 timeout=KAFKA_READY_TIMEOUT if layout else 30.0,
             )
+            if layout is not None:
+                # created topics reach every broker's metadata a moment later
+                await wait_in_sync(
+                    layout.bootstrap,
+                    topic_names(settings.topic_prefix).all,
+                    timeout=KAFKA_READY_TIMEOUT,
+                    leaders_only=True,
+                )
             new_record["kafka"] = (
                 _cluster_record(layout, nodes) if layout else _kafka_record(nodes[0])
             )

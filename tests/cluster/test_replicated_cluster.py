@@ -25,11 +25,18 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from click.testing import CliRunner
 
+from claw_ledger.cli import cli
 from claw_ledger.config import ENV_DATABASE_URL, Settings, load_settings
 from claw_ledger.services.admin import describe_partitions, ensure_topics, wait_in_sync
 from claw_ledger.services.cluster import ClusterLayout, load_layout
-from claw_ledger.services.manager import services_down, services_status_async, services_up
+from claw_ledger.services.manager import (
+    services_down,
+    services_status_async,
+    services_up,
+    services_up_async,
+)
 from claw_ledger.services.nodes import node_start_async, node_stop_async
 from claw_ledger.topics import topic_names
 from ledger.chain import ChainLink, verify_chain
@@ -180,7 +187,7 @@ async def _leader_of(cluster: Cluster, topic: str, partition: int) -> int:
 
 async def test_ledger_and_internal_topics_are_replicated(cluster: Cluster) -> None:
     names = topic_names(cluster.settings.topic_prefix).all
-    rows = await describe_partitions(cluster.bootstrap, names)
+    rows = await wait_in_sync(cluster.bootstrap, names, timeout=60)
     assert {row.topic for row in rows} == set(names)
     assert all(len(row.replicas) == 3 and row.fully_in_sync for row in rows)
     for name in names:
@@ -188,6 +195,26 @@ async def test_ledger_and_internal_topics_are_replicated(cluster: Cluster) -> No
     record = json.loads(cluster.settings.services_file.read_text())["kafka"]
     assert record["bootstrap"] == cluster.bootstrap and len(record["nodes"]) == 3
     assert (record["replication_factor"], record["min_insync_replicas"]) == (3, 2)
+    # idempotent: `services up` again reuses every running node
+    pids = [node["pid"] for node in record["nodes"]]
+    endpoints = await services_up_async(cluster.settings)
+    assert endpoints.kafka_bootstrap == cluster.bootstrap
+    again = json.loads(cluster.settings.services_file.read_text())["kafka"]
+    assert [node["pid"] for node in again["nodes"]] == pids
+    env = {
+        "CLAW_LEDGER_STATE_DIR": str(cluster.settings.state_dir),
+        "CLAW_LEDGER_KAFKA": None,
+        "CLAW_LEDGER_DATABASE_URL": cluster.settings.database_url,
+        "CLAW_LEDGER_CONFIG": None,
+        "CLAW_LEDGER_BROKERS": None,
+    }
+    result = CliRunner().invoke(cli, ["services", "status", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    nodes = json.loads(result.output)["kafka_nodes"]
+    assert [(n["node_id"], n["state"], n["pid"]) for n in nodes] == [
+        (i + 1, "up", pid) for i, pid in enumerate(pids)
+    ]
+    assert sum(len(n["leads"]) for n in nodes) == len(rows)
     # the broker defaults that internal topics (offsets, transactions) are created with
     props = (cluster.settings.state_dir / "kafka" / "node-2" / "server.properties").read_text()
     for line in (
