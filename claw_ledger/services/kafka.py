@@ -11,27 +11,23 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import os
 import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-
 from claw_ledger.config import Settings
+from claw_ledger.services.admin import HOST, ensure_topics, kafka_answers, replication_for
 from claw_ledger.services.process import (
     file_lock,
     free_port,
     pid_alive,
     port_free,
-    port_open,
     process_matches,
     spawn_detached,
     tail,
@@ -45,16 +41,19 @@ __all__ = [
     "KafkaProcess",
     "ensure_kafka_jars",
     "ensure_topics",
+    "format_storage",
     "java_executable",
     "kafka_answers",
     "kafka_home",
     "kafka_paths",
+    "launch_node",
+    "new_cluster_id",
+    "replication_for",
     "start_kafka",
     "stop_kafka",
     "wait_kafka_ready",
 ]
 
-HOST = "127.0.0.1"
 MAIN_CLASS = "kafka.Kafka"
 MESSAGE_MAX_BYTES = 2 * 1024 * 1024
 HEAP_OPTS = ("-Xms256m", "-Xmx512m")
@@ -120,6 +119,7 @@ class KafkaProcess:
     controller_port: int
     version: str
     paths: KafkaPaths
+    node_id: int = 1
 
     @property
     def bootstrap(self) -> str:
@@ -257,7 +257,7 @@ def ensure_kafka_jars(settings: Settings, *, on_step: Step = _noop) -> Path:
     return lib
 
 
-def _new_cluster_id() -> str:
+def new_cluster_id() -> str:
     """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding."""
     while True:
         text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
@@ -265,11 +265,27 @@ def _new_cluster_id() -> str:
             return text
 
 
-def _server_properties(settings: Settings, paths: KafkaPaths, port: int, cport: int) -> str:
+def _server_properties(
+    settings: Settings,
+    paths: KafkaPaths,
+    port: int,
+    cport: int,
+    *,
+    node_id: int = 1,
+    voters: str | None = None,
+    brokers: int = 1,
+) -> str:
+    """``voters`` (``id@host:port,...``) makes a node of a static KRaft quorum."""
+    factor, min_isr = replication_for(brokers)
+    quorum = (
+        {"controller.quorum.voters": voters}
+        if voters
+        else {"controller.quorum.bootstrap.servers": f"{HOST}:{cport}"}
+    )
     props = {
         "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.bootstrap.servers": f"{HOST}:{cport}",
+        "node.id": str(node_id),
+        **quorum,
         "listeners": f"PLAINTEXT://{HOST}:{port},CONTROLLER://{HOST}:{cport}",
         "advertised.listeners": f"PLAINTEXT://{HOST}:{port}",
         "controller.listener.names": "CONTROLLER",
@@ -277,16 +293,17 @@ def _server_properties(settings: Settings, paths: KafkaPaths, port: int, cport: 
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": str(paths.data),
         "num.partitions": str(settings.partitions),
-        "default.replication.factor": "1",
-        "min.insync.replicas": "1",
+        "default.replication.factor": str(factor),
+        "min.insync.replicas": str(min_isr),
+        "unclean.leader.election.enable": "false",
         "auto.create.topics.enable": "false",
-        "offsets.topic.replication.factor": "1",
+        "offsets.topic.replication.factor": str(factor),
         "offsets.topic.num.partitions": "10",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
+        "transaction.state.log.replication.factor": str(factor),
+        "transaction.state.log.min.isr": str(min_isr),
         "transaction.state.log.num.partitions": "10",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": str(factor),
+        "share.coordinator.state.topic.min.isr": str(min_isr),
         "group.initial.rebalance.delay.ms": "0",
         "message.max.bytes": str(MESSAGE_MAX_BYTES),
         "replica.fetch.max.bytes": str(MESSAGE_MAX_BYTES),
@@ -325,10 +342,12 @@ log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
 """
 
 
-def _java_command(lib: Path, paths: KafkaPaths, main: str, *args: str) -> list[str]:
+def _java_command(
+    lib: Path, paths: KafkaPaths, main: str, *args: str, heap: tuple[str, ...] = HEAP_OPTS
+) -> list[str]:
     return [
         java_executable(),
-        *HEAP_OPTS,
+        *heap,
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
         "-XX:+ExitOnOutOfMemoryError",
@@ -359,18 +378,23 @@ def _choose_ports(paths: KafkaPaths) -> tuple[int, int]:
     return port, cport
 
 
-def _format_storage(lib: Path, paths: KafkaPaths) -> None:
-    if paths.cluster_id_file.is_file():
+def format_storage(lib: Path, paths: KafkaPaths, cluster_id: str | None = None) -> None:
+    """Format the node's log dir: standalone quorum, or (``cluster_id`` given) static voters."""
+    if cluster_id is None and paths.cluster_id_file.is_file():
         cluster_id = paths.cluster_id_file.read_text(encoding="utf-8").strip()
-    else:
-        cluster_id = _new_cluster_id()
+        quorum: tuple[str, ...] = ("--standalone",)
+    elif cluster_id is None:
+        cluster_id = new_cluster_id()
         paths.cluster_id_file.write_text(cluster_id + "\n", encoding="utf-8")
+        quorum = ("--standalone",)
+    else:
+        quorum = ()  # the voters are in the config (controller.quorum.voters)
     cmd = _java_command(
         lib,
         paths,
         "kafka.tools.StorageTool",
         "format",
-        "--standalone",
+        *quorum,
         "-t",
         cluster_id,
         "-c",
@@ -392,45 +416,55 @@ def start_kafka(settings: Settings, lib: Path, *, on_step: Step = _noop) -> Kafk
     paths = kafka_paths(settings)
     paths.root.mkdir(parents=True, exist_ok=True)
     port, cport = _choose_ports(paths)
-    paths.properties.write_text(_server_properties(settings, paths, port, cport), encoding="utf-8")
+    return launch_node(settings, lib, paths, port, cport, on_step=on_step)
+
+
+def launch_node(
+    settings: Settings,
+    lib: Path,
+    paths: KafkaPaths,
+    port: int,
+    cport: int,
+    *,
+    node_id: int = 1,
+    voters: str | None = None,
+    brokers: int = 1,
+    cluster_id: str | None = None,
+    heap: tuple[str, ...] = HEAP_OPTS,
+    on_step: Step = _noop,
+) -> KafkaProcess:
+    """Write one node's config, format its storage once, start it detached. Does not wait."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    paths.properties.write_text(
+        _server_properties(
+            settings, paths, port, cport, node_id=node_id, voters=voters, brokers=brokers
+        ),
+        encoding="utf-8",
+    )
     paths.log4j2.write_text(_log4j2_properties(paths.broker_log), encoding="utf-8")
     paths.log4j1.write_text(_log4j1_properties(paths.broker_log), encoding="utf-8")
     paths.ports_file.write_text(
         json.dumps({"broker": port, "controller": cport}) + "\n", encoding="utf-8"
     )
+    what = f"Kafka node {node_id}" if voters else "Kafka"
     if not paths.formatted:
-        on_step("Formatting Kafka storage (KRaft, standalone)")
-        _format_storage(lib, paths)
-    on_step(f"Starting Kafka {settings.kafka_version} on {HOST}:{port}")
+        on_step(f"Formatting {what} storage (KRaft)")
+        format_storage(lib, paths, cluster_id)
+    on_step(f"Starting {what} {settings.kafka_version} on {HOST}:{port}")
     with paths.stdout_log.open("a", encoding="utf-8") as fh:
         fh.write(f"--- claw-ledger: starting broker at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n")
     pid = spawn_detached(
-        _java_command(lib, paths, MAIN_CLASS, str(paths.properties)), log_path=paths.stdout_log
+        _java_command(lib, paths, MAIN_CLASS, str(paths.properties), heap=heap),
+        log_path=paths.stdout_log,
     )
     return KafkaProcess(
-        pid=pid, port=port, controller_port=cport, version=settings.kafka_version, paths=paths
+        pid=pid,
+        port=port,
+        controller_port=cport,
+        version=settings.kafka_version,
+        paths=paths,
+        node_id=node_id,
     )
-
-
-async def kafka_answers(bootstrap: str, *, timeout: float = 5.0) -> bool:
-    """True when a broker at ``bootstrap`` answers a describe-cluster request."""
-    host, _, port = bootstrap.split(",")[0].rpartition(":")
-    if host and port.isdigit() and not port_open(int(port), host.strip("[]"), timeout=timeout):
-        return False  # nothing listens yet: skip the client and its connection-error logs
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=max(1000, int(timeout * 1000))
-    )
-    try:
-        async with asyncio.timeout(timeout):
-            await admin.start()
-            cluster = await admin.describe_cluster()
-            await admin.list_topics()
-        return bool(cluster.get("brokers"))
-    except (TimeoutError, KafkaError, OSError):
-        return False
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
 
 
 def _failure(message: str, paths: KafkaPaths) -> ServiceError:
@@ -470,69 +504,3 @@ def stop_kafka(pid: int, paths: KafkaPaths, *, timeout: float = 30.0) -> bool:
         return False
     terminate(pid, timeout=timeout)
     return True
-
-
-async def ensure_topics(
-    bootstrap: str,
-    names: Iterable[str],
-    partitions: int,
-    *,
-    replication_factor: int = 1,
-    timeout: float = 30.0,
-) -> list[str]:
-    """Create the topics that do not exist yet; return the names created.
-
-    Idempotent: existing topics (TopicAlreadyExists) are left as they are.
-    Retries transient errors (a broker still electing leaders) until ``timeout``.
-    """
-    wanted = list(dict.fromkeys(names))
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while True:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
-        try:
-            await admin.start()
-            existing = set(await admin.list_topics())
-            missing = [n for n in wanted if n not in existing]
-            if not missing:
-                return []
-            response = await admin.create_topics(
-                [
-                    NewTopic(
-                        name=n, num_partitions=partitions, replication_factor=replication_factor
-                    )
-                    for n in missing
-                ]
-            )
-            created: list[str] = []
-            errors: list[str] = []
-            for topic, code, message in _topic_errors(response):
-                if code == 0:
-                    created.append(topic)
-                elif code != TopicAlreadyExistsError.errno:
-                    errors.append(f"{topic}: error {code} {message or ''}".strip())
-            if not errors:
-                return created
-            last = ServiceError("creating topics failed: " + "; ".join(errors))
-        except TopicAlreadyExistsError:
-            return []
-        except (KafkaError, OSError) as exc:
-            last = exc
-        finally:
-            with contextlib.suppress(Exception):
-                await admin.close()
-        if time.monotonic() > deadline:
-            raise ServiceError(
-                f"could not create topics {wanted} on {bootstrap}: {last}",
-                hint="check that the broker runs: `claw-ledger services status`",
-            )
-        await asyncio.sleep(0.5)
-
-
-def _topic_errors(response: object) -> list[tuple[str, int, str | None]]:
-    """(topic, error_code, message) from a CreateTopics response of any version."""
-    rows: list[tuple[str, int, str | None]] = []
-    for item in getattr(response, "topic_errors", []):
-        message = item[2] if len(item) > 2 else None
-        rows.append((str(item[0]), int(item[1]), message))
-    return rows

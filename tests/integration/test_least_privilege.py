@@ -373,7 +373,8 @@ async def test_local_services_give_the_processor_the_writer_and_queries_the_read
     monkeypatch.chdir(tmp_path)
     # what `services up` records for its server (this process stands in for the postmaster)
     server = pg_mod.PostgresProcess(pid=os.getpid(), port=parts.port or 5432, data_dir=tmp_path)
-    manager._write_record(load_settings(), None, server)
+    settings = load_settings()
+    manager._write_record(settings, {"postgres": manager._postgres_record(settings, server)})
     assert (tmp_path / "services.json").stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "db-roles.json").stat().st_mode & 0o777 == 0o600
     try:
