@@ -34,6 +34,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.table import Table
 
+from bench.micro import micro_rows, processor_cpu_seconds
 from bench.signing import halt_drafts, publish_signing, signing_rows
 from bench.workload import sign_halt_events
 from claw_ledger.config import Settings, load_settings
@@ -330,6 +331,8 @@ class EndToEndRun:
     p50: float
     p99: float
     publish_seconds: float
+    #: the processors' CPU time per committed event
+    processor_cpu_us: float
 
 
 async def end_to_end_run(
@@ -347,6 +350,7 @@ async def end_to_end_run(
             with console.status(f"signing {events:,} events (off the clock)…"):
                 workload = sign_halt_events(ledger.operator, events)
         baseline = raw_verify_rate()
+        cpu_before = processor_cpu_seconds(ledger.processors)
         with console.status(f"end to end: {events:,} events through {processors} processor(s)…"):
             started = time.time()
             if signing:
@@ -358,6 +362,7 @@ async def end_to_end_run(
             published = time.time()
             assert ledger.settings.database_url
             await wait_committed(ledger.settings.database_url, events, timeout=3600)
+        cpu_used = processor_cpu_seconds(ledger.processors) - cpu_before
         rows = await commit_times(ledger.settings.database_url)
     finally:
         ledger.stop_processors()
@@ -372,6 +377,7 @@ async def end_to_end_run(
         p50=statistics.median(latencies),
         p99=latencies[int(len(latencies) * 0.99) - 1],
         publish_seconds=published - started,
+        processor_cpu_us=cpu_used / events * 1e6,
     )
 
 
@@ -392,7 +398,7 @@ async def end_to_end(
     signed = sorted(signed_runs, key=lambda r: r.sustained)[len(signed_runs) // 2]
     signed_ratio = signed.sustained / median.sustained
     ratio = median.sustained / median.baseline
-    ok = median.sustained >= 10_000 and ratio >= 0.5
+    ok = median.sustained >= 10_000 and ratio >= 0.75
     each = ", ".join(
         f"{r.sustained:,.0f} (baseline {r.baseline:,.0f}, ratio {r.sustained / r.baseline:.2f})"
         for r in runs
@@ -402,7 +408,7 @@ async def end_to_end(
             f"end to end, {events:,} events, publish → committed row (median of {len(runs)} runs)",
             f"{median.sustained:,.0f} ev/s sustained ({median.overall:,.0f} ev/s overall)",
             f"{median.baseline:,.0f} verify/s (ratio {ratio:.2f})",
-            "≥ 10,000 ev/s and ≥ 0.5 × baseline",
+            "≥ 10,000 ev/s and ≥ 0.75 × baseline",
             "met" if ok else "NOT met",
             [
                 f"end-to-end runs, sustained ev/s: {each}",
@@ -424,6 +430,11 @@ async def end_to_end(
                 + f"; median run: publishing (signing included) took"
                 f" {signed.publish_seconds:.1f}s ({events / signed.publish_seconds:,.0f} ev/s)"
             ],
+        ),
+        Result(
+            "processor CPU per committed event (median run, all processors)",
+            f"{median.processor_cpu_us:,.0f} µs",
+            f"raw Ed25519 verify {1e6 / median.baseline:,.0f} µs",
         ),
         Result(
             "publish → commit latency p50, flat out (includes queueing)",
@@ -558,6 +569,8 @@ async def main(args: argparse.Namespace) -> None:
             f"{baseline:,.0f} verify/s (ratio {pipeline / baseline:.2f})",
         )
     )
+    with console.status("component figures: CLI start, verify path, Merkle proofs, replay…"):
+        results += [Result(*row) for row in micro_rows()]
     with console.status("starting Kafka and Postgres for the benchmark…"):
         endpoints = services_up(base)
     base = base.with_endpoints(endpoints)

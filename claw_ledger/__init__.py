@@ -1,3 +1,10 @@
-"""claw-ledger application layer: CLI, services, storage (the edges around ``ledger``)."""
+"""claw-ledger application layer: the CLI, local services, settings and the demo.
 
-__all__: list[str] = []
+``__version__`` is the one place the version is written: pyproject.toml reads it
+(``tool.setuptools.dynamic``), and ``claw-ledger --version`` prints it without
+loading ``importlib.metadata``.
+"""
+
+__version__ = "0.2.0"
+
+__all__ = ["__version__"]

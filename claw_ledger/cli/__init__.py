@@ -17,6 +17,8 @@ from typing import Any
 
 import click
 
+from claw_ledger import __version__
+
 __all__ = ["COMMANDS", "cli", "main"]
 
 #: command name -> (module of this package, attribute holding its click command)
@@ -83,7 +85,7 @@ class _LedgerGroup(click.Group):
 
 
 @click.group(cls=_LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="claw-ledger")
+@click.version_option(__version__, prog_name="claw-ledger")
 @click.option(
     "--kafka", metavar="HOST:PORT", help="Kafka bootstrap server [env CLAW_LEDGER_KAFKA]."
 )
