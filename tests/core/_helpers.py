@@ -13,6 +13,7 @@ from ledger.crypto import KeyPair
 from ledger.encoding import b64u_encode
 from ledger.envelope import sign_envelope
 from ledger.events import EVENT_ENVELOPE_TYPE
+from ledger.receipts import build_receipt_payload
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 EXAMPLES: dict[str, Any] = json.loads((VECTORS / "examples.json").read_text(encoding="utf-8"))
@@ -31,6 +32,21 @@ FIXED_TS = "2026-02-12T00:00:00.000Z"
 def key(n: int, name: str = "") -> KeyPair:
     """A deterministic test key (seed = 32 × byte n)."""
     return KeyPair.from_seed(bytes([n]) * 32, name)
+
+
+def receipt_payload(binding: Mapping[str, Any], **details: Any) -> dict[str, Any]:
+    """A receipt payload for ``binding``; the model call is a fixed one unless ``details`` say."""
+    call: dict[str, Any] = {
+        "request": b"request",
+        "response": b"response",
+        "gateway_id": "gw",
+        "provider": "anthropic",
+        "model": "claude-test",
+        "tokens_input": 10,
+        "tokens_output": 20,
+        "latency_ms": 5,
+    }
+    return build_receipt_payload(binding=binding, **(call | details))
 
 
 def bundle_pass() -> Any:

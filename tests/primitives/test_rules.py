@@ -16,13 +16,14 @@ from ledger.crypto import KeyPair
 from ledger.envelope import sign_envelope
 from ledger.errors import ReasonCode
 from ledger.events import build_event, sign_event
-from ledger.receipts import build_receipt_payload, sign_receipt
+from ledger.receipts import sign_receipt
 from ledger.registry import RuleSettings
 from ledger.types import REGISTRY
 from ledger.types.halts import active_halt
 from ledger.types.runs import output_flags
 from ledger.urm import sign_approval, urm_hash_b64u
 from ledger.wpc import policy_hash_b64u, sign_wpc
+from tests.core._helpers import receipt_payload
 
 from ._support import NOW, NOW_TS, WPC_EXAMPLE, Ledger, ts
 
@@ -59,18 +60,7 @@ def _receipt_body(
         "token_scope_hash_b64u": job["token_scope_hash_b64u"],
     }
     bound.update(binding)
-    payload = build_receipt_payload(
-        request=b"request bytes",
-        response=b"response bytes",
-        gateway_id="gw-1",
-        provider="anthropic",
-        model="claude-test",
-        tokens_input=10,
-        tokens_output=20,
-        latency_ms=30,
-        binding=bound,
-        timestamp=ts(90),
-    )
+    payload = receipt_payload(bound, timestamp=ts(90))
     envelope = sign_receipt(payload, signer or ledger.keys.gateway, issued_at=ts(90))
     return {"job_id": job_id, "receipt_envelope_json": envelope.to_bytes().decode()}
 

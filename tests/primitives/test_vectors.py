@@ -18,9 +18,10 @@ from ledger.bundles import (
 from ledger.canonical import jcs
 from ledger.crypto import KeyPair
 from ledger.errors import BundleError, ReasonCode
-from ledger.receipts import build_receipt_payload, sign_receipt
+from ledger.receipts import sign_receipt
 from ledger.tokens import token_scope_hash_b64u
 from ledger.wpc import parse_wpc_bytes, policy_hash_b64u
+from tests.core._helpers import receipt_payload
 
 from ._support import BUNDLE_PASS, EXAMPLES, RFC8032_SEED, key
 
@@ -157,17 +158,7 @@ def _chain(run_id: str, n: int) -> list[dict[str, Any]]:
 
 
 def _receipt(run_id: str, event_hash: str, gateway: KeyPair) -> dict[str, Any]:
-    payload = build_receipt_payload(
-        request=b"{}",
-        response=b"{}",
-        gateway_id="gw",
-        provider="anthropic",
-        model="claude-test",
-        tokens_input=1,
-        tokens_output=1,
-        latency_ms=1,
-        binding={"run_id": run_id, "event_hash_b64u": event_hash, "nonce": "n"},
-    )
+    payload = receipt_payload({"run_id": run_id, "event_hash_b64u": event_hash, "nonce": "n"})
     return dict(json.loads(sign_receipt(payload, gateway).to_bytes()))
 
 
