@@ -18,7 +18,7 @@ import click
 
 from claw_ledger.config import Settings, load_settings
 from ledger.crypto import KeyPair, load_key
-from ledger.errors import ConfigError, ManifestError, ReasonCode
+from ledger.errors import ConfigError
 
 if TYPE_CHECKING:
     from consumers.config import ProcessorConfig
@@ -179,16 +179,12 @@ def precheck_policy(policy_hash: str) -> dict[str, Any]:
 def fetch_job(job_id: str) -> dict[str, Any]:
     """The ledger's row for ``job_id``; ``JOB_UNKNOWN`` when there is none."""
     from claw_ledger.reads import query_sync
+    from ledger.state import LedgerState
+    from ledger.types.runs import require_job
     from storage.projection_queries import get_job
 
     job = query_sync(settings(), get_job, job_id)
-    if job is None:
-        raise ManifestError(
-            ReasonCode.JOB_UNKNOWN,
-            f"no approved job {job_id!r} on the ledger",
-            hint="submit its URM with `claw-ledger urm submit FILE --approval A.json --key K`",
-        )
-    return job
+    return require_job(LedgerState(jobs={job_id: job} if job else {}), job_id)
 
 
 # ---------------------------------------------------------------- the processor

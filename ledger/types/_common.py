@@ -20,7 +20,15 @@ from pydantic import BeforeValidator
 
 from ledger.encoding import B64U_SHA256_RE
 from ledger.errors import EventError, PolicyError, ReasonCode
-from ledger.registry import RuleSettings, SummaryFn
+from ledger.registry import (
+    ApplyFn,
+    CheckFn,
+    EventBody,
+    EventTypeSpec,
+    RuleSettings,
+    SignerBootstrap,
+    SummaryFn,
+)
 from ledger.roles import Role
 from ledger.state import EventContext, LedgerState, ProjectionRow
 from ledger.wpc import check_policy_hash
@@ -35,6 +43,7 @@ JOB_ID = r"^\S{1,300}$"
 JTI = r"^[A-Za-z0-9._:-]{1,200}$"
 
 _Item = TypeVar("_Item")
+_Body = TypeVar("_Body", bound=EventBody)
 
 
 def _array_to_tuple(value: Any) -> Any:
@@ -53,7 +62,62 @@ def check_b64u_hash(value: str) -> str:
     return value
 
 
+# --- specs ------------------------------------------------------------------------
+
+
+def spec(
+    event_type: str,
+    body: type[EventBody],
+    stream: str,
+    roles: str,
+    writes: str,
+    check: CheckFn,
+    apply: ApplyFn,
+    summary: str | SummaryFn,
+    signer_bootstrap: SignerBootstrap | None = None,
+) -> EventTypeSpec:
+    """One row of a family's ``SPECS`` table, its fields in the order they are written.
+
+    ``stream`` is ``<kind>:<id>`` as the docs show it; ``roles`` and ``writes``
+    are space-separated role values and projection tables; ``summary`` is either
+    the body fields the timeline shows (space-separated) or a summary function.
+    The description is the first line of the body's docstring, without its period.
+    """
+    stream_kind, _, stream_id = stream.partition(":")
+    doc = (body.__doc__ or "").strip().splitlines()
+    return EventTypeSpec(
+        event_type=event_type,
+        body=body,
+        stream_kind=stream_kind,
+        stream_id=stream_id,
+        roles=frozenset(Role(name) for name in roles.split()),
+        check=check,
+        apply=apply,
+        writes=tuple(writes.split()),
+        description=doc[0].removesuffix(".") if doc else "",
+        summary=fields_summary(*summary.split()) if isinstance(summary, str) else summary,
+        signer_bootstrap=signer_bootstrap,
+    )
+
+
 # --- rules ------------------------------------------------------------------------
+
+
+def body_of(ctx: EventContext, body_type: type[_Body]) -> _Body:
+    """The event's body, typed: the registry hands a rule only bodies of its own type."""
+    body = ctx.body
+    assert isinstance(body, body_type)
+    return body
+
+
+def mark_revoked(record: dict[str, Any], ctx: EventContext, reason: str) -> None:
+    """A registry record (policy, token) is revoked by this event's signer."""
+    record.update(
+        status=REVOKED,
+        revoked_reason=reason,
+        revoked_by=ctx.signer,
+        revoked_at=ctx.event.occurred_at,
+    )
 
 
 def no_check(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:

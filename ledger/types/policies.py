@@ -18,11 +18,13 @@ from ledger.types._common import (
     ACTIVE,
     REVOKED,
     SUPERSEDED,
+    body_of,
     check_b64u_hash,
-    fields_summary,
+    mark_revoked,
     require_role,
     require_stream,
     row,
+    spec,
     usable_policy,
 )
 from ledger.wpc import parse_wpc_envelope_bytes, verify_wpc_envelope
@@ -31,7 +33,7 @@ __all__ = ["SPECS", "PolicyPublished", "PolicyRevoked", "PolicySuperseded", "usa
 
 
 class PolicyPublished(EventBody):
-    """A signed ``wpc`` envelope enters the registry under the hash of its content.
+    """A signed WPC enters the registry under the hash of its content.
 
     ``wpc_envelope_json`` is the envelope as the exact text signed by the
     publisher (a JSON object round trip could reorder an external payload).
@@ -46,6 +48,8 @@ class PolicyPublished(EventBody):
 
 
 class PolicySuperseded(EventBody):
+    """An active WPC is replaced by another active one."""
+
     old_policy_hash_b64u: str
     new_policy_hash_b64u: str
     reason: str = Field(default="", max_length=2000)
@@ -55,6 +59,8 @@ class PolicySuperseded(EventBody):
 
 
 class PolicyRevoked(EventBody):
+    """A WPC may be used no more."""
+
     policy_hash_b64u: str
     reason: str = Field(min_length=1, max_length=2000)
 
@@ -62,8 +68,7 @@ class PolicyRevoked(EventBody):
 
 
 def _check_published(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    body = ctx.body
-    assert isinstance(body, PolicyPublished)
+    body = body_of(ctx, PolicyPublished)
     require_stream(ctx, f"policy:{body.policy_hash_b64u}")
     if body.policy_hash_b64u in state.policies:
         raise PolicyError(
@@ -79,8 +84,7 @@ def _check_published(state: LedgerState, ctx: EventContext, settings: RuleSettin
 def _apply_published(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
-    body = ctx.body
-    assert isinstance(body, PolicyPublished)
+    body = body_of(ctx, PolicyPublished)
     envelope = parse_wpc_envelope_bytes(body.wpc_envelope_json.encode("utf-8"))
     verified = verify_wpc_envelope(envelope, expected_hash=body.policy_hash_b64u)
     record: dict[str, Any] = {
@@ -106,8 +110,7 @@ def _apply_published(
 
 
 def _check_superseded(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    body = ctx.body
-    assert isinstance(body, PolicySuperseded)
+    body = body_of(ctx, PolicySuperseded)
     require_stream(ctx, f"policy:{body.old_policy_hash_b64u}")
     if body.old_policy_hash_b64u == body.new_policy_hash_b64u:
         raise PolicyError(ReasonCode.WPC_INVALID, "a WPC cannot supersede itself")
@@ -118,8 +121,7 @@ def _check_superseded(state: LedgerState, ctx: EventContext, settings: RuleSetti
 def _apply_superseded(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
-    body = ctx.body
-    assert isinstance(body, PolicySuperseded)
+    body = body_of(ctx, PolicySuperseded)
     old = state.policies[body.old_policy_hash_b64u]
     new = state.policies[body.new_policy_hash_b64u]
     old.update(
@@ -132,8 +134,7 @@ def _apply_superseded(
 
 
 def _check_revoked(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    body = ctx.body
-    assert isinstance(body, PolicyRevoked)
+    body = body_of(ctx, PolicyRevoked)
     require_stream(ctx, f"policy:{body.policy_hash_b64u}")
     record = state.policies.get(body.policy_hash_b64u)
     if record is None:
@@ -145,53 +146,20 @@ def _check_revoked(state: LedgerState, ctx: EventContext, settings: RuleSettings
 def _apply_revoked(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
-    body = ctx.body
-    assert isinstance(body, PolicyRevoked)
+    body = body_of(ctx, PolicyRevoked)
     record = state.policies[body.policy_hash_b64u]
-    record.update(
-        status=REVOKED,
-        revoked_reason=body.reason,
-        revoked_by=ctx.signer,
-        revoked_at=ctx.event.occurred_at,
-    )
+    mark_revoked(record, ctx, body.reason)
     return [row("policies", "policy_hash_b64u", record)]
 
 
+#: event type, body, stream, roles, projections written; check, apply, timeline summary
+# fmt: off
 SPECS: tuple[EventTypeSpec, ...] = (
-    EventTypeSpec(
-        event_type="policy.published",
-        body=PolicyPublished,
-        stream_kind="policy",
-        stream_id="<hash>",
-        roles=frozenset({Role.POLICY_ADMIN}),
-        check=_check_published,
-        apply=_apply_published,
-        writes=("policies",),
-        description="a signed WPC enters the registry under the hash of its content",
-        summary=fields_summary("policy_hash_b64u"),
-    ),
-    EventTypeSpec(
-        event_type="policy.superseded",
-        body=PolicySuperseded,
-        stream_kind="policy",
-        stream_id="<old hash>",
-        roles=frozenset({Role.POLICY_ADMIN}),
-        check=_check_superseded,
-        apply=_apply_superseded,
-        writes=("policies",),
-        description="an active WPC is replaced by another active one",
-        summary=fields_summary("old_policy_hash_b64u", "new_policy_hash_b64u"),
-    ),
-    EventTypeSpec(
-        event_type="policy.revoked",
-        body=PolicyRevoked,
-        stream_kind="policy",
-        stream_id="<hash>",
-        roles=frozenset({Role.POLICY_ADMIN}),
-        check=_check_revoked,
-        apply=_apply_revoked,
-        writes=("policies",),
-        description="a WPC may be used no more",
-        summary=fields_summary("policy_hash_b64u", "reason"),
-    ),
+    spec("policy.published", PolicyPublished, "policy:<hash>", "policy-admin", "policies",
+         _check_published, _apply_published, "policy_hash_b64u"),
+    spec("policy.superseded", PolicySuperseded, "policy:<old hash>", "policy-admin", "policies",
+         _check_superseded, _apply_superseded, "old_policy_hash_b64u new_policy_hash_b64u"),
+    spec("policy.revoked", PolicyRevoked, "policy:<hash>", "policy-admin", "policies",
+         _check_revoked, _apply_revoked, "policy_hash_b64u reason"),
 )
+# fmt: on

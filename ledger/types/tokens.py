@@ -13,7 +13,6 @@ from pydantic import Field, field_validator
 from ledger.crypto import kid_for_public_key, public_key_from_did
 from ledger.errors import EventError, ReasonCode, TokenError
 from ledger.registry import EventBody, EventTypeSpec, RuleSettings
-from ledger.roles import Role
 from ledger.state import EventContext, LedgerState, ProjectionRow
 from ledger.tokens import CLOCK_SKEW_SECONDS, check_lifetime, token_scope_hash_b64u
 from ledger.types._common import (
@@ -22,12 +21,14 @@ from ledger.types._common import (
     JTI,
     REVOKED,
     Array,
+    body_of,
     check_b64u_hash,
     epoch,
-    fields_summary,
+    mark_revoked,
     require_not_halted,
     require_stream,
     row,
+    spec,
     usable_policy,
 )
 from ledger.wpc import check_policy_hash
@@ -36,7 +37,7 @@ __all__ = ["SPECS", "TokenIssued", "TokenRevoked"]
 
 
 class TokenIssued(EventBody):
-    """What the ledger keeps of an issued CST: its claims and hashes, never the token.
+    """The claims and hashes of an issued scoped token (never the token).
 
     Lifetime, scope and pin are checked by the rule (with their own reason
     codes), not here.
@@ -60,6 +61,8 @@ class TokenIssued(EventBody):
 
 
 class TokenRevoked(EventBody):
+    """A token may be used no more."""
+
     jti: str = Field(pattern=JTI)
     reason: str = Field(min_length=1, max_length=2000)
 
@@ -78,8 +81,7 @@ def _claims(body: TokenIssued) -> dict[str, Any]:
 
 
 def _check_issued(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    body = ctx.body
-    assert isinstance(body, TokenIssued)
+    body = body_of(ctx, TokenIssued)
     require_stream(ctx, f"token:{body.jti}")
     if body.issuer_did != ctx.signer:
         raise EventError(
@@ -114,8 +116,7 @@ def _check_issued(state: LedgerState, ctx: EventContext, settings: RuleSettings,
 def _apply_issued(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
-    body = ctx.body
-    assert isinstance(body, TokenIssued)
+    body = body_of(ctx, TokenIssued)
     record: dict[str, Any] = {
         "jti": body.jti,
         "status": ACTIVE,
@@ -142,8 +143,7 @@ def _apply_issued(
 
 
 def _check_revoked(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    body = ctx.body
-    assert isinstance(body, TokenRevoked)
+    body = body_of(ctx, TokenRevoked)
     require_stream(ctx, f"token:{body.jti}")
     record = state.tokens.get(body.jti)
     if record is None:
@@ -155,41 +155,18 @@ def _check_revoked(state: LedgerState, ctx: EventContext, settings: RuleSettings
 def _apply_revoked(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
-    body = ctx.body
-    assert isinstance(body, TokenRevoked)
+    body = body_of(ctx, TokenRevoked)
     record = state.tokens[body.jti]
-    record.update(
-        status=REVOKED,
-        revoked_reason=body.reason,
-        revoked_by=ctx.signer,
-        revoked_at=ctx.event.occurred_at,
-    )
+    mark_revoked(record, ctx, body.reason)
     return [row("tokens", "jti", record)]
 
 
+#: event type, body, stream, roles, projections written; check, apply, timeline summary
+# fmt: off
 SPECS: tuple[EventTypeSpec, ...] = (
-    EventTypeSpec(
-        event_type="token.issued",
-        body=TokenIssued,
-        stream_kind="token",
-        stream_id="<jti>",
-        roles=frozenset({Role.ISSUER}),
-        check=_check_issued,
-        apply=_apply_issued,
-        writes=("tokens",),
-        description="the claims and hashes of an issued scoped token (never the token)",
-        summary=fields_summary("sub", "scope", "mission_id", "policy_hash_b64u", "jti"),
-    ),
-    EventTypeSpec(
-        event_type="token.revoked",
-        body=TokenRevoked,
-        stream_kind="token",
-        stream_id="<jti>",
-        roles=frozenset({Role.ISSUER, Role.OPERATOR}),
-        check=_check_revoked,
-        apply=_apply_revoked,
-        writes=("tokens",),
-        description="a token may be used no more",
-        summary=fields_summary("jti", "reason"),
-    ),
+    spec("token.issued", TokenIssued, "token:<jti>", "issuer", "tokens",
+         _check_issued, _apply_issued, "sub scope mission_id policy_hash_b64u jti"),
+    spec("token.revoked", TokenRevoked, "token:<jti>", "issuer operator", "tokens",
+         _check_revoked, _apply_revoked, "jti reason"),
 )
+# fmt: on
