@@ -10,15 +10,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rfc8785
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = [
     "MAX_SAFE_INTEGER",
     "compact_json",
+    "field_values",
     "jcs",
     "jcs_hash_b64u",
     "jcs_ordered",
@@ -318,3 +323,10 @@ def parse_json_strict(data: bytes) -> Any:
     and the bytes that were signed must mean one thing.
     """
     return _STRICT_DECODER.decode(data.decode("utf-8"))
+
+
+def field_values(record: DataclassInstance, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A dataclass's fields by name, in declaration order; values as they are, not copied."""
+    return {
+        f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name not in skip
+    }

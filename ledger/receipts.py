@@ -24,7 +24,7 @@ from ledger.canonical import parse_json_strict
 from ledger.crypto import KeyPair
 from ledger.encoding import B64U_SHA256_RE, sha256_b64u
 from ledger.envelope import SignedEnvelope, format_timestamp, sign_envelope, verify_envelope
-from ledger.errors import ReasonCode, ReceiptError
+from ledger.errors import ReasonCode, ReceiptError, validation_summary
 
 __all__ = [
     "MAX_RECEIPT_BYTES",
@@ -118,11 +118,8 @@ def validate_receipt_payload(payload: Any) -> GatewayReceipt:
     try:
         return GatewayReceipt.model_validate(dict(payload))
     except ValidationError as exc:
-        parts = []
-        for error in exc.errors()[:5]:
-            where = ".".join(str(p) for p in error["loc"]) or "payload"
-            parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
-        raise ReceiptError(ReasonCode.SCHEMA_VALIDATION_FAILED, "; ".join(parts)) from exc
+        summary = validation_summary(exc, "payload")
+        raise ReceiptError(ReasonCode.SCHEMA_VALIDATION_FAILED, summary) from exc
 
 
 def build_receipt_payload(

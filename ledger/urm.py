@@ -26,7 +26,7 @@ from ledger.canonical import jcs, jcs_hash_b64u, parse_json_strict
 from ledger.crypto import KeyPair, verify_signature
 from ledger.encoding import B64U_SHA256_RE, b64u_decode, b64u_encode
 from ledger.envelope import format_timestamp
-from ledger.errors import ManifestError, ReasonCode, RejectedError
+from ledger.errors import ManifestError, ReasonCode, RejectedError, validation_summary
 
 __all__ = [
     "APPROVAL_DOMAIN",
@@ -146,11 +146,7 @@ def validate_urm(document: Any) -> Urm:
     try:
         return Urm.model_validate(dict(document))
     except ValidationError as exc:
-        parts = []
-        for error in exc.errors()[:5]:
-            where = ".".join(str(p) for p in error["loc"]) or "urm"
-            parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
-        raise ManifestError(ReasonCode.URM_INVALID, "; ".join(parts)) from exc
+        raise ManifestError(ReasonCode.URM_INVALID, validation_summary(exc, "urm")) from exc
 
 
 def parse_urm_bytes(data: bytes) -> dict[str, Any]:

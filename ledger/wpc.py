@@ -31,7 +31,7 @@ from ledger.canonical import jcs, parse_json_strict
 from ledger.crypto import KeyPair
 from ledger.encoding import B64U_SHA256_RE, sha256_b64u
 from ledger.envelope import SignedEnvelope, sign_envelope, verify_envelope
-from ledger.errors import PolicyError, ReasonCode
+from ledger.errors import PolicyError, ReasonCode, validation_summary
 
 __all__ = [
     "MAX_WPC_BYTES",
@@ -280,16 +280,7 @@ def validate_wpc(document: Any) -> WpcDocument:
     try:
         return WpcDocument.model_validate(dict(document))
     except ValidationError as exc:
-        raise PolicyError(ReasonCode.WPC_INVALID, _summarise(exc)) from exc
-
-
-def _summarise(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error["loc"]) or "document"
-        message = error["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {message}")
-    return "; ".join(parts)
+        raise PolicyError(ReasonCode.WPC_INVALID, validation_summary(exc, "document")) from exc
 
 
 def policy_hash_b64u(document: Any) -> str:

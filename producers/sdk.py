@@ -28,6 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from ledger.canonical import field_values
 from ledger.crypto import KeyPair
 from ledger.envelope import SignedEnvelope
 from ledger.events import (
@@ -53,13 +54,7 @@ class Position:
     offset: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "stream": self.stream,
-            "topic": self.topic,
-            "partition": self.partition,
-            "offset": self.offset,
-        }
+        return field_values(self)
 
 
 @dataclass(frozen=True, slots=True)
