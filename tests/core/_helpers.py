@@ -49,6 +49,38 @@ def receipt_payload(binding: Mapping[str, Any], **details: Any) -> dict[str, Any
     return build_receipt_payload(binding=binding, **(call | details))
 
 
+def example_urm(job_id: str, wpc: str, scope_hash: str, **over: Any) -> dict[str, Any]:
+    """The finops close URM the docs and tests use; ``over`` replaces top-level sections."""
+    doc: dict[str, Any] = {
+        "urm_version": "1",
+        "job": {
+            "job_id": job_id,
+            "requested_by": "user:alice",
+            "approved_by": ["user:finops-lead"],
+            "approval_ref": "ticket:FIN-1842",
+        },
+        "policy": {
+            "wpc_hash_b64u": wpc,
+            "cst_scope_hash": scope_hash,
+            "policy_hash_pinning": True,
+        },
+        "execution": {
+            "agent_runtime": "OpenClaw",
+            "tool_profile": "finops-readonly",
+            "sandbox_mode": "all",
+            "model_routing": "via clawproxy",
+        },
+        "inputs": [{"name": "ledger_export.csv", "sha256": "ab" * 32}],
+        "expected_outputs": [
+            {"name": "close_report.pdf", "sha256": None},
+            {"name": "recon_summary.json", "sha256": "cd" * 32},
+        ],
+        "retention": {"proof_bundle_days": 180, "notes": "keep"},
+    }
+    doc.update(over)
+    return doc
+
+
 def bundle_pass() -> Any:
     """The proof-bundle pass vector, parsed keeping its document key order."""
     return parse_json_strict(BUNDLE_PASS_RAW)

@@ -27,7 +27,7 @@ from ledger.wpc import policy_hash_b64u
 from openclaw_policy.attestation import policy_attestation_hash
 from openclaw_policy.stable_json import stable_json
 
-from ._helpers import BUNDLE_PASS_RAW, EXAMPLES, GOLDEN, RFC8032_TEST1_SEED
+from ._helpers import BUNDLE_PASS_RAW, EXAMPLES, GOLDEN, RFC8032_TEST1_SEED, example_urm
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "formats.md").read_text(encoding="utf-8")
@@ -122,33 +122,12 @@ def test_section_6_bundle_entry_and_payload_hash() -> None:
 
 
 def _golden_urm() -> dict[str, Any]:
-    """The URM of tests/primitives/test_golden.py, written out."""
-    return {
-        "urm_version": "1",
-        "job": {
-            "job_id": "job-golden",
-            "requested_by": "user:alice",
-            "approved_by": ["user:finops-lead"],
-            "approval_ref": "ticket:FIN-1842",
-        },
-        "policy": {
-            "wpc_hash_b64u": EXAMPLES["wpc_example"]["policy_hash_b64u"],
-            "cst_scope_hash": EXAMPLES["scope_example"]["token_scope_hash_b64u"],
-            "policy_hash_pinning": True,
-        },
-        "execution": {
-            "agent_runtime": "OpenClaw",
-            "tool_profile": "finops-readonly",
-            "sandbox_mode": "all",
-            "model_routing": "via clawproxy",
-        },
-        "inputs": [{"name": "ledger_export.csv", "sha256": "ab" * 32}],
-        "expected_outputs": [
-            {"name": "close_report.pdf", "sha256": None},
-            {"name": "recon_summary.json", "sha256": "cd" * 32},
-        ],
-        "retention": {"proof_bundle_days": 180, "notes": "keep"},
-    }
+    """The URM of tests/primitives/test_golden.py."""
+    return example_urm(
+        "job-golden",
+        EXAMPLES["wpc_example"]["policy_hash_b64u"],
+        EXAMPLES["scope_example"]["token_scope_hash_b64u"],
+    )
 
 
 def test_section_7_urm_hash_and_approval_bytes() -> None:
