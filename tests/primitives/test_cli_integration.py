@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import shlex
 import subprocess
 import sys
 import uuid
@@ -105,26 +106,10 @@ def _urm(path: Path, job: str, wpc: str, scope_hash: str, outputs: list[dict[str
 
 
 def _issue(cli: Cli, job: str, wpc: str, sub: str = "agent:alpha") -> tuple[str, str]:
+    scopes = shlex.split("--scope proxy:call:anthropic --scope tools:read --ttl 15m")
     result = cli(
-        "cst",
-        "issue",
-        "--sub",
-        sub,
-        "--aud",
-        "clawproxy",
-        "--scope",
-        "proxy:call:anthropic",
-        "--scope",
-        "tools:read",
-        "--ttl",
-        "15m",
-        "--policy",
-        wpc,
-        "--job",
-        job,
-        "--key",
-        "issuer",
-        "--json",
+        *("cst", "issue", "--sub", sub, "--aud", "clawproxy", *scopes),
+        *("--policy", wpc, "--job", job, "--key", "issuer", "--json"),
     )
     issued = json.loads(result.stdout)
     return issued["token"], issued["token_scope_hash_b64u"]
@@ -264,41 +249,14 @@ def test_the_whole_flow_from_the_cli(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_pins_to_unknown_or_revoked_wpc_fail(cli: Cli, tmp_path: Path) -> None:
+    pinned_issue = shlex.split("cst issue --sub s --aud a --scope x --key issuer --policy")
     _, unknown = _wpc(tmp_path, "never-published")
-    cli.refused(
-        "WPC_UNKNOWN",
-        "cst",
-        "issue",
-        "--sub",
-        "s",
-        "--aud",
-        "a",
-        "--scope",
-        "x",
-        "--policy",
-        unknown,
-        "--key",
-        "issuer",
-    )
+    cli.refused("WPC_UNKNOWN", *pinned_issue, unknown)
     wpc_file, wpc = _wpc(tmp_path, "to-revoke")
     cli("wpc", "publish", str(wpc_file), "--key", "policy-admin")
     cli("wpc", "revoke", wpc, "--reason", "allows exec on prod", "--key", "policy-admin")
     cli.refused("WPC_REVOKED", "wpc", "get", wpc)
-    cli.refused(
-        "WPC_REVOKED",
-        "cst",
-        "issue",
-        "--sub",
-        "s",
-        "--aud",
-        "a",
-        "--scope",
-        "x",
-        "--policy",
-        wpc,
-        "--key",
-        "issuer",
-    )
+    cli.refused("WPC_REVOKED", *pinned_issue, wpc)
     cli.refused("WPC_UNKNOWN", "wpc", "get", unknown)
     cli.refused("MALFORMED_POLICY_HASH", "wpc", "get", "b64u:nope")
 
