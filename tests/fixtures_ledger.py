@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -20,6 +19,7 @@ import pytest
 import pytest_asyncio
 
 from claw_ledger.config import Settings
+from claw_ledger.processor_control import processor_command
 from claw_ledger.services.kafka import ensure_topics
 from ledger.crypto import KeyPair, save_key
 from ledger.roles import Role
@@ -66,20 +66,10 @@ class ProcessorProcess:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "claw_ledger",
-                "processor",
-                "run",
-                "--group",
-                self.group,
-                "--no-status",
-                "--engine",
-                self.engine,
-                "--batch-size",
-                str(self.batch_size),
-            ],
+            processor_command(
+                *("run", "--group", self.group, "--no-status", "--engine", self.engine),
+                *("--batch-size", str(self.batch_size)),
+            ),
             env=ledger_env(self.settings),
             stdout=log,
             stderr=subprocess.STDOUT,

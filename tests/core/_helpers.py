@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,20 @@ RFC8032_TEST1_SEED = bytes.fromhex(
 RFC8032_TEST1_DID = "did:key:z6MktwupdmLXVVqTzCw4i46r4uGyosGXRnR3XjN4Zq7oMMsw"
 
 FIXED_TS = "2026-02-12T00:00:00.000Z"
+
+
+def fresh_python_json(script: str) -> Any:
+    """Run ``script`` in a new interpreter at the repository root; the JSON its last line prints."""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=VECTORS.parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
 
 
 def key(n: int, name: str = "") -> KeyPair:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from typing import Any
 
 import psutil
 import pytest
 
+from claw_ledger.processor_control import processor_command
 from ledger.roles import Role
 
 pytestmark = [pytest.mark.integration, pytest.mark.crash]
@@ -32,15 +32,7 @@ def _wait_child(pid: int, not_pid: int | None = None, timeout: float = 60) -> ps
 
 async def test_supervisor_restarts_a_killed_processor(running_ledger: Any) -> None:
     supervisor = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "claw_ledger",
-            "processor",
-            "supervise",
-            "--group",
-            running_ledger.processor.group,
-        ],
+        processor_command("supervise", "--group", running_ledger.processor.group),
         env=running_ledger.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
