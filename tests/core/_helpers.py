@@ -13,8 +13,9 @@ from typing import Any
 from ledger.canonical import compact_json, jcs, parse_json_strict
 from ledger.crypto import KeyPair
 from ledger.encoding import b64u_encode
-from ledger.envelope import sign_envelope
-from ledger.events import EVENT_ENVELOPE_TYPE
+from ledger.envelope import SignedEnvelope, sign_envelope
+from ledger.errors import ReasonCode
+from ledger.events import EVENT_ENVELOPE_TYPE, build_event
 from ledger.receipts import build_receipt_payload
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
@@ -29,6 +30,19 @@ RFC8032_TEST1_SEED = bytes.fromhex(
 RFC8032_TEST1_DID = "did:key:z6MktwupdmLXVVqTzCw4i46r4uGyosGXRnR3XjN4Zq7oMMsw"
 
 FIXED_TS = "2026-02-12T00:00:00.000Z"
+
+#: envelope fields set to values no verifier may accept: (field, value, code)
+UNKNOWN_VERSIONS_AND_ALGORITHMS = [
+    ("envelope_version", "2", ReasonCode.UNKNOWN_ENVELOPE_VERSION),
+    ("envelope_version", "1.0", ReasonCode.UNKNOWN_ENVELOPE_VERSION),
+    ("envelope_version", "", ReasonCode.UNKNOWN_ENVELOPE_VERSION),
+    ("hash_algorithm", "SHA-512", ReasonCode.UNKNOWN_HASH_ALGORITHM),
+    ("hash_algorithm", "sha-256", ReasonCode.UNKNOWN_HASH_ALGORITHM),
+    ("hash_algorithm", "SHA3-256", ReasonCode.UNKNOWN_HASH_ALGORITHM),
+    ("algorithm", "EdDSA", ReasonCode.UNKNOWN_ALGORITHM),
+    ("algorithm", "ed25519", ReasonCode.UNKNOWN_ALGORITHM),
+    ("algorithm", "ES256", ReasonCode.UNKNOWN_ALGORITHM),
+]
 
 
 def fresh_python_json(script: str) -> Any:
@@ -95,6 +109,25 @@ def example_urm(job_id: str, wpc: str, scope_hash: str, **over: Any) -> dict[str
     }
     doc.update(over)
     return doc
+
+
+def example_key_registered(
+    n: int, subject: KeyPair, name: str, roles: list[str], signer: KeyPair
+) -> SignedEnvelope:
+    """Event ``n`` of the docs' example ledger: ``signer`` registers ``subject``.
+
+    It occurred ``n - 1`` seconds past ``FIXED_TS`` and was signed a second later.
+    """
+    event = build_event(
+        "key.registered",
+        f"key:{subject.did}",
+        {"did": subject.did, "name": name, "roles": roles},
+        signer,
+        event_id=f"00000000-0000-4000-8000-{n:012d}",
+        occurred_at=f"2026-02-12T00:00:{n - 1:02d}.000Z",
+    )
+    issued_at = f"2026-02-12T00:00:{n:02d}.000Z"
+    return sign_envelope(EVENT_ENVELOPE_TYPE, event.to_payload(), signer, issued_at=issued_at)
 
 
 def bundle_pass() -> Any:

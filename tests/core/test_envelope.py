@@ -26,7 +26,7 @@ from ledger.envelope import (
     verify_envelope,
 )
 from ledger.errors import EnvelopeError, ReasonCode
-from ledger.events import EVENT_ENVELOPE_TYPE, build_event
+from ledger.events import build_event
 from ledger.receipts import verify_receipt_envelope
 from ledger.verify import Verified, verify_message
 
@@ -34,8 +34,10 @@ from ._helpers import (
     GOLDEN,
     RFC8032_TEST1_DID,
     RFC8032_TEST1_SEED,
+    UNKNOWN_VERSIONS_AND_ALGORITHMS,
     bundle_pass,
     envelope_dict,
+    example_key_registered,
     key,
     sign_document_order,
 )
@@ -111,18 +113,7 @@ def test_proof_bundle_pass_vector_tampered_receipt_fails() -> None:
 
 def _golden_envelope_bytes() -> bytes:
     pair = KeyPair.from_seed(RFC8032_TEST1_SEED, "root")
-    event = build_event(
-        "key.registered",
-        f"key:{pair.did}",
-        {"did": pair.did, "name": "root", "roles": ["admin"]},
-        pair,
-        event_id="00000000-0000-4000-8000-000000000001",
-        occurred_at="2026-02-12T00:00:00.000Z",
-    )
-    envelope = sign_envelope(
-        EVENT_ENVELOPE_TYPE, event.to_payload(), pair, issued_at="2026-02-12T00:00:01.000Z"
-    )
-    return envelope.to_bytes()
+    return example_key_registered(1, pair, "root", ["admin"], pair).to_bytes()
 
 
 def test_golden_envelope_bytes_are_stable() -> None:
@@ -274,18 +265,7 @@ def test_step1_document_not_object_is_malformed(document: Any) -> None:
     assert _code(document) is ReasonCode.MALFORMED_ENVELOPE
 
 
-@pytest.mark.parametrize(
-    ("field", "value", "code"),
-    [
-        ("envelope_version", "2", ReasonCode.UNKNOWN_ENVELOPE_VERSION),
-        ("envelope_version", "1.0", ReasonCode.UNKNOWN_ENVELOPE_VERSION),
-        ("envelope_version", "", ReasonCode.UNKNOWN_ENVELOPE_VERSION),
-        ("hash_algorithm", "SHA-512", ReasonCode.UNKNOWN_HASH_ALGORITHM),
-        ("hash_algorithm", "sha-256", ReasonCode.UNKNOWN_HASH_ALGORITHM),
-        ("algorithm", "EdDSA", ReasonCode.UNKNOWN_ALGORITHM),
-        ("algorithm", "ed25519", ReasonCode.UNKNOWN_ALGORITHM),
-    ],
-)
+@pytest.mark.parametrize(("field", "value", "code"), UNKNOWN_VERSIONS_AND_ALGORITHMS)
 def test_step2_unknown_versions_and_algorithms(field: str, value: str, code: ReasonCode) -> None:
     assert _code(dict(_good(), **{field: value})) is code
 
