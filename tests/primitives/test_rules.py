@@ -22,6 +22,7 @@ from ledger.types import REGISTRY
 from ledger.types.halts import active_halt
 from ledger.types.runs import output_flags
 from ledger.urm import sign_approval, urm_hash_b64u
+from ledger.verify import Accepted, Rejected
 from ledger.wpc import policy_hash_b64u, sign_wpc
 from tests.core._helpers import receipt_payload
 
@@ -78,13 +79,7 @@ def test_full_flow_and_projection_rows(ledger: Ledger) -> None:
         {"name": "close_report.pdf", "sha256": _sha(b"pdf")},
         {"name": "recon_summary.json", "sha256": "cd" * 32},
     ]
-    ledger.ok(
-        ledger.keys.runtime,
-        "run.completed",
-        "job:job-1",
-        {"job_id": "job-1", "outputs": outputs},
-        at=ts(120),
-    )
+    assert isinstance(_complete(ledger, outputs), Accepted)
     job = ledger.state.jobs["job-1"]
     assert job["status"] == "completed"
     assert job["outputs_match"] is True and job["output_flags"] == []
@@ -141,13 +136,7 @@ def test_each_type_writes_the_tables_its_spec_names(ledger: Ledger) -> None:
         ledger.keys.gateway, "receipt.recorded", "job:job-1", _receipt_body(ledger), at=ts(90)
     )
     outputs = [{"name": "recon_summary.json", "sha256": "cd" * 32}]
-    ledger.ok(
-        ledger.keys.runtime,
-        "run.completed",
-        "job:job-1",
-        {"job_id": "job-1", "outputs": outputs},
-        at=ts(120),
-    )
+    assert isinstance(_complete(ledger, outputs), Accepted)
     old = next(iter(ledger.state.policies))
     new = ledger.publish_wpc(OTHER_WPC)
     body = {"old_policy_hash_b64u": old, "new_policy_hash_b64u": new}
@@ -746,7 +735,9 @@ def test_external_receipt_in_its_own_key_order(ledger: Ledger) -> None:
 # --- run.completed ----------------------------------------------------------------------
 
 
-def _complete(ledger: Ledger, outputs: list[dict[str, str]], job_id: str = "job-1") -> Any:
+def _complete(
+    ledger: Ledger, outputs: list[dict[str, str]], job_id: str = "job-1"
+) -> Accepted | Rejected:
     return ledger.submit(
         ledger.keys.runtime,
         "run.completed",
