@@ -10,20 +10,16 @@ application settings.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import asyncpg
 
 from ledger.crypto import KeyPair
 from producers.outcome import Committed, PublishOutcome, Quarantined, TimedOut, Verdict
-from producers.sdk import LedgerProducer
-
-_P = ParamSpec("_P")
-_T = TypeVar("_T")
+from producers.sdk import LedgerProducer, blocking
 
 __all__ = [
     "Committed",
@@ -108,16 +104,4 @@ async def publish_event(
     return PublishOutcome(event_type, position, verdict)
 
 
-def _blocking(call: Callable[_P, Coroutine[Any, Any, _T]]) -> Callable[_P, _T]:
-    """``call`` run to completion on an event loop of its own."""
-
-    @functools.wraps(call)
-    def blocking(*args: _P.args, **kwargs: _P.kwargs) -> _T:
-        return asyncio.run(call(*args, **kwargs))
-
-    blocking.__name__ = blocking.__qualname__ = f"{call.__name__}_sync"
-    blocking.__doc__ = f"Blocking :func:`{call.__name__}`."
-    return blocking
-
-
-publish_event_sync = _blocking(publish_event)
+publish_event_sync = blocking(publish_event)
