@@ -24,6 +24,7 @@ import pytest
 
 from ledger.tokens import token_scope_hash_b64u
 from ledger.wpc import policy_hash_b64u
+from tests.core._helpers import example_urm
 
 from ._support import WPC_EXAMPLE
 
@@ -82,25 +83,14 @@ def _wpc(tmp_path: Path, label: str) -> tuple[Path, str]:
 
 
 def _urm(path: Path, job: str, wpc: str, scope_hash: str, outputs: list[dict[str, Any]]) -> Path:
-    document = {
-        "urm_version": "1",
-        "job": {
-            "job_id": job,
-            "requested_by": "user:alice",
-            "approved_by": ["user:finops-lead"],
-            "approval_ref": "ticket:FIN-1842",
-        },
-        "policy": {"wpc_hash_b64u": wpc, "cst_scope_hash": scope_hash, "policy_hash_pinning": True},
-        "execution": {
-            "agent_runtime": "OpenClaw",
-            "tool_profile": "finops-readonly",
-            "sandbox_mode": "all",
-            "model_routing": "via clawproxy",
-        },
-        "inputs": [{"name": "ledger_export.csv", "sha256": hashlib.sha256(b"a,b\n").hexdigest()}],
-        "expected_outputs": outputs,
-        "retention": {"proof_bundle_days": 180, "notes": "integration"},
-    }
+    document = example_urm(
+        job,
+        wpc,
+        scope_hash,
+        inputs=[{"name": "ledger_export.csv", "sha256": hashlib.sha256(b"a,b\n").hexdigest()}],
+        expected_outputs=outputs,
+        retention={"proof_bundle_days": 180, "notes": "integration"},
+    )
     path.write_text(json.dumps(document, indent=2))
     return path
 
@@ -171,28 +161,11 @@ def test_the_whole_flow_from_the_cli(cli: Cli, tmp_path: Path) -> None:
     response.write_bytes(b'{"content":[]}')
     receipt_file = tmp_path / "receipt.json"
     cli(
-        "receipt",
-        "record",
-        "--job",
-        job,
-        "--request",
-        str(request),
-        "--response",
-        str(response),
-        "--provider",
-        "anthropic",
-        "--model",
-        "claude-sonnet-4",
-        "--tokens-input",
-        "12",
-        "--tokens-output",
-        "3",
-        "--latency-ms",
-        "456",
-        "--key",
-        "gateway",
-        "-o",
-        str(receipt_file),
+        *("receipt", "record", "--job", job),
+        *("--request", str(request), "--response", str(response)),
+        *shlex.split("--provider anthropic --model claude-sonnet-4 --key gateway"),
+        *shlex.split("--tokens-input 12 --tokens-output 3 --latency-ms 456"),
+        *("-o", str(receipt_file)),
     )
     cli(
         "receipt",
@@ -318,20 +291,8 @@ def test_ledger_refusals_from_the_cli(cli: Cli, tmp_path: Path) -> None:
     cli("run", "start", "--job", job, "--token", token, "--key", "runtime")
     request = tmp_path / "req"
     request.write_bytes(b"req")
-    receipt = [
-        "receipt",
-        "record",
-        "--job",
-        job,
-        "--request",
-        str(request),
-        "--response",
-        str(request),
-        "--provider",
-        "p",
-        "--model",
-        "m",
-    ]
+    receipt = ["receipt", "record", "--job", job, "--request", str(request)]
+    receipt += ["--response", str(request), "--provider", "p", "--model", "m"]
     cli.refused("ROLE_NOT_ALLOWED", *receipt, "--key", "runtime")
     cli.refused("RECEIPT_BINDING_MISMATCH", *receipt, "--event-hash", "B" * 43, "--key", "gateway")
     cli("halt", "sub:agent:alpha", "--reason", "injection suspected", "--key", "operator")
