@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
 
 from claw_ledger.config import Settings
 from claw_ledger.processor_control import processor_command
@@ -130,6 +131,23 @@ class LedgerHarness:
             position = await producer.publish(key, event_type, stream, body, **kw)
         return position.to_dict() | await self.verdict(position.event_id)
 
+    def output_consumer(self) -> AIOKafkaConsumer:
+        """Reads the verified and quarantine topics from their start, committing nothing."""
+        return AIOKafkaConsumer(
+            self.topics.verified,
+            self.topics.quarantine,
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+
+    async def register(self, key: KeyPair, name: str, role: str) -> dict[str, Any]:
+        """The admin registers ``key`` holding ``role``; the committed verdict."""
+        body = {"did": key.did, "name": name, "roles": [role]}
+        verdict = await self.publish(self.admin, "key.registered", f"key:{key.did}", body)
+        assert verdict["status"] == "committed", verdict
+        return verdict
+
     async def publish_raw(self, value: bytes, stream: str = "raw:test") -> None:
         async with self.producer() as producer:
             future = await producer.send_raw(value, stream)
@@ -211,13 +229,7 @@ async def start_ledger(
     processor.start()
     harness = LedgerHarness(settings, admin, {}, processor, ledger_env(settings))
     try:
-        verdict = await harness.publish(
-            admin,
-            "key.registered",
-            f"key:{admin.did}",
-            {"did": admin.did, "name": "admin", "roles": ["admin"]},
-        )
-        assert verdict["status"] == "committed", verdict
+        await harness.register(admin, "admin", "admin")
     except BaseException:
         processor.stop()
         raise
@@ -227,13 +239,7 @@ async def start_ledger(
                 continue
             key = KeyPair.generate(role.value)
             save_key(key, state_dir / "keys" / f"{role.value}.key")
-            verdict = await harness.publish(
-                admin,
-                "key.registered",
-                f"key:{key.did}",
-                {"did": key.did, "name": role.value, "roles": [role.value]},
-            )
-            assert verdict["status"] == "committed", verdict
+            await harness.register(key, role.value, role.value)
             harness.keys[role] = key
     return harness
 
