@@ -13,13 +13,14 @@ state record and the row values are the same JSON-able dict:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar, cast
 
 from pydantic import BeforeValidator
 
 from ledger.encoding import B64U_SHA256_RE
-from ledger.errors import EventError, PolicyError, ReasonCode
+from ledger.errors import EventError, PolicyError, ReasonCode, RejectedError
 from ledger.registry import (
     ApplyFn,
     CheckFn,
@@ -118,6 +119,42 @@ def mark_revoked(record: dict[str, Any], ctx: EventContext, reason: str) -> None
         revoked_by=ctx.signer,
         revoked_at=ctx.event.occurred_at,
     )
+
+
+class _RevocationBody(Protocol):
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """The rule of a ``*.revoked`` event for a registry of ``table`` (policies, tokens).
+
+    The body names the record by its ``key`` field, on stream ``<stream_kind>:<key>``;
+    it must exist and not be revoked already (``unknown`` and ``revoked`` codes).
+    """
+
+    table: str
+    key: str
+    stream_kind: str
+    error: type[RejectedError]
+    unknown: ReasonCode
+    revoked: ReasonCode
+
+    def check(self, state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
+        value = getattr(ctx.body, self.key)
+        require_stream(ctx, f"{self.stream_kind}:{value}")
+        record = getattr(state, self.table).get(value)
+        if record is None:
+            raise self.error(self.unknown, f"no {self.stream_kind} {value} on the ledger")
+        if record["status"] == REVOKED:
+            raise self.error(self.revoked, f"{self.stream_kind} {value} is already revoked")
+
+    def apply(
+        self, state: LedgerState, ctx: EventContext, settings: RuleSettings, /
+    ) -> list[ProjectionRow]:
+        record = getattr(state, self.table)[getattr(ctx.body, self.key)]
+        mark_revoked(record, ctx, cast("_RevocationBody", ctx.body).reason)
+        return [row(self.table, self.key, record)]
 
 
 def no_check(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:

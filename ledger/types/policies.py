@@ -16,11 +16,10 @@ from ledger.roles import Role
 from ledger.state import EventContext, LedgerState, ProjectionRow
 from ledger.types._common import (
     ACTIVE,
-    REVOKED,
     SUPERSEDED,
+    Revocation,
     body_of,
     check_b64u_hash,
-    mark_revoked,
     require_role,
     require_stream,
     row,
@@ -133,33 +132,17 @@ def _apply_superseded(
     return [row("policies", "policy_hash_b64u", old), row("policies", "policy_hash_b64u", new)]
 
 
-def _check_revoked(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    body = body_of(ctx, PolicyRevoked)
-    require_stream(ctx, f"policy:{body.policy_hash_b64u}")
-    record = state.policies.get(body.policy_hash_b64u)
-    if record is None:
-        raise PolicyError(ReasonCode.WPC_UNKNOWN, f"no WPC {body.policy_hash_b64u} in the registry")
-    if record["status"] == REVOKED:
-        raise PolicyError(ReasonCode.WPC_REVOKED, f"WPC {body.policy_hash_b64u} is already revoked")
-
-
-def _apply_revoked(
-    state: LedgerState, ctx: EventContext, settings: RuleSettings, /
-) -> list[ProjectionRow]:
-    body = body_of(ctx, PolicyRevoked)
-    record = state.policies[body.policy_hash_b64u]
-    mark_revoked(record, ctx, body.reason)
-    return [row("policies", "policy_hash_b64u", record)]
-
+# fmt: off
+_REVOCATION = Revocation("policies", "policy_hash_b64u", "policy", PolicyError,
+                         ReasonCode.WPC_UNKNOWN, ReasonCode.WPC_REVOKED)
 
 #: event type, body, stream, roles, projections written; check, apply, timeline summary
-# fmt: off
 SPECS: tuple[EventTypeSpec, ...] = (
     spec("policy.published", PolicyPublished, "policy:<hash>", "policy-admin", "policies",
          _check_published, _apply_published, "policy_hash_b64u"),
     spec("policy.superseded", PolicySuperseded, "policy:<old hash>", "policy-admin", "policies",
          _check_superseded, _apply_superseded, "old_policy_hash_b64u new_policy_hash_b64u"),
     spec("policy.revoked", PolicyRevoked, "policy:<hash>", "policy-admin", "policies",
-         _check_revoked, _apply_revoked, "policy_hash_b64u reason"),
+         _REVOCATION.check, _REVOCATION.apply, "policy_hash_b64u reason"),
 )
 # fmt: on

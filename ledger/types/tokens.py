@@ -19,12 +19,11 @@ from ledger.types._common import (
     ACTIVE,
     JOB_ID,
     JTI,
-    REVOKED,
     Array,
+    Revocation,
     body_of,
     check_b64u_hash,
     epoch,
-    mark_revoked,
     require_not_halted,
     require_stream,
     row,
@@ -142,23 +141,9 @@ def _apply_issued(
     return [row("tokens", "jti", record)]
 
 
-def _check_revoked(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    body = body_of(ctx, TokenRevoked)
-    require_stream(ctx, f"token:{body.jti}")
-    record = state.tokens.get(body.jti)
-    if record is None:
-        raise TokenError(ReasonCode.TOKEN_UNKNOWN, f"no token {body.jti} on the ledger")
-    if record["status"] == REVOKED:
-        raise TokenError(ReasonCode.TOKEN_REVOKED, f"token {body.jti} is already revoked")
-
-
-def _apply_revoked(
-    state: LedgerState, ctx: EventContext, settings: RuleSettings, /
-) -> list[ProjectionRow]:
-    body = body_of(ctx, TokenRevoked)
-    record = state.tokens[body.jti]
-    mark_revoked(record, ctx, body.reason)
-    return [row("tokens", "jti", record)]
+_REVOCATION = Revocation(
+    "tokens", "jti", "token", TokenError, ReasonCode.TOKEN_UNKNOWN, ReasonCode.TOKEN_REVOKED
+)
 
 
 #: event type, body, stream, roles, projections written; check, apply, timeline summary
@@ -167,6 +152,6 @@ SPECS: tuple[EventTypeSpec, ...] = (
     spec("token.issued", TokenIssued, "token:<jti>", "issuer", "tokens",
          _check_issued, _apply_issued, "sub scope mission_id policy_hash_b64u jti"),
     spec("token.revoked", TokenRevoked, "token:<jti>", "issuer operator", "tokens",
-         _check_revoked, _apply_revoked, "jti reason"),
+         _REVOCATION.check, _REVOCATION.apply, "jti reason"),
 )
 # fmt: on
