@@ -246,26 +246,9 @@ def test_ledger_refusals_from_the_cli(cli: Cli, tmp_path: Path) -> None:
     # an approver key cannot be the requester; a runtime key cannot approve
     self_approval = tmp_path / "self.json"
     cli("urm", "approve", str(urm), "--key", "runtime", "-o", str(self_approval))
-    cli.refused(
-        "URM_SELF_APPROVAL",
-        "urm",
-        "submit",
-        str(urm),
-        "--approval",
-        str(self_approval),
-        "--key",
-        "runtime",
-    )
-    cli.refused(
-        "URM_APPROVER_NOT_ALLOWED",
-        "urm",
-        "submit",
-        str(urm),
-        "--approval",
-        str(self_approval),
-        "--key",
-        "operator",
-    )
+    self_approved = ["urm", "submit", str(urm), "--approval", str(self_approval)]
+    cli.refused("URM_SELF_APPROVAL", *self_approved, "--key", "runtime")
+    cli.refused("URM_APPROVER_NOT_ALLOWED", *self_approved, "--key", "operator")
     cli.refused("JOB_UNKNOWN", "run", "start", "--job", job, "--token", token, "--key", "runtime")
     cli("urm", "submit", str(urm), "--approval", str(approval), "--key", "runtime")
     cli.refused(
