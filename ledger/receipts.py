@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ledger.canonical import parse_json_strict
 from ledger.crypto import KeyPair
-from ledger.encoding import B64U_SHA256_RE, sha256_b64u
+from ledger.encoding import check_b64u_hash, matching, only_version, sha256_b64u
 from ledger.envelope import SignedEnvelope, format_timestamp, sign_envelope, verify_envelope
 from ledger.errors import ReasonCode, ReceiptError, validation_summary
 
@@ -48,12 +48,6 @@ MAX_RECEIPT_BYTES = 64 * 1024
 _RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 
 
-def _hash(value: str) -> str:
-    if not B64U_SHA256_RE.fullmatch(value):
-        raise ValueError("must be a base64url SHA-256 digest (43 characters)")
-    return value
-
-
 class ReceiptBinding(BaseModel):
     """``binding`` of a receipt; unknown keys are kept (and signed)."""
 
@@ -65,12 +59,12 @@ class ReceiptBinding(BaseModel):
     policy_hash: str | None = None
     token_scope_hash_b64u: str | None = None
 
-    _event_hash = field_validator("event_hash_b64u")(_hash)
+    _event_hash = field_validator("event_hash_b64u")(check_b64u_hash)
 
     @field_validator("policy_hash", "token_scope_hash_b64u")
     @classmethod
     def _optional_hash(cls, value: str | None) -> str | None:
-        return None if value is None else _hash(value)
+        return None if value is None else check_b64u_hash(value)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
@@ -94,21 +88,12 @@ class GatewayReceipt(BaseModel):
     timestamp: str
     binding: ReceiptBinding
 
-    _hashes = field_validator("request_hash_b64u", "response_hash_b64u")(_hash)
+    _hashes = field_validator("request_hash_b64u", "response_hash_b64u")(check_b64u_hash)
 
-    @field_validator("receipt_version")
-    @classmethod
-    def _version(cls, value: str) -> str:
-        if value != RECEIPT_VERSION:
-            raise ValueError(f'receipt_version {value!r} is not supported (only "1")')
-        return value
-
-    @field_validator("timestamp")
-    @classmethod
-    def _time(cls, value: str) -> str:
-        if not _RFC3339_RE.fullmatch(value):
-            raise ValueError("timestamp must be an RFC 3339 date-time")
-        return value
+    _version = field_validator("receipt_version")(only_version("receipt_version", RECEIPT_VERSION))
+    _time = field_validator("timestamp")(
+        matching(_RFC3339_RE, "timestamp must be an RFC 3339 date-time")
+    )
 
 
 def validate_receipt_payload(payload: Any) -> GatewayReceipt:

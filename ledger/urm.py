@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ledger.canonical import jcs, jcs_hash_b64u, parse_json_strict
 from ledger.crypto import KeyPair, verify_signature
-from ledger.encoding import B64U_SHA256_RE, b64u_decode, b64u_encode
+from ledger.encoding import B64U_SHA256_RE, b64u_decode, b64u_encode, check_b64u_hash, only_version
 from ledger.envelope import format_timestamp
 from ledger.errors import ManifestError, ReasonCode, RejectedError, validation_summary
 
@@ -76,12 +76,7 @@ class UrmPolicy(_Strict):
     cst_scope_hash: str
     policy_hash_pinning: bool
 
-    @field_validator("wpc_hash_b64u", "cst_scope_hash")
-    @classmethod
-    def _b64u(cls, value: str) -> str:
-        if not B64U_SHA256_RE.fullmatch(value):
-            raise ValueError("must be a base64url SHA-256 digest (43 characters)")
-        return value
+    _b64u = field_validator("wpc_hash_b64u", "cst_scope_hash")(check_b64u_hash)
 
 
 class UrmExecution(_Strict):
@@ -119,12 +114,7 @@ class Urm(_Strict):
     expected_outputs: list[UrmOutput]
     retention: UrmRetention
 
-    @field_validator("urm_version")
-    @classmethod
-    def _version(cls, value: str) -> str:
-        if value != URM_VERSION:
-            raise ValueError(f'urm_version {value!r} is not supported (only "1")')
-        return value
+    _version = field_validator("urm_version")(only_version("urm_version", URM_VERSION))
 
     @model_validator(mode="after")
     def _unique_names(self) -> Urm:

@@ -19,7 +19,6 @@ from typing import Annotated, Any, Protocol, TypeVar, cast
 
 from pydantic import BeforeValidator
 
-from ledger.encoding import B64U_SHA256_RE
 from ledger.errors import EventError, PolicyError, ReasonCode, RejectedError
 from ledger.registry import (
     ApplyFn,
@@ -55,12 +54,6 @@ def _array_to_tuple(value: Any) -> Any:
 
 #: A JSON array held as a tuple (bodies are frozen).
 Array = Annotated[tuple[_Item, ...], BeforeValidator(_array_to_tuple)]
-
-
-def check_b64u_hash(value: str) -> str:
-    if not B64U_SHA256_RE.fullmatch(value):
-        raise ValueError("must be a base64url SHA-256 digest (43 characters)")
-    return value
 
 
 # --- specs ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from ledger.encoding import check_b64u_hash
 from ledger.errors import PolicyError, ReasonCode
 from ledger.registry import EventBody, EventTypeSpec, RuleSettings
 from ledger.roles import Role
@@ -19,7 +20,6 @@ from ledger.types._common import (
     SUPERSEDED,
     Revocation,
     body_of,
-    check_b64u_hash,
     require_role,
     require_stream,
     row,

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ledger.bundles import chain_entry
 from ledger.canonical import jcs
-from ledger.encoding import sha256_b64u
+from ledger.encoding import check_b64u_hash, sha256_b64u
 from ledger.errors import ManifestError, PolicyError, ReasonCode, ReceiptError, TokenError
 from ledger.receipts import (
     check_receipt_binding,
@@ -36,7 +36,6 @@ from ledger.types._common import (
     REVOKED,
     Array,
     body_of,
-    check_b64u_hash,
     copy_json,
     epoch,
     holds_role,

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from ledger.crypto import kid_for_public_key, public_key_from_did
+from ledger.encoding import check_b64u_hash
 from ledger.errors import EventError, ReasonCode, TokenError
 from ledger.registry import EventBody, EventTypeSpec, RuleSettings
 from ledger.state import EventContext, LedgerState, ProjectionRow
@@ -22,7 +23,6 @@ from ledger.types._common import (
     Array,
     Revocation,
     body_of,
-    check_b64u_hash,
     epoch,
     require_not_halted,
     require_stream,
