@@ -46,23 +46,16 @@ def ledger_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+@dataclass(eq=False)
 class ProcessorProcess:
     """``python -m claw_ledger processor run`` as a real child process."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        log_path: Path,
-        group: str,
-        engine: str = "kafka",
-        batch_size: int = 2000,
-    ) -> None:
-        self.engine = engine
-        self.batch_size = batch_size
-        self.settings = settings
-        self.log_path = log_path
-        self.group = group
-        self.proc: subprocess.Popen[bytes] | None = None
+    settings: Settings
+    log_path: Path
+    group: str
+    engine: str = "kafka"
+    batch_size: int = 2000
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:
         log = self.log_path.open("ab")
