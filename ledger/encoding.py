@@ -5,18 +5,8 @@ from __future__ import annotations
 import binascii
 import hashlib
 import re
-from collections.abc import Callable
 
-__all__ = [
-    "B64U_SHA256_RE",
-    "b64u_decode",
-    "b64u_encode",
-    "check_b64u_hash",
-    "matching",
-    "only_version",
-    "sha256_b64u",
-    "sha256_hex",
-]
+__all__ = ["B64U_SHA256_RE", "b64u_decode", "b64u_encode", "sha256_b64u", "sha256_hex"]
 
 #: A SHA-256 digest in base64url without padding is always 43 characters.
 B64U_SHA256_RE = re.compile(r"^[A-Za-z0-9_-]{43}\Z")
@@ -49,32 +39,3 @@ def sha256_b64u(data: bytes) -> str:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-# --- text checks, usable as pydantic field validators ------------------------------------
-
-
-def matching(pattern: re.Pattern[str], message: str) -> Callable[[str], str]:
-    """A check that the whole value matches ``pattern``; ``ValueError(message)`` if not."""
-
-    def check(value: str) -> str:
-        if not pattern.fullmatch(value):
-            raise ValueError(message)
-        return value
-
-    return check
-
-
-#: A base64url SHA-256 digest (43 characters), else ``ValueError``.
-check_b64u_hash = matching(B64U_SHA256_RE, "must be a base64url SHA-256 digest (43 characters)")
-
-
-def only_version(field: str, supported: str) -> Callable[[str], str]:
-    """A check that ``field`` holds the one version this code reads."""
-
-    def check(value: str) -> str:
-        if value != supported:
-            raise ValueError(f'{field} {value!r} is not supported (only "{supported}")')
-        return value
-
-    return check

@@ -20,8 +20,9 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ledger.canonical import plain_jcs_bytes
+from ledger.checks import matching
 from ledger.crypto import KeyPair
-from ledger.encoding import b64u_encode, matching
+from ledger.encoding import b64u_encode
 from ledger.envelope import (
     SignedEnvelope,
     envelope_bytes,

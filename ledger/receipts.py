@@ -21,8 +21,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ledger.canonical import parse_json_strict
+from ledger.checks import check_b64u_hash, matching, only_version
 from ledger.crypto import KeyPair
-from ledger.encoding import check_b64u_hash, matching, only_version, sha256_b64u
+from ledger.encoding import sha256_b64u
 from ledger.envelope import SignedEnvelope, format_timestamp, sign_envelope, verify_envelope
 from ledger.errors import ReasonCode, ReceiptError, validation_summary
 

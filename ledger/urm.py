@@ -23,8 +23,9 @@ import json5
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ledger.canonical import jcs, jcs_hash_b64u, parse_json_strict
+from ledger.checks import check_b64u_hash, only_version
 from ledger.crypto import KeyPair, verify_signature
-from ledger.encoding import B64U_SHA256_RE, b64u_decode, b64u_encode, check_b64u_hash, only_version
+from ledger.encoding import B64U_SHA256_RE, b64u_decode, b64u_encode
 from ledger.envelope import format_timestamp
 from ledger.errors import ManifestError, ReasonCode, RejectedError, validation_summary
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from ledger.encoding import check_b64u_hash
+from ledger.checks import check_b64u_hash
 from ledger.errors import PolicyError, ReasonCode
 from ledger.registry import EventBody, EventTypeSpec, RuleSettings
 from ledger.roles import Role

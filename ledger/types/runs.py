@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ledger.bundles import chain_entry
 from ledger.canonical import jcs
-from ledger.encoding import check_b64u_hash, sha256_b64u
+from ledger.checks import check_b64u_hash
+from ledger.encoding import sha256_b64u
 from ledger.errors import ManifestError, PolicyError, ReasonCode, ReceiptError, TokenError
 from ledger.receipts import (
     check_receipt_binding,

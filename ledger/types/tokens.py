@@ -10,8 +10,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from ledger.checks import check_b64u_hash
 from ledger.crypto import kid_for_public_key, public_key_from_did
-from ledger.encoding import check_b64u_hash
 from ledger.errors import EventError, ReasonCode, TokenError
 from ledger.registry import EventBody, EventTypeSpec, RuleSettings
 from ledger.state import EventContext, LedgerState, ProjectionRow
