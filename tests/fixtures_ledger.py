@@ -141,6 +141,13 @@ class LedgerHarness:
         assert verdict["status"] == "committed", verdict
         return verdict
 
+    async def halt(self, target: str, reason: str) -> dict[str, Any]:
+        """The operator halts ``target``; the committed verdict."""
+        operator, body = self.keys[Role.OPERATOR], {"target": target, "reason": reason}
+        verdict = await self.publish(operator, "agent.halted", f"halt:{target}", body)
+        assert verdict["status"] == "committed", verdict
+        return verdict
+
     async def publish_raw(self, value: bytes, stream: str = "raw:test") -> None:
         async with self.producer() as producer:
             future = await producer.send_raw(value, stream)

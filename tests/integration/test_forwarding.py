@@ -82,13 +82,7 @@ async def _commit_without_copying(ledger: LedgerHarness, marker: str) -> None:
 
 async def _probe(ledger: LedgerHarness, target: str) -> None:
     """A halt through the running processor, committed."""
-    verdict = await ledger.publish(
-        ledger.keys[Role.OPERATOR],
-        "agent.halted",
-        f"halt:{target}",
-        {"target": target, "reason": "probe"},
-    )
-    assert verdict["status"] == "committed"
+    await ledger.halt(target, "probe")
 
 
 async def test_outcomes_committed_but_not_copied_are_copied_by_the_next_owner_once(

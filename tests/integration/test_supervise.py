@@ -11,7 +11,6 @@ import psutil
 import pytest
 
 from claw_ledger.processor_control import processor_command
-from ledger.roles import Role
 
 pytestmark = [pytest.mark.integration, pytest.mark.crash]
 
@@ -43,13 +42,7 @@ async def test_supervisor_restarts_a_killed_processor(running_ledger: Any) -> No
         second = _wait_child(supervisor.pid, not_pid=first.pid)
         assert second.pid != first.pid
         # the ledger still works (either processor of the group may take the event)
-        verdict = await running_ledger.publish(
-            running_ledger.keys[Role.OPERATOR],
-            "agent.halted",
-            "halt:job:supervised",
-            {"target": "job:supervised", "reason": "after a restart"},
-        )
-        assert verdict["status"] == "committed"
+        await running_ledger.halt("job:supervised", "after a restart")
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(timeout=60) == 0
         assert not second.is_running() or second.status() == psutil.STATUS_ZOMBIE
