@@ -19,10 +19,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import json5
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ledger.canonical import jcs, jcs_hash_b64u, parse_json_strict
+from ledger.canonical import jcs, jcs_hash_b64u, parse_document_bytes
 from ledger.checks import check_b64u_hash, only_version
 from ledger.crypto import KeyPair, verify_signature
 from ledger.encoding import B64U_SHA256_RE, b64u_decode, b64u_encode
@@ -142,23 +141,7 @@ def validate_urm(document: Any) -> Urm:
 
 def parse_urm_bytes(data: bytes) -> dict[str, Any]:
     """Parse a URM file (JSON or JSON5) and validate it."""
-    if len(data) > MAX_URM_BYTES:
-        raise ManifestError(
-            ReasonCode.OVERSIZED, f"URM is {len(data)} bytes, the limit is {MAX_URM_BYTES}"
-        )
-    try:
-        text = data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(ReasonCode.MALFORMED_JSON, f"URM is not UTF-8: {exc}") from exc
-    try:
-        document = parse_json_strict(text.encode("utf-8"))
-    except (ValueError, RecursionError):
-        try:
-            document = json5.loads(text, allow_duplicate_keys=False)
-        except (ValueError, RecursionError) as exc:
-            raise ManifestError(
-                ReasonCode.MALFORMED_JSON, f"URM is neither JSON nor JSON5: {exc}"
-            ) from exc
+    document = parse_document_bytes(data, "URM", MAX_URM_BYTES, ManifestError)
     _reject_non_finite(document)
     validate_urm(document)
     return dict(document)
