@@ -340,61 +340,44 @@ def test_missing_field_and_unknown_version_is_malformed() -> None:
     assert _code(document) is ReasonCode.MALFORMED_ENVELOPE
 
 
-def test_unknown_version_and_bad_signature() -> None:
-    document = dict(_good(), envelope_version="2", signature_b64u=_other_signature())
-    assert _code(document) is ReasonCode.UNKNOWN_ENVELOPE_VERSION
+#: a signature over another payload, set where a case says ``OTHER``
+OTHER = "<another payload's signature>"
+REFUSE, ACCEPT = {"note": _refuse_all}, {"note": _accept_all}
 
 
-def test_unknown_version_before_hash_and_algorithms() -> None:
-    document = dict(_good(), envelope_version="2", hash_algorithm="MD5", algorithm="RSA")
-    document["payload"]["n"] = 5
-    assert _code(document) is ReasonCode.UNKNOWN_ENVELOPE_VERSION
-
-
-def test_unknown_hash_algorithm_before_unknown_algorithm() -> None:
-    document = dict(_good(), hash_algorithm="MD5", algorithm="RSA")
-    assert _code(document) is ReasonCode.UNKNOWN_HASH_ALGORITHM
-
-
-def test_unknown_algorithm_before_schema_and_hash() -> None:
-    document = dict(_good(), algorithm="RSA")
-    document["payload"]["n"] = 5
-    assert _code(document, {"note": _refuse_all}) is ReasonCode.UNKNOWN_ALGORITHM
-
-
-def test_unknown_algorithm_and_bad_did() -> None:
-    document = dict(_good(), algorithm="RSA", signer_did="did:web:x")
-    assert _code(document) is ReasonCode.UNKNOWN_ALGORITHM
-
-
-def test_schema_failure_before_hash_mismatch() -> None:
+@pytest.mark.parametrize(
+    ("changes", "tampered", "schemas", "code"),
+    [
+        # field changes, payload changed after signing, schemas, the first failure
+        ({"envelope_version": "2", "signature_b64u": OTHER}, False, None,
+         ReasonCode.UNKNOWN_ENVELOPE_VERSION),
+        ({"envelope_version": "2", "hash_algorithm": "MD5", "algorithm": "RSA"}, True, None,
+         ReasonCode.UNKNOWN_ENVELOPE_VERSION),
+        ({"hash_algorithm": "MD5", "algorithm": "RSA"}, False, None,
+         ReasonCode.UNKNOWN_HASH_ALGORITHM),
+        ({"algorithm": "RSA"}, True, REFUSE, ReasonCode.UNKNOWN_ALGORITHM),
+        ({"algorithm": "RSA", "signer_did": "did:web:x"}, False, None,
+         ReasonCode.UNKNOWN_ALGORITHM),
+        ({}, True, REFUSE, ReasonCode.SCHEMA_VALIDATION_FAILED),
+        ({}, True, ACCEPT, ReasonCode.HASH_MISMATCH),
+        ({}, True, {"other": _accept_all}, ReasonCode.UNKNOWN_ENVELOPE_TYPE),
+        ({"signature_b64u": OTHER}, True, None, ReasonCode.HASH_MISMATCH),
+        ({"signer_did": "did:key:zBAD"}, True, None, ReasonCode.HASH_MISMATCH),
+        ({"signer_did": "did:key:zBAD", "signature_b64u": "AAAA"}, False, None,
+         ReasonCode.INVALID_DID_FORMAT),
+    ],
+)  # fmt: skip
+def test_the_first_failing_step_names_the_code(
+    changes: dict[str, str],
+    tampered: bool,
+    schemas: Mapping[str, Callable[..., None]] | None,
+    code: ReasonCode,
+) -> None:
     document = _good()
-    document["payload"]["n"] = 5
-    assert _code(document, {"note": _refuse_all}) is ReasonCode.SCHEMA_VALIDATION_FAILED
-    assert _code(document, {"note": _accept_all}) is ReasonCode.HASH_MISMATCH
-
-
-def test_unknown_envelope_type_before_hash_mismatch() -> None:
-    document = _good()
-    document["payload"]["n"] = 5
-    assert _code(document, {"other": _accept_all}) is ReasonCode.UNKNOWN_ENVELOPE_TYPE
-
-
-def test_hash_mismatch_before_signature() -> None:
-    document = dict(_good(), signature_b64u=_other_signature())
-    document["payload"]["n"] = 5
-    assert _code(document) is ReasonCode.HASH_MISMATCH
-
-
-def test_hash_mismatch_before_bad_did() -> None:
-    document = dict(_good(), signer_did="did:key:zBAD")
-    document["payload"]["n"] = 5
-    assert _code(document) is ReasonCode.HASH_MISMATCH
-
-
-def test_bad_did_before_bad_signature() -> None:
-    document = dict(_good(), signer_did="did:key:zBAD", signature_b64u="AAAA")
-    assert _code(document) is ReasonCode.INVALID_DID_FORMAT
+    document.update({k: _other_signature() if v == OTHER else v for k, v in changes.items()})
+    if tampered:
+        document["payload"]["n"] = 5
+    assert _code(document, schemas) is code
 
 
 # --- what the hash and the signature cover ---------------------------------------------------
