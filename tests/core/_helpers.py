@@ -136,22 +136,14 @@ def bundle_pass() -> Any:
 
 
 def envelope_dict(
-    payload: Mapping[str, Any],
-    signer: KeyPair,
-    *,
-    envelope_type: str = EVENT_ENVELOPE_TYPE,
-    issued_at: str = FIXED_TS,
+    payload: Mapping[str, Any], signer: KeyPair, *, envelope_type: str = EVENT_ENVELOPE_TYPE
 ) -> dict[str, Any]:
-    """A correctly signed envelope as a plain dict (payload in JCS order)."""
-    return json.loads(sign_envelope(envelope_type, payload, signer, issued_at=issued_at).to_bytes())
+    """A correctly signed envelope as a plain dict (payload in JCS order), issued at FIXED_TS."""
+    return json.loads(sign_envelope(envelope_type, payload, signer, issued_at=FIXED_TS).to_bytes())
 
 
 def sign_document_order(
-    payload: Mapping[str, Any],
-    signer: KeyPair,
-    *,
-    envelope_type: str = EVENT_ENVELOPE_TYPE,
-    issued_at: str = FIXED_TS,
+    payload: Mapping[str, Any], signer: KeyPair, *, envelope_type: str = EVENT_ENVELOPE_TYPE
 ) -> dict[str, Any]:
     """Sign ``payload`` exactly as given (document order), the way clawsig does,
     computing the hash independently of :mod:`ledger.envelope`."""
@@ -165,7 +157,7 @@ def sign_document_order(
         "signature_b64u": b64u_encode(signer.sign(digest.encode("utf-8"))),
         "algorithm": "Ed25519",
         "signer_did": signer.did,
-        "issued_at": issued_at,
+        "issued_at": FIXED_TS,
     }
 
 
