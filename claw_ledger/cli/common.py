@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -73,6 +73,21 @@ def key_option(
     help_text: str = "Signing key: a key file path or a key NAME.",
 ) -> Callable[[F], F]:
     return click.option("--key", "key_ref", required=True, metavar="KEY", help=help_text)
+
+
+def print_table(
+    title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], *, fold: bool = True
+) -> None:
+    """A table on stdout; with ``fold``, long cells wrap instead of being cut short."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold" if fold else "ellipsis")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
 
 
 def emit_json(document: Any) -> None:
