@@ -218,6 +218,8 @@ def _scenario(run: _Runner, work: Path) -> dict[str, Any]:
 
     run.step("5. The run: started under the token, two model calls receipted by the gateway")
     run("run", "start", "--job", job, "--token", "-", "--key", "runtime", stdin=token)
+    model_call = ["receipt", "record", "--job", job, "--provider", "anthropic"]
+    model_call += ["--model", "claude-sonnet-4", "--key", "gateway"]
     for n, (prompt, answer) in enumerate(
         [("Summarise the ledger export.", "Totals reconcile."), ("Draft the report.", "Done.")],
         start=1,
@@ -225,47 +227,15 @@ def _scenario(run: _Runner, work: Path) -> dict[str, Any]:
         (work / f"req{n}.json").write_text(json.dumps({"prompt": prompt}))
         (work / f"resp{n}.json").write_text(json.dumps({"completion": answer}))
         run(
-            "receipt",
-            "record",
-            "--job",
-            job,
-            "--request",
-            f"req{n}.json",
-            "--response",
-            f"resp{n}.json",
-            "--provider",
-            "anthropic",
-            "--model",
-            "claude-sonnet-4",
-            "--tokens-input",
-            str(100 * n),
-            "--tokens-output",
-            str(20 * n),
-            "--latency-ms",
-            str(400 + n),
-            "--key",
-            "gateway",
+            *model_call,
+            *("--request", f"req{n}.json", "--response", f"resp{n}.json"),
+            *("--tokens-input", str(100 * n), "--tokens-output", str(20 * n)),
+            *("--latency-ms", str(400 + n)),
         )
     run.step("6. Kill switch: the operator halts the job; the next model call is refused")
     run("halt", f"job:{job}", "--reason", "demo: incident drill", "--key", "operator")
     (work / "late.json").write_text(json.dumps({"prompt": "one more thing"}))
-    run(
-        "receipt",
-        "record",
-        "--job",
-        job,
-        "--request",
-        "late.json",
-        "--response",
-        "late.json",
-        "--provider",
-        "anthropic",
-        "--model",
-        "claude-sonnet-4",
-        "--key",
-        "gateway",
-        expect=1,
-    )
+    run(*model_call, "--request", "late.json", "--response", "late.json", expect=1)
 
     run.step("7. Completion: outputs recorded with their SHA-256, checked against the URM")
     (work / "close_report.md").write_text("# Close report\nAll accounts reconcile.\n")

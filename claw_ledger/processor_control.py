@@ -10,7 +10,18 @@ from pathlib import Path
 from claw_ledger.config import Settings
 from claw_ledger.services.process import pid_alive, spawn_detached, terminate
 
-__all__ = ["processor_pid", "start_processor", "stop_processor", "supervise_processor"]
+__all__ = [
+    "processor_command",
+    "processor_pid",
+    "start_processor",
+    "stop_processor",
+    "supervise_processor",
+]
+
+
+def processor_command(*args: str) -> list[str]:
+    """``claw-ledger processor ARGS`` run by this interpreter, as a child's argv."""
+    return [sys.executable, "-m", "claw_ledger", "processor", *args]
 
 
 def _pid_file(settings: Settings) -> Path:
@@ -41,7 +52,7 @@ def start_processor(settings: Settings, group: str = "claw-ledger-verifier") -> 
         env["CLAW_LEDGER_WRITER_URL"] = settings.writer_url
     env["CLAW_LEDGER_TOPIC_PREFIX"] = settings.topic_prefix
     pid = spawn_detached(
-        [sys.executable, "-m", "claw_ledger", "processor", "supervise", "--group", group],
+        processor_command("supervise", "--group", group),
         log_path=settings.state_dir / "processor.log",
         env=env,
     )
@@ -79,18 +90,7 @@ def supervise_processor(group: str, engine: str = "kafka") -> int:
     while True:
         started = time.monotonic()
         child = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "claw_ledger",
-                "processor",
-                "run",
-                "--group",
-                group,
-                "--engine",
-                engine,
-                "--no-status",
-            ]
+            processor_command("run", "--group", group, "--engine", engine, "--no-status")
         )
         code = child.wait()
         if stopping or code == 0:

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.canonical import compact_json
+from ledger.canonical import compact_json, field_values
 from ledger.crypto import KeyPair
 from ledger.encoding import b64u_encode, sha256_b64u
 from ledger.envelope import (
@@ -173,11 +173,7 @@ class VerifiedBundle:
         return {
             "status": "PASS",
             "reason_code": ReasonCode.OK.value,
-            "bundle_id": self.bundle_id,
-            "agent_did": self.agent_did,
-            "run_id": self.run_id,
-            "event_count": self.event_count,
-            "receipt_count": self.receipt_count,
+            **field_values(self, skip=("envelope",)),
         }
 
 

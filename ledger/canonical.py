@@ -10,18 +10,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rfc8785
+
+from ledger.errors import ReasonCode, RejectedError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = [
     "MAX_SAFE_INTEGER",
     "compact_json",
+    "field_values",
     "jcs",
     "jcs_hash_b64u",
     "jcs_ordered",
+    "parse_document_bytes",
     "parse_json_strict",
     "parse_json_tracking",
     "plain_jcs",
@@ -318,3 +326,36 @@ def parse_json_strict(data: bytes) -> Any:
     and the bytes that were signed must mean one thing.
     """
     return _STRICT_DECODER.decode(data.decode("utf-8"))
+
+
+def field_values(record: DataclassInstance, *, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A dataclass's fields by name, in declaration order; values as they are, not copied."""
+    return {
+        f.name: getattr(record, f.name) for f in dataclasses.fields(record) if f.name not in skip
+    }
+
+
+def parse_document_bytes(data: bytes, what: str, limit: int, error: type[RejectedError]) -> Any:
+    """A document file: JSON, else JSON5; at most ``limit`` bytes; a leading BOM ignored.
+
+    Refuses with ``error``: ``OVERSIZED``, or ``MALFORMED_JSON`` for bad UTF-8,
+    syntax, duplicate keys or too deep a nesting. ``what`` names the document.
+    """
+    if len(data) > limit:
+        raise error(ReasonCode.OVERSIZED, f"{what} is {len(data)} bytes, the limit is {limit}")
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise error(ReasonCode.MALFORMED_JSON, f"{what} is not UTF-8: {exc}") from exc
+    try:
+        return parse_json_strict(text.encode("utf-8"))
+    except RecursionError as exc:
+        raise error(ReasonCode.MALFORMED_JSON, f"{what} nests too deeply") from exc
+    except ValueError:
+        pass
+    import json5  # only documents written by hand need it
+
+    try:
+        return json5.loads(text, allow_duplicate_keys=False)
+    except (ValueError, RecursionError) as exc:
+        raise error(ReasonCode.MALFORMED_JSON, f"{what} is neither JSON nor JSON5: {exc}") from exc

@@ -30,6 +30,10 @@ Hierarchy::
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 __all__ = [
     "BundleError",
@@ -51,6 +55,7 @@ __all__ = [
     "ServiceError",
     "StaleBatchError",
     "TokenError",
+    "validation_summary",
 ]
 
 
@@ -243,3 +248,12 @@ class ProofError(RejectedError):
 
 class CheckpointError(RejectedError):
     """A signed note or checkpoint is malformed, unsigned by a trusted key, or forged."""
+
+
+def validation_summary(exc: ValidationError, root: str) -> str:
+    """The first five schema errors, ``path: message``; ``root`` names a document-wide one."""
+    parts = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(p) for p in error["loc"]) or root
+        parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)

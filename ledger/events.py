@@ -20,6 +20,7 @@ from typing import Any, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from ledger.canonical import plain_jcs_bytes
+from ledger.checks import matching
 from ledger.crypto import KeyPair
 from ledger.encoding import b64u_encode
 from ledger.envelope import (
@@ -65,20 +66,13 @@ class LedgerEvent(BaseModel):
     producer: str
     body: dict[str, Any]
 
-    @field_validator("event_id")
-    @classmethod
-    def _uuid(cls, value: str) -> str:
-        # the form str(uuid.UUID(...)) prints, and nothing else
-        if not _CANONICAL_UUID_RE.fullmatch(value):
-            raise ValueError("event_id must be a lowercase hyphenated UUID")
-        return value
-
-    @field_validator("stream")
-    @classmethod
-    def _stream(cls, value: str) -> str:
-        if not _STREAM_RE.fullmatch(value):
-            raise ValueError("stream must look like '<kind>:<id>', e.g. 'job:42'")
-        return value
+    # the form str(uuid.UUID(...)) prints, and nothing else
+    _uuid = field_validator("event_id")(
+        matching(_CANONICAL_UUID_RE, "event_id must be a lowercase hyphenated UUID")
+    )
+    _stream = field_validator("stream")(
+        matching(_STREAM_RE, "stream must look like '<kind>:<id>', e.g. 'job:42'")
+    )
 
     @field_validator("occurred_at")
     @classmethod

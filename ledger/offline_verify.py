@@ -31,7 +31,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from ledger.bundles import BUNDLE_ENVELOPE_TYPE, verify_proof_bundle
-from ledger.canonical import parse_json_strict
+from ledger.canonical import field_values, parse_json_strict
 from ledger.checkpoint import Checkpoint, NoteVerifier, open_note, parse_note
 from ledger.envelope import ENVELOPE_FIELDS, verify_envelope
 from ledger.errors import CheckpointError, ProofError, ReasonCode, RejectedError
@@ -113,13 +113,7 @@ class Check:
     detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "step": self.step,
-            "name": self.name,
-            "ok": self.ok,
-            "code": self.code,
-            "detail": self.detail,
-        }
+        return field_values(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,10 +21,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ledger.canonical import parse_json_strict
+from ledger.checks import check_b64u_hash, matching, only_version
 from ledger.crypto import KeyPair
-from ledger.encoding import B64U_SHA256_RE, sha256_b64u
+from ledger.encoding import sha256_b64u
 from ledger.envelope import SignedEnvelope, format_timestamp, sign_envelope, verify_envelope
-from ledger.errors import ReasonCode, ReceiptError
+from ledger.errors import ReasonCode, ReceiptError, validation_summary
 
 __all__ = [
     "MAX_RECEIPT_BYTES",
@@ -48,12 +49,6 @@ MAX_RECEIPT_BYTES = 64 * 1024
 _RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 
 
-def _hash(value: str) -> str:
-    if not B64U_SHA256_RE.fullmatch(value):
-        raise ValueError("must be a base64url SHA-256 digest (43 characters)")
-    return value
-
-
 class ReceiptBinding(BaseModel):
     """``binding`` of a receipt; unknown keys are kept (and signed)."""
 
@@ -65,12 +60,12 @@ class ReceiptBinding(BaseModel):
     policy_hash: str | None = None
     token_scope_hash_b64u: str | None = None
 
-    _event_hash = field_validator("event_hash_b64u")(_hash)
+    _event_hash = field_validator("event_hash_b64u")(check_b64u_hash)
 
     @field_validator("policy_hash", "token_scope_hash_b64u")
     @classmethod
     def _optional_hash(cls, value: str | None) -> str | None:
-        return None if value is None else _hash(value)
+        return None if value is None else check_b64u_hash(value)
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
@@ -94,21 +89,12 @@ class GatewayReceipt(BaseModel):
     timestamp: str
     binding: ReceiptBinding
 
-    _hashes = field_validator("request_hash_b64u", "response_hash_b64u")(_hash)
+    _hashes = field_validator("request_hash_b64u", "response_hash_b64u")(check_b64u_hash)
 
-    @field_validator("receipt_version")
-    @classmethod
-    def _version(cls, value: str) -> str:
-        if value != RECEIPT_VERSION:
-            raise ValueError(f'receipt_version {value!r} is not supported (only "1")')
-        return value
-
-    @field_validator("timestamp")
-    @classmethod
-    def _time(cls, value: str) -> str:
-        if not _RFC3339_RE.fullmatch(value):
-            raise ValueError("timestamp must be an RFC 3339 date-time")
-        return value
+    _version = field_validator("receipt_version")(only_version("receipt_version", RECEIPT_VERSION))
+    _time = field_validator("timestamp")(
+        matching(_RFC3339_RE, "timestamp must be an RFC 3339 date-time")
+    )
 
 
 def validate_receipt_payload(payload: Any) -> GatewayReceipt:
@@ -118,11 +104,8 @@ def validate_receipt_payload(payload: Any) -> GatewayReceipt:
     try:
         return GatewayReceipt.model_validate(dict(payload))
     except ValidationError as exc:
-        parts = []
-        for error in exc.errors()[:5]:
-            where = ".".join(str(p) for p in error["loc"]) or "payload"
-            parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
-        raise ReceiptError(ReasonCode.SCHEMA_VALIDATION_FAILED, "; ".join(parts)) from exc
+        summary = validation_summary(exc, "payload")
+        raise ReceiptError(ReasonCode.SCHEMA_VALIDATION_FAILED, summary) from exc
 
 
 def build_receipt_payload(

@@ -19,14 +19,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import json5
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from ledger.canonical import jcs, jcs_hash_b64u, parse_json_strict
+from ledger.canonical import jcs, jcs_hash_b64u, parse_document_bytes
+from ledger.checks import check_b64u_hash, only_version
 from ledger.crypto import KeyPair, verify_signature
 from ledger.encoding import B64U_SHA256_RE, b64u_decode, b64u_encode
 from ledger.envelope import format_timestamp
-from ledger.errors import ManifestError, ReasonCode, RejectedError
+from ledger.errors import ManifestError, ReasonCode, RejectedError, validation_summary
 
 __all__ = [
     "APPROVAL_DOMAIN",
@@ -76,12 +76,7 @@ class UrmPolicy(_Strict):
     cst_scope_hash: str
     policy_hash_pinning: bool
 
-    @field_validator("wpc_hash_b64u", "cst_scope_hash")
-    @classmethod
-    def _b64u(cls, value: str) -> str:
-        if not B64U_SHA256_RE.fullmatch(value):
-            raise ValueError("must be a base64url SHA-256 digest (43 characters)")
-        return value
+    _b64u = field_validator("wpc_hash_b64u", "cst_scope_hash")(check_b64u_hash)
 
 
 class UrmExecution(_Strict):
@@ -119,12 +114,7 @@ class Urm(_Strict):
     expected_outputs: list[UrmOutput]
     retention: UrmRetention
 
-    @field_validator("urm_version")
-    @classmethod
-    def _version(cls, value: str) -> str:
-        if value != URM_VERSION:
-            raise ValueError(f'urm_version {value!r} is not supported (only "1")')
-        return value
+    _version = field_validator("urm_version")(only_version("urm_version", URM_VERSION))
 
     @model_validator(mode="after")
     def _unique_names(self) -> Urm:
@@ -146,32 +136,12 @@ def validate_urm(document: Any) -> Urm:
     try:
         return Urm.model_validate(dict(document))
     except ValidationError as exc:
-        parts = []
-        for error in exc.errors()[:5]:
-            where = ".".join(str(p) for p in error["loc"]) or "urm"
-            parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
-        raise ManifestError(ReasonCode.URM_INVALID, "; ".join(parts)) from exc
+        raise ManifestError(ReasonCode.URM_INVALID, validation_summary(exc, "urm")) from exc
 
 
 def parse_urm_bytes(data: bytes) -> dict[str, Any]:
     """Parse a URM file (JSON or JSON5) and validate it."""
-    if len(data) > MAX_URM_BYTES:
-        raise ManifestError(
-            ReasonCode.OVERSIZED, f"URM is {len(data)} bytes, the limit is {MAX_URM_BYTES}"
-        )
-    try:
-        text = data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as exc:
-        raise ManifestError(ReasonCode.MALFORMED_JSON, f"URM is not UTF-8: {exc}") from exc
-    try:
-        document = parse_json_strict(text.encode("utf-8"))
-    except (ValueError, RecursionError):
-        try:
-            document = json5.loads(text, allow_duplicate_keys=False)
-        except (ValueError, RecursionError) as exc:
-            raise ManifestError(
-                ReasonCode.MALFORMED_JSON, f"URM is neither JSON nor JSON5: {exc}"
-            ) from exc
+    document = parse_document_bytes(data, "URM", MAX_URM_BYTES, ManifestError)
     _reject_non_finite(document)
     validate_urm(document)
     return dict(document)

@@ -24,14 +24,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import json5
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ledger.canonical import jcs, parse_json_strict
+from ledger.canonical import jcs, parse_document_bytes, parse_json_strict
 from ledger.crypto import KeyPair
 from ledger.encoding import B64U_SHA256_RE, sha256_b64u
 from ledger.envelope import SignedEnvelope, sign_envelope, verify_envelope
-from ledger.errors import PolicyError, ReasonCode
+from ledger.errors import PolicyError, ReasonCode, validation_summary
 
 __all__ = [
     "MAX_WPC_BYTES",
@@ -231,27 +230,7 @@ def parse_wpc_bytes(data: bytes) -> dict[str, Any]:
     syntax or duplicate keys (``MALFORMED_JSON``), anything
     :func:`validate_wpc` refuses (``WPC_INVALID``).
     """
-    if len(data) > MAX_WPC_BYTES:
-        raise PolicyError(
-            ReasonCode.OVERSIZED, f"WPC is {len(data)} bytes, the limit is {MAX_WPC_BYTES}"
-        )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PolicyError(ReasonCode.MALFORMED_JSON, f"WPC is not UTF-8: {exc}") from exc
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    try:
-        document = parse_json_strict(text.encode("utf-8"))
-    except ValueError:
-        try:
-            document = json5.loads(text, allow_duplicate_keys=False)
-        except (ValueError, RecursionError) as exc:
-            raise PolicyError(
-                ReasonCode.MALFORMED_JSON, f"WPC is neither JSON nor JSON5: {exc}"
-            ) from exc
-    except RecursionError as exc:
-        raise PolicyError(ReasonCode.MALFORMED_JSON, "WPC nests too deeply") from exc
+    document = parse_document_bytes(data, "WPC", MAX_WPC_BYTES, PolicyError)
     validate_wpc(document)
     return dict(document)
 
@@ -280,16 +259,7 @@ def validate_wpc(document: Any) -> WpcDocument:
     try:
         return WpcDocument.model_validate(dict(document))
     except ValidationError as exc:
-        raise PolicyError(ReasonCode.WPC_INVALID, _summarise(exc)) from exc
-
-
-def _summarise(exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error["loc"]) or "document"
-        message = error["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {message}")
-    return "; ".join(parts)
+        raise PolicyError(ReasonCode.WPC_INVALID, validation_summary(exc, "document")) from exc
 
 
 def policy_hash_b64u(document: Any) -> str:

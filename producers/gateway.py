@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ledger.crypto import KeyPair
 from ledger.envelope import SignedEnvelope
 from ledger.receipts import ReceiptBinding, build_receipt_payload, sign_receipt
-from producers.sdk import NewEvent
+from producers.sdk import NewEvent, blocking
 
 if TYPE_CHECKING:
     from producers.outcome import PublishOutcome
@@ -122,25 +122,7 @@ async def publish_receipt(
     )
 
 
-def publish_receipt_sync(
-    target: PublishTarget,
-    key: KeyPair,
-    job_id: str,
-    receipt: SignedEnvelope | bytes | str,
-    *,
-    wait: bool = True,
-) -> PublishOutcome:
-    """Blocking :func:`publish_receipt`."""
-    from producers.publish import publish_event_sync
-
-    return publish_event_sync(
-        target,
-        key,
-        RECEIPT_EVENT_TYPE,
-        f"job:{job_id}",
-        receipt_event_body(job_id, receipt),
-        wait=wait,
-    )
+publish_receipt_sync = blocking(publish_receipt)
 
 
 def record_model_call(

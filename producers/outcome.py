@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ledger.canonical import field_values
 from ledger.errors import LedgerError, ReasonCode, RejectedError, ServiceError
 
 if TYPE_CHECKING:
@@ -32,12 +33,7 @@ class Committed:
     chain_hash: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "status": self.status,
-            "position": self.position,
-            "ledger_seq": self.ledger_seq,
-            "chain_hash": self.chain_hash,
-        }
+        return {"status": self.status, **field_values(self)}
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import asyncpg
 
 from ledger.crypto import KeyPair
 from producers.outcome import Committed, PublishOutcome, Quarantined, TimedOut, Verdict
-from producers.sdk import LedgerProducer
+from producers.sdk import LedgerProducer, blocking
 
 __all__ = [
     "Committed",
@@ -104,17 +104,4 @@ async def publish_event(
     return PublishOutcome(event_type, position, verdict)
 
 
-def publish_event_sync(
-    target: PublishTarget,
-    key: KeyPair,
-    event_type: str,
-    stream: str,
-    body: Mapping[str, Any],
-    *,
-    wait: bool = True,
-    timeout: float = 30.0,
-) -> PublishOutcome:
-    """Blocking :func:`publish_event`."""
-    return asyncio.run(
-        publish_event(target, key, event_type, stream, body, wait=wait, timeout=timeout)
-    )
+publish_event_sync = blocking(publish_event)

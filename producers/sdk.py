@@ -20,14 +20,16 @@ Bulk: a service that signs many events (a gateway flushing receipts) calls
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
+from ledger.canonical import field_values
 from ledger.crypto import KeyPair
 from ledger.envelope import SignedEnvelope
 from ledger.events import (
@@ -39,7 +41,22 @@ from ledger.events import (
     sign_events_bytes,
 )
 
-__all__ = ["LedgerProducer", "NewEvent", "Position", "RawEvent", "sign_many"]
+__all__ = ["LedgerProducer", "NewEvent", "Position", "RawEvent", "blocking", "sign_many"]
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def blocking(call: Callable[_P, Coroutine[Any, Any, _T]]) -> Callable[_P, _T]:
+    """``call`` run to completion on an event loop of its own."""
+
+    @functools.wraps(call)
+    def blocking(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return asyncio.run(call(*args, **kwargs))
+
+    blocking.__name__ = blocking.__qualname__ = f"{call.__name__}_sync"
+    blocking.__doc__ = f"Blocking :func:`{call.__name__}`."
+    return blocking
 
 
 @dataclass(frozen=True)
@@ -53,13 +70,7 @@ class Position:
     offset: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "stream": self.stream,
-            "topic": self.topic,
-            "partition": self.partition,
-            "offset": self.offset,
-        }
+        return field_values(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ import pytest_asyncio
 from claw_ledger.config import ENV_DATABASE_URL, ENV_KAFKA, Settings, load_settings
 from claw_ledger.services.kafka import ensure_topics, kafka_answers
 from claw_ledger.services.manager import services_down, services_up
+from claw_ledger.services.process import free_port
 from ledger.topics import topic_names
 from storage.migrate import migrate
 
@@ -96,53 +97,53 @@ class _Containers:
     def __init__(self) -> None:
         self.started: list[Any] = []
 
-    def kafka(self, version: str) -> str:
+    def _run(self, image: str, ports: tuple[int, int], env: dict[str, str]) -> None:
+        """Start ``image`` with ``env``, its port ``ports[0]`` bound to local ``ports[1]``."""
         from testcontainers.core.container import DockerContainer
 
-        from claw_ledger.services.process import free_port
-
-        port = free_port()
-        container = (
-            DockerContainer(f"apache/kafka:{version}")
-            .with_bind_ports(9092, port)
-            .with_env("KAFKA_NODE_ID", "1")
-            .with_env("KAFKA_PROCESS_ROLES", "broker,controller")
-            .with_env("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093")
-            .with_env("KAFKA_ADVERTISED_LISTENERS", f"PLAINTEXT://127.0.0.1:{port}")
-            .with_env("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER")
-            .with_env(
-                "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
-            )
-            .with_env("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:9093")
-            .with_env("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1")
-            .with_env("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1")
-            .with_env("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1")
-            .with_env("KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR", "1")
-            .with_env("KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR", "1")
-            .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
-            .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
-            .with_env("KAFKA_MESSAGE_MAX_BYTES", str(2 * 1024 * 1024))
-        )
+        container = DockerContainer(image).with_bind_ports(*ports)
+        for name, value in env.items():
+            container = container.with_env(name, value)
         container.start()
         self.started.append(container)
+
+    def kafka(self, version: str) -> str:
+        port = free_port()
+        self._run(
+            f"apache/kafka:{version}",
+            (9092, port),
+            {
+                "KAFKA_NODE_ID": "1",
+                "KAFKA_PROCESS_ROLES": "broker,controller",
+                "KAFKA_LISTENERS": "PLAINTEXT://:9092,CONTROLLER://:9093",
+                "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://127.0.0.1:{port}",
+                "KAFKA_CONTROLLER_LISTENER_NAMES": "CONTROLLER",
+                "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                "KAFKA_CONTROLLER_QUORUM_VOTERS": "1@localhost:9093",
+                "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",
+                "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR": "1",
+                "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR": "1",
+                "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR": "1",
+                "KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR": "1",
+                "KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS": "0",
+                "KAFKA_AUTO_CREATE_TOPICS_ENABLE": "false",
+                "KAFKA_MESSAGE_MAX_BYTES": str(2 * 1024 * 1024),
+            },
+        )
         bootstrap = f"127.0.0.1:{port}"
         _wait(lambda: _run_coro(kafka_answers(bootstrap)), 120, f"Kafka container at {bootstrap}")
         return bootstrap
 
     def postgres(self) -> str:
-        from testcontainers.core.container import DockerContainer
-
-        from claw_ledger.services.process import free_port
-
         port = free_port()
-        container = (
-            DockerContainer("postgres:17")
-            .with_bind_ports(5432, port)
-            .with_env("POSTGRES_PASSWORD", "postgres")
-            .with_env("POSTGRES_DB", "claw_ledger")
+        self._run(
+            "postgres:17",
+            (5432, port),
+            {
+                "POSTGRES_PASSWORD": "postgres",
+                "POSTGRES_DB": "claw_ledger",
+            },
         )
-        container.start()
-        self.started.append(container)
         url = f"postgresql://postgres:postgres@127.0.0.1:{port}/claw_ledger"
         _wait(lambda: _run_coro(_pg_answers(url)), 60, f"Postgres container at {url}")
         return url

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -18,8 +17,10 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
 
 from claw_ledger.config import Settings
+from claw_ledger.processor_control import processor_command
 from claw_ledger.services.kafka import ensure_topics
 from ledger.crypto import KeyPair, save_key
 from ledger.roles import Role
@@ -45,41 +46,24 @@ def ledger_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+@dataclass(eq=False)
 class ProcessorProcess:
     """``python -m claw_ledger processor run`` as a real child process."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        log_path: Path,
-        group: str,
-        engine: str = "kafka",
-        batch_size: int = 2000,
-    ) -> None:
-        self.engine = engine
-        self.batch_size = batch_size
-        self.settings = settings
-        self.log_path = log_path
-        self.group = group
-        self.proc: subprocess.Popen[bytes] | None = None
+    settings: Settings
+    log_path: Path
+    group: str
+    engine: str = "kafka"
+    batch_size: int = 2000
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "claw_ledger",
-                "processor",
-                "run",
-                "--group",
-                self.group,
-                "--no-status",
-                "--engine",
-                self.engine,
-                "--batch-size",
-                str(self.batch_size),
-            ],
+            processor_command(
+                *("run", "--group", self.group, "--no-status", "--engine", self.engine),
+                *("--batch-size", str(self.batch_size)),
+            ),
             env=ledger_env(self.settings),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -139,6 +123,30 @@ class LedgerHarness:
         async with self.producer() as producer:
             position = await producer.publish(key, event_type, stream, body, **kw)
         return position.to_dict() | await self.verdict(position.event_id)
+
+    def output_consumer(self) -> AIOKafkaConsumer:
+        """Reads the verified and quarantine topics from their start, committing nothing."""
+        return AIOKafkaConsumer(
+            self.topics.verified,
+            self.topics.quarantine,
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+
+    async def register(self, key: KeyPair, name: str, role: str) -> dict[str, Any]:
+        """The admin registers ``key`` holding ``role``; the committed verdict."""
+        body = {"did": key.did, "name": name, "roles": [role]}
+        verdict = await self.publish(self.admin, "key.registered", f"key:{key.did}", body)
+        assert verdict["status"] == "committed", verdict
+        return verdict
+
+    async def halt(self, target: str, reason: str) -> dict[str, Any]:
+        """The operator halts ``target``; the committed verdict."""
+        operator, body = self.keys[Role.OPERATOR], {"target": target, "reason": reason}
+        verdict = await self.publish(operator, "agent.halted", f"halt:{target}", body)
+        assert verdict["status"] == "committed", verdict
+        return verdict
 
     async def publish_raw(self, value: bytes, stream: str = "raw:test") -> None:
         async with self.producer() as producer:
@@ -221,13 +229,7 @@ async def start_ledger(
     processor.start()
     harness = LedgerHarness(settings, admin, {}, processor, ledger_env(settings))
     try:
-        verdict = await harness.publish(
-            admin,
-            "key.registered",
-            f"key:{admin.did}",
-            {"did": admin.did, "name": "admin", "roles": ["admin"]},
-        )
-        assert verdict["status"] == "committed", verdict
+        await harness.register(admin, "admin", "admin")
     except BaseException:
         processor.stop()
         raise
@@ -237,13 +239,7 @@ async def start_ledger(
                 continue
             key = KeyPair.generate(role.value)
             save_key(key, state_dir / "keys" / f"{role.value}.key")
-            verdict = await harness.publish(
-                admin,
-                "key.registered",
-                f"key:{key.did}",
-                {"did": key.did, "name": role.value, "roles": [role.value]},
-            )
-            assert verdict["status"] == "committed", verdict
+            await harness.register(key, role.value, role.value)
             harness.keys[role] = key
     return harness
 

@@ -3,12 +3,7 @@ neither the processor's modules nor storage import the application."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.core._helpers import fresh_python_json
 
 _PROBE = """
 import importlib, json, sys
@@ -19,16 +14,7 @@ print(json.dumps(sorted(sys.modules)))
 
 
 def _loaded(*modules: str) -> set[str]:
-    result = subprocess.run(
-        [sys.executable, "-c", _PROBE % (modules,)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return set(json.loads(result.stdout.strip().splitlines()[-1]))
+    return set(fresh_python_json(_PROBE % (modules,)))
 
 
 def _under(loaded: set[str], package: str) -> list[str]:

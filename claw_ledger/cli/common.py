@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -18,7 +18,7 @@ import click
 
 from claw_ledger.config import Settings, load_settings
 from ledger.crypto import KeyPair, load_key
-from ledger.errors import ConfigError, ManifestError, ReasonCode
+from ledger.errors import ConfigError
 
 if TYPE_CHECKING:
     from consumers.config import ProcessorConfig
@@ -73,6 +73,21 @@ def key_option(
     help_text: str = "Signing key: a key file path or a key NAME.",
 ) -> Callable[[F], F]:
     return click.option("--key", "key_ref", required=True, metavar="KEY", help=help_text)
+
+
+def print_table(
+    title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], *, fold: bool = True
+) -> None:
+    """A table on stdout; with ``fold``, long cells wrap instead of being cut short."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold" if fold else "ellipsis")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
 
 
 def emit_json(document: Any) -> None:
@@ -181,16 +196,12 @@ def precheck_policy(policy_hash: str) -> dict[str, Any]:
 def fetch_job(job_id: str) -> dict[str, Any]:
     """The ledger's row for ``job_id``; ``JOB_UNKNOWN`` when there is none."""
     from claw_ledger.reads import query_sync
+    from ledger.state import LedgerState
+    from ledger.types.runs import require_job
     from storage.projection_queries import get_job
 
     job = query_sync(settings(), get_job, job_id)
-    if job is None:
-        raise ManifestError(
-            ReasonCode.JOB_UNKNOWN,
-            f"no approved job {job_id!r} on the ledger",
-            hint="submit its URM with `claw-ledger urm submit FILE --approval A.json --key K`",
-        )
-    return job
+    return require_job(LedgerState(jobs={job_id: job} if job else {}), job_id)
 
 
 # ---------------------------------------------------------------- the processor

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 import click
 
 from claw_ledger.cli.common import (
@@ -15,6 +18,8 @@ from claw_ledger.cli.common import (
 
 __all__ = ["command", "halts", "resume"]
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
 _TARGET_HELP = "'*' (every agent), 'sub:<subject>' or 'job:<job id>'"
 
 
@@ -26,11 +31,23 @@ def _check_target(target: str) -> str:
     raise click.BadParameter(f"{target!r}: use {_TARGET_HELP}", param_hint="TARGET")
 
 
-@click.command("halt")
-@click.argument("target")
-@click.option("--reason", required=True, help="Why (recorded).")
-@key_option("Operator key that signs agent.halted.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def _target_command(name: str, event_type: str) -> Callable[[_F], click.Command]:
+    """The ``name`` command: TARGET, a reason and an operator key that signs ``event_type``."""
+
+    def decorate(func: _F) -> click.Command:
+        for option in (
+            click.option("--json", "as_json", is_flag=True, help="Print JSON."),
+            key_option(f"Operator key that signs {event_type}."),
+            click.option("--reason", required=True, help="Why (recorded)."),
+            click.argument("target"),
+        ):
+            func = option(func)
+        return click.command(name)(func)
+
+    return decorate
+
+
+@_target_command("halt", "agent.halted")
 def command(target: str, reason: str, key_ref: str, as_json: bool) -> None:
     """Halt TARGET: '*' (every agent), 'sub:<subject>' or 'job:<job id>'.
 
@@ -47,11 +64,7 @@ def command(target: str, reason: str, key_ref: str, as_json: bool) -> None:
     _publish("agent.halted", target, reason, key_ref, as_json)
 
 
-@click.command("resume")
-@click.argument("target")
-@click.option("--reason", required=True, help="Why (recorded).")
-@key_option("Operator key that signs agent.resumed.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_target_command("resume", "agent.resumed")
 def resume(target: str, reason: str, key_ref: str, as_json: bool) -> None:
     """Lift the halt on TARGET (exactly that target: resuming '*' leaves others).
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from claw_ledger.cli.common import (
     emit_json,
     key_option,
     keys_dir,
+    print_table,
     report_publish,
     resolve_key,
     run_async,
@@ -122,25 +121,27 @@ def list_keys(as_json: bool, local: bool) -> None:
     if as_json:
         emit_json({"registry": registry, "local": local_keys})
         return
-    console = Console()
     if not local:
-        table = Table(title="Key registry (on the ledger)")
-        for column in ("name", "did", "roles", "state"):
-            table.add_column(column)
-        for row in registry:
-            table.add_row(
-                row["name"],
-                row["did"],
-                ", ".join(row["roles"]),
-                "revoked" if row["revoked"] else "active",
-            )
-        console.print(table)
-    table = Table(title=f"Local key files ({directory})")
-    table.add_column("name")
-    table.add_column("did")
-    for row in local_keys:
-        table.add_row(row["name"], row.get("did", row.get("error", "")))
-    console.print(table)
+        print_table(
+            "Key registry (on the ledger)",
+            ("name", "did", "roles", "state"),
+            (
+                (
+                    r["name"],
+                    r["did"],
+                    ", ".join(r["roles"]),
+                    "revoked" if r["revoked"] else "active",
+                )
+                for r in registry
+            ),
+            fold=False,
+        )
+    print_table(
+        f"Local key files ({directory})",
+        ("name", "did"),
+        ((r["name"], r.get("did", r.get("error", ""))) for r in local_keys),
+        fold=False,
+    )
 
 
 async def _registry() -> list[dict[str, Any]]:

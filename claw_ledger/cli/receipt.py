@@ -20,6 +20,9 @@ from ledger.errors import ReasonCode, ReceiptError, RejectedError
 
 __all__ = ["command"]
 
+#: a file read as the exact bytes a model call sent or received
+_BYTES = click.Path(dir_okay=False, exists=True)
+
 
 @click.group("receipt")
 def command() -> None:
@@ -37,18 +40,10 @@ def command() -> None:
 @command.command("record")
 @click.option("--job", "job_id", metavar="JOB", help="The running job (default: --run-id).")
 @click.option(
-    "--request",
-    "request_file",
-    required=True,
-    type=click.Path(dir_okay=False, exists=True),
-    help="The exact request bytes.",
+    "--request", "request_file", required=True, type=_BYTES, help="The exact request bytes."
 )
 @click.option(
-    "--response",
-    "response_file",
-    required=True,
-    type=click.Path(dir_okay=False, exists=True),
-    help="The exact response bytes.",
+    "--response", "response_file", required=True, type=_BYTES, help="The exact response bytes."
 )
 @click.option("--provider", required=True, help="Model provider, e.g. anthropic.")
 @click.option("--model", required=True, help="Model name.")
@@ -142,16 +137,10 @@ def record(
 @command.command("verify")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option(
-    "--request",
-    "request_file",
-    type=click.Path(dir_okay=False, exists=True),
-    help="Check request_hash_b64u against these bytes.",
+    "--request", "request_file", type=_BYTES, help="Check request_hash_b64u against these bytes."
 )
 @click.option(
-    "--response",
-    "response_file",
-    type=click.Path(dir_okay=False, exists=True),
-    help="Check response_hash_b64u against these bytes.",
+    "--response", "response_file", type=_BYTES, help="Check response_hash_b64u against it."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def verify(file: str, request_file: str | None, response_file: str | None, as_json: bool) -> None:

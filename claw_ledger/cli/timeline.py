@@ -7,9 +7,8 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 
-from claw_ledger.cli.common import emit_json, run_async, settings
+from claw_ledger.cli.common import emit_json, print_table, run_async, settings
 from ledger.timeline import summarize
 
 __all__ = ["command"]
@@ -73,22 +72,23 @@ def command(
     if as_json:
         emit_json({"rows": [_json_row(r) for r in page.rows], "next_cursor": page.next_cursor})
         return
-    table = Table(title="claw-ledger timeline", show_lines=False)
-    for column in ("pos", "occurred_at", "type", "stream", "signer", "summary"):
-        table.add_column(column, overflow="fold")
-    for row in page.rows:
-        table.add_row(
-            str(row["position"]),
-            row["occurred_at"].strftime("%Y-%m-%d %H:%M:%S"),
-            row["event_type"],
-            row["stream"],
-            "…" + row["producer"][-10:],
-            summarize(row["event_type"], row["body"]),
-        )
-    console = Console()
-    console.print(table)
+    print_table(
+        "claw-ledger timeline",
+        ("pos", "occurred_at", "type", "stream", "signer", "summary"),
+        (
+            (
+                str(row["position"]),
+                row["occurred_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                row["event_type"],
+                row["stream"],
+                "…" + row["producer"][-10:],
+                summarize(row["event_type"], row["body"]),
+            )
+            for row in page.rows
+        ),
+    )
     if page.next_cursor is not None:
-        console.print(f"more: claw-ledger timeline --after {page.next_cursor} ...")
+        Console().print(f"more: claw-ledger timeline --after {page.next_cursor} ...")
 
 
 def _json_row(row: dict[str, Any]) -> dict[str, Any]:

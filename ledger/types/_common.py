@@ -13,14 +13,22 @@ state record and the row values are the same JSON-able dict:
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Protocol, TypeVar, cast
 
 from pydantic import BeforeValidator
 
-from ledger.encoding import B64U_SHA256_RE
-from ledger.errors import EventError, PolicyError, ReasonCode
-from ledger.registry import RuleSettings, SummaryFn
+from ledger.errors import EventError, PolicyError, ReasonCode, RejectedError
+from ledger.registry import (
+    ApplyFn,
+    CheckFn,
+    EventBody,
+    EventTypeSpec,
+    RuleSettings,
+    SignerBootstrap,
+    SummaryFn,
+)
 from ledger.roles import Role
 from ledger.state import EventContext, LedgerState, ProjectionRow
 from ledger.wpc import check_policy_hash
@@ -35,6 +43,7 @@ JOB_ID = r"^\S{1,300}$"
 JTI = r"^[A-Za-z0-9._:-]{1,200}$"
 
 _Item = TypeVar("_Item")
+_Body = TypeVar("_Body", bound=EventBody)
 
 
 def _array_to_tuple(value: Any) -> Any:
@@ -47,13 +56,98 @@ def _array_to_tuple(value: Any) -> Any:
 Array = Annotated[tuple[_Item, ...], BeforeValidator(_array_to_tuple)]
 
 
-def check_b64u_hash(value: str) -> str:
-    if not B64U_SHA256_RE.fullmatch(value):
-        raise ValueError("must be a base64url SHA-256 digest (43 characters)")
-    return value
+# --- specs ------------------------------------------------------------------------
+
+
+def spec(
+    event_type: str,
+    body: type[EventBody],
+    stream: str,
+    roles: str,
+    writes: str,
+    check: CheckFn,
+    apply: ApplyFn,
+    summary: str | SummaryFn,
+    signer_bootstrap: SignerBootstrap | None = None,
+) -> EventTypeSpec:
+    """One row of a family's ``SPECS`` table, its fields in the order they are written.
+
+    ``stream`` is ``<kind>:<id>`` as the docs show it; ``roles`` and ``writes``
+    are space-separated role values and projection tables; ``summary`` is either
+    the body fields the timeline shows (space-separated) or a summary function.
+    The description is the first line of the body's docstring, without its period.
+    """
+    stream_kind, _, stream_id = stream.partition(":")
+    doc = (body.__doc__ or "").strip().splitlines()
+    return EventTypeSpec(
+        event_type=event_type,
+        body=body,
+        stream_kind=stream_kind,
+        stream_id=stream_id,
+        roles=frozenset(Role(name) for name in roles.split()),
+        check=check,
+        apply=apply,
+        writes=tuple(writes.split()),
+        description=doc[0].removesuffix(".") if doc else "",
+        summary=fields_summary(*summary.split()) if isinstance(summary, str) else summary,
+        signer_bootstrap=signer_bootstrap,
+    )
 
 
 # --- rules ------------------------------------------------------------------------
+
+
+def body_of(ctx: EventContext, body_type: type[_Body]) -> _Body:
+    """The event's body, typed: the registry hands a rule only bodies of its own type."""
+    body = ctx.body
+    assert isinstance(body, body_type)
+    return body
+
+
+def mark_revoked(record: dict[str, Any], ctx: EventContext, reason: str) -> None:
+    """A registry record (policy, token) is revoked by this event's signer."""
+    record.update(
+        status=REVOKED,
+        revoked_reason=reason,
+        revoked_by=ctx.signer,
+        revoked_at=ctx.event.occurred_at,
+    )
+
+
+class _RevocationBody(Protocol):
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """The rule of a ``*.revoked`` event for a registry of ``table`` (policies, tokens).
+
+    The body names the record by its ``key`` field, on stream ``<stream_kind>:<key>``;
+    it must exist and not be revoked already (``unknown`` and ``revoked`` codes).
+    """
+
+    table: str
+    key: str
+    stream_kind: str
+    error: type[RejectedError]
+    unknown: ReasonCode
+    revoked: ReasonCode
+
+    def check(self, state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
+        value = getattr(ctx.body, self.key)
+        require_stream(ctx, f"{self.stream_kind}:{value}")
+        record = getattr(state, self.table).get(value)
+        if record is None:
+            raise self.error(self.unknown, f"no {self.stream_kind} {value} on the ledger")
+        if record["status"] == REVOKED:
+            raise self.error(self.revoked, f"{self.stream_kind} {value} is already revoked")
+
+    def apply(
+        self, state: LedgerState, ctx: EventContext, settings: RuleSettings, /
+    ) -> list[ProjectionRow]:
+        record = getattr(state, self.table)[getattr(ctx.body, self.key)]
+        mark_revoked(record, ctx, cast("_RevocationBody", ctx.body).reason)
+        return [row(self.table, self.key, record)]
 
 
 def no_check(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:

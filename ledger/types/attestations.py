@@ -6,13 +6,14 @@ Evidence only: they have no rule beyond the signer check and change no state.
 from __future__ import annotations
 
 from ledger.registry import EventBody, EventTypeSpec
-from ledger.roles import Role
-from ledger.types._common import fields_summary, no_apply, no_check
+from ledger.types._common import no_apply, no_check, spec
 
 __all__ = ["SPECS", "PolicyAttested", "PolicyDrift"]
 
 
 class PolicyAttested(EventBody):
+    """The result of an OpenClaw policy check of a workspace."""
+
     ok: bool
     policy_hash: str | None
     workspace_hash: str
@@ -24,6 +25,8 @@ class PolicyAttested(EventBody):
 
 
 class PolicyDrift(EventBody):
+    """A policy check whose attestation differs from the previous one."""
+
     previous_attestation_hash: str | None
     attestation_hash: str
     ok: bool
@@ -31,29 +34,12 @@ class PolicyDrift(EventBody):
     findings_count: int
 
 
+#: event type, body, stream, roles, projections written; check, apply, timeline summary
+# fmt: off
 SPECS: tuple[EventTypeSpec, ...] = (
-    EventTypeSpec(
-        event_type="policy.attested",
-        body=PolicyAttested,
-        stream_kind="openclaw-policy",
-        stream_id="<…>",
-        roles=frozenset({Role.RUNTIME, Role.OPERATOR}),
-        check=no_check,
-        apply=no_apply,
-        writes=(),
-        description="the result of an OpenClaw policy check of a workspace",
-        summary=fields_summary("ok", "attestation_hash", "findings_count"),
-    ),
-    EventTypeSpec(
-        event_type="policy.drift",
-        body=PolicyDrift,
-        stream_kind="openclaw-policy",
-        stream_id="<…>",
-        roles=frozenset({Role.RUNTIME, Role.OPERATOR}),
-        check=no_check,
-        apply=no_apply,
-        writes=(),
-        description="a policy check whose attestation differs from the previous one",
-        summary=fields_summary("previous_attestation_hash", "attestation_hash", "ok"),
-    ),
+    spec("policy.attested", PolicyAttested, "openclaw-policy:<…>", "runtime operator", "",
+         no_check, no_apply, "ok attestation_hash findings_count"),
+    spec("policy.drift", PolicyDrift, "openclaw-policy:<…>", "runtime operator", "",
+         no_check, no_apply, "previous_attestation_hash attestation_hash ok"),
 )
+# fmt: on

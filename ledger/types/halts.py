@@ -16,9 +16,8 @@ from pydantic import Field
 
 from ledger.errors import EventError, ReasonCode
 from ledger.registry import EventBody, EventTypeSpec, RuleSettings
-from ledger.roles import Role
 from ledger.state import EventContext, LedgerState, ProjectionRow
-from ledger.types._common import active_halt, fields_summary, require_stream, row
+from ledger.types._common import active_halt, body_of, require_stream, row, spec
 
 __all__ = ["SPECS", "AgentHalted", "AgentResumed", "active_halt"]
 
@@ -26,11 +25,15 @@ _TARGET = r"^(\*|sub:\S{1,300}|job:\S{1,300})$"
 
 
 class AgentHalted(EventBody):
+    """The kill switch: no new token, start or receipt for the target."""
+
     target: str = Field(pattern=_TARGET, description="`*`, `sub:<s>`, `job:<j>`")
     reason: str = Field(min_length=1, max_length=2000)
 
 
 class AgentResumed(EventBody):
+    """Lifts the halt of exactly this target."""
+
     target: str = Field(pattern=_TARGET)
     reason: str = Field(min_length=1, max_length=2000)
 
@@ -38,16 +41,14 @@ class AgentResumed(EventBody):
 def _check_halted(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
     # A kill switch is never refused for being engaged already: halting an
     # active target again is recorded and refreshes the reason.
-    body = ctx.body
-    assert isinstance(body, AgentHalted)
+    body = body_of(ctx, AgentHalted)
     require_stream(ctx, f"halt:{body.target}")
 
 
 def _apply_halted(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
-    body = ctx.body
-    assert isinstance(body, AgentHalted)
+    body = body_of(ctx, AgentHalted)
     record: dict[str, Any] = {
         "target": body.target,
         "active": True,
@@ -65,8 +66,7 @@ def _apply_halted(
 
 
 def _check_resumed(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    body = ctx.body
-    assert isinstance(body, AgentResumed)
+    body = body_of(ctx, AgentResumed)
     require_stream(ctx, f"halt:{body.target}")
     record = state.halts.get(body.target)
     if record is None or not record["active"]:
@@ -76,8 +76,7 @@ def _check_resumed(state: LedgerState, ctx: EventContext, settings: RuleSettings
 def _apply_resumed(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
-    body = ctx.body
-    assert isinstance(body, AgentResumed)
+    body = body_of(ctx, AgentResumed)
     record = state.halts[body.target]
     record.update(
         active=False,
@@ -89,29 +88,12 @@ def _apply_resumed(
     return [row("halts", "target", record)]
 
 
+#: event type, body, stream, roles, projections written; check, apply, timeline summary
+# fmt: off
 SPECS: tuple[EventTypeSpec, ...] = (
-    EventTypeSpec(
-        event_type="agent.halted",
-        body=AgentHalted,
-        stream_kind="halt",
-        stream_id="<target>",
-        roles=frozenset({Role.OPERATOR}),
-        check=_check_halted,
-        apply=_apply_halted,
-        writes=("halts",),
-        description="the kill switch: no new token, start or receipt for the target",
-        summary=fields_summary("target", "reason"),
-    ),
-    EventTypeSpec(
-        event_type="agent.resumed",
-        body=AgentResumed,
-        stream_kind="halt",
-        stream_id="<target>",
-        roles=frozenset({Role.OPERATOR}),
-        check=_check_resumed,
-        apply=_apply_resumed,
-        writes=("halts",),
-        description="lifts the halt of exactly this target",
-        summary=fields_summary("target", "reason"),
-    ),
+    spec("agent.halted", AgentHalted, "halt:<target>", "operator", "halts",
+         _check_halted, _apply_halted, "target reason"),
+    spec("agent.resumed", AgentResumed, "halt:<target>", "operator", "halts",
+         _check_resumed, _apply_resumed, "target reason"),
 )
+# fmt: on

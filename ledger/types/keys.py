@@ -16,12 +16,14 @@ from ledger.errors import EventError, ReasonCode
 from ledger.registry import EventBody, EventTypeSpec, RuleSettings
 from ledger.roles import Role
 from ledger.state import EventContext, KeyRecord, LedgerState, ProjectionRow
-from ledger.types._common import Array, fields_summary
+from ledger.types._common import Array, body_of, spec
 
 __all__ = ["SPECS", "KeyRegistered", "KeyRevoked", "is_trust_root_bootstrap"]
 
 
 class KeyRegistered(EventBody):
+    """A key enters the registry with its roles."""
+
     did: str
     name: str = Field(min_length=1, max_length=200)
     # a role arrives as its JSON string
@@ -29,6 +31,8 @@ class KeyRegistered(EventBody):
 
 
 class KeyRevoked(EventBody):
+    """A key may sign nothing more."""
+
     did: str
     reason: str = Field(min_length=1, max_length=2000)
 
@@ -46,25 +50,25 @@ def is_trust_root_bootstrap(state: LedgerState, ctx: EventContext, /) -> bool:
 
 
 def _check_registered(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    assert isinstance(ctx.body, KeyRegistered)
-    if ctx.event.stream != f"key:{ctx.body.did}":
+    body = body_of(ctx, KeyRegistered)
+    if ctx.event.stream != f"key:{body.did}":
         raise EventError(ReasonCode.SCHEMA_VALIDATION_FAILED, "stream must be key:<did>")
-    public_key_from_did(ctx.body.did)
-    existing = state.keys.get(ctx.body.did)
+    public_key_from_did(body.did)
+    existing = state.keys.get(body.did)
     if existing is not None:
-        raise EventError(ReasonCode.KEY_ALREADY_REGISTERED, f"{ctx.body.did} is already registered")
-    if is_trust_root_bootstrap(state, ctx) and Role.ADMIN not in ctx.body.roles:
+        raise EventError(ReasonCode.KEY_ALREADY_REGISTERED, f"{body.did} is already registered")
+    if is_trust_root_bootstrap(state, ctx) and Role.ADMIN not in body.roles:
         raise EventError(ReasonCode.ROLE_NOT_ALLOWED, "the trust root must hold the admin role")
 
 
 def _apply_registered(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
-    assert isinstance(ctx.body, KeyRegistered)
+    body = body_of(ctx, KeyRegistered)
     record = KeyRecord(
-        did=ctx.body.did,
-        name=ctx.body.name,
-        roles=frozenset(ctx.body.roles),
+        did=body.did,
+        name=body.name,
+        roles=frozenset(body.roles),
         registered_by=ctx.signer,
         registered_event_id=ctx.event.event_id,
     )
@@ -73,52 +77,34 @@ def _apply_registered(
 
 
 def _check_revoked(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    assert isinstance(ctx.body, KeyRevoked)
-    if ctx.event.stream != f"key:{ctx.body.did}":
+    body = body_of(ctx, KeyRevoked)
+    if ctx.event.stream != f"key:{body.did}":
         raise EventError(ReasonCode.SCHEMA_VALIDATION_FAILED, "stream must be key:<did>")
-    record = state.keys.get(ctx.body.did)
+    record = state.keys.get(body.did)
     if record is None:
-        raise EventError(ReasonCode.UNKNOWN_SIGNER, f"{ctx.body.did} is not registered")
+        raise EventError(ReasonCode.UNKNOWN_SIGNER, f"{body.did} is not registered")
     if record.revoked:
-        raise EventError(ReasonCode.SIGNER_REVOKED, f"{ctx.body.did} is already revoked")
-    if ctx.body.did == state.trust_root:
+        raise EventError(ReasonCode.SIGNER_REVOKED, f"{body.did} is already revoked")
+    if body.did == state.trust_root:
         raise EventError(ReasonCode.ROLE_NOT_ALLOWED, "the trust root cannot be revoked")
 
 
 def _apply_revoked(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
-    assert isinstance(ctx.body, KeyRevoked)
-    record = state.keys[ctx.body.did]
+    body = body_of(ctx, KeyRevoked)
+    record = state.keys[body.did]
     record.revoked = True
-    record.revoked_reason = ctx.body.reason
+    record.revoked_reason = body.reason
     return [record.row()]
 
 
+#: event type, body, stream, roles, projections written; check, apply, timeline summary
+# fmt: off
 SPECS: tuple[EventTypeSpec, ...] = (
-    EventTypeSpec(
-        event_type="key.registered",
-        body=KeyRegistered,
-        stream_kind="key",
-        stream_id="<did>",
-        roles=frozenset({Role.ADMIN}),
-        check=_check_registered,
-        apply=_apply_registered,
-        writes=("keys",),
-        description="a key enters the registry with its roles",
-        summary=fields_summary("name", "roles", "did"),
-        signer_bootstrap=is_trust_root_bootstrap,
-    ),
-    EventTypeSpec(
-        event_type="key.revoked",
-        body=KeyRevoked,
-        stream_kind="key",
-        stream_id="<did>",
-        roles=frozenset({Role.ADMIN}),
-        check=_check_revoked,
-        apply=_apply_revoked,
-        writes=("keys",),
-        description="a key may sign nothing more",
-        summary=fields_summary("did", "reason"),
-    ),
+    spec("key.registered", KeyRegistered, "key:<did>", "admin", "keys",
+         _check_registered, _apply_registered, "name roles did", is_trust_root_bootstrap),
+    spec("key.revoked", KeyRevoked, "key:<did>", "admin", "keys",
+         _check_revoked, _apply_revoked, "did reason"),
 )
+# fmt: on

@@ -10,19 +10,20 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from ledger.checks import check_b64u_hash
 from ledger.errors import PolicyError, ReasonCode
 from ledger.registry import EventBody, EventTypeSpec, RuleSettings
 from ledger.roles import Role
 from ledger.state import EventContext, LedgerState, ProjectionRow
 from ledger.types._common import (
     ACTIVE,
-    REVOKED,
     SUPERSEDED,
-    check_b64u_hash,
-    fields_summary,
+    Revocation,
+    body_of,
     require_role,
     require_stream,
     row,
+    spec,
     usable_policy,
 )
 from ledger.wpc import parse_wpc_envelope_bytes, verify_wpc_envelope
@@ -31,7 +32,7 @@ __all__ = ["SPECS", "PolicyPublished", "PolicyRevoked", "PolicySuperseded", "usa
 
 
 class PolicyPublished(EventBody):
-    """A signed ``wpc`` envelope enters the registry under the hash of its content.
+    """A signed WPC enters the registry under the hash of its content.
 
     ``wpc_envelope_json`` is the envelope as the exact text signed by the
     publisher (a JSON object round trip could reorder an external payload).
@@ -46,6 +47,8 @@ class PolicyPublished(EventBody):
 
 
 class PolicySuperseded(EventBody):
+    """An active WPC is replaced by another active one."""
+
     old_policy_hash_b64u: str
     new_policy_hash_b64u: str
     reason: str = Field(default="", max_length=2000)
@@ -55,6 +58,8 @@ class PolicySuperseded(EventBody):
 
 
 class PolicyRevoked(EventBody):
+    """A WPC may be used no more."""
+
     policy_hash_b64u: str
     reason: str = Field(min_length=1, max_length=2000)
 
@@ -62,8 +67,7 @@ class PolicyRevoked(EventBody):
 
 
 def _check_published(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    body = ctx.body
-    assert isinstance(body, PolicyPublished)
+    body = body_of(ctx, PolicyPublished)
     require_stream(ctx, f"policy:{body.policy_hash_b64u}")
     if body.policy_hash_b64u in state.policies:
         raise PolicyError(
@@ -79,8 +83,7 @@ def _check_published(state: LedgerState, ctx: EventContext, settings: RuleSettin
 def _apply_published(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
-    body = ctx.body
-    assert isinstance(body, PolicyPublished)
+    body = body_of(ctx, PolicyPublished)
     envelope = parse_wpc_envelope_bytes(body.wpc_envelope_json.encode("utf-8"))
     verified = verify_wpc_envelope(envelope, expected_hash=body.policy_hash_b64u)
     record: dict[str, Any] = {
@@ -106,8 +109,7 @@ def _apply_published(
 
 
 def _check_superseded(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    body = ctx.body
-    assert isinstance(body, PolicySuperseded)
+    body = body_of(ctx, PolicySuperseded)
     require_stream(ctx, f"policy:{body.old_policy_hash_b64u}")
     if body.old_policy_hash_b64u == body.new_policy_hash_b64u:
         raise PolicyError(ReasonCode.WPC_INVALID, "a WPC cannot supersede itself")
@@ -118,8 +120,7 @@ def _check_superseded(state: LedgerState, ctx: EventContext, settings: RuleSetti
 def _apply_superseded(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
-    body = ctx.body
-    assert isinstance(body, PolicySuperseded)
+    body = body_of(ctx, PolicySuperseded)
     old = state.policies[body.old_policy_hash_b64u]
     new = state.policies[body.new_policy_hash_b64u]
     old.update(
@@ -131,67 +132,17 @@ def _apply_superseded(
     return [row("policies", "policy_hash_b64u", old), row("policies", "policy_hash_b64u", new)]
 
 
-def _check_revoked(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    body = ctx.body
-    assert isinstance(body, PolicyRevoked)
-    require_stream(ctx, f"policy:{body.policy_hash_b64u}")
-    record = state.policies.get(body.policy_hash_b64u)
-    if record is None:
-        raise PolicyError(ReasonCode.WPC_UNKNOWN, f"no WPC {body.policy_hash_b64u} in the registry")
-    if record["status"] == REVOKED:
-        raise PolicyError(ReasonCode.WPC_REVOKED, f"WPC {body.policy_hash_b64u} is already revoked")
+# fmt: off
+_REVOCATION = Revocation("policies", "policy_hash_b64u", "policy", PolicyError,
+                         ReasonCode.WPC_UNKNOWN, ReasonCode.WPC_REVOKED)
 
-
-def _apply_revoked(
-    state: LedgerState, ctx: EventContext, settings: RuleSettings, /
-) -> list[ProjectionRow]:
-    body = ctx.body
-    assert isinstance(body, PolicyRevoked)
-    record = state.policies[body.policy_hash_b64u]
-    record.update(
-        status=REVOKED,
-        revoked_reason=body.reason,
-        revoked_by=ctx.signer,
-        revoked_at=ctx.event.occurred_at,
-    )
-    return [row("policies", "policy_hash_b64u", record)]
-
-
+#: event type, body, stream, roles, projections written; check, apply, timeline summary
 SPECS: tuple[EventTypeSpec, ...] = (
-    EventTypeSpec(
-        event_type="policy.published",
-        body=PolicyPublished,
-        stream_kind="policy",
-        stream_id="<hash>",
-        roles=frozenset({Role.POLICY_ADMIN}),
-        check=_check_published,
-        apply=_apply_published,
-        writes=("policies",),
-        description="a signed WPC enters the registry under the hash of its content",
-        summary=fields_summary("policy_hash_b64u"),
-    ),
-    EventTypeSpec(
-        event_type="policy.superseded",
-        body=PolicySuperseded,
-        stream_kind="policy",
-        stream_id="<old hash>",
-        roles=frozenset({Role.POLICY_ADMIN}),
-        check=_check_superseded,
-        apply=_apply_superseded,
-        writes=("policies",),
-        description="an active WPC is replaced by another active one",
-        summary=fields_summary("old_policy_hash_b64u", "new_policy_hash_b64u"),
-    ),
-    EventTypeSpec(
-        event_type="policy.revoked",
-        body=PolicyRevoked,
-        stream_kind="policy",
-        stream_id="<hash>",
-        roles=frozenset({Role.POLICY_ADMIN}),
-        check=_check_revoked,
-        apply=_apply_revoked,
-        writes=("policies",),
-        description="a WPC may be used no more",
-        summary=fields_summary("policy_hash_b64u", "reason"),
-    ),
+    spec("policy.published", PolicyPublished, "policy:<hash>", "policy-admin", "policies",
+         _check_published, _apply_published, "policy_hash_b64u"),
+    spec("policy.superseded", PolicySuperseded, "policy:<old hash>", "policy-admin", "policies",
+         _check_superseded, _apply_superseded, "old_policy_hash_b64u new_policy_hash_b64u"),
+    spec("policy.revoked", PolicyRevoked, "policy:<hash>", "policy-admin", "policies",
+         _REVOCATION.check, _REVOCATION.apply, "policy_hash_b64u reason"),
 )
+# fmt: on

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ledger.bundles import chain_entry
 from ledger.canonical import jcs
+from ledger.checks import check_b64u_hash
 from ledger.encoding import sha256_b64u
 from ledger.errors import ManifestError, PolicyError, ReasonCode, ReceiptError, TokenError
 from ledger.receipts import (
@@ -35,16 +36,16 @@ from ledger.types._common import (
     JTI,
     REVOKED,
     Array,
-    check_b64u_hash,
+    body_of,
     copy_json,
     epoch,
-    fields_summary,
     holds_role,
     require_not_halted,
     require_role,
     require_stream,
     row,
     short,
+    spec,
     usable_policy,
 )
 from ledger.urm import check_approvals, urm_hash_b64u, validate_urm
@@ -58,6 +59,7 @@ __all__ = [
     "RunStarted",
     "chain_payload_hash",
     "output_flags",
+    "require_job",
 ]
 
 JOB_APPROVED = "approved"
@@ -66,9 +68,10 @@ JOB_COMPLETED = "completed"
 
 
 class ReceiptRecorded(EventBody):
-    """A ``gateway_receipt`` envelope for a model call of a running job.
+    """A gateway receipt of one model call of a running job.
 
-    ``receipt_envelope_json`` is the exact text the gateway signed.
+    ``receipt_envelope_json`` is the ``gateway_receipt`` envelope as the exact
+    text the gateway signed.
     """
 
     job_id: str = Field(pattern=JOB_ID)
@@ -78,7 +81,10 @@ class ReceiptRecorded(EventBody):
 
 
 class RunManifestApproved(EventBody):
-    """A URM and the approvals of it; signed by the requester (who may not approve)."""
+    """A run manifest (URM) and its approvals: the job exists.
+
+    Signed by the requester, who may not approve it.
+    """
 
     job_id: str = Field(pattern=JOB_ID)
     urm_hash_b64u: str
@@ -89,6 +95,8 @@ class RunManifestApproved(EventBody):
 
 
 class RunStarted(EventBody):
+    """An approved job starts under a scoped token."""
+
     job_id: str = Field(pattern=JOB_ID)
     urm_hash_b64u: str
     cst_jti: str = Field(pattern=JTI)
@@ -105,6 +113,8 @@ class RunOutput(BaseModel):
 
 
 class RunCompleted(EventBody):
+    """A running job ends with the hashes of its outputs."""
+
     job_id: str = Field(pattern=JOB_ID)
     outputs: Array[RunOutput] = Field(max_length=1000)
 
@@ -130,7 +140,8 @@ def _append_chain(job: dict[str, Any], ctx: EventContext) -> None:
     job["event_chain"] = [*chain, entry]
 
 
-def _job(state: LedgerState, job_id: str) -> dict[str, Any]:
+def require_job(state: LedgerState, job_id: str) -> dict[str, Any]:
+    """The record of an approved job, else ``JOB_UNKNOWN``."""
     job = state.jobs.get(job_id)
     if job is None:
         raise ManifestError(
@@ -196,8 +207,7 @@ def output_flags(
 def _check_manifest_approved(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> None:
-    body = ctx.body
-    assert isinstance(body, RunManifestApproved)
+    body = body_of(ctx, RunManifestApproved)
     require_stream(ctx, f"job:{body.job_id}")
     if body.job_id in state.jobs:
         raise ManifestError(
@@ -227,8 +237,7 @@ def _check_manifest_approved(
 def _apply_manifest_approved(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
-    body = ctx.body
-    assert isinstance(body, RunManifestApproved)
+    body = body_of(ctx, RunManifestApproved)
     urm = validate_urm(body.urm)
     job: dict[str, Any] = {
         "job_id": body.job_id,
@@ -268,10 +277,9 @@ def _apply_manifest_approved(
 
 
 def _check_started(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    body = ctx.body
-    assert isinstance(body, RunStarted)
+    body = body_of(ctx, RunStarted)
     require_stream(ctx, f"job:{body.job_id}")
-    job = _job(state, body.job_id)
+    job = require_job(state, body.job_id)
     if job["status"] == JOB_RUNNING:
         raise ManifestError(ReasonCode.RUN_ALREADY_STARTED, f"job {body.job_id} is already running")
     if job["status"] == JOB_COMPLETED:
@@ -330,8 +338,7 @@ def _check_started(state: LedgerState, ctx: EventContext, settings: RuleSettings
 def _apply_started(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
-    body = ctx.body
-    assert isinstance(body, RunStarted)
+    body = body_of(ctx, RunStarted)
     job = state.jobs[body.job_id]
     token = state.tokens[body.cst_jti]
     job.update(
@@ -356,10 +363,9 @@ def _verified_receipt(body: ReceiptRecorded) -> tuple[Any, dict[str, Any]]:
 
 
 def _check_receipt(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    body = ctx.body
-    assert isinstance(body, ReceiptRecorded)
+    body = body_of(ctx, ReceiptRecorded)
     require_stream(ctx, f"job:{body.job_id}")
-    job = _job(state, body.job_id)
+    job = require_job(state, body.job_id)
     _require_running(job, "receipt")
     require_not_halted(state, f"receipt for job {body.job_id}", job_id=body.job_id, sub=job["sub"])
     token = state.tokens.get(str(job["cst_jti"]))
@@ -386,8 +392,7 @@ def _check_receipt(state: LedgerState, ctx: EventContext, settings: RuleSettings
 def _apply_receipt(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
-    body = ctx.body
-    assert isinstance(body, ReceiptRecorded)
+    body = body_of(ctx, ReceiptRecorded)
     document, payload = _verified_receipt(body)
     receipt = validate_receipt_payload(payload)
     job = state.jobs[body.job_id]
@@ -433,10 +438,9 @@ def _summarize_receipt(body: Mapping[str, Any], /) -> str:
 
 
 def _check_completed(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    body = ctx.body
-    assert isinstance(body, RunCompleted)
+    body = body_of(ctx, RunCompleted)
     require_stream(ctx, f"job:{body.job_id}")
-    job = _job(state, body.job_id)
+    job = require_job(state, body.job_id)
     _require_running(job, "completion")
     names: set[str] = set()
     for output in body.outputs:
@@ -455,8 +459,7 @@ def _check_completed(state: LedgerState, ctx: EventContext, settings: RuleSettin
 def _apply_completed(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
-    body = ctx.body
-    assert isinstance(body, RunCompleted)
+    body = body_of(ctx, RunCompleted)
     job = state.jobs[body.job_id]
     outputs = [{"name": o.name, "sha256": o.sha256} for o in body.outputs]
     flags = output_flags(list(job["urm"].get("expected_outputs") or []), outputs)
@@ -472,53 +475,16 @@ def _apply_completed(
     return [row("jobs", "job_id", job)]
 
 
+#: event type, body, stream, roles, projections written; check, apply, timeline summary
+# fmt: off
 SPECS: tuple[EventTypeSpec, ...] = (
-    EventTypeSpec(
-        event_type="receipt.recorded",
-        body=ReceiptRecorded,
-        stream_kind="job",
-        stream_id="<job_id>",
-        roles=frozenset({Role.GATEWAY}),
-        check=_check_receipt,
-        apply=_apply_receipt,
-        writes=("jobs", "receipts"),
-        description="a gateway receipt of one model call of a running job",
-        summary=_summarize_receipt,
-    ),
-    EventTypeSpec(
-        event_type="run.manifest_approved",
-        body=RunManifestApproved,
-        stream_kind="job",
-        stream_id="<job_id>",
-        roles=frozenset({Role.RUNTIME, Role.OPERATOR}),
-        check=_check_manifest_approved,
-        apply=_apply_manifest_approved,
-        writes=("jobs",),
-        description="a run manifest (URM) and its approvals: the job exists",
-        summary=fields_summary("job_id", "urm_hash_b64u"),
-    ),
-    EventTypeSpec(
-        event_type="run.started",
-        body=RunStarted,
-        stream_kind="job",
-        stream_id="<job_id>",
-        roles=frozenset({Role.RUNTIME}),
-        check=_check_started,
-        apply=_apply_started,
-        writes=("jobs",),
-        description="an approved job starts under a scoped token",
-        summary=fields_summary("job_id", "cst_jti"),
-    ),
-    EventTypeSpec(
-        event_type="run.completed",
-        body=RunCompleted,
-        stream_kind="job",
-        stream_id="<job_id>",
-        roles=frozenset({Role.RUNTIME}),
-        check=_check_completed,
-        apply=_apply_completed,
-        writes=("jobs",),
-        description="a running job ends with the hashes of its outputs",
-        summary=fields_summary("job_id", "outputs"),
-    ),
+    spec("receipt.recorded", ReceiptRecorded, "job:<job_id>", "gateway", "jobs receipts",
+         _check_receipt, _apply_receipt, _summarize_receipt),
+    spec("run.manifest_approved", RunManifestApproved, "job:<job_id>", "runtime operator", "jobs",
+         _check_manifest_approved, _apply_manifest_approved, "job_id urm_hash_b64u"),
+    spec("run.started", RunStarted, "job:<job_id>", "runtime", "jobs",
+         _check_started, _apply_started, "job_id cst_jti"),
+    spec("run.completed", RunCompleted, "job:<job_id>", "runtime", "jobs",
+         _check_completed, _apply_completed, "job_id outputs"),
 )
+# fmt: on

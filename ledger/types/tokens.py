@@ -10,24 +10,24 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from ledger.checks import check_b64u_hash
 from ledger.crypto import kid_for_public_key, public_key_from_did
 from ledger.errors import EventError, ReasonCode, TokenError
 from ledger.registry import EventBody, EventTypeSpec, RuleSettings
-from ledger.roles import Role
 from ledger.state import EventContext, LedgerState, ProjectionRow
 from ledger.tokens import CLOCK_SKEW_SECONDS, check_lifetime, token_scope_hash_b64u
 from ledger.types._common import (
     ACTIVE,
     JOB_ID,
     JTI,
-    REVOKED,
     Array,
-    check_b64u_hash,
+    Revocation,
+    body_of,
     epoch,
-    fields_summary,
     require_not_halted,
     require_stream,
     row,
+    spec,
     usable_policy,
 )
 from ledger.wpc import check_policy_hash
@@ -36,7 +36,7 @@ __all__ = ["SPECS", "TokenIssued", "TokenRevoked"]
 
 
 class TokenIssued(EventBody):
-    """What the ledger keeps of an issued CST: its claims and hashes, never the token.
+    """The claims and hashes of an issued scoped token (never the token).
 
     Lifetime, scope and pin are checked by the rule (with their own reason
     codes), not here.
@@ -60,6 +60,8 @@ class TokenIssued(EventBody):
 
 
 class TokenRevoked(EventBody):
+    """A token may be used no more."""
+
     jti: str = Field(pattern=JTI)
     reason: str = Field(min_length=1, max_length=2000)
 
@@ -78,8 +80,7 @@ def _claims(body: TokenIssued) -> dict[str, Any]:
 
 
 def _check_issued(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    body = ctx.body
-    assert isinstance(body, TokenIssued)
+    body = body_of(ctx, TokenIssued)
     require_stream(ctx, f"token:{body.jti}")
     if body.issuer_did != ctx.signer:
         raise EventError(
@@ -114,8 +115,7 @@ def _check_issued(state: LedgerState, ctx: EventContext, settings: RuleSettings,
 def _apply_issued(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
-    body = ctx.body
-    assert isinstance(body, TokenIssued)
+    body = body_of(ctx, TokenIssued)
     record: dict[str, Any] = {
         "jti": body.jti,
         "status": ACTIVE,
@@ -141,55 +141,17 @@ def _apply_issued(
     return [row("tokens", "jti", record)]
 
 
-def _check_revoked(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    body = ctx.body
-    assert isinstance(body, TokenRevoked)
-    require_stream(ctx, f"token:{body.jti}")
-    record = state.tokens.get(body.jti)
-    if record is None:
-        raise TokenError(ReasonCode.TOKEN_UNKNOWN, f"no token {body.jti} on the ledger")
-    if record["status"] == REVOKED:
-        raise TokenError(ReasonCode.TOKEN_REVOKED, f"token {body.jti} is already revoked")
-
-
-def _apply_revoked(
-    state: LedgerState, ctx: EventContext, settings: RuleSettings, /
-) -> list[ProjectionRow]:
-    body = ctx.body
-    assert isinstance(body, TokenRevoked)
-    record = state.tokens[body.jti]
-    record.update(
-        status=REVOKED,
-        revoked_reason=body.reason,
-        revoked_by=ctx.signer,
-        revoked_at=ctx.event.occurred_at,
-    )
-    return [row("tokens", "jti", record)]
-
-
-SPECS: tuple[EventTypeSpec, ...] = (
-    EventTypeSpec(
-        event_type="token.issued",
-        body=TokenIssued,
-        stream_kind="token",
-        stream_id="<jti>",
-        roles=frozenset({Role.ISSUER}),
-        check=_check_issued,
-        apply=_apply_issued,
-        writes=("tokens",),
-        description="the claims and hashes of an issued scoped token (never the token)",
-        summary=fields_summary("sub", "scope", "mission_id", "policy_hash_b64u", "jti"),
-    ),
-    EventTypeSpec(
-        event_type="token.revoked",
-        body=TokenRevoked,
-        stream_kind="token",
-        stream_id="<jti>",
-        roles=frozenset({Role.ISSUER, Role.OPERATOR}),
-        check=_check_revoked,
-        apply=_apply_revoked,
-        writes=("tokens",),
-        description="a token may be used no more",
-        summary=fields_summary("jti", "reason"),
-    ),
+_REVOCATION = Revocation(
+    "tokens", "jti", "token", TokenError, ReasonCode.TOKEN_UNKNOWN, ReasonCode.TOKEN_REVOKED
 )
+
+
+#: event type, body, stream, roles, projections written; check, apply, timeline summary
+# fmt: off
+SPECS: tuple[EventTypeSpec, ...] = (
+    spec("token.issued", TokenIssued, "token:<jti>", "issuer", "tokens",
+         _check_issued, _apply_issued, "sub scope mission_id policy_hash_b64u jti"),
+    spec("token.revoked", TokenRevoked, "token:<jti>", "issuer operator", "tokens",
+         _REVOCATION.check, _REVOCATION.apply, "jti reason"),
+)
+# fmt: on

@@ -12,9 +12,9 @@ from typing import Any
 
 from ledger.bundles import chain_entry, sign_document_order
 from ledger.crypto import KeyPair
-from ledger.receipts import build_receipt_payload, sign_receipt
+from ledger.receipts import sign_receipt
 
-from ._helpers import FIXED_TS, key
+from ._helpers import FIXED_TS, key, receipt_payload
 
 AGENT = key(21, "agent")
 GATEWAY = key(22, "gateway")
@@ -41,16 +41,11 @@ def chain(run_id: str = RUN_ID, types: Sequence[str] = EVENT_TYPES) -> list[dict
 
 
 def receipt(event_hash: str, *, run_id: str = RUN_ID, n: int = 0) -> dict[str, Any]:
-    payload = build_receipt_payload(
+    payload = receipt_payload(
+        {"run_id": run_id, "event_hash_b64u": event_hash, "nonce": f"nonce-{n}"},
         request=f"request {n}".encode(),
         response=f"response {n}".encode(),
         gateway_id="gw-offline",
-        provider="anthropic",
-        model="claude-test",
-        tokens_input=10,
-        tokens_output=20,
-        latency_ms=5,
-        binding={"run_id": run_id, "event_hash_b64u": event_hash, "nonce": f"nonce-{n}"},
         receipt_id=f"rcpt-{n}",
         timestamp=FIXED_TS,
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,8 +13,10 @@ from typing import Any
 from ledger.canonical import compact_json, jcs, parse_json_strict
 from ledger.crypto import KeyPair
 from ledger.encoding import b64u_encode
-from ledger.envelope import sign_envelope
-from ledger.events import EVENT_ENVELOPE_TYPE
+from ledger.envelope import SignedEnvelope, sign_envelope
+from ledger.errors import ReasonCode
+from ledger.events import EVENT_ENVELOPE_TYPE, build_event
+from ledger.receipts import build_receipt_payload
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 EXAMPLES: dict[str, Any] = json.loads((VECTORS / "examples.json").read_text(encoding="utf-8"))
@@ -27,10 +31,103 @@ RFC8032_TEST1_DID = "did:key:z6MktwupdmLXVVqTzCw4i46r4uGyosGXRnR3XjN4Zq7oMMsw"
 
 FIXED_TS = "2026-02-12T00:00:00.000Z"
 
+#: envelope fields set to values no verifier may accept: (field, value, code)
+UNKNOWN_VERSIONS_AND_ALGORITHMS = [
+    ("envelope_version", "2", ReasonCode.UNKNOWN_ENVELOPE_VERSION),
+    ("envelope_version", "1.0", ReasonCode.UNKNOWN_ENVELOPE_VERSION),
+    ("envelope_version", "", ReasonCode.UNKNOWN_ENVELOPE_VERSION),
+    ("hash_algorithm", "SHA-512", ReasonCode.UNKNOWN_HASH_ALGORITHM),
+    ("hash_algorithm", "sha-256", ReasonCode.UNKNOWN_HASH_ALGORITHM),
+    ("hash_algorithm", "SHA3-256", ReasonCode.UNKNOWN_HASH_ALGORITHM),
+    ("algorithm", "EdDSA", ReasonCode.UNKNOWN_ALGORITHM),
+    ("algorithm", "ed25519", ReasonCode.UNKNOWN_ALGORITHM),
+    ("algorithm", "ES256", ReasonCode.UNKNOWN_ALGORITHM),
+]
+
+
+def fresh_python_json(script: str) -> Any:
+    """Run ``script`` in a new interpreter at the repository root; the JSON its last line prints."""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=VECTORS.parents[1],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
 
 def key(n: int, name: str = "") -> KeyPair:
     """A deterministic test key (seed = 32 × byte n)."""
     return KeyPair.from_seed(bytes([n]) * 32, name)
+
+
+def receipt_payload(binding: Mapping[str, Any], **details: Any) -> dict[str, Any]:
+    """A receipt payload for ``binding``; the model call is a fixed one unless ``details`` say."""
+    call: dict[str, Any] = {
+        "request": b"request",
+        "response": b"response",
+        "gateway_id": "gw",
+        "provider": "anthropic",
+        "model": "claude-test",
+        "tokens_input": 10,
+        "tokens_output": 20,
+        "latency_ms": 5,
+    }
+    return build_receipt_payload(binding=binding, **(call | details))
+
+
+def example_urm(job_id: str, wpc: str, scope_hash: str, **over: Any) -> dict[str, Any]:
+    """The finops close URM the docs and tests use; ``over`` replaces top-level sections."""
+    doc: dict[str, Any] = {
+        "urm_version": "1",
+        "job": {
+            "job_id": job_id,
+            "requested_by": "user:alice",
+            "approved_by": ["user:finops-lead"],
+            "approval_ref": "ticket:FIN-1842",
+        },
+        "policy": {
+            "wpc_hash_b64u": wpc,
+            "cst_scope_hash": scope_hash,
+            "policy_hash_pinning": True,
+        },
+        "execution": {
+            "agent_runtime": "OpenClaw",
+            "tool_profile": "finops-readonly",
+            "sandbox_mode": "all",
+            "model_routing": "via clawproxy",
+        },
+        "inputs": [{"name": "ledger_export.csv", "sha256": "ab" * 32}],
+        "expected_outputs": [
+            {"name": "close_report.pdf", "sha256": None},
+            {"name": "recon_summary.json", "sha256": "cd" * 32},
+        ],
+        "retention": {"proof_bundle_days": 180, "notes": "keep"},
+    }
+    doc.update(over)
+    return doc
+
+
+def example_key_registered(
+    n: int, subject: KeyPair, name: str, roles: list[str], signer: KeyPair
+) -> SignedEnvelope:
+    """Event ``n`` of the docs' example ledger: ``signer`` registers ``subject``.
+
+    It occurred ``n - 1`` seconds past ``FIXED_TS`` and was signed a second later.
+    """
+    event = build_event(
+        "key.registered",
+        f"key:{subject.did}",
+        {"did": subject.did, "name": name, "roles": roles},
+        signer,
+        event_id=f"00000000-0000-4000-8000-{n:012d}",
+        occurred_at=f"2026-02-12T00:00:{n - 1:02d}.000Z",
+    )
+    issued_at = f"2026-02-12T00:00:{n:02d}.000Z"
+    return sign_envelope(EVENT_ENVELOPE_TYPE, event.to_payload(), signer, issued_at=issued_at)
 
 
 def bundle_pass() -> Any:
@@ -39,22 +136,14 @@ def bundle_pass() -> Any:
 
 
 def envelope_dict(
-    payload: Mapping[str, Any],
-    signer: KeyPair,
-    *,
-    envelope_type: str = EVENT_ENVELOPE_TYPE,
-    issued_at: str = FIXED_TS,
+    payload: Mapping[str, Any], signer: KeyPair, *, envelope_type: str = EVENT_ENVELOPE_TYPE
 ) -> dict[str, Any]:
-    """A correctly signed envelope as a plain dict (payload in JCS order)."""
-    return json.loads(sign_envelope(envelope_type, payload, signer, issued_at=issued_at).to_bytes())
+    """A correctly signed envelope as a plain dict (payload in JCS order), issued at FIXED_TS."""
+    return json.loads(sign_envelope(envelope_type, payload, signer, issued_at=FIXED_TS).to_bytes())
 
 
 def sign_document_order(
-    payload: Mapping[str, Any],
-    signer: KeyPair,
-    *,
-    envelope_type: str = EVENT_ENVELOPE_TYPE,
-    issued_at: str = FIXED_TS,
+    payload: Mapping[str, Any], signer: KeyPair, *, envelope_type: str = EVENT_ENVELOPE_TYPE
 ) -> dict[str, Any]:
     """Sign ``payload`` exactly as given (document order), the way clawsig does,
     computing the hash independently of :mod:`ledger.envelope`."""
@@ -68,7 +157,7 @@ def sign_document_order(
         "signature_b64u": b64u_encode(signer.sign(digest.encode("utf-8"))),
         "algorithm": "Ed25519",
         "signer_did": signer.did,
-        "issued_at": issued_at,
+        "issued_at": FIXED_TS,
     }
 
 

@@ -27,16 +27,9 @@ OPERATOR = key(2, "operator")
 
 
 def _raw(
-    signer: KeyPair,
-    event_type: str,
-    stream: str,
-    body: Mapping[str, Any],
-    *,
-    event_id: str | None = None,
+    signer: KeyPair, event_type: str, stream: str, body: Mapping[str, Any], **kw: Any
 ) -> bytes:
-    return sign_event(
-        build_event(event_type, stream, body, signer, event_id=event_id), signer
-    ).to_bytes()
+    return sign_event(build_event(event_type, stream, body, signer, **kw), signer).to_bytes()
 
 
 def _register(did: str, name: str, role: str) -> bytes:

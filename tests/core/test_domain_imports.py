@@ -14,10 +14,9 @@
 from __future__ import annotations
 
 import ast
-import json
-import subprocess
-import sys
 from pathlib import Path
+
+from ._helpers import fresh_python_json
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,16 +40,8 @@ print(json.dumps({"imported": imported, "loaded": loaded}))
 
 
 def _probe(package: str, forbidden: tuple[str, ...]) -> dict[str, list[str]]:
-    result = subprocess.run(
-        [sys.executable, "-c", _PROBE % (package, forbidden)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    probed: dict[str, list[str]] = fresh_python_json(_PROBE % (package, forbidden))
+    return probed
 
 
 def _modules(package: str) -> set[str]:

@@ -26,7 +26,7 @@ from ledger.envelope import (
     verify_envelope,
 )
 from ledger.errors import EnvelopeError, ReasonCode
-from ledger.events import EVENT_ENVELOPE_TYPE, build_event
+from ledger.events import build_event
 from ledger.receipts import verify_receipt_envelope
 from ledger.verify import Verified, verify_message
 
@@ -34,8 +34,10 @@ from ._helpers import (
     GOLDEN,
     RFC8032_TEST1_DID,
     RFC8032_TEST1_SEED,
+    UNKNOWN_VERSIONS_AND_ALGORITHMS,
     bundle_pass,
     envelope_dict,
+    example_key_registered,
     key,
     sign_document_order,
 )
@@ -111,18 +113,7 @@ def test_proof_bundle_pass_vector_tampered_receipt_fails() -> None:
 
 def _golden_envelope_bytes() -> bytes:
     pair = KeyPair.from_seed(RFC8032_TEST1_SEED, "root")
-    event = build_event(
-        "key.registered",
-        f"key:{pair.did}",
-        {"did": pair.did, "name": "root", "roles": ["admin"]},
-        pair,
-        event_id="00000000-0000-4000-8000-000000000001",
-        occurred_at="2026-02-12T00:00:00.000Z",
-    )
-    envelope = sign_envelope(
-        EVENT_ENVELOPE_TYPE, event.to_payload(), pair, issued_at="2026-02-12T00:00:01.000Z"
-    )
-    return envelope.to_bytes()
+    return example_key_registered(1, pair, "root", ["admin"], pair).to_bytes()
 
 
 def test_golden_envelope_bytes_are_stable() -> None:
@@ -274,18 +265,7 @@ def test_step1_document_not_object_is_malformed(document: Any) -> None:
     assert _code(document) is ReasonCode.MALFORMED_ENVELOPE
 
 
-@pytest.mark.parametrize(
-    ("field", "value", "code"),
-    [
-        ("envelope_version", "2", ReasonCode.UNKNOWN_ENVELOPE_VERSION),
-        ("envelope_version", "1.0", ReasonCode.UNKNOWN_ENVELOPE_VERSION),
-        ("envelope_version", "", ReasonCode.UNKNOWN_ENVELOPE_VERSION),
-        ("hash_algorithm", "SHA-512", ReasonCode.UNKNOWN_HASH_ALGORITHM),
-        ("hash_algorithm", "sha-256", ReasonCode.UNKNOWN_HASH_ALGORITHM),
-        ("algorithm", "EdDSA", ReasonCode.UNKNOWN_ALGORITHM),
-        ("algorithm", "ed25519", ReasonCode.UNKNOWN_ALGORITHM),
-    ],
-)
+@pytest.mark.parametrize(("field", "value", "code"), UNKNOWN_VERSIONS_AND_ALGORITHMS)
 def test_step2_unknown_versions_and_algorithms(field: str, value: str, code: ReasonCode) -> None:
     assert _code(dict(_good(), **{field: value})) is code
 
@@ -360,61 +340,44 @@ def test_missing_field_and_unknown_version_is_malformed() -> None:
     assert _code(document) is ReasonCode.MALFORMED_ENVELOPE
 
 
-def test_unknown_version_and_bad_signature() -> None:
-    document = dict(_good(), envelope_version="2", signature_b64u=_other_signature())
-    assert _code(document) is ReasonCode.UNKNOWN_ENVELOPE_VERSION
+#: a signature over another payload, set where a case says ``OTHER``
+OTHER = "<another payload's signature>"
+REFUSE, ACCEPT = {"note": _refuse_all}, {"note": _accept_all}
 
 
-def test_unknown_version_before_hash_and_algorithms() -> None:
-    document = dict(_good(), envelope_version="2", hash_algorithm="MD5", algorithm="RSA")
-    document["payload"]["n"] = 5
-    assert _code(document) is ReasonCode.UNKNOWN_ENVELOPE_VERSION
-
-
-def test_unknown_hash_algorithm_before_unknown_algorithm() -> None:
-    document = dict(_good(), hash_algorithm="MD5", algorithm="RSA")
-    assert _code(document) is ReasonCode.UNKNOWN_HASH_ALGORITHM
-
-
-def test_unknown_algorithm_before_schema_and_hash() -> None:
-    document = dict(_good(), algorithm="RSA")
-    document["payload"]["n"] = 5
-    assert _code(document, {"note": _refuse_all}) is ReasonCode.UNKNOWN_ALGORITHM
-
-
-def test_unknown_algorithm_and_bad_did() -> None:
-    document = dict(_good(), algorithm="RSA", signer_did="did:web:x")
-    assert _code(document) is ReasonCode.UNKNOWN_ALGORITHM
-
-
-def test_schema_failure_before_hash_mismatch() -> None:
+@pytest.mark.parametrize(
+    ("changes", "tampered", "schemas", "code"),
+    [
+        # field changes, payload changed after signing, schemas, the first failure
+        ({"envelope_version": "2", "signature_b64u": OTHER}, False, None,
+         ReasonCode.UNKNOWN_ENVELOPE_VERSION),
+        ({"envelope_version": "2", "hash_algorithm": "MD5", "algorithm": "RSA"}, True, None,
+         ReasonCode.UNKNOWN_ENVELOPE_VERSION),
+        ({"hash_algorithm": "MD5", "algorithm": "RSA"}, False, None,
+         ReasonCode.UNKNOWN_HASH_ALGORITHM),
+        ({"algorithm": "RSA"}, True, REFUSE, ReasonCode.UNKNOWN_ALGORITHM),
+        ({"algorithm": "RSA", "signer_did": "did:web:x"}, False, None,
+         ReasonCode.UNKNOWN_ALGORITHM),
+        ({}, True, REFUSE, ReasonCode.SCHEMA_VALIDATION_FAILED),
+        ({}, True, ACCEPT, ReasonCode.HASH_MISMATCH),
+        ({}, True, {"other": _accept_all}, ReasonCode.UNKNOWN_ENVELOPE_TYPE),
+        ({"signature_b64u": OTHER}, True, None, ReasonCode.HASH_MISMATCH),
+        ({"signer_did": "did:key:zBAD"}, True, None, ReasonCode.HASH_MISMATCH),
+        ({"signer_did": "did:key:zBAD", "signature_b64u": "AAAA"}, False, None,
+         ReasonCode.INVALID_DID_FORMAT),
+    ],
+)  # fmt: skip
+def test_the_first_failing_step_names_the_code(
+    changes: dict[str, str],
+    tampered: bool,
+    schemas: Mapping[str, Callable[..., None]] | None,
+    code: ReasonCode,
+) -> None:
     document = _good()
-    document["payload"]["n"] = 5
-    assert _code(document, {"note": _refuse_all}) is ReasonCode.SCHEMA_VALIDATION_FAILED
-    assert _code(document, {"note": _accept_all}) is ReasonCode.HASH_MISMATCH
-
-
-def test_unknown_envelope_type_before_hash_mismatch() -> None:
-    document = _good()
-    document["payload"]["n"] = 5
-    assert _code(document, {"other": _accept_all}) is ReasonCode.UNKNOWN_ENVELOPE_TYPE
-
-
-def test_hash_mismatch_before_signature() -> None:
-    document = dict(_good(), signature_b64u=_other_signature())
-    document["payload"]["n"] = 5
-    assert _code(document) is ReasonCode.HASH_MISMATCH
-
-
-def test_hash_mismatch_before_bad_did() -> None:
-    document = dict(_good(), signer_did="did:key:zBAD")
-    document["payload"]["n"] = 5
-    assert _code(document) is ReasonCode.HASH_MISMATCH
-
-
-def test_bad_did_before_bad_signature() -> None:
-    document = dict(_good(), signer_did="did:key:zBAD", signature_b64u="AAAA")
-    assert _code(document) is ReasonCode.INVALID_DID_FORMAT
+    document.update({k: _other_signature() if v == OTHER else v for k, v in changes.items()})
+    if tampered:
+        document["payload"]["n"] = 5
+    assert _code(document, schemas) is code
 
 
 # --- what the hash and the signature cover ---------------------------------------------------

@@ -37,7 +37,7 @@ from ledger.verify import (
     verify_message,
 )
 
-from ._helpers import FIXED_TS, key, to_raw
+from ._helpers import FIXED_TS, UNKNOWN_VERSIONS_AND_ALGORITHMS, key, to_raw
 
 ROOT = key(1, "root")
 ADMIN2 = key(2, "admin2")
@@ -375,9 +375,7 @@ def test_missing_envelope_field(field: str) -> None:
 @pytest.mark.parametrize(
     ("field", "value", "code"),
     [
-        ("envelope_version", "2", ReasonCode.UNKNOWN_ENVELOPE_VERSION),
-        ("hash_algorithm", "SHA3-256", ReasonCode.UNKNOWN_HASH_ALGORITHM),
-        ("algorithm", "ES256", ReasonCode.UNKNOWN_ALGORITHM),
+        *UNKNOWN_VERSIONS_AND_ALGORITHMS,
         ("envelope_type", "gateway_receipt", ReasonCode.UNKNOWN_ENVELOPE_TYPE),
         ("envelope_type", "proof_bundle", ReasonCode.UNKNOWN_ENVELOPE_TYPE),
         ("envelope_type", "Ledger_Event", ReasonCode.UNKNOWN_ENVELOPE_TYPE),

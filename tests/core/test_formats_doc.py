@@ -17,9 +17,7 @@ from ledger.canonical import compact_json, jcs, parse_json_strict
 from ledger.chain import chain_hash
 from ledger.crypto import KeyPair
 from ledger.encoding import b64u_decode, sha256_b64u, sha256_hex
-from ledger.envelope import sign_envelope
 from ledger.errors import ReasonCode
-from ledger.events import build_event
 from ledger.tokens import scope_hash_input, token_scope_hash_b64u
 from ledger.urm import approval_signing_bytes, urm_hash_b64u
 from ledger.verify import Rejected, Verified, verify_message
@@ -27,7 +25,14 @@ from ledger.wpc import policy_hash_b64u
 from openclaw_policy.attestation import policy_attestation_hash
 from openclaw_policy.stable_json import stable_json
 
-from ._helpers import BUNDLE_PASS_RAW, EXAMPLES, GOLDEN, RFC8032_TEST1_SEED
+from ._helpers import (
+    BUNDLE_PASS_RAW,
+    EXAMPLES,
+    GOLDEN,
+    RFC8032_TEST1_SEED,
+    example_key_registered,
+    example_urm,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "formats.md").read_text(encoding="utf-8")
@@ -122,33 +127,12 @@ def test_section_6_bundle_entry_and_payload_hash() -> None:
 
 
 def _golden_urm() -> dict[str, Any]:
-    """The URM of tests/primitives/test_golden.py, written out."""
-    return {
-        "urm_version": "1",
-        "job": {
-            "job_id": "job-golden",
-            "requested_by": "user:alice",
-            "approved_by": ["user:finops-lead"],
-            "approval_ref": "ticket:FIN-1842",
-        },
-        "policy": {
-            "wpc_hash_b64u": EXAMPLES["wpc_example"]["policy_hash_b64u"],
-            "cst_scope_hash": EXAMPLES["scope_example"]["token_scope_hash_b64u"],
-            "policy_hash_pinning": True,
-        },
-        "execution": {
-            "agent_runtime": "OpenClaw",
-            "tool_profile": "finops-readonly",
-            "sandbox_mode": "all",
-            "model_routing": "via clawproxy",
-        },
-        "inputs": [{"name": "ledger_export.csv", "sha256": "ab" * 32}],
-        "expected_outputs": [
-            {"name": "close_report.pdf", "sha256": None},
-            {"name": "recon_summary.json", "sha256": "cd" * 32},
-        ],
-        "retention": {"proof_bundle_days": 180, "notes": "keep"},
-    }
+    """The URM of tests/primitives/test_golden.py."""
+    return example_urm(
+        "job-golden",
+        EXAMPLES["wpc_example"]["policy_hash_b64u"],
+        EXAMPLES["scope_example"]["token_scope_hash_b64u"],
+    )
 
 
 def test_section_7_urm_hash_and_approval_bytes() -> None:
@@ -207,17 +191,7 @@ def test_section_9_payload_examples(old: bytes, new: bytes, code: str) -> None:
 def _second_event() -> bytes:
     """The §10 example's second event: the trust root registers key 0x02 × 32."""
     policy_admin = KeyPair.from_seed(bytes([2]) * 32)
-    event = build_event(
-        "key.registered",
-        f"key:{policy_admin.did}",
-        {"did": policy_admin.did, "name": "policy-admin", "roles": ["policy-admin"]},
-        ROOT_KEY,
-        event_id="00000000-0000-4000-8000-000000000002",
-        occurred_at="2026-02-12T00:00:01.000Z",
-    )
-    envelope = sign_envelope(
-        "ledger_event", event.to_payload(), ROOT_KEY, issued_at="2026-02-12T00:00:02.000Z"
-    )
+    envelope = example_key_registered(2, policy_admin, "policy-admin", ["policy-admin"], ROOT_KEY)
     quoted(policy_admin.did, envelope.payload_hash_b64u)
     return envelope.to_bytes()
 

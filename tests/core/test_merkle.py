@@ -331,6 +331,22 @@ def _flip(data: bytes, bit: int) -> bytes:
     return bytes(mutable)
 
 
+def _tamper(
+    data: st.DataObject, first: bytes, second: bytes, proof: Sequence[bytes]
+) -> tuple[bytes, bytes, list[bytes]]:
+    """One drawn bit flipped in ``first``, in ``second`` or in one node of ``proof``."""
+    bit = data.draw(st.integers(0, 255))
+    target = data.draw(st.integers(-2, len(proof) - 1))
+    tampered = list(proof)
+    if target == -2:
+        first = _flip(first, bit)
+    elif target == -1:
+        second = _flip(second, bit)
+    else:
+        tampered[target] = _flip(tampered[target], bit)
+    return first, second, tampered
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_every_inclusion_proof_matches_path_and_any_flipped_bit_fails(
@@ -344,15 +360,7 @@ def test_every_inclusion_proof_matches_path_and_any_flipped_bit_fails(
     assert proof == ref_path(index, HASHES[:size])
     verify_inclusion(index, size, HASHES[index], proof, root)
 
-    bit = data.draw(st.integers(0, 255))
-    target = data.draw(st.integers(-2, len(proof) - 1))
-    leaf, tampered_root, tampered = HASHES[index], root, list(proof)
-    if target == -2:
-        leaf = _flip(leaf, bit)
-    elif target == -1:
-        tampered_root = _flip(root, bit)
-    else:
-        tampered[target] = _flip(tampered[target], bit)
+    leaf, tampered_root, tampered = _tamper(data, HASHES[index], root, proof)
     with pytest.raises(ProofError):
         verify_inclusion(index, size, leaf, tampered, tampered_root)
 
@@ -369,15 +377,7 @@ def test_every_consistency_proof_matches_subproof_and_any_flipped_bit_fails(
     assert proof == (ref_subproof(old, HASHES[:new], True) if old < new else [])
     verify_consistency(old, new, root1, root2, proof)
 
-    bit = data.draw(st.integers(0, 255))
-    target = data.draw(st.integers(-2, len(proof) - 1))
-    tampered = list(proof)
-    if target == -2:
-        root1 = _flip(root1, bit)
-    elif target == -1:
-        root2 = _flip(root2, bit)
-    else:
-        tampered[target] = _flip(tampered[target], bit)
+    root1, root2, tampered = _tamper(data, root1, root2, proof)
     with pytest.raises(ProofError):
         verify_consistency(old, new, root1, root2, tampered)
 

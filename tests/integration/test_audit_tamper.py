@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from claw_ledger.processor_control import processor_command
 from ledger.roles import Role
 from tests.fixtures_ledger import start_ledger
 
@@ -80,16 +81,7 @@ async def test_audit_reports_altered_and_missing_rows(
 
 async def test_a_second_consumer_group_is_refused(running_ledger: Any) -> None:
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "claw_ledger",
-            "processor",
-            "run",
-            "--group",
-            "intruder",
-            "--no-status",
-        ],
+        processor_command("run", "--group", "intruder", "--no-status"),
         env=running_ledger.env,
         capture_output=True,
         text=True,

@@ -53,37 +53,13 @@ def test_keys_publish_and_refusal_through_the_cli(cli_env: dict[str, str]) -> No
     assert json.loads(registered.stdout)["status"] == "committed"
 
     body = json.dumps({"target": "job:cli-e2e", "reason": "from the cli"})
-    ok = cli(
-        cli_env,
-        "publish",
-        "--type",
-        "agent.halted",
-        "--stream",
-        "halt:job:cli-e2e",
-        "--body",
-        "-",
-        "--key",
-        "cli-operator",
-        "--json",
-        stdin=body,
-    )
+    halt = ["publish", "--type", "agent.halted", "--stream", "halt:job:cli-e2e", "--body", "-"]
+    ok = cli(cli_env, *halt, "--key", "cli-operator", "--json", stdin=body)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["status"] == "committed"
 
     # the gateway role may not halt agents: refused with its reason code, exit 1
-    refused = cli(
-        cli_env,
-        "publish",
-        "--type",
-        "agent.halted",
-        "--stream",
-        "halt:job:cli-e2e",
-        "--body",
-        "-",
-        "--key",
-        "gateway",
-        stdin=body,
-    )
+    refused = cli(cli_env, *halt, "--key", "gateway", stdin=body)
     assert refused.returncode == 1
     assert "ROLE_NOT_ALLOWED" in refused.stderr
 

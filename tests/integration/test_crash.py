@@ -52,13 +52,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(
         from ledger.crypto import KeyPair
 
         operator = KeyPair.generate("operator")
-        verdict = await ledger.publish(
-            ledger.admin,
-            "key.registered",
-            f"key:{operator.did}",
-            {"did": operator.did, "name": "operator", "roles": [Role.OPERATOR.value]},
-        )
-        assert verdict["status"] == "committed"
+        await ledger.register(operator, "operator", Role.OPERATOR.value)
         event_ids: list[str] = []
         async with ledger.producer() as producer:
             futures = []

@@ -13,7 +13,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from consumers.processor import IngressRecord, VerifyingProcessor
 from ledger.roles import Role
@@ -31,13 +30,7 @@ async def _copies(
     Reads until ``expected`` copies per topic have arrived (a loaded machine can
     take a while), then a little longer so that an extra copy would show too.
     """
-    consumer = AIOKafkaConsumer(
-        ledger.topics.verified,
-        ledger.topics.quarantine,
-        bootstrap_servers=ledger.settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = ledger.output_consumer()
     found: dict[str, list[Any]] = {ledger.topics.verified: [], ledger.topics.quarantine: []}
     await consumer.start()
     try:
@@ -89,13 +82,7 @@ async def _commit_without_copying(ledger: LedgerHarness, marker: str) -> None:
 
 async def _probe(ledger: LedgerHarness, target: str) -> None:
     """A halt through the running processor, committed."""
-    verdict = await ledger.publish(
-        ledger.keys[Role.OPERATOR],
-        "agent.halted",
-        f"halt:{target}",
-        {"target": target, "reason": "probe"},
-    )
-    assert verdict["status"] == "committed"
+    await ledger.halt(target, "probe")
 
 
 async def test_outcomes_committed_but_not_copied_are_copied_by_the_next_owner_once(

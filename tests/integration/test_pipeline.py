@@ -77,13 +77,7 @@ async def _bad_inputs(ledger: LedgerHarness) -> list[tuple[str, bytes, str | Non
     add("UNKNOWN_EVENT_TYPE", _resign(unknown_type, operator))
     # revoked signer: register, revoke, then publish
     revoked = KeyPair.generate("revoked")
-    verdict = await ledger.publish(
-        ledger.admin,
-        "key.registered",
-        f"key:{revoked.did}",
-        {"did": revoked.did, "name": "revoked", "roles": ["operator"]},
-    )
-    assert verdict["status"] == "committed"
+    await ledger.register(revoked, "revoked", "operator")
     verdict = await ledger.publish(
         ledger.admin, "key.revoked", f"key:{revoked.did}", {"did": revoked.did, "reason": "test"}
     )
@@ -107,13 +101,7 @@ async def test_every_bad_input_is_quarantined_with_its_code_and_nothing_is_lost(
     for _, raw, _ in cases:
         await ledger.publish_raw(raw)
     # the processor is still alive and still accepts good events afterwards
-    good = await ledger.publish(
-        ledger.keys[Role.OPERATOR],
-        "agent.halted",
-        "halt:job:after-bad-input",
-        {"target": "job:after-bad-input", "reason": "still running"},
-    )
-    assert good["status"] == "committed"
+    await ledger.halt("job:after-bad-input", "still running")
     assert ledger.processor.alive()
 
     rows = await ledger.wait_quarantine_count(before_q + len(cases))
@@ -200,7 +188,6 @@ async def test_the_database_itself_refuses_to_change_ledger_rows(
 async def test_verified_and_quarantine_topics_receive_the_outcomes(
     running_ledger: LedgerHarness,
 ) -> None:
-    from aiokafka import AIOKafkaConsumer
 
     ledger = running_ledger
     operator = ledger.keys[Role.OPERATOR]
@@ -212,13 +199,7 @@ async def test_verified_and_quarantine_topics_receive_the_outcomes(
     bogus = b'{"not": "an envelope", "marker": "' + marker.encode() + b'"}'
     await ledger.publish_raw(bogus, f"halt:{marker}")
     seen_verified = seen_quarantine = False
-    consumer = AIOKafkaConsumer(
-        ledger.topics.verified,
-        ledger.topics.quarantine,
-        bootstrap_servers=ledger.settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = ledger.output_consumer()
     await consumer.start()
     try:
         import time

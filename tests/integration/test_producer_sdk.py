@@ -100,13 +100,7 @@ async def test_publish_many_commits_every_event_in_per_stream_order(
 
 async def _publish_many_and_check(ledger: LedgerHarness) -> None:
     runtime = KeyPair.generate("runtime")
-    registered = await ledger.publish(
-        ledger.admin,
-        "key.registered",
-        f"key:{runtime.did}",
-        {"did": runtime.did, "name": "runtime", "roles": ["runtime"]},
-    )
-    assert registered["status"] == "committed", registered
+    await ledger.register(runtime, "runtime", "runtime")
     run = uuid.uuid4().hex[:8]
     streams = [f"openclaw-policy:{run}-{n}" for n in range(5)]
     drafts = [

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from typing import Any
 
 import psutil
 import pytest
 
-from ledger.roles import Role
+from claw_ledger.processor_control import processor_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.crash]
 
@@ -32,15 +31,7 @@ def _wait_child(pid: int, not_pid: int | None = None, timeout: float = 60) -> ps
 
 async def test_supervisor_restarts_a_killed_processor(running_ledger: Any) -> None:
     supervisor = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "claw_ledger",
-            "processor",
-            "supervise",
-            "--group",
-            running_ledger.processor.group,
-        ],
+        processor_command("supervise", "--group", running_ledger.processor.group),
         env=running_ledger.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -51,13 +42,7 @@ async def test_supervisor_restarts_a_killed_processor(running_ledger: Any) -> No
         second = _wait_child(supervisor.pid, not_pid=first.pid)
         assert second.pid != first.pid
         # the ledger still works (either processor of the group may take the event)
-        verdict = await running_ledger.publish(
-            running_ledger.keys[Role.OPERATOR],
-            "agent.halted",
-            "halt:job:supervised",
-            {"target": "job:supervised", "reason": "after a restart"},
-        )
-        assert verdict["status"] == "committed"
+        await running_ledger.halt("job:supervised", "after a restart")
         supervisor.send_signal(signal.SIGTERM)
         assert supervisor.wait(timeout=60) == 0
         assert not second.is_running() or second.status() == psutil.STATUS_ZOMBIE

@@ -254,9 +254,7 @@ class _FakePublisher:
         event_type: str,
         stream: str,
         body: dict[str, Any],
-        *,
-        wait: bool = True,
-        timeout: float = 30.0,
+        **options: Any,
     ) -> PublishOutcome:
         assert isinstance(key, KeyPair)
         if self.failure is not None:

@@ -21,6 +21,7 @@ from ledger.tokens import build_claims, issue_token
 from ledger.urm import sign_approval, urm_hash_b64u
 from ledger.verify import Accepted, Rejected, decide, verify_message
 from ledger.wpc import policy_hash_b64u, sign_wpc
+from tests.core._helpers import example_urm
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 EXAMPLES: dict[str, Any] = json.loads((VECTORS / "examples.json").read_text(encoding="utf-8"))
@@ -192,34 +193,7 @@ class Ledger:
         return body
 
     def urm(self, job_id: str, wpc: str, scope_hash: str, **over: Any) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "urm_version": "1",
-            "job": {
-                "job_id": job_id,
-                "requested_by": "user:alice",
-                "approved_by": ["user:finops-lead"],
-                "approval_ref": "ticket:FIN-1842",
-            },
-            "policy": {
-                "wpc_hash_b64u": wpc,
-                "cst_scope_hash": scope_hash,
-                "policy_hash_pinning": True,
-            },
-            "execution": {
-                "agent_runtime": "OpenClaw",
-                "tool_profile": "finops-readonly",
-                "sandbox_mode": "all",
-                "model_routing": "via clawproxy",
-            },
-            "inputs": [{"name": "ledger_export.csv", "sha256": "ab" * 32}],
-            "expected_outputs": [
-                {"name": "close_report.pdf", "sha256": None},
-                {"name": "recon_summary.json", "sha256": "cd" * 32},
-            ],
-            "retention": {"proof_bundle_days": 180, "notes": "keep"},
-        }
-        doc.update(over)
-        return doc
+        return example_urm(job_id, wpc, scope_hash, **over)
 
     def approve_body(
         self, urm: dict[str, Any], approvers: list[KeyPair] | None = None

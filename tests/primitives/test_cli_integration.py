@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import shlex
 import subprocess
 import sys
 import uuid
@@ -23,6 +24,7 @@ import pytest
 
 from ledger.tokens import token_scope_hash_b64u
 from ledger.wpc import policy_hash_b64u
+from tests.core._helpers import example_urm
 
 from ._support import WPC_EXAMPLE
 
@@ -81,50 +83,23 @@ def _wpc(tmp_path: Path, label: str) -> tuple[Path, str]:
 
 
 def _urm(path: Path, job: str, wpc: str, scope_hash: str, outputs: list[dict[str, Any]]) -> Path:
-    document = {
-        "urm_version": "1",
-        "job": {
-            "job_id": job,
-            "requested_by": "user:alice",
-            "approved_by": ["user:finops-lead"],
-            "approval_ref": "ticket:FIN-1842",
-        },
-        "policy": {"wpc_hash_b64u": wpc, "cst_scope_hash": scope_hash, "policy_hash_pinning": True},
-        "execution": {
-            "agent_runtime": "OpenClaw",
-            "tool_profile": "finops-readonly",
-            "sandbox_mode": "all",
-            "model_routing": "via clawproxy",
-        },
-        "inputs": [{"name": "ledger_export.csv", "sha256": hashlib.sha256(b"a,b\n").hexdigest()}],
-        "expected_outputs": outputs,
-        "retention": {"proof_bundle_days": 180, "notes": "integration"},
-    }
+    document = example_urm(
+        job,
+        wpc,
+        scope_hash,
+        inputs=[{"name": "ledger_export.csv", "sha256": hashlib.sha256(b"a,b\n").hexdigest()}],
+        expected_outputs=outputs,
+        retention={"proof_bundle_days": 180, "notes": "integration"},
+    )
     path.write_text(json.dumps(document, indent=2))
     return path
 
 
 def _issue(cli: Cli, job: str, wpc: str, sub: str = "agent:alpha") -> tuple[str, str]:
+    scopes = shlex.split("--scope proxy:call:anthropic --scope tools:read --ttl 15m")
     result = cli(
-        "cst",
-        "issue",
-        "--sub",
-        sub,
-        "--aud",
-        "clawproxy",
-        "--scope",
-        "proxy:call:anthropic",
-        "--scope",
-        "tools:read",
-        "--ttl",
-        "15m",
-        "--policy",
-        wpc,
-        "--job",
-        job,
-        "--key",
-        "issuer",
-        "--json",
+        *("cst", "issue", "--sub", sub, "--aud", "clawproxy", *scopes),
+        *("--policy", wpc, "--job", job, "--key", "issuer", "--json"),
     )
     issued = json.loads(result.stdout)
     return issued["token"], issued["token_scope_hash_b64u"]
@@ -186,28 +161,11 @@ def test_the_whole_flow_from_the_cli(cli: Cli, tmp_path: Path) -> None:
     response.write_bytes(b'{"content":[]}')
     receipt_file = tmp_path / "receipt.json"
     cli(
-        "receipt",
-        "record",
-        "--job",
-        job,
-        "--request",
-        str(request),
-        "--response",
-        str(response),
-        "--provider",
-        "anthropic",
-        "--model",
-        "claude-sonnet-4",
-        "--tokens-input",
-        "12",
-        "--tokens-output",
-        "3",
-        "--latency-ms",
-        "456",
-        "--key",
-        "gateway",
-        "-o",
-        str(receipt_file),
+        *("receipt", "record", "--job", job),
+        *("--request", str(request), "--response", str(response)),
+        *shlex.split("--provider anthropic --model claude-sonnet-4 --key gateway"),
+        *shlex.split("--tokens-input 12 --tokens-output 3 --latency-ms 456"),
+        *("-o", str(receipt_file)),
     )
     cli(
         "receipt",
@@ -264,41 +222,14 @@ def test_the_whole_flow_from_the_cli(cli: Cli, tmp_path: Path) -> None:
 
 
 def test_pins_to_unknown_or_revoked_wpc_fail(cli: Cli, tmp_path: Path) -> None:
+    pinned_issue = shlex.split("cst issue --sub s --aud a --scope x --key issuer --policy")
     _, unknown = _wpc(tmp_path, "never-published")
-    cli.refused(
-        "WPC_UNKNOWN",
-        "cst",
-        "issue",
-        "--sub",
-        "s",
-        "--aud",
-        "a",
-        "--scope",
-        "x",
-        "--policy",
-        unknown,
-        "--key",
-        "issuer",
-    )
+    cli.refused("WPC_UNKNOWN", *pinned_issue, unknown)
     wpc_file, wpc = _wpc(tmp_path, "to-revoke")
     cli("wpc", "publish", str(wpc_file), "--key", "policy-admin")
     cli("wpc", "revoke", wpc, "--reason", "allows exec on prod", "--key", "policy-admin")
     cli.refused("WPC_REVOKED", "wpc", "get", wpc)
-    cli.refused(
-        "WPC_REVOKED",
-        "cst",
-        "issue",
-        "--sub",
-        "s",
-        "--aud",
-        "a",
-        "--scope",
-        "x",
-        "--policy",
-        wpc,
-        "--key",
-        "issuer",
-    )
+    cli.refused("WPC_REVOKED", *pinned_issue, wpc)
     cli.refused("WPC_UNKNOWN", "wpc", "get", unknown)
     cli.refused("MALFORMED_POLICY_HASH", "wpc", "get", "b64u:nope")
 
@@ -315,26 +246,9 @@ def test_ledger_refusals_from_the_cli(cli: Cli, tmp_path: Path) -> None:
     # an approver key cannot be the requester; a runtime key cannot approve
     self_approval = tmp_path / "self.json"
     cli("urm", "approve", str(urm), "--key", "runtime", "-o", str(self_approval))
-    cli.refused(
-        "URM_SELF_APPROVAL",
-        "urm",
-        "submit",
-        str(urm),
-        "--approval",
-        str(self_approval),
-        "--key",
-        "runtime",
-    )
-    cli.refused(
-        "URM_APPROVER_NOT_ALLOWED",
-        "urm",
-        "submit",
-        str(urm),
-        "--approval",
-        str(self_approval),
-        "--key",
-        "operator",
-    )
+    self_approved = ["urm", "submit", str(urm), "--approval", str(self_approval)]
+    cli.refused("URM_SELF_APPROVAL", *self_approved, "--key", "runtime")
+    cli.refused("URM_APPROVER_NOT_ALLOWED", *self_approved, "--key", "operator")
     cli.refused("JOB_UNKNOWN", "run", "start", "--job", job, "--token", token, "--key", "runtime")
     cli("urm", "submit", str(urm), "--approval", str(approval), "--key", "runtime")
     cli.refused(
@@ -360,20 +274,8 @@ def test_ledger_refusals_from_the_cli(cli: Cli, tmp_path: Path) -> None:
     cli("run", "start", "--job", job, "--token", token, "--key", "runtime")
     request = tmp_path / "req"
     request.write_bytes(b"req")
-    receipt = [
-        "receipt",
-        "record",
-        "--job",
-        job,
-        "--request",
-        str(request),
-        "--response",
-        str(request),
-        "--provider",
-        "p",
-        "--model",
-        "m",
-    ]
+    receipt = ["receipt", "record", "--job", job, "--request", str(request)]
+    receipt += ["--response", str(request), "--provider", "p", "--model", "m"]
     cli.refused("ROLE_NOT_ALLOWED", *receipt, "--key", "runtime")
     cli.refused("RECEIPT_BINDING_MISMATCH", *receipt, "--event-hash", "B" * 43, "--key", "gateway")
     cli("halt", "sub:agent:alpha", "--reason", "injection suspected", "--key", "operator")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -95,20 +96,7 @@ def test_cst_issue_refuses_bad_input_before_publishing() -> None:
 def test_cst_issue_max_ttl_from_environment() -> None:
     result = CliRunner(env={"CLAW_LEDGER_CST_MAX_TTL": "10m"}).invoke(
         cli,
-        [
-            "cst",
-            "issue",
-            "--sub",
-            "s",
-            "--aud",
-            "a",
-            "--scope",
-            "x",
-            "--ttl",
-            "15m",
-            "--key",
-            "/nonexistent",
-        ],
+        shlex.split("cst issue --sub s --aud a --scope x --ttl 15m --key /nonexistent"),
     )
     assert result.exit_code == 1
     assert "TOKEN_TTL_EXCEEDED" in result.stderr

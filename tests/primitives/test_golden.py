@@ -16,10 +16,11 @@ from nacl.signing import VerifyKey
 
 from ledger.crypto import KeyPair
 from ledger.encoding import b64u_decode
-from ledger.receipts import build_receipt_payload, sign_receipt, verify_receipt_envelope
+from ledger.receipts import sign_receipt, verify_receipt_envelope
 from ledger.tokens import build_claims, issue_token, verify_token
 from ledger.urm import approval_signing_bytes, sign_approval, urm_hash_b64u, verify_approval
 from ledger.wpc import sign_wpc, verify_wpc_envelope
+from tests.core._helpers import receipt_payload
 
 from ._support import EXAMPLES, GOLDEN, NOW, NOW_TS, RFC8032_SEED, WPC_EXAMPLE, Ledger
 
@@ -71,21 +72,18 @@ def test_wpc_envelope_golden() -> None:
 
 
 def test_gateway_receipt_golden() -> None:
-    payload = build_receipt_payload(
-        request=b'{"model":"claude-test","messages":[{"role":"user","content":"hi"}]}',
-        response=b'{"content":[{"type":"text","text":"hello"}]}',
-        gateway_id="gw_golden",
-        provider="anthropic",
-        model="claude-test",
-        tokens_input=10,
-        tokens_output=20,
-        latency_ms=123,
-        binding={
+    payload = receipt_payload(
+        {
             "run_id": "job-golden",
             "event_hash_b64u": "mo72_ab1UHvxY2DERZG2Tn12KNl2e_NSUrVDEQ5-Jds",
             "nonce": "nonce_golden",
             "policy_hash": WPC_HASH,
         },
+        request=b'{"model":"claude-test","messages":[{"role":"user","content":"hi"}]}',
+        response=b'{"content":[{"type":"text","text":"hello"}]}',
+        gateway_id="gw_golden",
+        # the golden bytes hold the default provider, model and token counts
+        latency_ms=123,
         receipt_id="rcpt_00000000-0000-4000-8000-000000000001",
         timestamp=NOW_TS,
     )

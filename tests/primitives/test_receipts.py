@@ -11,13 +11,13 @@ from ledger.encoding import sha256_b64u
 from ledger.errors import EnvelopeError, ReasonCode, ReceiptError
 from ledger.receipts import (
     ReceiptBinding,
-    build_receipt_payload,
     check_receipt_binding,
     check_receipt_bytes,
     parse_receipt_bytes,
     verify_receipt_envelope,
 )
 from producers.gateway import build_gateway_receipt, receipt_event_body
+from tests.core._helpers import receipt_payload
 
 from ._support import BUNDLE_PASS, NOW_TS, key
 
@@ -122,17 +122,7 @@ def test_binding_checks() -> None:
 
 def test_bad_binding_is_refused_when_building() -> None:
     with pytest.raises(ReceiptError) as info:
-        build_receipt_payload(
-            request=b"",
-            response=b"",
-            gateway_id="g",
-            provider="p",
-            model="m",
-            tokens_input=0,
-            tokens_output=0,
-            latency_ms=0,
-            binding={"run_id": "r", "event_hash_b64u": "not-a-hash", "nonce": "n"},
-        )
+        receipt_payload({"run_id": "r", "event_hash_b64u": "not-a-hash", "nonce": "n"})
     assert info.value.code == ReasonCode.SCHEMA_VALIDATION_FAILED
 
 

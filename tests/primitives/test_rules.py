@@ -16,13 +16,15 @@ from ledger.crypto import KeyPair
 from ledger.envelope import sign_envelope
 from ledger.errors import ReasonCode
 from ledger.events import build_event, sign_event
-from ledger.receipts import build_receipt_payload, sign_receipt
+from ledger.receipts import sign_receipt
 from ledger.registry import RuleSettings
 from ledger.types import REGISTRY
 from ledger.types.halts import active_halt
 from ledger.types.runs import output_flags
 from ledger.urm import sign_approval, urm_hash_b64u
+from ledger.verify import Accepted, Rejected
 from ledger.wpc import policy_hash_b64u, sign_wpc
+from tests.core._helpers import receipt_payload
 
 from ._support import NOW, NOW_TS, WPC_EXAMPLE, Ledger, ts
 
@@ -59,18 +61,7 @@ def _receipt_body(
         "token_scope_hash_b64u": job["token_scope_hash_b64u"],
     }
     bound.update(binding)
-    payload = build_receipt_payload(
-        request=b"request bytes",
-        response=b"response bytes",
-        gateway_id="gw-1",
-        provider="anthropic",
-        model="claude-test",
-        tokens_input=10,
-        tokens_output=20,
-        latency_ms=30,
-        binding=bound,
-        timestamp=ts(90),
-    )
+    payload = receipt_payload(bound, timestamp=ts(90))
     envelope = sign_receipt(payload, signer or ledger.keys.gateway, issued_at=ts(90))
     return {"job_id": job_id, "receipt_envelope_json": envelope.to_bytes().decode()}
 
@@ -88,13 +79,7 @@ def test_full_flow_and_projection_rows(ledger: Ledger) -> None:
         {"name": "close_report.pdf", "sha256": _sha(b"pdf")},
         {"name": "recon_summary.json", "sha256": "cd" * 32},
     ]
-    ledger.ok(
-        ledger.keys.runtime,
-        "run.completed",
-        "job:job-1",
-        {"job_id": "job-1", "outputs": outputs},
-        at=ts(120),
-    )
+    assert isinstance(_complete(ledger, outputs), Accepted)
     job = ledger.state.jobs["job-1"]
     assert job["status"] == "completed"
     assert job["outputs_match"] is True and job["output_flags"] == []
@@ -151,13 +136,7 @@ def test_each_type_writes_the_tables_its_spec_names(ledger: Ledger) -> None:
         ledger.keys.gateway, "receipt.recorded", "job:job-1", _receipt_body(ledger), at=ts(90)
     )
     outputs = [{"name": "recon_summary.json", "sha256": "cd" * 32}]
-    ledger.ok(
-        ledger.keys.runtime,
-        "run.completed",
-        "job:job-1",
-        {"job_id": "job-1", "outputs": outputs},
-        at=ts(120),
-    )
+    assert isinstance(_complete(ledger, outputs), Accepted)
     old = next(iter(ledger.state.policies))
     new = ledger.publish_wpc(OTHER_WPC)
     body = {"old_policy_hash_b64u": old, "new_policy_hash_b64u": new}
@@ -756,7 +735,9 @@ def test_external_receipt_in_its_own_key_order(ledger: Ledger) -> None:
 # --- run.completed ----------------------------------------------------------------------
 
 
-def _complete(ledger: Ledger, outputs: list[dict[str, str]], job_id: str = "job-1") -> Any:
+def _complete(
+    ledger: Ledger, outputs: list[dict[str, str]], job_id: str = "job-1"
+) -> Accepted | Rejected:
     return ledger.submit(
         ledger.keys.runtime,
         "run.completed",

@@ -18,9 +18,10 @@ from ledger.bundles import (
 from ledger.canonical import jcs
 from ledger.crypto import KeyPair
 from ledger.errors import BundleError, ReasonCode
-from ledger.receipts import build_receipt_payload, sign_receipt
+from ledger.receipts import sign_receipt
 from ledger.tokens import token_scope_hash_b64u
 from ledger.wpc import parse_wpc_bytes, policy_hash_b64u
+from tests.core._helpers import receipt_payload
 
 from ._support import BUNDLE_PASS, EXAMPLES, RFC8032_SEED, key
 
@@ -116,6 +117,25 @@ def _resigned(payload: dict[str, Any], signer: KeyPair) -> dict[str, Any]:
     return sign_document_order("proof_bundle", payload, signer).to_dict()
 
 
+def _refusal(payload: dict[str, Any], signer: KeyPair) -> ReasonCode:
+    """The code a bundle of ``payload``, signed by ``signer``, is refused with."""
+    with pytest.raises(BundleError) as info:
+        verify_proof_bundle(_resigned(payload, signer))
+    return info.value.code
+
+
+def _bundle(
+    bundle_id: str, agent: KeyPair, chain: list[dict[str, Any]], *receipts: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "bundle_version": "1",
+        "bundle_id": bundle_id,
+        "agent_did": agent.did,
+        "event_chain": chain,
+        "receipts": list(receipts),
+    }
+
+
 def test_bundle_signed_by_another_key_is_agent_mismatch() -> None:
     payload = copy.deepcopy(BUNDLE_PASS["payload"])
     with pytest.raises(BundleError) as info:
@@ -157,37 +177,17 @@ def _chain(run_id: str, n: int) -> list[dict[str, Any]]:
 
 
 def _receipt(run_id: str, event_hash: str, gateway: KeyPair) -> dict[str, Any]:
-    payload = build_receipt_payload(
-        request=b"{}",
-        response=b"{}",
-        gateway_id="gw",
-        provider="anthropic",
-        model="claude-test",
-        tokens_input=1,
-        tokens_output=1,
-        latency_ms=1,
-        binding={"run_id": run_id, "event_hash_b64u": event_hash, "nonce": "n"},
-    )
+    payload = receipt_payload({"run_id": run_id, "event_hash_b64u": event_hash, "nonce": "n"})
     return dict(json.loads(sign_receipt(payload, gateway).to_bytes()))
 
 
 def test_receipt_bound_elsewhere_is_binding_mismatch() -> None:
     agent, gateway = key(44), key(45)
     chain = _chain("run_a", 2)
-    payload = {
-        "bundle_version": "1",
-        "bundle_id": "b1",
-        "agent_did": agent.did,
-        "event_chain": chain,
-        "receipts": [_receipt("run_a", "B" * 43, gateway)],
-    }
-    with pytest.raises(BundleError) as info:
-        verify_proof_bundle(_resigned(payload, agent))
-    assert info.value.code == ReasonCode.RECEIPT_BINDING_MISMATCH
+    payload = _bundle("b1", agent, chain, _receipt("run_a", "B" * 43, gateway))
+    assert _refusal(payload, agent) == ReasonCode.RECEIPT_BINDING_MISMATCH
     payload["receipts"] = [_receipt("run_b", chain[1]["event_hash_b64u"], gateway)]
-    with pytest.raises(BundleError) as info:
-        verify_proof_bundle(_resigned(payload, agent))
-    assert info.value.code == ReasonCode.RECEIPT_BINDING_MISMATCH
+    assert _refusal(payload, agent) == ReasonCode.RECEIPT_BINDING_MISMATCH
     payload["receipts"] = [_receipt("run_a", chain[1]["event_hash_b64u"], gateway)]
     assert verify_proof_bundle(_resigned(payload, agent)).event_count == 2
 
@@ -196,38 +196,20 @@ def test_broken_chain_link_and_entry_hash() -> None:
     agent = key(46)
     chain = _chain("run_a", 3)
     chain[2]["prev_hash_b64u"] = chain[0]["event_hash_b64u"]
-    payload = {
-        "bundle_version": "1",
-        "bundle_id": "b2",
-        "agent_did": agent.did,
-        "event_chain": chain,
-        "receipts": [],
-    }
-    with pytest.raises(BundleError) as info:
-        verify_proof_bundle(_resigned(payload, agent))
-    assert info.value.code == ReasonCode.HASH_MISMATCH
+    payload = _bundle("b2", agent, chain)
+    assert _refusal(payload, agent) == ReasonCode.HASH_MISMATCH
     chain = _chain("run_a", 2)
     chain[1]["event_type"] = "edited"
     payload["event_chain"] = chain
-    with pytest.raises(BundleError) as info:
-        verify_proof_bundle(_resigned(payload, agent))
-    assert info.value.code == ReasonCode.HASH_MISMATCH
+    assert _refusal(payload, agent) == ReasonCode.HASH_MISMATCH
 
 
 def test_mixed_run_ids_are_a_schema_error() -> None:
     agent = key(47)
     chain = _chain("run_a", 2)
     chain[1]["run_id"] = "run_b"
-    payload = {
-        "bundle_version": "1",
-        "bundle_id": "b3",
-        "agent_did": agent.did,
-        "event_chain": chain,
-        "receipts": [],
-    }
-    with pytest.raises(BundleError) as info:
-        verify_proof_bundle(_resigned(payload, agent))
-    assert info.value.code == ReasonCode.SCHEMA_VALIDATION_FAILED
+    payload = _bundle("b3", agent, chain)
+    assert _refusal(payload, agent) == ReasonCode.SCHEMA_VALIDATION_FAILED
 
 
 def test_job_bundle_keeps_external_receipt_order() -> None:

@@ -14,9 +14,10 @@ from click.testing import CliRunner, Result
 
 from claw_ledger.cli import cli
 from ledger.bundles import build_job_bundle
-from ledger.receipts import build_receipt_payload, sign_receipt
+from ledger.receipts import sign_receipt
 from tests.core import _bundles
 from tests.core import _tlog_example as tlog
+from tests.core._helpers import receipt_payload
 
 from ._support import Ledger
 
@@ -232,20 +233,12 @@ def test_a_bundle_the_ledger_builds_for_a_job_verifies(tmp_path: Path) -> None:
     ledger = Ledger()
     ledger.started_job()
     job = ledger.state.jobs["job-1"]
-    payload = build_receipt_payload(
-        request=b"request",
-        response=b"response",
-        gateway_id="gw",
-        provider="anthropic",
-        model="claude-test",
-        tokens_input=1,
-        tokens_output=2,
-        latency_ms=3,
-        binding={
+    payload = receipt_payload(
+        {
             "run_id": job["run_id"],
             "event_hash_b64u": job["event_chain"][-1]["event_hash_b64u"],
             "nonce": "n-1",
-        },
+        }
     )
     receipt = sign_receipt(payload, ledger.keys.gateway).to_dict()
     bundle = build_job_bundle(job, [receipt], ledger.keys.runtime)
