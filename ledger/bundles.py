@@ -1,4 +1,4 @@
-"""Proof bundles (clawsig v1, formats.md §6): verify, and build one for a job.
+"""Proof bundles (clawsig v1, docs/formats.md §6): verify, and build one for a job.
 
 Verification runs the clawsig verifier's numbered steps; the first failure
 decides the reason code (raised as :class:`~ledger.errors.BundleError`):

@@ -5,7 +5,7 @@
   encoder for plain values (no floats) and by :func:`jcs` for anything else:
   what the signing path uses.
 * :func:`compact_json` is ``JSON.stringify`` in document order: what the
-  clawsig verifier hashes for ``payload_hash_b64u`` (formats.md §2).
+  clawsig verifier hashes for ``payload_hash_b64u`` (docs/formats.md §2).
 """
 
 from __future__ import annotations

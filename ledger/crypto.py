@@ -1,4 +1,4 @@
-"""Ed25519 keys, ``did:key`` identifiers and signatures (formats.md §1)."""
+"""Ed25519 keys, ``did:key`` identifiers and signatures (docs/formats.md §1)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def public_key_from_did(did: str) -> VerifyKey:
 
 
 def kid_for_public_key(public_key: bytes) -> str:
-    """First 16 hex characters of SHA-256(public key) — the JWT ``kid`` (formats.md §4)."""
+    """First 16 hex characters of SHA-256(public key) — the JWT ``kid`` (docs/formats.md §4)."""
     return hashlib.sha256(public_key).hexdigest()[:16]
 
 

@@ -1,4 +1,4 @@
-"""Byte encodings and digests used everywhere (formats.md §1)."""
+"""Byte encodings and digests used everywhere (docs/formats.md §1)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The clawsig v1 signed envelope (formats.md §2).
+"""The clawsig v1 signed envelope (docs/formats.md §2).
 
 The envelope is kept apart from its payload (as in TUF's ``Envelope``): the
 payload is hashed as received, and the signature covers exactly the bytes
@@ -203,7 +203,7 @@ def sign_envelope(
     issued_at: str | None = None,
 ) -> SignedEnvelope:
     """Sign ``payload``. The payload is first put in JCS order so that the
-    document-order hash and the canonical hash agree (formats.md §2).
+    document-order hash and the canonical hash agree (docs/formats.md §2).
 
     A plain payload (:func:`ledger.canonical.plain_jcs`) is canonicalised once:
     those bytes are hashed, and :meth:`SignedEnvelope.to_bytes` embeds them.

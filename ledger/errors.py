@@ -16,7 +16,7 @@ Hierarchy::
     ├── MigrationError               schema newer than code, failed migration
     ├── ControlPlaneTamperedError    a control-plane table does not match its digest
     └── RejectedError                input refused, always with a ReasonCode
-        ├── EnvelopeError            clawsig envelope checks (formats.md §2)
+        ├── EnvelopeError            clawsig envelope checks (docs/formats.md §2)
         ├── EventError               ledger event checks (role, schema, ids)
         ├── PolicyError              WPC registry (fail closed)
         ├── TokenError               scoped tokens
@@ -63,7 +63,7 @@ class ReasonCode(StrEnum):
     """Stable reason codes. The clawsig verifier's own codes come first."""
 
     OK = "OK"
-    # clawsig v1 verifier codes (formats.md §2), same spelling as upstream
+    # clawsig v1 verifier codes (docs/formats.md §2), same spelling as upstream
     MALFORMED_ENVELOPE = "MALFORMED_ENVELOPE"
     UNKNOWN_ENVELOPE_VERSION = "UNKNOWN_ENVELOPE_VERSION"
     UNKNOWN_HASH_ALGORITHM = "UNKNOWN_HASH_ALGORITHM"

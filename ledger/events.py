@@ -2,7 +2,7 @@
 
 A ledger event is the payload of a clawsig envelope of type ``ledger_event``.
 The payload carries ``event_type`` itself, so the signature covers the type
-(the clawsig ``envelope_type`` sits outside the signature, formats.md §2).
+(the clawsig ``envelope_type`` sits outside the signature, docs/formats.md §2).
 The body schema of each type is in the event-type registry (``ledger.types``).
 """
 

@@ -6,11 +6,11 @@ detected from the bytes; each kind runs numbered steps in a fixed order, and
 the first failing step decides the reason code. Steps after a failure are not
 run (their outcome would mean nothing).
 
-* **proof bundle** (formats.md §6): the clawsig verifier's steps, by
+* **proof bundle** (docs/formats.md §6): the clawsig verifier's steps, by
   :func:`ledger.bundles.verify_proof_bundle`, then one step of this ledger:
   every model call of the chain (``llm_call``) has a receipt bound to it
   (``RECEIPT_MISSING``);
-* **a signed envelope** (formats.md §2) of type ``ledger_event`` (the ingress
+* **a signed envelope** (docs/formats.md §2) of type ``ledger_event`` (the ingress
   steps of :func:`ledger.verify.verify_message`, then the producer), ``wpc``,
   ``gateway_receipt``; any other type fails at the schema step;
 * **a C2SP signed checkpoint** (docs/transparency.md), alone or in a proof
@@ -72,7 +72,7 @@ class InputKind(StrEnum):
 #: chain entry types that record a model call, each of which must have a gateway receipt
 MODEL_CALL_EVENT_TYPES: frozenset[str] = frozenset({"llm_call"})
 
-#: formats.md §2 steps 1-5, for every envelope type
+#: docs/formats.md §2 steps 1-5, for every envelope type
 ENVELOPE_STEPS: tuple[str, ...] = (
     "envelope fields",
     "versions and algorithms",
@@ -80,7 +80,7 @@ ENVELOPE_STEPS: tuple[str, ...] = (
     "payload hash",
     "signer and signature",
 )
-#: formats.md §6, in the clawsig verifier's order, then the receipt coverage of model calls
+#: docs/formats.md §6, in the clawsig verifier's order, then the receipt coverage of model calls
 BUNDLE_STEPS: tuple[str, ...] = (
     *ENVELOPE_STEPS,
     "signer is the bundle's agent_did",
@@ -202,7 +202,7 @@ _ENVELOPE_STEP_OF: dict[str, int] = {
 
 
 def _fields_ok(document: Any) -> bool:
-    """Step 1 of formats.md §2 passes (a later MALFORMED_ENVELOPE is step 4's)."""
+    """Step 1 of docs/formats.md §2 passes (a later MALFORMED_ENVELOPE is step 4's)."""
     if not isinstance(document, Mapping) or not set(ENVELOPE_FIELDS) <= document.keys():
         return False
     if not isinstance(document["payload"], Mapping):
@@ -218,7 +218,7 @@ def _envelope_step(document: Any, code: str) -> int:
 
 
 def _bundle_step(document: Any, exc: RejectedError) -> int:
-    # formats.md §6 prefixes receipt failures "receipts[i]" and chain failures "event_chain[i]"
+    # docs/formats.md §6 prefixes receipt failures "receipts[i]" and chain failures "event_chain[i]"
     if exc.code == ReasonCode.PROOF_BUNDLE_AGENT_MISMATCH:
         return 6
     if exc.detail.startswith("receipts["):

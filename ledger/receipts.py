@@ -1,4 +1,4 @@
-"""Gateway receipts for model calls (formats.md §5).
+"""Gateway receipts for model calls (docs/formats.md §5).
 
 A receipt is the payload of a clawsig envelope of type ``gateway_receipt``,
 signed by the gateway's key. The request and response are hashed as the exact
@@ -8,7 +8,7 @@ hash in force.
 
 Receipts produced by other gateways (clawproxy) keep their own key order: a
 receipt is verified and stored as the exact bytes received, never
-re-serialised (formats.md §2).
+re-serialised (docs/formats.md §2).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class ReceiptBinding(BaseModel):
 
 
 class GatewayReceipt(BaseModel):
-    """The receipt payload (formats.md §5); unknown keys (e.g. ``metadata``) are kept."""
+    """The receipt payload (docs/formats.md §5); unknown keys (e.g. ``metadata``) are kept."""
 
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
 
@@ -164,7 +164,7 @@ def _receipt_schema(payload: Mapping[str, Any]) -> None:
 
 
 def verify_receipt_envelope(envelope: Any) -> SignedEnvelope:
-    """Verify a parsed ``gateway_receipt`` envelope by the numbered steps of formats.md §2.
+    """Verify a parsed ``gateway_receipt`` envelope by the numbered steps of docs/formats.md §2.
 
     Raises :class:`~ledger.errors.EnvelopeError` with the first failing step's code.
     """

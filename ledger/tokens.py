@@ -1,4 +1,4 @@
-"""Scoped tokens (CST, formats.md §4): issue, decode, verify, scope hash.
+"""Scoped tokens (CST, docs/formats.md §4): issue, decode, verify, scope hash.
 
 A CST is a compact JWS (JWT) signed with Ed25519 ("EdDSA"). It is built by
 hand so that the bytes are exactly what the Claw Bureau issuer produces:
@@ -112,7 +112,7 @@ def _is_number(value: Any) -> TypeGuard[int | float]:
 
 
 def scope_hash_input(claims: Mapping[str, Any]) -> dict[str, Any]:
-    """The object whose JCS hash is ``token_scope_hash_b64u`` (formats.md §4).
+    """The object whose JCS hash is ``token_scope_hash_b64u`` (docs/formats.md §4).
 
     ``{"token_version":"1","sub":trim(sub),"aud":A,"scope":S}`` plus each
     optional field that is a non-empty string after trimming. ``iat``, ``exp``,
@@ -212,7 +212,7 @@ def _header(kid: str) -> dict[str, str]:
 
 
 def _header_bytes(kid: str) -> bytes:
-    # exact key order of formats.md §4 (not JCS order)
+    # exact key order of docs/formats.md §4 (not JCS order)
     return json.dumps(_header(kid), separators=(",", ":")).encode("ascii")
 
 

@@ -1,4 +1,4 @@
-"""Universal Run Manifests (formats.md §7, seed 001) and their approvals.
+"""Universal Run Manifests (docs/formats.md §7) and their approvals.
 
 A URM binds a job to a WPC hash, a token scope hash, an execution envelope,
 its inputs and its expected outputs. Its identity is
@@ -126,7 +126,7 @@ class Urm(_Strict):
 
 
 def validate_urm(document: Any) -> Urm:
-    """Check a parsed URM (seed 001 fields); ``URM_INVALID`` with the reason otherwise."""
+    """Check a parsed URM (docs/formats.md §7); ``URM_INVALID`` with the reason otherwise."""
     if not isinstance(document, Mapping):
         raise ManifestError(ReasonCode.URM_INVALID, "a URM must be a JSON object")
     try:

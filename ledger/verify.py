@@ -7,7 +7,7 @@ CPU-bound steps), then :func:`decide` in partition order with the ledger state
 1. size limit                                → ``OVERSIZED``
 2. UTF-8 JSON parse                          → ``MALFORMED_JSON``
 3. clawsig envelope: fields, versions, algorithms, payload schema (the event
-   and its typed body), payload hash, signer DID and signature (formats.md §2)
+   and its typed body), payload hash, signer DID and signature (docs/formats.md §2)
 4. ``event_id`` uniqueness: the same envelope again is a no-op, a different
    one under a used id is ``DUPLICATE_EVENT_CONFLICT``
 5. signer registered, not revoked, role allowed for the type

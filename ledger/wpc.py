@@ -1,11 +1,10 @@
-"""Work Policy Contracts (formats.md §3): parse, validate, hash, sign, verify.
+"""Work Policy Contracts (docs/formats.md §3): parse, validate, hash, sign, verify.
 
 A WPC document is a JSON (or JSON5) object. Its identity is
 ``policy_hash_b64u`` = b64u(SHA-256(JCS(document))). It is published as the
 payload of a clawsig envelope of type ``wpc``.
 
-Validation knows the sections the Claw Bureau runbooks use (seeds 000, 002,
-004): ``runtime``, ``tools``, ``model_calls``/``model_routing``, ``egress``,
+Validation knows the sections the Claw Bureau runbooks use (docs/formats.md §3): ``runtime``, ``tools``, ``model_calls``/``model_routing``, ``egress``,
 ``approvals``, ``token_binding``/``cst_requirements``, ``validation``,
 ``retention``, the halt ``mode`` (top level or in a ``wpc`` header) and
 ``enforcement``. Known sections are type-checked strictly; unknown sections
@@ -147,7 +146,7 @@ HaltMode = Literal["normal", "halt"]
 
 
 class WpcHeader(_Section):
-    """The ``wpc`` header of the halt-policy runbook (seed 004)."""
+    """The ``wpc`` header of a halt policy (mode halt, deny-all: the kill-switch runbook)."""
 
     name: str | None = None
     version: str | None = None
@@ -310,7 +309,7 @@ def _wpc_schema(payload: Mapping[str, Any]) -> None:
 
 
 def verify_wpc_envelope(envelope: Any, *, expected_hash: str | None = None) -> VerifiedWpc:
-    """Verify a parsed ``wpc`` envelope (formats.md §2 steps), then its identity.
+    """Verify a parsed ``wpc`` envelope (docs/formats.md §2 steps), then its identity.
 
     Raises :class:`~ledger.errors.EnvelopeError` for the envelope steps (the
     document schema step reports ``WPC_INVALID``) and

@@ -2,7 +2,7 @@
 
 A port of the OpenClaw Policy plugin: the same findings, the same evidence and
 byte-identical policy, workspace, findings and attestation hashes
-(formats.md §8). Pure code: it reads files, never prints, and imports no
+(docs/formats.md §8). Pure code: it reads files, never prints, and imports no
 Kafka, Postgres or HTTP client and nothing of the application; the ledger
 does not import it.
 

@@ -1,4 +1,4 @@
-"""Policy, evidence, findings and attestation hashes (formats.md §8).
+"""Policy, evidence, findings and attestation hashes (docs/formats.md §8).
 
 All four hashes are ``"sha256:" + hex`` of the ``stableJson`` text of:
 

@@ -1,6 +1,6 @@
 """``stableJson`` and ``JSON.stringify`` exactly as OpenClaw's policy plugin computes them.
 
-formats.md §8: arrays keep their order, object keys are sorted with
+docs/formats.md §8: arrays keep their order, object keys are sorted with
 ``localeCompare`` (see :mod:`openclaw_policy.collation`), there is no
 whitespace, and strings and numbers are written the way ``JSON.stringify``
 writes them. ``undefined`` inside an object is written as the bare word

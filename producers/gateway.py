@@ -4,7 +4,7 @@ A gateway (clawproxy or anything in its place) calls :func:`build_gateway_receip
 with the exact request and response bytes that crossed it, the call's facts
 and the binding, then publishes it with :func:`publish_receipt` (or does both
 with :func:`record_model_call`). The receipt is a ``gateway_receipt`` envelope
-(formats.md §5) signed by the gateway key; the ``receipt.recorded`` event that
+(docs/formats.md §5) signed by the gateway key; the ``receipt.recorded`` event that
 carries it is signed by the same key, which must hold the ``gateway`` role.
 
 >>> receipt = build_gateway_receipt(

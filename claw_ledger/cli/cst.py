@@ -1,4 +1,4 @@
-"""``claw-ledger cst``: scoped tokens (formats.md §4)."""
+"""``claw-ledger cst``: scoped tokens (docs/formats.md §4)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """``claw-ledger policy``: OpenClaw-compatible ``check`` and ``watch``.
 
 Same findings, JSON shape, hashes and exit codes as ``openclaw policy check``
-/ ``policy watch`` (seed 003, formats.md §8): 0 when nothing meets
+/ ``policy watch`` (docs/formats.md §8): 0 when nothing meets
 ``--severity-min`` (and, for watch, the accepted attestation is current), 1 for
 findings or a stale attestation, 2 for bad arguments or a runtime failure.
 

@@ -1,4 +1,4 @@
-"""``claw-ledger receipt``: gateway receipts for model calls (formats.md §5)."""
+"""``claw-ledger receipt``: gateway receipts for model calls (docs/formats.md §5)."""
 
 from __future__ import annotations
 

@@ -238,7 +238,7 @@ def bundle(job_id: str, key_ref: str, out: str | None, with_urm_ref: bool) -> No
 @click.option("--agent", metavar="DID", help="Expected agent_did.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def verify_bundle(file: str, agent: str | None, as_json: bool) -> None:
-    """Verify a clawsig proof bundle (formats.md §6); exit 1 with its reason code on failure.
+    """Verify a clawsig proof bundle (docs/formats.md §6); exit 1 with its reason code on failure.
 
     The same verification as `claw-ledger verify FILE`, which also shows each
     step and verifies envelopes and checkpoints.

@@ -26,7 +26,7 @@ __all__ = ["command"]
 def command() -> None:
     """Run manifests: hash, approve, submit.
 
-    A URM (formats.md §7) names the job, the WPC hash, the token scope hash,
+    A URM (docs/formats.md §7) names the job, the WPC hash, the token scope hash,
     the execution envelope, inputs and expected outputs. Approvers sign its
     hash (`urm approve`); the requester submits it with the approvals
     (`urm submit`), which records run.manifest_approved. The requester cannot

@@ -1,4 +1,4 @@
-"""``claw-ledger wpc``: the Work Policy Contract registry (formats.md §3)."""
+"""``claw-ledger wpc``: the Work Policy Contract registry (docs/formats.md §3)."""
 
 from __future__ import annotations
 
