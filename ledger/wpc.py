@@ -4,7 +4,8 @@ A WPC document is a JSON (or JSON5) object. Its identity is
 ``policy_hash_b64u`` = b64u(SHA-256(JCS(document))). It is published as the
 payload of a clawsig envelope of type ``wpc``.
 
-Validation knows the sections the Claw Bureau runbooks use (docs/formats.md §3): ``runtime``, ``tools``, ``model_calls``/``model_routing``, ``egress``,
+Validation knows the sections the Claw Bureau runbooks use (docs/formats.md §3):
+``runtime``, ``tools``, ``model_calls``/``model_routing``, ``egress``,
 ``approvals``, ``token_binding``/``cst_requirements``, ``validation``,
 ``retention``, the halt ``mode`` (top level or in a ``wpc`` header) and
 ``enforcement``. Known sections are type-checked strictly; unknown sections
