@@ -13,7 +13,6 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,9 @@ from claw_ledger.services.kafka import (
     new_cluster_id,
 )
 from claw_ledger.services.process import (
+    Step,
     free_port,
+    no_step,
     pid_alive,
     port_free,
     process_matches,
@@ -54,12 +55,6 @@ __all__ = [
 #: per-node heap: three JVMs share a small machine with Postgres and the processor
 NODE_HEAP_OPTS = ("-Xms128m", "-Xmx384m", "-XX:ParallelGCThreads=1", "-XX:CICompilerCount=2")
 LAYOUT_FILE = "cluster.json"
-
-Step = Callable[[str], None]
-
-
-def _noop(_: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -185,7 +180,7 @@ def node_process(settings: Settings, layout: ClusterLayout, node_id: int, pid: i
 
 
 def start_node(
-    settings: Settings, lib: Path, layout: ClusterLayout, node_id: int, *, on_step: Step = _noop
+    settings: Settings, lib: Path, layout: ClusterLayout, node_id: int, *, on_step: Step = no_step
 ) -> KafkaProcess:
     """Start node ``node_id`` detached on its recorded ports (formatting it once). No wait."""
     node = layout.node(node_id)

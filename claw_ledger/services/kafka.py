@@ -17,15 +17,16 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from claw_ledger.config import Settings
 from claw_ledger.services.admin import HOST, ensure_topics, kafka_answers, replication_for
 from claw_ledger.services.process import (
+    Step,
     file_lock,
     free_port,
+    no_step,
     pid_alive,
     port_free,
     process_matches,
@@ -60,11 +61,15 @@ HEAP_OPTS = ("-Xms256m", "-Xmx512m")
 _COMPLETE_MARKER = ".complete"
 _SLF4J_BINDING = "org.apache.logging.log4j:log4j-slf4j-impl"
 
-Step = Callable[[str], None]
 
+class _Below:
+    """A fixed file name below ``KafkaPaths.root``, read as an attribute."""
 
-def _noop(_: str) -> None:
-    return None
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, paths: KafkaPaths, owner: type[KafkaPaths] | None = None) -> Path:
+        return paths.root / self.name
 
 
 @dataclass(frozen=True)
@@ -73,37 +78,14 @@ class KafkaPaths:
 
     root: Path
 
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def properties(self) -> Path:
-        return self.root / "server.properties"
-
-    @property
-    def log4j2(self) -> Path:
-        return self.root / "log4j2.properties"
-
-    @property
-    def log4j1(self) -> Path:
-        return self.root / "log4j.properties"
-
-    @property
-    def broker_log(self) -> Path:
-        return self.root / "broker.log"
-
-    @property
-    def stdout_log(self) -> Path:
-        return self.root / "stdout.log"
-
-    @property
-    def ports_file(self) -> Path:
-        return self.root / "ports.json"
-
-    @property
-    def cluster_id_file(self) -> Path:
-        return self.root / "cluster-id"
+    data = _Below("data")
+    properties = _Below("server.properties")
+    log4j2 = _Below("log4j2.properties")
+    log4j1 = _Below("log4j.properties")
+    broker_log = _Below("broker.log")
+    stdout_log = _Below("stdout.log")
+    ports_file = _Below("ports.json")
+    cluster_id_file = _Below("cluster-id")
 
     @property
     def formatted(self) -> bool:
@@ -207,7 +189,7 @@ def _jar_version(lib: Path, artifact: str) -> str | None:
     return None
 
 
-def ensure_kafka_jars(settings: Settings, *, on_step: Step = _noop) -> Path:
+def ensure_kafka_jars(settings: Settings, *, on_step: Step = no_step) -> Path:
     """Resolve the broker jars once into ``<cache_dir>/kafka-<version>/lib`` and return it.
 
     Idempotent and safe to run concurrently: a finished directory is marked and
@@ -411,7 +393,7 @@ def format_storage(lib: Path, paths: KafkaPaths, cluster_id: str | None = None) 
         )
 
 
-def start_kafka(settings: Settings, lib: Path, *, on_step: Step = _noop) -> KafkaProcess:
+def start_kafka(settings: Settings, lib: Path, *, on_step: Step = no_step) -> KafkaProcess:
     """Write the config, format storage once, start the broker detached. Does not wait."""
     paths = kafka_paths(settings)
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -431,7 +413,7 @@ def launch_node(
     brokers: int = 1,
     cluster_id: str | None = None,
     heap: tuple[str, ...] = HEAP_OPTS,
-    on_step: Step = _noop,
+    on_step: Step = no_step,
 ) -> KafkaProcess:
     """Write one node's config, format its storage once, start it detached. Does not wait."""
     paths.root.mkdir(parents=True, exist_ok=True)
