@@ -15,11 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.batch import EventRow, Outcome, PartitionBatch, PartitionPosition, QuarantineRow
+from ledger.batch import EventRow, Outcome, PartitionPosition, QuarantineRow
 from ledger.control_digest import CONTROL_DIGEST_TABLES, DIGEST_MODULUS, digest_delta
 from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.roles import Role
 from ledger.state import KeyRecord, LedgerState, ProjectionRow
+from storage.protocol import BatchCommit
 
 __all__ = ["MemoryLedgerStore"]
 
@@ -116,15 +117,9 @@ class MemoryLedgerStore:
     async def existing_payload_hashes(self, event_ids: Sequence[str]) -> dict[str, str]:
         return {i: self._event_ids[i] for i in event_ids if i in self._event_ids}
 
-    async def commit_batch(
-        self,
-        *,
-        group: str,
-        topic: str,
-        batches: Sequence[PartitionBatch],
-        projections: Sequence[ProjectionRow],
-        copies_tracked: bool = True,
-    ) -> int | None:
+    async def commit_batch(self, commit: BatchCommit) -> int | None:
+        group, topic = commit.group, commit.topic
+        batches, projections = commit.batches, commit.projections
         # every check before the first write: a refused batch writes nothing
         new_ids: set[str] = set()
         for batch in batches:
@@ -167,9 +162,9 @@ class MemoryLedgerStore:
             stored = self._positions.get(key)
             new = batch.new_position
             if stored is None:
-                forwarded = batch.first_offset if copies_tracked else new.next_offset
+                forwarded = batch.first_offset if commit.copies_tracked else new.next_offset
             else:
-                forwarded = stored.forwarded_offset if copies_tracked else new.next_offset
+                forwarded = stored.forwarded_offset if commit.copies_tracked else new.next_offset
             self._positions[key] = _Position(new, forwarded)
         self._move_digests(projections)
         for projection in projections:

@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from ledger.batch import EventRow, Outcome, PartitionBatch, PartitionPosition
+from ledger.batch import EventRow, Outcome, PartitionPosition
 from ledger.control_digest import (
     CONTROL_DIGEST_TABLES,
     digest_delta,
@@ -27,6 +27,7 @@ from ledger.control_digest import (
 from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.roles import Role
 from ledger.state import KeyRecord, LedgerState, ProjectionRow
+from storage.protocol import BatchCommit
 
 __all__ = [
     "CONTROL_TABLES",
@@ -391,26 +392,20 @@ async def _upsert(
         await conn.executemany(sql, records)
 
 
-async def commit_batch(
-    conn: asyncpg.Connection,
-    *,
-    group: str,
-    topic: str,
-    batches: Sequence[PartitionBatch],
-    projections: Sequence[ProjectionRow],
-    copies_tracked: bool = True,
-) -> int | None:
+async def commit_batch(conn: asyncpg.Connection, commit: BatchCommit) -> int | None:
     """Write a poll's effects and the new positions of its partitions atomically.
 
     Returns the new control version when the batch changed control-plane
     projections, else ``None``.
 
-    With ``copies_tracked`` false, the batch's outcomes count as copied to the
-    verified and quarantine topics (``forwarded_offset``, ADR 0008).
+    With ``commit.copies_tracked`` false, the batch's outcomes count as copied to
+    the verified and quarantine topics (``forwarded_offset``, ADR 0008).
 
     Raises :class:`StaleBatchError` (and writes nothing) when a stored position
     is not the batch's ``expected_next_offset`` (``None``: no position yet).
     """
+    group, topic = commit.group, commit.topic
+    batches, projections = commit.batches, commit.projections
     partitions = [b.partition for b in batches]
     async with conn.transaction():
         stored = {
@@ -468,7 +463,7 @@ async def commit_batch(
             " ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE SET"
             " next_offset = EXCLUDED.next_offset, ledger_seq = EXCLUDED.ledger_seq,"
             " chain_hash = EXCLUDED.chain_hash, updated_at = now()"
-            + ("" if copies_tracked else ", forwarded_offset = EXCLUDED.next_offset"),
+            + ("" if commit.copies_tracked else ", forwarded_offset = EXCLUDED.next_offset"),
             [
                 (
                     group,
@@ -477,7 +472,7 @@ async def commit_batch(
                     b.new_position.next_offset,
                     b.new_position.ledger_seq,
                     b.new_position.chain_hash,
-                    b.first_offset if copies_tracked else b.new_position.next_offset,
+                    b.first_offset if commit.copies_tracked else b.new_position.next_offset,
                 )
                 for b in batches
             ],
@@ -543,25 +538,10 @@ class PostgresLedgerStore:
         async with self._pool.acquire() as conn:
             return await existing_payload_hashes(conn, event_ids)
 
-    async def commit_batch(
-        self,
-        *,
-        group: str,
-        topic: str,
-        batches: Sequence[PartitionBatch],
-        projections: Sequence[ProjectionRow],
-        copies_tracked: bool = True,
-    ) -> int | None:
+    async def commit_batch(self, commit: BatchCommit) -> int | None:
         async with self._pool.acquire() as conn:
             try:
-                return await commit_batch(
-                    conn,
-                    group=group,
-                    topic=topic,
-                    batches=batches,
-                    projections=projections,
-                    copies_tracked=copies_tracked,
-                )
+                return await commit_batch(conn, commit)
             except asyncpg.UniqueViolationError as exc:
                 # another worker recorded one of these event ids (or offsets) first
                 raise StaleBatchError(f"{exc.__class__.__name__}: {exc}") from exc

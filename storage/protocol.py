@@ -8,12 +8,28 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from ledger.batch import Outcome, PartitionBatch, PartitionPosition
 from ledger.state import LedgerState, ProjectionRow
 
-__all__ = ["LedgerStore"]
+__all__ = ["BatchCommit", "LedgerStore"]
+
+
+@dataclass(frozen=True)
+class BatchCommit:
+    """One poll's effects for ``group`` on ``topic``, written atomically.
+
+    With ``copies_tracked`` false, the outcomes count as copied to the verified
+    and quarantine topics already (``forwarded_offset``, ADR 0008).
+    """
+
+    group: str
+    topic: str
+    batches: Sequence[PartitionBatch]
+    projections: Sequence[ProjectionRow]
+    copies_tracked: bool = True
 
 
 class LedgerStore(Protocol):
@@ -66,22 +82,13 @@ class LedgerStore(Protocol):
         """The payload hash of each of ``event_ids`` already in the ledger."""
         ...
 
-    async def commit_batch(
-        self,
-        *,
-        group: str,
-        topic: str,
-        batches: Sequence[PartitionBatch],
-        projections: Sequence[ProjectionRow],
-        copies_tracked: bool = True,
-    ) -> int | None:
+    async def commit_batch(self, commit: BatchCommit) -> int | None:
         """Write a batch's rows, projections and new positions atomically.
 
         Returns the new control version when the batch changed the control
         plane, else ``None``. Raises :class:`~ledger.errors.StaleBatchError`
         (writing nothing) when a stored position is not the batch's
-        ``expected_next_offset`` or an event id is already recorded. With
-        ``copies_tracked`` false, the outcomes count as copied already.
+        ``expected_next_offset`` or an event id is already recorded.
         """
         ...
 
