@@ -18,9 +18,8 @@ from typing import Any
 from ledger.batch import EventRow, Outcome, PartitionPosition, QuarantineRow
 from ledger.control_digest import CONTROL_DIGEST_TABLES, DIGEST_MODULUS, digest_delta
 from ledger.errors import EventError, ReasonCode, StaleBatchError
-from ledger.roles import Role
-from ledger.state import KeyRecord, LedgerState, ProjectionRow
-from storage.protocol import BatchCommit
+from ledger.state import LedgerState, ProjectionRow
+from storage.protocol import BatchCommit, key_record
 
 __all__ = ["MemoryLedgerStore"]
 
@@ -81,29 +80,25 @@ class MemoryLedgerStore:
         return self._control_version
 
     async def load_state_snapshot(
-        self,
-        configured_trust_root: str | None,
-        *,
-        since: int | None = None,
-        into: LedgerState | None = None,
+        self, trust_root: str | None, *, since: int | None = None, into: LedgerState | None = None
     ) -> tuple[int, LedgerState]:
         state = into if into is not None else LedgerState()
-        state.trust_root = configured_trust_root or self._trust_root
+        state.trust_root = trust_root or self._trust_root
         for table in ("keys", *_CONTROL_TABLES):
             for key, (values, version) in self._projections.get(table, {}).items():
                 if since is not None and (version is None or version <= since):
                     continue
                 if table == "keys":
-                    state.keys[key] = _key_record(values)
+                    state.keys[key] = key_record(values)
                 else:
                     target: dict[Any, dict[str, Any]] = getattr(state, table)
                     target[key] = copy.deepcopy(values)
         return self._control_version, state
 
     async def load_state_with_digests(
-        self, configured_trust_root: str | None
+        self, trust_root: str | None
     ) -> tuple[int, LedgerState, dict[str, int | None]]:
-        version, state = await self.load_state_snapshot(configured_trust_root)
+        version, state = await self.load_state_snapshot(trust_root)
         return version, state, dict(self._digests)
 
     async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:
@@ -233,15 +228,3 @@ class MemoryLedgerStore:
             )
         self._trust_root = did
         self._control_version += 1
-
-
-def _key_record(values: Mapping[str, Any]) -> KeyRecord:
-    return KeyRecord(
-        did=values["did"],
-        name=values["name"],
-        roles=frozenset(Role(x) for x in values["roles"]),
-        registered_by=values["registered_by"],
-        registered_event_id=values["registered_event_id"],
-        revoked=values["revoked"],
-        revoked_reason=values["revoked_reason"],
-    )

@@ -25,9 +25,8 @@ from ledger.control_digest import (
     parse_digest,
 )
 from ledger.errors import EventError, ReasonCode, StaleBatchError
-from ledger.roles import Role
-from ledger.state import KeyRecord, LedgerState, ProjectionRow
-from storage.protocol import BatchCommit
+from ledger.state import LedgerState, ProjectionRow
+from storage.protocol import BatchCommit, key_record
 
 __all__ = [
     "CONTROL_TABLES",
@@ -317,18 +316,6 @@ async def set_trust_root(conn: asyncpg.Connection, did: str) -> None:
         await bump_control_version(conn)
 
 
-def _key_record(r: asyncpg.Record) -> KeyRecord:
-    return KeyRecord(
-        did=r["did"],
-        name=r["name"],
-        roles=frozenset(Role(x) for x in r["roles"]),
-        registered_by=r["registered_by"],
-        registered_event_id=r["registered_event_id"],
-        revoked=r["revoked"],
-        revoked_reason=r["revoked_reason"],
-    )
-
-
 async def load_state(
     conn: asyncpg.Connection,
     trust_root: str | None,
@@ -347,7 +334,7 @@ async def load_state(
     where, args = ("", ()) if since is None else (f" WHERE {CONTROL_VERSION_COLUMN} > $1", (since,))
     # table names are constants
     for r in await conn.fetch("SELECT * FROM keys" + where, *args):
-        state.keys[r["did"]] = _key_record(r)
+        state.keys[r["did"]] = key_record(r)
     for table, key in CONTROL_TABLES.items():
         target: dict[str, dict[str, Any]] = getattr(state, table)
         for r in await conn.fetch(f"SELECT * FROM {table}{where}", *args):
@@ -513,20 +500,16 @@ class PostgresLedgerStore:
             return await control_version(conn)
 
     async def load_state_snapshot(
-        self,
-        configured_trust_root: str | None,
-        *,
-        since: int | None = None,
-        into: LedgerState | None = None,
+        self, trust_root: str | None, *, since: int | None = None, into: LedgerState | None = None
     ) -> tuple[int, LedgerState]:
         async with self._pool.acquire() as conn:
-            return await load_state_snapshot(conn, configured_trust_root, since=since, into=into)
+            return await load_state_snapshot(conn, trust_root, since=since, into=into)
 
     async def load_state_with_digests(
-        self, configured_trust_root: str | None
+        self, trust_root: str | None
     ) -> tuple[int, LedgerState, dict[str, int | None]]:
         async with self._pool.acquire() as conn:
-            return await load_state_with_digests(conn, configured_trust_root)
+            return await load_state_with_digests(conn, trust_root)
 
     async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:
         async with self._pool.acquire() as conn:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from ledger.batch import Outcome, PartitionBatch, PartitionPosition
-from ledger.state import LedgerState, ProjectionRow
+from ledger.roles import Role
+from ledger.state import KeyRecord, LedgerState, ProjectionRow
 
-__all__ = ["BatchCommit", "LedgerStore"]
+__all__ = ["BatchCommit", "LedgerStore", "key_record"]
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,7 @@ class LedgerStore(Protocol):
         ...
 
     async def load_state_snapshot(
-        self,
-        configured_trust_root: str | None,
-        *,
-        since: int | None = None,
-        into: LedgerState | None = None,
+        self, trust_root: str | None, *, since: int | None = None, into: LedgerState | None = None
     ) -> tuple[int, LedgerState]:
         """Version and control state read together (one snapshot).
 
@@ -63,7 +60,7 @@ class LedgerStore(Protocol):
         ...
 
     async def load_state_with_digests(
-        self, configured_trust_root: str | None
+        self, trust_root: str | None
     ) -> tuple[int, LedgerState, dict[str, int | None]]:
         """The whole control state, its version, and the digest stored for each
         control-plane table (``None``: not sealed yet), read in one snapshot.
@@ -113,3 +110,16 @@ class LedgerStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def key_record(values: Mapping[str, Any]) -> KeyRecord:
+    """A ``keys`` row as both stores hold it (a dict, an asyncpg record)."""
+    return KeyRecord(
+        did=values["did"],
+        name=values["name"],
+        roles=frozenset(Role(x) for x in values["roles"]),
+        registered_by=values["registered_by"],
+        registered_event_id=values["registered_event_id"],
+        revoked=values["revoked"],
+        revoked_reason=values["revoked_reason"],
+    )
