@@ -28,7 +28,37 @@ from producers.publish import wait_for_verdict
 from producers.sdk import LedgerProducer
 from storage.postgres import set_trust_root
 
-__all__ = ["LedgerHarness", "ProcessorProcess"]
+__all__ = ["CLAW_LEDGER", "LedgerHarness", "ProcessorProcess", "run_cli", "send_halts"]
+
+#: the command line of the installed CLI, run by this interpreter
+CLAW_LEDGER = (sys.executable, "-m", "claw_ledger")
+
+
+def run_cli(
+    env: dict[str, str], *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``claw-ledger *args`` in a child process, its output captured as text."""
+    return subprocess.run(
+        [*CLAW_LEDGER, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+async def send_halts(
+    producer: LedgerProducer, key: KeyPair, numbers: range, job: str, jobs: int
+) -> list[str]:
+    """Sign and send ``agent.halted`` number ``i`` for ``job:<job>-<i % jobs>``, for each of
+    ``numbers``, all in flight at once; return the event ids once every send is acknowledged."""
+    event_ids: list[str] = []
+    futures = []
+    for i in numbers:
+        target = f"job:{job}-{i % jobs}"
+        envelope = producer.sign(
+            key, "agent.halted", f"halt:{target}", {"target": target, "reason": f"{job} {i}"}
+        )
+        event_ids.append(str(envelope.payload["event_id"]))
+        futures.append(await producer.send_envelope(envelope))
+    await asyncio.gather(*futures)
+    return event_ids
 
 
 def ledger_env(settings: Settings) -> dict[str, str]:
@@ -67,18 +97,9 @@ class ProcessorProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "claw_ledger",
-                "processor",
-                "run",
-                "--group",
-                self.group,
-                "--no-status",
-                "--engine",
-                self.engine,
-                "--batch-size",
-                str(self.batch_size),
+                *CLAW_LEDGER,
+                *("processor", "run", "--group", self.group, "--no-status"),
+                *("--engine", self.engine, "--batch-size", str(self.batch_size)),
             ],
             env=ledger_env(self.settings),
             stdout=log,
@@ -139,6 +160,14 @@ class LedgerHarness:
         async with self.producer() as producer:
             position = await producer.publish(key, event_type, stream, body, **kw)
         return position.to_dict() | await self.verdict(position.event_id)
+
+    async def register_key(self, role: Role) -> KeyPair:
+        """A new key with ``role``, registered by the admin (the verdict must be a commit)."""
+        key = KeyPair.generate(role.value)
+        body = {"did": key.did, "name": role.value, "roles": [role.value]}
+        verdict = await self.publish(self.admin, "key.registered", f"key:{key.did}", body)
+        assert verdict["status"] == "committed", verdict
+        return key
 
     async def publish_raw(self, value: bytes, stream: str = "raw:test") -> None:
         async with self.producer() as producer:

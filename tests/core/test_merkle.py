@@ -161,6 +161,17 @@ def test_roots_of_every_prefix(vector_tree: MerkleTree) -> None:
     assert vector_tree.root() == ROOTS[7]
 
 
+def _wrong_sizes(first: int, second: int) -> list[tuple[int, int]]:
+    """The (index or old size, tree size) pairs a proof must not verify for."""
+    return [
+        (first - 1, second),
+        (first + 1, second),
+        (first ^ 2, second),
+        (first, second * 2),
+        (first, second // 2),
+    ]
+
+
 @pytest.mark.parametrize(("index", "size", "proof"), INCLUSION)
 def test_inclusion_vectors(
     vector_tree: MerkleTree, index: int, size: int, proof: list[bytes]
@@ -169,12 +180,8 @@ def test_inclusion_vectors(
     leaf = leaf_hash(LEAVES[index])
     root = ROOTS[size - 1]
     verify_inclusion(index, size, leaf, proof, root)
-    corrupted = [
-        (index - 1, size, leaf, proof, root),
-        (index + 1, size, leaf, proof, root),
-        (index ^ 2, size, leaf, proof, root),
-        (index, size * 2, leaf, proof, root),
-        (index, size // 2, leaf, proof, root),
+    corrupted = [(i, s, leaf, proof, root) for i, s in _wrong_sizes(index, size)]
+    corrupted += [
         (index, size, leaf_hash(b"WrongLeaf"), proof, root),
         (index, size, leaf, proof, EMPTY_ROOT),
         (index, size, leaf, proof, SOME_HASH),
@@ -206,12 +213,8 @@ def test_consistency_vectors(
     verify_consistency(old, new, root1, root2, proof)
     if not proof:
         return
-    corrupted = [
-        (old - 1, new, root1, root2, proof),
-        (old + 1, new, root1, root2, proof),
-        (old ^ 2, new, root1, root2, proof),
-        (old, new * 2, root1, root2, proof),
-        (old, new // 2, root1, root2, proof),
+    corrupted = [(o, n, root1, root2, proof) for o, n in _wrong_sizes(old, new)]
+    corrupted += [
         (old, new, SOME_HASH, root2, proof),
         (old, new, root1, SOME_HASH, proof),
         (old, new, root2, root1, proof),
@@ -331,6 +334,11 @@ def _flip(data: bytes, bit: int) -> bytes:
     return bytes(mutable)
 
 
+def _flip_at(parts: list[bytes], index: int, bit: int) -> list[bytes]:
+    """``parts`` with one bit of ``parts[index]`` flipped (the rest as they are)."""
+    return [_flip(part, bit) if i == index else part for i, part in enumerate(parts)]
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_every_inclusion_proof_matches_path_and_any_flipped_bit_fails(
@@ -346,13 +354,7 @@ def test_every_inclusion_proof_matches_path_and_any_flipped_bit_fails(
 
     bit = data.draw(st.integers(0, 255))
     target = data.draw(st.integers(-2, len(proof) - 1))
-    leaf, tampered_root, tampered = HASHES[index], root, list(proof)
-    if target == -2:
-        leaf = _flip(leaf, bit)
-    elif target == -1:
-        tampered_root = _flip(root, bit)
-    else:
-        tampered[target] = _flip(tampered[target], bit)
+    leaf, tampered_root, *tampered = _flip_at([HASHES[index], root, *proof], target + 2, bit)
     with pytest.raises(ProofError):
         verify_inclusion(index, size, leaf, tampered, tampered_root)
 
@@ -371,13 +373,7 @@ def test_every_consistency_proof_matches_subproof_and_any_flipped_bit_fails(
 
     bit = data.draw(st.integers(0, 255))
     target = data.draw(st.integers(-2, len(proof) - 1))
-    tampered = list(proof)
-    if target == -2:
-        root1 = _flip(root1, bit)
-    elif target == -1:
-        root2 = _flip(root2, bit)
-    else:
-        tampered[target] = _flip(tampered[target], bit)
+    root1, root2, *tampered = _flip_at([root1, root2, *proof], target + 2, bit)
     with pytest.raises(ProofError):
         verify_consistency(old, new, root1, root2, tampered)
 

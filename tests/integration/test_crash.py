@@ -12,7 +12,7 @@ import pytest
 
 from ledger.chain import ChainLink, verify_chain
 from ledger.roles import Role
-from tests.fixtures_ledger import start_ledger
+from tests.fixtures_ledger import send_halts, start_ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.crash]
 
@@ -49,29 +49,9 @@ async def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(
         batch_size=500,  # many batches, so that each kill lands mid-stream
     )
     try:
-        from ledger.crypto import KeyPair
-
-        operator = KeyPair.generate("operator")
-        verdict = await ledger.publish(
-            ledger.admin,
-            "key.registered",
-            f"key:{operator.did}",
-            {"did": operator.did, "name": "operator", "roles": [Role.OPERATOR.value]},
-        )
-        assert verdict["status"] == "committed"
-        event_ids: list[str] = []
+        operator = await ledger.register_key(Role.OPERATOR)
         async with ledger.producer() as producer:
-            futures = []
-            for i in range(events):
-                envelope = producer.sign(
-                    operator,
-                    "agent.halted",
-                    f"halt:job:crash-{i % 64}",
-                    {"target": f"job:crash-{i % 64}", "reason": f"crash test {i}"},
-                )
-                event_ids.append(str(envelope.payload["event_id"]))
-                futures.append(await producer.send_envelope(envelope))
-            await asyncio.gather(*futures)
+            event_ids = await send_halts(producer, operator, range(events), "crash", 64)
 
         conn = await ledger.connect()
         try:
