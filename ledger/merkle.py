@@ -366,6 +366,15 @@ def _proof_sizes_ok(*sizes: object) -> bool:
     return all(type(size) is int and size >= 0 for size in sizes)
 
 
+def _up_to_right_child(fn: int, sn: int) -> tuple[int, int]:
+    """From a node on the tree's right edge, climb to the first level where the
+    path is a right child (RFC 9162 2.1.3.2 / 2.1.4.2: "until LSB(fn) is set or fn is 0")."""
+    while fn and not fn & 1:
+        fn >>= 1
+        sn >>= 1
+    return fn, sn
+
+
 def root_from_inclusion_proof(
     index: int, size: int, hashed_leaf: bytes, proof: Sequence[bytes]
 ) -> bytes:
@@ -388,11 +397,7 @@ def root_from_inclusion_proof(
             raise fail("the proof is longer than the path of this leaf")
         if fn & 1 or fn == sn:
             result = node_hash(sibling, result)
-            if not fn & 1:
-                # a right-edge node: climb to the next level where it is a right child
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
+            fn, sn = _up_to_right_child(fn, sn)
         else:
             result = node_hash(result, sibling)
         fn >>= 1
@@ -453,10 +458,7 @@ def verify_consistency(
         if fn & 1 or fn == sn:
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
+            fn, sn = _up_to_right_child(fn, sn)
         else:
             sr = node_hash(sr, c)
         fn >>= 1
