@@ -448,6 +448,13 @@ async def _postgres_answers(url: str, timeout: float = 5.0) -> bool:
             await conn.close()
 
 
+def _answered(name: str, ok: bool, endpoint: str, pid: int | None) -> ServiceState:
+    """A server given in the settings (no pid of ours) or one we started, by whether it answers."""
+    if pid is None:
+        return ServiceState(name, "external" if ok else "unreachable", endpoint, pid, managed=False)
+    return ServiceState(name, "up" if ok else "unresponsive", endpoint, pid, managed=True)
+
+
 async def services_status_async(settings: Settings) -> ServicesStatus:
     """Async form of :func:`services_status`."""
     record = read_services_file(settings.state_dir) if settings.state_dir.is_dir() else None
@@ -456,15 +463,7 @@ async def services_status_async(settings: Settings) -> ServicesStatus:
 
     if settings.kafka_bootstrap:
         ok = await kafka_mod.kafka_answers(settings.kafka_bootstrap)
-        states.append(
-            ServiceState(
-                "kafka",
-                "external" if ok else "unreachable",
-                settings.kafka_bootstrap,
-                None,
-                managed=False,
-            )
-        )
+        states.append(_answered("kafka", ok, settings.kafka_bootstrap, None))
     elif (layout := cluster_mod.load_layout(settings)) is not None:
         names = topic_names(settings.topic_prefix).all
         overall, nodes = await cluster_status(settings, layout, record, names)
@@ -475,42 +474,18 @@ async def services_status_async(settings: Settings) -> ServicesStatus:
             states.append(ServiceState("kafka", "down", None, None, managed=True))
         else:
             ok = await kafka_mod.kafka_answers(kafka.bootstrap)
-            states.append(
-                ServiceState(
-                    "kafka",
-                    "up" if ok else "unresponsive",
-                    kafka.bootstrap,
-                    kafka.pid,
-                    managed=True,
-                )
-            )
+            states.append(_answered("kafka", ok, kafka.bootstrap, kafka.pid))
 
     if settings.database_url:
         ok = await _postgres_answers(settings.database_url)
-        states.append(
-            ServiceState(
-                "postgres",
-                "external" if ok else "unreachable",
-                settings.database_url,
-                None,
-                managed=False,
-            )
-        )
+        states.append(_answered("postgres", ok, settings.database_url, None))
     else:
         postgres = pg_mod.running_postgres(settings)
         if postgres is None:
             states.append(ServiceState("postgres", "down", None, None, managed=True))
         else:
             ok = await _postgres_answers(pg_mod.admin_url(postgres.port))
-            states.append(
-                ServiceState(
-                    "postgres",
-                    "up" if ok else "unresponsive",
-                    postgres.url,
-                    postgres.pid,
-                    managed=True,
-                )
-            )
+            states.append(_answered("postgres", ok, postgres.url, postgres.pid))
     return ServicesStatus(tuple(states), nodes)
 
 
