@@ -24,6 +24,7 @@ from claw_ledger.services.kafka import (
     MAIN_CLASS,
     KafkaPaths,
     KafkaProcess,
+    Seat,
     launch_node,
     new_cluster_id,
 )
@@ -197,9 +198,7 @@ def start_node(
         node_paths(settings, node_id),
         node.port,
         node.controller_port,
-        node_id=node_id,
-        voters=layout.voters,
-        brokers=len(layout.nodes),
+        seat=Seat(node_id, layout.voters, len(layout.nodes)),
         cluster_id=layout.cluster_id,
         heap=NODE_HEAP_OPTS,
         on_step=on_step,

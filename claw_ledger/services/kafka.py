@@ -19,6 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from claw_ledger.config import Settings
 from claw_ledger.services.admin import HOST, ensure_topics, kafka_answers, replication_for
@@ -40,6 +41,7 @@ __all__ = [
     "HOST",
     "KafkaPaths",
     "KafkaProcess",
+    "Seat",
     "ensure_kafka_jars",
     "ensure_topics",
     "format_storage",
@@ -247,17 +249,22 @@ def new_cluster_id() -> str:
             return text
 
 
+class Seat(NamedTuple):
+    """A node's place in its quorum: ``voters`` (``id@host:port,...``) makes it a node
+    of a static KRaft quorum of ``brokers``; the default is a single standalone broker."""
+
+    node_id: int = 1
+    voters: str | None = None
+    brokers: int = 1
+
+
+STANDALONE = Seat()
+
+
 def _server_properties(
-    settings: Settings,
-    paths: KafkaPaths,
-    port: int,
-    cport: int,
-    *,
-    node_id: int = 1,
-    voters: str | None = None,
-    brokers: int = 1,
+    settings: Settings, paths: KafkaPaths, port: int, cport: int, seat: Seat = STANDALONE
 ) -> str:
-    """``voters`` (``id@host:port,...``) makes a node of a static KRaft quorum."""
+    node_id, voters, brokers = seat
     factor, min_isr = replication_for(brokers)
     quorum = (
         {"controller.quorum.voters": voters}
@@ -408,9 +415,7 @@ def launch_node(
     port: int,
     cport: int,
     *,
-    node_id: int = 1,
-    voters: str | None = None,
-    brokers: int = 1,
+    seat: Seat = STANDALONE,
     cluster_id: str | None = None,
     heap: tuple[str, ...] = HEAP_OPTS,
     on_step: Step = no_step,
@@ -418,9 +423,7 @@ def launch_node(
     """Write one node's config, format its storage once, start it detached. Does not wait."""
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.properties.write_text(
-        _server_properties(
-            settings, paths, port, cport, node_id=node_id, voters=voters, brokers=brokers
-        ),
+        _server_properties(settings, paths, port, cport, seat),
         encoding="utf-8",
     )
     paths.log4j2.write_text(_log4j2_properties(paths.broker_log), encoding="utf-8")
@@ -428,7 +431,7 @@ def launch_node(
     paths.ports_file.write_text(
         json.dumps({"broker": port, "controller": cport}) + "\n", encoding="utf-8"
     )
-    what = f"Kafka node {node_id}" if voters else "Kafka"
+    what = f"Kafka node {seat.node_id}" if seat.voters else "Kafka"
     if not paths.formatted:
         on_step(f"Formatting {what} storage (KRaft)")
         format_storage(lib, paths, cluster_id)
@@ -445,7 +448,7 @@ def launch_node(
         controller_port=cport,
         version=settings.kafka_version,
         paths=paths,
-        node_id=node_id,
+        node_id=seat.node_id,
     )
 
 
