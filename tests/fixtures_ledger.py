@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import pytest_asyncio
 
 from claw_ledger.config import Settings
 from claw_ledger.services.kafka import ensure_topics
+from ledger.chain import ChainLink
 from ledger.crypto import KeyPair, save_key
 from ledger.roles import Role
 from ledger.topics import topic_names
@@ -28,7 +29,14 @@ from producers.publish import wait_for_verdict
 from producers.sdk import LedgerProducer
 from storage.postgres import set_trust_root
 
-__all__ = ["CLAW_LEDGER", "LedgerHarness", "ProcessorProcess", "run_cli", "send_halts"]
+__all__ = [
+    "CLAW_LEDGER",
+    "LedgerHarness",
+    "ProcessorProcess",
+    "chains_by_partition",
+    "run_cli",
+    "send_halts",
+]
 
 #: the command line of the installed CLI, run by this interpreter
 CLAW_LEDGER = (sys.executable, "-m", "claw_ledger")
@@ -59,6 +67,23 @@ async def send_halts(
         futures.append(await producer.send_envelope(envelope))
     await asyncio.gather(*futures)
     return event_ids
+
+
+def chains_by_partition(rows: Iterable[Mapping[str, Any]]) -> dict[int, list[ChainLink]]:
+    """``events`` rows (in ledger_seq order) as the chain links of each partition."""
+    chains: dict[int, list[ChainLink]] = {}
+    for r in rows:
+        chains.setdefault(r["kafka_partition"], []).append(
+            ChainLink(
+                r["kafka_partition"],
+                r["ledger_seq"],
+                r["event_id"],
+                bytes(r["envelope_raw"]),
+                r["prev_chain_hash"],
+                r["chain_hash"],
+            )
+        )
+    return chains
 
 
 def ledger_env(settings: Settings) -> dict[str, str]:

@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 
 from claw_ledger.config import Settings
+from claw_ledger.services import process
 from claw_ledger.services.admin import HOST, replication_for
 from claw_ledger.services.kafka import (
     MAIN_CLASS,
@@ -28,15 +29,7 @@ from claw_ledger.services.kafka import (
     launch_node,
     new_cluster_id,
 )
-from claw_ledger.services.process import (
-    Step,
-    free_port,
-    no_step,
-    pid_alive,
-    port_free,
-    process_matches,
-    terminate,
-)
+from claw_ledger.services.process import Step, no_step
 from ledger.errors import ConfigError, ServiceError
 
 __all__ = [
@@ -140,7 +133,7 @@ def create_layout(settings: Settings, brokers: int) -> ClusterLayout:
 
     def fresh() -> int:
         while True:
-            port = free_port(HOST)
+            port = process.free_port(HOST)
             if port not in taken:
                 taken.add(port)
                 return port
@@ -158,11 +151,11 @@ def create_layout(settings: Settings, brokers: int) -> ClusterLayout:
 def find_node_pid(settings: Settings, node_id: int, recorded: int | None = None) -> int | None:
     """The pid of node ``node_id`` of this state dir: ``recorded`` if it still is, else a scan."""
     needle = str(node_paths(settings, node_id).properties)
-    if recorded is not None and process_matches(recorded, needle):
+    if recorded is not None and process.process_matches(recorded, needle):
         return recorded
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = proc.info.get("cmdline") or []
-        if MAIN_CLASS in cmdline and needle in cmdline and pid_alive(proc.info["pid"]):
+        if MAIN_CLASS in cmdline and needle in cmdline and process.pid_alive(proc.info["pid"]):
             found: int = proc.info["pid"]
             return found
     return None
@@ -185,7 +178,7 @@ def start_node(
 ) -> KafkaProcess:
     """Start node ``node_id`` detached on its recorded ports (formatting it once). No wait."""
     node = layout.node(node_id)
-    busy = [p for p in (node.port, node.controller_port) if not port_free(p, HOST)]
+    busy = [p for p in (node.port, node.controller_port) if not process.port_free(p, HOST)]
     if busy:
         raise ServiceError(
             f"Kafka node {node_id} must listen on port(s) {busy}, which another process holds",
@@ -207,18 +200,18 @@ def start_node(
 
 def stop_node(settings: Settings, node_id: int, pid: int, *, timeout: float = 30.0) -> bool:
     """SIGTERM (controlled shutdown: leadership moves first), SIGKILL after ``timeout``."""
-    if not process_matches(pid, str(node_paths(settings, node_id).properties)):
+    if not process.process_matches(pid, str(node_paths(settings, node_id).properties)):
         return False
-    terminate(pid, timeout=timeout)
+    process.terminate(pid, timeout=timeout)
     return True
 
 
 def kill_node(settings: Settings, node_id: int, pid: int) -> bool:
     """SIGKILL: the node dies as in a power loss (no controlled shutdown, no flush)."""
-    if not process_matches(pid, str(node_paths(settings, node_id).properties)):
+    if not process.process_matches(pid, str(node_paths(settings, node_id).properties)):
         return False
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while pid_alive(pid) and time.monotonic() < deadline:
+    while process.pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     return True

@@ -39,11 +39,11 @@ from claw_ledger.services.manager import (
 )
 from claw_ledger.services.nodes import node_start_async, node_stop_async
 from claw_ledger.topics import topic_names
-from ledger.chain import ChainLink, verify_chain
+from ledger.chain import verify_chain
 from ledger.crypto import KeyPair
 from ledger.roles import Role
 from producers.sdk import LedgerProducer
-from tests.fixtures_ledger import send_halts, start_ledger
+from tests.fixtures_ledger import chains_by_partition, send_halts, start_ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -313,18 +313,7 @@ async def test_processor_carries_on_when_an_ingress_leader_dies(
         ledger.processor.stop()
     assert len(recorded) == N_EVENTS, "lost or duplicated events"
     assert {r["event_id"] for r in recorded} == set(event_ids)
-    by_partition: dict[int, list[ChainLink]] = defaultdict(list)
-    for r in links:
-        by_partition[r["kafka_partition"]].append(
-            ChainLink(
-                r["kafka_partition"],
-                r["ledger_seq"],
-                r["event_id"],
-                bytes(r["envelope_raw"]),
-                r["prev_chain_hash"],
-                r["chain_hash"],
-            )
-        )
+    by_partition = chains_by_partition(links)
     assert len(by_partition) == PARTITIONS
     for partition_links in by_partition.values():
         # contiguous ledger_seq from 1 and an unbroken hash chain

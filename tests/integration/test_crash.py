@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from ledger.chain import ChainLink, verify_chain
+from ledger.chain import verify_chain
 from ledger.roles import Role
-from tests.fixtures_ledger import send_halts, start_ledger
+from tests.fixtures_ledger import chains_by_partition, send_halts, start_ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.crash]
 
@@ -91,18 +91,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(
         assert distinct == events
         assert recorded == set(event_ids)
         assert quarantined == 0
-        by_partition: dict[int, list[ChainLink]] = {}
-        for r in rows:
-            by_partition.setdefault(r["kafka_partition"], []).append(
-                ChainLink(
-                    r["kafka_partition"],
-                    r["ledger_seq"],
-                    r["event_id"],
-                    bytes(r["envelope_raw"]),
-                    r["prev_chain_hash"],
-                    r["chain_hash"],
-                )
-            )
+        by_partition = chains_by_partition(rows)
         assert len(by_partition) > 1
         for links in by_partition.values():
             assert verify_chain(links) == []
