@@ -21,6 +21,7 @@ import pytest_asyncio
 
 from claw_ledger.config import Settings
 from claw_ledger.services.kafka import ensure_topics
+from claw_ledger.services.postgres import create_database
 from ledger.chain import ChainLink
 from ledger.crypto import KeyPair, save_key
 from ledger.roles import Role
@@ -100,23 +101,16 @@ def ledger_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+@dataclass(eq=False)  # one running child each: compared by identity
 class ProcessorProcess:
     """``python -m claw_ledger processor run`` as a real child process."""
 
-    def __init__(
-        self,
-        settings: Settings,
-        log_path: Path,
-        group: str,
-        engine: str = "kafka",
-        batch_size: int = 2000,
-    ) -> None:
-        self.engine = engine
-        self.batch_size = batch_size
-        self.settings = settings
-        self.log_path = log_path
-        self.group = group
-        self.proc: subprocess.Popen[bytes] | None = None
+    settings: Settings
+    log_path: Path
+    group: str
+    engine: str = "kafka"
+    batch_size: int = 2000
+    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:
         log = self.log_path.open("ab")
@@ -229,11 +223,7 @@ async def _fresh_ledger_database(ledger_servers: Any) -> str:
     from storage.migrate import migrate
 
     name = f"claw_e2e_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(ledger_servers.server_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+    await create_database(ledger_servers.server_url, name)
     url: str = ledger_servers.database_url(name)
     await migrate(url)
     return url
