@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
+from aiokafka import AIOKafkaConsumer
 
 from claw_ledger.config import Settings
 from claw_ledger.services.kafka import ensure_topics
@@ -172,6 +173,16 @@ class LedgerHarness:
     def producer(self) -> LedgerProducer:
         assert self.settings.kafka_bootstrap
         return LedgerProducer(self.settings.kafka_bootstrap, self.topics.ingress)
+
+    def outcome_consumer(self) -> AIOKafkaConsumer:
+        """A consumer of the verified and quarantine topics from their start (not started)."""
+        return AIOKafkaConsumer(
+            self.topics.verified,
+            self.topics.quarantine,
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
 
     async def publish(
         self, key: KeyPair, event_type: str, stream: str, body: Mapping[str, Any], **kw: Any

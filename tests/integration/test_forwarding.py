@@ -13,7 +13,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from consumers.processor import IngressRecord, VerifyingProcessor
 from ledger.roles import Role
@@ -31,13 +30,7 @@ async def _copies(
     Reads until ``expected`` copies per topic have arrived (a loaded machine can
     take a while), then a little longer so that an extra copy would show too.
     """
-    consumer = AIOKafkaConsumer(
-        ledger.topics.verified,
-        ledger.topics.quarantine,
-        bootstrap_servers=ledger.settings.kafka_bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+    consumer = ledger.outcome_consumer()
     found: dict[str, list[Any]] = {ledger.topics.verified: [], ledger.topics.quarantine: []}
     await consumer.start()
     try:
