@@ -40,6 +40,7 @@ from bench.workload import sign_halt_events
 from claw_ledger.config import Settings, load_settings
 from claw_ledger.services.kafka import ensure_topics
 from claw_ledger.services.manager import services_down, services_up
+from claw_ledger.services.postgres import create_database
 from claw_ledger.topics import topic_names
 from ledger.crypto import KeyPair
 from ledger.events import build_event, sign_event
@@ -168,11 +169,7 @@ async def new_ledger(base: Settings, processors: int, partitions: int) -> BenchL
     """A fresh database and topic prefix on the bench servers, with a registered operator."""
     assert base.database_url and base.kafka_bootstrap
     name = f"bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(base.database_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+    await create_database(base.database_url, name)
     url = base.database_url.rsplit("/", 1)[0] + "/" + name
     await migrate(url)
     settings = replace(base, database_url=url, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}")

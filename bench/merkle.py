@@ -24,22 +24,21 @@ LEAVES = 1_000_000
 SAMPLES = 2_000
 
 
-def _median_us(samples: list[Callable[[], object]]) -> float:
+def _timings_ns(samples: list[Callable[[], object]]) -> list[int]:
     timings = []
     for call in samples:
         start = time.perf_counter_ns()
         call()
         timings.append(time.perf_counter_ns() - start)
-    return statistics.median(timings) / 1_000
+    return timings
+
+
+def _median_us(samples: list[Callable[[], object]]) -> float:
+    return statistics.median(_timings_ns(samples)) / 1_000
 
 
 def _p99_us(samples: list[Callable[[], object]]) -> float:
-    timings = []
-    for call in samples:
-        start = time.perf_counter_ns()
-        call()
-        timings.append(time.perf_counter_ns() - start)
-    return statistics.quantiles(timings, n=100)[98] / 1_000
+    return statistics.quantiles(_timings_ns(samples), n=100)[98] / 1_000
 
 
 def measure(leaves: int = LEAVES, samples: int = SAMPLES) -> dict[str, float]:

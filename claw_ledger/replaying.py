@@ -28,6 +28,7 @@ __all__ = [
     "rebuild_and_compare",
     "run_replay",
     "source_size",
+    "zoned_time",
 ]
 
 LEDGER = "ledger"
@@ -72,6 +73,17 @@ class ReplayFilter:
 
 def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def zoned_time(value: str) -> datetime:
+    """An ISO 8601 time with its zone (``Z`` for UTC); ValueError says what is wrong."""
+    try:
+        moment = _parse(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an ISO 8601 time") from exc
+    if moment.tzinfo is None:
+        raise ValueError(f"{value!r} needs a time zone, e.g. 2026-11-26T10:00:00Z")
+    return moment
 
 
 def _about_job(stream: str, body: dict[str, Any], job: str) -> bool:

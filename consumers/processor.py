@@ -32,7 +32,7 @@ from ledger.errors import ConfigError, ControlPlaneTamperedError, StaleBatchErro
 from ledger.registry import DEFAULT_RULE_SETTINGS, RuleSettings
 from ledger.state import LedgerState
 from ledger.verify import DEFAULT_MAX_MESSAGE_BYTES, Rejected, Verified, verify_message
-from storage.protocol import LedgerStore
+from storage.protocol import BatchCommit, LedgerStore
 
 __all__ = [
     "AcceptedRecord",
@@ -204,11 +204,13 @@ class VerifyingProcessor:
             await self._catch_up_state()
         plan = plan_batch(self.state, self.positions, pending, recorded, self.rule_settings)
         version = await self._store.commit_batch(
-            group=self.group,
-            topic=self.topic,
-            batches=plan.batches,
-            projections=plan.projections,
-            copies_tracked=self.copies_tracked,
+            BatchCommit(
+                group=self.group,
+                topic=self.topic,
+                batches=plan.batches,
+                projections=plan.projections,
+                copies_tracked=self.copies_tracked,
+            )
         )
         if version is not None and version == self._control_version + 1:
             # our own bump, and nobody else's in between: the state is at `version`.

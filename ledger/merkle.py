@@ -18,7 +18,7 @@ What the leaves of claw-ledger's log are is ``ledger.tlog`` (ADR 0011).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from ledger.errors import ProofError, ReasonCode
@@ -366,6 +366,30 @@ def _proof_sizes_ok(*sizes: object) -> bool:
     return all(type(size) is int and size >= 0 for size in sizes)
 
 
+def _path(
+    fn: int, sn: int, siblings: Sequence[bytes], fail: Callable[[str], ProofError], what: str
+) -> list[tuple[bytes, bool]]:
+    """Each sibling on the way from node ``fn`` (``sn``: the last one) up to the root,
+    with whether it sits on the left (RFC 9162 2.1.3.2 and 2.1.4.2). ``fail`` when the
+    siblings are more or fewer than that way has levels."""
+    sides: list[tuple[bytes, bool]] = []
+    for sibling in siblings:
+        if sn == 0:
+            raise fail(f"the proof is longer than the path {what}")
+        on_left = bool(fn & 1) or fn == sn
+        sides.append((sibling, on_left))
+        if on_left:
+            # a right-edge node: climb until LSB(fn) is set or fn is 0
+            while fn and not fn & 1:
+                fn >>= 1
+                sn >>= 1
+        fn >>= 1
+        sn >>= 1
+    if sn != 0:
+        raise fail(f"the proof is shorter than the path {what}")
+    return sides
+
+
 def root_from_inclusion_proof(
     index: int, size: int, hashed_leaf: bytes, proof: Sequence[bytes]
 ) -> bytes:
@@ -381,24 +405,9 @@ def root_from_inclusion_proof(
         raise fail(f"leaf index {index!r} is not within a tree of size {size!r}")
     if not _is_hash(hashed_leaf) or not all(_is_hash(p) for p in proof):
         raise fail("every hash is 32 bytes")
-    fn, sn = index, size - 1
     result = hashed_leaf
-    for sibling in proof:
-        if sn == 0:
-            raise fail("the proof is longer than the path of this leaf")
-        if fn & 1 or fn == sn:
-            result = node_hash(sibling, result)
-            if not fn & 1:
-                # a right-edge node: climb to the next level where it is a right child
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
-        else:
-            result = node_hash(result, sibling)
-        fn >>= 1
-        sn >>= 1
-    if sn != 0:
-        raise fail("the proof is shorter than the path of this leaf")
+    for sibling, on_left in _path(index, size - 1, proof, fail, "of this leaf"):
+        result = node_hash(sibling, result) if on_left else node_hash(result, sibling)
     return result
 
 
@@ -447,22 +456,12 @@ def verify_consistency(
         fn >>= 1
         sn >>= 1
     fr = sr = path[0]
-    for c in path[1:]:
-        if sn == 0:
-            raise fail("the proof is longer than the path between these sizes")
-        if fn & 1 or fn == sn:
+    for c, on_left in _path(fn, sn, path[1:], fail, "between these sizes"):
+        if on_left:
             fr = node_hash(c, fr)
             sr = node_hash(c, sr)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
         else:
             sr = node_hash(sr, c)
-        fn >>= 1
-        sn >>= 1
-    if sn != 0:
-        raise fail("the proof is shorter than the path between these sizes")
     if fr != old_root:
         raise fail(f"the proof does not lead to the root of size {old_size}")
     if sr != new_root:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -92,15 +92,7 @@ class ReplayBreak:
     detail: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "partition": self.partition,
-            "ledger_seq": self.ledger_seq,
-            "offset": self.offset,
-            "position": self.position,
-            "event_id": self.event_id,
-            "code": self.code.value,
-            "detail": self.detail,
-        }
+        return {**asdict(self), "code": self.code.value}
 
     def __str__(self) -> str:
         where = f"partition {self.partition}"

@@ -9,25 +9,19 @@ from typing import Any
 
 from ledger.control_digest import CONTROL_DIGEST_TABLES, parse_digest, row_hash
 from ledger.control_digest import DIGEST_MODULUS as _MODULUS
-from storage.ledger_queries import _connect
+from storage.ledger_queries import _connect, _snapshot_rows
 
 __all__ = ["control_digest_report", "duplicate_coordinates", "iter_quarantine"]
 
 
-async def iter_quarantine(database_url: str, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
+def iter_quarantine(database_url: str, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
     """Every quarantine row's checked columns (the length of ``raw``, not ``raw``), by id."""
-    conn = await _connect(database_url)
-    try:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            cursor = conn.cursor(
-                "SELECT id, reason_code, raw_size, octet_length(raw) AS raw_length,"
-                " kafka_topic, kafka_partition, kafka_offset FROM quarantine ORDER BY id",
-                prefetch=batch,
-            )
-            async for row in cursor:
-                yield dict(row)
-    finally:
-        await conn.close()
+    return _snapshot_rows(
+        database_url,
+        "SELECT id, reason_code, raw_size, octet_length(raw) AS raw_length,"
+        " kafka_topic, kafka_partition, kafka_offset FROM quarantine ORDER BY id",
+        batch,
+    )
 
 
 async def duplicate_coordinates(database_url: str) -> list[dict[str, Any]]:

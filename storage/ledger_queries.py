@@ -125,22 +125,28 @@ async def list_quarantine(
     return TimelinePage(rows, rows[-1]["id"] if more and rows else None)
 
 
-async def iter_chain(database_url: str, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
-    """Every ledger row, all of its columns, in (partition, ledger_seq) order, for the audit."""
+async def _snapshot_rows(database_url: str, sql: str, batch: int) -> AsyncIterator[dict[str, Any]]:
+    """The rows of ``sql``, streamed ``batch`` at a time from one read-only snapshot
+    (the audit reads tables far larger than memory, and all of them as of one moment)."""
     conn = await _connect(database_url)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            cursor = conn.cursor(
-                "SELECT kafka_topic, kafka_partition, ledger_seq, event_id::text AS event_id,"
-                " envelope_raw, prev_chain_hash, chain_hash, envelope_sha256, position,"
-                " event_type, stream, producer, occurred_at, payload_hash_b64u, payload"
-                " FROM events ORDER BY kafka_topic, kafka_partition, ledger_seq",
-                prefetch=batch,
-            )
-            async for row in cursor:
+            async for row in conn.cursor(sql, prefetch=batch):
                 yield dict(row)
     finally:
         await conn.close()
+
+
+def iter_chain(database_url: str, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
+    """Every ledger row, all of its columns, in (partition, ledger_seq) order, for the audit."""
+    return _snapshot_rows(
+        database_url,
+        "SELECT kafka_topic, kafka_partition, ledger_seq, event_id::text AS event_id,"
+        " envelope_raw, prev_chain_hash, chain_hash, envelope_sha256, position,"
+        " event_type, stream, producer, occurred_at, payload_hash_b64u, payload"
+        " FROM events ORDER BY kafka_topic, kafka_partition, ledger_seq",
+        batch,
+    )
 
 
 async def chain_heads(database_url: str) -> dict[tuple[str, int], tuple[int, str | None]]:

@@ -15,11 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ledger.batch import EventRow, Outcome, PartitionBatch, PartitionPosition, QuarantineRow
+from ledger.batch import EventRow, Outcome, PartitionPosition, QuarantineRow
 from ledger.control_digest import CONTROL_DIGEST_TABLES, DIGEST_MODULUS, digest_delta
 from ledger.errors import EventError, ReasonCode, StaleBatchError
-from ledger.roles import Role
-from ledger.state import KeyRecord, LedgerState, ProjectionRow
+from ledger.state import LedgerState, ProjectionRow
+from storage.protocol import BatchCommit, key_record
 
 __all__ = ["MemoryLedgerStore"]
 
@@ -80,29 +80,25 @@ class MemoryLedgerStore:
         return self._control_version
 
     async def load_state_snapshot(
-        self,
-        configured_trust_root: str | None,
-        *,
-        since: int | None = None,
-        into: LedgerState | None = None,
+        self, trust_root: str | None, *, since: int | None = None, into: LedgerState | None = None
     ) -> tuple[int, LedgerState]:
         state = into if into is not None else LedgerState()
-        state.trust_root = configured_trust_root or self._trust_root
+        state.trust_root = trust_root or self._trust_root
         for table in ("keys", *_CONTROL_TABLES):
             for key, (values, version) in self._projections.get(table, {}).items():
                 if since is not None and (version is None or version <= since):
                     continue
                 if table == "keys":
-                    state.keys[key] = _key_record(values)
+                    state.keys[key] = key_record(values)
                 else:
                     target: dict[Any, dict[str, Any]] = getattr(state, table)
                     target[key] = copy.deepcopy(values)
         return self._control_version, state
 
     async def load_state_with_digests(
-        self, configured_trust_root: str | None
+        self, trust_root: str | None
     ) -> tuple[int, LedgerState, dict[str, int | None]]:
-        version, state = await self.load_state_snapshot(configured_trust_root)
+        version, state = await self.load_state_snapshot(trust_root)
         return version, state, dict(self._digests)
 
     async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:
@@ -116,15 +112,9 @@ class MemoryLedgerStore:
     async def existing_payload_hashes(self, event_ids: Sequence[str]) -> dict[str, str]:
         return {i: self._event_ids[i] for i in event_ids if i in self._event_ids}
 
-    async def commit_batch(
-        self,
-        *,
-        group: str,
-        topic: str,
-        batches: Sequence[PartitionBatch],
-        projections: Sequence[ProjectionRow],
-        copies_tracked: bool = True,
-    ) -> int | None:
+    async def commit_batch(self, commit: BatchCommit) -> int | None:
+        group, topic = commit.group, commit.topic
+        batches, projections = commit.batches, commit.projections
         # every check before the first write: a refused batch writes nothing
         new_ids: set[str] = set()
         for batch in batches:
@@ -167,9 +157,9 @@ class MemoryLedgerStore:
             stored = self._positions.get(key)
             new = batch.new_position
             if stored is None:
-                forwarded = batch.first_offset if copies_tracked else new.next_offset
+                forwarded = batch.first_offset if commit.copies_tracked else new.next_offset
             else:
-                forwarded = stored.forwarded_offset if copies_tracked else new.next_offset
+                forwarded = stored.forwarded_offset if commit.copies_tracked else new.next_offset
             self._positions[key] = _Position(new, forwarded)
         self._move_digests(projections)
         for projection in projections:
@@ -238,15 +228,3 @@ class MemoryLedgerStore:
             )
         self._trust_root = did
         self._control_version += 1
-
-
-def _key_record(values: Mapping[str, Any]) -> KeyRecord:
-    return KeyRecord(
-        did=values["did"],
-        name=values["name"],
-        roles=frozenset(Role(x) for x in values["roles"]),
-        registered_by=values["registered_by"],
-        registered_event_id=values["registered_event_id"],
-        revoked=values["revoked"],
-        revoked_reason=values["revoked_reason"],
-    )

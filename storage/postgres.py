@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from ledger.batch import EventRow, Outcome, PartitionBatch, PartitionPosition
+from ledger.batch import EventRow, Outcome, PartitionPosition
 from ledger.control_digest import (
     CONTROL_DIGEST_TABLES,
     digest_delta,
@@ -25,8 +25,8 @@ from ledger.control_digest import (
     parse_digest,
 )
 from ledger.errors import EventError, ReasonCode, StaleBatchError
-from ledger.roles import Role
-from ledger.state import KeyRecord, LedgerState, ProjectionRow
+from ledger.state import LedgerState, ProjectionRow
+from storage.protocol import BatchCommit, key_record
 
 __all__ = [
     "CONTROL_TABLES",
@@ -316,18 +316,6 @@ async def set_trust_root(conn: asyncpg.Connection, did: str) -> None:
         await bump_control_version(conn)
 
 
-def _key_record(r: asyncpg.Record) -> KeyRecord:
-    return KeyRecord(
-        did=r["did"],
-        name=r["name"],
-        roles=frozenset(Role(x) for x in r["roles"]),
-        registered_by=r["registered_by"],
-        registered_event_id=r["registered_event_id"],
-        revoked=r["revoked"],
-        revoked_reason=r["revoked_reason"],
-    )
-
-
 async def load_state(
     conn: asyncpg.Connection,
     trust_root: str | None,
@@ -346,7 +334,7 @@ async def load_state(
     where, args = ("", ()) if since is None else (f" WHERE {CONTROL_VERSION_COLUMN} > $1", (since,))
     # table names are constants
     for r in await conn.fetch("SELECT * FROM keys" + where, *args):
-        state.keys[r["did"]] = _key_record(r)
+        state.keys[r["did"]] = key_record(r)
     for table, key in CONTROL_TABLES.items():
         target: dict[str, dict[str, Any]] = getattr(state, table)
         for r in await conn.fetch(f"SELECT * FROM {table}{where}", *args):
@@ -391,26 +379,20 @@ async def _upsert(
         await conn.executemany(sql, records)
 
 
-async def commit_batch(
-    conn: asyncpg.Connection,
-    *,
-    group: str,
-    topic: str,
-    batches: Sequence[PartitionBatch],
-    projections: Sequence[ProjectionRow],
-    copies_tracked: bool = True,
-) -> int | None:
+async def commit_batch(conn: asyncpg.Connection, commit: BatchCommit) -> int | None:
     """Write a poll's effects and the new positions of its partitions atomically.
 
     Returns the new control version when the batch changed control-plane
     projections, else ``None``.
 
-    With ``copies_tracked`` false, the batch's outcomes count as copied to the
-    verified and quarantine topics (``forwarded_offset``, ADR 0008).
+    With ``commit.copies_tracked`` false, the batch's outcomes count as copied to
+    the verified and quarantine topics (``forwarded_offset``, ADR 0008).
 
     Raises :class:`StaleBatchError` (and writes nothing) when a stored position
     is not the batch's ``expected_next_offset`` (``None``: no position yet).
     """
+    group, topic = commit.group, commit.topic
+    batches, projections = commit.batches, commit.projections
     partitions = [b.partition for b in batches]
     async with conn.transaction():
         stored = {
@@ -468,7 +450,7 @@ async def commit_batch(
             " ON CONFLICT (consumer_group, topic, kafka_partition) DO UPDATE SET"
             " next_offset = EXCLUDED.next_offset, ledger_seq = EXCLUDED.ledger_seq,"
             " chain_hash = EXCLUDED.chain_hash, updated_at = now()"
-            + ("" if copies_tracked else ", forwarded_offset = EXCLUDED.next_offset"),
+            + ("" if commit.copies_tracked else ", forwarded_offset = EXCLUDED.next_offset"),
             [
                 (
                     group,
@@ -477,7 +459,7 @@ async def commit_batch(
                     b.new_position.next_offset,
                     b.new_position.ledger_seq,
                     b.new_position.chain_hash,
-                    b.first_offset if copies_tracked else b.new_position.next_offset,
+                    b.first_offset if commit.copies_tracked else b.new_position.next_offset,
                 )
                 for b in batches
             ],
@@ -518,20 +500,16 @@ class PostgresLedgerStore:
             return await control_version(conn)
 
     async def load_state_snapshot(
-        self,
-        configured_trust_root: str | None,
-        *,
-        since: int | None = None,
-        into: LedgerState | None = None,
+        self, trust_root: str | None, *, since: int | None = None, into: LedgerState | None = None
     ) -> tuple[int, LedgerState]:
         async with self._pool.acquire() as conn:
-            return await load_state_snapshot(conn, configured_trust_root, since=since, into=into)
+            return await load_state_snapshot(conn, trust_root, since=since, into=into)
 
     async def load_state_with_digests(
-        self, configured_trust_root: str | None
+        self, trust_root: str | None
     ) -> tuple[int, LedgerState, dict[str, int | None]]:
         async with self._pool.acquire() as conn:
-            return await load_state_with_digests(conn, configured_trust_root)
+            return await load_state_with_digests(conn, trust_root)
 
     async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:
         async with self._pool.acquire() as conn:
@@ -543,25 +521,10 @@ class PostgresLedgerStore:
         async with self._pool.acquire() as conn:
             return await existing_payload_hashes(conn, event_ids)
 
-    async def commit_batch(
-        self,
-        *,
-        group: str,
-        topic: str,
-        batches: Sequence[PartitionBatch],
-        projections: Sequence[ProjectionRow],
-        copies_tracked: bool = True,
-    ) -> int | None:
+    async def commit_batch(self, commit: BatchCommit) -> int | None:
         async with self._pool.acquire() as conn:
             try:
-                return await commit_batch(
-                    conn,
-                    group=group,
-                    topic=topic,
-                    batches=batches,
-                    projections=projections,
-                    copies_tracked=copies_tracked,
-                )
+                return await commit_batch(conn, commit)
             except asyncpg.UniqueViolationError as exc:
                 # another worker recorded one of these event ids (or offsets) first
                 raise StaleBatchError(f"{exc.__class__.__name__}: {exc}") from exc

@@ -8,12 +8,29 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ledger.batch import Outcome, PartitionBatch, PartitionPosition
-from ledger.state import LedgerState, ProjectionRow
+from ledger.roles import Role
+from ledger.state import KeyRecord, LedgerState, ProjectionRow
 
-__all__ = ["LedgerStore"]
+__all__ = ["BatchCommit", "LedgerStore", "key_record"]
+
+
+@dataclass(frozen=True)
+class BatchCommit:
+    """One poll's effects for ``group`` on ``topic``, written atomically.
+
+    With ``copies_tracked`` false, the outcomes count as copied to the verified
+    and quarantine topics already (``forwarded_offset``, ADR 0008).
+    """
+
+    group: str
+    topic: str
+    batches: Sequence[PartitionBatch]
+    projections: Sequence[ProjectionRow]
+    copies_tracked: bool = True
 
 
 class LedgerStore(Protocol):
@@ -32,11 +49,7 @@ class LedgerStore(Protocol):
         ...
 
     async def load_state_snapshot(
-        self,
-        configured_trust_root: str | None,
-        *,
-        since: int | None = None,
-        into: LedgerState | None = None,
+        self, trust_root: str | None, *, since: int | None = None, into: LedgerState | None = None
     ) -> tuple[int, LedgerState]:
         """Version and control state read together (one snapshot).
 
@@ -47,7 +60,7 @@ class LedgerStore(Protocol):
         ...
 
     async def load_state_with_digests(
-        self, configured_trust_root: str | None
+        self, trust_root: str | None
     ) -> tuple[int, LedgerState, dict[str, int | None]]:
         """The whole control state, its version, and the digest stored for each
         control-plane table (``None``: not sealed yet), read in one snapshot.
@@ -66,22 +79,13 @@ class LedgerStore(Protocol):
         """The payload hash of each of ``event_ids`` already in the ledger."""
         ...
 
-    async def commit_batch(
-        self,
-        *,
-        group: str,
-        topic: str,
-        batches: Sequence[PartitionBatch],
-        projections: Sequence[ProjectionRow],
-        copies_tracked: bool = True,
-    ) -> int | None:
+    async def commit_batch(self, commit: BatchCommit) -> int | None:
         """Write a batch's rows, projections and new positions atomically.
 
         Returns the new control version when the batch changed the control
         plane, else ``None``. Raises :class:`~ledger.errors.StaleBatchError`
         (writing nothing) when a stored position is not the batch's
-        ``expected_next_offset`` or an event id is already recorded. With
-        ``copies_tracked`` false, the outcomes count as copied already.
+        ``expected_next_offset`` or an event id is already recorded.
         """
         ...
 
@@ -106,3 +110,16 @@ class LedgerStore(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+def key_record(values: Mapping[str, Any]) -> KeyRecord:
+    """A ``keys`` row as both stores hold it (a dict, an asyncpg record)."""
+    return KeyRecord(
+        did=values["did"],
+        name=values["name"],
+        roles=frozenset(Role(x) for x in values["roles"]),
+        registered_by=values["registered_by"],
+        registered_event_id=values["registered_event_id"],
+        revoked=values["revoked"],
+        revoked_reason=values["revoked_reason"],
+    )

@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from aiokafka import AIOKafkaConsumer
 from claw_ledger.config import Settings
 from claw_ledger.processor_control import processor_command
 from claw_ledger.services.kafka import ensure_topics
+from claw_ledger.services.postgres import create_database
+from ledger.chain import ChainLink
 from ledger.crypto import KeyPair, save_key
 from ledger.roles import Role
 from ledger.topics import topic_names
@@ -29,7 +32,61 @@ from producers.publish import wait_for_verdict
 from producers.sdk import LedgerProducer
 from storage.postgres import set_trust_root
 
-__all__ = ["LedgerHarness", "ProcessorProcess"]
+__all__ = [
+    "CLAW_LEDGER",
+    "LedgerHarness",
+    "ProcessorProcess",
+    "chains_by_partition",
+    "run_cli",
+    "send_halts",
+]
+
+#: the command line of the installed CLI, run by this interpreter
+CLAW_LEDGER = (sys.executable, "-m", "claw_ledger")
+
+
+def run_cli(
+    env: dict[str, str], *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``claw-ledger *args`` in a child process, its output captured as text."""
+    return subprocess.run(
+        [*CLAW_LEDGER, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+async def send_halts(
+    producer: LedgerProducer, key: KeyPair, numbers: range, job: str, jobs: int
+) -> list[str]:
+    """Sign and send ``agent.halted`` number ``i`` for ``job:<job>-<i % jobs>``, for each of
+    ``numbers``, all in flight at once; return the event ids once every send is acknowledged."""
+    event_ids: list[str] = []
+    futures = []
+    for i in numbers:
+        target = f"job:{job}-{i % jobs}"
+        envelope = producer.sign(
+            key, "agent.halted", f"halt:{target}", {"target": target, "reason": f"{job} {i}"}
+        )
+        event_ids.append(str(envelope.payload["event_id"]))
+        futures.append(await producer.send_envelope(envelope))
+    await asyncio.gather(*futures)
+    return event_ids
+
+
+def chains_by_partition(rows: Iterable[Mapping[str, Any]]) -> dict[int, list[ChainLink]]:
+    """``events`` rows (in ledger_seq order) as the chain links of each partition."""
+    chains: dict[int, list[ChainLink]] = {}
+    for r in rows:
+        chains.setdefault(r["kafka_partition"], []).append(
+            ChainLink(
+                r["kafka_partition"],
+                r["ledger_seq"],
+                r["event_id"],
+                bytes(r["envelope_raw"]),
+                r["prev_chain_hash"],
+                r["chain_hash"],
+            )
+        )
+    return chains
 
 
 def ledger_env(settings: Settings) -> dict[str, str]:
@@ -117,15 +174,8 @@ class LedgerHarness:
         assert self.settings.kafka_bootstrap
         return LedgerProducer(self.settings.kafka_bootstrap, self.topics.ingress)
 
-    async def publish(
-        self, key: KeyPair, event_type: str, stream: str, body: Mapping[str, Any], **kw: Any
-    ) -> dict[str, Any]:
-        async with self.producer() as producer:
-            position = await producer.publish(key, event_type, stream, body, **kw)
-        return position.to_dict() | await self.verdict(position.event_id)
-
-    def output_consumer(self) -> AIOKafkaConsumer:
-        """Reads the verified and quarantine topics from their start, committing nothing."""
+    def outcome_consumer(self) -> AIOKafkaConsumer:
+        """A consumer of the verified and quarantine topics from their start (not started)."""
         return AIOKafkaConsumer(
             self.topics.verified,
             self.topics.quarantine,
@@ -133,6 +183,13 @@ class LedgerHarness:
             auto_offset_reset="earliest",
             enable_auto_commit=False,
         )
+
+    async def publish(
+        self, key: KeyPair, event_type: str, stream: str, body: Mapping[str, Any], **kw: Any
+    ) -> dict[str, Any]:
+        async with self.producer() as producer:
+            position = await producer.publish(key, event_type, stream, body, **kw)
+        return position.to_dict() | await self.verdict(position.event_id)
 
     async def register(self, key: KeyPair, name: str, role: str) -> dict[str, Any]:
         """The admin registers ``key`` holding ``role``; the committed verdict."""
@@ -147,6 +204,14 @@ class LedgerHarness:
         verdict = await self.publish(operator, "agent.halted", f"halt:{target}", body)
         assert verdict["status"] == "committed", verdict
         return verdict
+
+    async def register_key(self, role: Role) -> KeyPair:
+        """A new key with ``role``, registered by the admin (the verdict must be a commit)."""
+        key = KeyPair.generate(role.value)
+        body = {"did": key.did, "name": role.value, "roles": [role.value]}
+        verdict = await self.publish(self.admin, "key.registered", f"key:{key.did}", body)
+        assert verdict["status"] == "committed", verdict
+        return key
 
     async def publish_raw(self, value: bytes, stream: str = "raw:test") -> None:
         async with self.producer() as producer:
@@ -183,11 +248,7 @@ async def _fresh_ledger_database(ledger_servers: Any) -> str:
     from storage.migrate import migrate
 
     name = f"claw_e2e_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(ledger_servers.server_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
+    await create_database(ledger_servers.server_url, name)
     url: str = ledger_servers.database_url(name)
     await migrate(url)
     return url

@@ -29,15 +29,12 @@ __all__ = ["command"]
 
 
 def _when(value: str | None) -> datetime | None:
-    if value is None:
-        return None
+    from claw_ledger.replaying import zoned_time
+
     try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return None if value is None else zoned_time(value)
     except ValueError as exc:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 time") from exc
-    if moment.tzinfo is None:
-        raise click.BadParameter(f"{value!r} needs a time zone, e.g. 2026-11-26T10:00:00Z")
-    return moment
+        raise click.BadParameter(str(exc)) from exc
 
 
 class _Rate(ProgressColumn):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 
 import click
 from rich.console import Console
@@ -34,15 +33,13 @@ def at(moment: str, trust_root: str | None, as_json: bool) -> None:
     Example:
       claw-ledger state at 2026-11-30T06:00:00Z --json
     """
-    from claw_ledger.replaying import ReplayRequest, run_replay
+    from claw_ledger.replaying import ReplayRequest, run_replay, zoned_time
     from ledger.replay import point_in_time
 
     try:
-        when = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+        when = zoned_time(moment)
     except ValueError as exc:
-        raise click.BadParameter(f"{moment!r} is not an ISO 8601 time") from exc
-    if when.tzinfo is None:
-        raise click.BadParameter(f"{moment!r} needs a time zone, e.g. 2026-11-26T10:00:00Z")
+        raise click.BadParameter(str(exc)) from exc
     result = run_async(run_replay(settings(), ReplayRequest(trust_root=trust_root, until=when)))
     view = point_in_time(result.fold.state, when)
     view["events"] = result.events

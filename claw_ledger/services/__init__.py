@@ -9,34 +9,6 @@ cluster node for failure drills.
 
 from __future__ import annotations
 
-from claw_ledger.services.kafka import ensure_topics
-from claw_ledger.services.manager import (
-    NodeState,
-    ServicesStatus,
-    ServiceState,
-    node_kill,
-    node_start,
-    node_stop,
-    services_down,
-    services_down_async,
-    services_status,
-    services_status_async,
-    services_up,
-    services_up_async,
-)
-
-__all__ = [
-    "NodeState",
-    "ServiceState",
-    "ServicesStatus",
-    "ensure_topics",
-    "node_kill",
-    "node_start",
-    "node_stop",
-    "services_down",
-    "services_down_async",
-    "services_status",
-    "services_status_async",
-    "services_up",
-    "services_up_async",
-]
+# The package's API is the manager's: one list of names, kept there.
+from claw_ledger.services.manager import *  # noqa: F403
+from claw_ledger.services.manager import __all__ as __all__

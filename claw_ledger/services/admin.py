@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -79,6 +79,22 @@ def _quiet_down_nodes() -> Iterator[None]:
         logger.removeFilter(quiet)
 
 
+@contextlib.asynccontextmanager
+async def _started_admin(bootstrap: str, timeout: float) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started admin client whose whole use must end within ``timeout``; closed after."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=max(1000, int(timeout * 1000))
+    )
+    try:
+        with _quiet_down_nodes():
+            async with asyncio.timeout(timeout):
+                await admin.start()
+                yield admin
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.close()
+
+
 async def kafka_answers(bootstrap: str, *, timeout: float = 5.0) -> bool:
     """True when a broker at ``bootstrap`` answers a describe-cluster request."""
     listening = False
@@ -89,21 +105,13 @@ async def kafka_answers(bootstrap: str, *, timeout: float = 5.0) -> bool:
             break
     if not listening:
         return False  # nothing listens yet: skip the client and its connection-error logs
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=max(1000, int(timeout * 1000))
-    )
     try:
-        with _quiet_down_nodes():
-            async with asyncio.timeout(timeout):
-                await admin.start()
-                cluster = await admin.describe_cluster()
-                await admin.list_topics()
+        async with _started_admin(bootstrap, timeout) as admin:
+            cluster = await admin.describe_cluster()
+            await admin.list_topics()
         return bool(cluster.get("brokers"))
     except (TimeoutError, KafkaError, OSError):
         return False
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
 
 
 async def ensure_topics(
@@ -187,17 +195,8 @@ async def describe_partitions(
     bootstrap: str, topics: Iterable[str], *, timeout: float = 10.0
 ) -> list[PartitionState]:
     """Leader, replicas and ISR of every partition of ``topics`` (missing topics: none)."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=max(1000, int(timeout * 1000))
-    )
-    try:
-        with _quiet_down_nodes():
-            async with asyncio.timeout(timeout):
-                await admin.start()
-                described = await admin.describe_topics(list(topics))
-    finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
+    async with _started_admin(bootstrap, timeout) as admin:
+        described = await admin.describe_topics(list(topics))
     rows: list[PartitionState] = []
     for topic in described:
         if topic.get("error_code"):

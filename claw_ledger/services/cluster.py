@@ -13,28 +13,23 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from claw_ledger.config import Settings
+from claw_ledger.services import process
 from claw_ledger.services.admin import HOST, replication_for
 from claw_ledger.services.kafka import (
     MAIN_CLASS,
     KafkaPaths,
     KafkaProcess,
+    Seat,
     launch_node,
     new_cluster_id,
 )
-from claw_ledger.services.process import (
-    free_port,
-    pid_alive,
-    port_free,
-    process_matches,
-    terminate,
-)
+from claw_ledger.services.process import Step, no_step
 from ledger.errors import ConfigError, ServiceError
 
 __all__ = [
@@ -54,12 +49,6 @@ __all__ = [
 #: per-node heap: three JVMs share a small machine with Postgres and the processor
 NODE_HEAP_OPTS = ("-Xms128m", "-Xmx384m", "-XX:ParallelGCThreads=1", "-XX:CICompilerCount=2")
 LAYOUT_FILE = "cluster.json"
-
-Step = Callable[[str], None]
-
-
-def _noop(_: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -144,7 +133,7 @@ def create_layout(settings: Settings, brokers: int) -> ClusterLayout:
 
     def fresh() -> int:
         while True:
-            port = free_port(HOST)
+            port = process.free_port(HOST)
             if port not in taken:
                 taken.add(port)
                 return port
@@ -162,11 +151,11 @@ def create_layout(settings: Settings, brokers: int) -> ClusterLayout:
 def find_node_pid(settings: Settings, node_id: int, recorded: int | None = None) -> int | None:
     """The pid of node ``node_id`` of this state dir: ``recorded`` if it still is, else a scan."""
     needle = str(node_paths(settings, node_id).properties)
-    if recorded is not None and process_matches(recorded, needle):
+    if recorded is not None and process.process_matches(recorded, needle):
         return recorded
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = proc.info.get("cmdline") or []
-        if MAIN_CLASS in cmdline and needle in cmdline and pid_alive(proc.info["pid"]):
+        if MAIN_CLASS in cmdline and needle in cmdline and process.pid_alive(proc.info["pid"]):
             found: int = proc.info["pid"]
             return found
     return None
@@ -185,11 +174,11 @@ def node_process(settings: Settings, layout: ClusterLayout, node_id: int, pid: i
 
 
 def start_node(
-    settings: Settings, lib: Path, layout: ClusterLayout, node_id: int, *, on_step: Step = _noop
+    settings: Settings, lib: Path, layout: ClusterLayout, node_id: int, *, on_step: Step = no_step
 ) -> KafkaProcess:
     """Start node ``node_id`` detached on its recorded ports (formatting it once). No wait."""
     node = layout.node(node_id)
-    busy = [p for p in (node.port, node.controller_port) if not port_free(p, HOST)]
+    busy = [p for p in (node.port, node.controller_port) if not process.port_free(p, HOST)]
     if busy:
         raise ServiceError(
             f"Kafka node {node_id} must listen on port(s) {busy}, which another process holds",
@@ -202,9 +191,7 @@ def start_node(
         node_paths(settings, node_id),
         node.port,
         node.controller_port,
-        node_id=node_id,
-        voters=layout.voters,
-        brokers=len(layout.nodes),
+        seat=Seat(node_id, layout.voters, len(layout.nodes)),
         cluster_id=layout.cluster_id,
         heap=NODE_HEAP_OPTS,
         on_step=on_step,
@@ -213,18 +200,18 @@ def start_node(
 
 def stop_node(settings: Settings, node_id: int, pid: int, *, timeout: float = 30.0) -> bool:
     """SIGTERM (controlled shutdown: leadership moves first), SIGKILL after ``timeout``."""
-    if not process_matches(pid, str(node_paths(settings, node_id).properties)):
+    if not process.process_matches(pid, str(node_paths(settings, node_id).properties)):
         return False
-    terminate(pid, timeout=timeout)
+    process.terminate(pid, timeout=timeout)
     return True
 
 
 def kill_node(settings: Settings, node_id: int, pid: int) -> bool:
     """SIGKILL: the node dies as in a power loss (no controlled shutdown, no flush)."""
-    if not process_matches(pid, str(node_paths(settings, node_id).properties)):
+    if not process.process_matches(pid, str(node_paths(settings, node_id).properties)):
         return False
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
-    while pid_alive(pid) and time.monotonic() < deadline:
+    while process.pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     return True

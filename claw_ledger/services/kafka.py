@@ -17,15 +17,17 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from claw_ledger.config import Settings
 from claw_ledger.services.admin import HOST, ensure_topics, kafka_answers, replication_for
 from claw_ledger.services.process import (
+    Step,
     file_lock,
     free_port,
+    no_step,
     pid_alive,
     port_free,
     process_matches,
@@ -39,6 +41,7 @@ __all__ = [
     "HOST",
     "KafkaPaths",
     "KafkaProcess",
+    "Seat",
     "ensure_kafka_jars",
     "ensure_topics",
     "format_storage",
@@ -60,11 +63,15 @@ HEAP_OPTS = ("-Xms256m", "-Xmx512m")
 _COMPLETE_MARKER = ".complete"
 _SLF4J_BINDING = "org.apache.logging.log4j:log4j-slf4j-impl"
 
-Step = Callable[[str], None]
 
+class _Below:
+    """A fixed file name below ``KafkaPaths.root``, read as an attribute."""
 
-def _noop(_: str) -> None:
-    return None
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, paths: KafkaPaths, owner: type[KafkaPaths] | None = None) -> Path:
+        return paths.root / self.name
 
 
 @dataclass(frozen=True)
@@ -73,37 +80,14 @@ class KafkaPaths:
 
     root: Path
 
-    @property
-    def data(self) -> Path:
-        return self.root / "data"
-
-    @property
-    def properties(self) -> Path:
-        return self.root / "server.properties"
-
-    @property
-    def log4j2(self) -> Path:
-        return self.root / "log4j2.properties"
-
-    @property
-    def log4j1(self) -> Path:
-        return self.root / "log4j.properties"
-
-    @property
-    def broker_log(self) -> Path:
-        return self.root / "broker.log"
-
-    @property
-    def stdout_log(self) -> Path:
-        return self.root / "stdout.log"
-
-    @property
-    def ports_file(self) -> Path:
-        return self.root / "ports.json"
-
-    @property
-    def cluster_id_file(self) -> Path:
-        return self.root / "cluster-id"
+    data = _Below("data")
+    properties = _Below("server.properties")
+    log4j2 = _Below("log4j2.properties")
+    log4j1 = _Below("log4j.properties")
+    broker_log = _Below("broker.log")
+    stdout_log = _Below("stdout.log")
+    ports_file = _Below("ports.json")
+    cluster_id_file = _Below("cluster-id")
 
     @property
     def formatted(self) -> bool:
@@ -207,7 +191,7 @@ def _jar_version(lib: Path, artifact: str) -> str | None:
     return None
 
 
-def ensure_kafka_jars(settings: Settings, *, on_step: Step = _noop) -> Path:
+def ensure_kafka_jars(settings: Settings, *, on_step: Step = no_step) -> Path:
     """Resolve the broker jars once into ``<cache_dir>/kafka-<version>/lib`` and return it.
 
     Idempotent and safe to run concurrently: a finished directory is marked and
@@ -265,17 +249,22 @@ def new_cluster_id() -> str:
             return text
 
 
+class Seat(NamedTuple):
+    """A node's place in its quorum: ``voters`` (``id@host:port,...``) makes it a node
+    of a static KRaft quorum of ``brokers``; the default is a single standalone broker."""
+
+    node_id: int = 1
+    voters: str | None = None
+    brokers: int = 1
+
+
+STANDALONE = Seat()
+
+
 def _server_properties(
-    settings: Settings,
-    paths: KafkaPaths,
-    port: int,
-    cport: int,
-    *,
-    node_id: int = 1,
-    voters: str | None = None,
-    brokers: int = 1,
+    settings: Settings, paths: KafkaPaths, port: int, cport: int, seat: Seat = STANDALONE
 ) -> str:
-    """``voters`` (``id@host:port,...``) makes a node of a static KRaft quorum."""
+    node_id, voters, brokers = seat
     factor, min_isr = replication_for(brokers)
     quorum = (
         {"controller.quorum.voters": voters}
@@ -411,7 +400,7 @@ def format_storage(lib: Path, paths: KafkaPaths, cluster_id: str | None = None) 
         )
 
 
-def start_kafka(settings: Settings, lib: Path, *, on_step: Step = _noop) -> KafkaProcess:
+def start_kafka(settings: Settings, lib: Path, *, on_step: Step = no_step) -> KafkaProcess:
     """Write the config, format storage once, start the broker detached. Does not wait."""
     paths = kafka_paths(settings)
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -426,19 +415,15 @@ def launch_node(
     port: int,
     cport: int,
     *,
-    node_id: int = 1,
-    voters: str | None = None,
-    brokers: int = 1,
+    seat: Seat = STANDALONE,
     cluster_id: str | None = None,
     heap: tuple[str, ...] = HEAP_OPTS,
-    on_step: Step = _noop,
+    on_step: Step = no_step,
 ) -> KafkaProcess:
     """Write one node's config, format its storage once, start it detached. Does not wait."""
     paths.root.mkdir(parents=True, exist_ok=True)
     paths.properties.write_text(
-        _server_properties(
-            settings, paths, port, cport, node_id=node_id, voters=voters, brokers=brokers
-        ),
+        _server_properties(settings, paths, port, cport, seat),
         encoding="utf-8",
     )
     paths.log4j2.write_text(_log4j2_properties(paths.broker_log), encoding="utf-8")
@@ -446,7 +431,7 @@ def launch_node(
     paths.ports_file.write_text(
         json.dumps({"broker": port, "controller": cport}) + "\n", encoding="utf-8"
     )
-    what = f"Kafka node {node_id}" if voters else "Kafka"
+    what = f"Kafka node {seat.node_id}" if seat.voters else "Kafka"
     if not paths.formatted:
         on_step(f"Formatting {what} storage (KRaft)")
         format_storage(lib, paths, cluster_id)
@@ -463,7 +448,7 @@ def launch_node(
         controller_port=cport,
         version=settings.kafka_version,
         paths=paths,
-        node_id=node_id,
+        node_id=seat.node_id,
     )
 
 

@@ -21,7 +21,7 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, TypeVar
 
@@ -44,7 +44,7 @@ from claw_ledger.services.nodes import (
     node_stop_async,
     recorded_node_pid,
 )
-from claw_ledger.services.process import file_lock, pid_alive, process_matches
+from claw_ledger.services.process import Step, file_lock, no_step, pid_alive, process_matches
 from claw_ledger.topics import topic_names
 from ledger.errors import ConfigError
 
@@ -65,16 +65,11 @@ __all__ = [
 ]
 
 State = Literal["up", "down", "unresponsive", "external", "unreachable", "degraded"]
-Step = Callable[[str], None]
 T = TypeVar("T")
 
 KAFKA_READY_TIMEOUT = 120.0
 CLUSTER_STOP_TIMEOUT = 20.0
 POSTGRES_READY_TIMEOUT = 60.0
-
-
-def _noop(_: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -244,7 +239,7 @@ def _wanted_layout(settings: Settings, record: dict[str, Any] | None) -> Cluster
     return cluster_mod.create_layout(settings, settings.brokers)
 
 
-async def services_up_async(settings: Settings, *, on_step: Step = _noop) -> Endpoints:
+async def services_up_async(settings: Settings, *, on_step: Step = no_step) -> Endpoints:
     """Async form of :func:`services_up`."""
     if settings.kafka_bootstrap and settings.database_url:
         return Endpoints(settings.kafka_bootstrap, settings.database_url)
@@ -371,7 +366,7 @@ async def _up_locked(settings: Settings, on_step: Step) -> Endpoints:
     )
 
 
-def services_up(settings: Settings, *, on_step: Step = _noop) -> Endpoints:
+def services_up(settings: Settings, *, on_step: Step = no_step) -> Endpoints:
     """Start (or reuse) the local servers that the settings do not point at; return endpoints.
 
     ``on_step`` receives a short message before each long step (for a spinner).
@@ -453,6 +448,13 @@ async def _postgres_answers(url: str, timeout: float = 5.0) -> bool:
             await conn.close()
 
 
+def _answered(name: str, ok: bool, endpoint: str, pid: int | None) -> ServiceState:
+    """A server given in the settings (no pid of ours) or one we started, by whether it answers."""
+    if pid is None:
+        return ServiceState(name, "external" if ok else "unreachable", endpoint, pid, managed=False)
+    return ServiceState(name, "up" if ok else "unresponsive", endpoint, pid, managed=True)
+
+
 async def services_status_async(settings: Settings) -> ServicesStatus:
     """Async form of :func:`services_status`."""
     record = read_services_file(settings.state_dir) if settings.state_dir.is_dir() else None
@@ -461,15 +463,7 @@ async def services_status_async(settings: Settings) -> ServicesStatus:
 
     if settings.kafka_bootstrap:
         ok = await kafka_mod.kafka_answers(settings.kafka_bootstrap)
-        states.append(
-            ServiceState(
-                "kafka",
-                "external" if ok else "unreachable",
-                settings.kafka_bootstrap,
-                None,
-                managed=False,
-            )
-        )
+        states.append(_answered("kafka", ok, settings.kafka_bootstrap, None))
     elif (layout := cluster_mod.load_layout(settings)) is not None:
         names = topic_names(settings.topic_prefix).all
         overall, nodes = await cluster_status(settings, layout, record, names)
@@ -480,42 +474,18 @@ async def services_status_async(settings: Settings) -> ServicesStatus:
             states.append(ServiceState("kafka", "down", None, None, managed=True))
         else:
             ok = await kafka_mod.kafka_answers(kafka.bootstrap)
-            states.append(
-                ServiceState(
-                    "kafka",
-                    "up" if ok else "unresponsive",
-                    kafka.bootstrap,
-                    kafka.pid,
-                    managed=True,
-                )
-            )
+            states.append(_answered("kafka", ok, kafka.bootstrap, kafka.pid))
 
     if settings.database_url:
         ok = await _postgres_answers(settings.database_url)
-        states.append(
-            ServiceState(
-                "postgres",
-                "external" if ok else "unreachable",
-                settings.database_url,
-                None,
-                managed=False,
-            )
-        )
+        states.append(_answered("postgres", ok, settings.database_url, None))
     else:
         postgres = pg_mod.running_postgres(settings)
         if postgres is None:
             states.append(ServiceState("postgres", "down", None, None, managed=True))
         else:
             ok = await _postgres_answers(pg_mod.admin_url(postgres.port))
-            states.append(
-                ServiceState(
-                    "postgres",
-                    "up" if ok else "unresponsive",
-                    postgres.url,
-                    postgres.pid,
-                    managed=True,
-                )
-            )
+            states.append(_answered("postgres", ok, postgres.url, postgres.pid))
     return ServicesStatus(tuple(states), nodes)
 
 
@@ -524,7 +494,7 @@ def services_status(settings: Settings) -> ServicesStatus:
     return _run(services_status_async(settings))
 
 
-def node_start(settings: Settings, node_id: int, *, on_step: Step = _noop) -> tuple[int, bool]:
+def node_start(settings: Settings, node_id: int, *, on_step: Step = no_step) -> tuple[int, bool]:
     """Start one node of this state dir's cluster; wait until it answers.
 
     Returns (pid, already running). ConfigError when there is no cluster or node.

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +23,7 @@ from claw_ledger.services import cluster as cluster_mod
 from claw_ledger.services import kafka as kafka_mod
 from claw_ledger.services.admin import PartitionState, describe_partitions, kafka_answers
 from claw_ledger.services.cluster import ClusterLayout
-from claw_ledger.services.process import file_lock
+from claw_ledger.services.process import Step, file_lock, no_step
 from ledger.errors import ConfigError
 
 __all__ = [
@@ -39,13 +39,8 @@ __all__ = [
 
 NodeLiveness = Literal["up", "down", "unresponsive"]
 ClusterState = Literal["up", "down", "unresponsive", "degraded"]
-Step = Callable[[str], None]
 
 NODE_READY_TIMEOUT = 120.0
-
-
-def _noop(_: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -110,7 +105,7 @@ def _running_pid(settings: Settings, node_id: int) -> int | None:
 
 
 async def node_start_async(
-    settings: Settings, node_id: int, *, on_step: Step = _noop
+    settings: Settings, node_id: int, *, on_step: Step = no_step
 ) -> tuple[int, bool]:
     """Start node ``node_id`` and wait until it answers: (pid, already running)."""
     layout = require_layout(settings)

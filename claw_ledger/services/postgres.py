@@ -22,7 +22,6 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +29,9 @@ import asyncpg
 
 from claw_ledger.config import Settings
 from claw_ledger.services.process import (
+    Step,
     free_port,
+    no_step,
     pid_alive,
     port_free,
     process_matches,
@@ -61,12 +62,6 @@ PG_USER = "postgres"
 DATABASE = "claw_ledger"
 SYSTEM_USER = "embedded_postgres"
 _CONF_MARKER = "# --- claw-ledger settings ---"
-
-Step = Callable[[str], None]
-
-
-def _noop(_: str) -> None:
-    return None
 
 
 @dataclass(frozen=True)
@@ -266,7 +261,7 @@ def _choose_port(settings: Settings) -> int:
     return port
 
 
-def start_postgres(settings: Settings, *, on_step: Step = _noop) -> PostgresProcess:
+def start_postgres(settings: Settings, *, on_step: Step = no_step) -> PostgresProcess:
     """Initialise the data dir once and start the server detached (waits for pg_ctl only).
 
     Returns the running server at once when this state dir's server already runs.

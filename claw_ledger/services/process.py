@@ -8,14 +8,16 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import psutil
 
 __all__ = [
+    "Step",
     "file_lock",
     "free_port",
+    "no_step",
     "pid_alive",
     "port_free",
     "port_open",
@@ -25,6 +27,13 @@ __all__ = [
     "tail",
     "terminate",
 ]
+
+#: progress callback of the service runners: one short line per step
+Step = Callable[[str], None]
+
+
+def no_step(_: str) -> None:
+    return None
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -59,9 +59,7 @@ def test_node_config_names_the_quorum_and_replication(tmp_path: Path) -> None:
         node_paths(settings, 3),
         node.port,
         node.controller_port,
-        node_id=3,
-        voters=layout.voters,
-        brokers=3,
+        kafka_mod.Seat(node_id=3, voters=layout.voters, brokers=3),
     )
     props = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
     assert props["node.id"] == "3"

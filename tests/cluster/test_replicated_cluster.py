@@ -39,11 +39,11 @@ from claw_ledger.services.manager import (
 )
 from claw_ledger.services.nodes import node_start_async, node_stop_async
 from claw_ledger.topics import topic_names
-from ledger.chain import ChainLink, verify_chain
+from ledger.chain import verify_chain
 from ledger.crypto import KeyPair
 from ledger.roles import Role
 from producers.sdk import LedgerProducer
-from tests.fixtures_ledger import start_ledger
+from tests.fixtures_ledger import chains_by_partition, send_halts, start_ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -289,14 +289,7 @@ async def test_processor_carries_on_when_an_ingress_leader_dies(
         ledger_servers, base, tmp_path, register_roles=False, batch_size=200
     )
     try:
-        operator = KeyPair.generate("operator")
-        verdict = await ledger.publish(
-            ledger.admin,
-            "key.registered",
-            f"key:{operator.did}",
-            {"did": operator.did, "name": "operator", "roles": [Role.OPERATOR.value]},
-        )
-        assert verdict["status"] == "committed"
+        operator = await ledger.register_key(Role.OPERATOR)
         rows = await wait_in_sync(cluster.bootstrap, ledger.topics.all)
         assert all(len(row.replicas) == 3 for row in rows)
         victim = await _leader_of(cluster, ledger.topics.ingress, 0)
@@ -320,18 +313,7 @@ async def test_processor_carries_on_when_an_ingress_leader_dies(
         ledger.processor.stop()
     assert len(recorded) == N_EVENTS, "lost or duplicated events"
     assert {r["event_id"] for r in recorded} == set(event_ids)
-    by_partition: dict[int, list[ChainLink]] = defaultdict(list)
-    for r in links:
-        by_partition[r["kafka_partition"]].append(
-            ChainLink(
-                r["kafka_partition"],
-                r["ledger_seq"],
-                r["event_id"],
-                bytes(r["envelope_raw"]),
-                r["prev_chain_hash"],
-                r["chain_hash"],
-            )
-        )
+    by_partition = chains_by_partition(links)
     assert len(by_partition) == PARTITIONS
     for partition_links in by_partition.values():
         # contiguous ledger_seq from 1 and an unbroken hash chain
@@ -357,17 +339,8 @@ async def _publish_halts_killing(
     half = N_EVENTS // 2
     async with ledger.producer() as producer:
         for start in (0, half):
-            futures = []
-            for i in range(start, start + half):
-                envelope = producer.sign(
-                    operator,
-                    "agent.halted",
-                    f"halt:job:drill-{i % 32}",
-                    {"target": f"job:drill-{i % 32}", "reason": f"cluster drill {i}"},
-                )
-                event_ids.append(str(envelope.payload["event_id"]))
-                futures.append(await producer.send_envelope(envelope))
-            await asyncio.gather(*futures)
+            numbers = range(start, start + half)
+            event_ids += await send_halts(producer, operator, numbers, "drill", 32)
             if start == 0:
                 seen = await _wait_for_halts(conn, 100, timeout=120)
                 assert seen < N_EVENTS

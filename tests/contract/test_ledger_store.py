@@ -25,7 +25,7 @@ from ledger.state import LedgerState, ProjectionRow
 from ledger.verify import verify_message
 from storage.memory import MemoryLedgerStore
 from storage.postgres import PostgresLedgerStore
-from storage.protocol import LedgerStore
+from storage.protocol import BatchCommit, LedgerStore
 
 ADMIN = KeyPair.from_seed(bytes([1]) * 32, "admin")
 OPERATOR = KeyPair.from_seed(bytes([2]) * 32, "operator")
@@ -84,11 +84,7 @@ async def _commit(
     store: LedgerStore, plan: BatchPlan, *, copies_tracked: bool = True
 ) -> int | None:
     return await store.commit_batch(
-        group=GROUP,
-        topic=TOPIC,
-        batches=plan.batches,
-        projections=plan.projections,
-        copies_tracked=copies_tracked,
+        BatchCommit(GROUP, TOPIC, plan.batches, plan.projections, copies_tracked)
     )
 
 
@@ -284,9 +280,7 @@ async def test_a_row_loads_back_with_the_digest_it_was_written_with(store: Ledge
         "issued_event_id": "e",
         "issued_at": "2026-11-30T00:00:00.000Z",
     }
-    await store.commit_batch(
-        group=GROUP, topic=TOPIC, batches=[], projections=[ProjectionRow("tokens", "jti", token)]
-    )
+    await store.commit_batch(BatchCommit(GROUP, TOPIC, [], [ProjectionRow("tokens", "jti", token)]))
     stored, loaded = await _stored_digests(store)
     assert stored["tokens"] == loaded["tokens"] == table_digest("tokens", [token])
 
@@ -350,7 +344,7 @@ async def test_rows_of_every_control_table_keep_their_digest(store: LedgerStore)
     ledger.ok(ledger.keys.runtime, "run.completed", "job:job-1", outputs, at=ts(120))
     rows = [*(key.row() for key in ledger.state.keys.values()), *ledger.rows]
     assert {row.table for row in rows} >= set(CONTROL_DIGEST_TABLES)
-    await store.commit_batch(group=GROUP, topic=TOPIC, batches=[], projections=rows)
+    await store.commit_batch(BatchCommit(GROUP, TOPIC, [], rows))
     stored, loaded = await _stored_digests(store)
     assert stored == loaded == state_digests(ledger.state)
     assert all(stored[t] != 0 for t in CONTROL_DIGEST_TABLES)

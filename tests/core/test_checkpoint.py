@@ -83,28 +83,18 @@ def test_go_sumdb_note_and_tlog_accept_the_golden_files() -> None:
     # An independent implementation: golang.org/x/mod's note.Open, tlog.CheckRecord,
     # tlog.CheckTree and tlog.TreeHash over the same golden bytes.
     env = {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=readonly -buildvcs=false"}
-    fetched = subprocess.run(
-        ["go", "mod", "download"],
-        cwd=GO_CROSSCHECK,
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-        env=env,
-    )
+
+    def go(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["go", *args], cwd=GO_CROSSCHECK, capture_output=True, text=True, timeout=280, env=env
+        )
+
+    fetched = go("mod", "download")
     if fetched.returncode != 0:
         # the check needs golang.org/x/mod from the Go module proxy; without it there is
         # nothing to compare against (the Python checks above still run)
         pytest.skip(f"golang.org/x/mod could not be fetched: {fetched.stderr.strip()[:200]}")
-    result = subprocess.run(
-        ["go", "run", ".", str(example.EXAMPLE_FILE), str(example.CHECKPOINT_FILE)],
-        cwd=GO_CROSSCHECK,
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-        env=env,
-    )
+    result = go("run", ".", str(example.EXAMPLE_FILE), str(example.CHECKPOINT_FILE))
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 

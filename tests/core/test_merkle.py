@@ -161,6 +161,17 @@ def test_roots_of_every_prefix(vector_tree: MerkleTree) -> None:
     assert vector_tree.root() == ROOTS[7]
 
 
+def _wrong_sizes(first: int, second: int) -> list[tuple[int, int]]:
+    """The (index or old size, tree size) pairs a proof must not verify for."""
+    return [
+        (first - 1, second),
+        (first + 1, second),
+        (first ^ 2, second),
+        (first, second * 2),
+        (first, second // 2),
+    ]
+
+
 @pytest.mark.parametrize(("index", "size", "proof"), INCLUSION)
 def test_inclusion_vectors(
     vector_tree: MerkleTree, index: int, size: int, proof: list[bytes]
@@ -169,12 +180,8 @@ def test_inclusion_vectors(
     leaf = leaf_hash(LEAVES[index])
     root = ROOTS[size - 1]
     verify_inclusion(index, size, leaf, proof, root)
-    corrupted = [
-        (index - 1, size, leaf, proof, root),
-        (index + 1, size, leaf, proof, root),
-        (index ^ 2, size, leaf, proof, root),
-        (index, size * 2, leaf, proof, root),
-        (index, size // 2, leaf, proof, root),
+    corrupted = [(i, s, leaf, proof, root) for i, s in _wrong_sizes(index, size)]
+    corrupted += [
         (index, size, leaf_hash(b"WrongLeaf"), proof, root),
         (index, size, leaf, proof, EMPTY_ROOT),
         (index, size, leaf, proof, SOME_HASH),
@@ -206,12 +213,8 @@ def test_consistency_vectors(
     verify_consistency(old, new, root1, root2, proof)
     if not proof:
         return
-    corrupted = [
-        (old - 1, new, root1, root2, proof),
-        (old + 1, new, root1, root2, proof),
-        (old ^ 2, new, root1, root2, proof),
-        (old, new * 2, root1, root2, proof),
-        (old, new // 2, root1, root2, proof),
+    corrupted = [(o, n, root1, root2, proof) for o, n in _wrong_sizes(old, new)]
+    corrupted += [
         (old, new, SOME_HASH, root2, proof),
         (old, new, root1, SOME_HASH, proof),
         (old, new, root2, root1, proof),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from datetime import UTC, datetime
@@ -138,16 +139,7 @@ def test_tampered_bytes_break_the_replay_at_that_event(flow: tuple[list[bytes], 
     victim = stored[len(ROLES) + 2]
     forged = victim.raw.replace(b'"job-1"', b'"job-9"', 1)
     assert forged != victim.raw
-    stored[len(ROLES) + 2] = StoredEvent(
-        forged,
-        victim.partition,
-        victim.offset,
-        victim.ledger_seq,
-        victim.prev_chain_hash,
-        victim.chain_hash,
-        position=victim.position,
-        event_id=victim.event_id,
-    )
+    stored[len(ROLES) + 2] = dataclasses.replace(victim, raw=forged, recorded_at=None)
     fold = replay(stored)
     assert fold.broken is not None
     assert fold.broken.code is ReasonCode.HASH_MISMATCH

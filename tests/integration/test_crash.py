@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from ledger.chain import ChainLink, verify_chain
+from ledger.chain import verify_chain
 from ledger.roles import Role
-from tests.fixtures_ledger import start_ledger
+from tests.fixtures_ledger import chains_by_partition, send_halts, start_ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.crash]
 
@@ -48,25 +48,23 @@ async def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(
         engine=engine,
         batch_size=500,  # many batches, so that each kill lands mid-stream
     )
+    publisher: asyncio.Task[None] | None = None
     try:
-        from ledger.crypto import KeyPair
-
-        operator = KeyPair.generate("operator")
-        await ledger.register(operator, "operator", Role.OPERATOR.value)
+        operator = await ledger.register_key(Role.OPERATOR)
         event_ids: list[str] = []
-        async with ledger.producer() as producer:
-            futures = []
-            for i in range(events):
-                envelope = producer.sign(
-                    operator,
-                    "agent.halted",
-                    f"halt:job:crash-{i % 64}",
-                    {"target": f"job:crash-{i % 64}", "reason": f"crash test {i}"},
-                )
-                event_ids.append(str(envelope.payload["event_id"]))
-                futures.append(await producer.send_envelope(envelope))
-            await asyncio.gather(*futures)
 
+        async def publish_in_tenths() -> None:
+            # the stream keeps flowing while the processor is killed: on a busy
+            # machine, events sent all at once could all be committed before the test
+            # got to see the 20 % mark
+            async with ledger.producer() as producer:
+                step = events // 10
+                for start in range(0, events, step):
+                    numbers = range(start, min(start + step, events))
+                    event_ids.extend(await send_halts(producer, operator, numbers, "crash", 64))
+                    await asyncio.sleep(0.5)
+
+        publisher = asyncio.create_task(publish_in_tenths())
         conn = await ledger.connect()
         try:
             kills = 0
@@ -80,6 +78,7 @@ async def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(
                 ledger.processor.start()
                 assert at_kill <= events
             assert kills == 2
+            await publisher
             await _wait_for(conn, lambda c: c >= events, 180, "all events")
             await asyncio.sleep(1.0)  # anything re-delivered after the last batch would show now
 
@@ -105,20 +104,11 @@ async def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(
         assert distinct == events
         assert recorded == set(event_ids)
         assert quarantined == 0
-        by_partition: dict[int, list[ChainLink]] = {}
-        for r in rows:
-            by_partition.setdefault(r["kafka_partition"], []).append(
-                ChainLink(
-                    r["kafka_partition"],
-                    r["ledger_seq"],
-                    r["event_id"],
-                    bytes(r["envelope_raw"]),
-                    r["prev_chain_hash"],
-                    r["chain_hash"],
-                )
-            )
+        by_partition = chains_by_partition(rows)
         assert len(by_partition) > 1
         for links in by_partition.values():
             assert verify_chain(links) == []
     finally:
+        if publisher is not None and not publisher.done():
+            publisher.cancel()
         ledger.processor.stop()

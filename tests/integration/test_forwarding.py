@@ -30,7 +30,7 @@ async def _copies(
     Reads until ``expected`` copies per topic have arrived (a loaded machine can
     take a while), then a little longer so that an extra copy would show too.
     """
-    consumer = ledger.output_consumer()
+    consumer = ledger.outcome_consumer()
     found: dict[str, list[Any]] = {ledger.topics.verified: [], ledger.topics.quarantine: []}
     await consumer.start()
     try:

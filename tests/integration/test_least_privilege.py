@@ -84,6 +84,15 @@ def _register(did: str, name: str, role: str) -> bytes:
     return _raw(ADMIN, "key.registered", f"key:{did}", {"did": did, "name": name, "roles": [role]})
 
 
+async def _execute(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 async def _drop_roles(owner_url: str, names: list[str]) -> None:
     """Roles are server-wide: remove them (and their grants) before the database goes."""
     conn = await asyncpg.connect(owner_url)
@@ -272,12 +281,7 @@ async def test_printed_grants_applied_by_the_owner_give_the_same_lockdown(
     sql = result.output
     credentials = role_credentials(tmp_path, urlsplit(empty_database).path[1:])
     assert credentials.writer_password in sql and "claw_ledger_grant_roles" in sql
-    owner = await asyncpg.connect(empty_database)
-    try:
-        await owner.execute(sql)
-        await owner.execute(sql)  # idempotent
-    finally:
-        await owner.close()
+    await _execute(empty_database, sql, sql)  # twice: idempotent
     try:
         ledger = Ledger(
             empty_database,
@@ -298,12 +302,11 @@ async def test_an_owner_with_createrole_but_no_superuser_sets_everything_up(
     """The usual managed-Postgres case: the ledger's owner is an ordinary role."""
     name = urlsplit(empty_database).path[1:]
     owner_name = f"{name}_owner"
-    admin = await asyncpg.connect(empty_database)
-    try:
-        await admin.execute(f"CREATE ROLE \"{owner_name}\" LOGIN CREATEROLE PASSWORD 'owner'")
-        await admin.execute(f'ALTER DATABASE "{name}" OWNER TO "{owner_name}"')
-    finally:
-        await admin.close()
+    await _execute(
+        empty_database,
+        f"CREATE ROLE \"{owner_name}\" LOGIN CREATEROLE PASSWORD 'owner'",
+        f'ALTER DATABASE "{name}" OWNER TO "{owner_name}"',
+    )
     owner_url = role_url(empty_database, owner_name, "owner")
     try:
         ledger = await _roles_for(owner_url, tmp_path)
@@ -313,11 +316,7 @@ async def test_an_owner_with_createrole_but_no_superuser_sets_everything_up(
         _, created = await migrate_with_roles(_settings(owner_url, tmp_path))
         assert created == []
     finally:
-        admin = await asyncpg.connect(empty_database)
-        try:
-            await admin.execute(f'REASSIGN OWNED BY "{owner_name}" TO current_user')
-        finally:
-            await admin.close()
+        await _execute(empty_database, f'REASSIGN OWNED BY "{owner_name}" TO current_user')
         await _drop_roles(empty_database, [*role_names(name), owner_name])
 
 
@@ -326,11 +325,7 @@ async def test_an_owner_without_createrole_gets_the_sql_to_run(
 ) -> None:
     name = urlsplit(fresh_database).path[1:]
     plain = f"{name}_plain"
-    owner = await asyncpg.connect(fresh_database)
-    try:
-        await owner.execute(f"CREATE ROLE \"{plain}\" LOGIN PASSWORD 'plain'")
-    finally:
-        await owner.close()
+    await _execute(fresh_database, f"CREATE ROLE \"{plain}\" LOGIN PASSWORD 'plain'")
     try:
         credentials = role_credentials(tmp_path, name)
         with pytest.raises(RolesNotCreated) as caught:

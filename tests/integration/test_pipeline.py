@@ -199,7 +199,7 @@ async def test_verified_and_quarantine_topics_receive_the_outcomes(
     bogus = b'{"not": "an envelope", "marker": "' + marker.encode() + b'"}'
     await ledger.publish_raw(bogus, f"halt:{marker}")
     seen_verified = seen_quarantine = False
-    consumer = ledger.output_consumer()
+    consumer = ledger.outcome_consumer()
     await consumer.start()
     try:
         import time

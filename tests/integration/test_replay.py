@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -20,19 +19,9 @@ from ledger.crypto import KeyPair
 from ledger.encoding import sha256_b64u
 from ledger.events import build_event, sign_event
 from tests.fixtures_ledger import LedgerHarness, start_ledger
+from tests.fixtures_ledger import run_cli as cli
 
 pytestmark = pytest.mark.integration
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "claw_ledger", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
