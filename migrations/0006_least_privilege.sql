@@ -41,6 +41,11 @@ BEGIN
         EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %I TO %I', t, writer);
     END LOOP;
     EXECUTE format('GRANT SELECT, UPDATE ON control_state TO %I', writer);
+    -- 0007's control-plane digests, moved with the rows (migrate calls this after every
+    -- migration has run)
+    IF to_regclass('control_digests') IS NOT NULL THEN
+        EXECUTE format('GRANT SELECT, UPDATE ON control_digests TO %I', writer);
+    END IF;
     -- the processor checks the schema version at start
     EXECUTE format('GRANT SELECT ON schema_migrations TO %I', writer);
 END;
