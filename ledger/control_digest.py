@@ -90,17 +90,44 @@ def _encode(value: Any, out: list[str]) -> None:
         raise TypeError(f"cannot encode {type(value).__name__} in a control-plane row")
 
 
+#: integers the stdlib encoder writes exactly as :func:`_number` does (a double holds them)
+_SAFE_INTEGER = 2**53
+
+
+def _plain(value: Any) -> bool:
+    """Whether the stdlib encoder writes ``value`` byte for byte as :func:`_encode` does:
+    no float (``2.0`` would print as ``2.0``, not ``2``) and no integer a double cannot hold."""
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(-_SAFE_INTEGER < value < _SAFE_INTEGER)
+    if kind is list or kind is tuple:
+        return all(_plain(item) for item in value)
+    if kind is dict:
+        return all(type(key) is str and _plain(item) for key, item in value.items())
+    return False
+
+
 def canonical_row(row: Mapping[str, Any]) -> bytes:
     """The row's bytes for the digest: sorted keys, numbers as doubles, ASCII.
 
     A column holding NULL counts as absent (an insert that leaves a nullable
     column out stores NULL), and ``control_version`` is left out.
     """
+    kept = {k: v for k, v in row.items() if v is not None and k not in _IGNORED_COLUMNS}
+    if _plain(kept):
+        # the C encoder, once per row: the per-value walk below cost ~80 µs a row
+        return json.dumps(kept, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode(
+            "ascii"
+        )
+    return reference_canonical_row(kept)
+
+
+def reference_canonical_row(row: Mapping[str, Any]) -> bytes:
+    """:func:`canonical_row` by the value-by-value walk (floats, large integers)."""
     out: list[str] = []
-    _encode(
-        {k: v for k, v in row.items() if v is not None and k not in _IGNORED_COLUMNS},
-        out,
-    )
+    _encode(row, out)
     return "".join(out).encode("ascii")
 
 
