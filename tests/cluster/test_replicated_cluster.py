@@ -28,7 +28,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from click.testing import CliRunner
 
 from claw_ledger.cli import cli
-from claw_ledger.config import ENV_DATABASE_URL, Settings, load_settings
+from claw_ledger.config import Settings, load_settings
 from claw_ledger.services.admin import describe_partitions, ensure_topics, wait_in_sync
 from claw_ledger.services.cluster import ClusterLayout, load_layout
 from claw_ledger.services.manager import (
@@ -64,13 +64,14 @@ class Cluster:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[Cluster]:
     state_dir: Path = tmp_path_factory.mktemp("cluster") / "state"
     settings = load_settings(
         state_dir=state_dir,
         brokers=3,
-        # Postgres is not under test here: a given URL starts no server
-        database_url=os.environ.get(ENV_DATABASE_URL) or "postgresql://unused@127.0.0.1:9/none",
+        # the session's Postgres: a given URL starts no server, and `services status`
+        # finds it answering
+        database_url=database_url,
         cache_dir=os.environ.get("CLAW_LEDGER_CACHE_DIR") or None,
         env={k: v for k, v in os.environ.items() if k in ("HOME", "XDG_CACHE_HOME")},
         cwd=state_dir.parent,
@@ -88,14 +89,20 @@ async def _topic_config(bootstrap: str, topic: str, name: str) -> str:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
-        [response] = await admin.describe_configs(
-            [ConfigResource(ConfigResourceType.TOPIC, topic, configs={name: None})]
-        )
+        # a topic created a moment ago may not have reached the answering broker yet
+        for _ in range(40):
+            [response] = await admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, topic, configs={name: None})]
+            )
+            # DescribeConfigs v0+: resources[(error_code, error_message, type, name, entries)]
+            entries = response.resources[0][4]
+            found = [str(entry[1]) for entry in entries if entry[0] == name]
+            if found:
+                return found[0]
+            await asyncio.sleep(0.25)
     finally:
         await admin.close()
-    # DescribeConfigs v0+: resources[(error_code, error_message, type, name, entries)]
-    entries = response.resources[0][4]
-    return next(str(entry[1]) for entry in entries if entry[0] == name)
+    raise AssertionError(f"{topic} has no {name} config after 10 s")
 
 
 async def _new_topic(cluster: Cluster) -> str:
