@@ -23,8 +23,9 @@ VECTORS = ROOT / "tests" / "vectors"
 
 #: the changelog records history, including where things used to live
 EXEMPT = frozenset({"CHANGELOG.md"})
-#: built from parts, so that this file does not match itself
-FORBIDDEN = ("../" + "shared", "shared" + "/vectors", "shared" + "/specs", "shared" + "/seeds")
+#: the reference folder beside a checkout; spelt indirectly so that this file does not match itself
+_SIBLING = "SHARED".lower()
+FORBIDDEN = (f"../{_SIBLING}", f"{_SIBLING}/vectors", f"{_SIBLING}/specs", f"{_SIBLING}/seeds")
 _PRUNED_DIRS = frozenset({".git", ".venv", "venv", "__pycache__", "node_modules", "build", "dist"})
 
 
