@@ -7,17 +7,42 @@
 -- share one server), so they are created by `claw-ledger migrate` in code; this
 -- migration holds what is the same everywhere: no rights for PUBLIC, and the
 -- one function that grants the writer and the reader what they need. migrate
--- calls it after every run (GRANT is idempotent), and a later migration that
--- adds a table replaces the function.
+-- calls it after every run (GRANT is idempotent). What the writer may do to
+-- each table is a row of role_grants, so a later migration that adds a table
+-- inserts one row there and never replaces the function.
 
 REVOKE CREATE ON SCHEMA public FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA public FROM PUBLIC;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM PUBLIC;
 
+CREATE TABLE role_grants (
+    table_name        text PRIMARY KEY,
+    -- only these three: the writer never gets DELETE, TRUNCATE or ownership
+    writer_privileges text NOT NULL
+        CHECK (writer_privileges ~ '^(SELECT|INSERT|UPDATE)(, (SELECT|INSERT|UPDATE))*$')
+);
+
+INSERT INTO role_grants (table_name, writer_privileges) VALUES
+    -- append-only: INSERT (COPY) and SELECT; ledger_meta.trust_root is written once
+    ('events',             'SELECT, INSERT'),
+    ('quarantine',         'SELECT, INSERT'),
+    ('ledger_meta',        'SELECT, INSERT'),
+    -- upserts (INSERT ... ON CONFLICT DO UPDATE) and SELECT ... FOR UPDATE
+    ('consumer_positions', 'SELECT, INSERT, UPDATE'),
+    ('keys',               'SELECT, INSERT, UPDATE'),
+    ('policies',           'SELECT, INSERT, UPDATE'),
+    ('tokens',             'SELECT, INSERT, UPDATE'),
+    ('jobs',               'SELECT, INSERT, UPDATE'),
+    ('halts',              'SELECT, INSERT, UPDATE'),
+    ('receipts',           'SELECT, INSERT, UPDATE'),
+    ('control_state',      'SELECT, UPDATE'),
+    -- the processor checks the schema version at start
+    ('schema_migrations',  'SELECT');
+
 CREATE FUNCTION claw_ledger_grant_roles(writer text, reader text) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    t text;
+    grant_row record;
 BEGIN
     BEGIN
         EXECUTE format('GRANT CONNECT ON DATABASE %I TO %I, %I', current_database(), writer, reader);
@@ -30,24 +55,11 @@ BEGIN
     -- the reader: SELECT on everything, nothing else
     EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA public TO %I', reader);
 
-    -- the writer: exactly what storage/postgres.py does
-    FOREACH t IN ARRAY ARRAY['events', 'quarantine', 'ledger_meta'] LOOP
-        -- append-only: INSERT (COPY) and SELECT; ledger_meta.trust_root is written once
-        EXECUTE format('GRANT SELECT, INSERT ON %I TO %I', t, writer);
+    -- the writer: exactly what storage/ does, one row of role_grants per table
+    FOR grant_row IN SELECT table_name, writer_privileges FROM role_grants ORDER BY table_name LOOP
+        EXECUTE format('GRANT %s ON %I TO %I',
+                       grant_row.writer_privileges, grant_row.table_name, writer);
     END LOOP;
-    FOREACH t IN ARRAY ARRAY['consumer_positions', 'keys', 'policies', 'tokens', 'jobs',
-                             'halts', 'receipts'] LOOP
-        -- upserts (INSERT ... ON CONFLICT DO UPDATE) and SELECT ... FOR UPDATE
-        EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %I TO %I', t, writer);
-    END LOOP;
-    EXECUTE format('GRANT SELECT, UPDATE ON control_state TO %I', writer);
-    -- 0007's control-plane digests, moved with the rows (migrate calls this after every
-    -- migration has run)
-    IF to_regclass('control_digests') IS NOT NULL THEN
-        EXECUTE format('GRANT SELECT, UPDATE ON control_digests TO %I', writer);
-    END IF;
-    -- the processor checks the schema version at start
-    EXECUTE format('GRANT SELECT ON schema_migrations TO %I', writer);
 END;
 $$;
 

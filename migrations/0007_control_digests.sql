@@ -21,3 +21,6 @@ FROM (VALUES ('keys',     EXISTS (SELECT 1 FROM keys)),
              ('tokens',   EXISTS (SELECT 1 FROM tokens)),
              ('jobs',     EXISTS (SELECT 1 FROM jobs)),
              ('halts',    EXISTS (SELECT 1 FROM halts))) AS t (name, filled);
+
+-- moved by the processor with the rows (migration 0006's role_grants)
+INSERT INTO role_grants (table_name, writer_privileges) VALUES ('control_digests', 'SELECT, UPDATE');
