@@ -35,6 +35,7 @@ PROJECTION_TABLES: dict[str, str] = {
     "jobs": "job_id",
     "halts": "target",
     "receipts": "receipt_id",
+    "decisions": "decision_id",
 }
 
 #: columns a processor keeps for itself, not derived from the events (migration 0004)
