@@ -103,12 +103,13 @@ class Ledger:
         body: Mapping[str, Any],
         *,
         at: str = NOW_TS,
+        event_id: str | None = None,
     ) -> Accepted | Rejected:
         # signed as any producer could, without the SDK's own validation: the
         # processor's pipeline is the judge
         payload = {
             "event_type": event_type,
-            "event_id": str(uuid.uuid4()),
+            "event_id": event_id or str(uuid.uuid4()),
             "stream": stream,
             "occurred_at": at,
             "producer": signer.did,
