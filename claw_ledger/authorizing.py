@@ -66,14 +66,15 @@ class AuthorizeConfig:
     stop_timeout: float = 30.0
 
     @classmethod
-    def from_settings(cls, settings: Settings, **kw: Any) -> AuthorizeConfig:
+    def from_settings(cls, resolved: Settings, /, **kw: Any) -> AuthorizeConfig:
+        """The ledger the settings name (``kw``: the other fields)."""
         from claw_ledger.config import effective_database_url, effective_kafka_bootstrap
         from claw_ledger.topics import topics_for
 
         return cls(
-            database_url=effective_database_url(settings, role="writer"),
-            kafka_bootstrap=effective_kafka_bootstrap(settings),
-            ingress_topic=topics_for(settings).ingress,
+            database_url=effective_database_url(resolved, role="writer"),
+            kafka_bootstrap=effective_kafka_bootstrap(resolved),
+            ingress_topic=topics_for(resolved).ingress,
             **kw,
         )
 

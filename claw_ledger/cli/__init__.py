@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("verify", "command"),
     "replay": ("replay", "command"),
     "state": ("state", "command"),
+    "authorize": ("authorize", "command"),
 }
 
 EXIT_OK = 0
