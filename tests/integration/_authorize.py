@@ -110,7 +110,9 @@ async def decide_until(
         await asyncio.sleep(0.1)
 
 
-async def recorded_decisions(ledger: LedgerHarness, ids: list[str], timeout: float = 60) -> dict[str, Any]:
+async def recorded_decisions(
+    ledger: LedgerHarness, ids: list[str], timeout: float = 60
+) -> dict[str, Any]:
     """The ``decisions`` rows of ``ids`` once all are committed, by decision id."""
     conn = await ledger.connect()
     try:
