@@ -174,7 +174,15 @@ def test_every_spec_is_complete(spec: EventTypeSpec) -> None:
     assert spec.stream_id.startswith("<") and spec.stream_id.endswith(">")
     assert spec.roles and spec.description
     assert spec.body.model_config.get("strict") and spec.body.model_config.get("extra") == "forbid"
-    assert set(spec.writes) <= {"keys", "policies", "tokens", "jobs", "halts", "receipts", "decisions"}
+    assert set(spec.writes) <= {
+        "keys",
+        "policies",
+        "tokens",
+        "jobs",
+        "halts",
+        "receipts",
+        "decisions",
+    }
     assert isinstance(spec.summary({}), str)
 
 
