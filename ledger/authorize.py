@@ -252,6 +252,18 @@ def _index_kids(dids: Iterable[str], into: dict[str, tuple[str, ...]]) -> None:
             into[kid] = (*into.get(kid, ()), did)
 
 
+@dataclass(frozen=True, slots=True)
+class SeenToken:
+    """A token decoded; the DID of the registered key its ``kid`` names (the
+    one whose signature verifies, ``None`` when no key has that kid); whether
+    the signature verified; the scope hash its claims give (or why none)."""
+
+    decoded: DecodedToken
+    signer: str | None
+    verified: bool
+    scope_hash: str | TokenError
+
+
 @dataclass(frozen=True)
 class DecisionView:
     """The control state a decision reads, and how far it can be trusted.
@@ -268,9 +280,7 @@ class DecisionView:
     unavailable_detail: str = ""
     kids: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _policies: dict[str, WpcDocument | None] = field(default_factory=dict, repr=False)
-    _tokens: dict[str, tuple[DecodedToken, str | None, bool]] = field(
-        default_factory=dict, repr=False
-    )
+    _tokens: dict[str, SeenToken] = field(default_factory=dict, repr=False)
 
     @classmethod
     def of(cls, state: LedgerState, synced_at: float | None, **kw: Any) -> DecisionView:
@@ -311,10 +321,8 @@ class DecisionView:
         self._policies[policy_hash] = document
         return document
 
-    def verified_token(self, token: str) -> tuple[DecodedToken, str | None, bool]:
-        """The token decoded; the DID of the registered key its ``kid`` names
-        and whose signature verifies (``None``: no key has that kid); whether
-        the signature verified. Raises ``TOKEN_MALFORMED``."""
+    def verified_token(self, token: str) -> SeenToken:
+        """What a token's bytes alone say, computed once per view (``TOKEN_MALFORMED``)."""
         memo = self._tokens.get(token)
         if memo is not None:
             return memo
@@ -329,10 +337,14 @@ class DecisionView:
                 continue
             verified = True
             break
+        try:
+            scope_hash: str | TokenError = scope_hash_of(decoded.claims)
+        except TokenError as exc:
+            scope_hash = exc
         if len(self._tokens) >= _TOKEN_MEMO_SIZE:
             self._tokens.clear()
-        self._tokens[token] = (decoded, signer, verified)
-        return decoded, signer, verified
+        seen = self._tokens[token] = SeenToken(decoded, signer, verified, scope_hash)
+        return seen
 
 
 class _Deny(Exception):
@@ -423,10 +435,11 @@ def _checks(
     verified = False
     malformed: TokenError | None = None
     try:
-        decoded, signer, verified = view.verified_token(request.token)
+        seen = view.verified_token(request.token)
     except TokenError as exc:
         malformed = exc
     else:
+        decoded, signer, verified = seen.decoded, seen.signer, seen.verified
         jti = decoded.claims.get("jti")
         facts.jti = jti if isinstance(jti, str) and JTI_RE.fullmatch(jti) else None
         claimed = decoded.claims.get("token_scope_hash_b64u")
@@ -512,10 +525,9 @@ def _checks(
     except RejectedError as exc:
         raise _Deny(exc.code, exc.detail) from None
     # 6. scope hash
-    try:
-        computed = scope_hash_of(claims)
-    except TokenError as exc:
-        raise _Deny(exc.code, exc.detail) from None
+    computed = seen.scope_hash
+    if isinstance(computed, TokenError):
+        raise _Deny(computed.code, computed.detail)
     claimed = claims.get("token_scope_hash_b64u")
     if claimed != computed or computed != job.get("cst_scope_hash"):
         raise _Deny(
