@@ -6,7 +6,7 @@
 service, its CLI and a policy simulation all call it; none repeats a check.
 
 The checks run in this order and the first failure decides the reason code
-(docs/formats.md §13):
+(docs/formats.md §12, "Authorize decisions"):
 
 0. the state is readable (``LEDGER_UNAVAILABLE``) and follows the ledger
    within the bound (``STATE_STALE``);

@@ -11,23 +11,13 @@ from ledger.authorize import Action, CallRequest, DecisionView, decide_call
 from ledger.authorize import AuthorizeSettings as Settings
 from ledger.crypto import KeyPair
 from ledger.errors import ReasonCode
-from ledger.roles import Role
-from ledger.state import KeyRecord
 from ledger.verify import Rejected
-from tests.primitives._support import NOW, Ledger, key
+from tests.primitives._support import NOW, Ledger
 
 
 def _with_authorizer() -> tuple[Ledger, KeyPair]:
     ledger = Ledger()
-    authorizer = key(20, "authorizer")
-    ledger.state.keys[authorizer.did] = KeyRecord(
-        did=authorizer.did,
-        name="authorizer",
-        roles=frozenset({Role.AUTHORIZER}),
-        registered_by=ledger.keys.admin.did,
-        registered_event_id=str(uuid.uuid4()),
-    )
-    return ledger, authorizer
+    return ledger, ledger.keys.authorizer
 
 
 def _denial() -> dict[str, Any]:
