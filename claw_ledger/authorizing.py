@@ -209,7 +209,11 @@ class AuthorizeService:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
             self._wake.clear()
-            await self._sync()
+            try:
+                await self._sync()
+            except Exception as exc:  # a bug must not leave a state that looks fresh
+                log.exception("authorize state not refreshed")
+                self._view = self._view.failed(f"internal error: {exc!r}")
 
     async def _sync(self) -> None:
         """Read the heartbeat, then the control rows written since our version.
