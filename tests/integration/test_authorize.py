@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from ledger.authorize import Action
 from ledger.errors import ReasonCode
 from ledger.roles import Role
 from tests.fixtures_ledger import LedgerHarness
@@ -57,8 +58,6 @@ async def test_replay_drift_and_revocation_are_denied_and_recorded(
         still = await authorize.decide(request(job_b))
         assert still.allowed, still
         # a model call the WPC does not allow
-        from ledger.authorize import Action
-
         model = await authorize.decide(request(job_b, Action.for_model("openai", "gpt")))
         assert model.reason_code is ReasonCode.MODEL_NOT_ALLOWED
     finally:
