@@ -60,6 +60,7 @@ __all__ = [
     "CallRequest",
     "Decision",
     "DecisionView",
+    "action_verdict",
     "decide_call",
     "replayed",
     "unavailable",
@@ -586,3 +587,17 @@ def decide_call(
         halt_target=facts.halt,
         halt_state="committed" if facts.halt is not None else None,
     )
+
+
+def action_verdict(document: WpcDocument, action: Action) -> tuple[bool, ReasonCode, str]:
+    """What step 7 of :func:`decide_call` says of ``action`` under ``document`` alone:
+    ``(allowed, reason code, detail)``. Policy diffs and simulations ask this, so
+    they cannot disagree with enforcement."""
+    try:
+        if action.kind == "tool":
+            _check_tool(document, str(action.tool))
+        else:
+            _check_model(document, str(action.provider), str(action.model))
+    except _Deny as deny:
+        return False, deny.code, deny.detail
+    return True, ReasonCode.OK, "allowed"
