@@ -48,6 +48,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("replay", "command"),
     "state": ("state", "command"),
     "authorize": ("authorize", "command"),
+    "simulate": ("simulate", "command"),
 }
 
 EXIT_OK = 0

@@ -9,6 +9,7 @@ import click
 from claw_ledger.cli.common import (
     emit_json,
     key_option,
+    load_wpc_reference,
     precheck_policy,
     read_input,
     report_publish,
@@ -253,26 +254,6 @@ def revoke(policy_hash: str, reason: str, key_ref: str, as_json: bool) -> None:
     report_publish(outcome, as_json, f"revoked WPC {policy_hash}")
 
 
-def _load_for_diff(reference: str) -> dict[str, Any]:
-    """A WPC file, or the hash of a WPC in the registry."""
-    import os
-
-    from ledger.canonical import parse_json_strict
-    from ledger.encoding import B64U_SHA256_RE
-
-    if reference == "-" or os.path.exists(reference) or not B64U_SHA256_RE.fullmatch(reference):
-        return _read_document(reference)
-    from claw_ledger.reads import query_sync
-    from storage.projection_queries import get_policy
-
-    row = query_sync(settings(), get_policy, reference)
-    if row is None:
-        raise PolicyError(ReasonCode.WPC_UNKNOWN, f"no WPC {reference} in the registry")
-    verify_registry_row(row, reference)
-    envelope = parse_json_strict(str(row["wpc_envelope_raw"]).encode("utf-8"))
-    return dict(envelope["payload"])
-
-
 @command.command("diff")
 @click.argument("old", metavar="OLD")
 @click.argument("new", metavar="NEW")
@@ -298,7 +279,7 @@ def diff(old: str, new: str, as_json: bool) -> None:
     from ledger.wpc_diff import diff_wpcs
 
     try:
-        result = diff_wpcs(_load_for_diff(old), _load_for_diff(new))
+        result = diff_wpcs(load_wpc_reference(old), load_wpc_reference(new))
     except RejectedError as exc:
         # 1 means "they differ" here, as for diff(1)
         click.echo(f"error: {exc}", err=True)
