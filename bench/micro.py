@@ -11,7 +11,7 @@ import subprocess
 
 import psutil
 
-from bench import cli_start, merkle, replay, verify_path
+from bench import authorize, cli_start, merkle, replay, verify_path
 
 __all__ = ["Row", "micro_rows", "processor_cpu_seconds"]
 
@@ -86,8 +86,30 @@ def replay_rows() -> list[Row]:
     ]
 
 
+def authorize_rows() -> list[Row]:
+    decide = authorize.measure(20_000)
+    return [
+        (
+            "authorize decide_call in process, token seen before: p99 (p50), wall",
+            f"{decide['decide_warm_p99_us']:,.0f} µs ({decide['decide_warm_p50_us']:,.0f} µs)",
+            f"raw Ed25519 verify p99 {decide['raw_verify_p99_us']:,.0f} µs"
+            f" (p50 {decide['raw_verify_p50_us']:,.0f} µs)",
+            "p99 ≤ 100 µs",
+            _verdict(decide["decide_warm_p99_us"] <= 100),
+        ),
+        (
+            "authorize decide_call in process, first sight of a token: p99 (p50), wall",
+            f"{decide['decide_first_sight_p99_us']:,.0f} µs"
+            f" ({decide['decide_first_sight_p50_us']:,.0f} µs)",
+            f"raw Ed25519 verify p99 {decide['raw_verify_p99_us']:,.0f} µs",
+            "",
+            "",
+        ),
+    ]
+
+
 def micro_rows() -> list[Row]:
-    return [*cli_rows(), *verify_rows(), *merkle_rows(), *replay_rows()]
+    return [*cli_rows(), *verify_rows(), *merkle_rows(), *replay_rows(), *authorize_rows()]
 
 
 def processor_cpu_seconds(processes: list[subprocess.Popen[bytes]]) -> float:

@@ -28,6 +28,7 @@ __all__ = [
     "rebuild_and_compare",
     "run_replay",
     "source_size",
+    "stored_event",
     "zoned_time",
 ]
 
@@ -178,7 +179,8 @@ def _ingress(settings: Settings) -> str:
     return topics_for(settings).ingress
 
 
-def _stored(row: dict[str, Any]) -> StoredEvent:
+def stored_event(row: dict[str, Any]) -> StoredEvent:
+    """A row of :func:`storage.replay_queries.iter_events` as the fold takes it."""
     return StoredEvent(
         raw=bytes(row["envelope_raw"]),
         partition=row["kafka_partition"],
@@ -237,7 +239,7 @@ async def run_replay(
         try:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 async for row in iter_events(conn):
-                    if not _step(fold, _stored(row), request, result, progress):
+                    if not _step(fold, stored_event(row), request, result, progress):
                         break
                 if request.compare and fold.broken is None:
                     result.diffs = await _compare_on(conn, fold)

@@ -81,6 +81,12 @@ def create_app(
             if offset is not None:
                 await app.consumer.seek(tp, offset)
 
+    @app.timer(0.5)  # type: ignore[untyped-decorator]
+    async def _heartbeat() -> None:
+        # the authorize service measures its freshness against it (ADR 0015)
+        if "processor" in holder:
+            await holder["processor"].heartbeat()
+
     @app.agent(ingress)
     async def verify(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         proc = await processor()

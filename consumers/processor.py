@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
+import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -44,6 +48,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("claw_ledger.processor")
+
+#: at most one heartbeat row write per this many seconds (ADR 0015)
+HEARTBEAT_INTERVAL_SECONDS = 0.5
 
 
 class VerifyingProcessor:
@@ -81,6 +88,23 @@ class VerifyingProcessor:
         self.full_state_loads = 0
         self.committed = 0
         self.quarantined = 0
+        #: names this process's heartbeat row (several processors share a ledger)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._last_beat = -HEARTBEAT_INTERVAL_SECONDS
+
+    async def heartbeat(self, *, force: bool = False) -> None:
+        """Record that this processor is alive and which control version its
+        state holds; engines call it after each commit and while idle, and it
+        writes at most every :data:`HEARTBEAT_INTERVAL_SECONDS`. A failure is
+        logged only: a missing beat is what makes authorize fail closed."""
+        moment = time.monotonic()
+        if not force and moment - self._last_beat < HEARTBEAT_INTERVAL_SECONDS:
+            return
+        self._last_beat = moment
+        try:
+            await self._store.heartbeat(self.worker_id, self.group, self._control_version)
+        except Exception as exc:
+            log.warning("heartbeat not written: %s", exc)
 
     async def start(self) -> None:
         others = await self._store.other_groups(self.group, self.topic)
@@ -247,6 +271,7 @@ async def open_processor(
     )
     try:
         await processor.start()
+        await processor.heartbeat(force=True)
     except BaseException:
         await store.close()
         raise

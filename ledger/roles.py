@@ -22,6 +22,8 @@ class Role(StrEnum):
     APPROVER = "approver"
     #: the ledger's own key: reserved for signing proof bundles; publishes nothing
     LEDGER = "ledger"
+    #: the authorize service's key: signs its decisions (call.authorized, call.denied)
+    AUTHORIZER = "authorizer"
 
 
 def roles_allowed_for(event_type: str) -> frozenset[Role]:

@@ -62,9 +62,14 @@ class MemoryLedgerStore:
         self._trust_root: str | None = None
         #: control-plane table -> digest of its rows (ADR 0014); empty tables: 0
         self._digests: dict[str, int | None] = dict.fromkeys(CONTROL_DIGEST_TABLES, 0)
+        #: worker id -> (group, control version) of its last heartbeat
+        self.heartbeats: dict[str, tuple[str, int]] = {}
 
     async def close(self) -> None:
         return None
+
+    async def heartbeat(self, worker_id: str, group: str, version: int) -> None:
+        self.heartbeats[worker_id] = (group, version)
 
     async def other_groups(self, group: str, topic: str) -> list[str]:
         return sorted({g for g, t, _ in self._positions if t == topic and g != group})

@@ -29,6 +29,7 @@ from ledger.state import LedgerState, ProjectionRow
 from storage.protocol import BatchCommit, key_record
 
 __all__ = [
+    "CONTROL_CHANNEL",
     "CONTROL_TABLES",
     "CONTROL_VERSION_COLUMN",
     "EventRow",
@@ -49,7 +50,13 @@ __all__ = [
     "set_trust_root",
     "trust_root",
     "unforwarded_outcomes",
+    "write_heartbeat",
 ]
+
+#: LISTEN/NOTIFY channel: every commit that moves the control version notifies
+#: it (payload: the new version) in its transaction, so a follower of the
+#: control state (the authorize service, ADR 0015) learns of it on commit
+CONTROL_CHANNEL = "claw_ledger_control"
 
 #: Control-plane projections loaded into LedgerState besides ``keys``.
 CONTROL_TABLES: dict[str, str] = {
@@ -186,11 +193,29 @@ async def control_version(conn: asyncpg.Connection) -> int:
 
 
 async def bump_control_version(conn: asyncpg.Connection) -> int:
-    """Inside a transaction: increment and return the version (row-locked until commit)."""
-    return int(
+    """Inside a transaction: increment and return the version (row-locked until
+    commit), and notify :data:`CONTROL_CHANNEL` (delivered on commit)."""
+    version = int(
         await conn.fetchval(
             "UPDATE control_state SET version = version + 1 WHERE id = 1 RETURNING version"
         )
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", CONTROL_CHANNEL, str(version))
+    return version
+
+
+async def write_heartbeat(
+    conn: asyncpg.Connection, worker_id: str, group: str, version: int
+) -> None:
+    """Record that processor ``worker_id`` is alive and its state holds ``version``."""
+    await conn.execute(
+        "INSERT INTO processor_heartbeats (worker_id, consumer_group, beat_at, control_version)"
+        " VALUES ($1, $2, now(), $3) ON CONFLICT (worker_id) DO UPDATE SET"
+        " beat_at = now(), control_version = EXCLUDED.control_version,"
+        " consumer_group = EXCLUDED.consumer_group",
+        worker_id,
+        group,
+        version,
     )
 
 
@@ -532,6 +557,10 @@ class PostgresLedgerStore:
     async def record_forwarded(self, group: str, topic: str, marks: Mapping[int, int]) -> None:
         async with self._pool.acquire() as conn:
             await record_forwarded(conn, group, topic, marks)
+
+    async def heartbeat(self, worker_id: str, group: str, version: int) -> None:
+        async with self._pool.acquire() as conn:
+            await write_heartbeat(conn, worker_id, group, version)
 
     async def unforwarded_outcomes(
         self, group: str, topic: str, partition: int

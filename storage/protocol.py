@@ -100,6 +100,12 @@ class LedgerStore(Protocol):
         order, and the mark to record once they are."""
         ...
 
+    async def heartbeat(self, worker_id: str, group: str, version: int) -> None:
+        """Record that processor ``worker_id`` of ``group`` is alive and that its
+        state holds control ``version`` (what the authorize service's freshness
+        bound is measured against, ADR 0015)."""
+        ...
+
     async def trust_root(self) -> str | None:
         """The DID of the first admin key, recorded by ``claw-ledger init``."""
         ...

@@ -7,6 +7,7 @@ replay of millions of events holds one batch in memory at a time.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = [
     "check_replay_schema",
     "count_events",
     "create_replay_schema",
+    "iter_decisions",
     "iter_events",
     "read_projection",
     "write_projection_rows",
@@ -35,6 +37,7 @@ PROJECTION_TABLES: dict[str, str] = {
     "jobs": "job_id",
     "halts": "target",
     "receipts": "receipt_id",
+    "decisions": "decision_id",
 }
 
 #: columns a processor keeps for itself, not derived from the events (migration 0004)
@@ -45,6 +48,22 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 async def count_events(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM events"))
+
+
+async def iter_decisions(
+    conn: asyncpg.Connection, batch: int = 5000
+) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    """The recorded authorize decisions (``call.authorized``/``call.denied``) in
+    the order they were made: ``(position, body)``, the body parsed from the
+    stored envelope bytes (which the replay fold then verifies)."""
+    cursor = conn.cursor(
+        "SELECT position, envelope_raw FROM events"
+        " WHERE event_type IN ('call.authorized', 'call.denied')"
+        " ORDER BY payload->'body'->>'decided_at', position",
+        prefetch=batch,
+    )
+    async for row in cursor:
+        yield int(row["position"]), json.loads(bytes(row["envelope_raw"]))["payload"]["body"]
 
 
 async def iter_events(conn: asyncpg.Connection, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:

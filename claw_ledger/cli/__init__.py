@@ -47,6 +47,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("verify", "command"),
     "replay": ("replay", "command"),
     "state": ("state", "command"),
+    "authorize": ("authorize", "command"),
+    "simulate": ("simulate", "command"),
 }
 
 EXIT_OK = 0

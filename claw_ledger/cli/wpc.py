@@ -9,6 +9,7 @@ import click
 from claw_ledger.cli.common import (
     emit_json,
     key_option,
+    load_wpc_reference,
     precheck_policy,
     read_input,
     report_publish,
@@ -23,7 +24,7 @@ __all__ = ["command", "verify_registry_row"]
 
 @click.group("wpc")
 def command() -> None:
-    """Work Policy Contracts: hash, publish, fetch, supersede and revoke.
+    """Work Policy Contracts: hash, publish, fetch, diff, supersede and revoke.
 
     A WPC is identified by its policy hash: b64u(SHA-256(JCS(document))).
     Every change is a signed event (policy.published / .superseded /
@@ -37,6 +38,7 @@ def command() -> None:
       claw-ledger wpc get OMfo1i4Qvrnbfht-L-4Zl2ElG1U5xenjvTXgXgShVJ4 --verify
       claw-ledger wpc supersede OLD_HASH NEW_HASH --key policy-admin
       claw-ledger wpc revoke HASH --reason "allows exec on prod" --key policy-admin
+      claw-ledger wpc diff policy-v1.json5 policy-v2.json5
     """
 
 
@@ -250,3 +252,56 @@ def revoke(policy_hash: str, reason: str, key_ref: str, as_json: bool) -> None:
         {"policy_hash_b64u": policy_hash, "reason": reason},
     )
     report_publish(outcome, as_json, f"revoked WPC {policy_hash}")
+
+
+@command.command("diff")
+@click.argument("old", metavar="OLD")
+@click.argument("new", metavar="NEW")
+@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+def diff(old: str, new: str, as_json: bool) -> None:
+    """What WPC NEW allows differently from WPC OLD.
+
+    OLD and NEW are WPC files (JSON or JSON5) or policy hashes in the
+    registry. Tools and model providers are judged by the authorize
+    decision's own rule for every name either WPC mentions, plus what each
+    does with a name it does not mention; approvals, token binding, CST
+    requirements, runtime and the halt mode are compared setting by setting.
+
+    Exit 0 when they allow exactly the same, 1 when anything differs, 2 on
+    a usage error or an unreadable WPC.
+
+    \b
+    Examples:
+      claw-ledger wpc diff policy-v1.json5 policy-v2.json5
+      claw-ledger wpc diff OLD_HASH policy-v2.json5 --json
+    """
+    from ledger.errors import RejectedError
+    from ledger.wpc_diff import diff_wpcs
+
+    try:
+        result = diff_wpcs(load_wpc_reference(old), load_wpc_reference(new))
+    except RejectedError as exc:
+        # 1 means "they differ" here, as for diff(1)
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    different = bool(result.actions or result.defaults or result.fields)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        click.echo(f"old {result.old_hash}\nnew {result.new_hash}")
+        if not different:
+            click.echo("no difference in what they allow")
+        for change in (*result.actions, *result.defaults):
+            verb = "now DENIED " if change.old else "now allowed"
+            click.echo(
+                f"  {verb}  {change.kind} {change.name}"
+                f"  ({change.old_reason} -> {change.new_reason})"
+            )
+        for item in result.fields:
+            click.echo(f"  changed      {item.section}.{item.name}: {item.old!r} -> {item.new!r}")
+        click.echo(
+            f"{len(result.newly_denied)} newly denied, {len(result.newly_allowed)} newly allowed,"
+            f" {len(result.fields)} settings changed"
+        )
+    if different:
+        raise SystemExit(1)

@@ -119,6 +119,24 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
             "findings_count": 2,
         },
     ),
+    **{
+        event_type: (
+            "job:j1",
+            {
+                "decision_id": "0b5d4c7e-6a39-4c55-9a55-7f0d8f1c2b3a",
+                "job_id": "j1",
+                "action": {"kind": "tool", "tool": "read"},
+                "token_jti": "jti-1",
+                "token_scope_hash_b64u": H1,
+                "policy_hash_b64u": H2,
+                "halt_target": None,
+                "halt_state": None,
+                "reason_code": reason,
+                "decided_at": FIXED_TS,
+            },
+        )
+        for event_type, reason in (("call.authorized", "OK"), ("call.denied", "TOOL_NOT_ALLOWED"))
+    },
 }
 
 

@@ -60,6 +60,7 @@ class Keys:
     outsider: KeyPair = field(default_factory=lambda: key(9, "outsider"))
     #: runtime that also holds the approver role (for the self-approval test)
     runtime_approver: KeyPair = field(default_factory=lambda: key(10, "runtime-approver"))
+    authorizer: KeyPair = field(default_factory=lambda: key(11, "authorizer"))
 
 
 ROLES: dict[str, tuple[Role, ...]] = {
@@ -72,6 +73,7 @@ ROLES: dict[str, tuple[Role, ...]] = {
     "approver": (Role.APPROVER,),
     "approver2": (Role.APPROVER,),
     "runtime_approver": (Role.RUNTIME, Role.APPROVER),
+    "authorizer": (Role.AUTHORIZER,),
 }
 
 
@@ -103,12 +105,13 @@ class Ledger:
         body: Mapping[str, Any],
         *,
         at: str = NOW_TS,
+        event_id: str | None = None,
     ) -> Accepted | Rejected:
         # signed as any producer could, without the SDK's own validation: the
         # processor's pipeline is the judge
         payload = {
             "event_type": event_type,
-            "event_id": str(uuid.uuid4()),
+            "event_id": event_id or str(uuid.uuid4()),
             "stream": stream,
             "occurred_at": at,
             "producer": signer.did,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,21 @@ def test_each_type_writes_the_tables_its_spec_names(ledger: Ledger) -> None:
         "findings_count": 0,
     }
     ledger.ok(operator, "policy.attested", "openclaw-policy:ws", attested)
+    for event_type, code in (("call.authorized", "OK"), ("call.denied", "AGENT_HALTED")):
+        decision_id = str(uuid.uuid4())
+        decision = {
+            "decision_id": decision_id,
+            "job_id": "job-1",
+            "action": {"kind": "model", "provider": "anthropic", "model": "claude"},
+            "token_jti": jti,
+            "token_scope_hash_b64u": None,
+            "policy_hash_b64u": old,
+            "halt_target": None if code == "OK" else "*",
+            "halt_state": None if code == "OK" else "committed",
+            "reason_code": code,
+            "decided_at": NOW_TS,
+        }
+        ledger.ok(ledger.keys.authorizer, event_type, "job:job-1", decision, event_id=decision_id)
     written: dict[str, set[str]] = {}
     for outcome in ledger.accepted:
         event_type = outcome.verified.event.event_type

@@ -1,0 +1,126 @@
+"""``claw-ledger simulate``: would a candidate WPC have allowed the calls we made?"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from claw_ledger.cli.common import emit_json, load_wpc_reference, run_async, settings
+
+__all__ = ["command"]
+
+
+def _instant(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an RFC 3339 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+async def _simulate(simulation: Any, database_url: str) -> None:
+    from claw_ledger.replaying import stored_event
+    from storage.projection_queries import open_connection
+    from storage.replay_queries import iter_decisions, iter_events
+
+    conn = await open_connection(database_url)
+    try:
+        # one snapshot: the decisions and the state they are judged against agree
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            async for position, body in iter_decisions(conn):
+                simulation.expect(position, body)
+            async for row in iter_events(conn):
+                simulation.feed(stored_event(row))
+                if simulation.fold.broken is not None:
+                    break
+            simulation.finish()
+    finally:
+        await conn.close()
+
+
+@click.command("simulate")
+@click.option(
+    "--policy",
+    "policy",
+    required=True,
+    metavar="FILE|HASH",
+    help="The candidate WPC: a file, or a policy hash in the registry.",
+)
+@click.option("--job", "job_id", metavar="JOB", help="Only this job's calls.")
+@click.option(
+    "--sub", "sub", metavar="SUBJECT", help="Only calls made with tokens of this subject."
+)
+@click.option("--since", metavar="TIME", help="Only calls decided at or after TIME (RFC 3339).")
+@click.option("--until", metavar="TIME", help="Only calls decided before TIME (RFC 3339).")
+@click.option("--all-calls", is_flag=True, help="List every simulated call, not only the changed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def command(
+    policy: str,
+    job_id: str | None,
+    sub: str | None,
+    since: str | None,
+    until: str | None,
+    all_calls: bool,
+    as_json: bool,
+) -> None:
+    """Re-decide the recorded calls under a candidate WPC; publish and change nothing.
+
+    Every recorded authorize decision (call.authorized, call.denied) of the
+    selected calls is decided again by the authorize decision itself, with
+    the candidate WPC in place of the job's and the tokens, halts and
+    revocations as the ledger held them at that moment (a verified replay of
+    the ledger). What only the token's bytes could tell (a bad signature, a
+    replayed nonce) is kept as recorded.
+
+    Prints each call whose outcome changes and a summary by tool and model.
+    Exit 1 when any call that was allowed would now be denied (gate a policy
+    change in CI with it), 0 otherwise, 2 on usage errors.
+
+    \b
+    Examples:
+      claw-ledger simulate --policy stricter.json5
+      claw-ledger simulate --policy HASH --job job-42 --json
+      claw-ledger simulate --policy stricter.json5 --since 2026-11-01T00:00:00Z
+    """
+    from claw_ledger.config import effective_database_url
+    from ledger.simulate import CallSelector, Simulation
+    from ledger.wpc import policy_hash_b64u, validate_wpc
+
+    window = CallSelector(job_id=job_id, sub=sub, since=_instant(since), until=_instant(until))
+    document = load_wpc_reference(policy)
+    simulation = Simulation(validate_wpc(document), window)
+    if all_calls:
+        simulation = Simulation(validate_wpc(document), window, keep=lambda call: True)
+    run_async(_simulate(simulation, effective_database_url(settings(), role="reader")))
+    if simulation.fold.broken is not None:
+        raise click.ClickException(f"the ledger does not verify: {simulation.fold.broken}")
+    summary = simulation.summary
+    report = {
+        "policy_hash_b64u": policy_hash_b64u(document),
+        "summary": summary.to_dict(),
+        "calls": [call.to_dict() for call in simulation.calls],
+    }
+    if as_json:
+        emit_json(report)
+    else:
+        for call in simulation.calls:
+            item = call.to_dict()
+            click.echo(
+                f"{item['decided_at']}  {item['job_id']}  {call.simulated.action}:"
+                f" {item['recorded']['decision']} ({item['recorded']['reason_code']})"
+                f" -> {item['simulated']['decision']} ({item['simulated']['reason_code']})"
+            )
+        click.echo(
+            f"{summary.simulated} calls simulated: {summary.unchanged} unchanged,"
+            f" {summary.newly_denied} newly denied, {summary.newly_allowed} newly allowed"
+        )
+        for name, count in sorted(summary.denied_by_action.items()):
+            click.echo(f"  newly denied  {name}: {count}")
+        for name, count in sorted(summary.allowed_by_action.items()):
+            click.echo(f"  newly allowed {name}: {count}")
+    if summary.newly_denied:
+        raise SystemExit(1)
