@@ -82,7 +82,7 @@ def command(
     \b
     Examples:
       claw-ledger halt 'job:job-42' --reason "unexpected egress" --key operator
-      claw-ledger halt 'sub:agent:alpha' --reason "prompt injection" --no-model-egress --key operator
+      claw-ledger halt 'sub:agent:alpha' --reason "injection" --no-model-egress --key operator
       claw-ledger halt '*' --reason "incident 2026-17" --policy HALT_WPC_HASH --key operator
     """
     target = _check_target(target)
@@ -126,9 +126,7 @@ def command(
 @click.option("--reason", required=True, help="Why (recorded).")
 @key_option("Operator key that signs agent.resumed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def resume(
-    target: str, policy_hash: str | None, reason: str, key_ref: str, as_json: bool
-) -> None:
+def resume(target: str, policy_hash: str | None, reason: str, key_ref: str, as_json: bool) -> None:
     """Lift the halt on TARGET by re-authorising it under a new WPC.
 
     Exactly that target is lifted (resuming '*' leaves 'sub:' and 'job:'
@@ -211,8 +209,11 @@ def halts(include_lifted: bool, as_json: bool) -> None:
     if not rows:
         click.echo("no active halts" if not include_lifted else "no halts")
     for row in rows:
-        denies = [n for n, on in (("tools", row["deny_tools"]), ("model egress",
-                  row["deny_model_egress"])) if on]
+        denies = [
+            n
+            for n, on in (("tools", row["deny_tools"]), ("model egress", row["deny_model_egress"]))
+            if on
+        ]
         who = row["halted_by_name"] or row["halted_by"]
         click.echo(f"{row['target']}  {'HALTED' if row['active'] else 'lifted'}")
         click.echo(f"  since          {row['since']}  by {who}")

@@ -285,7 +285,9 @@ def test_point_in_time_lists_what_held(flow: tuple[list[bytes], Ledger]) -> None
     assert len(view["active_policies"]) == 1
     # the halt revoked the job's token
     assert view["valid_tokens"] == []
-    assert during.state.halts["job:job-1"]["revoked_jtis"] == [ledger.state.jobs["job-1"]["cst_jti"]]
+    assert during.state.halts["job:job-1"]["revoked_jtis"] == [
+        ledger.state.jobs["job-1"]["cst_jti"]
+    ]
     before = Replay(until=datetime.fromisoformat(ts(100)))
     for raw in raws:
         before.feed(raw)

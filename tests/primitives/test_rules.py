@@ -609,7 +609,9 @@ def test_halted_agent(ledger: Ledger, target: str) -> None:
         ReasonCode.TOKEN_REVOKED
     )
     fresh = ledger.issue(job="job-1", policy=wpc)
-    ledger.ok(ledger.keys.runtime, "run.started", "job:job-1", _start(ledger, "job-1", fresh["jti"]))
+    ledger.ok(
+        ledger.keys.runtime, "run.started", "job:job-1", _start(ledger, "job-1", fresh["jti"])
+    )
     ledger.ok(op, "agent.halted", f"halt:{target}", {"target": target, "reason": "again"})
     refused = ledger.refused(
         ledger.keys.gateway, "receipt.recorded", "job:job-1", _receipt_body(ledger), at=ts(90)
