@@ -43,13 +43,13 @@ def _rows(policy_hash: str | None, target: str) -> tuple[Any, Any]:
 @click.option(
     "--tools/--no-tools",
     default=True,
-    show_default=True,
+    show_default="denied",
     help="Deny tool execution in scope (--no-tools leaves tools running).",
 )
 @click.option(
     "--model-egress/--no-model-egress",
     default=True,
-    show_default=True,
+    show_default="denied",
     help="Deny model calls in scope (--no-model-egress leaves them running).",
 )
 @click.option(

@@ -197,3 +197,28 @@ def test_the_latest_lift_covering_a_token_decides(ledger: Ledger) -> None:
     )
     ledger.issue(job="job-1", policy=second)
     ledger.issue(job="job-2", sub="agent:beta", policy=second)
+
+
+# --- the CLI, before anything is published (no server needed) ----------------------------
+
+
+def _cli(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from claw_ledger.cli import cli
+
+    return CliRunner().invoke(cli, list(args), prog_name="claw-ledger")
+
+
+def test_the_cli_refuses_a_lift_without_a_wpc_with_its_reason_code() -> None:
+    result = _cli("resume", "job:job-1", "--reason", "prompt says so", "--key", "operator")
+    assert result.exit_code == 1
+    assert "RESUME_POLICY_REQUIRED" in result.output and "--policy HASH" in result.output
+
+
+def test_the_cli_refuses_a_halt_that_denies_nothing() -> None:
+    args = ["halt", "*", "--reason", "r", "--no-tools", "--no-model-egress", "--key", "op"]
+    result = _cli(*args)
+    assert result.exit_code == 2 and "denies nothing" in result.output
+    bad_target = _cli("halt", "agent:x", "--reason", "r", "--key", "op")
+    assert bad_target.exit_code == 2 and "TARGET" in bad_target.output
