@@ -27,7 +27,7 @@ async def _event(conn: asyncpg.Connection, event_type: str, body: dict[str, Any]
         " payload_hash_b64u, envelope_sha256, envelope_raw, payload, kafka_topic,"
         " kafka_partition, kafka_offset, ledger_seq, chain_hash)"
         " VALUES ($1::uuid, $2, 's:x', 'p', now(), 'h', 'e', ''::bytea, $3::jsonb, 't', 0,"
-        " $4, $4 + 1, 'c')",
+        " $4::bigint, $4::bigint + 1, 'c')",
         event_id,
         event_type,
         payload,  # the connection's codec encodes jsonb
