@@ -19,14 +19,17 @@ from ledger.crypto import KeyPair
 from ledger.events import build_event, sign_event
 from ledger.replay import Replay
 from ledger.verify import Verified, verify_message
+from ledger.wpc import policy_hash_b64u, sign_wpc
 
 __all__ = ["measure"]
 
 
 def _events(n: int) -> tuple[list[bytes], dict[str, KeyPair]]:
-    """A trust root, an operator, then halts and resumes of distinct jobs."""
+    """A trust root, an operator, a WPC, then halts and resumes (under that WPC) of
+    distinct jobs."""
     admin = KeyPair.from_seed(bytes([1]) * 32, "admin")
     operator = KeyPair.from_seed(bytes([6]) * 32, "operator")
+    policy_admin = KeyPair.from_seed(bytes([2]) * 32, "policy-admin")
     raws = [
         sign_event(
             build_event(
@@ -37,15 +40,29 @@ def _events(n: int) -> tuple[list[bytes], dict[str, KeyPair]]:
             ),
             admin,
         ).to_bytes()
-        for did, name, role in ((admin.did, "admin", "admin"), (operator.did, "op", "operator"))
+        for did, name, role in (
+            (admin.did, "admin", "admin"),
+            (operator.did, "op", "operator"),
+            (policy_admin.did, "pa", "policy-admin"),
+        )
     ]
+    wpc = {"wpc_version": "1", "purpose": "bench"}
+    wpc_hash = policy_hash_b64u(wpc)
+    published = {
+        "policy_hash_b64u": wpc_hash,
+        "wpc_envelope_json": sign_wpc(wpc, policy_admin).to_bytes().decode(),
+    }
+    event = build_event("policy.published", f"policy:{wpc_hash}", published, policy_admin)
+    raws.append(sign_event(event, policy_admin).to_bytes())
     for i in range(max(0, n - len(raws))):
         target = f"job:bench-{i // 2}"
         event_type = "agent.halted" if i % 2 == 0 else "agent.resumed"
         body = {"target": target, "reason": f"bench {i}"}
+        if event_type == "agent.resumed":
+            body["policy_hash_b64u"] = wpc_hash
         event = build_event(event_type, f"halt:{target}", body, operator)
         raws.append(sign_event(event, operator).to_bytes())
-    return raws, {admin.did: admin, operator.did: operator}
+    return raws, {admin.did: admin, operator.did: operator, policy_admin.did: policy_admin}
 
 
 def _rate(count: int, seconds: float) -> float:

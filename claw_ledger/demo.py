@@ -234,6 +234,7 @@ def _scenario(run: _Runner, work: Path) -> dict[str, Any]:
         )
     run.step("6. Kill switch: the operator halts the job; the next model call is refused")
     run("halt", f"job:{job}", "--reason", "demo: incident drill", "--key", "operator")
+    run("halts")  # the job's token is revoked with the halt
     (work / "late.json").write_text(json.dumps({"prompt": "one more thing"}))
     run(*model_call, "--request", "late.json", "--response", "late.json", expect=1)
 

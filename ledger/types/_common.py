@@ -238,7 +238,7 @@ def require_not_halted(
         raise EventError(
             ReasonCode.AGENT_HALTED,
             f"{what} refused: halt {halt['target']!r} is active ({halt['reason']})",
-            hint=f"`claw-ledger resume {halt['target']} --reason ...` lifts it",
+            hint=f"`claw-ledger resume {halt['target']} --policy HASH --reason ...` lifts it",
         )
 
 

@@ -228,12 +228,6 @@ async def test_a_processor_on_the_store_commits_exactly_once(store: LedgerStore)
         await VerifyingProcessor(store, group="g2", topic=TOPIC, trust_root=None).start()
 
 
-def _resume(target: str) -> bytes:
-    body = {"target": target, "reason": "drill over"}
-    event = build_event("agent.resumed", f"halt:{target}", body, OPERATOR)
-    return sign_event(event, OPERATOR).to_bytes()
-
-
 async def _stored_digests(store: LedgerStore) -> tuple[dict[str, int | None], dict[str, int]]:
     """The digests the store kept, and those of the rows it loads back."""
     _, state, stored = await store.load_state_with_digests(ADMIN.did)
@@ -253,8 +247,8 @@ async def test_the_control_digest_follows_every_control_commit(store: LedgerStor
     assert loaded == state_digests(state)  # what the rules hold in memory, too
     halted = stored["halts"]
     positions[0] = first.batches[0].new_position
-    # a replaced row: its old hash is taken out, the new one added
-    second = _plan([_resume("job:7")], first_offset=3, positions=positions, state=state)
+    # a replaced row (the halt engaged again): its old hash is taken out, the new one added
+    second = _plan([_halt("job:7")], first_offset=3, positions=positions, state=state)
     await _commit(store, second)
     stored, loaded = await _stored_digests(store)
     assert stored == loaded and stored["halts"] not in (0, halted)

@@ -40,7 +40,9 @@ async def flow(
         summary = json.loads(demo.stdout)
         job = summary["job"]
         resumed = cli(
-            ledger.env, "resume", f"job:{job}", "--reason", "drill over", "--key", "operator"
+            ledger.env,
+            *("resume", f"job:{job}", "--policy", summary["policy_hash_b64u"]),
+            *("--reason", "drill over", "--key", "operator"),
         )
         assert resumed.returncode == 0, resumed.stderr
         await asyncio.sleep(1.1)

@@ -110,9 +110,10 @@ def test_rows_match_the_migration_columns(ledger: Ledger) -> None:
         ledger.keys.gateway, "receipt.recorded", "job:job-1", _receipt_body(ledger), at=ts(90)
     )
     ledger.ok(ledger.keys.operator, "agent.halted", "halt:*", {"target": "*", "reason": "r"})
-    sql = (
-        Path(__file__).resolve().parents[2] / "migrations" / "0002_claw_primitives.sql"
-    ).read_text()
+    migrations = Path(__file__).resolve().parents[2] / "migrations"
+    sql = (migrations / "0002_claw_primitives.sql").read_text()
+    # columns later migrations add to a projection (0004's control_version is not a row value)
+    later = (migrations / "0009_kill_switch.sql").read_text()
     for row in ledger.rows:
         block = re.search(rf"CREATE TABLE {row.table} \((.*?)\n\);", sql, re.S)
         assert block, row.table
@@ -121,6 +122,8 @@ def test_rows_match_the_migration_columns(ledger: Ledger) -> None:
             for line in block.group(1).splitlines()
             if line.strip() and not line.strip().startswith("--")
         }
+        for alter in re.finditer(rf"ALTER TABLE {row.table}\n(.*?);", later, re.S):
+            columns |= set(re.findall(r"ADD COLUMN (\w+)", alter.group(1)))
         assert set(row.values) == columns, row.table
         assert row.key_column in columns
 
@@ -146,8 +149,11 @@ def test_each_type_writes_the_tables_its_spec_names(ledger: Ledger) -> None:
     ledger.ok(admin_p, "policy.revoked", f"policy:{new}", {"policy_hash_b64u": new, "reason": "r"})
     jti = next(iter(ledger.state.tokens))
     ledger.ok(operator, "token.revoked", f"token:{jti}", {"jti": jti, "reason": "r"})
+    ledger.issue(job="job-2")  # active: the halt revokes it
     ledger.ok(operator, "agent.halted", "halt:*", {"target": "*", "reason": "r"})
-    ledger.ok(operator, "agent.resumed", "halt:*", {"target": "*", "reason": "r"})
+    lift = ledger.publish_wpc({**WPC_EXAMPLE, "purpose": "after the halt"})
+    resume = {"target": "*", "reason": "r", "policy_hash_b64u": lift}
+    ledger.ok(operator, "agent.resumed", "halt:*", resume)
     attested = {
         "ok": True,
         "policy_hash": None,
@@ -610,9 +616,17 @@ def test_halted_agent(ledger: Ledger, target: str) -> None:
     ledger.ok(op, "agent.halted", f"halt:{target}", {"target": target, "reason": "incident"})
     assert _start_refused(ledger, _start(ledger, "job-1", token["jti"])) == ReasonCode.AGENT_HALTED
     assert _issue_refused(ledger, ledger.token(job="job-1")[1]) == ReasonCode.AGENT_HALTED
-    ledger.ok(op, "agent.resumed", f"halt:{target}", {"target": target, "reason": "clear"})
+    # the halt revoked the job's token; the lift re-authorises under the job's WPC
+    assert ledger.state.tokens[token["jti"]]["status"] == "revoked"
+    wpc = ledger.state.jobs["job-1"]["wpc_hash_b64u"]
+    lift = {"target": target, "reason": "clear", "policy_hash_b64u": wpc}
+    ledger.ok(op, "agent.resumed", f"halt:{target}", lift)
+    assert _start_refused(ledger, _start(ledger, "job-1", token["jti"])) == (
+        ReasonCode.TOKEN_REVOKED
+    )
+    fresh = ledger.issue(job="job-1", policy=wpc)
     ledger.ok(
-        ledger.keys.runtime, "run.started", "job:job-1", _start(ledger, "job-1", token["jti"])
+        ledger.keys.runtime, "run.started", "job:job-1", _start(ledger, "job-1", fresh["jti"])
     )
     ledger.ok(op, "agent.halted", f"halt:{target}", {"target": target, "reason": "again"})
     refused = ledger.refused(
@@ -643,7 +657,9 @@ def test_halt_bookkeeping(ledger: Ledger) -> None:
     )
     # resuming '*' does not lift a specific halt
     ledger.ok(op, "agent.halted", "halt:*", {"target": "*", "reason": "all"})
-    ledger.ok(op, "agent.resumed", "halt:*", {"target": "*", "reason": "all clear"})
+    wpc = ledger.publish_wpc()
+    lift = {"target": "*", "reason": "all clear", "policy_hash_b64u": wpc}
+    ledger.ok(op, "agent.resumed", "halt:*", lift)
     assert active_halt(ledger.state, job_id="job-1") is not None
     assert active_halt(ledger.state, job_id="job-2") is None
 
