@@ -16,7 +16,15 @@ from typing import Any
 
 from claw_ledger.config import Settings, effective_database_url, effective_endpoints
 from claw_ledger.topics import topics_for
-from ledger.replay import ProjectionDiff, Replay, ReplayStep, StoredEvent, diff_projections
+from ledger.replay import (
+    EventIds,
+    ProjectionDiff,
+    RecentEventIds,
+    Replay,
+    ReplayStep,
+    StoredEvent,
+    diff_projections,
+)
 
 __all__ = [
     "KAFKA",
@@ -105,6 +113,13 @@ class ReplayRequest:
     compare: bool = False
     #: keep the reported steps (their events) in the result, up to this many
     keep_reported: int = 0
+    #: check every envelope's signature (else: trust the source for them)
+    signatures: bool = True
+    #: processes checking signatures (None: one per CPU; 1: in this process)
+    jobs: int | None = None
+    #: event ids kept in memory for the duplicate check (the rest: on disk, or
+    #: the ledger's unique index)
+    ids_in_memory: int = 100_000
 
 
 @dataclass
@@ -119,6 +134,8 @@ class ReplayResult:
     diffs: list[ProjectionDiff] | None = None
     written: int | None = None
     duration: float = 0.0
+    signatures: bool = True
+    jobs: int = 1
 
     @property
     def ok(self) -> bool:
@@ -142,6 +159,8 @@ class ReplayResult:
             "breaks": [fold.broken.to_dict()] if fold.broken else [],
             "diffs": None if self.diffs is None else [d.to_dict() for d in self.diffs],
             "written": self.written,
+            "signatures": self.signatures,
+            "jobs": self.jobs,
             "duration_s": round(self.duration, 3),
             "rate_per_s": round(self.events / self.duration) if self.duration > 0 else None,
         }
@@ -203,8 +222,7 @@ async def run_replay(
     From the ledger, the events and the live projections are read in one
     snapshot, so a comparison is exact even while the processor commits.
     """
-    from storage.projection_queries import open_connection
-    from storage.replay_queries import iter_events
+    from claw_ledger.verify_pool import VerifyPool
 
     started = time.monotonic()
     needs_db = request.source == LEDGER or request.into is not None or request.compare
@@ -217,57 +235,119 @@ async def run_replay(
     if database_url is not None and request.into is not None:
         # refuse a bad target before a long replay, not after it
         await _check_into(database_url, request.into)
-    fold = Replay(trust_root=trust_root, until=request.until, strict=request.source == LEDGER)
-    result = ReplayResult(fold, request.source, origin)
-    if request.source == KAFKA:
-        from consumers.topic_replay import iter_topic
-
-        topic = iter_topic(effective_endpoints(settings).kafka_bootstrap, _ingress(settings))
-        try:
-            async for stored in topic:
-                if not _step(fold, stored, request, result, progress):
-                    break
-        finally:
-            await topic.aclose()
-        if database_url is not None and request.compare and fold.broken is None:
-            result.diffs = await compare_with_live(database_url, fold)
-    else:
-        assert database_url is not None
-        conn = await open_connection(database_url)
-        try:
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                async for row in iter_events(conn):
-                    if not _step(fold, _stored(row), request, result, progress):
-                        break
-                if request.compare and fold.broken is None:
-                    result.diffs = await _compare_on(conn, fold)
-        finally:
-            await conn.close()
+    pool = VerifyPool(request.jobs, signatures=request.signatures, freeze_gc=True)
+    seen = await _event_ids(request, database_url)
+    fold = Replay(
+        trust_root=trust_root,
+        until=request.until,
+        strict=request.source == LEDGER,
+        signatures=request.signatures,
+        seen=seen,
+    )
+    result = ReplayResult(fold, request.source, origin, signatures=request.signatures)
+    result.jobs = pool.jobs if pool.parallel else 1
+    try:
+        with pool:
+            if request.source == KAFKA:
+                await _replay_topic(settings, request, pool, result, progress)
+                if database_url is not None and request.compare and fold.broken is None:
+                    result.diffs = await compare_with_live(database_url, fold)
+            else:
+                assert database_url is not None
+                await _replay_ledger(database_url, request, pool, result, progress)
+    finally:
+        close = getattr(seen, "close", None)
+        if close is not None:
+            close()
     if database_url is not None and request.into is not None and fold.broken is None:
         result.written = await _write_into(database_url, request.into, fold)
     result.duration = time.monotonic() - started
     return result
 
 
-def _step(
+async def _event_ids(request: ReplayRequest, database_url: str | None) -> EventIds:
+    """What the fold remembers of the ids it saw. The ledger cannot hold an id
+    twice while its unique index stands: a window of recent ids is then enough.
+    Otherwise (the topic, or an index gone) every id, the older ones on disk."""
+    from storage.replay_ids import SpillingEventIds
+
+    if request.source == LEDGER and database_url is not None:
+        from storage.projection_queries import open_connection
+        from storage.replay_queries import event_ids_unique
+
+        conn = await open_connection(database_url)
+        try:
+            unique = await event_ids_unique(conn)
+        finally:
+            await conn.close()
+        if unique:
+            return RecentEventIds(request.ids_in_memory)
+    return SpillingEventIds(request.ids_in_memory)
+
+
+async def _replay_topic(
+    settings: Settings,
+    request: ReplayRequest,
+    pool: Any,
+    result: ReplayResult,
+    progress: Callable[[int], None] | None,
+) -> None:
+    from consumers.topic_replay import iter_topic
+
+    topic = iter_topic(effective_endpoints(settings).kafka_bootstrap, _ingress(settings))
+    try:
+        async for chunk in pool.averdicts(topic, _raw):
+            if not _steps(result.fold, chunk, request, result, progress):
+                break
+    finally:
+        await topic.aclose()
+
+
+async def _replay_ledger(
+    database_url: str,
+    request: ReplayRequest,
+    pool: Any,
+    result: ReplayResult,
+    progress: Callable[[int], None] | None,
+) -> None:
+    from storage.projection_queries import open_connection
+    from storage.replay_queries import iter_events
+
+    conn = await open_connection(database_url)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            events = (_stored(row) async for row in iter_events(conn))
+            async for chunk in pool.averdicts(events, _raw):
+                if not _steps(result.fold, chunk, request, result, progress):
+                    break
+            if request.compare and result.fold.broken is None:
+                result.diffs = await _compare_on(conn, result.fold)
+    finally:
+        await conn.close()
+
+
+def _raw(stored: StoredEvent) -> bytes:
+    return stored.raw
+
+
+def _steps(
     fold: Replay,
-    stored: StoredEvent,
+    chunk: list[tuple[StoredEvent, Any]],
     request: ReplayRequest,
     result: ReplayResult,
     progress: Callable[[int], None] | None,
 ) -> bool:
-    """Feed one event; False once the fold stopped."""
-    step = fold.feed(stored)
-    if fold.stopped:
-        return False
-    result.events += 1
-    if step is not None and step.verified is not None and request.filter.matches(step):
-        result.reported[step.verified.event.event_type] += 1
-        if len(result.reported_events) < request.keep_reported:
-            result.reported_events.append(_describe(step))
+    """Feed one chunk of verified events; False once the fold stopped."""
+    steps = fold.feed_many(chunk)
+    result.events += len(steps)
+    for step in steps:
+        if step.verified is not None and request.filter.matches(step):
+            result.reported[step.verified.event.event_type] += 1
+            if len(result.reported_events) < request.keep_reported:
+                result.reported_events.append(_describe(step))
     if progress is not None:
         progress(result.events)
-    return True
+    return not fold.stopped
 
 
 def _describe(step: ReplayStep) -> dict[str, Any]:
@@ -329,6 +409,9 @@ async def _compare_on(conn: Any, fold: Replay) -> list[ProjectionDiff]:
     return diff_projections(fold.rows(), live, ignore=BOOKKEEPING_COLUMNS)
 
 
-async def rebuild_and_compare(settings: Settings) -> ReplayResult:
+async def rebuild_and_compare(
+    settings: Settings, *, signatures: bool = True, jobs: int | None = None
+) -> ReplayResult:
     """For the audit: replay the whole ledger and compare every projection."""
-    return await run_replay(settings, ReplayRequest(source=LEDGER, compare=True))
+    request = ReplayRequest(source=LEDGER, compare=True, signatures=signatures, jobs=jobs)
+    return await run_replay(settings, request)

@@ -22,6 +22,7 @@ __all__ = [
     "check_replay_schema",
     "count_events",
     "create_replay_schema",
+    "event_ids_unique",
     "iter_events",
     "read_projection",
     "write_projection_rows",
@@ -45,6 +46,19 @@ _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 async def count_events(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM events"))
+
+
+async def event_ids_unique(conn: asyncpg.Connection) -> bool:
+    """Whether a unique index on ``events (event_id)`` alone holds (migration 0001):
+    then no event id can repeat in the ledger, and a replay need not remember them all."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a"
+            " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+            " WHERE i.indrelid = 'events'::regclass AND i.indisunique AND i.indisvalid"
+            " AND i.indnatts = 1 AND a.attname = 'event_id')"
+        )
+    )
 
 
 async def iter_events(conn: asyncpg.Connection, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
