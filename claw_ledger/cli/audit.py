@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -12,6 +14,9 @@ from rich.table import Table
 
 from claw_ledger.cli.common import emit_json, run_async, settings
 from ledger.audit import AuditProblem, ProblemKind
+
+if TYPE_CHECKING:
+    from ledger.verify import Rejected, Verified
 
 __all__ = ["audit_command", "command", "quarantine_command"]
 
@@ -23,7 +28,14 @@ __all__ = ["audit_command", "command", "quarantine_command"]
     default=True,
     help="Also re-verify every envelope's hash and signature (slower).",
 )
-def audit_command(as_json: bool, signatures: bool) -> None:
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 256),
+    metavar="N",
+    help="Processes checking signatures, beside this one (default: one per CPU;"
+    " 1: all in this process).",
+)
+def audit_command(as_json: bool, signatures: bool, jobs: int | None) -> None:
     """Verify the whole ledger before trusting it: every column, chain, sequence,
     signature, the quarantine and the control-plane digests.
 
@@ -32,7 +44,7 @@ def audit_command(as_json: bool, signatures: bool) -> None:
     altered row is reported with its kind (docs/operations.md, "Tamper audit").
     Exit 0 when clean, 1 otherwise.
     """
-    report = run_async(_audit(signatures, show_progress=not as_json and sys.stderr.isatty()))
+    report = run_async(_audit(signatures, jobs, show_progress=not as_json and sys.stderr.isatty()))
     if as_json:
         emit_json(report)
     else:
@@ -66,23 +78,28 @@ def _where(problem: dict[str, Any]) -> str:
     return f"{kind} {problem['table']}"
 
 
-async def _audit(signatures: bool, show_progress: bool) -> dict[str, Any]:
+async def _audit(signatures: bool, jobs: int | None, show_progress: bool) -> dict[str, Any]:
     problems: list[AuditProblem] = []
     progress = Progress(
         SpinnerColumn(), TextColumn("{task.description}"), disable=not show_progress
     )
     with progress:
         task = progress.add_task("auditing", total=None)
-        count, partitions = await _audit_events(signatures, problems, progress, task)
+        started = time.monotonic()
+        count, partitions = await _audit_events(signatures, jobs, problems, progress, task)
+        events_seconds = time.monotonic() - started
         progress.update(task, description="auditing: quarantine")
         quarantined = await _audit_quarantine(problems)
         progress.update(task, description="auditing: control-plane digests")
         digests = await _audit_control_digests(problems)
         progress.update(task, description="auditing: projections against a rebuild")
-        await _projections_match_a_rebuild(problems)
+        started = time.monotonic()
+        await _projections_match_a_rebuild(problems, signatures, jobs)
+        rebuild_seconds = time.monotonic() - started
     return {
         "ok": not problems,
         "events": count,
+        "seconds": {"events": round(events_seconds, 3), "rebuild": round(rebuild_seconds, 3)},
         "partitions": {f"{t}/{p}": n for (t, p), n in partitions.items()},
         "quarantine": quarantined,
         "control_digests": digests,
@@ -91,10 +108,15 @@ async def _audit(signatures: bool, show_progress: bool) -> dict[str, Any]:
 
 
 async def _audit_events(
-    signatures: bool, problems: list[AuditProblem], progress: Progress, task: TaskID
+    signatures: bool,
+    jobs: int | None,
+    problems: list[AuditProblem],
+    progress: Progress,
+    task: TaskID,
 ) -> tuple[int, dict[tuple[str, int], int]]:
     """Every event row: its columns against its raw bytes, its signature, its chain."""
     from claw_ledger.reads import chain_heads, iter_chain
+    from claw_ledger.verify_pool import VerifyPool
     from ledger.audit import (
         chain_problem,
         check_event_columns,
@@ -112,7 +134,17 @@ async def _audit_events(
         problems.extend(chain_problem(p) for p in verify_chain(current))
         current.clear()
 
-    async for row in iter_chain(settings()):
+    async def rows() -> AsyncIterator[tuple[dict[str, Any], Verified | Rejected | None]]:
+        if not signatures:
+            async for row in iter_chain(settings()):
+                yield row, None
+            return
+        with VerifyPool(jobs) as pool:
+            async for chunk in pool.averdicts(iter_chain(settings()), _envelope_raw):
+                for pair in chunk:
+                    yield pair
+
+    async for row, verdict in rows():
         key = (row["kafka_topic"], row["kafka_partition"])
         if key != current_key:
             flush()
@@ -131,8 +163,8 @@ async def _audit_events(
             )
         )
         problems.extend(check_event_columns(row))
-        if signatures:
-            problems.extend(check_event_envelope(row))
+        if verdict is not None:
+            problems.extend(check_event_envelope(row, verdict))
         count += 1
         if count % 5000 == 0:
             progress.update(task, description=f"auditing: {count:,} events")
@@ -167,6 +199,10 @@ async def _audit_events(
                 )
             )
     return count, partitions
+
+
+def _envelope_raw(row: dict[str, Any]) -> bytes:
+    return bytes(row["envelope_raw"])
 
 
 async def _audit_quarantine(problems: list[AuditProblem]) -> int:
@@ -208,12 +244,14 @@ async def _audit_control_digests(problems: list[AuditProblem]) -> dict[str, str]
     }
 
 
-async def _projections_match_a_rebuild(problems: list[AuditProblem]) -> None:
+async def _projections_match_a_rebuild(
+    problems: list[AuditProblem], signatures: bool, jobs: int | None
+) -> None:
     """Every projection against a verified rebuild from the events (``claw-ledger replay
     --compare``): a break, or any row that differs, is a problem."""
     from claw_ledger.replaying import rebuild_and_compare
 
-    result = await rebuild_and_compare(settings())
+    result = await rebuild_and_compare(settings(), signatures=signatures, jobs=jobs)
     broken = result.fold.broken
     if broken is not None:
         problems.append(
