@@ -70,7 +70,7 @@ def ledger_read_rows(env: dict[str, str], events: int, baseline: float) -> list[
             "≥ 50,000 /s",
             50_000.0,
         ),
-        ("`claw-ledger audit` (signatures checked twice: rows, then rebuild)", audit, "", None),
+        ("`claw-ledger audit` (every check; signatures once, in the rebuild)", audit, "", None),
     )
     for name, run, target, floor in plan:
         rate = events / run["seconds"]

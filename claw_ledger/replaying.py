@@ -25,6 +25,7 @@ from ledger.replay import (
     StoredEvent,
     diff_projections,
 )
+from ledger.verify import Rejected, Verified
 
 __all__ = [
     "KAFKA",
@@ -32,6 +33,7 @@ __all__ = [
     "ReplayFilter",
     "ReplayRequest",
     "ReplayResult",
+    "VerdictsHook",
     "compare_with_live",
     "rebuild_and_compare",
     "run_replay",
@@ -41,6 +43,9 @@ __all__ = [
 
 LEDGER = "ledger"
 KAFKA = "kafka"
+
+#: sees each chunk of (event, steps 1–3 verdict) pairs, in source order
+VerdictsHook = Callable[[list[tuple[StoredEvent, Verified | Rejected]]], None]
 
 
 @dataclass(frozen=True)
@@ -216,11 +221,15 @@ async def run_replay(
     request: ReplayRequest,
     *,
     progress: Callable[[int], None] | None = None,
+    on_verdicts: VerdictsHook | None = None,
 ) -> ReplayResult:
     """Replay the chosen source, then write (``into``) and compare as asked.
 
     From the ledger, the events and the live projections are read in one
     snapshot, so a comparison is exact even while the processor commits.
+    ``on_verdicts`` (ledger source) sees every event's steps 1–3 verdict, a
+    chunk at a time, including those past a break: the ledger is then read to
+    its end (the audit reports every envelope that fails, not only the first).
     """
     from claw_ledger.verify_pool import VerifyPool
 
@@ -254,7 +263,7 @@ async def run_replay(
                     result.diffs = await compare_with_live(database_url, fold)
             else:
                 assert database_url is not None
-                await _replay_ledger(database_url, request, pool, result, progress)
+                await _replay_ledger(database_url, request, pool, result, progress, on_verdicts)
     finally:
         close = getattr(seen, "close", None)
         if close is not None:
@@ -309,6 +318,7 @@ async def _replay_ledger(
     pool: Any,
     result: ReplayResult,
     progress: Callable[[int], None] | None,
+    on_verdicts: VerdictsHook | None,
 ) -> None:
     from storage.projection_queries import open_connection
     from storage.replay_queries import iter_events
@@ -318,7 +328,11 @@ async def _replay_ledger(
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             events = (_stored(row) async for row in iter_events(conn))
             async for chunk in pool.averdicts(events, _raw):
-                if not _steps(result.fold, chunk, request, result, progress):
+                if on_verdicts is not None:
+                    on_verdicts(chunk)
+                if not result.fold.stopped:
+                    _steps(result.fold, chunk, request, result, progress)
+                if result.fold.stopped and on_verdicts is None:
                     break
             if request.compare and result.fold.broken is None:
                 result.diffs = await _compare_on(conn, result.fold)
@@ -410,8 +424,12 @@ async def _compare_on(conn: Any, fold: Replay) -> list[ProjectionDiff]:
 
 
 async def rebuild_and_compare(
-    settings: Settings, *, signatures: bool = True, jobs: int | None = None
+    settings: Settings,
+    *,
+    signatures: bool = True,
+    jobs: int | None = None,
+    on_verdicts: VerdictsHook | None = None,
 ) -> ReplayResult:
     """For the audit: replay the whole ledger and compare every projection."""
     request = ReplayRequest(source=LEDGER, compare=True, signatures=signatures, jobs=jobs)
-    return await run_replay(settings, request)
+    return await run_replay(settings, request, on_verdicts=on_verdicts)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -16,6 +15,7 @@ from claw_ledger.cli.common import emit_json, run_async, settings
 from ledger.audit import AuditProblem, ProblemKind
 
 if TYPE_CHECKING:
+    from ledger.replay import StoredEvent
     from ledger.verify import Rejected, Verified
 
 __all__ = ["audit_command", "command", "quarantine_command"]
@@ -86,7 +86,7 @@ async def _audit(signatures: bool, jobs: int | None, show_progress: bool) -> dic
     with progress:
         task = progress.add_task("auditing", total=None)
         started = time.monotonic()
-        count, partitions = await _audit_events(signatures, jobs, problems, progress, task)
+        count, partitions = await _audit_events(problems, progress, task)
         events_seconds = time.monotonic() - started
         progress.update(task, description="auditing: quarantine")
         quarantined = await _audit_quarantine(problems)
@@ -108,20 +108,12 @@ async def _audit(signatures: bool, jobs: int | None, show_progress: bool) -> dic
 
 
 async def _audit_events(
-    signatures: bool,
-    jobs: int | None,
-    problems: list[AuditProblem],
-    progress: Progress,
-    task: TaskID,
+    problems: list[AuditProblem], progress: Progress, task: TaskID
 ) -> tuple[int, dict[tuple[str, int], int]]:
-    """Every event row: its columns against its raw bytes, its signature, its chain."""
+    """Every event row: its columns against its raw bytes, and its chain. (Its
+    signature: in the rebuild, which verifies every envelope anyway.)"""
     from claw_ledger.reads import chain_heads, iter_chain
-    from claw_ledger.verify_pool import VerifyPool
-    from ledger.audit import (
-        chain_problem,
-        check_event_columns,
-        check_event_envelope,
-    )
+    from ledger.audit import chain_problem, check_event_columns
     from ledger.chain import ChainLink, verify_chain
 
     partitions: dict[tuple[str, int], int] = {}
@@ -134,17 +126,7 @@ async def _audit_events(
         problems.extend(chain_problem(p) for p in verify_chain(current))
         current.clear()
 
-    async def rows() -> AsyncIterator[tuple[dict[str, Any], Verified | Rejected | None]]:
-        if not signatures:
-            async for row in iter_chain(settings()):
-                yield row, None
-            return
-        with VerifyPool(jobs) as pool:
-            async for chunk in pool.averdicts(iter_chain(settings()), _envelope_raw):
-                for pair in chunk:
-                    yield pair
-
-    async for row, verdict in rows():
+    async for row in iter_chain(settings()):
         key = (row["kafka_topic"], row["kafka_partition"])
         if key != current_key:
             flush()
@@ -163,8 +145,6 @@ async def _audit_events(
             )
         )
         problems.extend(check_event_columns(row))
-        if verdict is not None:
-            problems.extend(check_event_envelope(row, verdict))
         count += 1
         if count % 5000 == 0:
             progress.update(task, description=f"auditing: {count:,} events")
@@ -199,10 +179,6 @@ async def _audit_events(
                 )
             )
     return count, partitions
-
-
-def _envelope_raw(row: dict[str, Any]) -> bytes:
-    return bytes(row["envelope_raw"])
 
 
 async def _audit_quarantine(problems: list[AuditProblem]) -> int:
@@ -244,14 +220,32 @@ async def _audit_control_digests(problems: list[AuditProblem]) -> dict[str, str]
     }
 
 
+def _envelope_row(stored: StoredEvent) -> dict[str, Any]:
+    return {
+        "envelope_raw": stored.raw,
+        "event_id": stored.event_id,
+        "kafka_partition": stored.partition,
+        "ledger_seq": stored.ledger_seq,
+        "position": stored.position,
+    }
+
+
 async def _projections_match_a_rebuild(
     problems: list[AuditProblem], signatures: bool, jobs: int | None
 ) -> None:
     """Every projection against a verified rebuild from the events (``claw-ledger replay
     --compare``): a break, or any row that differs, is a problem."""
     from claw_ledger.replaying import rebuild_and_compare
+    from ledger.audit import check_event_envelope
 
-    result = await rebuild_and_compare(settings(), signatures=signatures, jobs=jobs)
+    def envelopes(chunk: list[tuple[StoredEvent, Verified | Rejected]]) -> None:
+        # every stored envelope, past a break too: each one that fails is named
+        for stored, verdict in chunk:
+            problems.extend(check_event_envelope(_envelope_row(stored), verdict))
+
+    result = await rebuild_and_compare(
+        settings(), signatures=signatures, jobs=jobs, on_verdicts=envelopes if signatures else None
+    )
     broken = result.fold.broken
     if broken is not None:
         problems.append(

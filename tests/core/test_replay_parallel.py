@@ -4,9 +4,10 @@ worker processes (``VerifyPool``), and the bounded memories of event ids."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,17 @@ from ledger.batch import IngressRecord, pending_records, plan_batch
 from ledger.errors import ReasonCode
 from ledger.replay import RecentEventIds, Replay, StoredEvent
 from ledger.state import LedgerState
-from ledger.verify import Verified, signature_of, verify_message
+from ledger.verify import Rejected, Verified, signature_of, verify_message
 from storage.replay_ids import SpillingEventIds
-from tests.core.test_replay import _stored, flow  # noqa: F401 (the fixture)
+from tests.core.test_replay import _stored, build_flow
 from tests.primitives._support import ROLES, Ledger
 
 Flow = tuple[list[bytes], Ledger]
+
+
+@pytest.fixture(scope="module")
+def flow() -> Flow:
+    return build_flow()
 
 
 def _one_by_one(events: Sequence[StoredEvent], **options: Any) -> Replay:
@@ -57,7 +63,12 @@ def _outcome(fold: Replay) -> dict[str, Any]:
         "duplicates": fold.duplicates,
         "positions": dict(fold.positions),
         "rows": [(r.table, r.values) for r in fold.rows()],
-        "state": (fold.state.trust_root, sorted(fold.state.keys), fold.state.jobs, fold.state.halts),
+        "state": (
+            fold.state.trust_root,
+            sorted(fold.state.keys),
+            fold.state.jobs,
+            fold.state.halts,
+        ),
     }
 
 
@@ -171,3 +182,28 @@ def test_a_topic_duplicate_beyond_memory_is_still_a_duplicate(flow: Flow, tmp_pa
     assert fold.broken is None
     assert fold.duplicates == 1
     assert fold.accepted == len(raws)
+
+
+def test_an_async_source_gets_the_same_verdicts_in_the_same_order(flow: Flow) -> None:
+    raws, _ = flow
+    stored = _stored(raws)
+    k = len(stored) - 2
+    stored[k] = dataclasses.replace(stored[k], raw=_bad_signature(stored[k].raw))
+
+    async def source() -> AsyncIterator[StoredEvent]:
+        for event in stored:
+            yield event
+
+    async def collect() -> tuple[list[Any], int]:
+        out: list[Any] = []
+        with VerifyPool(2, chunk=3) as pool:
+            async for chunk in pool.averdicts(source(), lambda e: e.raw):
+                out.extend(chunk)
+        return out, pool.checked_in_workers
+
+    pairs, in_workers = asyncio.run(collect())
+    assert in_workers > 0
+    assert [event for event, _ in pairs] == stored
+    codes = [v.code if isinstance(v, Rejected) else None for _, v in pairs]
+    assert codes == [None] * k + [ReasonCode.SIGNATURE_INVALID, None]
+    assert [type(v) for _, v in pairs] == [type(verify_message(e.raw)) for e in stored]
