@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -202,9 +202,9 @@ def _ingress(settings: Settings) -> str:
     return topics_for(settings).ingress
 
 
-def _stored(row: dict[str, Any]) -> StoredEvent:
+def _stored(row: Mapping[str, Any]) -> StoredEvent:
     return StoredEvent(
-        raw=bytes(row["envelope_raw"]),
+        raw=row["envelope_raw"],
         partition=row["kafka_partition"],
         offset=row["kafka_offset"],
         ledger_seq=row["ledger_seq"],

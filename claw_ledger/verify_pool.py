@@ -25,10 +25,13 @@ import os
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from ledger.envelope import signature_verifies
+from ledger.errors import ServiceError
 from ledger.verify import (
     Rejected,
     Verified,
@@ -172,7 +175,11 @@ class VerifyPool:
             yield self._finish_now(inflight.popleft())
 
     def _finish_now(self, chunk: _Chunk[T]) -> list[tuple[T, Verdict]]:
-        return self._finish(chunk, None if chunk.future is None else chunk.future.result())
+        if chunk.future is None:
+            return self._finish(chunk, None)
+        with _worker_failure():
+            results = chunk.future.result()
+        return self._finish(chunk, results)
 
     async def averdicts(
         self, items: AsyncIterable[T], raw: Callable[[T], bytes]
@@ -196,5 +203,18 @@ class VerifyPool:
     async def _afinish(self, chunk: _Chunk[T]) -> list[tuple[T, Verdict]]:
         if chunk.future is None:
             return self._finish(chunk, None)
-        results: bytes = await asyncio.wrap_future(chunk.future)
+        with _worker_failure():
+            results: bytes = await asyncio.wrap_future(chunk.future)
         return self._finish(chunk, results)
+
+
+@contextmanager
+def _worker_failure() -> Iterator[None]:
+    """A worker that died (killed, out of memory) fails the run: it is no verdict."""
+    try:
+        yield
+    except BrokenProcessPool as exc:
+        raise ServiceError(
+            f"a signature-checking worker process died: {exc}",
+            hint="rerun; with little memory, fewer --jobs (or --jobs 1)",
+        ) from exc
