@@ -36,7 +36,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.table import Table
 
-from bench.micro import micro_rows, processor_cpu_seconds, replay_rows
+from bench.micro import micro_rows, print_replay_rows, processor_cpu_seconds
 from bench.replay_ledger import ledger_read_rows
 from bench.signing import halt_drafts, publish_signing, signing_rows
 from bench.workload import sign_halt_events
@@ -547,17 +547,6 @@ def write_report(results: list[Result], info: dict[str, str], args: argparse.Nam
     (ROOT / "docs" / "benchmarks.md").write_text("\n".join(lines) + "\n")
 
 
-def only_replay(args: argparse.Namespace) -> None:
-    """The replay rows alone, in memory (no servers), printed."""
-    table = Table(title="claw-ledger replay benchmarks")
-    for column in ("measure", "result", "baseline (same run)", "target", "verdict"):
-        table.add_column(column, overflow="fold")
-    with console.status(f"replay: {args.events:,} events…"):
-        for row in replay_rows(args.events, args.replay_rss_events if args.rss else 0):
-            table.add_row(*row)
-    console.print(table)
-
-
 async def main(args: argparse.Namespace) -> None:
     info = machine()
     state = ROOT / ".claw-ledger" / "bench"
@@ -639,6 +628,8 @@ if __name__ == "__main__":
     parser.add_argument("--rss", action="store_true", help="with --only replay: the memory run too")
     arguments = parser.parse_args()
     if arguments.only == "replay":
-        only_replay(arguments)
+        print_replay_rows(
+            arguments.events, arguments.replay_rss_events if arguments.rss else 0, console
+        )
     else:
         asyncio.run(main(arguments))

@@ -10,10 +10,12 @@ from __future__ import annotations
 import subprocess
 
 import psutil
+from rich.console import Console
+from rich.table import Table
 
 from bench import cli_start, merkle, replay, verify_path
 
-__all__ = ["Row", "micro_rows", "processor_cpu_seconds", "replay_rows"]
+__all__ = ["Row", "micro_rows", "print_replay_rows", "processor_cpu_seconds", "replay_rows"]
 
 Row = tuple[str, str, str, str, str]
 
@@ -105,6 +107,17 @@ def replay_rows(events: int = 20_000, rss_events: int = 0) -> list[Row]:
             )
         )
     return rows
+
+
+def print_replay_rows(events: int, rss_events: int, console: Console) -> None:
+    """``python -m bench --only replay``: the replay rows alone, no servers, printed."""
+    table = Table(title="claw-ledger replay benchmarks")
+    for column in ("measure", "result", "baseline (same run)", "target", "verdict"):
+        table.add_column(column, overflow="fold")
+    with console.status(f"replay: {events:,} events…"):
+        for row in replay_rows(events, rss_events):
+            table.add_row(*row)
+    console.print(table)
 
 
 def micro_rows(replay_events: int = 20_000, replay_rss_events: int = 0) -> list[Row]:
