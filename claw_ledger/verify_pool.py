@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from ledger.envelope import signature_verifies
+from ledger.envelope import signatures_verify
 from ledger.errors import ServiceError
 from ledger.verify import (
     Rejected,
@@ -57,12 +57,6 @@ def default_jobs() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
-
-
-def signatures_verify(triples: list[tuple[str, str, str]]) -> bytes:
-    """One byte per (signer DID, payload hash, signature): 1 when it verifies.
-    Runs in a worker process."""
-    return bytes(1 if signature_verifies(*triple) else 0 for triple in triples)
 
 
 @dataclass

@@ -44,6 +44,7 @@ __all__ = [
     "payload_hash_b64u",
     "sign_envelope",
     "signature_verifies",
+    "signatures_verify",
     "signing_bytes",
     "verify_envelope",
 ]
@@ -257,6 +258,14 @@ def signature_verifies(signer_did: str, payload_hash: str, signature_b64u: str) 
     except EnvelopeError:
         return False
     return _signature_verifies(verify_key, payload_hash, signature_b64u)
+
+
+def signatures_verify(triples: list[tuple[str, str, str]]) -> bytes:
+    """:func:`signature_verifies` of each (signer DID, payload hash, signature):
+    one byte each, 1 when it verifies. What a worker process of a verified
+    replay runs; it lives here so that such a process imports no more than this
+    module (no pydantic, no rules)."""
+    return bytes(1 if signature_verifies(*triple) else 0 for triple in triples)
 
 
 def verify_envelope(
