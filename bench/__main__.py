@@ -9,6 +9,8 @@ Signing (the publishing services' cost) is measured on its own against the
 raw PyNaCl sign rate, and end to end with the clock started before signing.
 
 Usage: python -m bench [--events 200000] [--repeat 3] [--rss-events 1000000] [--processors 2]
+       python -m bench --only replay [--events 50000] [--replay-rss-events 0]
+         (the replay rows alone, no servers: prints them, writes nothing)
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.table import Table
 
-from bench.micro import micro_rows, processor_cpu_seconds
+from bench.micro import micro_rows, print_replay_rows, processor_cpu_seconds
+from bench.replay_ledger import ledger_read_rows
 from bench.signing import halt_drafts, publish_signing, signing_rows
 from bench.workload import sign_halt_events
 from claw_ledger.config import Settings, load_settings
@@ -489,6 +492,8 @@ async def rss_flat(base: Settings, events: int, partitions: int) -> list[Result]
             await publisher
     finally:
         ledger.stop_processors()
+    with console.status(f"replay and audit over the {events:,}-event ledger…"):
+        reads = ledger_read_rows(ledger.env(), events + 2, raw_verify_rate())
     warm = next((rss for done, rss in samples if done >= events // 10), samples[0][1])
     peak_after = max(rss for done, rss in samples if done >= events // 10)
     final = samples[-1][1]
@@ -502,7 +507,8 @@ async def rss_flat(base: Settings, events: int, partitions: int) -> list[Result]
             "≤ +10 % after warm-up (first 10 %)",
             "met" if growth <= 0.10 else "NOT met",
             [f"growth {growth * 100:+.1f} %"],
-        )
+        ),
+        *[Result(*row) for row in reads],
     ]
 
 
@@ -567,7 +573,7 @@ async def main(args: argparse.Namespace) -> None:
         )
     )
     with console.status("component figures: CLI start, verify path, Merkle proofs, replay…"):
-        results += [Result(*row) for row in micro_rows()]
+        results += [Result(*row) for row in micro_rows(args.replay_events, args.replay_rss_events)]
     with console.status("starting Kafka and Postgres for the benchmark…"):
         endpoints = services_up(base)
     base = base.with_endpoints(endpoints)
@@ -612,4 +618,18 @@ if __name__ == "__main__":
     parser.add_argument("--latency-rate", type=float, default=2_000.0)
     parser.add_argument("--processors", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=4)
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--replay-events", type=int, default=200_000, help="the replay rates (no database)"
+    )
+    parser.add_argument(
+        "--replay-rss-events", type=int, default=1_000_000, help="the replay's memory run"
+    )
+    parser.add_argument("--only", choices=["replay"], help="run these rows alone, no servers")
+    parser.add_argument("--rss", action="store_true", help="with --only replay: the memory run too")
+    arguments = parser.parse_args()
+    if arguments.only == "replay":
+        print_replay_rows(
+            arguments.events, arguments.replay_rss_events if arguments.rss else 0, console
+        )
+    else:
+        asyncio.run(main(arguments))

@@ -36,6 +36,7 @@ ROLES = {
     "runtime": "runtime",
     "approver": "approver",
     "operator": "operator",
+    "authorizer": "authorizer",
 }
 
 WPC: dict[str, Any] = {
@@ -216,8 +217,12 @@ def _scenario(run: _Runner, work: Path) -> dict[str, Any]:
     )
     run("cst", "inspect", "-", stdin=token)
 
-    run.step("5. The run: started under the token, two model calls receipted by the gateway")
+    run.step("5. The run: each call authorized first, two model calls receipted by the gateway")
     run("run", "start", "--job", job, "--token", "-", "--key", "runtime", stdin=token)
+    ask = ["authorize", "--token", "-", "--job", job, "--key", "authorizer"]
+    run(*ask, "--tool", "read", "--nonce", f"{job}-1", stdin=token)
+    run(*ask, "--tool", "exec", "--nonce", f"{job}-2", stdin=token, expect=1)
+    run(*ask, "--model", "anthropic/claude-sonnet-4", "--nonce", f"{job}-3", stdin=token)
     model_call = ["receipt", "record", "--job", job, "--provider", "anthropic"]
     model_call += ["--model", "claude-sonnet-4", "--key", "gateway"]
     for n, (prompt, answer) in enumerate(
@@ -235,6 +240,8 @@ def _scenario(run: _Runner, work: Path) -> dict[str, Any]:
     run.step("6. Kill switch: the operator halts the job; the next model call is refused")
     run("halt", f"job:{job}", "--reason", "demo: incident drill", "--key", "operator")
     run("halts")  # the job's token is revoked with the halt
+    # negative proof: the denial is a signed event on the job's timeline
+    run(*ask, "--tool", "read", "--nonce", f"{job}-4", stdin=token, expect=1)
     (work / "late.json").write_text(json.dumps({"prompt": "one more thing"}))
     run(*model_call, "--request", "late.json", "--response", "late.json", expect=1)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import asyncpg
@@ -23,6 +23,7 @@ __all__ = [
     "check_replay_schema",
     "count_events",
     "create_replay_schema",
+    "event_ids_unique",
     "iter_decisions",
     "iter_events",
     "read_projection",
@@ -66,7 +67,22 @@ async def iter_decisions(
         yield int(row["position"]), json.loads(bytes(row["envelope_raw"]))["payload"]["body"]
 
 
-async def iter_events(conn: asyncpg.Connection, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
+async def event_ids_unique(conn: asyncpg.Connection) -> bool:
+    """Whether a unique index on ``events (event_id)`` alone holds (migration 0001):
+    then no event id can repeat in the ledger, and a replay need not remember them all."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a"
+            " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+            " WHERE i.indrelid = 'events'::regclass AND i.indisunique AND i.indisvalid"
+            " AND i.indnatts = 1 AND a.attname = 'event_id')"
+        )
+    )
+
+
+async def iter_events(
+    conn: asyncpg.Connection, batch: int = 5000
+) -> AsyncIterator[Mapping[str, Any]]:
     """Every ledger row in commit order (``position``), with its stored chain fields.
 
     Call it inside a transaction (a server-side cursor lives in one); a
@@ -79,7 +95,7 @@ async def iter_events(conn: asyncpg.Connection, batch: int = 5000) -> AsyncItera
         prefetch=batch,
     )
     async for row in cursor:
-        yield dict(row)
+        yield row  # read by name once: a dict copy per row cost more than its use
 
 
 def _schema(name: str) -> str:

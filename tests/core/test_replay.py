@@ -57,6 +57,10 @@ def _registrations(ledger: Ledger) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def flow() -> tuple[list[bytes], Ledger]:
+    return build_flow()
+
+
+def build_flow() -> tuple[list[bytes], Ledger]:
     """Registrations, then a WPC, a pinned token, a URM, a run, a halt and a resume."""
     ledger = Ledger()
     ledger.started_job("job-1")
