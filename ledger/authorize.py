@@ -491,6 +491,12 @@ def _checks(
     if record is None or record.get("token_sha256_b64u") != decoded.token_sha256_b64u:
         raise _Deny(ReasonCode.TOKEN_UNKNOWN, f"the ledger recorded no such token {jti}")
     if record["status"] == REVOKED:
+        by_halt = record.get("revoked_by_halt")
+        if by_halt:
+            # the decision names the kill switch that revoked the token (negative proof)
+            facts.halt = next(
+                (t for t, h in state.halts.items() if h.get("halted_event_id") == by_halt), None
+            )
         raise _Deny(
             ReasonCode.TOKEN_REVOKED, f"token {jti} was revoked: {record['revoked_reason']}"
         )

@@ -213,7 +213,12 @@ def _apply_halted(
     previous = state.halts.get(body.target)
     # re-engaging an active halt keeps what it revoked: nothing in scope was issued since
     carried = list(previous.get("revoked_jtis") or []) if previous and previous["active"] else []
-    revoked = tokens_in_scope(state, body.target, epoch(ctx.event.occurred_at))
+    # a full stop revokes the tokens in flight (seed 004); a partial halt (only tools, or
+    # only model egress) leaves them, or the half it allows could never run
+    full_stop = body.tools and body.model_egress
+    revoked = (
+        tokens_in_scope(state, body.target, epoch(ctx.event.occurred_at)) if full_stop else []
+    )
     rows: list[ProjectionRow] = []
     for jti in revoked:
         token = state.tokens[jti]

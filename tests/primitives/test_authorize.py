@@ -231,7 +231,7 @@ def test_model_rules_of_the_wpc_fail_closed() -> None:
     assert plain.decide().allowed
 
 
-def test_halts_come_after_the_wpc_and_honour_their_scope() -> None:
+def test_a_full_stop_revokes_the_token_and_the_denial_names_the_halt() -> None:
     world = World()
     world.ledger.ok(
         world.ledger.keys.operator,
@@ -240,14 +240,32 @@ def test_halts_come_after_the_wpc_and_honour_their_scope() -> None:
         {"target": "sub:agent:alpha", "reason": "incident"},
     )
     halted = world.decide()
-    assert halted.reason_code is ReasonCode.AGENT_HALTED
+    assert halted.reason_code is ReasonCode.TOKEN_REVOKED
     assert (halted.halt_target, halted.halt_state) == ("sub:agent:alpha", "committed")
     assert halted.to_dict()["halt"] == {"target": "sub:agent:alpha", "state": "committed"}
+    model = world.decide(action=Action.for_model("anthropic", "claude"))
+    assert model.reason_code is ReasonCode.TOKEN_REVOKED
+
+
+def test_partial_halts_come_after_the_wpc_and_deny_only_what_they_name() -> None:
+    world = World()
+    world.ledger.ok(
+        world.ledger.keys.operator,
+        "agent.halted",
+        "halt:sub:agent:alpha",
+        {"target": "sub:agent:alpha", "reason": "tools only", "model_egress": False},
+    )
+    halted = world.decide()
+    assert halted.reason_code is ReasonCode.AGENT_HALTED
+    assert (halted.halt_target, halted.halt_state) == ("sub:agent:alpha", "committed")
     # the WPC's refusal is checked first
     denied = world.decide(action=Action.for_tool("rm"))
     assert denied.reason_code is ReasonCode.TOOL_NOT_ALLOWED and denied.halt_target is None
+    # model egress is not halted: model calls still run
+    assert world.decide(action=Action.for_model("anthropic", "claude")).allowed
     # a halt that stops model egress only lets tools run
     world.ledger.state.halts["sub:agent:alpha"]["deny_tools"] = False
+    world.ledger.state.halts["sub:agent:alpha"]["deny_model_egress"] = True
     assert world.decide().allowed
     model = world.decide(action=Action.for_model("anthropic", "claude"))
     assert model.reason_code is ReasonCode.AGENT_HALTED
