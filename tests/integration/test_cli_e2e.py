@@ -178,10 +178,17 @@ def test_demo_runs_end_to_end(cli_env: dict[str, str]) -> None:
     assert types == [
         "run.manifest_approved",
         "run.started",
+        "call.authorized",  # tool read
+        "call.denied",  # tool exec: the WPC denies it
+        "call.authorized",  # the model call, then its two receipts
         "receipt.recorded",
         "receipt.recorded",
+        "call.denied",  # after the halt: the negative proof
         "run.completed",
     ]
+    denied = [row["body"] for row in timeline["rows"] if row["event_type"] == "call.denied"]
+    assert [d["reason_code"] for d in denied] == ["TOOL_NOT_ALLOWED", "TOKEN_REVOKED"]
+    assert denied[1]["halt_target"] == f"job:{job}"
     refused = json.loads(cli(cli_env, "quarantine", "--reason", "AGENT_HALTED", "--json").stdout)
     assert refused["rows"]
 
