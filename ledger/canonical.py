@@ -26,6 +26,7 @@ __all__ = [
     "MAX_SAFE_INTEGER",
     "compact_json",
     "field_values",
+    "has_special_numbers",
     "jcs",
     "jcs_hash_b64u",
     "jcs_ordered",
@@ -218,6 +219,10 @@ def _has_special_numbers(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return any(_has_special_numbers(v) for v in value)
     return False
+
+
+#: public name: callers that build a payload from parsed parts decide on ``plain_numbers``
+has_special_numbers = _has_special_numbers
 
 
 def _stringify(value: Any) -> str:
