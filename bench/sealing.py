@@ -126,11 +126,13 @@ def synthetic_run(
     *,
     halt: bool = True,
     denied_after_halt: int = 2,
+    unreceipted: int = 0,
     complete: bool = False,
     job_id: str = "job-sealed-1",
 ) -> SyntheticRun:
     """A run with ``receipts`` model calls, each authorized and receipted; then a halt
-    of ``job:<id>`` and ``denied_after_halt`` refused calls; then, if asked, completion."""
+    of ``job:<id>`` and ``denied_after_halt`` refused calls; then, if asked, completion.
+    ``unreceipted`` more model calls are authorized without a receipt (a broken run)."""
     names = ("policy-admin", "issuer", "runtime", "gateway", "authorizer", "operator", "ledger")
     keys = {name: _key(41 + i, name) for i, name in enumerate(names)}
     wpc_envelope = sign_wpc(WPC, keys["policy-admin"], issued_at=_ts(0)).to_dict()
@@ -208,6 +210,9 @@ def synthetic_run(
         envelope = sign_receipt(receipt, keys["gateway"], issued_at=_ts(n)).to_dict()
         body = {"job_id": job_id, "receipt_envelope_json": raw_text(envelope)}
         run.add("gateway", "receipt.recorded", f"job:{job_id}", body)
+    for n in range(unreceipted):
+        decision = _decision(job_id, model, 5_000_000 + n)
+        run.add("authorizer", "call.authorized", f"job:{job_id}", decision)
     if halt:
         target = f"job:{job_id}"
         run.add("operator", "agent.halted", f"halt:{target}", {"target": target, "reason": "stop"})
