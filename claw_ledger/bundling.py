@@ -231,8 +231,9 @@ class Bundler:
         for job_id, trigger in await self.triggers():
             try:
                 result = await self.seal(job_id, trigger)
-            except LedgerError as exc:
-                result = SealResult(job_id, trigger, "failed", detail=str(exc))
+            except Exception as exc:  # one run's failure must not stop the others
+                detail = str(exc) if isinstance(exc, LedgerError) else repr(exc)
+                result = SealResult(job_id, trigger, "failed", detail=detail)
             if report is not None:
                 report(result)
             sealed += result.status == "sealed"

@@ -27,7 +27,8 @@ __all__ = [
 ]
 
 _LEAF_COLUMNS = (
-    "position, kafka_partition, ledger_seq, event_id::text AS event_id, envelope_sha256, chain_hash"
+    "e.position, e.kafka_partition, e.ledger_seq, e.event_id::text AS event_id,"
+    " e.envelope_sha256, e.chain_hash"
 )
 
 
@@ -37,12 +38,12 @@ async def run_event_rows(
     """A run's accepted events, in commit order: those of ``streams`` and the authorize
     decisions naming the job (whatever their stream); never the bundle events themselves."""
     rows = await conn.fetch(
-        f"SELECT {_LEAF_COLUMNS}, event_type, stream, envelope_raw FROM events"
-        " WHERE (stream = ANY($1::text[])"
-        "        OR (event_type IN ('call.authorized', 'call.denied')"
-        "            AND payload->'body'->>'job_id' = $2))"
-        "   AND event_type NOT IN ('bundle.sealed', 'pulse.published')"
-        " ORDER BY position",
+        f"SELECT {_LEAF_COLUMNS}, e.event_type, e.stream, e.envelope_raw FROM events e"
+        " WHERE (e.stream = ANY($1::text[])"
+        "        OR (e.event_type IN ('call.authorized', 'call.denied')"
+        "            AND e.payload->'body'->>'job_id' = $2))"
+        "   AND e.event_type NOT IN ('bundle.sealed', 'pulse.published')"
+        " ORDER BY e.position",
         sorted(streams),
         job_id,
     )
