@@ -31,6 +31,7 @@ __all__ = [
     "jcs_hash_b64u",
     "jcs_ordered",
     "parse_document_bytes",
+    "parse_json_stored",
     "parse_json_strict",
     "parse_json_tracking",
     "plain_jcs",
@@ -321,6 +322,20 @@ def parse_json_tracking(data: bytes) -> tuple[Any, bool]:
     text = data.decode("utf-8")
     _number_seen.special = False
     value = _TRACKING_DECODER.decode(text)
+    return value, not _number_seen.special
+
+
+_TRUSTED_DECODER = json.JSONDecoder(
+    parse_float=_tracked_float, parse_int=_tracked_int, parse_constant=_reject_constant
+)
+
+
+def parse_json_stored(data: bytes) -> tuple[Any, bool]:
+    """:func:`parse_json_tracking` for bytes the ledger parsed strictly when it accepted
+    them (stored envelopes): the duplicate-key check, the costly part, is not repeated."""
+    text = data.decode("utf-8")
+    _number_seen.special = False
+    value = _TRUSTED_DECODER.decode(text)
     return value, not _number_seen.special
 
 

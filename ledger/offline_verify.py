@@ -39,7 +39,8 @@ from ledger.events import EVENT_ENVELOPE_TYPE
 from ledger.log_proofs import b64_hash
 from ledger.merkle import verify_consistency, verify_inclusion
 from ledger.receipts import RECEIPT_ENVELOPE_TYPE, verify_receipt_envelope
-from ledger.sealed_bundles import is_sealed, verify_seal
+from ledger.seal_verify import verify_seal
+from ledger.sealed_bundles import is_sealed
 from ledger.tlog import EventLeaf
 from ledger.verify import Rejected, verify_message
 from ledger.wpc import WPC_ENVELOPE_TYPE, verify_wpc_envelope

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.bundles import chain_entry
-from ledger.canonical import jcs, parse_json_tracking
+from ledger.canonical import jcs, parse_json_stored
 from ledger.encoding import sha256_b64u
 
 __all__ = [
@@ -210,7 +210,8 @@ def run_facts(job_id: str, payloads: Sequence[Mapping[str, Any]]) -> RunFacts:
                 )
             )
         elif event_type == "receipt.recorded":
-            receipt, plain = parse_json_tracking(str(body["receipt_envelope_json"]).encode())
+            # accepted by the ledger, which parsed it strictly (ledger/types/runs.py)
+            receipt, plain = parse_json_stored(str(body["receipt_envelope_json"]).encode())
             facts.plain_numbers = facts.plain_numbers and plain
             facts.receipts.append((payload, receipt))
         elif event_type in DECISION_TYPES:

@@ -27,7 +27,8 @@ from ledger.log_proofs import EventsNotLogged, MemoryProofSource
 from ledger.offline_verify import VerificationResult, verify_bytes
 from ledger.receipts import sign_receipt
 from ledger.run_facts import kill_switch_view
-from ledger.sealed_bundles import SEAL_STEPS, SealedBundle
+from ledger.seal_verify import SEAL_STEPS
+from ledger.sealed_bundles import SealedBundle
 from ledger.wpc import sign_wpc
 
 OUTSIDER = KeyPair.from_seed(bytes([99]) * 32, "outsider")
