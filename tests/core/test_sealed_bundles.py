@@ -301,3 +301,13 @@ def test_verify_cli_json_and_exit_codes(run: Any, sealed: SealedBundle, tmp_path
     assert " 12. checkpoint signed by the ledger key" in text.output
     valid = runner.invoke(verify_command, [str(path), "--ledger-key", run.ledger.did])
     assert valid.exit_code == 0 and "sealed proof bundle of run job-sealed-1" in valid.output
+
+
+def test_stored_bytes_are_parsed_with_number_tracking() -> None:
+    from ledger.canonical import parse_json_stored
+
+    assert parse_json_stored(b'{"a":[1,2]}') == ({"a": [1, 2]}, True)
+    assert parse_json_stored(b'{"a":1.5}') == ({"a": 1.5}, False)
+    assert parse_json_stored(b'{"a":9007199254740993}')[1] is False
+    with pytest.raises(ValueError):
+        parse_json_stored(b'{"a":NaN}')
