@@ -125,6 +125,9 @@ def test_a_completed_run_is_sealed_once_exported_and_verified(
     assert f"run:        {job}  (completed)" in text and "verdict:    valid  (OK)" in text
     missing = cli("pulse", "show", "A" * 43, ok=False)
     assert missing.returncode == 1
+    # the new projections rebuild from the events like every other one
+    audit = cli("audit", "--no-signatures", "--json", ok=False)
+    assert audit.returncode == 0, audit.stdout[-2000:]
 
 
 def test_bundle_rows_cannot_be_rewritten(running_ledger: Any) -> None:
@@ -164,6 +167,10 @@ def test_a_halted_run_is_sealed_with_its_halt(
     job, _ = _started_job(cli, tmp_path, "halted")
     state_dir = Path(running_ledger.env["CLAW_LEDGER_STATE_DIR"])
     ledger_key = load_key(state_dir / "keys" / "ledger.key")
+    # on demand, a running run is sealed as it stands
+    running = json.loads(cli("bundle", "seal", job, "--key", "ledger", "--json").stdout)
+    assert running["status"] == "sealed" and running["run_status"] == "running"
+    assert running["trigger"].startswith("demand:")
     decisions = "call.authorized" in REGISTRY and "call.denied" in REGISTRY
     if decisions:
         authorizer = load_key(state_dir / "keys" / "authorizer.key")
@@ -174,6 +181,7 @@ def test_a_halted_run_is_sealed_with_its_halt(
     sealed = json.loads(cli("bundle", "seal", job, "--key", "ledger", "--json").stdout)
     assert sealed["status"] == "sealed" and sealed["run_status"] == "halted"
     assert sealed["trigger"].startswith("halted:")
+    assert sealed["bundle_hash_b64u"] != running["bundle_hash_b64u"]
     # the bundler sees the halted run as sealed already
     assert job not in cli("bundler", "run", "--key", "ledger", "--once").stdout
     shown = json.loads(cli("bundle", "show", job, "--json").stdout)
