@@ -191,7 +191,6 @@ def test_a_halted_run_is_sealed_with_its_halt(
     assert view["halt"]["target"] == f"job:{job}" and view["halt"]["resumed_at"] is None
     text = cli("bundle", "show", job).stdout
     assert f"halt:       job:{job}" in text and "(still active)" in text
-    cli("resume", f"job:{job}", "--reason", "drill over", "--key", "operator")
     if not decisions:
         pytest.skip(
             "call.authorized/call.denied are not event types of this registry yet:"
@@ -202,8 +201,9 @@ def test_a_halted_run_is_sealed_with_its_halt(
 
 
 def _decide(harness: Any, key: Any, job: str, event_type: str, code: str, halt: str | None) -> None:
+    decision_id = str(uuid.uuid4())
     body = {
-        "decision_id": str(uuid.uuid4()),
+        "decision_id": decision_id,
         "job_id": job,
         "action": {"kind": "model", "provider": "anthropic", "model": "claude-sonnet-4"},
         "token_jti": None,
@@ -214,5 +214,8 @@ def _decide(harness: Any, key: Any, job: str, event_type: str, code: str, halt: 
         "reason_code": code,
         "decided_at": "2026-11-30T00:00:00.000Z",
     }
-    verdict = asyncio.run(harness.publish(key, event_type, f"job:{job}", body))
+    # a decision's event id is its decision id (ledger/types/decisions.py)
+    verdict = asyncio.run(
+        harness.publish(key, event_type, f"job:{job}", body, event_id=decision_id)
+    )
     assert verdict["status"] == "committed", verdict
