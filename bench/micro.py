@@ -13,7 +13,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from bench import authorize, cli_start, merkle, replay, verify_path
+from bench import authorize, cli_start, merkle, replay, sealing, verify_path
 
 __all__ = ["Row", "micro_rows", "print_replay_rows", "processor_cpu_seconds", "replay_rows"]
 
@@ -131,6 +131,22 @@ def authorize_rows() -> list[Row]:
     ]
 
 
+def sealing_rows() -> list[Row]:
+    sealed = sealing.measure(10_000)
+    total = sealed["build_s"] + sealed["verify_s"]
+    return [
+        (
+            f"sealed bundle of {sealed['receipts']:,.0f} receipts ({sealed['events']:,.0f} ledger"
+            f" events, {sealed['bytes'] / 1e6:,.1f} MB): build + verify offline",
+            f"{total:,.2f} s (build {sealed['build_s']:,.2f} s,"
+            f" verify {sealed['verify_s']:,.2f} s)",
+            f"plain clawsig bundle of the same run, build + verify {sealed['baseline_s']:,.2f} s",
+            "<= 2 s",
+            _verdict(total <= 2.0),
+        )
+    ]
+
+
 def print_replay_rows(events: int, rss_events: int, console: Console) -> None:
     """``python -m bench --only replay``: the replay rows alone, no servers, printed."""
     table = Table(title="claw-ledger replay benchmarks")
@@ -149,6 +165,7 @@ def micro_rows(replay_events: int = 20_000, replay_rss_events: int = 0) -> list[
         *merkle_rows(),
         *replay_rows(replay_events, replay_rss_events),
         *authorize_rows(),
+        *sealing_rows(),
     ]
 
 

@@ -20,7 +20,7 @@ class Role(StrEnum):
     OPERATOR = "operator"
     #: signs URM approvals, which travel inside run.manifest_approved; publishes nothing
     APPROVER = "approver"
-    #: the ledger's own key: reserved for signing proof bundles; publishes nothing
+    #: the ledger's own key: seals proof bundles and checkpoints (bundle.sealed, pulse.published)
     LEDGER = "ledger"
     #: the authorize service's key: signs its decisions (call.authorized, call.denied)
     AUTHORIZER = "authorizer"

@@ -19,7 +19,7 @@ from ledger.batch import EventRow, Outcome, PartitionPosition, QuarantineRow
 from ledger.control_digest import CONTROL_DIGEST_TABLES, DIGEST_MODULUS, digest_delta
 from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.state import LedgerState, ProjectionRow
-from storage.protocol import BatchCommit, key_record
+from storage.protocol import INSERT_ONLY_TABLES, BatchCommit, key_record
 
 __all__ = ["MemoryLedgerStore"]
 
@@ -170,6 +170,8 @@ class MemoryLedgerStore:
         for projection in projections:
             table = self._projections.setdefault(projection.table, {})
             key_value = projection.values[projection.key_column]
+            if projection.table in INSERT_ONLY_TABLES and key_value in table:
+                continue
             before = table.get(key_value, ({}, None))[0]
             # an upsert: the given columns replace theirs, the others stay
             values = {**before, **copy.deepcopy(projection.values)}

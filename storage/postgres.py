@@ -26,7 +26,7 @@ from ledger.control_digest import (
 )
 from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.state import LedgerState, ProjectionRow
-from storage.protocol import BatchCommit, key_record
+from storage.protocol import INSERT_ONLY_TABLES, BatchCommit, key_record
 
 __all__ = [
     "CONTROL_CHANNEL",
@@ -397,6 +397,8 @@ async def _upsert(
             records = [(*record, version) for record in records]
         placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key_column)
+        if table in INSERT_ONLY_TABLES:
+            updates = ""
         sql = (
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
             f" ON CONFLICT ({key_column}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")

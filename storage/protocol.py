@@ -15,7 +15,11 @@ from ledger.batch import Outcome, PartitionBatch, PartitionPosition
 from ledger.roles import Role
 from ledger.state import KeyRecord, LedgerState, ProjectionRow
 
-__all__ = ["BatchCommit", "LedgerStore", "key_record"]
+__all__ = ["INSERT_ONLY_TABLES", "BatchCommit", "LedgerStore", "key_record"]
+
+#: projections whose rows are never rewritten (migration 0012): a row with a key
+#: already stored is left as it is, so the writer needs no UPDATE on them
+INSERT_ONLY_TABLES: frozenset[str] = frozenset({"bundles", "pulse_records"})
 
 
 @dataclass(frozen=True)

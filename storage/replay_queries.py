@@ -39,6 +39,8 @@ PROJECTION_TABLES: dict[str, str] = {
     "halts": "target",
     "receipts": "receipt_id",
     "decisions": "decision_id",
+    "bundles": "bundle_hash_b64u",
+    "pulse_records": "pulse_id",
 }
 
 #: columns a processor keeps for itself, not derived from the events (migration 0004)

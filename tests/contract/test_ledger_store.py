@@ -342,3 +342,41 @@ async def test_rows_of_every_control_table_keep_their_digest(store: LedgerStore)
     stored, loaded = await _stored_digests(store)
     assert stored == loaded == state_digests(ledger.state)
     assert all(stored[t] != 0 for t in CONTROL_DIGEST_TABLES)
+
+
+def _bundle_row(job_id: str) -> ProjectionRow:
+    values = {
+        "bundle_hash_b64u": "A" * 43,
+        "job_id": job_id,
+        "bundle_id": "bundle-1",
+        "trigger": "completed",
+        "run_status": "completed",
+        "checkpoint_size": 5,
+        "event_count": 3,
+        "receipt_count": 1,
+        "sealed_by": ADMIN.did,
+        "sealed_at": "2026-11-30T00:00:00.000Z",
+        "sealed_event_id": "8d0f8b4e-0000-4000-8000-000000000001",
+    }
+    return ProjectionRow("bundles", "bundle_hash_b64u", values)
+
+
+async def test_an_insert_only_projection_keeps_its_first_row(
+    store: LedgerStore, backend: str | None
+) -> None:
+    first = _plan([b"not json"])
+    await store.commit_batch(BatchCommit(GROUP, TOPIC, first.batches, [_bundle_row("job-1")]))
+    positions = await store.load_positions(GROUP, TOPIC)
+    second = _plan([b"{}"], first_offset=1, positions=positions)
+    await store.commit_batch(BatchCommit(GROUP, TOPIC, second.batches, [_bundle_row("job-2")]))
+    if backend is None:
+        assert isinstance(store, MemoryLedgerStore)
+        stored = store._projections["bundles"]["A" * 43][0]
+        assert stored["job_id"] == "job-1"
+        return
+    conn = await asyncpg.connect(backend)
+    try:
+        rows = await conn.fetch("SELECT job_id FROM bundles")
+    finally:
+        await conn.close()
+    assert [r["job_id"] for r in rows] == ["job-1"]

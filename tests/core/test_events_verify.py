@@ -137,6 +137,20 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
         )
         for event_type, reason in (("call.authorized", "OK"), ("call.denied", "TOOL_NOT_ALLOWED"))
     },
+    "bundle.sealed": (
+        "job:job-1",
+        {
+            "job_id": "job-1",
+            "bundle_hash_b64u": "A" * 43,
+            "bundle_id": "bundle-1",
+            "trigger": "completed",
+            "run_status": "completed",
+            "checkpoint_size": 5,
+            "event_count": 3,
+            "receipt_count": 1,
+        },
+    ),
+    "pulse.published": ("job:job-1", {"pulse_id": "B" * 43, "record": {"job_id": "job-1"}}),
 }
 
 
@@ -411,7 +425,7 @@ def test_unknown_envelope_type_even_when_properly_signed() -> None:
 
 
 @pytest.mark.parametrize(
-    "event_type", ["key.deleted", "", "KEY.REGISTERED", 5, None, "bundle.sealed"]
+    "event_type", ["key.deleted", "", "KEY.REGISTERED", 5, None, "checkpoint.signed"]
 )
 def test_unknown_event_type(event_type: Any) -> None:
     document = payload("agent.halted", OPERATOR, event_type=event_type)

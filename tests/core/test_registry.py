@@ -20,7 +20,17 @@ from ledger.registry import (
 )
 from ledger.roles import Role, roles_allowed_for
 from ledger.tokens import DEFAULT_MAX_TTL_SECONDS, HARD_MAX_TTL_SECONDS
-from ledger.types import REGISTRY, attestations, decisions, halts, keys, policies, runs, tokens
+from ledger.types import (
+    REGISTRY,
+    attestations,
+    bundles,
+    decisions,
+    halts,
+    keys,
+    policies,
+    runs,
+    tokens,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
@@ -151,10 +161,10 @@ def test_python_m_ledger_types_prints_the_table() -> None:
 
 
 def test_registry_is_built_from_the_family_modules_in_a_stable_order() -> None:
-    families = (keys, policies, tokens, runs, halts, attestations, decisions)
+    families = (keys, policies, tokens, runs, halts, attestations, decisions, bundles)
     assert REGISTRY.specs == tuple(spec for family in families for spec in family.SPECS)
     assert list(REGISTRY) == list(REGISTRY.specs)
-    assert len(REGISTRY) == 17
+    assert len(REGISTRY) == 19
     assert REGISTRY.event_types()[:2] == ("key.registered", "key.revoked")
 
 
@@ -174,15 +184,8 @@ def test_every_spec_is_complete(spec: EventTypeSpec) -> None:
     assert spec.stream_id.startswith("<") and spec.stream_id.endswith(">")
     assert spec.roles and spec.description
     assert spec.body.model_config.get("strict") and spec.body.model_config.get("extra") == "forbid"
-    assert set(spec.writes) <= {
-        "keys",
-        "policies",
-        "tokens",
-        "jobs",
-        "halts",
-        "receipts",
-        "decisions",
-    }
+    projections = {"keys", "policies", "tokens", "jobs", "halts", "receipts", "decisions"}
+    assert set(spec.writes) <= projections | {"bundles", "pulse_records"}
     assert isinstance(spec.summary({}), str)
 
 
@@ -192,10 +195,10 @@ def test_roles_come_from_the_registry() -> None:
         assert REGISTRY.roles_allowed_for(spec.event_type) == spec.roles
         for role in spec.roles:
             assert spec.event_type in REGISTRY.types_allowed_for(role)
-    assert REGISTRY.roles_allowed_for("bundle.sealed") == frozenset()
-    # approvers sign inside run.manifest_approved; the ledger key signs bundles only
+    assert REGISTRY.roles_allowed_for("checkpoint.signed") == frozenset()
+    # approvers sign inside run.manifest_approved; the ledger key seals bundles
     assert REGISTRY.types_allowed_for(Role.APPROVER) == frozenset()
-    assert REGISTRY.types_allowed_for(Role.LEDGER) == frozenset()
+    assert REGISTRY.types_allowed_for(Role.LEDGER) == {"bundle.sealed", "pulse.published"}
 
 
 def test_only_key_registration_has_a_bootstrap() -> None:

@@ -27,7 +27,7 @@ from ledger.verify import Accepted, Rejected
 from ledger.wpc import policy_hash_b64u, sign_wpc
 from tests.core._helpers import receipt_payload
 
-from ._support import NOW, NOW_TS, WPC_EXAMPLE, Ledger, ts
+from ._support import NOW, NOW_TS, WPC_EXAMPLE, Ledger, pulse_body, sealed_body, ts
 
 OTHER_WPC = dict(WPC_EXAMPLE, issuer="platform-team")
 
@@ -180,6 +180,9 @@ def test_each_type_writes_the_tables_its_spec_names(ledger: Ledger) -> None:
             "decided_at": NOW_TS,
         }
         ledger.ok(ledger.keys.authorizer, event_type, "job:job-1", decision, event_id=decision_id)
+    sealed = sealed_body("job-1")
+    ledger.ok(ledger.keys.ledger, "bundle.sealed", "job:job-1", sealed)
+    ledger.ok(ledger.keys.ledger, "pulse.published", "job:job-1", pulse_body("job-1"))
     written: dict[str, set[str]] = {}
     for outcome in ledger.accepted:
         event_type = outcome.verified.event.event_type
