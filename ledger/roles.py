@@ -20,7 +20,7 @@ class Role(StrEnum):
     OPERATOR = "operator"
     #: signs URM approvals, which travel inside run.manifest_approved; publishes nothing
     APPROVER = "approver"
-    #: the ledger's own key: reserved for signing proof bundles; publishes nothing
+    #: the ledger's own key: signs the transparency log's checkpoints (checkpoint.signed)
     LEDGER = "ledger"
 
 

@@ -47,6 +47,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("verify", "command"),
     "replay": ("replay", "command"),
     "state": ("state", "command"),
+    "checkpointer": ("checkpointer", "command"),
+    "checkpoint": ("checkpoint", "command"),
+    "prove": ("checkpoint", "prove"),
 }
 
 EXIT_OK = 0

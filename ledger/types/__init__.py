@@ -7,7 +7,7 @@ event type means adding its spec there; nothing registers itself on import.
 from __future__ import annotations
 
 from ledger.registry import EventRegistry
-from ledger.types import attestations, halts, keys, policies, runs, tokens
+from ledger.types import attestations, checkpoints, halts, keys, policies, runs, tokens
 
 __all__ = ["REGISTRY"]
 
@@ -20,5 +20,6 @@ REGISTRY = EventRegistry(
         *runs.SPECS,
         *halts.SPECS,
         *attestations.SPECS,
+        *checkpoints.SPECS,
     )
 )

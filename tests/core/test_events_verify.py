@@ -119,6 +119,15 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
             "findings_count": 2,
         },
     ),
+    "checkpoint.signed": (
+        "checkpoint:ledger.example/claw",
+        {
+            "origin": "ledger.example/claw",
+            "tree_size": 1,
+            "root_hash_b64": "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+            "note": "ledger.example/claw\n1\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n",
+        },
+    ),
 }
 
 

@@ -20,7 +20,16 @@ from ledger.registry import (
 )
 from ledger.roles import Role, roles_allowed_for
 from ledger.tokens import DEFAULT_MAX_TTL_SECONDS, HARD_MAX_TTL_SECONDS
-from ledger.types import REGISTRY, attestations, halts, keys, policies, runs, tokens
+from ledger.types import (
+    REGISTRY,
+    attestations,
+    checkpoints,
+    halts,
+    keys,
+    policies,
+    runs,
+    tokens,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
@@ -151,10 +160,10 @@ def test_python_m_ledger_types_prints_the_table() -> None:
 
 
 def test_registry_is_built_from_the_family_modules_in_a_stable_order() -> None:
-    families = (keys, policies, tokens, runs, halts, attestations)
+    families = (keys, policies, tokens, runs, halts, attestations, checkpoints)
     assert REGISTRY.specs == tuple(spec for family in families for spec in family.SPECS)
     assert list(REGISTRY) == list(REGISTRY.specs)
-    assert len(REGISTRY) == 15
+    assert len(REGISTRY) == 16
     assert REGISTRY.event_types()[:2] == ("key.registered", "key.revoked")
 
 
@@ -185,9 +194,9 @@ def test_roles_come_from_the_registry() -> None:
         for role in spec.roles:
             assert spec.event_type in REGISTRY.types_allowed_for(role)
     assert REGISTRY.roles_allowed_for("bundle.sealed") == frozenset()
-    # approvers sign inside run.manifest_approved; the ledger key signs bundles only
+    # approvers sign inside run.manifest_approved; the ledger key signs only checkpoints
     assert REGISTRY.types_allowed_for(Role.APPROVER) == frozenset()
-    assert REGISTRY.types_allowed_for(Role.LEDGER) == frozenset()
+    assert REGISTRY.types_allowed_for(Role.LEDGER) == frozenset({"checkpoint.signed"})
 
 
 def test_only_key_registration_has_a_bootstrap() -> None:
