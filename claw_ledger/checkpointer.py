@@ -137,13 +137,18 @@ class _Checkpointer:
 
     async def round(self) -> StoredCheckpoint:
         """Append the buffered events and sign, store and publish the new checkpoint."""
-        position_of = {(p.leaf.partition, p.leaf.ledger_seq): p.position for p in self.buffer}
-        ordered = order_new_leaves([(p.position, p.leaf) for p in self.buffer], self.state.included)
+        pending = {(p.leaf.partition, p.leaf.ledger_seq): p for p in self.buffer}
+        ordered = [
+            pending[(leaf.partition, leaf.ledger_seq)]
+            for leaf in order_new_leaves(
+                [(p.position, p.leaf) for p in self.buffer], self.state.included
+            )
+        ]
         edge = CompactRange(self.state.edge.size, list(self.state.edge.hashes))
         first = edge.size
         nodes: list[tuple[int, int, bytes]] = []
-        for leaf in ordered:
-            nodes.extend(edge.append(leaf.hash()))
+        for event in ordered:
+            nodes.extend(edge.append(event.leaf_hash))
         checkpoint = Checkpoint(self.origin, edge.size, edge.root())
         stored = StoredCheckpoint(
             tree_size=edge.size,
@@ -154,12 +159,11 @@ class _Checkpointer:
             event_id=str(uuid.uuid4()),
             occurred_at=format_timestamp(),
         )
-        appended = [(position_of[(leaf.partition, leaf.ledger_seq)], leaf) for leaf in ordered]
-        await append_round(self.conn, first, appended, nodes, stored)
+        await append_round(self.conn, first, ordered, nodes, stored)
         self.state.edge = edge
         self.state.checkpoint = stored
-        for leaf in ordered:
-            self.state.included[leaf.partition] = leaf.ledger_seq
+        for event in ordered:
+            self.state.included[event.leaf.partition] = event.leaf.ledger_seq
         self.buffer.clear()
         self.substantive = 0
         self.unpublished.append(stored)

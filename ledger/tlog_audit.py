@@ -59,7 +59,8 @@ class TreeRebuild:
 
     def add_leaf(self, row: Mapping[str, Any]) -> None:
         """One ``tlog_leaves`` row (``log_index``, ``event_id``, ``kafka_partition``,
-        ``ledger_seq``) with its event's columns as ``e_*`` (``None`` when there is none)."""
+        ``ledger_seq``, ``leaf_hash``) with its event's columns as ``e_*`` (``None`` when
+        there is none)."""
         index = int(row["log_index"])
         if index != self.size:
             self._leaf_problem(
@@ -109,6 +110,21 @@ class TreeRebuild:
         except RejectedError as exc:
             self._leaf_problem(index, f"the event's leaf is malformed: {exc.detail}")
             hashed = EMPTY_ROOT
+        stored = bytes(row["leaf_hash"])
+        if stored != hashed:
+            self.problems.append(
+                AuditProblem(
+                    ProblemKind.TLOG_NODE_MISMATCH,
+                    "the leaf hash is not its event's",
+                    partition=partition,
+                    ledger_seq=seq,
+                    table="tlog_leaves",
+                    row=index,
+                    column="leaf_hash",
+                    expected=_b64(hashed),
+                    found=_b64(stored),
+                )
+            )
         self.tree.append(hashed)
 
     def check_node(self, level: int, index: int, stored: bytes) -> None:
@@ -134,9 +150,10 @@ class TreeRebuild:
         )
 
     def check_node_counts(self, stored: Mapping[int, int]) -> None:
-        """``stored``: level -> how many nodes of that level the table holds."""
+        """``stored``: level (from 1: level 0 is the leaves) -> how many nodes of that
+        level ``tlog_nodes`` holds."""
         levels = max(self.size.bit_length(), max(stored, default=-1) + 1)
-        for level in range(levels):
+        for level in range(1, levels):
             want = self.size >> level
             found = stored.get(level, 0)
             if found < want:

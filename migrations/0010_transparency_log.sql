@@ -7,21 +7,25 @@
 
 -- log index -> the event it holds (the assignment cannot be derived from the
 -- events: across partitions, log order is the order the checkpointer saw)
+-- and its leaf hash: the level-0 nodes of the tree live here, one row per event
 CREATE TABLE tlog_leaves (
     log_index       bigint  PRIMARY KEY CHECK (log_index >= 0),
-    event_id        uuid    NOT NULL UNIQUE,
-    position        bigint  NOT NULL,
+    -- an event is a leaf once (a position is one event; found by event id
+    -- through events, whose event_id is unique: a random uuid index here
+    -- would cost the checkpointer a random page write per event)
+    position        bigint  NOT NULL UNIQUE,
+    event_id        uuid    NOT NULL,
     kafka_partition integer NOT NULL,
     ledger_seq      bigint  NOT NULL CHECK (ledger_seq >= 1),
-    -- an event is a leaf once; a partition's leaves continue its chain
-    UNIQUE (kafka_partition, ledger_seq)
+    leaf_hash       bytea   NOT NULL CHECK (octet_length(leaf_hash) = 32)
 );
 
 -- (level, idx) -> hash of the complete subtree over leaves
--- [idx * 2^level, (idx + 1) * 2^level); level 0 holds the leaf hashes.
--- The incomplete right edge is never stored: proofs fold it from these.
+-- [idx * 2^level, (idx + 1) * 2^level), for level >= 1 (level 0 is
+-- tlog_leaves.leaf_hash). The incomplete right edge is never stored: proofs
+-- fold it from these.
 CREATE TABLE tlog_nodes (
-    level smallint NOT NULL CHECK (level >= 0 AND level < 64),
+    level smallint NOT NULL CHECK (level >= 1 AND level < 64),
     idx   bigint   NOT NULL CHECK (idx >= 0),
     hash  bytea    NOT NULL CHECK (octet_length(hash) = 32),
     PRIMARY KEY (level, idx)

@@ -82,7 +82,8 @@ async def audit_transparency_log(database_url: str, batch: int = 5000) -> TreeRe
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             leaves = conn.cursor(
                 "SELECT l.log_index, l.event_id::text AS event_id, l.kafka_partition,"
-                " l.ledger_seq, e.event_id::text AS e_event_id, e.kafka_partition AS e_partition,"
+                " l.ledger_seq, l.leaf_hash, e.event_id::text AS e_event_id,"
+                " e.kafka_partition AS e_partition,"
                 " e.ledger_seq AS e_seq, e.envelope_sha256 AS e_envelope_sha256,"
                 " e.chain_hash AS e_chain_hash"
                 " FROM tlog_leaves l LEFT JOIN events e ON e.position = l.position"

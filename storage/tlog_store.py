@@ -1,10 +1,11 @@
 """The transparency log in Postgres: signed checkpoints and the proofs against them.
 
 Tables of ``migrations/0010_transparency_log.sql``: ``tlog_leaves`` (log index
--> event), ``tlog_nodes`` (complete subtrees, ``(level, idx) -> hash``) and
-``tlog_checkpoints``. A proof is planned by :mod:`ledger.merkle`, its
-O(log n) nodes are read in ONE query (:func:`fetch_nodes`), and folded; no
-event is read again except the one whose leaf is proven.
+-> event and its leaf hash, the level-0 nodes), ``tlog_nodes`` (complete
+subtrees above the leaves, ``(level, idx) -> hash``) and ``tlog_checkpoints``.
+A proof is planned by :mod:`ledger.merkle`, its O(log n) nodes are read in
+ONE query (:func:`fetch_nodes`) and folded; no event is read again except the
+one whose leaf is proven.
 
 Every function takes an asyncpg connection or pool (anything with ``fetch``
 and ``fetchrow``). What the checkpointer writes is in :mod:`storage.tlog_writer`.
@@ -179,12 +180,16 @@ async def fetch_nodes(db: Queryable, ids: Sequence[NodeId]) -> dict[NodeId, byte
     """The hashes of ``ids``, in one query. A missing node is a damaged log (LedgerError)."""
     if not ids:
         return {}
+    inner = [(level, index) for level, index in ids if level]
     rows = await db.fetch(
-        "SELECT n.level, n.idx, n.hash FROM tlog_nodes n"
-        " JOIN unnest($1::smallint[], $2::bigint[]) AS want(level, idx)"
+        "SELECT 0 AS level, log_index AS idx, leaf_hash AS hash FROM tlog_leaves"
+        " WHERE log_index = ANY($1::bigint[])"
+        " UNION ALL SELECT n.level, n.idx, n.hash FROM tlog_nodes n"
+        " JOIN unnest($2::smallint[], $3::bigint[]) AS want(level, idx)"
         " ON n.level = want.level AND n.idx = want.idx",
-        [level for level, _ in ids],
-        [index for _, index in ids],
+        [index for level, index in ids if not level],
+        [level for level, _ in inner],
+        [index for _, index in inner],
     )
     nodes = {(int(r["level"]), int(r["idx"])): bytes(r["hash"]) for r in rows}
     missing = [node for node in ids if node not in nodes]
@@ -286,7 +291,7 @@ async def inclusion_proof_for_event(
 ) -> InclusionProof:
     """The proof that event ``event_id`` is in the checkpoint of ``tree_size`` (default:
     the latest). Raises :class:`LogEntryNotFound` when the event is not in that tree."""
-    row = await db.fetchrow(f"{_LEAF_SELECT} WHERE l.event_id = $1", _event_uuid(event_id))
+    row = await db.fetchrow(f"{_LEAF_SELECT} WHERE e.event_id = $1", _event_uuid(event_id))
     if row is None:
         committed = await db.fetchrow(
             "SELECT position FROM events WHERE event_id = $1", _event_uuid(event_id)

@@ -39,11 +39,22 @@ ADVISORY_LOCK_KEY = int.from_bytes(b"clawtlog", "big", signed=True)
 
 @dataclass(frozen=True, slots=True)
 class PendingEvent:
-    """A committed event not in the log yet."""
+    """A committed event not in the log yet, with its leaf hash (computed by Postgres)."""
 
     position: int
     event_type: str
     leaf: EventLeaf
+    leaf_hash: bytes
+
+
+#: ledger.tlog.EventLeaf's bytes and hash, in SQL: the checkpointer's hot path hashes
+#: in the database (tests and the audit hold it to the Python definition)
+_LEAF_HASH_SQL = (
+    "sha256('\\x00'::bytea || '\\x01'::bytea || int4send(kafka_partition)"
+    " || int8send(ledger_seq) || uuid_send(event_id)"
+    " || decode(translate(envelope_sha256, '-_', '+/') || '=', 'base64')"
+    " || decode(translate(chain_hash, '-_', '+/') || '=', 'base64'))"
+)
 
 
 @dataclass
@@ -117,10 +128,10 @@ async def read_new_events(
         return []
     rows = await conn.fetch(
         "SELECT e.position, e.event_type, e.kafka_partition, e.ledger_seq,"
-        " e.event_id::text AS event_id, e.envelope_sha256, e.chain_hash"
+        " e.event_id::text AS event_id, e.envelope_sha256, e.chain_hash, e.leaf_hash"
         " FROM unnest($2::int[], $3::bigint[]) AS p(part, done)"
         " CROSS JOIN LATERAL (SELECT position, event_type, kafka_partition, ledger_seq,"
-        " event_id, envelope_sha256, chain_hash FROM events"
+        f" event_id, envelope_sha256, chain_hash, {_LEAF_HASH_SQL} AS leaf_hash FROM events"
         " WHERE kafka_topic = $1 AND kafka_partition = p.part AND ledger_seq > p.done"
         " ORDER BY ledger_seq LIMIT $4) AS e",
         topic,
@@ -139,6 +150,7 @@ async def read_new_events(
                 str(r["envelope_sha256"]),
                 str(r["chain_hash"]),
             ),
+            bytes(r["leaf_hash"]),
         )
         for r in rows
     ]
@@ -147,26 +159,42 @@ async def read_new_events(
 async def append_round(
     conn: asyncpg.Connection,
     first_index: int,
-    appended: Sequence[tuple[int, EventLeaf]],
+    appended: Sequence[PendingEvent],
     nodes: Sequence[tuple[int, int, bytes]],
     checkpoint: StoredCheckpoint,
 ) -> None:
-    """Write one round: leaves from ``first_index`` (``(position, leaf)`` in log order),
-    their new nodes and the checkpoint, in one transaction."""
+    """Write one round: the leaves from ``first_index`` in log order, the new nodes
+    above them (the level-0 ones are the leaves' hashes) and the checkpoint, in one
+    transaction."""
     leaf_records: list[tuple[Any, ...]] = [
-        (first_index + i, uuid.UUID(leaf.event_id), position, leaf.partition, leaf.ledger_seq)
-        for i, (position, leaf) in enumerate(appended)
+        (
+            first_index + i,
+            uuid.UUID(event.leaf.event_id),
+            event.position,
+            event.leaf.partition,
+            event.leaf.ledger_seq,
+            event.leaf_hash,
+        )
+        for i, event in enumerate(appended)
     ]
+    inner = [node for node in nodes if node[0]]
     async with conn.transaction():
         if leaf_records:
             await conn.copy_records_to_table(
                 "tlog_leaves",
                 records=leaf_records,
-                columns=("log_index", "event_id", "position", "kafka_partition", "ledger_seq"),
+                columns=(
+                    "log_index",
+                    "event_id",
+                    "position",
+                    "kafka_partition",
+                    "ledger_seq",
+                    "leaf_hash",
+                ),
             )
-        if nodes:
+        if inner:
             await conn.copy_records_to_table(
-                "tlog_nodes", records=list(nodes), columns=("level", "idx", "hash")
+                "tlog_nodes", records=inner, columns=("level", "idx", "hash")
             )
         await conn.execute(
             "INSERT INTO tlog_checkpoints (tree_size, origin, root_hash, note, signer_did,"

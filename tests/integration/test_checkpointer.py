@@ -56,6 +56,13 @@ async def _halts(ledger: LedgerHarness, count: int, job: str) -> list[str]:
     return ids
 
 
+async def _trickle(ledger: LedgerHarness, slices: int, each: int, job: str) -> None:
+    """``slices`` × ``each`` halts, a slice at a time, so that events keep arriving."""
+    for n in range(slices):
+        await _halts(ledger, each, f"{job}-{n}")
+        await asyncio.sleep(0.3)
+
+
 async def _published(conn: asyncpg.Connection, timeout: float = 60.0) -> None:
     """Every stored checkpoint's checkpoint.signed event is committed on the ledger."""
     deadline = time.monotonic() + timeout
@@ -115,27 +122,33 @@ async def test_rounds_survive_sigkill_and_proofs_verify_offline(
         assert checkpoint["tree_size"] == committed
         await _published(conn)
 
-        # kill the checkpointer again and again while events keep coming
-        publisher = asyncio.create_task(_halts(ledger, 300, "ckpt-b"))
+        # kill the checkpointer again and again, each time once it is up and working,
+        # while events keep coming
+        publisher = asyncio.create_task(_trickle(ledger, 15, 20, "ckpt-b"))
+        log_path = tmp_path / "checkpointer.log"
         kills = 0
-        while not publisher.done() or kills < 3:
+        while not publisher.done() or kills < 4:
             proc = _checkpointer(ledger, "--every-events", "7", "--every-seconds", "0.05")
-            await asyncio.sleep(2.5 + 0.5 * kills)
+            deadline = time.monotonic() + 120
+            while log_path.read_text().count("checkpointer for") <= kills:
+                assert proc.poll() is None, log_path.read_text()
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3 + 0.4 * (kills % 3))
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
             kills += 1
         await publisher
         # each start logs the size it resumed from: rounds were committed between kills
-        log = (tmp_path / "checkpointer.log").read_text()
-        resumed = [int(n) for n in re.findall(r"log size (\d+)", log)]
-        assert len(resumed) == kills and len(set(resumed)) >= 3, log
+        resumed = [int(n) for n in re.findall(r"log size (\d+)", log_path.read_text())]
+        assert len(resumed) == kills and len(set(resumed)) >= 3, log_path.read_text()
         # a restart publishes what the kills left unpublished, then appends the rest;
         # the second round appends the first one's own checkpoint.signed event
         for _ in range(2):
             assert _once(ledger) is not None
             await _published(conn)
         size = await _log_matches_the_events(conn)
-        assert size >= 320 + 8  # the halts, the keys, and the checkpoints' own events
+        assert size >= 20 + 300 + 8  # the halts, the keys, and the checkpoints' own events
         # only the last round's own checkpoint.signed event is not a leaf yet
         assert await conn.fetchval("SELECT count(*) FROM events") == size + 1
 
@@ -299,11 +312,18 @@ async def test_watch_alerts_on_a_forged_checkpoint_and_audit_on_a_changed_node(
         clean = json.loads(_cli(ledger.env, "audit", "--json").stdout)
         assert clean["ok"], clean["problems"]
         await conn.execute(
-            "UPDATE tlog_nodes SET hash = $1 WHERE level = 0 AND idx = 1", b"\x01" * 32
+            "UPDATE tlog_nodes SET hash = $1 WHERE level = 1 AND idx = 1", b"\x01" * 32
         )
         report = json.loads(_cli(ledger.env, "audit", "--json").stdout)
         kinds = {(p["kind"], p["table"]) for p in report["problems"]}
         assert ("TLOG_NODE_MISMATCH", "tlog_nodes") in kinds, report["problems"]
+        # and a leaf hash (the tree's level 0)
+        await conn.execute(
+            "UPDATE tlog_leaves SET leaf_hash = $1 WHERE log_index = 2", b"\x03" * 32
+        )
+        report = json.loads(_cli(ledger.env, "audit", "--json").stdout)
+        kinds = {(p["kind"], p["table"]) for p in report["problems"]}
+        assert ("TLOG_NODE_MISMATCH", "tlog_leaves") in kinds, report["problems"]
         await conn.execute(
             "UPDATE tlog_checkpoints SET root_hash = $1 WHERE tree_size = $2", b"\x02" * 32, size
         )

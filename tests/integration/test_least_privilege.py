@@ -164,7 +164,9 @@ async def _checkpoint_as_writer(writer_url: str) -> None:
         assert len(pending) == 3
         edge, nodes = state.edge, []
         for event in pending:
-            nodes.extend(edge.append(event.leaf.hash()))
+            # the hash Postgres computed is the leaf's
+            assert event.leaf_hash == event.leaf.hash()
+            nodes.extend(edge.append(event.leaf_hash))
         note = sign_checkpoint(
             Checkpoint("lp.example/log", edge.size, edge.root()),
             [NoteSigner("lp.example/log", OPERATOR)],
@@ -172,7 +174,7 @@ async def _checkpoint_as_writer(writer_url: str) -> None:
         checkpoint = StoredCheckpoint(
             3, "lp.example/log", edge.root(), note, OPERATOR.did, str(uuid.uuid4()), "now"
         )
-        await append_round(conn, 0, [(p.position, p.leaf) for p in pending], nodes, checkpoint)
+        await append_round(conn, 0, pending, nodes, checkpoint)
         assert (await load_log_state(conn)).edge.root() == edge.root()
     finally:
         await conn.close()

@@ -33,7 +33,7 @@ from storage.tlog_store import (
     fetch_nodes,
     latest_checkpoint,
 )
-from storage.tlog_writer import append_round, load_log_state
+from storage.tlog_writer import PendingEvent, append_round, load_log_state
 
 pytestmark = pytest.mark.integration
 
@@ -72,9 +72,11 @@ async def _write_rounds(conn: asyncpg.Connection) -> tuple[MerkleTree, list[int]
             str(uuid.uuid4()),
             format_timestamp(),
         )
-        await append_round(
-            conn, first, [(1000 + n + i, leaf) for i, leaf in enumerate(leaves)], nodes, stored
-        )
+        pending = [
+            PendingEvent(1000 + n + i, "agent.halted", leaf, leaf.hash())
+            for i, leaf in enumerate(leaves)
+        ]
+        await append_round(conn, first, pending, nodes, stored)
         n += count
         sizes.append(edge.size)
     return memory, sizes
