@@ -253,11 +253,24 @@ async def _open(config: CheckpointerConfig) -> _Checkpointer:
         raise
 
 
+class _NotPublished(ServiceError):
+    """A checkpoint is signed and stored, but Kafka did not take its event (yet)."""
+
+
 async def _publish(checkpointer: _Checkpointer, producer: LedgerProducer) -> None:
+    from aiokafka.errors import KafkaError
+
     while checkpointer.unpublished:
         stored = checkpointer.unpublished[0]
         stream, raw = _checkpoint_event(checkpointer.config.key, stored)
-        await (await producer.send_raw(raw, stream, stored.event_id))
+        try:
+            await (await producer.send_raw(raw, stream, stored.event_id))
+        except (KafkaError, TimeoutError) as exc:
+            raise _NotPublished(
+                f"the checkpoint of size {stored.tree_size} is signed and stored, but its"
+                f" checkpoint.signed event could not be published: {exc}",
+                hint="it is published again at the next attempt or start",
+            ) from exc
         checkpointer.unpublished.pop(0)
 
 
@@ -289,10 +302,11 @@ async def run_checkpointer(
             f"checkpointer for {checkpointer.origin}: log size {checkpointer.state.edge.size},"
             f" signing as {config.key.did}"
         )
-        await _publish(checkpointer, producer)
         last_round = time.monotonic()
         while not stop.is_set():
             try:
+                if checkpointer.unpublished:
+                    await _publish(checkpointer, producer)
                 await checkpointer.poll()
                 if checkpointer.buffer and (
                     once or checkpointer.due(time.monotonic() - last_round)
@@ -303,9 +317,17 @@ async def run_checkpointer(
                     checkpointer.report(last, added, force=once)
                     await _publish(checkpointer, producer)
                     delay = 0.5
-                    continue
+                    if not once:
+                        continue
                 if once:
                     break
+            except _NotPublished as exc:
+                if once:
+                    raise
+                config.log(f"{exc}; retrying in {delay:.1f}s")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
             except _TRANSIENT as exc:
                 config.log(f"database unavailable ({exc}); retrying in {delay:.1f}s")
                 await asyncio.sleep(delay)
