@@ -69,7 +69,10 @@ class _Runner:
         env["CLAW_LEDGER_STATE_DIR"] = str(self.settings.state_dir)
         show = show and not self.quiet
         if show:
-            self.console.print(f"[bold cyan]$ claw-ledger {' '.join(args)}[/]", highlight=False)
+            # emoji off: a did:key argument would print as "did🔑z6Mk…"
+            self.console.print(
+                f"[bold cyan]$ claw-ledger {' '.join(args)}[/]", highlight=False, emoji=False
+            )
         proc = subprocess.run(
             [sys.executable, "-m", "claw_ledger", *args],
             cwd=self.workdir,

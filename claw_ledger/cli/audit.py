@@ -42,7 +42,7 @@ def audit_command(as_json: bool, signatures: bool) -> None:
             f" {report['quarantine']:,} quarantine rows and"
             f" {len(report['control_digests'])} control-plane digests,"
             f" {report['transparency_log']['leaves']:,} log leaves and"
-            f" {report['transparency_log']['checkpoints']:,} checkpoints:"
+            f" {report['transparency_log']['checkpoints']:,} checkpoint(s):"
             f" {'OK' if report['ok'] else 'PROBLEMS FOUND'}",
             markup=False,
         )
