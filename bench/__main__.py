@@ -21,41 +21,34 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import time
-import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import psutil
-from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.table import Table
 
+from bench.ledger import (
+    PUBLISH_CHUNK,
+    commit_times,
+    new_ledger,
+    publish_all,
+    wait_committed,
+)
 from bench.micro import micro_rows, print_replay_rows, processor_cpu_seconds
 from bench.replay_ledger import ledger_read_rows
 from bench.signing import halt_drafts, publish_signing, signing_rows
+from bench.tlog import checkpointing_rows, stored_proof_rows
 from bench.workload import sign_halt_events
 from claw_ledger.config import Settings, load_settings
-from claw_ledger.services.kafka import ensure_topics
 from claw_ledger.services.manager import services_down, services_up
-from claw_ledger.services.postgres import create_database
-from claw_ledger.topics import topic_names
 from ledger.crypto import KeyPair
-from ledger.events import build_event, sign_event
 from ledger.verify import verify_message
-from producers.publish import wait_for_verdict
-from producers.sdk import LedgerProducer, RawEvent
-from storage.migrate import migrate
-from storage.postgres import set_trust_root
 
 ROOT = Path(__file__).resolve().parents[1]
-#: events per bulk send when publishing flat out (their send time is the chunk's)
-PUBLISH_CHUNK = 2_000
 console = Console()
 
 
@@ -112,197 +105,6 @@ def pipeline_verify_rate(n: int = 10_000) -> float:
     return n / (time.perf_counter() - start)
 
 
-# --- a ledger to measure -----------------------------------------------------
-
-
-@dataclass
-class BenchLedger:
-    settings: Settings
-    operator: KeyPair
-    processors: list[subprocess.Popen[bytes]]
-    #: a consumer group of its own: group ids are broker-wide, and members of an
-    #: earlier ledger's group would hold up this one's rebalance
-    group: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "CLAW_LEDGER_KAFKA": self.settings.kafka_bootstrap or "",
-                "CLAW_LEDGER_DATABASE_URL": self.settings.database_url or "",
-                "CLAW_LEDGER_STATE_DIR": str(self.settings.state_dir),
-                "CLAW_LEDGER_TOPIC_PREFIX": self.settings.topic_prefix,
-            }
-        )
-        return env
-
-    def start_processors(self, count: int) -> None:
-        log = (self.settings.state_dir / "processors.log").open("ab")
-        for _ in range(count):
-            self.processors.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "claw_ledger",
-                        "processor",
-                        "run",
-                        "--no-status",
-                        "--group",
-                        self.group,
-                    ],
-                    env=self.env(),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-
-    def stop_processors(self) -> None:
-        for proc in self.processors:
-            proc.terminate()
-        for proc in self.processors:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        self.processors.clear()
-
-
-async def new_ledger(base: Settings, processors: int, partitions: int) -> BenchLedger:
-    """A fresh database and topic prefix on the bench servers, with a registered operator."""
-    assert base.database_url and base.kafka_bootstrap
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    await create_database(base.database_url, name)
-    url = base.database_url.rsplit("/", 1)[0] + "/" + name
-    await migrate(url)
-    settings = replace(base, database_url=url, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}")
-    topics = topic_names(settings.topic_prefix)
-    await ensure_topics(base.kafka_bootstrap, topics.all, partitions)
-    admin, operator = KeyPair.generate("admin"), KeyPair.generate("operator")
-    conn = await asyncpg.connect(url)
-    try:
-        await set_trust_root(conn, admin.did)
-    finally:
-        await conn.close()
-    ledger = BenchLedger(settings, operator, [])
-    ledger.start_processors(processors)
-    async with LedgerProducer(base.kafka_bootstrap, topics.ingress) as producer:
-        for key, roles in ((admin, ["admin"]), (operator, ["operator"])):
-            event = build_event(
-                "key.registered",
-                f"key:{key.did}",
-                {"did": key.did, "name": key.name, "roles": roles},
-                admin,
-            )
-            await producer.send_envelope(sign_event(event, admin))
-            verdict = await wait_for_verdict(url, event.event_id, timeout=120)
-            assert verdict["status"] == "committed", verdict
-    await wait_group_stable(base.kafka_bootstrap, ledger.group, processors)
-    return ledger
-
-
-async def wait_group_stable(bootstrap: str, group: str, members: int, timeout: float = 120) -> None:
-    """Until every processor is a member with its partitions: a rebalance
-    inside the measured window would pause all of them."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            [response] = await admin.describe_consumer_groups([group])
-            # DescribeGroups: (error_code, group_id, state, protocol_type, protocol, members)
-            description = response.groups[0]
-            if description[2] == "Stable" and len(description[5]) == members:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"group {group} not stable with {members} members: {description}"
-                )
-            await asyncio.sleep(0.5)
-    finally:
-        await admin.close()
-
-
-async def publish_all(
-    ledger: BenchLedger, events: list[tuple[str, str, bytes]], rate: float | None = None
-) -> dict[str, float]:
-    """Publish pre-signed events (as fast as Kafka takes them, or at ``rate`` per
-    second); returns each event's send time.
-
-    Flat out uses the SDK's bulk path (:meth:`LedgerProducer.send_raw_many`) in
-    chunks; a steady rate sends event by event.
-    """
-    sent: dict[str, float] = {}
-    assert ledger.settings.kafka_bootstrap
-    async with LedgerProducer(
-        ledger.settings.kafka_bootstrap,
-        topic_names(ledger.settings.topic_prefix).ingress,
-        linger_ms=10,
-        max_batch_size=1024 * 1024,
-    ) as producer:
-        if rate is None:
-            for start in range(0, len(events), PUBLISH_CHUNK):
-                chunk = events[start : start + PUBLISH_CHUNK]
-                now = time.time()
-                for event_id, _, _ in chunk:
-                    sent[event_id] = now
-                await producer.send_raw_many(
-                    RawEvent(raw, stream, event_id) for event_id, stream, raw in chunk
-                )
-            return sent
-        futures = []
-        began = time.monotonic()
-        for n, (event_id, stream, raw) in enumerate(events):
-            if n % 50 == 0:
-                ahead = began + n / rate - time.monotonic()
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
-            sent[event_id] = time.time()
-            futures.append(await producer.send_raw(raw, stream, event_id))
-        await asyncio.gather(*futures)
-    return sent
-
-
-async def wait_committed(url: str, count: int, timeout: float, sample: Any = None) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        deadline = time.monotonic() + timeout
-        # the ledger's own counters, not count(*) over a growing table: a scan per
-        # poll took a measurable share of the CPU the benchmark measures
-        setup = await conn.fetchval(
-            "SELECT count(*) FROM events WHERE event_type = 'key.registered'"
-        )
-        while True:
-            done = (
-                await conn.fetchval(
-                    "SELECT coalesce(sum(ledger_seq), 0)::bigint FROM consumer_positions"
-                )
-                - setup
-            )
-            if sample is not None:
-                sample(done)
-            if done >= count:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {done} of {count} events committed in {timeout:.0f}s")
-            await asyncio.sleep(1.0)
-    finally:
-        await conn.close()
-
-
-async def commit_times(url: str) -> list[dict[str, Any]]:
-    """Each benchmark event's id and commit time (epoch seconds)."""
-    conn = await asyncpg.connect(url)
-    try:
-        rows = await conn.fetch(
-            "SELECT event_id::text AS id, extract(epoch FROM recorded_at) AS at FROM events"
-            " WHERE event_type = 'agent.halted'"
-        )
-    finally:
-        await conn.close()
-    return [dict(r) for r in rows]
-
-
 # --- the benchmarks ----------------------------------------------------------
 
 
@@ -336,13 +138,22 @@ class EndToEndRun:
 
 
 async def end_to_end_run(
-    base: Settings, events: int, processors: int, partitions: int, *, signing: bool = False
+    base: Settings,
+    events: int,
+    processors: int,
+    partitions: int,
+    *,
+    signing: bool = False,
+    checkpointer: bool = False,
 ) -> EndToEndRun:
     """One measured run on a fresh ledger; the baseline is taken right before it.
 
     ``signing``: the publisher signs on the clock (SDK bulk path) instead of
-    sending events signed beforehand."""
+    sending events signed beforehand. ``checkpointer``: a checkpointer signs the
+    transparency log every second meanwhile."""
     ledger = await new_ledger(base, processors, partitions)
+    if checkpointer:
+        ledger.start_checkpointer()
     try:
         if signing:
             drafts = halt_drafts(events)
@@ -589,6 +400,25 @@ async def main(args: argparse.Namespace) -> None:
             results += await paced_latency(
                 base, args.latency_events, args.latency_rate, args.processors, args.partitions
             )
+        if args.checkpoint_events:
+            rows, notes = await checkpointing_rows(
+                lambda checkpointer: end_to_end_run(
+                    base,
+                    args.checkpoint_events,
+                    args.processors,
+                    args.partitions,
+                    checkpointer=checkpointer,
+                ),
+                args.checkpoint_events,
+                args.repeat,
+            )
+            results += [Result(*row, notes=notes) for row in rows]
+        if args.proof_leaves:
+            proof_ledger = await new_ledger(base, 1, args.partitions)
+            proof_ledger.stop_processors()
+            assert proof_ledger.settings.database_url
+            rows = await stored_proof_rows(proof_ledger.settings.database_url, args.proof_leaves)
+            results += [Result(*row) for row in rows]
         if args.rss_events:
             results += await rss_flat(base, args.rss_events, args.partitions)
     finally:
@@ -616,6 +446,10 @@ if __name__ == "__main__":
     parser.add_argument("--rss-events", type=int, default=1_000_000)
     parser.add_argument("--latency-events", type=int, default=30_000)
     parser.add_argument("--latency-rate", type=float, default=2_000.0)
+    parser.add_argument(
+        "--checkpoint-events", type=int, default=100_000, help="ingest with/without checkpointer"
+    )
+    parser.add_argument("--proof-leaves", type=int, default=1_000_000, help="proofs from Postgres")
     parser.add_argument("--processors", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument(

@@ -12,12 +12,14 @@ from typing import Any, TypeVar
 
 from claw_ledger.config import Settings
 from claw_ledger.config import effective_database_url as _url
+from ledger.tlog_audit import TreeRebuild
 from storage import audit_queries, ledger_queries, projection_queries
 from storage.ledger_queries import TimelineFilter, TimelinePage
 
 __all__ = [
     "TimelineFilter",
     "TimelinePage",
+    "audit_transparency_log",
     "chain_heads",
     "control_digest_report",
     "duplicate_coordinates",
@@ -77,3 +79,7 @@ async def duplicate_coordinates(settings: Settings) -> list[dict[str, Any]]:
 
 async def control_digest_report(settings: Settings) -> dict[str, tuple[int | None, int]]:
     return await audit_queries.control_digest_report(_reader_url(settings))
+
+
+async def audit_transparency_log(settings: Settings) -> TreeRebuild:
+    return await audit_queries.audit_transparency_log(_reader_url(settings))

@@ -64,6 +64,13 @@ class ProblemKind(StrEnum):
     COORDINATES_DUPLICATE = "COORDINATES_DUPLICATE"
     #: a control-plane table does not sum to its stored digest (ADR 0014)
     DIGEST_MISMATCH = "DIGEST_MISMATCH"
+    #: a leaf of the transparency log is missing, out of order, or not its event's
+    TLOG_LEAF_MISMATCH = "TLOG_LEAF_MISMATCH"
+    #: a stored node of the log's tree is not what its leaves recompute (changed, missing, extra)
+    TLOG_NODE_MISMATCH = "TLOG_NODE_MISMATCH"
+    #: a checkpoint's root is not its tree's, its note does not verify, or it disagrees
+    #: with its ``checkpoint.signed`` event
+    TLOG_CHECKPOINT_INVALID = "TLOG_CHECKPOINT_INVALID"
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "state": ("state", "command"),
     "authorize": ("authorize", "command"),
     "simulate": ("simulate", "command"),
+    "checkpointer": ("checkpointer", "command"),
+    "checkpoint": ("checkpoint", "command"),
+    "prove": ("checkpoint", "prove"),
 }
 
 EXIT_OK = 0

@@ -37,7 +37,7 @@ __all__ = ["audit_command", "command", "quarantine_command"]
 )
 def audit_command(as_json: bool, signatures: bool, jobs: int | None) -> None:
     """Verify the whole ledger before trusting it: every column, chain, sequence,
-    signature, the quarantine and the control-plane digests.
+    signature, the quarantine, the control-plane digests and the transparency log.
 
     Every stored column of an event must be what its raw bytes say, and every
     partition's hash chain must recompute from them; a missing, reordered or
@@ -52,7 +52,9 @@ def audit_command(as_json: bool, signatures: bool, jobs: int | None) -> None:
         console.print(
             f"checked {report['events']:,} events in {len(report['partitions'])} partition(s),"
             f" {report['quarantine']:,} quarantine rows and"
-            f" {len(report['control_digests'])} control-plane digests:"
+            f" {len(report['control_digests'])} control-plane digests,"
+            f" {report['transparency_log']['leaves']:,} log leaves and"
+            f" {report['transparency_log']['checkpoints']:,} checkpoint(s):"
             f" {'OK' if report['ok'] else 'PROBLEMS FOUND'}",
             markup=False,
         )
@@ -96,6 +98,8 @@ async def _audit(signatures: bool, jobs: int | None, show_progress: bool) -> dic
         started = time.monotonic()
         await _projections_match_a_rebuild(problems, signatures, jobs)
         rebuild_seconds = time.monotonic() - started
+        progress.update(task, description="auditing: the transparency log")
+        tlog = await _audit_transparency_log(problems)
     return {
         "ok": not problems,
         "events": count,
@@ -103,6 +107,7 @@ async def _audit(signatures: bool, jobs: int | None, show_progress: bool) -> dic
         "partitions": {f"{t}/{p}": n for (t, p), n in partitions.items()},
         "quarantine": quarantined,
         "control_digests": digests,
+        "transparency_log": tlog,
         "problems": [p.to_json() for p in problems],
     }
 
@@ -271,6 +276,15 @@ async def _projections_match_a_rebuild(
                 found=diff.live,
             )
         )
+
+
+async def _audit_transparency_log(problems: list[AuditProblem]) -> dict[str, int]:
+    """The log's leaves, nodes and signed checkpoints against a rebuild from the events."""
+    from claw_ledger.reads import audit_transparency_log
+
+    rebuild = await audit_transparency_log(settings())
+    problems.extend(rebuild.problems)
+    return {"leaves": rebuild.size, "checkpoints": rebuild.checkpoints}
 
 
 @click.command("quarantine")

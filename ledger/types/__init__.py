@@ -10,6 +10,7 @@ from ledger.registry import EventRegistry
 from ledger.types import (
     attestations,
     bundles,
+    checkpoints,
     decisions,
     halts,
     keys,
@@ -29,6 +30,7 @@ REGISTRY = EventRegistry(
         *runs.SPECS,
         *halts.SPECS,
         *attestations.SPECS,
+        *checkpoints.SPECS,
         *decisions.SPECS,
         *bundles.SPECS,
     )

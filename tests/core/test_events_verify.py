@@ -151,6 +151,15 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
         },
     ),
     "pulse.published": ("job:job-1", {"pulse_id": "B" * 43, "record": {"job_id": "job-1"}}),
+    "checkpoint.signed": (
+        "checkpoint:ledger.example/claw",
+        {
+            "origin": "ledger.example/claw",
+            "tree_size": 1,
+            "root_hash_b64": "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+            "note": "ledger.example/claw\n1\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n",
+        },
+    ),
 }
 
 
@@ -425,7 +434,7 @@ def test_unknown_envelope_type_even_when_properly_signed() -> None:
 
 
 @pytest.mark.parametrize(
-    "event_type", ["key.deleted", "", "KEY.REGISTERED", 5, None, "checkpoint.signed"]
+    "event_type", ["key.deleted", "", "KEY.REGISTERED", 5, None, "bundle.opened"]
 )
 def test_unknown_event_type(event_type: Any) -> None:
     document = payload("agent.halted", OPERATOR, event_type=event_type)

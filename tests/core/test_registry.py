@@ -24,6 +24,7 @@ from ledger.types import (
     REGISTRY,
     attestations,
     bundles,
+    checkpoints,
     decisions,
     halts,
     keys,
@@ -161,10 +162,10 @@ def test_python_m_ledger_types_prints_the_table() -> None:
 
 
 def test_registry_is_built_from_the_family_modules_in_a_stable_order() -> None:
-    families = (keys, policies, tokens, runs, halts, attestations, decisions, bundles)
+    families = (keys, policies, tokens, runs, halts, attestations, checkpoints, decisions, bundles)
     assert REGISTRY.specs == tuple(spec for family in families for spec in family.SPECS)
     assert list(REGISTRY) == list(REGISTRY.specs)
-    assert len(REGISTRY) == 19
+    assert len(REGISTRY) == 20
     assert REGISTRY.event_types()[:2] == ("key.registered", "key.revoked")
 
 
@@ -195,10 +196,14 @@ def test_roles_come_from_the_registry() -> None:
         assert REGISTRY.roles_allowed_for(spec.event_type) == spec.roles
         for role in spec.roles:
             assert spec.event_type in REGISTRY.types_allowed_for(role)
-    assert REGISTRY.roles_allowed_for("checkpoint.signed") == frozenset()
-    # approvers sign inside run.manifest_approved; the ledger key seals bundles
+    # approvers sign inside run.manifest_approved; the ledger key signs checkpoints, seals
+    # bundles and publishes Trust Pulse records
     assert REGISTRY.types_allowed_for(Role.APPROVER) == frozenset()
-    assert REGISTRY.types_allowed_for(Role.LEDGER) == {"bundle.sealed", "pulse.published"}
+    assert REGISTRY.types_allowed_for(Role.LEDGER) == {
+        "checkpoint.signed",
+        "bundle.sealed",
+        "pulse.published",
+    }
 
 
 def test_only_key_registration_has_a_bootstrap() -> None:
