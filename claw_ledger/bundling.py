@@ -96,10 +96,21 @@ class Bundler:
         self.kafka = effective_kafka_bootstrap(settings)
         self.ingress = topics_for(settings).ingress
         self._memory: MemoryProofSource | None = None
+        #: without a source or an origin given: the checkpointer's log once it has signed
+        #: a checkpoint, the in-memory tree before that (or on a ledger without one)
+        self._choose_source = source is None and origin is None
         if source is None:
             self._memory = MemoryProofSource(NoteSigner(origin or default_origin(settings), key))
             source = self._memory
         self.source: InclusionProofSource = source
+
+    async def _use_the_log_if_any(self) -> None:
+        from storage.tlog_proofs import LogProofSource, log_has_checkpoint
+
+        if self._choose_source and await log_has_checkpoint(self.reader_url):
+            self.source = LogProofSource(self.reader_url)
+            self._memory = None
+            self._choose_source = False
 
     async def _refresh(self, conn: Any) -> None:
         from storage.bundle_queries import log_rows_after
@@ -133,6 +144,7 @@ class Bundler:
         from storage.bundle_queries import bundles_for, run_event_rows
         from storage.projection_queries import get_job
 
+        await self._use_the_log_if_any()
         conn = await _reader(self.reader_url)
         try:
             job = await get_job(conn, job_id)
