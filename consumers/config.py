@@ -7,7 +7,10 @@ from dataclasses import dataclass
 
 from ledger.registry import DEFAULT_RULE_SETTINGS, RuleSettings
 
-__all__ = ["ProcessorConfig"]
+__all__ = ["DEFAULT_CONTROL_CACHE_SIZE", "ProcessorConfig"]
+
+#: rows of ``tokens`` and of ``jobs`` a processor keeps between batches (ADR 0020)
+DEFAULT_CONTROL_CACHE_SIZE = 50_000
 
 
 @dataclass(frozen=True)
@@ -25,3 +28,5 @@ class ProcessorConfig:
     datadir: str | None = None
     #: what the rules are given (the token TTL ceiling); the runner sets it
     rule_settings: RuleSettings = DEFAULT_RULE_SETTINGS
+    #: rows of each bounded control table kept between batches (``None``: all)
+    control_cache_size: int | None = DEFAULT_CONTROL_CACHE_SIZE

@@ -15,24 +15,28 @@ import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
-from consumers.config import ProcessorConfig
+from consumers.config import DEFAULT_CONTROL_CACHE_SIZE, ProcessorConfig
 from ledger.batch import (
     AcceptedRecord,
     BatchReport,
     IngressRecord,
     Outcome,
     PartitionPosition,
+    PendingBatch,
     QuarantinedRecord,
     pending_records,
     plan_batch,
 )
-from ledger.control_digest import CONTROL_DIGEST_TABLES, digest_hex, state_digests
+from ledger.control_cache import ControlCache
+from ledger.control_digest import CONTROL_DIGEST_TABLES, digest_hex, table_digest
+from ledger.control_reads import BOUNDED_TABLES, batch_reads
 from ledger.errors import ConfigError, ControlPlaneTamperedError, StaleBatchError
 from ledger.registry import DEFAULT_RULE_SETTINGS, RuleSettings
 from ledger.state import LedgerState
 from ledger.verify import DEFAULT_MAX_MESSAGE_BYTES, Rejected, Verified, verify_message
-from storage.protocol import BatchCommit, LedgerStore
+from storage.protocol import BatchCommit, ControlRead, LedgerStore
 
 __all__ = [
     "AcceptedRecord",
@@ -44,6 +48,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("claw_ledger.processor")
+
+#: fetch rounds per batch before planning anyway (a plan that then reads an
+#: unknown key is planned again, so this bounds work, not correctness)
+_MAX_FETCH_ROUNDS = 4
 
 
 class VerifyingProcessor:
@@ -59,8 +67,14 @@ class VerifyingProcessor:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         copies_tracked: bool = True,
         rule_settings: RuleSettings = DEFAULT_RULE_SETTINGS,
+        control_cache_size: int | None = DEFAULT_CONTROL_CACHE_SIZE,
     ) -> None:
         self.rule_settings = rule_settings
+        #: rows of each bounded table kept between batches; ``None``: every
+        #: control table is held whole, as before ADR 0020
+        self.control_cache_size = control_cache_size
+        self._bounded: tuple[str, ...] = BOUNDED_TABLES if control_cache_size is not None else ()
+        self._whole = tuple(t for t in CONTROL_DIGEST_TABLES if t not in self._bounded)
         #: False: the engine's copies to the verified/quarantine topics are best
         #: effort, and a commit counts its outcomes as copied (ADR 0008)
         self.copies_tracked = copies_tracked
@@ -73,12 +87,14 @@ class VerifyingProcessor:
         # one thread, so that verifying the next batch overlaps this batch's commit;
         # more threads only contend for the GIL (ADR 0003): scale with processes
         self._batch_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
-        self.state = LedgerState(trust_root=trust_root)
+        self.state = self._with_caches(LedgerState(trust_root=trust_root))
         self.positions: dict[int, PartitionPosition] = {}
         #: the control version this state reflects (-1: none, load it whole)
         self._control_version = -1
-        #: how often the whole control state was read (not just what changed)
+        #: how often the control state was read from scratch (start, failed commits)
         self.full_state_loads = 0
+        #: plans thrown away because a rule read a key the batch did not list
+        self.control_replans = 0
         self.committed = 0
         self.quarantined = 0
 
@@ -90,53 +106,122 @@ class VerifyingProcessor:
                 f"{', '.join(others)}; a second group would record every event twice",
                 hint=f"run the processor with --group {others[0]}",
             )
-        await self._reload()
+        await self._reload(check_streamed=True)
 
     async def close(self) -> None:
         """Close the store (the processor is not used afterwards)."""
         await self._store.close()
         self._batch_executor.shutdown(wait=False)
 
-    async def _reload(self) -> None:
-        await self._load_state()
+    async def _reload(self, *, check_streamed: bool = False) -> None:
+        await self._load_state(check_streamed=check_streamed)
         self.positions = await self._store.load_positions(self.group, self.topic)
 
-    async def _load_state(self) -> None:
-        """The whole control state, and the version it belongs to.
+    def _with_caches(self, state: LedgerState) -> LedgerState:
+        """``state`` with an empty bounded cache for each table not held whole."""
+        assert self.control_cache_size is not None or not self._bounded
+        for table in self._bounded:
+            setattr(state, table, ControlCache[str, dict[str, Any]](self.control_cache_size or 1))
+        return state
 
-        Refuses (:class:`ControlPlaneTamperedError`) a state whose tables do
-        not sum to the digests kept while writing them: rows this processor
-        (or another of its group) did not write are never obeyed.
+    def _cache(self, table: str) -> ControlCache[str, dict[str, Any]]:
+        cache: ControlCache[str, dict[str, Any]] = getattr(self.state, table)
+        return cache
+
+    async def _load_state(self, *, check_streamed: bool) -> None:
+        """The tables held whole, and the version they belong to; the bounded
+        tables start empty.
+
+        Refuses (:class:`ControlPlaneTamperedError`) a control plane whose
+        tables do not sum to the digests kept while writing them: rows this
+        processor (or another of its group) did not write are never obeyed.
+        The tables held whole are checked from the rows loaded; with
+        ``check_streamed`` (at start), the bounded ones too, by streaming their
+        rows through the digest (ADR 0020).
         """
-        version, state, stored = await self._store.load_state_with_digests(
-            self._configured_trust_root
+        start = await self._store.open_control_state(
+            self._configured_trust_root, whole=self._whole, stream=check_streamed
         )
-        computed = state_digests(state)
+        state = start.state
+        computed = {
+            table: table_digest(table, _rows(state, table)) for table in self._whole
+        } | start.streamed
         tampered = {
             table: (digest_hex(digest), digest_hex(computed[table]))
             for table in CONTROL_DIGEST_TABLES
-            if (digest := stored.get(table)) is not None and digest != computed[table]
+            if table in computed
+            and (digest := start.stored.get(table)) is not None
+            and digest != computed[table]
         }
         if tampered:
             raise ControlPlaneTamperedError(tampered)
-        unsealed = {t: computed[t] for t in CONTROL_DIGEST_TABLES if stored.get(t) is None}
-        if unsealed and await self._store.seal_control_digests(version, unsealed):
+        unsealed = {t: computed[t] for t in computed if start.stored.get(t) is None}
+        if unsealed and await self._store.seal_control_digests(start.version, unsealed):
             log.warning("sealed the control-plane digest of %s", ", ".join(sorted(unsealed)))
-        self._control_version = version
+        self._control_version = start.version
         self.trust_root = state.trust_root
-        self.state = state
+        self.state = self._with_caches(state)
         self.full_state_loads += 1
 
-    async def _catch_up_state(self) -> None:
-        """Apply the control rows written since the version this state reflects."""
-        if self._control_version < 0:
-            await self._load_state()
-            return
-        version, _ = await self._store.load_state_snapshot(
-            self._configured_trust_root, since=self._control_version, into=self.state
-        )
-        self._control_version = version
-        self.trust_root = self.state.trust_root
+    async def _refresh_control(
+        self, pending: PendingBatch, extra: dict[str, set[str]] | None = None
+    ) -> None:
+        """Catch up on what other processors changed, and fetch the rows of the
+        bounded tables that the batch's rules may read (plus ``extra``).
+
+        Each read checks the control version in the same snapshot: rows
+        written after the version this state holds are replaced (whole
+        tables) or forgotten (bounded ones), so no cached row or cached
+        "absent" is older than that version.
+        """
+        events = [
+            (verdict.event.event_type, verdict.body)
+            for items in pending.by_partition.values()
+            for _, verdict in items
+            if isinstance(verdict, Verified)
+        ]
+        for round_ in range(_MAX_FETCH_ROUNDS):
+            wanted = batch_reads(events, self._lookup) if self._bounded else {}
+            for table, keys in (extra or {}).items():
+                wanted.setdefault(table, set()).update(keys)
+            missing = {t: self._cache(t).unknown(keys) for t, keys in wanted.items()}
+            missing = {t: keys for t, keys in missing.items() if keys}
+            if round_ and not missing:
+                return
+            read = await self._store.read_control(
+                self._configured_trust_root,
+                since=self._control_version,
+                whole=self._whole,
+                wanted=missing,
+            )
+            self._apply_read(read, missing)
+
+    def _lookup(self, table: str, key: str) -> dict[str, Any] | None:
+        return self._cache(table).peek(key)
+
+    def _apply_read(self, read: ControlRead, wanted: dict[str, set[str]]) -> None:
+        if read.changed is not None:
+            self.state.trust_root = self.trust_root = read.changed.trust_root
+            for table in self._whole:
+                getattr(self.state, table).update(getattr(read.changed, table))
+            for table, changed_keys in read.changed_keys.items():
+                self._cache(table).forget(changed_keys)
+        self._control_version = read.version
+        for table, keys in wanted.items():
+            self._cache(table).fill(keys, read.rows.get(table, {}))
+
+    def _take_misses(self) -> dict[str, set[str]]:
+        misses: dict[str, set[str]] = {}
+        for table in self._bounded:
+            cache = self._cache(table)
+            if cache.misses:
+                misses[table] = set(cache.misses)
+                cache.misses.clear()
+        return misses
+
+    def _trim(self) -> None:
+        for table in self._bounded:
+            self._cache(table).trim()
 
     async def assigned(self, partitions: Iterable[int]) -> dict[int, int | None]:
         """After a partition assignment: reload the stored positions (another
@@ -200,9 +285,23 @@ class VerifyingProcessor:
         if not pending.by_partition:
             return BatchReport(skipped=pending.skipped)
         recorded = await self._store.existing_payload_hashes(pending.event_ids())
-        if await self._store.control_version() != self._control_version:
-            await self._catch_up_state()
-        plan = plan_batch(self.state, self.positions, pending, recorded, self.rule_settings)
+        await self._refresh_control(pending)
+        self._take_misses()  # reads made while listing and fetching are not the plan's
+        extra: dict[str, set[str]] = {}
+        while True:
+            plan = plan_batch(self.state, self.positions, pending, recorded, self.rule_settings)
+            misses = self._take_misses()
+            if not misses:
+                break
+            # a rule read a row the batch did not list: the plan (and the state
+            # it changed) is void; start from the stored state with that row too
+            self.control_replans += 1
+            log.warning("control rows read but not listed, planning again: %s", misses)
+            for table, keys in misses.items():
+                extra.setdefault(table, set()).update(keys)
+            await self._load_state(check_streamed=False)
+            await self._refresh_control(pending, extra)
+            self._take_misses()
         version = await self._store.commit_batch(
             BatchCommit(
                 group=self.group,
@@ -222,6 +321,7 @@ class VerifyingProcessor:
             self.positions[batch.partition] = batch.new_position
             self.committed += len(batch.events)
             self.quarantined += len(batch.quarantined)
+        self._trim()
         return plan.report
 
     def _verify_all(self, records: Sequence[IngressRecord]) -> list[Verified | Rejected]:
@@ -244,6 +344,7 @@ async def open_processor(
         max_message_bytes=config.max_message_bytes,
         copies_tracked=copies_tracked,
         rule_settings=config.rule_settings,
+        control_cache_size=config.control_cache_size,
     )
     try:
         await processor.start()
@@ -251,3 +352,11 @@ async def open_processor(
         await store.close()
         raise
     return processor
+
+
+def _rows(state: LedgerState, table: str) -> list[dict[str, Any]]:
+    """The rows of a table the state holds whole, as stored."""
+    if table == "keys":
+        return [record.row().values for record in state.keys.values()]
+    held: dict[str, dict[str, Any]] = getattr(state, table)
+    return list(held.values())
