@@ -4,6 +4,7 @@ client imported here, so the CLI can build one without loading faust)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ledger.registry import DEFAULT_RULE_SETTINGS, RuleSettings
 
@@ -30,3 +31,6 @@ class ProcessorConfig:
     rule_settings: RuleSettings = DEFAULT_RULE_SETTINGS
     #: rows of each bounded control table kept between batches (``None``: all)
     control_cache_size: int | None = DEFAULT_CONTROL_CACHE_SIZE
+    #: when the bounded tables' digests are checked: before consuming, or while
+    #: batches that read neither table commit (ADR 0020)
+    control_check: Literal["start", "background"] = "background"

@@ -12,10 +12,11 @@ the store) for positions and for the outcomes still to copy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 from consumers.config import DEFAULT_CONTROL_CACHE_SIZE, ProcessorConfig
 from ledger.batch import (
@@ -68,6 +69,7 @@ class VerifyingProcessor:
         copies_tracked: bool = True,
         rule_settings: RuleSettings = DEFAULT_RULE_SETTINGS,
         control_cache_size: int | None = DEFAULT_CONTROL_CACHE_SIZE,
+        control_check: Literal["start", "background"] = "start",
     ) -> None:
         self.rule_settings = rule_settings
         #: rows of each bounded table kept between batches; ``None``: every
@@ -75,6 +77,10 @@ class VerifyingProcessor:
         self.control_cache_size = control_cache_size
         self._bounded: tuple[str, ...] = BOUNDED_TABLES if control_cache_size is not None else ()
         self._whole = tuple(t for t in CONTROL_DIGEST_TABLES if t not in self._bounded)
+        #: "start": the bounded tables' digests are checked before start returns;
+        #: "background": while batches that read neither table commit (ADR 0020)
+        self.control_check = control_check
+        self._check_task: asyncio.Task[None] | None = None
         #: False: the engine's copies to the verified/quarantine topics are best
         #: effort, and a commit counts its outcomes as copied (ADR 0008)
         self.copies_tracked = copies_tracked
@@ -106,10 +112,56 @@ class VerifyingProcessor:
                 f"{', '.join(others)}; a second group would record every event twice",
                 hint=f"run the processor with --group {others[0]}",
             )
-        await self._reload(check_streamed=True)
+        background = self.control_check == "background" and bool(self._bounded)
+        await self._reload(check_streamed=not background)
+        if background:
+            self._check_task = asyncio.create_task(self._check_streamed())
+
+    async def _check_streamed(self) -> None:
+        """The digests of the bounded tables, streamed in a snapshot of their own."""
+        start = await self._store.open_control_state(
+            self._configured_trust_root, whole=self._whole, stream=True
+        )
+        tampered = {
+            table: (digest_hex(digest), digest_hex(computed))
+            for table, computed in start.streamed.items()
+            if (digest := start.stored.get(table)) is not None and digest != computed
+        }
+        if tampered:
+            raise ControlPlaneTamperedError(tampered)
+        unsealed = {t: d for t, d in start.streamed.items() if start.stored.get(t) is None}
+        if unsealed and await self._store.seal_control_digests(start.version, unsealed):
+            log.warning("sealed the control-plane digest of %s", ", ".join(sorted(unsealed)))
+        log.info("control-plane digests of %s checked", ", ".join(sorted(start.streamed)))
+
+    @property
+    def control_checked(self) -> bool:
+        """Whether every control table has been checked against its digest."""
+        return self._check_task is None or (
+            self._check_task.done() and self._check_task.exception() is None
+        )
+
+    async def _await_check(self) -> None:
+        """Before committing a plan that read or wrote a bounded table: its check passed."""
+        task = self._check_task
+        if task is None:
+            return
+        try:
+            await asyncio.shield(task)
+        except ControlPlaneTamperedError:
+            raise  # every later batch that needs those tables is refused the same way
+        except Exception:
+            # the check itself failed (the database?): run it again for the next try
+            self._check_task = asyncio.create_task(self._check_streamed())
+            raise
+        self._check_task = None
 
     async def close(self) -> None:
         """Close the store (the processor is not used afterwards)."""
+        if self._check_task is not None:
+            self._check_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._check_task
         await self._store.close()
         self._batch_executor.shutdown(wait=False)
 
@@ -289,6 +341,8 @@ class VerifyingProcessor:
         self._take_misses()  # reads made while listing and fetching are not the plan's
         extra: dict[str, set[str]] = {}
         while True:
+            for table in self._bounded:
+                self._cache(table).touched = False
             plan = plan_batch(self.state, self.positions, pending, recorded, self.rule_settings)
             misses = self._take_misses()
             if not misses:
@@ -302,6 +356,10 @@ class VerifyingProcessor:
             await self._load_state(check_streamed=False)
             await self._refresh_control(pending, extra)
             self._take_misses()
+        if self._check_task is not None and any(self._cache(t).touched for t in self._bounded):
+            # no decision that rests on a token or job row is committed before
+            # those tables are known to be the ones the processors wrote
+            await self._await_check()
         version = await self._store.commit_batch(
             BatchCommit(
                 group=self.group,
@@ -345,6 +403,7 @@ async def open_processor(
         copies_tracked=copies_tracked,
         rule_settings=config.rule_settings,
         control_cache_size=config.control_cache_size,
+        control_check=config.control_check,
     )
     try:
         await processor.start()

@@ -50,6 +50,8 @@ class ControlCache(dict[K, V]):
         self._absent: set[K] = set()
         #: keys read or written since the last trim (least recently used go first)
         self._used: set[K] = set()
+        #: whether a rule read or wrote this table since the flag was cleared
+        self.touched = False
 
     # --- what the rules use -----------------------------------------------------------
 
@@ -61,6 +63,7 @@ class ControlCache(dict[K, V]):
     def get(self, key: K, default: D, /) -> V | D: ...
 
     def get(self, key: K, default: Any = None, /) -> Any:
+        self.touched = True
         if dict.__contains__(self, key):
             self._used.add(key)
             return dict.__getitem__(self, key)
@@ -69,6 +72,7 @@ class ControlCache(dict[K, V]):
         return default
 
     def __contains__(self, key: object) -> bool:
+        self.touched = True
         if dict.__contains__(self, key):
             self._used.add(key)  # type: ignore[arg-type]
             return True
@@ -77,6 +81,7 @@ class ControlCache(dict[K, V]):
         return False
 
     def __getitem__(self, key: K) -> V:
+        self.touched = True
         if dict.__contains__(self, key):
             self._used.add(key)
             return dict.__getitem__(self, key)
@@ -85,6 +90,7 @@ class ControlCache(dict[K, V]):
         raise KeyError(key)
 
     def __setitem__(self, key: K, value: V) -> None:
+        self.touched = True
         self._absent.discard(key)
         self._used.add(key)
         dict.__setitem__(self, key, value)

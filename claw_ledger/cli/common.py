@@ -208,7 +208,11 @@ def fetch_job(job_id: str) -> dict[str, Any]:
 
 
 def processor_config(
-    group: str, batch_size: int, *, control_cache_size: int | Literal["default"] | None = "default"
+    group: str,
+    batch_size: int,
+    *,
+    control_cache_size: int | Literal["default"] | None = "default",
+    control_check: Literal["start", "background"] = "background",
 ) -> ProcessorConfig:
     """The processor's configuration from the settings (imports the consumers: call it
     only from the commands that run a processor). The processor connects as the writer.
@@ -231,4 +235,5 @@ def processor_config(
         control_cache_size=(
             DEFAULT_CONTROL_CACHE_SIZE if control_cache_size == "default" else control_cache_size
         ),
+        control_check=control_check,
     )

@@ -289,6 +289,16 @@ async def test_a_row_another_processor_changed_is_read_again(
     assert a.state.tokens.peek(token["jti"])["status"] == "revoked"
 
 
+async def _reactivate_by_hand(store: LedgerStore, jti: str) -> None:
+    """Behind the ledger's back: a revoked token made active again."""
+    if isinstance(store, MemoryLedgerStore):
+        store._projections["tokens"][jti][0]["status"] = "active"
+        return
+    assert isinstance(store, PostgresLedgerStore)
+    async with store._pool.acquire() as conn:
+        await conn.execute("UPDATE tokens SET status = 'active' WHERE jti = $1", jti)
+
+
 async def test_a_token_row_changed_by_hand_stops_the_start(
     two_stores: tuple[LedgerStore, LedgerStore],
 ) -> None:
@@ -300,12 +310,7 @@ async def test_a_token_row_changed_by_hand_stops_the_start(
     await _run(store, ledger.raws, 10, 64)
     # an honest restart streams the tokens and jobs through their digests
     await VerifyingProcessor(store, group=GROUP, topic=TOPIC, trust_root=None).start()
-    if isinstance(store, MemoryLedgerStore):
-        store._projections["tokens"][token["jti"]][0]["status"] = "active"
-    else:
-        assert isinstance(store, PostgresLedgerStore)
-        async with store._pool.acquire() as conn:
-            await conn.execute("UPDATE tokens SET status = 'active' WHERE jti = $1", token["jti"])
+    await _reactivate_by_hand(store, token["jti"])
     restarted = VerifyingProcessor(store, group=GROUP, topic=TOPIC, trust_root=None)
     with pytest.raises(ControlPlaneTamperedError, match="tokens") as refused:
         await restarted.start()
@@ -353,3 +358,38 @@ async def test_read_control_gives_rows_absent_keys_and_what_changed(
         "tokens": started.stored["tokens"],
         "jobs": started.stored["jobs"],
     }
+
+
+@pytest.mark.parametrize("tampered", [True, False])
+async def test_a_background_check_holds_back_only_batches_that_read_tokens_or_jobs(
+    two_stores: tuple[LedgerStore, LedgerStore], tampered: bool
+) -> None:
+    store, _ = two_stores
+    ledger = RecordingLedger()
+    _, token, _ = ledger.approved_job("job-1")
+    revoke = {"jti": token["jti"], "reason": "leak"}
+    ledger.ok(ledger.keys.issuer, "token.revoked", f"token:{token['jti']}", revoke)
+    await _run(store, ledger.raws, 10, 64)
+    if tampered:
+        await _reactivate_by_hand(store, token["jti"])
+    offset = len(ledger.raws)
+    halt = {"target": "job:job-7", "reason": "drill"}
+    ledger.ok(ledger.keys.operator, "agent.halted", "halt:job:job-7", halt)
+    ledger.issue(job="job-2")
+    halt_raw, issue_raw = ledger.raws[offset:]
+
+    processor = VerifyingProcessor(
+        store, group=GROUP, topic=TOPIC, trust_root=None, control_check="background"
+    )
+    await processor.start()  # consumes at once: the token and job digests stream meanwhile
+    # a batch that reads neither tokens nor jobs does not wait for them
+    assert len((await processor.process([IngressRecord(0, offset, halt_raw)])).accepted) == 1
+    issue = [IngressRecord(0, offset + 1, issue_raw)]
+    if tampered:
+        with pytest.raises(ControlPlaneTamperedError, match="tokens"):
+            await processor.process(issue)
+        assert (await store.load_positions(GROUP, TOPIC))[0].next_offset == offset + 1
+        assert not processor.control_checked
+    else:
+        assert len((await processor.process(issue)).accepted) == 1
+        assert processor.control_checked
