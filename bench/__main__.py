@@ -9,6 +9,7 @@ Signing (the publishing services' cost) is measured on its own against the
 raw PyNaCl sign rate, and end to end with the clock started before signing.
 
 Usage: python -m bench [--events 200000] [--repeat 3] [--rss-events 1000000] [--processors 2]
+                       [--control-cache-tokens 10000,1000000] [--control-cache-events 20000]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.table import Table
 
+from bench.control_cache import control_cache_rows
 from bench.micro import micro_rows, processor_cpu_seconds
 from bench.signing import halt_drafts, publish_signing, signing_rows
 from bench.workload import sign_halt_events
@@ -585,6 +587,17 @@ async def main(args: argparse.Namespace) -> None:
             )
         if args.rss_events:
             results += await rss_flat(base, args.rss_events, args.partitions)
+        if args.control_cache_tokens:
+            small, large = (int(n) for n in args.control_cache_tokens.split(","))
+            with console.status(f"control cache: ledgers of {small:,} and {large:,} tokens…"):
+                rows = await control_cache_rows(
+                    base,
+                    (small, large),
+                    args.control_cache_events,
+                    args.partitions,
+                    raw_verify_rate,
+                )
+            results += [Result(*row) for row in rows]
     finally:
         services_down(load_settings(state_dir=state))
         # the servers' data (gigabytes after the memory run); processors.log stays
@@ -610,6 +623,13 @@ if __name__ == "__main__":
     parser.add_argument("--rss-events", type=int, default=1_000_000)
     parser.add_argument("--latency-events", type=int, default=30_000)
     parser.add_argument("--latency-rate", type=float, default=2_000.0)
+    parser.add_argument(
+        "--control-cache-tokens",
+        default="10000,1000000",
+        help="two ledger sizes (active tokens) for the processor's start, RSS and ingest;"
+        " empty to skip",
+    )
+    parser.add_argument("--control-cache-events", type=int, default=20_000)
     parser.add_argument("--processors", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=4)
     asyncio.run(main(parser.parse_args()))

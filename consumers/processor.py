@@ -113,6 +113,8 @@ class VerifyingProcessor:
                 hint=f"run the processor with --group {others[0]}",
             )
         background = self.control_check == "background" and bool(self._bounded)
+        if self._check_task is not None:  # started again: that check is replaced
+            self._check_task.cancel()
         await self._reload(check_streamed=not background)
         if background:
             self._check_task = asyncio.create_task(self._check_streamed())
@@ -333,6 +335,10 @@ class VerifyingProcessor:
     async def _process(
         self, records: Sequence[IngressRecord], verdicts: Sequence[Verified | Rejected]
     ) -> BatchReport:
+        if self._check_task is not None and self._check_task.done():
+            # a finished check: a tampered table stops the processor at its next
+            # batch, whether or not that batch needs the table
+            await self._await_check()
         pending = pending_records(self.positions, records, verdicts)
         if not pending.by_partition:
             return BatchReport(skipped=pending.skipped)

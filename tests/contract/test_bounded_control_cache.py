@@ -10,6 +10,7 @@ projection rows. On Postgres and on the memory store.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -30,7 +31,7 @@ from ledger.verify import Accepted, Rejected, decide, verify_message
 from storage.memory import MemoryLedgerStore
 from storage.migrate import migrate
 from storage.postgres import PostgresLedgerStore
-from storage.protocol import LedgerStore
+from storage.protocol import ControlStart, LedgerStore
 from tests.core._helpers import receipt_payload
 from tests.primitives._support import NOW_TS, ROLES, Ledger, ts
 
@@ -362,7 +363,7 @@ async def test_read_control_gives_rows_absent_keys_and_what_changed(
 
 @pytest.mark.parametrize("tampered", [True, False])
 async def test_a_background_check_holds_back_only_batches_that_read_tokens_or_jobs(
-    two_stores: tuple[LedgerStore, LedgerStore], tampered: bool
+    two_stores: tuple[LedgerStore, LedgerStore], tampered: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, _ = two_stores
     ledger = RecordingLedger()
@@ -378,18 +379,35 @@ async def test_a_background_check_holds_back_only_batches_that_read_tokens_or_jo
     ledger.issue(job="job-2")
     halt_raw, issue_raw = ledger.raws[offset:]
 
+    # the stream is held until the first batch is committed, as on a big ledger
+    streamed = asyncio.Event()
+    real_open = store.open_control_state
+
+    async def slow_open(trust_root: str | None, **kw: Any) -> ControlStart:
+        if kw.get("stream", True):
+            await streamed.wait()
+        return await real_open(trust_root, **kw)
+
+    monkeypatch.setattr(store, "open_control_state", slow_open)
     processor = VerifyingProcessor(
         store, group=GROUP, topic=TOPIC, trust_root=None, control_check="background"
     )
     await processor.start()  # consumes at once: the token and job digests stream meanwhile
     # a batch that reads neither tokens nor jobs does not wait for them
     assert len((await processor.process([IngressRecord(0, offset, halt_raw)])).accepted) == 1
+    assert not processor.control_checked
+    streamed.set()
     issue = [IngressRecord(0, offset + 1, issue_raw)]
     if tampered:
         with pytest.raises(ControlPlaneTamperedError, match="tokens"):
             await processor.process(issue)
         assert (await store.load_positions(GROUP, TOPIC))[0].next_offset == offset + 1
         assert not processor.control_checked
+        # once the check has failed, no batch of any kind is committed
+        later = {"target": "job:job-8", "reason": "drill"}
+        ledger.ok(ledger.keys.operator, "agent.halted", "halt:job:job-8", later)
+        with pytest.raises(ControlPlaneTamperedError, match="tokens"):
+            await processor.process([IngressRecord(0, offset + 1, ledger.raws[-1])])
     else:
         assert len((await processor.process(issue)).accepted) == 1
         assert processor.control_checked
