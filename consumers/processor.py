@@ -119,8 +119,9 @@ class VerifyingProcessor:
         if background:
             self._check_task = asyncio.create_task(self._check_streamed())
 
-    async def _check_streamed(self) -> None:
-        """The digests of the bounded tables, streamed in a snapshot of their own."""
+    async def _streamed_mismatches(self) -> dict[str, tuple[str, str]]:
+        """The bounded tables whose rows, streamed in a snapshot of their own,
+        do not sum to their stored digest (stored, computed); seals unsealed ones."""
         start = await self._store.open_control_state(
             self._configured_trust_root, whole=self._whole, stream=True
         )
@@ -129,12 +130,18 @@ class VerifyingProcessor:
             for table, computed in start.streamed.items()
             if (digest := start.stored.get(table)) is not None and digest != computed
         }
+        unsealed = {t: d for t, d in start.streamed.items() if start.stored.get(t) is None}
+        sealed = not tampered and unsealed
+        if sealed and await self._store.seal_control_digests(start.version, unsealed):
+            log.warning("sealed the control-plane digest of %s", ", ".join(sorted(unsealed)))
+        return tampered
+
+    async def _check_streamed(self) -> None:
+        """The background check: raises :class:`ControlPlaneTamperedError` on a mismatch."""
+        tampered = await self._streamed_mismatches()
         if tampered:
             raise ControlPlaneTamperedError(tampered)
-        unsealed = {t: d for t, d in start.streamed.items() if start.stored.get(t) is None}
-        if unsealed and await self._store.seal_control_digests(start.version, unsealed):
-            log.warning("sealed the control-plane digest of %s", ", ".join(sorted(unsealed)))
-        log.info("control-plane digests of %s checked", ", ".join(sorted(start.streamed)))
+        log.info("control-plane digests of %s checked", ", ".join(self._bounded))
 
     @property
     def control_checked(self) -> bool:
@@ -207,6 +214,9 @@ class VerifyingProcessor:
             and (digest := start.stored.get(table)) is not None
             and digest != computed[table]
         }
+        if tampered and not check_streamed and self._bounded:
+            # refusing anyway: name every changed table, the streamed ones too
+            tampered |= await self._streamed_mismatches()
         if tampered:
             raise ControlPlaneTamperedError(tampered)
         unsealed = {t: computed[t] for t in computed if start.stored.get(t) is None}
