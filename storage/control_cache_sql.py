@@ -8,6 +8,7 @@ version it holds, in one snapshot per read.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection, Mapping
 from typing import Any
 
@@ -22,7 +23,9 @@ __all__ = ["open_control_state", "read_control"]
 #: the key column of each control-plane table (table names are constants)
 _KEY_COLUMNS: dict[str, str] = {"keys": "did", **postgres.CONTROL_TABLES}
 #: rows per round trip while a table's digest streams by
-_STREAM_CHUNK = 5000
+_STREAM_CHUNK = 2000
+#: rows hashed between two turns given to the rest of the event loop
+_YIELD_EVERY = 200
 
 
 async def _streamed_digest(conn: asyncpg.Connection, table: str) -> int:
@@ -30,8 +33,14 @@ async def _streamed_digest(conn: asyncpg.Connection, table: str) -> int:
     server-side cursor and dropped once hashed (memory does not grow with it)."""
     digest = 0
     # table names are constants; canonical_row leaves control_version and NULLs out
+    hashed = 0
     async for record in conn.cursor(f"SELECT * FROM {table}", prefetch=_STREAM_CHUNK):
         digest += row_hash(table, record)
+        hashed += 1
+        if hashed % _YIELD_EVERY == 0:
+            # the check may run beside the processor's batches on the same event
+            # loop (ADR 0020): hashing must not starve them or the Kafka client
+            await asyncio.sleep(0)
     return digest % DIGEST_MODULUS
 
 
