@@ -81,6 +81,8 @@ class VerifyingProcessor:
         #: "background": while batches that read neither table commit (ADR 0020)
         self.control_check = control_check
         self._check_task: asyncio.Task[None] | None = None
+        #: a background check not begun yet (it begins after the first commit)
+        self._check_due = False
         #: False: the engine's copies to the verified/quarantine topics are best
         #: effort, and a commit counts its outcomes as copied (ADR 0008)
         self.copies_tracked = copies_tracked
@@ -115,8 +117,15 @@ class VerifyingProcessor:
         background = self.control_check == "background" and bool(self._bounded)
         if self._check_task is not None:  # started again: that check is replaced
             self._check_task.cancel()
+            self._check_task = None
         await self._reload(check_streamed=not background)
-        if background:
+        # begun after the first commit, so that hashing (CPU, on this event loop)
+        # does not slow down joining the group and the first batch
+        self._check_due = background
+
+    def _begin_check(self) -> None:
+        if self._check_due:
+            self._check_due = False
             self._check_task = asyncio.create_task(self._check_streamed())
 
     async def _streamed_mismatches(self) -> dict[str, tuple[str, str]]:
@@ -146,8 +155,9 @@ class VerifyingProcessor:
     @property
     def control_checked(self) -> bool:
         """Whether every control table has been checked against its digest."""
-        return self._check_task is None or (
-            self._check_task.done() and self._check_task.exception() is None
+        task = self._check_task
+        return not self._check_due and (
+            task is None or (task.done() and not task.cancelled() and task.exception() is None)
         )
 
     async def _await_check(self) -> None:
@@ -372,9 +382,10 @@ class VerifyingProcessor:
             await self._load_state(check_streamed=False)
             await self._refresh_control(pending, extra)
             self._take_misses()
-        if self._check_task is not None and any(self._cache(t).touched for t in self._bounded):
+        if any(self._cache(t).touched for t in self._bounded):
             # no decision that rests on a token or job row is committed before
             # those tables are known to be the ones the processors wrote
+            self._begin_check()
             await self._await_check()
         version = await self._store.commit_batch(
             BatchCommit(
@@ -396,6 +407,7 @@ class VerifyingProcessor:
             self.committed += len(batch.events)
             self.quarantined += len(batch.quarantined)
         self._trim()
+        self._begin_check()
         return plan.report
 
     def _verify_all(self, records: Sequence[IngressRecord]) -> list[Verified | Rejected]:
