@@ -9,6 +9,7 @@ Signing (the publishing services' cost) is measured on its own against the
 raw PyNaCl sign rate, and end to end with the clock started before signing.
 
 Usage: python -m bench [--events 200000] [--repeat 3] [--rss-events 1000000] [--processors 2]
+                       [--control-cache-tokens 10000,1000000] [--control-cache-events 20000]
        python -m bench --only replay [--events 50000] [--replay-rss-events 0]
          (the replay rows alone, no servers: prints them, writes nothing)
 """
@@ -31,6 +32,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from bench.control_cache import control_cache_rows
 from bench.ledger import (
     PUBLISH_CHUNK,
     commit_times,
@@ -421,6 +423,17 @@ async def main(args: argparse.Namespace) -> None:
             results += [Result(*row) for row in rows]
         if args.rss_events:
             results += await rss_flat(base, args.rss_events, args.partitions)
+        if args.control_cache_tokens:
+            small, large = (int(n) for n in args.control_cache_tokens.split(","))
+            with console.status(f"control cache: ledgers of {small:,} and {large:,} tokens…"):
+                rows = await control_cache_rows(
+                    base,
+                    (small, large),
+                    args.control_cache_events,
+                    args.partitions,
+                    raw_verify_rate,
+                )
+            results += [Result(*row) for row in rows]
     finally:
         services_down(load_settings(state_dir=state))
         # the servers' data (gigabytes after the memory run); processors.log stays
@@ -450,6 +463,13 @@ if __name__ == "__main__":
         "--checkpoint-events", type=int, default=100_000, help="ingest with/without checkpointer"
     )
     parser.add_argument("--proof-leaves", type=int, default=1_000_000, help="proofs from Postgres")
+    parser.add_argument(
+        "--control-cache-tokens",
+        default="10000,1000000",
+        help="two ledger sizes (active tokens) for the processor's start, RSS and ingest;"
+        " empty to skip",
+    )
+    parser.add_argument("--control-cache-events", type=int, default=20_000)
     parser.add_argument("--processors", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument(

@@ -12,7 +12,7 @@ the store runs each on a connection of its pool.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -26,7 +26,13 @@ from ledger.control_digest import (
 )
 from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.state import LedgerState, ProjectionRow
-from storage.protocol import INSERT_ONLY_TABLES, BatchCommit, key_record
+from storage.protocol import (
+    INSERT_ONLY_TABLES,
+    BatchCommit,
+    ControlRead,
+    ControlStart,
+    key_record,
+)
 
 __all__ = [
     "CONTROL_CHANNEL",
@@ -37,6 +43,7 @@ __all__ = [
     "bump_control_version",
     "commit_batch",
     "control_digests",
+    "control_row",
     "control_version",
     "existing_payload_hashes",
     "init_connection",
@@ -254,6 +261,11 @@ async def load_state_with_digests(
         return version, state, await control_digests(conn)
 
 
+def control_row(record: asyncpg.Record) -> dict[str, Any]:
+    """A control-plane row as the state holds it (without the bookkeeping column)."""
+    return {k: v for k, v in record.items() if k != CONTROL_VERSION_COLUMN}
+
+
 async def seal_control_digests(
     conn: asyncpg.Connection, version: int, digests: Mapping[str, int]
 ) -> bool:
@@ -347,8 +359,9 @@ async def load_state(
     *,
     since: int | None = None,
     into: LedgerState | None = None,
+    tables: Collection[str] | None = None,
 ) -> LedgerState:
-    """The control state from its tables.
+    """The control state from its tables (all of them, or those named in ``tables``).
 
     With ``since``, only rows whose ``control_version`` is newer are read, and
     they replace their keys in ``into`` (projections are upserted, never
@@ -358,12 +371,15 @@ async def load_state(
     state.trust_root = trust_root
     where, args = ("", ()) if since is None else (f" WHERE {CONTROL_VERSION_COLUMN} > $1", (since,))
     # table names are constants
-    for r in await conn.fetch("SELECT * FROM keys" + where, *args):
-        state.keys[r["did"]] = key_record(r)
+    if tables is None or "keys" in tables:
+        for r in await conn.fetch("SELECT * FROM keys" + where, *args):
+            state.keys[r["did"]] = key_record(r)
     for table, key in CONTROL_TABLES.items():
+        if tables is not None and table not in tables:
+            continue
         target: dict[str, dict[str, Any]] = getattr(state, table)
         for r in await conn.fetch(f"SELECT * FROM {table}{where}", *args):
-            target[r[key]] = {k: v for k, v in r.items() if k != CONTROL_VERSION_COLUMN}
+            target[r[key]] = control_row(r)
     return state
 
 
@@ -537,6 +553,31 @@ class PostgresLedgerStore:
     ) -> tuple[int, LedgerState, dict[str, int | None]]:
         async with self._pool.acquire() as conn:
             return await load_state_with_digests(conn, trust_root)
+
+    async def open_control_state(
+        self, trust_root: str | None, *, whole: Collection[str], stream: bool = True
+    ) -> ControlStart:
+        from storage import control_cache_sql
+
+        async with self._pool.acquire() as conn:
+            return await control_cache_sql.open_control_state(
+                conn, trust_root, whole=whole, stream=stream
+            )
+
+    async def read_control(
+        self,
+        trust_root: str | None,
+        *,
+        since: int,
+        whole: Collection[str],
+        wanted: Mapping[str, Collection[str]],
+    ) -> ControlRead:
+        from storage import control_cache_sql
+
+        async with self._pool.acquire() as conn:
+            return await control_cache_sql.read_control(
+                conn, trust_root, since=since, whole=whole, wanted=wanted
+            )
 
     async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:
         async with self._pool.acquire() as conn:

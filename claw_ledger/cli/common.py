@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
@@ -234,12 +234,19 @@ def fetch_job(job_id: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- the processor
 
 
-def processor_config(group: str, batch_size: int) -> ProcessorConfig:
+def processor_config(
+    group: str,
+    batch_size: int,
+    *,
+    control_cache_size: int | Literal["default"] | None = "default",
+    control_check: Literal["start", "background"] = "background",
+) -> ProcessorConfig:
     """The processor's configuration from the settings (imports the consumers: call it
-    only from the commands that run a processor). The processor connects as the writer."""
+    only from the commands that run a processor). The processor connects as the writer.
+    ``control_cache_size`` ``None`` holds the control tables whole (ADR 0020)."""
     from claw_ledger.config import effective_database_url, effective_kafka_bootstrap
     from claw_ledger.topics import topics_for
-    from consumers.config import ProcessorConfig
+    from consumers.config import DEFAULT_CONTROL_CACHE_SIZE, ProcessorConfig
 
     resolved = settings()
     topics = topics_for(resolved)
@@ -252,4 +259,8 @@ def processor_config(group: str, batch_size: int) -> ProcessorConfig:
         group=group,
         batch_size=batch_size,
         datadir=str(resolved.state_dir / "processor"),
+        control_cache_size=(
+            DEFAULT_CONTROL_CACHE_SIZE if control_cache_size == "default" else control_cache_size
+        ),
+        control_check=control_check,
     )
