@@ -47,6 +47,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("verify", "command"),
     "replay": ("replay", "command"),
     "state": ("state", "command"),
+    "serve": ("serve", "command"),
+    "apikey": ("apikey", "command"),
+    "status": ("status", "command"),
 }
 
 EXIT_OK = 0

@@ -1,0 +1,148 @@
+"""``/v1/timeline``, ``/v1/events/{id}``, ``/v1/quarantine``, ``/v1/checkpoints/latest``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from pydantic import AwareDatetime
+
+from claw_ledger.api.auth import secured
+from claw_ledger.api.deps import connection, feature_record, not_found
+from claw_ledger.api.errors import ApiError
+from claw_ledger.api.models import EventDocument, QuarantinePage, TimelinePage
+from ledger.chain import chain_hash
+from ledger.encoding import sha256_b64u
+from ledger.errors import ReasonCode
+from ledger.timeline import summarize
+from ledger.verify import Rejected, verify_message
+from storage.api_queries import event_by_id, quarantine_by_event_id
+from storage.ledger_queries import TimelineFilter, fetch_quarantine, fetch_timeline
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["ledger"])
+
+_MAX_TEXT = 512
+Cursor = Annotated[
+    int | None,
+    Query(ge=0, le=2**63 - 1, description="`next_cursor` of the previous page"),
+]
+
+
+def _limit(request: Request, limit: int) -> int:
+    maximum: int = request.app.state.config.max_page
+    if limit > maximum:
+        raise ApiError(400, ReasonCode.API_BAD_PARAMETER, f"limit: at most {maximum} rows per page")
+    return limit
+
+
+@router.get("/timeline", response_model=TimelinePage, **secured("read"))
+async def timeline(
+    request: Request,
+    stream: Annotated[str | None, Query(max_length=_MAX_TEXT, examples=["job:42"])] = None,
+    type: Annotated[str | None, Query(max_length=128, examples=["token.issued"])] = None,
+    signer: Annotated[str | None, Query(max_length=_MAX_TEXT, description="a DID")] = None,
+    since: Annotated[AwareDatetime | None, Query(description="inclusive, RFC 3339")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="exclusive, RFC 3339")] = None,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, description="rows per page (service maximum applies)")] = 50,
+) -> dict[str, Any]:
+    """Ledger events, oldest first, one keyset page at a time (the CLI's filters)."""
+    flt = TimelineFilter(
+        stream=stream,
+        event_type=type,
+        signer=signer,
+        since=since,
+        until=until,
+        after=cursor,
+        limit=_limit(request, limit),
+    )
+    async with connection(request) as conn:
+        page = await fetch_timeline(conn, flt)
+    for row in page.rows:
+        row["summary"] = summarize(row["event_type"], row["body"])
+    return {"rows": page.rows, "next_cursor": page.next_cursor}
+
+
+def _verification(row: dict[str, Any]) -> dict[str, Any]:
+    raw = bytes(row["envelope_raw"])
+    verdict = verify_message(raw, max_bytes=len(raw) + 1)
+    expected_chain = chain_hash(
+        row["prev_chain_hash"],
+        row["kafka_partition"],
+        row["ledger_seq"],
+        row["event_id"],
+        sha256_b64u(raw),
+    )
+    return {
+        "envelope": verdict.code.value if isinstance(verdict, Rejected) else "OK",
+        "envelope_sha256_matches": sha256_b64u(raw) == row["envelope_sha256"],
+        "chain_hash_matches": expected_chain == row["chain_hash"],
+    }
+
+
+@router.get("/events/{event_id}", response_model=EventDocument, **secured("read"))
+async def event(request: Request, event_id: UUID) -> dict[str, Any]:
+    """The exact signed envelope of an event and its verification status, re-checked now.
+
+    A refused event answers `status: quarantined` with its reason code. The inclusion
+    proof is given when the checkpointer is wired in and a checkpoint covers the event.
+    """
+    key = str(event_id)
+    async with connection(request) as conn:
+        row = await event_by_id(conn, key)
+        if row is None:
+            refused = await quarantine_by_event_id(conn, key)
+            if refused is None:
+                raise not_found(f"no event {key} in the ledger or its quarantine")
+            return {
+                "event_id": key,
+                "status": "quarantined",
+                "reason_code": refused["reason_code"],
+                "detail": refused["detail"],
+                "raw": bytes(refused["raw"]).decode("utf-8", "replace"),
+                "received_at": refused["received_at"],
+                "kafka_partition": refused["kafka_partition"],
+                "kafka_offset": refused["kafka_offset"],
+            }
+        proof = None
+        if request.app.state.config.features.inclusion_proof is not None:
+            proof = await feature_record(request, conn, "inclusion_proof", key)
+    raw = bytes(row.pop("envelope_raw"))
+    return row | {
+        "status": "committed",
+        "envelope": raw.decode("utf-8"),
+        "verification": _verification(row | {"envelope_raw": raw}),
+        "inclusion_proof": proof,
+    }
+
+
+@router.get("/quarantine", response_model=QuarantinePage, **secured("read"))
+async def quarantine(
+    request: Request,
+    reason: Annotated[
+        str | None, Query(max_length=64, description="a reason code", examples=["UNKNOWN_SIGNER"])
+    ] = None,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1)] = 50,
+) -> dict[str, Any]:
+    """Messages the processors refused, oldest first, with their reason codes."""
+    async with connection(request) as conn:
+        page = await fetch_quarantine(
+            conn, reason=reason, after=cursor or 0, limit=_limit(request, limit)
+        )
+    for row in page.rows:
+        row["raw"] = bytes(row["raw"]).decode("utf-8", "replace")
+    return {"rows": page.rows, "next_cursor": page.next_cursor}
+
+
+@router.get("/checkpoints/latest", **secured("read"))
+async def latest_checkpoint(request: Request) -> dict[str, Any]:
+    """The newest signed checkpoint of the ledger's transparency log (C2SP signed note)."""
+    async with connection(request) as conn:
+        record = await feature_record(request, conn, "latest_checkpoint", "latest")
+    if record is None:
+        raise not_found("no checkpoint has been signed yet")
+    return record
