@@ -51,6 +51,8 @@ class KafkaOffsets:
         self.bootstrap = bootstrap
         self.timeout = timeout
         self._consumer: Any = None
+        #: topic -> its partitions (read again after any failure)
+        self._partitions: dict[str, list[int]] = {}
 
     async def end_offsets(self, topic: str) -> dict[int, int]:
         """Partition -> end offset; raises on timeout or a Kafka error."""
@@ -63,26 +65,28 @@ class KafkaOffsets:
     async def _end_offsets(self, topic: str) -> dict[int, int]:
         from aiokafka import AIOKafkaConsumer, TopicPartition
 
+        from claw_ledger.services.admin import describe_partitions
+
+        if topic not in self._partitions:
+            described = await describe_partitions(self.bootstrap, [topic], timeout=self.timeout)
+            if not described:
+                raise LookupError(f"topic {topic} does not exist")
+            self._partitions[topic] = [row.partition for row in described]
         if self._consumer is None:
             consumer = AIOKafkaConsumer(
                 bootstrap_servers=self.bootstrap,
                 enable_auto_commit=False,
                 request_timeout_ms=int(self.timeout * 1000),
-                metadata_max_age_ms=30_000,
             )
             await consumer.start()
             self._consumer = consumer
-        partitions = self._consumer.partitions_for_topic(topic)
-        if not partitions:
-            await self._consumer.topics()  # refreshes the metadata
-            partitions = self._consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            raise LookupError(f"topic {topic} has no partitions (does it exist?)")
-        offsets = await self._consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        wanted = [TopicPartition(topic, p) for p in self._partitions[topic]]
+        offsets = await self._consumer.end_offsets(wanted)
         return {tp.partition: int(offset) for tp, offset in offsets.items()}
 
     async def close(self) -> None:
         consumer, self._consumer = self._consumer, None
+        self._partitions.clear()
         if consumer is not None:
             try:
                 await consumer.stop()

@@ -179,7 +179,9 @@ def create_app(settings: Settings | None = None, *, config: ApiConfig | None = N
     from claw_ledger.api import routes_ledger, routes_records, routes_service
 
     for module in (routes_ledger, routes_records, routes_service):
-        app.include_router(module.router)
+        # the routes themselves, not include_router: this FastAPI wraps included
+        # routers lazily, and the check below must see every route
+        app.router.routes.extend(module.router.routes)
     _check_every_route_is_secured(app)
     _document_errors(app)
     return app

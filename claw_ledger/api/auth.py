@@ -84,7 +84,7 @@ class _Require:
         return caller
 
 
-def secured(scope: Scope) -> dict[str, Any]:
+def secured(scope: Scope, responses: dict[int | str, Any] | None = None) -> dict[str, Any]:
     """Route keyword arguments: a key whose role grants ``scope`` is required."""
     return {
         "dependencies": [Depends(_Require(scope))],
@@ -94,7 +94,8 @@ def secured(scope: Scope) -> dict[str, Any]:
             401: _error_schema("No key (`API_KEY_MISSING`), or an unknown or revoked one"),
             403: _error_schema("The key's role may not use this route (`API_ROLE_FORBIDDEN`)"),
             503: _error_schema("The database did not answer (`API_UNAVAILABLE`)"),
-        },
+        }
+        | dict(responses or {}),
     }
 
 

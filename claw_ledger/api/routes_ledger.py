@@ -25,6 +25,8 @@ __all__ = ["router"]
 router = APIRouter(prefix="/v1", tags=["ledger"])
 
 _MAX_TEXT = 512
+#: Postgres text cannot hold U+0000: refuse it as a bad parameter, not a database error
+NO_NUL = r"^[^\x00]*$"
 Cursor = Annotated[
     int | None,
     Query(ge=0, le=2**63 - 1, description="`next_cursor` of the previous page"),
@@ -41,9 +43,15 @@ def _limit(request: Request, limit: int) -> int:
 @router.get("/timeline", response_model=TimelinePage, **secured("read"))
 async def timeline(
     request: Request,
-    stream: Annotated[str | None, Query(max_length=_MAX_TEXT, examples=["job:42"])] = None,
-    type: Annotated[str | None, Query(max_length=128, examples=["token.issued"])] = None,
-    signer: Annotated[str | None, Query(max_length=_MAX_TEXT, description="a DID")] = None,
+    stream: Annotated[
+        str | None, Query(max_length=_MAX_TEXT, pattern=NO_NUL, examples=["job:42"])
+    ] = None,
+    type: Annotated[
+        str | None, Query(max_length=128, pattern=NO_NUL, examples=["token.issued"])
+    ] = None,
+    signer: Annotated[
+        str | None, Query(max_length=_MAX_TEXT, pattern=NO_NUL, description="a DID")
+    ] = None,
     since: Annotated[AwareDatetime | None, Query(description="inclusive, RFC 3339")] = None,
     until: Annotated[AwareDatetime | None, Query(description="exclusive, RFC 3339")] = None,
     cursor: Cursor = None,
@@ -123,7 +131,10 @@ async def event(request: Request, event_id: UUID) -> dict[str, Any]:
 async def quarantine(
     request: Request,
     reason: Annotated[
-        str | None, Query(max_length=64, description="a reason code", examples=["UNKNOWN_SIGNER"])
+        str | None,
+        Query(
+            max_length=64, pattern=NO_NUL, description="a reason code", examples=["UNKNOWN_SIGNER"]
+        ),
     ] = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1)] = 50,

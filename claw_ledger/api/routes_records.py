@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Request
 from claw_ledger.api.auth import secured
 from claw_ledger.api.deps import connection, feature_record, not_found
 from claw_ledger.api.models import HaltsPage
+from claw_ledger.api.routes_ledger import NO_NUL
 from ledger.errors import ReasonCode
 from ledger.wpc import check_policy_hash
 from storage.projection_queries import active_halts, get_job, get_policy, get_token, receipts_for
@@ -19,7 +20,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["records"])
 
-Identifier = Annotated[str, Path(min_length=1, max_length=256)]
+Identifier = Annotated[str, Path(min_length=1, max_length=256, pattern=NO_NUL)]
 
 
 @router.get("/runs/{job_id}", **secured("read"))

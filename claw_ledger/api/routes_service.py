@@ -85,8 +85,9 @@ async def readyz(request: Request) -> Any:
     "/metrics",
     tags=["service"],
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}},
-    **secured("read"),
+    **secured(
+        "read", {200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}}
+    ),
 )
 async def metrics(request: Request) -> Response:
     """The ledger's figures in the Prometheus text format."""
