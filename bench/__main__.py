@@ -9,6 +9,7 @@ Signing (the publishing services' cost) is measured on its own against the
 raw PyNaCl sign rate, and end to end with the clock started before signing.
 
 Usage: python -m bench [--events 200000] [--repeat 3] [--rss-events 1000000] [--processors 2]
+                       [--api-events 1000000]
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.table import Table
 
+from bench.api_queries import api_rows
 from bench.micro import micro_rows, processor_cpu_seconds
 from bench.signing import halt_drafts, publish_signing, signing_rows
 from bench.workload import sign_halt_events
@@ -585,6 +587,12 @@ async def main(args: argparse.Namespace) -> None:
             )
         if args.rss_events:
             results += await rss_flat(base, args.rss_events, args.partitions)
+        if args.api_events:
+            assert base.database_url
+            with console.status(f"API timeline queries over {args.api_events:,} events…"):
+                results += [
+                    Result(*row) for row in await api_rows(base.database_url, args.api_events)
+                ]
     finally:
         services_down(load_settings(state_dir=state))
         # the servers' data (gigabytes after the memory run); processors.log stays
@@ -610,6 +618,7 @@ if __name__ == "__main__":
     parser.add_argument("--rss-events", type=int, default=1_000_000)
     parser.add_argument("--latency-events", type=int, default=30_000)
     parser.add_argument("--latency-rate", type=float, default=2_000.0)
+    parser.add_argument("--api-events", type=int, default=1_000_000)
     parser.add_argument("--processors", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=4)
     asyncio.run(main(parser.parse_args()))
