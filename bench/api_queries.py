@@ -50,6 +50,7 @@ _SIGNERS = 20
 _STREAMS = 50_000
 _PARTITIONS = 4
 _START = datetime(2026, 1, 1, tzinfo=UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _STEP_MS = 10
 
 _FILL = f"""
@@ -141,13 +142,17 @@ def _queries(events: int, count: int, rng: random.Random) -> list[dict[str, Any]
     def moment(ms: int) -> str:
         return (_START + timedelta(milliseconds=ms)).isoformat()
 
+    def time_cursor(ms: int) -> str:
+        return f"t{int((_START - _EPOCH).total_seconds() * 1_000_000) + ms * 1000}.0"
+
     kinds: list[Callable[[], dict[str, Any]]] = [
         lambda: {"stream": f"job:{rng.randrange(_STREAMS)}"},
-        lambda: {"type": rng.choice(_TYPES), "cursor": rng.randrange(events)},
+        lambda: {"type": rng.choice(_TYPES), "cursor": str(rng.randrange(events))},
         lambda: {"signer": f"did:key:z6MkBench{rng.randrange(_SIGNERS)}"},
         lambda: {"since": moment(rng.randrange(span)), "type": rng.choice(_TYPES)},
-        lambda: {"until": moment(rng.randrange(span)), "cursor": rng.randrange(events)},
-        lambda: {"cursor": rng.randrange(events)},
+        lambda: (lambda t: {"since": moment(t), "until": moment(t + 60_000)})(rng.randrange(span)),
+        lambda: {"until": moment(rng.randrange(span)), "cursor": time_cursor(rng.randrange(span))},
+        lambda: {"cursor": str(rng.randrange(events))},
     ]
     return [kinds[i % len(kinds)]() | {"limit": 50} for i in range(count)]
 

@@ -60,6 +60,11 @@ class TimelineFilter:
     until: datetime | None = None
     after: int | None = None
     limit: int = 50
+    #: order by (occurred_at, position) instead of position: a time-bounded query then
+    #: reads the occurred_at index from its bound, never the ledger past its window
+    by_time: bool = False
+    #: with ``by_time``: the cursor's occurred_at (``after`` is its position)
+    after_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -80,8 +85,17 @@ async def timeline_page(database_url: str, flt: TimelineFilter) -> TimelinePage:
 async def fetch_timeline(conn: asyncpg.Connection, flt: TimelineFilter) -> TimelinePage:
     """:func:`timeline_page` on an open connection (jsonb decoded). Every filter is a
     bound parameter; the column names come from this function only."""
-    clauses = ["position > $1"]
-    args: list[Any] = [flt.after or 0]
+    if flt.by_time:
+        clauses = ["TRUE"]
+        args: list[Any] = []
+        if flt.after_time is not None:
+            args += [flt.after_time, flt.after or 0]
+            clauses = [f"(occurred_at, position) > (${len(args) - 1}, ${len(args)})"]
+        order = "occurred_at, position"
+    else:
+        clauses = ["position > $1"]
+        args = [flt.after or 0]
+        order = "position"
     for column, value, op in (
         ("stream", flt.stream, "="),
         ("event_type", flt.event_type, "="),
@@ -96,7 +110,7 @@ async def fetch_timeline(conn: asyncpg.Connection, flt: TimelineFilter) -> Timel
     sql = (
         "SELECT position, event_id::text AS event_id, event_type, stream, producer,"
         " occurred_at, recorded_at, payload, kafka_partition, ledger_seq, chain_hash"
-        f" FROM events WHERE {' AND '.join(clauses)} ORDER BY position LIMIT ${len(args)}"
+        f" FROM events WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT ${len(args)}"
     )
     rows = [dict(r) for r in await conn.fetch(sql, *args)]
     more = len(rows) > flt.limit

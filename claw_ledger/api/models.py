@@ -48,8 +48,8 @@ class TimelineRow(BaseModel):
 
 class TimelinePage(BaseModel):
     rows: list[TimelineRow]
-    next_cursor: int | None = Field(
-        description="Pass as `cursor` for the next page; null on the last page"
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page (opaque); null on the last page"
     )
 
 

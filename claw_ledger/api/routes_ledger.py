@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -40,6 +41,56 @@ def _limit(request: Request, limit: int) -> int:
     return limit
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_MAX_POSITION = 2**63 - 1
+TimelineCursor = Annotated[
+    str | None,
+    Query(
+        max_length=48,
+        pattern=r"^(\d{1,19}|t-?\d{1,19}\.\d{1,19})$",
+        description="`next_cursor` of the previous page (opaque)",
+    ),
+]
+
+
+def _position(text: str) -> int:
+    value = int(text)
+    if value > _MAX_POSITION:
+        raise ApiError(400, ReasonCode.API_BAD_PARAMETER, "cursor: out of range")
+    return value
+
+
+def _parse_cursor(cursor: str | None, by_time: bool) -> tuple[int | None, datetime | None]:
+    """(position, occurred_at) of a cursor; a time-ordered query (``since`` or ``until``)
+    pages by both, so its cursors are ``t<µs since 1970>.<position>``."""
+    if cursor is None:
+        return None, None
+    if by_time != cursor.startswith("t"):
+        raise ApiError(
+            400,
+            ReasonCode.API_BAD_PARAMETER,
+            "cursor: it belongs to a query with other time filters; start again without it",
+        )
+    if not by_time:
+        return _position(cursor), None
+    micros, _, position = cursor[1:].partition(".")
+    try:
+        moment = _EPOCH + int(micros) * _MICROSECOND
+    except OverflowError:
+        raise ApiError(400, ReasonCode.API_BAD_PARAMETER, "cursor: out of range") from None
+    return _position(position), moment
+
+
+def _next_cursor(rows: list[dict[str, Any]], more: bool, by_time: bool) -> str | None:
+    if not more or not rows:
+        return None
+    last = rows[-1]
+    if not by_time:
+        return str(last["position"])
+    return f"t{(last['occurred_at'] - _EPOCH) // _MICROSECOND}.{last['position']}"
+
+
 @router.get("/timeline", response_model=TimelinePage, **secured("read"))
 async def timeline(
     request: Request,
@@ -54,24 +105,33 @@ async def timeline(
     ] = None,
     since: Annotated[AwareDatetime | None, Query(description="inclusive, RFC 3339")] = None,
     until: Annotated[AwareDatetime | None, Query(description="exclusive, RFC 3339")] = None,
-    cursor: Cursor = None,
+    cursor: TimelineCursor = None,
     limit: Annotated[int, Query(ge=1, description="rows per page (service maximum applies)")] = 50,
 ) -> dict[str, Any]:
-    """Ledger events, oldest first, one keyset page at a time (the CLI's filters)."""
+    """Ledger events, one keyset page at a time, with the CLI's filters.
+
+    Oldest first in ledger order; with `since` or `until`, in `occurred_at` order
+    (ties by position), so a time window is read from its index and never past it.
+    """
+    by_time = since is not None or until is not None
+    after, after_time = _parse_cursor(cursor, by_time)
     flt = TimelineFilter(
         stream=stream,
         event_type=type,
         signer=signer,
         since=since,
         until=until,
-        after=cursor,
+        after=after,
         limit=_limit(request, limit),
+        by_time=by_time,
+        after_time=after_time,
     )
     async with connection(request) as conn:
         page = await fetch_timeline(conn, flt)
     for row in page.rows:
         row["summary"] = summarize(row["event_type"], row["body"])
-    return {"rows": page.rows, "next_cursor": page.next_cursor}
+    more = page.next_cursor is not None
+    return {"rows": page.rows, "next_cursor": _next_cursor(page.rows, more, by_time)}
 
 
 def _verification(row: dict[str, Any]) -> dict[str, Any]:

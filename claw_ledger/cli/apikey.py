@@ -83,7 +83,8 @@ def create(name: str, role: str, as_json: bool) -> None:
         )
     except asyncpg.UniqueViolationError:
         raise ConfigError(
-            f"an API key named {name!r} exists", hint="pick another name: a name stays taken, even after its key is revoked"
+            f"an API key named {name!r} exists",
+            hint="pick another name: a name stays taken, even after its key is revoked",
         ) from None
     if as_json:
         emit_json(_row_json(row) | {"key": made.key})
