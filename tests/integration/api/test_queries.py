@@ -183,3 +183,26 @@ def test_the_openapi_document_describes_every_route(api_ledger: ApiLedger) -> No
             assert operation["security"] == [{"HTTPBearer": []}], (path, method)
     timeline = {p["name"] for p in paths["/v1/timeline"]["get"]["parameters"]}
     assert timeline == {"stream", "type", "signer", "since", "until", "cursor", "limit"}
+
+
+async def test_a_time_window_pages_in_occurred_at_order(
+    api_ledger: ApiLedger, reader: httpx.Client
+) -> None:
+    (first,) = await _fetch(api_ledger, "SELECT min(occurred_at) AS t FROM events")
+    since = first["t"].isoformat()
+    expected = await _fetch(
+        api_ledger,
+        "SELECT position FROM events WHERE occurred_at >= $1 ORDER BY occurred_at, position",
+        first["t"],
+    )
+    rows = _pages(reader, "/v1/timeline", since=since, limit=4)
+    assert [r["position"] for r in rows] == [e["position"] for e in expected]
+    page = reader.get("/v1/timeline", params={"since": since, "limit": 4}).json()
+    assert page["next_cursor"].startswith("t")
+    # a cursor belongs to its kind of query
+    mixed = reader.get("/v1/timeline", params={"cursor": page["next_cursor"], "limit": 4})
+    assert mixed.status_code == 400
+    assert "cursor" in mixed.json()["error"]["message"]
+    plain = reader.get("/v1/timeline", params={"limit": 4}).json()["next_cursor"]
+    mixed = reader.get("/v1/timeline", params={"cursor": plain, "since": since})
+    assert mixed.status_code == 400
