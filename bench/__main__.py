@@ -10,6 +10,7 @@ raw PyNaCl sign rate, and end to end with the clock started before signing.
 
 Usage: python -m bench [--events 200000] [--repeat 3] [--rss-events 1000000] [--processors 2]
                        [--control-cache-tokens 10000,1000000] [--control-cache-events 20000]
+                       [--api-events 1000000]
        python -m bench --only replay [--events 50000] [--replay-rss-events 0]
          (the replay rows alone, no servers: prints them, writes nothing)
 """
@@ -32,6 +33,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from bench.api_queries import api_rows
 from bench.control_cache import control_cache_rows
 from bench.ledger import (
     PUBLISH_CHUNK,
@@ -434,6 +436,12 @@ async def main(args: argparse.Namespace) -> None:
                     raw_verify_rate,
                 )
             results += [Result(*row) for row in rows]
+        if args.api_events:
+            assert base.database_url
+            with console.status(f"API timeline queries over {args.api_events:,} events…"):
+                results += [
+                    Result(*row) for row in await api_rows(base.database_url, args.api_events)
+                ]
     finally:
         services_down(load_settings(state_dir=state))
         # the servers' data (gigabytes after the memory run); processors.log stays
@@ -470,6 +478,7 @@ if __name__ == "__main__":
         " empty to skip",
     )
     parser.add_argument("--control-cache-events", type=int, default=20_000)
+    parser.add_argument("--api-events", type=int, default=1_000_000)
     parser.add_argument("--processors", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument(

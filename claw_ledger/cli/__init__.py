@@ -55,6 +55,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "checkpointer": ("checkpointer", "command"),
     "checkpoint": ("checkpoint", "command"),
     "prove": ("checkpoint", "prove"),
+    "serve": ("serve", "command"),
+    "apikey": ("apikey", "command"),
+    "status": ("status", "command"),
 }
 
 EXIT_OK = 0
