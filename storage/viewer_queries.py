@@ -66,12 +66,16 @@ async def _table_exists(conn: asyncpg.Connection, name: str) -> bool:
 
 async def sealed_bundle(conn: asyncpg.Connection, job_id: str) -> dict[str, Any] | None:
     """The newest sealed bundle of a job, or None (none sealed, or no bundles table)."""
+    from storage.bundle_queries import bundle_document, bundles_for
+
     if not await _table_exists(conn, "bundles"):
         return None
-    row = await conn.fetchrow(
-        "SELECT * FROM bundles WHERE job_id = $1 ORDER BY sealed_at DESC LIMIT 1", job_id
-    )
-    return dict(row) if row else None
+    sealed = await bundles_for(conn, job_id)
+    if not sealed:
+        return None
+    newest = dict(sealed[-1])
+    newest["bundle_raw"] = await bundle_document(conn, str(newest["bundle_hash_b64u"]))
+    return newest
 
 
 async def pulse_record(conn: asyncpg.Connection, pulse_id: str) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from claw_ledger.cli.common import settings
+from claw_ledger.cli.common import resolve_key, settings
 
 __all__ = ["command"]
 
@@ -42,15 +42,30 @@ DEFAULT_PORT = 8088
     help="/readyz fails when the processors are more messages than this behind.",
 )
 @click.option(
+    "--authorize-key",
+    default="authorizer",
+    show_default=True,
+    metavar="KEY",
+    help="The key (role authorizer) that signs POST /v1/authorize's decisions; without"
+    " it the route answers 503 API_NOT_ENABLED.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["critical", "error", "warning", "info", "debug"]),
     default="info",
     show_default=True,
 )
 def command(
-    host: str, port: int, max_body: int, max_page: int, max_lag: int, log_level: str
+    host: str,
+    port: int,
+    max_body: int,
+    max_page: int,
+    max_lag: int,
+    authorize_key: str,
+    log_level: str,
 ) -> None:
-    """Serve the HTTP API: queries, authorize, /metrics, /healthz, /readyz.
+    """Serve the HTTP API and the Trust Pulse pages: queries, authorize, /metrics,
+    /healthz, /readyz, and /pulse for reviewers.
 
     Reads the ledger as the reader database role ($CLAW_LEDGER_READER_URL, or the
     one `services up` recorded). Every route but the probes needs an API key
@@ -65,11 +80,24 @@ def command(
     import uvicorn
 
     from claw_ledger.api import ApiConfig, create_app
+    from claw_ledger.api.features import ledger_features, mount_trust_pulse
+    from ledger.errors import ConfigError
 
+    resolved = settings()
+    try:
+        key = resolve_key(authorize_key)
+    except ConfigError as exc:
+        click.echo(f"warning: POST /v1/authorize is off: {exc}", err=True)
+        key = None
     config = ApiConfig.from_settings(
-        settings(), max_body=max_body, max_page=max_page, max_lag=max_lag
+        resolved,
+        max_body=max_body,
+        max_page=max_page,
+        max_lag=max_lag,
+        features=ledger_features(resolved, key),
     )
     app = create_app(config=config)
+    mount_trust_pulse(app, config.reader_url)
     click.echo(f"claw-ledger API on http://{host}:{port} (docs at /docs)", err=True)
     uvicorn.run(
         app,
