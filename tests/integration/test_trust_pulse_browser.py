@@ -105,7 +105,9 @@ def service(ledger: tuple[LedgerHarness, dict[str, Any]]) -> Iterator[tuple[str,
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def browser(service: tuple[str, str]) -> Iterator[Any]:
+    # after the service: Playwright's sync API runs a loop of its own on this thread,
+    # so the asyncio fixtures (the ledger) must be set up before it starts
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
