@@ -125,6 +125,8 @@ class ReasonCode(StrEnum):
     # halt
     AGENT_HALTED = "AGENT_HALTED"
     HALT_NOT_ACTIVE = "HALT_NOT_ACTIVE"
+    # shadow policies (ledger/types/shadows.py, ADR 0023)
+    SHADOW_NOT_ACTIVE = "SHADOW_NOT_ACTIVE"
     # authorize (ledger/authorize.py, ADR 0015): why a call was refused before it ran
     TOKEN_ISSUER_NOT_ALLOWED = "TOKEN_ISSUER_NOT_ALLOWED"
     TOOL_NOT_ALLOWED = "TOOL_NOT_ALLOWED"

@@ -246,7 +246,9 @@ class Simulation:
             recorded_jti=jti if isinstance(jti, str) else None,
         )
         request = CallRequest(f"recorded:{jti}", str(body["job_id"]), action, "recorded")
-        decision = decide_call(view, request, now, _SETTINGS, decision_id=str(body["decision_id"]))
+        decision = decide_call(
+            view, request, now, _SETTINGS, decision_id=str(body["decision_id"]), shadow=False
+        )
         if decision.allowed and recorded_code is ReasonCode.NONCE_REPLAYED:
             decision = replayed(decision)
         call = SimulatedCall(

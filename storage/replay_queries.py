@@ -25,6 +25,7 @@ __all__ = [
     "create_replay_schema",
     "iter_decisions",
     "iter_events",
+    "iter_shadowed",
     "read_projection",
     "write_projection_rows",
 ]
@@ -36,6 +37,7 @@ PROJECTION_TABLES: dict[str, str] = {
     "tokens": "jti",
     "jobs": "job_id",
     "halts": "target",
+    "shadows": "scope",
     "receipts": "receipt_id",
     "decisions": "decision_id",
 }
@@ -64,6 +66,24 @@ async def iter_decisions(
     )
     async for row in cursor:
         yield int(row["position"]), json.loads(bytes(row["envelope_raw"]))["payload"]["body"]
+
+
+async def iter_shadowed(
+    conn: asyncpg.Connection, job_id: str | None = None, batch: int = 5000
+) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    """The recorded shadow disagreements (``call.shadowed``) in the order they
+    were decided: ``(position, body)``; only ``job_id``'s when given (its stream)."""
+    where, args = ("", ()) if job_id is None else (" AND stream = $1", (f"job:{job_id}",))
+    cursor = conn.cursor(
+        "SELECT position, payload->'body' AS body FROM events"
+        " WHERE event_type = 'call.shadowed'" + where + " ORDER BY"
+        " payload->'body'->>'decided_at', position",
+        *args,
+        prefetch=batch,
+    )
+    async for row in cursor:
+        body = row["body"]
+        yield int(row["position"]), body if isinstance(body, dict) else json.loads(body)
 
 
 async def iter_events(conn: asyncpg.Connection, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:

@@ -7,7 +7,16 @@ event type means adding its spec there; nothing registers itself on import.
 from __future__ import annotations
 
 from ledger.registry import EventRegistry
-from ledger.types import attestations, decisions, halts, keys, policies, runs, tokens
+from ledger.types import (
+    attestations,
+    decisions,
+    halts,
+    keys,
+    policies,
+    runs,
+    shadows,
+    tokens,
+)
 
 __all__ = ["REGISTRY"]
 
@@ -21,5 +30,6 @@ REGISTRY = EventRegistry(
         *halts.SPECS,
         *attestations.SPECS,
         *decisions.SPECS,
+        *shadows.SPECS,
     )
 )
