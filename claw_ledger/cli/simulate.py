@@ -1,4 +1,7 @@
-"""``claw-ledger simulate``: would a candidate WPC have allowed the calls we made?"""
+"""``claw-ledger simulate``: would a candidate WPC have allowed the calls we made?
+
+``--policy`` re-decides the recorded calls under a candidate; ``--shadow``
+summarises what the shadow policies in force said (``call.shadowed``)."""
 
 from __future__ import annotations
 
@@ -42,13 +45,65 @@ async def _simulate(simulation: Any, database_url: str) -> None:
         await conn.close()
 
 
+async def _shadowed(summary: Any, database_url: str, job_id: str | None) -> None:
+    from storage.projection_queries import open_connection
+    from storage.replay_queries import iter_shadowed
+
+    conn = await open_connection(database_url)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            async for position, body in iter_shadowed(conn, job_id):
+                summary.add(position, body)
+    finally:
+        await conn.close()
+
+
+def _shadow_report(job_id: str | None, since: str | None, until: str | None, as_json: bool) -> None:
+    from claw_ledger.config import effective_database_url
+    from ledger.shadow import ShadowSelector, ShadowSummary
+
+    selector = ShadowSelector(job_id=job_id, since=_instant(since), until=_instant(until))
+    summary = ShadowSummary(selector)
+    run_async(_shadowed(summary, effective_database_url(settings(), role="reader"), job_id))
+    if as_json:
+        emit_json({"summary": summary.to_dict(), "calls": summary.calls})
+    else:
+        for call in summary.calls:
+            action = call["action"]
+            what = (
+                f"tool {action['tool']}"
+                if action["kind"] == "tool"
+                else f"model {action['provider']}/{action['model']}"
+            )
+            click.echo(
+                f"{call['decided_at']}  {call['job_id']}  {what}: {call['decision']}"
+                f" ({call['reason_code']}), shadow {call['shadow_policy_hash_b64u']}"
+                f" ({call['shadow_scope']}): {call['shadow_decision']}"
+                f" ({call['shadow_reason_code']})"
+            )
+        click.echo(
+            f"{summary.shadowed} shadow disagreements: {summary.would_deny} would be denied,"
+            f" {summary.would_allow} would be allowed"
+        )
+        for name, count in sorted(summary.denied_by_action.items()):
+            click.echo(f"  would deny  {name}: {count}")
+        for name, count in sorted(summary.allowed_by_action.items()):
+            click.echo(f"  would allow {name}: {count}")
+    if summary.would_deny:
+        raise SystemExit(1)
+
+
 @click.command("simulate")
 @click.option(
     "--policy",
     "policy",
-    required=True,
     metavar="FILE|HASH",
     help="The candidate WPC: a file, or a policy hash in the registry.",
+)
+@click.option(
+    "--shadow",
+    is_flag=True,
+    help="Summarise the recorded shadow disagreements (call.shadowed) instead.",
 )
 @click.option("--job", "job_id", metavar="JOB", help="Only this job's calls.")
 @click.option(
@@ -59,7 +114,8 @@ async def _simulate(simulation: Any, database_url: str) -> None:
 @click.option("--all-calls", is_flag=True, help="List every simulated call, not only the changed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def command(
-    policy: str,
+    policy: str | None,
+    shadow: bool,
     job_id: str | None,
     sub: str | None,
     since: str | None,
@@ -80,16 +136,30 @@ def command(
     Exit 1 when any call that was allowed would now be denied (gate a policy
     change in CI with it), 0 otherwise, 2 on usage errors.
 
+    With --shadow (instead of --policy), the calls on which a shadow policy
+    (`claw-ledger wpc shadow`) disagreed with the real answer, as the
+    authorize service recorded them live: each one, and counts by tool and
+    model, by candidate and by reason. Exit 1 when a shadow policy would have
+    denied a call that was allowed.
+
     \b
     Examples:
       claw-ledger simulate --policy stricter.json5
       claw-ledger simulate --policy HASH --job job-42 --json
       claw-ledger simulate --policy stricter.json5 --since 2026-11-01T00:00:00Z
+      claw-ledger simulate --shadow --since 2026-11-01T00:00:00Z
     """
     from claw_ledger.config import effective_database_url
     from ledger.simulate import CallSelector, Simulation
     from ledger.wpc import policy_hash_b64u, validate_wpc
 
+    if shadow:
+        if policy is not None or sub is not None or all_calls:
+            raise click.UsageError("--shadow takes only --job, --since, --until and --json")
+        _shadow_report(job_id, since, until, as_json)
+        return
+    if policy is None:
+        raise click.UsageError("give --policy FILE|HASH (a candidate) or --shadow")
     window = CallSelector(job_id=job_id, sub=sub, since=_instant(since), until=_instant(until))
     document = load_wpc_reference(policy)
     simulation = Simulation(validate_wpc(document), window)

@@ -20,7 +20,17 @@ from ledger.registry import (
 )
 from ledger.roles import Role, roles_allowed_for
 from ledger.tokens import DEFAULT_MAX_TTL_SECONDS, HARD_MAX_TTL_SECONDS
-from ledger.types import REGISTRY, attestations, decisions, halts, keys, policies, runs, tokens
+from ledger.types import (
+    REGISTRY,
+    attestations,
+    decisions,
+    halts,
+    keys,
+    policies,
+    runs,
+    shadows,
+    tokens,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
@@ -151,10 +161,10 @@ def test_python_m_ledger_types_prints_the_table() -> None:
 
 
 def test_registry_is_built_from_the_family_modules_in_a_stable_order() -> None:
-    families = (keys, policies, tokens, runs, halts, attestations, decisions)
+    families = (keys, policies, tokens, runs, halts, attestations, decisions, shadows)
     assert REGISTRY.specs == tuple(spec for family in families for spec in family.SPECS)
     assert list(REGISTRY) == list(REGISTRY.specs)
-    assert len(REGISTRY) == 17
+    assert len(REGISTRY) == 20
     assert REGISTRY.event_types()[:2] == ("key.registered", "key.revoked")
 
 
@@ -182,6 +192,7 @@ def test_every_spec_is_complete(spec: EventTypeSpec) -> None:
         "halts",
         "receipts",
         "decisions",
+        "shadows",
     }
     assert isinstance(spec.summary({}), str)
 
