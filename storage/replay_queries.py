@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import asyncpg
@@ -86,16 +86,25 @@ async def iter_shadowed(
         yield int(row["position"]), body if isinstance(body, dict) else json.loads(body)
 
 
-async def iter_events(conn: asyncpg.Connection, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
-    """Every ledger row in commit order (``position``), with its stored chain fields.
+async def iter_events(
+    conn: asyncpg.Connection, batch: int = 5000, *, skip_types: Sequence[str] = ()
+) -> AsyncIterator[dict[str, Any]]:
+    """Every ledger row in commit order (``position``), with its stored chain fields;
+    without the rows of ``skip_types`` when given.
 
     Call it inside a transaction (a server-side cursor lives in one); a
     repeatable-read one lets the caller read the projections of the same snapshot.
     """
+    where, args = (
+        ("", ())
+        if not skip_types
+        else (" WHERE event_type <> ALL($1::text[])", (list(skip_types),))
+    )
     cursor = conn.cursor(
         "SELECT position, kafka_partition, kafka_offset, ledger_seq, prev_chain_hash,"
         " chain_hash, recorded_at, event_id::text AS event_id, envelope_raw"
-        " FROM events ORDER BY position",
+        f" FROM events{where} ORDER BY position",
+        *args,
         prefetch=batch,
     )
     async for row in cursor:

@@ -25,10 +25,14 @@ def _instant(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-async def _simulate(simulation: Any, database_url: str) -> None:
+async def _simulate(simulation: Any, database_url: str, audited: bool) -> None:
     from claw_ledger.replaying import stored_event
+    from ledger.replay import StoredEvent
+    from ledger.simulate import DECISION_EVENT_TYPES
     from storage.projection_queries import open_connection
     from storage.replay_queries import iter_decisions, iter_events
+
+    skip = sorted(DECISION_EVENT_TYPES) if audited else []
 
     conn = await open_connection(database_url)
     try:
@@ -36,8 +40,18 @@ async def _simulate(simulation: Any, database_url: str) -> None:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             async for position, body in iter_decisions(conn):
                 simulation.expect(position, body)
-            async for row in iter_events(conn):
-                simulation.feed(stored_event(row))
+            async for row in iter_events(conn, skip_types=skip):
+                stored = stored_event(row)
+                if audited:
+                    # the chain was checked by audit; with the decisions left out
+                    # the fold computes its own links instead of checking the stored ones
+                    stored = StoredEvent(
+                        stored.raw,
+                        recorded_at=stored.recorded_at,
+                        position=stored.position,
+                        event_id=stored.event_id,
+                    )
+                simulation.feed(stored)
                 if simulation.fold.broken is not None:
                     break
             simulation.finish()
@@ -112,6 +126,12 @@ def _shadow_report(job_id: str | None, since: str | None, until: str | None, as_
 @click.option("--since", metavar="TIME", help="Only calls decided at or after TIME (RFC 3339).")
 @click.option("--until", metavar="TIME", help="Only calls decided before TIME (RFC 3339).")
 @click.option("--all-calls", is_flag=True, help="List every simulated call, not only the changed.")
+@click.option(
+    "--audited",
+    is_flag=True,
+    help="The ledger was verified by `claw-ledger audit`: do not verify the decision"
+    " events again (control events still are). Much faster on a large ledger.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def command(
     policy: str | None,
@@ -121,6 +141,7 @@ def command(
     since: str | None,
     until: str | None,
     all_calls: bool,
+    audited: bool,
     as_json: bool,
 ) -> None:
     """Re-decide the recorded calls under a candidate WPC; publish and change nothing.
@@ -147,6 +168,7 @@ def command(
       claw-ledger simulate --policy stricter.json5
       claw-ledger simulate --policy HASH --job job-42 --json
       claw-ledger simulate --policy stricter.json5 --since 2026-11-01T00:00:00Z
+      claw-ledger audit && claw-ledger simulate --policy HASH --audited
       claw-ledger simulate --shadow --since 2026-11-01T00:00:00Z
     """
     from claw_ledger.config import effective_database_url
@@ -154,7 +176,7 @@ def command(
     from ledger.wpc import policy_hash_b64u, validate_wpc
 
     if shadow:
-        if policy is not None or sub is not None or all_calls:
+        if policy is not None or sub is not None or all_calls or audited:
             raise click.UsageError("--shadow takes only --job, --since, --until and --json")
         _shadow_report(job_id, since, until, as_json)
         return
@@ -165,7 +187,7 @@ def command(
     simulation = Simulation(validate_wpc(document), window)
     if all_calls:
         simulation = Simulation(validate_wpc(document), window, keep=lambda call: True)
-    run_async(_simulate(simulation, effective_database_url(settings(), role="reader")))
+    run_async(_simulate(simulation, effective_database_url(settings(), role="reader"), audited))
     if simulation.fold.broken is not None:
         raise click.ClickException(f"the ledger does not verify: {simulation.fold.broken}")
     summary = simulation.summary
