@@ -11,7 +11,7 @@ import subprocess
 
 import psutil
 
-from bench import authorize, cli_start, merkle, replay, verify_path
+from bench import authorize, cli_start, merkle, replay, simulate, verify_path
 
 __all__ = ["Row", "micro_rows", "processor_cpu_seconds"]
 
@@ -105,11 +105,50 @@ def authorize_rows() -> list[Row]:
             "",
             "",
         ),
+        (
+            "authorize decide_call with an active shadow policy (disagreeing): p99 (p50), wall",
+            f"{decide['shadow_p99_us']:,.0f} µs ({decide['shadow_p50_us']:,.0f} µs),"
+            f" +{decide['shadow_p99_overhead'] * 100:.0f} % at p99",
+            f"no shadow, same run, call by call: p99 {decide['no_shadow_p99_us']:,.0f} µs"
+            f" (p50 {decide['no_shadow_p50_us']:,.0f} µs)",
+            "≤ +20 % at p99",
+            _verdict(decide["shadow_p99_overhead"] <= 0.2),
+        ),
+    ]
+
+
+def simulate_rows(decisions: int = 200_000) -> list[Row]:
+    sim = simulate.measure(decisions)
+    raw = f"raw Ed25519 verify {sim['raw_verify_per_s']:,.0f} /s"
+    return [
+        (
+            f"simulate {decisions:,} recorded decisions over an audited ledger, decisions/s,"
+            " one core",
+            f"{sim['audited_per_s']:,.0f} /s",
+            f"{raw} (ratio {sim['audited_per_s'] / sim['raw_verify_per_s']:.2f})",
+            "≥ 50,000 /s",
+            _verdict(sim["audited_per_s"] >= 50_000),
+        ),
+        (
+            f"simulate {decisions:,} recorded decisions, every event verified, decisions/s,"
+            " one core",
+            f"{sim['verified_per_s']:,.0f} /s",
+            f"{raw} (ratio {sim['verified_per_s'] / sim['raw_verify_per_s']:.2f})",
+            "",
+            "",
+        ),
     ]
 
 
 def micro_rows() -> list[Row]:
-    return [*cli_rows(), *verify_rows(), *merkle_rows(), *replay_rows(), *authorize_rows()]
+    return [
+        *cli_rows(),
+        *verify_rows(),
+        *merkle_rows(),
+        *replay_rows(),
+        *authorize_rows(),
+        *simulate_rows(),
+    ]
 
 
 def processor_cpu_seconds(processes: list[subprocess.Popen[bytes]]) -> float:

@@ -302,6 +302,14 @@ class DecisionView:
     kids: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _policies: dict[str, WpcDocument | None] = field(default_factory=dict, repr=False)
     _tokens: dict[str, SeenToken] = field(default_factory=dict, repr=False)
+    #: (job, subject, job's WPC) -> the shadow candidates covering it; reset with the state
+    _shadow_scopes: dict[tuple[str, str, str], list[tuple[str, str]]] = field(
+        default_factory=dict, repr=False
+    )
+    #: (scope, candidate, action) -> the candidate's step-7 verdict (a hash names one content)
+    _shadow_rules: dict[tuple[str, str, Action], ShadowVerdict] = field(
+        default_factory=dict, repr=False
+    )
 
     @classmethod
     def of(cls, state: LedgerState, synced_at: float | None, **kw: Any) -> DecisionView:
@@ -318,7 +326,7 @@ class DecisionView:
         _index_kids(changed, kids)
         # the token memo names signers by the kid index: start it afresh when keys change
         tokens = {} if changed else self._tokens
-        return replace(self, state=state, kids=kids, _tokens=tokens)
+        return replace(self, state=state, kids=kids, _tokens=tokens, _shadow_scopes={})
 
     def refreshed(self, synced_at: float | None) -> DecisionView:
         """The same state, synced up to a newer heartbeat (the caches are kept)."""
@@ -341,6 +349,37 @@ class DecisionView:
         # a hash names one content forever: the parsed document never goes stale
         self._policies[policy_hash] = document
         return document
+
+    def shadow_verdicts(
+        self, job_id: str, sub: str, wpc: str, action: Action, halted: _Deny | None
+    ) -> tuple[ShadowVerdict, ...]:
+        """Step 7 under each active shadow candidate covering the call, then the halt."""
+        key = (job_id, sub, wpc)
+        candidates = self._shadow_scopes.get(key)
+        if candidates is None:
+            if len(self._shadow_scopes) >= _TOKEN_MEMO_SIZE:
+                self._shadow_scopes.clear()
+            candidates = self._shadow_scopes[key] = shadow_candidates(self.state, *key)
+        if not candidates:
+            return ()
+        verdicts = []
+        for scope, candidate in candidates:
+            rule_key = (scope, candidate, action)
+            verdict = self._shadow_rules.get(rule_key)
+            if verdict is None:
+                deny = _rules(self.policy_document(candidate), candidate, action)
+                verdict = (
+                    ShadowVerdict(scope, candidate, True, ReasonCode.OK, "allowed")
+                    if deny is None
+                    else ShadowVerdict(scope, candidate, False, deny.code, deny.detail)
+                )
+                if len(self._shadow_rules) >= _TOKEN_MEMO_SIZE:
+                    self._shadow_rules.clear()
+                self._shadow_rules[rule_key] = verdict
+            if verdict.allowed and halted is not None:
+                verdict = ShadowVerdict(scope, candidate, False, halted.code, halted.detail)
+            verdicts.append(verdict)
+        return tuple(verdicts)
 
     def verified_token(self, token: str) -> SeenToken:
         """What a token's bytes alone say, computed once per view (``TOKEN_MALFORMED``)."""
@@ -582,7 +621,6 @@ def _checks(
     action = request.action
     sub = str(claims.get("sub", "")).strip()
     denied = _rules(view.policy_document(wpc), wpc, action)
-    candidates = shadow_candidates(state, request.job_id, sub, wpc) if shadow else ()
     # 8. halts
     halt = _halt(state, request.job_id, sub, action)
     halted = (
@@ -593,13 +631,8 @@ def _checks(
             f"halt {halt['target']!r} is active ({halt.get('reason', '')})",
         )
     )
-    if candidates:
-        verdicts = []
-        for scope, candidate in candidates:
-            deny = _rules(view.policy_document(candidate), candidate, action) or halted
-            code, detail = (ReasonCode.OK, "allowed") if deny is None else (deny.code, deny.detail)
-            verdicts.append(ShadowVerdict(scope, candidate, deny is None, code, detail))
-        facts.shadows = tuple(verdicts)
+    if shadow and state.shadows:
+        facts.shadows = view.shadow_verdicts(request.job_id, sub, wpc, action, halted)
     if denied is not None:
         raise denied
     if halt is not None and halted is not None:
