@@ -6,6 +6,11 @@ that the percentiles mean what a caller waits), for a token seen before (its
 signature is remembered by the view) and for a token seen for the first time
 (its signature verified), beside a raw PyNaCl verify in the same run.
 
+The shadow figures (ADR 0023) time the same warm call twice, alternately
+call by call so that both see the same machine: without any shadow policy, and with
+a shadow candidate over every job that disagrees on every call (the decision
+judges it and the service's :meth:`Decision.disagreements` is asked too).
+
 Usage: python -m bench.authorize [--calls 20000]
 """
 
@@ -17,6 +22,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ledger.authorize import Action, AuthorizeSettings, CallRequest, DecisionView, decide_call
@@ -38,6 +44,9 @@ _WPC: dict[str, Any] = {
     "tools": {"allow": ["read", "write"], "deny": ["exec"]},
     "model_calls": {"allowed_providers": ["anthropic"]},
 }
+#: the shadow candidate: denies the read every benchmark call makes
+_CANDIDATE: dict[str, Any] = _WPC | {"tools": {"allow": ["write"], "deny": ["exec", "read"]}}
+_POLICY_ADMIN: KeyPair | None = None
 
 
 def _submit(state: LedgerState, key: KeyPair, event_type: str, stream: str, body: Any) -> None:
@@ -109,16 +118,40 @@ def _world(tokens: int) -> tuple[LedgerState, list[str], str]:
     _submit(state, runtime, "run.manifest_approved", "job:job-bench", body)
     started = {"job_id": "job-bench", "urm_hash_b64u": digest, "cst_jti": issued[0].jti}
     _submit(state, runtime, "run.started", "job:job-bench", started)
+    candidate = policy_hash_b64u(_CANDIDATE)
+    envelope = sign_wpc(_CANDIDATE, policy).to_bytes().decode()
+    body = {"policy_hash_b64u": candidate, "wpc_envelope_json": envelope}
+    _submit(state, policy, "policy.published", f"policy:{candidate}", body)
+    global _POLICY_ADMIN
+    _POLICY_ADMIN = policy
     return state, [t.token for t in issued], keys[Role.ISSUER].did
 
 
-def _percentiles_us(n: int, call: Callable[[int], object]) -> dict[str, float]:
+def _shadowed(state: LedgerState) -> LedgerState:
+    """The same state, the candidate in shadow over every job."""
+    shadowed = replace(state, shadows={})
+    body = {"policy_hash_b64u": policy_hash_b64u(_CANDIDATE), "scope": "*"}
+    assert _POLICY_ADMIN is not None
+    _submit(shadowed, _POLICY_ADMIN, "policy.shadowed", "shadow:*", body)
+    return shadowed
+
+
+def _samples_us(n: int, call: Callable[[int], object], offset: int = 0) -> list[float]:
     samples = []
     clock = time.perf_counter_ns
-    for i in range(n):
+    for i in range(offset, offset + n):
         start = clock()
         call(i)
         samples.append((clock() - start) / 1000)
+    return samples
+
+
+def _percentiles_us(n: int, call: Callable[[int], object]) -> dict[str, float]:
+    return _summary(_samples_us(n, call))
+
+
+def _summary(samples: list[float]) -> dict[str, float]:
+    n = len(samples)
     samples.sort()
     return {
         "p50": statistics.median(samples),
@@ -145,6 +178,31 @@ def measure(calls: int = 20_000) -> dict[str, float]:
         return decide_call(fresh, requests[i % distinct], now, settings)
 
     first_sight = _percentiles_us(max(1, calls // 4), cold)
+
+    shadow_view = DecisionView.of(_shadowed(state), synced_at=view.synced_at)
+    for request in requests:
+        assert decide_call(shadow_view, request, now, settings).disagreements()
+
+    def shadowed(i: int) -> object:
+        return decide_call(shadow_view, requests[i % distinct], now, settings).disagreements()
+
+    def plain(i: int) -> object:
+        return decide_call(view, requests[i % distinct], now, settings)
+
+    # call by call, alternately: a pause of the machine hits both series alike
+    plain_samples: list[float] = []
+    shadow_samples: list[float] = []
+    clock = time.perf_counter_ns
+    for i in range(calls):
+        start = clock()
+        plain(i)
+        middle = clock()
+        shadowed(i)
+        end = clock()
+        plain_samples.append((middle - start) / 1000)
+        shadow_samples.append((end - middle) / 1000)
+    no_shadow = _summary(plain_samples)
+    with_shadow = _summary(shadow_samples)
     verify_key = public_key_from_did(issuer)
     signed = [t.rsplit(".", 1) for t in tokens]
     from ledger.encoding import b64u_decode
@@ -160,6 +218,11 @@ def measure(calls: int = 20_000) -> dict[str, float]:
         "decide_first_sight_p99_us": first_sight["p99"],
         "raw_verify_p50_us": raw["p50"],
         "raw_verify_p99_us": raw["p99"],
+        "no_shadow_p50_us": no_shadow["p50"],
+        "no_shadow_p99_us": no_shadow["p99"],
+        "shadow_p50_us": with_shadow["p50"],
+        "shadow_p99_us": with_shadow["p99"],
+        "shadow_p99_overhead": with_shadow["p99"] / no_shadow["p99"] - 1,
     }
 
 

@@ -13,7 +13,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from bench import authorize, cli_start, merkle, replay, sealing, verify_path
+from bench import authorize, cli_start, merkle, replay, sealing, simulate, verify_path
 
 __all__ = ["Row", "micro_rows", "print_replay_rows", "processor_cpu_seconds", "replay_rows"]
 
@@ -128,6 +128,38 @@ def authorize_rows() -> list[Row]:
             "",
             "",
         ),
+        (
+            "authorize decide_call with an active shadow policy (disagreeing): p99 (p50), wall",
+            f"{decide['shadow_p99_us']:,.0f} µs ({decide['shadow_p50_us']:,.0f} µs),"
+            f" +{decide['shadow_p99_overhead'] * 100:.0f} % at p99",
+            f"no shadow, same run, call by call: p99 {decide['no_shadow_p99_us']:,.0f} µs"
+            f" (p50 {decide['no_shadow_p50_us']:,.0f} µs)",
+            "≤ +20 % at p99",
+            _verdict(decide["shadow_p99_overhead"] <= 0.2),
+        ),
+    ]
+
+
+def simulate_rows(decisions: int = 200_000) -> list[Row]:
+    sim = simulate.measure(decisions)
+    raw = f"raw Ed25519 verify {sim['raw_verify_per_s']:,.0f} /s"
+    return [
+        (
+            f"simulate {decisions:,} recorded decisions over an audited ledger, decisions/s,"
+            " one core",
+            f"{sim['audited_per_s']:,.0f} /s",
+            f"{raw} (ratio {sim['audited_per_s'] / sim['raw_verify_per_s']:.2f})",
+            "≥ 50,000 /s",
+            _verdict(sim["audited_per_s"] >= 50_000),
+        ),
+        (
+            f"simulate {decisions:,} recorded decisions, every event verified, decisions/s,"
+            " one core",
+            f"{sim['verified_per_s']:,.0f} /s",
+            f"{raw} (ratio {sim['verified_per_s'] / sim['raw_verify_per_s']:.2f})",
+            "",
+            "",
+        ),
     ]
 
 
@@ -166,6 +198,7 @@ def micro_rows(replay_events: int = 20_000, replay_rss_events: int = 0) -> list[
         *replay_rows(replay_events, replay_rss_events),
         *authorize_rows(),
         *sealing_rows(),
+        *simulate_rows(),
     ]
 
 

@@ -9,6 +9,11 @@ Postgres for an allow, and publishes every decision as a signed
 ``call.authorized``/``call.denied`` event in the background: the answer never
 waits on Kafka, and :meth:`AuthorizeService.stop` flushes what is queued
 (ADR 0015).
+
+Shadow policies (ADR 0023): the decision judges every active shadow candidate
+covering the call beside the real WPC (:attr:`Decision.shadows`); each one that
+disagrees with the answer is published as ``call.shadowed`` with the decision,
+from the same queue. The answer itself never depends on a shadow.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ from ledger.control_digest import CONTROL_DIGEST_TABLES, digest_hex, state_diges
 from ledger.crypto import KeyPair
 from ledger.errors import ControlPlaneTamperedError, EventError, ServiceError
 from ledger.events import NewEvent
+from ledger.shadow import shadowed_body
 from ledger.state import LedgerState
+from ledger.types.shadows import shadow_event_id
 
 if TYPE_CHECKING:
     from claw_ledger.config import Settings
@@ -81,11 +88,13 @@ class AuthorizeConfig:
 
 @dataclass
 class DecisionCounters:
-    """Decisions answered, recorded on Kafka, and given up on (never silently)."""
+    """Decisions answered, recorded on Kafka, and given up on (never silently);
+    shadow disagreements recorded with them."""
 
     made: int = 0
     recorded: int = 0
     failed: int = 0
+    shadowed: int = 0
 
     @property
     def pending(self) -> int:
@@ -97,13 +106,14 @@ class DecisionCounters:
             "recorded": self.recorded,
             "failed": self.failed,
             "pending": self.pending,
+            "shadowed": self.shadowed,
         }
 
 
 def _merge(state: LedgerState, changed: LedgerState) -> None:
     """Apply rows read since the last version; synchronous, so no decision sees half."""
     state.keys.update(changed.keys)
-    for table in ("policies", "tokens", "jobs", "halts"):
+    for table in ("policies", "tokens", "jobs", "halts", "shadows"):
         getattr(state, table).update(getattr(changed, table))
 
 
@@ -271,10 +281,17 @@ class AuthorizeService:
                     self._queue.task_done()
 
     async def _send(self, batch: list[Decision]) -> None:
-        events = [
-            NewEvent(d.event_type, d.stream, d.event_body(), d.decision_id, d.decided_at)
-            for d in batch
-        ]
+        events = []
+        shadowed = 0
+        for d in batch:
+            events.append(
+                NewEvent(d.event_type, d.stream, d.event_body(), d.decision_id, d.decided_at)
+            )
+            for shadow in d.disagreements():
+                event_id = shadow_event_id(d.decision_id, shadow.policy_hash_b64u)
+                body = shadowed_body(d, shadow)
+                events.append(NewEvent("call.shadowed", d.stream, body, event_id, d.decided_at))
+                shadowed += 1
         delay = 0.1
         while True:
             assert self._producer is not None
@@ -291,4 +308,5 @@ class AuthorizeService:
                 delay = min(delay * 2, 5.0)
                 continue
             self.counters.recorded += len(batch)
+            self.counters.shadowed += shadowed
             return

@@ -82,7 +82,10 @@ class VerifyingProcessor:
         #: control table is held whole, as before ADR 0020
         self.control_cache_size = control_cache_size
         self._bounded: tuple[str, ...] = BOUNDED_TABLES if control_cache_size is not None else ()
-        self._whole = tuple(t for t in CONTROL_DIGEST_TABLES if t not in self._bounded)
+        # the shadow policies (ADR 0023) are control state too, but carry no digest
+        self._whole = tuple(
+            t for t in (*CONTROL_DIGEST_TABLES, "shadows") if t not in self._bounded
+        )
         #: "start": the bounded tables' digests are checked before start returns;
         #: "background": while batches that read neither table commit (ADR 0020)
         self.control_check = control_check
@@ -238,7 +241,9 @@ class VerifyingProcessor:
         )
         state = start.state
         computed = {
-            table: table_digest(table, _rows(state, table)) for table in self._whole
+            table: table_digest(table, _rows(state, table))
+            for table in self._whole
+            if table in CONTROL_DIGEST_TABLES
         } | start.streamed
         tampered = {
             table: (digest_hex(digest), digest_hex(computed[table]))

@@ -27,6 +27,14 @@ The checks run in this order and the first failure decides the reason code
 8. no active halt covers the job, the token's subject or everything
    (``AGENT_HALTED``).
 
+Shadow policies (``ledger/types/shadows.py``, ADR 0023): for a call that
+reaches step 7, each active shadow candidate covering the job, the token's
+subject or everything is judged at step 7 by the same rules in place of the
+job's WPC, and step 8 applies to it as to the real answer. The verdicts ride
+along in :attr:`Decision.shadows`; they never change the real answer. A call
+denied before step 7 is denied alike under any candidate (those steps do not
+read the WPC's rules), so it carries no shadow verdict.
+
 The last check, the nonce never seen before for this token
 (``NONCE_REPLAYED``), needs a shared store: the caller makes it, only for a
 call everything else allowed, and turns the decision with :func:`replayed`.
@@ -47,6 +55,7 @@ from ledger.encoding import B64U_SHA256_RE
 from ledger.envelope import format_timestamp
 from ledger.errors import ReasonCode, RejectedError, TokenError
 from ledger.roles import Role
+from ledger.shadow import ShadowVerdict, shadow_candidates
 from ledger.state import LedgerState
 from ledger.tokens import CLOCK_SKEW_SECONDS, JTI_RE, DecodedToken, decode_token
 from ledger.tokens import token_scope_hash_b64u as scope_hash_of
@@ -60,6 +69,7 @@ __all__ = [
     "CallRequest",
     "Decision",
     "DecisionView",
+    "ShadowVerdict",
     "action_verdict",
     "decide_call",
     "replayed",
@@ -180,6 +190,8 @@ class Decision:
     policy_hash_b64u: str | None = None
     halt_target: str | None = None
     halt_state: Literal["committed", "seen"] | None = None
+    #: the shadow candidates' verdicts on this call (never part of the answer)
+    shadows: tuple[ShadowVerdict, ...] = ()
 
     @property
     def decision(self) -> Literal["allow", "deny"]:
@@ -224,22 +236,30 @@ class Decision:
             "decided_at": self.decided_at,
         }
 
+    def disagreements(self) -> tuple[ShadowVerdict, ...]:
+        """The shadow verdicts whose allow/deny differs from this answer."""
+        return tuple(s for s in self.shadows if s.allowed != self.allowed)
+
+
+def _turned(decision: Decision, code: ReasonCode, detail: str) -> Decision:
+    # a candidate that allowed the call needed the same nonce: it is turned alike
+    shadows = tuple(
+        replace(s, allowed=False, reason_code=code, detail=detail) if s.allowed else s
+        for s in decision.shadows
+    )
+    return replace(decision, allowed=False, reason_code=code, detail=detail, shadows=shadows)
+
 
 def replayed(decision: Decision) -> Decision:
     """An allow turned into the deny of a nonce the store had seen for this token."""
-    return replace(
-        decision,
-        allowed=False,
-        reason_code=ReasonCode.NONCE_REPLAYED,
-        detail=f"nonce already used with token {decision.token_jti}",
+    return _turned(
+        decision, ReasonCode.NONCE_REPLAYED, f"nonce already used with token {decision.token_jti}"
     )
 
 
 def unavailable(decision: Decision, detail: str) -> Decision:
     """An allow turned into a deny because the nonce store could not be reached."""
-    return replace(
-        decision, allowed=False, reason_code=ReasonCode.LEDGER_UNAVAILABLE, detail=detail
-    )
+    return _turned(decision, ReasonCode.LEDGER_UNAVAILABLE, detail)
 
 
 def _index_kids(dids: Iterable[str], into: dict[str, tuple[str, ...]]) -> None:
@@ -282,6 +302,14 @@ class DecisionView:
     kids: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _policies: dict[str, WpcDocument | None] = field(default_factory=dict, repr=False)
     _tokens: dict[str, SeenToken] = field(default_factory=dict, repr=False)
+    #: (job, subject, job's WPC) -> the shadow candidates covering it; reset with the state
+    _shadow_scopes: dict[tuple[str, str, str], list[tuple[str, str]]] = field(
+        default_factory=dict, repr=False
+    )
+    #: (scope, candidate, action) -> the candidate's step-7 verdict (a hash names one content)
+    _shadow_rules: dict[tuple[str, str, Action], ShadowVerdict] = field(
+        default_factory=dict, repr=False
+    )
 
     @classmethod
     def of(cls, state: LedgerState, synced_at: float | None, **kw: Any) -> DecisionView:
@@ -298,7 +326,7 @@ class DecisionView:
         _index_kids(changed, kids)
         # the token memo names signers by the kid index: start it afresh when keys change
         tokens = {} if changed else self._tokens
-        return replace(self, state=state, kids=kids, _tokens=tokens)
+        return replace(self, state=state, kids=kids, _tokens=tokens, _shadow_scopes={})
 
     def refreshed(self, synced_at: float | None) -> DecisionView:
         """The same state, synced up to a newer heartbeat (the caches are kept)."""
@@ -321,6 +349,37 @@ class DecisionView:
         # a hash names one content forever: the parsed document never goes stale
         self._policies[policy_hash] = document
         return document
+
+    def shadow_verdicts(
+        self, job_id: str, sub: str, wpc: str, action: Action, halted: _Deny | None
+    ) -> tuple[ShadowVerdict, ...]:
+        """Step 7 under each active shadow candidate covering the call, then the halt."""
+        key = (job_id, sub, wpc)
+        candidates = self._shadow_scopes.get(key)
+        if candidates is None:
+            if len(self._shadow_scopes) >= _TOKEN_MEMO_SIZE:
+                self._shadow_scopes.clear()
+            candidates = self._shadow_scopes[key] = shadow_candidates(self.state, *key)
+        if not candidates:
+            return ()
+        verdicts = []
+        for scope, candidate in candidates:
+            rule_key = (scope, candidate, action)
+            verdict = self._shadow_rules.get(rule_key)
+            if verdict is None:
+                deny = _rules(self.policy_document(candidate), candidate, action)
+                verdict = (
+                    ShadowVerdict(scope, candidate, True, ReasonCode.OK, "allowed")
+                    if deny is None
+                    else ShadowVerdict(scope, candidate, False, deny.code, deny.detail)
+                )
+                if len(self._shadow_rules) >= _TOKEN_MEMO_SIZE:
+                    self._shadow_rules.clear()
+                self._shadow_rules[rule_key] = verdict
+            if verdict.allowed and halted is not None:
+                verdict = ShadowVerdict(scope, candidate, False, halted.code, halted.detail)
+            verdicts.append(verdict)
+        return tuple(verdicts)
 
     def verified_token(self, token: str) -> SeenToken:
         """What a token's bytes alone say, computed once per view (``TOKEN_MALFORMED``)."""
@@ -365,6 +424,22 @@ def _allowed_by(section: AllowDeny, names: tuple[str, ...]) -> bool | None:
         return section.default == "allow"
     if section.allow is not None:
         return False  # an allow list names everything allowed
+    return None
+
+
+def _rules(document: WpcDocument | None, policy_hash: str, action: Action) -> _Deny | None:
+    """Step 7 for one WPC: the deny its rules give ``action``, or ``None``."""
+    try:
+        if document is None:
+            raise _Deny(
+                ReasonCode.WPC_INVALID, f"WPC {policy_hash} cannot be read from the registry"
+            )
+        if action.kind == "tool":
+            _check_tool(document, str(action.tool))
+        else:
+            _check_model(document, str(action.provider), str(action.model))
+    except _Deny as deny:
+        return deny
     return None
 
 
@@ -417,17 +492,23 @@ def _halt(state: LedgerState, job_id: str, sub: str, action: Action) -> dict[str
 class _Facts:
     """What the decision learns as it goes, for the event of any outcome."""
 
-    __slots__ = ("halt", "jti", "policy", "scope_hash")
+    __slots__ = ("halt", "jti", "policy", "scope_hash", "shadows")
 
     def __init__(self) -> None:
         self.jti: str | None = None
         self.scope_hash: str | None = None
         self.policy: str | None = None
         self.halt: str | None = None
+        self.shadows: tuple[ShadowVerdict, ...] = ()
 
 
 def _checks(
-    view: DecisionView, request: CallRequest, now: float, settings: AuthorizeSettings, facts: _Facts
+    view: DecisionView,
+    request: CallRequest,
+    now: float,
+    settings: AuthorizeSettings,
+    facts: _Facts,
+    shadow: bool,
 ) -> None:
     state = view.state
     # the token is read first, only so that a denial for the state names it
@@ -542,23 +623,27 @@ def _checks(
             f"token scope hash {claimed} is not its claims' ({computed}) or the"
             f" URM's ({job.get('cst_scope_hash')})",
         )
-    # 7. the WPC's rules for the action
-    document = view.policy_document(wpc)
-    if document is None:
-        raise _Deny(ReasonCode.WPC_INVALID, f"WPC {wpc} cannot be read from the registry")
+    # 7. the WPC's rules for the action (and each shadow candidate's, beside them)
     action = request.action
-    if action.kind == "tool":
-        _check_tool(document, str(action.tool))
-    else:
-        _check_model(document, str(action.provider), str(action.model))
+    sub = str(claims.get("sub", "")).strip()
+    denied = _rules(view.policy_document(wpc), wpc, action)
     # 8. halts
-    halt = _halt(state, request.job_id, str(claims.get("sub", "")).strip(), action)
-    if halt is not None:
-        facts.halt = str(halt["target"])
-        raise _Deny(
+    halt = _halt(state, request.job_id, sub, action)
+    halted = (
+        None
+        if halt is None
+        else _Deny(
             ReasonCode.AGENT_HALTED,
             f"halt {halt['target']!r} is active ({halt.get('reason', '')})",
         )
+    )
+    if shadow and state.shadows:
+        facts.shadows = view.shadow_verdicts(request.job_id, sub, wpc, action, halted)
+    if denied is not None:
+        raise denied
+    if halt is not None and halted is not None:
+        facts.halt = str(halt["target"])
+        raise halted
 
 
 def decide_call(
@@ -568,15 +653,17 @@ def decide_call(
     settings: AuthorizeSettings,
     *,
     decision_id: str | None = None,
+    shadow: bool = True,
 ) -> Decision:
     """Allow or deny ``request`` at ``now`` (epoch seconds); see the module docstring.
 
-    An allow still needs the caller's nonce check (:func:`replayed`).
+    An allow still needs the caller's nonce check (:func:`replayed`). With
+    ``shadow`` false the active shadow policies are not judged.
     """
     facts = _Facts()
     code, detail = ReasonCode.OK, "allowed"
     try:
-        _checks(view, request, now, settings, facts)
+        _checks(view, request, now, settings, facts, shadow)
     except _Deny as deny:
         code, detail = deny.code, deny.detail
     return Decision(
@@ -592,6 +679,7 @@ def decide_call(
         policy_hash_b64u=facts.policy,
         halt_target=facts.halt,
         halt_state="committed" if facts.halt is not None else None,
+        shadows=facts.shadows,
     )
 
 
@@ -599,11 +687,7 @@ def action_verdict(document: WpcDocument, action: Action) -> tuple[bool, ReasonC
     """What step 7 of :func:`decide_call` says of ``action`` under ``document`` alone:
     ``(allowed, reason code, detail)``. Policy diffs and simulations ask this, so
     they cannot disagree with enforcement."""
-    try:
-        if action.kind == "tool":
-            _check_tool(document, str(action.tool))
-        else:
-            _check_model(document, str(action.provider), str(action.model))
-    except _Deny as deny:
+    deny = _rules(document, "", action)
+    if deny is not None:
         return False, deny.code, deny.detail
     return True, ReasonCode.OK, "allowed"

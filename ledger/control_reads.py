@@ -103,6 +103,9 @@ CONTROL_READS: dict[str, ReadsFn] = {
     "call.denied": _none,
     "bundle.sealed": _none,
     "pulse.published": _none,
+    "policy.shadowed": _none,
+    "policy.shadow_ended": _none,
+    "call.shadowed": _none,
 }
 
 

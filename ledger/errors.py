@@ -130,6 +130,8 @@ class ReasonCode(StrEnum):
     RESUME_POLICY_NOT_ACTIVE = "RESUME_POLICY_NOT_ACTIVE"
     RESUME_POLICY_IS_HALT = "RESUME_POLICY_IS_HALT"
     RESUME_POLICY_PIN_MISMATCH = "RESUME_POLICY_PIN_MISMATCH"
+    # shadow policies (ledger/types/shadows.py, ADR 0023)
+    SHADOW_NOT_ACTIVE = "SHADOW_NOT_ACTIVE"
     # authorize (ledger/authorize.py, ADR 0015): why a call was refused before it ran
     TOKEN_ISSUER_NOT_ALLOWED = "TOKEN_ISSUER_NOT_ALLOWED"
     TOOL_NOT_ALLOWED = "TOOL_NOT_ALLOWED"

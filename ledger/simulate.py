@@ -17,6 +17,7 @@ the state and the policy decide is decided again.
 
 from __future__ import annotations
 
+import math
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,7 @@ __all__ = [
 
 DECISION_EVENT_TYPES = frozenset({"call.authorized", "call.denied"})
 _SETTINGS = AuthorizeSettings()
+_CODES = {code.value: code for code in ReasonCode}
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,11 +149,21 @@ class _RecordedView(DecisionView):
     candidate: WpcDocument | None = None
     recorded_code: ReasonCode = ReasonCode.OK
     recorded_jti: str | None = None
+    #: what :meth:`verified_token` gave per (jti, recorded code) since the state last changed
+    seen: dict[tuple[str | None, ReasonCode], SeenToken] = field(default_factory=dict)
 
     def policy_document(self, policy_hash: str) -> WpcDocument | None:
         return self.candidate
 
     def verified_token(self, token: str) -> SeenToken:
+        memo = self.seen.get((self.recorded_jti, self.recorded_code))
+        if memo is not None:
+            return memo
+        seen = self._recorded_token()
+        self.seen[(self.recorded_jti, self.recorded_code)] = seen
+        return seen
+
+    def _recorded_token(self) -> SeenToken:
         jti, code = self.recorded_jti, self.recorded_code
         if jti is None or code is ReasonCode.TOKEN_MALFORMED:
             raise TokenError(ReasonCode.TOKEN_MALFORMED, "the recorded token did not parse")
@@ -206,6 +218,10 @@ class Simulation:
         self.calls: list[SimulatedCall] = []
         self._keep = keep
         self._pending: deque[tuple[datetime, int | None, Mapping[str, Any]]] = deque()
+        # both only depend on the state between two folded events: cleared at each
+        self._seen: dict[tuple[str | None, ReasonCode], SeenToken] = {}
+        self._views: dict[tuple[str | None, ReasonCode], _RecordedView] = {}
+        self._actions: dict[tuple[tuple[str, Any], ...], Action] = {}
 
     def expect(self, position: int | None, body: Mapping[str, Any]) -> None:
         """A recorded decision's body (``call.authorized``/``call.denied``), in
@@ -217,6 +233,7 @@ class Simulation:
         if stored.recorded_at is not None:
             self._judge_before(stored.recorded_at)
         self.fold.feed(stored)
+        self._seen, self._views = {}, {}
 
     def finish(self) -> None:
         """Judge the decisions made after the last event."""
@@ -233,20 +250,30 @@ class Simulation:
         token = self.fold.state.tokens.get(jti) if isinstance(jti, str) else None
         if not self.selector.wants(body, decided, token.get("sub") if token else None):
             return
-        recorded_code = ReasonCode(str(body["reason_code"]))
-        action = Action.from_dict(body["action"])
+        recorded_code = _CODES[str(body["reason_code"])]
+        shape = tuple(body["action"].items())
+        action = self._actions.get(shape)
+        if action is None:
+            action = self._actions[shape] = Action.from_dict(body["action"])
         now = decided.timestamp()
-        view = _RecordedView(
-            self.fold.state,
-            None if recorded_code is ReasonCode.STATE_STALE else now,
-            available=recorded_code is not ReasonCode.LEDGER_UNAVAILABLE,
-            unavailable_detail="the ledger was unreadable when this call was decided",
-            candidate=self.candidate,
-            recorded_code=recorded_code,
-            recorded_jti=jti if isinstance(jti, str) else None,
-        )
+        recorded_jti = jti if isinstance(jti, str) else None
+        view = self._views.get((recorded_jti, recorded_code))
+        if view is None:
+            # synced "forever": a recorded decision was fresh unless it says STATE_STALE
+            view = self._views[(recorded_jti, recorded_code)] = _RecordedView(
+                self.fold.state,
+                None if recorded_code is ReasonCode.STATE_STALE else math.inf,
+                available=recorded_code is not ReasonCode.LEDGER_UNAVAILABLE,
+                unavailable_detail="the ledger was unreadable when this call was decided",
+                candidate=self.candidate,
+                recorded_code=recorded_code,
+                recorded_jti=recorded_jti,
+                seen=self._seen,
+            )
         request = CallRequest(f"recorded:{jti}", str(body["job_id"]), action, "recorded")
-        decision = decide_call(view, request, now, _SETTINGS, decision_id=str(body["decision_id"]))
+        decision = decide_call(
+            view, request, now, _SETTINGS, decision_id=str(body["decision_id"]), shadow=False
+        )
         if decision.allowed and recorded_code is ReasonCode.NONCE_REPLAYED:
             decision = replayed(decision)
         call = SimulatedCall(

@@ -35,6 +35,7 @@ _CONTROL_TABLES: dict[str, str] = {
     "tokens": "jti",
     "jobs": "job_id",
     "halts": "target",
+    "shadows": "scope",
 }
 _VERSIONED_TABLES = frozenset({"keys", *_CONTROL_TABLES})
 

@@ -71,6 +71,7 @@ CONTROL_TABLES: dict[str, str] = {
     "tokens": "jti",
     "jobs": "job_id",
     "halts": "target",
+    "shadows": "scope",
 }
 
 #: The column in which every control-plane row records the control version of

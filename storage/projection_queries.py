@@ -18,6 +18,7 @@ import asyncpg
 
 __all__ = [
     "active_halts",
+    "active_shadows",
     "get_halt",
     "get_job",
     "get_key",
@@ -188,6 +189,11 @@ async def halt_status(
         include_lifted,
         target,
     )
+    return [row_dict(r) for r in rows]
+
+
+async def active_shadows(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT * FROM shadows WHERE active ORDER BY shadowed_at, scope")
     return [row_dict(r) for r in rows]
 
 

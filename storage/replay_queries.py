@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -26,6 +26,7 @@ __all__ = [
     "event_ids_unique",
     "iter_decisions",
     "iter_events",
+    "iter_shadowed",
     "read_projection",
     "write_projection_rows",
 ]
@@ -37,6 +38,7 @@ PROJECTION_TABLES: dict[str, str] = {
     "tokens": "jti",
     "jobs": "job_id",
     "halts": "target",
+    "shadows": "scope",
     "receipts": "receipt_id",
     "decisions": "decision_id",
     "bundles": "bundle_hash_b64u",
@@ -82,18 +84,43 @@ async def event_ids_unique(conn: asyncpg.Connection) -> bool:
     )
 
 
+async def iter_shadowed(
+    conn: asyncpg.Connection, job_id: str | None = None, batch: int = 5000
+) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    """The recorded shadow disagreements (``call.shadowed``) in the order they
+    were decided: ``(position, body)``; only ``job_id``'s when given (its stream)."""
+    where, args = ("", ()) if job_id is None else (" AND stream = $1", (f"job:{job_id}",))
+    cursor = conn.cursor(
+        "SELECT position, payload->'body' AS body FROM events"
+        " WHERE event_type = 'call.shadowed'" + where + " ORDER BY"
+        " payload->'body'->>'decided_at', position",
+        *args,
+        prefetch=batch,
+    )
+    async for row in cursor:
+        body = row["body"]
+        yield int(row["position"]), body if isinstance(body, dict) else json.loads(body)
+
+
 async def iter_events(
-    conn: asyncpg.Connection, batch: int = 5000
+    conn: asyncpg.Connection, batch: int = 5000, *, skip_types: Sequence[str] = ()
 ) -> AsyncIterator[Mapping[str, Any]]:
-    """Every ledger row in commit order (``position``), with its stored chain fields.
+    """Every ledger row in commit order (``position``), with its stored chain fields;
+    without the rows of ``skip_types`` when given.
 
     Call it inside a transaction (a server-side cursor lives in one); a
     repeatable-read one lets the caller read the projections of the same snapshot.
     """
+    where, args = (
+        ("", ())
+        if not skip_types
+        else (" WHERE event_type <> ALL($1::text[])", (list(skip_types),))
+    )
     cursor = conn.cursor(
         "SELECT position, kafka_partition, kafka_offset, ledger_seq, prev_chain_hash,"
         " chain_hash, recorded_at, event_id::text AS event_id, envelope_raw"
-        " FROM events ORDER BY position",
+        f" FROM events{where} ORDER BY position",
+        *args,
         prefetch=batch,
     )
     async for row in cursor:

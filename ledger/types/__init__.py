@@ -16,6 +16,7 @@ from ledger.types import (
     keys,
     policies,
     runs,
+    shadows,
     tokens,
 )
 
@@ -33,5 +34,6 @@ REGISTRY = EventRegistry(
         *checkpoints.SPECS,
         *decisions.SPECS,
         *bundles.SPECS,
+        *shadows.SPECS,
     )
 )

@@ -160,6 +160,24 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
             "note": "ledger.example/claw\n1\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n",
         },
     ),
+    "policy.shadowed": ("shadow:job:j1", {"policy_hash_b64u": H1, "scope": "job:j1"}),
+    "policy.shadow_ended": ("shadow:job:j1", {"scope": "job:j1", "reason": "done"}),
+    "call.shadowed": (
+        "job:j1",
+        {
+            "decision_id": "0b5d4c7e-6a39-4c55-9a55-7f0d8f1c2b3a",
+            "job_id": "j1",
+            "action": {"kind": "tool", "tool": "write"},
+            "policy_hash_b64u": H2,
+            "decision": "allow",
+            "reason_code": "OK",
+            "shadow_scope": "job:j1",
+            "shadow_policy_hash_b64u": H1,
+            "shadow_decision": "deny",
+            "shadow_reason_code": "TOOL_NOT_ALLOWED",
+            "decided_at": FIXED_TS,
+        },
+    ),
 }
 
 

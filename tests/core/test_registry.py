@@ -30,6 +30,7 @@ from ledger.types import (
     keys,
     policies,
     runs,
+    shadows,
     tokens,
 )
 
@@ -162,10 +163,21 @@ def test_python_m_ledger_types_prints_the_table() -> None:
 
 
 def test_registry_is_built_from_the_family_modules_in_a_stable_order() -> None:
-    families = (keys, policies, tokens, runs, halts, attestations, checkpoints, decisions, bundles)
+    families = (
+        keys,
+        policies,
+        tokens,
+        runs,
+        halts,
+        attestations,
+        checkpoints,
+        decisions,
+        bundles,
+        shadows,
+    )
     assert REGISTRY.specs == tuple(spec for family in families for spec in family.SPECS)
     assert list(REGISTRY) == list(REGISTRY.specs)
-    assert len(REGISTRY) == 20
+    assert len(REGISTRY) == 23
     assert REGISTRY.event_types()[:2] == ("key.registered", "key.revoked")
 
 
@@ -186,7 +198,7 @@ def test_every_spec_is_complete(spec: EventTypeSpec) -> None:
     assert spec.roles and spec.description
     assert spec.body.model_config.get("strict") and spec.body.model_config.get("extra") == "forbid"
     projections = {"keys", "policies", "tokens", "jobs", "halts", "receipts", "decisions"}
-    assert set(spec.writes) <= projections | {"bundles", "pulse_records"}
+    assert set(spec.writes) <= projections | {"bundles", "pulse_records", "shadows"}
     assert isinstance(spec.summary({}), str)
 
 

@@ -101,6 +101,9 @@ async def test_a_candidate_reports_exactly_the_calls_it_changes(
     path.write_text(json.dumps(candidate))
     code, report = _simulate(running_ledger, "--policy", str(path), "--job", calls["job"])
     assert code == 1, "an allowed call becomes denied: the gate fails"
+    # over an audited ledger the decisions are not verified again: the same report
+    audited = _simulate(running_ledger, "--policy", str(path), "--job", calls["job"], "--audited")
+    assert audited == (code, report)
     changed = {
         (c["action"].get("tool") or c["action"]["provider"], c["recorded"]["decision"],
          c["simulated"]["decision"], c["simulated"]["reason_code"])

@@ -22,6 +22,7 @@ from ledger.registry import RuleSettings
 from ledger.types import REGISTRY
 from ledger.types.halts import active_halt
 from ledger.types.runs import output_flags
+from ledger.types.shadows import shadow_event_id
 from ledger.urm import sign_approval, urm_hash_b64u
 from ledger.verify import Accepted, Rejected
 from ledger.wpc import policy_hash_b64u, sign_wpc
@@ -183,6 +184,25 @@ def test_each_type_writes_the_tables_its_spec_names(ledger: Ledger) -> None:
     sealed = sealed_body("job-1")
     ledger.ok(ledger.keys.ledger, "bundle.sealed", "job:job-1", sealed)
     ledger.ok(ledger.keys.ledger, "pulse.published", "job:job-1", pulse_body("job-1"))
+    candidate = ledger.publish_wpc({"wpc_version": "1", "tools": {"allow": ["read"]}})
+    shadow = {"policy_hash_b64u": candidate, "scope": "*"}
+    ledger.ok(admin_p, "policy.shadowed", "shadow:*", shadow)
+    ledger.ok(admin_p, "policy.shadow_ended", "shadow:*", {"scope": "*"})
+    shadowed = {
+        "decision_id": decision_id,
+        "job_id": "job-1",
+        "action": {"kind": "tool", "tool": "write"},
+        "policy_hash_b64u": old,
+        "decision": "deny",
+        "reason_code": "AGENT_HALTED",
+        "shadow_scope": "*",
+        "shadow_policy_hash_b64u": candidate,
+        "shadow_decision": "allow",
+        "shadow_reason_code": "OK",
+        "decided_at": NOW_TS,
+    }
+    event_id = shadow_event_id(decision_id, candidate)
+    ledger.ok(ledger.keys.authorizer, "call.shadowed", "job:job-1", shadowed, event_id=event_id)
     written: dict[str, set[str]] = {}
     for outcome in ledger.accepted:
         event_type = outcome.verified.event.event_type
