@@ -356,7 +356,7 @@ async def test_read_control_gives_rows_absent_keys_and_what_changed(
     _, token, _ = ledger.approved_job("job-1")
     _, held = await _run(store, ledger.raws, 10, 64)
     version = await store.control_version()
-    whole = ("keys", "policies", "halts")
+    whole = ("keys", "policies", "halts", "shadows")
     wanted = {"tokens": {token["jti"], "no-such-jti"}, "jobs": {"job-1"}}
     read = await store.read_control(None, since=version, whole=whole, wanted=wanted)
     assert read.version == version and read.changed is None and read.changed_keys == {}
