@@ -10,7 +10,7 @@ raw PyNaCl sign rate, and end to end with the clock started before signing.
 
 Usage: python -m bench [--events 200000] [--repeat 3] [--rss-events 1000000] [--processors 2]
                        [--control-cache-tokens 10000,1000000] [--control-cache-events 20000]
-                       [--api-events 1000000]
+                       [--api-events 1000000] [--capacity-events 50000]
        python -m bench --only replay [--events 50000] [--replay-rss-events 0]
          (the replay rows alone, no servers: prints them, writes nothing)
 """
@@ -33,6 +33,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from bench import capacity
 from bench.api_queries import api_rows
 from bench.control_cache import control_cache_rows
 from bench.ledger import (
@@ -436,6 +437,10 @@ async def main(args: argparse.Namespace) -> None:
                     raw_verify_rate,
                 )
             results += [Result(*row) for row in rows]
+        if args.capacity_events:
+            with console.status(f"capacity inputs: {args.capacity_events:,} events per run…"):
+                figures = await capacity.measure(base, args.capacity_events, args.partitions)
+            results += [Result(*row) for row in capacity.capacity_rows(figures)]
         if args.api_events:
             assert base.database_url
             with console.status(f"API timeline queries over {args.api_events:,} events…"):
@@ -479,6 +484,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--control-cache-events", type=int, default=20_000)
     parser.add_argument("--api-events", type=int, default=1_000_000)
+    parser.add_argument(
+        "--capacity-events", type=int, default=50_000, help="events per capacity-model run"
+    )
     parser.add_argument("--processors", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument(
