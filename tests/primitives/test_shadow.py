@@ -100,7 +100,8 @@ def test_the_steps_that_do_not_read_the_rules_decide_for_the_candidate_too() -> 
         world.ledger.keys.operator,
         "agent.halted",
         "halt:job:job-1",
-        {"target": "job:job-1", "reason": "incident"},
+        # tools only: a full stop would revoke the token, denying before step 7
+        {"target": "job:job-1", "reason": "incident", "model_egress": False},
     )
     # a halt applies to the candidate's allow as to the real one
     halted = world.decide(action=DOCKER)
