@@ -89,6 +89,7 @@ class Bundler:
         *,
         origin: str | None = None,
         source: InclusionProofSource | None = None,
+        proofs: str = "auto",
     ) -> None:
         self.key = key
         self.reader_url = effective_database_url(settings, role="reader")
@@ -96,9 +97,13 @@ class Bundler:
         self.kafka = effective_kafka_bootstrap(settings)
         self.ingress = topics_for(settings).ingress
         self._memory: MemoryProofSource | None = None
-        #: without a source or an origin given: the checkpointer's log once it has signed
-        #: a checkpoint, the in-memory tree before that (or on a ledger without one)
-        self._choose_source = source is None and origin is None
+        #: "auto" (without a source given): the checkpointer's log once it has signed a
+        #: checkpoint, the in-memory tree before that (or on a ledger without one)
+        self._choose_source = source is None and proofs == "auto"
+        if source is None and proofs == "log":
+            from storage.tlog_proofs import LogProofSource
+
+            source = LogProofSource(self.reader_url)
         if source is None:
             self._memory = MemoryProofSource(NoteSigner(origin or default_origin(settings), key))
             source = self._memory

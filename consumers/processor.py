@@ -399,6 +399,11 @@ class VerifyingProcessor:
             return BatchReport(skipped=pending.skipped)
         recorded = await self._store.existing_payload_hashes(pending.event_ids())
         await self._refresh_control(pending)
+        if self._bounded and _has_full_stop(pending):
+            # a full-stop halt revokes every token in its scope: its rule reads the whole
+            # table, so it comes whole for this batch (trimmed back after it)
+            for table, rows in (await self._whole_tables(["tokens"])).items():
+                self._cache(table).fill_all(rows)
         self._take_misses()  # reads made while listing and fetching are not the plan's
         extra: dict[str, set[str]] = {}
         while True:
@@ -495,3 +500,15 @@ def _rows(state: LedgerState, table: str) -> list[dict[str, Any]]:
         return [record.row().values for record in state.keys.values()]
     held: dict[str, dict[str, Any]] = getattr(state, table)
     return list(held.values())
+
+
+def _has_full_stop(pending: PendingBatch) -> bool:
+    """Whether the batch holds a halt that denies both tools and model egress."""
+    return any(
+        verdict.event.event_type == "agent.halted"
+        and getattr(verdict.body, "tools", True)
+        and getattr(verdict.body, "model_egress", True)
+        for items in pending.by_partition.values()
+        for _, verdict in items
+        if isinstance(verdict, Verified)
+    )

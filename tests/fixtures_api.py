@@ -131,6 +131,8 @@ async def api_ledger(
     try:
         demo = run_cli(harness.env, "demo", "--json")
         assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
+        # the demo leaves a checkpointer running: stopped, so that the counts hold still
+        run_cli(harness.env, "checkpointer", "stop")
         summary = json.loads(demo.stdout)
         await migrate_with_roles(
             load_settings(database_url=owner_url, state_dir=state_dir, env={}, cwd=state_dir)

@@ -14,6 +14,12 @@ from claw_ledger.cli.common import emit_json, key_option, resolve_key, run_async
 
 __all__ = ["bundler", "command"]
 
+_PROOFS_HELP = (
+    "Where the inclusion proofs come from: the checkpointer's log (log), a tree the"
+    " bundler builds and signs itself under its own origin (memory), or the log once it"
+    " has a checkpoint, else memory (auto). With the log, a run whose newest events are"
+    " not in a checkpoint yet waits (exit 2 for `seal`)."
+)
 _ORIGIN_HELP = (
     "Origin of the checkpoints the bundler signs over its own tree of the log"
     " (default claw-ledger/<topic prefix>/bundler)."
@@ -57,8 +63,15 @@ def _print_seal(result: Any, as_json: bool) -> None:
 @click.argument("job_id", metavar="RUN")
 @key_option("The ledger's key (role ledger): signs the bundle, its checkpoint and bundle.sealed.")
 @click.option("--origin", metavar="ORIGIN", help=_ORIGIN_HELP)
+@click.option(
+    "--proofs",
+    type=click.Choice(["auto", "log", "memory"]),
+    default="auto",
+    show_default=True,
+    help=_PROOFS_HELP,
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def seal(job_id: str, key_ref: str, origin: str | None, as_json: bool) -> None:
+def seal(job_id: str, key_ref: str, origin: str | None, proofs: str, as_json: bool) -> None:
     """Seal RUN now and record bundle.sealed.
 
     A completed or halted run not sealed yet is sealed for that trigger (the
@@ -69,7 +82,7 @@ def seal(job_id: str, key_ref: str, origin: str | None, as_json: bool) -> None:
     """
     from claw_ledger.bundling import Bundler
 
-    bundler = Bundler(settings(), resolve_key(key_ref), origin=origin)
+    bundler = Bundler(settings(), resolve_key(key_ref), origin=origin, proofs=proofs)
     result = run_async(bundler.seal(job_id))
     _print_seal(result, as_json)
     if result.status == "waiting":
@@ -233,7 +246,14 @@ def bundler() -> None:
 )
 @click.option("--once", is_flag=True, help="Seal what is pending, then exit.")
 @click.option("--origin", metavar="ORIGIN", help=_ORIGIN_HELP)
-def run(key_ref: str, interval: float, once: bool, origin: str | None) -> None:
+@click.option(
+    "--proofs",
+    type=click.Choice(["auto", "log", "memory"]),
+    default="auto",
+    show_default=True,
+    help=_PROOFS_HELP,
+)
+def run(key_ref: str, interval: float, once: bool, origin: str | None, proofs: str) -> None:
     """Watch for completed and halted runs and seal each (run, trigger) once.
 
     A run is sealed when it completes, and when a halt covering it is active
@@ -244,7 +264,7 @@ def run(key_ref: str, interval: float, once: bool, origin: str | None) -> None:
 
     from claw_ledger.bundling import Bundler, SealResult
 
-    bundler_ = Bundler(settings(), resolve_key(key_ref), origin=origin)
+    bundler_ = Bundler(settings(), resolve_key(key_ref), origin=origin, proofs=proofs)
 
     def report(result: SealResult) -> None:
         if result.status == "failed":

@@ -206,12 +206,12 @@ async def test_a_processor_killed_mid_halt_restarts_with_the_halt_and_revocation
     job, token = flow.started_job(sub, wpc)
     halt_wpc = flow.wpc("restart-halt", mode="halt", tools={"default": "deny"})
     flow.ok(
-        *("halt", f"sub:{sub}", "--reason", "injection", "--no-tools"),
+        *("halt", f"sub:{sub}", "--reason", "injection"),
         *("--policy", halt_wpc, "--key", "operator"),
     )
     before = await flow.row("halts", "target", f"sub:{sub}")
     assert before["revoked_jtis"] == [token["jti"]]
-    assert before["deny_tools"] is False and before["policy_hash_b64u"] == halt_wpc
+    assert before["deny_tools"] is True and before["policy_hash_b64u"] == halt_wpc
 
     processor = flow.ledger.processor
     processor.kill()
@@ -227,7 +227,7 @@ async def test_a_processor_killed_mid_halt_restarts_with_the_halt_and_revocation
         revoked["status"] == "revoked" and revoked["revoked_by_halt"] == before["halted_event_id"]
     )
     status = flow.halts()[f"sub:{sub}"]
-    assert status["tokens_revoked"] == 1 and status["deny_tools"] is False
+    assert status["tokens_revoked"] == 1 and status["deny_tools"] is True
     assert status["deny_model_egress"] is True and status["policy_hash_b64u"] == halt_wpc
     # a lift after the restart still needs the new WPC, and the token stays revoked
     flow.refused(
@@ -243,10 +243,10 @@ async def test_a_processor_killed_mid_halt_restarts_with_the_halt_and_revocation
 async def test_a_global_halt_revokes_every_active_token(flow: Flow) -> None:
     wpc = flow.wpc("global")
     tokens = [flow.token(f"job-{uuid.uuid4().hex[:6]}", f"agent:g{n}", wpc) for n in range(3)]
-    flow.ok("halt", "*", "--reason", "incident 17", "--no-model-egress", "--key", "operator")
+    flow.ok("halt", "*", "--reason", "incident 17", "--key", "operator")
     status = flow.halts()["*"]
     assert {t["jti"] for t in tokens} <= set(status["revoked_jtis"])
-    assert status["deny_model_egress"] is False and status["deny_tools"] is True
+    assert status["deny_model_egress"] is True and status["deny_tools"] is True
     flow.refused("AGENT_HALTED", *_issue_args("job-x", "agent:g0", wpc))
     usage = flow.run(
         "halt", "*", "--reason", "r", "--no-tools", "--no-model-egress", "--key", "operator"

@@ -11,6 +11,7 @@ import asyncio
 import hashlib
 import json
 import shlex
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,10 @@ from ledger.types import REGISTRY
 from .test_cli_integration import Cli, _issue, _urm, _wpc
 
 pytestmark = pytest.mark.integration
+
+#: proofs from a tree the bundler keeps itself (the shared ledger's checkpointer may be
+#: stopped); the checkpointer's own log is the last test's
+MEMORY = ("--proofs", "memory")
 
 
 @pytest.fixture
@@ -75,10 +80,10 @@ def test_a_completed_run_is_sealed_once_exported_and_verified(
     ledger_did = running_ledger.keys[Role.LEDGER].did
     job, wpc = _started_job(cli, tmp_path, "sealed")
     cli("run", "complete", "--job", job, "--key", "runtime")
-    sealed = cli("bundler", "run", "--key", "ledger", "--once")
+    sealed = cli("bundler", "run", "--key", "ledger", "--once", *MEMORY)
     assert f"job {job} (completed): sealed [completed]" in sealed.stdout, sealed.stderr
     # a second round (a restarted bundler) seals nothing again
-    again = cli("bundler", "run", "--key", "ledger", "--once")
+    again = cli("bundler", "run", "--key", "ledger", "--once", *MEMORY)
     assert job not in again.stdout
     rows = _fetch(url, "SELECT * FROM bundles WHERE job_id = $1", job)
     assert len(rows) == 1 and rows[0]["trigger"] == "completed"
@@ -168,7 +173,7 @@ def test_a_halted_run_is_sealed_with_its_halt(
     state_dir = Path(running_ledger.env["CLAW_LEDGER_STATE_DIR"])
     ledger_key = load_key(state_dir / "keys" / "ledger.key")
     # on demand, a running run is sealed as it stands
-    running = json.loads(cli("bundle", "seal", job, "--key", "ledger", "--json").stdout)
+    running = json.loads(cli("bundle", "seal", job, "--key", "ledger", "--json", *MEMORY).stdout)
     assert running["status"] == "sealed" and running["run_status"] == "running"
     assert running["trigger"].startswith("demand:")
     decisions = "call.authorized" in REGISTRY and "call.denied" in REGISTRY
@@ -178,12 +183,12 @@ def test_a_halted_run_is_sealed_with_its_halt(
     cli("halt", f"job:{job}", "--reason", "kill switch drill", "--key", "operator")
     if decisions:
         _decide(running_ledger, authorizer, job, "call.denied", "AGENT_HALTED", f"job:{job}")
-    sealed = json.loads(cli("bundle", "seal", job, "--key", "ledger", "--json").stdout)
+    sealed = json.loads(cli("bundle", "seal", job, "--key", "ledger", "--json", *MEMORY).stdout)
     assert sealed["status"] == "sealed" and sealed["run_status"] == "halted"
     assert sealed["trigger"].startswith("halted:")
     assert sealed["bundle_hash_b64u"] != running["bundle_hash_b64u"]
     # the bundler sees the halted run as sealed already
-    assert job not in cli("bundler", "run", "--key", "ledger", "--once").stdout
+    assert job not in cli("bundler", "run", "--key", "ledger", "--once", *MEMORY).stdout
     shown = json.loads(cli("bundle", "show", job, "--json").stdout)
     assert shown["verification"]["valid"], shown["verification"]
     assert shown["bundle"]["sealed_by"] == ledger_key.did
@@ -219,3 +224,35 @@ def _decide(harness: Any, key: Any, job: str, event_type: str, code: str, halt: 
         harness.publish(key, event_type, f"job:{job}", body, event_id=decision_id)
     )
     assert verdict["status"] == "committed", verdict
+
+
+def test_a_run_is_sealed_against_the_checkpointers_log(
+    cli: Cli, running_ledger: Any, tmp_path: Path
+) -> None:
+    ledger_did = running_ledger.keys[Role.LEDGER].did
+    job, _ = _started_job(cli, tmp_path, "logged")
+    cli("run", "complete", "--job", job, "--key", "runtime")
+    cli("checkpointer", "start", "--key", "ledger", "--every-seconds", "0.2")
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            seal = cli(
+                *("bundle", "seal", job, "--key", "ledger", "--proofs", "log", "--json"), ok=False
+            )
+            if seal.returncode == 0:
+                break
+            # the run's newest events are not in a signed checkpoint yet: try again
+            assert seal.returncode == 2, seal.stdout + seal.stderr
+            assert time.monotonic() < deadline, seal.stdout
+            time.sleep(0.5)
+        out = tmp_path / "logged.json"
+        cli("bundle", "export", job, "-o", str(out))
+        verified = cli("verify", str(out), "--ledger-key", ledger_did, "--json", ok=False)
+        assert verified.returncode == 0, verified.stdout
+        # proven against a checkpoint of the ledger's own log, not a tree of the bundler's
+        seal_checkpoint = json.loads(out.read_bytes())["payload"]["seal"]["checkpoint"]
+        latest = json.loads(cli("checkpoint", "latest", "--json").stdout)
+        assert latest["origin"] in json.dumps(seal_checkpoint)
+        assert "/bundler" not in json.dumps(seal_checkpoint)
+    finally:
+        cli("checkpointer", "stop", ok=False)

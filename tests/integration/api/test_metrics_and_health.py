@@ -172,8 +172,9 @@ def test_wired_features_serve_and_authorize_is_measured(api_ledger: ApiLedger) -
     assert samples[("claw_ledger_authorize_latency_seconds_count", (("outcome", "deny"),))] == 1
     assert bundle.status_code == 200 and bundle.json()["events"] >= 4
     assert none.status_code == 404
-    # the pulse table of migration 0012 does not exist on this schema
-    assert pulse.status_code == 503 and "pulse_records" in pulse.json()["error"]["message"]
+    # no Trust Pulse source is wired into this app
+    assert pulse.status_code == 503
+    assert pulse.json()["error"]["reason_code"] == "API_NOT_ENABLED"
 
 
 def test_status_prints_the_same_figures(api_ledger: ApiLedger) -> None:

@@ -139,7 +139,8 @@ def test_a_token_answers_its_status_and_never_the_token(
 ) -> None:
     document = reader.get(f"/v1/tokens/{api_ledger.jti}").json()
     assert document["jti"] == api_ledger.jti
-    assert document["status"] == "active"
+    # the demo's halt of the job revoked its token (a full stop, ADR 0016)
+    assert document["status"] == "revoked"
     assert isinstance(document["expired"], bool)
     assert "token" not in document
     assert not [v for v in document.values() if isinstance(v, str) and JWT.match(v)]
