@@ -103,9 +103,12 @@ class SyntheticRun:
 
     def logged(self, source: MemoryProofSource, checkpoint: SignedCheckpoint) -> list[LoggedEvent]:
         import asyncio
+        from concurrent.futures import ThreadPoolExecutor
 
         ids = [r["event_id"] for r in self.rows]
-        proofs = asyncio.run(source.prove(ids, checkpoint))
+        # a loop of its own, on a thread: make bench calls this from its running loop
+        with ThreadPoolExecutor(1) as pool:
+            proofs = pool.submit(asyncio.run, source.prove(ids, checkpoint)).result()
         return [LoggedEvent(r["envelope"], proofs[r["event_id"]]) for r in self.rows]
 
     def seal(self, *, signer: KeyPair | None = None, trigger: str = "test") -> SealedBundle:
