@@ -18,6 +18,7 @@ import asyncio
 import random
 import statistics
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -42,22 +43,42 @@ SAMPLES = 500
 _COPY_CHUNK = 100_000
 
 
+async def _copy(conn: asyncpg.Connection, nodes: list[tuple[int, int, bytes]]) -> None:
+    # level 0 lives in tlog_leaves (one row per event), complete subtrees above it in
+    # tlog_nodes, as the checkpointer writes them (ADR 0017)
+    leaves = [
+        (idx, idx + 1, uuid.UUID(int=idx + 1), 0, idx + 1, hashed)
+        for level, idx, hashed in nodes
+        if level == 0
+    ]
+    inner = [node for node in nodes if node[0] > 0]
+    if leaves:
+        await conn.copy_records_to_table(
+            "tlog_leaves",
+            records=leaves,
+            columns=("log_index", "position", "event_id", "kafka_partition", "ledger_seq",
+                     "leaf_hash"),
+        )  # fmt: skip
+    if inner:
+        await conn.copy_records_to_table(
+            "tlog_nodes", records=inner, columns=("level", "idx", "hash")
+        )
+
+
 async def _fill(conn: asyncpg.Connection, hashes: list[bytes]) -> None:
-    """The complete-subtree nodes of ``hashes``, as the checkpointer's rounds leave them."""
+    """The leaves and complete-subtree nodes of ``hashes``, as the checkpointer's rounds
+    leave them."""
     edge = CompactRange()
     nodes: list[tuple[int, int, bytes]] = []
     for hashed in hashes:
         nodes.extend(edge.append(hashed))
         if len(nodes) >= _COPY_CHUNK:
-            await conn.copy_records_to_table(
-                "tlog_nodes", records=nodes, columns=("level", "idx", "hash")
-            )
+            await _copy(conn, nodes)
             nodes = []
     if nodes:
-        await conn.copy_records_to_table(
-            "tlog_nodes", records=nodes, columns=("level", "idx", "hash")
-        )
+        await _copy(conn, nodes)
     await conn.execute("ANALYZE tlog_nodes")
+    await conn.execute("ANALYZE tlog_leaves")
 
 
 async def stored_proof(
