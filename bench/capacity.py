@@ -43,27 +43,10 @@ from ledger.crypto import KeyPair
 from ledger.encoding import sha256_b64u
 from ledger.verify import verify_message
 from storage.migrate import migrate
-from storage.postgres import init_connection
+from storage.postgres import EVENT_COLUMNS, init_connection
 
 __all__ = ["CapacityFigures", "capacity_rows", "measure"]
 
-_COLUMNS = (
-    "event_id",
-    "event_type",
-    "stream",
-    "producer",
-    "occurred_at",
-    "payload_hash_b64u",
-    "envelope_sha256",
-    "envelope_raw",
-    "payload",
-    "kafka_offset",
-    "ledger_seq",
-    "prev_chain_hash",
-    "chain_hash",
-    "kafka_topic",
-    "kafka_partition",
-)
 
 #: the events table's columns and uniques, without its append-only triggers
 _FLAT_TABLE = """
@@ -216,7 +199,7 @@ async def commit_path(base: Settings, batch: int = 2_000, batches: int = 8) -> d
             for table in order:
                 started = time.perf_counter()
                 async with conn.transaction():
-                    await conn.copy_records_to_table(table, columns=_COLUMNS, records=records)
+                    await conn.copy_records_to_table(table, columns=EVENT_COLUMNS, records=records)
                 timings[table].append(time.perf_counter() - started)
     finally:
         await conn.close()

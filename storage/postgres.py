@@ -38,6 +38,7 @@ __all__ = [
     "CONTROL_CHANNEL",
     "CONTROL_TABLES",
     "CONTROL_VERSION_COLUMN",
+    "EVENT_COLUMNS",
     "EventRow",
     "PostgresLedgerStore",
     "bump_control_version",
@@ -80,7 +81,7 @@ CONTROL_VERSION_COLUMN = "control_version"
 _VERSIONED_TABLES = frozenset({"keys", *CONTROL_TABLES})
 
 #: EventRow's fields in order, then the two the batch adds
-_EVENT_COLUMNS = (
+EVENT_COLUMNS = (
     "event_id",
     "event_type",
     "stream",
@@ -458,9 +459,7 @@ async def commit_batch(conn: asyncpg.Connection, commit: BatchCommit) -> int | N
                 )
         event_records = [(*e, topic, b.partition) for b in batches for e in b.events]
         if event_records:
-            await conn.copy_records_to_table(
-                "events", columns=_EVENT_COLUMNS, records=event_records
-            )
+            await conn.copy_records_to_table("events", columns=EVENT_COLUMNS, records=event_records)
         quarantine_records = [
             (
                 q.reason_code,
