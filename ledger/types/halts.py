@@ -282,8 +282,8 @@ def _apply_resumed(
 # fmt: off
 SPECS: tuple[EventTypeSpec, ...] = (
     spec("agent.halted", AgentHalted, "halt:<target>", "operator", "halts tokens",
-         _check_halted, _apply_halted, "target reason policy_hash_b64u"),
+         _check_halted, _apply_halted, "target reason policy_hash_b64u", lane="control"),
     spec("agent.resumed", AgentResumed, "halt:<target>", "operator", "halts",
-         _check_resumed, _apply_resumed, "target reason policy_hash_b64u"),
+         _check_resumed, _apply_resumed, "target reason policy_hash_b64u", lane="control"),
 )
 # fmt: on

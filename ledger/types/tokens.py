@@ -157,6 +157,6 @@ SPECS: tuple[EventTypeSpec, ...] = (
     spec("token.issued", TokenIssued, "token:<jti>", "issuer", "tokens",
          _check_issued, _apply_issued, "sub scope mission_id policy_hash_b64u jti"),
     spec("token.revoked", TokenRevoked, "token:<jti>", "issuer operator", "tokens",
-         _REVOCATION.check, _REVOCATION.apply, "jti reason"),
+         _REVOCATION.check, _REVOCATION.apply, "jti reason", lane="control"),
 )
 # fmt: on
