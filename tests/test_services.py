@@ -518,6 +518,40 @@ def test_broker_failure_reports_its_log_and_stops_the_rest(tmp_path: Path) -> No
 
 
 @pytest.mark.integration
+def test_database_failure_stops_the_started_broker_and_leaves_no_pending_wait(
+    tmp_path: Path,
+) -> None:
+    from ledger.errors import ServiceError
+
+    settings = load_settings(state_dir=tmp_path / "state", env={}, cwd=tmp_path)
+    data = settings.state_dir / "postgres"
+    data.mkdir(parents=True)
+    # a data directory of a server version that does not exist: pg_ctl refuses it
+    (data / "PG_VERSION").write_text("99\n")
+    # with warnings as errors, a readiness wait created but never awaited fails the test
+    with pytest.raises(ServiceError) as info:
+        services_up(settings)
+    assert "PostgreSQL" in str(info.value) or "pg_ctl" in str(info.value)
+    assert (settings.state_dir / "kafka" / "broker.log").exists()  # a broker was started
+    assert not _processes_under(settings.state_dir)  # and stopped again
+    assert not settings.services_file.exists()
+
+
+def _processes_under(state_dir: Path) -> list[int]:
+    """Pids of the processes whose command line names ``state_dir``."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(state_dir).encode() in cmdline:
+                pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.integration
 def test_topics_cli(kafka_bootstrap: str, tmp_path: Path) -> None:
     prefix = f"cli-{uuid.uuid4().hex[:8]}"
     args = ["services", "topics", "--kafka", kafka_bootstrap, "--topic-prefix", prefix, "--json"]

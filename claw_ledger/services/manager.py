@@ -300,8 +300,8 @@ async def _up_locked(settings: Settings, on_step: Step) -> Endpoints:
     nodes: list[kafka_mod.KafkaProcess] = []
     layout: ClusterLayout | None = None
     postgres: pg_mod.PostgresProcess | None = None
+    waits: list[Coroutine[Any, Any, None]] = []
     try:
-        waits: list[Coroutine[Any, Any, None]] = []
         if not settings.kafka_bootstrap:
             layout = _wanted_layout(settings, record)
             if layout is not None:
@@ -349,6 +349,8 @@ async def _up_locked(settings: Settings, on_step: Step) -> Endpoints:
             new_record["postgres"] = _postgres_record(settings, postgres)
         _write_record(settings, new_record)
     except BaseException:
+        for wait in waits:
+            wait.close()  # those not awaited yet (a later start failed first)
         for proc in started:
             await asyncio.to_thread(kafka_mod.stop_kafka, proc.pid, proc.paths, timeout=10)
         if started_pg:

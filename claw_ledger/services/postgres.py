@@ -61,6 +61,8 @@ HOST = "127.0.0.1"
 PG_USER = "postgres"
 DATABASE = "claw_ledger"
 SYSTEM_USER = "embedded_postgres"
+#: how long ``pg_ctl start`` may wait for the server (crash recovery included)
+PG_START_SECONDS = 300
 _CONF_MARKER = "# --- claw-ledger settings ---"
 
 
@@ -296,13 +298,15 @@ def start_postgres(settings: Settings, *, on_step: Step = no_step) -> PostgresPr
                 str(log),
                 "-w",
                 "-t",
-                "60",
+                # crash recovery after an unclean stop syncs the whole data
+                # directory first, which takes minutes on a big one
+                str(PG_START_SECONDS),
                 "-o",
                 f"-p {port}",
                 "start",
             ],
             user,
-            timeout=90,
+            timeout=PG_START_SECONDS + 30,
             what="pg_ctl start",
         )
     except ServiceError as exc:
