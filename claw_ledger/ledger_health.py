@@ -133,6 +133,8 @@ class Snapshot:
     active_halts: int | None = None
     #: seconds from the newest agent.halted's occurred_at to its commit
     halt_propagation: float | None = None
+    #: worker -> batches committed, summed seconds, longest since its last beat
+    commit_batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     checkpoint_age: float | None = None
     schema_ok: bool = False
     errors: dict[str, str] = field(default_factory=dict)
@@ -171,6 +173,7 @@ class Snapshot:
             "last_commit": {str(p): t for p, t in sorted(self.last_commit.items())},
             "active_halts": self.active_halts,
             "halt_propagation_seconds": self.halt_propagation,
+            "commit_batches": self.commit_batches,
             "checkpoint_age_seconds": self.checkpoint_age,
         }
 
@@ -191,6 +194,14 @@ async def _database_part(
     halts = await api_queries.halt_figures(conn)
     snap.active_halts = halts["active"]
     snap.halt_propagation = halts["propagation_seconds"]
+    snap.commit_batches = {
+        row["worker_id"]: {
+            "batches": row["batches"],
+            "seconds_sum": row["batch_seconds_sum"],
+            "seconds_max": row["batch_seconds_max"],
+        }
+        for row in await api_queries.commit_batch_figures(conn)
+    }
     if checkpoint_time is not None:
         moment = await checkpoint_time(conn)
         if moment is not None:

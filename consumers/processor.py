@@ -41,7 +41,7 @@ from ledger.errors import ConfigError, ControlPlaneTamperedError, StaleBatchErro
 from ledger.registry import DEFAULT_RULE_SETTINGS, RuleSettings
 from ledger.state import LedgerState
 from ledger.verify import DEFAULT_MAX_MESSAGE_BYTES, Rejected, Verified, verify_message
-from storage.protocol import BatchCommit, ControlRead, LedgerStore
+from storage.protocol import BatchCommit, CommitTimings, ControlRead, LedgerStore
 
 __all__ = [
     "AcceptedRecord",
@@ -117,6 +117,10 @@ class VerifyingProcessor:
         #: names this process's heartbeat row (several processors share a ledger)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._last_beat = -HEARTBEAT_INTERVAL_SECONDS
+        #: committed batches, their summed and longest (since the last beat) durations
+        self._batches = 0
+        self._batch_seconds = 0.0
+        self._batch_max: float | None = None
 
     async def heartbeat(self, *, force: bool = False) -> None:
         """Record that this processor is alive and which control version its
@@ -128,9 +132,18 @@ class VerifyingProcessor:
             return
         self._last_beat = moment
         try:
-            await self._store.heartbeat(self.worker_id, self.group, self._control_version)
+            await self._store.heartbeat(
+                self.worker_id, self.group, self._control_version, self.commit_timings
+            )
         except Exception as exc:
             log.warning("heartbeat not written: %s", exc)
+        else:
+            self._batch_max = None
+
+    @property
+    def commit_timings(self) -> CommitTimings:
+        """Batches committed so far and what they took (decide + commit transaction)."""
+        return CommitTimings(self._batches, self._batch_seconds, self._batch_max)
 
     async def start(self) -> None:
         others = await self._store.other_groups(self.group, self.topic)
@@ -372,9 +385,10 @@ class VerifyingProcessor:
         One batch is one store transaction: the ledger rows, quarantine rows,
         projection rows and the new position of every partition in it.
         """
+        started = time.perf_counter()
         for attempt in range(3):
             try:
-                return await self._process(records, verdicts)
+                report = await self._process(records, verdicts)
             except StaleBatchError as exc:
                 # another worker of the group committed a partition: catch up, retry
                 log.warning("%s; reloading state and positions", exc)
@@ -385,6 +399,13 @@ class VerifyingProcessor:
                 # the in-memory state may hold changes that were rolled back
                 await self._reload()
                 raise
+            else:
+                if report.accepted or report.quarantined:
+                    took = time.perf_counter() - started
+                    self._batches += 1
+                    self._batch_seconds += took
+                    self._batch_max = max(self._batch_max or 0.0, took)
+                return report
         raise AssertionError("unreachable")
 
     async def _process(

@@ -150,6 +150,17 @@ async def quarantined_since(
     return rows
 
 
+async def commit_batch_figures(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Per processor that beat in the last five minutes: batches committed, their
+    summed seconds, and the longest since its previous beat (``None``: none)."""
+    rows = await conn.fetch(
+        "SELECT worker_id, batches, batch_seconds_sum, batch_seconds_max"
+        " FROM processor_heartbeats WHERE beat_at > now() - interval '5 minutes'"
+        " ORDER BY worker_id"
+    )
+    return [dict(r) for r in rows]
+
+
 async def halt_figures(conn: asyncpg.Connection) -> dict[str, Any]:
     """The number of active halts, and how long the newest ``agent.halted`` took from
     its ``occurred_at`` to its commit (seconds; ``None`` before any halt)."""

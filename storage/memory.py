@@ -21,7 +21,9 @@ from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.state import LedgerState, ProjectionRow
 from storage.protocol import (
     INSERT_ONLY_TABLES,
+    NO_COMMITS,
     BatchCommit,
+    CommitTimings,
     ControlRead,
     ControlStart,
     key_record,
@@ -71,12 +73,16 @@ class MemoryLedgerStore:
         self._digests: dict[str, int | None] = dict.fromkeys(CONTROL_DIGEST_TABLES, 0)
         #: worker id -> (group, control version) of its last heartbeat
         self.heartbeats: dict[str, tuple[str, int]] = {}
+        self.timings: dict[str, CommitTimings] = {}
 
     async def close(self) -> None:
         return None
 
-    async def heartbeat(self, worker_id: str, group: str, version: int) -> None:
+    async def heartbeat(
+        self, worker_id: str, group: str, version: int, timings: CommitTimings = NO_COMMITS
+    ) -> None:
         self.heartbeats[worker_id] = (group, version)
+        self.timings[worker_id] = timings
 
     async def other_groups(self, group: str, topic: str) -> list[str]:
         return sorted({g for g, t, _ in self._positions if t == topic and g != group})

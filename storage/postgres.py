@@ -28,7 +28,9 @@ from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.state import LedgerState, ProjectionRow
 from storage.protocol import (
     INSERT_ONLY_TABLES,
+    NO_COMMITS,
     BatchCommit,
+    CommitTimings,
     ControlRead,
     ControlStart,
     key_record,
@@ -214,17 +216,28 @@ async def bump_control_version(conn: asyncpg.Connection) -> int:
 
 
 async def write_heartbeat(
-    conn: asyncpg.Connection, worker_id: str, group: str, version: int
+    conn: asyncpg.Connection,
+    worker_id: str,
+    group: str,
+    version: int,
+    timings: CommitTimings = NO_COMMITS,
 ) -> None:
-    """Record that processor ``worker_id`` is alive and its state holds ``version``."""
+    """Record that processor ``worker_id`` is alive, its state holds ``version``,
+    and what its commits took (``timings``)."""
     await conn.execute(
-        "INSERT INTO processor_heartbeats (worker_id, consumer_group, beat_at, control_version)"
-        " VALUES ($1, $2, now(), $3) ON CONFLICT (worker_id) DO UPDATE SET"
+        "INSERT INTO processor_heartbeats (worker_id, consumer_group, beat_at, control_version,"
+        " batches, batch_seconds_sum, batch_seconds_max)"
+        " VALUES ($1, $2, now(), $3, $4, $5, $6) ON CONFLICT (worker_id) DO UPDATE SET"
         " beat_at = now(), control_version = EXCLUDED.control_version,"
-        " consumer_group = EXCLUDED.consumer_group",
+        " consumer_group = EXCLUDED.consumer_group, batches = EXCLUDED.batches,"
+        " batch_seconds_sum = EXCLUDED.batch_seconds_sum,"
+        " batch_seconds_max = EXCLUDED.batch_seconds_max",
         worker_id,
         group,
         version,
+        timings.batches,
+        timings.seconds_sum,
+        timings.seconds_max,
     )
 
 
@@ -601,9 +614,11 @@ class PostgresLedgerStore:
         async with self._pool.acquire() as conn:
             await record_forwarded(conn, group, topic, marks)
 
-    async def heartbeat(self, worker_id: str, group: str, version: int) -> None:
+    async def heartbeat(
+        self, worker_id: str, group: str, version: int, timings: CommitTimings = NO_COMMITS
+    ) -> None:
         async with self._pool.acquire() as conn:
-            await write_heartbeat(conn, worker_id, group, version)
+            await write_heartbeat(conn, worker_id, group, version, timings)
 
     async def unforwarded_outcomes(
         self, group: str, topic: str, partition: int

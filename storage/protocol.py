@@ -17,7 +17,9 @@ from ledger.state import KeyRecord, LedgerState, ProjectionRow
 
 __all__ = [
     "INSERT_ONLY_TABLES",
+    "NO_COMMITS",
     "BatchCommit",
+    "CommitTimings",
     "ControlRead",
     "ControlStart",
     "LedgerStore",
@@ -27,6 +29,20 @@ __all__ = [
 #: projections whose rows are never rewritten (migration 0012): a row with a key
 #: already stored is left as it is, so the writer needs no UPDATE on them
 INSERT_ONLY_TABLES: frozenset[str] = frozenset({"bundles", "pulse_records"})
+
+
+@dataclass(frozen=True)
+class CommitTimings:
+    """A processor's committed batches so far: their count, summed seconds, and the
+    longest since its previous heartbeat (``None``: none since)."""
+
+    batches: int = 0
+    seconds_sum: float = 0.0
+    seconds_max: float | None = None
+
+
+#: what a processor that has committed nothing reports
+NO_COMMITS = CommitTimings()
 
 
 @dataclass(frozen=True)
@@ -162,10 +178,12 @@ class LedgerStore(Protocol):
         order, and the mark to record once they are."""
         ...
 
-    async def heartbeat(self, worker_id: str, group: str, version: int) -> None:
+    async def heartbeat(
+        self, worker_id: str, group: str, version: int, timings: CommitTimings = NO_COMMITS
+    ) -> None:
         """Record that processor ``worker_id`` of ``group`` is alive and that its
         state holds control ``version`` (what the authorize service's freshness
-        bound is measured against, ADR 0015)."""
+        bound is measured against, ADR 0015), with its commit ``timings``."""
         ...
 
     async def trust_root(self) -> str | None:

@@ -11,7 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    Metric,
+    SummaryMetricFamily,
+)
 from prometheus_client.registry import Collector
 
 from claw_ledger.ledger_health import Snapshot
@@ -77,6 +82,23 @@ class _LedgerCollector(Collector):
                 "The newest agent.halted: seconds from its occurred_at to its commit",
                 value=snap.halt_propagation,
             )
+        if snap.commit_batches:
+            batches = SummaryMetricFamily(
+                "claw_ledger_commit_batch_seconds",
+                "Processor batches committed and their time (decide + commit transaction)",
+                labels=["worker"],
+            )
+            longest = GaugeMetricFamily(
+                "claw_ledger_commit_batch_max_seconds",
+                "The longest batch commit since the processor's previous heartbeat",
+                labels=["worker"],
+            )
+            for worker, figures in sorted(snap.commit_batches.items()):
+                batches.add_metric([worker], figures["batches"], figures["seconds_sum"])
+                if figures["seconds_max"] is not None:
+                    longest.add_metric([worker], figures["seconds_max"])
+            yield batches
+            yield longest
         if snap.checkpoint_age is not None:
             yield GaugeMetricFamily(
                 "claw_ledger_checkpoint_age_seconds",

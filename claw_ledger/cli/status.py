@@ -87,4 +87,10 @@ def command(max_lag: int, timeout: float, as_json: bool) -> None:
     if doc["halt_propagation_seconds"] is not None:
         seconds = doc["halt_propagation_seconds"]
         click.echo(f"newest halt committed {seconds:.3f}s after it was signed")
+    for worker, figures in doc["commit_batches"].items():
+        count, total = figures["batches"], figures["seconds_sum"]
+        mean = f"{1000 * total / count:.1f} ms mean" if count else "none yet"
+        longest = figures["seconds_max"]
+        recent = f", longest lately {1000 * longest:.1f} ms" if longest is not None else ""
+        click.echo(f"processor {worker}: {count:,} batches committed, {mean}{recent}")
     sys.exit(0 if ready else 1)

@@ -58,6 +58,11 @@ async def test_metrics_count_what_the_ledger_holds_and_count_on(
     assert samples[("claw_ledger_up", (("server", "kafka"),))] == 1.0
     assert samples[("claw_ledger_active_halts", ())] >= 1
     assert ("claw_ledger_halt_propagation_seconds", ()) in samples
+    # the processor's heartbeats carry its commit timings
+    batches = _by(samples, "claw_ledger_commit_batch_seconds_count", "worker")
+    seconds = _by(samples, "claw_ledger_commit_batch_seconds_sum", "worker")
+    assert batches and max(batches.values()) >= 1
+    assert all(seconds[worker] > 0 for worker, n in batches.items() if n)
     # no checkpointer on this build: the metric is absent, not zero
     assert ("claw_ledger_checkpoint_age_seconds", ()) not in samples
 
@@ -188,9 +193,11 @@ def test_status_prints_the_same_figures(api_ledger: ApiLedger) -> None:
     assert document["events_committed"] == dict(sorted(counts[0].items()))
     assert document["events_quarantined"] == dict(sorted(counts[1].items()))
     assert set(document["consumer_lag"]) == {"0", "1", "2", "3"}
+    assert any(figures["batches"] >= 1 for figures in document["commit_batches"].values())
     text = run_cli(api_ledger.harness.env, "status")
     assert text.returncode == 0 and "ready: yes" in text.stdout
     assert "agent.halted" in text.stdout
+    assert "batches committed" in text.stdout
 
 
 def test_status_exits_1_when_kafka_does_not_answer(api_ledger: ApiLedger) -> None:
