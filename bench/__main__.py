@@ -35,6 +35,7 @@ from rich.table import Table
 
 from bench import capacity
 from bench.api_queries import api_rows
+from bench.authorize_http import authorize_http_rows
 from bench.control_cache import control_cache_rows
 from bench.ledger import (
     PUBLISH_CHUNK,
@@ -441,6 +442,15 @@ async def main(args: argparse.Namespace) -> None:
             with console.status(f"capacity inputs: {args.capacity_events:,} events per run…"):
                 figures = await capacity.measure(base, args.capacity_events, args.partitions)
             results += [Result(*row) for row in capacity.capacity_rows(figures)]
+        if args.authorize_http_seconds:
+            with console.status("authorize over HTTP, and ingest beside 1,000 decisions/s…"):
+                rows = await authorize_http_rows(
+                    base,
+                    args.partitions,
+                    args.authorize_http_seconds,
+                    args.decisions_ingest_events,
+                )
+            results += [Result(*row) for row in rows]
         if args.api_events:
             assert base.database_url
             with console.status(f"API timeline queries over {args.api_events:,} events…"):
@@ -486,6 +496,18 @@ if __name__ == "__main__":
     parser.add_argument("--api-events", type=int, default=1_000_000)
     parser.add_argument(
         "--capacity-events", type=int, default=50_000, help="events per capacity-model run"
+    )
+    parser.add_argument(
+        "--authorize-http-seconds",
+        type=float,
+        default=10.0,
+        help="seconds per paced rate of POST /v1/authorize; 0 to skip",
+    )
+    parser.add_argument(
+        "--decisions-ingest-events",
+        type=int,
+        default=50_000,
+        help="events ingested alone and beside 1,000 decisions/s; 0 to skip",
     )
     parser.add_argument("--processors", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=4)

@@ -48,6 +48,8 @@ class BenchLedger:
     processors: list[subprocess.Popen[bytes]]
     #: the ledger's key file (role ledger), for a checkpointer
     ledger_key: Path | None = None
+    #: the trust root's key (role admin), to register more signers
+    admin: KeyPair | None = None
     #: a consumer group of its own: group ids are broker-wide, and members of an
     #: earlier ledger's group would hold up this one's rebalance
     group: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
@@ -131,7 +133,7 @@ async def new_ledger(base: Settings, processors: int, partitions: int) -> BenchL
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     key_file = settings.state_dir / f"{name}-ledger.key"
     save_key(ledger_key, key_file)
-    ledger = BenchLedger(settings, operator, [], key_file)
+    ledger = BenchLedger(settings, operator, [], key_file, admin=admin)
     ledger.start_processors(processors)
     async with LedgerProducer(base.kafka_bootstrap, topics.ingress) as producer:
         registered = ((admin, ["admin"]), (operator, ["operator"]), (ledger_key, ["ledger"]))
