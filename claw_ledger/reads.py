@@ -13,9 +13,11 @@ from typing import Any, TypeVar
 from claw_ledger.config import Settings
 from claw_ledger.config import effective_database_url as _url
 from storage import audit_queries, ledger_queries, projection_queries
+from storage.partitions import ArchiveBoundary
 from storage.ledger_queries import TimelineFilter, TimelinePage
 
 __all__ = [
+    "archive_boundary",
     "TimelineFilter",
     "TimelinePage",
     "chain_heads",
@@ -77,3 +79,10 @@ async def duplicate_coordinates(settings: Settings) -> list[dict[str, Any]]:
 
 async def control_digest_report(settings: Settings) -> dict[str, tuple[int | None, int]]:
     return await audit_queries.control_digest_report(_reader_url(settings))
+
+
+async def archive_boundary(settings: Settings) -> ArchiveBoundary | None:
+    """The newest archive cut (events below it are detached), or None."""
+    from storage.partitions import read_archive_boundary
+
+    return await read_archive_boundary(_reader_url(settings))

@@ -28,6 +28,7 @@ __all__ = [
     "rebuild_and_compare",
     "run_replay",
     "source_size",
+    "stored_event",
     "zoned_time",
 ]
 
@@ -119,6 +120,8 @@ class ReplayResult:
     diffs: list[ProjectionDiff] | None = None
     written: int | None = None
     duration: float = 0.0
+    #: the archive cut the ledger replay started from (None: from the first event)
+    archived: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -142,6 +145,7 @@ class ReplayResult:
             "breaks": [fold.broken.to_dict()] if fold.broken else [],
             "diffs": None if self.diffs is None else [d.to_dict() for d in self.diffs],
             "written": self.written,
+            "archived": self.archived,
             "duration_s": round(self.duration, 3),
             "rate_per_s": round(self.events / self.duration) if self.duration > 0 else None,
         }
@@ -178,7 +182,7 @@ def _ingress(settings: Settings) -> str:
     return topics_for(settings).ingress
 
 
-def _stored(row: dict[str, Any]) -> StoredEvent:
+def stored_event(row: dict[str, Any]) -> StoredEvent:
     return StoredEvent(
         raw=bytes(row["envelope_raw"]),
         partition=row["kafka_partition"],
@@ -203,6 +207,7 @@ async def run_replay(
     From the ledger, the events and the live projections are read in one
     snapshot, so a comparison is exact even while the processor commits.
     """
+    from storage.partitions import archive_boundary
     from storage.projection_queries import open_connection
     from storage.replay_queries import iter_events
 
@@ -236,8 +241,13 @@ async def run_replay(
         conn = await open_connection(database_url)
         try:
             async with conn.transaction(isolation="repeatable_read", readonly=True):
+                boundary = await archive_boundary(conn)
+                if boundary is not None:
+                    # the archived events verified when they were cut; go on from there
+                    fold.resume_snapshot(boundary.state_snapshot)
+                    result.archived = boundary.to_json()
                 async for row in iter_events(conn):
-                    if not _step(fold, _stored(row), request, result, progress):
+                    if not _step(fold, stored_event(row), request, result, progress):
                         break
                 if request.compare and fold.broken is None:
                     result.diffs = await _compare_on(conn, fold)

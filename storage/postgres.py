@@ -26,6 +26,7 @@ from ledger.control_digest import (
 )
 from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.state import LedgerState, ProjectionRow
+from storage.partitions import ensure_partitions, is_missing_partition
 from storage.protocol import BatchCommit, key_record
 
 __all__ = [
@@ -348,7 +349,8 @@ async def existing_payload_hashes(
     if not event_ids:
         return {}
     rows = await conn.fetch(
-        "SELECT event_id::text AS event_id, payload_hash_b64u FROM events"
+        # event_keys, not events: it holds archived events too (migration 0013)
+        "SELECT event_id::text AS event_id, payload_hash_b64u FROM event_keys"
         " WHERE event_id = ANY($1::uuid[])",
         list(event_ids),
     )
@@ -471,8 +473,13 @@ class PostgresLedgerStore:
     """:class:`~storage.protocol.LedgerStore` on an asyncpg pool (codecs set by
     :func:`init_connection`); each call runs on one connection of the pool."""
 
+    #: events committed between two checks that partitions are cut ahead
+    #: (far below the headroom claw_ensure_event_partitions keeps: 2 x 1M positions)
+    ENSURE_EVERY = 10_000
+
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._since_ensure: int | None = None
 
     @classmethod
     async def open(
@@ -523,11 +530,24 @@ class PostgresLedgerStore:
 
     async def commit_batch(self, commit: BatchCommit) -> int | None:
         async with self._pool.acquire() as conn:
+            if self._since_ensure is None or self._since_ensure >= self.ENSURE_EVERY:
+                # outside the commit's transaction: cutting a partition takes a lock on events
+                await ensure_partitions(conn)
+                self._since_ensure = 0
             try:
-                return await commit_batch(conn, commit)
+                version = await commit_batch(conn, commit)
             except asyncpg.UniqueViolationError as exc:
                 # another worker recorded one of these event ids (or offsets) first
                 raise StaleBatchError(f"{exc.__class__.__name__}: {exc}") from exc
+            except asyncpg.CheckViolationError as exc:
+                if not is_missing_partition(exc):
+                    raise
+                # ingest outran the partitions cut ahead: cut them now and commit again
+                await ensure_partitions(conn)
+                self._since_ensure = 0
+                version = await commit_batch(conn, commit)
+            self._since_ensure += sum(len(b.events) for b in commit.batches)
+            return version
 
     async def record_forwarded(self, group: str, topic: str, marks: Mapping[int, int]) -> None:
         async with self._pool.acquire() as conn:

@@ -47,16 +47,21 @@ async def count_events(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM events"))
 
 
-async def iter_events(conn: asyncpg.Connection, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
-    """Every ledger row in commit order (``position``), with its stored chain fields.
+async def iter_events(
+    conn: asyncpg.Connection, batch: int = 5000, *, before: int | None = None
+) -> AsyncIterator[dict[str, Any]]:
+    """Every ledger row in commit order (``position``), with its stored chain fields;
+    only those below position ``before`` when given.
 
     Call it inside a transaction (a server-side cursor lives in one); a
     repeatable-read one lets the caller read the projections of the same snapshot.
     """
+    where, args = ("", ()) if before is None else (" WHERE position < $1", (before,))
     cursor = conn.cursor(
         "SELECT position, kafka_partition, kafka_offset, ledger_seq, prev_chain_hash,"
         " chain_hash, recorded_at, event_id::text AS event_id, envelope_raw"
-        " FROM events ORDER BY position",
+        f" FROM events{where} ORDER BY position",
+        *args,
         prefetch=batch,
     )
     async for row in cursor:

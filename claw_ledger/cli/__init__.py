@@ -47,6 +47,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("verify", "command"),
     "replay": ("replay", "command"),
     "state": ("state", "command"),
+    "archive": ("archive", "command"),
 }
 
 EXIT_OK = 0
