@@ -119,9 +119,10 @@ END;
 $$;
 
 -- Creates the partitions that are missing ahead of the last position handed
--- out; returns how many positions remain before the last partition's end.
+-- out (at least `need` positions, else partitions_ahead partitions); returns
+-- how many positions remain before the last partition's end.
 -- SECURITY DEFINER: the writer (processor) calls it but owns nothing.
-CREATE FUNCTION claw_ensure_event_partitions() RETURNS bigint
+CREATE FUNCTION claw_ensure_event_partitions(need bigint DEFAULT 0) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = public, pg_temp AS $$
 DECLARE
     rows_per bigint;
@@ -132,15 +133,16 @@ DECLARE
 BEGIN
     SELECT partition_rows, partitions_ahead INTO rows_per, ahead
       FROM event_partitioning WHERE id = 1;
+    need := greatest(need, rows_per * ahead);
     last_pos := coalesce(pg_sequence_last_value(pg_get_serial_sequence('events', 'position')::regclass), 0);
     SELECT max(position_to) INTO upper_to FROM event_partitions;
-    IF upper_to IS NOT NULL AND upper_to - 1 - last_pos >= rows_per * ahead THEN
+    IF upper_to IS NOT NULL AND upper_to - 1 - last_pos >= need THEN
         RETURN upper_to - 1 - last_pos;
     END IF;
     -- one creator at a time; the others wait and then find the work done
     PERFORM pg_advisory_xact_lock(hashtext('claw_ensure_event_partitions'));
     SELECT coalesce(max(position_to), 1) INTO upper_to FROM event_partitions;
-    WHILE upper_to - 1 - last_pos < rows_per * ahead LOOP
+    WHILE upper_to - 1 - last_pos < need LOOP
         part := format('events_%s', lpad(upper_to::text, 12, '0'));
         -- CREATE + ATTACH locks events with SHARE UPDATE EXCLUSIVE only: ingest goes on
         EXECUTE format('CREATE TABLE %I (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', part);

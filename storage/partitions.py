@@ -108,9 +108,10 @@ class SealedPartition:
     rows: int
 
 
-async def ensure_partitions(conn: asyncpg.Connection) -> int:
-    """Create the partitions missing ahead of the last position; the positions left."""
-    return int(await conn.fetchval("SELECT claw_ensure_event_partitions()"))
+async def ensure_partitions(conn: asyncpg.Connection, need: int = 0) -> int:
+    """Create the partitions missing ahead of the last position (``need`` positions at
+    least, else the configured number of partitions); the positions left."""
+    return int(await conn.fetchval("SELECT claw_ensure_event_partitions($1)", need))
 
 
 def is_missing_partition(exc: BaseException) -> bool:

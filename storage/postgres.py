@@ -476,6 +476,8 @@ class PostgresLedgerStore:
     #: events committed between two checks that partitions are cut ahead
     #: (far below the headroom claw_ensure_event_partitions keeps: 2 x 1M positions)
     ENSURE_EVERY = 10_000
+    #: commits retried after cutting partitions when an insert found none for its position
+    MISSING_PARTITION_RETRIES = 3
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -534,19 +536,21 @@ class PostgresLedgerStore:
                 # outside the commit's transaction: cutting a partition takes a lock on events
                 await ensure_partitions(conn)
                 self._since_ensure = 0
-            try:
-                version = await commit_batch(conn, commit)
-            except asyncpg.UniqueViolationError as exc:
-                # another worker recorded one of these event ids (or offsets) first
-                raise StaleBatchError(f"{exc.__class__.__name__}: {exc}") from exc
-            except asyncpg.CheckViolationError as exc:
-                if not is_missing_partition(exc):
-                    raise
-                # ingest outran the partitions cut ahead: cut them now and commit again
-                await ensure_partitions(conn)
-                self._since_ensure = 0
-                version = await commit_batch(conn, commit)
-            self._since_ensure += sum(len(b.events) for b in commit.batches)
+            events = sum(len(b.events) for b in commit.batches)
+            for attempt in range(self.MISSING_PARTITION_RETRIES + 1):
+                try:
+                    version = await commit_batch(conn, commit)
+                    break
+                except asyncpg.UniqueViolationError as exc:
+                    # another worker recorded one of these event ids (or offsets) first
+                    raise StaleBatchError(f"{exc.__class__.__name__}: {exc}") from exc
+                except asyncpg.CheckViolationError as exc:
+                    if not is_missing_partition(exc) or attempt == self.MISSING_PARTITION_RETRIES:
+                        raise
+                    # ingest outran the partitions cut ahead (a batch larger than the
+                    # headroom, or other processors): cut room for this batch and retry
+                    await ensure_partitions(conn, need=2 * events)
+            self._since_ensure = (self._since_ensure or 0) + events
             return version
 
     async def record_forwarded(self, group: str, topic: str, marks: Mapping[int, int]) -> None:
