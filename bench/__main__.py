@@ -19,40 +19,32 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import time
-import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import psutil
-from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.table import Table
 
+from bench.harness import (
+    PUBLISH_CHUNK,
+    commit_times,
+    new_ledger,
+    pipeline_verify_rate,
+    publish_all,
+    raw_verify_rate,
+    wait_committed,
+)
 from bench.micro import micro_rows, processor_cpu_seconds
 from bench.signing import halt_drafts, publish_signing, signing_rows
 from bench.workload import sign_halt_events
 from claw_ledger.config import Settings, load_settings
-from claw_ledger.services.kafka import ensure_topics
 from claw_ledger.services.manager import services_down, services_up
-from claw_ledger.services.postgres import create_database
-from claw_ledger.topics import topic_names
-from ledger.crypto import KeyPair
-from ledger.events import build_event, sign_event
-from ledger.verify import verify_message
-from producers.publish import wait_for_verdict
-from producers.sdk import LedgerProducer, RawEvent
-from storage.migrate import migrate
-from storage.postgres import set_trust_root
 
 ROOT = Path(__file__).resolve().parents[1]
-#: events per bulk send when publishing flat out (their send time is the chunk's)
-PUBLISH_CHUNK = 2_000
 console = Console()
 
 
@@ -82,222 +74,6 @@ def machine() -> dict[str, str]:
         "os": platform.platform(),
         "python": platform.python_version(),
     }
-
-
-# --- baselines ---------------------------------------------------------------
-
-
-def raw_verify_rate(n: int = 20_000) -> float:
-    """Single-core PyNaCl Ed25519 verify of a 43-byte message (what an envelope signs)."""
-    key = KeyPair.generate()
-    message = b"x" * 43
-    signature = key.sign(message)
-    verify_key = key.signing_key.verify_key
-    start = time.perf_counter()
-    for _ in range(n):
-        verify_key.verify(message, signature)
-    return n / (time.perf_counter() - start)
-
-
-def pipeline_verify_rate(n: int = 10_000) -> float:
-    """Single-core rate of the processor's pure stateless steps (parse, schema, hash, sig)."""
-    key = KeyPair.generate()
-    raws = [raw for _, _, raw in sign_halt_events(key, n, workers=1)]
-    start = time.perf_counter()
-    for raw in raws:
-        verify_message(raw)
-    return n / (time.perf_counter() - start)
-
-
-# --- a ledger to measure -----------------------------------------------------
-
-
-@dataclass
-class BenchLedger:
-    settings: Settings
-    operator: KeyPair
-    processors: list[subprocess.Popen[bytes]]
-    #: a consumer group of its own: group ids are broker-wide, and members of an
-    #: earlier ledger's group would hold up this one's rebalance
-    group: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
-
-    def env(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            {
-                "CLAW_LEDGER_KAFKA": self.settings.kafka_bootstrap or "",
-                "CLAW_LEDGER_DATABASE_URL": self.settings.database_url or "",
-                "CLAW_LEDGER_STATE_DIR": str(self.settings.state_dir),
-                "CLAW_LEDGER_TOPIC_PREFIX": self.settings.topic_prefix,
-            }
-        )
-        return env
-
-    def start_processors(self, count: int) -> None:
-        log = (self.settings.state_dir / "processors.log").open("ab")
-        for _ in range(count):
-            self.processors.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "claw_ledger",
-                        "processor",
-                        "run",
-                        "--no-status",
-                        "--group",
-                        self.group,
-                    ],
-                    env=self.env(),
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-
-    def stop_processors(self) -> None:
-        for proc in self.processors:
-            proc.terminate()
-        for proc in self.processors:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        self.processors.clear()
-
-
-async def new_ledger(base: Settings, processors: int, partitions: int) -> BenchLedger:
-    """A fresh database and topic prefix on the bench servers, with a registered operator."""
-    assert base.database_url and base.kafka_bootstrap
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    await create_database(base.database_url, name)
-    url = base.database_url.rsplit("/", 1)[0] + "/" + name
-    await migrate(url)
-    settings = replace(base, database_url=url, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}")
-    topics = topic_names(settings.topic_prefix)
-    await ensure_topics(base.kafka_bootstrap, topics.all, partitions)
-    admin, operator = KeyPair.generate("admin"), KeyPair.generate("operator")
-    conn = await asyncpg.connect(url)
-    try:
-        await set_trust_root(conn, admin.did)
-    finally:
-        await conn.close()
-    ledger = BenchLedger(settings, operator, [])
-    ledger.start_processors(processors)
-    async with LedgerProducer(base.kafka_bootstrap, topics.ingress) as producer:
-        for key, roles in ((admin, ["admin"]), (operator, ["operator"])):
-            event = build_event(
-                "key.registered",
-                f"key:{key.did}",
-                {"did": key.did, "name": key.name, "roles": roles},
-                admin,
-            )
-            await producer.send_envelope(sign_event(event, admin))
-            verdict = await wait_for_verdict(url, event.event_id, timeout=120)
-            assert verdict["status"] == "committed", verdict
-    await wait_group_stable(base.kafka_bootstrap, ledger.group, processors)
-    return ledger
-
-
-async def wait_group_stable(bootstrap: str, group: str, members: int, timeout: float = 120) -> None:
-    """Until every processor is a member with its partitions: a rebalance
-    inside the measured window would pause all of them."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            [response] = await admin.describe_consumer_groups([group])
-            # DescribeGroups: (error_code, group_id, state, protocol_type, protocol, members)
-            description = response.groups[0]
-            if description[2] == "Stable" and len(description[5]) == members:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"group {group} not stable with {members} members: {description}"
-                )
-            await asyncio.sleep(0.5)
-    finally:
-        await admin.close()
-
-
-async def publish_all(
-    ledger: BenchLedger, events: list[tuple[str, str, bytes]], rate: float | None = None
-) -> dict[str, float]:
-    """Publish pre-signed events (as fast as Kafka takes them, or at ``rate`` per
-    second); returns each event's send time.
-
-    Flat out uses the SDK's bulk path (:meth:`LedgerProducer.send_raw_many`) in
-    chunks; a steady rate sends event by event.
-    """
-    sent: dict[str, float] = {}
-    assert ledger.settings.kafka_bootstrap
-    async with LedgerProducer(
-        ledger.settings.kafka_bootstrap,
-        topic_names(ledger.settings.topic_prefix).ingress,
-        linger_ms=10,
-        max_batch_size=1024 * 1024,
-    ) as producer:
-        if rate is None:
-            for start in range(0, len(events), PUBLISH_CHUNK):
-                chunk = events[start : start + PUBLISH_CHUNK]
-                now = time.time()
-                for event_id, _, _ in chunk:
-                    sent[event_id] = now
-                await producer.send_raw_many(
-                    RawEvent(raw, stream, event_id) for event_id, stream, raw in chunk
-                )
-            return sent
-        futures = []
-        began = time.monotonic()
-        for n, (event_id, stream, raw) in enumerate(events):
-            if n % 50 == 0:
-                ahead = began + n / rate - time.monotonic()
-                if ahead > 0:
-                    await asyncio.sleep(ahead)
-            sent[event_id] = time.time()
-            futures.append(await producer.send_raw(raw, stream, event_id))
-        await asyncio.gather(*futures)
-    return sent
-
-
-async def wait_committed(url: str, count: int, timeout: float, sample: Any = None) -> None:
-    conn = await asyncpg.connect(url)
-    try:
-        deadline = time.monotonic() + timeout
-        # the ledger's own counters, not count(*) over a growing table: a scan per
-        # poll took a measurable share of the CPU the benchmark measures
-        setup = await conn.fetchval(
-            "SELECT count(*) FROM events WHERE event_type = 'key.registered'"
-        )
-        while True:
-            done = (
-                await conn.fetchval(
-                    "SELECT coalesce(sum(ledger_seq), 0)::bigint FROM consumer_positions"
-                )
-                - setup
-            )
-            if sample is not None:
-                sample(done)
-            if done >= count:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {done} of {count} events committed in {timeout:.0f}s")
-            await asyncio.sleep(1.0)
-    finally:
-        await conn.close()
-
-
-async def commit_times(url: str) -> list[dict[str, Any]]:
-    """Each benchmark event's id and commit time (epoch seconds)."""
-    conn = await asyncpg.connect(url)
-    try:
-        rows = await conn.fetch(
-            "SELECT event_id::text AS id, extract(epoch FROM recorded_at) AS at FROM events"
-            " WHERE event_type = 'agent.halted'"
-        )
-    finally:
-        await conn.close()
-    return [dict(r) for r in rows]
 
 
 # --- the benchmarks ----------------------------------------------------------

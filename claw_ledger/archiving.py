@@ -134,4 +134,3 @@ async def detach_oldest(
     return ArchiveResult(
         part.name, part.position_from, part.position_to, sealed.rows, boundary.to_json()
     )
-

@@ -196,7 +196,10 @@ class Replay:
     def resume_snapshot(self, snapshot: Mapping[str, Any]) -> None:
         """:meth:`resume` from what :meth:`snapshot` returned."""
         self.resume(
-            [ProjectionRow(r["table"], r["key_column"], dict(r["values"])) for r in snapshot["rows"]],
+            [
+                ProjectionRow(r["table"], r["key_column"], dict(r["values"]))
+                for r in snapshot["rows"]
+            ],
             {
                 int(p): PartitionPosition(int(v[0]), int(v[1]), v[2])
                 for p, v in snapshot["positions"].items()

@@ -224,7 +224,7 @@ $$;
 DROP TABLE events_before_0013;
 
 ALTER TABLE events ADD PRIMARY KEY (position);
-CREATE INDEX events_event_id_idx ON events (event_id);
+-- no index on event_id here: event_keys has it (a lookup joins on position)
 CREATE INDEX events_coordinates_idx ON events (kafka_topic, kafka_partition, kafka_offset);
 CREATE INDEX events_chain_idx ON events (kafka_topic, kafka_partition, ledger_seq);
 CREATE INDEX events_stream_idx ON events (stream, position);

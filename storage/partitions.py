@@ -249,9 +249,7 @@ async def detach_partition(
                 for h in heads
             ],
         )
-        await conn.execute(
-            "UPDATE event_partitions SET detached_at = now() WHERE name = $1", name
-        )
+        await conn.execute("UPDATE event_partitions SET detached_at = now() WHERE name = $1", name)
         await conn.execute(f'ALTER TABLE events DETACH PARTITION "{name}"')
         boundary = await archive_boundary(conn)
     assert boundary is not None

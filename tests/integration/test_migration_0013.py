@@ -142,7 +142,10 @@ async def test_migration_keeps_the_ledger_and_the_processor_continues_it(
     conn = await asyncpg.connect(old_url)
     try:
         assert await conn.fetchval("SELECT count(*) FROM event_keys") == len(before)
-        assert await conn.fetchval("SELECT relkind::text FROM pg_class WHERE relname = 'events'") == "p"
+        assert (
+            await conn.fetchval("SELECT relkind::text FROM pg_class WHERE relname = 'events'")
+            == "p"
+        )
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
             await conn.execute("DELETE FROM events WHERE position = 1")
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):

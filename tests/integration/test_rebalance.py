@@ -97,18 +97,14 @@ async def _publish(ledger: LedgerHarness, key: KeyPair, numbers: range, job: str
 def _two_members(partitions: int) -> Callable[[list[set[int]]], bool]:
     def check(members: list[set[int]]) -> bool:
         return (
-            len(members) == 2
-            and all(members)
-            and set().union(*members) == set(range(partitions))
+            len(members) == 2 and all(members) and set().union(*members) == set(range(partitions))
         )
 
     return check
 
 
 async def _assert_exactly_once(ledger: LedgerHarness, event_ids: list[str]) -> None:
-    await _until(
-        lambda: _at_least(ledger, len(event_ids)), 240, f"{len(event_ids)} events", ledger
-    )
+    await _until(lambda: _at_least(ledger, len(event_ids)), 240, f"{len(event_ids)} events", ledger)
     await asyncio.sleep(1.0)  # anything committed twice after the last batch would show now
     conn = await ledger.connect()
     try:

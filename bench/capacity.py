@@ -1,0 +1,327 @@
+"""The inputs of the capacity model (docs/operations.md, "Sizing"), measured in one run.
+
+* raw Ed25519 verify and the processor's stateless checks, events/s on one core;
+* one processor, then two processors in one consumer group, end to end over
+  the same number of Kafka partitions: sustained events/s, processor CPU per
+  event, events per Postgres commit and commits/s; the scaling factor of two
+  processors over one, printed beside ``os.cpu_count()``;
+* the Postgres commit path alone: COPY of one batch into the partitioned
+  ``events`` (with its ``event_keys`` trigger) against the same rows into an
+  unpartitioned table with the pre-0013 layout, in µs per event.
+
+``make bench`` adds these rows to its report (``--capacity-events``); on its own,
+``python -m bench.capacity --events 5000`` runs on the servers named by
+``CLAW_LEDGER_KAFKA`` / ``CLAW_LEDGER_DATABASE_URL``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from bench.harness import (
+    commit_times,
+    new_ledger,
+    pipeline_verify_rate,
+    publish_all,
+    raw_verify_rate,
+    wait_committed,
+)
+from bench.micro import Row, processor_cpu_seconds
+from bench.workload import sign_halt_events
+from claw_ledger.config import Settings, load_settings
+from claw_ledger.services.postgres import create_database
+from ledger.crypto import KeyPair
+from ledger.encoding import sha256_b64u
+from storage.migrate import migrate
+from storage.postgres import init_connection
+
+__all__ = ["CapacityFigures", "capacity_rows", "measure"]
+
+_COLUMNS = (
+    "event_id",
+    "event_type",
+    "stream",
+    "producer",
+    "occurred_at",
+    "payload_hash_b64u",
+    "envelope_sha256",
+    "envelope_raw",
+    "payload",
+    "kafka_offset",
+    "ledger_seq",
+    "prev_chain_hash",
+    "chain_hash",
+    "kafka_topic",
+    "kafka_partition",
+)
+
+#: the events table as migration 0001 made it: global uniques, no partitions
+_FLAT_TABLE = """
+CREATE TABLE bench_events_flat (
+    position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    event_id uuid NOT NULL UNIQUE, event_type text NOT NULL, stream text NOT NULL,
+    producer text NOT NULL, occurred_at timestamptz NOT NULL,
+    recorded_at timestamptz NOT NULL DEFAULT now(), payload_hash_b64u text NOT NULL,
+    envelope_sha256 text NOT NULL, envelope_raw bytea NOT NULL, payload jsonb NOT NULL,
+    kafka_topic text NOT NULL, kafka_partition integer NOT NULL, kafka_offset bigint NOT NULL,
+    ledger_seq bigint NOT NULL, prev_chain_hash text, chain_hash text NOT NULL,
+    UNIQUE (kafka_topic, kafka_partition, kafka_offset),
+    UNIQUE (kafka_topic, kafka_partition, ledger_seq)
+);
+CREATE INDEX ON bench_events_flat (stream, position);
+CREATE INDEX ON bench_events_flat (event_type, position);
+CREATE INDEX ON bench_events_flat (producer, position);
+CREATE INDEX ON bench_events_flat (occurred_at, position);
+"""
+
+
+@dataclass(frozen=True)
+class ProcessorRun:
+    processors: int
+    partitions: int
+    events: int
+    #: committed events/s over the middle 80 % of commits
+    sustained: float
+    #: the processors' CPU time per committed event
+    cpu_us: float
+    #: processor commit transactions (distinct ``recorded_at``: one per transaction)
+    commits: int
+    events_per_commit: float
+    commits_per_s: float
+
+
+@dataclass(frozen=True)
+class CapacityFigures:
+    cores: int
+    raw_verify_per_s: float
+    checks_per_s: float
+    one: ProcessorRun
+    two: ProcessorRun
+    #: COPY of one batch, µs per event: partitioned events + event_keys, and flat
+    copy_us_partitioned: float
+    copy_us_flat: float
+    copy_batch: int
+    ensure_partitions_us: float
+
+    @property
+    def scaling(self) -> float:
+        return self.two.sustained / self.one.sustained
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "scaling": self.scaling}
+
+
+async def _commit_stats(url: str) -> tuple[int, float]:
+    """Commit transactions of the benchmark events, and their span in seconds."""
+    conn = await asyncpg.connect(url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(DISTINCT recorded_at) AS commits,"
+            " extract(epoch FROM max(recorded_at) - min(recorded_at)) AS span"
+            " FROM events WHERE event_type = 'agent.halted'"
+        )
+    finally:
+        await conn.close()
+    return int(row["commits"]), float(row["span"] or 0.0)
+
+
+async def processor_run(
+    base: Settings, events: int, processors: int, partitions: int
+) -> ProcessorRun:
+    """``events`` pre-signed events through ``processors`` processes in one group."""
+    ledger = await new_ledger(base, processors, partitions)
+    url = ledger.settings.database_url
+    assert url
+    try:
+        workload = sign_halt_events(ledger.operator, events)
+        cpu_before = processor_cpu_seconds(ledger.processors)
+        await publish_all(ledger, workload)
+        await wait_committed(url, events, timeout=3600)
+        cpu = processor_cpu_seconds(ledger.processors) - cpu_before
+        rows = await commit_times(url)
+        commits, span = await _commit_stats(url)
+    finally:
+        ledger.stop_processors()
+    committed = sorted(float(r["at"]) for r in rows)
+    lo, hi = committed[len(committed) // 10], committed[len(committed) * 9 // 10]
+    return ProcessorRun(
+        processors=processors,
+        partitions=partitions,
+        events=events,
+        sustained=(len(committed) * 0.8) / max(hi - lo, 1e-9),
+        cpu_us=cpu / events * 1e6,
+        commits=commits,
+        events_per_commit=events / max(commits, 1),
+        commits_per_s=commits / max(span, 1e-9),
+    )
+
+
+def _records(raws: list[tuple[str, str, bytes]], first: int) -> list[tuple[Any, ...]]:
+    now = datetime.now(UTC)
+    records = []
+    for seq, (event_id, stream, raw) in enumerate(raws, start=first + 1):
+        envelope = json.loads(raw)
+        payload = envelope["payload"]
+        records.append(
+            (
+                uuid.UUID(event_id),
+                payload["event_type"],
+                stream,
+                payload["producer"],
+                now,
+                envelope["payload_hash_b64u"],
+                sha256_b64u(raw),
+                raw,
+                json.dumps(payload, separators=(",", ":")).encode(),
+                seq - 1,
+                seq,
+                None,
+                sha256_b64u(raw),
+                "bench",
+                0,
+            )
+        )
+    return records
+
+
+async def commit_path(base: Settings, batch: int = 2_000, batches: int = 8) -> dict[str, float]:
+    """COPY of ``batch`` events per transaction: partitioned vs flat, median µs per event."""
+    assert base.database_url
+    name = f"bench_copy_{uuid.uuid4().hex[:8]}"
+    await create_database(base.database_url, name)
+    url = base.database_url.rsplit("/", 1)[0] + "/" + name
+    await migrate(url)
+    raws = sign_halt_events(KeyPair.generate("operator"), batch * batches)
+    conn = await asyncpg.connect(url)
+    try:
+        await init_connection(conn)
+        await conn.execute(_FLAT_TABLE)
+        # room for every position this run takes, cut before the clock starts
+        await conn.fetchval("SELECT claw_ensure_event_partitions($1)", batch * batches * 2)
+        timings: dict[str, list[float]] = {"events": [], "bench_events_flat": []}
+        for n in range(batches):
+            records = _records(raws[n * batch : (n + 1) * batch], n * batch)
+            order = ("events", "bench_events_flat") if n % 2 else ("bench_events_flat", "events")
+            for table in order:
+                started = time.perf_counter()
+                async with conn.transaction():
+                    await conn.copy_records_to_table(table, columns=_COLUMNS, records=records)
+                timings[table].append(time.perf_counter() - started)
+        ensure = []
+        for _ in range(50):
+            started = time.perf_counter()
+            await conn.fetchval("SELECT claw_ensure_event_partitions()")
+            ensure.append(time.perf_counter() - started)
+    finally:
+        await conn.close()
+    return {
+        "partitioned_us": statistics.median(timings["events"]) / batch * 1e6,
+        "flat_us": statistics.median(timings["bench_events_flat"]) / batch * 1e6,
+        "ensure_us": statistics.median(ensure) * 1e6,
+    }
+
+
+async def measure(base: Settings, events: int, partitions: int = 4) -> CapacityFigures:
+    raw = raw_verify_rate()
+    checks = pipeline_verify_rate()
+    one = await processor_run(base, events, 1, partitions)
+    two = await processor_run(base, events, 2, partitions)
+    copy = await commit_path(base)
+    return CapacityFigures(
+        cores=os.cpu_count() or 1,
+        raw_verify_per_s=raw,
+        checks_per_s=checks,
+        one=one,
+        two=two,
+        copy_us_partitioned=copy["partitioned_us"],
+        copy_us_flat=copy["flat_us"],
+        copy_batch=2_000,
+        ensure_partitions_us=copy["ensure_us"],
+    )
+
+
+def capacity_rows(f: CapacityFigures) -> list[Row]:
+    """The figures as report rows ``(measure, result, baseline, target, verdict)``."""
+    per_core = 1e6 / f.one.cpu_us if f.one.cpu_us else 0.0
+    return [
+        (
+            "capacity: stateless checks per core (verify_message)",
+            f"{f.checks_per_s:,.0f} ev/s",
+            f"raw Ed25519 verify {f.raw_verify_per_s:,.0f} /s",
+            "",
+            "",
+        ),
+        (
+            f"capacity: 1 processor, {f.one.partitions} partitions, end to end",
+            f"{f.one.sustained:,.0f} ev/s; {f.one.cpu_us:,.0f} µs CPU/event"
+            f" (= {per_core:,.0f} ev/s per processor core)",
+            f"{f.checks_per_s:,.0f} checks/s on one core",
+            "",
+            "",
+        ),
+        (
+            f"capacity: 2 processors, one group, {f.two.partitions} partitions, end to end",
+            f"{f.two.sustained:,.0f} ev/s; {f.two.cpu_us:,.0f} µs CPU/event",
+            f"1 processor {f.one.sustained:,.0f} ev/s: scaling ×{f.scaling:.2f}"
+            f" on {f.cores} core(s)",
+            "",
+            "",
+        ),
+        (
+            "capacity: Postgres commits (1 processor / 2 processors)",
+            f"{f.one.events_per_commit:,.0f} / {f.two.events_per_commit:,.0f} events per commit;"
+            f" {f.one.commits_per_s:,.1f} / {f.two.commits_per_s:,.1f} commits/s",
+            "",
+            "",
+            "",
+        ),
+        (
+            f"capacity: COPY of {f.copy_batch:,} events per transaction, µs per event",
+            f"{f.copy_us_partitioned:,.1f} µs partitioned (+ event_keys)",
+            f"{f.copy_us_flat:,.1f} µs unpartitioned, pre-0013 layout"
+            f" (ratio {f.copy_us_partitioned / f.copy_us_flat:.2f});"
+            f" partition check {f.ensure_partitions_us:,.0f} µs per 10,000 events",
+            "",
+            "",
+        ),
+    ]
+
+
+async def _main(args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    import tempfile
+    from pathlib import Path
+
+    # the processors' log and state go to a directory of this run
+    base = load_settings(state_dir=Path(tempfile.mkdtemp(prefix="claw-capacity-")))
+    figures = await measure(base, args.events, args.partitions)
+    table = Table(title=f"claw-ledger capacity inputs ({figures.cores} cores)")
+    for column in ("measure", "result", "baseline (same run)"):
+        table.add_column(column, overflow="fold")
+    for row in capacity_rows(figures):
+        table.add_row(*row[:3])
+    console = Console()
+    console.print(table)
+    if args.json:
+        console.print_json(json.dumps(figures.to_json()))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m bench.capacity", description=__doc__)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--json", action="store_true")
+    asyncio.run(_main(parser.parse_args()))
