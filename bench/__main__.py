@@ -9,6 +9,9 @@ Signing (the publishing services' cost) is measured on its own against the
 raw PyNaCl sign rate, and end to end with the clock started before signing.
 
 Usage: python -m bench [--events 200000] [--repeat 3] [--rss-events 1000000] [--processors 2]
+                       [--capacity-events 50000]
+
+The capacity-model inputs (docs/operations.md, "Sizing") are :mod:`bench.capacity`.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from bench import capacity
 from bench.harness import (
     PUBLISH_CHUNK,
     commit_times,
@@ -361,6 +365,10 @@ async def main(args: argparse.Namespace) -> None:
             )
         if args.rss_events:
             results += await rss_flat(base, args.rss_events, args.partitions)
+        if args.capacity_events:
+            with console.status(f"capacity inputs: {args.capacity_events:,} events per run…"):
+                figures = await capacity.measure(base, args.capacity_events, args.partitions)
+            results += [Result(*row) for row in capacity.capacity_rows(figures)]
     finally:
         services_down(load_settings(state_dir=state))
         # the servers' data (gigabytes after the memory run); processors.log stays
@@ -387,5 +395,8 @@ if __name__ == "__main__":
     parser.add_argument("--latency-events", type=int, default=30_000)
     parser.add_argument("--latency-rate", type=float, default=2_000.0)
     parser.add_argument("--processors", type=int, default=2)
+    parser.add_argument(
+        "--capacity-events", type=int, default=50_000, help="events per capacity-model run"
+    )
     parser.add_argument("--partitions", type=int, default=4)
     asyncio.run(main(parser.parse_args()))
