@@ -13,13 +13,13 @@ from typing import Any, TypeVar
 from claw_ledger.config import Settings
 from claw_ledger.config import effective_database_url as _url
 from storage import audit_queries, ledger_queries, projection_queries
-from storage.partitions import ArchiveBoundary
 from storage.ledger_queries import TimelineFilter, TimelinePage
+from storage.partitions import ArchiveBoundary
 
 __all__ = [
-    "archive_boundary",
     "TimelineFilter",
     "TimelinePage",
+    "archive_boundary",
     "chain_heads",
     "control_digest_report",
     "duplicate_coordinates",

@@ -77,9 +77,10 @@ def detach_command(before: int | None, name: str | None, as_json: bool) -> None:
     """Verify and detach the oldest attached partition (database owner only).
 
     The partition must be full (the ledger has moved past it). Its rows are
-    replayed onto the previous cut's state first; if they do not verify nothing
-    is detached (exit 1); exit 2 when run as another role than the owner. The detached table stays in the database until you
-    export and drop it.
+    replayed onto the previous cut's state first; if they do not verify,
+    nothing is detached (exit 1). Exit 2 for another role than the owner, or
+    a partition that is not the oldest or still filling. The detached table
+    stays in the database until you export and drop it.
     """
     from claw_ledger.archiving import detach_oldest, export_hint
 
