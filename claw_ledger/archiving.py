@@ -110,10 +110,14 @@ async def detach_oldest(
             fold = Replay(trust_root=await trust_root(conn))
             if previous is not None:
                 fold.resume_snapshot(previous.state_snapshot)
+            last_recorded = (
+                previous.state_snapshot.get("last_recorded_at") if previous is not None else None
+            )
             async for row in iter_events(conn, before=part.position_to):
                 fold.feed(stored_event(row))
                 if fold.stopped:
                     break
+                last_recorded = row["recorded_at"].isoformat()
             heads = merge_heads(
                 previous.heads if previous else {}, await partition_heads(conn, part)
             )
@@ -123,7 +127,9 @@ async def detach_oldest(
                 f"{part.name} does not verify, nothing was detached: {fold.broken}",
                 hint="run `claw-ledger audit`; archive only a ledger that verifies",
             )
-        boundary = await detach_partition(conn, sealed, heads, fold.snapshot())
+        # replay --until before this moment cannot be answered from the ledger any more
+        snapshot = {**fold.snapshot(), "last_recorded_at": last_recorded}
+        boundary = await detach_partition(conn, sealed, heads, snapshot)
     except asyncpg.InsufficientPrivilegeError as exc:
         raise ConfigError(
             f"detaching a partition needs the database owner: {exc}",

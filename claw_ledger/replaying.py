@@ -243,6 +243,7 @@ async def run_replay(
             async with conn.transaction(isolation="repeatable_read", readonly=True):
                 boundary = await archive_boundary(conn)
                 if boundary is not None:
+                    _check_until(request.until, boundary.state_snapshot)
                     # the archived events verified when they were cut; go on from there
                     fold.resume_snapshot(boundary.state_snapshot)
                     result.archived = boundary.to_json()
@@ -257,6 +258,20 @@ async def run_replay(
         result.written = await _write_into(database_url, request.into, fold)
     result.duration = time.monotonic() - started
     return result
+
+
+def _check_until(until: datetime | None, snapshot: dict[str, Any]) -> None:
+    """Refuse a moment inside the archived range: the ledger replay starts after it."""
+    last = snapshot.get("last_recorded_at")
+    if until is None or last is None or until >= datetime.fromisoformat(last):
+        return
+    from ledger.errors import ConfigError
+
+    raise ConfigError(
+        f"--until {until.isoformat()} is before the archive cut (events up to {last} are"
+        " detached from the ledger table)",
+        hint="replay --source kafka while the topic still holds them, or restore the archive",
+    )
 
 
 def _step(
