@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck unit bench down clean
+.PHONY: install browser run test lint typecheck unit bench down clean
 
 ## install: virtualenv + the project and its dev tools (re-run only when pyproject.toml changes)
 install: $(STAMP)
@@ -24,8 +24,22 @@ run: install
 	@echo "The ledger keeps running. Try:  $(BIN)/claw-ledger timeline --help"
 	@echo "Stop everything with:          $(BIN)/claw-ledger down"
 
+## browser: a headless Chromium for the Trust Pulse browser tests (Debian's package;
+## Playwright drives it, so nothing downloads a browser of its own)
+browser:
+	@command -v chromium >/dev/null 2>&1 || test -n "$$CLAW_LEDGER_CHROMIUM" || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium (apt-get)"; \
+	    apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+	    || { apt-get update -qq >/dev/null 2>&1 && \
+	         apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; \
+	  else \
+	    echo "make browser: install Chromium (Debian: apt-get install chromium)," \
+	         "or set CLAW_LEDGER_CHROMIUM to a Chromium binary" >&2; exit 1; \
+	  fi; }
+
 ## test: lint, type-check and the whole test suite against real Kafka and Postgres
-test: install lint typecheck
+test: install browser lint typecheck
 	@$(BIN)/pytest
 
 ## unit: only the tests that need no server

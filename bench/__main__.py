@@ -9,9 +9,10 @@ Signing (the publishing services' cost) is measured on its own against the
 raw PyNaCl sign rate, and end to end with the clock started before signing.
 
 Usage: python -m bench [--events 200000] [--repeat 3] [--rss-events 1000000] [--processors 2]
-                       [--capacity-events 50000]
-
-The capacity-model inputs (docs/operations.md, "Sizing") are :mod:`bench.capacity`.
+                       [--control-cache-tokens 10000,1000000] [--control-cache-events 20000]
+                       [--api-events 1000000] [--capacity-events 50000]
+       python -m bench --only replay [--events 50000] [--replay-rss-events 0]
+         (the replay rows alone, no servers: prints them, writes nothing)
 """
 
 from __future__ import annotations
@@ -33,20 +34,24 @@ from rich.console import Console
 from rich.table import Table
 
 from bench import capacity
-from bench.harness import (
+from bench.api_queries import api_rows
+from bench.control_cache import control_cache_rows
+from bench.ledger import (
     PUBLISH_CHUNK,
     commit_times,
     new_ledger,
-    pipeline_verify_rate,
     publish_all,
-    raw_verify_rate,
     wait_committed,
 )
-from bench.micro import micro_rows, processor_cpu_seconds
+from bench.micro import micro_rows, print_replay_rows, processor_cpu_seconds
+from bench.replay_ledger import ledger_read_rows
 from bench.signing import halt_drafts, publish_signing, signing_rows
+from bench.tlog import checkpointing_rows, stored_proof_rows
 from bench.workload import sign_halt_events
 from claw_ledger.config import Settings, load_settings
 from claw_ledger.services.manager import services_down, services_up
+from ledger.crypto import KeyPair
+from ledger.verify import verify_message
 
 ROOT = Path(__file__).resolve().parents[1]
 console = Console()
@@ -78,6 +83,31 @@ def machine() -> dict[str, str]:
         "os": platform.platform(),
         "python": platform.python_version(),
     }
+
+
+# --- baselines ---------------------------------------------------------------
+
+
+def raw_verify_rate(n: int = 20_000) -> float:
+    """Single-core PyNaCl Ed25519 verify of a 43-byte message (what an envelope signs)."""
+    key = KeyPair.generate()
+    message = b"x" * 43
+    signature = key.sign(message)
+    verify_key = key.signing_key.verify_key
+    start = time.perf_counter()
+    for _ in range(n):
+        verify_key.verify(message, signature)
+    return n / (time.perf_counter() - start)
+
+
+def pipeline_verify_rate(n: int = 10_000) -> float:
+    """Single-core rate of the processor's pure stateless steps (parse, schema, hash, sig)."""
+    key = KeyPair.generate()
+    raws = [raw for _, _, raw in sign_halt_events(key, n, workers=1)]
+    start = time.perf_counter()
+    for raw in raws:
+        verify_message(raw)
+    return n / (time.perf_counter() - start)
 
 
 # --- the benchmarks ----------------------------------------------------------
@@ -113,13 +143,22 @@ class EndToEndRun:
 
 
 async def end_to_end_run(
-    base: Settings, events: int, processors: int, partitions: int, *, signing: bool = False
+    base: Settings,
+    events: int,
+    processors: int,
+    partitions: int,
+    *,
+    signing: bool = False,
+    checkpointer: bool = False,
 ) -> EndToEndRun:
     """One measured run on a fresh ledger; the baseline is taken right before it.
 
     ``signing``: the publisher signs on the clock (SDK bulk path) instead of
-    sending events signed beforehand."""
+    sending events signed beforehand. ``checkpointer``: a checkpointer signs the
+    transparency log every second meanwhile."""
     ledger = await new_ledger(base, processors, partitions)
+    if checkpointer:
+        ledger.start_checkpointer()
     try:
         if signing:
             drafts = halt_drafts(events)
@@ -269,6 +308,8 @@ async def rss_flat(base: Settings, events: int, partitions: int) -> list[Result]
             await publisher
     finally:
         ledger.stop_processors()
+    with console.status(f"replay and audit over the {events:,}-event ledger…"):
+        reads = ledger_read_rows(ledger.env(), events + 2, raw_verify_rate())
     warm = next((rss for done, rss in samples if done >= events // 10), samples[0][1])
     peak_after = max(rss for done, rss in samples if done >= events // 10)
     final = samples[-1][1]
@@ -282,7 +323,8 @@ async def rss_flat(base: Settings, events: int, partitions: int) -> list[Result]
             "≤ +10 % after warm-up (first 10 %)",
             "met" if growth <= 0.10 else "NOT met",
             [f"growth {growth * 100:+.1f} %"],
-        )
+        ),
+        *[Result(*row) for row in reads],
     ]
 
 
@@ -347,7 +389,7 @@ async def main(args: argparse.Namespace) -> None:
         )
     )
     with console.status("component figures: CLI start, verify path, Merkle proofs, replay…"):
-        results += [Result(*row) for row in micro_rows()]
+        results += [Result(*row) for row in micro_rows(args.replay_events, args.replay_rss_events)]
     with console.status("starting Kafka and Postgres for the benchmark…"):
         endpoints = services_up(base)
     base = base.with_endpoints(endpoints)
@@ -363,12 +405,48 @@ async def main(args: argparse.Namespace) -> None:
             results += await paced_latency(
                 base, args.latency_events, args.latency_rate, args.processors, args.partitions
             )
+        if args.checkpoint_events:
+            rows, notes = await checkpointing_rows(
+                lambda checkpointer: end_to_end_run(
+                    base,
+                    args.checkpoint_events,
+                    args.processors,
+                    args.partitions,
+                    checkpointer=checkpointer,
+                ),
+                args.checkpoint_events,
+                args.repeat,
+            )
+            results += [Result(*row, notes=notes) for row in rows]
+        if args.proof_leaves:
+            proof_ledger = await new_ledger(base, 1, args.partitions)
+            proof_ledger.stop_processors()
+            assert proof_ledger.settings.database_url
+            rows = await stored_proof_rows(proof_ledger.settings.database_url, args.proof_leaves)
+            results += [Result(*row) for row in rows]
         if args.rss_events:
             results += await rss_flat(base, args.rss_events, args.partitions)
+        if args.control_cache_tokens:
+            small, large = (int(n) for n in args.control_cache_tokens.split(","))
+            with console.status(f"control cache: ledgers of {small:,} and {large:,} tokens…"):
+                rows = await control_cache_rows(
+                    base,
+                    (small, large),
+                    args.control_cache_events,
+                    args.partitions,
+                    raw_verify_rate,
+                )
+            results += [Result(*row) for row in rows]
         if args.capacity_events:
             with console.status(f"capacity inputs: {args.capacity_events:,} events per run…"):
                 figures = await capacity.measure(base, args.capacity_events, args.partitions)
             results += [Result(*row) for row in capacity.capacity_rows(figures)]
+        if args.api_events:
+            assert base.database_url
+            with console.status(f"API timeline queries over {args.api_events:,} events…"):
+                results += [
+                    Result(*row) for row in await api_rows(base.database_url, args.api_events)
+                ]
     finally:
         services_down(load_settings(state_dir=state))
         # the servers' data (gigabytes after the memory run); processors.log stays
@@ -394,9 +472,35 @@ if __name__ == "__main__":
     parser.add_argument("--rss-events", type=int, default=1_000_000)
     parser.add_argument("--latency-events", type=int, default=30_000)
     parser.add_argument("--latency-rate", type=float, default=2_000.0)
-    parser.add_argument("--processors", type=int, default=2)
+    parser.add_argument(
+        "--checkpoint-events", type=int, default=100_000, help="ingest with/without checkpointer"
+    )
+    parser.add_argument("--proof-leaves", type=int, default=1_000_000, help="proofs from Postgres")
+    parser.add_argument(
+        "--control-cache-tokens",
+        default="10000,1000000",
+        help="two ledger sizes (active tokens) for the processor's start, RSS and ingest;"
+        " empty to skip",
+    )
+    parser.add_argument("--control-cache-events", type=int, default=20_000)
+    parser.add_argument("--api-events", type=int, default=1_000_000)
     parser.add_argument(
         "--capacity-events", type=int, default=50_000, help="events per capacity-model run"
     )
+    parser.add_argument("--processors", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=4)
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--replay-events", type=int, default=200_000, help="the replay rates (no database)"
+    )
+    parser.add_argument(
+        "--replay-rss-events", type=int, default=1_000_000, help="the replay's memory run"
+    )
+    parser.add_argument("--only", choices=["replay"], help="run these rows alone, no servers")
+    parser.add_argument("--rss", action="store_true", help="with --only replay: the memory run too")
+    arguments = parser.parse_args()
+    if arguments.only == "replay":
+        print_replay_rows(
+            arguments.events, arguments.replay_rss_events if arguments.rss else 0, console
+        )
+    else:
+        asyncio.run(main(arguments))

@@ -7,7 +7,7 @@
   processors over one, printed beside ``os.cpu_count()``;
 * the Postgres commit path alone: COPY of one batch into the partitioned
   ``events`` (with its ``event_keys`` trigger) against the same rows into an
-  unpartitioned table with the pre-0013 layout, in µs per event.
+  unpartitioned table with the pre-0017 layout, in µs per event.
 
 ``make bench`` adds these rows to its report (``--capacity-events``); on its own,
 ``python -m bench.capacity --events 5000`` runs on the servers named by
@@ -29,7 +29,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.harness import (
+from bench.ledger import (
     commit_times,
     new_ledger,
     publish_all,
@@ -43,27 +43,10 @@ from ledger.crypto import KeyPair
 from ledger.encoding import sha256_b64u
 from ledger.verify import verify_message
 from storage.migrate import migrate
-from storage.postgres import init_connection
+from storage.postgres import EVENT_COLUMNS, init_connection
 
 __all__ = ["CapacityFigures", "capacity_rows", "measure"]
 
-_COLUMNS = (
-    "event_id",
-    "event_type",
-    "stream",
-    "producer",
-    "occurred_at",
-    "payload_hash_b64u",
-    "envelope_sha256",
-    "envelope_raw",
-    "payload",
-    "kafka_offset",
-    "ledger_seq",
-    "prev_chain_hash",
-    "chain_hash",
-    "kafka_topic",
-    "kafka_partition",
-)
 
 #: the events table as migration 0001 made it: global uniques, no partitions
 _FLAT_TABLE = """
@@ -219,7 +202,7 @@ async def commit_path(base: Settings, batch: int = 2_000, batches: int = 8) -> d
             for table in order:
                 started = time.perf_counter()
                 async with conn.transaction():
-                    await conn.copy_records_to_table(table, columns=_COLUMNS, records=records)
+                    await conn.copy_records_to_table(table, columns=EVENT_COLUMNS, records=records)
                 timings[table].append(time.perf_counter() - started)
         ensure = []
         for _ in range(50):
@@ -317,7 +300,7 @@ def capacity_rows(f: CapacityFigures) -> list[Row]:
         (
             f"capacity: COPY of {f.copy_batch:,} events per transaction, µs per event",
             f"{f.copy_us_partitioned:,.1f} µs partitioned (+ event_keys)",
-            f"{f.copy_us_flat:,.1f} µs unpartitioned, pre-0013 layout"
+            f"{f.copy_us_flat:,.1f} µs unpartitioned, pre-0017 layout"
             f" (ratio {f.copy_us_partitioned / f.copy_us_flat:.2f});"
             f" partition check {f.ensure_partitions_us:,.0f} µs per 10,000 events",
             "",

@@ -1,107 +1,269 @@
-"""Microbenchmark of the verified replay fold (ledger/replay.py), no database.
+"""The verified replay (ledger/replay.py, claw_ledger/verify_pool.py) without a
+database: rates over ``n`` events beside the raw verify rate of the same run,
+and the fold's resident memory over a long stream.
 
-Three rates over the same ``n`` events, in the same run: the full rebuild
-(every envelope verified, every event decided and chained), the rebuild given
-verdicts computed beforehand (the fold alone: no parse, no signature check),
-and the raw PyNaCl verify rate of the same signatures, the floor of any
-verified replay.
+The events are signed off the clock in worker processes and kept in a
+temporary file, one envelope a line, which every measurement streams from: a
+million envelopes in a Python list would be most of the memory measured.
+Event mix: three key registrations (the trust root, an operator, a policy admin)
+and the WPC that resumes name, then
+``agent.halted`` / ``agent.resumed`` pairs over 256 jobs, so that the state the
+rules keep stays small and any growth of the process is the fold's own.
 
-Usage: python -m bench.replay [--events 20000]
+Rates are wall-clock (the parallel rebuild spreads over processes); beside
+each, the CPU seconds of this process per event.
+
+Usage: python -m bench.replay [--events 20000] [--rss-events 0] [--jobs N]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import tempfile
 import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
 
+import psutil
+
+from claw_ledger.verify_pool import VerifyPool, default_jobs
+from ledger.canonical import jcs
 from ledger.crypto import KeyPair
+from ledger.encoding import b64u_decode, b64u_encode, sha256_b64u
+from ledger.envelope import format_timestamp, signing_bytes
 from ledger.events import build_event, sign_event
-from ledger.replay import Replay
-from ledger.verify import Verified, verify_message
+from ledger.replay import RecentEventIds, Replay, StoredEvent
+from ledger.verify import verify_message
+from ledger.wpc import policy_hash_b64u, sign_wpc
 
-__all__ = ["measure"]
+__all__ = ["event_file", "measure", "measure_rss"]
+
+ADMIN_SEED = bytes([1]) * 32
+OPERATOR_SEED = bytes([6]) * 32
+POLICY_ADMIN_SEED = bytes([2]) * 32
+_SEEDS = (ADMIN_SEED, OPERATOR_SEED, POLICY_ADMIN_SEED)
+#: the WPC every resume re-authorises under (a lift names an active WPC)
+WPC = {"wpc_version": "1", "purpose": "bench"}
+WPC_HASH = policy_hash_b64u(WPC)
+#: jobs the halts and resumes go round: the rules' state stays this small
+TARGETS = 256
 
 
-def _events(n: int) -> tuple[list[bytes], dict[str, KeyPair]]:
-    """A trust root, an operator, then halts and resumes of distinct jobs."""
-    admin = KeyPair.from_seed(bytes([1]) * 32, "admin")
-    operator = KeyPair.from_seed(bytes([6]) * 32, "operator")
+def _registrations() -> list[bytes]:
+    """The trust root, an operator and a policy admin, and the WPC resumes name."""
+    admin = KeyPair.from_seed(ADMIN_SEED, "admin")
+    operator = KeyPair.from_seed(OPERATOR_SEED, "operator")
+    policy_admin = KeyPair.from_seed(POLICY_ADMIN_SEED, "policy-admin")
+    keys = (
+        (admin.did, "admin", "admin"),
+        (operator.did, "op", "operator"),
+        (policy_admin.did, "pa", "policy-admin"),
+    )
     raws = [
         sign_event(
             build_event(
-                "key.registered",
-                f"key:{did}",
-                {"did": did, "name": name, "roles": [role]},
-                admin,
+                "key.registered", f"key:{did}", {"did": did, "name": name, "roles": [role]}, admin
             ),
             admin,
         ).to_bytes()
-        for did, name, role in ((admin.did, "admin", "admin"), (operator.did, "op", "operator"))
+        for did, name, role in keys
     ]
-    for i in range(max(0, n - len(raws))):
-        target = f"job:bench-{i // 2}"
-        event_type = "agent.halted" if i % 2 == 0 else "agent.resumed"
-        body = {"target": target, "reason": f"bench {i}"}
-        event = build_event(event_type, f"halt:{target}", body, operator)
-        raws.append(sign_event(event, operator).to_bytes())
-    return raws, {admin.did: admin, operator.did: operator}
+    published = {
+        "policy_hash_b64u": WPC_HASH,
+        "wpc_envelope_json": sign_wpc(WPC, policy_admin).to_bytes().decode(),
+    }
+    event = build_event("policy.published", f"policy:{WPC_HASH}", published, policy_admin)
+    return [*raws, sign_event(event, policy_admin).to_bytes()]
 
 
-def _rate(count: int, seconds: float) -> float:
-    return count / seconds if seconds > 0 else float("inf")
+def _halts(start: int, count: int) -> list[bytes]:
+    """Envelopes byte for byte as ``sign_event`` makes them (JCS throughout)."""
+    key = KeyPair.from_seed(OPERATOR_SEED)
+    occurred_at = format_timestamp()
+    out = []
+    for i in range(start, start + count):
+        target = f"job:bench-{(i // 2) % TARGETS}"
+        body = {"reason": f"bench {i}", "target": target}
+        if i % 2:
+            body["policy_hash_b64u"] = WPC_HASH
+        payload = {
+            "body": body,
+            "event_id": new_uuid(i),
+            "event_type": "agent.halted" if i % 2 == 0 else "agent.resumed",
+            "occurred_at": occurred_at,
+            "producer": key.did,
+            "stream": f"halt:{target}",
+        }
+        digest = sha256_b64u(jcs(payload))
+        out.append(
+            jcs(
+                {
+                    "algorithm": "Ed25519",
+                    "envelope_type": "ledger_event",
+                    "envelope_version": "1",
+                    "hash_algorithm": "SHA-256",
+                    "issued_at": occurred_at,
+                    "payload": payload,
+                    "payload_hash_b64u": digest,
+                    "signature_b64u": b64u_encode(key.sign(signing_bytes(digest))),
+                    "signer_did": key.did,
+                }
+            )
+        )
+    return out
 
 
-def measure(n: int = 20000) -> dict[str, float]:
-    """Events per second (CPU time of this process): ``rebuild_per_s`` (verified
-    fold), ``rebuild_no_verify_per_s`` (verdicts given), ``raw_verify_per_s``
-    (PyNaCl on the same signatures), and ``rebuild_vs_raw`` (their ratio)."""
-    raws, keys = _events(n)
-    verdicts = [verify_message(raw) for raw in raws]
-    assert all(isinstance(v, Verified) for v in verdicts)
+def new_uuid(i: int) -> str:
+    """A distinct version-4-shaped id per event number (a run is reproducible)."""
+    text = f"{os.getpid():08x}{i:024x}"[-32:]
+    return f"{text[:8]}-{text[8:12]}-4{text[13:16]}-8{text[17:20]}-{text[20:]}"
 
-    start = time.process_time()
-    fold = Replay()
-    for raw in raws:
-        fold.feed(raw)
-    full = time.process_time() - start
-    assert fold.broken is None and fold.accepted == len(raws), fold.broken
 
-    start = time.process_time()
-    fold = Replay()
-    for raw, verdict in zip(raws, verdicts, strict=True):
-        fold.feed(raw, verdict)
-    bare = time.process_time() - start
-    assert fold.broken is None and fold.accepted == len(raws), fold.broken
+@contextmanager
+def event_file(n: int, workers: int | None = None) -> Iterator[Path]:
+    """``n`` signed events, one JCS envelope a line, in a temporary file."""
+    workers = workers or default_jobs()
+    with tempfile.TemporaryDirectory(prefix="claw-bench-replay-") as directory:
+        path = Path(directory) / "events.jsonl"
+        with path.open("wb") as out, ProcessPoolExecutor(workers) as pool:
+            registrations = _registrations()
+            for raw in registrations:
+                out.write(raw + b"\n")
+            count = max(0, n - len(registrations))
+            size = 20_000
+            for chunk in pool.map(
+                _halts,
+                range(0, count, size),
+                [min(size, count - start) for start in range(0, count, size)],
+            ):
+                out.writelines(raw + b"\n" for raw in chunk)
+        yield path
 
-    pairs = []
-    for raw in raws:
-        document = json.loads(raw)
-        key = keys[document["signer_did"]]
-        digest = document["payload_hash_b64u"].encode()
-        pairs.append((key.signing_key.verify_key, digest, key.sign(digest)))
-    start = time.process_time()
-    for verify_key, digest, signature in pairs:
-        verify_key.verify(digest, signature)
-    raw_verify = time.process_time() - start
 
-    rebuild = _rate(len(raws), full)
-    raw_rate = _rate(len(raws), raw_verify)
+def _stream(path: Path) -> Iterator[StoredEvent]:
+    with path.open("rb") as lines:
+        for line in lines:
+            yield StoredEvent(line.rstrip(b"\n"))
+
+
+def _raw(stored: StoredEvent) -> bytes:
+    return stored.raw
+
+
+def rebuild(path: Path, *, jobs: int, signatures: bool, sample: int = 0) -> dict[str, float]:
+    """One replay of the file: wall seconds, this process's CPU seconds, events,
+    and (``sample`` > 0) the RSS after the first tenth and its peak after."""
+    process = psutil.Process()
+    fold = Replay(seen=RecentEventIds())
+    rss_warm = rss_peak = 0.0
+    wall, cpu = time.perf_counter(), time.process_time()
+    with VerifyPool(jobs, signatures=signatures, freeze_gc=True) as pool:
+        for chunk in pool.verdicts(_stream(path), _raw):
+            fold.feed_many(chunk)
+            if sample:
+                rss = process.memory_info().rss / 2**20
+                if not rss_warm and fold.accepted >= sample // 10:
+                    rss_warm = rss
+                if rss_warm:
+                    rss_peak = max(rss_peak, rss)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    assert fold.broken is None, fold.broken
     return {
-        "events": float(len(raws)),
-        "rebuild_per_s": rebuild,
-        "rebuild_no_verify_per_s": _rate(len(raws), bare),
-        "raw_verify_per_s": raw_rate,
-        "rebuild_vs_raw": rebuild / raw_rate,
+        "events": float(fold.accepted),
+        "wall": wall,
+        "cpu": cpu,
+        "rss_warm": rss_warm,
+        "rss_peak": rss_peak,
+    }
+
+
+def fold_alone(path: Path, limit: int = 50_000) -> float:
+    """Events per second of the fold given verdicts (no parse, no signature)."""
+    pairs = []
+    for stored in _stream(path):
+        pairs.append((stored, verify_message(stored.raw, signature=False)))
+        if len(pairs) >= limit:
+            break
+    fold = Replay(seen=RecentEventIds())
+    start = time.process_time()
+    for i in range(0, len(pairs), 1024):
+        fold.feed_many(pairs[i : i + 1024])
+    seconds = time.process_time() - start
+    assert fold.broken is None and fold.accepted == len(pairs), fold.broken
+    return len(pairs) / seconds
+
+
+def raw_verify_rate(path: Path, limit: int = 20_000) -> float:
+    """PyNaCl verify of the same signatures, one core: the floor of a verified replay."""
+    keys = {k.did: k.signing_key.verify_key for k in map(KeyPair.from_seed, _SEEDS)}
+    triples = []
+    for stored in _stream(path):
+        document = json.loads(stored.raw)
+        digest = signing_bytes(document["payload_hash_b64u"])
+        signature = b64u_decode(document["signature_b64u"])
+        triples.append((keys[document["signer_did"]], digest, signature))
+        if len(triples) >= limit:
+            break
+    start = time.perf_counter()
+    for verify_key, digest, signature in triples:
+        verify_key.verify(digest, signature)
+    return len(triples) / (time.perf_counter() - start)
+
+
+def measure(n: int = 20_000, jobs: int | None = None) -> dict[str, float]:
+    """Rates over ``n`` events, all from one file, with the same run's raw verify
+    rate measured just before the verified rebuilds."""
+    jobs = jobs or default_jobs()
+    with event_file(n) as path:
+        raw = raw_verify_rate(path)
+        parallel = rebuild(path, jobs=jobs, signatures=True)
+        single = rebuild(path, jobs=1, signatures=True)
+        unsigned = rebuild(path, jobs=1, signatures=False)
+        alone = fold_alone(path)
+    count = parallel["events"]
+    return {
+        "events": count,
+        "jobs": float(jobs),
+        "raw_verify_per_s": raw,
+        "rebuild_per_s": count / parallel["wall"],
+        "rebuild_main_cpu_us": parallel["cpu"] / count * 1e6,
+        "rebuild_vs_raw": count / parallel["wall"] / raw,
+        "rebuild_in_process_per_s": count / single["wall"],
+        "rebuild_no_signatures_per_s": count / unsigned["wall"],
+        "rebuild_no_signatures_cpu_us": unsigned["cpu"] / count * 1e6,
+        "fold_alone_per_s": alone,
+    }
+
+
+def measure_rss(n: int = 1_000_000) -> dict[str, float]:
+    """The replay's RSS over ``n`` events (without signature checks: the same
+    fold, sooner): after the first tenth, and its peak after that."""
+    with event_file(n) as path:
+        run = rebuild(path, jobs=1, signatures=False, sample=n)
+    return {
+        "events": run["events"],
+        "rss_warm_mib": run["rss_warm"],
+        "rss_peak_mib": run["rss_peak"],
+        "growth": (run["rss_peak"] - run["rss_warm"]) / run["rss_warm"],
+        "per_s": run["events"] / run["wall"],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--rss-events", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=None)
     args = parser.parse_args()
-    for name, value in measure(args.events).items():
-        print(f"{name:26} {value:12,.2f}")
+    for name, value in measure(args.events, args.jobs).items():
+        print(f"{name:30} {value:14,.2f}")
+    if args.rss_events:
+        for name, value in measure_rss(args.rss_events).items():
+            print(f"{name:30} {value:14,.2f}")
 
 
 if __name__ == "__main__":

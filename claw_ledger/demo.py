@@ -4,7 +4,9 @@ It drives the real CLI, one command at a time, so what a newcomer watches is
 exactly what they can type: keys and roles, a Work Policy Contract, an
 approved run manifest, a pinned job-scoped token, a run with gateway receipts,
 its completion, then the kill switch and a receipt the ledger refuses because
-the job is halted. It ends with the job's timeline and the ledger audit.
+the job is halted; then the job's timeline, the checkpointer signing the
+transparency log, a proof that the run's completion is in it (verified
+offline) and the ledger audit. The checkpointer keeps running afterwards.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ ROLES = {
     "runtime": "runtime",
     "approver": "approver",
     "operator": "operator",
+    "authorizer": "authorizer",
+    # signs the transparency log's checkpoints (step 9)
+    "ledger": "ledger",
 }
 
 WPC: dict[str, Any] = {
@@ -65,7 +70,10 @@ class _Runner:
         env["CLAW_LEDGER_STATE_DIR"] = str(self.settings.state_dir)
         show = show and not self.quiet
         if show:
-            self.console.print(f"[bold cyan]$ claw-ledger {' '.join(args)}[/]", highlight=False)
+            # emoji off: a did:key argument would print as "did🔑z6Mk…"
+            self.console.print(
+                f"[bold cyan]$ claw-ledger {' '.join(args)}[/]", highlight=False, emoji=False
+            )
         proc = subprocess.run(
             [sys.executable, "-m", "claw_ledger", *args],
             cwd=self.workdir,
@@ -216,8 +224,12 @@ def _scenario(run: _Runner, work: Path) -> dict[str, Any]:
     )
     run("cst", "inspect", "-", stdin=token)
 
-    run.step("5. The run: started under the token, two model calls receipted by the gateway")
+    run.step("5. The run: each call authorized first, two model calls receipted by the gateway")
     run("run", "start", "--job", job, "--token", "-", "--key", "runtime", stdin=token)
+    ask = ["authorize", "--token", "-", "--job", job, "--key", "authorizer"]
+    run(*ask, "--tool", "read", "--nonce", f"{job}-1", stdin=token)
+    run(*ask, "--tool", "exec", "--nonce", f"{job}-2", stdin=token, expect=1)
+    run(*ask, "--model", "anthropic/claude-sonnet-4", "--nonce", f"{job}-3", stdin=token)
     model_call = ["receipt", "record", "--job", job, "--provider", "anthropic"]
     model_call += ["--model", "claude-sonnet-4", "--key", "gateway"]
     for n, (prompt, answer) in enumerate(
@@ -234,6 +246,9 @@ def _scenario(run: _Runner, work: Path) -> dict[str, Any]:
         )
     run.step("6. Kill switch: the operator halts the job; the next model call is refused")
     run("halt", f"job:{job}", "--reason", "demo: incident drill", "--key", "operator")
+    run("halts")  # the job's token is revoked with the halt
+    # negative proof: the denial is a signed event on the job's timeline
+    run(*ask, "--tool", "read", "--nonce", f"{job}-4", stdin=token, expect=1)
     (work / "late.json").write_text(json.dumps({"prompt": "one more thing"}))
     run(*model_call, "--request", "late.json", "--response", "late.json", expect=1)
 
@@ -250,8 +265,33 @@ def _scenario(run: _Runner, work: Path) -> dict[str, Any]:
         "runtime",
     )
 
-    run.step(f"8. The timeline of job:{job}, the refusals, and the audit")
+    run.step(f"8. The timeline of job:{job} and the refusals")
     run("timeline", "--stream", f"job:{job}")
     run("quarantine", "--limit", "5")
+
+    run.step("9. Transparency log: signed checkpoints, and a proof checked offline")
+    checkpoint = _transparency(run, job)
+
+    run.step("10. The audit: every row, chain, signature, projection and the log")
     run("audit")
-    return {"job": job, "policy_hash_b64u": wpc_hash, "commands": run.log}
+    return {
+        "job": job,
+        "policy_hash_b64u": wpc_hash,
+        "checkpoint": checkpoint,
+        "commands": run.log,
+    }
+
+
+def _transparency(run: _Runner, job: str) -> dict[str, Any]:
+    """Start the checkpointer (detached, idempotent), prove the run's completion is in the
+    log, and verify that proof offline against the ledger key; the latest checkpoint."""
+    run("checkpointer", "start", "--key", "ledger")
+    timeline = json.loads(run("timeline", "--stream", f"job:{job}", "--json", show=False))
+    completed = next(r for r in timeline["rows"] if r["event_type"] == "run.completed")
+    run("prove", "inclusion", completed["event_id"], "--wait", "60", "-o", "proof.json")
+    registry = json.loads(run("keys", "list", "--json", show=False))["registry"]
+    ledger_did = next(r["did"] for r in registry if r["name"] == "ledger" and not r["revoked"])
+    latest: dict[str, Any] = json.loads(run("checkpoint", "latest", "--json", show=False))
+    run("verify", "proof.json", "--ledger-key", ledger_did, "--origin", latest["origin"])
+    run("checkpoint", "latest")
+    return latest

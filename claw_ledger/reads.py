@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from claw_ledger.config import Settings
 from claw_ledger.config import effective_database_url as _url
+from ledger.tlog_audit import TreeRebuild
 from storage import audit_queries, ledger_queries, projection_queries
 from storage.ledger_queries import TimelineFilter, TimelinePage
 from storage.partitions import ArchiveBoundary
@@ -20,6 +21,7 @@ __all__ = [
     "TimelineFilter",
     "TimelinePage",
     "archive_boundary",
+    "audit_transparency_log",
     "chain_heads",
     "control_digest_report",
     "duplicate_coordinates",
@@ -86,3 +88,7 @@ async def archive_boundary(settings: Settings) -> ArchiveBoundary | None:
     from storage.partitions import read_archive_boundary
 
     return await read_archive_boundary(_reader_url(settings))
+
+
+async def audit_transparency_log(settings: Settings) -> TreeRebuild:
+    return await audit_queries.audit_transparency_log(_reader_url(settings))

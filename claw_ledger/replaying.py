@@ -9,14 +9,23 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from claw_ledger.config import Settings, effective_database_url, effective_endpoints
 from claw_ledger.topics import topics_for
-from ledger.replay import ProjectionDiff, Replay, ReplayStep, StoredEvent, diff_projections
+from ledger.replay import (
+    EventIds,
+    ProjectionDiff,
+    RecentEventIds,
+    Replay,
+    ReplayStep,
+    StoredEvent,
+    diff_projections,
+)
+from ledger.verify import Rejected, Verified
 
 __all__ = [
     "KAFKA",
@@ -24,6 +33,7 @@ __all__ = [
     "ReplayFilter",
     "ReplayRequest",
     "ReplayResult",
+    "VerdictsHook",
     "compare_with_live",
     "rebuild_and_compare",
     "run_replay",
@@ -34,6 +44,9 @@ __all__ = [
 
 LEDGER = "ledger"
 KAFKA = "kafka"
+
+#: sees each chunk of (event, steps 1–3 verdict) pairs, in source order
+VerdictsHook = Callable[[list[tuple[StoredEvent, Verified | Rejected]]], None]
 
 
 @dataclass(frozen=True)
@@ -106,6 +119,13 @@ class ReplayRequest:
     compare: bool = False
     #: keep the reported steps (their events) in the result, up to this many
     keep_reported: int = 0
+    #: check every envelope's signature (else: trust the source for them)
+    signatures: bool = True
+    #: processes checking signatures (None: one per CPU; 1: in this process)
+    jobs: int | None = None
+    #: event ids kept in memory for the duplicate check (the rest: on disk, or
+    #: the ledger's unique index)
+    ids_in_memory: int = 100_000
 
 
 @dataclass
@@ -120,6 +140,8 @@ class ReplayResult:
     diffs: list[ProjectionDiff] | None = None
     written: int | None = None
     duration: float = 0.0
+    signatures: bool = True
+    jobs: int = 1
     #: the archive cut the ledger replay started from (None: from the first event)
     archived: dict[str, Any] | None = None
 
@@ -145,6 +167,8 @@ class ReplayResult:
             "breaks": [fold.broken.to_dict()] if fold.broken else [],
             "diffs": None if self.diffs is None else [d.to_dict() for d in self.diffs],
             "written": self.written,
+            "signatures": self.signatures,
+            "jobs": self.jobs,
             "archived": self.archived,
             "duration_s": round(self.duration, 3),
             "rate_per_s": round(self.events / self.duration) if self.duration > 0 else None,
@@ -182,9 +206,10 @@ def _ingress(settings: Settings) -> str:
     return topics_for(settings).ingress
 
 
-def stored_event(row: dict[str, Any]) -> StoredEvent:
+def stored_event(row: Mapping[str, Any]) -> StoredEvent:
+    """A row of :func:`storage.replay_queries.iter_events` as the fold takes it."""
     return StoredEvent(
-        raw=bytes(row["envelope_raw"]),
+        raw=row["envelope_raw"],
         partition=row["kafka_partition"],
         offset=row["kafka_offset"],
         ledger_seq=row["ledger_seq"],
@@ -201,15 +226,17 @@ async def run_replay(
     request: ReplayRequest,
     *,
     progress: Callable[[int], None] | None = None,
+    on_verdicts: VerdictsHook | None = None,
 ) -> ReplayResult:
     """Replay the chosen source, then write (``into``) and compare as asked.
 
     From the ledger, the events and the live projections are read in one
     snapshot, so a comparison is exact even while the processor commits.
+    ``on_verdicts`` (ledger source) sees every event's steps 1–3 verdict, a
+    chunk at a time, including those past a break: the ledger is then read to
+    its end (the audit reports every envelope that fails, not only the first).
     """
-    from storage.partitions import archive_boundary
-    from storage.projection_queries import open_connection
-    from storage.replay_queries import iter_events
+    from claw_ledger.verify_pool import VerifyPool
 
     started = time.monotonic()
     needs_db = request.source == LEDGER or request.into is not None or request.compare
@@ -222,42 +249,107 @@ async def run_replay(
     if database_url is not None and request.into is not None:
         # refuse a bad target before a long replay, not after it
         await _check_into(database_url, request.into)
-    fold = Replay(trust_root=trust_root, until=request.until, strict=request.source == LEDGER)
-    result = ReplayResult(fold, request.source, origin)
-    if request.source == KAFKA:
-        from consumers.topic_replay import iter_topic
-
-        topic = iter_topic(effective_endpoints(settings).kafka_bootstrap, _ingress(settings))
-        try:
-            async for stored in topic:
-                if not _step(fold, stored, request, result, progress):
-                    break
-        finally:
-            await topic.aclose()
-        if database_url is not None and request.compare and fold.broken is None:
-            result.diffs = await compare_with_live(database_url, fold)
-    else:
-        assert database_url is not None
-        conn = await open_connection(database_url)
-        try:
-            async with conn.transaction(isolation="repeatable_read", readonly=True):
-                boundary = await archive_boundary(conn)
-                if boundary is not None:
-                    _check_until(request.until, boundary.state_snapshot)
-                    # the archived events verified when they were cut; go on from there
-                    fold.resume_snapshot(boundary.state_snapshot)
-                    result.archived = boundary.to_json()
-                async for row in iter_events(conn):
-                    if not _step(fold, stored_event(row), request, result, progress):
-                        break
-                if request.compare and fold.broken is None:
-                    result.diffs = await _compare_on(conn, fold)
-        finally:
-            await conn.close()
+    pool = VerifyPool(request.jobs, signatures=request.signatures, freeze_gc=True)
+    seen = await _event_ids(request, database_url)
+    fold = Replay(
+        trust_root=trust_root,
+        until=request.until,
+        strict=request.source == LEDGER,
+        signatures=request.signatures,
+        seen=seen,
+    )
+    result = ReplayResult(fold, request.source, origin, signatures=request.signatures)
+    result.jobs = pool.jobs if pool.parallel else 1
+    try:
+        with pool:
+            if request.source == KAFKA:
+                await _replay_topic(settings, request, pool, result, progress)
+                if database_url is not None and request.compare and fold.broken is None:
+                    result.diffs = await compare_with_live(database_url, fold)
+            else:
+                assert database_url is not None
+                await _replay_ledger(database_url, request, pool, result, progress, on_verdicts)
+    finally:
+        close = getattr(seen, "close", None)
+        if close is not None:
+            close()
     if database_url is not None and request.into is not None and fold.broken is None:
         result.written = await _write_into(database_url, request.into, fold)
     result.duration = time.monotonic() - started
     return result
+
+
+async def _event_ids(request: ReplayRequest, database_url: str | None) -> EventIds:
+    """What the fold remembers of the ids it saw. The ledger cannot hold an id
+    twice while its unique index stands: a window of recent ids is then enough.
+    Otherwise (the topic, or an index gone) every id, the older ones on disk."""
+    from storage.replay_ids import SpillingEventIds
+
+    if request.source == LEDGER and database_url is not None:
+        from storage.projection_queries import open_connection
+        from storage.replay_queries import event_ids_unique
+
+        conn = await open_connection(database_url)
+        try:
+            unique = await event_ids_unique(conn)
+        finally:
+            await conn.close()
+        if unique:
+            return RecentEventIds(request.ids_in_memory)
+    return SpillingEventIds(request.ids_in_memory)
+
+
+async def _replay_topic(
+    settings: Settings,
+    request: ReplayRequest,
+    pool: Any,
+    result: ReplayResult,
+    progress: Callable[[int], None] | None,
+) -> None:
+    from consumers.topic_replay import iter_topic
+
+    topic = iter_topic(effective_endpoints(settings).kafka_bootstrap, _ingress(settings))
+    try:
+        async for chunk in pool.averdicts(topic, _raw):
+            if not _steps(result.fold, chunk, request, result, progress):
+                break
+    finally:
+        await topic.aclose()
+
+
+async def _replay_ledger(
+    database_url: str,
+    request: ReplayRequest,
+    pool: Any,
+    result: ReplayResult,
+    progress: Callable[[int], None] | None,
+    on_verdicts: VerdictsHook | None,
+) -> None:
+    from storage.partitions import archive_boundary
+    from storage.projection_queries import open_connection
+    from storage.replay_queries import iter_events
+
+    conn = await open_connection(database_url)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            boundary = await archive_boundary(conn)
+            if boundary is not None:
+                _check_until(request.until, boundary.state_snapshot)
+                # the archived events verified when they were cut; go on from there
+                result.fold.resume_snapshot(boundary.state_snapshot)
+                result.archived = boundary.to_json()
+            events = (stored_event(row) async for row in iter_events(conn))
+            async for chunk in pool.averdicts(events, _raw):
+                if on_verdicts is not None:
+                    on_verdicts(chunk)
+                if not result.fold.stopped:
+                    _steps(result.fold, chunk, request, result, progress)
+                if result.fold.stopped and on_verdicts is None:
+                    break
+            if request.compare and result.fold.broken is None:
+                result.diffs = await _compare_on(conn, result.fold)
+    finally:
+        await conn.close()
 
 
 def _check_until(until: datetime | None, snapshot: dict[str, Any]) -> None:
@@ -274,25 +366,28 @@ def _check_until(until: datetime | None, snapshot: dict[str, Any]) -> None:
     )
 
 
-def _step(
+def _raw(stored: StoredEvent) -> bytes:
+    return stored.raw
+
+
+def _steps(
     fold: Replay,
-    stored: StoredEvent,
+    chunk: list[tuple[StoredEvent, Any]],
     request: ReplayRequest,
     result: ReplayResult,
     progress: Callable[[int], None] | None,
 ) -> bool:
-    """Feed one event; False once the fold stopped."""
-    step = fold.feed(stored)
-    if fold.stopped:
-        return False
-    result.events += 1
-    if step is not None and step.verified is not None and request.filter.matches(step):
-        result.reported[step.verified.event.event_type] += 1
-        if len(result.reported_events) < request.keep_reported:
-            result.reported_events.append(_describe(step))
+    """Feed one chunk of verified events; False once the fold stopped."""
+    steps = fold.feed_many(chunk)
+    result.events += len(steps)
+    for step in steps:
+        if step.verified is not None and request.filter.matches(step):
+            result.reported[step.verified.event.event_type] += 1
+            if len(result.reported_events) < request.keep_reported:
+                result.reported_events.append(_describe(step))
     if progress is not None:
         progress(result.events)
-    return True
+    return not fold.stopped
 
 
 def _describe(step: ReplayStep) -> dict[str, Any]:
@@ -354,6 +449,13 @@ async def _compare_on(conn: Any, fold: Replay) -> list[ProjectionDiff]:
     return diff_projections(fold.rows(), live, ignore=BOOKKEEPING_COLUMNS)
 
 
-async def rebuild_and_compare(settings: Settings) -> ReplayResult:
+async def rebuild_and_compare(
+    settings: Settings,
+    *,
+    signatures: bool = True,
+    jobs: int | None = None,
+    on_verdicts: VerdictsHook | None = None,
+) -> ReplayResult:
     """For the audit: replay the whole ledger and compare every projection."""
-    return await run_replay(settings, ReplayRequest(source=LEDGER, compare=True))
+    request = ReplayRequest(source=LEDGER, compare=True, signatures=signatures, jobs=jobs)
+    return await run_replay(settings, request, on_verdicts=on_verdicts)

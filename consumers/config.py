@@ -4,10 +4,14 @@ client imported here, so the CLI can build one without loading faust)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ledger.registry import DEFAULT_RULE_SETTINGS, RuleSettings
 
-__all__ = ["ProcessorConfig"]
+__all__ = ["DEFAULT_CONTROL_CACHE_SIZE", "ProcessorConfig"]
+
+#: rows of ``tokens`` and of ``jobs`` a processor keeps between batches (ADR 0020)
+DEFAULT_CONTROL_CACHE_SIZE = 50_000
 
 
 @dataclass(frozen=True)
@@ -25,3 +29,8 @@ class ProcessorConfig:
     datadir: str | None = None
     #: what the rules are given (the token TTL ceiling); the runner sets it
     rule_settings: RuleSettings = DEFAULT_RULE_SETTINGS
+    #: rows of each bounded control table kept between batches (``None``: all)
+    control_cache_size: int | None = DEFAULT_CONTROL_CACHE_SIZE
+    #: when the bounded tables' digests are checked: before consuming, or while
+    #: batches that read neither table commit (ADR 0020)
+    control_check: Literal["start", "background"] = "background"

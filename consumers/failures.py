@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import asyncpg
 
-from ledger.errors import LedgerError
+from ledger.errors import ControlPlaneTamperedError, LedgerError
 
 __all__ = [
     "EXIT_BUG",
@@ -67,6 +67,8 @@ async def with_database_retry(batch: Callable[[], Awaitable[T]]) -> T:
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+        except ControlPlaneTamperedError:
+            raise  # not a bug to restart on: the processor refuses, as at start (exit 2)
         except Exception as exc:
             raise BatchFailedError(f"processor failed: {type(exc).__name__}: {exc}") from exc
     raise DatabaseUnavailableError(f"database unavailable for too long: {last}") from last

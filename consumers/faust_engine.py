@@ -17,6 +17,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any, NoReturn
 
@@ -64,7 +65,11 @@ def create_app(
     async def processor() -> VerifyingProcessor:
         if "processor" not in holder:
             # this engine's copies stay best effort (ADR 0008)
-            holder["processor"] = await open_processor(config, copies_tracked=False)
+            # faust would only log a refusal raised inside its agent and restart
+            # the agent: check every digest before consuming instead (ADR 0020)
+            holder["processor"] = await open_processor(
+                replace(config, control_check="start"), copies_tracked=False
+            )
         result: VerifyingProcessor = holder["processor"]
         return result
 
@@ -80,6 +85,12 @@ def create_app(
             offset = offsets[tp.partition]
             if offset is not None:
                 await app.consumer.seek(tp, offset)
+
+    @app.timer(0.5)  # type: ignore[untyped-decorator]
+    async def _heartbeat() -> None:
+        # the authorize service measures its freshness against it (ADR 0015)
+        if "processor" in holder:
+            await holder["processor"].heartbeat()
 
     @app.agent(ingress)
     async def verify(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:

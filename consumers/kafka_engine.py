@@ -217,9 +217,11 @@ async def run_engine(
                 break
             if getter not in done:
                 getter.cancel()
+                await proc.heartbeat()
                 continue
             batches, records, verdicts = getter.result()
             report = await with_database_retry(partial(proc.commit_verified, records, verdicts))
+            await proc.heartbeat()
             if settling is not None:
                 await settling
             offsets = {

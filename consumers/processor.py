@@ -12,27 +12,36 @@ the store) for positions and for the outcomes still to copy.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import socket
+import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
 
-from consumers.config import ProcessorConfig
+from consumers.config import DEFAULT_CONTROL_CACHE_SIZE, ProcessorConfig
 from ledger.batch import (
     AcceptedRecord,
     BatchReport,
     IngressRecord,
     Outcome,
     PartitionPosition,
+    PendingBatch,
     QuarantinedRecord,
     pending_records,
     plan_batch,
 )
-from ledger.control_digest import CONTROL_DIGEST_TABLES, digest_hex, state_digests
+from ledger.control_cache import ControlCache
+from ledger.control_digest import CONTROL_DIGEST_TABLES, digest_hex, table_digest
+from ledger.control_reads import BOUNDED_TABLES, batch_reads
 from ledger.errors import ConfigError, ControlPlaneTamperedError, StaleBatchError
 from ledger.registry import DEFAULT_RULE_SETTINGS, RuleSettings
 from ledger.state import LedgerState
 from ledger.verify import DEFAULT_MAX_MESSAGE_BYTES, Rejected, Verified, verify_message
-from storage.protocol import BatchCommit, LedgerStore
+from storage.protocol import BatchCommit, ControlRead, LedgerStore
 
 __all__ = [
     "AcceptedRecord",
@@ -44,6 +53,12 @@ __all__ = [
 ]
 
 log = logging.getLogger("claw_ledger.processor")
+
+#: at most one heartbeat row write per this many seconds (ADR 0015)
+HEARTBEAT_INTERVAL_SECONDS = 0.5
+#: fetch rounds per batch before planning anyway (a plan that then reads an
+#: unknown key is planned again, so this bounds work, not correctness)
+_MAX_FETCH_ROUNDS = 4
 
 
 class VerifyingProcessor:
@@ -59,8 +74,24 @@ class VerifyingProcessor:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         copies_tracked: bool = True,
         rule_settings: RuleSettings = DEFAULT_RULE_SETTINGS,
+        control_cache_size: int | None = DEFAULT_CONTROL_CACHE_SIZE,
+        control_check: Literal["start", "background"] = "start",
     ) -> None:
         self.rule_settings = rule_settings
+        #: rows of each bounded table kept between batches; ``None``: every
+        #: control table is held whole, as before ADR 0020
+        self.control_cache_size = control_cache_size
+        self._bounded: tuple[str, ...] = BOUNDED_TABLES if control_cache_size is not None else ()
+        # the shadow policies (ADR 0023) are control state too, but carry no digest
+        self._whole = tuple(
+            t for t in (*CONTROL_DIGEST_TABLES, "shadows") if t not in self._bounded
+        )
+        #: "start": the bounded tables' digests are checked before start returns;
+        #: "background": while batches that read neither table commit (ADR 0020)
+        self.control_check = control_check
+        self._check_task: asyncio.Task[None] | None = None
+        #: a background check not begun yet (it begins after the first commit)
+        self._check_due = False
         #: False: the engine's copies to the verified/quarantine topics are best
         #: effort, and a commit counts its outcomes as copied (ADR 0008)
         self.copies_tracked = copies_tracked
@@ -73,14 +104,33 @@ class VerifyingProcessor:
         # one thread, so that verifying the next batch overlaps this batch's commit;
         # more threads only contend for the GIL (ADR 0003): scale with processes
         self._batch_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
-        self.state = LedgerState(trust_root=trust_root)
+        self.state = self._with_caches(LedgerState(trust_root=trust_root))
         self.positions: dict[int, PartitionPosition] = {}
         #: the control version this state reflects (-1: none, load it whole)
         self._control_version = -1
-        #: how often the whole control state was read (not just what changed)
+        #: how often the control state was read from scratch (start, failed commits)
         self.full_state_loads = 0
+        #: plans thrown away because a rule read a key the batch did not list
+        self.control_replans = 0
         self.committed = 0
         self.quarantined = 0
+        #: names this process's heartbeat row (several processors share a ledger)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._last_beat = -HEARTBEAT_INTERVAL_SECONDS
+
+    async def heartbeat(self, *, force: bool = False) -> None:
+        """Record that this processor is alive and which control version its
+        state holds; engines call it after each commit and while idle, and it
+        writes at most every :data:`HEARTBEAT_INTERVAL_SECONDS`. A failure is
+        logged only: a missing beat is what makes authorize fail closed."""
+        moment = time.monotonic()
+        if not force and moment - self._last_beat < HEARTBEAT_INTERVAL_SECONDS:
+            return
+        self._last_beat = moment
+        try:
+            await self._store.heartbeat(self.worker_id, self.group, self._control_version)
+        except Exception as exc:
+            log.warning("heartbeat not written: %s", exc)
 
     async def start(self) -> None:
         others = await self._store.other_groups(self.group, self.topic)
@@ -90,53 +140,197 @@ class VerifyingProcessor:
                 f"{', '.join(others)}; a second group would record every event twice",
                 hint=f"run the processor with --group {others[0]}",
             )
-        await self._reload()
+        background = self.control_check == "background" and bool(self._bounded)
+        if self._check_task is not None:  # started again: that check is replaced
+            self._check_task.cancel()
+            self._check_task = None
+        await self._reload(check_streamed=not background)
+        # begun after the first commit, so that hashing (CPU, on this event loop)
+        # does not slow down joining the group and the first batch
+        self._check_due = background
+
+    def _begin_check(self) -> None:
+        if self._check_due:
+            self._check_due = False
+            self._check_task = asyncio.create_task(self._check_streamed())
+
+    async def _streamed_mismatches(self) -> dict[str, tuple[str, str]]:
+        """The bounded tables whose rows, streamed in a snapshot of their own,
+        do not sum to their stored digest (stored, computed); seals unsealed ones."""
+        start = await self._store.open_control_state(
+            self._configured_trust_root, whole=self._whole, stream=True
+        )
+        tampered = {
+            table: (digest_hex(digest), digest_hex(computed))
+            for table, computed in start.streamed.items()
+            if (digest := start.stored.get(table)) is not None and digest != computed
+        }
+        unsealed = {t: d for t, d in start.streamed.items() if start.stored.get(t) is None}
+        sealed = not tampered and unsealed
+        if sealed and await self._store.seal_control_digests(start.version, unsealed):
+            log.warning("sealed the control-plane digest of %s", ", ".join(sorted(unsealed)))
+        return tampered
+
+    async def _check_streamed(self) -> None:
+        """The background check: raises :class:`ControlPlaneTamperedError` on a mismatch."""
+        tampered = await self._streamed_mismatches()
+        if tampered:
+            raise ControlPlaneTamperedError(tampered)
+        log.info("control-plane digests of %s checked", ", ".join(self._bounded))
+
+    @property
+    def control_checked(self) -> bool:
+        """Whether every control table has been checked against its digest."""
+        task = self._check_task
+        return not self._check_due and (
+            task is None or (task.done() and not task.cancelled() and task.exception() is None)
+        )
+
+    async def _await_check(self) -> None:
+        """Before committing a plan that read or wrote a bounded table: its check passed."""
+        task = self._check_task
+        if task is None:
+            return
+        try:
+            await asyncio.shield(task)
+        except ControlPlaneTamperedError:
+            raise  # every later batch that needs those tables is refused the same way
+        except Exception:
+            # the check itself failed (the database?): run it again for the next try
+            self._check_task = asyncio.create_task(self._check_streamed())
+            raise
+        self._check_task = None
 
     async def close(self) -> None:
         """Close the store (the processor is not used afterwards)."""
+        if self._check_task is not None:
+            self._check_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._check_task
         await self._store.close()
         self._batch_executor.shutdown(wait=False)
 
-    async def _reload(self) -> None:
-        await self._load_state()
+    async def _reload(self, *, check_streamed: bool = False) -> None:
+        await self._load_state(check_streamed=check_streamed)
         self.positions = await self._store.load_positions(self.group, self.topic)
 
-    async def _load_state(self) -> None:
-        """The whole control state, and the version it belongs to.
+    def _with_caches(self, state: LedgerState) -> LedgerState:
+        """``state`` with an empty bounded cache for each table not held whole."""
+        assert self.control_cache_size is not None or not self._bounded
+        for table in self._bounded:
+            setattr(state, table, ControlCache[str, dict[str, Any]](self.control_cache_size or 1))
+        return state
 
-        Refuses (:class:`ControlPlaneTamperedError`) a state whose tables do
-        not sum to the digests kept while writing them: rows this processor
-        (or another of its group) did not write are never obeyed.
+    def _cache(self, table: str) -> ControlCache[str, dict[str, Any]]:
+        cache: ControlCache[str, dict[str, Any]] = getattr(self.state, table)
+        return cache
+
+    async def _load_state(self, *, check_streamed: bool) -> None:
+        """The tables held whole, and the version they belong to; the bounded
+        tables start empty.
+
+        Refuses (:class:`ControlPlaneTamperedError`) a control plane whose
+        tables do not sum to the digests kept while writing them: rows this
+        processor (or another of its group) did not write are never obeyed.
+        The tables held whole are checked from the rows loaded; with
+        ``check_streamed`` (at start), the bounded ones too, by streaming their
+        rows through the digest (ADR 0020).
         """
-        version, state, stored = await self._store.load_state_with_digests(
-            self._configured_trust_root
+        start = await self._store.open_control_state(
+            self._configured_trust_root, whole=self._whole, stream=check_streamed
         )
-        computed = state_digests(state)
+        state = start.state
+        computed = {
+            table: table_digest(table, _rows(state, table))
+            for table in self._whole
+            if table in CONTROL_DIGEST_TABLES
+        } | start.streamed
         tampered = {
             table: (digest_hex(digest), digest_hex(computed[table]))
             for table in CONTROL_DIGEST_TABLES
-            if (digest := stored.get(table)) is not None and digest != computed[table]
+            if table in computed
+            and (digest := start.stored.get(table)) is not None
+            and digest != computed[table]
         }
+        if tampered and not check_streamed and self._bounded:
+            # refusing anyway: name every changed table, the streamed ones too
+            tampered |= await self._streamed_mismatches()
         if tampered:
             raise ControlPlaneTamperedError(tampered)
-        unsealed = {t: computed[t] for t in CONTROL_DIGEST_TABLES if stored.get(t) is None}
-        if unsealed and await self._store.seal_control_digests(version, unsealed):
+        unsealed = {t: computed[t] for t in computed if start.stored.get(t) is None}
+        if unsealed and await self._store.seal_control_digests(start.version, unsealed):
             log.warning("sealed the control-plane digest of %s", ", ".join(sorted(unsealed)))
-        self._control_version = version
+        self._control_version = start.version
         self.trust_root = state.trust_root
-        self.state = state
+        self.state = self._with_caches(state)
         self.full_state_loads += 1
 
-    async def _catch_up_state(self) -> None:
-        """Apply the control rows written since the version this state reflects."""
-        if self._control_version < 0:
-            await self._load_state()
-            return
-        version, _ = await self._store.load_state_snapshot(
-            self._configured_trust_root, since=self._control_version, into=self.state
+    async def _refresh_control(
+        self, pending: PendingBatch, extra: dict[str, set[str]] | None = None
+    ) -> None:
+        """Catch up on what other processors changed, and fetch the rows of the
+        bounded tables that the batch's rules may read (plus ``extra``).
+
+        Each read checks the control version in the same snapshot: rows
+        written after the version this state holds are replaced (whole
+        tables) or forgotten (bounded ones), so no cached row or cached
+        "absent" is older than that version.
+        """
+        events = [
+            (verdict.event.event_type, verdict.body)
+            for items in pending.by_partition.values()
+            for _, verdict in items
+            if isinstance(verdict, Verified)
+        ]
+        for round_ in range(_MAX_FETCH_ROUNDS):
+            wanted = batch_reads(events, self._lookup) if self._bounded else {}
+            for table, keys in (extra or {}).items():
+                wanted.setdefault(table, set()).update(keys)
+            missing = {t: self._cache(t).unknown(keys) for t, keys in wanted.items()}
+            missing = {t: keys for t, keys in missing.items() if keys}
+            if round_ and not missing:
+                return
+            read = await self._store.read_control(
+                self._configured_trust_root,
+                since=self._control_version,
+                whole=self._whole,
+                wanted=missing,
+            )
+            self._apply_read(read, missing)
+
+    def _lookup(self, table: str, key: str) -> dict[str, Any] | None:
+        return self._cache(table).peek(key)
+
+    def _apply_read(self, read: ControlRead, wanted: dict[str, set[str]]) -> None:
+        if read.changed is not None:
+            self.state.trust_root = self.trust_root = read.changed.trust_root
+            for table in self._whole:
+                getattr(self.state, table).update(getattr(read.changed, table))
+            for table, changed_keys in read.changed_keys.items():
+                self._cache(table).forget(changed_keys)
+        self._control_version = read.version
+        for table, keys in wanted.items():
+            self._cache(table).fill(keys, read.rows.get(table, {}))
+
+    def _take_misses(self) -> dict[str, set[str]]:
+        misses: dict[str, set[str]] = {}
+        for table in self._bounded:
+            cache = self._cache(table)
+            if cache.misses:
+                misses[table] = set(cache.misses)
+                cache.misses.clear()
+        return misses
+
+    async def _whole_tables(self, tables: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Every row of ``tables`` as the store holds them now."""
+        start = await self._store.open_control_state(
+            self._configured_trust_root, whole=tuple(tables), stream=False
         )
-        self._control_version = version
-        self.trust_root = self.state.trust_root
+        return {table: dict(getattr(start.state, table)) for table in tables}
+
+    def _trim(self) -> None:
+        for table in self._bounded:
+            self._cache(table).trim()
 
     async def assigned(self, partitions: Iterable[int]) -> dict[int, int | None]:
         """After a partition assignment: reload the stored positions (another
@@ -196,13 +390,55 @@ class VerifyingProcessor:
     async def _process(
         self, records: Sequence[IngressRecord], verdicts: Sequence[Verified | Rejected]
     ) -> BatchReport:
+        if self._check_task is not None and self._check_task.done():
+            # a finished check: a tampered table stops the processor at its next
+            # batch, whether or not that batch needs the table
+            await self._await_check()
         pending = pending_records(self.positions, records, verdicts)
         if not pending.by_partition:
             return BatchReport(skipped=pending.skipped)
         recorded = await self._store.existing_payload_hashes(pending.event_ids())
-        if await self._store.control_version() != self._control_version:
-            await self._catch_up_state()
-        plan = plan_batch(self.state, self.positions, pending, recorded, self.rule_settings)
+        await self._refresh_control(pending)
+        if self._bounded and _has_full_stop(pending):
+            # a full-stop halt revokes every token in its scope: its rule reads the whole
+            # table, so it comes whole for this batch (trimmed back after it)
+            for table, rows in (await self._whole_tables(["tokens"])).items():
+                self._cache(table).fill_all(rows)
+        self._take_misses()  # reads made while listing and fetching are not the plan's
+        extra: dict[str, set[str]] = {}
+        while True:
+            for table in self._bounded:
+                self._cache(table).touched = False
+            plan = plan_batch(self.state, self.positions, pending, recorded, self.rule_settings)
+            misses = self._take_misses()
+            iterated = [t for t in self._bounded if self._cache(t).iterated]
+            if iterated:
+                # a rule needs a whole bounded table (a full-stop halt revokes every token
+                # in its scope): plan again with that table loaded whole for this batch
+                self.control_replans += 1
+                extra_tables = await self._whole_tables(iterated)
+                await self._load_state(check_streamed=False)
+                await self._refresh_control(pending, extra)
+                for table, rows in extra_tables.items():
+                    self._cache(table).fill_all(rows)
+                self._take_misses()
+                continue
+            if not misses:
+                break
+            # a rule read a row the batch did not list: the plan (and the state
+            # it changed) is void; start from the stored state with that row too
+            self.control_replans += 1
+            log.warning("control rows read but not listed, planning again: %s", misses)
+            for table, keys in misses.items():
+                extra.setdefault(table, set()).update(keys)
+            await self._load_state(check_streamed=False)
+            await self._refresh_control(pending, extra)
+            self._take_misses()
+        if any(self._cache(t).touched for t in self._bounded):
+            # no decision that rests on a token or job row is committed before
+            # those tables are known to be the ones the processors wrote
+            self._begin_check()
+            await self._await_check()
         version = await self._store.commit_batch(
             BatchCommit(
                 group=self.group,
@@ -222,6 +458,8 @@ class VerifyingProcessor:
             self.positions[batch.partition] = batch.new_position
             self.committed += len(batch.events)
             self.quarantined += len(batch.quarantined)
+        self._trim()
+        self._begin_check()
         return plan.report
 
     def _verify_all(self, records: Sequence[IngressRecord]) -> list[Verified | Rejected]:
@@ -244,10 +482,33 @@ async def open_processor(
         max_message_bytes=config.max_message_bytes,
         copies_tracked=copies_tracked,
         rule_settings=config.rule_settings,
+        control_cache_size=config.control_cache_size,
+        control_check=config.control_check,
     )
     try:
         await processor.start()
+        await processor.heartbeat(force=True)
     except BaseException:
         await store.close()
         raise
     return processor
+
+
+def _rows(state: LedgerState, table: str) -> list[dict[str, Any]]:
+    """The rows of a table the state holds whole, as stored."""
+    if table == "keys":
+        return [record.row().values for record in state.keys.values()]
+    held: dict[str, dict[str, Any]] = getattr(state, table)
+    return list(held.values())
+
+
+def _has_full_stop(pending: PendingBatch) -> bool:
+    """Whether the batch holds a halt that denies both tools and model egress."""
+    return any(
+        verdict.event.event_type == "agent.halted"
+        and getattr(verdict.body, "tools", True)
+        and getattr(verdict.body, "model_egress", True)
+        for items in pending.by_partition.values()
+        for _, verdict in items
+        if isinstance(verdict, Verified)
+    )

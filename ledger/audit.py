@@ -21,7 +21,7 @@ from ledger.chain import ChainProblem
 from ledger.control_digest import digest_hex
 from ledger.encoding import sha256_b64u
 from ledger.errors import ReasonCode
-from ledger.verify import Verified, verify_message
+from ledger.verify import Rejected, Verified, verify_message
 
 __all__ = [
     "AuditProblem",
@@ -64,6 +64,13 @@ class ProblemKind(StrEnum):
     COORDINATES_DUPLICATE = "COORDINATES_DUPLICATE"
     #: a control-plane table does not sum to its stored digest (ADR 0014)
     DIGEST_MISMATCH = "DIGEST_MISMATCH"
+    #: a leaf of the transparency log is missing, out of order, or not its event's
+    TLOG_LEAF_MISMATCH = "TLOG_LEAF_MISMATCH"
+    #: a stored node of the log's tree is not what its leaves recompute (changed, missing, extra)
+    TLOG_NODE_MISMATCH = "TLOG_NODE_MISMATCH"
+    #: a checkpoint's root is not its tree's, its note does not verify, or it disagrees
+    #: with its ``checkpoint.signed`` event
+    TLOG_CHECKPOINT_INVALID = "TLOG_CHECKPOINT_INVALID"
 
 
 @dataclass(frozen=True)
@@ -195,10 +202,14 @@ def check_event_columns(row: Mapping[str, Any]) -> list[AuditProblem]:
     return problems
 
 
-def check_event_envelope(row: Mapping[str, Any]) -> list[AuditProblem]:
-    """Steps 1–3 again on the stored bytes: hash and signature."""
-    raw = bytes(row["envelope_raw"])
-    verdict = verify_message(raw, max_bytes=1 << 30)
+def check_event_envelope(
+    row: Mapping[str, Any], verdict: Verified | Rejected | None = None
+) -> list[AuditProblem]:
+    """Steps 1–3 again on the stored bytes: hash and signature. ``verdict``:
+    :func:`verify_message` of ``envelope_raw`` when the caller ran it (in
+    worker processes); by default it runs here."""
+    if verdict is None:
+        verdict = verify_message(bytes(row["envelope_raw"]), max_bytes=1 << 30)
     if isinstance(verdict, Verified):
         if verdict.event.event_id == row["event_id"]:
             return []

@@ -183,6 +183,8 @@ def plan_batch(
     pending: PendingBatch,
     recorded_payload_hashes: Mapping[str, str],
     settings: RuleSettings = DEFAULT_RULE_SETTINGS,
+    *,
+    stop_at_refusal: bool = False,
 ) -> BatchPlan:
     """Decide each pending record in partition order and lay out the commit.
 
@@ -191,6 +193,11 @@ def plan_batch(
     Accepted events get the partition's next ``ledger_seq`` and chain link; the
     rules get ``settings``. Like
     :func:`~ledger.verify.decide`, this applies accepted events to ``state``.
+
+    ``stop_at_refusal``: the first record not accepted (refused or a duplicate)
+    is the last one decided; the records after it stay undecided, out of the
+    plan, and the partition's new position is just past it (a verified replay
+    stops there).
     """
     report = BatchReport(skipped=pending.skipped)
     recorded = dict(recorded_payload_hashes)
@@ -204,7 +211,12 @@ def plan_batch(
         prev_hash = position.chain_hash if position else None
         events: list[EventRow] = []
         quarantined: list[QuarantineRow] = []
+        stopped = False
+        decided = 0
         for record, verdict in items:
+            if stopped:
+                break
+            decided += 1
             if isinstance(verdict, Verified):
                 outcome = decide(state, verdict, recorded.get(verdict.event.event_id), settings)
             else:
@@ -240,19 +252,25 @@ def plan_batch(
                 accepted.append(AcceptedRecord(record, event.stream, event.event_id))
             elif isinstance(outcome, Duplicate):
                 report.duplicates += 1
+                stopped = stop_at_refusal
             else:
                 quarantined.append(quarantine_row(record, outcome))
                 rejected.append(QuarantinedRecord(record, outcome.code.value, outcome.detail))
+                stopped = stop_at_refusal
         batches.append(
             PartitionBatch(
                 partition=partition,
                 expected_next_offset=position.next_offset if position else None,
                 first_offset=items[0][0].offset,
-                new_position=PartitionPosition(items[-1][0].offset + 1, ledger_seq, prev_hash),
+                new_position=PartitionPosition(
+                    items[decided - 1][0].offset + 1, ledger_seq, prev_hash
+                ),
                 events=events,
                 quarantined=quarantined,
             )
         )
+        if stopped:
+            break
     return BatchPlan(batches, list(projections.values()), report)
 
 

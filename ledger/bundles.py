@@ -182,12 +182,21 @@ def _as_bundle_error(exc: RejectedError, where: str = "") -> BundleError:
     return BundleError(exc.code, prefix + exc.detail)
 
 
-def verify_proof_bundle(document: Any, *, expected_agent_did: str | None = None) -> VerifiedBundle:
-    """Verify a parsed proof bundle envelope (steps in the module docstring)."""
+def verify_proof_bundle(
+    document: Any, *, expected_agent_did: str | None = None, plain_numbers: bool = False
+) -> VerifiedBundle:
+    """Verify a parsed proof bundle envelope (steps in the module docstring).
+
+    ``plain_numbers``: the caller parsed the bytes and saw only safe integers
+    (:func:`ledger.canonical.parse_json_tracking`), so hashing skips the number scan.
+    """
     # steps 1-5
     try:
         envelope = verify_envelope(
-            document, {BUNDLE_ENVELOPE_TYPE: _bundle_schema}, expected_type=BUNDLE_ENVELOPE_TYPE
+            document,
+            {BUNDLE_ENVELOPE_TYPE: _bundle_schema},
+            expected_type=BUNDLE_ENVELOPE_TYPE,
+            plain_numbers=plain_numbers,
         )
     except RejectedError as exc:
         raise _as_bundle_error(exc) from exc
@@ -207,7 +216,7 @@ def verify_proof_bundle(document: Any, *, expected_agent_did: str | None = None)
     receipts = list(payload.get("receipts", []))
     for index, receipt in enumerate(receipts):
         try:
-            verify_receipt_envelope(receipt)
+            verify_receipt_envelope(receipt, plain_numbers=plain_numbers)
         except RejectedError as exc:
             raise _as_bundle_error(exc, f"receipts[{index}]") from exc
     # step 7

@@ -26,10 +26,12 @@ __all__ = [
     "MAX_SAFE_INTEGER",
     "compact_json",
     "field_values",
+    "has_special_numbers",
     "jcs",
     "jcs_hash_b64u",
     "jcs_ordered",
     "parse_document_bytes",
+    "parse_json_stored",
     "parse_json_strict",
     "parse_json_tracking",
     "plain_jcs",
@@ -220,6 +222,10 @@ def _has_special_numbers(value: Any) -> bool:
     return False
 
 
+#: public name: callers that build a payload from parsed parts decide on ``plain_numbers``
+has_special_numbers = _has_special_numbers
+
+
 def _stringify(value: Any) -> str:
     if isinstance(value, dict):
         return (
@@ -316,6 +322,20 @@ def parse_json_tracking(data: bytes) -> tuple[Any, bool]:
     text = data.decode("utf-8")
     _number_seen.special = False
     value = _TRACKING_DECODER.decode(text)
+    return value, not _number_seen.special
+
+
+_TRUSTED_DECODER = json.JSONDecoder(
+    parse_float=_tracked_float, parse_int=_tracked_int, parse_constant=_reject_constant
+)
+
+
+def parse_json_stored(data: bytes) -> tuple[Any, bool]:
+    """:func:`parse_json_tracking` for bytes the ledger parsed strictly when it accepted
+    them (stored envelopes): the duplicate-key check, the costly part, is not repeated."""
+    text = data.decode("utf-8")
+    _number_seen.special = False
+    value = _TRUSTED_DECODER.decode(text)
     return value, not _number_seen.special
 
 

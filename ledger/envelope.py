@@ -24,21 +24,27 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ledger.canonical import compact_json, jcs, plain_jcs
 from ledger.crypto import KeyPair, public_key_from_did
 from ledger.encoding import b64u_decode, b64u_encode
 from ledger.errors import EnvelopeError, LedgerError, ReasonCode
 
+if TYPE_CHECKING:
+    from nacl.signing import VerifyKey
+
 __all__ = [
     "ENVELOPE_FIELDS",
+    "SIGNATURE_DOES_NOT_VERIFY",
     "PayloadSchema",
     "SignedEnvelope",
     "envelope_bytes",
     "format_timestamp",
     "payload_hash_b64u",
     "sign_envelope",
+    "signature_verifies",
+    "signatures_verify",
     "signing_bytes",
     "verify_envelope",
 ]
@@ -231,18 +237,52 @@ def sign_envelope(
     )
 
 
+#: the detail of a ``SIGNATURE_INVALID`` refusal of step 5
+SIGNATURE_DOES_NOT_VERIFY = "signature does not verify for signer_did"
+
+
+def _signature_verifies(verify_key: VerifyKey, payload_hash: str, signature_b64u: str) -> bool:
+    try:
+        verify_key.verify(signing_bytes(payload_hash), b64u_decode(signature_b64u))
+    except Exception:  # nacl raises BadSignatureError or ValueError; bad base64 ValueError
+        return False
+    return True
+
+
+def signature_verifies(signer_did: str, payload_hash: str, signature_b64u: str) -> bool:
+    """Step 5 alone: ``signature_b64u`` is ``signer_did``'s Ed25519 signature of
+    ``payload_hash`` (already checked against the payload). Stateless, so it
+    can run in another process; a bad DID does not verify."""
+    try:
+        verify_key = public_key_from_did(signer_did)
+    except EnvelopeError:
+        return False
+    return _signature_verifies(verify_key, payload_hash, signature_b64u)
+
+
+def signatures_verify(triples: list[tuple[str, str, str]]) -> bytes:
+    """:func:`signature_verifies` of each (signer DID, payload hash, signature):
+    one byte each, 1 when it verifies. What a worker process of a verified
+    replay runs; it lives here so that such a process imports no more than this
+    module (no pydantic, no rules)."""
+    return bytes(1 if signature_verifies(*triple) else 0 for triple in triples)
+
+
 def verify_envelope(
     document: Any,
     schemas: Mapping[str, PayloadSchema] | None = None,
     *,
     expected_type: str | None = None,
     plain_numbers: bool = False,
+    signature: bool = True,
 ) -> SignedEnvelope:
     """Verify a parsed envelope by the numbered steps in the module docstring.
 
     ``schemas`` maps envelope types to payload validators; when given, an
     envelope type missing from it is refused (fail closed). ``plain_numbers``:
     the caller parsed the bytes and found only safe integers (a faster hash).
+    ``signature=False`` stops before step 5: the signer DID is still parsed,
+    the Ed25519 check is the caller's (:func:`signature_verifies`, run elsewhere).
     """
     # (1) fields present
     if not isinstance(document, Mapping):
@@ -308,13 +348,8 @@ def verify_envelope(
         )
     # (5) signer and signature
     verify_key = public_key_from_did(document["signer_did"])
-    try:
-        signature = b64u_decode(document["signature_b64u"])
-        verify_key.verify(signing_bytes(computed), signature)
-    except Exception as exc:  # nacl raises BadSignatureError or ValueError
-        raise EnvelopeError(
-            ReasonCode.SIGNATURE_INVALID, "signature does not verify for signer_did"
-        ) from exc
+    if signature and not _signature_verifies(verify_key, computed, document["signature_b64u"]):
+        raise EnvelopeError(ReasonCode.SIGNATURE_INVALID, SIGNATURE_DOES_NOT_VERIFY)
     return SignedEnvelope(
         envelope_type=envelope_type,
         payload=payload,

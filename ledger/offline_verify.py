@@ -31,13 +31,16 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from ledger.bundles import BUNDLE_ENVELOPE_TYPE, verify_proof_bundle
-from ledger.canonical import field_values, parse_json_strict
+from ledger.canonical import field_values, parse_json_tracking
 from ledger.checkpoint import Checkpoint, NoteVerifier, open_note, parse_note
 from ledger.envelope import ENVELOPE_FIELDS, verify_envelope
 from ledger.errors import CheckpointError, ProofError, ReasonCode, RejectedError
 from ledger.events import EVENT_ENVELOPE_TYPE
-from ledger.merkle import HASH_SIZE, verify_consistency, verify_inclusion
+from ledger.log_proofs import b64_hash
+from ledger.merkle import verify_consistency, verify_inclusion
 from ledger.receipts import RECEIPT_ENVELOPE_TYPE, verify_receipt_envelope
+from ledger.seal_verify import verify_seal
+from ledger.sealed_bundles import is_sealed
 from ledger.tlog import EventLeaf
 from ledger.verify import Rejected, verify_message
 from ledger.wpc import WPC_ENVELOPE_TYPE, verify_wpc_envelope
@@ -231,10 +234,18 @@ def _bundle_step(document: Any, exc: RejectedError) -> int:
 # --- envelopes ---------------------------------------------------------------------------
 
 
-def _verify_bundle(document: Any, agent: str | None) -> VerificationResult:
+def _verify_bundle(
+    document: Any,
+    agent: str | None,
+    ledger_key: str | None = None,
+    origin: str | None = None,
+    plain_numbers: bool = False,
+) -> VerificationResult:
     steps = _Steps(InputKind.PROOF_BUNDLE)
     try:
-        verified = verify_proof_bundle(document, expected_agent_did=agent)
+        verified = verify_proof_bundle(
+            document, expected_agent_did=agent, plain_numbers=plain_numbers
+        )
     except RejectedError as exc:
         steps.table(BUNDLE_STEPS, _bundle_step(document, exc), exc)
         return steps.result()
@@ -255,11 +266,52 @@ def _verify_bundle(document: Any, agent: str | None) -> VerificationResult:
             f"event_chain[{index}] ({entry['event_type']} {entry['event_id']}) has no gateway"
             f" receipt bound to it; {len(missing)} of {len(calls)} model calls lack one",
         )
-    else:
-        found = f"model calls: {len(calls)}, each with a receipt" if calls else "no model call"
-        steps.ok(BUNDLE_STEPS[-1], found)
+        return steps.result()
+    found = f"model calls: {len(calls)}, each with a receipt" if calls else "no model call"
+    steps.ok(BUNDLE_STEPS[-1], found)
     summary = verified.summary()
-    return steps.result({k: v for k, v in summary.items() if k not in ("status", "reason_code")})
+    facts = {k: v for k, v in summary.items() if k not in ("status", "reason_code")}
+    if is_sealed(payload):
+        return _verify_seal(steps, payload, facts, ledger_key, origin)
+    return steps.result(facts)
+
+
+def _verify_seal(
+    steps: _Steps,
+    payload: Mapping[str, Any],
+    facts: dict[str, Any],
+    ledger_key: str | None,
+    origin: str | None,
+) -> VerificationResult:
+    """The steps of a sealed bundle (docs/formats.md §6.1), after the clawsig ones."""
+    public_key: bytes | None = None
+    key_name: str | None = None
+    if ledger_key is not None:
+        try:
+            public_key, key_name = parse_ledger_key(ledger_key)
+        except ValueError as exc:
+            steps.fail("ledger key pinned", ReasonCode.INVALID_DID_FORMAT, str(exc))
+            return steps.result()
+    checks, run = verify_seal(
+        payload, ledger_public_key=public_key, key_name=key_name, origin=origin
+    )
+    for check in checks:
+        if check.ok:
+            steps.ok(check.name, check.detail)
+        else:
+            steps.fail(check.name, check.code, check.detail)
+    if run is None:
+        return steps.result()
+    seal = payload["seal"]
+    facts.update(
+        sealed=True,
+        job_id=seal["job_id"],
+        run_status=seal["run_status"],
+        policy_hash_b64u=run.urm["policy"]["wpc_hash_b64u"] if run.urm else None,
+        counts=seal["counts"],
+        checkpoint_size=Checkpoint.parse(parse_note(seal["checkpoint"].encode()).text).size,
+    )
+    return steps.result(facts)
 
 
 def _verify_event(raw: bytes, document: Any) -> VerificationResult:
@@ -352,17 +404,6 @@ def parse_ledger_key(value: str) -> tuple[bytes, str | None]:
     return verifier.public_key, verifier.name
 
 
-def _b64_hash(text: Any, code: ReasonCode, what: str) -> bytes:
-    if isinstance(text, str):
-        try:
-            raw = binascii.a2b_base64(text.encode("ascii"), strict_mode=True)
-        except (binascii.Error, UnicodeEncodeError):
-            raw = b""
-        if len(raw) == HASH_SIZE and binascii.b2a_base64(raw, newline=False).decode() == text:
-            return raw
-    raise ProofError(code, f"{what} is not a 32-byte hash in standard base64")
-
-
 def _schema(detail: str) -> RejectedError:
     return RejectedError(ReasonCode.SCHEMA_VALIDATION_FAILED, detail)
 
@@ -370,7 +411,7 @@ def _schema(detail: str) -> RejectedError:
 def _proof_list(value: Any, code: ReasonCode, where: str) -> list[bytes]:
     if not isinstance(value, list):
         raise _schema(f"{where}.proof_b64 must be a list of base64 hashes")
-    return [_b64_hash(item, code, f"{where}.proof_b64[{i}]") for i, item in enumerate(value)]
+    return [b64_hash(item, code, f"{where}.proof_b64[{i}]") for i, item in enumerate(value)]
 
 
 def _check_keys(value: Any, allowed: frozenset[str], where: str) -> Mapping[str, Any]:
@@ -395,7 +436,7 @@ def _inclusion(entry: Any, where: str, checkpoint: Checkpoint) -> str:
             raise ProofError(ReasonCode.LEAF_MALFORMED, f"{where}.leaf has {sorted(_LEAF_KEYS)}")
         hashed = EventLeaf(**fields).hash()
     else:
-        hashed = _b64_hash(entry["leaf_hash_b64"], ReasonCode.INCLUSION_PROOF_INVALID, where)
+        hashed = b64_hash(entry["leaf_hash_b64"], ReasonCode.INCLUSION_PROOF_INVALID, where)
     proof = _proof_list(entry.get("proof_b64"), ReasonCode.INCLUSION_PROOF_INVALID, where)
     verify_inclusion(index, checkpoint.size, hashed, proof, checkpoint.root_hash)
     return f"leaf {index} is in the tree of size {checkpoint.size}"
@@ -510,12 +551,12 @@ def _is_note(raw: bytes) -> bool:
         return False
 
 
-def _parse(raw: bytes) -> tuple[InputKind, Any]:
+def _parse(raw: bytes) -> tuple[InputKind, Any, bool]:
     try:
-        document = parse_json_strict(raw)
+        document, plain = parse_json_tracking(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        return (InputKind.CHECKPOINT if _is_note(raw) else InputKind.UNREADABLE), None
-    return detect_kind(document), document
+        return (InputKind.CHECKPOINT if _is_note(raw) else InputKind.UNREADABLE), None, False
+    return detect_kind(document), document, plain
 
 
 def detect_kind(document: Any) -> InputKind:
@@ -537,10 +578,14 @@ def verify_document(
     ledger_key: str | None = None,
     origin: str | None = None,
     agent: str | None = None,
+    plain_numbers: bool = False,
 ) -> VerificationResult:
-    """Verify ``document`` (parsed from ``raw``, key order kept) as ``kind``."""
+    """Verify ``document`` (parsed from ``raw``, key order kept) as ``kind``.
+
+    ``plain_numbers``: the parse saw only safe integers (a faster payload hash).
+    """
     if kind is InputKind.PROOF_BUNDLE:
-        return _verify_bundle(document, agent)
+        return _verify_bundle(document, agent, ledger_key, origin, plain_numbers)
     if kind is InputKind.LEDGER_EVENT:
         return _verify_event(raw, document)
     if kind is InputKind.WPC:
@@ -571,10 +616,16 @@ def verify_bytes(
     verifier key), ``origin`` the checkpoint's log, ``agent`` a bundle's
     ``agent_did``.
     """
-    kind, document = _parse(raw)
+    kind, document, plain = _parse(raw)
     try:
         return verify_document(
-            raw, document, kind, ledger_key=ledger_key, origin=origin, agent=agent
+            raw,
+            document,
+            kind,
+            ledger_key=ledger_key,
+            origin=origin,
+            agent=agent,
+            plain_numbers=plain,
         )
     except Exception as exc:  # hostile input must give a verdict, never a traceback
         steps = _Steps(kind)

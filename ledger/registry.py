@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict
 from pydantic.fields import FieldInfo
@@ -34,6 +34,7 @@ __all__ = [
     "EventBody",
     "EventRegistry",
     "EventTypeSpec",
+    "Lane",
     "RuleSettings",
     "SignerBootstrap",
     "SummaryFn",
@@ -91,6 +92,12 @@ class SummaryFn(Protocol):
     def __call__(self, body: Mapping[str, Any], /) -> str: ...
 
 
+#: Where an event travels: ``"control"`` (halts, resumes, revocations) is
+#: consumed ahead of ``"ingress"`` (everything else), so that a kill switch
+#: never waits behind bulk traffic.
+Lane = Literal["ingress", "control"]
+
+
 @dataclass(frozen=True, slots=True)
 class EventTypeSpec:
     event_type: str
@@ -109,6 +116,8 @@ class EventTypeSpec:
     summary: SummaryFn
     #: lets the trust root register itself before any key exists
     signer_bootstrap: SignerBootstrap | None = None
+    #: the topic lane producers route it to
+    lane: Lane = "ingress"
 
     def __post_init__(self) -> None:
         if not self.roles:

@@ -31,22 +31,26 @@ never written.
 
 from __future__ import annotations
 
-import json
-from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections import Counter, OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ledger.batch import IngressRecord, PartitionPosition, pending_records, plan_batch
+from ledger.chain import chain_hash
 from ledger.errors import ReasonCode
+from ledger.projection_diff import ProjectionDiff, diff_projections, point_in_time
 from ledger.registry import DEFAULT_RULE_SETTINGS, RuleSettings
 from ledger.roles import Role
 from ledger.state import KeyRecord, LedgerState, ProjectionRow
 from ledger.verify import Rejected, Verified, verify_message
 
 __all__ = [
+    "AllEventIds",
+    "EventIds",
     "ProjectionDiff",
+    "RecentEventIds",
     "Replay",
     "ReplayBreak",
     "ReplayStep",
@@ -115,23 +119,64 @@ class ReplayStep:
     verified: Verified | None
     refused: Rejected | None = None
     duplicate: bool = False
-    rows: tuple[ProjectionRow, ...] = ()
 
 
 def projection_key(row: ProjectionRow) -> tuple[str, Any]:
     return row.table, row.values[row.key_column]
 
 
+class EventIds(Protocol):
+    """The payload hash recorded under each event id seen so far: what the
+    duplicate check (step 4) asks. Implementations choose what to remember."""
+
+    def get(self, event_id: str) -> str | None: ...
+
+    def add(self, event_id: str, payload_hash: str) -> None: ...
+
+
+class AllEventIds(dict[str, str]):
+    """Every id, in memory: exact, and one entry per accepted event."""
+
+    def add(self, event_id: str, payload_hash: str) -> None:
+        self[event_id] = payload_hash
+
+
+class RecentEventIds:
+    """The last ``capacity`` ids only: memory stays bounded, and a repeat
+    further back goes unseen. Only for a source that cannot repeat an id (the
+    ledger: ``events.event_id`` is UNIQUE), where the window is a second check."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self.capacity = capacity
+        self._ids: OrderedDict[str, str] = OrderedDict()
+
+    def get(self, event_id: str) -> str | None:
+        return self._ids.get(event_id)
+
+    def add(self, event_id: str, payload_hash: str) -> None:
+        self._ids[event_id] = payload_hash
+        if len(self._ids) > self.capacity:
+            self._ids.popitem(last=False)
+
+
+Verdict = Verified | Rejected
+
+
 @dataclass
 class Replay:
-    """The fold. Feed events in decision order with :meth:`feed`; read
-    :attr:`state`, :meth:`rows`, :attr:`broken` and the counters."""
+    """The fold. Feed events in decision order with :meth:`feed` (one) or
+    :meth:`feed_many` (a chunk, faster); read :attr:`state`, :meth:`rows`,
+    :attr:`broken` and the counters."""
 
     trust_root: str | None = None
     settings: RuleSettings = DEFAULT_RULE_SETTINGS
     until: datetime | None = None
     #: stored events: any refusal or link mismatch is a break (else: skipped)
     strict: bool = True
+    #: verify signatures of the events fed without a verdict
+    signatures: bool = True
+    #: the ids seen so far (default: all of them, in memory)
+    seen: EventIds = field(default_factory=AllEventIds)
     state: LedgerState = field(init=False)
     positions: dict[int, PartitionPosition] = field(init=False, default_factory=dict)
     projections: dict[tuple[str, Any], ProjectionRow] = field(init=False, default_factory=dict)
@@ -143,7 +188,6 @@ class Replay:
     broken: ReplayBreak | None = field(init=False, default=None)
     #: the fold reached an event recorded after ``until`` and stopped there
     reached_until: bool = field(init=False, default=False)
-    _recorded: dict[str, str] = field(init=False, default_factory=dict)
     _pinned: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
@@ -175,7 +219,7 @@ class Replay:
                     revoked=v["revoked"],
                     revoked_reason=v["revoked_reason"],
                 )
-            elif row.table in ("policies", "tokens", "jobs", "halts"):
+            elif row.table in ("policies", "tokens", "jobs", "halts", "shadows"):
                 getattr(self.state, row.table)[key] = dict(row.values)
         self.positions.update(positions)
 
@@ -220,7 +264,7 @@ class Replay:
         return list(self.projections.values())
 
     def feed(
-        self, stored: StoredEvent | bytes, verdict: Verified | Rejected | None = None
+        self, stored: StoredEvent | bytes, verdict: Verdict | None = None
     ) -> ReplayStep | None:
         """Decide one event; ``None`` once the fold has stopped (break or ``until``).
 
@@ -233,10 +277,40 @@ class Replay:
         if isinstance(stored, bytes):
             stored = StoredEvent(stored)
         if verdict is None:
-            verdict = verify_message(stored.raw, max_bytes=_NO_SIZE_LIMIT)
+            verdict = verify_message(
+                stored.raw, max_bytes=_NO_SIZE_LIMIT, signature=self.signatures
+            )
+        if not self._admits(stored, verdict):
+            return None
+        return self._decide(stored, verdict)
+
+    def feed_many(self, items: Sequence[tuple[StoredEvent, Verdict]]) -> list[ReplayStep]:
+        """Decide a chunk of events in order, as :meth:`feed` would one by one
+        (the same breaks, at the same event, and nothing after one applied).
+
+        Runs of events of one partition that pass the checks made before
+        deciding go through one :func:`~ledger.batch.plan_batch` call, which
+        stops at the first refusal: the per-event overhead is paid once per run.
+        """
+        steps: list[ReplayStep] = []
+        i = 0
+        while i < len(items) and not self.stopped:
+            end = self._run_end(items, i)
+            if end == i:
+                step = self.feed(*items[i])
+                if step is not None:
+                    steps.append(step)
+                i += 1
+            else:
+                steps.extend(self._decide_run(items[i:end]))
+                i = end
+        return steps
+
+    def _admits(self, stored: StoredEvent, verdict: Verdict) -> bool:
+        """The checks before deciding: ``until``, the stored id, the trust root."""
         if self.until is not None and self._after_until(stored, verdict):
             self.reached_until = True
-            return None
+            return False
         if isinstance(verdict, Verified):
             if stored.event_id is not None and stored.event_id != verdict.event.event_id:
                 self._break(
@@ -245,12 +319,117 @@ class Replay:
                     ReasonCode.CHAIN_BROKEN,
                     f"the stored event_id {stored.event_id} is not the envelope's",
                 )
-                return None
+                return False
             if not self._adopt_trust_root(stored, verdict):
-                return None
-        return self._decide(stored, verdict)
+                return False
+        return True
 
-    def _after_until(self, stored: StoredEvent, verdict: Verified | Rejected) -> bool:
+    def _run_end(self, items: Sequence[tuple[StoredEvent, Verdict]], start: int) -> int:
+        """How far from ``start`` events can be decided as one run: one partition,
+        each admitted as is and (stored events) each stored link the one the
+        processor gives an accepted event. ``start`` itself: per event."""
+        if not self.state.keys:
+            return start  # the bootstrap: the trust root is decided event by event
+        partition = items[start][0].partition
+        position = self.positions.get(partition)
+        seq = position.ledger_seq if position else 0
+        prev = position.chain_hash if position else None
+        end = start
+        for stored, verdict in items[start:]:
+            if stored.partition != partition:
+                break
+            if not isinstance(verdict, Verified):
+                if self.strict:
+                    break
+            elif stored.event_id is not None and stored.event_id != verdict.event.event_id:
+                break
+            if self.until is not None and self._after_until(stored, verdict):
+                break
+            if self.strict and stored.ledger_seq is not None:
+                assert isinstance(verdict, Verified)
+                seq += 1
+                if (
+                    stored.ledger_seq != seq
+                    or stored.prev_chain_hash != prev
+                    or stored.chain_hash
+                    != chain_hash(
+                        prev, partition, seq, verdict.event.event_id, verdict.envelope_sha256
+                    )
+                ):
+                    break
+                prev = stored.chain_hash
+            end += 1
+        return end
+
+    def _decide_run(self, run: Sequence[tuple[StoredEvent, Verdict]]) -> list[ReplayStep]:
+        partition = run[0][0].partition
+        position = self.positions.get(partition)
+        next_offset = position.next_offset if position else 0
+        records: list[IngressRecord] = []
+        verdicts: list[Verdict] = []
+        recorded: dict[str, str] = {}
+        for stored, verdict in run:
+            offset = stored.offset if stored.offset is not None else next_offset
+            next_offset = offset + 1
+            records.append(IngressRecord(partition, offset, stored.raw))
+            verdicts.append(verdict)
+            if isinstance(verdict, Verified):
+                event_id = verdict.event.event_id
+                known = self.seen.get(event_id)
+                if known is not None:
+                    recorded[event_id] = known
+        pending = pending_records({}, records, verdicts)
+        plan = plan_batch(
+            self.state,
+            self.positions,
+            pending,
+            recorded,
+            self.settings,
+            stop_at_refusal=self.strict,
+        )
+        (batch,) = plan.batches
+        self.positions[partition] = batch.new_position
+        for projection in plan.projections:
+            self.projections[projection_key(projection)] = projection
+        report = plan.report
+        # by identity: the plan hands back the very records it was given
+        accepted = {id(a.record) for a in report.accepted}
+        refused = {id(q.record): q for q in report.quarantined}
+        decided = len(accepted) + len(refused) + report.duplicates
+        steps: list[ReplayStep] = []
+        for record, (stored, verdict) in zip(records[:decided], run, strict=False):
+            if id(record) in accepted:
+                assert isinstance(verdict, Verified)
+                self.seen.add(verdict.event.event_id, verdict.envelope.payload_hash_b64u)
+                self.counts[verdict.event.event_type] += 1
+                steps.append(ReplayStep(stored, verdict))
+                continue
+            quarantined = refused.get(id(record))
+            if quarantined is None:  # decided, neither accepted nor refused: a duplicate
+                assert isinstance(verdict, Verified)
+                if self.strict:
+                    self._break_duplicate(stored, verdict)
+                    break
+                self.duplicates += 1
+                steps.append(ReplayStep(stored, verdict, duplicate=True))
+                continue
+            if isinstance(verdict, Rejected):
+                rejected = verdict
+            else:
+                rejected = Rejected(
+                    ReasonCode(quarantined.code),
+                    quarantined.detail,
+                    verdict.event.event_id,
+                    verdict.envelope.signer_did,
+                )
+            if self.strict:
+                self._break(stored, rejected.event_id, rejected.code, rejected.detail)
+                break
+            self.skipped[rejected.code.value] += 1
+            steps.append(ReplayStep(stored, None, rejected))
+        return steps
+
+    def _after_until(self, stored: StoredEvent, verdict: Verdict) -> bool:
         assert self.until is not None
         moment = stored.recorded_at
         if moment is None and isinstance(verdict, Verified):
@@ -281,7 +460,7 @@ class Replay:
             return False
         return True
 
-    def _decide(self, stored: StoredEvent, verdict: Verified | Rejected) -> ReplayStep | None:
+    def _decide(self, stored: StoredEvent, verdict: Verdict) -> ReplayStep | None:
         partition = stored.partition
         position = self.positions.get(partition)
         offset = stored.offset
@@ -290,20 +469,20 @@ class Replay:
         record = IngressRecord(partition, offset, stored.raw)
         # the processor's own planning, one event at a time: same decide, same chain links
         pending = pending_records({}, [record], [verdict])
-        plan = plan_batch(self.state, self.positions, pending, self._recorded, self.settings)
+        recorded: dict[str, str] = {}
+        if isinstance(verdict, Verified):
+            known = self.seen.get(verdict.event.event_id)
+            if known is not None:
+                recorded[verdict.event.event_id] = known
+        plan = plan_batch(self.state, self.positions, pending, recorded, self.settings)
         (batch,) = plan.batches
         if plan.report.duplicates:
             assert isinstance(verdict, Verified)
             if self.strict:
-                self._break(
-                    stored,
-                    verdict.event.event_id,
-                    ReasonCode.DUPLICATE_EVENT_CONFLICT,
-                    "the same event is stored twice",
-                )
+                self._break_duplicate(stored, verdict)
                 return None
             self.duplicates += 1
-            self._advance(batch.partition, batch.new_position)
+            self.positions[batch.partition] = batch.new_position
             return ReplayStep(stored, verdict, duplicate=True)
         if batch.quarantined:
             refused = verdict if isinstance(verdict, Rejected) else _refusal(verdict, batch)
@@ -311,7 +490,7 @@ class Replay:
                 self._break(stored, refused.event_id, refused.code, refused.detail)
                 return None
             self.skipped[refused.code.value] += 1
-            self._advance(batch.partition, batch.new_position)
+            self.positions[batch.partition] = batch.new_position
             return ReplayStep(stored, None, refused)
         assert isinstance(verdict, Verified)
         (row,) = batch.events
@@ -321,16 +500,20 @@ class Replay:
                 code, detail = problem
                 self._break(stored, verdict.event.event_id, code, detail)
                 return None
-        self._recorded[verdict.event.event_id] = verdict.envelope.payload_hash_b64u
-        self._advance(batch.partition, batch.new_position)
+        self.seen.add(verdict.event.event_id, verdict.envelope.payload_hash_b64u)
+        self.positions[batch.partition] = batch.new_position
         for projection in plan.projections:
             self.projections[projection_key(projection)] = projection
         self.counts[verdict.event.event_type] += 1
-        rows = tuple(plan.projections)
-        return ReplayStep(stored, verdict, rows=rows)
+        return ReplayStep(stored, verdict)
 
-    def _advance(self, partition: int, position: PartitionPosition) -> None:
-        self.positions[partition] = position
+    def _break_duplicate(self, stored: StoredEvent, verdict: Verified) -> None:
+        self._break(
+            stored,
+            verdict.event.event_id,
+            ReasonCode.DUPLICATE_EVENT_CONFLICT,
+            "the same event is stored twice",
+        )
 
     def _break(
         self, stored: StoredEvent, event_id: str | None, code: ReasonCode, detail: str
@@ -366,6 +549,10 @@ def _link_problem(
     return None
 
 
+#: events per :meth:`Replay.feed_many` call in :func:`replay`
+CHUNK = 1024
+
+
 def replay(
     events: Iterable[StoredEvent | bytes],
     *,
@@ -373,134 +560,23 @@ def replay(
     until: datetime | None = None,
     strict: bool = True,
     settings: RuleSettings = DEFAULT_RULE_SETTINGS,
+    signatures: bool = True,
 ) -> Replay:
-    """Fold ``events`` (in decision order) and return the finished :class:`Replay`."""
-    fold = Replay(trust_root=trust_root, settings=settings, until=until, strict=strict)
+    """Fold ``events`` (in decision order), verified here, and return the finished
+    :class:`Replay`."""
+    fold = Replay(
+        trust_root=trust_root, settings=settings, until=until, strict=strict, signatures=signatures
+    )
+    chunk: list[tuple[StoredEvent, Verdict]] = []
     for event in events:
-        fold.feed(event)
-        if fold.stopped:
-            break
+        stored = StoredEvent(event) if isinstance(event, bytes) else event
+        verdict = verify_message(stored.raw, max_bytes=_NO_SIZE_LIMIT, signature=signatures)
+        chunk.append((stored, verdict))
+        if len(chunk) >= CHUNK:
+            fold.feed_many(chunk)
+            chunk.clear()
+            if fold.stopped:
+                return fold
+    if chunk:
+        fold.feed_many(chunk)
     return fold
-
-
-@dataclass(frozen=True, slots=True)
-class ProjectionDiff:
-    """One row on which a rebuild and the live projections disagree.
-
-    ``kind``: ``missing`` (rebuilt, not live), ``unexpected`` (live, not
-    rebuilt) or ``changed`` (both, ``columns`` differ)."""
-
-    table: str
-    key: Any
-    kind: str
-    columns: tuple[str, ...] = ()
-    rebuilt: Mapping[str, Any] | None = None
-    live: Mapping[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        pick = self.columns or None
-        return {
-            "table": self.table,
-            "key": self.key,
-            "kind": self.kind,
-            "columns": list(self.columns),
-            "rebuilt": _only(self.rebuilt, pick),
-            "live": _only(self.live, pick),
-        }
-
-    def __str__(self) -> str:
-        text = f"{self.table} {self.key!r}: {self.kind}"
-        if self.columns:
-            text += " " + ", ".join(
-                f"{c} rebuilt={_plain(self.rebuilt, c)} live={_plain(self.live, c)}"
-                for c in self.columns
-            )
-        return text
-
-
-def _only(values: Mapping[str, Any] | None, columns: tuple[str, ...] | None) -> Any:
-    if values is None:
-        return None
-    return {k: v for k, v in values.items() if columns is None or k in columns}
-
-
-def _plain(values: Mapping[str, Any] | None, column: str) -> str:
-    text = json.dumps(None if values is None else values.get(column), default=str)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _normal(values: Mapping[str, Any], ignore: frozenset[str]) -> dict[str, Any]:
-    # tuples and lists, ints from bigint columns: compared as the JSON they are
-    return {k: json.loads(json.dumps(v, default=str)) for k, v in values.items() if k not in ignore}
-
-
-def diff_projections(
-    rebuilt: Iterable[ProjectionRow],
-    live: Mapping[str, Mapping[Any, Mapping[str, Any]]],
-    *,
-    ignore: frozenset[str] = frozenset({"control_version"}),
-) -> list[ProjectionDiff]:
-    """Table by table, row by row: where ``rebuilt`` and ``live`` (table -> key ->
-    row) differ. Columns in ``ignore`` (bookkeeping) are left out."""
-    by_table: dict[str, dict[Any, dict[str, Any]]] = {table: {} for table in live}
-    for row in rebuilt:
-        by_table.setdefault(row.table, {})[row.values[row.key_column]] = _normal(row.values, ignore)
-    diffs: list[ProjectionDiff] = []
-    for table in sorted(by_table):
-        mine = by_table[table]
-        theirs = {k: _normal(v, ignore) for k, v in live.get(table, {}).items()}
-        for key in sorted(mine.keys() | theirs.keys(), key=str):
-            a, b = mine.get(key), theirs.get(key)
-            if b is None:
-                diffs.append(ProjectionDiff(table, key, "missing", rebuilt=a))
-            elif a is None:
-                diffs.append(ProjectionDiff(table, key, "unexpected", live=b))
-            elif a != b:
-                columns = tuple(sorted(c for c in a.keys() | b.keys() if a.get(c) != b.get(c)))
-                diffs.append(ProjectionDiff(table, key, "changed", columns, a, b))
-    return diffs
-
-
-def point_in_time(state: LedgerState, at: datetime) -> dict[str, Any]:
-    """What held at ``at`` in a state replayed up to it: active halts, valid tokens
-    (issued, not revoked, ``iat`` ≤ ``at`` < ``exp``), active policies, running jobs."""
-    moment = at.timestamp()
-    return {
-        "at": at.isoformat(),
-        "trust_root": state.trust_root,
-        "halted": sorted(
-            (
-                {"target": t, "reason": h["reason"], "halted_at": h["halted_at"]}
-                for t, h in state.halts.items()
-                if h.get("active")
-            ),
-            key=lambda h: str(h["target"]),
-        ),
-        "valid_tokens": sorted(
-            (
-                {
-                    "jti": jti,
-                    "sub": t["sub"],
-                    "mission_id": t.get("mission_id"),
-                    "policy_hash_b64u": t.get("policy_hash_b64u"),
-                    "exp": t["exp"],
-                }
-                for jti, t in state.tokens.items()
-                if t["status"] == "active" and t["iat"] <= moment < t["exp"]
-            ),
-            key=lambda t: str(t["jti"]),
-        ),
-        "active_policies": sorted(h for h, p in state.policies.items() if p["status"] == "active"),
-        "running_jobs": sorted(
-            (
-                {"job_id": j, "cst_jti": job.get("cst_jti"), "started_at": job.get("started_at")}
-                for j, job in state.jobs.items()
-                if job["status"] == "running"
-            ),
-            key=lambda j: str(j["job_id"]),
-        ),
-        "keys": {
-            "registered": len(state.keys),
-            "revoked": sorted(d for d, k in state.keys.items() if k.revoked),
-        },
-    }

@@ -20,8 +20,11 @@ class Role(StrEnum):
     OPERATOR = "operator"
     #: signs URM approvals, which travel inside run.manifest_approved; publishes nothing
     APPROVER = "approver"
-    #: the ledger's own key: reserved for signing proof bundles; publishes nothing
+    #: the ledger's own key: signs the transparency log's checkpoints (checkpoint.signed),
+    #: seals proof bundles and publishes Trust Pulse records (bundle.sealed, pulse.published)
     LEDGER = "ledger"
+    #: the authorize service's key: signs its decisions (call.authorized, call.denied)
+    AUTHORIZER = "authorizer"
 
 
 def roles_allowed_for(event_type: str) -> frozenset[Role]:

@@ -2,9 +2,9 @@
 
 :class:`LedgerState` is the control-plane projection the verifying processor
 needs to decide on an event: registered keys and their roles, WPCs, tokens,
-jobs and halts. The rules (``ledger/types/``) read it, change it on accept and
-return :class:`ProjectionRow` values, which the processor persists in the same
-transaction as the events. Nothing here talks to Kafka or Postgres.
+jobs, halts and shadow policies. The rules (``ledger/types/``) read it,
+change it on accept and return :class:`ProjectionRow` values, which the
+processor persists in the same transaction as the events. Nothing here talks to Kafka or Postgres.
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ class LedgerState:
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     halts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: shadow policies by scope (``*``, ``sub:<s>``, ``job:<j>``; ledger/types/shadows.py)
+    shadows: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

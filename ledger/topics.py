@@ -3,7 +3,8 @@
 Pure naming, no I/O: the application reads the prefix from its settings
 (``CLAW_LEDGER_TOPIC_PREFIX``), producers and consumers take the names.
 ``INGRESS``, ``VERIFIED`` and ``QUARANTINE`` are the names under the default
-prefix.
+prefix. ``<prefix>.control`` is the control lane: halts, resumes and
+revocations (the event types whose registry ``lane`` is ``"control"``).
 """
 
 from __future__ import annotations
@@ -22,18 +23,28 @@ class Topics:
     ingress: str
     verified: str
     quarantine: str
+    control: str
 
     @property
-    def all(self) -> tuple[str, str, str]:
-        return (self.ingress, self.verified, self.quarantine)
+    def all(self) -> tuple[str, str, str, str]:
+        return (self.ingress, self.verified, self.quarantine, self.control)
+
+    def for_lane(self, lane: str) -> str:
+        """The topic of a lane (``"ingress"`` or ``"control"``)."""
+        if lane == "control":
+            return self.control
+        if lane == "ingress":
+            return self.ingress
+        raise ValueError(f"unknown lane {lane!r}")
 
 
 def topic_names(prefix: str = DEFAULT_TOPIC_PREFIX) -> Topics:
-    """``<prefix>.ingress``, ``<prefix>.verified``, ``<prefix>.quarantine``."""
+    """The four topics under ``prefix``: ingress, verified, quarantine and control."""
     return Topics(
         ingress=f"{prefix}.ingress",
         verified=f"{prefix}.verified",
         quarantine=f"{prefix}.quarantine",
+        control=f"{prefix}.control",
     )
 
 

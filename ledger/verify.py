@@ -26,7 +26,7 @@ from typing import Any
 
 from ledger.canonical import parse_json_tracking
 from ledger.encoding import sha256_b64u
-from ledger.envelope import SignedEnvelope, verify_envelope
+from ledger.envelope import SIGNATURE_DOES_NOT_VERIFY, SignedEnvelope, verify_envelope
 from ledger.errors import EnvelopeError, EventError, ReasonCode, RejectedError
 from ledger.events import EVENT_ENVELOPE_TYPE, EventBody, LedgerEvent, parse_event_payload
 from ledger.registry import RuleSettings
@@ -42,6 +42,8 @@ __all__ = [
     "check_and_apply",
     "check_signer",
     "decide",
+    "signature_of",
+    "signature_refusal",
     "verify_message",
 ]
 
@@ -82,9 +84,15 @@ class Duplicate:
 
 
 def verify_message(
-    raw: bytes, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    raw: bytes, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, signature: bool = True
 ) -> Verified | Rejected:
-    """Steps 1–3. Never raises for bad input."""
+    """Steps 1–3. Never raises for bad input.
+
+    ``signature=False`` leaves out the Ed25519 check, the one costly step: the
+    caller checks it elsewhere (:func:`signature_of` gives what to check,
+    :func:`signature_refusal` the refusal when it fails), or trusts the store
+    it read the bytes from (``claw-ledger replay --no-signatures``).
+    """
     if len(raw) > max_bytes:
         return Rejected(ReasonCode.OVERSIZED, f"message is {len(raw)} bytes, limit {max_bytes}")
     try:
@@ -105,7 +113,10 @@ def verify_message(
 
     try:
         envelope = verify_envelope(
-            document, {EVENT_ENVELOPE_TYPE: event_schema}, plain_numbers=plain_numbers
+            document,
+            {EVENT_ENVELOPE_TYPE: event_schema},
+            plain_numbers=plain_numbers,
+            signature=signature,
         )
         event, body = parsed[0]
     except RejectedError as exc:
@@ -118,6 +129,24 @@ def verify_message(
     payload_json = envelope.payload_json
     assert payload_json is not None
     return Verified(envelope, event, body, sha256_b64u(raw), payload_json)
+
+
+def signature_of(verified: Verified) -> tuple[str, str, str]:
+    """(signer DID, payload hash, signature) of a message verified without its
+    signature: the arguments of :func:`ledger.envelope.signature_verifies`."""
+    envelope = verified.envelope
+    return envelope.signer_did, envelope.payload_hash_b64u, envelope.signature_b64u
+
+
+def signature_refusal(verified: Verified) -> Rejected:
+    """What :func:`verify_message` returns for these bytes when the signature
+    :func:`signature_of` names does not verify."""
+    return Rejected(
+        ReasonCode.SIGNATURE_INVALID,
+        SIGNATURE_DOES_NOT_VERIFY,
+        verified.event.event_id,
+        verified.envelope.signer_did,
+    )
 
 
 def _holds_nul(value: Any) -> bool:

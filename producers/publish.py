@@ -52,7 +52,7 @@ async def await_verdict(database_url: str, event_id: str, *, timeout: float = 30
         delay = 0.02
         while True:
             row = await conn.fetchrow(
-                # event_keys holds the event_id index of the partitioned events (0013)
+                # event_keys holds the event_id index of the partitioned events (0017)
                 "SELECT e.position, e.ledger_seq, e.chain_hash FROM event_keys k"
                 " JOIN events e ON e.position = k.position WHERE k.event_id = $1::uuid",
                 event_id,

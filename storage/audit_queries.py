@@ -9,9 +9,15 @@ from typing import Any
 
 from ledger.control_digest import CONTROL_DIGEST_TABLES, parse_digest, row_hash
 from ledger.control_digest import DIGEST_MODULUS as _MODULUS
+from ledger.tlog_audit import TreeRebuild
 from storage.ledger_queries import _connect, _snapshot_rows
 
-__all__ = ["control_digest_report", "duplicate_coordinates", "iter_quarantine"]
+__all__ = [
+    "audit_transparency_log",
+    "control_digest_report",
+    "duplicate_coordinates",
+    "iter_quarantine",
+]
 
 
 def iter_quarantine(database_url: str, batch: int = 5000) -> AsyncIterator[dict[str, Any]]:
@@ -65,3 +71,59 @@ async def control_digest_report(
             return report
     finally:
         await conn.close()
+
+
+async def audit_transparency_log(database_url: str, batch: int = 5000) -> TreeRebuild:
+    """The transparency log's tables against a rebuild from the events, in one snapshot:
+    every leaf (log order, with its event), every stored node, every checkpoint."""
+    rebuild = TreeRebuild()
+    conn = await _connect(database_url)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            leaves = conn.cursor(
+                "SELECT l.log_index, l.event_id::text AS event_id, l.kafka_partition,"
+                " l.ledger_seq, l.leaf_hash, e.event_id::text AS e_event_id,"
+                " e.kafka_partition AS e_partition,"
+                " e.ledger_seq AS e_seq, e.envelope_sha256 AS e_envelope_sha256,"
+                " e.chain_hash AS e_chain_hash"
+                " FROM tlog_leaves l LEFT JOIN events e ON e.position = l.position"
+                " ORDER BY l.log_index",
+                prefetch=batch,
+            )
+            async for row in leaves:
+                rebuild.add_leaf(row)
+            counts: dict[int, int] = {}
+            nodes = conn.cursor(
+                "SELECT level, idx, hash FROM tlog_nodes ORDER BY level, idx", prefetch=batch
+            )
+            async for row in nodes:
+                level = int(row["level"])
+                counts[level] = counts.get(level, 0) + 1
+                rebuild.check_node(level, int(row["idx"]), bytes(row["hash"]))
+            rebuild.check_node_counts(counts)
+            ledger_keys = {
+                r["did"]
+                for r in await conn.fetch("SELECT did, roles FROM keys")
+                if "ledger" in (r["roles"] or [])
+            }
+            published = {
+                int(r["tree_size"]): str(r["note"])
+                for r in await conn.fetch(
+                    "SELECT (payload->'body'->>'tree_size')::bigint AS tree_size,"
+                    " payload->'body'->>'note' AS note FROM events"
+                    " WHERE event_type = 'checkpoint.signed'"
+                )
+            }
+            async for row in conn.cursor(
+                "SELECT tree_size, origin, root_hash, note, signer_did FROM tlog_checkpoints"
+                " ORDER BY tree_size",
+                prefetch=batch,
+            ):
+                rebuild.check_checkpoint(
+                    row, ledger_keys, published.pop(int(row["tree_size"]), None)
+                )
+            for size in sorted(published):
+                rebuild.missing_checkpoint(size)
+    finally:
+        await conn.close()
+    return rebuild

@@ -18,6 +18,8 @@ __all__ = [
     "TimelineFilter",
     "TimelinePage",
     "chain_heads",
+    "fetch_quarantine",
+    "fetch_timeline",
     "iter_chain",
     "list_keys",
     "list_quarantine",
@@ -58,6 +60,11 @@ class TimelineFilter:
     until: datetime | None = None
     after: int | None = None
     limit: int = 50
+    #: order by (occurred_at, position) instead of position: a time-bounded query then
+    #: reads the occurred_at index from its bound, never the ledger past its window
+    by_time: bool = False
+    #: with ``by_time``: the cursor's occurred_at (``after`` is its position)
+    after_time: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -68,8 +75,27 @@ class TimelinePage:
 
 async def timeline_page(database_url: str, flt: TimelineFilter) -> TimelinePage:
     """One keyset page of ledger events, oldest first, after position ``flt.after``."""
-    clauses = ["position > $1"]
-    args: list[Any] = [flt.after or 0]
+    conn = await _connect(database_url)
+    try:
+        return await fetch_timeline(conn, flt)
+    finally:
+        await conn.close()
+
+
+async def fetch_timeline(conn: asyncpg.Connection, flt: TimelineFilter) -> TimelinePage:
+    """:func:`timeline_page` on an open connection (jsonb decoded). Every filter is a
+    bound parameter; the column names come from this function only."""
+    if flt.by_time:
+        clauses = ["TRUE"]
+        args: list[Any] = []
+        if flt.after_time is not None:
+            args += [flt.after_time, flt.after or 0]
+            clauses = [f"(occurred_at, position) > (${len(args) - 1}, ${len(args)})"]
+        order = "occurred_at, position"
+    else:
+        clauses = ["position > $1"]
+        args = [flt.after or 0]
+        order = "position"
     for column, value, op in (
         ("stream", flt.stream, "="),
         ("event_type", flt.event_type, "="),
@@ -84,13 +110,9 @@ async def timeline_page(database_url: str, flt: TimelineFilter) -> TimelinePage:
     sql = (
         "SELECT position, event_id::text AS event_id, event_type, stream, producer,"
         " occurred_at, recorded_at, payload, kafka_partition, ledger_seq, chain_hash"
-        f" FROM events WHERE {' AND '.join(clauses)} ORDER BY position LIMIT ${len(args)}"
+        f" FROM events WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT ${len(args)}"
     )
-    conn = await _connect(database_url)
-    try:
-        rows = [dict(r) for r in await conn.fetch(sql, *args)]
-    finally:
-        await conn.close()
+    rows = [dict(r) for r in await conn.fetch(sql, *args)]
     more = len(rows) > flt.limit
     rows = rows[: flt.limit]
     for row in rows:
@@ -101,25 +123,32 @@ async def timeline_page(database_url: str, flt: TimelineFilter) -> TimelinePage:
 async def list_quarantine(
     database_url: str, *, reason: str | None = None, after: int = 0, limit: int = 50
 ) -> TimelinePage:
+    conn = await _connect(database_url)
+    try:
+        return await fetch_quarantine(conn, reason=reason, after=after, limit=limit)
+    finally:
+        await conn.close()
+
+
+async def fetch_quarantine(
+    conn: asyncpg.Connection, *, reason: str | None = None, after: int = 0, limit: int = 50
+) -> TimelinePage:
+    """One keyset page of quarantine rows after id ``after`` (``raw`` as bytes)."""
     args: list[Any] = [after]
     where = "id > $1"
     if reason:
         args.append(reason)
         where += " AND reason_code = $2"
     args.append(limit + 1)
-    conn = await _connect(database_url)
-    try:
-        rows = [
-            dict(r)
-            for r in await conn.fetch(
-                "SELECT id, reason_code, detail, event_id, signer_did, raw_size, kafka_partition,"
-                f" kafka_offset, received_at, raw FROM quarantine WHERE {where}"
-                f" ORDER BY id LIMIT ${len(args)}",
-                *args,
-            )
-        ]
-    finally:
-        await conn.close()
+    rows = [
+        dict(r)
+        for r in await conn.fetch(
+            "SELECT id, reason_code, detail, event_id, signer_did, raw_size, kafka_partition,"
+            f" kafka_offset, received_at, raw FROM quarantine WHERE {where}"
+            f" ORDER BY id LIMIT ${len(args)}",
+            *args,
+        )
+    ]
     more = len(rows) > limit
     rows = rows[:limit]
     return TimelinePage(rows, rows[-1]["id"] if more and rows else None)

@@ -11,15 +11,21 @@ rows. tests/contract runs one suite against both stores.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ledger.batch import EventRow, Outcome, PartitionPosition, QuarantineRow
-from ledger.control_digest import CONTROL_DIGEST_TABLES, DIGEST_MODULUS, digest_delta
+from ledger.control_digest import CONTROL_DIGEST_TABLES, DIGEST_MODULUS, digest_delta, table_digest
 from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.state import LedgerState, ProjectionRow
-from storage.protocol import BatchCommit, key_record
+from storage.protocol import (
+    INSERT_ONLY_TABLES,
+    BatchCommit,
+    ControlRead,
+    ControlStart,
+    key_record,
+)
 
 __all__ = ["MemoryLedgerStore"]
 
@@ -29,6 +35,7 @@ _CONTROL_TABLES: dict[str, str] = {
     "tokens": "jti",
     "jobs": "job_id",
     "halts": "target",
+    "shadows": "scope",
 }
 _VERSIONED_TABLES = frozenset({"keys", *_CONTROL_TABLES})
 
@@ -62,9 +69,14 @@ class MemoryLedgerStore:
         self._trust_root: str | None = None
         #: control-plane table -> digest of its rows (ADR 0014); empty tables: 0
         self._digests: dict[str, int | None] = dict.fromkeys(CONTROL_DIGEST_TABLES, 0)
+        #: worker id -> (group, control version) of its last heartbeat
+        self.heartbeats: dict[str, tuple[str, int]] = {}
 
     async def close(self) -> None:
         return None
+
+    async def heartbeat(self, worker_id: str, group: str, version: int) -> None:
+        self.heartbeats[worker_id] = (group, version)
 
     async def other_groups(self, group: str, topic: str) -> list[str]:
         return sorted({g for g, t, _ in self._positions if t == topic and g != group})
@@ -80,11 +92,18 @@ class MemoryLedgerStore:
         return self._control_version
 
     async def load_state_snapshot(
-        self, trust_root: str | None, *, since: int | None = None, into: LedgerState | None = None
+        self,
+        trust_root: str | None,
+        *,
+        since: int | None = None,
+        into: LedgerState | None = None,
+        tables: Collection[str] | None = None,
     ) -> tuple[int, LedgerState]:
         state = into if into is not None else LedgerState()
         state.trust_root = trust_root or self._trust_root
         for table in ("keys", *_CONTROL_TABLES):
+            if tables is not None and table not in tables:
+                continue
             for key, (values, version) in self._projections.get(table, {}).items():
                 if since is not None and (version is None or version <= since):
                     continue
@@ -100,6 +119,42 @@ class MemoryLedgerStore:
     ) -> tuple[int, LedgerState, dict[str, int | None]]:
         version, state = await self.load_state_snapshot(trust_root)
         return version, state, dict(self._digests)
+
+    async def open_control_state(
+        self, trust_root: str | None, *, whole: Collection[str], stream: bool = True
+    ) -> ControlStart:
+        version, state = await self.load_state_snapshot(trust_root, tables=whole)
+        streamed = {
+            table: table_digest(table, (v for v, _ in self._projections.get(table, {}).values()))
+            for table in CONTROL_DIGEST_TABLES
+            if stream and table not in whole
+        }
+        return ControlStart(version, state, dict(self._digests), streamed)
+
+    async def read_control(
+        self,
+        trust_root: str | None,
+        *,
+        since: int,
+        whole: Collection[str],
+        wanted: Mapping[str, Collection[str]],
+    ) -> ControlRead:
+        changed = None
+        changed_keys: dict[str, list[str]] = {}
+        if self._control_version != since:
+            _, changed = await self.load_state_snapshot(trust_root, since=since, tables=whole)
+            for table in ("keys", *_CONTROL_TABLES):
+                if table not in whole:
+                    changed_keys[table] = [
+                        key
+                        for key, (_, version) in self._projections.get(table, {}).items()
+                        if version is not None and version > since
+                    ]
+        rows: dict[str, dict[str, dict[str, Any]]] = {}
+        for table, keys in wanted.items():
+            stored = self._projections.get(table, {})
+            rows[table] = {k: copy.deepcopy(stored[k][0]) for k in keys if k in stored}
+        return ControlRead(self._control_version, changed, changed_keys, rows)
 
     async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:
         if version != self._control_version:
@@ -165,6 +220,8 @@ class MemoryLedgerStore:
         for projection in projections:
             table = self._projections.setdefault(projection.table, {})
             key_value = projection.values[projection.key_column]
+            if projection.table in INSERT_ONLY_TABLES and key_value in table:
+                continue
             before = table.get(key_value, ({}, None))[0]
             # an upsert: the given columns replace theirs, the others stay
             values = {**before, **copy.deepcopy(projection.values)}

@@ -1,4 +1,4 @@
-"""The partitions of ``events`` and the archive boundaries (migration 0013, ADR 0021).
+"""The partitions of ``events`` and the archive boundaries (migration 0017, ADR 0021).
 
 ``events`` is range-partitioned on ``position``. Partitions are cut ahead of
 need by ``claw_ensure_event_partitions()`` (the processor calls it, see

@@ -12,7 +12,7 @@ the store runs each on a connection of its pool.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -27,16 +27,25 @@ from ledger.control_digest import (
 from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.state import LedgerState, ProjectionRow
 from storage.partitions import ensure_partitions, is_missing_partition
-from storage.protocol import BatchCommit, key_record
+from storage.protocol import (
+    INSERT_ONLY_TABLES,
+    BatchCommit,
+    ControlRead,
+    ControlStart,
+    key_record,
+)
 
 __all__ = [
+    "CONTROL_CHANNEL",
     "CONTROL_TABLES",
     "CONTROL_VERSION_COLUMN",
+    "EVENT_COLUMNS",
     "EventRow",
     "PostgresLedgerStore",
     "bump_control_version",
     "commit_batch",
     "control_digests",
+    "control_row",
     "control_version",
     "existing_payload_hashes",
     "init_connection",
@@ -50,7 +59,13 @@ __all__ = [
     "set_trust_root",
     "trust_root",
     "unforwarded_outcomes",
+    "write_heartbeat",
 ]
+
+#: LISTEN/NOTIFY channel: every commit that moves the control version notifies
+#: it (payload: the new version) in its transaction, so a follower of the
+#: control state (the authorize service, ADR 0015) learns of it on commit
+CONTROL_CHANNEL = "claw_ledger_control"
 
 #: Control-plane projections loaded into LedgerState besides ``keys``.
 CONTROL_TABLES: dict[str, str] = {
@@ -58,6 +73,7 @@ CONTROL_TABLES: dict[str, str] = {
     "tokens": "jti",
     "jobs": "job_id",
     "halts": "target",
+    "shadows": "scope",
 }
 
 #: The column in which every control-plane row records the control version of
@@ -66,7 +82,7 @@ CONTROL_VERSION_COLUMN = "control_version"
 _VERSIONED_TABLES = frozenset({"keys", *CONTROL_TABLES})
 
 #: EventRow's fields in order, then the two the batch adds
-_EVENT_COLUMNS = (
+EVENT_COLUMNS = (
     "event_id",
     "event_type",
     "stream",
@@ -187,11 +203,29 @@ async def control_version(conn: asyncpg.Connection) -> int:
 
 
 async def bump_control_version(conn: asyncpg.Connection) -> int:
-    """Inside a transaction: increment and return the version (row-locked until commit)."""
-    return int(
+    """Inside a transaction: increment and return the version (row-locked until
+    commit), and notify :data:`CONTROL_CHANNEL` (delivered on commit)."""
+    version = int(
         await conn.fetchval(
             "UPDATE control_state SET version = version + 1 WHERE id = 1 RETURNING version"
         )
+    )
+    await conn.execute("SELECT pg_notify($1, $2)", CONTROL_CHANNEL, str(version))
+    return version
+
+
+async def write_heartbeat(
+    conn: asyncpg.Connection, worker_id: str, group: str, version: int
+) -> None:
+    """Record that processor ``worker_id`` is alive and its state holds ``version``."""
+    await conn.execute(
+        "INSERT INTO processor_heartbeats (worker_id, consumer_group, beat_at, control_version)"
+        " VALUES ($1, $2, now(), $3) ON CONFLICT (worker_id) DO UPDATE SET"
+        " beat_at = now(), control_version = EXCLUDED.control_version,"
+        " consumer_group = EXCLUDED.consumer_group",
+        worker_id,
+        group,
+        version,
     )
 
 
@@ -228,6 +262,11 @@ async def load_state_with_digests(
         root = configured_trust_root or await trust_root(conn)
         state = await load_state(conn, root)
         return version, state, await control_digests(conn)
+
+
+def control_row(record: asyncpg.Record) -> dict[str, Any]:
+    """A control-plane row as the state holds it (without the bookkeeping column)."""
+    return {k: v for k, v in record.items() if k != CONTROL_VERSION_COLUMN}
 
 
 async def seal_control_digests(
@@ -323,8 +362,9 @@ async def load_state(
     *,
     since: int | None = None,
     into: LedgerState | None = None,
+    tables: Collection[str] | None = None,
 ) -> LedgerState:
-    """The control state from its tables.
+    """The control state from its tables (all of them, or those named in ``tables``).
 
     With ``since``, only rows whose ``control_version`` is newer are read, and
     they replace their keys in ``into`` (projections are upserted, never
@@ -334,12 +374,15 @@ async def load_state(
     state.trust_root = trust_root
     where, args = ("", ()) if since is None else (f" WHERE {CONTROL_VERSION_COLUMN} > $1", (since,))
     # table names are constants
-    for r in await conn.fetch("SELECT * FROM keys" + where, *args):
-        state.keys[r["did"]] = key_record(r)
+    if tables is None or "keys" in tables:
+        for r in await conn.fetch("SELECT * FROM keys" + where, *args):
+            state.keys[r["did"]] = key_record(r)
     for table, key in CONTROL_TABLES.items():
+        if tables is not None and table not in tables:
+            continue
         target: dict[str, dict[str, Any]] = getattr(state, table)
         for r in await conn.fetch(f"SELECT * FROM {table}{where}", *args):
-            target[r[key]] = {k: v for k, v in r.items() if k != CONTROL_VERSION_COLUMN}
+            target[r[key]] = control_row(r)
     return state
 
 
@@ -349,7 +392,7 @@ async def existing_payload_hashes(
     if not event_ids:
         return {}
     rows = await conn.fetch(
-        # event_keys, not events: it holds archived events too (migration 0013)
+        # event_keys, not events: it holds archived events too (migration 0017)
         "SELECT event_id::text AS event_id, payload_hash_b64u FROM event_keys"
         " WHERE event_id = ANY($1::uuid[])",
         list(event_ids),
@@ -374,6 +417,8 @@ async def _upsert(
             records = [(*record, version) for record in records]
         placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in columns if c != key_column)
+        if table in INSERT_ONLY_TABLES:
+            updates = ""
         sql = (
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
             f" ON CONFLICT ({key_column}) DO " + (f"UPDATE SET {updates}" if updates else "NOTHING")
@@ -416,9 +461,7 @@ async def commit_batch(conn: asyncpg.Connection, commit: BatchCommit) -> int | N
                 )
         event_records = [(*e, topic, b.partition) for b in batches for e in b.events]
         if event_records:
-            await conn.copy_records_to_table(
-                "events", columns=_EVENT_COLUMNS, records=event_records
-            )
+            await conn.copy_records_to_table("events", columns=EVENT_COLUMNS, records=event_records)
         quarantine_records = [
             (
                 q.reason_code,
@@ -520,6 +563,31 @@ class PostgresLedgerStore:
         async with self._pool.acquire() as conn:
             return await load_state_with_digests(conn, trust_root)
 
+    async def open_control_state(
+        self, trust_root: str | None, *, whole: Collection[str], stream: bool = True
+    ) -> ControlStart:
+        from storage import control_cache_sql
+
+        async with self._pool.acquire() as conn:
+            return await control_cache_sql.open_control_state(
+                conn, trust_root, whole=whole, stream=stream
+            )
+
+    async def read_control(
+        self,
+        trust_root: str | None,
+        *,
+        since: int,
+        whole: Collection[str],
+        wanted: Mapping[str, Collection[str]],
+    ) -> ControlRead:
+        from storage import control_cache_sql
+
+        async with self._pool.acquire() as conn:
+            return await control_cache_sql.read_control(
+                conn, trust_root, since=since, whole=whole, wanted=wanted
+            )
+
     async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:
         async with self._pool.acquire() as conn:
             return await seal_control_digests(conn, version, digests)
@@ -556,6 +624,10 @@ class PostgresLedgerStore:
     async def record_forwarded(self, group: str, topic: str, marks: Mapping[int, int]) -> None:
         async with self._pool.acquire() as conn:
             await record_forwarded(conn, group, topic, marks)
+
+    async def heartbeat(self, worker_id: str, group: str, version: int) -> None:
+        async with self._pool.acquire() as conn:
+            await write_heartbeat(conn, worker_id, group, version)
 
     async def unforwarded_outcomes(
         self, group: str, topic: str, partition: int

@@ -18,11 +18,13 @@ import asyncpg
 
 __all__ = [
     "active_halts",
+    "active_shadows",
     "get_halt",
     "get_job",
     "get_key",
     "get_policy",
     "get_token",
+    "halt_status",
     "list_jobs",
     "list_policies",
     "open_connection",
@@ -147,6 +149,51 @@ async def get_halt(conn: asyncpg.Connection, target: str) -> dict[str, Any] | No
 
 async def active_halts(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     rows = await conn.fetch("SELECT * FROM halts WHERE active ORDER BY halted_at, target")
+    return [row_dict(r) for r in rows]
+
+
+#: ``call.denied`` events (the authorisation layer's decisions) in a halt's scope,
+#: committed after its ``agent.halted`` and, once lifted, before its ``agent.resumed``
+_CALLS_DENIED_SINCE = """
+SELECT count(*) FROM events e
+WHERE e.event_type = 'call.denied'
+  AND e.position > hp.position
+  AND (rp.position IS NULL OR e.position < rp.position)
+  AND (h.target = '*'
+       OR e.payload->'body'->>'halt_target' = h.target
+       OR (h.target LIKE 'job:%' AND e.payload->'body'->>'job_id' = substr(h.target, 5))
+       OR (h.target LIKE 'sub:%' AND (
+             e.payload->'body'->>'token_jti' IN
+                 (SELECT t.jti FROM tokens t WHERE t.sub = substr(h.target, 5))
+             OR e.payload->'body'->>'job_id' IN
+                 (SELECT j.job_id FROM jobs j WHERE j.sub = substr(h.target, 5)))))
+"""
+
+
+async def halt_status(
+    conn: asyncpg.Connection, *, include_lifted: bool = False, target: str | None = None
+) -> list[dict[str, Any]]:
+    """The halts (active only unless ``include_lifted``), each with the name of
+    the key that halted it (``halted_by_name``), its ledger position
+    (``halted_position``) and ``calls_denied_since``: the ``call.denied``
+    events in its scope recorded after it (and before its lift)."""
+    rows = await conn.fetch(
+        "SELECT h.*, k.name AS halted_by_name, hp.position AS halted_position,"
+        f" ({_CALLS_DENIED_SINCE}) AS calls_denied_since"
+        " FROM halts h"
+        " LEFT JOIN keys k ON k.did = h.halted_by"
+        " LEFT JOIN events hp ON hp.event_id = h.halted_event_id::uuid"
+        " LEFT JOIN events rp ON rp.event_id = h.resumed_event_id::uuid"
+        " WHERE ($1 OR h.active) AND ($2::text IS NULL OR h.target = $2)"
+        " ORDER BY h.halted_at, h.target",
+        include_lifted,
+        target,
+    )
+    return [row_dict(r) for r in rows]
+
+
+async def active_shadows(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    rows = await conn.fetch("SELECT * FROM shadows WHERE active ORDER BY shadowed_at, scope")
     return [row_dict(r) for r in rows]
 
 

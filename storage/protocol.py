@@ -7,15 +7,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ledger.batch import Outcome, PartitionBatch, PartitionPosition
 from ledger.roles import Role
 from ledger.state import KeyRecord, LedgerState, ProjectionRow
 
-__all__ = ["BatchCommit", "LedgerStore", "key_record"]
+__all__ = [
+    "INSERT_ONLY_TABLES",
+    "BatchCommit",
+    "ControlRead",
+    "ControlStart",
+    "LedgerStore",
+    "key_record",
+]
+
+#: projections whose rows are never rewritten (migration 0012): a row with a key
+#: already stored is left as it is, so the writer needs no UPDATE on them
+INSERT_ONLY_TABLES: frozenset[str] = frozenset({"bundles", "pulse_records"})
 
 
 @dataclass(frozen=True)
@@ -31,6 +42,34 @@ class BatchCommit:
     batches: Sequence[PartitionBatch]
     projections: Sequence[ProjectionRow]
     copies_tracked: bool = True
+
+
+@dataclass(frozen=True)
+class ControlStart:
+    """What a processor starts from (ADR 0020), read in one snapshot."""
+
+    version: int
+    #: the trust root and the tables asked for whole; the others are left empty
+    state: LedgerState
+    #: the digest stored for each control-plane table (``None``: not sealed yet)
+    stored: dict[str, int | None]
+    #: the digest of each table not loaded whole, computed from its rows as
+    #: they stream by (none is kept in memory)
+    streamed: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ControlRead:
+    """The control version, what changed since a version, and keyed rows, in one snapshot."""
+
+    version: int
+    #: when the version moved: the trust root and the rows of the whole
+    #: tables written after ``since`` (the other tables are left empty)
+    changed: LedgerState | None = None
+    #: when the version moved: the keys of the partial tables written after ``since``
+    changed_keys: dict[str, list[str]] = field(default_factory=dict)
+    #: per partial table, the stored row of each wanted key that exists
+    rows: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 class LedgerStore(Protocol):
@@ -70,6 +109,29 @@ class LedgerStore(Protocol):
         """
         ...
 
+    async def open_control_state(
+        self, trust_root: str | None, *, whole: Collection[str], stream: bool = True
+    ) -> ControlStart:
+        """The version, the trust root, the control tables named in ``whole``
+        (others are left empty), every stored digest, and (with ``stream``) the
+        digests of the tables not loaded whole, computed by streaming their
+        rows (constant memory), all in one snapshot."""
+        ...
+
+    async def read_control(
+        self,
+        trust_root: str | None,
+        *,
+        since: int,
+        whole: Collection[str],
+        wanted: Mapping[str, Collection[str]],
+    ) -> ControlRead:
+        """In one snapshot: the control version; when it is not ``since``, the
+        rows of the ``whole`` tables and the keys of the other tables written
+        after ``since``; and the stored rows of the ``wanted`` keys (a key
+        without a row is absent from :attr:`ControlRead.rows`)."""
+        ...
+
     async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:
         """Record ``digests`` for the tables not sealed yet, unless the control
         version moved past ``version`` (then ``False``, nothing written)."""
@@ -98,6 +160,12 @@ class LedgerStore(Protocol):
     ) -> tuple[int, list[Outcome]]:
         """The committed outcomes of ``partition`` not yet acknowledged, in offset
         order, and the mark to record once they are."""
+        ...
+
+    async def heartbeat(self, worker_id: str, group: str, version: int) -> None:
+        """Record that processor ``worker_id`` of ``group`` is alive and that its
+        state holds control ``version`` (what the authorize service's freshness
+        bound is measured against, ADR 0015)."""
         ...
 
     async def trust_root(self) -> str | None:

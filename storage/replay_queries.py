@@ -7,8 +7,9 @@ replay of millions of events holds one batch in memory at a time.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -22,7 +23,10 @@ __all__ = [
     "check_replay_schema",
     "count_events",
     "create_replay_schema",
+    "event_ids_unique",
+    "iter_decisions",
     "iter_events",
+    "iter_shadowed",
     "read_projection",
     "write_projection_rows",
 ]
@@ -34,7 +38,11 @@ PROJECTION_TABLES: dict[str, str] = {
     "tokens": "jti",
     "jobs": "job_id",
     "halts": "target",
+    "shadows": "scope",
     "receipts": "receipt_id",
+    "decisions": "decision_id",
+    "bundles": "bundle_hash_b64u",
+    "pulse_records": "pulse_id",
 }
 
 #: columns a processor keeps for itself, not derived from the events (migration 0004)
@@ -47,16 +55,79 @@ async def count_events(conn: asyncpg.Connection) -> int:
     return int(await conn.fetchval("SELECT count(*) FROM events"))
 
 
+async def iter_decisions(
+    conn: asyncpg.Connection, batch: int = 5000
+) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    """The recorded authorize decisions (``call.authorized``/``call.denied``) in
+    the order they were made: ``(position, body)``, the body parsed from the
+    stored envelope bytes (which the replay fold then verifies)."""
+    cursor = conn.cursor(
+        "SELECT position, envelope_raw FROM events"
+        " WHERE event_type IN ('call.authorized', 'call.denied')"
+        " ORDER BY payload->'body'->>'decided_at', position",
+        prefetch=batch,
+    )
+    async for row in cursor:
+        yield int(row["position"]), json.loads(bytes(row["envelope_raw"]))["payload"]["body"]
+
+
+async def event_ids_unique(conn: asyncpg.Connection) -> bool:
+    """Whether a unique index on ``event_id`` alone holds, on ``events`` (migration
+    0001) or on ``event_keys`` (the partitioned layout, migration 0017, whose rows
+    outlive an archive cut): then no event id can repeat in the ledger, and a
+    replay need not remember them all."""
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a"
+            " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
+            " WHERE i.indrelid = ANY(ARRAY['events'::regclass, to_regclass('event_keys')])"
+            " AND i.indisunique AND i.indisvalid"
+            " AND i.indnatts = 1 AND a.attname = 'event_id')"
+        )
+    )
+
+
+async def iter_shadowed(
+    conn: asyncpg.Connection, job_id: str | None = None, batch: int = 5000
+) -> AsyncIterator[tuple[int, dict[str, Any]]]:
+    """The recorded shadow disagreements (``call.shadowed``) in the order they
+    were decided: ``(position, body)``; only ``job_id``'s when given (its stream)."""
+    where, args = ("", ()) if job_id is None else (" AND stream = $1", (f"job:{job_id}",))
+    cursor = conn.cursor(
+        "SELECT position, payload->'body' AS body FROM events"
+        " WHERE event_type = 'call.shadowed'" + where + " ORDER BY"
+        " payload->'body'->>'decided_at', position",
+        *args,
+        prefetch=batch,
+    )
+    async for row in cursor:
+        body = row["body"]
+        yield int(row["position"]), body if isinstance(body, dict) else json.loads(body)
+
+
 async def iter_events(
-    conn: asyncpg.Connection, batch: int = 5000, *, before: int | None = None
-) -> AsyncIterator[dict[str, Any]]:
+    conn: asyncpg.Connection,
+    batch: int = 5000,
+    *,
+    skip_types: Sequence[str] = (),
+    before: int | None = None,
+) -> AsyncIterator[Mapping[str, Any]]:
     """Every ledger row in commit order (``position``), with its stored chain fields;
-    only those below position ``before`` when given.
+    without the rows of ``skip_types``, and only those below position ``before``,
+    when given.
 
     Call it inside a transaction (a server-side cursor lives in one); a
     repeatable-read one lets the caller read the projections of the same snapshot.
     """
-    where, args = ("", ()) if before is None else (" WHERE position < $1", (before,))
+    conditions: list[str] = []
+    args: list[Any] = []
+    if skip_types:
+        args.append(list(skip_types))
+        conditions.append(f"event_type <> ALL(${len(args)}::text[])")
+    if before is not None:
+        args.append(before)
+        conditions.append(f"position < ${len(args)}")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     cursor = conn.cursor(
         "SELECT position, kafka_partition, kafka_offset, ledger_seq, prev_chain_hash,"
         " chain_hash, recorded_at, event_id::text AS event_id, envelope_raw"
@@ -65,7 +136,7 @@ async def iter_events(
         prefetch=batch,
     )
     async for row in cursor:
-        yield dict(row)
+        yield row  # read by name once: a dict copy per row cost more than its use
 
 
 def _schema(name: str) -> str:

@@ -20,6 +20,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 
+from claw_ledger.checkpointer_control import stop_checkpointer
 from claw_ledger.config import Settings
 from claw_ledger.processor_control import processor_command
 from claw_ledger.services.kafka import ensure_topics
@@ -323,6 +324,8 @@ async def running_ledger(
         ledger_servers, ledger_settings, tmp_path_factory.mktemp("running-ledger")
     )
     yield harness
+    # the demo leaves a detached checkpointer running in the harness's state dir
+    stop_checkpointer(harness.settings)
     harness.processor.stop()
 
 

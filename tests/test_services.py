@@ -136,7 +136,11 @@ def test_given_endpoints_start_nothing(tmp_path: Path) -> None:
 
 def test_topic_names() -> None:
     topics = topic_names("acme")
-    assert topics.all == ("acme.ingress", "acme.verified", "acme.quarantine")
+    assert topics.all == ("acme.ingress", "acme.verified", "acme.quarantine", "acme.control")
+    assert topics.for_lane("control") == "acme.control"
+    assert topics.for_lane("ingress") == "acme.ingress"
+    with pytest.raises(ValueError, match="lane"):
+        topics.for_lane("bulk")
     assert (INGRESS, VERIFIED, QUARANTINE) == ("claw.ingress", "claw.verified", "claw.quarantine")
 
 

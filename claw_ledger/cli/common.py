@@ -12,13 +12,13 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import click
 
 from claw_ledger.config import Settings, load_settings
 from ledger.crypto import KeyPair, load_key
-from ledger.errors import ConfigError
+from ledger.errors import ConfigError, PolicyError, ReasonCode
 
 if TYPE_CHECKING:
     from consumers.config import ProcessorConfig
@@ -32,6 +32,7 @@ __all__ = [
     "fetch_job",
     "key_option",
     "keys_dir",
+    "load_wpc_reference",
     "precheck_policy",
     "processor_config",
     "publish_target",
@@ -108,6 +109,32 @@ def read_input(path: str) -> bytes:
     with click.open_file(path, "rb") as handle:
         data: bytes = handle.read()
     return data
+
+
+def load_wpc_reference(reference: str) -> dict[str, Any]:
+    """A WPC document from a file (JSON or JSON5, ``-`` for stdin) or, for a
+    policy hash that names no file, from the registry (its hash checked)."""
+    import os
+
+    from ledger.canonical import parse_json_strict
+    from ledger.encoding import B64U_SHA256_RE
+    from ledger.wpc import parse_wpc_bytes, policy_hash_b64u
+
+    if reference == "-" or os.path.exists(reference) or not B64U_SHA256_RE.fullmatch(reference):
+        return parse_wpc_bytes(read_input(reference))
+    from claw_ledger.reads import query_sync
+    from storage.projection_queries import get_policy
+
+    row = query_sync(settings(), get_policy, reference)
+    if row is None:
+        raise PolicyError(ReasonCode.WPC_UNKNOWN, f"no WPC {reference} in the registry")
+    envelope = parse_json_strict(str(row["wpc_envelope_raw"]).encode("utf-8"))
+    document = dict(envelope["payload"])
+    if policy_hash_b64u(document) != reference:
+        raise PolicyError(
+            ReasonCode.WPC_HASH_MISMATCH, f"the registry's WPC {reference} does not hash to it"
+        )
+    return document
 
 
 def read_token(value: str) -> str:
@@ -207,12 +234,19 @@ def fetch_job(job_id: str) -> dict[str, Any]:
 # ---------------------------------------------------------------- the processor
 
 
-def processor_config(group: str, batch_size: int) -> ProcessorConfig:
+def processor_config(
+    group: str,
+    batch_size: int,
+    *,
+    control_cache_size: int | Literal["default"] | None = "default",
+    control_check: Literal["start", "background"] = "background",
+) -> ProcessorConfig:
     """The processor's configuration from the settings (imports the consumers: call it
-    only from the commands that run a processor). The processor connects as the writer."""
+    only from the commands that run a processor). The processor connects as the writer.
+    ``control_cache_size`` ``None`` holds the control tables whole (ADR 0020)."""
     from claw_ledger.config import effective_database_url, effective_kafka_bootstrap
     from claw_ledger.topics import topics_for
-    from consumers.config import ProcessorConfig
+    from consumers.config import DEFAULT_CONTROL_CACHE_SIZE, ProcessorConfig
 
     resolved = settings()
     topics = topics_for(resolved)
@@ -225,4 +259,8 @@ def processor_config(group: str, batch_size: int) -> ProcessorConfig:
         group=group,
         batch_size=batch_size,
         datadir=str(resolved.state_dir / "processor"),
+        control_cache_size=(
+            DEFAULT_CONTROL_CACHE_SIZE if control_cache_size == "default" else control_cache_size
+        ),
+        control_check=control_check,
     )

@@ -1,9 +1,8 @@
-"""``claw-ledger halt`` / ``resume`` / ``halts``: the kill switch, as signed events."""
+"""``claw-ledger halt`` / ``resume`` / ``halts``: the kill switch, as signed events (ADR 0016)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
@@ -18,8 +17,6 @@ from claw_ledger.cli.common import (
 
 __all__ = ["command", "halts", "resume"]
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
 _TARGET_HELP = "'*' (every agent), 'sub:<subject>' or 'job:<job id>'"
 
 
@@ -31,74 +28,203 @@ def _check_target(target: str) -> str:
     raise click.BadParameter(f"{target!r}: use {_TARGET_HELP}", param_hint="TARGET")
 
 
-def _target_command(name: str, event_type: str) -> Callable[[_F], click.Command]:
-    """The ``name`` command: TARGET, a reason and an operator key that signs ``event_type``."""
+def _rows(policy_hash: str | None, target: str) -> tuple[Any, Any]:
+    """The registry row of ``policy_hash`` (if any) and the halt row of ``target``."""
+    from claw_ledger.reads import query_sync
+    from storage.projection_queries import get_halt, get_policy
 
-    def decorate(func: _F) -> click.Command:
-        for option in (
-            click.option("--json", "as_json", is_flag=True, help="Print JSON."),
-            key_option(f"Operator key that signs {event_type}."),
-            click.option("--reason", required=True, help="Why (recorded)."),
-            click.argument("target"),
-        ):
-            func = option(func)
-        return click.command(name)(func)
-
-    return decorate
+    policy = query_sync(settings(), get_policy, policy_hash) if policy_hash else None
+    return policy, query_sync(settings(), get_halt, target)
 
 
-@_target_command("halt", "agent.halted")
-def command(target: str, reason: str, key_ref: str, as_json: bool) -> None:
+@click.command("halt")
+@click.argument("target")
+@click.option("--reason", required=True, help="Why (recorded).")
+@click.option(
+    "--tools/--no-tools",
+    default=True,
+    show_default="denied",
+    help="Deny tool execution in scope (--no-tools leaves tools running).",
+)
+@click.option(
+    "--model-egress/--no-model-egress",
+    default=True,
+    show_default="denied",
+    help="Deny model calls in scope (--no-model-egress leaves them running).",
+)
+@click.option(
+    "--policy",
+    "policy_hash",
+    metavar="HASH",
+    help="A halt WPC (mode halt, deny-all) to record as the policy in force for the scope.",
+)
+@key_option("Operator key that signs agent.halted.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def command(
+    target: str,
+    reason: str,
+    tools: bool,
+    model_egress: bool,
+    policy_hash: str | None,
+    key_ref: str,
+    as_json: bool,
+) -> None:
     """Halt TARGET: '*' (every agent), 'sub:<subject>' or 'job:<job id>'.
 
-    While a halt covers a job or its token's subject, run.started,
-    receipt.recorded and token.issued for it are refused (AGENT_HALTED).
-    `claw-ledger resume TARGET` lifts it.
+    The halt revokes every active token in scope (they stay revoked after a
+    resume) and tells the execution layer to deny tool execution and model
+    calls (both by default). While it is active, token.issued, run.started
+    and receipt.recorded in scope are refused (AGENT_HALTED).
+    `claw-ledger resume TARGET --policy HASH` lifts it. Exit 1 when the
+    ledger refuses the halt (only for a --policy that is not an active
+    mode-halt WPC: a halt without --policy is never refused).
 
     \b
     Examples:
       claw-ledger halt 'job:job-42' --reason "unexpected egress" --key operator
-      claw-ledger halt 'sub:agent:alpha' --reason "prompt injection suspected" --key operator
-      claw-ledger halt '*' --reason "incident 2026-17" --key operator
+      claw-ledger halt 'sub:agent:alpha' --reason "injection" --no-model-egress --key operator
+      claw-ledger halt '*' --reason "incident 2026-17" --policy HALT_WPC_HASH --key operator
     """
-    _publish("agent.halted", target, reason, key_ref, as_json)
+    target = _check_target(target)
+    if not tools and not model_egress:
+        raise click.UsageError(
+            "--no-tools with --no-model-egress denies nothing at the execution layer;"
+            " a halt denies tools, model calls or both"
+        )
+    body: dict[str, Any] = {
+        "target": target,
+        "reason": reason,
+        "tools": tools,
+        "model_egress": model_egress,
+    }
+    if policy_hash is not None:
+        from ledger.errors import PolicyError, ReasonCode
+        from ledger.state import LedgerState
+        from ledger.types.policies import usable_policy
+
+        policy, _ = _rows(policy_hash, target)
+        state = LedgerState(policies={policy_hash: policy} if policy else {})
+        if not usable_policy(state, policy_hash)["halt_mode"]:
+            raise PolicyError(
+                ReasonCode.HALT_POLICY_NOT_HALT,
+                f"WPC {policy_hash} is not a halt WPC (mode halt)",
+                hint="halt without --policy (deny-all is the default) or name a mode-halt WPC",
+            )
+        body["policy_hash_b64u"] = policy_hash
+    outcome = sign_and_publish(resolve_key(key_ref), "agent.halted", f"halt:{target}", body)
+    report_publish(outcome, as_json, f"halted {target}")
 
 
-@_target_command("resume", "agent.resumed")
-def resume(target: str, reason: str, key_ref: str, as_json: bool) -> None:
-    """Lift the halt on TARGET (exactly that target: resuming '*' leaves others).
+@click.command("resume")
+@click.argument("target")
+@click.option(
+    "--policy",
+    "policy_hash",
+    metavar="HASH",
+    help="Required: the active, non-halt WPC the scope is re-authorised under.",
+)
+@click.option("--reason", required=True, help="Why (recorded).")
+@key_option("Operator key that signs agent.resumed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def resume(target: str, policy_hash: str | None, reason: str, key_ref: str, as_json: bool) -> None:
+    """Lift the halt on TARGET by re-authorising it under a new WPC.
+
+    Exactly that target is lifted (resuming '*' leaves 'sub:' and 'job:'
+    halts). --policy names an active WPC that is not a halt WPC: a lift
+    without one is refused (RESUME_POLICY_REQUIRED, exit 1), since a bare
+    "unhalt" cannot be told apart from an attacker's. Tokens the halt
+    revoked stay revoked; tokens issued afterwards for the scope must be
+    pinned to that WPC (RESUME_POLICY_PIN_MISMATCH otherwise).
 
     \b
     Example:
-      claw-ledger resume 'job:job-42' --reason "egress explained" --key operator
+      claw-ledger resume 'job:job-42' --policy NEW_WPC_HASH --reason "egress explained" \\
+          --key operator
     """
-    _publish("agent.resumed", target, reason, key_ref, as_json)
+    from ledger.errors import EventError, ReasonCode
+    from ledger.state import LedgerState
+    from ledger.types.halts import missing_resume_policy, resume_policy
 
-
-def _publish(event_type: str, target: str, reason: str, key_ref: str, as_json: bool) -> None:
     target = _check_target(target)
+    if policy_hash is None:
+        missing_resume_policy()
+    policy, halt = _rows(policy_hash, target)
+    if halt is None or not halt["active"]:
+        raise EventError(
+            ReasonCode.HALT_NOT_ACTIVE,
+            f"{target} is not halted",
+            hint="`claw-ledger halts` lists the active halts",
+        )
+    resume_policy(LedgerState(policies={policy_hash: policy} if policy else {}), policy_hash)
     outcome = sign_and_publish(
         resolve_key(key_ref),
-        event_type,
+        "agent.resumed",
         f"halt:{target}",
-        {"target": target, "reason": reason},
+        {"target": target, "reason": reason, "policy_hash_b64u": policy_hash},
     )
-    verb = "halted" if event_type == "agent.halted" else "resumed"
-    report_publish(outcome, as_json, f"{verb} {target}")
+    report_publish(outcome, as_json, f"resumed {target} under WPC {policy_hash}")
+
+
+def _status(row: dict[str, Any]) -> dict[str, Any]:
+    revoked = list(row.get("revoked_jtis") or [])
+    return {
+        "target": row["target"],
+        "active": row["active"],
+        "since": row["halted_at"],
+        "halted_by": row["halted_by"],
+        "halted_by_name": row.get("halted_by_name"),
+        "reason": row["reason"],
+        "deny_tools": row.get("deny_tools", True),
+        "deny_model_egress": row.get("deny_model_egress", True),
+        "policy_hash_b64u": row.get("policy_hash_b64u"),
+        "tokens_revoked": len(revoked),
+        "revoked_jtis": revoked,
+        "calls_denied_since": int(row.get("calls_denied_since") or 0),
+        "halted_event_id": row["halted_event_id"],
+        "halted_position": row.get("halted_position"),
+        "resumed_at": row.get("resumed_at"),
+        "resumed_by": row.get("resumed_by"),
+        "resumed_reason": row.get("resumed_reason"),
+        "resume_policy_hash_b64u": row.get("resume_policy_hash_b64u"),
+    }
 
 
 @click.command("halts")
+@click.option("--all", "include_lifted", is_flag=True, help="Include lifted halts.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def halts(as_json: bool) -> None:
-    """List the active halts."""
-    from claw_ledger.reads import query_sync
-    from storage.projection_queries import active_halts
+def halts(include_lifted: bool, as_json: bool) -> None:
+    """The kill switch's status: every active halt (--all: lifted ones too).
 
-    rows = query_sync(settings(), active_halts)
+    For each: scope, since, by whom, why, what the execution layer denies,
+    the policy in force (a halt WPC, or deny-all), the tokens the halt
+    revoked and the call.denied decisions recorded in scope since.
+    """
+    from claw_ledger.reads import query_sync
+    from storage.projection_queries import halt_status
+
+    rows = [_status(r) for r in query_sync(settings(), halt_status, include_lifted=include_lifted)]
     if as_json:
         emit_json(rows)
         return
     if not rows:
-        click.echo("no active halts")
+        click.echo("no active halts" if not include_lifted else "no halts")
     for row in rows:
-        click.echo(f"{row['target']:<30} since {row['halted_at']}  {row['reason']}")
+        denies = [
+            n
+            for n, on in (("tools", row["deny_tools"]), ("model egress", row["deny_model_egress"]))
+            if on
+        ]
+        who = row["halted_by_name"] or row["halted_by"]
+        click.echo(f"{row['target']}  {'HALTED' if row['active'] else 'lifted'}")
+        click.echo(f"  since          {row['since']}  by {who}")
+        click.echo(f"  why            {row['reason']}")
+        click.echo(f"  denies         {', '.join(denies) or 'nothing'}")
+        click.echo(f"  policy         {row['policy_hash_b64u'] or 'deny-all (no halt WPC named)'}")
+        click.echo(f"  tokens revoked {row['tokens_revoked']}")
+        click.echo(f"  calls denied   {row['calls_denied_since']} since the halt")
+        if not row["active"]:
+            click.echo(
+                f"  lifted         {row['resumed_at']} under WPC"
+                f" {row['resume_policy_hash_b64u'] or '(none: lifted before re-authorisation)'}"
+                f"  ({row['resumed_reason']})"
+            )

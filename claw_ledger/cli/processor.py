@@ -39,11 +39,44 @@ def command() -> None:
     show_default=True,
     help="kafka: lean aiokafka consumer; faust: the faust-streaming app (same guarantees).",
 )
-def run(group: str, batch_size: int, status: bool, engine: str) -> None:
+@click.option(
+    "--control-cache-size",
+    default=50_000,
+    show_default=True,
+    type=click.IntRange(0, None),
+    envvar="CLAW_LEDGER_CONTROL_CACHE_SIZE",
+    help="Rows of tokens and of jobs kept in memory between batches (others are read "
+    "by key when a batch needs them); 0 holds both tables whole, as before 0.2.0. "
+    "Env: CLAW_LEDGER_CONTROL_CACHE_SIZE.",
+)
+@click.option(
+    "--control-check",
+    type=click.Choice(["background", "start"]),
+    default="background",
+    show_default=True,
+    envvar="CLAW_LEDGER_CONTROL_CHECK",
+    help="When the tokens and jobs tables are checked against their digests: start = before "
+    "consuming; background = while batches that read neither table commit (a batch that "
+    "does waits for the check). Either way a tampered table stops the processor (exit 2). "
+    "Env: CLAW_LEDGER_CONTROL_CHECK.",
+)
+def run(
+    group: str,
+    batch_size: int,
+    status: bool,
+    engine: str,
+    control_cache_size: int,
+    control_check: str,
+) -> None:
     """Verify ingress events and commit them to the ledger until interrupted."""
     from consumers.runner import run_processor
 
-    config = processor_config(group, batch_size)
+    config = processor_config(
+        group,
+        batch_size,
+        control_cache_size=control_cache_size or None,
+        control_check="start" if control_check == "start" else "background",
+    )
     run_processor(
         config,
         engine="faust" if engine == "faust" else "kafka",

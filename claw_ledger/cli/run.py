@@ -36,7 +36,9 @@ def command() -> None:
       claw-ledger run complete --job job-42 --output report.pdf=out/report.pdf --key runtime
       claw-ledger run show job-42
       claw-ledger run bundle job-42 --key runtime -o job-42.bundle.json
-      claw-ledger run verify-bundle job-42.bundle.json
+      claw-ledger verify job-42.bundle.json
+
+    Sealed bundles, signed by the ledger: `claw-ledger bundle seal|export|show`.
     """
 
 
@@ -236,12 +238,14 @@ def bundle(job_id: str, key_ref: str, out: str | None, with_urm_ref: bool) -> No
 @command.command("verify-bundle")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--agent", metavar="DID", help="Expected agent_did.")
+@click.option("--ledger-key", metavar="DID", help="The ledger's did:key (sealed bundles).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def verify_bundle(file: str, agent: str | None, as_json: bool) -> None:
-    """Verify a clawsig proof bundle (docs/formats.md §6); exit 1 with its reason code on failure.
+def verify_bundle(file: str, agent: str | None, ledger_key: str | None, as_json: bool) -> None:
+    """Alias of `claw-ledger verify FILE` for proof bundles, kept for scripts.
 
-    The same verification as `claw-ledger verify FILE`, which also shows each
-    step and verifies envelopes and checkpoints.
+    The same verification (docs/formats.md §6, and §6.1 for a sealed bundle);
+    exit 1 with its reason code on failure. `claw-ledger verify` also shows
+    each step.
     """
     from ledger.canonical import parse_json_strict
     from ledger.errors import BundleError
@@ -256,7 +260,9 @@ def verify_bundle(file: str, agent: str | None, as_json: bool) -> None:
         document = parse_json_strict(raw)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise BundleError(ReasonCode.MALFORMED_JSON, f"not JSON: {exc}") from exc
-    result = verify_document(raw, document, InputKind.PROOF_BUNDLE, agent=agent)
+    result = verify_document(
+        raw, document, InputKind.PROOF_BUNDLE, agent=agent, ledger_key=ledger_key
+    )
     failed = result.failure
     if failed is not None:
         if as_json:

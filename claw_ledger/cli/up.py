@@ -82,19 +82,27 @@ def command(detach: bool, group: str, brokers: int | None) -> None:
 @click.command("down")
 @click.option("--json", "as_json", is_flag=True)
 def down(as_json: bool) -> None:
-    """Stop the detached processor and the local Kafka and Postgres (data is kept)."""
+    """Stop the detached checkpointer and processor and the local Kafka and Postgres
+    (data is kept)."""
+    from claw_ledger.checkpointer_control import stop_checkpointer
     from claw_ledger.processor_control import stop_processor
     from claw_ledger.services.manager import services_down
 
     resolved = settings()
+    checkpointer = stop_checkpointer(resolved)
     processor = stop_processor(resolved)
     stopped = services_down(resolved)
     if as_json:
-        emit_json({"processor_stopped": processor, "services_stopped": stopped})
-    else:
-        click.echo(
-            f"stopped: {', '.join((['processor'] if processor else []) + stopped) or 'nothing'}"
+        emit_json(
+            {
+                "checkpointer_stopped": checkpointer,
+                "processor_stopped": processor,
+                "services_stopped": stopped,
+            }
         )
+    else:
+        names = (["checkpointer"] if checkpointer else []) + (["processor"] if processor else [])
+        click.echo(f"stopped: {', '.join(names + stopped) or 'nothing'}")
 
 
 @click.command("demo")

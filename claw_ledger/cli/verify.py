@@ -57,6 +57,15 @@ _ADVICE: dict[str, str] = {
     "CONSISTENCY_PROOF_INVALID": "the newer checkpoint does not extend the older one: keep"
     " both checkpoints and report them to the ledger's operator (a fork or a rewrite)",
     "LEAF_MALFORMED": "the leaf is not an event leaf (docs/transparency.md §1)",
+    "BUNDLE_RECEIPT_MISSING": "a model call the run was authorized to make has no gateway"
+    " receipt: it did not go through the gateway, or its receipt was never recorded",
+    "BUNDLE_NOT_BOUND": "the bundle says something its logged events do not (a chain entry,"
+    " receipt, decision or halt that is not the ledger's): do not rely on it",
+    "BUNDLE_URM_MISMATCH": "the bundle's URM is not the one approved for the run",
+    "BUNDLE_WPC_MISMATCH": "the bundle's WPC is not the run's signed policy",
+    "BUNDLE_SCOPE_MISMATCH": "the token's scope hash is not the one the URM approved",
+    "BUNDLE_SIGNER_NOT_ALLOWED": "the bundle is signed by neither the ledger key you pinned nor"
+    " the run's agent: it was re-signed by someone else; do not rely on it",
     "INTERNAL_ERROR": "a bug in the verifier: report it with the file",
 }
 
@@ -76,6 +85,15 @@ def exit_code(result: VerificationResult) -> int:
 
 
 def _valid_line(kind: InputKind, facts: Mapping[str, Any]) -> str:
+    if kind is InputKind.PROOF_BUNDLE and facts.get("sealed"):
+        counts = facts["counts"]
+        return (
+            f"sealed proof bundle of run {facts['job_id']} ({facts['run_status']}):"
+            f" {counts['events']} ledger events in the checkpoint of size"
+            f" {facts['checkpoint_size']}, {counts['receipts']} receipts,"
+            f" {counts['decisions_allowed']} calls allowed and {counts['decisions_denied']}"
+            f" denied, policy {facts['policy_hash_b64u']}, signed by {facts['agent_did']}"
+        )
     if kind is InputKind.PROOF_BUNDLE:
         return (
             f"proof bundle {facts['bundle_id']} of run {facts['run_id']}:"
@@ -144,7 +162,8 @@ def _check_ledger_key(_ctx: click.Context, _param: click.Parameter, value: str |
     "--ledger-key",
     metavar="DID",
     callback=_check_ledger_key,
-    help="The ledger's did:key (or note verifier key) that must sign a checkpoint.",
+    help="The ledger's did:key (or note verifier key) that must sign a checkpoint"
+    " (also a sealed bundle's).",
 )
 @click.option("--origin", metavar="ORIGIN", help="The log a checkpoint must be of.")
 @click.option("--agent", metavar="DID", help="The agent_did a proof bundle must have.")
@@ -152,13 +171,17 @@ def _check_ledger_key(_ctx: click.Context, _param: click.Parameter, value: str |
 def command(
     file: str, ledger_key: str | None, origin: str | None, agent: str | None, as_json: bool
 ) -> None:
-    """Verify FILE offline: a proof bundle, a signed envelope or a signed checkpoint.
+    """Verify FILE offline: a proof bundle (sealed or not), a signed envelope or a checkpoint.
 
     The kind is detected from the content. FILE may be a clawsig proof bundle,
     a ledger_event, wpc or gateway_receipt envelope, a C2SP signed checkpoint,
     or a proof file holding a checkpoint with inclusion and consistency proofs
     (docs/transparency.md §8). A checkpoint must be signed by the key given
-    with --ledger-key; without it the verification fails. '-' reads stdin.
+    with --ledger-key; without it the verification fails. A sealed bundle
+    (`claw-ledger bundle export`) is also checked against the ledger's log: its
+    events against the checkpoint signed by --ledger-key, its URM, WPC, token
+    scope, decisions and receipts against those events (docs/formats.md §6.1).
+    '-' reads stdin.
 
     Exit 0 when valid, 1 when a step fails (the first failing step's reason
     code is the verdict), 2 when FILE cannot be read or is neither JSON nor a

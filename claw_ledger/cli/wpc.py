@@ -9,6 +9,7 @@ import click
 from claw_ledger.cli.common import (
     emit_json,
     key_option,
+    load_wpc_reference,
     precheck_policy,
     read_input,
     report_publish,
@@ -23,7 +24,7 @@ __all__ = ["command", "verify_registry_row"]
 
 @click.group("wpc")
 def command() -> None:
-    """Work Policy Contracts: hash, publish, fetch, supersede and revoke.
+    """Work Policy Contracts: hash, publish, fetch, diff, shadow, supersede and revoke.
 
     A WPC is identified by its policy hash: b64u(SHA-256(JCS(document))).
     Every change is a signed event (policy.published / .superseded /
@@ -37,6 +38,8 @@ def command() -> None:
       claw-ledger wpc get OMfo1i4Qvrnbfht-L-4Zl2ElG1U5xenjvTXgXgShVJ4 --verify
       claw-ledger wpc supersede OLD_HASH NEW_HASH --key policy-admin
       claw-ledger wpc revoke HASH --reason "allows exec on prod" --key policy-admin
+      claw-ledger wpc diff policy-v1.json5 policy-v2.json5
+      claw-ledger wpc shadow NEW_HASH --scope '*' --key policy-admin
     """
 
 
@@ -250,3 +253,139 @@ def revoke(policy_hash: str, reason: str, key_ref: str, as_json: bool) -> None:
         {"policy_hash_b64u": policy_hash, "reason": reason},
     )
     report_publish(outcome, as_json, f"revoked WPC {policy_hash}")
+
+
+@command.command("diff")
+@click.argument("old", metavar="OLD")
+@click.argument("new", metavar="NEW")
+@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+def diff(old: str, new: str, as_json: bool) -> None:
+    """What WPC NEW allows differently from WPC OLD.
+
+    OLD and NEW are WPC files (JSON or JSON5) or policy hashes in the
+    registry. Tools and model providers are judged by the authorize
+    decision's own rule for every name either WPC mentions, plus what each
+    does with a name it does not mention; approvals, token binding, CST
+    requirements, runtime and the halt mode are compared setting by setting.
+
+    Exit 0 when they allow exactly the same, 1 when anything differs, 2 on
+    a usage error or an unreadable WPC.
+
+    \b
+    Examples:
+      claw-ledger wpc diff policy-v1.json5 policy-v2.json5
+      claw-ledger wpc diff OLD_HASH policy-v2.json5 --json
+    """
+    from ledger.errors import RejectedError
+    from ledger.wpc_diff import diff_wpcs
+
+    try:
+        result = diff_wpcs(load_wpc_reference(old), load_wpc_reference(new))
+    except RejectedError as exc:
+        # 1 means "they differ" here, as for diff(1)
+        click.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from None
+    different = bool(result.actions or result.defaults or result.fields)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        click.echo(f"old {result.old_hash}\nnew {result.new_hash}")
+        if not different:
+            click.echo("no difference in what they allow")
+        for change in (*result.actions, *result.defaults):
+            verb = "now DENIED " if change.old else "now allowed"
+            click.echo(
+                f"  {verb}  {change.kind} {change.name}"
+                f"  ({change.old_reason} -> {change.new_reason})"
+            )
+        for item in result.fields:
+            click.echo(f"  changed      {item.section}.{item.name}: {item.old!r} -> {item.new!r}")
+        click.echo(
+            f"{len(result.newly_denied)} newly denied, {len(result.newly_allowed)} newly allowed,"
+            f" {len(result.fields)} settings changed"
+        )
+    if different:
+        raise SystemExit(1)
+
+
+_SCOPE_HELP = "'*' (every job), 'sub:<subject>' or 'job:<job id>'"
+
+
+def _check_scope(scope: str) -> str:
+    if scope == "*" or (
+        scope.startswith(("sub:", "job:"))
+        and len(scope) > 4
+        and not any(c.isspace() for c in scope)
+    ):
+        return scope
+    raise click.BadParameter(f"{scope!r}: use {_SCOPE_HELP}", param_hint="--scope")
+
+
+@command.command("shadow", context_settings=_HASH_ARGS)
+@click.argument("policy_hash", metavar="HASH")
+@click.option("--scope", required=True, help=f"Whose calls: {_SCOPE_HELP}.")
+@click.option("--reason", default="", help="Why (recorded).")
+@key_option("Policy-admin key that signs policy.shadowed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def shadow(policy_hash: str, scope: str, reason: str, key_ref: str, as_json: bool) -> None:
+    """Judge every call in SCOPE under WPC HASH too, beside the WPC in force.
+
+    HASH must be a registered, active WPC. The authorize service keeps
+    answering with each job's own WPC; where HASH would have answered
+    otherwise it records a call.shadowed event. Summarise them with
+    `claw-ledger simulate --shadow`; stop with `claw-ledger wpc unshadow`.
+    Shadowing a scope again replaces its candidate.
+
+    \b
+    Examples:
+      claw-ledger wpc shadow NEW_HASH --scope '*' --key policy-admin
+      claw-ledger wpc shadow NEW_HASH --scope job:job-42 --key policy-admin
+    """
+    scope = _check_scope(scope)
+    precheck_policy(policy_hash)
+    outcome = sign_and_publish(
+        resolve_key(key_ref),
+        "policy.shadowed",
+        f"shadow:{scope}",
+        {"policy_hash_b64u": policy_hash, "scope": scope, "reason": reason},
+    )
+    report_publish(outcome, as_json, f"WPC {policy_hash} in shadow over {scope}")
+
+
+@command.command("unshadow")
+@click.option("--scope", required=True, help=f"The shadowed scope: {_SCOPE_HELP}.")
+@click.option("--reason", default="", help="Why (recorded).")
+@key_option("Policy-admin key that signs policy.shadow_ended.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def unshadow(scope: str, reason: str, key_ref: str, as_json: bool) -> None:
+    """End the shadow policy of exactly SCOPE (SHADOW_NOT_ACTIVE when none is).
+
+    \b
+    Example:
+      claw-ledger wpc unshadow --scope '*' --key policy-admin
+    """
+    scope = _check_scope(scope)
+    outcome = sign_and_publish(
+        resolve_key(key_ref),
+        "policy.shadow_ended",
+        f"shadow:{scope}",
+        {"scope": scope, "reason": reason},
+    )
+    report_publish(outcome, as_json, f"shadow over {scope} ended")
+
+
+@command.command("shadows")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def shadows(as_json: bool) -> None:
+    """List the active shadow policies, by scope."""
+    from claw_ledger.reads import query_sync
+    from storage.projection_queries import active_shadows
+
+    rows = query_sync(settings(), active_shadows)
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        click.echo("no active shadow policies")
+    for row in rows:
+        click.echo(f"{row['scope']:<30} {row['policy_hash_b64u']}  since {row['shadowed_at']}")

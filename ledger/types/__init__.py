@@ -7,7 +7,18 @@ event type means adding its spec there; nothing registers itself on import.
 from __future__ import annotations
 
 from ledger.registry import EventRegistry
-from ledger.types import attestations, halts, keys, policies, runs, tokens
+from ledger.types import (
+    attestations,
+    bundles,
+    checkpoints,
+    decisions,
+    halts,
+    keys,
+    policies,
+    runs,
+    shadows,
+    tokens,
+)
 
 __all__ = ["REGISTRY"]
 
@@ -20,5 +31,9 @@ REGISTRY = EventRegistry(
         *runs.SPECS,
         *halts.SPECS,
         *attestations.SPECS,
+        *checkpoints.SPECS,
+        *decisions.SPECS,
+        *bundles.SPECS,
+        *shadows.SPECS,
     )
 )

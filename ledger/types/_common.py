@@ -25,6 +25,7 @@ from ledger.registry import (
     CheckFn,
     EventBody,
     EventTypeSpec,
+    Lane,
     RuleSettings,
     SignerBootstrap,
     SummaryFn,
@@ -69,6 +70,7 @@ def spec(
     apply: ApplyFn,
     summary: str | SummaryFn,
     signer_bootstrap: SignerBootstrap | None = None,
+    lane: Lane = "ingress",
 ) -> EventTypeSpec:
     """One row of a family's ``SPECS`` table, its fields in the order they are written.
 
@@ -91,6 +93,7 @@ def spec(
         description=doc[0].removesuffix(".") if doc else "",
         summary=fields_summary(*summary.split()) if isinstance(summary, str) else summary,
         signer_bootstrap=signer_bootstrap,
+        lane=lane,
     )
 
 
@@ -238,7 +241,7 @@ def require_not_halted(
         raise EventError(
             ReasonCode.AGENT_HALTED,
             f"{what} refused: halt {halt['target']!r} is active ({halt['reason']})",
-            hint=f"`claw-ledger resume {halt['target']} --reason ...` lifts it",
+            hint=f"`claw-ledger resume {halt['target']} --policy HASH --reason ...` lifts it",
         )
 
 

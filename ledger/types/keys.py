@@ -105,6 +105,6 @@ SPECS: tuple[EventTypeSpec, ...] = (
     spec("key.registered", KeyRegistered, "key:<did>", "admin", "keys",
          _check_registered, _apply_registered, "name roles did", is_trust_root_bootstrap),
     spec("key.revoked", KeyRevoked, "key:<did>", "admin", "keys",
-         _check_revoked, _apply_revoked, "did reason"),
+         _check_revoked, _apply_revoked, "did reason", lane="control"),
 )
 # fmt: on

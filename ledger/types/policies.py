@@ -143,6 +143,7 @@ SPECS: tuple[EventTypeSpec, ...] = (
     spec("policy.superseded", PolicySuperseded, "policy:<old hash>", "policy-admin", "policies",
          _check_superseded, _apply_superseded, "old_policy_hash_b64u new_policy_hash_b64u"),
     spec("policy.revoked", PolicyRevoked, "policy:<hash>", "policy-admin", "policies",
-         _REVOCATION.check, _REVOCATION.apply, "policy_hash_b64u reason"),
+         _REVOCATION.check, _REVOCATION.apply, "policy_hash_b64u reason",
+         lane="control"),
 )
 # fmt: on

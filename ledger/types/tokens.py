@@ -30,6 +30,7 @@ from ledger.types._common import (
     spec,
     usable_policy,
 )
+from ledger.types.halts import require_reauthorised
 from ledger.wpc import check_policy_hash
 
 __all__ = ["SPECS", "TokenIssued", "TokenRevoked"]
@@ -110,6 +111,9 @@ def _check_issued(state: LedgerState, ctx: EventContext, settings: RuleSettings,
     if body.policy_hash_b64u is not None:
         usable_policy(state, body.policy_hash_b64u)
     require_not_halted(state, f"token {body.jti}", job_id=body.mission_id, sub=body.sub)
+    require_reauthorised(
+        state, f"token {body.jti}", job_id=body.mission_id, sub=body.sub, pin=body.policy_hash_b64u
+    )
 
 
 def _apply_issued(
@@ -136,6 +140,7 @@ def _apply_issued(
         "revoked_reason": None,
         "revoked_by": None,
         "revoked_at": None,
+        "revoked_by_halt": None,
     }
     state.tokens[body.jti] = record
     return [row("tokens", "jti", record)]
@@ -152,6 +157,6 @@ SPECS: tuple[EventTypeSpec, ...] = (
     spec("token.issued", TokenIssued, "token:<jti>", "issuer", "tokens",
          _check_issued, _apply_issued, "sub scope mission_id policy_hash_b64u jti"),
     spec("token.revoked", TokenRevoked, "token:<jti>", "issuer operator", "tokens",
-         _REVOCATION.check, _REVOCATION.apply, "jti reason"),
+         _REVOCATION.check, _REVOCATION.apply, "jti reason", lane="control"),
 )
 # fmt: on

@@ -228,12 +228,6 @@ async def test_a_processor_on_the_store_commits_exactly_once(store: LedgerStore)
         await VerifyingProcessor(store, group="g2", topic=TOPIC, trust_root=None).start()
 
 
-def _resume(target: str) -> bytes:
-    body = {"target": target, "reason": "drill over"}
-    event = build_event("agent.resumed", f"halt:{target}", body, OPERATOR)
-    return sign_event(event, OPERATOR).to_bytes()
-
-
 async def _stored_digests(store: LedgerStore) -> tuple[dict[str, int | None], dict[str, int]]:
     """The digests the store kept, and those of the rows it loads back."""
     _, state, stored = await store.load_state_with_digests(ADMIN.did)
@@ -253,8 +247,8 @@ async def test_the_control_digest_follows_every_control_commit(store: LedgerStor
     assert loaded == state_digests(state)  # what the rules hold in memory, too
     halted = stored["halts"]
     positions[0] = first.batches[0].new_position
-    # a replaced row: its old hash is taken out, the new one added
-    second = _plan([_resume("job:7")], first_offset=3, positions=positions, state=state)
+    # a replaced row (the halt engaged again): its old hash is taken out, the new one added
+    second = _plan([_halt("job:7")], first_offset=3, positions=positions, state=state)
     await _commit(store, second)
     stored, loaded = await _stored_digests(store)
     assert stored == loaded and stored["halts"] not in (0, halted)
@@ -348,3 +342,41 @@ async def test_rows_of_every_control_table_keep_their_digest(store: LedgerStore)
     stored, loaded = await _stored_digests(store)
     assert stored == loaded == state_digests(ledger.state)
     assert all(stored[t] != 0 for t in CONTROL_DIGEST_TABLES)
+
+
+def _bundle_row(job_id: str) -> ProjectionRow:
+    values = {
+        "bundle_hash_b64u": "A" * 43,
+        "job_id": job_id,
+        "bundle_id": "bundle-1",
+        "trigger": "completed",
+        "run_status": "completed",
+        "checkpoint_size": 5,
+        "event_count": 3,
+        "receipt_count": 1,
+        "sealed_by": ADMIN.did,
+        "sealed_at": "2026-11-30T00:00:00.000Z",
+        "sealed_event_id": "8d0f8b4e-0000-4000-8000-000000000001",
+    }
+    return ProjectionRow("bundles", "bundle_hash_b64u", values)
+
+
+async def test_an_insert_only_projection_keeps_its_first_row(
+    store: LedgerStore, backend: str | None
+) -> None:
+    first = _plan([b"not json"])
+    await store.commit_batch(BatchCommit(GROUP, TOPIC, first.batches, [_bundle_row("job-1")]))
+    positions = await store.load_positions(GROUP, TOPIC)
+    second = _plan([b"{}"], first_offset=1, positions=positions)
+    await store.commit_batch(BatchCommit(GROUP, TOPIC, second.batches, [_bundle_row("job-2")]))
+    if backend is None:
+        assert isinstance(store, MemoryLedgerStore)
+        stored = store._projections["bundles"]["A" * 43][0]
+        assert stored["job_id"] == "job-1"
+        return
+    conn = await asyncpg.connect(backend)
+    try:
+        rows = await conn.fetch("SELECT job_id FROM bundles")
+    finally:
+        await conn.close()
+    assert [r["job_id"] for r in rows] == ["job-1"]

@@ -169,3 +169,30 @@ def to_raw(document: Any) -> bytes:
 def wire(document: Any) -> bytes:
     """Wire bytes of an envelope in JCS order (as producers send it)."""
     return jcs(document)
+
+
+#: a WPC hash that a state seeded with :func:`seeded_policy` holds as active
+RESUME_WPC = "resume-wpc-" + "0" * 32
+
+
+def seeded_policy(policy_hash: str = RESUME_WPC, *, halt_mode: bool = False) -> dict[str, Any]:
+    """A registry record of an active WPC, for states built without a policy.published."""
+    return {
+        "policy_hash_b64u": policy_hash,
+        "status": "active",
+        "halt_mode": halt_mode,
+        "superseded_by": None,
+    }
+
+
+def published_wpc_body(
+    signer: KeyPair, document: Mapping[str, Any] | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The hash of a WPC signed by ``signer`` and the body of its ``policy.published``
+    (stream ``policy:<hash>``); by default an empty non-halt WPC."""
+    from ledger.wpc import policy_hash_b64u, sign_wpc
+
+    doc = dict(document or {"wpc_version": "1", "purpose": "re-authorised after a halt"})
+    digest = policy_hash_b64u(doc)
+    envelope = sign_wpc(doc, signer).to_bytes().decode()
+    return digest, {"policy_hash_b64u": digest, "wpc_envelope_json": envelope}

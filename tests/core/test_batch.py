@@ -20,7 +20,7 @@ from ledger.events import build_event, sign_event
 from ledger.state import LedgerState
 from ledger.verify import Rejected, Verified, verify_message
 
-from ._helpers import key
+from ._helpers import RESUME_WPC, key, seeded_policy
 
 ADMIN = key(1, "admin")
 OPERATOR = key(2, "operator")
@@ -42,7 +42,8 @@ def _halt(target: str, *, event_id: str | None = None, reason: str = "drill") ->
 
 
 def _resume(target: str) -> bytes:
-    return _raw(OPERATOR, "agent.resumed", f"halt:{target}", {"target": target, "reason": "ok"})
+    body = {"target": target, "reason": "ok", "policy_hash_b64u": RESUME_WPC}
+    return _raw(OPERATOR, "agent.resumed", f"halt:{target}", body)
 
 
 def _setup() -> list[bytes]:
@@ -179,7 +180,8 @@ def test_each_partition_has_its_own_sequence_and_position() -> None:
 
 def test_only_the_latest_projection_row_of_a_key_is_written() -> None:
     records = _records(0, [*_setup(), _halt("job:1"), _resume("job:1"), _halt("job:2")])
-    plan = _plan(LedgerState(trust_root=ADMIN.did), {}, records)
+    state = LedgerState(trust_root=ADMIN.did, policies={RESUME_WPC: seeded_policy()})
+    plan = _plan(state, {}, records)
     halts = {r.values["target"]: r.values for r in plan.projections if r.table == "halts"}
     assert set(halts) == {"job:1", "job:2"}
     assert halts["job:1"]["active"] is False and halts["job:2"]["active"] is True

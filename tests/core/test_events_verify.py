@@ -119,6 +119,65 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
             "findings_count": 2,
         },
     ),
+    **{
+        event_type: (
+            "job:j1",
+            {
+                "decision_id": "0b5d4c7e-6a39-4c55-9a55-7f0d8f1c2b3a",
+                "job_id": "j1",
+                "action": {"kind": "tool", "tool": "read"},
+                "token_jti": "jti-1",
+                "token_scope_hash_b64u": H1,
+                "policy_hash_b64u": H2,
+                "halt_target": None,
+                "halt_state": None,
+                "reason_code": reason,
+                "decided_at": FIXED_TS,
+            },
+        )
+        for event_type, reason in (("call.authorized", "OK"), ("call.denied", "TOOL_NOT_ALLOWED"))
+    },
+    "bundle.sealed": (
+        "job:job-1",
+        {
+            "job_id": "job-1",
+            "bundle_hash_b64u": "A" * 43,
+            "bundle_id": "bundle-1",
+            "trigger": "completed",
+            "run_status": "completed",
+            "checkpoint_size": 5,
+            "event_count": 3,
+            "receipt_count": 1,
+        },
+    ),
+    "pulse.published": ("job:job-1", {"pulse_id": "B" * 43, "record": {"job_id": "job-1"}}),
+    "checkpoint.signed": (
+        "checkpoint:ledger.example/claw",
+        {
+            "origin": "ledger.example/claw",
+            "tree_size": 1,
+            "root_hash_b64": "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+            "note": "ledger.example/claw\n1\n47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=\n",
+        },
+    ),
+    "policy.shadowed": ("shadow:job:j1", {"policy_hash_b64u": H1, "scope": "job:j1"}),
+    "policy.shadow_ended": ("shadow:job:j1", {"scope": "job:j1", "reason": "done"}),
+    "call.shadowed": (
+        "job:j1",
+        {
+            "decision_id": "0b5d4c7e-6a39-4c55-9a55-7f0d8f1c2b3a",
+            "job_id": "j1",
+            "action": {"kind": "tool", "tool": "write"},
+            "policy_hash_b64u": H2,
+            "decision": "allow",
+            "reason_code": "OK",
+            "shadow_scope": "job:j1",
+            "shadow_policy_hash_b64u": H1,
+            "shadow_decision": "deny",
+            "shadow_reason_code": "TOOL_NOT_ALLOWED",
+            "decided_at": FIXED_TS,
+        },
+    ),
 }
 
 
@@ -393,7 +452,7 @@ def test_unknown_envelope_type_even_when_properly_signed() -> None:
 
 
 @pytest.mark.parametrize(
-    "event_type", ["key.deleted", "", "KEY.REGISTERED", 5, None, "bundle.sealed"]
+    "event_type", ["key.deleted", "", "KEY.REGISTERED", 5, None, "bundle.opened"]
 )
 def test_unknown_event_type(event_type: Any) -> None:
     document = payload("agent.halted", OPERATOR, event_type=event_type)

@@ -20,7 +20,19 @@ from ledger.registry import (
 )
 from ledger.roles import Role, roles_allowed_for
 from ledger.tokens import DEFAULT_MAX_TTL_SECONDS, HARD_MAX_TTL_SECONDS
-from ledger.types import REGISTRY, attestations, halts, keys, policies, runs, tokens
+from ledger.types import (
+    REGISTRY,
+    attestations,
+    bundles,
+    checkpoints,
+    decisions,
+    halts,
+    keys,
+    policies,
+    runs,
+    shadows,
+    tokens,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
@@ -151,10 +163,21 @@ def test_python_m_ledger_types_prints_the_table() -> None:
 
 
 def test_registry_is_built_from_the_family_modules_in_a_stable_order() -> None:
-    families = (keys, policies, tokens, runs, halts, attestations)
+    families = (
+        keys,
+        policies,
+        tokens,
+        runs,
+        halts,
+        attestations,
+        checkpoints,
+        decisions,
+        bundles,
+        shadows,
+    )
     assert REGISTRY.specs == tuple(spec for family in families for spec in family.SPECS)
     assert list(REGISTRY) == list(REGISTRY.specs)
-    assert len(REGISTRY) == 15
+    assert len(REGISTRY) == 23
     assert REGISTRY.event_types()[:2] == ("key.registered", "key.revoked")
 
 
@@ -174,7 +197,8 @@ def test_every_spec_is_complete(spec: EventTypeSpec) -> None:
     assert spec.stream_id.startswith("<") and spec.stream_id.endswith(">")
     assert spec.roles and spec.description
     assert spec.body.model_config.get("strict") and spec.body.model_config.get("extra") == "forbid"
-    assert set(spec.writes) <= {"keys", "policies", "tokens", "jobs", "halts", "receipts"}
+    projections = {"keys", "policies", "tokens", "jobs", "halts", "receipts", "decisions"}
+    assert set(spec.writes) <= projections | {"bundles", "pulse_records", "shadows"}
     assert isinstance(spec.summary({}), str)
 
 
@@ -184,10 +208,14 @@ def test_roles_come_from_the_registry() -> None:
         assert REGISTRY.roles_allowed_for(spec.event_type) == spec.roles
         for role in spec.roles:
             assert spec.event_type in REGISTRY.types_allowed_for(role)
-    assert REGISTRY.roles_allowed_for("bundle.sealed") == frozenset()
-    # approvers sign inside run.manifest_approved; the ledger key signs bundles only
+    # approvers sign inside run.manifest_approved; the ledger key signs checkpoints, seals
+    # bundles and publishes Trust Pulse records
     assert REGISTRY.types_allowed_for(Role.APPROVER) == frozenset()
-    assert REGISTRY.types_allowed_for(Role.LEDGER) == frozenset()
+    assert REGISTRY.types_allowed_for(Role.LEDGER) == {
+        "checkpoint.signed",
+        "bundle.sealed",
+        "pulse.published",
+    }
 
 
 def test_only_key_registration_has_a_bootstrap() -> None:

@@ -57,17 +57,21 @@ def _registrations(ledger: Ledger) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def flow() -> tuple[list[bytes], Ledger]:
+    return build_flow()
+
+
+def build_flow() -> tuple[list[bytes], Ledger]:
     """Registrations, then a WPC, a pinned token, a URM, a run, a halt and a resume."""
     ledger = Ledger()
     ledger.started_job("job-1")
     operator = ledger.keys.operator
-    for event_type, reason in (("agent.halted", "drill"), ("agent.resumed", "over")):
+    wpc = ledger.state.jobs["job-1"]["wpc_hash_b64u"]
+    for event_type, body in (
+        ("agent.halted", {"reason": "drill"}),
+        ("agent.resumed", {"reason": "over", "policy_hash_b64u": wpc}),
+    ):
         ledger.ok(
-            operator,
-            event_type,
-            "halt:job:job-1",
-            {"target": "job:job-1", "reason": reason},
-            at=ts(120),
+            operator, event_type, "halt:job:job-1", {"target": "job:job-1", **body}, at=ts(120)
         )
     raws = _registrations(ledger) + [a.verified.envelope.to_bytes() for a in ledger.accepted]
     return raws, ledger
@@ -283,10 +287,18 @@ def test_point_in_time_lists_what_held(flow: tuple[list[bytes], Ledger]) -> None
     assert [h["target"] for h in view["halted"]] == ["job:job-1"]
     assert [j["job_id"] for j in view["running_jobs"]] == ["job-1"]
     assert len(view["active_policies"]) == 1
-    (token,) = view["valid_tokens"]
+    # the halt revoked the job's token
+    assert view["valid_tokens"] == []
+    assert during.state.halts["job:job-1"]["revoked_jtis"] == [
+        ledger.state.jobs["job-1"]["cst_jti"]
+    ]
+    before = Replay(until=datetime.fromisoformat(ts(100)))
+    for raw in raws:
+        before.feed(raw)
+    (token,) = point_in_time(before.state, datetime.fromisoformat(ts(100)))["valid_tokens"]
     assert token["mission_id"] == "job-1"
     # the token was issued for 900 s: an hour later it is no longer valid
-    later = point_in_time(during.state, datetime.fromisoformat(ts(3600)))
+    later = point_in_time(before.state, datetime.fromisoformat(ts(3600)))
     assert later["valid_tokens"] == []
     assert view["trust_root"] == ledger.keys.admin.did
 

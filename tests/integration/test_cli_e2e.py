@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from ledger.roles import Role
@@ -178,12 +180,43 @@ def test_demo_runs_end_to_end(cli_env: dict[str, str]) -> None:
     assert types == [
         "run.manifest_approved",
         "run.started",
+        "call.authorized",  # tool read
+        "call.denied",  # tool exec: the WPC denies it
+        "call.authorized",  # the model call, then its two receipts
         "receipt.recorded",
         "receipt.recorded",
+        "call.denied",  # after the halt: the negative proof
         "run.completed",
     ]
+    denied = [row["body"] for row in timeline["rows"] if row["event_type"] == "call.denied"]
+    assert [d["reason_code"] for d in denied] == ["TOOL_NOT_ALLOWED", "TOKEN_REVOKED"]
+    assert denied[1]["halt_target"] == f"job:{job}"
     refused = json.loads(cli(cli_env, "quarantine", "--reason", "AGENT_HALTED", "--json").stdout)
     assert refused["rows"]
+    # the demo left the checkpointer running, and its proof was verified offline
+    assert any(c["args"][:2] == ["verify", "proof.json"] for c in summary["commands"])
+    assert cli(cli_env, "checkpointer", "status").returncode == 0
+    latest = json.loads(cli(cli_env, "checkpoint", "latest", "--json").stdout)
+    assert latest["tree_size"] >= summary["checkpoint"]["tree_size"] > 0
+    # the other tests of this ledger count its events: no checkpoint may arrive later
+    assert cli(cli_env, "checkpointer", "stop").returncode == 0
+    asyncio.run(_checkpoints_published(cli_env["CLAW_LEDGER_DATABASE_URL"]))
+
+
+async def _checkpoints_published(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for _ in range(600):
+            missing = await conn.fetchval(
+                "SELECT count(*) FROM tlog_checkpoints c WHERE NOT EXISTS"
+                " (SELECT 1 FROM events e WHERE e.event_id = c.event_id)"
+            )
+            if missing == 0:
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{missing} checkpoint(s) not on the ledger")
+    finally:
+        await conn.close()
 
 
 def test_demo_on_an_unmigrated_database_says_to_run_migrate(

@@ -20,11 +20,14 @@ from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor
 from ledger.crypto import KeyPair
 from ledger.events import build_event, sign_event
 from storage import postgres as store
+from tests.core._helpers import published_wpc_body
 
 pytestmark = pytest.mark.integration
 
 ADMIN = KeyPair.generate("admin")
 OPERATOR = KeyPair.generate("operator")
+POLICY_ADMIN = KeyPair.generate("policy-admin")
+RESUME_WPC, _WPC_BODY = published_wpc_body(POLICY_ADMIN)
 
 
 def _raw(key: KeyPair, event_type: str, stream: str, body: Mapping[str, Any]) -> bytes:
@@ -40,7 +43,8 @@ def _halt(key: KeyPair, target: str) -> bytes:
 
 
 def _resume(key: KeyPair, target: str) -> bytes:
-    return _raw(key, "agent.resumed", f"halt:{target}", {"target": target, "reason": "clear"})
+    body = {"target": target, "reason": "clear", "policy_hash_b64u": RESUME_WPC}
+    return _raw(key, "agent.resumed", f"halt:{target}", body)
 
 
 class Feeder:
@@ -118,7 +122,10 @@ async def test_a_commit_that_lands_between_the_version_check_and_the_commit_is_c
 ) -> None:
     a, b = await _processors(pool)
     await a.feed(
-        _register(ADMIN.did, "admin", "admin"), _register(OPERATOR.did, "operator", "operator")
+        _register(ADMIN.did, "admin", "admin"),
+        _register(OPERATOR.did, "operator", "operator"),
+        _register(POLICY_ADMIN.did, "policy-admin", "policy-admin"),
+        _raw(POLICY_ADMIN, "policy.published", f"policy:{RESUME_WPC}", _WPC_BODY),
     )
     real_control_version = store.control_version
     raced = False

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,12 +27,15 @@ from claw_ledger.cli import cli
 from claw_ledger.config import effective_database_url, load_settings
 from claw_ledger.db_roles import migrate_with_roles, role_credentials, role_urls
 from consumers.processor import IngressRecord, VerifyingProcessor
+from ledger.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 from ledger.crypto import KeyPair
 from ledger.errors import MigrationError
 from ledger.events import build_event, sign_event
 from storage import postgres as store
 from storage.migrate import migrate
 from storage.roles import RoleCredentials, RolesNotCreated, ensure_roles, role_names, role_url
+from storage.tlog_store import StoredCheckpoint
+from storage.tlog_writer import append_round, load_log_state, read_new_events, try_lock
 
 pytestmark = pytest.mark.integration
 
@@ -60,13 +64,17 @@ FORBIDDEN = [
     "UPDATE ledger_meta SET value = 'did:key:forged'",
     "DELETE FROM ledger_meta",
     "SELECT claw_ledger_grant_roles(current_user, current_user)",
-    # archiving is the owner's (migration 0013)
+    # archiving is the owner's (migration 0017)
     "ALTER TABLE events DETACH PARTITION events_000000000001",
     "SELECT claw_set_event_partition_rows(1)",
     "INSERT INTO event_keys SELECT * FROM event_keys",
     "INSERT INTO archive_boundaries (before_position, partition_name, events, state_snapshot)"
     " VALUES (1, 'events_000000000001', 0, '{}')",
     "UPDATE event_partitions SET detached_at = now()",
+    "UPDATE tlog_nodes SET hash = hash",
+    "DELETE FROM tlog_leaves",
+    "TRUNCATE tlog_checkpoints",
+    "UPDATE tlog_checkpoints SET note = ''",
 ]
 
 
@@ -150,6 +158,33 @@ async def _process_as_writer(writer_url: str) -> None:
         assert (await ledger.unforwarded_outcomes(GROUP, TOPIC, 0))[1] == []
     finally:
         await ledger.close()
+    await _checkpoint_as_writer(writer_url)
+
+
+async def _checkpoint_as_writer(writer_url: str) -> None:
+    """What the checkpointer does, as the writer: lock, read the new events, append a round."""
+    conn = await asyncpg.connect(writer_url)
+    try:
+        assert await try_lock(conn)
+        state = await load_log_state(conn)
+        pending = await read_new_events(conn, TOPIC, state.included, 100)
+        assert len(pending) == 3
+        edge, nodes = state.edge, []
+        for event in pending:
+            # the hash Postgres computed is the leaf's
+            assert event.leaf_hash == event.leaf.hash()
+            nodes.extend(edge.append(event.leaf_hash))
+        note = sign_checkpoint(
+            Checkpoint("lp.example/log", edge.size, edge.root()),
+            [NoteSigner("lp.example/log", OPERATOR)],
+        ).decode()
+        checkpoint = StoredCheckpoint(
+            3, "lp.example/log", edge.root(), note, OPERATOR.did, str(uuid.uuid4()), "now"
+        )
+        await append_round(conn, 0, pending, nodes, checkpoint)
+        assert (await load_log_state(conn)).edge.root() == edge.root()
+    finally:
+        await conn.close()
 
 
 async def _assert_locked_down(ledger: Ledger) -> None:
@@ -177,7 +212,7 @@ async def _assert_locked_down(ledger: Ledger) -> None:
             "SELECT tgname FROM pg_trigger WHERE tgrelid IN ('events'::regclass,"
             " 'quarantine'::regclass) AND NOT tgisinternal AND tgenabled = 'O'"
         )
-        # events: append-only, no truncate, record keys (0013); quarantine: the first two
+        # events: append-only, no truncate, record keys (0017); quarantine: the first two
         assert len(enabled) == 5
     finally:
         await owner.close()

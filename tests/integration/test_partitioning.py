@@ -1,4 +1,4 @@
-"""The partitioned events table (migration 0013, ADR 0021) on the real servers:
+"""The partitioned events table (migration 0017, ADR 0021) on the real servers:
 partitions cut ahead of ingest, the oldest detached by the owner, and the audit
 and replay verifying every chain from the archive cut on."""
 

@@ -149,7 +149,7 @@ async def test_conflicting_duplicate_id_is_quarantined_and_exact_duplicate_is_a_
     await ledger.publish_raw(sign_event(conflicting, operator).to_bytes(), "halt:job:dup")
     # a marker event on the same stream: once it is committed, both earlier ones were handled
     marker = await ledger.publish(
-        operator, "agent.resumed", "halt:job:dup", {"target": "job:dup", "reason": "marker"}
+        operator, "agent.halted", "halt:job:dup", {"target": "job:dup", "reason": "marker"}
     )
     assert marker["status"] == "committed"
     conn = await ledger.connect()

@@ -39,8 +39,12 @@ async def flow(
         assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
         summary = json.loads(demo.stdout)
         job = summary["job"]
+        # the demo leaves the checkpointer running; this ledger's moments need no more events
+        assert cli(ledger.env, "checkpointer", "stop").returncode == 0
         resumed = cli(
-            ledger.env, "resume", f"job:{job}", "--reason", "drill over", "--key", "operator"
+            ledger.env,
+            *("resume", f"job:{job}", "--policy", summary["policy_hash_b64u"]),
+            *("--reason", "drill over", "--key", "operator"),
         )
         assert resumed.returncode == 0, resumed.stderr
         await asyncio.sleep(1.1)

@@ -60,6 +60,9 @@ class Keys:
     outsider: KeyPair = field(default_factory=lambda: key(9, "outsider"))
     #: runtime that also holds the approver role (for the self-approval test)
     runtime_approver: KeyPair = field(default_factory=lambda: key(10, "runtime-approver"))
+    authorizer: KeyPair = field(default_factory=lambda: key(11, "authorizer"))
+    #: the ledger's own key (seals bundles)
+    ledger: KeyPair = field(default_factory=lambda: key(12, "ledger"))
 
 
 ROLES: dict[str, tuple[Role, ...]] = {
@@ -72,6 +75,8 @@ ROLES: dict[str, tuple[Role, ...]] = {
     "approver": (Role.APPROVER,),
     "approver2": (Role.APPROVER,),
     "runtime_approver": (Role.RUNTIME, Role.APPROVER),
+    "authorizer": (Role.AUTHORIZER,),
+    "ledger": (Role.LEDGER,),
 }
 
 
@@ -103,12 +108,13 @@ class Ledger:
         body: Mapping[str, Any],
         *,
         at: str = NOW_TS,
+        event_id: str | None = None,
     ) -> Accepted | Rejected:
         # signed as any producer could, without the SDK's own validation: the
         # processor's pipeline is the judge
         payload = {
             "event_type": event_type,
-            "event_id": str(uuid.uuid4()),
+            "event_id": event_id or str(uuid.uuid4()),
             "stream": stream,
             "occurred_at": at,
             "producer": signer.did,
@@ -227,3 +233,37 @@ class Ledger:
             at=ts(60),
         )
         return wpc, body
+
+
+def sealed_body(job_id: str, **over: Any) -> dict[str, Any]:
+    """A ``bundle.sealed`` body for ``job_id`` (the bundle itself is not needed by the rule)."""
+    body: dict[str, Any] = {
+        "job_id": job_id,
+        "bundle_hash_b64u": "A" * 43,
+        "bundle_id": "bundle-1",
+        "trigger": "completed",
+        "run_status": "completed",
+        "checkpoint_size": 5,
+        "event_count": 3,
+        "receipt_count": 1,
+    }
+    return body | over
+
+
+def pulse_body(job_id: str, **record_over: Any) -> dict[str, Any]:
+    """A ``pulse.published`` body for ``job_id``, its id the record's hash."""
+    from ledger.pulse import build_pulse_record, pulse_id
+
+    fields: dict[str, Any] = {
+        "job_id": job_id,
+        "bundle_hash_b64u": "A" * 43,
+        "bundle_id": "bundle-1",
+        "policy_hash_b64u": None,
+        "run_status": "completed",
+        "counts": {"events": 3, "receipts": 1},
+        "valid": True,
+        "reason_code": "OK",
+        "checkpoint": {"origin": "o", "size": 5, "root_hash_b64": "A" * 43 + "="},
+    }
+    record = build_pulse_record(**(fields | record_over))
+    return {"pulse_id": pulse_id(record), "record": record}

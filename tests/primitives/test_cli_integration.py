@@ -238,8 +238,10 @@ def test_ledger_refusals_from_the_cli(cli: Cli, tmp_path: Path) -> None:
     job, other = f"job-{uuid.uuid4().hex[:8]}", f"job-{uuid.uuid4().hex[:8]}"
     wpc_file, wpc = _wpc(tmp_path, "refusals")
     cli("wpc", "publish", str(wpc_file), "--key", "policy-admin")
-    token, scope_hash = _issue(cli, job, wpc)
-    foreign, _ = _issue(cli, other, wpc)
+    # a subject of its own: its lift binds every later token of that subject to the WPC
+    sub = f"agent:{uuid.uuid4().hex[:8]}"
+    token, scope_hash = _issue(cli, job, wpc, sub)
+    foreign, _ = _issue(cli, other, wpc, sub)
     urm = _urm(tmp_path / "u.json", job, wpc, scope_hash, [{"name": "r.json", "sha256": None}])
     approval = tmp_path / "a.json"
     cli("urm", "approve", str(urm), "--key", "approver", "-o", str(approval))
@@ -267,21 +269,28 @@ def test_ledger_refusals_from_the_cli(cli: Cli, tmp_path: Path) -> None:
     cli.refused(
         "ROLE_NOT_ALLOWED", "run", "start", "--job", job, "--token", token, "--key", "gateway"
     )
-    # a halt on the job refuses its start; resume lifts it
+    # a halt on the job refuses its start and revokes its token; a lift re-authorises
     cli("halt", f"job:{job}", "--reason", "drill", "--key", "operator")
-    cli.refused("AGENT_HALTED", "run", "start", "--job", job, "--token", token, "--key", "runtime")
-    cli("resume", f"job:{job}", "--reason", "drill over", "--key", "operator")
-    cli("run", "start", "--job", job, "--token", token, "--key", "runtime")
+    start = ["run", "start", "--job", job, "--key", "runtime"]
+    cli.refused("AGENT_HALTED", *start, "--token", token)
+    lift = ["--reason", "drill over", "--key", "operator"]
+    cli.refused("RESUME_POLICY_REQUIRED", "resume", f"job:{job}", *lift)
+    cli("resume", f"job:{job}", "--policy", wpc, *lift)
+    cli.refused("TOKEN_REVOKED", *start, "--token", token)
+    token, _ = _issue(cli, job, wpc, sub)
+    cli(*start, "--token", token)
     request = tmp_path / "req"
     request.write_bytes(b"req")
     receipt = ["receipt", "record", "--job", job, "--request", str(request)]
     receipt += ["--response", str(request), "--provider", "p", "--model", "m"]
     cli.refused("ROLE_NOT_ALLOWED", *receipt, "--key", "runtime")
     cli.refused("RECEIPT_BINDING_MISMATCH", *receipt, "--event-hash", "B" * 43, "--key", "gateway")
-    cli("halt", "sub:agent:alpha", "--reason", "injection suspected", "--key", "operator")
-    cli.refused("AGENT_HALTED", *receipt, "--key", "gateway")
-    cli("resume", "sub:agent:alpha", "--reason", "clear", "--key", "operator")
     cli(*receipt, "--key", "gateway")
+    cli("halt", f"sub:{sub}", "--reason", "injection suspected", "--key", "operator")
+    cli.refused("AGENT_HALTED", *receipt, "--key", "gateway")
+    cli("resume", f"sub:{sub}", "--policy", wpc, "--reason", "clear", "--key", "operator")
+    # the halt revoked the running job's token: its model calls stay refused
+    cli.refused("TOKEN_REVOKED", *receipt, "--key", "gateway")
     cli.refused(
         "OUTPUT_HASH_INVALID",
         "run",
@@ -305,8 +314,7 @@ def test_ledger_refusals_from_the_cli(cli: Cli, tmp_path: Path) -> None:
         "--key",
         "runtime",
     )
-    # revocation by job; the token then inspects as revoked
-    cli("cst", "revoke", "--job", job, "--reason", "rotated", "--key", "issuer")
+    # the halt's revocation: the token inspects as revoked, and --job finds nothing to revoke
     result = cli("cst", "inspect", "-", "--json", stdin=token, ok=False)
     assert result.returncode == 1 and json.loads(result.stdout)["status"] == "revoked"
     cli.refused(

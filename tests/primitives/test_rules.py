@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,13 @@ from ledger.registry import RuleSettings
 from ledger.types import REGISTRY
 from ledger.types.halts import active_halt
 from ledger.types.runs import output_flags
+from ledger.types.shadows import shadow_event_id
 from ledger.urm import sign_approval, urm_hash_b64u
 from ledger.verify import Accepted, Rejected
 from ledger.wpc import policy_hash_b64u, sign_wpc
 from tests.core._helpers import receipt_payload
 
-from ._support import NOW, NOW_TS, WPC_EXAMPLE, Ledger, ts
+from ._support import NOW, NOW_TS, WPC_EXAMPLE, Ledger, pulse_body, sealed_body, ts
 
 OTHER_WPC = dict(WPC_EXAMPLE, issuer="platform-team")
 
@@ -109,9 +111,10 @@ def test_rows_match_the_migration_columns(ledger: Ledger) -> None:
         ledger.keys.gateway, "receipt.recorded", "job:job-1", _receipt_body(ledger), at=ts(90)
     )
     ledger.ok(ledger.keys.operator, "agent.halted", "halt:*", {"target": "*", "reason": "r"})
-    sql = (
-        Path(__file__).resolve().parents[2] / "migrations" / "0002_claw_primitives.sql"
-    ).read_text()
+    migrations = Path(__file__).resolve().parents[2] / "migrations"
+    sql = (migrations / "0002_claw_primitives.sql").read_text()
+    # columns later migrations add to a projection (0004's control_version is not a row value)
+    later = (migrations / "0009_kill_switch.sql").read_text()
     for row in ledger.rows:
         block = re.search(rf"CREATE TABLE {row.table} \((.*?)\n\);", sql, re.S)
         assert block, row.table
@@ -120,6 +123,8 @@ def test_rows_match_the_migration_columns(ledger: Ledger) -> None:
             for line in block.group(1).splitlines()
             if line.strip() and not line.strip().startswith("--")
         }
+        for alter in re.finditer(rf"ALTER TABLE {row.table}\n(.*?);", later, re.S):
+            columns |= set(re.findall(r"ADD COLUMN (\w+)", alter.group(1)))
         assert set(row.values) == columns, row.table
         assert row.key_column in columns
 
@@ -145,8 +150,11 @@ def test_each_type_writes_the_tables_its_spec_names(ledger: Ledger) -> None:
     ledger.ok(admin_p, "policy.revoked", f"policy:{new}", {"policy_hash_b64u": new, "reason": "r"})
     jti = next(iter(ledger.state.tokens))
     ledger.ok(operator, "token.revoked", f"token:{jti}", {"jti": jti, "reason": "r"})
+    ledger.issue(job="job-2")  # active: the halt revokes it
     ledger.ok(operator, "agent.halted", "halt:*", {"target": "*", "reason": "r"})
-    ledger.ok(operator, "agent.resumed", "halt:*", {"target": "*", "reason": "r"})
+    lift = ledger.publish_wpc({**WPC_EXAMPLE, "purpose": "after the halt"})
+    resume = {"target": "*", "reason": "r", "policy_hash_b64u": lift}
+    ledger.ok(operator, "agent.resumed", "halt:*", resume)
     attested = {
         "ok": True,
         "policy_hash": None,
@@ -158,13 +166,51 @@ def test_each_type_writes_the_tables_its_spec_names(ledger: Ledger) -> None:
         "findings_count": 0,
     }
     ledger.ok(operator, "policy.attested", "openclaw-policy:ws", attested)
+    for event_type, code in (("call.authorized", "OK"), ("call.denied", "AGENT_HALTED")):
+        decision_id = str(uuid.uuid4())
+        decision = {
+            "decision_id": decision_id,
+            "job_id": "job-1",
+            "action": {"kind": "model", "provider": "anthropic", "model": "claude"},
+            "token_jti": jti,
+            "token_scope_hash_b64u": None,
+            "policy_hash_b64u": old,
+            "halt_target": None if code == "OK" else "*",
+            "halt_state": None if code == "OK" else "committed",
+            "reason_code": code,
+            "decided_at": NOW_TS,
+        }
+        ledger.ok(ledger.keys.authorizer, event_type, "job:job-1", decision, event_id=decision_id)
+    sealed = sealed_body("job-1")
+    ledger.ok(ledger.keys.ledger, "bundle.sealed", "job:job-1", sealed)
+    ledger.ok(ledger.keys.ledger, "pulse.published", "job:job-1", pulse_body("job-1"))
+    candidate = ledger.publish_wpc({"wpc_version": "1", "tools": {"allow": ["read"]}})
+    shadow = {"policy_hash_b64u": candidate, "scope": "*"}
+    ledger.ok(admin_p, "policy.shadowed", "shadow:*", shadow)
+    ledger.ok(admin_p, "policy.shadow_ended", "shadow:*", {"scope": "*"})
+    shadowed = {
+        "decision_id": decision_id,
+        "job_id": "job-1",
+        "action": {"kind": "tool", "tool": "write"},
+        "policy_hash_b64u": old,
+        "decision": "deny",
+        "reason_code": "AGENT_HALTED",
+        "shadow_scope": "*",
+        "shadow_policy_hash_b64u": candidate,
+        "shadow_decision": "allow",
+        "shadow_reason_code": "OK",
+        "decided_at": NOW_TS,
+    }
+    event_id = shadow_event_id(decision_id, candidate)
+    ledger.ok(ledger.keys.authorizer, "call.shadowed", "job:job-1", shadowed, event_id=event_id)
     written: dict[str, set[str]] = {}
     for outcome in ledger.accepted:
         event_type = outcome.verified.event.event_type
         tables = {row.table for row in outcome.rows}
         assert tables <= set(REGISTRY[event_type].writes), event_type
         written.setdefault(event_type, set()).update(tables)
-    assert set(written) >= set(REGISTRY.event_types()) - {"policy.drift"}
+    # checkpoint.signed writes no projection (tests/core/test_checkpoint_event.py)
+    assert set(written) >= set(REGISTRY.event_types()) - {"policy.drift", "checkpoint.signed"}
     for event_type, tables in written.items():
         assert tables == set(REGISTRY[event_type].writes), event_type
 
@@ -594,9 +640,17 @@ def test_halted_agent(ledger: Ledger, target: str) -> None:
     ledger.ok(op, "agent.halted", f"halt:{target}", {"target": target, "reason": "incident"})
     assert _start_refused(ledger, _start(ledger, "job-1", token["jti"])) == ReasonCode.AGENT_HALTED
     assert _issue_refused(ledger, ledger.token(job="job-1")[1]) == ReasonCode.AGENT_HALTED
-    ledger.ok(op, "agent.resumed", f"halt:{target}", {"target": target, "reason": "clear"})
+    # the halt revoked the job's token; the lift re-authorises under the job's WPC
+    assert ledger.state.tokens[token["jti"]]["status"] == "revoked"
+    wpc = ledger.state.jobs["job-1"]["wpc_hash_b64u"]
+    lift = {"target": target, "reason": "clear", "policy_hash_b64u": wpc}
+    ledger.ok(op, "agent.resumed", f"halt:{target}", lift)
+    assert _start_refused(ledger, _start(ledger, "job-1", token["jti"])) == (
+        ReasonCode.TOKEN_REVOKED
+    )
+    fresh = ledger.issue(job="job-1", policy=wpc)
     ledger.ok(
-        ledger.keys.runtime, "run.started", "job:job-1", _start(ledger, "job-1", token["jti"])
+        ledger.keys.runtime, "run.started", "job:job-1", _start(ledger, "job-1", fresh["jti"])
     )
     ledger.ok(op, "agent.halted", f"halt:{target}", {"target": target, "reason": "again"})
     refused = ledger.refused(
@@ -627,7 +681,9 @@ def test_halt_bookkeeping(ledger: Ledger) -> None:
     )
     # resuming '*' does not lift a specific halt
     ledger.ok(op, "agent.halted", "halt:*", {"target": "*", "reason": "all"})
-    ledger.ok(op, "agent.resumed", "halt:*", {"target": "*", "reason": "all clear"})
+    wpc = ledger.publish_wpc()
+    lift = {"target": "*", "reason": "all clear", "policy_hash_b64u": wpc}
+    ledger.ok(op, "agent.resumed", "halt:*", lift)
     assert active_halt(ledger.state, job_id="job-1") is not None
     assert active_halt(ledger.state, job_id="job-2") is None
 

@@ -12,7 +12,7 @@
 --
 -- Requires PostgreSQL 17 or newer (identity columns on partitioned tables).
 
-ALTER TABLE events RENAME TO events_before_0013;
+ALTER TABLE events RENAME TO events_before_0017;
 
 CREATE TABLE events (
     position          bigint      GENERATED ALWAYS AS IDENTITY,
@@ -190,7 +190,7 @@ REVOKE ALL ON FUNCTION claw_set_event_partition_rows(bigint) FROM PUBLIC;
 DO $$
 DECLARE
     rows_per bigint := (SELECT partition_rows FROM event_partitioning WHERE id = 1);
-    last_pos bigint := (SELECT coalesce(max(position), 0) FROM events_before_0013);
+    last_pos bigint := (SELECT coalesce(max(position), 0) FROM events_before_0017);
     lo       bigint := 1;
     part     text;
 BEGIN
@@ -209,11 +209,11 @@ BEGIN
         SELECT position, event_id, event_type, stream, producer, occurred_at, recorded_at,
                payload_hash_b64u, envelope_sha256, envelope_raw, payload, kafka_topic,
                kafka_partition, kafka_offset, ledger_seq, prev_chain_hash, chain_hash
-          FROM events_before_0013 ORDER BY position;
+          FROM events_before_0017 ORDER BY position;
     INSERT INTO event_keys
         SELECT event_id, payload_hash_b64u, kafka_topic, kafka_partition, kafka_offset,
                ledger_seq, position
-          FROM events_before_0013;
+          FROM events_before_0017;
     -- positions go on where the old identity stopped
     IF last_pos > 0 THEN
         PERFORM setval(pg_get_serial_sequence('events', 'position'), last_pos);
@@ -221,7 +221,7 @@ BEGIN
 END;
 $$;
 
-DROP TABLE events_before_0013;
+DROP TABLE events_before_0017;
 
 ALTER TABLE events ADD PRIMARY KEY (position);
 -- no index on event_id here: event_keys has it (a lookup joins on position)

@@ -1,8 +1,5 @@
-"""The bench's ledger harness: baselines, a fresh ledger with processors on the
-bench servers, publishing pre-signed events and waiting for their commits.
-
-Shared by ``bench/__main__`` and :mod:`bench.capacity`.
-"""
+"""A fresh ledger to measure on the bench servers: its database, topics, keys and
+processes, publishing at full speed or a steady rate, and waiting for commits."""
 
 from __future__ import annotations
 
@@ -13,19 +10,18 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
-from bench.workload import sign_halt_events
 from claw_ledger.config import Settings
 from claw_ledger.services.kafka import ensure_topics
 from claw_ledger.services.postgres import create_database
 from claw_ledger.topics import topic_names
-from ledger.crypto import KeyPair
+from ledger.crypto import KeyPair, save_key
 from ledger.events import build_event, sign_event
-from ledger.verify import verify_message
 from producers.publish import wait_for_verdict
 from producers.sdk import LedgerProducer, RawEvent
 from storage.migrate import migrate
@@ -36,9 +32,7 @@ __all__ = [
     "BenchLedger",
     "commit_times",
     "new_ledger",
-    "pipeline_verify_rate",
     "publish_all",
-    "raw_verify_rate",
     "wait_committed",
     "wait_group_stable",
 ]
@@ -47,39 +41,13 @@ __all__ = [
 PUBLISH_CHUNK = 2_000
 
 
-# --- baselines ---------------------------------------------------------------
-
-
-def raw_verify_rate(n: int = 20_000) -> float:
-    """Single-core PyNaCl Ed25519 verify of a 43-byte message (what an envelope signs)."""
-    key = KeyPair.generate()
-    message = b"x" * 43
-    signature = key.sign(message)
-    verify_key = key.signing_key.verify_key
-    start = time.perf_counter()
-    for _ in range(n):
-        verify_key.verify(message, signature)
-    return n / (time.perf_counter() - start)
-
-
-def pipeline_verify_rate(n: int = 10_000) -> float:
-    """Single-core rate of the processor's pure stateless steps (parse, schema, hash, sig)."""
-    key = KeyPair.generate()
-    raws = [raw for _, _, raw in sign_halt_events(key, n, workers=1)]
-    start = time.perf_counter()
-    for raw in raws:
-        verify_message(raw)
-    return n / (time.perf_counter() - start)
-
-
-# --- a ledger to measure -----------------------------------------------------
-
-
 @dataclass
 class BenchLedger:
     settings: Settings
     operator: KeyPair
     processors: list[subprocess.Popen[bytes]]
+    #: the ledger's key file (role ledger), for a checkpointer
+    ledger_key: Path | None = None
     #: a consumer group of its own: group ids are broker-wide, and members of an
     #: earlier ledger's group would hold up this one's rebalance
     group: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
@@ -117,6 +85,21 @@ class BenchLedger:
                 )
             )
 
+    def start_checkpointer(self) -> None:
+        """``checkpointer run --every-seconds 1``, stopped with the processors."""
+        log = (self.settings.state_dir / "checkpointer.log").open("ab")
+        self.processors.append(
+            subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "claw_ledger", "checkpointer", "run"),
+                    *("--key", str(self.ledger_key), "--every-seconds", "1"),
+                ],
+                env=self.env(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        )
+
     def stop_processors(self) -> None:
         for proc in self.processors:
             proc.terminate()
@@ -139,15 +122,20 @@ async def new_ledger(base: Settings, processors: int, partitions: int) -> BenchL
     topics = topic_names(settings.topic_prefix)
     await ensure_topics(base.kafka_bootstrap, topics.all, partitions)
     admin, operator = KeyPair.generate("admin"), KeyPair.generate("operator")
+    ledger_key = KeyPair.generate("ledger")
     conn = await asyncpg.connect(url)
     try:
         await set_trust_root(conn, admin.did)
     finally:
         await conn.close()
-    ledger = BenchLedger(settings, operator, [])
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    key_file = settings.state_dir / f"{name}-ledger.key"
+    save_key(ledger_key, key_file)
+    ledger = BenchLedger(settings, operator, [], key_file)
     ledger.start_processors(processors)
     async with LedgerProducer(base.kafka_bootstrap, topics.ingress) as producer:
-        for key, roles in ((admin, ["admin"]), (operator, ["operator"])):
+        registered = ((admin, ["admin"]), (operator, ["operator"]), (ledger_key, ["ledger"]))
+        for key, roles in registered:
             event = build_event(
                 "key.registered",
                 f"key:{key.did}",

@@ -1,9 +1,10 @@
-"""Migration 0013 converts a ledger that holds events into the partitioned table.
+"""Migration 0017 converts a ledger that holds events into the partitioned table.
 
 The rows come from a real processor run; they are copied into a database
-migrated only up to 0012 (the pre-0013 layout of ``events``), since this code's
-processor refuses an older schema. Then ``migrate`` runs on, and the ledger
-must be the same ledger: same rows at the same positions, chains verified by
+migrated up to the migration before it (the pre-0017 layout of ``events``, as
+a ledger of the previous release holds it), since this code's processor
+refuses an older schema. Then ``migrate`` runs on, and the ledger must be the
+same ledger: same rows at the same positions, chains verified by
 ``claw-ledger audit``, and a processor that continues it.
 """
 
@@ -42,17 +43,17 @@ _EVENT_COLUMNS = (
 )
 
 
-async def _database_before_0013(ledger_servers: Any, tmp_path: Path) -> str:
-    directory = tmp_path / "migrations-before-0013"
+async def _database_before_0017(ledger_servers: Any, tmp_path: Path) -> str:
+    directory = tmp_path / "migrations-before-0017"
     directory.mkdir()
     for path in MIGRATIONS_DIR.iterdir():
-        if path.name.endswith(".sql") and int(path.name[:4]) < 13:
+        if path.name.endswith(".sql") and int(path.name[:4]) < 17:
             (directory / path.name).write_text(path.read_text(encoding="utf-8"), encoding="utf-8")
-    name = f"claw_pre13_{uuid.uuid4().hex[:8]}"
+    name = f"claw_pre17_{uuid.uuid4().hex[:8]}"
     await create_database(ledger_servers.server_url, name)
     url: str = ledger_servers.database_url(name)
     report = await migrate(url, directory=directory)
-    assert report.version is not None and report.version < 13
+    assert report.version is not None and report.version < 17
     shutil.rmtree(directory)
     return url
 
@@ -118,20 +119,20 @@ async def test_migration_keeps_the_ledger_and_the_processor_continues_it(
     operator = await ledger.register_key(Role.OPERATOR)
     try:
         async with ledger.producer() as producer:
-            event_ids = await send_halts(producer, operator, range(30), "before-0013", 5)
+            event_ids = await send_halts(producer, operator, range(30), "before-0017", 5)
         for event_id in event_ids:
             assert (await ledger.verdict(event_id))["status"] == "committed"
     finally:
         ledger.processor.stop()
     assert ledger.settings.database_url
-    old_url = await _database_before_0013(ledger_servers, tmp_path)
+    old_url = await _database_before_0017(ledger_servers, tmp_path)
     await _copy_ledger(ledger.settings.database_url, old_url)
     before = await _events(old_url)
     assert len(before) == 32
 
     report = await migrate(old_url)
-    assert [m.version for m in report.applied] == [13]
-    assert await schema_version(old_url) == 13
+    assert [m.version for m in report.applied] == [17]
+    assert await schema_version(old_url) == 17
     assert await _events(old_url) == before, "every row kept, at its position"
 
     settings = replace(ledger.settings, database_url=old_url)
@@ -158,13 +159,13 @@ async def test_migration_keeps_the_ledger_and_the_processor_continues_it(
 
     # the same consumer group continues the chains on the converted table
     processor = ProcessorProcess(
-        settings, tmp_path / "after-0013.log", ledger.processor.group, batch_size=7
+        settings, tmp_path / "after-0017.log", ledger.processor.group, batch_size=7
     )
     processor.start()
     after = LedgerHarness(settings, ledger.admin, {}, processor, env)
     try:
         async with after.producer() as producer:
-            more = await send_halts(producer, operator, range(30, 50), "after-0013", 5)
+            more = await send_halts(producer, operator, range(30, 50), "after-0017", 5)
         for event_id in more:
             assert (await after.verdict(event_id))["status"] == "committed"
     finally:

@@ -1,0 +1,74 @@
+"""Request body limit, as ASGI middleware: 413 ``API_BODY_TOO_LARGE``.
+
+A declared ``Content-Length`` over the limit is refused before any byte of the
+body is read; a chunked body is counted as it arrives and refused once it
+passes the limit, so a client cannot make the service buffer more than that.
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from claw_ledger.api.errors import error_response
+from ledger.errors import ReasonCode
+
+__all__ = ["DEFAULT_MAX_BODY", "BodyLimit"]
+
+DEFAULT_MAX_BODY = 64 * 1024
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, max_body: int = DEFAULT_MAX_BODY) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0 or declared > self.max_body:
+                    await self._refuse(scope, receive, send)
+                    return
+        seen = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge:
+            if started:
+                raise
+            await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            413,
+            ReasonCode.API_BODY_TOO_LARGE,
+            f"the request body is over {self.max_body} bytes",
+            headers={"Connection": "close"},
+        )
+        await response(scope, receive, send)

@@ -1,0 +1,107 @@
+"""``GET /metrics``: the ledger's figures in the Prometheus text format.
+
+The database and Kafka figures are read at scrape time
+(:func:`claw_ledger.ledger_health.take_snapshot`) and rendered by a custom
+collector; what the service itself measures (authorize decisions and their
+latency) are ordinary prometheus-client metrics of the same registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from claw_ledger.ledger_health import Snapshot
+
+__all__ = ["ApiMetrics"]
+
+#: authorize latency buckets, seconds: the decision is on the agent's hot path
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class _LedgerCollector(Collector):
+    def __init__(self, metrics: ApiMetrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.metrics.snapshot
+        up = GaugeMetricFamily("claw_ledger_up", "1 when the server answers", labels=["server"])
+        up.add_metric(["postgres"], 1.0 if snap.postgres_up else 0.0)
+        up.add_metric(["kafka"], 1.0 if snap.kafka_up else 0.0)
+        yield up
+        if not snap.postgres_up:
+            return  # absent, never stale or guessed
+        events = CounterMetricFamily(
+            "claw_ledger_events_committed",
+            "Events committed to the ledger, by event type",
+            labels=["event_type"],
+        )
+        for event_type, count in sorted(snap.events.items()):
+            events.add_metric([event_type], count)
+        yield events
+        quarantined = CounterMetricFamily(
+            "claw_ledger_events_quarantined",
+            "Messages the processors refused, by reason code",
+            labels=["reason_code"],
+        )
+        for code, count in sorted(snap.quarantined.items()):
+            quarantined.add_metric([code], count)
+        yield quarantined
+        if snap.lag is not None:
+            lag = GaugeMetricFamily(
+                "claw_ledger_consumer_lag",
+                "Ingress messages not yet committed by the processors, per partition",
+                labels=["topic", "partition"],
+            )
+            for partition, n in sorted(snap.lag.items()):
+                lag.add_metric([snap.topic, str(partition)], n)
+            yield lag
+        last = GaugeMetricFamily(
+            "claw_ledger_last_commit_timestamp_seconds",
+            "Unix time of the processors' last commit, per partition",
+            labels=["topic", "partition"],
+        )
+        for partition, moment in sorted(snap.last_commit.items()):
+            last.add_metric([snap.topic, str(partition)], moment)
+        yield last
+        if snap.active_halts is not None:
+            yield GaugeMetricFamily(
+                "claw_ledger_active_halts", "Halts in force", value=snap.active_halts
+            )
+        if snap.halt_propagation is not None:
+            yield GaugeMetricFamily(
+                "claw_ledger_halt_propagation_seconds",
+                "The newest agent.halted: seconds from its occurred_at to its commit",
+                value=snap.halt_propagation,
+            )
+        if snap.checkpoint_age is not None:
+            yield GaugeMetricFamily(
+                "claw_ledger_checkpoint_age_seconds",
+                "Seconds since the newest signed checkpoint",
+                value=snap.checkpoint_age,
+            )
+
+
+class ApiMetrics:
+    """The service's registry: the ledger collector and the authorize figures."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.snapshot = Snapshot()
+        self.registry.register(_LedgerCollector(self))
+        self.authorize_decisions = Counter(
+            "claw_ledger_authorize_decisions",
+            "Authorization decisions, by outcome (allow or deny) and reason code",
+            ["outcome", "reason_code"],
+            registry=self.registry,
+        )
+        self.authorize_latency = Histogram(
+            "claw_ledger_authorize_latency_seconds",
+            "Time to decide one authorization request",
+            ["outcome"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )

@@ -1,0 +1,219 @@
+"""``/v1/timeline``, ``/v1/events/{id}``, ``/v1/quarantine``, ``/v1/checkpoints/latest``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from pydantic import AwareDatetime
+
+from claw_ledger.api.auth import secured
+from claw_ledger.api.deps import connection, feature_record, not_found
+from claw_ledger.api.errors import ApiError
+from claw_ledger.api.models import EventDocument, QuarantinePage, TimelinePage
+from ledger.chain import chain_hash
+from ledger.encoding import sha256_b64u
+from ledger.errors import ReasonCode
+from ledger.timeline import summarize
+from ledger.verify import Rejected, verify_message
+from storage.api_queries import event_by_id, quarantine_by_event_id
+from storage.ledger_queries import TimelineFilter, fetch_quarantine, fetch_timeline
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["ledger"])
+
+_MAX_TEXT = 512
+#: Postgres text cannot hold U+0000: refuse it as a bad parameter, not a database error
+NO_NUL = r"^[^\x00]*$"
+Cursor = Annotated[
+    int | None,
+    Query(ge=0, le=2**63 - 1, description="`next_cursor` of the previous page"),
+]
+
+
+def _limit(request: Request, limit: int) -> int:
+    maximum: int = request.app.state.config.max_page
+    if limit > maximum:
+        raise ApiError(400, ReasonCode.API_BAD_PARAMETER, f"limit: at most {maximum} rows per page")
+    return limit
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_MAX_POSITION = 2**63 - 1
+TimelineCursor = Annotated[
+    str | None,
+    Query(
+        max_length=48,
+        pattern=r"^(\d{1,19}|t-?\d{1,19}\.\d{1,19})$",
+        description="`next_cursor` of the previous page (opaque)",
+    ),
+]
+
+
+def _position(text: str) -> int:
+    value = int(text)
+    if value > _MAX_POSITION:
+        raise ApiError(400, ReasonCode.API_BAD_PARAMETER, "cursor: out of range")
+    return value
+
+
+def _parse_cursor(cursor: str | None, by_time: bool) -> tuple[int | None, datetime | None]:
+    """(position, occurred_at) of a cursor; a time-ordered query (``since`` or ``until``)
+    pages by both, so its cursors are ``t<µs since 1970>.<position>``."""
+    if cursor is None:
+        return None, None
+    if by_time != cursor.startswith("t"):
+        raise ApiError(
+            400,
+            ReasonCode.API_BAD_PARAMETER,
+            "cursor: it belongs to a query with other time filters; start again without it",
+        )
+    if not by_time:
+        return _position(cursor), None
+    micros, _, position = cursor[1:].partition(".")
+    try:
+        moment = _EPOCH + int(micros) * _MICROSECOND
+    except OverflowError:
+        raise ApiError(400, ReasonCode.API_BAD_PARAMETER, "cursor: out of range") from None
+    return _position(position), moment
+
+
+def _next_cursor(rows: list[dict[str, Any]], more: bool, by_time: bool) -> str | None:
+    if not more or not rows:
+        return None
+    last = rows[-1]
+    if not by_time:
+        return str(last["position"])
+    return f"t{(last['occurred_at'] - _EPOCH) // _MICROSECOND}.{last['position']}"
+
+
+@router.get("/timeline", response_model=TimelinePage, **secured("read"))
+async def timeline(
+    request: Request,
+    stream: Annotated[
+        str | None, Query(max_length=_MAX_TEXT, pattern=NO_NUL, examples=["job:42"])
+    ] = None,
+    type: Annotated[
+        str | None, Query(max_length=128, pattern=NO_NUL, examples=["token.issued"])
+    ] = None,
+    signer: Annotated[
+        str | None, Query(max_length=_MAX_TEXT, pattern=NO_NUL, description="a DID")
+    ] = None,
+    since: Annotated[AwareDatetime | None, Query(description="inclusive, RFC 3339")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="exclusive, RFC 3339")] = None,
+    cursor: TimelineCursor = None,
+    limit: Annotated[int, Query(ge=1, description="rows per page (service maximum applies)")] = 50,
+) -> dict[str, Any]:
+    """Ledger events, one keyset page at a time, with the CLI's filters.
+
+    Oldest first in ledger order; with `since` or `until`, in `occurred_at` order
+    (ties by position), so a time window is read from its index and never past it.
+    """
+    by_time = since is not None or until is not None
+    after, after_time = _parse_cursor(cursor, by_time)
+    flt = TimelineFilter(
+        stream=stream,
+        event_type=type,
+        signer=signer,
+        since=since,
+        until=until,
+        after=after,
+        limit=_limit(request, limit),
+        by_time=by_time,
+        after_time=after_time,
+    )
+    async with connection(request) as conn:
+        page = await fetch_timeline(conn, flt)
+    for row in page.rows:
+        row["summary"] = summarize(row["event_type"], row["body"])
+    more = page.next_cursor is not None
+    return {"rows": page.rows, "next_cursor": _next_cursor(page.rows, more, by_time)}
+
+
+def _verification(row: dict[str, Any]) -> dict[str, Any]:
+    raw = bytes(row["envelope_raw"])
+    verdict = verify_message(raw, max_bytes=len(raw) + 1)
+    expected_chain = chain_hash(
+        row["prev_chain_hash"],
+        row["kafka_partition"],
+        row["ledger_seq"],
+        row["event_id"],
+        sha256_b64u(raw),
+    )
+    return {
+        "envelope": verdict.code.value if isinstance(verdict, Rejected) else "OK",
+        "envelope_sha256_matches": sha256_b64u(raw) == row["envelope_sha256"],
+        "chain_hash_matches": expected_chain == row["chain_hash"],
+    }
+
+
+@router.get("/events/{event_id}", response_model=EventDocument, **secured("read"))
+async def event(request: Request, event_id: UUID) -> dict[str, Any]:
+    """The exact signed envelope of an event and its verification status, re-checked now.
+
+    A refused event answers `status: quarantined` with its reason code. The inclusion
+    proof is given when the checkpointer is wired in and a checkpoint covers the event.
+    """
+    key = str(event_id)
+    async with connection(request) as conn:
+        row = await event_by_id(conn, key)
+        if row is None:
+            refused = await quarantine_by_event_id(conn, key)
+            if refused is None:
+                raise not_found(f"no event {key} in the ledger or its quarantine")
+            return {
+                "event_id": key,
+                "status": "quarantined",
+                "reason_code": refused["reason_code"],
+                "detail": refused["detail"],
+                "raw": bytes(refused["raw"]).decode("utf-8", "replace"),
+                "received_at": refused["received_at"],
+                "kafka_partition": refused["kafka_partition"],
+                "kafka_offset": refused["kafka_offset"],
+            }
+        proof = None
+        if request.app.state.config.features.inclusion_proof is not None:
+            proof = await feature_record(request, conn, "inclusion_proof", key)
+    raw = bytes(row.pop("envelope_raw"))
+    return row | {
+        "status": "committed",
+        "envelope": raw.decode("utf-8"),
+        "verification": _verification(row | {"envelope_raw": raw}),
+        "inclusion_proof": proof,
+    }
+
+
+@router.get("/quarantine", response_model=QuarantinePage, **secured("read"))
+async def quarantine(
+    request: Request,
+    reason: Annotated[
+        str | None,
+        Query(
+            max_length=64, pattern=NO_NUL, description="a reason code", examples=["UNKNOWN_SIGNER"]
+        ),
+    ] = None,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1)] = 50,
+) -> dict[str, Any]:
+    """Messages the processors refused, oldest first, with their reason codes."""
+    async with connection(request) as conn:
+        page = await fetch_quarantine(
+            conn, reason=reason, after=cursor or 0, limit=_limit(request, limit)
+        )
+    for row in page.rows:
+        row["raw"] = bytes(row["raw"]).decode("utf-8", "replace")
+    return {"rows": page.rows, "next_cursor": page.next_cursor}
+
+
+@router.get("/checkpoints/latest", **secured("read"))
+async def latest_checkpoint(request: Request) -> dict[str, Any]:
+    """The newest signed checkpoint of the ledger's transparency log (C2SP signed note)."""
+    async with connection(request) as conn:
+        record = await feature_record(request, conn, "latest_checkpoint", "latest")
+    if record is None:
+        raise not_found("no checkpoint has been signed yet")
+    return record

@@ -1,0 +1,85 @@
+"""The projections: ``/v1/runs``, ``/v1/halts``, ``/v1/tokens``, ``/v1/policies``,
+``/v1/pulse`` (rows as the rules wrote them, without processor bookkeeping)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+
+from claw_ledger.api.auth import secured
+from claw_ledger.api.deps import connection, feature_record, not_found
+from claw_ledger.api.models import HaltsPage
+from claw_ledger.api.routes_ledger import NO_NUL
+from ledger.errors import ReasonCode
+from ledger.wpc import check_policy_hash
+from storage.projection_queries import active_halts, get_job, get_policy, get_token, receipts_for
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["records"])
+
+Identifier = Annotated[str, Path(min_length=1, max_length=256, pattern=NO_NUL)]
+
+
+@router.get("/runs/{job_id}", **secured("read"))
+async def run(request: Request, job_id: Identifier) -> dict[str, Any]:
+    """A job: URM, approvals, lifecycle, clawsig event chain, outputs, and its receipts."""
+    async with connection(request) as conn:
+        job = await get_job(conn, job_id)
+        if job is None:
+            raise not_found(f"no job {job_id!r} on the ledger", ReasonCode.JOB_UNKNOWN)
+        job["receipts"] = await receipts_for(conn, job_id)
+    return job
+
+
+@router.get("/runs/{job_id}/bundle", **secured("read"))
+async def run_bundle(request: Request, job_id: Identifier) -> dict[str, Any]:
+    """The job's sealed proof bundle (verify it offline with `claw-ledger verify`)."""
+    async with connection(request) as conn:
+        bundle = await feature_record(request, conn, "run_bundle", job_id)
+    if bundle is None:
+        raise not_found(f"no sealed bundle for job {job_id!r}")
+    return bundle
+
+
+@router.get("/halts", response_model=HaltsPage, **secured("read"))
+async def halts(request: Request) -> dict[str, Any]:
+    """The halts in force (`*`, `sub:<subject>`, `job:<id>`), oldest first."""
+    async with connection(request) as conn:
+        return {"halts": await active_halts(conn)}
+
+
+@router.get("/tokens/{jti}", **secured("read"))
+async def token(request: Request, jti: Identifier) -> dict[str, Any]:
+    """What the ledger knows of a scoped token: claims, hashes and status; never the token.
+
+    `expired` is computed now from `exp`; `status` is what the ledger recorded.
+    """
+    async with connection(request) as conn:
+        row = await get_token(conn, jti)
+    if row is None:
+        raise not_found(f"no token {jti!r} on the ledger", ReasonCode.TOKEN_UNKNOWN)
+    return row | {"expired": int(row["exp"]) <= int(time.time())}
+
+
+@router.get("/policies/{policy_hash}", **secured("read"))
+async def policy(request: Request, policy_hash: Identifier) -> dict[str, Any]:
+    """A WPC of the registry (any status) with its exact signed envelope."""
+    check_policy_hash(policy_hash)
+    async with connection(request) as conn:
+        row = await get_policy(conn, policy_hash)
+    if row is None:
+        raise not_found(f"no WPC {policy_hash} in the registry", ReasonCode.WPC_UNKNOWN)
+    return row
+
+
+@router.get("/pulse/{pulse_id}", **secured("read"))
+async def pulse(request: Request, pulse_id: Identifier) -> dict[str, Any]:
+    """A Trust Pulse record."""
+    async with connection(request) as conn:
+        record = await feature_record(request, conn, "pulse", pulse_id)
+    if record is None:
+        raise not_found(f"no Trust Pulse record {pulse_id!r}")
+    return record

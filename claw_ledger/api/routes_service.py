@@ -1,0 +1,132 @@
+"""``/healthz``, ``/readyz``, ``/metrics`` and ``POST /v1/authorize``."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from claw_ledger.api.auth import public, secured
+from claw_ledger.api.errors import ApiError, error_body
+from claw_ledger.api.models import Health, Readiness
+from claw_ledger.ledger_health import Snapshot, take_snapshot
+from ledger.errors import ReasonCode
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+#: a snapshot this young is reused (probes and scrapes may come in bursts)
+_SNAPSHOT_REUSE_SECONDS = 1.0
+
+
+async def current_snapshot(request: Request) -> Snapshot:
+    """A fresh look at the ledger, one at a time (the counters count on from the last)."""
+    state = request.app.state
+    async with state.snapshot_lock:
+        taken = getattr(state, "snapshot_at", 0.0)
+        if time.monotonic() - taken < _SNAPSHOT_REUSE_SECONDS:
+            snapshot: Snapshot = state.metrics.snapshot
+            return snapshot
+        config = state.config
+        source = config.features.latest_checkpoint
+        snapshot = await take_snapshot(
+            topic=config.ingress_topic,
+            acquire=state.pool.acquire,
+            counters=state.counters,
+            offsets=state.offsets,
+            checkpoint_time=None if source is None else _checkpoint_time(source.fetch),
+            timeout=config.probe_timeout,
+        )
+        state.metrics.snapshot = snapshot
+        state.snapshot_at = time.monotonic()
+        return snapshot
+
+
+def _checkpoint_time(fetch: Any) -> Any:
+    async def moment(conn: Any) -> Any:
+        record = await fetch(conn, "latest")
+        return None if record is None else record.get("created_at")
+
+    return moment
+
+
+@router.get("/healthz", response_model=Health, tags=["service"], **public())
+async def healthz() -> dict[str, str]:
+    """The service process answers (nothing else is checked)."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    tags=["service"],
+    responses={503: {"description": "Not ready (`API_NOT_READY`); the checks say why"}},
+    **public(),
+)
+async def readyz(request: Request) -> Any:
+    """Ready when Postgres and Kafka answer, the schema has the API's table, and the
+    processors' lag is within the bound (`serve --max-lag`)."""
+    snapshot = await current_snapshot(request)
+    max_lag = request.app.state.config.max_lag
+    body: dict[str, Any] = {"ready": snapshot.ready(max_lag), "checks": snapshot.readiness(max_lag)}
+    if body["ready"]:
+        return body
+    failed = ", ".join(name for name, check in body["checks"].items() if not check["ok"])
+    body |= error_body(ReasonCode.API_NOT_READY, f"not ready: {failed}")
+    return JSONResponse(body, status_code=503)
+
+
+@router.get(
+    "/metrics",
+    tags=["service"],
+    response_class=Response,
+    **secured(
+        "read", {200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text"}}
+    ),
+)
+async def metrics(request: Request) -> Response:
+    """The ledger's figures in the Prometheus text format."""
+    await current_snapshot(request)
+    text = generate_latest(request.app.state.metrics.registry)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
+
+
+def _as_dict(result: Any) -> dict[str, Any]:
+    if hasattr(result, "model_dump"):
+        result = result.model_dump(mode="json")
+    elif hasattr(result, "to_dict"):
+        result = result.to_dict()
+    if not isinstance(result, dict):
+        raise TypeError(f"the authorizer returned {type(result).__name__}, not a document")
+    return result
+
+
+@router.post("/v1/authorize", tags=["enforcement"], **secured("authorize"))
+async def authorize(request: Request) -> dict[str, Any]:
+    """Ask whether a tool or model call may run now (token, WPC, halts); the decision
+    is recorded on the ledger as `call.authorized` or `call.denied`."""
+    raw = await request.body()
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, ReasonCode.API_BAD_PARAMETER, f"body: not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ApiError(400, ReasonCode.API_BAD_PARAMETER, "body: a JSON object is expected")
+    authorizer = request.app.state.config.features.authorizer
+    if authorizer is None:
+        raise ApiError(
+            503, ReasonCode.API_NOT_ENABLED, "this service has no authorizer wired in yet"
+        )
+    started = time.perf_counter()
+    decision = _as_dict(await authorizer.decide(document))
+    code = str(decision.get("reason_code", "OK"))
+    outcome = "allow" if decision.get("allowed", code == "OK") else "deny"
+    figures = request.app.state.metrics
+    figures.authorize_latency.labels(outcome).observe(time.perf_counter() - started)
+    figures.authorize_decisions.labels(outcome, code).inc()
+    return decision

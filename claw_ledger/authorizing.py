@@ -1,0 +1,312 @@
+"""The authorize service: decide before every call, record every decision.
+
+:class:`AuthorizeService` is what ``claw-ledger authorize`` runs once and what
+an HTTP server mounts (``start``, ``decide``, ``stop``). It keeps the control
+state in memory, follows the ledger (LISTEN on the control channel, and a poll
+of the processor heartbeat and control version every ``poll_interval``), asks
+:func:`ledger.authorize.decide_call` for each request, uses the nonce in
+Postgres for an allow, and publishes every decision as a signed
+``call.authorized``/``call.denied`` event in the background: the answer never
+waits on Kafka, and :meth:`AuthorizeService.stop` flushes what is queued
+(ADR 0015).
+
+Shadow policies (ADR 0023): the decision judges every active shadow candidate
+covering the call beside the real WPC (:attr:`Decision.shadows`); each one that
+disagrees with the answer is published as ``call.shadowed`` with the decision,
+from the same queue. The answer itself never depends on a shadow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ledger.authorize import (
+    AuthorizeSettings,
+    CallRequest,
+    Decision,
+    DecisionView,
+    decide_call,
+    replayed,
+    unavailable,
+)
+from ledger.control_digest import CONTROL_DIGEST_TABLES, digest_hex, state_digests
+from ledger.crypto import KeyPair
+from ledger.errors import ControlPlaneTamperedError, EventError, ServiceError
+from ledger.events import NewEvent
+from ledger.shadow import shadowed_body
+from ledger.state import LedgerState
+from ledger.types.shadows import shadow_event_id
+
+if TYPE_CHECKING:
+    from claw_ledger.config import Settings
+    from producers.sdk import LedgerProducer
+    from storage.authorize_queries import AuthorizeStore
+
+__all__ = ["AuthorizeConfig", "AuthorizeService", "DecisionCounters"]
+
+log = logging.getLogger("claw_ledger.authorize")
+
+DEFAULT_AUTHORIZE_SETTINGS = AuthorizeSettings()
+
+#: decisions signed and sent together, at most
+_PUBLISH_BATCH = 500
+
+
+@dataclass(frozen=True)
+class AuthorizeConfig:
+    """Where the service reads (the writer URL: it inserts nonces) and publishes."""
+
+    database_url: str
+    kafka_bootstrap: str
+    ingress_topic: str
+    settings: AuthorizeSettings = DEFAULT_AUTHORIZE_SETTINGS
+    #: how often the heartbeat and control version are read (LISTEN wakes it sooner)
+    poll_interval: float = 0.25
+    #: decisions waiting for Kafka; when full, an answer waits for room (none is dropped)
+    queue_size: int = 10_000
+    #: how long :meth:`AuthorizeService.stop` waits for queued decisions to be recorded
+    stop_timeout: float = 30.0
+
+    @classmethod
+    def from_settings(cls, resolved: Settings, /, **kw: Any) -> AuthorizeConfig:
+        """The ledger the settings name (``kw``: the other fields)."""
+        from claw_ledger.config import effective_database_url, effective_kafka_bootstrap
+        from claw_ledger.topics import topics_for
+
+        return cls(
+            database_url=effective_database_url(resolved, role="writer"),
+            kafka_bootstrap=effective_kafka_bootstrap(resolved),
+            ingress_topic=topics_for(resolved).ingress,
+            **kw,
+        )
+
+
+@dataclass
+class DecisionCounters:
+    """Decisions answered, recorded on Kafka, and given up on (never silently);
+    shadow disagreements recorded with them."""
+
+    made: int = 0
+    recorded: int = 0
+    failed: int = 0
+    shadowed: int = 0
+
+    @property
+    def pending(self) -> int:
+        return self.made - self.recorded - self.failed
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "made": self.made,
+            "recorded": self.recorded,
+            "failed": self.failed,
+            "pending": self.pending,
+            "shadowed": self.shadowed,
+        }
+
+
+def _merge(state: LedgerState, changed: LedgerState) -> None:
+    """Apply rows read since the last version; synchronous, so no decision sees half."""
+    state.keys.update(changed.keys)
+    for table in ("policies", "tokens", "jobs", "halts", "shadows"):
+        getattr(state, table).update(getattr(changed, table))
+
+
+class AuthorizeService:
+    """One authorize process: ``await start()``, ``await decide(request)``, ``await stop()``."""
+
+    def __init__(self, config: AuthorizeConfig, key: KeyPair) -> None:
+        self.config = config
+        self.key = key
+        self.counters = DecisionCounters()
+        self._store: AuthorizeStore | None = None
+        self._producer: LedgerProducer | None = None
+        self._state = LedgerState()
+        self._version = -1
+        self._view = DecisionView.of(self._state, None).failed("not started")
+        self._wake = asyncio.Event()
+        self._queue: asyncio.Queue[Decision] = asyncio.Queue(config.queue_size)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def view(self) -> DecisionView:
+        """The state decisions read now (for status pages and tests)."""
+        return self._view
+
+    async def start(self) -> None:
+        """Start publishing and follow the ledger; a database that does not answer
+        yet only makes the answers ``LEDGER_UNAVAILABLE`` until it does."""
+        from producers.sdk import LedgerProducer
+
+        producer = LedgerProducer(
+            self.config.kafka_bootstrap,
+            self.config.ingress_topic,
+            client_id="claw-ledger-authorize",
+        )
+        try:
+            await producer.start()
+        except Exception as exc:
+            raise ServiceError(
+                f"cannot publish decisions to Kafka at {self.config.kafka_bootstrap}: {exc}",
+                hint="start the ledger's services (`claw-ledger up`) or check --kafka",
+            ) from exc
+        self._producer = producer
+        await self._sync()
+        self._tasks = [
+            asyncio.create_task(self._follow(), name="authorize-follow"),
+            asyncio.create_task(self._publish(), name="authorize-publish"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop following; record every queued decision (up to ``stop_timeout``)."""
+        follow, publish = self._tasks or (None, None)
+        if follow is not None:
+            follow.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follow
+        if publish is not None:
+            try:
+                await asyncio.wait_for(self._queue.join(), self.config.stop_timeout)
+            except TimeoutError:
+                log.error("%d decision(s) not recorded at stop", self.counters.pending)
+            publish.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await publish
+            self.counters.failed += self.counters.pending
+        self._tasks = []
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+        if self._store is not None:
+            await self._store.close()
+            self._store = None
+
+    async def decide(self, request: CallRequest) -> Decision:
+        """The answer to ``request``; its event is queued for Kafka before this returns."""
+        decision = decide_call(self._view, request, time.time(), self.config.settings)
+        if decision.allowed:
+            decision = await self._use_nonce(decision, request)
+        self.counters.made += 1
+        try:
+            self._queue.put_nowait(decision)
+        except asyncio.QueueFull:
+            await self._queue.put(decision)
+        return decision
+
+    async def _use_nonce(self, decision: Decision, request: CallRequest) -> Decision:
+        assert decision.token_jti is not None
+        if self._store is None:
+            return unavailable(decision, "the nonce store is not connected")
+        try:
+            fresh = await self._store.claim_nonce(
+                decision.token_jti, request.nonce, decision.decision_id
+            )
+        except ServiceError as exc:
+            self._view = self._view.failed(str(exc))
+            self._wake.set()
+            return unavailable(decision, f"the nonce cannot be checked: {exc}")
+        return decision if fresh else replayed(decision)
+
+    # --- following the ledger ----------------------------------------------------
+
+    async def _follow(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
+            self._wake.clear()
+            try:
+                await self._sync()
+            except Exception as exc:  # a bug must not leave a state that looks fresh
+                log.exception("authorize state not refreshed")
+                self._view = self._view.failed(f"internal error: {exc!r}")
+
+    async def _sync(self) -> None:
+        """Read the heartbeat, then the control rows written since our version.
+
+        In that order: everything the processor had committed when it wrote the
+        heartbeat is then in our state, so the state is as fresh as the beat.
+        """
+        from storage.authorize_queries import AuthorizeStore
+
+        try:
+            if self._store is None:
+                self._store = await AuthorizeStore.open(self.config.database_url)
+            await self._store.listen(self._wake.set)
+            beat = await self._store.heartbeat()
+            if self._version < 0:
+                await self._load_all()
+            elif await self._store.control_version() != self._version:
+                changed = LedgerState()
+                self._version = await self._store.load_since(self._version, changed)
+                _merge(self._state, changed)
+                self._view = self._view.updated(self._state, changed.keys)
+        except (ServiceError, ControlPlaneTamperedError) as exc:
+            if self._view.available:
+                log.warning("authorize state unavailable: %s", exc)
+            self._view = self._view.failed(str(exc))
+            return
+        synced_at = None if beat is None else time.time() - beat.age_seconds
+        self._view = self._view.refreshed(synced_at)
+
+    async def _load_all(self) -> None:
+        assert self._store is not None
+        version, state, stored = await self._store.load_all()
+        computed = state_digests(state)
+        tampered = {
+            table: (digest_hex(digest), digest_hex(computed[table]))
+            for table in CONTROL_DIGEST_TABLES
+            if (digest := stored.get(table)) is not None and digest != computed[table]
+        }
+        if tampered:
+            raise ControlPlaneTamperedError(tampered)
+        self._state, self._version = state, version
+        self._view = DecisionView.of(state, None)
+
+    # --- recording decisions -------------------------------------------------------
+
+    async def _publish(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < _PUBLISH_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._send(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _send(self, batch: list[Decision]) -> None:
+        events = []
+        shadowed = 0
+        for d in batch:
+            events.append(
+                NewEvent(d.event_type, d.stream, d.event_body(), d.decision_id, d.decided_at)
+            )
+            for shadow in d.disagreements():
+                event_id = shadow_event_id(d.decision_id, shadow.policy_hash_b64u)
+                body = shadowed_body(d, shadow)
+                events.append(NewEvent("call.shadowed", d.stream, body, event_id, d.decided_at))
+                shadowed += 1
+        delay = 0.1
+        while True:
+            assert self._producer is not None
+            try:
+                # the same event id and payload when re-sent: a duplicate, never a second row
+                await self._producer.publish_many(self.key, events)
+            except EventError as exc:  # a body the schema refuses: a bug, not an outage
+                log.error("%d decision(s) cannot be recorded: %s", len(batch), exc)
+                self.counters.failed += len(batch)
+                return
+            except Exception as exc:
+                log.warning("decisions not recorded yet (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self.counters.recorded += len(batch)
+            self.counters.shadowed += shadowed
+            return

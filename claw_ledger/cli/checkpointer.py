@@ -1,0 +1,174 @@
+"""``claw-ledger checkpointer``: run the transparency log's checkpointer (ADR 0017)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from claw_ledger.cli.common import emit_json, resolve_key, run_async, settings
+
+__all__ = ["command"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _round_options(function: F) -> F:
+    for option in reversed(
+        [
+            click.option(
+                "--key",
+                "key_ref",
+                required=True,
+                metavar="KEY",
+                help="The ledger's key (role ledger): a key file path or a key NAME.",
+            ),
+            click.option(
+                "--every-events",
+                type=click.IntRange(min=1),
+                default=10_000,
+                show_default=True,
+                help="Sign a checkpoint as soon as this many events wait.",
+            ),
+            click.option(
+                "--every-seconds",
+                type=click.FloatRange(min=0.05),
+                default=1.0,
+                show_default=True,
+                help="...or when the oldest waiting event has waited this long.",
+            ),
+            click.option(
+                "--origin",
+                envvar="CLAW_LEDGER_LOG_ORIGIN",
+                metavar="ORIGIN",
+                help="The log's name, e.g. ledger.example.com/claw; fixed by the first"
+                " checkpoint [default: claw-ledger.local/<database>; env CLAW_LEDGER_LOG_ORIGIN].",
+            ),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+@click.group("checkpointer")
+def command() -> None:
+    """The checkpointer: appends committed events to the transparency log and signs
+    a checkpoint every N events or T seconds (published as `checkpoint.signed`).
+
+    One per ledger (a second one refuses to start, exit 3). It signs with the
+    ledger's registered key, which must hold the `ledger` role.
+
+    \b
+    Examples:
+      claw-ledger keys new ledger
+      claw-ledger keys register ledger --role ledger --key admin
+      claw-ledger checkpointer start --key ledger          # detached
+      claw-ledger checkpointer run --key ledger --every-seconds 5
+      claw-ledger checkpointer run --key ledger --once     # one round, then exit
+    """
+
+
+@command.command("run")
+@_round_options
+@click.option("--once", is_flag=True, help="Append what is committed now, sign once, exit.")
+@click.option("--json", "as_json", is_flag=True, help="With --once: the checkpoint as JSON.")
+def run(
+    key_ref: str,
+    every_events: int,
+    every_seconds: float,
+    origin: str | None,
+    once: bool,
+    as_json: bool,
+) -> None:
+    """Run the checkpointer in the foreground until interrupted.
+
+    \b
+    Exit codes: 0 stopped (or --once done), 2 a configuration error (key not
+    registered or without the ledger role, another origin), 3 another
+    checkpointer runs for this ledger.
+    """
+    from claw_ledger.checkpointer import (
+        EXIT_LOCKED,
+        CheckpointerConfig,
+        CheckpointerLocked,
+        run_checkpointer,
+    )
+    from claw_ledger.config import effective_database_url, effective_kafka_bootstrap
+    from claw_ledger.topics import topics_for
+
+    resolved = settings()
+    config = CheckpointerConfig(
+        writer_url=effective_database_url(resolved, role="writer"),
+        kafka_bootstrap=effective_kafka_bootstrap(resolved),
+        ingress_topic=topics_for(resolved).ingress,
+        key=resolve_key(key_ref),
+        origin=origin,
+        every_events=every_events,
+        every_seconds=every_seconds,
+    )
+    try:
+        last = run_async(run_checkpointer(config, once=once))
+    except CheckpointerLocked as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_LOCKED)
+    if once:
+        if as_json:
+            emit_json({"checkpoint": last.to_dict() if last else None})
+        elif last is None:
+            click.echo("nothing new to append: no checkpoint signed")
+        else:
+            click.echo(f"signed the checkpoint of size {last.tree_size} ({last.origin})")
+
+
+@command.command("start")
+@_round_options
+@click.option("--json", "as_json", is_flag=True)
+def start(
+    key_ref: str, every_events: int, every_seconds: float, origin: str | None, as_json: bool
+) -> None:
+    """Start the checkpointer detached (idempotent); logs in <state_dir>/checkpointer.log."""
+    from claw_ledger.checkpointer_control import log_tail, start_checkpointer
+
+    resolve_key(key_ref)  # a missing key file is reported here, not in the log
+    args = ["--key", key_ref, "--every-events", str(every_events)]
+    args += ["--every-seconds", str(every_seconds)]
+    if origin:
+        args += ["--origin", origin]
+    resolved = settings()
+    pid, already = start_checkpointer(resolved, args)
+    if pid is None:
+        click.echo(f"error: the checkpointer exited at once:\n{log_tail(resolved)}", err=True)
+        sys.exit(2)
+    if as_json:
+        emit_json({"pid": pid, "already_running": already})
+    else:
+        click.echo(f"checkpointer {'already running' if already else 'started'} (pid {pid})")
+
+
+@command.command("stop")
+@click.option("--json", "as_json", is_flag=True)
+def stop(as_json: bool) -> None:
+    """Stop the detached checkpointer (it finishes the round it is writing)."""
+    from claw_ledger.checkpointer_control import stop_checkpointer
+
+    stopped = stop_checkpointer(settings())
+    if as_json:
+        emit_json({"stopped": stopped})
+    else:
+        click.echo("checkpointer stopped" if stopped else "checkpointer was not running")
+
+
+@command.command("status")
+@click.option("--json", "as_json", is_flag=True)
+def status(as_json: bool) -> None:
+    """Is the detached checkpointer running? Exit 0 when it is."""
+    from claw_ledger.checkpointer_control import checkpointer_pid
+
+    pid = checkpointer_pid(settings())
+    if as_json:
+        emit_json({"running": pid is not None, "pid": pid})
+    else:
+        click.echo(f"checkpointer running (pid {pid})" if pid else "checkpointer not running")
+    sys.exit(0 if pid else 1)

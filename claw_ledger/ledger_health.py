@@ -1,0 +1,236 @@
+"""What the ledger is doing, at a glance: counts, lag, halts, readiness.
+
+Shared by ``GET /metrics`` / ``/readyz`` (:mod:`claw_ledger.api`) and
+``claw-ledger status``. Counts come from the database (``events`` and
+``quarantine`` by partition, counted on from the last seq or offset seen, so
+a scrape reads only new rows); consumer lag is the ingress topic's end
+offsets minus the processors' ``consumer_positions.next_offset``. A server
+that does not answer within the timeout is reported as down: its figures are
+absent, never guessed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from storage import api_queries
+
+__all__ = [
+    "DEFAULT_MAX_LAG",
+    "KafkaOffsets",
+    "LedgerCounters",
+    "Snapshot",
+    "take_snapshot",
+]
+
+log = logging.getLogger("claw_ledger.health")
+
+#: readiness bound on the processors' lag, in messages over all partitions
+DEFAULT_MAX_LAG = 10_000
+DEFAULT_TIMEOUT = 5.0
+
+#: an optional source of the newest checkpoint's time (the checkpointer's table)
+CheckpointTime = Callable[[asyncpg.Connection], Awaitable[datetime | None]]
+
+
+class KafkaOffsets:
+    """End offsets of a topic's partitions from one long-lived consumer (no group).
+
+    On any failure the consumer is closed and made again on the next call.
+    """
+
+    def __init__(self, bootstrap: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.bootstrap = bootstrap
+        self.timeout = timeout
+        self._consumer: Any = None
+        #: topic -> its partitions (read again after any failure)
+        self._partitions: dict[str, list[int]] = {}
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """Partition -> end offset; raises on timeout or a Kafka error."""
+        try:
+            return await asyncio.wait_for(self._end_offsets(topic), self.timeout)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _end_offsets(self, topic: str) -> dict[int, int]:
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        from claw_ledger.services.admin import describe_partitions
+
+        if topic not in self._partitions:
+            described = await describe_partitions(self.bootstrap, [topic], timeout=self.timeout)
+            if not described:
+                raise LookupError(f"topic {topic} does not exist")
+            self._partitions[topic] = [row.partition for row in described]
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self.bootstrap,
+                enable_auto_commit=False,
+                request_timeout_ms=int(self.timeout * 1000),
+            )
+            await consumer.start()
+            self._consumer = consumer
+        wanted = [TopicPartition(topic, p) for p in self._partitions[topic]]
+        offsets = await self._consumer.end_offsets(wanted)
+        return {tp.partition: int(offset) for tp, offset in offsets.items()}
+
+    async def close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        self._partitions.clear()
+        if consumer is not None:
+            try:
+                await consumer.stop()
+            except Exception as exc:  # closing a broken client: nothing more to do
+                log.debug("closing the Kafka consumer: %s", exc)
+
+
+@dataclass
+class LedgerCounters:
+    """Monotonic counts of committed events (by type) and quarantined messages (by
+    reason code), read on from where the last call stopped in each partition."""
+
+    events: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, int] = field(default_factory=dict)
+    _seq: dict[tuple[str, int], int] = field(default_factory=dict)
+    _offset: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    async def refresh(self, conn: asyncpg.Connection, heads: list[dict[str, Any]]) -> None:
+        for part in {(h["topic"], h["kafka_partition"]) for h in heads}:
+            rows = await api_queries.events_committed_since(conn, *part, self._seq.get(part, 0))
+            for row in rows:
+                self.events[row["event_type"]] = self.events.get(row["event_type"], 0) + row["n"]
+                self._seq[part] = max(self._seq.get(part, 0), row["last"])
+            rows = await api_queries.quarantined_since(conn, *part, self._offset.get(part, -1))
+            for row in rows:
+                code = row["reason_code"]
+                self.quarantined[code] = self.quarantined.get(code, 0) + row["n"]
+                self._offset[part] = max(self._offset.get(part, -1), row["last"])
+
+
+@dataclass
+class Snapshot:
+    """One look at the ledger. ``None`` figures were not available."""
+
+    postgres_up: bool = False
+    kafka_up: bool = False
+    topic: str = ""
+    events: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, int] = field(default_factory=dict)
+    #: partition -> messages the processors have not committed yet
+    lag: dict[int, int] | None = None
+    #: partition -> unix time of the processors' last commit there
+    last_commit: dict[int, float] = field(default_factory=dict)
+    active_halts: int | None = None
+    #: seconds from the newest agent.halted's occurred_at to its commit
+    halt_propagation: float | None = None
+    checkpoint_age: float | None = None
+    schema_ok: bool = False
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def total_lag(self) -> int | None:
+        return None if self.lag is None else sum(self.lag.values())
+
+    def readiness(self, max_lag: int = DEFAULT_MAX_LAG) -> dict[str, dict[str, Any]]:
+        """Each readiness check: ``ok`` and a ``detail``."""
+        lag = self.total_lag
+        return {
+            "postgres": {"ok": self.postgres_up, "detail": self.errors.get("postgres", "answers")},
+            "schema": {
+                "ok": self.schema_ok,
+                "detail": "api_keys present" if self.schema_ok else "run `claw-ledger migrate`",
+            },
+            "kafka": {"ok": self.kafka_up, "detail": self.errors.get("kafka", "answers")},
+            "lag": {
+                "ok": lag is not None and lag <= max_lag,
+                "detail": "unknown" if lag is None else f"{lag} message(s), bound {max_lag}",
+            },
+        }
+
+    def ready(self, max_lag: int = DEFAULT_MAX_LAG) -> bool:
+        return all(check["ok"] for check in self.readiness(max_lag).values())
+
+    def to_json(self, max_lag: int = DEFAULT_MAX_LAG) -> dict[str, Any]:
+        return {
+            "ready": self.ready(max_lag),
+            "checks": self.readiness(max_lag),
+            "topic": self.topic,
+            "events_committed": dict(sorted(self.events.items())),
+            "events_quarantined": dict(sorted(self.quarantined.items())),
+            "consumer_lag": None if self.lag is None else {str(p): n for p, n in self.lag.items()},
+            "last_commit": {str(p): t for p, t in sorted(self.last_commit.items())},
+            "active_halts": self.active_halts,
+            "halt_propagation_seconds": self.halt_propagation,
+            "checkpoint_age_seconds": self.checkpoint_age,
+        }
+
+
+async def _database_part(
+    snap: Snapshot,
+    conn: asyncpg.Connection,
+    counters: LedgerCounters,
+    checkpoint_time: CheckpointTime | None,
+) -> list[dict[str, Any]]:
+    heads = [h for h in await api_queries.partition_heads(conn) if h["topic"] == snap.topic]
+    snap.postgres_up = True
+    snap.schema_ok = await api_queries.table_exists(conn, "api_keys")
+    await counters.refresh(conn, heads)
+    snap.events, snap.quarantined = dict(counters.events), dict(counters.quarantined)
+    for head in heads:
+        snap.last_commit[head["kafka_partition"]] = head["updated_at"].timestamp()
+    halts = await api_queries.halt_figures(conn)
+    snap.active_halts = halts["active"]
+    snap.halt_propagation = halts["propagation_seconds"]
+    if checkpoint_time is not None:
+        moment = await checkpoint_time(conn)
+        if moment is not None:
+            snap.checkpoint_age = max(0.0, time.time() - moment.timestamp())
+    return heads
+
+
+async def take_snapshot(
+    *,
+    topic: str,
+    acquire: Callable[[], Any],
+    counters: LedgerCounters,
+    offsets: KafkaOffsets | None,
+    checkpoint_time: CheckpointTime | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> Snapshot:
+    """Read the database (``acquire()``: an async context manager giving a connection)
+    and Kafka, each within ``timeout``; what fails is reported in ``errors``."""
+    snap = Snapshot(topic=topic)
+    heads: list[dict[str, Any]] | None = None
+
+    async def database() -> list[dict[str, Any]]:
+        async with acquire() as conn:
+            return await _database_part(snap, conn, counters, checkpoint_time)
+
+    try:
+        heads = await asyncio.wait_for(database(), timeout)
+    except Exception as exc:
+        snap.postgres_up = False
+        snap.errors["postgres"] = f"{type(exc).__name__}: {exc}"[:300]
+    ends: dict[int, int] | None = None
+    if offsets is None:
+        snap.errors["kafka"] = "no Kafka bootstrap configured"
+    else:
+        try:
+            ends = await offsets.end_offsets(topic)
+            snap.kafka_up = True
+        except Exception as exc:
+            snap.errors["kafka"] = f"{type(exc).__name__}: {exc}"[:300] or "timed out"
+    if ends is not None and heads is not None:
+        committed = {h["kafka_partition"]: h["next_offset"] for h in heads}
+        snap.lag = {p: max(0, end - committed.get(p, 0)) for p, end in sorted(ends.items())}
+    return snap

@@ -1,0 +1,191 @@
+"""A bounded cache of one control-plane table, for rules that read it by key.
+
+The rules read ``LedgerState.tokens`` and ``LedgerState.jobs`` as dicts
+(``get``, ``in``, ``[]``, assignment). A processor on a ledger with millions
+of tokens keeps only part of those tables in memory (ADR 0020): a
+:class:`ControlCache` is a dict of the rows it holds, plus the keys it knows
+to be absent from the table, plus the keys a rule asked for and it did not
+know at all (:attr:`ControlCache.misses`). The processor fetches the keys a
+batch will read (:mod:`ledger.control_reads`) before planning it; a plan that
+still read an unknown key is thrown away and planned again once that key is
+fetched, so a decision never rests on a row the cache merely lacked.
+
+Nothing here talks to a database: the processor fills and trims the cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from typing import Any, TypeVar, overload
+
+__all__ = ["ControlCache", "PartialTableError"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+D = TypeVar("D")
+
+
+class PartialTableError(TypeError):
+    """A bounded cache was iterated: it holds only part of its table."""
+
+
+class ControlCache(dict[K, V]):
+    """The cached rows of one table (at most ``capacity`` between batches).
+
+    Reads (``get``, ``in``, ``[]``) of a key neither cached nor known absent
+    are recorded in :attr:`misses` and answered as "absent"; the caller must
+    not use a result computed while a miss was recorded. Iterating raises
+    :class:`PartialTableError`: the table is not all here. Eviction happens
+    only in :meth:`trim`, so the rows fetched for a batch stay while it is
+    planned, whatever the capacity.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        if capacity < 1:
+            raise ValueError("a control cache holds at least one row")
+        self.capacity = capacity
+        #: keys read but neither cached nor known absent (since the last reset)
+        self.misses: set[K] = set()
+        self._absent: set[K] = set()
+        #: keys read or written since the last trim (least recently used go first)
+        self._used: set[K] = set()
+        #: whether a rule read or wrote this table since the flag was cleared
+        self.touched = False
+        #: a rule tried to iterate the table (a full-stop halt looks for every token in
+        #: its scope); the processor then loads the whole table for that batch
+        self.iterated = False
+        #: the whole table is here (:meth:`fill_all`) until the next :meth:`trim`
+        self.complete = False
+
+    # --- what the rules use -----------------------------------------------------------
+
+    @overload
+    def get(self, key: K, default: None = None, /) -> V | None: ...
+    @overload
+    def get(self, key: K, default: V, /) -> V: ...
+    @overload
+    def get(self, key: K, default: D, /) -> V | D: ...
+
+    def get(self, key: K, default: Any = None, /) -> Any:
+        self.touched = True
+        if dict.__contains__(self, key):
+            self._used.add(key)
+            return dict.__getitem__(self, key)
+        if key not in self._absent and not self.complete:
+            self.misses.add(key)
+        return default
+
+    def __contains__(self, key: object) -> bool:
+        self.touched = True
+        if dict.__contains__(self, key):
+            self._used.add(key)  # type: ignore[arg-type]
+            return True
+        if key not in self._absent and not self.complete:
+            self.misses.add(key)  # type: ignore[arg-type]
+        return False
+
+    def __getitem__(self, key: K) -> V:
+        self.touched = True
+        if dict.__contains__(self, key):
+            self._used.add(key)
+            return dict.__getitem__(self, key)
+        if key not in self._absent and not self.complete:
+            self.misses.add(key)
+        raise KeyError(key)
+
+    def __setitem__(self, key: K, value: V) -> None:
+        self.touched = True
+        self._absent.discard(key)
+        self._used.add(key)
+        dict.__setitem__(self, key, value)
+
+    def _partial(self) -> None:
+        self.touched = True
+        if not self.complete:
+            self.iterated = True
+            raise PartialTableError(
+                "a bounded control cache holds only part of its table; read rows by key"
+            )
+
+    def __iter__(self) -> Iterator[K]:
+        self._partial()
+        return dict.__iter__(self)
+
+    def keys(self) -> Any:
+        self._partial()
+        return dict.keys(self)
+
+    def values(self) -> Any:
+        self._partial()
+        return dict.values(self)
+
+    def items(self) -> Any:
+        self._partial()
+        return dict.items(self)
+
+    # --- what the processor uses ------------------------------------------------------
+
+    def peek(self, key: K) -> V | None:
+        """The cached row, without recording a miss or a use."""
+        return dict.get(self, key)
+
+    def unknown(self, keys: Iterable[K]) -> set[K]:
+        """Those of ``keys`` neither cached nor known absent."""
+        return {k for k in keys if not dict.__contains__(self, k) and k not in self._absent}
+
+    def fill(self, wanted: Collection[K], rows: Mapping[K, V]) -> None:
+        """The rows read for ``wanted``: a wanted key without a row is absent."""
+        for key in wanted:
+            row = rows.get(key)
+            if row is None:
+                dict.pop(self, key, None)
+                self._absent.add(key)
+            else:
+                self._absent.discard(key)
+                dict.__setitem__(self, key, row)
+            self._used.add(key)
+
+    def fill_all(self, rows: Mapping[K, V]) -> None:
+        """The whole table, for one batch whose rules iterate it (until :meth:`trim`)."""
+        dict.clear(self)
+        dict.update(self, rows)
+        self._absent.clear()
+        self.misses.clear()
+        self.complete = True
+
+    def forget(self, keys: Iterable[K]) -> None:
+        """Drop what is known of ``keys`` (rows another writer changed)."""
+        for key in keys:
+            dict.pop(self, key, None)
+            self._absent.discard(key)
+
+    def reset(self) -> None:
+        """Forget everything (the rows may hold changes that were rolled back)."""
+        dict.clear(self)
+        self._absent.clear()
+        self._used.clear()
+        self.misses.clear()
+
+    def trim(self) -> None:
+        """After a batch: evict the least recently used rows down to ``capacity``.
+
+        Recency is kept per batch (the rows a batch touched count as used
+        together), which costs one set insertion per read on the hot path.
+        Known-absent keys are dropped: they are re-read when needed.
+        """
+        for key in self._used:
+            if dict.__contains__(self, key):
+                dict.__setitem__(self, key, dict.pop(self, key))  # to the young end
+        self._used.clear()
+        self._absent.clear()
+        self.complete = False
+        self.iterated = False
+        excess = dict.__len__(self) - self.capacity
+        if excess > 0:
+            for key in [k for _, k in zip(range(excess), dict.__iter__(self), strict=False)]:
+                dict.pop(self, key)
+
+    def cached(self) -> int:
+        """How many rows are held."""
+        return dict.__len__(self)

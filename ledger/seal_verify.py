@@ -1,0 +1,457 @@
+"""Offline verification of a sealed bundle's seal (docs/formats.md §6.1, ADR 0019).
+
+:func:`verify_seal` runs :data:`SEAL_STEPS` on a bundle payload that passed the
+clawsig steps (:func:`ledger.bundles.verify_proof_bundle`); the first failing
+step decides the reason code. The run's facts are derived from the proven
+events by :func:`ledger.run_facts.run_facts`, the fold the sealer used.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ledger.canonical import compact_json, jcs_hash_b64u, parse_json_strict
+from ledger.checkpoint import Checkpoint, NoteVerifier, open_note, parse_note
+from ledger.encoding import sha256_b64u
+from ledger.errors import CheckpointError, ReasonCode, RejectedError
+from ledger.log_proofs import b64_hash
+from ledger.merkle import verify_inclusion
+from ledger.run_facts import RunFacts, run_facts, run_streams
+from ledger.sealed_bundles import SEAL_VERSION
+from ledger.tlog import EventLeaf
+from ledger.wpc import verify_wpc_envelope
+
+__all__ = ["SEAL_STEPS", "SealCheck", "verify_seal"]
+
+#: the steps of :func:`verify_seal`, in order (after the clawsig bundle steps)
+SEAL_STEPS: tuple[str, ...] = (
+    "seal shape",
+    "checkpoint signed by the ledger key",
+    "each event is in the checkpoint's tree",
+    "bundle signer is the ledger or the run's agent",
+    "event chain and receipts are the run's ledger events",
+    "URM is the approved one",
+    "WPC is the run's signed policy",
+    "token scope hash is the URM's",
+    "decisions, halt windows and outputs are the events'",
+    "every authorized model call has a receipt",
+)
+_SEAL_KEYS = frozenset(
+    {
+        "seal_version",
+        "job_id",
+        "run_status",
+        "trigger",
+        "sealed_at",
+        "ledger_did",
+        "agent_did",
+        "urm",
+        "wpc_envelope",
+        "token",
+        "decisions",
+        "halts",
+        "outputs",
+        "counts",
+        "checkpoint",
+        "events",
+    }
+)
+_EVENT_KEYS = frozenset({"envelope", "log_index", "leaf", "proof_b64"})
+_LEAF_KEYS = frozenset({"partition", "ledger_seq", "event_id", "envelope_sha256", "chain_hash"})
+
+
+@dataclass(frozen=True, slots=True)
+class SealCheck:
+    name: str
+    code: str
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.code == ReasonCode.OK.value
+
+
+class _Fail(Exception):
+    def __init__(self, code: ReasonCode, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+def _require(condition: bool, code: ReasonCode, detail: str) -> None:
+    if not condition:
+        raise _Fail(code, detail)
+
+
+def _shape(seal: Any) -> None:
+    code = ReasonCode.SCHEMA_VALIDATION_FAILED
+    _require(isinstance(seal, Mapping), code, "seal must be an object")
+    unknown = sorted(set(seal) - _SEAL_KEYS)
+    missing = sorted(_SEAL_KEYS - set(seal))
+    _require(not unknown, code, f"seal has unknown member(s) {unknown}")
+    _require(not missing, code, f"seal lacks {missing}")
+    _require(seal["seal_version"] == SEAL_VERSION, code, 'seal_version must be "1"')
+    _require(isinstance(seal["checkpoint"], str), code, "seal.checkpoint must be the note text")
+    events = seal["events"]
+    _require(isinstance(events, list) and bool(events), code, "seal.events must be a list")
+    for index, entry in enumerate(events):
+        where = f"seal.events[{index}]"
+        _require(isinstance(entry, Mapping), code, f"{where} must be an object")
+        _require(set(entry) == _EVENT_KEYS, code, f"{where} has exactly {sorted(_EVENT_KEYS)}")
+        _require(isinstance(entry["envelope"], str), code, f"{where}.envelope must be text")
+        _require(
+            type(entry["log_index"]) is int and entry["log_index"] >= 0,
+            code,
+            f"{where}.log_index must be an integer >= 0",
+        )
+        _require(isinstance(entry["proof_b64"], list), code, f"{where}.proof_b64 must be a list")
+    for name in ("decisions", "halts"):
+        _require(isinstance(seal[name], list), code, f"seal.{name} must be a list")
+
+
+def _checkpoint(
+    note: str, public_key: bytes | None, key_name: str | None, origin: str | None
+) -> tuple[Checkpoint, str]:
+    if public_key is None:
+        raise _Fail(
+            ReasonCode.CHECKPOINT_KEY_UNKNOWN,
+            "the ledger key is not pinned, so nothing shows the ledger signed this"
+            " checkpoint; pass the ledger's did:key with --ledger-key",
+        )
+    try:
+        raw = note.encode("utf-8")
+        expected = origin or key_name or Checkpoint.parse(parse_note(raw).text).origin
+        verifier = NoteVerifier(expected, public_key)
+        opened, _ = open_note(raw, [verifier])
+        checkpoint = Checkpoint.parse(opened.text)
+    except CheckpointError as exc:
+        raise _Fail(exc.code, exc.detail) from exc
+    except ValueError as exc:
+        raise _Fail(ReasonCode.CHECKPOINT_MALFORMED, str(exc)) from exc
+    _require(
+        checkpoint.origin == expected,
+        ReasonCode.CHECKPOINT_ORIGIN_MISMATCH,
+        f"checkpoint of {checkpoint.origin!r}, expected {expected!r}",
+    )
+    return checkpoint, verifier.did
+
+
+def _leaf(entry: Mapping[str, Any], where: str) -> EventLeaf:
+    fields = entry["leaf"]
+    if not isinstance(fields, Mapping) or set(fields) != _LEAF_KEYS:
+        raise _Fail(ReasonCode.LEAF_MALFORMED, f"{where}.leaf has {sorted(_LEAF_KEYS)}")
+    return EventLeaf(**fields)
+
+
+def _included(events: Sequence[Mapping[str, Any]], checkpoint: Checkpoint) -> list[Any]:
+    """Each envelope hashes to its leaf, and the leaf is in the tree; the parsed envelopes."""
+    documents = []
+    previous = -1
+    # the upper nodes of the tree recur in every proof: decode each once
+    nodes: dict[str, bytes] = {}
+    for index, entry in enumerate(events):
+        where = f"seal.events[{index}]"
+        raw = str(entry["envelope"]).encode("utf-8")
+        _require(
+            entry["log_index"] > previous,
+            ReasonCode.SCHEMA_VALIDATION_FAILED,
+            f"{where}: events are listed once each, in log order",
+        )
+        previous = entry["log_index"]
+        leaf = _leaf(entry, where)
+        _require(
+            leaf.envelope_sha256 == sha256_b64u(raw),
+            ReasonCode.INCLUSION_PROOF_INVALID,
+            f"{where}: the envelope is not the one its leaf names (SHA-256)",
+        )
+        try:
+            hashed = leaf.hash()
+            proof = []
+            for i, item in enumerate(entry["proof_b64"]):
+                node = nodes.get(item) if isinstance(item, str) else None
+                if node is None:
+                    node = b64_hash(item, ReasonCode.INCLUSION_PROOF_INVALID, f"{where}[{i}]")
+                    nodes[item] = node
+                proof.append(node)
+            verify_inclusion(
+                entry["log_index"], checkpoint.size, hashed, proof, checkpoint.root_hash
+            )
+        except RejectedError as exc:
+            raise _Fail(exc.code, f"{where} (event {leaf.event_id}): {exc.detail}") from exc
+        try:
+            # bytes the log holds were parsed strictly by the ledger at ingress
+            document = json.loads(raw)
+            payload = document["payload"]
+            event_id = payload["event_id"]
+            if not {"event_type", "stream", "body"} <= payload.keys():
+                raise KeyError("event_type, stream or body")
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
+            raise _Fail(
+                ReasonCode.SCHEMA_VALIDATION_FAILED, f"{where}.envelope is not an event: {exc}"
+            ) from exc
+        _require(
+            leaf.event_id == event_id,
+            ReasonCode.INCLUSION_PROOF_INVALID,
+            f"{where}: the leaf names event {leaf.event_id}, the envelope is {event_id}",
+        )
+        documents.append(document)
+    return documents
+
+
+def _bound(payload: Mapping[str, Any], facts: RunFacts, documents: Sequence[Any]) -> None:
+    seal = payload["seal"]
+    code = ReasonCode.BUNDLE_NOT_BOUND
+    job_id = str(seal["job_id"])
+    _require(facts.manifest is not None, code, f"no run.manifest_approved of {job_id}")
+    token = facts.token_summary()
+    streams = run_streams(
+        job_id,
+        jti=None if facts.started is None else str(facts.started["body"]["cst_jti"]),
+        wpc=None if facts.urm is None else str(facts.urm["policy"]["wpc_hash_b64u"]),
+        sub=None if token is None else str(token["sub"]),
+    )
+    for document in documents:
+        event = document["payload"]
+        _require(
+            event["stream"] in streams,
+            code,
+            f"event {event['event_id']} ({event['event_type']} on {event['stream']}) is not"
+            f" an event of run {job_id}",
+        )
+    chain = payload["event_chain"]
+    _require(str(chain[0]["run_id"]) == job_id, code, f"the chain is of run {chain[0]['run_id']}")
+    for index, entry in enumerate(chain):
+        _require(
+            index < len(facts.chain) and dict(entry) == facts.chain[index],
+            code,
+            f"event_chain[{index}] is not the entry of the run's logged event"
+            f" {entry.get('event_id')}",
+        )
+    _require(
+        len(chain) == len(facts.chain),
+        code,
+        f"the chain has {len(chain)} entries, the run's logged lifecycle {len(facts.chain)}",
+    )
+    receipts = list(payload.get("receipts", []))
+    logged = [receipt for _, receipt in facts.receipts]
+    for index, receipt in enumerate(receipts):
+        _require(
+            index < len(logged) and receipt == logged[index],
+            code,
+            f"receipts[{index}] is not a receipt recorded on the ledger for {job_id}",
+        )
+    _require(
+        len(receipts) == len(logged),
+        code,
+        f"{len(logged)} receipts are recorded for {job_id}, the bundle lists {len(receipts)}",
+    )
+
+
+def _urm(payload: Mapping[str, Any], facts: RunFacts) -> None:
+    code = ReasonCode.BUNDLE_URM_MISMATCH
+    seal = payload["seal"]
+    assert facts.manifest is not None
+    recorded = facts.manifest["body"]
+    urm_hash = jcs_hash_b64u(seal["urm"]) if isinstance(seal["urm"], Mapping) else None
+    _require(
+        urm_hash == recorded["urm_hash_b64u"] and seal["urm"] == recorded["urm"],
+        code,
+        f"seal.urm hashes to {urm_hash}, the approved URM is {recorded['urm_hash_b64u']}",
+    )
+    reference = payload.get("urm") or {}
+    _require(
+        reference.get("resource_hash_b64u") == urm_hash,
+        code,
+        "the bundle's urm reference names another URM hash",
+    )
+    if facts.started is not None:
+        _require(
+            facts.started["body"]["urm_hash_b64u"] == urm_hash,
+            code,
+            "run.started names another URM than the approved one",
+        )
+
+
+def _wpc(payload: Mapping[str, Any], facts: RunFacts) -> None:
+    code = ReasonCode.BUNDLE_WPC_MISMATCH
+    seal = payload["seal"]
+    assert facts.urm is not None
+    expected = str(facts.urm["policy"]["wpc_hash_b64u"])
+    try:
+        verified = verify_wpc_envelope(seal["wpc_envelope"])
+    except RejectedError as exc:
+        raise _Fail(code, f"seal.wpc_envelope: {exc.code}: {exc.detail}") from exc
+    _require(
+        verified.policy_hash_b64u == expected,
+        code,
+        f"seal.wpc_envelope is WPC {verified.policy_hash_b64u}, the URM's is {expected}",
+    )
+    if facts.policy_published is not None:
+        published = parse_json_strict(
+            str(facts.policy_published["body"]["wpc_envelope_json"]).encode("utf-8")
+        )
+        _require(
+            compact_json(published) == compact_json(seal["wpc_envelope"]),
+            code,
+            "seal.wpc_envelope is not the envelope published on the ledger",
+        )
+    token = facts.token_summary()
+    if token is not None and token["policy_hash_b64u"] is not None:
+        _require(
+            token["policy_hash_b64u"] == expected,
+            code,
+            f"the token is pinned to WPC {token['policy_hash_b64u']}, the run's is {expected}",
+        )
+    for index, (_, receipt) in enumerate(facts.receipts):
+        named = receipt["payload"]["binding"].get("policy_hash")
+        _require(
+            named is None or named == expected,
+            code,
+            f"receipts[{index}] is bound to WPC {named}, the run's is {expected}",
+        )
+
+
+def _scope(payload: Mapping[str, Any], facts: RunFacts) -> None:
+    code = ReasonCode.BUNDLE_SCOPE_MISMATCH
+    seal = payload["seal"]
+    assert facts.urm is not None
+    expected = str(facts.urm["policy"]["cst_scope_hash"])
+    token = facts.token_summary()
+    _require(
+        seal["token"] == token,
+        code,
+        "seal.token is not the token.issued of the run's token (jti, scope or token hash)",
+    )
+    if token is None:
+        _require(facts.started is None, code, "the run started, but its token.issued is missing")
+        return
+    _require(
+        token["token_scope_hash_b64u"] == expected,
+        code,
+        f"the token's scope hash {token['token_scope_hash_b64u']} is not the URM's {expected}",
+    )
+    for index, (_, receipt) in enumerate(facts.receipts):
+        named = receipt["payload"]["binding"].get("token_scope_hash_b64u")
+        _require(
+            named is None or named == expected,
+            code,
+            f"receipts[{index}] is bound to scope hash {named}, the run's is {expected}",
+        )
+
+
+def _summaries(payload: Mapping[str, Any], facts: RunFacts) -> None:
+    seal = payload["seal"]
+    expected = {
+        "job_id": facts.job_id,
+        "run_status": facts.status(),
+        "agent_did": facts.agent_did,
+        "decisions": facts.decisions,
+        "halts": facts.halts,
+        "outputs": facts.outputs,
+        "counts": facts.counts(),
+    }
+    for name, value in expected.items():
+        _require(
+            seal[name] == value,
+            ReasonCode.BUNDLE_NOT_BOUND,
+            f"seal.{name} is not what the run's logged events say",
+        )
+
+
+def _model_receipts(facts: RunFacts) -> str:
+    allowed = Counter(
+        (str(d["action"].get("provider")), str(d["action"].get("model")))
+        for d in facts.decisions
+        if d["allowed"] and isinstance(d["action"], Mapping) and d["action"].get("kind") == "model"
+    )
+    receipted = Counter(
+        (str(r["payload"]["provider"]), str(r["payload"]["model"])) for _, r in facts.receipts
+    )
+    for (provider, model), count in sorted(allowed.items()):
+        _require(
+            receipted[(provider, model)] >= count,
+            ReasonCode.BUNDLE_RECEIPT_MISSING,
+            f"{count} model calls to {provider}/{model} were authorized, only"
+            f" {receipted[(provider, model)]} have a gateway receipt",
+        )
+    total = sum(allowed.values())
+    return f"{total} authorized model calls, each with a receipt" if total else "no model call"
+
+
+def verify_seal(
+    payload: Mapping[str, Any],
+    *,
+    ledger_public_key: bytes | None,
+    key_name: str | None = None,
+    origin: str | None = None,
+) -> tuple[list[SealCheck], RunFacts | None]:
+    """Run :data:`SEAL_STEPS` on a clawsig-verified bundle payload; stop at the first failure.
+
+    ``ledger_public_key`` is the pinned ledger key (``None``: not pinned, and
+    the checkpoint step fails closed with ``CHECKPOINT_KEY_UNKNOWN``).
+    """
+    checks: list[SealCheck] = []
+    facts: RunFacts | None = None
+    seal: Any = payload.get("seal")
+    state: dict[str, Any] = {}
+
+    def shape() -> str:
+        _shape(seal)
+        return ""
+
+    def checkpoint() -> str:
+        state["checkpoint"], state["ledger_did"] = _checkpoint(
+            seal["checkpoint"], ledger_public_key, key_name, origin
+        )
+        return f"tree size {state['checkpoint'].size}, ledger {state['ledger_did']}"
+
+    def inclusion() -> str:
+        nonlocal facts
+        state["documents"] = _included(seal["events"], state["checkpoint"])
+        facts = run_facts(str(seal["job_id"]), [d["payload"] for d in state["documents"]])
+        return f"{len(state['documents'])} events"
+
+    def signer() -> str:
+        assert facts is not None
+        agent = str(payload["agent_did"])
+        allowed = {state["ledger_did"], facts.agent_did}
+        _require(
+            agent in allowed,
+            ReasonCode.BUNDLE_SIGNER_NOT_ALLOWED,
+            f"signed by {agent}: neither the ledger key {state['ledger_did']} nor the"
+            f" run's agent {facts.agent_did}",
+        )
+        return "the ledger" if agent == state["ledger_did"] else "the run's agent"
+
+    def with_facts(check: Callable[[Mapping[str, Any], RunFacts], Any]) -> Callable[[], str]:
+        def run() -> str:
+            assert facts is not None
+            result = check(payload, facts)
+            return result if isinstance(result, str) else ""
+
+        return run
+
+    actions: list[Callable[[], str]] = [
+        shape,
+        checkpoint,
+        inclusion,
+        signer,
+        with_facts(lambda p, f: _bound(p, f, state["documents"])),
+        with_facts(_urm),
+        with_facts(_wpc),
+        with_facts(_scope),
+        with_facts(_summaries),
+        with_facts(lambda _p, f: _model_receipts(f)),
+    ]
+    for name, action in zip(SEAL_STEPS, actions, strict=True):
+        try:
+            detail = action()
+        except _Fail as failure:
+            checks.append(SealCheck(name, failure.code.value, failure.detail))
+            return checks, None
+        checks.append(SealCheck(name, ReasonCode.OK.value, detail))
+    return checks, facts

@@ -1,0 +1,161 @@
+"""SQL of the HTTP API and its keys (migration 0011, ADR 0018).
+
+Every function takes an open asyncpg connection (jsonb decoded, see
+:func:`storage.projection_queries.open_connection`) and binds every value as a
+parameter. The API keys are written by the tables' owner only
+(``claw-ledger apikey``); the service reads them as the reader.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from storage.projection_queries import row_dict
+
+__all__ = [
+    "api_key_by_id",
+    "event_by_id",
+    "events_committed_since",
+    "halt_figures",
+    "insert_api_key",
+    "list_api_keys",
+    "partition_heads",
+    "quarantine_by_event_id",
+    "quarantined_since",
+    "revoke_api_key",
+    "table_exists",
+]
+
+_KEY_COLUMNS = "key_id, name, role, created_at, revoked_at"
+
+
+async def insert_api_key(
+    conn: asyncpg.Connection, *, key_id: str, name: str, role: str, key_sha256: str
+) -> dict[str, Any]:
+    """Record a new key (its hash only); ``asyncpg.UniqueViolationError`` when the name
+    is taken."""
+    row = await conn.fetchrow(
+        "INSERT INTO api_keys (key_id, name, role, key_sha256) VALUES ($1, $2, $3, $4)"
+        f" RETURNING {_KEY_COLUMNS}",
+        key_id,
+        name,
+        role,
+        key_sha256,
+    )
+    assert row is not None
+    return dict(row)
+
+
+async def list_api_keys(
+    conn: asyncpg.Connection, *, include_revoked: bool = False
+) -> list[dict[str, Any]]:
+    """Every key without its hash, oldest first."""
+    rows = await conn.fetch(
+        f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE $1 OR revoked_at IS NULL"
+        " ORDER BY created_at, name",
+        include_revoked,
+    )
+    return [dict(r) for r in rows]
+
+
+async def revoke_api_key(conn: asyncpg.Connection, name: str) -> dict[str, Any] | None:
+    """Revoke key ``name`` (a revoked key stays revoked: the first time is kept);
+    ``None`` when there is no such key."""
+    row = await conn.fetchrow(
+        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE name = $1"
+        f" RETURNING {_KEY_COLUMNS}",
+        name,
+    )
+    return None if row is None else dict(row)
+
+
+async def api_key_by_id(conn: asyncpg.Connection, key_id: str) -> dict[str, Any] | None:
+    """The row of ``key_id`` with its hash, for the service's check."""
+    row = await conn.fetchrow(
+        f"SELECT {_KEY_COLUMNS}, key_sha256 FROM api_keys WHERE key_id = $1", key_id
+    )
+    return None if row is None else dict(row)
+
+
+async def table_exists(conn: asyncpg.Connection, table: str) -> bool:
+    """Whether ``table`` exists (a feature whose migration is not applied has none)."""
+    return bool(await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table))
+
+
+async def event_by_id(conn: asyncpg.Connection, event_id: str) -> dict[str, Any] | None:
+    """The stored event ``event_id`` with its exact bytes, or ``None``."""
+    row = await conn.fetchrow(
+        "SELECT position, event_id::text AS event_id, event_type, stream, producer,"
+        " occurred_at, recorded_at, payload_hash_b64u, envelope_sha256, envelope_raw,"
+        " kafka_topic, kafka_partition, kafka_offset, ledger_seq, prev_chain_hash, chain_hash"
+        " FROM events WHERE event_id = $1::uuid",
+        event_id,
+    )
+    return None if row is None else row_dict(row)
+
+
+async def quarantine_by_event_id(conn: asyncpg.Connection, event_id: str) -> dict[str, Any] | None:
+    """The latest quarantine row that names ``event_id`` (a hint: never trusted)."""
+    row = await conn.fetchrow(
+        "SELECT id, reason_code, detail, event_id, signer_did, raw_size, raw, kafka_topic,"
+        " kafka_partition, kafka_offset, received_at FROM quarantine WHERE event_id = $1"
+        " ORDER BY id DESC LIMIT 1",
+        event_id,
+    )
+    return None if row is None else dict(row)
+
+
+async def partition_heads(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Every (group, topic, partition) position the processors committed."""
+    rows = await conn.fetch(
+        "SELECT consumer_group, topic, kafka_partition, next_offset, ledger_seq, updated_at"
+        " FROM consumer_positions ORDER BY consumer_group, topic, kafka_partition"
+    )
+    return [dict(r) for r in rows]
+
+
+async def events_committed_since(
+    conn: asyncpg.Connection, topic: str, partition: int, after_seq: int
+) -> Sequence[asyncpg.Record]:
+    """Per event type: the count of a partition's events after ``after_seq`` and the
+    last seq seen. A partition's seqs commit in order, so counting on from the last
+    one seen is exact (``position`` is not: concurrent commits interleave it)."""
+    rows: Sequence[asyncpg.Record] = await conn.fetch(
+        "SELECT event_type, count(*) AS n, max(ledger_seq) AS last FROM events"
+        " WHERE kafka_topic = $1 AND kafka_partition = $2 AND ledger_seq > $3"
+        " GROUP BY event_type",
+        topic,
+        partition,
+        after_seq,
+    )
+    return rows
+
+
+async def quarantined_since(
+    conn: asyncpg.Connection, topic: str, partition: int, after_offset: int
+) -> Sequence[asyncpg.Record]:
+    """Per reason code: the count of a partition's quarantine rows after Kafka offset
+    ``after_offset`` and the last offset seen (offsets commit in order too)."""
+    rows: Sequence[asyncpg.Record] = await conn.fetch(
+        "SELECT reason_code, count(*) AS n, max(kafka_offset) AS last FROM quarantine"
+        " WHERE kafka_topic = $1 AND kafka_partition = $2 AND kafka_offset > $3"
+        " GROUP BY reason_code",
+        topic,
+        partition,
+        after_offset,
+    )
+    return rows
+
+
+async def halt_figures(conn: asyncpg.Connection) -> dict[str, Any]:
+    """The number of active halts, and how long the newest ``agent.halted`` took from
+    its ``occurred_at`` to its commit (seconds; ``None`` before any halt)."""
+    active = await conn.fetchval("SELECT count(*) FROM halts WHERE active")
+    seconds = await conn.fetchval(
+        "SELECT extract(epoch FROM recorded_at - occurred_at)::float8 FROM events"
+        " WHERE event_type = 'agent.halted' ORDER BY position DESC LIMIT 1"
+    )
+    return {"active": int(active), "propagation_seconds": seconds}

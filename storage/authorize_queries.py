@@ -1,0 +1,142 @@
+"""The SQL of the authorize service (ADR 0015): its control state, the
+processor heartbeats it measures freshness against, and the nonce store.
+
+The control rows are read with the processor's own loaders
+(:func:`storage.postgres.load_state_with_digests`, then
+:func:`storage.postgres.load_state_snapshot` with ``since``: only what changed,
+ADR 0007). Commits that move the control version notify
+:data:`storage.postgres.CONTROL_CHANNEL`; :meth:`AuthorizeStore.listen` follows it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import asyncpg
+
+from ledger.errors import ServiceError
+from ledger.state import LedgerState
+from storage.postgres import (
+    CONTROL_CHANNEL,
+    init_connection,
+    load_state_snapshot,
+    load_state_with_digests,
+)
+
+__all__ = ["AuthorizeStore", "Heartbeat", "claim_nonce", "read_heartbeat"]
+
+#: what a lost or refusing database raises (turned into ServiceError here)
+_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+#: a statement of the decision path never waits longer than this (seconds)
+STATEMENT_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """The newest processor heartbeat: how old it was when read (by the
+    database's clock, so the two clocks never mix) and its control version."""
+
+    age_seconds: float
+    control_version: int
+
+
+async def read_heartbeat(conn: asyncpg.Connection) -> Heartbeat | None:
+    row = await conn.fetchrow(
+        "SELECT extract(epoch FROM now() - beat_at)::float8 AS age, control_version"
+        " FROM processor_heartbeats ORDER BY beat_at DESC LIMIT 1",
+        timeout=STATEMENT_TIMEOUT,
+    )
+    if row is None:
+        return None
+    return Heartbeat(max(0.0, float(row["age"])), int(row["control_version"]))
+
+
+async def claim_nonce(conn: asyncpg.Connection, jti: str, nonce: str, decision_id: str) -> bool:
+    """Use ``nonce`` for token ``jti``: True the first time, at any process, ever."""
+    used = await conn.fetchval(
+        "INSERT INTO authorize_nonces (token_jti, nonce, decision_id) VALUES ($1, $2, $3)"
+        " ON CONFLICT (token_jti, nonce) DO NOTHING RETURNING true",
+        jti,
+        nonce,
+        decision_id,
+        timeout=STATEMENT_TIMEOUT,
+    )
+    return used is True
+
+
+class AuthorizeStore:
+    """A pool for reads and nonces, and one connection that listens for control commits."""
+
+    def __init__(self, url: str, pool: asyncpg.Pool) -> None:
+        self._url = url
+        self._pool = pool
+        self._listener: asyncpg.Connection | None = None
+
+    @classmethod
+    async def open(cls, url: str, *, max_size: int = 4) -> AuthorizeStore:
+        """A store on a new pool; :class:`ServiceError` when the database does not answer."""
+        try:
+            pool = await asyncpg.create_pool(
+                url, min_size=1, max_size=max_size, init=init_connection, timeout=STATEMENT_TIMEOUT
+            )
+        except _UNREACHABLE as exc:
+            raise ServiceError(f"the ledger database cannot be reached: {exc!r}") from exc
+        return cls(url, pool)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            listener, self._listener = self._listener, None
+            listener.terminate()
+        self._pool.terminate()
+
+    async def listen(self, on_commit: Callable[[], None]) -> bool:
+        """Call ``on_commit`` at every control commit; re-listens after a lost
+        connection. False when it could not listen now (polling still works)."""
+        if self._listener is not None and not self._listener.is_closed():
+            return True
+        try:
+            listener = await asyncpg.connect(self._url, timeout=STATEMENT_TIMEOUT)
+            await listener.add_listener(CONTROL_CHANNEL, lambda *_: on_commit())
+        except _UNREACHABLE:
+            return False
+        self._listener = listener
+        return True
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[asyncpg.Connection]:
+        """A pooled connection; an unreachable database is a :class:`ServiceError`."""
+        try:
+            async with self._pool.acquire(timeout=STATEMENT_TIMEOUT) as conn:
+                yield conn
+        except _UNREACHABLE as exc:
+            raise ServiceError(f"the ledger database cannot be read: {exc!r}") from exc
+
+    async def heartbeat(self) -> Heartbeat | None:
+        async with self._conn() as conn:
+            return await read_heartbeat(conn)
+
+    async def load_all(self) -> tuple[int, LedgerState, dict[str, int | None]]:
+        """The whole control state, its version and the stored digests (one snapshot)."""
+        async with self._conn() as conn:
+            return await load_state_with_digests(conn, None)
+
+    async def load_since(self, version: int, into: LedgerState) -> int:
+        """Apply the control rows written after ``version`` onto ``into``; the new version."""
+        async with self._conn() as conn:
+            new_version, _ = await load_state_snapshot(conn, None, since=version, into=into)
+            return new_version
+
+    async def control_version(self) -> int:
+        async with self._conn() as conn:
+            return int(
+                await conn.fetchval(
+                    "SELECT version FROM control_state WHERE id = 1", timeout=STATEMENT_TIMEOUT
+                )
+            )
+
+    async def claim_nonce(self, jti: str, nonce: str, decision_id: str) -> bool:
+        async with self._conn() as conn:
+            return await claim_nonce(conn, jti, nonce, decision_id)

@@ -1,0 +1,100 @@
+"""The Postgres reads of a processor whose control state is a bounded cache (ADR 0020).
+
+A processor no longer loads ``tokens`` and ``jobs`` at start: it streams them
+once to check their digests (ADR 0014), then reads the rows each batch needs
+by key, together with the control version and what changed since the
+version it holds, in one snapshot per read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import asyncpg
+
+from ledger.control_digest import CONTROL_DIGEST_TABLES, DIGEST_MODULUS, row_hash
+from storage import postgres
+from storage.protocol import ControlRead, ControlStart
+
+__all__ = ["open_control_state", "read_control"]
+
+#: the key column of each control-plane table (table names are constants)
+_KEY_COLUMNS: dict[str, str] = {"keys": "did", **postgres.CONTROL_TABLES}
+#: rows per round trip while a table's digest streams by
+_STREAM_CHUNK = 2000
+#: rows hashed between two turns given to the rest of the event loop
+_YIELD_EVERY = 200
+
+
+async def _streamed_digest(conn: asyncpg.Connection, table: str) -> int:
+    """Inside a transaction: the digest of ``table``, its rows read through a
+    server-side cursor and dropped once hashed (memory does not grow with it)."""
+    digest = 0
+    # table names are constants; canonical_row leaves control_version and NULLs out
+    hashed = 0
+    async for record in conn.cursor(f"SELECT * FROM {table}", prefetch=_STREAM_CHUNK):
+        digest += row_hash(table, record)
+        hashed += 1
+        if hashed % _YIELD_EVERY == 0:
+            # the check may run beside the processor's batches on the same event
+            # loop (ADR 0020): hashing must not starve them or the Kafka client
+            await asyncio.sleep(0)
+    return digest % DIGEST_MODULUS
+
+
+async def open_control_state(
+    conn: asyncpg.Connection,
+    configured_trust_root: str | None,
+    *,
+    whole: Collection[str],
+    stream: bool = True,
+) -> ControlStart:
+    """A processor's start (ADR 0020): the ``whole`` tables, every stored digest
+    and the streamed digests of the other control tables, in one snapshot."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        version = await postgres.control_version(conn)
+        root = configured_trust_root or await postgres.trust_root(conn)
+        state = await postgres.load_state(conn, root, tables=whole)
+        stored = await postgres.control_digests(conn)
+        streamed = {
+            table: await _streamed_digest(conn, table)
+            for table in CONTROL_DIGEST_TABLES
+            if stream and table not in whole
+        }
+        return ControlStart(version, state, stored, streamed)
+
+
+async def read_control(
+    conn: asyncpg.Connection,
+    configured_trust_root: str | None,
+    *,
+    since: int,
+    whole: Collection[str],
+    wanted: Mapping[str, Collection[str]],
+) -> ControlRead:
+    """The version, what changed after ``since`` and the wanted rows, in one snapshot."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        version = await postgres.control_version(conn)
+        changed = None
+        changed_keys: dict[str, list[str]] = {}
+        if version != since:
+            root = configured_trust_root or await postgres.trust_root(conn)
+            changed = await postgres.load_state(conn, root, since=since, tables=whole)
+            for table, key in _KEY_COLUMNS.items():
+                if table not in whole:
+                    sql = f"SELECT {key} FROM {table} WHERE {postgres.CONTROL_VERSION_COLUMN} > $1"
+                    changed_keys[table] = [r[0] for r in await conn.fetch(sql, since)]
+        rows: dict[str, dict[str, dict[str, Any]]] = {}
+        for table, keys in wanted.items():
+            if not keys:
+                continue
+            key = _KEY_COLUMNS[table]
+            rows[table] = {
+                r[key]: postgres.control_row(r)
+                for r in await conn.fetch(
+                    f"SELECT * FROM {table} WHERE {key} = ANY($1::text[])", list(keys)
+                )
+            }
+        return ControlRead(version, changed, changed_keys, rows)

@@ -1,0 +1,67 @@
+"""The checkpointer's log (migration 0010) as a sealed bundle's proof source.
+
+:class:`LogProofSource` implements :class:`ledger.log_proofs.InclusionProofSource`
+over the tables the checkpointer writes: the newest signed checkpoint, and the
+inclusion proof of each event against exactly that checkpoint's tree, read
+O(log n) nodes at a time (:func:`storage.tlog_store.inclusion_proof_for_event`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ledger.checkpoint import Checkpoint
+from ledger.log_proofs import EventInclusion, EventsNotLogged, SignedCheckpoint
+from storage.projection_queries import open_connection
+from storage.tlog_store import LogEntryNotFound, inclusion_proof_for_event, latest_checkpoint
+
+__all__ = ["LogProofSource", "log_has_checkpoint"]
+
+
+async def log_has_checkpoint(database_url: str) -> bool:
+    """Whether the checkpointer has signed a checkpoint in this ledger yet."""
+    conn = await open_connection(database_url)
+    try:
+        if not await conn.fetchval("SELECT to_regclass('tlog_checkpoints') IS NOT NULL"):
+            return False
+        return await latest_checkpoint(conn) is not None
+    finally:
+        await conn.close()
+
+
+class LogProofSource:
+    """Proofs from the ledger's own transparency log, read as ``database_url``."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    async def checkpoint(self) -> SignedCheckpoint:
+        conn = await open_connection(self.database_url)
+        try:
+            stored = await latest_checkpoint(conn)
+        finally:
+            await conn.close()
+        if stored is None:
+            raise EventsNotLogged([], 0)
+        checkpoint = Checkpoint(stored.origin, stored.tree_size, stored.root_hash)
+        return SignedCheckpoint(stored.note, checkpoint)
+
+    async def prove(
+        self, event_ids: Sequence[str], checkpoint: SignedCheckpoint
+    ) -> dict[str, EventInclusion]:
+        proofs: dict[str, EventInclusion] = {}
+        missing: list[str] = []
+        conn = await open_connection(self.database_url)
+        try:
+            for event_id in event_ids:
+                try:
+                    found = await inclusion_proof_for_event(conn, event_id, checkpoint.size)
+                except LogEntryNotFound:
+                    missing.append(event_id)
+                    continue
+                proofs[event_id] = EventInclusion(found.log_index, found.leaf, tuple(found.proof))
+        finally:
+            await conn.close()
+        if missing:
+            raise EventsNotLogged(missing, checkpoint.size)
+        return proofs

@@ -1,0 +1,127 @@
+"""``claw-ledger apikey`` and ``claw-ledger serve`` as users run them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import time
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from claw_ledger.services.process import free_port
+from tests.fixtures_api import ApiLedger, create_key
+from tests.fixtures_ledger import CLAW_LEDGER, run_cli
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_key_is_shown_once_and_only_its_hash_is_kept(api_ledger: ApiLedger) -> None:
+    env = api_ledger.harness.env
+    created = run_cli(env, "apikey", "create", "ci-bot", "--role", "reader")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("clk_")
+    listed = run_cli(env, "apikey", "list", "--json")
+    assert listed.returncode == 0
+    assert key not in listed.stdout
+    rows = {r["name"]: r for r in json.loads(listed.stdout)}
+    assert rows["ci-bot"]["role"] == "reader" and rows["ci-bot"]["revoked_at"] is None
+    assert "test-revoked" not in rows  # revoked keys only with --all
+    conn = await api_ledger.owner()
+    try:
+        stored = await conn.fetchrow("SELECT * FROM api_keys WHERE name = 'ci-bot'")
+    finally:
+        await conn.close()
+    assert stored is not None and key not in json.dumps(dict(stored), default=str)
+
+    with httpx.Client(base_url=api_ledger.url, headers={"Authorization": f"Bearer {key}"}) as c:
+        assert c.get("/v1/halts").status_code == 200
+        revoked = run_cli(env, "apikey", "revoke", "ci-bot")
+        assert revoked.returncode == 0, revoked.stderr
+        refused = c.get("/v1/halts")
+    assert refused.status_code == 401
+    assert refused.json()["error"]["reason_code"] == "API_KEY_INVALID"
+
+
+def test_apikey_refuses_a_taken_name_a_bad_name_and_an_unknown_key(api_ledger: ApiLedger) -> None:
+    env = api_ledger.harness.env
+    create_key(env, "twice", "runtime")
+    again = run_cli(env, "apikey", "create", "twice", "--role", "runtime")
+    assert again.returncode == 2 and "exists" in again.stderr
+    bad = run_cli(env, "apikey", "create", "no spaces'--", "--role", "reader")
+    assert bad.returncode == 2 and "bad API key name" in bad.stderr
+    role = run_cli(env, "apikey", "create", "x", "--role", "root")
+    assert role.returncode == 2
+    unknown = run_cli(env, "apikey", "revoke", "never-made")
+    assert unknown.returncode == 2 and "no API key named" in unknown.stderr
+
+
+def test_the_reader_role_cannot_mint_keys(api_ledger: ApiLedger) -> None:
+    import asyncpg
+
+    async def attempt() -> None:
+        conn = await asyncpg.connect(api_ledger.reader_url)
+        try:
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute(
+                    "INSERT INTO api_keys (key_id, name, role, key_sha256)"
+                    " VALUES ('0123456789ab', 'forged', 'admin', repeat('0', 64))"
+                )
+            with pytest.raises(asyncpg.InsufficientPrivilegeError):
+                await conn.execute("UPDATE api_keys SET revoked_at = NULL")
+        finally:
+            await conn.close()
+
+    asyncio.run(attempt())
+
+
+async def _api_sessions(api: ApiLedger) -> list[str]:
+    conn = await api.owner()
+    try:
+        rows = await conn.fetch(
+            "SELECT usename FROM pg_stat_activity"
+            " WHERE application_name = 'claw-ledger-api' AND datname = current_database()"
+        )
+    finally:
+        await conn.close()
+    return [r["usename"] for r in rows]
+
+
+def test_serve_runs_the_api_as_the_reader(api_ledger: ApiLedger, tmp_path: object) -> None:
+    port = free_port()
+    env = api_ledger.harness.env | {"CLAW_LEDGER_READER_URL": api_ledger.reader_url}
+    proc = subprocess.Popen(
+        [*CLAW_LEDGER, "serve", "--port", str(port), "--log-level", "warning"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "serve did not answer"
+            time.sleep(0.2)
+        headers = {"Authorization": f"Bearer {api_ledger.keys['reader']}"}
+        page = httpx.get(f"{url}/v1/timeline", params={"limit": 3}, headers=headers, timeout=10)
+        assert page.status_code == 200 and len(page.json()["rows"]) == 3
+        assert httpx.get(f"{url}/v1/timeline", timeout=10).status_code == 401
+        sessions = asyncio.run(_api_sessions(api_ledger))
+        assert sessions and set(sessions) == {urlsplit(api_ledger.reader_url).username}
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    # uvicorn shuts down cleanly, then ends by the signal it was sent
+    assert proc.returncode in (0, -signal.SIGTERM), err.decode()
+    assert f"http://127.0.0.1:{port}" in err.decode()

@@ -1,0 +1,84 @@
+"""The authorize service on the real broker, database and processor: replay,
+drift, revocation at decision time, and every answer a signed, recorded event."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger.authorize import Action
+from ledger.errors import ReasonCode
+from ledger.roles import Role
+from tests.fixtures_ledger import LedgerHarness
+from tests.integration._authorize import (
+    WPC,
+    decide_until,
+    issue,
+    publish_wpc,
+    recorded_decisions,
+    request,
+    running_job,
+    service,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def test_replay_drift_and_revocation_are_denied_and_recorded(
+    running_ledger: LedgerHarness,
+) -> None:
+    ledger = running_ledger
+    wpc = await publish_wpc(ledger, WPC | {"purpose": "authorize"})
+    job_a, job_b = await running_job(ledger, wpc), await running_job(ledger, wpc)
+    authorize = service(ledger)
+    await authorize.start()
+    try:
+        allowed = await authorize.decide(request(job_a))
+        assert allowed.allowed, allowed
+        # a token captured from job A, replayed for job B
+        replay = await authorize.decide(request(job_b, token=job_a.token))
+        assert replay.reason_code is ReasonCode.JOB_BINDING_MISMATCH
+        # policy drift: a token for job A pinned to WPC A2 while the job runs under A
+        drifted = await publish_wpc(ledger, WPC | {"purpose": "drifted"})
+        drift_token, _, _ = await issue(ledger, job_a.job_id, drifted)
+        drift = await decide_until(
+            lambda: authorize.decide(request(job_a, token=drift_token)),
+            lambda d: d.reason_code is not ReasonCode.TOKEN_UNKNOWN,
+        )
+        assert drift.reason_code is ReasonCode.POLICY_PIN_MISMATCH
+        assert drift.policy_hash_b64u == wpc
+        # revoke A's token: A is denied from the next decisions on, B keeps working
+        operator = ledger.keys[Role.OPERATOR]
+        body = {"jti": job_a.jti, "reason": "leaked"}
+        verdict = await ledger.publish(operator, "token.revoked", f"token:{job_a.jti}", body)
+        assert verdict["status"] == "committed"
+        revoked = await decide_until(
+            lambda: authorize.decide(request(job_a)), lambda d: not d.allowed
+        )
+        assert revoked.reason_code is ReasonCode.TOKEN_REVOKED
+        still = await authorize.decide(request(job_b))
+        assert still.allowed, still
+        # a model call the WPC does not allow
+        model = await authorize.decide(request(job_b, Action.for_model("openai", "gpt")))
+        assert model.reason_code is ReasonCode.MODEL_NOT_ALLOWED
+    finally:
+        await authorize.stop()
+    counters = authorize.counters
+    assert counters.failed == 0 and counters.recorded == counters.made
+    decisions = [allowed, replay, drift, revoked, still, model]
+    rows = await recorded_decisions(ledger, [d.decision_id for d in decisions])
+    assert {i: rows[i]["reason_code"] for i in rows} == {
+        d.decision_id: d.reason_code.value for d in decisions
+    }
+    assert rows[replay.decision_id]["token_jti"] == job_a.jti
+    assert rows[allowed.decision_id]["allowed"] is True
+    assert rows[still.decision_id]["signer_did"] == ledger.keys[Role.AUTHORIZER].did
+    conn = await ledger.connect()
+    try:
+        types = await conn.fetch(
+            "SELECT event_type, stream FROM events WHERE event_id = ANY($1::uuid[])",
+            [d.decision_id for d in decisions],
+        )
+    finally:
+        await conn.close()
+    assert sorted(t["event_type"] for t in types) == sorted(d.event_type for d in decisions)
+    assert {t["stream"] for t in types} == {f"job:{job_a.job_id}", f"job:{job_b.job_id}"}

@@ -1,0 +1,136 @@
+"""``claw-ledger simulate`` over real recorded decisions: the job's own WPC
+reproduces every recorded answer (simulation and enforcement are one function),
+and a candidate WPC reports exactly the calls whose outcome it changes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ledger.authorize import Action, Decision
+from ledger.roles import Role
+from tests.fixtures_ledger import LedgerHarness, run_cli
+from tests.integration._authorize import (
+    WPC,
+    decide_until,
+    publish_wpc,
+    recorded_decisions,
+    request,
+    running_job,
+    service,
+)
+
+pytestmark = pytest.mark.integration
+
+EXEC = Action.for_tool("exec")
+WRITE = Action.for_tool("write")
+READ = Action.for_tool("read")
+CLAUDE = Action.for_model("anthropic", "claude")
+
+
+async def _recorded_calls(ledger: LedgerHarness, document: dict[str, Any]) -> dict[str, Any]:
+    """A job's calls under ``document``: read, write, exec (denied), a model call,
+    then a halt of the job and a read it denies. All recorded."""
+    wpc = await publish_wpc(ledger, document)
+    job = await running_job(ledger, wpc)
+    other = await running_job(ledger, wpc)
+    authorize = service(ledger)
+    await authorize.start()
+    try:
+        decisions: list[Decision] = [
+            await authorize.decide(request(job, action)) for action in (READ, WRITE, EXEC, CLAUDE)
+        ]
+        decisions.append(await authorize.decide(request(other, READ)))
+        operator = ledger.keys[Role.OPERATOR]
+        body = {"target": f"job:{job.job_id}", "reason": "simulation drill"}
+        verdict = await ledger.publish(operator, "agent.halted", f"halt:job:{job.job_id}", body)
+        assert verdict["status"] == "committed", verdict
+        # the service follows commits within milliseconds; a call in that gap would be
+        # a real (allowed) decision of its own and change the counts below
+        await asyncio.sleep(1.0)
+        halted = await decide_until(
+            lambda: authorize.decide(request(job, READ)), lambda d: not d.allowed
+        )
+        decisions.append(halted)
+    finally:
+        await authorize.stop()
+    assert [d.allowed for d in decisions] == [True, True, False, True, True, False]
+    rows = await recorded_decisions(ledger, [d.decision_id for d in decisions])
+    assert len(rows) == len(decisions)
+    return {"wpc": wpc, "job": job.job_id, "other": other.job_id, "decisions": decisions}
+
+
+def _simulate(ledger: LedgerHarness, *args: str) -> tuple[int, dict[str, Any]]:
+    result = run_cli(ledger.env, "simulate", *args, "--json")
+    assert result.returncode in (0, 1) and result.stdout, result.stdout + result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+async def test_the_jobs_own_policy_reproduces_every_recorded_decision(
+    running_ledger: LedgerHarness, tmp_path: Path
+) -> None:
+    document = WPC | {"purpose": "simulation: same policy"}
+    calls = await _recorded_calls(running_ledger, document)
+    code, report = _simulate(
+        running_ledger, "--policy", calls["wpc"], "--job", calls["job"], "--all-calls"
+    )
+    assert code == 0, report
+    assert report["summary"]["simulated"] == 5
+    assert report["summary"]["unchanged"] == 5
+    recorded = {d.decision_id: d for d in calls["decisions"]}
+    for call in report["calls"]:
+        original = recorded[call["decision_id"]]
+        assert call["simulated"]["decision"] == original.decision
+        assert call["simulated"]["reason_code"] == original.reason_code.value
+
+
+async def test_a_candidate_reports_exactly_the_calls_it_changes(
+    running_ledger: LedgerHarness, tmp_path: Path
+) -> None:
+    calls = await _recorded_calls(running_ledger, WPC | {"purpose": "simulation: candidate"})
+    candidate = {
+        "wpc_version": "1",
+        "tools": {"allow": ["read", "exec"], "deny": ["write"]},
+        "model_calls": {"allowed_providers": ["openai"]},
+    }
+    path = tmp_path / "candidate.json"
+    path.write_text(json.dumps(candidate))
+    code, report = _simulate(running_ledger, "--policy", str(path), "--job", calls["job"])
+    assert code == 1, "an allowed call becomes denied: the gate fails"
+    # over an audited ledger the decisions are not verified again: the same report
+    audited = _simulate(running_ledger, "--policy", str(path), "--job", calls["job"], "--audited")
+    assert audited == (code, report)
+    changed = {
+        (c["action"].get("tool") or c["action"]["provider"], c["recorded"]["decision"],
+         c["simulated"]["decision"], c["simulated"]["reason_code"])
+        for c in report["calls"]
+    }  # fmt: skip
+    assert changed == {
+        ("write", "allow", "deny", "TOOL_NOT_ALLOWED"),
+        ("anthropic", "allow", "deny", "MODEL_NOT_ALLOWED"),
+        ("exec", "deny", "allow", "OK"),
+    }
+    summary = report["summary"]
+    assert summary["simulated"] == 5 and summary["unchanged"] == 2
+    assert summary["newly_denied_by_action"] == {"tool:write": 1, "model:anthropic/claude": 1}
+    assert summary["newly_allowed_by_action"] == {"tool:exec": 1}
+    # the halted read stays denied: halts are as they were at that moment
+    assert all(c["action"] != {"kind": "tool", "tool": "read"} for c in report["calls"])
+
+    # a candidate that only widens: nothing newly denied, exit 0; other jobs untouched
+    wider = WPC | {"tools": {"allow": ["read", "write", "exec"]}}
+    path.write_text(json.dumps(wider))
+    code, report = _simulate(running_ledger, "--policy", str(path), "--job", calls["other"])
+    assert code == 0
+    assert report["summary"] == {
+        "simulated": 1,
+        "unchanged": 1,
+        "newly_denied": 0,
+        "newly_allowed": 0,
+        "newly_denied_by_action": {},
+        "newly_allowed_by_action": {},
+    }
