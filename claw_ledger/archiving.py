@@ -89,7 +89,7 @@ async def detach_oldest(
 
     from claw_ledger.replaying import stored_event
     from ledger.errors import ConfigError, RejectedError
-    from ledger.replay import Replay
+    from ledger.replay import RecentEventIds, Replay
     from storage.partitions import (
         archive_boundary,
         detach_partition,
@@ -107,7 +107,8 @@ async def detach_oldest(
         part = sealed.partition
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             previous = await archive_boundary(conn)
-            fold = Replay(trust_root=await trust_root(conn))
+            # event_keys holds every event id once: a window of recent ids is enough
+            fold = Replay(trust_root=await trust_root(conn), seen=RecentEventIds())
             if previous is not None:
                 fold.resume_snapshot(previous.state_snapshot)
             last_recorded = (
