@@ -205,6 +205,22 @@ async def seal_oldest_partition(
             f" the last one handed out is {last})",
             hint="a partition is archived once the ledger has moved past it",
         )
+    unlogged = await conn.fetchval(
+        # a checkpointer that has begun must have logged every event of the partition:
+        # its leaf hashes are computed from the rows, which leave with the partition
+        "SELECT min(e.position) FROM events e WHERE e.position >= $1 AND e.position < $2"
+        " AND EXISTS (SELECT 1 FROM tlog_leaves)"
+        " AND NOT EXISTS (SELECT 1 FROM tlog_leaves l WHERE l.position = e.position)",
+        oldest.position_from,
+        oldest.position_to,
+    )
+    if unlogged is not None:
+        raise ConfigError(
+            f"{oldest.name} holds events the transparency log has not appended yet"
+            f" (from position {unlogged})",
+            hint="let the checkpointer catch up (`claw-ledger checkpointer status`), then"
+            " detach again",
+        )
     rows = await conn.fetchval(
         f'SELECT count(*) FROM "{oldest.name}"'  # a name from event_partitions
     )
