@@ -10,6 +10,7 @@ same ledger: same rows at the same positions, chains verified by
 
 from __future__ import annotations
 
+import json
 import shutil
 import uuid
 from dataclasses import replace
@@ -20,6 +21,7 @@ import asyncpg
 import pytest
 
 from claw_ledger.services.postgres import create_database
+from ledger.crypto import KeyPair, save_key
 from ledger.roles import Role
 from storage.migrate import MIGRATIONS_DIR, migrate, schema_version
 from tests.fixtures_ledger import (
@@ -122,13 +124,22 @@ async def test_migration_keeps_the_ledger_and_the_processor_continues_it(
             event_ids = await send_halts(producer, operator, range(30), "before-0017", 5)
         for event_id in event_ids:
             assert (await ledger.verdict(event_id))["status"] == "committed"
+        # the transparency log of the previous release: leaves, nodes, a checkpoint
+        ledger_key = KeyPair.generate("ledger")
+        save_key(ledger_key, tmp_path / "keys" / "ledger.key")
+        await ledger.register(ledger_key, "ledger", "ledger")
+        once = run_cli(ledger.env, "checkpointer", "run", "--key", "ledger", "--once", "--json")
+        assert once.returncode == 0, once.stderr
+        checkpoint = json.loads(once.stdout)["checkpoint"]
+        assert (await ledger.verdict(checkpoint["event_id"]))["status"] == "committed"
     finally:
         ledger.processor.stop()
     assert ledger.settings.database_url
     old_url = await _database_before_0017(ledger_servers, tmp_path)
     await _copy_ledger(ledger.settings.database_url, old_url)
     before = await _events(old_url)
-    assert len(before) == 32
+    # the admin's, the operator's and the ledger key's registrations, 30 halts, the checkpoint
+    assert len(before) == 34
 
     report = await migrate(old_url)
     assert [m.version for m in report.applied] == [17]
@@ -139,6 +150,11 @@ async def test_migration_keeps_the_ledger_and_the_processor_continues_it(
     env = ledger_env(settings)
     audit = run_cli(env, "audit", "--json")
     assert audit.returncode == 0, audit.stdout[-3000:] + audit.stderr
+    assert json.loads(audit.stdout)["transparency_log"] == {"leaves": 33, "checkpoints": 1}
+    # an event is found by its id through event_keys, and its leaf by its position
+    proof = run_cli(env, "prove", "inclusion", event_ids[0], "--json")
+    assert proof.returncode == 0, proof.stderr
+    assert json.loads(proof.stdout)["event_id"] == event_ids[0]
 
     conn = await asyncpg.connect(old_url)
     try:
