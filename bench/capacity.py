@@ -5,9 +5,9 @@
   the same number of Kafka partitions: sustained events/s, processor CPU per
   event, events per Postgres commit and commits/s; the scaling factor of two
   processors over one, printed beside ``os.cpu_count()``;
-* the Postgres commit path alone: COPY of one batch into ``events`` as
-  migrated (uniques, append-only triggers) against the same rows into a table
-  with the same columns and uniques but no triggers, in µs per event.
+* the Postgres commit path alone: COPY of one batch into the partitioned
+  ``events`` (with its ``event_keys`` trigger) against the same rows into an
+  unpartitioned table with the pre-0017 layout, in µs per event.
 
 ``make bench`` adds these rows to its report (``--capacity-events``); on its own,
 ``python -m bench.capacity --events 5000`` runs on the servers named by
@@ -48,7 +48,7 @@ from storage.postgres import EVENT_COLUMNS, init_connection
 __all__ = ["CapacityFigures", "capacity_rows", "measure"]
 
 
-#: the events table's columns and uniques, without its append-only triggers
+#: the events table as migration 0001 made it: global uniques, no partitions
 _FLAT_TABLE = """
 CREATE TABLE bench_events_flat (
     position bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -94,10 +94,11 @@ class CapacityFigures:
     single_partition: ProcessorRun
     one: ProcessorRun
     two: ProcessorRun
-    #: COPY of one batch, µs per event: into events, and into the bare copy
-    copy_us_events: float
-    copy_us_bare: float
+    #: COPY of one batch, µs per event: partitioned events + event_keys, and flat
+    copy_us_partitioned: float
+    copy_us_flat: float
     copy_batch: int
+    ensure_partitions_us: float
 
     @property
     def scaling(self) -> float:
@@ -181,7 +182,7 @@ def _records(raws: list[tuple[str, str, bytes]], first: int) -> list[tuple[Any, 
 
 
 async def commit_path(base: Settings, batch: int = 2_000, batches: int = 8) -> dict[str, float]:
-    """COPY of ``batch`` events per transaction: events vs a bare copy, median µs per event."""
+    """COPY of ``batch`` events per transaction: partitioned vs flat, median µs per event."""
     assert base.database_url
     name = f"bench_copy_{uuid.uuid4().hex[:8]}"
     await create_database(base.database_url, name)
@@ -192,6 +193,8 @@ async def commit_path(base: Settings, batch: int = 2_000, batches: int = 8) -> d
     try:
         await init_connection(conn)
         await conn.execute(_FLAT_TABLE)
+        # room for every position this run takes, cut before the clock starts
+        await conn.fetchval("SELECT claw_ensure_event_partitions($1)", batch * batches * 2)
         timings: dict[str, list[float]] = {"events": [], "bench_events_flat": []}
         for n in range(batches):
             records = _records(raws[n * batch : (n + 1) * batch], n * batch)
@@ -201,11 +204,17 @@ async def commit_path(base: Settings, batch: int = 2_000, batches: int = 8) -> d
                 async with conn.transaction():
                     await conn.copy_records_to_table(table, columns=EVENT_COLUMNS, records=records)
                 timings[table].append(time.perf_counter() - started)
+        ensure = []
+        for _ in range(50):
+            started = time.perf_counter()
+            await conn.fetchval("SELECT claw_ensure_event_partitions()")
+            ensure.append(time.perf_counter() - started)
     finally:
         await conn.close()
     return {
-        "events_us": statistics.median(timings["events"]) / batch * 1e6,
-        "bare_us": statistics.median(timings["bench_events_flat"]) / batch * 1e6,
+        "partitioned_us": statistics.median(timings["events"]) / batch * 1e6,
+        "flat_us": statistics.median(timings["bench_events_flat"]) / batch * 1e6,
+        "ensure_us": statistics.median(ensure) * 1e6,
     }
 
 
@@ -238,9 +247,10 @@ async def measure(base: Settings, events: int, partitions: int = 4) -> CapacityF
         single_partition=single,
         one=one,
         two=two,
-        copy_us_events=copy["events_us"],
-        copy_us_bare=copy["bare_us"],
+        copy_us_partitioned=copy["partitioned_us"],
+        copy_us_flat=copy["flat_us"],
         copy_batch=2_000,
+        ensure_partitions_us=copy["ensure_us"],
     )
 
 
@@ -289,9 +299,10 @@ def capacity_rows(f: CapacityFigures) -> list[Row]:
         ),
         (
             f"capacity: COPY of {f.copy_batch:,} events per transaction, µs per event",
-            f"{f.copy_us_events:,.1f} µs into events",
-            f"{f.copy_us_bare:,.1f} µs same columns and uniques, no triggers"
-            f" (ratio {f.copy_us_events / f.copy_us_bare:.2f})",
+            f"{f.copy_us_partitioned:,.1f} µs partitioned (+ event_keys)",
+            f"{f.copy_us_flat:,.1f} µs unpartitioned, pre-0017 layout"
+            f" (ratio {f.copy_us_partitioned / f.copy_us_flat:.2f});"
+            f" partition check {f.ensure_partitions_us:,.0f} µs per 10,000 events",
             "",
             "",
         ),

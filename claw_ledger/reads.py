@@ -15,10 +15,12 @@ from claw_ledger.config import effective_database_url as _url
 from ledger.tlog_audit import TreeRebuild
 from storage import audit_queries, ledger_queries, projection_queries
 from storage.ledger_queries import TimelineFilter, TimelinePage
+from storage.partitions import ArchiveBoundary
 
 __all__ = [
     "TimelineFilter",
     "TimelinePage",
+    "archive_boundary",
     "audit_transparency_log",
     "chain_heads",
     "control_digest_report",
@@ -79,6 +81,13 @@ async def duplicate_coordinates(settings: Settings) -> list[dict[str, Any]]:
 
 async def control_digest_report(settings: Settings) -> dict[str, tuple[int | None, int]]:
     return await audit_queries.control_digest_report(_reader_url(settings))
+
+
+async def archive_boundary(settings: Settings) -> ArchiveBoundary | None:
+    """The newest archive cut (events below it are detached), or None."""
+    from storage.partitions import read_archive_boundary
+
+    return await read_archive_boundary(_reader_url(settings))
 
 
 async def audit_transparency_log(settings: Settings) -> TreeRebuild:

@@ -142,6 +142,8 @@ class ReplayResult:
     duration: float = 0.0
     signatures: bool = True
     jobs: int = 1
+    #: the archive cut the ledger replay started from (None: from the first event)
+    archived: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -167,6 +169,7 @@ class ReplayResult:
             "written": self.written,
             "signatures": self.signatures,
             "jobs": self.jobs,
+            "archived": self.archived,
             "duration_s": round(self.duration, 3),
             "rate_per_s": round(self.events / self.duration) if self.duration > 0 else None,
         }
@@ -322,12 +325,19 @@ async def _replay_ledger(
     progress: Callable[[int], None] | None,
     on_verdicts: VerdictsHook | None,
 ) -> None:
+    from storage.partitions import archive_boundary
     from storage.projection_queries import open_connection
     from storage.replay_queries import iter_events
 
     conn = await open_connection(database_url)
     try:
         async with conn.transaction(isolation="repeatable_read", readonly=True):
+            boundary = await archive_boundary(conn)
+            if boundary is not None:
+                _check_until(request.until, boundary.state_snapshot)
+                # the archived events verified when they were cut; go on from there
+                result.fold.resume_snapshot(boundary.state_snapshot)
+                result.archived = boundary.to_json()
             events = (stored_event(row) async for row in iter_events(conn))
             async for chunk in pool.averdicts(events, _raw):
                 if on_verdicts is not None:
@@ -340,6 +350,20 @@ async def _replay_ledger(
                 result.diffs = await _compare_on(conn, result.fold)
     finally:
         await conn.close()
+
+
+def _check_until(until: datetime | None, snapshot: dict[str, Any]) -> None:
+    """Refuse a moment inside the archived range: the ledger replay starts after it."""
+    last = snapshot.get("last_recorded_at")
+    if until is None or last is None or until >= datetime.fromisoformat(last):
+        return
+    from ledger.errors import ConfigError
+
+    raise ConfigError(
+        f"--until {until.isoformat()} is before the archive cut (events up to {last} are"
+        " detached from the ledger table)",
+        hint="replay --source kafka while the topic still holds them, or restore the archive",
+    )
 
 
 def _raw(stored: StoredEvent) -> bytes:

@@ -77,11 +77,14 @@ class ChainProblem:
     problem: str
 
 
-def verify_chain(links: Iterable[ChainLink]) -> list[ChainProblem]:
-    """Check links of one partition, in ``ledger_seq`` order, starting at seq 1."""
+def verify_chain(
+    links: Iterable[ChainLink], *, after_seq: int = 0, after_hash: str | None = None
+) -> list[ChainProblem]:
+    """Check links of one partition, in ``ledger_seq`` order, starting at seq 1, or
+    after ``after_seq`` whose chain hash is ``after_hash`` (an archive boundary)."""
     problems: list[ChainProblem] = []
-    expected_seq = 1
-    prev: str | None = None
+    expected_seq = after_seq + 1
+    prev: str | None = after_hash
     for link in links:
         if link.ledger_seq != expected_seq:
             problems.append(

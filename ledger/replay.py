@@ -32,7 +32,7 @@ never written.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -42,7 +42,8 @@ from ledger.chain import chain_hash
 from ledger.errors import ReasonCode
 from ledger.projection_diff import ProjectionDiff, diff_projections, point_in_time
 from ledger.registry import DEFAULT_RULE_SETTINGS, RuleSettings
-from ledger.state import LedgerState, ProjectionRow
+from ledger.roles import Role
+from ledger.state import KeyRecord, LedgerState, ProjectionRow
 from ledger.verify import Rejected, Verified, verify_message
 
 __all__ = [
@@ -192,6 +193,63 @@ class Replay:
     def __post_init__(self) -> None:
         self._pinned = self.trust_root is not None
         self.state = LedgerState(trust_root=self.trust_root)
+
+    def resume(
+        self,
+        rows: Iterable[ProjectionRow],
+        positions: Mapping[int, PartitionPosition],
+        trust_root: str | None,
+    ) -> None:
+        """Start from a verified state instead of the empty ledger: the projection
+        rows and chain positions a fold reached at an archive cut."""
+        if self.trust_root is None:
+            self.trust_root = trust_root
+        self.state.trust_root = self.trust_root
+        for row in rows:
+            self.projections[projection_key(row)] = row
+            key = row.values[row.key_column]
+            if row.table == "keys":
+                v = row.values
+                self.state.keys[key] = KeyRecord(
+                    did=v["did"],
+                    name=v["name"],
+                    roles=frozenset(Role(r) for r in v["roles"]),
+                    registered_by=v["registered_by"],
+                    registered_event_id=v["registered_event_id"],
+                    revoked=v["revoked"],
+                    revoked_reason=v["revoked_reason"],
+                )
+            elif row.table in ("policies", "tokens", "jobs", "halts", "shadows"):
+                getattr(self.state, row.table)[key] = dict(row.values)
+        self.positions.update(positions)
+
+    def snapshot(self) -> dict[str, Any]:
+        """What :meth:`resume` needs, JSON-shaped (stored at an archive cut)."""
+        return {
+            "trust_root": self.trust_root,
+            "positions": {
+                str(p): [pos.next_offset, pos.ledger_seq, pos.chain_hash]
+                for p, pos in self.positions.items()
+            },
+            "rows": [
+                {"table": r.table, "key_column": r.key_column, "values": r.values}
+                for r in self.projections.values()
+            ],
+        }
+
+    def resume_snapshot(self, snapshot: Mapping[str, Any]) -> None:
+        """:meth:`resume` from what :meth:`snapshot` returned."""
+        self.resume(
+            [
+                ProjectionRow(r["table"], r["key_column"], dict(r["values"]))
+                for r in snapshot["rows"]
+            ],
+            {
+                int(p): PartitionPosition(int(v[0]), int(v[1]), v[2])
+                for p, v in snapshot["positions"].items()
+            },
+            snapshot.get("trust_root"),
+        )
 
     @property
     def stopped(self) -> bool:

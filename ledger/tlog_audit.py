@@ -76,6 +76,9 @@ class TreeRebuild:
             while self.size < index:
                 self.tree.append(EMPTY_ROOT)
         leaf_fields = (str(row["event_id"]), int(row["kafka_partition"]), int(row["ledger_seq"]))
+        if row.get("archived"):
+            self._archived_leaf(index, row, leaf_fields)
+            return
         if row["e_event_id"] is None:
             self._leaf_problem(index, "the leaf's event is not in events", column="position")
             self.tree.append(EMPTY_ROOT)
@@ -126,6 +129,28 @@ class TreeRebuild:
                 )
             )
         self.tree.append(hashed)
+
+    def _archived_leaf(
+        self, index: int, row: Mapping[str, Any], leaf_fields: tuple[str, int, int]
+    ) -> None:
+        """A leaf whose event was archived (ADR 0021): the event's envelope hash and
+        chain hash left with it, so the stored leaf hash stands for it; the leaf
+        must still name the event ``event_keys`` recorded at its position."""
+        if row["k_event_id"] is None:
+            self._leaf_problem(index, "the leaf's archived event is not in event_keys")
+        else:
+            keys = (str(row["k_event_id"]), int(row["k_partition"]), int(row["k_seq"]))
+            if keys != leaf_fields:
+                self._leaf_problem(
+                    index,
+                    "the leaf row does not name the archived event it points at",
+                    column="event_id, kafka_partition, ledger_seq",
+                    expected=list(keys),
+                    found=list(leaf_fields),
+                )
+        partition, seq = leaf_fields[1], leaf_fields[2]
+        self.included[partition] = max(seq, self.included.get(partition, 0))
+        self.tree.append(bytes(row["leaf_hash"]))
 
     def check_node(self, level: int, index: int, stored: bytes) -> None:
         """One stored node against the rebuild."""

@@ -52,7 +52,9 @@ async def await_verdict(database_url: str, event_id: str, *, timeout: float = 30
         delay = 0.02
         while True:
             row = await conn.fetchrow(
-                "SELECT position, ledger_seq, chain_hash FROM events WHERE event_id = $1::uuid",
+                # event_keys holds the event_id index of the partitioned events (0017)
+                "SELECT e.position, e.ledger_seq, e.chain_hash FROM event_keys k"
+                " JOIN events e ON e.position = k.position WHERE k.event_id = $1::uuid",
                 event_id,
             )
             if row is not None:

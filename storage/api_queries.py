@@ -91,7 +91,8 @@ async def event_by_id(conn: asyncpg.Connection, event_id: str) -> dict[str, Any]
         "SELECT position, event_id::text AS event_id, event_type, stream, producer,"
         " occurred_at, recorded_at, payload_hash_b64u, envelope_sha256, envelope_raw,"
         " kafka_topic, kafka_partition, kafka_offset, ledger_seq, prev_chain_hash, chain_hash"
-        " FROM events WHERE event_id = $1::uuid",
+        # event_keys: the event_id index of the partitioned events (migration 0017)
+        " FROM events WHERE position = (SELECT position FROM event_keys WHERE event_id = $1::uuid)",
         event_id,
     )
     return None if row is None else row_dict(row)

@@ -85,8 +85,14 @@ async def audit_transparency_log(database_url: str, batch: int = 5000) -> TreeRe
                 " l.ledger_seq, l.leaf_hash, e.event_id::text AS e_event_id,"
                 " e.kafka_partition AS e_partition,"
                 " e.ledger_seq AS e_seq, e.envelope_sha256 AS e_envelope_sha256,"
-                " e.chain_hash AS e_chain_hash"
+                " e.chain_hash AS e_chain_hash,"
+                # an archived event's row left with its partition (migration 0017): its
+                # leaf is checked against event_keys, its stored hash taken as cut
+                " k.event_id::text AS k_event_id, k.kafka_partition AS k_partition,"
+                " k.ledger_seq AS k_seq, (e.position IS NULL AND l.position < coalesce("
+                "(SELECT max(before_position) FROM archive_boundaries), 0)) AS archived"
                 " FROM tlog_leaves l LEFT JOIN events e ON e.position = l.position"
+                " LEFT JOIN event_keys k ON k.position = l.position"
                 " ORDER BY l.log_index",
                 prefetch=batch,
             )

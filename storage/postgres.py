@@ -26,6 +26,7 @@ from ledger.control_digest import (
 )
 from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.state import LedgerState, ProjectionRow
+from storage.partitions import ensure_partitions, is_missing_partition
 from storage.protocol import (
     INSERT_ONLY_TABLES,
     NO_COMMITS,
@@ -404,7 +405,8 @@ async def existing_payload_hashes(
     if not event_ids:
         return {}
     rows = await conn.fetch(
-        "SELECT event_id::text AS event_id, payload_hash_b64u FROM events"
+        # event_keys, not events: it holds archived events too (migration 0017)
+        "SELECT event_id::text AS event_id, payload_hash_b64u FROM event_keys"
         " WHERE event_id = ANY($1::uuid[])",
         list(event_ids),
     )
@@ -527,8 +529,15 @@ class PostgresLedgerStore:
     """:class:`~storage.protocol.LedgerStore` on an asyncpg pool (codecs set by
     :func:`init_connection`); each call runs on one connection of the pool."""
 
+    #: events committed between two checks that partitions are cut ahead
+    #: (far below the headroom claw_ensure_event_partitions keeps: 2 x 1M positions)
+    ENSURE_EVERY = 10_000
+    #: commits retried after cutting partitions when an insert found none for its position
+    MISSING_PARTITION_RETRIES = 3
+
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._since_ensure: int | None = None
 
     @classmethod
     async def open(
@@ -604,11 +613,26 @@ class PostgresLedgerStore:
 
     async def commit_batch(self, commit: BatchCommit) -> int | None:
         async with self._pool.acquire() as conn:
-            try:
-                return await commit_batch(conn, commit)
-            except asyncpg.UniqueViolationError as exc:
-                # another worker recorded one of these event ids (or offsets) first
-                raise StaleBatchError(f"{exc.__class__.__name__}: {exc}") from exc
+            if self._since_ensure is None or self._since_ensure >= self.ENSURE_EVERY:
+                # outside the commit's transaction: cutting a partition takes a lock on events
+                await ensure_partitions(conn)
+                self._since_ensure = 0
+            events = sum(len(b.events) for b in commit.batches)
+            for attempt in range(self.MISSING_PARTITION_RETRIES + 1):
+                try:
+                    version = await commit_batch(conn, commit)
+                    break
+                except asyncpg.UniqueViolationError as exc:
+                    # another worker recorded one of these event ids (or offsets) first
+                    raise StaleBatchError(f"{exc.__class__.__name__}: {exc}") from exc
+                except asyncpg.CheckViolationError as exc:
+                    if not is_missing_partition(exc) or attempt == self.MISSING_PARTITION_RETRIES:
+                        raise
+                    # ingest outran the partitions cut ahead (a batch larger than the
+                    # headroom, or other processors): cut room for this batch and retry
+                    await ensure_partitions(conn, need=2 * events)
+            self._since_ensure = (self._since_ensure or 0) + events
+            return version
 
     async def record_forwarded(self, group: str, topic: str, marks: Mapping[int, int]) -> None:
         async with self._pool.acquire() as conn:

@@ -182,8 +182,9 @@ async def halt_status(
         f" ({_CALLS_DENIED_SINCE}) AS calls_denied_since"
         " FROM halts h"
         " LEFT JOIN keys k ON k.did = h.halted_by"
-        " LEFT JOIN events hp ON hp.event_id = h.halted_event_id::uuid"
-        " LEFT JOIN events rp ON rp.event_id = h.resumed_event_id::uuid"
+        # event_keys: the event_id index of the partitioned events (migration 0017)
+        " LEFT JOIN event_keys hp ON hp.event_id = h.halted_event_id::uuid"
+        " LEFT JOIN event_keys rp ON rp.event_id = h.resumed_event_id::uuid"
         " WHERE ($1 OR h.active) AND ($2::text IS NULL OR h.target = $2)"
         " ORDER BY h.halted_at, h.target",
         include_lifted,

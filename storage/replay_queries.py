@@ -72,13 +72,16 @@ async def iter_decisions(
 
 
 async def event_ids_unique(conn: asyncpg.Connection) -> bool:
-    """Whether a unique index on ``events (event_id)`` alone holds (migration 0001):
-    then no event id can repeat in the ledger, and a replay need not remember them all."""
+    """Whether a unique index on ``event_id`` alone holds, on ``events`` (migration
+    0001) or on ``event_keys`` (the partitioned layout, migration 0017, whose rows
+    outlive an archive cut): then no event id can repeat in the ledger, and a
+    replay need not remember them all."""
     return bool(
         await conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a"
             " ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]"
-            " WHERE i.indrelid = 'events'::regclass AND i.indisunique AND i.indisvalid"
+            " WHERE i.indrelid = ANY(ARRAY['events'::regclass, to_regclass('event_keys')])"
+            " AND i.indisunique AND i.indisvalid"
             " AND i.indnatts = 1 AND a.attname = 'event_id')"
         )
     )
@@ -103,19 +106,28 @@ async def iter_shadowed(
 
 
 async def iter_events(
-    conn: asyncpg.Connection, batch: int = 5000, *, skip_types: Sequence[str] = ()
+    conn: asyncpg.Connection,
+    batch: int = 5000,
+    *,
+    skip_types: Sequence[str] = (),
+    before: int | None = None,
 ) -> AsyncIterator[Mapping[str, Any]]:
     """Every ledger row in commit order (``position``), with its stored chain fields;
-    without the rows of ``skip_types`` when given.
+    without the rows of ``skip_types``, and only those below position ``before``,
+    when given.
 
     Call it inside a transaction (a server-side cursor lives in one); a
     repeatable-read one lets the caller read the projections of the same snapshot.
     """
-    where, args = (
-        ("", ())
-        if not skip_types
-        else (" WHERE event_type <> ALL($1::text[])", (list(skip_types),))
-    )
+    conditions: list[str] = []
+    args: list[Any] = []
+    if skip_types:
+        args.append(list(skip_types))
+        conditions.append(f"event_type <> ALL(${len(args)}::text[])")
+    if before is not None:
+        args.append(before)
+        conditions.append(f"position < ${len(args)}")
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     cursor = conn.cursor(
         "SELECT position, kafka_partition, kafka_offset, ledger_seq, prev_chain_hash,"
         " chain_hash, recorded_at, event_id::text AS event_id, envelope_raw"

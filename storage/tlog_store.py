@@ -291,13 +291,25 @@ async def inclusion_proof_for_event(
 ) -> InclusionProof:
     """The proof that event ``event_id`` is in the checkpoint of ``tree_size`` (default:
     the latest). Raises :class:`LogEntryNotFound` when the event is not in that tree."""
-    row = await db.fetchrow(f"{_LEAF_SELECT} WHERE e.event_id = $1", _event_uuid(event_id))
-    if row is None:
-        committed = await db.fetchrow(
-            "SELECT position FROM events WHERE event_id = $1", _event_uuid(event_id)
+    # event_keys: the event_id index of the partitioned events (migration 0017); it
+    # keeps the position of an archived event, whose row left the table
+    committed = await db.fetchrow(
+        "SELECT k.position,"
+        " EXISTS (SELECT 1 FROM events e WHERE e.position = k.position) AS attached"
+        " FROM event_keys k WHERE k.event_id = $1",
+        _event_uuid(event_id),
+    )
+    if committed is None:
+        raise LogEntryNotFound(f"no event {event_id} on the ledger")
+    if not committed["attached"]:
+        raise LogEntryNotFound(
+            f"event {event_id} is archived (position {committed['position']} was detached"
+            " from the ledger table), so its leaf cannot be recomputed here",
+            hint="prove it on a copy of the ledger with its archive restored"
+            ' (docs/operations.md, "Archiving old events")',
         )
-        if committed is None:
-            raise LogEntryNotFound(f"no event {event_id} on the ledger")
+    row = await db.fetchrow(f"{_LEAF_SELECT} WHERE l.position = $1", committed["position"])
+    if row is None:
         raise LogEntryNotFound(
             f"event {event_id} is on the ledger but not in the log yet",
             hint="the checkpointer appends it at its next round (`claw-ledger checkpointer"

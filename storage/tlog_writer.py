@@ -216,7 +216,8 @@ async def unpublished_checkpoints(conn: asyncpg.Connection, last: int) -> list[S
         "SELECT c.tree_size, c.origin, c.root_hash, c.note, c.signer_did,"
         " c.event_id::text AS event_id, c.occurred_at, c.created_at"
         " FROM (SELECT * FROM tlog_checkpoints ORDER BY tree_size DESC LIMIT $1) AS c"
-        " WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_id = c.event_id)"
+        # event_keys: the event_id index of the partitioned events (migration 0017)
+        " WHERE NOT EXISTS (SELECT 1 FROM event_keys k WHERE k.event_id = c.event_id)"
         " ORDER BY c.tree_size",
         last,
     )

@@ -127,7 +127,8 @@ async def halt_windows(conn: asyncpg.Connection, *, limit: int = 20) -> list[dic
     the calls blocked after it, and the policy hashes in force on either side."""
     halts = await conn.fetch(
         "SELECT h.*, e.position AS halted_position FROM halts h"
-        " LEFT JOIN events e ON e.event_id::text = h.halted_event_id"
+        # event_keys: the event_id index of the partitioned events (migration 0017)
+        " LEFT JOIN event_keys e ON e.event_id = h.halted_event_id::uuid"
         " ORDER BY h.halted_at DESC LIMIT $1",
         limit,
     )

@@ -245,13 +245,20 @@ class LedgerHarness:
             await conn.close()
 
 
-async def _fresh_ledger_database(ledger_servers: Any) -> str:
+async def _fresh_ledger_database(ledger_servers: Any, partition_rows: int | None = None) -> str:
     from storage.migrate import migrate
+    from storage.partitions import set_partition_rows
 
     name = f"claw_e2e_{uuid.uuid4().hex[:8]}"
     await create_database(ledger_servers.server_url, name)
     url: str = ledger_servers.database_url(name)
     await migrate(url)
+    if partition_rows is not None:
+        conn = await asyncpg.connect(url)
+        try:
+            await set_partition_rows(conn, partition_rows)
+        finally:
+            await conn.close()
     return url
 
 
@@ -263,9 +270,11 @@ async def start_ledger(
     register_roles: bool = True,
     engine: str = "kafka",
     batch_size: int = 2000,
+    partition_rows: int | None = None,
 ) -> LedgerHarness:
-    """A new database and topic prefix, a trust root, a processor, and role keys."""
-    url = await _fresh_ledger_database(ledger_servers)
+    """A new database and topic prefix, a trust root, a processor, and role keys;
+    ``partition_rows``: the events table cut into partitions of that many positions."""
+    url = await _fresh_ledger_database(ledger_servers, partition_rows)
     settings = replace(
         base,
         database_url=url,

@@ -58,6 +58,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "command"),
     "apikey": ("apikey", "command"),
     "status": ("status", "command"),
+    "archive": ("archive", "command"),
 }
 
 EXIT_OK = 0

@@ -58,6 +58,15 @@ def audit_command(as_json: bool, signatures: bool, jobs: int | None) -> None:
             f" {'OK' if report['ok'] else 'PROBLEMS FOUND'}",
             markup=False,
         )
+        if report["archived"] is not None:
+            archived = report["archived"]
+            console.print(
+                f"  archived: positions below {archived['before_position']:,}"
+                f" ({archived['events']:,} events) are not in the table; their chains verified"
+                f" when detached ({archived['detached_at']}) and every chain is checked"
+                " from that cut on",
+                markup=False,
+            )
         for problem in report["problems"][:50]:
             console.print(f"  {_where(problem)}: {problem['problem']}", markup=False)
             if problem["expected"] is not None or problem["found"] is not None:
@@ -88,7 +97,7 @@ async def _audit(signatures: bool, jobs: int | None, show_progress: bool) -> dic
     with progress:
         task = progress.add_task("auditing", total=None)
         started = time.monotonic()
-        count, partitions = await _audit_events(problems, progress, task)
+        count, partitions, archived = await _audit_events(problems, progress, task)
         events_seconds = time.monotonic() - started
         progress.update(task, description="auditing: quarantine")
         quarantined = await _audit_quarantine(problems)
@@ -103,6 +112,7 @@ async def _audit(signatures: bool, jobs: int | None, show_progress: bool) -> dic
     return {
         "ok": not problems,
         "events": count,
+        "archived": archived,
         "seconds": {"events": round(events_seconds, 3), "rebuild": round(rebuild_seconds, 3)},
         "partitions": {f"{t}/{p}": n for (t, p), n in partitions.items()},
         "quarantine": quarantined,
@@ -114,10 +124,11 @@ async def _audit(signatures: bool, jobs: int | None, show_progress: bool) -> dic
 
 async def _audit_events(
     problems: list[AuditProblem], progress: Progress, task: TaskID
-) -> tuple[int, dict[tuple[str, int], int]]:
-    """Every event row: its columns against its raw bytes, and its chain. (Its
-    signature: in the rebuild, which verifies every envelope anyway.)"""
-    from claw_ledger.reads import chain_heads, iter_chain
+) -> tuple[int, dict[tuple[str, int], int], dict[str, Any] | None]:
+    """Every event row: its columns against its raw bytes, and its chain (from the
+    archive boundary on, when old partitions were detached). (Its signature: in the
+    rebuild, which verifies every envelope anyway.)"""
+    from claw_ledger.reads import archive_boundary, chain_heads, iter_chain
     from ledger.audit import chain_problem, check_event_columns
     from ledger.chain import ChainLink, verify_chain
 
@@ -127,8 +138,19 @@ async def _audit_events(
     current_key: tuple[str, int] | None = None
     count = 0
 
+    boundary = await archive_boundary(settings())
+    heads = boundary.heads if boundary is not None else {}
+
     def flush() -> None:
-        problems.extend(chain_problem(p) for p in verify_chain(current))
+        start = heads.get(current_key) if current_key is not None else None
+        problems.extend(
+            chain_problem(p)
+            for p in verify_chain(
+                current,
+                after_seq=start.ledger_seq if start else 0,
+                after_hash=start.chain_hash if start else None,
+            )
+        )
         current.clear()
 
     async for row in iter_chain(settings()):
@@ -158,7 +180,10 @@ async def _audit_events(
     for (topic, partition), (seq, head) in (await chain_heads(settings())).items():
         if seq == 0:
             continue
-        found, found_head = last.get((topic, partition), (0, None))
+        start = heads.get((topic, partition))
+        found, found_head = last.get(
+            (topic, partition), (start.ledger_seq, start.chain_hash) if start else (0, None)
+        )
         if found != seq:
             problems.append(
                 AuditProblem(
@@ -183,7 +208,7 @@ async def _audit_events(
                     found=found_head,
                 )
             )
-    return count, partitions
+    return count, partitions, None if boundary is None else boundary.to_json()
 
 
 async def _audit_quarantine(problems: list[AuditProblem]) -> int:

@@ -181,6 +181,14 @@ def _print(result: ReplayResult, filtered: bool) -> None:
         f" trust root {summary['trust_root']} ({summary['trust_root_from']})",
         markup=False,
     )
+    if result.archived is not None:
+        archived = result.archived
+        console.print(
+            f"started from the archive cut: positions below {archived['before_position']:,}"
+            f" ({archived['events']:,} events, up to partition {archived['partition']}) are"
+            " archived and were verified when they were detached",
+            markup=False,
+        )
     if result.fold.reached_until:
         console.print("stopped at --until", markup=False)
     if result.fold.broken is not None:

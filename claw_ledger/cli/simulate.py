@@ -25,10 +25,12 @@ def _instant(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-async def _simulate(simulation: Any, database_url: str, audited: bool) -> None:
+async def _simulate(simulation: Any, database_url: str, audited: bool) -> dict[str, Any] | None:
+    """Fold the ledger through ``simulation``; the archive cut it started from, if any."""
     from claw_ledger.replaying import stored_event
     from ledger.replay import StoredEvent
     from ledger.simulate import DECISION_EVENT_TYPES
+    from storage.partitions import archive_boundary
     from storage.projection_queries import open_connection
     from storage.replay_queries import iter_decisions, iter_events
 
@@ -38,6 +40,10 @@ async def _simulate(simulation: Any, database_url: str, audited: bool) -> None:
     try:
         # one snapshot: the decisions and the state they are judged against agree
         async with conn.transaction(isolation="repeatable_read", readonly=True):
+            boundary = await archive_boundary(conn)
+            if boundary is not None:
+                # the detached events (and their decisions) verified when they were cut
+                simulation.fold.resume_snapshot(boundary.state_snapshot)
             async for position, body in iter_decisions(conn):
                 simulation.expect(position, body)
             async for row in iter_events(conn, skip_types=skip):
@@ -57,6 +63,7 @@ async def _simulate(simulation: Any, database_url: str, audited: bool) -> None:
             simulation.finish()
     finally:
         await conn.close()
+    return None if boundary is None else boundary.to_json()
 
 
 async def _shadowed(summary: Any, database_url: str, job_id: str | None) -> None:
@@ -187,7 +194,9 @@ def command(
     simulation = Simulation(validate_wpc(document), window)
     if all_calls:
         simulation = Simulation(validate_wpc(document), window, keep=lambda call: True)
-    run_async(_simulate(simulation, effective_database_url(settings(), role="reader"), audited))
+    archived = run_async(
+        _simulate(simulation, effective_database_url(settings(), role="reader"), audited)
+    )
     if simulation.fold.broken is not None:
         raise click.ClickException(f"the ledger does not verify: {simulation.fold.broken}")
     summary = simulation.summary
@@ -195,6 +204,8 @@ def command(
         "policy_hash_b64u": policy_hash_b64u(document),
         "summary": summary.to_dict(),
         "calls": [call.to_dict() for call in simulation.calls],
+        # the decisions below an archive cut left with their partition: not simulated
+        "archived": archived,
     }
     if as_json:
         emit_json(report)
@@ -214,5 +225,10 @@ def command(
             click.echo(f"  newly denied  {name}: {count}")
         for name, count in sorted(summary.allowed_by_action.items()):
             click.echo(f"  newly allowed {name}: {count}")
+        if archived is not None:
+            click.echo(
+                f"  archived: the calls decided before position {archived['before_position']:,}"
+                " were detached with their partition and are not simulated"
+            )
     if summary.newly_denied:
         raise SystemExit(1)

@@ -188,3 +188,22 @@ def test_recomputed_tail_is_only_visible_in_the_head_hash() -> None:
     assert verify_chain(rewritten) == []
     # but the head hash differs, which is what an external anchor would catch
     assert rewritten[-1].chain_hash != links[-1].chain_hash
+
+
+def test_a_chain_verifies_from_an_archive_cut() -> None:
+    links = build(10)
+    cut = links[3]
+    rest = links[4:]
+    assert verify_chain(rest, after_seq=cut.ledger_seq, after_hash=cut.chain_hash) == []
+    # without the head at the cut, the remaining rows are not a chain from seq 1
+    assert verify_chain(rest) != []
+
+
+def test_a_wrong_head_at_the_cut_is_reported() -> None:
+    links = build(10)
+    rest = links[4:]
+    problems = verify_chain(rest, after_seq=4, after_hash=links[2].chain_hash)
+    assert problems and problems[0].problem == "prev hash mismatch"
+    assert problems[0].ledger_seq == 5
+    problems = verify_chain(rest, after_seq=3, after_hash=links[3].chain_hash)
+    assert [p.problem for p in problems] == ["gap: expected seq 4"]

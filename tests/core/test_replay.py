@@ -301,3 +301,46 @@ def test_point_in_time_lists_what_held(flow: tuple[list[bytes], Ledger]) -> None
     later = point_in_time(before.state, datetime.fromisoformat(ts(3600)))
     assert later["valid_tokens"] == []
     assert view["trust_root"] == ledger.keys.admin.did
+
+
+def _normal_rows(fold: Replay) -> dict[tuple[str, Any], Any]:
+    return {
+        (r.table, r.values[r.key_column]): json.loads(json.dumps(r.values)) for r in fold.rows()
+    }
+
+
+@pytest.mark.parametrize("cut_at", [1, 5, -3])
+def test_a_fold_resumed_from_a_snapshot_ends_where_the_whole_fold_does(
+    flow: tuple[list[bytes], Ledger], cut_at: int
+) -> None:
+    raws, _ = flow
+    stored = _stored(raws, _by_stream)
+    whole = replay(stored)
+    before = replay(stored[:cut_at])
+    # an archive cut stores the snapshot as JSON
+    snapshot = json.loads(json.dumps(before.snapshot()))
+    resumed = Replay()
+    resumed.resume_snapshot(snapshot)
+    for event in stored[cut_at:]:
+        resumed.feed(event)
+    assert resumed.broken is None, resumed.broken
+    assert resumed.trust_root == whole.trust_root
+    assert resumed.positions == whole.positions
+    assert _normal_rows(resumed) == _normal_rows(whole)
+    assert resumed.state.keys == whole.state.keys
+    assert json.loads(json.dumps(resumed.state.jobs)) == json.loads(json.dumps(whole.state.jobs))
+    assert resumed.state.halts == whole.state.halts
+
+
+def test_a_forged_link_right_after_the_cut_breaks_the_resumed_fold(
+    flow: tuple[list[bytes], Ledger],
+) -> None:
+    raws, _ = flow
+    stored = _stored(raws, _by_stream)
+    snapshot = json.loads(json.dumps(replay(stored[:5]).snapshot()))
+    resumed = Replay()
+    resumed.resume_snapshot(snapshot)
+    forged = dataclasses.replace(stored[5], prev_chain_hash="forged")
+    resumed.feed(forged)
+    assert resumed.broken is not None
+    assert resumed.broken.code is ReasonCode.CHAIN_BROKEN

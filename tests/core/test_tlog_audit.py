@@ -134,3 +134,40 @@ def test_a_checkpoint_by_a_key_without_the_ledger_role_is_found() -> None:
     problems = _audit(_tables(), ledger_keys=set())
     assert {p.kind for p in problems} == {ProblemKind.TLOG_CHECKPOINT_INVALID}
     assert all(p.column == "signer_did" for p in problems)
+
+
+def _archive_first_leaves(tables: Tables, count: int) -> None:
+    """The first ``count`` leaves' events detached by an archive cut: no event row,
+    their ids and coordinates still in event_keys."""
+    for row in tables["leaves"][:count]:
+        row.update(
+            archived=True,
+            k_event_id=row["event_id"],
+            k_partition=row["kafka_partition"],
+            k_seq=row["ledger_seq"],
+            e_event_id=None,
+            e_partition=None,
+            e_seq=None,
+            e_envelope_sha256=None,
+            e_chain_hash=None,
+        )
+
+
+def test_leaves_of_archived_events_stand_on_their_stored_hash() -> None:
+    tables = _tables()
+    _archive_first_leaves(tables, 3)
+    assert _audit(tables) == []
+
+
+def test_an_archived_leaf_changed_is_still_found() -> None:
+    tables = _tables()
+    _archive_first_leaves(tables, 3)
+    tables["leaves"][1]["leaf_hash"] = bytes(32)
+    kinds = {p.kind for p in _audit(tables)}
+    assert ProblemKind.TLOG_NODE_MISMATCH in kinds
+    tables = _tables()
+    _archive_first_leaves(tables, 3)
+    tables["leaves"][2]["event_id"] = "00000000-0000-4000-8000-000000000000"
+    problems = _audit(tables)
+    assert [p.kind for p in problems] == [ProblemKind.TLOG_LEAF_MISMATCH]
+    assert problems[0].row == 2

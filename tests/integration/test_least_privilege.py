@@ -64,6 +64,13 @@ FORBIDDEN = [
     "UPDATE ledger_meta SET value = 'did:key:forged'",
     "DELETE FROM ledger_meta",
     "SELECT claw_ledger_grant_roles(current_user, current_user)",
+    # archiving is the owner's (migration 0017)
+    "ALTER TABLE events DETACH PARTITION events_000000000001",
+    "SELECT claw_set_event_partition_rows(1)",
+    "INSERT INTO event_keys SELECT * FROM event_keys",
+    "INSERT INTO archive_boundaries (before_position, partition_name, events, state_snapshot)"
+    " VALUES (1, 'events_000000000001', 0, '{}')",
+    "UPDATE event_partitions SET detached_at = now()",
     "UPDATE tlog_nodes SET hash = hash",
     "DELETE FROM tlog_leaves",
     "TRUNCATE tlog_checkpoints",
@@ -205,7 +212,8 @@ async def _assert_locked_down(ledger: Ledger) -> None:
             "SELECT tgname FROM pg_trigger WHERE tgrelid IN ('events'::regclass,"
             " 'quarantine'::regclass) AND NOT tgisinternal AND tgenabled = 'O'"
         )
-        assert len(enabled) == 4
+        # events: append-only, no truncate, record keys (0017); quarantine: the first two
+        assert len(enabled) == 5
     finally:
         await owner.close()
 

@@ -13,7 +13,7 @@ import pytest
 
 from ledger.authorize import Action, Decision
 from ledger.roles import Role
-from tests.fixtures_ledger import LedgerHarness, run_cli
+from tests.fixtures_ledger import LedgerHarness, run_cli, start_ledger
 from tests.integration._authorize import (
     WPC,
     decide_until,
@@ -134,3 +134,39 @@ async def test_a_candidate_reports_exactly_the_calls_it_changes(
         "newly_denied_by_action": {},
         "newly_allowed_by_action": {},
     }
+
+
+async def test_a_simulation_resumes_from_an_archive_cut(
+    ledger_servers: Any, ledger_settings: Any, tmp_path: Path
+) -> None:
+    """The keys, policy and tokens the decisions need were archived: the fold
+    resumes from the state recorded at the cut and still reproduces every
+    recorded decision after it."""
+    rows = 10
+    ledger = await start_ledger(ledger_servers, ledger_settings, tmp_path, partition_rows=rows)
+    try:
+        calls = await _recorded_calls(ledger, WPC | {"purpose": "simulation: archived"})
+        detached = run_cli(ledger.env, "archive", "detach", "--before", str(rows + 1), "--json")
+        assert detached.returncode == 0, detached.stderr
+        conn = await ledger.connect()
+        try:
+            after_cut = await conn.fetchval(
+                "SELECT count(*) FROM event_keys k JOIN events e ON e.position = k.position"
+                " WHERE k.event_id = ANY($1::uuid[]) AND e.stream = $2",
+                [d.decision_id for d in calls["decisions"]],
+                f"job:{calls['job']}",
+            )
+            registry = await conn.fetchval(
+                "SELECT count(*) FROM event_keys WHERE position <= $1", rows
+            )
+        finally:
+            await conn.close()
+        assert registry > 0 and after_cut == 5
+        code, report = _simulate(
+            ledger, "--policy", calls["wpc"], "--job", calls["job"], "--all-calls"
+        )
+        assert code == 0, report
+        assert report["archived"]["before_position"] == rows + 1
+        assert report["summary"]["simulated"] == report["summary"]["unchanged"] == 5
+    finally:
+        ledger.processor.stop()
