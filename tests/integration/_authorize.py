@@ -20,6 +20,8 @@ from tests.core._helpers import example_urm
 from tests.fixtures_ledger import LedgerHarness
 
 READ = Action.for_tool("read")
+WRITE = Action.for_tool("write")
+EXEC = Action.for_tool("exec")
 WPC: dict[str, Any] = {
     "wpc_version": "1",
     "tools": {"allow": ["read", "write"], "deny": ["exec"]},
