@@ -10,7 +10,14 @@ from typing import Any
 
 import click
 
-from claw_ledger.cli.common import emit_json, key_option, resolve_key, run_async, settings
+from claw_ledger.cli.common import (
+    emit_json,
+    json_option,
+    key_option,
+    resolve_key,
+    run_async,
+    settings,
+)
 
 __all__ = ["bundler", "command"]
 
@@ -70,7 +77,7 @@ def _print_seal(result: Any, as_json: bool) -> None:
     show_default=True,
     help=_PROOFS_HELP,
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def seal(job_id: str, key_ref: str, origin: str | None, proofs: str, as_json: bool) -> None:
     """Seal RUN now and record bundle.sealed.
 
@@ -169,7 +176,7 @@ def _proves(raw: bytes, row: Mapping[str, Any]) -> dict[str, Any]:
 @command.command("show")
 @click.argument("job_id", metavar="RUN")
 @click.option("--bundle", "bundle_hash", metavar="HASH", help="A given sealed bundle of RUN.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def show(job_id: str, bundle_hash: str | None, as_json: bool) -> None:
     """What RUN's newest sealed bundle proves: the run, its policy and token hashes, and for
     each halt the last call allowed before it and the calls blocked after it.

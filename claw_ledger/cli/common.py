@@ -76,6 +76,11 @@ def key_option(
     return click.option("--key", "key_ref", required=True, metavar="KEY", help=help_text)
 
 
+def json_option(help_text: str | None = None) -> Callable[[F], F]:
+    """``--json``, passed to the command as ``as_json``."""
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
 def print_table(
     title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], *, fold: bool = True
 ) -> None:

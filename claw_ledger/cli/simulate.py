@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from claw_ledger.cli.common import emit_json, load_wpc_reference, run_async, settings
+from claw_ledger.cli.common import emit_json, json_option, load_wpc_reference, run_async, settings
 
 __all__ = ["command"]
 
@@ -132,7 +132,7 @@ def _shadow_report(job_id: str | None, since: str | None, until: str | None, as_
     help="The ledger was verified by `claw-ledger audit`: do not verify the decision"
     " events again (control events still are). Much faster on a large ledger.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option("Print the report as JSON.")
 def command(
     policy: str | None,
     shadow: bool,
