@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 
-from claw_ledger.cli.common import emit_json, json_option, run_async, settings
+from claw_ledger.cli.common import emit_json, jobs_option, json_option, run_async, settings
 from ledger.audit import AuditProblem, ProblemKind
 
 if TYPE_CHECKING:
@@ -28,13 +28,7 @@ __all__ = ["audit_command", "command", "quarantine_command"]
     default=True,
     help="Also re-verify every envelope's hash and signature (slower).",
 )
-@click.option(
-    "--jobs",
-    type=click.IntRange(1, 256),
-    metavar="N",
-    help="Processes checking signatures, beside this one (default: one per CPU;"
-    " 1: all in this process).",
-)
+@jobs_option()
 def audit_command(as_json: bool, signatures: bool, jobs: int | None) -> None:
     """Verify the whole ledger before trusting it: every column, chain, sequence,
     signature, the quarantine, the control-plane digests and the transparency log.

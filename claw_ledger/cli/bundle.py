@@ -21,15 +21,22 @@ from claw_ledger.cli.common import (
 
 __all__ = ["bundler", "command"]
 
-_PROOFS_HELP = (
-    "Where the inclusion proofs come from: the checkpointer's log (log), a tree the"
+#: where the seal and the bundler take their inclusion proofs from
+_proofs_option = click.option(
+    "--proofs",
+    type=click.Choice(["auto", "log", "memory"]),
+    default="auto",
+    show_default=True,
+    help="Where the inclusion proofs come from: the checkpointer's log (log), a tree the"
     " bundler builds and signs itself under its own origin (memory), or the log once it"
     " has a checkpoint, else memory (auto). With the log, a run whose newest events are"
-    " not in a checkpoint yet waits (exit 2 for `seal`)."
+    " not in a checkpoint yet waits (exit 2 for `seal`).",
 )
-_ORIGIN_HELP = (
-    "Origin of the checkpoints the bundler signs over its own tree of the log"
-    " (default claw-ledger/<topic prefix>/bundler)."
+_origin_option = click.option(
+    "--origin",
+    metavar="ORIGIN",
+    help="Origin of the checkpoints the bundler signs over its own tree of the log"
+    " (default claw-ledger/<topic prefix>/bundler).",
 )
 
 
@@ -69,14 +76,8 @@ def _print_seal(result: Any, as_json: bool) -> None:
 @command.command("seal")
 @click.argument("job_id", metavar="RUN")
 @key_option("The ledger's key (role ledger): signs the bundle, its checkpoint and bundle.sealed.")
-@click.option("--origin", metavar="ORIGIN", help=_ORIGIN_HELP)
-@click.option(
-    "--proofs",
-    type=click.Choice(["auto", "log", "memory"]),
-    default="auto",
-    show_default=True,
-    help=_PROOFS_HELP,
-)
+@_origin_option
+@_proofs_option
 @json_option("Print JSON.")
 def seal(job_id: str, key_ref: str, origin: str | None, proofs: str, as_json: bool) -> None:
     """Seal RUN now and record bundle.sealed.
@@ -252,14 +253,8 @@ def bundler() -> None:
     help="Seconds between two looks at the jobs and halts.",
 )
 @click.option("--once", is_flag=True, help="Seal what is pending, then exit.")
-@click.option("--origin", metavar="ORIGIN", help=_ORIGIN_HELP)
-@click.option(
-    "--proofs",
-    type=click.Choice(["auto", "log", "memory"]),
-    default="auto",
-    show_default=True,
-    help=_PROOFS_HELP,
-)
+@_origin_option
+@_proofs_option
 def run(key_ref: str, interval: float, once: bool, origin: str | None, proofs: str) -> None:
     """Watch for completed and halted runs and seal each (run, trigger) once.
 

@@ -81,6 +81,17 @@ def json_option(help_text: str | None = None) -> Callable[[F], F]:
     return click.option("--json", "as_json", is_flag=True, help=help_text)
 
 
+def jobs_option() -> Callable[[F], F]:
+    """``--jobs N``: processes checking signatures beside this one (``None``: one per CPU)."""
+    return click.option(
+        "--jobs",
+        type=click.IntRange(1, 256),
+        metavar="N",
+        help="Processes checking signatures, beside this one (default: one per CPU;"
+        " 1: all in this process).",
+    )
+
+
 def print_table(
     title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], *, fold: bool = True
 ) -> None:
