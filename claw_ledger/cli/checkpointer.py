@@ -8,7 +8,14 @@ from typing import Any, TypeVar
 
 import click
 
-from claw_ledger.cli.common import emit_json, json_option, resolve_key, run_async, settings
+from claw_ledger.cli.common import (
+    emit_json,
+    exit_with_running_status,
+    json_option,
+    resolve_key,
+    run_async,
+    settings,
+)
 
 __all__ = ["command"]
 
@@ -166,9 +173,4 @@ def status(as_json: bool) -> None:
     """Is the detached checkpointer running? Exit 0 when it is."""
     from claw_ledger.checkpointer_control import checkpointer_pid
 
-    pid = checkpointer_pid(settings())
-    if as_json:
-        emit_json({"running": pid is not None, "pid": pid})
-    else:
-        click.echo(f"checkpointer running (pid {pid})" if pid else "checkpointer not running")
-    sys.exit(0 if pid else 1)
+    exit_with_running_status("checkpointer", checkpointer_pid(settings()), as_json)

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 import click
 
@@ -109,6 +109,15 @@ def print_table(
 
 def emit_json(document: Any) -> None:
     click.echo(json.dumps(document, indent=2, sort_keys=False, default=str))
+
+
+def exit_with_running_status(name: str, pid: int | None, as_json: bool) -> NoReturn:
+    """Report whether the detached ``name`` runs; exit 0 when it does, 1 when not."""
+    if as_json:
+        emit_json({"running": pid is not None, "pid": pid})
+    else:
+        click.echo(f"{name} running (pid {pid})" if pid else f"{name} not running")
+    sys.exit(0 if pid else 1)
 
 
 def run_async(coro: Any) -> Any:
