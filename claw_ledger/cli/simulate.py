@@ -25,6 +25,13 @@ def _instant(value: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _echo_by_action(summary: Any, denied: str, allowed: str) -> None:
+    """The summary's counts per action, denials first, each list in name order."""
+    for label, counts in ((denied, summary.denied_by_action), (allowed, summary.allowed_by_action)):
+        for name, count in sorted(counts.items()):
+            click.echo(f"  {label} {name}: {count}")
+
+
 async def _simulate(simulation: Any, database_url: str, audited: bool) -> None:
     from claw_ledger.replaying import stored_event
     from ledger.replay import StoredEvent
@@ -99,10 +106,7 @@ def _shadow_report(job_id: str | None, since: str | None, until: str | None, as_
             f"{summary.shadowed} shadow disagreements: {summary.would_deny} would be denied,"
             f" {summary.would_allow} would be allowed"
         )
-        for name, count in sorted(summary.denied_by_action.items()):
-            click.echo(f"  would deny  {name}: {count}")
-        for name, count in sorted(summary.allowed_by_action.items()):
-            click.echo(f"  would allow {name}: {count}")
+        _echo_by_action(summary, "would deny ", "would allow")
     if summary.would_deny:
         raise SystemExit(1)
 
@@ -110,7 +114,6 @@ def _shadow_report(job_id: str | None, since: str | None, until: str | None, as_
 @click.command("simulate")
 @click.option(
     "--policy",
-    "policy",
     metavar="FILE|HASH",
     help="The candidate WPC: a file, or a policy hash in the registry.",
 )
@@ -210,9 +213,6 @@ def command(
             f"{summary.simulated} calls simulated: {summary.unchanged} unchanged,"
             f" {summary.newly_denied} newly denied, {summary.newly_allowed} newly allowed"
         )
-        for name, count in sorted(summary.denied_by_action.items()):
-            click.echo(f"  newly denied  {name}: {count}")
-        for name, count in sorted(summary.allowed_by_action.items()):
-            click.echo(f"  newly allowed {name}: {count}")
+        _echo_by_action(summary, "newly denied ", "newly allowed")
     if summary.newly_denied:
         raise SystemExit(1)
