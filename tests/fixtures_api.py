@@ -9,7 +9,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     # imported late: fixtures_ledger is a plugin loaded after this one
     from tests.fixtures_ledger import LedgerHarness
 
-__all__ = ["ApiLedger", "UvicornThread", "create_key"]
+__all__ = ["ApiLedger", "UvicornThread", "create_key", "drop_roles"]
 
 
 class UvicornThread:
@@ -100,7 +100,8 @@ class ApiLedger:
         return await asyncpg.connect(self.owner_url)
 
 
-async def _drop_roles(owner_url: str, names: tuple[str, str]) -> None:
+async def drop_roles(owner_url: str, names: Iterable[str]) -> None:
+    """Roles are server-wide: remove them (and their grants) before the database goes."""
     conn = await asyncpg.connect(owner_url)
     try:
         for name in names:
@@ -175,7 +176,7 @@ async def api_ledger(
             )
     finally:
         harness.processor.stop()
-        await _drop_roles(owner_url, roles)
+        await drop_roles(owner_url, roles)
 
 
 @pytest.fixture
