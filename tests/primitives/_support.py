@@ -5,6 +5,7 @@ that sends each event through the processor's own pure pipeline
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -180,15 +181,8 @@ class Ledger:
         now: int = NOW,
         jti: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        claims = build_claims(
-            sub=sub,
-            aud="clawproxy",
-            scope=["proxy:call:anthropic", "tools:read"],
-            ttl_seconds=ttl,
-            now=now,
-            jti=jti,
-            policy_hash_b64u=policy,
-            mission_id=job,
+        claims = alpha_claims(
+            sub=sub, ttl_seconds=ttl, now=now, jti=jti, policy_hash_b64u=policy, mission_id=job
         )
         issued = issue_token(claims, self.keys.issuer)
         return issued.token, issued.event_body(self.keys.issuer.did)
@@ -233,6 +227,32 @@ class Ledger:
             at=ts(60),
         )
         return wpc, body
+
+
+def created_columns(migration: str, table: str) -> set[str]:
+    """The columns ``CREATE TABLE table`` declares in ``migrations/<migration>``."""
+    sql = (Path(__file__).resolve().parents[2] / "migrations" / migration).read_text()
+    block = re.search(rf"CREATE TABLE {table} \((.*?)\n\);", sql, re.S)
+    assert block, table
+    return {
+        line.split()[0]
+        for line in block.group(1).splitlines()
+        if line.strip() and not line.strip().startswith("--")
+    }
+
+
+def alpha_claims(**over: Any) -> dict[str, Any]:
+    """The claims of agent:alpha's token to clawproxy (``build_claims`` keywords ``over``)."""
+    return build_claims(
+        **{
+            "sub": "agent:alpha",
+            "aud": "clawproxy",
+            "scope": ["proxy:call:anthropic", "tools:read"],
+            "ttl_seconds": 900,
+            "now": NOW,
+        }
+        | over
+    )
 
 
 def sealed_body(job_id: str, **over: Any) -> dict[str, Any]:
