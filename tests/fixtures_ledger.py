@@ -37,6 +37,7 @@ __all__ = [
     "CLAW_LEDGER",
     "LedgerHarness",
     "ProcessorProcess",
+    "fetch_until",
     "recorded_halts",
     "run_cli",
     "send_halts",
@@ -93,6 +94,18 @@ async def stored_chains(conn: asyncpg.Connection) -> dict[int, list[ChainLink]]:
             )
         )
     return chains
+
+
+async def fetch_until(
+    conn: asyncpg.Connection, sql: str, *args: Any, count: int, timeout: float
+) -> list[asyncpg.Record]:
+    """The rows of ``sql`` once there are ``count`` (or more), else those there at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(0.2)
 
 
 async def recorded_halts(conn: asyncpg.Connection) -> list[str]:

@@ -6,15 +6,13 @@ stops them."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from typing import Any
 
 import pytest
 
 from ledger.authorize import Decision
-from tests.fixtures_ledger import LedgerHarness, run_cli
+from tests.fixtures_ledger import LedgerHarness, fetch_until, run_cli
 from tests.integration import _authorize as authz
 from tests.integration._authorize import EXEC, READ, WRITE
 
@@ -42,17 +40,15 @@ async def _shadowed_events(ledger: LedgerHarness, job_id: str, count: int) -> li
     """The bodies of the job's committed call.shadowed events, once ``count`` are there."""
     conn = await ledger.connect()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            rows = await conn.fetch(
-                "SELECT payload->'body' AS body FROM events"
-                " WHERE event_type = 'call.shadowed' AND stream = $1 ORDER BY position",
-                f"job:{job_id}",
-            )
-            if len(rows) >= count or time.monotonic() > deadline:
-                return [json.loads(r["body"]) if isinstance(r["body"], str) else r["body"]
-                        for r in rows]  # fmt: skip
-            await asyncio.sleep(0.2)
+        rows = await fetch_until(
+            conn,
+            "SELECT payload->'body' AS body FROM events"
+            " WHERE event_type = 'call.shadowed' AND stream = $1 ORDER BY position",
+            f"job:{job_id}",
+            count=count,
+            timeout=60,
+        )
+        return [json.loads(r["body"]) if isinstance(r["body"], str) else r["body"] for r in rows]
     finally:
         await conn.close()
 
