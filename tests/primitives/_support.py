@@ -101,6 +101,28 @@ class Ledger:
         #: what the rules are given, as the processor gives them its own
         self.settings = RuleSettings()
 
+    def sign(
+        self,
+        signer: KeyPair,
+        event_type: str,
+        stream: str,
+        body: Mapping[str, Any],
+        *,
+        at: str = NOW_TS,
+        event_id: str | None = None,
+    ) -> bytes:
+        """The event's envelope bytes, signed as any producer could, without the SDK's
+        own validation: the processor's pipeline is the judge."""
+        payload = {
+            "event_type": event_type,
+            "event_id": event_id or str(uuid.uuid4()),
+            "stream": stream,
+            "occurred_at": at,
+            "producer": signer.did,
+            "body": dict(body),
+        }
+        return sign_envelope(EVENT_ENVELOPE_TYPE, payload, signer).to_bytes()
+
     def submit(
         self,
         signer: KeyPair,
@@ -111,17 +133,8 @@ class Ledger:
         at: str = NOW_TS,
         event_id: str | None = None,
     ) -> Accepted | Rejected:
-        # signed as any producer could, without the SDK's own validation: the
-        # processor's pipeline is the judge
-        payload = {
-            "event_type": event_type,
-            "event_id": event_id or str(uuid.uuid4()),
-            "stream": stream,
-            "occurred_at": at,
-            "producer": signer.did,
-            "body": dict(body),
-        }
-        raw = sign_envelope(EVENT_ENVELOPE_TYPE, payload, signer).to_bytes()
+        """Sign the event, verify it and apply it to the state, as the processor would."""
+        raw = self.sign(signer, event_type, stream, body, at=at, event_id=event_id)
         verdict = verify_message(raw)
         if isinstance(verdict, Rejected):
             return verdict
