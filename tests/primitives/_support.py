@@ -124,17 +124,11 @@ class Ledger:
         return sign_envelope(EVENT_ENVELOPE_TYPE, payload, signer).to_bytes()
 
     def submit(
-        self,
-        signer: KeyPair,
-        event_type: str,
-        stream: str,
-        body: Mapping[str, Any],
-        *,
-        at: str = NOW_TS,
-        event_id: str | None = None,
+        self, signer: KeyPair, event_type: str, stream: str, body: Mapping[str, Any], **kw: Any
     ) -> Accepted | Rejected:
-        """Sign the event, verify it and apply it to the state, as the processor would."""
-        raw = self.sign(signer, event_type, stream, body, at=at, event_id=event_id)
+        """Sign the event (``kw`` as :meth:`sign`: ``at``, ``event_id``), verify it and
+        apply it to the state, as the processor would."""
+        raw = self.sign(signer, event_type, stream, body, **kw)
         verdict = verify_message(raw)
         if isinstance(verdict, Rejected):
             return verdict
