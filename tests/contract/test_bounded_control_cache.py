@@ -76,9 +76,16 @@ def _receipt(ledger: Ledger, job_id: str, nonce: str) -> dict[str, Any]:
     return {"job_id": job_id, "receipt_envelope_json": envelope.to_bytes().decode()}
 
 
-def _start_body(ledger: Ledger, job_id: str, jti: str) -> dict[str, Any]:
+def _started(ledger: Ledger, job_id: str, jti: str) -> tuple[KeyPair, str, str, dict[str, Any]]:
+    """The ``run.started`` of ``job_id`` with token ``jti``, as ``ok``/``refused`` arguments."""
     urm = ledger.state.jobs[job_id]["urm_hash_b64u"] if job_id in ledger.state.jobs else "A" * 43
-    return {"job_id": job_id, "urm_hash_b64u": urm, "cst_jti": jti}
+    body = {"job_id": job_id, "urm_hash_b64u": urm, "cst_jti": jti}
+    return ledger.keys.runtime, "run.started", f"job:{job_id}", body
+
+
+def _recorded(ledger: Ledger, job_id: str, nonce: str) -> tuple[KeyPair, str, str, dict[str, Any]]:
+    """A ``receipt.recorded`` for ``job_id``, as ``ok``/``refused`` arguments."""
+    return ledger.keys.gateway, "receipt.recorded", f"job:{job_id}", _receipt(ledger, job_id, nonce)
 
 
 def scenario() -> RecordingLedger:
@@ -90,10 +97,8 @@ def scenario() -> RecordingLedger:
         job = f"job-{n}"
         wpc, tokens[job], _ = ledger.approved_job(job)
     for job in ("job-1", "job-2", "job-3"):
-        ledger.ok(
-            k.runtime, "run.started", f"job:{job}", _start_body(ledger, job, tokens[job]["jti"])
-        )
-    ledger.ok(k.gateway, "receipt.recorded", "job:job-1", _receipt(ledger, "job-1", "n-1"))
+        ledger.ok(*_started(ledger, job, tokens[job]["jti"]))
+    ledger.ok(*_recorded(ledger, "job-1", "n-1"))
     again = _receipt(ledger, "job-1", "n-2")
     ledger.ok(k.gateway, "receipt.recorded", "job:job-1", again)
     ledger.refused(k.gateway, "receipt.recorded", "job:job-1", again)
@@ -101,44 +106,31 @@ def scenario() -> RecordingLedger:
     jti2 = tokens["job-2"]["jti"]
     ledger.ok(k.issuer, "token.revoked", f"token:{jti2}", {"jti": jti2, "reason": "leak"})
     ledger.refused(k.issuer, "token.revoked", f"token:{jti2}", {"jti": jti2, "reason": "again"})
-    ledger.refused(k.gateway, "receipt.recorded", "job:job-2", _receipt(ledger, "job-2", "n-3"))
+    ledger.refused(*_recorded(ledger, "job-2", "n-3"))
     # a halt of the token's subject (named in the token's row) stops a start; a partial
     # one (model egress only) revokes no token (a full stop is the test below)
-    ledger.ok(
-        k.operator,
-        "agent.halted",
-        "halt:sub:agent:alpha",
-        {"target": "sub:agent:alpha", "reason": "x", "tools": False},
-    )
-    ledger.refused(
-        k.runtime, "run.started", "job:job-4", _start_body(ledger, "job-4", tokens["job-4"]["jti"])
-    )
-    ledger.refused(k.gateway, "receipt.recorded", "job:job-3", _receipt(ledger, "job-3", "n-4"))
-    ledger.ok(
-        k.operator,
-        "agent.resumed",
-        "halt:sub:agent:alpha",
-        {"target": "sub:agent:alpha", "reason": "y", "policy_hash_b64u": wpc},
-    )
-    ledger.ok(
-        k.runtime, "run.started", "job:job-4", _start_body(ledger, "job-4", tokens["job-4"]["jti"])
-    )
+    alpha = "sub:agent:alpha"
+    halt = {"target": alpha, "reason": "x", "tools": False}
+    ledger.ok(k.operator, "agent.halted", f"halt:{alpha}", halt)
+    ledger.refused(*_started(ledger, "job-4", tokens["job-4"]["jti"]))
+    ledger.refused(*_recorded(ledger, "job-3", "n-4"))
+    resume = {"target": alpha, "reason": "y", "policy_hash_b64u": wpc}
+    ledger.ok(k.operator, "agent.resumed", f"halt:{alpha}", resume)
+    ledger.ok(*_started(ledger, "job-4", tokens["job-4"]["jti"]))
     # unknown rows: a job, a token, a revocation of nothing
-    ledger.refused(k.runtime, "run.started", "job:job-9", _start_body(ledger, "job-9", "nope-1"))
-    ledger.refused(
-        k.runtime, "run.started", "job:job-5", _start_body(ledger, "job-5", "unknown-jti")
-    )
+    ledger.refused(*_started(ledger, "job-9", "nope-1"))
+    ledger.refused(*_started(ledger, "job-5", "unknown-jti"))
     ledger.refused(k.issuer, "token.revoked", "token:nope-2", {"jti": "nope-2", "reason": "r"})
     ledger.refused(k.issuer, "token.issued", f"token:{tokens['job-1']['jti']}", tokens["job-1"])
     # a job approved, started and given a receipt close together
     _, t6, _ = ledger.approved_job("job-6")
-    ledger.ok(k.runtime, "run.started", "job:job-6", _start_body(ledger, "job-6", t6["jti"]))
-    ledger.ok(k.gateway, "receipt.recorded", "job:job-6", _receipt(ledger, "job-6", "n-5"))
+    ledger.ok(*_started(ledger, "job-6", t6["jti"]))
+    ledger.ok(*_recorded(ledger, "job-6", "n-5"))
     outputs = [{"name": "report.pdf", "sha256": "ab" * 32}]
     done = {"job_id": "job-1", "outputs": outputs}
     ledger.ok(k.runtime, "run.completed", "job:job-1", done, at=ts(120))
     ledger.refused(k.runtime, "run.completed", "job:job-1", done, at=ts(121))
-    ledger.refused(k.gateway, "receipt.recorded", "job:job-1", _receipt(ledger, "job-1", "n-6"))
+    ledger.refused(*_recorded(ledger, "job-1", "n-6"))
     ledger.refused(k.runtime, "run.completed", "job:job-5", dict(done, job_id="job-5"))
     return ledger
 
@@ -288,15 +280,21 @@ async def _reactivate_by_hand(store: LedgerStore, jti: str) -> None:
         await conn.execute("UPDATE tokens SET status = 'active' WHERE jti = $1", jti)
 
 
-async def test_a_token_row_changed_by_hand_stops_the_start(
-    two_stores: tuple[LedgerStore, LedgerStore],
-) -> None:
-    store, _ = two_stores
+async def _a_revoked_token(store: LedgerStore) -> tuple[RecordingLedger, dict[str, Any]]:
+    """A job approved and its token revoked, all committed to ``store``."""
     ledger = RecordingLedger()
     _, token, _ = ledger.approved_job("job-1")
     revoke = {"jti": token["jti"], "reason": "leak"}
     ledger.ok(ledger.keys.issuer, "token.revoked", f"token:{token['jti']}", revoke)
     await _run(store, ledger.raws, 10, 64)
+    return ledger, token
+
+
+async def test_a_token_row_changed_by_hand_stops_the_start(
+    two_stores: tuple[LedgerStore, LedgerStore],
+) -> None:
+    store, _ = two_stores
+    _, token = await _a_revoked_token(store)
     # an honest restart streams the tokens and jobs through their digests
     await VerifyingProcessor(store, group=GROUP, topic=TOPIC, trust_root=None).start()
     await _reactivate_by_hand(store, token["jti"])
@@ -354,11 +352,7 @@ async def test_a_background_check_holds_back_only_batches_that_read_tokens_or_jo
     two_stores: tuple[LedgerStore, LedgerStore], tampered: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, _ = two_stores
-    ledger = RecordingLedger()
-    _, token, _ = ledger.approved_job("job-1")
-    revoke = {"jti": token["jti"], "reason": "leak"}
-    ledger.ok(ledger.keys.issuer, "token.revoked", f"token:{token['jti']}", revoke)
-    await _run(store, ledger.raws, 10, 64)
+    ledger, token = await _a_revoked_token(store)
     if tampered:
         await _reactivate_by_hand(store, token["jti"])
     offset = len(ledger.raws)
