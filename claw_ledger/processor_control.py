@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
-from pathlib import Path
 
 from claw_ledger.config import Settings
-from claw_ledger.services.process import pid_alive, spawn_detached, terminate
+from claw_ledger.detached import DetachedCommand
 
 __all__ = [
     "processor_command",
@@ -18,22 +16,16 @@ __all__ = [
     "supervise_processor",
 ]
 
+_PROCESSOR = DetachedCommand("processor")
+
 
 def processor_command(*args: str) -> list[str]:
     """``claw-ledger processor ARGS`` run by this interpreter, as a child's argv."""
-    return [sys.executable, "-m", "claw_ledger", "processor", *args]
-
-
-def _pid_file(settings: Settings) -> Path:
-    return settings.state_dir / "processor.pid"
+    return _PROCESSOR.argv(*args)
 
 
 def processor_pid(settings: Settings) -> int | None:
-    try:
-        pid = int(_pid_file(settings).read_text().strip())
-    except (FileNotFoundError, ValueError):
-        return None
-    return pid if pid_alive(pid) else None
+    return _PROCESSOR.running_pid(settings)
 
 
 def start_processor(settings: Settings, group: str = "claw-ledger-verifier") -> tuple[int, bool]:
@@ -41,33 +33,13 @@ def start_processor(settings: Settings, group: str = "claw-ledger-verifier") -> 
     existing = processor_pid(settings)
     if existing is not None:
         return existing, True
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env["CLAW_LEDGER_STATE_DIR"] = str(settings.state_dir)
-    if settings.kafka_bootstrap:
-        env["CLAW_LEDGER_KAFKA"] = settings.kafka_bootstrap
-    if settings.database_url:
-        env["CLAW_LEDGER_DATABASE_URL"] = settings.database_url
-    if settings.writer_url:
-        env["CLAW_LEDGER_WRITER_URL"] = settings.writer_url
-    env["CLAW_LEDGER_TOPIC_PREFIX"] = settings.topic_prefix
-    pid = spawn_detached(
-        processor_command("supervise", "--group", group),
-        log_path=settings.state_dir / "processor.log",
-        env=env,
-    )
-    _pid_file(settings).write_text(f"{pid}\n")
+    pid = _PROCESSOR.spawn(settings, "supervise", "--group", group)
     time.sleep(0.2)
     return pid, False
 
 
 def stop_processor(settings: Settings) -> bool:
-    pid = processor_pid(settings)
-    _pid_file(settings).unlink(missing_ok=True)
-    if pid is None:
-        return False
-    terminate(pid, timeout=20)
-    return True
+    return _PROCESSOR.stop(settings)
 
 
 def supervise_processor(group: str, engine: str = "kafka") -> int:

@@ -306,12 +306,19 @@ def _wpc(payload: Mapping[str, Any], facts: RunFacts) -> None:
             code,
             f"the token is pinned to WPC {token['policy_hash_b64u']}, the run's is {expected}",
         )
+    _receipts_bound_to(facts, "policy_hash", expected, code, "WPC")
+
+
+def _receipts_bound_to(
+    facts: RunFacts, binding: str, expected: str, code: ReasonCode, what: str
+) -> None:
+    """Every receipt that names a ``binding`` names the run's ``expected`` one."""
     for index, (_, receipt) in enumerate(facts.receipts):
-        named = receipt["payload"]["binding"].get("policy_hash")
+        named = receipt["payload"]["binding"].get(binding)
         _require(
             named is None or named == expected,
             code,
-            f"receipts[{index}] is bound to WPC {named}, the run's is {expected}",
+            f"receipts[{index}] is bound to {what} {named}, the run's is {expected}",
         )
 
 
@@ -334,13 +341,7 @@ def _scope(payload: Mapping[str, Any], facts: RunFacts) -> None:
         code,
         f"the token's scope hash {token['token_scope_hash_b64u']} is not the URM's {expected}",
     )
-    for index, (_, receipt) in enumerate(facts.receipts):
-        named = receipt["payload"]["binding"].get("token_scope_hash_b64u")
-        _require(
-            named is None or named == expected,
-            code,
-            f"receipts[{index}] is bound to scope hash {named}, the run's is {expected}",
-        )
+    _receipts_bound_to(facts, "token_scope_hash_b64u", expected, code, "scope hash")
 
 
 def _summaries(payload: Mapping[str, Any], facts: RunFacts) -> None:

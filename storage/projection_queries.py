@@ -75,6 +75,33 @@ def _one(row: asyncpg.Record | None) -> dict[str, Any] | None:
     return None if row is None else row_dict(row)
 
 
+#: what the status-filtered listings show of a table: its columns, and their order
+_LISTINGS = {
+    "policies": (
+        "policy_hash_b64u, status, issuer, publisher_did, halt_mode, published_at,"
+        " superseded_by, revoked_reason",
+        "published_at, policy_hash_b64u",
+    ),
+    "jobs": (
+        "job_id, status, wpc_hash_b64u, cst_jti, receipt_count, outputs_match,"
+        " approved_at, started_at, completed_at",
+        "approved_at, job_id",
+    ),
+}
+
+
+async def _list_by_status(
+    conn: asyncpg.Connection, table: str, status: str | None
+) -> list[dict[str, Any]]:
+    """The rows of ``table`` (all, or those with ``status``), as ``_LISTINGS`` shows them."""
+    columns, order = _LISTINGS[table]
+    rows = await conn.fetch(
+        f"SELECT {columns} FROM {table} WHERE $1::text IS NULL OR status = $1 ORDER BY {order}",
+        status,
+    )
+    return [row_dict(r) for r in rows]
+
+
 async def get_policy(conn: asyncpg.Connection, policy_hash: str) -> dict[str, Any] | None:
     """The registry row of a WPC (any status), or ``None``."""
     return _one(
@@ -85,13 +112,7 @@ async def get_policy(conn: asyncpg.Connection, policy_hash: str) -> dict[str, An
 async def list_policies(
     conn: asyncpg.Connection, *, status: str | None = None
 ) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        "SELECT policy_hash_b64u, status, issuer, publisher_did, halt_mode, published_at,"
-        " superseded_by, revoked_reason FROM policies"
-        " WHERE $1::text IS NULL OR status = $1 ORDER BY published_at, policy_hash_b64u",
-        status,
-    )
-    return [row_dict(r) for r in rows]
+    return await _list_by_status(conn, "policies", status)
 
 
 async def get_token(conn: asyncpg.Connection, jti: str) -> dict[str, Any] | None:
@@ -126,13 +147,7 @@ async def get_job(conn: asyncpg.Connection, job_id: str) -> dict[str, Any] | Non
 
 
 async def list_jobs(conn: asyncpg.Connection, *, status: str | None = None) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        "SELECT job_id, status, wpc_hash_b64u, cst_jti, receipt_count, outputs_match,"
-        " approved_at, started_at, completed_at FROM jobs"
-        " WHERE $1::text IS NULL OR status = $1 ORDER BY approved_at, job_id",
-        status,
-    )
-    return [row_dict(r) for r in rows]
+    return await _list_by_status(conn, "jobs", status)
 
 
 async def receipts_for(conn: asyncpg.Connection, job_id: str) -> list[dict[str, Any]]:

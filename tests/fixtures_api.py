@@ -7,9 +7,10 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
     # imported late: fixtures_ledger is a plugin loaded after this one
     from tests.fixtures_ledger import LedgerHarness
 
-__all__ = ["ApiLedger", "UvicornThread", "create_key"]
+__all__ = ["ApiLedger", "UvicornThread", "create_key", "drop_roles", "wait_until_healthy"]
 
 
 class UvicornThread:
@@ -100,7 +101,25 @@ class ApiLedger:
         return await asyncpg.connect(self.owner_url)
 
 
-async def _drop_roles(owner_url: str, names: tuple[str, str]) -> None:
+def wait_until_healthy(
+    base: str, process: subprocess.Popen[Any], why: Callable[[], object], timeout: float = 60
+) -> None:
+    """Until ``base/healthz`` answers 200; fails with ``why()`` once ``process`` has
+    ended or ``timeout`` seconds have passed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(why())
+        time.sleep(0.2)
+
+
+async def drop_roles(owner_url: str, names: Iterable[str]) -> None:
+    """Roles are server-wide: remove them (and their grants) before the database goes."""
     conn = await asyncpg.connect(owner_url)
     try:
         for name in names:
@@ -175,7 +194,7 @@ async def api_ledger(
             )
     finally:
         harness.processor.stop()
-        await _drop_roles(owner_url, roles)
+        await drop_roles(owner_url, roles)
 
 
 @pytest.fixture

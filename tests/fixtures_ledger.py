@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,9 +37,11 @@ __all__ = [
     "CLAW_LEDGER",
     "LedgerHarness",
     "ProcessorProcess",
-    "chains_by_partition",
+    "fetch_until",
+    "recorded_halts",
     "run_cli",
     "send_halts",
+    "stored_chains",
 ]
 
 #: the command line of the installed CLI, run by this interpreter
@@ -73,8 +75,12 @@ async def send_halts(
     return event_ids
 
 
-def chains_by_partition(rows: Iterable[Mapping[str, Any]]) -> dict[int, list[ChainLink]]:
-    """``events`` rows (in ledger_seq order) as the chain links of each partition."""
+async def stored_chains(conn: asyncpg.Connection) -> dict[int, list[ChainLink]]:
+    """Every partition's chain links as the ``events`` table holds them, in ledger_seq order."""
+    rows = await conn.fetch(
+        "SELECT kafka_partition, ledger_seq, event_id::text AS event_id, envelope_raw,"
+        " prev_chain_hash, chain_hash FROM events ORDER BY kafka_partition, ledger_seq"
+    )
     chains: dict[int, list[ChainLink]] = {}
     for r in rows:
         chains.setdefault(r["kafka_partition"], []).append(
@@ -88,6 +94,26 @@ def chains_by_partition(rows: Iterable[Mapping[str, Any]]) -> dict[int, list[Cha
             )
         )
     return chains
+
+
+async def fetch_until(
+    conn: asyncpg.Connection, sql: str, *args: Any, count: int, timeout: float
+) -> list[asyncpg.Record]:
+    """The rows of ``sql`` once there are ``count`` (or more), else those there at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        if len(rows) >= count or time.monotonic() > deadline:
+            return rows
+        await asyncio.sleep(0.2)
+
+
+async def recorded_halts(conn: asyncpg.Connection) -> list[str]:
+    """The event ids of every committed ``agent.halted`` (one per commit: duplicates show)."""
+    rows = await conn.fetch(
+        "SELECT event_id::text AS event_id FROM events WHERE event_type = 'agent.halted'"
+    )
+    return [r["event_id"] for r in rows]
 
 
 def ledger_env(settings: Settings) -> dict[str, str]:

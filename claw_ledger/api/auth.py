@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -19,7 +20,7 @@ from claw_ledger.apikeys import ROLE_SCOPES, Role, Scope, matches, parse_key, ro
 from ledger.errors import ReasonCode
 from storage.api_queries import api_key_by_id
 
-__all__ = ["SCOPE_FIELD", "Caller", "public", "route_scope", "secured"]
+__all__ = ["SCOPE_FIELD", "Caller", "live_key", "public", "route_scope", "secured"]
 
 #: where a route records the scope it needs (in its OpenAPI operation too)
 SCOPE_FIELD = "x-claw-scope"
@@ -33,6 +34,18 @@ _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="claw-ledger"'}
 class Caller:
     name: str
     role: Role
+
+
+async def live_key(pool: asyncpg.Pool, key: str) -> Caller | None:
+    """Who holds ``key``: ``None`` when it is malformed, unknown or revoked."""
+    key_id = parse_key(key)
+    if key_id is None:
+        return None
+    async with pool.acquire() as conn:
+        row = await api_key_by_id(conn, key_id)
+    if row is None or not matches(key, row["key_sha256"]) or row["revoked_at"] is not None:
+        return None
+    return Caller(row["name"], row["role"])
 
 
 def _error_schema(description: str) -> dict[str, Any]:
@@ -58,20 +71,15 @@ class _Require:
                 "send an API key: Authorization: Bearer KEY (`claw-ledger apikey create`)",
                 headers=_CHALLENGE,
             )
-        key = credentials.credentials
-        key_id = parse_key(key)
-        row = None
-        if key_id is not None:
-            async with request.app.state.pool.acquire() as conn:
-                row = await api_key_by_id(conn, key_id)
-        if row is None or not matches(key, row["key_sha256"]) or row["revoked_at"] is not None:
+        caller = await live_key(request.app.state.pool, credentials.credentials)
+        if caller is None:
             raise ApiError(
                 401,
                 ReasonCode.API_KEY_INVALID,
                 "the API key is unknown or revoked",
                 headers=_CHALLENGE,
             )
-        role: Role = row["role"]
+        role = caller.role
         if self.scope not in ROLE_SCOPES.get(role, frozenset()):
             allowed = ", ".join(roles_with(self.scope))
             raise ApiError(
@@ -79,7 +87,6 @@ class _Require:
                 ReasonCode.API_ROLE_FORBIDDEN,
                 f"the role {role!r} may not use this route; it needs one of: {allowed}",
             )
-        caller = Caller(row["name"], role)
         request.state.caller = caller
         return caller
 

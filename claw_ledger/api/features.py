@@ -124,18 +124,11 @@ def ledger_features(settings: Settings, authorize_key: KeyPair | None) -> Featur
 def mount_trust_pulse(app: FastAPI, reader_url: str) -> None:
     """The reviewer's pages under ``/pulse`` (their own key check: a bearer token or the
     login form's cookie, role reader or above)."""
-    from claw_ledger.apikeys import matches, parse_key
+    from claw_ledger.api.auth import live_key
     from claw_ledger.viewer import ViewerBackend, viewer_router
-    from storage.api_queries import api_key_by_id
 
     async def role_of(key: str) -> str | None:
-        key_id = parse_key(key)
-        if key_id is None:
-            return None
-        async with app.state.pool.acquire() as conn:
-            row = await api_key_by_id(conn, key_id)
-        if row is None or row["revoked_at"] is not None or not matches(key, row["key_sha256"]):
-            return None
-        return str(row["role"])
+        caller = await live_key(app.state.pool, key)
+        return None if caller is None else caller.role
 
     app.include_router(viewer_router(ViewerBackend(reader_url, role_of)))

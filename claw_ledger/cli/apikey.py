@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from claw_ledger.apikeys import ROLE_SCOPES, ROLES
-from claw_ledger.cli.common import emit_json, print_table, run_async, settings
+from claw_ledger.cli.common import emit_json, json_option, print_table, run_async, settings
 
 __all__ = ["command"]
 
@@ -60,7 +60,7 @@ def command() -> None:
 @click.option(
     "--role", type=click.Choice(ROLES), required=True, help="What the key may do (see `apikey`)."
 )
-@click.option("--json", "as_json", is_flag=True, help="JSON; the key is its `key` field.")
+@json_option("JSON; the key is its `key` field.")
 def create(name: str, role: str, as_json: bool) -> None:
     """Create key NAME with ROLE and print it once: the last line of the output.
 
@@ -97,7 +97,7 @@ def create(name: str, role: str, as_json: bool) -> None:
 
 @command.command("list")
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked keys.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def list_keys(include_revoked: bool, as_json: bool) -> None:
     """The API keys (never the keys themselves: names, ids, roles, times)."""
     from storage.api_queries import list_api_keys
@@ -127,7 +127,7 @@ def list_keys(include_revoked: bool, as_json: bool) -> None:
 
 @command.command("revoke")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def revoke(name: str, as_json: bool) -> None:
     """Revoke key NAME: the service refuses it from its next request on."""
     from ledger.errors import ConfigError

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn
 from rich.table import Table
 
-from claw_ledger.cli.common import emit_json, run_async, settings
+from claw_ledger.cli.common import emit_json, jobs_option, json_option, run_async, settings
 from ledger.audit import AuditProblem, ProblemKind
 
 if TYPE_CHECKING:
@@ -22,19 +22,13 @@ __all__ = ["audit_command", "command", "quarantine_command"]
 
 
 @click.command("audit")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 @click.option(
     "--signatures/--no-signatures",
     default=True,
     help="Also re-verify every envelope's hash and signature (slower).",
 )
-@click.option(
-    "--jobs",
-    type=click.IntRange(1, 256),
-    metavar="N",
-    help="Processes checking signatures, beside this one (default: one per CPU;"
-    " 1: all in this process).",
-)
+@jobs_option()
 def audit_command(as_json: bool, signatures: bool, jobs: int | None) -> None:
     """Verify the whole ledger before trusting it: every column, chain, sequence,
     signature, the quarantine, the control-plane digests and the transparency log.
@@ -316,7 +310,7 @@ async def _audit_transparency_log(problems: list[AuditProblem]) -> dict[str, int
 @click.option("--reason", help="Only this reason code, e.g. SIGNATURE_INVALID.")
 @click.option("--after", type=int, default=0, help="Cursor: start after this quarantine id.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def quarantine_command(reason: str | None, after: int, limit: int, as_json: bool) -> None:
     """Messages the processor refused, with their reason codes (raw bytes kept)."""
     from claw_ledger.reads import list_quarantine

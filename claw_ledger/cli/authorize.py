@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING
 
 import click
 
-from claw_ledger.cli.common import emit_json, read_input, resolve_key, run_async, settings
+from claw_ledger.cli.common import (
+    emit_json,
+    json_option,
+    read_input,
+    resolve_key,
+    run_async,
+    settings,
+)
 
 if TYPE_CHECKING:
     from claw_ledger.authorizing import AuthorizeConfig, DecisionCounters
@@ -58,7 +65,7 @@ def _token_from(value: str) -> str:
     metavar="SECONDS",
     help="Deny (STATE_STALE) when the processor's heartbeat is older.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the decision as JSON.")
+@json_option("Print the decision as JSON.")
 def command(
     token_ref: str,
     job_id: str,

@@ -10,19 +10,33 @@ from typing import Any
 
 import click
 
-from claw_ledger.cli.common import emit_json, key_option, resolve_key, run_async, settings
+from claw_ledger.cli.common import (
+    emit_json,
+    json_option,
+    key_option,
+    resolve_key,
+    run_async,
+    settings,
+)
 
 __all__ = ["bundler", "command"]
 
-_PROOFS_HELP = (
-    "Where the inclusion proofs come from: the checkpointer's log (log), a tree the"
+#: where the seal and the bundler take their inclusion proofs from
+_proofs_option = click.option(
+    "--proofs",
+    type=click.Choice(["auto", "log", "memory"]),
+    default="auto",
+    show_default=True,
+    help="Where the inclusion proofs come from: the checkpointer's log (log), a tree the"
     " bundler builds and signs itself under its own origin (memory), or the log once it"
     " has a checkpoint, else memory (auto). With the log, a run whose newest events are"
-    " not in a checkpoint yet waits (exit 2 for `seal`)."
+    " not in a checkpoint yet waits (exit 2 for `seal`).",
 )
-_ORIGIN_HELP = (
-    "Origin of the checkpoints the bundler signs over its own tree of the log"
-    " (default claw-ledger/<topic prefix>/bundler)."
+_origin_option = click.option(
+    "--origin",
+    metavar="ORIGIN",
+    help="Origin of the checkpoints the bundler signs over its own tree of the log"
+    " (default claw-ledger/<topic prefix>/bundler).",
 )
 
 
@@ -62,15 +76,9 @@ def _print_seal(result: Any, as_json: bool) -> None:
 @command.command("seal")
 @click.argument("job_id", metavar="RUN")
 @key_option("The ledger's key (role ledger): signs the bundle, its checkpoint and bundle.sealed.")
-@click.option("--origin", metavar="ORIGIN", help=_ORIGIN_HELP)
-@click.option(
-    "--proofs",
-    type=click.Choice(["auto", "log", "memory"]),
-    default="auto",
-    show_default=True,
-    help=_PROOFS_HELP,
-)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_origin_option
+@_proofs_option
+@json_option("Print JSON.")
 def seal(job_id: str, key_ref: str, origin: str | None, proofs: str, as_json: bool) -> None:
     """Seal RUN now and record bundle.sealed.
 
@@ -169,7 +177,7 @@ def _proves(raw: bytes, row: Mapping[str, Any]) -> dict[str, Any]:
 @command.command("show")
 @click.argument("job_id", metavar="RUN")
 @click.option("--bundle", "bundle_hash", metavar="HASH", help="A given sealed bundle of RUN.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def show(job_id: str, bundle_hash: str | None, as_json: bool) -> None:
     """What RUN's newest sealed bundle proves: the run, its policy and token hashes, and for
     each halt the last call allowed before it and the calls blocked after it.
@@ -245,14 +253,8 @@ def bundler() -> None:
     help="Seconds between two looks at the jobs and halts.",
 )
 @click.option("--once", is_flag=True, help="Seal what is pending, then exit.")
-@click.option("--origin", metavar="ORIGIN", help=_ORIGIN_HELP)
-@click.option(
-    "--proofs",
-    type=click.Choice(["auto", "log", "memory"]),
-    default="auto",
-    show_default=True,
-    help=_PROOFS_HELP,
-)
+@_origin_option
+@_proofs_option
 def run(key_ref: str, interval: float, once: bool, origin: str | None, proofs: str) -> None:
     """Watch for completed and halted runs and seal each (run, trigger) once.
 

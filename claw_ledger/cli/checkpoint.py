@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from claw_ledger.cli.common import emit_json, run_async, settings
+from claw_ledger.cli.common import emit_json, json_option, run_async, settings
 
 __all__ = ["command", "prove"]
 
@@ -65,7 +65,7 @@ def command() -> None:
 
 
 @command.command("latest")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 @click.option("--note", "note_only", is_flag=True, help="Print only the signed note.")
 def latest(as_json: bool, note_only: bool) -> None:
     """The newest checkpoint. Exit 1 when the ledger has signed none yet."""
@@ -86,7 +86,7 @@ def latest(as_json: bool, note_only: bool) -> None:
 
 @command.command("show")
 @click.argument("size", type=click.IntRange(min=1))
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 @click.option("--note", "note_only", is_flag=True, help="Print only the signed note.")
 def show(size: int, as_json: bool, note_only: bool) -> None:
     """The checkpoint of tree size SIZE. Exit 1 when none was signed at that size."""
@@ -102,7 +102,7 @@ def show(size: int, as_json: bool, note_only: bool) -> None:
 @command.command("list")
 @click.option("--after", type=click.IntRange(min=0), default=0, help="Sizes above this.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def list_command(after: int, limit: int, as_json: bool) -> None:
     """Signed checkpoints by tree size, oldest first."""
     from storage.tlog_store import checkpoints_after
@@ -134,7 +134,7 @@ def list_command(after: int, limit: int, as_json: bool) -> None:
 @click.option("--origin", metavar="ORIGIN", help="Pin the log's origin (default: as pinned).")
 @click.option("--once", is_flag=True, help="Check what is new, then exit.")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="One JSON line per check or alert.")
+@json_option("One JSON line per check or alert.")
 def watch(
     state_path: Path | None,
     ledger_key: str | None,
@@ -302,7 +302,7 @@ def _emit_proof(proof_file: dict[str, Any], output: Path | None, summary: str) -
     help="Seconds to wait for the event to be in a checkpoint.",
 )
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="The proof with its leaf and checkpoint.")
+@json_option("The proof with its leaf and checkpoint.")
 def inclusion(
     event_id: str, tree_size: int | None, wait: float, output: Path | None, as_json: bool
 ) -> None:
@@ -350,7 +350,7 @@ def inclusion(
 @click.argument("old", type=click.IntRange(min=1))
 @click.argument("new", type=click.IntRange(min=1))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="The proof with both checkpoints.")
+@json_option("The proof with both checkpoints.")
 def consistency(old: int, new: int, output: Path | None, as_json: bool) -> None:
     """Prove that the checkpoint of tree size NEW extends the one of size OLD."""
     from storage.tlog_store import b64, consistency_proof_between

@@ -8,7 +8,14 @@ from typing import Any, TypeVar
 
 import click
 
-from claw_ledger.cli.common import emit_json, resolve_key, run_async, settings
+from claw_ledger.cli.common import (
+    emit_json,
+    exit_with_running_status,
+    json_option,
+    resolve_key,
+    run_async,
+    settings,
+)
 
 __all__ = ["command"]
 
@@ -73,7 +80,7 @@ def command() -> None:
 @command.command("run")
 @_round_options
 @click.option("--once", is_flag=True, help="Append what is committed now, sign once, exit.")
-@click.option("--json", "as_json", is_flag=True, help="With --once: the checkpoint as JSON.")
+@json_option("With --once: the checkpoint as JSON.")
 def run(
     key_ref: str,
     every_events: int,
@@ -124,7 +131,7 @@ def run(
 
 @command.command("start")
 @_round_options
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def start(
     key_ref: str, every_events: int, every_seconds: float, origin: str | None, as_json: bool
 ) -> None:
@@ -148,7 +155,7 @@ def start(
 
 
 @command.command("stop")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def stop(as_json: bool) -> None:
     """Stop the detached checkpointer (it finishes the round it is writing)."""
     from claw_ledger.checkpointer_control import stop_checkpointer
@@ -161,14 +168,9 @@ def stop(as_json: bool) -> None:
 
 
 @command.command("status")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def status(as_json: bool) -> None:
     """Is the detached checkpointer running? Exit 0 when it is."""
     from claw_ledger.checkpointer_control import checkpointer_pid
 
-    pid = checkpointer_pid(settings())
-    if as_json:
-        emit_json({"running": pid is not None, "pid": pid})
-    else:
-        click.echo(f"checkpointer running (pid {pid})" if pid else "checkpointer not running")
-    sys.exit(0 if pid else 1)
+    exit_with_running_status("checkpointer", checkpointer_pid(settings()), as_json)

@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
 import click
 
@@ -76,6 +76,22 @@ def key_option(
     return click.option("--key", "key_ref", required=True, metavar="KEY", help=help_text)
 
 
+def json_option(help_text: str | None = None) -> Callable[[F], F]:
+    """``--json``, passed to the command as ``as_json``."""
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
+def jobs_option() -> Callable[[F], F]:
+    """``--jobs N``: processes checking signatures beside this one (``None``: one per CPU)."""
+    return click.option(
+        "--jobs",
+        type=click.IntRange(1, 256),
+        metavar="N",
+        help="Processes checking signatures, beside this one (default: one per CPU;"
+        " 1: all in this process).",
+    )
+
+
 def print_table(
     title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], *, fold: bool = True
 ) -> None:
@@ -93,6 +109,15 @@ def print_table(
 
 def emit_json(document: Any) -> None:
     click.echo(json.dumps(document, indent=2, sort_keys=False, default=str))
+
+
+def exit_with_running_status(name: str, pid: int | None, as_json: bool) -> NoReturn:
+    """Report whether the detached ``name`` runs; exit 0 when it does, 1 when not."""
+    if as_json:
+        emit_json({"running": pid is not None, "pid": pid})
+    else:
+        click.echo(f"{name} running (pid {pid})" if pid else f"{name} not running")
+    sys.exit(0 if pid else 1)
 
 
 def run_async(coro: Any) -> Any:

@@ -9,6 +9,7 @@ import click
 
 from claw_ledger.cli.common import (
     emit_json,
+    json_option,
     key_option,
     precheck_policy,
     publish_target,
@@ -61,7 +62,7 @@ def command() -> None:
 @click.option("--nonce", help="Optional nonce claim.")
 @click.option("--jti", help="Token id (default: cst_<random>).")
 @key_option("Issuer key: signs the token and the token.issued event.")
-@click.option("--json", "as_json", is_flag=True, help="Token, claims and ledger result as JSON.")
+@json_option("Token, claims and ledger result as JSON.")
 def issue(
     sub: str,
     aud: tuple[str, ...],
@@ -124,7 +125,7 @@ def issue(
 
 @command.command("scope-hash")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--json", "as_json", is_flag=True, help="Also print the normalised input.")
+@json_option("Also print the normalised input.")
 def scope_hash(file: str, as_json: bool) -> None:
     """Print token_scope_hash_b64u for a JSON object of claims (FILE or '-').
 
@@ -193,7 +194,7 @@ _STATUS_CODES = {
 @click.argument("token", metavar="TOKEN|-")
 @click.option("--issuer", metavar="DID", help="Verify against this issuer (default: the ledger's).")
 @click.option("--offline", is_flag=True, help="Do not ask the ledger (needs --issuer).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def inspect(token: str, issuer: str | None, offline: bool, as_json: bool) -> None:
     """Decode TOKEN, check its signature and show its status on the ledger.
 
@@ -260,7 +261,7 @@ def inspect(token: str, issuer: str | None, offline: bool, as_json: bool) -> Non
 @click.option("--sub", help="Revoke every active token issued to SUB.")
 @click.option("--reason", required=True, help="Why (recorded).")
 @key_option("Issuer or operator key that signs the token.revoked events.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def revoke(
     jti: str | None,
     job_id: str | None,

@@ -8,6 +8,7 @@ import click
 
 from claw_ledger.cli.common import (
     emit_json,
+    json_option,
     key_option,
     report_publish,
     resolve_key,
@@ -59,7 +60,7 @@ def _rows(policy_hash: str | None, target: str) -> tuple[Any, Any]:
     help="A halt WPC (mode halt, deny-all) to record as the policy in force for the scope.",
 )
 @key_option("Operator key that signs agent.halted.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def command(
     target: str,
     reason: str,
@@ -125,7 +126,7 @@ def command(
 )
 @click.option("--reason", required=True, help="Why (recorded).")
 @key_option("Operator key that signs agent.resumed.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def resume(target: str, policy_hash: str | None, reason: str, key_ref: str, as_json: bool) -> None:
     """Lift the halt on TARGET by re-authorising it under a new WPC.
 
@@ -191,7 +192,7 @@ def _status(row: dict[str, Any]) -> dict[str, Any]:
 
 @click.command("halts")
 @click.option("--all", "include_lifted", is_flag=True, help="Include lifted halts.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def halts(include_lifted: bool, as_json: bool) -> None:
     """The kill switch's status: every active halt (--all: lifted ones too).
 

@@ -6,6 +6,7 @@ import click
 
 from claw_ledger.cli.common import (
     emit_json,
+    json_option,
     keys_dir,
     publish_target,
     report_publish,
@@ -20,7 +21,7 @@ __all__ = ["command"]
 
 @click.command("init")
 @click.option("--name", default="admin", show_default=True, help="Name of the admin key.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def command(name: str, as_json: bool) -> None:
     """Create the admin key (trust root) and record it on the ledger.
 

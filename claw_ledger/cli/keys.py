@@ -8,6 +8,7 @@ import click
 
 from claw_ledger.cli.common import (
     emit_json,
+    json_option,
     key_option,
     keys_dir,
     print_table,
@@ -41,7 +42,7 @@ def command() -> None:
 @command.command("new")
 @click.argument("name")
 @click.option("--out", type=click.Path(dir_okay=False), help="Key file (default: state dir).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def new_key(name: str, out: str | None, as_json: bool) -> None:
     """Create an Ed25519 key NAME (a 0600 key file) and print its DID."""
     from pathlib import Path
@@ -75,7 +76,7 @@ def _did_of(ref: str) -> str:
 )
 @click.option("--name", "label", help="Display name (default: the key's name).")
 @key_option("The admin key that signs the registration.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def register(
     who: str, roles: tuple[str, ...], label: str | None, key_ref: str, as_json: bool
 ) -> None:
@@ -93,7 +94,7 @@ def register(
 @click.argument("who", metavar="NAME|DID")
 @click.option("--reason", required=True)
 @key_option("The admin key that signs the revocation.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def revoke(who: str, reason: str, key_ref: str, as_json: bool) -> None:
     """Record a key.revoked event: the key's later events are quarantined."""
     admin = resolve_key(key_ref)
@@ -103,7 +104,7 @@ def revoke(who: str, reason: str, key_ref: str, as_json: bool) -> None:
 
 
 @command.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 @click.option("--local", is_flag=True, help="Only the key files in the state dir.")
 def list_keys(as_json: bool, local: bool) -> None:
     """The registry (from the ledger) and the local key files."""

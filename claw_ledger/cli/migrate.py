@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from claw_ledger.cli.common import json_option
 from claw_ledger.config import effective_database_url, load_settings
 
 __all__ = ["command"]
@@ -41,7 +42,7 @@ EXIT_ROLES_NEEDED = 3
     help="Only print the SQL that creates the writer and reader roles and grants their "
     "rights (with their passwords); run it as the owner after migrating.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def command(
     database_url: str | None,
     state_dir: Path | None,

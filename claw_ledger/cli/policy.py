@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from claw_ledger.cli.common import publish_target, resolve_key, sign_and_publish
+from claw_ledger.cli.common import json_option, publish_target, resolve_key, sign_and_publish
 from ledger.errors import LedgerError, PublishError
 from openclaw_policy import (
     SEVERITIES,
@@ -110,7 +110,7 @@ def _common_options(func: Callable[..., Any]) -> Callable[..., Any]:
             type=click.Path(file_okay=False),
             help="Workspace directory holding TOOLS.md (default: the default agent's workspace).",
         ),
-        click.option("--json", "as_json", is_flag=True, help="Print the JSON document only."),
+        json_option("Print the JSON document only."),
         click.option(
             "--severity-min",
             default="info",

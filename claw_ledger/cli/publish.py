@@ -7,7 +7,13 @@ import sys
 
 import click
 
-from claw_ledger.cli.common import key_option, report_publish, resolve_key, sign_and_publish
+from claw_ledger.cli.common import (
+    json_option,
+    key_option,
+    report_publish,
+    resolve_key,
+    sign_and_publish,
+)
 from ledger.errors import ConfigError
 
 __all__ = ["command"]
@@ -20,7 +26,7 @@ __all__ = ["command"]
 @key_option()
 @click.option("--no-wait", is_flag=True, help="Return once Kafka has it; skip the verdict.")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds to wait for a verdict.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def command(
     event_type: str,
     stream: str,

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from claw_ledger.cli.common import emit_json, key_option, resolve_key, run_async, settings
+from claw_ledger.cli.common import (
+    emit_json,
+    json_option,
+    key_option,
+    resolve_key,
+    run_async,
+    settings,
+)
 
 __all__ = ["command"]
 
@@ -29,7 +36,7 @@ def command() -> None:
 @click.argument("job_id", metavar="RUN")
 @key_option("The ledger's key (role ledger): verifies the bundle and signs pulse.published.")
 @click.option("--bundle", "bundle_hash", metavar="HASH", help="A given sealed bundle of RUN.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def publish(job_id: str, key_ref: str, bundle_hash: str | None, as_json: bool) -> None:
     """Verify RUN's newest sealed bundle and record its Trust Pulse record (pulse.published).
 
@@ -54,7 +61,7 @@ def publish(job_id: str, key_ref: str, bundle_hash: str | None, as_json: bool) -
 
 @command.command("show")
 @click.argument("pulse_id", metavar="ID")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def show(pulse_id: str, as_json: bool) -> None:
     """Show a Trust Pulse record by its id (exit 1 when there is none)."""
     from claw_ledger.reads import query_sync

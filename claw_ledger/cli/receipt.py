@@ -11,6 +11,7 @@ import click
 from claw_ledger.cli.common import (
     emit_json,
     fetch_job,
+    json_option,
     key_option,
     publish_target,
     read_input,
@@ -65,7 +66,7 @@ def command() -> None:
     help="Also write the signed receipt envelope here.",
 )
 @key_option("Gateway key: signs the receipt and the receipt.recorded event.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def record(
     job_id: str | None,
     request_file: str,
@@ -142,7 +143,7 @@ def record(
 @click.option(
     "--response", "response_file", type=_BYTES, help="Check response_hash_b64u against it."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def verify(file: str, request_file: str | None, response_file: str | None, as_json: bool) -> None:
     """Verify a gateway_receipt envelope offline (schema, hash, signature, bytes)."""
     from ledger.encoding import sha256_b64u

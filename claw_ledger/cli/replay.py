@@ -18,7 +18,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from claw_ledger.cli.common import emit_json, run_async, settings
+from claw_ledger.cli.common import emit_json, jobs_option, json_option, run_async, settings
 
 if TYPE_CHECKING:
     from rich.progress import Task
@@ -67,14 +67,8 @@ class _Rate(ProgressColumn):
     help="Check every envelope's Ed25519 signature. --no-signatures trusts the source"
     " for them (every other check still runs): several times faster.",
 )
-@click.option(
-    "--jobs",
-    type=click.IntRange(1, 256),
-    metavar="N",
-    help="Processes checking signatures, beside this one (default: one per CPU;"
-    " 1: all in this process).",
-)
-@click.option("--json", "as_json", is_flag=True, help="A JSON summary at the end.")
+@jobs_option()
+@json_option("A JSON summary at the end.")
 def command(
     job: str | None,
     stream: str | None,

@@ -13,6 +13,7 @@ import click
 from claw_ledger.cli.common import (
     emit_json,
     fetch_job,
+    json_option,
     key_option,
     publish_target,
     read_input,
@@ -56,7 +57,7 @@ def _binding(job: dict[str, Any]) -> dict[str, Any]:
 @click.option("--job", "job_id", required=True, metavar="JOB", help="The approved job.")
 @click.option("--token", required=True, metavar="TOKEN|-", help="The job's CST ('-': stdin).")
 @key_option("Runtime key that signs run.started.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def start(job_id: str, token: str, key_ref: str, as_json: bool) -> None:
     """Record run.started (job, URM hash, token jti); print the receipt binding.
 
@@ -124,7 +125,7 @@ def _split(spec: str, option: str) -> tuple[str, str]:
     help="An output given by its SHA-256 hex (repeatable).",
 )
 @key_option("Runtime key that signs run.completed.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def complete(
     job_id: str,
     outputs: tuple[str, ...],
@@ -180,7 +181,7 @@ def complete(
 
 @command.command("show")
 @click.argument("job_id", metavar="JOB")
-@click.option("--json", "as_json", is_flag=True, help="The whole job row as JSON.")
+@json_option("The whole job row as JSON.")
 def show(job_id: str, as_json: bool) -> None:
     """Show a job: status, WPC, token, event chain, receipts, outputs and flags."""
     job = fetch_job(job_id)
@@ -239,7 +240,7 @@ def bundle(job_id: str, key_ref: str, out: str | None, with_urm_ref: bool) -> No
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @click.option("--agent", metavar="DID", help="Expected agent_did.")
 @click.option("--ledger-key", metavar="DID", help="The ledger's did:key (sealed bundles).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def verify_bundle(file: str, agent: str | None, ledger_key: str | None, as_json: bool) -> None:
     """Alias of `claw-ledger verify FILE` for proof bundles, kept for scripts.
 

@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from claw_ledger.cli.common import json_option
 from claw_ledger.config import MAX_BROKERS, Settings, effective_kafka_bootstrap, load_settings
 
 if TYPE_CHECKING:
@@ -105,9 +106,6 @@ def _progress(first: str) -> Iterator[Callable[[str], None]]:
         yield lambda message: console.print(f"· {message}", highlight=False)
 
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-
-
 @click.group("services")
 def command() -> None:
     """Run a real Kafka broker and PostgreSQL server locally (no Docker needed).
@@ -126,7 +124,7 @@ def command() -> None:
 
 @command.command("up")
 @settings_options
-@json_option
+@json_option("Print JSON.")
 def up(as_json: bool, **options: Any) -> None:
     """Start the servers (or reuse running ones) and print their endpoints."""
 
@@ -167,7 +165,7 @@ def up(as_json: bool, **options: Any) -> None:
 
 @command.command("down")
 @settings_options
-@json_option
+@json_option("Print JSON.")
 def down(as_json: bool, **options: Any) -> None:
     """Stop the servers started by `services up` (never ones given by URL)."""
 
@@ -184,7 +182,7 @@ def down(as_json: bool, **options: Any) -> None:
 
 @command.command("status")
 @settings_options
-@json_option
+@json_option("Print JSON.")
 @click.pass_context
 def status(ctx: click.Context, /, as_json: bool, **options: Any) -> None:
     """Show each server's state; exit code 0 when all are up, 1 otherwise."""
@@ -243,7 +241,7 @@ def _partitions(names: tuple[str, ...]) -> str:
 
 @command.command("topics")
 @settings_options
-@json_option
+@json_option("Print JSON.")
 def topics(as_json: bool, **options: Any) -> None:
     """Create the ledger topics (<prefix>.ingress/.verified/.quarantine) if missing."""
     import asyncio
@@ -281,7 +279,7 @@ def node() -> None:
 @node.command("start")
 @click.argument("node_id", metavar="N", type=click.IntRange(min=1))
 @settings_options
-@json_option
+@json_option("Print JSON.")
 def node_start_command(node_id: int, as_json: bool, **options: Any) -> None:
     """Start node N (on its recorded ports) and wait until it answers."""
     settings = settings_from_options(options)
@@ -299,7 +297,7 @@ def _stop_command(name: str, kill: bool, help_text: str) -> None:
     @node.command(name, help=help_text)
     @click.argument("node_id", metavar="N", type=click.IntRange(min=1))
     @settings_options
-    @json_option
+    @json_option("Print JSON.")
     def _command(node_id: int, as_json: bool, **options: Any) -> None:
         settings = settings_from_options(options)
         from claw_ledger.services.manager import node_kill, node_stop

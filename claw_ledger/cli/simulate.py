@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from claw_ledger.cli.common import emit_json, load_wpc_reference, run_async, settings
+from claw_ledger.cli.common import emit_json, json_option, load_wpc_reference, run_async, settings
 
 __all__ = ["command"]
 
@@ -23,6 +23,13 @@ def _instant(value: str | None) -> datetime | None:
     except ValueError:
         raise click.BadParameter(f"{value!r} is not an RFC 3339 time") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _echo_by_action(summary: Any, denied: str, allowed: str) -> None:
+    """The summary's counts per action, denials first, each list in name order."""
+    for label, counts in ((denied, summary.denied_by_action), (allowed, summary.allowed_by_action)):
+        for name, count in sorted(counts.items()):
+            click.echo(f"  {label} {name}: {count}")
 
 
 async def _simulate(simulation: Any, database_url: str, audited: bool) -> dict[str, Any] | None:
@@ -106,10 +113,7 @@ def _shadow_report(job_id: str | None, since: str | None, until: str | None, as_
             f"{summary.shadowed} shadow disagreements: {summary.would_deny} would be denied,"
             f" {summary.would_allow} would be allowed"
         )
-        for name, count in sorted(summary.denied_by_action.items()):
-            click.echo(f"  would deny  {name}: {count}")
-        for name, count in sorted(summary.allowed_by_action.items()):
-            click.echo(f"  would allow {name}: {count}")
+        _echo_by_action(summary, "would deny ", "would allow")
     if summary.would_deny:
         raise SystemExit(1)
 
@@ -117,7 +121,6 @@ def _shadow_report(job_id: str | None, since: str | None, until: str | None, as_
 @click.command("simulate")
 @click.option(
     "--policy",
-    "policy",
     metavar="FILE|HASH",
     help="The candidate WPC: a file, or a policy hash in the registry.",
 )
@@ -139,7 +142,7 @@ def _shadow_report(job_id: str | None, since: str | None, until: str | None, as_
     help="The ledger was verified by `claw-ledger audit`: do not verify the decision"
     " events again (control events still are). Much faster on a large ledger.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option("Print the report as JSON.")
 def command(
     policy: str | None,
     shadow: bool,
@@ -221,10 +224,7 @@ def command(
             f"{summary.simulated} calls simulated: {summary.unchanged} unchanged,"
             f" {summary.newly_denied} newly denied, {summary.newly_allowed} newly allowed"
         )
-        for name, count in sorted(summary.denied_by_action.items()):
-            click.echo(f"  newly denied  {name}: {count}")
-        for name, count in sorted(summary.allowed_by_action.items()):
-            click.echo(f"  newly allowed {name}: {count}")
+        _echo_by_action(summary, "newly denied ", "newly allowed")
         if archived is not None:
             click.echo(
                 f"  archived: the calls decided before position {archived['before_position']:,}"

@@ -7,7 +7,7 @@ import sys
 import click
 from rich.console import Console
 
-from claw_ledger.cli.common import emit_json, run_async, settings
+from claw_ledger.cli.common import emit_json, json_option, run_async, settings
 
 __all__ = ["command"]
 
@@ -20,7 +20,7 @@ def command() -> None:
 @command.command("at")
 @click.argument("moment", metavar="T")
 @click.option("--trust-root", metavar="DID", help="Pin the trust root (default: the recorded one).")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def at(moment: str, trust_root: str | None, as_json: bool) -> None:
     """What was halted, which tokens were valid, which policies were active and
     which jobs were running at T (ISO 8601 with a zone).

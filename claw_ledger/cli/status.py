@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from claw_ledger.cli.common import emit_json, run_async, settings
+from claw_ledger.cli.common import emit_json, json_option, run_async, settings
 
 __all__ = ["command"]
 
@@ -53,7 +53,7 @@ async def _snapshot(max_timeout: float) -> Any:
 @click.command("status")
 @click.option("--max-lag", type=click.IntRange(0), default=10_000, show_default=True)
 @click.option("--timeout", type=click.FloatRange(0.1, 120), default=5.0, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="The figures as JSON.")
+@json_option("The figures as JSON.")
 def command(max_lag: int, timeout: float, as_json: bool) -> None:
     """Is the ledger ready, and what has it done? Counts by type and reason code,
     consumer lag per partition, halts; the figures `serve` exposes at /metrics.

@@ -8,7 +8,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from claw_ledger.cli.common import emit_json, print_table, run_async, settings
+from claw_ledger.cli.common import emit_json, json_option, print_table, run_async, settings
 from ledger.timeline import summarize
 
 __all__ = ["command"]
@@ -34,7 +34,7 @@ def _when(value: str | None) -> datetime | None:
 @click.option("--until", help="Before this time, ISO 8601 with zone.")
 @click.option("--after", type=int, help="Cursor: start after this ledger position.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="JSON with rows and next_cursor.")
+@json_option("JSON with rows and next_cursor.")
 def command(
     stream: str | None,
     event_type: str | None,

@@ -8,7 +8,7 @@ import sys
 import click
 from rich.console import Console
 
-from claw_ledger.cli.common import emit_json, processor_config, run_async, settings
+from claw_ledger.cli.common import emit_json, json_option, processor_config, run_async, settings
 from claw_ledger.config import ENV_BROKERS, MAX_BROKERS
 
 __all__ = ["command", "demo", "down"]
@@ -80,7 +80,7 @@ def command(detach: bool, group: str, brokers: int | None) -> None:
 
 
 @click.command("down")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def down(as_json: bool) -> None:
     """Stop the detached checkpointer and processor and the local Kafka and Postgres
     (data is kept)."""
@@ -106,7 +106,7 @@ def down(as_json: bool) -> None:
 
 
 @click.command("demo")
-@click.option("--json", "as_json", is_flag=True, help="Print the demo's results as JSON.")
+@json_option("Print the demo's results as JSON.")
 def demo(as_json: bool) -> None:
     """Publish a short, realistic scenario and print its timeline.
 

@@ -10,6 +10,7 @@ import click
 
 from claw_ledger.cli.common import (
     emit_json,
+    json_option,
     key_option,
     precheck_policy,
     read_input,
@@ -48,7 +49,7 @@ def _read_urm(path: str) -> dict[str, Any]:
 
 @command.command("hash")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def hash_command(file: str, as_json: bool) -> None:
     """Validate a URM FILE (JSON or JSON5, '-' for stdin) and print its urm_hash_b64u."""
     from ledger.urm import urm_hash_b64u
@@ -111,7 +112,7 @@ def _read_approvals(paths: tuple[str, ...]) -> list[Any]:
     help="An approval file from `urm approve` (repeatable).",
 )
 @key_option("Requester key (runtime or operator role); it may not be an approver.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def submit(file: str, approval_files: tuple[str, ...], key_ref: str, as_json: bool) -> None:
     """Record run.manifest_approved for the URM in FILE with its approvals.
 

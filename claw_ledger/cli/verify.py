@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from claw_ledger.cli.common import emit_json
+from claw_ledger.cli.common import emit_json, json_option
 from ledger.offline_verify import InputKind, VerificationResult, parse_ledger_key, verify_bytes
 
 __all__ = ["command", "exit_code", "report_lines"]
@@ -167,7 +167,7 @@ def _check_ledger_key(_ctx: click.Context, _param: click.Parameter, value: str |
 )
 @click.option("--origin", metavar="ORIGIN", help="The log a checkpoint must be of.")
 @click.option("--agent", metavar="DID", help="The agent_did a proof bundle must have.")
-@click.option("--json", "as_json", is_flag=True, help="Print the verdict and steps as JSON.")
+@json_option("Print the verdict and steps as JSON.")
 def command(
     file: str, ledger_key: str | None, origin: str | None, agent: str | None, as_json: bool
 ) -> None:

@@ -8,6 +8,7 @@ import click
 
 from claw_ledger.cli.common import (
     emit_json,
+    json_option,
     key_option,
     load_wpc_reference,
     precheck_policy,
@@ -51,7 +52,7 @@ def _read_document(path: str) -> dict[str, Any]:
 
 @command.command("hash")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def hash_command(file: str, as_json: bool) -> None:
     """Print the policy_hash_b64u of a WPC FILE (JSON or JSON5; '-' reads stdin).
 
@@ -77,7 +78,7 @@ def hash_command(file: str, as_json: bool) -> None:
 @command.command("publish")
 @click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 @key_option("Policy-admin key that signs the WPC and the event.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def publish_command(file: str, key_ref: str, as_json: bool) -> None:
     """Validate FILE, sign it as a `wpc` envelope and record policy.published.
 
@@ -138,7 +139,7 @@ _HASH_ARGS = {"ignore_unknown_options": True}
 @click.argument("policy_hash", metavar="HASH")
 @click.option("--verify", is_flag=True, help="Recompute the hash, check signature and role.")
 @click.option("--any-status", is_flag=True, help="Also return a revoked WPC (exit 0).")
-@click.option("--json", "as_json", is_flag=True, help="Registry record and envelope as JSON.")
+@json_option("Registry record and envelope as JSON.")
 def get(policy_hash: str, verify: bool, any_status: bool, as_json: bool) -> None:
     """Print the signed `wpc` envelope of HASH, exactly as it was signed.
 
@@ -190,7 +191,7 @@ def get(policy_hash: str, verify: bool, any_status: bool, as_json: bool) -> None
 @click.option(
     "--status", type=click.Choice(["active", "superseded", "revoked"]), help="Only this status."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def list_command(status: str | None, as_json: bool) -> None:
     """List the WPCs in the registry."""
     from claw_ledger.reads import query_sync
@@ -217,7 +218,7 @@ def list_command(status: str | None, as_json: bool) -> None:
 @click.argument("new", metavar="NEW_HASH")
 @click.option("--reason", default="", help="Why (recorded).")
 @key_option("Policy-admin key that signs the event.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def supersede(old: str, new: str, reason: str, key_ref: str, as_json: bool) -> None:
     """Record that NEW_HASH replaces OLD_HASH (both must be active).
 
@@ -239,7 +240,7 @@ def supersede(old: str, new: str, reason: str, key_ref: str, as_json: bool) -> N
 @click.argument("policy_hash", metavar="HASH")
 @click.option("--reason", required=True, help="Why (recorded).")
 @key_option("Policy-admin key that signs the event.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def revoke(policy_hash: str, reason: str, key_ref: str, as_json: bool) -> None:
     """Revoke WPC HASH: it no longer exists for tokens, URMs, runs and receipts."""
     from ledger.wpc import check_policy_hash
@@ -258,7 +259,7 @@ def revoke(policy_hash: str, reason: str, key_ref: str, as_json: bool) -> None:
 @command.command("diff")
 @click.argument("old", metavar="OLD")
 @click.argument("new", metavar="NEW")
-@click.option("--json", "as_json", is_flag=True, help="Print the differences as JSON.")
+@json_option("Print the differences as JSON.")
 def diff(old: str, new: str, as_json: bool) -> None:
     """What WPC NEW allows differently from WPC OLD.
 
@@ -326,7 +327,7 @@ def _check_scope(scope: str) -> str:
 @click.option("--scope", required=True, help=f"Whose calls: {_SCOPE_HELP}.")
 @click.option("--reason", default="", help="Why (recorded).")
 @key_option("Policy-admin key that signs policy.shadowed.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def shadow(policy_hash: str, scope: str, reason: str, key_ref: str, as_json: bool) -> None:
     """Judge every call in SCOPE under WPC HASH too, beside the WPC in force.
 
@@ -356,7 +357,7 @@ def shadow(policy_hash: str, scope: str, reason: str, key_ref: str, as_json: boo
 @click.option("--scope", required=True, help=f"The shadowed scope: {_SCOPE_HELP}.")
 @click.option("--reason", default="", help="Why (recorded).")
 @key_option("Policy-admin key that signs policy.shadow_ended.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def unshadow(scope: str, reason: str, key_ref: str, as_json: bool) -> None:
     """End the shadow policy of exactly SCOPE (SHADOW_NOT_ACTIVE when none is).
 
@@ -375,7 +376,7 @@ def unshadow(scope: str, reason: str, key_ref: str, as_json: bool) -> None:
 
 
 @command.command("shadows")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def shadows(as_json: bool) -> None:
     """List the active shadow policies, by scope."""
     from claw_ledger.reads import query_sync

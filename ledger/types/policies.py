@@ -98,11 +98,10 @@ def _apply_published(
         "published_event_id": ctx.event.event_id,
         "published_at": ctx.event.occurred_at,
         "supersedes": [],
-        "superseded_by": None,
-        "superseded_at": None,
-        "revoked_reason": None,
-        "revoked_by": None,
-        "revoked_at": None,
+        # filled by policy.superseded or policy.revoked
+        **dict.fromkeys(
+            ("superseded_by", "superseded_at", "revoked_reason", "revoked_by", "revoked_at")
+        ),
     }
     state.policies[body.policy_hash_b64u] = record
     return [row("policies", "policy_hash_b64u", record)]

@@ -102,10 +102,8 @@ def _apply_shadowed(
         "shadowed_by": ctx.signer,
         "shadowed_at": ctx.event.occurred_at,
         "shadowed_event_id": ctx.event.event_id,
-        "ended_reason": None,
-        "ended_by": None,
-        "ended_at": None,
-        "ended_event_id": None,
+        # filled by policy.shadow_ended
+        **dict.fromkeys(("ended_reason", "ended_by", "ended_at", "ended_event_id")),
     }
     state.shadows[body.scope] = record
     return [row("shadows", "scope", record)]

@@ -23,6 +23,7 @@ __all__ = [
     "Message",
     "PolicyRule",
     "entry_findings",
+    "field_is_not",
     "get_path",
     "has_rule",
     "listed",
@@ -39,6 +40,11 @@ CONFIG_PATH_LABEL: Final = "openclaw config"
 
 Match = Callable[[Entry, Any], bool]
 Message = Callable[[Entry, Any], str]
+
+
+def field_is_not(kind: str, field: str, expected: bool) -> Match:
+    """Matches an entry of ``kind`` whose ``field`` is anything but ``expected`` (even absent)."""
+    return lambda entry, _: entry["kind"] == kind and entry.get(field) is not expected
 
 
 def get_path(value: Any, path: tuple[str, ...]) -> Any:

@@ -8,6 +8,7 @@ from openclaw_policy import findings as ids
 from openclaw_policy.checks.base import (
     EntryCheck,
     entry_findings,
+    field_is_not,
     has_rule,
     listed,
     when_false,
@@ -50,7 +51,7 @@ GATEWAY_CHECKS: Final = (
     EntryCheck(
         ids.GATEWAY_RATE_LIMIT_MISSING,
         when_true("gateway.auth.requireExplicitRateLimit"),
-        lambda e, _: e["kind"] == "authRateLimit" and e.get("explicit") is not True,
+        field_is_not("authRateLimit", "explicit", True),
         lambda _e, _: "Gateway authentication rate-limit posture is not explicit.",
         "Configure gateway.auth.rateLimit or update policy after review.",
     ),
@@ -87,7 +88,7 @@ GATEWAY_CHECKS: Final = (
     EntryCheck(
         ids.GATEWAY_HTTP_URL_FETCH_UNRESTRICTED,
         when_true("gateway.http.requireUrlAllowlists"),
-        lambda e, _: e["kind"] == "httpUrlFetch" and e.get("hasAllowlist") is not True,
+        field_is_not("httpUrlFetch", "hasAllowlist", True),
         lambda e, _: f"Gateway HTTP URL-fetch input '{e['id']}' has no URL allowlist.",
         "Add a urlAllowlist for this URL-fetch input or update policy after review.",
     ),

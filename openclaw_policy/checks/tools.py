@@ -11,6 +11,7 @@ from openclaw_policy.checks.base import (
     Message,
     PolicyRule,
     entry_findings,
+    field_is_not,
     has_rule,
     listed,
     located_finding,
@@ -73,7 +74,7 @@ TOOL_POSTURE_CHECKS: Final = (
     EntryCheck(
         ids.TOOLS_FS_WORKSPACE_ONLY_REQUIRED,
         when_true("tools.fs.requireWorkspaceOnly"),
-        lambda e, _: e["kind"] == "fsWorkspaceOnly" and e.get("value") is not True,
+        field_is_not("fsWorkspaceOnly", "value", True),
         lambda e, _: f"{_label(e)} does not require workspace-only filesystem tools.",
         "Set tools.fs.workspaceOnly=true or update policy after review.",
     ),
@@ -85,7 +86,7 @@ TOOL_POSTURE_CHECKS: Final = (
     EntryCheck(
         ids.TOOLS_ELEVATED_ENABLED,
         when_false("tools.elevated.allow"),
-        lambda e, _: e["kind"] == "elevatedEnabled" and e.get("value") is not False,
+        field_is_not("elevatedEnabled", "value", False),
         lambda e, _: f"{_label(e)} permits elevated tool mode.",
         "Set tools.elevated.enabled=false or update policy after review.",
     ),

@@ -43,7 +43,7 @@ from ledger.chain import verify_chain
 from ledger.crypto import KeyPair
 from ledger.roles import Role
 from producers.sdk import LedgerProducer
-from tests.fixtures_ledger import chains_by_partition, send_halts, start_ledger
+from tests.fixtures_ledger import recorded_halts, send_halts, start_ledger, stored_chains
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -306,21 +306,15 @@ async def test_processor_carries_on_when_an_ingress_leader_dies(
             await _wait_for_halts(conn, N_EVENTS, timeout=180)
             await asyncio.sleep(1.0)  # a re-delivery after the last batch would show now
             assert ledger.processor.alive(), ledger.processor.log_tail()
-            recorded = await conn.fetch(
-                "SELECT event_id::text AS event_id FROM events WHERE event_type = 'agent.halted'"
-            )
-            links = await conn.fetch(
-                "SELECT kafka_partition, ledger_seq, event_id::text AS event_id, envelope_raw,"
-                " prev_chain_hash, chain_hash FROM events ORDER BY kafka_partition, ledger_seq"
-            )
+            recorded = await recorded_halts(conn)
+            by_partition = await stored_chains(conn)
             assert await conn.fetchval("SELECT count(*) FROM quarantine") == 0
         finally:
             await conn.close()
     finally:
         ledger.processor.stop()
     assert len(recorded) == N_EVENTS, "lost or duplicated events"
-    assert {r["event_id"] for r in recorded} == set(event_ids)
-    by_partition = chains_by_partition(links)
+    assert set(recorded) == set(event_ids)
     assert len(by_partition) == PARTITIONS
     for partition_links in by_partition.values():
         # contiguous ledger_seq from 1 and an unbroken hash chain

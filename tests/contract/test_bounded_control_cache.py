@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -23,17 +22,15 @@ from consumers.processor import VerifyingProcessor
 from ledger import control_reads
 from ledger.batch import IngressRecord
 from ledger.crypto import KeyPair
-from ledger.envelope import sign_envelope
 from ledger.errors import ControlPlaneTamperedError
-from ledger.events import EVENT_ENVELOPE_TYPE
 from ledger.receipts import sign_receipt
-from ledger.verify import Accepted, Rejected, decide, verify_message
+from ledger.verify import Accepted, Rejected
 from storage.memory import MemoryLedgerStore
 from storage.migrate import migrate
 from storage.postgres import PostgresLedgerStore
 from storage.protocol import ControlStart, LedgerStore
 from tests.core._helpers import receipt_payload
-from tests.primitives._support import NOW_TS, ROLES, Ledger, ts
+from tests.primitives._support import ROLES, Ledger, ts
 
 GROUP, TOPIC = "verifier", "ingress"
 
@@ -48,51 +45,17 @@ class RecordingLedger(Ledger):
         for attr in ROLES:
             kp: KeyPair = getattr(self.keys, attr)
             body = {"did": kp.did, "name": attr, "roles": [r.value for r in ROLES[attr]]}
-            self._record(self.keys.admin, "key.registered", f"key:{kp.did}", body, NOW_TS, "OK")
+            # the base driver holds these keys already: only the record needs them
+            self.sign(self.keys.admin, "key.registered", f"key:{kp.did}", body)
+            self.codes.append("OK")
 
-    def _record(
-        self,
-        signer: KeyPair,
-        event_type: str,
-        stream: str,
-        body: Mapping[str, Any],
-        at: str,
-        code: str | None = None,
-    ) -> bytes:
-        payload = {
-            "event_type": event_type,
-            "event_id": str(uuid.uuid4()),
-            "stream": stream,
-            "occurred_at": at,
-            "producer": signer.did,
-            "body": dict(body),
-        }
-        raw = sign_envelope(EVENT_ENVELOPE_TYPE, payload, signer).to_bytes()
+    def sign(self, *args: Any, **kw: Any) -> bytes:
+        raw = super().sign(*args, **kw)
         self.raws.append(raw)
-        if code is not None:
-            self.codes.append(code)
         return raw
 
-    def submit(
-        self,
-        signer: KeyPair,
-        event_type: str,
-        stream: str,
-        body: Mapping[str, Any],
-        *,
-        at: str = NOW_TS,
-    ) -> Accepted | Rejected:
-        raw = self._record(signer, event_type, stream, body, at)
-        verdict = verify_message(raw)
-        outcome = (
-            decide(self.state, verdict, None, self.settings)
-            if not isinstance(verdict, Rejected)
-            else verdict
-        )
-        assert isinstance(outcome, Accepted | Rejected)
-        if isinstance(outcome, Accepted):
-            self.rows.extend(outcome.rows)
-            self.accepted.append(outcome)
+    def submit(self, *args: Any, **kw: Any) -> Accepted | Rejected:
+        outcome = super().submit(*args, **kw)
         self.codes.append("OK" if isinstance(outcome, Accepted) else outcome.code.value)
         return outcome
 
@@ -113,9 +76,16 @@ def _receipt(ledger: Ledger, job_id: str, nonce: str) -> dict[str, Any]:
     return {"job_id": job_id, "receipt_envelope_json": envelope.to_bytes().decode()}
 
 
-def _start_body(ledger: Ledger, job_id: str, jti: str) -> dict[str, Any]:
+def _started(ledger: Ledger, job_id: str, jti: str) -> tuple[KeyPair, str, str, dict[str, Any]]:
+    """The ``run.started`` of ``job_id`` with token ``jti``, as ``ok``/``refused`` arguments."""
     urm = ledger.state.jobs[job_id]["urm_hash_b64u"] if job_id in ledger.state.jobs else "A" * 43
-    return {"job_id": job_id, "urm_hash_b64u": urm, "cst_jti": jti}
+    body = {"job_id": job_id, "urm_hash_b64u": urm, "cst_jti": jti}
+    return ledger.keys.runtime, "run.started", f"job:{job_id}", body
+
+
+def _recorded(ledger: Ledger, job_id: str, nonce: str) -> tuple[KeyPair, str, str, dict[str, Any]]:
+    """A ``receipt.recorded`` for ``job_id``, as ``ok``/``refused`` arguments."""
+    return ledger.keys.gateway, "receipt.recorded", f"job:{job_id}", _receipt(ledger, job_id, nonce)
 
 
 def scenario() -> RecordingLedger:
@@ -127,10 +97,8 @@ def scenario() -> RecordingLedger:
         job = f"job-{n}"
         wpc, tokens[job], _ = ledger.approved_job(job)
     for job in ("job-1", "job-2", "job-3"):
-        ledger.ok(
-            k.runtime, "run.started", f"job:{job}", _start_body(ledger, job, tokens[job]["jti"])
-        )
-    ledger.ok(k.gateway, "receipt.recorded", "job:job-1", _receipt(ledger, "job-1", "n-1"))
+        ledger.ok(*_started(ledger, job, tokens[job]["jti"]))
+    ledger.ok(*_recorded(ledger, "job-1", "n-1"))
     again = _receipt(ledger, "job-1", "n-2")
     ledger.ok(k.gateway, "receipt.recorded", "job:job-1", again)
     ledger.refused(k.gateway, "receipt.recorded", "job:job-1", again)
@@ -138,44 +106,31 @@ def scenario() -> RecordingLedger:
     jti2 = tokens["job-2"]["jti"]
     ledger.ok(k.issuer, "token.revoked", f"token:{jti2}", {"jti": jti2, "reason": "leak"})
     ledger.refused(k.issuer, "token.revoked", f"token:{jti2}", {"jti": jti2, "reason": "again"})
-    ledger.refused(k.gateway, "receipt.recorded", "job:job-2", _receipt(ledger, "job-2", "n-3"))
+    ledger.refused(*_recorded(ledger, "job-2", "n-3"))
     # a halt of the token's subject (named in the token's row) stops a start; a partial
     # one (model egress only) revokes no token (a full stop is the test below)
-    ledger.ok(
-        k.operator,
-        "agent.halted",
-        "halt:sub:agent:alpha",
-        {"target": "sub:agent:alpha", "reason": "x", "tools": False},
-    )
-    ledger.refused(
-        k.runtime, "run.started", "job:job-4", _start_body(ledger, "job-4", tokens["job-4"]["jti"])
-    )
-    ledger.refused(k.gateway, "receipt.recorded", "job:job-3", _receipt(ledger, "job-3", "n-4"))
-    ledger.ok(
-        k.operator,
-        "agent.resumed",
-        "halt:sub:agent:alpha",
-        {"target": "sub:agent:alpha", "reason": "y", "policy_hash_b64u": wpc},
-    )
-    ledger.ok(
-        k.runtime, "run.started", "job:job-4", _start_body(ledger, "job-4", tokens["job-4"]["jti"])
-    )
+    alpha = "sub:agent:alpha"
+    halt = {"target": alpha, "reason": "x", "tools": False}
+    ledger.ok(k.operator, "agent.halted", f"halt:{alpha}", halt)
+    ledger.refused(*_started(ledger, "job-4", tokens["job-4"]["jti"]))
+    ledger.refused(*_recorded(ledger, "job-3", "n-4"))
+    resume = {"target": alpha, "reason": "y", "policy_hash_b64u": wpc}
+    ledger.ok(k.operator, "agent.resumed", f"halt:{alpha}", resume)
+    ledger.ok(*_started(ledger, "job-4", tokens["job-4"]["jti"]))
     # unknown rows: a job, a token, a revocation of nothing
-    ledger.refused(k.runtime, "run.started", "job:job-9", _start_body(ledger, "job-9", "nope-1"))
-    ledger.refused(
-        k.runtime, "run.started", "job:job-5", _start_body(ledger, "job-5", "unknown-jti")
-    )
+    ledger.refused(*_started(ledger, "job-9", "nope-1"))
+    ledger.refused(*_started(ledger, "job-5", "unknown-jti"))
     ledger.refused(k.issuer, "token.revoked", "token:nope-2", {"jti": "nope-2", "reason": "r"})
     ledger.refused(k.issuer, "token.issued", f"token:{tokens['job-1']['jti']}", tokens["job-1"])
     # a job approved, started and given a receipt close together
     _, t6, _ = ledger.approved_job("job-6")
-    ledger.ok(k.runtime, "run.started", "job:job-6", _start_body(ledger, "job-6", t6["jti"]))
-    ledger.ok(k.gateway, "receipt.recorded", "job:job-6", _receipt(ledger, "job-6", "n-5"))
+    ledger.ok(*_started(ledger, "job-6", t6["jti"]))
+    ledger.ok(*_recorded(ledger, "job-6", "n-5"))
     outputs = [{"name": "report.pdf", "sha256": "ab" * 32}]
     done = {"job_id": "job-1", "outputs": outputs}
     ledger.ok(k.runtime, "run.completed", "job:job-1", done, at=ts(120))
     ledger.refused(k.runtime, "run.completed", "job:job-1", done, at=ts(121))
-    ledger.refused(k.gateway, "receipt.recorded", "job:job-1", _receipt(ledger, "job-1", "n-6"))
+    ledger.refused(*_recorded(ledger, "job-1", "n-6"))
     ledger.refused(k.runtime, "run.completed", "job:job-5", dict(done, job_id="job-5"))
     return ledger
 
@@ -325,15 +280,21 @@ async def _reactivate_by_hand(store: LedgerStore, jti: str) -> None:
         await conn.execute("UPDATE tokens SET status = 'active' WHERE jti = $1", jti)
 
 
-async def test_a_token_row_changed_by_hand_stops_the_start(
-    two_stores: tuple[LedgerStore, LedgerStore],
-) -> None:
-    store, _ = two_stores
+async def _a_revoked_token(store: LedgerStore) -> tuple[RecordingLedger, dict[str, Any]]:
+    """A job approved and its token revoked, all committed to ``store``."""
     ledger = RecordingLedger()
     _, token, _ = ledger.approved_job("job-1")
     revoke = {"jti": token["jti"], "reason": "leak"}
     ledger.ok(ledger.keys.issuer, "token.revoked", f"token:{token['jti']}", revoke)
     await _run(store, ledger.raws, 10, 64)
+    return ledger, token
+
+
+async def test_a_token_row_changed_by_hand_stops_the_start(
+    two_stores: tuple[LedgerStore, LedgerStore],
+) -> None:
+    store, _ = two_stores
+    _, token = await _a_revoked_token(store)
     # an honest restart streams the tokens and jobs through their digests
     await VerifyingProcessor(store, group=GROUP, topic=TOPIC, trust_root=None).start()
     await _reactivate_by_hand(store, token["jti"])
@@ -391,11 +352,7 @@ async def test_a_background_check_holds_back_only_batches_that_read_tokens_or_jo
     two_stores: tuple[LedgerStore, LedgerStore], tampered: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store, _ = two_stores
-    ledger = RecordingLedger()
-    _, token, _ = ledger.approved_job("job-1")
-    revoke = {"jti": token["jti"], "reason": "leak"}
-    ledger.ok(ledger.keys.issuer, "token.revoked", f"token:{token['jti']}", revoke)
-    await _run(store, ledger.raws, 10, 64)
+    ledger, token = await _a_revoked_token(store)
     if tampered:
         await _reactivate_by_hand(store, token["jti"])
     offset = len(ledger.raws)

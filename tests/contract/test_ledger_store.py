@@ -345,15 +345,9 @@ async def test_rows_of_every_control_table_keep_their_digest(store: LedgerStore)
 
 
 def _bundle_row(job_id: str) -> ProjectionRow:
-    values = {
-        "bundle_hash_b64u": "A" * 43,
-        "job_id": job_id,
-        "bundle_id": "bundle-1",
-        "trigger": "completed",
-        "run_status": "completed",
-        "checkpoint_size": 5,
-        "event_count": 3,
-        "receipt_count": 1,
+    from tests.primitives._support import sealed_body
+
+    values = sealed_body(job_id) | {
         "sealed_by": ADMIN.did,
         "sealed_at": "2026-11-30T00:00:00.000Z",
         "sealed_event_id": "8d0f8b4e-0000-4000-8000-000000000001",

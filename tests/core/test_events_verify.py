@@ -36,6 +36,7 @@ from ledger.verify import (
     decide,
     verify_message,
 )
+from tests.primitives._support import sealed_body
 
 from ._helpers import FIXED_TS, UNKNOWN_VERSIONS_AND_ALGORITHMS, key, to_raw
 
@@ -137,19 +138,7 @@ SAMPLES: dict[str, tuple[str, dict[str, Any]]] = {
         )
         for event_type, reason in (("call.authorized", "OK"), ("call.denied", "TOOL_NOT_ALLOWED"))
     },
-    "bundle.sealed": (
-        "job:job-1",
-        {
-            "job_id": "job-1",
-            "bundle_hash_b64u": "A" * 43,
-            "bundle_id": "bundle-1",
-            "trigger": "completed",
-            "run_status": "completed",
-            "checkpoint_size": 5,
-            "event_count": 3,
-            "receipt_count": 1,
-        },
-    ),
+    "bundle.sealed": ("job:job-1", sealed_body("job-1")),
     "pulse.published": ("job:job-1", {"pulse_id": "B" * 43, "record": {"job_id": "job-1"}}),
     "checkpoint.signed": (
         "checkpoint:ledger.example/claw",

@@ -60,6 +60,13 @@ def _failed(result: VerificationResult) -> tuple[str, str]:
     return failure.code, failure.name
 
 
+def _refusal(
+    run: Any, sealed: SealedBundle, edit: Callable[[dict[str, Any]], None]
+) -> tuple[str, str]:
+    """The failure (code, step) once ``edit`` changed the bundle and the ledger re-signed it."""
+    return _failed(_verify(_resigned(sealed, edit, run.ledger), run.ledger.did))
+
+
 def test_a_sealed_bundle_verifies_offline(run: Any, sealed: SealedBundle) -> None:
     result = _verify(sealed.raw, run.ledger.did)
     assert result.valid, result.to_dict()
@@ -129,11 +136,7 @@ def test_a_forged_checkpoint_signature_is_refused(run: Any, sealed: SealedBundle
         flipped = signature[:10] + ("A" if signature[10] != "A" else "B") + signature[11:]
         payload["seal"]["checkpoint"] = f"{text}\n{prefix} {flipped}\n"
 
-    raw = _resigned(sealed, forge, run.ledger)
-    assert _failed(_verify(raw, run.ledger.did)) == (
-        ReasonCode.CHECKPOINT_SIGNATURE_INVALID,
-        SEAL_STEPS[1],
-    )
+    assert _refusal(run, sealed, forge) == (ReasonCode.CHECKPOINT_SIGNATURE_INVALID, SEAL_STEPS[1])
 
 
 def test_a_proof_that_misses_the_checkpoint_is_refused(run: Any, sealed: SealedBundle) -> None:
@@ -141,11 +144,7 @@ def test_a_proof_that_misses_the_checkpoint_is_refused(run: Any, sealed: SealedB
         proof = payload["seal"]["events"][4]["proof_b64"]
         proof[0] = proof[-1] if proof[0] != proof[-1] else "A" * 43 + "="
 
-    raw = _resigned(sealed, break_proof, run.ledger)
-    assert _failed(_verify(raw, run.ledger.did)) == (
-        ReasonCode.INCLUSION_PROOF_INVALID,
-        SEAL_STEPS[2],
-    )
+    assert _refusal(run, sealed, break_proof) == (ReasonCode.INCLUSION_PROOF_INVALID, SEAL_STEPS[2])
 
 
 def test_an_event_changed_after_it_was_logged_is_refused(run: Any, sealed: SealedBundle) -> None:
@@ -153,11 +152,7 @@ def test_an_event_changed_after_it_was_logged_is_refused(run: Any, sealed: Seale
         event = payload["seal"]["events"][-1]
         event["envelope"] = event["envelope"].replace("AGENT_HALTED", "OK")
 
-    raw = _resigned(sealed, edit_event, run.ledger)
-    assert _failed(_verify(raw, run.ledger.did)) == (
-        ReasonCode.INCLUSION_PROOF_INVALID,
-        SEAL_STEPS[2],
-    )
+    assert _refusal(run, sealed, edit_event) == (ReasonCode.INCLUSION_PROOF_INVALID, SEAL_STEPS[2])
 
 
 def test_a_signer_neither_agent_nor_ledger_is_refused(run: Any, sealed: SealedBundle) -> None:
@@ -187,8 +182,7 @@ def test_a_receipt_not_recorded_for_the_run_is_refused(run: Any, sealed: SealedB
         receipt["receipt_id"] = "rcpt-never-recorded"
         payload["receipts"][0] = sign_receipt(receipt, run.keys["gateway"]).to_dict()
 
-    raw = _resigned(sealed, swap_receipt, run.ledger)
-    assert _failed(_verify(raw, run.ledger.did)) == (ReasonCode.BUNDLE_NOT_BOUND, SEAL_STEPS[4])
+    assert _refusal(run, sealed, swap_receipt) == (ReasonCode.BUNDLE_NOT_BOUND, SEAL_STEPS[4])
 
 
 def test_a_chain_entry_not_on_the_ledger_is_refused(run: Any, sealed: SealedBundle) -> None:
@@ -196,19 +190,17 @@ def test_a_chain_entry_not_on_the_ledger_is_refused(run: Any, sealed: SealedBund
         payload["receipts"] = []
         payload["event_chain"] = payload["event_chain"][:1]
 
-    raw = _resigned(sealed, drop_receipts_and_entry, run.ledger)
-    assert _failed(_verify(raw, run.ledger.did)) == (ReasonCode.BUNDLE_NOT_BOUND, SEAL_STEPS[4])
+    assert _refusal(run, sealed, drop_receipts_and_entry) == (
+        ReasonCode.BUNDLE_NOT_BOUND,
+        SEAL_STEPS[4],
+    )
 
 
 def test_another_urm_is_refused(run: Any, sealed: SealedBundle) -> None:
     def edit_urm(payload: dict[str, Any]) -> None:
         payload["seal"]["urm"]["execution"]["sandbox_mode"] = "off"
 
-    raw = _resigned(sealed, edit_urm, run.ledger)
-    assert _failed(_verify(raw, run.ledger.did)) == (
-        ReasonCode.BUNDLE_URM_MISMATCH,
-        SEAL_STEPS[5],
-    )
+    assert _refusal(run, sealed, edit_urm) == (ReasonCode.BUNDLE_URM_MISMATCH, SEAL_STEPS[5])
 
 
 def test_another_wpc_is_refused(run: Any, sealed: SealedBundle) -> None:
@@ -217,30 +209,21 @@ def test_another_wpc_is_refused(run: Any, sealed: SealedBundle) -> None:
     def swap_wpc(payload: dict[str, Any]) -> None:
         payload["seal"]["wpc_envelope"] = sign_wpc(other, run.keys["policy-admin"]).to_dict()
 
-    raw = _resigned(sealed, swap_wpc, run.ledger)
-    assert _failed(_verify(raw, run.ledger.did)) == (
-        ReasonCode.BUNDLE_WPC_MISMATCH,
-        SEAL_STEPS[6],
-    )
+    assert _refusal(run, sealed, swap_wpc) == (ReasonCode.BUNDLE_WPC_MISMATCH, SEAL_STEPS[6])
 
 
 def test_another_scope_hash_is_refused(run: Any, sealed: SealedBundle) -> None:
     def swap_scope(payload: dict[str, Any]) -> None:
         payload["seal"]["token"]["token_scope_hash_b64u"] = "B" * 43
 
-    raw = _resigned(sealed, swap_scope, run.ledger)
-    assert _failed(_verify(raw, run.ledger.did)) == (
-        ReasonCode.BUNDLE_SCOPE_MISMATCH,
-        SEAL_STEPS[7],
-    )
+    assert _refusal(run, sealed, swap_scope) == (ReasonCode.BUNDLE_SCOPE_MISMATCH, SEAL_STEPS[7])
 
 
 def test_a_hidden_denial_is_refused(run: Any, sealed: SealedBundle) -> None:
     def hide(payload: dict[str, Any]) -> None:
         payload["seal"]["decisions"] = payload["seal"]["decisions"][:-1]
 
-    raw = _resigned(sealed, hide, run.ledger)
-    assert _failed(_verify(raw, run.ledger.did)) == (ReasonCode.BUNDLE_NOT_BOUND, SEAL_STEPS[8])
+    assert _refusal(run, sealed, hide) == (ReasonCode.BUNDLE_NOT_BOUND, SEAL_STEPS[8])
 
 
 def test_an_authorized_model_call_without_receipt_is_refused() -> None:
@@ -256,11 +239,7 @@ def test_an_unknown_seal_member_is_refused(run: Any, sealed: SealedBundle) -> No
     def extra(payload: dict[str, Any]) -> None:
         payload["seal"]["inclusions"] = []
 
-    raw = _resigned(sealed, extra, run.ledger)
-    assert _failed(_verify(raw, run.ledger.did)) == (
-        ReasonCode.SCHEMA_VALIDATION_FAILED,
-        SEAL_STEPS[0],
-    )
+    assert _refusal(run, sealed, extra) == (ReasonCode.SCHEMA_VALIDATION_FAILED, SEAL_STEPS[0])
 
 
 def test_a_change_without_resigning_fails_the_clawsig_steps(run: Any, sealed: SealedBundle) -> None:

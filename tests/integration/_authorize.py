@@ -17,9 +17,11 @@ from ledger.tokens import build_claims, issue_token
 from ledger.urm import sign_approval, urm_hash_b64u
 from ledger.wpc import policy_hash_b64u, sign_wpc
 from tests.core._helpers import example_urm
-from tests.fixtures_ledger import LedgerHarness
+from tests.fixtures_ledger import LedgerHarness, fetch_until
 
 READ = Action.for_tool("read")
+WRITE = Action.for_tool("write")
+EXEC = Action.for_tool("exec")
 WPC: dict[str, Any] = {
     "wpc_version": "1",
     "tools": {"allow": ["read", "write"], "deny": ["exec"]},
@@ -116,13 +118,8 @@ async def recorded_decisions(
     """The ``decisions`` rows of ``ids`` once all are committed, by decision id."""
     conn = await ledger.connect()
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            rows = await conn.fetch(
-                "SELECT * FROM decisions WHERE decision_id = ANY($1::text[])", ids
-            )
-            if len(rows) == len(ids) or time.monotonic() > deadline:
-                return {r["decision_id"]: dict(r) for r in rows}
-            await asyncio.sleep(0.2)
+        sql = "SELECT * FROM decisions WHERE decision_id = ANY($1::text[])"
+        rows = await fetch_until(conn, sql, ids, count=len(ids), timeout=timeout)
+        return {r["decision_id"]: dict(r) for r in rows}
     finally:
         await conn.close()

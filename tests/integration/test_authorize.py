@@ -9,16 +9,7 @@ from ledger.authorize import Action
 from ledger.errors import ReasonCode
 from ledger.roles import Role
 from tests.fixtures_ledger import LedgerHarness
-from tests.integration._authorize import (
-    WPC,
-    decide_until,
-    issue,
-    publish_wpc,
-    recorded_decisions,
-    request,
-    running_job,
-    service,
-)
+from tests.integration import _authorize as authz
 
 pytestmark = pytest.mark.integration
 
@@ -27,21 +18,21 @@ async def test_replay_drift_and_revocation_are_denied_and_recorded(
     running_ledger: LedgerHarness,
 ) -> None:
     ledger = running_ledger
-    wpc = await publish_wpc(ledger, WPC | {"purpose": "authorize"})
-    job_a, job_b = await running_job(ledger, wpc), await running_job(ledger, wpc)
-    authorize = service(ledger)
+    wpc = await authz.publish_wpc(ledger, authz.WPC | {"purpose": "authorize"})
+    job_a, job_b = await authz.running_job(ledger, wpc), await authz.running_job(ledger, wpc)
+    authorize = authz.service(ledger)
     await authorize.start()
     try:
-        allowed = await authorize.decide(request(job_a))
+        allowed = await authorize.decide(authz.request(job_a))
         assert allowed.allowed, allowed
         # a token captured from job A, replayed for job B
-        replay = await authorize.decide(request(job_b, token=job_a.token))
+        replay = await authorize.decide(authz.request(job_b, token=job_a.token))
         assert replay.reason_code is ReasonCode.JOB_BINDING_MISMATCH
         # policy drift: a token for job A pinned to WPC A2 while the job runs under A
-        drifted = await publish_wpc(ledger, WPC | {"purpose": "drifted"})
-        drift_token, _, _ = await issue(ledger, job_a.job_id, drifted)
-        drift = await decide_until(
-            lambda: authorize.decide(request(job_a, token=drift_token)),
+        drifted = await authz.publish_wpc(ledger, authz.WPC | {"purpose": "drifted"})
+        drift_token, _, _ = await authz.issue(ledger, job_a.job_id, drifted)
+        drift = await authz.decide_until(
+            lambda: authorize.decide(authz.request(job_a, token=drift_token)),
             lambda d: d.reason_code is not ReasonCode.TOKEN_UNKNOWN,
         )
         assert drift.reason_code is ReasonCode.POLICY_PIN_MISMATCH
@@ -51,21 +42,21 @@ async def test_replay_drift_and_revocation_are_denied_and_recorded(
         body = {"jti": job_a.jti, "reason": "leaked"}
         verdict = await ledger.publish(operator, "token.revoked", f"token:{job_a.jti}", body)
         assert verdict["status"] == "committed"
-        revoked = await decide_until(
-            lambda: authorize.decide(request(job_a)), lambda d: not d.allowed
+        revoked = await authz.decide_until(
+            lambda: authorize.decide(authz.request(job_a)), lambda d: not d.allowed
         )
         assert revoked.reason_code is ReasonCode.TOKEN_REVOKED
-        still = await authorize.decide(request(job_b))
+        still = await authorize.decide(authz.request(job_b))
         assert still.allowed, still
         # a model call the WPC does not allow
-        model = await authorize.decide(request(job_b, Action.for_model("openai", "gpt")))
+        model = await authorize.decide(authz.request(job_b, Action.for_model("openai", "gpt")))
         assert model.reason_code is ReasonCode.MODEL_NOT_ALLOWED
     finally:
         await authorize.stop()
     counters = authorize.counters
     assert counters.failed == 0 and counters.recorded == counters.made
     decisions = [allowed, replay, drift, revoked, still, model]
-    rows = await recorded_decisions(ledger, [d.decision_id for d in decisions])
+    rows = await authz.recorded_decisions(ledger, [d.decision_id for d in decisions])
     assert {i: rows[i]["reason_code"] for i in rows} == {
         d.decision_id: d.reason_code.value for d in decisions
     }

@@ -13,15 +13,7 @@ import pytest
 from ledger.authorize import CallRequest
 from ledger.errors import ReasonCode
 from tests.fixtures_ledger import CLAW_LEDGER, LedgerHarness
-from tests.integration._authorize import (
-    READ,
-    WPC,
-    publish_wpc,
-    recorded_decisions,
-    request,
-    running_job,
-    service,
-)
+from tests.integration import _authorize as authz
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +39,9 @@ async def test_a_nonce_is_used_once_across_processes_and_restarts(
     running_ledger: LedgerHarness, tmp_path: Path
 ) -> None:
     ledger = running_ledger
-    job = await running_job(ledger, await publish_wpc(ledger, WPC | {"purpose": "nonce"}))
+    job = await authz.running_job(
+        ledger, await authz.publish_wpc(ledger, authz.WPC | {"purpose": "nonce"})
+    )
     token_file = tmp_path / "cst.txt"
     token_file.write_text(job.token + "\n")
     nonce = uuid.uuid4().hex
@@ -61,16 +55,16 @@ async def test_a_nonce_is_used_once_across_processes_and_restarts(
     assert reasons == [ReasonCode.NONCE_REPLAYED, ReasonCode.OK]
     assert all(answer["recorded"] is True for _, answer in results)
     # a service started afterwards (a restart) still refuses the nonce
-    authorize = service(ledger)
+    authorize = authz.service(ledger)
     await authorize.start()
     try:
-        again = await authorize.decide(CallRequest(job.token, job.job_id, READ, nonce))
-        fresh = await authorize.decide(request(job))
+        again = await authorize.decide(CallRequest(job.token, job.job_id, authz.READ, nonce))
+        fresh = await authorize.decide(authz.request(job))
     finally:
         await authorize.stop()
     assert again.reason_code is ReasonCode.NONCE_REPLAYED and fresh.allowed
     ids = [str(answer["decision_id"]) for _, answer in results] + [again.decision_id]
-    rows = await recorded_decisions(ledger, ids)
+    rows = await authz.recorded_decisions(ledger, ids)
     assert sorted(r["reason_code"] for r in rows.values()) == [
         "NONCE_REPLAYED",
         "NONCE_REPLAYED",

@@ -11,15 +11,7 @@ import pytest
 from ledger.authorize import Decision
 from ledger.errors import ReasonCode
 from tests.fixtures_ledger import start_ledger
-from tests.integration._authorize import (
-    WPC,
-    decide_until,
-    publish_wpc,
-    recorded_decisions,
-    request,
-    running_job,
-    service,
-)
+from tests.integration import _authorize as authz
 
 pytestmark = [pytest.mark.integration, pytest.mark.crash]
 
@@ -28,29 +20,31 @@ async def test_processor_killed_and_restarted_loses_no_decision(
     ledger_servers: Any, ledger_settings: Any, tmp_path: Path
 ) -> None:
     ledger = await start_ledger(ledger_servers, ledger_settings, tmp_path)
-    authorize = service(ledger, max_staleness=1.0)
+    authorize = authz.service(ledger, max_staleness=1.0)
     decisions: list[Decision] = []
 
     async def ask() -> Decision:
-        decision = await authorize.decide(request(job))
+        decision = await authorize.decide(authz.request(job))
         decisions.append(decision)
         return decision
 
     try:
-        job = await running_job(ledger, await publish_wpc(ledger, WPC))
+        job = await authz.running_job(ledger, await authz.publish_wpc(ledger, authz.WPC))
         await authorize.start()
         assert (await ask()).allowed
         ledger.processor.kill()
-        stale = await decide_until(ask, lambda d: not d.allowed)
+        stale = await authz.decide_until(ask, lambda d: not d.allowed)
         assert stale.reason_code is ReasonCode.STATE_STALE
         for _ in range(20):
             assert (await ask()).reason_code is ReasonCode.STATE_STALE
         ledger.processor.start()
-        back = await decide_until(ask, lambda d: d.allowed, timeout=120)
+        back = await authz.decide_until(ask, lambda d: d.allowed, timeout=120)
         assert back.allowed, back
         await authorize.stop()  # a clean stop: every queued decision reaches Kafka
         assert authorize.counters.recorded == authorize.counters.made == len(decisions)
-        rows = await recorded_decisions(ledger, [d.decision_id for d in decisions], timeout=120)
+        rows = await authz.recorded_decisions(
+            ledger, [d.decision_id for d in decisions], timeout=120
+        )
         assert len(rows) == len(decisions)
         assert {i: r["reason_code"] for i, r in rows.items()} == {
             d.decision_id: d.reason_code.value for d in decisions

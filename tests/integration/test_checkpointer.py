@@ -249,6 +249,20 @@ async def test_one_checkpointer_per_ledger_and_an_unregistered_key_is_refused(
     assert "does not hold the ledger role" in unregistered.stderr
 
 
+async def _forge_checkpoint(conn: asyncpg.Connection, checkpoint: Checkpoint, key: KeyPair) -> None:
+    """Store ``checkpoint``, signed by ``key``, as if the checkpointer had written it."""
+    note = sign_checkpoint(checkpoint, [NoteSigner(checkpoint.origin, key)])
+    await conn.execute(
+        "INSERT INTO tlog_checkpoints (tree_size, origin, root_hash, note, signer_did,"
+        " event_id, occurred_at) VALUES ($1, $2, $3, $4, $5, gen_random_uuid(), 'x')",
+        checkpoint.size,
+        checkpoint.origin,
+        checkpoint.root_hash,
+        note.decode(),
+        key.did,
+    )
+
+
 async def test_watch_alerts_on_a_forged_checkpoint_and_audit_on_a_changed_node(
     ledger_servers: Any, ledger_settings: Any, tmp_path: Path
 ) -> None:
@@ -267,17 +281,7 @@ async def test_watch_alerts_on_a_forged_checkpoint_and_audit_on_a_changed_node(
     try:
         size, origin = first["tree_size"], first["origin"]
         # the ledger's own key signs a bigger tree that does not extend the one seen
-        forged_root = bytes(32)
-        note = sign_checkpoint(Checkpoint(origin, size + 1, forged_root), [NoteSigner(origin, key)])
-        await conn.execute(
-            "INSERT INTO tlog_checkpoints (tree_size, origin, root_hash, note, signer_did,"
-            " event_id, occurred_at) VALUES ($1, $2, $3, $4, $5, gen_random_uuid(), 'x')",
-            size + 1,
-            origin,
-            forged_root,
-            note.decode(),
-            key.did,
-        )
+        await _forge_checkpoint(conn, Checkpoint(origin, size + 1, bytes(32)), key)
         alert = _cli(ledger.env, *watch)
         assert alert.returncode == 1
         assert "ALERT" in alert.stderr and "CONSISTENCY_PROOF_INVALID" in alert.stderr
@@ -291,18 +295,7 @@ async def test_watch_alerts_on_a_forged_checkpoint_and_audit_on_a_changed_node(
         await conn.execute("SET session_replication_role = replica")
         await conn.execute("DELETE FROM tlog_checkpoints WHERE tree_size = $1", size + 1)
         other = KeyPair.generate("other")
-        note = sign_checkpoint(
-            Checkpoint(origin, size + 1, forged_root), [NoteSigner(origin, other)]
-        )
-        await conn.execute(
-            "INSERT INTO tlog_checkpoints (tree_size, origin, root_hash, note, signer_did,"
-            " event_id, occurred_at) VALUES ($1, $2, $3, $4, $5, gen_random_uuid(), 'x')",
-            size + 1,
-            origin,
-            forged_root,
-            note.decode(),
-            other.did,
-        )
+        await _forge_checkpoint(conn, Checkpoint(origin, size + 1, bytes(32)), other)
         alert = _cli(ledger.env, *watch)
         assert alert.returncode == 1 and "CHECKPOINT_KEY_UNKNOWN" in alert.stderr
         await conn.execute("DELETE FROM tlog_checkpoints WHERE tree_size = $1", size + 1)

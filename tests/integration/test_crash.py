@@ -12,7 +12,7 @@ import pytest
 
 from ledger.chain import verify_chain
 from ledger.roles import Role
-from tests.fixtures_ledger import chains_by_partition, send_halts, start_ledger
+from tests.fixtures_ledger import recorded_halts, send_halts, start_ledger, stored_chains
 
 pytestmark = [pytest.mark.integration, pytest.mark.crash]
 
@@ -86,25 +86,15 @@ async def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(
             distinct = await conn.fetchval(
                 "SELECT count(DISTINCT event_id) FROM events WHERE event_type = 'agent.halted'"
             )
-            recorded = {
-                r["event_id"]
-                for r in await conn.fetch(
-                    "SELECT event_id::text AS event_id FROM events"
-                    " WHERE event_type = 'agent.halted'"
-                )
-            }
+            recorded = set(await recorded_halts(conn))
             quarantined = await conn.fetchval("SELECT count(*) FROM quarantine")
-            rows = await conn.fetch(
-                "SELECT kafka_partition, ledger_seq, event_id::text AS event_id, envelope_raw,"
-                " prev_chain_hash, chain_hash FROM events ORDER BY kafka_partition, ledger_seq"
-            )
+            by_partition = await stored_chains(conn)
         finally:
             await conn.close()
         assert total == events, "lost or duplicated events"
         assert distinct == events
         assert recorded == set(event_ids)
         assert quarantined == 0
-        by_partition = chains_by_partition(rows)
         assert len(by_partition) > 1
         for links in by_partition.values():
             assert verify_chain(links) == []

@@ -36,6 +36,7 @@ from storage.migrate import migrate
 from storage.roles import RoleCredentials, RolesNotCreated, ensure_roles, role_names, role_url
 from storage.tlog_store import StoredCheckpoint
 from storage.tlog_writer import append_round, load_log_state, read_new_events, try_lock
+from tests.fixtures_api import drop_roles
 
 pytestmark = pytest.mark.integration
 
@@ -104,18 +105,6 @@ async def _execute(url: str, *statements: str) -> None:
     try:
         for sql in statements:
             await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-async def _drop_roles(owner_url: str, names: list[str]) -> None:
-    """Roles are server-wide: remove them (and their grants) before the database goes."""
-    conn = await asyncpg.connect(owner_url)
-    try:
-        for name in names:
-            if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", name):
-                await conn.execute(f'DROP OWNED BY "{name}"')
-                await conn.execute(f'DROP ROLE "{name}"')
     finally:
         await conn.close()
 
@@ -253,7 +242,7 @@ async def _plain_column(conn: asyncpg.Connection, table: str) -> str:
 async def ledger(fresh_database: str, tmp_path: Path) -> AsyncIterator[Ledger]:
     result = await _roles_for(fresh_database, tmp_path)
     yield result
-    await _drop_roles(fresh_database, list(role_names(urlsplit(fresh_database).path[1:])))
+    await drop_roles(fresh_database, list(role_names(urlsplit(fresh_database).path[1:])))
 
 
 async def test_the_roles_are_plain_logins_that_own_nothing(ledger: Ledger) -> None:
@@ -336,7 +325,7 @@ async def test_printed_grants_applied_by_the_owner_give_the_same_lockdown(
         await _assert_locked_down(ledger)
         await _assert_reader_cannot_write(ledger)
     finally:
-        await _drop_roles(empty_database, [credentials.writer, credentials.reader])
+        await drop_roles(empty_database, [credentials.writer, credentials.reader])
 
 
 async def test_an_owner_with_createrole_but_no_superuser_sets_everything_up(
@@ -360,7 +349,7 @@ async def test_an_owner_with_createrole_but_no_superuser_sets_everything_up(
         assert created == []
     finally:
         await _execute(empty_database, f'REASSIGN OWNED BY "{owner_name}" TO current_user')
-        await _drop_roles(empty_database, [*role_names(name), owner_name])
+        await drop_roles(empty_database, [*role_names(name), owner_name])
 
 
 async def test_an_owner_without_createrole_gets_the_sql_to_run(
@@ -388,7 +377,7 @@ async def test_an_owner_without_createrole_gets_the_sql_to_run(
         with pytest.raises(MigrationError, match="cannot create or grant"):
             await ensure_roles(role_url(fresh_database, plain, "plain"), credentials)
     finally:
-        await _drop_roles(fresh_database, [plain, *role_names(name)])
+        await drop_roles(fresh_database, [plain, *role_names(name)])
 
 
 async def test_local_services_give_the_processor_the_writer_and_queries_the_reader(
@@ -441,4 +430,4 @@ async def test_local_services_give_the_processor_the_writer_and_queries_the_read
         monkeypatch.setenv("CLAW_LEDGER_WRITER_URL", effective_database_url(settings))
         assert processor_config("verifier", 10).database_url == effective_database_url(settings)
     finally:
-        await _drop_roles(fresh_database, list(role_names(name)))
+        await drop_roles(fresh_database, list(role_names(name)))

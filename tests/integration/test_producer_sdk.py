@@ -3,8 +3,6 @@ order."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections import defaultdict
 from pathlib import Path
@@ -16,7 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from claw_ledger.services.kafka import ensure_topics
 from ledger.crypto import KeyPair
 from producers.sdk import LedgerProducer, NewEvent, Position, RawEvent
-from tests.fixtures_ledger import LedgerHarness, start_ledger
+from tests.fixtures_ledger import LedgerHarness, fetch_until, start_ledger
 
 pytestmark = pytest.mark.integration
 
@@ -128,17 +126,15 @@ async def _publish_many_and_check(ledger: LedgerHarness) -> None:
 
     conn = await ledger.connect()
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            rows = await conn.fetch(
-                "SELECT event_id::text AS id, stream, kafka_partition, kafka_offset,"
-                " payload->'body'->>'attestation_hash' AS attestation FROM events"
-                " WHERE event_id = ANY($1::uuid[]) ORDER BY position",
-                ids,
-            )
-            if len(rows) == len(ids) or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.2)
+        rows = await fetch_until(
+            conn,
+            "SELECT event_id::text AS id, stream, kafka_partition, kafka_offset,"
+            " payload->'body'->>'attestation_hash' AS attestation FROM events"
+            " WHERE event_id = ANY($1::uuid[]) ORDER BY position",
+            ids,
+            count=len(ids),
+            timeout=120,
+        )
         quarantined = await conn.fetchval(
             "SELECT count(*) FROM quarantine WHERE event_id::text = ANY($1::text[])", ids
         )

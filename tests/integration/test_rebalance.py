@@ -26,10 +26,11 @@ from ledger.roles import Role
 from tests.fixtures_ledger import (
     LedgerHarness,
     ProcessorProcess,
-    chains_by_partition,
+    recorded_halts,
     run_cli,
     send_halts,
     start_ledger,
+    stored_chains,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.crash]
@@ -108,27 +109,18 @@ async def _assert_exactly_once(ledger: LedgerHarness, event_ids: list[str]) -> N
     await asyncio.sleep(1.0)  # anything committed twice after the last batch would show now
     conn = await ledger.connect()
     try:
-        recorded = [
-            r["event_id"]
-            for r in await conn.fetch(
-                "SELECT event_id::text AS event_id FROM events WHERE event_type = 'agent.halted'"
-            )
-        ]
+        recorded = await recorded_halts(conn)
         offsets = await conn.fetchval(
             "SELECT count(DISTINCT (kafka_partition, kafka_offset)) = count(*) FROM events"
         )
         quarantined = await conn.fetchval("SELECT count(*) FROM quarantine")
-        rows = await conn.fetch(
-            "SELECT kafka_partition, ledger_seq, event_id::text AS event_id, envelope_raw,"
-            " prev_chain_hash, chain_hash FROM events ORDER BY kafka_partition, ledger_seq"
-        )
+        chains = await stored_chains(conn)
     finally:
         await conn.close()
     assert len(recorded) == len(event_ids), "lost or duplicated events"
     assert set(recorded) == set(event_ids)
     assert offsets, "a Kafka offset recorded twice"
     assert quarantined == 0
-    chains = chains_by_partition(rows)
     assert len(chains) == ledger.settings.partitions
     for links in chains.values():
         # contiguous ledger_seq from 1 and every link recomputed
@@ -142,15 +134,32 @@ async def _at_least(ledger: LedgerHarness, count: int) -> bool:
     return await _committed(ledger) >= count
 
 
-async def test_a_processor_joining_mid_stream_takes_partitions_exactly_once(
+async def _ledger_and_a_second_processor(
     ledger_servers: Any, ledger_settings: Any, tmp_path: Path
-) -> None:
+) -> tuple[LedgerHarness, ProcessorProcess]:
+    """A running ledger in small batches, and a second processor (not started) in its group."""
     ledger = await start_ledger(
         ledger_servers, ledger_settings, tmp_path, register_roles=False, batch_size=BATCH
     )
     second = ProcessorProcess(
         ledger.settings, tmp_path / "second.log", ledger.processor.group, batch_size=BATCH
     )
+    return ledger, second
+
+
+async def _until_two_members_share_every_partition(ledger: LedgerHarness) -> None:
+    await _until(
+        lambda: _members_match(ledger, _two_members(ledger.settings.partitions)),
+        120,
+        "two members sharing every partition",
+        ledger,
+    )
+
+
+async def test_a_processor_joining_mid_stream_takes_partitions_exactly_once(
+    ledger_servers: Any, ledger_settings: Any, tmp_path: Path
+) -> None:
+    ledger, second = await _ledger_and_a_second_processor(ledger_servers, ledger_settings, tmp_path)
     try:
         operator = await ledger.register_key(Role.OPERATOR)
         half = EVENTS // 2
@@ -158,12 +167,7 @@ async def test_a_processor_joining_mid_stream_takes_partitions_exactly_once(
         await _until(lambda: _at_least(ledger, half // 5), 120, "the stream to flow", ledger)
         second.start()
         # the rest is published only once the newcomer holds partitions: it must commit them
-        await _until(
-            lambda: _members_match(ledger, _two_members(ledger.settings.partitions)),
-            120,
-            "two members sharing every partition",
-            ledger,
-        )
+        await _until_two_members_share_every_partition(ledger)
         assert second.alive(), second.log_tail()
         event_ids = await first_half
         event_ids += await _publish(ledger, operator, range(half, EVENTS), "join")
@@ -177,22 +181,12 @@ async def test_a_processor_joining_mid_stream_takes_partitions_exactly_once(
 async def test_a_processor_dying_mid_stream_hands_its_partitions_over_exactly_once(
     ledger_servers: Any, ledger_settings: Any, tmp_path: Path
 ) -> None:
-    ledger = await start_ledger(
-        ledger_servers, ledger_settings, tmp_path, register_roles=False, batch_size=BATCH
-    )
-    second = ProcessorProcess(
-        ledger.settings, tmp_path / "second.log", ledger.processor.group, batch_size=BATCH
-    )
+    ledger, second = await _ledger_and_a_second_processor(ledger_servers, ledger_settings, tmp_path)
     publisher: asyncio.Task[list[str]] | None = None
     try:
         operator = await ledger.register_key(Role.OPERATOR)
         second.start()
-        await _until(
-            lambda: _members_match(ledger, _two_members(ledger.settings.partitions)),
-            120,
-            "two members sharing every partition",
-            ledger,
-        )
+        await _until_two_members_share_every_partition(ledger)
         publisher = asyncio.create_task(_publish(ledger, operator, range(EVENTS), "death"))
         await _until(lambda: _at_least(ledger, EVENTS // 4), 120, "a quarter committed", ledger)
         second.kill()  # SIGKILL: its uncommitted batch and its group membership just stop

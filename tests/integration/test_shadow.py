@@ -6,30 +6,18 @@ stops them."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
 from typing import Any
 
 import pytest
 
-from ledger.authorize import Action, Decision
-from tests.fixtures_ledger import LedgerHarness, run_cli
-from tests.integration._authorize import (
-    WPC,
-    decide_until,
-    publish_wpc,
-    recorded_decisions,
-    request,
-    running_job,
-    service,
-)
+from ledger.authorize import Decision
+from tests.fixtures_ledger import LedgerHarness, fetch_until, run_cli
+from tests.integration import _authorize as authz
+from tests.integration._authorize import EXEC, READ, WRITE
 
 pytestmark = pytest.mark.integration
 
-READ = Action.for_tool("read")
-WRITE = Action.for_tool("write")
-EXEC = Action.for_tool("exec")
 CANDIDATE: dict[str, Any] = {
     "wpc_version": "1",
     "purpose": "shadow: no writes",
@@ -52,17 +40,15 @@ async def _shadowed_events(ledger: LedgerHarness, job_id: str, count: int) -> li
     """The bodies of the job's committed call.shadowed events, once ``count`` are there."""
     conn = await ledger.connect()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            rows = await conn.fetch(
-                "SELECT payload->'body' AS body FROM events"
-                " WHERE event_type = 'call.shadowed' AND stream = $1 ORDER BY position",
-                f"job:{job_id}",
-            )
-            if len(rows) >= count or time.monotonic() > deadline:
-                return [json.loads(r["body"]) if isinstance(r["body"], str) else r["body"]
-                        for r in rows]  # fmt: skip
-            await asyncio.sleep(0.2)
+        rows = await fetch_until(
+            conn,
+            "SELECT payload->'body' AS body FROM events"
+            " WHERE event_type = 'call.shadowed' AND stream = $1 ORDER BY position",
+            f"job:{job_id}",
+            count=count,
+            timeout=60,
+        )
+        return [json.loads(r["body"]) if isinstance(r["body"], str) else r["body"] for r in rows]
     finally:
         await conn.close()
 
@@ -71,10 +57,10 @@ async def test_a_shadow_policy_records_disagreements_and_never_changes_the_answe
     running_ledger: LedgerHarness,
 ) -> None:
     ledger = running_ledger
-    wpc = await publish_wpc(ledger, WPC | {"purpose": "shadow: in force"})
-    candidate = await publish_wpc(ledger, CANDIDATE)
-    job = await running_job(ledger, wpc)
-    other = await running_job(ledger, wpc)
+    wpc = await authz.publish_wpc(ledger, authz.WPC | {"purpose": "shadow: in force"})
+    candidate = await authz.publish_wpc(ledger, CANDIDATE)
+    job = await authz.running_job(ledger, wpc)
+    other = await authz.running_job(ledger, wpc)
 
     code, shadowed = _cli(
         ledger, "wpc", "shadow", candidate, "--scope", f"job:{job.job_id}",
@@ -88,13 +74,13 @@ async def test_a_shadow_policy_records_disagreements_and_never_changes_the_answe
     ]
 
     # a loaded test machine may beat late; staleness is not what this test is about
-    authorize = service(ledger, max_staleness=60)
+    authorize = authz.service(ledger, max_staleness=60)
     await authorize.start()
     decisions: list[Decision] = []
     try:
         for action in (WRITE, READ, EXEC, WRITE):
-            decisions.append(await authorize.decide(request(job, action)))
-        decisions.append(await authorize.decide(request(other, WRITE)))
+            decisions.append(await authorize.decide(authz.request(job, action)))
+        decisions.append(await authorize.decide(authz.request(other, WRITE)))
         # the real answers are the job's WPC's: write allowed, exec denied
         assert [(d.allowed, d.reason_code.value) for d in decisions] == [
             (True, "OK"), (True, "OK"), (False, "TOOL_NOT_ALLOWED"), (True, "OK"), (True, "OK"),
@@ -106,8 +92,9 @@ async def test_a_shadow_policy_records_disagreements_and_never_changes_the_answe
             "--key", _key(ledger, "policy-admin"),
         )  # fmt: skip
         assert code == 0 and ended["status"] == "committed", ended
-        after = await decide_until(
-            lambda: authorize.decide(request(job, WRITE)), lambda d: d.allowed and not d.shadows
+        after = await authz.decide_until(
+            lambda: authorize.decide(authz.request(job, WRITE)),
+            lambda d: d.allowed and not d.shadows,
         )
         assert after.allowed and after.disagreements() == ()
     finally:
@@ -115,7 +102,7 @@ async def test_a_shadow_policy_records_disagreements_and_never_changes_the_answe
     assert authorize.counters.failed == 0
 
     ids = [d.decision_id for d in decisions]
-    rows = await recorded_decisions(ledger, ids)
+    rows = await authz.recorded_decisions(ledger, ids)
     assert [rows[i]["allowed"] for i in ids] == [d.allowed for d in decisions]
     # every write decided while the shadow was loaded disagreed, and only those
     shadowed_writes = authorize.counters.shadowed

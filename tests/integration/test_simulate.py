@@ -14,37 +14,28 @@ import pytest
 from ledger.authorize import Action, Decision
 from ledger.roles import Role
 from tests.fixtures_ledger import LedgerHarness, run_cli, start_ledger
-from tests.integration._authorize import (
-    WPC,
-    decide_until,
-    publish_wpc,
-    recorded_decisions,
-    request,
-    running_job,
-    service,
-)
+from tests.integration import _authorize as authz
+from tests.integration._authorize import EXEC, READ, WRITE
 
 pytestmark = pytest.mark.integration
 
-EXEC = Action.for_tool("exec")
-WRITE = Action.for_tool("write")
-READ = Action.for_tool("read")
 CLAUDE = Action.for_model("anthropic", "claude")
 
 
 async def _recorded_calls(ledger: LedgerHarness, document: dict[str, Any]) -> dict[str, Any]:
     """A job's calls under ``document``: read, write, exec (denied), a model call,
     then a halt of the job and a read it denies. All recorded."""
-    wpc = await publish_wpc(ledger, document)
-    job = await running_job(ledger, wpc)
-    other = await running_job(ledger, wpc)
-    authorize = service(ledger)
+    wpc = await authz.publish_wpc(ledger, document)
+    job = await authz.running_job(ledger, wpc)
+    other = await authz.running_job(ledger, wpc)
+    authorize = authz.service(ledger)
     await authorize.start()
     try:
         decisions: list[Decision] = [
-            await authorize.decide(request(job, action)) for action in (READ, WRITE, EXEC, CLAUDE)
+            await authorize.decide(authz.request(job, action))
+            for action in (READ, WRITE, EXEC, CLAUDE)
         ]
-        decisions.append(await authorize.decide(request(other, READ)))
+        decisions.append(await authorize.decide(authz.request(other, READ)))
         operator = ledger.keys[Role.OPERATOR]
         body = {"target": f"job:{job.job_id}", "reason": "simulation drill"}
         verdict = await ledger.publish(operator, "agent.halted", f"halt:job:{job.job_id}", body)
@@ -52,14 +43,14 @@ async def _recorded_calls(ledger: LedgerHarness, document: dict[str, Any]) -> di
         # the service follows commits within milliseconds; a call in that gap would be
         # a real (allowed) decision of its own and change the counts below
         await asyncio.sleep(1.0)
-        halted = await decide_until(
-            lambda: authorize.decide(request(job, READ)), lambda d: not d.allowed
+        halted = await authz.decide_until(
+            lambda: authorize.decide(authz.request(job, READ)), lambda d: not d.allowed
         )
         decisions.append(halted)
     finally:
         await authorize.stop()
     assert [d.allowed for d in decisions] == [True, True, False, True, True, False]
-    rows = await recorded_decisions(ledger, [d.decision_id for d in decisions])
+    rows = await authz.recorded_decisions(ledger, [d.decision_id for d in decisions])
     assert len(rows) == len(decisions)
     return {"wpc": wpc, "job": job.job_id, "other": other.job_id, "decisions": decisions}
 
@@ -73,7 +64,7 @@ def _simulate(ledger: LedgerHarness, *args: str) -> tuple[int, dict[str, Any]]:
 async def test_the_jobs_own_policy_reproduces_every_recorded_decision(
     running_ledger: LedgerHarness, tmp_path: Path
 ) -> None:
-    document = WPC | {"purpose": "simulation: same policy"}
+    document = authz.WPC | {"purpose": "simulation: same policy"}
     calls = await _recorded_calls(running_ledger, document)
     code, report = _simulate(
         running_ledger, "--policy", calls["wpc"], "--job", calls["job"], "--all-calls"
@@ -91,7 +82,7 @@ async def test_the_jobs_own_policy_reproduces_every_recorded_decision(
 async def test_a_candidate_reports_exactly_the_calls_it_changes(
     running_ledger: LedgerHarness, tmp_path: Path
 ) -> None:
-    calls = await _recorded_calls(running_ledger, WPC | {"purpose": "simulation: candidate"})
+    calls = await _recorded_calls(running_ledger, authz.WPC | {"purpose": "simulation: candidate"})
     candidate = {
         "wpc_version": "1",
         "tools": {"allow": ["read", "exec"], "deny": ["write"]},
@@ -122,7 +113,7 @@ async def test_a_candidate_reports_exactly_the_calls_it_changes(
     assert all(c["action"] != {"kind": "tool", "tool": "read"} for c in report["calls"])
 
     # a candidate that only widens: nothing newly denied, exit 0; other jobs untouched
-    wider = WPC | {"tools": {"allow": ["read", "write", "exec"]}}
+    wider = authz.WPC | {"tools": {"allow": ["read", "write", "exec"]}}
     path.write_text(json.dumps(wider))
     code, report = _simulate(running_ledger, "--policy", str(path), "--job", calls["other"])
     assert code == 0
@@ -145,7 +136,7 @@ async def test_a_simulation_resumes_from_an_archive_cut(
     rows = 10
     ledger = await start_ledger(ledger_servers, ledger_settings, tmp_path, partition_rows=rows)
     try:
-        calls = await _recorded_calls(ledger, WPC | {"purpose": "simulation: archived"})
+        calls = await _recorded_calls(ledger, authz.WPC | {"purpose": "simulation: archived"})
         detached = run_cli(ledger.env, "archive", "detach", "--before", str(rows + 1), "--json")
         assert detached.returncode == 0, detached.stderr
         conn = await ledger.connect()

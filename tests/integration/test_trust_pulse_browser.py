@@ -10,15 +10,14 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import pytest_asyncio
 
+from tests.fixtures_api import wait_until_healthy
 from tests.fixtures_ledger import CLAW_LEDGER, LedgerHarness, run_cli, start_ledger
 
 pytestmark = pytest.mark.integration
@@ -86,17 +85,12 @@ def service(ledger: tuple[LedgerHarness, dict[str, Any]]) -> Iterator[tuple[str,
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                raise AssertionError((harness.settings.state_dir / "serve.log").read_text()[-3000:])
-            time.sleep(0.2)
+
+        def serve_log() -> str:
+            log.flush()
+            return (harness.settings.state_dir / "serve.log").read_text()[-3000:]
+
+        wait_until_healthy(base, process, serve_log)
         yield base, key
     finally:
         process.terminate()

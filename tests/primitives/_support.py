@@ -5,6 +5,7 @@ that sends each event through the processor's own pure pipeline
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -100,7 +101,7 @@ class Ledger:
         #: what the rules are given, as the processor gives them its own
         self.settings = RuleSettings()
 
-    def submit(
+    def sign(
         self,
         signer: KeyPair,
         event_type: str,
@@ -109,9 +110,9 @@ class Ledger:
         *,
         at: str = NOW_TS,
         event_id: str | None = None,
-    ) -> Accepted | Rejected:
-        # signed as any producer could, without the SDK's own validation: the
-        # processor's pipeline is the judge
+    ) -> bytes:
+        """The event's envelope bytes, signed as any producer could, without the SDK's
+        own validation: the processor's pipeline is the judge."""
         payload = {
             "event_type": event_type,
             "event_id": event_id or str(uuid.uuid4()),
@@ -120,7 +121,14 @@ class Ledger:
             "producer": signer.did,
             "body": dict(body),
         }
-        raw = sign_envelope(EVENT_ENVELOPE_TYPE, payload, signer).to_bytes()
+        return sign_envelope(EVENT_ENVELOPE_TYPE, payload, signer).to_bytes()
+
+    def submit(
+        self, signer: KeyPair, event_type: str, stream: str, body: Mapping[str, Any], **kw: Any
+    ) -> Accepted | Rejected:
+        """Sign the event (``kw`` as :meth:`sign`: ``at``, ``event_id``), verify it and
+        apply it to the state, as the processor would."""
+        raw = self.sign(signer, event_type, stream, body, **kw)
         verdict = verify_message(raw)
         if isinstance(verdict, Rejected):
             return verdict
@@ -180,15 +188,8 @@ class Ledger:
         now: int = NOW,
         jti: str | None = None,
     ) -> tuple[str, dict[str, Any]]:
-        claims = build_claims(
-            sub=sub,
-            aud="clawproxy",
-            scope=["proxy:call:anthropic", "tools:read"],
-            ttl_seconds=ttl,
-            now=now,
-            jti=jti,
-            policy_hash_b64u=policy,
-            mission_id=job,
+        claims = alpha_claims(
+            sub=sub, ttl_seconds=ttl, now=now, jti=jti, policy_hash_b64u=policy, mission_id=job
         )
         issued = issue_token(claims, self.keys.issuer)
         return issued.token, issued.event_body(self.keys.issuer.did)
@@ -233,6 +234,32 @@ class Ledger:
             at=ts(60),
         )
         return wpc, body
+
+
+def created_columns(migration: str, table: str) -> set[str]:
+    """The columns ``CREATE TABLE table`` declares in ``migrations/<migration>``."""
+    sql = (Path(__file__).resolve().parents[2] / "migrations" / migration).read_text()
+    block = re.search(rf"CREATE TABLE {table} \((.*?)\n\);", sql, re.S)
+    assert block, table
+    return {
+        line.split()[0]
+        for line in block.group(1).splitlines()
+        if line.strip() and not line.strip().startswith("--")
+    }
+
+
+def alpha_claims(**over: Any) -> dict[str, Any]:
+    """The claims of agent:alpha's token to clawproxy (``build_claims`` keywords ``over``)."""
+    return build_claims(
+        **{
+            "sub": "agent:alpha",
+            "aud": "clawproxy",
+            "scope": ["proxy:call:anthropic", "tools:read"],
+            "ttl_seconds": 900,
+            "now": NOW,
+        }
+        | over
+    )
 
 
 def sealed_body(job_id: str, **over: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from ledger.authorize import (
 from ledger.crypto import KeyPair
 from ledger.errors import ReasonCode
 from ledger.tokens import build_claims, issue_token
-from tests.primitives._support import NOW, WPC_EXAMPLE, Ledger, ts
+from tests.primitives._support import NOW, WPC_EXAMPLE, Ledger, alpha_claims, ts
 
 #: decisions are made two minutes after the tokens were issued
 AT = NOW + 120
@@ -70,16 +70,8 @@ class World:
 
     def signed(self, key: KeyPair, **over: Any) -> str:
         """A token with the claims of the job's token, changed by ``over``, signed by ``key``."""
-        claims: dict[str, Any] = {
-            "sub": "agent:alpha",
-            "aud": "clawproxy",
-            "scope": ["proxy:call:anthropic", "tools:read"],
-            "ttl_seconds": 900,
-            "now": NOW,
-            "policy_hash_b64u": self.wpc,
-            "mission_id": "job-1",
-        } | over
-        return issue_token(build_claims(**claims), key).token
+        claims = alpha_claims(**{"policy_hash_b64u": self.wpc, "mission_id": "job-1"} | over)
+        return issue_token(claims, key).token
 
     def code(self, decision: Decision) -> ReasonCode:
         return decision.reason_code

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 
 from ledger.errors import ReasonCode
 from ledger.pulse import pulse_id
 from ledger.types import REGISTRY
 
-from ._support import Ledger, pulse_body, sealed_body
+from ._support import Ledger, created_columns, pulse_body, sealed_body
 
 
 @pytest.fixture
@@ -76,20 +73,11 @@ def test_rows_match_the_migration_columns(ledger: Ledger) -> None:
     ledger.started_job()
     ledger.ok(ledger.keys.ledger, "bundle.sealed", "job:job-1", sealed_body("job-1"))
     ledger.ok(ledger.keys.ledger, "pulse.published", "job:job-1", pulse_body("job-1"))
-    sql = (
-        Path(__file__).resolve().parents[2] / "migrations" / "0012_bundles_and_pulse.sql"
-    ).read_text()
     tables = set()
     for row in ledger.rows:
         if row.table not in ("bundles", "pulse_records"):
             continue
         tables.add(row.table)
-        block = re.search(rf"CREATE TABLE {row.table} \((.*?)\n\);", sql, re.S)
-        assert block, row.table
-        columns = {
-            line.split()[0]
-            for line in block.group(1).splitlines()
-            if line.strip() and not line.strip().startswith("--")
-        }
+        columns = created_columns("0012_bundles_and_pulse.sql", row.table)
         assert set(row.values) == columns, row.table
     assert tables == {"bundles", "pulse_records"}

@@ -28,7 +28,16 @@ from ledger.verify import Accepted, Rejected
 from ledger.wpc import policy_hash_b64u, sign_wpc
 from tests.core._helpers import receipt_payload
 
-from ._support import NOW, NOW_TS, WPC_EXAMPLE, Ledger, pulse_body, sealed_body, ts
+from ._support import (
+    NOW,
+    NOW_TS,
+    WPC_EXAMPLE,
+    Ledger,
+    created_columns,
+    pulse_body,
+    sealed_body,
+    ts,
+)
 
 OTHER_WPC = dict(WPC_EXAMPLE, issuer="platform-team")
 
@@ -111,18 +120,12 @@ def test_rows_match_the_migration_columns(ledger: Ledger) -> None:
         ledger.keys.gateway, "receipt.recorded", "job:job-1", _receipt_body(ledger), at=ts(90)
     )
     ledger.ok(ledger.keys.operator, "agent.halted", "halt:*", {"target": "*", "reason": "r"})
-    migrations = Path(__file__).resolve().parents[2] / "migrations"
-    sql = (migrations / "0002_claw_primitives.sql").read_text()
     # columns later migrations add to a projection (0004's control_version is not a row value)
-    later = (migrations / "0009_kill_switch.sql").read_text()
+    later = (
+        Path(__file__).resolve().parents[2] / "migrations" / "0009_kill_switch.sql"
+    ).read_text()
     for row in ledger.rows:
-        block = re.search(rf"CREATE TABLE {row.table} \((.*?)\n\);", sql, re.S)
-        assert block, row.table
-        columns = {
-            line.split()[0]
-            for line in block.group(1).splitlines()
-            if line.strip() and not line.strip().startswith("--")
-        }
+        columns = created_columns("0002_claw_primitives.sql", row.table)
         for alter in re.finditer(rf"ALTER TABLE {row.table}\n(.*?);", later, re.S):
             columns |= set(re.findall(r"ADD COLUMN (\w+)", alter.group(1)))
         assert set(row.values) == columns, row.table

@@ -12,7 +12,6 @@ from ledger.encoding import b64u_decode, b64u_encode, sha256_b64u
 from ledger.errors import PolicyError, ReasonCode, TokenError
 from ledger.tokens import (
     DEFAULT_MAX_TTL_SECONDS,
-    build_claims,
     decode_token,
     issue_token,
     normalize_string_list,
@@ -22,24 +21,15 @@ from ledger.tokens import (
     verify_token,
 )
 
-from ._support import EXAMPLES, NOW, key
+from ._support import EXAMPLES, NOW, alpha_claims, key
 
 WPC_HASH = EXAMPLES["wpc_example"]["policy_hash_b64u"]
 
 
 def _claims(**over: object) -> dict[str, object]:
-    args: dict[str, object] = {
-        "sub": "agent:alpha",
-        "aud": "clawproxy",
-        "scope": ["proxy:call:anthropic", "tools:read"],
-        "ttl_seconds": 900,
-        "now": NOW,
-        "jti": "cst_test",
-        "policy_hash_b64u": WPC_HASH,
-        "mission_id": "job-42",
-    }
-    args.update(over)
-    return build_claims(**args)  # type: ignore[arg-type]
+    return alpha_claims(
+        **{"jti": "cst_test", "policy_hash_b64u": WPC_HASH, "mission_id": "job-42"} | over
+    )
 
 
 @pytest.mark.parametrize(

@@ -6,14 +6,13 @@ import asyncio
 import json
 import signal
 import subprocess
-import time
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from claw_ledger.services.process import free_port
-from tests.fixtures_api import ApiLedger, create_key
+from tests.fixtures_api import ApiLedger, create_key, wait_until_healthy
 from tests.fixtures_ledger import CLAW_LEDGER, run_cli
 
 pytestmark = pytest.mark.integration
@@ -103,16 +102,11 @@ def test_serve_runs_the_api_as_the_reader(api_ledger: ApiLedger, tmp_path: objec
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "serve did not answer"
-            time.sleep(0.2)
+        wait_until_healthy(
+            url,
+            proc,
+            lambda: "serve did not answer" if proc.poll() is None else proc.communicate(),
+        )
         headers = {"Authorization": f"Bearer {api_ledger.keys['reader']}"}
         page = httpx.get(f"{url}/v1/timeline", params={"limit": 3}, headers=headers, timeout=10)
         assert page.status_code == 200 and len(page.json()["rows"]) == 3
