@@ -287,16 +287,54 @@ def _event_uuid(event_id: str) -> uuid.UUID:
         raise LogEntryNotFound(f"not an event id: {event_id!r}") from None
 
 
+_CHECKPOINT_OF = {
+    # one row at most either way; two statements so each has the plan of its own
+    # lookup (a generic plan of "latest, or this size" could scan every checkpoint)
+    True: "SELECT * FROM tlog_checkpoints ORDER BY tree_size DESC LIMIT 1",
+    False: "SELECT * FROM tlog_checkpoints WHERE tree_size = $2",
+}
+
+
+def _leaf_and_checkpoint_sql(latest: bool) -> str:
+    """The event's leaf row and the checkpoint to prove against, in one round trip
+    (each side NULL when missing)."""
+    columns = ", ".join(
+        f"c.{name} AS cp_{name}"
+        for name in (
+            "tree_size",
+            "origin",
+            "root_hash",
+            "note",
+            "signer_did",
+            "occurred_at",
+            "created_at",
+        )
+    )
+    return (
+        f"SELECT x.*, {columns}, c.event_id::text AS cp_event_id FROM (SELECT 1) AS one"
+        f" LEFT JOIN ({_CHECKPOINT_OF[latest]}) AS c ON TRUE"
+        f" LEFT JOIN ({_LEAF_SELECT} WHERE e.event_id = $1) AS x ON TRUE"
+    )
+
+
+_LEAF_AND_LATEST = _leaf_and_checkpoint_sql(True)
+_LEAF_AND_SIZED = _leaf_and_checkpoint_sql(False)
+
+
 async def inclusion_proof_for_event(
     db: Queryable, event_id: str, tree_size: int | None = None
 ) -> InclusionProof:
     """The proof that event ``event_id`` is in the checkpoint of ``tree_size`` (default:
-    the latest). Raises :class:`LogEntryNotFound` when the event is not in that tree."""
-    row = await db.fetchrow(f"{_LEAF_SELECT} WHERE e.event_id = $1", _event_uuid(event_id))
-    if row is None:
-        committed = await db.fetchrow(
-            "SELECT position FROM events WHERE event_id = $1", _event_uuid(event_id)
-        )
+    the latest). Raises :class:`LogEntryNotFound` when the event is not in that tree.
+
+    Two round trips: the leaf with its checkpoint, then the proof's nodes."""
+    wanted = _event_uuid(event_id)
+    if tree_size is None:
+        row = await db.fetchrow(_LEAF_AND_LATEST, wanted)
+    else:
+        row = await db.fetchrow(_LEAF_AND_SIZED, wanted, tree_size)
+    if row is None or row["log_index"] is None:
+        committed = await db.fetchrow("SELECT position FROM events WHERE event_id = $1", wanted)
         if committed is None:
             raise LogEntryNotFound(f"no event {event_id} on the ledger")
         raise LogEntryNotFound(
@@ -306,7 +344,12 @@ async def inclusion_proof_for_event(
         )
     leaf = _leaf_of(row)
     log_index = int(row["log_index"])
-    checkpoint = await _require_checkpoint(db, tree_size)
+    if row["cp_tree_size"] is None:
+        checkpoint = await _require_checkpoint(db, tree_size)  # raises: none signed
+    else:
+        checkpoint = StoredCheckpoint.from_row(
+            {name[3:]: value for name, value in row.items() if name.startswith("cp_")}
+        )
     if log_index >= checkpoint.tree_size:
         raise LogEntryNotFound(
             f"event {event_id} is leaf {log_index}, after the checkpoint of size"

@@ -184,6 +184,8 @@ def create_app(settings: Settings | None = None, *, config: ApiConfig | None = N
     app.state.counters = LedgerCounters()
     app.state.snapshot_lock = asyncio.Lock()
     app.state.snapshot_at = 0.0
+    #: feature tables seen to exist (claw_ledger.api.deps.feature_record)
+    app.state.tables_present = set()
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_body=config.max_body)
 

@@ -15,10 +15,11 @@ from ledger.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 from ledger.crypto import KeyPair
 from ledger.envelope import format_timestamp
 from ledger.log_proofs import EventsNotLogged, SignedCheckpoint
-from ledger.merkle import CompactRange, verify_inclusion
+from ledger.merkle import CompactRange, MerkleTree, verify_inclusion
 from ledger.tlog import EventLeaf
 from storage.tlog_proofs import LogProofSource
 from storage.tlog_store import (
+    LogEntryNotFound,
     StoredCheckpoint,
     inclusion_proof_for_event,
     inclusion_proofs_for_events,
@@ -92,6 +93,8 @@ async def test_batched_proofs_are_the_one_at_a_time_proofs(
     try:
         leaves = await _commit_events(conn)
         sizes = await _log(conn, leaves)
+        memory = MerkleTree()
+        memory.extend(leaf.hash() for leaf in leaves[: sizes[-1]])
         unknown = str(uuid.uuid4())
         asked = [leaf.event_id for leaf in reversed(leaves)] + [unknown, "not-a-uuid"]
         for size in sizes:
@@ -101,10 +104,15 @@ async def test_batched_proofs_are_the_one_at_a_time_proofs(
                 "not-a-uuid",
             ]
             assert len(found) == size
-            for leaf in leaves[:size]:
+            for index, leaf in enumerate(leaves[:size]):
                 one = await inclusion_proof_for_event(conn, leaf.event_id, size)
-                assert found[leaf.event_id] == (one.log_index, one.leaf, one.proof)
-                assert one.leaf == leaf
+                assert one.proof == memory.inclusion_proof(index, size)
+                assert found[leaf.event_id] == (index, leaf, one.proof)
+                assert (one.leaf, one.leaf_data, one.checkpoint.tree_size) == (
+                    leaf,
+                    leaf.data(),
+                    size,
+                )
                 root = one.checkpoint.root_hash
                 verify_inclusion(one.log_index, size, leaf.hash(), one.proof, root)
         # a size no checkpoint has: nothing is proven against it
@@ -140,3 +148,31 @@ async def test_the_log_source_proves_a_whole_run_or_names_what_is_missing(
     with pytest.raises(EventsNotLogged) as refused:
         await source.prove(ids, older)
     assert refused.value.missing == tuple(ids[sizes[0] :])
+
+
+async def test_one_proof_against_the_latest_or_a_named_checkpoint(fresh_database: str) -> None:
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        leaves = await _commit_events(conn)
+        with pytest.raises(LogEntryNotFound, match="not in the log yet"):
+            await inclusion_proof_for_event(conn, leaves[0].event_id)
+        sizes = await _log(conn, leaves)
+        latest = await inclusion_proof_for_event(conn, leaves[1].event_id)
+        assert latest.checkpoint.tree_size == sizes[-1]
+        assert latest.checkpoint.origin == ORIGIN and latest.checkpoint.signer_did == KEY.did
+        assert latest.checkpoint.created_at is not None
+        first = await inclusion_proof_for_event(conn, leaves[1].event_id, sizes[0])
+        assert first.checkpoint.tree_size == sizes[0] and first.proof != latest.proof
+        assert first.proof_file()["checkpoint"] == first.checkpoint.note
+        with pytest.raises(LogEntryNotFound, match="after the checkpoint of size"):
+            await inclusion_proof_for_event(conn, leaves[sizes[0]].event_id, sizes[0])
+        with pytest.raises(LogEntryNotFound, match=r"no checkpoint of tree size 3 \(the latest"):
+            await inclusion_proof_for_event(conn, leaves[1].event_id, 3)
+        with pytest.raises(LogEntryNotFound, match="not in the log yet"):
+            await inclusion_proof_for_event(conn, leaves[-1].event_id)
+        with pytest.raises(LogEntryNotFound, match="no event"):
+            await inclusion_proof_for_event(conn, str(uuid.uuid4()))
+        with pytest.raises(LogEntryNotFound, match="not an event id"):
+            await inclusion_proof_for_event(conn, "x")
+    finally:
+        await conn.close()
