@@ -489,7 +489,10 @@ def test_a_complete_subtree_range_is_its_one_node_and_any_other_range_its_cover(
         for end in range(start, 260):
             ids = _range_ids(start, end)
             covered = [(i << level, (i + 1) << level) for level, i in ids]
-            assert [a for a, _ in covered] == [start] + [b for _, b in covered[:-1]]
+            # adjacent, from start to end (none for an empty range)
+            assert [a for a, _ in covered] == ([start] if ids else []) + [
+                b for _, b in covered[:-1]
+            ]
             assert (covered[-1][1] if covered else start) == end
             span = end - start
             if span and not span & (span - 1) and start % span == 0:
