@@ -47,7 +47,7 @@ from bench.ledger import (
 from bench.micro import micro_rows, print_replay_rows, processor_cpu_seconds
 from bench.replay_ledger import ledger_read_rows
 from bench.signing import halt_drafts, publish_signing, signing_rows
-from bench.tlog import checkpointing_rows, stored_proof_rows
+from bench.tlog import batch_proof_rows, checkpointing_rows, stored_proof_rows
 from bench.workload import sign_halt_events
 from claw_ledger.config import Settings, load_settings
 from claw_ledger.services.manager import services_down, services_up
@@ -424,6 +424,11 @@ async def main(args: argparse.Namespace) -> None:
             proof_ledger.stop_processors()
             assert proof_ledger.settings.database_url
             rows = await stored_proof_rows(proof_ledger.settings.database_url, args.proof_leaves)
+            results += [Result(*row) for row in rows]
+            batch_ledger = await new_ledger(base, 1, args.partitions)
+            batch_ledger.stop_processors()
+            assert batch_ledger.settings.database_url
+            rows = await batch_proof_rows(batch_ledger.settings.database_url, args.proof_leaves)
             results += [Result(*row) for row in rows]
         if args.rss_events:
             results += await rss_flat(base, args.rss_events, args.partitions)

@@ -96,6 +96,11 @@ def _range_ids(start: int, end: int) -> Element:
     Callers pass ranges whose ``start`` is a multiple of a power of two at least
     ``end - start``, so the MTH of the range is the right fold of these nodes.
     """
+    span = end - start
+    if span > 0 and not span & (span - 1) and not start & (span - 1):
+        # one complete subtree: the common case of an audit path, worth its shortcut
+        level = span.bit_length() - 1
+        return ((level, start >> level),)
     ids: list[NodeId] = []
     while start < end:
         level = (end - start).bit_length() - 1
@@ -180,7 +185,10 @@ def plan_ids(elements: Iterable[Element]) -> list[NodeId]:
 
 def assemble(elements: Sequence[Element], nodes: Mapping[NodeId, bytes]) -> list[bytes]:
     """The proof hashes of ``elements``, from fetched node hashes."""
-    return [_fold([nodes[node] for node in element]) for element in elements]
+    return [
+        nodes[element[0]] if len(element) == 1 else _fold([nodes[node] for node in element])
+        for element in elements
+    ]
 
 
 class NodeReader(Protocol):

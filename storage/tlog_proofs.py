@@ -2,8 +2,8 @@
 
 :class:`LogProofSource` implements :class:`ledger.log_proofs.InclusionProofSource`
 over the tables the checkpointer writes: the newest signed checkpoint, and the
-inclusion proof of each event against exactly that checkpoint's tree, read
-O(log n) nodes at a time (:func:`storage.tlog_store.inclusion_proof_for_event`).
+inclusion proof of each event against exactly that checkpoint's tree, read for
+thousands of events at a time (:func:`storage.tlog_store.inclusion_proofs_for_events`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from ledger.checkpoint import Checkpoint
 from ledger.log_proofs import EventInclusion, EventsNotLogged, SignedCheckpoint
 from storage.projection_queries import open_connection
-from storage.tlog_store import LogEntryNotFound, inclusion_proof_for_event, latest_checkpoint
+from storage.tlog_store import inclusion_proofs_for_events, latest_checkpoint
 
 __all__ = ["LogProofSource", "log_has_checkpoint"]
 
@@ -49,19 +49,15 @@ class LogProofSource:
     async def prove(
         self, event_ids: Sequence[str], checkpoint: SignedCheckpoint
     ) -> dict[str, EventInclusion]:
-        proofs: dict[str, EventInclusion] = {}
-        missing: list[str] = []
         conn = await open_connection(self.database_url)
         try:
-            for event_id in event_ids:
-                try:
-                    found = await inclusion_proof_for_event(conn, event_id, checkpoint.size)
-                except LogEntryNotFound:
-                    missing.append(event_id)
-                    continue
-                proofs[event_id] = EventInclusion(found.log_index, found.leaf, tuple(found.proof))
+            found, missing = await inclusion_proofs_for_events(conn, event_ids, checkpoint.size)
         finally:
             await conn.close()
         if missing:
             raise EventsNotLogged(missing, checkpoint.size)
+        proofs: dict[str, EventInclusion] = {}
+        for event_id in event_ids:
+            log_index, leaf, proof = found[event_id]
+            proofs[event_id] = EventInclusion(log_index, leaf, tuple(proof))
         return proofs

@@ -44,6 +44,7 @@ __all__ = [
     "consistency_proof_between",
     "fetch_nodes",
     "inclusion_proof_for_event",
+    "inclusion_proofs_for_events",
     "latest_checkpoint",
     "leaf_at",
 ]
@@ -286,30 +287,73 @@ def _event_uuid(event_id: str) -> uuid.UUID:
         raise LogEntryNotFound(f"not an event id: {event_id!r}") from None
 
 
+_CHECKPOINT_OF = {
+    # one row at most either way; two statements so each has the plan of its own
+    # lookup (a generic plan of "latest, or this size" could scan every checkpoint)
+    True: "SELECT * FROM tlog_checkpoints ORDER BY tree_size DESC LIMIT 1",
+    False: "SELECT * FROM tlog_checkpoints WHERE tree_size = $2",
+}
+
+
+def _leaf_and_checkpoint_sql(latest: bool) -> str:
+    """The event's leaf row and the checkpoint to prove against, in one round trip
+    (each side NULL when missing)."""
+    columns = ", ".join(
+        f"c.{name} AS cp_{name}"
+        for name in (
+            "tree_size",
+            "origin",
+            "root_hash",
+            "note",
+            "signer_did",
+            "occurred_at",
+            "created_at",
+        )
+    )
+    return (
+        f"SELECT x.*, {columns}, c.event_id::text AS cp_event_id FROM (SELECT 1) AS one"
+        f" LEFT JOIN ({_CHECKPOINT_OF[latest]}) AS c ON TRUE"
+        # by position through event_keys: the partitioned events table has no
+        # event_id index of its own (migration 0017)
+        f" LEFT JOIN ({_LEAF_SELECT} WHERE l.position ="
+        " (SELECT k.position FROM event_keys k WHERE k.event_id = $1)) AS x ON TRUE"
+    )
+
+
+_LEAF_AND_LATEST = _leaf_and_checkpoint_sql(True)
+_LEAF_AND_SIZED = _leaf_and_checkpoint_sql(False)
+
+
 async def inclusion_proof_for_event(
     db: Queryable, event_id: str, tree_size: int | None = None
 ) -> InclusionProof:
     """The proof that event ``event_id`` is in the checkpoint of ``tree_size`` (default:
-    the latest). Raises :class:`LogEntryNotFound` when the event is not in that tree."""
-    # event_keys: the event_id index of the partitioned events (migration 0017); it
-    # keeps the position of an archived event, whose row left the table
-    committed = await db.fetchrow(
-        "SELECT k.position,"
-        " EXISTS (SELECT 1 FROM events e WHERE e.position = k.position) AS attached"
-        " FROM event_keys k WHERE k.event_id = $1",
-        _event_uuid(event_id),
-    )
-    if committed is None:
-        raise LogEntryNotFound(f"no event {event_id} on the ledger")
-    if not committed["attached"]:
-        raise LogEntryNotFound(
-            f"event {event_id} is archived (position {committed['position']} was detached"
-            " from the ledger table), so its leaf cannot be recomputed here",
-            hint="prove it on a copy of the ledger with its archive restored"
-            ' (docs/operations.md, "Archiving old events")',
+    the latest). Raises :class:`LogEntryNotFound` when the event is not in that tree.
+
+    Two round trips: the leaf with its checkpoint, then the proof's nodes."""
+    wanted = _event_uuid(event_id)
+    if tree_size is None:
+        row = await db.fetchrow(_LEAF_AND_LATEST, wanted)
+    else:
+        row = await db.fetchrow(_LEAF_AND_SIZED, wanted, tree_size)
+    if row is None or row["log_index"] is None:
+        # event_keys: the event_id index of the partitioned events (migration 0017); it
+        # keeps the position of an archived event, whose row left the table
+        committed = await db.fetchrow(
+            "SELECT k.position,"
+            " EXISTS (SELECT 1 FROM events e WHERE e.position = k.position) AS attached"
+            " FROM event_keys k WHERE k.event_id = $1",
+            wanted,
         )
-    row = await db.fetchrow(f"{_LEAF_SELECT} WHERE l.position = $1", committed["position"])
-    if row is None:
+        if committed is None:
+            raise LogEntryNotFound(f"no event {event_id} on the ledger")
+        if not committed["attached"]:
+            raise LogEntryNotFound(
+                f"event {event_id} is archived (position {committed['position']} was detached"
+                " from the ledger table), so its leaf cannot be recomputed here",
+                hint="prove it on a copy of the ledger with its archive restored"
+                ' (docs/operations.md, "Archiving old events")',
+            )
         raise LogEntryNotFound(
             f"event {event_id} is on the ledger but not in the log yet",
             hint="the checkpointer appends it at its next round (`claw-ledger checkpointer"
@@ -317,7 +361,12 @@ async def inclusion_proof_for_event(
         )
     leaf = _leaf_of(row)
     log_index = int(row["log_index"])
-    checkpoint = await _require_checkpoint(db, tree_size)
+    if row["cp_tree_size"] is None:
+        checkpoint = await _require_checkpoint(db, tree_size)  # raises: none signed
+    else:
+        checkpoint = StoredCheckpoint.from_row(
+            {name[3:]: value for name, value in row.items() if name.startswith("cp_")}
+        )
     if log_index >= checkpoint.tree_size:
         raise LogEntryNotFound(
             f"event {event_id} is leaf {log_index}, after the checkpoint of size"
@@ -329,6 +378,53 @@ async def inclusion_proof_for_event(
     return InclusionProof(
         row["event_id"], log_index, leaf, leaf.data(), assemble(elements, nodes), checkpoint
     )
+
+
+#: event ids per query of :func:`inclusion_proofs_for_events` (bounds one query's arrays)
+PROOF_BATCH = 5000
+
+
+async def inclusion_proofs_for_events(
+    db: Queryable, event_ids: Sequence[str], tree_size: int
+) -> tuple[dict[str, tuple[int, EventLeaf, list[bytes]]], list[str]]:
+    """Proofs of many events against the checkpoint of ``tree_size``: ``({event id:
+    (log index, leaf, proof)}, [event ids that tree does not hold])``.
+
+    The same proofs as :func:`inclusion_proof_for_event`, in two queries per
+    :data:`PROOF_BATCH` events instead of three per event: the leaves of the whole
+    batch, then every node their proofs need, each once (a run's events sit close
+    together in the log, so their paths share most nodes above the lowest levels).
+    """
+    found: dict[str, tuple[int, EventLeaf, list[bytes]]] = {}
+    if await checkpoint_at(db, tree_size) is None:
+        return found, list(event_ids)
+    wanted: dict[uuid.UUID, str] = {}
+    for event_id in event_ids:
+        try:
+            wanted[uuid.UUID(event_id)] = event_id
+        except ValueError:
+            continue
+    ids = list(wanted)
+    for start in range(0, len(ids), PROOF_BATCH):
+        rows = await db.fetch(
+            f"{_LEAF_SELECT} WHERE l.position IN (SELECT k.position FROM event_keys k"
+            " WHERE k.event_id = ANY($1::uuid[])) AND l.log_index < $2",
+            ids[start : start + PROOF_BATCH],
+            tree_size,
+        )
+        plans = []
+        for row in rows:
+            leaf = _leaf_of(row)
+            leaf.data()  # a malformed stored leaf fails here, as one proof at a time does
+            plans.append((row, leaf, inclusion_plan(int(row["log_index"]), tree_size)))
+        nodes = await fetch_nodes(db, plan_ids(e for _, _, plan in plans for e in plan))
+        for row, leaf, plan in plans:
+            found[wanted[uuid.UUID(row["event_id"])]] = (
+                int(row["log_index"]),
+                leaf,
+                assemble(plan, nodes),
+            )
+    return found, [event_id for event_id in event_ids if event_id not in found]
 
 
 async def consistency_hashes(db: Queryable, old_size: int, new_size: int) -> list[bytes]:

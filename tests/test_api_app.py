@@ -70,3 +70,40 @@ def test_roles_grant_scopes_least_first() -> None:
     assert roles_with("authorize") == ("runtime", "admin")
     assert set(ROLE_SCOPES) == set(ROLES)
     assert ROLE_SCOPES["runtime"] == frozenset({"authorize"})
+
+
+class _Conn:
+    """Answers to_regclass from ``tables``; counts the questions."""
+
+    def __init__(self, tables: set[str]) -> None:
+        self.tables = tables
+        self.asked: list[str] = []
+
+    async def fetchval(self, sql: str, table: str) -> bool:
+        assert "to_regclass" in sql
+        self.asked.append(table)
+        return table in self.tables
+
+
+async def test_a_feature_table_is_looked_up_until_it_is_there_then_never_again() -> None:
+    from types import SimpleNamespace
+    from typing import Any
+
+    from claw_ledger.api.app import Features, Source
+    from claw_ledger.api.deps import feature_record
+    from claw_ledger.api.errors import ApiError
+
+    async def fetch(conn: Any, key: str) -> dict[str, Any]:
+        return {"key": key}
+
+    features = Features(run_bundle=Source("bundles", fetch))
+    app = create_app(config=ApiConfig(**{**CONFIG.__dict__, "features": features}))
+    request: Any = SimpleNamespace(app=app)
+    conn = _Conn(set())
+    with pytest.raises(ApiError) as refused:
+        await feature_record(request, conn, "run_bundle", "job-1")
+    assert refused.value.status == 503
+    conn.tables.add("bundles")  # migrated while the service runs
+    assert await feature_record(request, conn, "run_bundle", "job-1") == {"key": "job-1"}
+    assert await feature_record(request, conn, "run_bundle", "job-2") == {"key": "job-2"}
+    assert conn.asked == ["bundles", "bundles"]

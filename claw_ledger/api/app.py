@@ -116,6 +116,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset: none beyond asyncpg's own (it rolls back an open transaction).
+
+    The default reset (``RESET ALL``, ``UNLISTEN *``, ...) is one more round trip on
+    every release, two per request. The service's sessions are read-only and nothing
+    it runs changes them (no SET, LISTEN, advisory lock or cursor outside a transaction),
+    so a released connection is already as the next request expects it.
+    """
+
+
 def create_app(settings: Settings | None = None, *, config: ApiConfig | None = None) -> FastAPI:
     """The API over the ledger of ``settings`` (or of an explicit ``config``)."""
     if config is None:
@@ -133,6 +143,7 @@ def create_app(settings: Settings | None = None, *, config: ApiConfig | None = N
             max_size=config.pool_size,
             command_timeout=DEFAULT_STATEMENT_TIMEOUT_MS / 1000 + 5,
             init=_init_connection,
+            reset=_keep_session,
             server_settings={
                 "default_transaction_read_only": "on",
                 "statement_timeout": str(DEFAULT_STATEMENT_TIMEOUT_MS),
@@ -173,6 +184,8 @@ def create_app(settings: Settings | None = None, *, config: ApiConfig | None = N
     app.state.counters = LedgerCounters()
     app.state.snapshot_lock = asyncio.Lock()
     app.state.snapshot_at = 0.0
+    #: feature tables seen to exist (claw_ledger.api.deps.feature_record)
+    app.state.tables_present = set()
     install_error_handlers(app)
     app.add_middleware(BodyLimit, max_body=config.max_body)
 

@@ -37,12 +37,17 @@ async def feature_record(
     table, what = FEATURE_TABLES[name]
     if source is not None:
         table = source.table
-    if table and not await table_exists(conn, table):
-        raise ApiError(
-            503,
-            ReasonCode.API_NOT_ENABLED,
-            f"this ledger has no {what}: its table {table} does not exist",
-        )
+    # a table, once there, stays (migrations only add): asked once per service, not
+    # on every request of a route that needs it
+    present: set[str] = request.app.state.tables_present
+    if table and table not in present:
+        if not await table_exists(conn, table):
+            raise ApiError(
+                503,
+                ReasonCode.API_NOT_ENABLED,
+                f"this ledger has no {what}: its table {table} does not exist",
+            )
+        present.add(table)
     if source is None:
         raise ApiError(503, ReasonCode.API_NOT_ENABLED, f"this service does not serve {what} yet")
     record: dict[str, Any] | None = await source.fetch(conn, key)

@@ -480,3 +480,20 @@ def test_the_benchmark_measures_every_figure_on_a_small_tree() -> None:
     assert figures["leaves"] == 1_000
     assert figures["inclusion_proof_hashes"] == pytest.approx(10, abs=1)
     assert all(value > 0 for value in figures.values())
+
+
+def test_a_complete_subtree_range_is_its_one_node_and_any_other_range_its_cover() -> None:
+    from ledger.merkle import _range_ids
+
+    for start in range(0, 130):
+        for end in range(start, 260):
+            ids = _range_ids(start, end)
+            covered = [(i << level, (i + 1) << level) for level, i in ids]
+            # adjacent, from start to end (none for an empty range)
+            assert [a for a, _ in covered] == ([start] if ids else []) + [
+                b for _, b in covered[:-1]
+            ]
+            assert (covered[-1][1] if covered else start) == end
+            span = end - start
+            if span and not span & (span - 1) and start % span == 0:
+                assert ids == ((span.bit_length() - 1, start // span),)

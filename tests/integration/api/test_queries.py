@@ -207,3 +207,22 @@ async def test_a_time_window_pages_in_occurred_at_order(
     plain = reader.get("/v1/timeline", params={"limit": 4}).json()["next_cursor"]
     mixed = reader.get("/v1/timeline", params={"cursor": plain, "since": since})
     assert mixed.status_code == 400
+
+
+async def test_released_connections_skip_the_reset_round_trip(
+    api_ledger: ApiLedger, reader: httpx.Client
+) -> None:
+    """The service's pool does not send RESET ALL & co. on every release (two round
+    trips a request); a released session is idle, outside any transaction."""
+    for _ in range(3):
+        response = reader.get("/v1/timeline", params={"limit": 2})
+        assert response.status_code == 200, response.text
+    rows = await _fetch(
+        api_ledger,
+        "SELECT state, query"
+        " FROM pg_stat_activity WHERE application_name = 'claw-ledger-api'"
+        " AND datname = current_database()",
+    )
+    assert rows
+    assert {r["state"] for r in rows} == {"idle"}
+    assert not [r["query"] for r in rows if "RESET ALL" in r["query"]]
