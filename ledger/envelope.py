@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ledger.canonical import compact_json, jcs, plain_jcs
@@ -67,6 +68,8 @@ ENVELOPE_FIELDS: tuple[str, ...] = (
 
 _ENVELOPE_FIELD_SET = frozenset(ENVELOPE_FIELDS)
 _STRING_FIELDS = tuple(name for name in ENVELOPE_FIELDS if name != "payload")
+_string_fields = itemgetter(*_STRING_FIELDS)
+_ONLY_STR = {str}
 
 #: Validates a payload of one envelope type; raises on failure.
 PayloadSchema = Callable[[Mapping[str, Any]], None]
@@ -268,6 +271,28 @@ def signatures_verify(triples: list[tuple[str, str, str]]) -> bytes:
     return bytes(1 if signature_verifies(*triple) else 0 for triple in triples)
 
 
+# JSON.stringify of a parsed payload by a C encoder built once: json.dumps builds
+# one per call, which cost as much as the encoding. Same options as compact_json's
+# (no whitespace, UTF-8 text as is, NaN refused); no default and no circularity
+# check, so anything unusual fails here and takes compact_json, which decides.
+_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
+_parsed_chunks = (
+    None
+    if _c_make_encoder is None
+    else _c_make_encoder(None, None, _encode_string, None, ":", ",", False, False, False)
+)
+
+
+def _payload_json(payload: Any, plain_numbers: bool) -> bytes:
+    """``compact_json(payload, plain_numbers=plain_numbers)``, the same bytes or error."""
+    if plain_numbers and _parsed_chunks is not None and type(payload) is dict:
+        try:
+            return "".join(_parsed_chunks(payload, 0)).encode("utf-8")
+        except Exception:  # the reference path decides: the same error, or the same bytes
+            return compact_json(payload, plain_numbers=plain_numbers)
+    return compact_json(payload, plain_numbers=plain_numbers)
+
+
 def verify_envelope(
     document: Any,
     schemas: Mapping[str, PayloadSchema] | None = None,
@@ -285,7 +310,7 @@ def verify_envelope(
     the Ed25519 check is the caller's (:func:`signature_verifies`, run elsewhere).
     """
     # (1) fields present
-    if not isinstance(document, Mapping):
+    if type(document) is not dict and not isinstance(document, Mapping):
         raise EnvelopeError(ReasonCode.MALFORMED_ENVELOPE, "envelope is not a JSON object")
     if not _ENVELOPE_FIELD_SET.issubset(document.keys()):
         missing = [name for name in ENVELOPE_FIELDS if name not in document]
@@ -293,11 +318,13 @@ def verify_envelope(
             ReasonCode.MALFORMED_ENVELOPE, f"missing envelope field(s): {', '.join(missing)}"
         )
     payload = document["payload"]
-    if not isinstance(payload, Mapping):
+    if type(payload) is not dict and not isinstance(payload, Mapping):
         raise EnvelopeError(ReasonCode.MALFORMED_ENVELOPE, "payload is not a JSON object")
-    for name in _STRING_FIELDS:
-        if type(document[name]) is not str:
-            raise EnvelopeError(ReasonCode.MALFORMED_ENVELOPE, f"{name} must be a string")
+    # all strings, checked in one pass of C; else the first that is not is named
+    if set(map(type, _string_fields(document))) != _ONLY_STR:
+        for name in _STRING_FIELDS:
+            if type(document[name]) is not str:
+                raise EnvelopeError(ReasonCode.MALFORMED_ENVELOPE, f"{name} must be a string")
     # (2) versions and algorithms
     if document["envelope_version"] != ENVELOPE_VERSION:
         raise EnvelopeError(
@@ -335,7 +362,7 @@ def verify_envelope(
             raise EnvelopeError(ReasonCode.SCHEMA_VALIDATION_FAILED, str(exc)) from exc
     # (4) payload hash
     try:
-        payload_json = compact_json(payload, plain_numbers=plain_numbers)
+        payload_json = _payload_json(payload, plain_numbers)
         computed = b64u_encode(hashlib.sha256(payload_json).digest())
     except (ValueError, TypeError) as exc:
         raise EnvelopeError(

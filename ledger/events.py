@@ -94,6 +94,9 @@ class LedgerEvent(BaseModel):
         return self.model_dump(mode="json")
 
 
+_EVENT_VALIDATOR = LedgerEvent.__pydantic_validator__
+
+
 def parse_event_payload(payload: Mapping[str, Any]) -> tuple[LedgerEvent, EventBody]:
     """Validate a ``ledger_event`` payload and its typed body.
 
@@ -109,8 +112,11 @@ def parse_event_payload(payload: Mapping[str, Any]) -> tuple[LedgerEvent, EventB
     if spec is None:
         raise EventError(ReasonCode.UNKNOWN_EVENT_TYPE, f"unknown event_type {event_type!r}")
     try:
-        event = LedgerEvent.model_validate(payload if type(payload) is dict else dict(payload))
-        body = spec.body.model_validate(event.body)
+        # the validators directly: model_validate's keyword handling was a tenth of the cost
+        event = _EVENT_VALIDATOR.validate_python(
+            payload if type(payload) is dict else dict(payload)
+        )
+        body = spec.body.__pydantic_validator__.validate_python(event.body)
     except ValidationError as exc:
         raise EventError(ReasonCode.SCHEMA_VALIDATION_FAILED, _summarise(exc)) from exc
     kind = spec.stream_kind

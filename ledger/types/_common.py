@@ -174,6 +174,13 @@ def copy_json(value: Any) -> Any:
     """
     if type(value) in _SCALAR_TYPES:
         return value
+    if type(value) is dict:
+        # a record is mostly scalars: the C copy, then only the nested values again
+        out = value.copy()
+        for k, v in out.items():
+            if type(v) not in _SCALAR_TYPES:
+                out[k] = copy_json(v)  # an existing key: the dict does not resize
+        return out
     if isinstance(value, dict):
         return {k: v if type(v) in _SCALAR_TYPES else copy_json(v) for k, v in value.items()}
     if isinstance(value, list):

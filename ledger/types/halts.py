@@ -216,7 +216,9 @@ def _apply_halted(
     # a full stop revokes the tokens in flight (seed 004); a partial halt (only tools, or
     # only model egress) leaves them, or the half it allows could never run
     full_stop = body.tools and body.model_egress
-    revoked = tokens_in_scope(state, body.target, epoch(ctx.event.occurred_at)) if full_stop else []
+    # no token at all (a replay of halts alone): nothing in scope, and no clock to read
+    in_flight = full_stop and state.tokens
+    revoked = tokens_in_scope(state, body.target, epoch(ctx.event.occurred_at)) if in_flight else []
     rows: list[ProjectionRow] = []
     for jti in revoked:
         token = state.tokens[jti]
