@@ -84,8 +84,9 @@ class AuthorizeConfig:
     #: the control lane read for deny early (ADR 0025); ``None``: committed state only
     control_topic: str | None = None
     #: how long :meth:`AuthorizeService.start` waits for the control lane to be read
-    #: up to its end (a one-shot decision wants it; a long-running service need not wait)
-    control_catch_up: float = 0.0
+    #: up to its end (not at all once the lane cannot be read): the first answers
+    #: then hold every halt already on the lane, committed or not
+    control_catch_up: float = 10.0
     #: seen control events held at once (ADR 0025)
     max_seen: int = 100_000
 
@@ -195,7 +196,7 @@ class AuthorizeService:
             if self.config.control_catch_up > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
-                        self._follower.caught_up.wait(), self.config.control_catch_up
+                        self._follower.settled.wait(), self.config.control_catch_up
                     )
 
     async def _control_positions(self) -> dict[int, int]:

@@ -64,6 +64,8 @@ class ControlFollower:
         self.connected = False
         #: set once every partition was read up to its end at least once
         self.caught_up = asyncio.Event()
+        #: set once caught up, or once the lane could not be read (no one waits on a dead lane)
+        self.settled = asyncio.Event()
 
     @property
     def lag(self) -> int | None:
@@ -93,6 +95,7 @@ class ControlFollower:
                 if self.error is None:
                     log.warning("control lane %s not followed (%s); retrying", self.topic, exc)
                 self.error = f"{type(exc).__name__}: {exc}"
+                self.settled.set()
                 await asyncio.sleep(self._retry)
 
     async def _follow(self) -> None:
@@ -124,8 +127,9 @@ class ControlFollower:
             ends = await consumer.end_offsets(tps)
             self._ends = {tp.partition: ends[tp] for tp in tps}
             self.connected, self.error = True, None
+            self._check_caught_up()
             while True:
-                fetched = await consumer.getmany(*tps, timeout_ms=1000, max_records=500)
+                fetched = await consumer.getmany(*tps, timeout_ms=200, max_records=500)
                 for tp, records in fetched.items():
                     for record in records:
                         if record.value is not None:
@@ -135,12 +139,16 @@ class ControlFollower:
                     high = consumer.highwater(tp)
                     if high is not None:
                         self._ends[tp.partition] = high
-                if self.lag == 0:
-                    self.caught_up.set()
+                self._check_caught_up()
         finally:
             self.connected = False
             with contextlib.suppress(Exception):
                 await consumer.stop()
+
+    def _check_caught_up(self) -> None:
+        if self.lag == 0:
+            self.caught_up.set()
+            self.settled.set()
 
     def _take(self, raw: bytes, partition: int, offset: int) -> SeenControl | None:
         self.records += 1
