@@ -455,8 +455,8 @@ async def main(args: argparse.Namespace) -> None:
                 f"halt/revocation → first deny: {args.early_trials} trials, idle and behind"
                 f" {args.early_backlog:,} ingress events…"
             ):
-                figures = await early_measure(base, args.early_trials, args.early_backlog)
-            results += [Result(*row) for row in early_rows(figures)]
+                early = await early_measure(base, args.early_trials, args.early_backlog)
+            results += [Result(*row) for row in early_rows(early)]
     finally:
         services_down(load_settings(state_dir=state))
         # the servers' data (gigabytes after the memory run); processors.log stays

@@ -149,7 +149,9 @@ class AuthorizeService:
         self._version = -1
         self.seen = SeenControls(config.max_seen)
         self._follower: ControlFollower | None = None
-        self._view = DecisionView.of(self._state, None, seen=self.seen).failed("not started")
+        self._view = DecisionView.of(self._state, None, seen_controls=self.seen).failed(
+            "not started"
+        )
         self._wake = asyncio.Event()
         self._queue: asyncio.Queue[Decision] = asyncio.Queue(config.queue_size)
         self._tasks: list[asyncio.Task[None]] = []
@@ -341,7 +343,7 @@ class AuthorizeService:
         if tampered:
             raise ControlPlaneTamperedError(tampered)
         self._state, self._version = state, version
-        self._view = DecisionView.of(state, None, seen=self.seen)
+        self._view = DecisionView.of(state, None, seen_controls=self.seen)
 
     def _settle(
         self, pending: list[SeenControl], outcomes: dict[str, tuple[str | None, str | None]]

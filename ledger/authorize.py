@@ -144,7 +144,7 @@ class DecisionView:
     unavailable_detail: str = ""
     kids: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: restricting control events seen before commit (deny early; shared, not copied)
-    seen: SeenControls = field(default_factory=SeenControls)
+    seen_controls: SeenControls = field(default_factory=SeenControls)
     _policies: dict[str, WpcDocument | None] = field(default_factory=dict, repr=False)
     _tokens: dict[str, SeenToken] = field(default_factory=dict, repr=False)
     #: (job, subject, job's WPC) -> the shadow candidates covering it; reset with the state
@@ -406,7 +406,7 @@ def _checks(
     if issuer is None or issuer.revoked or Role.ISSUER not in issuer.roles:
         why = "is revoked" if issuer is not None and issuer.revoked else "holds no issuer role"
         raise _Deny(ReasonCode.TOKEN_ISSUER_NOT_ALLOWED, f"the token's signer {signer} {why}")
-    seen_control = view.seen
+    seen_control = view.seen_controls
     if (early := seen_control.key(signer)) is not None:
         raise _seen_deny(
             facts,

@@ -48,7 +48,7 @@ def _seen(world: World, signer: KeyPair, event_type: str, stream: str, body: Any
 
 
 def _decide(world: World, seen: SeenControls, **kw: Any) -> Decision:
-    view = DecisionView.of(world.ledger.state, synced_at=AT - 1, seen=seen)
+    view = DecisionView.of(world.ledger.state, synced_at=AT - 1, seen_controls=seen)
     return world.decide(view=view, **kw)
 
 
