@@ -65,6 +65,8 @@ DEFAULT_AUTHORIZE_SETTINGS = AuthorizeSettings()
 
 #: decisions signed and sent together, at most
 _PUBLISH_BATCH = 500
+#: seen control events asked about per sync, oldest first (the lane is decided in order)
+_SETTLE_BATCH = 2000
 
 
 @dataclass(frozen=True)
@@ -193,9 +195,10 @@ class AuthorizeService:
                 self.seen,
                 lambda: self._state,
                 self._control_positions,
+                ready=lambda: self._version >= 0,
             )
             self._tasks.append(asyncio.create_task(self._follower.run(), name="authorize-control"))
-            if self.config.control_catch_up > 0:
+            if self.config.control_catch_up > 0 and self._version >= 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._follower.settled.wait(), self.config.control_catch_up
@@ -309,7 +312,7 @@ class AuthorizeService:
             await self._store.listen(self._wake.set)
             beat = await self._store.heartbeat()
             # asked before the state is read: whatever it finds committed is in that state
-            pending = self.seen.pending()
+            pending = self.seen.pending()[:_SETTLE_BATCH]
             outcomes = (
                 await self._store.seen_outcomes({c.event_id: c.envelope_sha256 for c in pending})
                 if pending

@@ -48,6 +48,7 @@ class ControlFollower:
         state: Callable[[], LedgerState],
         positions: Callable[[], Awaitable[dict[int, int]]],
         *,
+        ready: Callable[[], bool] = lambda: True,
         retry_seconds: float = 1.0,
     ) -> None:
         self.bootstrap = bootstrap
@@ -55,6 +56,7 @@ class ControlFollower:
         self.seen = seen
         self._state = state
         self._positions = positions
+        self._ready = ready
         self._retry = retry_seconds
         #: next offset to read per partition, once known (kept across reconnects)
         self._next: dict[int, int] = {}
@@ -85,6 +87,10 @@ class ControlFollower:
         }
 
     async def run(self) -> None:
+        # signers are judged against the committed state: none loaded yet would
+        # refuse every record as from an unknown key, for good
+        while not self._ready():
+            await asyncio.sleep(0.05)
         while True:
             try:
                 await self._follow()
