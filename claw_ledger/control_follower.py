@@ -115,8 +115,8 @@ class ControlFollower:
             fetch_max_wait_ms=_FETCH_WAIT_MS,
             client_id="claw-ledger-authorize-control",
         )
-        await consumer.start()
         try:
+            await consumer.start()
             # partitions_for_topic() knows only subscribed topics; a full metadata read does
             cluster = await consumer._client.fetch_all_metadata()
             partitions = sorted(cluster.partitions_for_topic(self.topic) or ())
