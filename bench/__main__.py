@@ -11,6 +11,7 @@ raw PyNaCl sign rate, and end to end with the clock started before signing.
 Usage: python -m bench [--events 200000] [--repeat 3] [--rss-events 1000000] [--processors 2]
                        [--control-cache-tokens 10000,1000000] [--control-cache-events 20000]
                        [--api-events 1000000] [--capacity-events 50000]
+                       [--early-trials 100] [--early-backlog 200000]
        python -m bench --only replay [--events 50000] [--replay-rss-events 0]
          (the replay rows alone, no servers: prints them, writes nothing)
 """
@@ -37,6 +38,8 @@ from bench import capacity
 from bench.api_queries import api_rows
 from bench.authorize_http import authorize_http_rows
 from bench.control_cache import control_cache_rows
+from bench.early import early_rows
+from bench.early import measure as early_measure
 from bench.ledger import (
     PUBLISH_CHUNK,
     commit_times,
@@ -462,6 +465,13 @@ async def main(args: argparse.Namespace) -> None:
                 results += [
                     Result(*row) for row in await api_rows(base.database_url, args.api_events)
                 ]
+        if args.early_trials:
+            with console.status(
+                f"halt/revocation → first deny: {args.early_trials} trials, idle and behind"
+                f" {args.early_backlog:,} ingress events…"
+            ):
+                early = await early_measure(base, args.early_trials, args.early_backlog)
+            results += [Result(*row) for row in early_rows(early)]
     finally:
         services_down(load_settings(state_dir=state))
         # the servers' data (gigabytes after the memory run); processors.log stays
@@ -513,6 +523,12 @@ if __name__ == "__main__":
         type=int,
         default=50_000,
         help="events ingested alone and beside 1,000 decisions/s; 0 to skip",
+    )
+    parser.add_argument(
+        "--early-trials", type=int, default=100, help="halt/revocation → first deny trials"
+    )
+    parser.add_argument(
+        "--early-backlog", type=int, default=200_000, help="ingress events queued ahead of them"
     )
     parser.add_argument("--processors", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=4)

@@ -14,6 +14,14 @@ Shadow policies (ADR 0023): the decision judges every active shadow candidate
 covering the call beside the real WPC (:attr:`Decision.shadows`); each one that
 disagrees with the answer is published as ``call.shadowed`` with the decision,
 from the same queue. The answer itself never depends on a shadow.
+
+Deny early, allow late (ADR 0025): with a ``control_topic`` the service also
+reads the control lane (:class:`claw_ledger.control_follower.ControlFollower`)
+and a validly signed halt or revocation denies from the moment it is read,
+before the ledger commits it (``halt_state`` ``seen``, ``seen_event_id``).
+Each sync asks the ledger about the events it holds: committed, the committed
+state takes over; quarantined, the early effect is lifted (logged, counted, in
+:meth:`AuthorizeService.status`). A resume or a grant acts only once committed.
 """
 
 from __future__ import annotations
@@ -38,12 +46,14 @@ from ledger.control_digest import CONTROL_DIGEST_TABLES, digest_hex, state_diges
 from ledger.crypto import KeyPair
 from ledger.errors import ControlPlaneTamperedError, EventError, ServiceError
 from ledger.events import NewEvent
+from ledger.seen_controls import SeenControl, SeenControls, resolution
 from ledger.shadow import shadowed_body
 from ledger.state import LedgerState
 from ledger.types.shadows import shadow_event_id
 
 if TYPE_CHECKING:
     from claw_ledger.config import Settings
+    from claw_ledger.control_follower import ControlFollower
     from producers.sdk import LedgerProducer
     from storage.authorize_queries import AuthorizeStore
 
@@ -55,6 +65,8 @@ DEFAULT_AUTHORIZE_SETTINGS = AuthorizeSettings()
 
 #: decisions signed and sent together, at most
 _PUBLISH_BATCH = 500
+#: seen control events asked about per sync, oldest first (the lane is decided in order)
+_SETTLE_BATCH = 2000
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,14 @@ class AuthorizeConfig:
     queue_size: int = 10_000
     #: how long :meth:`AuthorizeService.stop` waits for queued decisions to be recorded
     stop_timeout: float = 30.0
+    #: the control lane read for deny early (ADR 0025); ``None``: committed state only
+    control_topic: str | None = None
+    #: how long :meth:`AuthorizeService.start` waits for the control lane to be read
+    #: up to its end (not at all once the lane cannot be read): the first answers
+    #: then hold every halt already on the lane, committed or not
+    control_catch_up: float = 10.0
+    #: seen control events held at once (ADR 0025)
+    max_seen: int = 100_000
 
     @classmethod
     def from_settings(cls, resolved: Settings, /, **kw: Any) -> AuthorizeConfig:
@@ -78,11 +98,12 @@ class AuthorizeConfig:
         from claw_ledger.config import effective_database_url, effective_kafka_bootstrap
         from claw_ledger.topics import topics_for
 
+        topics = topics_for(resolved)
         return cls(
             database_url=effective_database_url(resolved, role="writer"),
             kafka_bootstrap=effective_kafka_bootstrap(resolved),
-            ingress_topic=topics_for(resolved).ingress,
-            **kw,
+            ingress_topic=topics.ingress,
+            **({"control_topic": topics.control} | kw),
         )
 
 
@@ -128,7 +149,11 @@ class AuthorizeService:
         self._producer: LedgerProducer | None = None
         self._state = LedgerState()
         self._version = -1
-        self._view = DecisionView.of(self._state, None).failed("not started")
+        self.seen = SeenControls(config.max_seen)
+        self._follower: ControlFollower | None = None
+        self._view = DecisionView.of(self._state, None, seen_controls=self.seen).failed(
+            "not started"
+        )
         self._wake = asyncio.Event()
         self._queue: asyncio.Queue[Decision] = asyncio.Queue(config.queue_size)
         self._tasks: list[asyncio.Task[None]] = []
@@ -161,10 +186,56 @@ class AuthorizeService:
             asyncio.create_task(self._follow(), name="authorize-follow"),
             asyncio.create_task(self._publish(), name="authorize-publish"),
         ]
+        if self.config.control_topic is not None:
+            from claw_ledger.control_follower import ControlFollower
+
+            self._follower = ControlFollower(
+                self.config.kafka_bootstrap,
+                self.config.control_topic,
+                self.seen,
+                lambda: self._state,
+                self._control_positions,
+                ready=lambda: self._version >= 0,
+            )
+            self._tasks.append(asyncio.create_task(self._follower.run(), name="authorize-control"))
+            if self.config.control_catch_up > 0 and self._version >= 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(
+                        self._follower.settled.wait(), self.config.control_catch_up
+                    )
+
+    async def _control_positions(self) -> dict[int, int]:
+        """Where the processors' control lane stands: the follower starts there."""
+        assert self.config.control_topic is not None
+        if self._store is None:
+            return {}  # the beginning: more reading, nothing missed
+        try:
+            return await self._store.control_positions(self.config.control_topic)
+        except ServiceError:
+            return {}
+
+    def status(self) -> dict[str, Any]:
+        """Decisions, the state's health and the control lane's (for status pages)."""
+        view = self._view
+        return {
+            "decisions": self.counters.to_dict(),
+            "state": {
+                "available": view.available,
+                "detail": view.unavailable_detail or None,
+                "synced_at": view.synced_at,
+                "control_version": self._version,
+            },
+            "control_lane": None if self._follower is None else self._follower.status(),
+        }
 
     async def stop(self) -> None:
         """Stop following; record every queued decision (up to ``stop_timeout``)."""
-        follow, publish = self._tasks or (None, None)
+        follow, publish, *control = self._tasks or (None, None)
+        for task in control:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._follower = None
         if follow is not None:
             follow.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -191,6 +262,8 @@ class AuthorizeService:
         decision = decide_call(self._view, request, time.time(), self.config.settings)
         if decision.allowed:
             decision = await self._use_nonce(decision, request)
+        elif decision.seen_event_id is not None:
+            self.seen.note_denial(decision.seen_event_id)
         self.counters.made += 1
         try:
             self._queue.put_nowait(decision)
@@ -238,6 +311,13 @@ class AuthorizeService:
                 self._store = await AuthorizeStore.open(self.config.database_url)
             await self._store.listen(self._wake.set)
             beat = await self._store.heartbeat()
+            # asked before the state is read: whatever it finds committed is in that state
+            pending = self.seen.pending()[:_SETTLE_BATCH]
+            outcomes = (
+                await self._store.seen_outcomes({c.event_id: c.envelope_sha256 for c in pending})
+                if pending
+                else {}
+            )
             if self._version < 0:
                 await self._load_all()
             elif await self._store.control_version() != self._version:
@@ -245,6 +325,7 @@ class AuthorizeService:
                 self._version = await self._store.load_since(self._version, changed)
                 _merge(self._state, changed)
                 self._view = self._view.updated(self._state, changed.keys)
+            self._settle(pending, outcomes)
         except (ServiceError, ControlPlaneTamperedError) as exc:
             if self._view.available:
                 log.warning("authorize state unavailable: %s", exc)
@@ -265,7 +346,32 @@ class AuthorizeService:
         if tampered:
             raise ControlPlaneTamperedError(tampered)
         self._state, self._version = state, version
-        self._view = DecisionView.of(state, None)
+        self._view = DecisionView.of(state, None, seen_controls=self.seen)
+
+    def _settle(
+        self, pending: list[SeenControl], outcomes: dict[str, tuple[str | None, str | None]]
+    ) -> None:
+        """Drop the seen events the ledger committed (the state read after holds
+        them) and lift those it refused; synchronous with the state's update."""
+        now = time.time()
+        for control in pending:
+            committed_hash, quarantined = outcomes.get(control.event_id, (None, None))
+            outcome = resolution(control, committed_hash, quarantined)
+            if outcome == "committed":
+                self.seen.committed(control.event_id)
+            elif outcome is not None:
+                lifted = self.seen.lift(control.event_id, outcome[1], now)
+                if lifted is not None:
+                    log.warning(
+                        "seen %s %s (event %s) lifted: the ledger refused it (%s); %d"
+                        " decision(s) it denied keep their signed record naming it,"
+                        " decisions from now on follow the committed state",
+                        control.event_type,
+                        control.subject,
+                        control.event_id,
+                        outcome[1],
+                        lifted.denied,
+                    )
 
     # --- recording decisions -------------------------------------------------------
 

@@ -27,6 +27,13 @@ The checks run in this order and the first failure decides the reason code
 8. no active halt covers the job, the token's subject or everything
    (``AGENT_HALTED``).
 
+Deny early (``ledger/seen_controls.py``, ADR 0025): after the committed check
+of steps 1, 3, 5 and 8, a restricting control event the service has *seen* on
+the control lane but the ledger has not committed yet denies alike: a revoked
+issuer key (step 1), a revoked token (step 3), a revoked WPC (step 5), a halt
+(step 8, ``halt_state`` ``seen``). The decision names that event
+(``seen_event_id``). Nothing seen ever allows.
+
 Shadow policies (``ledger/types/shadows.py``, ADR 0023): for a call that
 reaches step 7, each active shadow candidate covering the job, the token's
 subject or everything is judged at step 7 by the same rules in place of the
@@ -55,6 +62,7 @@ from ledger.encoding import B64U_SHA256_RE
 from ledger.envelope import format_timestamp
 from ledger.errors import ReasonCode, RejectedError, TokenError
 from ledger.roles import Role
+from ledger.seen_controls import SeenControls
 from ledger.shadow import ShadowVerdict, shadow_candidates
 from ledger.state import LedgerState
 from ledger.tokens import CLOCK_SKEW_SECONDS, JTI_RE, DecodedToken, decode_token
@@ -135,6 +143,8 @@ class DecisionView:
     available: bool = True
     unavailable_detail: str = ""
     kids: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: restricting control events seen before commit (deny early; shared, not copied)
+    seen_controls: SeenControls = field(default_factory=SeenControls)
     _policies: dict[str, WpcDocument | None] = field(default_factory=dict, repr=False)
     _tokens: dict[str, SeenToken] = field(default_factory=dict, repr=False)
     #: (job, subject, job's WPC) -> the shadow candidates covering it; reset with the state
@@ -327,14 +337,21 @@ def _halt(state: LedgerState, job_id: str, sub: str, action: Action) -> dict[str
 class _Facts:
     """What the decision learns as it goes, for the event of any outcome."""
 
-    __slots__ = ("halt", "jti", "policy", "scope_hash", "shadows")
+    __slots__ = ("halt", "jti", "policy", "scope_hash", "seen", "shadows")
 
     def __init__(self) -> None:
         self.jti: str | None = None
         self.scope_hash: str | None = None
         self.policy: str | None = None
         self.halt: str | None = None
+        #: the seen (uncommitted) control event the denial rests on
+        self.seen: str | None = None
         self.shadows: tuple[ShadowVerdict, ...] = ()
+
+
+def _seen_deny(facts: _Facts, code: ReasonCode, what: str, event_id: str) -> _Deny:
+    facts.seen = event_id
+    return _Deny(code, f"{what} (event {event_id} seen on the control lane, not yet committed)")
 
 
 def _checks(
@@ -389,6 +406,14 @@ def _checks(
     if issuer is None or issuer.revoked or Role.ISSUER not in issuer.roles:
         why = "is revoked" if issuer is not None and issuer.revoked else "holds no issuer role"
         raise _Deny(ReasonCode.TOKEN_ISSUER_NOT_ALLOWED, f"the token's signer {signer} {why}")
+    seen_control = view.seen_controls
+    if (early := seen_control.key(signer)) is not None:
+        raise _seen_deny(
+            facts,
+            ReasonCode.TOKEN_ISSUER_NOT_ALLOWED,
+            f"the token's signer {signer} is revoked",
+            early.event_id,
+        )
     if facts.jti is None:
         raise _Deny(ReasonCode.TOKEN_MALFORMED, "jti is missing or not allowed")
     jti = facts.jti
@@ -416,6 +441,8 @@ def _checks(
         raise _Deny(
             ReasonCode.TOKEN_REVOKED, f"token {jti} was revoked: {record['revoked_reason']}"
         )
+    if (early := seen_control.token(jti)) is not None:
+        raise _seen_deny(facts, ReasonCode.TOKEN_REVOKED, f"token {jti} is revoked", early.event_id)
     # 4. job binding
     job = state.jobs.get(request.job_id)
     if job is None:
@@ -447,6 +474,8 @@ def _checks(
         usable_policy(state, wpc)
     except RejectedError as exc:
         raise _Deny(exc.code, exc.detail) from None
+    if (early := seen_control.policy(wpc)) is not None:
+        raise _seen_deny(facts, ReasonCode.WPC_REVOKED, f"WPC {wpc} is revoked", early.event_id)
     # 6. scope hash
     computed = seen.scope_hash
     if isinstance(computed, TokenError):
@@ -464,20 +493,29 @@ def _checks(
     denied = _rules(view.policy_document(wpc), wpc, action)
     # 8. halts
     halt = _halt(state, request.job_id, sub, action)
-    halted = (
-        None
-        if halt is None
-        else _Deny(
+    halted: _Deny | None = None
+    seen_halt = None
+    if halt is not None:
+        halted = _Deny(
             ReasonCode.AGENT_HALTED,
             f"halt {halt['target']!r} is active ({halt.get('reason', '')})",
         )
-    )
+    elif (seen_halt := seen_control.halt(request.job_id, sub, action.kind)) is not None:
+        halted = _Deny(
+            ReasonCode.AGENT_HALTED,
+            f"halt {seen_halt.subject!r} (event {seen_halt.event_id}) seen on the control"
+            " lane, not yet committed",
+        )
     if shadow and state.shadows:
         facts.shadows = view.shadow_verdicts(request.job_id, sub, wpc, action, halted)
     if denied is not None:
         raise denied
     if halt is not None and halted is not None:
         facts.halt = str(halt["target"])
+        raise halted
+    if seen_halt is not None and halted is not None:
+        facts.halt = seen_halt.subject
+        facts.seen = seen_halt.event_id
         raise halted
 
 
@@ -513,7 +551,8 @@ def decide_call(
         token_scope_hash_b64u=facts.scope_hash,
         policy_hash_b64u=facts.policy,
         halt_target=facts.halt,
-        halt_state="committed" if facts.halt is not None else None,
+        halt_state=None if facts.halt is None else "seen" if facts.seen else "committed",
+        seen_event_id=facts.seen,
         shadows=facts.shadows,
     )
 

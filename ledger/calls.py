@@ -119,6 +119,8 @@ class Decision:
     policy_hash_b64u: str | None = None
     halt_target: str | None = None
     halt_state: Literal["committed", "seen"] | None = None
+    #: the control event seen on the control lane, not yet committed, that denied (ADR 0025)
+    seen_event_id: str | None = None
     #: the shadow candidates' verdicts on this call (never part of the answer)
     shadows: tuple[ShadowVerdict, ...] = ()
 
@@ -148,11 +150,11 @@ class Decision:
             "halt": halt,
             "decision_id": self.decision_id,
             "detail": self.detail,
-        }
+        } | ({} if self.seen_event_id is None else {"seen_event_id": self.seen_event_id})
 
     def event_body(self) -> dict[str, Any]:
         """The body of the decision's event (``ledger/types/decisions.py``)."""
-        return {
+        body: dict[str, Any] = {
             "decision_id": self.decision_id,
             "job_id": self.job_id,
             "action": self.action.to_dict(),
@@ -164,6 +166,10 @@ class Decision:
             "reason_code": self.reason_code.value,
             "decided_at": self.decided_at,
         }
+        if self.seen_event_id is not None:
+            # absent, not null, otherwise: decisions before ADR 0025 keep their exact bytes
+            body["seen_event_id"] = self.seen_event_id
+        return body
 
     def disagreements(self) -> tuple[ShadowVerdict, ...]:
         """The shadow verdicts whose allow/deny differs from this answer."""

@@ -25,7 +25,14 @@ from storage.postgres import (
     load_state_with_digests,
 )
 
-__all__ = ["AuthorizeStore", "Heartbeat", "claim_nonce", "read_heartbeat"]
+__all__ = [
+    "AuthorizeStore",
+    "Heartbeat",
+    "claim_nonce",
+    "control_positions",
+    "read_heartbeat",
+    "seen_outcomes",
+]
 
 #: what a lost or refusing database raises (turned into ServiceError here)
 _UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
@@ -65,6 +72,49 @@ async def claim_nonce(conn: asyncpg.Connection, jti: str, nonce: str, decision_i
         timeout=STATEMENT_TIMEOUT,
     )
     return used is True
+
+
+async def control_positions(conn: asyncpg.Connection, topic: str) -> dict[int, int]:
+    """Per partition of ``topic``, the lowest next offset any processor group
+    committed: everything before it is decided (committed or quarantined)."""
+    rows = await conn.fetch(
+        "SELECT kafka_partition, min(next_offset) AS next_offset FROM consumer_positions"
+        " WHERE topic = $1 GROUP BY kafka_partition",
+        topic,
+        timeout=STATEMENT_TIMEOUT,
+    )
+    return {int(r["kafka_partition"]): int(r["next_offset"]) for r in rows}
+
+
+async def seen_outcomes(
+    conn: asyncpg.Connection, events: dict[str, str]
+) -> dict[str, tuple[str | None, str | None]]:
+    """What the ledger decided on seen control events (``events``: event id ->
+    SHA-256 b64u of the exact bytes seen): per event id that it decided, the
+    payload hash recorded under that id (``None``: none) and the reason of a
+    quarantine row of those very bytes (``None``: none). A quarantine row of
+    other bytes under the same id says nothing about these (anyone can send those)."""
+    ids = list(events)
+    committed = await conn.fetch(
+        "SELECT event_id::text AS event_id, payload_hash_b64u FROM events"
+        " WHERE event_id = ANY($1::uuid[])",
+        ids,
+        timeout=STATEMENT_TIMEOUT,
+    )
+    quarantined = await conn.fetch(
+        "SELECT event_id, reason_code, detail,"
+        " rtrim(translate(encode(sha256(raw), 'base64'), '+/', '-_'), '=') AS sha"
+        " FROM quarantine WHERE event_id = ANY($1::text[])",
+        ids,
+        timeout=STATEMENT_TIMEOUT,
+    )
+    out: dict[str, tuple[str | None, str | None]] = {
+        r["event_id"]: (r["payload_hash_b64u"], None) for r in committed
+    }
+    for r in quarantined:
+        if r["sha"] == events.get(r["event_id"]) and r["event_id"] not in out:
+            out[r["event_id"]] = (None, f"{r['reason_code']}: {r['detail']}")
+    return out
 
 
 class AuthorizeStore:
@@ -140,3 +190,13 @@ class AuthorizeStore:
     async def claim_nonce(self, jti: str, nonce: str, decision_id: str) -> bool:
         async with self._conn() as conn:
             return await claim_nonce(conn, jti, nonce, decision_id)
+
+    async def control_positions(self, topic: str) -> dict[int, int]:
+        async with self._conn() as conn:
+            return await control_positions(conn, topic)
+
+    async def seen_outcomes(
+        self, events: dict[str, str]
+    ) -> dict[str, tuple[str | None, str | None]]:
+        async with self._conn() as conn:
+            return await seen_outcomes(conn, events)

@@ -63,6 +63,10 @@ class _Decision(EventBody):
     halt_state: Literal["committed", "seen"] | None = Field(default=...)
     reason_code: str = Field(max_length=100)
     decided_at: str = Field(pattern=_RFC3339)
+    # ADR 0025; optional so that decisions recorded before it still validate
+    seen_event_id: str | None = Field(
+        default=None, pattern=_UUID, description="the uncommitted control event that denied"
+    )
 
 
 class CallAuthorized(_Decision):
@@ -92,6 +96,15 @@ def _check(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> 
             ReasonCode.SCHEMA_VALIDATION_FAILED,
             f"call.denied needs a reason code other than OK, not {body.reason_code!r}",
         )
+    if body.seen_event_id is not None and isinstance(body, CallAuthorized):
+        raise EventError(
+            ReasonCode.SCHEMA_VALIDATION_FAILED,
+            "call.authorized has no seen_event_id: nothing seen ever allows",
+        )
+    if body.halt_state == "seen" and body.seen_event_id is None:
+        raise EventError(
+            ReasonCode.SCHEMA_VALIDATION_FAILED, "a seen halt names its event (seen_event_id)"
+        )
     if (body.halt_target is None) != (body.halt_state is None):
         raise EventError(
             ReasonCode.SCHEMA_VALIDATION_FAILED, "halt_target and halt_state go together"
@@ -112,6 +125,7 @@ def _apply(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> 
         "policy_hash_b64u": body.policy_hash_b64u,
         "halt_target": body.halt_target,
         "halt_state": body.halt_state,
+        "seen_event_id": body.seen_event_id,
         "decided_at": body.decided_at,
         "signer_did": ctx.signer,
     }
@@ -125,7 +139,8 @@ def _summary(body: Mapping[str, Any], /) -> str:
     else:
         what = f"model={action.get('provider')}/{action.get('model')}"
     text = f"{what} {body.get('reason_code')} jti={body.get('token_jti')}"
-    return text + (f" halt={body['halt_target']}" if body.get("halt_target") else "")
+    text += f" halt={body['halt_target']}" if body.get("halt_target") else ""
+    return text + (f" seen={body['seen_event_id']}" if body.get("seen_event_id") else "")
 
 
 #: event type, body, stream, roles, projections written; check, apply, timeline summary
