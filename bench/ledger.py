@@ -178,7 +178,10 @@ async def publish_all(
     second); returns each event's send time.
 
     Flat out uses the SDK's bulk path (:meth:`LedgerProducer.send_raw_many`) in
-    chunks; a steady rate sends event by event.
+    chunks; a steady rate sends event by event. Everything goes to the ingress
+    topic, whatever its type's lane (the processor accepts any type on either
+    lane, ADR 0024): the ingest rows measure the ingress lane, as in earlier runs,
+    and no envelope is parsed on the producer's side to route it.
     """
     sent: dict[str, float] = {}
     assert ledger.settings.kafka_bootstrap
@@ -195,7 +198,8 @@ async def publish_all(
                 for event_id, _, _ in chunk:
                     sent[event_id] = now
                 await producer.send_raw_many(
-                    RawEvent(raw, stream, event_id) for event_id, stream, raw in chunk
+                    (RawEvent(raw, stream, event_id) for event_id, stream, raw in chunk),
+                    topic=producer.topic,
                 )
             return sent
         futures = []
@@ -206,7 +210,7 @@ async def publish_all(
                 if ahead > 0:
                     await asyncio.sleep(ahead)
             sent[event_id] = time.time()
-            futures.append(await producer.send_raw(raw, stream, event_id))
+            futures.append(await producer.send_raw(raw, stream, event_id, topic=producer.topic))
         await asyncio.gather(*futures)
     return sent
 

@@ -264,7 +264,9 @@ async def _publish(checkpointer: _Checkpointer, producer: LedgerProducer) -> Non
         stored = checkpointer.unpublished[0]
         stream, raw = _checkpoint_event(checkpointer.config.key, stored)
         try:
-            await (await producer.send_raw(raw, stream, stored.event_id))
+            await (
+                await producer.send_raw(raw, stream, stored.event_id, event_type=_CHECKPOINT_TYPE)
+            )
         except (KafkaError, TimeoutError) as exc:
             raise _NotPublished(
                 f"the checkpoint of size {stored.tree_size} is signed and stored, but its"

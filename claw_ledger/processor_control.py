@@ -36,7 +36,9 @@ def processor_pid(settings: Settings) -> int | None:
     return pid if pid_alive(pid) else None
 
 
-def start_processor(settings: Settings, group: str = "claw-ledger-verifier") -> tuple[int, bool]:
+def start_processor(
+    settings: Settings, group: str = "claw-ledger-verifier", lanes: str = "control,ingress"
+) -> tuple[int, bool]:
     """Start ``claw-ledger processor run`` detached; returns (pid, already_running)."""
     existing = processor_pid(settings)
     if existing is not None:
@@ -52,7 +54,7 @@ def start_processor(settings: Settings, group: str = "claw-ledger-verifier") -> 
         env["CLAW_LEDGER_WRITER_URL"] = settings.writer_url
     env["CLAW_LEDGER_TOPIC_PREFIX"] = settings.topic_prefix
     pid = spawn_detached(
-        processor_command("supervise", "--group", group),
+        processor_command("supervise", "--group", group, "--lanes", lanes),
         log_path=settings.state_dir / "processor.log",
         env=env,
     )
@@ -70,7 +72,7 @@ def stop_processor(settings: Settings) -> bool:
     return True
 
 
-def supervise_processor(group: str, engine: str = "kafka") -> int:
+def supervise_processor(group: str, engine: str = "kafka", lanes: str = "control,ingress") -> int:
     """Run ``processor run`` as a child; restart it with back-off when it fails."""
     import signal
     import subprocess
@@ -90,7 +92,9 @@ def supervise_processor(group: str, engine: str = "kafka") -> int:
     while True:
         started = time.monotonic()
         child = subprocess.Popen(
-            processor_command("run", "--group", group, "--engine", engine, "--no-status")
+            processor_command(
+                *("run", "--group", group, "--engine", engine, "--lanes", lanes, "--no-status")
+            )
         )
         code = child.wait()
         if stopping or code == 0:

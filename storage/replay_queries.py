@@ -117,8 +117,8 @@ async def iter_events(
         else (" WHERE event_type <> ALL($1::text[])", (list(skip_types),))
     )
     cursor = conn.cursor(
-        "SELECT position, kafka_partition, kafka_offset, ledger_seq, prev_chain_hash,"
-        " chain_hash, recorded_at, event_id::text AS event_id, envelope_raw"
+        "SELECT position, kafka_topic, kafka_partition, kafka_offset, ledger_seq,"
+        " prev_chain_hash, chain_hash, recorded_at, event_id::text AS event_id, envelope_raw"
         f" FROM events{where} ORDER BY position",
         *args,
         prefetch=batch,
