@@ -73,11 +73,14 @@ async def send_halts(
     return event_ids
 
 
-def chains_by_partition(rows: Iterable[Mapping[str, Any]]) -> dict[int, list[ChainLink]]:
-    """``events`` rows (in ledger_seq order) as the chain links of each partition."""
-    chains: dict[int, list[ChainLink]] = {}
+def chains_by_partition(
+    rows: Iterable[Mapping[str, Any]],
+) -> dict[tuple[str, int], list[ChainLink]]:
+    """``events`` rows (in ledger_seq order) as the chain links of each (topic,
+    partition): every lane's partition is a chain of its own (ADR 0024)."""
+    chains: dict[tuple[str, int], list[ChainLink]] = {}
     for r in rows:
-        chains.setdefault(r["kafka_partition"], []).append(
+        chains.setdefault((r["kafka_topic"], r["kafka_partition"]), []).append(
             ChainLink(
                 r["kafka_partition"],
                 r["ledger_seq"],
@@ -113,6 +116,8 @@ class ProcessorProcess:
     group: str
     engine: str = "kafka"
     batch_size: int = 2000
+    #: ``--lanes``: what this process consumes (ADR 0024)
+    lanes: str = "control,ingress"
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:
@@ -120,7 +125,7 @@ class ProcessorProcess:
         self.proc = subprocess.Popen(
             processor_command(
                 *("run", "--group", self.group, "--no-status", "--engine", self.engine),
-                *("--batch-size", str(self.batch_size)),
+                *("--batch-size", str(self.batch_size), "--lanes", self.lanes),
             ),
             env=ledger_env(self.settings),
             stdout=log,
@@ -173,7 +178,7 @@ class LedgerHarness:
 
     def producer(self) -> LedgerProducer:
         assert self.settings.kafka_bootstrap
-        return LedgerProducer(self.settings.kafka_bootstrap, self.topics.ingress)
+        return LedgerProducer(self.settings.kafka_bootstrap, self.topics)
 
     def outcome_consumer(self) -> AIOKafkaConsumer:
         """A consumer of the verified and quarantine topics from their start (not started)."""

@@ -95,8 +95,9 @@ async def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(
             }
             quarantined = await conn.fetchval("SELECT count(*) FROM quarantine")
             rows = await conn.fetch(
-                "SELECT kafka_partition, ledger_seq, event_id::text AS event_id, envelope_raw,"
-                " prev_chain_hash, chain_hash FROM events ORDER BY kafka_partition, ledger_seq"
+                "SELECT kafka_topic, kafka_partition, ledger_seq, event_id::text AS event_id,"
+                " envelope_raw, prev_chain_hash, chain_hash FROM events"
+                " ORDER BY kafka_topic, kafka_partition, ledger_seq"
             )
         finally:
             await conn.close()
