@@ -329,7 +329,10 @@ async def test_producers_and_the_cli_route_each_event_to_its_lane(
         attested = await _publish(producer, runtime, _attestation(0, run))
         # raw bytes carry their type: a resume sent without one still takes the control lane
         resume = producer.sign(
-            ledger.keys[Role.OPERATOR], "agent.resumed", f"halt:{target}", {"target": target}
+            ledger.keys[Role.OPERATOR],
+            "agent.resumed",
+            f"halt:{target}",
+            {"target": target, "reason": "routing"},
         )
         raw = await (await producer.send_raw(resume.to_bytes(), f"halt:{target}"))
         junk = await (await producer.send_raw(b"not an envelope", "raw:lane"))
