@@ -59,10 +59,12 @@ class ProcessorConfig:
                 f"lanes {self.lanes!r}: a processor runs one or both of {', '.join(LANES)}",
                 hint="e.g. --lanes control,ingress",
             )
-        if self.control_topic == self.ingress_topic:
+        if self.control_topic == self.ingress_topic or not self.control_topic.endswith(".control"):
+            # the transparency log tells the lanes' chains apart by this name (ADR 0024)
             raise ConfigError(
-                f"the control topic and the ingress topic are both {self.ingress_topic}",
-                hint="give the control lane a topic of its own (<prefix>.control)",
+                f"control topic {self.control_topic!r}: the control lane needs a topic of its"
+                f" own, named <prefix>.control",
+                hint="leave control_topic empty to use <prefix>.control of the ingress topic",
             )
         # one order whatever was asked, without repeats
         object.__setattr__(self, "lanes", tuple(lane for lane in LANES if lane in self.lanes))
