@@ -51,6 +51,8 @@ class BenchLedger:
     #: a consumer group of its own: group ids are broker-wide, and members of an
     #: earlier ledger's group would hold up this one's rebalance
     group: str = field(default_factory=lambda: f"bench-{uuid.uuid4().hex[:8]}")
+    #: ``processor run --lanes`` (ADR 0024): both by default
+    lanes: str = "control,ingress"
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -78,6 +80,8 @@ class BenchLedger:
                         "--no-status",
                         "--group",
                         self.group,
+                        "--lanes",
+                        self.lanes,
                     ],
                     env=self.env(),
                     stdout=log,
@@ -111,8 +115,11 @@ class BenchLedger:
         self.processors.clear()
 
 
-async def new_ledger(base: Settings, processors: int, partitions: int) -> BenchLedger:
-    """A fresh database and topic prefix on the bench servers, with a registered operator."""
+async def new_ledger(
+    base: Settings, processors: int, partitions: int, *, lanes: str = "control,ingress"
+) -> BenchLedger:
+    """A fresh database and topic prefix on the bench servers, with a registered operator;
+    its processors consume ``lanes``."""
     assert base.database_url and base.kafka_bootstrap
     name = f"bench_{uuid.uuid4().hex[:8]}"
     await create_database(base.database_url, name)
@@ -131,7 +138,7 @@ async def new_ledger(base: Settings, processors: int, partitions: int) -> BenchL
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     key_file = settings.state_dir / f"{name}-ledger.key"
     save_key(ledger_key, key_file)
-    ledger = BenchLedger(settings, operator, [], key_file)
+    ledger = BenchLedger(settings, operator, [], key_file, lanes=lanes)
     ledger.start_processors(processors)
     async with LedgerProducer(base.kafka_bootstrap, topics.ingress) as producer:
         registered = ((admin, ["admin"]), (operator, ["operator"]), (ledger_key, ["ledger"]))
