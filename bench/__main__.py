@@ -12,6 +12,7 @@ Usage: python -m bench [--events 200000] [--repeat 3] [--rss-events 1000000] [--
                        [--control-cache-tokens 10000,1000000] [--control-cache-events 20000]
                        [--api-events 1000000] [--capacity-events 50000]
                        [--early-trials 100] [--early-backlog 200000]
+                       [--lane-events 200000] [--lane-backlog 200000] [--lane-control-events 20]
        python -m bench --only replay [--events 50000] [--replay-rss-events 0]
          (the replay rows alone, no servers: prints them, writes nothing)
 """
@@ -40,6 +41,7 @@ from bench.authorize_http import authorize_http_rows
 from bench.control_cache import control_cache_rows
 from bench.early import early_rows
 from bench.early import measure as early_measure
+from bench.lanes import lane_rows
 from bench.ledger import (
     PUBLISH_CHUNK,
     commit_times,
@@ -446,6 +448,20 @@ async def main(args: argparse.Namespace) -> None:
                     raw_verify_rate,
                 )
             results += [Result(*row) for row in rows]
+        if args.lane_events:
+            with console.status(
+                f"control lane: ingest of {args.lane_events:,} events with and without it,"
+                f" halts behind {args.lane_backlog:,} queued events…"
+            ):
+                rows = await lane_rows(
+                    base,
+                    args.lane_events,
+                    args.lane_backlog,
+                    args.lane_control_events,
+                    args.partitions,
+                    args.repeat,
+                )
+            results += [Result(*row) for row in rows]
         if args.capacity_events:
             with console.status(f"capacity inputs: {args.capacity_events:,} events per run…"):
                 figures = await capacity.measure(base, args.capacity_events, args.partitions)
@@ -509,6 +525,14 @@ if __name__ == "__main__":
     )
     parser.add_argument("--control-cache-events", type=int, default=20_000)
     parser.add_argument("--api-events", type=int, default=1_000_000)
+    parser.add_argument(
+        "--lane-events",
+        type=int,
+        default=200_000,
+        help="control lane rows: ingest with and without it (0: skip)",
+    )
+    parser.add_argument("--lane-backlog", type=int, default=200_000)
+    parser.add_argument("--lane-control-events", type=int, default=20)
     parser.add_argument(
         "--capacity-events", type=int, default=50_000, help="events per capacity-model run"
     )

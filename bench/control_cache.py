@@ -227,7 +227,10 @@ async def _publish(settings: Settings, events: list[tuple[str, str, bytes]]) -> 
     ) as producer:
         for start in range(0, len(events), 2_000):
             chunk = events[start : start + 2_000]
-            await producer.send_raw_many(RawEvent(raw, stream, eid) for eid, stream, raw in chunk)
+            # the ingress topic, as before the control lane (ADR 0024): no routing parse
+            await producer.send_raw_many(
+                (RawEvent(raw, stream, eid) for eid, stream, raw in chunk), topic=ingress
+            )
 
 
 async def _count(conn: asyncpg.Connection, event_type: str) -> int:

@@ -95,7 +95,7 @@ class Bundler:
         self.reader_url = effective_database_url(settings, role="reader")
         self.writer_url = effective_database_url(settings, role="writer")
         self.kafka = effective_kafka_bootstrap(settings)
-        self.ingress = topics_for(settings).ingress
+        self.topics = topics_for(settings)
         self._memory: MemoryProofSource | None = None
         #: "auto" (without a source given): the checkpointer's log once it has signed a
         #: checkpoint, the in-memory tree before that (or on a ledger without one)
@@ -216,7 +216,7 @@ class Bundler:
             "receipt_count": seal["counts"]["receipts"],
         }
         event_id = None if trigger.startswith("demand:") else seal_event_id(job_id, trigger)
-        async with LedgerProducer(self.kafka, self.ingress) as producer:
+        async with LedgerProducer(self.kafka, self.topics) as producer:
             sent = await producer.publish(
                 self.key, "bundle.sealed", f"job:{job_id}", body, event_id=event_id
             )
@@ -342,12 +342,14 @@ async def publish_pulse(
     row, raw = await load_bundle(settings, job_id, bundle_hash)
     record = pulse_record_of(raw, key.did, row)
     identity = pulse_id(record)
+    topics = topics_for(settings)
     target = PublishTarget(
         effective_kafka_bootstrap(settings),
-        topics_for(settings).ingress,
+        topics.ingress,
         effective_database_url(settings, role="reader"),
+        control_topic=topics.control,
     )
-    async with LedgerProducer(target.kafka_bootstrap, target.ingress_topic) as producer:
+    async with LedgerProducer(target.kafka_bootstrap, target.topics) as producer:
         sent = await producer.publish(
             key,
             "pulse.published",

@@ -88,6 +88,13 @@ class CheckpointerConfig:
     #: leaves read per partition per query, and at most this many buffered before a round
     max_per_round: int = 100_000
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
+    #: the control lane's topic; empty: ``<prefix>.control`` of the ingress topic
+    control_topic: str = ""
+
+    @property
+    def lane_topic(self) -> str:
+        """The control lane's topic, whose events are leaves too."""
+        return self.control_topic or self.ingress_topic.removesuffix(".ingress") + ".control"
 
 
 def default_origin(database: str) -> str:
@@ -118,9 +125,14 @@ class _Checkpointer:
     async def poll(self) -> None:
         if len(self.buffer) >= self.config.max_per_round:
             return
-        new = await read_new_events(
-            self.conn, self.config.ingress_topic, self.seen, self.config.max_per_round
-        )
+        # both lanes' events are leaves, each chain under its own number (ADR 0024)
+        new = [
+            pending
+            for topic in (self.config.ingress_topic, self.config.lane_topic)
+            for pending in await read_new_events(
+                self.conn, topic, self.seen, self.config.max_per_round
+            )
+        ]
         for pending in new:
             partition = pending.leaf.partition
             self.seen[partition] = max(self.seen.get(partition, 0), pending.leaf.ledger_seq)
@@ -264,7 +276,9 @@ async def _publish(checkpointer: _Checkpointer, producer: LedgerProducer) -> Non
         stored = checkpointer.unpublished[0]
         stream, raw = _checkpoint_event(checkpointer.config.key, stored)
         try:
-            await (await producer.send_raw(raw, stream, stored.event_id))
+            await (
+                await producer.send_raw(raw, stream, stored.event_id, event_type=_CHECKPOINT_TYPE)
+            )
         except (KafkaError, TimeoutError) as exc:
             raise _NotPublished(
                 f"the checkpoint of size {stored.tree_size} is signed and stored, but its"

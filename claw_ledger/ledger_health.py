@@ -12,6 +12,7 @@ absent, never guessed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -124,10 +125,14 @@ class Snapshot:
     postgres_up: bool = False
     kafka_up: bool = False
     topic: str = ""
+    #: the control lane's topic (ADR 0024); its events count with the others
+    control_topic: str = ""
     events: dict[str, int] = field(default_factory=dict)
     quarantined: dict[str, int] = field(default_factory=dict)
     #: partition -> messages the processors have not committed yet
     lag: dict[int, int] | None = None
+    #: the same for the control topic
+    control_lag: dict[int, int] | None = None
     #: partition -> unix time of the processors' last commit there
     last_commit: dict[int, float] = field(default_factory=dict)
     active_halts: int | None = None
@@ -141,7 +146,10 @@ class Snapshot:
 
     @property
     def total_lag(self) -> int | None:
-        return None if self.lag is None else sum(self.lag.values())
+        """Uncommitted messages of both lanes (``None``: ingress lag unknown)."""
+        if self.lag is None:
+            return None
+        return sum(self.lag.values()) + sum((self.control_lag or {}).values())
 
     def readiness(self, max_lag: int = DEFAULT_MAX_LAG) -> dict[str, dict[str, Any]]:
         """Each readiness check: ``ok`` and a ``detail``."""
@@ -170,6 +178,12 @@ class Snapshot:
             "events_committed": dict(sorted(self.events.items())),
             "events_quarantined": dict(sorted(self.quarantined.items())),
             "consumer_lag": None if self.lag is None else {str(p): n for p, n in self.lag.items()},
+            "control_topic": self.control_topic,
+            "control_lag": (
+                None
+                if self.control_lag is None
+                else {str(p): n for p, n in self.control_lag.items()}
+            ),
             "last_commit": {str(p): t for p, t in sorted(self.last_commit.items())},
             "active_halts": self.active_halts,
             "halt_propagation_seconds": self.halt_propagation,
@@ -184,13 +198,15 @@ async def _database_part(
     counters: LedgerCounters,
     checkpoint_time: CheckpointTime | None,
 ) -> list[dict[str, Any]]:
-    heads = [h for h in await api_queries.partition_heads(conn) if h["topic"] == snap.topic]
+    lanes = (snap.topic, snap.control_topic)
+    heads = [h for h in await api_queries.partition_heads(conn) if h["topic"] in lanes]
     snap.postgres_up = True
     snap.schema_ok = await api_queries.table_exists(conn, "api_keys")
     await counters.refresh(conn, heads)
     snap.events, snap.quarantined = dict(counters.events), dict(counters.quarantined)
     for head in heads:
-        snap.last_commit[head["kafka_partition"]] = head["updated_at"].timestamp()
+        if head["topic"] == snap.topic:
+            snap.last_commit[head["kafka_partition"]] = head["updated_at"].timestamp()
     halts = await api_queries.halt_figures(conn)
     snap.active_halts = halts["active"]
     snap.halt_propagation = halts["propagation_seconds"]
@@ -217,10 +233,16 @@ async def take_snapshot(
     offsets: KafkaOffsets | None,
     checkpoint_time: CheckpointTime | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    control_topic: str | None = None,
 ) -> Snapshot:
     """Read the database (``acquire()``: an async context manager giving a connection)
-    and Kafka, each within ``timeout``; what fails is reported in ``errors``."""
-    snap = Snapshot(topic=topic)
+    and Kafka, each within ``timeout``; what fails is reported in ``errors``.
+
+    ``topic`` is the ingress topic; ``control_topic`` (default: the one of its
+    prefix) the control lane's, whose events and lag count too."""
+    from consumers.config import control_topic_for
+
+    snap = Snapshot(topic=topic, control_topic=control_topic or control_topic_for(topic))
     heads: list[dict[str, Any]] | None = None
 
     async def database() -> list[dict[str, Any]]:
@@ -242,6 +264,13 @@ async def take_snapshot(
         except Exception as exc:
             snap.errors["kafka"] = f"{type(exc).__name__}: {exc}"[:300] or "timed out"
     if ends is not None and heads is not None:
-        committed = {h["kafka_partition"]: h["next_offset"] for h in heads}
-        snap.lag = {p: max(0, end - committed.get(p, 0)) for p, end in sorted(ends.items())}
+        snap.lag = _lag(ends, heads, topic)
+        with contextlib.suppress(Exception):  # a ledger from before the control lane
+            control_ends = await offsets.end_offsets(snap.control_topic)  # type: ignore[union-attr]
+            snap.control_lag = _lag(control_ends, heads, snap.control_topic)
     return snap
+
+
+def _lag(ends: dict[int, int], heads: list[dict[str, Any]], topic: str) -> dict[int, int]:
+    committed = {h["kafka_partition"]: h["next_offset"] for h in heads if h["topic"] == topic}
+    return {p: max(0, end - committed.get(p, 0)) for p, end in sorted(ends.items())}

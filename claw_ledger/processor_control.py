@@ -28,12 +28,14 @@ def processor_pid(settings: Settings) -> int | None:
     return _PROCESSOR.running_pid(settings)
 
 
-def start_processor(settings: Settings, group: str = "claw-ledger-verifier") -> tuple[int, bool]:
+def start_processor(
+    settings: Settings, group: str = "claw-ledger-verifier", lanes: str = "control,ingress"
+) -> tuple[int, bool]:
     """Start ``claw-ledger processor run`` detached; returns (pid, already_running)."""
     existing = processor_pid(settings)
     if existing is not None:
         return existing, True
-    pid = _PROCESSOR.spawn(settings, "supervise", "--group", group)
+    pid = _PROCESSOR.spawn(settings, "supervise", "--group", group, "--lanes", lanes)
     time.sleep(0.2)
     return pid, False
 
@@ -42,7 +44,7 @@ def stop_processor(settings: Settings) -> bool:
     return _PROCESSOR.stop(settings)
 
 
-def supervise_processor(group: str, engine: str = "kafka") -> int:
+def supervise_processor(group: str, engine: str = "kafka", lanes: str = "control,ingress") -> int:
     """Run ``processor run`` as a child; restart it with back-off when it fails."""
     import signal
     import subprocess
@@ -62,7 +64,9 @@ def supervise_processor(group: str, engine: str = "kafka") -> int:
     while True:
         started = time.monotonic()
         child = subprocess.Popen(
-            processor_command("run", "--group", group, "--engine", engine, "--no-status")
+            processor_command(
+                *("run", "--group", group, "--engine", engine, "--lanes", lanes, "--no-status")
+            )
         )
         code = child.wait()
         if stopping or code == 0:

@@ -191,7 +191,7 @@ async def source_size(settings: Settings, source: str) -> int:
     if source == KAFKA:
         from consumers.topic_replay import topic_size
 
-        return await topic_size(effective_endpoints(settings).kafka_bootstrap, _ingress(settings))
+        return await topic_size(effective_endpoints(settings).kafka_bootstrap, _lanes(settings))
     from storage.projection_queries import open_connection
     from storage.replay_queries import count_events
 
@@ -202,8 +202,10 @@ async def source_size(settings: Settings, source: str) -> int:
         await conn.close()
 
 
-def _ingress(settings: Settings) -> str:
-    return topics_for(settings).ingress
+def _lanes(settings: Settings) -> list[str]:
+    """The topics a replay from Kafka reads: the control lane first (ADR 0024)."""
+    topics = topics_for(settings)
+    return [topics.control, topics.ingress]
 
 
 def stored_event(row: Mapping[str, Any]) -> StoredEvent:
@@ -211,6 +213,7 @@ def stored_event(row: Mapping[str, Any]) -> StoredEvent:
     return StoredEvent(
         raw=row["envelope_raw"],
         partition=row["kafka_partition"],
+        topic=row["kafka_topic"],
         offset=row["kafka_offset"],
         ledger_seq=row["ledger_seq"],
         prev_chain_hash=row["prev_chain_hash"],
@@ -306,9 +309,9 @@ async def _replay_topic(
     result: ReplayResult,
     progress: Callable[[int], None] | None,
 ) -> None:
-    from consumers.topic_replay import iter_topic
+    from consumers.topic_replay import iter_topics
 
-    topic = iter_topic(effective_endpoints(settings).kafka_bootstrap, _ingress(settings))
+    topic = iter_topics(effective_endpoints(settings).kafka_bootstrap, _lanes(settings))
     try:
         async for chunk in pool.averdicts(topic, _raw):
             if not _steps(result.fold, chunk, request, result, progress):

@@ -3,7 +3,8 @@
 Imported only when that engine runs: nothing else imports this module, so the
 CLI and the default engine never load faust.
 
-faust feeds batches from the ingress topic; all decisions and all effects are
+faust feeds batches from each lane's topic (ingress, control: one agent and
+one processor each); all decisions and all effects are
 :class:`~consumers.processor.VerifyingProcessor`'s. Correctness never depends
 on faust's own offsets (see docs/adr/0001-exactly-once.md): the consumed
 position lives in Postgres, is written in the same transaction as the
@@ -27,6 +28,7 @@ from faust.types import TP
 from consumers.config import ProcessorConfig
 from consumers.failures import BatchFailedError, with_database_retry
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor, open_processor
+from ledger.registry import Lane
 
 __all__ = ["create_app", "run_faust_worker"]
 
@@ -57,68 +59,79 @@ def create_app(
         producer_max_request_size=2 * 1024 * 1024,
         datadir=config.datadir or ".claw-ledger/processor",
     )
-    ingress = app.topic(config.ingress_topic, value_type=bytes, key_type=bytes)
     verified = app.topic(config.verified_topic, value_type=bytes, key_type=bytes)
     quarantine = app.topic(config.quarantine_topic, value_type=bytes, key_type=bytes)
-    holder: dict[str, Any] = {}
+    #: lane -> its started processor (one per lane, like the aiokafka engine)
+    holder: dict[str, VerifyingProcessor] = {}
+    lane_of_topic = {config.topic_of(lane): lane for lane in config.lanes}
 
-    async def processor() -> VerifyingProcessor:
-        if "processor" not in holder:
+    async def processor(lane: Lane) -> VerifyingProcessor:
+        if lane not in holder:
             # this engine's copies stay best effort (ADR 0008)
             # faust would only log a refusal raised inside its agent and restart
             # the agent: check every digest before consuming instead (ADR 0020)
-            holder["processor"] = await open_processor(
-                replace(config, control_check="start"), copies_tracked=False
+            holder[lane] = await open_processor(
+                replace(config, control_check="start"), copies_tracked=False, lane=lane
             )
-        result: VerifyingProcessor = holder["processor"]
-        return result
+        return holder[lane]
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def _seek_to_ledger_positions(sender: Any, assigned: set[TP], **_: Any) -> None:
-        proc = await processor()
-        offsets = await proc.assigned(
-            tp.partition for tp in assigned if tp.topic == config.ingress_topic
-        )
-        for tp in assigned:
-            if tp.topic != config.ingress_topic:
+        for topic, lane in lane_of_topic.items():
+            mine = [tp for tp in assigned if tp.topic == topic]
+            if not mine:
                 continue
-            offset = offsets[tp.partition]
-            if offset is not None:
-                await app.consumer.seek(tp, offset)
+            proc = await processor(lane)
+            offsets = await proc.assigned(tp.partition for tp in mine)
+            for tp in mine:
+                offset = offsets[tp.partition]
+                if offset is not None:
+                    await app.consumer.seek(tp, offset)
 
     @app.timer(0.5)  # type: ignore[untyped-decorator]
     async def _heartbeat() -> None:
         # the authorize service measures its freshness against it (ADR 0015)
-        if "processor" in holder:
-            await holder["processor"].heartbeat()
+        for proc in list(holder.values()):
+            await proc.heartbeat()
 
-    @app.agent(ingress)
-    async def verify(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        proc = await processor()
-        batches = stream.take_events(  # type: ignore[attr-defined]
-            config.batch_size, within=config.batch_within_s
-        )
-        async for events in batches:
-            records = [
-                IngressRecord(
-                    partition=e.message.partition,
-                    offset=e.message.offset,
-                    value=e.message.value,
-                    key=e.message.key,
-                )
-                for e in events
-            ]
-            try:
-                report = await with_database_retry(partial(proc.process, records))
-            except BatchFailedError as exc:
-                if on_failure is None:
-                    raise
-                on_failure(exc)
-            if config.forward:
-                await _forward(report, verified, quarantine)
-            if on_batch is not None:
-                on_batch(report)
-            yield None
+    def lane_agent(lane: Lane) -> None:
+        """An agent of its own per lane: faust runs each agent on its own task
+        and buffers each topic apart, so a backlog on one lane does not hold
+        the other's stream (both share one consumer, so their fetches do)."""
+        source = app.topic(config.topic_of(lane), value_type=bytes, key_type=bytes)
+
+        async def verify(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+            proc = await processor(lane)
+            batches = stream.take_events(  # type: ignore[attr-defined]
+                config.batch_size, within=config.batch_within_s
+            )
+            async for events in batches:
+                records = [
+                    IngressRecord(
+                        partition=e.message.partition,
+                        offset=e.message.offset,
+                        value=e.message.value,
+                        key=e.message.key,
+                    )
+                    for e in events
+                ]
+                try:
+                    report = await with_database_retry(partial(proc.process, records))
+                except BatchFailedError as exc:
+                    if on_failure is None:
+                        raise
+                    on_failure(exc)
+                if config.forward:
+                    await _forward(report, verified, quarantine)
+                if on_batch is not None:
+                    on_batch(report)
+                yield None
+
+        verify.__name__ = verify.__qualname__ = f"verify_{lane}"
+        app.agent(source, name=f"verify_{lane}")(verify)
+
+    for lane in config.lanes:
+        lane_agent(lane)
 
     return app
 

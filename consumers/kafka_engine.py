@@ -25,8 +25,9 @@ from consumers.config import ProcessorConfig
 from consumers.failures import with_database_retry
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor, open_processor
 from ledger.batch import Outcome
+from ledger.registry import Lane
 
-__all__ = ["run_engine"]
+__all__ = ["kafka_group", "run_engine", "run_lane"]
 
 log = logging.getLogger("claw_ledger.processor")
 
@@ -99,9 +100,10 @@ async def _send(
 ) -> list[Any]:
     """Send outcomes to the verified and quarantine topics; returns the send futures.
 
-    A record goes to the partition number it came from on the ingress topic
-    (the topics have the same partition count), so each stream stays in
-    order; whole batches are sent, which costs far less than a send per record.
+    A record goes to the partition number it came from on its lane's topic
+    (all topics have the same partition count, and the same key hashes to the
+    same partition number on each), so each stream stays in order; whole
+    batches are sent, which costs far less than a send per record.
     """
     builders: dict[tuple[str, int], Any] = {}
     futures: list[Any] = []
@@ -138,10 +140,14 @@ async def run_engine(
     on_batch: Callable[[BatchReport], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Consume, verify and commit until ``stop`` is set (or SIGTERM/SIGINT).
+    """Consume, verify and commit every lane of ``config`` until ``stop`` is set
+    (or SIGTERM/SIGINT).
 
-    A batch that cannot be committed raises :class:`~consumers.failures.BatchFailedError`
-    (the runner turns it into the exit code).
+    Each lane (ADR 0024) runs :func:`run_lane` on a task of its own, with its
+    own consumer, producer and processor, so a backlog on the ingress topic
+    never delays a halt on the control topic. A lane that fails stops the
+    others; its :class:`~consumers.failures.BatchFailedError` is raised (the
+    runner turns it into the exit code).
     """
     stop = stop or asyncio.Event()
     # Batches allocate many short-lived objects and no cycles worth chasing per
@@ -152,10 +158,46 @@ async def run_engine(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    proc = await open_processor(config)
+    lanes = [
+        asyncio.create_task(run_lane(config, lane, on_batch=on_batch, stop=stop), name=lane)
+        for lane in config.lanes
+    ]
+    try:
+        await asyncio.wait(lanes, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        # one lane down (or this task cancelled): the others stop at their next round
+        stop.set()
+        results = await asyncio.gather(*lanes, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+            raise result
+
+
+def kafka_group(config: ProcessorConfig, lane: Lane) -> str:
+    """The Kafka consumer group of a lane's consumers.
+
+    The ledger group (``config.group``, the key of ``consumer_positions``) is
+    the same for both lanes; the Kafka group of the control lane is a group of
+    its own, so that a rebalance of the ingress consumers (a processor joining
+    or leaving) never pauses the control lane. Kafka-side groups only spread
+    partitions over processes: positions live in Postgres.
+    """
+    return config.group if lane == "ingress" else f"{config.group}.{lane}"
+
+
+async def run_lane(
+    config: ProcessorConfig,
+    lane: Lane,
+    *,
+    on_batch: Callable[[BatchReport], None] | None = None,
+    stop: asyncio.Event,
+) -> None:
+    """Consume, verify and commit one lane's topic until ``stop`` is set."""
+    topic = config.topic_of(lane)
+    proc = await open_processor(config, lane=lane)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=config.kafka_bootstrap,
-        group_id=config.group,
+        group_id=kafka_group(config, lane),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         isolation_level="read_committed",
@@ -173,9 +215,7 @@ async def run_engine(
         max_batch_size=1024 * 1024,
         max_request_size=2 * 1024 * 1024,
     )
-    consumer.subscribe(
-        [config.ingress_topic], listener=_SeekToLedger(consumer, producer, proc, config)
-    )
+    consumer.subscribe([topic], listener=_SeekToLedger(consumer, producer, proc, config))
     # the producer first: a partition assignment may have outcomes to copy
     await producer.start()
     await consumer.start()

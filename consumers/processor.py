@@ -38,7 +38,7 @@ from ledger.control_cache import ControlCache
 from ledger.control_digest import CONTROL_DIGEST_TABLES, digest_hex, table_digest
 from ledger.control_reads import BOUNDED_TABLES, batch_reads
 from ledger.errors import ConfigError, ControlPlaneTamperedError, StaleBatchError
-from ledger.registry import DEFAULT_RULE_SETTINGS, RuleSettings
+from ledger.registry import DEFAULT_RULE_SETTINGS, Lane, RuleSettings
 from ledger.state import LedgerState
 from ledger.verify import DEFAULT_MAX_MESSAGE_BYTES, Rejected, Verified, verify_message
 from storage.protocol import BatchCommit, CommitTimings, ControlRead, LedgerStore
@@ -489,16 +489,17 @@ class VerifyingProcessor:
 
 
 async def open_processor(
-    config: ProcessorConfig, *, copies_tracked: bool = True
+    config: ProcessorConfig, *, copies_tracked: bool = True, lane: Lane = "ingress"
 ) -> VerifyingProcessor:
-    """A started processor on the Postgres store of ``config`` (what both engines run)."""
+    """A started processor of one lane (ADR 0024) on the Postgres store of
+    ``config`` (what both engines run, once per lane)."""
     from storage.postgres import PostgresLedgerStore
 
     store = await PostgresLedgerStore.open(config.database_url, min_size=1, max_size=2)
     processor = VerifyingProcessor(
         store,
         group=config.group,
-        topic=config.ingress_topic,
+        topic=config.topic_of(lane),
         trust_root=None,
         max_message_bytes=config.max_message_bytes,
         copies_tracked=copies_tracked,

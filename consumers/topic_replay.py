@@ -1,19 +1,23 @@
-"""Read an ingress topic from its beginning for a replay: every partition,
-merged into one order, up to the end it had when the read started.
+"""Read the lanes' topics from their beginning for a replay: every partition
+of each, merged into one order, up to the end they had when the read started.
 
-Kafka orders each partition; nothing orders partitions against each other.
-The merge takes the record with the smallest (timestamp, partition, offset)
-next. That respects the publishing contract (an event that depends on another
-is published only after the first was committed, so it carries a later
-timestamp), which is all the rules need. The consumer reads committed records
+Kafka orders each partition; nothing orders partitions (or topics) against
+each other. The merge takes the record with the smallest (timestamp, topic
+rank, partition, offset) next, the topics ranked in the order given (the
+control lane first: on a tie it is what the processor commits first). That
+respects the publishing contract (an event that depends on another is
+published only after the first was committed, so it carries a later
+timestamp), which is all the rules need; what it does not reproduce is a
+halt that overtook events published before it (ADR 0024). The consumer reads committed records
 only, joins no group and commits nothing, so it never disturbs the processor.
 """
 
 from __future__ import annotations
 
 import heapq
+import logging
 from collections import deque
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -21,10 +25,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from ledger.errors import ServiceError
 from ledger.replay import StoredEvent
 
-__all__ = ["iter_topic", "topic_size"]
+__all__ = ["iter_topic", "iter_topics", "topic_size"]
+
+log = logging.getLogger("claw_ledger.replay")
 
 
-async def _open(bootstrap: str, topic: str) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
+async def _open(
+    bootstrap: str, topics: Sequence[str]
+) -> tuple[AIOKafkaConsumer, list[TopicPartition]]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -38,21 +46,31 @@ async def _open(bootstrap: str, topic: str) -> tuple[AIOKafkaConsumer, list[Topi
         # partitions_for_topic() knows only subscribed topics; a full metadata read
         # (what consumer.topics() does) knows them all
         cluster = await consumer._client.fetch_all_metadata()
-        partitions = cluster.partitions_for_topic(topic)
+        found = {topic: cluster.partitions_for_topic(topic) for topic in topics}
     except Exception as exc:
         await consumer.stop()
-        raise ServiceError(f"cannot read topic {topic} at {bootstrap}: {exc}") from exc
-    if not partitions:
+        raise ServiceError(f"cannot read topic {', '.join(topics)} at {bootstrap}: {exc}") from exc
+    missing = [topic for topic, partitions in found.items() if not partitions]
+    if len(missing) < len(topics):
+        # a ledger from before the control lane has no control topic: nothing was
+        # published there, so there is nothing to merge from it
+        for topic in missing:
+            log.warning("topic %s does not exist at %s; read without it", topic, bootstrap)
+        topics = [topic for topic in topics if topic not in missing]
+    else:
         await consumer.stop()
-        raise ServiceError(f"topic {topic} does not exist at {bootstrap}")
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        raise ServiceError(
+            f"topic {', '.join(missing)} does not exist at {bootstrap}",
+            hint="create the ledger's topics with `claw-ledger services topics`",
+        )
+    tps = [TopicPartition(topic, p) for topic in topics for p in sorted(found[topic])]
     consumer.assign(tps)
     return consumer, tps
 
 
-async def topic_size(bootstrap: str, topic: str) -> int:
-    """How many offsets the topic's partitions hold now (an upper bound on records)."""
-    consumer, tps = await _open(bootstrap, topic)
+async def topic_size(bootstrap: str, topic: str | Sequence[str]) -> int:
+    """How many offsets the topics' partitions hold now (an upper bound on records)."""
+    consumer, tps = await _open(bootstrap, [topic] if isinstance(topic, str) else topic)
     try:
         begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
@@ -61,12 +79,22 @@ async def topic_size(bootstrap: str, topic: str) -> int:
         await consumer.stop()
 
 
-async def iter_topic(
+def iter_topic(
     bootstrap: str, topic: str, *, batch: int = 500
 ) -> AsyncGenerator[StoredEvent, None]:
     """Every committed record of ``topic`` from its beginning up to the end
     offsets of when the read started, merged across partitions."""
-    consumer, tps = await _open(bootstrap, topic)
+    return iter_topics(bootstrap, [topic], batch=batch)
+
+
+async def iter_topics(
+    bootstrap: str, topics: Sequence[str], *, batch: int = 500
+) -> AsyncGenerator[StoredEvent, None]:
+    """Every committed record of ``topics`` from their beginning up to the end
+    offsets of when the read started, merged across topics and partitions
+    (on equal timestamps, the topic given first comes first)."""
+    consumer, tps = await _open(bootstrap, topics)
+    rank = {topic: i for i, topic in enumerate(topics)}
     try:
         begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
@@ -83,20 +111,22 @@ async def iter_topic(
                         buffers[tp].append(_stored(message))
             return bool(buffers[tp])
 
-        heap: list[tuple[datetime, int, int, TopicPartition]] = []
+        heap: list[tuple[datetime, int, int, int, TopicPartition]] = []
         for tp in tps:
             if await refill(tp):
                 head = buffers[tp][0]
                 assert head.recorded_at is not None and head.offset is not None
-                heap.append((head.recorded_at, tp.partition, head.offset, tp))
+                heap.append((head.recorded_at, rank[tp.topic], tp.partition, head.offset, tp))
         heapq.heapify(heap)
         while heap:
-            _, _, _, tp = heapq.heappop(heap)
+            *_, tp = heapq.heappop(heap)
             yield buffers[tp].popleft()
             if await refill(tp):
                 head = buffers[tp][0]
                 assert head.recorded_at is not None and head.offset is not None
-                heapq.heappush(heap, (head.recorded_at, tp.partition, head.offset, tp))
+                heapq.heappush(
+                    heap, (head.recorded_at, rank[tp.topic], tp.partition, head.offset, tp)
+                )
     finally:
         await consumer.stop()
 
@@ -106,6 +136,7 @@ def _stored(message: object) -> StoredEvent:
     return StoredEvent(
         raw=bytes(message.value),  # type: ignore[attr-defined]
         partition=message.partition,  # type: ignore[attr-defined]
+        topic=message.topic,  # type: ignore[attr-defined]
         offset=offset,
         recorded_at=datetime.fromtimestamp(message.timestamp / 1000, UTC),  # type: ignore[attr-defined]
     )

@@ -82,6 +82,9 @@ class StoredEvent:
     position: int | None = None
     #: the ``event_id`` column stored beside the envelope (checked against it)
     event_id: str | None = None
+    #: the lane's topic (ADR 0024): each (topic, partition) is a chain of its own;
+    #: events fed without one share the chains of :attr:`Replay.positions`
+    topic: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +181,10 @@ class Replay:
     #: the ids seen so far (default: all of them, in memory)
     seen: EventIds = field(default_factory=AllEventIds)
     state: LedgerState = field(init=False)
+    #: the chain heads of the events fed without a topic
     positions: dict[int, PartitionPosition] = field(init=False, default_factory=dict)
+    #: topic -> its chain heads (the topic ``""`` holds :attr:`positions`)
+    chains: dict[str, dict[int, PartitionPosition]] = field(init=False, default_factory=dict)
     projections: dict[tuple[str, Any], ProjectionRow] = field(init=False, default_factory=dict)
     #: accepted events per type
     counts: Counter[str] = field(init=False, default_factory=Counter)
@@ -193,6 +199,14 @@ class Replay:
     def __post_init__(self) -> None:
         self._pinned = self.trust_root is not None
         self.state = LedgerState(trust_root=self.trust_root)
+        self.chains[""] = self.positions
+
+    def _chain(self, topic: str) -> dict[int, PartitionPosition]:
+        """The chain heads of ``topic``'s partitions."""
+        heads = self.chains.get(topic)
+        if heads is None:
+            heads = self.chains[topic] = {}
+        return heads
 
     def resume(
         self,
@@ -330,13 +344,13 @@ class Replay:
         processor gives an accepted event. ``start`` itself: per event."""
         if not self.state.keys:
             return start  # the bootstrap: the trust root is decided event by event
-        partition = items[start][0].partition
-        position = self.positions.get(partition)
+        partition, topic = items[start][0].partition, items[start][0].topic
+        position = self._chain(topic).get(partition)
         seq = position.ledger_seq if position else 0
         prev = position.chain_hash if position else None
         end = start
         for stored, verdict in items[start:]:
-            if stored.partition != partition:
+            if stored.partition != partition or stored.topic != topic:
                 break
             if not isinstance(verdict, Verified):
                 if self.strict:
@@ -363,7 +377,8 @@ class Replay:
 
     def _decide_run(self, run: Sequence[tuple[StoredEvent, Verdict]]) -> list[ReplayStep]:
         partition = run[0][0].partition
-        position = self.positions.get(partition)
+        heads = self._chain(run[0][0].topic)
+        position = heads.get(partition)
         next_offset = position.next_offset if position else 0
         records: list[IngressRecord] = []
         verdicts: list[Verdict] = []
@@ -381,14 +396,14 @@ class Replay:
         pending = pending_records({}, records, verdicts)
         plan = plan_batch(
             self.state,
-            self.positions,
+            heads,
             pending,
             recorded,
             self.settings,
             stop_at_refusal=self.strict,
         )
         (batch,) = plan.batches
-        self.positions[partition] = batch.new_position
+        heads[partition] = batch.new_position
         for projection in plan.projections:
             self.projections[projection_key(projection)] = projection
         report = plan.report
@@ -462,7 +477,8 @@ class Replay:
 
     def _decide(self, stored: StoredEvent, verdict: Verdict) -> ReplayStep | None:
         partition = stored.partition
-        position = self.positions.get(partition)
+        heads = self._chain(stored.topic)
+        position = heads.get(partition)
         offset = stored.offset
         if offset is None:
             offset = position.next_offset if position else 0
@@ -474,7 +490,7 @@ class Replay:
             known = self.seen.get(verdict.event.event_id)
             if known is not None:
                 recorded[verdict.event.event_id] = known
-        plan = plan_batch(self.state, self.positions, pending, recorded, self.settings)
+        plan = plan_batch(self.state, heads, pending, recorded, self.settings)
         (batch,) = plan.batches
         if plan.report.duplicates:
             assert isinstance(verdict, Verified)
@@ -482,7 +498,7 @@ class Replay:
                 self._break_duplicate(stored, verdict)
                 return None
             self.duplicates += 1
-            self.positions[batch.partition] = batch.new_position
+            heads[batch.partition] = batch.new_position
             return ReplayStep(stored, verdict, duplicate=True)
         if batch.quarantined:
             refused = verdict if isinstance(verdict, Rejected) else _refusal(verdict, batch)
@@ -490,7 +506,7 @@ class Replay:
                 self._break(stored, refused.event_id, refused.code, refused.detail)
                 return None
             self.skipped[refused.code.value] += 1
-            self.positions[batch.partition] = batch.new_position
+            heads[batch.partition] = batch.new_position
             return ReplayStep(stored, None, refused)
         assert isinstance(verdict, Verified)
         (row,) = batch.events
@@ -501,7 +517,7 @@ class Replay:
                 self._break(stored, verdict.event.event_id, code, detail)
                 return None
         self.seen.add(verdict.event.event_id, verdict.envelope.payload_hash_b64u)
-        self.positions[batch.partition] = batch.new_position
+        heads[batch.partition] = batch.new_position
         for projection in plan.projections:
             self.projections[projection_key(projection)] = projection
         self.counts[verdict.event.event_type] += 1

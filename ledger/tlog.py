@@ -16,15 +16,29 @@ from ledger.encoding import b64u_decode, b64u_encode
 from ledger.errors import ProofError, ReasonCode, RejectedError
 from ledger.merkle import HASH_SIZE, leaf_hash
 
-__all__ = ["EventLeaf", "order_new_leaves"]
+__all__ = ["CONTROL_CHAIN_BASE", "EventLeaf", "chain_number", "order_new_leaves"]
 
 _LEAF_VERSION = 1
 _LEAF_LAYOUT = struct.Struct(">BIQ16s32s32s")
 
 
+#: added to the Kafka partition of a control-lane event to make its leaf's chain
+#: number (ADR 0024): each (lane, partition) is a hash chain of its own
+CONTROL_CHAIN_BASE = 1 << 30
+
+
+def chain_number(lane: str, partition: int) -> int:
+    """The ``partition`` field of a leaf: the Kafka partition on the ingress lane,
+    :data:`CONTROL_CHAIN_BASE` + the partition on the control lane."""
+    return partition + (CONTROL_CHAIN_BASE if lane == "control" else 0)
+
+
 @dataclass(frozen=True)
 class EventLeaf:
     """One accepted event as a log entry: where it sits in its partition's chain and what it is.
+
+    ``partition`` names the chain: :func:`chain_number` of the event's lane and
+    Kafka partition (for the ingress lane, the partition itself).
 
     The leaf bytes (93) are ``0x01`` (version) || partition (uint32 BE) ||
     ledger_seq (uint64 BE) || event_id (16 bytes) || SHA-256 of the envelope

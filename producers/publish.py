@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 
 from ledger.crypto import KeyPair
+from ledger.topics import Topics
 from producers.outcome import Committed, PublishOutcome, Quarantined, TimedOut, Verdict
 from producers.sdk import LedgerProducer, blocking
 
@@ -37,11 +38,23 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PublishTarget:
-    """Where events go (Kafka, the ingress topic) and where their verdicts are read."""
+    """Where events go (Kafka, the ingress topic) and where their verdicts are read.
+
+    Control-lane events (halts, resumes, revocations) go to ``control_topic``;
+    left out, it is ``<prefix>.control`` for an ingress topic ``<prefix>.ingress``.
+    """
 
     kafka_bootstrap: str
     ingress_topic: str
     database_url: str
+    control_topic: str | None = None
+
+    @property
+    def topics(self) -> Topics | str:
+        """What a :class:`~producers.sdk.LedgerProducer` routes to."""
+        if self.control_topic is None:
+            return self.ingress_topic
+        return Topics(self.ingress_topic, "", "", self.control_topic)
 
 
 async def await_verdict(database_url: str, event_id: str, *, timeout: float = 30.0) -> Verdict:
@@ -96,7 +109,7 @@ async def publish_event(
     timeout: float = 30.0,
 ) -> PublishOutcome:
     """Sign and publish one event on ``target``; with ``wait``, await its verdict."""
-    async with LedgerProducer(target.kafka_bootstrap, target.ingress_topic) as producer:
+    async with LedgerProducer(target.kafka_bootstrap, target.topics) as producer:
         position = await producer.publish(key, event_type, stream, body)
     verdict = (
         await await_verdict(target.database_url, position.event_id, timeout=timeout)

@@ -10,11 +10,18 @@ Bulk: a service that signs many events (a gateway flushing receipts) calls
 :meth:`LedgerProducer.publish_many`, or :func:`sign_many` then
 :meth:`LedgerProducer.send_raw_many`::
 
-    async with LedgerProducer(bootstrap, topics.ingress) as producer:
+    async with LedgerProducer(bootstrap, topics) as producer:
         positions = await producer.publish_many(
             gateway_key,
             [NewEvent("receipt.recorded", f"job:{job}", body) for job, body in pending],
         )
+
+Routing (ADR 0024): each event goes to the topic of its type's lane
+(``REGISTRY[event_type].lane``): halts, resumes and revocations to
+``<prefix>.control``, everything else to ``<prefix>.ingress``. Raw sends route
+by the ``event_type`` they are given, else by the type read from the
+envelope bytes; bytes that are no ledger event of a known type go to ingress
+(where the processor quarantines them). An explicit ``topic=`` wins.
 """
 
 from __future__ import annotations
@@ -40,8 +47,18 @@ from ledger.events import (
     sign_event_bytes,
     sign_events_bytes,
 )
+from ledger.topics import Topics, topic_names
+from ledger.types import REGISTRY
 
-__all__ = ["LedgerProducer", "NewEvent", "Position", "RawEvent", "blocking", "sign_many"]
+__all__ = [
+    "LedgerProducer",
+    "NewEvent",
+    "Position",
+    "RawEvent",
+    "blocking",
+    "lane_of_envelope",
+    "sign_many",
+]
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
@@ -80,6 +97,8 @@ class RawEvent:
     value: bytes
     stream: str
     event_id: str = ""
+    #: routes the event to its lane's topic; empty: read from ``value``
+    event_type: str = ""
 
 
 def sign_many(key: KeyPair, events: Iterable[NewEvent]) -> list[RawEvent]:
@@ -93,18 +112,49 @@ def sign_many(key: KeyPair, events: Iterable[NewEvent]) -> list[RawEvent]:
     """
     events = list(events)
     return [
-        RawEvent(raw, new.stream, event_id)
+        RawEvent(raw, new.stream, event_id, new.event_type)
         for new, (event_id, raw) in zip(events, sign_events_bytes(key, events), strict=True)
     ]
 
 
+def lane_of_envelope(value: bytes) -> str:
+    """The lane of a ledger event's envelope bytes (its type's registry lane);
+    ``"ingress"`` for bytes that are not a ledger event of a known type."""
+    import json
+
+    try:
+        envelope = json.loads(value)
+        event_type = envelope["payload"]["event_type"]
+    except (ValueError, TypeError, KeyError):
+        return "ingress"
+    spec = REGISTRY.get(event_type) if isinstance(event_type, str) else None
+    return spec.lane if spec is not None else "ingress"
+
+
+def _lane_topics(topic: Topics | str) -> Topics:
+    """The topics a producer routes to: given, or those of ``<prefix>.ingress``.
+
+    Any other single name is used for both lanes (a processor accepts an event
+    on either lane's topic, so nothing is lost; it only is not expedited).
+    """
+    if isinstance(topic, Topics):
+        return topic
+    if topic.endswith(".ingress"):
+        return topic_names(topic.removesuffix(".ingress"))
+    return Topics(ingress=topic, verified="", quarantine="", control=topic)
+
+
 class LedgerProducer:
-    """Sign and publish events; use as an async context manager."""
+    """Sign and publish events, each to its lane's topic; use as an async context manager.
+
+    ``topic`` is the :class:`~ledger.topics.Topics` of the ledger (or the name of
+    its ingress topic, ``<prefix>.ingress``, from which the control topic is known).
+    """
 
     def __init__(
         self,
         bootstrap: str,
-        topic: str,
+        topic: Topics | str,
         *,
         max_in_flight: int = 10_000,
         linger_ms: int = 5,
@@ -112,7 +162,9 @@ class LedgerProducer:
         max_request_size: int = 2 * 1024 * 1024,
         client_id: str = "claw-ledger-producer",
     ) -> None:
-        self.topic = topic
+        self.topics = _lane_topics(topic)
+        #: the ingress topic (where anything without a control-lane type goes)
+        self.topic = self.topics.ingress
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap,
             acks="all",
@@ -125,6 +177,18 @@ class LedgerProducer:
         self._room = asyncio.Semaphore(max_in_flight)
         self._partitioner = DefaultPartitioner()
         self._partition_of_stream: dict[str, int] = {}
+
+    def topic_for(self, event_type: str) -> str:
+        """The topic an event of ``event_type`` is sent to (its lane's)."""
+        spec = REGISTRY.get(event_type)
+        return self.topics.for_lane(spec.lane if spec is not None else "ingress")
+
+    def _route(self, value: bytes, event_type: str | None, topic: str | None) -> str:
+        if topic is not None:
+            return topic
+        if event_type:
+            return self.topic_for(event_type)
+        return self.topics.for_lane(lane_of_envelope(value))
 
     async def start(self) -> None:
         await self._producer.start()
@@ -155,7 +219,7 @@ class LedgerProducer:
     ) -> Position:
         """Build, validate, sign and publish one event; wait until Kafka has it."""
         event_id, raw = sign_event_bytes(key, event_type, stream, body, event_id=event_id)
-        future = await self.send_raw(raw, stream, event_id)
+        future = await self.send_raw(raw, stream, event_id, event_type=event_type)
         return await future
 
     def sign(
@@ -197,16 +261,32 @@ class LedgerProducer:
         """
         payload = envelope.payload
         stream = str(payload["stream"])
-        return await self.send_raw(envelope.to_bytes(), stream, str(payload["event_id"]))
+        return await self.send_raw(
+            envelope.to_bytes(),
+            stream,
+            str(payload["event_id"]),
+            event_type=str(payload.get("event_type", "")),
+        )
 
     async def send_raw(
-        self, value: bytes, stream: str, event_id: str = ""
+        self,
+        value: bytes,
+        stream: str,
+        event_id: str = "",
+        *,
+        event_type: str | None = None,
+        topic: str | None = None,
     ) -> asyncio.Future[Position]:
-        """Queue raw bytes keyed by ``stream`` (used for tests of bad input too)."""
+        """Queue raw bytes keyed by ``stream`` (used for tests of bad input too).
+
+        Sent to ``topic`` if given, else to the lane of ``event_type``, else to
+        the lane of the type the bytes carry (ingress for anything else).
+        """
+        target = self._route(value, event_type, topic)
         await self._room.acquire()
         try:
             kafka_future = await self._producer.send(
-                self.topic, value=value, key=stream.encode("utf-8")
+                target, value=value, key=stream.encode("utf-8")
             )
         except BaseException:
             self._room.release()
@@ -228,15 +308,36 @@ class LedgerProducer:
         kafka_future.add_done_callback(_done)
         return result
 
-    async def send_raw_many(self, events: Iterable[RawEvent]) -> list[Position]:
+    async def send_raw_many(
+        self, events: Iterable[RawEvent], *, topic: str | None = None
+    ) -> list[Position]:
         """Publish many envelopes as whole record batches; wait until Kafka has them all.
 
         The cheap path for bulk publishing: one batch per partition instead of
-        one send per event. Each stream lands on the partition a single
-        :meth:`send_raw` would choose (Kafka's murmur2 of the key), in the
-        order given. Positions come back in the order of ``events``.
+        one send per event. Each event goes where :meth:`send_raw` would send
+        it (``topic``, else its lane's), and each stream lands on the partition
+        a single :meth:`send_raw` would choose (Kafka's murmur2 of the key), in
+        the order given. Positions come back in the order of ``events``.
         """
-        partitions = sorted(await self._producer.partitions_for(self.topic))
+        by_topic: dict[str, list[tuple[int, RawEvent]]] = {}
+        count = 0
+        for index, event in enumerate(events):
+            count += 1
+            target = self._route(event.value, event.event_type, topic)
+            by_topic.setdefault(target, []).append((index, event))
+        positions: list[Position | None] = [None] * count
+        for target, indexed in by_topic.items():
+            for index, position in await self._send_raw_batches(target, indexed):
+                positions[index] = position
+        return [p for p in positions if p is not None]
+
+    async def _send_raw_batches(
+        self, topic: str, events: list[tuple[int, RawEvent]]
+    ) -> list[tuple[int, Position]]:
+        """``events`` (with their indexes) to ``topic`` as record batches."""
+        partitions = sorted(await self._producer.partitions_for(topic))
+        # the cached partition of a stream holds for the ingress topic only
+        cache = self._partition_of_stream if topic == self.topic else {}
         builders: dict[int, Any] = {}
         #: per partition: (events appended to the open batch, futures of sent batches)
         open_events: dict[int, list[tuple[int, RawEvent]]] = {}
@@ -244,19 +345,17 @@ class LedgerProducer:
 
         async def ship(partition: int) -> None:
             future = await self._producer.send_batch(
-                builders.pop(partition), self.topic, partition=partition
+                builders.pop(partition), topic, partition=partition
             )
             sent.append((future, partition, open_events.pop(partition)))
 
-        count = 0
-        for index, event in enumerate(events):
-            count += 1
+        for index, event in events:
             key = event.stream.encode("utf-8")
-            partition = self._partition_of_stream.get(event.stream)
+            partition = cache.get(event.stream)
             if partition is None:
                 partition = self._partitioner(key, partitions, partitions)
-                if len(self._partition_of_stream) < 100_000:
-                    self._partition_of_stream[event.stream] = partition
+                if len(cache) < 100_000:
+                    cache[event.stream] = partition
             builder = builders.get(partition)
             if builder is None:
                 builder = builders[partition] = self._producer.create_batch()
@@ -272,14 +371,19 @@ class LedgerProducer:
             open_events[partition].append((index, event))
         for partition in list(builders):
             await ship(partition)
-        positions: list[Position | None] = [None] * count
+        positions: list[tuple[int, Position]] = []
         for future, partition, members in sent:
             metadata = await future
             for i, (index, event) in enumerate(members):
-                positions[index] = Position(
-                    event.event_id, event.stream, self.topic, partition, metadata.offset + i
+                positions.append(
+                    (
+                        index,
+                        Position(
+                            event.event_id, event.stream, topic, partition, metadata.offset + i
+                        ),
+                    )
                 )
-        return [p for p in positions if p is not None]
+        return positions
 
     async def flush(self) -> None:
         await self._producer.flush()

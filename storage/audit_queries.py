@@ -11,6 +11,7 @@ from ledger.control_digest import CONTROL_DIGEST_TABLES, parse_digest, row_hash
 from ledger.control_digest import DIGEST_MODULUS as _MODULUS
 from ledger.tlog_audit import TreeRebuild
 from storage.ledger_queries import _connect, _snapshot_rows
+from storage.tlog_store import leaf_chain_sql
 
 __all__ = [
     "audit_transparency_log",
@@ -83,7 +84,7 @@ async def audit_transparency_log(database_url: str, batch: int = 5000) -> TreeRe
             leaves = conn.cursor(
                 "SELECT l.log_index, l.event_id::text AS event_id, l.kafka_partition,"
                 " l.ledger_seq, l.leaf_hash, e.event_id::text AS e_event_id,"
-                " e.kafka_partition AS e_partition,"
+                f" {leaf_chain_sql('e.')} AS e_partition,"
                 " e.ledger_seq AS e_seq, e.envelope_sha256 AS e_envelope_sha256,"
                 " e.chain_hash AS e_chain_hash,"
                 # an archived event's row left with its partition (migration 0017): its

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from storage.projection_queries import row_dict
+from storage.tlog_store import leaf_chain_sql
 
 __all__ = [
     "bundle_document",
@@ -26,9 +27,10 @@ __all__ = [
     "store_bundle_document",
 ]
 
+#: a leaf's ``partition`` is its chain number (ledger.tlog.chain_number, ADR 0024)
 _LEAF_COLUMNS = (
-    "e.position, e.kafka_partition, e.ledger_seq, e.event_id::text AS event_id,"
-    " e.envelope_sha256, e.chain_hash"
+    f"e.position, {leaf_chain_sql('e.')} AS kafka_partition, e.ledger_seq,"
+    " e.event_id::text AS event_id, e.envelope_sha256, e.chain_hash"
 )
 
 
@@ -59,7 +61,7 @@ async def log_rows_after(
     rows = await conn.fetch(
         f"SELECT {_LEAF_COLUMNS} FROM events e"
         " LEFT JOIN unnest($1::int[], $2::bigint[]) AS inc (kafka_partition, ledger_seq)"
-        "   ON inc.kafka_partition = e.kafka_partition"
+        f"   ON inc.kafka_partition = {leaf_chain_sql('e.')}"
         " WHERE e.ledger_seq > coalesce(inc.ledger_seq, 0)"
         " ORDER BY e.position",
         partitions,

@@ -109,7 +109,7 @@ async def fetch_timeline(conn: asyncpg.Connection, flt: TimelineFilter) -> Timel
     args.append(flt.limit + 1)
     sql = (
         "SELECT position, event_id::text AS event_id, event_type, stream, producer,"
-        " occurred_at, recorded_at, payload, kafka_partition, ledger_seq, chain_hash"
+        " occurred_at, recorded_at, payload, kafka_topic, kafka_partition, ledger_seq, chain_hash"
         f" FROM events WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT ${len(args)}"
     )
     rows = [dict(r) for r in await conn.fetch(sql, *args)]

@@ -129,8 +129,8 @@ async def iter_events(
         conditions.append(f"position < ${len(args)}")
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
     cursor = conn.cursor(
-        "SELECT position, kafka_partition, kafka_offset, ledger_seq, prev_chain_hash,"
-        " chain_hash, recorded_at, event_id::text AS event_id, envelope_raw"
+        "SELECT position, kafka_topic, kafka_partition, kafka_offset, ledger_seq,"
+        " prev_chain_hash, chain_hash, recorded_at, event_id::text AS event_id, envelope_raw"
         f" FROM events{where} ORDER BY position",
         *args,
         prefetch=batch,

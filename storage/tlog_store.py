@@ -28,7 +28,7 @@ from ledger.merkle import (
     inclusion_plan,
     plan_ids,
 )
-from ledger.tlog import EventLeaf
+from ledger.tlog import CONTROL_CHAIN_BASE, EventLeaf
 
 __all__ = [
     "CHECKPOINT_COLUMNS",
@@ -47,6 +47,7 @@ __all__ = [
     "inclusion_proofs_for_events",
     "latest_checkpoint",
     "leaf_at",
+    "leaf_chain_sql",
 ]
 
 
@@ -247,9 +248,20 @@ async def _require_checkpoint(db: Queryable, tree_size: int | None) -> StoredChe
     )
 
 
+def leaf_chain_sql(alias: str = "") -> str:
+    """SQL for :func:`ledger.tlog.chain_number` of an ``events`` row (``alias``: its
+    table alias with the dot). The control lane's topic is ``<prefix>.control``
+    (:class:`consumers.config.ProcessorConfig` refuses any other name)."""
+    return (
+        f"(CASE WHEN {alias}kafka_topic LIKE '%.control' THEN {CONTROL_CHAIN_BASE} ELSE 0 END"
+        f" + {alias}kafka_partition)"
+    )
+
+
 _LEAF_SELECT = (
     "SELECT l.log_index, l.event_id::text AS leaf_event_id, l.kafka_partition AS leaf_partition,"
-    " l.ledger_seq AS leaf_seq, e.kafka_partition, e.ledger_seq, e.event_id::text AS event_id,"
+    " l.ledger_seq AS leaf_seq, " + leaf_chain_sql("e.") + " AS kafka_partition,"
+    " e.ledger_seq, e.event_id::text AS event_id,"
     " e.envelope_sha256, e.chain_hash FROM tlog_leaves l JOIN events e ON e.position = l.position"
 )
 

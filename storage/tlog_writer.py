@@ -18,8 +18,8 @@ import asyncpg
 
 from ledger.errors import LedgerError
 from ledger.merkle import CompactRange, root_plan
-from ledger.tlog import EventLeaf
-from storage.tlog_store import StoredCheckpoint, fetch_nodes, latest_checkpoint
+from ledger.tlog import CONTROL_CHAIN_BASE, EventLeaf
+from storage.tlog_store import StoredCheckpoint, fetch_nodes, latest_checkpoint, leaf_chain_sql
 
 __all__ = [
     "ADVISORY_LOCK_KEY",
@@ -50,7 +50,7 @@ class PendingEvent:
 #: ledger.tlog.EventLeaf's bytes and hash, in SQL: the checkpointer's hot path hashes
 #: in the database (tests and the audit hold it to the Python definition)
 _LEAF_HASH_SQL = (
-    "sha256('\\x00'::bytea || '\\x01'::bytea || int4send(kafka_partition)"
+    "sha256('\\x00'::bytea || '\\x01'::bytea || int4send(" + leaf_chain_sql() + ")"
     " || int8send(ledger_seq) || uuid_send(event_id)"
     " || decode(translate(envelope_sha256, '-_', '+/') || '=', 'base64')"
     " || decode(translate(chain_hash, '-_', '+/') || '=', 'base64'))"
@@ -107,7 +107,11 @@ async def load_log_state(conn: asyncpg.Connection) -> LogState:
 async def read_new_events(
     conn: asyncpg.Connection, topic: str, seen: Mapping[int, int], limit: int
 ) -> list[PendingEvent]:
-    """Committed events of ``topic`` past ``seen[partition]``, at most ``limit`` a partition.
+    """Committed events of ``topic`` past ``seen[chain]``, at most ``limit`` a partition.
+
+    ``seen`` and the leaves are keyed by chain number
+    (:func:`ledger.tlog.chain_number`: on the control lane's topic, the partition
+    plus :data:`~ledger.tlog.CONTROL_CHAIN_BASE`), so one map serves both lanes.
 
     A partition's rows become visible in ``ledger_seq`` order with no gap (one
     processor commits a partition at a time), so reading by seq never skips a
@@ -119,18 +123,20 @@ async def read_new_events(
         " WHERE topic = $1 GROUP BY kafka_partition",
         topic,
     )
+    base = CONTROL_CHAIN_BASE if topic.endswith(".control") else 0
     moved = [
-        (int(r["kafka_partition"]), seen.get(int(r["kafka_partition"]), 0))
+        (int(r["kafka_partition"]), seen.get(base + int(r["kafka_partition"]), 0))
         for r in heads
-        if int(r["seq"]) > seen.get(int(r["kafka_partition"]), 0)
+        if int(r["seq"]) > seen.get(base + int(r["kafka_partition"]), 0)
     ]
     if not moved:
         return []
     rows = await conn.fetch(
-        "SELECT e.position, e.event_type, e.kafka_partition, e.ledger_seq,"
+        "SELECT e.position, e.event_type, e.chain AS kafka_partition, e.ledger_seq,"
         " e.event_id::text AS event_id, e.envelope_sha256, e.chain_hash, e.leaf_hash"
         " FROM unnest($2::int[], $3::bigint[]) AS p(part, done)"
-        " CROSS JOIN LATERAL (SELECT position, event_type, kafka_partition, ledger_seq,"
+        " CROSS JOIN LATERAL (SELECT position, event_type,"
+        f" {leaf_chain_sql()} AS chain, ledger_seq,"
         f" event_id, envelope_sha256, chain_hash, {_LEAF_HASH_SQL} AS leaf_hash FROM events"
         " WHERE kafka_topic = $1 AND kafka_partition = p.part AND ledger_seq > p.done"
         " ORDER BY ledger_seq LIMIT $4) AS e",

@@ -75,15 +75,17 @@ async def send_halts(
     return event_ids
 
 
-async def stored_chains(conn: asyncpg.Connection) -> dict[int, list[ChainLink]]:
-    """Every partition's chain links as the ``events`` table holds them, in ledger_seq order."""
+async def stored_chains(conn: asyncpg.Connection) -> dict[tuple[str, int], list[ChainLink]]:
+    """Every (topic, partition)'s chain links as the ``events`` table holds them, in
+    ledger_seq order: every lane's partition is a chain of its own (ADR 0024)."""
     rows = await conn.fetch(
-        "SELECT kafka_partition, ledger_seq, event_id::text AS event_id, envelope_raw,"
-        " prev_chain_hash, chain_hash FROM events ORDER BY kafka_partition, ledger_seq"
+        "SELECT kafka_topic, kafka_partition, ledger_seq, event_id::text AS event_id,"
+        " envelope_raw, prev_chain_hash, chain_hash FROM events"
+        " ORDER BY kafka_topic, kafka_partition, ledger_seq"
     )
-    chains: dict[int, list[ChainLink]] = {}
+    chains: dict[tuple[str, int], list[ChainLink]] = {}
     for r in rows:
-        chains.setdefault(r["kafka_partition"], []).append(
+        chains.setdefault((r["kafka_topic"], r["kafka_partition"]), []).append(
             ChainLink(
                 r["kafka_partition"],
                 r["ledger_seq"],
@@ -139,6 +141,8 @@ class ProcessorProcess:
     group: str
     engine: str = "kafka"
     batch_size: int = 2000
+    #: ``--lanes``: what this process consumes (ADR 0024)
+    lanes: str = "control,ingress"
     proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     def start(self) -> None:
@@ -146,7 +150,7 @@ class ProcessorProcess:
         self.proc = subprocess.Popen(
             processor_command(
                 *("run", "--group", self.group, "--no-status", "--engine", self.engine),
-                *("--batch-size", str(self.batch_size)),
+                *("--batch-size", str(self.batch_size), "--lanes", self.lanes),
             ),
             env=ledger_env(self.settings),
             stdout=log,
@@ -199,7 +203,7 @@ class LedgerHarness:
 
     def producer(self) -> LedgerProducer:
         assert self.settings.kafka_bootstrap
-        return LedgerProducer(self.settings.kafka_bootstrap, self.topics.ingress)
+        return LedgerProducer(self.settings.kafka_bootstrap, self.topics)
 
     def outcome_consumer(self) -> AIOKafkaConsumer:
         """A consumer of the verified and quarantine topics from their start (not started)."""
@@ -240,9 +244,12 @@ class LedgerHarness:
         assert verdict["status"] == "committed", verdict
         return key
 
-    async def publish_raw(self, value: bytes, stream: str = "raw:test") -> None:
+    async def publish_raw(
+        self, value: bytes, stream: str = "raw:test", *, topic: str | None = None
+    ) -> None:
+        """``value`` keyed by ``stream``, to ``topic`` or its type's lane (ADR 0024)."""
         async with self.producer() as producer:
-            future = await producer.send_raw(value, stream)
+            future = await producer.send_raw(value, stream, topic=topic)
             await future
 
     async def verdict(self, event_id: str, timeout: float = 60.0) -> dict[str, Any]:
@@ -297,9 +304,11 @@ async def start_ledger(
     engine: str = "kafka",
     batch_size: int = 2000,
     partition_rows: int | None = None,
+    lanes: str = "control,ingress",
 ) -> LedgerHarness:
-    """A new database and topic prefix, a trust root, a processor, and role keys;
-    ``partition_rows``: the events table cut into partitions of that many positions."""
+    """A new database and topic prefix, a trust root, a processor (of ``lanes``), and
+    role keys; ``partition_rows``: the events table cut into partitions of that many
+    positions."""
     url = await _fresh_ledger_database(ledger_servers, partition_rows)
     settings = replace(
         base,
@@ -322,7 +331,9 @@ async def start_ledger(
     # a group of its own: Kafka group ids are broker-wide, and a lingering member
     # of another test's group (or another engine's protocol) must not interfere
     group = f"verifier-{engine}-{uuid.uuid4().hex[:8]}"
-    processor = ProcessorProcess(settings, state_dir / "processor.log", group, engine, batch_size)
+    processor = ProcessorProcess(
+        settings, state_dir / "processor.log", group, engine, batch_size, lanes
+    )
     processor.start()
     harness = LedgerHarness(settings, admin, {}, processor, ledger_env(settings))
     try:

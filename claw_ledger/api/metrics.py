@@ -58,11 +58,13 @@ class _LedgerCollector(Collector):
         if snap.lag is not None:
             lag = GaugeMetricFamily(
                 "claw_ledger_consumer_lag",
-                "Ingress messages not yet committed by the processors, per partition",
+                "Messages not yet committed by the processors, per topic and partition",
                 labels=["topic", "partition"],
             )
             for partition, n in sorted(snap.lag.items()):
                 lag.add_metric([snap.topic, str(partition)], n)
+            for partition, n in sorted((snap.control_lag or {}).items()):
+                lag.add_metric([snap.control_topic, str(partition)], n)
             yield lag
         last = GaugeMetricFamily(
             "claw_ledger_last_commit_timestamp_seconds",

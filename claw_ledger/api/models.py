@@ -39,6 +39,8 @@ class TimelineRow(BaseModel):
     producer: str
     occurred_at: datetime
     recorded_at: datetime
+    #: the lane's topic (ingress or control, ADR 0024): with the partition, the chain
+    kafka_topic: str
     kafka_partition: int
     ledger_seq: int
     chain_hash: str

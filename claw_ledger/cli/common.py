@@ -172,17 +172,19 @@ def read_token(value: str) -> str:
 
 
 def publish_target(resolved: Settings | None = None) -> PublishTarget:
-    """Kafka, the ingress topic and the database (as the reader: the verdict is a read)
-    of the configured ledger."""
+    """Kafka, the ingress and control topics (each event goes to its type's lane) and
+    the database (as the reader: the verdict is a read) of the configured ledger."""
     from claw_ledger.config import effective_database_url, effective_kafka_bootstrap
     from claw_ledger.topics import topics_for
     from producers.publish import PublishTarget
 
     resolved = resolved or settings()
+    topics = topics_for(resolved)
     return PublishTarget(
         effective_kafka_bootstrap(resolved),
-        topics_for(resolved).ingress,
+        topics.ingress,
         effective_database_url(resolved, role="reader"),
+        control_topic=topics.control,
     )
 
 
@@ -265,13 +267,14 @@ def processor_config(
     *,
     control_cache_size: int | Literal["default"] | None = "default",
     control_check: Literal["start", "background"] = "background",
+    lanes: str = "control,ingress",
 ) -> ProcessorConfig:
     """The processor's configuration from the settings (imports the consumers: call it
     only from the commands that run a processor). The processor connects as the writer.
     ``control_cache_size`` ``None`` holds the control tables whole (ADR 0020)."""
     from claw_ledger.config import effective_database_url, effective_kafka_bootstrap
     from claw_ledger.topics import topics_for
-    from consumers.config import DEFAULT_CONTROL_CACHE_SIZE, ProcessorConfig
+    from consumers.config import DEFAULT_CONTROL_CACHE_SIZE, ProcessorConfig, parse_lanes
 
     resolved = settings()
     topics = topics_for(resolved)
@@ -281,6 +284,8 @@ def processor_config(
         ingress_topic=topics.ingress,
         verified_topic=topics.verified,
         quarantine_topic=topics.quarantine,
+        control_topic=topics.control,
+        lanes=parse_lanes(lanes),
         group=group,
         batch_size=batch_size,
         datadir=str(resolved.state_dir / "processor"),

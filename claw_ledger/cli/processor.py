@@ -3,12 +3,41 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
 from claw_ledger.cli.common import emit_json, processor_config, settings
 
 __all__ = ["command"]
+
+#: what --lanes takes (consumers.config.LANES; not imported: --help loads no consumer)
+_LANES = ("control", "ingress")
+
+
+def _lanes_option(func: Any) -> Any:
+    return click.option(
+        "--lanes",
+        default="control,ingress",
+        show_default=True,
+        envvar="CLAW_LEDGER_LANES",
+        callback=_check_lanes,
+        help="Comma-separated lanes this process consumes, each on a consumer and a task of "
+        "its own (control: halts, resumes and revocations on <prefix>.control; ingress: "
+        "everything else). Leave one out only to run it in another process. "
+        "Env: CLAW_LEDGER_LANES.",
+    )(func)
+
+
+def _check_lanes(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = [name for name in names if name not in _LANES]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"unknown lane(s) {', '.join(unknown) or '(none given)'}; "
+            f"lanes are {', '.join(_LANES)}, comma-separated"
+        )
+    return ",".join(lane for lane in _LANES if lane in names)
 
 
 @click.group("processor")
@@ -18,6 +47,7 @@ def command() -> None:
     \b
     Examples:
       claw-ledger processor run               # foreground, Ctrl-C to stop
+      claw-ledger processor run --lanes control   # only halts, resumes, revocations
       claw-ledger processor start             # detached; pid in the state dir
       claw-ledger processor stop
     """
@@ -60,6 +90,7 @@ def command() -> None:
     "does waits for the check). Either way a tampered table stops the processor (exit 2). "
     "Env: CLAW_LEDGER_CONTROL_CHECK.",
 )
+@_lanes_option
 def run(
     group: str,
     batch_size: int,
@@ -67,8 +98,13 @@ def run(
     engine: str,
     control_cache_size: int,
     control_check: str,
+    lanes: str,
 ) -> None:
-    """Verify ingress events and commit them to the ledger until interrupted."""
+    """Verify published events and commit them to the ledger until interrupted.
+
+    Both lanes run by default: the control topic (halts, resumes, revocations)
+    on a consumer of its own, so that it never waits behind the ingress backlog.
+    """
     from consumers.runner import run_processor
 
     config = processor_config(
@@ -76,6 +112,7 @@ def run(
         batch_size,
         control_cache_size=control_cache_size or None,
         control_check="start" if control_check == "start" else "background",
+        lanes=lanes,
     )
     run_processor(
         config,
@@ -87,7 +124,8 @@ def run(
 @command.command("supervise")
 @click.option("--group", default="claw-ledger-verifier", show_default=True)
 @click.option("--engine", type=click.Choice(["kafka", "faust"]), default="kafka", show_default=True)
-def supervise(group: str, engine: str) -> None:
+@_lanes_option
+def supervise(group: str, engine: str, lanes: str) -> None:
     """Run the processor and restart it whenever it exits on a failure.
 
     The processor exits non-zero on a database outage it could not ride out or
@@ -97,17 +135,18 @@ def supervise(group: str, engine: str) -> None:
     """
     from claw_ledger.processor_control import supervise_processor
 
-    sys.exit(supervise_processor(group, engine))
+    sys.exit(supervise_processor(group, engine, lanes))
 
 
 @command.command("start")
 @click.option("--group", default="claw-ledger-verifier", show_default=True)
+@_lanes_option
 @click.option("--json", "as_json", is_flag=True)
-def start(group: str, as_json: bool) -> None:
+def start(group: str, lanes: str, as_json: bool) -> None:
     """Start the processor detached (idempotent); logs in <state_dir>/processor.log."""
     from claw_ledger.processor_control import start_processor
 
-    pid, already = start_processor(settings(), group)
+    pid, already = start_processor(settings(), group, lanes)
     if as_json:
         emit_json({"pid": pid, "already_running": already})
     else:

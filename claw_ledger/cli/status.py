@@ -81,7 +81,13 @@ def command(max_lag: int, timeout: float, as_json: bool) -> None:
         click.echo("consumer lag: unknown (Kafka did not answer)")
     else:
         parts = ", ".join(f"p{p}={n:,}" for p, n in lag.items())
-        click.echo(f"consumer lag: {snapshot.total_lag:,}  ({parts or 'no partitions'})")
+        click.echo(f"consumer lag: {snapshot.total_lag:,}  (ingress {parts or 'no partitions'})")
+        control = doc["control_lag"]
+        if control is None:
+            click.echo("  control lane: lag unknown (no control topic?)")
+        else:
+            parts = ", ".join(f"p{p}={n:,}" for p, n in control.items())
+            click.echo(f"  control lane: {sum(control.values()):,}  ({parts or 'no partitions'})")
     if doc["active_halts"] is not None:
         click.echo(f"active halts: {doc['active_halts']}")
     if doc["halt_propagation_seconds"] is not None:

@@ -315,7 +315,8 @@ async def test_processor_carries_on_when_an_ingress_leader_dies(
         ledger.processor.stop()
     assert len(recorded) == N_EVENTS, "lost or duplicated events"
     assert set(recorded) == set(event_ids)
-    assert len(by_partition) == PARTITIONS
+    # the halts are control-lane events: every partition of the control topic holds some
+    assert len([key for key in by_partition if key[0].endswith(".control")]) == PARTITIONS
     for partition_links in by_partition.values():
         # contiguous ledger_seq from 1 and an unbroken hash chain
         assert verify_chain(partition_links) == []

@@ -3,11 +3,11 @@ a halt or revocation seen on the control lane denies before the ledger commits
 it, a resume acts only once committed, a forged halt does nothing, and a seen
 halt the ledger refuses is lifted.
 
-Two helpers stand for the control lane of the processor:
-:func:`_start_ingress_only_ledger` starts a ledger whose processor does not
-consume ``<prefix>.control`` (so what is published there stays *seen*), and
-:func:`_commit` hands an envelope to that processor (today: the same bytes on
-the ingress topic).
+Two helpers hold the control lane back: :func:`_start_ingress_only_ledger`
+starts a ledger whose processor runs ``--lanes ingress`` (what is published on
+``<prefix>.control`` stays *seen*), and :func:`_commit` hands an envelope to
+that processor: the same bytes on the ingress topic, which accepts any type
+(ADR 0024).
 """
 
 from __future__ import annotations
@@ -45,12 +45,12 @@ async def _start_ingress_only_ledger(
     ledger_servers: Any, ledger_settings: Any, tmp_path: Path
 ) -> LedgerHarness:
     """A ledger whose processor reads the ingress lane only: control events stay seen."""
-    return await start_ledger(ledger_servers, ledger_settings, tmp_path)
+    return await start_ledger(ledger_servers, ledger_settings, tmp_path, lanes="ingress")
 
 
 async def _commit(ledger: LedgerHarness, raw: bytes, stream: str) -> None:
     """Have the processor decide on exactly these bytes (commit or quarantine)."""
-    await ledger.publish_raw(raw, stream)
+    await ledger.publish_raw(raw, stream, topic=ledger.topics.ingress)
 
 
 async def _publish_control(ledger: LedgerHarness, raw: bytes, stream: str) -> None:
@@ -226,19 +226,21 @@ async def test_a_seen_halt_the_ledger_refuses_is_lifted_and_says_so(
         assert lift.reason.startswith("SIGNER_REVOKED")
         assert authorize.status()["control_lane"]["recent_lifts"][0]["event_id"] == halt_id
         # a seen halt whose event id the ledger holds with other content: lifted too
-        used = await ledger.publish(
+        used_id, used_raw = _signed(
             ledger.keys[Role.OPERATOR],
             "agent.halted",
             "halt:job:elsewhere",
             {"target": "job:elsewhere", "reason": "first"},
         )
+        await _commit(ledger, used_raw, "halt:job:elsewhere")
+        used = await ledger.verdict(used_id)
         assert used["status"] == "committed"
         _, conflict = _signed(
             ledger.keys[Role.OPERATOR],
             "agent.halted",
             f"halt:{target}",
             {"target": target, "reason": "second"},
-            event_id=used["event_id"],
+            event_id=used_id,
         )
         await _publish_control(ledger, conflict, f"halt:{target}")
         await _until(lambda: authorize.seen.counts["lifted"] == 2)

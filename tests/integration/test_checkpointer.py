@@ -20,7 +20,7 @@ from ledger.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 from ledger.crypto import KeyPair
 from ledger.merkle import MerkleTree
 from ledger.roles import Role
-from ledger.tlog import EventLeaf
+from ledger.tlog import EventLeaf, chain_number
 from tests.fixtures_ledger import CLAW_LEDGER, LedgerHarness, send_halts, start_ledger
 from tests.fixtures_ledger import run_cli as _cli
 
@@ -78,10 +78,12 @@ async def _published(conn: asyncpg.Connection, timeout: float = 60.0) -> None:
 
 
 async def _log_matches_the_events(conn: asyncpg.Connection) -> int:
-    """Each leaf once, every partition's leaves a prefix of its chain with no gap, and the
-    latest checkpoint's root recomputed from the events in log order. Returns the size."""
+    """Each leaf once, every chain's leaves a prefix of it with no gap, and the latest
+    checkpoint's root recomputed from the events in log order (a control-lane event's
+    leaf names its chain by number, ADR 0024). Returns the size."""
     rows = await conn.fetch(
-        "SELECT l.log_index, e.kafka_partition, e.ledger_seq, e.event_id::text AS event_id,"
+        "SELECT l.log_index, e.kafka_topic, e.kafka_partition, e.ledger_seq,"
+        " e.event_id::text AS event_id,"
         " e.envelope_sha256, e.chain_hash FROM tlog_leaves l"
         " JOIN events e ON e.position = l.position ORDER BY l.log_index"
     )
@@ -90,9 +92,11 @@ async def _log_matches_the_events(conn: asyncpg.Connection) -> int:
     seqs: dict[int, list[int]] = {}
     tree = MerkleTree()
     for r in rows:
-        seqs.setdefault(r["kafka_partition"], []).append(r["ledger_seq"])
+        lane = "control" if r["kafka_topic"].endswith(".control") else "ingress"
+        chain = chain_number(lane, r["kafka_partition"])
+        seqs.setdefault(chain, []).append(r["ledger_seq"])
         leaf = EventLeaf(
-            r["kafka_partition"],
+            chain,
             r["ledger_seq"],
             r["event_id"],
             r["envelope_sha256"],

@@ -58,7 +58,10 @@ async def _commit_without_copying(ledger: LedgerHarness, marker: str) -> None:
         )
         good = await (await producer.send_envelope(envelope))
         bogus = b'{"not": "an envelope", "marker": "' + marker.encode() + b'"}'
-        bad = await (await producer.send_raw(bogus, stream))
+        # beside the halt, on the control lane's topic (bytes of no type go to
+        # ingress unless a topic is named)
+        bad = await (await producer.send_raw(bogus, stream, topic=good.topic))
+    assert good.topic == ledger.topics.control
     assert (good.partition, good.offset + 1) == (bad.partition, bad.offset)
     records = [
         IngressRecord(good.partition, good.offset, envelope.to_bytes(), stream.encode()),
@@ -70,7 +73,7 @@ async def _commit_without_copying(ledger: LedgerHarness, marker: str) -> None:
         processor = VerifyingProcessor(
             store.PostgresLedgerStore(pool),
             group=ledger.processor.group,
-            topic=ledger.topics.ingress,
+            topic=ledger.topics.control,
             trust_root=None,
         )
         await processor.start()

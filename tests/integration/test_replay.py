@@ -182,7 +182,9 @@ async def test_a_forged_row_stops_the_replay_and_is_named(
     conn = await ledger.connect()
     try:
         partition, seq, prev = await conn.fetchrow(
-            "SELECT kafka_partition, ledger_seq, chain_hash FROM events ORDER BY position DESC"
+            "SELECT kafka_partition, ledger_seq, chain_hash FROM events WHERE kafka_topic = $1"
+            " ORDER BY position DESC",
+            ledger.topics.ingress,
         )
         envelope_sha = sha256_b64u(raw)
         link = chain_hash(prev, partition, seq + 1, event.event_id, envelope_sha)

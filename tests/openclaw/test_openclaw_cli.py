@@ -290,7 +290,9 @@ def test_check_publish_attested(
     assert result.exit_code == 0, result.output
     json.loads(result.stdout)  # stdout stays exactly the JSON document
     [(event_type, stream, body)] = publisher.events
-    assert publisher.targets == [PublishTarget(FAKE_KAFKA, "acme.ingress", FAKE_DATABASE)]
+    assert publisher.targets == [
+        PublishTarget(FAKE_KAFKA, "acme.ingress", FAKE_DATABASE, control_topic="acme.control")
+    ]
     assert "published policy.attested on openclaw-policy:" in result.stderr
     assert '"status":"committed"' in result.stderr
     assert event_type == "policy.attested"
