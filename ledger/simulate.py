@@ -228,7 +228,7 @@ class Simulation:
         self._actions: dict[tuple[tuple[str, Any], ...], Action] = {}
         #: (jti, recorded code, job, action, time class) -> the decision decide_call gave
         self._decisions: dict[
-            tuple[str | None, ReasonCode, str, Action, tuple[bool, bool]], Decision
+            tuple[str | None, ReasonCode, str, Action, tuple[bool, bool] | None], Decision
         ] = {}
 
     def expect(self, position: int | None, body: Mapping[str, Any]) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 import ledger.simulate as simulate
 from bench.simulate import RecordedLedger, recorded_ledger
-from ledger.authorize import Action, Decision
+from ledger.authorize import Action, Decision, decide_call
 from ledger.envelope import format_timestamp
 from ledger.errors import ReasonCode
 from ledger.events import sign_event_bytes
@@ -78,7 +78,6 @@ def test_memoised_decisions_are_the_fresh_ones(
 ) -> None:
     ledger, events, bodies = recorded
     decided = 0
-    decide_call = simulate.decide_call
 
     def counting(*args: Any, **kwargs: Any) -> Decision:
         nonlocal decided
