@@ -145,6 +145,7 @@ _sorted_chunks = (
 )
 _PLAIN_SCALARS = frozenset({str, bool, type(None)})
 _STR = frozenset({str})
+_INT = frozenset({int})
 
 
 def _encode(value: Any) -> str:
@@ -239,16 +240,14 @@ def event_body_jcs(value: Any) -> bytes | None:
     if plan is None or not set(map(type, keys)) <= _STR:
         # (an equal tuple of str subclasses would find a plan made for str keys)
         return plain_jcs_bytes(value)
-    kinds = set(map(type, value.values()))
-    if not kinds <= _PLAIN_SCALARS and (
-        kinds - _PLAIN_SCALARS != {int}
-        or not all(
-            -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER
-            for item in value.values()
-            if type(item) is int
-        )
-    ):
-        return plain_jcs_bytes(value)  # nested values (or an unsafe integer)
+    values = value.values()
+    kinds = set(map(type, values))
+    if not kinds <= _PLAIN_SCALARS:
+        if kinds - _PLAIN_SCALARS != _INT:
+            return plain_jcs_bytes(value)  # nested values, floats, other types
+        for item in values:
+            if type(item) is int and not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                return None  # JavaScript cannot hold it: the reference path refuses it
     order, in_order = plan
     try:
         return to_json(value if in_order else {key: value[key] for key in order})

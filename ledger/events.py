@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+from binascii import b2a_base64
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,13 +23,11 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from ledger.canonical import event_body_jcs
 from ledger.checks import matching
 from ledger.crypto import KeyPair
-from ledger.encoding import b64u_encode
 from ledger.envelope import (
     SignedEnvelope,
     envelope_bytes,
     format_timestamp,
     sign_envelope,
-    signing_bytes,
 )
 from ledger.errors import EventError, ReasonCode
 from ledger.registry import EventBody, EventTypeSpec
@@ -49,6 +48,7 @@ __all__ = [
 
 EVENT_ENVELOPE_TYPE = "ledger_event"
 
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _STREAM_RE = re.compile(r"[a-z][a-z0-9_-]*:[^\s]{1,400}")
 _CANONICAL_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
@@ -225,7 +225,8 @@ class _Unsigned(NamedTuple):
 
     event_id: str
     payload_jcs: bytes
-    digest: str
+    #: b64u(SHA-256(payload_jcs)) as ASCII bytes: what the signature covers
+    digest: bytes
     #: the JSON string (quoted, escaped, UTF-8) of the envelope's issued_at
     issued_at: bytes
 
@@ -253,7 +254,7 @@ def sign_event_bytes(
     step = _prepare(key, event_type, stream, body, event_id, occurred_at, issued_at)
     if not isinstance(step, _Unsigned):
         return step
-    return step.event_id, _envelope(key, step, key.sign(signing_bytes(step.digest)))
+    return step.event_id, _envelope(key, step, key.sign(step.digest))
 
 
 def sign_events_bytes(key: KeyPair, events: Iterable[NewEvent]) -> list[tuple[str, bytes]]:
@@ -269,9 +270,7 @@ def sign_events_bytes(key: KeyPair, events: Iterable[NewEvent]) -> list[tuple[st
         for e in events
     ]
     sign = key.sign
-    signatures = [
-        sign(signing_bytes(step.digest)) if isinstance(step, _Unsigned) else b"" for step in steps
-    ]
+    signatures = [sign(step.digest) if isinstance(step, _Unsigned) else b"" for step in steps]
     return [
         (step.event_id, _envelope(key, step, signature)) if isinstance(step, _Unsigned) else step
         for step, signature in zip(steps, signatures, strict=True)
@@ -365,8 +364,12 @@ def _prepare(
 ) -> _Unsigned | tuple[str, bytes]:
     """Check and canonicalise; an event in doubt is signed by the reference path."""
     fixed = _fixed(key, event_type, stream)
-    body_dict = body.model_dump(mode="json") if isinstance(body, EventBody) else body
-    body_jcs = event_body_jcs(body_dict) if type(body_dict) is dict else None
+    if type(body) is dict:
+        body_jcs = event_body_jcs(body)
+    elif isinstance(body, EventBody):
+        body_jcs = event_body_jcs(body.model_dump(mode="json"))
+    else:
+        body_jcs = None
     if (
         fixed is None
         or body_jcs is None
@@ -400,8 +403,15 @@ def _prepare(
             fixed.tail,
         )
     )
-    digest = b64u_encode(hashlib.sha256(payload_jcs).digest())
-    return _Unsigned(event_id, payload_jcs, digest, issued or b'"' + occurred_at.encode() + b'"')
+    # signing_bytes(b64u_encode(...)) without the round trip through str: a SHA-256
+    # in base64 is 43 characters and one "=" of padding
+    digest = b2a_base64(hashlib.sha256(payload_jcs).digest(), newline=False)[:43]
+    return _Unsigned(
+        event_id,
+        payload_jcs,
+        digest.translate(_TO_URLSAFE),
+        issued or b'"' + occurred_at.encode() + b'"',
+    )
 
 
 def _envelope(key: KeyPair, step: _Unsigned, signature: bytes) -> bytes:
@@ -415,9 +425,10 @@ def _envelope(key: KeyPair, step: _Unsigned, signature: bytes) -> bytes:
             wrapping.payload,
             step.payload_jcs,
             wrapping.digest,
-            step.digest.encode(),
+            step.digest,
             wrapping.signature,
-            b64u_encode(signature).encode(),
+            # 64 bytes are 86 base64 characters and two "=" of padding
+            b2a_base64(signature, newline=False)[:86].translate(_TO_URLSAFE),
             wrapping.tail,
         )
     )
