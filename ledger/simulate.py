@@ -106,6 +106,11 @@ class SimulatedCall:
         }
 
 
+def _changed(call: SimulatedCall) -> bool:
+    """What :class:`Simulation` keeps by default: the calls whose outcome changed."""
+    return call.changed
+
+
 def _label(action: Action) -> str:
     return str(action.tool) if action.kind == "tool" else f"{action.provider}/{action.model}"
 
@@ -212,7 +217,7 @@ class Simulation:
         selector: CallSelector | None = None,
         *,
         trust_root: str | None = None,
-        keep: Callable[[SimulatedCall], bool] = lambda call: call.changed,
+        keep: Callable[[SimulatedCall], bool] = _changed,
     ) -> None:
         self.candidate = candidate
         self.selector = selector or CallSelector()
@@ -277,6 +282,11 @@ class Simulation:
                 if len(self._decisions) >= _MEMO_SIZE:
                     self._decisions.clear()
                 self._decisions[memo_key] = decision
+        elif memo.allowed is (recorded_code is ReasonCode.OK) and self._keep is _changed:
+            # an unchanged answer nobody keeps: only the summary counts it
+            self.summary.simulated += 1
+            self.summary.unchanged += 1
+            return
         else:
             # the same state, token, job, action and side of the token's lifetime:
             # decide_call gives the same answer; only the id and the time are this call's

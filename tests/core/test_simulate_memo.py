@@ -62,8 +62,13 @@ def recorded() -> Recorded:
     return ledger, [*ledger.control, halt], bodies
 
 
-def _simulate(events: list[StoredEvent], bodies: list[dict[str, Any]]) -> Simulation:
-    simulation = Simulation(validate_wpc(CANDIDATE), keep=lambda call: True)
+def _simulate(
+    events: list[StoredEvent], bodies: list[dict[str, Any]], *, keep_all: bool = True
+) -> Simulation:
+    candidate = validate_wpc(CANDIDATE)
+    simulation = (
+        Simulation(candidate, keep=lambda call: True) if keep_all else Simulation(candidate)
+    )
     for position, body in enumerate(bodies):
         simulation.expect(position, body)
     for stored in events:
@@ -104,6 +109,25 @@ def test_memoised_decisions_are_the_fresh_ones(
     assert any(
         call.simulated.decided_at == just_before and call.simulated.allowed for call in fresh.calls
     )
+
+
+def test_by_default_memoised_runs_keep_and_count_what_fresh_runs_do(
+    recorded: Recorded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, events, bodies = recorded
+    memoised = _simulate(events, bodies, keep_all=False)
+    monkeypatch.setattr(simulate, "_time_class", lambda token, now: None)
+    fresh = _simulate(events, bodies, keep_all=False)
+    assert memoised.calls == fresh.calls
+    assert memoised.summary == fresh.summary
+    summary = fresh.summary
+    assert summary.newly_denied > 0 and summary.unchanged > 0
+    assert (
+        summary.simulated
+        == len(bodies)
+        == summary.unchanged + summary.newly_denied + (summary.newly_allowed)
+    )
+    assert len(fresh.calls) == len(bodies) - summary.unchanged
 
 
 def test_a_memoised_decision_is_rebuilt_with_every_field() -> None:
