@@ -28,6 +28,7 @@ import argparse
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,7 +43,7 @@ from ledger.tokens import build_claims, issue_token
 from ledger.urm import sign_approval, urm_hash_b64u
 from ledger.wpc import policy_hash_b64u, sign_wpc, validate_wpc
 
-__all__ = ["measure"]
+__all__ = ["RecordedLedger", "measure", "recorded_ledger"]
 
 _WPC: dict[str, Any] = {
     "wpc_version": "1",
@@ -77,10 +78,25 @@ class _Builder:
         self.events.append(StoredEvent(raw, recorded_at=recorded))
 
 
-def _ledger(
-    n: int, jobs: int = 10
-) -> tuple[list[StoredEvent], list[StoredEvent], list[dict[str, Any]], list[KeyPair]]:
-    """(control events, decision events, decision bodies, signer of each decision)."""
+@dataclass(frozen=True)
+class RecordedLedger:
+    """A ledger of recorded decisions, built in memory as the services write one."""
+
+    control: list[StoredEvent]
+    decisions: list[StoredEvent]
+    #: the decisions' bodies, in ``decided_at`` order
+    bodies: list[dict[str, Any]]
+    keys: dict[Role, KeyPair]
+    #: epoch seconds: the first event's time; every token's ``iat`` is ``start + iat_offset_s``
+    start: int
+
+
+def recorded_ledger(
+    n: int, jobs: int = 10, *, iat_offset_s: int = 0, ttl_s: int = 3600
+) -> RecordedLedger:
+    """The keys, a WPC, ``jobs`` running jobs with a token each (``iat`` =
+    ``iat_offset_s`` after the ledger's start, ``exp`` = ``iat`` + ``ttl_s``), then
+    ``n`` decisions from 60 s after the start, spread over the next 20 minutes."""
     keys = {role: KeyPair.from_seed(bytes([i + 1]) * 32, role.value) for i, role in enumerate(Role)}
     admin = keys[Role.ADMIN]
     start = int(time.time()) - 1800
@@ -106,8 +122,8 @@ def _ledger(
             sub=f"agent:{j}",
             aud="clawproxy",
             scope=["tools:read"],
-            ttl_seconds=3600,
-            now=start,
+            ttl_seconds=ttl_s,
+            now=start + iat_offset_s,
             policy_hash_b64u=wpc,
             mission_id=job_id,
         )
@@ -173,7 +189,7 @@ def _ledger(
         )
         for (_, raw), body in zip(signed, bodies, strict=True)
     ]
-    return control.events, decisions, bodies, [authorizer]
+    return RecordedLedger(control.events, decisions, bodies, keys, start)
 
 
 def _simulate(
@@ -196,7 +212,9 @@ def measure(n: int = 20_000, verified_n: int = 20_000) -> dict[str, float]:
     verified over the first ``verified_n`` of them (the fold's cost per event
     does not grow with the ledger: decisions change no state), and the raw
     Ed25519 verify rate of the same decision signatures."""
-    control, decisions, bodies, (authorizer,) = _ledger(n)
+    ledger = recorded_ledger(n)
+    control, decisions, bodies = ledger.control, ledger.decisions, ledger.bodies
+    authorizer = ledger.keys[Role.AUTHORIZER]
     audited_s, audited = _simulate(control, bodies)
     assert audited["simulated"] == n and audited["newly_denied"] == n // 100 + (
         1 if n % 100 > 70 else 0

@@ -4,6 +4,8 @@
 * :func:`jcs_ordered` is the same bytes, made by the standard library's C
   encoder for plain values (no floats) and by :func:`jcs` for anything else:
   what the signing path uses.
+* :func:`event_body_jcs` is the same bytes again for the body of an outgoing
+  event (the SDK's signing path), flat objects by ``pydantic_core``'s encoder.
 * :func:`compact_json` is ``JSON.stringify`` in document order: what the
   clawsig verifier hashes for ``payload_hash_b64u`` (docs/formats.md §2).
 """
@@ -16,6 +18,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 import rfc8785
+from pydantic_core import PydanticSerializationError, to_json
 
 from ledger.errors import ReasonCode, RejectedError
 
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_SAFE_INTEGER",
     "compact_json",
+    "event_body_jcs",
     "field_values",
     "has_special_numbers",
     "jcs",
@@ -140,6 +144,8 @@ _sorted_chunks = (
     )
 )
 _PLAIN_SCALARS = frozenset({str, bool, type(None)})
+_STR = frozenset({str})
+_INT = frozenset({int})
 
 
 def _encode(value: Any) -> str:
@@ -189,6 +195,64 @@ def plain_jcs_bytes(value: Any) -> bytes | None:
                         return None
     fast = plain_jcs(value)
     return None if fast is None else fast[1]
+
+
+#: per key tuple of a flat object: its keys in RFC 8785 order, and whether that is
+#: the tuple's own order; ``None`` when a key is not a string UTF-16 can hold
+_KEY_ORDERS: dict[tuple[Any, ...], tuple[tuple[str, ...], bool] | None] = {}
+#: key tuples remembered; a service signs a few body shapes over and over
+_KEY_ORDERS_SIZE = 1024
+
+
+def _key_order(keys: tuple[Any, ...]) -> tuple[tuple[str, ...], bool] | None:
+    if not all(type(key) is str for key in keys):
+        return None
+    joined = "".join(keys)
+    try:
+        ordered = sorted(
+            keys, key=None if joined.isascii() or max(joined) < "\ud800" else _utf16_units
+        )
+    except UnicodeEncodeError:  # a lone surrogate: not JSON text
+        return None
+    return tuple(ordered), tuple(ordered) == keys
+
+
+def event_body_jcs(value: Any) -> bytes | None:
+    """:func:`plain_jcs_bytes` for the body of an event this process signs.
+
+    A flat object (string keys; strings, booleans, nulls and integers within
+    ±(2**53-1) as values), the usual event body, is put in RFC 8785 key order by
+    a plan kept per key tuple and encoded by ``pydantic_core.to_json``, whose
+    string escapes are RFC 8785's (pinned by ``tests/core/test_event_body_jcs.py``).
+    Anything else takes :func:`plain_jcs_bytes`; ``None`` when not plain. Never
+    used on received bytes: the verifier hashes what it parsed.
+    """
+    if type(value) is not dict:
+        return plain_jcs_bytes(value)
+    keys = tuple(value)
+    try:
+        plan = _KEY_ORDERS[keys]
+    except KeyError:
+        plan = _key_order(keys)
+        if len(_KEY_ORDERS) >= _KEY_ORDERS_SIZE:
+            _KEY_ORDERS.clear()
+        _KEY_ORDERS[keys] = plan
+    if plan is None or not set(map(type, keys)) <= _STR:
+        # (an equal tuple of str subclasses would find a plan made for str keys)
+        return plain_jcs_bytes(value)
+    values = value.values()
+    kinds = set(map(type, values))
+    if not kinds <= _PLAIN_SCALARS:
+        if kinds - _PLAIN_SCALARS != _INT:
+            return plain_jcs_bytes(value)  # nested values, floats, other types
+        for item in values:
+            if type(item) is int and not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                return None  # JavaScript cannot hold it: the reference path refuses it
+    order, in_order = plan
+    try:
+        return to_json(value if in_order else {key: value[key] for key in order})
+    except PydanticSerializationError:  # a lone surrogate in a value
+        return None
 
 
 def jcs_ordered(value: Any) -> tuple[Any, bytes]:

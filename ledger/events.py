@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import re
+from binascii import b2a_base64
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,19 +20,17 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from ledger.canonical import plain_jcs_bytes
+from ledger.canonical import event_body_jcs
 from ledger.checks import matching
 from ledger.crypto import KeyPair
-from ledger.encoding import b64u_encode
 from ledger.envelope import (
     SignedEnvelope,
     envelope_bytes,
     format_timestamp,
     sign_envelope,
-    signing_bytes,
 )
 from ledger.errors import EventError, ReasonCode
-from ledger.registry import EventBody
+from ledger.registry import EventBody, EventTypeSpec
 from ledger.types import REGISTRY
 
 __all__ = [
@@ -49,6 +48,7 @@ __all__ = [
 
 EVENT_ENVELOPE_TYPE = "ledger_event"
 
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _STREAM_RE = re.compile(r"[a-z][a-z0-9_-]*:[^\s]{1,400}")
 _CANONICAL_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
@@ -136,14 +136,36 @@ def _summarise(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+#: hex digit of a UUID's variant nibble: the top two bits set to 10 (RFC 9562 §4.1)
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+#: random ids minted ahead, taken from the end; a forked child starts afresh
+_minted: list[str] = []
+_MINT_BATCH = 256
+
+
+def _mint() -> list[str]:
+    text = os.urandom(16 * _MINT_BATCH).hex()
+    return [
+        f"{t[:8]}-{t[8:12]}-4{t[13:16]}-{_VARIANT[t[16]]}{t[17:20]}-{t[20:]}"
+        for t in (text[i : i + 32] for i in range(0, 32 * _MINT_BATCH, 32))
+    ]
+
+
+if hasattr(os, "register_at_fork"):
+    # a child holding the parent's minted ids would sign events under the same ids
+    os.register_at_fork(after_in_child=_minted.clear)
+
+
 def new_event_id() -> str:
     """A random (version 4) UUID in the form ``str(uuid.uuid4())`` prints."""
-    # uuid.UUID's constructor was a tenth of the SDK's cost per event
-    raw = bytearray(os.urandom(16))
-    raw[6] = raw[6] & 0x0F | 0x40
-    raw[8] = raw[8] & 0x3F | 0x80
-    text = raw.hex()
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    # one urandom call per 256 ids: uuid.UUID's constructor, then a urandom call
+    # per id, were a tenth of the SDK's cost per event. list.pop is atomic, so
+    # threads never share an id; two refilling at once only mint more.
+    try:
+        return _minted.pop()
+    except IndexError:
+        _minted.extend(_mint())
+        return _minted.pop()
 
 
 def build_event(
@@ -209,8 +231,10 @@ class _Unsigned(NamedTuple):
 
     event_id: str
     payload_jcs: bytes
-    digest: str
-    issued_at: str
+    #: b64u(SHA-256(payload_jcs)) as ASCII bytes: what the signature covers
+    digest: bytes
+    #: the JSON string (quoted, escaped, UTF-8) of the envelope's issued_at
+    issued_at: bytes
 
 
 def sign_event_bytes(
@@ -236,7 +260,7 @@ def sign_event_bytes(
     step = _prepare(key, event_type, stream, body, event_id, occurred_at, issued_at)
     if not isinstance(step, _Unsigned):
         return step
-    return step.event_id, _envelope(key, step, key.sign(signing_bytes(step.digest)))
+    return step.event_id, _envelope(key, step, key.sign(step.digest))
 
 
 def sign_events_bytes(key: KeyPair, events: Iterable[NewEvent]) -> list[tuple[str, bytes]]:
@@ -252,13 +276,87 @@ def sign_events_bytes(key: KeyPair, events: Iterable[NewEvent]) -> list[tuple[st
         for e in events
     ]
     sign = key.sign
-    signatures = [
-        sign(signing_bytes(step.digest)) if isinstance(step, _Unsigned) else b"" for step in steps
-    ]
+    signatures = [sign(step.digest) if isinstance(step, _Unsigned) else b"" for step in steps]
     return [
         (step.event_id, _envelope(key, step, signature)) if isinstance(step, _Unsigned) else step
         for step, signature in zip(steps, signatures, strict=True)
     ]
+
+
+class _Fixed(NamedTuple):
+    """What one (signer, event type, stream) puts in every payload, checked once."""
+
+    spec: EventTypeSpec
+    #: ``","event_type":…,"occurred_at":"``
+    middle: bytes
+    #: ``","producer":"…","stream":…}``
+    tail: bytes
+
+
+#: (signer DID, event type, stream) -> its fixed payload parts; streams are
+#: checked here once, not per event
+_FIXED: dict[tuple[str, str, str], _Fixed | None] = {}
+_FIXED_SIZE = 4096
+
+
+def _fixed(key: KeyPair, event_type: Any, stream: Any) -> _Fixed | None:
+    if type(event_type) is not str or type(stream) is not str:
+        return None
+    try:
+        fixed = _FIXED[key.did, event_type, stream]
+    except KeyError:
+        fixed = _fixed_parts(key.did, event_type, stream)
+        if len(_FIXED) >= _FIXED_SIZE:
+            _FIXED.clear()
+        _FIXED[(key.did, event_type, stream)] = fixed
+    return fixed
+
+
+def _fixed_parts(did: str, event_type: str, stream: str) -> _Fixed | None:
+    """``None`` when the stream or type is in doubt: the reference path decides."""
+    spec = REGISTRY.get(event_type)
+    if (
+        spec is None
+        or not stream.startswith(spec.stream_kind + ":")
+        or not _STREAM_RE.fullmatch(stream)
+    ):
+        return None
+    try:
+        middle = ('","event_type":' + _encode_string(event_type) + ',"occurred_at":"').encode()
+        tail = ('","producer":"' + did + '","stream":' + _encode_string(stream) + "}").encode()
+    except UnicodeEncodeError:
+        return None
+    return _Fixed(spec, middle, tail)
+
+
+class _Wrapping(NamedTuple):
+    """A signer's envelope around a payload, split where the per-event parts go."""
+
+    head: bytes  # up to ``"issued_at":``
+    payload: bytes  # ``,"payload":``
+    digest: bytes  # ``,"payload_hash_b64u":"``
+    signature: bytes  # ``","signature_b64u":"``
+    tail: bytes  # ``","signer_did":…}``
+
+
+_WRAPPINGS: dict[str, _Wrapping] = {}
+
+
+def _wrapping(key: KeyPair) -> _Wrapping:
+    wrapping = _WRAPPINGS.get(key.did)
+    if wrapping is None:
+        # envelope_bytes itself lays the envelope out, around markers no field holds
+        laid = envelope_bytes(EVENT_ENVELOPE_TYPE, b"\x00P", "\x01", "\x02", key.did, "\x03")
+        head, rest = laid.split(b'"\\u0003"')
+        between, rest = rest.split(b"\x00P")
+        hashed, rest = rest.split(b'\\u0001"')
+        signed, tail = rest.split(b'\\u0002"')
+        if len(_WRAPPINGS) >= _FIXED_SIZE:
+            _WRAPPINGS.clear()
+        wrapping = _WRAPPINGS[key.did] = _Wrapping(
+            head, between, hashed, b'"' + signed, b'"' + tail
+        )
+    return wrapping
 
 
 def _prepare(
@@ -271,53 +369,74 @@ def _prepare(
     issued_at: str | None,
 ) -> _Unsigned | tuple[str, bytes]:
     """Check and canonicalise; an event in doubt is signed by the reference path."""
-    spec = REGISTRY.get(event_type) if type(event_type) is str else None
-    body_dict = body.model_dump(mode="json") if isinstance(body, EventBody) else body
-    body_jcs = plain_jcs_bytes(body_dict) if type(body_dict) is dict else None
-    slowly = (key, event_type, stream, body, event_id, occurred_at, issued_at)
+    fixed = _fixed(key, event_type, stream)
+    if type(body) is dict:
+        body_jcs = event_body_jcs(body)
+    elif isinstance(body, EventBody):
+        body_jcs = event_body_jcs(body.model_dump(mode="json"))
+    else:
+        body_jcs = None
     if (
-        spec is None
+        fixed is None
         or body_jcs is None
-        or type(stream) is not str
-        or not stream.startswith(spec.stream_kind + ":")
-        or not _STREAM_RE.fullmatch(stream)
         or (event_id is not None and not _is_canonical_uuid(event_id))
         or (occurred_at is not None and not _is_point_in_time(occurred_at))
     ):
-        return _sign_event_bytes_slowly(*slowly)
+        return _sign_event_bytes_slowly(
+            key, event_type, stream, body, event_id, occurred_at, issued_at
+        )
     try:
         # what LedgerEvent.typed_body checks (model_validate_json: the body's JSON,
         # JSON mode, strict), without the classmethod's frame
-        spec.body.__pydantic_validator__.validate_json(body_jcs)
-    except ValidationError:
-        return _sign_event_bytes_slowly(*slowly)
+        fixed.spec.body.__pydantic_validator__.validate_json(body_jcs)
+        # issued_at is the one field no pattern vouches for: escaped, and UTF-8 or refused
+        issued = _encode_string(issued_at).encode() if issued_at else None
+    except (ValidationError, UnicodeEncodeError):
+        return _sign_event_bytes_slowly(
+            key, event_type, stream, body, event_id, occurred_at, issued_at
+        )
     event_id = event_id or new_event_id()
     occurred_at = occurred_at or format_timestamp()
-    fields = (
-        ',"event_id":"' + event_id
-        + '","event_type":' + _encode_string(event_type)
-        + ',"occurred_at":' + _encode_string(occurred_at)
-        + ',"producer":"' + key.did
-        + '","stream":' + _encode_string(stream)
-        + "}"
-    )  # fmt: skip
-    try:
-        payload_jcs = b'{"body":' + body_jcs + fields.encode("utf-8")
-        (issued_at or "").encode("utf-8")
-    except UnicodeEncodeError:
-        return _sign_event_bytes_slowly(*slowly)
-    digest = b64u_encode(hashlib.sha256(payload_jcs).digest())
-    return _Unsigned(event_id, payload_jcs, digest, issued_at or occurred_at)
+    # event_id and occurred_at passed their patterns (or were made here): ASCII, no escapes
+    payload_jcs = b"".join(
+        (
+            b'{"body":',
+            body_jcs,
+            b',"event_id":"',
+            event_id.encode(),
+            fixed.middle,
+            occurred_at.encode(),
+            fixed.tail,
+        )
+    )
+    # signing_bytes(b64u_encode(...)) without the round trip through str: a SHA-256
+    # in base64 is 43 characters and one "=" of padding
+    digest = b2a_base64(hashlib.sha256(payload_jcs).digest(), newline=False)[:43]
+    return _Unsigned(
+        event_id,
+        payload_jcs,
+        digest.translate(_TO_URLSAFE),
+        issued or b'"' + occurred_at.encode() + b'"',
+    )
 
 
 def _envelope(key: KeyPair, step: _Unsigned, signature: bytes) -> bytes:
-    return envelope_bytes(
-        EVENT_ENVELOPE_TYPE,
-        step.payload_jcs,
-        step.digest,
-        b64u_encode(signature),
-        key.did,
-        step.issued_at,
+    """``envelope_bytes`` of the signed event (its layout, taken from it once per key)."""
+    wrapping = _wrapping(key)
+    # a base64url hash and signature are ASCII with nothing to escape
+    return b"".join(
+        (
+            wrapping.head,
+            step.issued_at,
+            wrapping.payload,
+            step.payload_jcs,
+            wrapping.digest,
+            step.digest,
+            wrapping.signature,
+            # 64 bytes are 86 base64 characters and two "=" of padding
+            b2a_base64(signature, newline=False)[:86].translate(_TO_URLSAFE),
+            wrapping.tail,
+        )
     )
 
 

@@ -36,11 +36,13 @@ def reference(event_type: str, stream: str, body: Any, **kw: Any) -> tuple[str, 
         event_type,
         stream,
         body,
-        KEY,
+        kw.get("key", KEY),
         event_id=kw.get("event_id"),
         occurred_at=kw.get("occurred_at"),
     )
-    envelope = sign_event(event, KEY, issued_at=kw.get("issued_at") or event.occurred_at)
+    envelope = sign_event(
+        event, kw.get("key", KEY), issued_at=kw.get("issued_at") or event.occurred_at
+    )
     return event.event_id, envelope.to_bytes()
 
 
