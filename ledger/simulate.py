@@ -339,6 +339,7 @@ def _again(memo: Decision, decision_id: str, decided_at: str) -> Decision:
         memo.policy_hash_b64u,
         memo.halt_target,
         memo.halt_state,
+        memo.seen_event_id,
         memo.shadows,
     )
 

@@ -134,7 +134,8 @@ def test_a_memoised_decision_is_rebuilt_with_every_field() -> None:
     action = Action.for_tool("read")
     memo = Decision(
         "d-1", False, ReasonCode.AGENT_HALTED, "halted", "job-1", action,
-        "2026-11-30T00:00:00.000Z", "cst_1", "h" * 43, "p" * 43, "job:job-1", "committed",
+        "2026-11-30T00:00:00.000Z", "cst_1", "h" * 43, "p" * 43, "job:job-1", "seen",
+        "3f2c0a4e-1b7d-4c55-9a61-0d2e8f7b9c10",
         (ShadowVerdict("*", "c" * 43, False, ReasonCode.TOOL_NOT_ALLOWED, "no"),),
     )  # fmt: skip
     # a field added to Decision without a default fails here until _again copies it
