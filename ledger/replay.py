@@ -211,11 +211,12 @@ class Replay:
     def resume(
         self,
         rows: Iterable[ProjectionRow],
-        positions: Mapping[int, PartitionPosition],
+        chains: Mapping[str, Mapping[int, PartitionPosition]],
         trust_root: str | None,
     ) -> None:
         """Start from a verified state instead of the empty ledger: the projection
-        rows and chain positions a fold reached at an archive cut."""
+        rows and the chain heads of each topic's partitions a fold reached at an
+        archive cut (topic ``""``: the events fed without a topic)."""
         if self.trust_root is None:
             self.trust_root = trust_root
         self.state.trust_root = self.trust_root
@@ -235,15 +236,21 @@ class Replay:
                 )
             elif row.table in ("policies", "tokens", "jobs", "halts", "shadows"):
                 getattr(self.state, row.table)[key] = dict(row.values)
-        self.positions.update(positions)
+        for topic, heads in chains.items():
+            self._chain(topic).update(heads)
 
     def snapshot(self) -> dict[str, Any]:
-        """What :meth:`resume` needs, JSON-shaped (stored at an archive cut)."""
+        """What :meth:`resume` needs, JSON-shaped (stored at an archive cut): the
+        chain heads per topic, since each lane's partitions are chains of their own."""
         return {
             "trust_root": self.trust_root,
-            "positions": {
-                str(p): [pos.next_offset, pos.ledger_seq, pos.chain_hash]
-                for p, pos in self.positions.items()
+            "chains": {
+                topic: {
+                    str(p): [pos.next_offset, pos.ledger_seq, pos.chain_hash]
+                    for p, pos in heads.items()
+                }
+                for topic, heads in self.chains.items()
+                if heads
             },
             "rows": [
                 {"table": r.table, "key_column": r.key_column, "values": r.values}
@@ -259,8 +266,10 @@ class Replay:
                 for r in snapshot["rows"]
             ],
             {
-                int(p): PartitionPosition(int(v[0]), int(v[1]), v[2])
-                for p, v in snapshot["positions"].items()
+                topic: {
+                    int(p): PartitionPosition(int(v[0]), int(v[1]), v[2]) for p, v in heads.items()
+                }
+                for topic, heads in _snapshot_chains(snapshot).items()
             },
             snapshot.get("trust_root"),
         )
@@ -596,3 +605,12 @@ def replay(
     if chunk:
         fold.feed_many(chunk)
     return fold
+
+
+def _snapshot_chains(snapshot: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
+    """A snapshot's chain heads by topic; a snapshot written before the lanes held
+    one topic's heads under ``positions``."""
+    if "chains" in snapshot:
+        chains: Mapping[str, Mapping[str, Any]] = snapshot["chains"]
+        return chains
+    return {"": snapshot.get("positions", {})}
