@@ -26,7 +26,10 @@ from consumers.failures import with_database_retry
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor, open_processor
 from ledger.batch import Outcome
 
-__all__ = ["run_engine"]
+__all__ = ["Verified", "run_engine", "take_verified"]
+
+#: a verified chunk: the partitions it touches, its records and their verdicts
+Verified = tuple[set[TopicPartition], list[IngressRecord], list[Any]]
 
 log = logging.getLogger("claw_ledger.processor")
 
@@ -132,6 +135,23 @@ async def _send(
     return futures
 
 
+def take_verified(queue: asyncio.Queue[Verified], first: Verified, limit: int) -> Verified:
+    """``first`` merged with every chunk already waiting in ``queue`` (in order),
+    until the merge holds ``limit`` records or more; never waits.
+
+    One transaction has a fixed cost (round trips, the position rows, the
+    copies): taking what is verified at once, instead of a poll per
+    transaction, makes commits as large as the load and no larger (ADR 0026).
+    """
+    partitions, records, verdicts = set(first[0]), list(first[1]), list(first[2])
+    while len(records) < limit and not queue.empty():
+        more_partitions, more, more_verdicts = queue.get_nowait()
+        partitions |= more_partitions
+        records += more
+        verdicts += more_verdicts
+    return partitions, records, verdicts
+
+
 async def run_engine(
     config: ProcessorConfig,
     *,
@@ -190,19 +210,40 @@ async def run_engine(
         except Exception as exc:  # the next owner of the partition sends them again
             log.warning("copies to the verified/quarantine topics not confirmed: %s", exc)
 
-    # two stages: verification of batch N+1 (threads) overlaps the commit of batch N
-    verified: asyncio.Queue[tuple[dict[Any, Any], list[IngressRecord], Any]] = asyncio.Queue(2)
+    # verification runs ahead of the commit in chunks, up to two batches' worth
+    # (what two whole polls held before); each commit takes every chunk verified
+    # by the time it starts, instead of one poll per transaction (ADR 0026)
+    verified: asyncio.Queue[Verified] = asyncio.Queue(
+        max(2, -(-2 * config.batch_size // config.verify_chunk))
+    )
+    # the Kafka offset commit (a hint) and the heartbeat row run beside the next
+    # commit instead of in front of it; offsets that arrive while a hint is in
+    # flight are sent by that same task once it is done
+    hints: dict[TopicPartition, int] = {}
+    hinting: asyncio.Task[None] | None = None
+    beating: asyncio.Task[None] | None = None
+
+    async def hint() -> None:
+        while hints:
+            offsets = dict(hints)
+            hints.clear()
+            with contextlib.suppress(Exception):  # Kafka commits are only a hint
+                await consumer.commit(offsets)
 
     async def fetch_and_verify() -> None:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=100, max_records=config.batch_size)
+            of_partition = {tp.partition: tp for tp in batches}
             records = [
                 IngressRecord(m.partition, m.offset, m.value or b"", m.key)
                 for messages in batches.values()
                 for m in messages
             ]
-            if records:
-                await verified.put((batches, records, await proc.verify(records)))
+            # a verified chunk can be committed while the rest of its poll is verified
+            for start in range(0, len(records), config.verify_chunk):
+                chunk = records[start : start + config.verify_chunk]
+                verdicts = await proc.verify(chunk)
+                await verified.put(({of_partition[r.partition] for r in chunk}, chunk, verdicts))
 
     fetcher = asyncio.create_task(fetch_and_verify())
     try:
@@ -219,30 +260,37 @@ async def run_engine(
                 getter.cancel()
                 await proc.heartbeat()
                 continue
-            batches, records, verdicts = getter.result()
+            partitions, records, verdicts = take_verified(
+                verified, getter.result(), config.batch_size
+            )
             report = await with_database_retry(partial(proc.commit_verified, records, verdicts))
-            await proc.heartbeat()
+            if beating is None or beating.done():
+                beating = asyncio.create_task(proc.heartbeat())
             if settling is not None:
                 await settling
             offsets = {
-                tp: proc.next_offset(tp.partition)
-                for tp in batches
-                if proc.next_offset(tp.partition) is not None
+                tp: offset
+                for tp in partitions
+                if (offset := proc.next_offset(tp.partition)) is not None
             }
             if config.forward:
-                marks = {tp.partition: o for tp, o in offsets.items() if o is not None}
+                marks = {tp.partition: offset for tp, offset in offsets.items()}
                 futures = await _send(producer, config, _outcomes(report))
                 settling = asyncio.create_task(settle(futures, marks))
             if on_batch is not None:
                 on_batch(report)
-            with contextlib.suppress(Exception):  # Kafka commits are only a hint
-                await consumer.commit(offsets)
+            hints.update(offsets)
+            if hinting is None or hinting.done():
+                hinting = asyncio.create_task(hint())
     finally:
         fetcher.cancel()
         with contextlib.suppress(BaseException):
             await fetcher
         if settling is not None:
             await settling  # never raises; a crash instead re-sends these copies
+        for task in (hinting, beating):
+            if task is not None:
+                await task  # never raises: both log or suppress their failures
         await consumer.stop()
         await producer.stop()
         # bounded: after a failed batch the database may be unreachable, and the
