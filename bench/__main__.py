@@ -368,7 +368,11 @@ def write_report(results: list[Result], info: dict[str, str], args: argparse.Nam
         " (the broker's JIT and the servers' caches warm up). The end-to-end figure is the"
         " median of several runs, each on a fresh ledger with its own consumer group, each"
         " against the raw verify rate measured just before it; the clock starts once the"
-        " group is stable.",
+        " group is stable. The latency rows load the ledger at 25 %, 50 % and 75 % of that"
+        " median sustained rate (the capacity of this run, not a fixed rate), each on a fresh"
+        " ledger, from a publisher paced against a schedule; latency counts from each event's"
+        " scheduled send time to its row's `recorded_at`, so a publisher running late cannot"
+        " hide delay (its own lag is in the notes).",
         f" Arguments: `{' '.join(sys.argv[1:]) or '(defaults)'}`.",
         "",
         "| measure | result | baseline (same run) | target | verdict |",

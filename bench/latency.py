@@ -80,6 +80,9 @@ async def paced_publish(
         linger_ms=1,
         max_batch_size=256 * 1024,
     ) as producer:
+        # the topic's metadata first: the first send would otherwise wait for it
+        # and start the schedule late
+        await producer.send_raw_many([])
         # one clock for the schedule and the commit times: epoch seconds, with
         # the schedule anchored once so that wall-clock steps cannot bunch sends
         began_mono, began_wall = time.monotonic(), time.time()

@@ -239,11 +239,21 @@ async def run_engine(
                 for messages in batches.values()
                 for m in messages
             ]
-            # a verified chunk can be committed while the rest of its poll is verified
-            for start in range(0, len(records), config.verify_chunk):
-                chunk = records[start : start + config.verify_chunk]
-                verdicts = await proc.verify(chunk)
-                await verified.put(({of_partition[r.partition] for r in chunk}, chunk, verdicts))
+            chunks = [
+                records[start : start + config.verify_chunk]
+                for start in range(0, len(records), config.verify_chunk)
+            ]
+            # all of the poll's chunks go to the verify thread at once, so that it
+            # never idles waiting for a busy event loop to hand it the next one;
+            # each chunk can be committed while the rest of its poll is verified
+            verifying = [asyncio.ensure_future(proc.verify(chunk)) for chunk in chunks]
+            try:
+                for chunk, verdicts in zip(chunks, verifying, strict=True):
+                    partitions = {of_partition[r.partition] for r in chunk}
+                    await verified.put((partitions, chunk, await verdicts))
+            finally:
+                for pending in verifying:
+                    pending.cancel()
 
     fetcher = asyncio.create_task(fetch_and_verify())
     try:
