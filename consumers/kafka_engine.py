@@ -17,7 +17,7 @@ import logging
 import signal
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
@@ -26,10 +26,19 @@ from consumers.failures import with_database_retry
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor, open_processor
 from ledger.batch import Outcome
 
-__all__ = ["Verified", "run_engine", "take_verified"]
+__all__ = ["Verified", "merge_verified", "run_engine", "take_verified"]
 
-#: a verified chunk: the partitions it touches, its records and their verdicts
-Verified = tuple[set[TopicPartition], list[IngressRecord], list[Any]]
+
+class Verified(NamedTuple):
+    """Verified records ready to commit: a chunk of a poll, or several merged."""
+
+    partitions: set[TopicPartition]
+    records: list[IngressRecord]
+    verdicts: list[Any]
+    #: False while more of a full poll is still being verified: the consumer is
+    #: behind, and committing the poll whole keeps commits large (ADR 0026)
+    ready: bool
+
 
 log = logging.getLogger("claw_ledger.processor")
 
@@ -135,21 +144,29 @@ async def _send(
     return futures
 
 
+def merge_verified(first: Verified, then: Verified) -> Verified:
+    """Two verified chunks as one, ``first``'s records before ``then``'s."""
+    return Verified(
+        first.partitions | then.partitions,
+        first.records + then.records,
+        first.verdicts + then.verdicts,
+        then.ready,
+    )
+
+
 def take_verified(queue: asyncio.Queue[Verified], first: Verified, limit: int) -> Verified:
     """``first`` merged with every chunk already waiting in ``queue`` (in order),
     until the merge holds ``limit`` records or more; never waits.
 
     One transaction has a fixed cost (round trips, the position rows, the
-    copies): taking what is verified at once, instead of a poll per
-    transaction, makes commits as large as the load and no larger (ADR 0026).
+    projections' version, the copies): taking what is verified at once, instead
+    of a poll per transaction, makes commits as large as the load. The merge is
+    ready when its last chunk is, or when it holds ``limit`` records.
     """
-    partitions, records, verdicts = set(first[0]), list(first[1]), list(first[2])
-    while len(records) < limit and not queue.empty():
-        more_partitions, more, more_verdicts = queue.get_nowait()
-        partitions |= more_partitions
-        records += more
-        verdicts += more_verdicts
-    return partitions, records, verdicts
+    merged = first
+    while len(merged.records) < limit and not queue.empty():
+        merged = merge_verified(merged, queue.get_nowait())
+    return merged._replace(ready=merged.ready or len(merged.records) >= limit)
 
 
 async def run_engine(
@@ -244,18 +261,24 @@ async def run_engine(
                 for start in range(0, len(records), config.verify_chunk)
             ]
             # all of the poll's chunks go to the verify thread at once, so that it
-            # never idles waiting for a busy event loop to hand it the next one;
-            # each chunk can be committed while the rest of its poll is verified
+            # never idles waiting for a busy event loop to hand it the next one.
+            # A poll that is not full means the consumer has caught up: each chunk
+            # may be committed while the rest of its poll is verified. A full one
+            # means a backlog: it is committed whole, as large commits cost less.
+            caught_up = len(records) < config.batch_size
             verifying = [asyncio.ensure_future(proc.verify(chunk)) for chunk in chunks]
             try:
-                for chunk, verdicts in zip(chunks, verifying, strict=True):
+                for n, (chunk, verdicts) in enumerate(zip(chunks, verifying, strict=True)):
                     partitions = {of_partition[r.partition] for r in chunk}
-                    await verified.put((partitions, chunk, await verdicts))
+                    ready = caught_up or n == len(chunks) - 1
+                    await verified.put(Verified(partitions, chunk, await verdicts, ready))
             finally:
                 for pending in verifying:
                     pending.cancel()
 
     fetcher = asyncio.create_task(fetch_and_verify())
+    #: verified records held back until the rest of their (full) poll is verified
+    waiting: Verified | None = None
     try:
         while not stop.is_set():
             getter = asyncio.create_task(verified.get())
@@ -270,9 +293,14 @@ async def run_engine(
                 getter.cancel()
                 await proc.heartbeat()
                 continue
-            partitions, records, verdicts = take_verified(
-                verified, getter.result(), config.batch_size
-            )
+            first = getter.result()
+            if waiting is not None:
+                first = merge_verified(waiting, first)
+            waiting = take_verified(verified, first, config.batch_size)
+            if not waiting.ready:
+                continue  # the rest of a full poll is still being verified
+            partitions, records, verdicts, _ = waiting
+            waiting = None
             report = await with_database_retry(partial(proc.commit_verified, records, verdicts))
             if beating is None or beating.done():
                 beating = asyncio.create_task(proc.heartbeat())

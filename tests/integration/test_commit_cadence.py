@@ -1,6 +1,8 @@
 """The processor commits what it has without waiting for a full batch, and a
 burst spread over several verify chunks and commits lands whole, in order, with
-the group's Kafka offsets following the ledger's positions (ADR 0026)."""
+the group's Kafka offsets following the ledger's positions, both when it keeps
+up (chunks committed as verified) and when polls come back full (a backlog:
+whole polls per commit) (ADR 0026)."""
 
 from __future__ import annotations
 
@@ -72,11 +74,16 @@ async def test_a_few_events_commit_while_the_batch_size_is_huge(
         ledger.processor.stop()
 
 
+#: full polls of two verify chunks each: a backlog, committed a whole poll at a time
+BACKLOG_BATCH = 300
+
+
+@pytest.mark.parametrize("batch_size", [HUGE_BATCH, BACKLOG_BATCH], ids=["caught-up", "backlog"])
 async def test_a_burst_commits_whole_in_order_and_kafka_offsets_follow(
-    ledger_servers: Any, ledger_settings: Settings, tmp_path: Path
+    ledger_servers: Any, ledger_settings: Settings, tmp_path: Path, batch_size: int
 ) -> None:
     ledger = await start_ledger(
-        ledger_servers, ledger_settings, tmp_path, register_roles=False, batch_size=HUGE_BATCH
+        ledger_servers, ledger_settings, tmp_path, register_roles=False, batch_size=batch_size
     )
     try:
         operator = await ledger.register_key(Role.OPERATOR)
