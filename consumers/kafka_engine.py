@@ -35,8 +35,8 @@ class Verified(NamedTuple):
     partitions: set[TopicPartition]
     records: list[IngressRecord]
     verdicts: list[Any]
-    #: False while more of a full poll is still being verified: the consumer is
-    #: behind, and committing the poll whole keeps commits large (ADR 0026)
+    #: False while more of its poll is still being verified and the consumer is
+    #: behind (a backlog): there, committing whole polls keeps commits large (ADR 0026)
     ready: bool
 
 
@@ -262,10 +262,14 @@ async def run_engine(
             ]
             # all of the poll's chunks go to the verify thread at once, so that it
             # never idles waiting for a busy event loop to hand it the next one.
-            # A poll that is not full means the consumer has caught up: each chunk
-            # may be committed while the rest of its poll is verified. A full one
-            # means a backlog: it is committed whole, as large commits cost less.
-            caught_up = len(records) < config.batch_size
+            # A poll that reached the end of what its partitions hold (their high
+            # watermark at the last fetch): each chunk may be committed while the
+            # rest is verified. One with more behind it (a backlog) is committed
+            # whole: there, large commits are what keeps up.
+            caught_up = all(
+                messages[-1].offset + 1 >= (consumer.highwater(tp) or 0)
+                for tp, messages in batches.items()
+            )
             verifying = [asyncio.ensure_future(proc.verify(chunk)) for chunk in chunks]
             try:
                 for n, (chunk, verdicts) in enumerate(zip(chunks, verifying, strict=True)):
@@ -277,7 +281,7 @@ async def run_engine(
                     pending.cancel()
 
     fetcher = asyncio.create_task(fetch_and_verify())
-    #: verified records held back until the rest of their (full) poll is verified
+    #: verified records held back until the rest of their poll is (a backlog)
     waiting: Verified | None = None
     try:
         while not stop.is_set():
@@ -298,7 +302,7 @@ async def run_engine(
                 first = merge_verified(waiting, first)
             waiting = take_verified(verified, first, config.batch_size)
             if not waiting.ready:
-                continue  # the rest of a full poll is still being verified
+                continue  # the rest of a poll with a backlog behind it is being verified
             partitions, records, verdicts, _ = waiting
             waiting = None
             report = await with_database_retry(partial(proc.commit_verified, records, verdicts))
