@@ -1,7 +1,7 @@
 """How the aiokafka engine forms its commits (ADR 0026): every chunk verified by
 the time a commit starts goes into it, in order, up to the batch size; taking
-them never waits; the chunks of a full poll (a backlog) are held until the poll
-is verified whole."""
+them never waits; the chunks of a poll with a backlog behind it are held until
+the poll is verified whole."""
 
 from __future__ import annotations
 
@@ -63,7 +63,7 @@ def test_a_commit_stops_taking_at_the_batch_size_and_leaves_the_rest_queued() ->
     assert [r.offset for r in rest.records] == list(range(12, 40))
 
 
-def test_a_full_poll_waits_for_its_last_chunk_unless_the_batch_size_is_reached() -> None:
+def test_a_backlogged_poll_waits_for_its_last_chunk_unless_the_batch_size_is_reached() -> None:
     # a backlog: the poll's chunks are not ready until its last one is verified
     held = take_verified(
         _queue(_chunk(0, range(4, 8), ready=False)), _chunk(0, range(4), ready=False), limit=100
@@ -71,7 +71,7 @@ def test_a_full_poll_waits_for_its_last_chunk_unless_the_batch_size_is_reached()
     assert not held.ready and len(held.records) == 8
     whole = take_verified(_queue(), merge_verified(held, _chunk(0, range(8, 12))), limit=100)
     assert whole.ready and [r.offset for r in whole.records] == list(range(12))
-    # a merge that ends on the first chunk of the next full poll waits for that poll
+    # a merge that ends on the first chunk of the next backlogged poll waits for it
     next_poll = take_verified(_queue(_chunk(1, range(4), ready=False)), whole, limit=100)
     assert not next_poll.ready
     # the batch size bounds the wait

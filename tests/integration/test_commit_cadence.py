@@ -1,8 +1,8 @@
 """The processor commits what it has without waiting for a full batch, and a
 burst spread over several verify chunks and commits lands whole, in order, with
 the group's Kafka offsets following the ledger's positions, both when it keeps
-up (chunks committed as verified) and when polls come back full (a backlog:
-whole polls per commit) (ADR 0026)."""
+up (chunks committed as verified) and when a backlog is behind each poll (whole
+polls per commit) (ADR 0026)."""
 
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ async def test_a_few_events_commit_while_the_batch_size_is_huge(
         ledger.processor.stop()
 
 
-#: full polls of two verify chunks each: a backlog, committed a whole poll at a time
+#: polls of two verify chunks with more behind them (a backlog): whole polls per commit
 BACKLOG_BATCH = 300
 
 
