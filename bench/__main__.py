@@ -15,6 +15,9 @@ Usage: python -m bench [--events 200000] [--repeat 3] [--rss-events 1000000] [--
                        [--lane-events 200000] [--lane-backlog 200000] [--lane-control-events 20]
        python -m bench --only replay [--events 50000] [--replay-rss-events 0]
          (the replay rows alone, no servers: prints them, writes nothing)
+       python -m bench --only latency [--events 20000] [--repeat 1] [--latency-seconds 15]
+                       [--servers-from-env]
+         (the e2e capacity and the latency rows at 25/50/75 % of it: prints, writes nothing)
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from bench.control_cache import control_cache_rows
 from bench.early import early_rows
 from bench.early import measure as early_measure
 from bench.lanes import lane_rows
+from bench.latency import LOAD_FRACTIONS, latency_at, latency_rows
 from bench.ledger import (
     PUBLISH_CHUNK,
     commit_times,
@@ -60,6 +64,8 @@ from ledger.crypto import KeyPair
 from ledger.verify import verify_message
 
 ROOT = Path(__file__).resolve().parents[1]
+#: what --servers-from-env reads
+ENV_SERVERS = ("CLAW_LEDGER_KAFKA", "CLAW_LEDGER_DATABASE_URL")
 console = Console()
 
 
@@ -204,20 +210,31 @@ async def end_to_end_run(
 
 
 async def end_to_end(
-    base: Settings, events: int, processors: int, partitions: int, repeat: int
-) -> list[Result]:
-    """``repeat`` runs; the report gives the median run and the range.
+    base: Settings,
+    events: int,
+    processors: int,
+    partitions: int,
+    repeat: int,
+    *,
+    with_signing: bool = True,
+) -> tuple[list[Result], float]:
+    """``repeat`` runs; the report gives the median run and the range, and
+    returns the median sustained rate (the capacity the latency rows load).
 
     This machine shares its host: a single run can land in a slow minute
     (the same single-threaded measurement varies by a third between minutes).
+    ``with_signing``: each run is followed by one that signs on the clock.
     """
     runs, signed_runs = [], []
     for n in range(repeat):
         console.log(f"end to end: run {n + 1} of {repeat} (pre-signed, then signing on the clock)")
         runs.append(await end_to_end_run(base, events, processors, partitions))
-        signed_runs.append(await end_to_end_run(base, events, processors, partitions, signing=True))
+        if with_signing:
+            signed_runs.append(
+                await end_to_end_run(base, events, processors, partitions, signing=True)
+            )
     median = sorted(runs, key=lambda r: r.sustained)[len(runs) // 2]
-    signed = sorted(signed_runs, key=lambda r: r.sustained)[len(signed_runs) // 2]
+    signed = sorted(signed_runs or runs, key=lambda r: r.sustained)[len(signed_runs or runs) // 2]
     signed_ratio = signed.sustained / median.sustained
     ratio = median.sustained / median.baseline
     ok = median.sustained >= 10_000 and ratio >= 0.75
@@ -225,7 +242,7 @@ async def end_to_end(
         f"{r.sustained:,.0f} (baseline {r.baseline:,.0f}, ratio {r.sustained / r.baseline:.2f})"
         for r in runs
     )
-    return [
+    rows = [
         Result(
             f"end to end, {events:,} events, publish → committed row (median of {len(runs)} runs)",
             f"{median.sustained:,.0f} ev/s sustained ({median.overall:,.0f} ev/s overall)",
@@ -267,33 +284,35 @@ async def end_to_end(
             f"{median.p99 * 1000:,.0f} ms",
         ),
     ]
+    if not with_signing:
+        rows = [r for r in rows if "including signing" not in r.name]
+    return rows, median.sustained
 
 
-async def paced_latency(
-    base: Settings, events: int, rate: float, processors: int, partitions: int
+async def latency_under_load(
+    base: Settings, sustained: float, args: argparse.Namespace
 ) -> list[Result]:
-    """Latency when the ledger keeps up: publish at a steady rate below capacity."""
-    ledger = await new_ledger(base, processors, partitions)
-    try:
-        workload = sign_halt_events(ledger.operator, events)
-        with console.status(f"latency: {events:,} events at {rate:,.0f} ev/s…"):
-            sent = await publish_all(ledger, workload, rate=rate)
-            assert ledger.settings.database_url
-            await wait_committed(ledger.settings.database_url, events, timeout=3600)
-        rows = await commit_times(ledger.settings.database_url)
-    finally:
-        ledger.stop_processors()
-    latencies = sorted(float(r["at"]) - sent[r["id"]] for r in rows)
-    p50 = statistics.median(latencies)
-    p99 = latencies[int(len(latencies) * 0.99) - 1]
-    return [
-        Result(
-            f"publish → commit latency p50 at a steady {rate:,.0f} ev/s", f"{p50 * 1000:,.0f} ms"
-        ),
-        Result(
-            f"publish → commit latency p99 at a steady {rate:,.0f} ev/s", f"{p99 * 1000:,.0f} ms"
-        ),
-    ]
+    """Paced runs at 25/50/75 % of ``sustained`` (the e2e sustained rate of this run)."""
+    runs = []
+    for n in range(args.latency_repeat):
+        for fraction in LOAD_FRACTIONS:
+            rate = sustained * fraction
+            console.log(
+                f"latency: {fraction:.0%} of {sustained:,.0f} ev/s = {rate:,.0f} ev/s"
+                f" for {args.latency_seconds:.0f}s (run {n + 1} of {args.latency_repeat})"
+            )
+            runs.append(
+                await latency_at(
+                    base,
+                    fraction,
+                    sustained,
+                    args.latency_seconds,
+                    args.processors,
+                    args.partitions,
+                )
+            )
+    rows, notes = latency_rows(sustained, runs)
+    return [Result(*row, notes=notes if i == 0 else []) for i, row in enumerate(rows)]
 
 
 async def rss_flat(base: Settings, events: int, partitions: int) -> list[Result]:
@@ -355,7 +374,11 @@ def write_report(results: list[Result], info: dict[str, str], args: argparse.Nam
         " (the broker's JIT and the servers' caches warm up). The end-to-end figure is the"
         " median of several runs, each on a fresh ledger with its own consumer group, each"
         " against the raw verify rate measured just before it; the clock starts once the"
-        " group is stable.",
+        " group is stable. The latency rows load the ledger at 25 %, 50 % and 75 % of that"
+        " median sustained rate (the capacity of this run, not a fixed rate), each on a fresh"
+        " ledger, from a publisher paced against a schedule; latency counts from each event's"
+        " scheduled send time to its row's `recorded_at`, so a publisher running late cannot"
+        " hide delay (its own lag is in the notes).",
         f" Arguments: `{' '.join(sys.argv[1:]) or '(defaults)'}`.",
         "",
         "| measure | result | baseline (same run) | target | verdict |",
@@ -374,19 +397,20 @@ async def main(args: argparse.Namespace) -> None:
     state = ROOT / ".claw-ledger" / "bench"
     # every run starts from empty servers: data left by earlier runs (gigabytes
     # of topics and databases) would slow the broker and Postgres down
-    services_down(load_settings(state_dir=state))
-    shutil.rmtree(state, ignore_errors=True)
-    base = load_settings(
-        state_dir=state,
-        env={k: v for k, v in os.environ.items() if k in ("HOME", "XDG_CACHE_HOME")},
-    )
+    own_servers = not args.servers_from_env
+    kept = ("HOME", "XDG_CACHE_HOME") + (() if own_servers else ENV_SERVERS)
+    if own_servers:
+        services_down(load_settings(state_dir=state))
+        shutil.rmtree(state, ignore_errors=True)
+    base = load_settings(state_dir=state, env={k: v for k, v in os.environ.items() if k in kept})
     results: list[Result] = []
     with console.status("baseline: raw PyNaCl verify on one core…"):
         baseline = raw_verify_rate()
         pipeline = pipeline_verify_rate()
     results.append(Result("raw PyNaCl Ed25519 verify, one core", f"{baseline:,.0f} /s"))
-    with console.status("baseline: raw PyNaCl sign against the SDK's signing path, one core…"):
-        results += [Result(*row) for row in signing_rows()]
+    if args.only != "latency":
+        with console.status("baseline: raw PyNaCl sign against the SDK's signing path, one core…"):
+            results += [Result(*row) for row in signing_rows()]
     results.append(
         Result(
             "processor's stateless checks (parse, schema, hash, signature), one core",
@@ -394,8 +418,11 @@ async def main(args: argparse.Namespace) -> None:
             f"{baseline:,.0f} verify/s (ratio {pipeline / baseline:.2f})",
         )
     )
-    with console.status("component figures: CLI start, verify path, Merkle proofs, replay…"):
-        results += [Result(*row) for row in micro_rows(args.replay_events, args.replay_rss_events)]
+    if args.only != "latency":
+        with console.status("component figures: CLI start, verify path, Merkle proofs, replay…"):
+            results += [
+                Result(*row) for row in micro_rows(args.replay_events, args.replay_rss_events)
+            ]
     with console.status("starting Kafka and Postgres for the benchmark…"):
         endpoints = services_up(base)
     base = base.with_endpoints(endpoints)
@@ -404,13 +431,17 @@ async def main(args: argparse.Namespace) -> None:
             with console.status(f"warming up the servers with {args.warm_up_events:,} events…"):
                 await warm_up(base, args.warm_up_events, args.processors, args.partitions)
         if args.events:
-            results += await end_to_end(
-                base, args.events, args.processors, args.partitions, args.repeat
+            e2e_rows, sustained = await end_to_end(
+                base,
+                args.events,
+                args.processors,
+                args.partitions,
+                args.repeat,
+                with_signing=args.only != "latency",
             )
-        if args.latency_events:
-            results += await paced_latency(
-                base, args.latency_events, args.latency_rate, args.processors, args.partitions
-            )
+            results += e2e_rows
+            if args.latency_seconds:
+                results += await latency_under_load(base, sustained, args)
         if args.checkpoint_events:
             rows, notes = await checkpointing_rows(
                 lambda checkpointer: end_to_end_run(
@@ -489,10 +520,11 @@ async def main(args: argparse.Namespace) -> None:
                 early = await early_measure(base, args.early_trials, args.early_backlog)
             results += [Result(*row) for row in early_rows(early)]
     finally:
-        services_down(load_settings(state_dir=state))
-        # the servers' data (gigabytes after the memory run); processors.log stays
-        for data in ("kafka", "postgres"):
-            shutil.rmtree(state / data, ignore_errors=True)
+        if own_servers:
+            services_down(load_settings(state_dir=state))
+            # the servers' data (gigabytes after the memory run); processors.log stays
+            for data in ("kafka", "postgres"):
+                shutil.rmtree(state / data, ignore_errors=True)
     table = Table(title="claw-ledger benchmarks")
     for column in ("measure", "result", "baseline (same run)", "target", "verdict"):
         table.add_column(column, overflow="fold")
@@ -501,8 +533,9 @@ async def main(args: argparse.Namespace) -> None:
     console.print(table)
     for note in (n for r in results for n in r.notes):
         console.print(f"note: {note}")
-    write_report(results, info, args)
-    console.print(f"written to {ROOT / 'docs' / 'benchmarks.md'}")
+    if args.only is None:
+        write_report(results, info, args)
+        console.print(f"written to {ROOT / 'docs' / 'benchmarks.md'}")
 
 
 if __name__ == "__main__":
@@ -511,8 +544,15 @@ if __name__ == "__main__":
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3, help="end-to-end runs (median reported)")
     parser.add_argument("--rss-events", type=int, default=1_000_000)
-    parser.add_argument("--latency-events", type=int, default=30_000)
-    parser.add_argument("--latency-rate", type=float, default=2_000.0)
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=30.0,
+        help="length of each paced run at 25/50/75 %% of the e2e capacity (0 to skip)",
+    )
+    parser.add_argument(
+        "--latency-repeat", type=int, default=1, help="paced runs per load (median p99 reported)"
+    )
     parser.add_argument(
         "--checkpoint-events", type=int, default=100_000, help="ingest with/without checkpointer"
     )
@@ -562,9 +602,25 @@ if __name__ == "__main__":
     parser.add_argument(
         "--replay-rss-events", type=int, default=1_000_000, help="the replay's memory run"
     )
-    parser.add_argument("--only", choices=["replay"], help="run these rows alone, no servers")
+    parser.add_argument(
+        "--only",
+        choices=["replay", "latency"],
+        help="run these rows alone and write nothing: replay (no servers), or latency"
+        " (warm-up, the e2e capacity runs and the latency rows at 25/50/75 %% of it)",
+    )
+    parser.add_argument(
+        "--servers-from-env",
+        action="store_true",
+        help="measure on the Kafka and Postgres of $CLAW_LEDGER_KAFKA and"
+        " $CLAW_LEDGER_DATABASE_URL instead of starting servers of its own",
+    )
     parser.add_argument("--rss", action="store_true", help="with --only replay: the memory run too")
     arguments = parser.parse_args()
+    if arguments.only == "latency":
+        # only the rows the latency figures need: the e2e runs measure the capacity
+        arguments.checkpoint_events = arguments.proof_leaves = arguments.rss_events = 0
+        arguments.capacity_events = arguments.api_events = 0
+        arguments.control_cache_tokens = ""
     if arguments.only == "replay":
         print_replay_rows(
             arguments.events, arguments.replay_rss_events if arguments.rss else 0, console

@@ -32,7 +32,11 @@ class ProcessorConfig:
     verified_topic: str
     quarantine_topic: str
     group: str = "claw-ledger-verifier"
+    #: the most records one poll fetches (and one commit takes, give or take a chunk)
     batch_size: int = 2000
+    #: records verified in one step: each verified chunk is ready to commit while
+    #: the rest of its poll is still being verified (ADR 0026)
+    verify_chunk: int = 250
     batch_within_s: float = 0.05
     max_message_bytes: int = 1_048_576
     forward: bool = True

@@ -17,7 +17,7 @@ import logging
 import signal
 from collections.abc import Callable
 from functools import partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
@@ -27,7 +27,26 @@ from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor, 
 from ledger.batch import Outcome
 from ledger.registry import Lane
 
-__all__ = ["kafka_group", "run_engine", "run_lane"]
+__all__ = [
+    "Verified",
+    "kafka_group",
+    "merge_verified",
+    "run_engine",
+    "run_lane",
+    "take_verified",
+]
+
+
+class Verified(NamedTuple):
+    """Verified records ready to commit: a chunk of a poll, or several merged."""
+
+    partitions: set[TopicPartition]
+    records: list[IngressRecord]
+    verdicts: list[Any]
+    #: False while more of its poll is still being verified and the consumer is
+    #: behind (a backlog): there, committing whole polls keeps commits large (ADR 0026)
+    ready: bool
+
 
 log = logging.getLogger("claw_ledger.processor")
 
@@ -134,6 +153,31 @@ async def _send(
     return futures
 
 
+def merge_verified(first: Verified, then: Verified) -> Verified:
+    """Two verified chunks as one, ``first``'s records before ``then``'s."""
+    return Verified(
+        first.partitions | then.partitions,
+        first.records + then.records,
+        first.verdicts + then.verdicts,
+        then.ready,
+    )
+
+
+def take_verified(queue: asyncio.Queue[Verified], first: Verified, limit: int) -> Verified:
+    """``first`` merged with every chunk already waiting in ``queue`` (in order),
+    until the merge holds ``limit`` records or more; never waits.
+
+    One transaction has a fixed cost (round trips, the position rows, the
+    projections' version, the copies): taking what is verified at once, instead
+    of a poll per transaction, makes commits as large as the load. The merge is
+    ready when its last chunk is, or when it holds ``limit`` records.
+    """
+    merged = first
+    while len(merged.records) < limit and not queue.empty():
+        merged = merge_verified(merged, queue.get_nowait())
+    return merged._replace(ready=merged.ready or len(merged.records) >= limit)
+
+
 async def run_engine(
     config: ProcessorConfig,
     *,
@@ -230,21 +274,62 @@ async def run_lane(
         except Exception as exc:  # the next owner of the partition sends them again
             log.warning("copies to the verified/quarantine topics not confirmed: %s", exc)
 
-    # two stages: verification of batch N+1 (threads) overlaps the commit of batch N
-    verified: asyncio.Queue[tuple[dict[Any, Any], list[IngressRecord], Any]] = asyncio.Queue(2)
+    # verification runs ahead of the commit in chunks, up to two batches' worth
+    # (what two whole polls held before); each commit takes every chunk verified
+    # by the time it starts, instead of one poll per transaction (ADR 0026)
+    verified: asyncio.Queue[Verified] = asyncio.Queue(
+        max(2, -(-2 * config.batch_size // config.verify_chunk))
+    )
+    # the Kafka offset commit (a hint) and the heartbeat row run beside the next
+    # commit instead of in front of it; offsets that arrive while a hint is in
+    # flight are sent by that same task once it is done
+    hints: dict[TopicPartition, int] = {}
+    hinting: asyncio.Task[None] | None = None
+    beating: asyncio.Task[None] | None = None
+
+    async def hint() -> None:
+        while hints:
+            offsets = dict(hints)
+            hints.clear()
+            with contextlib.suppress(Exception):  # Kafka commits are only a hint
+                await consumer.commit(offsets)
 
     async def fetch_and_verify() -> None:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=100, max_records=config.batch_size)
+            of_partition = {tp.partition: tp for tp in batches}
             records = [
                 IngressRecord(m.partition, m.offset, m.value or b"", m.key)
                 for messages in batches.values()
                 for m in messages
             ]
-            if records:
-                await verified.put((batches, records, await proc.verify(records)))
+            chunks = [
+                records[start : start + config.verify_chunk]
+                for start in range(0, len(records), config.verify_chunk)
+            ]
+            # all of the poll's chunks go to the verify thread at once, so that it
+            # never idles waiting for a busy event loop to hand it the next one.
+            # A poll that reached the end of what its partitions hold (their high
+            # watermark at the last fetch): each chunk may be committed while the
+            # rest is verified. One with more behind it (a backlog) is committed
+            # whole: there, large commits are what keeps up.
+            caught_up = all(
+                messages[-1].offset + 1 >= (consumer.highwater(tp) or 0)
+                for tp, messages in batches.items()
+            )
+            verifying = [asyncio.ensure_future(proc.verify(chunk)) for chunk in chunks]
+            try:
+                for n, (chunk, verdicts) in enumerate(zip(chunks, verifying, strict=True)):
+                    partitions = {of_partition[r.partition] for r in chunk}
+                    ready = caught_up or n == len(chunks) - 1
+                    await verified.put(Verified(partitions, chunk, await verdicts, ready))
+            finally:
+                for pending in verifying:
+                    pending.cancel()
 
     fetcher = asyncio.create_task(fetch_and_verify())
+    #: verified records held back until the rest of their poll is (a backlog)
+    waiting: Verified | None = None
     try:
         while not stop.is_set():
             getter = asyncio.create_task(verified.get())
@@ -259,30 +344,42 @@ async def run_lane(
                 getter.cancel()
                 await proc.heartbeat()
                 continue
-            batches, records, verdicts = getter.result()
+            first = getter.result()
+            if waiting is not None:
+                first = merge_verified(waiting, first)
+            waiting = take_verified(verified, first, config.batch_size)
+            if not waiting.ready:
+                continue  # the rest of a poll with a backlog behind it is being verified
+            partitions, records, verdicts, _ = waiting
+            waiting = None
             report = await with_database_retry(partial(proc.commit_verified, records, verdicts))
-            await proc.heartbeat()
+            if beating is None or beating.done():
+                beating = asyncio.create_task(proc.heartbeat())
             if settling is not None:
                 await settling
             offsets = {
-                tp: proc.next_offset(tp.partition)
-                for tp in batches
-                if proc.next_offset(tp.partition) is not None
+                tp: offset
+                for tp in partitions
+                if (offset := proc.next_offset(tp.partition)) is not None
             }
             if config.forward:
-                marks = {tp.partition: o for tp, o in offsets.items() if o is not None}
+                marks = {tp.partition: offset for tp, offset in offsets.items()}
                 futures = await _send(producer, config, _outcomes(report))
                 settling = asyncio.create_task(settle(futures, marks))
             if on_batch is not None:
                 on_batch(report)
-            with contextlib.suppress(Exception):  # Kafka commits are only a hint
-                await consumer.commit(offsets)
+            hints.update(offsets)
+            if hinting is None or hinting.done():
+                hinting = asyncio.create_task(hint())
     finally:
         fetcher.cancel()
         with contextlib.suppress(BaseException):
             await fetcher
         if settling is not None:
             await settling  # never raises; a crash instead re-sends these copies
+        for task in (hinting, beating):
+            if task is not None:
+                await task  # never raises: both log or suppress their failures
         await consumer.stop()
         await producer.stop()
         # bounded: after a failed batch the database may be unreachable, and the
