@@ -18,7 +18,7 @@ from claw_ledger.config import Settings
 from ledger.chain import verify_chain
 from ledger.crypto import KeyPair
 from ledger.roles import Role
-from tests.fixtures_ledger import LedgerHarness, chains_by_partition, send_halts, start_ledger
+from tests.fixtures_ledger import LedgerHarness, send_halts, start_ledger, stored_chains
 
 pytestmark = pytest.mark.integration
 
@@ -38,13 +38,19 @@ async def _wait(what: str, ready: Any, timeout: float = 180) -> None:
 
 
 async def _kafka_offsets(ledger: LedgerHarness) -> dict[int, int]:
+    """The control lane's Kafka group offsets (halts are control-lane events; that
+    lane's Kafka group is ``<group>.control``, ADR 0024)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=ledger.settings.kafka_bootstrap)
     await admin.start()
     try:
-        offsets = await admin.list_consumer_group_offsets(ledger.processor.group)
+        offsets = await admin.list_consumer_group_offsets(f"{ledger.processor.group}.control")
     finally:
         await admin.close()
-    return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+    return {
+        tp.partition: meta.offset
+        for tp, meta in offsets.items()
+        if meta.offset >= 0 and tp.topic == ledger.topics.control
+    }
 
 
 async def test_a_few_events_commit_while_the_batch_size_is_huge(
@@ -106,23 +112,20 @@ async def test_a_burst_commits_whole_in_order_and_kafka_offsets_follow(
                     " WHERE event_type = 'agent.halted'"
                 )
             ]
-            rows = await conn.fetch(
-                "SELECT kafka_partition, ledger_seq, event_id::text AS event_id, envelope_raw,"
-                " prev_chain_hash, chain_hash FROM events ORDER BY kafka_partition, ledger_seq"
-            )
+            by_partition = await stored_chains(conn)
             positions = {
                 r["kafka_partition"]: r["next_offset"]
                 for r in await conn.fetch(
                     "SELECT kafka_partition, next_offset FROM consumer_positions"
-                    " WHERE consumer_group = $1",
+                    " WHERE consumer_group = $1 AND topic = $2",
                     ledger.processor.group,
+                    ledger.topics.control,
                 )
             }
         finally:
             await conn.close()
         assert sorted(recorded) == sorted(event_ids), "lost or duplicated events"
-        by_partition = chains_by_partition(rows)
-        assert len(by_partition) > 1
+        assert len([key for key in by_partition if key[0] == ledger.topics.control]) > 1
         for links in by_partition.values():
             assert verify_chain(links) == []
         # the offset commit runs beside the next ledger commit; once the burst is
