@@ -421,7 +421,10 @@ async def main(args: argparse.Namespace) -> None:
     if args.only != "latency":
         with console.status("component figures: CLI start, verify path, Merkle proofs, replay…"):
             results += [
-                Result(*row) for row in micro_rows(args.replay_events, args.replay_rss_events)
+                Result(*row)
+                for row in micro_rows(
+                    args.replay_events, args.replay_rss_events, args.simulate_decisions
+                )
             ]
     with console.status("starting Kafka and Postgres for the benchmark…"):
         endpoints = services_up(base)
@@ -593,6 +596,12 @@ if __name__ == "__main__":
     )
     parser.add_argument(
         "--early-backlog", type=int, default=200_000, help="ingress events queued ahead of them"
+    )
+    parser.add_argument(
+        "--simulate-decisions",
+        type=int,
+        default=1_000_000,
+        help="recorded decisions the simulate rows judge (the issue's figure: 1,000,000)",
     )
     parser.add_argument("--processors", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=4)

@@ -190,7 +190,9 @@ def print_replay_rows(events: int, rss_events: int, console: Console) -> None:
     console.print(table)
 
 
-def micro_rows(replay_events: int = 20_000, replay_rss_events: int = 0) -> list[Row]:
+def micro_rows(
+    replay_events: int = 20_000, replay_rss_events: int = 0, simulate_decisions: int = 1_000_000
+) -> list[Row]:
     return [
         *cli_rows(),
         *verify_rows(),
@@ -198,7 +200,7 @@ def micro_rows(replay_events: int = 20_000, replay_rss_events: int = 0) -> list[
         *replay_rows(replay_events, replay_rss_events),
         *authorize_rows(),
         *sealing_rows(),
-        *simulate_rows(),
+        *simulate_rows(simulate_decisions),
     ]
 
 
