@@ -63,21 +63,30 @@ class _SeekToLedger(ConsumerRebalanceListener):  # type: ignore[misc]
         self._producer = producer
         self._proc = proc
         self._config = config
+        #: held by the lane from a commit through sending its copies; the copies'
+        #: acknowledgement and mark run in ``settling``
+        self.committing = asyncio.Lock()
+        self.settling: asyncio.Task[None] | None = None
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         return None
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        offsets = await self._proc.assigned(tp.partition for tp in assigned)
-        for tp in assigned:
-            offset = offsets[tp.partition]
-            if offset is None:
-                # nothing of this partition is in the ledger: read it from the start
-                await self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, offset)
-        if self._config.forward:
-            await _forward_the_rest(self._producer, self._config, self._proc, assigned)
+        # the fetcher may already be running: no commit of this lane may interleave
+        # with the copy of older outcomes, which would copy its outcomes twice
+        async with self.committing:
+            if self.settling is not None:
+                await self.settling
+            offsets = await self._proc.assigned(tp.partition for tp in assigned)
+            for tp in assigned:
+                offset = offsets[tp.partition]
+                if offset is None:
+                    # nothing of this partition is in the ledger: read it from the start
+                    await self._consumer.seek_to_beginning(tp)
+                else:
+                    self._consumer.seek(tp, offset)
+            if self._config.forward:
+                await _forward_the_rest(self._producer, self._config, self._proc, assigned)
 
 
 async def _forward_the_rest(
@@ -259,7 +268,8 @@ async def run_lane(
         max_batch_size=1024 * 1024,
         max_request_size=2 * 1024 * 1024,
     )
-    consumer.subscribe([topic], listener=_SeekToLedger(consumer, producer, proc, config))
+    seeker = _SeekToLedger(consumer, producer, proc, config)
+    consumer.subscribe([topic], listener=seeker)
     # the producer first: a partition assignment may have outcomes to copy
     await producer.start()
     await consumer.start()
@@ -267,10 +277,10 @@ async def run_lane(
     # their forwarded mark (ADR 0008), runs beside the next batch's commit
     settling: asyncio.Task[None] | None = None
 
-    async def settle(futures: list[Any], marks: dict[int, int]) -> None:
+    async def settle(futures: list[Any], marks: dict[int, int], since: dict[int, int]) -> None:
         try:
             await asyncio.gather(*futures)
-            await proc.record_forwarded(marks)
+            await proc.record_forwarded(marks, since=since)
         except Exception as exc:  # the next owner of the partition sends them again
             log.warning("copies to the verified/quarantine topics not confirmed: %s", exc)
 
@@ -352,20 +362,29 @@ async def run_lane(
                 continue  # the rest of a poll with a backlog behind it is being verified
             partitions, records, verdicts, _ = waiting
             waiting = None
-            report = await with_database_retry(partial(proc.commit_verified, records, verdicts))
-            if beating is None or beating.done():
-                beating = asyncio.create_task(proc.heartbeat())
-            if settling is not None:
-                await settling
-            offsets = {
-                tp: offset
-                for tp in partitions
-                if (offset := proc.next_offset(tp.partition)) is not None
-            }
-            if config.forward:
-                marks = {tp.partition: offset for tp, offset in offsets.items()}
-                futures = await _send(producer, config, _outcomes(report))
-                settling = asyncio.create_task(settle(futures, marks))
+            async with seeker.committing:
+                before = {tp.partition: proc.next_offset(tp.partition) for tp in partitions}
+                report = await with_database_retry(partial(proc.commit_verified, records, verdicts))
+                if beating is None or beating.done():
+                    beating = asyncio.create_task(proc.heartbeat())
+                if settling is not None:
+                    await settling
+                offsets = {
+                    tp: offset
+                    for tp in partitions
+                    if (offset := proc.next_offset(tp.partition)) is not None
+                }
+                if config.forward:
+                    # only what this commit added: a partition of re-delivered records
+                    # alone gets no mark, and a mark moves only past a forwarded prefix
+                    marks = {
+                        tp.partition: offset
+                        for tp, offset in offsets.items()
+                        if offset != before[tp.partition]
+                    }
+                    since = {partition: before[partition] or 0 for partition in marks}
+                    futures = await _send(producer, config, _outcomes(report))
+                    settling = seeker.settling = asyncio.create_task(settle(futures, marks, since))
             if on_batch is not None:
                 on_batch(report)
             hints.update(offsets)

@@ -361,9 +361,12 @@ class VerifyingProcessor:
         topics (offset order), and the mark to record once they are."""
         return await self._store.unforwarded_outcomes(self.group, self.topic, partition)
 
-    async def record_forwarded(self, marks: Mapping[int, int]) -> None:
-        """Every outcome below ``marks[partition]`` is acknowledged on its topic."""
-        await self._store.record_forwarded(self.group, self.topic, marks)
+    async def record_forwarded(
+        self, marks: Mapping[int, int], *, since: Mapping[int, int] | None = None
+    ) -> None:
+        """Every outcome below ``marks[partition]`` is acknowledged on its topic
+        (with ``since``: those from ``since[partition]`` on, see the store)."""
+        await self._store.record_forwarded(self.group, self.topic, marks, since=since)
 
     async def process(self, records: Sequence[IngressRecord]) -> BatchReport:
         """Verify and commit ``records`` (any partitions, each partition in order)."""

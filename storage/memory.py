@@ -251,10 +251,19 @@ class MemoryLedgerStore:
             }
             self._digests[table] = (digest + digest_delta(table, old, changes)) % DIGEST_MODULUS
 
-    async def record_forwarded(self, group: str, topic: str, marks: Mapping[int, int]) -> None:
+    async def record_forwarded(
+        self,
+        group: str,
+        topic: str,
+        marks: Mapping[int, int],
+        *,
+        since: Mapping[int, int] | None = None,
+    ) -> None:
         for partition, offset in marks.items():
             stored = self._positions.get((group, topic, partition))
-            if stored is not None and stored.forwarded_offset < offset:
+            if stored is None or stored.forwarded_offset >= offset:
+                continue
+            if since is None or stored.forwarded_offset >= since[partition]:
                 stored.forwarded_offset = offset
 
     async def unforwarded_outcomes(

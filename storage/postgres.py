@@ -140,14 +140,22 @@ async def init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def record_forwarded(
-    conn: asyncpg.Connection, group: str, topic: str, marks: Mapping[int, int]
+    conn: asyncpg.Connection,
+    group: str,
+    topic: str,
+    marks: Mapping[int, int],
+    since: Mapping[int, int] | None = None,
 ) -> None:
-    """Record that every outcome below ``marks[partition]`` is on its topic."""
+    """Record that every outcome below ``marks[partition]`` is on its topic (with
+    ``since``: only where the recorded mark has reached ``since[partition]``)."""
     await conn.executemany(
         "UPDATE consumer_positions SET forwarded_offset = $4"
         " WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = $3"
-        " AND forwarded_offset < $4",
-        [(group, topic, partition, offset) for partition, offset in marks.items()],
+        " AND forwarded_offset < $4 AND forwarded_offset >= $5",
+        [
+            (group, topic, partition, offset, 0 if since is None else since[partition])
+            for partition, offset in marks.items()
+        ],
     )
 
 
@@ -634,9 +642,16 @@ class PostgresLedgerStore:
             self._since_ensure = (self._since_ensure or 0) + events
             return version
 
-    async def record_forwarded(self, group: str, topic: str, marks: Mapping[int, int]) -> None:
+    async def record_forwarded(
+        self,
+        group: str,
+        topic: str,
+        marks: Mapping[int, int],
+        *,
+        since: Mapping[int, int] | None = None,
+    ) -> None:
         async with self._pool.acquire() as conn:
-            await record_forwarded(conn, group, topic, marks)
+            await record_forwarded(conn, group, topic, marks, since)
 
     async def heartbeat(
         self, worker_id: str, group: str, version: int, timings: CommitTimings = NO_COMMITS

@@ -167,8 +167,19 @@ class LedgerStore(Protocol):
         """
         ...
 
-    async def record_forwarded(self, group: str, topic: str, marks: Mapping[int, int]) -> None:
-        """Every outcome below ``marks[partition]`` is on its topic (never moves back)."""
+    async def record_forwarded(
+        self,
+        group: str,
+        topic: str,
+        marks: Mapping[int, int],
+        *,
+        since: Mapping[int, int] | None = None,
+    ) -> None:
+        """Every outcome below ``marks[partition]`` is on its topic (never moves back).
+
+        With ``since``, only the outcomes from ``since[partition]`` on were sent:
+        the mark moves only where the recorded one has already reached it, so
+        older outcomes still unsent are never marked as sent."""
         ...
 
     async def unforwarded_outcomes(

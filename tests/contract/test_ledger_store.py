@@ -192,6 +192,16 @@ async def test_copies_are_tracked_from_the_first_offset_until_recorded(store: Le
     assert await store.unforwarded_outcomes(GROUP, TOPIC, 3) == (0, [])
 
 
+async def test_a_batch_mark_never_jumps_over_older_unsent_outcomes(store: LedgerStore) -> None:
+    await _commit(store, _plan([*SETUP, b"not json"], first_offset=5))
+    # the copies of offsets 7.. were sent, but 5 and 6 not yet: nothing is marked
+    await store.record_forwarded(GROUP, TOPIC, {0: 8}, since={0: 7})
+    assert [o.offset for o in (await store.unforwarded_outcomes(GROUP, TOPIC, 0))[1]] == [5, 6, 7]
+    await store.record_forwarded(GROUP, TOPIC, {0: 7}, since={0: 5})
+    await store.record_forwarded(GROUP, TOPIC, {0: 8}, since={0: 7})
+    assert await store.unforwarded_outcomes(GROUP, TOPIC, 0) == (8, [])
+
+
 async def test_untracked_copies_count_as_made(store: LedgerStore) -> None:
     await _commit(store, _plan([b"not json", b"{}"], first_offset=5), copies_tracked=False)
     assert await store.unforwarded_outcomes(GROUP, TOPIC, 0) == (7, [])
