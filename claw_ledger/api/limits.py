@@ -1,8 +1,13 @@
-"""Request body limit, as ASGI middleware: 413 ``API_BODY_TOO_LARGE``.
+"""Request limits, as ASGI middleware: 413 ``API_BODY_TOO_LARGE`` and 431
+``API_HEADERS_TOO_LARGE``.
 
 A declared ``Content-Length`` over the limit is refused before any byte of the
 body is read; a chunked body is counted as it arrives and refused once it
 passes the limit, so a client cannot make the service buffer more than that.
+
+The request line and headers are bounded here too, whichever HTTP parser the
+server runs: h11 is told the same bound, and httptools buffers at most its own
+fixed amount before the request reaches this check.
 """
 
 from __future__ import annotations
@@ -12,9 +17,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from claw_ledger.api.errors import error_response
 from ledger.errors import ReasonCode
 
-__all__ = ["DEFAULT_MAX_BODY", "BodyLimit"]
+__all__ = ["DEFAULT_MAX_BODY", "MAX_HEAD_BYTES", "BodyLimit"]
 
 DEFAULT_MAX_BODY = 64 * 1024
+#: the request line and headers together, in bytes
+MAX_HEAD_BYTES = 16 * 1024
 
 
 class _TooLarge(Exception):
@@ -30,7 +37,19 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        for name, value in scope.get("headers", ()):
+        headers = scope.get("headers", ())
+        head = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
+        head += sum(len(name) + len(value) + 4 for name, value in headers)
+        if head > MAX_HEAD_BYTES:
+            response = error_response(
+                431,
+                ReasonCode.API_HEADERS_TOO_LARGE,
+                f"the request line and headers are over {MAX_HEAD_BYTES} bytes",
+                headers={"Connection": "close"},
+            )
+            await response(scope, receive, send)
+            return
+        for name, value in headers:
             if name == b"content-length":
                 try:
                     declared = int(value)

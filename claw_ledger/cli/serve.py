@@ -81,6 +81,7 @@ def command(
 
     from claw_ledger.api import ApiConfig, create_app
     from claw_ledger.api.features import ledger_features, mount_trust_pulse
+    from claw_ledger.api.limits import MAX_HEAD_BYTES
     from ledger.errors import ConfigError
 
     resolved = settings()
@@ -106,6 +107,7 @@ def command(
         log_level=log_level,
         server_header=False,
         proxy_headers=False,
-        # h11 refuses a request line or headers over this many bytes (431/400)
-        h11_max_incomplete_event_size=16 * 1024,
+        # with h11 (when httptools is missing) the parser itself holds the bound;
+        # the middleware answers 431 API_HEADERS_TOO_LARGE under either parser
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
     )

@@ -148,6 +148,16 @@ def test_an_oversized_body_is_413_before_it_is_read(api_ledger: ApiLedger) -> No
         )
 
 
+def test_headers_over_16_kib_are_431_under_any_parser(reader: httpx.Client) -> None:
+    from claw_ledger.api.limits import MAX_HEAD_BYTES
+
+    fits = reader.get("/v1/halts", headers={"X-Pad": "a" * (MAX_HEAD_BYTES - 1024)})
+    assert fits.status_code == 200, fits.text
+    response = reader.get("/v1/halts", headers={"X-Pad": "a" * MAX_HEAD_BYTES})
+    assert response.status_code == 431
+    assert response.json()["error"]["reason_code"] == "API_HEADERS_TOO_LARGE"
+
+
 def test_an_oversized_chunked_body_is_413(api_ledger: ApiLedger) -> None:
     def chunks() -> Any:
         for _ in range(10):
