@@ -18,8 +18,6 @@ import asyncio
 import os
 import random
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -29,6 +27,8 @@ from typing import Any
 
 import asyncpg
 import httpx
+
+from bench.serve_process import ServeProcess
 
 __all__ = ["api_rows", "measure"]
 
@@ -90,49 +90,14 @@ async def _fill(url: str, events: int) -> str:
     return key.key
 
 
-class _Server:
-    """``claw-ledger serve`` in a process of its own (a server thread in the client's
-    process would share its GIL and add tens of milliseconds per request)."""
-
-    def __init__(self, database_url: str, state_dir: str) -> None:
-        from claw_ledger.services.process import free_port
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("CLAW_LEDGER_")} | {
-            "CLAW_LEDGER_DATABASE_URL": database_url,
-            "CLAW_LEDGER_READER_URL": database_url,
-            "CLAW_LEDGER_STATE_DIR": state_dir,
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> _Server:
-        command = [sys.executable, "-m", "claw_ledger", "serve", "--port", str(self.port)]
-        self.proc = subprocess.Popen(
-            [*command, "--log-level", "warning"],
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("claw-ledger serve did not start")
-            time.sleep(0.2)
-
-    def __exit__(self, *_: object) -> None:
-        assert self.proc is not None
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
+def _server(database_url: str, state_dir: str) -> ServeProcess:
+    """``claw-ledger serve`` over ``database_url`` and nothing else of this shell's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLAW_LEDGER_")} | {
+        "CLAW_LEDGER_DATABASE_URL": database_url,
+        "CLAW_LEDGER_READER_URL": database_url,
+        "CLAW_LEDGER_STATE_DIR": state_dir,
+    }
+    return ServeProcess(env)
 
 
 def _queries(events: int, count: int, rng: random.Random) -> list[dict[str, Any]]:
@@ -181,7 +146,7 @@ async def measure(database_url: str, events: int, queries: int = 1200) -> dict[s
     lookups = await _event_ids(database_url, [rng.randrange(events) for _ in range(queries)])
     timeline = [("/v1/timeline", q) for q in _queries(events, queries, rng)]
     point: list[tuple[str, dict[str, Any]]] = [(f"/v1/events/{i}", {}) for i in lookups]
-    with tempfile.TemporaryDirectory() as state, _Server(database_url, state) as server:
+    with tempfile.TemporaryDirectory() as state, _server(database_url, state) as server:
         headers = {"Authorization": f"Bearer {key}"}
         with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
             _timed(client, timeline[:100] + point[:100])  # warm the pool and the caches

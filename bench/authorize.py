@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from bench.workload import approved_run
 from ledger.authorize import Action, AuthorizeSettings, CallRequest, DecisionView, decide_call
 from ledger.crypto import KeyPair, public_key_from_did
 from ledger.envelope import sign_envelope
@@ -33,7 +34,6 @@ from ledger.registry import DEFAULT_RULE_SETTINGS
 from ledger.roles import Role
 from ledger.state import KeyRecord, LedgerState
 from ledger.tokens import build_claims, issue_token
-from ledger.urm import sign_approval, urm_hash_b64u
 from ledger.verify import Accepted, decide, verify_message
 from ledger.wpc import policy_hash_b64u, sign_wpc
 
@@ -93,30 +93,9 @@ def _world(tokens: int) -> tuple[LedgerState, list[str], str]:
         body = token.event_body(keys[Role.ISSUER].did)
         _submit(state, keys[Role.ISSUER], "token.issued", f"token:{token.jti}", body)
         issued.append(token)
-    urm = {
-        "urm_version": "1",
-        "job": {"job_id": "job-bench", "requested_by": "user:bench", "approved_by": ["u"]},
-        "policy": {
-            "wpc_hash_b64u": wpc,
-            "cst_scope_hash": issued[0].token_scope_hash_b64u,
-            "policy_hash_pinning": True,
-        },
-        "execution": {
-            "agent_runtime": "OpenClaw",
-            "tool_profile": "bench",
-            "sandbox_mode": "all",
-            "model_routing": "via clawproxy",
-        },
-        "inputs": [],
-        "expected_outputs": [],
-        "retention": {"proof_bundle_days": 30},
-    }
-    digest = urm_hash_b64u(urm)
-    approval = sign_approval(digest, keys[Role.APPROVER])
+    approved, started = approved_run("job-bench", wpc, issued[0], keys[Role.APPROVER])
     runtime = keys[Role.RUNTIME]
-    body = {"job_id": "job-bench", "urm_hash_b64u": digest, "urm": urm, "approvals": [approval]}
-    _submit(state, runtime, "run.manifest_approved", "job:job-bench", body)
-    started = {"job_id": "job-bench", "urm_hash_b64u": digest, "cst_jti": issued[0].jti}
+    _submit(state, runtime, "run.manifest_approved", "job:job-bench", approved)
     _submit(state, runtime, "run.started", "job:job-bench", started)
     candidate = policy_hash_b64u(_CANDIDATE)
     envelope = sign_wpc(_CANDIDATE, policy).to_bytes().decode()

@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -29,17 +27,16 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-import httpx
 
 from bench.ledger import BenchLedger, new_ledger, publish_all
-from bench.workload import sign_halt_events
+from bench.serve_process import ServeProcess
+from bench.workload import approved_run, sign_halt_events
 from claw_ledger.apikeys import new_key
 from claw_ledger.config import Settings
 from claw_ledger.topics import topic_names
 from ledger.crypto import KeyPair, save_key
 from ledger.roles import Role
 from ledger.tokens import build_claims, issue_token
-from ledger.urm import sign_approval, urm_hash_b64u
 from ledger.wpc import policy_hash_b64u, sign_wpc
 from producers.publish import wait_for_verdict
 from producers.sdk import LedgerProducer
@@ -109,13 +106,9 @@ async def _running_job(ledger: BenchLedger) -> _Job:
     issued = issue_token(claims, issuer)
     body = issued.event_body(issuer.did)
     await _publish(ledger, issuer, "token.issued", f"token:{issued.jti}", body)
-    urm = _urm(job_id, wpc, issued.token_scope_hash_b64u)
-    digest = urm_hash_b64u(urm)
+    approved, started = approved_run(job_id, wpc, issued, keys[Role.APPROVER])
     runtime = keys[Role.RUNTIME]
-    approvals = [sign_approval(digest, keys[Role.APPROVER])]
-    approved = {"job_id": job_id, "urm_hash_b64u": digest, "urm": urm, "approvals": approvals}
     await _publish(ledger, runtime, "run.manifest_approved", f"job:{job_id}", approved)
-    started = {"job_id": job_id, "urm_hash_b64u": digest, "cst_jti": issued.jti}
     await _publish(ledger, runtime, "run.started", f"job:{job_id}", started)
     key_file = ledger.settings.state_dir / f"authorizer-{job_id}.key"
     save_key(keys[Role.AUTHORIZER], key_file)
@@ -136,68 +129,10 @@ async def _running_job(ledger: BenchLedger) -> _Job:
 _ROLES = (Role.POLICY_ADMIN, Role.ISSUER, Role.RUNTIME, Role.APPROVER, Role.AUTHORIZER)
 
 
-def _urm(job_id: str, wpc: str, scope_hash: str) -> dict[str, Any]:
-    return {
-        "urm_version": "1",
-        "job": {
-            "job_id": job_id,
-            "requested_by": "user:bench",
-            "approved_by": ["user:bench-lead"],
-            "approval_ref": "ticket:BENCH-1",
-        },
-        "policy": {"wpc_hash_b64u": wpc, "cst_scope_hash": scope_hash, "policy_hash_pinning": True},
-        "execution": {
-            "agent_runtime": "OpenClaw",
-            "tool_profile": "bench",
-            "sandbox_mode": "all",
-            "model_routing": "via clawproxy",
-        },
-        "inputs": [],
-        "expected_outputs": [],
-        "retention": {"proof_bundle_days": 1, "notes": "bench"},
-    }
-
-
-class _Server:
-    """``claw-ledger serve --authorize-key`` in a process of its own."""
-
-    def __init__(self, ledger: BenchLedger, job: _Job) -> None:
-        from claw_ledger.services.process import free_port
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [
-            *(sys.executable, "-m", "claw_ledger", "serve", "--port", str(self.port)),
-            *("--authorize-key", str(job.authorizer_key), "--log-level", "warning"),
-        ]
-        self.env = ledger.env()
-        self.log = ledger.settings.state_dir / "serve.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def __enter__(self) -> _Server:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                self.command, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"claw-ledger serve did not start (see {self.log})")
-            time.sleep(0.2)
-
-    def __exit__(self, *_: object) -> None:
-        assert self.proc is not None
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
+def _server(ledger: BenchLedger, job: _Job) -> ServeProcess:
+    """``claw-ledger serve --authorize-key`` on the bench ledger, its own process."""
+    args = ("--authorize-key", str(job.authorizer_key))
+    return ServeProcess(ledger.env(), args, log=ledger.settings.state_dir / "serve.log")
 
 
 @dataclass(frozen=True)
@@ -256,7 +191,7 @@ class _Client:
     """aiohttp, not httpx: at 1,000 requests/s httpx's own connection pool took more
     CPU than the server (its queue of waiting requests is scanned per request)."""
 
-    def __init__(self, server: _Server, job: _Job) -> None:
+    def __init__(self, server: ServeProcess, job: _Job) -> None:
         self.job = job
         self.url = server.url
         self.http = aiohttp.ClientSession(
@@ -335,7 +270,7 @@ async def authorize_http_rows(
     rows: list[Row] = []
     try:
         job = await _running_job(ledger)
-        with _Server(ledger, job) as server:
+        with _server(ledger, job) as server:
             client = _Client(server, job)
             try:
                 await _ready(client)

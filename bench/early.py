@@ -27,6 +27,7 @@ from typing import Any
 import asyncpg
 
 from bench.ledger import BenchLedger
+from bench.workload import approved_run
 from claw_ledger.authorizing import AuthorizeConfig, AuthorizeService
 from claw_ledger.config import Settings
 from claw_ledger.services.kafka import ensure_topics
@@ -37,7 +38,6 @@ from ledger.crypto import KeyPair
 from ledger.events import NewEvent, sign_event_bytes
 from ledger.roles import Role
 from ledger.tokens import build_claims, issue_token
-from ledger.urm import sign_approval, urm_hash_b64u
 from ledger.wpc import policy_hash_b64u, sign_wpc
 from producers.sdk import LedgerProducer, sign_many
 from storage.migrate import migrate
@@ -136,29 +136,8 @@ async def _new_ledger(base: Settings, jobs: int, partitions: int) -> _Ledger:
             issued.append(
                 NewEvent("token.issued", f"token:{token.jti}", token.event_body(issuer.did))
             )
-        urm = {
-            "urm_version": "1",
-            "job": {"job_id": job_id, "requested_by": "user:bench", "approved_by": ["u"]},
-            "policy": {
-                "wpc_hash_b64u": wpc,
-                "cst_scope_hash": tokens[0].token_scope_hash_b64u,
-                "policy_hash_pinning": True,
-            },
-            "execution": {
-                "agent_runtime": "OpenClaw",
-                "tool_profile": "bench",
-                "sandbox_mode": "all",
-                "model_routing": "via clawproxy",
-            },
-            "inputs": [],
-            "expected_outputs": [],
-            "retention": {"proof_bundle_days": 30},
-        }
-        digest = urm_hash_b64u(urm)
-        approval = sign_approval(digest, keys[Role.APPROVER])
-        approved = {"job_id": job_id, "urm_hash_b64u": digest, "urm": urm, "approvals": [approval]}
+        approved, started = approved_run(job_id, wpc, tokens[0], keys[Role.APPROVER])
         approvals.append(NewEvent("run.manifest_approved", f"job:{job_id}", approved))
-        started = {"job_id": job_id, "urm_hash_b64u": digest, "cst_jti": tokens[0].jti}
         starts.append(NewEvent("run.started", f"job:{job_id}", started))
         ledger.jobs.append((job_id, tokens[0].token, tokens[0].jti, tokens[1].token))
     await _publish_phase(ledger, issuer, issued)

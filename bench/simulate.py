@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bench.workload import approved_run
 from ledger.crypto import KeyPair
 from ledger.encoding import b64u_decode
 from ledger.envelope import format_timestamp, signing_bytes
@@ -40,7 +41,6 @@ from ledger.replay import StoredEvent
 from ledger.roles import Role
 from ledger.simulate import Simulation
 from ledger.tokens import build_claims, issue_token
-from ledger.urm import sign_approval, urm_hash_b64u
 from ledger.wpc import policy_hash_b64u, sign_wpc, validate_wpc
 
 __all__ = ["RecordedLedger", "measure", "recorded_ledger"]
@@ -129,29 +129,8 @@ def recorded_ledger(
         )
         token = issue_token(claims, issuer)
         control.add(issuer, "token.issued", f"token:{token.jti}", token.event_body(issuer.did))
-        urm = {
-            "urm_version": "1",
-            "job": {"job_id": job_id, "requested_by": "user:bench", "approved_by": ["u"]},
-            "policy": {
-                "wpc_hash_b64u": wpc,
-                "cst_scope_hash": token.token_scope_hash_b64u,
-                "policy_hash_pinning": True,
-            },
-            "execution": {
-                "agent_runtime": "OpenClaw",
-                "tool_profile": "bench",
-                "sandbox_mode": "all",
-                "model_routing": "via clawproxy",
-            },
-            "inputs": [],
-            "expected_outputs": [],
-            "retention": {"proof_bundle_days": 30},
-        }
-        digest = urm_hash_b64u(urm)
-        approval = sign_approval(digest, keys[Role.APPROVER])
-        body = {"job_id": job_id, "urm_hash_b64u": digest, "urm": urm, "approvals": [approval]}
-        control.add(runtime, "run.manifest_approved", f"job:{job_id}", body)
-        started = {"job_id": job_id, "urm_hash_b64u": digest, "cst_jti": token.jti}
+        approved, started = approved_run(job_id, wpc, token, keys[Role.APPROVER])
+        control.add(runtime, "run.manifest_approved", f"job:{job_id}", approved)
         control.add(runtime, "run.started", f"job:{job_id}", started)
         tokens.append((job_id, token))
     # decisions from 60 s after the start, spread over the next 20 minutes

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import uuid
 from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 from ledger.canonical import jcs
 from ledger.crypto import KeyPair
 from ledger.encoding import b64u_encode, sha256_b64u
 from ledger.envelope import format_timestamp, signing_bytes
+from ledger.tokens import IssuedToken
+from ledger.urm import sign_approval, urm_hash_b64u
 
-__all__ = ["sign_halt_events"]
+__all__ = ["approved_run", "sign_halt_events"]
 
 
 def _chunk(seed: bytes, start: int, count: int, streams: int) -> list[tuple[str, str, bytes]]:
@@ -65,3 +68,33 @@ def sign_halt_events(
         for future in futures:
             result.extend(future.result())
     return result
+
+
+def approved_run(
+    job_id: str, wpc: str, token: IssuedToken, approver: KeyPair
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The bodies of ``run.manifest_approved`` and ``run.started`` for a bench job
+    under policy ``wpc``, started with ``token`` and approved by ``approver``."""
+    urm = {
+        "urm_version": "1",
+        "job": {"job_id": job_id, "requested_by": "user:bench", "approved_by": ["u"]},
+        "policy": {
+            "wpc_hash_b64u": wpc,
+            "cst_scope_hash": token.token_scope_hash_b64u,
+            "policy_hash_pinning": True,
+        },
+        "execution": {
+            "agent_runtime": "OpenClaw",
+            "tool_profile": "bench",
+            "sandbox_mode": "all",
+            "model_routing": "via clawproxy",
+        },
+        "inputs": [],
+        "expected_outputs": [],
+        "retention": {"proof_bundle_days": 30},
+    }
+    digest = urm_hash_b64u(urm)
+    approval = sign_approval(digest, approver)
+    approved = {"job_id": job_id, "urm_hash_b64u": digest, "urm": urm, "approvals": [approval]}
+    started = {"job_id": job_id, "urm_hash_b64u": digest, "cst_jti": token.jti}
+    return approved, started

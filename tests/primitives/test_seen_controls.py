@@ -52,6 +52,12 @@ def _decide(world: World, seen: SeenControls, **kw: Any) -> Decision:
     return world.decide(view=view, **kw)
 
 
+def _seen_halt(world: World, target: str, reason: str = "incident", **flags: bool) -> Any:
+    """An operator's halt of ``target`` as the authorize service reads it."""
+    body = {"target": target, "reason": reason, **flags}
+    return _seen(world, world.ledger.keys.operator, "agent.halted", f"halt:{target}", body)
+
+
 def _holding(*controls: Any) -> SeenControls:
     seen = SeenControls()
     for control in controls:
@@ -62,13 +68,7 @@ def _holding(*controls: Any) -> SeenControls:
 
 def test_a_seen_halt_denies_with_halt_state_seen_and_names_its_event() -> None:
     world = World()
-    halt = _seen(
-        world,
-        world.ledger.keys.operator,
-        "agent.halted",
-        "halt:job:job-1",
-        {"target": "job:job-1", "reason": "incident"},
-    )
+    halt = _seen_halt(world, "job:job-1")
     seen = _holding(halt)
     decision = _decide(world, seen)
     assert decision.reason_code is ReasonCode.AGENT_HALTED
@@ -84,13 +84,7 @@ def test_a_seen_halt_denies_with_halt_state_seen_and_names_its_event() -> None:
 
 def test_a_committed_halt_wins_over_a_seen_one() -> None:
     world = World()
-    halt = _seen(
-        world,
-        world.ledger.keys.operator,
-        "agent.halted",
-        "halt:job:job-1",
-        {"target": "job:job-1", "reason": "seen", "model_egress": False},
-    )
+    halt = _seen_halt(world, "job:job-1", "seen", model_egress=False)
     world.ledger.ok(
         world.ledger.keys.operator,
         "agent.halted",
@@ -103,13 +97,7 @@ def test_a_committed_halt_wins_over_a_seen_one() -> None:
 
 def test_a_seen_halt_follows_its_tools_and_model_egress_flags() -> None:
     world = World()
-    halt = _seen(
-        world,
-        world.ledger.keys.operator,
-        "agent.halted",
-        "halt:sub:agent:alpha",
-        {"target": "sub:agent:alpha", "reason": "tools only", "model_egress": False},
-    )
+    halt = _seen_halt(world, "sub:agent:alpha", "tools only", model_egress=False)
     seen = _holding(halt)
     assert _decide(world, seen).reason_code is ReasonCode.AGENT_HALTED
     assert _decide(world, seen, action=MODEL).allowed
@@ -196,13 +184,7 @@ def test_a_tampered_record_fails_the_stateless_checks() -> None:
 
 def test_resolution_commits_lifts_or_waits() -> None:
     world = World()
-    halt = _seen(
-        world,
-        world.ledger.keys.operator,
-        "agent.halted",
-        "halt:*",
-        {"target": "*", "reason": "incident"},
-    )
+    halt = _seen_halt(world, "*")
     assert resolution(halt, None, None) is None
     assert resolution(halt, halt.payload_hash_b64u, None) == "committed"
     lifted = resolution(halt, "x" * 43, None)
@@ -215,11 +197,7 @@ def test_resolution_commits_lifts_or_waits() -> None:
 
 def test_the_overlay_drops_committed_lifts_refused_and_is_bounded() -> None:
     world = World()
-    keys = world.ledger.keys
-    halts = [
-        _seen(world, keys.operator, "agent.halted", "halt:*", {"target": "*", "reason": str(i)})
-        for i in range(3)
-    ]
+    halts = [_seen_halt(world, "*", str(i)) for i in range(3)]
     seen = SeenControls(max_entries=2)
     assert seen.add(halts[0]) and seen.add(halts[1])
     assert not seen.add(halts[0])  # held already
