@@ -50,17 +50,16 @@ Nothing here does I/O.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from ledger.calls import Action, CallRequest, Decision, replayed, unavailable
 from ledger.crypto import kid_for_public_key, public_key_from_did
 from ledger.encoding import B64U_SHA256_RE
-from ledger.envelope import format_timestamp
+from ledger.envelope import format_epoch
 from ledger.errors import ReasonCode, RejectedError, TokenError
+from ledger.events import new_event_id
 from ledger.roles import Role
 from ledger.seen_controls import SeenControls
 from ledger.shadow import ShadowVerdict, shadow_candidates
@@ -540,13 +539,13 @@ def decide_call(
     except _Deny as deny:
         code, detail = deny.code, deny.detail
     return Decision(
-        decision_id=decision_id or str(uuid.uuid4()),
+        decision_id=decision_id or new_event_id(),
         allowed=code is ReasonCode.OK,
         reason_code=code,
         detail=detail,
         job_id=request.job_id,
         action=request.action,
-        decided_at=format_timestamp(datetime.fromtimestamp(now, UTC)),
+        decided_at=format_epoch(now),
         token_jti=facts.jti,
         token_scope_hash_b64u=facts.scope_hash,
         policy_hash_b64u=facts.policy,

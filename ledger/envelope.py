@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ __all__ = [
     "PayloadSchema",
     "SignedEnvelope",
     "envelope_bytes",
+    "format_epoch",
     "format_timestamp",
     "payload_hash_b64u",
     "sign_envelope",
@@ -97,6 +99,27 @@ def format_timestamp(moment: datetime | None = None) -> str:
             epoch, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
         )
     return f"{second.text}.{int((now - epoch) * 1000):03d}Z"
+
+
+def format_epoch(seconds: float) -> str:
+    """``format_timestamp(datetime.fromtimestamp(seconds, UTC))``, byte for byte,
+    without the datetime (decisions stamp one per call)."""
+    # datetime rounds the fraction to microseconds (half to even), then
+    # isoformat truncates to milliseconds: the same steps, same result
+    fraction, whole = math.modf(seconds)
+    micros = round(fraction * 1_000_000)
+    epoch = int(whole)
+    if micros >= 1_000_000:
+        epoch, micros = epoch + 1, micros - 1_000_000
+    if seconds < 0 or micros < 0:
+        return format_timestamp(datetime.fromtimestamp(seconds, UTC))
+    global _last_second
+    second = _last_second
+    if second.epoch != epoch:
+        second = _last_second = _Second(
+            epoch, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
+        )
+    return f"{second.text}.{micros // 1000:03d}Z"
 
 
 def payload_hash_b64u(payload: Any, *, plain_numbers: bool = False) -> str:

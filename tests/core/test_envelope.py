@@ -11,6 +11,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from nacl.signing import VerifyKey
 
 from ledger.bundles import verify_proof_bundle
@@ -434,3 +436,19 @@ def test_own_envelope_hash_matches_json_stringify_for_small_floats(number: float
     envelope = sign_envelope("note", {"threshold": number}, key(1), issued_at="t")
     # for a JCS-ordered payload JSON.stringify gives exactly the JCS bytes
     assert envelope.payload_hash_b64u == sha256_b64u(jcs(envelope.payload))
+
+
+@given(
+    st.one_of(
+        st.floats(min_value=0, max_value=4_102_444_800, allow_nan=False),
+        # the edges: a fraction a hair under the next second, and exact seconds
+        st.integers(0, 4_102_444_800).map(lambda s: s + 0.9999996),
+        st.integers(0, 4_102_444_800).map(float),
+    )
+)
+def test_format_epoch_is_format_timestamp_of_the_datetime(seconds: float) -> None:
+    from datetime import UTC, datetime
+
+    from ledger.envelope import format_epoch
+
+    assert format_epoch(seconds) == format_timestamp(datetime.fromtimestamp(seconds, UTC))
