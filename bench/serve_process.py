@@ -65,10 +65,8 @@ class ServeProcess:
         )
 
     def __exit__(self, *_: object) -> None:
+        from claw_ledger.services.process import terminate
+
         assert self.proc is not None
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
+        terminate(self.proc.pid)
+        self.proc.wait(timeout=30)

@@ -41,13 +41,8 @@ class BodyLimit:
         head = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
         head += sum(len(name) + len(value) + 4 for name, value in headers)
         if head > MAX_HEAD_BYTES:
-            response = error_response(
-                431,
-                ReasonCode.API_HEADERS_TOO_LARGE,
-                f"the request line and headers are over {MAX_HEAD_BYTES} bytes",
-                headers={"Connection": "close"},
-            )
-            await response(scope, receive, send)
+            message = f"the request line and headers are over {MAX_HEAD_BYTES} bytes"
+            await _refuse(scope, receive, send, 431, ReasonCode.API_HEADERS_TOO_LARGE, message)
             return
         for name, value in headers:
             if name == b"content-length":
@@ -84,10 +79,13 @@ class BodyLimit:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(
-            413,
-            ReasonCode.API_BODY_TOO_LARGE,
-            f"the request body is over {self.max_body} bytes",
-            headers={"Connection": "close"},
-        )
-        await response(scope, receive, send)
+        message = f"the request body is over {self.max_body} bytes"
+        await _refuse(scope, receive, send, 413, ReasonCode.API_BODY_TOO_LARGE, message)
+
+
+async def _refuse(
+    scope: Scope, receive: Receive, send: Send, status: int, code: ReasonCode, message: str
+) -> None:
+    # the rest of the request is not read: the connection closes after the answer
+    response = error_response(status, code, message, headers={"Connection": "close"})
+    await response(scope, receive, send)
