@@ -275,7 +275,7 @@ async def run_lane(
     await consumer.start()
     # the last batch's copies: waiting for their acknowledgements, then moving
     # their forwarded mark (ADR 0008), runs beside the next batch's commit
-    settling: asyncio.Task[None] | None = None
+    # (``seeker.settling``, which a partition assignment waits for too)
 
     async def settle(futures: list[Any], marks: dict[int, int], since: dict[int, int]) -> None:
         try:
@@ -367,8 +367,8 @@ async def run_lane(
                 report = await with_database_retry(partial(proc.commit_verified, records, verdicts))
                 if beating is None or beating.done():
                     beating = asyncio.create_task(proc.heartbeat())
-                if settling is not None:
-                    await settling
+                if seeker.settling is not None:
+                    await seeker.settling
                 offsets = {
                     tp: offset
                     for tp in partitions
@@ -384,7 +384,7 @@ async def run_lane(
                     }
                     since = {partition: before[partition] or 0 for partition in marks}
                     futures = await _send(producer, config, _outcomes(report))
-                    settling = seeker.settling = asyncio.create_task(settle(futures, marks, since))
+                    seeker.settling = asyncio.create_task(settle(futures, marks, since))
             if on_batch is not None:
                 on_batch(report)
             hints.update(offsets)
@@ -394,8 +394,8 @@ async def run_lane(
         fetcher.cancel()
         with contextlib.suppress(BaseException):
             await fetcher
-        if settling is not None:
-            await settling  # never raises; a crash instead re-sends these copies
+        if seeker.settling is not None:
+            await seeker.settling  # never raises; a crash instead re-sends these copies
         for task in (hinting, beating):
             if task is not None:
                 await task  # never raises: both log or suppress their failures

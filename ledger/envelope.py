@@ -87,18 +87,23 @@ _last_second = _Second(-1, "")
 
 def format_timestamp(moment: datetime | None = None) -> str:
     """RFC 3339 UTC with milliseconds, e.g. ``2026-02-12T00:00:00.000Z``."""
-    global _last_second
     if moment is not None:
         return moment.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
-    # "now" is stamped on every signed event: the date part is formatted once a second
     now = time.time()
     epoch = int(now)
+    return f"{_second_text(epoch)}.{int((now - epoch) * 1000):03d}Z"
+
+
+def _second_text(epoch: int) -> str:
+    """``2026-02-12T00:00:00`` for ``epoch``: "now" is stamped on every signed event
+    and decision, so the date part is formatted once a second."""
+    global _last_second
     second = _last_second
     if second.epoch != epoch:
         second = _last_second = _Second(
             epoch, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
         )
-    return f"{second.text}.{int((now - epoch) * 1000):03d}Z"
+    return second.text
 
 
 def format_epoch(seconds: float) -> str:
@@ -113,13 +118,7 @@ def format_epoch(seconds: float) -> str:
         epoch, micros = epoch + 1, micros - 1_000_000
     if seconds < 0 or micros < 0:
         return format_timestamp(datetime.fromtimestamp(seconds, UTC))
-    global _last_second
-    second = _last_second
-    if second.epoch != epoch:
-        second = _last_second = _Second(
-            epoch, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch))
-        )
-    return f"{second.text}.{micros // 1000:03d}Z"
+    return f"{_second_text(epoch)}.{micros // 1000:03d}Z"
 
 
 def payload_hash_b64u(payload: Any, *, plain_numbers: bool = False) -> str:

@@ -18,7 +18,7 @@ import asyncpg
 
 from ledger.errors import ConfigError, ServiceError
 
-__all__ = ["check_database_url", "connect", "create_pool"]
+__all__ = ["check_database_url", "connect", "create_pool", "keep_session"]
 
 DEFAULT_MIN_POOL = 1
 DEFAULT_MAX_POOL = 10
@@ -49,6 +49,16 @@ async def connect(database_url: str, *, timeout: float = 10.0, **kwargs: Any) ->
             f"cannot connect to PostgreSQL at {_redact(database_url)}: {exc}",
             hint="is it running? `claw-ledger services status`",
         ) from exc
+
+
+async def keep_session(conn: asyncpg.Connection) -> None:
+    """A pool ``reset`` that does nothing beyond asyncpg's own rollback of an open
+    transaction.
+
+    The default reset (``RESET ALL``, ``UNLISTEN *``, ...) is one more round trip on
+    every release. Use it only for a pool whose sessions nothing changes: no SET,
+    LISTEN, advisory lock or cursor outside a transaction.
+    """
 
 
 async def create_pool(

@@ -18,6 +18,7 @@ import asyncpg
 
 from ledger.errors import ServiceError
 from ledger.state import LedgerState
+from storage import keep_session
 from storage.postgres import (
     CONTROL_CHANNEL,
     init_connection,
@@ -117,15 +118,6 @@ async def seen_outcomes(
     return out
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """The pool's reset: none beyond asyncpg's own rollback of an open transaction.
-
-    The default (``RESET ALL``, ``UNLISTEN *``, ...) is one more round trip on
-    every release, on the path of every allowed call's nonce. Pooled sessions run
-    single statements and change nothing (the LISTEN has a connection of its own).
-    """
-
-
 class AuthorizeStore:
     """A pool for reads and nonces, and one connection that listens for control commits."""
 
@@ -143,7 +135,8 @@ class AuthorizeStore:
                 min_size=1,
                 max_size=max_size,
                 init=init_connection,
-                reset=_keep_session,
+                # single statements, and the LISTEN has a connection of its own
+                reset=keep_session,
                 timeout=STATEMENT_TIMEOUT,
             )
         except _UNREACHABLE as exc:

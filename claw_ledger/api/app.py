@@ -30,7 +30,7 @@ from claw_ledger.config import Settings, effective_database_url, effective_kafka
 from claw_ledger.ledger_health import DEFAULT_MAX_LAG, KafkaOffsets, LedgerCounters
 from claw_ledger.topics import topics_for
 from ledger.errors import ConfigError
-from storage import create_pool
+from storage import create_pool, keep_session
 
 __all__ = ["DEFAULT_MAX_PAGE", "ApiConfig", "Authorizer", "Features", "Source", "create_app"]
 
@@ -116,16 +116,6 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         )
 
 
-async def _keep_session(conn: asyncpg.Connection) -> None:
-    """The pool's reset: none beyond asyncpg's own (it rolls back an open transaction).
-
-    The default reset (``RESET ALL``, ``UNLISTEN *``, ...) is one more round trip on
-    every release, two per request. The service's sessions are read-only and nothing
-    it runs changes them (no SET, LISTEN, advisory lock or cursor outside a transaction),
-    so a released connection is already as the next request expects it.
-    """
-
-
 def create_app(settings: Settings | None = None, *, config: ApiConfig | None = None) -> FastAPI:
     """The API over the ledger of ``settings`` (or of an explicit ``config``)."""
     if config is None:
@@ -143,7 +133,8 @@ def create_app(settings: Settings | None = None, *, config: ApiConfig | None = N
             max_size=config.pool_size,
             command_timeout=DEFAULT_STATEMENT_TIMEOUT_MS / 1000 + 5,
             init=_init_connection,
-            reset=_keep_session,
+            # read-only sessions that nothing changes: no reset round trip per request
+            reset=keep_session,
             server_settings={
                 "default_transaction_read_only": "on",
                 "statement_timeout": str(DEFAULT_STATEMENT_TIMEOUT_MS),
