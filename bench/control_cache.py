@@ -5,12 +5,13 @@ is filled with realistic ``tokens`` rows by COPY, with their digest, as the
 processor itself would have left them. Then a real ``claw-ledger processor
 run`` is started and measured:
 
-* start: from launching the process to the commit of an ``agent.halted``
-  published before it, alone (imports, schema check, loading keys, policies and
-  halts, the Kafka group join). With ``--control-check background`` (the
-  default) the digests of ``tokens`` and ``jobs`` stream meanwhile, and a
-  batch that reads a token waits for them: the time to the commit of a
-  ``token.revoked`` published once the processor is up is reported beside it;
+* start: from launching the process to the commit of a halt of model egress
+  only (a batch that reads no token or job row), published before it (imports,
+  schema check, loading keys, policies and halts, the Kafka group join). With
+  ``--control-check background`` (the default) the digests of ``tokens`` and
+  ``jobs`` stream meanwhile, and a batch that reads a token waits for them:
+  the time to the commit of a full-stop halt of one job (which revokes that
+  job's token, read by its scope, never the whole table) is reported beside it;
 * RSS once started, and the peak while it ingests;
 * ingest: ``token.revoked`` events for distinct tokens picked at random among
   those in the ledger (each read by key from the big table and written back),
@@ -37,7 +38,6 @@ from typing import Any
 import asyncpg
 import psutil
 
-from bench.workload import sign_halt_events
 from claw_ledger.config import Settings
 from claw_ledger.services.kafka import ensure_topics
 from claw_ledger.services.postgres import create_database
@@ -47,6 +47,7 @@ from ledger.control_digest import DIGEST_MODULUS, digest_hex, parse_digest, row_
 from ledger.crypto import KeyPair
 from ledger.encoding import b64u_encode, sha256_b64u
 from ledger.envelope import format_timestamp, signing_bytes
+from ledger.events import sign_event_bytes
 from ledger.roles import Role
 from ledger.state import KeyRecord
 from producers.sdk import LedgerProducer, RawEvent
@@ -219,6 +220,18 @@ def sign_revocations(
         return [event for future in futures for event in future.result()]
 
 
+def _mission(jti: str) -> str:
+    """The job a bench token is bound to (:func:`token_row`)."""
+    return f"job-bench-{int(jti.rsplit('_', 1)[1])}"
+
+
+def _halt(key: KeyPair, target: str, **flags: bool) -> tuple[str, str, bytes]:
+    stream = f"halt:{target}"
+    body = {"target": target, "reason": "bench probe", **flags}
+    event_id, raw = sign_event_bytes(key, "agent.halted", stream, body)
+    return event_id, stream, raw
+
+
 async def _publish(settings: Settings, events: list[tuple[str, str, bytes]]) -> None:
     assert settings.kafka_bootstrap
     ingress = topic_names(settings.topic_prefix).ingress
@@ -242,7 +255,7 @@ class SizeRun:
     tokens: int
     digest_stream_s: float
     start_s: float
-    #: launch → first commit of a batch that reads a token (after the digest check)
+    #: launch → commit of a full-stop halt of a job (after the digest check)
     tokens_ready_s: float
     rss_started_mib: float
     rss_peak_mib: float
@@ -267,11 +280,12 @@ async def measure_size(
     await control_cache_sql.open_control_state(conn, None, whole=("keys", "policies", "halts"))
     digest_stream_s = time.perf_counter() - began
     rng = random.Random(tokens)
-    jtis = rng.sample(ledger.jtis, min(events + 1, len(ledger.jtis)))
-    workload = sign_revocations(ledger.operator, jtis)
-    probe, work = workload[:1], workload[1:]
-    # alone in its batch: a batch holding a token event would wait for the check
-    await _publish(ledger.settings, sign_halt_events(ledger.operator, 1, workers=1))
+    halted_jti, *jtis = rng.sample(ledger.jtis, min(events + 1, len(ledger.jtis)))
+    work = sign_revocations(ledger.operator, jtis)
+    # the start probe, alone in its batch: a batch holding a token event would wait for the check
+    await _publish(ledger.settings, [_halt(ledger.operator, "sub:agent:bench-start", tools=False)])
+    # a full stop of the job of one token revokes it: that batch waits for the check
+    probe = [_halt(ledger.operator, f"job:{_mission(halted_jti)}")]
     env = dict(os.environ)
     env.update(
         {
@@ -294,21 +308,23 @@ async def measure_size(
     )
     watched = psutil.Process(proc.pid)
     try:
-        for event_type in ("agent.halted", "token.revoked"):
-            while await _count(conn, event_type) < 1:
+        for halts in (1, 2):
+            while await _count(conn, "agent.halted") < halts:
                 if proc.poll() is not None:
                     raise RuntimeError(f"the processor exited ({proc.returncode}); see {log.name}")
                 await asyncio.sleep(0.02)
-            if event_type == "agent.halted":
+            if halts == 1:
                 start_s = time.perf_counter() - launched
                 await _publish(ledger.settings, probe)
         tokens_ready_s = time.perf_counter() - launched
+        status = await conn.fetchval("SELECT status FROM tokens WHERE jti = $1", halted_jti)
+        assert status == "revoked", f"the full stop left {halted_jti} {status}"
         await asyncio.sleep(1.0)  # settled after its first commit
         rss_started = watched.memory_info().rss / 2**20
         baseline = raw_verify_rate()
         peak = rss_started
         publisher = asyncio.create_task(_publish(ledger.settings, work))
-        while (await _count(conn, "token.revoked")) < len(workload):
+        while (await _count(conn, "token.revoked")) < len(work):
             peak = max(peak, watched.memory_info().rss / 2**20)
             if proc.poll() is not None:
                 raise RuntimeError(f"the processor exited with {proc.returncode}; see {log.name}")
@@ -320,7 +336,7 @@ async def measure_size(
                 "SELECT extract(epoch FROM recorded_at) FROM events"
                 " WHERE event_type = 'token.revoked'"
             )
-        )[1:]
+        )
     finally:
         proc.terminate()
         try:
@@ -343,7 +359,12 @@ async def control_cache_rows(
     raw_verify_rate: Callable[[], float],
     cache_size: int = 50_000,
 ) -> list[Row]:
-    """The rows of the report: start, RSS and ingest at the two ledger sizes."""
+    """The rows of the report: start, RSS and ingest at the two ledger sizes.
+
+    Both sizes revoke as many distinct tokens (at most the smaller ledger's, less
+    the one its halt revokes): the cache then holds as many rows in both, and
+    only the size of the ledger differs."""
+    events = min(events, min(sizes) - 1)
     small, large = [
         await measure_size(base, n, events, partitions, raw_verify_rate, cache_size) for n in sizes
     ]
@@ -354,8 +375,8 @@ async def control_cache_rows(
         rows.append(
             (
                 f"processor start with {run.tokens:,} tokens: launch → first commit"
-                " (token batches: after the digest check)",
-                f"{run.start_s:,.1f} s (token batches {run.tokens_ready_s:,.1f} s;"
+                " (a batch reading no token; a full stop of a job: after the token digest check)",
+                f"{run.start_s:,.1f} s (full stop of a job {run.tokens_ready_s:,.1f} s;"
                 f" digest stream alone {run.digest_stream_s:,.1f} s)",
                 f"{small.start_s:,.1f} s with {small.tokens:,} tokens" if run is large else "",
                 f"within 2 s of {small.tokens:,} tokens" if run is large else "",

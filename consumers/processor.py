@@ -36,7 +36,7 @@ from ledger.batch import (
 )
 from ledger.control_cache import ControlCache
 from ledger.control_digest import CONTROL_DIGEST_TABLES, digest_hex, table_digest
-from ledger.control_reads import BOUNDED_TABLES, batch_reads
+from ledger.control_reads import BOUNDED_TABLES, ScopeRead, batch_reads, batch_scopes
 from ledger.errors import ConfigError, ControlPlaneTamperedError, StaleBatchError
 from ledger.registry import DEFAULT_RULE_SETTINGS, Lane, RuleSettings
 from ledger.state import LedgerState
@@ -112,6 +112,8 @@ class VerifyingProcessor:
         self.full_state_loads = 0
         #: plans thrown away because a rule read a key the batch did not list
         self.control_replans = 0
+        #: bounded tables read whole for one batch (a full-stop halt of ``*``)
+        self.whole_table_reads = 0
         self.committed = 0
         self.quarantined = 0
         #: names this process's heartbeat row (several processors share a ledger)
@@ -295,26 +297,34 @@ class VerifyingProcessor:
             for _, verdict in items
             if isinstance(verdict, Verified)
         ]
+        # a full-stop halt of job:J or sub:S looks through its scope's tokens: those
+        # rows come with the keyed ones, not the whole table (a halt of * does)
+        scopes = batch_scopes(events) if self._bounded else []
         for round_ in range(_MAX_FETCH_ROUNDS):
             wanted = batch_reads(events, self._lookup) if self._bounded else {}
             for table, keys in (extra or {}).items():
                 wanted.setdefault(table, set()).update(keys)
             missing = {t: self._cache(t).unknown(keys) for t, keys in wanted.items()}
             missing = {t: keys for t, keys in missing.items() if keys}
-            if round_ and not missing:
+            # a changed row read in a later round makes the cache forget its scopes
+            unread = [s for s in scopes if s.scope not in self._cache(s.table).scopes]
+            if round_ and not missing and not unread:
                 return
             read = await self._store.read_control(
                 self._configured_trust_root,
                 since=self._control_version,
                 whole=self._whole,
                 wanted=missing,
+                scopes=unread,
             )
-            self._apply_read(read, missing)
+            self._apply_read(read, missing, unread)
 
     def _lookup(self, table: str, key: str) -> dict[str, Any] | None:
         return self._cache(table).peek(key)
 
-    def _apply_read(self, read: ControlRead, wanted: dict[str, set[str]]) -> None:
+    def _apply_read(
+        self, read: ControlRead, wanted: dict[str, set[str]], scopes: Sequence[ScopeRead] = ()
+    ) -> None:
         if read.changed is not None:
             self.state.trust_root = self.trust_root = read.changed.trust_root
             for table in self._whole:
@@ -324,6 +334,8 @@ class VerifyingProcessor:
         self._control_version = read.version
         for table, keys in wanted.items():
             self._cache(table).fill(keys, read.rows.get(table, {}))
+        for scope in scopes:
+            self._cache(scope.table).fill_scope(scope.scope, read.scoped[scope.table, scope.scope])
 
     def _take_misses(self) -> dict[str, set[str]]:
         misses: dict[str, set[str]] = {}
@@ -336,6 +348,7 @@ class VerifyingProcessor:
 
     async def _whole_tables(self, tables: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Every row of ``tables`` as the store holds them now."""
+        self.whole_table_reads += len(tables)
         start = await self._store.open_control_state(
             self._configured_trust_root, whole=tuple(tables), stream=False
         )
@@ -423,9 +436,9 @@ class VerifyingProcessor:
             return BatchReport(skipped=pending.skipped)
         recorded = await self._store.existing_payload_hashes(pending.event_ids())
         await self._refresh_control(pending)
-        if self._bounded and _has_full_stop(pending):
-            # a full-stop halt revokes every token in its scope: its rule reads the whole
-            # table, so it comes whole for this batch (trimmed back after it)
+        if self._bounded and _has_full_stop_of_all(pending):
+            # a full-stop halt of * revokes every token: its rule reads the whole table,
+            # so it comes whole for this batch (trimmed back after it)
             for table, rows in (await self._whole_tables(["tokens"])).items():
                 self._cache(table).fill_all(rows)
         self._take_misses()  # reads made while listing and fetching are not the plan's
@@ -527,10 +540,11 @@ def _rows(state: LedgerState, table: str) -> list[dict[str, Any]]:
     return list(held.values())
 
 
-def _has_full_stop(pending: PendingBatch) -> bool:
-    """Whether the batch holds a halt that denies both tools and model egress."""
+def _has_full_stop_of_all(pending: PendingBatch) -> bool:
+    """Whether the batch holds a halt of ``*`` that denies both tools and model egress."""
     return any(
         verdict.event.event_type == "agent.halted"
+        and getattr(verdict.body, "target", None) == "*"
         and getattr(verdict.body, "tools", True)
         and getattr(verdict.body, "model_egress", True)
         for items in pending.by_partition.values()

@@ -10,6 +10,12 @@ batch will read (:mod:`ledger.control_reads`) before planning it; a plan that
 still read an unknown key is thrown away and planned again once that key is
 fetched, so a decision never rests on a row the cache merely lacked.
 
+A rule that looks for every row of a *scope* (a full-stop halt of ``job:J``
+revokes every active token bound to J) reads :meth:`ControlCache.in_scope`:
+the processor fetches the scope's rows with the keyed ones, and a scope it did
+not fetch counts as iterating the table (the whole table then comes for that
+batch).
+
 Nothing here talks to a database: the processor fills and trims the cache.
 """
 
@@ -18,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any, TypeVar, overload
 
-__all__ = ["ControlCache", "PartialTableError"]
+__all__ = ["ControlCache", "PartialTableError", "may_hold_rows", "rows_in_scope"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -57,6 +63,9 @@ class ControlCache(dict[K, V]):
         self.iterated = False
         #: the whole table is here (:meth:`fill_all`) until the next :meth:`trim`
         self.complete = False
+        #: scopes whose every row a rule may select is here (:meth:`fill_scope`),
+        #: until the next :meth:`trim` or :meth:`forget`
+        self.scopes: set[str] = set()
 
     # --- what the rules use -----------------------------------------------------------
 
@@ -124,6 +133,14 @@ class ControlCache(dict[K, V]):
         self._partial()
         return dict.items(self)
 
+    def in_scope(self, scope: str) -> list[V]:
+        """Every cached row, when all the rows of ``scope`` are among them (the
+        caller picks the scope's own); otherwise as iterating the table."""
+        if scope not in self.scopes:
+            self._partial()
+        self.touched = True
+        return list(dict.values(self))
+
     # --- what the processor uses ------------------------------------------------------
 
     def peek(self, key: K) -> V | None:
@@ -146,6 +163,15 @@ class ControlCache(dict[K, V]):
                 dict.__setitem__(self, key, row)
             self._used.add(key)
 
+    def fill_scope(self, scope: str, rows: Mapping[K, V]) -> None:
+        """Every row of ``scope`` a rule may select, read in the snapshot of this
+        batch's version (until :meth:`trim`)."""
+        for key, row in rows.items():
+            self._absent.discard(key)
+            dict.__setitem__(self, key, row)
+            self._used.add(key)
+        self.scopes.add(scope)
+
     def fill_all(self, rows: Mapping[K, V]) -> None:
         """The whole table, for one batch whose rules iterate it (until :meth:`trim`)."""
         dict.clear(self)
@@ -159,6 +185,8 @@ class ControlCache(dict[K, V]):
         for key in keys:
             dict.pop(self, key, None)
             self._absent.discard(key)
+            # a changed row may have joined a scope read before: those are read again
+            self.scopes.clear()
 
     def reset(self) -> None:
         """Forget everything (the rows may hold changes that were rolled back)."""
@@ -166,6 +194,7 @@ class ControlCache(dict[K, V]):
         self._absent.clear()
         self._used.clear()
         self.misses.clear()
+        self.scopes.clear()
 
     def trim(self) -> None:
         """After a batch: evict the least recently used rows down to ``capacity``.
@@ -179,6 +208,7 @@ class ControlCache(dict[K, V]):
                 dict.__setitem__(self, key, dict.pop(self, key))  # to the young end
         self._used.clear()
         self._absent.clear()
+        self.scopes.clear()
         self.complete = False
         self.iterated = False
         excess = dict.__len__(self) - self.capacity
@@ -189,3 +219,17 @@ class ControlCache(dict[K, V]):
     def cached(self) -> int:
         """How many rows are held."""
         return dict.__len__(self)
+
+
+def rows_in_scope(table: Mapping[Any, V], scope: str) -> Iterable[V]:
+    """The rows a rule looks through for ``scope``: a whole table's every row,
+    a bounded cache's :meth:`ControlCache.in_scope`."""
+    if isinstance(table, ControlCache):
+        return table.in_scope(scope)
+    return table.values()
+
+
+def may_hold_rows(table: Mapping[Any, Any]) -> bool:
+    """Whether the table may hold any row: a whole table when it is not empty, a
+    bounded cache always (the rows it lacks are in the store)."""
+    return isinstance(table, ControlCache) or bool(table)

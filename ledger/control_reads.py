@@ -8,6 +8,12 @@ event type, :data:`CONTROL_READS` lists those keys from the event itself
 :func:`batch_reads` is called again after each fetch until it lists nothing
 new, which resolves such second-hand keys.
 
+A full-stop halt of ``job:J`` or ``sub:S`` revokes every active token of
+its scope: :data:`CONTROL_SCOPES` names those as :class:`ScopeRead` (the rows
+with ``column = value`` and ``status``), which the processor fetches with the
+keys; the rule reads them through :meth:`ledger.control_cache.ControlCache.in_scope`.
+A halt of ``*`` has no scope read: its batch gets the whole table.
+
 The list is an optimisation, not the guarantee: a plan that reads a key it
 did not list is thrown away and planned again (:class:`ledger.control_cache.ControlCache`
 records the miss). ``keys``, ``policies`` and ``halts`` are held whole and
@@ -18,15 +24,26 @@ that a new one is thought about rather than silently re-planned.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from ledger.registry import EventBody
+from ledger.types._common import ACTIVE
 
 if TYPE_CHECKING:
+    from ledger.types.halts import AgentHalted
     from ledger.types.runs import ReceiptRecorded, RunCompleted, RunManifestApproved, RunStarted
     from ledger.types.tokens import TokenIssued, TokenRevoked
 
-__all__ = ["BOUNDED_TABLES", "CONTROL_READS", "Lookup", "ReadsFn", "batch_reads"]
+__all__ = [
+    "BOUNDED_TABLES",
+    "CONTROL_READS",
+    "CONTROL_SCOPES",
+    "Lookup",
+    "ReadsFn",
+    "ScopeRead",
+    "batch_reads",
+    "batch_scopes",
+]
 
 #: The control tables a processor may hold only in part (they grow with traffic).
 BOUNDED_TABLES: tuple[str, ...] = ("tokens", "jobs")
@@ -70,11 +87,13 @@ def _receipt(body: EventBody, lookup: Lookup, /) -> Iterator[tuple[str, str]]:
 
 def _halted(body: EventBody, lookup: Lookup, /) -> Iterator[tuple[str, str]]:
     # a full stop of job:J also revokes the token J started with, named in J's row; the
-    # tokens of a scope are found by iterating the table, which the processor then
-    # loads whole for that batch (ControlCache.iterated)
+    # other tokens of its scope come by CONTROL_SCOPES
     target = str(getattr(body, "target", ""))
     if target.startswith("job:"):
         yield "jobs", target[4:]
+        job = lookup("jobs", target[4:])
+        if _full_stop(body) and job is not None and job.get("cst_jti") is not None:
+            yield "tokens", str(job["cst_jti"])
 
 
 def _completed(body: EventBody, lookup: Lookup, /) -> Iterator[tuple[str, str]]:
@@ -107,6 +126,51 @@ CONTROL_READS: dict[str, ReadsFn] = {
     "policy.shadow_ended": _none,
     "call.shadowed": _none,
 }
+
+
+class ScopeRead(NamedTuple):
+    """Every row of ``table`` with ``column`` = ``value`` and ``status``: all a rule
+    may select for ``scope`` (a halt's target)."""
+
+    table: str
+    scope: str
+    column: str
+    value: str
+    status: str
+
+
+#: ``scopes(body)``: the scope reads one event's rule makes.
+ScopesFn = Callable[[EventBody], Iterator[ScopeRead]]
+
+#: the columns a scope selects on, per halt target kind (``*`` has none: the whole table)
+_TOKEN_SCOPE_COLUMNS = {"job:": "mission_id", "sub:": "sub"}
+
+
+def _full_stop(body: EventBody) -> bool:
+    return bool(getattr(body, "tools", True) and getattr(body, "model_egress", True))
+
+
+def _halted_scopes(body: EventBody, /) -> Iterator[ScopeRead]:
+    # only a full stop revokes tokens (a partial halt leaves them: ledger.types.halts)
+    target = cast("AgentHalted", body).target
+    column = _TOKEN_SCOPE_COLUMNS.get(target[:4])
+    if _full_stop(body) and column is not None:
+        yield ScopeRead("tokens", target, column, target[4:], ACTIVE)
+
+
+#: event type -> the scopes of bounded tables its rule may look through
+CONTROL_SCOPES: dict[str, ScopesFn] = {"agent.halted": _halted_scopes}
+
+
+def batch_scopes(events: Iterable[tuple[str, EventBody]]) -> list[ScopeRead]:
+    """The scope reads the ``(event_type, body)`` pairs' rules make, each once."""
+    scopes: dict[tuple[str, str], ScopeRead] = {}
+    for event_type, body in events:
+        scoped = CONTROL_SCOPES.get(event_type)
+        if scoped is not None:
+            for read in scoped(body):
+                scopes.setdefault((read.table, read.scope), read)
+    return list(scopes.values())
 
 
 def batch_reads(events: Iterable[tuple[str, EventBody]], lookup: Lookup) -> dict[str, set[str]]:

@@ -2,19 +2,21 @@
 
 A processor no longer loads ``tokens`` and ``jobs`` at start: it streams them
 once to check their digests (ADR 0014), then reads the rows each batch needs
-by key, together with the control version and what changed since the
-version it holds, in one snapshot per read.
+by key (and the rows of a halt's scope: ``ScopeRead``), together with the
+control version and what changed since the version it holds, in one
+snapshot per read.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import asyncpg
 
 from ledger.control_digest import CONTROL_DIGEST_TABLES, DIGEST_MODULUS, row_hash
+from ledger.control_reads import ScopeRead
 from storage import postgres
 from storage.protocol import ControlRead, ControlStart
 
@@ -22,6 +24,8 @@ __all__ = ["open_control_state", "read_control"]
 
 #: the key column of each control-plane table (table names are constants)
 _KEY_COLUMNS: dict[str, str] = {"keys": "did", **postgres.CONTROL_TABLES}
+#: the columns a scope read may select on, per table (each indexed; names go into SQL)
+_SCOPE_COLUMNS: dict[str, frozenset[str]] = {"tokens": frozenset({"sub", "mission_id"})}
 #: rows per round trip while a table's digest streams by
 _STREAM_CHUNK = 2000
 #: rows hashed between two turns given to the rest of the event loop
@@ -73,8 +77,10 @@ async def read_control(
     since: int,
     whole: Collection[str],
     wanted: Mapping[str, Collection[str]],
+    scopes: Sequence[ScopeRead] = (),
 ) -> ControlRead:
-    """The version, what changed after ``since`` and the wanted rows, in one snapshot."""
+    """The version, what changed after ``since``, the wanted rows and the rows of
+    ``scopes``, in one snapshot."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         version = await postgres.control_version(conn)
         changed = None
@@ -97,4 +103,17 @@ async def read_control(
                     f"SELECT * FROM {table} WHERE {key} = ANY($1::text[])", list(keys)
                 )
             }
-        return ControlRead(version, changed, changed_keys, rows)
+        scoped: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        for read in scopes:
+            if read.column not in _SCOPE_COLUMNS.get(read.table, ()):
+                raise ValueError(f"no scope read of {read.table} by {read.column}")
+            key = _KEY_COLUMNS[read.table]
+            scoped[read.table, read.scope] = {
+                r[key]: postgres.control_row(r)
+                for r in await conn.fetch(
+                    f"SELECT * FROM {read.table} WHERE {read.column} = $1 AND status = $2",
+                    read.value,
+                    read.status,
+                )
+            }
+        return ControlRead(version, changed, changed_keys, rows, scoped)

@@ -17,6 +17,7 @@ from typing import Any
 
 from ledger.batch import EventRow, Outcome, PartitionPosition, QuarantineRow
 from ledger.control_digest import CONTROL_DIGEST_TABLES, DIGEST_MODULUS, digest_delta, table_digest
+from ledger.control_reads import ScopeRead
 from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.state import LedgerState, ProjectionRow
 from storage.protocol import (
@@ -144,6 +145,7 @@ class MemoryLedgerStore:
         since: int,
         whole: Collection[str],
         wanted: Mapping[str, Collection[str]],
+        scopes: Sequence[ScopeRead] = (),
     ) -> ControlRead:
         changed = None
         changed_keys: dict[str, list[str]] = {}
@@ -160,7 +162,15 @@ class MemoryLedgerStore:
         for table, keys in wanted.items():
             stored = self._projections.get(table, {})
             rows[table] = {k: copy.deepcopy(stored[k][0]) for k in keys if k in stored}
-        return ControlRead(self._control_version, changed, changed_keys, rows)
+        scoped = {
+            (read.table, read.scope): {
+                key: copy.deepcopy(row)
+                for key, (row, _) in self._projections.get(read.table, {}).items()
+                if row.get(read.column) == read.value and row.get("status") == read.status
+            }
+            for read in scopes
+        }
+        return ControlRead(self._control_version, changed, changed_keys, rows, scoped)
 
     async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:
         if version != self._control_version:

@@ -24,6 +24,7 @@ from ledger.control_digest import (
     digest_hex,
     parse_digest,
 )
+from ledger.control_reads import ScopeRead
 from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.state import LedgerState, ProjectionRow
 from storage.partitions import ensure_partitions, is_missing_partition
@@ -601,12 +602,13 @@ class PostgresLedgerStore:
         since: int,
         whole: Collection[str],
         wanted: Mapping[str, Collection[str]],
+        scopes: Sequence[ScopeRead] = (),
     ) -> ControlRead:
         from storage import control_cache_sql
 
         async with self._pool.acquire() as conn:
             return await control_cache_sql.read_control(
-                conn, trust_root, since=since, whole=whole, wanted=wanted
+                conn, trust_root, since=since, whole=whole, wanted=wanted, scopes=scopes
             )
 
     async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ledger.batch import Outcome, PartitionBatch, PartitionPosition
+from ledger.control_reads import ScopeRead
 from ledger.roles import Role
 from ledger.state import KeyRecord, LedgerState, ProjectionRow
 
@@ -86,6 +87,8 @@ class ControlRead:
     changed_keys: dict[str, list[str]] = field(default_factory=dict)
     #: per partial table, the stored row of each wanted key that exists
     rows: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    #: per scope read (table, scope), every stored row it selects, by key
+    scoped: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
 
 
 class LedgerStore(Protocol):
@@ -141,11 +144,13 @@ class LedgerStore(Protocol):
         since: int,
         whole: Collection[str],
         wanted: Mapping[str, Collection[str]],
+        scopes: Sequence[ScopeRead] = (),
     ) -> ControlRead:
         """In one snapshot: the control version; when it is not ``since``, the
         rows of the ``whole`` tables and the keys of the other tables written
-        after ``since``; and the stored rows of the ``wanted`` keys (a key
-        without a row is absent from :attr:`ControlRead.rows`)."""
+        after ``since``; the stored rows of the ``wanted`` keys (a key without
+        a row is absent from :attr:`ControlRead.rows`); and every row each of
+        ``scopes`` selects (:attr:`ControlRead.scoped`)."""
         ...
 
     async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:

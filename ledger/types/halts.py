@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 
 from pydantic import Field
 
+from ledger.control_cache import may_hold_rows, rows_in_scope
 from ledger.errors import EventError, PolicyError, ReasonCode
 from ledger.registry import EventBody, EventTypeSpec, RuleSettings
 from ledger.state import EventContext, LedgerState, ProjectionRow
@@ -83,7 +84,8 @@ def tokens_in_scope(state: LedgerState, target: str, now: int) -> list[str]:
     """The ids of the active, unexpired tokens a halt of ``target`` covers, sorted.
 
     ``*``: every token; ``sub:S``: tokens issued to S; ``job:J``: tokens bound
-    to J (``mission_id``) and the token J started with.
+    to J (``mission_id``) and the token J started with. A processor holding
+    tokens in part reads the scope's rows up front (:data:`ledger.control_reads.CONTROL_SCOPES`).
     """
     started = None
     if target.startswith("job:"):
@@ -91,8 +93,8 @@ def tokens_in_scope(state: LedgerState, target: str, now: int) -> list[str]:
         started = job.get("cst_jti") if job else None
     # sorted: the state's dict order depends on how it was loaded, the record must not
     return sorted(
-        jti
-        for jti, token in state.tokens.items()
+        str(token["jti"])
+        for token in rows_in_scope(state.tokens, target)
         if token["status"] == ACTIVE and int(token["exp"]) > now and _covers(target, token, started)
     )
 
@@ -217,7 +219,7 @@ def _apply_halted(
     # only model egress) leaves them, or the half it allows could never run
     full_stop = body.tools and body.model_egress
     # no token at all (a replay of halts alone): nothing in scope, and no clock to read
-    in_flight = full_stop and state.tokens
+    in_flight = full_stop and may_hold_rows(state.tokens)
     revoked = tokens_in_scope(state, body.target, epoch(ctx.event.occurred_at)) if in_flight else []
     rows: list[ProjectionRow] = []
     for jti in revoked:

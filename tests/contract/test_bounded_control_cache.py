@@ -21,6 +21,7 @@ import pytest_asyncio
 from consumers.processor import VerifyingProcessor
 from ledger import control_reads
 from ledger.batch import IngressRecord
+from ledger.control_reads import ScopeRead
 from ledger.crypto import KeyPair
 from ledger.errors import ControlPlaneTamperedError
 from ledger.receipts import sign_receipt
@@ -223,8 +224,83 @@ async def test_a_full_stop_loads_the_whole_token_table_for_its_batch(
     codes_bounded, processor = await _run(bounded, ledger.raws, 1, batch)
     assert codes_whole == codes_bounded == ledger.codes
     assert await _projections(whole) == await _projections(bounded)
-    assert processor.control_replans == 0
+    assert processor.control_replans == 0 and processor.whole_table_reads > 0
     assert processor.state.tokens.cached() <= 1  # type: ignore[attr-defined]
+
+
+def _tokens_of_several_scopes() -> RecordingLedger:
+    """Jobs of agent:alpha, tokens of agent:beta (one bound to job-2), one revoked."""
+    ledger = RecordingLedger()
+    for n in range(1, 4):
+        ledger.approved_job(f"job-{n}")
+    ledger.started_job("job-4")
+    for job in (None, None, "job-2"):
+        ledger.issue(job=job, sub="agent:beta")
+    gone = ledger.issue(job="job-2", sub="agent:gamma")
+    revoke = {"jti": gone["jti"], "reason": "leak"}
+    ledger.ok(ledger.keys.issuer, "token.revoked", f"token:{gone['jti']}", revoke)
+    return ledger
+
+
+@pytest.mark.parametrize("target", ["job:job-2", "job:job-4", "sub:agent:beta"])
+@pytest.mark.parametrize("batch", [1, 64])
+async def test_a_full_stop_of_a_job_or_a_subject_reads_its_scope_not_the_whole_table(
+    two_stores: tuple[LedgerStore, LedgerStore], target: str, batch: int
+) -> None:
+    """The tokens a halt of ``job:J`` or ``sub:S`` revokes are read by their scope
+    (an index), so a ledger of a million tokens never comes whole into memory."""
+    ledger = _tokens_of_several_scopes()
+    before = {jti for jti, t in ledger.state.tokens.items() if t["status"] == "active"}
+    ledger.ok(
+        ledger.keys.operator, "agent.halted", f"halt:{target}", {"target": target, "reason": "x"}
+    )
+    after = {jti for jti, t in ledger.state.tokens.items() if t["status"] == "active"}
+    assert after and after < before  # some tokens revoked, some out of scope
+    whole, bounded = two_stores
+    codes_whole, _ = await _run(whole, ledger.raws, None, batch)
+    codes_bounded, processor = await _run(bounded, ledger.raws, 1, batch)
+    assert codes_whole == codes_bounded == ledger.codes
+    assert await _projections(whole) == await _projections(bounded)
+    assert processor.control_replans == 0 and processor.whole_table_reads == 0
+    assert processor.state.tokens.cached() <= 1  # type: ignore[attr-defined]
+
+
+async def test_a_scope_nobody_listed_is_read_whole_and_decided_the_same(
+    two_stores: tuple[LedgerStore, LedgerStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(control_reads, "CONTROL_SCOPES", {})
+    ledger = _tokens_of_several_scopes()
+    halt = {"target": "sub:agent:beta", "reason": "x"}
+    ledger.ok(ledger.keys.operator, "agent.halted", "halt:sub:agent:beta", halt)
+    whole, bounded = two_stores
+    codes_whole, _ = await _run(whole, ledger.raws, None, 64)
+    codes_bounded, processor = await _run(bounded, ledger.raws, 1, 64)
+    assert codes_whole == codes_bounded == ledger.codes
+    assert await _projections(whole) == await _projections(bounded)
+    assert processor.control_replans == 1 and processor.whole_table_reads == 1
+
+
+async def test_read_control_gives_every_active_row_of_a_scope(
+    two_stores: tuple[LedgerStore, LedgerStore],
+) -> None:
+    store, _ = two_stores
+    ledger = _tokens_of_several_scopes()
+    await _run(store, ledger.raws, 10, 64)
+    version = await store.control_version()
+    scopes = [
+        ScopeRead("tokens", "sub:agent:beta", "sub", "agent:beta", "active"),
+        ScopeRead("tokens", "job:job-2", "mission_id", "job-2", "active"),
+    ]
+    read = await store.read_control(None, since=version, whole=(), wanted={}, scopes=scopes)
+    tokens = ledger.state.tokens
+
+    def active(column: str, value: str) -> set[str]:
+        return {j for j, t in tokens.items() if t[column] == value and t["status"] == "active"}
+
+    beta, job_2 = read.scoped["tokens", "sub:agent:beta"], read.scoped["tokens", "job:job-2"]
+    assert set(beta) == active("sub", "agent:beta") and len(beta) == 3
+    assert set(job_2) == active("mission_id", "job-2") and len(job_2) == 2  # not the revoked one
+    assert all(row == tokens[jti] for jti, row in beta.items())
 
 
 async def test_a_read_the_batch_did_not_list_is_planned_again(

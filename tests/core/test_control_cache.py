@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from ledger.control_cache import ControlCache, PartialTableError
-from ledger.control_reads import BOUNDED_TABLES, CONTROL_READS, batch_reads
+from ledger.control_cache import ControlCache, PartialTableError, rows_in_scope
+from ledger.control_reads import BOUNDED_TABLES, CONTROL_READS, ScopeRead, batch_reads, batch_scopes
 from ledger.types import REGISTRY
 from ledger.types.runs import ReceiptRecorded, RunStarted
 from ledger.types.tokens import TokenRevoked
@@ -96,3 +96,42 @@ def test_second_hand_reads_are_listed_once_the_row_is_at_hand() -> None:
         "tokens": {"t-1", "t-2", "t-3"},
         "jobs": {"job-1", "job-2"},
     }
+
+
+def test_a_scope_read_in_full_can_be_looked_through_until_trim_or_forget() -> None:
+    cache = _cache(1)
+    cache.fill({"other"}, {"other": {"sub": "b"}})
+    with pytest.raises(PartialTableError):
+        cache.in_scope("sub:a")
+    assert cache.iterated
+    cache.iterated = False
+    cache.fill_scope("sub:a", {"t1": {"sub": "a"}, "t2": {"sub": "a"}})
+    # every cached row: the rule picks the scope's own from them
+    assert sorted(r["sub"] for r in cache.in_scope("sub:a")) == ["a", "a", "b"]
+    assert cache.unknown(["t1", "t2"]) == set() and not cache.iterated
+    assert list(rows_in_scope({"x": {"sub": "z"}}, "sub:a")) == [{"sub": "z"}]  # a whole table
+    cache.forget(["elsewhere"])  # another writer changed a row: the scope may have grown
+    with pytest.raises(PartialTableError):
+        cache.in_scope("sub:a")
+    cache.fill_scope("sub:a", {})
+    cache.trim()
+    assert cache.scopes == set() and cache.cached() == 1
+
+
+def test_only_a_full_stop_of_a_job_or_a_subject_reads_a_scope() -> None:
+    halted = REGISTRY["agent.halted"].body
+
+    def scopes(**body: Any) -> list[ScopeRead]:
+        return batch_scopes([("agent.halted", halted.model_validate({"reason": "r", **body}))])
+
+    assert scopes(target="job:j-1") == [
+        ScopeRead("tokens", "job:j-1", "mission_id", "j-1", "active")
+    ]
+    assert scopes(target="sub:agent:a") == [
+        ScopeRead("tokens", "sub:agent:a", "sub", "agent:a", "active")
+    ]
+    assert scopes(target="*") == []  # every token: the batch reads the table whole
+    assert scopes(target="job:j-1", tools=False) == []  # a partial halt revokes no token
+    assert scopes(target="sub:agent:a", model_egress=False) == []
+    twice = [("agent.halted", halted.model_validate({"reason": "r", "target": "job:j"}))] * 2
+    assert len(batch_scopes(twice)) == 1
