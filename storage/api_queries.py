@@ -17,6 +17,7 @@ from storage.projection_queries import row_dict
 
 __all__ = [
     "api_key_by_id",
+    "archived_event",
     "event_by_id",
     "events_committed_since",
     "halt_figures",
@@ -96,6 +97,21 @@ async def event_by_id(conn: asyncpg.Connection, event_id: str) -> dict[str, Any]
         event_id,
     )
     return None if row is None else row_dict(row)
+
+
+async def archived_event(conn: asyncpg.Connection, event_id: str) -> dict[str, Any] | None:
+    """Where a recorded event that is no longer in ``events`` went: its position and
+    the archive cut whose detached partitions hold it, or ``None``.
+
+    ``event_keys`` keeps every recorded id, archived ones too (migration 0017).
+    """
+    row = await conn.fetchrow(
+        "SELECT k.position, b.before_position, b.partition_name, b.detached_at"
+        " FROM event_keys k JOIN archive_boundaries b ON k.position < b.before_position"
+        " WHERE k.event_id = $1::uuid ORDER BY b.before_position LIMIT 1",
+        event_id,
+    )
+    return None if row is None else dict(row)
 
 
 async def quarantine_by_event_id(conn: asyncpg.Connection, event_id: str) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from claw_ledger.apikeys import ROLE_SCOPES, Role, Scope, matches, parse_key, ro
 from ledger.errors import ReasonCode
 from storage.api_queries import api_key_by_id
 
-__all__ = ["SCOPE_FIELD", "Caller", "live_key", "public", "route_scope", "secured"]
+__all__ = ["SCOPE_FIELD", "Caller", "error_schema", "live_key", "public", "route_scope", "secured"]
 
 #: where a route records the scope it needs (in its OpenAPI operation too)
 SCOPE_FIELD = "x-claw-scope"
@@ -48,7 +48,7 @@ async def live_key(pool: asyncpg.Pool, key: str) -> Caller | None:
     return Caller(row["name"], row["role"])
 
 
-def _error_schema(description: str) -> dict[str, Any]:
+def error_schema(description: str) -> dict[str, Any]:
     return {
         "description": description,
         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
@@ -97,10 +97,10 @@ def secured(scope: Scope, responses: dict[int | str, Any] | None = None) -> dict
         "dependencies": [Depends(_Require(scope))],
         "openapi_extra": {SCOPE_FIELD: scope},
         "responses": {
-            400: _error_schema("Bad parameter (`API_BAD_PARAMETER` or a ledger code)"),
-            401: _error_schema("No key (`API_KEY_MISSING`), or an unknown or revoked one"),
-            403: _error_schema("The key's role may not use this route (`API_ROLE_FORBIDDEN`)"),
-            503: _error_schema("The database did not answer (`API_UNAVAILABLE`)"),
+            400: error_schema("Bad parameter (`API_BAD_PARAMETER` or a ledger code)"),
+            401: error_schema("No key (`API_KEY_MISSING`), or an unknown or revoked one"),
+            403: error_schema("The key's role may not use this route (`API_ROLE_FORBIDDEN`)"),
+            503: error_schema("The database did not answer (`API_UNAVAILABLE`)"),
         }
         | dict(responses or {}),
     }

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
 
-from claw_ledger.api.auth import secured
+from claw_ledger.api.auth import error_schema, secured
 from claw_ledger.api.deps import connection, feature_record, not_found
 from claw_ledger.api.errors import ApiError
 from claw_ledger.api.models import EventDocument, QuarantinePage, TimelinePage
@@ -18,7 +18,7 @@ from ledger.encoding import sha256_b64u
 from ledger.errors import ReasonCode
 from ledger.timeline import summarize
 from ledger.verify import Rejected, verify_message
-from storage.api_queries import event_by_id, quarantine_by_event_id
+from storage.api_queries import archived_event, event_by_id, quarantine_by_event_id
 from storage.ledger_queries import TimelineFilter, fetch_quarantine, fetch_timeline
 
 __all__ = ["router"]
@@ -151,12 +151,24 @@ def _verification(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@router.get("/events/{event_id}", response_model=EventDocument, **secured("read"))
+@router.get(
+    "/events/{event_id}",
+    response_model=EventDocument,
+    **secured(
+        "read",
+        {
+            404: error_schema("No such event (`API_NOT_FOUND`)"),
+            410: error_schema("The event is in a detached partition (`API_EVENT_ARCHIVED`)"),
+        },
+    ),
+)
 async def event(request: Request, event_id: UUID) -> dict[str, Any]:
     """The exact signed envelope of an event and its verification status, re-checked now.
 
-    A refused event answers `status: quarantined` with its reason code. The inclusion
-    proof is given when the checkpointer is wired in and a checkpoint covers the event.
+    A refused event answers `status: quarantined` with its reason code; one in a
+    partition detached by `archive detach` answers 410 `API_EVENT_ARCHIVED`. The
+    inclusion proof is given when the checkpointer is wired in and a checkpoint covers
+    the event.
     """
     key = str(event_id)
     async with connection(request) as conn:
@@ -164,6 +176,17 @@ async def event(request: Request, event_id: UUID) -> dict[str, Any]:
         if row is None:
             refused = await quarantine_by_event_id(conn, key)
             if refused is None:
+                archived = await archived_event(conn, key)
+                if archived is not None:
+                    raise ApiError(
+                        410,
+                        ReasonCode.API_EVENT_ARCHIVED,
+                        f"event {key} (position {archived['position']:,}) is archived:"
+                        f" positions below {archived['before_position']:,} were detached"
+                        f" from the events table on {archived['detached_at']:%Y-%m-%d}"
+                        f" (partition {archived['partition_name']}); attach that partition"
+                        ' again to read it (docs/operations.md, "Archiving old events")',
+                    )
                 raise not_found(f"no event {key} in the ledger or its quarantine")
             return {
                 "event_id": key,

@@ -169,6 +169,46 @@ async def test_audit_finds_a_break_right_after_the_cut(ledger: LedgerHarness) ->
     ), problems
 
 
+async def test_the_api_answers_an_archived_event_with_where_it_went(
+    ledger: LedgerHarness,
+) -> None:
+    import httpx
+
+    from claw_ledger.api import ApiConfig, create_app
+    from tests.fixtures_api import UvicornThread, create_key
+
+    event_ids = await _publish_halts(ledger, 20, "api-archive", jobs=1)
+    detached = run_cli(ledger.env, "archive", "detach", "--before", "11", "--json")
+    assert detached.returncode == 0, detached.stderr
+    conn = await ledger.connect()
+    try:
+        positions = {
+            str(r["event_id"]): r["position"]
+            for r in await conn.fetch("SELECT event_id, position FROM event_keys")
+        }
+    finally:
+        await conn.close()
+    archived = next(e for e in event_ids if positions[e] < 11)
+    kept = next(e for e in event_ids if positions[e] >= 11)
+    key = create_key(ledger.env, "archive-reader", "reader")
+    assert ledger.settings.database_url
+    config = ApiConfig(ledger.settings.database_url, None, "unused.ingress")
+    headers = {"Authorization": f"Bearer {key}"}
+    with (
+        UvicornThread(create_app(config=config)) as server,
+        httpx.Client(base_url=server.url, headers=headers, timeout=30) as client,
+    ):
+        gone = client.get(f"/v1/events/{archived}")
+        assert gone.status_code == 410, gone.text
+        error = gone.json()["error"]
+        assert error["reason_code"] == "API_EVENT_ARCHIVED"
+        assert f"position {positions[archived]}" in error["message"]
+        assert "positions below 11" in error["message"]
+        assert client.get(f"/v1/events/{kept}").json()["status"] == "committed"
+        unknown = client.get("/v1/events/00000000-0000-4000-8000-000000000000")
+        assert unknown.json()["error"]["reason_code"] == "API_NOT_FOUND"
+
+
 async def test_writer_cannot_detach(ledger: LedgerHarness) -> None:
     """The processor's role owns nothing: the archive is the owner's alone."""
     from dataclasses import replace
