@@ -105,23 +105,28 @@ async def archived_event(conn: asyncpg.Connection, event_id: str) -> dict[str, A
 
     ``event_keys`` keeps every recorded id, archived ones too (migration 0017).
     """
-    row = await conn.fetchrow(
+    return await _one(
+        conn,
         "SELECT k.position, b.before_position, b.partition_name, b.detached_at"
         " FROM event_keys k JOIN archive_boundaries b ON k.position < b.before_position"
         " WHERE k.event_id = $1::uuid ORDER BY b.before_position LIMIT 1",
         event_id,
     )
-    return None if row is None else dict(row)
 
 
 async def quarantine_by_event_id(conn: asyncpg.Connection, event_id: str) -> dict[str, Any] | None:
     """The latest quarantine row that names ``event_id`` (a hint: never trusted)."""
-    row = await conn.fetchrow(
+    return await _one(
+        conn,
         "SELECT id, reason_code, detail, event_id, signer_did, raw_size, raw, kafka_topic,"
         " kafka_partition, kafka_offset, received_at FROM quarantine WHERE event_id = $1"
         " ORDER BY id DESC LIMIT 1",
         event_id,
     )
+
+
+async def _one(conn: asyncpg.Connection, sql: str, *args: Any) -> dict[str, Any] | None:
+    row = await conn.fetchrow(sql, *args)
     return None if row is None else dict(row)
 
 
