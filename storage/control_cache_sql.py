@@ -48,6 +48,33 @@ async def _streamed_digest(conn: asyncpg.Connection, table: str) -> int:
     return digest % DIGEST_MODULUS
 
 
+async def _scoped_rows(
+    conn: asyncpg.Connection, scopes: Sequence[ScopeRead]
+) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    """The rows of each scope read: one query per (table, column, status), however
+    many scopes a batch holds (a batch of halts may name hundreds of jobs)."""
+    scoped: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+        (read.table, read.scope): {} for read in scopes
+    }
+    grouped: dict[tuple[str, str, str], dict[str, list[str]]] = {}
+    for read in scopes:
+        if read.column not in _SCOPE_COLUMNS.get(read.table, ()):
+            raise ValueError(f"no scope read of {read.table} by {read.column}")
+        by_value = grouped.setdefault((read.table, read.column, read.status), {})
+        by_value.setdefault(read.value, []).append(read.scope)
+    for (table, column, status), by_value in grouped.items():
+        key = _KEY_COLUMNS[table]
+        for r in await conn.fetch(
+            f"SELECT * FROM {table} WHERE {column} = ANY($1::text[]) AND status = $2",
+            list(by_value),
+            status,
+        ):
+            row = postgres.control_row(r)
+            for scope in by_value[r[column]]:
+                scoped[table, scope][r[key]] = row
+    return scoped
+
+
 async def open_control_state(
     conn: asyncpg.Connection,
     configured_trust_root: str | None,
@@ -103,17 +130,5 @@ async def read_control(
                     f"SELECT * FROM {table} WHERE {key} = ANY($1::text[])", list(keys)
                 )
             }
-        scoped: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
-        for read in scopes:
-            if read.column not in _SCOPE_COLUMNS.get(read.table, ()):
-                raise ValueError(f"no scope read of {read.table} by {read.column}")
-            key = _KEY_COLUMNS[read.table]
-            scoped[read.table, read.scope] = {
-                r[key]: postgres.control_row(r)
-                for r in await conn.fetch(
-                    f"SELECT * FROM {read.table} WHERE {read.column} = $1 AND status = $2",
-                    read.value,
-                    read.status,
-                )
-            }
+        scoped = await _scoped_rows(conn, scopes)
         return ControlRead(version, changed, changed_keys, rows, scoped)
