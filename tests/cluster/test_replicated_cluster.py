@@ -5,8 +5,10 @@ dir). Each drill produces N keyed events through the SDK producer
 (``acks=all``, idempotent) while a partition leader is killed or stopped,
 reads the topic back with a ``read_committed`` consumer, and checks every
 event arrived exactly once and in order per key; then the node comes back
-and every replica is in sync again. Last, the real verifying processor runs
-against the cluster while an ingress leader is killed.
+and every replica is in sync again. Then the rebalancing drills of
+tests/rebalance_drills.py run on the cluster (a processor joining the group,
+one SIGKILLed), and last the real verifying processor runs against the
+cluster while an ingress leader is killed.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from ledger.crypto import KeyPair
 from ledger.roles import Role
 from producers.sdk import LedgerProducer
 from tests.fixtures_ledger import recorded_halts, send_halts, start_ledger, stored_chains
+from tests.rebalance_drills import a_processor_dies_mid_stream, a_processor_joins_mid_stream
 
 pytestmark = [pytest.mark.integration, pytest.mark.cluster]
 
@@ -283,6 +286,20 @@ async def _assert_back_in_sync(cluster: Cluster, topic: str) -> None:
     status = await services_status_async(cluster.settings)
     assert status.all_up, status.to_json()
     assert all(n.state == "up" and not n.lagging for n in status.kafka_nodes)
+
+
+async def test_a_processor_joining_on_the_cluster_takes_partitions_exactly_once(
+    cluster: Cluster, ledger_servers: Any, ledger_settings: Settings, tmp_path: Path
+) -> None:
+    base = replace(ledger_settings, kafka_bootstrap=cluster.bootstrap)
+    await a_processor_joins_mid_stream(ledger_servers, base, tmp_path)
+
+
+async def test_a_processor_dying_on_the_cluster_hands_over_exactly_once(
+    cluster: Cluster, ledger_servers: Any, ledger_settings: Settings, tmp_path: Path
+) -> None:
+    base = replace(ledger_settings, kafka_bootstrap=cluster.bootstrap)
+    await a_processor_dies_mid_stream(ledger_servers, base, tmp_path)
 
 
 async def test_processor_carries_on_when_an_ingress_leader_dies(
