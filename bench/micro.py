@@ -131,7 +131,7 @@ def authorize_rows() -> list[Row]:
         (
             "authorize decide_call with an active shadow policy (disagreeing): p99 (p50), wall",
             f"{decide['shadow_p99_us']:,.0f} µs ({decide['shadow_p50_us']:,.0f} µs),"
-            f" +{decide['shadow_p99_overhead'] * 100:.0f} % at p99",
+            f" {decide['shadow_p99_overhead'] * 100:+.0f} % at p99",
             f"no shadow, same run, call by call: p99 {decide['no_shadow_p99_us']:,.0f} µs"
             f" (p50 {decide['no_shadow_p50_us']:,.0f} µs)",
             "≤ +20 % at p99",
