@@ -63,9 +63,11 @@ class ControlCache(dict[K, V]):
         self.iterated = False
         #: the whole table is here (:meth:`fill_all`) until the next :meth:`trim`
         self.complete = False
-        #: scopes whose every row a rule may select is here (:meth:`fill_scope`),
-        #: until the next :meth:`trim` or :meth:`forget`
-        self.scopes: set[str] = set()
+        #: scope -> the keys of every row a rule may select from it, all here
+        #: (:meth:`fill_scope`), until the next :meth:`trim` or :meth:`forget`
+        self.scopes: dict[str, set[K]] = {}
+        #: keys written by a rule since the last trim (a row may join a scope in-batch)
+        self._written: set[K] = set()
 
     # --- what the rules use -----------------------------------------------------------
 
@@ -107,6 +109,7 @@ class ControlCache(dict[K, V]):
         self.touched = True
         self._absent.discard(key)
         self._used.add(key)
+        self._written.add(key)
         dict.__setitem__(self, key, value)
 
     def _partial(self) -> None:
@@ -134,12 +137,16 @@ class ControlCache(dict[K, V]):
         return dict.items(self)
 
     def in_scope(self, scope: str) -> list[V]:
-        """Every cached row, when all the rows of ``scope`` are among them (the
-        caller picks the scope's own); otherwise as iterating the table."""
-        if scope not in self.scopes:
+        """The rows read for ``scope`` and those written since (the caller picks the
+        scope's own from them); every row of a whole table; otherwise as iterating
+        the table. A row the rule knows by key it reads by key."""
+        keys = self.scopes.get(scope)
+        if keys is None:
             self._partial()
+            return list(dict.values(self))  # complete: the whole table is here
         self.touched = True
-        return list(dict.values(self))
+        in_cache = dict.__contains__
+        return [dict.__getitem__(self, k) for k in keys | self._written if in_cache(self, k)]
 
     # --- what the processor uses ------------------------------------------------------
 
@@ -170,7 +177,7 @@ class ControlCache(dict[K, V]):
             self._absent.discard(key)
             dict.__setitem__(self, key, row)
             self._used.add(key)
-        self.scopes.add(scope)
+        self.scopes[scope] = set(rows)
 
     def fill_all(self, rows: Mapping[K, V]) -> None:
         """The whole table, for one batch whose rules iterate it (until :meth:`trim`)."""
@@ -195,6 +202,7 @@ class ControlCache(dict[K, V]):
         self._used.clear()
         self.misses.clear()
         self.scopes.clear()
+        self._written.clear()
 
     def trim(self) -> None:
         """After a batch: evict the least recently used rows down to ``capacity``.
@@ -209,6 +217,7 @@ class ControlCache(dict[K, V]):
         self._used.clear()
         self._absent.clear()
         self.scopes.clear()
+        self._written.clear()
         self.complete = False
         self.iterated = False
         excess = dict.__len__(self) - self.capacity

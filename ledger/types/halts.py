@@ -91,10 +91,13 @@ def tokens_in_scope(state: LedgerState, target: str, now: int) -> list[str]:
     if target.startswith("job:"):
         job = state.jobs.get(target[4:])
         started = job.get("cst_jti") if job else None
+    candidates = {str(token["jti"]): token for token in rows_in_scope(state.tokens, target)}
+    if started is not None and (token := state.tokens.get(started)) is not None:
+        candidates[started] = token  # known by key: read by key
     # sorted: the state's dict order depends on how it was loaded, the record must not
     return sorted(
-        str(token["jti"])
-        for token in rows_in_scope(state.tokens, target)
+        jti
+        for jti, token in candidates.items()
         if token["status"] == ACTIVE and int(token["exp"]) > now and _covers(target, token, started)
     )
 
