@@ -65,6 +65,8 @@ async def ledger(
         assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
         yield harness, json.loads(demo.stdout)
     finally:
+        # the demo leaves its checkpointer running: it would outlive the module
+        run_cli(harness.env, "checkpointer", "stop")
         harness.processor.stop()
 
 
