@@ -545,8 +545,7 @@ def _has_full_stop_of_all(pending: PendingBatch) -> bool:
     return any(
         verdict.event.event_type == "agent.halted"
         and getattr(verdict.body, "target", None) == "*"
-        and getattr(verdict.body, "tools", True)
-        and getattr(verdict.body, "model_egress", True)
+        and getattr(verdict.body, "full_stop", False)
         for items in pending.by_partition.values()
         for _, verdict in items
         if isinstance(verdict, Verified)

@@ -92,8 +92,9 @@ def _halted(body: EventBody, lookup: Lookup, /) -> Iterator[tuple[str, str]]:
     if target.startswith("job:"):
         yield "jobs", target[4:]
         job = lookup("jobs", target[4:])
-        if _full_stop(body) and job is not None and job.get("cst_jti") is not None:
-            yield "tokens", str(job["cst_jti"])
+        started = job.get("cst_jti") if job is not None else None
+        if cast("AgentHalted", body).full_stop and started is not None:
+            yield "tokens", str(started)
 
 
 def _completed(body: EventBody, lookup: Lookup, /) -> Iterator[tuple[str, str]]:
@@ -146,16 +147,12 @@ ScopesFn = Callable[[EventBody], Iterator[ScopeRead]]
 _TOKEN_SCOPE_COLUMNS = {"job:": "mission_id", "sub:": "sub"}
 
 
-def _full_stop(body: EventBody) -> bool:
-    return bool(getattr(body, "tools", True) and getattr(body, "model_egress", True))
-
-
 def _halted_scopes(body: EventBody, /) -> Iterator[ScopeRead]:
     # only a full stop revokes tokens (a partial halt leaves them: ledger.types.halts)
-    target = cast("AgentHalted", body).target
-    column = _TOKEN_SCOPE_COLUMNS.get(target[:4])
-    if _full_stop(body) and column is not None:
-        yield ScopeRead("tokens", target, column, target[4:], ACTIVE)
+    halted = cast("AgentHalted", body)
+    column = _TOKEN_SCOPE_COLUMNS.get(halted.target[:4])
+    if halted.full_stop and column is not None:
+        yield ScopeRead("tokens", halted.target, column, halted.target[4:], ACTIVE)
 
 
 #: event type -> the scopes of bounded tables its rule may look through

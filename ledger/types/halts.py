@@ -64,6 +64,12 @@ class AgentHalted(EventBody):
     reason: str = Field(min_length=1, max_length=2000)
     tools: bool = Field(default=True, description="tool execution denied")
     model_egress: bool = Field(default=True, description="model calls denied")
+
+    @property
+    def full_stop(self) -> bool:
+        """Tools and model egress both denied: the tokens in scope are revoked too."""
+        return self.tools and self.model_egress
+
     policy_hash_b64u: str | None = Field(default=None, description="the halt WPC in force")
 
 
@@ -220,9 +226,8 @@ def _apply_halted(
     carried = list(previous.get("revoked_jtis") or []) if previous and previous["active"] else []
     # a full stop revokes the tokens in flight (seed 004); a partial halt (only tools, or
     # only model egress) leaves them, or the half it allows could never run
-    full_stop = body.tools and body.model_egress
     # no token at all (a replay of halts alone): nothing in scope, and no clock to read
-    in_flight = full_stop and may_hold_rows(state.tokens)
+    in_flight = body.full_stop and may_hold_rows(state.tokens)
     revoked = tokens_in_scope(state, body.target, epoch(ctx.event.occurred_at)) if in_flight else []
     rows: list[ProjectionRow] = []
     for jti in revoked:
