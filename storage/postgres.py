@@ -27,6 +27,7 @@ from ledger.control_digest import (
 from ledger.control_reads import ScopeRead
 from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.state import LedgerState, ProjectionRow
+from storage import keep_session
 from storage.partitions import ensure_partitions, is_missing_partition
 from storage.protocol import (
     INSERT_ONLY_TABLES,
@@ -553,8 +554,15 @@ class PostgresLedgerStore:
         cls, database_url: str, *, min_size: int = 1, max_size: int = 2
     ) -> PostgresLedgerStore:
         """A store on a new pool; :meth:`close` closes it."""
+        # nothing the store runs changes a session (no SET, LISTEN, session lock or
+        # cursor outside a transaction): the default reset was one more round trip
+        # after every transaction, three per batch
         pool = await asyncpg.create_pool(
-            database_url, min_size=min_size, max_size=max_size, init=init_connection
+            database_url,
+            min_size=min_size,
+            max_size=max_size,
+            init=init_connection,
+            reset=keep_session,
         )
         return cls(pool)
 
