@@ -79,31 +79,25 @@ class ControlCache(dict[K, V]):
     def get(self, key: K, default: D, /) -> V | D: ...
 
     def get(self, key: K, default: Any = None, /) -> Any:
-        self.touched = True
-        if dict.__contains__(self, key):
-            self._used.add(key)
-            return dict.__getitem__(self, key)
-        if key not in self._absent and not self.complete:
-            self.misses.add(key)
-        return default
+        return dict.__getitem__(self, key) if self._read(key) else default
 
     def __contains__(self, key: object) -> bool:
-        self.touched = True
-        if dict.__contains__(self, key):
-            self._used.add(key)  # type: ignore[arg-type]
-            return True
-        if key not in self._absent and not self.complete:
-            self.misses.add(key)  # type: ignore[arg-type]
-        return False
+        return self._read(key)  # type: ignore[arg-type]
 
     def __getitem__(self, key: K) -> V:
+        if self._read(key):
+            return dict.__getitem__(self, key)
+        raise KeyError(key)
+
+    def _read(self, key: K) -> bool:
+        """Whether ``key`` is here; notes the read: a use, or a miss to fetch."""
         self.touched = True
         if dict.__contains__(self, key):
             self._used.add(key)
-            return dict.__getitem__(self, key)
+            return True
         if key not in self._absent and not self.complete:
             self.misses.add(key)
-        raise KeyError(key)
+        return False
 
     def __setitem__(self, key: K, value: V) -> None:
         self.touched = True
