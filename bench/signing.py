@@ -104,9 +104,14 @@ def measure(n: int = 20_000) -> dict[str, float]:
 async def publish_signing(
     settings: Settings, key: KeyPair, events: list[NewEvent], chunk: int
 ) -> dict[str, float]:
-    """Publish flat out, signing on the clock with the SDK's
-    :meth:`LedgerProducer.publish_many`, ``chunk`` events per call; returns each
-    event's send time: its chunk's, taken before the chunk is signed."""
+    """Publish flat out, signing on the clock with the SDK's bulk path, ``chunk``
+    events per call; returns each event's send time: its chunk's, taken before
+    the chunk is signed.
+
+    The bulk path is :meth:`LedgerProducer.publish_many`'s own two steps
+    (:func:`sign_many`, then :meth:`LedgerProducer.send_raw_many`), sent to the
+    ingress topic as :func:`bench.ledger.publish_all` sends the pre-signed
+    events, so that both runs measure the same lane."""
     sent: dict[str, float] = {}
     assert settings.kafka_bootstrap
     async with LedgerProducer(
@@ -117,8 +122,6 @@ async def publish_signing(
     ) as producer:
         for start in range(0, len(events), chunk):
             now = time.time()
-            # publish_many's own two steps, sent to the ingress topic as publish_all
-            # sends the pre-signed events: both runs measure the same lane
             positions = await producer.send_raw_many(
                 sign_many(key, events[start : start + chunk]), topic=producer.topic
             )
