@@ -17,6 +17,7 @@ What the leaves of claw-ledger's log are is ``ledger.tlog`` (ADR 0011).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
@@ -131,19 +132,33 @@ def inclusion_plan(index: int, size: int) -> list[Element]:
     _check_size("size", size)
     if index >= size:
         raise ValueError(f"leaf {index} is not in a tree of size {size}")
-    elements: list[Element] = []
+    # The leaf sits in one of the complete subtrees that size's binary digits make;
+    # it has 2**level leaves, level being the highest bit where index and size differ.
+    # Within it the path is one sibling per level; above it, the same for all its leaves.
+    level = (index ^ size).bit_length() - 1
+    elements: list[Element] = [((below, (index >> below) ^ 1),) for below in range(level)]
+    elements.extend(_above_complete_subtree(size, level))
+    return elements
+
+
+@functools.lru_cache(maxsize=64)
+def _above_complete_subtree(size: int, level: int) -> tuple[Element, ...]:
+    """The path's elements above the complete subtree of ``2**level`` leaves in the tree
+    of ``size`` (nearest first): PATH(m, D[n])'s steps until the range is that subtree."""
+    index = size >> (level + 1) << (level + 1)  # the subtree's first leaf
+    upper: list[Element] = []
     start, n = 0, size
-    while n > 1:
+    while n & (n - 1):
         k = _largest_power_of_two_below(n)
         if index - start < k:
-            elements.append(_range_ids(start + k, start + n))
+            upper.append(_range_ids(start + k, start + n))
             n = k
         else:
-            elements.append(_range_ids(start, start + k))
+            upper.append(_range_ids(start, start + k))
             start += k
             n -= k
-    elements.reverse()
-    return elements
+    upper.reverse()
+    return tuple(upper)
 
 
 def consistency_plan(old_size: int, new_size: int) -> list[Element]:

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ledger.errors import LedgerError
+from ledger.gc_pause import collector_paused
 from ledger.merkle import (
     NodeId,
     assemble,
@@ -410,13 +411,16 @@ async def inclusion_proofs_for_events(
     found: dict[str, tuple[int, EventLeaf, list[bytes]]] = {}
     if await checkpoint_at(db, tree_size) is None:
         return found, list(event_ids)
-    wanted: dict[uuid.UUID, str] = {}
+    wanted: dict[str, str] = {}  # the row's spelling (event_id::text) -> the caller's
+    ids: list[uuid.UUID] = []
     for event_id in event_ids:
         try:
-            wanted[uuid.UUID(event_id)] = event_id
+            parsed = uuid.UUID(event_id)
         except ValueError:
             continue
-    ids = list(wanted)
+        if str(parsed) not in wanted:
+            ids.append(parsed)
+        wanted[str(parsed)] = event_id
     for start in range(0, len(ids), PROOF_BATCH):
         rows = await db.fetch(
             f"{_LEAF_SELECT} WHERE l.position IN (SELECT k.position FROM event_keys k"
@@ -425,17 +429,20 @@ async def inclusion_proofs_for_events(
             tree_size,
         )
         plans = []
-        for row in rows:
-            leaf = _leaf_of(row)
-            leaf.data()  # a malformed stored leaf fails here, as one proof at a time does
-            plans.append((row, leaf, inclusion_plan(int(row["log_index"]), tree_size)))
-        nodes = await fetch_nodes(db, plan_ids(e for _, _, plan in plans for e in plan))
-        for row, leaf, plan in plans:
-            found[wanted[uuid.UUID(row["event_id"])]] = (
-                int(row["log_index"]),
-                leaf,
-                assemble(plan, nodes),
-            )
+        with collector_paused():
+            for row in rows:
+                leaf = _leaf_of(row)
+                leaf.data()  # a malformed stored leaf fails here, as one proof at a time does
+                plans.append((row, leaf, inclusion_plan(int(row["log_index"]), tree_size)))
+            needed = plan_ids(e for _, _, plan in plans for e in plan)
+        nodes = await fetch_nodes(db, needed)
+        with collector_paused():
+            for row, leaf, plan in plans:
+                found[wanted[row["event_id"]]] = (
+                    int(row["log_index"]),
+                    leaf,
+                    assemble(plan, nodes),
+                )
     return found, [event_id for event_id in event_ids if event_id not in found]
 
 

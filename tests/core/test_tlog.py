@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import string
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ledger.errors import ProofError, ReasonCode
 from ledger.tlog import EventLeaf, order_new_leaves
@@ -54,6 +58,45 @@ def test_event_leaf_parsing_is_strict() -> None:
         with pytest.raises(ProofError) as caught:
             EventLeaf.from_data(bad)
         assert caught.value.code == ReasonCode.LEAF_MALFORMED
+
+
+_B64U = string.ascii_letters + string.digits + "-_"
+_digests = st.one_of(
+    st.binary(min_size=32, max_size=32).map(
+        lambda raw: base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    ),
+    st.text(alphabet=_B64U + "=+/ \n", min_size=41, max_size=45),
+)
+_event_ids = st.one_of(
+    st.uuids().map(str),
+    st.uuids().map(lambda u: str(u).upper()),
+    st.uuids().map(lambda u: u.hex),
+    st.text(alphabet="0123456789abcdefABCDEF-{}", min_size=32, max_size=38),
+)
+
+
+@given(
+    st.integers(-1, 2**32),
+    st.integers(0, 2**64),
+    _event_ids,
+    _digests,
+    _digests,
+)
+def test_event_leaf_fast_path_is_the_checked_one(
+    partition: int, seq: int, event_id: str, envelope: str, chain: str
+) -> None:
+    """data() decodes canonical fields in one step; whatever it accepts, the
+    field-by-field checks accept with the same bytes, and it refuses the rest."""
+    leaf = EventLeaf(partition, seq, event_id, envelope, chain)
+    try:
+        expected: bytes | str = leaf._checked_data()
+    except ProofError as exc:
+        expected = exc.code
+    try:
+        got: bytes | str = leaf.data()
+    except ProofError as exc:
+        got = exc.code
+    assert got == expected
 
 
 def _leaf(partition: int, seq: int) -> EventLeaf:
