@@ -36,6 +36,7 @@ from ledger.checkpoint import Checkpoint, NoteVerifier, open_note, parse_note
 from ledger.envelope import ENVELOPE_FIELDS, verify_envelope
 from ledger.errors import CheckpointError, ProofError, ReasonCode, RejectedError
 from ledger.events import EVENT_ENVELOPE_TYPE
+from ledger.gc_pause import collector_paused
 from ledger.log_proofs import b64_hash
 from ledger.merkle import verify_consistency, verify_inclusion
 from ledger.receipts import RECEIPT_ENVELOPE_TYPE, verify_receipt_envelope
@@ -616,18 +617,19 @@ def verify_bytes(
     verifier key), ``origin`` the checkpoint's log, ``agent`` a bundle's
     ``agent_did``.
     """
-    kind, document, plain = _parse(raw)
-    try:
-        return verify_document(
-            raw,
-            document,
-            kind,
-            ledger_key=ledger_key,
-            origin=origin,
-            agent=agent,
-            plain_numbers=plain,
-        )
-    except Exception as exc:  # hostile input must give a verdict, never a traceback
-        steps = _Steps(kind)
-        steps.fail("verification", ReasonCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-        return steps.result()
+    with collector_paused():  # a bundle parses into millions of objects, all kept to the end
+        kind, document, plain = _parse(raw)
+        try:
+            return verify_document(
+                raw,
+                document,
+                kind,
+                ledger_key=ledger_key,
+                origin=origin,
+                agent=agent,
+                plain_numbers=plain,
+            )
+        except Exception as exc:  # hostile input must give a verdict, never a traceback
+            steps = _Steps(kind)
+            steps.fail("verification", ReasonCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            return steps.result()

@@ -19,7 +19,7 @@ from ledger.checkpoint import Checkpoint, NoteVerifier, open_note, parse_note
 from ledger.encoding import sha256_b64u
 from ledger.errors import CheckpointError, ReasonCode, RejectedError
 from ledger.log_proofs import b64_hash
-from ledger.merkle import verify_inclusion
+from ledger.merkle import InclusionVerifier
 from ledger.run_facts import RunFacts, run_facts, run_streams
 from ledger.sealed_bundles import SEAL_VERSION
 from ledger.tlog import EventLeaf
@@ -147,12 +147,25 @@ def _leaf(entry: Mapping[str, Any], where: str) -> EventLeaf:
     return EventLeaf(**fields)
 
 
+def _decoded(items: Sequence[Any], nodes: dict[str, bytes], where: str) -> list[bytes]:
+    """A proof's hashes, each decoded once across the bundle (``nodes``)."""
+    proof = []
+    for i, item in enumerate(items):
+        node = nodes.get(item) if type(item) is str else None
+        if node is None:
+            node = b64_hash(item, ReasonCode.INCLUSION_PROOF_INVALID, f"{where}[{i}]")
+            nodes[item] = node
+        proof.append(node)
+    return proof
+
+
 def _included(events: Sequence[Mapping[str, Any]], checkpoint: Checkpoint) -> list[Any]:
     """Each envelope hashes to its leaf, and the leaf is in the tree; the parsed envelopes."""
     documents = []
     previous = -1
-    # the upper nodes of the tree recur in every proof: decode each once
+    # the upper nodes of the tree recur in every proof: decode each once, hash each once
     nodes: dict[str, bytes] = {}
+    tree = InclusionVerifier(checkpoint.size, checkpoint.root_hash)
     for index, entry in enumerate(events):
         where = f"seal.events[{index}]"
         raw = str(entry["envelope"]).encode("utf-8")
@@ -170,16 +183,10 @@ def _included(events: Sequence[Mapping[str, Any]], checkpoint: Checkpoint) -> li
         )
         try:
             hashed = leaf.hash()
-            proof = []
-            for i, item in enumerate(entry["proof_b64"]):
-                node = nodes.get(item) if isinstance(item, str) else None
-                if node is None:
-                    node = b64_hash(item, ReasonCode.INCLUSION_PROOF_INVALID, f"{where}[{i}]")
-                    nodes[item] = node
-                proof.append(node)
-            verify_inclusion(
-                entry["log_index"], checkpoint.size, hashed, proof, checkpoint.root_hash
-            )
+            items = entry["proof_b64"]
+            known = [nodes.get(item) if type(item) is str else None for item in items]
+            proof = known if None not in known else _decoded(items, nodes, where)
+            tree.verify(entry["log_index"], hashed, proof)  # type: ignore[arg-type]
         except RejectedError as exc:
             raise _Fail(exc.code, f"{where} (event {leaf.event_id}): {exc.detail}") from exc
         try:

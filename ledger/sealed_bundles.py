@@ -27,6 +27,7 @@ from ledger.crypto import KeyPair
 from ledger.encoding import b64u_encode, sha256_b64u
 from ledger.envelope import SignedEnvelope, signing_bytes
 from ledger.errors import BundleError, ReasonCode
+from ledger.gc_pause import collector_paused
 from ledger.log_proofs import EventInclusion, SignedCheckpoint
 from ledger.run_facts import RunFacts, run_facts
 
@@ -117,6 +118,7 @@ def _sign(
     return envelope, raw
 
 
+@collector_paused()
 def build_sealed_bundle(
     job_id: str,
     logged: Sequence[LoggedEvent],

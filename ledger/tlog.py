@@ -88,6 +88,7 @@ class EventLeaf:
 
     def _checked_data(self) -> bytes:
         """data() of a leaf that is not in canonical form: the error that names what is wrong."""
+
         def fail(detail: str) -> RejectedError:
             return ProofError(ReasonCode.LEAF_MALFORMED, detail)
 

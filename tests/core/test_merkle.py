@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -13,6 +13,7 @@ from ledger.errors import ProofError, ReasonCode
 from ledger.merkle import (
     EMPTY_ROOT,
     CompactRange,
+    InclusionVerifier,
     InMemoryNodeStore,
     MerkleTree,
     NodeId,
@@ -366,6 +367,46 @@ def test_every_inclusion_proof_matches_path_and_any_flipped_bit_fails(
     leaf, tampered_root, tampered = _tamper(data, HASHES[index], root, proof)
     with pytest.raises(ProofError):
         verify_inclusion(index, size, leaf, tampered, tampered_root)
+
+
+def _verdict(check: Callable[..., None], *args: object) -> str:
+    try:
+        check(*args)
+    except ProofError as exc:
+        return exc.code
+    return "OK"
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_a_batch_verifier_gives_each_proof_the_verdict_of_verify_inclusion(
+    big_tree: MerkleTree, data: st.DataObject
+) -> None:
+    """Side-by-side leaves share most of their climb; whatever the order, and with
+    good and tampered proofs mixed (a wrong sibling above a shared node, a proof cut
+    short, another leaf's proof), each verdict is the one-proof verifier's."""
+    size = data.draw(st.integers(1, MAX_SIZE))
+    root = big_tree.root(size)
+    verifier = InclusionVerifier(size, root)
+    first = data.draw(st.integers(0, size - 1))
+    indices = data.draw(
+        st.lists(st.integers(first, min(size - 1, first + 40)), min_size=1, max_size=30)
+    )
+    for index in indices:
+        leaf, proof = HASHES[index], big_tree.inclusion_proof(index, size)
+        how = data.draw(st.sampled_from(["good", "flip", "cut", "long", "other"]))
+        if how == "flip" and proof:
+            position = data.draw(st.integers(0, len(proof) - 1))
+            proof[position] = _flip(proof[position], data.draw(st.integers(0, 255)))
+        elif how == "cut" and proof:
+            proof = proof[:-1]
+        elif how == "long":
+            proof = [*proof, HASHES[0]]
+        elif how == "other":
+            leaf = HASHES[data.draw(st.integers(0, size - 1))]
+        expected = _verdict(verify_inclusion, index, size, leaf, proof, root)
+        got = _verdict(verifier.verify, index, leaf, proof)
+        assert got == expected, (index, size, how)
 
 
 @settings(max_examples=300, deadline=None)
