@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from claw_ledger.config import Settings, effective_database_url
+from ledger.attributes import attributes
 
 __all__ = ["ArchiveResult", "archive_status", "detach_oldest", "resize_partitions"]
 
@@ -24,14 +25,8 @@ class ArchiveResult:
     boundary: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "partition": self.partition,
-            "position_from": self.position_from,
-            "position_to": self.position_to,
-            "events": self.events,
-            "boundary": self.boundary,
-            "export": export_hint(self.partition),
-        }
+        fields = ("partition", "position_from", "position_to", "events", "boundary")
+        return attributes(self, *fields) | {"export": export_hint(self.partition)}
 
 
 def export_hint(partition: str) -> str:

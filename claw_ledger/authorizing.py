@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ledger.attributes import attributes
 from ledger.authorize import (
     AuthorizeSettings,
     CallRequest,
@@ -122,13 +123,7 @@ class DecisionCounters:
         return self.made - self.recorded - self.failed
 
     def to_dict(self) -> dict[str, int]:
-        return {
-            "made": self.made,
-            "recorded": self.recorded,
-            "failed": self.failed,
-            "pending": self.pending,
-            "shadowed": self.shadowed,
-        }
+        return attributes(self, "made", "recorded", "failed", "pending", "shadowed")
 
 
 def _merge(state: LedgerState, changed: LedgerState) -> None:

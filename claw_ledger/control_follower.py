@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ledger.attributes import attributes
 from ledger.seen_controls import Ignored, SeenControl, SeenControls, judge_seen
 from ledger.state import LedgerState
 from ledger.verify import Rejected, verify_message
@@ -77,14 +78,8 @@ class ControlFollower:
         return sum(max(0, end - self._next.get(p, 0)) for p, end in self._ends.items())
 
     def status(self) -> dict[str, Any]:
-        return {
-            "topic": self.topic,
-            "connected": self.connected,
-            "lag": self.lag,
-            "records": self.records,
-            "error": self.error,
-            **self.seen.status(),
-        }
+        lane = attributes(self, "topic", "connected", "lag", "records", "error")
+        return lane | self.seen.status()
 
     async def run(self) -> None:
         # signers are judged against the committed state: none loaded yet would

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ledger.attributes import attributes
 from ledger.canonical import compact_json, jcs, plain_jcs
 from ledger.crypto import KeyPair, public_key_from_did
 from ledger.encoding import b64u_decode, b64u_encode
@@ -150,17 +151,7 @@ class SignedEnvelope:
     payload_jcs: bytes | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "envelope_version": self.envelope_version,
-            "envelope_type": self.envelope_type,
-            "payload": self.payload,
-            "payload_hash_b64u": self.payload_hash_b64u,
-            "hash_algorithm": self.hash_algorithm,
-            "signature_b64u": self.signature_b64u,
-            "algorithm": self.algorithm,
-            "signer_did": self.signer_did,
-            "issued_at": self.issued_at,
-        }
+        return attributes(self, *ENVELOPE_FIELDS)
 
     def to_bytes(self) -> bytes:
         """JCS bytes of the whole envelope: what producers put on the wire."""

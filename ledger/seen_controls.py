@@ -36,6 +36,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ledger.attributes import attributes
 from ledger.errors import EnvelopeError, ReasonCode, RejectedError
 from ledger.state import EventContext, LedgerState
 from ledger.types.halts import AgentHalted
@@ -84,13 +85,8 @@ class SeenControl:
     model_egress: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "event_type": self.event_type,
-            "subject": self.subject,
-            "signer_did": self.signer,
-            "seen_at": self.seen_at,
-        }
+        named = attributes(self, "event_id", "event_type", "subject")
+        return named | {"signer_did": self.signer, "seen_at": self.seen_at}
 
 
 @dataclass(frozen=True, slots=True)

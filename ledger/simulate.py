@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ledger.attributes import attributes
 from ledger.authorize import (
     Action,
     AuthorizeSettings,
@@ -140,11 +141,7 @@ class SimulationSummary:
             self.allowed_by_action[key] += 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "simulated": self.simulated,
-            "unchanged": self.unchanged,
-            "newly_denied": self.newly_denied,
-            "newly_allowed": self.newly_allowed,
+        return attributes(self, "simulated", "unchanged", "newly_denied", "newly_allowed") | {
             "newly_denied_by_action": dict(sorted(self.denied_by_action.items())),
             "newly_allowed_by_action": dict(sorted(self.allowed_by_action.items())),
         }
