@@ -6,11 +6,23 @@ import binascii
 import hashlib
 import re
 
-__all__ = ["B64U_SHA256_RE", "b64u_decode", "b64u_encode", "sha256_b64u", "sha256_hex"]
+__all__ = [
+    "B64U_SHA256_RE",
+    "CANONICAL_UUID_PATTERN",
+    "CANONICAL_UUID_RE",
+    "b64u_decode",
+    "b64u_encode",
+    "sha256_b64u",
+    "sha256_hex",
+]
 
 #: A SHA-256 digest in base64url without padding is always 43 characters.
 B64U_SHA256_RE = re.compile(r"^[A-Za-z0-9_-]{43}\Z")
 #: use ``B64U_SHA256_RE.fullmatch``: ``$`` would accept a trailing newline
+
+#: a UUID as ``str(uuid.UUID(...))`` spells it (lowercase, hyphenated): event ids
+CANONICAL_UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+CANONICAL_UUID_RE = re.compile(CANONICAL_UUID_PATTERN)
 
 _B64U_TEXT = re.compile(r"[A-Za-z0-9_-]*")
 _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")

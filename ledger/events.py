@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from ledger.canonical import event_body_jcs
 from ledger.checks import matching
 from ledger.crypto import KeyPair
+from ledger.encoding import CANONICAL_UUID_RE
 from ledger.envelope import (
     SignedEnvelope,
     envelope_bytes,
@@ -50,7 +51,6 @@ EVENT_ENVELOPE_TYPE = "ledger_event"
 
 _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _STREAM_RE = re.compile(r"[a-z][a-z0-9_-]*:[^\s]{1,400}")
-_CANONICAL_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _RFC3339_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})")
 
 
@@ -68,7 +68,7 @@ class LedgerEvent(BaseModel):
 
     # the form str(uuid.UUID(...)) prints, and nothing else
     _uuid = field_validator("event_id")(
-        matching(_CANONICAL_UUID_RE, "event_id must be a lowercase hyphenated UUID")
+        matching(CANONICAL_UUID_RE, "event_id must be a lowercase hyphenated UUID")
     )
     _stream = field_validator("stream")(
         matching(_STREAM_RE, "stream must look like '<kind>:<id>', e.g. 'job:42'")
@@ -441,7 +441,7 @@ def _envelope(key: KeyPair, step: _Unsigned, signature: bytes) -> bytes:
 
 
 def _is_canonical_uuid(value: Any) -> bool:
-    return type(value) is str and _CANONICAL_UUID_RE.fullmatch(value) is not None
+    return type(value) is str and CANONICAL_UUID_RE.fullmatch(value) is not None
 
 
 def _is_point_in_time(value: Any) -> bool:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 
@@ -196,7 +197,7 @@ def consistency_plan(old_size: int, new_size: int) -> list[Element]:
 
 def plan_ids(elements: Iterable[Element]) -> list[NodeId]:
     """Every node the elements need, once each, in first-use order (one batched read)."""
-    return list(dict.fromkeys(node for element in elements for node in element))
+    return list(dict.fromkeys(itertools.chain.from_iterable(elements)))
 
 
 def assemble(elements: Sequence[Element], nodes: Mapping[NodeId, bytes]) -> list[bytes]:

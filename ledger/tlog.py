@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ledger.encoding import b64u_decode, b64u_encode
+from ledger.encoding import CANONICAL_UUID_RE, b64u_decode, b64u_encode
 from ledger.errors import ProofError, ReasonCode, RejectedError
 from ledger.merkle import HASH_SIZE, leaf_hash
 
@@ -22,10 +22,8 @@ __all__ = ["CONTROL_CHAIN_BASE", "EventLeaf", "chain_number", "order_new_leaves"
 
 _LEAF_VERSION = 1
 _LEAF_LAYOUT = struct.Struct(">BIQ16s32s32s")
-# the canonical spellings data() accepts, matched in one step: a lowercase hyphenated
-# UUID, and 32 bytes in unpadded base64url (the last of its 43 characters carries
-# 4 bits, so its 2 low bits are zero)
-_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# 32 bytes in unpadded base64url, canonical: the last of its 43 characters carries
+# 4 bits, so its 2 low bits are zero (data() matches it in one step)
 _CANONICAL_DIGEST = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 _FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
@@ -71,7 +69,7 @@ class EventLeaf:
             and type(event_id) is str
             and type(envelope_sha256) is str
             and type(chain_hash) is str
-            and _CANONICAL_UUID.fullmatch(event_id)
+            and CANONICAL_UUID_RE.fullmatch(event_id)
             and _CANONICAL_DIGEST.fullmatch(envelope_sha256)
             and _CANONICAL_DIGEST.fullmatch(chain_hash)
         ):

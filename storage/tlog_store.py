@@ -14,12 +14,14 @@ and ``fetchrow``). What the checkpointer writes is in :mod:`storage.tlog_writer`
 from __future__ import annotations
 
 import binascii
+import itertools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from ledger.encoding import CANONICAL_UUID_RE
 from ledger.errors import LedgerError
 from ledger.gc_pause import collector_paused
 from ledger.merkle import (
@@ -412,15 +414,15 @@ async def inclusion_proofs_for_events(
     if await checkpoint_at(db, tree_size) is None:
         return found, list(event_ids)
     wanted: dict[str, str] = {}  # the row's spelling (event_id::text) -> the caller's
-    ids: list[uuid.UUID] = []
     for event_id in event_ids:
         try:
-            parsed = uuid.UUID(event_id)
+            spelled = (
+                event_id if CANONICAL_UUID_RE.fullmatch(event_id) else str(uuid.UUID(event_id))
+            )
         except ValueError:
             continue
-        if str(parsed) not in wanted:
-            ids.append(parsed)
-        wanted[str(parsed)] = event_id
+        wanted[spelled] = event_id
+    ids = list(wanted)  # asyncpg sends each text as a uuid
     for start in range(0, len(ids), PROOF_BATCH):
         rows = await db.fetch(
             f"{_LEAF_SELECT} WHERE l.position IN (SELECT k.position FROM event_keys k"
@@ -434,7 +436,7 @@ async def inclusion_proofs_for_events(
                 leaf = _leaf_of(row)
                 leaf.data()  # a malformed stored leaf fails here, as one proof at a time does
                 plans.append((row, leaf, inclusion_plan(int(row["log_index"]), tree_size)))
-            needed = plan_ids(e for _, _, plan in plans for e in plan)
+            needed = plan_ids(itertools.chain.from_iterable(plan for _, _, plan in plans))
         nodes = await fetch_nodes(db, needed)
         with collector_paused():
             for row, leaf, plan in plans:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ledger.encoding import CANONICAL_UUID_PATTERN
 from ledger.errors import EventError, ReasonCode
 from ledger.registry import EventBody, EventTypeSpec, RuleSettings
 from ledger.state import EventContext, LedgerState, ProjectionRow
@@ -24,7 +25,7 @@ from ledger.types._common import JOB_ID, JTI, body_of, require_stream, row, spec
 
 __all__ = ["SPECS", "CallAction", "CallAuthorized", "CallDenied"]
 
-_UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_UUID = f"^{CANONICAL_UUID_PATTERN}$"
 _NAME = r"^\S{1,200}$"
 _HASH = r"^[A-Za-z0-9_-]{43}$"
 _RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from ledger.encoding import CANONICAL_UUID_PATTERN
 from ledger.errors import EventError, ReasonCode
 from ledger.registry import EventBody, EventTypeSpec, RuleSettings
 from ledger.state import EventContext, LedgerState, ProjectionRow
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 _SCOPE = r"^(\*|sub:\S{1,300}|job:\S{1,300})$"
-_UUID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_UUID = f"^{CANONICAL_UUID_PATTERN}$"
 _HASH = r"^[A-Za-z0-9_-]{43}$"
 _RFC3339 = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
 _CODES = frozenset(code.value for code in ReasonCode)

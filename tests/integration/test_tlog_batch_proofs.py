@@ -115,6 +115,10 @@ async def test_batched_proofs_are_the_one_at_a_time_proofs(
                 )
                 root = one.checkpoint.root_hash
                 verify_inclusion(one.log_index, size, leaf.hash(), one.proof, root)
+        # another spelling of an id is proven under the spelling asked
+        shouted = leaves[0].event_id.upper()
+        found, missing = await inclusion_proofs_for_events(conn, [shouted], sizes[-1])
+        assert missing == [] and found[shouted][1] == leaves[0]
         # a size no checkpoint has: nothing is proven against it
         found, missing = await inclusion_proofs_for_events(conn, asked[:3], sizes[0] + 1)
         assert found == {} and missing == asked[:3]
