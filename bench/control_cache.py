@@ -38,15 +38,15 @@ from typing import Any
 import asyncpg
 import psutil
 
+from bench.workload import envelope_jcs
 from claw_ledger.config import Settings
 from claw_ledger.services.kafka import ensure_topics
 from claw_ledger.services.postgres import create_database
 from claw_ledger.topics import topic_names
-from ledger.canonical import jcs
 from ledger.control_digest import DIGEST_MODULUS, digest_hex, parse_digest, row_hash
 from ledger.crypto import KeyPair
-from ledger.encoding import b64u_encode, sha256_b64u
-from ledger.envelope import format_timestamp, signing_bytes
+from ledger.encoding import sha256_b64u
+from ledger.envelope import format_timestamp
 from ledger.events import sign_event_bytes
 from ledger.roles import Role
 from ledger.state import KeyRecord
@@ -183,27 +183,11 @@ def _revocations(seed: bytes, jtis: list[str]) -> list[tuple[str, str, bytes]]:
     out = []
     for jti in jtis:
         event_id = str(uuid.uuid4())
-        payload = {
-            "body": {"jti": jti, "reason": "bench"},
-            "event_id": event_id,
-            "event_type": "token.revoked",
-            "occurred_at": occurred_at,
-            "producer": key.did,
-            "stream": f"token:{jti}",
-        }
-        digest = sha256_b64u(jcs(payload))
-        envelope = {
-            "algorithm": "Ed25519",
-            "envelope_type": "ledger_event",
-            "envelope_version": "1",
-            "hash_algorithm": "SHA-256",
-            "issued_at": occurred_at,
-            "payload": payload,
-            "payload_hash_b64u": digest,
-            "signature_b64u": b64u_encode(key.sign(signing_bytes(digest))),
-            "signer_did": key.did,
-        }
-        out.append((event_id, f"token:{jti}", jcs(envelope)))
+        body = {"jti": jti, "reason": "bench"}
+        raw = envelope_jcs(
+            key, "token.revoked", f"token:{jti}", body, event_id=event_id, occurred_at=occurred_at
+        )
+        out.append((event_id, f"token:{jti}", raw))
     return out
 
 

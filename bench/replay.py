@@ -30,10 +30,10 @@ from pathlib import Path
 
 import psutil
 
+from bench.workload import envelope_jcs
 from claw_ledger.verify_pool import VerifyPool, default_jobs
-from ledger.canonical import jcs
 from ledger.crypto import KeyPair
-from ledger.encoding import b64u_decode, b64u_encode, sha256_b64u
+from ledger.encoding import b64u_decode
 from ledger.envelope import format_timestamp, signing_bytes
 from ledger.events import build_event, sign_event
 from ledger.replay import RecentEventIds, Replay, StoredEvent
@@ -90,28 +90,15 @@ def _halts(start: int, count: int) -> list[bytes]:
         body = {"reason": f"bench {i}", "target": target}
         if i % 2:
             body["policy_hash_b64u"] = WPC_HASH
-        payload = {
-            "body": body,
-            "event_id": new_uuid(i),
-            "event_type": "agent.halted" if i % 2 == 0 else "agent.resumed",
-            "occurred_at": occurred_at,
-            "producer": key.did,
-            "stream": f"halt:{target}",
-        }
-        digest = sha256_b64u(jcs(payload))
+        event_type = "agent.halted" if i % 2 == 0 else "agent.resumed"
         out.append(
-            jcs(
-                {
-                    "algorithm": "Ed25519",
-                    "envelope_type": "ledger_event",
-                    "envelope_version": "1",
-                    "hash_algorithm": "SHA-256",
-                    "issued_at": occurred_at,
-                    "payload": payload,
-                    "payload_hash_b64u": digest,
-                    "signature_b64u": b64u_encode(key.sign(signing_bytes(digest))),
-                    "signer_did": key.did,
-                }
+            envelope_jcs(
+                key,
+                event_type,
+                f"halt:{target}",
+                body,
+                event_id=new_uuid(i),
+                occurred_at=occurred_at,
             )
         )
     return out

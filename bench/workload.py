@@ -19,7 +19,41 @@ from ledger.envelope import format_timestamp, signing_bytes
 from ledger.tokens import IssuedToken
 from ledger.urm import sign_approval, urm_hash_b64u
 
-__all__ = ["approved_run", "sign_halt_events"]
+__all__ = ["approved_run", "envelope_jcs", "sign_halt_events"]
+
+
+def envelope_jcs(
+    key: KeyPair,
+    event_type: str,
+    stream: str,
+    body: dict[str, Any],
+    *,
+    event_id: str,
+    occurred_at: str,
+) -> bytes:
+    """The event's envelope, byte for byte as :func:`ledger.events.sign_event` makes it
+    (JCS throughout), issued when it occurred."""
+    payload = {
+        "body": body,
+        "event_id": event_id,
+        "event_type": event_type,
+        "occurred_at": occurred_at,
+        "producer": key.did,
+        "stream": stream,
+    }
+    digest = sha256_b64u(jcs(payload))
+    envelope = {
+        "algorithm": "Ed25519",
+        "envelope_type": "ledger_event",
+        "envelope_version": "1",
+        "hash_algorithm": "SHA-256",
+        "issued_at": occurred_at,
+        "payload": payload,
+        "payload_hash_b64u": digest,
+        "signature_b64u": b64u_encode(key.sign(signing_bytes(digest))),
+        "signer_did": key.did,
+    }
+    return jcs(envelope)
 
 
 def _chunk(seed: bytes, start: int, count: int, streams: int) -> list[tuple[str, str, bytes]]:
@@ -29,27 +63,11 @@ def _chunk(seed: bytes, start: int, count: int, streams: int) -> list[tuple[str,
     for i in range(start, start + count):
         target = f"job:bench-{i % streams}"
         event_id = str(uuid.uuid4())
-        payload = {
-            "body": {"reason": f"bench {i}", "target": target},
-            "event_id": event_id,
-            "event_type": "agent.halted",
-            "occurred_at": occurred_at,
-            "producer": key.did,
-            "stream": f"halt:{target}",
-        }
-        digest = sha256_b64u(jcs(payload))
-        envelope = {
-            "algorithm": "Ed25519",
-            "envelope_type": "ledger_event",
-            "envelope_version": "1",
-            "hash_algorithm": "SHA-256",
-            "issued_at": occurred_at,
-            "payload": payload,
-            "payload_hash_b64u": digest,
-            "signature_b64u": b64u_encode(key.sign(signing_bytes(digest))),
-            "signer_did": key.did,
-        }
-        out.append((event_id, f"halt:{target}", jcs(envelope)))
+        body = {"reason": f"bench {i}", "target": target}
+        raw = envelope_jcs(
+            key, "agent.halted", f"halt:{target}", body, event_id=event_id, occurred_at=occurred_at
+        )
+        out.append((event_id, f"halt:{target}", raw))
     return out
 
 

@@ -136,16 +136,7 @@ class MemoryProofSource:
     def extend(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """Append the rows not in the tree yet; the number appended."""
         pending = [
-            (
-                int(r["position"]),
-                EventLeaf(
-                    int(r["kafka_partition"]),
-                    int(r["ledger_seq"]),
-                    str(r["event_id"]),
-                    str(r["envelope_sha256"]),
-                    str(r["chain_hash"]),
-                ),
-            )
+            (int(r["position"]), EventLeaf.from_row(r))
             for r in rows
             if int(r["ledger_seq"]) > self.included.get(int(r["kafka_partition"]), 0)
         ]

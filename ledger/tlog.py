@@ -13,6 +13,7 @@ import struct
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ledger.encoding import CANONICAL_UUID_RE, b64u_decode, b64u_encode
 from ledger.errors import ProofError, ReasonCode, RejectedError
@@ -120,6 +121,17 @@ class EventLeaf:
 
     def hash(self) -> bytes:
         return leaf_hash(self.data())
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> EventLeaf:
+        """The leaf of an ``events`` row (its ``kafka_partition`` being the chain number)."""
+        return cls(
+            int(row["kafka_partition"]),
+            int(row["ledger_seq"]),
+            str(row["event_id"]),
+            str(row["envelope_sha256"]),
+            str(row["chain_hash"]),
+        )
 
     @classmethod
     def from_data(cls, data: bytes) -> EventLeaf:

@@ -281,13 +281,7 @@ def _leaf_of(row: Mapping[str, Any]) -> EventLeaf:
             f" at event {row['event_id']}",
             hint="the tlog_leaves table was changed: run `claw-ledger audit`",
         )
-    return EventLeaf(
-        row["kafka_partition"],
-        row["ledger_seq"],
-        row["event_id"],
-        row["envelope_sha256"],
-        row["chain_hash"],
-    )
+    return EventLeaf.from_row(row)
 
 
 async def leaf_at(db: Queryable, log_index: int) -> EventLeaf | None:

@@ -147,16 +147,7 @@ async def read_new_events(
     )
     return [
         PendingEvent(
-            int(r["position"]),
-            str(r["event_type"]),
-            EventLeaf(
-                int(r["kafka_partition"]),
-                int(r["ledger_seq"]),
-                str(r["event_id"]),
-                str(r["envelope_sha256"]),
-                str(r["chain_hash"]),
-            ),
-            bytes(r["leaf_hash"]),
+            int(r["position"]), str(r["event_type"]), EventLeaf.from_row(r), bytes(r["leaf_hash"])
         )
         for r in rows
     ]

@@ -291,6 +291,14 @@ def short(value: Any) -> str:
     return text if len(text) <= 24 else text[:21] + "…"
 
 
+def action_summary(body: Mapping[str, Any]) -> str:
+    """A decision's action in a timeline line: ``tool=NAME`` or ``model=PROVIDER/MODEL``."""
+    action = body.get("action") or {}
+    if action.get("kind") == "tool":
+        return f"tool={action.get('tool')}"
+    return f"model={action.get('provider')}/{action.get('model')}"
+
+
 def summarize_fields(body: Mapping[str, Any], names: tuple[str, ...]) -> str:
     """``name=value`` for each named field the body holds (``None`` left out)."""
     return " ".join(f"{name}={short(body[name])}" for name in names if body.get(name) is not None)

@@ -21,7 +21,7 @@ from ledger.encoding import CANONICAL_UUID_PATTERN
 from ledger.errors import EventError, ReasonCode
 from ledger.registry import EventBody, EventTypeSpec, RuleSettings
 from ledger.state import EventContext, LedgerState, ProjectionRow
-from ledger.types._common import JOB_ID, JTI, body_of, require_stream, row, spec
+from ledger.types._common import JOB_ID, JTI, action_summary, body_of, require_stream, row, spec
 
 __all__ = ["SPECS", "CallAction", "CallAuthorized", "CallDenied"]
 
@@ -134,11 +134,7 @@ def _apply(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> 
 
 
 def _summary(body: Mapping[str, Any], /) -> str:
-    action = body.get("action") or {}
-    if action.get("kind") == "tool":
-        what = f"tool={action.get('tool')}"
-    else:
-        what = f"model={action.get('provider')}/{action.get('model')}"
+    what = action_summary(body)
     text = f"{what} {body.get('reason_code')} jti={body.get('token_jti')}"
     text += f" halt={body['halt_target']}" if body.get("halt_target") else ""
     return text + (f" seen={body['seen_event_id']}" if body.get("seen_event_id") else "")

@@ -26,7 +26,15 @@ from ledger.encoding import CANONICAL_UUID_PATTERN
 from ledger.errors import EventError, ReasonCode
 from ledger.registry import EventBody, EventTypeSpec, RuleSettings
 from ledger.state import EventContext, LedgerState, ProjectionRow
-from ledger.types._common import JOB_ID, body_of, require_stream, row, spec, usable_policy
+from ledger.types._common import (
+    JOB_ID,
+    action_summary,
+    body_of,
+    require_stream,
+    row,
+    spec,
+    usable_policy,
+)
 from ledger.types.decisions import CallAction
 
 __all__ = [
@@ -167,11 +175,7 @@ def _apply_call(
 
 
 def _summary(body: Mapping[str, Any], /) -> str:
-    action = body.get("action") or {}
-    if action.get("kind") == "tool":
-        what = f"tool={action.get('tool')}"
-    else:
-        what = f"model={action.get('provider')}/{action.get('model')}"
+    what = action_summary(body)
     return (
         f"{what} {body.get('decision')} ({body.get('reason_code')}) shadow"
         f" {body.get('shadow_decision')} ({body.get('shadow_reason_code')})"

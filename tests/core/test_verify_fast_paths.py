@@ -185,6 +185,12 @@ link_texts = st.text(
     link_texts,
     link_texts,
 )
+@example(None, 0, 1, "0f8fad5b-d9cb-469f-a165-70867728950e", "x" * 43)
+@example("a-b_c" * 8, 7, 2**40, "e", "-_")
+# not plain text: quotes, non-ASCII, an empty id take the general serialiser
+@example('p"q', 0, 1, "e", "h")
+@example(None, 0, 1, "é", "h")
+@example(None, 0, 1, "", "h")
 @example("a b", 0, 1, "c", "d")
 @example(None, 0, 1, "a b", "c")
 @example("a", 0, 1, "b", "c d")
