@@ -7,10 +7,12 @@ import hashlib
 import re
 
 __all__ = [
+    "B64U_SHA256_CANONICAL_RE",
     "B64U_SHA256_RE",
     "CANONICAL_UUID_PATTERN",
     "CANONICAL_UUID_RE",
     "b64u_decode",
+    "b64u_digest",
     "b64u_encode",
     "sha256_b64u",
     "sha256_hex",
@@ -19,6 +21,10 @@ __all__ = [
 #: A SHA-256 digest in base64url without padding is always 43 characters.
 B64U_SHA256_RE = re.compile(r"^[A-Za-z0-9_-]{43}\Z")
 #: use ``B64U_SHA256_RE.fullmatch``: ``$`` would accept a trailing newline
+
+#: the same digest spelled canonically (what ``b64u_encode`` writes): the last of
+#: its 43 characters carries 4 bits of the digest, so its 2 low bits are zero
+B64U_SHA256_CANONICAL_RE = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 
 #: a UUID as ``str(uuid.UUID(...))`` spells it (lowercase, hyphenated): event ids
 CANONICAL_UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
@@ -43,6 +49,12 @@ def b64u_decode(text: str) -> bytes:
         raise ValueError("not base64url without padding")
     padded = (text + "=" * (-len(text) % 4)).encode("ascii").translate(_FROM_URLSAFE)
     return binascii.a2b_base64(padded, strict_mode=True)
+
+
+def b64u_digest(text: str) -> bytes:
+    """The 32 bytes of a digest that ``B64U_SHA256_CANONICAL_RE`` matched (in one step:
+    the match is the check)."""
+    return binascii.a2b_base64((text + "=").encode("ascii").translate(_FROM_URLSAFE))
 
 
 def sha256_b64u(data: bytes) -> str:

@@ -7,15 +7,19 @@ envelope bytes. ``order_new_leaves`` is the checkpointer's append order.
 
 from __future__ import annotations
 
-import binascii
-import re
 import struct
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ledger.encoding import CANONICAL_UUID_RE, b64u_decode, b64u_encode
+from ledger.encoding import (
+    B64U_SHA256_CANONICAL_RE,
+    CANONICAL_UUID_RE,
+    b64u_decode,
+    b64u_digest,
+    b64u_encode,
+)
 from ledger.errors import ProofError, ReasonCode, RejectedError
 from ledger.merkle import HASH_SIZE, leaf_hash
 
@@ -23,10 +27,6 @@ __all__ = ["CONTROL_CHAIN_BASE", "EventLeaf", "chain_number", "order_new_leaves"
 
 _LEAF_VERSION = 1
 _LEAF_LAYOUT = struct.Struct(">BIQ16s32s32s")
-# 32 bytes in unpadded base64url, canonical: the last of its 43 characters carries
-# 4 bits, so its 2 low bits are zero (data() matches it in one step)
-_CANONICAL_DIGEST = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
-_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
 
 
 #: added to the Kafka partition of a control-lane event to make its leaf's chain
@@ -71,8 +71,8 @@ class EventLeaf:
             and type(envelope_sha256) is str
             and type(chain_hash) is str
             and CANONICAL_UUID_RE.fullmatch(event_id)
-            and _CANONICAL_DIGEST.fullmatch(envelope_sha256)
-            and _CANONICAL_DIGEST.fullmatch(chain_hash)
+            and B64U_SHA256_CANONICAL_RE.fullmatch(envelope_sha256)
+            and B64U_SHA256_CANONICAL_RE.fullmatch(chain_hash)
         ):
             # every leaf of a proof batch passes here: decode without re-checking
             return _LEAF_LAYOUT.pack(
@@ -80,8 +80,8 @@ class EventLeaf:
                 partition,
                 seq,
                 bytes.fromhex(event_id.replace("-", "")),
-                binascii.a2b_base64((envelope_sha256 + "=").encode().translate(_FROM_URLSAFE)),
-                binascii.a2b_base64((chain_hash + "=").encode().translate(_FROM_URLSAFE)),
+                b64u_digest(envelope_sha256),
+                b64u_digest(chain_hash),
             )
         return self._checked_data()
 
