@@ -30,6 +30,7 @@ __all__ = [
     "HASH_SIZE",
     "CompactRange",
     "InMemoryNodeStore",
+    "InclusionBatch",
     "InclusionVerifier",
     "MerkleTree",
     "NodeId",
@@ -38,6 +39,7 @@ __all__ = [
     "assemble",
     "consistency_plan",
     "consistency_proof",
+    "covered_nodes",
     "inclusion_plan",
     "inclusion_proof",
     "leaf_hash",
@@ -206,6 +208,77 @@ def assemble(elements: Sequence[Element], nodes: Mapping[NodeId, bytes]) -> list
         nodes[element[0]] if len(element) == 1 else _fold([nodes[node] for node in element])
         for element in elements
     ]
+
+
+class InclusionBatch:
+    """The audit paths of many leaves of one tree, planned together (RFC 9162 §2.1.3.1).
+
+    Leaves are grouped by the height of the complete subtree that holds each:
+    inside it a path is one sibling per level, above it the same elements for
+    the whole group. So a batch reads each node once (:meth:`nodes`) and makes
+    each path (:meth:`paths`) without a plan per leaf; the paths are the ones
+    :func:`inclusion_plan` and :func:`assemble` give one at a time.
+    """
+
+    def __init__(self, indexes: Iterable[int], size: int) -> None:
+        _check_size("size", size)
+        self.size = size
+        self._groups: dict[int, list[int]] = {}
+        for index in indexes:
+            _check_size("index", index)
+            if index >= size:
+                raise ValueError(f"leaf {index} is not in a tree of size {size}")
+            self._groups.setdefault((index ^ size).bit_length() - 1, []).append(index)
+
+    def nodes(self) -> list[NodeId]:
+        """Every node the paths read, once each."""
+        wanted: dict[NodeId, None] = {}
+        for level, members in self._groups.items():
+            for below in range(level):
+                wanted.update(
+                    ((below, sibling), None) for sibling in {(i >> below) ^ 1 for i in members}
+                )
+            for element in _above_complete_subtree(self.size, level):
+                wanted.update(dict.fromkeys(element))
+        return list(wanted)
+
+    def paths(self, nodes: Mapping[NodeId, bytes]) -> dict[int, list[bytes]]:
+        """Each leaf's audit path, nearest element first, from ``nodes`` (which must
+        hold every node of :meth:`nodes`: ``KeyError`` otherwise)."""
+        by_level: dict[int, dict[int, bytes]] = {}
+        for (level, index), hashed in nodes.items():
+            by_level.setdefault(level, {})[index] = hashed
+        paths: dict[int, list[bytes]] = {}
+        for level, members in self._groups.items():
+            upper = assemble(_above_complete_subtree(self.size, level), nodes)
+            siblings = [by_level.get(below, {}) for below in range(level)]
+            for index in members:
+                path = [siblings[below][(index >> below) ^ 1] for below in range(level)]
+                path.extend(upper)
+                paths[index] = path
+        return paths
+
+
+def covered_nodes(leaf_hashes: Mapping[int, bytes]) -> dict[NodeId, bytes]:
+    """Every node whose leaves are all in ``leaf_hashes`` (leaf index -> leaf hash),
+    the leaves themselves included as level 0.
+
+    The proofs of a run of neighbouring leaves mostly need nodes over those same
+    leaves: hashing them here costs one SHA-256 per node, far less than reading
+    each one back from a store.
+    """
+    nodes: dict[NodeId, bytes] = {(0, index): hashed for index, hashed in leaf_hashes.items()}
+    level, current = 0, dict(leaf_hashes)
+    while len(current) > 1:
+        parents = {
+            index >> 1: _sha256(b"\x01" + left + right).digest()
+            for index, left in current.items()
+            if not index & 1 and (right := current.get(index | 1)) is not None
+        }
+        level += 1
+        nodes.update(((level, index), hashed) for index, hashed in parents.items())
+        current = parents
+    return nodes
 
 
 class NodeReader(Protocol):

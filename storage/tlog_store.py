@@ -14,7 +14,6 @@ and ``fetchrow``). What the checkpointer writes is in :mod:`storage.tlog_writer`
 from __future__ import annotations
 
 import binascii
-import itertools
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -25,9 +24,11 @@ from ledger.encoding import CANONICAL_UUID_RE
 from ledger.errors import LedgerError
 from ledger.gc_pause import collector_paused
 from ledger.merkle import (
+    InclusionBatch,
     NodeId,
     assemble,
     consistency_plan,
+    covered_nodes,
     inclusion_plan,
     plan_ids,
 )
@@ -265,7 +266,8 @@ _LEAF_SELECT = (
     "SELECT l.log_index, l.event_id::text AS leaf_event_id, l.kafka_partition AS leaf_partition,"
     " l.ledger_seq AS leaf_seq, " + leaf_chain_sql("e.") + " AS kafka_partition,"
     " e.ledger_seq, e.event_id::text AS event_id,"
-    " e.envelope_sha256, e.chain_hash FROM tlog_leaves l JOIN events e ON e.position = l.position"
+    " e.envelope_sha256, e.chain_hash, l.leaf_hash AS stored_leaf_hash"
+    " FROM tlog_leaves l JOIN events e ON e.position = l.position"
 )
 
 
@@ -417,29 +419,44 @@ async def inclusion_proofs_for_events(
             continue
         wanted[spelled] = event_id
     ids = list(wanted)  # asyncpg sends each text as a uuid
-    for start in range(0, len(ids), PROOF_BATCH):
-        rows = await db.fetch(
-            f"{_LEAF_SELECT} WHERE l.position IN (SELECT k.position FROM event_keys k"
-            " WHERE k.event_id = ANY($1::uuid[])) AND l.log_index < $2",
-            ids[start : start + PROOF_BATCH],
-            tree_size,
-        )
-        plans = []
-        with collector_paused():
-            for row in rows:
-                leaf = _leaf_of(row)
-                leaf.data()  # a malformed stored leaf fails here, as one proof at a time does
-                plans.append((row, leaf, inclusion_plan(int(row["log_index"]), tree_size)))
-            needed = plan_ids(itertools.chain.from_iterable(plan for _, _, plan in plans))
-        nodes = await fetch_nodes(db, needed)
-        with collector_paused():
-            for row, leaf, plan in plans:
-                found[wanted[row["event_id"]]] = (
-                    int(row["log_index"]),
-                    leaf,
-                    assemble(plan, nodes),
-                )
+    # paused across the queries too: each batch's rows, plans and nodes are freed
+    # when it returns, so the collector resumes with only the proofs left to walk
+    with collector_paused():
+        for start in range(0, len(ids), PROOF_BATCH):
+            await _prove_batch(db, ids[start : start + PROOF_BATCH], tree_size, wanted, found)
     return found, [event_id for event_id in event_ids if event_id not in found]
+
+
+async def _prove_batch(
+    db: Queryable,
+    ids: list[str],
+    tree_size: int,
+    wanted: Mapping[str, str],
+    found: dict[str, tuple[int, EventLeaf, list[bytes]]],
+) -> None:
+    """:func:`inclusion_proofs_for_events` for one batch of ids: into ``found``."""
+    rows = await db.fetch(
+        f"{_LEAF_SELECT} WHERE l.position IN (SELECT k.position FROM event_keys k"
+        " WHERE k.event_id = ANY($1::uuid[])) AND l.log_index < $2",
+        ids,
+        tree_size,
+    )
+    leaves: list[tuple[str, int, EventLeaf]] = []
+    leaf_hashes: dict[int, bytes] = {}
+    for row in rows:
+        leaf = _leaf_of(row)
+        leaf.data()  # a malformed stored leaf fails here, as one proof at a time does
+        log_index = int(row["log_index"])
+        leaves.append((wanted[row["event_id"]], log_index, leaf))
+        leaf_hashes[log_index] = bytes(row["stored_leaf_hash"])
+    batch = InclusionBatch(leaf_hashes, tree_size)
+    # a run's paths mostly climb over the run's own leaves: those nodes are hashed
+    # from the stored leaf hashes, and only the others are read
+    nodes = covered_nodes(leaf_hashes)
+    nodes.update(await fetch_nodes(db, [node for node in batch.nodes() if node not in nodes]))
+    paths = batch.paths(nodes)
+    for event_id, log_index, leaf in leaves:
+        found[event_id] = (log_index, leaf, paths[log_index])
 
 
 async def consistency_hashes(db: Queryable, old_size: int, new_size: int) -> list[bytes]:

@@ -13,12 +13,14 @@ from ledger.errors import ProofError, ReasonCode
 from ledger.merkle import (
     EMPTY_ROOT,
     CompactRange,
+    InclusionBatch,
     InclusionVerifier,
     InMemoryNodeStore,
     MerkleTree,
     NodeId,
     assemble,
     consistency_plan,
+    covered_nodes,
     inclusion_plan,
     leaf_hash,
     merkle_tree_hash,
@@ -407,6 +409,70 @@ def test_a_batch_verifier_gives_each_proof_the_verdict_of_verify_inclusion(
         expected = _verdict(verify_inclusion, index, size, leaf, proof, root)
         got = _verdict(verifier.verify, index, leaf, proof)
         assert got == expected, (index, size, how)
+
+
+def _subtree_nodes(size: int) -> dict[NodeId, bytes]:
+    """Every complete subtree of the first ``size`` leaves of HASHES, by its id."""
+    nodes: dict[NodeId, bytes] = {}
+    level = 0
+    while 1 << level <= size:
+        for index in range(size >> level):
+            first = index << level
+            nodes[(level, index)] = merkle_tree_hash(HASHES[first : first + (1 << level)])
+        level += 1
+    return nodes
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_a_batch_of_paths_reads_what_the_plans_read_and_gives_their_proofs(
+    big_tree: MerkleTree, data: st.DataObject
+) -> None:
+    """Runs of neighbours (as a sealed bundle asks) and scattered leaves, repeats
+    included: the batch needs exactly the nodes the one-at-a-time plans need, and
+    each path is that leaf's proof."""
+    size = data.draw(st.integers(1, MAX_SIZE))
+    first = data.draw(st.integers(0, size - 1))
+    run = list(range(first, min(size, first + data.draw(st.integers(1, 80)))))
+    scattered = data.draw(st.lists(st.integers(0, size - 1), max_size=20))
+    indexes = run + scattered
+    batch = InclusionBatch(indexes, size)
+    needed = batch.nodes()
+    assert len(needed) == len(set(needed))
+    assert set(needed) == set(plan_ids(e for i in indexes for e in inclusion_plan(i, size)))
+    table = {node: big_tree.store.get(*node) for node in needed}
+    paths = batch.paths(table)
+    assert paths == {i: big_tree.inclusion_proof(i, size) for i in indexes}
+    if needed:
+        del table[data.draw(st.sampled_from(needed))]
+        with pytest.raises(KeyError):
+            batch.paths(table)
+
+
+def test_a_batch_refuses_leaves_outside_its_tree() -> None:
+    for indexes, size in (([0], 0), ([4], 4), ([-1], 4), ([2], -1)):
+        with pytest.raises(ValueError):
+            InclusionBatch(indexes, size)
+    assert InclusionBatch([], 5).nodes() == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_covered_nodes_are_the_complete_subtrees_over_the_given_leaves(
+    data: st.DataObject,
+) -> None:
+    size = data.draw(st.integers(1, 130))
+    given_leaves = set(data.draw(st.lists(st.integers(0, size - 1), max_size=size)))
+    first = data.draw(st.integers(0, size - 1))
+    given_leaves.update(range(first, min(size, first + data.draw(st.integers(0, 70)))))
+    covered = covered_nodes({index: HASHES[index] for index in given_leaves})
+    every = _subtree_nodes(size)
+    expected = {
+        (level, index): hashed
+        for (level, index), hashed in every.items()
+        if all(leaf in given_leaves for leaf in range(index << level, (index + 1) << level))
+    }
+    assert covered == expected
 
 
 @settings(max_examples=300, deadline=None)
