@@ -235,7 +235,14 @@ async def end_to_end(
             )
     median = sorted(runs, key=lambda r: r.sustained)[len(runs) // 2]
     signed = sorted(signed_runs or runs, key=lambda r: r.sustained)[len(signed_runs or runs) // 2]
-    signed_ratio = signed.sustained / median.sustained
+    sustained_ratio = signed.sustained / median.sustained
+    # the target compares the runs from the clock's start to their last commit: a
+    # pre-signed run has sent everything early on, so its middle 80 % carries little
+    # of its publishing, while a signing run publishes throughout; the sustained
+    # ratio would charge the signing run for sending as well as for signing
+    clocked = statistics.median([r.overall for r in runs])
+    signed_clocked = statistics.median([r.overall for r in signed_runs or runs])
+    signed_ratio = signed_clocked / clocked
     ratio = median.sustained / median.baseline
     ok = median.sustained >= 10_000 and ratio >= 0.75
     each = ", ".join(
@@ -259,12 +266,18 @@ async def end_to_end(
         Result(
             f"end to end including signing, {events:,} events, clock started before signing"
             f" (median of {len(signed_runs)} runs)",
-            f"{signed.sustained:,.0f} ev/s sustained ({signed.overall:,.0f} ev/s overall)",
-            f"{median.sustained:,.0f} ev/s pre-signed (ratio {signed_ratio:.2f})",
+            f"{signed_clocked:,.0f} ev/s from the clock's start to the last commit"
+            f" ({signed.sustained:,.0f} ev/s sustained)",
+            f"{clocked:,.0f} ev/s pre-signed, the same measure (ratio {signed_ratio:.2f});"
+            f" sustained {median.sustained:,.0f} ev/s (ratio {sustained_ratio:.2f})",
             "≥ 0.8 × pre-signed",
             "met" if signed_ratio >= 0.8 else "NOT met",
             [
-                "signing on the clock, sustained ev/s: "
+                "signing on the clock, ev/s from the clock's start to the last commit: "
+                + ", ".join(f"{r.overall:,.0f}" for r in signed_runs)
+                + "; pre-signed: "
+                + ", ".join(f"{r.overall:,.0f}" for r in runs)
+                + "; signing on the clock, sustained ev/s: "
                 + ", ".join(f"{r.sustained:,.0f}" for r in signed_runs)
                 + f"; median run: publishing (signing included) took"
                 f" {signed.publish_seconds:.1f}s ({events / signed.publish_seconds:,.0f} ev/s)"
