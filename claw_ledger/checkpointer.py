@@ -158,9 +158,7 @@ class _Checkpointer:
         ]
         edge = CompactRange(self.state.edge.size, list(self.state.edge.hashes))
         first = edge.size
-        nodes: list[tuple[int, int, bytes]] = []
-        for event in ordered:
-            nodes.extend(edge.append(event.leaf_hash))
+        nodes = edge.extend([event.leaf_hash for event in ordered])
         checkpoint = Checkpoint(self.origin, edge.size, edge.root())
         stored = StoredCheckpoint(
             tree_size=edge.size,

@@ -358,6 +358,28 @@ class CompactRange:
         self.size += 1
         return new
 
+    def extend(self, hashed_leaves: Iterable[bytes]) -> list[tuple[int, int, bytes]]:
+        """:meth:`append` each leaf hash in turn; returns every new node to store, in order."""
+        new: list[tuple[int, int, bytes]] = []
+        edge, size, sha256 = self.hashes, self.size, _sha256
+        try:
+            for hashed_leaf in hashed_leaves:
+                if len(hashed_leaf) != HASH_SIZE:
+                    raise ValueError("a leaf hash is 32 bytes")
+                index = size
+                new.append((0, index, hashed_leaf))
+                level, current = 0, hashed_leaf
+                while index & 1:
+                    current = sha256(b"\x01" + edge.pop() + current).digest()
+                    level += 1
+                    index >>= 1
+                    new.append((level, index, current))
+                edge.append(current)
+                size += 1
+        finally:
+            self.size = size  # the leaves before a refused one stay appended, as with append
+        return new
+
     def root(self) -> bytes:
         return _fold(self.hashes) if self.hashes else EMPTY_ROOT
 
@@ -426,10 +448,7 @@ class MerkleTree:
         return index
 
     def extend(self, hashed_leaves: Iterable[bytes]) -> None:
-        new: list[tuple[int, int, bytes]] = []
-        for hashed in hashed_leaves:
-            new.extend(self._edge.append(hashed))
-        self.store.put_many(new)
+        self.store.put_many(self._edge.extend(hashed_leaves))
 
     def root(self, size: int | None = None) -> bytes:
         if size is None or size == self._edge.size:

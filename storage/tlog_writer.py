@@ -166,7 +166,8 @@ async def append_round(
     leaf_records: list[tuple[Any, ...]] = [
         (
             first_index + i,
-            uuid.UUID(event.leaf.event_id),
+            # canonical text (events.event_id::text): asyncpg encodes it as a uuid in C
+            event.leaf.event_id,
             event.position,
             event.leaf.partition,
             event.leaf.ledger_seq,

@@ -547,6 +547,29 @@ def test_a_reopened_tree_continues_from_its_stored_nodes() -> None:
     assert CompactRange.from_reader(store, 200).root() == ref_mth(HASHES[:200])
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 120), st.integers(0, 120))
+def test_extending_an_edge_is_appending_each_leaf(start: int, count: int) -> None:
+    one_by_one = CompactRange()
+    for hashed in HASHES[:start]:
+        one_by_one.append(hashed)
+    at_once = CompactRange(one_by_one.size, one_by_one.hashes)
+    expected = [
+        node for hashed in HASHES[start : start + count] for node in one_by_one.append(hashed)
+    ]
+    assert at_once.extend(HASHES[start : start + count]) == expected
+    assert (at_once.size, at_once.hashes, at_once.root()) == (
+        one_by_one.size,
+        one_by_one.hashes,
+        ref_mth(HASHES[: start + count]),
+    )
+    # a malformed hash is refused; the leaves before it stay appended, as append leaves them
+    with pytest.raises(ValueError):
+        at_once.extend([HASHES[0], b"short"])
+    assert at_once.size == start + count + 1
+    assert at_once.root() == ref_mth([*HASHES[: start + count], HASHES[0]])
+
+
 def test_the_store_keeps_only_complete_subtrees_and_never_rewrites() -> None:
     store = InMemoryNodeStore()
     tree = MerkleTree(store)
