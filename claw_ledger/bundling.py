@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +25,7 @@ from claw_ledger.topics import topics_for
 from ledger.checkpoint import Checkpoint, NoteSigner, parse_note
 from ledger.crypto import KeyPair
 from ledger.envelope import format_timestamp
-from ledger.errors import LedgerError, ManifestError, ReasonCode, ServiceError
+from ledger.errors import BundleError, LedgerError, ManifestError, ReasonCode, ServiceError
 from ledger.log_proofs import EventsNotLogged, InclusionProofSource, MemoryProofSource, b64
 from ledger.run_facts import run_streams
 from ledger.sealed_bundles import LoggedEvent, build_sealed_bundle
@@ -174,6 +174,7 @@ class Bundler:
                 job_id, jti=job["cst_jti"], wpc=job["wpc_hash_b64u"], sub=job["sub"]
             )
             rows = await run_event_rows(conn, job_id, streams)
+            await _refuse_archived_run(conn, job, {r["event_id"] for r in rows})
             await self._refresh(conn)
         finally:
             await conn.close()
@@ -359,3 +360,30 @@ async def publish_pulse(
         )
     verdict = await await_verdict(target.database_url, sent.event_id)
     return identity, record, PublishOutcome("pulse.published", sent, verdict)
+
+
+async def _refuse_archived_run(conn: Any, job: Mapping[str, Any], found: Collection[str]) -> None:
+    """Fail closed when the run's manifest or WPC event was detached by ``archive detach``:
+    a bundle sealed now would leave out what the run rests on, and every event after it
+    follows the manifest, so these two tell whether the run is whole in ``events``."""
+    from storage.api_queries import archived_event
+    from storage.projection_queries import get_policy
+
+    policy = await get_policy(conn, job["wpc_hash_b64u"])
+    needed = [("run.manifest_approved", job["approved_event_id"])]
+    if policy is not None:
+        needed.append(("policy.published", policy["published_event_id"]))
+    for event_type, event_id in needed:
+        if event_id in found:
+            continue
+        archived = await archived_event(conn, event_id)
+        if archived is not None:
+            raise BundleError(
+                ReasonCode.BUNDLE_EVENTS_ARCHIVED,
+                f"job {job['job_id']}'s {event_type} (event {event_id}, position"
+                f" {archived['position']:,}) is archived: positions below"
+                f" {archived['before_position']:,} were detached (partition"
+                f" {archived['partition_name']}), and a bundle sealed now would leave it out",
+                hint="attach that partition again to seal this run, or export a bundle"
+                " sealed before the cut (`claw-ledger bundle export`)",
+            )
