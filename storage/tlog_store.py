@@ -403,8 +403,9 @@ async def inclusion_proofs_for_events(
 
     The same proofs as :func:`inclusion_proof_for_event`, in two queries per
     :data:`PROOF_BATCH` events instead of three per event: the leaves of the whole
-    batch, then every node their proofs need, each once (a run's events sit close
-    together in the log, so their paths share most nodes above the lowest levels).
+    batch (with their stored leaf hashes), then, each once, the nodes their proofs
+    need that do not lie over the batch's own leaves; those are hashed from the
+    leaf hashes (a run's events sit close together in the log).
     """
     found: dict[str, tuple[int, EventLeaf, list[bytes]]] = {}
     if await checkpoint_at(db, tree_size) is None:
