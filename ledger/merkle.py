@@ -344,22 +344,11 @@ class CompactRange:
 
     def append(self, hashed_leaf: bytes) -> list[tuple[int, int, bytes]]:
         """Add the next leaf hash; returns the new complete-subtree nodes to store."""
-        if len(hashed_leaf) != HASH_SIZE:
-            raise ValueError("a leaf hash is 32 bytes")
-        index = self.size
-        new = [(0, index, hashed_leaf)]
-        level, current = 0, hashed_leaf
-        while index & 1:
-            current = _sha256(b"\x01" + self.hashes.pop() + current).digest()
-            level += 1
-            index >>= 1
-            new.append((level, index, current))
-        self.hashes.append(current)
-        self.size += 1
-        return new
+        return self.extend((hashed_leaf,))
 
     def extend(self, hashed_leaves: Iterable[bytes]) -> list[tuple[int, int, bytes]]:
-        """:meth:`append` each leaf hash in turn; returns every new node to store, in order."""
+        """Add each leaf hash in turn; returns every new complete-subtree node to store,
+        in order."""
         new: list[tuple[int, int, bytes]] = []
         edge, size, sha256 = self.hashes, self.size, _sha256
         try:
@@ -377,7 +366,7 @@ class CompactRange:
                 edge.append(current)
                 size += 1
         finally:
-            self.size = size  # the leaves before a refused one stay appended, as with append
+            self.size = size  # the leaves before a refused one stay appended
         return new
 
     def root(self) -> bytes:
