@@ -41,7 +41,13 @@ from ledger.errors import ConfigError, ControlPlaneTamperedError, StaleBatchErro
 from ledger.registry import DEFAULT_RULE_SETTINGS, Lane, RuleSettings
 from ledger.state import LedgerState
 from ledger.verify import DEFAULT_MAX_MESSAGE_BYTES, Rejected, Verified, verify_message
-from storage.protocol import BatchCommit, CommitTimings, ControlRead, LedgerStore
+from storage.protocol import (
+    BatchCommit,
+    CommitTimings,
+    ControlQuery,
+    ControlRead,
+    LedgerStore,
+)
 
 __all__ = [
     "AcceptedRecord",
@@ -310,13 +316,14 @@ class VerifyingProcessor:
             unread = [s for s in scopes if s.scope not in self._cache(s.table).scopes]
             if round_ and not missing and not unread:
                 return
-            read = await self._store.read_control(
+            query = ControlQuery(
                 self._configured_trust_root,
                 since=self._control_version,
                 whole=self._whole,
                 wanted=missing,
                 scopes=unread,
             )
+            read = await self._store.read_control(query)
             self._apply_read(read, missing, unread)
 
     def _lookup(self, table: str, key: str) -> dict[str, Any] | None:

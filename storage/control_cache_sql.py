@@ -10,7 +10,7 @@ snapshot per read.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import asyncpg
@@ -18,7 +18,7 @@ import asyncpg
 from ledger.control_digest import CONTROL_DIGEST_TABLES, DIGEST_MODULUS, row_hash
 from ledger.control_reads import ScopeRead
 from storage import postgres
-from storage.protocol import ControlRead, ControlStart
+from storage.protocol import ControlQuery, ControlRead, ControlStart
 
 __all__ = ["open_control_state", "read_control"]
 
@@ -97,30 +97,23 @@ async def open_control_state(
         return ControlStart(version, state, stored, streamed)
 
 
-async def read_control(
-    conn: asyncpg.Connection,
-    configured_trust_root: str | None,
-    *,
-    since: int,
-    whole: Collection[str],
-    wanted: Mapping[str, Collection[str]],
-    scopes: Sequence[ScopeRead] = (),
-) -> ControlRead:
-    """The version, what changed after ``since``, the wanted rows and the rows of
-    ``scopes``, in one snapshot."""
+async def read_control(conn: asyncpg.Connection, query: ControlQuery) -> ControlRead:
+    """The version, what changed after ``query.since``, the wanted rows and the
+    rows of the scopes, in one snapshot."""
+    since, whole = query.since, query.whole
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         version = await postgres.control_version(conn)
         changed = None
         changed_keys: dict[str, list[str]] = {}
         if version != since:
-            root = configured_trust_root or await postgres.trust_root(conn)
+            root = query.trust_root or await postgres.trust_root(conn)
             changed = await postgres.load_state(conn, root, since=since, tables=whole)
             for table, key in _KEY_COLUMNS.items():
                 if table not in whole:
                     sql = f"SELECT {key} FROM {table} WHERE {postgres.CONTROL_VERSION_COLUMN} > $1"
                     changed_keys[table] = [r[0] for r in await conn.fetch(sql, since)]
         rows: dict[str, dict[str, dict[str, Any]]] = {}
-        for table, keys in wanted.items():
+        for table, keys in query.wanted.items():
             if not keys:
                 continue
             key = _KEY_COLUMNS[table]
@@ -130,5 +123,5 @@ async def read_control(
                     f"SELECT * FROM {table} WHERE {key} = ANY($1::text[])", list(keys)
                 )
             }
-        scoped = await _scoped_rows(conn, scopes)
+        scoped = await _scoped_rows(conn, query.scopes)
         return ControlRead(version, changed, changed_keys, rows, scoped)

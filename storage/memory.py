@@ -17,7 +17,6 @@ from typing import Any
 
 from ledger.batch import EventRow, Outcome, PartitionPosition, QuarantineRow
 from ledger.control_digest import CONTROL_DIGEST_TABLES, DIGEST_MODULUS, digest_delta, table_digest
-from ledger.control_reads import ScopeRead
 from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.state import LedgerState, ProjectionRow
 from storage.protocol import (
@@ -25,6 +24,7 @@ from storage.protocol import (
     NO_COMMITS,
     BatchCommit,
     CommitTimings,
+    ControlQuery,
     ControlRead,
     ControlStart,
     key_record,
@@ -138,19 +138,12 @@ class MemoryLedgerStore:
         }
         return ControlStart(version, state, dict(self._digests), streamed)
 
-    async def read_control(
-        self,
-        trust_root: str | None,
-        *,
-        since: int,
-        whole: Collection[str],
-        wanted: Mapping[str, Collection[str]],
-        scopes: Sequence[ScopeRead] = (),
-    ) -> ControlRead:
+    async def read_control(self, query: ControlQuery) -> ControlRead:
+        since, whole = query.since, query.whole
         changed = None
         changed_keys: dict[str, list[str]] = {}
         if self._control_version != since:
-            _, changed = await self.load_state_snapshot(trust_root, since=since, tables=whole)
+            _, changed = await self.load_state_snapshot(query.trust_root, since=since, tables=whole)
             for table in ("keys", *_CONTROL_TABLES):
                 if table not in whole:
                     changed_keys[table] = [
@@ -159,7 +152,7 @@ class MemoryLedgerStore:
                         if version is not None and version > since
                     ]
         rows: dict[str, dict[str, dict[str, Any]]] = {}
-        for table, keys in wanted.items():
+        for table, keys in query.wanted.items():
             stored = self._projections.get(table, {})
             rows[table] = {k: copy.deepcopy(stored[k][0]) for k in keys if k in stored}
         scoped = {
@@ -168,7 +161,7 @@ class MemoryLedgerStore:
                 for key, (row, _) in self._projections.get(read.table, {}).items()
                 if row.get(read.column) == read.value and row.get("status") == read.status
             }
-            for read in scopes
+            for read in query.scopes
         }
         return ControlRead(self._control_version, changed, changed_keys, rows, scoped)
 

@@ -24,7 +24,6 @@ from ledger.control_digest import (
     digest_hex,
     parse_digest,
 )
-from ledger.control_reads import ScopeRead
 from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.state import LedgerState, ProjectionRow
 from storage import keep_session
@@ -34,6 +33,7 @@ from storage.protocol import (
     NO_COMMITS,
     BatchCommit,
     CommitTimings,
+    ControlQuery,
     ControlRead,
     ControlStart,
     key_record,
@@ -603,21 +603,11 @@ class PostgresLedgerStore:
                 conn, trust_root, whole=whole, stream=stream
             )
 
-    async def read_control(
-        self,
-        trust_root: str | None,
-        *,
-        since: int,
-        whole: Collection[str],
-        wanted: Mapping[str, Collection[str]],
-        scopes: Sequence[ScopeRead] = (),
-    ) -> ControlRead:
+    async def read_control(self, query: ControlQuery) -> ControlRead:
         from storage import control_cache_sql
 
         async with self._pool.acquire() as conn:
-            return await control_cache_sql.read_control(
-                conn, trust_root, since=since, whole=whole, wanted=wanted, scopes=scopes
-            )
+            return await control_cache_sql.read_control(conn, query)
 
     async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:
         async with self._pool.acquire() as conn:

@@ -76,6 +76,22 @@ class ControlStart:
 
 
 @dataclass(frozen=True)
+class ControlQuery:
+    """What a processor asks :meth:`LedgerStore.read_control` for (ADR 0020)."""
+
+    #: the trust root the processor was configured with (``None``: the stored one)
+    trust_root: str | None
+    #: the control version the processor's state holds
+    since: int
+    #: the tables it holds whole
+    whole: Collection[str] = ()
+    #: per partial table, the keys whose stored rows it wants
+    wanted: Mapping[str, Collection[str]] = field(default_factory=dict)
+    #: the scope reads whose rows it wants
+    scopes: Sequence[ScopeRead] = ()
+
+
+@dataclass(frozen=True)
 class ControlRead:
     """The control version, what changed since a version, and keyed rows, in one snapshot."""
 
@@ -137,20 +153,12 @@ class LedgerStore(Protocol):
         rows (constant memory), all in one snapshot."""
         ...
 
-    async def read_control(
-        self,
-        trust_root: str | None,
-        *,
-        since: int,
-        whole: Collection[str],
-        wanted: Mapping[str, Collection[str]],
-        scopes: Sequence[ScopeRead] = (),
-    ) -> ControlRead:
-        """In one snapshot: the control version; when it is not ``since``, the
-        rows of the ``whole`` tables and the keys of the other tables written
-        after ``since``; the stored rows of the ``wanted`` keys (a key without
-        a row is absent from :attr:`ControlRead.rows`); and every row each of
-        ``scopes`` selects (:attr:`ControlRead.scoped`)."""
+    async def read_control(self, query: ControlQuery) -> ControlRead:
+        """In one snapshot: the control version; when it is not ``query.since``,
+        the rows of the ``whole`` tables and the keys of the other tables written
+        after it; the stored rows of the ``wanted`` keys (a key without a row is
+        absent from :attr:`ControlRead.rows`); and every row each of ``scopes``
+        selects (:attr:`ControlRead.scoped`)."""
         ...
 
     async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:

@@ -29,7 +29,7 @@ from ledger.verify import Accepted, Rejected
 from storage.memory import MemoryLedgerStore
 from storage.migrate import migrate
 from storage.postgres import PostgresLedgerStore
-from storage.protocol import ControlStart, LedgerStore
+from storage.protocol import ControlQuery, ControlStart, LedgerStore
 from tests.core._helpers import receipt_payload
 from tests.primitives._support import ROLES, Ledger, ts
 
@@ -291,7 +291,7 @@ async def test_read_control_gives_every_active_row_of_a_scope(
         ScopeRead("tokens", "sub:agent:beta", "sub", "agent:beta", "active"),
         ScopeRead("tokens", "job:job-2", "mission_id", "job-2", "active"),
     ]
-    read = await store.read_control(None, since=version, whole=(), wanted={}, scopes=scopes)
+    read = await store.read_control(ControlQuery(None, since=version, scopes=scopes))
     tokens = ledger.state.tokens
 
     def active(column: str, value: str) -> set[str]:
@@ -396,7 +396,7 @@ async def test_read_control_gives_rows_absent_keys_and_what_changed(
     version = await store.control_version()
     whole = ("keys", "policies", "halts", "shadows")
     wanted = {"tokens": {token["jti"], "no-such-jti"}, "jobs": {"job-1"}}
-    read = await store.read_control(None, since=version, whole=whole, wanted=wanted)
+    read = await store.read_control(ControlQuery(None, since=version, whole=whole, wanted=wanted))
     assert read.version == version and read.changed is None and read.changed_keys == {}
     assert set(read.rows["tokens"]) == {token["jti"]}  # an absent key has no row
     assert read.rows["tokens"][token["jti"]]["status"] == "active"
@@ -410,7 +410,7 @@ async def test_read_control_gives_rows_absent_keys_and_what_changed(
     start = len(ledger.raws) - 2
     records = [IngressRecord(0, start + i, raw) for i, raw in enumerate(ledger.raws[start:])]
     assert len((await held.process(records)).accepted) == 2
-    read = await store.read_control(None, since=version, whole=whole, wanted={})
+    read = await store.read_control(ControlQuery(None, since=version, whole=whole))
     assert read.version == version + 1 and read.changed is not None  # one commit
     assert read.changed_keys == {"tokens": [token["jti"]], "jobs": []}
     assert set(read.changed.halts) == {"job:job-1"} and read.changed.keys == {}
