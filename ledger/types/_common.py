@@ -117,6 +117,23 @@ def mark_revoked(record: dict[str, Any], ctx: EventContext, reason: str) -> None
     )
 
 
+def mark_ended(record: dict[str, Any], ctx: EventContext, verb: str, reason: str) -> None:
+    """An active record (a halt, a shadow policy) ends with this event: why, who, when, which.
+
+    Fields are named for the verb: ``resumed_reason``, ``resumed_by``, ``resumed_at``,
+    ``resumed_event_id``.
+    """
+    record.update(
+        {
+            "active": False,
+            f"{verb}_reason": reason,
+            f"{verb}_by": ctx.signer,
+            f"{verb}_at": ctx.event.occurred_at,
+            f"{verb}_event_id": ctx.event.event_id,
+        }
+    )
+
+
 class _RevocationBody(Protocol):
     reason: str
 

@@ -32,10 +32,11 @@ from ledger.registry import EventBody, EventTypeSpec, RuleSettings
 from ledger.state import EventContext, LedgerState, ProjectionRow
 from ledger.types._common import (
     ACTIVE,
-    REVOKED,
     active_halt,
     body_of,
     epoch,
+    mark_ended,
+    mark_revoked,
     require_stream,
     row,
     spec,
@@ -232,13 +233,8 @@ def _apply_halted(
     rows: list[ProjectionRow] = []
     for jti in revoked:
         token = state.tokens[jti]
-        token.update(
-            status=REVOKED,
-            revoked_reason=f"halt {body.target}: {body.reason}",
-            revoked_by=ctx.signer,
-            revoked_at=ctx.event.occurred_at,
-            revoked_by_halt=ctx.event.event_id,
-        )
+        mark_revoked(token, ctx, f"halt {body.target}: {body.reason}")
+        token["revoked_by_halt"] = ctx.event.event_id
         rows.append(row("tokens", "jti", token))
     record: dict[str, Any] = {
         "target": body.target,
@@ -279,14 +275,8 @@ def _apply_resumed(
 ) -> list[ProjectionRow]:
     body = body_of(ctx, AgentResumed)
     record = state.halts[body.target]
-    record.update(
-        active=False,
-        resumed_reason=body.reason,
-        resumed_by=ctx.signer,
-        resumed_at=ctx.event.occurred_at,
-        resumed_event_id=ctx.event.event_id,
-        resume_policy_hash_b64u=body.policy_hash_b64u,
-    )
+    mark_ended(record, ctx, "resumed", body.reason)
+    record["resume_policy_hash_b64u"] = body.policy_hash_b64u
     return [row("halts", "target", record)]
 
 

@@ -30,6 +30,7 @@ from ledger.types._common import (
     JOB_ID,
     action_summary,
     body_of,
+    mark_ended,
     require_stream,
     row,
     spec,
@@ -133,13 +134,7 @@ def _apply_ended(
 ) -> list[ProjectionRow]:
     body = body_of(ctx, PolicyShadowEnded)
     record = state.shadows[body.scope]
-    record.update(
-        active=False,
-        ended_reason=body.reason,
-        ended_by=ctx.signer,
-        ended_at=ctx.event.occurred_at,
-        ended_event_id=ctx.event.event_id,
-    )
+    mark_ended(record, ctx, "ended", body.reason)
     return [row("shadows", "scope", record)]
 
 
