@@ -194,6 +194,18 @@ class Ledger:
         issued = issue_token(claims, self.keys.issuer)
         return issued.token, issued.event_body(self.keys.issuer.did)
 
+    def halt(
+        self, target: str, reason: str = "incident", *, at: str = NOW_TS, **body: Any
+    ) -> Accepted:
+        """The operator halts ``target``; ``body`` adds to the halt's body (``model_egress``)."""
+        return self.ok(
+            self.keys.operator,
+            "agent.halted",
+            f"halt:{target}",
+            {"target": target, "reason": reason, **body},
+            at=at,
+        )
+
     def issue(self, **kw: Any) -> dict[str, Any]:
         _, body = self.token(**kw)
         self.ok(self.keys.issuer, "token.issued", f"token:{body['jti']}", body)

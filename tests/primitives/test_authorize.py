@@ -225,12 +225,7 @@ def test_model_rules_of_the_wpc_fail_closed() -> None:
 
 def test_a_full_stop_revokes_the_token_and_the_denial_names_the_halt() -> None:
     world = World()
-    world.ledger.ok(
-        world.ledger.keys.operator,
-        "agent.halted",
-        "halt:sub:agent:alpha",
-        {"target": "sub:agent:alpha", "reason": "incident"},
-    )
+    world.ledger.halt("sub:agent:alpha")
     halted = world.decide()
     assert halted.reason_code is ReasonCode.TOKEN_REVOKED
     assert (halted.halt_target, halted.halt_state) == ("sub:agent:alpha", "committed")
@@ -241,12 +236,7 @@ def test_a_full_stop_revokes_the_token_and_the_denial_names_the_halt() -> None:
 
 def test_partial_halts_come_after_the_wpc_and_deny_only_what_they_name() -> None:
     world = World()
-    world.ledger.ok(
-        world.ledger.keys.operator,
-        "agent.halted",
-        "halt:sub:agent:alpha",
-        {"target": "sub:agent:alpha", "reason": "tools only", "model_egress": False},
-    )
+    world.ledger.halt("sub:agent:alpha", "tools only", model_egress=False)
     halted = world.decide()
     assert halted.reason_code is ReasonCode.AGENT_HALTED
     assert (halted.halt_target, halted.halt_state) == ("sub:agent:alpha", "committed")

@@ -21,16 +21,6 @@ HALT_WPC: dict[str, Any] = {
 }
 
 
-def _halt(ledger: Ledger, target: str, *, at: str | None = None, **body: Any) -> Any:
-    return ledger.ok(
-        ledger.keys.operator,
-        "agent.halted",
-        f"halt:{target}",
-        {"target": target, "reason": "incident", **body},
-        at=at or ts(),
-    )
-
-
 def _resume(ledger: Ledger, target: str, policy: str, *, at: str | None = None) -> None:
     body = {"target": target, "reason": "cleared", "policy_hash_b64u": policy}
     ledger.ok(ledger.keys.operator, "agent.resumed", f"halt:{target}", body, at=at or ts())
@@ -78,7 +68,7 @@ def test_a_halt_revokes_the_active_tokens_of_its_scope(
 ) -> None:
     wpc = ledger.publish_wpc()
     made = _tokens(ledger, wpc)
-    halt = _halt(ledger, target, at=ts(20))
+    halt = ledger.halt(target, at=ts(20))
     halt_id = halt.verified.event.event_id
     revoked = {
         name for name, jti in made.items() if ledger.state.tokens[jti]["status"] == "revoked"
@@ -101,7 +91,7 @@ def test_a_halt_revokes_the_active_tokens_of_its_scope(
 
 def test_a_job_halt_covers_the_token_of_the_running_job(ledger: Ledger) -> None:
     _, token = ledger.started_job("job-1")
-    _halt(ledger, "job:job-1", at=ts(70))
+    ledger.halt("job:job-1", at=ts(70))
     assert ledger.state.halts["job:job-1"]["revoked_jtis"] == [token["jti"]]
     assert tokens_in_scope(ledger.state, "job:job-1", NOW) == []
 
@@ -109,14 +99,14 @@ def test_a_job_halt_covers_the_token_of_the_running_job(ledger: Ledger) -> None:
 def test_halting_again_keeps_what_the_active_halt_revoked(ledger: Ledger) -> None:
     wpc = ledger.publish_wpc()
     jti = ledger.issue(job="job-1", policy=wpc)["jti"]
-    _halt(ledger, "job:job-1")
-    _halt(ledger, "job:job-1", tools=False)
+    ledger.halt("job:job-1")
+    ledger.halt("job:job-1", tools=False)
     record = ledger.state.halts["job:job-1"]
     assert record["revoked_jtis"] == [jti]
     assert record["deny_tools"] is False and record["deny_model_egress"] is True
     # a halt after a lift starts afresh
     _resume(ledger, "job:job-1", wpc)
-    _halt(ledger, "job:job-1")
+    ledger.halt("job:job-1")
     assert ledger.state.halts["job:job-1"]["revoked_jtis"] == []
     assert ledger.state.halts["job:job-1"]["resume_policy_hash_b64u"] is None
 
@@ -130,7 +120,7 @@ def test_a_halt_may_name_only_an_active_halt_wpc(ledger: Ledger) -> None:
     assert refused.code == ReasonCode.HALT_POLICY_NOT_HALT
     unknown = ledger.refused(op, "agent.halted", "halt:*", {**body, "policy_hash_b64u": "A" * 43})
     assert unknown.code == ReasonCode.WPC_UNKNOWN
-    _halt(ledger, "*", policy_hash_b64u=halt_wpc, model_egress=False)
+    ledger.halt("*", policy_hash_b64u=halt_wpc, model_egress=False)
     record = ledger.state.halts["*"]
     assert record["policy_hash_b64u"] == halt_wpc
     assert record["deny_model_egress"] is False and record["deny_tools"] is True
@@ -146,7 +136,7 @@ def test_a_lift_must_name_an_active_non_halt_wpc(ledger: Ledger) -> None:
         f"policy:{revoked}",
         {"policy_hash_b64u": revoked, "reason": "r"},
     )
-    _halt(ledger, "sub:agent:alpha")
+    ledger.halt("sub:agent:alpha")
     target = "sub:agent:alpha"
     assert _refused_resume(ledger, target, None) == ReasonCode.RESUME_POLICY_REQUIRED
     assert _refused_resume(ledger, target, "B" * 43) == ReasonCode.RESUME_POLICY_NOT_ACTIVE
@@ -164,7 +154,7 @@ def test_after_a_lift_only_tokens_pinned_to_its_wpc_are_issued(ledger: Ledger) -
     old = ledger.publish_wpc()
     new = ledger.publish_wpc({**WPC_EXAMPLE, "purpose": "after the incident"})
     jti = ledger.issue(job="job-1", policy=old)["jti"]
-    _halt(ledger, "sub:agent:alpha")
+    ledger.halt("sub:agent:alpha")
     assert _issue_refused(ledger, job="job-1", policy=new) == ReasonCode.AGENT_HALTED
     _resume(ledger, "sub:agent:alpha", new)
     # the revoked token stays revoked
@@ -187,9 +177,9 @@ def test_after_a_lift_only_tokens_pinned_to_its_wpc_are_issued(ledger: Ledger) -
 def test_the_latest_lift_covering_a_token_decides(ledger: Ledger) -> None:
     first = ledger.publish_wpc()
     second = ledger.publish_wpc({**WPC_EXAMPLE, "purpose": "second"})
-    _halt(ledger, "sub:agent:alpha", at=ts(0))
+    ledger.halt("sub:agent:alpha", at=ts(0))
     _resume(ledger, "sub:agent:alpha", first, at=ts(10))
-    _halt(ledger, "*", at=ts(20))
+    ledger.halt("*", at=ts(20))
     _resume(ledger, "*", second, at=ts(30))
     # alpha's subject halt was lifted under `first`, but everything since under `second`
     assert _issue_refused(ledger, job="job-1", policy=first) == (

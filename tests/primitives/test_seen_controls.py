@@ -85,12 +85,7 @@ def test_a_seen_halt_denies_with_halt_state_seen_and_names_its_event() -> None:
 def test_a_committed_halt_wins_over_a_seen_one() -> None:
     world = World()
     halt = _seen_halt(world, "job:job-1", "seen", model_egress=False)
-    world.ledger.ok(
-        world.ledger.keys.operator,
-        "agent.halted",
-        "halt:job:job-1",
-        {"target": "job:job-1", "reason": "committed", "model_egress": False},
-    )
+    world.ledger.halt("job:job-1", "committed", model_egress=False)
     decision = _decide(world, _holding(halt))
     assert decision.halt_state == "committed" and decision.seen_event_id is None
 

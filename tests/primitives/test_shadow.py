@@ -96,13 +96,8 @@ def test_the_steps_that_do_not_read_the_rules_decide_for_the_candidate_too() -> 
     # denied before step 7 (expired): any candidate is denied alike, so no verdict
     late = world.decide(action=DOCKER, at=AT + 10_000)
     assert late.reason_code is ReasonCode.TOKEN_EXPIRED and late.shadows == ()
-    world.ledger.ok(
-        world.ledger.keys.operator,
-        "agent.halted",
-        "halt:job:job-1",
-        # tools only: a full stop would revoke the token, denying before step 7
-        {"target": "job:job-1", "reason": "incident", "model_egress": False},
-    )
+    # tools only: a full stop would revoke the token, denying before step 7
+    world.ledger.halt("job:job-1", model_egress=False)
     # a halt applies to the candidate's allow as to the real one
     halted = world.decide(action=DOCKER)
     assert halted.reason_code is ReasonCode.TOOL_NOT_ALLOWED
