@@ -38,12 +38,23 @@ def _pages(client: httpx.Client, path: str, **params: Any) -> list[dict[str, Any
         assert len(page["rows"]) == params["limit"]
 
 
+async def _pages_match_the_database(
+    api: ApiLedger, client: httpx.Client, path: str, sql: str, *, limit: int
+) -> list[dict[str, Any]]:
+    """Every row of ``path``, ``limit`` a page, after checking that on the columns ``sql``
+    selects they are the rows it finds, in its order."""
+    expected = await _fetch(api, sql)
+    rows = _pages(client, path, limit=limit)
+    columns = list(expected[0].keys()) if expected else []
+    assert [tuple(r[c] for c in columns) for r in rows] == [tuple(e) for e in expected]
+    return rows
+
+
 async def test_the_timeline_pages_through_every_event_in_order(
     api_ledger: ApiLedger, reader: httpx.Client
 ) -> None:
-    expected = await _fetch(api_ledger, "SELECT position, event_id::text FROM events ORDER BY 1")
-    rows = _pages(reader, "/v1/timeline", limit=7)
-    assert [(r["position"], r["event_id"]) for r in rows] == [tuple(e) for e in expected]
+    events = "SELECT position, event_id::text FROM events ORDER BY 1"
+    rows = await _pages_match_the_database(api_ledger, reader, "/v1/timeline", events, limit=7)
     assert all(r["summary"] and isinstance(r["body"], dict) for r in rows)
 
 
@@ -113,9 +124,8 @@ def test_an_unknown_event_is_404(reader: httpx.Client) -> None:
 async def test_quarantine_pages_match_the_database(
     api_ledger: ApiLedger, reader: httpx.Client
 ) -> None:
-    expected = await _fetch(api_ledger, "SELECT id, reason_code FROM quarantine ORDER BY id")
-    rows = _pages(reader, "/v1/quarantine", limit=1)
-    assert [(r["id"], r["reason_code"]) for r in rows] == [tuple(e) for e in expected]
+    refused = "SELECT id, reason_code FROM quarantine ORDER BY id"
+    await _pages_match_the_database(api_ledger, reader, "/v1/quarantine", refused, limit=1)
     halted = _pages(reader, "/v1/quarantine", reason="AGENT_HALTED", limit=10)
     assert halted and {r["reason_code"] for r in halted} == {"AGENT_HALTED"}
 
