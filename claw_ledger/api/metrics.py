@@ -8,7 +8,7 @@ latency) are ordinary prometheus-client metrics of the same registry.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import (
@@ -27,6 +27,27 @@ __all__ = ["ApiMetrics"]
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+def _counter_by(
+    name: str, documentation: str, label: str, counts: Mapping[str, int]
+) -> CounterMetricFamily:
+    """A counter with a sample per entry of ``counts``, its key as ``label``, in key order."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], count)
+    return family
+
+
+def _gauge_by_partition(
+    name: str, documentation: str, *topics: tuple[str, Mapping[int, float]]
+) -> GaugeMetricFamily:
+    """A gauge with a sample per (topic, partition) of each topic's figures, in partition order."""
+    family = GaugeMetricFamily(name, documentation, labels=["topic", "partition"])
+    for topic, figures in topics:
+        for partition, figure in sorted(figures.items()):
+            family.add_metric([topic, str(partition)], figure)
+    return family
+
+
 class _LedgerCollector(Collector):
     def __init__(self, metrics: ApiMetrics) -> None:
         self.metrics = metrics
@@ -39,41 +60,30 @@ class _LedgerCollector(Collector):
         yield up
         if not snap.postgres_up:
             return  # absent, never stale or guessed
-        events = CounterMetricFamily(
+        yield _counter_by(
             "claw_ledger_events_committed",
             "Events committed to the ledger, by event type",
-            labels=["event_type"],
+            "event_type",
+            snap.events,
         )
-        for event_type, count in sorted(snap.events.items()):
-            events.add_metric([event_type], count)
-        yield events
-        quarantined = CounterMetricFamily(
+        yield _counter_by(
             "claw_ledger_events_quarantined",
             "Messages the processors refused, by reason code",
-            labels=["reason_code"],
+            "reason_code",
+            snap.quarantined,
         )
-        for code, count in sorted(snap.quarantined.items()):
-            quarantined.add_metric([code], count)
-        yield quarantined
         if snap.lag is not None:
-            lag = GaugeMetricFamily(
+            yield _gauge_by_partition(
                 "claw_ledger_consumer_lag",
                 "Messages not yet committed by the processors, per topic and partition",
-                labels=["topic", "partition"],
+                (snap.topic, snap.lag),
+                (snap.control_topic, snap.control_lag or {}),
             )
-            for partition, n in sorted(snap.lag.items()):
-                lag.add_metric([snap.topic, str(partition)], n)
-            for partition, n in sorted((snap.control_lag or {}).items()):
-                lag.add_metric([snap.control_topic, str(partition)], n)
-            yield lag
-        last = GaugeMetricFamily(
+        yield _gauge_by_partition(
             "claw_ledger_last_commit_timestamp_seconds",
             "Unix time of the processors' last commit, per partition",
-            labels=["topic", "partition"],
+            (snap.topic, snap.last_commit),
         )
-        for partition, moment in sorted(snap.last_commit.items()):
-            last.add_metric([snap.topic, str(partition)], moment)
-        yield last
         if snap.active_halts is not None:
             yield GaugeMetricFamily(
                 "claw_ledger_active_halts", "Halts in force", value=snap.active_halts
