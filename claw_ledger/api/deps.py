@@ -13,7 +13,7 @@ from claw_ledger.api.errors import ApiError
 from ledger.errors import ReasonCode
 from storage.api_queries import table_exists
 
-__all__ = ["connection", "feature_record", "not_found"]
+__all__ = ["connection", "feature_record", "not_found", "served_feature_record"]
 
 
 @asynccontextmanager
@@ -51,4 +51,16 @@ async def feature_record(
     if source is None:
         raise ApiError(503, ReasonCode.API_NOT_ENABLED, f"this service does not serve {what} yet")
     record: dict[str, Any] | None = await source.fetch(conn, key)
+    return record
+
+
+async def served_feature_record(
+    request: Request, name: str, key: str, missing: str
+) -> dict[str, Any]:
+    """The record ``key`` of feature ``name`` on a connection of its own; 404 saying
+    ``missing`` when there is none (503 as :func:`feature_record` says)."""
+    async with connection(request) as conn:
+        record = await feature_record(request, conn, name, key)
+    if record is None:
+        raise not_found(missing)
     return record

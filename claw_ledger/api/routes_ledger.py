@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime
 
 from claw_ledger.api.auth import error_schema, secured
-from claw_ledger.api.deps import connection, feature_record, not_found
+from claw_ledger.api.deps import connection, feature_record, not_found, served_feature_record
 from claw_ledger.api.errors import ApiError
 from claw_ledger.api.models import EventDocument, QuarantinePage, TimelinePage
 from ledger.chain import chain_hash
@@ -235,8 +235,6 @@ async def quarantine(
 @router.get("/checkpoints/latest", **secured("read"))
 async def latest_checkpoint(request: Request) -> dict[str, Any]:
     """The newest signed checkpoint of the ledger's transparency log (C2SP signed note)."""
-    async with connection(request) as conn:
-        record = await feature_record(request, conn, "latest_checkpoint", "latest")
-    if record is None:
-        raise not_found("no checkpoint has been signed yet")
-    return record
+    return await served_feature_record(
+        request, "latest_checkpoint", "latest", "no checkpoint has been signed yet"
+    )

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 
 from claw_ledger.api.auth import secured
-from claw_ledger.api.deps import connection, feature_record, not_found
+from claw_ledger.api.deps import connection, not_found, served_feature_record
 from claw_ledger.api.models import HaltsPage
 from claw_ledger.api.routes_ledger import NO_NUL
 from ledger.errors import ReasonCode
@@ -37,11 +37,9 @@ async def run(request: Request, job_id: Identifier) -> dict[str, Any]:
 @router.get("/runs/{job_id}/bundle", **secured("read"))
 async def run_bundle(request: Request, job_id: Identifier) -> dict[str, Any]:
     """The job's sealed proof bundle (verify it offline with `claw-ledger verify`)."""
-    async with connection(request) as conn:
-        bundle = await feature_record(request, conn, "run_bundle", job_id)
-    if bundle is None:
-        raise not_found(f"no sealed bundle for job {job_id!r}")
-    return bundle
+    return await served_feature_record(
+        request, "run_bundle", job_id, f"no sealed bundle for job {job_id!r}"
+    )
 
 
 @router.get("/halts", response_model=HaltsPage, **secured("read"))
@@ -78,8 +76,6 @@ async def policy(request: Request, policy_hash: Identifier) -> dict[str, Any]:
 @router.get("/pulse/{pulse_id}", **secured("read"))
 async def pulse(request: Request, pulse_id: Identifier) -> dict[str, Any]:
     """A Trust Pulse record."""
-    async with connection(request) as conn:
-        record = await feature_record(request, conn, "pulse", pulse_id)
-    if record is None:
-        raise not_found(f"no Trust Pulse record {pulse_id!r}")
-    return record
+    return await served_feature_record(
+        request, "pulse", pulse_id, f"no Trust Pulse record {pulse_id!r}"
+    )
