@@ -42,7 +42,6 @@ from ledger.chain import chain_hash
 from ledger.errors import ReasonCode
 from ledger.projection_diff import ProjectionDiff, diff_projections, point_in_time
 from ledger.registry import DEFAULT_RULE_SETTINGS, RuleSettings
-from ledger.roles import Role
 from ledger.state import KeyRecord, LedgerState, ProjectionRow
 from ledger.verify import Rejected, Verified, verify_message
 
@@ -224,16 +223,7 @@ class Replay:
             self.projections[projection_key(row)] = row
             key = row.values[row.key_column]
             if row.table == "keys":
-                v = row.values
-                self.state.keys[key] = KeyRecord(
-                    did=v["did"],
-                    name=v["name"],
-                    roles=frozenset(Role(r) for r in v["roles"]),
-                    registered_by=v["registered_by"],
-                    registered_event_id=v["registered_event_id"],
-                    revoked=v["revoked"],
-                    revoked_reason=v["revoked_reason"],
-                )
+                self.state.keys[key] = KeyRecord.from_row(row.values)
             elif row.table in ("policies", "tokens", "jobs", "halts", "shadows"):
                 getattr(self.state, row.table)[key] = dict(row.values)
         for topic, heads in chains.items():

@@ -9,6 +9,7 @@ processor persists in the same transaction as the events. Nothing here talks to 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,19 @@ class KeyRecord:
     registered_event_id: str
     revoked: bool = False
     revoked_reason: str | None = None
+
+    @classmethod
+    def from_row(cls, values: Mapping[str, Any]) -> KeyRecord:
+        """The record of a ``keys`` row (a dict, a database record): :meth:`row` undone."""
+        return cls(
+            did=values["did"],
+            name=values["name"],
+            roles=frozenset(Role(r) for r in values["roles"]),
+            registered_by=values["registered_by"],
+            registered_event_id=values["registered_event_id"],
+            revoked=values["revoked"],
+            revoked_reason=values["revoked_reason"],
+        )
 
     def row(self) -> ProjectionRow:
         return ProjectionRow(

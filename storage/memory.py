@@ -18,7 +18,7 @@ from typing import Any
 from ledger.batch import EventRow, Outcome, PartitionPosition, QuarantineRow
 from ledger.control_digest import CONTROL_DIGEST_TABLES, DIGEST_MODULUS, digest_delta, table_digest
 from ledger.errors import EventError, ReasonCode, StaleBatchError
-from ledger.state import LedgerState, ProjectionRow
+from ledger.state import KeyRecord, LedgerState, ProjectionRow
 from storage.protocol import (
     INSERT_ONLY_TABLES,
     NO_COMMITS,
@@ -27,7 +27,6 @@ from storage.protocol import (
     ControlQuery,
     ControlRead,
     ControlStart,
-    key_record,
 )
 
 __all__ = ["MemoryLedgerStore"]
@@ -115,7 +114,7 @@ class MemoryLedgerStore:
                 if since is not None and (version is None or version <= since):
                     continue
                 if table == "keys":
-                    state.keys[key] = key_record(values)
+                    state.keys[key] = KeyRecord.from_row(values)
                 else:
                     target: dict[Any, dict[str, Any]] = getattr(state, table)
                     target[key] = copy.deepcopy(values)

@@ -25,7 +25,7 @@ from ledger.control_digest import (
     parse_digest,
 )
 from ledger.errors import EventError, ReasonCode, StaleBatchError
-from ledger.state import LedgerState, ProjectionRow
+from ledger.state import KeyRecord, LedgerState, ProjectionRow
 from storage import keep_session
 from storage.partitions import ensure_partitions, is_missing_partition
 from storage.protocol import (
@@ -36,7 +36,6 @@ from storage.protocol import (
     ControlQuery,
     ControlRead,
     ControlStart,
-    key_record,
 )
 
 __all__ = [
@@ -399,7 +398,7 @@ async def load_state(
     # table names are constants
     if tables is None or "keys" in tables:
         for r in await conn.fetch("SELECT * FROM keys" + where, *args):
-            state.keys[r["did"]] = key_record(r)
+            state.keys[r["did"]] = KeyRecord.from_row(r)
     for table, key in CONTROL_TABLES.items():
         if tables is not None and table not in tables:
             continue

@@ -13,8 +13,7 @@ from typing import Any, Protocol
 
 from ledger.batch import Outcome, PartitionBatch, PartitionPosition
 from ledger.control_reads import ScopeRead
-from ledger.roles import Role
-from ledger.state import KeyRecord, LedgerState, ProjectionRow
+from ledger.state import LedgerState, ProjectionRow
 
 __all__ = [
     "INSERT_ONLY_TABLES",
@@ -24,7 +23,6 @@ __all__ = [
     "ControlRead",
     "ControlStart",
     "LedgerStore",
-    "key_record",
 ]
 
 #: projections whose rows are never rewritten (migration 0012): a row with a key
@@ -220,16 +218,3 @@ class LedgerStore(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-def key_record(values: Mapping[str, Any]) -> KeyRecord:
-    """A ``keys`` row as both stores hold it (a dict, an asyncpg record)."""
-    return KeyRecord(
-        did=values["did"],
-        name=values["name"],
-        roles=frozenset(Role(x) for x in values["roles"]),
-        registered_by=values["registered_by"],
-        registered_event_id=values["registered_event_id"],
-        revoked=values["revoked"],
-        revoked_reason=values["revoked_reason"],
-    )
