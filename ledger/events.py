@@ -383,7 +383,7 @@ def _prepare(
         or (occurred_at is not None and not _is_point_in_time(occurred_at))
     ):
         return _sign_event_bytes_slowly(
-            key, event_type, stream, body, event_id, occurred_at, issued_at
+            key, NewEvent(event_type, stream, body, event_id, occurred_at), issued_at
         )
     try:
         # what LedgerEvent.typed_body checks (model_validate_json: the body's JSON,
@@ -393,7 +393,7 @@ def _prepare(
         issued = _encode_string(issued_at).encode() if issued_at else None
     except (ValidationError, UnicodeEncodeError):
         return _sign_event_bytes_slowly(
-            key, event_type, stream, body, event_id, occurred_at, issued_at
+            key, NewEvent(event_type, stream, body, event_id, occurred_at), issued_at
         )
     event_id = event_id or new_event_id()
     occurred_at = occurred_at or format_timestamp()
@@ -456,15 +456,17 @@ def _is_point_in_time(value: Any) -> bool:
 
 
 def _sign_event_bytes_slowly(
-    key: KeyPair,
-    event_type: str,
-    stream: str,
-    body: Mapping[str, Any] | EventBody,
-    event_id: str | None,
-    occurred_at: str | None,
-    issued_at: str | None,
+    key: KeyPair, new: NewEvent, issued_at: str | None
 ) -> tuple[str, bytes]:
-    event = build_event(event_type, stream, body, key, event_id=event_id, occurred_at=occurred_at)
+    """The reference path: :func:`build_event` and :func:`sign_event` raise the errors."""
+    event = build_event(
+        new.event_type,
+        new.stream,
+        new.body,
+        key,
+        event_id=new.event_id,
+        occurred_at=new.occurred_at,
+    )
     envelope = sign_event(event, key, issued_at=issued_at or event.occurred_at)
     return event.event_id, envelope.to_bytes()
 
