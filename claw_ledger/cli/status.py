@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -50,6 +50,18 @@ async def _snapshot(max_timeout: float) -> Any:
             await offsets.close()
 
 
+def _echo_counts(title: str, counts: Mapping[str, int]) -> None:
+    """The total under ``title``, then each count on a line of its own."""
+    click.echo(f"{title}: {sum(counts.values()):,}")
+    for name, n in counts.items():
+        click.echo(f"  {name:<24}{n:>12,}")
+
+
+def _partitions(lag: Mapping[str, int]) -> str:
+    """Each partition's lag, ``p0=12, p1=3``, or ``no partitions``."""
+    return ", ".join(f"p{p}={n:,}" for p, n in lag.items()) or "no partitions"
+
+
 @click.command("status")
 @click.option("--max-lag", type=click.IntRange(0), default=10_000, show_default=True)
 @click.option("--timeout", type=click.FloatRange(0.1, 120), default=5.0, show_default=True)
@@ -69,25 +81,18 @@ def command(max_lag: int, timeout: float, as_json: bool) -> None:
     click.echo(f"ready: {'yes' if ready else 'NO'}")
     for name, check in doc["checks"].items():
         click.echo(f"  {name:<9}{'ok ' if check['ok'] else 'NO '} {check['detail']}")
-    events, refused = doc["events_committed"], doc["events_quarantined"]
-    click.echo(f"events committed: {sum(events.values()):,}")
-    for event_type, n in events.items():
-        click.echo(f"  {event_type:<24}{n:>12,}")
-    click.echo(f"quarantined: {sum(refused.values()):,}")
-    for code, n in refused.items():
-        click.echo(f"  {code:<24}{n:>12,}")
+    _echo_counts("events committed", doc["events_committed"])
+    _echo_counts("quarantined", doc["events_quarantined"])
     lag = doc["consumer_lag"]
     if lag is None:
         click.echo("consumer lag: unknown (Kafka did not answer)")
     else:
-        parts = ", ".join(f"p{p}={n:,}" for p, n in lag.items())
-        click.echo(f"consumer lag: {snapshot.total_lag:,}  (ingress {parts or 'no partitions'})")
+        click.echo(f"consumer lag: {snapshot.total_lag:,}  (ingress {_partitions(lag)})")
         control = doc["control_lag"]
         if control is None:
             click.echo("  control lane: lag unknown (no control topic?)")
         else:
-            parts = ", ".join(f"p{p}={n:,}" for p, n in control.items())
-            click.echo(f"  control lane: {sum(control.values()):,}  ({parts or 'no partitions'})")
+            click.echo(f"  control lane: {sum(control.values()):,}  ({_partitions(control)})")
     if doc["active_halts"] is not None:
         click.echo(f"active halts: {doc['active_halts']}")
     if doc["halt_propagation_seconds"] is not None:
