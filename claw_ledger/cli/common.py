@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 
@@ -43,6 +44,7 @@ __all__ = [
     "run_async",
     "settings",
     "sign_and_publish",
+    "zoned_time_option",
 ]
 
 
@@ -160,6 +162,17 @@ def load_wpc_reference(reference: str) -> dict[str, Any]:
             ReasonCode.WPC_HASH_MISMATCH, f"the registry's WPC {reference} does not hash to it"
         )
     return document
+
+
+def zoned_time_option(value: str | None) -> datetime | None:
+    """An option's ISO 8601 time with its zone (``None`` when not given); a time that
+    is not one is a usage error saying what is wrong."""
+    from claw_ledger.replaying import zoned_time
+
+    try:
+        return None if value is None else zoned_time(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
 
 
 def read_token(value: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -18,7 +17,14 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from claw_ledger.cli.common import emit_json, jobs_option, json_option, run_async, settings
+from claw_ledger.cli.common import (
+    emit_json,
+    jobs_option,
+    json_option,
+    run_async,
+    settings,
+    zoned_time_option,
+)
 
 if TYPE_CHECKING:
     from rich.progress import Task
@@ -26,15 +32,6 @@ if TYPE_CHECKING:
     from claw_ledger.replaying import ReplayResult
 
 __all__ = ["command"]
-
-
-def _when(value: str | None) -> datetime | None:
-    from claw_ledger.replaying import zoned_time
-
-    try:
-        return None if value is None else zoned_time(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
 
 
 class _Rate(ProgressColumn):
@@ -117,8 +114,8 @@ def command(
     request = ReplayRequest(
         source=source,
         trust_root=trust_root,
-        until=_when(until),
-        filter=ReplayFilter(job, stream, event_type, _when(since), from_offset),
+        until=zoned_time_option(until),
+        filter=ReplayFilter(job, stream, event_type, zoned_time_option(since), from_offset),
         into=into,
         compare=compare,
         keep_reported=0 if as_json else 1000,

@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import click
 from rich.console import Console
 
-from claw_ledger.cli.common import emit_json, json_option, print_table, run_async, settings
+from claw_ledger.cli.common import (
+    emit_json,
+    json_option,
+    print_table,
+    run_async,
+    settings,
+    zoned_time_option,
+)
 from ledger.timeline import summarize
 
 __all__ = ["command"]
-
-
-def _when(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 time") from exc
-    if moment.tzinfo is None:
-        raise click.BadParameter(f"{value!r} needs a time zone, e.g. 2026-11-26T10:00:00Z")
-    return moment
 
 
 @click.command("timeline")
@@ -62,8 +56,8 @@ def command(
                 stream=stream,
                 event_type=event_type,
                 signer=signer,
-                since=_when(since),
-                until=_when(until),
+                since=zoned_time_option(since),
+                until=zoned_time_option(until),
                 after=after,
                 limit=limit,
             ),
