@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,16 +26,15 @@ from claw_ledger.cli import cli
 from claw_ledger.config import effective_database_url, load_settings
 from claw_ledger.db_roles import migrate_with_roles, role_credentials, role_urls
 from consumers.processor import IngressRecord, VerifyingProcessor
-from ledger.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 from ledger.crypto import KeyPair
 from ledger.errors import MigrationError
 from ledger.events import build_event, sign_event
 from storage import postgres as store
 from storage.migrate import migrate
 from storage.roles import RoleCredentials, RolesNotCreated, ensure_roles, role_names, role_url
-from storage.tlog_store import StoredCheckpoint
-from storage.tlog_writer import append_round, load_log_state, read_new_events, try_lock
+from storage.tlog_writer import load_log_state, read_new_events, try_lock
 from tests.fixtures_api import drop_roles
+from tests.integration._tlog_rounds import append_signed_round
 
 pytestmark = pytest.mark.integration
 
@@ -158,20 +156,10 @@ async def _checkpoint_as_writer(writer_url: str) -> None:
         state = await load_log_state(conn)
         pending = await read_new_events(conn, TOPIC, state.included, 100)
         assert len(pending) == 3
-        edge, nodes = state.edge, []
-        for event in pending:
-            # the hash Postgres computed is the leaf's
-            assert event.leaf_hash == event.leaf.hash()
-            nodes.extend(edge.append(event.leaf_hash))
-        note = sign_checkpoint(
-            Checkpoint("lp.example/log", edge.size, edge.root()),
-            [NoteSigner("lp.example/log", OPERATOR)],
-        ).decode()
-        checkpoint = StoredCheckpoint(
-            3, "lp.example/log", edge.root(), note, OPERATOR.did, str(uuid.uuid4()), "now"
-        )
-        await append_round(conn, 0, pending, nodes, checkpoint)
-        assert (await load_log_state(conn)).edge.root() == edge.root()
+        # the hash Postgres computed is the leaf's
+        assert [event.leaf_hash for event in pending] == [event.leaf.hash() for event in pending]
+        await append_signed_round(conn, state.edge, pending, "lp.example/log", OPERATOR)
+        assert (await load_log_state(conn)).edge.root() == state.edge.root()
     finally:
         await conn.close()
 

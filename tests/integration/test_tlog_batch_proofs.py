@@ -11,20 +11,19 @@ import asyncpg
 import pytest
 
 import storage.tlog_store as tlog_store
-from ledger.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
+from ledger.checkpoint import Checkpoint
 from ledger.crypto import KeyPair
-from ledger.envelope import format_timestamp
 from ledger.log_proofs import EventsNotLogged, SignedCheckpoint
 from ledger.merkle import CompactRange, MerkleTree, verify_inclusion
 from ledger.tlog import EventLeaf
 from storage.tlog_proofs import LogProofSource
 from storage.tlog_store import (
     LogEntryNotFound,
-    StoredCheckpoint,
     inclusion_proof_for_event,
     inclusion_proofs_for_events,
 )
-from storage.tlog_writer import PendingEvent, append_round
+from storage.tlog_writer import PendingEvent
+from tests.integration._tlog_rounds import append_signed_round
 
 pytestmark = pytest.mark.integration
 
@@ -68,18 +67,12 @@ async def _log(conn: asyncpg.Connection, leaves: list[EventLeaf]) -> list[int]:
     sizes = []
     for count in ROUNDS[:-1]:
         first = edge.size
-        nodes: list[tuple[int, int, bytes]] = []
-        pending = []
-        for position in range(first + 1, first + count + 1):
-            leaf = leaves[position - 1]
-            nodes.extend(edge.append(leaf.hash()))
-            pending.append(PendingEvent(position, "agent.halted", leaf, leaf.hash()))
-        checkpoint = Checkpoint(ORIGIN, edge.size, edge.root())
-        note = sign_checkpoint(checkpoint, [NoteSigner(ORIGIN, KEY)]).decode()
-        stored = StoredCheckpoint(
-            edge.size, ORIGIN, edge.root(), note, KEY.did, str(uuid.uuid4()), format_timestamp()
-        )
-        await append_round(conn, first, pending, nodes, stored)
+        # events are committed at positions 1, 2, ... in leaf order
+        pending = [
+            PendingEvent(first + 1 + i, "agent.halted", leaf, leaf.hash())
+            for i, leaf in enumerate(leaves[first : first + count])
+        ]
+        await append_signed_round(conn, edge, pending, ORIGIN, KEY)
         sizes.append(edge.size)
     return sizes
 

@@ -11,9 +11,7 @@ import uuid
 import asyncpg
 import pytest
 
-from ledger.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 from ledger.crypto import KeyPair
-from ledger.envelope import format_timestamp
 from ledger.errors import LedgerError
 from ledger.merkle import (
     CompactRange,
@@ -26,14 +24,14 @@ from ledger.merkle import (
 )
 from ledger.tlog import EventLeaf
 from storage.tlog_store import (
-    StoredCheckpoint,
     checkpoint_at,
     checkpoints_after,
     consistency_hashes,
     fetch_nodes,
     latest_checkpoint,
 )
-from storage.tlog_writer import PendingEvent, append_round, load_log_state
+from storage.tlog_writer import PendingEvent, load_log_state
+from tests.integration._tlog_rounds import append_signed_round
 
 pytestmark = pytest.mark.integration
 
@@ -57,26 +55,12 @@ async def _write_rounds(conn: asyncpg.Connection) -> tuple[MerkleTree, list[int]
     n = 0
     for count in ROUNDS:
         leaves = [_leaf(n + i) for i in range(count)]
-        first = edge.size
-        nodes: list[tuple[int, int, bytes]] = []
-        for leaf in leaves:
-            nodes.extend(edge.append(leaf.hash()))
-            memory.append(leaf.hash())
-        checkpoint = Checkpoint(ORIGIN, edge.size, edge.root())
-        stored = StoredCheckpoint(
-            edge.size,
-            ORIGIN,
-            edge.root(),
-            sign_checkpoint(checkpoint, [NoteSigner(ORIGIN, KEY)]).decode(),
-            KEY.did,
-            str(uuid.uuid4()),
-            format_timestamp(),
-        )
+        memory.extend(leaf.hash() for leaf in leaves)
         pending = [
             PendingEvent(1000 + n + i, "agent.halted", leaf, leaf.hash())
             for i, leaf in enumerate(leaves)
         ]
-        await append_round(conn, first, pending, nodes, stored)
+        await append_signed_round(conn, edge, pending, ORIGIN, KEY)
         n += count
         sizes.append(edge.size)
     return memory, sizes
