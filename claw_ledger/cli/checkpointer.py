@@ -12,6 +12,7 @@ from claw_ledger.cli.common import (
     emit_json,
     exit_with_running_status,
     json_option,
+    key_option,
     resolve_key,
     run_async,
     settings,
@@ -25,13 +26,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def _round_options(function: F) -> F:
     for option in reversed(
         [
-            click.option(
-                "--key",
-                "key_ref",
-                required=True,
-                metavar="KEY",
-                help="The ledger's key (role ledger): a key file path or a key NAME.",
-            ),
+            key_option("The ledger's key (role ledger): a key file path or a key NAME."),
             click.option(
                 "--every-events",
                 type=click.IntRange(min=1),
