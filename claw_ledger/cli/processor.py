@@ -7,7 +7,13 @@ from typing import Any
 
 import click
 
-from claw_ledger.cli.common import emit_json, processor_config, settings
+from claw_ledger.cli.common import (
+    emit_json,
+    exit_with_running_status,
+    json_option,
+    processor_config,
+    settings,
+)
 
 __all__ = ["command"]
 
@@ -141,7 +147,7 @@ def supervise(group: str, engine: str, lanes: str) -> None:
 @command.command("start")
 @click.option("--group", default="claw-ledger-verifier", show_default=True)
 @_lanes_option
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def start(group: str, lanes: str, as_json: bool) -> None:
     """Start the processor detached (idempotent); logs in <state_dir>/processor.log."""
     from claw_ledger.processor_control import start_processor
@@ -163,14 +169,9 @@ def stop() -> None:
 
 
 @command.command("status")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def status_cmd(as_json: bool) -> None:
     """Is the detached processor running? Exit 0 when it is."""
     from claw_ledger.processor_control import processor_pid
 
-    pid = processor_pid(settings())
-    if as_json:
-        emit_json({"running": pid is not None, "pid": pid})
-    else:
-        click.echo(f"processor running (pid {pid})" if pid else "processor not running")
-    sys.exit(0 if pid else 1)
+    exit_with_running_status("processor", processor_pid(settings()), as_json)
