@@ -3,8 +3,6 @@ sealed bundle's LogProofSource) are exactly the one-at-a-time proofs, in real Po
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import uuid
 
 import asyncpg
@@ -13,6 +11,7 @@ import pytest
 import storage.tlog_store as tlog_store
 from ledger.checkpoint import Checkpoint
 from ledger.crypto import KeyPair
+from ledger.encoding import sha256_b64u
 from ledger.log_proofs import EventsNotLogged, SignedCheckpoint
 from ledger.merkle import CompactRange, MerkleTree, verify_inclusion
 from ledger.tlog import EventLeaf
@@ -34,17 +33,13 @@ ROUNDS = [5, 12, 20]
 EVENTS = sum(ROUNDS) + 4
 
 
-def _b64u(text: str) -> str:
-    digest = hashlib.sha256(text.encode()).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
-
-
 async def _commit_events(conn: asyncpg.Connection) -> list[EventLeaf]:
     """``EVENTS`` rows in ``events`` over two partitions, as their leaves (position order)."""
     leaves = []
     for n in range(EVENTS):
         partition, seq = n % 2, n // 2 + 1
-        leaf = EventLeaf(partition, seq, str(uuid.uuid4()), _b64u(f"e{n}"), _b64u(f"c{n}"))
+        envelope, chain = sha256_b64u(f"e{n}".encode()), sha256_b64u(f"c{n}".encode())
+        leaf = EventLeaf(partition, seq, str(uuid.uuid4()), envelope, chain)
         await conn.execute(
             "INSERT INTO events (event_id, event_type, stream, producer, occurred_at,"
             " payload_hash_b64u, envelope_sha256, envelope_raw, payload, kafka_topic,"

@@ -4,14 +4,13 @@ and a restart reads back the very right edge the rounds left."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import uuid
 
 import asyncpg
 import pytest
 
 from ledger.crypto import KeyPair
+from ledger.encoding import sha256_b64u
 from ledger.errors import LedgerError
 from ledger.merkle import (
     CompactRange,
@@ -42,8 +41,7 @@ ROUNDS = [1, 3, 1, 7, 1, 16, 4, 7]
 
 
 def _leaf(n: int) -> EventLeaf:
-    digest = hashlib.sha256(f"event {n}".encode()).digest()
-    b64u = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    b64u = sha256_b64u(f"event {n}".encode())
     return EventLeaf(n % 3, n // 3 + 1, str(uuid.UUID(int=n + 1)), b64u, b64u)
 
 
