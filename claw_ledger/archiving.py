@@ -39,18 +39,17 @@ def export_hint(partition: str) -> str:
 async def archive_status(settings: Settings) -> dict[str, Any]:
     """The partitions and the newest boundary, read as the reader."""
     from storage.partitions import archive_boundary, list_partitions
-    from storage.projection_queries import open_connection
+    from storage.projection_queries import connection
 
-    conn = await open_connection(effective_database_url(settings, role="reader"))
-    try:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            partitions = await list_partitions(conn)
-            boundary = await archive_boundary(conn)
-            settings_row = await conn.fetchrow(
-                "SELECT partition_rows, partitions_ahead FROM event_partitioning WHERE id = 1"
-            )
-    finally:
-        await conn.close()
+    async with (
+        connection(effective_database_url(settings, role="reader")) as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        partitions = await list_partitions(conn)
+        boundary = await archive_boundary(conn)
+        settings_row = await conn.fetchrow(
+            "SELECT partition_rows, partitions_ahead FROM event_partitioning WHERE id = 1"
+        )
     return {
         "partition_rows": settings_row["partition_rows"],
         "partitions_ahead": settings_row["partitions_ahead"],
@@ -62,13 +61,10 @@ async def archive_status(settings: Settings) -> dict[str, Any]:
 async def resize_partitions(settings: Settings, rows: int) -> int:
     """Owner: partitions cut from now on hold ``rows`` positions; the headroom left."""
     from storage.partitions import set_partition_rows
-    from storage.projection_queries import open_connection
+    from storage.projection_queries import connection
 
-    conn = await open_connection(effective_database_url(settings))
-    try:
+    async with connection(effective_database_url(settings)) as conn:
         return await set_partition_rows(conn, rows)
-    finally:
-        await conn.close()
 
 
 async def detach_oldest(

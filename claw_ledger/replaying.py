@@ -177,13 +177,10 @@ class ReplayResult:
 
 async def _recorded_trust_root(database_url: str) -> str | None:
     from storage.postgres import trust_root
-    from storage.projection_queries import open_connection
+    from storage.projection_queries import connection
 
-    conn = await open_connection(database_url)
-    try:
+    async with connection(database_url) as conn:
         return await trust_root(conn)
-    finally:
-        await conn.close()
 
 
 async def source_size(settings: Settings, source: str) -> int:
@@ -192,14 +189,11 @@ async def source_size(settings: Settings, source: str) -> int:
         from consumers.topic_replay import topic_size
 
         return await topic_size(effective_endpoints(settings).kafka_bootstrap, _lanes(settings))
-    from storage.projection_queries import open_connection
+    from storage.projection_queries import connection
     from storage.replay_queries import count_events
 
-    conn = await open_connection(effective_database_url(settings))
-    try:
+    async with connection(effective_database_url(settings)) as conn:
         return await count_events(conn)
-    finally:
-        await conn.close()
 
 
 def _lanes(settings: Settings) -> list[str]:
@@ -289,14 +283,11 @@ async def _event_ids(request: ReplayRequest, database_url: str | None) -> EventI
     from storage.replay_ids import SpillingEventIds
 
     if request.source == LEDGER and database_url is not None:
-        from storage.projection_queries import open_connection
+        from storage.projection_queries import connection
         from storage.replay_queries import event_ids_unique
 
-        conn = await open_connection(database_url)
-        try:
+        async with connection(database_url) as conn:
             unique = await event_ids_unique(conn)
-        finally:
-            await conn.close()
         if unique:
             return RecentEventIds(request.ids_in_memory)
     return SpillingEventIds(request.ids_in_memory)
@@ -329,30 +320,29 @@ async def _replay_ledger(
     on_verdicts: VerdictsHook | None,
 ) -> None:
     from storage.partitions import archive_boundary
-    from storage.projection_queries import open_connection
+    from storage.projection_queries import connection
     from storage.replay_queries import iter_events
 
-    conn = await open_connection(database_url)
-    try:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            boundary = await archive_boundary(conn)
-            if boundary is not None:
-                _check_until(request.until, boundary.state_snapshot)
-                # the archived events verified when they were cut; go on from there
-                result.fold.resume_snapshot(boundary.state_snapshot)
-                result.archived = boundary.to_json()
-            events = (stored_event(row) async for row in iter_events(conn))
-            async for chunk in pool.averdicts(events, _raw):
-                if on_verdicts is not None:
-                    on_verdicts(chunk)
-                if not result.fold.stopped:
-                    _steps(result.fold, chunk, request, result, progress)
-                if result.fold.stopped and on_verdicts is None:
-                    break
-            if request.compare and result.fold.broken is None:
-                result.diffs = await _compare_on(conn, result.fold)
-    finally:
-        await conn.close()
+    async with (
+        connection(database_url) as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        boundary = await archive_boundary(conn)
+        if boundary is not None:
+            _check_until(request.until, boundary.state_snapshot)
+            # the archived events verified when they were cut; go on from there
+            result.fold.resume_snapshot(boundary.state_snapshot)
+            result.archived = boundary.to_json()
+        events = (stored_event(row) async for row in iter_events(conn))
+        async for chunk in pool.averdicts(events, _raw):
+            if on_verdicts is not None:
+                on_verdicts(chunk)
+            if not result.fold.stopped:
+                _steps(result.fold, chunk, request, result, progress)
+            if result.fold.stopped and on_verdicts is None:
+                break
+        if request.compare and result.fold.broken is None:
+            result.diffs = await _compare_on(conn, result.fold)
 
 
 def _check_until(until: datetime | None, snapshot: dict[str, Any]) -> None:
@@ -411,38 +401,31 @@ def _describe(step: ReplayStep) -> dict[str, Any]:
 
 
 async def _check_into(database_url: str, schema: str) -> None:
-    from storage.projection_queries import open_connection
+    from storage.projection_queries import connection
     from storage.replay_queries import check_replay_schema
 
-    conn = await open_connection(database_url)
-    try:
+    async with connection(database_url) as conn:
         await check_replay_schema(conn, schema)
-    finally:
-        await conn.close()
 
 
 async def _write_into(database_url: str, schema: str, fold: Replay) -> int:
-    from storage.projection_queries import open_connection
+    from storage.projection_queries import connection
     from storage.replay_queries import create_replay_schema, write_projection_rows
 
-    conn = await open_connection(database_url)
-    try:
+    async with connection(database_url) as conn:
         await create_replay_schema(conn, schema)
         return await write_projection_rows(conn, schema, fold.rows())
-    finally:
-        await conn.close()
 
 
 async def compare_with_live(database_url: str, fold: Replay) -> list[ProjectionDiff]:
     """Every projection table, row by row: the rebuild against the live rows."""
-    from storage.projection_queries import open_connection
+    from storage.projection_queries import connection
 
-    conn = await open_connection(database_url)
-    try:
-        async with conn.transaction(isolation="repeatable_read", readonly=True):
-            return await _compare_on(conn, fold)
-    finally:
-        await conn.close()
+    async with (
+        connection(database_url) as conn,
+        conn.transaction(isolation="repeatable_read", readonly=True),
+    ):
+        return await _compare_on(conn, fold)
 
 
 async def _compare_on(conn: Any, fold: Replay) -> list[ProjectionDiff]:

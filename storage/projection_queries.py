@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import asyncpg
@@ -19,6 +20,7 @@ import asyncpg
 __all__ = [
     "active_halts",
     "active_shadows",
+    "connection",
     "get_halt",
     "get_job",
     "get_key",
@@ -47,6 +49,16 @@ async def open_connection(database_url: str) -> asyncpg.Connection:
     return conn
 
 
+@asynccontextmanager
+async def connection(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """:func:`open_connection` for one ``async with`` block, closed on the way out."""
+    conn = await open_connection(database_url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
 T = TypeVar("T")
 
 
@@ -56,11 +68,8 @@ def query_sync(
     """Run one of the queries below on a fresh connection, blocking (for the CLI)."""
 
     async def run() -> T:
-        conn = await open_connection(database_url)
-        try:
+        async with connection(database_url) as conn:
             return await query(conn, *args, **kwargs)
-        finally:
-            await conn.close()
 
     return asyncio.run(run())
 

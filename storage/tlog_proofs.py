@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from ledger.checkpoint import Checkpoint
 from ledger.log_proofs import EventInclusion, EventsNotLogged, SignedCheckpoint
-from storage.projection_queries import open_connection
+from storage.projection_queries import connection
 from storage.tlog_store import inclusion_proofs_for_events, latest_checkpoint
 
 __all__ = ["LogProofSource", "log_has_checkpoint"]
@@ -20,13 +20,10 @@ __all__ = ["LogProofSource", "log_has_checkpoint"]
 
 async def log_has_checkpoint(database_url: str) -> bool:
     """Whether the checkpointer has signed a checkpoint in this ledger yet."""
-    conn = await open_connection(database_url)
-    try:
+    async with connection(database_url) as conn:
         if not await conn.fetchval("SELECT to_regclass('tlog_checkpoints') IS NOT NULL"):
             return False
         return await latest_checkpoint(conn) is not None
-    finally:
-        await conn.close()
 
 
 class LogProofSource:
@@ -36,11 +33,8 @@ class LogProofSource:
         self.database_url = database_url
 
     async def checkpoint(self) -> SignedCheckpoint:
-        conn = await open_connection(self.database_url)
-        try:
+        async with connection(self.database_url) as conn:
             stored = await latest_checkpoint(conn)
-        finally:
-            await conn.close()
         if stored is None:
             raise EventsNotLogged([], 0)
         checkpoint = Checkpoint(stored.origin, stored.tree_size, stored.root_hash)
@@ -49,11 +43,8 @@ class LogProofSource:
     async def prove(
         self, event_ids: Sequence[str], checkpoint: SignedCheckpoint
     ) -> dict[str, EventInclusion]:
-        conn = await open_connection(self.database_url)
-        try:
+        async with connection(self.database_url) as conn:
             found, missing = await inclusion_proofs_for_events(conn, event_ids, checkpoint.size)
-        finally:
-            await conn.close()
         if missing:
             raise EventsNotLogged(missing, checkpoint.size)
         proofs: dict[str, EventInclusion] = {}

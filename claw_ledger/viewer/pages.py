@@ -16,7 +16,7 @@ from starlette.datastructures import UploadFile
 from ledger.offline_verify import VerificationResult, verify_bytes
 from storage import viewer_queries
 from storage.ledger_queries import TimelineFilter, list_quarantine, timeline_page
-from storage.projection_queries import open_connection
+from storage.projection_queries import connection
 
 __all__ = ["COOKIE_NAME", "VIEWER_ROLES", "ViewerBackend", "viewer_router"]
 
@@ -173,12 +173,9 @@ def viewer_router(backend: ViewerBackend) -> APIRouter:
 
     @pages.get("/runs/{job_id}")
     async def run(request: Request, job_id: str) -> Response:
-        conn = await open_connection(backend.reader_url)
-        try:
+        async with connection(backend.reader_url) as conn:
             view = await viewer_queries.run_view(conn, job_id)
             ledger_keys = await _ledger_keys(conn)
-        finally:
-            await conn.close()
         if view is None:
             return _render("missing.html", status=404, what="run", name=job_id)
         verdict = None
@@ -191,11 +188,8 @@ def viewer_router(backend: ViewerBackend) -> APIRouter:
 
     @pages.get("/halts")
     async def halts(request: Request) -> Response:
-        conn = await open_connection(backend.reader_url)
-        try:
+        async with connection(backend.reader_url) as conn:
             windows = await viewer_queries.halt_windows(conn)
-        finally:
-            await conn.close()
         return _render("halts.html", windows=windows)
 
     @pages.get("/quarantine")
@@ -227,11 +221,8 @@ def viewer_router(backend: ViewerBackend) -> APIRouter:
 
     @pages.get("/{pulse_id}")
     async def pulse(request: Request, pulse_id: str) -> Response:
-        conn = await open_connection(backend.reader_url)
-        try:
+        async with connection(backend.reader_url) as conn:
             record = await viewer_queries.pulse_record(conn, pulse_id)
-        finally:
-            await conn.close()
         if record is None:
             return _render("missing.html", status=404, what="Trust Pulse record", name=pulse_id)
         return _render("pulse.html", record=record)
