@@ -84,14 +84,7 @@ class TreeRebuild:
             self.tree.append(EMPTY_ROOT)
             return
         event_fields = (str(row["e_event_id"]), int(row["e_partition"]), int(row["e_seq"]))
-        if leaf_fields != event_fields:
-            self._leaf_problem(
-                index,
-                "the leaf row does not name the event it points at",
-                column="event_id, kafka_partition, ledger_seq",
-                expected=list(event_fields),
-                found=list(leaf_fields),
-            )
+        self._check_names(index, "event", event_fields, leaf_fields)
         partition, seq = event_fields[1], event_fields[2]
         want = self.included.get(partition, 0) + 1
         if seq != want:
@@ -140,17 +133,27 @@ class TreeRebuild:
             self._leaf_problem(index, "the leaf's archived event is not in event_keys")
         else:
             keys = (str(row["k_event_id"]), int(row["k_partition"]), int(row["k_seq"]))
-            if keys != leaf_fields:
-                self._leaf_problem(
-                    index,
-                    "the leaf row does not name the archived event it points at",
-                    column="event_id, kafka_partition, ledger_seq",
-                    expected=list(keys),
-                    found=list(leaf_fields),
-                )
+            self._check_names(index, "archived event", keys, leaf_fields)
         partition, seq = leaf_fields[1], leaf_fields[2]
         self.included[partition] = max(seq, self.included.get(partition, 0))
         self.tree.append(bytes(row["leaf_hash"]))
+
+    def _check_names(
+        self,
+        index: int,
+        what: str,
+        pointed_at: tuple[str, int, int],
+        leaf_fields: tuple[str, int, int],
+    ) -> None:
+        """The leaf row names (event id, partition, sequence) the event it points at."""
+        if pointed_at != leaf_fields:
+            self._leaf_problem(
+                index,
+                f"the leaf row does not name the {what} it points at",
+                column="event_id, kafka_partition, ledger_seq",
+                expected=list(pointed_at),
+                found=list(leaf_fields),
+            )
 
     def check_node(self, level: int, index: int, stored: bytes) -> None:
         """One stored node against the rebuild."""
