@@ -28,18 +28,16 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from bench.ledger import BenchLedger, new_ledger, publish_all
+from bench.ledger import BenchLedger, ingress_producer, new_ledger, publish_all
 from bench.serve_process import ServeProcess
 from bench.workload import approved_run, sign_halt_events
 from claw_ledger.apikeys import new_key
 from claw_ledger.config import Settings
-from claw_ledger.topics import topic_names
 from ledger.crypto import KeyPair, save_key
 from ledger.roles import Role
 from ledger.tokens import build_claims, issue_token
 from ledger.wpc import policy_hash_b64u, sign_wpc
 from producers.publish import wait_for_verdict
-from producers.sdk import LedgerProducer
 
 __all__ = ["authorize_http_rows"]
 
@@ -67,9 +65,8 @@ class _Job:
 async def _publish(
     ledger: BenchLedger, key: KeyPair, event_type: str, stream: str, body: Any
 ) -> None:
-    assert ledger.settings.kafka_bootstrap and ledger.settings.database_url
-    topics = topic_names(ledger.settings.topic_prefix)
-    async with LedgerProducer(ledger.settings.kafka_bootstrap, topics.ingress) as producer:
+    assert ledger.settings.database_url
+    async with ingress_producer(ledger.settings) as producer:
         event_id = str(uuid.uuid4())
         await producer.publish(key, event_type, stream, body, event_id=event_id)
     verdict = await wait_for_verdict(ledger.settings.database_url, event_id, timeout=120)

@@ -31,6 +31,7 @@ import asyncpg
 
 from bench.ledger import (
     commit_times,
+    migrated_database,
     new_ledger,
     publish_all,
     wait_committed,
@@ -38,11 +39,9 @@ from bench.ledger import (
 from bench.micro import Row, processor_cpu_seconds
 from bench.workload import sign_halt_events
 from claw_ledger.config import Settings, load_settings
-from claw_ledger.services.postgres import create_database
 from ledger.crypto import KeyPair
 from ledger.encoding import sha256_b64u
 from ledger.verify import verify_message
-from storage.migrate import migrate
 from storage.postgres import EVENT_COLUMNS, init_connection
 
 __all__ = ["CapacityFigures", "capacity_rows", "measure"]
@@ -185,9 +184,7 @@ async def commit_path(base: Settings, batch: int = 2_000, batches: int = 8) -> d
     """COPY of ``batch`` events per transaction: partitioned vs flat, median µs per event."""
     assert base.database_url
     name = f"bench_copy_{uuid.uuid4().hex[:8]}"
-    await create_database(base.database_url, name)
-    url = base.database_url.rsplit("/", 1)[0] + "/" + name
-    await migrate(url)
+    url = await migrated_database(base.database_url, name)
     raws = sign_halt_events(KeyPair.generate("operator"), batch * batches)
     conn = await asyncpg.connect(url)
     try:

@@ -32,17 +32,15 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import psutil
 
+from bench.ledger import bulk_producer, fresh_settings
 from bench.workload import envelope_jcs
 from claw_ledger.config import Settings
-from claw_ledger.services.kafka import ensure_topics
-from claw_ledger.services.postgres import create_database
-from claw_ledger.topics import topic_names
 from ledger.control_digest import DIGEST_MODULUS, digest_hex, parse_digest, row_hash
 from ledger.crypto import KeyPair
 from ledger.encoding import sha256_b64u
@@ -50,10 +48,9 @@ from ledger.envelope import format_timestamp
 from ledger.events import sign_event_bytes
 from ledger.roles import Role
 from ledger.state import KeyRecord
-from producers.sdk import LedgerProducer, RawEvent
+from producers.sdk import RawEvent
 from storage import control_cache_sql
-from storage.migrate import migrate
-from storage.postgres import init_connection, set_trust_root
+from storage.postgres import init_connection
 
 __all__ = ["Row", "control_cache_rows"]
 
@@ -145,19 +142,15 @@ class FilledLedger:
 
 async def filled_ledger(base: Settings, tokens: int, partitions: int) -> FilledLedger:
     """A fresh database and topic prefix whose ledger holds ``tokens`` active tokens."""
-    assert base.database_url and base.kafka_bootstrap
     name = f"bench_{uuid.uuid4().hex[:8]}"
-    await create_database(base.database_url, name)
+    # listed first: the drop at the end skips a database that was never made
     CREATED_DATABASES.append(name)
-    url = base.database_url.rsplit("/", 1)[0] + "/" + name
-    await migrate(url)
-    settings = replace(base, database_url=url, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}")
-    await ensure_topics(base.kafka_bootstrap, topic_names(settings.topic_prefix).all, partitions)
     admin, operator = KeyPair.generate("admin"), KeyPair.generate("operator")
-    conn = await asyncpg.connect(url)
+    settings = await fresh_settings(base, name, partitions, trust_root=admin)
+    assert settings.database_url
+    conn = await asyncpg.connect(settings.database_url)
     try:
         await init_connection(conn)
-        await set_trust_root(conn, admin.did)
         async with conn.transaction():
             version = int(
                 await conn.fetchval(
@@ -217,16 +210,12 @@ def _halt(key: KeyPair, target: str, **flags: bool) -> tuple[str, str, bytes]:
 
 
 async def _publish(settings: Settings, events: list[tuple[str, str, bytes]]) -> None:
-    assert settings.kafka_bootstrap
-    ingress = topic_names(settings.topic_prefix).ingress
-    async with LedgerProducer(
-        settings.kafka_bootstrap, ingress, linger_ms=10, max_batch_size=1024 * 1024
-    ) as producer:
+    async with bulk_producer(settings) as producer:
         for start in range(0, len(events), 2_000):
             chunk = events[start : start + 2_000]
             # the ingress topic, as before the control lane (ADR 0024): no routing parse
             await producer.send_raw_many(
-                (RawEvent(raw, stream, eid) for eid, stream, raw in chunk), topic=ingress
+                (RawEvent(raw, stream, eid) for eid, stream, raw in chunk), topic=producer.topic
             )
 
 

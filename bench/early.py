@@ -26,12 +26,10 @@ from typing import Any
 
 import asyncpg
 
-from bench.ledger import BenchLedger
+from bench.ledger import BenchLedger, bulk_producer, fresh_settings, ingress_producer
 from bench.workload import approved_run
 from claw_ledger.authorizing import AuthorizeConfig, AuthorizeService
 from claw_ledger.config import Settings
-from claw_ledger.services.kafka import ensure_topics
-from claw_ledger.services.postgres import create_database
 from claw_ledger.topics import topic_names
 from ledger.authorize import Action, CallRequest, decide_call
 from ledger.crypto import KeyPair
@@ -40,8 +38,6 @@ from ledger.roles import Role
 from ledger.tokens import build_claims, issue_token
 from ledger.wpc import policy_hash_b64u, sign_wpc
 from producers.sdk import LedgerProducer, sign_many
-from storage.migrate import migrate
-from storage.postgres import set_trust_root
 
 __all__ = ["early_rows", "measure"]
 
@@ -75,20 +71,9 @@ class _Ledger:
 
 
 async def _new_ledger(base: Settings, jobs: int, partitions: int) -> _Ledger:
-    assert base.database_url and base.kafka_bootstrap
-    name = f"bench_early_{uuid.uuid4().hex[:8]}"
-    await create_database(base.database_url, name)
-    url = base.database_url.rsplit("/", 1)[0] + "/" + name
-    await migrate(url)
-    settings = replace(base, database_url=url, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}")
-    await ensure_topics(base.kafka_bootstrap, topic_names(settings.topic_prefix).all, partitions)
     keys = {role: KeyPair.generate(role.value) for role in Role}
-    conn = await asyncpg.connect(url)
-    try:
-        await set_trust_root(conn, keys[Role.ADMIN].did)
-    finally:
-        await conn.close()
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    name = f"bench_early_{uuid.uuid4().hex[:8]}"
+    settings = await fresh_settings(base, name, partitions, trust_root=keys[Role.ADMIN])
     bench = BenchLedger(settings, keys[Role.OPERATOR], [])
     bench.start_processors(1)
     ledger = _Ledger(bench, keys)
@@ -152,9 +137,8 @@ def _key_body(role: Role, key: KeyPair) -> dict[str, Any]:
 
 async def _publish_phase(ledger: _Ledger, key: KeyPair, events: list[NewEvent]) -> None:
     """Publish ``events`` and wait until all are committed (a phase needs the one before)."""
-    assert ledger.settings.kafka_bootstrap and ledger.settings.database_url
-    ingress = topic_names(ledger.settings.topic_prefix).ingress
-    async with LedgerProducer(ledger.settings.kafka_bootstrap, ingress) as producer:
+    assert ledger.settings.database_url
+    async with ingress_producer(ledger.settings) as producer:
         ids = [p.event_id for p in await producer.publish_many(key, events)]
     conn = await asyncpg.connect(ledger.settings.database_url)
     try:
@@ -179,11 +163,7 @@ async def _publish_phase(ledger: _Ledger, key: KeyPair, events: list[NewEvent]) 
 
 async def _queue_backlog(ledger: _Ledger, count: int) -> None:
     runtime = ledger.keys[Role.RUNTIME]
-    assert ledger.settings.kafka_bootstrap
-    ingress = topic_names(ledger.settings.topic_prefix).ingress
-    async with LedgerProducer(
-        ledger.settings.kafka_bootstrap, ingress, linger_ms=10, max_batch_size=1024 * 1024
-    ) as producer:
+    async with bulk_producer(ledger.settings) as producer:
         for start in range(0, count, 20_000):
             events = (
                 NewEvent("policy.attested", f"openclaw-policy:w{i % 256}", _ATTESTED)

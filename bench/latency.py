@@ -21,11 +21,9 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from bench.ledger import BenchLedger, commit_times, new_ledger, wait_committed
+from bench.ledger import BenchLedger, commit_times, ingress_producer, new_ledger, wait_committed
 from bench.workload import sign_halt_events
 from claw_ledger.config import Settings
-from claw_ledger.topics import topic_names
-from producers.sdk import LedgerProducer
 
 __all__ = [
     "LOAD_FRACTIONS",
@@ -70,15 +68,11 @@ async def paced_publish(
     sends follow the schedule to within the event loop's timer resolution
     rather than in bursts of a fixed size.
     """
-    assert ledger.settings.kafka_bootstrap
     scheduled: dict[str, float] = {}
     lags: list[float] = []
     futures = []
-    async with LedgerProducer(
-        ledger.settings.kafka_bootstrap,
-        topic_names(ledger.settings.topic_prefix).ingress,
-        linger_ms=1,
-        max_batch_size=256 * 1024,
+    async with ingress_producer(
+        ledger.settings, linger_ms=1, max_batch_size=256 * 1024
     ) as producer:
         # the topic's metadata first: the first send would otherwise wait for it
         # and start the schedule late

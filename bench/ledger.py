@@ -30,7 +30,11 @@ from storage.postgres import set_trust_root
 __all__ = [
     "PUBLISH_CHUNK",
     "BenchLedger",
+    "bulk_producer",
     "commit_times",
+    "fresh_settings",
+    "ingress_producer",
+    "migrated_database",
     "new_ledger",
     "publish_all",
     "wait_committed",
@@ -117,32 +121,61 @@ class BenchLedger:
         self.processors.clear()
 
 
+async def migrated_database(server_url: str, name: str) -> str:
+    """A new database ``name`` on the Postgres server of ``server_url``, migrated; its URL."""
+    await create_database(server_url, name)
+    url = server_url.rsplit("/", 1)[0] + "/" + name
+    await migrate(url)
+    return url
+
+
+async def fresh_settings(
+    base: Settings, name: str, partitions: int, *, trust_root: KeyPair
+) -> Settings:
+    """``base`` on a new migrated database ``name``, whose trust root is ``trust_root``,
+    and a new topic prefix, its topics made with ``partitions`` partitions."""
+    assert base.database_url and base.kafka_bootstrap
+    url = await migrated_database(base.database_url, name)
+    settings = replace(base, database_url=url, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}")
+    await ensure_topics(base.kafka_bootstrap, topic_names(settings.topic_prefix).all, partitions)
+    conn = await asyncpg.connect(url)
+    try:
+        await set_trust_root(conn, trust_root.did)
+    finally:
+        await conn.close()
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+def ingress_producer(settings: Settings, **options: Any) -> LedgerProducer:
+    """A producer to the ingress topic of ``settings``; ``options`` as
+    :class:`LedgerProducer` takes them."""
+    assert settings.kafka_bootstrap
+    return LedgerProducer(
+        settings.kafka_bootstrap, topic_names(settings.topic_prefix).ingress, **options
+    )
+
+
+def bulk_producer(settings: Settings) -> LedgerProducer:
+    """An ingress producer for publishing flat out: 10 ms linger, batches up to 1 MiB."""
+    return ingress_producer(settings, linger_ms=10, max_batch_size=1024 * 1024)
+
+
 async def new_ledger(
     base: Settings, processors: int, partitions: int, *, lanes: str = "control,ingress"
 ) -> BenchLedger:
     """A fresh database and topic prefix on the bench servers, with a registered operator;
     its processors consume ``lanes``."""
-    assert base.database_url and base.kafka_bootstrap
     name = f"bench_{uuid.uuid4().hex[:8]}"
-    await create_database(base.database_url, name)
-    url = base.database_url.rsplit("/", 1)[0] + "/" + name
-    await migrate(url)
-    settings = replace(base, database_url=url, topic_prefix=f"bench-{uuid.uuid4().hex[:8]}")
-    topics = topic_names(settings.topic_prefix)
-    await ensure_topics(base.kafka_bootstrap, topics.all, partitions)
     admin, operator = KeyPair.generate("admin"), KeyPair.generate("operator")
     ledger_key = KeyPair.generate("ledger")
-    conn = await asyncpg.connect(url)
-    try:
-        await set_trust_root(conn, admin.did)
-    finally:
-        await conn.close()
-    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    settings = await fresh_settings(base, name, partitions, trust_root=admin)
+    assert settings.database_url and settings.kafka_bootstrap
     key_file = settings.state_dir / f"{name}-ledger.key"
     save_key(ledger_key, key_file)
     ledger = BenchLedger(settings, operator, [], key_file, lanes=lanes, admin=admin)
     ledger.start_processors(processors)
-    async with LedgerProducer(base.kafka_bootstrap, topics.ingress) as producer:
+    async with ingress_producer(settings) as producer:
         registered = ((admin, ["admin"]), (operator, ["operator"]), (ledger_key, ["ledger"]))
         for key, roles in registered:
             event = build_event(
@@ -152,9 +185,9 @@ async def new_ledger(
                 admin,
             )
             await producer.send_envelope(sign_event(event, admin))
-            verdict = await wait_for_verdict(url, event.event_id, timeout=120)
+            verdict = await wait_for_verdict(settings.database_url, event.event_id, timeout=120)
             assert verdict["status"] == "committed", verdict
-    await wait_group_stable(base.kafka_bootstrap, ledger.group, processors)
+    await wait_group_stable(settings.kafka_bootstrap, ledger.group, processors)
     return ledger
 
 
@@ -193,13 +226,7 @@ async def publish_all(
     and no envelope is parsed on the producer's side to route it.
     """
     sent: dict[str, float] = {}
-    assert ledger.settings.kafka_bootstrap
-    async with LedgerProducer(
-        ledger.settings.kafka_bootstrap,
-        topic_names(ledger.settings.topic_prefix).ingress,
-        linger_ms=10,
-        max_batch_size=1024 * 1024,
-    ) as producer:
+    async with bulk_producer(ledger.settings) as producer:
         if rate is None:
             for start in range(0, len(events), PUBLISH_CHUNK):
                 chunk = events[start : start + PUBLISH_CHUNK]

@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.ledger import bulk_producer
 from claw_ledger.config import Settings
-from claw_ledger.topics import topic_names
 from ledger.crypto import KeyPair
 from ledger.events import build_event, sign_event, sign_event_bytes
-from producers.sdk import LedgerProducer, NewEvent, sign_many
+from producers.sdk import NewEvent, sign_many
 
 __all__ = ["attested_body", "halt_drafts", "measure", "publish_signing", "signing_rows"]
 
@@ -113,13 +113,7 @@ async def publish_signing(
     ingress topic as :func:`bench.ledger.publish_all` sends the pre-signed
     events, so that both runs measure the same lane."""
     sent: dict[str, float] = {}
-    assert settings.kafka_bootstrap
-    async with LedgerProducer(
-        settings.kafka_bootstrap,
-        topic_names(settings.topic_prefix).ingress,
-        linger_ms=10,
-        max_batch_size=1024 * 1024,
-    ) as producer:
+    async with bulk_producer(settings) as producer:
         for start in range(0, len(events), chunk):
             now = time.time()
             positions = await producer.send_raw_many(
