@@ -66,6 +66,13 @@ def _signed(
     return sign_event_bytes(key, event_type, stream, body, **kw)
 
 
+def _halt(key: KeyPair, target: str, reason: str, **kw: Any) -> tuple[str, bytes]:
+    """``agent.halted`` of ``target`` on its stream, signed by ``key``: (event id, bytes)."""
+    return _signed(
+        key, "agent.halted", f"halt:{target}", {"target": target, "reason": reason}, **kw
+    )
+
+
 def _early_service(ledger: LedgerHarness, **kw: Any) -> AuthorizeService:
     from dataclasses import replace
 
@@ -103,9 +110,7 @@ async def test_a_seen_halt_denies_before_commit_and_a_resume_acts_only_once_comm
         assert (await ask(job)).allowed
         operator = ledger.keys[Role.OPERATOR]
         target = f"job:{job.job_id}"
-        halt_id, halt = _signed(
-            operator, "agent.halted", f"halt:{target}", {"target": target, "reason": "incident"}
-        )
+        halt_id, halt = _halt(operator, target, "incident")
         await _publish_control(ledger, halt, f"halt:{target}")
         seen = await decide_until(lambda: ask(job), lambda d: not d.allowed)
         assert seen.reason_code is ReasonCode.AGENT_HALTED
@@ -163,22 +168,16 @@ async def test_forged_halts_have_no_effect(running_ledger: LedgerHarness) -> Non
     try:
         assert (await authorize.decide(request(job))).allowed
         target = f"job:{job.job_id}"
-        halt = {"target": target, "reason": "forged"}
         forgers = [KeyPair.generate("outsider"), revoked_operator, ledger.keys[Role.RUNTIME]]
         for key in forgers:
-            _, raw = _signed(key, "agent.halted", f"halt:{target}", halt)
+            _, raw = _halt(key, target, "forged")
             await _publish_control(ledger, raw, f"halt:{target}")
-        _, raw = _signed(ledger.keys[Role.OPERATOR], "agent.halted", f"halt:{target}", halt)
+        _, raw = _halt(ledger.keys[Role.OPERATOR], target, "forged")
         tampered = raw.replace(b"forged", b"Forged")
         await _publish_control(ledger, tampered, f"halt:{target}")
         # a valid halt of another job, published after them: once it denies, all were read
         marked = f"job:{marker.job_id}"
-        _, raw = _signed(
-            ledger.keys[Role.OPERATOR],
-            "agent.halted",
-            f"halt:{marked}",
-            {"target": marked, "reason": "marker"},
-        )
+        _, raw = _halt(ledger.keys[Role.OPERATOR], marked, "marker")
         await _publish_control(ledger, raw, f"halt:{marked}")
         await decide_until(lambda: authorize.decide(request(marker)), lambda d: not d.allowed)
         assert authorize.seen.counts["refused"] == len(forgers) + 1
@@ -198,9 +197,7 @@ async def test_a_seen_halt_the_ledger_refuses_is_lifted_and_says_so(
         operator = await ledger.register_key(Role.OPERATOR)
         await authorize.start()
         target = f"job:{job.job_id}"
-        halt_id, halt = _signed(
-            operator, "agent.halted", f"halt:{target}", {"target": target, "reason": "x"}
-        )
+        halt_id, halt = _halt(operator, target, "x")
         await _publish_control(ledger, halt, f"halt:{target}")
         seen = await decide_until(lambda: authorize.decide(request(job)), lambda d: not d.allowed)
         assert (seen.halt_state, seen.seen_event_id) == ("seen", halt_id)
@@ -226,22 +223,11 @@ async def test_a_seen_halt_the_ledger_refuses_is_lifted_and_says_so(
         assert lift.reason.startswith("SIGNER_REVOKED")
         assert authorize.status()["control_lane"]["recent_lifts"][0]["event_id"] == halt_id
         # a seen halt whose event id the ledger holds with other content: lifted too
-        used_id, used_raw = _signed(
-            ledger.keys[Role.OPERATOR],
-            "agent.halted",
-            "halt:job:elsewhere",
-            {"target": "job:elsewhere", "reason": "first"},
-        )
+        used_id, used_raw = _halt(ledger.keys[Role.OPERATOR], "job:elsewhere", "first")
         await _commit(ledger, used_raw, "halt:job:elsewhere")
         used = await ledger.verdict(used_id)
         assert used["status"] == "committed"
-        _, conflict = _signed(
-            ledger.keys[Role.OPERATOR],
-            "agent.halted",
-            f"halt:{target}",
-            {"target": target, "reason": "second"},
-            event_id=used_id,
-        )
+        _, conflict = _halt(ledger.keys[Role.OPERATOR], target, "second", event_id=used_id)
         await _publish_control(ledger, conflict, f"halt:{target}")
         await _until(lambda: authorize.seen.counts["lifted"] == 2)
         assert "DUPLICATE_EVENT_CONFLICT" in authorize.seen.lifted[-1].reason
@@ -276,12 +262,7 @@ async def test_a_halt_behind_an_ingress_backlog_denies_and_survives_a_processor_
         assert (await authorize.decide(request(job))).allowed
         await _publish_backlog(ledger, backlog)
         target = f"job:{job.job_id}"
-        halt_id, halt = _signed(
-            ledger.keys[Role.OPERATOR],
-            "agent.halted",
-            f"halt:{target}",
-            {"target": target, "reason": "runaway"},
-        )
+        halt_id, halt = _halt(ledger.keys[Role.OPERATOR], target, "runaway")
         await _publish_control(ledger, halt, f"halt:{target}")
         denied = await decide_until(
             lambda: authorize.decide(request(job)), lambda d: d.reason_code is not ReasonCode.OK
