@@ -39,12 +39,13 @@ from ledger.tokens import build_claims, issue_token
 from ledger.wpc import policy_hash_b64u, sign_wpc
 from producers.sdk import LedgerProducer, sign_many
 
-__all__ = ["early_rows", "measure"]
+__all__ = ["BACKLOG_BODY", "early_rows", "measure"]
 
 TARGET_MS = 250.0
 _WPC: dict[str, Any] = {"wpc_version": "1", "tools": {"allow": ["read"]}}
 _READ = Action.for_tool("read")
-_ATTESTED = {
+#: the body of each backlog event: an ordinary event, on the ingress lane
+BACKLOG_BODY: dict[str, Any] = {
     "ok": True,
     "policy_hash": None,
     "workspace_hash": "w",
@@ -166,7 +167,7 @@ async def _queue_backlog(ledger: _Ledger, count: int) -> None:
     async with bulk_producer(ledger.settings) as producer:
         for start in range(0, count, 20_000):
             events = (
-                NewEvent("policy.attested", f"openclaw-policy:w{i % 256}", _ATTESTED)
+                NewEvent("policy.attested", f"openclaw-policy:w{i % 256}", BACKLOG_BODY)
                 for i in range(start, min(count, start + 20_000))
             )
             await producer.send_raw_many(sign_many(runtime, events))

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from bench.early import BACKLOG_BODY
 from claw_ledger.authorizing import AuthorizeService
 from ledger.authorize import Decision
 from ledger.crypto import KeyPair
@@ -302,22 +303,16 @@ async def test_a_halt_behind_an_ingress_backlog_denies_and_survives_a_processor_
 
 
 async def _publish_backlog(ledger: LedgerHarness, count: int) -> None:
-    """``count`` ordinary events (policy attestations) queued on the ingress lane."""
+    """``count`` ordinary events (the policy attestations of :mod:`bench.early`'s backlog)
+    queued on the ingress lane."""
     runtime = ledger.keys[Role.RUNTIME]
-    body = {
-        "ok": True,
-        "policy_hash": None,
-        "workspace_hash": "w",
-        "findings_hash": "f",
-        "attestation_hash": "a",
-        "checked_at": "2026-01-01T00:00:00Z",
-        "policy_path": "p",
-        "findings_count": 0,
-    }
     # signed first, sent at once: the whole backlog is queued before the halt
     signed = sign_many(
         runtime,
-        (NewEvent("policy.attested", f"openclaw-policy:w{i % 64}", body) for i in range(count)),
+        (
+            NewEvent("policy.attested", f"openclaw-policy:w{i % 64}", BACKLOG_BODY)
+            for i in range(count)
+        ),
     )
     assert ledger.settings.kafka_bootstrap
     async with LedgerProducer(ledger.settings.kafka_bootstrap, ledger.topics.ingress) as producer:
