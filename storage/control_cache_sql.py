@@ -17,13 +17,13 @@ import asyncpg
 
 from ledger.control_digest import CONTROL_DIGEST_TABLES, DIGEST_MODULUS, row_hash
 from ledger.control_reads import ScopeRead
-from storage import postgres
+from storage import control_plane_sql as control_plane
 from storage.protocol import ControlQuery, ControlRead, ControlStart
 
 __all__ = ["open_control_state", "read_control"]
 
 #: the key column of each control-plane table (table names are constants)
-_KEY_COLUMNS: dict[str, str] = {"keys": "did", **postgres.CONTROL_TABLES}
+_KEY_COLUMNS: dict[str, str] = {"keys": "did", **control_plane.CONTROL_TABLES}
 #: the columns a scope read may select on, per table (each indexed; names go into SQL)
 _SCOPE_COLUMNS: dict[str, frozenset[str]] = {"tokens": frozenset({"sub", "mission_id"})}
 #: rows per round trip while a table's digest streams by
@@ -69,7 +69,7 @@ async def _scoped_rows(
             list(by_value),
             status,
         ):
-            row = postgres.control_row(r)
+            row = control_plane.control_row(r)
             for scope in by_value[r[column]]:
                 scoped[table, scope][r[key]] = row
     return scoped
@@ -85,10 +85,10 @@ async def open_control_state(
     """A processor's start (ADR 0020): the ``whole`` tables, every stored digest
     and the streamed digests of the other control tables, in one snapshot."""
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        version = await postgres.control_version(conn)
-        root = configured_trust_root or await postgres.trust_root(conn)
-        state = await postgres.load_state(conn, root, tables=whole)
-        stored = await postgres.control_digests(conn)
+        version = await control_plane.control_version(conn)
+        root = configured_trust_root or await control_plane.trust_root(conn)
+        state = await control_plane.load_state(conn, root, tables=whole)
+        stored = await control_plane.control_digests(conn)
         streamed = {
             table: await _streamed_digest(conn, table)
             for table in CONTROL_DIGEST_TABLES
@@ -102,15 +102,16 @@ async def read_control(conn: asyncpg.Connection, query: ControlQuery) -> Control
     rows of the scopes, in one snapshot."""
     since, whole = query.since, query.whole
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        version = await postgres.control_version(conn)
+        version = await control_plane.control_version(conn)
         changed = None
         changed_keys: dict[str, list[str]] = {}
         if version != since:
-            root = query.trust_root or await postgres.trust_root(conn)
-            changed = await postgres.load_state(conn, root, since=since, tables=whole)
+            root = query.trust_root or await control_plane.trust_root(conn)
+            changed = await control_plane.load_state(conn, root, since=since, tables=whole)
             for table, key in _KEY_COLUMNS.items():
                 if table not in whole:
-                    sql = f"SELECT {key} FROM {table} WHERE {postgres.CONTROL_VERSION_COLUMN} > $1"
+                    column = control_plane.CONTROL_VERSION_COLUMN
+                    sql = f"SELECT {key} FROM {table} WHERE {column} > $1"
                     changed_keys[table] = [r[0] for r in await conn.fetch(sql, since)]
         rows: dict[str, dict[str, dict[str, Any]]] = {}
         for table, keys in query.wanted.items():
@@ -118,7 +119,7 @@ async def read_control(conn: asyncpg.Connection, query: ControlQuery) -> Control
                 continue
             key = _KEY_COLUMNS[table]
             rows[table] = {
-                r[key]: postgres.control_row(r)
+                r[key]: control_plane.control_row(r)
                 for r in await conn.fetch(
                     f"SELECT * FROM {table} WHERE {key} = ANY($1::text[])", list(keys)
                 )

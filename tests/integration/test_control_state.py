@@ -19,6 +19,7 @@ import pytest_asyncio
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor
 from ledger.crypto import KeyPair
 from ledger.events import build_event, sign_event
+from storage import control_plane_sql
 from storage import postgres as store
 from tests.core._helpers import published_wpc_body
 
@@ -127,7 +128,7 @@ async def test_a_commit_that_lands_between_the_version_check_and_the_commit_is_c
         _register(POLICY_ADMIN.did, "policy-admin", "policy-admin"),
         _raw(POLICY_ADMIN, "policy.published", f"policy:{RESUME_WPC}", _WPC_BODY),
     )
-    real_control_version = store.control_version
+    real_control_version = control_plane_sql.control_version
     raced = False
 
     async def version_then_other_commit(conn: asyncpg.Connection) -> int:
@@ -139,10 +140,10 @@ async def test_a_commit_that_lands_between_the_version_check_and_the_commit_is_c
             assert len((await b.feed(_halt(OPERATOR, "job:b"))).accepted) == 1
         return version
 
-    monkeypatch.setattr(store, "control_version", version_then_other_commit)
+    monkeypatch.setattr(control_plane_sql, "control_version", version_then_other_commit)
     assert len((await a.feed(_halt(OPERATOR, "job:a"))).accepted) == 1
     assert raced
-    monkeypatch.setattr(store, "control_version", real_control_version)
+    monkeypatch.setattr(control_plane_sql, "control_version", real_control_version)
 
     # a did not see b's halt when it decided, so its state must not claim the
     # version of its own commit; its next batch catches up and can resume job:b
