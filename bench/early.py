@@ -26,7 +26,13 @@ from typing import Any
 
 import asyncpg
 
-from bench.ledger import BenchLedger, bulk_producer, fresh_settings, ingress_producer
+from bench.ledger import (
+    BenchLedger,
+    bulk_producer,
+    fresh_settings,
+    ingress_producer,
+    until_committed,
+)
 from bench.workload import approved_run
 from claw_ledger.authorizing import AuthorizeConfig, AuthorizeService
 from claw_ledger.config import Settings
@@ -142,22 +148,20 @@ async def _publish_phase(ledger: _Ledger, key: KeyPair, events: list[NewEvent]) 
     async with ingress_producer(ledger.settings) as producer:
         ids = [p.event_id for p in await producer.publish_many(key, events)]
     conn = await asyncpg.connect(ledger.settings.database_url)
+
+    async def committed() -> int:
+        done = await conn.fetchval(
+            "SELECT count(*) FROM events WHERE event_id = ANY($1::uuid[])", ids
+        )
+        refused = await conn.fetch(
+            "SELECT reason_code, detail FROM quarantine WHERE event_id = ANY($1::text[])", ids
+        )
+        if refused:
+            raise RuntimeError(f"setup event refused: {dict(refused[0])}")
+        return int(done)
+
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            done = await conn.fetchval(
-                "SELECT count(*) FROM events WHERE event_id = ANY($1::uuid[])", ids
-            )
-            refused = await conn.fetch(
-                "SELECT reason_code, detail FROM quarantine WHERE event_id = ANY($1::text[])", ids
-            )
-            if refused:
-                raise RuntimeError(f"setup event refused: {dict(refused[0])}")
-            if done == len(ids):
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {done} of {len(ids)} setup events committed")
-            await asyncio.sleep(0.1)
+        await until_committed(committed, len(ids), timeout=300, every=0.1, what="setup events")
     finally:
         await conn.close()
 

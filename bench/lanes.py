@@ -26,7 +26,7 @@ from typing import Any
 
 import asyncpg
 
-from bench.ledger import BenchLedger, new_ledger, publish_all, wait_committed
+from bench.ledger import BenchLedger, new_ledger, publish_all, until_committed, wait_committed
 from bench.workload import sign_halt_events
 from claw_ledger.config import Settings, load_settings
 from claw_ledger.topics import topic_names
@@ -87,19 +87,21 @@ async def _control_commit_times(ledger: BenchLedger, count: int) -> list[float]:
             sent[position.event_id] = time.time()
             await asyncio.sleep(0.05)
     conn = await asyncpg.connect(ledger.settings.database_url)
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            rows = await conn.fetch(
-                "SELECT event_id::text AS id, extract(epoch FROM recorded_at) AS at FROM events"
-                " WHERE event_id = ANY($1::uuid[])",
-                list(sent),
+
+    async def committed() -> int:
+        return int(
+            await conn.fetchval(
+                "SELECT count(*) FROM events WHERE event_id = ANY($1::uuid[])", list(sent)
             )
-            if len(rows) == count:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {len(rows)} of {count} control events committed")
-            await asyncio.sleep(0.2)
+        )
+
+    try:
+        await until_committed(committed, count, timeout=600, every=0.2, what="control events")
+        rows = await conn.fetch(
+            "SELECT event_id::text AS id, extract(epoch FROM recorded_at) AS at FROM events"
+            " WHERE event_id = ANY($1::uuid[])",
+            list(sent),
+        )
     finally:
         await conn.close()
     return sorted(max(0.0, float(r["at"]) - sent[r["id"]]) for r in rows)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ __all__ = [
     "migrated_database",
     "new_ledger",
     "publish_all",
+    "until_committed",
     "wait_committed",
     "wait_group_stable",
 ]
@@ -251,17 +253,29 @@ async def publish_all(
     return sent
 
 
+async def until_committed(
+    committed: Callable[[], Awaitable[int]], count: int, *, timeout: float, every: float, what: str
+) -> None:
+    """Ask ``committed()`` every ``every`` seconds until it says ``count``; after
+    ``timeout`` seconds, a RuntimeError saying how many of ``what`` were."""
+    deadline = time.monotonic() + timeout
+    while (done := await committed()) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {done} of {count} {what} committed in {timeout:.0f}s")
+        await asyncio.sleep(every)
+
+
 async def wait_committed(url: str, count: int, timeout: float, sample: Any = None) -> None:
     conn = await asyncpg.connect(url)
     try:
-        deadline = time.monotonic() + timeout
         # the ledger's own counters, not count(*) over a growing table: a scan per
         # poll took a measurable share of the CPU the benchmark measures
         setup = await conn.fetchval(
             "SELECT count(*) FROM events WHERE event_type = 'key.registered'"
         )
-        while True:
-            done = (
+
+        async def committed() -> int:
+            done = int(
                 await conn.fetchval(
                     "SELECT coalesce(sum(ledger_seq), 0)::bigint FROM consumer_positions"
                 )
@@ -269,11 +283,9 @@ async def wait_committed(url: str, count: int, timeout: float, sample: Any = Non
             )
             if sample is not None:
                 sample(done)
-            if done >= count:
-                return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"only {done} of {count} events committed in {timeout:.0f}s")
-            await asyncio.sleep(1.0)
+            return done
+
+        await until_committed(committed, count, timeout=timeout, every=1.0, what="events")
     finally:
         await conn.close()
 
