@@ -472,16 +472,13 @@ async def main(args: argparse.Namespace) -> None:
             )
             results += [Result(*row, notes=notes) for row in rows]
         if args.proof_leaves:
-            proof_ledger = await new_ledger(base, 1, args.partitions)
-            proof_ledger.stop_processors()
-            assert proof_ledger.settings.database_url
-            rows = await stored_proof_rows(proof_ledger.settings.database_url, args.proof_leaves)
-            results += [Result(*row) for row in rows]
-            batch_ledger = await new_ledger(base, 1, args.partitions)
-            batch_ledger.stop_processors()
-            assert batch_ledger.settings.database_url
-            rows = await batch_proof_rows(batch_ledger.settings.database_url, args.proof_leaves)
-            results += [Result(*row) for row in rows]
+            # a fresh ledger each, its processors stopped: the measure fills its log itself
+            for proof_rows in (stored_proof_rows, batch_proof_rows):
+                proof_ledger = await new_ledger(base, 1, args.partitions)
+                proof_ledger.stop_processors()
+                assert proof_ledger.settings.database_url
+                rows = await proof_rows(proof_ledger.settings.database_url, args.proof_leaves)
+                results += [Result(*row) for row in rows]
         if args.rss_events:
             results += await rss_flat(base, args.rss_events, args.partitions)
         if args.control_cache_tokens:
