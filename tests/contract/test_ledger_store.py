@@ -336,8 +336,8 @@ async def test_rows_of_every_control_table_keep_their_digest(store: LedgerStore)
     """Real rows of every table, as the rules write them (a WPC, a token, a job
     with a receipt and outputs, a halt), replaced several times within one
     commit: the digest kept equals the rows read back and the rules' state."""
+    from tests.primitives._rules_support import _receipt_body
     from tests.primitives._support import Ledger, ts
-    from tests.primitives.test_rules import _receipt_body
 
     ledger = Ledger()
     ledger.started_job()

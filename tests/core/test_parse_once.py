@@ -19,8 +19,8 @@ from ledger.registry import EventBody
 from ledger.types import REGISTRY
 from ledger.verify import Rejected, Verified, verify_message
 
+from ._events_support import SAMPLES
 from ._helpers import FIXED_TS, key
-from .test_events_verify import SAMPLES
 
 SIGNER = key(5, "runtime")
 H = sha256_b64u(b"urm")

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-
 from ledger.errors import ReasonCode
 from ledger.pulse import pulse_id
 from ledger.types import REGISTRY
 
 from ._support import Ledger, created_columns, pulse_body, sealed_body
-
-
-@pytest.fixture
-def ledger() -> Ledger:
-    return Ledger()
 
 
 def test_the_ledger_key_seals_a_known_job(ledger: Ledger) -> None:

@@ -326,8 +326,8 @@ def test_projection_rows_load_back_equal(fresh_database: str) -> None:
     """What the rules write is what the processor's ``load_state`` reads back."""
     from storage import postgres as store
 
+    from ._rules_support import _receipt_body
     from ._support import Ledger, ts
-    from .test_rules import _receipt_body
 
     ledger = Ledger()
     ledger.started_job()

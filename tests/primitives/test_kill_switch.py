@@ -38,11 +38,6 @@ def _issue_refused(ledger: Ledger, **kw: Any) -> ReasonCode:
     return ledger.refused(ledger.keys.issuer, "token.issued", f"token:{body['jti']}", body).code
 
 
-@pytest.fixture
-def ledger() -> Ledger:
-    return Ledger()
-
-
 def _tokens(ledger: Ledger, wpc: str) -> dict[str, str]:
     """Four active tokens: two jobs of alpha, one of beta, and one that already expired."""
     made = {

@@ -12,8 +12,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from ledger.bundles import build_job_bundle, verify_proof_bundle
 from ledger.crypto import KeyPair
 from ledger.events import build_event, sign_event
@@ -23,11 +21,6 @@ from ledger.verify import Accepted
 
 from ._rules_support import OTHER_WPC, _complete, _receipt_body
 from ._support import NOW_TS, WPC_EXAMPLE, Ledger, created_columns, pulse_body, sealed_body, ts
-
-
-@pytest.fixture
-def ledger() -> Ledger:
-    return Ledger()
 
 
 def _sha(data: bytes) -> str:

@@ -11,11 +11,6 @@ from ._rules_support import _issue_refused, _receipt_body, _start, _start_refuse
 from ._support import Ledger, ts
 
 
-@pytest.fixture
-def ledger() -> Ledger:
-    return Ledger()
-
-
 @pytest.mark.parametrize("target", ["*", "job:job-1", "sub:agent:alpha"])
 def test_halted_agent(ledger: Ledger, target: str) -> None:
     _, token, _ = ledger.approved_job()

@@ -5,19 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import pytest
-
 from ledger.envelope import sign_envelope
 from ledger.errors import ReasonCode
 from ledger.wpc import policy_hash_b64u, sign_wpc
 
 from ._rules_support import OTHER_WPC
 from ._support import NOW_TS, WPC_EXAMPLE, Ledger
-
-
-@pytest.fixture
-def ledger() -> Ledger:
-    return Ledger()
 
 
 def _publish_body(

@@ -15,11 +15,6 @@ from ._rules_support import _receipt_body
 from ._support import Ledger, ts
 
 
-@pytest.fixture
-def ledger() -> Ledger:
-    return Ledger()
-
-
 def _receipt_refused(ledger: Ledger, body: dict[str, Any], signer: Any = None) -> ReasonCode:
     return ledger.refused(
         signer or ledger.keys.gateway, "receipt.recorded", f"job:{body['job_id']}", body, at=ts(90)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from ledger.errors import ReasonCode
 from ledger.types.runs import output_flags
 from ledger.urm import sign_approval, urm_hash_b64u
@@ -14,12 +12,6 @@ from ledger.wpc import policy_hash_b64u
 
 from ._rules_support import OTHER_WPC, _complete, _start, _start_refused
 from ._support import WPC_EXAMPLE, Ledger, ts
-
-
-@pytest.fixture
-def ledger() -> Ledger:
-    return Ledger()
-
 
 # --- URM submission ---------------------------------------------------------------------
 

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 from ledger.errors import ReasonCode
 from ledger.registry import RuleSettings
 from ledger.wpc import policy_hash_b64u
 
 from ._rules_support import OTHER_WPC, _issue_refused
 from ._support import NOW, Ledger
-
-
-@pytest.fixture
-def ledger() -> Ledger:
-    return Ledger()
 
 
 def test_token_pins(ledger: Ledger) -> None:
