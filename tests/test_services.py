@@ -260,6 +260,27 @@ async def test_ensure_topics_is_idempotent(kafka_bootstrap: str) -> None:
     finally:
         await admin.close()
     assert {t["topic"]: len(t["partitions"]) for t in described} == dict.fromkeys(names, 3)
+    assert all(p["leader"] >= 0 for t in described for p in t["partitions"])
+
+
+@pytest.mark.integration
+async def test_a_producer_started_right_after_ensure_topics_is_not_refused(
+    kafka_bootstrap: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ensure_topics returns once the new partitions have leaders: a first send to
+    each is accepted as it is, not answered NOT_LEADER_OR_FOLLOWER and retried."""
+    topic = f"it-{uuid.uuid4().hex[:8]}.fresh"
+    assert await ensure_topics(kafka_bootstrap, [topic], 8) == [topic]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        with caplog.at_level("WARNING", logger="aiokafka"):
+            for partition in range(8):
+                await producer.send_and_wait(topic, b"first", partition=partition)
+    finally:
+        await producer.stop()
+    retried = [r.getMessage() for r in caplog.records if "retrying" in r.getMessage()]
+    assert retried == []
 
 
 @pytest.mark.integration
