@@ -638,7 +638,8 @@ if __name__ == "__main__":
     if arguments.only == "latency":
         # only the rows the latency figures need: the e2e runs measure the capacity
         arguments.checkpoint_events = arguments.proof_leaves = arguments.rss_events = 0
-        arguments.capacity_events = arguments.api_events = 0
+        arguments.capacity_events = arguments.api_events = arguments.lane_events = 0
+        arguments.authorize_http_seconds = arguments.early_trials = 0
         arguments.control_cache_tokens = ""
     if arguments.only == "replay":
         print_replay_rows(
