@@ -39,6 +39,7 @@ from claw_ledger.config import Settings
 from claw_ledger.topics import topic_names
 from ledger.authorize import Action, CallRequest, decide_call
 from ledger.crypto import KeyPair
+from ledger.errors import ReasonCode
 from ledger.events import NewEvent, sign_event_bytes
 from ledger.roles import Role
 from ledger.tokens import build_claims, issue_token
@@ -192,9 +193,13 @@ async def _first_deny_ms(
         decision = await service.decide(replace(request, nonce=uuid.uuid4().hex))
         if not decision.allowed:
             elapsed = (time.perf_counter() - started) * 1000
-            assert decision.seen_event_id == event_id or decision.halt_state == "committed", (
-                decision
+            # denied by this event: seen on the control lane, or already committed (a
+            # committed token revocation carries no halt state, only its reason code)
+            committed = decision.seen_event_id is None and decision.reason_code in (
+                ReasonCode.AGENT_HALTED,
+                ReasonCode.TOKEN_REVOKED,
             )
+            assert decision.seen_event_id == event_id or committed, decision
             return elapsed
         await asyncio.sleep(0.001)
 
