@@ -21,7 +21,7 @@ from ledger.crypto import KeyPair
 from ledger.errors import EventError, ReasonCode
 from ledger.events import new_event_id, sign_event_bytes
 
-from .test_fast_canonical import (
+from ._canonical_support import (
     PROPERTY,
     any_ints,
     odd_values,
@@ -30,7 +30,7 @@ from .test_fast_canonical import (
     texts,
     with_surrogates,
 )
-from .test_sign_event_bytes import AT, EVENT_ID, reference
+from ._sign_reference import AT, EVENT_ID, reference
 
 #: the flat bodies the encoder's own path takes, and their neighbours it must hand on
 flat_bodies = st.dictionaries(

@@ -20,7 +20,7 @@ from ledger.replay import RecentEventIds, Replay, StoredEvent
 from ledger.state import LedgerState
 from ledger.verify import Rejected, Verified, signature_of, verify_message
 from storage.replay_ids import SpillingEventIds
-from tests.core.test_replay import _stored, build_flow
+from tests.core._replay_support import _stored, build_flow
 from tests.primitives._support import ROLES, Ledger
 
 Flow = tuple[list[bytes], Ledger]

@@ -10,40 +10,17 @@ import rfc8785
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from ledger.crypto import KeyPair
 from ledger.errors import EventError, ReasonCode
-from ledger.events import (
-    build_event,
-    sign_event,
-    sign_event_bytes,
-    sign_events_bytes,
-)
+from ledger.events import sign_event_bytes, sign_events_bytes
 from ledger.types.halts import AgentHalted
 from ledger.verify import Verified, verify_message
 from producers.gateway import ReceiptBinding, build_gateway_receipt, receipt_event
 from producers.sdk import NewEvent, sign_many
 
-from .test_fast_canonical import safe_ints, texts, verifiable_text
+from ._canonical_support import safe_ints, texts, verifiable_text
+from ._sign_reference import AT, EVENT_ID, KEY, reference
 
-KEY = KeyPair.from_seed(bytes(range(1, 33)), "runtime")
-EVENT_ID = "0b0c8f5e-2f1a-4c3d-9e8f-7a6b5c4d3e2f"
-AT = "2026-02-12T00:00:00.000Z"
 SIGNED_AT = "2026-02-12T00:00:01.500Z"
-
-
-def reference(event_type: str, stream: str, body: Any, **kw: Any) -> tuple[str, bytes]:
-    event = build_event(
-        event_type,
-        stream,
-        body,
-        kw.get("key", KEY),
-        event_id=kw.get("event_id"),
-        occurred_at=kw.get("occurred_at"),
-    )
-    envelope = sign_event(
-        event, kw.get("key", KEY), issued_at=kw.get("issued_at") or event.occurred_at
-    )
-    return event.event_id, envelope.to_bytes()
 
 
 def outcome(function: Any, *args: Any, **kw: Any) -> tuple[str, Any]:

@@ -22,7 +22,7 @@ from ledger.events import build_event, sign_event
 from ledger.roles import Role
 from producers.sdk import LedgerProducer, NewEvent, RawEvent, sign_many
 from tests.fixtures_ledger import LedgerHarness, ProcessorProcess, run_cli, start_ledger
-from tests.integration.test_kill_switch import Flow
+from tests.integration._kill_switch import Flow
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from ledger.encoding import b64u_encode
 from ledger.roles import Role
 from ledger.types import REGISTRY
 
-from .test_cli_integration import Cli, _issue, _urm, _wpc
+from ._cli_support import Cli, _issue, _urm, _wpc
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,8 @@ from ledger.seen_controls import (
 )
 from ledger.types.decisions import CallAuthorized, CallDenied
 from ledger.verify import Rejected, Verified, verify_message
+from tests.primitives._authorize_support import AT, World
 from tests.primitives._support import NOW_TS
-from tests.primitives.test_authorize import AT, World
 
 MODEL = Action.for_model("anthropic", "claude")
 

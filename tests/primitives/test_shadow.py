@@ -12,8 +12,8 @@ from ledger.authorize import Action, CallRequest, Decision, DecisionView, decide
 from ledger.errors import ReasonCode
 from ledger.shadow import ShadowSelector, ShadowSummary, shadowed_body
 from ledger.types.shadows import shadow_event_id
+from tests.primitives._authorize_support import AT, SETTINGS, World
 from tests.primitives._support import WPC_EXAMPLE, ts
-from tests.primitives.test_authorize import AT, SETTINGS, World
 
 WRITE = Action.for_tool("write")
 DOCKER = Action.for_tool("docker_socket")
