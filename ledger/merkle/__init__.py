@@ -31,7 +31,6 @@ from ledger.merkle._plans import (
     plan_ids,
     root_plan,
 )
-from ledger.merkle._plans import _range_ids as _range_ids
 from ledger.merkle._trees import (
     CompactRange,
     InMemoryNodeStore,

@@ -118,7 +118,7 @@ def test_the_benchmark_measures_every_figure_on_a_small_tree() -> None:
 
 
 def test_a_complete_subtree_range_is_its_one_node_and_any_other_range_its_cover() -> None:
-    from ledger.merkle import _range_ids
+    from ledger.merkle._plans import _range_ids
 
     for start in range(0, 130):
         for end in range(start, 260):
