@@ -15,6 +15,12 @@ decides the reason code (raised as :class:`~ledger.errors.BundleError`):
    ``prev_hash_b64u`` links (``HASH_MISMATCH``); each receipt is bound to the
    chain's run and to an event in it (``RECEIPT_BINDING_MISMATCH``).
 
+With ``defer_receipt_signatures`` the Ed25519 checks of step 6 are left to the
+caller (:func:`check_receipt_signatures`), who may know some of them already
+verify: a sealed bundle's receipts are byte for byte those of ledger events
+that the ledger verified at ingest and a pinned checkpoint includes. The first
+failure is still the one the steps above give in order.
+
 A bundle built here keeps every receipt's own key order (receipts from other
 gateways are not in JCS order), so its payload is hashed and signed in
 document order, exactly as the clawsig verifier hashes it.
@@ -23,7 +29,7 @@ document order, exactly as the clawsig verifier hashes it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +37,11 @@ from ledger.canonical import compact_json, field_values
 from ledger.crypto import KeyPair
 from ledger.encoding import b64u_encode, sha256_b64u
 from ledger.envelope import (
+    SIGNATURE_DOES_NOT_VERIFY,
     SignedEnvelope,
     format_timestamp,
     payload_hash_b64u,
+    signature_verifies,
     signing_bytes,
     verify_envelope,
 )
@@ -43,9 +51,11 @@ from ledger.receipts import check_receipt_binding, verify_receipt_envelope
 __all__ = [
     "BUNDLE_ENVELOPE_TYPE",
     "CHAIN_HASH_FIELDS",
+    "ReceiptSignature",
     "VerifiedBundle",
     "build_job_bundle",
     "chain_entry",
+    "check_receipt_signatures",
     "envelope_bytes_document_order",
     "event_hash_b64u",
     "sign_document_order",
@@ -160,6 +170,11 @@ def _bundle_schema(payload: Mapping[str, Any]) -> None:
                 raise _schema_error(f"urm.{name} must be a non-empty string")
 
 
+#: a receipt's (signer DID, payload hash, signature): the arguments of
+#: :func:`ledger.envelope.signature_verifies`
+ReceiptSignature = tuple[str, str, str]
+
+
 @dataclass(frozen=True)
 class VerifiedBundle:
     envelope: SignedEnvelope
@@ -168,12 +183,15 @@ class VerifiedBundle:
     run_id: str
     event_count: int
     receipt_count: int
+    #: with ``defer_receipt_signatures``, every receipt's signature, in receipt
+    #: order, still to be checked (:func:`check_receipt_signatures`); else empty
+    unchecked_signatures: tuple[ReceiptSignature, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         return {
             "status": "PASS",
             "reason_code": ReasonCode.OK.value,
-            **field_values(self, skip=("envelope",)),
+            **field_values(self, skip=("envelope", "unchecked_signatures")),
         }
 
 
@@ -182,13 +200,38 @@ def _as_bundle_error(exc: RejectedError, where: str = "") -> BundleError:
     return BundleError(exc.code, prefix + exc.detail)
 
 
+def check_receipt_signatures(
+    signatures: Sequence[ReceiptSignature], verified: Collection[ReceiptSignature] = ()
+) -> None:
+    """Step 6's Ed25519 checks that :func:`verify_proof_bundle` deferred.
+
+    Raises the ``BundleError`` the in-order check gives for the first receipt
+    whose signature does not verify. ``verified`` holds signatures known to
+    verify (the same key, payload hash and signature bytes), which are not
+    checked again.
+    """
+    for index, signature in enumerate(signatures):
+        if signature not in verified and not signature_verifies(*signature):
+            raise BundleError(
+                ReasonCode.SIGNATURE_INVALID, f"receipts[{index}]: {SIGNATURE_DOES_NOT_VERIFY}"
+            )
+
+
 def verify_proof_bundle(
-    document: Any, *, expected_agent_did: str | None = None, plain_numbers: bool = False
+    document: Any,
+    *,
+    expected_agent_did: str | None = None,
+    plain_numbers: bool = False,
+    defer_receipt_signatures: bool = False,
 ) -> VerifiedBundle:
     """Verify a parsed proof bundle envelope (steps in the module docstring).
 
     ``plain_numbers``: the caller parsed the bytes and saw only safe integers
     (:func:`ledger.canonical.parse_json_tracking`), so hashing skips the number scan.
+    ``defer_receipt_signatures``: every step but the receipts' Ed25519 checks,
+    which the result lists in ``unchecked_signatures``; a failure of a later
+    step is raised only once those signatures verify, so the first failure is
+    the same as without deferral.
     """
     # steps 1-5
     try:
@@ -214,12 +257,36 @@ def verify_proof_bundle(
         )
     # step 6
     receipts = list(payload.get("receipts", []))
+    unchecked: list[ReceiptSignature] = []
     for index, receipt in enumerate(receipts):
         try:
-            verify_receipt_envelope(receipt, plain_numbers=plain_numbers)
+            verified = verify_receipt_envelope(
+                receipt, plain_numbers=plain_numbers, signature=not defer_receipt_signatures
+            )
         except RejectedError as exc:
             raise _as_bundle_error(exc, f"receipts[{index}]") from exc
-    # step 7
+        if defer_receipt_signatures:
+            unchecked.append(
+                (verified.signer_did, verified.payload_hash_b64u, verified.signature_b64u)
+            )
+    try:
+        run_id = _check_chain_and_bindings(payload, receipts)
+    except BundleError:
+        check_receipt_signatures(unchecked)  # a bad signature is the earlier failure
+        raise
+    return VerifiedBundle(
+        envelope=envelope,
+        bundle_id=str(payload["bundle_id"]),
+        agent_did=agent_did,
+        run_id=run_id,
+        event_count=len(payload["event_chain"]),
+        receipt_count=len(receipts),
+        unchecked_signatures=tuple(unchecked),
+    )
+
+
+def _check_chain_and_bindings(payload: Mapping[str, Any], receipts: Sequence[Any]) -> str:
+    """Step 7; the run id of the chain."""
     chain = list(payload["event_chain"])
     previous: str | None = None
     for index, entry in enumerate(chain):
@@ -241,14 +308,7 @@ def verify_proof_bundle(
             check_receipt_binding(receipt["payload"], run_id=run_id, event_hashes=hashes)
         except RejectedError as exc:
             raise _as_bundle_error(exc, f"receipts[{index}]") from exc
-    return VerifiedBundle(
-        envelope=envelope,
-        bundle_id=str(payload["bundle_id"]),
-        agent_did=agent_did,
-        run_id=run_id,
-        event_count=len(chain),
-        receipt_count=len(receipts),
-    )
+    return run_id
 
 
 # --- building ---------------------------------------------------------------------

@@ -30,7 +30,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from ledger.bundles import BUNDLE_ENVELOPE_TYPE, verify_proof_bundle
+from ledger.bundles import BUNDLE_ENVELOPE_TYPE, check_receipt_signatures, verify_proof_bundle
 from ledger.canonical import field_values, parse_json_tracking
 from ledger.checkpoint import Checkpoint, NoteVerifier, open_note, parse_note
 from ledger.envelope import ENVELOPE_FIELDS, verify_envelope
@@ -40,7 +40,8 @@ from ledger.gc_pause import collector_paused
 from ledger.log_proofs import b64_hash
 from ledger.merkle import verify_consistency, verify_inclusion
 from ledger.receipts import RECEIPT_ENVELOPE_TYPE, verify_receipt_envelope
-from ledger.seal_verify import verify_seal
+from ledger.run_facts import RunFacts
+from ledger.seal_verify import SealCheck, verify_seal
 from ledger.sealed_bundles import is_sealed
 from ledger.tlog import EventLeaf
 from ledger.verify import Rejected, verify_message
@@ -243,14 +244,19 @@ def _verify_bundle(
     plain_numbers: bool = False,
 ) -> VerificationResult:
     steps = _Steps(InputKind.PROOF_BUNDLE)
+    # a sealed bundle's receipts are those of events the ledger verified at ingest:
+    # their signatures wait for the seal, and those its inclusion proofs cover are not checked again
+    defer = ledger_key is not None and _is_sealed_document(document)
     try:
         verified = verify_proof_bundle(
-            document, expected_agent_did=agent, plain_numbers=plain_numbers
+            document,
+            expected_agent_did=agent,
+            plain_numbers=plain_numbers,
+            defer_receipt_signatures=defer,
         )
     except RejectedError as exc:
         steps.table(BUNDLE_STEPS, _bundle_step(document, exc), exc)
         return steps.result()
-    steps.table(BUNDLE_STEPS[:-1], None)
     payload = verified.envelope.payload
     bound = {str(r["payload"]["binding"]["event_hash_b64u"]) for r in payload.get("receipts", [])}
     calls = [
@@ -259,6 +265,16 @@ def _verify_bundle(
         if entry["event_type"] in MODEL_CALL_EVENT_TYPES
     ]
     missing = [(index, entry) for index, entry in calls if entry["event_hash_b64u"] not in bound]
+    seal: tuple[list[SealCheck], RunFacts | None] | None = None
+    if not missing and is_sealed(payload):
+        seal = _seal_checks(payload, ledger_key, origin)
+    try:
+        known = () if seal is None or seal[1] is None else seal[1].receipt_signatures()
+        check_receipt_signatures(verified.unchecked_signatures, known)
+    except RejectedError as exc:
+        steps.table(BUNDLE_STEPS, _bundle_step(document, exc), exc)
+        return steps.result()
+    steps.table(BUNDLE_STEPS[:-1], None)
     if missing:
         index, entry = missing[0]
         steps.fail(
@@ -272,18 +288,19 @@ def _verify_bundle(
     steps.ok(BUNDLE_STEPS[-1], found)
     summary = verified.summary()
     facts = {k: v for k, v in summary.items() if k not in ("status", "reason_code")}
-    if is_sealed(payload):
-        return _verify_seal(steps, payload, facts, ledger_key, origin)
+    if seal is not None:
+        return _report_seal(steps, payload, facts, seal)
     return steps.result(facts)
 
 
-def _verify_seal(
-    steps: _Steps,
-    payload: Mapping[str, Any],
-    facts: dict[str, Any],
-    ledger_key: str | None,
-    origin: str | None,
-) -> VerificationResult:
+def _is_sealed_document(document: Any) -> bool:
+    payload = document.get("payload") if isinstance(document, Mapping) else None
+    return isinstance(payload, Mapping) and is_sealed(payload)
+
+
+def _seal_checks(
+    payload: Mapping[str, Any], ledger_key: str | None, origin: str | None
+) -> tuple[list[SealCheck], RunFacts | None]:
     """The steps of a sealed bundle (docs/formats.md §6.1), after the clawsig ones."""
     public_key: bytes | None = None
     key_name: str | None = None
@@ -291,11 +308,19 @@ def _verify_seal(
         try:
             public_key, key_name = parse_ledger_key(ledger_key)
         except ValueError as exc:
-            steps.fail("ledger key pinned", ReasonCode.INVALID_DID_FORMAT, str(exc))
-            return steps.result()
-    checks, run = verify_seal(
-        payload, ledger_public_key=public_key, key_name=key_name, origin=origin
-    )
+            return [
+                SealCheck("ledger key pinned", ReasonCode.INVALID_DID_FORMAT.value, str(exc))
+            ], None
+    return verify_seal(payload, ledger_public_key=public_key, key_name=key_name, origin=origin)
+
+
+def _report_seal(
+    steps: _Steps,
+    payload: Mapping[str, Any],
+    facts: dict[str, Any],
+    seal: tuple[list[SealCheck], RunFacts | None],
+) -> VerificationResult:
+    checks, run = seal
     for check in checks:
         if check.ok:
             steps.ok(check.name, check.detail)
@@ -303,14 +328,14 @@ def _verify_seal(
             steps.fail(check.name, check.code, check.detail)
     if run is None:
         return steps.result()
-    seal = payload["seal"]
+    sealed = payload["seal"]
     facts.update(
         sealed=True,
-        job_id=seal["job_id"],
-        run_status=seal["run_status"],
+        job_id=sealed["job_id"],
+        run_status=sealed["run_status"],
         policy_hash_b64u=run.urm["policy"]["wpc_hash_b64u"] if run.urm else None,
-        counts=seal["counts"],
-        checkpoint_size=Checkpoint.parse(parse_note(seal["checkpoint"].encode()).text).size,
+        counts=sealed["counts"],
+        checkpoint_size=Checkpoint.parse(parse_note(sealed["checkpoint"].encode()).text).size,
     )
     return steps.result(facts)
 

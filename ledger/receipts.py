@@ -163,17 +163,20 @@ def _receipt_schema(payload: Mapping[str, Any]) -> None:
     validate_receipt_payload(payload)
 
 
-def verify_receipt_envelope(envelope: Any, *, plain_numbers: bool = False) -> SignedEnvelope:
+def verify_receipt_envelope(
+    envelope: Any, *, plain_numbers: bool = False, signature: bool = True
+) -> SignedEnvelope:
     """Verify a parsed ``gateway_receipt`` envelope by the numbered steps of docs/formats.md §2.
 
     Raises :class:`~ledger.errors.EnvelopeError` with the first failing step's code.
-    ``plain_numbers`` as for :func:`ledger.envelope.verify_envelope`.
+    ``plain_numbers`` and ``signature`` as for :func:`ledger.envelope.verify_envelope`.
     """
     return verify_envelope(
         envelope,
         {RECEIPT_ENVELOPE_TYPE: _receipt_schema},
         expected_type=RECEIPT_ENVELOPE_TYPE,
         plain_numbers=plain_numbers,
+        signature=signature,
     )
 
 

@@ -115,6 +115,14 @@ class RunFacts:
         summary["policy_hash_b64u"] = body.get("policy_hash_b64u")
         return summary
 
+    def receipt_signatures(self) -> frozenset[tuple[str, str, str]]:
+        """Each receipt's (signer DID, payload hash, signature): the ledger
+        verified every one before it accepted the event that holds it."""
+        return frozenset(
+            (str(r["signer_did"]), str(r["payload_hash_b64u"]), str(r["signature_b64u"]))
+            for _, r in self.receipts
+        )
+
     def counts(self) -> dict[str, int]:
         allowed = sum(1 for d in self.decisions if d["allowed"])
         return {

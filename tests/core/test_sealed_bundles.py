@@ -22,9 +22,11 @@ from ledger.bundles import envelope_bytes_document_order, sign_document_order
 from ledger.canonical import parse_json_strict
 from ledger.checkpoint import NoteSigner
 from ledger.crypto import KeyPair
+from ledger.encoding import b64u_encode
+from ledger.envelope import signing_bytes
 from ledger.errors import ReasonCode
 from ledger.log_proofs import EventsNotLogged, MemoryProofSource
-from ledger.offline_verify import VerificationResult, verify_bytes
+from ledger.offline_verify import BUNDLE_STEPS, VerificationResult, verify_bytes
 from ledger.receipts import sign_receipt
 from ledger.run_facts import kill_switch_view
 from ledger.seal_verify import SEAL_STEPS
@@ -183,6 +185,54 @@ def test_a_receipt_not_recorded_for_the_run_is_refused(run: Any, sealed: SealedB
         payload["receipts"][0] = sign_receipt(receipt, run.keys["gateway"]).to_dict()
 
     assert _refusal(run, sealed, swap_receipt) == (ReasonCode.BUNDLE_NOT_BOUND, SEAL_STEPS[4])
+
+
+def _forge_first_receipt_signature(payload: dict[str, Any]) -> None:
+    """The gateway's receipt as it is, signed by someone else under the gateway's name."""
+    receipt = payload["receipts"][0]
+    forged = OUTSIDER.sign(signing_bytes(receipt["payload_hash_b64u"]))
+    receipt["signature_b64u"] = b64u_encode(forged)
+
+
+def test_a_forged_receipt_signature_fails_at_the_receipt_step(
+    run: Any, sealed: SealedBundle
+) -> None:
+    assert _refusal(run, sealed, _forge_first_receipt_signature) == (
+        ReasonCode.SIGNATURE_INVALID,
+        BUNDLE_STEPS[6],
+    )
+
+
+def test_a_forged_receipt_signature_is_the_first_failure_before_a_broken_chain(
+    run: Any, sealed: SealedBundle
+) -> None:
+    def forge_and_break(payload: dict[str, Any]) -> None:
+        _forge_first_receipt_signature(payload)
+        payload["event_chain"][-1]["prev_hash_b64u"] = "B" * 43
+
+    assert _refusal(run, sealed, forge_and_break) == (
+        ReasonCode.SIGNATURE_INVALID,
+        BUNDLE_STEPS[6],
+    )
+
+
+def test_receipts_the_seal_proves_are_not_verified_again(
+    run: Any, sealed: SealedBundle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import ledger.bundles
+
+    checked: list[tuple[str, str, str]] = []
+
+    def counting(*signature: str) -> bool:
+        checked.append(signature)
+        return True
+
+    monkeypatch.setattr(ledger.bundles, "signature_verifies", counting)
+    assert _verify(sealed.raw, run.ledger.did).valid
+    assert checked == []
+    # a seal that fails proves nothing: every receipt is checked, in order, first
+    assert not _verify(sealed.raw, OUTSIDER.did).valid
+    assert len(checked) == 3
 
 
 def test_a_chain_entry_not_on_the_ledger_is_refused(run: Any, sealed: SealedBundle) -> None:
