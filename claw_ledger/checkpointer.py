@@ -37,19 +37,20 @@ from ledger.errors import ConfigError, ServiceError
 from ledger.events import build_event, sign_event
 from ledger.merkle import CompactRange
 from ledger.roles import Role
-from ledger.tlog import order_new_leaves
 from ledger.types.checkpoints import ORIGIN_PATTERN, CheckpointSigned, checkpoint_stream
 from storage import connect
 from storage.roles import database_name
 from storage.tlog_store import StoredCheckpoint, b64
 from storage.tlog_writer import (
+    AppendedRound,
     LogState,
-    PendingEvent,
-    append_round,
+    Waiting,
+    append_committed_round,
     load_log_state,
-    read_new_events,
+    substantive_waiting,
     try_lock,
     unpublished_checkpoints,
+    waiting_partitions,
 )
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ class CheckpointerConfig:
     every_events: int = 10_000
     every_seconds: float = 1.0
     poll_seconds: float = 0.1
-    #: leaves read per partition per query, and at most this many buffered before a round
+    #: at most this many leaves of a partition appended in one round
     max_per_round: int = 100_000
     log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
     #: the control lane's topic; empty: ``<prefix>.control`` of the ingress topic
@@ -109,58 +110,42 @@ class _Checkpointer:
         self.origin = origin
         self.signer = NoteSigner(origin, config.key)
         self.state = LogState(CompactRange(), None)
-        self.seen: dict[int, int] = {}
-        self.buffer: list[PendingEvent] = []
-        self.substantive = 0
+        self.waiting: list[Waiting] = []
         self.unpublished: list[StoredCheckpoint] = []
         self.last_log = 0.0
 
     async def resume(self) -> None:
         self.state = await load_log_state(self.conn)
-        self.seen = dict(self.state.included)
-        self.buffer.clear()
-        self.substantive = 0
+        self.waiting = []
         self.unpublished = await unpublished_checkpoints(self.conn, 100)
 
-    async def poll(self) -> None:
-        if len(self.buffer) >= self.config.max_per_round:
-            return
-        # both lanes' events are leaves, each chain under its own number (ADR 0024)
-        new = [
-            pending
-            for topic in (self.config.ingress_topic, self.config.lane_topic)
-            for pending in await read_new_events(
-                self.conn, topic, self.seen, self.config.max_per_round
-            )
-        ]
-        for pending in new:
-            partition = pending.leaf.partition
-            self.seen[partition] = max(self.seen.get(partition, 0), pending.leaf.ledger_seq)
-            if pending.event_type != _CHECKPOINT_TYPE:
-                self.substantive += 1
-        self.buffer.extend(new)
+    @property
+    def waiting_events(self) -> int:
+        return sum(w.head - w.done for w in self.waiting)
 
-    def due(self, since_last_round: float) -> bool:
-        if len(self.buffer) >= self.config.every_events:
+    async def poll(self) -> None:
+        # both lanes' events are leaves, each chain under its own number (ADR 0024)
+        self.waiting = await waiting_partitions(
+            self.conn, (self.config.ingress_topic, self.config.lane_topic), self.state.included
+        )
+
+    async def due(self, since_last_round: float) -> bool:
+        if self.waiting_events >= self.config.every_events:
             return True
+        if since_last_round < self.config.every_seconds or not self.waiting:
+            return False
         # the log's own checkpoint events alone do not call for a checkpoint:
         # otherwise each one would cause the next, forever
-        return self.substantive > 0 and since_last_round >= self.config.every_seconds
+        return await substantive_waiting(self.conn, self.waiting, _CHECKPOINT_TYPE)
 
-    async def round(self) -> StoredCheckpoint:
-        """Append the buffered events and sign, store and publish the new checkpoint."""
-        pending = {(p.leaf.partition, p.leaf.ledger_seq): p for p in self.buffer}
-        ordered = [
-            pending[(leaf.partition, leaf.ledger_seq)]
-            for leaf in order_new_leaves(
-                [(p.position, p.leaf) for p in self.buffer], self.state.included
-            )
-        ]
-        edge = CompactRange(self.state.edge.size, list(self.state.edge.hashes))
-        first = edge.size
-        nodes = edge.extend([event.leaf_hash for event in ordered])
+    def _seal(
+        self, edge: CompactRange, hashes: list[bytes]
+    ) -> tuple[list[tuple[int, int, bytes]], StoredCheckpoint]:
+        """Grow ``edge`` by the new leaves: the nodes they complete and the signed
+        checkpoint of the grown tree."""
+        nodes = edge.extend(hashes)
         checkpoint = Checkpoint(self.origin, edge.size, edge.root())
-        stored = StoredCheckpoint(
+        return nodes, StoredCheckpoint(
             tree_size=edge.size,
             origin=self.origin,
             root_hash=checkpoint.root_hash,
@@ -169,15 +154,26 @@ class _Checkpointer:
             event_id=str(uuid.uuid4()),
             occurred_at=format_timestamp(),
         )
-        await append_round(self.conn, first, ordered, nodes, stored)
+
+    async def round(self) -> AppendedRound | None:
+        """Append the committed events and sign, store and publish the new checkpoint;
+        ``None`` when nothing was there to append."""
+        edge = CompactRange(self.state.edge.size, list(self.state.edge.hashes))
+        appended = await append_committed_round(
+            self.conn,
+            self.waiting,
+            edge.size,
+            self.config.max_per_round,
+            lambda hashes: self._seal(edge, hashes),
+        )
+        self.waiting = []
+        if appended is None:
+            return None
         self.state.edge = edge
-        self.state.checkpoint = stored
-        for event in ordered:
-            self.state.included[event.leaf.partition] = event.leaf.ledger_seq
-        self.buffer.clear()
-        self.substantive = 0
-        self.unpublished.append(stored)
-        return stored
+        self.state.checkpoint = appended.checkpoint
+        self.state.included.update(appended.included)
+        self.unpublished.append(appended.checkpoint)
+        return appended
 
     def report(self, stored: StoredCheckpoint, added: int, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -320,17 +316,18 @@ async def run_checkpointer(
                 if checkpointer.unpublished:
                     await _publish(checkpointer, producer)
                 await checkpointer.poll()
-                if checkpointer.buffer and (
-                    once or checkpointer.due(time.monotonic() - last_round)
+                if checkpointer.waiting and (
+                    once or await checkpointer.due(time.monotonic() - last_round)
                 ):
-                    added = len(checkpointer.buffer)
-                    last = await checkpointer.round()
-                    last_round = time.monotonic()
-                    checkpointer.report(last, added, force=once)
-                    await _publish(checkpointer, producer)
-                    delay = 0.5
-                    if not once:
-                        continue
+                    appended = await checkpointer.round()
+                    if appended is not None:
+                        last = appended.checkpoint
+                        last_round = time.monotonic()
+                        checkpointer.report(last, appended.leaves, force=once)
+                        await _publish(checkpointer, producer)
+                        delay = 0.5
+                        if not once:
+                            continue
                 if once:
                     break
             except _NotPublished as exc:

@@ -10,41 +10,35 @@ leaves the previous round intact.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 
 from ledger.errors import LedgerError
 from ledger.merkle import CompactRange, root_plan
-from ledger.tlog import CONTROL_CHAIN_BASE, EventLeaf
+from ledger.tlog import CONTROL_CHAIN_BASE
 from storage.tlog_store import StoredCheckpoint, fetch_nodes, latest_checkpoint, leaf_chain_sql
 
 __all__ = [
     "ADVISORY_LOCK_KEY",
+    "AppendedRound",
+    "LogOrderBroken",
     "LogState",
-    "PendingEvent",
-    "append_round",
+    "SealRound",
+    "Waiting",
+    "append_committed_round",
     "load_log_state",
-    "read_new_events",
     "release_lock",
+    "substantive_waiting",
     "try_lock",
     "unpublished_checkpoints",
+    "waiting_partitions",
+    "write_nodes_and_checkpoint",
 ]
 
 #: the checkpointer's session advisory lock ("clawtlog" as int64): one sequencer per ledger
 ADVISORY_LOCK_KEY = int.from_bytes(b"clawtlog", "big", signed=True)
-
-
-@dataclass(frozen=True, slots=True)
-class PendingEvent:
-    """A committed event not in the log yet, with its leaf hash (computed by Postgres)."""
-
-    position: int
-    event_type: str
-    leaf: EventLeaf
-    leaf_hash: bytes
 
 
 #: ledger.tlog.EventLeaf's bytes and hash, in SQL: the checkpointer's hot path hashes
@@ -104,107 +98,166 @@ async def load_log_state(conn: asyncpg.Connection) -> LogState:
     return LogState(edge, checkpoint, {int(r["kafka_partition"]): int(r["seq"]) for r in rows})
 
 
-async def read_new_events(
-    conn: asyncpg.Connection, topic: str, seen: Mapping[int, int], limit: int
-) -> list[PendingEvent]:
-    """Committed events of ``topic`` past ``seen[chain]``, at most ``limit`` a partition.
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A partition of a lane whose committed head is past the log: ``(done, head]`` wait."""
 
-    ``seen`` and the leaves are keyed by chain number
-    (:func:`ledger.tlog.chain_number`: on the control lane's topic, the partition
-    plus :data:`~ledger.tlog.CONTROL_CHAIN_BASE`), so one map serves both lanes.
+    topic: str
+    partition: int
+    #: the last ledger_seq of this partition in the log (0: none)
+    done: int
+    #: the last committed ledger_seq (``consumer_positions``)
+    head: int
+
+
+@dataclass(frozen=True, slots=True)
+class AppendedRound:
+    """What a round appended: how many leaves, each chain's new last seq, the checkpoint."""
+
+    leaves: int
+    #: chain number (:func:`ledger.tlog.chain_number`) -> its last ledger_seq now in the log
+    included: dict[int, int]
+    checkpoint: StoredCheckpoint
+
+
+#: given the new leaf hashes in log order, the nodes they complete and the signed checkpoint
+SealRound = Callable[[list[bytes]], tuple[Sequence[tuple[int, int, bytes]], StoredCheckpoint]]
+
+
+class LogOrderBroken(LedgerError):
+    """A round saw a partition's events out of order or with a gap: nothing was appended."""
+
+
+async def waiting_partitions(
+    conn: asyncpg.Connection, topics: Sequence[str], included: Mapping[int, int]
+) -> list[Waiting]:
+    """Partitions of ``topics`` whose committed head is past what the log holds.
+
+    ``included`` is keyed by chain number (:func:`ledger.tlog.chain_number`: on
+    the control lane's topic, the partition plus
+    :data:`~ledger.tlog.CONTROL_CHAIN_BASE`), so one map serves both lanes.
+    Reads only ``consumer_positions``: partitions that did not move cost nothing.
+    """
+    rows = await conn.fetch(
+        "SELECT topic, kafka_partition, max(ledger_seq) AS seq FROM consumer_positions"
+        " WHERE topic = ANY($1::text[]) GROUP BY topic, kafka_partition",
+        list(topics),
+    )
+    waiting = []
+    for row in rows:
+        topic, partition = str(row["topic"]), int(row["kafka_partition"])
+        base = CONTROL_CHAIN_BASE if topic.endswith(".control") else 0
+        done = included.get(base + partition, 0)
+        if int(row["seq"]) > done:
+            waiting.append(Waiting(topic, partition, done, int(row["seq"])))
+    return waiting
+
+
+def _moved_arrays(waiting: Sequence[Waiting]) -> tuple[list[str], list[int], list[int]]:
+    return [w.topic for w in waiting], [w.partition for w in waiting], [w.done for w in waiting]
+
+
+async def substantive_waiting(
+    conn: asyncpg.Connection, waiting: Sequence[Waiting], own_type: str
+) -> bool:
+    """Whether any waiting event is of another type than ``own_type`` (the log's own
+    checkpoint events do not call for a checkpoint: each would cause the next)."""
+    if not waiting:
+        return False
+    return bool(
+        await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM unnest($1::text[], $2::int[], $3::bigint[])"
+            " AS m(topic, part, done) CROSS JOIN LATERAL (SELECT 1 FROM events"
+            " WHERE kafka_topic = m.topic AND kafka_partition = m.part"
+            " AND ledger_seq > m.done AND event_type <> $4 LIMIT 1) AS e)",
+            *_moved_arrays(waiting),
+            own_type,
+        )
+    )
+
+
+# One statement appends the round's leaves: Postgres reads the committed events
+# above each partition's last leaf (by ledger_seq, at most $4 a partition), numbers
+# them in position order from $5 (ADR 0011's log order), hashes each leaf
+# (_LEAF_HASH_SQL) and inserts them; Python receives only the 32-byte hashes it
+# folds, whether each partition continued its chain with no gap, and each chain's
+# last seq. ``in_order``: the n-th new event of a chain in position order has
+# ledger_seq done + n.
+_APPEND_LEAVES_SQL = (
+    "WITH new AS MATERIALIZED (SELECT e.* FROM unnest($1::text[], $2::int[], $3::bigint[])"
+    " AS m(topic, part, done) CROSS JOIN LATERAL (SELECT position, m.done,"
+    f" {leaf_chain_sql()} AS chain, ledger_seq, event_id, {_LEAF_HASH_SQL} AS leaf_hash"
+    " FROM events WHERE kafka_topic = m.topic AND kafka_partition = m.part"
+    " AND ledger_seq > m.done ORDER BY ledger_seq LIMIT $4) AS e),"
+    " numbered AS MATERIALIZED (SELECT $5::bigint + row_number() OVER (ORDER BY position) - 1"
+    " AS log_index, ledger_seq - done = row_number() OVER (PARTITION BY chain"
+    " ORDER BY position) AS in_order, * FROM new),"
+    " appended AS (INSERT INTO tlog_leaves"
+    " (log_index, event_id, position, kafka_partition, ledger_seq, leaf_hash)"
+    " SELECT log_index, event_id, position, chain, ledger_seq, leaf_hash FROM numbered),"
+    " heads AS (SELECT chain, max(ledger_seq) AS seq FROM numbered GROUP BY chain)"
+    " SELECT (SELECT array_agg(leaf_hash ORDER BY log_index) FROM numbered) AS hashes,"
+    " (SELECT coalesce(bool_and(in_order), true) FROM numbered) AS in_order,"
+    " (SELECT array_agg(chain ORDER BY chain) FROM heads) AS chains,"
+    " (SELECT array_agg(seq ORDER BY chain) FROM heads) AS seqs"
+)
+
+
+async def append_committed_round(
+    conn: asyncpg.Connection,
+    waiting: Sequence[Waiting],
+    first_index: int,
+    limit: int,
+    seal: SealRound,
+) -> AppendedRound | None:
+    """Append the committed events of ``waiting`` (at most ``limit`` a partition) as
+    leaves from ``first_index``, then the nodes and the checkpoint ``seal`` makes of
+    their hashes, in one transaction. ``None`` when nothing was there to append.
 
     A partition's rows become visible in ``ledger_seq`` order with no gap (one
-    processor commits a partition at a time), so reading by seq never skips a
-    row that commits later. Partitions whose committed head did not move cost
-    nothing but the ``consumer_positions`` read.
+    processor commits a partition at a time), so reading by seq never skips a row
+    that commits later. Raises :class:`LogOrderBroken` (and appends nothing) when
+    a partition's new events do not continue its chain in position order.
     """
-    heads = await conn.fetch(
-        "SELECT kafka_partition, max(ledger_seq) AS seq FROM consumer_positions"
-        " WHERE topic = $1 GROUP BY kafka_partition",
-        topic,
-    )
-    base = CONTROL_CHAIN_BASE if topic.endswith(".control") else 0
-    moved = [
-        (int(r["kafka_partition"]), seen.get(base + int(r["kafka_partition"]), 0))
-        for r in heads
-        if int(r["seq"]) > seen.get(base + int(r["kafka_partition"]), 0)
-    ]
-    if not moved:
-        return []
-    rows = await conn.fetch(
-        "SELECT e.position, e.event_type, e.chain AS kafka_partition, e.ledger_seq,"
-        " e.event_id::text AS event_id, e.envelope_sha256, e.chain_hash, e.leaf_hash"
-        " FROM unnest($2::int[], $3::bigint[]) AS p(part, done)"
-        " CROSS JOIN LATERAL (SELECT position, event_type,"
-        f" {leaf_chain_sql()} AS chain, ledger_seq,"
-        f" event_id, envelope_sha256, chain_hash, {_LEAF_HASH_SQL} AS leaf_hash FROM events"
-        " WHERE kafka_topic = $1 AND kafka_partition = p.part AND ledger_seq > p.done"
-        " ORDER BY ledger_seq LIMIT $4) AS e",
-        topic,
-        [part for part, _ in moved],
-        [done for _, done in moved],
-        limit,
-    )
-    return [
-        PendingEvent(
-            int(r["position"]), str(r["event_type"]), EventLeaf.from_row(r), bytes(r["leaf_hash"])
-        )
-        for r in rows
-    ]
-
-
-async def append_round(
-    conn: asyncpg.Connection,
-    first_index: int,
-    appended: Sequence[PendingEvent],
-    nodes: Sequence[tuple[int, int, bytes]],
-    checkpoint: StoredCheckpoint,
-) -> None:
-    """Write one round: the leaves from ``first_index`` in log order, the new nodes
-    above them (the level-0 ones are the leaves' hashes) and the checkpoint, in one
-    transaction."""
-    leaf_records: list[tuple[Any, ...]] = [
-        (
-            first_index + i,
-            # canonical text (events.event_id::text): asyncpg encodes it as a uuid in C
-            event.leaf.event_id,
-            event.position,
-            event.leaf.partition,
-            event.leaf.ledger_seq,
-            event.leaf_hash,
-        )
-        for i, event in enumerate(appended)
-    ]
-    inner = [node for node in nodes if node[0]]
+    if not waiting:
+        return None
     async with conn.transaction():
-        if leaf_records:
-            await conn.copy_records_to_table(
-                "tlog_leaves",
-                records=leaf_records,
-                columns=(
-                    "log_index",
-                    "event_id",
-                    "position",
-                    "kafka_partition",
-                    "ledger_seq",
-                    "leaf_hash",
-                ),
+        row = await conn.fetchrow(_APPEND_LEAVES_SQL, *_moved_arrays(waiting), limit, first_index)
+        assert row is not None  # an aggregate-only SELECT returns one row
+        hashes = [bytes(h) for h in row["hashes"] or ()]
+        if not row["in_order"]:
+            raise LogOrderBroken(
+                "a partition's new events do not continue its chain in position order",
+                hint="the round was not appended; run `claw-ledger audit`",
             )
-        if inner:
-            await conn.copy_records_to_table(
-                "tlog_nodes", records=inner, columns=("level", "idx", "hash")
-            )
-        await conn.execute(
-            "INSERT INTO tlog_checkpoints (tree_size, origin, root_hash, note, signer_did,"
-            " event_id, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            checkpoint.tree_size,
-            checkpoint.origin,
-            checkpoint.root_hash,
-            checkpoint.note,
-            checkpoint.signer_did,
-            uuid.UUID(checkpoint.event_id),
-            checkpoint.occurred_at,
+        if not hashes:
+            return None
+        nodes, checkpoint = seal(hashes)
+        await write_nodes_and_checkpoint(conn, nodes, checkpoint)
+    included = dict(zip(row["chains"], row["seqs"], strict=True))
+    return AppendedRound(len(hashes), included, checkpoint)
+
+
+async def write_nodes_and_checkpoint(
+    conn: asyncpg.Connection, nodes: Sequence[tuple[int, int, bytes]], checkpoint: StoredCheckpoint
+) -> None:
+    """The nodes above level 0 (level 0 is the leaves' own column) and the checkpoint."""
+    inner = [node for node in nodes if node[0]]
+    if inner:
+        await conn.copy_records_to_table(
+            "tlog_nodes", records=inner, columns=("level", "idx", "hash")
         )
+    await conn.execute(
+        "INSERT INTO tlog_checkpoints (tree_size, origin, root_hash, note, signer_did,"
+        " event_id, occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        checkpoint.tree_size,
+        checkpoint.origin,
+        checkpoint.root_hash,
+        checkpoint.note,
+        checkpoint.signer_did,
+        uuid.UUID(checkpoint.event_id),
+        checkpoint.occurred_at,
+    )
 
 
 async def unpublished_checkpoints(conn: asyncpg.Connection, last: int) -> list[StoredCheckpoint]:

@@ -1,10 +1,12 @@
-"""One round of the transparency log written straight to Postgres, as the checkpointer
-writes it, for the tests of the log's tables."""
+"""Rounds of the transparency log written straight to Postgres, for the tests of the
+log's tables: leaves that need no ``events`` rows, then the nodes and the checkpoint
+the way the checkpointer writes them."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 
@@ -12,8 +14,28 @@ from ledger.checkpoint import Checkpoint, NoteSigner, sign_checkpoint
 from ledger.crypto import KeyPair
 from ledger.envelope import format_timestamp
 from ledger.merkle import CompactRange
+from ledger.tlog import EventLeaf
 from storage.tlog_store import StoredCheckpoint
-from storage.tlog_writer import PendingEvent, append_round
+from storage.tlog_writer import write_nodes_and_checkpoint
+
+
+@dataclass(frozen=True, slots=True)
+class PendingEvent:
+    """A leaf to append at ``position``, with its hash."""
+
+    position: int
+    event_type: str
+    leaf: EventLeaf
+    leaf_hash: bytes
+
+
+def signed_checkpoint(edge: CompactRange, origin: str, key: KeyPair) -> StoredCheckpoint:
+    """The checkpoint of the tree ``edge`` ends, signed by ``key`` for ``origin``."""
+    checkpoint = Checkpoint(origin, edge.size, edge.root())
+    note = sign_checkpoint(checkpoint, [NoteSigner(origin, key)]).decode()
+    return StoredCheckpoint(
+        edge.size, origin, edge.root(), note, key.did, str(uuid.uuid4()), format_timestamp()
+    )
 
 
 async def append_signed_round(
@@ -24,13 +46,33 @@ async def append_signed_round(
     key: KeyPair,
 ) -> StoredCheckpoint:
     """Append ``events`` to ``edge`` (in place) and store them with their new nodes and
-    the checkpoint of the grown tree, signed by ``key`` for ``origin``."""
+    the checkpoint of the grown tree, signed by ``key`` for ``origin``, in one transaction."""
     first = edge.size
     nodes = edge.extend([event.leaf_hash for event in events])
-    checkpoint = Checkpoint(origin, edge.size, edge.root())
-    note = sign_checkpoint(checkpoint, [NoteSigner(origin, key)]).decode()
-    stored = StoredCheckpoint(
-        edge.size, origin, edge.root(), note, key.did, str(uuid.uuid4()), format_timestamp()
-    )
-    await append_round(conn, first, events, nodes, stored)
+    stored = signed_checkpoint(edge, origin, key)
+    records = [
+        (
+            first + i,
+            event.leaf.event_id,
+            event.position,
+            event.leaf.partition,
+            event.leaf.ledger_seq,
+            event.leaf_hash,
+        )
+        for i, event in enumerate(events)
+    ]
+    async with conn.transaction():
+        await conn.copy_records_to_table(
+            "tlog_leaves",
+            records=records,
+            columns=(
+                "log_index",
+                "event_id",
+                "position",
+                "kafka_partition",
+                "ledger_seq",
+                "leaf_hash",
+            ),
+        )
+        await write_nodes_and_checkpoint(conn, nodes, stored)
     return stored

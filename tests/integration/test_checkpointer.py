@@ -253,6 +253,36 @@ async def test_one_checkpointer_per_ledger_and_an_unregistered_key_is_refused(
     assert "does not hold the ledger role" in unregistered.stderr
 
 
+async def test_a_gap_in_a_partition_chain_stops_the_round_and_appends_nothing(
+    ledger_servers: Any, ledger_settings: Any, tmp_path: Path
+) -> None:
+    """Postgres appends a round's leaves itself: a chain that does not continue
+    (an event deleted behind the ledger's back) must not be appended around."""
+    ledger = await start_ledger(ledger_servers, ledger_settings, tmp_path)
+    try:
+        await _halts(ledger, 10, "gap")
+    finally:
+        ledger.processor.stop()
+    conn = await ledger.connect()
+    try:
+        partition = await conn.fetchval(
+            "SELECT kafka_partition FROM events GROUP BY kafka_partition"
+            " HAVING max(ledger_seq) >= 3 ORDER BY max(ledger_seq) DESC LIMIT 1"
+        )
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(
+            "DELETE FROM events WHERE kafka_partition = $1 AND ledger_seq = 2", partition
+        )
+        refused = _cli(ledger.env, "checkpointer", "run", "--key", "ledger", "--once")
+        assert refused.returncode != 0
+        assert "do not continue its chain" in refused.stderr, refused.stderr
+        assert "claw-ledger audit" in refused.stderr
+        assert await conn.fetchval("SELECT count(*) FROM tlog_leaves") == 0
+        assert await conn.fetchval("SELECT count(*) FROM tlog_checkpoints") == 0
+    finally:
+        await conn.close()
+
+
 async def _forge_checkpoint(conn: asyncpg.Connection, checkpoint: Checkpoint, key: KeyPair) -> None:
     """Store ``checkpoint``, signed by ``key``, as if the checkpointer had written it."""
     note = sign_checkpoint(checkpoint, [NoteSigner(checkpoint.origin, key)])

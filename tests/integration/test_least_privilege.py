@@ -32,9 +32,15 @@ from ledger.events import build_event, sign_event
 from storage import postgres as store
 from storage.migrate import migrate
 from storage.roles import RoleCredentials, RolesNotCreated, ensure_roles, role_names, role_url
-from storage.tlog_writer import load_log_state, read_new_events, try_lock
+from storage.tlog_store import StoredCheckpoint, leaf_at
+from storage.tlog_writer import (
+    append_committed_round,
+    load_log_state,
+    try_lock,
+    waiting_partitions,
+)
 from tests.fixtures_api import drop_roles
-from tests.integration._tlog_rounds import append_signed_round
+from tests.integration._tlog_rounds import signed_checkpoint
 
 pytestmark = pytest.mark.integration
 
@@ -149,17 +155,28 @@ async def _process_as_writer(writer_url: str) -> None:
 
 
 async def _checkpoint_as_writer(writer_url: str) -> None:
-    """What the checkpointer does, as the writer: lock, read the new events, append a round."""
+    """What the checkpointer does, as the writer: lock, find the new events, append a round."""
     conn = await asyncpg.connect(writer_url)
     try:
         assert await try_lock(conn)
         state = await load_log_state(conn)
-        pending = await read_new_events(conn, TOPIC, state.included, 100)
-        assert len(pending) == 3
+        waiting = await waiting_partitions(conn, [TOPIC], state.included)
+        assert [(w.done, w.head) for w in waiting] == [(0, 3)]
+        edge = state.edge
+
+        def seal(hashes: list[bytes]) -> tuple[list[tuple[int, int, bytes]], StoredCheckpoint]:
+            return edge.extend(hashes), signed_checkpoint(edge, "lp.example/log", OPERATOR)
+
+        appended = await append_committed_round(conn, waiting, edge.size, 100, seal)
+        assert appended is not None and appended.leaves == 3
+        assert appended.included == {0: 3}
         # the hash Postgres computed is the leaf's
-        assert [event.leaf_hash for event in pending] == [event.leaf.hash() for event in pending]
-        await append_signed_round(conn, state.edge, pending, "lp.example/log", OPERATOR)
-        assert (await load_log_state(conn)).edge.root() == state.edge.root()
+        stored = await conn.fetch("SELECT leaf_hash FROM tlog_leaves ORDER BY log_index")
+        leaves = [await leaf_at(conn, index) for index in range(3)]
+        assert [bytes(r["leaf_hash"]) for r in stored] == [
+            leaf.hash() for leaf in leaves if leaf is not None
+        ]
+        assert (await load_log_state(conn)).edge.root() == edge.root()
     finally:
         await conn.close()
 

@@ -21,8 +21,7 @@ from storage.tlog_store import (
     inclusion_proof_for_event,
     inclusion_proofs_for_events,
 )
-from storage.tlog_writer import PendingEvent
-from tests.integration._tlog_rounds import append_signed_round
+from tests.integration._tlog_rounds import PendingEvent, append_signed_round
 
 pytestmark = pytest.mark.integration
 

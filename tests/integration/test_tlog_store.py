@@ -29,8 +29,8 @@ from storage.tlog_store import (
     fetch_nodes,
     latest_checkpoint,
 )
-from storage.tlog_writer import PendingEvent, load_log_state
-from tests.integration._tlog_rounds import append_signed_round
+from storage.tlog_writer import load_log_state
+from tests.integration._tlog_rounds import PendingEvent, append_signed_round
 
 pytestmark = pytest.mark.integration
 
