@@ -551,76 +551,56 @@ async def main(args: argparse.Namespace) -> None:
         console.print(f"written to {ROOT / 'docs' / 'benchmarks.md'}")
 
 
+#: the sizes and durations of the rows as (flag, default, help), in --help order; each
+#: flag parses its value as its default's type
+_SIZES: tuple[tuple[str, float | str, str | None], ...] = (
+    ("--warm-up-events", 50_000, None),
+    ("--events", 200_000, None),
+    ("--repeat", 3, "end-to-end runs (median reported)"),
+    ("--rss-events", 1_000_000, None),
+    (
+        "--latency-seconds",
+        30.0,
+        "length of each paced run at 25/50/75 %% of the e2e capacity (0 to skip)",
+    ),
+    ("--latency-repeat", 1, "paced runs per load (median p99 reported)"),
+    ("--checkpoint-events", 100_000, "ingest with/without checkpointer"),
+    ("--proof-leaves", 1_000_000, "proofs from Postgres"),
+    (
+        "--control-cache-tokens",
+        "10000,1000000",
+        "two ledger sizes (active tokens) for the processor's start, RSS and ingest; empty to skip",
+    ),
+    ("--control-cache-events", 20_000, None),
+    ("--api-events", 1_000_000, None),
+    ("--lane-events", 200_000, "control lane rows: ingest with and without it (0: skip)"),
+    ("--lane-backlog", 200_000, None),
+    ("--lane-control-events", 20, None),
+    ("--capacity-events", 50_000, "events per capacity-model run"),
+    ("--authorize-http-seconds", 10.0, "seconds per paced rate of POST /v1/authorize; 0 to skip"),
+    (
+        "--decisions-ingest-events",
+        50_000,
+        "events ingested alone and beside 1,000 decisions/s; 0 to skip",
+    ),
+    ("--early-trials", 100, "halt/revocation → first deny trials"),
+    ("--early-backlog", 200_000, "ingress events queued ahead of them"),
+    (
+        "--simulate-decisions",
+        1_000_000,
+        "recorded decisions the simulate rows judge (the issue's figure: 1,000,000)",
+    ),
+    ("--processors", 2, None),
+    ("--partitions", 4, None),
+    ("--replay-events", 200_000, "the replay rates (no database)"),
+    ("--replay-rss-events", 1_000_000, "the replay's memory run"),
+)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--warm-up-events", type=int, default=50_000)
-    parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--repeat", type=int, default=3, help="end-to-end runs (median reported)")
-    parser.add_argument("--rss-events", type=int, default=1_000_000)
-    parser.add_argument(
-        "--latency-seconds",
-        type=float,
-        default=30.0,
-        help="length of each paced run at 25/50/75 %% of the e2e capacity (0 to skip)",
-    )
-    parser.add_argument(
-        "--latency-repeat", type=int, default=1, help="paced runs per load (median p99 reported)"
-    )
-    parser.add_argument(
-        "--checkpoint-events", type=int, default=100_000, help="ingest with/without checkpointer"
-    )
-    parser.add_argument("--proof-leaves", type=int, default=1_000_000, help="proofs from Postgres")
-    parser.add_argument(
-        "--control-cache-tokens",
-        default="10000,1000000",
-        help="two ledger sizes (active tokens) for the processor's start, RSS and ingest;"
-        " empty to skip",
-    )
-    parser.add_argument("--control-cache-events", type=int, default=20_000)
-    parser.add_argument("--api-events", type=int, default=1_000_000)
-    parser.add_argument(
-        "--lane-events",
-        type=int,
-        default=200_000,
-        help="control lane rows: ingest with and without it (0: skip)",
-    )
-    parser.add_argument("--lane-backlog", type=int, default=200_000)
-    parser.add_argument("--lane-control-events", type=int, default=20)
-    parser.add_argument(
-        "--capacity-events", type=int, default=50_000, help="events per capacity-model run"
-    )
-    parser.add_argument(
-        "--authorize-http-seconds",
-        type=float,
-        default=10.0,
-        help="seconds per paced rate of POST /v1/authorize; 0 to skip",
-    )
-    parser.add_argument(
-        "--decisions-ingest-events",
-        type=int,
-        default=50_000,
-        help="events ingested alone and beside 1,000 decisions/s; 0 to skip",
-    )
-    parser.add_argument(
-        "--early-trials", type=int, default=100, help="halt/revocation → first deny trials"
-    )
-    parser.add_argument(
-        "--early-backlog", type=int, default=200_000, help="ingress events queued ahead of them"
-    )
-    parser.add_argument(
-        "--simulate-decisions",
-        type=int,
-        default=1_000_000,
-        help="recorded decisions the simulate rows judge (the issue's figure: 1,000,000)",
-    )
-    parser.add_argument("--processors", type=int, default=2)
-    parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument(
-        "--replay-events", type=int, default=200_000, help="the replay rates (no database)"
-    )
-    parser.add_argument(
-        "--replay-rss-events", type=int, default=1_000_000, help="the replay's memory run"
-    )
+    for flag, default, help_text in _SIZES:
+        parser.add_argument(flag, type=type(default), default=default, help=help_text)
     parser.add_argument(
         "--only",
         choices=["replay", "latency"],
