@@ -22,7 +22,7 @@ from ledger.tokens import build_claims, issue_token
 from ledger.urm import sign_approval, urm_hash_b64u
 from ledger.verify import Accepted, Rejected, decide, verify_message
 from ledger.wpc import policy_hash_b64u, sign_wpc
-from tests.core._helpers import example_urm
+from tests.core._helpers import example_urm, key
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 EXAMPLES: dict[str, Any] = json.loads((VECTORS / "examples.json").read_text(encoding="utf-8"))
@@ -42,10 +42,6 @@ def ts(offset_seconds: int = 0) -> str:
     from datetime import UTC, datetime
 
     return format_timestamp(datetime.fromtimestamp(NOW + offset_seconds, UTC))
-
-
-def key(n: int, name: str = "") -> KeyPair:
-    return KeyPair.from_seed(bytes([n]) * 32, name)
 
 
 @dataclass
