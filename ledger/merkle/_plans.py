@@ -65,6 +65,19 @@ def _range_ids(start: int, end: int) -> Element:
     return tuple(ids)
 
 
+def _split(target: int, start: int, n: int) -> tuple[Element, int, int]:
+    """One step of the recursion PATH and SUBPROOF share (RFC 9162 §2.1.3.1, §2.1.4.1).
+
+    Leaves ``[start, start + n)`` split at the largest power of two below ``n``;
+    the half without leaf ``target`` is a proof element, and the walk goes on in
+    the other half, whose ``start`` and size are returned with it.
+    """
+    k = _largest_power_of_two_below(n)
+    if target - start < k:
+        return _range_ids(start + k, start + n), start, k
+    return _range_ids(start, start + k), start + k, n - k
+
+
 def _check_size(name: str, value: int) -> None:
     if type(value) is not int or value < 0:
         raise ValueError(f"{name} must be a non-negative int, got {value!r}")
@@ -102,14 +115,8 @@ def _above_complete_subtree(size: int, level: int) -> tuple[Element, ...]:
     upper: list[Element] = []
     start, n = 0, size
     while n & (n - 1):
-        k = _largest_power_of_two_below(n)
-        if index - start < k:
-            upper.append(_range_ids(start + k, start + n))
-            n = k
-        else:
-            upper.append(_range_ids(start, start + k))
-            start += k
-            n -= k
+        element, start, n = _split(index, start, n)
+        upper.append(element)
     upper.reverse()
     return tuple(upper)
 
@@ -127,20 +134,14 @@ def consistency_plan(old_size: int, new_size: int) -> list[Element]:
     if old_size in (0, new_size):
         return []
     elements: list[Element] = []
-    start, m, n = 0, old_size, new_size
-    old_is_complete_subtree = True
-    while m != n:
-        k = _largest_power_of_two_below(n)
-        if m <= k:
-            elements.append(_range_ids(start + k, start + n))
-            n = k
-        else:
-            elements.append(_range_ids(start, start + k))
-            start += k
-            m -= k
-            n -= k
-            old_is_complete_subtree = False
-    if not old_is_complete_subtree:
+    start, n = 0, new_size
+    # SUBPROOF's m is old_size - start; its last old leaf is the one the walk follows
+    while old_size - start != n:
+        element, start, n = _split(old_size - 1, start, n)
+        elements.append(element)
+    if start:
+        # a step went right, so the old tree is not one complete subtree of the new:
+        # SUBPROOF's flag is false and the range it ends on is an element too
         elements.append(_range_ids(start, start + n))
     elements.reverse()
     return elements
