@@ -134,7 +134,7 @@ def mark_ended(record: dict[str, Any], ctx: EventContext, verb: str, reason: str
     )
 
 
-class _RevocationBody(Protocol):
+class _ReasonedBody(Protocol):
     reason: str
 
 
@@ -166,8 +166,43 @@ class Revocation:
         self, state: LedgerState, ctx: EventContext, settings: RuleSettings, /
     ) -> list[ProjectionRow]:
         record = getattr(state, self.table)[getattr(ctx.body, self.key)]
-        mark_revoked(record, ctx, cast("_RevocationBody", ctx.body).reason)
+        mark_revoked(record, ctx, cast("_ReasonedBody", ctx.body).reason)
         return [row(self.table, self.key, record)]
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """The rule of an event that ends the active record of ``table`` (halts, shadows).
+
+    The body names the record by its ``key`` field, on stream ``<stream_kind>:<key>``;
+    it must be active, else ``inactive`` with ``detail`` (formatted with the key's
+    value). :meth:`end` marks it ended under ``verb`` (:func:`mark_ended`).
+    """
+
+    table: str
+    key: str
+    stream_kind: str
+    verb: str
+    inactive: ReasonCode
+    detail: str
+
+    def check(self, state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
+        value = getattr(ctx.body, self.key)
+        require_stream(ctx, f"{self.stream_kind}:{value}")
+        record = getattr(state, self.table).get(value)
+        if record is None or not record["active"]:
+            raise EventError(self.inactive, self.detail.format(value))
+
+    def end(self, state: LedgerState, ctx: EventContext) -> dict[str, Any]:
+        """The record, marked ended by this event (the caller writes its row)."""
+        record: dict[str, Any] = getattr(state, self.table)[getattr(ctx.body, self.key)]
+        mark_ended(record, ctx, self.verb, cast("_ReasonedBody", ctx.body).reason)
+        return record
+
+    def apply(
+        self, state: LedgerState, ctx: EventContext, settings: RuleSettings, /
+    ) -> list[ProjectionRow]:
+        return [row(self.table, self.key, self.end(state, ctx))]
 
 
 def no_check(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:

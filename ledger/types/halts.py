@@ -32,10 +32,10 @@ from ledger.registry import EventBody, EventTypeSpec, RuleSettings
 from ledger.state import EventContext, LedgerState, ProjectionRow
 from ledger.types._common import (
     ACTIVE,
+    Ending,
     active_halt,
     body_of,
     epoch,
-    mark_ended,
     mark_revoked,
     require_stream,
     row,
@@ -261,22 +261,21 @@ def _apply_halted(
 # --- agent.resumed --------------------------------------------------------------------
 
 
+_RESUMPTION = Ending(
+    "halts", "target", "halt", "resumed", ReasonCode.HALT_NOT_ACTIVE, "{} is not halted"
+)
+
+
 def _check_resumed(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    body = body_of(ctx, AgentResumed)
-    require_stream(ctx, f"halt:{body.target}")
-    record = state.halts.get(body.target)
-    if record is None or not record["active"]:
-        raise EventError(ReasonCode.HALT_NOT_ACTIVE, f"{body.target} is not halted")
-    resume_policy(state, body.policy_hash_b64u)
+    _RESUMPTION.check(state, ctx, settings)
+    resume_policy(state, body_of(ctx, AgentResumed).policy_hash_b64u)
 
 
 def _apply_resumed(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
-    body = body_of(ctx, AgentResumed)
-    record = state.halts[body.target]
-    mark_ended(record, ctx, "resumed", body.reason)
-    record["resume_policy_hash_b64u"] = body.policy_hash_b64u
+    record = _RESUMPTION.end(state, ctx)
+    record["resume_policy_hash_b64u"] = body_of(ctx, AgentResumed).policy_hash_b64u
     return [row("halts", "target", record)]
 
 

@@ -28,9 +28,9 @@ from ledger.registry import EventBody, EventTypeSpec, RuleSettings
 from ledger.state import EventContext, LedgerState, ProjectionRow
 from ledger.types._common import (
     JOB_ID,
+    Ending,
     action_summary,
     body_of,
-    mark_ended,
     require_stream,
     row,
     spec,
@@ -119,25 +119,6 @@ def _apply_shadowed(
     return [row("shadows", "scope", record)]
 
 
-def _check_ended(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-    body = body_of(ctx, PolicyShadowEnded)
-    require_stream(ctx, f"shadow:{body.scope}")
-    record = state.shadows.get(body.scope)
-    if record is None or not record["active"]:
-        raise EventError(
-            ReasonCode.SHADOW_NOT_ACTIVE, f"no shadow policy is active for {body.scope}"
-        )
-
-
-def _apply_ended(
-    state: LedgerState, ctx: EventContext, settings: RuleSettings, /
-) -> list[ProjectionRow]:
-    body = body_of(ctx, PolicyShadowEnded)
-    record = state.shadows[body.scope]
-    mark_ended(record, ctx, "ended", body.reason)
-    return [row("shadows", "scope", record)]
-
-
 def _check_call(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
     body = body_of(ctx, CallShadowed)
     require_stream(ctx, f"job:{body.job_id}")
@@ -178,13 +159,16 @@ def _summary(body: Mapping[str, Any], /) -> str:
     )
 
 
-#: event type, body, stream, roles, projections written; check, apply, timeline summary
 # fmt: off
+_ENDING = Ending("shadows", "scope", "shadow", "ended", ReasonCode.SHADOW_NOT_ACTIVE,
+                 "no shadow policy is active for {}")
+
+#: event type, body, stream, roles, projections written; check, apply, timeline summary
 SPECS: tuple[EventTypeSpec, ...] = (
     spec("policy.shadowed", PolicyShadowed, "shadow:<scope>", "policy-admin", "shadows",
          _check_shadowed, _apply_shadowed, "scope policy_hash_b64u reason"),
     spec("policy.shadow_ended", PolicyShadowEnded, "shadow:<scope>", "policy-admin", "shadows",
-         _check_ended, _apply_ended, "scope reason"),
+         _ENDING.check, _ENDING.apply, "scope reason"),
     spec("call.shadowed", CallShadowed, "job:<job_id>", "authorizer", "",
          _check_call, _apply_call, _summary),
 )
