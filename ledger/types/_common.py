@@ -139,24 +139,39 @@ class _ReasonedBody(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class Revocation:
-    """The rule of a ``*.revoked`` event for a registry of ``table`` (policies, tokens).
-
-    The body names the record by its ``key`` field, on stream ``<stream_kind>:<key>``;
-    it must exist and not be revoked already (``unknown`` and ``revoked`` codes).
-    """
+class _RecordRule:
+    """A rule on the record of ``table`` that the body names by its ``key`` field,
+    on stream ``<stream_kind>:<key>``."""
 
     table: str
     key: str
     stream_kind: str
+
+    def _named(self, state: LedgerState, ctx: EventContext) -> tuple[Any, dict[str, Any] | None]:
+        """The key's value and its record (``None``: unknown), once the stream is the record's."""
+        value = getattr(ctx.body, self.key)
+        require_stream(ctx, f"{self.stream_kind}:{value}")
+        return value, getattr(state, self.table).get(value)
+
+    def _record(self, state: LedgerState, ctx: EventContext) -> dict[str, Any]:
+        """The record, which the check found: the one to update."""
+        record: dict[str, Any] = getattr(state, self.table)[getattr(ctx.body, self.key)]
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation(_RecordRule):
+    """The rule of a ``*.revoked`` event for a registry of ``table`` (policies, tokens).
+
+    The record must exist and not be revoked already (``unknown`` and ``revoked`` codes).
+    """
+
     error: type[RejectedError]
     unknown: ReasonCode
     revoked: ReasonCode
 
     def check(self, state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-        value = getattr(ctx.body, self.key)
-        require_stream(ctx, f"{self.stream_kind}:{value}")
-        record = getattr(state, self.table).get(value)
+        value, record = self._named(state, ctx)
         if record is None:
             raise self.error(self.unknown, f"no {self.stream_kind} {value} on the ledger")
         if record["status"] == REVOKED:
@@ -165,37 +180,31 @@ class Revocation:
     def apply(
         self, state: LedgerState, ctx: EventContext, settings: RuleSettings, /
     ) -> list[ProjectionRow]:
-        record = getattr(state, self.table)[getattr(ctx.body, self.key)]
+        record = self._record(state, ctx)
         mark_revoked(record, ctx, cast("_ReasonedBody", ctx.body).reason)
         return [row(self.table, self.key, record)]
 
 
 @dataclass(frozen=True, slots=True)
-class Ending:
+class Ending(_RecordRule):
     """The rule of an event that ends the active record of ``table`` (halts, shadows).
 
-    The body names the record by its ``key`` field, on stream ``<stream_kind>:<key>``;
-    it must be active, else ``inactive`` with ``detail`` (formatted with the key's
-    value). :meth:`end` marks it ended under ``verb`` (:func:`mark_ended`).
+    The record must be active, else ``inactive`` with ``detail`` (formatted with
+    the key's value). :meth:`end` marks it ended under ``verb`` (:func:`mark_ended`).
     """
 
-    table: str
-    key: str
-    stream_kind: str
     verb: str
     inactive: ReasonCode
     detail: str
 
     def check(self, state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
-        value = getattr(ctx.body, self.key)
-        require_stream(ctx, f"{self.stream_kind}:{value}")
-        record = getattr(state, self.table).get(value)
+        value, record = self._named(state, ctx)
         if record is None or not record["active"]:
             raise EventError(self.inactive, self.detail.format(value))
 
     def end(self, state: LedgerState, ctx: EventContext) -> dict[str, Any]:
         """The record, marked ended by this event (the caller writes its row)."""
-        record: dict[str, Any] = getattr(state, self.table)[getattr(ctx.body, self.key)]
+        record = self._record(state, ctx)
         mark_ended(record, ctx, self.verb, cast("_ReasonedBody", ctx.body).reason)
         return record
 
