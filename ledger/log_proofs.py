@@ -79,9 +79,22 @@ class EventInclusion:
     leaf: EventLeaf
     proof: tuple[bytes, ...]
 
-    def to_dict(self) -> dict[str, Any]:
-        """The inclusion-proof shape of docs/transparency.md §8."""
+    def to_dict(self, encoded: dict[bytes, str] | None = None) -> dict[str, Any]:
+        """The inclusion-proof shape of docs/transparency.md §8.
+
+        ``encoded``: base64 of nodes already written, shared across the proofs of
+        one tree (the upper nodes recur in every proof) and filled here.
+        """
         leaf = self.leaf
+        if encoded is None:
+            proof = [b64(node) for node in self.proof]
+        else:
+            proof = []
+            for node in self.proof:
+                text = encoded.get(node)
+                if text is None:
+                    text = encoded[node] = b64(node)
+                proof.append(text)
         return {
             "log_index": self.log_index,
             "leaf": {
@@ -91,7 +104,7 @@ class EventInclusion:
                 "envelope_sha256": leaf.envelope_sha256,
                 "chain_hash": leaf.chain_hash,
             },
-            "proof_b64": [b64(node) for node in self.proof],
+            "proof_b64": proof,
         }
 
 

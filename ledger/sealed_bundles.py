@@ -144,6 +144,7 @@ def build_sealed_bundle(
         raise BundleError(
             ReasonCode.WPC_UNKNOWN, f"no policy.published of job {job_id}'s WPC among its events"
         )
+    encoded: dict[bytes, str] = {}
     wpc_text = str(facts.policy_published["body"]["wpc_envelope_json"])
     wpc_envelope, wpc_plain = parse_json_tracking(wpc_text.encode("utf-8"))
     manifest_body = facts.manifest["body"]
@@ -176,7 +177,7 @@ def build_sealed_bundle(
             "outputs": facts.outputs,
             "counts": facts.counts(),
             "checkpoint": checkpoint.note,
-            "events": [{"envelope": e.envelope, **e.inclusion.to_dict()} for e in ordered],
+            "events": [{"envelope": e.envelope, **e.inclusion.to_dict(encoded)} for e in ordered],
         },
     }
     plain = facts.plain_numbers and wpc_plain
