@@ -62,6 +62,8 @@ log = logging.getLogger("claw_ledger.processor")
 
 #: at most one heartbeat row write per this many seconds (ADR 0015)
 HEARTBEAT_INTERVAL_SECONDS = 0.5
+#: while beats keep failing (a database outage), one warning per this many seconds
+HEARTBEAT_FAILURE_LOG_SECONDS = 30.0
 #: fetch rounds per batch before planning anyway (a plan that then reads an
 #: unknown key is planned again, so this bounds work, not correctness)
 _MAX_FETCH_ROUNDS = 4
@@ -125,6 +127,9 @@ class VerifyingProcessor:
         #: names this process's heartbeat row (several processors share a ledger)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._last_beat = -HEARTBEAT_INTERVAL_SECONDS
+        #: beats failed in a row, and when the last of them was logged
+        self._beat_failures = 0
+        self._beat_failure_logged = 0.0
         #: committed batches, their summed and longest (since the last beat) durations
         self._batches = 0
         self._batch_seconds = 0.0
@@ -134,7 +139,9 @@ class VerifyingProcessor:
         """Record that this processor is alive and which control version its
         state holds; engines call it after each commit and while idle, and it
         writes at most every :data:`HEARTBEAT_INTERVAL_SECONDS`. A failure is
-        logged only: a missing beat is what makes authorize fail closed."""
+        logged only: a missing beat is what makes authorize fail closed. During
+        an outage the first failure is logged, then one line every
+        :data:`HEARTBEAT_FAILURE_LOG_SECONDS`, then the recovery."""
         moment = time.monotonic()
         if not force and moment - self._last_beat < HEARTBEAT_INTERVAL_SECONDS:
             return
@@ -144,8 +151,15 @@ class VerifyingProcessor:
                 self.worker_id, self.group, self._control_version, self.commit_timings
             )
         except Exception as exc:
-            log.warning("heartbeat not written: %s", exc)
+            self._beat_failures += 1
+            since_logged = moment - self._beat_failure_logged
+            if self._beat_failures == 1 or since_logged >= HEARTBEAT_FAILURE_LOG_SECONDS:
+                self._beat_failure_logged = moment
+                log.warning("heartbeat not written (%d in a row): %s", self._beat_failures, exc)
         else:
+            if self._beat_failures:
+                log.warning("heartbeat written again after %d failed", self._beat_failures)
+                self._beat_failures = 0
             self._batch_max = None
 
     @property

@@ -12,13 +12,20 @@ Storage imports the domain (:mod:`ledger`), never the application.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import asyncpg
 
 from ledger.errors import ConfigError, ServiceError
 
-__all__ = ["check_database_url", "connect", "create_pool", "keep_session"]
+__all__ = [
+    "check_database_url",
+    "connect",
+    "create_pool",
+    "keep_session",
+    "quiet_pool_reconnects",
+]
 
 DEFAULT_MIN_POOL = 1
 DEFAULT_MAX_POOL = 10
@@ -61,6 +68,42 @@ async def keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
+#: what a pool meets while the server is down or starting up
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+)
+
+
+class _OneLineWhenUnavailable(logging.Filter):
+    """asyncpg's pool logs a full traceback each time it fails to reconnect its
+    connection floor, every few seconds of a database outage. The services
+    report the outage themselves ("database unavailable (attempt N) ..."), so
+    those records keep one line: the message and the error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, _UNAVAILABLE):
+            record.msg = f"{record.getMessage()}: {error}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_POOL_LOG_FILTER = _OneLineWhenUnavailable()
+
+
+def quiet_pool_reconnects() -> None:
+    """Install :class:`_OneLineWhenUnavailable` on asyncpg's pool logger (once)."""
+    logger = logging.getLogger("asyncpg.pool")
+    if _POOL_LOG_FILTER not in logger.filters:
+        logger.addFilter(_POOL_LOG_FILTER)
+
+
 async def create_pool(
     database_url: str,
     *,
@@ -75,6 +118,7 @@ async def create_pool(
     Raises ServiceError when the server cannot be reached.
     """
     check_database_url(database_url)
+    quiet_pool_reconnects()
     try:
         pool = await asyncpg.create_pool(
             database_url,

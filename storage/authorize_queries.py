@@ -18,7 +18,7 @@ import asyncpg
 
 from ledger.errors import ServiceError
 from ledger.state import LedgerState
-from storage import keep_session
+from storage import keep_session, quiet_pool_reconnects
 from storage.postgres import (
     CONTROL_CHANNEL,
     init_connection,
@@ -129,6 +129,7 @@ class AuthorizeStore:
     @classmethod
     async def open(cls, url: str, *, max_size: int = 4) -> AuthorizeStore:
         """A store on a new pool; :class:`ServiceError` when the database does not answer."""
+        quiet_pool_reconnects()
         try:
             pool = await asyncpg.create_pool(
                 url,

@@ -24,7 +24,7 @@ import asyncpg
 from ledger.batch import EventRow, Outcome, PartitionPosition
 from ledger.errors import StaleBatchError
 from ledger.state import LedgerState, ProjectionRow
-from storage import keep_session
+from storage import keep_session, quiet_pool_reconnects
 from storage.control_plane_sql import (
     CONTROL_CHANNEL,
     CONTROL_TABLES,
@@ -389,6 +389,7 @@ class PostgresLedgerStore:
         # nothing the store runs changes a session (no SET, LISTEN, session lock or
         # cursor outside a transaction): the default reset was one more round trip
         # after every transaction, three per batch
+        quiet_pool_reconnects()
         pool = await asyncpg.create_pool(
             database_url,
             min_size=min_size,

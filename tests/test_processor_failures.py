@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+import logging
+from typing import Any, NoReturn
 
 import pytest
 
 from consumers import failures, runner
+from consumers import processor as processor_module
 from consumers.failures import (
     EXIT_BUG,
     EXIT_DATABASE_DOWN,
@@ -14,7 +16,9 @@ from consumers.failures import (
     DatabaseUnavailableError,
     with_database_retry,
 )
+from consumers.processor import VerifyingProcessor
 from ledger.errors import LedgerError
+from storage.memory import MemoryLedgerStore
 
 
 @pytest.fixture(autouse=True)
@@ -83,3 +87,36 @@ def test_the_runner_exits_with_the_failures_code(
     with pytest.raises(SystemExit) as caught:
         runner._exit_for(error)
     assert caught.value.code == code
+
+
+class _DownStore(MemoryLedgerStore):
+    """A store whose heartbeat fails while ``down`` (a database outage)."""
+
+    down = True
+
+    async def heartbeat(self, *args: Any, **kwargs: Any) -> None:
+        if self.down:
+            raise ConnectionRefusedError(111, "Connect call failed")
+        await super().heartbeat(*args, **kwargs)
+
+
+async def test_an_outage_logs_its_failed_heartbeats_sparingly(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _DownStore()
+    processor = VerifyingProcessor(store, group="g", topic="t", trust_root=None)
+    now = [100.0]
+    monkeypatch.setattr(processor_module.time, "monotonic", lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="claw_ledger.processor"):
+        for _ in range(120):  # 60 s of beats every 0.5 s
+            await processor.heartbeat()
+            now[0] += 0.5
+        store.down = False
+        await processor.heartbeat()
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines == [
+        "heartbeat not written (1 in a row): [Errno 111] Connect call failed",
+        "heartbeat not written (61 in a row): [Errno 111] Connect call failed",
+        "heartbeat written again after 120 failed",
+    ]
+    assert processor.worker_id in store.heartbeats
