@@ -5,7 +5,8 @@ decides the reason code (raised as :class:`~ledger.errors.BundleError`):
 
 1. envelope fields present                       → ``MALFORMED_ENVELOPE``
 2. envelope version, hash and signature algorithm → ``UNKNOWN_*``
-3. payload schema (bundle and chain entry shapes, one run id)
+3. payload schema (bundle and chain entry shapes, one run id; tool, side-effect
+   and human-approval receipts, :mod:`ledger.bundle_receipts`)
                                                   → ``SCHEMA_VALIDATION_FAILED``
 4. payload hash (document order)                  → ``HASH_MISMATCH``
 5. signer DID and signature                       → ``INVALID_DID_FORMAT`` /
@@ -33,6 +34,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.bundle_receipts import other_receipts_problem
 from ledger.canonical import compact_json, field_values
 from ledger.crypto import KeyPair
 from ledger.encoding import b64u_encode, sha256_b64u
@@ -161,6 +163,9 @@ def _bundle_schema(payload: Mapping[str, Any]) -> None:
     receipts = payload.get("receipts", [])
     if not isinstance(receipts, list) or len(receipts) > MAX_RECEIPTS:
         raise _schema_error("receipts must be a list of gateway receipt envelopes")
+    problem = other_receipts_problem(payload)
+    if problem is not None:
+        raise _schema_error(problem)
     if "urm" in payload:
         urm = payload["urm"]
         if not isinstance(urm, Mapping) or urm.get("urm_version") != "1":

@@ -31,6 +31,7 @@ __all__ = [
     "MAX_RECEIPT_BYTES",
     "RECEIPT_ENVELOPE_TYPE",
     "RECEIPT_VERSION",
+    "RFC3339_RE",
     "GatewayReceipt",
     "ReceiptBinding",
     "build_receipt_payload",
@@ -46,7 +47,8 @@ RECEIPT_ENVELOPE_TYPE = "gateway_receipt"
 RECEIPT_VERSION = "1"
 MAX_RECEIPT_BYTES = 64 * 1024
 
-_RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
+#: an RFC 3339 date-time (``fullmatch``)
+RFC3339_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 
 
 class ReceiptBinding(BaseModel):
@@ -93,7 +95,7 @@ class GatewayReceipt(BaseModel):
 
     _version = field_validator("receipt_version")(only_version("receipt_version", RECEIPT_VERSION))
     _time = field_validator("timestamp")(
-        matching(_RFC3339_RE, "timestamp must be an RFC 3339 date-time")
+        matching(RFC3339_RE, "timestamp must be an RFC 3339 date-time")
     )
 
 
