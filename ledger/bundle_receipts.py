@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ledger.envelope import ENVELOPE_FIELDS
 from ledger.receipts import RFC3339_RE
 
 __all__ = ["MAX_OTHER_RECEIPTS", "OTHER_RECEIPT_MEMBERS", "other_receipts_problem"]
@@ -138,17 +139,6 @@ _TOOL_V2 = _Shape(
     (*_TOOL_V1.required, "args_salt_b64u", "result_salt_b64u"),
     closed=True,
 )
-_ENVELOPE_REQUIRED = (
-    "envelope_version",
-    "envelope_type",
-    "payload",
-    "payload_hash_b64u",
-    "hash_algorithm",
-    "signature_b64u",
-    "algorithm",
-    "signer_did",
-    "issued_at",
-)
 _TOOL_ENVELOPE_V1 = _Shape(
     {
         "envelope_version": _const("1"),
@@ -162,7 +152,7 @@ _TOOL_ENVELOPE_V1 = _Shape(
         "issued_at": _DATE_TIME,
         "expires_at": _DATE_TIME,
     },
-    _ENVELOPE_REQUIRED,
+    ENVELOPE_FIELDS,
     closed=True,
 )
 _TOOL_ENVELOPE_V2 = _Shape(
@@ -175,7 +165,7 @@ _TOOL_ENVELOPE_V2 = _Shape(
         "signer_did": _DID,
         "co_signatures": _CO_SIGNATURES,
     },
-    _ENVELOPE_REQUIRED,
+    ENVELOPE_FIELDS,
     closed=True,
 )
 _SIDE_EFFECT = _Shape(
