@@ -24,7 +24,6 @@ class PendingEvent:
     """A leaf to append at ``position``, with its hash."""
 
     position: int
-    event_type: str
     leaf: EventLeaf
     leaf_hash: bytes
 

@@ -63,7 +63,7 @@ async def _log(conn: asyncpg.Connection, leaves: list[EventLeaf]) -> list[int]:
         first = edge.size
         # events are committed at positions 1, 2, ... in leaf order
         pending = [
-            PendingEvent(first + 1 + i, "agent.halted", leaf, leaf.hash())
+            PendingEvent(first + 1 + i, leaf, leaf.hash())
             for i, leaf in enumerate(leaves[first : first + count])
         ]
         await append_signed_round(conn, edge, pending, ORIGIN, KEY)

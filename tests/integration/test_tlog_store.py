@@ -54,10 +54,7 @@ async def _write_rounds(conn: asyncpg.Connection) -> tuple[MerkleTree, list[int]
     for count in ROUNDS:
         leaves = [_leaf(n + i) for i in range(count)]
         memory.extend(leaf.hash() for leaf in leaves)
-        pending = [
-            PendingEvent(1000 + n + i, "agent.halted", leaf, leaf.hash())
-            for i, leaf in enumerate(leaves)
-        ]
+        pending = [PendingEvent(1000 + n + i, leaf, leaf.hash()) for i, leaf in enumerate(leaves)]
         await append_signed_round(conn, edge, pending, ORIGIN, KEY)
         n += count
         sizes.append(edge.size)
