@@ -50,6 +50,9 @@ class Verified(NamedTuple):
 
 log = logging.getLogger("claw_ledger.processor")
 
+#: the least time between two Kafka offset commits of a lane (they are a hint)
+HINT_INTERVAL_S = 1.0
+
 
 class _SeekToLedger(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(
@@ -297,12 +300,23 @@ async def run_lane(
     hinting: asyncio.Task[None] | None = None
     beating: asyncio.Task[None] | None = None
 
+    loop = asyncio.get_running_loop()
+    last_hint = -HINT_INTERVAL_S
+
     async def hint() -> None:
+        # at most one offset commit per HINT_INTERVAL_S: each is a Kafka round trip
+        # that a batch paid for, and only a fresh consumer's start reads them
+        nonlocal last_hint
         while hints:
+            wait = last_hint + HINT_INTERVAL_S - loop.time()
+            if wait > 0 and not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
             offsets = dict(hints)
             hints.clear()
             with contextlib.suppress(Exception):  # Kafka commits are only a hint
                 await consumer.commit(offsets)
+            last_hint = loop.time()
 
     async def fetch_and_verify() -> None:
         while not stop.is_set():
