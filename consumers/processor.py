@@ -301,10 +301,16 @@ class VerifyingProcessor:
         self.full_state_loads += 1
 
     async def _refresh_control(
-        self, pending: PendingBatch, extra: dict[str, set[str]] | None = None
-    ) -> None:
+        self,
+        pending: PendingBatch,
+        extra: dict[str, set[str]] | None = None,
+        *,
+        event_ids: Sequence[str] = (),
+    ) -> dict[str, str]:
         """Catch up on what other processors changed, and fetch the rows of the
-        bounded tables that the batch's rules may read (plus ``extra``).
+        bounded tables that the batch's rules may read (plus ``extra``); returns
+        the recorded payload hash of each of ``event_ids`` (the duplicate check,
+        asked in the first read).
 
         Each read checks the control version in the same snapshot: rows
         written after the version this state holds are replaced (whole
@@ -320,6 +326,7 @@ class VerifyingProcessor:
         # a full-stop halt of job:J or sub:S looks through its scope's tokens: those
         # rows come with the keyed ones, not the whole table (a halt of * does)
         scopes = batch_scopes(events) if self._bounded else []
+        recorded: dict[str, str] = {}
         for round_ in range(_MAX_FETCH_ROUNDS):
             wanted = batch_reads(events, self._lookup) if self._bounded else {}
             for table, keys in (extra or {}).items():
@@ -329,16 +336,22 @@ class VerifyingProcessor:
             # a changed row read in a later round makes the cache forget its scopes
             unread = [s for s in scopes if s.scope not in self._cache(s.table).scopes]
             if round_ and not missing and not unread:
-                return
+                return recorded
             query = ControlQuery(
-                self._configured_trust_root,
+                # a stored trust root never changes once set (set_trust_root refuses
+                # another): once known it need not be read again with every change
+                self._configured_trust_root or self.trust_root,
                 since=self._control_version,
                 whole=self._whole,
                 wanted=missing,
                 scopes=unread,
+                event_ids=() if round_ else event_ids,
             )
             read = await self._store.read_control(query)
+            if not round_:
+                recorded = read.recorded
             self._apply_read(read, missing, unread)
+        return recorded
 
     def _lookup(self, table: str, key: str) -> dict[str, Any] | None:
         return self._cache(table).peek(key)
@@ -455,8 +468,7 @@ class VerifyingProcessor:
         pending = pending_records(self.positions, records, verdicts)
         if not pending.by_partition:
             return BatchReport(skipped=pending.skipped)
-        recorded = await self._store.existing_payload_hashes(pending.event_ids())
-        await self._refresh_control(pending)
+        recorded = await self._refresh_control(pending, event_ids=pending.event_ids())
         if self._bounded and _has_full_stop_of_all(pending):
             # a full-stop halt of * revokes every token: its rule reads the whole table,
             # so it comes whole for this batch (trimmed back after it)

@@ -20,7 +20,7 @@ from ledger.control_reads import ScopeRead
 from storage import control_plane_sql as control_plane
 from storage.protocol import ControlQuery, ControlRead, ControlStart
 
-__all__ = ["open_control_state", "read_control"]
+__all__ = ["open_control_state", "read_control", "version_and_recorded"]
 
 #: the key column of each control-plane table (table names are constants)
 _KEY_COLUMNS: dict[str, str] = {"keys": "did", **control_plane.CONTROL_TABLES}
@@ -97,12 +97,41 @@ async def open_control_state(
         return ControlStart(version, state, stored, streamed)
 
 
+async def version_and_recorded(
+    conn: asyncpg.Connection, event_ids: Sequence[str]
+) -> tuple[int, dict[str, str]]:
+    """The control version and the recorded payload hash of each of ``event_ids``,
+    in one statement (one snapshot, one round trip)."""
+    records = await conn.fetch(
+        "SELECT s.version, k.event_id::text AS event_id, k.payload_hash_b64u"
+        " FROM control_state s LEFT JOIN event_keys k ON k.event_id = ANY($1::uuid[])"
+        " WHERE s.id = 1",
+        list(event_ids),
+    )
+    recorded = {r["event_id"]: r["payload_hash_b64u"] for r in records if r["event_id"]}
+    return int(records[0]["version"]), recorded
+
+
 async def read_control(conn: asyncpg.Connection, query: ControlQuery) -> ControlRead:
     """The version, what changed after ``query.since``, the wanted rows and the
-    rows of the scopes, in one snapshot."""
+    rows of the scopes, in one snapshot; and the recorded hashes of ``query.event_ids``.
+
+    A query that wants no rows is first answered by one statement: when the
+    version has not moved, that is the whole answer (the common batch of a
+    processor whose cache holds every row its rules read). Otherwise the read
+    runs in a snapshot of its own.
+    """
     since, whole = query.since, query.whole
+    recorded: dict[str, str] | None = None
+    if not any(query.wanted.values()) and not query.scopes:
+        version, recorded = await version_and_recorded(conn, query.event_ids)
+        if version == since:
+            return ControlRead(version, recorded=recorded)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        version = await control_plane.control_version(conn)
+        if recorded is None:
+            version, recorded = await version_and_recorded(conn, query.event_ids)
+        else:
+            version = await control_plane.control_version(conn)
         changed = None
         changed_keys: dict[str, list[str]] = {}
         if version != since:
@@ -125,4 +154,4 @@ async def read_control(conn: asyncpg.Connection, query: ControlQuery) -> Control
                 )
             }
         scoped = await _scoped_rows(conn, query.scopes)
-        return ControlRead(version, changed, changed_keys, rows, scoped)
+        return ControlRead(version, changed, changed_keys, rows, scoped, recorded)

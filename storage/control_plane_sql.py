@@ -64,6 +64,9 @@ CONTROL_VERSION_COLUMN = "control_version"
 
 VERSIONED_TABLES = frozenset({"keys", *CONTROL_TABLES})
 
+#: the name the stored digest takes beside a table's columns in :func:`move_digests`
+_DIGEST_ALIAS = "claw_stored_digest"
+
 
 async def control_version(conn: asyncpg.Connection) -> int:
     """The committed control-plane version (bumped by every commit that changes it)."""
@@ -73,13 +76,14 @@ async def control_version(conn: asyncpg.Connection) -> int:
 async def bump_control_version(conn: asyncpg.Connection) -> int:
     """Inside a transaction: increment and return the version (row-locked until
     commit), and notify :data:`CONTROL_CHANNEL` (delivered on commit)."""
-    version = int(
+    # one statement, one round trip: the notification rides on the RETURNING list
+    return int(
         await conn.fetchval(
-            "UPDATE control_state SET version = version + 1 WHERE id = 1 RETURNING version"
+            "UPDATE control_state SET version = version + 1 WHERE id = 1"
+            " RETURNING version, pg_notify($1, (version)::text)",
+            CONTROL_CHANNEL,
         )
     )
-    await conn.execute("SELECT pg_notify($1, $2)", CONTROL_CHANNEL, str(version))
-    return version
 
 
 async def load_state_snapshot(
@@ -139,35 +143,40 @@ async def seal_control_digests(
 
 
 async def move_digests(conn: asyncpg.Connection, projections: Sequence[ProjectionRow]) -> None:
-    """Inside the commit, before the upsert: move each touched table's digest
-    from its stored rows to what the upsert makes of them."""
+    """Inside the commit, after :func:`bump_control_version` and before the upsert:
+    move each touched table's digest from its stored rows to what the upsert
+    makes of them.
+
+    The bump's row lock orders every commit that changes the control plane (and
+    :func:`seal_control_digests` takes the same lock), so the digest and the
+    old rows are read without a lock of their own, in one round trip per table.
+    """
     by_table: dict[str, list[ProjectionRow]] = {}
     for row in projections:
         if row.table in CONTROL_DIGEST_TABLES:
             by_table.setdefault(row.table, []).append(row)
-    if not by_table:
-        return
-    stored = {
-        r["table_name"]: parse_digest(r["digest"])
-        for r in await conn.fetch(
-            "SELECT table_name, digest FROM control_digests WHERE table_name = ANY($1::text[])"
-            " FOR UPDATE",
-            list(by_table),
-        )
-    }
     updates = []
     for table, changes in by_table.items():
-        digest = stored.get(table)
-        if digest is None:  # not sealed yet: the first processor start computes it
-            continue
         key_column = changes[0].key_column
         keys = list({c.values[key_column] for c in changes})
+        # the digest row joined to the stored rows of the keys: one row with NULL
+        # columns when none is stored yet (table and column names are constants)
+        records = await conn.fetch(
+            f"SELECT d.digest AS {_DIGEST_ALIAS}, t.* FROM control_digests d"
+            f" LEFT JOIN {table} t ON t.{key_column} = ANY($2::text[])"
+            " WHERE d.table_name = $1",
+            table,
+            keys,
+        )
+        digest = parse_digest(records[0][_DIGEST_ALIAS]) if records else None
+        if digest is None:  # not sealed yet: the first processor start computes it
+            continue
         old = {
-            r[key_column]: {k: v for k, v in r.items() if k != CONTROL_VERSION_COLUMN}
-            # table and column names are constants
-            for r in await conn.fetch(
-                f"SELECT * FROM {table} WHERE {key_column} = ANY($1::text[])", keys
-            )
+            r[key_column]: {
+                k: v for k, v in r.items() if k not in (CONTROL_VERSION_COLUMN, _DIGEST_ALIAS)
+            }
+            for r in records
+            if r[key_column] is not None
         }
         updates.append((table, digest_hex(digest + digest_delta(table, old, changes))))
     if updates:

@@ -162,7 +162,8 @@ class MemoryLedgerStore:
             }
             for read in query.scopes
         }
-        return ControlRead(self._control_version, changed, changed_keys, rows, scoped)
+        recorded = await self.existing_payload_hashes(query.event_ids)
+        return ControlRead(self._control_version, changed, changed_keys, rows, scoped, recorded)
 
     async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:
         if version != self._control_version:

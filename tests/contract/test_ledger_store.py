@@ -25,7 +25,7 @@ from ledger.state import LedgerState, ProjectionRow
 from ledger.verify import verify_message
 from storage.memory import MemoryLedgerStore
 from storage.postgres import PostgresLedgerStore
-from storage.protocol import BatchCommit, LedgerStore
+from storage.protocol import BatchCommit, ControlQuery, LedgerStore
 
 ADMIN = KeyPair.from_seed(bytes([1]) * 32, "admin")
 OPERATOR = KeyPair.from_seed(bytes([2]) * 32, "operator")
@@ -117,6 +117,24 @@ async def test_a_commit_records_events_positions_and_the_control_version(
     assert version == 1 and set(state.keys) == {ADMIN.did, OPERATOR.did}
     assert state.keys[OPERATOR.did].name == "operator" and not state.keys[OPERATOR.did].revoked
     assert await store.other_groups("another-group", TOPIC) == [GROUP]
+
+
+async def test_the_control_read_answers_the_duplicate_check_too(store: LedgerStore) -> None:
+    plan = _plan(SETUP)
+    await _commit(store, plan)
+    [batch] = plan.batches
+    unknown = "8d0f8b4e-0000-4000-8000-000000000000"
+    expected = {e.event_id: e.payload_hash_b64u for e in batch.events}
+    asked = [*_ids(plan), unknown]
+    # the version has not moved: one statement answers (Postgres); the version moved
+    # and rows are wanted: the snapshot read answers; both with the same hashes
+    for since, wanted in ((1, {}), (0, {"tokens": ["no-such-jti"]})):
+        query = ControlQuery(ADMIN.did, since=since, wanted=wanted, event_ids=asked)
+        read = await store.read_control(query)
+        assert read.version == 1
+        assert read.recorded == expected == await store.existing_payload_hashes(asked)
+        assert (read.changed is None) == (since == 1)
+    assert (await store.read_control(ControlQuery(ADMIN.did, since=1))).recorded == {}
 
 
 async def test_a_batch_without_control_rows_leaves_the_version(store: LedgerStore) -> None:

@@ -9,7 +9,7 @@ handed to the processors directly, as an engine would.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -19,7 +19,7 @@ import pytest_asyncio
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor
 from ledger.crypto import KeyPair
 from ledger.events import build_event, sign_event
-from storage import control_plane_sql
+from storage import control_cache_sql
 from storage import postgres as store
 from tests.core._helpers import published_wpc_body
 
@@ -128,22 +128,24 @@ async def test_a_commit_that_lands_between_the_version_check_and_the_commit_is_c
         _register(POLICY_ADMIN.did, "policy-admin", "policy-admin"),
         _raw(POLICY_ADMIN, "policy.published", f"policy:{RESUME_WPC}", _WPC_BODY),
     )
-    real_control_version = control_plane_sql.control_version
+    real_version_and_recorded = control_cache_sql.version_and_recorded
     raced = False
 
-    async def version_then_other_commit(conn: asyncpg.Connection) -> int:
+    async def version_then_other_commit(
+        conn: asyncpg.Connection, event_ids: Sequence[str]
+    ) -> tuple[int, dict[str, str]]:
         nonlocal raced
-        version = await real_control_version(conn)
+        read = await real_version_and_recorded(conn, event_ids)
         if not raced:
             raced = True
             # b commits its control change after a has read the version
             assert len((await b.feed(_halt(OPERATOR, "job:b"))).accepted) == 1
-        return version
+        return read
 
-    monkeypatch.setattr(control_plane_sql, "control_version", version_then_other_commit)
+    monkeypatch.setattr(control_cache_sql, "version_and_recorded", version_then_other_commit)
     assert len((await a.feed(_halt(OPERATOR, "job:a"))).accepted) == 1
     assert raced
-    monkeypatch.setattr(control_plane_sql, "control_version", real_control_version)
+    monkeypatch.setattr(control_cache_sql, "version_and_recorded", real_version_and_recorded)
 
     # a did not see b's halt when it decided, so its state must not claim the
     # version of its own commit; its next batch catches up and can resume job:b
