@@ -137,11 +137,18 @@ async def read_control(conn: asyncpg.Connection, query: ControlQuery) -> Control
         if version != since:
             root = query.trust_root or await control_plane.trust_root(conn)
             changed = await control_plane.load_state(conn, root, since=since, tables=whole)
-            for table, key in _KEY_COLUMNS.items():
-                if table not in whole:
-                    column = control_plane.CONTROL_VERSION_COLUMN
-                    sql = f"SELECT {key} FROM {table} WHERE {column} > $1"
-                    changed_keys[table] = [r[0] for r in await conn.fetch(sql, since)]
+            bounded = [(table, key) for table, key in _KEY_COLUMNS.items() if table not in whole]
+            if bounded:
+                # the changed keys of every bounded table in one round trip
+                column = control_plane.CONTROL_VERSION_COLUMN
+                sql = " UNION ALL ".join(
+                    f"SELECT '{table}' AS table_name, {key}::text AS key FROM {table}"
+                    f" WHERE {column} > $1"
+                    for table, key in bounded
+                )
+                changed_keys = {table: [] for table, _ in bounded}
+                for r in await conn.fetch(sql, since):
+                    changed_keys[r["table_name"]].append(r["key"])
         rows: dict[str, dict[str, dict[str, Any]]] = {}
         for table, keys in query.wanted.items():
             if not keys:
