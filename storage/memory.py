@@ -162,7 +162,7 @@ class MemoryLedgerStore:
             }
             for read in query.scopes
         }
-        recorded = await self.existing_payload_hashes(query.event_ids)
+        recorded = {i: self._event_ids[i] for i in query.event_ids if i in self._event_ids}
         return ControlRead(self._control_version, changed, changed_keys, rows, scoped, recorded)
 
     async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:
@@ -172,9 +172,6 @@ class MemoryLedgerStore:
             if self._digests.get(table) is None:
                 self._digests[table] = digest
         return True
-
-    async def existing_payload_hashes(self, event_ids: Sequence[str]) -> dict[str, str]:
-        return {i: self._event_ids[i] for i in event_ids if i in self._event_ids}
 
     async def commit_batch(self, commit: BatchCommit) -> int | None:
         group, topic = commit.group, commit.topic

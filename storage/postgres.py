@@ -65,7 +65,6 @@ __all__ = [
     "control_digests",
     "control_row",
     "control_version",
-    "existing_payload_hashes",
     "init_connection",
     "load_positions",
     "load_state",
@@ -239,20 +238,6 @@ async def other_groups(conn: asyncpg.Connection, group: str, topic: str) -> list
         group,
     )
     return [r["consumer_group"] for r in rows]
-
-
-async def existing_payload_hashes(
-    conn: asyncpg.Connection, event_ids: Sequence[str]
-) -> dict[str, str]:
-    if not event_ids:
-        return {}
-    rows = await conn.fetch(
-        # event_keys, not events: it holds archived events too (migration 0017)
-        "SELECT event_id::text AS event_id, payload_hash_b64u FROM event_keys"
-        " WHERE event_id = ANY($1::uuid[])",
-        list(event_ids),
-    )
-    return {r["event_id"]: r["payload_hash_b64u"] for r in rows}
 
 
 async def _upsert(
@@ -445,12 +430,6 @@ class PostgresLedgerStore:
     async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:
         async with self._pool.acquire() as conn:
             return await seal_control_digests(conn, version, digests)
-
-    async def existing_payload_hashes(self, event_ids: Sequence[str]) -> dict[str, str]:
-        if not event_ids:
-            return {}
-        async with self._pool.acquire() as conn:
-            return await existing_payload_hashes(conn, event_ids)
 
     async def commit_batch(self, commit: BatchCommit) -> int | None:
         async with self._pool.acquire() as conn:

@@ -106,9 +106,8 @@ class ControlRead:
     rows: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     #: per scope read (table, scope), every stored row it selects, by key
     scoped: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
-    #: the payload hash of each of ``event_ids`` already in the ledger (as
-    #: :meth:`LedgerStore.existing_payload_hashes`; recorded events are never
-    #: removed, so this need not share the snapshot)
+    #: the payload hash of each of ``event_ids`` already in the ledger (recorded
+    #: events are never removed, so this need not share the snapshot)
     recorded: dict[str, str] = field(default_factory=dict)
 
 
@@ -169,10 +168,6 @@ class LedgerStore(Protocol):
     async def seal_control_digests(self, version: int, digests: Mapping[str, int]) -> bool:
         """Record ``digests`` for the tables not sealed yet, unless the control
         version moved past ``version`` (then ``False``, nothing written)."""
-        ...
-
-    async def existing_payload_hashes(self, event_ids: Sequence[str]) -> dict[str, str]:
-        """The payload hash of each of ``event_ids`` already in the ledger."""
         ...
 
     async def commit_batch(self, commit: BatchCommit) -> int | None:

@@ -51,6 +51,12 @@ async def store(backend: str | None) -> AsyncIterator[LedgerStore]:
     await opened.close()
 
 
+async def _recorded(store: LedgerStore, event_ids: Sequence[str]) -> dict[str, str]:
+    """The payload hashes of ``event_ids`` in the ledger (the processor's duplicate check)."""
+    since = await store.control_version()
+    return (await store.read_control(ControlQuery(None, since=since, event_ids=event_ids))).recorded
+
+
 def _register(did: str, name: str, role: str) -> bytes:
     body = {"did": did, "name": name, "roles": [role]}
     return sign_event(build_event("key.registered", f"key:{did}", body, ADMIN), ADMIN).to_bytes()
@@ -97,7 +103,7 @@ async def test_an_empty_ledger(store: LedgerStore) -> None:
     assert await store.other_groups(GROUP, TOPIC) == []
     assert await store.control_version() == 0
     assert await store.trust_root() is None
-    assert await store.existing_payload_hashes([]) == {}
+    assert await _recorded(store, []) == {}
     version, state = await store.load_state_snapshot(None)
     assert version == 0 and state.keys == {} and state.trust_root is None
 
@@ -110,7 +116,7 @@ async def test_a_commit_records_events_positions_and_the_control_version(
     [batch] = plan.batches
     assert await store.load_positions(GROUP, TOPIC) == {0: batch.new_position}
     unknown = "8d0f8b4e-0000-4000-8000-000000000000"
-    hashes = await store.existing_payload_hashes([*_ids(plan), unknown])
+    hashes = await _recorded(store, [*_ids(plan), unknown])
     assert hashes == {e.event_id: e.payload_hash_b64u for e in batch.events}
     assert await store.control_version() == 1
     version, state = await store.load_state_snapshot(ADMIN.did)
@@ -132,7 +138,7 @@ async def test_the_control_read_answers_the_duplicate_check_too(store: LedgerSto
         query = ControlQuery(ADMIN.did, since=since, wanted=wanted, event_ids=asked)
         read = await store.read_control(query)
         assert read.version == 1
-        assert read.recorded == expected == await store.existing_payload_hashes(asked)
+        assert read.recorded == expected == await _recorded(store, asked)
         assert (read.changed is None) == (since == 1)
     assert (await store.read_control(ControlQuery(ADMIN.did, since=1))).recorded == {}
 
@@ -150,7 +156,7 @@ async def test_a_stale_position_refuses_the_whole_batch(store: LedgerStore) -> N
     stale = _plan([_halt("job:1")], first_offset=2, state=first_state())
     with pytest.raises(StaleBatchError):
         await _commit(store, stale)
-    assert await store.existing_payload_hashes(_ids(stale)) == {}
+    assert await _recorded(store, _ids(stale)) == {}
     assert await store.load_positions(GROUP, TOPIC) == {0: first.batches[0].new_position}
     assert await store.control_version() == 1
 
