@@ -8,6 +8,7 @@ handed to the processors directly, as an engine would.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -17,6 +18,7 @@ import pytest
 import pytest_asyncio
 
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor
+from ledger.control_digest import CONTROL_DIGEST_TABLES, state_digests
 from ledger.crypto import KeyPair
 from ledger.events import build_event, sign_event
 from storage import control_cache_sql
@@ -156,3 +158,33 @@ async def test_a_commit_that_lands_between_the_version_check_and_the_commit_is_c
     assert expected.halts["job:b"]["active"] is False
     assert expected.halts["job:a"]["active"] is True
     assert a.processor.full_state_loads == 1
+
+
+async def test_control_commits_racing_on_the_same_rows_keep_the_stored_digests_true(
+    pool: asyncpg.Pool,
+) -> None:
+    """The digest move reads the digest and the old rows without a lock of its own
+    (the version bump's row lock orders the writers, ADR 0026): two processors
+    halting and resuming the same jobs at once must leave every stored digest
+    equal to the digest of the rows."""
+    a, b = await _processors(pool)
+    await a.feed(
+        _register(ADMIN.did, "admin", "admin"),
+        _register(OPERATOR.did, "operator", "operator"),
+        _register(POLICY_ADMIN.did, "policy-admin", "policy-admin"),
+        _raw(POLICY_ADMIN, "policy.published", f"policy:{RESUME_WPC}", _WPC_BODY),
+    )
+    targets = [f"job:shared-{n}" for n in range(6)]
+    accepted = 0
+    for make in (_halt, _resume) * 4:
+        reports = await asyncio.gather(
+            a.feed(*(make(OPERATOR, t) for t in targets)),
+            b.feed(*(make(OPERATOR, t) for t in reversed(targets))),
+        )
+        accepted += sum(len(r.accepted) for r in reports)
+    async with pool.acquire() as conn:
+        stored = await store.control_digests(conn)
+        state = await store.load_state(conn, ADMIN.did)
+    assert accepted >= 8 * len(targets)  # at least one side's change landed every round
+    assert all(stored[table] is not None for table in CONTROL_DIGEST_TABLES)
+    assert {table: stored[table] for table in CONTROL_DIGEST_TABLES} == state_digests(state)
