@@ -50,6 +50,15 @@ def _resume(key: KeyPair, target: str) -> bytes:
     return _raw(key, "agent.resumed", f"halt:{target}", body)
 
 
+#: the keys the tests sign with and the WPC their resumes name
+_SIGNERS_AND_RESUME_POLICY = (
+    _register(ADMIN.did, "admin", "admin"),
+    _register(OPERATOR.did, "operator", "operator"),
+    _register(POLICY_ADMIN.did, "policy-admin", "policy-admin"),
+    _raw(POLICY_ADMIN, "policy.published", f"policy:{RESUME_WPC}", _WPC_BODY),
+)
+
+
 class Feeder:
     """One processor and the next offset of the partition it owns."""
 
@@ -124,12 +133,7 @@ async def test_a_commit_that_lands_between_the_version_check_and_the_commit_is_c
     pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = await _processors(pool)
-    await a.feed(
-        _register(ADMIN.did, "admin", "admin"),
-        _register(OPERATOR.did, "operator", "operator"),
-        _register(POLICY_ADMIN.did, "policy-admin", "policy-admin"),
-        _raw(POLICY_ADMIN, "policy.published", f"policy:{RESUME_WPC}", _WPC_BODY),
-    )
+    await a.feed(*_SIGNERS_AND_RESUME_POLICY)
     real_version_and_recorded = control_cache_sql.version_and_recorded
     raced = False
 
@@ -168,12 +172,7 @@ async def test_control_commits_racing_on_the_same_rows_keep_the_stored_digests_t
     halting and resuming the same jobs at once must leave every stored digest
     equal to the digest of the rows."""
     a, b = await _processors(pool)
-    await a.feed(
-        _register(ADMIN.did, "admin", "admin"),
-        _register(OPERATOR.did, "operator", "operator"),
-        _register(POLICY_ADMIN.did, "policy-admin", "policy-admin"),
-        _raw(POLICY_ADMIN, "policy.published", f"policy:{RESUME_WPC}", _WPC_BODY),
-    )
+    await a.feed(*_SIGNERS_AND_RESUME_POLICY)
     targets = [f"job:shared-{n}" for n in range(6)]
     accepted = 0
     for make in (_halt, _resume) * 4:
