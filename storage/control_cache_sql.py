@@ -103,6 +103,7 @@ async def version_and_recorded(
     """The control version and the recorded payload hash of each of ``event_ids``,
     in one statement (one snapshot, one round trip)."""
     records = await conn.fetch(
+        # event_keys, not events: it holds archived events too (migration 0017)
         "SELECT s.version, k.event_id::text AS event_id, k.payload_hash_b64u"
         " FROM control_state s LEFT JOIN event_keys k ON k.event_id = ANY($1::uuid[])"
         " WHERE s.id = 1",
