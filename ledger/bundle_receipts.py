@@ -168,10 +168,29 @@ _TOOL_ENVELOPE_V2 = _Shape(
     ENVELOPE_FIELDS,
     closed=True,
 )
-_SIDE_EFFECT = _Shape(
-    {
+
+
+def _action_receipt(kind: Mapping[str, _Check], required: tuple[str, ...]) -> _Shape:
+    """A side-effect or human-approval receipt: the members every such receipt
+    has around those of its ``kind`` (in this order), and ``required`` between
+    its id and its agent."""
+    members = {
         "receipt_version": _const("1"),
         "receipt_id": _NON_EMPTY,
+        **kind,
+        "agent_did": _DID,
+        "timestamp": _DATE_TIME,
+        "binding": _OBJECT,
+    }
+    return _Shape(
+        members,
+        ("receipt_version", "receipt_id", *required, "agent_did", "timestamp"),
+        closed=False,
+    )
+
+
+_SIDE_EFFECT = _action_receipt(
+    {
         "effect_class": _enum("network_egress", "filesystem_write", "external_api_write"),
         "target_digest": _STRING,
         "request_digest": _STRING,
@@ -179,29 +198,19 @@ _SIDE_EFFECT = _Shape(
         "hash_algorithm": _enum("SHA-256", "BLAKE3"),
         "vendor_id": _STRING,
         "bytes_written": _NON_NEGATIVE,
-        "agent_did": _DID,
-        "timestamp": _DATE_TIME,
-        "binding": _OBJECT,
     },
-    ("receipt_version", "receipt_id", "effect_class", "hash_algorithm", "agent_did", "timestamp"),
-    closed=False,
+    ("effect_class", "hash_algorithm"),
 )
-_HUMAN_APPROVAL = _Shape(
+_HUMAN_APPROVAL = _action_receipt(
     {
-        "receipt_version": _const("1"),
-        "receipt_id": _NON_EMPTY,
         "approval_type": _enum("explicit_approve", "explicit_deny", "auto_approve", "timeout_deny"),
         "scope_hash_b64u": _STRING,
         "plan_hash_b64u": _STRING,
         "approver_subject": _STRING,
         "capability_minted": _BOOLEAN,
         "policy_hash_b64u": _STRING,
-        "agent_did": _DID,
-        "timestamp": _DATE_TIME,
-        "binding": _OBJECT,
     },
-    ("receipt_version", "receipt_id", "approval_type", "agent_did", "timestamp"),
-    closed=False,
+    ("approval_type",),
 )
 
 
