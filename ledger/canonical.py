@@ -8,6 +8,10 @@
   event (the SDK's signing path), flat objects by ``pydantic_core``'s encoder.
 * :func:`compact_json` is ``JSON.stringify`` in document order: what the
   clawsig verifier hashes for ``payload_hash_b64u`` (docs/formats.md §2).
+  Values known to hold no float (parsed, see :func:`parse_json_tracking`)
+  take ``orjson``, whose bytes for exact dicts, lists, str, bool, None and
+  safe integers are the standard library's (pinned, code point by code
+  point, by ``tests/core/test_canonical_orjson.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import threading
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import rfc8785
 from pydantic_core import PydanticSerializationError, to_json
 
@@ -309,6 +314,18 @@ def _stringify(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
+# orjson for exact builtin types only: subclasses, dataclasses and datetimes go
+# to the (absent) default and raise, integers beyond 2**53 raise, so anything
+# json.dumps would treat differently takes json.dumps. Floats are never handed
+# to it (its exponent forms are not JavaScript's).
+_ORJSON_EXACT = (
+    orjson.OPT_STRICT_INTEGER
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+)
+
+
 def compact_json(value: Any, *, plain_numbers: bool = False) -> bytes:
     """``JSON.stringify(value)``: document key order, no whitespace, UTF-8.
 
@@ -317,7 +334,12 @@ def compact_json(value: Any, *, plain_numbers: bool = False) -> bytes:
     ``plain_numbers=True`` asserts the value holds neither floats nor unsafe
     integers (known from parsing, see :func:`parse_json_tracking`) and skips the scan.
     """
-    if not plain_numbers and _has_special_numbers(value):
+    if plain_numbers:
+        try:
+            return orjson.dumps(value, option=_ORJSON_EXACT)
+        except (TypeError, orjson.JSONEncodeError):
+            pass  # an unsafe integer, a lone surrogate, another type: the reference path decides
+    elif _has_special_numbers(value):
         return _stringify(value).encode("utf-8")
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode(
         "utf-8"
@@ -394,10 +416,11 @@ _TRUSTED_DECODER = json.JSONDecoder(
 )
 
 
-def parse_json_stored(data: bytes) -> tuple[Any, bool]:
+def parse_json_stored(data: bytes | str) -> tuple[Any, bool]:
     """:func:`parse_json_tracking` for bytes the ledger parsed strictly when it accepted
-    them (stored envelopes): the duplicate-key check, the costly part, is not repeated."""
-    text = data.decode("utf-8")
+    them (stored envelopes): the duplicate-key check, the costly part, is not repeated.
+    Text is taken as it is (a stored envelope is often held as text already)."""
+    text = data if isinstance(data, str) else data.decode("utf-8")
     _number_seen.special = False
     value = _TRUSTED_DECODER.decode(text)
     return value, not _number_seen.special

@@ -284,28 +284,6 @@ def signatures_verify(triples: list[tuple[str, str, str]]) -> bytes:
     return bytes(1 if signature_verifies(*triple) else 0 for triple in triples)
 
 
-# JSON.stringify of a parsed payload by a C encoder built once: json.dumps builds
-# one per call, which cost as much as the encoding. Same options as compact_json's
-# (no whitespace, UTF-8 text as is, NaN refused); no default and no circularity
-# check, so anything unusual fails here and takes compact_json, which decides.
-_c_make_encoder = getattr(json.encoder, "c_make_encoder", None)
-_parsed_chunks = (
-    None
-    if _c_make_encoder is None
-    else _c_make_encoder(None, None, _encode_string, None, ":", ",", False, False, False)
-)
-
-
-def _payload_json(payload: Any, plain_numbers: bool) -> bytes:
-    """``compact_json(payload, plain_numbers=plain_numbers)``, the same bytes or error."""
-    if plain_numbers and _parsed_chunks is not None and type(payload) is dict:
-        try:
-            return "".join(_parsed_chunks(payload, 0)).encode("utf-8")
-        except Exception:  # the reference path decides: the same error, or the same bytes
-            return compact_json(payload, plain_numbers=plain_numbers)
-    return compact_json(payload, plain_numbers=plain_numbers)
-
-
 def verify_envelope(
     document: Any,
     schemas: Mapping[str, PayloadSchema] | None = None,
@@ -375,7 +353,7 @@ def verify_envelope(
             raise EnvelopeError(ReasonCode.SCHEMA_VALIDATION_FAILED, str(exc)) from exc
     # (4) payload hash
     try:
-        payload_json = _payload_json(payload, plain_numbers)
+        payload_json = compact_json(payload, plain_numbers=plain_numbers)
         computed = b64u_encode(hashlib.sha256(payload_json).digest())
     except (ValueError, TypeError) as exc:
         raise EnvelopeError(

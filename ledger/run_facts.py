@@ -219,7 +219,7 @@ def run_facts(job_id: str, payloads: Sequence[Mapping[str, Any]]) -> RunFacts:
             )
         elif event_type == "receipt.recorded":
             # accepted by the ledger, which parsed it strictly (ledger/types/runs.py)
-            receipt, plain = parse_json_stored(str(body["receipt_envelope_json"]).encode())
+            receipt, plain = parse_json_stored(str(body["receipt_envelope_json"]))
             facts.plain_numbers = facts.plain_numbers and plain
             facts.receipts.append((payload, receipt))
         elif event_type in DECISION_TYPES:

@@ -151,8 +151,9 @@ def _decoded(items: Sequence[Any], nodes: dict[str, bytes], where: str) -> list[
     """A proof's hashes, each decoded once across the bundle (``nodes``)."""
     proof = []
     for i, item in enumerate(items):
-        node = nodes.get(item) if type(item) is str else None
-        if node is None:
+        try:
+            node = nodes[item]
+        except (KeyError, TypeError):  # new, or not text (b64_hash names the fault)
             node = b64_hash(item, ReasonCode.INCLUSION_PROOF_INVALID, f"{where}[{i}]")
             nodes[item] = node
         proof.append(node)
@@ -168,7 +169,8 @@ def _included(events: Sequence[Mapping[str, Any]], checkpoint: Checkpoint) -> li
     tree = InclusionVerifier(checkpoint.size, checkpoint.root_hash)
     for index, entry in enumerate(events):
         where = f"seal.events[{index}]"
-        raw = str(entry["envelope"]).encode("utf-8")
+        text = str(entry["envelope"])
+        raw = text.encode("utf-8")
         _require(
             entry["log_index"] > previous,
             ReasonCode.SCHEMA_VALIDATION_FAILED,
@@ -183,15 +185,12 @@ def _included(events: Sequence[Mapping[str, Any]], checkpoint: Checkpoint) -> li
         )
         try:
             hashed = leaf.hash()
-            items = entry["proof_b64"]
-            known = [nodes.get(item) if type(item) is str else None for item in items]
-            proof = known if None not in known else _decoded(items, nodes, where)
-            tree.verify(entry["log_index"], hashed, proof)  # type: ignore[arg-type]
+            tree.verify(entry["log_index"], hashed, _decoded(entry["proof_b64"], nodes, where))
         except RejectedError as exc:
             raise _Fail(exc.code, f"{where} (event {leaf.event_id}): {exc.detail}") from exc
         try:
             # bytes the log holds were parsed strictly by the ledger at ingress
-            document = json.loads(raw)
+            document = json.loads(text)
             payload = document["payload"]
             event_id = payload["event_id"]
             if not {"event_type", "stream", "body"} <= payload.keys():

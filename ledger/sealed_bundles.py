@@ -79,7 +79,7 @@ def seal_facts(job_id: str, logged: Sequence[LoggedEvent]) -> RunFacts:
     plain = True
     payloads = []
     for event in logged:
-        document, seen_plain = parse_json_stored(event.envelope.encode("utf-8"))
+        document, seen_plain = parse_json_stored(event.envelope)
         plain = plain and seen_plain
         payloads.append(document["payload"])
     facts = run_facts(job_id, payloads)
