@@ -278,6 +278,7 @@ def _urm(job_id: str, wpc: str, scope_hash: str) -> dict[str, Any]:
 def measure(receipts: int = 10_000) -> dict[str, float]:
     """Seconds to build + verify the sealed bundle of a run of ``receipts`` model calls,
     and, as the baseline, a plain clawsig bundle of the same run (chain and receipts)."""
+    from claw_ledger.background import forked
     from ledger.offline_verify import verify_bytes
 
     run = synthetic_run(receipts, halt=False, complete=True)
@@ -294,7 +295,7 @@ def measure(receipts: int = 10_000) -> dict[str, float]:
         sealed_at=_ts(10_000_000),
     )
     built = time.perf_counter()
-    result = verify_bytes(sealed.raw, ledger_key=run.ledger.did)
+    result = verify_bytes(sealed.raw, ledger_key=run.ledger.did, background=forked)
     verified = time.perf_counter()
     assert result.valid, result.to_dict()
     facts = sealed.facts

@@ -87,14 +87,12 @@ class EventInclusion:
         """
         leaf = self.leaf
         if encoded is None:
-            proof = [b64(node) for node in self.proof]
-        else:
-            proof = []
-            for node in self.proof:
-                text = encoded.get(node)
-                if text is None:
-                    text = encoded[node] = b64(node)
-                proof.append(text)
+            encoded = {}
+        proof = [encoded.get(node) for node in self.proof]
+        if None in proof:
+            for i, node in enumerate(self.proof):
+                if proof[i] is None:
+                    proof[i] = encoded[node] = b64(node)
         return {
             "log_index": self.log_index,
             "leaf": {

@@ -27,8 +27,9 @@ import binascii
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ledger.bundles import BUNDLE_ENVELOPE_TYPE, check_receipt_signatures, verify_proof_bundle
 from ledger.canonical import field_values, parse_json_tracking
@@ -41,7 +42,7 @@ from ledger.log_proofs import b64_hash
 from ledger.merkle import verify_consistency, verify_inclusion
 from ledger.receipts import RECEIPT_ENVELOPE_TYPE, verify_receipt_envelope
 from ledger.run_facts import RunFacts
-from ledger.seal_verify import SealCheck, verify_seal
+from ledger.seal_verify import InclusionAnswer, SealCheck, inclusion_answer, verify_seal
 from ledger.sealed_bundles import is_sealed
 from ledger.tlog import EventLeaf
 from ledger.verify import Rejected, verify_message
@@ -242,6 +243,7 @@ def _verify_bundle(
     ledger_key: str | None = None,
     origin: str | None = None,
     plain_numbers: bool = False,
+    inclusion: _Answer | None = None,
 ) -> VerificationResult:
     steps = _Steps(InputKind.PROOF_BUNDLE)
     # a sealed bundle's receipts are those of events the ledger verified at ingest:
@@ -267,7 +269,7 @@ def _verify_bundle(
     missing = [(index, entry) for index, entry in calls if entry["event_hash_b64u"] not in bound]
     seal: tuple[list[SealCheck], RunFacts | None] | None = None
     if not missing and is_sealed(payload):
-        seal = _seal_checks(payload, ledger_key, origin)
+        seal = _seal_checks(payload, ledger_key, origin, inclusion)
     try:
         known = () if seal is None or seal[1] is None else seal[1].receipt_signatures()
         check_receipt_signatures(verified.unchecked_signatures, known)
@@ -299,7 +301,10 @@ def _is_sealed_document(document: Any) -> bool:
 
 
 def _seal_checks(
-    payload: Mapping[str, Any], ledger_key: str | None, origin: str | None
+    payload: Mapping[str, Any],
+    ledger_key: str | None,
+    origin: str | None,
+    inclusion: _Answer | None = None,
 ) -> tuple[list[SealCheck], RunFacts | None]:
     """The steps of a sealed bundle (docs/formats.md §6.1), after the clawsig ones."""
     public_key: bytes | None = None
@@ -311,7 +316,13 @@ def _seal_checks(
             return [
                 SealCheck("ledger key pinned", ReasonCode.INVALID_DID_FORMAT.value, str(exc))
             ], None
-    return verify_seal(payload, ledger_public_key=public_key, key_name=key_name, origin=origin)
+    return verify_seal(
+        payload,
+        ledger_public_key=public_key,
+        key_name=key_name,
+        origin=origin,
+        proofs=inclusion,
+    )
 
 
 def _report_seal(
@@ -569,6 +580,30 @@ def _verify_proof_file(
 
 # --- entry points ----------------------------------------------------------------------------
 
+_T = TypeVar("_T")
+_T_co = TypeVar("_T_co", covariant=True)
+_Answer = Callable[[], InclusionAnswer | None]
+
+
+class Pending(Protocol[_T_co]):
+    """Work started elsewhere: its result (``None`` if it could not be done
+    there), or stop it."""
+
+    def result(self) -> _T_co | None: ...
+
+    def cancel(self) -> None: ...
+
+
+class Background(Protocol):
+    """Starts pure work somewhere else (another process) and hands back a :class:`Pending`."""
+
+    def __call__(self, work: Callable[[], _T]) -> Pending[_T]: ...
+
+
+#: smaller bundles are checked in one process: a second one costs more than it saves
+BACKGROUND_FROM_BYTES = 8 * 2**20
+_SEAL_MARK = b'"seal":'
+
 
 def _is_note(raw: bytes) -> bool:
     try:
@@ -605,13 +640,16 @@ def verify_document(
     origin: str | None = None,
     agent: str | None = None,
     plain_numbers: bool = False,
+    inclusion: _Answer | None = None,
 ) -> VerificationResult:
     """Verify ``document`` (parsed from ``raw``, key order kept) as ``kind``.
 
     ``plain_numbers``: the parse saw only safe integers (a faster payload hash).
+    ``inclusion``: a sealed bundle's inclusion proofs, checked elsewhere
+    (see :func:`verify_bytes`).
     """
     if kind is InputKind.PROOF_BUNDLE:
-        return _verify_bundle(document, agent, ledger_key, origin, plain_numbers)
+        return _verify_bundle(document, agent, ledger_key, origin, plain_numbers, inclusion)
     if kind is InputKind.LEDGER_EVENT:
         return _verify_event(raw, document)
     if kind is InputKind.WPC:
@@ -635,26 +673,38 @@ def verify_bytes(
     ledger_key: str | None = None,
     origin: str | None = None,
     agent: str | None = None,
+    background: Background | None = None,
 ) -> VerificationResult:
     """Detect what ``raw`` is and verify it; never raises for bad input.
 
     ``ledger_key`` pins the checkpoint signer (a ``did:key`` or a note
     verifier key), ``origin`` the checkpoint's log, ``agent`` a bundle's
-    ``agent_did``.
+    ``agent_did``. ``background`` (``claw_ledger.background.forked``: another
+    process) checks a large sealed bundle's inclusion proofs while this one
+    parses and checks the rest; the verdict is the same either way.
     """
-    with collector_paused():  # a bundle parses into millions of objects, all kept to the end
-        kind, document, plain = _parse(raw)
-        try:
-            return verify_document(
-                raw,
-                document,
-                kind,
-                ledger_key=ledger_key,
-                origin=origin,
-                agent=agent,
-                plain_numbers=plain,
-            )
-        except Exception as exc:  # hostile input must give a verdict, never a traceback
-            steps = _Steps(kind)
-            steps.fail("verification", ReasonCode.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
-            return steps.result()
+    pending = None
+    if background is not None and len(raw) >= BACKGROUND_FROM_BYTES and _SEAL_MARK in raw:
+        pending = background(partial(inclusion_answer, raw))
+    try:
+        with collector_paused():  # a bundle parses into millions of objects, all kept to the end
+            kind, document, plain = _parse(raw)
+            try:
+                return verify_document(
+                    raw,
+                    document,
+                    kind,
+                    ledger_key=ledger_key,
+                    origin=origin,
+                    agent=agent,
+                    plain_numbers=plain,
+                    inclusion=None if pending is None else pending.result,
+                )
+            except Exception as exc:  # hostile input must give a verdict, never a traceback
+                steps = _Steps(kind)
+                detail = f"{type(exc).__name__}: {exc}"
+                steps.fail("verification", ReasonCode.INTERNAL_ERROR, detail)
+                return steps.result()
+    finally:
+        if pending is not None:
+            pending.cancel()  # not asked for (an earlier step failed): stop it

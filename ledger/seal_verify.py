@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from ledger.canonical import compact_json, jcs_hash_b64u, parse_json_strict
 from ledger.checkpoint import Checkpoint, NoteVerifier, open_note, parse_note
 from ledger.encoding import sha256_b64u
@@ -25,7 +27,7 @@ from ledger.sealed_bundles import SEAL_VERSION
 from ledger.tlog import EventLeaf
 from ledger.wpc import verify_wpc_envelope
 
-__all__ = ["SEAL_STEPS", "SealCheck", "verify_seal"]
+__all__ = ["SEAL_STEPS", "InclusionAnswer", "SealCheck", "inclusion_answer", "verify_seal"]
 
 #: the steps of :func:`verify_seal`, in order (after the clawsig bundle steps)
 SEAL_STEPS: tuple[str, ...] = (
@@ -62,6 +64,11 @@ _SEAL_KEYS = frozenset(
 )
 _EVENT_KEYS = frozenset({"envelope", "log_index", "leaf", "proof_b64"})
 _LEAF_KEYS = frozenset({"partition", "ledger_seq", "event_id", "envelope_sha256", "chain_hash"})
+
+
+#: the tree (size, root hash) against which every event of a bundle was proven
+#: elsewhere (:func:`inclusion_answer`)
+InclusionAnswer = tuple[int, bytes]
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,51 +167,117 @@ def _decoded(items: Sequence[Any], nodes: dict[str, bytes], where: str) -> list[
     return proof
 
 
-def _included(events: Sequence[Mapping[str, Any]], checkpoint: Checkpoint) -> list[Any]:
-    """Each envelope hashes to its leaf, and the leaf is in the tree; the parsed envelopes."""
-    documents = []
+#: a fault of one event: (its index, which half found it, code, detail); the lowest wins
+_Fault = tuple[int, int, str, str]
+_PROOF_HALF, _PARSE_HALF = 0, 1
+
+
+def _proof_fault(events: Sequence[Mapping[str, Any]], checkpoint: Checkpoint) -> _Fault | None:
+    """The first event that is out of log order, whose leaf is malformed or names
+    other bytes, or whose proof does not lead to the checkpoint's root."""
     previous = -1
     # the upper nodes of the tree recur in every proof: decode each once, hash each once
     nodes: dict[str, bytes] = {}
     tree = InclusionVerifier(checkpoint.size, checkpoint.root_hash)
     for index, entry in enumerate(events):
-        where = f"seal.events[{index}]"
-        text = str(entry["envelope"])
-        raw = text.encode("utf-8")
-        _require(
-            entry["log_index"] > previous,
-            ReasonCode.SCHEMA_VALIDATION_FAILED,
-            f"{where}: events are listed once each, in log order",
-        )
-        previous = entry["log_index"]
-        leaf = _leaf(entry, where)
-        _require(
-            leaf.envelope_sha256 == sha256_b64u(raw),
-            ReasonCode.INCLUSION_PROOF_INVALID,
-            f"{where}: the envelope is not the one its leaf names (SHA-256)",
-        )
         try:
-            hashed = leaf.hash()
-            tree.verify(entry["log_index"], hashed, _decoded(entry["proof_b64"], nodes, where))
-        except RejectedError as exc:
-            raise _Fail(exc.code, f"{where} (event {leaf.event_id}): {exc.detail}") from exc
+            _proven(entry, previous, nodes, tree, f"seal.events[{index}]")
+        except _Fail as failure:
+            return index, _PROOF_HALF, failure.code.value, failure.detail
+        previous = entry["log_index"]
+    return None
+
+
+def _proven(
+    entry: Mapping[str, Any],
+    previous: int,
+    nodes: dict[str, bytes],
+    tree: InclusionVerifier,
+    where: str,
+) -> None:
+    _require(
+        entry["log_index"] > previous,
+        ReasonCode.SCHEMA_VALIDATION_FAILED,
+        f"{where}: events are listed once each, in log order",
+    )
+    leaf = _leaf(entry, where)
+    _require(
+        leaf.envelope_sha256 == sha256_b64u(str(entry["envelope"]).encode("utf-8")),
+        ReasonCode.INCLUSION_PROOF_INVALID,
+        f"{where}: the envelope is not the one its leaf names (SHA-256)",
+    )
+    try:
+        tree.verify(entry["log_index"], leaf.hash(), _decoded(entry["proof_b64"], nodes, where))
+    except RejectedError as exc:
+        raise _Fail(exc.code, f"{where} (event {leaf.event_id}): {exc.detail}") from exc
+
+
+def _parsed(events: Sequence[Mapping[str, Any]]) -> tuple[list[Any], _Fault | None]:
+    """Each envelope parsed, and the first that is not an event or not the one its
+    leaf names. A malformed leaf is the other half's to report (it comes first)."""
+    documents: list[Any] = []
+    for index, entry in enumerate(events):
+        where = f"seal.events[{index}]"
         try:
             # bytes the log holds were parsed strictly by the ledger at ingress
-            document = json.loads(text)
+            document = json.loads(str(entry["envelope"]))
             payload = document["payload"]
             event_id = payload["event_id"]
             if not {"event_type", "stream", "body"} <= payload.keys():
                 raise KeyError("event_type, stream or body")
         except (ValueError, KeyError, TypeError, RecursionError) as exc:
-            raise _Fail(
-                ReasonCode.SCHEMA_VALIDATION_FAILED, f"{where}.envelope is not an event: {exc}"
-            ) from exc
-        _require(
-            leaf.event_id == event_id,
-            ReasonCode.INCLUSION_PROOF_INVALID,
-            f"{where}: the leaf names event {leaf.event_id}, the envelope is {event_id}",
-        )
+            code = ReasonCode.SCHEMA_VALIDATION_FAILED.value
+            return documents, (index, _PARSE_HALF, code, f"{where}.envelope is not an event: {exc}")
+        leaf = entry["leaf"]
+        named = leaf.get("event_id") if isinstance(leaf, Mapping) else None
+        if named != event_id:
+            detail = f"{where}: the leaf names event {named}, the envelope is {event_id}"
+            return documents, (index, _PARSE_HALF, ReasonCode.INCLUSION_PROOF_INVALID.value, detail)
         documents.append(document)
+    return documents, None
+
+
+def inclusion_answer(raw: bytes) -> InclusionAnswer | None:
+    """The tree that every event of the sealed bundle ``raw`` is proven in, checked
+    from its bytes alone; ``None`` when not every one is (or ``raw`` is no bundle).
+
+    What another process can work out while this one parses ``raw`` strictly
+    and checks the rest (``verify_bytes(..., background=...)``). The answer is
+    used only once the strict parse accepted the same bytes and the steps
+    before the proofs passed; on such bytes this faster parse gives the same
+    values wherever the proofs look, or fails. Only "all proven" is answered:
+    a fault is worked out again where it is reported, so its detail is exact.
+    """
+    try:
+        seal = orjson.loads(raw)["payload"]["seal"]
+        checkpoint = Checkpoint.parse(parse_note(str(seal["checkpoint"]).encode("utf-8")).text)
+        if _proof_fault(seal["events"], checkpoint) is None:
+            return checkpoint.size, checkpoint.root_hash
+    except Exception:  # whatever it is, the steps in order report it
+        pass
+    return None
+
+
+def _included(
+    events: Sequence[Mapping[str, Any]],
+    checkpoint: Checkpoint,
+    answer: Callable[[], InclusionAnswer | None] | None,
+) -> list[Any]:
+    """Each envelope hashes to its leaf, and the leaf is in the tree; the parsed envelopes.
+
+    The proofs and the parse are independent halves, checked one after the
+    other or (``answer``) the proofs elsewhere meanwhile; the verdict is the
+    one checking event by event gives, the proof of an event before its parse.
+    """
+    documents, parse_fault = _parsed(events)
+    if answer is not None and answer() == (checkpoint.size, checkpoint.root_hash):
+        proof_fault = None
+    else:  # no answer, a fault, or another tree: work it out here
+        proof_fault = _proof_fault(events, checkpoint)
+    faults = [fault for fault in (proof_fault, parse_fault) if fault is not None]
+    if faults:
+        _, _, code, detail = min(faults)
+        raise _Fail(ReasonCode(code), detail)
     return documents
 
 
@@ -395,11 +468,14 @@ def verify_seal(
     ledger_public_key: bytes | None,
     key_name: str | None = None,
     origin: str | None = None,
+    proofs: Callable[[], InclusionAnswer | None] | None = None,
 ) -> tuple[list[SealCheck], RunFacts | None]:
     """Run :data:`SEAL_STEPS` on a clawsig-verified bundle payload; stop at the first failure.
 
     ``ledger_public_key`` is the pinned ledger key (``None``: not pinned, and
     the checkpoint step fails closed with ``CHECKPOINT_KEY_UNKNOWN``).
+    ``proofs`` gives :func:`inclusion_answer` of the same bundle's bytes when
+    it was worked out elsewhere (``None``: the proofs are checked here).
     """
     checks: list[SealCheck] = []
     facts: RunFacts | None = None
@@ -418,7 +494,7 @@ def verify_seal(
 
     def inclusion() -> str:
         nonlocal facts
-        state["documents"] = _included(seal["events"], state["checkpoint"])
+        state["documents"] = _included(seal["events"], state["checkpoint"], proofs)
         facts = run_facts(str(seal["job_id"]), [d["payload"] for d in state["documents"]])
         return f"{len(state['documents'])} events"
 

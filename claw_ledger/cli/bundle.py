@@ -137,11 +137,12 @@ def _action(decision: Mapping[str, Any] | None) -> str:
 
 
 def _proves(raw: bytes, row: Mapping[str, Any]) -> dict[str, Any]:
+    from claw_ledger.background import forked
     from ledger.canonical import parse_json_strict
     from ledger.offline_verify import verify_bytes
     from ledger.run_facts import kill_switch_view, run_facts
 
-    result = verify_bytes(raw, ledger_key=str(row["sealed_by"]))
+    result = verify_bytes(raw, ledger_key=str(row["sealed_by"]), background=forked)
     payload = parse_json_strict(raw)["payload"]
     seal = payload["seal"]
     events = [parse_json_strict(e["envelope"].encode())["payload"] for e in seal["events"]]
