@@ -182,9 +182,11 @@ def create_app(settings: Settings | None = None, *, config: ApiConfig | None = N
 
     from claw_ledger.api import routes_ledger, routes_records, routes_service
 
-    for module in (routes_ledger, routes_records, routes_service):
+    for module in (routes_service, routes_ledger, routes_records):
         # the routes themselves, not include_router: this FastAPI wraps included
-        # routers lazily, and the check below must see every route
+        # routers lazily, and the check below must see every route. The service
+        # routes come first: a request is matched against the routes in order,
+        # and POST /v1/authorize is the one asked a thousand times a second
         app.router.routes.extend(module.router.routes)
     _check_every_route_is_secured(app)
     _document_errors(app)
