@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from typing import Any, NoReturn
 
 import pytest
@@ -24,9 +26,16 @@ from storage.memory import MemoryLedgerStore
 @pytest.fixture(autouse=True)
 def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     waits: list[float] = []
+    real_sleep = asyncio.sleep
+    this_thread = threading.current_thread()
 
-    async def sleep(delay: float) -> None:
+    async def sleep(delay: float, result: Any = None) -> Any:
+        # asyncio.sleep is one function for the whole process: a server another test
+        # left running in a thread of its own (the session's API server) sleeps too
+        if threading.current_thread() is not this_thread:
+            return await real_sleep(delay, result)
         waits.append(delay)
+        return result
 
     monkeypatch.setattr(failures.asyncio, "sleep", sleep)
     return waits
