@@ -8,7 +8,7 @@ is small: it inherits the bytes without a copy, and neither process pays for
 the other's pages. Only its answer (a few hundred bytes, pickled) comes back,
 through a pipe.
 
-When a fork is not safe, or the child raises, dies or is stopped, the result
+When a fork is not safe or fails, or the child raises, dies or is stopped, the result
 is ``None`` and the caller does the work itself: the answer is the same,
 only later. A fork is safe on POSIX when this thread is the process's only
 one (a fork copies just the calling thread, and a lock another thread held
@@ -46,7 +46,12 @@ class Child(Generic[T]):
         if not can_fork():
             return
         read_end, write_end = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # no process to be had (limits, memory): the caller does the work
+            os.close(read_end)
+            os.close(write_end)
+            return
         if pid == 0:  # the child: answer through the pipe, then leave without cleanup
             try:
                 os.close(read_end)

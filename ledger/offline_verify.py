@@ -42,7 +42,7 @@ from ledger.log_proofs import b64_hash
 from ledger.merkle import verify_consistency, verify_inclusion
 from ledger.receipts import RECEIPT_ENVELOPE_TYPE, verify_receipt_envelope
 from ledger.run_facts import RunFacts
-from ledger.seal_verify import InclusionAnswer, SealCheck, inclusion_answer, verify_seal
+from ledger.seal_verify import ProofsElsewhere, SealCheck, inclusion_answer, verify_seal
 from ledger.sealed_bundles import is_sealed
 from ledger.tlog import EventLeaf
 from ledger.verify import Rejected, verify_message
@@ -243,7 +243,7 @@ def _verify_bundle(
     ledger_key: str | None = None,
     origin: str | None = None,
     plain_numbers: bool = False,
-    inclusion: _Answer | None = None,
+    proofs: ProofsElsewhere | None = None,
 ) -> VerificationResult:
     steps = _Steps(InputKind.PROOF_BUNDLE)
     # a sealed bundle's receipts are those of events the ledger verified at ingest:
@@ -269,7 +269,7 @@ def _verify_bundle(
     missing = [(index, entry) for index, entry in calls if entry["event_hash_b64u"] not in bound]
     seal: tuple[list[SealCheck], RunFacts | None] | None = None
     if not missing and is_sealed(payload):
-        seal = _seal_checks(payload, ledger_key, origin, inclusion)
+        seal = _seal_checks(payload, ledger_key, origin, proofs)
     try:
         known = () if seal is None or seal[1] is None else seal[1].receipt_signatures()
         check_receipt_signatures(verified.unchecked_signatures, known)
@@ -304,7 +304,7 @@ def _seal_checks(
     payload: Mapping[str, Any],
     ledger_key: str | None,
     origin: str | None,
-    inclusion: _Answer | None = None,
+    proofs: ProofsElsewhere | None = None,
 ) -> tuple[list[SealCheck], RunFacts | None]:
     """The steps of a sealed bundle (docs/formats.md §6.1), after the clawsig ones."""
     public_key: bytes | None = None
@@ -321,7 +321,7 @@ def _seal_checks(
         ledger_public_key=public_key,
         key_name=key_name,
         origin=origin,
-        proofs=inclusion,
+        proofs=proofs,
     )
 
 
@@ -582,7 +582,6 @@ def _verify_proof_file(
 
 _T = TypeVar("_T")
 _T_co = TypeVar("_T_co", covariant=True)
-_Answer = Callable[[], InclusionAnswer | None]
 
 
 class Pending(Protocol[_T_co]):
@@ -640,16 +639,16 @@ def verify_document(
     origin: str | None = None,
     agent: str | None = None,
     plain_numbers: bool = False,
-    inclusion: _Answer | None = None,
+    proofs: ProofsElsewhere | None = None,
 ) -> VerificationResult:
     """Verify ``document`` (parsed from ``raw``, key order kept) as ``kind``.
 
     ``plain_numbers``: the parse saw only safe integers (a faster payload hash).
-    ``inclusion``: a sealed bundle's inclusion proofs, checked elsewhere
+    ``proofs``: a sealed bundle's inclusion proofs, checked elsewhere
     (see :func:`verify_bytes`).
     """
     if kind is InputKind.PROOF_BUNDLE:
-        return _verify_bundle(document, agent, ledger_key, origin, plain_numbers, inclusion)
+        return _verify_bundle(document, agent, ledger_key, origin, plain_numbers, proofs)
     if kind is InputKind.LEDGER_EVENT:
         return _verify_event(raw, document)
     if kind is InputKind.WPC:
@@ -698,7 +697,7 @@ def verify_bytes(
                     origin=origin,
                     agent=agent,
                     plain_numbers=plain,
-                    inclusion=None if pending is None else pending.result,
+                    proofs=None if pending is None else pending.result,
                 )
             except Exception as exc:  # hostile input must give a verdict, never a traceback
                 steps = _Steps(kind)

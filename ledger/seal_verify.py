@@ -26,7 +26,14 @@ from ledger.sealed_bundles import SEAL_VERSION
 from ledger.tlog import EventLeaf
 from ledger.wpc import verify_wpc_envelope
 
-__all__ = ["SEAL_STEPS", "InclusionAnswer", "SealCheck", "inclusion_answer", "verify_seal"]
+__all__ = [
+    "SEAL_STEPS",
+    "InclusionAnswer",
+    "ProofsElsewhere",
+    "SealCheck",
+    "inclusion_answer",
+    "verify_seal",
+]
 
 #: the steps of :func:`verify_seal`, in order (after the clawsig bundle steps)
 SEAL_STEPS: tuple[str, ...] = (
@@ -68,6 +75,8 @@ _LEAF_KEYS = frozenset({"partition", "ledger_seq", "event_id", "envelope_sha256"
 #: the tree (size, root hash) against which every event of a bundle was proven
 #: elsewhere (:func:`inclusion_answer`)
 InclusionAnswer = tuple[int, bytes]
+#: asked at the inclusion step for that answer (``None``: none to give)
+ProofsElsewhere = Callable[[], InclusionAnswer | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,16 +272,16 @@ def inclusion_answer(raw: bytes) -> InclusionAnswer | None:
 def _included(
     events: Sequence[Mapping[str, Any]],
     checkpoint: Checkpoint,
-    answer: Callable[[], InclusionAnswer | None] | None,
+    proofs: ProofsElsewhere | None,
 ) -> list[Any]:
     """Each envelope hashes to its leaf, and the leaf is in the tree; the parsed envelopes.
 
     The proofs and the parse are independent halves, checked one after the
-    other or (``answer``) the proofs elsewhere meanwhile; the verdict is the
+    other or (``proofs``) the proofs elsewhere meanwhile; the verdict is the
     one checking event by event gives, the proof of an event before its parse.
     """
     documents, parse_fault = _parsed(events)
-    if answer is not None and answer() == (checkpoint.size, checkpoint.root_hash):
+    if proofs is not None and proofs() == (checkpoint.size, checkpoint.root_hash):
         proof_fault = None
     else:  # no answer, a fault, or another tree: work it out here
         proof_fault = _proof_fault(events, checkpoint)
@@ -470,7 +479,7 @@ def verify_seal(
     ledger_public_key: bytes | None,
     key_name: str | None = None,
     origin: str | None = None,
-    proofs: Callable[[], InclusionAnswer | None] | None = None,
+    proofs: ProofsElsewhere | None = None,
 ) -> tuple[list[SealCheck], RunFacts | None]:
     """Run :data:`SEAL_STEPS` on a clawsig-verified bundle payload; stop at the first failure.
 

@@ -247,6 +247,19 @@ def test_cancel_kills_a_child_still_at_work() -> None:
         os.waitpid(pid, os.WNOHANG)  # reaped already
 
 
+def test_a_fork_that_fails_leaves_the_work_here(
+    run: Any, raw: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_process() -> int:
+        raise BlockingIOError("fork: resource temporarily unavailable")
+
+    monkeypatch.setattr(claw_ledger.background.os, "fork", no_process)
+    child = forked(os.getpid)
+    assert not child._pid and child.result() is None
+    result = verify_bytes(raw, ledger_key=run.ledger.did, background=forked)
+    assert _steps(result) == _steps(verify_bytes(raw, ledger_key=run.ledger.did))
+
+
 def test_no_fork_while_another_thread_runs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(claw_ledger.background, "can_fork", _can_fork_alone)
     release = threading.Event()
