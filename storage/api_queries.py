@@ -16,6 +16,7 @@ import asyncpg
 from storage.projection_queries import row_dict
 
 __all__ = [
+    "API_KEYS_CHANNEL",
     "api_key_by_id",
     "archived_event",
     "event_by_id",
@@ -29,6 +30,9 @@ __all__ = [
     "revoke_api_key",
     "table_exists",
 ]
+
+#: announced at the commit of every change to api_keys (migration 0020)
+API_KEYS_CHANNEL = "claw_ledger_api_keys"
 
 _KEY_COLUMNS = "key_id, name, role, created_at, revoked_at"
 

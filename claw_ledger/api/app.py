@@ -22,7 +22,8 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from claw_ledger import __version__
-from claw_ledger.api.auth import route_scope
+from claw_ledger.api.auth import KeyCache, route_scope
+from claw_ledger.api.authorize_path import AuthorizeFastPath
 from claw_ledger.api.errors import install_error_handlers
 from claw_ledger.api.limits import DEFAULT_MAX_BODY, BodyLimit
 from claw_ledger.api.metrics import ApiMetrics
@@ -92,6 +93,9 @@ class ApiConfig:
     pool_size: int = 10
     probe_timeout: float = 5.0
     features: Features = field(default_factory=Features)
+    #: answer POST /v1/authorize in front of FastAPI (ADR 0028); off, the FastAPI
+    #: route answers with the same steps (the tests compare the two)
+    authorize_fast_path: bool = True
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ApiConfig:
@@ -146,6 +150,7 @@ def create_app(settings: Settings | None = None, *, config: ApiConfig | None = N
             if config.kafka_bootstrap
             else None
         )
+        app.state.keys.start()
         authorizer = config.features.authorizer
         if authorizer is not None:
             await authorizer.start()
@@ -154,6 +159,7 @@ def create_app(settings: Settings | None = None, *, config: ApiConfig | None = N
         finally:
             if authorizer is not None:
                 await authorizer.stop()
+            await app.state.keys.close()
             if app.state.offsets is not None:
                 await app.state.offsets.close()
             await app.state.pool.close()
@@ -169,15 +175,22 @@ def create_app(settings: Settings | None = None, *, config: ApiConfig | None = N
         lifespan=lifespan,
         docs_url="/docs",
         redoc_url=None,
+        # the service's figures are its Prometheus /metrics; FastAPI's OpenTelemetry
+        # hooks would only ask, on every request, whether a provider was set up
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.config = config
     app.state.metrics = metrics
+    app.state.keys = KeyCache(config.reader_url)
     app.state.counters = LedgerCounters()
     app.state.snapshot_lock = asyncio.Lock()
     app.state.snapshot_at = 0.0
     #: feature tables seen to exist (claw_ledger.api.deps.feature_record)
     app.state.tables_present = set()
     install_error_handlers(app)
+    if config.authorize_fast_path:
+        app.add_middleware(AuthorizeFastPath)
+    # added last, so outermost: the limits hold for the fast path too
     app.add_middleware(BodyLimit, max_body=config.max_body)
 
     from claw_ledger.api import routes_ledger, routes_records, routes_service

@@ -19,7 +19,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.errors import LedgerError, ReasonCode, RejectedError, ServiceError
 
-__all__ = ["ApiError", "error_body", "error_response", "install_error_handlers"]
+__all__ = [
+    "UNAVAILABLE_ERRORS",
+    "ApiError",
+    "error_body",
+    "error_response",
+    "install_error_handlers",
+    "refusal",
+]
 
 log = logging.getLogger("claw_ledger.api")
 
@@ -70,9 +77,36 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
-async def _api_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message, exc.headers)
+#: failures that mean "the database (or Kafka) is not there now": 503, retry later
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    ServiceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.QueryCanceledError,
+    OSError,
+    TimeoutError,
+)
+
+
+def refusal(exc: Exception, where: str) -> JSONResponse:
+    """The answer to a request that raised ``exc`` (``where``: its method and path,
+    for the log); every route's refusals, and those of the authorize fast path."""
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    if isinstance(exc, RejectedError):
+        return error_response(400, exc.code, exc.detail)
+    if isinstance(exc, UNAVAILABLE_ERRORS):
+        log.warning("database unavailable: %s", exc)
+        return error_response(
+            503, ReasonCode.API_UNAVAILABLE, "the ledger database did not answer; try again later"
+        )
+    log.exception("unexpected error on %s", where, exc_info=exc)
+    return error_response(500, ReasonCode.INTERNAL_ERROR, "internal error; see the service log")
+
+
+async def _refused(request: Request, exc: Exception) -> JSONResponse:
+    return refusal(exc, f"{request.method} {request.url.path}")
 
 
 async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
@@ -87,37 +121,8 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail), headers)
 
 
-async def _rejected(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RejectedError)
-    return error_response(400, exc.code, exc.detail)
-
-
-async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
-    log.warning("database unavailable: %s", exc)
-    return error_response(
-        503, ReasonCode.API_UNAVAILABLE, "the ledger database did not answer; try again later"
-    )
-
-
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, ReasonCode.INTERNAL_ERROR, "internal error; see the service log")
-
-
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RejectedError, _rejected)
-    for unavailable in (
-        ServiceError,
-        asyncpg.PostgresConnectionError,
-        asyncpg.InterfaceError,
-        asyncpg.CannotConnectNowError,
-        asyncpg.QueryCanceledError,
-        OSError,
-        TimeoutError,
-    ):
-        app.add_exception_handler(unavailable, _unavailable)
-    app.add_exception_handler(LedgerError, _unexpected)
-    app.add_exception_handler(Exception, _unexpected)
+    for refused in (ApiError, RejectedError, *UNAVAILABLE_ERRORS, LedgerError, Exception):
+        app.add_exception_handler(refused, _refused)

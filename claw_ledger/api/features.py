@@ -124,11 +124,10 @@ def ledger_features(settings: Settings, authorize_key: KeyPair | None) -> Featur
 def mount_trust_pulse(app: FastAPI, reader_url: str) -> None:
     """The reviewer's pages under ``/pulse`` (their own key check: a bearer token or the
     login form's cookie, role reader or above)."""
-    from claw_ledger.api.auth import live_key
     from claw_ledger.viewer import ViewerBackend, viewer_router
 
     async def role_of(key: str) -> str | None:
-        caller = await live_key(app.state.pool, key)
+        caller = await app.state.keys.caller(app.state.pool, key)
         return None if caller is None else caller.role
 
     app.include_router(viewer_router(ViewerBackend(reader_url, role_of)))
