@@ -8,7 +8,9 @@ of the processor heartbeat and control version every ``poll_interval``), asks
 Postgres for an allow, and publishes every decision as a signed
 ``call.authorized``/``call.denied`` event in the background: the answer never
 waits on Kafka, and :meth:`AuthorizeService.stop` flushes what is queued
-(ADR 0015).
+(ADR 0015). Each decision is signed as it is made and queued as bytes, so the
+signing cost is spread evenly over the answers instead of landing on the
+ones that arrive while a whole batch is signed (ADR 0028).
 
 Shadow policies (ADR 0023): the decision judges every active shadow candidate
 covering the call beside the real WPC (:attr:`Decision.shadows`); each one that
@@ -46,7 +48,7 @@ from ledger.authorize import (
 from ledger.control_digest import CONTROL_DIGEST_TABLES, digest_hex, state_digests
 from ledger.crypto import KeyPair
 from ledger.errors import ControlPlaneTamperedError, EventError, ServiceError
-from ledger.events import NewEvent
+from ledger.events import NewEvent, sign_events_bytes
 from ledger.seen_controls import SeenControl, SeenControls, resolution
 from ledger.shadow import shadowed_body
 from ledger.state import LedgerState
@@ -64,8 +66,12 @@ log = logging.getLogger("claw_ledger.authorize")
 
 DEFAULT_AUTHORIZE_SETTINGS = AuthorizeSettings()
 
-#: decisions signed and sent together, at most
+#: decisions sent together, at most
 _PUBLISH_BATCH = 500
+#: how long the decisions' producer gathers a record batch: they are recorded in
+#: the background, and each produce request costs the broker and the processor
+#: about as much as the events in it (ADR 0028)
+DECISION_LINGER_MS = 50
 #: seen control events asked about per sync, oldest first (the lane is decided in order)
 _SETTLE_BATCH = 2000
 
@@ -106,6 +112,14 @@ class AuthorizeConfig:
             ingress_topic=topics.ingress,
             **({"control_topic": topics.control} | kw),
         )
+
+
+@dataclass(frozen=True)
+class _Signed:
+    """One decision's events, signed: the decision and its shadow disagreements."""
+
+    events: tuple[tuple[str, str, str, bytes], ...]  # (event type, stream, event id, bytes)
+    shadowed: int
 
 
 @dataclass
@@ -150,7 +164,7 @@ class AuthorizeService:
             "not started"
         )
         self._wake = asyncio.Event()
-        self._queue: asyncio.Queue[Decision] = asyncio.Queue(config.queue_size)
+        self._queue: asyncio.Queue[_Signed] = asyncio.Queue(config.queue_size)
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -167,6 +181,7 @@ class AuthorizeService:
             self.config.kafka_bootstrap,
             self.config.ingress_topic,
             client_id="claw-ledger-authorize",
+            linger_ms=DECISION_LINGER_MS,
         )
         try:
             await producer.start()
@@ -260,11 +275,45 @@ class AuthorizeService:
         elif decision.seen_event_id is not None:
             self.seen.note_denial(decision.seen_event_id)
         self.counters.made += 1
-        try:
-            self._queue.put_nowait(decision)
-        except asyncio.QueueFull:
-            await self._queue.put(decision)
+        signed = self._signed(decision)
+        if signed is not None:
+            try:
+                self._queue.put_nowait(signed)
+            except asyncio.QueueFull:
+                await self._queue.put(signed)
         return decision
+
+    def _signed(self, decision: Decision) -> _Signed | None:
+        """The decision's events, signed; ``None`` (logged, counted as failed) when the
+        schema refuses one: a bug, not an outage, and never a reason to not answer."""
+        events = [
+            NewEvent(
+                decision.event_type,
+                decision.stream,
+                decision.event_body(),
+                decision.decision_id,
+                decision.decided_at,
+            )
+        ]
+        for shadow in decision.disagreements():
+            event_id = shadow_event_id(decision.decision_id, shadow.policy_hash_b64u)
+            body = shadowed_body(decision, shadow)
+            events.append(
+                NewEvent("call.shadowed", decision.stream, body, event_id, decision.decided_at)
+            )
+        try:
+            signed = sign_events_bytes(self.key, events)
+        except EventError as exc:
+            log.error("decision %s cannot be recorded: %s", decision.decision_id, exc)
+            self.counters.failed += 1
+            return None
+        return _Signed(
+            tuple(
+                (new.event_type, new.stream, event_id, raw)
+                for new, (event_id, raw) in zip(events, signed, strict=True)
+            ),
+            len(events) - 1,
+        )
 
     async def _use_nonce(self, decision: Decision, request: CallRequest) -> Decision:
         assert decision.token_jti is not None
@@ -381,33 +430,25 @@ class AuthorizeService:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _send(self, batch: list[Decision]) -> None:
-        events = []
-        shadowed = 0
-        for d in batch:
-            events.append(
-                NewEvent(d.event_type, d.stream, d.event_body(), d.decision_id, d.decided_at)
-            )
-            for shadow in d.disagreements():
-                event_id = shadow_event_id(d.decision_id, shadow.policy_hash_b64u)
-                body = shadowed_body(d, shadow)
-                events.append(NewEvent("call.shadowed", d.stream, body, event_id, d.decided_at))
-                shadowed += 1
+    async def _send(self, batch: list[_Signed]) -> None:
+        from producers.sdk import RawEvent
+
+        events = [
+            RawEvent(raw, stream, event_id, event_type)
+            for signed in batch
+            for event_type, stream, event_id, raw in signed.events
+        ]
         delay = 0.1
         while True:
             assert self._producer is not None
             try:
-                # the same event id and payload when re-sent: a duplicate, never a second row
-                await self._producer.publish_many(self.key, events)
-            except EventError as exc:  # a body the schema refuses: a bug, not an outage
-                log.error("%d decision(s) cannot be recorded: %s", len(batch), exc)
-                self.counters.failed += len(batch)
-                return
+                # the same event id and bytes when re-sent: a duplicate, never a second row
+                await self._producer.send_raw_many(events)
             except Exception as exc:
                 log.warning("decisions not recorded yet (%s); retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
             self.counters.recorded += len(batch)
-            self.counters.shadowed += shadowed
+            self.counters.shadowed += sum(signed.shadowed for signed in batch)
             return

@@ -10,9 +10,11 @@ ADR 0007). Commits that move the control version notify
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import asyncpg
 
@@ -28,8 +30,11 @@ from storage.postgres import (
 
 __all__ = [
     "AuthorizeStore",
+    "GroupedClaims",
     "Heartbeat",
+    "NonceClaim",
     "claim_nonce",
+    "claim_nonces",
     "control_positions",
     "read_heartbeat",
     "seen_outcomes",
@@ -64,15 +69,90 @@ async def read_heartbeat(conn: asyncpg.Connection) -> Heartbeat | None:
 
 async def claim_nonce(conn: asyncpg.Connection, jti: str, nonce: str, decision_id: str) -> bool:
     """Use ``nonce`` for token ``jti``: True the first time, at any process, ever."""
-    used = await conn.fetchval(
-        "INSERT INTO authorize_nonces (token_jti, nonce, decision_id) VALUES ($1, $2, $3)"
-        " ON CONFLICT (token_jti, nonce) DO NOTHING RETURNING true",
-        jti,
-        nonce,
-        decision_id,
+    return decision_id in await claim_nonces(conn, [NonceClaim(jti, nonce, decision_id)])
+
+
+class NonceClaim(NamedTuple):
+    token_jti: str
+    nonce: str
+    decision_id: str
+
+
+async def claim_nonces(conn: asyncpg.Connection, claims: Sequence[NonceClaim]) -> set[str]:
+    """Use every claim's nonce for its token in one statement: the decision ids of
+    the claims that were first, at any process, ever. Two claims of one nonce in
+    ``claims``: the first listed wins."""
+    rows = await conn.fetch(
+        "INSERT INTO authorize_nonces (token_jti, nonce, decision_id)"
+        " SELECT * FROM unnest($1::text[], $2::text[], $3::text[])"
+        " ON CONFLICT (token_jti, nonce) DO NOTHING RETURNING decision_id",
+        [c.token_jti for c in claims],
+        [c.nonce for c in claims],
+        [c.decision_id for c in claims],
         timeout=STATEMENT_TIMEOUT,
     )
-    return used is True
+    return {row["decision_id"] for row in rows}
+
+
+class GroupedClaims:
+    """Nonce claims written together: those that arrive while one statement is on
+    its way go in the next, one statement and one WAL flush for all (ADR 0028).
+
+    A claim waits at most for the statement in flight and its own; under load
+    the statements grow instead of queueing. A failed statement fails each of
+    its claims (the decision path then answers unavailable: fail closed).
+    """
+
+    def __init__(
+        self, write: Callable[[list[NonceClaim]], Awaitable[set[str]]], *, max_batch: int = 500
+    ) -> None:
+        self._write = write
+        self._max_batch = max_batch
+        self._pending: list[tuple[NonceClaim, asyncio.Future[bool]]] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def claim(self, claim: NonceClaim) -> bool:
+        """True when ``claim`` was the first use of its nonce for its token."""
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((claim, answer))
+        if self._writing is None:
+            self._writing = asyncio.create_task(self._write_pending(), name="nonce-claims")
+        return await answer
+
+    async def _write_pending(self) -> None:
+        try:
+            while self._pending:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+                await self._write_batch(batch)
+        finally:
+            self._writing = None
+            for _, answer in self._pending:  # only left when this task was cancelled
+                if not answer.done():
+                    answer.set_exception(ServiceError("the nonce store is closing"))
+            self._pending.clear()
+
+    async def _write_batch(self, batch: list[tuple[NonceClaim, asyncio.Future[bool]]]) -> None:
+        first: dict[tuple[str, str], NonceClaim] = {}
+        for claim, _ in batch:
+            first.setdefault((claim.token_jti, claim.nonce), claim)
+        try:
+            fresh = await self._write(list(first.values()))
+        except Exception as exc:
+            for _, answer in batch:
+                if not answer.done():
+                    answer.set_exception(exc)
+            return
+        except BaseException:
+            for _, answer in batch:
+                if not answer.done():
+                    answer.set_exception(ServiceError("the nonce store is closing"))
+            raise
+        for claim, answer in batch:
+            if not answer.done():
+                # a second claim of one nonce in the batch is a replay of the first
+                won = first[(claim.token_jti, claim.nonce)] is claim
+                answer.set_result(won and claim.decision_id in fresh)
 
 
 async def control_positions(conn: asyncpg.Connection, topic: str) -> dict[int, int]:
@@ -125,6 +205,7 @@ class AuthorizeStore:
         self._url = url
         self._pool = pool
         self._listener: asyncpg.Connection | None = None
+        self._claims = GroupedClaims(self._write_claims)
 
     @classmethod
     async def open(cls, url: str, *, max_size: int = 4) -> AuthorizeStore:
@@ -196,8 +277,13 @@ class AuthorizeStore:
             )
 
     async def claim_nonce(self, jti: str, nonce: str, decision_id: str) -> bool:
+        """True the first time ``nonce`` is used for ``jti``; written with the claims
+        of concurrent decisions (:class:`GroupedClaims`)."""
+        return await self._claims.claim(NonceClaim(jti, nonce, decision_id))
+
+    async def _write_claims(self, claims: list[NonceClaim]) -> set[str]:
         async with self._conn() as conn:
-            return await claim_nonce(conn, jti, nonce, decision_id)
+            return await claim_nonces(conn, claims)
 
     async def control_positions(self, topic: str) -> dict[int, int]:
         async with self._conn() as conn:
