@@ -180,7 +180,16 @@ async def test_forged_halts_have_no_effect(running_ledger: LedgerHarness) -> Non
         marked = f"job:{marker.job_id}"
         _, raw = _halt(ledger.keys[Role.OPERATOR], marked, "marker")
         await _publish_control(ledger, raw, f"halt:{marked}")
-        await decide_until(lambda: authorize.decide(request(marker)), lambda d: not d.allowed)
+        halted = await decide_until(
+            lambda: authorize.decide(request(marker)), lambda d: not d.allowed
+        )
+        assert halted.reason_code is ReasonCode.AGENT_HALTED, halted
+        # the forged halts' streams may sit on other partitions than the marker's,
+        # which the follower reads in no mutual order: wait until all were read
+        deadline = time.monotonic() + 30
+        while authorize.seen.counts["refused"] < len(forgers) + 1:
+            assert time.monotonic() < deadline, authorize.seen.counts
+            await asyncio.sleep(0.05)
         assert authorize.seen.counts["refused"] == len(forgers) + 1
         after = await authorize.decide(request(job))
         assert after.allowed, after
