@@ -28,6 +28,10 @@ log = logging.getLogger("claw_ledger.processor")
 EXIT_BUG = 70
 EXIT_DATABASE_DOWN = 75
 _TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+#: the database rolled the batch's transaction back (a deadlock, a serialization
+#: failure): nothing was written, and the same batch is tried again at once
+_ROLLED_BACK = (asyncpg.TransactionRollbackError,)
+_ROLLED_BACK_PAUSE = 0.05
 
 
 class BatchFailedError(LedgerError):
@@ -53,7 +57,9 @@ async def with_database_retry(batch: Callable[[], Awaitable[T]]) -> T:
     Bad input never gets here as an exception (it is quarantined). A failure
     here is the database or a bug: raises :class:`DatabaseUnavailableError`
     after 8 attempts, and :class:`BatchFailedError` (from the cause) at once
-    on anything else.
+    on anything else. A transaction the database rolled back (deadlock,
+    serialization failure) is tried again after a short pause, within the
+    same 8 attempts: the stored positions make the retry exactly-once.
     """
     delay = 0.5
     last: BaseException | None = None
@@ -67,6 +73,10 @@ async def with_database_retry(batch: Callable[[], Awaitable[T]]) -> T:
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+        except _ROLLED_BACK as exc:
+            last = exc
+            log.warning("batch rolled back by the database (attempt %d): %s", attempt, exc)
+            await asyncio.sleep(_ROLLED_BACK_PAUSE)
         except ControlPlaneTamperedError:
             raise  # not a bug to restart on: the processor refuses, as at start (exit 2)
         except Exception as exc:

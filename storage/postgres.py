@@ -149,9 +149,10 @@ async def record_forwarded(
         "UPDATE consumer_positions SET forwarded_offset = $4"
         " WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = $3"
         " AND forwarded_offset < $4 AND forwarded_offset >= $5",
+        # in partition order: the order commit_batch locks these rows in
         [
             (group, topic, partition, offset, 0 if since is None else since[partition])
-            for partition, offset in marks.items()
+            for partition, offset in sorted(marks.items())
         ],
     )
 
@@ -287,7 +288,9 @@ async def commit_batch(conn: asyncpg.Connection, commit: BatchCommit) -> int | N
             for r in await conn.fetch(
                 "SELECT kafka_partition, next_offset FROM consumer_positions"
                 " WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = ANY($3::int[])"
-                " FOR UPDATE",
+                # locked in partition order, as record_forwarded updates them: the two
+                # run side by side (ADR 0008), and in opposite orders they deadlock
+                " ORDER BY kafka_partition FOR UPDATE",
                 group,
                 topic,
                 partitions,

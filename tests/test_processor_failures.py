@@ -7,6 +7,7 @@ import logging
 import threading
 from typing import Any, NoReturn
 
+import asyncpg
 import pytest
 
 from consumers import failures, runner
@@ -77,6 +78,34 @@ async def test_a_short_outage_is_ridden_out(_no_backoff: list[float]) -> None:
 
     assert await with_database_retry(batch) == "committed"
     assert _no_backoff == [0.5, 1.0]
+
+
+async def test_a_transaction_the_database_rolled_back_is_tried_again(
+    _no_backoff: list[float],
+) -> None:
+    outcomes: list[Exception | None] = [
+        asyncpg.DeadlockDetectedError("deadlock detected"),
+        asyncpg.SerializationError("could not serialize access"),
+        None,
+    ]
+
+    async def batch() -> str:
+        failure = outcomes.pop(0)
+        if failure is not None:
+            raise failure
+        return "committed"
+
+    assert await with_database_retry(batch) == "committed"
+    assert _no_backoff == [0.05, 0.05]
+
+
+async def test_rollbacks_without_end_are_reported(_no_backoff: list[float]) -> None:
+    async def batch() -> None:
+        raise asyncpg.DeadlockDetectedError("deadlock detected")
+
+    with pytest.raises(DatabaseUnavailableError):
+        await with_database_retry(batch)
+    assert len(_no_backoff) == 8
 
 
 @pytest.mark.parametrize(
