@@ -67,27 +67,24 @@ async def test_a_database_outage_is_retried_then_reported(_no_backoff: list[floa
     assert _no_backoff == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
 
 
-async def test_a_short_outage_is_ridden_out(_no_backoff: list[float]) -> None:
-    outcomes: list[Exception | None] = [OSError("reset"), OSError("reset"), None]
-
-    async def batch() -> str:
-        failure = outcomes.pop(0)
-        if failure is not None:
-            raise failure
-        return "committed"
-
-    assert await with_database_retry(batch) == "committed"
-    assert _no_backoff == [0.5, 1.0]
-
-
-async def test_a_transaction_the_database_rolled_back_is_tried_again(
-    _no_backoff: list[float],
+@pytest.mark.parametrize(
+    ("failures", "waits"),
+    [
+        pytest.param([OSError("reset"), OSError("reset")], [0.5, 1.0], id="a short outage"),
+        pytest.param(
+            [
+                asyncpg.DeadlockDetectedError("deadlock detected"),
+                asyncpg.SerializationError("could not serialize access"),
+            ],
+            [0.05, 0.05],
+            id="transactions the database rolled back",
+        ),
+    ],
+)
+async def test_a_passing_failure_is_ridden_out(
+    _no_backoff: list[float], failures: list[Exception], waits: list[float]
 ) -> None:
-    outcomes: list[Exception | None] = [
-        asyncpg.DeadlockDetectedError("deadlock detected"),
-        asyncpg.SerializationError("could not serialize access"),
-        None,
-    ]
+    outcomes: list[Exception | None] = [*failures, None]
 
     async def batch() -> str:
         failure = outcomes.pop(0)
@@ -96,7 +93,7 @@ async def test_a_transaction_the_database_rolled_back_is_tried_again(
         return "committed"
 
     assert await with_database_retry(batch) == "committed"
-    assert _no_backoff == [0.05, 0.05]
+    assert _no_backoff == waits
 
 
 async def test_rollbacks_without_end_are_reported(_no_backoff: list[float]) -> None:

@@ -38,6 +38,23 @@ class _CountingPool:
             self.during_read()
 
 
+@asynccontextmanager
+async def _cache(
+    api: ApiLedger, *, url: str | None = None, during_read: Any = None
+) -> AsyncIterator[tuple[KeyCache, _CountingPool]]:
+    """A cache on ``url`` (the reader's by default) and a counting pool of the reader."""
+    pool = await asyncpg.create_pool(api.reader_url, min_size=1, max_size=2)
+    cache = KeyCache(url or api.reader_url)
+    counting = _CountingPool(pool)
+    if during_read is not None:
+        counting.during_read = during_read(cache)
+    try:
+        yield cache, counting
+    finally:
+        await cache.close()
+        await pool.close()
+
+
 async def _listening(cache: KeyCache) -> None:
     cache.start()
     deadline = time.monotonic() + 10
@@ -60,10 +77,7 @@ def test_a_kept_key_is_not_read_again_and_a_revocation_drops_it(api_ledger: ApiL
     key = create_key(env, name, "reader")
 
     async def scenario() -> tuple[int, float]:
-        pool = await asyncpg.create_pool(api_ledger.reader_url, min_size=1, max_size=2)
-        cache = KeyCache(api_ledger.reader_url)
-        counting = _CountingPool(pool)
-        try:
+        async with _cache(api_ledger) as (cache, counting):
             await _listening(cache)
             for _ in range(20):
                 caller = await cache.caller(counting, key)  # type: ignore[arg-type]
@@ -79,9 +93,6 @@ def test_a_kept_key_is_not_read_again_and_a_revocation_drops_it(api_ledger: ApiL
                 return await cache.caller(counting, key) is None  # type: ignore[arg-type]
 
             return reads, await _until(refused)
-        finally:
-            await cache.close()
-            await pool.close()
 
     reads, took = asyncio.run(scenario())
     assert reads == 1
@@ -92,20 +103,15 @@ def test_nothing_is_kept_without_listening(api_ledger: ApiLedger) -> None:
     key = api_ledger.keys["reader"]
 
     async def scenario() -> int:
-        pool = await asyncpg.create_pool(api_ledger.reader_url, min_size=1, max_size=2)
         # nothing listens on this port: the cache cannot listen, so it reads every time
-        cache = KeyCache(f"postgresql://nobody@127.0.0.1:{free_port()}/none")
-        counting = _CountingPool(pool)
-        try:
+        nowhere = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
+        async with _cache(api_ledger, url=nowhere) as (cache, counting):
             cache.start()
             for _ in range(5):
                 assert await cache.caller(counting, key) is not None  # type: ignore[arg-type]
                 await asyncio.sleep(0.05)
             assert not cache.listening
             return counting.reads
-        finally:
-            await cache.close()
-            await pool.close()
 
     assert asyncio.run(scenario()) == 5
 
@@ -114,18 +120,12 @@ def test_a_row_read_while_a_change_is_announced_is_not_kept(api_ledger: ApiLedge
     key = api_ledger.keys["reader"]
 
     async def scenario() -> int:
-        pool = await asyncpg.create_pool(api_ledger.reader_url, min_size=1, max_size=2)
-        cache = KeyCache(api_ledger.reader_url)
         # an announcement that lands while the row is on its way
-        counting = _CountingPool(pool, during_read=cache.forget)
-        try:
+        async with _cache(api_ledger, during_read=lambda cache: cache.forget) as (cache, counting):
             await _listening(cache)
             for _ in range(3):
                 assert await cache.caller(counting, key) is not None  # type: ignore[arg-type]
             return counting.reads
-        finally:
-            await cache.close()
-            await pool.close()
 
     assert asyncio.run(scenario()) == 3
 
@@ -134,11 +134,8 @@ def test_a_lost_listening_connection_drops_every_kept_row(api_ledger: ApiLedger)
     key = api_ledger.keys["reader"]
 
     async def scenario() -> list[int]:
-        pool = await asyncpg.create_pool(api_ledger.reader_url, min_size=1, max_size=2)
-        cache = KeyCache(api_ledger.reader_url)
-        counting = _CountingPool(pool)
         reads = []
-        try:
+        async with _cache(api_ledger) as (cache, counting):
             await _listening(cache)
             await cache.caller(counting, key)  # type: ignore[arg-type]
             await cache.caller(counting, key)  # type: ignore[arg-type]
@@ -159,9 +156,6 @@ def test_a_lost_listening_connection_drops_every_kept_row(api_ledger: ApiLedger)
             await _until(stopped)
             await cache.caller(counting, key)  # type: ignore[arg-type]
             reads.append(counting.reads)
-        finally:
-            await cache.close()
-            await pool.close()
         return reads
 
     assert asyncio.run(scenario()) == [1, 2]
