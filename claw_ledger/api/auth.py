@@ -88,6 +88,7 @@ class KeyCache:
         self._listener: asyncpg.Connection | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._next_attempt = 0.0
+        self._warned = False
 
     @property
     def listening(self) -> bool:
@@ -155,8 +156,15 @@ class KeyCache:
             listener.add_termination_listener(self.forget)
             self.forget()  # rows kept from now on were read after the LISTEN
             self._listener = listener
+            if self._warned:
+                log.info("listening for API key changes again: key rows are kept")
+            self._warned = False
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-            log.warning("API keys are read on every request: cannot listen for changes (%s)", exc)
+            if not self._warned:  # once per outage, not once per attempt
+                log.warning(
+                    "API keys are read on every request: cannot listen for changes (%s)", exc
+                )
+            self._warned = True
         finally:
             self._connecting = None
 
