@@ -75,9 +75,11 @@ class BenchLedger:
         return env
 
     def start_processors(self, count: int) -> None:
-        log = (self.settings.state_dir / "processors.log").open("ab")
+        path = self.settings.state_dir / "processors.log"
+        log = path.open("ab")
         for _ in range(count):
-            self.processors.append(
+            self._started(
+                path,
                 subprocess.Popen(
                     [
                         sys.executable,
@@ -94,13 +96,15 @@ class BenchLedger:
                     env=self.env(),
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                )
+                ),
             )
 
     def start_checkpointer(self) -> None:
         """``checkpointer run --every-seconds 1``, stopped with the processors."""
-        log = (self.settings.state_dir / "checkpointer.log").open("ab")
-        self.processors.append(
+        path = self.settings.state_dir / "checkpointer.log"
+        log = path.open("ab")
+        self._started(
+            path,
             subprocess.Popen(
                 [
                     *(sys.executable, "-m", "claw_ledger", "checkpointer", "run"),
@@ -109,10 +113,16 @@ class BenchLedger:
                 env=self.env(),
                 stdout=log,
                 stderr=subprocess.STDOUT,
-            )
+            ),
         )
 
+    def _started(self, log: Path, proc: subprocess.Popen[bytes]) -> None:
+        self.processors.append(proc)
+        _RUNNING[proc] = log
+
     def stop_processors(self) -> None:
+        for proc in self.processors:
+            _RUNNING.pop(proc, None)
         for proc in self.processors:
             proc.terminate()
         for proc in self.processors:
@@ -253,13 +263,29 @@ async def publish_all(
     return sent
 
 
+#: every processor and checkpointer a bench ledger started and has not stopped,
+#: with its log: one that exits meanwhile ends the wait for commits at once
+_RUNNING: dict[subprocess.Popen[bytes], Path] = {}
+
+
+def _exited() -> str | None:
+    for proc, log in _RUNNING.items():
+        if proc.poll() is not None:
+            command = " ".join(str(a) for a in proc.args[3:5])  # type: ignore[index]
+            return f"`{command}` (pid {proc.pid}) exited with code {proc.returncode}; see {log}"
+    return None
+
+
 async def until_committed(
     committed: Callable[[], Awaitable[int]], count: int, *, timeout: float, every: float, what: str
 ) -> None:
     """Ask ``committed()`` every ``every`` seconds until it says ``count``; after
-    ``timeout`` seconds, a RuntimeError saying how many of ``what`` were."""
+    ``timeout`` seconds, or as soon as a bench processor has exited, a
+    RuntimeError saying how many of ``what`` were."""
     deadline = time.monotonic() + timeout
     while (done := await committed()) < count:
+        if (exited := _exited()) is not None:
+            raise RuntimeError(f"only {done} of {count} {what} committed: {exited}")
         if time.monotonic() > deadline:
             raise RuntimeError(f"only {done} of {count} {what} committed in {timeout:.0f}s")
         await asyncio.sleep(every)
