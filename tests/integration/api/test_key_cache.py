@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from claw_ledger.api.auth import KeyCache
+from claw_ledger.api.auth import KEY_MAX_AGE_SECONDS, KeyCache
 from claw_ledger.services.process import free_port
 from tests.fixtures_api import ApiLedger, create_key
 
@@ -159,3 +159,22 @@ def test_a_lost_listening_connection_drops_every_kept_row(api_ledger: ApiLedger)
         return reads
 
     assert asyncio.run(scenario()) == [1, 2]
+
+
+def test_a_kept_row_is_read_again_after_its_age_bound(api_ledger: ApiLedger) -> None:
+    key = api_ledger.keys["reader"]
+    now = [0.0]
+
+    async def scenario() -> list[int]:
+        reads = []
+        async with _cache(api_ledger) as (cache, counting):
+            cache._clock = lambda: now[0]
+            await _listening(cache)
+            for moment in (0.0, 5.0, KEY_MAX_AGE_SECONDS - 0.1, KEY_MAX_AGE_SECONDS + 0.1):
+                now[0] = moment
+                await cache.caller(counting, key)  # type: ignore[arg-type]
+                reads.append(counting.reads)
+        return reads
+
+    # read at 0, kept at 5 and just before the bound, read again just after it
+    assert asyncio.run(scenario()) == [1, 1, 1, 2]
