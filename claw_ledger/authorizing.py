@@ -48,7 +48,7 @@ from ledger.authorize import (
 from ledger.control_digest import CONTROL_DIGEST_TABLES, digest_hex, state_digests
 from ledger.crypto import KeyPair
 from ledger.errors import ControlPlaneTamperedError, EventError, ServiceError
-from ledger.events import NewEvent, sign_events_bytes
+from ledger.events import NewEvent
 from ledger.seen_controls import SeenControl, SeenControls, resolution
 from ledger.shadow import shadowed_body
 from ledger.state import LedgerState
@@ -57,7 +57,7 @@ from ledger.types.shadows import shadow_event_id
 if TYPE_CHECKING:
     from claw_ledger.config import Settings
     from claw_ledger.control_follower import ControlFollower
-    from producers.sdk import LedgerProducer
+    from producers.sdk import LedgerProducer, RawEvent
     from storage.authorize_queries import AuthorizeStore
 
 __all__ = ["AuthorizeConfig", "AuthorizeService", "DecisionCounters"]
@@ -114,14 +114,6 @@ class AuthorizeConfig:
         )
 
 
-@dataclass(frozen=True)
-class _Signed:
-    """One decision's events, signed: the decision and its shadow disagreements."""
-
-    events: tuple[tuple[str, str, str, bytes], ...]  # (event type, stream, event id, bytes)
-    shadowed: int
-
-
 @dataclass
 class DecisionCounters:
     """Decisions answered, recorded on Kafka, and given up on (never silently);
@@ -164,7 +156,8 @@ class AuthorizeService:
             "not started"
         )
         self._wake = asyncio.Event()
-        self._queue: asyncio.Queue[_Signed] = asyncio.Queue(config.queue_size)
+        #: each item: one decision's signed events (the decision, then its shadows)
+        self._queue: asyncio.Queue[list[RawEvent]] = asyncio.Queue(config.queue_size)
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -283,9 +276,11 @@ class AuthorizeService:
                 await self._queue.put(signed)
         return decision
 
-    def _signed(self, decision: Decision) -> _Signed | None:
+    def _signed(self, decision: Decision) -> list[RawEvent] | None:
         """The decision's events, signed; ``None`` (logged, counted as failed) when the
         schema refuses one: a bug, not an outage, and never a reason to not answer."""
+        from producers.sdk import sign_many  # loaded by start() already
+
         events = [
             NewEvent(
                 decision.event_type,
@@ -302,18 +297,11 @@ class AuthorizeService:
                 NewEvent("call.shadowed", decision.stream, body, event_id, decision.decided_at)
             )
         try:
-            signed = sign_events_bytes(self.key, events)
+            return sign_many(self.key, events)
         except EventError as exc:
             log.error("decision %s cannot be recorded: %s", decision.decision_id, exc)
             self.counters.failed += 1
             return None
-        return _Signed(
-            tuple(
-                (new.event_type, new.stream, event_id, raw)
-                for new, (event_id, raw) in zip(events, signed, strict=True)
-            ),
-            len(events) - 1,
-        )
 
     async def _use_nonce(self, decision: Decision, request: CallRequest) -> Decision:
         assert decision.token_jti is not None
@@ -430,14 +418,8 @@ class AuthorizeService:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _send(self, batch: list[_Signed]) -> None:
-        from producers.sdk import RawEvent
-
-        events = [
-            RawEvent(raw, stream, event_id, event_type)
-            for signed in batch
-            for event_type, stream, event_id, raw in signed.events
-        ]
+    async def _send(self, batch: list[list[RawEvent]]) -> None:
+        events = [event for decision in batch for event in decision]
         delay = 0.1
         while True:
             assert self._producer is not None
@@ -450,5 +432,5 @@ class AuthorizeService:
                 delay = min(delay * 2, 5.0)
                 continue
             self.counters.recorded += len(batch)
-            self.counters.shadowed += sum(signed.shadowed for signed in batch)
+            self.counters.shadowed += len(events) - len(batch)
             return

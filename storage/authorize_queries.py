@@ -33,7 +33,6 @@ __all__ = [
     "GroupedClaims",
     "Heartbeat",
     "NonceClaim",
-    "claim_nonce",
     "claim_nonces",
     "control_positions",
     "read_heartbeat",
@@ -65,11 +64,6 @@ async def read_heartbeat(conn: asyncpg.Connection) -> Heartbeat | None:
     if row is None:
         return None
     return Heartbeat(max(0.0, float(row["age"])), int(row["control_version"]))
-
-
-async def claim_nonce(conn: asyncpg.Connection, jti: str, nonce: str, decision_id: str) -> bool:
-    """Use ``nonce`` for token ``jti``: True the first time, at any process, ever."""
-    return decision_id in await claim_nonces(conn, [NonceClaim(jti, nonce, decision_id)])
 
 
 class NonceClaim(NamedTuple):

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import orjson
+from starlette.datastructures import Headers
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -86,20 +87,14 @@ class AuthorizeFastPath:
         state = scope["app"].state
         response: Response
         try:
-            await authenticate(state, bearer_key(_authorization(scope)), "authorize")
+            authorization = Headers(scope=scope).get("authorization")
+            await authenticate(state, bearer_key(authorization), "authorize")
             decision = await decide_body(state, raw)
         except Exception as exc:
             response = refusal(exc, f"POST {AUTHORIZE_PATH}")
         else:
             response = Response(orjson.dumps(decision), media_type="application/json")
         await response(scope, receive, send)
-
-
-def _authorization(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return str(value.decode("latin-1"))
-    return None
 
 
 async def _body(receive: Receive) -> bytes | None:

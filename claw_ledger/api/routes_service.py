@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from claw_ledger.api.auth import public, secured
-from claw_ledger.api.authorize_path import decide_body
+from claw_ledger.api.authorize_path import AUTHORIZE_PATH, decide_body
 from claw_ledger.api.errors import error_body
 from claw_ledger.api.models import Health, Readiness
 from claw_ledger.ledger_health import Snapshot, take_snapshot
@@ -96,7 +96,7 @@ async def metrics(request: Request) -> Response:
     return Response(text, media_type=CONTENT_TYPE_LATEST)
 
 
-@router.post("/v1/authorize", tags=["enforcement"], **secured("authorize"))
+@router.post(AUTHORIZE_PATH, tags=["enforcement"], **secured("authorize"))
 async def authorize(request: Request) -> dict[str, Any]:
     """Ask whether a tool or model call may run now (token, WPC, halts); the decision
     is recorded on the ledger as `call.authorized` or `call.denied`."""
