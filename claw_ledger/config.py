@@ -107,18 +107,22 @@ _URL_FIELDS = frozenset({"database_url", "writer_url", "reader_url"})
 
 @dataclass(frozen=True)
 class Settings:
-    """Resolved settings. Build with :func:`load_settings`; paths are absolute."""
+    """Resolved settings. Build with :func:`load_settings`; paths are absolute.
+
+    Every field is given by :func:`load_settings`, whose table of defaults is the
+    one place they are written.
+    """
 
     state_dir: Path
     cache_dir: Path
-    kafka_bootstrap: str | None = None
-    database_url: str | None = None
-    writer_url: str | None = None
-    reader_url: str | None = None
-    kafka_version: str = DEFAULT_KAFKA_VERSION
-    topic_prefix: str = DEFAULT_TOPIC_PREFIX
-    partitions: int = DEFAULT_PARTITIONS
-    brokers: int = DEFAULT_BROKERS
+    kafka_bootstrap: str | None
+    database_url: str | None
+    writer_url: str | None
+    reader_url: str | None
+    kafka_version: str
+    topic_prefix: str
+    partitions: int
+    brokers: int
     #: where each field's value came from: "flag", "env", "file" or "default"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
