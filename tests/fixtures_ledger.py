@@ -11,6 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,12 @@ __all__ = [
     "CLAW_LEDGER",
     "LedgerHarness",
     "ProcessorProcess",
+    "connection",
     "fetch_until",
     "recorded_halts",
     "run_cli",
     "send_halts",
+    "started_ledger",
     "stored_chains",
 ]
 
@@ -55,6 +58,16 @@ def run_cli(
     return subprocess.run(
         [*CLAW_LEDGER, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+@asynccontextmanager
+async def connection(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the database of ``url`` for the block, closed after it."""
+    conn = await asyncpg.connect(url)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 async def send_halts(
@@ -200,6 +213,17 @@ class LedgerHarness:
     async def connect(self) -> asyncpg.Connection:
         assert self.settings.database_url
         return await asyncpg.connect(self.settings.database_url)
+
+    def connection(self) -> AbstractAsyncContextManager[asyncpg.Connection]:
+        """A connection to the ledger's database for an ``async with`` block, closed after it."""
+        assert self.settings.database_url
+        return connection(self.settings.database_url)
+
+    async def committed_count(self, event_type: str) -> int:
+        """How many events of ``event_type`` the ledger has committed."""
+        async with self.connection() as conn:
+            sql = "SELECT count(*) FROM events WHERE event_type = $1"
+            return int(await conn.fetchval(sql, event_type))
 
     def producer(self) -> LedgerProducer:
         assert self.settings.kafka_bootstrap
@@ -350,6 +374,19 @@ async def start_ledger(
             await harness.register(key, role.value, role.value)
             harness.keys[role] = key
     return harness
+
+
+@asynccontextmanager
+async def started_ledger(
+    ledger_servers: Any, base: Settings, state_dir: Path, **options: Any
+) -> AsyncIterator[LedgerHarness]:
+    """:func:`start_ledger` (with its keyword ``options``) for the block; its processor
+    is stopped after it, however the block ends."""
+    harness = await start_ledger(ledger_servers, base, state_dir, **options)
+    try:
+        yield harness
+    finally:
+        harness.processor.stop()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

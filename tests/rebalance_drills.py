@@ -72,16 +72,6 @@ async def _until(
         await asyncio.sleep(0.2)
 
 
-async def _committed(ledger: LedgerHarness) -> int:
-    conn = await ledger.connect()
-    try:
-        return int(
-            await conn.fetchval("SELECT count(*) FROM events WHERE event_type = 'agent.halted'")
-        )
-    finally:
-        await conn.close()
-
-
 async def _publish(ledger: LedgerHarness, key: KeyPair, numbers: range, job: str) -> list[str]:
     """In tenths of the range with pauses, so the stream is still flowing at each step."""
     event_ids: list[str] = []
@@ -133,7 +123,7 @@ async def _assert_exactly_once(ledger: LedgerHarness, event_ids: list[str]) -> N
 
 
 async def _at_least(ledger: LedgerHarness, count: int) -> bool:
-    return await _committed(ledger) >= count
+    return await ledger.committed_count("agent.halted") >= count
 
 
 async def _ledger_and_a_second_processor(
@@ -196,7 +186,7 @@ async def a_processor_dies_mid_stream(
         publisher = asyncio.create_task(_publish(ledger, operator, range(EVENTS), "death"))
         await _until(lambda: _at_least(ledger, EVENTS // 4), 120, "a quarter committed", ledger)
         second.kill()  # SIGKILL: its uncommitted batch and its group membership just stop
-        at_kill = await _committed(ledger)
+        at_kill = await ledger.committed_count("agent.halted")
         assert at_kill < EVENTS, "the stream ended before the kill"
         # the coordinator notices the dead member and gives the survivor every partition
         await _until(

@@ -280,7 +280,7 @@ async def test_a_halt_behind_an_ingress_backlog_denies_and_survives_a_processor_
         denied = await decide_until(
             lambda: authorize.decide(request(job)), lambda d: d.reason_code is not ReasonCode.OK
         )
-        committed_then = await _committed_count(ledger)
+        committed_then = await ledger.committed_count("policy.attested")
         assert denied.reason_code is ReasonCode.AGENT_HALTED
         assert (denied.halt_state, denied.seen_event_id) == ("seen", halt_id)
         # the decision came while the backlog was still queued ahead of the processor
@@ -329,13 +329,3 @@ async def _publish_backlog(ledger: LedgerHarness, count: int) -> None:
     assert ledger.settings.kafka_bootstrap
     async with LedgerProducer(ledger.settings.kafka_bootstrap, ledger.topics.ingress) as producer:
         await producer.send_raw_many(signed)
-
-
-async def _committed_count(ledger: LedgerHarness) -> int:
-    conn = await ledger.connect()
-    try:
-        return int(
-            await conn.fetchval("SELECT count(*) FROM events WHERE event_type = 'policy.attested'")
-        )
-    finally:
-        await conn.close()

@@ -21,7 +21,13 @@ from ledger.crypto import KeyPair
 from ledger.merkle import MerkleTree
 from ledger.roles import Role
 from ledger.tlog import EventLeaf, chain_number
-from tests.fixtures_ledger import CLAW_LEDGER, LedgerHarness, send_halts, start_ledger
+from tests.fixtures_ledger import (
+    CLAW_LEDGER,
+    LedgerHarness,
+    send_halts,
+    start_ledger,
+    started_ledger,
+)
 from tests.fixtures_ledger import run_cli as _cli
 
 pytestmark = pytest.mark.integration
@@ -234,20 +240,19 @@ async def test_rounds_survive_sigkill_and_proofs_verify_offline(
 async def test_one_checkpointer_per_ledger_and_an_unregistered_key_is_refused(
     ledger_servers: Any, ledger_settings: Any, tmp_path: Path
 ) -> None:
-    ledger = await start_ledger(ledger_servers, ledger_settings, tmp_path)
-    running = _checkpointer(ledger)
-    try:
-        deadline = time.monotonic() + 60
-        while "checkpointer for" not in (tmp_path / "checkpointer.log").read_text():
-            assert running.poll() is None and time.monotonic() < deadline
-            await asyncio.sleep(0.1)
-        second = _cli(ledger.env, "checkpointer", "run", "--key", "ledger", "--once")
-        assert second.returncode == 3
-        assert "another checkpointer is running" in second.stderr
-    finally:
-        running.terminate()
-        assert running.wait(timeout=30) == 0
-        ledger.processor.stop()
+    async with started_ledger(ledger_servers, ledger_settings, tmp_path) as ledger:
+        running = _checkpointer(ledger)
+        try:
+            deadline = time.monotonic() + 60
+            while "checkpointer for" not in (tmp_path / "checkpointer.log").read_text():
+                assert running.poll() is None and time.monotonic() < deadline
+                await asyncio.sleep(0.1)
+            second = _cli(ledger.env, "checkpointer", "run", "--key", "ledger", "--once")
+            assert second.returncode == 3
+            assert "another checkpointer is running" in second.stderr
+        finally:
+            running.terminate()
+            assert running.wait(timeout=30) == 0
     unregistered = _cli(ledger.env, "checkpointer", "run", "--key", "admin", "--once")
     assert unregistered.returncode == 2
     assert "does not hold the ledger role" in unregistered.stderr

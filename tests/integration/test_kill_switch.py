@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from tests.fixtures_ledger import start_ledger
+from tests.fixtures_ledger import started_ledger
 from tests.integration._kill_switch import Flow
 
 pytestmark = pytest.mark.integration
@@ -23,13 +23,9 @@ pytestmark = pytest.mark.integration
 async def flow(
     ledger_servers: Any, ledger_settings: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Flow]:
-    ledger = await start_ledger(
-        ledger_servers, ledger_settings, tmp_path_factory.mktemp("kill-switch")
-    )
-    try:
+    state_dir = tmp_path_factory.mktemp("kill-switch")
+    async with started_ledger(ledger_servers, ledger_settings, state_dir) as ledger:
         yield Flow(ledger, tmp_path_factory.mktemp("kill-switch-work"))
-    finally:
-        ledger.processor.stop()
 
 
 async def test_a_halt_mid_run_revokes_the_jobs_tokens_and_a_lift_reauthorises(

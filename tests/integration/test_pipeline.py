@@ -90,12 +90,9 @@ async def test_every_bad_input_is_quarantined_with_its_code_and_nothing_is_lost(
     running_ledger: LedgerHarness,
 ) -> None:
     ledger = running_ledger
-    conn = await ledger.connect()
-    try:
+    async with ledger.connection() as conn:
         before_events = await conn.fetchval("SELECT count(*) FROM events")
         before_q = await conn.fetchval("SELECT count(*) FROM quarantine")
-    finally:
-        await conn.close()
     cases = await _bad_inputs(ledger)
     before_events += 2  # the revoked key's registration and revocation
     for _, raw, _ in cases:
@@ -114,15 +111,12 @@ async def test_every_bad_input_is_quarantined_with_its_code_and_nothing_is_lost(
         assert row["detail"]
         if event_id is not None:
             assert row["event_id"] == event_id
-    conn = await ledger.connect()
-    try:
+    async with ledger.connection() as conn:
         after_events = await conn.fetchval("SELECT count(*) FROM events")
         ids = [e for _, _, e in cases if e]
         leaked = await conn.fetchval(
             "SELECT count(*) FROM events WHERE event_id::text = ANY($1::text[])", ids
         )
-    finally:
-        await conn.close()
     assert leaked == 0
     assert after_events == before_events + 1  # only the good event
 
@@ -152,16 +146,13 @@ async def test_conflicting_duplicate_id_is_quarantined_and_exact_duplicate_is_a_
         operator, "agent.halted", "halt:job:dup", {"target": "job:dup", "reason": "marker"}
     )
     assert marker["status"] == "committed"
-    conn = await ledger.connect()
-    try:
+    async with ledger.connection() as conn:
         count = await conn.fetchval(
             "SELECT count(*) FROM events WHERE event_id = $1::uuid", event.event_id
         )
         reasons = await conn.fetch(
             "SELECT reason_code FROM quarantine WHERE event_id = $1", event.event_id
         )
-    finally:
-        await conn.close()
     assert count == 1
     assert [r["reason_code"] for r in reasons] == ["DUPLICATE_EVENT_CONFLICT"]
 
@@ -169,8 +160,7 @@ async def test_conflicting_duplicate_id_is_quarantined_and_exact_duplicate_is_a_
 async def test_the_database_itself_refuses_to_change_ledger_rows(
     running_ledger: LedgerHarness,
 ) -> None:
-    conn = await running_ledger.connect()
-    try:
+    async with running_ledger.connection() as conn:
         assert await conn.fetchval("SELECT count(*) FROM events") > 0
         for sql in (
             "UPDATE events SET stream = 'x:y'",
@@ -181,8 +171,6 @@ async def test_the_database_itself_refuses_to_change_ledger_rows(
         ):
             with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
                 await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 async def test_verified_and_quarantine_topics_receive_the_outcomes(
