@@ -25,7 +25,15 @@ if TYPE_CHECKING:
     # imported late: fixtures_ledger is a plugin loaded after this one
     from tests.fixtures_ledger import LedgerHarness
 
-__all__ = ["ApiLedger", "UvicornThread", "create_key", "drop_roles", "wait_until_healthy"]
+__all__ = [
+    "ApiLedger",
+    "DemoFacts",
+    "UvicornThread",
+    "create_key",
+    "drop_roles",
+    "read_demo_facts",
+    "wait_until_healthy",
+]
 
 
 class UvicornThread:
@@ -73,21 +81,54 @@ def create_key(env: dict[str, str], name: str, role: str) -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
+@dataclass(frozen=True)
+class DemoFacts:
+    """What the demo left on the ledger, by which the API tests ask for it."""
+
+    job: str
+    policy_hash: str
+    #: the job's token
+    jti: str
+    #: the job's committed ``run.started``
+    committed_event: str
+    #: a receipt quarantined ``AGENT_HALTED``
+    quarantined_event: str
+
+
+async def read_demo_facts(owner_url: str, summary: dict[str, Any]) -> DemoFacts:
+    """The facts of the demo whose ``claw-ledger demo --json`` printed ``summary``."""
+    from tests.fixtures_ledger import connection
+
+    async with connection(owner_url) as conn:
+        job = await conn.fetchrow("SELECT * FROM jobs WHERE job_id = $1", summary["job"])
+        committed = await conn.fetchval(
+            "SELECT event_id::text FROM events WHERE event_type = 'run.started'"
+        )
+        quarantined = await conn.fetchval(
+            "SELECT event_id FROM quarantine WHERE reason_code = 'AGENT_HALTED'"
+        )
+    assert job is not None and committed and quarantined
+    return DemoFacts(
+        summary["job"], summary["policy_hash_b64u"], job["cst_jti"], committed, quarantined
+    )
+
+
 @dataclass
 class ApiLedger:
     harness: LedgerHarness
-    owner_url: str
     reader_url: str
     #: role -> a valid key of that role
     keys: dict[str, str]
     revoked_key: str
-    job: str
-    policy_hash: str
-    jti: str
-    committed_event: str
-    quarantined_event: str
+    demo: DemoFacts
     server: UvicornThread
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def owner_url(self) -> str:
+        url = self.harness.settings.database_url
+        assert url
+        return url
 
     @property
     def url(self) -> str:
@@ -163,33 +204,17 @@ async def api_ledger(
         }
         revoked = create_key(harness.env, "test-revoked", "admin")
         assert run_cli(harness.env, "apikey", "revoke", "test-revoked").returncode == 0
-        conn = await asyncpg.connect(owner_url)
-        try:
-            job = await conn.fetchrow("SELECT * FROM jobs WHERE job_id = $1", summary["job"])
-            committed = await conn.fetchval(
-                "SELECT event_id::text FROM events WHERE event_type = 'run.started'"
-            )
-            quarantined = await conn.fetchval(
-                "SELECT event_id FROM quarantine WHERE reason_code = 'AGENT_HALTED'"
-            )
-        finally:
-            await conn.close()
-        assert job is not None and committed and quarantined
+        facts = await read_demo_facts(owner_url, summary)
         config = ApiConfig.from_settings(
             harness.settings, reader_url=reader_url, max_page=100, max_body=4096
         )
         with UvicornThread(create_app(config=config)) as server:
             yield ApiLedger(
                 harness=harness,
-                owner_url=owner_url,
                 reader_url=reader_url,
                 keys=keys,
                 revoked_key=revoked,
-                job=summary["job"],
-                policy_hash=summary["policy_hash_b64u"],
-                jti=job["cst_jti"],
-                committed_event=committed,
-                quarantined_event=quarantined,
+                demo=facts,
                 server=server,
             )
     finally:

@@ -51,10 +51,10 @@ def _routes(api: ApiLedger) -> list[tuple[str, str, str]]:
 
 def _concrete(api: ApiLedger, template: str) -> str:
     return template.format(
-        event_id=api.committed_event,
-        job_id=api.job,
-        jti=api.jti,
-        policy_hash=api.policy_hash,
+        event_id=api.demo.committed_event,
+        job_id=api.demo.job,
+        jti=api.demo.jti,
+        policy_hash=api.demo.policy_hash,
         pulse_id="pulse-1",
     )
 

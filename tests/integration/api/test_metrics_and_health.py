@@ -160,7 +160,7 @@ def test_wired_features_serve_and_authorize_is_measured(api_ledger: ApiLedger) -
         with httpx.Client(base_url=server.url, timeout=30) as client:
             allow = client.post("/v1/authorize", json={"job_id": "j1"}, headers=runtime)
             deny = client.post("/v1/authorize", json={"job_id": "halted"}, headers=runtime)
-            bundle = client.get(f"/v1/runs/{api_ledger.job}/bundle", headers=reader)
+            bundle = client.get(f"/v1/runs/{api_ledger.demo.job}/bundle", headers=reader)
             none = client.get("/v1/runs/no-job/bundle", headers=reader)
             pulse = client.get("/v1/pulse/p1", headers=reader)
             samples = _samples(client.get("/metrics", headers=reader).text)

@@ -61,7 +61,7 @@ async def test_the_timeline_pages_through_every_event_in_order(
 async def test_timeline_filters_match_the_database(
     api_ledger: ApiLedger, reader: httpx.Client
 ) -> None:
-    stream = f"job:{api_ledger.job}"
+    stream = f"job:{api_ledger.demo.job}"
     by_stream = await _fetch(api_ledger, "SELECT position FROM events WHERE stream = $1", stream)
     rows = _pages(reader, "/v1/timeline", stream=stream, limit=3)
     assert [r["position"] for r in rows] == sorted(r["position"] for r in by_stream)
@@ -81,7 +81,7 @@ async def test_timeline_filters_match_the_database(
 def test_an_event_is_its_exact_envelope_rechecked(
     api_ledger: ApiLedger, reader: httpx.Client
 ) -> None:
-    response = reader.get(f"/v1/events/{api_ledger.committed_event}")
+    response = reader.get(f"/v1/events/{api_ledger.demo.committed_event}")
     assert response.status_code == 200, response.text
     document = response.json()
     assert document["status"] == "committed"
@@ -100,16 +100,16 @@ async def test_the_envelope_is_byte_for_byte_the_stored_one(
     (row,) = await _fetch(
         api_ledger,
         "SELECT envelope_raw FROM events WHERE event_id = $1::uuid",
-        api_ledger.committed_event,
+        api_ledger.demo.committed_event,
     )
-    document = reader.get(f"/v1/events/{api_ledger.committed_event}").json()
+    document = reader.get(f"/v1/events/{api_ledger.demo.committed_event}").json()
     assert document["envelope"].encode("utf-8") == bytes(row["envelope_raw"])
 
 
 def test_a_refused_event_answers_quarantined_with_its_code(
     api_ledger: ApiLedger, reader: httpx.Client
 ) -> None:
-    document = reader.get(f"/v1/events/{api_ledger.quarantined_event}").json()
+    document = reader.get(f"/v1/events/{api_ledger.demo.quarantined_event}").json()
     assert document["status"] == "quarantined"
     assert document["reason_code"] == "AGENT_HALTED"
     assert "envelope" not in document or document["envelope"] is None
@@ -131,8 +131,8 @@ async def test_quarantine_pages_match_the_database(
 
 
 def test_a_run_holds_its_chain_and_receipts(api_ledger: ApiLedger, reader: httpx.Client) -> None:
-    document = reader.get(f"/v1/runs/{api_ledger.job}").json()
-    assert document["job_id"] == api_ledger.job
+    document = reader.get(f"/v1/runs/{api_ledger.demo.job}").json()
+    assert document["job_id"] == api_ledger.demo.job
     assert document["status"] == "completed"
     assert len(document["receipts"]) == document["receipt_count"] >= 1
     assert [e["event_type"] for e in document["event_chain"]][:2] == [
@@ -147,8 +147,8 @@ def test_a_run_holds_its_chain_and_receipts(api_ledger: ApiLedger, reader: httpx
 def test_a_token_answers_its_status_and_never_the_token(
     api_ledger: ApiLedger, reader: httpx.Client
 ) -> None:
-    document = reader.get(f"/v1/tokens/{api_ledger.jti}").json()
-    assert document["jti"] == api_ledger.jti
+    document = reader.get(f"/v1/tokens/{api_ledger.demo.jti}").json()
+    assert document["jti"] == api_ledger.demo.jti
     # the demo's halt of the job revoked its token (a full stop, ADR 0016)
     assert document["status"] == "revoked"
     assert isinstance(document["expired"], bool)
@@ -159,8 +159,8 @@ def test_a_token_answers_its_status_and_never_the_token(
 
 
 def test_a_policy_answers_its_signed_envelope(api_ledger: ApiLedger, reader: httpx.Client) -> None:
-    document = reader.get(f"/v1/policies/{api_ledger.policy_hash}").json()
-    assert document["policy_hash_b64u"] == api_ledger.policy_hash
+    document = reader.get(f"/v1/policies/{api_ledger.demo.policy_hash}").json()
+    assert document["policy_hash_b64u"] == api_ledger.demo.policy_hash
     assert document["status"] == "active"
     assert '"envelope_type":"wpc"' in document["wpc_envelope_raw"].replace(" ", "")
     malformed = reader.get("/v1/policies/not-a-hash")
@@ -172,7 +172,7 @@ def test_a_policy_answers_its_signed_envelope(api_ledger: ApiLedger, reader: htt
 
 def test_halts_are_the_active_ones(api_ledger: ApiLedger, reader: httpx.Client) -> None:
     halts = reader.get("/v1/halts").json()["halts"]
-    assert f"job:{api_ledger.job}" in {h["target"] for h in halts}
+    assert f"job:{api_ledger.demo.job}" in {h["target"] for h in halts}
     assert all(h["active"] for h in halts)
 
 
