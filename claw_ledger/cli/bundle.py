@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from claw_ledger.cli.common import (
+    choice_option,
     emit_json,
     json_option,
     key_option,
@@ -22,11 +23,9 @@ from claw_ledger.cli.common import (
 __all__ = ["bundler", "command"]
 
 #: where the seal and the bundler take their inclusion proofs from
-_proofs_option = click.option(
+_proofs_option = choice_option(
     "--proofs",
-    type=click.Choice(["auto", "log", "memory"]),
-    default="auto",
-    show_default=True,
+    ("auto", "log", "memory"),
     help="Where the inclusion proofs come from: the checkpointer's log (log), a tree the"
     " bundler builds and signs itself under its own origin (memory), or the log once it"
     " has a checkpoint, else memory (auto). With the log, a run whose newest events are"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 import click
 
@@ -16,42 +14,41 @@ from claw_ledger.cli.common import (
     resolve_key,
     run_async,
     settings,
+    stack_options,
 )
 
 __all__ = ["command"]
 
-F = TypeVar("F", bound=Callable[..., Any])
+#: when a round signs: (--every-<what>, its range, default, help)
+_EVERY = (
+    (
+        "events",
+        click.IntRange(min=1),
+        10_000,
+        "Sign a checkpoint as soon as this many events wait.",
+    ),
+    (
+        "seconds",
+        click.FloatRange(min=0.05),
+        1.0,
+        "...or when the oldest waiting event has waited this long.",
+    ),
+)
 
-
-def _round_options(function: F) -> F:
-    for option in reversed(
-        [
-            key_option("The ledger's key (role ledger): a key file path or a key NAME."),
-            click.option(
-                "--every-events",
-                type=click.IntRange(min=1),
-                default=10_000,
-                show_default=True,
-                help="Sign a checkpoint as soon as this many events wait.",
-            ),
-            click.option(
-                "--every-seconds",
-                type=click.FloatRange(min=0.05),
-                default=1.0,
-                show_default=True,
-                help="...or when the oldest waiting event has waited this long.",
-            ),
-            click.option(
-                "--origin",
-                envvar="CLAW_LEDGER_LOG_ORIGIN",
-                metavar="ORIGIN",
-                help="The log's name, e.g. ledger.example.com/claw; fixed by the first"
-                " checkpoint [default: claw-ledger.local/<database>; env CLAW_LEDGER_LOG_ORIGIN].",
-            ),
-        ]
-    ):
-        function = option(function)
-    return function
+_round_options = stack_options(
+    key_option("The ledger's key (role ledger): a key file path or a key NAME."),
+    *(
+        click.option(f"--every-{what}", type=bound, default=default, show_default=True, help=text)
+        for what, bound, default, text in _EVERY
+    ),
+    click.option(
+        "--origin",
+        envvar="CLAW_LEDGER_LOG_ORIGIN",
+        metavar="ORIGIN",
+        help="The log's name, e.g. ledger.example.com/claw; fixed by the first"
+        " checkpoint [default: claw-ledger.local/<database>; env CLAW_LEDGER_LOG_ORIGIN].",
+    ),
+)
 
 
 @click.group("checkpointer")

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
+    "choice_option",
     "emit_json",
     "fetch_job",
     "key_option",
@@ -44,6 +45,7 @@ __all__ = [
     "run_async",
     "settings",
     "sign_and_publish",
+    "stack_options",
     "zoned_time_option",
 ]
 
@@ -81,6 +83,30 @@ def key_option(
 def json_option(help_text: str | None = None) -> Callable[[F], F]:
     """``--json``, passed to the command as ``as_json``."""
     return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
+def stack_options(*options: Callable[[F], F]) -> Callable[[F], F]:
+    """One decorator applying ``options`` as if stacked in this order, top to bottom."""
+
+    def apply(function: F) -> F:
+        for option in reversed(options):
+            function = option(function)
+        return function
+
+    return apply
+
+
+def choice_option(
+    flag: str, choices: Sequence[str], default: str | None = None, **kwargs: Any
+) -> Callable[[F], F]:
+    """``flag`` taking one of ``choices``; the default (shown) is the first one unless given."""
+    return click.option(
+        flag,
+        type=click.Choice(list(choices)),
+        default=choices[0] if default is None else default,
+        show_default=True,
+        **kwargs,
+    )
 
 
 def jobs_option() -> Callable[[F], F]:

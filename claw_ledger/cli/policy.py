@@ -24,7 +24,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from claw_ledger.cli.common import json_option, publish_target, resolve_key, sign_and_publish
+from claw_ledger.cli.common import (
+    json_option,
+    publish_target,
+    resolve_key,
+    sign_and_publish,
+    stack_options,
+)
 from ledger.errors import LedgerError, PublishError
 from openclaw_policy import (
     SEVERITIES,
@@ -88,56 +94,62 @@ def _validate_interval(_ctx: click.Context, _param: click.Parameter, value: str 
     return number
 
 
-def _common_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
+#: what the check reads, from OpenClaw's layout: (option, is a directory, help)
+_PATH_OPTIONS = (
+    (
+        "--policy",
+        False,
+        "Policy file (default: plugins.entries.policy.config.path or "
+        "policy.jsonc in the workspace).",
+    ),
+    (
+        "--config",
+        False,
+        "OpenClaw config (default: $OPENCLAW_CONFIG_PATH, "
+        "$OPENCLAW_STATE_DIR/openclaw.json, ~/.openclaw/openclaw.json).",
+    ),
+    (
+        "--workspace",
+        True,
+        "Workspace directory holding TOOLS.md (default: the default agent's workspace).",
+    ),
+)
+
+_common_options = stack_options(
+    *(
         click.option(
-            "--policy",
-            "policy",
-            type=click.Path(dir_okay=False),
-            help="Policy file (default: plugins.entries.policy.config.path or "
-            "policy.jsonc in the workspace).",
-        ),
-        click.option(
-            "--config",
-            "config",
-            type=click.Path(dir_okay=False),
-            help="OpenClaw config (default: $OPENCLAW_CONFIG_PATH, "
-            "$OPENCLAW_STATE_DIR/openclaw.json, ~/.openclaw/openclaw.json).",
-        ),
-        click.option(
-            "--workspace",
-            "workspace",
-            type=click.Path(file_okay=False),
-            help="Workspace directory holding TOOLS.md (default: the default agent's workspace).",
-        ),
-        json_option("Print the JSON document only."),
-        click.option(
-            "--severity-min",
-            default="info",
-            show_default=True,
-            callback=_validate_severity,
-            help=f"Minimum severity that counts: {', '.join(SEVERITIES)}.",
-        ),
-        click.option("--expected-hash", help="Accepted policy hash (overrides the config)."),
-        click.option(
-            "--expected-attestation-hash",
-            help="Accepted attestation hash (overrides the config).",
-        ),
-        click.option(
-            "--publish",
-            is_flag=True,
-            help="Publish the attestation (and, from watch, drift) to the ledger.",
-        ),
-        click.option(
-            "--key",
-            "key_path",
-            metavar="KEY",
-            help="Signing key for --publish: a key file path or a key NAME.",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+            flag,
+            flag.removeprefix("--"),
+            type=click.Path(file_okay=not directory, dir_okay=directory),
+            help=help_text,
+        )
+        for flag, directory, help_text in _PATH_OPTIONS
+    ),
+    json_option("Print the JSON document only."),
+    click.option(
+        "--severity-min",
+        default="info",
+        show_default=True,
+        callback=_validate_severity,
+        help=f"Minimum severity that counts: {', '.join(SEVERITIES)}.",
+    ),
+    click.option("--expected-hash", help="Accepted policy hash (overrides the config)."),
+    click.option(
+        "--expected-attestation-hash",
+        help="Accepted attestation hash (overrides the config).",
+    ),
+    click.option(
+        "--publish",
+        is_flag=True,
+        help="Publish the attestation (and, from watch, drift) to the ledger.",
+    ),
+    click.option(
+        "--key",
+        "key_path",
+        metavar="KEY",
+        help="Signing key for --publish: a key file path or a key NAME.",
+    ),
+)
 
 
 def _make_publisher(publish: bool, key_path: str | None) -> Publisher | None:

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from claw_ledger.cli.common import (
+    choice_option,
     emit_json,
     exit_with_running_status,
     json_option,
@@ -19,6 +20,8 @@ __all__ = ["command"]
 
 #: what --lanes takes (consumers.config.LANES; not imported: --help loads no consumer)
 _LANES = ("control", "ingress")
+#: what --engine takes; the first is the default
+_ENGINES = ("kafka", "faust")
 
 
 def _lanes_option(func: Any) -> Any:
@@ -68,11 +71,9 @@ def command() -> None:
 )
 @click.option("--batch-size", default=2000, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--status/--no-status", default=True, help="Live status line on stderr.")
-@click.option(
+@choice_option(
     "--engine",
-    type=click.Choice(["kafka", "faust"]),
-    default="kafka",
-    show_default=True,
+    _ENGINES,
     help="kafka: lean aiokafka consumer; faust: the faust-streaming app (same guarantees).",
 )
 @click.option(
@@ -85,11 +86,9 @@ def command() -> None:
     "by key when a batch needs them); 0 holds both tables whole, as before 0.2.0. "
     "Env: CLAW_LEDGER_CONTROL_CACHE_SIZE.",
 )
-@click.option(
+@choice_option(
     "--control-check",
-    type=click.Choice(["background", "start"]),
-    default="background",
-    show_default=True,
+    ("background", "start"),
     envvar="CLAW_LEDGER_CONTROL_CHECK",
     help="When the tokens and jobs tables are checked against their digests: start = before "
     "consuming; background = while batches that read neither table commit (a batch that "
@@ -129,7 +128,7 @@ def run(
 
 @command.command("supervise")
 @click.option("--group", default="claw-ledger-verifier", show_default=True)
-@click.option("--engine", type=click.Choice(["kafka", "faust"]), default="kafka", show_default=True)
+@choice_option("--engine", _ENGINES)
 @_lanes_option
 def supervise(group: str, engine: str, lanes: str) -> None:
     """Run the processor and restart it whenever it exits on a failure.

@@ -18,6 +18,7 @@ from rich.progress import (
 from rich.text import Text
 
 from claw_ledger.cli.common import (
+    choice_option,
     emit_json,
     jobs_option,
     json_option,
@@ -47,11 +48,9 @@ class _Rate(ProgressColumn):
 @click.option("--since", help="Report only events recorded from this time (ISO 8601 with zone).")
 @click.option("--from-offset", type=click.IntRange(0), help="Report only from this Kafka offset.")
 @click.option("--until", help="Stop before the first event recorded after this time.")
-@click.option(
+@choice_option(
     "--source",
-    type=click.Choice(["ledger", "kafka"]),
-    default="ledger",
-    show_default=True,
+    ("ledger", "kafka"),
     help="ledger: the events table in commit order; kafka: the ingress topic from the start.",
 )
 @click.option("--into", "into", metavar="SCHEMA", help="Write the rebuilt projections here.")

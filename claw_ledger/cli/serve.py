@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from claw_ledger.cli.common import resolve_key, settings
+from claw_ledger.cli.common import choice_option, resolve_key, settings
 
 __all__ = ["command"]
 
@@ -49,12 +49,7 @@ DEFAULT_PORT = 8088
     help="The key (role authorizer) that signs POST /v1/authorize's decisions; without"
     " it the route answers 503 API_NOT_ENABLED.",
 )
-@click.option(
-    "--log-level",
-    type=click.Choice(["critical", "error", "warning", "info", "debug"]),
-    default="info",
-    show_default=True,
-)
+@choice_option("--log-level", ("critical", "error", "warning", "info", "debug"), default="info")
 def command(
     host: str,
     port: int,

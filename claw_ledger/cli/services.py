@@ -7,13 +7,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from claw_ledger.cli.common import json_option
+from claw_ledger.cli.common import json_option, stack_options
 from claw_ledger.config import MAX_BROKERS, Settings, effective_kafka_bootstrap, load_settings
 
 if TYPE_CHECKING:
@@ -21,60 +21,53 @@ if TYPE_CHECKING:
 
 __all__ = ["command", "settings_from_options", "settings_options"]
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def settings_options(func: F) -> F:
-    """Add the flags that override settings (flags > env > config file > defaults)."""
-    options = [
-        click.option(
-            "--kafka",
-            "kafka_bootstrap",
-            metavar="HOST:PORT",
-            help="Use this Kafka bootstrap; start no broker. [env: CLAW_LEDGER_KAFKA]",
-        ),
-        click.option(
-            "--database-url",
-            metavar="URL",
-            help="Use this PostgreSQL URL; start no server. [env: CLAW_LEDGER_DATABASE_URL]",
-        ),
-        click.option(
-            "--state-dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            help="Where local servers keep data, config and logs "
-            "(default ./.claw-ledger). [env: CLAW_LEDGER_STATE_DIR]",
-        ),
-        click.option(
-            "--cache-dir",
-            type=click.Path(file_okay=False, path_type=Path),
-            help="Where the Kafka jars are cached (default ~/.cache/claw-ledger). "
-            "[env: CLAW_LEDGER_CACHE_DIR]",
-        ),
-        click.option(
-            "--kafka-version",
-            metavar="X.Y.Z",
-            help="Kafka broker version to run. [env: CLAW_LEDGER_KAFKA_VERSION]",
-        ),
-        click.option(
-            "--topic-prefix",
-            metavar="PREFIX",
-            help="Prefix of the ledger topics (default claw). [env: CLAW_LEDGER_TOPIC_PREFIX]",
-        ),
-        click.option(
-            "--partitions",
-            type=click.IntRange(min=1),
-            help="Partitions of new topics (default 4). [env: CLAW_LEDGER_PARTITIONS]",
-        ),
-        click.option(
-            "--brokers",
-            type=click.IntRange(min=1, max=MAX_BROKERS),
-            help="Kafka nodes to run: 1 (default) or a replicated cluster, e.g. 3 "
-            "(replication factor 3, min.insync.replicas 2). [env: CLAW_LEDGER_BROKERS]",
-        ),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
+#: the flags that override settings (flags > env > config file > defaults)
+settings_options = stack_options(
+    click.option(
+        "--kafka",
+        "kafka_bootstrap",
+        metavar="HOST:PORT",
+        help="Use this Kafka bootstrap; start no broker. [env: CLAW_LEDGER_KAFKA]",
+    ),
+    click.option(
+        "--database-url",
+        metavar="URL",
+        help="Use this PostgreSQL URL; start no server. [env: CLAW_LEDGER_DATABASE_URL]",
+    ),
+    click.option(
+        "--state-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Where local servers keep data, config and logs "
+        "(default ./.claw-ledger). [env: CLAW_LEDGER_STATE_DIR]",
+    ),
+    click.option(
+        "--cache-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        help="Where the Kafka jars are cached (default ~/.cache/claw-ledger). "
+        "[env: CLAW_LEDGER_CACHE_DIR]",
+    ),
+    click.option(
+        "--kafka-version",
+        metavar="X.Y.Z",
+        help="Kafka broker version to run. [env: CLAW_LEDGER_KAFKA_VERSION]",
+    ),
+    click.option(
+        "--topic-prefix",
+        metavar="PREFIX",
+        help="Prefix of the ledger topics (default claw). [env: CLAW_LEDGER_TOPIC_PREFIX]",
+    ),
+    click.option(
+        "--partitions",
+        type=click.IntRange(min=1),
+        help="Partitions of new topics (default 4). [env: CLAW_LEDGER_PARTITIONS]",
+    ),
+    click.option(
+        "--brokers",
+        type=click.IntRange(min=1, max=MAX_BROKERS),
+        help="Kafka nodes to run: 1 (default) or a replicated cluster, e.g. 3 "
+        "(replication factor 3, min.insync.replicas 2). [env: CLAW_LEDGER_BROKERS]",
+    ),
+)
 
 
 def settings_from_options(options: dict[str, Any]) -> Settings:
