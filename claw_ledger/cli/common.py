@@ -32,11 +32,13 @@ __all__ = [
     "choice_option",
     "emit_json",
     "fetch_job",
+    "file_argument",
     "key_option",
     "keys_dir",
     "load_wpc_reference",
     "precheck_policy",
     "processor_config",
+    "publish_and_report",
     "publish_target",
     "read_input",
     "read_token",
@@ -45,6 +47,7 @@ __all__ = [
     "run_async",
     "settings",
     "sign_and_publish",
+    "signing_options",
     "stack_options",
     "zoned_time_option",
 ]
@@ -85,6 +88,11 @@ def json_option(help_text: str | None = None) -> Callable[[F], F]:
     return click.option("--json", "as_json", is_flag=True, help=help_text)
 
 
+def signing_options(key_help: str, json_help: str | None = "Print JSON.") -> Callable[[F], F]:
+    """``--key`` and ``--json``, the options of a command that signs and records an event."""
+    return stack_options(key_option(key_help), json_option(json_help))
+
+
 def stack_options(*options: Callable[[F], F]) -> Callable[[F], F]:
     """One decorator applying ``options`` as if stacked in this order, top to bottom."""
 
@@ -107,6 +115,11 @@ def choice_option(
         show_default=True,
         **kwargs,
     )
+
+
+def file_argument() -> Callable[[F], F]:
+    """``FILE``, a file to read (``-``: stdin); read it with :func:`read_input`."""
+    return click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
 
 
 def jobs_option() -> Callable[[F], F]:
@@ -243,6 +256,21 @@ def sign_and_publish(
     return publish_event_sync(
         target or publish_target(), key, event_type, stream, body, wait=wait, timeout=timeout
     )
+
+
+def publish_and_report(
+    key_ref: str,
+    event_type: str,
+    stream: str,
+    body: Mapping[str, Any],
+    as_json: bool,
+    ok_message: str,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Sign ``body`` with the key ``key_ref`` names, publish it and report the outcome
+    as :func:`report_publish` does."""
+    outcome = sign_and_publish(resolve_key(key_ref), event_type, stream, body)
+    report_publish(outcome, as_json, ok_message, extra)
 
 
 def report_publish(

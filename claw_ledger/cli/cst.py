@@ -9,8 +9,8 @@ import click
 
 from claw_ledger.cli.common import (
     emit_json,
+    file_argument,
     json_option,
-    key_option,
     precheck_policy,
     publish_target,
     read_input,
@@ -18,6 +18,7 @@ from claw_ledger.cli.common import (
     resolve_key,
     settings,
     sign_and_publish,
+    signing_options,
 )
 from ledger.errors import ReasonCode, RejectedError, TokenError
 
@@ -61,8 +62,10 @@ def command() -> None:
 @click.option("--job", "job_id", metavar="JOB", help="Bind to this job (claim mission_id).")
 @click.option("--nonce", help="Optional nonce claim.")
 @click.option("--jti", help="Token id (default: cst_<random>).")
-@key_option("Issuer key: signs the token and the token.issued event.")
-@json_option("Token, claims and ledger result as JSON.")
+@signing_options(
+    "Issuer key: signs the token and the token.issued event.",
+    "Token, claims and ledger result as JSON.",
+)
 def issue(
     sub: str,
     aud: tuple[str, ...],
@@ -124,7 +127,7 @@ def issue(
 
 
 @command.command("scope-hash")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@file_argument()
 @json_option("Also print the normalised input.")
 def scope_hash(file: str, as_json: bool) -> None:
     """Print token_scope_hash_b64u for a JSON object of claims (FILE or '-').
@@ -260,8 +263,7 @@ def inspect(token: str, issuer: str | None, offline: bool, as_json: bool) -> Non
 @click.option("--job", "job_id", metavar="JOB", help="Revoke every active token bound to JOB.")
 @click.option("--sub", help="Revoke every active token issued to SUB.")
 @click.option("--reason", required=True, help="Why (recorded).")
-@key_option("Issuer or operator key that signs the token.revoked events.")
-@json_option("Print JSON.")
+@signing_options("Issuer or operator key that signs the token.revoked events.")
 def revoke(
     jti: str | None,
     job_id: str | None,

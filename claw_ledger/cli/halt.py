@@ -9,11 +9,9 @@ import click
 from claw_ledger.cli.common import (
     emit_json,
     json_option,
-    key_option,
-    report_publish,
-    resolve_key,
+    publish_and_report,
     settings,
-    sign_and_publish,
+    signing_options,
 )
 
 __all__ = ["command", "halts", "resume"]
@@ -59,8 +57,7 @@ def _rows(policy_hash: str | None, target: str) -> tuple[Any, Any]:
     metavar="HASH",
     help="A halt WPC (mode halt, deny-all) to record as the policy in force for the scope.",
 )
-@key_option("Operator key that signs agent.halted.")
-@json_option("Print JSON.")
+@signing_options("Operator key that signs agent.halted.")
 def command(
     target: str,
     reason: str,
@@ -112,8 +109,7 @@ def command(
                 hint="halt without --policy (deny-all is the default) or name a mode-halt WPC",
             )
         body["policy_hash_b64u"] = policy_hash
-    outcome = sign_and_publish(resolve_key(key_ref), "agent.halted", f"halt:{target}", body)
-    report_publish(outcome, as_json, f"halted {target}")
+    publish_and_report(key_ref, "agent.halted", f"halt:{target}", body, as_json, f"halted {target}")
 
 
 @click.command("resume")
@@ -125,8 +121,7 @@ def command(
     help="Required: the active, non-halt WPC the scope is re-authorised under.",
 )
 @click.option("--reason", required=True, help="Why (recorded).")
-@key_option("Operator key that signs agent.resumed.")
-@json_option("Print JSON.")
+@signing_options("Operator key that signs agent.resumed.")
 def resume(target: str, policy_hash: str | None, reason: str, key_ref: str, as_json: bool) -> None:
     """Lift the halt on TARGET by re-authorising it under a new WPC.
 
@@ -157,13 +152,14 @@ def resume(target: str, policy_hash: str | None, reason: str, key_ref: str, as_j
             hint="`claw-ledger halts` lists the active halts",
         )
     resume_policy(LedgerState(policies={policy_hash: policy} if policy else {}), policy_hash)
-    outcome = sign_and_publish(
-        resolve_key(key_ref),
+    publish_and_report(
+        key_ref,
         "agent.resumed",
         f"halt:{target}",
         {"target": target, "reason": reason, "policy_hash_b64u": policy_hash},
+        as_json,
+        f"resumed {target} under WPC {policy_hash}",
     )
-    report_publish(outcome, as_json, f"resumed {target} under WPC {policy_hash}")
 
 
 def _status(row: dict[str, Any]) -> dict[str, Any]:

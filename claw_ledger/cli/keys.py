@@ -9,7 +9,6 @@ import click
 from claw_ledger.cli.common import (
     emit_json,
     json_option,
-    key_option,
     keys_dir,
     print_table,
     report_publish,
@@ -17,6 +16,7 @@ from claw_ledger.cli.common import (
     run_async,
     settings,
     sign_and_publish,
+    signing_options,
 )
 from ledger.crypto import KeyPair, load_key, public_key_from_did, save_key
 from ledger.roles import Role
@@ -75,8 +75,7 @@ def _did_of(ref: str) -> str:
     help="Role to grant (repeatable).",
 )
 @click.option("--name", "label", help="Display name (default: the key's name).")
-@key_option("The admin key that signs the registration.")
-@json_option()
+@signing_options("The admin key that signs the registration.", None)
 def register(
     who: str, roles: tuple[str, ...], label: str | None, key_ref: str, as_json: bool
 ) -> None:
@@ -93,8 +92,7 @@ def register(
 @command.command("revoke")
 @click.argument("who", metavar="NAME|DID")
 @click.option("--reason", required=True)
-@key_option("The admin key that signs the revocation.")
-@json_option()
+@signing_options("The admin key that signs the revocation.", None)
 def revoke(who: str, reason: str, key_ref: str, as_json: bool) -> None:
     """Record a key.revoked event: the key's later events are quarantined."""
     admin = resolve_key(key_ref)

@@ -11,11 +11,12 @@ import click
 from claw_ledger.cli.common import (
     emit_json,
     fetch_job,
+    file_argument,
     json_option,
-    key_option,
     publish_target,
     read_input,
     resolve_key,
+    signing_options,
 )
 from ledger.errors import ReasonCode, ReceiptError, RejectedError
 
@@ -65,8 +66,7 @@ def command() -> None:
     type=click.Path(dir_okay=False, writable=True),
     help="Also write the signed receipt envelope here.",
 )
-@key_option("Gateway key: signs the receipt and the receipt.recorded event.")
-@json_option("Print JSON.")
+@signing_options("Gateway key: signs the receipt and the receipt.recorded event.")
 def record(
     job_id: str | None,
     request_file: str,
@@ -136,7 +136,7 @@ def record(
 
 
 @command.command("verify")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@file_argument()
 @click.option(
     "--request", "request_file", type=_BYTES, help="Check request_hash_b64u against these bytes."
 )

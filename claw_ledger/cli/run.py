@@ -13,6 +13,7 @@ import click
 from claw_ledger.cli.common import (
     emit_json,
     fetch_job,
+    file_argument,
     json_option,
     key_option,
     publish_target,
@@ -21,6 +22,7 @@ from claw_ledger.cli.common import (
     resolve_key,
     settings,
     sign_and_publish,
+    signing_options,
 )
 from ledger.errors import ManifestError, ReasonCode, TokenError
 
@@ -56,8 +58,7 @@ def _binding(job: dict[str, Any]) -> dict[str, Any]:
 @command.command("start")
 @click.option("--job", "job_id", required=True, metavar="JOB", help="The approved job.")
 @click.option("--token", required=True, metavar="TOKEN|-", help="The job's CST ('-': stdin).")
-@key_option("Runtime key that signs run.started.")
-@json_option("Print JSON.")
+@signing_options("Runtime key that signs run.started.")
 def start(job_id: str, token: str, key_ref: str, as_json: bool) -> None:
     """Record run.started (job, URM hash, token jti); print the receipt binding.
 
@@ -124,8 +125,7 @@ def _split(spec: str, option: str) -> tuple[str, str]:
     metavar="NAME=SHA256",
     help="An output given by its SHA-256 hex (repeatable).",
 )
-@key_option("Runtime key that signs run.completed.")
-@json_option("Print JSON.")
+@signing_options("Runtime key that signs run.completed.")
 def complete(
     job_id: str,
     outputs: tuple[str, ...],
@@ -237,7 +237,7 @@ def bundle(job_id: str, key_ref: str, out: str | None, with_urm_ref: bool) -> No
 
 
 @command.command("verify-bundle")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@file_argument()
 @click.option("--agent", metavar="DID", help="Expected agent_did.")
 @click.option("--ledger-key", metavar="DID", help="The ledger's did:key (sealed bundles).")
 @json_option("Print JSON.")

@@ -10,6 +10,7 @@ import click
 
 from claw_ledger.cli.common import (
     emit_json,
+    file_argument,
     json_option,
     key_option,
     precheck_policy,
@@ -17,6 +18,7 @@ from claw_ledger.cli.common import (
     report_publish,
     resolve_key,
     sign_and_publish,
+    signing_options,
 )
 from ledger.errors import ManifestError, ReasonCode
 
@@ -48,7 +50,7 @@ def _read_urm(path: str) -> dict[str, Any]:
 
 
 @command.command("hash")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@file_argument()
 @json_option("Print JSON.")
 def hash_command(file: str, as_json: bool) -> None:
     """Validate a URM FILE (JSON or JSON5, '-' for stdin) and print its urm_hash_b64u."""
@@ -63,7 +65,7 @@ def hash_command(file: str, as_json: bool) -> None:
 
 
 @command.command("approve")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@file_argument()
 @key_option("Approver key (must hold the approver role on the ledger).")
 @click.option(
     "-o", "--out", type=click.Path(dir_okay=False, writable=True), help="Write the approval here."
@@ -103,7 +105,7 @@ def _read_approvals(paths: tuple[str, ...]) -> list[Any]:
 
 
 @command.command("submit")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@file_argument()
 @click.option(
     "--approval",
     "approval_files",
@@ -111,8 +113,7 @@ def _read_approvals(paths: tuple[str, ...]) -> list[Any]:
     type=click.Path(dir_okay=False, exists=True),
     help="An approval file from `urm approve` (repeatable).",
 )
-@key_option("Requester key (runtime or operator role); it may not be an approver.")
-@json_option("Print JSON.")
+@signing_options("Requester key (runtime or operator role); it may not be an approver.")
 def submit(file: str, approval_files: tuple[str, ...], key_ref: str, as_json: bool) -> None:
     """Record run.manifest_approved for the URM in FILE with its approvals.
 

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from claw_ledger.background import forked
-from claw_ledger.cli.common import emit_json, json_option
+from claw_ledger.cli.common import emit_json, file_argument, json_option
 from ledger.offline_verify import InputKind, VerificationResult, parse_ledger_key, verify_bytes
 
 __all__ = ["command", "exit_code", "report_lines"]
@@ -172,7 +172,7 @@ def _working(what: str, *, enabled: bool) -> Iterator[None]:
 
 
 @click.command("verify")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@file_argument()
 @click.option(
     "--ledger-key",
     metavar="DID",

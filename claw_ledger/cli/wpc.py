@@ -8,15 +8,17 @@ import click
 
 from claw_ledger.cli.common import (
     emit_json,
+    file_argument,
     json_option,
-    key_option,
     load_wpc_reference,
     precheck_policy,
+    publish_and_report,
     read_input,
     report_publish,
     resolve_key,
     settings,
     sign_and_publish,
+    signing_options,
 )
 from ledger.errors import EventError, PolicyError, ReasonCode
 
@@ -51,7 +53,7 @@ def _read_document(path: str) -> dict[str, Any]:
 
 
 @command.command("hash")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
+@file_argument()
 @json_option("Print JSON.")
 def hash_command(file: str, as_json: bool) -> None:
     """Print the policy_hash_b64u of a WPC FILE (JSON or JSON5; '-' reads stdin).
@@ -76,9 +78,8 @@ def hash_command(file: str, as_json: bool) -> None:
 
 
 @command.command("publish")
-@click.argument("file", type=click.Path(dir_okay=False, allow_dash=True))
-@key_option("Policy-admin key that signs the WPC and the event.")
-@json_option("Print JSON.")
+@file_argument()
+@signing_options("Policy-admin key that signs the WPC and the event.")
 def publish_command(file: str, key_ref: str, as_json: bool) -> None:
     """Validate FILE, sign it as a `wpc` envelope and record policy.published.
 
@@ -217,8 +218,7 @@ def list_command(status: str | None, as_json: bool) -> None:
 @click.argument("old", metavar="OLD_HASH")
 @click.argument("new", metavar="NEW_HASH")
 @click.option("--reason", default="", help="Why (recorded).")
-@key_option("Policy-admin key that signs the event.")
-@json_option("Print JSON.")
+@signing_options("Policy-admin key that signs the event.")
 def supersede(old: str, new: str, reason: str, key_ref: str, as_json: bool) -> None:
     """Record that NEW_HASH replaces OLD_HASH (both must be active).
 
@@ -226,34 +226,33 @@ def supersede(old: str, new: str, reason: str, key_ref: str, as_json: bool) -> N
     """
     precheck_policy(old)
     precheck_policy(new)
-    key = resolve_key(key_ref)
-    outcome = sign_and_publish(
-        key,
+    publish_and_report(
+        key_ref,
         "policy.superseded",
         f"policy:{old}",
         {"old_policy_hash_b64u": old, "new_policy_hash_b64u": new, "reason": reason},
+        as_json,
+        f"WPC {old} superseded by {new}",
     )
-    report_publish(outcome, as_json, f"WPC {old} superseded by {new}")
 
 
 @command.command("revoke", context_settings=_HASH_ARGS)
 @click.argument("policy_hash", metavar="HASH")
 @click.option("--reason", required=True, help="Why (recorded).")
-@key_option("Policy-admin key that signs the event.")
-@json_option("Print JSON.")
+@signing_options("Policy-admin key that signs the event.")
 def revoke(policy_hash: str, reason: str, key_ref: str, as_json: bool) -> None:
     """Revoke WPC HASH: it no longer exists for tokens, URMs, runs and receipts."""
     from ledger.wpc import check_policy_hash
 
     check_policy_hash(policy_hash)
-    key = resolve_key(key_ref)
-    outcome = sign_and_publish(
-        key,
+    publish_and_report(
+        key_ref,
         "policy.revoked",
         f"policy:{policy_hash}",
         {"policy_hash_b64u": policy_hash, "reason": reason},
+        as_json,
+        f"revoked WPC {policy_hash}",
     )
-    report_publish(outcome, as_json, f"revoked WPC {policy_hash}")
 
 
 @command.command("diff")
@@ -326,8 +325,7 @@ def _check_scope(scope: str) -> str:
 @click.argument("policy_hash", metavar="HASH")
 @click.option("--scope", required=True, help=f"Whose calls: {_SCOPE_HELP}.")
 @click.option("--reason", default="", help="Why (recorded).")
-@key_option("Policy-admin key that signs policy.shadowed.")
-@json_option("Print JSON.")
+@signing_options("Policy-admin key that signs policy.shadowed.")
 def shadow(policy_hash: str, scope: str, reason: str, key_ref: str, as_json: bool) -> None:
     """Judge every call in SCOPE under WPC HASH too, beside the WPC in force.
 
@@ -344,20 +342,20 @@ def shadow(policy_hash: str, scope: str, reason: str, key_ref: str, as_json: boo
     """
     scope = _check_scope(scope)
     precheck_policy(policy_hash)
-    outcome = sign_and_publish(
-        resolve_key(key_ref),
+    publish_and_report(
+        key_ref,
         "policy.shadowed",
         f"shadow:{scope}",
         {"policy_hash_b64u": policy_hash, "scope": scope, "reason": reason},
+        as_json,
+        f"WPC {policy_hash} in shadow over {scope}",
     )
-    report_publish(outcome, as_json, f"WPC {policy_hash} in shadow over {scope}")
 
 
 @command.command("unshadow")
 @click.option("--scope", required=True, help=f"The shadowed scope: {_SCOPE_HELP}.")
 @click.option("--reason", default="", help="Why (recorded).")
-@key_option("Policy-admin key that signs policy.shadow_ended.")
-@json_option("Print JSON.")
+@signing_options("Policy-admin key that signs policy.shadow_ended.")
 def unshadow(scope: str, reason: str, key_ref: str, as_json: bool) -> None:
     """End the shadow policy of exactly SCOPE (SHADOW_NOT_ACTIVE when none is).
 
@@ -366,13 +364,14 @@ def unshadow(scope: str, reason: str, key_ref: str, as_json: bool) -> None:
       claw-ledger wpc unshadow --scope '*' --key policy-admin
     """
     scope = _check_scope(scope)
-    outcome = sign_and_publish(
-        resolve_key(key_ref),
+    publish_and_report(
+        key_ref,
         "policy.shadow_ended",
         f"shadow:{scope}",
         {"scope": scope, "reason": reason},
+        as_json,
+        f"shadow over {scope} ended",
     )
-    report_publish(outcome, as_json, f"shadow over {scope} ended")
 
 
 @command.command("shadows")
