@@ -13,10 +13,11 @@ ledger as a signed ``policy.attested`` event, and ``watch`` publishes
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -115,7 +116,7 @@ _PATH_OPTIONS = (
     ),
 )
 
-_common_options = stack_options(
+_options = stack_options(
     *(
         click.option(
             flag,
@@ -150,6 +151,17 @@ _common_options = stack_options(
         help="Signing key for --publish: a key file path or a key NAME.",
     ),
 )
+
+
+def _common_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options of check and watch; the command takes the check's as one ``inputs``."""
+
+    @functools.wraps(command)
+    def with_inputs(**options: Any) -> None:
+        inputs = _Inputs(**{field.name: options.pop(field.name) for field in fields(_Inputs)})
+        command(inputs=inputs, **options)
+
+    return _options(with_inputs)
 
 
 def _make_publisher(publish: bool, key_path: str | None) -> Publisher | None:
@@ -280,20 +292,12 @@ def command() -> None:
 @click.pass_context
 def check(
     ctx: click.Context,
-    policy: str | None,
-    config: str | None,
-    workspace: str | None,
+    inputs: _Inputs,
     as_json: bool,
-    severity_min: str,
-    expected_hash: str | None,
-    expected_attestation_hash: str | None,
     publish: bool,
     key_path: str | None,
 ) -> None:
     """Check policy requirements and emit an audit attestation."""
-    inputs = _Inputs(
-        policy, config, workspace, severity_min, expected_hash, expected_attestation_hash
-    )
     try:
         publisher = _make_publisher(publish, key_path)
         result = inputs.run()
@@ -347,13 +351,8 @@ def _print_watch(result: PolicyCheckResult, as_json: bool) -> None:
 @click.pass_context
 def watch(
     ctx: click.Context,
-    policy: str | None,
-    config: str | None,
-    workspace: str | None,
+    inputs: _Inputs,
     as_json: bool,
-    severity_min: str,
-    expected_hash: str | None,
-    expected_attestation_hash: str | None,
     publish: bool,
     key_path: str | None,
     once: bool,
@@ -361,9 +360,6 @@ def watch(
     max_polls: int | None,
 ) -> None:
     """Re-run the check and report drift from the accepted attestation hash."""
-    inputs = _Inputs(
-        policy, config, workspace, severity_min, expected_hash, expected_attestation_hash
-    )
     previous_key: str | None = None
     previous_hash: str | None = None
     polls = 0
