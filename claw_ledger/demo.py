@@ -29,7 +29,7 @@ from ledger.errors import DemoFailed, MigrationError
 from ledger.tokens import token_scope_hash_b64u
 from ledger.wpc import policy_hash_b64u
 
-__all__ = ["require_schema", "run_demo"]
+__all__ = ["finops_urm", "require_schema", "run_demo"]
 
 ROLES = {
     "policy-admin": "policy-admin",
@@ -53,6 +53,34 @@ WPC: dict[str, Any] = {
     "token_binding": {"cst_scope_hash_required": True, "cst_policy_hash_pinning": "required"},
     "validation": {"fail_closed_on_missing_wpc": True, "fail_closed_on_hash_mismatch": True},
 }
+
+
+def finops_urm(job_id: str, wpc_hash: str, scope_hash: str) -> dict[str, Any]:
+    """The demo's run manifest: a read-only finance close as job ``job_id``, under the
+    WPC ``wpc_hash``, its token's scope hash ``scope_hash`` pinned."""
+    return {
+        "urm_version": "1",
+        "job": {
+            "job_id": job_id,
+            "requested_by": "user:alice",
+            "approved_by": ["user:finops-lead"],
+            "approval_ref": "ticket:FIN-1842",
+        },
+        "policy": {
+            "wpc_hash_b64u": wpc_hash,
+            "cst_scope_hash": scope_hash,
+            "policy_hash_pinning": True,
+        },
+        "execution": {
+            "agent_runtime": "OpenClaw",
+            "tool_profile": "finops-readonly",
+            "sandbox_mode": "all",
+            "model_routing": "via clawproxy",
+        },
+        "inputs": [{"name": "ledger_export.csv", "sha256": "ab" * 32}],
+        "expected_outputs": [{"name": "close_report.md", "sha256": None}],
+        "retention": {"proof_bundle_days": 180, "notes": "demo"},
+    }
 
 
 @dataclass
@@ -170,29 +198,7 @@ def _scenario(run: _Runner, work: Path) -> dict[str, Any]:
         "policy_hash_b64u": wpc_hash,
         "mission_id": job,
     }
-    urm = {
-        "urm_version": "1",
-        "job": {
-            "job_id": job,
-            "requested_by": "user:alice",
-            "approved_by": ["user:finops-lead"],
-            "approval_ref": "ticket:FIN-1842",
-        },
-        "policy": {
-            "wpc_hash_b64u": wpc_hash,
-            "cst_scope_hash": token_scope_hash_b64u(claims),
-            "policy_hash_pinning": True,
-        },
-        "execution": {
-            "agent_runtime": "OpenClaw",
-            "tool_profile": "finops-readonly",
-            "sandbox_mode": "all",
-            "model_routing": "via clawproxy",
-        },
-        "inputs": [{"name": "ledger_export.csv", "sha256": "ab" * 32}],
-        "expected_outputs": [{"name": "close_report.md", "sha256": None}],
-        "retention": {"proof_bundle_days": 180, "notes": "demo"},
-    }
+    urm = finops_urm(job, wpc_hash, token_scope_hash_b64u(claims))
     (work / "job.urm.json").write_text(json.dumps(urm, indent=2))
     run("urm", "approve", "job.urm.json", "--key", "approver", "-o", "approval.json")
     run("urm", "submit", "job.urm.json", "--approval", "approval.json", "--key", "runtime")

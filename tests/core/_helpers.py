@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from claw_ledger.demo import finops_urm
 from ledger.canonical import compact_json, jcs, parse_json_strict
 from ledger.crypto import KeyPair
 from ledger.encoding import b64u_encode
@@ -80,33 +81,16 @@ def receipt_payload(binding: Mapping[str, Any], **details: Any) -> dict[str, Any
 
 
 def example_urm(job_id: str, wpc: str, scope_hash: str, **over: Any) -> dict[str, Any]:
-    """The finops close URM the docs and tests use; ``over`` replaces top-level sections."""
-    doc: dict[str, Any] = {
-        "urm_version": "1",
-        "job": {
-            "job_id": job_id,
-            "requested_by": "user:alice",
-            "approved_by": ["user:finops-lead"],
-            "approval_ref": "ticket:FIN-1842",
-        },
-        "policy": {
-            "wpc_hash_b64u": wpc,
-            "cst_scope_hash": scope_hash,
-            "policy_hash_pinning": True,
-        },
-        "execution": {
-            "agent_runtime": "OpenClaw",
-            "tool_profile": "finops-readonly",
-            "sandbox_mode": "all",
-            "model_routing": "via clawproxy",
-        },
-        "inputs": [{"name": "ledger_export.csv", "sha256": "ab" * 32}],
-        "expected_outputs": [
+    """The demo's finops close URM (:func:`claw_ledger.demo.finops_urm`) with the outputs
+    and retention the docs and tests use; ``over`` replaces top-level sections."""
+    doc = finops_urm(job_id, wpc, scope_hash)
+    doc.update(
+        expected_outputs=[
             {"name": "close_report.pdf", "sha256": None},
             {"name": "recon_summary.json", "sha256": "cd" * 32},
         ],
-        "retention": {"proof_bundle_days": 180, "notes": "keep"},
-    }
+        retention={"proof_bundle_days": 180, "notes": "keep"},
+    )
     doc.update(over)
     return doc
 
