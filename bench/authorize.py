@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from bench.workload import approved_run
+from bench.workload import WPC, approved_run
 from ledger.authorize import Action, AuthorizeSettings, CallRequest, DecisionView, decide_call
 from ledger.crypto import KeyPair, public_key_from_did
 from ledger.envelope import sign_envelope
@@ -39,13 +39,8 @@ from ledger.wpc import policy_hash_b64u, sign_wpc
 
 __all__ = ["measure"]
 
-_WPC: dict[str, Any] = {
-    "wpc_version": "1",
-    "tools": {"allow": ["read", "write"], "deny": ["exec"]},
-    "model_calls": {"allowed_providers": ["anthropic"]},
-}
 #: the shadow candidate: denies the read every benchmark call makes
-_CANDIDATE: dict[str, Any] = _WPC | {"tools": {"allow": ["write"], "deny": ["exec", "read"]}}
+_CANDIDATE: dict[str, Any] = WPC | {"tools": {"allow": ["write"], "deny": ["exec", "read"]}}
 _POLICY_ADMIN: KeyPair | None = None
 
 
@@ -70,8 +65,8 @@ def _world(tokens: int) -> tuple[LedgerState, list[str], str]:
     for role, key in keys.items():
         state.keys[key.did] = KeyRecord(key.did, role.value, frozenset({role}), key.did, "-")
     policy = keys[Role.POLICY_ADMIN]
-    wpc = policy_hash_b64u(_WPC)
-    envelope = sign_wpc(_WPC, policy).to_bytes().decode()
+    wpc = policy_hash_b64u(WPC)
+    envelope = sign_wpc(WPC, policy).to_bytes().decode()
     _submit(
         state,
         policy,

@@ -31,7 +31,7 @@ import asyncpg
 from bench.http_client import LeanClient
 from bench.ledger import BenchLedger, ingress_producer, new_ledger, publish_all
 from bench.serve_process import ServeProcess
-from bench.workload import approved_run, sign_halt_events
+from bench.workload import WPC, approved_run, sign_halt_events
 from claw_ledger.apikeys import new_key
 from claw_ledger.config import Settings
 from ledger.crypto import KeyPair, save_key
@@ -48,11 +48,6 @@ Row = tuple[str, str, str, str, str]
 P99_TARGET_MS = 5.0
 #: rates tried after 1,000/s, until one is not held
 _RISING_RATES = (1_500, 2_000, 3_000, 4_000, 6_000)
-_WPC: dict[str, Any] = {
-    "wpc_version": "1",
-    "tools": {"allow": ["read", "write"], "deny": ["exec"]},
-    "model_calls": {"allowed_providers": ["anthropic"]},
-}
 
 
 @dataclass
@@ -82,8 +77,8 @@ async def _running_job(ledger: BenchLedger) -> _Job:
     for role, key in keys.items():
         body = {"did": key.did, "name": key.name, "roles": [role.value]}
         await _publish(ledger, ledger.admin, "key.registered", f"key:{key.did}", body)
-    wpc = policy_hash_b64u(_WPC)
-    envelope = sign_wpc(_WPC, keys[Role.POLICY_ADMIN]).to_bytes().decode()
+    wpc = policy_hash_b64u(WPC)
+    envelope = sign_wpc(WPC, keys[Role.POLICY_ADMIN]).to_bytes().decode()
     await _publish(
         ledger,
         keys[Role.POLICY_ADMIN],

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench.workload import approved_run
+from bench.workload import WPC, approved_run
 from ledger.crypto import KeyPair
 from ledger.encoding import b64u_decode
 from ledger.envelope import format_timestamp, signing_bytes
@@ -45,12 +45,7 @@ from ledger.wpc import policy_hash_b64u, sign_wpc, validate_wpc
 
 __all__ = ["RecordedLedger", "measure", "recorded_ledger"]
 
-_WPC: dict[str, Any] = {
-    "wpc_version": "1",
-    "tools": {"allow": ["read", "write"], "deny": ["exec"]},
-    "model_calls": {"allowed_providers": ["anthropic"]},
-}
-_CANDIDATE: dict[str, Any] = _WPC | {"tools": {"allow": ["read"], "deny": ["exec", "write"]}}
+_CANDIDATE: dict[str, Any] = WPC | {"tools": {"allow": ["read"], "deny": ["exec", "write"]}}
 #: per 100 decisions: the action, and whether the job's WPC allowed it
 _MIX: list[tuple[dict[str, str], bool]] = (
     [({"kind": "tool", "tool": "read"}, True)] * 70
@@ -106,8 +101,8 @@ def recorded_ledger(
         body: dict[str, Any] = {"did": key.did, "name": role.value, "roles": [role.value]}
         control.add(admin, "key.registered", f"key:{key.did}", body)
     policy = keys[Role.POLICY_ADMIN]
-    wpc = policy_hash_b64u(_WPC)
-    envelope = sign_wpc(_WPC, policy).to_bytes().decode()
+    wpc = policy_hash_b64u(WPC)
+    envelope = sign_wpc(WPC, policy).to_bytes().decode()
     control.add(
         policy,
         "policy.published",

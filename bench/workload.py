@@ -19,7 +19,15 @@ from ledger.envelope import format_timestamp, signing_bytes
 from ledger.tokens import IssuedToken
 from ledger.urm import sign_approval, urm_hash_b64u
 
-__all__ = ["approved_run", "envelope_jcs", "sign_halt_events"]
+__all__ = ["WPC", "approved_run", "envelope_jcs", "sign_halt_events"]
+
+#: the Work Policy Contract the benchmarks' jobs run under: read and write tools, no
+#: exec, Anthropic models
+WPC: dict[str, Any] = {
+    "wpc_version": "1",
+    "tools": {"allow": ["read", "write"], "deny": ["exec"]},
+    "model_calls": {"allowed_providers": ["anthropic"]},
+}
 
 
 def envelope_jcs(

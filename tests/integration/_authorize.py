@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bench.workload import WPC as WPC
 from claw_ledger.authorizing import AuthorizeConfig, AuthorizeService
 from ledger.authorize import Action, AuthorizeSettings, CallRequest, Decision
 from ledger.roles import Role
@@ -22,11 +23,6 @@ from tests.fixtures_ledger import LedgerHarness, fetch_until
 READ = Action.for_tool("read")
 WRITE = Action.for_tool("write")
 EXEC = Action.for_tool("exec")
-WPC: dict[str, Any] = {
-    "wpc_version": "1",
-    "tools": {"allow": ["read", "write"], "deny": ["exec"]},
-    "model_calls": {"allowed_providers": ["anthropic"]},
-}
 
 
 @dataclass
