@@ -20,20 +20,24 @@ __all__ = ["Row", "micro_rows", "print_replay_rows", "processor_cpu_seconds", "r
 Row = tuple[str, str, str, str, str]
 
 
-def _verdict(ok: bool) -> str:
-    return "met" if ok else "NOT met"
+def _row(
+    measure: str, result: str, baseline: str, target: str = "", met: bool | None = None
+) -> Row:
+    """A report row; ``met``: whether the result meets ``target`` (None: no verdict)."""
+    verdict = "" if met is None else "met" if met else "NOT met"
+    return (measure, result, baseline, target, verdict)
 
 
 def cli_rows() -> list[Row]:
     start = cli_start.measure(10)
     gap = start["difference"]
     return [
-        (
+        _row(
             "CLI start: `claw-ledger --version`, median wall time of 10",
             f"{start['claw_ledger_version'] * 1000:,.0f} ms",
             f"`python -c pass` {start['python_pass'] * 1000:,.0f} ms (gap {gap * 1000:,.0f} ms)",
             "within 300 ms of `python -c pass`",
-            _verdict(gap <= 0.3),
+            met=gap <= 0.3,
         )
     ]
 
@@ -41,13 +45,11 @@ def cli_rows() -> list[Row]:
 def verify_rows() -> list[Row]:
     path = verify_path.measure(20_000)
     return [
-        (
+        _row(
             "verify_message (parse, schema, hash, signature) per event, one core",
             f"{path['verify_message_us']:,.0f} µs",
             f"raw Ed25519 verify {path['nacl_verify_us']:,.0f} µs"
             f" (ratio {path['nacl_verify_us'] / path['verify_message_us']:.2f})",
-            "",
-            "",
         )
     ]
 
@@ -56,14 +58,14 @@ def merkle_rows() -> list[Row]:
     tree = merkle.measure()
     prove_and_check = tree["inclusion_proof_us"] + tree["inclusion_verify_us"]
     return [
-        (
+        _row(
             f"inclusion proof over a {tree['leaves']:,.0f}-leaf tree: compute + verify (median)",
             f"{prove_and_check:,.0f} µs",
             f"compute {tree['inclusion_proof_us']:,.0f} µs, verify"
             f" {tree['inclusion_verify_us']:,.0f} µs; consistency"
             f" {tree['consistency_proof_us']:,.0f} + {tree['consistency_verify_us']:,.0f} µs",
             "≤ 1 ms",
-            _verdict(prove_and_check <= 1000),
+            met=prove_and_check <= 1000,
         )
     ]
 
@@ -75,7 +77,7 @@ def replay_rows(events: int = 20_000, rss_events: int = 0) -> list[Row]:
     raw = fold["raw_verify_per_s"]
     jobs = int(fold["jobs"])
     rows: list[Row] = [
-        (
+        _row(
             f"replay rebuild with signature checks, {jobs} worker process(es),"
             f" {fold['events']:,.0f} events, wall",
             f"{fold['rebuild_per_s']:,.0f} /s (main process {fold['rebuild_main_cpu_us']:,.0f}"
@@ -83,27 +85,27 @@ def replay_rows(events: int = 20_000, rss_events: int = 0) -> list[Row]:
             f"raw verify {raw:,.0f} /s, one core (ratio {fold['rebuild_vs_raw']:.2f});"
             f" in-process rebuild {fold['rebuild_in_process_per_s']:,.0f} /s",
             "≥ 0.8 × raw verify",
-            _verdict(fold["rebuild_vs_raw"] >= 0.8),
+            met=fold["rebuild_vs_raw"] >= 0.8,
         ),
-        (
+        _row(
             f"replay rebuild without signature checks, {fold['events']:,.0f} events, one core",
             f"{fold['rebuild_no_signatures_per_s']:,.0f} /s"
             f" ({fold['rebuild_no_signatures_cpu_us']:,.0f} µs CPU per event)",
             f"the fold alone (verdicts given) {fold['fold_alone_per_s']:,.0f} /s",
             "≥ 50,000 /s",
-            _verdict(fold["rebuild_no_signatures_per_s"] >= 50_000),
+            met=fold["rebuild_no_signatures_per_s"] >= 50_000,
         ),
     ]
     if rss_events:
         memory = replay.measure_rss(rss_events)
         rows.append(
-            (
+            _row(
                 f"replay RSS over {memory['events']:,.0f} events (without signature checks)",
                 f"{memory['rss_warm_mib']:,.0f} MiB after the first tenth →"
                 f" peak {memory['rss_peak_mib']:,.0f} MiB ({memory['growth'] * 100:+.1f} %)",
                 f"{memory['per_s']:,.0f} ev/s meanwhile",
                 "bounded: ≤ +10 % after the first tenth",
-                _verdict(memory["growth"] <= 0.10),
+                met=memory["growth"] <= 0.10,
             )
         )
     return rows
@@ -112,30 +114,28 @@ def replay_rows(events: int = 20_000, rss_events: int = 0) -> list[Row]:
 def authorize_rows() -> list[Row]:
     decide = authorize.measure(20_000)
     return [
-        (
+        _row(
             "authorize decide_call in process, token seen before: p99 (p50), wall",
             f"{decide['decide_warm_p99_us']:,.0f} µs ({decide['decide_warm_p50_us']:,.0f} µs)",
             f"raw Ed25519 verify p99 {decide['raw_verify_p99_us']:,.0f} µs"
             f" (p50 {decide['raw_verify_p50_us']:,.0f} µs)",
             "p99 ≤ 100 µs",
-            _verdict(decide["decide_warm_p99_us"] <= 100),
+            met=decide["decide_warm_p99_us"] <= 100,
         ),
-        (
+        _row(
             "authorize decide_call in process, first sight of a token: p99 (p50), wall",
             f"{decide['decide_first_sight_p99_us']:,.0f} µs"
             f" ({decide['decide_first_sight_p50_us']:,.0f} µs)",
             f"raw Ed25519 verify p99 {decide['raw_verify_p99_us']:,.0f} µs",
-            "",
-            "",
         ),
-        (
+        _row(
             "authorize decide_call with an active shadow policy (disagreeing): p99 (p50), wall",
             f"{decide['shadow_p99_us']:,.0f} µs ({decide['shadow_p50_us']:,.0f} µs),"
             f" {decide['shadow_p99_overhead'] * 100:+.0f} % at p99",
             f"no shadow, same run, call by call: p99 {decide['no_shadow_p99_us']:,.0f} µs"
             f" (p50 {decide['no_shadow_p50_us']:,.0f} µs)",
             "≤ +20 % at p99",
-            _verdict(decide["shadow_p99_overhead"] <= 0.2),
+            met=decide["shadow_p99_overhead"] <= 0.2,
         ),
     ]
 
@@ -144,21 +144,19 @@ def simulate_rows(decisions: int = 200_000) -> list[Row]:
     sim = simulate.measure(decisions)
     raw = f"raw Ed25519 verify {sim['raw_verify_per_s']:,.0f} /s"
     return [
-        (
+        _row(
             f"simulate {decisions:,} recorded decisions over an audited ledger, decisions/s,"
             " one core",
             f"{sim['audited_per_s']:,.0f} /s",
             f"{raw} (ratio {sim['audited_per_s'] / sim['raw_verify_per_s']:.2f})",
             "≥ 50,000 /s",
-            _verdict(sim["audited_per_s"] >= 50_000),
+            met=sim["audited_per_s"] >= 50_000,
         ),
-        (
+        _row(
             f"simulate {decisions:,} recorded decisions, every event verified, decisions/s,"
             " one core",
             f"{sim['verified_per_s']:,.0f} /s",
             f"{raw} (ratio {sim['verified_per_s'] / sim['raw_verify_per_s']:.2f})",
-            "",
-            "",
         ),
     ]
 
@@ -167,14 +165,14 @@ def sealing_rows() -> list[Row]:
     sealed = sealing.measure_in_fresh_process(10_000)
     total = sealed["build_s"] + sealed["verify_s"]
     return [
-        (
+        _row(
             f"sealed bundle of {sealed['receipts']:,.0f} receipts ({sealed['events']:,.0f} ledger"
             f" events, {sealed['bytes'] / 1e6:,.1f} MB): build + verify offline",
             f"{total:,.2f} s (build {sealed['build_s']:,.2f} s,"
             f" verify {sealed['verify_s']:,.2f} s)",
             f"plain clawsig bundle of the same run, build + verify {sealed['baseline_s']:,.2f} s",
             "<= 2 s",
-            _verdict(total <= 2.0),
+            met=total <= 2.0,
         )
     ]
 
