@@ -48,6 +48,7 @@ from bench.lanes import lane_rows
 from bench.latency import LOAD_FRACTIONS, latency_at, latency_rows
 from bench.ledger import (
     PUBLISH_CHUNK,
+    BenchLedger,
     commit_times,
     new_ledger,
     publish_all,
@@ -125,14 +126,27 @@ def pipeline_verify_rate(n: int = 10_000) -> float:
 # --- the benchmarks ----------------------------------------------------------
 
 
-async def warm_up(base: Settings, events: int, processors: int, partitions: int) -> None:
+@dataclass(frozen=True)
+class LedgerShape:
+    """The ledgers the end-to-end runs measure: on the servers of ``base``, with this
+    many processors and partitions; each run has a fresh one."""
+
+    base: Settings
+    processors: int
+    partitions: int
+
+    async def fresh(self) -> BenchLedger:
+        return await new_ledger(self.base, self.processors, self.partitions)
+
+
+async def warm_up(shape: LedgerShape, events: int) -> None:
     """Run events through a throwaway ledger on the same servers first.
 
     A freshly started broker spends its first tens of seconds compiling its
     hot paths (the JVM's JIT): measured here, about twice its steady CPU per
     event. Warm servers are what a running ledger has.
     """
-    ledger = await new_ledger(base, processors, partitions)
+    ledger = await shape.fresh()
     try:
         workload = sign_halt_events(ledger.operator, events)
         await publish_all(ledger, workload)
@@ -155,20 +169,14 @@ class EndToEndRun:
 
 
 async def end_to_end_run(
-    base: Settings,
-    events: int,
-    processors: int,
-    partitions: int,
-    *,
-    signing: bool = False,
-    checkpointer: bool = False,
+    shape: LedgerShape, events: int, *, signing: bool = False, checkpointer: bool = False
 ) -> EndToEndRun:
     """One measured run on a fresh ledger; the baseline is taken right before it.
 
     ``signing``: the publisher signs on the clock (SDK bulk path) instead of
     sending events signed beforehand. ``checkpointer``: a checkpointer signs the
     transparency log every second meanwhile."""
-    ledger = await new_ledger(base, processors, partitions)
+    ledger = await shape.fresh()
     if checkpointer:
         ledger.start_checkpointer()
     try:
@@ -179,7 +187,9 @@ async def end_to_end_run(
                 workload = sign_halt_events(ledger.operator, events)
         baseline = raw_verify_rate()
         cpu_before = processor_cpu_seconds(ledger.processors)
-        with console.status(f"end to end: {events:,} events through {processors} processor(s)…"):
+        with console.status(
+            f"end to end: {events:,} events through {shape.processors} processor(s)…"
+        ):
             started = time.time()
             if signing:
                 sent = await publish_signing(
@@ -210,13 +220,7 @@ async def end_to_end_run(
 
 
 async def end_to_end(
-    base: Settings,
-    events: int,
-    processors: int,
-    partitions: int,
-    repeat: int,
-    *,
-    with_signing: bool = True,
+    shape: LedgerShape, events: int, repeat: int, *, with_signing: bool = True
 ) -> tuple[list[Result], float]:
     """``repeat`` runs; the report gives the median run and the range, and
     returns the median sustained rate (the capacity the latency rows load).
@@ -228,11 +232,9 @@ async def end_to_end(
     runs, signed_runs = [], []
     for n in range(repeat):
         console.log(f"end to end: run {n + 1} of {repeat} (pre-signed, then signing on the clock)")
-        runs.append(await end_to_end_run(base, events, processors, partitions))
+        runs.append(await end_to_end_run(shape, events))
         if with_signing:
-            signed_runs.append(
-                await end_to_end_run(base, events, processors, partitions, signing=True)
-            )
+            signed_runs.append(await end_to_end_run(shape, events, signing=True))
     median = sorted(runs, key=lambda r: r.sustained)[len(runs) // 2]
     signed = sorted(signed_runs or runs, key=lambda r: r.sustained)[len(signed_runs or runs) // 2]
     sustained_ratio = signed.sustained / median.sustained
@@ -260,7 +262,7 @@ async def end_to_end(
                 f"end-to-end runs, sustained ev/s: {each}",
                 f"median run: publishing took {median.publish_seconds:.1f}s"
                 f" ({events / median.publish_seconds:,.0f} ev/s into Kafka);"
-                f" {processors} processor process(es), {partitions} partitions",
+                f" {shape.processors} processor process(es), {shape.partitions} partitions",
             ],
         ),
         Result(
@@ -442,18 +444,14 @@ async def main(args: argparse.Namespace) -> None:
     with console.status("starting Kafka and Postgres for the benchmark…"):
         endpoints = services_up(base)
     base = base.with_endpoints(endpoints)
+    shape = LedgerShape(base, args.processors, args.partitions)
     try:
         if args.warm_up_events:
             with console.status(f"warming up the servers with {args.warm_up_events:,} events…"):
-                await warm_up(base, args.warm_up_events, args.processors, args.partitions)
+                await warm_up(shape, args.warm_up_events)
         if args.events:
             e2e_rows, sustained = await end_to_end(
-                base,
-                args.events,
-                args.processors,
-                args.partitions,
-                args.repeat,
-                with_signing=args.only != "latency",
+                shape, args.events, args.repeat, with_signing=args.only != "latency"
             )
             results += e2e_rows
             if args.latency_seconds:
@@ -461,11 +459,7 @@ async def main(args: argparse.Namespace) -> None:
         if args.checkpoint_events:
             rows, notes = await checkpointing_rows(
                 lambda checkpointer: end_to_end_run(
-                    base,
-                    args.checkpoint_events,
-                    args.processors,
-                    args.partitions,
-                    checkpointer=checkpointer,
+                    shape, args.checkpoint_events, checkpointer=checkpointer
                 ),
                 args.checkpoint_events,
                 args.repeat,
