@@ -117,21 +117,23 @@ def mark_revoked(record: dict[str, Any], ctx: EventContext, reason: str) -> None
     )
 
 
+def stamp(ctx: EventContext, verb: str) -> dict[str, Any]:
+    """Who did ``verb`` with this event, when, and which event: ``{verb}_by``, ``{verb}_at``,
+    ``{verb}_event_id``."""
+    return {
+        f"{verb}_by": ctx.signer,
+        f"{verb}_at": ctx.event.occurred_at,
+        f"{verb}_event_id": ctx.event.event_id,
+    }
+
+
 def mark_ended(record: dict[str, Any], ctx: EventContext, verb: str, reason: str) -> None:
     """An active record (a halt, a shadow policy) ends with this event: why, who, when, which.
 
     Fields are named for the verb: ``resumed_reason``, ``resumed_by``, ``resumed_at``,
     ``resumed_event_id``.
     """
-    record.update(
-        {
-            "active": False,
-            f"{verb}_reason": reason,
-            f"{verb}_by": ctx.signer,
-            f"{verb}_at": ctx.event.occurred_at,
-            f"{verb}_event_id": ctx.event.event_id,
-        }
-    )
+    record.update({"active": False, f"{verb}_reason": reason, **stamp(ctx, verb)})
 
 
 class _ReasonedBody(Protocol):
@@ -201,6 +203,18 @@ class Ending(_RecordRule):
         value, record = self._named(state, ctx)
         if record is None or not record["active"]:
             raise EventError(self.inactive, self.detail.format(value))
+
+    def open(self, ctx: EventContext, verb: str, reason: str, **fields: Any) -> dict[str, Any]:
+        """A new active record: ``fields`` (its key first), ``reason``, who ``verb``-ed it
+        (:func:`stamp`), and the fields :meth:`end` fills, empty until then."""
+        ended = (f"{self.verb}_reason", *stamp(ctx, self.verb))
+        return {
+            **fields,
+            "active": True,
+            "reason": reason,
+            **stamp(ctx, verb),
+            **dict.fromkeys(ended),
+        }
 
     def end(self, state: LedgerState, ctx: EventContext) -> dict[str, Any]:
         """The record, marked ended by this event (the caller writes its row)."""

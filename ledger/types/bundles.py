@@ -19,8 +19,8 @@ from ledger.errors import EventError, ReasonCode
 from ledger.pulse import pulse_id, validate_record
 from ledger.registry import EventBody, EventTypeSpec, RuleSettings
 from ledger.state import EventContext, LedgerState, ProjectionRow
-from ledger.types._common import JOB_ID, body_of, require_stream, row, spec
-from ledger.types.runs import require_job
+from ledger.types._common import JOB_ID, body_of, require_stream, row, spec, stamp
+from ledger.types.runs import require_job, require_job_stream
 
 __all__ = ["SPECS", "BundleSealed", "PulsePublished"]
 
@@ -55,8 +55,7 @@ class PulsePublished(EventBody):
 
 def _check_sealed(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
     body = body_of(ctx, BundleSealed)
-    require_stream(ctx, f"job:{body.job_id}")
-    require_job(state, body.job_id)
+    require_job_stream(state, ctx, body.job_id)
 
 
 def _apply_sealed(
@@ -72,9 +71,7 @@ def _apply_sealed(
         "checkpoint_size": body.checkpoint_size,
         "event_count": body.event_count,
         "receipt_count": body.receipt_count,
-        "sealed_by": ctx.signer,
-        "sealed_at": ctx.event.occurred_at,
-        "sealed_event_id": ctx.event.event_id,
+        **stamp(ctx, "sealed"),
     }
     return [row("bundles", "bundle_hash_b64u", values)]
 
@@ -107,9 +104,7 @@ def _apply_pulse(
         "reason_code": record["reason_code"],
         "checkpoint": record["checkpoint"],
         "record": record,
-        "published_by": ctx.signer,
-        "published_at": ctx.event.occurred_at,
-        "published_event_id": ctx.event.event_id,
+        **stamp(ctx, "published"),
     }
     return [row("pulse_records", "pulse_id", values)]
 

@@ -236,23 +236,14 @@ def _apply_halted(
         mark_revoked(token, ctx, f"halt {body.target}: {body.reason}")
         token["revoked_by_halt"] = ctx.event.event_id
         rows.append(row("tokens", "jti", token))
-    record: dict[str, Any] = {
-        "target": body.target,
-        "active": True,
-        "reason": body.reason,
-        "halted_by": ctx.signer,
-        "halted_at": ctx.event.occurred_at,
-        "halted_event_id": ctx.event.event_id,
-        "resumed_reason": None,
-        "resumed_by": None,
-        "resumed_at": None,
-        "resumed_event_id": None,
-        "deny_tools": body.tools,
-        "deny_model_egress": body.model_egress,
-        "policy_hash_b64u": body.policy_hash_b64u,
-        "revoked_jtis": sorted({*carried, *revoked}),
-        "resume_policy_hash_b64u": None,
-    }
+    record = _RESUMPTION.open(ctx, "halted", body.reason, target=body.target)
+    record.update(
+        deny_tools=body.tools,
+        deny_model_egress=body.model_egress,
+        policy_hash_b64u=body.policy_hash_b64u,
+        revoked_jtis=sorted({*carried, *revoked}),
+        resume_policy_hash_b64u=None,
+    )
     state.halts[body.target] = record
     rows.append(row("halts", "target", record))
     return rows

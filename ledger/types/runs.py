@@ -60,6 +60,7 @@ __all__ = [
     "chain_payload_hash",
     "output_flags",
     "require_job",
+    "require_job_stream",
 ]
 
 JOB_APPROVED = "approved"
@@ -150,6 +151,15 @@ def require_job(state: LedgerState, job_id: str) -> dict[str, Any]:
             hint="submit its URM with `claw-ledger urm submit FILE --approval A.json --key K`",
         )
     return job
+
+
+def require_job_stream(state: LedgerState, ctx: EventContext, job_id: str) -> dict[str, Any]:
+    """The record of the approved job whose stream ``job:<id>`` carries the event.
+
+    A ``SCHEMA_VALIDATION_FAILED`` on another stream, else as :func:`require_job`.
+    """
+    require_stream(ctx, f"job:{job_id}")
+    return require_job(state, job_id)
 
 
 def _require_running(job: Mapping[str, Any], what: str) -> None:
@@ -278,8 +288,7 @@ def _apply_manifest_approved(
 
 def _check_started(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
     body = body_of(ctx, RunStarted)
-    require_stream(ctx, f"job:{body.job_id}")
-    job = require_job(state, body.job_id)
+    job = require_job_stream(state, ctx, body.job_id)
     if job["status"] == JOB_RUNNING:
         raise ManifestError(ReasonCode.RUN_ALREADY_STARTED, f"job {body.job_id} is already running")
     if job["status"] == JOB_COMPLETED:
@@ -364,8 +373,7 @@ def _verified_receipt(body: ReceiptRecorded) -> tuple[Any, dict[str, Any]]:
 
 def _check_receipt(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
     body = body_of(ctx, ReceiptRecorded)
-    require_stream(ctx, f"job:{body.job_id}")
-    job = require_job(state, body.job_id)
+    job = require_job_stream(state, ctx, body.job_id)
     _require_running(job, "receipt")
     require_not_halted(state, f"receipt for job {body.job_id}", job_id=body.job_id, sub=job["sub"])
     token = state.tokens.get(str(job["cst_jti"]))
@@ -439,8 +447,7 @@ def _summarize_receipt(body: Mapping[str, Any], /) -> str:
 
 def _check_completed(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
     body = body_of(ctx, RunCompleted)
-    require_stream(ctx, f"job:{body.job_id}")
-    job = require_job(state, body.job_id)
+    job = require_job_stream(state, ctx, body.job_id)
     _require_running(job, "completion")
     names: set[str] = set()
     for output in body.outputs:

@@ -104,17 +104,9 @@ def _apply_shadowed(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
     body = body_of(ctx, PolicyShadowed)
-    record: dict[str, Any] = {
-        "scope": body.scope,
-        "policy_hash_b64u": body.policy_hash_b64u,
-        "active": True,
-        "reason": body.reason,
-        "shadowed_by": ctx.signer,
-        "shadowed_at": ctx.event.occurred_at,
-        "shadowed_event_id": ctx.event.event_id,
-        # filled by policy.shadow_ended
-        **dict.fromkeys(("ended_reason", "ended_by", "ended_at", "ended_event_id")),
-    }
+    record = _ENDING.open(
+        ctx, "shadowed", body.reason, scope=body.scope, policy_hash_b64u=body.policy_hash_b64u
+    )
     state.shadows[body.scope] = record
     return [row("shadows", "scope", record)]
 
