@@ -366,9 +366,8 @@ def _urm(payload: Mapping[str, Any], facts: RunFacts) -> None:
         )
 
 
-def _wpc(payload: Mapping[str, Any], facts: RunFacts) -> None:
+def _wpc(seal: Mapping[str, Any], facts: RunFacts) -> None:
     code = ReasonCode.BUNDLE_WPC_MISMATCH
-    seal = payload["seal"]
     assert facts.urm is not None
     expected = str(facts.urm["policy"]["wpc_hash_b64u"])
     try:
@@ -412,9 +411,8 @@ def _receipts_bound_to(
         )
 
 
-def _scope(payload: Mapping[str, Any], facts: RunFacts) -> None:
+def _scope(seal: Mapping[str, Any], facts: RunFacts) -> None:
     code = ReasonCode.BUNDLE_SCOPE_MISMATCH
-    seal = payload["seal"]
     assert facts.urm is not None
     expected = str(facts.urm["policy"]["cst_scope_hash"])
     token = facts.token_summary()
@@ -434,8 +432,7 @@ def _scope(payload: Mapping[str, Any], facts: RunFacts) -> None:
     _receipts_bound_to(facts, "token_scope_hash_b64u", expected, code, "scope hash")
 
 
-def _summaries(payload: Mapping[str, Any], facts: RunFacts) -> None:
-    seal = payload["seal"]
+def _summaries(seal: Mapping[str, Any], facts: RunFacts) -> None:
     expected = {
         "job_id": facts.job_id,
         "run_status": facts.status(),
@@ -521,10 +518,10 @@ def verify_seal(
         )
         return "the ledger" if agent == state["ledger_did"] else "the run's agent"
 
-    def with_facts(check: Callable[[Mapping[str, Any], RunFacts], Any]) -> Callable[[], str]:
+    def with_facts(check: Callable[[RunFacts], Any]) -> Callable[[], str]:
         def run() -> str:
             assert facts is not None
-            result = check(payload, facts)
+            result = check(facts)
             return result if isinstance(result, str) else ""
 
         return run
@@ -534,12 +531,12 @@ def verify_seal(
         checkpoint,
         inclusion,
         signer,
-        with_facts(lambda p, f: _bound(p, f, state["documents"])),
-        with_facts(_urm),
-        with_facts(_wpc),
-        with_facts(_scope),
-        with_facts(_summaries),
-        with_facts(lambda _p, f: _model_receipts(f)),
+        with_facts(lambda f: _bound(payload, f, state["documents"])),
+        with_facts(lambda f: _urm(payload, f)),
+        with_facts(lambda f: _wpc(seal, f)),
+        with_facts(lambda f: _scope(seal, f)),
+        with_facts(lambda f: _summaries(seal, f)),
+        with_facts(_model_receipts),
     ]
     for name, action in zip(SEAL_STEPS, actions, strict=True):
         try:
