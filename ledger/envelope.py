@@ -74,8 +74,8 @@ _STRING_FIELDS = tuple(name for name in ENVELOPE_FIELDS if name != "payload")
 _string_fields = itemgetter(*_STRING_FIELDS)
 _ONLY_STR = {str}
 
-#: Validates a payload of one envelope type; raises on failure.
-PayloadSchema = Callable[[Mapping[str, Any]], None]
+#: Validates a payload of one envelope type; raises on failure (what it returns is not used).
+PayloadSchema = Callable[[Mapping[str, Any]], object]
 
 
 class _Second(NamedTuple):

@@ -161,10 +161,6 @@ def sign_receipt(
     return sign_envelope(RECEIPT_ENVELOPE_TYPE, payload, key, issued_at=issued_at)
 
 
-def _receipt_schema(payload: Mapping[str, Any]) -> None:
-    validate_receipt_payload(payload)
-
-
 def verify_receipt_envelope(
     envelope: Any, *, plain_numbers: bool = False, signature: bool = True
 ) -> SignedEnvelope:
@@ -175,7 +171,7 @@ def verify_receipt_envelope(
     """
     return verify_envelope(
         envelope,
-        {RECEIPT_ENVELOPE_TYPE: _receipt_schema},
+        {RECEIPT_ENVELOPE_TYPE: validate_receipt_payload},
         expected_type=RECEIPT_ENVELOPE_TYPE,
         plain_numbers=plain_numbers,
         signature=signature,

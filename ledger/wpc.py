@@ -305,10 +305,6 @@ def sign_wpc(
     return sign_envelope(WPC_ENVELOPE_TYPE, document, key, issued_at=issued_at)
 
 
-def _wpc_schema(payload: Mapping[str, Any]) -> None:
-    validate_wpc(payload)
-
-
 def verify_wpc_envelope(envelope: Any, *, expected_hash: str | None = None) -> VerifiedWpc:
     """Verify a parsed ``wpc`` envelope (docs/formats.md §2 steps), then its identity.
 
@@ -317,7 +313,7 @@ def verify_wpc_envelope(envelope: Any, *, expected_hash: str | None = None) -> V
     ``PolicyError(WPC_HASH_MISMATCH)`` when ``expected_hash`` is not the hash
     of the content.
     """
-    verified = verify_envelope(envelope, {WPC_ENVELOPE_TYPE: _wpc_schema}, expected_type="wpc")
+    verified = verify_envelope(envelope, {WPC_ENVELOPE_TYPE: validate_wpc}, expected_type="wpc")
     computed = policy_hash_b64u(verified.payload)
     if expected_hash is not None and computed != expected_hash:
         raise PolicyError(
