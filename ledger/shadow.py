@@ -24,9 +24,11 @@ if TYPE_CHECKING:
     from ledger.authorize import Decision
 
 __all__ = [
+    "CallWindow",
     "ShadowSelector",
     "ShadowSummary",
     "ShadowVerdict",
+    "decided_at",
     "shadow_candidates",
     "shadowed_body",
 ]
@@ -81,8 +83,9 @@ def shadowed_body(decision: Decision, shadow: ShadowVerdict) -> dict[str, Any]:
     }
 
 
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+def decided_at(body: Mapping[str, Any]) -> datetime:
+    """When a recorded call was decided: its body's ``decided_at``."""
+    return datetime.fromisoformat(str(body["decided_at"]).replace("Z", "+00:00"))
 
 
 def _label(action: Mapping[str, Any]) -> str:
@@ -92,26 +95,37 @@ def _label(action: Mapping[str, Any]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class ShadowSelector:
-    """Which recorded disagreements to summarise (all when nothing is set)."""
+class CallWindow:
+    """Recorded calls of a job (any job when ``None``) decided in ``[since, until)``."""
 
     job_id: str | None = None
-    policy_hash_b64u: str | None = None
     since: datetime | None = None
     until: datetime | None = None
 
+    def of_job(self, body: Mapping[str, Any]) -> bool:
+        return self.job_id is None or body.get("job_id") == self.job_id
+
+    def in_window(self, decided: datetime) -> bool:
+        if self.since is not None and decided < self.since:
+            return False
+        return not (self.until is not None and decided >= self.until)
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowSelector(CallWindow):
+    """Which recorded disagreements to summarise (all when nothing is set)."""
+
+    policy_hash_b64u: str | None = None
+
     def wants(self, body: Mapping[str, Any]) -> bool:
-        if self.job_id is not None and body.get("job_id") != self.job_id:
+        if not self.of_job(body):
             return False
         if (
             self.policy_hash_b64u is not None
             and body.get("shadow_policy_hash_b64u") != self.policy_hash_b64u
         ):
             return False
-        decided = _instant(str(body["decided_at"]))
-        if self.since is not None and decided < self.since:
-            return False
-        return not (self.until is not None and decided >= self.until)
+        return self.in_window(decided_at(body))
 
 
 @dataclass

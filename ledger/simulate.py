@@ -38,6 +38,7 @@ from ledger.authorize import (
 from ledger.envelope import format_timestamp
 from ledger.errors import ReasonCode, TokenError
 from ledger.replay import Replay, StoredEvent
+from ledger.shadow import CallWindow, decided_at
 from ledger.tokens import CLOCK_SKEW_SECONDS, DecodedToken
 from ledger.wpc import WpcDocument
 
@@ -57,22 +58,17 @@ _MEMO_SIZE = 100_000
 
 
 @dataclass(frozen=True, slots=True)
-class CallSelector:
+class CallSelector(CallWindow):
     """Which recorded calls to simulate (all of them when nothing is set)."""
 
-    job_id: str | None = None
     sub: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
 
     def wants(self, body: Mapping[str, Any], decided: datetime, sub: str | None) -> bool:
-        if self.job_id is not None and body.get("job_id") != self.job_id:
+        if not self.of_job(body):
             return False
         if self.sub is not None and sub != self.sub:
             return False
-        if self.since is not None and decided < self.since:
-            return False
-        return not (self.until is not None and decided >= self.until)
+        return self.in_window(decided)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,10 +190,6 @@ class _RecordedView(DecisionView):
         )
 
 
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
 class Simulation:
     """Judge recorded decisions against the ledger's state at the moment each was made.
 
@@ -236,7 +228,7 @@ class Simulation:
     def expect(self, position: int | None, body: Mapping[str, Any]) -> None:
         """A recorded decision's body (``call.authorized``/``call.denied``), in
         ``decided_at`` order."""
-        self._pending.append((_instant(str(body["decided_at"])), position, body))
+        self._pending.append((decided_at(body), position, body))
 
     def feed(self, stored: StoredEvent) -> None:
         """Judge the decisions made before ``stored`` was recorded, then fold it."""
