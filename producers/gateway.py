@@ -25,7 +25,7 @@ with one ``receipt.recorded`` event per receipt (order kept per job):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ledger.crypto import KeyPair
@@ -140,8 +140,10 @@ def record_model_call(
     tokens_output: int = 0,
     latency_ms: int = 0,
     wait: bool = True,
+    keep: Callable[[SignedEnvelope], object] | None = None,
 ) -> tuple[SignedEnvelope, PublishOutcome]:
-    """Build, sign and publish the receipt of one model call (blocking)."""
+    """Build, sign and publish the receipt of one model call (blocking); ``keep``
+    is given the signed receipt before it is published (e.g. to write it to a file)."""
     receipt = build_gateway_receipt(
         request=request,
         response=response,
@@ -154,4 +156,6 @@ def record_model_call(
         tokens_output=tokens_output,
         latency_ms=latency_ms,
     )
+    if keep is not None:
+        keep(receipt)
     return receipt, publish_receipt_sync(target, key, job_id, receipt, wait=wait)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -19,6 +20,9 @@ from claw_ledger.cli.common import (
     signing_options,
 )
 from ledger.errors import ReasonCode, ReceiptError, RejectedError
+
+if TYPE_CHECKING:
+    from ledger.envelope import SignedEnvelope
 
 __all__ = ["command"]
 
@@ -94,7 +98,7 @@ def record(
     signature, a signer without the gateway role, or a binding that does not
     match the job.
     """
-    from producers.gateway import build_gateway_receipt, publish_receipt_sync
+    from producers.gateway import record_model_call
 
     job_key = job_id or run_id
     if not job_key:
@@ -110,22 +114,28 @@ def record(
     scope = token_scope_hash or job.get("token_scope_hash_b64u")
     if scope:
         binding["token_scope_hash_b64u"] = scope
+
+    def keep(receipt: SignedEnvelope) -> None:
+        if out:
+            Path(out).write_bytes(receipt.to_bytes() + b"\n")
+
     key = resolve_key(key_ref)
-    receipt = build_gateway_receipt(
+    receipt, outcome = record_model_call(
+        publish_target(),
+        key,
+        job_id=job_key,
         request=Path(request_file).read_bytes(),
         response=Path(response_file).read_bytes(),
         provider=provider,
         model=model,
         binding=binding,
-        key=key,
         gateway_id=gateway_id,
         tokens_input=tokens_input,
         tokens_output=tokens_output,
         latency_ms=latency_ms,
+        keep=keep,
     )
-    if out:
-        Path(out).write_bytes(receipt.to_bytes() + b"\n")
-    outcome = publish_receipt_sync(publish_target(), key, job_key, receipt).check()
+    outcome.check()
     receipt_id = receipt.payload["receipt_id"]
     if as_json:
         emit_json({"receipt": receipt.to_dict(), "ledger": outcome.to_dict()})
