@@ -65,8 +65,17 @@ class PolicyAttestation:
     policy_hash: str | None
     workspace_hash: str
     findings_hash: str
-    attestation_hash: str
     ok: bool
+
+    @property
+    def attestation_hash(self) -> str:
+        """Of ``ok`` and the three hashes; ``checked_at`` and the path are outside it."""
+        return policy_attestation_hash(
+            ok=self.ok,
+            policy_hash=self.policy_hash,
+            workspace_hash=self.workspace_hash,
+            findings_hash=self.findings_hash,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The ``attestation`` member of ``policy check --json``, in upstream key order."""
@@ -91,16 +100,5 @@ def create_policy_attestation(
     workspace_hash = policy_workspace_hash(evidence)
     findings_hash = policy_findings_hash(findings)
     return PolicyAttestation(
-        checked_at=checked_at,
-        policy_path=policy_path,
-        policy_hash=policy_hash,
-        workspace_hash=workspace_hash,
-        findings_hash=findings_hash,
-        attestation_hash=policy_attestation_hash(
-            ok=ok,
-            policy_hash=policy_hash,
-            workspace_hash=workspace_hash,
-            findings_hash=findings_hash,
-        ),
-        ok=ok,
+        checked_at, policy_path, policy_hash, workspace_hash, findings_hash, ok
     )
