@@ -145,15 +145,26 @@ async def record_forwarded(
 ) -> None:
     """Record that every outcome below ``marks[partition]`` is on its topic (with
     ``since``: only where the recorded mark has reached ``since[partition]``)."""
-    await conn.executemany(
-        "UPDATE consumer_positions SET forwarded_offset = $4"
-        " WHERE consumer_group = $1 AND topic = $2 AND kafka_partition = $3"
-        " AND forwarded_offset < $4 AND forwarded_offset >= $5",
-        # in partition order: the order commit_batch locks these rows in
-        [
-            (group, topic, partition, offset, 0 if since is None else since[partition])
-            for partition, offset in sorted(marks.items())
-        ],
+    partitions = sorted(marks)
+    # one statement, not an executemany: a pipeline of statements cut off between
+    # its messages (a cancelled rebalance callback) could leave the pooled session
+    # inside a transaction the driver does not know of. The rows are locked in
+    # partition order, the order commit_batch locks them in.
+    await conn.execute(
+        "WITH wanted AS MATERIALIZED ("
+        " SELECT c.kafka_partition, m.mark FROM consumer_positions c"
+        " JOIN unnest($3::integer[], $4::bigint[], $5::bigint[])"
+        " AS m (kafka_partition, mark, since) ON m.kafka_partition = c.kafka_partition"
+        " WHERE c.consumer_group = $1 AND c.topic = $2"
+        " AND c.forwarded_offset < m.mark AND c.forwarded_offset >= m.since"
+        " ORDER BY c.kafka_partition FOR UPDATE OF c)"
+        " UPDATE consumer_positions p SET forwarded_offset = w.mark FROM wanted w"
+        " WHERE p.consumer_group = $1 AND p.topic = $2 AND p.kafka_partition = w.kafka_partition",
+        group,
+        topic,
+        partitions,
+        [marks[p] for p in partitions],
+        [0 if since is None else since[p] for p in partitions],
     )
 
 

@@ -226,6 +226,18 @@ async def test_a_batch_mark_never_jumps_over_older_unsent_outcomes(store: Ledger
     assert await store.unforwarded_outcomes(GROUP, TOPIC, 0) == (8, [])
 
 
+async def test_marks_of_several_partitions_move_each_by_its_own_since(
+    store: LedgerStore,
+) -> None:
+    await _commit(store, _plan([b"not json", b"{}"], partition=0, first_offset=5))
+    await _commit(store, _plan([b"not json", b"{}"], partition=1, first_offset=3))
+    # partition 1 was marked from 3 (its recorded mark): it moves; partition 0's
+    # mark is still 5, below its since of 6: it stays
+    await store.record_forwarded(GROUP, TOPIC, {1: 5, 0: 7}, since={1: 3, 0: 6})
+    assert await store.unforwarded_outcomes(GROUP, TOPIC, 1) == (5, [])
+    assert [o.offset for o in (await store.unforwarded_outcomes(GROUP, TOPIC, 0))[1]] == [5, 6]
+
+
 async def test_untracked_copies_count_as_made(store: LedgerStore) -> None:
     await _commit(store, _plan([b"not json", b"{}"], first_offset=5), copies_tracked=False)
     assert await store.unforwarded_outcomes(GROUP, TOPIC, 0) == (7, [])
