@@ -140,7 +140,7 @@ def record_model_call(
     tokens_output: int = 0,
     latency_ms: int = 0,
     wait: bool = True,
-    keep: Callable[[SignedEnvelope], object] | None = None,
+    keep: Callable[[SignedEnvelope], object] = lambda _receipt: None,
 ) -> tuple[SignedEnvelope, PublishOutcome]:
     """Build, sign and publish the receipt of one model call (blocking); ``keep``
     is given the signed receipt before it is published (e.g. to write it to a file)."""
@@ -156,6 +156,5 @@ def record_model_call(
         tokens_output=tokens_output,
         latency_ms=latency_ms,
     )
-    if keep is not None:
-        keep(receipt)
+    keep(receipt)
     return receipt, publish_receipt_sync(target, key, job_id, receipt, wait=wait)
