@@ -42,6 +42,7 @@ __all__ = [
     "publish_target",
     "read_input",
     "read_token",
+    "read_wpc",
     "report_publish",
     "resolve_key",
     "run_async",
@@ -177,6 +178,13 @@ def read_input(path: str) -> bytes:
     return data
 
 
+def read_wpc(path: str) -> dict[str, Any]:
+    """The WPC document in file ``path`` (JSON or JSON5, ``-`` for stdin), validated."""
+    from ledger.wpc import parse_wpc_bytes
+
+    return parse_wpc_bytes(read_input(path))
+
+
 def load_wpc_reference(reference: str) -> dict[str, Any]:
     """A WPC document from a file (JSON or JSON5, ``-`` for stdin) or, for a
     policy hash that names no file, from the registry (its hash checked)."""
@@ -184,10 +192,10 @@ def load_wpc_reference(reference: str) -> dict[str, Any]:
 
     from ledger.canonical import parse_json_strict
     from ledger.encoding import B64U_SHA256_RE
-    from ledger.wpc import parse_wpc_bytes, policy_hash_b64u
+    from ledger.wpc import policy_hash_b64u
 
     if reference == "-" or os.path.exists(reference) or not B64U_SHA256_RE.fullmatch(reference):
-        return parse_wpc_bytes(read_input(reference))
+        return read_wpc(reference)
     from claw_ledger.reads import query_sync
     from storage.projection_queries import get_policy
 

@@ -13,7 +13,7 @@ from claw_ledger.cli.common import (
     load_wpc_reference,
     precheck_policy,
     publish_and_report,
-    read_input,
+    read_wpc,
     report_publish,
     resolve_key,
     settings,
@@ -46,12 +46,6 @@ def command() -> None:
     """
 
 
-def _read_document(path: str) -> dict[str, Any]:
-    from ledger.wpc import parse_wpc_bytes
-
-    return parse_wpc_bytes(read_input(path))
-
-
 @command.command("hash")
 @file_argument()
 @json_option("Print JSON.")
@@ -69,7 +63,7 @@ def hash_command(file: str, as_json: bool) -> None:
     from ledger.canonical import jcs
     from ledger.wpc import policy_hash_b64u
 
-    document = _read_document(file)
+    document = read_wpc(file)
     digest = policy_hash_b64u(document)
     if as_json:
         emit_json({"policy_hash_b64u": digest, "jcs": jcs(document).decode("utf-8")})
@@ -90,7 +84,7 @@ def publish_command(file: str, key_ref: str, as_json: bool) -> None:
     """
     from ledger.wpc import policy_hash_b64u, sign_wpc
 
-    document = _read_document(file)
+    document = read_wpc(file)
     key = resolve_key(key_ref)
     digest = policy_hash_b64u(document)
     envelope = sign_wpc(document, key)
