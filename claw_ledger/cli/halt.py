@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -16,7 +17,14 @@ from claw_ledger.cli.common import (
 
 __all__ = ["command", "halts", "resume"]
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 _TARGET_HELP = "'*' (every agent), 'sub:<subject>' or 'job:<job id>'"
+
+
+def _policy_option(help_text: str) -> Callable[[F], F]:
+    """``--policy HASH``: the WPC a halt or a resume names."""
+    return click.option("--policy", "policy_hash", metavar="HASH", help=help_text)
 
 
 def _check_target(target: str) -> str:
@@ -51,12 +59,7 @@ def _rows(policy_hash: str | None, target: str) -> tuple[Any, Any]:
     show_default="denied",
     help="Deny model calls in scope (--no-model-egress leaves them running).",
 )
-@click.option(
-    "--policy",
-    "policy_hash",
-    metavar="HASH",
-    help="A halt WPC (mode halt, deny-all) to record as the policy in force for the scope.",
-)
+@_policy_option("A halt WPC (mode halt, deny-all) to record as the policy in force for the scope.")
 @signing_options("Operator key that signs agent.halted.")
 def command(
     target: str,
@@ -114,12 +117,7 @@ def command(
 
 @click.command("resume")
 @click.argument("target")
-@click.option(
-    "--policy",
-    "policy_hash",
-    metavar="HASH",
-    help="Required: the active, non-halt WPC the scope is re-authorised under.",
-)
+@_policy_option("Required: the active, non-halt WPC the scope is re-authorised under.")
 @click.option("--reason", required=True, help="Why (recorded).")
 @signing_options("Operator key that signs agent.resumed.")
 def resume(target: str, policy_hash: str | None, reason: str, key_ref: str, as_json: bool) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -27,6 +28,8 @@ from claw_ledger.cli.common import (
 from ledger.errors import ManifestError, ReasonCode, TokenError
 
 __all__ = ["command"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group("run")
@@ -106,6 +109,13 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _named_option(flag: str, dest: str, value: str, help_text: str) -> Callable[[F], F]:
+    """A repeatable ``flag NAME=VALUE`` (split by :func:`_split`)."""
+    return click.option(
+        flag, dest, multiple=True, metavar=f"NAME={value}", help=f"{help_text} (repeatable)."
+    )
+
+
 def _split(spec: str, option: str) -> tuple[str, str]:
     name, sep, value = spec.partition("=")
     if not sep or not name or not value:
@@ -115,16 +125,8 @@ def _split(spec: str, option: str) -> tuple[str, str]:
 
 @command.command("complete")
 @click.option("--job", "job_id", required=True, metavar="JOB", help="The running job.")
-@click.option(
-    "--output", "outputs", multiple=True, metavar="NAME=PATH", help="An output file (repeatable)."
-)
-@click.option(
-    "--output-hash",
-    "output_hashes",
-    multiple=True,
-    metavar="NAME=SHA256",
-    help="An output given by its SHA-256 hex (repeatable).",
-)
+@_named_option("--output", "outputs", "PATH", "An output file")
+@_named_option("--output-hash", "output_hashes", "SHA256", "An output given by its SHA-256 hex")
 @signing_options("Runtime key that signs run.completed.")
 def complete(
     job_id: str,
