@@ -28,46 +28,40 @@ def _row(
     return (measure, result, baseline, target, verdict)
 
 
-def cli_rows() -> list[Row]:
+def cli_row() -> Row:
     start = cli_start.measure(10)
     gap = start["difference"]
-    return [
-        _row(
-            "CLI start: `claw-ledger --version`, median wall time of 10",
-            f"{start['claw_ledger_version'] * 1000:,.0f} ms",
-            f"`python -c pass` {start['python_pass'] * 1000:,.0f} ms (gap {gap * 1000:,.0f} ms)",
-            "within 300 ms of `python -c pass`",
-            met=gap <= 0.3,
-        )
-    ]
+    return _row(
+        "CLI start: `claw-ledger --version`, median wall time of 10",
+        f"{start['claw_ledger_version'] * 1000:,.0f} ms",
+        f"`python -c pass` {start['python_pass'] * 1000:,.0f} ms (gap {gap * 1000:,.0f} ms)",
+        "within 300 ms of `python -c pass`",
+        met=gap <= 0.3,
+    )
 
 
-def verify_rows() -> list[Row]:
+def verify_row() -> Row:
     path = verify_path.measure(20_000)
-    return [
-        _row(
-            "verify_message (parse, schema, hash, signature) per event, one core",
-            f"{path['verify_message_us']:,.0f} µs",
-            f"raw Ed25519 verify {path['nacl_verify_us']:,.0f} µs"
-            f" (ratio {path['nacl_verify_us'] / path['verify_message_us']:.2f})",
-        )
-    ]
+    return _row(
+        "verify_message (parse, schema, hash, signature) per event, one core",
+        f"{path['verify_message_us']:,.0f} µs",
+        f"raw Ed25519 verify {path['nacl_verify_us']:,.0f} µs"
+        f" (ratio {path['nacl_verify_us'] / path['verify_message_us']:.2f})",
+    )
 
 
-def merkle_rows() -> list[Row]:
+def merkle_row() -> Row:
     tree = merkle.measure()
     prove_and_check = tree["inclusion_proof_us"] + tree["inclusion_verify_us"]
-    return [
-        _row(
-            f"inclusion proof over a {tree['leaves']:,.0f}-leaf tree: compute + verify (median)",
-            f"{prove_and_check:,.0f} µs",
-            f"compute {tree['inclusion_proof_us']:,.0f} µs, verify"
-            f" {tree['inclusion_verify_us']:,.0f} µs; consistency"
-            f" {tree['consistency_proof_us']:,.0f} + {tree['consistency_verify_us']:,.0f} µs",
-            "≤ 1 ms",
-            met=prove_and_check <= 1000,
-        )
-    ]
+    return _row(
+        f"inclusion proof over a {tree['leaves']:,.0f}-leaf tree: compute + verify (median)",
+        f"{prove_and_check:,.0f} µs",
+        f"compute {tree['inclusion_proof_us']:,.0f} µs, verify"
+        f" {tree['inclusion_verify_us']:,.0f} µs; consistency"
+        f" {tree['consistency_proof_us']:,.0f} + {tree['consistency_verify_us']:,.0f} µs",
+        "≤ 1 ms",
+        met=prove_and_check <= 1000,
+    )
 
 
 def replay_rows(events: int = 20_000, rss_events: int = 0) -> list[Row]:
@@ -161,20 +155,17 @@ def simulate_rows(decisions: int = 200_000) -> list[Row]:
     ]
 
 
-def sealing_rows() -> list[Row]:
+def sealing_row() -> Row:
     sealed = sealing.measure_in_fresh_process(10_000)
     total = sealed["build_s"] + sealed["verify_s"]
-    return [
-        _row(
-            f"sealed bundle of {sealed['receipts']:,.0f} receipts ({sealed['events']:,.0f} ledger"
-            f" events, {sealed['bytes'] / 1e6:,.1f} MB): build + verify offline",
-            f"{total:,.2f} s (build {sealed['build_s']:,.2f} s,"
-            f" verify {sealed['verify_s']:,.2f} s)",
-            f"plain clawsig bundle of the same run, build + verify {sealed['baseline_s']:,.2f} s",
-            "<= 2 s",
-            met=total <= 2.0,
-        )
-    ]
+    return _row(
+        f"sealed bundle of {sealed['receipts']:,.0f} receipts ({sealed['events']:,.0f} ledger"
+        f" events, {sealed['bytes'] / 1e6:,.1f} MB): build + verify offline",
+        f"{total:,.2f} s (build {sealed['build_s']:,.2f} s, verify {sealed['verify_s']:,.2f} s)",
+        f"plain clawsig bundle of the same run, build + verify {sealed['baseline_s']:,.2f} s",
+        "<= 2 s",
+        met=total <= 2.0,
+    )
 
 
 def print_replay_rows(events: int, rss_events: int, console: Console) -> None:
@@ -192,12 +183,12 @@ def micro_rows(
     replay_events: int = 20_000, replay_rss_events: int = 0, simulate_decisions: int = 1_000_000
 ) -> list[Row]:
     return [
-        *cli_rows(),
-        *verify_rows(),
-        *merkle_rows(),
+        cli_row(),
+        verify_row(),
+        merkle_row(),
         *replay_rows(replay_events, replay_rss_events),
         *authorize_rows(),
-        *sealing_rows(),
+        sealing_row(),
         *simulate_rows(simulate_decisions),
     ]
 
