@@ -18,6 +18,9 @@ from ledger.tlog import EventLeaf
 from storage.tlog_store import StoredCheckpoint
 from storage.tlog_writer import write_nodes_and_checkpoint
 
+#: the ledger key the tests' rounds sign their checkpoints with
+LOG_KEY = KeyPair.generate("ledger")
+
 
 @dataclass(frozen=True, slots=True)
 class PendingEvent:
@@ -75,3 +78,27 @@ async def append_signed_round(
         )
         await write_nodes_and_checkpoint(conn, nodes, stored)
     return stored
+
+
+async def append_rounds(
+    conn: asyncpg.Connection,
+    leaves: Sequence[EventLeaf],
+    rounds: Sequence[int],
+    origin: str,
+    *,
+    first_position: int,
+) -> list[int]:
+    """Append the first ``sum(rounds)`` of ``leaves`` round by round, as the checkpointer
+    does, ``rounds[k]`` leaves in round ``k``, leaf ``i`` at position ``first_position + i``,
+    each round's checkpoint signed by :data:`LOG_KEY` for ``origin``; the checkpoint sizes."""
+    edge = CompactRange()
+    sizes = []
+    for count in rounds:
+        first = edge.size
+        pending = [
+            PendingEvent(first_position + first + i, leaf, leaf.hash())
+            for i, leaf in enumerate(leaves[first : first + count])
+        ]
+        await append_signed_round(conn, edge, pending, origin, LOG_KEY)
+        sizes.append(edge.size)
+    return sizes

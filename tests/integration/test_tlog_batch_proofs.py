@@ -10,10 +10,9 @@ import pytest
 
 import storage.tlog_store as tlog_store
 from ledger.checkpoint import Checkpoint
-from ledger.crypto import KeyPair
 from ledger.encoding import sha256_b64u
 from ledger.log_proofs import EventsNotLogged, SignedCheckpoint
-from ledger.merkle import CompactRange, MerkleTree, verify_inclusion
+from ledger.merkle import MerkleTree, verify_inclusion
 from ledger.tlog import EventLeaf
 from storage.tlog_proofs import LogProofSource
 from storage.tlog_store import (
@@ -21,12 +20,11 @@ from storage.tlog_store import (
     inclusion_proof_for_event,
     inclusion_proofs_for_events,
 )
-from tests.integration._tlog_rounds import PendingEvent, append_signed_round
+from tests.integration._tlog_rounds import LOG_KEY, append_rounds
 
 pytestmark = pytest.mark.integration
 
 ORIGIN = "test.example/batch-proofs"
-KEY = KeyPair.generate("ledger")
 #: events per checkpointer round; the last round's events are committed, not logged
 ROUNDS = [5, 12, 20]
 EVENTS = sum(ROUNDS) + 4
@@ -57,18 +55,8 @@ async def _commit_events(conn: asyncpg.Connection) -> list[EventLeaf]:
 
 async def _log(conn: asyncpg.Connection, leaves: list[EventLeaf]) -> list[int]:
     """Append the events round by round as the checkpointer does; the checkpoint sizes."""
-    edge = CompactRange()
-    sizes = []
-    for count in ROUNDS[:-1]:
-        first = edge.size
-        # events are committed at positions 1, 2, ... in leaf order
-        pending = [
-            PendingEvent(first + 1 + i, leaf, leaf.hash())
-            for i, leaf in enumerate(leaves[first : first + count])
-        ]
-        await append_signed_round(conn, edge, pending, ORIGIN, KEY)
-        sizes.append(edge.size)
-    return sizes
+    # events are committed at positions 1, 2, ... in leaf order
+    return await append_rounds(conn, leaves, ROUNDS[:-1], ORIGIN, first_position=1)
 
 
 @pytest.mark.parametrize("proof_batch", [4, tlog_store.PROOF_BATCH])
@@ -152,7 +140,7 @@ async def test_one_proof_against_the_latest_or_a_named_checkpoint(fresh_database
         sizes = await _log(conn, leaves)
         latest = await inclusion_proof_for_event(conn, leaves[1].event_id)
         assert latest.checkpoint.tree_size == sizes[-1]
-        assert latest.checkpoint.origin == ORIGIN and latest.checkpoint.signer_did == KEY.did
+        assert latest.checkpoint.origin == ORIGIN and latest.checkpoint.signer_did == LOG_KEY.did
         assert latest.checkpoint.created_at is not None
         first = await inclusion_proof_for_event(conn, leaves[1].event_id, sizes[0])
         assert first.checkpoint.tree_size == sizes[0] and first.proof != latest.proof

@@ -9,11 +9,9 @@ import uuid
 import asyncpg
 import pytest
 
-from ledger.crypto import KeyPair
 from ledger.encoding import sha256_b64u
 from ledger.errors import LedgerError
 from ledger.merkle import (
-    CompactRange,
     MerkleTree,
     assemble,
     inclusion_plan,
@@ -30,12 +28,11 @@ from storage.tlog_store import (
     latest_checkpoint,
 )
 from storage.tlog_writer import load_log_state
-from tests.integration._tlog_rounds import PendingEvent, append_signed_round
+from tests.integration._tlog_rounds import append_rounds
 
 pytestmark = pytest.mark.integration
 
 ORIGIN = "test.example/tlog"
-KEY = KeyPair.generate("ledger")
 #: rounds of these many leaves: sizes 1, 4, 5, 12, 13, 29, 33, 40 are checkpoints
 ROUNDS = [1, 3, 1, 7, 1, 16, 4, 7]
 
@@ -47,18 +44,10 @@ def _leaf(n: int) -> EventLeaf:
 
 async def _write_rounds(conn: asyncpg.Connection) -> tuple[MerkleTree, list[int]]:
     """Every round through append_round, mirrored in an in-memory tree."""
+    leaves = [_leaf(n) for n in range(sum(ROUNDS))]
     memory = MerkleTree()
-    edge = CompactRange()
-    sizes = []
-    n = 0
-    for count in ROUNDS:
-        leaves = [_leaf(n + i) for i in range(count)]
-        memory.extend(leaf.hash() for leaf in leaves)
-        pending = [PendingEvent(1000 + n + i, leaf, leaf.hash()) for i, leaf in enumerate(leaves)]
-        await append_signed_round(conn, edge, pending, ORIGIN, KEY)
-        n += count
-        sizes.append(edge.size)
-    return memory, sizes
+    memory.extend(leaf.hash() for leaf in leaves)
+    return memory, await append_rounds(conn, leaves, ROUNDS, ORIGIN, first_position=1000)
 
 
 async def test_stored_proofs_are_the_in_memory_trees(fresh_database: str) -> None:
