@@ -8,7 +8,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -44,36 +44,34 @@ def ts(offset_seconds: int = 0) -> str:
     return format_timestamp(datetime.fromtimestamp(NOW + offset_seconds, UTC))
 
 
+def _key(seed: int, name: str, *roles: Role) -> dict[str, Any]:
+    """The ``field()`` of a :class:`Keys` attribute: test key ``seed`` named ``name``,
+    registered holding ``roles`` (none: not registered)."""
+    return {"default_factory": lambda: key(seed, name), "metadata": {"roles": roles}}
+
+
 @dataclass
 class Keys:
-    admin: KeyPair = field(default_factory=lambda: key(1, "admin"))
-    policy_admin: KeyPair = field(default_factory=lambda: key(2, "policy-admin"))
-    issuer: KeyPair = field(default_factory=lambda: key(3, "issuer"))
-    gateway: KeyPair = field(default_factory=lambda: key(4, "gateway"))
-    runtime: KeyPair = field(default_factory=lambda: key(5, "runtime"))
-    operator: KeyPair = field(default_factory=lambda: key(6, "operator"))
-    approver: KeyPair = field(default_factory=lambda: key(7, "approver"))
-    approver2: KeyPair = field(default_factory=lambda: key(8, "approver2"))
-    outsider: KeyPair = field(default_factory=lambda: key(9, "outsider"))
+    admin: KeyPair = field(**_key(1, "admin", Role.ADMIN))
+    policy_admin: KeyPair = field(**_key(2, "policy-admin", Role.POLICY_ADMIN))
+    issuer: KeyPair = field(**_key(3, "issuer", Role.ISSUER))
+    gateway: KeyPair = field(**_key(4, "gateway", Role.GATEWAY))
+    runtime: KeyPair = field(**_key(5, "runtime", Role.RUNTIME))
+    operator: KeyPair = field(**_key(6, "operator", Role.OPERATOR))
+    approver: KeyPair = field(**_key(7, "approver", Role.APPROVER))
+    approver2: KeyPair = field(**_key(8, "approver2", Role.APPROVER))
+    #: not registered on the ledger
+    outsider: KeyPair = field(**_key(9, "outsider"))
     #: runtime that also holds the approver role (for the self-approval test)
-    runtime_approver: KeyPair = field(default_factory=lambda: key(10, "runtime-approver"))
-    authorizer: KeyPair = field(default_factory=lambda: key(11, "authorizer"))
+    runtime_approver: KeyPair = field(**_key(10, "runtime-approver", Role.RUNTIME, Role.APPROVER))
+    authorizer: KeyPair = field(**_key(11, "authorizer", Role.AUTHORIZER))
     #: the ledger's own key (seals bundles)
-    ledger: KeyPair = field(default_factory=lambda: key(12, "ledger"))
+    ledger: KeyPair = field(**_key(12, "ledger", Role.LEDGER))
 
 
+#: each registered key's attribute on :class:`Keys` and its roles (the outsider has none)
 ROLES: dict[str, tuple[Role, ...]] = {
-    "admin": (Role.ADMIN,),
-    "policy_admin": (Role.POLICY_ADMIN,),
-    "issuer": (Role.ISSUER,),
-    "gateway": (Role.GATEWAY,),
-    "runtime": (Role.RUNTIME,),
-    "operator": (Role.OPERATOR,),
-    "approver": (Role.APPROVER,),
-    "approver2": (Role.APPROVER,),
-    "runtime_approver": (Role.RUNTIME, Role.APPROVER),
-    "authorizer": (Role.AUTHORIZER,),
-    "ledger": (Role.LEDGER,),
+    f.name: f.metadata["roles"] for f in fields(Keys) if f.metadata["roles"]
 }
 
 
