@@ -252,6 +252,11 @@ def _without(event_type: str, name: str) -> dict[str, Any]:
     return document
 
 
+def _halts_with(name: str, *values: Any) -> list[dict[str, Any]]:
+    """An ``agent.halted`` payload for each of ``values``, its event field ``name`` set to it."""
+    return [payload("agent.halted", RUNTIME, **{name: value}) for value in values]
+
+
 @pytest.mark.parametrize(
     "document",
     [
@@ -279,23 +284,26 @@ def _without(event_type: str, name: str) -> dict[str, Any]:
         _with_body("token.issued", aud=5),
         _with_body("agent.halted", reason=7),
         # the event around the body
-        payload("agent.halted", RUNTIME, body=[]),
-        payload("agent.halted", RUNTIME, body="x"),
-        payload("agent.halted", RUNTIME, event_id="not-a-uuid"),
-        payload("agent.halted", RUNTIME, event_id="00000000-0000-4000-8000-00000000000A"),
-        payload("agent.halted", RUNTIME, event_id="{00000000-0000-4000-8000-000000000001}"),
-        payload("agent.halted", RUNTIME, stream="halt"),
-        payload("agent.halted", RUNTIME, stream="halt: *"),
-        payload("agent.halted", RUNTIME, occurred_at="yesterday"),
-        payload("agent.halted", RUNTIME, occurred_at="2026-02-12 00:00:00Z"),
+        *_halts_with("body", [], "x"),
+        *_halts_with(
+            "event_id",
+            "not-a-uuid",
+            "00000000-0000-4000-8000-00000000000A",
+            "{00000000-0000-4000-8000-000000000001}",
+        ),
+        *_halts_with("stream", "halt", "halt: *"),
+        *_halts_with("occurred_at", "yesterday", "2026-02-12 00:00:00Z"),
         # the right shape but no real point in time: these once passed the schema
         # and then made the processor fail on the row, again on every restart
-        payload("agent.halted", RUNTIME, occurred_at="2026-02-30T00:00:00Z"),
-        payload("agent.halted", RUNTIME, occurred_at="2026-13-45T99:00:00Z"),
-        payload("agent.halted", RUNTIME, occurred_at="2026-02-12T00:00:00+99:00"),
-        payload("agent.halted", RUNTIME, occurred_at="9999-12-31T23:30:00-01:00"),
-        payload("agent.halted", RUNTIME, producer=None),
-        payload("agent.halted", RUNTIME, extra="field"),
+        *_halts_with(
+            "occurred_at",
+            "2026-02-30T00:00:00Z",
+            "2026-13-45T99:00:00Z",
+            "2026-02-12T00:00:00+99:00",
+            "9999-12-31T23:30:00-01:00",
+        ),
+        *_halts_with("producer", None),
+        *_halts_with("extra", "field"),
     ],
 )
 def test_schema_validation_failed(document: dict[str, Any]) -> None:
