@@ -60,13 +60,18 @@ def _tamper(
     return first, second, tampered
 
 
+def _size_and_leaf(data: st.DataObject) -> tuple[int, int]:
+    """A tree size up to MAX_SIZE, then the index of a leaf of that tree."""
+    size = data.draw(st.integers(1, MAX_SIZE))
+    return size, data.draw(st.integers(0, size - 1))
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_every_inclusion_proof_matches_path_and_any_flipped_bit_fails(
     big_tree: MerkleTree, data: st.DataObject
 ) -> None:
-    size = data.draw(st.integers(1, MAX_SIZE))
-    index = data.draw(st.integers(0, size - 1))
+    size, index = _size_and_leaf(data)
     root = big_tree.root(size)
     assert root == ref_mth(HASHES[:size])
     proof = big_tree.inclusion_proof(index, size)
@@ -94,10 +99,9 @@ def test_a_batch_verifier_gives_each_proof_the_verdict_of_verify_inclusion(
     """Side-by-side leaves share most of their climb; whatever the order, and with
     good and tampered proofs mixed (a wrong sibling above a shared node, a proof cut
     short, another leaf's proof), each verdict is the one-proof verifier's."""
-    size = data.draw(st.integers(1, MAX_SIZE))
+    size, first = _size_and_leaf(data)
     root = big_tree.root(size)
     verifier = InclusionVerifier(size, root)
-    first = data.draw(st.integers(0, size - 1))
     indices = data.draw(
         st.lists(st.integers(first, min(size - 1, first + 40)), min_size=1, max_size=30)
     )
@@ -138,8 +142,7 @@ def test_a_batch_of_paths_reads_what_the_plans_read_and_gives_their_proofs(
     """Runs of neighbours (as a sealed bundle asks) and scattered leaves, repeats
     included: the batch needs exactly the nodes the one-at-a-time plans need, and
     each path is that leaf's proof."""
-    size = data.draw(st.integers(1, MAX_SIZE))
-    first = data.draw(st.integers(0, size - 1))
+    size, first = _size_and_leaf(data)
     run = list(range(first, min(size, first + data.draw(st.integers(1, 80)))))
     scattered = data.draw(st.lists(st.integers(0, size - 1), max_size=20))
     indexes = run + scattered
