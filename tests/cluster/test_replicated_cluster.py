@@ -61,10 +61,6 @@ class Cluster:
     settings: Settings
     layout: ClusterLayout
 
-    @property
-    def bootstrap(self) -> str:
-        return self.layout.bootstrap
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Iterator[Cluster]:
@@ -110,11 +106,11 @@ async def _topic_config(bootstrap: str, topic: str, name: str) -> str:
 
 async def _new_topic(cluster: Cluster) -> str:
     topic = f"drill-{uuid.uuid4().hex[:10]}"
-    assert await ensure_topics(cluster.bootstrap, [topic], PARTITIONS) == [topic]
+    assert await ensure_topics(cluster.layout.bootstrap, [topic], PARTITIONS) == [topic]
     # a new topic reaches every broker's metadata a moment after its creation
-    rows = await wait_in_sync(cluster.bootstrap, [topic], timeout=30)
+    rows = await wait_in_sync(cluster.layout.bootstrap, [topic], timeout=30)
     assert len(rows) == PARTITIONS and all(len(row.replicas) == 3 for row in rows)
-    assert await _topic_config(cluster.bootstrap, topic, "min.insync.replicas") == "2"
+    assert await _topic_config(cluster.layout.bootstrap, topic, "min.insync.replicas") == "2"
     return topic
 
 
@@ -189,7 +185,7 @@ def _assert_exactly_once_in_order(records: list[dict[str, object]]) -> None:
 
 
 async def _leader_of(cluster: Cluster, topic: str, partition: int) -> int:
-    rows = await describe_partitions(cluster.bootstrap, [topic])
+    rows = await describe_partitions(cluster.layout.bootstrap, [topic])
     leader = next(row.leader for row in rows if row.partition == partition)
     assert leader in {node.node_id for node in cluster.layout.nodes}
     return leader
@@ -197,18 +193,18 @@ async def _leader_of(cluster: Cluster, topic: str, partition: int) -> int:
 
 async def test_ledger_and_internal_topics_are_replicated(cluster: Cluster) -> None:
     names = topic_names(cluster.settings.topic_prefix).all
-    rows = await wait_in_sync(cluster.bootstrap, names, timeout=60)
+    rows = await wait_in_sync(cluster.layout.bootstrap, names, timeout=60)
     assert {row.topic for row in rows} == set(names)
     assert all(len(row.replicas) == 3 and row.fully_in_sync for row in rows)
     for name in names:
-        assert await _topic_config(cluster.bootstrap, name, "min.insync.replicas") == "2"
+        assert await _topic_config(cluster.layout.bootstrap, name, "min.insync.replicas") == "2"
     record = json.loads(cluster.settings.services_file.read_text())["kafka"]
-    assert record["bootstrap"] == cluster.bootstrap and len(record["nodes"]) == 3
+    assert record["bootstrap"] == cluster.layout.bootstrap and len(record["nodes"]) == 3
     assert (record["replication_factor"], record["min_insync_replicas"]) == (3, 2)
     # idempotent: `services up` again reuses every running node
     pids = [node["pid"] for node in record["nodes"]]
     endpoints = await services_up_async(cluster.settings)
-    assert endpoints.kafka_bootstrap == cluster.bootstrap
+    assert endpoints.kafka_bootstrap == cluster.layout.bootstrap
     again = json.loads(cluster.settings.services_file.read_text())["kafka"]
     assert [node["pid"] for node in again["nodes"]] == pids
     env = {
@@ -245,7 +241,7 @@ async def test_leader_killed_mid_stream_loses_and_duplicates_nothing(cluster: Cl
         assert await node_stop_async(cluster.settings, victim, kill=True) is not None
         node_down.set()
 
-    await _produce_with_failure(cluster.bootstrap, topic, kill_leader)
+    await _produce_with_failure(cluster.layout.bootstrap, topic, kill_leader)
 
     status = await services_status_async(cluster.settings)
     kafka = next(s for s in status.services if s.name == "kafka")
@@ -256,7 +252,7 @@ async def test_leader_killed_mid_stream_loses_and_duplicates_nothing(cluster: Cl
     assert all(n.state == "up" for i, n in nodes.items() if i != victim)
     assert await _leader_of(cluster, topic, 0) != victim
 
-    _assert_exactly_once_in_order(await _read_back(cluster.bootstrap, topic))
+    _assert_exactly_once_in_order(await _read_back(cluster.layout.bootstrap, topic))
 
     pid, already = await node_start_async(cluster.settings, victim)
     assert pid > 0 and not already
@@ -274,14 +270,14 @@ async def test_node_stopped_and_restarted_mid_stream(cluster: Cluster) -> None:
         pid, already = await node_start_async(cluster.settings, victim)
         assert pid > 0 and not already
 
-    await _produce_with_failure(cluster.bootstrap, topic, bounce)
-    _assert_exactly_once_in_order(await _read_back(cluster.bootstrap, topic))
+    await _produce_with_failure(cluster.layout.bootstrap, topic, bounce)
+    _assert_exactly_once_in_order(await _read_back(cluster.layout.bootstrap, topic))
     await _assert_back_in_sync(cluster, topic)
 
 
 async def _assert_back_in_sync(cluster: Cluster, topic: str) -> None:
     names = [topic, *topic_names(cluster.settings.topic_prefix).all]
-    rows = await wait_in_sync(cluster.bootstrap, names, timeout=120)
+    rows = await wait_in_sync(cluster.layout.bootstrap, names, timeout=120)
     assert all(len(row.isr) == 3 for row in rows)
     status = await services_status_async(cluster.settings)
     assert status.all_up, status.to_json()
@@ -291,14 +287,14 @@ async def _assert_back_in_sync(cluster: Cluster, topic: str) -> None:
 async def test_a_processor_joining_on_the_cluster_takes_partitions_exactly_once(
     cluster: Cluster, ledger_servers: Any, ledger_settings: Settings, tmp_path: Path
 ) -> None:
-    base = replace(ledger_settings, kafka_bootstrap=cluster.bootstrap)
+    base = replace(ledger_settings, kafka_bootstrap=cluster.layout.bootstrap)
     await a_processor_joins_mid_stream(ledger_servers, base, tmp_path)
 
 
 async def test_a_processor_dying_on_the_cluster_hands_over_exactly_once(
     cluster: Cluster, ledger_servers: Any, ledger_settings: Settings, tmp_path: Path
 ) -> None:
-    base = replace(ledger_settings, kafka_bootstrap=cluster.bootstrap)
+    base = replace(ledger_settings, kafka_bootstrap=cluster.layout.bootstrap)
     await a_processor_dies_mid_stream(ledger_servers, base, tmp_path)
 
 
@@ -308,13 +304,13 @@ async def test_processor_carries_on_when_an_ingress_leader_dies(
     """``processor run`` on the cluster: a leader is killed mid-stream, the processor is not
     restarted, and the ledger holds every event once with intact chains. Runs last: the
     killed node stays down."""
-    base = replace(ledger_settings, kafka_bootstrap=cluster.bootstrap)
+    base = replace(ledger_settings, kafka_bootstrap=cluster.layout.bootstrap)
     ledger = await start_ledger(
         ledger_servers, base, tmp_path, register_roles=False, batch_size=200
     )
     try:
         operator = await ledger.register_key(Role.OPERATOR)
-        rows = await wait_in_sync(cluster.bootstrap, ledger.topics.all)
+        rows = await wait_in_sync(cluster.layout.bootstrap, ledger.topics.all)
         assert all(len(row.replicas) == 3 for row in rows)
         victim = await _leader_of(cluster, ledger.topics.ingress, 0)
         conn = await ledger.connect()
