@@ -228,6 +228,24 @@ class Ending(_RecordRule):
         return [row(self.table, self.key, self.end(state, ctx))]
 
 
+@dataclass(frozen=True, slots=True)
+class Known:
+    """The records of ``table`` by key, where an unknown key refuses the event:
+    ``error(unknown, detail formatted with the key, hint=hint)``."""
+
+    table: str
+    error: type[RejectedError]
+    unknown: ReasonCode
+    detail: str
+    hint: str | None = None
+
+    def require(self, state: LedgerState, key: str) -> dict[str, Any]:
+        record: dict[str, Any] | None = getattr(state, self.table).get(key)
+        if record is None:
+            raise self.error(self.unknown, self.detail.format(key), hint=self.hint)
+        return record
+
+
 def no_check(state: LedgerState, ctx: EventContext, settings: RuleSettings, /) -> None:
     return None
 
@@ -327,6 +345,15 @@ def require_not_halted(
         )
 
 
+_POLICIES = Known(
+    "policies",
+    PolicyError,
+    ReasonCode.WPC_UNKNOWN,
+    "no WPC {} in the registry",
+    "publish it first with `claw-ledger wpc publish FILE --key K`",
+)
+
+
 def usable_policy(
     state: LedgerState, policy_hash: str, *, allow_superseded: bool = False
 ) -> dict[str, Any]:
@@ -335,13 +362,7 @@ def usable_policy(
     ``MALFORMED_POLICY_HASH``, ``WPC_UNKNOWN``, ``WPC_REVOKED``, ``WPC_SUPERSEDED``.
     """
     check_policy_hash(policy_hash)
-    record = state.policies.get(policy_hash)
-    if record is None:
-        raise PolicyError(
-            ReasonCode.WPC_UNKNOWN,
-            f"no WPC {policy_hash} in the registry",
-            hint="publish it first with `claw-ledger wpc publish FILE --key K`",
-        )
+    record = _POLICIES.require(state, policy_hash)
     if record["status"] == REVOKED:
         raise PolicyError(
             ReasonCode.WPC_REVOKED, f"WPC {policy_hash} was revoked: {record['revoked_reason']}"

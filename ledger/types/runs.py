@@ -36,6 +36,7 @@ from ledger.types._common import (
     JTI,
     REVOKED,
     Array,
+    Known,
     body_of,
     copy_json,
     epoch,
@@ -141,16 +142,19 @@ def _append_chain(job: dict[str, Any], ctx: EventContext) -> None:
     job["event_chain"] = [*chain, entry]
 
 
+_JOBS = Known(
+    "jobs",
+    ManifestError,
+    ReasonCode.JOB_UNKNOWN,
+    "no approved job {!r} on the ledger",
+    "submit its URM with `claw-ledger urm submit FILE --approval A.json --key K`",
+)
+_TOKENS = Known("tokens", TokenError, ReasonCode.TOKEN_UNKNOWN, "no token {} on the ledger")
+
+
 def require_job(state: LedgerState, job_id: str) -> dict[str, Any]:
     """The record of an approved job, else ``JOB_UNKNOWN``."""
-    job = state.jobs.get(job_id)
-    if job is None:
-        raise ManifestError(
-            ReasonCode.JOB_UNKNOWN,
-            f"no approved job {job_id!r} on the ledger",
-            hint="submit its URM with `claw-ledger urm submit FILE --approval A.json --key K`",
-        )
-    return job
+    return _JOBS.require(state, job_id)
 
 
 def require_job_stream(state: LedgerState, ctx: EventContext, job_id: str) -> dict[str, Any]:
@@ -302,9 +306,7 @@ def _check_started(state: LedgerState, ctx: EventContext, settings: RuleSettings
             f" with {job['urm_hash_b64u']}",
         )
     require_not_halted(state, f"start of job {body.job_id}", job_id=body.job_id)
-    token = state.tokens.get(body.cst_jti)
-    if token is None:
-        raise TokenError(ReasonCode.TOKEN_UNKNOWN, f"no token {body.cst_jti} on the ledger")
+    token = _TOKENS.require(state, body.cst_jti)
     require_not_halted(state, f"start of job {body.job_id}", sub=str(token["sub"]))
     if token["status"] == REVOKED:
         raise TokenError(
