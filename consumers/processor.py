@@ -18,7 +18,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -47,6 +47,7 @@ from storage.protocol import (
     ControlQuery,
     ControlRead,
     LedgerStore,
+    OffsetMarks,
 )
 
 __all__ = [
@@ -409,7 +410,7 @@ class VerifyingProcessor:
         return await self._store.unforwarded_outcomes(self.group, self.topic, partition)
 
     async def record_forwarded(
-        self, marks: Mapping[int, int], *, since: Mapping[int, int] | None = None
+        self, marks: OffsetMarks, *, since: OffsetMarks | None = None
     ) -> None:
         """Every outcome below ``marks[partition]`` is acknowledged on its topic
         (with ``since``: those from ``since[partition]`` on, see the store)."""

@@ -27,6 +27,7 @@ from storage.protocol import (
     ControlQuery,
     ControlRead,
     ControlStart,
+    OffsetMarks,
 )
 
 __all__ = ["MemoryLedgerStore"]
@@ -252,12 +253,7 @@ class MemoryLedgerStore:
             self._digests[table] = (digest + digest_delta(table, old, changes)) % DIGEST_MODULUS
 
     async def record_forwarded(
-        self,
-        group: str,
-        topic: str,
-        marks: Mapping[int, int],
-        *,
-        since: Mapping[int, int] | None = None,
+        self, group: str, topic: str, marks: OffsetMarks, *, since: OffsetMarks | None = None
     ) -> None:
         for partition, offset in marks.items():
             stored = self._positions.get((group, topic, partition))

@@ -51,6 +51,7 @@ from storage.protocol import (
     ControlQuery,
     ControlRead,
     ControlStart,
+    OffsetMarks,
 )
 
 __all__ = [
@@ -140,8 +141,8 @@ async def record_forwarded(
     conn: asyncpg.Connection,
     group: str,
     topic: str,
-    marks: Mapping[int, int],
-    since: Mapping[int, int] | None = None,
+    marks: OffsetMarks,
+    since: OffsetMarks | None = None,
 ) -> None:
     """Record that every outcome below ``marks[partition]`` is on its topic (with
     ``since``: only where the recorded mark has reached ``since[partition]``)."""
@@ -469,12 +470,7 @@ class PostgresLedgerStore:
             return version
 
     async def record_forwarded(
-        self,
-        group: str,
-        topic: str,
-        marks: Mapping[int, int],
-        *,
-        since: Mapping[int, int] | None = None,
+        self, group: str, topic: str, marks: OffsetMarks, *, since: OffsetMarks | None = None
     ) -> None:
         async with self._pool.acquire() as conn:
             await record_forwarded(conn, group, topic, marks, since)

@@ -23,7 +23,11 @@ __all__ = [
     "ControlRead",
     "ControlStart",
     "LedgerStore",
+    "OffsetMarks",
 ]
+
+#: an offset per Kafka partition (a forwarded mark, or where a copy began)
+OffsetMarks = Mapping[int, int]
 
 #: projections whose rows are never rewritten (migration 0012): a row with a key
 #: already stored is left as it is, so the writer needs no UPDATE on them
@@ -181,12 +185,7 @@ class LedgerStore(Protocol):
         ...
 
     async def record_forwarded(
-        self,
-        group: str,
-        topic: str,
-        marks: Mapping[int, int],
-        *,
-        since: Mapping[int, int] | None = None,
+        self, group: str, topic: str, marks: OffsetMarks, *, since: OffsetMarks | None = None
     ) -> None:
         """Every outcome below ``marks[partition]`` is on its topic (never moves back).
 

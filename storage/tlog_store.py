@@ -20,18 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from ledger import merkle
 from ledger.encoding import CANONICAL_UUID_RE
 from ledger.errors import LedgerError
 from ledger.gc_pause import collector_paused
-from ledger.merkle import (
-    InclusionBatch,
-    NodeId,
-    assemble,
-    consistency_plan,
-    covered_nodes,
-    inclusion_plan,
-    plan_ids,
-)
 from ledger.tlog import CONTROL_CHAIN_BASE, EventLeaf
 
 __all__ = [
@@ -172,17 +164,17 @@ class ConsistencyProof:
 class StoredNodes:
     """A :class:`ledger.merkle.NodeReader` over nodes fetched for one proof."""
 
-    def __init__(self, nodes: Mapping[NodeId, bytes]) -> None:
+    def __init__(self, nodes: Mapping[merkle.NodeId, bytes]) -> None:
         self._nodes = nodes
 
     def get(self, level: int, index: int) -> bytes:
         return self._nodes[(level, index)]
 
-    def get_many(self, ids: Sequence[NodeId]) -> list[bytes]:
+    def get_many(self, ids: Sequence[merkle.NodeId]) -> list[bytes]:
         return [self._nodes[node] for node in ids]
 
 
-async def fetch_nodes(db: Queryable, ids: Sequence[NodeId]) -> dict[NodeId, bytes]:
+async def fetch_nodes(db: Queryable, ids: Sequence[merkle.NodeId]) -> dict[merkle.NodeId, bytes]:
     """The hashes of ``ids``, in one query. A missing node is a damaged log (LedgerError)."""
     if not ids:
         return {}
@@ -384,10 +376,10 @@ async def inclusion_proof_for_event(
             f" {checkpoint.tree_size}",
             hint="prove it against a later checkpoint",
         )
-    elements = inclusion_plan(log_index, checkpoint.tree_size)
-    nodes = await fetch_nodes(db, plan_ids(elements))
+    elements = merkle.inclusion_plan(log_index, checkpoint.tree_size)
+    nodes = await fetch_nodes(db, merkle.plan_ids(elements))
     return InclusionProof(
-        row["event_id"], log_index, leaf, leaf.data(), assemble(elements, nodes), checkpoint
+        row["event_id"], log_index, leaf, leaf.data(), merkle.assemble(elements, nodes), checkpoint
     )
 
 
@@ -450,10 +442,10 @@ async def _prove_batch(
         log_index = int(row["log_index"])
         leaves.append((wanted[row["event_id"]], log_index, leaf))
         leaf_hashes[log_index] = bytes(row["stored_leaf_hash"])
-    batch = InclusionBatch(leaf_hashes, tree_size)
+    batch = merkle.InclusionBatch(leaf_hashes, tree_size)
     # a run's paths mostly climb over the run's own leaves: those nodes are hashed
     # from the stored leaf hashes, and only the others are read
-    nodes = covered_nodes(leaf_hashes)
+    nodes = merkle.covered_nodes(leaf_hashes)
     nodes.update(await fetch_nodes(db, [node for node in batch.nodes() if node not in nodes]))
     paths = batch.paths(nodes)
     for event_id, log_index, leaf in leaves:
@@ -463,8 +455,8 @@ async def _prove_batch(
 async def consistency_hashes(db: Queryable, old_size: int, new_size: int) -> list[bytes]:
     """The consistency proof from ``old_size`` to ``new_size``, from the stored nodes alone
     (a monitor checks it against the old root it remembers, not a stored row)."""
-    elements = consistency_plan(old_size, new_size)
-    return assemble(elements, await fetch_nodes(db, plan_ids(elements)))
+    elements = merkle.consistency_plan(old_size, new_size)
+    return merkle.assemble(elements, await fetch_nodes(db, merkle.plan_ids(elements)))
 
 
 async def consistency_proof_between(
