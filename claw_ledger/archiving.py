@@ -78,7 +78,6 @@ async def detach_oldest(
     """
     import asyncpg
 
-    from claw_ledger.replaying import stored_event
     from ledger.errors import ConfigError, RejectedError
     from ledger.replay import RecentEventIds, Replay
     from storage.partitions import (
@@ -105,11 +104,12 @@ async def detach_oldest(
             last_recorded = (
                 previous.state_snapshot.get("last_recorded_at") if previous is not None else None
             )
-            async for row in iter_events(conn, before=part.position_to):
-                fold.feed(stored_event(row))
+            async for stored in iter_events(conn, before=part.position_to):
+                fold.feed(stored)
                 if fold.stopped:
                     break
-                last_recorded = row["recorded_at"].isoformat()
+                if stored.recorded_at is not None:  # a ledger row always has one
+                    last_recorded = stored.recorded_at.isoformat()
             heads = merge_heads(
                 previous.heads if previous else {}, await partition_heads(conn, part)
             )

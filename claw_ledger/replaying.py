@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,7 +38,6 @@ __all__ = [
     "rebuild_and_compare",
     "run_replay",
     "source_size",
-    "stored_event",
     "zoned_time",
 ]
 
@@ -202,22 +201,6 @@ def _lanes(settings: Settings) -> list[str]:
     return [topics.control, topics.ingress]
 
 
-def stored_event(row: Mapping[str, Any]) -> StoredEvent:
-    """A row of :func:`storage.replay_queries.iter_events` as the fold takes it."""
-    return StoredEvent(
-        raw=row["envelope_raw"],
-        partition=row["kafka_partition"],
-        topic=row["kafka_topic"],
-        offset=row["kafka_offset"],
-        ledger_seq=row["ledger_seq"],
-        prev_chain_hash=row["prev_chain_hash"],
-        chain_hash=row["chain_hash"],
-        recorded_at=row["recorded_at"],
-        position=row["position"],
-        event_id=row["event_id"],
-    )
-
-
 async def run_replay(
     settings: Settings,
     request: ReplayRequest,
@@ -333,7 +316,7 @@ async def _replay_ledger(
             # the archived events verified when they were cut; go on from there
             result.fold.resume_snapshot(boundary.state_snapshot)
             result.archived = boundary.to_json()
-        events = (stored_event(row) async for row in iter_events(conn))
+        events = iter_events(conn)
         async for chunk in pool.averdicts(events, _raw):
             if on_verdicts is not None:
                 on_verdicts(chunk)

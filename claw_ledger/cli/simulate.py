@@ -34,7 +34,6 @@ def _echo_by_action(summary: Any, denied: str, allowed: str) -> None:
 
 async def _simulate(simulation: Any, database_url: str, audited: bool) -> dict[str, Any] | None:
     """Fold the ledger through ``simulation``; the archive cut it started from, if any."""
-    from claw_ledger.replaying import stored_event
     from ledger.replay import StoredEvent
     from ledger.simulate import DECISION_EVENT_TYPES
     from storage.partitions import archive_boundary
@@ -53,8 +52,7 @@ async def _simulate(simulation: Any, database_url: str, audited: bool) -> dict[s
                 simulation.fold.resume_snapshot(boundary.state_snapshot)
             async for position, body in iter_decisions(conn):
                 simulation.expect(position, body)
-            async for row in iter_events(conn, skip_types=skip):
-                stored = stored_event(row)
+            async for stored in iter_events(conn, skip_types=skip):
                 if audited:
                     # the chain was checked by audit; with the decisions left out
                     # the fold computes its own links instead of checking the stored ones
