@@ -28,6 +28,7 @@ from ledger.envelope import SignedEnvelope, format_timestamp, sign_envelope, ver
 from ledger.errors import ReasonCode, ReceiptError, validation_summary
 
 __all__ = [
+    "DEFAULT_GATEWAY_ID",
     "MAX_RECEIPT_BYTES",
     "RECEIPT_ENVELOPE_TYPE",
     "RECEIPT_VERSION",
@@ -44,6 +45,8 @@ __all__ = [
 ]
 
 RECEIPT_ENVELOPE_TYPE = "gateway_receipt"
+#: the ``gateway_id`` of a receipt whose gateway gives none
+DEFAULT_GATEWAY_ID = "claw-ledger-gateway"
 RECEIPT_VERSION = "1"
 MAX_RECEIPT_BYTES = 64 * 1024
 
@@ -114,12 +117,12 @@ def build_receipt_payload(
     *,
     request: bytes,
     response: bytes,
-    gateway_id: str,
+    gateway_id: str = DEFAULT_GATEWAY_ID,
     provider: str,
     model: str,
-    tokens_input: int,
-    tokens_output: int,
-    latency_ms: int,
+    tokens_input: int = 0,
+    tokens_output: int = 0,
+    latency_ms: int = 0,
     binding: ReceiptBinding | Mapping[str, Any],
     receipt_id: str | None = None,
     timestamp: str | None = None,

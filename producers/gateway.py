@@ -26,11 +26,16 @@ with one ``receipt.recorded`` event per receipt (order kept per job):
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, Unpack
 
 from ledger.crypto import KeyPair
 from ledger.envelope import SignedEnvelope
-from ledger.receipts import ReceiptBinding, build_receipt_payload, sign_receipt
+from ledger.receipts import (
+    DEFAULT_GATEWAY_ID,
+    ReceiptBinding,
+    build_receipt_payload,
+    sign_receipt,
+)
 from producers.sdk import NewEvent, blocking
 
 if TYPE_CHECKING:
@@ -39,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_GATEWAY_ID",
+    "ModelCall",
     "ReceiptBinding",
     "build_gateway_receipt",
     "publish_receipt",
@@ -48,40 +54,35 @@ __all__ = [
     "record_model_call",
 ]
 
-DEFAULT_GATEWAY_ID = "claw-ledger-gateway"
 RECEIPT_EVENT_TYPE = "receipt.recorded"
+
+
+class ModelCall(TypedDict):
+    """One model call as its receipt records it: the exact bytes that crossed the
+    gateway, the call's facts and the binding (``gateway_id`` defaults to
+    :data:`DEFAULT_GATEWAY_ID`, the counts to 0)."""
+
+    request: bytes
+    response: bytes
+    provider: str
+    model: str
+    binding: ReceiptBinding | Mapping[str, Any]
+    gateway_id: NotRequired[str]
+    tokens_input: NotRequired[int]
+    tokens_output: NotRequired[int]
+    latency_ms: NotRequired[int]
 
 
 def build_gateway_receipt(
     *,
-    request: bytes,
-    response: bytes,
-    provider: str,
-    model: str,
-    binding: ReceiptBinding | Mapping[str, Any],
     key: KeyPair,
-    gateway_id: str = DEFAULT_GATEWAY_ID,
-    tokens_input: int = 0,
-    tokens_output: int = 0,
-    latency_ms: int = 0,
     receipt_id: str | None = None,
     timestamp: str | None = None,
     issued_at: str | None = None,
+    **call: Unpack[ModelCall],
 ) -> SignedEnvelope:
     """Hash the exact bytes, build the receipt payload and sign it with ``key``."""
-    payload = build_receipt_payload(
-        request=request,
-        response=response,
-        gateway_id=gateway_id,
-        provider=provider,
-        model=model,
-        tokens_input=tokens_input,
-        tokens_output=tokens_output,
-        latency_ms=latency_ms,
-        binding=binding,
-        receipt_id=receipt_id,
-        timestamp=timestamp,
-    )
+    payload = build_receipt_payload(receipt_id=receipt_id, timestamp=timestamp, **call)
     return sign_receipt(payload, key, issued_at=issued_at)
 
 
@@ -130,31 +131,12 @@ def record_model_call(
     key: KeyPair,
     *,
     job_id: str,
-    request: bytes,
-    response: bytes,
-    provider: str,
-    model: str,
-    binding: ReceiptBinding | Mapping[str, Any],
-    gateway_id: str = DEFAULT_GATEWAY_ID,
-    tokens_input: int = 0,
-    tokens_output: int = 0,
-    latency_ms: int = 0,
     wait: bool = True,
     keep: Callable[[SignedEnvelope], object] = lambda _receipt: None,
+    **call: Unpack[ModelCall],
 ) -> tuple[SignedEnvelope, PublishOutcome]:
     """Build, sign and publish the receipt of one model call (blocking); ``keep``
     is given the signed receipt before it is published (e.g. to write it to a file)."""
-    receipt = build_gateway_receipt(
-        request=request,
-        response=response,
-        provider=provider,
-        model=model,
-        binding=binding,
-        key=key,
-        gateway_id=gateway_id,
-        tokens_input=tokens_input,
-        tokens_output=tokens_output,
-        latency_ms=latency_ms,
-    )
+    receipt = build_gateway_receipt(key=key, **call)
     keep(receipt)
     return receipt, publish_receipt_sync(target, key, job_id, receipt, wait=wait)
