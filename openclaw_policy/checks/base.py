@@ -23,11 +23,11 @@ __all__ = [
     "Message",
     "PolicyRule",
     "entry_findings",
-    "field_is_not",
     "get_path",
     "has_rule",
     "listed",
     "located_finding",
+    "mirrors",
     "read_policy_boolean",
     "read_policy_string_array",
     "read_string_list",
@@ -42,9 +42,10 @@ Match = Callable[[Entry, Any], bool]
 Message = Callable[[Entry, Any], str]
 
 
-def field_is_not(kind: str, field: str, expected: bool) -> Match:
-    """Matches an entry of ``kind`` whose ``field`` is anything but ``expected`` (even absent)."""
-    return lambda entry, _: entry["kind"] == kind and entry.get(field) is not expected
+def mirrors(kind: str, field: str) -> Match:
+    """For a :func:`when_true`/:func:`when_false` rule: matches an entry of ``kind`` whose
+    ``field`` is anything but the flag the policy requires (even absent)."""
+    return lambda entry, flag: entry["kind"] == kind and entry.get(field) is not flag
 
 
 def get_path(value: Any, path: tuple[str, ...]) -> Any:
@@ -210,10 +211,11 @@ def listed(
     return PolicyRule(path, read)
 
 
-def _when(path: str, expected: bool) -> PolicyRule:
+def _when(path: str, flag: bool) -> PolicyRule:
+    """Active only when the policy says ``flag`` at ``path``; the rule's value is ``flag``."""
     keys = tuple(path.split("."))
     return PolicyRule(
-        path, lambda policy, _: True if read_policy_boolean(policy, keys) is expected else None
+        path, lambda policy, _: flag if read_policy_boolean(policy, keys) is flag else None
     )
 
 

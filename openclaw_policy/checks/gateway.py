@@ -8,9 +8,9 @@ from openclaw_policy import findings as ids
 from openclaw_policy.checks.base import (
     EntryCheck,
     entry_findings,
-    field_is_not,
     has_rule,
     listed,
+    mirrors,
     when_false,
     when_true,
 )
@@ -51,7 +51,7 @@ GATEWAY_CHECKS: Final = (
     EntryCheck(
         ids.GATEWAY_RATE_LIMIT_MISSING,
         when_true("gateway.auth.requireExplicitRateLimit"),
-        field_is_not("authRateLimit", "explicit", True),
+        mirrors("authRateLimit", "explicit"),
         lambda _e, _: "Gateway authentication rate-limit posture is not explicit.",
         "Configure gateway.auth.rateLimit or update policy after review.",
     ),
@@ -88,7 +88,7 @@ GATEWAY_CHECKS: Final = (
     EntryCheck(
         ids.GATEWAY_HTTP_URL_FETCH_UNRESTRICTED,
         when_true("gateway.http.requireUrlAllowlists"),
-        field_is_not("httpUrlFetch", "hasAllowlist", True),
+        mirrors("httpUrlFetch", "hasAllowlist"),
         lambda e, _: f"Gateway HTTP URL-fetch input '{e['id']}' has no URL allowlist.",
         "Add a urlAllowlist for this URL-fetch input or update policy after review.",
     ),

@@ -11,10 +11,10 @@ from openclaw_policy.checks.base import (
     Message,
     PolicyRule,
     entry_findings,
-    field_is_not,
     has_rule,
     listed,
     located_finding,
+    mirrors,
     read_string_list,
     when_false,
     when_true,
@@ -63,6 +63,19 @@ def _exec_check(check_id: str, kind: str, rule: str, setting: str) -> EntryCheck
     )
 
 
+def _setting_check(
+    check_id: str, rule: PolicyRule, kind: str, problem: str, setting: str
+) -> EntryCheck:
+    """A ``kind`` entry whose ``value`` is not the flag ``rule`` requires: ``setting`` fixes it."""
+    return EntryCheck(
+        check_id,
+        rule,
+        mirrors(kind, "value"),
+        lambda e, _: f"{_label(e)} {problem}.",
+        f"Set {setting} or update policy after review.",
+    )
+
+
 TOOL_POSTURE_CHECKS: Final = (
     EntryCheck(
         ids.TOOLS_PROFILE_UNAPPROVED,
@@ -71,24 +84,24 @@ TOOL_POSTURE_CHECKS: Final = (
         lambda e, _: f"{_label(e)} uses unapproved tool profile '{e['value']}'.",
         "Use an approved tools.profile value or update policy after review.",
     ),
-    EntryCheck(
+    _setting_check(
         ids.TOOLS_FS_WORKSPACE_ONLY_REQUIRED,
         when_true("tools.fs.requireWorkspaceOnly"),
-        field_is_not("fsWorkspaceOnly", "value", True),
-        lambda e, _: f"{_label(e)} does not require workspace-only filesystem tools.",
-        "Set tools.fs.workspaceOnly=true or update policy after review.",
+        "fsWorkspaceOnly",
+        "does not require workspace-only filesystem tools",
+        "tools.fs.workspaceOnly=true",
     ),
     _exec_check(
         ids.TOOLS_EXEC_SECURITY_UNAPPROVED, "execSecurity", "allowSecurity", "exec security"
     ),
     _exec_check(ids.TOOLS_EXEC_ASK_UNAPPROVED, "execAsk", "requireAsk", "exec ask"),
     _exec_check(ids.TOOLS_EXEC_HOST_UNAPPROVED, "execHost", "allowHosts", "exec host"),
-    EntryCheck(
+    _setting_check(
         ids.TOOLS_ELEVATED_ENABLED,
         when_false("tools.elevated.allow"),
-        field_is_not("elevatedEnabled", "value", False),
-        lambda e, _: f"{_label(e)} permits elevated tool mode.",
-        "Set tools.elevated.enabled=false or update policy after review.",
+        "elevatedEnabled",
+        "permits elevated tool mode",
+        "tools.elevated.enabled=false",
     ),
 )
 
