@@ -9,7 +9,7 @@ rule family module is mostly a table.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from openclaw_policy.evidence import Entry
@@ -95,22 +95,14 @@ def read_policy_boolean(policy: Any, path: tuple[str, ...]) -> bool | None:
 
 
 def located_finding(
-    check_id: str,
-    message: str,
-    source: str,
-    requirement: str,
-    fix_hint: str,
-    *,
-    path: str = CONFIG_PATH_LABEL,
-    line: int | None = None,
+    check_id: str, message: str, source: str, requirement: str, fix_hint: str
 ) -> Finding:
-    """A finding at a config (or TOOLS.md) location, against a policy requirement."""
+    """A finding at a config location, against a policy requirement."""
     return Finding(
         check_id,
         "error",
         message,
-        path=path,
-        line=line,
+        path=CONFIG_PATH_LABEL,
         oc_path=source,
         target=source,
         requirement=requirement,
@@ -156,15 +148,15 @@ class EntryCheck:
     locate: Callable[[Entry], str] = _entry_source
 
     def finding(self, entry: Entry, rule: Any, doc: str) -> Finding:
-        return located_finding(
+        found = located_finding(
             self.check_id,
             self.message(entry, rule),
             self.locate(entry),
             f"oc://{doc}/{self.rule.requirement}",
             self.hint,
-            path=self.path,
-            line=entry["line"] if self.with_line else None,
         )
+        # a TOOLS.md check points at the file and the tool's line instead
+        return replace(found, path=self.path, line=entry["line"] if self.with_line else None)
 
 
 def entry_findings(
