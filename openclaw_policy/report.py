@@ -56,19 +56,26 @@ def iso_timestamp(moment: datetime) -> str:
 class PolicyCheckResult:
     """Everything ``policy check`` reports. :meth:`to_json` is the ``--json`` document."""
 
-    ok: bool
-    exit_code: int
-    attestation: PolicyAttestation | None
     evidence: dict[str, Any]
     checks_run: int
     checks_skipped: int
+    #: the findings at or above the severity asked for (``ok`` when there are none)
     findings: tuple[Finding, ...]
     attested_findings: tuple[Finding, ...]
-    expected_attestation_hash: str | None
     policy_path: str
-    policy_file: Path | None
     config_path: Path
-    workspace_dir: Path | None
+    attestation: PolicyAttestation | None = None
+    expected_attestation_hash: str | None = None
+    policy_file: Path | None = None
+    workspace_dir: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.findings else 0
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"ok": self.ok}
@@ -162,19 +169,13 @@ def run_policy_check(
         )
         visible = tuple(f for f in invalid if meets_severity(f, minimum))
         return PolicyCheckResult(
-            ok=not visible,
-            exit_code=1 if visible else 0,
-            attestation=None,
             evidence={"channels": []},
             checks_run=1,
             checks_skipped=len(POLICY_CHECK_IDS),
             findings=visible,
             attested_findings=invalid,
-            expected_attestation_hash=None,
             policy_path=DEFAULT_POLICY_FILE,
-            policy_file=None,
             config_path=resolved_config,
-            workspace_dir=None,
         )
     cfg = snapshot.config
     settings = policy_settings_from_config(cfg)
@@ -219,8 +220,6 @@ def run_policy_check(
         findings=evaluation.attested_findings,
     )
     return PolicyCheckResult(
-        ok=not visible,
-        exit_code=1 if visible else 0,
         attestation=attestation,
         evidence=evaluation.evidence,
         checks_run=len(POLICY_CHECK_IDS),
