@@ -94,15 +94,10 @@ def chain_entry(
     payload_hash_b64u: str,
     prev_hash_b64u: str | None,
 ) -> dict[str, Any]:
-    """A complete chain entry, ``event_hash_b64u`` included."""
-    entry: dict[str, Any] = {
-        "event_id": event_id,
-        "run_id": run_id,
-        "event_type": event_type,
-        "timestamp": timestamp,
-        "payload_hash_b64u": payload_hash_b64u,
-        "prev_hash_b64u": prev_hash_b64u,
-    }
+    """A complete chain entry: the :data:`CHAIN_HASH_FIELDS` in their order, then
+    ``event_hash_b64u``."""
+    values = (event_id, run_id, event_type, timestamp, payload_hash_b64u, prev_hash_b64u)
+    entry: dict[str, Any] = dict(zip(CHAIN_HASH_FIELDS, values, strict=True))
     entry["event_hash_b64u"] = event_hash_b64u(entry)
     return entry
 
