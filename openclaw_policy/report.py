@@ -52,21 +52,21 @@ def iso_timestamp(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PolicyCheckResult:
     """Everything ``policy check`` reports. :meth:`to_json` is the ``--json`` document."""
 
+    attestation: PolicyAttestation | None = None
     evidence: dict[str, Any]
     checks_run: int
     checks_skipped: int
     #: the findings at or above the severity asked for (``ok`` when there are none)
     findings: tuple[Finding, ...]
     attested_findings: tuple[Finding, ...]
-    policy_path: str
-    config_path: Path
-    attestation: PolicyAttestation | None = None
     expected_attestation_hash: str | None = None
+    policy_path: str
     policy_file: Path | None = None
+    config_path: Path
     workspace_dir: Path | None = None
 
     @property
