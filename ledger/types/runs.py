@@ -142,6 +142,20 @@ def _append_chain(job: dict[str, Any], ctx: EventContext) -> None:
     job["event_chain"] = [*chain, entry]
 
 
+def _advance(
+    job: dict[str, Any], ctx: EventContext, status: str, verb: str, **fields: Any
+) -> list[ProjectionRow]:
+    """The job moves to ``status`` by this event: ``fields``, then ``{verb}_event_id`` and
+    ``{verb}_at``; its event chain gains the event."""
+    job.update(
+        status=status,
+        **fields,
+        **{f"{verb}_event_id": ctx.event.event_id, f"{verb}_at": ctx.event.occurred_at},
+    )
+    _append_chain(job, ctx)
+    return [row("jobs", "job_id", job)]
+
+
 _JOBS = Known(
     "jobs",
     ManifestError,
@@ -350,18 +364,16 @@ def _apply_started(
     state: LedgerState, ctx: EventContext, settings: RuleSettings, /
 ) -> list[ProjectionRow]:
     body = body_of(ctx, RunStarted)
-    job = state.jobs[body.job_id]
     token = state.tokens[body.cst_jti]
-    job.update(
-        status=JOB_RUNNING,
+    return _advance(
+        state.jobs[body.job_id],
+        ctx,
+        JOB_RUNNING,
+        "started",
         cst_jti=body.cst_jti,
         sub=token["sub"],
         token_scope_hash_b64u=token["token_scope_hash_b64u"],
-        started_event_id=ctx.event.event_id,
-        started_at=ctx.event.occurred_at,
     )
-    _append_chain(job, ctx)
-    return [row("jobs", "job_id", job)]
 
 
 # --- receipt.recorded -----------------------------------------------------------------
@@ -472,16 +484,15 @@ def _apply_completed(
     job = state.jobs[body.job_id]
     outputs = [{"name": o.name, "sha256": o.sha256} for o in body.outputs]
     flags = output_flags(list(job["urm"].get("expected_outputs") or []), outputs)
-    job.update(
-        status=JOB_COMPLETED,
+    return _advance(
+        job,
+        ctx,
+        JOB_COMPLETED,
+        "completed",
         outputs=outputs,
         output_flags=flags,
         outputs_match=not flags,
-        completed_event_id=ctx.event.event_id,
-        completed_at=ctx.event.occurred_at,
     )
-    _append_chain(job, ctx)
-    return [row("jobs", "job_id", job)]
 
 
 #: event type, body, stream, roles, projections written; check, apply, timeline summary
