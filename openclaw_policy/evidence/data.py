@@ -41,9 +41,11 @@ _SECRET_INPUT_KEYS: Final = frozenset(
         "knownhostsdata",
     }
 )
-_ENV_TEMPLATE = re.compile(r"\$\{([A-Z][A-Z0-9_]{0,127})\}\Z")
-_ENV_SHORTHAND = re.compile(r"\$([A-Z][A-Z0-9_]{0,127})\Z")
-_ENV_ID = re.compile(r"[A-Z][A-Z0-9_]{0,127}\Z")
+#: an environment variable name as SecretRef inputs spell it
+_ENV_NAME = "[A-Z][A-Z0-9_]{0,127}"
+_ENV_TEMPLATE = re.compile(rf"\$\{{({_ENV_NAME})\}}\Z")
+_ENV_SHORTHAND = re.compile(rf"\$({_ENV_NAME})\Z")
+_ENV_ID = re.compile(rf"{_ENV_NAME}\Z")
 _LEGACY_ENV_PREFIXES: Final = ("secretref-env:", "__env__:")
 
 
