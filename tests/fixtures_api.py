@@ -42,12 +42,14 @@ class UvicornThread:
     def __init__(self, app: Any) -> None:
         import uvicorn
 
+        from claw_ledger.api.limits import SERVER_OPTIONS
+
         self.app = app
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
-        config = uvicorn.Config(app, log_level="warning", lifespan="on", server_header=False)
+        config = uvicorn.Config(app, log_level="warning", lifespan="on", **SERVER_OPTIONS)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=lambda: asyncio.run(self.server.serve(sockets=[self.sock])), daemon=True

@@ -12,16 +12,28 @@ fixed amount before the request reaches this check.
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from claw_ledger.api.errors import error_response
 from ledger.errors import ReasonCode
 
-__all__ = ["DEFAULT_MAX_BODY", "MAX_HEAD_BYTES", "BodyLimit"]
+__all__ = ["DEFAULT_MAX_BODY", "MAX_HEAD_BYTES", "SERVER_OPTIONS", "BodyLimit"]
 
 DEFAULT_MAX_BODY = 64 * 1024
 #: the request line and headers together, in bytes
 MAX_HEAD_BYTES = 16 * 1024
+
+#: how ``claw-ledger serve`` runs uvicorn (and the tests' server, so that they
+#: meet the same server). With h11 (when httptools is missing) the parser itself
+#: holds the head bound; :class:`BodyLimit` answers 431 API_HEADERS_TOO_LARGE
+#: under either parser.
+SERVER_OPTIONS: dict[str, Any] = {
+    "server_header": False,
+    "proxy_headers": False,
+    "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
+}
 
 
 class _TooLarge(Exception):

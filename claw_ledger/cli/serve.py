@@ -76,7 +76,7 @@ def command(
 
     from claw_ledger.api import ApiConfig, create_app
     from claw_ledger.api.features import ledger_features, mount_trust_pulse
-    from claw_ledger.api.limits import MAX_HEAD_BYTES
+    from claw_ledger.api.limits import SERVER_OPTIONS
     from ledger.errors import ConfigError
 
     resolved = settings()
@@ -95,14 +95,4 @@ def command(
     app = create_app(config=config)
     mount_trust_pulse(app, config.reader_url)
     click.echo(f"claw-ledger API on http://{host}:{port} (docs at /docs)", err=True)
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        server_header=False,
-        proxy_headers=False,
-        # with h11 (when httptools is missing) the parser itself holds the bound;
-        # the middleware answers 431 API_HEADERS_TOO_LARGE under either parser
-        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
-    )
+    uvicorn.run(app, host=host, port=port, log_level=log_level, **SERVER_OPTIONS)
