@@ -25,7 +25,7 @@ with one ``receipt.recorded`` event per receipt (order kept per job):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, Unpack
 
 from ledger.crypto import KeyPair
@@ -132,11 +132,8 @@ def record_model_call(
     *,
     job_id: str,
     wait: bool = True,
-    keep: Callable[[SignedEnvelope], object] = lambda _receipt: None,
     **call: Unpack[ModelCall],
 ) -> tuple[SignedEnvelope, PublishOutcome]:
-    """Build, sign and publish the receipt of one model call (blocking); ``keep``
-    is given the signed receipt before it is published (e.g. to write it to a file)."""
+    """Build, sign and publish the receipt of one model call (blocking)."""
     receipt = build_gateway_receipt(key=key, **call)
-    keep(receipt)
     return receipt, publish_receipt_sync(target, key, job_id, receipt, wait=wait)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
@@ -20,9 +19,6 @@ from claw_ledger.cli.common import (
     signing_options,
 )
 from ledger.errors import ReasonCode, ReceiptError, RejectedError
-
-if TYPE_CHECKING:
-    from ledger.envelope import SignedEnvelope
 
 __all__ = ["command"]
 
@@ -98,7 +94,7 @@ def record(
     signature, a signer without the gateway role, or a binding that does not
     match the job.
     """
-    from producers.gateway import record_model_call
+    from producers.gateway import build_gateway_receipt, publish_receipt_sync
 
     job_key = job_id or run_id
     if not job_key:
@@ -114,16 +110,9 @@ def record(
     scope = token_scope_hash or job.get("token_scope_hash_b64u")
     if scope:
         binding["token_scope_hash_b64u"] = scope
-
-    def keep(receipt: SignedEnvelope) -> None:
-        if out:
-            Path(out).write_bytes(receipt.to_bytes() + b"\n")
-
     key = resolve_key(key_ref)
-    receipt, outcome = record_model_call(
-        publish_target(),
-        key,
-        job_id=job_key,
+    receipt = build_gateway_receipt(
+        key=key,
         request=Path(request_file).read_bytes(),
         response=Path(response_file).read_bytes(),
         provider=provider,
@@ -133,9 +122,10 @@ def record(
         tokens_input=tokens_input,
         tokens_output=tokens_output,
         latency_ms=latency_ms,
-        keep=keep,
     )
-    outcome.check()
+    if out:
+        Path(out).write_bytes(receipt.to_bytes() + b"\n")
+    outcome = publish_receipt_sync(publish_target(), key, job_key, receipt).check()
     receipt_id = receipt.payload["receipt_id"]
     if as_json:
         emit_json({"receipt": receipt.to_dict(), "ledger": outcome.to_dict()})
