@@ -62,7 +62,10 @@ class PacedSend:
 async def paced_publish(
     ledger: BenchLedger, events: list[tuple[str, str, bytes]], rate: float
 ) -> PacedSend:
-    """Send pre-signed ``events`` one by one at a steady ``rate`` per second.
+    """Send pre-signed ``events`` one by one at a steady ``rate`` per second, to
+    the ingress topic, as the capacity runs do: the load is a fraction of the
+    capacity measured there (the bench's ``agent.halted`` events would go to
+    the control lane if routed by type, a path not built for bulk).
 
     Each wake-up sends every event that is due by then (never more), so the
     sends follow the schedule to within the event loop's timer resolution
@@ -87,7 +90,7 @@ async def paced_publish(
                 event_id, stream, raw = events[n]
                 scheduled[event_id] = began_wall + n / rate
                 lags.append(max(0.0, time.monotonic() - began_mono - n / rate))
-                futures.append(await producer.send_raw(raw, stream, event_id))
+                futures.append(await producer.send_raw(raw, stream, event_id, topic=producer.topic))
                 n += 1
             if n < len(events):
                 await asyncio.sleep(max(0.0, began_mono + n / rate - time.monotonic()))
