@@ -403,8 +403,45 @@ _STRICT_DECODER = json.JSONDecoder(
 )
 
 
+def _holds_float(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is float:
+            return True
+    return False
+
+
+def _parse_compact(data: bytes) -> Any | None:
+    """The value of ``data`` by orjson, when that is certainly the strict decoder's
+    value and every number in it is a safe integer; else ``None``.
+
+    It is when orjson writes the value back byte for byte, without a float and
+    with every integer within 2**53: a duplicate key (orjson keeps one), an
+    escape orjson would not write, whitespace or another spelling of a number
+    would not come back the same. Signed envelopes are compact JSON in which
+    that holds, and orjson parses them several times faster.
+    """
+    try:
+        value = orjson.loads(data)
+        again = orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):
+        return None
+    if again != data or _holds_float(value):
+        return None
+    return value
+
+
 def parse_json_tracking(data: bytes) -> tuple[Any, bool]:
     """:func:`parse_json_strict`, also telling whether every number is a safe integer."""
+    value = _parse_compact(data)
+    if value is not None:
+        return value, True
     text = data.decode("utf-8")
     _number_seen.special = False
     value = _TRACKING_DECODER.decode(text)
@@ -432,6 +469,9 @@ def parse_json_strict(data: bytes) -> Any:
     Duplicate keys are refused because two parsers may keep different values,
     and the bytes that were signed must mean one thing.
     """
+    value = _parse_compact(data)
+    if value is not None:
+        return value
     return _STRICT_DECODER.decode(data.decode("utf-8"))
 
 

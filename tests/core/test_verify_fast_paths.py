@@ -55,13 +55,19 @@ def json_values(numbers: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 
 class _NoFastEncoder:
-    """Stands in for orjson: refuses everything, so compact_json takes json.dumps."""
+    """Stands in for orjson: refuses everything, so compact_json takes json.dumps
+    and the parsers the standard library's strict decoder."""
 
     JSONEncodeError = TypeError
+    JSONDecodeError = ValueError
 
     @staticmethod
     def dumps(value: Any, option: int = 0) -> bytes:
         raise TypeError("the reference path, please")
+
+    @staticmethod
+    def loads(data: bytes) -> Any:
+        raise ValueError("the reference path, please")
 
 
 @contextmanager
