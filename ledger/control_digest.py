@@ -23,6 +23,8 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import orjson
+
 from ledger.state import LedgerState, ProjectionRow
 
 __all__ = [
@@ -125,6 +127,16 @@ def canonical_row(row: Mapping[str, Any]) -> bytes:
         # most columns are text or booleans: no call for those
         if type(key) is not str or (type(value) not in _SCALARS and not _plain(value)):
             return reference_canonical_row(kept)
+    # orjson writes such a row as the stdlib encoder does (sorted keys, the same
+    # escapes) unless it holds a character beyond ASCII or DEL, which ensure_ascii
+    # escapes and orjson does not; a tenth of the stdlib's time, twice a control event
+    encoded: bytes | None
+    try:
+        encoded = orjson.dumps(kept, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # a lone surrogate, which the stdlib escapes
+        encoded = None
+    if encoded is not None and encoded.isascii() and b"\x7f" not in encoded:
+        return encoded
     # the C encoder, once per row (the per-value walk below cost ~80 µs a row), from
     # one encoder: json.dumps with options builds a new one per call
     return _ROW_ENCODER.encode(kept).encode("ascii")

@@ -38,6 +38,16 @@ def test_floats_and_large_integers_take_the_reference_walk() -> None:
     assert canonical_row({"b": "é", "a": [True, None, 1]}) == b'{"a":[true,null,1],"b":"\\u00e9"}'
 
 
+def test_characters_orjson_writes_otherwise_are_escaped_as_the_stdlib_does() -> None:
+    # DEL and everything beyond ASCII: ensure_ascii escapes them, orjson does not
+    assert canonical_row({"a": "\x7f"}) == b'{"a":"\\u007f"}'
+    assert canonical_row({"\u00e9": 1, "e": "\U0001f600"}) == b'{"e":"\\ud83d\\ude00","\\u00e9":1}'
+    assert canonical_row({"s": "\ud800"}) == b'{"s":"\\ud800"}'  # orjson refuses it
+    assert canonical_row({"z": "\n\x00\x1f", "a": ["\\", '"']}) == (
+        b'{"a":["\\\\","\\""],"z":"\\n\\u0000\\u001f"}'
+    )
+
+
 @settings(max_examples=100)
 @given(
     st.sampled_from(["keys", "tokens", "halts"]), st.dictionaries(st.text(), _values, max_size=6)
