@@ -278,16 +278,31 @@ def jcs_ordered(value: Any) -> tuple[Any, bytes]:
 
 def _has_special_numbers(value: Any) -> bool:
     """True when ``value`` holds a float or an unsafe integer (JSON.stringify differs)."""
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return False
-    if isinstance(value, float):
-        return True
-    if isinstance(value, int):
-        return abs(value) > MAX_SAFE_INTEGER
-    if isinstance(value, dict):
-        return any(_has_special_numbers(v) for v in value.values())
-    if isinstance(value, list | tuple):
-        return any(_has_special_numbers(v) for v in value)
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        # the exact JSON types first: every parsed document is made of them only
+        if kind is str or kind is bool or item is None:
+            continue
+        if kind is dict:
+            stack.extend(item.values())
+        elif kind is list:
+            stack.extend(item)
+        elif kind is int:
+            if abs(item) > MAX_SAFE_INTEGER:
+                return True
+        elif isinstance(item, bool | str):
+            continue
+        elif isinstance(item, float):
+            return True
+        elif isinstance(item, int):
+            if abs(item) > MAX_SAFE_INTEGER:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
     return False
 
 
@@ -403,20 +418,6 @@ _STRICT_DECODER = json.JSONDecoder(
 )
 
 
-def _holds_float(value: Any) -> bool:
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is dict:
-            stack.extend(item.values())
-        elif kind is list:
-            stack.extend(item)
-        elif kind is float:
-            return True
-    return False
-
-
 def _parse_compact(data: bytes) -> Any | None:
     """The value of ``data`` by orjson, when that is certainly the strict decoder's
     value and every number in it is a safe integer; else ``None``.
@@ -432,7 +433,7 @@ def _parse_compact(data: bytes) -> Any | None:
         again = orjson.dumps(value, option=orjson.OPT_STRICT_INTEGER)
     except (orjson.JSONDecodeError, orjson.JSONEncodeError):
         return None
-    if again != data or _holds_float(value):
+    if again != data or _has_special_numbers(value):
         return None
     return value
 
