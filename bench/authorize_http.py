@@ -157,13 +157,13 @@ def _collector_paused() -> Iterator[None]:
     charged to the server (seen beside the slow requests, by a ``gc.callbacks``
     probe). The server's collector is left as it is: its pauses are the server's.
     """
-    gc.freeze()  # what exists now is not scanned again when the collector resumes
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.enable()
-        gc.unfreeze()
+        if was_enabled:
+            gc.enable()
 
 
 async def _paced(rate: float, seconds: float, send: Callable[[int], Awaitable[bool]]) -> _Paced:
