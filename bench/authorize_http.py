@@ -16,14 +16,12 @@ and once with 1,000 authorize requests/s flowing (each decision is a signed
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import math
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from bench.workload import WPC, approved_run, sign_halt_events
 from claw_ledger.apikeys import new_key
 from claw_ledger.config import Settings
 from ledger.crypto import KeyPair, save_key
+from ledger.gc_pause import collector_paused
 from ledger.roles import Role
 from ledger.tokens import build_claims, issue_token
 from ledger.wpc import policy_hash_b64u, sign_wpc
@@ -148,28 +147,15 @@ def _percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The load generator's own garbage collector off while it measures.
-
-    With it on, a full collection over the generator's thousands of requests in
-    flight stalled it for 45–55 ms, and every request due in that time was
-    charged to the server (seen beside the slow requests, by a ``gc.callbacks``
-    probe). The server's collector is left as it is: its pauses are the server's.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 async def _paced(rate: float, seconds: float, send: Callable[[int], Awaitable[bool]]) -> _Paced:
-    """Call ``send(i)`` at ``rate`` per second for ``seconds``; latency from each due time
-    (with the generator's collector paused, :func:`_collector_paused`)."""
-    with _collector_paused():
+    """Call ``send(i)`` at ``rate`` per second for ``seconds``; latency from each due time.
+
+    The generator's own collector is paused meanwhile: a full collection over its
+    thousands of requests in flight stalled it for 45–55 ms, and every request due
+    in that time was charged to the server (ADR 0028). The server's collector is
+    left as it is: its pauses are the server's.
+    """
+    with collector_paused():
         return await _paced_run(rate, seconds, send)
 
 
