@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ledger.instants import format_instant
 from ledger.state import LedgerState, ProjectionRow
 
 __all__ = ["ProjectionDiff", "diff_projections", "point_in_time"]
@@ -101,7 +102,7 @@ def point_in_time(state: LedgerState, at: datetime) -> dict[str, Any]:
     (issued, not revoked, ``iat`` ≤ ``at`` < ``exp``), active policies, running jobs."""
     moment = at.timestamp()
     return {
-        "at": at.isoformat(),
+        "at": format_instant(at),
         "trust_root": state.trust_root,
         "halted": sorted(
             (

@@ -19,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from ledger.errors import ConfigError
+from ledger.instants import format_instant
 
 __all__ = [
     "ArchiveBoundary",
@@ -51,8 +52,8 @@ class EventPartition:
             "name": self.name,
             "position_from": self.position_from,
             "position_to": self.position_to,
-            "created_at": self.created_at.isoformat(),
-            "detached_at": None if self.detached_at is None else self.detached_at.isoformat(),
+            "created_at": format_instant(self.created_at),
+            "detached_at": None if self.detached_at is None else format_instant(self.detached_at),
             "state": "attached" if self.detached_at is None else "detached",
         }
 
@@ -86,7 +87,7 @@ class ArchiveBoundary:
             "before_position": self.before_position,
             "partition": self.partition_name,
             "events": self.events,
-            "detached_at": self.detached_at.isoformat(),
+            "detached_at": format_instant(self.detached_at),
             "detached_by": self.detached_by,
             "chain_heads": [
                 {

@@ -11,6 +11,7 @@ from fastapi import Request
 
 from claw_ledger.api.errors import ApiError
 from ledger.errors import ReasonCode
+from ledger.instants import with_instants
 from storage.api_queries import table_exists
 
 __all__ = ["connection", "feature_record", "not_found", "served_feature_record"]
@@ -57,10 +58,11 @@ async def feature_record(
 async def served_feature_record(
     request: Request, name: str, key: str, missing: str
 ) -> dict[str, Any]:
-    """The record ``key`` of feature ``name`` on a connection of its own; 404 saying
-    ``missing`` when there is none (503 as :func:`feature_record` says)."""
+    """The record ``key`` of feature ``name`` on a connection of its own, its times
+    spelled as every document spells them; 404 saying ``missing`` when there is none
+    (503 as :func:`feature_record` says)."""
     async with connection(request) as conn:
         record = await feature_record(request, conn, name, key)
     if record is None:
         raise not_found(missing)
-    return record
+    return with_instants(record)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+from ledger.instants import format_instant
 
 __all__ = [
     "ErrorBody",
@@ -20,6 +22,10 @@ __all__ = [
     "TimelineRow",
     "Verification",
 ]
+
+#: a time the ledger recorded, written as ``2026-02-12T00:00:00.000000Z`` (one width:
+#: text order is time order)
+Instant = Annotated[datetime, PlainSerializer(format_instant, return_type=str, when_used="json")]
 
 
 class ErrorDetail(BaseModel):
@@ -37,8 +43,8 @@ class TimelineRow(BaseModel):
     event_type: str
     stream: str
     producer: str
-    occurred_at: datetime
-    recorded_at: datetime
+    occurred_at: Instant
+    recorded_at: Instant
     #: the lane's topic (ingress or control, ADR 0024): with the partition, the chain
     kafka_topic: str
     kafka_partition: int
@@ -87,7 +93,7 @@ class QuarantineRow(BaseModel):
     raw_size: int
     kafka_partition: int
     kafka_offset: int
-    received_at: datetime
+    received_at: Instant
     raw: str = Field(description="The refused bytes as UTF-8 (invalid bytes replaced)")
 
 

@@ -16,6 +16,7 @@ from claw_ledger.api.models import EventDocument, QuarantinePage, TimelinePage
 from ledger.chain import chain_hash
 from ledger.encoding import sha256_b64u
 from ledger.errors import ReasonCode
+from ledger.instants import with_instants
 from ledger.timeline import summarize
 from ledger.verify import Rejected, verify_message
 from storage.api_queries import archived_event, event_by_id, quarantine_by_event_id
@@ -188,21 +189,24 @@ async def event(request: Request, event_id: UUID) -> dict[str, Any]:
                         ' again to read it (docs/operations.md, "Archiving old events")',
                     )
                 raise not_found(f"no event {key} in the ledger or its quarantine")
-            return {
-                "event_id": key,
-                "status": "quarantined",
-                "reason_code": refused["reason_code"],
-                "detail": refused["detail"],
-                "raw": bytes(refused["raw"]).decode("utf-8", "replace"),
-                "received_at": refused["received_at"],
-                "kafka_partition": refused["kafka_partition"],
-                "kafka_offset": refused["kafka_offset"],
-            }
+            return with_instants(
+                {
+                    "event_id": key,
+                    "status": "quarantined",
+                    "reason_code": refused["reason_code"],
+                    "detail": refused["detail"],
+                    "raw": bytes(refused["raw"]).decode("utf-8", "replace"),
+                    "received_at": refused["received_at"],
+                    "kafka_partition": refused["kafka_partition"],
+                    "kafka_offset": refused["kafka_offset"],
+                }
+            )
         proof = None
         if request.app.state.config.features.inclusion_proof is not None:
             proof = await feature_record(request, conn, "inclusion_proof", key)
     raw = bytes(row.pop("envelope_raw"))
-    return row | {
+    # the extra fields of EventDocument are written as they are: spell the times here
+    return with_instants(row) | {
         "status": "committed",
         "envelope": raw.decode("utf-8"),
         "verification": _verification(row | {"envelope_raw": raw}),

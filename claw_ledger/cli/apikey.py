@@ -12,6 +12,7 @@ import click
 
 from claw_ledger.apikeys import ROLE_SCOPES, ROLES
 from claw_ledger.cli.common import emit_json, json_option, print_table, run_async, settings
+from ledger.instants import format_instant
 
 __all__ = ["command"]
 
@@ -37,8 +38,8 @@ def _row_json(row: dict[str, Any]) -> dict[str, Any]:
         "name": row["name"],
         "key_id": row["key_id"],
         "role": row["role"],
-        "created_at": row["created_at"].isoformat(),
-        "revoked_at": row["revoked_at"].isoformat() if row["revoked_at"] else None,
+        "created_at": format_instant(row["created_at"]),
+        "revoked_at": format_instant(row["revoked_at"]) if row["revoked_at"] else None,
     }
 
 

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from claw_ledger.cli.common import emit_json, jobs_option, json_option, run_async, settings
 from ledger.audit import AuditProblem, ProblemKind
+from ledger.instants import format_instant
 
 if TYPE_CHECKING:
     from ledger.replay import StoredEvent
@@ -320,7 +321,7 @@ def quarantine_command(reason: str | None, after: int, limit: int, as_json: bool
         rows = []
         for row in page.rows:
             out = dict(row)
-            out["received_at"] = row["received_at"].isoformat()
+            out["received_at"] = format_instant(row["received_at"])
             out["raw"] = bytes(row["raw"]).decode("utf-8", "replace")
             rows.append(out)
         emit_json({"rows": rows, "next_cursor": page.next_cursor})

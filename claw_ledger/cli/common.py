@@ -20,6 +20,7 @@ import click
 from claw_ledger.config import Settings, load_settings
 from ledger.crypto import KeyPair, load_key
 from ledger.errors import ConfigError, PolicyError, ReasonCode
+from ledger.instants import format_instant
 
 if TYPE_CHECKING:
     from consumers.config import ProcessorConfig
@@ -149,8 +150,16 @@ def print_table(
     Console().print(table)
 
 
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_instant(value)
+    return str(value)
+
+
 def emit_json(document: Any) -> None:
-    click.echo(json.dumps(document, indent=2, sort_keys=False, default=str))
+    """``document`` as indented JSON on stdout; times spelled as the API spells
+    them (``ledger.instants``), anything else JSON has no type for as its text."""
+    click.echo(json.dumps(document, indent=2, sort_keys=False, default=_json_value))
 
 
 def exit_with_running_status(name: str, pid: int | None, as_json: bool) -> NoReturn:

@@ -15,6 +15,7 @@ from claw_ledger.cli.common import (
     settings,
     zoned_time_option,
 )
+from ledger.instants import format_instant
 from ledger.timeline import summarize
 
 __all__ = ["command"]
@@ -88,5 +89,5 @@ def command(
 def _json_row(row: dict[str, Any]) -> dict[str, Any]:
     out = dict(row)
     for name in ("occurred_at", "recorded_at"):
-        out[name] = row[name].isoformat()
+        out[name] = format_instant(row[name])
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime
 from typing import Any
@@ -9,7 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
+from ledger.instants import format_instant
 from tests.fixtures_api import ApiLedger
+from tests.fixtures_ledger import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -132,6 +135,45 @@ async def test_quarantine_pages_match_the_database(
     await _pages_match_the_database(api_ledger, reader, "/v1/quarantine", refused, limit=1)
     halted = _pages(reader, "/v1/quarantine", reason="AGENT_HALTED", limit=10)
     assert halted and {r["reason_code"] for r in halted} == {"AGENT_HALTED"}
+
+
+#: a recorded time as every document spells it (ledger.instants)
+RECORDED_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
+
+
+async def test_recorded_times_read_the_same_in_every_document(
+    api_ledger: ApiLedger, reader: httpx.Client
+) -> None:
+    """One spelling (UTC, six fraction digits, ``Z``) in the timeline, the event
+    document, the quarantine and the CLI's JSON: the same instant is the same text,
+    and text order is time order."""
+    committed, refused = api_ledger.demo.committed_event, api_ledger.demo.quarantined_event
+    (stored,) = await _fetch(
+        api_ledger,
+        "SELECT occurred_at, recorded_at FROM events WHERE event_id = $1::uuid",
+        committed,
+    )
+    (quarantined,) = await _fetch(
+        api_ledger, "SELECT received_at FROM quarantine WHERE event_id = $1", refused
+    )
+    expected = {name: format_instant(stored[name]) for name in ("occurred_at", "recorded_at")}
+    timeline = _pages(reader, "/v1/timeline", limit=50)
+    (in_timeline,) = [r for r in timeline if r["event_id"] == committed]
+    document = reader.get(f"/v1/events/{committed}").json()
+    cli = run_cli(api_ledger.harness.env, "timeline", "--json", "--limit", "1000")
+    assert cli.returncode == 0, cli.stderr
+    (in_cli,) = [r for r in json.loads(cli.stdout)["rows"] if r["event_id"] == committed]
+    for seen in (in_timeline, document, in_cli):
+        assert {name: seen[name] for name in expected} == expected
+    received = format_instant(quarantined["received_at"])
+    assert reader.get(f"/v1/events/{refused}").json()["received_at"] == received
+    assert received in {r["received_at"] for r in _pages(reader, "/v1/quarantine", limit=50)}
+    everywhere = [r[name] for r in timeline for name in expected] + [received]
+    assert all(RECORDED_TIME.fullmatch(text) for text in everywhere), everywhere
+    by_time = sorted(
+        timeline, key=lambda r: (datetime.fromisoformat(r["recorded_at"]), r["position"])
+    )
+    assert by_time == sorted(timeline, key=lambda r: (r["recorded_at"], r["position"]))
 
 
 def test_a_run_holds_its_chain_and_receipts(api_ledger: ApiLedger, reader: httpx.Client) -> None:

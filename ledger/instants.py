@@ -1,0 +1,42 @@
+"""How a recorded point in time is spelled in the JSON the CLI and the API write.
+
+Signed documents keep the times they were signed with (``format_timestamp`` in
+:mod:`ledger.envelope`, milliseconds); this is for the times the ledger itself
+records (``recorded_at``, ``received_at``, a checkpoint's ``created_at``…),
+which Postgres holds to the microsecond.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["format_instant", "with_instants"]
+
+
+def format_instant(moment: datetime) -> str:
+    """RFC 3339 in UTC, six fraction digits and ``Z``: ``2026-02-12T00:00:00.000000Z``.
+
+    Every time has the same width, so text order is time order: a spelling that
+    drops a zero fraction would sort ``…:12Z`` after ``…:12.5Z``.
+    """
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{moment!r} has no time zone: it is not a point in time")
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def with_instants(document: Mapping[str, Any]) -> dict[str, Any]:
+    """``document`` with every ``datetime`` in it, at any depth of its dicts, lists
+    and tuples, spelled by :func:`format_instant` (a document about to become JSON)."""
+    return {key: _spelled(value) for key, value in document.items()}
+
+
+def _spelled(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_instant(value)
+    if isinstance(value, Mapping):
+        return with_instants(value)
+    if isinstance(value, list | tuple):
+        return [_spelled(item) for item in value]
+    return value
