@@ -304,7 +304,7 @@ async def _replay_ledger(
 ) -> None:
     from storage.partitions import archive_boundary
     from storage.projection_queries import connection
-    from storage.replay_queries import iter_events
+    from storage.replay_queries import iter_event_batches
 
     async with (
         connection(database_url) as conn,
@@ -316,8 +316,8 @@ async def _replay_ledger(
             # the archived events verified when they were cut; go on from there
             result.fold.resume_snapshot(boundary.state_snapshot)
             result.archived = boundary.to_json()
-        events = iter_events(conn)
-        async for chunk in pool.averdicts(events, _raw):
+        events = iter_event_batches(conn)
+        async for chunk in pool.averdicts_of_batches(events, _raw):
             if on_verdicts is not None:
                 on_verdicts(chunk)
             if not result.fold.stopped:

@@ -180,13 +180,21 @@ class VerifyPool:
     ) -> AsyncIterator[list[tuple[T, Verdict]]]:
         """:meth:`verdicts` of an async source; waiting for the workers lets the
         loop read on meanwhile."""
+        async for chunk in self.averdicts_of_batches(_batched(items, self.chunk), raw):
+            yield chunk
+
+    async def averdicts_of_batches(
+        self, batches: AsyncIterable[list[T]], raw: Callable[[T], bytes]
+    ) -> AsyncIterator[list[tuple[T, Verdict]]]:
+        """:meth:`averdicts` of a source that hands over lists of items (a database
+        cursor's pages): no await per item."""
         inflight: deque[_Chunk[T]] = deque()
         batch: list[T] = []
-        async for item in items:
-            batch.append(item)
-            if len(batch) >= self.chunk:
-                inflight.append(self._start(batch, raw))
-                batch = []
+        async for items in batches:
+            batch.extend(items)
+            while len(batch) >= self.chunk:
+                inflight.append(self._start(batch[: self.chunk], raw))
+                del batch[: self.chunk]
                 while len(inflight) > self.depth or (inflight and inflight[0].future is None):
                     yield await self._afinish(inflight.popleft())
         if batch:
@@ -200,6 +208,17 @@ class VerifyPool:
         with _worker_failure():
             results: bytes = await asyncio.wrap_future(chunk.future)
         return self._finish(chunk, results)
+
+
+async def _batched(items: AsyncIterable[T], size: int) -> AsyncIterator[list[T]]:
+    batch: list[T] = []
+    async for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 @contextmanager

@@ -26,6 +26,7 @@ __all__ = [
     "create_replay_schema",
     "event_ids_unique",
     "iter_decisions",
+    "iter_event_batches",
     "iter_events",
     "iter_shadowed",
     "read_projection",
@@ -106,16 +107,24 @@ async def iter_shadowed(
         yield int(row["position"]), body if isinstance(body, dict) else json.loads(body)
 
 
-async def iter_events(
+#: the columns of :class:`StoredEvent`, in the order of its fields
+_STORED_EVENT_COLUMNS = (
+    "envelope_raw AS raw, kafka_partition AS partition, kafka_offset AS offset,"
+    " ledger_seq, prev_chain_hash, chain_hash, recorded_at, position,"
+    " event_id::text AS event_id, kafka_topic AS topic"
+)
+
+
+async def iter_event_batches(
     conn: asyncpg.Connection,
-    batch: int = 5000,
+    batch: int = 2000,
     *,
     skip_types: Sequence[str] = (),
     before: int | None = None,
-) -> AsyncIterator[StoredEvent]:
-    """Every ledger event in commit order (``position``), with its stored chain fields;
-    without the rows of ``skip_types``, and only those below position ``before``,
-    when given.
+) -> AsyncIterator[list[StoredEvent]]:
+    """Every ledger event in commit order (``position``), with its stored chain
+    fields, ``batch`` at a time (one round trip each, no per-row await); without
+    the rows of ``skip_types``, and only those below position ``before``, when given.
 
     Call it inside a transaction (a server-side cursor lives in one); a
     repeatable-read one lets the caller read the projections of the same snapshot.
@@ -129,17 +138,24 @@ async def iter_events(
         args.append(before)
         conditions.append(f"position < ${len(args)}")
     where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    cursor = conn.cursor(
-        # the columns named as the fields of StoredEvent
-        "SELECT envelope_raw AS raw, kafka_partition AS partition, kafka_offset AS offset,"
-        " ledger_seq, prev_chain_hash, chain_hash, recorded_at, position,"
-        " event_id::text AS event_id, kafka_topic AS topic"
-        f" FROM events{where} ORDER BY position",
-        *args,
-        prefetch=batch,
+    cursor = await conn.cursor(
+        f"SELECT {_STORED_EVENT_COLUMNS} FROM events{where} ORDER BY position", *args
     )
-    async for row in cursor:
-        yield StoredEvent(**row)
+    while rows := await cursor.fetch(batch):
+        yield [StoredEvent(*row) for row in rows]
+
+
+async def iter_events(
+    conn: asyncpg.Connection,
+    batch: int = 2000,
+    *,
+    skip_types: Sequence[str] = (),
+    before: int | None = None,
+) -> AsyncIterator[StoredEvent]:
+    """:func:`iter_event_batches`, one event at a time."""
+    async for events in iter_event_batches(conn, batch, skip_types=skip_types, before=before):
+        for stored in events:
+            yield stored
 
 
 def _schema(name: str) -> str:

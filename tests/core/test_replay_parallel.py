@@ -184,7 +184,15 @@ def test_a_topic_duplicate_beyond_memory_is_still_a_duplicate(flow: Flow, tmp_pa
     assert fold.accepted == len(raws)
 
 
-def test_an_async_source_gets_the_same_verdicts_in_the_same_order(flow: Flow) -> None:
+#: how an async source hands its events over: one at a time, or in pages of
+#: these sizes in turn (a database cursor's pages; sizes across the chunk of 3)
+_PAGINGS = [None, (1,), (2, 5), (7,), (3, 1, 4)]
+
+
+@pytest.mark.parametrize("pages", _PAGINGS)
+def test_an_async_source_gets_the_same_verdicts_in_the_same_order(
+    flow: Flow, pages: tuple[int, ...] | None
+) -> None:
     raws, _ = flow
     stored = _stored(raws)
     k = len(stored) - 2
@@ -194,10 +202,23 @@ def test_an_async_source_gets_the_same_verdicts_in_the_same_order(flow: Flow) ->
         for event in stored:
             yield event
 
+    async def paged(sizes: tuple[int, ...]) -> AsyncIterator[list[StoredEvent]]:
+        start, turn = 0, 0
+        while start < len(stored):
+            size = sizes[turn % len(sizes)]
+            yield stored[start : start + size]
+            start, turn = start + size, turn + 1
+
     async def collect() -> tuple[list[Any], int]:
         out: list[Any] = []
         with VerifyPool(2, chunk=3) as pool:
-            async for chunk in pool.averdicts(source(), lambda e: e.raw):
+            chunks = (
+                pool.averdicts(source(), lambda e: e.raw)
+                if pages is None
+                else pool.averdicts_of_batches(paged(pages), lambda e: e.raw)
+            )
+            async for chunk in chunks:
+                assert 0 < len(chunk) <= 3
                 out.extend(chunk)
         return out, pool.checked_in_workers
 
@@ -207,3 +228,11 @@ def test_an_async_source_gets_the_same_verdicts_in_the_same_order(flow: Flow) ->
     codes = [v.code if isinstance(v, Rejected) else None for _, v in pairs]
     assert codes == [None] * k + [ReasonCode.SIGNATURE_INVALID, None]
     assert [type(v) for _, v in pairs] == [type(verify_message(e.raw)) for e in stored]
+
+
+def test_the_ledger_query_selects_the_fields_of_a_stored_event_in_order() -> None:
+    """``iter_event_batches`` builds each StoredEvent from a row's values by position."""
+    from storage.replay_queries import _STORED_EVENT_COLUMNS
+
+    names = [column.split()[-1] for column in _STORED_EVENT_COLUMNS.split(",")]
+    assert names == [field.name for field in dataclasses.fields(StoredEvent)]
