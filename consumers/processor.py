@@ -517,6 +517,9 @@ class VerifyingProcessor:
                 batches=plan.batches,
                 projections=plan.projections,
                 copies_tracked=self.copies_tracked,
+                # the version the plan's state was read at: a control row another
+                # lane or processor changed since refuses the batch (planned again)
+                control_base=self._control_version,
             )
         )
         if version is not None and version == self._control_version + 1:

@@ -215,9 +215,10 @@ class DemoFailed(ServiceError):
 
 class StaleBatchError(ServiceError):
     """The store refused a batch commit and wrote nothing: another worker of the
-    group moved a partition's position (or recorded one of its event ids) since
-    this batch was planned. The processor reloads its state and positions and
-    plans the batch again; it is a race, not bad input."""
+    group moved a partition's position (or recorded one of its event ids), or
+    another lane or worker changed a control-plane row the batch writes (ADR
+    0029), since this batch was planned. The processor reloads its state and
+    positions and plans the batch again; it is a race, not bad input."""
 
 
 class MigrationError(LedgerError):

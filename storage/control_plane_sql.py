@@ -20,7 +20,7 @@ from ledger.control_digest import (
     digest_hex,
     parse_digest,
 )
-from ledger.errors import EventError, ReasonCode
+from ledger.errors import EventError, ReasonCode, StaleBatchError
 from ledger.state import KeyRecord, LedgerState, ProjectionRow
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "load_state_snapshot",
     "load_state_with_digests",
     "move_digests",
+    "refuse_changed_rows",
     "seal_control_digests",
     "set_trust_root",
     "trust_root",
@@ -142,7 +143,43 @@ async def seal_control_digests(
         return True
 
 
-async def move_digests(conn: asyncpg.Connection, projections: Sequence[ProjectionRow]) -> None:
+def written_keys(projections: Sequence[ProjectionRow]) -> dict[tuple[str, str], set[str]]:
+    """(table, key column) -> the keys of the versioned rows in ``projections``."""
+    keys: dict[tuple[str, str], set[str]] = {}
+    for row in projections:
+        if row.table in VERSIONED_TABLES:
+            keys.setdefault((row.table, row.key_column), set()).add(str(row.values[row.key_column]))
+    return keys
+
+
+async def refuse_changed_rows(
+    conn: asyncpg.Connection, projections: Sequence[ProjectionRow], since: int
+) -> None:
+    """Inside the commit, after :func:`bump_control_version`: raise
+    :class:`StaleBatchError` when a control-plane row the batch writes was
+    written by a commit after version ``since`` (the state the batch was planned
+    on). The bump's row lock orders every control commit, so no other can write
+    between this read and the upsert. One statement for every table."""
+    keys = written_keys(projections)
+    if not keys:
+        return
+    args: list[Any] = [since]
+    selects = []
+    for (table, column), values in sorted(keys.items()):
+        args.append(sorted(values))
+        # table and column names are constants of CONTROL_TABLES and keys
+        selects.append(
+            f"SELECT '{table}' AS table_name, {column}::text AS key, {CONTROL_VERSION_COLUMN}"
+            f" FROM {table} WHERE {column} = ANY(${len(args)}::text[]) AND control_version > $1"
+        )
+    changed = await conn.fetchrow(" UNION ALL ".join(selects) + " LIMIT 1", *args)
+    if changed is not None:
+        _refuse_newer(changed["table_name"], "key", [changed], since)
+
+
+async def move_digests(
+    conn: asyncpg.Connection, projections: Sequence[ProjectionRow], since: int | None = None
+) -> set[str]:
     """Inside the commit, after :func:`bump_control_version` and before the upsert:
     move each touched table's digest from its stored rows to what the upsert
     makes of them.
@@ -150,12 +187,16 @@ async def move_digests(conn: asyncpg.Connection, projections: Sequence[Projectio
     The bump's row lock orders every commit that changes the control plane (and
     :func:`seal_control_digests` takes the same lock), so the digest and the
     old rows are read without a lock of their own, in one round trip per table.
+    With ``since``, a stored row written after that version raises
+    :class:`StaleBatchError`, as :func:`refuse_changed_rows` does; returns the
+    tables whose rows were read (and so checked).
     """
     by_table: dict[str, list[ProjectionRow]] = {}
     for row in projections:
         if row.table in CONTROL_DIGEST_TABLES:
             by_table.setdefault(row.table, []).append(row)
     updates = []
+    read: set[str] = set()
     for table, changes in by_table.items():
         key_column = changes[0].key_column
         keys = list({c.values[key_column] for c in changes})
@@ -168,6 +209,10 @@ async def move_digests(conn: asyncpg.Connection, projections: Sequence[Projectio
             table,
             keys,
         )
+        if records:  # the table's digest row (migration 0007) with its stored rows
+            read.add(table)
+            if since is not None:
+                _refuse_newer(table, key_column, records, since)
         digest = parse_digest(records[0][_DIGEST_ALIAS]) if records else None
         if digest is None:  # not sealed yet: the first processor start computes it
             continue
@@ -183,6 +228,17 @@ async def move_digests(conn: asyncpg.Connection, projections: Sequence[Projectio
         await conn.executemany(
             "UPDATE control_digests SET digest = $2 WHERE table_name = $1", updates
         )
+    return read
+
+
+def _refuse_newer(table: str, key_column: str, rows: Sequence[Any], since: int) -> None:
+    for row in rows:
+        version = row[CONTROL_VERSION_COLUMN]
+        if row[key_column] is not None and version is not None and version > since:
+            raise StaleBatchError(
+                f"{table} row {row[key_column]!r} was changed at control version {version},"
+                f" after version {since} this batch was planned on"
+            )
 
 
 async def trust_root(conn: asyncpg.Connection) -> str | None:

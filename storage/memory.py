@@ -204,6 +204,8 @@ class MemoryLedgerStore:
                         f"partition {batch.partition}: offset {row.kafka_offset}"
                         " is already recorded"
                     )
+        if commit.control_base is not None:
+            self._refuse_changed_rows(projections, commit.control_base)
         version = None
         if any(row.table in _VERSIONED_TABLES for row in projections):
             self._control_version += 1
@@ -234,6 +236,16 @@ class MemoryLedgerStore:
             values = {**before, **copy.deepcopy(projection.values)}
             table[key_value] = (values, version if projection.table in _VERSIONED_TABLES else None)
         return version
+
+    def _refuse_changed_rows(self, projections: Sequence[ProjectionRow], since: int) -> None:
+        for row in projections:
+            key = row.values[row.key_column]
+            _, version = self._projections.get(row.table, {}).get(key, (None, None))
+            if row.table in _VERSIONED_TABLES and version is not None and version > since:
+                raise StaleBatchError(
+                    f"{row.table} row {key!r} was changed at control version {version},"
+                    f" after version {since} this batch was planned on"
+                )
 
     def _move_digests(self, projections: Sequence[ProjectionRow]) -> None:
         by_table: dict[str, list[ProjectionRow]] = {}

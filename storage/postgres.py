@@ -38,6 +38,7 @@ from storage.control_plane_sql import (
     load_state_snapshot,
     load_state_with_digests,
     move_digests,
+    refuse_changed_rows,
     seal_control_digests,
     set_trust_root,
     trust_root,
@@ -342,7 +343,12 @@ async def commit_batch(conn: asyncpg.Connection, commit: BatchCommit) -> int | N
             version = await bump_control_version(conn)
         if projections:
             if version is not None:
-                await move_digests(conn, projections)
+                # the digest tables' rows are checked as their digests move (no extra
+                # round trip); any other control row the batch writes, here
+                read = await move_digests(conn, projections, commit.control_base)
+                if commit.control_base is not None:
+                    others = [p for p in projections if p.table not in read]
+                    await refuse_changed_rows(conn, others, commit.control_base)
             await _upsert(conn, projections, version)
         await conn.executemany(
             "INSERT INTO consumer_positions (consumer_group, topic, kafka_partition, next_offset,"

@@ -54,6 +54,13 @@ class BatchCommit:
 
     With ``copies_tracked`` false, the outcomes count as copied to the verified
     and quarantine topics already (``forwarded_offset``, ADR 0008).
+
+    ``control_base`` is the control version of the state the batch was planned
+    on. When given, a control-plane row the batch writes that another commit
+    changed after that version refuses the batch: its row would be computed
+    from a state that no longer holds, and would undo the other commit (a
+    supersede planned before a revocation committed must not put the revoked
+    WPC back as superseded).
     """
 
     group: str
@@ -61,6 +68,7 @@ class BatchCommit:
     batches: Sequence[PartitionBatch]
     projections: Sequence[ProjectionRow]
     copies_tracked: bool = True
+    control_base: int | None = None
 
 
 @dataclass(frozen=True)
@@ -180,7 +188,8 @@ class LedgerStore(Protocol):
         Returns the new control version when the batch changed the control
         plane, else ``None``. Raises :class:`~ledger.errors.StaleBatchError`
         (writing nothing) when a stored position is not the batch's
-        ``expected_next_offset`` or an event id is already recorded.
+        ``expected_next_offset``, an event id is already recorded, or a
+        control row it writes changed after ``commit.control_base``.
         """
         ...
 

@@ -3,7 +3,9 @@ database) and on the in-memory store, which must keep the same semantics."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import asyncpg
 import pytest
@@ -19,10 +21,17 @@ from ledger.batch import (
 )
 from ledger.control_digest import CONTROL_DIGEST_TABLES, state_digests, table_digest
 from ledger.crypto import KeyPair
-from ledger.errors import ConfigError, ControlPlaneTamperedError, EventError, StaleBatchError
+from ledger.errors import (
+    ConfigError,
+    ControlPlaneTamperedError,
+    EventError,
+    ReasonCode,
+    StaleBatchError,
+)
 from ledger.events import build_event, sign_event
 from ledger.state import LedgerState, ProjectionRow
 from ledger.verify import verify_message
+from ledger.wpc import policy_hash_b64u, sign_wpc
 from storage.memory import MemoryLedgerStore
 from storage.postgres import PostgresLedgerStore
 from storage.protocol import BatchCommit, ControlQuery, LedgerStore
@@ -420,3 +429,116 @@ async def test_an_insert_only_projection_keeps_its_first_row(
     finally:
         await conn.close()
     assert [r["job_id"] for r in rows] == ["job-1"]
+
+
+def _shadow_row(reason: str) -> ProjectionRow:
+    values = {
+        "scope": "job:1",
+        "policy_hash_b64u": "A" * 43,
+        "active": True,
+        "reason": reason,
+        "shadowed_by": ADMIN.did,
+        "shadowed_at": "2026-02-12T00:00:00.000Z",
+        "shadowed_event_id": "00000000-0000-4000-8000-000000000001",
+    }
+    return ProjectionRow("shadows", "scope", values)
+
+
+async def test_a_changed_row_of_a_table_without_a_digest_refuses_the_batch_too(
+    store: LedgerStore,
+) -> None:
+    """Shadow policies carry no digest: their rows are checked by a query of their own."""
+    first = _plan([b"not json"])
+    committed = BatchCommit(GROUP, TOPIC, first.batches, [_shadow_row("a")], control_base=0)
+    assert await store.commit_batch(committed) == 1
+    positions = await store.load_positions(GROUP, TOPIC)
+    second = _plan([b"{}"], first_offset=1, positions=positions)
+    stale = BatchCommit(GROUP, TOPIC, second.batches, [_shadow_row("b")], control_base=0)
+    refused = "shadows row 'job:1' was changed at control version 1"
+    with pytest.raises(StaleBatchError, match=refused):
+        await store.commit_batch(stale)
+    current = BatchCommit(GROUP, TOPIC, second.batches, [_shadow_row("b")], control_base=1)
+    assert await store.commit_batch(current) == 2
+
+
+POLICY_ADMIN = KeyPair.from_seed(bytes([3]) * 32, "policy-admin")
+
+
+def _by_policy_admin(event_type: str, stream: str, body: dict[str, Any]) -> bytes:
+    return sign_event(build_event(event_type, stream, body, POLICY_ADMIN), POLICY_ADMIN).to_bytes()
+
+
+def _published(purpose: str) -> tuple[str, bytes]:
+    document = {"wpc_version": "1", "purpose": purpose}
+    digest = policy_hash_b64u(document)
+    envelope = sign_wpc(document, POLICY_ADMIN).to_bytes().decode()
+    body = {"policy_hash_b64u": digest, "wpc_envelope_json": envelope}
+    return digest, _by_policy_admin("policy.published", f"policy:{digest}", body)
+
+
+async def test_a_control_row_changed_after_the_plan_refuses_the_batch(
+    store: LedgerStore,
+) -> None:
+    state = LedgerState(trust_root=ADMIN.did)
+    assert await _commit(store, _plan(SETUP, state=state)) == 1
+    ingress_positions = await store.load_positions(GROUP, TOPIC)
+    # two lanes plan from the same state at version 1; the control lane commits first
+    first = _plan([_halt("job:1")], first_offset=2, positions=ingress_positions, state=state)
+    second = _plan([_halt("job:1")], state=copy.deepcopy(state))
+    control = BatchCommit(GROUP, "control", second.batches, second.projections, control_base=1)
+    assert await store.commit_batch(control) == 2
+    stale = BatchCommit(GROUP, TOPIC, first.batches, first.projections, control_base=1)
+    with pytest.raises(StaleBatchError, match="halts row 'job:1' was changed at control version 2"):
+        await store.commit_batch(stale)
+    # nothing of the refused batch was written
+    assert await store.control_version() == 2
+    assert await _recorded(store, _ids(first)) == {}
+    # planned again on the state at version 2, it commits
+    current = BatchCommit(GROUP, TOPIC, first.batches, first.projections, control_base=2)
+    assert await store.commit_batch(current) == 3
+
+
+async def test_a_supersede_planned_before_a_revocation_cannot_revive_the_revoked_wpc(
+    store: LedgerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ingress lane plans `policy.superseded` OLD -> NEW; before it commits, the
+    control lane commits `policy.revoked` NEW. Written from the plan's state, the
+    supersede would store NEW as active again (its row carries `supersedes`)."""
+    await store.set_trust_root(ADMIN.did)
+    old, publish_old = _published("old")
+    new, publish_new = _published("new")
+    setup = [*SETUP, _register(POLICY_ADMIN.did, "pa", "policy-admin"), publish_old, publish_new]
+    ingress = VerifyingProcessor(store, group=GROUP, topic=TOPIC, trust_root=None)
+    await ingress.start()
+    records = [IngressRecord(0, i, raw) for i, raw in enumerate(setup)]
+    assert len((await ingress.process(records)).accepted) == len(setup)
+    control = VerifyingProcessor(store, group=GROUP, topic="control", trust_root=None)
+    await control.start()
+    revoke = {"policy_hash_b64u": new, "reason": "leaks secrets"}
+    revocation = _by_policy_admin("policy.revoked", f"policy:{new}", revoke)
+    supersede = {"old_policy_hash_b64u": old, "new_policy_hash_b64u": new, "reason": "tighter"}
+    superseding = _by_policy_admin("policy.superseded", f"policy:{old}", supersede)
+
+    commit_batch = store.commit_batch
+    seen: list[str] = []
+
+    async def revocation_in_between(commit: BatchCommit) -> int | None:
+        if commit.topic == TOPIC and not seen:
+            seen.append("revoked")
+            report = await control.process([IngressRecord(0, 0, revocation)])
+            assert len(report.accepted) == 1
+        try:
+            return await commit_batch(commit)
+        except StaleBatchError:
+            seen.append("refused")
+            raise
+
+    monkeypatch.setattr(store, "commit_batch", revocation_in_between)
+    report = await ingress.process([IngressRecord(0, len(setup), superseding)])
+    assert seen == ["revoked", "refused"]
+    # planned again after the revocation: superseding by a revoked WPC is refused
+    assert report.accepted == []
+    assert [q.code for q in report.quarantined] == [ReasonCode.WPC_REVOKED]
+    _, stored = await store.load_state_snapshot(ADMIN.did)
+    assert stored.policies[new]["status"] == "revoked"
+    assert stored.policies[old]["status"] == "active"
