@@ -49,6 +49,18 @@ def test_the_openapi_document_names_the_scopes_and_the_error_body() -> None:
     assert document["paths"]["/healthz"]["get"]["x-claw-scope"] == "public"
 
 
+def test_recorded_times_are_documented_as_date_times_in_their_one_spelling() -> None:
+    schemas = create_app(config=CONFIG).openapi()["components"]["schemas"]
+    for model, field in (
+        ("TimelineRow", "occurred_at"),
+        ("TimelineRow", "recorded_at"),
+        ("QuarantineRow", "received_at"),
+    ):
+        described = schemas[model]["properties"][field]
+        assert described["type"] == "string" and described["format"] == "date-time"
+        assert described["examples"] == ["2026-02-12T00:00:12.500000Z"]
+
+
 def test_secured_keeps_a_routes_own_responses() -> None:
     kwargs = secured("read", {200: {"description": "text"}})
     assert kwargs["responses"][200] == {"description": "text"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema
 
 from ledger.instants import format_instant
 
@@ -25,7 +25,13 @@ __all__ = [
 
 #: a time the ledger recorded, written as ``2026-02-12T00:00:00.000000Z`` (one width:
 #: text order is time order)
-Instant = Annotated[datetime, PlainSerializer(format_instant, return_type=str, when_used="json")]
+Instant = Annotated[
+    datetime,
+    PlainSerializer(format_instant, return_type=str, when_used="json"),
+    WithJsonSchema(
+        {"type": "string", "format": "date-time", "examples": ["2026-02-12T00:00:12.500000Z"]}
+    ),
+]
 
 
 class ErrorDetail(BaseModel):
