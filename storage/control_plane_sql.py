@@ -143,7 +143,7 @@ async def seal_control_digests(
         return True
 
 
-def written_keys(projections: Sequence[ProjectionRow]) -> dict[tuple[str, str], set[str]]:
+def _written_keys(projections: Sequence[ProjectionRow]) -> dict[tuple[str, str], set[str]]:
     """(table, key column) -> the keys of the versioned rows in ``projections``."""
     keys: dict[tuple[str, str], set[str]] = {}
     for row in projections:
@@ -160,7 +160,7 @@ async def refuse_changed_rows(
     written by a commit after version ``since`` (the state the batch was planned
     on). The bump's row lock orders every control commit, so no other can write
     between this read and the upsert. One statement for every table."""
-    keys = written_keys(projections)
+    keys = _written_keys(projections)
     if not keys:
         return
     args: list[Any] = [since]

@@ -59,8 +59,8 @@ class BatchCommit:
     on. When given, a control-plane row the batch writes that another commit
     changed after that version refuses the batch: its row would be computed
     from a state that no longer holds, and would undo the other commit (a
-    supersede planned before a revocation committed must not put the revoked
-    WPC back as superseded).
+    supersede planned before the revocation of its new WPC committed must not
+    store that WPC as active again: ADR 0029).
     """
 
     group: str
