@@ -4,6 +4,7 @@ database) and on the in-memory store, which must keep the same semantics."""
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ from ledger.errors import (
 )
 from ledger.events import build_event, sign_event
 from ledger.state import LedgerState, ProjectionRow
+from ledger.tokens import build_claims, issue_token
 from ledger.verify import verify_message
 from ledger.wpc import policy_hash_b64u, sign_wpc
 from storage.memory import MemoryLedgerStore
@@ -542,3 +544,62 @@ async def test_a_supersede_planned_before_a_revocation_cannot_revive_the_revoked
     _, stored = await store.load_state_snapshot(ADMIN.did)
     assert stored.policies[new]["status"] == "revoked"
     assert stored.policies[old]["status"] == "active"
+
+
+ISSUER = KeyPair.from_seed(bytes([4]) * 32, "issuer")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ADR 0029 'Not solved': the rows a plan only read are not checked at commit",
+)
+async def test_a_token_planned_before_its_wpc_was_revoked_is_planned_again(
+    store: LedgerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ingress lane plans `token.issued` pinned to P while P is active; before it
+    commits, the control lane commits `policy.revoked` P. Committed as planned, the
+    issuance follows the revocation in ledger order, and a replay of the ledger
+    refuses it (`WPC_REVOKED`): a break on an honest ledger. It must be planned
+    again on the state that holds the revocation instead."""
+    await store.set_trust_root(ADMIN.did)
+    wpc, publish = _published("read")
+    setup = [
+        *SETUP,
+        _register(POLICY_ADMIN.did, "pa", "policy-admin"),
+        _register(ISSUER.did, "issuer", "issuer"),
+        publish,
+    ]
+    ingress = VerifyingProcessor(store, group=GROUP, topic=TOPIC, trust_root=None)
+    await ingress.start()
+    records = [IngressRecord(0, i, raw) for i, raw in enumerate(setup)]
+    assert len((await ingress.process(records)).accepted) == len(setup)
+    control = VerifyingProcessor(store, group=GROUP, topic="control", trust_root=None)
+    await control.start()
+    revoke = {"policy_hash_b64u": wpc, "reason": "leaks secrets"}
+    revocation = _by_policy_admin("policy.revoked", f"policy:{wpc}", revoke)
+    claims = build_claims(
+        sub="agent:a",
+        aud="clawproxy",
+        scope=["tool:search"],
+        ttl_seconds=900,
+        now=int(time.time()),
+        policy_hash_b64u=wpc,
+    )
+    body = issue_token(claims, ISSUER).event_body(ISSUER.did)
+    issuance = sign_event(
+        build_event("token.issued", f"token:{body['jti']}", body, ISSUER), ISSUER
+    ).to_bytes()
+
+    commit_batch = store.commit_batch
+    revoked: list[bool] = []
+
+    async def revocation_in_between(commit: BatchCommit) -> int | None:
+        if commit.topic == TOPIC and not revoked:
+            revoked.append(True)
+            assert len((await control.process([IngressRecord(0, 0, revocation)])).accepted) == 1
+        return await commit_batch(commit)
+
+    monkeypatch.setattr(store, "commit_batch", revocation_in_between)
+    report = await ingress.process([IngressRecord(0, len(setup), issuance)])
+    assert report.accepted == []
+    assert [q.code for q in report.quarantined] == [ReasonCode.WPC_REVOKED]
