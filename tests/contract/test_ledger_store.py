@@ -500,44 +500,63 @@ async def test_a_control_row_changed_after_the_plan_refuses_the_batch(
     assert await store.commit_batch(current) == 3
 
 
-async def test_a_supersede_planned_before_a_revocation_cannot_revive_the_revoked_wpc(
-    store: LedgerStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The ingress lane plans `policy.superseded` OLD -> NEW; before it commits, the
-    control lane commits `policy.revoked` NEW. Written from the plan's state, the
-    supersede would store NEW as active again (its row carries `supersedes`)."""
+async def _two_lanes(
+    store: LedgerStore, setup: Sequence[bytes]
+) -> tuple[VerifyingProcessor, VerifyingProcessor]:
+    """An ingress and a control processor on ``store``, ``setup`` committed by the first."""
     await store.set_trust_root(ADMIN.did)
-    old, publish_old = _published("old")
-    new, publish_new = _published("new")
-    setup = [*SETUP, _register(POLICY_ADMIN.did, "pa", "policy-admin"), publish_old, publish_new]
     ingress = VerifyingProcessor(store, group=GROUP, topic=TOPIC, trust_root=None)
     await ingress.start()
     records = [IngressRecord(0, i, raw) for i, raw in enumerate(setup)]
     assert len((await ingress.process(records)).accepted) == len(setup)
     control = VerifyingProcessor(store, group=GROUP, topic="control", trust_root=None)
     await control.start()
-    revoke = {"policy_hash_b64u": new, "reason": "leaks secrets"}
-    revocation = _by_policy_admin("policy.revoked", f"policy:{new}", revoke)
-    supersede = {"old_policy_hash_b64u": old, "new_policy_hash_b64u": new, "reason": "tighter"}
-    superseding = _by_policy_admin("policy.superseded", f"policy:{old}", supersede)
+    return ingress, control
 
+
+def _control_commits_first(
+    store: LedgerStore,
+    monkeypatch: pytest.MonkeyPatch,
+    control: VerifyingProcessor,
+    raw: bytes,
+) -> list[str]:
+    """Let ``control`` commit ``raw`` inside the next ingress ``commit_batch``, between
+    its plan and its commit; the list returned tells what happened ("committed",
+    then "refused" when the store refused the ingress batch)."""
     commit_batch = store.commit_batch
     seen: list[str] = []
 
-    async def revocation_in_between(commit: BatchCommit) -> int | None:
+    async def control_first(commit: BatchCommit) -> int | None:
         if commit.topic == TOPIC and not seen:
-            seen.append("revoked")
-            report = await control.process([IngressRecord(0, 0, revocation)])
-            assert len(report.accepted) == 1
+            seen.append("committed")
+            assert len((await control.process([IngressRecord(0, 0, raw)])).accepted) == 1
         try:
             return await commit_batch(commit)
         except StaleBatchError:
             seen.append("refused")
             raise
 
-    monkeypatch.setattr(store, "commit_batch", revocation_in_between)
+    monkeypatch.setattr(store, "commit_batch", control_first)
+    return seen
+
+
+async def test_a_supersede_planned_before_a_revocation_cannot_revive_the_revoked_wpc(
+    store: LedgerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ingress lane plans `policy.superseded` OLD -> NEW; before it commits, the
+    control lane commits `policy.revoked` NEW. Written from the plan's state, the
+    supersede would store NEW as active again (its row carries `supersedes`)."""
+    old, publish_old = _published("old")
+    new, publish_new = _published("new")
+    setup = [*SETUP, _register(POLICY_ADMIN.did, "pa", "policy-admin"), publish_old, publish_new]
+    ingress, control = await _two_lanes(store, setup)
+    revoke = {"policy_hash_b64u": new, "reason": "leaks secrets"}
+    revocation = _by_policy_admin("policy.revoked", f"policy:{new}", revoke)
+    supersede = {"old_policy_hash_b64u": old, "new_policy_hash_b64u": new, "reason": "tighter"}
+    superseding = _by_policy_admin("policy.superseded", f"policy:{old}", supersede)
+    seen = _control_commits_first(store, monkeypatch, control, revocation)
     report = await ingress.process([IngressRecord(0, len(setup), superseding)])
-    assert seen == ["revoked", "refused"]
+    assert seen == ["committed", "refused"]
     # planned again after the revocation: superseding by a revoked WPC is refused
     assert report.accepted == []
     assert [q.code for q in report.quarantined] == [ReasonCode.WPC_REVOKED]
@@ -561,7 +580,6 @@ async def test_a_token_planned_before_its_wpc_was_revoked_is_planned_again(
     issuance follows the revocation in ledger order, and a replay of the ledger
     refuses it (`WPC_REVOKED`): a break on an honest ledger. It must be planned
     again on the state that holds the revocation instead."""
-    await store.set_trust_root(ADMIN.did)
     wpc, publish = _published("read")
     setup = [
         *SETUP,
@@ -569,12 +587,7 @@ async def test_a_token_planned_before_its_wpc_was_revoked_is_planned_again(
         _register(ISSUER.did, "issuer", "issuer"),
         publish,
     ]
-    ingress = VerifyingProcessor(store, group=GROUP, topic=TOPIC, trust_root=None)
-    await ingress.start()
-    records = [IngressRecord(0, i, raw) for i, raw in enumerate(setup)]
-    assert len((await ingress.process(records)).accepted) == len(setup)
-    control = VerifyingProcessor(store, group=GROUP, topic="control", trust_root=None)
-    await control.start()
+    ingress, control = await _two_lanes(store, setup)
     revoke = {"policy_hash_b64u": wpc, "reason": "leaks secrets"}
     revocation = _by_policy_admin("policy.revoked", f"policy:{wpc}", revoke)
     claims = build_claims(
@@ -590,16 +603,7 @@ async def test_a_token_planned_before_its_wpc_was_revoked_is_planned_again(
         build_event("token.issued", f"token:{body['jti']}", body, ISSUER), ISSUER
     ).to_bytes()
 
-    commit_batch = store.commit_batch
-    revoked: list[bool] = []
-
-    async def revocation_in_between(commit: BatchCommit) -> int | None:
-        if commit.topic == TOPIC and not revoked:
-            revoked.append(True)
-            assert len((await control.process([IngressRecord(0, 0, revocation)])).accepted) == 1
-        return await commit_batch(commit)
-
-    monkeypatch.setattr(store, "commit_batch", revocation_in_between)
+    _control_commits_first(store, monkeypatch, control, revocation)
     report = await ingress.process([IngressRecord(0, len(setup), issuance)])
     assert report.accepted == []
     assert [q.code for q in report.quarantined] == [ReasonCode.WPC_REVOKED]
