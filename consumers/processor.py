@@ -38,6 +38,7 @@ from ledger.control_cache import ControlCache
 from ledger.control_digest import CONTROL_DIGEST_TABLES, digest_hex, table_digest
 from ledger.control_reads import BOUNDED_TABLES, ScopeRead, batch_reads, batch_scopes
 from ledger.errors import ConfigError, ControlPlaneTamperedError, StaleBatchError
+from ledger.plan_reads import PlanReads, RecordingTable, ScopeKey
 from ledger.registry import DEFAULT_RULE_SETTINGS, Lane, RuleSettings
 from ledger.state import LedgerState
 from ledger.verify import DEFAULT_MAX_MESSAGE_BYTES, Rejected, Verified, verify_message
@@ -115,6 +116,8 @@ class VerifyingProcessor:
         self._batch_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
         self.state = self._with_caches(LedgerState(trust_root=trust_root))
         self.positions: dict[int, PartitionPosition] = {}
+        #: the scope reads the bounded caches hold rows for, by (table, scope)
+        self._scope_reads: dict[tuple[str, str], ScopeRead] = {}
         #: the control version this state reflects (-1: none, load it whole)
         self._control_version = -1
         #: how often the control state was read from scratch (start, failed commits)
@@ -251,11 +254,41 @@ class VerifyingProcessor:
         self.positions = await self._store.load_positions(self.group, self.topic)
 
     def _with_caches(self, state: LedgerState) -> LedgerState:
-        """``state`` with an empty bounded cache for each table not held whole."""
+        """``state`` with an empty bounded cache for each table not held whole, and
+        the tables held whole as :class:`RecordingTable` (ADR 0029: the store checks
+        the rows a plan read)."""
         assert self.control_cache_size is not None or not self._bounded
-        for table in self._bounded:
-            setattr(state, table, ControlCache[str, dict[str, Any]](self.control_cache_size or 1))
+        for table in _STATE_TABLES:
+            if table in self._bounded:
+                cache = ControlCache[str, dict[str, Any]](self.control_cache_size or 1)
+                setattr(state, table, cache)
+            else:
+                setattr(state, table, RecordingTable(getattr(state, table)))
         return state
+
+    def _clear_reads(self) -> None:
+        for table in _STATE_TABLES:
+            getattr(self.state, table).clear_reads()
+
+    def _plan_reads(self) -> PlanReads:
+        """What the last plan read of each control table (since :meth:`_clear_reads`)."""
+        keys: dict[str, frozenset[str]] = {}
+        scopes: set[ScopeKey] = set()
+        whole: set[str] = set()
+        for table in _STATE_TABLES:
+            held: RecordingTable[str, Any] | ControlCache[str, Any] = getattr(self.state, table)
+            if held.read_whole:
+                whole.add(table)
+                continue
+            if held.read_keys:
+                keys[table] = frozenset(held.read_keys)
+            for scope in held.read_scopes if isinstance(held, ControlCache) else ():
+                read = self._scope_reads.get((table, scope))
+                if read is None:  # not known how it was selected: count the whole table
+                    whole.add(table)
+                else:
+                    scopes.add((table, read.column, read.value))
+        return PlanReads(keys, frozenset(scopes), frozenset(whole))
 
     def _cache(self, table: str) -> ControlCache[str, dict[str, Any]]:
         cache: ControlCache[str, dict[str, Any]] = getattr(self.state, table)
@@ -371,6 +404,7 @@ class VerifyingProcessor:
             self._cache(table).fill(keys, read.rows.get(table, {}))
         for scope in scopes:
             self._cache(scope.table).fill_scope(scope.scope, read.scoped[scope.table, scope.scope])
+            self._scope_reads[scope.table, scope.scope] = scope
 
     def _take_misses(self) -> dict[str, set[str]]:
         misses: dict[str, set[str]] = {}
@@ -392,6 +426,7 @@ class VerifyingProcessor:
     def _trim(self) -> None:
         for table in self._bounded:
             self._cache(table).trim()
+        self._scope_reads.clear()  # the caches forgot their scopes
 
     async def assigned(self, partitions: Iterable[int]) -> dict[int, int | None]:
         """After a partition assignment: reload the stored positions (another
@@ -480,6 +515,7 @@ class VerifyingProcessor:
         while True:
             for table in self._bounded:
                 self._cache(table).touched = False
+            self._clear_reads()
             plan = plan_batch(self.state, self.positions, pending, recorded, self.rule_settings)
             misses = self._take_misses()
             iterated = [t for t in self._bounded if self._cache(t).iterated]
@@ -517,9 +553,11 @@ class VerifyingProcessor:
                 batches=plan.batches,
                 projections=plan.projections,
                 copies_tracked=self.copies_tracked,
-                # the version the plan's state was read at: a control row another
-                # lane or processor changed since refuses the batch (planned again)
+                # the version the plan's state was read at, and what it read: a
+                # control row another lane or processor changed since, that the plan
+                # read or writes, refuses the batch (planned again; ADR 0029)
                 control_base=self._control_version,
+                control_reads=self._plan_reads(),
             )
         )
         if version is not None and version == self._control_version + 1:
@@ -567,6 +605,10 @@ async def open_processor(
         await store.close()
         raise
     return processor
+
+
+#: the control tables of :class:`LedgerState` that rules read
+_STATE_TABLES = ("keys", "policies", "tokens", "jobs", "halts", "shadows")
 
 
 def _rows(state: LedgerState, table: str) -> list[dict[str, Any]]:

@@ -16,6 +16,10 @@ the processor fetches the scope's rows with the keyed ones, and a scope it did
 not fetch counts as iterating the table (the whole table then comes for that
 batch).
 
+Like :class:`ledger.plan_reads.RecordingTable`, the cache notes what the
+current plan read (keys, scopes, the whole table), which the store checks at
+commit (ADR 0030).
+
 Nothing here talks to a database: the processor fills and trims the cache.
 """
 
@@ -68,6 +72,17 @@ class ControlCache(dict[K, V]):
         self.scopes: dict[str, set[K]] = {}
         #: keys written by a rule since the last trim (a row may join a scope in-batch)
         self._written: set[K] = set()
+        #: what the current plan read (:mod:`ledger.plan_reads`; cleared by
+        #: :meth:`clear_reads`): keys asked for, scopes looked through, the whole table
+        self.read_keys: set[K] = set()
+        self.read_scopes: set[str] = set()
+        self.read_whole = False
+
+    def clear_reads(self) -> None:
+        """Start noting the reads of a new plan."""
+        self.read_keys = set()
+        self.read_scopes = set()
+        self.read_whole = False
 
     # --- what the rules use -----------------------------------------------------------
 
@@ -92,6 +107,7 @@ class ControlCache(dict[K, V]):
     def _read(self, key: K) -> bool:
         """Whether ``key`` is here; notes the read: a use, or a miss to fetch."""
         self.touched = True
+        self.read_keys.add(key)
         if dict.__contains__(self, key):
             self._used.add(key)
             return True
@@ -108,6 +124,7 @@ class ControlCache(dict[K, V]):
 
     def _partial(self) -> None:
         self.touched = True
+        self.read_whole = True
         if not self.complete:
             self.iterated = True
             raise PartialTableError(
@@ -139,6 +156,7 @@ class ControlCache(dict[K, V]):
             self._partial()
             return list(dict.values(self))  # complete: the whole table is here
         self.touched = True
+        self.read_scopes.add(scope)
         in_cache = dict.__contains__
         return [dict.__getitem__(self, k) for k in keys | self._written if in_cache(self, k)]
 

@@ -21,6 +21,7 @@ from ledger.control_digest import (
     parse_digest,
 )
 from ledger.errors import EventError, ReasonCode, StaleBatchError
+from ledger.plan_reads import PlanReads
 from ledger.state import KeyRecord, LedgerState, ProjectionRow
 
 __all__ = [
@@ -143,43 +144,53 @@ async def seal_control_digests(
         return True
 
 
-def _written_keys(projections: Sequence[ProjectionRow]) -> dict[tuple[str, str], set[str]]:
-    """(table, key column) -> the keys of the versioned rows in ``projections``."""
-    keys: dict[tuple[str, str], set[str]] = {}
-    for row in projections:
-        if row.table in VERSIONED_TABLES:
-            keys.setdefault((row.table, row.key_column), set()).add(str(row.values[row.key_column]))
-    return keys
+#: the key column of every control-plane table
+_KEY_COLUMNS: dict[str, str] = {"keys": "did", **CONTROL_TABLES}
+#: the columns a scope read may select on (ledger.control_reads.CONTROL_SCOPES)
+_SCOPE_COLUMNS: dict[str, frozenset[str]] = {"tokens": frozenset({"mission_id", "sub"})}
 
 
-async def refuse_changed_rows(
-    conn: asyncpg.Connection, projections: Sequence[ProjectionRow], since: int
-) -> None:
-    """Inside the commit, after :func:`bump_control_version`: raise
-    :class:`StaleBatchError` when a control-plane row the batch writes was
-    written by a commit after version ``since`` (the state the batch was planned
-    on). The bump's row lock orders every control commit, so no other can write
-    between this read and the upsert. One statement for every table."""
-    keys = _written_keys(projections)
-    if not keys:
-        return
+async def refuse_changed_rows(conn: asyncpg.Connection, reads: PlanReads, since: int) -> None:
+    """Inside the commit, holding the control order lock: raise
+    :class:`StaleBatchError` when a control-plane row in ``reads`` (by key, by
+    scope, or any row of a table read whole) was written by a commit after
+    version ``since``, the state the batch was planned on (ADR 0029). The lock
+    keeps every other control commit out until this transaction ends, so
+    nothing can change between this read and the commit. One statement."""
     args: list[Any] = [since]
     selects = []
-    for (table, column), values in sorted(keys.items()):
-        args.append(sorted(values))
-        # table and column names are constants of CONTROL_TABLES and keys
+
+    def select(table: str, where: str) -> None:
+        # table and column names are constants of _KEY_COLUMNS and _SCOPE_COLUMNS
+        column = _KEY_COLUMNS[table]
         selects.append(
             f"SELECT '{table}' AS table_name, {column}::text AS key, {CONTROL_VERSION_COLUMN}"
-            f" FROM {table} WHERE {column} = ANY(${len(args)}::text[]) AND control_version > $1"
+            f" FROM {table} WHERE {where}{CONTROL_VERSION_COLUMN} > $1"
         )
+
+    for table in sorted(reads.whole):
+        select(table, "")
+    for table, values in sorted(reads.keys.items()):
+        if table not in reads.whole and values:
+            args.append(sorted(values))
+            select(table, f"{_KEY_COLUMNS[table]} = ANY(${len(args)}::text[]) AND ")
+    for table, column, value in sorted(reads.scopes):
+        if column not in _SCOPE_COLUMNS.get(table, ()):
+            raise ValueError(f"no scope read of {table} by {column!r}")
+        if table not in reads.whole:
+            args.append(value)
+            select(table, f"{column} = ${len(args)} AND ")
+    if not selects:
+        return
     changed = await conn.fetchrow(" UNION ALL ".join(selects) + " LIMIT 1", *args)
     if changed is not None:
-        _refuse_newer(changed["table_name"], "key", [changed], since)
+        raise StaleBatchError(
+            f"{changed['table_name']} row {changed['key']!r} was changed at control version"
+            f" {changed[CONTROL_VERSION_COLUMN]}, after version {since} this batch was planned on"
+        )
 
 
-async def move_digests(
-    conn: asyncpg.Connection, projections: Sequence[ProjectionRow], since: int | None = None
-) -> set[str]:
+async def move_digests(conn: asyncpg.Connection, projections: Sequence[ProjectionRow]) -> None:
     """Inside the commit, after :func:`bump_control_version` and before the upsert:
     move each touched table's digest from its stored rows to what the upsert
     makes of them.
@@ -187,16 +198,12 @@ async def move_digests(
     The bump's row lock orders every commit that changes the control plane (and
     :func:`seal_control_digests` takes the same lock), so the digest and the
     old rows are read without a lock of their own, in one round trip per table.
-    With ``since``, a stored row written after that version raises
-    :class:`StaleBatchError`, as :func:`refuse_changed_rows` does; returns the
-    tables whose rows were read (and so checked).
     """
     by_table: dict[str, list[ProjectionRow]] = {}
     for row in projections:
         if row.table in CONTROL_DIGEST_TABLES:
             by_table.setdefault(row.table, []).append(row)
     updates = []
-    read: set[str] = set()
     for table, changes in by_table.items():
         key_column = changes[0].key_column
         keys = list({c.values[key_column] for c in changes})
@@ -209,10 +216,6 @@ async def move_digests(
             table,
             keys,
         )
-        if records:  # the table's digest row (migration 0007) with its stored rows
-            read.add(table)
-            if since is not None:
-                _refuse_newer(table, key_column, records, since)
         digest = parse_digest(records[0][_DIGEST_ALIAS]) if records else None
         if digest is None:  # not sealed yet: the first processor start computes it
             continue
@@ -228,17 +231,6 @@ async def move_digests(
         await conn.executemany(
             "UPDATE control_digests SET digest = $2 WHERE table_name = $1", updates
         )
-    return read
-
-
-def _refuse_newer(table: str, key_column: str, rows: Sequence[Any], since: int) -> None:
-    for row in rows:
-        version = row[CONTROL_VERSION_COLUMN]
-        if row[key_column] is not None and version is not None and version > since:
-            raise StaleBatchError(
-                f"{table} row {row[key_column]!r} was changed at control version {version},"
-                f" after version {since} this batch was planned on"
-            )
 
 
 async def trust_root(conn: asyncpg.Connection) -> str | None:

@@ -18,6 +18,7 @@ from typing import Any
 from ledger.batch import EventRow, Outcome, PartitionPosition, QuarantineRow
 from ledger.control_digest import CONTROL_DIGEST_TABLES, DIGEST_MODULUS, digest_delta, table_digest
 from ledger.errors import EventError, ReasonCode, StaleBatchError
+from ledger.plan_reads import PlanReads, written_keys
 from ledger.state import KeyRecord, LedgerState, ProjectionRow
 from storage.protocol import (
     INSERT_ONLY_TABLES,
@@ -204,8 +205,10 @@ class MemoryLedgerStore:
                         f"partition {batch.partition}: offset {row.kafka_offset}"
                         " is already recorded"
                     )
-        if commit.control_base is not None:
-            self._refuse_changed_rows(projections, commit.control_base)
+        base = commit.control_base
+        if base is not None and self._control_version != base:
+            written = written_keys(projections, _VERSIONED_TABLES)
+            self._refuse_changed_rows(commit.control_reads.with_keys(written), base)
         version = None
         if any(row.table in _VERSIONED_TABLES for row in projections):
             self._control_version += 1
@@ -237,15 +240,24 @@ class MemoryLedgerStore:
             table[key_value] = (values, version if projection.table in _VERSIONED_TABLES else None)
         return version
 
-    def _refuse_changed_rows(self, projections: Sequence[ProjectionRow], since: int) -> None:
-        for row in projections:
-            key = row.values[row.key_column]
-            _, version = self._projections.get(row.table, {}).get(key, (None, None))
-            if row.table in _VERSIONED_TABLES and version is not None and version > since:
-                raise StaleBatchError(
-                    f"{row.table} row {key!r} was changed at control version {version},"
-                    f" after version {since} this batch was planned on"
-                )
+    def _refuse_changed_rows(self, reads: PlanReads, since: int) -> None:
+        """As the Postgres store's ``refuse_changed_rows``: a row read (by key, by
+        scope, or any row of a table read whole) written after ``since`` refuses."""
+        for table in _VERSIONED_TABLES:
+            keys = reads.keys.get(table, frozenset())
+            scopes = [(column, value) for t, column, value in reads.scopes if t == table]
+            for key, (row, version) in self._projections.get(table, {}).items():
+                if version is None or version <= since:
+                    continue
+                if (
+                    table in reads.whole
+                    or str(key) in keys
+                    or any(str(row.get(column)) == value for column, value in scopes)
+                ):
+                    raise StaleBatchError(
+                        f"{table} row {key!r} was changed at control version {version},"
+                        f" after version {since} this batch was planned on"
+                    )
 
     def _move_digests(self, projections: Sequence[ProjectionRow]) -> None:
         by_table: dict[str, list[ProjectionRow]] = {}

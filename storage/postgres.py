@@ -23,6 +23,7 @@ import asyncpg
 
 from ledger.batch import EventRow, Outcome, PartitionPosition
 from ledger.errors import StaleBatchError
+from ledger.plan_reads import written_keys
 from ledger.state import LedgerState, ProjectionRow
 from storage import keep_session, quiet_pool_reconnects
 from storage.control_plane_sql import (
@@ -280,6 +281,37 @@ async def _upsert(
         await conn.executemany(sql, records)
 
 
+async def _take_control_order(conn: asyncpg.Connection, commit: BatchCommit) -> int | None:
+    """Inside the commit, before its events get their ledger positions: take the
+    control order lock and check the plan's rows (ADR 0029); returns the new
+    control version when the batch writes control rows, else ``None``.
+
+    A batch that writes control rows bumps the version (the row lock, held to
+    commit, orders control commits); one that only reads them takes the same
+    row ``FOR SHARE``, so no control commit lands between its check and its
+    commit. Either way the events are inserted under the lock, so a control
+    commit's positions are above those of every batch committed before it and
+    below those after: ``position`` order is the order the state changed in,
+    which is what a replay of the ledger decides in. When a commit came in
+    between the plan (``control_base``) and now, the rows the plan read or
+    writes are checked (:func:`refuse_changed_rows`); a version one above the
+    base is this batch's own bump, and nothing is checked.
+    """
+    base = commit.control_base
+    writes = written_keys(commit.projections, VERSIONED_TABLES)
+    version: int | None = None
+    if writes:
+        version = await bump_control_version(conn)
+        before = version - 1
+    elif base is None:
+        return None  # a tool's rows, planned on no control state: nothing to order
+    else:
+        before = await conn.fetchval("SELECT version FROM control_state WHERE id = 1 FOR SHARE")
+    if base is not None and before != base:
+        await refuse_changed_rows(conn, commit.control_reads.with_keys(writes), base)
+    return version
+
+
 async def commit_batch(conn: asyncpg.Connection, commit: BatchCommit) -> int | None:
     """Write a poll's effects and the new positions of its partitions atomically.
 
@@ -290,7 +322,9 @@ async def commit_batch(conn: asyncpg.Connection, commit: BatchCommit) -> int | N
     the verified and quarantine topics (``forwarded_offset``, ADR 0008).
 
     Raises :class:`StaleBatchError` (and writes nothing) when a stored position
-    is not the batch's ``expected_next_offset`` (``None``: no position yet).
+    is not the batch's ``expected_next_offset`` (``None``: no position yet), or
+    a control row the plan read or writes changed after ``commit.control_base``
+    (:func:`_take_control_order`).
     """
     group, topic = commit.group, commit.topic
     batches, projections = commit.batches, commit.projections
@@ -315,6 +349,7 @@ async def commit_batch(conn: asyncpg.Connection, commit: BatchCommit) -> int | N
                     f"partition {batch.partition}: stored position {stored.get(batch.partition)},"
                     f" batch expected {batch.expected_next_offset}"
                 )
+        version = await _take_control_order(conn, commit)
         event_records = [(*e, topic, b.partition) for b in batches for e in b.events]
         if event_records:
             await conn.copy_records_to_table("events", columns=EVENT_COLUMNS, records=event_records)
@@ -337,18 +372,9 @@ async def commit_batch(conn: asyncpg.Connection, commit: BatchCommit) -> int | N
             await conn.copy_records_to_table(
                 "quarantine", columns=_QUARANTINE_COLUMNS, records=quarantine_records
             )
-        version = None
-        if any(row.table in VERSIONED_TABLES for row in projections):
-            # first: the row lock orders control commits, and the rows carry the version
-            version = await bump_control_version(conn)
         if projections:
             if version is not None:
-                # the digest tables' rows are checked as their digests move (no extra
-                # round trip); any other control row the batch writes, here
-                read = await move_digests(conn, projections, commit.control_base)
-                if commit.control_base is not None:
-                    others = [p for p in projections if p.table not in read]
-                    await refuse_changed_rows(conn, others, commit.control_base)
+                await move_digests(conn, projections)
             await _upsert(conn, projections, version)
         await conn.executemany(
             "INSERT INTO consumer_positions (consumer_group, topic, kafka_partition, next_offset,"

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from ledger.batch import Outcome, PartitionBatch, PartitionPosition
 from ledger.control_reads import ScopeRead
+from ledger.plan_reads import PlanReads
 from ledger.state import LedgerState, ProjectionRow
 
 __all__ = [
@@ -56,11 +57,15 @@ class BatchCommit:
     and quarantine topics already (``forwarded_offset``, ADR 0008).
 
     ``control_base`` is the control version of the state the batch was planned
-    on. When given, a control-plane row the batch writes that another commit
-    changed after that version refuses the batch: its row would be computed
-    from a state that no longer holds, and would undo the other commit (a
-    supersede planned before the revocation of its new WPC committed must not
-    store that WPC as active again: ADR 0029).
+    on, and ``control_reads`` what the plan read of it. When a base is given, a
+    control-plane row the batch reads or writes that another commit changed
+    after that version refuses the batch (ADR 0029): a row it writes would be
+    computed from a state that no longer holds and undo the other commit (a
+    supersede planned before the revocation of its new WPC must not store that
+    WPC as active again); a decision on a row it read would not be the one a
+    replay of the ledger makes (a token pinned to a WPC revoked in between).
+    The store takes the control order lock before the batch's events get their
+    ledger positions, so that position order is the order the state changed in.
     """
 
     group: str
@@ -69,6 +74,7 @@ class BatchCommit:
     projections: Sequence[ProjectionRow]
     copies_tracked: bool = True
     control_base: int | None = None
+    control_reads: PlanReads = field(default_factory=PlanReads)
 
 
 @dataclass(frozen=True)
@@ -189,7 +195,7 @@ class LedgerStore(Protocol):
         plane, else ``None``. Raises :class:`~ledger.errors.StaleBatchError`
         (writing nothing) when a stored position is not the batch's
         ``expected_next_offset``, an event id is already recorded, or a
-        control row it writes changed after ``commit.control_base``.
+        control row it reads or writes changed after ``commit.control_base``.
         """
         ...
 

@@ -4,7 +4,6 @@ database) and on the in-memory store, which must keep the same semantics."""
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -30,13 +29,14 @@ from ledger.errors import (
     StaleBatchError,
 )
 from ledger.events import build_event, sign_event
+from ledger.plan_reads import PlanReads
 from ledger.state import LedgerState, ProjectionRow
-from ledger.tokens import build_claims, issue_token
 from ledger.verify import verify_message
 from ledger.wpc import policy_hash_b64u, sign_wpc
 from storage.memory import MemoryLedgerStore
 from storage.postgres import PostgresLedgerStore
 from storage.protocol import BatchCommit, ControlQuery, LedgerStore
+from tests.fixtures_events import policy_attested, token_issued
 
 ADMIN = KeyPair.from_seed(bytes([1]) * 32, "admin")
 OPERATOR = KeyPair.from_seed(bytes([2]) * 32, "operator")
@@ -463,6 +463,37 @@ async def test_a_changed_row_of_a_table_without_a_digest_refuses_the_batch_too(
     assert await store.commit_batch(current) == 2
 
 
+@pytest.mark.parametrize(
+    ("reads", "refused"),
+    [
+        (PlanReads(whole=frozenset({"shadows"})), True),
+        (PlanReads(keys={"shadows": frozenset({"job:1"})}), True),
+        (PlanReads(keys={"shadows": frozenset({"job:2"})}), False),
+        (PlanReads(keys={"policies": frozenset({"job:1"})}), False),
+        (PlanReads(), False),
+    ],
+    ids=["whole-table", "that-key", "another-key", "another-table", "nothing"],
+)
+async def test_a_batch_that_only_read_a_changed_row_is_refused(
+    store: LedgerStore, reads: PlanReads, refused: bool
+) -> None:
+    """A batch writing no control row is checked on what its plan read: a key
+    (present or absent), or a whole table, changed after its base refuses it."""
+    first = _plan([b"not json"])
+    committed = BatchCommit(GROUP, TOPIC, first.batches, [_shadow_row("a")], control_base=0)
+    assert await store.commit_batch(committed) == 1
+    positions = await store.load_positions(GROUP, TOPIC)
+    second = _plan([b"{}"], first_offset=1, positions=positions)
+    reader = BatchCommit(GROUP, TOPIC, second.batches, [], control_base=0, control_reads=reads)
+    if refused:
+        with pytest.raises(StaleBatchError, match="shadows row 'job:1' was changed"):
+            await store.commit_batch(reader)
+        assert (await store.load_positions(GROUP, TOPIC)) == positions  # nothing written
+        reader = BatchCommit(GROUP, TOPIC, second.batches, [], control_base=1, control_reads=reads)
+    assert await store.commit_batch(reader) is None
+    assert (await store.load_positions(GROUP, TOPIC))[0].next_offset == 2
+
+
 POLICY_ADMIN = KeyPair.from_seed(bytes([3]) * 32, "policy-admin")
 
 
@@ -519,17 +550,21 @@ def _control_commits_first(
     monkeypatch: pytest.MonkeyPatch,
     control: VerifyingProcessor,
     raw: bytes,
+    *,
+    offset: int = 0,
 ) -> list[str]:
-    """Let ``control`` commit ``raw`` inside the next ingress ``commit_batch``, between
-    its plan and its commit; the list returned tells what happened ("committed",
-    then "refused" when the store refused the ingress batch)."""
+    """Let ``control`` commit ``raw`` (at ``offset`` of its topic) inside the next
+    ``commit_batch`` of another topic, between that batch's plan and its commit; the
+    list returned tells what happened ("committed", then "refused" when the store
+    refused the other batch)."""
     commit_batch = store.commit_batch
     seen: list[str] = []
 
     async def control_first(commit: BatchCommit) -> int | None:
-        if commit.topic == TOPIC and not seen:
+        if commit.topic != control.topic and not seen:
             seen.append("committed")
-            assert len((await control.process([IngressRecord(0, 0, raw)])).accepted) == 1
+            record = IngressRecord(0, offset, raw)
+            assert len((await control.process([record])).accepted) == 1
         try:
             return await commit_batch(commit)
         except StaleBatchError:
@@ -568,10 +603,6 @@ async def test_a_supersede_planned_before_a_revocation_cannot_revive_the_revoked
 ISSUER = KeyPair.from_seed(bytes([4]) * 32, "issuer")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ADR 0029 'Not solved': the rows a plan only read are not checked at commit",
-)
 async def test_a_token_planned_before_its_wpc_was_revoked_is_planned_again(
     store: LedgerStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -590,20 +621,52 @@ async def test_a_token_planned_before_its_wpc_was_revoked_is_planned_again(
     ingress, control = await _two_lanes(store, setup)
     revoke = {"policy_hash_b64u": wpc, "reason": "leaks secrets"}
     revocation = _by_policy_admin("policy.revoked", f"policy:{wpc}", revoke)
-    claims = build_claims(
-        sub="agent:a",
-        aud="clawproxy",
-        scope=["tool:search"],
-        ttl_seconds=900,
-        now=int(time.time()),
-        policy_hash_b64u=wpc,
-    )
-    body = issue_token(claims, ISSUER).event_body(ISSUER.did)
-    issuance = sign_event(
-        build_event("token.issued", f"token:{body['jti']}", body, ISSUER), ISSUER
-    ).to_bytes()
+    _, issuance = token_issued(ISSUER, wpc)
 
-    _control_commits_first(store, monkeypatch, control, revocation)
+    seen = _control_commits_first(store, monkeypatch, control, revocation)
     report = await ingress.process([IngressRecord(0, len(setup), issuance)])
+    assert seen == ["committed", "refused"]
     assert report.accepted == []
     assert [q.code for q in report.quarantined] == [ReasonCode.WPC_REVOKED]
+
+
+async def test_an_event_planned_before_its_signer_was_revoked_is_planned_again(
+    store: LedgerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that writes no control row at all (an attestation) only read its
+    signer's key: a revocation of that key committed between its plan and its
+    commit sends it back to be planned on the state that holds the revocation."""
+    ingress, control = await _two_lanes(store, SETUP)
+    revoke = {"did": OPERATOR.did, "reason": "key leaked"}
+    revocation = sign_event(build_event("key.revoked", f"key:{OPERATOR.did}", revoke, ADMIN), ADMIN)
+    attestation = policy_attested(OPERATOR)
+    seen = _control_commits_first(store, monkeypatch, control, revocation.to_bytes())
+    report = await ingress.process([IngressRecord(0, len(SETUP), attestation)])
+    assert seen == ["committed", "refused"]
+    assert report.accepted == []
+    assert [q.code for q in report.quarantined] == [ReasonCode.SIGNER_REVOKED]
+
+
+async def test_a_halt_planned_before_a_token_of_its_scope_was_issued_revokes_it_too(
+    store: LedgerStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control lane plans a full stop of ``sub:agent:a``, which revokes every
+    active token of that subject it finds; before it commits, the ingress lane
+    commits a new token for agent:a. Committed as planned, the halt would leave that
+    token active although the ledger holds it before the halt (the scope it looked
+    through changed): it is planned again and revokes the token as well."""
+    wpc, publish = _published("scope")
+    setup = [
+        *SETUP,
+        _register(POLICY_ADMIN.did, "pa", "policy-admin"),
+        _register(ISSUER.did, "issuer", "issuer"),
+        publish,
+    ]
+    ingress, control = await _two_lanes(store, setup)
+    jti, issuance = token_issued(ISSUER, wpc)
+    seen = _control_commits_first(store, monkeypatch, ingress, issuance, offset=len(setup))
+    report = await control.process([IngressRecord(0, 0, _halt("sub:agent:a"))])
+    assert seen == ["committed", "refused"]
+    assert len(report.accepted) == 1
+    _, stored = await store.load_state_snapshot(ADMIN.did)
+    assert stored.tokens[jti]["status"] == "revoked"
