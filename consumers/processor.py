@@ -523,9 +523,12 @@ class VerifyingProcessor:
                 # a rule needs a whole bounded table (a full-stop halt revokes every token
                 # in its scope): plan again with that table loaded whole for this batch
                 self.control_replans += 1
-                extra_tables = await self._whole_tables(iterated)
                 await self._load_state(check_streamed=False)
                 await self._refresh_control(pending, extra)
+                # read after the state's version: a row it holds that is newer than the
+                # plan's base is seen by the commit's check (ADR 0030), an older one
+                # is what the base holds
+                extra_tables = await self._whole_tables(iterated)
                 for table, rows in extra_tables.items():
                     self._cache(table).fill_all(rows)
                 self._take_misses()
