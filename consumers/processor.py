@@ -25,6 +25,7 @@ from typing import Any, Literal
 from consumers.config import DEFAULT_CONTROL_CACHE_SIZE, ProcessorConfig
 from ledger.batch import (
     AcceptedRecord,
+    BatchPlan,
     BatchReport,
     IngressRecord,
     Outcome,
@@ -118,6 +119,8 @@ class VerifyingProcessor:
         self.positions: dict[int, PartitionPosition] = {}
         #: the scope reads the bounded caches hold rows for, by (table, scope)
         self._scope_reads: dict[tuple[str, str], ScopeRead] = {}
+        #: planning inside :meth:`LedgerStore.hold_control_order` (ADR 0030)
+        self._holding = False
         #: the control version this state reflects (-1: none, load it whole)
         self._control_version = -1
         #: how often the control state was read from scratch (start, failed commits)
@@ -327,7 +330,10 @@ class VerifyingProcessor:
         if tampered:
             raise ControlPlaneTamperedError(tampered)
         unsealed = {t: computed[t] for t in computed if start.stored.get(t) is None}
-        if unsealed and await self._store.seal_control_digests(start.version, unsealed):
+        # sealing takes the control order lock, which a held plan already has
+        # (it would wait for itself): the next load outside a hold seals them
+        sealing = unsealed and not self._holding
+        if sealing and await self._store.seal_control_digests(start.version, unsealed):
             log.warning("sealed the control-plane digest of %s", ", ".join(sorted(unsealed)))
         self._control_version = start.version
         self.trust_root = state.trust_root
@@ -504,6 +510,40 @@ class VerifyingProcessor:
         pending = pending_records(self.positions, records, verdicts)
         if not pending.by_partition:
             return BatchReport(skipped=pending.skipped)
+        if _has_full_stop_of_all(pending):
+            # its plan reads the whole token table, which any token commit in its
+            # window would change: planned and committed holding the control order,
+            # so that nothing lands in between (ADR 0030). The digest check first:
+            # it seals with the same lock
+            self._begin_check()
+            await self._await_check()
+            async with self._store.hold_control_order() as held:
+                self._holding = True
+                try:
+                    plan = await self._plan(pending)
+                    version = await held.commit(self._batch_commit(plan))
+                finally:
+                    self._holding = False
+        else:
+            plan = await self._plan(pending)
+            version = await self._store.commit_batch(self._batch_commit(plan))
+        if version is not None and version == self._control_version + 1:
+            # our own bump, and nobody else's in between: the state is at `version`.
+            # Otherwise it also holds our changes but lacks another processor's,
+            # and stays at the old version: the next batch catches up from there
+            # (re-reading our own rows, which are what memory already holds).
+            self._control_version = version
+        for batch in plan.batches:
+            self.positions[batch.partition] = batch.new_position
+            self.committed += len(batch.events)
+            self.quarantined += len(batch.quarantined)
+        self._trim()
+        self._begin_check()
+        return plan.report
+
+    async def _plan(self, pending: PendingBatch) -> BatchPlan:
+        """Catch up on the control state, fetch the rows the batch reads, and plan it
+        (again, until no rule read a row the batch did not list)."""
         recorded = await self._refresh_control(pending, event_ids=pending.event_ids())
         if self._bounded and _has_full_stop_of_all(pending):
             # a full-stop halt of * revokes every token: its rule reads the whole table,
@@ -549,33 +589,21 @@ class VerifyingProcessor:
             # those tables are known to be the ones the processors wrote
             self._begin_check()
             await self._await_check()
-        version = await self._store.commit_batch(
-            BatchCommit(
-                group=self.group,
-                topic=self.topic,
-                batches=plan.batches,
-                projections=plan.projections,
-                copies_tracked=self.copies_tracked,
-                # the version the plan's state was read at, and what it read: a
-                # control row another lane or processor changed since, that the plan
-                # read or writes, refuses the batch (planned again; ADR 0029)
-                control_base=self._control_version,
-                control_reads=self._plan_reads(),
-            )
+        return plan
+
+    def _batch_commit(self, plan: BatchPlan) -> BatchCommit:
+        return BatchCommit(
+            group=self.group,
+            topic=self.topic,
+            batches=plan.batches,
+            projections=plan.projections,
+            copies_tracked=self.copies_tracked,
+            # the version the plan's state was read at, and what it read: a
+            # control row another lane or processor changed since, that the plan
+            # read or writes, refuses the batch (planned again; ADR 0029, 0030)
+            control_base=self._control_version,
+            control_reads=self._plan_reads(),
         )
-        if version is not None and version == self._control_version + 1:
-            # our own bump, and nobody else's in between: the state is at `version`.
-            # Otherwise it also holds our changes but lacks another processor's,
-            # and stays at the old version: the next batch catches up from there
-            # (re-reading our own rows, which are what memory already holds).
-            self._control_version = version
-        for batch in plan.batches:
-            self.positions[batch.partition] = batch.new_position
-            self.committed += len(batch.events)
-            self.quarantined += len(batch.quarantined)
-        self._trim()
-        self._begin_check()
-        return plan.report
 
     def _verify_all(self, records: Sequence[IngressRecord]) -> list[Verified | Rejected]:
         limit = self.max_message_bytes

@@ -10,8 +10,9 @@ rows. tests/contract runs one suite against both stores.
 
 from __future__ import annotations
 
+import contextlib
 import copy
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,7 @@ from storage.protocol import (
     ControlQuery,
     ControlRead,
     ControlStart,
+    HeldControlOrder,
     OffsetMarks,
 )
 
@@ -275,6 +277,13 @@ class MemoryLedgerStore:
                 if key in stored
             }
             self._digests[table] = (digest + digest_delta(table, old, changes)) % DIGEST_MODULUS
+
+    @contextlib.asynccontextmanager
+    async def hold_control_order(self) -> AsyncIterator[HeldControlOrder]:
+        # commits are not concurrent here (one event loop, no await inside one), so
+        # there is no lock to take; a commit that landed in between is still refused
+        # by the check, as in commit_batch
+        yield HeldControlOrder(self._control_version, self.commit_batch)
 
     async def record_forwarded(
         self, group: str, topic: str, marks: OffsetMarks, *, since: OffsetMarks | None = None

@@ -15,8 +15,9 @@ the store runs each on a connection of its pool.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -53,6 +54,7 @@ from storage.protocol import (
     ControlQuery,
     ControlRead,
     ControlStart,
+    HeldControlOrder,
     OffsetMarks,
 )
 
@@ -500,6 +502,30 @@ class PostgresLedgerStore:
                     await ensure_partitions(conn, need=2 * events)
             self._since_ensure = (self._since_ensure or 0) + events
             return version
+
+    @contextlib.asynccontextmanager
+    async def hold_control_order(self) -> AsyncIterator[HeldControlOrder]:
+        async with self._pool.acquire() as conn:
+            # outside the lock: cutting a partition takes a lock on events
+            await ensure_partitions(conn)
+            self._since_ensure = 0
+            async with conn.transaction():
+                # only the row every commit bumps or shares; the positions come in the
+                # commit. Taking them here too would keep the forwarding of this
+                # processor's last batch (record_forwarded) waiting on a pool
+                # connection the plan's reads need. Another commit waiting here holds
+                # positions of its own partitions only, never of these
+                version = await conn.fetchval(
+                    "SELECT version FROM control_state WHERE id = 1 FOR UPDATE"
+                )
+
+                async def commit(held: BatchCommit) -> int | None:
+                    try:
+                        return await commit_batch(conn, held)  # a savepoint in the hold
+                    except asyncpg.UniqueViolationError as exc:
+                        raise StaleBatchError(f"{exc.__class__.__name__}: {exc}") from exc
+
+                yield HeldControlOrder(int(version), commit)
 
     async def record_forwarded(
         self, group: str, topic: str, marks: OffsetMarks, *, since: OffsetMarks | None = None

@@ -7,7 +7,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -75,6 +76,17 @@ class BatchCommit:
     copies_tracked: bool = True
     control_base: int | None = None
     control_reads: PlanReads = field(default_factory=PlanReads)
+
+
+@dataclass(frozen=True)
+class HeldControlOrder:
+    """The control order lock, held (:meth:`LedgerStore.hold_control_order`): no
+    batch commits while it is held, so a plan made on the state of ``version``
+    cannot be overtaken; ``commit`` commits one batch inside the hold (its effects
+    are durable once the hold ends without an error)."""
+
+    version: int
+    commit: Callable[[BatchCommit], Awaitable[int | None]]
 
 
 @dataclass(frozen=True)
@@ -197,6 +209,14 @@ class LedgerStore(Protocol):
         ``expected_next_offset``, an event id is already recorded, or a
         control row it reads or writes changed after ``commit.control_base``.
         """
+        ...
+
+    def hold_control_order(self) -> AbstractAsyncContextManager[HeldControlOrder]:
+        """Hold the control order lock for one plan and its commit (ADR 0030): every
+        other commit waits until the hold ends. For a batch whose plan reads a
+        whole table (a full stop of ``*``), which any concurrent change to that
+        table would otherwise refuse. Read the state through the store as usual
+        (other connections); commit through the hold."""
         ...
 
     async def record_forwarded(

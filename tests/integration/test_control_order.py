@@ -14,6 +14,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -167,3 +168,65 @@ async def test_a_batch_waits_for_a_control_commit_in_flight_and_the_ledger_repla
     assert replayed.fold.broken is None
     assert replayed.diffs == []
     assert replayed.events == len(SETUP) + 1
+
+
+async def test_a_full_stop_of_everything_is_planned_holding_the_order_and_never_refused(
+    fresh_database: str,
+    two_stores: tuple[PostgresLedgerStore, PostgresLedgerStore],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """A full stop of ``*`` reads the whole token table: planned optimistically, a
+    token issued by the ingress lane inside its window would refuse it, and a
+    steady stream of them every time. It is planned and committed holding the
+    control order instead: the issuance waits, the halt commits at the first
+    attempt, and the issuance, planned again after it, is refused."""
+    ingress_store, control_store = two_stores
+    await ingress_store.set_trust_root(ADMIN.did)
+    ingress = VerifyingProcessor(ingress_store, group="g", topic="ingress", trust_root=None)
+    await ingress.start()
+    _, first_token = token_issued(ISSUER, WPC)
+    setup = [*SETUP, first_token]
+    records = [IngressRecord(0, i, raw) for i, raw in enumerate(setup)]
+    assert len((await ingress.process(records)).accepted) == len(setup)
+    control = VerifyingProcessor(control_store, group="g", topic="control", trust_root=None)
+    await control.start()
+    loads = control.full_state_loads
+
+    # pause the halt's plan once it reads the whole token table (inside the hold)
+    whole_tables = control._whole_tables
+    planning, release = asyncio.Event(), asyncio.Event()
+
+    async def paused(tables: Any) -> dict[str, dict[str, Any]]:
+        rows = await whole_tables(tables)
+        planning.set()
+        await release.wait()
+        return rows
+
+    monkeypatch.setattr(control, "_whole_tables", paused)
+    halt = signed_event("agent.halted", "halt:*", {"target": "*", "reason": "incident"}, OPERATOR)
+    halting = asyncio.create_task(control.process([IngressRecord(0, 0, halt)]))
+    jti, second_token = token_issued(ISSUER, WPC)
+    try:
+        await asyncio.wait_for(planning.wait(), 10)
+        issuing = asyncio.create_task(ingress.process([IngressRecord(0, len(setup), second_token)]))
+        deadline = time.monotonic() + 10
+        while await _lock_waiters(fresh_database) == 0:
+            assert not issuing.done(), "the issuance committed inside the halt's window"
+            assert time.monotonic() < deadline, "the issuance never waited for the hold"
+            await asyncio.sleep(0.02)
+    finally:
+        release.set()
+        halted = await halting
+    assert len(halted.accepted) == 1
+    assert control.full_state_loads == loads  # never refused, never reloaded
+    report = await issuing
+    assert [q.code for q in report.quarantined] == [ReasonCode.AGENT_HALTED]
+    _, state = await ingress_store.load_state_snapshot(ADMIN.did)
+    assert all(token["status"] == "revoked" for token in state.tokens.values())
+    assert jti not in state.tokens
+
+    settings = load_settings(database_url=fresh_database, state_dir=tmp_path, env={}, cwd=tmp_path)
+    replayed = await run_replay(settings, ReplayRequest(compare=True, jobs=1))
+    assert replayed.fold.broken is None
+    assert replayed.diffs == []
