@@ -113,6 +113,15 @@ async def _lock_waiters(url: str) -> int:
         await conn.close()
 
 
+async def _waits_for_a_lock(url: str, batch: asyncio.Task[Any], what: str) -> None:
+    """Until a backend of ``url`` waits for a lock (``batch``, the only candidate)."""
+    deadline = time.monotonic() + 10
+    while await _lock_waiters(url) == 0:
+        assert not batch.done(), f"{what} committed past the held lock"
+        assert time.monotonic() < deadline, f"{what} never waited for the held lock"
+        await asyncio.sleep(0.02)
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
 async def test_a_batch_waits_for_a_control_commit_in_flight_and_the_ledger_replays_clean(
     case: str,
@@ -150,11 +159,7 @@ async def test_a_batch_waits_for_a_control_commit_in_flight_and_the_ledger_repla
         ingress_batch = asyncio.create_task(
             ingress.process([IngressRecord(0, len(SETUP), ingress_event())])
         )
-        deadline = time.monotonic() + 10
-        while await _lock_waiters(fresh_database) == 0:
-            assert not ingress_batch.done(), "the ingress batch committed past the lock"
-            assert time.monotonic() < deadline, "the ingress batch never waited for the lock"
-            await asyncio.sleep(0.02)
+        await _waits_for_a_lock(fresh_database, ingress_batch, "the ingress batch")
     finally:
         release.set()  # whatever happened, the held transaction ends (the pools can close)
         accepted = (await control_commit).accepted
@@ -210,11 +215,7 @@ async def test_a_full_stop_of_everything_is_planned_holding_the_order_and_never_
     try:
         await asyncio.wait_for(planning.wait(), 10)
         issuing = asyncio.create_task(ingress.process([IngressRecord(0, len(setup), second_token)]))
-        deadline = time.monotonic() + 10
-        while await _lock_waiters(fresh_database) == 0:
-            assert not issuing.done(), "the issuance committed inside the halt's window"
-            assert time.monotonic() < deadline, "the issuance never waited for the hold"
-            await asyncio.sleep(0.02)
+        await _waits_for_a_lock(fresh_database, issuing, "the issuance")
     finally:
         release.set()
         halted = await halting
