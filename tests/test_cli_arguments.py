@@ -17,6 +17,7 @@ DASH_HASH = "-dQrWUVjI4IB_g8arwpt6G8IKSBswYd3y0HQbXMgbK4"
         ["wpc", "get", DASH_HASH, "--json"],
         ["wpc", "revoke", DASH_HASH, "--reason", "r", "--key", "nobody"],
         ["wpc", "supersede", DASH_HASH, DASH_HASH, "--key", "nobody"],
+        ["pulse", "show", DASH_HASH, "--json"],
     ],
 )
 def test_policy_hash_beginning_with_dash_is_the_hash_argument(

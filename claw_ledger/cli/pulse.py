@@ -59,7 +59,9 @@ def publish(job_id: str, key_ref: str, bundle_hash: str | None, as_json: bool) -
         )
 
 
-@command.command("show")
+# a pulse id is base64url and may begin with "-": take such a word as the ID
+# argument, not as an unknown option (as `wpc get` does for policy hashes)
+@command.command("show", context_settings={"ignore_unknown_options": True})
 @click.argument("pulse_id", metavar="ID")
 @json_option("Print JSON.")
 def show(pulse_id: str, as_json: bool) -> None:
