@@ -71,7 +71,14 @@ class UvicornThread:
     def __exit__(self, *_: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
-        self.sock.close()
+        if self.thread.is_alive():
+            # a graceful shutdown still waiting for a client's keep-alive connection
+            self.server.force_exit = True
+            self.thread.join(timeout=30)
+        if not self.thread.is_alive():
+            # closed under a server still shutting down, its fd is gone when it stops
+            # serving it, and the thread dies with an error at a later test
+            self.sock.close()
 
 
 def create_key(env: dict[str, str], name: str, role: str) -> str:
