@@ -22,10 +22,16 @@ import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
 
 from claw_ledger.checkpointer_control import stop_checkpointer
-from claw_ledger.config import Settings
+from claw_ledger.config import Settings, load_settings
 from claw_ledger.processor_control import processor_command
 from claw_ledger.services.kafka import ensure_topics
-from claw_ledger.services.postgres import create_database
+from claw_ledger.services.postgres import (
+    admin_url,
+    create_database,
+    start_postgres,
+    stop_postgres,
+    wait_postgres_ready,
+)
 from ledger.chain import ChainLink
 from ledger.crypto import KeyPair, save_key
 from ledger.roles import Role
@@ -33,13 +39,16 @@ from ledger.topics import topic_names
 from producers.publish import wait_for_verdict
 from producers.sdk import LedgerProducer
 from storage.postgres import set_trust_root
+from tests.conftest import with_database
 
 __all__ = [
     "CLAW_LEDGER",
     "LedgerHarness",
+    "PrivatePostgres",
     "ProcessorProcess",
     "connection",
     "fetch_until",
+    "private_postgres",
     "recorded_halts",
     "run_cli",
     "send_halts",
@@ -406,3 +415,44 @@ async def running_ledger(
 @pytest.fixture
 def cli_env(running_ledger: LedgerHarness) -> Iterator[dict[str, str]]:
     yield dict(running_ledger.env)
+
+
+@dataclass
+class PrivatePostgres:
+    """An embedded Postgres of one test, which it may stop and start (the session's
+    shared server is never stopped); :func:`start_ledger` takes it as its servers."""
+
+    settings: Settings
+    port: int
+
+    @property
+    def server_url(self) -> str:
+        return admin_url(self.port)
+
+    def database_url(self, name: str) -> str:
+        return with_database(self.server_url, name)
+
+    def stop(self) -> None:
+        stop_postgres(self.settings)
+
+    async def start(self) -> None:
+        """Start it again on the same port (the ledger's URLs name it)."""
+        proc = start_postgres(self.settings)
+        assert proc.port == self.port, (proc.port, self.port)
+        await wait_postgres_ready(proc)
+
+
+@asynccontextmanager
+async def private_postgres(directory: Path) -> AsyncIterator[PrivatePostgres]:
+    """A :class:`PrivatePostgres` with its data under ``directory``, stopped after the block."""
+    settings = load_settings(
+        state_dir=directory,
+        env={k: v for k, v in os.environ.items() if k in ("HOME", "XDG_CACHE_HOME")},
+        cwd=directory.parent,
+    )
+    proc = start_postgres(settings)
+    try:
+        await wait_postgres_ready(proc)
+        yield PrivatePostgres(settings, proc.port)
+    finally:
+        stop_postgres(settings)
