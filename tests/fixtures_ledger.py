@@ -24,7 +24,15 @@ from aiokafka import AIOKafkaConsumer
 from claw_ledger.checkpointer_control import stop_checkpointer
 from claw_ledger.config import Settings, load_settings
 from claw_ledger.processor_control import processor_command
-from claw_ledger.services.kafka import ensure_topics
+from claw_ledger.services.kafka import (
+    KafkaProcess,
+    ensure_kafka_jars,
+    ensure_topics,
+    kafka_paths,
+    start_kafka,
+    stop_kafka,
+    wait_kafka_ready,
+)
 from claw_ledger.services.postgres import (
     admin_url,
     create_database,
@@ -44,10 +52,12 @@ from tests.conftest import with_database
 __all__ = [
     "CLAW_LEDGER",
     "LedgerHarness",
+    "PrivateKafka",
     "PrivatePostgres",
     "ProcessorProcess",
     "connection",
     "fetch_until",
+    "private_kafka",
     "private_postgres",
     "recorded_halts",
     "run_cli",
@@ -456,3 +466,46 @@ async def private_postgres(directory: Path) -> AsyncIterator[PrivatePostgres]:
         yield PrivatePostgres(settings, proc.port)
     finally:
         stop_postgres(settings)
+
+
+@dataclass
+class PrivateKafka:
+    """A single Kafka broker of one test, which it may stop and start (the session's
+    shared broker is never stopped)."""
+
+    settings: Settings
+    lib: Path
+    process: KafkaProcess
+
+    @property
+    def bootstrap(self) -> str:
+        return self.process.bootstrap
+
+    def stop(self) -> None:
+        stop_kafka(self.process.pid, kafka_paths(self.settings))
+
+    async def start(self) -> None:
+        """Start it again on the same port (the ledger's settings name it)."""
+        process = start_kafka(self.settings, self.lib)
+        assert process.port == self.process.port, (process.port, self.process.port)
+        self.process = process
+        await wait_kafka_ready(process)
+
+
+@asynccontextmanager
+async def private_kafka(directory: Path) -> AsyncIterator[PrivateKafka]:
+    """A :class:`PrivateKafka` with its data under ``directory``, stopped after the block."""
+    settings = load_settings(
+        state_dir=directory,
+        cache_dir=os.environ.get("CLAW_LEDGER_CACHE_DIR") or None,
+        env={k: v for k, v in os.environ.items() if k in ("HOME", "XDG_CACHE_HOME")},
+        cwd=directory.parent,
+    )
+    lib = ensure_kafka_jars(settings)
+    process = start_kafka(settings, lib)
+    broker = PrivateKafka(settings, lib, process)
+    try:
+        await wait_kafka_ready(process)
+        yield broker
+    finally:
+        broker.stop()
