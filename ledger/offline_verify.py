@@ -14,8 +14,11 @@ run (their outcome would mean nothing).
   steps of :func:`ledger.verify.verify_message`, then the producer), ``wpc``,
   ``gateway_receipt``; any other type fails at the schema step;
 * **a C2SP signed checkpoint** (docs/transparency.md), alone or in a proof
-  file with inclusion and consistency proofs. Its signer must be the ledger
-  key the reviewer pins: without a pin the check fails (fail closed).
+  file with inclusion and consistency proofs (:mod:`ledger.offline_checkpoints`).
+  Its signer must be the ledger key the reviewer pins: without a pin the
+  check fails (fail closed).
+
+The verdict's types live in :mod:`ledger.verification_report`.
 
 What needs the ledger's state (registered keys and roles, revocations,
 duplicates, the rules of each event type) is not checked here.
@@ -23,30 +26,24 @@ duplicates, the rules of each event type) is not checked here.
 
 from __future__ import annotations
 
-import binascii
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Callable, Mapping
 from functools import partial
-from types import MappingProxyType
 from typing import Any, Protocol, TypeVar
 
-from ledger.bundles import BUNDLE_ENVELOPE_TYPE, check_receipt_signatures, verify_proof_bundle
-from ledger.canonical import field_values, parse_json_tracking
-from ledger.checkpoint import Checkpoint, NoteVerifier, open_note, parse_note
+from ledger.bundles import check_receipt_signatures, verify_proof_bundle
+from ledger.canonical import parse_json_tracking
+from ledger.checkpoint import Checkpoint, parse_note
 from ledger.envelope import ENVELOPE_FIELDS, verify_envelope
-from ledger.errors import CheckpointError, ProofError, ReasonCode, RejectedError
-from ledger.events import EVENT_ENVELOPE_TYPE
+from ledger.errors import ReasonCode, RejectedError
 from ledger.gc_pause import collector_paused
-from ledger.log_proofs import b64_hash
-from ledger.merkle import verify_consistency, verify_inclusion
-from ledger.receipts import RECEIPT_ENVELOPE_TYPE, verify_receipt_envelope
+from ledger.offline_checkpoints import parse_ledger_key, verify_checkpoint, verify_proof_file
+from ledger.receipts import verify_receipt_envelope
 from ledger.run_facts import RunFacts
 from ledger.seal_verify import ProofsElsewhere, SealCheck, inclusion_answer, verify_seal
 from ledger.sealed_bundles import is_sealed
-from ledger.tlog import EventLeaf
+from ledger.verification_report import Check, InputKind, Steps, VerificationResult
 from ledger.verify import Rejected, verify_message
-from ledger.wpc import WPC_ENVELOPE_TYPE, verify_wpc_envelope
+from ledger.wpc import verify_wpc_envelope
 
 __all__ = [
     "BUNDLE_STEPS",
@@ -60,19 +57,6 @@ __all__ = [
     "verify_bytes",
     "verify_document",
 ]
-
-
-class InputKind(StrEnum):
-    PROOF_BUNDLE = BUNDLE_ENVELOPE_TYPE
-    LEDGER_EVENT = EVENT_ENVELOPE_TYPE
-    WPC = WPC_ENVELOPE_TYPE
-    GATEWAY_RECEIPT = RECEIPT_ENVELOPE_TYPE
-    #: JSON of no type this ledger knows; judged as an envelope, so it fails
-    ENVELOPE = "envelope"
-    #: a signed checkpoint, bare or in a proof file
-    CHECKPOINT = "checkpoint"
-    #: neither JSON nor a signed note
-    UNREADABLE = "unreadable"
 
 
 #: chain entry types that record a model call, each of which must have a gateway receipt
@@ -97,99 +81,11 @@ BUNDLE_STEPS: tuple[str, ...] = (
 )
 _EVENT_STEPS = (*ENVELOPE_STEPS, "producer is the signer")
 
-_PROOF_FILE_KEYS = frozenset({"checkpoint", "inclusion", "consistency"})
-_INCLUSION_KEYS = frozenset({"log_index", "leaf", "leaf_hash_b64", "proof_b64"})
-_CONSISTENCY_KEYS = frozenset({"old_checkpoint", "proof_b64"})
-_LEAF_KEYS = frozenset({"partition", "ledger_seq", "event_id", "envelope_sha256", "chain_hash"})
 #: a signature line starts so; a note mangled by an editor (CRLF) still counts as one
 _NOTE_SIGNATURE_MARK = "\n\u2014 "
 _ENVELOPE_KINDS = frozenset(
     {InputKind.PROOF_BUNDLE, InputKind.LEDGER_EVENT, InputKind.WPC, InputKind.GATEWAY_RECEIPT}
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    """One step's outcome: ``code`` is ``OK`` or the step's reason code."""
-
-    step: int
-    name: str
-    ok: bool
-    code: str
-    detail: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return field_values(self)
-
-
-@dataclass(frozen=True, slots=True)
-class VerificationResult:
-    """The verdict: valid only when there are checks and every one passed."""
-
-    kind: InputKind
-    checks: tuple[Check, ...]
-    #: what was verified (ids, signer, sizes), for the report; empty on failure
-    facts: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-
-    @property
-    def valid(self) -> bool:
-        return bool(self.checks) and all(check.ok for check in self.checks)
-
-    @property
-    def failure(self) -> Check | None:
-        return next((check for check in self.checks if not check.ok), None)
-
-    @property
-    def reason_code(self) -> str:
-        failed = self.failure
-        if failed is not None:
-            return failed.code
-        return ReasonCode.OK.value if self.checks else ReasonCode.INTERNAL_ERROR.value
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "valid": self.valid,
-            "reason_code": self.reason_code,
-            "kind": self.kind.value,
-            "checks": [check.to_dict() for check in self.checks],
-            "facts": dict(self.facts),
-        }
-
-
-class _Failure(Protocol):
-    @property
-    def code(self) -> ReasonCode: ...
-
-    @property
-    def detail(self) -> str: ...
-
-
-class _Steps:
-    """Collects checks, numbering them in the order they run."""
-
-    def __init__(self, kind: InputKind) -> None:
-        self.kind = kind
-        self.checks: list[Check] = []
-
-    def ok(self, name: str, detail: str = "") -> None:
-        self.checks.append(Check(len(self.checks) + 1, name, True, ReasonCode.OK.value, detail))
-
-    def fail(self, name: str, code: ReasonCode | str, detail: str) -> None:
-        self.checks.append(Check(len(self.checks) + 1, name, False, str(code), detail))
-
-    def table(
-        self, names: Sequence[str], failed_step: int | None = None, exc: _Failure | None = None
-    ) -> None:
-        """Steps 1.. of ``names``: all pass, or those before ``failed_step`` pass and it fails."""
-        last = len(names) if failed_step is None else failed_step - 1
-        for name in names[:last]:
-            self.ok(name)
-        if failed_step is not None and exc is not None:
-            self.fail(names[failed_step - 1], exc.code, exc.detail)
-
-    def result(self, facts: Mapping[str, Any] | None = None) -> VerificationResult:
-        shown = facts if facts is not None and all(c.ok for c in self.checks) else {}
-        return VerificationResult(self.kind, tuple(self.checks), MappingProxyType(dict(shown)))
 
 
 # --- which step a reason code belongs to -------------------------------------------------
@@ -245,7 +141,7 @@ def _verify_bundle(
     plain_numbers: bool = False,
     proofs: ProofsElsewhere | None = None,
 ) -> VerificationResult:
-    steps = _Steps(InputKind.PROOF_BUNDLE)
+    steps = Steps(InputKind.PROOF_BUNDLE)
     # a sealed bundle's receipts are those of events the ledger verified at ingest:
     # their signatures wait for the seal, and those its inclusion proofs cover are not checked again
     defer = ledger_key is not None and _is_sealed_document(document)
@@ -326,7 +222,7 @@ def _seal_checks(
 
 
 def _report_seal(
-    steps: _Steps,
+    steps: Steps,
     payload: Mapping[str, Any],
     facts: dict[str, Any],
     seal: tuple[list[SealCheck], RunFacts | None],
@@ -352,7 +248,7 @@ def _report_seal(
 
 
 def _verify_event(raw: bytes, document: Any) -> VerificationResult:
-    steps = _Steps(InputKind.LEDGER_EVENT)
+    steps = Steps(InputKind.LEDGER_EVENT)
     verdict = verify_message(raw)
     if isinstance(verdict, Rejected):
         steps.table(_EVENT_STEPS, _envelope_step(document, verdict.code), verdict)
@@ -384,7 +280,7 @@ def _verify_event(raw: bytes, document: Any) -> VerificationResult:
 def _verify_simple(
     kind: InputKind, document: Any, verify: Callable[[Any], Mapping[str, Any]]
 ) -> VerificationResult:
-    steps = _Steps(kind)
+    steps = Steps(kind)
     try:
         facts = verify(document)
     except RejectedError as exc:
@@ -418,164 +314,6 @@ def _receipt_facts(document: Any) -> Mapping[str, Any]:
 def _unknown_envelope(document: Any) -> Mapping[str, Any]:
     verify_envelope(document, {})  # no schema: every type is refused, after steps 1-2
     return {}
-
-
-# --- checkpoints and proofs ----------------------------------------------------------------
-
-
-def parse_ledger_key(value: str) -> tuple[bytes, str | None]:
-    """The public key and key name (or ``None``) of a ``--ledger-key``.
-
-    A ``did:key``, or a note verifier key ``<name>+<key id>+<base64 key>``
-    (docs/transparency.md §3), whose name is then the origin. ``ValueError``
-    when it is neither.
-    """
-    if value.startswith("did:"):
-        from ledger.crypto import public_key_from_did
-
-        try:
-            return bytes(public_key_from_did(value)), None
-        except RejectedError as exc:
-            raise ValueError(exc.detail) from exc
-    verifier = NoteVerifier.from_verifier_key(value)
-    return verifier.public_key, verifier.name
-
-
-def _schema(detail: str) -> RejectedError:
-    return RejectedError(ReasonCode.SCHEMA_VALIDATION_FAILED, detail)
-
-
-def _proof_list(value: Any, code: ReasonCode, where: str) -> list[bytes]:
-    if not isinstance(value, list):
-        raise _schema(f"{where}.proof_b64 must be a list of base64 hashes")
-    return [b64_hash(item, code, f"{where}.proof_b64[{i}]") for i, item in enumerate(value)]
-
-
-def _check_keys(value: Any, allowed: frozenset[str], where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise _schema(f"{where} must be an object")
-    unknown = sorted(set(value) - allowed)
-    if unknown:
-        raise _schema(f"{where} has unknown member(s) {unknown}; known: {sorted(allowed)}")
-    return value
-
-
-def _inclusion(entry: Any, where: str, checkpoint: Checkpoint) -> str:
-    entry = _check_keys(entry, _INCLUSION_KEYS, where)
-    index = entry.get("log_index")
-    if type(index) is not int or index < 0:
-        raise _schema(f"{where}.log_index must be an integer >= 0")
-    if ("leaf" in entry) == ("leaf_hash_b64" in entry):
-        raise _schema(f"{where} gives exactly one of leaf and leaf_hash_b64")
-    if "leaf" in entry:
-        fields = entry["leaf"]
-        if not isinstance(fields, Mapping) or set(fields) != _LEAF_KEYS:
-            raise ProofError(ReasonCode.LEAF_MALFORMED, f"{where}.leaf has {sorted(_LEAF_KEYS)}")
-        hashed = EventLeaf(**fields).hash()
-    else:
-        hashed = b64_hash(entry["leaf_hash_b64"], ReasonCode.INCLUSION_PROOF_INVALID, where)
-    proof = _proof_list(entry.get("proof_b64"), ReasonCode.INCLUSION_PROOF_INVALID, where)
-    verify_inclusion(index, checkpoint.size, hashed, proof, checkpoint.root_hash)
-    return f"leaf {index} is in the tree of size {checkpoint.size}"
-
-
-def _consistency(value: Any, verifier: NoteVerifier, checkpoint: Checkpoint) -> str:
-    value = _check_keys(value, _CONSISTENCY_KEYS, "consistency")
-    note = value.get("old_checkpoint")
-    if not isinstance(note, str):
-        raise _schema("consistency.old_checkpoint must be the older signed checkpoint's text")
-    opened, _ = open_note(note.encode("utf-8"), [verifier])
-    old = Checkpoint.parse(opened.text)
-    if old.origin != checkpoint.origin:
-        raise CheckpointError(
-            ReasonCode.CHECKPOINT_ORIGIN_MISMATCH,
-            f"the older checkpoint is of {old.origin!r}, not {checkpoint.origin!r}",
-        )
-    proof = _proof_list(value.get("proof_b64"), ReasonCode.CONSISTENCY_PROOF_INVALID, "consistency")
-    verify_consistency(old.size, checkpoint.size, old.root_hash, checkpoint.root_hash, proof)
-    return f"the tree of size {checkpoint.size} extends the one of size {old.size}"
-
-
-def _verify_checkpoint(
-    note: bytes, proofs: Mapping[str, Any] | None, ledger_key: str | None, origin: str | None
-) -> VerificationResult:
-    steps = _Steps(InputKind.CHECKPOINT)
-    try:
-        parsed = parse_note(note)
-        checkpoint = Checkpoint.parse(parsed.text)
-    except CheckpointError as exc:
-        steps.fail("signed note and checkpoint syntax", exc.code, exc.detail)
-        return steps.result()
-    steps.ok("signed note and checkpoint syntax")
-    signers = ", ".join(f"{s.name} {s.key_id.hex()}" for s in parsed.signatures)
-    if ledger_key is None:
-        steps.fail(
-            "ledger key pinned",
-            ReasonCode.CHECKPOINT_KEY_UNKNOWN,
-            f"the signer is not pinned, so nothing says this is the ledger's checkpoint"
-            f" (signed by {signers}); pass the ledger's key with --ledger-key",
-        )
-        return steps.result()
-    try:
-        public_key, key_name = parse_ledger_key(ledger_key)
-    except ValueError as exc:
-        steps.fail("ledger key pinned", ReasonCode.INVALID_DID_FORMAT, str(exc))
-        return steps.result()
-    expected_origin = origin or key_name
-    verifier = NoteVerifier(expected_origin or checkpoint.origin, public_key)
-    steps.ok("ledger key pinned", f"{verifier.did} as {verifier.name} {verifier.key_id.hex()}")
-    try:
-        open_note(note, [verifier])
-    except CheckpointError as exc:
-        steps.fail("signature by the ledger key", exc.code, exc.detail)
-        return steps.result()
-    steps.ok("signature by the ledger key")
-    if expected_origin is not None and checkpoint.origin != expected_origin:
-        steps.fail(
-            "origin",
-            ReasonCode.CHECKPOINT_ORIGIN_MISMATCH,
-            f"checkpoint of {checkpoint.origin!r}, expected {expected_origin!r}",
-        )
-        return steps.result()
-    steps.ok("origin", checkpoint.origin if expected_origin else "not pinned: see --origin")
-    for index, entry in enumerate((proofs or {}).get("inclusion") or ()):
-        name = f"inclusion proof {index + 1}"
-        try:
-            steps.ok(name, _inclusion(entry, f"inclusion[{index}]", checkpoint))
-        except RejectedError as exc:
-            steps.fail(name, exc.code, exc.detail)
-            return steps.result()
-    if proofs is not None and "consistency" in proofs:
-        try:
-            steps.ok("consistency proof", _consistency(proofs["consistency"], verifier, checkpoint))
-        except RejectedError as exc:
-            steps.fail("consistency proof", exc.code, exc.detail)
-            return steps.result()
-    return steps.result(
-        {
-            "origin": checkpoint.origin,
-            "tree_size": checkpoint.size,
-            "root_hash_b64": binascii.b2a_base64(checkpoint.root_hash, newline=False).decode(),
-            "signer_did": verifier.did,
-        }
-    )
-
-
-def _verify_proof_file(
-    document: Mapping[str, Any], ledger_key: str | None, origin: str | None
-) -> VerificationResult:
-    try:
-        _check_keys(document, _PROOF_FILE_KEYS, "the proof file")
-        if not isinstance(document["checkpoint"], str):
-            raise _schema("checkpoint must be the signed checkpoint's text")
-        if not isinstance(document.get("inclusion", []), list):
-            raise _schema("inclusion must be a list of inclusion proofs")
-    except RejectedError as exc:
-        steps = _Steps(InputKind.CHECKPOINT)
-        steps.fail("proof file shape", exc.code, exc.detail)
-        return steps.result()
-    note = document["checkpoint"].encode("utf-8")
-    return _verify_checkpoint(note, document, ledger_key, origin)
 
 
 # --- entry points ----------------------------------------------------------------------------
@@ -657,10 +395,10 @@ def verify_document(
         return _verify_simple(kind, document, _receipt_facts)
     if kind is InputKind.CHECKPOINT:
         if document is None:
-            return _verify_checkpoint(raw, None, ledger_key, origin)
-        return _verify_proof_file(document, ledger_key, origin)
+            return verify_checkpoint(raw, None, ledger_key, origin)
+        return verify_proof_file(document, ledger_key, origin)
     if kind is InputKind.UNREADABLE:
-        steps = _Steps(kind)
+        steps = Steps(kind)
         steps.fail("read input", ReasonCode.MALFORMED_JSON, "neither JSON nor a signed note")
         return steps.result()
     return _verify_simple(InputKind.ENVELOPE, document, _unknown_envelope)
@@ -700,7 +438,7 @@ def verify_bytes(
                     proofs=None if pending is None else pending.result,
                 )
             except Exception as exc:  # hostile input must give a verdict, never a traceback
-                steps = _Steps(kind)
+                steps = Steps(kind)
                 detail = f"{type(exc).__name__}: {exc}"
                 steps.fail("verification", ReasonCode.INTERNAL_ERROR, detail)
                 return steps.result()
