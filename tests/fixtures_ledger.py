@@ -62,6 +62,7 @@ __all__ = [
     "recorded_halts",
     "run_cli",
     "send_halts",
+    "send_halts_in_tenths",
     "started_ledger",
     "stored_chains",
 ]
@@ -105,6 +106,21 @@ async def send_halts(
         futures.append(await producer.send_envelope(envelope))
     await asyncio.gather(*futures)
     return event_ids
+
+
+async def send_halts_in_tenths(
+    ledger: LedgerHarness, key: KeyPair, count: int, job: str, sent: list[str]
+) -> None:
+    """:func:`send_halts` of ``count`` halts in ten steps half a second apart, each
+    event id appended to ``sent`` once acknowledged: a stream that keeps flowing
+    while a drill kills or stops something (sent all at once, on a busy machine it
+    could all be committed before the drill began)."""
+    async with ledger.producer() as producer:
+        step = max(1, count // 10)
+        for start in range(0, count, step):
+            numbers = range(start, min(start + step, count))
+            sent.extend(await send_halts(producer, key, numbers, job, 64))
+            await asyncio.sleep(0.5)
 
 
 async def stored_chains(conn: asyncpg.Connection) -> dict[tuple[str, int], list[ChainLink]]:

@@ -12,7 +12,7 @@ import pytest
 
 from ledger.chain import verify_chain
 from ledger.roles import Role
-from tests.fixtures_ledger import recorded_halts, send_halts, start_ledger, stored_chains
+from tests.fixtures_ledger import recorded_halts, send_halts_in_tenths, start_ledger, stored_chains
 
 pytestmark = [pytest.mark.integration, pytest.mark.crash]
 
@@ -53,18 +53,10 @@ async def test_sigkill_mid_batch_loses_nothing_and_duplicates_nothing(
         operator = await ledger.register_key(Role.OPERATOR)
         event_ids: list[str] = []
 
-        async def publish_in_tenths() -> None:
-            # the stream keeps flowing while the processor is killed: on a busy
-            # machine, events sent all at once could all be committed before the test
-            # got to see the 20 % mark
-            async with ledger.producer() as producer:
-                step = events // 10
-                for start in range(0, events, step):
-                    numbers = range(start, min(start + step, events))
-                    event_ids.extend(await send_halts(producer, operator, numbers, "crash", 64))
-                    await asyncio.sleep(0.5)
-
-        publisher = asyncio.create_task(publish_in_tenths())
+        # the stream keeps flowing while the processor is killed
+        publisher = asyncio.create_task(
+            send_halts_in_tenths(ledger, operator, events, "crash", event_ids)
+        )
         conn = await ledger.connect()
         try:
             kills = 0

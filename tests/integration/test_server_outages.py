@@ -33,7 +33,7 @@ from tests.fixtures_ledger import (
     private_kafka,
     private_postgres,
     recorded_halts,
-    send_halts,
+    send_halts_in_tenths,
     start_ledger,
     stored_chains,
 )
@@ -90,26 +90,18 @@ async def _stream_through(
     processor's log holds ``expected_log``)."""
     url = ledger.settings.database_url
     assert url
-    publisher: asyncio.Task[list[str]] | None = None
+    publisher: asyncio.Task[None] | None = None
+    event_ids: list[str] = []
     try:
         operator = await ledger.register_key(Role.OPERATOR)
-
-        async def publish_in_tenths() -> list[str]:
-            # the stream keeps arriving while the server is down
-            sent: list[str] = []
-            async with ledger.producer() as producer:
-                step = EVENTS // 10
-                for start in range(0, EVENTS, step):
-                    numbers = range(start, min(start + step, EVENTS))
-                    sent.extend(await send_halts(producer, operator, numbers, "outage", 64))
-                    await asyncio.sleep(0.5)
-            return sent
-
-        publisher = asyncio.create_task(publish_in_tenths())
+        # the stream keeps arriving while the server is down
+        publisher = asyncio.create_task(
+            send_halts_in_tenths(ledger, operator, EVENTS, "outage", event_ids)
+        )
         before = await _until(url, EVENTS // 5, timeout=120)
         assert before < EVENTS, "the stream was committed before the outage could begin"
         await outage()
-        event_ids = await publisher
+        await publisher
         await _until(url, EVENTS, timeout=180)
         await asyncio.sleep(1.0)  # a batch committed twice would show by now
         assert ledger.processor.alive(), ledger.processor.log_tail()
