@@ -14,15 +14,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import socket
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from consumers.config import DEFAULT_CONTROL_CACHE_SIZE, ProcessorConfig
+from consumers.heartbeat import Heartbeat
 from ledger.batch import (
     AcceptedRecord,
     BatchPlan,
@@ -63,10 +61,6 @@ __all__ = [
 
 log = logging.getLogger("claw_ledger.processor")
 
-#: at most one heartbeat row write per this many seconds (ADR 0015)
-HEARTBEAT_INTERVAL_SECONDS = 0.5
-#: while beats keep failing (a database outage), one warning per this many seconds
-HEARTBEAT_FAILURE_LOG_SECONDS = 30.0
 #: fetch rounds per batch before planning anyway (a plan that then reads an
 #: unknown key is planned again, so this bounds work, not correctness)
 _MAX_FETCH_ROUNDS = 4
@@ -131,48 +125,23 @@ class VerifyingProcessor:
         self.whole_table_reads = 0
         self.committed = 0
         self.quarantined = 0
-        #: names this process's heartbeat row (several processors share a ledger)
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._last_beat = -HEARTBEAT_INTERVAL_SECONDS
-        #: beats failed in a row, and when the last of them was logged
-        self._beat_failures = 0
-        self._beat_failure_logged = 0.0
-        #: committed batches, their summed and longest (since the last beat) durations
-        self._batches = 0
-        self._batch_seconds = 0.0
-        self._batch_max: float | None = None
+        self._heartbeat = Heartbeat(store, group)
 
     async def heartbeat(self, *, force: bool = False) -> None:
-        """Record that this processor is alive and which control version its
-        state holds; engines call it after each commit and while idle, and it
-        writes at most every :data:`HEARTBEAT_INTERVAL_SECONDS`. A failure is
-        logged only: a missing beat is what makes authorize fail closed. During
-        an outage the first failure is logged, then one line every
-        :data:`HEARTBEAT_FAILURE_LOG_SECONDS`, then the recovery."""
-        moment = time.monotonic()
-        if not force and moment - self._last_beat < HEARTBEAT_INTERVAL_SECONDS:
-            return
-        self._last_beat = moment
-        try:
-            await self._store.heartbeat(
-                self.worker_id, self.group, self._control_version, self.commit_timings
-            )
-        except Exception as exc:
-            self._beat_failures += 1
-            since_logged = moment - self._beat_failure_logged
-            if self._beat_failures == 1 or since_logged >= HEARTBEAT_FAILURE_LOG_SECONDS:
-                self._beat_failure_logged = moment
-                log.warning("heartbeat not written (%d in a row): %s", self._beat_failures, exc)
-        else:
-            if self._beat_failures:
-                log.warning("heartbeat written again after %d failed", self._beat_failures)
-                self._beat_failures = 0
-            self._batch_max = None
+        """Record that this processor is alive and which control version its state
+        holds; engines call it after each commit and while idle (:class:`Heartbeat`
+        writes at most every :data:`HEARTBEAT_INTERVAL_SECONDS`)."""
+        await self._heartbeat.beat(self._control_version, force=force)
+
+    @property
+    def worker_id(self) -> str:
+        """Names this process's heartbeat row (several processors share a ledger)."""
+        return self._heartbeat.worker_id
 
     @property
     def commit_timings(self) -> CommitTimings:
         """Batches committed so far and what they took (decide + commit transaction)."""
-        return CommitTimings(self._batches, self._batch_seconds, self._batch_max)
+        return self._heartbeat.timings
 
     async def start(self) -> None:
         others = await self._store.other_groups(self.group, self.topic)
@@ -493,10 +462,7 @@ class VerifyingProcessor:
                 raise
             else:
                 if report.accepted or report.quarantined:
-                    took = time.perf_counter() - started
-                    self._batches += 1
-                    self._batch_seconds += took
-                    self._batch_max = max(self._batch_max or 0.0, took)
+                    self._heartbeat.committed(time.perf_counter() - started)
                 return report
         raise AssertionError("unreachable")
 
