@@ -12,7 +12,6 @@ the store) for positions and for the outcomes still to copy.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -20,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from consumers.config import DEFAULT_CONTROL_CACHE_SIZE, ProcessorConfig
+from consumers.digest_check import StreamedDigestCheck
 from consumers.heartbeat import Heartbeat
 from ledger.batch import (
     AcceptedRecord,
@@ -94,9 +94,6 @@ class VerifyingProcessor:
         #: "start": the bounded tables' digests are checked before start returns;
         #: "background": while batches that read neither table commit (ADR 0020)
         self.control_check = control_check
-        self._check_task: asyncio.Task[None] | None = None
-        #: a background check not begun yet (it begins after the first commit)
-        self._check_due = False
         #: False: the engine's copies to the verified/quarantine topics are best
         #: effort, and a commit counts its outcomes as copied (ADR 0008)
         self.copies_tracked = copies_tracked
@@ -104,6 +101,7 @@ class VerifyingProcessor:
         self.group = group
         self.topic = topic
         self._configured_trust_root = trust_root
+        self._digest_check = StreamedDigestCheck(store, trust_root, self._whole, self._bounded)
         self.trust_root = trust_root
         self.max_message_bytes = max_message_bytes
         # one thread, so that verifying the next batch overlaps this batch's commit;
@@ -152,72 +150,20 @@ class VerifyingProcessor:
                 hint=f"run the processor with --group {others[0]}",
             )
         background = self.control_check == "background" and bool(self._bounded)
-        if self._check_task is not None:  # started again: that check is replaced
-            self._check_task.cancel()
-            self._check_task = None
+        self._digest_check.schedule(False)  # started again: a check in progress is replaced
         await self._reload(check_streamed=not background)
         # begun after the first commit, so that hashing (CPU, on this event loop)
         # does not slow down joining the group and the first batch
-        self._check_due = background
-
-    def _begin_check(self) -> None:
-        if self._check_due:
-            self._check_due = False
-            self._check_task = asyncio.create_task(self._check_streamed())
-
-    async def _streamed_mismatches(self) -> dict[str, tuple[str, str]]:
-        """The bounded tables whose rows, streamed in a snapshot of their own,
-        do not sum to their stored digest (stored, computed); seals unsealed ones."""
-        start = await self._store.open_control_state(
-            self._configured_trust_root, whole=self._whole, stream=True
-        )
-        tampered = {
-            table: (digest_hex(digest), digest_hex(computed))
-            for table, computed in start.streamed.items()
-            if (digest := start.stored.get(table)) is not None and digest != computed
-        }
-        unsealed = {t: d for t, d in start.streamed.items() if start.stored.get(t) is None}
-        sealed = not tampered and unsealed
-        if sealed and await self._store.seal_control_digests(start.version, unsealed):
-            log.warning("sealed the control-plane digest of %s", ", ".join(sorted(unsealed)))
-        return tampered
-
-    async def _check_streamed(self) -> None:
-        """The background check: raises :class:`ControlPlaneTamperedError` on a mismatch."""
-        tampered = await self._streamed_mismatches()
-        if tampered:
-            raise ControlPlaneTamperedError(tampered)
-        log.info("control-plane digests of %s checked", ", ".join(self._bounded))
+        self._digest_check.schedule(background)
 
     @property
     def control_checked(self) -> bool:
         """Whether every control table has been checked against its digest."""
-        task = self._check_task
-        return not self._check_due and (
-            task is None or (task.done() and not task.cancelled() and task.exception() is None)
-        )
-
-    async def _await_check(self) -> None:
-        """Before committing a plan that read or wrote a bounded table: its check passed."""
-        task = self._check_task
-        if task is None:
-            return
-        try:
-            await asyncio.shield(task)
-        except ControlPlaneTamperedError:
-            raise  # every later batch that needs those tables is refused the same way
-        except Exception:
-            # the check itself failed (the database?): run it again for the next try
-            self._check_task = asyncio.create_task(self._check_streamed())
-            raise
-        self._check_task = None
+        return self._digest_check.passed
 
     async def close(self) -> None:
         """Close the store (the processor is not used afterwards)."""
-        if self._check_task is not None:
-            self._check_task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._check_task
+        await self._digest_check.close()
         await self._store.close()
         self._batch_executor.shutdown(wait=False)
 
@@ -295,7 +241,7 @@ class VerifyingProcessor:
         }
         if tampered and not check_streamed and self._bounded:
             # refusing anyway: name every changed table, the streamed ones too
-            tampered |= await self._streamed_mismatches()
+            tampered |= await self._digest_check.mismatches()
         if tampered:
             raise ControlPlaneTamperedError(tampered)
         unsealed = {t: computed[t] for t in computed if start.stored.get(t) is None}
@@ -469,10 +415,10 @@ class VerifyingProcessor:
     async def _process(
         self, records: Sequence[IngressRecord], verdicts: Sequence[Verified | Rejected]
     ) -> BatchReport:
-        if self._check_task is not None and self._check_task.done():
+        if self._digest_check.finished:
             # a finished check: a tampered table stops the processor at its next
             # batch, whether or not that batch needs the table
-            await self._await_check()
+            await self._digest_check.wait()
         pending = pending_records(self.positions, records, verdicts)
         if not pending.by_partition:
             return BatchReport(skipped=pending.skipped)
@@ -481,8 +427,8 @@ class VerifyingProcessor:
             # window would change: planned and committed holding the control order,
             # so that nothing lands in between (ADR 0030). The digest check first:
             # it seals with the same lock
-            self._begin_check()
-            await self._await_check()
+            self._digest_check.begin()
+            await self._digest_check.wait()
             async with self._store.hold_control_order() as held:
                 self._holding = True
                 try:
@@ -504,7 +450,7 @@ class VerifyingProcessor:
             self.committed += len(batch.events)
             self.quarantined += len(batch.quarantined)
         self._trim()
-        self._begin_check()
+        self._digest_check.begin()
         return plan.report
 
     async def _plan(self, pending: PendingBatch) -> BatchPlan:
@@ -553,8 +499,8 @@ class VerifyingProcessor:
         if any(self._cache(t).touched for t in self._bounded):
             # no decision that rests on a token or job row is committed before
             # those tables are known to be the ones the processors wrote
-            self._begin_check()
-            await self._await_check()
+            self._digest_check.begin()
+            await self._digest_check.wait()
         return plan
 
     def _batch_commit(self, plan: BatchPlan) -> BatchCommit:
