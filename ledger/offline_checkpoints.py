@@ -103,6 +103,8 @@ def _consistency(value: Any, verifier: NoteVerifier, checkpoint: Checkpoint) -> 
 def verify_checkpoint(
     note: bytes, proofs: Mapping[str, Any] | None, ledger_key: str | None, origin: str | None
 ) -> VerificationResult:
+    """The steps for the signed note ``note``: its syntax, the pinned key, the
+    signature, the origin, then each proof of ``proofs`` (a proof file's members)."""
     steps = Steps(InputKind.CHECKPOINT)
     try:
         parsed = parse_note(note)
@@ -168,6 +170,7 @@ def verify_checkpoint(
 def verify_proof_file(
     document: Mapping[str, Any], ledger_key: str | None, origin: str | None
 ) -> VerificationResult:
+    """A proof file (docs/transparency.md §8): its shape, then :func:`verify_checkpoint`."""
     try:
         _check_keys(document, _PROOF_FILE_KEYS, "the proof file")
         if not isinstance(document["checkpoint"], str):
