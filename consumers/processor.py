@@ -150,11 +150,11 @@ class VerifyingProcessor:
                 hint=f"run the processor with --group {others[0]}",
             )
         background = self.control_check == "background" and bool(self._bounded)
-        self._digest_check.schedule(False)  # started again: a check in progress is replaced
-        await self._reload(check_streamed=not background)
-        # begun after the first commit, so that hashing (CPU, on this event loop)
-        # does not slow down joining the group and the first batch
+        # started again: a check in progress is replaced. A background check begins
+        # after the first commit, so that hashing (CPU, on this event loop) does not
+        # slow down joining the group and the first batch
         self._digest_check.schedule(background)
+        await self._reload(check_streamed=not background)
 
     @property
     def control_checked(self) -> bool:

@@ -443,6 +443,17 @@ def cli_env(running_ledger: LedgerHarness) -> Iterator[dict[str, str]]:
     yield dict(running_ledger.env)
 
 
+def _private_settings(directory: Path) -> Settings:
+    """Settings of a server private to one test, its data under ``directory``; the
+    user's cache (the broker jars) as the session's servers use it."""
+    return load_settings(
+        state_dir=directory,
+        cache_dir=os.environ.get("CLAW_LEDGER_CACHE_DIR") or None,
+        env={k: v for k, v in os.environ.items() if k in ("HOME", "XDG_CACHE_HOME")},
+        cwd=directory.parent,
+    )
+
+
 @dataclass
 class PrivatePostgres:
     """An embedded Postgres of one test, which it may stop and start (the session's
@@ -471,11 +482,7 @@ class PrivatePostgres:
 @asynccontextmanager
 async def private_postgres(directory: Path) -> AsyncIterator[PrivatePostgres]:
     """A :class:`PrivatePostgres` with its data under ``directory``, stopped after the block."""
-    settings = load_settings(
-        state_dir=directory,
-        env={k: v for k, v in os.environ.items() if k in ("HOME", "XDG_CACHE_HOME")},
-        cwd=directory.parent,
-    )
+    settings = _private_settings(directory)
     proc = start_postgres(settings)
     try:
         await wait_postgres_ready(proc)
@@ -511,12 +518,7 @@ class PrivateKafka:
 @asynccontextmanager
 async def private_kafka(directory: Path) -> AsyncIterator[PrivateKafka]:
     """A :class:`PrivateKafka` with its data under ``directory``, stopped after the block."""
-    settings = load_settings(
-        state_dir=directory,
-        cache_dir=os.environ.get("CLAW_LEDGER_CACHE_DIR") or None,
-        env={k: v for k, v in os.environ.items() if k in ("HOME", "XDG_CACHE_HOME")},
-        cwd=directory.parent,
-    )
+    settings = _private_settings(directory)
     lib = ensure_kafka_jars(settings)
     process = start_kafka(settings, lib)
     broker = PrivateKafka(settings, lib, process)
