@@ -65,6 +65,7 @@ __all__ = [
     "send_halts_in_tenths",
     "started_ledger",
     "stored_chains",
+    "unconfigured_cli_env",
 ]
 
 #: the command line of the installed CLI, run by this interpreter
@@ -178,6 +179,17 @@ def ledger_env(settings: Settings) -> dict[str, str]:
         }
     )
     return env
+
+
+def unconfigured_cli_env(state_dir: Path) -> dict[str, str | None]:
+    """The environment of a ``CliRunner`` run of the CLI with its state in ``state_dir`` and
+    no servers nor config file from the environment (``None`` unsets a variable)."""
+    return {
+        "CLAW_LEDGER_STATE_DIR": str(state_dir),
+        "CLAW_LEDGER_KAFKA": None,
+        "CLAW_LEDGER_DATABASE_URL": None,
+        "CLAW_LEDGER_CONFIG": None,
+    }
 
 
 @dataclass(eq=False)
