@@ -25,21 +25,22 @@ Nothing here talks to a database: the processor fills and trims the cache.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Mapping
-from typing import Any, TypeVar, overload
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, TypeVar
+
+from ledger.plan_reads import ReadNotingTable
 
 __all__ = ["ControlCache", "PartialTableError", "may_hold_rows", "rows_in_scope"]
 
 K = TypeVar("K")
 V = TypeVar("V")
-D = TypeVar("D")
 
 
 class PartialTableError(TypeError):
     """A bounded cache was iterated: it holds only part of its table."""
 
 
-class ControlCache(dict[K, V]):
+class ControlCache(ReadNotingTable[K, V]):
     """The cached rows of one table (at most ``capacity`` between batches).
 
     Reads (``get``, ``in``, ``[]``) of a key neither cached nor known absent
@@ -86,25 +87,7 @@ class ControlCache(dict[K, V]):
 
     # --- what the rules use -----------------------------------------------------------
 
-    @overload
-    def get(self, key: K, default: None = None, /) -> V | None: ...
-    @overload
-    def get(self, key: K, default: V, /) -> V: ...
-    @overload
-    def get(self, key: K, default: D, /) -> V | D: ...
-
-    def get(self, key: K, default: Any = None, /) -> Any:
-        return dict.__getitem__(self, key) if self._read(key) else default
-
-    def __contains__(self, key: object) -> bool:
-        return self._read(key)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: K) -> V:
-        if self._read(key):
-            return dict.__getitem__(self, key)
-        raise KeyError(key)
-
-    def _read(self, key: K) -> bool:
+    def _found(self, key: K) -> bool:
         """Whether ``key`` is here; notes the read: a use, or a miss to fetch."""
         self.touched = True
         self.read_keys.add(key)
@@ -122,7 +105,7 @@ class ControlCache(dict[K, V]):
         self._written.add(key)
         dict.__setitem__(self, key, value)
 
-    def _partial(self) -> None:
+    def _read_whole(self) -> None:
         self.touched = True
         self.read_whole = True
         if not self.complete:
@@ -131,29 +114,13 @@ class ControlCache(dict[K, V]):
                 "a bounded control cache holds only part of its table; read rows by key"
             )
 
-    def __iter__(self) -> Iterator[K]:
-        self._partial()
-        return dict.__iter__(self)
-
-    def keys(self) -> Any:
-        self._partial()
-        return dict.keys(self)
-
-    def values(self) -> Any:
-        self._partial()
-        return dict.values(self)
-
-    def items(self) -> Any:
-        self._partial()
-        return dict.items(self)
-
     def in_scope(self, scope: str) -> list[V]:
         """The rows read for ``scope`` and those written since (the caller picks the
         scope's own from them); every row of a whole table; otherwise as iterating
         the table. A row the rule knows by key it reads by key."""
         keys = self.scopes.get(scope)
         if keys is None:
-            self._partial()
+            self._read_whole()
             return list(dict.values(self))  # complete: the whole table is here
         self.touched = True
         self.read_scopes.add(scope)

@@ -23,7 +23,7 @@ from typing import Any, TypeVar, overload
 
 from ledger.state import ProjectionRow
 
-__all__ = ["PlanReads", "RecordingTable", "ScopeKey", "written_keys"]
+__all__ = ["PlanReads", "ReadNotingTable", "RecordingTable", "ScopeKey", "written_keys"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -53,14 +53,68 @@ class PlanReads:
         return PlanReads({t: frozenset(v) for t, v in merged.items() if v}, self.scopes, self.whole)
 
 
-class RecordingTable(dict[K, V]):
+class ReadNotingTable(dict[K, V]):
+    """A control table that notes what the current plan reads of it.
+
+    ``get``, ``in`` and ``[]`` ask :meth:`_found` (note the read of the key;
+    is it here?); iterating and the ``keys``/``values``/``items`` views call
+    :meth:`_read_whole` first. Writes are not reads (the store checks the rows a
+    batch writes anyway), and ``dict``'s own methods (``update``, copying) note
+    nothing, so filling the table is not a read. The subclasses decide what a
+    read notes: :class:`RecordingTable` here, and
+    :class:`~ledger.control_cache.ControlCache`.
+    """
+
+    read_keys: set[K]
+    read_whole: bool
+
+    def _found(self, key: K) -> bool:
+        raise NotImplementedError
+
+    def _read_whole(self) -> None:
+        raise NotImplementedError
+
+    @overload
+    def get(self, key: K, default: None = None, /) -> V | None: ...
+    @overload
+    def get(self, key: K, default: V, /) -> V: ...
+    @overload
+    def get(self, key: K, default: D, /) -> V | D: ...
+
+    def get(self, key: K, default: Any = None, /) -> Any:
+        return dict.__getitem__(self, key) if self._found(key) else default
+
+    def __contains__(self, key: object) -> bool:
+        return self._found(key)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: K) -> V:
+        if self._found(key):
+            return dict.__getitem__(self, key)
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[K]:
+        self._read_whole()
+        return dict.__iter__(self)
+
+    def keys(self) -> Any:
+        self._read_whole()
+        return dict.keys(self)
+
+    def values(self) -> Any:
+        self._read_whole()
+        return dict.values(self)
+
+    def items(self) -> Any:
+        self._read_whole()
+        return dict.items(self)
+
+
+class RecordingTable(ReadNotingTable[K, V]):
     """A control table held whole that notes what is read of it.
 
     ``get``, ``in`` and ``[]`` add the key to :attr:`read_keys`; iterating, ``len``
-    and truth value set :attr:`read_whole`. Writes are not reads (the store
-    checks the rows a batch writes anyway). The processor clears both before
-    each plan (:meth:`clear_reads`). ``dict``'s own methods (``update``,
-    copying) note nothing, so filling the table is not a read.
+    and truth value set :attr:`read_whole`. The processor clears both before
+    each plan (:meth:`clear_reads`).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -72,44 +126,16 @@ class RecordingTable(dict[K, V]):
         self.read_keys = set()
         self.read_whole = False
 
-    @overload
-    def get(self, key: K, default: None = None, /) -> V | None: ...
-    @overload
-    def get(self, key: K, default: V, /) -> V: ...
-    @overload
-    def get(self, key: K, default: D, /) -> V | D: ...
-
-    def get(self, key: K, default: Any = None, /) -> Any:
+    def _found(self, key: K) -> bool:
         self.read_keys.add(key)
-        return dict.get(self, key, default)
-
-    def __contains__(self, key: object) -> bool:
-        self.read_keys.add(key)  # type: ignore[arg-type]
         return dict.__contains__(self, key)
 
-    def __getitem__(self, key: K) -> V:
-        self.read_keys.add(key)
-        return dict.__getitem__(self, key)
-
-    def __iter__(self) -> Iterator[K]:
+    def _read_whole(self) -> None:
         self.read_whole = True
-        return dict.__iter__(self)
 
     def __len__(self) -> int:
         self.read_whole = True
         return dict.__len__(self)
-
-    def keys(self) -> Any:
-        self.read_whole = True
-        return dict.keys(self)
-
-    def values(self) -> Any:
-        self.read_whole = True
-        return dict.values(self)
-
-    def items(self) -> Any:
-        self.read_whole = True
-        return dict.items(self)
 
 
 def written_keys(
