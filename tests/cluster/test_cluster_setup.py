@@ -17,6 +17,7 @@ from claw_ledger.services.admin import replication_for
 from claw_ledger.services.cluster import create_layout, load_layout, node_paths
 from claw_ledger.services.manager import _wanted_layout, services_status
 from ledger.errors import ConfigError
+from tests.fixtures_ledger import unconfigured_cli_env
 
 ROOT = Path(__file__).resolve().parents[2]
 DEAD_PID = 2**22 + 4321
@@ -133,10 +134,8 @@ def test_status_of_a_stopped_cluster_lists_each_node(tmp_path: Path) -> None:
 
 def _cli_env(tmp_path: Path) -> dict[str, str | None]:
     return {
-        "CLAW_LEDGER_STATE_DIR": str(tmp_path / "state"),
-        "CLAW_LEDGER_KAFKA": None,
+        **unconfigured_cli_env(tmp_path / "state"),
         "CLAW_LEDGER_DATABASE_URL": "postgresql://u@127.0.0.1:9/none",
-        "CLAW_LEDGER_CONFIG": None,
         "CLAW_LEDGER_BROKERS": None,
     }
 
