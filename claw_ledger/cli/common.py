@@ -9,6 +9,7 @@ commands (``--help``) stays fast.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = [
+    "IdentifierArgsCommand",
     "choice_option",
     "emit_json",
     "fetch_job",
@@ -53,6 +55,52 @@ __all__ = [
     "stack_options",
     "zoned_time_option",
 ]
+
+
+#: a base64url identifier (a policy hash, a pulse id) that begins with "-"
+_DASH_IDENTIFIER = re.compile(r"-[A-Za-z0-9_-]{15,}")
+
+
+class IdentifierArgsCommand(click.Command):
+    """A command whose arguments are base64url identifiers, which may begin with "-".
+
+    One hash in 64 does. Click would read such a word as a cluster of short
+    options: an unknown letter is a usage error, and an ``h`` in it prints the
+    help and exits 0, so ``wpc revoke -…h…`` revoked nothing and succeeded.
+    Before parsing, a word that is not one of the command's options and has an
+    identifier's shape is moved behind ``--`` with the other arguments, in their
+    order; the options stay in front. Without such a word nothing changes.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if any(_DASH_IDENTIFIER.fullmatch(word) for word in args):
+            args = self._identifiers_last(ctx, args)
+        return super().parse_args(ctx, args)
+
+    def _identifiers_last(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_values: dict[str, int] = {}
+        for param in self.get_params(ctx):
+            if isinstance(param, click.Option):
+                arity = 0 if param.is_flag or param.count else param.nargs
+                for name in (*param.opts, *param.secondary_opts):
+                    takes_values[name] = arity
+        options: list[str] = []
+        arguments: list[str] = []
+        words = iter(args)
+        for word in words:
+            if word == "--":
+                arguments.extend(words)
+                break
+            name = word.split("=", 1)[0]
+            if name in takes_values:
+                options.append(word)
+                if "=" not in word:
+                    options.extend(next(words, "") for _ in range(takes_values[name]))
+            elif word.startswith("-") and not _DASH_IDENTIFIER.fullmatch(word):
+                options.append(word)  # not an option of ours: click names it
+            else:
+                arguments.append(word)
+        return [*options, "--", *arguments]
 
 
 def settings() -> Settings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from claw_ledger.cli.common import (
+    IdentifierArgsCommand,
     emit_json,
     json_option,
     key_option,
@@ -59,9 +60,8 @@ def publish(job_id: str, key_ref: str, bundle_hash: str | None, as_json: bool) -
         )
 
 
-# a pulse id is base64url and may begin with "-": take such a word as the ID
-# argument, not as an unknown option (as `wpc get` does for policy hashes)
-@command.command("show", context_settings={"ignore_unknown_options": True})
+# a pulse id is base64url and may begin with "-": such a word is the ID argument
+@command.command("show", cls=IdentifierArgsCommand)
 @click.argument("pulse_id", metavar="ID")
 @json_option("Print JSON.")
 def show(pulse_id: str, as_json: bool) -> None:

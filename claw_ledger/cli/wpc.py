@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from claw_ledger.cli.common import (
+    IdentifierArgsCommand,
     emit_json,
     file_argument,
     json_option,
@@ -125,12 +126,11 @@ def _check_publisher(key_row: dict[str, Any] | None, did: str) -> None:
         )
 
 
-# A policy hash is base64url and may begin with "-": take such a word as the
-# HASH argument, not as an unknown option.
-_HASH_ARGS = {"ignore_unknown_options": True}
+# A policy hash is base64url and may begin with "-": the commands taking one
+# read such a word as the HASH argument, never as options (IdentifierArgsCommand).
 
 
-@command.command("get", context_settings=_HASH_ARGS)
+@command.command("get", cls=IdentifierArgsCommand)
 @click.argument("policy_hash", metavar="HASH")
 @click.option("--verify", is_flag=True, help="Recompute the hash, check signature and role.")
 @click.option("--any-status", is_flag=True, help="Also return a revoked WPC (exit 0).")
@@ -208,7 +208,7 @@ def list_command(status: str | None, as_json: bool) -> None:
         click.echo(f"{row['policy_hash_b64u']}  {row['status']:<10} {issuer}{extra}")
 
 
-@command.command("supersede", context_settings=_HASH_ARGS)
+@command.command("supersede", cls=IdentifierArgsCommand)
 @click.argument("old", metavar="OLD_HASH")
 @click.argument("new", metavar="NEW_HASH")
 @click.option("--reason", default="", help="Why (recorded).")
@@ -230,7 +230,7 @@ def supersede(old: str, new: str, reason: str, key_ref: str, as_json: bool) -> N
     )
 
 
-@command.command("revoke", context_settings=_HASH_ARGS)
+@command.command("revoke", cls=IdentifierArgsCommand)
 @click.argument("policy_hash", metavar="HASH")
 @click.option("--reason", required=True, help="Why (recorded).")
 @signing_options("Policy-admin key that signs the event.")
@@ -249,7 +249,7 @@ def revoke(policy_hash: str, reason: str, key_ref: str, as_json: bool) -> None:
     )
 
 
-@command.command("diff")
+@command.command("diff", cls=IdentifierArgsCommand)
 @click.argument("old", metavar="OLD")
 @click.argument("new", metavar="NEW")
 @json_option("Print the differences as JSON.")
@@ -315,7 +315,7 @@ def _check_scope(scope: str) -> str:
     raise click.BadParameter(f"{scope!r}: use {_SCOPE_HELP}", param_hint="--scope")
 
 
-@command.command("shadow", context_settings=_HASH_ARGS)
+@command.command("shadow", cls=IdentifierArgsCommand)
 @click.argument("policy_hash", metavar="HASH")
 @click.option("--scope", required=True, help=f"Whose calls: {_SCOPE_HELP}.")
 @click.option("--reason", default="", help="Why (recorded).")
