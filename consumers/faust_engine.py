@@ -110,7 +110,8 @@ def create_app(
                     IngressRecord(
                         partition=e.message.partition,
                         offset=e.message.offset,
-                        value=e.message.value,
+                        # a tombstone has no value: refused as empty, never a crash
+                        value=e.message.value or b"",
                         key=e.message.key,
                     )
                     for e in events
