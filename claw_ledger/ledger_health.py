@@ -158,7 +158,11 @@ class Snapshot:
             "postgres": {"ok": self.postgres_up, "detail": self.errors.get("postgres", "answers")},
             "schema": {
                 "ok": self.schema_ok,
-                "detail": "api_keys present" if self.schema_ok else "run `claw-ledger migrate`",
+                "detail": "api_keys present"
+                if self.schema_ok
+                else "run `claw-ledger migrate`"
+                if self.postgres_up
+                else "unknown (Postgres did not answer)",
             },
             "kafka": {"ok": self.kafka_up, "detail": self.errors.get("kafka", "answers")},
             "lag": {

@@ -34,11 +34,13 @@ from types import TracebackType
 from typing import Any, ParamSpec, TypeVar
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, UnknownTopicOrPartitionError
 from aiokafka.partitioner import DefaultPartitioner
 
 from ledger.canonical import field_values
 from ledger.crypto import KeyPair
 from ledger.envelope import SignedEnvelope
+from ledger.errors import PublishError
 from ledger.events import (
     EventBody,
     NewEvent,
@@ -161,7 +163,9 @@ class LedgerProducer:
         max_batch_size: int = 256 * 1024,
         max_request_size: int = 2 * 1024 * 1024,
         client_id: str = "claw-ledger-producer",
+        request_timeout_ms: int = 40_000,
     ) -> None:
+        self.bootstrap = bootstrap
         self.topics = _lane_topics(topic)
         #: the ingress topic (where anything without a control-lane type goes)
         self.topic = self.topics.ingress
@@ -173,6 +177,8 @@ class LedgerProducer:
             max_batch_size=max_batch_size,
             max_request_size=max_request_size,
             client_id=client_id,
+            # also how long a send waits for a topic to appear before it is missing
+            request_timeout_ms=request_timeout_ms,
         )
         self._room = asyncio.Semaphore(max_in_flight)
         self._partitioner = DefaultPartitioner()
@@ -191,7 +197,23 @@ class LedgerProducer:
         return self.topics.for_lane(lane_of_envelope(value))
 
     async def start(self) -> None:
-        await self._producer.start()
+        """Connect to Kafka; :class:`~ledger.errors.PublishError` when it does not answer."""
+        try:
+            await self._producer.start()
+        except KafkaConnectionError as exc:
+            await self._producer.stop()
+            raise PublishError(
+                f"cannot reach Kafka at {self.bootstrap}: {exc}",
+                hint="is it running? `claw-ledger services status`,"
+                " or check --kafka / CLAW_LEDGER_KAFKA",
+            ) from exc
+
+    def _missing_topic(self, topic: str) -> PublishError:
+        return PublishError(
+            f"topic {topic!r} does not exist on Kafka at {self.bootstrap}",
+            hint="create the ledger's topics with `claw-ledger services topics`"
+            " (or check CLAW_LEDGER_TOPIC_PREFIX)",
+        )
 
     async def stop(self) -> None:
         await self._producer.stop()
@@ -288,6 +310,9 @@ class LedgerProducer:
             kafka_future = await self._producer.send(
                 target, value=value, key=stream.encode("utf-8")
             )
+        except UnknownTopicOrPartitionError as exc:
+            self._room.release()
+            raise self._missing_topic(target) from exc
         except BaseException:
             self._room.release()
             raise
@@ -335,7 +360,10 @@ class LedgerProducer:
         self, topic: str, events: list[tuple[int, RawEvent]]
     ) -> list[tuple[int, Position]]:
         """``events`` (with their indexes) to ``topic`` as record batches."""
-        partitions = sorted(await self._producer.partitions_for(topic))
+        try:
+            partitions = sorted(await self._producer.partitions_for(topic))
+        except UnknownTopicOrPartitionError as exc:
+            raise self._missing_topic(topic) from exc
         # the cached partition of a stream holds for the ingress topic only
         cache = self._partition_of_stream if topic == self.topic else {}
         builders: dict[int, Any] = {}

@@ -81,8 +81,11 @@ def command(max_lag: int, timeout: float, as_json: bool) -> None:
     click.echo(f"ready: {'yes' if ready else 'NO'}")
     for name, check in doc["checks"].items():
         click.echo(f"  {name:<9}{'ok ' if check['ok'] else 'NO '} {check['detail']}")
-    _echo_counts("events committed", doc["events_committed"])
-    _echo_counts("quarantined", doc["events_quarantined"])
+    if snapshot.postgres_up:
+        _echo_counts("events committed", doc["events_committed"])
+        _echo_counts("quarantined", doc["events_quarantined"])
+    else:
+        click.echo("events committed, quarantined: unknown (Postgres did not answer)")
     lag = doc["consumer_lag"]
     if lag is None:
         click.echo("consumer lag: unknown (Kafka did not answer)")
