@@ -18,8 +18,10 @@ from ledger.errors import ControlPlaneTamperedError, LedgerError
 __all__ = [
     "EXIT_BUG",
     "EXIT_DATABASE_DOWN",
+    "EXIT_KAFKA_DOWN",
     "BatchFailedError",
     "DatabaseUnavailableError",
+    "KafkaUnavailableError",
     "with_database_retry",
 ]
 
@@ -27,6 +29,7 @@ log = logging.getLogger("claw_ledger.processor")
 
 EXIT_BUG = 70
 EXIT_DATABASE_DOWN = 75
+EXIT_KAFKA_DOWN = 69
 _TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 #: the database rolled the batch's transaction back (a deadlock, a serialization
 #: failure): nothing was written, and the same batch is tried again at once
@@ -46,6 +49,13 @@ class DatabaseUnavailableError(BatchFailedError):
     """The database stayed unreachable through every retry (EX_TEMPFAIL)."""
 
     exit_code = EXIT_DATABASE_DOWN
+
+
+class KafkaUnavailableError(BatchFailedError):
+    """Kafka did not answer through every attempt at start (EX_UNAVAILABLE). Once
+    running, the Kafka client rides out broker outages itself."""
+
+    exit_code = EXIT_KAFKA_DOWN
 
 
 T = TypeVar("T")

@@ -20,9 +20,10 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
 from consumers.config import ProcessorConfig
-from consumers.failures import with_database_retry
+from consumers.failures import KafkaUnavailableError, with_database_retry
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor, open_processor
 from ledger.batch import Outcome
 from ledger.registry import Lane
@@ -49,6 +50,10 @@ class Verified(NamedTuple):
 
 
 log = logging.getLogger("claw_ledger.processor")
+
+#: tries to reach Kafka at start, backing off from 0.5 s to 10 s (about 45 s in all,
+#: the window a database outage is given too)
+KAFKA_START_ATTEMPTS = 8
 
 #: the least time between two Kafka offset commits of a lane (they are a hint)
 HINT_INTERVAL_S = 1.0
@@ -229,6 +234,37 @@ async def run_engine(
             raise result
 
 
+async def _start_when_kafka_answers(
+    bootstrap: str, *clients: AIOKafkaProducer | AIOKafkaConsumer
+) -> None:
+    """Start ``clients`` in order, waiting while Kafka does not answer (a broker
+    still starting, a stack coming up in any order); raises
+    :class:`~consumers.failures.KafkaUnavailableError` when it never does."""
+    delay = 0.5
+    started: list[AIOKafkaProducer | AIOKafkaConsumer] = []
+    for attempt in range(1, KAFKA_START_ATTEMPTS + 1):
+        try:
+            for client in clients:
+                if client not in started:
+                    await client.start()
+                    started.append(client)
+            return
+        except KafkaConnectionError as exc:
+            if attempt == KAFKA_START_ATTEMPTS:
+                raise KafkaUnavailableError(
+                    f"Kafka at {bootstrap} did not answer in {attempt} attempts: {exc}"
+                ) from exc
+            log.warning(
+                "Kafka at %s does not answer (attempt %d): %s; retry in %.1fs",
+                bootstrap,
+                attempt,
+                exc,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
 def kafka_group(config: ProcessorConfig, lane: Lane) -> str:
     """The Kafka consumer group of a lane's consumers.
 
@@ -273,9 +309,15 @@ async def run_lane(
     )
     seeker = _SeekToLedger(consumer, producer, proc, config)
     consumer.subscribe([topic], listener=seeker)
-    # the producer first: a partition assignment may have outcomes to copy
-    await producer.start()
-    await consumer.start()
+    try:
+        # the producer first: a partition assignment may have outcomes to copy
+        await _start_when_kafka_answers(config.kafka_bootstrap, producer, consumer)
+    except BaseException:
+        await consumer.stop()
+        await producer.stop()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(proc.close(), timeout=10)
+        raise
     # the last batch's copies: waiting for their acknowledgements, then moving
     # their forwarded mark (ADR 0008), runs beside the next batch's commit
     # (``seeker.settling``, which a partition assignment waits for too)

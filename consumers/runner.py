@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Literal, NoReturn
 
 from consumers.config import ProcessorConfig
-from consumers.failures import BatchFailedError, DatabaseUnavailableError
+from consumers.failures import BatchFailedError, DatabaseUnavailableError, KafkaUnavailableError
 from ledger.batch import BatchReport
 from ledger.registry import RuleSettings
 
@@ -99,6 +99,8 @@ def _exit_for(exc: BatchFailedError) -> NoReturn:
     in Postgres make the supervisor's restart exactly-once."""
     if isinstance(exc, DatabaseUnavailableError):
         log.critical("database unavailable for too long; exiting")
+    elif isinstance(exc, KafkaUnavailableError):
+        log.critical("%s; exiting (is it running? `claw-ledger services status`)", exc)
     else:
         log.critical(
             "processor failed; exiting so that a supervisor restarts it",

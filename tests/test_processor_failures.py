@@ -9,14 +9,18 @@ from typing import Any, NoReturn
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 
-from consumers import failures, runner
+from consumers import failures, kafka_engine, runner
 from consumers import processor as processor_module
 from consumers.failures import (
     EXIT_BUG,
     EXIT_DATABASE_DOWN,
+    EXIT_KAFKA_DOWN,
     BatchFailedError,
     DatabaseUnavailableError,
+    KafkaUnavailableError,
     with_database_retry,
 )
 from consumers.processor import VerifyingProcessor
@@ -110,6 +114,7 @@ async def test_rollbacks_without_end_are_reported(_no_backoff: list[float]) -> N
     [
         (BatchFailedError("bug"), EXIT_BUG),
         (DatabaseUnavailableError("gone"), EXIT_DATABASE_DOWN),
+        (KafkaUnavailableError("never answered"), EXIT_KAFKA_DOWN),
     ],
 )
 def test_the_runner_exits_with_the_failures_code(
@@ -122,6 +127,42 @@ def test_the_runner_exits_with_the_failures_code(
     with pytest.raises(SystemExit) as caught:
         runner._exit_for(error)
     assert caught.value.code == code
+
+
+class _LateClient:
+    """A Kafka client whose ``start`` fails while the broker is not up yet."""
+
+    def __init__(self, failures: int, started: list[str], name: str) -> None:
+        self.failures, self.started, self.name = failures, started, name
+
+    async def start(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 1)]")
+        self.started.append(self.name)
+
+
+async def test_kafka_late_at_start_is_waited_for(_no_backoff: list[float]) -> None:
+    started: list[str] = []
+    producer = _LateClient(2, started, "producer")
+    consumer = _LateClient(1, started, "consumer")
+    await kafka_engine._start_when_kafka_answers("nowhere:1", producer, consumer)
+    assert started == ["producer", "consumer"]  # in order, each once
+    assert _no_backoff == [0.5, 1.0, 2.0]
+
+
+async def test_kafka_that_never_answers_is_reported_with_its_address(
+    _no_backoff: list[float],
+) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")
+    try:
+        with pytest.raises(KafkaUnavailableError) as caught:
+            await kafka_engine._start_when_kafka_answers("127.0.0.1:1", producer)
+    finally:
+        await producer.stop()
+    assert caught.value.exit_code == EXIT_KAFKA_DOWN
+    assert str(caught.value).startswith("Kafka at 127.0.0.1:1 did not answer in 8 attempts")
+    assert len(_no_backoff) == kafka_engine.KAFKA_START_ATTEMPTS - 1
 
 
 class _DownStore(MemoryLedgerStore):

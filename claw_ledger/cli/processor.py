@@ -133,8 +133,9 @@ def run(
 def supervise(group: str, engine: str, lanes: str) -> None:
     """Run the processor and restart it whenever it exits on a failure.
 
-    The processor exits non-zero on a database outage it could not ride out or
-    on a bug (bad input never does that: it is quarantined). Restarting is
+    The processor exits non-zero on a database outage it could not ride out, on
+    a Kafka that never answered at start, or on a bug (bad input never does
+    that: it is quarantined). Restarting is
     safe: positions in Postgres make every restart exactly-once. SIGTERM stops
     the processor and then the supervisor.
     """

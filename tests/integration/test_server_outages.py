@@ -10,6 +10,8 @@ halts through it, and stops that server mid-stream.
   supervisor does) carries on.
 * Kafka: the consumer and the forwarding producer reconnect on their own
   (a 70 s outage was ridden out the same way when this drill was written).
+* Kafka down when the processor starts: it waits (8 attempts over about
+  45 s), and commits once the broker answers.
 
 Either way the stream is committed exactly once, with every chain intact."""
 
@@ -164,3 +166,22 @@ async def test_kafka_stopped_mid_stream_loses_nothing_and_duplicates_nothing(
             await kafka.start()
 
         await _stream_through(ledger, outage)
+
+
+async def test_a_processor_started_while_kafka_is_down_waits_for_it(
+    ledger_servers: Any, ledger_settings: Any, tmp_path: Path
+) -> None:
+    async with private_kafka(tmp_path / "kafka") as kafka:
+        base = replace(ledger_settings, kafka_bootstrap=kafka.bootstrap)
+        ledger = await start_ledger(ledger_servers, base, tmp_path / "ledger")
+        try:
+            ledger.processor.stop()
+            kafka.stop()
+            ledger.processor.start()
+            await asyncio.sleep(SHORT_OUTAGE_SECONDS)
+            assert ledger.processor.alive(), ledger.processor.log_tail()
+            assert "does not answer (attempt" in ledger.processor.log_tail()
+            await kafka.start()
+            await ledger.halt("job:after-kafka-came-up", "the processor waited")
+        finally:
+            ledger.processor.stop()
