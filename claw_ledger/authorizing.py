@@ -47,7 +47,7 @@ from ledger.authorize import (
 )
 from ledger.control_digest import CONTROL_DIGEST_TABLES, digest_hex, state_digests
 from ledger.crypto import KeyPair
-from ledger.errors import ControlPlaneTamperedError, EventError, ServiceError
+from ledger.errors import ControlPlaneTamperedError, EventError, PublishError, ServiceError
 from ledger.events import NewEvent
 from ledger.seen_controls import SeenControl, SeenControls, resolution
 from ledger.shadow import shadowed_body
@@ -178,6 +178,8 @@ class AuthorizeService:
         )
         try:
             await producer.start()
+        except PublishError as exc:
+            raise ServiceError(f"cannot publish decisions: {exc.message}", hint=exc.hint) from exc
         except Exception as exc:
             raise ServiceError(
                 f"cannot publish decisions to Kafka at {self.config.kafka_bootstrap}: {exc}",
