@@ -38,7 +38,7 @@ from ledger.events import build_event, sign_event
 from ledger.merkle import CompactRange
 from ledger.roles import Role
 from ledger.types.checkpoints import ORIGIN_PATTERN, CheckpointSigned, checkpoint_stream
-from storage import connect
+from storage import DATABASE_UNAVAILABLE, connect
 from storage.roles import database_name
 from storage.tlog_store import StoredCheckpoint, b64
 from storage.tlog_writer import (
@@ -68,7 +68,8 @@ __all__ = [
 EXIT_LOCKED = 3
 _CHECKPOINT_TYPE = "checkpoint.signed"
 #: connection failures worth riding out (the server restarts, the network blips)
-_TRANSIENT = (OSError, ConnectionError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+_TRANSIENT = DATABASE_UNAVAILABLE
+_STILL_DOWN: tuple[type[BaseException], ...] = (ServiceError, *_TRANSIENT)
 
 
 class CheckpointerLocked(ServiceError):
@@ -361,6 +362,6 @@ async def _reopen(old: _Checkpointer, config: CheckpointerConfig) -> _Checkpoint
             return await _open(config)
         except CheckpointerLocked:
             raise
-        except (ServiceError, *_TRANSIENT) as exc:
+        except _STILL_DOWN as exc:
             config.log(f"database still unavailable ({exc})")
             await asyncio.sleep(2.0)

@@ -14,6 +14,7 @@ from typing import TypeVar
 import asyncpg
 
 from ledger.errors import ControlPlaneTamperedError, LedgerError
+from storage import DATABASE_UNAVAILABLE
 
 __all__ = [
     "EXIT_BUG",
@@ -30,7 +31,7 @@ log = logging.getLogger("claw_ledger.processor")
 EXIT_BUG = 70
 EXIT_DATABASE_DOWN = 75
 EXIT_KAFKA_DOWN = 69
-_TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+_TRANSIENT = DATABASE_UNAVAILABLE
 #: the database rolled the batch's transaction back (a deadlock, a serialization
 #: failure): nothing was written, and the same batch is tried again at once
 _ROLLED_BACK = (asyncpg.TransactionRollbackError,)

@@ -20,6 +20,7 @@ import asyncpg
 from ledger.errors import ConfigError, ServiceError
 
 __all__ = [
+    "DATABASE_UNAVAILABLE",
     "check_database_url",
     "connect",
     "create_pool",
@@ -68,13 +69,19 @@ async def keep_session(conn: asyncpg.Connection) -> None:
     """
 
 
-#: what a pool meets while the server is down or starting up
-_UNAVAILABLE = (
+#: what a client meets while the server is down, starting up or shutting down: worth
+#: riding out, never a bug. A shutdown ends open sessions with 57P01 (or 57P02 after a
+#: crash) and refuses new ones with 57P03 until it is over; a full server refuses
+#: them with 53300.
+DATABASE_UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
     asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
 )
 
 
@@ -86,7 +93,7 @@ class _OneLineWhenUnavailable(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, _UNAVAILABLE):
+        if isinstance(error, DATABASE_UNAVAILABLE):
             record.msg = f"{record.getMessage()}: {error}"
             record.args = ()
             record.exc_info = None

@@ -83,6 +83,18 @@ async def test_a_database_outage_is_retried_then_reported(_no_backoff: list[floa
             [0.05, 0.05],
             id="transactions the database rolled back",
         ),
+        pytest.param(
+            [
+                asyncpg.AdminShutdownError("terminating connection due to administrator command"),
+                asyncpg.CannotConnectNowError("the database system is shutting down"),
+                asyncpg.CannotConnectNowError("the database system is starting up"),
+                asyncpg.CrashShutdownError("terminating connection because of crash"),
+                asyncpg.TooManyConnectionsError("sorry, too many clients already"),
+                TimeoutError(),
+            ],
+            [0.5, 1.0, 2.0, 4.0, 8.0, 10.0],
+            id="a server shutting down, restarting or full",
+        ),
     ],
 )
 async def test_a_passing_failure_is_ridden_out(

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ledger.errors import LedgerError, ReasonCode, RejectedError, ServiceError
+from storage import DATABASE_UNAVAILABLE
 
 __all__ = [
     "UNAVAILABLE_ERRORS",
@@ -80,12 +81,8 @@ def _validation_message(exc: RequestValidationError) -> str:
 #: failures that mean "the database (or Kafka) is not there now": 503, retry later
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     ServiceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
+    *DATABASE_UNAVAILABLE,
     asyncpg.QueryCanceledError,
-    OSError,
-    TimeoutError,
 )
 
 
