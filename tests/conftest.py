@@ -66,18 +66,39 @@ def pytest_configure(config: pytest.Config) -> None:
     off, and it panicked at its next checkpoint. ``--basetemp`` still wins.
     """
     if config.option.basetemp is None:
-        tree = Path(tempfile.mkdtemp(prefix="claw-ledger-tests-"))
+        # named, not made: pytest makes it (0700) when a test first asks for tmp_path
+        tree = Path(tempfile.gettempdir()) / f"claw-ledger-tests-{uuid.uuid4().hex[:12]}"
         config.option.basetemp = str(tree)
         _SESSION_TREE.append(tree)
 
 
+#: marks the tree of a finished, failed session; only those are ever pruned
+_KEPT_MARK = ".claw-ledger-kept"
+#: failed sessions' trees kept for a look (servers' data: up to gigabytes each)
+_KEPT_TREES = 3
+
+
+def _age_of_mark(mark: Path) -> float:
+    try:
+        return mark.stat().st_mtime
+    except FileNotFoundError:  # another session pruned it meanwhile
+        return 0.0
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Keep the tree of a failed session for a look (say where); drop a passed one's."""
+    """Drop a passed session's tree; keep a failed one's for a look (and say where),
+    with the trees of the two failed sessions before it, as pytest keeps its own."""
     for tree in _SESSION_TREE:
         if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
             shutil.rmtree(tree, ignore_errors=True)
-        else:
+        elif tree.is_dir():
+            (tree / _KEPT_MARK).touch()
             print(f"\ntest servers' data and temporary files kept in {tree}", file=sys.stderr)
+    marks = sorted(
+        Path(tempfile.gettempdir()).glob(f"claw-ledger-tests-*/{_KEPT_MARK}"), key=_age_of_mark
+    )
+    for mark in marks[:-_KEPT_TREES]:
+        shutil.rmtree(mark.parent, ignore_errors=True)
 
 
 @dataclass
