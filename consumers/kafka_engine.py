@@ -51,8 +51,8 @@ class Verified(NamedTuple):
 
 log = logging.getLogger("claw_ledger.processor")
 
-#: tries to reach Kafka at start, backing off from 0.5 s to 10 s (about 45 s in all,
-#: the window a database outage is given too)
+#: tries to reach Kafka at start, backing off from 0.5 s to 10 s as the database
+#: retries do (about 35 s of waiting between the first try and the last)
 KAFKA_START_ATTEMPTS = 8
 
 #: the least time between two Kafka offset commits of a lane (they are a hint)

@@ -11,7 +11,7 @@ halts through it, and stops that server mid-stream.
 * Kafka: the consumer and the forwarding producer reconnect on their own
   (a 70 s outage was ridden out the same way when this drill was written).
 * Kafka down when the processor starts: it waits (8 attempts over about
-  45 s), and commits once the broker answers.
+  35 s), and commits once the broker answers.
 
 Either way the stream is committed exactly once, with every chain intact."""
 
