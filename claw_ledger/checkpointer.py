@@ -67,9 +67,8 @@ __all__ = [
 #: exit code of ``checkpointer run`` when another checkpointer holds the ledger's lock
 EXIT_LOCKED = 3
 _CHECKPOINT_TYPE = "checkpoint.signed"
-#: connection failures worth riding out (the server restarts, the network blips)
-_TRANSIENT = DATABASE_UNAVAILABLE
-_STILL_DOWN: tuple[type[BaseException], ...] = (ServiceError, *_TRANSIENT)
+#: a reopen that fails with these waits and tries again
+_STILL_DOWN: tuple[type[BaseException], ...] = (ServiceError, *DATABASE_UNAVAILABLE)
 
 
 class CheckpointerLocked(ServiceError):
@@ -338,7 +337,7 @@ async def run_checkpointer(
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
-            except _TRANSIENT as exc:
+            except DATABASE_UNAVAILABLE as exc:
                 config.log(f"database unavailable ({exc}); retrying in {delay:.1f}s")
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
@@ -348,14 +347,14 @@ async def run_checkpointer(
                 await asyncio.wait_for(stop.wait(), config.poll_seconds)
     finally:
         await producer.stop()
-        with contextlib.suppress(*_TRANSIENT):
+        with contextlib.suppress(*DATABASE_UNAVAILABLE):
             await checkpointer.conn.close()
     return last
 
 
 async def _reopen(old: _Checkpointer, config: CheckpointerConfig) -> _Checkpointer:
     """A new session (the lock went with the old one), resumed from the stored tree."""
-    with contextlib.suppress(*_TRANSIENT):
+    with contextlib.suppress(*DATABASE_UNAVAILABLE):
         await old.conn.close()
     while True:
         try:

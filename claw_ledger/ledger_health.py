@@ -154,15 +154,17 @@ class Snapshot:
     def readiness(self, max_lag: int = DEFAULT_MAX_LAG) -> dict[str, dict[str, Any]]:
         """Each readiness check: ``ok`` and a ``detail``."""
         lag = self.total_lag
+        if self.schema_ok:
+            schema = "api_keys present"
+        elif self.postgres_up:
+            schema = "run `claw-ledger migrate`"
+        else:
+            schema = "unknown (Postgres did not answer)"
         return {
             "postgres": {"ok": self.postgres_up, "detail": self.errors.get("postgres", "answers")},
             "schema": {
                 "ok": self.schema_ok,
-                "detail": "api_keys present"
-                if self.schema_ok
-                else "run `claw-ledger migrate`"
-                if self.postgres_up
-                else "unknown (Postgres did not answer)",
+                "detail": schema,
             },
             "kafka": {"ok": self.kafka_up, "detail": self.errors.get("kafka", "answers")},
             "lag": {

@@ -31,7 +31,6 @@ log = logging.getLogger("claw_ledger.processor")
 EXIT_BUG = 70
 EXIT_DATABASE_DOWN = 75
 EXIT_KAFKA_DOWN = 69
-_TRANSIENT = DATABASE_UNAVAILABLE
 #: the database rolled the batch's transaction back (a deadlock, a serialization
 #: failure): nothing was written, and the same batch is tried again at once
 _ROLLED_BACK = (asyncpg.TransactionRollbackError,)
@@ -77,7 +76,7 @@ async def with_database_retry(batch: Callable[[], Awaitable[T]]) -> T:
     for attempt in range(1, 9):
         try:
             return await batch()
-        except _TRANSIENT as exc:
+        except DATABASE_UNAVAILABLE as exc:
             last = exc
             log.warning(
                 "database unavailable (attempt %d): %s; retry in %.1fs", attempt, exc, delay
