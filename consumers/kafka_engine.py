@@ -34,7 +34,9 @@ __all__ = [
     "merge_verified",
     "run_engine",
     "run_lane",
+    "start_when_kafka_answers",
     "take_verified",
+    "wait_for_kafka",
 ]
 
 
@@ -234,15 +236,17 @@ async def run_engine(
             raise result
 
 
-async def _start_when_kafka_answers(
-    bootstrap: str, *clients: AIOKafkaProducer | AIOKafkaConsumer
+async def start_when_kafka_answers(
+    bootstrap: str,
+    *clients: AIOKafkaProducer | AIOKafkaConsumer,
+    attempts: int = KAFKA_START_ATTEMPTS,
 ) -> None:
     """Start ``clients`` in order, waiting while Kafka does not answer (a broker
     still starting, a stack coming up in any order); raises
     :class:`~consumers.failures.KafkaUnavailableError` when it never does."""
     delay = 0.5
     started: list[AIOKafkaProducer | AIOKafkaConsumer] = []
-    for attempt in range(1, KAFKA_START_ATTEMPTS + 1):
+    for attempt in range(1, attempts + 1):
         try:
             for client in clients:
                 if client not in started:
@@ -250,9 +254,10 @@ async def _start_when_kafka_answers(
                     started.append(client)
             return
         except KafkaConnectionError as exc:
-            if attempt == KAFKA_START_ATTEMPTS:
+            if attempt == attempts:
                 raise KafkaUnavailableError(
-                    f"Kafka at {bootstrap} did not answer in {attempt} attempts: {exc}"
+                    f"Kafka at {bootstrap} did not answer in {attempt} attempt"
+                    f"{'s' if attempt > 1 else ''}: {exc}"
                 ) from exc
             log.warning(
                 "Kafka at %s does not answer (attempt %d): %s; retry in %.1fs",
@@ -263,6 +268,16 @@ async def _start_when_kafka_answers(
             )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
+
+
+async def wait_for_kafka(bootstrap: str, attempts: int = KAFKA_START_ATTEMPTS) -> None:
+    """Return once Kafka at ``bootstrap`` answers, waiting as a processor's start
+    does; raises :class:`~consumers.failures.KafkaUnavailableError` when it never does."""
+    probe = AIOKafkaProducer(bootstrap_servers=bootstrap, client_id="claw-ledger-probe")
+    try:
+        await start_when_kafka_answers(bootstrap, probe, attempts=attempts)
+    finally:
+        await probe.stop()
 
 
 def kafka_group(config: ProcessorConfig, lane: Lane) -> str:
@@ -311,7 +326,7 @@ async def run_lane(
     consumer.subscribe([topic], listener=seeker)
     try:
         # the producer first: a partition assignment may have outcomes to copy
-        await _start_when_kafka_answers(config.kafka_bootstrap, producer, consumer)
+        await start_when_kafka_answers(config.kafka_bootstrap, producer, consumer)
     except BaseException:
         await consumer.stop()
         await producer.stop()

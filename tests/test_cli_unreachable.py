@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures_ledger import run_cli, unconfigured_cli_env
+from tests.fixtures_ledger import CLAW_LEDGER, run_cli, unconfigured_cli_env
 
 NOWHERE_KAFKA = "127.0.0.1:1"
 NOWHERE_DATABASE = "postgresql://ledger@127.0.0.1:1/claw_ledger"
@@ -72,3 +74,46 @@ def test_status_without_postgres_does_not_claim_counts(env: dict[str, str]) -> N
     assert document["ready"] is False
     assert document["checks"]["postgres"]["ok"] is False
     assert document["checks"]["schema"]["detail"] == "unknown (Postgres did not answer)"
+
+
+def test_serve_with_its_authorizer_and_no_kafka_exits_69_with_what_to_do(
+    env: dict[str, str],
+) -> None:
+    assert run_cli(env, "keys", "new", "authorizer").returncode == 0
+    result = run_cli(env, "serve", "--port", "0", "--kafka-attempts", "2", timeout=60)
+    assert result.returncode == 69, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"Kafka at {NOWHERE_KAFKA} does not answer (attempt 1)" in result.stderr
+    assert f"Kafka at {NOWHERE_KAFKA} did not answer in 2 attempts" in result.stderr
+    assert "serve the queries alone with --no-authorize" in result.stderr
+    assert "Uvicorn running" not in result.stderr  # refused before listening
+
+
+def test_serve_waits_for_kafka_as_long_as_a_processor_does() -> None:
+    from claw_ledger.cli import serve
+    from consumers import kafka_engine
+
+    assert serve.KAFKA_START_ATTEMPTS == kafka_engine.KAFKA_START_ATTEMPTS
+
+
+def test_serve_without_its_authorizer_needs_no_kafka(env: dict[str, str]) -> None:
+    assert run_cli(env, "keys", "new", "authorizer").returncode == 0
+    with subprocess.Popen(
+        [*CLAW_LEDGER, "serve", "--port", "0", "--no-authorize"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as server:
+        try:
+            assert server.stderr is not None
+            lines: list[str] = []
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and server.poll() is None:
+                lines.append(server.stderr.readline())
+                if "Application startup complete" in lines[-1]:
+                    break
+            assert "Application startup complete" in lines[-1], "".join(lines)
+            assert not any("Kafka" in line for line in lines)  # never asked for it
+        finally:
+            server.terminate()
+            server.wait(timeout=30)

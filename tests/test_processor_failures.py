@@ -158,7 +158,7 @@ async def test_kafka_late_at_start_is_waited_for(_no_backoff: list[float]) -> No
     started: list[str] = []
     producer = _LateClient(2, started, "producer")
     consumer = _LateClient(1, started, "consumer")
-    await kafka_engine._start_when_kafka_answers("nowhere:1", producer, consumer)
+    await kafka_engine.start_when_kafka_answers("nowhere:1", producer, consumer)
     assert started == ["producer", "consumer"]  # in order, each once
     assert _no_backoff == [0.5, 1.0, 2.0]
 
@@ -169,7 +169,7 @@ async def test_kafka_that_never_answers_is_reported_with_its_address(
     producer = AIOKafkaProducer(bootstrap_servers="127.0.0.1:1")
     try:
         with pytest.raises(KafkaUnavailableError) as caught:
-            await kafka_engine._start_when_kafka_answers("127.0.0.1:1", producer)
+            await kafka_engine.start_when_kafka_answers("127.0.0.1:1", producer)
     finally:
         await producer.stop()
     assert caught.value.exit_code == EXIT_KAFKA_DOWN

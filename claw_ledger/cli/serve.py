@@ -9,6 +9,9 @@ from claw_ledger.cli.common import choice_option, resolve_key, settings
 __all__ = ["command"]
 
 DEFAULT_HOST = "127.0.0.1"
+#: as the processor's start (``consumers.kafka_engine.KAFKA_START_ATTEMPTS``; a
+#: test holds them equal): not imported, so that ``--help`` stays light
+KAFKA_START_ATTEMPTS = 8
 DEFAULT_PORT = 8088
 
 
@@ -49,6 +52,19 @@ DEFAULT_PORT = 8088
     help="The key (role authorizer) that signs POST /v1/authorize's decisions; without"
     " it the route answers 503 API_NOT_ENABLED.",
 )
+@click.option(
+    "--no-authorize",
+    is_flag=True,
+    help="Serve without POST /v1/authorize: no key, and Kafka need not answer.",
+)
+@click.option(
+    "--kafka-attempts",
+    type=click.IntRange(1, 100),
+    default=KAFKA_START_ATTEMPTS,
+    show_default=True,
+    help="Tries to reach Kafka at start, backing off from 0.5 s to 10 s (8: about 35 s),"
+    " before giving up with exit 69; only the authorizer needs Kafka.",
+)
 @choice_option("--log-level", ("critical", "error", "warning", "info", "debug"), default="info")
 def command(
     host: str,
@@ -57,6 +73,8 @@ def command(
     max_page: int,
     max_lag: int,
     authorize_key: str,
+    no_authorize: bool,
+    kafka_attempts: int,
     log_level: str,
 ) -> None:
     """Serve the HTTP API and the Trust Pulse pages: queries, authorize, /metrics,
@@ -80,11 +98,12 @@ def command(
     from ledger.errors import ConfigError
 
     resolved = settings()
-    try:
-        key = resolve_key(authorize_key)
-    except ConfigError as exc:
-        click.echo(f"warning: POST /v1/authorize is off: {exc}", err=True)
-        key = None
+    key = None
+    if not no_authorize:
+        try:
+            key = resolve_key(authorize_key)
+        except ConfigError as exc:
+            click.echo(f"warning: POST /v1/authorize is off: {exc}", err=True)
     config = ApiConfig.from_settings(
         resolved,
         max_body=max_body,
@@ -92,7 +111,31 @@ def command(
         max_lag=max_lag,
         features=ledger_features(resolved, key),
     )
+    if key is not None and config.kafka_bootstrap is not None:
+        # before uvicorn: a failed start inside its lifespan is a page of traceback
+        _wait_for_kafka(config.kafka_bootstrap, kafka_attempts)
     app = create_app(config=config)
     mount_trust_pulse(app, config.reader_url)
     click.echo(f"claw-ledger API on http://{host}:{port} (docs at /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, **SERVER_OPTIONS)
+
+
+def _wait_for_kafka(bootstrap: str, attempts: int) -> None:
+    """Wait for the Kafka the authorizer publishes to; exit 69 (EX_UNAVAILABLE)
+    with what to do when it never answers."""
+    import asyncio
+    import sys
+
+    from consumers.failures import KafkaUnavailableError
+    from consumers.kafka_engine import wait_for_kafka
+
+    try:
+        asyncio.run(wait_for_kafka(bootstrap, attempts))
+    except KafkaUnavailableError as exc:
+        click.echo(
+            f"error: POST /v1/authorize publishes its decisions to Kafka, and {exc}\n"
+            "hint: start it (`claw-ledger up`, or `claw-ledger services status` to see it),"
+            " check --kafka / CLAW_LEDGER_KAFKA, or serve the queries alone with --no-authorize",
+            err=True,
+        )
+        sys.exit(exc.exit_code)
