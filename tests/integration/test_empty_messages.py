@@ -1,5 +1,6 @@
 """A Kafka record without a value (a tombstone) or with an empty one is refused
-and kept, under either engine; the processor goes on with the next record.
+and kept, under either engine; the processor goes on with the next record,
+and a replay of the topics counts it as refused too.
 
 Kafka lets any client write such a record to the ledger's topics, so it is
 bad input like any other: quarantined as ``MALFORMED_JSON``, never a batch
@@ -8,6 +9,7 @@ that fails on every restart.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from ledger.roles import Role
-from tests.fixtures_ledger import start_ledger
+from tests.fixtures_ledger import run_cli, start_ledger
 
 pytestmark = pytest.mark.integration
 
@@ -48,5 +50,11 @@ async def test_a_record_without_a_value_is_quarantined_and_the_lane_goes_on(
         await ledger.halt("job:after-a-tombstone", "the lane goes on")
         await ledger.register_key(Role.POLICY_ADMIN)
         assert ledger.processor.alive()
+        if engine == "kafka":
+            # a replay of the topics counts them as the processor did, none dropped
+            replayed = run_cli(ledger.env, "replay", "--source", "kafka", "--json")
+            summary = json.loads(replayed.stdout)
+            assert replayed.returncode == 0, summary
+            assert summary["skipped"].get("MALFORMED_JSON") == 2, summary["skipped"]
     finally:
         ledger.processor.stop()
