@@ -6,8 +6,10 @@
   what the signing path uses.
 * :func:`event_body_jcs` is the same bytes again for the body of an outgoing
   event (the SDK's signing path), flat objects by ``pydantic_core``'s encoder.
-* :func:`compact_json` is ``JSON.stringify`` in document order: what the
-  clawsig verifier hashes for ``payload_hash_b64u`` (docs/formats.md §2).
+* :func:`compact_json` is ``JSON.stringify`` of the parsed value: document
+  order, except that keys JavaScript holds as array indices come first, in
+  numeric order (:func:`js_property_order`). What the clawsig verifier hashes
+  for ``payload_hash_b64u`` (docs/formats.md §2).
   Values known to hold no float (parsed, see :func:`parse_json_tracking`)
   take ``orjson``, whose bytes for exact dicts, lists, str, bool, None and
   safe integers are the standard library's (pinned, code point by code
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -36,9 +39,11 @@ __all__ = [
     "event_body_jcs",
     "field_values",
     "has_special_numbers",
+    "holds_index_keys",
     "jcs",
     "jcs_hash_b64u",
     "jcs_ordered",
+    "js_property_order",
     "parse_document_bytes",
     "parse_json_stored",
     "parse_json_strict",
@@ -329,6 +334,50 @@ def _stringify(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
+# --- JavaScript's property order ----------------------------------------------------
+
+#: the largest array index (ECMA-262: an integer below 2**32 - 1)
+MAX_ARRAY_INDEX = 2**32 - 2
+#: a key that may be an array index, as compact JSON writes it; a match may be a
+#: false alarm (``"x\"5":``), never a miss, so only a match needs the exact check
+_INDEX_KEY = re.compile(rb'"(?:0|[1-9][0-9]{0,9})":')
+
+
+def holds_index_keys(data: bytes) -> bool:
+    """Whether compact JSON ``data`` may have an object key JavaScript holds as an
+    array index ("0", "17"): JSON.stringify of its parse would then differ from
+    the document order, and from RFC 8785's."""
+    return _INDEX_KEY.search(data) is not None
+
+
+def _is_array_index(key: object) -> bool:
+    return (
+        isinstance(key, str)
+        and key.isascii()
+        and key.isdigit()
+        and (key == "0" or key[0] != "0")
+        and int(key) <= MAX_ARRAY_INDEX
+    )
+
+
+def js_property_order(value: Any) -> Any:
+    """A copy of ``value`` whose objects list their keys as a JavaScript object does
+    (ECMA-262 OrdinaryOwnPropertyKeys): array indices first, in ascending numeric
+    order, then every other key in document order. ``JSON.stringify`` writes that
+    order, so it is what ``JSON.stringify(JSON.parse(bytes))`` hashes."""
+    if isinstance(value, dict):
+        items = [(key, js_property_order(item)) for key, item in value.items()]
+        indices = sorted(
+            (pair for pair in items if _is_array_index(pair[0])), key=lambda pair: int(pair[0])
+        )
+        if indices:
+            items = indices + [pair for pair in items if not _is_array_index(pair[0])]
+        return dict(items)
+    if isinstance(value, list | tuple):
+        return [js_property_order(item) for item in value]
+    return value
+
+
 # orjson for exact builtin types only: subclasses, dataclasses and datetimes go
 # to the (absent) default and raise, integers beyond 2**53 raise, so anything
 # json.dumps would treat differently takes json.dumps. Floats are never handed
@@ -342,13 +391,22 @@ _ORJSON_EXACT = (
 
 
 def compact_json(value: Any, *, plain_numbers: bool = False) -> bytes:
-    """``JSON.stringify(value)``: document key order, no whitespace, UTF-8.
+    """``JSON.stringify(value)``: no whitespace, UTF-8, keys in JavaScript's
+    property order (document order but for array-index keys, which come first:
+    :func:`js_property_order`).
 
     Numbers take JavaScript's form (``1e-7``, ``1``, ``1e+21``); an integer
     beyond 2**53 is refused, since JavaScript cannot hold it exactly.
     ``plain_numbers=True`` asserts the value holds neither floats nor unsafe
     integers (known from parsing, see :func:`parse_json_tracking`) and skips the scan.
     """
+    written = _compact_in_document_order(value, plain_numbers)
+    if not holds_index_keys(written):
+        return written
+    return _compact_in_document_order(js_property_order(value), plain_numbers)
+
+
+def _compact_in_document_order(value: Any, plain_numbers: bool) -> bytes:
     if plain_numbers:
         try:
             return orjson.dumps(value, option=_ORJSON_EXACT)

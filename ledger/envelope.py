@@ -29,7 +29,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ledger.attributes import attributes
-from ledger.canonical import compact_json, jcs, plain_jcs
+from ledger.canonical import compact_json, holds_index_keys, jcs, js_property_order, plain_jcs
 from ledger.crypto import KeyPair, public_key_from_did
 from ledger.encoding import b64u_decode, b64u_encode
 from ledger.errors import EnvelopeError, LedgerError, ReasonCode
@@ -145,9 +145,10 @@ class SignedEnvelope:
     envelope_version: str = ENVELOPE_VERSION
     hash_algorithm: str = HASH_ALGORITHM
     algorithm: str = SIGNATURE_ALGORITHM
-    #: set by verification: the payload as compact JSON in document order (what was hashed)
+    #: set by verification: the payload as ``JSON.stringify`` writes it (what was hashed)
     payload_json: bytes | None = field(default=None, compare=False, repr=False)
-    #: set by signing: the payload's RFC 8785 bytes, so the wire form needs no second pass
+    #: set by signing: the payload's bytes, so the wire form needs no second pass
+    #: (RFC 8785, or JavaScript's order where array-index keys make them differ)
     payload_jcs: bytes | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,13 +232,22 @@ def sign_envelope(
     those bytes are hashed, and :meth:`SignedEnvelope.to_bytes` embeds them.
     Anything else (floats, say) takes the reference canonicaliser and the
     verifier's own hash, so what cannot verify is refused here.
+
+    A key JavaScript holds as an array index ("0", "17") is the one case where
+    the orders cannot agree: JavaScript lists such keys first, whatever the
+    bytes said. That payload is written and hashed in JavaScript's order, so
+    that ``JSON.stringify`` of its parse, and its document order, both verify.
     """
     fast = plain_jcs(payload)
     payload_jcs: bytes | None
-    if fast is None:
+    if fast is None or holds_index_keys(fast[1]):
         canonical_payload = json.loads(jcs(payload))
-        digest = payload_hash_b64u(canonical_payload)
+        payload_bytes = compact_json(canonical_payload)
+        digest = b64u_encode(hashlib.sha256(payload_bytes).digest())
         payload_jcs = None
+        if holds_index_keys(payload_bytes):
+            canonical_payload = js_property_order(canonical_payload)
+            payload_jcs = payload_bytes
     else:
         canonical_payload, payload_jcs = fast
         digest = b64u_encode(hashlib.sha256(payload_jcs).digest())

@@ -20,7 +20,7 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from ledger.canonical import event_body_jcs
+from ledger.canonical import event_body_jcs, holds_index_keys
 from ledger.checks import matching
 from ledger.crypto import KeyPair
 from ledger.encoding import CANONICAL_UUID_RE
@@ -379,6 +379,7 @@ def _prepare(
     if (
         fixed is None
         or body_jcs is None
+        or holds_index_keys(body_jcs)  # JavaScript's key order differs: sign_envelope's case
         or (event_id is not None and not _is_canonical_uuid(event_id))
         or (occurred_at is not None and not _is_point_in_time(occurred_at))
     ):

@@ -58,7 +58,7 @@ class Verified:
     event: LedgerEvent
     body: EventBody
     envelope_sha256: str
-    #: the payload as compact JSON in document order (what its hash covers)
+    #: the payload as ``JSON.stringify`` writes it (what its hash covers)
     payload_json: bytes
 
 

@@ -102,3 +102,20 @@ def outcome(function: Any, value: Any) -> tuple[str, Any]:
 
 
 verifiable_text = texts(nul=False)  # U+0000 is refused by the verifier's schema step
+
+
+def key_order(value: Any) -> Any:
+    """Every object's keys in order, recursively: what two orderings of one value differ in."""
+    if isinstance(value, dict):
+        return [(key, key_order(item)) for key, item in value.items()]
+    if isinstance(value, list):
+        return [key_order(item) for item in value]
+    return None
+
+
+def wire_payload(raw: bytes) -> bytes:
+    """The payload's bytes inside an envelope written in JCS field order (the
+    payload is the field before ``payload_hash_b64u``)."""
+    start = raw.index(b',"payload":{') + len(b',"payload":')
+    end = raw.rindex(b',"payload_hash_b64u":')
+    return raw[start:end]

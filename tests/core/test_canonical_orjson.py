@@ -3,7 +3,9 @@ standard library's bytes (what the clawsig verifier hashes) for every value it
 accepts, and hand everything else to the reference path.
 
 The reference here is ``json.dumps`` with the options compact_json gives it,
-which is the path ``plain_numbers=False`` takes for float-free values.
+which is the path ``plain_numbers=False`` takes for float-free values, of the
+value in JavaScript's key order (array-index keys first: one-character keys
+"0" to "9" are among the code points below).
 """
 
 from __future__ import annotations
@@ -17,13 +19,19 @@ from typing import Any
 import pytest
 from hypothesis import example, given
 
-from ledger.canonical import MAX_SAFE_INTEGER, compact_json, parse_json_tracking
+from ledger.canonical import (
+    MAX_SAFE_INTEGER,
+    compact_json,
+    js_property_order,
+    parse_json_tracking,
+)
 
 from ._canonical_support import PROPERTY, json_values, safe_ints, with_surrogates
 
 
 def reference(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    ordered = js_property_order(value)
+    return json.dumps(ordered, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def outcome(encode: Any, value: Any) -> tuple[str, Any]:
