@@ -60,6 +60,7 @@ from ledger.encoding import B64U_SHA256_RE
 from ledger.envelope import format_epoch
 from ledger.errors import ReasonCode, RejectedError, TokenError
 from ledger.events import new_event_id
+from ledger.javascript import js_trim
 from ledger.roles import Role
 from ledger.seen_controls import SeenControls
 from ledger.shadow import ShadowVerdict, shadow_candidates
@@ -488,7 +489,7 @@ def _checks(
         )
     # 7. the WPC's rules for the action (and each shadow candidate's, beside them)
     action = request.action
-    sub = str(claims.get("sub", "")).strip()
+    sub = js_trim(str(claims.get("sub", "")))  # as the scope hash trims it
     denied = _rules(view.policy_document(wpc), wpc, action)
     # 8. halts
     halt = _halt(state, request.job_id, sub, action)

@@ -29,6 +29,7 @@ import rfc8785
 from pydantic_core import PydanticSerializationError, to_json
 
 from ledger.errors import ReasonCode, RejectedError
+from ledger.javascript import js_property_order
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -43,7 +44,6 @@ __all__ = [
     "jcs",
     "jcs_hash_b64u",
     "jcs_ordered",
-    "js_property_order",
     "parse_document_bytes",
     "parse_json_stored",
     "parse_json_strict",
@@ -336,8 +336,6 @@ def _stringify(value: Any) -> str:
 
 # --- JavaScript's property order ----------------------------------------------------
 
-#: the largest array index (ECMA-262: an integer below 2**32 - 1)
-MAX_ARRAY_INDEX = 2**32 - 2
 #: a key that may be an array index, as compact JSON writes it; a match may be a
 #: false alarm (``"x\"5":``), never a miss, so only a match needs the exact check
 _INDEX_KEY = re.compile(rb'"(?:0|[1-9][0-9]{0,9})":')
@@ -348,34 +346,6 @@ def holds_index_keys(data: bytes) -> bool:
     array index ("0", "17"): JSON.stringify of its parse would then differ from
     the document order, and from RFC 8785's."""
     return _INDEX_KEY.search(data) is not None
-
-
-def _is_array_index(key: object) -> bool:
-    return (
-        isinstance(key, str)
-        and key.isascii()
-        and key.isdigit()
-        and (key == "0" or key[0] != "0")
-        and int(key) <= MAX_ARRAY_INDEX
-    )
-
-
-def js_property_order(value: Any) -> Any:
-    """A copy of ``value`` whose objects list their keys as a JavaScript object does
-    (ECMA-262 OrdinaryOwnPropertyKeys): array indices first, in ascending numeric
-    order, then every other key in document order. ``JSON.stringify`` writes that
-    order, so it is what ``JSON.stringify(JSON.parse(bytes))`` hashes."""
-    if isinstance(value, dict):
-        items = [(key, js_property_order(item)) for key, item in value.items()]
-        indices = sorted(
-            (pair for pair in items if _is_array_index(pair[0])), key=lambda pair: int(pair[0])
-        )
-        if indices:
-            items = indices + [pair for pair in items if not _is_array_index(pair[0])]
-        return dict(items)
-    if isinstance(value, list | tuple):
-        return [js_property_order(item) for item in value]
-    return value
 
 
 # orjson for exact builtin types only: subclasses, dataclasses and datetimes go

@@ -29,10 +29,11 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ledger.attributes import attributes
-from ledger.canonical import compact_json, holds_index_keys, jcs, js_property_order, plain_jcs
+from ledger.canonical import compact_json, holds_index_keys, jcs, plain_jcs
 from ledger.crypto import KeyPair, public_key_from_did
 from ledger.encoding import b64u_decode, b64u_encode
 from ledger.errors import EnvelopeError, LedgerError, ReasonCode
+from ledger.javascript import js_property_order
 
 if TYPE_CHECKING:
     from nacl.signing import VerifyKey

@@ -29,6 +29,7 @@ from ledger.canonical import jcs, jcs_hash_b64u, parse_json_strict
 from ledger.crypto import KeyPair, kid_for_public_key, public_key_from_did
 from ledger.encoding import B64U_SHA256_RE, b64u_decode, b64u_encode, sha256_b64u
 from ledger.errors import PolicyError, ReasonCode, RejectedError, TokenError
+from ledger.javascript import js_trim
 
 __all__ = [
     "CLOCK_SKEW_SECONDS",
@@ -93,7 +94,8 @@ def _utf16_key(text: str) -> bytes:
 
 
 def normalize_string_list(values: str | Sequence[str], field: str) -> list[str]:
-    """Trim, drop empty, de-duplicate, sort (by UTF-16 code units, like JS)."""
+    """Trim (as JavaScript's ``trim``), drop empty, de-duplicate, sort (by UTF-16
+    code units, like JavaScript's default sort)."""
     items: Sequence[Any] = [values] if isinstance(values, str) else values
     if not isinstance(items, Sequence) or isinstance(items, bytes | bytearray):
         raise TokenError(ReasonCode.TOKEN_MALFORMED, f"{field} must be a string or a list")
@@ -101,7 +103,7 @@ def normalize_string_list(values: str | Sequence[str], field: str) -> list[str]:
     for item in items:
         if not isinstance(item, str):
             raise TokenError(ReasonCode.TOKEN_MALFORMED, f"{field} entries must be strings")
-        text = item.strip()
+        text = js_trim(item)
         if text:
             out.add(text)
     return sorted(out, key=_utf16_key)
@@ -119,7 +121,7 @@ def scope_hash_input(claims: Mapping[str, Any]) -> dict[str, Any]:
     ``jti`` and ``nonce`` never enter it. Refuses an empty ``sub`` or ``scope``.
     """
     sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub.strip():
+    if not isinstance(sub, str) or not js_trim(sub):
         raise TokenError(ReasonCode.TOKEN_MALFORMED, "sub must be a non-empty string")
     if "aud" not in claims or "scope" not in claims:
         raise TokenError(ReasonCode.TOKEN_MALFORMED, "aud and scope are required")
@@ -136,20 +138,20 @@ def scope_hash_input(claims: Mapping[str, Any]) -> dict[str, Any]:
         )
     out: dict[str, Any] = {
         "token_version": TOKEN_VERSION,
-        "sub": sub.strip(),
+        "sub": js_trim(sub),
         "aud": aud,
         "scope": scope,
     }
     for name in _SCOPE_HASH_STRING_FIELDS:
         value = claims.get(name)
-        if isinstance(value, str) and value.strip():
-            out[name] = value.strip()
+        if isinstance(value, str) and js_trim(value):
+            out[name] = js_trim(value)
     spend_cap = claims.get("spend_cap")
     if _is_number(spend_cap) and spend_cap >= 0:
         out["spend_cap"] = spend_cap
     minor = claims.get("delegation_spend_cap_minor")
-    if isinstance(minor, str) and re.fullmatch(r"[0-9]+", minor.strip()):
-        out["delegation_spend_cap_minor"] = minor.strip()
+    if isinstance(minor, str) and re.fullmatch(r"[0-9]+", js_trim(minor)):
+        out["delegation_spend_cap_minor"] = js_trim(minor)
     expires = claims.get("delegation_expires_at")
     if _is_number(expires) and expires > 0:
         out["delegation_expires_at"] = math.floor(expires)
@@ -163,7 +165,7 @@ def token_scope_hash_b64u(claims: Mapping[str, Any]) -> str:
 
 def token_sha256_b64u(token: str) -> str:
     """What the ledger records instead of the bearer token."""
-    return sha256_b64u(token.strip().encode("ascii"))
+    return sha256_b64u(js_trim(token).encode("ascii"))
 
 
 # --- lifetimes ------------------------------------------------------------------------
@@ -247,14 +249,14 @@ def build_claims(
         )
     if not aud_list:
         raise TokenError(ReasonCode.TOKEN_MALFORMED, "aud is empty")
-    if not sub.strip():
+    if not js_trim(sub):
         raise TokenError(ReasonCode.TOKEN_MALFORMED, "sub is empty")
     token_id = jti or f"cst_{uuid.uuid4().hex}"
     if not JTI_RE.fullmatch(token_id):
         raise TokenError(ReasonCode.TOKEN_MALFORMED, f"jti {token_id!r} is not allowed")
     claims: dict[str, Any] = {
         "token_version": TOKEN_VERSION,
-        "sub": sub.strip(),
+        "sub": js_trim(sub),
         "aud": aud_list[0] if len(aud_list) == 1 else aud_list,
         "scope": scope_list,
         "iat": iat,
@@ -271,9 +273,9 @@ def build_claims(
             )
         claims["policy_hash_b64u"] = policy_hash_b64u
     if mission_id is not None:
-        if not mission_id.strip():
+        if not js_trim(mission_id):
             raise TokenError(ReasonCode.TOKEN_MALFORMED, "mission_id (job) is empty")
-        claims["mission_id"] = mission_id.strip()
+        claims["mission_id"] = js_trim(mission_id)
     claims["token_scope_hash_b64u"] = token_scope_hash_b64u(claims)
     return claims
 
@@ -353,7 +355,7 @@ class DecodedToken:
 
 def decode_token(token: str) -> DecodedToken:
     """Split and parse a compact token; ``TOKEN_MALFORMED`` on anything unexpected."""
-    token = token.strip()
+    token = js_trim(token)
     if len(token) > MAX_TOKEN_BYTES:
         raise TokenError(ReasonCode.TOKEN_MALFORMED, f"token longer than {MAX_TOKEN_BYTES} bytes")
     parts = token.split(".")

@@ -8,9 +8,10 @@ from ``null``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final, TypeGuard
+
+from ledger.javascript import JS_WHITESPACE, js_keys, js_trim
 
 __all__ = [
     "JS_WHITESPACE",
@@ -27,16 +28,6 @@ __all__ = [
     "read_string",
     "read_string_array",
 ]
-
-#: Characters ``String.prototype.trim`` and the regex class ``\s`` match (ECMA-262
-#: WhiteSpace and LineTerminator).
-JS_WHITESPACE: Final = (
-    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
-)
-
-_ARRAY_INDEX = re.compile(r"(?:0|[1-9][0-9]*)\Z")
-_MAX_ARRAY_INDEX: Final = 2**32 - 2
 
 
 class Undefined:
@@ -64,23 +55,8 @@ def is_record(value: object) -> TypeGuard[dict[str, Any]]:
     return isinstance(value, dict)
 
 
-def js_trim(text: str) -> str:
-    return text.strip(JS_WHITESPACE)
-
-
 def js_lower(text: str) -> str:
     return text.lower()
-
-
-def _is_array_index(key: str) -> bool:
-    return bool(_ARRAY_INDEX.match(key)) and int(key) <= _MAX_ARRAY_INDEX
-
-
-def js_keys(value: Mapping[str, Any]) -> list[str]:
-    """Keys in ``Object.keys`` order: array-index keys ascending, then insertion order."""
-    keys = list(value.keys())
-    index_keys = sorted((k for k in keys if _is_array_index(k)), key=int)
-    return index_keys + [k for k in keys if not _is_array_index(k)]
 
 
 def js_entries(value: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:

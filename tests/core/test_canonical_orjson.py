@@ -22,9 +22,9 @@ from hypothesis import example, given
 from ledger.canonical import (
     MAX_SAFE_INTEGER,
     compact_json,
-    js_property_order,
     parse_json_tracking,
 )
+from ledger.javascript import js_property_order
 
 from ._canonical_support import PROPERTY, json_values, safe_ints, with_surrogates
 

@@ -22,7 +22,6 @@ from ledger.canonical import (
     compact_json,
     jcs,
     jcs_ordered,
-    js_property_order,
     plain_jcs,
     plain_jcs_bytes,
 )
@@ -30,6 +29,7 @@ from ledger.crypto import KeyPair
 from ledger.encoding import sha256_b64u
 from ledger.envelope import sign_envelope, verify_envelope
 from ledger.events import build_event, sign_event
+from ledger.javascript import js_property_order
 from ledger.verify import Verified, verify_message
 from tests.core._canonical_support import (
     PROPERTY,

@@ -103,6 +103,30 @@ def test_normalisation_sorts_by_utf16_code_units() -> None:
     assert normalize_string_list(["b", "a", "b", " a "], "scope") == ["a", "b"]
 
 
+def test_trimming_is_javascripts() -> None:
+    """``String.prototype.trim`` (checked in Node 20): it strips U+FEFF, U+00A0 and
+    U+2028; Python's ``str.strip`` would keep U+FEFF and strip U+001F and U+0085."""
+    claims = {
+        "sub": "\ufeff agent:alpha\u2028",
+        "aud": "\xa0clawproxy",
+        "scope": ["tools:read\ufeff", "\x1fproxy:call\x85", "\ufeff"],
+        "mission_id": "\ufeff",
+    }
+    assert scope_hash_input(claims) == {
+        "token_version": "1",
+        "sub": "agent:alpha",
+        "aud": ["clawproxy"],
+        "scope": ["\x1fproxy:call\x85", "tools:read"],
+    }
+    example = EXAMPLES["scope_example"]
+    padded = {
+        "sub": "\ufeff" + example["input"]["sub"],
+        "aud": example["input"]["aud"] + "\u3000",
+        "scope": ["\ufeff" + item for item in example["input"]["scope"]],
+    }
+    assert token_scope_hash_b64u(padded) == example["token_scope_hash_b64u"]
+
+
 def test_optional_scope_fields_follow_upstream() -> None:
     base = {"sub": "s", "aud": "a", "scope": ["x"]}
     assert scope_hash_input({**base, "agent_did": " did:key:z1 ", "owner_did": ""}) == {

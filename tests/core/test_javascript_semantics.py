@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from ledger.canonical import compact_json, holds_index_keys, js_property_order, parse_json_strict
+from ledger.canonical import compact_json, holds_index_keys, parse_json_strict
 from ledger.crypto import KeyPair
 from ledger.envelope import sign_envelope, verify_envelope
 from ledger.errors import EnvelopeError, ReasonCode
 from ledger.events import sign_event_bytes
+from ledger.javascript import js_property_order
 from ledger.verify import Verified, verify_message
 from tests.core._helpers import RFC8032_TEST1_SEED, VECTORS
 
