@@ -15,12 +15,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
 from ledger.crypto import KeyPair
 from ledger.topics import Topics
 from producers.outcome import Committed, PublishOutcome, Quarantined, TimedOut, Verdict
 from producers.sdk import LedgerProducer, blocking
+from storage import connect
 
 __all__ = [
     "Committed",
@@ -60,7 +59,7 @@ class PublishTarget:
 async def await_verdict(database_url: str, event_id: str, *, timeout: float = 30.0) -> Verdict:
     """Poll the ledger until ``event_id`` is committed or quarantined, at most ``timeout`` s."""
     deadline = time.monotonic() + timeout
-    conn = await asyncpg.connect(database_url)
+    conn = await connect(database_url)
     try:
         delay = 0.02
         while True:

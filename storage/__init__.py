@@ -21,10 +21,12 @@ from ledger.errors import ConfigError, ServiceError
 
 __all__ = [
     "DATABASE_UNAVAILABLE",
+    "LOGIN_REFUSED",
     "check_database_url",
     "connect",
     "create_pool",
     "keep_session",
+    "login_refused",
     "quiet_pool_reconnects",
 ]
 
@@ -53,10 +55,43 @@ async def connect(database_url: str, *, timeout: float = 10.0, **kwargs: Any) ->
     try:
         return await asyncpg.connect(database_url, timeout=timeout, **kwargs)
     except (OSError, TimeoutError) as exc:
-        raise ServiceError(
-            f"cannot connect to PostgreSQL at {_redact(database_url)}: {exc}",
-            hint="is it running? `claw-ledger services status`",
-        ) from exc
+        raise _unreachable(database_url, exc) from exc
+    except LOGIN_REFUSED as exc:
+        raise login_refused(database_url, exc) from exc
+
+
+def _unreachable(database_url: str, exc: BaseException) -> ServiceError:
+    return ServiceError(
+        f"cannot connect to PostgreSQL at {_redact(database_url)}: {exc}",
+        hint="is it running? `claw-ledger services status`",
+    )
+
+
+#: what a server that answers says when it will not let this URL in: the user, its
+#: password or the database is wrong. Unlike an outage, waiting does not mend it.
+LOGIN_REFUSED: tuple[type[BaseException], ...] = (
+    asyncpg.InvalidAuthorizationSpecificationError,  # 28000, 28P01: user, password, pg_hba
+    asyncpg.InvalidCatalogNameError,  # 3D000: no such database
+)
+
+
+def login_refused(database_url: str, exc: BaseException) -> ServiceError:
+    """The error that says which part of ``database_url`` the server refused, and
+    where the right one is kept."""
+    where = _redact(database_url)
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return ServiceError(
+            f"PostgreSQL at {where} has no such database: {exc}",
+            hint="check the database name in the URL; `claw-ledger migrate` creates the"
+            " schema in an existing database",
+        )
+    return ServiceError(
+        f"PostgreSQL at {where} refused the login: {exc}",
+        hint="check the user and password in the URL (--database-url, $CLAW_LEDGER_WRITER_URL,"
+        " $CLAW_LEDGER_READER_URL). The ledger roles' passwords are those of the state dir"
+        " that last ran `claw-ledger migrate` (its db-roles.json); `claw-ledger services up`"
+        " with that state dir prints the URLs that match",
+    )
 
 
 async def keep_session(conn: asyncpg.Connection) -> None:
@@ -136,10 +171,9 @@ async def create_pool(
             **kwargs,
         )
     except (OSError, TimeoutError) as exc:
-        raise ServiceError(
-            f"cannot connect to PostgreSQL at {_redact(database_url)}: {exc}",
-            hint="is it running? `claw-ledger services status`",
-        ) from exc
+        raise _unreachable(database_url, exc) from exc
+    except LOGIN_REFUSED as exc:
+        raise login_refused(database_url, exc) from exc
     return pool
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from ledger.errors import ServiceError
+from storage import connect
 from storage.projection_queries import row_dict
 
 __all__ = [
@@ -29,8 +30,8 @@ __all__ = [
 
 async def _connect(url: str) -> asyncpg.Connection:
     try:
-        conn = await asyncpg.connect(url, timeout=10)
-    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
+        conn = await connect(url, timeout=10)
+    except asyncpg.PostgresError as exc:  # starting up, shutting down, full
         raise ServiceError(
             f"cannot reach the ledger database: {exc}",
             hint="is Postgres up? `claw-ledger services status`, or check --database-url",

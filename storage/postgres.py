@@ -26,7 +26,7 @@ from ledger.batch import EventRow, Outcome, PartitionPosition
 from ledger.errors import StaleBatchError
 from ledger.plan_reads import written_keys
 from ledger.state import LedgerState, ProjectionRow
-from storage import keep_session, quiet_pool_reconnects
+from storage import LOGIN_REFUSED, keep_session, login_refused, quiet_pool_reconnects
 from storage.control_plane_sql import (
     CONTROL_CHANNEL,
     CONTROL_TABLES,
@@ -424,13 +424,16 @@ class PostgresLedgerStore:
         # cursor outside a transaction): the default reset was one more round trip
         # after every transaction, three per batch
         quiet_pool_reconnects()
-        pool = await asyncpg.create_pool(
-            database_url,
-            min_size=min_size,
-            max_size=max_size,
-            init=init_connection,
-            reset=keep_session,
-        )
+        try:
+            pool = await asyncpg.create_pool(
+                database_url,
+                min_size=min_size,
+                max_size=max_size,
+                init=init_connection,
+                reset=keep_session,
+            )
+        except LOGIN_REFUSED as exc:  # an outage is the caller's to ride out; this is not
+            raise login_refused(database_url, exc) from exc
         return cls(pool)
 
     async def close(self) -> None:

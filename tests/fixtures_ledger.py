@@ -188,6 +188,8 @@ def unconfigured_cli_env(state_dir: Path) -> dict[str, str | None]:
         "CLAW_LEDGER_STATE_DIR": str(state_dir),
         "CLAW_LEDGER_KAFKA": None,
         "CLAW_LEDGER_DATABASE_URL": None,
+        "CLAW_LEDGER_WRITER_URL": None,
+        "CLAW_LEDGER_READER_URL": None,
         "CLAW_LEDGER_CONFIG": None,
     }
 

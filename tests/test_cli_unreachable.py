@@ -68,6 +68,7 @@ def test_status_without_postgres_does_not_claim_counts(env: dict[str, str]) -> N
     assert "ready: NO" in result.stdout
     assert "events committed, quarantined: unknown (Postgres did not answer)" in result.stdout
     assert "events committed: 0" not in result.stdout
+    assert "consumer lag: unknown (Kafka and Postgres did not answer)" in result.stdout
     assert "run `claw-ledger migrate`" not in result.stdout  # nobody knows yet
 
     document = json.loads(run_cli(env, "status", "--json", "--timeout", "2").stdout)

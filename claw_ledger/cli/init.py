@@ -58,11 +58,10 @@ def command(name: str, as_json: bool) -> None:
 
 
 async def _record_trust_root(url: str, did: str) -> None:
-    import asyncpg
-
+    from storage import connect
     from storage.postgres import set_trust_root
 
-    conn = await asyncpg.connect(url)
+    conn = await connect(url)
     try:
         await set_trust_root(conn, did)
     finally:
@@ -70,9 +69,9 @@ async def _record_trust_root(url: str, did: str) -> None:
 
 
 async def _is_registered(url: str, did: str) -> bool:
-    import asyncpg
+    from storage import connect
 
-    conn = await asyncpg.connect(url)
+    conn = await connect(url)
     try:
         return bool(await conn.fetchval("SELECT 1 FROM keys WHERE did = $1", did))
     finally:

@@ -88,7 +88,10 @@ def command(max_lag: int, timeout: float, as_json: bool) -> None:
         click.echo("events committed, quarantined: unknown (Postgres did not answer)")
     lag = doc["consumer_lag"]
     if lag is None:
-        click.echo("consumer lag: unknown (Kafka did not answer)")
+        # lag is Kafka's end offsets less the positions in Postgres: it needs both
+        servers = (("Kafka", snapshot.kafka_up), ("Postgres", snapshot.postgres_up))
+        silent = " and ".join(name for name, up in servers if not up)
+        click.echo(f"consumer lag: unknown ({silent} did not answer)")
     else:
         click.echo(f"consumer lag: {snapshot.total_lag:,}  (ingress {_partitions(lag)})")
         control = doc["control_lag"]
