@@ -71,7 +71,13 @@ def supervise_processor(group: str, engine: str = "kafka", lanes: str = "control
         code = child.wait()
         if stopping or code == 0:
             return 0
-        if code == 2:  # a configuration error does not heal by restarting
+        if code == 2:
+            print(
+                "processor exited with 2, a configuration error: not restarting it, since a"
+                " restart would meet the same error (see the message above)",
+                file=sys.stderr,
+                flush=True,
+            )
             return 2
         if time.monotonic() - started > 60:
             delay = 1.0

@@ -77,6 +77,13 @@ async def test_a_refused_login_names_the_url_and_the_fix_and_writes_nothing(
             assert "hint: check the user and password in the URL" in result.stderr, command
             assert "db-roles.json" in result.stderr, command
 
+        # the supervisor does not restart what a restart cannot mend
+        supervised = await asyncio.to_thread(run_cli, env, "processor", "supervise", timeout=120)
+        assert supervised.returncode == 2, supervised.stderr
+        assert "refused the login" in supervised.stderr
+        assert "a configuration error: not restarting it" in supervised.stderr
+        assert "restarting in" not in supervised.stderr
+
         status = await asyncio.to_thread(run_cli, env, "status", "--timeout", "5")
         assert status.returncode == 1
         assert "consumer lag: unknown (Postgres did not answer)" in status.stdout
