@@ -82,8 +82,8 @@ def login_refused(database_url: str, exc: BaseException) -> ServiceError:
     if isinstance(exc, asyncpg.InvalidCatalogNameError):
         return ServiceError(
             f"PostgreSQL at {where} has no such database: {exc}",
-            hint="check the database name in the URL; `claw-ledger migrate` creates the"
-            " schema in an existing database",
+            hint="check the database name in the URL, or create the database (CREATE DATABASE)"
+            " and run `claw-ledger migrate`, which creates the schema in it",
         )
     return ServiceError(
         f"PostgreSQL at {where} refused the login: {exc}",
