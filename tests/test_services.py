@@ -135,6 +135,29 @@ def test_given_endpoints_start_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "s").exists()
 
 
+def test_services_output_shows_paths_and_urls_verbatim(tmp_path: Path) -> None:
+    """A state dir or a URL is printed as it is: ``[/x]`` is not markup, ``:key:``
+    not an emoji (rich read both, and the first stopped the command)."""
+    state_dir = tmp_path / "odd[/x]:key:"
+    url = "postgresql://p:[/pw]:key:@x:1/d"
+    env = {
+        "CLAW_LEDGER_KAFKA": "127.0.0.1:1",
+        "CLAW_LEDGER_DATABASE_URL": url,
+        "CLAW_LEDGER_STATE_DIR": str(state_dir),
+        "CLAW_LEDGER_CONFIG": None,
+        "COLUMNS": "500",
+    }
+    up = CliRunner().invoke(cli, ["services", "up"], env=env)
+    assert up.exit_code == 0, up.output
+    assert f"  postgres  {url}\n" in up.output
+
+    status = CliRunner().invoke(cli, ["services", "status"], env=env)
+    assert status.exit_code == 1, status.output  # nothing of its own is running
+    title = "".join(status.output.split())  # a title wraps within the table's width
+    assert f"({state_dir})" in title
+    assert "🔑" not in up.output + status.output
+
+
 def test_topic_names() -> None:
     topics = topic_names("acme")
     assert topics.all == ("acme.ingress", "acme.verified", "acme.quarantine", "acme.control")

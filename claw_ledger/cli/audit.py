@@ -7,11 +7,17 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn
-from rich.table import Table
 
-from claw_ledger.cli.common import emit_json, jobs_option, json_option, run_async, settings
+from claw_ledger.cli.common import (
+    emit_json,
+    jobs_option,
+    json_option,
+    print_table,
+    run_async,
+    settings,
+    terminal,
+)
 from ledger.audit import AuditProblem, ProblemKind
 from ledger.instants import format_instant
 
@@ -43,7 +49,7 @@ def audit_command(as_json: bool, signatures: bool, jobs: int | None) -> None:
     if as_json:
         emit_json(report)
     else:
-        console = Console(highlight=False)
+        console = terminal()
         console.print(
             f"checked {report['events']:,} events in {len(report['partitions'])} partition(s),"
             f" {report['quarantine']:,} quarantine rows and"
@@ -326,18 +332,20 @@ def quarantine_command(reason: str | None, after: int, limit: int, as_json: bool
             rows.append(out)
         emit_json({"rows": rows, "next_cursor": page.next_cursor})
         return
-    table = Table(title="claw-ledger quarantine")
-    for column in ("id", "received_at", "reason", "event_id", "detail"):
-        table.add_column(column, overflow="fold")
-    for row in page.rows:
-        table.add_row(
-            str(row["id"]),
-            row["received_at"].strftime("%Y-%m-%d %H:%M:%S"),
-            row["reason_code"],
-            row["event_id"] or "-",
-            row["detail"][:120],
-        )
-    Console().print(table)
+    print_table(
+        "claw-ledger quarantine",
+        ("id", "received_at", "reason", "event_id", "detail"),
+        (
+            (
+                str(row["id"]),
+                row["received_at"].strftime("%Y-%m-%d %H:%M:%S"),
+                row["reason_code"],
+                row["event_id"] or "-",
+                row["detail"][:120],
+            )
+            for row in page.rows
+        ),
+    )
 
 
 command = audit_command

@@ -24,6 +24,9 @@ from ledger.errors import ConfigError, PolicyError, ReasonCode
 from ledger.instants import format_instant
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
     from consumers.config import ProcessorConfig
     from producers.outcome import PublishOutcome
     from producers.publish import PublishTarget
@@ -39,7 +42,9 @@ __all__ = [
     "key_option",
     "keys_dir",
     "load_wpc_reference",
+    "plain",
     "precheck_policy",
+    "print_table",
     "processor_config",
     "publish_and_report",
     "publish_target",
@@ -53,6 +58,7 @@ __all__ = [
     "sign_and_publish",
     "signing_options",
     "stack_options",
+    "terminal",
     "zoned_time_option",
 ]
 
@@ -183,19 +189,39 @@ def jobs_option() -> Callable[[F], F]:
     )
 
 
+def terminal(*, stderr: bool = False) -> Console:
+    """A rich console for the CLI's own lines. Emoji codes are off: ``did:key:z6Mk…``
+    would otherwise print as ``did🔑z6Mk…``. Markup stays on for the CLI's own
+    styling; a value read from the ledger goes in through :func:`plain` or
+    ``rich.markup.escape``, never as markup."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, emoji=False, highlight=False)
+
+
+def plain(text: str, style: str = "") -> Text:
+    """``text`` exactly as it is: no markup, no emoji codes. Ledger data (event
+    bodies, quarantine details, key names) is written by whoever signs or sends
+    it; read as markup, ``[/x]`` raised and stopped the command, and ``[black]``
+    hid the words after it."""
+    from rich.text import Text
+
+    return Text(text, style=style)
+
+
 def print_table(
     title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], *, fold: bool = True
 ) -> None:
-    """A table on stdout; with ``fold``, long cells wrap instead of being cut short."""
-    from rich.console import Console
+    """A table on stdout, every cell shown as :func:`plain` text; with ``fold``,
+    long cells wrap instead of being cut short."""
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=plain(title))
     for column in columns:
         table.add_column(column, overflow="fold" if fold else "ellipsis")
     for row in rows:
-        table.add_row(*row)
-    Console().print(table)
+        table.add_row(*map(plain, row))
+    terminal().print(table)
 
 
 def _json_value(value: Any) -> Any:

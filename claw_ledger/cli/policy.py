@@ -240,7 +240,7 @@ def _publish_attestation(publisher: Publisher | None, result: PolicyCheckResult)
 
 
 def _print_report(result: PolicyCheckResult) -> None:
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, emoji=False)
     if result.findings:
         console.print(f"[bold]policy check:[/bold] {len(result.findings)} finding(s)")
         table = Table(show_lines=True, expand=False)

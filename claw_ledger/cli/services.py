@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from claw_ledger.cli.common import json_option, stack_options
+from claw_ledger.cli.common import json_option, plain, stack_options, terminal
 from claw_ledger.config import MAX_BROKERS, Settings, effective_kafka_bootstrap, load_settings
 
 if TYPE_CHECKING:
@@ -91,12 +91,12 @@ def _emit_json(data: Any) -> None:
 @contextmanager
 def _progress(first: str) -> Iterator[Callable[[str], None]]:
     """A spinner on a terminal, plain step lines on stderr otherwise."""
-    console = Console(stderr=True)
+    console = terminal(stderr=True)
     if console.is_terminal:
         with console.status(first) as status:
-            yield lambda message: status.update(message)
+            yield lambda message: status.update(plain(message))
     else:
-        yield lambda message: console.print(f"· {message}", highlight=False)
+        yield lambda message: console.print(f"· {message}", markup=False)
 
 
 @click.group("services")
@@ -141,16 +141,18 @@ def up(as_json: bool, **options: Any) -> None:
             }
         )
         return
-    console = Console()
-    console.print(f"[green]services up[/] in {elapsed:.1f}s (state dir {settings.state_dir})")
-    console.print(f"  kafka     {endpoints.kafka_bootstrap}", highlight=False)
+    console = terminal()
+    console.print(
+        f"[green]services up[/] in {elapsed:.1f}s (state dir {escape(str(settings.state_dir))})"
+    )
+    console.print(f"  kafka     {endpoints.kafka_bootstrap}", markup=False)
     if "," in endpoints.kafka_bootstrap:
         console.print(
             f"            {endpoints.kafka_bootstrap.count(',') + 1} nodes; "
             "`claw-ledger services status` shows each",
-            highlight=False,
+            markup=False,
         )
-    console.print(f"  postgres  {endpoints.database_url}", highlight=False)
+    console.print(f"  postgres  {endpoints.database_url}", markup=False)
     console.print("")
     for line in endpoints.env_lines():
         click.echo(line)
@@ -187,20 +189,20 @@ def status(ctx: click.Context, /, as_json: bool, **options: Any) -> None:
     if as_json:
         _emit_json(result.to_json() | {"state_dir": str(settings.state_dir)})
     else:
-        table = Table(title=f"claw-ledger services ({settings.state_dir})")
+        table = Table(title=plain(f"claw-ledger services ({settings.state_dir})"))
         for column in ("service", "state", "endpoint", "pid"):
             table.add_column(column)
         for svc in result.services:
             colour = "green" if svc.ok else "red"
             table.add_row(
-                svc.name,
-                f"[{colour}]{svc.state}[/]",
-                svc.endpoint or "-",
+                plain(svc.name),
+                plain(svc.state, colour),
+                plain(svc.endpoint or "-"),
                 str(svc.pid) if svc.pid else "-",
             )
-        Console().print(table)
+        terminal().print(table)
         if result.kafka_nodes:
-            Console().print(_nodes_table(result.kafka_nodes))
+            terminal().print(_nodes_table(result.kafka_nodes))
     ctx.exit(0 if result.all_up else 1)
 
 
@@ -212,13 +214,13 @@ def _nodes_table(nodes: tuple[NodeState, ...]) -> Table:
         colour = "green" if node.state == "up" else "red"
         table.add_row(
             str(node.node_id),
-            f"[{colour}]{node.state}[/]",
+            plain(node.state, colour),
             str(node.pid) if node.pid else "-",
             str(node.port),
             str(node.controller_port),
-            node.roles,
-            _partitions(node.leads),
-            _partitions(node.lagging),
+            plain(node.roles),
+            plain(_partitions(node.leads)),
+            plain(_partitions(node.lagging)),
         )
     return table
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import click
-from rich.console import Console
 
 from claw_ledger.cli.common import (
     emit_json,
@@ -13,6 +12,7 @@ from claw_ledger.cli.common import (
     print_table,
     run_async,
     settings,
+    terminal,
     zoned_time_option,
 )
 from ledger.instants import format_instant
@@ -83,7 +83,7 @@ def command(
         ),
     )
     if page.next_cursor is not None:
-        Console().print(f"more: claw-ledger timeline --after {page.next_cursor} ...")
+        terminal().print(f"more: claw-ledger timeline --after {page.next_cursor} ...")
 
 
 def _json_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
+from rich.markup import escape
 
-from claw_ledger.cli.common import emit_json, json_option, processor_config, run_async, settings
+from claw_ledger.cli.common import (
+    emit_json,
+    json_option,
+    plain,
+    processor_config,
+    run_async,
+    settings,
+    terminal,
+)
 from claw_ledger.config import ENV_BROKERS, MAX_BROKERS
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = ["command", "demo", "down"]
 
@@ -27,7 +39,7 @@ def bring_up(console: Console) -> None:
         if resolved.kafka_bootstrap and resolved.database_url:
             endpoints = effective_endpoints(resolved)
         else:
-            endpoints = services_up(resolved, on_step=lambda text: status.update(text))
+            endpoints = services_up(resolved, on_step=lambda text: status.update(plain(text)))
         status.update("applying migrations, creating the writer and reader roles…")
         run_async(migrate_with_roles(resolved.with_endpoints(endpoints)))
         status.update("creating topics…")
@@ -38,8 +50,8 @@ def bring_up(console: Console) -> None:
                 resolved.partitions,
             )
         )
-    console.print(f"[green]Kafka[/]    {endpoints.kafka_bootstrap}")
-    console.print(f"[green]Postgres[/] {endpoints.database_url}")
+    console.print(f"[green]Kafka[/]    {escape(endpoints.kafka_bootstrap)}")
+    console.print(f"[green]Postgres[/] {escape(endpoints.database_url)}")
 
 
 @click.command("up")
@@ -62,7 +74,7 @@ def command(detach: bool, group: str, brokers: int | None) -> None:
     if brokers is not None:
         # flags travel as environment, as the root group's do
         os.environ[ENV_BROKERS] = str(brokers)
-    console = Console(stderr=True)
+    console = terminal(stderr=True)
     bring_up(console)
     if detach:
         from claw_ledger.processor_control import start_processor

@@ -1,0 +1,91 @@
+"""The CLI's tables show ledger data exactly as it is stored.
+
+Event bodies, key names and quarantine details are written by whoever signs or
+sends them. Read as rich markup, ``[/x]`` raised and stopped the command (the
+security team's timeline, the responders' quarantine view), ``[black]`` hid
+what followed, and every ``did:key:`` printed as ``did🔑``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+
+from ledger.crypto import KeyPair
+from ledger.roles import Role
+from tests.fixtures_ledger import LedgerHarness
+from tests.integration.test_cli_e2e import cli
+
+pytestmark = pytest.mark.integration
+
+#: markup that raises, markup that styles, an emoji code; short enough that the
+#: timeline's summary (24 characters a value) shows it whole
+TRICKY = "[/x][bold]b[/bold] :key:"
+
+
+def _wide(env: dict[str, str]) -> dict[str, str]:
+    """A terminal wide enough that no cell wraps: the text is compared whole."""
+    return env | {"COLUMNS": "500"}
+
+
+def test_timeline_table_shows_a_body_verbatim(
+    cli_env: dict[str, str], running_ledger: LedgerHarness
+) -> None:
+    target = f"job:plain-{uuid.uuid4().hex[:8]}"
+    asyncio.run(running_ledger.halt(target, TRICKY))
+
+    table = cli(_wide(cli_env), "timeline", "--stream", f"halt:{target}")
+
+    assert table.returncode == 0, table.stderr
+    assert TRICKY in table.stdout
+    assert "🔑" not in table.stdout
+
+
+def test_key_registry_table_shows_names_and_dids_verbatim(
+    cli_env: dict[str, str], running_ledger: LedgerHarness
+) -> None:
+    key = KeyPair.generate("plain")
+    name = f"[black on black]{uuid.uuid4().hex[:6]}[/] {TRICKY}"
+    body = {"did": key.did, "name": name, "roles": [Role.OPERATOR.value]}
+    verdict = asyncio.run(
+        running_ledger.publish(running_ledger.admin, "key.registered", f"key:{key.did}", body)
+    )
+    assert verdict["status"] == "committed", verdict
+
+    table = cli(_wide(cli_env), "keys", "list")
+
+    assert table.returncode == 0, table.stderr
+    row = next(line for line in table.stdout.splitlines() if key.did in line)
+    assert name in row
+    assert "🔑" not in table.stdout
+
+
+def test_quarantine_table_shows_an_unsigned_senders_text_verbatim(
+    cli_env: dict[str, str], running_ledger: LedgerHarness
+) -> None:
+    version = f"[/{uuid.uuid4().hex[:8]}]"
+    envelope = {
+        "envelope_version": version,
+        "envelope_type": "ledger_event",
+        "payload": {"event_type": "agent.halted"},
+        "payload_hash_b64u": "A" * 43,
+        "hash_algorithm": "SHA-256",
+        "signature_b64u": "A" * 86,
+        "algorithm": "Ed25519",
+        "signer_did": "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK",
+        "issued_at": "2026-01-01T00:00:00.000Z",
+    }
+    before = len(asyncio.run(running_ledger.wait_quarantine_count(0)))
+    asyncio.run(running_ledger.publish_raw(json.dumps(envelope).encode()))
+    rows = asyncio.run(running_ledger.wait_quarantine_count(before + 1))
+    assert any(version in row["detail"] for row in rows)
+
+    table = cli(
+        _wide(cli_env), "quarantine", "--reason", "UNKNOWN_ENVELOPE_VERSION", "--limit", "500"
+    )
+
+    assert table.returncode == 0, table.stderr
+    assert f"envelope_version '{version}'" in table.stdout
