@@ -157,7 +157,7 @@ def require_schema(settings: Settings) -> None:
 def run_demo(settings: Settings, *, as_json: bool = False) -> dict[str, Any]:
     """Play the scenario against a running ledger; raise DemoFailed on surprise."""
     require_schema(settings)
-    console = Console()
+    console = Console(emoji=False)
     with tempfile.TemporaryDirectory(prefix="claw-demo-") as tmp:
         run = _Runner(settings, Path(tmp), console, quiet=as_json)
         summary = _scenario(run, Path(tmp))

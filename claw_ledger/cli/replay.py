@@ -6,7 +6,6 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -24,6 +23,7 @@ from claw_ledger.cli.common import (
     json_option,
     run_async,
     settings,
+    terminal,
     zoned_time_option,
 )
 
@@ -130,7 +130,7 @@ def command(
         MofNCompleteColumn(),
         _Rate(),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=terminal(stderr=True),
         disable=not show,
     )
     with progress:
@@ -149,7 +149,7 @@ def command(
 
 
 def _print(result: ReplayResult, filtered: bool) -> None:
-    console = Console(emoji=False, highlight=False)
+    console = terminal()
     summary: dict[str, Any] = result.summary()
     if filtered:
         for event in result.reported_events:

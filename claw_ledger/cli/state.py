@@ -5,9 +5,8 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.console import Console
 
-from claw_ledger.cli.common import emit_json, json_option, run_async, settings
+from claw_ledger.cli.common import emit_json, json_option, run_async, settings, terminal
 
 __all__ = ["command"]
 
@@ -47,7 +46,7 @@ def at(moment: str, trust_root: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(view)
     else:
-        console = Console(emoji=False, highlight=False)
+        console = terminal()
         console.print(f"state at {view['at']} after {view['events']:,} events", markup=False)
         for halt in view["halted"]:
             console.print(f"  halted   {halt['target']}  ({halt['reason']})", markup=False)

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from claw_ledger.background import forked
-from claw_ledger.cli.common import emit_json, file_argument, json_option
+from claw_ledger.cli.common import emit_json, file_argument, json_option, terminal
 from ledger.offline_verify import InputKind, VerificationResult, parse_ledger_key, verify_bytes
 
 __all__ = ["command", "exit_code", "report_lines"]
@@ -165,9 +165,7 @@ def _working(what: str, *, enabled: bool) -> Iterator[None]:
     if not (enabled and sys.stderr.isatty()):
         yield
         return
-    from rich.console import Console
-
-    with Console(stderr=True).status(f"{what}…"):
+    with terminal(stderr=True).status(f"{what}…"):
         yield
 
 
