@@ -84,15 +84,16 @@ class _LedgerGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         # imported here: --help and --version never reach invoke, and should stay light
+        from claw_ledger.cli.common import echo
         from ledger.errors import LedgerError, RejectedError
 
         try:
             return super().invoke(ctx)
         except RejectedError as exc:
-            click.echo(f"error: {exc}", err=True)
+            echo(f"error: {exc}", err=True)
             sys.exit(EXIT_REJECTED)
         except LedgerError as exc:
-            click.echo(f"error: {exc}", err=True)
+            echo(f"error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
 
 

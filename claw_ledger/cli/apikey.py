@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from claw_ledger.apikeys import ROLE_SCOPES, ROLES
-from claw_ledger.cli.common import emit_json, json_option, print_table, run_async, settings
+from claw_ledger.cli.common import echo, emit_json, json_option, print_table, run_async, settings
 from ledger.instants import format_instant
 
 __all__ = ["command"]
@@ -91,9 +91,9 @@ def create(name: str, role: str, as_json: bool) -> None:
         emit_json(_row_json(row) | {"key": made.key})
         return
     scopes = ", ".join(sorted(ROLE_SCOPES[row["role"]]))
-    click.echo(f"created API key {name} (id {made.key_id}, role {role}: {scopes})")
-    click.echo("store it now: it is not kept and cannot be shown again")
-    click.echo(made.key)
+    echo(f"created API key {name} (id {made.key_id}, role {role}: {scopes})")
+    echo("store it now: it is not kept and cannot be shown again")
+    echo(made.key)
 
 
 @command.command("list")
@@ -108,7 +108,7 @@ def list_keys(include_revoked: bool, as_json: bool) -> None:
         emit_json([_row_json(r) for r in rows])
         return
     if not rows:
-        click.echo("no API keys (create one: claw-ledger apikey create NAME --role reader)")
+        echo("no API keys (create one: claw-ledger apikey create NAME --role reader)")
         return
     print_table(
         "claw-ledger API keys",
@@ -141,4 +141,4 @@ def revoke(name: str, as_json: bool) -> None:
         emit_json(_row_json(row))
         return
     when = f"{row['revoked_at']:%Y-%m-%d %H:%M:%S}"
-    click.echo(f"revoked API key {name} (id {row['key_id']}) at {when}")
+    echo(f"revoked API key {name} (id {row['key_id']}) at {when}")

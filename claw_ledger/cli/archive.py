@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from claw_ledger.cli.common import emit_json, print_table, run_async, settings
+from claw_ledger.cli.common import echo, emit_json, print_table, run_async, settings
 
 __all__ = ["command"]
 
@@ -51,14 +51,14 @@ def list_command(as_json: bool) -> None:
         ],
     )
     archived = status["archived"]
-    click.echo(
+    echo(
         f"partitions of {status['partition_rows']:,} positions,"
         f" {status['partitions_ahead']} kept ahead of the last position"
     )
     if archived is None:
-        click.echo("nothing archived: every event is in the table")
+        echo("nothing archived: every event is in the table")
     else:
-        click.echo(
+        echo(
             f"archived: positions below {archived['before_position']:,}"
             f" ({archived['events']:,} events), last cut {archived['detached_at'][:19]}"
             f" by {archived['detached_by']}"
@@ -90,11 +90,11 @@ def detach_command(before: int | None, name: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(result.to_json())
         return
-    click.echo(
+    echo(
         f"detached {result.partition}: positions {result.position_from}..{result.position_to - 1},"
         f" {result.events:,} events; chains now verify from position {result.position_to}"
     )
-    click.echo(f"export it, then drop it: {export_hint(result.partition)}")
+    echo(f"export it, then drop it: {export_hint(result.partition)}")
 
 
 @command.command("partition-rows")
@@ -108,4 +108,4 @@ def partition_rows_command(rows: int, as_json: bool) -> None:
     if as_json:
         emit_json({"partition_rows": rows, "headroom": headroom})
     else:
-        click.echo(f"partitions from now on hold {rows:,} positions; {headroom:,} cut ahead")
+        echo(f"partitions from now on hold {rows:,} positions; {headroom:,} cut ahead")

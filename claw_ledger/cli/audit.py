@@ -10,13 +10,13 @@ import click
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn
 
 from claw_ledger.cli.common import (
+    echo,
     emit_json,
     jobs_option,
     json_option,
     print_table,
     run_async,
     settings,
-    terminal,
 )
 from ledger.audit import AuditProblem, ProblemKind
 from ledger.instants import format_instant
@@ -49,34 +49,30 @@ def audit_command(as_json: bool, signatures: bool, jobs: int | None) -> None:
     if as_json:
         emit_json(report)
     else:
-        console = terminal()
-        console.print(
+        echo(
             f"checked {report['events']:,} events in {len(report['partitions'])} partition(s),"
             f" {report['quarantine']:,} quarantine rows and"
             f" {len(report['control_digests'])} control-plane digests,"
             f" {report['transparency_log']['leaves']:,} log leaves and"
             f" {report['transparency_log']['checkpoints']:,} checkpoint(s):"
-            f" {'OK' if report['ok'] else 'PROBLEMS FOUND'}",
-            markup=False,
+            f" {'OK' if report['ok'] else 'PROBLEMS FOUND'}"
         )
         if report["archived"] is not None:
             archived = report["archived"]
-            console.print(
+            echo(
                 f"  archived: positions below {archived['before_position']:,}"
                 f" ({archived['events']:,} events) are not in the table; their chains verified"
                 f" when detached ({archived['detached_at']}) and every chain is checked"
-                " from that cut on",
-                markup=False,
+                " from that cut on"
             )
         for problem in report["problems"][:50]:
-            console.print(f"  {_where(problem)}: {problem['problem']}", markup=False)
+            echo(f"  {_where(problem)}: {problem['problem']}")
             if problem["expected"] is not None or problem["found"] is not None:
-                console.print(
-                    f"      expected {problem['expected']!s:.200}, found {problem['found']!s:.200}",
-                    markup=False,
+                echo(
+                    f"      expected {problem['expected']!s:.200}, found {problem['found']!s:.200}"
                 )
         if len(report["problems"]) > 50:
-            console.print(f"  … and {len(report['problems']) - 50} more (--json lists all)")
+            echo(f"  … and {len(report['problems']) - 50} more (--json lists all)")
     sys.exit(0 if report["ok"] else 1)
 
 

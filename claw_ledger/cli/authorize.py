@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from claw_ledger.cli.common import (
+    echo,
     emit_json,
     json_option,
     read_input,
@@ -118,11 +119,11 @@ def command(
     if as_json:
         emit_json(decision.to_dict() | {"recorded": recorded})
     else:
-        click.echo(f"{decision.decision} {decision.reason_code}: {decision.detail}")
-        click.echo(f"decision {decision.decision_id}", err=True)
+        echo(f"{decision.decision} {decision.reason_code}: {decision.detail}")
+        echo(f"decision {decision.decision_id}", err=True)
     if not recorded:
         # fail closed: a call must never run without its signed trace
-        click.echo("error: the decision could not be recorded on Kafka: deny", err=True)
+        echo("error: the decision could not be recorded on Kafka: deny", err=True)
     raise SystemExit(EXIT_ALLOW if decision.allowed and recorded else EXIT_DENY)
 
 

@@ -12,6 +12,7 @@ import click
 
 from claw_ledger.cli.common import (
     choice_option,
+    echo,
     emit_json,
     json_option,
     key_option,
@@ -63,9 +64,9 @@ def _print_seal(result: Any, as_json: bool) -> None:
         emit_json(result.to_dict())
         return
     if result.status == "waiting":
-        click.echo(f"job {result.job_id}: not sealed yet: {result.detail}", err=True)
+        echo(f"job {result.job_id}: not sealed yet: {result.detail}", err=True)
         return
-    click.echo(
+    echo(
         f"job {result.job_id} ({result.run_status}): {result.status} [{result.trigger}]"
         f" bundle {result.bundle_hash_b64u}, checkpoint size {result.checkpoint_size},"
         f" {result.event_count} events, {result.receipt_count} receipts"
@@ -110,12 +111,12 @@ def export(job_id: str, out: str | None, bundle_hash: str | None) -> None:
         sys.stdout.buffer.flush()
         return
     Path(out).write_bytes(raw)
-    click.echo(
+    echo(
         f"sealed bundle {row['bundle_hash_b64u']} of {job_id} ({row['run_status']},"
         f" {row['event_count']} events, {row['receipt_count']} receipts) -> {out}",
         err=True,
     )
-    click.echo(f"verify it: claw-ledger verify {out} --ledger-key {row['sealed_by']}", err=True)
+    echo(f"verify it: claw-ledger verify {out} --ledger-key {row['sealed_by']}", err=True)
 
 
 def _action(decision: Mapping[str, Any] | None) -> str:
@@ -195,21 +196,21 @@ def show(job_id: str, bundle_hash: str | None, as_json: bool) -> None:
         sys.exit(0 if verification["valid"] else 1)
     run = proves["run"]
     counts = run["counts"]
-    click.echo(f"bundle:     {row['bundle_hash_b64u']}  ({row['bundle_id']})")
-    click.echo(
+    echo(f"bundle:     {row['bundle_hash_b64u']}  ({row['bundle_id']})")
+    echo(
         f"run:        {run['job_id']}  ({run['status']}), sealed {row['sealed_at']}"
         f" [{row['trigger']}] by {row['sealed_by']}"
     )
-    click.echo(f"checkpoint: tree size {row['checkpoint_size']}")
+    echo(f"checkpoint: tree size {row['checkpoint_size']}")
     verdict = "VALID" if verification["valid"] else f"INVALID ({verification['reason_code']})"
-    click.echo(f"verified:   {verdict}")
-    click.echo(f"policy:     {run['policy_hash_b64u']}")
+    echo(f"verified:   {verdict}")
+    echo(f"policy:     {run['policy_hash_b64u']}")
     token = run["token"] or {}
-    click.echo(
+    echo(
         f"token:      {token.get('jti', '-')}  scope {token.get('token_scope_hash_b64u', '-')}"
         f"  hash {token.get('token_sha256_b64u', '-')}"
     )
-    click.echo(
+    echo(
         f"contents:   {counts['events']} events, {counts['receipts']} receipts,"
         f" {counts['decisions_allowed']} calls allowed, {counts['decisions_denied']} denied,"
         f" {counts['halts']} halts"
@@ -217,19 +218,19 @@ def show(job_id: str, bundle_hash: str | None, as_json: bool) -> None:
     for view in proves["halts"]:
         halt = view["halt"]
         until = f", resumed {halt['resumed_at']}" if halt["resumed_at"] else " (still active)"
-        click.echo(
+        echo(
             f"halt:       {halt['target']} at {halt['halted_at']}{until}: {halt['reason']}"
             f" (policy {halt['policy_hash_b64u'] or '-'})"
         )
-        click.echo(f"  last allowed before it: {_action(view['last_allowed'])}")
-        click.echo(f"  blocked after it: {len(view['blocked_after'])}")
+        echo(f"  last allowed before it: {_action(view['last_allowed'])}")
+        echo(f"  blocked after it: {len(view['blocked_after'])}")
         for decision in view["blocked_after"]:
-            click.echo(f"    {_action(decision)}")
+            echo(f"    {_action(decision)}")
     for output in run["outputs"] or []:
-        click.echo(f"output:     {output['name']}  {output['sha256']}")
+        echo(f"output:     {output['name']}  {output['sha256']}")
     if not verification["valid"]:
         failed = verification["failed_step"] or {}
-        click.echo(f"error: {verification['reason_code']}: {failed.get('detail', '')}", err=True)
+        echo(f"error: {verification['reason_code']}: {failed.get('detail', '')}", err=True)
         sys.exit(1)
 
 
@@ -270,7 +271,7 @@ def run(key_ref: str, interval: float, once: bool, origin: str | None, proofs: s
 
     def report(result: SealResult) -> None:
         if result.status == "failed":
-            click.echo(f"{result.job_id} [{result.trigger}]: failed: {result.detail}", err=True)
+            echo(f"{result.job_id} [{result.trigger}]: failed: {result.detail}", err=True)
         elif result.status != "waiting":
             _print_seal(result, as_json=False)
 
@@ -282,7 +283,7 @@ def run(key_ref: str, interval: float, once: bool, origin: str | None, proofs: s
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        click.echo(f"bundler: sealing runs as {bundler_.key.did}", err=True)
+        echo(f"bundler: sealing runs as {bundler_.key.did}", err=True)
         await bundler_.run(interval=interval, stop=stop, report=report)
 
     run_async(main())

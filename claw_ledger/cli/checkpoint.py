@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from claw_ledger.cli.common import emit_json, json_option, run_async, settings
+from claw_ledger.cli.common import echo, emit_json, json_option, run_async, settings
 
 __all__ = ["command", "prove"]
 
@@ -32,19 +32,19 @@ async def _with_reader(query: Callable[[Any], Awaitable[T]]) -> T:
 
 
 def _print_checkpoint(document: dict[str, Any]) -> None:
-    click.echo(f"origin     {document['origin']}")
-    click.echo(f"tree size  {document['tree_size']}")
-    click.echo(f"root hash  {document['root_hash_b64']}")
-    click.echo(f"signed by  {document['signer_did']}")
-    click.echo(f"event      {document['event_id']} (checkpoint.signed)")
-    click.echo(f"signed at  {document['occurred_at']}")
-    click.echo("")
-    click.echo(document["note"], nl=False)
+    echo(f"origin     {document['origin']}")
+    echo(f"tree size  {document['tree_size']}")
+    echo(f"root hash  {document['root_hash_b64']}")
+    echo(f"signed by  {document['signer_did']}")
+    echo(f"event      {document['event_id']} (checkpoint.signed)")
+    echo(f"signed at  {document['occurred_at']}")
+    echo("")
+    echo(document["note"], nl=False)
 
 
 def _show(checkpoint: Any, as_json: bool, note_only: bool) -> None:
     if note_only:
-        click.echo(checkpoint.note, nl=False)
+        echo(checkpoint.note, nl=False)
     elif as_json:
         emit_json(checkpoint.to_dict())
     else:
@@ -75,7 +75,7 @@ def latest(as_json: bool, note_only: bool) -> None:
     if checkpoint is None:
         if as_json:
             emit_json(None)
-        click.echo(
+        echo(
             "no checkpoint yet: start the checkpointer"
             " (`claw-ledger checkpointer start --key LEDGER_KEY`)",
             err=True,
@@ -94,7 +94,7 @@ def show(size: int, as_json: bool, note_only: bool) -> None:
 
     checkpoint = run_async(_with_reader(lambda conn: checkpoint_at(conn, size)))
     if checkpoint is None:
-        click.echo(f"error: no checkpoint of tree size {size}", err=True)
+        echo(f"error: no checkpoint of tree size {size}", err=True)
         sys.exit(1)
     _show(checkpoint, as_json, note_only)
 
@@ -113,7 +113,7 @@ def list_command(after: int, limit: int, as_json: bool) -> None:
         return
     for row in rows:
         document = row.to_dict()
-        click.echo(f"{row.tree_size:>12}  {document['root_hash_b64']}  {row.occurred_at}")
+        echo(f"{row.tree_size:>12}  {document['root_hash_b64']}  {row.occurred_at}")
 
 
 @command.command("watch")
@@ -160,7 +160,7 @@ def watch(
             if state is None:
                 state = run_async(_monitor_state(path, ledger_key, origin))
                 if state is None and once:
-                    click.echo("no checkpoint yet: nothing to verify", err=True)
+                    echo("no checkpoint yet: nothing to verify", err=True)
             if state is not None:
                 result = run_async(_check(state, path))
                 state = result.state
@@ -181,8 +181,8 @@ def watch(
             time.sleep(interval)
     except LogAlert as alert:
         if as_json:
-            click.echo(json.dumps(alert.report()))
-        click.echo(_alert_text(alert, path), err=True)
+            echo(json.dumps(alert.report()))
+        echo(_alert_text(alert, path), err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         return
@@ -190,9 +190,9 @@ def watch(
 
 def _say(as_json: bool, document: dict[str, Any], text: str) -> None:
     if as_json:
-        click.echo(json.dumps(document))
+        echo(json.dumps(document))
     elif text:
-        click.echo(text)
+        echo(text)
 
 
 def _alert_text(alert: Any, path: Path) -> str:
@@ -233,7 +233,7 @@ async def _monitor_state(path: Path, ledger_key: str | None, origin: str | None)
     else:
         verifier = pin_from(first[0].signer_did, pinned_origin)
         await _require_registered_ledger_key(first[0].signer_did)
-        click.echo(
+        echo(
             f"pinned the ledger key {first[0].signer_did} as {verifier.verifier_key()}"
             " (trust on first use; pass --ledger-key to pin it yourself)",
             err=True,
@@ -286,10 +286,10 @@ def prove() -> None:
 def _emit_proof(proof_file: dict[str, Any], output: Path | None, summary: str) -> None:
     text = json.dumps(proof_file, indent=2, ensure_ascii=False) + "\n"
     if output is None:
-        click.echo(text, nl=False)
+        echo(text, nl=False)
         return
     output.write_text(text, encoding="utf-8")
-    click.echo(f"{summary}; proof file {output}")
+    echo(f"{summary}; proof file {output}")
 
 
 @prove.command("inclusion")

@@ -7,6 +7,7 @@ import sys
 import click
 
 from claw_ledger.cli.common import (
+    echo,
     emit_json,
     exit_with_running_status,
     json_option,
@@ -110,15 +111,15 @@ def run(
     try:
         last = run_async(run_checkpointer(config, once=once))
     except CheckpointerLocked as exc:
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         sys.exit(EXIT_LOCKED)
     if once:
         if as_json:
             emit_json({"checkpoint": last.to_dict() if last else None})
         elif last is None:
-            click.echo("nothing new to append: no checkpoint signed")
+            echo("nothing new to append: no checkpoint signed")
         else:
-            click.echo(f"signed the checkpoint of size {last.tree_size} ({last.origin})")
+            echo(f"signed the checkpoint of size {last.tree_size} ({last.origin})")
 
 
 @command.command("start")
@@ -138,12 +139,12 @@ def start(
     resolved = settings()
     pid, already = start_checkpointer(resolved, args)
     if pid is None:
-        click.echo(f"error: the checkpointer exited at once:\n{log_tail(resolved)}", err=True)
+        echo(f"error: the checkpointer exited at once:\n{log_tail(resolved)}", err=True)
         sys.exit(2)
     if as_json:
         emit_json({"pid": pid, "already_running": already})
     else:
-        click.echo(f"checkpointer {'already running' if already else 'started'} (pid {pid})")
+        echo(f"checkpointer {'already running' if already else 'started'} (pid {pid})")
 
 
 @command.command("stop")
@@ -156,7 +157,7 @@ def stop(as_json: bool) -> None:
     if as_json:
         emit_json({"stopped": stopped})
     else:
-        click.echo("checkpointer stopped" if stopped else "checkpointer was not running")
+        echo("checkpointer stopped" if stopped else "checkpointer was not running")
 
 
 @command.command("status")

@@ -36,6 +36,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 __all__ = [
     "IdentifierArgsCommand",
     "choice_option",
+    "echo",
     "emit_json",
     "fetch_job",
     "file_argument",
@@ -45,6 +46,7 @@ __all__ = [
     "plain",
     "precheck_policy",
     "print_table",
+    "printable",
     "processor_config",
     "publish_and_report",
     "publish_target",
@@ -189,6 +191,38 @@ def jobs_option() -> Callable[[F], F]:
     )
 
 
+#: C0 and C1 controls (ESC starts a terminal's escape sequences) and the
+#: bidirectional formatting characters (they reorder what is shown): written
+#: out as escapes, never sent to a terminal as they are
+_UNPRINTABLE: dict[int, str] = {
+    code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))
+} | {
+    code: f"\\u{code:04x}"
+    for code in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+}
+#: the same, keeping line breaks and tabs: the CLI's own lines carry them
+_UNPRINTABLE_IN_LINES = {
+    code: shown for code, shown in _UNPRINTABLE.items() if chr(code) not in "\n\t"
+}
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    """``text`` safe to show on a terminal: control and bidirectional formatting
+    characters written as ``\\x1b`` or ``\\u202e``. Ledger data is written by
+    whoever signs or sends it; printed as it is, an escape sequence in a halt's
+    reason hid words, rewrote lines or set the window title. ``lines`` keeps line
+    breaks and tabs (a whole block of the CLI's output, not a single value)."""
+    return text.translate(_UNPRINTABLE_IN_LINES if lines else _UNPRINTABLE)
+
+
+def echo(message: str | bytes | None = None, *, err: bool = False, nl: bool = True) -> None:
+    """:func:`click.echo` of text made :func:`printable` (line breaks kept); the
+    CLI's commands write their human output through this."""
+    if isinstance(message, str):
+        message = printable(message, lines=True)
+    click.echo(message, err=err, nl=nl)
+
+
 def terminal(*, stderr: bool = False) -> Console:
     """A rich console for the CLI's own lines. Emoji codes are off: ``did:key:z6Mk…``
     would otherwise print as ``did🔑z6Mk…``. Markup stays on for the CLI's own
@@ -200,13 +234,13 @@ def terminal(*, stderr: bool = False) -> Console:
 
 
 def plain(text: str, style: str = "") -> Text:
-    """``text`` exactly as it is: no markup, no emoji codes. Ledger data (event
-    bodies, quarantine details, key names) is written by whoever signs or sends
-    it; read as markup, ``[/x]`` raised and stopped the command, and ``[black]``
-    hid the words after it."""
+    """``text`` exactly as it is, but :func:`printable`: no markup, no emoji codes.
+    Ledger data (event bodies, quarantine details, key names) is written by
+    whoever signs or sends it; read as markup, ``[/x]`` raised and stopped the
+    command, and ``[black]`` hid the words after it."""
     from rich.text import Text
 
-    return Text(text, style=style)
+    return Text(printable(text), style=style)
 
 
 def print_table(
@@ -233,7 +267,7 @@ def _json_value(value: Any) -> Any:
 def emit_json(document: Any) -> None:
     """``document`` as indented JSON on stdout; times spelled as the API spells
     them (``ledger.instants``), anything else JSON has no type for as its text."""
-    click.echo(json.dumps(document, indent=2, sort_keys=False, default=_json_value))
+    echo(json.dumps(document, indent=2, sort_keys=False, default=_json_value))
 
 
 def exit_with_running_status(name: str, pid: int | None, as_json: bool) -> NoReturn:
@@ -241,7 +275,7 @@ def exit_with_running_status(name: str, pid: int | None, as_json: bool) -> NoRet
     if as_json:
         emit_json({"running": pid is not None, "pid": pid})
     else:
-        click.echo(f"{name} running (pid {pid})" if pid else f"{name} not running")
+        echo(f"{name} running (pid {pid})" if pid else f"{name} not running")
     sys.exit(0 if pid else 1)
 
 
@@ -384,7 +418,7 @@ def report_publish(
     outcome.check()
     if not as_json:
         position = outcome.position
-        click.echo(f"{ok_message} (ledger position {'?' if position is None else position})")
+        echo(f"{ok_message} (ledger position {'?' if position is None else position})")
 
 
 # ---------------------------------------------------------------- ledger reads

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from claw_ledger.cli.common import (
+    echo,
     emit_json,
     file_argument,
     json_option,
@@ -117,8 +118,8 @@ def issue(
             }
         )
         return
-    click.echo(issued.token)
-    click.echo(
+    echo(issued.token)
+    echo(
         f"issued {issued.jti} (scope hash {issued.token_scope_hash_b64u}, expires"
         f" {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(claims['exp']))},"
         f" ledger position {outcome.position})",
@@ -171,7 +172,7 @@ def scope_hash(file: str, as_json: bool) -> None:
             }
         )
     else:
-        click.echo(digest)
+        echo(digest)
 
 
 def _token_status(row: dict[str, Any] | None, token_sha256: str, now: int) -> tuple[str, str]:
@@ -245,11 +246,11 @@ def inspect(token: str, issuer: str | None, offline: bool, as_json: bool) -> Non
     else:
         import json
 
-        click.echo("header: " + json.dumps(decoded.header))
-        click.echo("claims: " + json.dumps(decoded.claims, indent=2))
-        click.echo(f"issuer: {issuer_did or '?'}")
-        click.echo(f"signature: {signature}")
-        click.echo(f"status: {status} ({detail})")
+        echo("header: " + json.dumps(decoded.header))
+        echo("claims: " + json.dumps(decoded.claims, indent=2))
+        echo(f"issuer: {issuer_did or '?'}")
+        echo(f"signature: {signature}")
+        echo(f"status: {status} ({detail})")
     if signature_error is not None:
         raise TokenError(signature_error.code, signature_error.detail)
     if signature != "valid":
@@ -311,9 +312,9 @@ def revoke(
         outcomes.append(outcome)
         if not as_json:
             if isinstance(outcome.verdict, Quarantined):
-                click.echo(f"{token_id}: refused ({outcome.verdict.reason_code})", err=True)
+                echo(f"{token_id}: refused ({outcome.verdict.reason_code})", err=True)
             else:
-                click.echo(f"revoked {token_id}")
+                echo(f"revoked {token_id}")
     if as_json:
         emit_json(
             [

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import click
 
 from claw_ledger.cli.common import (
+    echo,
     emit_json,
     json_option,
     publish_and_report,
@@ -202,7 +203,7 @@ def halts(include_lifted: bool, as_json: bool) -> None:
         emit_json(rows)
         return
     if not rows:
-        click.echo("no active halts" if not include_lifted else "no halts")
+        echo("no active halts" if not include_lifted else "no halts")
     for row in rows:
         denies = [
             n
@@ -210,15 +211,15 @@ def halts(include_lifted: bool, as_json: bool) -> None:
             if on
         ]
         who = row["halted_by_name"] or row["halted_by"]
-        click.echo(f"{row['target']}  {'HALTED' if row['active'] else 'lifted'}")
-        click.echo(f"  since          {row['since']}  by {who}")
-        click.echo(f"  why            {row['reason']}")
-        click.echo(f"  denies         {', '.join(denies) or 'nothing'}")
-        click.echo(f"  policy         {row['policy_hash_b64u'] or 'deny-all (no halt WPC named)'}")
-        click.echo(f"  tokens revoked {row['tokens_revoked']}")
-        click.echo(f"  calls denied   {row['calls_denied_since']} since the halt")
+        echo(f"{row['target']}  {'HALTED' if row['active'] else 'lifted'}")
+        echo(f"  since          {row['since']}  by {who}")
+        echo(f"  why            {row['reason']}")
+        echo(f"  denies         {', '.join(denies) or 'nothing'}")
+        echo(f"  policy         {row['policy_hash_b64u'] or 'deny-all (no halt WPC named)'}")
+        echo(f"  tokens revoked {row['tokens_revoked']}")
+        echo(f"  calls denied   {row['calls_denied_since']} since the halt")
         if not row["active"]:
-            click.echo(
+            echo(
                 f"  lifted         {row['resumed_at']} under WPC"
                 f" {row['resume_policy_hash_b64u'] or '(none: lifted before re-authorisation)'}"
                 f"  ({row['resumed_reason']})"

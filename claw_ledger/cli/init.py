@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from claw_ledger.cli.common import (
+    echo,
     emit_json,
     json_option,
     keys_dir,
@@ -45,7 +46,7 @@ def command(name: str, as_json: bool) -> None:
         if as_json:
             emit_json(result)
         else:
-            click.echo(f"trust root {key.did} already recorded ({path})")
+            echo(f"trust root {key.did} already recorded ({path})")
         return
     outcome = sign_and_publish(
         key,

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from claw_ledger.cli.common import (
+    echo,
     emit_json,
     json_option,
     keys_dir,
@@ -53,8 +54,8 @@ def new_key(name: str, out: str | None, as_json: bool) -> None:
     if as_json:
         emit_json({"name": name, "did": key.did, "path": str(path)})
     else:
-        click.echo(key.did)
-        click.echo(f"key file: {path}", err=True)
+        echo(key.did)
+        echo(f"key file: {path}", err=True)
 
 
 def _did_of(ref: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from claw_ledger.cli.common import json_option
+from claw_ledger.cli.common import echo, json_option
 from claw_ledger.config import effective_database_url, load_settings
 
 __all__ = ["command"]
@@ -65,13 +65,13 @@ def command(
     settings = load_settings(database_url=database_url, state_dir=state_dir)
     if print_grants:
         url = effective_database_url(settings, role="owner")
-        click.echo(roles_sql(role_credentials(settings.state_dir, database_name(url))), nl=False)
+        echo(roles_sql(role_credentials(settings.state_dir, database_name(url))), nl=False)
         return
     try:
         report, created = asyncio.run(migrate_with_roles(settings, directory=directory))
     except RolesNotCreated as exc:
-        click.echo(exc.sql, nl=False)
-        click.echo(
+        echo(exc.sql, nl=False)
+        echo(
             f"error: the schema is migrated, but {exc.message}; run the SQL above as the"
             " owner of the ledger's tables (a superuser will do), then `claw-ledger migrate`"
             " again",
@@ -79,15 +79,13 @@ def command(
         )
         sys.exit(EXIT_ROLES_NEEDED)
     if as_json:
-        click.echo(
-            json.dumps(report.to_json() | {"roles_created": created}, indent=2, sort_keys=True)
-        )
+        echo(json.dumps(report.to_json() | {"roles_created": created}, indent=2, sort_keys=True))
         return
     for m in report.applied:
-        click.echo(f"applied {m.filename}")
+        echo(f"applied {m.filename}")
     if not report.applied:
-        click.echo(f"up to date (version {report.version})")
+        echo(f"up to date (version {report.version})")
     else:
-        click.echo(f"schema now at version {report.version}")
+        echo(f"schema now at version {report.version}")
     for role in created:
-        click.echo(f"created role {role}")
+        echo(f"created role {role}")

@@ -26,6 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from claw_ledger.cli.common import (
+    echo,
     json_option,
     publish_target,
     resolve_key,
@@ -225,16 +226,14 @@ def _drift_body(previous: str | None, result: PolicyCheckResult) -> dict[str, An
 
 def _emit_publish(publisher: Publisher, event_type: str, stream: str, body: dict[str, Any]) -> None:
     outcome = publisher(event_type, stream, body)
-    click.echo(f"published {event_type} on {stream}: {js_stringify(outcome.to_dict())}", err=True)
+    echo(f"published {event_type} on {stream}: {js_stringify(outcome.to_dict())}", err=True)
 
 
 def _publish_attestation(publisher: Publisher | None, result: PolicyCheckResult) -> None:
     if publisher is None:
         return
     if result.attestation is None:
-        click.echo(
-            "not published: the OpenClaw config is invalid, so there is no attestation", err=True
-        )
+        echo("not published: the OpenClaw config is invalid, so there is no attestation", err=True)
         return
     _emit_publish(publisher, EVENT_ATTESTED, _stream(result), _attested_body(result))
 
@@ -278,7 +277,7 @@ def _print_report(result: PolicyCheckResult) -> None:
 
 
 def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    echo(f"error: {message}", err=True)
     sys.exit(EXIT_USAGE)
 
 
@@ -305,7 +304,7 @@ def check(
         _fail(str(exc))
         return
     if as_json:
-        click.echo(js_stringify(result.to_json()))
+        echo(js_stringify(result.to_json()))
     else:
         _print_report(result)
     try:
@@ -317,25 +316,25 @@ def check(
 
 def _print_watch(result: PolicyCheckResult, as_json: bool) -> None:
     if as_json:
-        click.echo(js_stringify(result.watch_json()))
+        echo(js_stringify(result.watch_json()))
         return
     status = result.watch_status()
     attestation = result.attestation
     current = attestation.attestation_hash if attestation else "none"
     if status == "stale":
-        click.echo(
+        echo(
             f"policy watch: accepted attestation is stale (current {current}, expected "
             f"{result.expected_attestation_hash}). Review policy check output, then update the "
             "supervisor/gateway accepted attestation."
         )
     elif status == "findings":
-        click.echo(
+        echo(
             f"policy watch: {len(result.findings)} finding(s); accepted attestation cannot be "
             "updated until policy check is clean."
         )
     else:
         evidence = attestation.workspace_hash if attestation else "none"
-        click.echo(f"policy watch: clean (attestation {current}, evidence {evidence})")
+        echo(f"policy watch: clean (attestation {current}, evidence {evidence})")
 
 
 @command.command("watch")

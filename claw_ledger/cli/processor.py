@@ -9,6 +9,7 @@ import click
 
 from claw_ledger.cli.common import (
     choice_option,
+    echo,
     emit_json,
     exit_with_running_status,
     json_option,
@@ -156,7 +157,7 @@ def start(group: str, lanes: str, as_json: bool) -> None:
     if as_json:
         emit_json({"pid": pid, "already_running": already})
     else:
-        click.echo(f"processor {'already running' if already else 'started'} (pid {pid})")
+        echo(f"processor {'already running' if already else 'started'} (pid {pid})")
 
 
 @command.command("stop")
@@ -165,7 +166,7 @@ def stop() -> None:
     from claw_ledger.processor_control import stop_processor
 
     stopped = stop_processor(settings())
-    click.echo("processor stopped" if stopped else "processor was not running")
+    echo("processor stopped" if stopped else "processor was not running")
 
 
 @command.command("status")

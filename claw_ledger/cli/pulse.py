@@ -6,6 +6,7 @@ import click
 
 from claw_ledger.cli.common import (
     IdentifierArgsCommand,
+    echo,
     emit_json,
     json_option,
     key_option,
@@ -53,7 +54,7 @@ def publish(job_id: str, key_ref: str, bundle_hash: str | None, as_json: bool) -
         emit_json({"pulse_id": identity, "record": record, "ledger": outcome.to_dict()})
     outcome.check("pulse.published")
     if not as_json:
-        click.echo(
+        echo(
             f"pulse {identity}: job {job_id}, bundle {record['bundle_hash_b64u']},"
             f" verdict {record['verdict']} ({record['reason_code']})"
             f" (ledger position {outcome.position})"
@@ -91,18 +92,18 @@ def show(pulse_id: str, as_json: bool) -> None:
         return
     counts = record["counts"]
     checkpoint = record["checkpoint"]
-    click.echo(f"pulse:      {pulse_id}")
-    click.echo(f"run:        {record['job_id']}  ({record['run_status']})")
-    click.echo(f"bundle:     {record['bundle_hash_b64u']}  ({record['bundle_id']})")
-    click.echo(f"policy:     {record['policy_hash_b64u'] or '-'}")
-    click.echo(f"verdict:    {record['verdict']}  ({record['reason_code']})")
-    click.echo(
+    echo(f"pulse:      {pulse_id}")
+    echo(f"run:        {record['job_id']}  ({record['run_status']})")
+    echo(f"bundle:     {record['bundle_hash_b64u']}  ({record['bundle_id']})")
+    echo(f"policy:     {record['policy_hash_b64u'] or '-'}")
+    echo(f"verdict:    {record['verdict']}  ({record['reason_code']})")
+    echo(
         f"counts:     {counts.get('events', 0)} events, {counts.get('receipts', 0)} receipts,"
         f" {counts.get('decisions_allowed', 0)} allowed, {counts.get('decisions_denied', 0)}"
         f" denied, {counts.get('halts', 0)} halts, {counts.get('outputs', 0)} outputs"
     )
-    click.echo(
+    echo(
         f"checkpoint: {checkpoint['origin']}  size {checkpoint['size']}"
         f"  root {checkpoint['root_hash_b64']}"
     )
-    click.echo(f"published:  {row['published_at']} by {row['published_by']}")
+    echo(f"published:  {row['published_at']} by {row['published_by']}")

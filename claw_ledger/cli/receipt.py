@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from claw_ledger.cli.common import (
+    echo,
     emit_json,
     fetch_job,
     file_argument,
@@ -130,9 +131,7 @@ def record(
     if as_json:
         emit_json({"receipt": receipt.to_dict(), "ledger": outcome.to_dict()})
         return
-    click.echo(
-        f"recorded receipt {receipt_id} for job {job_key} (ledger position {outcome.position})"
-    )
+    echo(f"recorded receipt {receipt_id} for job {job_key} (ledger position {outcome.position})")
 
 
 @command.command("verify")
@@ -173,7 +172,7 @@ def verify(file: str, request_file: str | None, response_file: str | None, as_js
     if as_json:
         emit_json(summary)
     else:
-        click.echo(
+        echo(
             f"PASS: receipt {payload['receipt_id']} ({payload['provider']}/{payload['model']})"
             f" signed by {envelope.signer_did}; binding {json.dumps(payload['binding'])}"
         )

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from claw_ledger.cli.common import (
     choice_option,
+    echo,
     emit_json,
     jobs_option,
     json_option,
@@ -149,43 +150,39 @@ def command(
 
 
 def _print(result: ReplayResult, filtered: bool) -> None:
-    console = terminal()
     summary: dict[str, Any] = result.summary()
     if filtered:
         for event in result.reported_events:
-            console.print(
+            echo(
                 f"{event['position'] or event['offset']}  {event['occurred_at']}"
-                f"  {event['event_type']}  {event['stream']}",
-                markup=False,
+                f"  {event['event_type']}  {event['stream']}"
             )
     checked = (
         f"signatures checked by {result.jobs} process(es)"
         if result.signatures
         else "signatures NOT checked"
     )
-    console.print(
+    echo(
         f"replayed {summary['events']:,} events from the {result.source}"
         f" ({summary['accepted']:,} accepted, {sum(result.fold.skipped.values()):,} skipped,"
         f" {summary['reported']:,} reported) in {summary['duration_s']} s"
         f" ({summary['rate_per_s'] or 0:,} ev/s, {checked});"
-        f" trust root {summary['trust_root']} ({summary['trust_root_from']})",
-        markup=False,
+        f" trust root {summary['trust_root']} ({summary['trust_root_from']})"
     )
     if result.archived is not None:
         archived = result.archived
-        console.print(
+        echo(
             f"started from the archive cut: positions below {archived['before_position']:,}"
             f" ({archived['events']:,} events, up to partition {archived['partition']}) are"
-            " archived and were verified when they were detached",
-            markup=False,
+            " archived and were verified when they were detached"
         )
     if result.fold.reached_until:
-        console.print("stopped at --until", markup=False)
+        echo("stopped at --until")
     if result.fold.broken is not None:
-        console.print(f"BREAK: {result.fold.broken}", markup=False)
+        echo(f"BREAK: {result.fold.broken}")
     if result.written is not None:
-        console.print(f"wrote {result.written:,} rows into the rebuild schema", markup=False)
+        echo(f"wrote {result.written:,} rows into the rebuild schema")
     if result.diffs is not None:
         for diff in result.diffs[:200]:
-            console.print(f"DIFF: {diff}", markup=False)
-        console.print(f"{len(result.diffs)} difference(s) with the live projections", markup=False)
+            echo(f"DIFF: {diff}")
+        echo(f"{len(result.diffs)} difference(s) with the live projections")

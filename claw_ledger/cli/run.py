@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from claw_ledger.cli.common import (
+    echo,
     emit_json,
     fetch_job,
     file_argument,
@@ -95,10 +96,8 @@ def start(job_id: str, token: str, key_ref: str, as_json: bool) -> None:
     if as_json:
         emit_json({"job_id": job_id, "binding": binding, "ledger": outcome.to_dict()})
         return
-    click.echo(f"job {job_id} started (ledger position {outcome.position})")
-    click.echo(
-        f"receipt binding: --run-id {binding['run_id']} --event-hash {binding['event_hash_b64u']}"
-    )
+    echo(f"job {job_id} started (ledger position {outcome.position})")
+    echo(f"receipt binding: --run-id {binding['run_id']} --event-hash {binding['event_hash_b64u']}")
 
 
 def _sha256_file(path: Path) -> str:
@@ -170,15 +169,15 @@ def complete(
     if as_json:
         emit_json({"job_id": job_id, "outputs": listed, "output_flags": flags, "ledger": ledger})
         return
-    click.echo(f"job {job_id} completed (ledger position {outcome.position})")
+    echo(f"job {job_id} completed (ledger position {outcome.position})")
     for flag in flags:
-        click.echo(
+        echo(
             f"flag: {flag['name']}: {flag['flag']} (expected {flag['expected_sha256']},"
             f" got {flag['actual_sha256']})",
             err=True,
         )
     if not flags:
-        click.echo("outputs match the URM's expected_outputs")
+        echo("outputs match the URM's expected_outputs")
 
 
 @command.command("show")
@@ -190,22 +189,22 @@ def show(job_id: str, as_json: bool) -> None:
     if as_json:
         emit_json(job)
         return
-    click.echo(f"job:        {job['job_id']}  ({job['status']})")
-    click.echo(f"URM:        {job['urm_hash_b64u']}")
-    click.echo(f"WPC:        {job['wpc_hash_b64u']}")
-    click.echo(f"requester:  {job['requester_did']}")
-    click.echo(f"approvers:  {', '.join(job['approver_dids'])}")
-    click.echo(f"token:      {job['cst_jti'] or '-'}  (sub {job['sub'] or '-'})")
-    click.echo(f"receipts:   {job['receipt_count']}")
-    click.echo("chain:")
+    echo(f"job:        {job['job_id']}  ({job['status']})")
+    echo(f"URM:        {job['urm_hash_b64u']}")
+    echo(f"WPC:        {job['wpc_hash_b64u']}")
+    echo(f"requester:  {job['requester_did']}")
+    echo(f"approvers:  {', '.join(job['approver_dids'])}")
+    echo(f"token:      {job['cst_jti'] or '-'}  (sub {job['sub'] or '-'})")
+    echo(f"receipts:   {job['receipt_count']}")
+    echo("chain:")
     for entry in job["event_chain"]:
-        click.echo(f"  {entry['timestamp']}  {entry['event_type']:<22} {entry['event_hash_b64u']}")
+        echo(f"  {entry['timestamp']}  {entry['event_type']:<22} {entry['event_hash_b64u']}")
     if job["outputs"] is not None:
-        click.echo("outputs:")
+        echo("outputs:")
         for output in job["outputs"]:
-            click.echo(f"  {output['name']}  {output['sha256']}")
+            echo(f"  {output['name']}  {output['sha256']}")
         for flag in job["output_flags"] or []:
-            click.echo(f"  flag: {flag['name']}: {flag['flag']}")
+            echo(f"  flag: {flag['name']}: {flag['flag']}")
 
 
 @command.command("bundle")
@@ -229,13 +228,13 @@ def bundle(job_id: str, key_ref: str, out: str | None, with_urm_ref: bool) -> No
     text = json.dumps(envelope.to_dict(), indent=2, ensure_ascii=False) + "\n"
     if out:
         Path(out).write_text(text, encoding="utf-8")
-        click.echo(
+        echo(
             f"proof bundle of {job_id}: {len(job['event_chain'])} events,"
             f" {len(receipts)} receipts -> {out}",
             err=True,
         )
     else:
-        click.echo(text, nl=False)
+        echo(text, nl=False)
 
 
 @command.command("verify-bundle")
@@ -257,7 +256,7 @@ def verify_bundle(file: str, agent: str | None, ledger_key: str | None, as_json:
     try:
         raw = read_input(file)
     except OSError as exc:
-        click.echo(f"error: cannot read {file}: {exc.strerror or exc}", err=True)
+        echo(f"error: cannot read {file}: {exc.strerror or exc}", err=True)
         sys.exit(2)
     try:
         document = parse_json_strict(raw)
@@ -275,7 +274,7 @@ def verify_bundle(file: str, agent: str | None, ledger_key: str | None, as_json:
     if as_json:
         emit_json(summary)
     else:
-        click.echo(
+        echo(
             f"PASS: bundle {summary['bundle_id']} of run {summary['run_id']},"
             f" {summary['event_count']} events, {summary['receipt_count']} receipts,"
             f" signed by {summary['agent_did']}"

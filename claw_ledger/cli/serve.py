@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from claw_ledger.cli.common import choice_option, resolve_key, settings
+from claw_ledger.cli.common import choice_option, echo, resolve_key, settings
 
 __all__ = ["command"]
 
@@ -103,7 +103,7 @@ def command(
         try:
             key = resolve_key(authorize_key)
         except ConfigError as exc:
-            click.echo(f"warning: POST /v1/authorize is off: {exc}", err=True)
+            echo(f"warning: POST /v1/authorize is off: {exc}", err=True)
     config = ApiConfig.from_settings(
         resolved,
         max_body=max_body,
@@ -116,7 +116,7 @@ def command(
         _wait_for_kafka(config.kafka_bootstrap, kafka_attempts)
     app = create_app(config=config)
     mount_trust_pulse(app, config.reader_url)
-    click.echo(f"claw-ledger API on http://{host}:{port} (docs at /docs)", err=True)
+    echo(f"claw-ledger API on http://{host}:{port} (docs at /docs)", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, **SERVER_OPTIONS)
 
 
@@ -132,7 +132,7 @@ def _wait_for_kafka(bootstrap: str, attempts: int) -> None:
     try:
         asyncio.run(wait_for_kafka(bootstrap, attempts))
     except KafkaUnavailableError as exc:
-        click.echo(
+        echo(
             f"error: POST /v1/authorize publishes its decisions to Kafka, and {exc}\n"
             "hint: start it (`claw-ledger up`, or `claw-ledger services status` to see it),"
             " check --kafka / CLAW_LEDGER_KAFKA, or serve the queries alone with --no-authorize",

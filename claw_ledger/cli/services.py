@@ -13,7 +13,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from claw_ledger.cli.common import json_option, plain, stack_options, terminal
+from claw_ledger.cli.common import echo, json_option, plain, stack_options, terminal
 from claw_ledger.config import MAX_BROKERS, Settings, effective_kafka_bootstrap, load_settings
 
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def settings_from_options(options: dict[str, Any]) -> Settings:
 
 
 def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
+    echo(json.dumps(data, indent=2, sort_keys=True))
 
 
 @contextmanager
@@ -155,7 +155,7 @@ def up(as_json: bool, **options: Any) -> None:
     console.print(f"  postgres  {endpoints.database_url}", markup=False)
     console.print("")
     for line in endpoints.env_lines():
-        click.echo(line)
+        echo(line)
 
 
 @command.command("down")
@@ -172,7 +172,7 @@ def down(as_json: bool, **options: Any) -> None:
     if as_json:
         _emit_json({"stopped": stopped, "state_dir": str(settings.state_dir)})
         return
-    click.echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
+    echo(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
 
 
 @command.command("status")
@@ -252,7 +252,7 @@ def topics(as_json: bool, **options: Any) -> None:
         _emit_json({"kafka_bootstrap": bootstrap, "topics": list(names), "created": created})
         return
     for name in names:
-        click.echo(f"{name}: {'created' if name in created else 'exists'}")
+        echo(f"{name}: {'created' if name in created else 'exists'}")
 
 
 @command.group("node")
@@ -285,7 +285,7 @@ def node_start_command(node_id: int, as_json: bool, **options: Any) -> None:
     if as_json:
         _emit_json({"node_id": node_id, "pid": pid, "already_running": already})
         return
-    click.echo(f"node {node_id} {'already running' if already else 'started'} (pid {pid})")
+    echo(f"node {node_id} {'already running' if already else 'started'} (pid {pid})")
 
 
 def _stop_command(name: str, kill: bool, help_text: str) -> None:
@@ -302,9 +302,7 @@ def _stop_command(name: str, kill: bool, help_text: str) -> None:
             _emit_json({"node_id": node_id, "pid": pid, "was_running": pid is not None})
             return
         done = "killed" if kill else "stopped"
-        click.echo(
-            f"node {node_id} {done} (pid {pid})" if pid else f"node {node_id} was not running"
-        )
+        echo(f"node {node_id} {done} (pid {pid})" if pid else f"node {node_id} was not running")
 
 
 _stop_command(

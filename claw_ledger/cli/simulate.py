@@ -10,7 +10,14 @@ from typing import Any
 
 import click
 
-from claw_ledger.cli.common import emit_json, json_option, load_wpc_reference, run_async, settings
+from claw_ledger.cli.common import (
+    echo,
+    emit_json,
+    json_option,
+    load_wpc_reference,
+    run_async,
+    settings,
+)
 
 __all__ = ["command"]
 
@@ -29,7 +36,7 @@ def _echo_by_action(summary: Any, denied: str, allowed: str) -> None:
     """The summary's counts per action, denials first, each list in name order."""
     for label, counts in ((denied, summary.denied_by_action), (allowed, summary.allowed_by_action)):
         for name, count in sorted(counts.items()):
-            click.echo(f"  {label} {name}: {count}")
+            echo(f"  {label} {name}: {count}")
 
 
 async def _simulate(simulation: Any, database_url: str, audited: bool) -> dict[str, Any] | None:
@@ -101,13 +108,13 @@ def _shadow_report(job_id: str | None, since: str | None, until: str | None, as_
                 if action["kind"] == "tool"
                 else f"model {action['provider']}/{action['model']}"
             )
-            click.echo(
+            echo(
                 f"{call['decided_at']}  {call['job_id']}  {what}: {call['decision']}"
                 f" ({call['reason_code']}), shadow {call['shadow_policy_hash_b64u']}"
                 f" ({call['shadow_scope']}): {call['shadow_decision']}"
                 f" ({call['shadow_reason_code']})"
             )
-        click.echo(
+        echo(
             f"{summary.shadowed} shadow disagreements: {summary.would_deny} would be denied,"
             f" {summary.would_allow} would be allowed"
         )
@@ -213,18 +220,18 @@ def command(
     else:
         for call in simulation.calls:
             item = call.to_dict()
-            click.echo(
+            echo(
                 f"{item['decided_at']}  {item['job_id']}  {call.simulated.action}:"
                 f" {item['recorded']['decision']} ({item['recorded']['reason_code']})"
                 f" -> {item['simulated']['decision']} ({item['simulated']['reason_code']})"
             )
-        click.echo(
+        echo(
             f"{summary.simulated} calls simulated: {summary.unchanged} unchanged,"
             f" {summary.newly_denied} newly denied, {summary.newly_allowed} newly allowed"
         )
         _echo_by_action(summary, "newly denied ", "newly allowed")
         if archived is not None:
-            click.echo(
+            echo(
                 f"  archived: the calls decided before position {archived['before_position']:,}"
                 " were detached with their partition and are not simulated"
             )

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from claw_ledger.cli.common import emit_json, json_option, run_async, settings, terminal
+from claw_ledger.cli.common import echo, emit_json, json_option, run_async, settings
 
 __all__ = ["command"]
 
@@ -46,19 +46,15 @@ def at(moment: str, trust_root: str | None, as_json: bool) -> None:
     if as_json:
         emit_json(view)
     else:
-        console = terminal()
-        console.print(f"state at {view['at']} after {view['events']:,} events", markup=False)
+        echo(f"state at {view['at']} after {view['events']:,} events")
         for halt in view["halted"]:
-            console.print(f"  halted   {halt['target']}  ({halt['reason']})", markup=False)
+            echo(f"  halted   {halt['target']}  ({halt['reason']})")
         for token in view["valid_tokens"]:
-            console.print(
-                f"  token    {token['jti']}  sub={token['sub']} job={token['mission_id']}",
-                markup=False,
-            )
+            echo(f"  token    {token['jti']}  sub={token['sub']} job={token['mission_id']}")
         for policy in view["active_policies"]:
-            console.print(f"  policy   {policy}", markup=False)
+            echo(f"  policy   {policy}")
         for job in view["running_jobs"]:
-            console.print(f"  running  {job['job_id']}  since {job['started_at']}", markup=False)
+            echo(f"  running  {job['job_id']}  since {job['started_at']}")
         if result.fold.broken is not None:
-            console.print(f"BREAK: {result.fold.broken}", markup=False)
+            echo(f"BREAK: {result.fold.broken}")
     sys.exit(1 if result.fold.broken else 0)

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from claw_ledger.cli.common import emit_json, json_option, run_async, settings
+from claw_ledger.cli.common import echo, emit_json, json_option, run_async, settings
 
 __all__ = ["command"]
 
@@ -52,9 +52,9 @@ async def _snapshot(max_timeout: float) -> Any:
 
 def _echo_counts(title: str, counts: Mapping[str, int]) -> None:
     """The total under ``title``, then each count on a line of its own."""
-    click.echo(f"{title}: {sum(counts.values()):,}")
+    echo(f"{title}: {sum(counts.values()):,}")
     for name, n in counts.items():
-        click.echo(f"  {name:<24}{n:>12,}")
+        echo(f"  {name:<24}{n:>12,}")
 
 
 def _partitions(lag: Mapping[str, int]) -> str:
@@ -78,36 +78,36 @@ def command(max_lag: int, timeout: float, as_json: bool) -> None:
         emit_json(snapshot.to_json(max_lag))
         sys.exit(0 if ready else 1)
     doc = snapshot.to_json(max_lag)
-    click.echo(f"ready: {'yes' if ready else 'NO'}")
+    echo(f"ready: {'yes' if ready else 'NO'}")
     for name, check in doc["checks"].items():
-        click.echo(f"  {name:<9}{'ok ' if check['ok'] else 'NO '} {check['detail']}")
+        echo(f"  {name:<9}{'ok ' if check['ok'] else 'NO '} {check['detail']}")
     if snapshot.postgres_up:
         _echo_counts("events committed", doc["events_committed"])
         _echo_counts("quarantined", doc["events_quarantined"])
     else:
-        click.echo("events committed, quarantined: unknown (Postgres did not answer)")
+        echo("events committed, quarantined: unknown (Postgres did not answer)")
     lag = doc["consumer_lag"]
     if lag is None:
         # lag is Kafka's end offsets less the positions in Postgres: it needs both
         servers = (("Kafka", snapshot.kafka_up), ("Postgres", snapshot.postgres_up))
         silent = " and ".join(name for name, up in servers if not up)
-        click.echo(f"consumer lag: unknown ({silent} did not answer)")
+        echo(f"consumer lag: unknown ({silent} did not answer)")
     else:
-        click.echo(f"consumer lag: {snapshot.total_lag:,}  (ingress {_partitions(lag)})")
+        echo(f"consumer lag: {snapshot.total_lag:,}  (ingress {_partitions(lag)})")
         control = doc["control_lag"]
         if control is None:
-            click.echo("  control lane: lag unknown (no control topic?)")
+            echo("  control lane: lag unknown (no control topic?)")
         else:
-            click.echo(f"  control lane: {sum(control.values()):,}  ({_partitions(control)})")
+            echo(f"  control lane: {sum(control.values()):,}  ({_partitions(control)})")
     if doc["active_halts"] is not None:
-        click.echo(f"active halts: {doc['active_halts']}")
+        echo(f"active halts: {doc['active_halts']}")
     if doc["halt_propagation_seconds"] is not None:
         seconds = doc["halt_propagation_seconds"]
-        click.echo(f"newest halt committed {seconds:.3f}s after it was signed")
+        echo(f"newest halt committed {seconds:.3f}s after it was signed")
     for worker, figures in doc["commit_batches"].items():
         count, total = figures["batches"], figures["seconds_sum"]
         mean = f"{1000 * total / count:.1f} ms mean" if count else "none yet"
         longest = figures["seconds_max"]
         recent = f", longest lately {1000 * longest:.1f} ms" if longest is not None else ""
-        click.echo(f"processor {worker}: {count:,} batches committed, {mean}{recent}")
+        echo(f"processor {worker}: {count:,} batches committed, {mean}{recent}")
     sys.exit(0 if ready else 1)

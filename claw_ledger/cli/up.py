@@ -10,6 +10,7 @@ import click
 from rich.markup import escape
 
 from claw_ledger.cli.common import (
+    echo,
     emit_json,
     json_option,
     plain,
@@ -114,7 +115,7 @@ def down(as_json: bool) -> None:
         )
     else:
         names = (["checkpointer"] if checkpointer else []) + (["processor"] if processor else [])
-        click.echo(f"stopped: {', '.join(names + stopped) or 'nothing'}")
+        echo(f"stopped: {', '.join(names + stopped) or 'nothing'}")
 
 
 @click.command("demo")

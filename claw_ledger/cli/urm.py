@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from claw_ledger.cli.common import (
+    echo,
     emit_json,
     file_argument,
     json_option,
@@ -61,7 +62,7 @@ def hash_command(file: str, as_json: bool) -> None:
     if as_json:
         emit_json({"urm_hash_b64u": digest, "job_id": urm["job"]["job_id"]})
     else:
-        click.echo(digest)
+        echo(digest)
 
 
 @command.command("approve")
@@ -84,11 +85,9 @@ def approve(file: str, key_ref: str, out: str | None) -> None:
     text = json.dumps(approval, indent=2) + "\n"
     if out:
         Path(out).write_text(text, encoding="utf-8")
-        click.echo(
-            f"approval of {approval['urm_hash_b64u']} by {key.did} written to {out}", err=True
-        )
+        echo(f"approval of {approval['urm_hash_b64u']} by {key.did} written to {out}", err=True)
     else:
-        click.echo(text, nl=False)
+        echo(text, nl=False)
 
 
 def _read_approvals(paths: tuple[str, ...]) -> list[Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from claw_ledger.background import forked
-from claw_ledger.cli.common import emit_json, file_argument, json_option, terminal
+from claw_ledger.cli.common import echo, emit_json, file_argument, json_option, terminal
 from ledger.offline_verify import InputKind, VerificationResult, parse_ledger_key, verify_bytes
 
 __all__ = ["command", "exit_code", "report_lines"]
@@ -209,7 +209,7 @@ def command(
     try:
         raw = _read(file)
     except OSError as exc:
-        click.echo(f"error: cannot read {file}: {exc.strerror or exc}", err=True)
+        echo(f"error: cannot read {file}: {exc.strerror or exc}", err=True)
         sys.exit(EXIT_UNREADABLE)
     with _working(f"verifying {len(raw) / 1e6:,.1f} MB", enabled=not as_json and len(raw) > 1e6):
         # a large sealed bundle's inclusion proofs are checked in a forked child meanwhile
@@ -221,5 +221,5 @@ def command(
         emit_json(result.to_dict())
     else:
         for line in report_lines(result, "stdin" if file == "-" else file):
-            click.echo(line)
+            echo(line)
     sys.exit(exit_code(result))

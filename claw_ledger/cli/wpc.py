@@ -8,6 +8,7 @@ import click
 
 from claw_ledger.cli.common import (
     IdentifierArgsCommand,
+    echo,
     emit_json,
     file_argument,
     json_option,
@@ -69,7 +70,7 @@ def hash_command(file: str, as_json: bool) -> None:
     if as_json:
         emit_json({"policy_hash_b64u": digest, "jcs": jcs(document).decode("utf-8")})
     else:
-        click.echo(digest)
+        echo(digest)
 
 
 @command.command("publish")
@@ -161,7 +162,7 @@ def get(policy_hash: str, verify: bool, any_status: bool, as_json: bool) -> None
             ReasonCode.WPC_REVOKED, f"WPC {policy_hash} was revoked: {row['revoked_reason']}"
         )
     if row["status"] == "superseded":
-        click.echo(f"warning: WPC {policy_hash} is superseded by {row['superseded_by']}", err=True)
+        echo(f"warning: WPC {policy_hash} is superseded by {row['superseded_by']}", err=True)
     verified = False
     if verify:
         verify_registry_row(row, policy_hash)
@@ -175,11 +176,9 @@ def get(policy_hash: str, verify: bool, any_status: bool, as_json: bool) -> None
         record["verified"] = verified
         emit_json(record)
         return
-    click.echo(row["wpc_envelope_raw"])
+    echo(row["wpc_envelope_raw"])
     if verified:
-        click.echo(
-            f"verified: hash, signature and publisher role ({row['publisher_did']})", err=True
-        )
+        echo(f"verified: hash, signature and publisher role ({row['publisher_did']})", err=True)
 
 
 @command.command("list")
@@ -197,7 +196,7 @@ def list_command(status: str | None, as_json: bool) -> None:
         emit_json(rows)
         return
     if not rows:
-        click.echo("no WPCs")
+        echo("no WPCs")
     for row in rows:
         extra = ""
         if row["status"] == "superseded":
@@ -205,7 +204,7 @@ def list_command(status: str | None, as_json: bool) -> None:
         elif row["status"] == "revoked":
             extra = f" ({row['revoked_reason']})"
         issuer = row["issuer"] or "-"
-        click.echo(f"{row['policy_hash_b64u']}  {row['status']:<10} {issuer}{extra}")
+        echo(f"{row['policy_hash_b64u']}  {row['status']:<10} {issuer}{extra}")
 
 
 @command.command("supersede", cls=IdentifierArgsCommand)
@@ -277,24 +276,24 @@ def diff(old: str, new: str, as_json: bool) -> None:
         result = diff_wpcs(load_wpc_reference(old), load_wpc_reference(new))
     except RejectedError as exc:
         # 1 means "they differ" here, as for diff(1)
-        click.echo(f"error: {exc}", err=True)
+        echo(f"error: {exc}", err=True)
         raise SystemExit(2) from None
     different = bool(result.actions or result.defaults or result.fields)
     if as_json:
         emit_json(result.to_dict())
     else:
-        click.echo(f"old {result.old_hash}\nnew {result.new_hash}")
+        echo(f"old {result.old_hash}\nnew {result.new_hash}")
         if not different:
-            click.echo("no difference in what they allow")
+            echo("no difference in what they allow")
         for change in (*result.actions, *result.defaults):
             verb = "now DENIED " if change.old else "now allowed"
-            click.echo(
+            echo(
                 f"  {verb}  {change.kind} {change.name}"
                 f"  ({change.old_reason} -> {change.new_reason})"
             )
         for item in result.fields:
-            click.echo(f"  changed      {item.section}.{item.name}: {item.old!r} -> {item.new!r}")
-        click.echo(
+            echo(f"  changed      {item.section}.{item.name}: {item.old!r} -> {item.new!r}")
+        echo(
             f"{len(result.newly_denied)} newly denied, {len(result.newly_allowed)} newly allowed,"
             f" {len(result.fields)} settings changed"
         )
@@ -380,6 +379,6 @@ def shadows(as_json: bool) -> None:
         emit_json(rows)
         return
     if not rows:
-        click.echo("no active shadow policies")
+        echo("no active shadow policies")
     for row in rows:
-        click.echo(f"{row['scope']:<30} {row['policy_hash_b64u']}  since {row['shadowed_at']}")
+        echo(f"{row['scope']:<30} {row['policy_hash_b64u']}  since {row['shadowed_at']}")

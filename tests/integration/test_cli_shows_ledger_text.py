@@ -1,9 +1,11 @@
-"""The CLI's tables show ledger data exactly as it is stored.
+"""The CLI shows ledger data as text: exactly as stored, control characters
+written out.
 
 Event bodies, key names and quarantine details are written by whoever signs or
 sends them. Read as rich markup, ``[/x]`` raised and stopped the command (the
 security team's timeline, the responders' quarantine view), ``[black]`` hid
-what followed, and every ``did:key:`` printed as ``did🔑``.
+what followed, and every ``did:key:`` printed as ``did🔑``. Sent to a terminal
+as they are, escape sequences hid words, rewrote lines or set the title.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -24,6 +27,11 @@ pytestmark = pytest.mark.integration
 #: markup that raises, markup that styles, an emoji code; short enough that the
 #: timeline's summary (24 characters a value) shows it whole
 TRICKY = "[/x][bold]b[/bold] :key:"
+
+
+#: conceal on/off and a carriage return: on a terminal "x" then "z" over it
+ESCAPES = "x\x1b[8mhid\x1b[0m\rz"
+ESCAPES_SHOWN = "x\\x1b[8mhid\\x1b[0m\\x0dz"
 
 
 def _wide(env: dict[str, str]) -> dict[str, str]:
@@ -89,3 +97,24 @@ def test_quarantine_table_shows_an_unsigned_senders_text_verbatim(
 
     assert table.returncode == 0, table.stderr
     assert f"envelope_version '{version}'" in table.stdout
+
+
+def test_escape_sequences_in_a_halt_are_written_out_not_sent(
+    cli_env: dict[str, str], running_ledger: LedgerHarness
+) -> None:
+    target = f"job:escapes-{uuid.uuid4().hex[:8]}"
+    asyncio.run(running_ledger.halt(target, ESCAPES))
+
+    halts = cli(cli_env, "halts")
+    timeline = cli(_wide(cli_env), "timeline", "--stream", f"halt:{target}")
+    state = cli(cli_env, "state", "at", datetime.now(UTC).isoformat())
+
+    for result in (halts, timeline, state):
+        assert result.returncode == 0, result.stderr
+        assert "\x1b" not in result.stdout and "\r" not in result.stdout
+    assert f"  why            {ESCAPES_SHOWN}\n" in halts.stdout
+    assert ESCAPES_SHOWN in timeline.stdout
+    assert f"  halted   {target}  ({ESCAPES_SHOWN})\n" in state.stdout
+    # the JSON keeps the text exactly
+    document = json.loads(cli(cli_env, "halts", "--json").stdout)
+    assert ESCAPES in [halt["reason"] for halt in document]

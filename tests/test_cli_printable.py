@@ -1,0 +1,45 @@
+"""What the CLI shows of ledger text on a terminal (``claw_ledger.cli.common``)."""
+
+from __future__ import annotations
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from claw_ledger.cli.common import echo, plain, printable
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("halt: runaway agent", "halt: runaway agent"),
+        ("café 漢字 😀 did:key:z6Mk [/x]", "café 漢字 😀 did:key:z6Mk [/x]"),
+        ("a\x1b[8mhidden\x1b[0m", "a\\x1b[8mhidden\\x1b[0m"),  # conceal
+        ("\x1b]0;title\x07", "\\x1b]0;title\\x07"),  # window title, bell
+        ("ok\rforged", "ok\\x0dforged"),  # carriage return overwrites the line
+        ("\x00\x08\x7f", "\\x00\\x08\\x7f"),
+        ("\x9b2J", "\\x9b2J"),  # the one-byte C1 control sequence introducer
+        ("abc\u202edcba", "abc\\u202edcba"),  # right-to-left override
+        ("\u2066x\u2069\u200f", "\\u2066x\\u2069\\u200f"),
+        ("one\ntwo\tthree", "one\\x0atwo\\x09three"),  # a single value: one line
+    ],
+)
+def test_a_value_is_shown_with_its_controls_written_out(text: str, shown: str) -> None:
+    assert printable(text) == shown
+    assert plain(text).plain == shown
+
+
+def test_lines_keep_their_breaks_and_tabs() -> None:
+    assert printable("one\ntwo\tthree\x1b[2J", lines=True) == "one\ntwo\tthree\\x1b[2J"
+
+
+@click.command()
+def _echo_ledger_text() -> None:
+    """Echoes ledger text, then bytes (a file's content)."""
+    echo("why: x\x1b[8my\nsecond line")
+    echo(b"raw\x1b")
+
+
+def test_echo_writes_text_printable_and_bytes_as_they_are() -> None:
+    result = CliRunner().invoke(_echo_ledger_text, [])
+    assert result.output == "why: x\\x1b[8my\nsecond line\n" + "raw\x1b\n"
