@@ -51,12 +51,15 @@ from tests.conftest import with_database
 
 __all__ = [
     "CLAW_LEDGER",
+    "NOWHERE_DATABASE",
+    "NOWHERE_KAFKA",
     "LedgerHarness",
     "PrivateKafka",
     "PrivatePostgres",
     "ProcessorProcess",
     "connection",
     "fetch_until",
+    "offline_cli_env",
     "private_kafka",
     "private_postgres",
     "recorded_halts",
@@ -192,6 +195,24 @@ def unconfigured_cli_env(state_dir: Path) -> dict[str, str | None]:
         "CLAW_LEDGER_READER_URL": None,
         "CLAW_LEDGER_CONFIG": None,
     }
+
+
+#: servers that refuse every connection (port 1 on the loopback): no server needed
+NOWHERE_KAFKA = "127.0.0.1:1"
+NOWHERE_DATABASE = "postgresql://ledger@127.0.0.1:1/claw_ledger"
+
+
+@pytest.fixture
+def offline_cli_env(tmp_path: Path) -> dict[str, str]:
+    """A child CLI's environment: its own state dir with an operator key, the
+    servers at :data:`NOWHERE_KAFKA` and :data:`NOWHERE_DATABASE`."""
+    unset = unconfigured_cli_env(tmp_path)
+    environment = {k: v for k, v in os.environ.items() if k not in unset}
+    environment.update({k: v for k, v in unset.items() if v is not None})
+    environment["CLAW_LEDGER_KAFKA"] = NOWHERE_KAFKA
+    environment["CLAW_LEDGER_DATABASE_URL"] = NOWHERE_DATABASE
+    assert run_cli(environment, "keys", "new", "operator").returncode == 0
+    return environment
 
 
 @dataclass(eq=False)

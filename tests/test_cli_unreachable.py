@@ -6,29 +6,13 @@ Port 1 on the loopback refuses every connection, so these need no server.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.fixtures_ledger import CLAW_LEDGER, run_cli, unconfigured_cli_env
-
-NOWHERE_KAFKA = "127.0.0.1:1"
-NOWHERE_DATABASE = "postgresql://ledger@127.0.0.1:1/claw_ledger"
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    """The CLI's environment: its own state dir with an operator key, servers nowhere."""
-    unset = unconfigured_cli_env(tmp_path)
-    environment = {k: v for k, v in os.environ.items() if k not in unset}
-    environment.update({k: v for k, v in unset.items() if v is not None})
-    environment["CLAW_LEDGER_KAFKA"] = NOWHERE_KAFKA
-    environment["CLAW_LEDGER_DATABASE_URL"] = NOWHERE_DATABASE
-    assert run_cli(environment, "keys", "new", "operator").returncode == 0
-    return environment
+from tests.fixtures_ledger import CLAW_LEDGER, NOWHERE_KAFKA, run_cli
 
 
 @pytest.mark.parametrize(
@@ -50,19 +34,21 @@ def env(tmp_path: Path) -> dict[str, str]:
     ids=["halt", "publish"],
 )
 def test_a_write_to_a_kafka_that_does_not_answer_says_so(
-    env: dict[str, str], command: tuple[str, ...], tmp_path: Path
+    offline_cli_env: dict[str, str], command: tuple[str, ...], tmp_path: Path
 ) -> None:
     body = tmp_path / "body.json"
     body.write_text('{"target": "job:nowhere", "reason": "drill"}')
-    result = run_cli(env, *(str(body) if word == "BODY" else word for word in command), timeout=60)
+    result = run_cli(
+        offline_cli_env, *(str(body) if word == "BODY" else word for word in command), timeout=60
+    )
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert f"error: cannot reach Kafka at {NOWHERE_KAFKA}" in result.stderr
     assert "hint: is it running? `claw-ledger services status`" in result.stderr
 
 
-def test_status_without_postgres_does_not_claim_counts(env: dict[str, str]) -> None:
-    result = run_cli(env, "status", "--timeout", "2", timeout=60)
+def test_status_without_postgres_does_not_claim_counts(offline_cli_env: dict[str, str]) -> None:
+    result = run_cli(offline_cli_env, "status", "--timeout", "2", timeout=60)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert "ready: NO" in result.stdout
@@ -71,17 +57,17 @@ def test_status_without_postgres_does_not_claim_counts(env: dict[str, str]) -> N
     assert "consumer lag: unknown (Kafka and Postgres did not answer)" in result.stdout
     assert "run `claw-ledger migrate`" not in result.stdout  # nobody knows yet
 
-    document = json.loads(run_cli(env, "status", "--json", "--timeout", "2").stdout)
+    document = json.loads(run_cli(offline_cli_env, "status", "--json", "--timeout", "2").stdout)
     assert document["ready"] is False
     assert document["checks"]["postgres"]["ok"] is False
     assert document["checks"]["schema"]["detail"] == "unknown (Postgres did not answer)"
 
 
 def test_serve_with_its_authorizer_and_no_kafka_exits_69_with_what_to_do(
-    env: dict[str, str],
+    offline_cli_env: dict[str, str],
 ) -> None:
-    assert run_cli(env, "keys", "new", "authorizer").returncode == 0
-    result = run_cli(env, "serve", "--port", "0", "--kafka-attempts", "2", timeout=60)
+    assert run_cli(offline_cli_env, "keys", "new", "authorizer").returncode == 0
+    result = run_cli(offline_cli_env, "serve", "--port", "0", "--kafka-attempts", "2", timeout=60)
     assert result.returncode == 69, result.stderr
     assert "Traceback" not in result.stderr
     assert f"Kafka at {NOWHERE_KAFKA} does not answer (attempt 1)" in result.stderr
@@ -97,11 +83,11 @@ def test_serve_waits_for_kafka_as_long_as_a_processor_does() -> None:
     assert serve.KAFKA_START_ATTEMPTS == kafka_engine.KAFKA_START_ATTEMPTS
 
 
-def test_serve_without_its_authorizer_needs_no_kafka(env: dict[str, str]) -> None:
-    assert run_cli(env, "keys", "new", "authorizer").returncode == 0
+def test_serve_without_its_authorizer_needs_no_kafka(offline_cli_env: dict[str, str]) -> None:
+    assert run_cli(offline_cli_env, "keys", "new", "authorizer").returncode == 0
     with subprocess.Popen(
         [*CLAW_LEDGER, "serve", "--port", "0", "--no-authorize"],
-        env=env,
+        env=offline_cli_env,
         stderr=subprocess.PIPE,
         text=True,
     ) as server:

@@ -289,9 +289,13 @@ def run_async(coro: Any) -> Any:
 
 
 def read_input(path: str) -> bytes:
-    """The bytes of file ``path``, or of stdin for ``-``."""
-    with click.open_file(path, "rb") as handle:
-        data: bytes = handle.read()
+    """The bytes of file ``path``, or of stdin for ``-``. A file that cannot be
+    read (missing, a directory, no permission) is a ConfigError (exit 2)."""
+    try:
+        with click.open_file(path, "rb") as handle:
+            data: bytes = handle.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
     return data
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import click
@@ -25,6 +26,17 @@ from ledger.roles import Role
 __all__ = ["command"]
 
 ROLE_NAMES = [r.value for r in Role]
+#: a key NAME is a file name in the keys dir: no path, no hidden file
+KEY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _key_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not KEY_NAME.fullmatch(value):
+        raise click.BadParameter(
+            f"{value!r}: use 1 to 64 letters, digits, '.', '_' or '-', starting with a letter"
+            " or digit (the key file is <state dir>/keys/NAME.key; --out puts it elsewhere)"
+        )
+    return value
 
 
 @click.group("keys")
@@ -41,7 +53,7 @@ def command() -> None:
 
 
 @command.command("new")
-@click.argument("name")
+@click.argument("name", callback=_key_name)
 @click.option("--out", type=click.Path(dir_okay=False), help="Key file (default: state dir).")
 @json_option("Print JSON.")
 def new_key(name: str, out: str | None, as_json: bool) -> None:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import sys
+from typing import Any
 
 import click
 
 from claw_ledger.cli.common import (
     json_option,
     key_option,
+    read_input,
     report_publish,
     resolve_key,
     sign_and_publish,
@@ -46,21 +46,23 @@ def command(
       echo '{"target":"job:42","reason":"incident 7"}' |
         claw-ledger publish --type agent.halted --stream halt:job:42 --body - --key operator
     """
-    text = sys.stdin.read() if body_ref == "-" else _read(body_ref)
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"--body is not valid JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise ConfigError("--body must be a JSON object")
+    body = _body(read_input(body_ref))
     key = resolve_key(key_ref)
     outcome = sign_and_publish(key, event_type, stream, body, wait=not no_wait, timeout=timeout)
     report_publish(outcome, as_json, f"{event_type} {outcome.event_id} {outcome.status}")
 
 
-def _read(path: str) -> str:
+def _body(data: bytes) -> dict[str, Any]:
+    """The --body object: strict JSON (UTF-8, no duplicate keys, no NaN), as the
+    ledger parses what it verifies."""
+    from ledger.canonical import parse_json_strict
+
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
+        body = parse_json_strict(data)
+    except RecursionError:
+        raise ConfigError("--body nests too deeply") from None
+    except ValueError as exc:  # bad UTF-8 and duplicate keys too
+        raise ConfigError(f"--body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ConfigError("--body must be a JSON object")
+    return body

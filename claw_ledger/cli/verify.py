@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from claw_ledger.background import forked
-from claw_ledger.cli.common import echo, emit_json, file_argument, json_option, terminal
+from claw_ledger.cli.common import echo, emit_json, file_argument, json_option, read_input, terminal
 from ledger.offline_verify import InputKind, VerificationResult, parse_ledger_key, verify_bytes
 
 __all__ = ["command", "exit_code", "report_lines"]
@@ -142,13 +142,6 @@ def report_lines(result: VerificationResult, source: str) -> list[str]:
     return lines
 
 
-def _read(path: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
-    with open(path, "rb") as handle:
-        return handle.read()
-
-
 def _check_ledger_key(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
     if value is not None:
         try:
@@ -206,11 +199,7 @@ def command(
       claw-ledger verify event.json --json
       claw-ledger verify proofs.json --ledger-key did:key:z6Mk... --origin ledger.example/log
     """
-    try:
-        raw = _read(file)
-    except OSError as exc:
-        echo(f"error: cannot read {file}: {exc.strerror or exc}", err=True)
-        sys.exit(EXIT_UNREADABLE)
+    raw = read_input(file)
     with _working(f"verifying {len(raw) / 1e6:,.1f} MB", enabled=not as_json and len(raw) > 1e6):
         # a large sealed bundle's inclusion proofs are checked in a forked child meanwhile
         # (unless the spinner's thread runs: then all of it here)

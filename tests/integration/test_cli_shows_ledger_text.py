@@ -19,8 +19,7 @@ import pytest
 
 from ledger.crypto import KeyPair
 from ledger.roles import Role
-from tests.fixtures_ledger import LedgerHarness
-from tests.integration.test_cli_e2e import cli
+from tests.fixtures_ledger import LedgerHarness, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +44,7 @@ def test_timeline_table_shows_a_body_verbatim(
     target = f"job:plain-{uuid.uuid4().hex[:8]}"
     asyncio.run(running_ledger.halt(target, TRICKY))
 
-    table = cli(_wide(cli_env), "timeline", "--stream", f"halt:{target}")
+    table = run_cli(_wide(cli_env), "timeline", "--stream", f"halt:{target}")
 
     assert table.returncode == 0, table.stderr
     assert TRICKY in table.stdout
@@ -63,7 +62,7 @@ def test_key_registry_table_shows_names_and_dids_verbatim(
     )
     assert verdict["status"] == "committed", verdict
 
-    table = cli(_wide(cli_env), "keys", "list")
+    table = run_cli(_wide(cli_env), "keys", "list")
 
     assert table.returncode == 0, table.stderr
     row = next(line for line in table.stdout.splitlines() if key.did in line)
@@ -91,7 +90,7 @@ def test_quarantine_table_shows_an_unsigned_senders_text_verbatim(
     rows = asyncio.run(running_ledger.wait_quarantine_count(before + 1))
     assert any(version in row["detail"] for row in rows)
 
-    table = cli(
+    table = run_cli(
         _wide(cli_env), "quarantine", "--reason", "UNKNOWN_ENVELOPE_VERSION", "--limit", "500"
     )
 
@@ -105,9 +104,9 @@ def test_escape_sequences_in_a_halt_are_written_out_not_sent(
     target = f"job:escapes-{uuid.uuid4().hex[:8]}"
     asyncio.run(running_ledger.halt(target, ESCAPES))
 
-    halts = cli(cli_env, "halts")
-    timeline = cli(_wide(cli_env), "timeline", "--stream", f"halt:{target}")
-    state = cli(cli_env, "state", "at", datetime.now(UTC).isoformat())
+    halts = run_cli(cli_env, "halts")
+    timeline = run_cli(_wide(cli_env), "timeline", "--stream", f"halt:{target}")
+    state = run_cli(cli_env, "state", "at", datetime.now(UTC).isoformat())
 
     for result in (halts, timeline, state):
         assert result.returncode == 0, result.stderr
@@ -116,5 +115,5 @@ def test_escape_sequences_in_a_halt_are_written_out_not_sent(
     assert ESCAPES_SHOWN in timeline.stdout
     assert f"  halted   {target}  ({ESCAPES_SHOWN})\n" in state.stdout
     # the JSON keeps the text exactly
-    document = json.loads(cli(cli_env, "halts", "--json").stdout)
+    document = json.loads(run_cli(cli_env, "halts", "--json").stdout)
     assert ESCAPES in [halt["reason"] for halt in document]

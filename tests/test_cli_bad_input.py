@@ -1,0 +1,75 @@
+"""Bad input on the command line: a one-line error and exit 2, never a traceback,
+and nothing written where it should not be. Everything here is refused before
+any server is asked, so the servers are nowhere (``offline_cli_env``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures_ledger import run_cli
+
+_PUBLISH = ("publish", "--type", "agent.halted", "--stream", "halt:job:x", "--key", "operator")
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (b"\xff\xfe{}", "error: --body is not valid JSON: 'utf-8' codec can't decode byte 0xff"),
+        (b'{"a":' * 5000 + b"1" + b"}" * 5000, "error: --body nests too deeply"),
+        (b'{"target": "job:x", "target": "job:y"}', "duplicate key 'target'"),
+        (b'{"n": NaN}', "error: --body is not valid JSON"),
+        (b"[1, 2]", "error: --body must be a JSON object"),
+    ],
+    ids=["not-utf8", "too-deep", "duplicate-key", "nan", "not-an-object"],
+)
+def test_publish_refuses_a_bad_body(
+    offline_cli_env: dict[str, str], tmp_path: Path, content: bytes, error: str
+) -> None:
+    body = tmp_path / "body.json"
+    body.write_bytes(content)
+    result = run_cli(offline_cli_env, *_PUBLISH, "--body", str(body), timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert error in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("publish", *_PUBLISH[1:], "--body", "FILE"),
+        ("wpc", "hash", "FILE"),
+        ("wpc", "diff", "FILE", "FILE"),
+        ("urm", "hash", "FILE"),
+        ("simulate", "--policy", "FILE"),
+        ("verify", "FILE"),
+    ],
+    ids=lambda command: " ".join(command[:2]),
+)
+@pytest.mark.parametrize("missing", [True, False], ids=["missing", "a-directory"])
+def test_a_file_that_cannot_be_read_is_named(
+    offline_cli_env: dict[str, str], tmp_path: Path, command: tuple[str, ...], missing: bool
+) -> None:
+    path = tmp_path / "nothing.json" if missing else tmp_path
+    result = run_cli(
+        offline_cli_env, *(str(path) if word == "FILE" else word for word in command), timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    if missing:
+        assert f"error: cannot read {path}: No such file or directory" in result.stderr
+    else:  # click's check of a FILE argument says it first where there is one
+        assert str(path) in result.stderr and "is a directory" in result.stderr.lower()
+
+
+@pytest.mark.parametrize("name", ["../outside", "a/b", "", ".hidden", "x" * 65])
+def test_keys_new_refuses_a_name_that_is_not_a_file_name(
+    offline_cli_env: dict[str, str], name: str
+) -> None:
+    state_dir = Path(offline_cli_env["CLAW_LEDGER_STATE_DIR"])
+    before = sorted(state_dir.rglob("*"))
+    result = run_cli(offline_cli_env, "keys", "new", name, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "Invalid value for 'NAME'" in result.stderr
+    assert sorted(state_dir.rglob("*")) == before
