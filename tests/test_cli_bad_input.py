@@ -4,6 +4,7 @@ any server is asked, so the servers are nowhere (``offline_cli_env``)."""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,24 @@ def test_keys_new_refuses_a_name_that_is_not_a_file_name(
     assert result.returncode == 2, result.stderr
     assert "Invalid value for 'NAME'" in result.stderr
     assert sorted(state_dir.rglob("*")) == before
+
+
+def test_serve_on_a_port_in_use_says_so_before_starting(offline_cli_env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli(offline_cli_env, "serve", "--port", str(port), "--no-authorize")
+    assert result.returncode == 2, result.stderr
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in result.stderr
+    assert "Application startup" not in result.stderr  # refused before anything started
+    assert "claw-ledger API on" not in result.stderr
+
+
+def test_serve_on_an_address_that_does_not_resolve_says_so(
+    offline_cli_env: dict[str, str],
+) -> None:
+    result = run_cli(offline_cli_env, "serve", "--host", "256.256.256.256", "--no-authorize")
+    assert result.returncode == 2, result.stderr
+    assert "error: cannot listen on 256.256.256.256:8088:" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import sys
+
 import click
 
 from claw_ledger.cli.common import choice_option, echo, resolve_key, settings
@@ -13,6 +17,8 @@ DEFAULT_HOST = "127.0.0.1"
 #: test holds them equal): not imported, so that ``--help`` stays light
 KAFKA_START_ATTEMPTS = 8
 DEFAULT_PORT = 8088
+#: uvicorn's exit code when the application did not start (its lifespan failed)
+_STARTUP_FAILED = 3
 
 
 @click.command("serve")
@@ -97,6 +103,7 @@ def command(
     from claw_ledger.api.limits import SERVER_OPTIONS
     from ledger.errors import ConfigError
 
+    listening = _listen(host, port)
     resolved = settings()
     key = None
     if not no_authorize:
@@ -116,15 +123,41 @@ def command(
         _wait_for_kafka(config.kafka_bootstrap, kafka_attempts)
     app = create_app(config=config)
     mount_trust_pulse(app, config.reader_url)
+    port = listening.getsockname()[1]  # the one the system chose for --port 0
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level=log_level, **SERVER_OPTIONS)
+    )
     echo(f"claw-ledger API on http://{host}:{port} (docs at /docs)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, **SERVER_OPTIONS)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run(sockets=[listening])
+    if not server.started:
+        sys.exit(_STARTUP_FAILED)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The socket ``serve`` listens on, bound before anything else starts (as
+    uvicorn binds its own). A port in use or an address this machine does not
+    have is one line and exit 2, before the wait for Kafka, not a uvicorn log
+    line after the service said where it listens."""
+    from ledger.errors import ConfigError
+
+    listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((host, port))
+    except OSError as exc:
+        listening.close()
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="--port another port (or 0: any free one), --host an address of this machine",
+        ) from None
+    return listening
 
 
 def _wait_for_kafka(bootstrap: str, attempts: int) -> None:
     """Wait for the Kafka the authorizer publishes to; exit 69 (EX_UNAVAILABLE)
     with what to do when it never answers."""
     import asyncio
-    import sys
 
     from consumers.failures import KafkaUnavailableError
     from consumers.kafka_engine import wait_for_kafka
