@@ -178,7 +178,15 @@ def build_event(
     occurred_at: str | None = None,
 ) -> LedgerEvent:
     """Build and validate an event (raises EventError on a bad body)."""
-    body_dict = body.model_dump(mode="json") if isinstance(body, EventBody) else dict(body)
+    if isinstance(body, EventBody):
+        body_dict = body.model_dump(mode="json")
+    elif isinstance(body, Mapping):
+        body_dict = dict(body)
+    else:  # a caller's slip (None, a list): the same error tree as every bad body
+        raise EventError(
+            ReasonCode.SCHEMA_VALIDATION_FAILED,
+            f"body: a JSON object is expected, not {type(body).__name__}",
+        )
     payload = {
         "event_type": event_type,
         "event_id": event_id or new_event_id(),

@@ -16,9 +16,11 @@ from ledger.errors import EventError, ReasonCode
 from ledger.events import (
     EVENT_ENVELOPE_TYPE,
     LedgerEvent,
+    NewEvent,
     build_event,
     parse_event_payload,
     sign_event,
+    sign_events_bytes,
 )
 from ledger.roles import Role
 from ledger.types import REGISTRY
@@ -89,6 +91,19 @@ def test_build_event_refuses_bad_input() -> None:
         build_event("agent.halted", "halt:*", {"target": "*"}, ROOT)
     assert info.value.code is ReasonCode.SCHEMA_VALIDATION_FAILED
     assert "reason" in info.value.detail
+
+
+@pytest.mark.parametrize("body", [None, [1], "text", 5], ids=repr)
+def test_a_body_that_is_not_an_object_is_a_schema_error(body: Any) -> None:
+    """Not a TypeError from deep inside: the SDK's one error tree, one reason code."""
+    for make in (
+        lambda: build_event("agent.halted", "halt:job:1", body, ROOT),
+        lambda: sign_events_bytes(ROOT, [NewEvent("agent.halted", "halt:job:1", body)]),
+    ):
+        with pytest.raises(EventError) as info:
+            make()
+        assert info.value.code is ReasonCode.SCHEMA_VALIDATION_FAILED
+        assert info.value.detail == f"body: a JSON object is expected, not {type(body).__name__}"
 
 
 def test_sign_event_refuses_other_key_than_producer() -> None:
