@@ -50,6 +50,8 @@ async def decide_body(state: Any, raw: bytes) -> dict[str, Any]:
         document = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, ReasonCode.API_BAD_PARAMETER, f"body: not JSON: {exc}") from None
+    except RecursionError:  # within the size limit, a few thousand brackets deep
+        raise ApiError(400, ReasonCode.API_BAD_PARAMETER, "body: nests too deeply") from None
     if not isinstance(document, dict):
         raise ApiError(400, ReasonCode.API_BAD_PARAMETER, "body: a JSON object is expected")
     authorizer = state.config.features.authorizer

@@ -13,6 +13,7 @@ from claw_ledger.api.auth import error_schema, secured
 from claw_ledger.api.deps import connection, feature_record, not_found, served_feature_record
 from claw_ledger.api.errors import ApiError
 from claw_ledger.api.models import EventDocument, QuarantinePage, TimelinePage
+from claw_ledger.api.params import MAX_POSITION, MAX_TEXT, NO_NUL, Cursor
 from ledger.chain import chain_hash
 from ledger.encoding import sha256_b64u
 from ledger.errors import ReasonCode
@@ -26,14 +27,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["ledger"])
 
-_MAX_TEXT = 512
-#: Postgres text cannot hold U+0000: refuse it as a bad parameter, not a database error
-NO_NUL = r"^[^\x00]*$"
-Cursor = Annotated[
-    int | None,
-    Query(ge=0, le=2**63 - 1, description="`next_cursor` of the previous page"),
-]
-
 
 def _limit(request: Request, limit: int) -> int:
     maximum: int = request.app.state.config.max_page
@@ -44,7 +37,6 @@ def _limit(request: Request, limit: int) -> int:
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
-_MAX_POSITION = 2**63 - 1
 TimelineCursor = Annotated[
     str | None,
     Query(
@@ -57,7 +49,7 @@ TimelineCursor = Annotated[
 
 def _position(text: str) -> int:
     value = int(text)
-    if value > _MAX_POSITION:
+    if value > MAX_POSITION:
         raise ApiError(400, ReasonCode.API_BAD_PARAMETER, "cursor: out of range")
     return value
 
@@ -96,13 +88,13 @@ def _next_cursor(rows: list[dict[str, Any]], more: bool, by_time: bool) -> str |
 async def timeline(
     request: Request,
     stream: Annotated[
-        str | None, Query(max_length=_MAX_TEXT, pattern=NO_NUL, examples=["job:42"])
+        str | None, Query(max_length=MAX_TEXT, pattern=NO_NUL, examples=["job:42"])
     ] = None,
     type: Annotated[
         str | None, Query(max_length=128, pattern=NO_NUL, examples=["token.issued"])
     ] = None,
     signer: Annotated[
-        str | None, Query(max_length=_MAX_TEXT, pattern=NO_NUL, description="a DID")
+        str | None, Query(max_length=MAX_TEXT, pattern=NO_NUL, description="a DID")
     ] = None,
     since: Annotated[AwareDatetime | None, Query(description="inclusive, RFC 3339")] = None,
     until: Annotated[AwareDatetime | None, Query(description="exclusive, RFC 3339")] = None,

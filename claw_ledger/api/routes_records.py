@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 
 from claw_ledger.api.auth import secured
 from claw_ledger.api.deps import connection, not_found, served_feature_record
 from claw_ledger.api.models import HaltsPage
-from claw_ledger.api.routes_ledger import NO_NUL
+from claw_ledger.api.params import Identifier
 from ledger.errors import ReasonCode
 from ledger.wpc import check_policy_hash
 from storage.projection_queries import active_halts, get_job, get_policy, get_token, receipts_for
@@ -19,8 +19,6 @@ from storage.projection_queries import active_halts, get_job, get_policy, get_to
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["records"])
-
-Identifier = Annotated[str, Path(min_length=1, max_length=256, pattern=NO_NUL)]
 
 
 @router.get("/runs/{job_id}", **secured("read"))

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
+from claw_ledger.api.params import FilterText, Identifier, Position
 from ledger.offline_verify import VerificationResult, verify_bytes
 from storage import viewer_queries
 from storage.ledger_queries import TimelineFilter, list_quarantine, timeline_page
@@ -139,12 +140,12 @@ def viewer_router(backend: ViewerBackend) -> APIRouter:
     @pages.get("/timeline")
     async def timeline(
         request: Request,
-        stream: str | None = None,
-        event_type: str | None = None,
-        signer: str | None = None,
-        since: str | None = None,
-        until: str | None = None,
-        after: int = 0,
+        stream: FilterText = None,
+        event_type: FilterText = None,
+        signer: FilterText = None,
+        since: FilterText = None,
+        until: FilterText = None,
+        after: Position = 0,
     ) -> Response:
         try:
             start, end = _instant(since), _instant(until)
@@ -158,7 +159,7 @@ def viewer_router(backend: ViewerBackend) -> APIRouter:
             signer=_blank_to_none(signer),
             since=start,
             until=end,
-            after=max(after, 0),
+            after=after,
             limit=PAGE_SIZE,
         )
         result = await timeline_page(backend.reader_url, flt)
@@ -172,7 +173,7 @@ def viewer_router(backend: ViewerBackend) -> APIRouter:
         return _render("timeline.html", rows=result.rows, next=result.next_cursor, f=filters)
 
     @pages.get("/runs/{job_id}")
-    async def run(request: Request, job_id: str) -> Response:
+    async def run(request: Request, job_id: Identifier) -> Response:
         async with connection(backend.reader_url) as conn:
             view = await viewer_queries.run_view(conn, job_id)
             ledger_keys = await _ledger_keys(conn)
@@ -193,9 +194,11 @@ def viewer_router(backend: ViewerBackend) -> APIRouter:
         return _render("halts.html", windows=windows)
 
     @pages.get("/quarantine")
-    async def quarantine(request: Request, reason: str | None = None, after: int = 0) -> Response:
+    async def quarantine(
+        request: Request, reason: FilterText = None, after: Position = 0
+    ) -> Response:
         result = await list_quarantine(
-            backend.reader_url, reason=_blank_to_none(reason), after=max(after, 0), limit=PAGE_SIZE
+            backend.reader_url, reason=_blank_to_none(reason), after=after, limit=PAGE_SIZE
         )
         return _render(
             "quarantine.html", rows=result.rows, next=result.next_cursor, reason=reason or ""
@@ -220,7 +223,7 @@ def viewer_router(backend: ViewerBackend) -> APIRouter:
         return _render("verify.html", verdict=_verdict(result), filename=upload.filename)
 
     @pages.get("/{pulse_id}")
-    async def pulse(request: Request, pulse_id: str) -> Response:
+    async def pulse(request: Request, pulse_id: Identifier) -> Response:
         async with connection(backend.reader_url) as conn:
             record = await viewer_queries.pulse_record(conn, pulse_id)
         if record is None:

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import pytest_asyncio
 
@@ -134,6 +135,25 @@ def page(browser: Any, service: tuple[str, str]) -> Iterator[Any]:
 
 def _shot(tab: Any, name: str) -> None:
     tab.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/pulse/%00",
+        "/pulse/runs/%00",
+        "/pulse/timeline?stream=a%00b",
+        "/pulse/timeline?after=99999999999999999999",
+        "/pulse/quarantine?reason=%00",
+        "/pulse/quarantine?after=99999999999999999999",
+    ],
+)
+def test_a_page_refuses_what_postgres_cannot_hold(service: tuple[str, str], path: str) -> None:
+    """A NUL or a cursor past a bigint is a 400, as on /v1, not a database error's 500."""
+    base, key = service
+    response = httpx.get(base + path, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["reason_code"] == "API_BAD_PARAMETER"
 
 
 def test_a_wrong_key_is_refused_at_the_login_form(browser: Any, service: tuple[str, str]) -> None:

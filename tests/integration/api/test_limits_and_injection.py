@@ -148,6 +148,17 @@ def test_an_oversized_body_is_413_before_it_is_read(api_ledger: ApiLedger) -> No
         )
 
 
+def test_a_body_nested_too_deep_is_400_not_500(api_ledger: ApiLedger) -> None:
+    """Within the size limit, yet deeper than the JSON parser recurses."""
+    with api_ledger.client("runtime") as client:
+        response = client.post("/v1/authorize", content=b"[" * 1500 + b"]" * 1500)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == {
+        "reason_code": "API_BAD_PARAMETER",
+        "message": "body: nests too deeply",
+    }
+
+
 def test_headers_over_16_kib_are_431_under_any_parser(reader: httpx.Client) -> None:
     from claw_ledger.api.limits import MAX_HEAD_BYTES
 
