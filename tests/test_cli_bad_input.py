@@ -95,3 +95,19 @@ def test_serve_on_an_address_that_does_not_resolve_says_so(
     assert result.returncode == 2, result.stderr
     assert "error: cannot listen on 256.256.256.256:8088:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("timeline",), ("quarantine",), ("checkpoint", "list")],
+    ids=lambda command: " ".join(command),
+)
+@pytest.mark.parametrize("after", ["-1", str(2**63)])
+def test_a_cursor_outside_a_bigint_is_a_usage_error(
+    offline_cli_env: dict[str, str], command: tuple[str, ...], after: str
+) -> None:
+    """Refused by the option, not by the database as a DataError traceback."""
+    result = run_cli(offline_cli_env, *command, "--after", after, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "Invalid value for '--after'" in result.stderr
+    assert "Traceback" not in result.stderr

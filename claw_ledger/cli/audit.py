@@ -10,6 +10,7 @@ import click
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn
 
 from claw_ledger.cli.common import (
+    CURSOR,
     echo,
     emit_json,
     jobs_option,
@@ -311,7 +312,7 @@ async def _audit_transparency_log(problems: list[AuditProblem]) -> dict[str, int
 
 @click.command("quarantine")
 @click.option("--reason", help="Only this reason code, e.g. SIGNATURE_INVALID.")
-@click.option("--after", type=int, default=0, help="Cursor: start after this quarantine id.")
+@click.option("--after", type=CURSOR, default=0, help="Cursor: start after this quarantine id.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @json_option()
 def quarantine_command(reason: str | None, after: int, limit: int, as_json: bool) -> None:

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import click
 
-from claw_ledger.cli.common import echo, emit_json, json_option, run_async, settings
+from claw_ledger.cli.common import CURSOR, echo, emit_json, json_option, run_async, settings
 
 __all__ = ["command", "prove"]
 
@@ -100,7 +100,7 @@ def show(size: int, as_json: bool, note_only: bool) -> None:
 
 
 @command.command("list")
-@click.option("--after", type=click.IntRange(min=0), default=0, help="Sizes above this.")
+@click.option("--after", type=CURSOR, default=0, help="Sizes above this.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
 @json_option()
 def list_command(after: int, limit: int, as_json: bool) -> None:

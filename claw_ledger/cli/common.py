@@ -33,7 +33,12 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: a keyset cursor (a ledger position, a quarantine id, a tree size): a Postgres
+#: bigint, refused as a usage error beyond it rather than by the database
+CURSOR = click.IntRange(0, 2**63 - 1)
+
 __all__ = [
+    "CURSOR",
     "IdentifierArgsCommand",
     "choice_option",
     "echo",

@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from claw_ledger.cli.common import (
+    CURSOR,
     emit_json,
     json_option,
     print_table,
@@ -27,7 +28,7 @@ __all__ = ["command"]
 @click.option("--signer", help="Only events signed by this DID.")
 @click.option("--since", help="From this time (inclusive), ISO 8601 with zone.")
 @click.option("--until", help="Before this time, ISO 8601 with zone.")
-@click.option("--after", type=int, help="Cursor: start after this ledger position.")
+@click.option("--after", type=CURSOR, help="Cursor: start after this ledger position.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @json_option("JSON with rows and next_cursor.")
 def command(
