@@ -363,7 +363,8 @@ def detect_kind(document: Any) -> InputKind:
         if "checkpoint" in document and "envelope_type" not in document:
             return InputKind.CHECKPOINT
         envelope_type = document.get("envelope_type")
-        if envelope_type in _ENVELOPE_KINDS:
+        # any JSON value may stand there: an object or a list is no kind's name
+        if isinstance(envelope_type, str) and envelope_type in _ENVELOPE_KINDS:
             return InputKind(envelope_type)
     return InputKind.ENVELOPE
 

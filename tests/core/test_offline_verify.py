@@ -64,6 +64,21 @@ def test_the_conformance_vector_passes_every_step() -> None:
     assert (result.facts["event_count"], result.facts["receipt_count"]) == (1, 1)
 
 
+@pytest.mark.parametrize("envelope_type", [{}, [], ["proof_bundle"], 5, None], ids=repr)
+def test_an_envelope_type_that_is_not_a_string_is_a_malformed_envelope(
+    envelope_type: Any,
+) -> None:
+    """Any JSON value may stand there; an object or a list raised TypeError
+    (unhashable) while the file's kind was told, before any step ran."""
+    document = json.loads(BUNDLE_PASS_RAW)
+    document["envelope_type"] = envelope_type
+    result = verify(document)
+    assert result.kind is InputKind.ENVELOPE
+    assert failed_at(result) == (1, "envelope fields", "MALFORMED_ENVELOPE")
+    assert result.failure is not None
+    assert result.failure.detail == "envelope_type must be a string"
+
+
 def test_a_bundle_with_a_receipt_for_each_model_call_passes() -> None:
     result = verify(b.good_bundle())
     assert result.valid, result.failure
