@@ -28,6 +28,7 @@ from rich.table import Table
 from claw_ledger.cli.common import (
     echo,
     json_option,
+    printable,
     publish_target,
     resolve_key,
     sign_and_publish,
@@ -238,6 +239,12 @@ def _publish_attestation(publisher: Publisher | None, result: PolicyCheckResult)
     _emit_publish(publisher, EVENT_ATTESTED, _stream(result), _attested_body(result))
 
 
+def _shown(text: str) -> str:
+    """A value from the config or the policy, as markup that prints it as it is:
+    rich markup escaped, control characters written out."""
+    return escape(printable(text))
+
+
 def _print_report(result: PolicyCheckResult) -> None:
     console = Console(highlight=False, soft_wrap=True, emoji=False)
     if result.findings:
@@ -250,13 +257,13 @@ def _print_report(result: PolicyCheckResult) -> None:
             where = finding.path or ""
             if finding.line is not None:
                 where += f":{finding.line}"
-            lines = [f"[bold]{escape(finding.check_id)}[/bold]", escape(finding.message)]
+            lines = [f"[bold]{_shown(finding.check_id)}[/bold]", _shown(finding.message)]
             if finding.oc_path is not None or where:
-                lines.append(f"[dim]at {escape(where)} {escape(finding.oc_path or '')}[/dim]")
+                lines.append(f"[dim]at {_shown(where)} {_shown(finding.oc_path or '')}[/dim]")
             if finding.requirement is not None:
-                lines.append(f"[dim]rule {escape(finding.requirement)}[/dim]")
+                lines.append(f"[dim]rule {_shown(finding.requirement)}[/dim]")
             if finding.fix_hint:
-                lines.append(f"[dim]fix: {escape(finding.fix_hint)}[/dim]")
+                lines.append(f"[dim]fix: {_shown(finding.fix_hint)}[/dim]")
             table.add_row(f"[{colours[finding.severity]}]{finding.severity}[/]", "\n".join(lines))
         console.print(table)
     else:
@@ -273,7 +280,7 @@ def _print_report(result: PolicyCheckResult) -> None:
         ("checked at", attestation.checked_at),
     ]
     for label, value in rows:
-        console.print(f"  {label:<12} {escape(value)}")
+        console.print(f"  {label:<12} {_shown(value)}")
 
 
 def _fail(message: str) -> None:

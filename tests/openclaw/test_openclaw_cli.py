@@ -86,6 +86,27 @@ def test_check_findings_exit_1_and_table(runner: CliRunner) -> None:
     assert "attestation" in result.output and "sha256:" in result.output
 
 
+def test_check_table_writes_control_characters_out(runner: CliRunner, tmp_path: Path) -> None:
+    """A config's names and a policy's reasons are printed, not obeyed: an escape
+    sequence in them would hide text or set the terminal's title."""
+    policy = (
+        '{channels: {denyRules: [{id: "no-x", when: {provider: "tele\\u001b[8mgram"},'
+        ' reason: "see \\u001b]0;title\\u0007 [/x] [bold]this[/bold]"}]}}'
+    )
+    config = '{"channels": {"tele\\u001b[8mgram": {"enabled": true}}}'
+    directory = workspace(tmp_path / "w", policy, config)
+    result = runner.invoke(cli, ["policy", "check", *args(directory)], env={"COLUMNS": "300"})
+    assert result.exit_code == 1, result.output
+    assert "\x1b" not in result.output and "\x07" not in result.output
+    assert "Channel 'tele\\x1b[8mgram' uses denied provider 'tele\\x1b[8mgram'." in result.output
+    assert "fix: see \\x1b]0;title\\x07 [/x] [bold]this[/bold]" in result.output
+    # the JSON report keeps the values exactly
+    document = json.loads(
+        runner.invoke(cli, ["policy", "check", *args(directory, "--json")]).output
+    )
+    assert document["findings"][0]["message"].startswith("Channel 'tele\x1b[8mgram'")
+
+
 def test_check_json_findings(runner: CliRunner) -> None:
     directory = FIXTURES / "gateway-remote-enabled" / "fail"
     result = runner.invoke(cli, ["policy", "check", *args(directory, "--json")])
