@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
 import click
 
 from claw_ledger.config import Settings, load_settings
+from claw_ledger.shown import printable
 from ledger.crypto import KeyPair, load_key
 from ledger.errors import ConfigError, PolicyError, ReasonCode
 from ledger.instants import format_instant
@@ -194,30 +195,6 @@ def jobs_option() -> Callable[[F], F]:
         help="Processes checking signatures, beside this one (default: one per CPU;"
         " 1: all in this process).",
     )
-
-
-#: C0 and C1 controls (ESC starts a terminal's escape sequences) and the
-#: bidirectional formatting characters (they reorder what is shown): written
-#: out as escapes, never sent to a terminal as they are
-_UNPRINTABLE: dict[int, str] = {
-    code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))
-} | {
-    code: f"\\u{code:04x}"
-    for code in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
-}
-#: the same, keeping line breaks and tabs: the CLI's own lines carry them
-_UNPRINTABLE_IN_LINES = {
-    code: shown for code, shown in _UNPRINTABLE.items() if chr(code) not in "\n\t"
-}
-
-
-def printable(text: str, *, lines: bool = False) -> str:
-    """``text`` safe to show on a terminal: control and bidirectional formatting
-    characters written as ``\\x1b`` or ``\\u202e``. Ledger data is written by
-    whoever signs or sends it; printed as it is, an escape sequence in a halt's
-    reason hid words, rewrote lines or set the window title. ``lines`` keeps line
-    breaks and tabs (a whole block of the CLI's output, not a single value)."""
-    return text.translate(_UNPRINTABLE_IN_LINES if lines else _UNPRINTABLE)
 
 
 def echo(message: str | bytes | None = None, *, err: bool = False, nl: bool = True) -> None:

@@ -9,11 +9,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
+import markupsafe
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
 from claw_ledger.api.params import FilterText, Identifier, Position
+from claw_ledger.shown import printable
 from ledger.offline_verify import VerificationResult, verify_bytes
 from storage import viewer_queries
 from storage.ledger_queries import TimelineFilter, list_quarantine, timeline_page
@@ -28,10 +30,20 @@ VIEWER_ROLES = frozenset({"reader", "operator", "admin"})
 MAX_UPLOAD_BYTES = 16 * 1024 * 1024
 PAGE_SIZE = 50
 
+
+def _shown(value: Any) -> Any:
+    """Every value a page shows, before HTML escaping: a right-to-left override
+    in a halt's reason would otherwise reorder what the reviewer reads."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return printable(value, lines=True)
+    return value
+
+
 _templates = jinja2.Environment(
     loader=jinja2.PackageLoader("claw_ledger.viewer", "templates"),
     autoescape=True,
     undefined=jinja2.StrictUndefined,
+    finalize=_shown,
 )
 _templates.filters["pretty"] = lambda value: json.dumps(value, indent=2, sort_keys=True)
 

@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,25 @@ def test_a_page_refuses_what_postgres_cannot_hold(service: tuple[str, str], path
     response = httpx.get(base + path, headers={"Authorization": f"Bearer {key}"}, timeout=30)
     assert response.status_code == 400, response.text
     assert response.json()["error"]["reason_code"] == "API_BAD_PARAMETER"
+
+
+def test_a_page_writes_bidirectional_overrides_out(
+    ledger: tuple[LedgerHarness, dict[str, Any]], service: tuple[str, str]
+) -> None:
+    """A right-to-left override in a halt's reason would reorder what the
+    reviewer reads; the page shows it as an escape, the API keeps it exactly."""
+    harness, _ = ledger
+    reason = "approved \u202edenied\u202c by ops"
+    target = f"job:bidi-{uuid.uuid4().hex[:8]}"
+    halted = run_cli(harness.env, "halt", target, "--reason", reason, "--key", "operator")
+    assert halted.returncode == 0, halted.stderr
+    base, key = service
+    page = httpx.get(f"{base}/pulse/halts", headers={"Authorization": f"Bearer {key}"})
+    assert page.status_code == 200
+    assert "approved \\u202edenied\\u202c by ops" in page.text
+    assert "\u202e" not in page.text
+    halts = httpx.get(f"{base}/v1/halts", headers={"Authorization": f"Bearer {key}"}).json()
+    assert reason in [row["reason"] for row in halts["halts"]]
 
 
 def test_a_wrong_key_is_refused_at_the_login_form(browser: Any, service: tuple[str, str]) -> None:
