@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from claw_ledger.config import Settings, effective_database_url, effective_endpoints
+from claw_ledger.config import Settings, effective_database_url, effective_kafka_bootstrap
 from claw_ledger.topics import topics_for
 from ledger.replay import (
     EventIds,
@@ -174,12 +174,36 @@ class ReplayResult:
         }
 
 
+def _configured_database_url(settings: Settings) -> str | None:
+    """The ledger database, when one is configured: a replay of the topic then
+    takes the trust root it recorded before any root the topic offers."""
+    from ledger.errors import ConfigError
+
+    try:
+        return effective_database_url(settings)
+    except ConfigError:
+        return None
+
+
 async def _recorded_trust_root(database_url: str) -> str | None:
+    """The trust root ``init`` recorded; a database that does not answer is an
+    error with the way round it, never a silent fall back to the topic's root."""
+    import asyncpg
+
+    from ledger.errors import ServiceError
     from storage.postgres import trust_root
     from storage.projection_queries import connection
 
-    async with connection(database_url) as conn:
-        return await trust_root(conn)
+    try:
+        async with connection(database_url) as conn:
+            return await trust_root(conn)
+    except asyncpg.UndefinedTableError:  # no ledger schema there: nothing recorded
+        return None
+    except ServiceError as exc:
+        raise ServiceError(
+            f"{exc.message}: the ledger's recorded trust root cannot be read",
+            hint="pin it with --trust-root DID to replay the topic without the database",
+        ) from None
 
 
 async def source_size(settings: Settings, source: str) -> int:
@@ -187,7 +211,7 @@ async def source_size(settings: Settings, source: str) -> int:
     if source == KAFKA:
         from consumers.topic_replay import topic_size
 
-        return await topic_size(effective_endpoints(settings).kafka_bootstrap, _lanes(settings))
+        return await topic_size(effective_kafka_bootstrap(settings), _lanes(settings))
     from storage.projection_queries import connection
     from storage.replay_queries import count_events
 
@@ -222,8 +246,10 @@ async def run_replay(
     needs_db = request.source == LEDGER or request.into is not None or request.compare
     database_url = effective_database_url(settings) if needs_db else None
     trust_root, origin = request.trust_root, "pinned"
-    if trust_root is None and database_url is not None:
-        trust_root, origin = await _recorded_trust_root(database_url), "ledger_meta"
+    if trust_root is None:
+        recorded_in = database_url or _configured_database_url(settings)
+        if recorded_in is not None:
+            trust_root, origin = await _recorded_trust_root(recorded_in), "ledger_meta"
     if trust_root is None:
         origin = "bootstrap"
     if database_url is not None and request.into is not None:
@@ -285,7 +311,7 @@ async def _replay_topic(
 ) -> None:
     from consumers.topic_replay import iter_topics
 
-    topic = iter_topics(effective_endpoints(settings).kafka_bootstrap, _lanes(settings))
+    topic = iter_topics(effective_kafka_bootstrap(settings), _lanes(settings))
     try:
         async for chunk in pool.averdicts(topic, _raw):
             if not _steps(result.fold, chunk, request, result, progress):

@@ -95,6 +95,27 @@ class _LedgerGroup(click.Group):
         except LedgerError as exc:
             echo(f"error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
+        except Exception as exc:
+            if not _schema_missing(exc):
+                raise
+            echo(
+                f"error: the database holds no ledger schema, or an older one ({exc})\n"
+                "hint: run `claw-ledger migrate`, or check that --database-url"
+                " (CLAW_LEDGER_DATABASE_URL) names the ledger's database",
+                err=True,
+            )
+            sys.exit(EXIT_USAGE)
+
+
+def _schema_missing(exc: BaseException) -> bool:
+    """A query met a table or column the database does not have: it was never
+    migrated, migrated by an older claw-ledger, or is not the ledger's. asyncpg
+    is looked up, not imported: a command that never loaded it cannot raise it."""
+    asyncpg = sys.modules.get("asyncpg")
+    if asyncpg is None:
+        return False
+    missing = (asyncpg.exceptions.UndefinedTableError, asyncpg.exceptions.UndefinedColumnError)
+    return isinstance(exc, missing)
 
 
 @click.group(cls=_LedgerGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -234,3 +234,32 @@ def test_demo_on_an_unmigrated_database_says_to_run_migrate(
         "error: the ledger database has no schema yet: run `claw-ledger migrate`"
     ]
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("timeline",),
+        ("quarantine",),
+        ("keys", "list"),
+        ("halts",),
+        ("audit",),
+        ("replay",),
+        ("state", "at", "2026-12-01T00:00:00Z"),
+        ("init",),
+    ],
+    ids=lambda command: " ".join(command[:2]),
+)
+def test_a_database_without_the_ledger_schema_says_to_migrate(
+    empty_database: str, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    env = dict(os.environ) | {
+        "CLAW_LEDGER_DATABASE_URL": empty_database,
+        "CLAW_LEDGER_KAFKA": "127.0.0.1:1",
+        "CLAW_LEDGER_STATE_DIR": str(tmp_path),
+    }
+    result = cli(env, *command, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: the database holds no ledger schema, or an older one")
+    assert "hint: run `claw-ledger migrate`" in result.stderr

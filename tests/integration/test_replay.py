@@ -125,6 +125,34 @@ async def test_a_fresh_database_is_rebuilt_from_the_topic(
         await fresh.close()
 
 
+def test_a_replay_of_the_topic_takes_the_recorded_trust_root_first(
+    flow: tuple[LedgerHarness, dict[str, Any]], tmp_path: Path
+) -> None:
+    """The help's order: --trust-root, else the one init recorded, else the topic's
+    first admin. A topic that also holds another ledger's events cannot choose."""
+    ledger, _ = flow
+    recorded = _summary(cli(ledger.env, "replay", "--source", "kafka", "--json"))
+    assert recorded["trust_root_from"] == "ledger_meta"
+    assert recorded["trust_root"] == ledger.admin.did
+
+    nowhere = dict(ledger.env) | {"CLAW_LEDGER_DATABASE_URL": "postgresql://x@127.0.0.1:1/db"}
+    unreachable = cli(nowhere, "replay", "--source", "kafka")
+    assert unreachable.returncode == 2, unreachable.stderr
+    assert "the ledger's recorded trust root cannot be read" in unreachable.stderr
+    assert "--trust-root DID" in unreachable.stderr
+
+    # no database at all: the events alone, from the topic's first admin
+    events_only = {
+        name: value
+        for name, value in ledger.env.items()
+        if name
+        not in ("CLAW_LEDGER_DATABASE_URL", "CLAW_LEDGER_WRITER_URL", "CLAW_LEDGER_READER_URL")
+    } | {"CLAW_LEDGER_STATE_DIR": str(tmp_path)}
+    bootstrap = cli(events_only, "replay", "--source", "kafka", "--json")
+    assert bootstrap.returncode == 0, bootstrap.stderr
+    assert _summary(bootstrap)["trust_root_from"] == "bootstrap"
+
+
 def test_state_at_before_and_after_a_halt(flow: tuple[LedgerHarness, dict[str, Any]]) -> None:
     ledger, moments = flow
     before = cli(ledger.env, "state", "at", moments["before_halt"].isoformat(), "--json")
