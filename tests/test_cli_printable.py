@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -14,14 +16,14 @@ from claw_ledger.cli.common import echo, plain, printable
     [
         ("halt: runaway agent", "halt: runaway agent"),
         ("café 漢字 😀 did:key:z6Mk [/x]", "café 漢字 😀 did:key:z6Mk [/x]"),
-        ("a\x1b[8mhidden\x1b[0m", "a\\x1b[8mhidden\\x1b[0m"),  # conceal
-        ("\x1b]0;title\x07", "\\x1b]0;title\\x07"),  # window title, bell
-        ("ok\rforged", "ok\\x0dforged"),  # carriage return overwrites the line
-        ("\x00\x08\x7f", "\\x00\\x08\\x7f"),
-        ("\x9b2J", "\\x9b2J"),  # the one-byte C1 control sequence introducer
+        ("a\x1b[8mhidden\x1b[0m", "a\\u001b[8mhidden\\u001b[0m"),  # conceal
+        ("\x1b]0;title\x07", "\\u001b]0;title\\u0007"),  # window title, bell
+        ("ok\rforged", "ok\\u000dforged"),  # carriage return overwrites the line
+        ("\x00\x08\x7f", "\\u0000\\u0008\\u007f"),
+        ("\x9b2J", "\\u009b2J"),  # the one-byte C1 control sequence introducer
         ("abc\u202edcba", "abc\\u202edcba"),  # right-to-left override
         ("\u2066x\u2069\u200f", "\\u2066x\\u2069\\u200f"),
-        ("one\ntwo\tthree", "one\\x0atwo\\x09three"),  # a single value: one line
+        ("one\ntwo\tthree", "one\\u000atwo\\u0009three"),  # a single value: one line
     ],
 )
 def test_a_value_is_shown_with_its_controls_written_out(text: str, shown: str) -> None:
@@ -30,7 +32,7 @@ def test_a_value_is_shown_with_its_controls_written_out(text: str, shown: str) -
 
 
 def test_lines_keep_their_breaks_and_tabs() -> None:
-    assert printable("one\ntwo\tthree\x1b[2J", lines=True) == "one\ntwo\tthree\\x1b[2J"
+    assert printable("one\ntwo\tthree\x1b[2J", lines=True) == "one\ntwo\tthree\\u001b[2J"
 
 
 @click.command()
@@ -42,4 +44,17 @@ def _echo_ledger_text() -> None:
 
 def test_echo_writes_text_printable_and_bytes_as_they_are() -> None:
     result = CliRunner().invoke(_echo_ledger_text, [])
-    assert result.output == "why: x\\x1b[8my\nsecond line\n" + "raw\x1b\n"
+    assert result.output == "why: x\\u001b[8my\nsecond line\n" + "raw\x1b\n"
+
+
+def test_json_passed_through_stays_valid_and_means_the_same() -> None:
+    """Proof files and bundles are printed as JSON with their characters as they
+    are (``ensure_ascii=False``); what printable writes out is JSON's own escape."""
+    document = {"reason": "a\x1b[8mb\x85c\u202ed\u2066é😀\n\t", "list": ["\x9b", "\x00"]}
+    for text in (
+        json.dumps(document, ensure_ascii=False, indent=2),
+        json.dumps(document, ensure_ascii=False, separators=(",", ":")),
+    ):
+        shown = printable(text, lines=True)
+        assert json.loads(shown) == document
+        assert not any(ch in shown for ch in "\x1b\x85\u202e\u2066\x9b\x00")

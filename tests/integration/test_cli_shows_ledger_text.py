@@ -30,7 +30,7 @@ TRICKY = "[/x][bold]b[/bold] :key:"
 
 #: conceal on/off and a carriage return: on a terminal "x" then "z" over it
 ESCAPES = "x\x1b[8mhid\x1b[0m\rz"
-ESCAPES_SHOWN = "x\\x1b[8mhid\\x1b[0m\\x0dz"
+ESCAPES_SHOWN = "x\\u001b[8mhid\\u001b[0m\\u000dz"
 
 
 def _wide(env: dict[str, str]) -> dict[str, str]:

@@ -98,8 +98,10 @@ def test_check_table_writes_control_characters_out(runner: CliRunner, tmp_path: 
     result = runner.invoke(cli, ["policy", "check", *args(directory)], env={"COLUMNS": "300"})
     assert result.exit_code == 1, result.output
     assert "\x1b" not in result.output and "\x07" not in result.output
-    assert "Channel 'tele\\x1b[8mgram' uses denied provider 'tele\\x1b[8mgram'." in result.output
-    assert "fix: see \\x1b]0;title\\x07 [/x] [bold]this[/bold]" in result.output
+    assert (
+        "Channel 'tele\\u001b[8mgram' uses denied provider 'tele\\u001b[8mgram'." in result.output
+    )
+    assert "fix: see \\u001b]0;title\\u0007 [/x] [bold]this[/bold]" in result.output
     # the JSON report keeps the values exactly
     document = json.loads(
         runner.invoke(cli, ["policy", "check", *args(directory, "--json")]).output
