@@ -111,3 +111,20 @@ def test_a_cursor_outside_a_bigint_is_a_usage_error(
     assert result.returncode == 2, result.stderr
     assert "Invalid value for '--after'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [("keys", "new", "x"), ("processor", "start"), ("init",)], ids=" ".join
+)
+def test_a_state_dir_that_is_a_file_is_named(
+    offline_cli_env: dict[str, str], tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    state_dir = tmp_path / "state"
+    state_dir.write_text("not a directory")
+    env = offline_cli_env | {"CLAW_LEDGER_STATE_DIR": str(state_dir)}
+    result = run_cli(env, *command, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"hint: the state dir {state_dir} must be a directory this user can write" in (
+        result.stderr
+    )

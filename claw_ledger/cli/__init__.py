@@ -95,6 +95,11 @@ class _LedgerGroup(click.Group):
         except LedgerError as exc:
             echo(f"error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
+        except OSError as exc:
+            if exc.filename is None:  # not a file's: a connection's, a bug's
+                raise
+            echo(f"error: {exc.strerror or exc}: {exc.filename}{_state_dir_hint(exc)}", err=True)
+            sys.exit(EXIT_USAGE)
         except Exception as exc:
             if not _schema_missing(exc):
                 raise
@@ -105,6 +110,24 @@ class _LedgerGroup(click.Group):
                 err=True,
             )
             sys.exit(EXIT_USAGE)
+
+
+def _state_dir_hint(exc: OSError) -> str:
+    """Where the file lies in the state dir: which setting to fix."""
+    from pathlib import Path
+
+    from claw_ledger.cli.common import settings
+
+    try:
+        state_dir = settings().state_dir
+    except Exception:  # the settings themselves are broken: their own error says so
+        return ""
+    if not Path(exc.filename).is_relative_to(state_dir):
+        return ""
+    return (
+        f"\nhint: the state dir {state_dir} must be a directory this user can write"
+        " (--state-dir, CLAW_LEDGER_STATE_DIR)"
+    )
 
 
 def _schema_missing(exc: BaseException) -> bool:
