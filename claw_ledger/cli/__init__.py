@@ -118,6 +118,8 @@ def _state_dir_hint(exc: OSError) -> str:
 
     from claw_ledger.cli.common import settings
 
+    if not isinstance(exc.filename, str | Path):  # a descriptor, bytes: no path to judge
+        return ""
     try:
         state_dir = settings().state_dir
     except Exception:  # the settings themselves are broken: their own error says so
