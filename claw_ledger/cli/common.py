@@ -249,7 +249,9 @@ def _json_value(value: Any) -> Any:
 def emit_json(document: Any) -> None:
     """``document`` as indented JSON on stdout; times spelled as the API spells
     them (``ledger.instants``), anything else JSON has no type for as its text."""
-    echo(json.dumps(document, indent=2, sort_keys=False, default=_json_value))
+    # json.dumps escapes every control and non-ASCII character itself (ensure_ascii):
+    # nothing for printable to do on what may be a large document
+    click.echo(json.dumps(document, indent=2, sort_keys=False, default=_json_value))
 
 
 def exit_with_running_status(name: str, pid: int | None, as_json: bool) -> NoReturn:
