@@ -36,6 +36,9 @@ log = logging.getLogger("claw_ledger.authorize.control")
 
 #: the longest a fetch waits on an idle lane (the lane's latency floor when busy is ~0)
 _FETCH_WAIT_MS = 50
+#: how often the topic's partitions are counted again: partitions added to a
+#: live ledger are followed from then on (ADR 0032)
+PARTITION_CHECK_S = 5.0
 
 
 class ControlFollower:
@@ -51,6 +54,7 @@ class ControlFollower:
         *,
         ready: Callable[[], bool] = lambda: True,
         retry_seconds: float = 1.0,
+        partition_check_seconds: float = PARTITION_CHECK_S,
     ) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
@@ -59,6 +63,7 @@ class ControlFollower:
         self._positions = positions
         self._ready = ready
         self._retry = retry_seconds
+        self._partition_check = partition_check_seconds
         #: next offset to read per partition, once known (kept across reconnects)
         self._next: dict[int, int] = {}
         self._ends: dict[int, int] = {}
@@ -88,6 +93,7 @@ class ControlFollower:
             await asyncio.sleep(0.05)
         while True:
             try:
+                # a return: the topic has more partitions than were assigned
                 await self._follow()
             except asyncio.CancelledError:
                 raise
@@ -112,11 +118,11 @@ class ControlFollower:
         )
         try:
             await consumer.start()
-            # partitions_for_topic() knows only subscribed topics; a full metadata read does
-            cluster = await consumer._client.fetch_all_metadata()
-            partitions = sorted(cluster.partitions_for_topic(self.topic) or ())
+            partitions = await self._partitions(consumer)
             if not partitions:
                 raise RuntimeError(f"topic {self.topic} does not exist")
+            if self._next and len(partitions) > len(self._next):
+                log.info("control lane %s now has %d partitions", self.topic, len(partitions))
             tps = [TopicPartition(self.topic, p) for p in partitions]
             consumer.assign(tps)
             committed = await self._positions() if len(self._next) < len(tps) else {}
@@ -129,7 +135,12 @@ class ControlFollower:
             self._ends = {tp.partition: ends[tp] for tp in tps}
             self.connected, self.error = True, None
             self._check_caught_up()
+            counted = time.monotonic()
             while True:
+                if time.monotonic() - counted >= self._partition_check:
+                    counted = time.monotonic()
+                    if len(await self._partitions(consumer)) > len(tps):
+                        return
                 fetched = await consumer.getmany(*tps, timeout_ms=200, max_records=500)
                 for tp, records in fetched.items():
                     for record in records:
@@ -145,6 +156,11 @@ class ControlFollower:
             self.connected = False
             with contextlib.suppress(Exception):
                 await consumer.stop()
+
+    async def _partitions(self, consumer: Any) -> list[int]:
+        # partitions_for_topic() knows only subscribed topics; a full metadata read does
+        cluster = await consumer._client.fetch_all_metadata()
+        return sorted(cluster.partitions_for_topic(self.topic) or ())
 
     def _check_caught_up(self) -> None:
         if self.lag == 0:

@@ -54,6 +54,9 @@ class ProcessorConfig:
     #: the lanes this process consumes, each with a consumer and a processor of
     #: its own (ADR 0024); a lane left out is not read by this process at all
     lanes: tuple[Lane, ...] = LANES
+    #: how old the Kafka clients' view of the topics may grow: partitions added
+    #: to a live ledger are consumed within about this long (ADR 0032)
+    metadata_max_age_ms: int = 10_000
 
     def __post_init__(self) -> None:
         if not self.control_topic:

@@ -57,6 +57,9 @@ def create_app(
         stream_buffer_maxsize=config.batch_size * 2,
         consumer_max_fetch_size=8 * 1024 * 1024,
         producer_max_request_size=2 * 1024 * 1024,
+        # partitions added to a live ledger are assigned within this (ADR 0032)
+        consumer_metadata_max_age_ms=config.metadata_max_age_ms,
+        producer_metadata_max_age_ms=config.metadata_max_age_ms,
         datadir=config.datadir or ".claw-ledger/processor",
     )
     verified = app.topic(config.verified_topic, value_type=bytes, key_type=bytes)

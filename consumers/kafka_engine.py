@@ -23,9 +23,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaConnectionError
 
 from consumers.config import ProcessorConfig
+from consumers.copies import Copier, outcomes_of
 from consumers.failures import KafkaUnavailableError, with_database_retry
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor, open_processor
-from ledger.batch import Outcome
 from ledger.registry import Lane
 
 __all__ = [
@@ -65,12 +65,12 @@ class _SeekToLedger(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(
         self,
         consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
+        copier: Copier,
         proc: VerifyingProcessor,
         config: ProcessorConfig,
     ) -> None:
         self._consumer = consumer
-        self._producer = producer
+        self._copier = copier
         self._proc = proc
         self._config = config
         #: held by the lane from a commit through sending its copies; the copies'
@@ -96,14 +96,11 @@ class _SeekToLedger(ConsumerRebalanceListener):  # type: ignore[misc]
                 else:
                     self._consumer.seek(tp, offset)
             if self._config.forward:
-                await _forward_the_rest(self._producer, self._config, self._proc, assigned)
+                await _forward_the_rest(self._copier, self._proc, assigned)
 
 
 async def _forward_the_rest(
-    producer: AIOKafkaProducer,
-    config: ProcessorConfig,
-    proc: VerifyingProcessor,
-    assigned: list[TopicPartition],
+    copier: Copier, proc: VerifyingProcessor, assigned: list[TopicPartition]
 ) -> None:
     """Copy outcomes that were committed but not acknowledged on their topics
     (the previous owner stopped between its commit and the copy)."""
@@ -117,59 +114,8 @@ async def _forward_the_rest(
             tp.partition,
             len(outcomes),
         )
-        await asyncio.gather(*await _send(producer, config, outcomes))
+        await asyncio.gather(*await copier.send(outcomes))
         await proc.record_forwarded({tp.partition: mark})
-
-
-def _outcomes(report: BatchReport) -> list[Outcome]:
-    accepted = [
-        Outcome(item.record.partition, item.record.offset, item.record.key, item.record.value)
-        for item in report.accepted
-    ]
-    refused = [
-        Outcome(bad.record.partition, bad.record.offset, bad.record.key, bad.record.value, bad.code)
-        for bad in report.quarantined
-    ]
-    return accepted + refused
-
-
-async def _send(
-    producer: AIOKafkaProducer, config: ProcessorConfig, outcomes: list[Outcome]
-) -> list[Any]:
-    """Send outcomes to the verified and quarantine topics; returns the send futures.
-
-    A record goes to the partition number it came from on its lane's topic
-    (all topics have the same partition count, and the same key hashes to the
-    same partition number on each), so each stream stays in order; whole
-    batches are sent, which costs far less than a send per record.
-    """
-    builders: dict[tuple[str, int], Any] = {}
-    futures: list[Any] = []
-    for outcome in outcomes:
-        if outcome.reason_code is None:
-            topic, headers = config.verified_topic, []
-        else:
-            topic = config.quarantine_topic
-            headers = [
-                ("reason_code", outcome.reason_code.encode()),
-                ("source_partition", str(outcome.partition).encode()),
-                ("source_offset", str(outcome.offset).encode()),
-            ]
-        target = (topic, outcome.partition)
-        builder = builders.get(target)
-        if builder is None:
-            builder = builders[target] = producer.create_batch()
-        if (
-            builder.append(key=outcome.key, value=outcome.value, timestamp=None, headers=headers)
-            is None
-        ):
-            futures.append(await producer.send_batch(builder, topic, partition=outcome.partition))
-            builder = builders[target] = producer.create_batch()
-            builder.append(key=outcome.key, value=outcome.value, timestamp=None, headers=headers)
-    for (topic, partition), builder in builders.items():
-        if builder.record_count():
-            futures.append(await producer.send_batch(builder, topic, partition=partition))
-    return futures
 
 
 def merge_verified(first: Verified, then: Verified) -> Verified:
@@ -311,6 +257,8 @@ async def run_lane(
         max_poll_records=config.batch_size,
         fetch_max_bytes=64 * 1024 * 1024,
         max_partition_fetch_bytes=8 * 1024 * 1024,
+        # partitions added to the topic are assigned at the next read (ADR 0032)
+        metadata_max_age_ms=config.metadata_max_age_ms,
     )
     producer = AIOKafkaProducer(
         bootstrap_servers=config.kafka_bootstrap,
@@ -321,8 +269,10 @@ async def run_lane(
         # batch held some 20 envelopes, and each cost a produce request
         max_batch_size=1024 * 1024,
         max_request_size=2 * 1024 * 1024,
+        metadata_max_age_ms=config.metadata_max_age_ms,
     )
-    seeker = _SeekToLedger(consumer, producer, proc, config)
+    copier = Copier(producer, config)
+    seeker = _SeekToLedger(consumer, copier, proc, config)
     consumer.subscribe([topic], listener=seeker)
     try:
         # the producer first: a partition assignment may have outcomes to copy
@@ -454,7 +404,7 @@ async def run_lane(
                         if offset != before[tp.partition]
                     }
                     since = {partition: before[partition] or 0 for partition in marks}
-                    futures = await _send(producer, config, _outcomes(report))
+                    futures = await copier.send(outcomes_of(report))
                     seeker.settling = asyncio.create_task(settle(futures, marks, since))
             if on_batch is not None:
                 on_batch(report)

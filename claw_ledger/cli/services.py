@@ -238,21 +238,57 @@ def _partitions(names: tuple[str, ...]) -> str:
 @settings_options
 @json_option("Print JSON.")
 def topics(as_json: bool, **options: Any) -> None:
-    """Create the ledger topics (<prefix>.ingress/.verified/.quarantine) if missing."""
+    """Create the ledger topics (<prefix>.ingress/.control/.verified/.quarantine)
+    if missing; with --partitions N, also grow existing ones to N partitions.
+
+    Adding partitions is how a live ledger scales out (ADR 0032): running
+    processors take the new partitions within seconds, each with a chain of
+    its own. The copy topics are grown first, the control and ingress topics
+    last. A partition cannot be removed, so a topic that has more than N
+    keeps them.
+
+    Kafka places a stream by hashing its name over the partition count, so a
+    stream's next events may land on another partition than its earlier ones.
+    The ledger keeps order within each partition only: grow while the
+    processors are caught up (`claw-ledger status` shows the lag).
+
+    \b
+    Examples:
+      claw-ledger services topics                  # create what is missing
+      claw-ledger services topics --partitions 8   # ... and grow every ledger topic to 8
+    """
     import asyncio
 
-    from claw_ledger.services.kafka import ensure_topics
+    from claw_ledger.services.kafka import ensure_topics, grow_topics
     from claw_ledger.topics import topics_for
 
     settings = settings_from_options(options)
     bootstrap = effective_kafka_bootstrap(settings)
-    names = topics_for(settings).all
-    created = asyncio.run(ensure_topics(bootstrap, names, settings.partitions))
+    names = topics_for(settings)
+    created = asyncio.run(ensure_topics(bootstrap, names.all, settings.partitions))
+    counts: dict[str, tuple[int, int]] = {}
+    if options.get("partitions") is not None:
+        # the copy topics first: a processor copies a record to its own partition number
+        order = (names.verified, names.quarantine, names.control, names.ingress)
+        counts = asyncio.run(grow_topics(bootstrap, order, settings.partitions))
     if as_json:
-        _emit_json({"kafka_bootstrap": bootstrap, "topics": list(names), "created": created})
+        _emit_json(
+            {
+                "kafka_bootstrap": bootstrap,
+                "topics": list(names.all),
+                "created": created,
+                "grown": {n: list(c) for n, c in counts.items() if c[1] > c[0]},
+            }
+        )
         return
-    for name in names:
-        echo(f"{name}: {'created' if name in created else 'exists'}")
+    for name in names.all:
+        before, after = counts.get(name, (0, 0))
+        if name in created:
+            echo(f"{name}: created")
+        elif after > before:
+            echo(f"{name}: grown from {before} to {after} partitions")
+        else:
+            echo(f"{name}: exists" + (f" ({after} partitions)" if after else ""))
 
 
 @command.group("node")

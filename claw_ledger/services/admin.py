@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from claw_ledger.services.process import port_open
@@ -21,6 +21,7 @@ __all__ = [
     "PartitionState",
     "describe_partitions",
     "ensure_topics",
+    "grow_topics",
     "kafka_answers",
     "replication_for",
     "wait_in_sync",
@@ -188,6 +189,37 @@ async def ensure_topics(
                 hint="check that the broker runs: `claw-ledger services status`",
             )
         await asyncio.sleep(0.5)
+
+
+async def grow_topics(
+    bootstrap: str, names: Iterable[str], partitions: int, *, timeout: float = 30.0
+) -> dict[str, tuple[int, int]]:
+    """Give every existing topic of ``names`` at least ``partitions`` partitions,
+    one topic at a time in the order given; never fewer (Kafka cannot remove a
+    partition). Returns each topic's partition count before and after; a
+    missing topic is left out. Returns once every new partition has a leader
+    that serves it."""
+    wanted = list(dict.fromkeys(names))
+    counts: dict[str, tuple[int, int]] = {}
+    try:
+        async with _started_admin(bootstrap, timeout) as admin:
+            for topic in await admin.describe_topics(wanted):
+                if not topic.get("error_code"):
+                    before = len(topic.get("partitions", []))
+                    counts[str(topic["topic"])] = (before, max(before, partitions))
+            for name in wanted:
+                before, after = counts.get(name, (0, 0))
+                if after > before:  # a refusal raises the error of its code
+                    await admin.create_partitions({name: NewPartitions(after)})
+    except (TimeoutError, KafkaError, OSError) as exc:
+        raise ServiceError(
+            f"could not grow topics {wanted} on {bootstrap}: {exc}",
+            hint="check that the broker runs: `claw-ledger services status`",
+        ) from exc
+    grown = [name for name, (before, after) in counts.items() if after > before]
+    if grown:
+        await _wait_leading(bootstrap, grown, partitions, timeout)
+    return counts
 
 
 async def _wait_leading(bootstrap: str, topics: list[str], partitions: int, timeout: float) -> None:

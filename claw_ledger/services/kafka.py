@@ -22,7 +22,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from claw_ledger.config import Settings
-from claw_ledger.services.admin import HOST, ensure_topics, kafka_answers, replication_for
+from claw_ledger.services.admin import (
+    HOST,
+    ensure_topics,
+    grow_topics,
+    kafka_answers,
+    replication_for,
+)
 from claw_ledger.services.process import (
     Step,
     file_lock,
@@ -45,6 +51,7 @@ __all__ = [
     "ensure_kafka_jars",
     "ensure_topics",
     "format_storage",
+    "grow_topics",
     "java_executable",
     "kafka_answers",
     "kafka_home",
