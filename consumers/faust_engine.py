@@ -86,6 +86,10 @@ def create_app(
                 continue
             proc = await processor(lane)
             offsets = await proc.assigned(tp.partition for tp in mine)
+            # records Kafka removed before the ledger read them are recorded, not skipped
+            starts = await app.consumer.earliest_offsets(*mine)
+            if await proc.record_lost({tp.partition: starts[tp] for tp in mine}):
+                offsets = {tp.partition: proc.next_offset(tp.partition) for tp in mine}
             for tp in mine:
                 offset = offsets[tp.partition]
                 if offset is not None:

@@ -88,6 +88,10 @@ class _SeekToLedger(ConsumerRebalanceListener):  # type: ignore[misc]
             if self.settling is not None:
                 await self.settling
             offsets = await self._proc.assigned(tp.partition for tp in assigned)
+            # records Kafka removed before the ledger read them are recorded, not skipped
+            starts = await self._consumer.beginning_offsets(assigned)
+            if await self._proc.record_lost({tp.partition: starts[tp] for tp in assigned}):
+                offsets = {tp.partition: self._proc.next_offset(tp.partition) for tp in assigned}
             for tp in assigned:
                 offset = offsets[tp.partition]
                 if offset is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -30,13 +30,14 @@ from ledger.batch import (
     PartitionPosition,
     PendingBatch,
     QuarantinedRecord,
+    lost_records,
     pending_records,
     plan_batch,
 )
 from ledger.control_cache import ControlCache
 from ledger.control_digest import CONTROL_DIGEST_TABLES, digest_hex, table_digest
 from ledger.control_reads import BOUNDED_TABLES, ScopeRead, batch_reads, batch_scopes
-from ledger.errors import ConfigError, ControlPlaneTamperedError, StaleBatchError
+from ledger.errors import ConfigError, ControlPlaneTamperedError, ReasonCode, StaleBatchError
 from ledger.plan_reads import PlanReads, RecordingTable, ScopeKey
 from ledger.registry import DEFAULT_RULE_SETTINGS, Lane, RuleSettings
 from ledger.state import LedgerState
@@ -355,6 +356,17 @@ class VerifyingProcessor:
         (``None``: nothing of it is in the ledger, read it from the start)."""
         self.positions = await self._store.load_positions(self.group, self.topic)
         return {p: self.next_offset(p) for p in partitions}
+
+    async def record_lost(self, starts: Mapping[int, int]) -> int:
+        """Record, as ``RECORDS_LOST`` quarantine rows, the records that Kafka removed
+        before the ledger read them (``starts``: where each assigned partition's log
+        now starts). Run after :meth:`assigned`; returns how many partitions had a gap."""
+        records, refusals = lost_records(self.topic, self.positions, starts)
+        for refusal in refusals:
+            log.error("%s: %s", ReasonCode.RECORDS_LOST.value, refusal.detail)
+        if records:
+            await self.commit_verified(records, refusals)
+        return len(records)
 
     def next_offset(self, partition: int) -> int | None:
         position = self.positions.get(partition)

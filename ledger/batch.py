@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from ledger.chain import chain_hash
+from ledger.errors import ReasonCode
 from ledger.registry import DEFAULT_RULE_SETTINGS, RuleSettings
 from ledger.state import LedgerState, ProjectionRow
 from ledger.verify import Accepted, Duplicate, Rejected, Verified, decide
@@ -32,6 +33,7 @@ __all__ = [
     "PendingBatch",
     "QuarantineRow",
     "QuarantinedRecord",
+    "lost_records",
     "pending_records",
     "plan_batch",
     "quarantine_row",
@@ -175,6 +177,38 @@ def pending_records(
             items = by_partition[record.partition] = []
         items.append((record, verdict))
     return PendingBatch(by_partition, skipped)
+
+
+def lost_records(
+    topic: str, positions: Mapping[int, PartitionPosition], starts: Mapping[int, int]
+) -> tuple[list[IngressRecord], list[Rejected]]:
+    """The account of records Kafka removed before the ledger read them.
+
+    ``starts`` holds the offset each partition's log now starts at. Where that is
+    past the ledger's next offset (0 for a partition it has not read), the
+    records in between are gone: removed by retention or deletion. For each
+    such partition this gives one empty record at the last removed offset,
+    refused as ``RECORDS_LOST``. Committed like any refusal, it is a quarantine
+    row naming the range, and it moves the partition's position to the start,
+    in one transaction. So the loss is recorded once and never silently.
+    """
+    records: list[IngressRecord] = []
+    refusals: list[Rejected] = []
+    for partition, start in sorted(starts.items()):
+        position = positions.get(partition)
+        expected = position.next_offset if position else 0
+        if start <= expected:
+            continue
+        records.append(IngressRecord(partition, start - 1, b""))
+        refusals.append(
+            Rejected(
+                ReasonCode.RECORDS_LOST,
+                f"offsets {expected} to {start - 1} of {topic} partition {partition}"
+                f" ({start - expected} record(s)) were removed from Kafka (retention or"
+                f" deletion) before the ledger read them; the partition now starts at {start}",
+            )
+        )
+    return records, refusals
 
 
 def plan_batch(

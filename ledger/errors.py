@@ -78,6 +78,8 @@ class ReasonCode(StrEnum):
     OVERSIZED = "OVERSIZED"
     MALFORMED_JSON = "MALFORMED_JSON"
     UNKNOWN_ENVELOPE_TYPE = "UNKNOWN_ENVELOPE_TYPE"
+    #: records removed from Kafka (retention, deletion) before the ledger read them
+    RECORDS_LOST = "RECORDS_LOST"
     # ledger events
     UNKNOWN_EVENT_TYPE = "UNKNOWN_EVENT_TYPE"
     PRODUCER_MISMATCH = "PRODUCER_MISMATCH"

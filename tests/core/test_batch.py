@@ -9,6 +9,7 @@ from ledger.batch import (
     BatchPlan,
     IngressRecord,
     PartitionPosition,
+    lost_records,
     pending_records,
     plan_batch,
     quarantine_row,
@@ -209,3 +210,24 @@ def test_quarantine_rows_hold_no_nul_and_bounded_text() -> None:
     assert row.event_id == "e\\x00"
     assert row.signer_did is not None and len(row.signer_did) == 201
     assert (row.raw, row.kafka_offset) == (b"raw", 7)
+
+
+def test_records_removed_before_they_were_read_are_one_quarantine_row_per_partition() -> None:
+    positions = {0: PartitionPosition(5, 3, "h"), 1: PartitionPosition(7, 1, "g")}
+    # partition 0 lost 5..8, 1 lost nothing, 2 (never read) lost 0..3, 3 starts at 0
+    starts = {0: 9, 1: 7, 2: 4, 3: 0}
+    records, refusals = lost_records("claw.ingress", positions, starts)
+    assert [(r.partition, r.offset, r.value) for r in records] == [(0, 8, b""), (2, 3, b"")]
+    assert [r.code for r in refusals] == [ReasonCode.RECORDS_LOST] * 2
+    assert "offsets 5 to 8 of claw.ingress partition 0 (4 record(s))" in refusals[0].detail
+    assert "the partition now starts at 4" in refusals[1].detail
+    # committed like any refusal: a quarantine row, and the position moves to the start
+    plan = plan_batch(LedgerState(), positions, pending_records(positions, records, refusals), {})
+    by_partition = {b.partition: b for b in plan.batches}
+    assert by_partition[0].new_position == PartitionPosition(9, 3, "h")  # the chain is untouched
+    assert by_partition[2].new_position.next_offset == 4
+    (row,) = by_partition[0].quarantined
+    assert (row.reason_code, row.kafka_offset, row.raw) == ("RECORDS_LOST", 8, b"")
+    # once the position is at the start, nothing more is lost
+    moved = {p: b.new_position for p, b in by_partition.items()} | {1: positions[1]}
+    assert lost_records("claw.ingress", moved, starts) == ([], [])

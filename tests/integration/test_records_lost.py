@@ -1,0 +1,117 @@
+"""Records Kafka removed before the ledger read them are recorded, never skipped.
+
+Retention or an operator's ``kafka-delete-records`` can remove records of a
+partition while no processor reads it. Before, the consumer jumped to the new
+start of the log: events that Kafka had acknowledged to their producers were
+never verified, committed or quarantined, and the audit said OK. Now the
+processor compares each assigned partition's log start with the ledger's
+position and commits a ``RECORDS_LOST`` quarantine row for the gap (one, at the
+last removed offset, naming the range) before it reads on.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.partitioner import DefaultPartitioner
+
+from ledger.roles import Role
+from producers.sdk import Position
+from tests.fixtures_ledger import LedgerHarness, run_cli, started_ledger
+
+pytestmark = pytest.mark.integration
+
+
+def _targets_on(partition: int, partitions: int, count: int) -> list[str]:
+    """``count`` halt targets whose streams land on ``partition``."""
+    every = list(range(partitions))
+    targets = []
+    n = 0
+    while len(targets) < count:
+        target = f"job:lost-{n}"
+        n += 1
+        if DefaultPartitioner()(f"halt:{target}".encode(), every, every) == partition:
+            targets.append(target)
+    return targets
+
+
+async def _halts(ledger: LedgerHarness, targets: list[str]) -> list[Position]:
+    """Halts published without waiting for a verdict (the processor may be stopped)."""
+    operator = ledger.keys[Role.OPERATOR]
+    async with ledger.producer() as producer:
+        return [
+            await producer.publish(
+                operator, "agent.halted", f"halt:{t}", {"target": t, "reason": "lost"}
+            )
+            for t in targets
+        ]
+
+
+async def _delete_before(ledger: LedgerHarness, topic: str, partition: int, offset: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=ledger.settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_records({TopicPartition(topic, partition): RecordsToDelete(offset)})
+    finally:
+        await admin.close()
+
+
+async def _lost_rows(ledger: LedgerHarness) -> list[dict[str, Any]]:
+    async with ledger.connection() as conn:
+        rows = await conn.fetch(
+            "SELECT kafka_topic, kafka_partition, kafka_offset, detail, raw"
+            " FROM quarantine WHERE reason_code = 'RECORDS_LOST' ORDER BY id"
+        )
+    return [dict(r) for r in rows]
+
+
+@pytest.mark.parametrize("engine", ["kafka", "faust"])
+async def test_records_removed_while_the_processor_was_down_are_recorded(
+    ledger_servers: Any, ledger_settings: Any, tmp_path: Path, engine: str
+) -> None:
+    settings = replace(ledger_settings, partitions=2)
+    async with started_ledger(ledger_servers, settings, tmp_path, engine=engine) as ledger:
+        control = ledger.topics.control
+        first, second, third, fourth = _targets_on(1, 2, 4)
+        kept = await _halts(ledger, [first])
+        assert (await ledger.verdict(kept[0].event_id))["status"] == "committed"
+        ledger.processor.stop()
+        published = await _halts(ledger, [second, third, fourth])
+        assert {(p.topic, p.partition) for p in published} == {(control, 1)}
+        removed, survivor = published[:2], published[2]
+        await _delete_before(ledger, control, 1, survivor.offset)
+
+        ledger.processor.start()
+        assert (await ledger.verdict(survivor.event_id))["status"] == "committed"
+        (row,) = await _lost_rows(ledger)
+        assert (row["kafka_topic"], row["kafka_partition"]) == (control, 1)
+        assert (row["kafka_offset"], row["raw"]) == (survivor.offset - 1, b"")
+        assert (
+            f"offsets {removed[0].offset} to {removed[1].offset} of {control} partition 1"
+            f" (2 record(s)) were removed from Kafka" in row["detail"]
+        )
+        async with ledger.connection() as conn:
+            ids = {str(r["event_id"]) for r in await conn.fetch("SELECT event_id FROM events")}
+        assert kept[0].event_id in ids and survivor.event_id in ids
+        assert not {p.event_id for p in removed} & ids
+
+        # recorded once: a restart finds the position past the gap
+        ledger.processor.stop()
+        ledger.processor.start()
+        (later,) = await _halts(ledger, [_targets_on(1, 2, 5)[4]])
+        assert (await ledger.verdict(later.event_id))["status"] == "committed"
+        assert len(await _lost_rows(ledger)) == 1
+        assert ledger.processor.alive(), ledger.processor.log_tail()
+
+        shown = run_cli(ledger.env, "quarantine", "--reason", "RECORDS_LOST", "--json")
+        assert shown.returncode == 0, shown.stderr
+        assert "were removed from Kafka" in shown.stdout
+        audit = run_cli(ledger.env, "audit", "--json")
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+        assert json.loads(audit.stdout)["ok"] is True
