@@ -24,8 +24,10 @@ from aiokafka.errors import KafkaConnectionError
 
 from consumers.config import ProcessorConfig
 from consumers.copies import Copier, outcomes_of
-from consumers.failures import KafkaUnavailableError, with_database_retry
+from consumers.failures import BatchFailedError, KafkaUnavailableError, with_database_retry
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor, open_processor
+from ledger.batch import rewound_partitions
+from ledger.errors import TopicRewoundError
 from ledger.registry import Lane
 
 __all__ = [
@@ -77,21 +79,50 @@ class _SeekToLedger(ConsumerRebalanceListener):  # type: ignore[misc]
         #: acknowledgement and mark run in ``settling``
         self.committing = asyncio.Lock()
         self.settling: asyncio.Task[None] | None = None
+        #: what the last partition assignment failed with (see :meth:`failed`)
+        self.failure: Exception | None = None
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         return None
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        try:
+            await self._take(assigned)
+        except Exception as exc:
+            # aiokafka would only log a listener's failure and read on from wherever
+            # its consumer stands: the lane raises it before its next commit instead
+            self.failure = exc
+
+    def failed(self) -> None:
+        """Raise what the last partition assignment failed with, if it did."""
+        failure = self.failure
+        if failure is None:
+            return
+        if isinstance(failure, BatchFailedError | TopicRewoundError):
+            raise failure
+        raise BatchFailedError(
+            f"partition assignment failed: {type(failure).__name__}: {failure}"
+        ) from failure
+
+    async def _take(self, assigned: list[TopicPartition]) -> None:
         # the fetcher may already be running: no commit of this lane may interleave
         # with the copy of older outcomes, which would copy its outcomes twice
         async with self.committing:
             if self.settling is not None:
                 await self.settling
-            offsets = await self._proc.assigned(tp.partition for tp in assigned)
+            partitions = [tp.partition for tp in assigned]
+            offsets = await with_database_retry(partial(self._proc.assigned, partitions))
+            ends = await self._consumer.end_offsets(assigned)
+            rewound = rewound_partitions(
+                self._proc.positions, {tp.partition: ends[tp] for tp in assigned}
+            )
+            if rewound:
+                raise _rewound_error(self._proc.topic, rewound)
             # records Kafka removed before the ledger read them are recorded, not skipped
             starts = await self._consumer.beginning_offsets(assigned)
-            if await self._proc.record_lost({tp.partition: starts[tp] for tp in assigned}):
-                offsets = {tp.partition: self._proc.next_offset(tp.partition) for tp in assigned}
+            lost = partial(self._proc.record_lost, {tp.partition: starts[tp] for tp in assigned})
+            if await with_database_retry(lost):
+                offsets = {p: self._proc.next_offset(p) for p in partitions}
             for tp in assigned:
                 offset = offsets[tp.partition]
                 if offset is None:
@@ -100,7 +131,24 @@ class _SeekToLedger(ConsumerRebalanceListener):  # type: ignore[misc]
                 else:
                     self._consumer.seek(tp, offset)
             if self._config.forward:
-                await _forward_the_rest(self._copier, self._proc, assigned)
+                try:
+                    await _forward_the_rest(self._copier, self._proc, assigned)
+                except Exception as exc:  # kept unsent: the next assignment sends them again
+                    log.warning("copies to the verified/quarantine topics not sent: %s", exc)
+
+
+def _rewound_error(topic: str, rewound: dict[int, tuple[int, int]]) -> TopicRewoundError:
+    where = ", ".join(
+        f"partition {p} ends at offset {end}, the ledger has read to {read}"
+        for p, (end, read) in rewound.items()
+    )
+    return TopicRewoundError(
+        f"{topic} holds fewer records than the ledger has read ({where}): the topic was"
+        " deleted and created again, or truncated; refusing to read it, since every record"
+        " below the ledger's position would be skipped as already read",
+        hint="restore the topic, or run a new ledger on it (a new database and a new"
+        " topic prefix); records published to the new topic were not read",
+    )
 
 
 async def _forward_the_rest(
@@ -367,6 +415,7 @@ async def run_lane(
     waiting: Verified | None = None
     try:
         while not stop.is_set():
+            seeker.failed()
             getter = asyncio.create_task(verified.get())
             done, _ = await asyncio.wait(
                 {getter, fetcher}, timeout=0.5, return_when=asyncio.FIRST_COMPLETED
@@ -388,6 +437,7 @@ async def run_lane(
             partitions, records, verdicts, _ = waiting
             waiting = None
             async with seeker.committing:
+                seeker.failed()  # never a commit after an assignment that failed
                 before = {tp.partition: proc.next_offset(tp.partition) for tp in partitions}
                 report = await with_database_retry(partial(proc.commit_verified, records, verdicts))
                 if beating is None or beating.done():

@@ -37,6 +37,7 @@ __all__ = [
     "pending_records",
     "plan_batch",
     "quarantine_row",
+    "rewound_partitions",
 ]
 
 
@@ -209,6 +210,21 @@ def lost_records(
             )
         )
     return records, refusals
+
+
+def rewound_partitions(
+    positions: Mapping[int, PartitionPosition], ends: Mapping[int, int]
+) -> dict[int, tuple[int, int]]:
+    """Partitions whose log (``ends``: the offset after its last record) ends below
+    the ledger's next offset: ``{partition: (end, next offset)}``. Offsets of one
+    topic never go back, so such a topic was deleted and created again, or
+    truncated."""
+    rewound: dict[int, tuple[int, int]] = {}
+    for partition, end in sorted(ends.items()):
+        position = positions.get(partition)
+        if position is not None and end < position.next_offset:
+            rewound[partition] = (end, position.next_offset)
+    return rewound
 
 
 def plan_batch(

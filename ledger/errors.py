@@ -55,6 +55,7 @@ __all__ = [
     "ServiceError",
     "StaleBatchError",
     "TokenError",
+    "TopicRewoundError",
     "validation_summary",
 ]
 
@@ -242,6 +243,13 @@ class ControlPlaneTamperedError(LedgerError):
         )
         #: table -> (stored digest, digest of the rows), as 64 hex digits
         self.tables = tables
+
+
+class TopicRewoundError(LedgerError):
+    """A Kafka partition ends below the offset the ledger has read up to: its topic
+    was deleted and created again (or truncated), so its offsets start over. The
+    ledger's rows hold those offsets already; the processor refuses to read on,
+    since every record below its old position would be skipped as read (ADR 0033)."""
 
 
 class RejectedError(LedgerError):

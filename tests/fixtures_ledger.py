@@ -20,6 +20,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from claw_ledger.checkpointer_control import stop_checkpointer
 from claw_ledger.config import Settings, load_settings
@@ -59,6 +60,7 @@ __all__ = [
     "ProcessorProcess",
     "connection",
     "fetch_until",
+    "kafka_admin",
     "offline_cli_env",
     "private_kafka",
     "private_postgres",
@@ -370,6 +372,18 @@ class LedgerHarness:
                 await asyncio.sleep(0.1)
         finally:
             await conn.close()
+
+
+@asynccontextmanager
+async def kafka_admin(harness: LedgerHarness) -> AsyncIterator[AIOKafkaAdminClient]:
+    """A started Kafka admin client on the ledger's broker, closed after the block
+    (what an operator's own Kafka tools do: delete records, topics, add partitions)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=harness.settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        yield admin
+    finally:
+        await admin.close()
 
 
 async def _fresh_ledger_database(ledger_servers: Any, partition_rows: int | None = None) -> str:

@@ -13,6 +13,7 @@ from ledger.batch import (
     pending_records,
     plan_batch,
     quarantine_row,
+    rewound_partitions,
 )
 from ledger.chain import chain_hash
 from ledger.crypto import KeyPair
@@ -231,3 +232,10 @@ def test_records_removed_before_they_were_read_are_one_quarantine_row_per_partit
     # once the position is at the start, nothing more is lost
     moved = {p: b.new_position for p, b in by_partition.items()} | {1: positions[1]}
     assert lost_records("claw.ingress", moved, starts) == ([], [])
+
+
+def test_a_partition_that_ends_below_the_ledgers_position_was_rewound() -> None:
+    positions = {0: PartitionPosition(5, 3, "h"), 1: PartitionPosition(2, 1, "g")}
+    # 0 was created again (ends at 1 < 5); 1 ends where the ledger stands; 2 is new
+    assert rewound_partitions(positions, {0: 1, 1: 2, 2: 0}) == {0: (1, 5)}
+    assert rewound_partitions(positions, {0: 9, 1: 3}) == {}

@@ -19,14 +19,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewPartitions
+from aiokafka.admin import NewPartitions
 from aiokafka.partitioner import DefaultPartitioner
 
 from ledger.crypto import KeyPair
 from ledger.errors import ReasonCode
 from ledger.roles import Role
 from producers.sdk import LedgerProducer
-from tests.fixtures_ledger import LedgerHarness, run_cli, start_ledger, started_ledger
+from tests.fixtures_ledger import (
+    LedgerHarness,
+    kafka_admin,
+    run_cli,
+    start_ledger,
+    started_ledger,
+)
 from tests.integration import _authorize as authorizing
 
 pytestmark = pytest.mark.integration
@@ -87,12 +93,8 @@ async def _copies(ledger: LedgerHarness, event_ids: set[str]) -> dict[str, int]:
 
 async def _grow_by_hand(ledger: LedgerHarness, topic: str, partitions: int) -> None:
     """What an operator does with Kafka's own tools: one topic, the others left alone."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=ledger.settings.kafka_bootstrap)
-    await admin.start()
-    try:
+    async with kafka_admin(ledger) as admin:
         await admin.create_partitions({topic: NewPartitions(total_count=partitions)})
-    finally:
-        await admin.close()
 
 
 async def test_a_running_processor_takes_partitions_added_to_a_live_ledger(

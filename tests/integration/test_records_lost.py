@@ -1,4 +1,5 @@
-"""Records Kafka removed before the ledger read them are recorded, never skipped.
+"""Records Kafka removed before the ledger read them are recorded, never skipped;
+a topic whose offsets start over is refused (ADR 0033).
 
 Retention or an operator's ``kafka-delete-records`` can remove records of a
 partition while no processor reads it. Before, the consumer jumped to the new
@@ -11,19 +12,21 @@ last removed offset, naming the range) before it reads on.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.admin import RecordsToDelete
 from aiokafka.partitioner import DefaultPartitioner
 
 from ledger.roles import Role
 from producers.sdk import Position
-from tests.fixtures_ledger import LedgerHarness, run_cli, started_ledger
+from tests.fixtures_ledger import LedgerHarness, kafka_admin, run_cli, started_ledger
 
 pytestmark = pytest.mark.integration
 
@@ -54,12 +57,8 @@ async def _halts(ledger: LedgerHarness, targets: list[str]) -> list[Position]:
 
 
 async def _delete_before(ledger: LedgerHarness, topic: str, partition: int, offset: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=ledger.settings.kafka_bootstrap)
-    await admin.start()
-    try:
+    async with kafka_admin(ledger) as admin:
         await admin.delete_records({TopicPartition(topic, partition): RecordsToDelete(offset)})
-    finally:
-        await admin.close()
 
 
 async def _lost_rows(ledger: LedgerHarness) -> list[dict[str, Any]]:
@@ -115,3 +114,39 @@ async def test_records_removed_while_the_processor_was_down_are_recorded(
         audit = run_cli(ledger.env, "audit", "--json")
         assert audit.returncode == 0, audit.stdout + audit.stderr
         assert json.loads(audit.stdout)["ok"] is True
+
+
+async def _delete_topic(ledger: LedgerHarness, topic: str) -> None:
+    async with kafka_admin(ledger) as admin:
+        await admin.delete_topics([topic])
+
+
+async def test_a_topic_created_again_is_refused_not_read_as_read(
+    ledger_servers: Any, ledger_settings: Any, tmp_path: Path
+) -> None:
+    settings = replace(ledger_settings, partitions=2)
+    async with started_ledger(ledger_servers, settings, tmp_path) as ledger:
+        control = ledger.topics.control
+        committed = await _halts(ledger, _targets_on(1, 2, 2))
+        for position in committed:
+            assert (await ledger.verdict(position.event_id))["status"] == "committed"
+        await _delete_topic(ledger, control)
+        deadline = time.monotonic() + 60
+        while True:  # the broker deletes a topic in the background
+            created = run_cli(ledger.env, "services", "topics")
+            if created.returncode == 0 and f"{control}: created" in created.stdout:
+                break
+            assert time.monotonic() < deadline, created.stdout + created.stderr
+            await asyncio.sleep(1)
+        # the new topic's offsets start over at 0, below what the ledger has read
+        (after,) = await _halts(ledger, _targets_on(1, 2, 3)[2:])
+        assert after.offset == 0
+        assert ledger.processor.proc is not None
+        code = await asyncio.to_thread(ledger.processor.proc.wait, 90)
+        log = ledger.processor.log_tail(60)
+        assert code == 2, log
+        assert f"{control} holds fewer records than the ledger has read" in log
+        assert "deleted and created again" in log and "Traceback" not in log
+        async with ledger.connection() as conn:
+            row = await conn.fetchrow("SELECT 1 FROM events WHERE event_id = $1", after.event_id)
+        assert row is None
