@@ -143,10 +143,13 @@ class ReplayResult:
     jobs: int = 1
     #: the archive cut the ledger replay started from (None: from the first event)
     archived: dict[str, Any] | None = None
+    #: Kafka source: "<topic>-<partition>" -> its first offset, for every partition
+    #: whose head Kafka removed (the replay cannot see those records: not clean)
+    removed: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
-        return self.fold.broken is None and not self.diffs
+        return self.fold.broken is None and not self.diffs and not self.removed
 
     def summary(self) -> dict[str, Any]:
         fold = self.fold
@@ -169,6 +172,7 @@ class ReplayResult:
             "signatures": self.signatures,
             "jobs": self.jobs,
             "archived": self.archived,
+            "removed_from_kafka": self.removed,
             "duration_s": round(self.duration, 3),
             "rate_per_s": round(self.events / self.duration) if self.duration > 0 else None,
         }
@@ -309,9 +313,11 @@ async def _replay_topic(
     result: ReplayResult,
     progress: Callable[[int], None] | None,
 ) -> None:
-    from consumers.topic_replay import iter_topics
+    from consumers.topic_replay import iter_topics, removed_heads
 
-    topic = iter_topics(effective_kafka_bootstrap(settings), _lanes(settings))
+    bootstrap = effective_kafka_bootstrap(settings)
+    result.removed = await removed_heads(bootstrap, _lanes(settings))
+    topic = iter_topics(bootstrap, _lanes(settings))
     try:
         async for chunk in pool.averdicts(topic, _raw):
             if not _steps(result.fold, chunk, request, result, progress):

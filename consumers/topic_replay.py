@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from ledger.errors import ServiceError
 from ledger.replay import StoredEvent
 
-__all__ = ["iter_topic", "iter_topics", "topic_size"]
+__all__ = ["iter_topic", "iter_topics", "removed_heads", "topic_size"]
 
 log = logging.getLogger("claw_ledger.replay")
 
@@ -75,6 +75,18 @@ async def topic_size(bootstrap: str, topic: str | Sequence[str]) -> int:
         begin = await consumer.beginning_offsets(tps)
         end = await consumer.end_offsets(tps)
         return sum(end[tp] - begin[tp] for tp in tps)
+    finally:
+        await consumer.stop()
+
+
+async def removed_heads(bootstrap: str, topics: Sequence[str]) -> dict[str, int]:
+    """``{"<topic>-<partition>": first offset}`` of every partition whose log no
+    longer starts at offset 0: records Kafka removed (retention, deletion) that a
+    replay of the topics cannot see."""
+    consumer, tps = await _open(bootstrap, topics)
+    try:
+        begin = await consumer.beginning_offsets(tps)
+        return {f"{tp.topic}-{tp.partition}": begin[tp] for tp in tps if begin[tp] > 0}
     finally:
         await consumer.stop()
 

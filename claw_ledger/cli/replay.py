@@ -107,7 +107,8 @@ def command(
       claw-ledger replay --source kafka --into rebuilt --compare
       claw-ledger replay --no-signatures --until 2026-11-30T06:00:00Z   # fast triage
 
-    Exit 0: clean; 1: a break or a difference; 2: bad usage or unreadable source.
+    Exit 0: clean; 1: a break, a difference, or (--source kafka) a topic whose
+    oldest records Kafka has removed; 2: bad usage or unreadable source.
     """
     from claw_ledger.replaying import ReplayFilter, ReplayRequest, run_replay, source_size
 
@@ -175,6 +176,11 @@ def _print(result: ReplayResult, filtered: bool) -> None:
             f"started from the archive cut: positions below {archived['before_position']:,}"
             f" ({archived['events']:,} events, up to partition {archived['partition']}) are"
             " archived and were verified when they were detached"
+        )
+    for partition, first in result.removed.items():
+        echo(
+            f"INCOMPLETE: {partition} starts at offset {first:,}: Kafka removed the records"
+            " before it (retention or deletion), and this replay could not verify or apply them"
         )
     if result.fold.reached_until:
         echo("stopped at --until")

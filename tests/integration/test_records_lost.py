@@ -114,6 +114,14 @@ async def test_records_removed_while_the_processor_was_down_are_recorded(
         audit = run_cli(ledger.env, "audit", "--json")
         assert audit.returncode == 0, audit.stdout + audit.stderr
         assert json.loads(audit.stdout)["ok"] is True
+        # a replay of the topics cannot see them either, and says so (exit 1)
+        replayed = run_cli(ledger.env, "replay", "--source", "kafka", "--json")
+        assert replayed.returncode == 1, replayed.stdout + replayed.stderr
+        summary = json.loads(replayed.stdout)
+        assert summary["removed_from_kafka"] == {f"{control}-1": survivor.offset}
+        assert (summary["ok"], summary["breaks"]) == (False, [])
+        told = run_cli(ledger.env, "replay", "--source", "kafka")
+        assert f"INCOMPLETE: {control}-1 starts at offset {survivor.offset}" in told.stdout
 
 
 async def _delete_topic(ledger: LedgerHarness, topic: str) -> None:
