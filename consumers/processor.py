@@ -362,10 +362,10 @@ class VerifyingProcessor:
         before the ledger read them (``starts``: where each assigned partition's log
         now starts). Run after :meth:`assigned`; returns how many partitions had a gap."""
         records, refusals = lost_records(self.topic, self.positions, starts)
-        for refusal in refusals:
-            log.error("%s: %s", ReasonCode.RECORDS_LOST.value, refusal.detail)
         if records:
             await self.commit_verified(records, refusals)
+        for refusal in refusals:  # once committed: a retried commit logs it once
+            log.error("%s: %s", ReasonCode.RECORDS_LOST.value, refusal.detail)
         return len(records)
 
     def next_offset(self, partition: int) -> int | None:
