@@ -72,8 +72,9 @@ class TimedOut:
     def error(self, event_id: str) -> ServiceError:
         return ServiceError(
             f"event {event_id} was published but no verdict arrived in {self.seconds:.0f}s",
-            hint="is the processor running? start it with `claw-ledger up` or "
-            "`claw-ledger processor run`",
+            hint="is the processor running, and caught up? `claw-ledger status` shows it"
+            " and its lag; start it with `claw-ledger up` or `claw-ledger processor run`."
+            " The event stays on Kafka and is decided once a processor reads it",
         )
 
 
