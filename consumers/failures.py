@@ -13,16 +13,18 @@ from typing import TypeVar
 
 import asyncpg
 
-from ledger.errors import ControlPlaneTamperedError, LedgerError
+from ledger.errors import ControlPlaneTamperedError, LedgerError, TopicRewoundError
 from storage import DATABASE_UNAVAILABLE
 
 __all__ = [
     "EXIT_BUG",
     "EXIT_DATABASE_DOWN",
     "EXIT_KAFKA_DOWN",
+    "EXIT_REFUSED",
     "BatchFailedError",
     "DatabaseUnavailableError",
     "KafkaUnavailableError",
+    "rewound_error",
     "with_database_retry",
 ]
 
@@ -31,6 +33,9 @@ log = logging.getLogger("claw_ledger.processor")
 EXIT_BUG = 70
 EXIT_DATABASE_DOWN = 75
 EXIT_KAFKA_DOWN = 69
+#: the processor refuses to read on, and a restart would meet the same refusal
+#: (``processor supervise`` does not restart it); the CLI's exit for a LedgerError
+EXIT_REFUSED = 2
 #: the database rolled the batch's transaction back (a deadlock, a serialization
 #: failure): nothing was written, and the same batch is tried again at once
 _ROLLED_BACK = (asyncpg.TransactionRollbackError,)
@@ -92,3 +97,19 @@ async def with_database_retry(batch: Callable[[], Awaitable[T]]) -> T:
         except Exception as exc:
             raise BatchFailedError(f"processor failed: {type(exc).__name__}: {exc}") from exc
     raise DatabaseUnavailableError(f"database unavailable for too long: {last}") from last
+
+
+def rewound_error(topic: str, rewound: dict[int, tuple[int, int]]) -> TopicRewoundError:
+    """The error that stops a processor meeting ``rewound`` partitions of ``topic``
+    (``{partition: (end, next offset)}``, :func:`ledger.batch.rewound_partitions`)."""
+    where = ", ".join(
+        f"partition {p} ends at offset {end}, the ledger has read to {read}"
+        for p, (end, read) in rewound.items()
+    )
+    return TopicRewoundError(
+        f"{topic} holds fewer records than the ledger has read ({where}): the topic was"
+        " deleted and created again, or truncated; refusing to read it, since every record"
+        " below the ledger's position would be skipped as already read",
+        hint="restore the topic, or run a new ledger on it (a new database and a new"
+        " topic prefix); records published to the new topic were not read",
+    )

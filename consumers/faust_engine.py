@@ -26,8 +26,10 @@ import faust
 from faust.types import TP
 
 from consumers.config import ProcessorConfig
-from consumers.failures import BatchFailedError, with_database_retry
+from consumers.failures import BatchFailedError, rewound_error, with_database_retry
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor, open_processor
+from ledger.batch import rewound_partitions
+from ledger.errors import TopicRewoundError
 from ledger.registry import Lane
 
 __all__ = ["create_app", "run_faust_worker"]
@@ -38,7 +40,7 @@ log = logging.getLogger("claw_ledger.processor")
 def create_app(
     config: ProcessorConfig,
     on_batch: Callable[[BatchReport], None] | None = None,
-    on_failure: Callable[[BatchFailedError], NoReturn] | None = None,
+    on_failure: Callable[[BatchFailedError | TopicRewoundError], NoReturn] | None = None,
 ) -> faust.App:
     """The faust app. A batch that cannot be committed goes to ``on_failure``
     (the runner's exit), since faust would only log an agent's exception and
@@ -86,6 +88,13 @@ def create_app(
                 continue
             proc = await processor(lane)
             offsets = await proc.assigned(tp.partition for tp in mine)
+            ends = await app.consumer.highwaters(*mine)
+            rewound = rewound_partitions(proc.positions, {tp.partition: ends[tp] for tp in mine})
+            if rewound:  # the topic was created again: never read its records as read
+                error = rewound_error(topic, rewound)
+                if on_failure is None:
+                    raise error
+                on_failure(error)
             # records Kafka removed before the ledger read them are recorded, not skipped
             starts = await app.consumer.earliest_offsets(*mine)
             if await proc.record_lost({tp.partition: starts[tp] for tp in mine}):
@@ -171,7 +180,7 @@ def run_faust_worker(
     config: ProcessorConfig,
     *,
     on_batch: Callable[[BatchReport], None] | None = None,
-    on_failure: Callable[[BatchFailedError], NoReturn] | None = None,
+    on_failure: Callable[[BatchFailedError | TopicRewoundError], NoReturn] | None = None,
     status_line: Callable[[], str] | None = None,
     loglevel: str = "warning",
 ) -> None:

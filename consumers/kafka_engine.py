@@ -24,7 +24,12 @@ from aiokafka.errors import KafkaConnectionError
 
 from consumers.config import ProcessorConfig
 from consumers.copies import Copier, outcomes_of
-from consumers.failures import BatchFailedError, KafkaUnavailableError, with_database_retry
+from consumers.failures import (
+    BatchFailedError,
+    KafkaUnavailableError,
+    rewound_error,
+    with_database_retry,
+)
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor, open_processor
 from ledger.batch import rewound_partitions
 from ledger.errors import TopicRewoundError
@@ -117,7 +122,7 @@ class _SeekToLedger(ConsumerRebalanceListener):  # type: ignore[misc]
                 self._proc.positions, {tp.partition: ends[tp] for tp in assigned}
             )
             if rewound:
-                raise _rewound_error(self._proc.topic, rewound)
+                raise rewound_error(self._proc.topic, rewound)
             # records Kafka removed before the ledger read them are recorded, not skipped
             starts = await self._consumer.beginning_offsets(assigned)
             lost = partial(self._proc.record_lost, {tp.partition: starts[tp] for tp in assigned})
@@ -135,20 +140,6 @@ class _SeekToLedger(ConsumerRebalanceListener):  # type: ignore[misc]
                     await _forward_the_rest(self._copier, self._proc, assigned)
                 except Exception as exc:  # kept unsent: the next assignment sends them again
                     log.warning("copies to the verified/quarantine topics not sent: %s", exc)
-
-
-def _rewound_error(topic: str, rewound: dict[int, tuple[int, int]]) -> TopicRewoundError:
-    where = ", ".join(
-        f"partition {p} ends at offset {end}, the ledger has read to {read}"
-        for p, (end, read) in rewound.items()
-    )
-    return TopicRewoundError(
-        f"{topic} holds fewer records than the ledger has read ({where}): the topic was"
-        " deleted and created again, or truncated; refusing to read it, since every record"
-        " below the ledger's position would be skipped as already read",
-        hint="restore the topic, or run a new ledger on it (a new database and a new"
-        " topic prefix); records published to the new topic were not read",
-    )
 
 
 async def _forward_the_rest(

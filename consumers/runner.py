@@ -16,8 +16,14 @@ from dataclasses import replace
 from typing import Literal, NoReturn
 
 from consumers.config import ProcessorConfig
-from consumers.failures import BatchFailedError, DatabaseUnavailableError, KafkaUnavailableError
+from consumers.failures import (
+    EXIT_REFUSED,
+    BatchFailedError,
+    DatabaseUnavailableError,
+    KafkaUnavailableError,
+)
 from ledger.batch import BatchReport
+from ledger.errors import TopicRewoundError
 from ledger.registry import RuleSettings
 
 __all__ = ["ENGINES", "StatusLine", "run_processor"]
@@ -93,10 +99,14 @@ def run_processor(
         _exit_for(exc)
 
 
-def _exit_for(exc: BatchFailedError) -> NoReturn:
+def _exit_for(exc: BatchFailedError | TopicRewoundError) -> NoReturn:
     """End the process at once with the failure's exit code: ``os._exit``, since
     faust's worker (or a stuck thread) could hold a normal exit; the positions
-    in Postgres make the supervisor's restart exactly-once."""
+    in Postgres make the supervisor's restart exactly-once. A topic created again
+    exits 2, which a supervisor does not restart: a restart would meet it again."""
+    if isinstance(exc, TopicRewoundError):
+        log.critical("error: %s", exc)
+        os._exit(EXIT_REFUSED)
     if isinstance(exc, DatabaseUnavailableError):
         log.critical("database unavailable for too long; exiting")
     elif isinstance(exc, KafkaUnavailableError):

@@ -129,11 +129,12 @@ async def _delete_topic(ledger: LedgerHarness, topic: str) -> None:
         await admin.delete_topics([topic])
 
 
+@pytest.mark.parametrize("engine", ["kafka", "faust"])
 async def test_a_topic_created_again_is_refused_not_read_as_read(
-    ledger_servers: Any, ledger_settings: Any, tmp_path: Path
+    ledger_servers: Any, ledger_settings: Any, tmp_path: Path, engine: str
 ) -> None:
     settings = replace(ledger_settings, partitions=2)
-    async with started_ledger(ledger_servers, settings, tmp_path) as ledger:
+    async with started_ledger(ledger_servers, settings, tmp_path, engine=engine) as ledger:
         control = ledger.topics.control
         committed = await _halts(ledger, _targets_on(1, 2, 2))
         for position in committed:
