@@ -92,7 +92,7 @@ async def with_database_retry(batch: Callable[[], Awaitable[T]]) -> T:
             last = exc
             log.warning("batch rolled back by the database (attempt %d): %s", attempt, exc)
             await asyncio.sleep(_ROLLED_BACK_PAUSE)
-        except ControlPlaneTamperedError:
+        except (ControlPlaneTamperedError, TopicRewoundError):
             raise  # not a bug to restart on: the processor refuses, as at start (exit 2)
         except Exception as exc:
             raise BatchFailedError(f"processor failed: {type(exc).__name__}: {exc}") from exc

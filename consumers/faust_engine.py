@@ -26,9 +26,8 @@ import faust
 from faust.types import TP
 
 from consumers.config import ProcessorConfig
-from consumers.failures import BatchFailedError, rewound_error, with_database_retry
+from consumers.failures import BatchFailedError, with_database_retry
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor, open_processor
-from ledger.batch import rewound_partitions
 from ledger.errors import TopicRewoundError
 from ledger.registry import Lane
 
@@ -87,18 +86,18 @@ def create_app(
             if not mine:
                 continue
             proc = await processor(lane)
-            offsets = await proc.assigned(tp.partition for tp in mine)
-            ends = await app.consumer.highwaters(*mine)
-            rewound = rewound_partitions(proc.positions, {tp.partition: ends[tp] for tp in mine})
-            if rewound:  # the topic was created again: never read its records as read
-                error = rewound_error(topic, rewound)
-                if on_failure is None:
-                    raise error
-                on_failure(error)
-            # records Kafka removed before the ledger read them are recorded, not skipped
+            await proc.assigned(tp.partition for tp in mine)
             starts = await app.consumer.earliest_offsets(*mine)
-            if await proc.record_lost({tp.partition: starts[tp] for tp in mine}):
-                offsets = {tp.partition: proc.next_offset(tp.partition) for tp in mine}
+            ends = await app.consumer.highwaters(*mine)
+            try:
+                offsets = await proc.reconcile(
+                    {tp.partition: starts[tp] for tp in mine},
+                    {tp.partition: ends[tp] for tp in mine},
+                )
+            except TopicRewoundError as error:
+                if on_failure is None:
+                    raise
+                on_failure(error)
             for tp in mine:
                 offset = offsets[tp.partition]
                 if offset is not None:

@@ -24,14 +24,8 @@ from aiokafka.errors import KafkaConnectionError
 
 from consumers.config import ProcessorConfig
 from consumers.copies import Copier, outcomes_of
-from consumers.failures import (
-    BatchFailedError,
-    KafkaUnavailableError,
-    rewound_error,
-    with_database_retry,
-)
+from consumers.failures import BatchFailedError, KafkaUnavailableError, with_database_retry
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor, open_processor
-from ledger.batch import rewound_partitions
 from ledger.errors import TopicRewoundError
 from ledger.registry import Lane
 
@@ -116,18 +110,12 @@ class _SeekToLedger(ConsumerRebalanceListener):  # type: ignore[misc]
             if self.settling is not None:
                 await self.settling
             partitions = [tp.partition for tp in assigned]
-            offsets = await with_database_retry(partial(self._proc.assigned, partitions))
-            ends = await self._consumer.end_offsets(assigned)
-            rewound = rewound_partitions(
-                self._proc.positions, {tp.partition: ends[tp] for tp in assigned}
-            )
-            if rewound:
-                raise rewound_error(self._proc.topic, rewound)
-            # records Kafka removed before the ledger read them are recorded, not skipped
+            await with_database_retry(partial(self._proc.assigned, partitions))
             starts = await self._consumer.beginning_offsets(assigned)
-            lost = partial(self._proc.record_lost, {tp.partition: starts[tp] for tp in assigned})
-            if await with_database_retry(lost):
-                offsets = {p: self._proc.next_offset(p) for p in partitions}
+            ends = await self._consumer.end_offsets(assigned)
+            offsets = await with_database_retry(
+                partial(self._proc.reconcile, _by_partition(starts), _by_partition(ends))
+            )
             for tp in assigned:
                 offset = offsets[tp.partition]
                 if offset is None:
@@ -140,6 +128,10 @@ class _SeekToLedger(ConsumerRebalanceListener):  # type: ignore[misc]
                     await _forward_the_rest(self._copier, self._proc, assigned)
                 except Exception as exc:  # kept unsent: the next assignment sends them again
                     log.warning("copies to the verified/quarantine topics not sent: %s", exc)
+
+
+def _by_partition(offsets: dict[TopicPartition, int]) -> dict[int, int]:
+    return {tp.partition: offset for tp, offset in offsets.items()}
 
 
 async def _forward_the_rest(

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from consumers.config import DEFAULT_CONTROL_CACHE_SIZE, ProcessorConfig
 from consumers.digest_check import StreamedDigestCheck
+from consumers.failures import rewound_error
 from consumers.heartbeat import Heartbeat
 from ledger.batch import (
     AcceptedRecord,
@@ -33,6 +34,7 @@ from ledger.batch import (
     lost_records,
     pending_records,
     plan_batch,
+    rewound_partitions,
 )
 from ledger.control_cache import ControlCache
 from ledger.control_digest import CONTROL_DIGEST_TABLES, digest_hex, table_digest
@@ -357,16 +359,23 @@ class VerifyingProcessor:
         self.positions = await self._store.load_positions(self.group, self.topic)
         return {p: self.next_offset(p) for p in partitions}
 
-    async def record_lost(self, starts: Mapping[int, int]) -> int:
-        """Record, as ``RECORDS_LOST`` quarantine rows, the records that Kafka removed
-        before the ledger read them (``starts``: where each assigned partition's log
-        now starts). Run after :meth:`assigned`; returns how many partitions had a gap."""
+    async def reconcile(
+        self, starts: Mapping[int, int], ends: Mapping[int, int]
+    ) -> dict[int, int | None]:
+        """Check the assigned partitions' logs (``starts``, ``ends``: where each now
+        begins and ends) against the ledger's positions, after :meth:`assigned`;
+        return where to seek each (``None``: from its start). A log that ends below
+        its position raises :class:`TopicRewoundError`; records Kafka removed before
+        the ledger read them are committed as ``RECORDS_LOST`` rows (ADR 0033)."""
+        rewound = rewound_partitions(self.positions, ends)
+        if rewound:
+            raise rewound_error(self.topic, rewound)
         records, refusals = lost_records(self.topic, self.positions, starts)
         if records:
             await self.commit_verified(records, refusals)
         for refusal in refusals:  # once committed: a retried commit logs it once
             log.error("%s: %s", ReasonCode.RECORDS_LOST.value, refusal.detail)
-        return len(records)
+        return {p: self.next_offset(p) for p in starts}
 
     def next_offset(self, partition: int) -> int | None:
         position = self.positions.get(partition)

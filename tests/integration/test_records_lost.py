@@ -15,11 +15,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from aiokafka import TopicPartition
 from aiokafka.admin import RecordsToDelete
 from aiokafka.partitioner import DefaultPartitioner
@@ -70,58 +72,65 @@ async def _lost_rows(ledger: LedgerHarness) -> list[dict[str, Any]]:
     return [dict(r) for r in rows]
 
 
-@pytest.mark.parametrize("engine", ["kafka", "faust"])
-async def test_records_removed_while_the_processor_was_down_are_recorded(
-    ledger_servers: Any, ledger_settings: Any, tmp_path: Path, engine: str
-) -> None:
+@pytest_asyncio.fixture(params=["kafka", "faust"])
+async def ledger(
+    request: pytest.FixtureRequest, ledger_servers: Any, ledger_settings: Any, tmp_path: Path
+) -> AsyncIterator[LedgerHarness]:
+    """A running ledger of each engine whose topics have two partitions."""
     settings = replace(ledger_settings, partitions=2)
-    async with started_ledger(ledger_servers, settings, tmp_path, engine=engine) as ledger:
-        control = ledger.topics.control
-        first, second, third, fourth = _targets_on(1, 2, 4)
-        kept = await _halts(ledger, [first])
-        assert (await ledger.verdict(kept[0].event_id))["status"] == "committed"
-        ledger.processor.stop()
-        published = await _halts(ledger, [second, third, fourth])
-        assert {(p.topic, p.partition) for p in published} == {(control, 1)}
-        removed, survivor = published[:2], published[2]
-        await _delete_before(ledger, control, 1, survivor.offset)
+    async with started_ledger(ledger_servers, settings, tmp_path, engine=request.param) as harness:
+        yield harness
 
-        ledger.processor.start()
-        assert (await ledger.verdict(survivor.event_id))["status"] == "committed"
-        (row,) = await _lost_rows(ledger)
-        assert (row["kafka_topic"], row["kafka_partition"]) == (control, 1)
-        assert (row["kafka_offset"], row["raw"]) == (survivor.offset - 1, b"")
-        assert (
-            f"offsets {removed[0].offset} to {removed[1].offset} of {control} partition 1"
-            f" (2 record(s)) were removed from Kafka" in row["detail"]
-        )
-        async with ledger.connection() as conn:
-            ids = {str(r["event_id"]) for r in await conn.fetch("SELECT event_id FROM events")}
-        assert kept[0].event_id in ids and survivor.event_id in ids
-        assert not {p.event_id for p in removed} & ids
 
-        # recorded once: a restart finds the position past the gap
-        ledger.processor.stop()
-        ledger.processor.start()
-        (later,) = await _halts(ledger, [_targets_on(1, 2, 5)[4]])
-        assert (await ledger.verdict(later.event_id))["status"] == "committed"
-        assert len(await _lost_rows(ledger)) == 1
-        assert ledger.processor.alive(), ledger.processor.log_tail()
+async def test_records_removed_while_the_processor_was_down_are_recorded(
+    ledger: LedgerHarness,
+) -> None:
+    control = ledger.topics.control
+    first, second, third, fourth = _targets_on(1, 2, 4)
+    kept = await _halts(ledger, [first])
+    assert (await ledger.verdict(kept[0].event_id))["status"] == "committed"
+    ledger.processor.stop()
+    published = await _halts(ledger, [second, third, fourth])
+    assert {(p.topic, p.partition) for p in published} == {(control, 1)}
+    removed, survivor = published[:2], published[2]
+    await _delete_before(ledger, control, 1, survivor.offset)
 
-        shown = run_cli(ledger.env, "quarantine", "--reason", "RECORDS_LOST", "--json")
-        assert shown.returncode == 0, shown.stderr
-        assert "were removed from Kafka" in shown.stdout
-        audit = run_cli(ledger.env, "audit", "--json")
-        assert audit.returncode == 0, audit.stdout + audit.stderr
-        assert json.loads(audit.stdout)["ok"] is True
-        # a replay of the topics cannot see them either, and says so (exit 1)
-        replayed = run_cli(ledger.env, "replay", "--source", "kafka", "--json")
-        assert replayed.returncode == 1, replayed.stdout + replayed.stderr
-        summary = json.loads(replayed.stdout)
-        assert summary["removed_from_kafka"] == {f"{control}-1": survivor.offset}
-        assert (summary["ok"], summary["breaks"]) == (False, [])
-        told = run_cli(ledger.env, "replay", "--source", "kafka")
-        assert f"INCOMPLETE: {control}-1 starts at offset {survivor.offset}" in told.stdout
+    ledger.processor.start()
+    assert (await ledger.verdict(survivor.event_id))["status"] == "committed"
+    (row,) = await _lost_rows(ledger)
+    assert (row["kafka_topic"], row["kafka_partition"]) == (control, 1)
+    assert (row["kafka_offset"], row["raw"]) == (survivor.offset - 1, b"")
+    assert (
+        f"offsets {removed[0].offset} to {removed[1].offset} of {control} partition 1"
+        f" (2 record(s)) were removed from Kafka" in row["detail"]
+    )
+    async with ledger.connection() as conn:
+        ids = {str(r["event_id"]) for r in await conn.fetch("SELECT event_id FROM events")}
+    assert kept[0].event_id in ids and survivor.event_id in ids
+    assert not {p.event_id for p in removed} & ids
+
+    # recorded once: a restart finds the position past the gap
+    ledger.processor.stop()
+    ledger.processor.start()
+    (later,) = await _halts(ledger, [_targets_on(1, 2, 5)[4]])
+    assert (await ledger.verdict(later.event_id))["status"] == "committed"
+    assert len(await _lost_rows(ledger)) == 1
+    assert ledger.processor.alive(), ledger.processor.log_tail()
+
+    shown = run_cli(ledger.env, "quarantine", "--reason", "RECORDS_LOST", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert "were removed from Kafka" in shown.stdout
+    audit = run_cli(ledger.env, "audit", "--json")
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    assert json.loads(audit.stdout)["ok"] is True
+    # a replay of the topics cannot see them either, and says so (exit 1)
+    replayed = run_cli(ledger.env, "replay", "--source", "kafka", "--json")
+    assert replayed.returncode == 1, replayed.stdout + replayed.stderr
+    summary = json.loads(replayed.stdout)
+    assert summary["removed_from_kafka"] == {f"{control}-1": survivor.offset}
+    assert (summary["ok"], summary["breaks"]) == (False, [])
+    told = run_cli(ledger.env, "replay", "--source", "kafka")
+    assert f"INCOMPLETE: {control}-1 starts at offset {survivor.offset}" in told.stdout
 
 
 async def _delete_topic(ledger: LedgerHarness, topic: str) -> None:
@@ -129,33 +138,28 @@ async def _delete_topic(ledger: LedgerHarness, topic: str) -> None:
         await admin.delete_topics([topic])
 
 
-@pytest.mark.parametrize("engine", ["kafka", "faust"])
-async def test_a_topic_created_again_is_refused_not_read_as_read(
-    ledger_servers: Any, ledger_settings: Any, tmp_path: Path, engine: str
-) -> None:
-    settings = replace(ledger_settings, partitions=2)
-    async with started_ledger(ledger_servers, settings, tmp_path, engine=engine) as ledger:
-        control = ledger.topics.control
-        committed = await _halts(ledger, _targets_on(1, 2, 2))
-        for position in committed:
-            assert (await ledger.verdict(position.event_id))["status"] == "committed"
-        await _delete_topic(ledger, control)
-        deadline = time.monotonic() + 60
-        while True:  # the broker deletes a topic in the background
-            created = run_cli(ledger.env, "services", "topics")
-            if created.returncode == 0 and f"{control}: created" in created.stdout:
-                break
-            assert time.monotonic() < deadline, created.stdout + created.stderr
-            await asyncio.sleep(1)
-        # the new topic's offsets start over at 0, below what the ledger has read
-        (after,) = await _halts(ledger, _targets_on(1, 2, 3)[2:])
-        assert after.offset == 0
-        assert ledger.processor.proc is not None
-        code = await asyncio.to_thread(ledger.processor.proc.wait, 90)
-        log = ledger.processor.log_tail(60)
-        assert code == 2, log
-        assert f"{control} holds fewer records than the ledger has read" in log
-        assert "deleted and created again" in log and "Traceback" not in log
-        async with ledger.connection() as conn:
-            row = await conn.fetchrow("SELECT 1 FROM events WHERE event_id = $1", after.event_id)
-        assert row is None
+async def test_a_topic_created_again_is_refused_not_read_as_read(ledger: LedgerHarness) -> None:
+    control = ledger.topics.control
+    committed = await _halts(ledger, _targets_on(1, 2, 2))
+    for position in committed:
+        assert (await ledger.verdict(position.event_id))["status"] == "committed"
+    await _delete_topic(ledger, control)
+    deadline = time.monotonic() + 60
+    while True:  # the broker deletes a topic in the background
+        created = run_cli(ledger.env, "services", "topics")
+        if created.returncode == 0 and f"{control}: created" in created.stdout:
+            break
+        assert time.monotonic() < deadline, created.stdout + created.stderr
+        await asyncio.sleep(1)
+    # the new topic's offsets start over at 0, below what the ledger has read
+    (after,) = await _halts(ledger, _targets_on(1, 2, 3)[2:])
+    assert after.offset == 0
+    assert ledger.processor.proc is not None
+    code = await asyncio.to_thread(ledger.processor.proc.wait, 90)
+    log = ledger.processor.log_tail(60)
+    assert code == 2, log
+    assert f"{control} holds fewer records than the ledger has read" in log
+    assert "deleted and created again" in log and "Traceback" not in log
+    async with ledger.connection() as conn:
+        row = await conn.fetchrow("SELECT 1 FROM events WHERE event_id = $1", after.event_id)
+    assert row is None
