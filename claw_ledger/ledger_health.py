@@ -25,6 +25,7 @@ import asyncpg
 from storage import api_queries
 
 __all__ = [
+    "DEFAULT_MAX_BEAT_AGE",
     "DEFAULT_MAX_LAG",
     "KafkaOffsets",
     "LedgerCounters",
@@ -36,6 +37,10 @@ log = logging.getLogger("claw_ledger.health")
 
 #: readiness bound on the processors' lag, in messages over all partitions
 DEFAULT_MAX_LAG = 10_000
+#: a processor beats every 0.5 s, idle or busy (ADR 0015); one silent this long
+#: has stopped or is stuck. Generous beside that, so that a long commit or a
+#: database blip does not make a live ledger flap between ready and not.
+DEFAULT_MAX_BEAT_AGE = 30.0
 DEFAULT_TIMEOUT = 5.0
 
 #: an optional source of the newest checkpoint's time (the checkpointer's table)
@@ -138,7 +143,8 @@ class Snapshot:
     active_halts: int | None = None
     #: seconds from the newest agent.halted's occurred_at to its commit
     halt_propagation: float | None = None
-    #: worker -> batches committed, summed seconds, longest since its last beat
+    #: worker -> batches committed, summed seconds, longest since its last beat, and
+    #: the seconds since that beat (only processors that beat in the last 5 minutes)
     commit_batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     checkpoint_age: float | None = None
     schema_ok: bool = False
@@ -151,8 +157,38 @@ class Snapshot:
             return None
         return sum(self.lag.values()) + sum((self.control_lag or {}).values())
 
-    def readiness(self, max_lag: int = DEFAULT_MAX_LAG) -> dict[str, dict[str, Any]]:
-        """Each readiness check: ``ok`` and a ``detail``."""
+    def beating(self, max_beat_age: float = DEFAULT_MAX_BEAT_AGE) -> list[str]:
+        """The processors whose last beat is at most ``max_beat_age`` seconds old."""
+        return [
+            worker
+            for worker, figures in self.commit_batches.items()
+            if figures["last_beat_seconds"] <= max_beat_age
+        ]
+
+    def _processors_check(self, max_beat_age: float) -> dict[str, Any]:
+        if not self.postgres_up:
+            return {"ok": False, "detail": "unknown (Postgres did not answer)"}
+        beating = self.beating(max_beat_age)
+        if beating:
+            newest = min(f["last_beat_seconds"] for f in self.commit_batches.values())
+            return {
+                "ok": True,
+                "detail": f"{len(beating)} beating, the latest beat {newest:.1f}s ago",
+            }
+        return {
+            "ok": False,
+            "detail": f"none has beaten in the last {max_beat_age:g}s: start one"
+            " (`claw-ledger processor start`), or see why it stopped (`claw-ledger"
+            " processor status`)",
+        }
+
+    def readiness(
+        self, max_lag: int = DEFAULT_MAX_LAG, max_beat_age: float = DEFAULT_MAX_BEAT_AGE
+    ) -> dict[str, dict[str, Any]]:
+        """Each readiness check: ``ok`` and a ``detail``. Ready takes Postgres and
+        Kafka answering, the schema migrated, at most ``max_lag`` messages not
+        committed, and a processor that beat within ``max_beat_age`` seconds: a
+        ledger with no processor running commits nothing, however small its lag."""
         lag = self.total_lag
         if self.schema_ok:
             schema = "api_keys present"
@@ -171,15 +207,22 @@ class Snapshot:
                 "ok": lag is not None and lag <= max_lag,
                 "detail": "unknown" if lag is None else f"{lag} message(s), bound {max_lag}",
             },
+            "processors": self._processors_check(max_beat_age),
         }
 
-    def ready(self, max_lag: int = DEFAULT_MAX_LAG) -> bool:
-        return all(check["ok"] for check in self.readiness(max_lag).values())
+    def ready(
+        self, max_lag: int = DEFAULT_MAX_LAG, max_beat_age: float = DEFAULT_MAX_BEAT_AGE
+    ) -> bool:
+        checks = self.readiness(max_lag, max_beat_age)
+        return all(check["ok"] for check in checks.values())
 
-    def to_json(self, max_lag: int = DEFAULT_MAX_LAG) -> dict[str, Any]:
+    def to_json(
+        self, max_lag: int = DEFAULT_MAX_LAG, max_beat_age: float = DEFAULT_MAX_BEAT_AGE
+    ) -> dict[str, Any]:
+        checks = self.readiness(max_lag, max_beat_age)
         return {
-            "ready": self.ready(max_lag),
-            "checks": self.readiness(max_lag),
+            "ready": all(check["ok"] for check in checks.values()),
+            "checks": checks,
             "topic": self.topic,
             "events_committed": dict(sorted(self.events.items())),
             "events_quarantined": dict(sorted(self.quarantined.items())),
@@ -221,6 +264,7 @@ async def _database_part(
             "batches": row["batches"],
             "seconds_sum": row["batch_seconds_sum"],
             "seconds_max": row["batch_seconds_max"],
+            "last_beat_seconds": row["beat_age_seconds"],
         }
         for row in await api_queries.commit_batch_figures(conn)
     }

@@ -178,9 +178,12 @@ async def quarantined_since(
 
 async def commit_batch_figures(conn: asyncpg.Connection) -> list[dict[str, Any]]:
     """Per processor that beat in the last five minutes: batches committed, their
-    summed seconds, and the longest since its previous beat (``None``: none)."""
+    summed seconds, the longest since its previous beat (``None``: none), and the
+    seconds since that beat, by the server's clock (``beat_age_seconds``)."""
     rows = await conn.fetch(
-        "SELECT worker_id, batches, batch_seconds_sum, batch_seconds_max"
+        "SELECT worker_id, batches, batch_seconds_sum, batch_seconds_max,"
+        " greatest(0, extract(epoch FROM clock_timestamp() - beat_at))::float8"
+        " AS beat_age_seconds"
         " FROM processor_heartbeats WHERE beat_at > now() - interval '5 minutes'"
         " ORDER BY worker_id"
     )

@@ -28,7 +28,12 @@ from claw_ledger.api.errors import install_error_handlers
 from claw_ledger.api.limits import DEFAULT_MAX_BODY, BodyLimit
 from claw_ledger.api.metrics import ApiMetrics
 from claw_ledger.config import Settings, effective_database_url, effective_kafka_bootstrap
-from claw_ledger.ledger_health import DEFAULT_MAX_LAG, KafkaOffsets, LedgerCounters
+from claw_ledger.ledger_health import (
+    DEFAULT_MAX_BEAT_AGE,
+    DEFAULT_MAX_LAG,
+    KafkaOffsets,
+    LedgerCounters,
+)
 from claw_ledger.topics import topics_for
 from ledger.errors import ConfigError
 from storage import create_pool, keep_session
@@ -90,6 +95,8 @@ class ApiConfig:
     max_body: int = DEFAULT_MAX_BODY
     max_page: int = DEFAULT_MAX_PAGE
     max_lag: int = DEFAULT_MAX_LAG
+    #: /readyz: the newest processor heartbeat may be this many seconds old
+    max_beat_age: float = DEFAULT_MAX_BEAT_AGE
     pool_size: int = 10
     probe_timeout: float = 5.0
     features: Features = field(default_factory=Features)

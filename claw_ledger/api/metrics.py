@@ -105,12 +105,20 @@ class _LedgerCollector(Collector):
                 "The longest batch commit since the processor's previous heartbeat",
                 labels=["worker"],
             )
+            beat_age = GaugeMetricFamily(
+                "claw_ledger_processor_beat_age_seconds",
+                "Seconds since the processor's last heartbeat (it beats every 0.5 s;"
+                " processors silent for 5 minutes are left out)",
+                labels=["worker"],
+            )
             for worker, figures in sorted(snap.commit_batches.items()):
                 batches.add_metric([worker], figures["batches"], figures["seconds_sum"])
                 if figures["seconds_max"] is not None:
                     longest.add_metric([worker], figures["seconds_max"])
+                beat_age.add_metric([worker], figures["last_beat_seconds"])
             yield batches
             yield longest
+            yield beat_age
         if snap.checkpoint_age is not None:
             yield GaugeMetricFamily(
                 "claw_ledger_checkpoint_age_seconds",

@@ -69,11 +69,16 @@ async def healthz() -> dict[str, str]:
     **public(),
 )
 async def readyz(request: Request) -> Any:
-    """Ready when Postgres and Kafka answer, the schema has the API's table, and the
-    processors' lag is within the bound (`serve --max-lag`)."""
+    """Ready when Postgres and Kafka answer, the schema has the API's table, the
+    processors' lag is within the bound (`serve --max-lag`), and a processor beat
+    within `serve --max-beat-age` seconds."""
     snapshot = await current_snapshot(request)
-    max_lag = request.app.state.config.max_lag
-    body: dict[str, Any] = {"ready": snapshot.ready(max_lag), "checks": snapshot.readiness(max_lag)}
+    config = request.app.state.config
+    checks = snapshot.readiness(config.max_lag, config.max_beat_age)
+    body: dict[str, Any] = {
+        "ready": all(check["ok"] for check in checks.values()),
+        "checks": checks,
+    }
     if body["ready"]:
         return body
     failed = ", ".join(name for name, check in body["checks"].items() if not check["ok"])

@@ -51,6 +51,14 @@ _STARTUP_FAILED = 3
     help="/readyz fails when the processors are more messages than this behind.",
 )
 @click.option(
+    "--max-beat-age",
+    type=click.FloatRange(1, 300),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="/readyz fails when no processor has beaten for this long (each beats every 0.5 s).",
+)
+@click.option(
     "--authorize-key",
     default="authorizer",
     show_default=True,
@@ -78,6 +86,7 @@ def command(
     max_body: int,
     max_page: int,
     max_lag: int,
+    max_beat_age: float,
     authorize_key: str,
     no_authorize: bool,
     kafka_attempts: int,
@@ -116,6 +125,7 @@ def command(
         max_body=max_body,
         max_page=max_page,
         max_lag=max_lag,
+        max_beat_age=max_beat_age,
         features=ledger_features(resolved, key),
     )
     if key is not None and config.kafka_bootstrap is not None:

@@ -64,23 +64,34 @@ def _partitions(lag: Mapping[str, int]) -> str:
 
 @click.command("status")
 @click.option("--max-lag", type=click.IntRange(0), default=10_000, show_default=True)
+@click.option(
+    "--max-beat-age",
+    type=click.FloatRange(1, 300),
+    default=30.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Not ready when no processor has beaten for this long (each beats every 0.5 s).",
+)
 @click.option("--timeout", type=click.FloatRange(0.1, 120), default=5.0, show_default=True)
 @json_option("The figures as JSON.")
-def command(max_lag: int, timeout: float, as_json: bool) -> None:
+def command(max_lag: int, max_beat_age: float, timeout: float, as_json: bool) -> None:
     """Is the ledger ready, and what has it done? Counts by type and reason code,
-    consumer lag per partition, halts; the figures `serve` exposes at /metrics.
+    consumer lag per partition, halts, each processor and its last heartbeat; the
+    figures `serve` exposes at /metrics.
 
-    Exit 0 when ready (Postgres and Kafka answer, lag within --max-lag), 1 otherwise.
+    Exit 0 when ready (Postgres and Kafka answer, lag within --max-lag, a processor
+    beat within --max-beat-age), 1 otherwise. A processor that stopped is listed as
+    SILENT for 5 minutes after its last beat.
     """
     snapshot = run_async(_snapshot(timeout))
-    ready = snapshot.ready(max_lag)
+    doc = snapshot.to_json(max_lag, max_beat_age)
+    ready = doc["ready"]
     if as_json:
-        emit_json(snapshot.to_json(max_lag))
+        emit_json(doc)
         sys.exit(0 if ready else 1)
-    doc = snapshot.to_json(max_lag)
     echo(f"ready: {'yes' if ready else 'NO'}")
     for name, check in doc["checks"].items():
-        echo(f"  {name:<9}{'ok ' if check['ok'] else 'NO '} {check['detail']}")
+        echo(f"  {name:<11}{'ok ' if check['ok'] else 'NO '} {check['detail']}")
     if snapshot.postgres_up:
         _echo_counts("events committed", doc["events_committed"])
         _echo_counts("quarantined", doc["events_quarantined"])
@@ -105,9 +116,19 @@ def command(max_lag: int, timeout: float, as_json: bool) -> None:
         seconds = doc["halt_propagation_seconds"]
         echo(f"newest halt committed {seconds:.3f}s after it was signed")
     for worker, figures in doc["commit_batches"].items():
-        count, total = figures["batches"], figures["seconds_sum"]
-        mean = f"{1000 * total / count:.1f} ms mean" if count else "none yet"
-        longest = figures["seconds_max"]
-        recent = f", longest lately {1000 * longest:.1f} ms" if longest is not None else ""
-        echo(f"processor {worker}: {count:,} batches committed, {mean}{recent}")
+        echo(_processor_line(worker, figures, max_beat_age))
     sys.exit(0 if ready else 1)
+
+
+def _processor_line(worker: str, figures: Mapping[str, Any], max_beat_age: float) -> str:
+    """One processor: its batches, and whether it still beats."""
+    count, total = figures["batches"], figures["seconds_sum"]
+    mean = f"{1000 * total / count:.1f} ms mean" if count else "none yet"
+    longest = figures["seconds_max"]
+    recent = f", longest lately {1000 * longest:.1f} ms" if longest is not None else ""
+    age = figures["last_beat_seconds"]
+    if age > max_beat_age:
+        beat = f"SILENT: last beat {age:.0f}s ago (stopped, or stuck)"
+    else:
+        beat = f"last beat {age:.1f}s ago"
+    return f"processor {worker}: {count:,} batches committed, {mean}{recent}; {beat}"

@@ -63,6 +63,9 @@ async def test_metrics_count_what_the_ledger_holds_and_count_on(
     seconds = _by(samples, "claw_ledger_commit_batch_seconds_sum", "worker")
     assert batches and max(batches.values()) >= 1
     assert all(seconds[worker] > 0 for worker, n in batches.items() if n)
+    # each processor's last beat, by the server's clock: it beats every 0.5 s
+    beat_ages = _by(samples, "claw_ledger_processor_beat_age_seconds", "worker")
+    assert set(beat_ages) == set(batches) and min(beat_ages.values()) < 30
     # no checkpointer on this build: the metric is absent, not zero
     assert ("claw_ledger_checkpoint_age_seconds", ()) not in samples
 
@@ -86,6 +89,7 @@ def test_readyz_is_ready_with_every_check(api_ledger: ApiLedger) -> None:
         "schema",
         "kafka",
         "lag",
+        "processors",
     }
 
 
@@ -198,6 +202,7 @@ def test_status_prints_the_same_figures(api_ledger: ApiLedger) -> None:
     assert text.returncode == 0 and "ready: yes" in text.stdout
     assert "agent.halted" in text.stdout
     assert "batches committed" in text.stdout
+    assert "; last beat " in text.stdout
 
 
 def test_status_exits_1_when_kafka_does_not_answer(api_ledger: ApiLedger) -> None:
