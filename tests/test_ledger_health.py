@@ -62,6 +62,6 @@ def test_without_postgres_the_processors_are_unknown_not_absent() -> None:
 
 @pytest.mark.parametrize("command", [status.command, serve.command])
 def test_the_commands_default_to_the_same_bound(command: click.Command) -> None:
-    # the commands spell the default out, so that --help does not import asyncpg
+    # the CLI spells the default out, so that --help does not import asyncpg
     (option,) = [p for p in command.params if p.name == "max_beat_age"]
     assert option.default == DEFAULT_MAX_BEAT_AGE

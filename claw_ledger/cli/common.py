@@ -168,6 +168,23 @@ def stack_options(*options: Callable[[F], F]) -> Callable[[F], F]:
     return apply
 
 
+#: as ``claw_ledger.ledger_health.DEFAULT_MAX_BEAT_AGE`` (a test holds them equal):
+#: not imported, so that ``--help`` stays light
+MAX_BEAT_AGE_SECONDS = 30.0
+
+
+def max_beat_age_option(help_text: str) -> Callable[[F], F]:
+    """``--max-beat-age SECONDS``, the readiness bound on the newest processor heartbeat."""
+    return click.option(
+        "--max-beat-age",
+        type=click.FloatRange(1, 300),
+        default=MAX_BEAT_AGE_SECONDS,
+        show_default=True,
+        metavar="SECONDS",
+        help=help_text,
+    )
+
+
 def choice_option(
     flag: str, choices: Sequence[str], default: str | None = None, **kwargs: Any
 ) -> Callable[[F], F]:

@@ -8,7 +8,13 @@ import sys
 
 import click
 
-from claw_ledger.cli.common import choice_option, echo, resolve_key, settings
+from claw_ledger.cli.common import (
+    choice_option,
+    echo,
+    max_beat_age_option,
+    resolve_key,
+    settings,
+)
 
 __all__ = ["command"]
 
@@ -50,13 +56,8 @@ _STARTUP_FAILED = 3
     show_default=True,
     help="/readyz fails when the processors are more messages than this behind.",
 )
-@click.option(
-    "--max-beat-age",
-    type=click.FloatRange(1, 300),
-    default=30.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="/readyz fails when no processor has beaten for this long (each beats every 0.5 s).",
+@max_beat_age_option(
+    "/readyz fails when no processor has beaten for this long (each beats every 0.5 s)."
 )
 @click.option(
     "--authorize-key",

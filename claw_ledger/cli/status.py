@@ -9,7 +9,14 @@ from typing import Any
 
 import click
 
-from claw_ledger.cli.common import echo, emit_json, json_option, run_async, settings
+from claw_ledger.cli.common import (
+    echo,
+    emit_json,
+    json_option,
+    max_beat_age_option,
+    run_async,
+    settings,
+)
 
 __all__ = ["command"]
 
@@ -64,13 +71,8 @@ def _partitions(lag: Mapping[str, int]) -> str:
 
 @click.command("status")
 @click.option("--max-lag", type=click.IntRange(0), default=10_000, show_default=True)
-@click.option(
-    "--max-beat-age",
-    type=click.FloatRange(1, 300),
-    default=30.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="Not ready when no processor has beaten for this long (each beats every 0.5 s).",
+@max_beat_age_option(
+    "Not ready when no processor has beaten for this long (each beats every 0.5 s)."
 )
 @click.option("--timeout", type=click.FloatRange(0.1, 120), default=5.0, show_default=True)
 @json_option("The figures as JSON.")
