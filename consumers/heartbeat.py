@@ -28,11 +28,12 @@ HEARTBEAT_FAILURE_LOG_SECONDS = 30.0
 class Heartbeat:
     """One processor's beats and the commit timings they carry."""
 
-    def __init__(self, store: LedgerStore, group: str) -> None:
+    def __init__(self, store: LedgerStore, group: str, topic: str) -> None:
         self._store = store
         self.group = group
-        #: names this process's heartbeat row (several processors share a ledger)
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        #: names this processor's heartbeat row: several processes share a ledger,
+        #: and one process runs a processor per lane (``topic``)
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{topic}:{uuid.uuid4().hex[:8]}"
         self._last_beat = -HEARTBEAT_INTERVAL_SECONDS
         #: beats failed in a row, and when the last of them was logged
         self._failures = 0

@@ -126,7 +126,7 @@ class VerifyingProcessor:
         self.whole_table_reads = 0
         self.committed = 0
         self.quarantined = 0
-        self._heartbeat = Heartbeat(store, group)
+        self._heartbeat = Heartbeat(store, group, topic)
 
     async def heartbeat(self, *, force: bool = False) -> None:
         """Record that this processor is alive and which control version its state

@@ -49,9 +49,13 @@ async def test_a_killed_processor_is_silent_and_the_ledger_not_ready_until_one_r
     async with started_ledger(ledger_servers, ledger_settings, tmp_path) as ledger:
         live = await _until(ledger, True)
         assert live["ready"] is True
-        # one row per lane the process consumes, each named host:pid:id
+        # one row per lane the process consumes, each named host:pid:topic:id
         first = set(live["commit_batches"])
-        assert len({worker.rsplit(":", 1)[0] for worker in first}) == 1
+        assert {worker.split(":")[2] for worker in first} == {
+            ledger.topics.ingress,
+            ledger.topics.control,
+        }
+        assert len({tuple(worker.split(":")[:2]) for worker in first}) == 1
         assert all(live["commit_batches"][w]["last_beat_seconds"] < float(BEAT_AGE) for w in first)
 
         ledger.processor.kill()
