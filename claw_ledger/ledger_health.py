@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 
+from ledger.errors import LedgerError
 from storage import api_queries
 
 __all__ = [
@@ -42,6 +43,9 @@ DEFAULT_MAX_LAG = 10_000
 #: database blip does not make a live ledger flap between ready and not.
 DEFAULT_MAX_BEAT_AGE = 30.0
 DEFAULT_TIMEOUT = 5.0
+
+#: how much of a server's error a check's detail (or hint) carries
+_DETAIL_LIMIT = 400
 
 #: an optional source of the newest checkpoint's time (the checkpointer's table)
 CheckpointTime = Callable[[asyncpg.Connection], Awaitable[datetime | None]]
@@ -148,7 +152,21 @@ class Snapshot:
     commit_batches: dict[str, dict[str, Any]] = field(default_factory=dict)
     checkpoint_age: float | None = None
     schema_ok: bool = False
+    #: server -> why it did not answer, and what to do about it where known
     errors: dict[str, str] = field(default_factory=dict)
+    hints: dict[str, str] = field(default_factory=dict)
+
+    def fail(self, server: str, exc: BaseException, timeout: float) -> None:
+        """Record why ``server`` did not answer: the product's own errors by their
+        message and hint (each cut to a line's worth), others by type and text."""
+        if isinstance(exc, LedgerError):
+            self.errors[server] = exc.message[:_DETAIL_LIMIT]
+            if exc.hint:
+                self.hints[server] = exc.hint[:_DETAIL_LIMIT]
+        elif isinstance(exc, TimeoutError) and not str(exc):
+            self.errors[server] = f"no answer within {timeout:g}s"
+        else:
+            self.errors[server] = f"{type(exc).__name__}: {exc}"[:_DETAIL_LIMIT]
 
     @property
     def total_lag(self) -> int | None:
@@ -196,7 +214,7 @@ class Snapshot:
             schema = "run `claw-ledger migrate`"
         else:
             schema = "unknown (Postgres did not answer)"
-        return {
+        checks: dict[str, dict[str, Any]] = {
             "postgres": {"ok": self.postgres_up, "detail": self.errors.get("postgres", "answers")},
             "schema": {
                 "ok": self.schema_ok,
@@ -209,6 +227,9 @@ class Snapshot:
             },
             "processors": self._processors_check(max_beat_age),
         }
+        for server, hint in self.hints.items():
+            checks[server]["hint"] = hint
+        return checks
 
     def ready(
         self, max_lag: int = DEFAULT_MAX_LAG, max_beat_age: float = DEFAULT_MAX_BEAT_AGE
@@ -303,7 +324,7 @@ async def take_snapshot(
         heads = await asyncio.wait_for(database(), timeout)
     except Exception as exc:
         snap.postgres_up = False
-        snap.errors["postgres"] = f"{type(exc).__name__}: {exc}"[:300]
+        snap.fail("postgres", exc, timeout)
     ends: dict[int, int] | None = None
     if offsets is None:
         snap.errors["kafka"] = "no Kafka bootstrap configured"
@@ -312,7 +333,7 @@ async def take_snapshot(
             ends = await offsets.end_offsets(topic)
             snap.kafka_up = True
         except Exception as exc:
-            snap.errors["kafka"] = f"{type(exc).__name__}: {exc}"[:300] or "timed out"
+            snap.fail("kafka", exc, timeout)
     if ends is not None and heads is not None:
         snap.lag = _lag(ends, heads, topic)
         with contextlib.suppress(Exception):  # a ledger from before the control lane

@@ -10,6 +10,7 @@ import pytest
 
 from claw_ledger.cli import serve, status
 from claw_ledger.ledger_health import DEFAULT_MAX_BEAT_AGE, Snapshot
+from ledger.errors import ServiceError
 
 
 def _worker(age: float, batches: int = 3) -> dict[str, Any]:
@@ -65,3 +66,33 @@ def test_the_commands_default_to_the_same_bound(command: click.Command) -> None:
     # the CLI spells the default out, so that --help does not import asyncpg
     (option,) = [p for p in command.params if p.name == "max_beat_age"]
     assert option.default == DEFAULT_MAX_BEAT_AGE
+
+
+def test_a_servers_failure_is_its_message_and_hint_not_a_type_name() -> None:
+    snap = Snapshot(kafka_up=True)
+    snap.fail(
+        "postgres",
+        ServiceError("PostgreSQL at x refused the login", hint="check the password"),
+        timeout=5,
+    )
+    check = snap.readiness()["postgres"]
+    assert check == {
+        "ok": False,
+        "detail": "PostgreSQL at x refused the login",
+        "hint": "check the password",
+    }
+    assert "hint" not in snap.readiness()["kafka"]
+
+
+@pytest.mark.parametrize(
+    ("error", "detail"),
+    [
+        (TimeoutError(), "no answer within 2.5s"),
+        (OSError("connection refused"), "OSError: connection refused"),
+        (ValueError("x" * 1000), "ValueError: " + "x" * 388),
+    ],
+)
+def test_other_failures_keep_their_type_and_a_line_of_text(error: Exception, detail: str) -> None:
+    snap = Snapshot()
+    snap.fail("kafka", error, timeout=2.5)
+    assert snap.readiness()["kafka"] == {"ok": False, "detail": detail}

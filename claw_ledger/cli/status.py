@@ -94,6 +94,8 @@ def command(max_lag: int, max_beat_age: float, timeout: float, as_json: bool) ->
     echo(f"ready: {'yes' if ready else 'NO'}")
     for name, check in doc["checks"].items():
         echo(f"  {name:<11}{'ok ' if check['ok'] else 'NO '} {check['detail']}")
+        if "hint" in check:
+            echo(f"  {'':<11}    hint: {check['hint']}")
     if snapshot.postgres_up:
         _echo_counts("events committed", doc["events_committed"])
         _echo_counts("quarantined", doc["events_quarantined"])

@@ -88,6 +88,10 @@ async def test_a_refused_login_names_the_url_and_the_fix_and_writes_nothing(
         assert status.returncode == 1
         assert "consumer lag: unknown (Postgres did not answer)" in status.stdout
         assert "Kafka and Postgres" not in status.stdout  # Kafka did answer
+        # the refusal by its message, and what to do on a line of its own
+        (postgres,) = [x for x in status.stdout.splitlines() if x.startswith("  postgres ")]
+        assert "refused the login" in postgres and "ServiceError" not in postgres
+        assert "hint: check the user and password in the URL" in status.stdout
 
         async with connection(fresh_database) as conn:  # init recorded no trust root
             assert (
