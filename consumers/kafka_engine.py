@@ -20,13 +20,23 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import (
+    KafkaConnectionError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+)
 
 from consumers.config import ProcessorConfig
 from consumers.copies import Copier, outcomes_of
-from consumers.failures import BatchFailedError, KafkaUnavailableError, with_database_retry
+from consumers.failures import (
+    BatchFailedError,
+    KafkaUnavailableError,
+    rewound_error,
+    with_database_retry,
+)
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor, open_processor
-from ledger.errors import TopicRewoundError
+from ledger.batch import lost_records, rewound_partitions
+from ledger.errors import ReasonCode, TopicRewoundError
 from ledger.registry import Lane
 
 __all__ = [
@@ -60,6 +70,9 @@ KAFKA_START_ATTEMPTS = 8
 
 #: the least time between two Kafka offset commits of a lane (they are a hint)
 HINT_INTERVAL_S = 1.0
+#: a fetch position out of range while the log still holds it (a leader change):
+#: the pause before fetching from it again
+OUT_OF_RANGE_PAUSE_S = 0.5
 
 
 class _SeekToLedger(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -134,6 +147,45 @@ def _by_partition(offsets: dict[TopicPartition, int]) -> dict[int, int]:
     return {tp.partition: offset for tp, offset in offsets.items()}
 
 
+async def removed_while_reading(
+    consumer: AIOKafkaConsumer, topic: str, out_of_range: dict[TopicPartition, int]
+) -> Verified | None:
+    """The account of records removed under the consumer (ADR 0033, addendum).
+
+    ``out_of_range`` holds each partition's fetch position that the broker said
+    is out of range: every record below it was handed over already. Where the
+    log now starts past that position, the records in between were removed by
+    retention or deletion while the ledger read the partition: this returns one
+    ``RECORDS_LOST`` record per such partition, to commit after what was
+    fetched before it, and the consumer reads on from the log's start. A log
+    that ends below the position was created again (raises
+    :class:`~ledger.errors.TopicRewoundError`). A position the log still holds
+    (a leader change) is fetched again after a pause.
+    """
+    assigned = consumer.assignment()
+    out_of_range = {tp: offset for tp, offset in out_of_range.items() if tp in assigned}
+    if not out_of_range:
+        return None
+    tps = list(out_of_range)
+    read_to = _by_partition(out_of_range)
+    starts = _by_partition(await consumer.beginning_offsets(tps))
+    rewound = rewound_partitions(read_to, _by_partition(await consumer.end_offsets(tps)))
+    if rewound:
+        raise rewound_error(topic, rewound)
+    records, refusals = lost_records(topic, read_to, starts)
+    for refusal in refusals:
+        log.error("%s: %s", ReasonCode.RECORDS_LOST.value, refusal.detail)
+    if not records:
+        log.warning("fetch positions %s out of range, fetching again", read_to)
+        await asyncio.sleep(OUT_OF_RANGE_PAUSE_S)
+    for tp in tps:
+        consumer.seek(tp, max(read_to[tp.partition], starts[tp.partition]))
+    if not records:
+        return None
+    partitions = {tp for tp in tps if starts[tp.partition] > read_to[tp.partition]}
+    return Verified(partitions, records, list(refusals), True)
+
+
 async def _forward_the_rest(
     copier: Copier, proc: VerifyingProcessor, assigned: list[TopicPartition]
 ) -> None:
@@ -151,6 +203,14 @@ async def _forward_the_rest(
         )
         await asyncio.gather(*await copier.send(outcomes))
         await proc.record_forwarded({tp.partition: mark})
+
+
+def _fetch_positions(exc: OffsetOutOfRangeError) -> dict[TopicPartition, int]:
+    """The ``{partition: fetch position}`` aiokafka's out-of-range error carries."""
+    positions = exc.args[0] if exc.args else None
+    if not isinstance(positions, dict):
+        raise BatchFailedError(f"an offset out of range without its positions: {exc}") from exc
+    return positions
 
 
 def merge_verified(first: Verified, then: Verified) -> Verified:
@@ -287,7 +347,9 @@ async def run_lane(
         bootstrap_servers=config.kafka_bootstrap,
         group_id=kafka_group(config, lane),
         enable_auto_commit=False,
-        auto_offset_reset="earliest",
+        # never a silent jump: the listener seeks each assigned partition itself, and
+        # a position that retention removed is an error to account for (ADR 0033)
+        auto_offset_reset="none",
         isolation_level="read_committed",
         max_poll_records=config.batch_size,
         fetch_max_bytes=64 * 1024 * 1024,
@@ -362,7 +424,19 @@ async def run_lane(
 
     async def fetch_and_verify() -> None:
         while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=100, max_records=config.batch_size)
+            try:
+                batches = await consumer.getmany(timeout_ms=100, max_records=config.batch_size)
+            except OffsetOutOfRangeError as exc:
+                # after every chunk fetched before it, in the same queue: committed in order
+                lost = await removed_while_reading(consumer, topic, _fetch_positions(exc))
+                if lost is not None:
+                    await verified.put(lost)
+                continue
+            except NoOffsetForPartitionError:
+                # a partition assigned, not yet sought by the listener to the ledger's
+                # position; the listener seeks it, or its failure stops the lane
+                await asyncio.sleep(0.1)
+                continue
             of_partition = {tp.partition: tp for tp in batches}
             records = [
                 IngressRecord(m.partition, m.offset, m.value or b"", m.key)

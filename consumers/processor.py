@@ -32,6 +32,7 @@ from ledger.batch import (
     PendingBatch,
     QuarantinedRecord,
     lost_records,
+    next_offsets,
     pending_records,
     plan_batch,
     rewound_partitions,
@@ -367,10 +368,11 @@ class VerifyingProcessor:
         return where to seek each (``None``: from its start). A log that ends below
         its position raises :class:`TopicRewoundError`; records Kafka removed before
         the ledger read them are committed as ``RECORDS_LOST`` rows (ADR 0033)."""
-        rewound = rewound_partitions(self.positions, ends)
+        read_to = next_offsets(self.positions)
+        rewound = rewound_partitions(read_to, ends)
         if rewound:
             raise rewound_error(self.topic, rewound)
-        records, refusals = lost_records(self.topic, self.positions, starts)
+        records, refusals = lost_records(self.topic, read_to, starts)
         if records:
             await self.commit_verified(records, refusals)
         for refusal in refusals:  # once committed: a retried commit logs it once

@@ -34,6 +34,7 @@ __all__ = [
     "QuarantineRow",
     "QuarantinedRecord",
     "lost_records",
+    "next_offsets",
     "pending_records",
     "plan_batch",
     "quarantine_row",
@@ -180,13 +181,20 @@ def pending_records(
     return PendingBatch(by_partition, skipped)
 
 
+def next_offsets(positions: Mapping[int, PartitionPosition]) -> dict[int, int]:
+    """The offset the ledger reads next in each partition it has read."""
+    return {partition: position.next_offset for partition, position in positions.items()}
+
+
 def lost_records(
-    topic: str, positions: Mapping[int, PartitionPosition], starts: Mapping[int, int]
+    topic: str, read_to: Mapping[int, int], starts: Mapping[int, int]
 ) -> tuple[list[IngressRecord], list[Rejected]]:
     """The account of records Kafka removed before the ledger read them.
 
+    ``read_to`` holds the next offset to read in each partition: the ledger's
+    (:func:`next_offsets`) at an assignment, the consumer's while it reads.
     ``starts`` holds the offset each partition's log now starts at. Where that is
-    past the ledger's next offset (0 for a partition it has not read), the
+    past the next offset to read (0 for a partition not read), the
     records in between are gone: removed by retention or deletion. For each
     such partition this gives one empty record at the last removed offset,
     refused as ``RECORDS_LOST``. Committed like any refusal, it is a quarantine
@@ -196,8 +204,7 @@ def lost_records(
     records: list[IngressRecord] = []
     refusals: list[Rejected] = []
     for partition, start in sorted(starts.items()):
-        position = positions.get(partition)
-        expected = position.next_offset if position else 0
+        expected = read_to.get(partition, 0)
         if start <= expected:
             continue
         records.append(IngressRecord(partition, start - 1, b""))
@@ -213,17 +220,17 @@ def lost_records(
 
 
 def rewound_partitions(
-    positions: Mapping[int, PartitionPosition], ends: Mapping[int, int]
+    read_to: Mapping[int, int], ends: Mapping[int, int]
 ) -> dict[int, tuple[int, int]]:
     """Partitions whose log (``ends``: the offset after its last record) ends below
-    the ledger's next offset: ``{partition: (end, next offset)}``. Offsets of one
-    topic never go back, so such a topic was deleted and created again, or
-    truncated."""
+    the next offset to read (``read_to``, as for :func:`lost_records`):
+    ``{partition: (end, next offset)}``. Offsets of one topic never go back, so
+    such a topic was deleted and created again, or truncated."""
     rewound: dict[int, tuple[int, int]] = {}
     for partition, end in sorted(ends.items()):
-        position = positions.get(partition)
-        if position is not None and end < position.next_offset:
-            rewound[partition] = (end, position.next_offset)
+        expected = read_to.get(partition)
+        if expected is not None and end < expected:
+            rewound[partition] = (end, expected)
     return rewound
 
 

@@ -10,6 +10,7 @@ from ledger.batch import (
     IngressRecord,
     PartitionPosition,
     lost_records,
+    next_offsets,
     pending_records,
     plan_batch,
     quarantine_row,
@@ -217,7 +218,7 @@ def test_records_removed_before_they_were_read_are_one_quarantine_row_per_partit
     positions = {0: PartitionPosition(5, 3, "h"), 1: PartitionPosition(7, 1, "g")}
     # partition 0 lost 5..8, 1 lost nothing, 2 (never read) lost 0..3, 3 starts at 0
     starts = {0: 9, 1: 7, 2: 4, 3: 0}
-    records, refusals = lost_records("claw.ingress", positions, starts)
+    records, refusals = lost_records("claw.ingress", next_offsets(positions), starts)
     assert [(r.partition, r.offset, r.value) for r in records] == [(0, 8, b""), (2, 3, b"")]
     assert [r.code for r in refusals] == [ReasonCode.RECORDS_LOST] * 2
     assert "offsets 5 to 8 of claw.ingress partition 0 (4 record(s))" in refusals[0].detail
@@ -231,11 +232,14 @@ def test_records_removed_before_they_were_read_are_one_quarantine_row_per_partit
     assert (row.reason_code, row.kafka_offset, row.raw) == ("RECORDS_LOST", 8, b"")
     # once the position is at the start, nothing more is lost
     moved = {p: b.new_position for p, b in by_partition.items()} | {1: positions[1]}
-    assert lost_records("claw.ingress", moved, starts) == ([], [])
+    assert lost_records("claw.ingress", next_offsets(moved), starts) == ([], [])
+    # while a consumer reads, from where it has read to (ahead of the ledger)
+    (ahead,), _ = lost_records("claw.ingress", {0: 7}, {0: 9})
+    assert (ahead.partition, ahead.offset) == (0, 8)
 
 
 def test_a_partition_that_ends_below_the_ledgers_position_was_rewound() -> None:
-    positions = {0: PartitionPosition(5, 3, "h"), 1: PartitionPosition(2, 1, "g")}
+    read_to = next_offsets({0: PartitionPosition(5, 3, "h"), 1: PartitionPosition(2, 1, "g")})
     # 0 was created again (ends at 1 < 5); 1 ends where the ledger stands; 2 is new
-    assert rewound_partitions(positions, {0: 1, 1: 2, 2: 0}) == {0: (1, 5)}
-    assert rewound_partitions(positions, {0: 9, 1: 3}) == {}
+    assert rewound_partitions(read_to, {0: 1, 1: 2, 2: 0}) == {0: (1, 5)}
+    assert rewound_partitions(read_to, {0: 9, 1: 3}) == {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -26,6 +27,7 @@ from aiokafka import TopicPartition
 from aiokafka.admin import RecordsToDelete
 from aiokafka.partitioner import DefaultPartitioner
 
+from ledger.events import NewEvent
 from ledger.roles import Role
 from producers.sdk import Position
 from tests.fixtures_ledger import LedgerHarness, kafka_admin, run_cli, started_ledger
@@ -131,6 +133,78 @@ async def test_records_removed_while_the_processor_was_down_are_recorded(
     assert (summary["ok"], summary["breaks"]) == (False, [])
     told = run_cli(ledger.env, "replay", "--source", "kafka")
     assert f"INCOMPLETE: {control}-1 starts at offset {survivor.offset}" in told.stdout
+
+
+def _halt(target: str) -> dict[str, str]:
+    return {"target": target, "reason": "backlog"}
+
+
+#: halts published while commits are held: more than the processor's queue and
+#: one fetch response (8 MiB, some 12,000 halts) hold, so that its consumer
+#: stops reading below the records deleted under it
+BACKLOG = 30_000
+#: the first offset that survives the deletion
+CUT = 25_000
+
+
+async def test_records_removed_while_the_processor_reads_are_recorded(
+    ledger_servers: Any, ledger_settings: Any, tmp_path: Path
+) -> None:
+    """Retention passing a backlog that the processor is reading. Before, its
+    consumer reset to the new start of the log and the ledger read on: the
+    records in between were never verified, committed or quarantined."""
+    settings = replace(ledger_settings, partitions=1)
+    async with started_ledger(ledger_servers, settings, tmp_path) as ledger:
+        control = ledger.topics.control
+        (first,) = await _halts(ledger, ["job:before"])
+        assert (await ledger.verdict(first.event_id))["status"] == "committed"
+        operator = ledger.keys[Role.OPERATOR]
+        async with ledger.connection() as holder:
+            # every commit waits on this lock: the processor reads until its queue
+            # and its consumer's fetch buffer are full, and stops there
+            hold = holder.transaction()
+            await hold.start()
+            await holder.execute("LOCK TABLE consumer_positions IN EXCLUSIVE MODE")
+            published: list[Position] = []
+            async with ledger.producer() as producer:
+                for start in range(0, BACKLOG, 5_000):
+                    published += await producer.publish_many(
+                        operator,
+                        [
+                            NewEvent("agent.halted", f"halt:job:b{i}", _halt(f"job:b{i}"))
+                            for i in range(start, start + 5_000)
+                        ],
+                    )
+            assert {(p.topic, p.partition) for p in published} == {(control, 0)}
+            await asyncio.sleep(3)  # the consumer fetches what it can hold
+            cut = published[CUT].offset
+            await _delete_before(ledger, control, 0, cut)
+            await hold.rollback()
+
+        last = published[-1]
+        assert (await ledger.verdict(last.event_id, timeout=120))["status"] == "committed"
+        assert ledger.processor.alive(), ledger.processor.log_tail()
+        (row,) = await _lost_rows(ledger)
+        assert (row["kafka_topic"], row["kafka_partition"]) == (control, 0)
+        assert (row["kafka_offset"], row["raw"]) == (cut - 1, b"")
+        match = re.search(r"offsets (\d+) to (\d+) of ", row["detail"])
+        assert match is not None, row["detail"]
+        read_to = int(match[1])
+        # it had read part of the backlog, and lost the rest below the cut
+        assert published[0].offset < read_to < cut and int(match[2]) == cut - 1
+        # every offset is accounted for once: committed, or in the one gap row
+        async with ledger.connection() as conn:
+            offsets = [
+                r[0]
+                for r in await conn.fetch(
+                    "SELECT kafka_offset FROM events WHERE kafka_topic = $1 ORDER BY 1", control
+                )
+            ]
+        assert offsets == [*range(read_to), *range(cut, last.offset + 1)]
+        assert "RECORDS_LOST" in ledger.processor.log_tail(200)
+        audit = run_cli(ledger.env, "audit", "--json")
+        assert audit.returncode == 0, audit.stdout + audit.stderr
+        assert json.loads(audit.stdout)["ok"] is True
 
 
 async def _delete_topic(ledger: LedgerHarness, topic: str) -> None:
