@@ -317,7 +317,8 @@ async def _replay_topic(
 
     bootstrap = effective_kafka_bootstrap(settings)
     result.removed = await removed_heads(bootstrap, _lanes(settings))
-    topic = iter_topics(bootstrap, _lanes(settings))
+    # records removed while they are read are added to it: the replay is incomplete
+    topic = iter_topics(bootstrap, _lanes(settings), removed=result.removed)
     try:
         async for chunk in pool.averdicts(topic, _raw):
             if not _steps(result.fold, chunk, request, result, progress):

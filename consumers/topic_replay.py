@@ -14,6 +14,7 @@ only, joins no group and commits nothing, so it never disturbs the processor.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import logging
 from collections import deque
@@ -21,6 +22,7 @@ from collections.abc import AsyncGenerator, Sequence
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import OffsetOutOfRangeError
 
 from ledger.errors import ServiceError
 from ledger.replay import StoredEvent
@@ -28,6 +30,9 @@ from ledger.replay import StoredEvent
 __all__ = ["iter_topic", "iter_topics", "removed_heads", "topic_size"]
 
 log = logging.getLogger("claw_ledger.replay")
+
+#: a fetch position out of range that the log still holds: the pause before again
+OUT_OF_RANGE_PAUSE_S = 0.5
 
 
 async def _open(
@@ -37,6 +42,9 @@ async def _open(
         bootstrap_servers=bootstrap,
         group_id=None,
         enable_auto_commit=False,
+        # every partition is sought explicitly; a position retention removed under
+        # the read is an error to account for, never a jump (see iter_topics)
+        auto_offset_reset="none",
         isolation_level="read_committed",
         fetch_max_bytes=16 * 1024 * 1024,
         max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -92,19 +100,28 @@ async def removed_heads(bootstrap: str, topics: Sequence[str]) -> dict[str, int]
 
 
 def iter_topic(
-    bootstrap: str, topic: str, *, batch: int = 500
+    bootstrap: str, topic: str, *, batch: int = 500, removed: dict[str, int] | None = None
 ) -> AsyncGenerator[StoredEvent, None]:
     """Every committed record of ``topic`` from its beginning up to the end
     offsets of when the read started, merged across partitions."""
-    return iter_topics(bootstrap, [topic], batch=batch)
+    return iter_topics(bootstrap, [topic], batch=batch, removed=removed)
 
 
 async def iter_topics(
-    bootstrap: str, topics: Sequence[str], *, batch: int = 500
+    bootstrap: str,
+    topics: Sequence[str],
+    *,
+    batch: int = 500,
+    removed: dict[str, int] | None = None,
 ) -> AsyncGenerator[StoredEvent, None]:
     """Every committed record of ``topics`` from their beginning up to the end
     offsets of when the read started, merged across topics and partitions
-    (on equal timestamps, the topic given first comes first)."""
+    (on equal timestamps, the topic given first comes first).
+
+    Records that retention or a deletion removes while they are read cannot be
+    yielded: the read goes on from where the partition then starts, and
+    ``removed`` (as :func:`removed_heads` gives it) gets ``"<topic>-<partition>":
+    that offset``, so that the caller can say the replay is incomplete."""
     consumer, tps = await _open(bootstrap, topics)
     rank = {topic: i for i, topic in enumerate(topics)}
     try:
@@ -117,7 +134,11 @@ async def iter_topics(
 
         async def refill(tp: TopicPartition) -> bool:
             while not buffers[tp] and await consumer.position(tp) < end[tp]:
-                fetched = await consumer.getmany(tp, timeout_ms=1000, max_records=batch)
+                try:
+                    fetched = await consumer.getmany(tp, timeout_ms=1000, max_records=batch)
+                except OffsetOutOfRangeError as exc:
+                    await _read_on_past_removed(consumer, exc, removed)
+                    continue
                 for message in fetched.get(tp, []):
                     if message.offset < end[tp]:
                         buffers[tp].append(_stored(message))
@@ -141,6 +162,35 @@ async def iter_topics(
                 )
     finally:
         await consumer.stop()
+
+
+async def _read_on_past_removed(
+    consumer: AIOKafkaConsumer, exc: OffsetOutOfRangeError, removed: dict[str, int] | None
+) -> None:
+    """Seek each partition whose fetch position ``exc`` says is out of range to
+    where its log now starts, and note that start in ``removed``."""
+    positions = exc.args[0] if exc.args else None
+    if not isinstance(positions, dict):
+        raise ServiceError(f"reading the topics failed: {exc}") from exc
+    starts = await consumer.beginning_offsets(list(positions))
+    for tp, position in positions.items():
+        start = starts[tp]
+        if start <= position:  # still in the log (a leader change): fetch it again
+            await asyncio.sleep(OUT_OF_RANGE_PAUSE_S)
+            consumer.seek(tp, position)
+            continue
+        log.error(
+            "offsets %d to %d of %s partition %d were removed from Kafka while this"
+            " replay read them; it reads on from %d",
+            position,
+            start - 1,
+            tp.topic,
+            tp.partition,
+            start,
+        )
+        if removed is not None:
+            removed[f"{tp.topic}-{tp.partition}"] = start
+        consumer.seek(tp, start)
 
 
 def _stored(message: object) -> StoredEvent:

@@ -179,8 +179,8 @@ def _print(result: ReplayResult, filtered: bool) -> None:
         )
     for partition, first in result.removed.items():
         echo(
-            f"INCOMPLETE: {partition} starts at offset {first:,}: Kafka removed the records"
-            " before it (retention or deletion), and this replay could not verify or apply them"
+            f"INCOMPLETE: {partition} starts at offset {first:,}: Kafka removed records"
+            " before it (retention or deletion) that this replay could not verify or apply"
         )
     if result.fold.reached_until:
         echo("stopped at --until")

@@ -16,6 +16,7 @@ import asyncio
 import json
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -237,3 +238,44 @@ async def test_a_topic_created_again_is_refused_not_read_as_read(ledger: LedgerH
     async with ledger.connection() as conn:
         row = await conn.fetchrow("SELECT 1 FROM events WHERE event_id = $1", after.event_id)
     assert row is None
+
+
+async def test_a_replay_reads_on_past_records_removed_under_it_and_names_them(
+    ledger_servers: Any,
+) -> None:
+    """``replay --source kafka`` reads the topics with ``iter_topics``. Before, its
+    consumer reset an out-of-range position to the end of the log: the rest of
+    the partition was silently not replayed."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from consumers.topic_replay import iter_topics
+
+    bootstrap = ledger_servers.kafka_bootstrap
+    topic = f"replay-removed-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+        # some 7 MB: more than the replay's consumer fetches at once (4 MiB a partition)
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_batch_size=1 << 20)
+        await producer.start()
+        try:
+            for i in range(10_000):
+                await producer.send(topic, b"%05d" % i + b"x" * 700, partition=0)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        removed: dict[str, int] = {}
+        read = iter_topics(bootstrap, [topic], removed=removed)
+        offsets = [(await anext(read)).offset]
+        await admin.delete_records({TopicPartition(topic, 0): RecordsToDelete(9_000)})
+        offsets += [stored.offset async for stored in read]
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+    assert removed == {f"{topic}-0": 9_000}
+    read_to = next(i for i, offset in enumerate(offsets) if offset >= 9_000)
+    # every offset once, in order: those fetched before the deletion, then from the cut
+    assert 0 < read_to < 9_000
+    assert offsets == [*range(read_to), *range(9_000, 10_000)]
