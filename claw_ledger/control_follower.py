@@ -112,6 +112,10 @@ class ControlFollower:
             bootstrap_servers=self.bootstrap,
             group_id=None,
             enable_auto_commit=False,
+            # every partition is sought explicitly; a position that retention removed
+            # under the follower reads on from the log's start, never from its end
+            # (aiokafka's default), which would skip halts still in the log
+            auto_offset_reset="earliest",
             isolation_level="read_committed",
             fetch_max_wait_ms=_FETCH_WAIT_MS,
             client_id="claw-ledger-authorize-control",
