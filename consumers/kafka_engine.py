@@ -148,7 +148,10 @@ def _by_partition(offsets: dict[TopicPartition, int]) -> dict[int, int]:
 
 
 async def removed_while_reading(
-    consumer: AIOKafkaConsumer, topic: str, out_of_range: dict[TopicPartition, int]
+    consumer: AIOKafkaConsumer,
+    topic: str,
+    out_of_range: dict[TopicPartition, int],
+    assigning: asyncio.Lock,
 ) -> Verified | None:
     """The account of records removed under the consumer (ADR 0033, addendum).
 
@@ -161,26 +164,34 @@ async def removed_while_reading(
     that ends below the position was created again (raises
     :class:`~ledger.errors.TopicRewoundError`). A position the log still holds
     (a leader change) is fetched again after a pause.
+
+    Runs holding ``assigning``, the lock a partition assignment seeks under: a
+    partition no longer assigned, or sought elsewhere since the fetch, is the
+    assignment's to account for (its reconcile does, from the ledger's position).
     """
-    assigned = consumer.assignment()
-    out_of_range = {tp: offset for tp, offset in out_of_range.items() if tp in assigned}
-    if not out_of_range:
-        return None
-    tps = list(out_of_range)
-    read_to = _by_partition(out_of_range)
-    starts = _by_partition(await consumer.beginning_offsets(tps))
-    rewound = rewound_partitions(read_to, _by_partition(await consumer.end_offsets(tps)))
-    if rewound:
-        raise rewound_error(topic, rewound)
-    records, refusals = lost_records(topic, read_to, starts)
+    async with assigning:
+        read_to: dict[int, int] = {}
+        tps: list[TopicPartition] = []
+        for tp, offset in out_of_range.items():
+            if tp in consumer.assignment() and await consumer.position(tp) == offset:
+                tps.append(tp)
+                read_to[tp.partition] = offset
+        if not tps:
+            return None
+        starts = _by_partition(await consumer.beginning_offsets(tps))
+        rewound = rewound_partitions(read_to, _by_partition(await consumer.end_offsets(tps)))
+        if rewound:
+            raise rewound_error(topic, rewound)
+        records, refusals = lost_records(topic, read_to, starts)
+        for tp in tps:
+            if starts[tp.partition] > read_to[tp.partition]:
+                consumer.seek(tp, starts[tp.partition])
     for refusal in refusals:
         log.error("%s: %s", ReasonCode.RECORDS_LOST.value, refusal.detail)
     if not records:
+        # still in the log: the next fetch asks for the same position again
         log.warning("fetch positions %s out of range, fetching again", read_to)
         await asyncio.sleep(OUT_OF_RANGE_PAUSE_S)
-    for tp in tps:
-        consumer.seek(tp, max(read_to[tp.partition], starts[tp.partition]))
-    if not records:
         return None
     partitions = {tp for tp in tps if starts[tp.partition] > read_to[tp.partition]}
     return Verified(partitions, records, list(refusals), True)
@@ -428,7 +439,9 @@ async def run_lane(
                 batches = await consumer.getmany(timeout_ms=100, max_records=config.batch_size)
             except OffsetOutOfRangeError as exc:
                 # after every chunk fetched before it, in the same queue: committed in order
-                lost = await removed_while_reading(consumer, topic, _fetch_positions(exc))
+                lost = await removed_while_reading(
+                    consumer, topic, _fetch_positions(exc), seeker.committing
+                )
                 if lost is not None:
                     await verified.put(lost)
                 continue
