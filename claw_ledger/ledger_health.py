@@ -234,16 +234,14 @@ class Snapshot:
     def ready(
         self, max_lag: int = DEFAULT_MAX_LAG, max_beat_age: float = DEFAULT_MAX_BEAT_AGE
     ) -> bool:
-        checks = self.readiness(max_lag, max_beat_age)
-        return all(check["ok"] for check in checks.values())
+        return all(check["ok"] for check in self.readiness(max_lag, max_beat_age).values())
 
     def to_json(
         self, max_lag: int = DEFAULT_MAX_LAG, max_beat_age: float = DEFAULT_MAX_BEAT_AGE
     ) -> dict[str, Any]:
-        checks = self.readiness(max_lag, max_beat_age)
         return {
-            "ready": all(check["ok"] for check in checks.values()),
-            "checks": checks,
+            "ready": self.ready(max_lag, max_beat_age),
+            "checks": self.readiness(max_lag, max_beat_age),
             "topic": self.topic,
             "events_committed": dict(sorted(self.events.items())),
             "events_quarantined": dict(sorted(self.quarantined.items())),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -24,6 +24,7 @@ __all__ = [
     "BatchFailedError",
     "DatabaseUnavailableError",
     "KafkaUnavailableError",
+    "out_of_range_positions",
     "rewound_error",
     "with_database_retry",
 ]
@@ -97,6 +98,13 @@ async def with_database_retry(batch: Callable[[], Awaitable[T]]) -> T:
         except Exception as exc:
             raise BatchFailedError(f"processor failed: {type(exc).__name__}: {exc}") from exc
     raise DatabaseUnavailableError(f"database unavailable for too long: {last}") from last
+
+
+def out_of_range_positions(exc: Exception) -> dict[Any, int] | None:
+    """The ``{TopicPartition: fetch position}`` aiokafka's ``OffsetOutOfRangeError``
+    carries (``None``: not in the shape this client version gives)."""
+    positions = exc.args[0] if exc.args else None
+    return positions if isinstance(positions, dict) else None
 
 
 def rewound_error(topic: str, rewound: dict[int, tuple[int, int]]) -> TopicRewoundError:

@@ -31,6 +31,7 @@ from consumers.copies import Copier, outcomes_of
 from consumers.failures import (
     BatchFailedError,
     KafkaUnavailableError,
+    out_of_range_positions,
     rewound_error,
     with_database_retry,
 )
@@ -183,9 +184,9 @@ async def removed_while_reading(
         if rewound:
             raise rewound_error(topic, rewound)
         records, refusals = lost_records(topic, read_to, starts)
-        for tp in tps:
-            if starts[tp.partition] > read_to[tp.partition]:
-                consumer.seek(tp, starts[tp.partition])
+        gone = {tp for tp in tps if starts[tp.partition] > read_to[tp.partition]}
+        for tp in gone:
+            consumer.seek(tp, starts[tp.partition])
     for refusal in refusals:
         log.error("%s: %s", ReasonCode.RECORDS_LOST.value, refusal.detail)
     if not records:
@@ -193,8 +194,7 @@ async def removed_while_reading(
         log.warning("fetch positions %s out of range, fetching again", read_to)
         await asyncio.sleep(OUT_OF_RANGE_PAUSE_S)
         return None
-    partitions = {tp for tp in tps if starts[tp.partition] > read_to[tp.partition]}
-    return Verified(partitions, records, list(refusals), True)
+    return Verified(gone, records, list(refusals), True)
 
 
 async def _forward_the_rest(
@@ -217,9 +217,8 @@ async def _forward_the_rest(
 
 
 def _fetch_positions(exc: OffsetOutOfRangeError) -> dict[TopicPartition, int]:
-    """The ``{partition: fetch position}`` aiokafka's out-of-range error carries."""
-    positions = exc.args[0] if exc.args else None
-    if not isinstance(positions, dict):
+    positions = out_of_range_positions(exc)
+    if positions is None:
         raise BatchFailedError(f"an offset out of range without its positions: {exc}") from exc
     return positions
 

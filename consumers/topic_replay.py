@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
 
+from consumers.failures import out_of_range_positions
 from ledger.errors import ServiceError
 from ledger.replay import StoredEvent
 
@@ -169,8 +170,8 @@ async def _read_on_past_removed(
 ) -> None:
     """Seek each partition whose fetch position ``exc`` says is out of range to
     where its log now starts, and note that start in ``removed``."""
-    positions = exc.args[0] if exc.args else None
-    if not isinstance(positions, dict):
+    positions = out_of_range_positions(exc)
+    if positions is None:
         raise ServiceError(f"reading the topics failed: {exc}") from exc
     starts = await consumer.beginning_offsets(list(positions))
     for tp, position in positions.items():
