@@ -169,13 +169,23 @@ async def _read_on_past_removed(
     consumer: AIOKafkaConsumer, exc: OffsetOutOfRangeError, removed: dict[str, int] | None
 ) -> None:
     """Seek each partition whose fetch position ``exc`` says is out of range to
-    where its log now starts, and note that start in ``removed``."""
+    where its log now starts, and note that start in ``removed``. A log that now
+    ends below the position was deleted and created again: the replay stops
+    (:class:`~ledger.errors.ServiceError`) rather than ask for it forever."""
     positions = out_of_range_positions(exc)
     if positions is None:
         raise ServiceError(f"reading the topics failed: {exc}") from exc
     starts = await consumer.beginning_offsets(list(positions))
+    ends = await consumer.end_offsets(list(positions))
     for tp, position in positions.items():
         start = starts[tp]
+        if ends[tp] < position:
+            raise ServiceError(
+                f"{tp.topic} partition {tp.partition} now ends at offset {ends[tp]}, below"
+                f" the {position} records this replay read: the topic was deleted and"
+                " created again while it was read",
+                hint="replay from the ledger (`--source ledger`), which holds what was read",
+            )
         if start <= position:  # still in the log (a leader change): fetch it again
             await asyncio.sleep(OUT_OF_RANGE_PAUSE_S)
             consumer.seek(tp, position)

@@ -279,3 +279,48 @@ async def test_a_replay_reads_on_past_records_removed_under_it_and_names_them(
     # every offset once, in order: those fetched before the deletion, then from the cut
     assert 0 < read_to < 9_000
     assert offsets == [*range(read_to), *range(9_000, 10_000)]
+
+
+async def test_a_replay_stops_when_its_topic_is_created_again_under_it(
+    ledger_servers: Any,
+) -> None:
+    """Before, the replay took the new topic's "out of range" answer for a leader
+    change and asked for the same position forever."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from consumers.topic_replay import iter_topics
+    from ledger.errors import ServiceError
+
+    bootstrap = ledger_servers.kafka_bootstrap
+    topic = f"replay-again-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, max_batch_size=1 << 20)
+    await producer.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1)])
+        for i in range(10_000):  # more than one fetch of the replay's consumer
+            await producer.send(topic, b"%05d" % i + b"x" * 700, partition=0)
+        await producer.flush()
+        read = iter_topics(bootstrap, [topic])
+        await anext(read)
+        await admin.delete_topics([topic])
+        deadline = time.monotonic() + 60
+        while True:  # the broker deletes a topic in the background
+            try:
+                await admin.create_topics([NewTopic(topic, 1, 1)])
+                break
+            except Exception:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(1)
+        await (await producer.send(topic, b"new", partition=0))
+        with pytest.raises(ServiceError, match="deleted and created again"):
+            async with asyncio.timeout(120):
+                async for _ in read:
+                    pass
+        await read.aclose()
+        await admin.delete_topics([topic])
+    finally:
+        await producer.stop()
+        await admin.close()
