@@ -19,13 +19,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import re
 import signal
-import sys
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -64,6 +63,8 @@ __all__ = [
     "run_checkpointer",
 ]
 
+log = logging.getLogger("claw_ledger.checkpointer")
+
 #: exit code of ``checkpointer run`` when another checkpointer holds the ledger's lock
 EXIT_LOCKED = 3
 _CHECKPOINT_TYPE = "checkpoint.signed"
@@ -88,7 +89,6 @@ class CheckpointerConfig:
     poll_seconds: float = 0.1
     #: at most this many leaves of a partition appended in one round
     max_per_round: int = 100_000
-    log: Callable[[str], None] = field(default=lambda line: print(line, file=sys.stderr))
     #: the control lane's topic; empty: ``<prefix>.control`` of the ingress topic
     control_topic: str = ""
 
@@ -179,9 +179,12 @@ class _Checkpointer:
         now = time.monotonic()
         if force or now - self.last_log >= 60:
             self.last_log = now
-            self.config.log(
-                f"checkpoint {stored.origin} size {stored.tree_size} root"
-                f" {b64(stored.root_hash)} (+{added} leaves)"
+            log.info(
+                "checkpoint %s size %d root %s (+%d leaves)",
+                stored.origin,
+                stored.tree_size,
+                b64(stored.root_hash),
+                added,
             )
 
 
@@ -306,9 +309,11 @@ async def run_checkpointer(
     await producer.start()
     delay = 0.5
     try:
-        config.log(
-            f"checkpointer for {checkpointer.origin}: log size {checkpointer.state.edge.size},"
-            f" signing as {config.key.did}"
+        log.info(
+            "checkpointer for %s: log size %d, signing as %s",
+            checkpointer.origin,
+            checkpointer.state.edge.size,
+            config.key.did,
         )
         last_round = time.monotonic()
         while not stop.is_set():
@@ -333,12 +338,12 @@ async def run_checkpointer(
             except _NotPublished as exc:
                 if once:
                     raise
-                config.log(f"{exc}; retrying in {delay:.1f}s")
+                log.warning("%s; retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
             except DATABASE_UNAVAILABLE as exc:
-                config.log(f"database unavailable ({exc}); retrying in {delay:.1f}s")
+                log.warning("database unavailable (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 checkpointer = await _reopen(checkpointer, config)
@@ -362,5 +367,5 @@ async def _reopen(old: _Checkpointer, config: CheckpointerConfig) -> _Checkpoint
         except CheckpointerLocked:
             raise
         except _STILL_DOWN as exc:
-            config.log(f"database still unavailable ({exc})")
+            log.warning("database still unavailable (%s)", exc)
             await asyncio.sleep(2.0)

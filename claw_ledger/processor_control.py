@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 
 from claw_ledger.config import Settings
@@ -15,6 +15,8 @@ __all__ = [
     "stop_processor",
     "supervise_processor",
 ]
+
+log = logging.getLogger("claw_ledger.processor.supervisor")
 
 _PROCESSOR = DetachedCommand("processor")
 
@@ -72,17 +74,13 @@ def supervise_processor(group: str, engine: str = "kafka", lanes: str = "control
         if stopping or code == 0:
             return 0
         if code == 2:
-            print(
+            log.error(
                 "processor exited with 2, a configuration error: not restarting it, since a"
-                " restart would meet the same error (see the message above)",
-                file=sys.stderr,
-                flush=True,
+                " restart would meet the same error (see the message above)"
             )
             return 2
         if time.monotonic() - started > 60:
             delay = 1.0
-        print(
-            f"processor exited with {code}; restarting in {delay:.0f}s", file=sys.stderr, flush=True
-        )
+        log.warning("processor exited with %d; restarting in %.0fs", code, delay)
         time.sleep(delay)
         delay = min(delay * 2, 60.0)

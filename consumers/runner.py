@@ -72,6 +72,13 @@ def run_processor(
 
     asyncio.run(check_schema(config.database_url))
     config = replace(config, rule_settings=_rule_settings())
+    log.info(
+        "processor (pid %d, %s engine) started in group %s, lanes %s",
+        os.getpid(),
+        engine,
+        config.group,
+        ",".join(config.lanes),
+    )
     counters = StatusLine()
     if engine == "faust":
         from consumers.faust_engine import run_faust_worker

@@ -85,29 +85,32 @@ class _LedgerGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         # imported here: --help and --version never reach invoke, and should stay light
         from claw_ledger.cli.common import echo
+        from claw_ledger.logs import report_fatal
         from ledger.errors import LedgerError, RejectedError
 
         try:
             return super().invoke(ctx)
         except RejectedError as exc:
-            echo(f"error: {exc}", err=True)
+            report_fatal(f"error: {exc}", echo)
             sys.exit(EXIT_REJECTED)
         except LedgerError as exc:
-            echo(f"error: {exc}", err=True)
+            report_fatal(f"error: {exc}", echo)
             sys.exit(EXIT_USAGE)
         except OSError as exc:
             if exc.filename is None:  # not a file's: a connection's, a bug's
                 raise
-            echo(f"error: {exc.strerror or exc}: {exc.filename}{_state_dir_hint(exc)}", err=True)
+            report_fatal(
+                f"error: {exc.strerror or exc}: {exc.filename}{_state_dir_hint(exc)}", echo
+            )
             sys.exit(EXIT_USAGE)
         except Exception as exc:
             if not _schema_missing(exc):
                 raise
-            echo(
+            report_fatal(
                 f"error: the database holds no ledger schema, or an older one ({exc})\n"
                 "hint: run `claw-ledger migrate`, or check that --database-url"
                 " (CLAW_LEDGER_DATABASE_URL) names the ledger's database",
-                err=True,
+                echo,
             )
             sys.exit(EXIT_USAGE)
 

@@ -12,6 +12,7 @@ from claw_ledger.cli.common import (
     exit_with_running_status,
     json_option,
     key_option,
+    log_options,
     resolve_key,
     run_async,
     settings,
@@ -71,6 +72,7 @@ def command() -> None:
 
 
 @command.command("run")
+@log_options()
 @_round_options
 @click.option("--once", is_flag=True, help="Append what is committed now, sign once, exit.")
 @json_option("With --once: the checkpoint as JSON.")
@@ -96,6 +98,7 @@ def run(
         run_checkpointer,
     )
     from claw_ledger.config import effective_database_url, effective_kafka_bootstrap
+    from claw_ledger.logs import report_fatal
     from claw_ledger.topics import topics_for
 
     resolved = settings()
@@ -111,7 +114,7 @@ def run(
     try:
         last = run_async(run_checkpointer(config, once=once))
     except CheckpointerLocked as exc:
-        echo(f"error: {exc}", err=True)
+        report_fatal(f"error: {exc}", echo)
         sys.exit(EXIT_LOCKED)
     if once:
         if as_json:

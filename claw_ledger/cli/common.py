@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, cast
 
 import click
 
@@ -196,6 +196,41 @@ def choice_option(
         show_default=True,
         **kwargs,
     )
+
+
+def log_options() -> Callable[[F], F]:
+    """``--log-level`` and ``--log-format`` of a long-running command: the command
+    runs with logging set up (:mod:`claw_ledger.logs`), and both settings exported
+    for the processes it starts."""
+    import functools
+    import os
+
+    from claw_ledger.logs import FORMAT_ENV, FORMATS, LEVEL_ENV, LEVELS, configure_logging
+
+    def apply(function: F) -> F:
+        @functools.wraps(function)
+        def configured(*args: Any, log_level: str, log_format: str, **kwargs: Any) -> Any:
+            configure_logging(log_level, "json" if log_format == "json" else "text")
+            os.environ[LEVEL_ENV], os.environ[FORMAT_ENV] = log_level, log_format
+            return function(*args, **kwargs)
+
+        level = choice_option(
+            "--log-level",
+            LEVELS,
+            default="info",
+            envvar=LEVEL_ENV,
+            help=f"Records at this level and above go to stderr. Env: {LEVEL_ENV}.",
+        )
+        shape = choice_option(
+            "--log-format",
+            FORMATS,
+            envvar=FORMAT_ENV,
+            help="text: one line per record, '<UTC time> <LEVEL> <logger>: <message>';"
+            f" json: one object per line, for log shippers. Env: {FORMAT_ENV}.",
+        )
+        return stack_options(level, shape)(cast(F, configured))
+
+    return apply
 
 
 def file_argument() -> Callable[[F], F]:

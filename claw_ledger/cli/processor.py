@@ -13,6 +13,7 @@ from claw_ledger.cli.common import (
     emit_json,
     exit_with_running_status,
     json_option,
+    log_options,
     processor_config,
     settings,
 )
@@ -64,6 +65,7 @@ def command() -> None:
 
 
 @command.command("run")
+@log_options()
 @click.option(
     "--group",
     default="claw-ledger-verifier",
@@ -128,6 +130,7 @@ def run(
 
 
 @command.command("supervise")
+@log_options()
 @click.option("--group", default="claw-ledger-verifier", show_default=True)
 @choice_option("--engine", _ENGINES)
 @_lanes_option

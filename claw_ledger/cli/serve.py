@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import socket
 import sys
 
 import click
 
 from claw_ledger.cli.common import (
-    choice_option,
     echo,
+    log_options,
     max_beat_age_option,
     resolve_key,
     settings,
 )
 
 __all__ = ["command"]
+
+log = logging.getLogger("claw_ledger.api")
 
 DEFAULT_HOST = "127.0.0.1"
 #: as the processor's start (``consumers.kafka_engine.KAFKA_START_ATTEMPTS``; a
@@ -80,7 +83,7 @@ _STARTUP_FAILED = 3
     help="Tries to reach Kafka at start, backing off from 0.5 s to 10 s (8: about 35 s),"
     " before giving up with exit 69; only the authorizer needs Kafka.",
 )
-@choice_option("--log-level", ("critical", "error", "warning", "info", "debug"), default="info")
+@log_options()
 def command(
     host: str,
     port: int,
@@ -91,7 +94,6 @@ def command(
     authorize_key: str,
     no_authorize: bool,
     kafka_attempts: int,
-    log_level: str,
 ) -> None:
     """Serve the HTTP API and the Trust Pulse pages: queries, authorize, /metrics,
     /healthz, /readyz, and /pulse for reviewers.
@@ -120,7 +122,7 @@ def command(
         try:
             key = resolve_key(authorize_key)
         except ConfigError as exc:
-            echo(f"warning: POST /v1/authorize is off: {exc}", err=True)
+            log.warning("POST /v1/authorize is off: %s", exc)
     config = ApiConfig.from_settings(
         resolved,
         max_body=max_body,
@@ -136,9 +138,10 @@ def command(
     mount_trust_pulse(app, config.reader_url)
     port = listening.getsockname()[1]  # the one the system chose for --port 0
     server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=port, log_level=log_level, **SERVER_OPTIONS)
+        # uvicorn's records (the access log too) go through the service's own handler
+        uvicorn.Config(app, host=host, port=port, log_config=None, **SERVER_OPTIONS)
     )
-    echo(f"claw-ledger API on http://{host}:{port} (docs at /docs)", err=True)
+    log.info("claw-ledger API on http://%s:%d (docs at /docs)", host, port)
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[listening])
     if not server.started:
@@ -170,16 +173,17 @@ def _wait_for_kafka(bootstrap: str, attempts: int) -> None:
     with what to do when it never answers."""
     import asyncio
 
+    from claw_ledger.logs import report_fatal
     from consumers.failures import KafkaUnavailableError
     from consumers.kafka_engine import wait_for_kafka
 
     try:
         asyncio.run(wait_for_kafka(bootstrap, attempts))
     except KafkaUnavailableError as exc:
-        echo(
+        report_fatal(
             f"error: POST /v1/authorize publishes its decisions to Kafka, and {exc}\n"
             "hint: start it (`claw-ledger up`, or `claw-ledger services status` to see it),"
             " check --kafka / CLAW_LEDGER_KAFKA, or serve the queries alone with --no-authorize",
-            err=True,
+            echo,
         )
         sys.exit(exc.exit_code)

@@ -9,7 +9,9 @@ URLs then fail to log in. Each command is run as a user runs it, in a child proc
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -24,6 +26,8 @@ from tests.fixtures_ledger import connection, run_cli, unconfigured_cli_env
 pytestmark = pytest.mark.integration
 
 WRONG_PASSWORD = "not-the-password-7Q"
+#: how a log record of a long-running command starts (claw_ledger.logs)
+TIMED = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (CRITICAL|ERROR|WARNING|INFO) "
 
 #: commands that log in as the writer, the reader or the owner, one of each kind
 REFUSED = [
@@ -83,6 +87,16 @@ async def test_a_refused_login_names_the_url_and_the_fix_and_writes_nothing(
         assert "refused the login" in supervised.stderr
         assert "a configuration error: not restarting it" in supervised.stderr
         assert "restarting in" not in supervised.stderr
+        # each line a timed record, the processor's (a child) as the supervisor's
+        assert all(re.match(TIMED, line) for line in supervised.stderr.splitlines()), supervised
+        as_json = env | {"CLAW_LEDGER_LOG_FORMAT": "json"}
+        supervised = await asyncio.to_thread(run_cli, as_json, "processor", "supervise")
+        records = [json.loads(line) for line in supervised.stderr.splitlines()]
+        assert {(r["logger"], r["level"]) for r in records} == {
+            ("claw_ledger", "critical"),  # the processor's last word, the command's error
+            ("claw_ledger.processor.supervisor", "error"),
+        }, records
+        assert any("refused the login" in r["message"] for r in records)
 
         status = await asyncio.to_thread(run_cli, env, "status", "--timeout", "5")
         assert status.returncode == 1
