@@ -16,10 +16,10 @@ import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Literal
 
 from consumers.config import DEFAULT_CONTROL_CACHE_SIZE, ProcessorConfig
-from consumers.digest_check import StreamedDigestCheck
+from consumers.control_view import ControlView
 from consumers.failures import rewound_error
 from consumers.heartbeat import Heartbeat
 from ledger.batch import (
@@ -37,19 +37,13 @@ from ledger.batch import (
     plan_batch,
     rewound_partitions,
 )
-from ledger.control_cache import ControlCache
-from ledger.control_digest import CONTROL_DIGEST_TABLES, digest_hex, table_digest
-from ledger.control_reads import BOUNDED_TABLES, ScopeRead, batch_reads, batch_scopes
-from ledger.errors import ConfigError, ControlPlaneTamperedError, ReasonCode, StaleBatchError
-from ledger.plan_reads import PlanReads, RecordingTable, ScopeKey
+from ledger.errors import ConfigError, ReasonCode, StaleBatchError
 from ledger.registry import DEFAULT_RULE_SETTINGS, Lane, RuleSettings
 from ledger.state import LedgerState
 from ledger.verify import DEFAULT_MAX_MESSAGE_BYTES, Rejected, Verified, verify_message
 from storage.protocol import (
     BatchCommit,
     CommitTimings,
-    ControlQuery,
-    ControlRead,
     LedgerStore,
     OffsetMarks,
 )
@@ -64,10 +58,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("claw_ledger.processor")
-
-#: fetch rounds per batch before planning anyway (a plan that then reads an
-#: unknown key is planned again, so this bounds work, not correctness)
-_MAX_FETCH_ROUNDS = 4
 
 
 class VerifyingProcessor:
@@ -87,14 +77,6 @@ class VerifyingProcessor:
         control_check: Literal["start", "background"] = "start",
     ) -> None:
         self.rule_settings = rule_settings
-        #: rows of each bounded table kept between batches; ``None``: every
-        #: control table is held whole, as before ADR 0020
-        self.control_cache_size = control_cache_size
-        self._bounded: tuple[str, ...] = BOUNDED_TABLES if control_cache_size is not None else ()
-        # the shadow policies (ADR 0023) are control state too, but carry no digest
-        self._whole = tuple(
-            t for t in (*CONTROL_DIGEST_TABLES, "shadows") if t not in self._bounded
-        )
         #: "start": the bounded tables' digests are checked before start returns;
         #: "background": while batches that read neither table commit (ADR 0020)
         self.control_check = control_check
@@ -104,27 +86,15 @@ class VerifyingProcessor:
         self._store = store
         self.group = group
         self.topic = topic
-        self._configured_trust_root = trust_root
-        self._digest_check = StreamedDigestCheck(store, trust_root, self._whole, self._bounded)
-        self.trust_root = trust_root
+        self.control = ControlView(store, trust_root, control_cache_size)
+        self._digest_check = self.control.digest_check
         self.max_message_bytes = max_message_bytes
         # one thread, so that verifying the next batch overlaps this batch's commit;
         # more threads only contend for the GIL (ADR 0003): scale with processes
         self._batch_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch")
-        self.state = self._with_caches(LedgerState(trust_root=trust_root))
         self.positions: dict[int, PartitionPosition] = {}
-        #: the scope reads the bounded caches hold rows for, by (table, scope)
-        self._scope_reads: dict[tuple[str, str], ScopeRead] = {}
-        #: planning inside :meth:`LedgerStore.hold_control_order` (ADR 0030)
-        self._holding = False
-        #: the control version this state reflects (-1: none, load it whole)
-        self._control_version = -1
-        #: how often the control state was read from scratch (start, failed commits)
-        self.full_state_loads = 0
         #: plans thrown away because a rule read a key the batch did not list
         self.control_replans = 0
-        #: bounded tables read whole for one batch (a full-stop halt of ``*``)
-        self.whole_table_reads = 0
         self.committed = 0
         self.quarantined = 0
         self._heartbeat = Heartbeat(store, group, topic)
@@ -133,7 +103,7 @@ class VerifyingProcessor:
         """Record that this processor is alive and which control version its state
         holds; engines call it after each commit and while idle (:class:`Heartbeat`
         writes at most every :data:`HEARTBEAT_INTERVAL_SECONDS`)."""
-        await self._heartbeat.beat(self._control_version, force=force)
+        await self._heartbeat.beat(self.control.version, force=force)
 
     @property
     def worker_id(self) -> str:
@@ -153,12 +123,31 @@ class VerifyingProcessor:
                 f"{', '.join(others)}; a second group would record every event twice",
                 hint=f"run the processor with --group {others[0]}",
             )
-        background = self.control_check == "background" and bool(self._bounded)
+        background = self.control_check == "background" and bool(self.control.bounded)
         # started again: a check in progress is replaced. A background check begins
         # after the first commit, so that hashing (CPU, on this event loop) does not
         # slow down joining the group and the first batch
         self._digest_check.schedule(background)
         await self._reload(check_streamed=not background)
+
+    @property
+    def state(self) -> LedgerState:
+        """The control state the next batch is planned on (:attr:`ControlView.state`)."""
+        return self.control.state
+
+    @property
+    def trust_root(self) -> str | None:
+        return self.control.trust_root
+
+    @property
+    def full_state_loads(self) -> int:
+        """How often the control state was read from scratch (start, failed commits)."""
+        return self.control.full_state_loads
+
+    @property
+    def whole_table_reads(self) -> int:
+        """Bounded tables read whole for one batch (a full-stop halt of ``*``)."""
+        return self.control.whole_table_reads
 
     @property
     def control_checked(self) -> bool:
@@ -172,186 +161,8 @@ class VerifyingProcessor:
         self._batch_executor.shutdown(wait=False)
 
     async def _reload(self, *, check_streamed: bool = False) -> None:
-        await self._load_state(check_streamed=check_streamed)
+        await self.control.load(check_streamed=check_streamed)
         self.positions = await self._store.load_positions(self.group, self.topic)
-
-    def _with_caches(self, state: LedgerState) -> LedgerState:
-        """``state`` with an empty bounded cache for each table not held whole, and
-        the tables held whole as :class:`RecordingTable` (ADR 0029: the store checks
-        the rows a plan read)."""
-        assert self.control_cache_size is not None or not self._bounded
-        for table in _STATE_TABLES:
-            if table in self._bounded:
-                cache = ControlCache[str, dict[str, Any]](self.control_cache_size or 1)
-                setattr(state, table, cache)
-            else:
-                setattr(state, table, RecordingTable(getattr(state, table)))
-        return state
-
-    def _clear_reads(self) -> None:
-        for table in _STATE_TABLES:
-            getattr(self.state, table).clear_reads()
-
-    def _plan_reads(self) -> PlanReads:
-        """What the last plan read of each control table (since :meth:`_clear_reads`)."""
-        keys: dict[str, frozenset[str]] = {}
-        scopes: set[ScopeKey] = set()
-        whole: set[str] = set()
-        for table in _STATE_TABLES:
-            held: RecordingTable[str, Any] | ControlCache[str, Any] = getattr(self.state, table)
-            if held.read_whole:
-                whole.add(table)
-                continue
-            if held.read_keys:
-                keys[table] = frozenset(held.read_keys)
-            for scope in held.read_scopes if isinstance(held, ControlCache) else ():
-                read = self._scope_reads.get((table, scope))
-                if read is None:  # not known how it was selected: count the whole table
-                    whole.add(table)
-                else:
-                    scopes.add((table, read.column, read.value))
-        return PlanReads(keys, frozenset(scopes), frozenset(whole))
-
-    def _cache(self, table: str) -> ControlCache[str, dict[str, Any]]:
-        cache: ControlCache[str, dict[str, Any]] = getattr(self.state, table)
-        return cache
-
-    async def _load_state(self, *, check_streamed: bool) -> None:
-        """The tables held whole, and the version they belong to; the bounded
-        tables start empty.
-
-        Refuses (:class:`ControlPlaneTamperedError`) a control plane whose
-        tables do not sum to the digests kept while writing them: rows this
-        processor (or another of its group) did not write are never obeyed.
-        The tables held whole are checked from the rows loaded; with
-        ``check_streamed`` (at start), the bounded ones too, by streaming their
-        rows through the digest (ADR 0020).
-        """
-        start = await self._store.open_control_state(
-            self._configured_trust_root, whole=self._whole, stream=check_streamed
-        )
-        state = start.state
-        computed = {
-            table: table_digest(table, _rows(state, table))
-            for table in self._whole
-            if table in CONTROL_DIGEST_TABLES
-        } | start.streamed
-        tampered = {
-            table: (digest_hex(digest), digest_hex(computed[table]))
-            for table in CONTROL_DIGEST_TABLES
-            if table in computed
-            and (digest := start.stored.get(table)) is not None
-            and digest != computed[table]
-        }
-        if tampered and not check_streamed and self._bounded:
-            # refusing anyway: name every changed table, the streamed ones too
-            tampered |= await self._digest_check.mismatches()
-        if tampered:
-            raise ControlPlaneTamperedError(tampered)
-        unsealed = {t: computed[t] for t in computed if start.stored.get(t) is None}
-        # sealing takes the control order lock, which a held plan already has
-        # (it would wait for itself): the next load outside a hold seals them
-        sealing = unsealed and not self._holding
-        if sealing and await self._store.seal_control_digests(start.version, unsealed):
-            log.warning("sealed the control-plane digest of %s", ", ".join(sorted(unsealed)))
-        self._control_version = start.version
-        self.trust_root = state.trust_root
-        self.state = self._with_caches(state)
-        self.full_state_loads += 1
-
-    async def _refresh_control(
-        self,
-        pending: PendingBatch,
-        extra: dict[str, set[str]] | None = None,
-        *,
-        event_ids: Sequence[str] = (),
-    ) -> dict[str, str]:
-        """Catch up on what other processors changed, and fetch the rows of the
-        bounded tables that the batch's rules may read (plus ``extra``); returns
-        the recorded payload hash of each of ``event_ids`` (the duplicate check,
-        asked in the first read).
-
-        Each read checks the control version in the same snapshot: rows
-        written after the version this state holds are replaced (whole
-        tables) or forgotten (bounded ones), so no cached row or cached
-        "absent" is older than that version.
-        """
-        events = [
-            (verdict.event.event_type, verdict.body)
-            for items in pending.by_partition.values()
-            for _, verdict in items
-            if isinstance(verdict, Verified)
-        ]
-        # a full-stop halt of job:J or sub:S looks through its scope's tokens: those
-        # rows come with the keyed ones, not the whole table (a halt of * does)
-        scopes = batch_scopes(events) if self._bounded else []
-        recorded: dict[str, str] = {}
-        for round_ in range(_MAX_FETCH_ROUNDS):
-            wanted = batch_reads(events, self._lookup) if self._bounded else {}
-            for table, keys in (extra or {}).items():
-                wanted.setdefault(table, set()).update(keys)
-            missing = {t: self._cache(t).unknown(keys) for t, keys in wanted.items()}
-            missing = {t: keys for t, keys in missing.items() if keys}
-            # a changed row read in a later round makes the cache forget its scopes
-            unread = [s for s in scopes if s.scope not in self._cache(s.table).scopes]
-            if round_ and not missing and not unread:
-                return recorded
-            query = ControlQuery(
-                # a stored trust root never changes once set (set_trust_root refuses
-                # another): once known it need not be read again with every change
-                self._configured_trust_root or self.trust_root,
-                since=self._control_version,
-                whole=self._whole,
-                wanted=missing,
-                scopes=unread,
-                event_ids=() if round_ else event_ids,
-            )
-            read = await self._store.read_control(query)
-            if not round_:
-                recorded = read.recorded
-            self._apply_read(read, missing, unread)
-        return recorded
-
-    def _lookup(self, table: str, key: str) -> dict[str, Any] | None:
-        return self._cache(table).peek(key)
-
-    def _apply_read(
-        self, read: ControlRead, wanted: dict[str, set[str]], scopes: Sequence[ScopeRead] = ()
-    ) -> None:
-        if read.changed is not None:
-            self.state.trust_root = self.trust_root = read.changed.trust_root
-            for table in self._whole:
-                getattr(self.state, table).update(getattr(read.changed, table))
-            for table, changed_keys in read.changed_keys.items():
-                self._cache(table).forget(changed_keys)
-        self._control_version = read.version
-        for table, keys in wanted.items():
-            self._cache(table).fill(keys, read.rows.get(table, {}))
-        for scope in scopes:
-            self._cache(scope.table).fill_scope(scope.scope, read.scoped[scope.table, scope.scope])
-            self._scope_reads[scope.table, scope.scope] = scope
-
-    def _take_misses(self) -> dict[str, set[str]]:
-        misses: dict[str, set[str]] = {}
-        for table in self._bounded:
-            cache = self._cache(table)
-            if cache.misses:
-                misses[table] = set(cache.misses)
-                cache.misses.clear()
-        return misses
-
-    async def _whole_tables(self, tables: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Every row of ``tables`` as the store holds them now."""
-        self.whole_table_reads += len(tables)
-        start = await self._store.open_control_state(
-            self._configured_trust_root, whole=tuple(tables), stream=False
-        )
-        return {table: dict(getattr(start.state, table)) for table in tables}
-
-    def _trim(self) -> None:
-        for table in self._bounded:
-            self._cache(table).trim()
-        self._scope_reads.clear()  # the caches forgot their scopes
 
     async def assigned(self, partitions: Iterable[int]) -> dict[int, int | None]:
         """After a partition assignment: reload the stored positions (another
@@ -453,60 +264,61 @@ class VerifyingProcessor:
             self._digest_check.begin()
             await self._digest_check.wait()
             async with self._store.hold_control_order() as held:
-                self._holding = True
+                self.control.holding = True
                 try:
                     plan = await self._plan(pending)
                     version = await held.commit(self._batch_commit(plan))
                 finally:
-                    self._holding = False
+                    self.control.holding = False
         else:
             plan = await self._plan(pending)
             version = await self._store.commit_batch(self._batch_commit(plan))
-        if version is not None and version == self._control_version + 1:
+        if version is not None and version == self.control.version + 1:
             # our own bump, and nobody else's in between: the state is at `version`.
             # Otherwise it also holds our changes but lacks another processor's,
             # and stays at the old version: the next batch catches up from there
             # (re-reading our own rows, which are what memory already holds).
-            self._control_version = version
+            self.control.version = version
         for batch in plan.batches:
             self.positions[batch.partition] = batch.new_position
             self.committed += len(batch.events)
             self.quarantined += len(batch.quarantined)
-        self._trim()
+        self.control.trim()
         self._digest_check.begin()
         return plan.report
 
     async def _plan(self, pending: PendingBatch) -> BatchPlan:
         """Catch up on the control state, fetch the rows the batch reads, and plan it
         (again, until no rule read a row the batch did not list)."""
-        recorded = await self._refresh_control(pending, event_ids=pending.event_ids())
-        if self._bounded and _has_full_stop_of_all(pending):
+        control = self.control
+        recorded = await control.refresh(pending, event_ids=pending.event_ids())
+        if control.bounded and _has_full_stop_of_all(pending):
             # a full-stop halt of * revokes every token: its rule reads the whole table,
             # so it comes whole for this batch (trimmed back after it)
-            for table, rows in (await self._whole_tables(["tokens"])).items():
-                self._cache(table).fill_all(rows)
-        self._take_misses()  # reads made while listing and fetching are not the plan's
+            for table, rows in (await control.whole_tables(["tokens"])).items():
+                control.cache(table).fill_all(rows)
+        control.take_misses()  # reads made while listing and fetching are not the plan's
         extra: dict[str, set[str]] = {}
         while True:
-            for table in self._bounded:
-                self._cache(table).touched = False
-            self._clear_reads()
-            plan = plan_batch(self.state, self.positions, pending, recorded, self.rule_settings)
-            misses = self._take_misses()
-            iterated = [t for t in self._bounded if self._cache(t).iterated]
+            for table in control.bounded:
+                control.cache(table).touched = False
+            control.clear_reads()
+            plan = plan_batch(control.state, self.positions, pending, recorded, self.rule_settings)
+            misses = control.take_misses()
+            iterated = [t for t in control.bounded if control.cache(t).iterated]
             if iterated:
                 # a rule needs a whole bounded table (a full-stop halt revokes every token
                 # in its scope): plan again with that table loaded whole for this batch
                 self.control_replans += 1
-                await self._load_state(check_streamed=False)
-                await self._refresh_control(pending, extra)
+                await control.load(check_streamed=False)
+                await control.refresh(pending, extra)
                 # read after the state's version: a row it holds that is newer than the
                 # plan's base is seen by the commit's check (ADR 0030), an older one
                 # is what the base holds
-                extra_tables = await self._whole_tables(iterated)
+                extra_tables = await control.whole_tables(iterated)
                 for table, rows in extra_tables.items():
-                    self._cache(table).fill_all(rows)
-                self._take_misses()
+                    control.cache(table).fill_all(rows)
+                control.take_misses()
                 continue
             if not misses:
                 break
@@ -516,10 +328,10 @@ class VerifyingProcessor:
             log.warning("control rows read but not listed, planning again: %s", misses)
             for table, keys in misses.items():
                 extra.setdefault(table, set()).update(keys)
-            await self._load_state(check_streamed=False)
-            await self._refresh_control(pending, extra)
-            self._take_misses()
-        if any(self._cache(t).touched for t in self._bounded):
+            await control.load(check_streamed=False)
+            await control.refresh(pending, extra)
+            control.take_misses()
+        if any(control.cache(t).touched for t in control.bounded):
             # no decision that rests on a token or job row is committed before
             # those tables are known to be the ones the processors wrote
             self._digest_check.begin()
@@ -536,8 +348,8 @@ class VerifyingProcessor:
             # the version the plan's state was read at, and what it read: a
             # control row another lane or processor changed since, that the plan
             # read or writes, refuses the batch (planned again; ADR 0029, 0030)
-            control_base=self._control_version,
-            control_reads=self._plan_reads(),
+            control_base=self.control.version,
+            control_reads=self.control.plan_reads(),
         )
 
     def _verify_all(self, records: Sequence[IngressRecord]) -> list[Verified | Rejected]:
@@ -571,18 +383,6 @@ async def open_processor(
         await store.close()
         raise
     return processor
-
-
-#: the control tables of :class:`LedgerState` that rules read
-_STATE_TABLES = ("keys", "policies", "tokens", "jobs", "halts", "shadows")
-
-
-def _rows(state: LedgerState, table: str) -> list[dict[str, Any]]:
-    """The rows of a table the state holds whole, as stored."""
-    if table == "keys":
-        return [record.row().values for record in state.keys.values()]
-    held: dict[str, dict[str, Any]] = getattr(state, table)
-    return list(held.values())
 
 
 def _has_full_stop_of_all(pending: PendingBatch) -> bool:
