@@ -39,7 +39,6 @@ from ledger.batch import (
 )
 from ledger.errors import ConfigError, ReasonCode, StaleBatchError
 from ledger.registry import DEFAULT_RULE_SETTINGS, Lane, RuleSettings
-from ledger.state import LedgerState
 from ledger.verify import DEFAULT_MAX_MESSAGE_BYTES, Rejected, Verified, verify_message
 from storage.protocol import (
     BatchCommit,
@@ -129,25 +128,6 @@ class VerifyingProcessor:
         # slow down joining the group and the first batch
         self._digest_check.schedule(background)
         await self._reload(check_streamed=not background)
-
-    @property
-    def state(self) -> LedgerState:
-        """The control state the next batch is planned on (:attr:`ControlView.state`)."""
-        return self.control.state
-
-    @property
-    def trust_root(self) -> str | None:
-        return self.control.trust_root
-
-    @property
-    def full_state_loads(self) -> int:
-        """How often the control state was read from scratch (start, failed commits)."""
-        return self.control.full_state_loads
-
-    @property
-    def whole_table_reads(self) -> int:
-        """Bounded tables read whole for one batch (a full-stop halt of ``*``)."""
-        return self.control.whole_table_reads
 
     @property
     def control_checked(self) -> bool:

@@ -201,7 +201,7 @@ async def test_a_one_row_cache_decides_as_the_whole_control_plane(
     # every read was listed before planning: no plan was thrown away
     assert processor.control_replans == 0
     for table in ("tokens", "jobs"):
-        assert getattr(processor.state, table).cached() <= 1
+        assert getattr(processor.control.state, table).cached() <= 1
 
 
 @pytest.mark.parametrize("batch", [1, 64])
@@ -224,8 +224,8 @@ async def test_a_full_stop_loads_the_whole_token_table_for_its_batch(
     codes_bounded, processor = await _run(bounded, ledger.raws, 1, batch)
     assert codes_whole == codes_bounded == ledger.codes
     assert await _projections(whole) == await _projections(bounded)
-    assert processor.control_replans == 0 and processor.whole_table_reads > 0
-    assert processor.state.tokens.cached() <= 1  # type: ignore[attr-defined]
+    assert processor.control_replans == 0 and processor.control.whole_table_reads > 0
+    assert processor.control.state.tokens.cached() <= 1  # type: ignore[attr-defined]
 
 
 def _tokens_of_several_scopes() -> RecordingLedger:
@@ -261,8 +261,8 @@ async def test_a_full_stop_of_a_job_or_a_subject_reads_its_scope_not_the_whole_t
     codes_bounded, processor = await _run(bounded, ledger.raws, 1, batch)
     assert codes_whole == codes_bounded == ledger.codes
     assert await _projections(whole) == await _projections(bounded)
-    assert processor.control_replans == 0 and processor.whole_table_reads == 0
-    assert processor.state.tokens.cached() <= 1  # type: ignore[attr-defined]
+    assert processor.control_replans == 0 and processor.control.whole_table_reads == 0
+    assert processor.control.state.tokens.cached() <= 1  # type: ignore[attr-defined]
 
 
 async def test_a_scope_nobody_listed_is_read_whole_and_decided_the_same(
@@ -277,7 +277,7 @@ async def test_a_scope_nobody_listed_is_read_whole_and_decided_the_same(
     codes_bounded, processor = await _run(bounded, ledger.raws, 1, 64)
     assert codes_whole == codes_bounded == ledger.codes
     assert await _projections(whole) == await _projections(bounded)
-    assert processor.control_replans == 1 and processor.whole_table_reads == 1
+    assert processor.control_replans == 1 and processor.control.whole_table_reads == 1
 
 
 async def test_read_control_gives_every_active_row_of_a_scope(
@@ -336,14 +336,14 @@ async def test_a_row_another_processor_changed_is_read_again(
 
     codes, a = await _run(store, [*setup, receipt_1], 10, 64)
     assert set(codes) == {"OK"}
-    assert a.state.tokens.peek(token["jti"])["status"] == "active"  # cached by a
+    assert a.control.state.tokens.peek(token["jti"])["status"] == "active"  # cached by a
     b = VerifyingProcessor(store, group=GROUP, topic=TOPIC, trust_root=None, control_cache_size=10)
     await b.start()
     assert len((await b.process([IngressRecord(1, 0, revocation)])).accepted) == 1
     # a's cached token is stale: the version moved, a forgets it and reads it again
     report = await a.process([IngressRecord(0, len(setup) + 1, receipt_2)])
     assert [q.code for q in report.quarantined] == ["TOKEN_REVOKED"]
-    assert a.state.tokens.peek(token["jti"])["status"] == "revoked"
+    assert a.control.state.tokens.peek(token["jti"])["status"] == "revoked"
 
 
 async def _reactivate_by_hand(store: LedgerStore, jti: str) -> None:
@@ -401,7 +401,7 @@ async def test_read_control_gives_rows_absent_keys_and_what_changed(
     assert set(read.rows["tokens"]) == {token["jti"]}  # an absent key has no row
     assert read.rows["tokens"][token["jti"]]["status"] == "active"
     assert "control_version" not in read.rows["jobs"]["job-1"]
-    assert read.rows["jobs"]["job-1"] == held.state.jobs.peek("job-1")
+    assert read.rows["jobs"]["job-1"] == held.control.state.jobs.peek("job-1")
 
     revoke = {"jti": token["jti"], "reason": "leak"}
     ledger.ok(ledger.keys.issuer, "token.revoked", f"token:{token['jti']}", revoke)

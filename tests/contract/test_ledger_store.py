@@ -200,7 +200,7 @@ async def test_a_processor_on_the_store_commits_exactly_once(store: LedgerStore)
     # a second worker of the group catches up on the first one's control changes
     other = VerifyingProcessor(store, group=GROUP, topic=TOPIC, trust_root=None)
     await other.start()
-    assert other.state.halts == processor.state.halts
+    assert other.control.state.halts == processor.control.state.halts
     assert len((await other.process([IngressRecord(1, 0, halt_event("job:2"))])).accepted) == 1
     assert await processor.assigned([0, 1, 2]) == {0: 3, 1: 1, 2: None}
     # another group on the same ledger is refused

@@ -122,11 +122,11 @@ async def test_each_processor_sees_the_others_control_changes_by_reading_only_th
 
     expected = await _state_from_database(pool)
     for feeder in (a, b):
-        state = feeder.processor.state
+        state = feeder.processor.control.state
         assert state.keys == expected.keys
         assert state.halts == expected.halts
         # the whole control plane was read once, at start; after that only changes
-        assert feeder.processor.full_state_loads == 1
+        assert feeder.processor.control.full_state_loads == 1
 
 
 async def test_a_commit_that_lands_between_the_version_check_and_the_commit_is_caught_up(
@@ -158,10 +158,10 @@ async def test_a_commit_that_lands_between_the_version_check_and_the_commit_is_c
     report = await a.feed(_resume(OPERATOR, "job:b"))
     assert len(report.accepted) == 1, report
     expected = await _state_from_database(pool)
-    assert a.processor.state.halts == expected.halts
+    assert a.processor.control.state.halts == expected.halts
     assert expected.halts["job:b"]["active"] is False
     assert expected.halts["job:a"]["active"] is True
-    assert a.processor.full_state_loads == 1
+    assert a.processor.control.full_state_loads == 1
 
 
 async def test_control_commits_racing_on_the_same_rows_keep_the_stored_digests_true(

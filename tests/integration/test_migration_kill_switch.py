@@ -97,7 +97,7 @@ async def test_old_halts_are_deny_all_and_resealed(empty_database: str, tmp_path
         await ledger.set_trust_root("did:key:z6Mkadmin")
         processor = VerifyingProcessor(ledger, group="g", topic="t", trust_root=None)
         await processor.start()  # seals halts, checks tokens
-        assert processor.state.halts["job:old"]["deny_tools"] is True
+        assert processor.control.state.halts["job:old"]["deny_tools"] is True
         _, state, stored = await ledger.load_state_with_digests(None)
     finally:
         await pool.close()
