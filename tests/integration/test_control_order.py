@@ -196,10 +196,10 @@ async def test_a_full_stop_of_everything_is_planned_holding_the_order_and_never_
     assert len((await ingress.process(records)).accepted) == len(setup)
     control = VerifyingProcessor(control_store, group="g", topic="control", trust_root=None)
     await control.start()
-    loads = control.full_state_loads
+    loads = control.control.full_state_loads
 
     # pause the halt's plan once it reads the whole token table (inside the hold)
-    whole_tables = control._whole_tables
+    whole_tables = control.control.whole_tables
     planning, release = asyncio.Event(), asyncio.Event()
 
     async def paused(tables: Any) -> dict[str, dict[str, Any]]:
@@ -208,7 +208,7 @@ async def test_a_full_stop_of_everything_is_planned_holding_the_order_and_never_
         await release.wait()
         return rows
 
-    monkeypatch.setattr(control, "_whole_tables", paused)
+    monkeypatch.setattr(control.control, "whole_tables", paused)
     halt = signed_event("agent.halted", "halt:*", {"target": "*", "reason": "incident"}, OPERATOR)
     halting = asyncio.create_task(control.process([IngressRecord(0, 0, halt)]))
     jti, second_token = token_issued(ISSUER, WPC)
@@ -220,7 +220,7 @@ async def test_a_full_stop_of_everything_is_planned_holding_the_order_and_never_
         release.set()
         halted = await halting
     assert len(halted.accepted) == 1
-    assert control.full_state_loads == loads  # never refused, never reloaded
+    assert control.control.full_state_loads == loads  # never refused, never reloaded
     report = await issuing
     assert [q.code for q in report.quarantined] == [ReasonCode.AGENT_HALTED]
     _, state = await ingress_store.load_state_snapshot(ADMIN.did)
