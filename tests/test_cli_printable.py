@@ -58,3 +58,16 @@ def test_json_passed_through_stays_valid_and_means_the_same() -> None:
         shown = printable(text, lines=True)
         assert json.loads(shown) == document
         assert not any(ch in shown for ch in "\x1b\x85\u202e\u2066\x9b\x00")
+
+
+def test_a_timeline_table_shortens_the_keys_in_streams() -> None:
+    from claw_ledger.cli.timeline import shorten_keys
+
+    did = "did:key:z6MkqpfK8NkBd5RrGFhpfPeLS881d5MFcarirUFg9mRYp56w"
+    assert shorten_keys(f"key:{did}") == "key:did:key:z6Mkqp…9mRYp56w"
+    assert shorten_keys(f"{did} and {did[:-1]}X") == (
+        "did:key:z6Mkqp…9mRYp56w and did:key:z6Mkqp…9mRYp56X"
+    )
+    # not a key, or too short to be one: as it is
+    for text in ("job:demo-1", "did:key:z6Mkqp", "did:web:example.com", "key:did:key:0OIl" * 3):
+        assert shorten_keys(text) == text

@@ -278,15 +278,26 @@ def plain(text: str, style: str = "") -> Text:
 
 
 def print_table(
-    title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], *, fold: bool = True
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    fold: bool = True,
+    widths: Mapping[str, int] | None = None,
 ) -> None:
     """A table on stdout, every cell shown as :func:`plain` text; with ``fold``,
-    long cells wrap instead of being cut short."""
+    long cells wrap instead of being cut short. ``widths``: the share of the
+    terminal's width each column takes (as rich's ``ratio``); a column given 0
+    keeps its values whole (short ones read as a whole: positions, ids)."""
     from rich.table import Table
 
     table = Table(title=plain(title))
     for column in columns:
-        table.add_column(column, overflow="fold" if fold else "ellipsis")
+        share = None if widths is None else widths.get(column)
+        if share == 0:
+            table.add_column(column, no_wrap=True)
+        else:
+            table.add_column(column, overflow="fold" if fold else "ellipsis", ratio=share)
     for row in rows:
         table.add_row(*map(plain, row))
     terminal().print(table)

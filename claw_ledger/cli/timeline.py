@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import click
@@ -19,6 +20,16 @@ from claw_ledger.cli.common import (
 from ledger.instants import format_instant
 from ledger.timeline import summarize
 
+#: a did:key (multibase base58btc): long enough that a table cell breaks it
+_DID_KEY = re.compile(r"did:key:z[1-9A-HJ-NP-Za-km-z]{20,}")
+
+
+def shorten_keys(text: str) -> str:
+    """``text`` with each did:key shortened to its first and last characters
+    (``did:key:z6Mkqp…9mRYp56w``): still told apart, and one line in a table."""
+    return _DID_KEY.sub(lambda m: f"{m.group()[:14]}…{m.group()[-8:]}", text)
+
+
 __all__ = ["command"]
 
 
@@ -30,6 +41,11 @@ __all__ = ["command"]
 @click.option("--until", help="Before this time, ISO 8601 with zone.")
 @click.option("--after", type=CURSOR, help="Cursor: start after this ledger position.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option(
+    "--wide",
+    is_flag=True,
+    help="Show streams and signers whole (the table shortens the keys in them).",
+)
 @json_option("JSON with rows and next_cursor.")
 def command(
     stream: str | None,
@@ -39,6 +55,7 @@ def command(
     until: str | None,
     after: int | None,
     limit: int,
+    wide: bool,
     as_json: bool,
 ) -> None:
     """Ledger events, oldest first, one keyset page at a time.
@@ -68,21 +85,27 @@ def command(
     if as_json:
         emit_json({"rows": [_json_row(r) for r in page.rows], "next_cursor": page.next_cursor})
         return
+    rows = [
+        (
+            str(row["position"]),
+            row["occurred_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            row["event_type"],
+            row["stream"] if wide else shorten_keys(row["stream"]),
+            row["producer"] if wide else "…" + row["producer"][-10:],
+            summarize(row["event_type"], row["body"]),
+        )
+        for row in page.rows
+    ]
     print_table(
         "claw-ledger timeline",
         ("pos", "occurred_at", "type", "stream", "signer", "summary"),
-        (
-            (
-                str(row["position"]),
-                row["occurred_at"].strftime("%Y-%m-%d %H:%M:%S"),
-                row["event_type"],
-                row["stream"],
-                "…" + row["producer"][-10:],
-                summarize(row["event_type"], row["body"]),
-            )
-            for row in page.rows
-        ),
+        rows,
+        # a shortened signer is 11 characters: kept whole; a whole one takes a share
+        widths={"pos": 0, "occurred_at": 2, "type": 3, "stream": 4, "summary": 6}
+        | {"signer": 3 if wide else 0},
     )
+    if not wide and rows:
+        terminal().print("keys in streams and signers are shortened: --wide shows them whole")
     if page.next_cursor is not None:
         terminal().print(f"more: claw-ledger timeline --after {page.next_cursor} ...")
 

@@ -132,6 +132,14 @@ def test_timeline_filters_and_keyset_pages(
     assert signer["rows"] and {r["producer"] for r in signer["rows"]} == {operator.did}
     table = cli(cli_env, "timeline", "--stream", "halt:job:timeline-pages")
     assert table.returncode == 0 and "agent.halted" in table.stdout
+    # keys shortened in the table (wide enough that no cell folds), whole with --wide
+    wide = cli_env | {"COLUMNS": "400"}
+    short = cli(wide, "timeline", "--stream", f"key:{operator.did}")
+    assert operator.did not in short.stdout, short.stdout
+    assert f"key:{operator.did[:14]}…{operator.did[-8:]}" in short.stdout
+    assert "--wide shows them whole" in short.stdout
+    whole = cli(wide, "timeline", "--stream", f"key:{operator.did}", "--wide")
+    assert f"key:{operator.did}" in whole.stdout and "…" + operator.did[-10:] not in whole.stdout
     bad_time = cli(cli_env, "timeline", "--since", "yesterday")
     assert bad_time.returncode == 2
 
