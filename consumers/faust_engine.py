@@ -194,5 +194,8 @@ def run_faust_worker(
             sys.stderr.write("\r" + line())
             sys.stderr.flush()
 
-    worker = faust.Worker(app, loglevel=loglevel, quiet=True)
+    # a command that set logging up keeps it (faust and mode records then go
+    # through its handler); otherwise faust sets up its own, as it always did
+    configured = bool(logging.getLogger().handlers)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, override_logging=not configured)
     worker.execute_from_commandline()
