@@ -103,6 +103,37 @@ def create_app(
                 if offset is not None:
                     await app.consumer.seek(tp, offset)
 
+    async def removed_ahead(
+        proc: VerifyingProcessor, records: list[IngressRecord], topic: str
+    ) -> None:
+        """Records removed from Kafka while this engine read (ADR 0033): faust's
+        consumer resets to the log's new start and delivers what follows, so a
+        partition whose first record lies past the ledger's position has a gap.
+        Offsets also skip a transaction's markers: the gap counts only when the
+        log now starts past the position, and is then recorded as at assignment
+        (:meth:`VerifyingProcessor.reconcile`, ``RECORDS_LOST``)."""
+        firsts: dict[int, int] = {}
+        for record in records:
+            firsts.setdefault(record.partition, record.offset)
+        gaps = [
+            TP(topic, partition)
+            for partition, first in firsts.items()
+            if (expected := proc.next_offset(partition)) is not None and first > expected
+        ]
+        if not gaps:
+            return
+        starts = await app.consumer.earliest_offsets(*gaps)
+        ends = await app.consumer.highwaters(*gaps)
+        removed = [tp for tp in gaps if starts[tp] > (proc.next_offset(tp.partition) or 0)]
+        if removed:
+            await with_database_retry(
+                partial(
+                    proc.reconcile,
+                    {tp.partition: starts[tp] for tp in removed},
+                    {tp.partition: ends[tp] for tp in removed},
+                )
+            )
+
     @app.timer(0.5)  # type: ignore[untyped-decorator]
     async def _heartbeat() -> None:
         # the authorize service measures its freshness against it (ADR 0015)
@@ -132,11 +163,16 @@ def create_app(
                     for e in events
                 ]
                 try:
+                    await removed_ahead(proc, records, source.get_topic_name())
                     report = await with_database_retry(partial(proc.process, records))
                 except BatchFailedError as exc:
                     if on_failure is None:
                         raise
                     on_failure(exc)
+                except TopicRewoundError as error:
+                    if on_failure is None:
+                        raise
+                    on_failure(error)
                 if config.forward:
                     await _forward(report, verified, quarantine)
                 if on_batch is not None:
