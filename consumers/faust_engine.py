@@ -28,6 +28,7 @@ from faust.types import TP
 from consumers.config import ProcessorConfig
 from consumers.failures import BatchFailedError, with_database_retry
 from consumers.processor import BatchReport, IngressRecord, VerifyingProcessor, open_processor
+from ledger.batch import split_at_gaps
 from ledger.errors import TopicRewoundError
 from ledger.registry import Lane
 
@@ -108,7 +109,8 @@ def create_app(
     ) -> None:
         """Records removed from Kafka while this engine read (ADR 0033): faust's
         consumer resets to the log's new start and delivers what follows, so a
-        partition whose first record lies past the ledger's position has a gap.
+        partition whose first record in ``records`` (a run of
+        :func:`~ledger.batch.split_at_gaps`) lies past the ledger's position has a gap.
         Offsets also skip a transaction's markers: the gap counts only when the
         log now starts past the position, and is then recorded as at assignment
         (:meth:`VerifyingProcessor.reconcile`, ``RECORDS_LOST``)."""
@@ -162,21 +164,23 @@ def create_app(
                     )
                     for e in events
                 ]
-                try:
-                    await removed_ahead(proc, records, source.get_topic_name())
-                    report = await with_database_retry(partial(proc.process, records))
-                except BatchFailedError as exc:
-                    if on_failure is None:
-                        raise
-                    on_failure(exc)
-                except TopicRewoundError as error:
-                    if on_failure is None:
-                        raise
-                    on_failure(error)
-                if config.forward:
-                    await _forward(report, verified, quarantine)
-                if on_batch is not None:
-                    on_batch(report)
+                read_to = {
+                    r.partition: at
+                    for r in records
+                    if (at := proc.next_offset(r.partition)) is not None
+                }
+                for run in split_at_gaps(records, read_to):
+                    try:
+                        await removed_ahead(proc, run, source.get_topic_name())
+                        report = await with_database_retry(partial(proc.process, run))
+                    except (BatchFailedError, TopicRewoundError) as exc:
+                        if on_failure is None:
+                            raise
+                        on_failure(exc)
+                    if config.forward:
+                        await _forward(report, verified, quarantine)
+                    if on_batch is not None:
+                        on_batch(report)
                 yield None
 
         verify.__name__ = verify.__qualname__ = f"verify_{lane}"

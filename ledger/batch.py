@@ -39,6 +39,7 @@ __all__ = [
     "plan_batch",
     "quarantine_row",
     "rewound_partitions",
+    "split_at_gaps",
 ]
 
 
@@ -217,6 +218,30 @@ def lost_records(
             )
         )
     return records, refusals
+
+
+def split_at_gaps(
+    records: Sequence[IngressRecord], read_to: Mapping[int, int]
+) -> list[list[IngressRecord]]:
+    """``records`` cut before each record whose offset skips past the next one
+    expected in its partition (the previous record's, or ``read_to``, as for
+    :func:`lost_records`, at the first): the runs in order, each without a gap.
+
+    A consumer that resets to a log's new start mid-batch hands over records
+    from both sides of the removed ones. Deciding each run before the next
+    lets the gap between them be recorded in offset order (:func:`lost_records`,
+    with the log's start asked for after the run before it). A gap is only a
+    question: a producer's transaction markers skip an offset too.
+    """
+    expected: dict[int, int] = dict(read_to)
+    runs: list[list[IngressRecord]] = [[]]
+    for record in records:
+        want = expected.get(record.partition)
+        if want is not None and record.offset > want and runs[-1]:
+            runs.append([])
+        runs[-1].append(record)
+        expected[record.partition] = max(want or 0, record.offset + 1)
+    return runs if runs[0] else []
 
 
 def rewound_partitions(

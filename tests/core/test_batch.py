@@ -15,6 +15,7 @@ from ledger.batch import (
     plan_batch,
     quarantine_row,
     rewound_partitions,
+    split_at_gaps,
 )
 from ledger.chain import chain_hash
 from ledger.crypto import KeyPair
@@ -236,6 +237,30 @@ def test_records_removed_before_they_were_read_are_one_quarantine_row_per_partit
     # while a consumer reads, from where it has read to (ahead of the ledger)
     (ahead,), _ = lost_records("claw.ingress", {0: 7}, {0: 9})
     assert (ahead.partition, ahead.offset) == (0, 8)
+
+
+def test_a_batch_is_cut_before_each_record_that_skips_offsets() -> None:
+    def runs(
+        records: list[tuple[int, int]], read_to: dict[int, int]
+    ) -> list[list[tuple[int, int]]]:
+        given = [IngressRecord(p, o, b"") for p, o in records]
+        return [[(r.partition, r.offset) for r in run] for run in split_at_gaps(given, read_to)]
+
+    assert runs([], {0: 3}) == []
+    # contiguous in each partition, interleaved: one run
+    assert runs([(0, 3), (1, 0), (0, 4), (1, 1)], {0: 3}) == [[(0, 3), (1, 0), (0, 4), (1, 1)]]
+    # a gap mid-batch (a consumer reset to a log's new start): cut before it
+    assert runs([(0, 3), (1, 5), (0, 9), (0, 10), (1, 6)], {0: 3, 1: 5}) == [
+        [(0, 3), (1, 5)],
+        [(0, 9), (0, 10), (1, 6)],
+    ]
+    # the first record past the position: one run (the caller asks about it)
+    assert runs([(0, 7), (0, 8)], {0: 3}) == [[(0, 7), (0, 8)]]
+    # re-delivered records below the position are no gap, nor is a partition not read
+    assert runs([(0, 1), (0, 2), (0, 3), (2, 40), (2, 41)], {0: 3}) == [
+        [(0, 1), (0, 2), (0, 3), (2, 40), (2, 41)]
+    ]
+    assert runs([(2, 40), (2, 42)], {}) == [[(2, 40)], [(2, 42)]]
 
 
 def test_a_partition_that_ends_below_the_ledgers_position_was_rewound() -> None:
