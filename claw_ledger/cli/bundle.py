@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 from collections.abc import Mapping
@@ -16,12 +17,15 @@ from claw_ledger.cli.common import (
     emit_json,
     json_option,
     key_option,
+    log_options,
     resolve_key,
     run_async,
     settings,
 )
 
 __all__ = ["bundler", "command"]
+
+log = logging.getLogger("claw_ledger.bundler")
 
 #: where the seal and the bundler take their inclusion proofs from
 _proofs_option = choice_option(
@@ -245,6 +249,7 @@ def bundler() -> None:
 
 
 @bundler.command("run")
+@log_options()
 @key_option("The ledger's key (role ledger): signs the bundles, checkpoints and bundle.sealed.")
 @click.option(
     "--interval",
@@ -271,7 +276,7 @@ def run(key_ref: str, interval: float, once: bool, origin: str | None, proofs: s
 
     def report(result: SealResult) -> None:
         if result.status == "failed":
-            echo(f"{result.job_id} [{result.trigger}]: failed: {result.detail}", err=True)
+            log.error("%s [%s]: failed: %s", result.job_id, result.trigger, result.detail)
         elif result.status != "waiting":
             _print_seal(result, as_json=False)
 
@@ -283,7 +288,7 @@ def run(key_ref: str, interval: float, once: bool, origin: str | None, proofs: s
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        echo(f"bundler: sealing runs as {bundler_.key.did}", err=True)
+        log.info("bundler: sealing runs as %s", bundler_.key.did)
         await bundler_.run(interval=interval, stop=stop, report=report)
 
     run_async(main())
