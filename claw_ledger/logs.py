@@ -84,7 +84,8 @@ class TextFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line (JSON escapes every control character itself)."""
+    """One JSON object per line, in ASCII: every control, bidirectional and line
+    separator character is a ``\\u`` escape (JSON itself escapes only C0)."""
 
     def format(self, record: logging.LogRecord) -> str:
         document = {
@@ -96,11 +97,7 @@ class JsonFormatter(logging.Formatter):
         trace = _exception_text(self, record)
         if trace:
             document["exception"] = trace
-        return json.dumps(document, ensure_ascii=False).translate(_LINE_SEPARATORS)
-
-
-#: valid in JSON strings, but line breaks to some readers of a log
-_LINE_SEPARATORS = {0x2028: "\\u2028", 0x2029: "\\u2029"}
+        return json.dumps(document)
 
 
 class _LedgerHandler(logging.StreamHandler):  # type: ignore[type-arg]

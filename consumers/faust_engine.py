@@ -126,15 +126,13 @@ def create_app(
             return
         starts = await app.consumer.earliest_offsets(*gaps)
         ends = await app.consumer.highwaters(*gaps)
-        removed = [tp for tp in gaps if starts[tp] > (proc.next_offset(tp.partition) or 0)]
-        if removed:
-            await with_database_retry(
-                partial(
-                    proc.reconcile,
-                    {tp.partition: starts[tp] for tp in removed},
-                    {tp.partition: ends[tp] for tp in removed},
-                )
+        await with_database_retry(
+            partial(
+                proc.reconcile,
+                {tp.partition: starts[tp] for tp in gaps},
+                {tp.partition: ends[tp] for tp in gaps},
             )
+        )
 
     @app.timer(0.5)  # type: ignore[untyped-decorator]
     async def _heartbeat() -> None:

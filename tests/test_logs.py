@@ -66,14 +66,15 @@ def test_a_traceback_follows_indented_so_that_every_record_starts_with_a_time() 
 
 @pytest.mark.usefixtures("restored_root")
 def test_a_json_record_is_one_object_on_one_line() -> None:
-    written = _emit("json", "lifted: %s \u2028 %s", FORGED, "é")
-    assert written.count("\n") == 1 and "\u2028" not in written
+    written = _emit("json", "lifted: %s \u2028 %s", FORGED, "é \x9b2J \u202e")
+    # one line of ASCII: C1 controls, bidirectional and line separators escaped too
+    assert written.count("\n") == 1 and written.isascii()
     record = json.loads(written)
     assert re.fullmatch(TIME, record.pop("time"))
     assert record == {
         "level": "warning",
         "logger": "claw_ledger.test",
-        "message": f"lifted: {FORGED} \u2028 é",
+        "message": f"lifted: {FORGED} \u2028 é \x9b2J \u202e",
     }
     traced = json.loads(_emit("json", "round failed", exc=True))
     assert traced["level"] == "error" and "ValueError: bad\nthing" in traced["exception"]
