@@ -141,7 +141,11 @@ def command(
         # uvicorn's records (the access log too) go through the service's own handler
         uvicorn.Config(app, host=host, port=port, log_config=None, **SERVER_OPTIONS)
     )
-    log.info("claw-ledger API on http://%s:%d (docs at /docs)", host, port)
+    # said at every --log-level (its logger's own level passes it): with --port 0
+    # it is the only place the port is told
+    address = logging.getLogger("claw_ledger.api.address")
+    address.setLevel(logging.INFO)
+    address.info("claw-ledger API on http://%s:%d (docs at /docs)", host, port)
     with contextlib.suppress(KeyboardInterrupt):
         server.run(sockets=[listening])
     if not server.started:
