@@ -8,7 +8,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from claw_ledger.cli.common import echo, plain, printable
+from claw_ledger.cli.common import echo, plain, print_table, printable
 
 
 @pytest.mark.parametrize(
@@ -71,3 +71,43 @@ def test_a_timeline_table_shortens_the_keys_in_streams() -> None:
     # not a key, or too short to be one: as it is
     for text in ("job:demo-1", "did:key:z6Mkqp", "did:web:example.com", "key:did:key:0OIl" * 3):
         assert shorten_keys(text) == text
+
+
+_COLUMNS = ("pos", "occurred_at", "type", "summary")
+_ROW = ("3", "2026-12-03 20:17:26", "agent.halted", "target=job:42 " + "reason=incident " * 6)
+
+
+def _table_lines(width: int, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    @click.command()
+    def show() -> None:
+        print_table(
+            "t",
+            _COLUMNS,
+            [_ROW],
+            widths={"pos": 0, "occurred_at": 1, "type": 1, "summary": 6},
+            min_widths={"occurred_at": 11, "type": 12},
+        )
+
+    monkeypatch.setenv("COLUMNS", str(width))
+    return CliRunner().invoke(show, []).output.splitlines()
+
+
+def test_a_table_wider_than_the_terminal_gives_its_summary_the_larger_share(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lines = _table_lines(80, monkeypatch)
+    assert max(map(len, lines)) <= 80
+    header = next(line for line in lines if "pos" in line)
+    # headers whole, the time broken at its space, the summary the widest cell
+    assert "occurred_at" in header and "type" in header
+    cells = [cell.strip() for cell in header.split("┃")[1:-1]]
+    widths = [len(cell) for cell in header.split("┃")[1:-1]]
+    assert cells == list(_COLUMNS)
+    assert widths[3] > max(widths[:3])
+    assert any("2026-12-03" in line and "20:17" not in line for line in lines)
+
+
+def test_a_table_that_fits_keeps_its_natural_width(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = _table_lines(400, monkeypatch)
+    assert max(map(len, lines)) < 400
+    assert any("2026-12-03 20:17:26" in line for line in lines)

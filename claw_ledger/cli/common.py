@@ -284,23 +284,43 @@ def print_table(
     *,
     fold: bool = True,
     widths: Mapping[str, int] | None = None,
+    min_widths: Mapping[str, int] | None = None,
 ) -> None:
     """A table on stdout, every cell shown as :func:`plain` text; with ``fold``,
     long cells wrap instead of being cut short. ``widths``: the share of the
-    terminal's width each column takes (as rich's ``ratio``); a column given 0
-    keeps its values whole (short ones read as a whole: positions, ids)."""
+    terminal's width each column takes (as rich's ``ratio``) when the table is
+    wider than the terminal; a column given 0 keeps its values whole (short
+    ones read as a whole: positions, ids). ``min_widths``: the narrowest a
+    shared column gets then (a time wraps at its space, not inside a number)."""
+    from rich.measure import Measurement
     from rich.table import Table
 
-    table = Table(title=plain(title))
-    for column in columns:
-        share = None if widths is None else widths.get(column)
-        if share == 0:
-            table.add_column(column, no_wrap=True)
-        else:
-            table.add_column(column, overflow="fold" if fold else "ellipsis", ratio=share)
-    for row in rows:
-        table.add_row(*map(plain, row))
-    terminal().print(table)
+    console = terminal()
+    cells = [tuple(map(plain, row)) for row in rows]
+
+    def table(shared: bool) -> Table:
+        # rich shares by ratio only in an expanded table, and would otherwise
+        # narrow the widest columns first: the summary, which says the most
+        made = Table(title=plain(title), expand=shared)
+        for column in columns:
+            share = None if widths is None else widths.get(column)
+            if share == 0:
+                made.add_column(column, no_wrap=True)
+                continue
+            least = (min_widths or {}).get(column) if shared else None
+            made.add_column(
+                column, overflow="fold" if fold else "ellipsis", ratio=share, width=least
+            )
+        for row in cells:
+            made.add_row(*row)
+        return made
+
+    natural = table(False)
+    if widths is not None:
+        unbounded = console.options.update_width(2**31 - 1)
+        if Measurement.get(console, unbounded, natural).maximum > console.width:
+            natural = table(True)
+    console.print(natural)
 
 
 def _json_value(value: Any) -> Any:

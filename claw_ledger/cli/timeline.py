@@ -103,6 +103,7 @@ def command(
         # a shortened signer is 11 characters: kept whole; a whole one takes a share
         widths={"pos": 0, "occurred_at": 2, "type": 3, "stream": 4, "summary": 6}
         | {"signer": 3 if wide else 0},
+        min_widths={"occurred_at": 11, "type": 14},
     )
     if not wide and rows:
         terminal().print("keys in streams and signers are shortened: --wide shows them whole")
