@@ -342,6 +342,9 @@ def quarantine_command(reason: str | None, after: int, limit: int, as_json: bool
             )
             for row in page.rows
         ),
+        # a reason code reads as a whole; the detail says the most
+        widths={"id": 0, "received_at": 2, "reason": 0, "event_id": 3, "detail": 6},
+        min_widths={"received_at": 11},
     )
 
 

@@ -146,7 +146,8 @@ def list_keys(as_json: bool, local: bool) -> None:
                 )
                 for r in registry
             ),
-            fold=False,
+            # a DID cut short cannot be copied: it wraps, whole, where it must
+            widths={"name": 0, "did": 1, "roles": 0, "state": 0},
         )
     print_table(
         f"Local key files ({directory})",

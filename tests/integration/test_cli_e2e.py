@@ -83,6 +83,10 @@ def test_keys_publish_and_refusal_through_the_cli(cli_env: dict[str, str]) -> No
 
     listed = cli(cli_env, "keys", "list", "--json")
     assert any(row["did"] == did for row in json.loads(listed.stdout)["registry"])
+    # at 80 columns a DID wraps but is never cut short
+    table = cli(cli_env | {"COLUMNS": "80"}, "keys", "list").stdout
+    assert max(map(len, table.splitlines())) <= 80
+    assert did in "".join(line.split("│")[2].strip() for line in table.splitlines() if "│" in line)
 
 
 def test_timeline_filters_and_keyset_pages(
