@@ -128,3 +128,31 @@ def test_a_state_dir_that_is_a_file_is_named(
     assert f"hint: the state dir {state_dir} must be a directory this user can write" in (
         result.stderr
     )
+
+
+@pytest.mark.parametrize(
+    ("command", "error"),
+    [
+        (("quarantine", "--reason", "UNKNOWN_SIGNR"), "did you mean UNKNOWN_SIGNER"),
+        (("quarantine", "--reason", "NOPE"), "'NOPE' is not a known reason code"),
+        (("timeline", "--type", "agent.halt"), "did you mean agent.halted?"),
+        (("timeline", "--type", "nope.nope"), "docs/architecture.md#event-types"),
+        (("replay", "--type", "token.issue"), "did you mean token.issued"),
+    ],
+    ids=["reason-typo", "reason-unknown", "type-typo", "type-unknown", "replay-type"],
+)
+def test_a_filter_that_can_match_nothing_is_a_usage_error(
+    offline_cli_env: dict[str, str], command: tuple[str, ...], error: str
+) -> None:
+    """An unknown type or reason code would print an empty table: "nothing happened"."""
+    result = run_cli(offline_cli_env, *command, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert error in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_filter_name_is_taken_in_any_case() -> None:
+    from claw_ledger.cli.common import EVENT_TYPE, REASON_CODE
+
+    assert REASON_CODE.convert("unknown_signer", None, None) == "UNKNOWN_SIGNER"
+    assert EVENT_TYPE.convert("Agent.Halted", None, None) == "agent.halted"

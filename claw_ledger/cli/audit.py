@@ -11,6 +11,7 @@ from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn
 
 from claw_ledger.cli.common import (
     CURSOR,
+    REASON_CODE,
     echo,
     emit_json,
     jobs_option,
@@ -311,7 +312,12 @@ async def _audit_transparency_log(problems: list[AuditProblem]) -> dict[str, int
 
 
 @click.command("quarantine")
-@click.option("--reason", help="Only this reason code, e.g. SIGNATURE_INVALID.")
+@click.option(
+    "--reason",
+    type=REASON_CODE,
+    metavar="CODE",
+    help="Only this reason code, e.g. SIGNATURE_INVALID.",
+)
 @click.option("--after", type=CURSOR, default=0, help="Cursor: start after this quarantine id.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @json_option()
@@ -328,6 +334,9 @@ def quarantine_command(reason: str | None, after: int, limit: int, as_json: bool
             out["raw"] = bytes(row["raw"]).decode("utf-8", "replace")
             rows.append(out)
         emit_json({"rows": rows, "next_cursor": page.next_cursor})
+        return
+    if not page.rows:
+        echo("nothing quarantined matches" + (" after this cursor" if after else ""))
         return
     print_table(
         "claw-ledger quarantine",

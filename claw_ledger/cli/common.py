@@ -40,7 +40,10 @@ CURSOR = click.IntRange(0, 2**63 - 1)
 
 __all__ = [
     "CURSOR",
+    "EVENT_TYPE",
+    "REASON_CODE",
     "IdentifierArgsCommand",
+    "KnownName",
     "choice_option",
     "echo",
     "emit_json",
@@ -183,6 +186,46 @@ def max_beat_age_option(help_text: str) -> Callable[[F], F]:
         metavar="SECONDS",
         help=help_text,
     )
+
+
+class KnownName(click.ParamType):
+    """One of a fixed set of names (an event type, a reason code). A name the
+    ledger cannot hold would match nothing and print an empty table, which
+    reads as "nothing happened": it is a usage error naming the closest ones."""
+
+    def __init__(self, what: str, names: Callable[[], Iterable[str]], listed_in: str) -> None:
+        self.name = what
+        self._names = names
+        self._listed_in = listed_in
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        import difflib
+
+        known = tuple(self._names())
+        text = str(value)
+        if text in known:
+            return text
+        folded = {name.casefold(): name for name in known}
+        if text.casefold() in folded:
+            return folded[text.casefold()]
+        close = difflib.get_close_matches(text, known, n=3, cutoff=0.6)
+        guess = f"; did you mean {' or '.join(close)}?" if close else ""
+        listed = f"(all are listed in {self._listed_in})"
+        self.fail(f"{printable(text)!r} is not a known {self.name}{guess} {listed}", param, ctx)
+
+
+def _event_types() -> tuple[str, ...]:
+    from ledger.types import REGISTRY
+
+    return REGISTRY.event_types()
+
+
+#: ``--type``: an event type the registry knows
+EVENT_TYPE = KnownName("event type", _event_types, "docs/architecture.md#event-types")
+#: ``--reason``: a stable reason code
+REASON_CODE = KnownName(
+    "reason code", lambda: (code.value for code in ReasonCode), "docs/architecture.md#reason-codes"
+)
 
 
 def choice_option(

@@ -17,6 +17,7 @@ from rich.progress import (
 from rich.text import Text
 
 from claw_ledger.cli.common import (
+    EVENT_TYPE,
     choice_option,
     echo,
     emit_json,
@@ -45,7 +46,9 @@ class _Rate(ProgressColumn):
 @click.command("replay")
 @click.option("--job", help="Report only the events of this job (its stream, token, halts).")
 @click.option("--stream", help="Report only this stream, e.g. halt:*.")
-@click.option("--type", "event_type", help="Report only this event type.")
+@click.option(
+    "--type", "event_type", type=EVENT_TYPE, metavar="TYPE", help="Report only this event type."
+)
 @click.option("--since", help="Report only events recorded from this time (ISO 8601 with zone).")
 @click.option("--from-offset", type=click.IntRange(0), help="Report only from this Kafka offset.")
 @click.option("--until", help="Stop before the first event recorded after this time.")

@@ -9,6 +9,8 @@ import click
 
 from claw_ledger.cli.common import (
     CURSOR,
+    EVENT_TYPE,
+    echo,
     emit_json,
     json_option,
     print_table,
@@ -35,7 +37,13 @@ __all__ = ["command"]
 
 @click.command("timeline")
 @click.option("--stream", help="Only this stream, e.g. job:42.")
-@click.option("--type", "event_type", help="Only this event type, e.g. token.issued.")
+@click.option(
+    "--type",
+    "event_type",
+    type=EVENT_TYPE,
+    metavar="TYPE",
+    help="Only this event type, e.g. token.issued.",
+)
 @click.option("--signer", help="Only events signed by this DID.")
 @click.option("--since", help="From this time (inclusive), ISO 8601 with zone.")
 @click.option("--until", help="Before this time, ISO 8601 with zone.")
@@ -96,6 +104,9 @@ def command(
         )
         for row in page.rows
     ]
+    if not rows:
+        echo("no events match" + (" after this cursor" if after else ""))
+        return
     print_table(
         "claw-ledger timeline",
         ("pos", "occurred_at", "type", "stream", "signer", "summary"),

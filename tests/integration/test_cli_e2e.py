@@ -146,6 +146,10 @@ def test_timeline_filters_and_keyset_pages(
     assert f"key:{operator.did}" in whole.stdout and "…" + operator.did[-10:] not in whole.stdout
     bad_time = cli(cli_env, "timeline", "--since", "yesterday")
     assert bad_time.returncode == 2
+    # no match says so instead of drawing an empty table
+    last = str(positions[-1])
+    none = cli(cli_env, "timeline", "--stream", "halt:job:timeline-pages", "--after", last)
+    assert none.returncode == 0 and none.stdout == "no events match after this cursor\n"
 
 
 def test_audit_passes_on_a_clean_ledger(cli_env: dict[str, str]) -> None:
@@ -205,6 +209,9 @@ def test_demo_runs_end_to_end(cli_env: dict[str, str]) -> None:
     assert denied[1]["halt_target"] == f"job:{job}"
     refused = json.loads(cli(cli_env, "quarantine", "--reason", "AGENT_HALTED", "--json").stdout)
     assert refused["rows"]
+    past = str(max(row["id"] for row in refused["rows"]) + 10**9)
+    nothing = cli(cli_env, "quarantine", "--reason", "agent_halted", "--after", past)
+    assert nothing.stdout == "nothing quarantined matches after this cursor\n", nothing.stderr
     # the demo left the checkpointer running, and its proof was verified offline
     assert any(c["args"][:2] == ["verify", "proof.json"] for c in summary["commands"])
     assert cli(cli_env, "checkpointer", "status").returncode == 0
