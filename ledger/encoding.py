@@ -11,6 +11,7 @@ __all__ = [
     "B64U_SHA256_RE",
     "CANONICAL_UUID_PATTERN",
     "CANONICAL_UUID_RE",
+    "MAX_POSITION",
     "b64u_decode",
     "b64u_digest",
     "b64u_encode",
@@ -29,6 +30,10 @@ B64U_SHA256_CANONICAL_RE = re.compile(r"[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]")
 #: a UUID as ``str(uuid.UUID(...))`` spells it (lowercase, hyphenated): event ids
 CANONICAL_UUID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 CANONICAL_UUID_RE = re.compile(CANONICAL_UUID_PATTERN)
+
+#: the largest ledger position, quarantine id or tree size: a signed 64-bit
+#: integer, what a Postgres bigint holds (a larger one is refused as input)
+MAX_POSITION = 2**63 - 1
 
 _B64U_TEXT = re.compile(r"[A-Za-z0-9_-]*")
 _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")

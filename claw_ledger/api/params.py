@@ -8,14 +8,14 @@ from typing import Annotated
 
 from fastapi import Path, Query
 
+from ledger.encoding import MAX_POSITION
+
 __all__ = ["MAX_POSITION", "MAX_TEXT", "NO_NUL", "Cursor", "FilterText", "Identifier", "Position"]
 
 #: Postgres text cannot hold U+0000: refuse it as a bad parameter, not a database error
 NO_NUL = r"^[^\x00]*$"
 #: the longest filter text (a stream, a DID)
 MAX_TEXT = 512
-#: the largest ledger position or quarantine id (a Postgres bigint)
-MAX_POSITION = 2**63 - 1
 
 #: a record's id in a path: a job, a token, a policy hash, a pulse record
 Identifier = Annotated[str, Path(min_length=1, max_length=256, pattern=NO_NUL)]

@@ -21,6 +21,7 @@ import click
 from claw_ledger.config import Settings, load_settings
 from claw_ledger.shown import printable
 from ledger.crypto import KeyPair, load_key
+from ledger.encoding import MAX_POSITION
 from ledger.errors import ConfigError, PolicyError, ReasonCode
 from ledger.instants import format_instant
 
@@ -36,7 +37,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: a keyset cursor (a ledger position, a quarantine id, a tree size): a Postgres
 #: bigint, refused as a usage error beyond it rather than by the database
-CURSOR = click.IntRange(0, 2**63 - 1)
+CURSOR = click.IntRange(0, MAX_POSITION)
 
 __all__ = [
     "CURSOR",

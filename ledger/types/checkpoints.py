@@ -16,6 +16,7 @@ import binascii
 from pydantic import Field
 
 from ledger.checkpoint import MAX_NOTE_BYTES, NoteVerifier, open_checkpoint
+from ledger.encoding import MAX_POSITION
 from ledger.errors import CheckpointError, ReasonCode
 from ledger.registry import EventBody, EventTypeSpec, RuleSettings
 from ledger.state import EventContext, LedgerState
@@ -36,7 +37,7 @@ class CheckpointSigned(EventBody):
     """A signed checkpoint of the ledger's transparency log."""
 
     origin: str = Field(pattern=ORIGIN_PATTERN, description="the log's name")
-    tree_size: int = Field(ge=1, le=2**63 - 1)
+    tree_size: int = Field(ge=1, le=MAX_POSITION)
     root_hash_b64: str = Field(pattern=r"^[A-Za-z0-9+/]{43}=$", description="standard base64")
     note: str = Field(min_length=1, max_length=MAX_NOTE_BYTES, description="the signed note")
 
