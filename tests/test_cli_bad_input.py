@@ -156,3 +156,22 @@ def test_a_filter_name_is_taken_in_any_case() -> None:
 
     assert REASON_CODE.convert("unknown_signer", None, None) == "UNKNOWN_SIGNER"
     assert EVENT_TYPE.convert("Agent.Halted", None, None) == "agent.halted"
+
+
+def test_a_token_is_read_from_a_file_stdin_or_the_argument(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from claw_ledger.cli.common import read_token
+
+    token = "eyJhbGciOiJFZERTQSJ9.eyJqdGkiOiJ4In0.c2ln"
+    (tmp_path / "token.jwt").write_text(token + "\n")
+    monkeypatch.chdir(tmp_path)
+    assert read_token("token.jwt") == token
+    assert read_token(str(tmp_path / "token.jwt")) == token
+    assert read_token(f" {token}\n") == token
+    # no file name is that long: taken as the (malformed) token, not an OSError
+    assert read_token("a" * 5000) == "a" * 5000
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(token.encode() + b"\n")))
+    assert read_token("-") == token

@@ -455,9 +455,19 @@ def zoned_time_option(value: str | None) -> datetime | None:
 
 
 def read_token(value: str) -> str:
-    """A token given on the command line, or read from stdin for ``-``."""
-    text = read_input("-").decode("utf-8", "replace") if value == "-" else value
-    return text.strip()
+    """A token read from stdin for ``-``, from the file ``value`` names when there
+    is one (a token file keeps the token off the command line, which other users
+    can see), else ``value`` itself."""
+    if value == "-":
+        return read_input("-").decode("utf-8", "replace").strip()
+    try:
+        path = Path(value).expanduser()
+        named_file = path.is_file()
+    except (OSError, ValueError):  # a token is no file name: too long, a NUL
+        named_file = False
+    if named_file:
+        return read_input(str(path)).decode("utf-8", "replace").strip()
+    return value.strip()
 
 
 # ---------------------------------------------------------------- publishing

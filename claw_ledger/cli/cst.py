@@ -195,12 +195,15 @@ _STATUS_CODES = {
 
 
 @command.command("inspect")
-@click.argument("token", metavar="TOKEN|-")
+@click.argument("token", metavar="TOKEN|FILE|-")
 @click.option("--issuer", metavar="DID", help="Verify against this issuer (default: the ledger's).")
 @click.option("--offline", is_flag=True, help="Do not ask the ledger (needs --issuer).")
 @json_option("Print JSON.")
 def inspect(token: str, issuer: str | None, offline: bool, as_json: bool) -> None:
-    """Decode TOKEN, check its signature and show its status on the ledger.
+    """Decode a token, check its signature and show its status on the ledger.
+
+    The token comes from a file, from stdin (-), or as the argument itself; a
+    file or stdin keeps it off the command line, which other users can see.
 
     Status: active, expired, revoked or unknown. Exit 0 only for a token that
     verifies and is active; 1 otherwise (after printing what is known).
@@ -208,6 +211,7 @@ def inspect(token: str, issuer: str | None, offline: bool, as_json: bool) -> Non
     \b
     Example:
       echo "$TOKEN" | claw-ledger cst inspect - --json
+      claw-ledger cst inspect token.jwt
     """
     from claw_ledger.reads import query_sync
     from ledger.tokens import decode_token, verify_token

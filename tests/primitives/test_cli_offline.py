@@ -125,6 +125,9 @@ def test_cst_inspect_offline_golden_token() -> None:
     assert report["claims"]["jti"] == "cst_golden_0001"
     assert report["status"] == "expired"  # its exp lies in February 2026
     assert result.exit_code == 1
+    # a token file gives the same report (and keeps the token off the command line)
+    from_file = run("cst", "inspect", str(GOLDEN / "cst.jwt"), "--offline", "--issuer", did)
+    assert from_file.exit_code == 1 and "cst_golden_0001" in from_file.stdout
     other = KeyPair.from_seed(b"\x05" * 32).did
     result = run("cst", "inspect", token, "--offline", "--issuer", other)
     assert result.exit_code == 1
