@@ -42,12 +42,20 @@ from ledger.authorize import (
     Decision,
     DecisionView,
     decide_call,
+    recorder_refusal,
     replayed,
     unavailable,
+    unrecordable,
 )
 from ledger.control_digest import CONTROL_DIGEST_TABLES, digest_hex, state_digests
 from ledger.crypto import KeyPair
-from ledger.errors import ControlPlaneTamperedError, EventError, PublishError, ServiceError
+from ledger.errors import (
+    ControlPlaneTamperedError,
+    EventError,
+    PublishError,
+    ReasonCode,
+    ServiceError,
+)
 from ledger.events import NewEvent
 from ledger.seen_controls import SeenControl, SeenControls, resolution
 from ledger.shadow import shadowed_body
@@ -219,11 +227,23 @@ class AuthorizeService:
         except ServiceError:
             return {}
 
+    def recorder_refusal(self) -> tuple[ReasonCode, str] | None:
+        """Why the ledger, as this service sees it, would refuse the decisions it
+        signs (its key unregistered, revoked or without the role), or ``None``
+        (also while the state cannot be read: every answer is a deny then)."""
+        if not self._view.available:
+            return None
+        return recorder_refusal(self._view, self.key.did)
+
     def status(self) -> dict[str, Any]:
         """Decisions, the state's health and the control lane's (for status pages)."""
         view = self._view
+        refusal = self.recorder_refusal()
         return {
             "decisions": self.counters.to_dict(),
+            "recorder": None
+            if refusal is None
+            else {"reason_code": refusal[0].value, "detail": refusal[1]},
             "state": {
                 "available": view.available,
                 "detail": view.unavailable_detail or None,
@@ -265,6 +285,9 @@ class AuthorizeService:
     async def decide(self, request: CallRequest) -> Decision:
         """The answer to ``request``; its event is queued for Kafka before this returns."""
         decision = decide_call(self._view, request, time.time(), self.config.settings)
+        if decision.allowed and (refusal := self.recorder_refusal()):
+            # the call must not run without its signed trace on the ledger
+            decision = unrecordable(decision, *refusal)
         if decision.allowed:
             decision = await self._use_nonce(decision, request)
         elif decision.seen_event_id is not None:

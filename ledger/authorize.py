@@ -42,6 +42,13 @@ along in :attr:`Decision.shadows`; they never change the real answer. A call
 denied before step 7 is denied alike under any candidate (those steps do not
 read the WPC's rules), so it carries no shadow verdict.
 
+An allow also needs a decision the ledger will record: the service's own key
+registered, not revoked (committed or seen) and holding a role that may
+publish decisions. Otherwise the ledger would quarantine the record and the
+call would run without its signed trace, so the service turns the allow into
+a deny with the code the ledger would give the record (``UNKNOWN_SIGNER``,
+``SIGNER_REVOKED``, ``ROLE_NOT_ALLOWED``; :func:`recorder_refusal`).
+
 The last check, the nonce never seen before for this token
 (``NONCE_REPLAYED``), needs a shared store: the caller makes it, only for a
 call everything else allowed, and turns the decision with :func:`replayed`.
@@ -54,7 +61,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ledger.calls import Action, CallRequest, Decision, replayed, unavailable
+from ledger.calls import Action, CallRequest, Decision, replayed, unavailable, unrecordable
 from ledger.crypto import kid_for_public_key, public_key_from_did
 from ledger.encoding import B64U_SHA256_RE
 from ledger.envelope import format_epoch
@@ -67,6 +74,7 @@ from ledger.shadow import ShadowVerdict, shadow_candidates
 from ledger.state import LedgerState
 from ledger.tokens import CLOCK_SKEW_SECONDS, JTI_RE, DecodedToken, decode_token
 from ledger.tokens import token_scope_hash_b64u as scope_hash_of
+from ledger.types import REGISTRY
 from ledger.types._common import REVOKED, usable_policy
 from ledger.wpc import AllowDeny, WpcDocument, validate_wpc
 
@@ -80,8 +88,10 @@ __all__ = [
     "ShadowVerdict",
     "action_verdict",
     "decide_call",
+    "recorder_refusal",
     "replayed",
     "unavailable",
+    "unrecordable",
 ]
 
 #: How far the decision state may lag the ledger before every answer is a deny.
@@ -555,6 +565,40 @@ def decide_call(
         seen_event_id=facts.seen,
         shadows=facts.shadows,
     )
+
+
+#: what tells an operator how to give the service a key the ledger accepts
+_REGISTER_HINT = (
+    "register it with the authorizer role:"
+    " claw-ledger keys register NAME --role authorizer --key admin"
+)
+
+
+def recorder_refusal(view: DecisionView, did: str) -> tuple[ReasonCode, str] | None:
+    """Why the ledger would refuse a decision signed by ``did`` (the signer check of
+    verification, against this view's keys and the revocations seen early), or
+    ``None`` when it would record it."""
+    record = view.state.keys.get(did)
+    if record is None:
+        return (
+            ReasonCode.UNKNOWN_SIGNER,
+            f"the authorize key {did} is not registered on the ledger, which would"
+            f" quarantine this decision's record; {_REGISTER_HINT}",
+        )
+    if record.revoked or view.seen_controls.key(did) is not None:
+        return (
+            ReasonCode.SIGNER_REVOKED,
+            f"the authorize key {did} is revoked: the ledger would quarantine this"
+            " decision's record; give the service a new key",
+        )
+    if not REGISTRY["call.authorized"].roles & record.roles:
+        roles = sorted(role.value for role in record.roles)
+        return (
+            ReasonCode.ROLE_NOT_ALLOWED,
+            f"the authorize key {did} holds {roles}, which may not record decisions;"
+            f" {_REGISTER_HINT}",
+        )
+    return None
 
 
 def action_verdict(document: WpcDocument, action: Action) -> tuple[bool, ReasonCode, str]:

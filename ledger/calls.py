@@ -22,6 +22,7 @@ __all__ = [
     "Decision",
     "replayed",
     "unavailable",
+    "unrecordable",
 ]
 
 #: Longest nonce accepted (it is stored, keyed by token).
@@ -195,3 +196,8 @@ def replayed(decision: Decision) -> Decision:
 def unavailable(decision: Decision, detail: str) -> Decision:
     """An allow turned into a deny because the nonce store could not be reached."""
     return _turned(decision, ReasonCode.LEDGER_UNAVAILABLE, detail)
+
+
+def unrecordable(decision: Decision, code: ReasonCode, detail: str) -> Decision:
+    """An allow turned into a deny because the ledger would refuse its record (``code``)."""
+    return _turned(decision, code, detail)

@@ -4,6 +4,7 @@ records, and the Trust Pulse pages."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import asyncpg
@@ -19,6 +20,8 @@ from ledger.errors import ReasonCode
 
 __all__ = ["HttpAuthorizer", "ledger_features", "mount_trust_pulse"]
 
+log = logging.getLogger("claw_ledger.api")
+
 
 class HttpAuthorizer:
     """``POST /v1/authorize`` over the authorize service: the JSON body is
@@ -29,6 +32,8 @@ class HttpAuthorizer:
 
     async def start(self) -> None:
         await self.service.start()
+        if (refusal := self.service.recorder_refusal()) is not None:
+            log.warning("%s (%s): every call is denied until then", refusal[1], refusal[0].value)
 
     async def stop(self) -> None:
         await self.service.stop()

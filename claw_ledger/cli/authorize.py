@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from claw_ledger.authorizing import AuthorizeConfig, DecisionCounters
     from ledger.authorize import CallRequest, Decision
     from ledger.crypto import KeyPair
+    from ledger.errors import ReasonCode
 
 __all__ = ["command"]
 
@@ -114,8 +115,11 @@ def command(
     config = AuthorizeConfig.from_settings(
         settings(), settings=AuthorizeSettings(max_staleness_seconds=max_staleness)
     )
-    decision, counters = run_async(_decide_once(config, key, request))
+    decision, counters, refusal = run_async(_decide_once(config, key, request))
     recorded = counters.recorded == 1
+    if refusal is not None and refusal[0] is not decision.reason_code:
+        # a deny for another reason: its record still goes to quarantine, not the ledger
+        echo(f"warning: {refusal[0].value}: {refusal[1]}", err=True)
     if as_json:
         emit_json(decision.to_dict() | {"recorded": recorded})
     else:
@@ -129,7 +133,7 @@ def command(
 
 async def _decide_once(
     config: AuthorizeConfig, key: KeyPair, request: CallRequest
-) -> tuple[Decision, DecisionCounters]:
+) -> tuple[Decision, DecisionCounters, tuple[ReasonCode, str] | None]:
     """A one-shot service: load the state, decide, record the decision, stop."""
     from claw_ledger.authorizing import AuthorizeService
 
@@ -137,6 +141,7 @@ async def _decide_once(
     await service.start()
     try:
         decision = await service.decide(request)
+        refusal = service.recorder_refusal()
     finally:
         await service.stop()
-    return decision, service.counters
+    return decision, service.counters, refusal

@@ -13,6 +13,7 @@ from typing import Any
 from bench.workload import WPC as WPC
 from claw_ledger.authorizing import AuthorizeConfig, AuthorizeService
 from ledger.authorize import Action, AuthorizeSettings, CallRequest, Decision
+from ledger.crypto import KeyPair
 from ledger.roles import Role
 from ledger.tokens import build_claims, issue_token
 from ledger.urm import sign_approval, urm_hash_b64u
@@ -78,7 +79,9 @@ async def running_job(ledger: LedgerHarness, wpc: str, job_id: str | None = None
     return RunningJob(job_id, wpc, token, jti)
 
 
-def service(ledger: LedgerHarness, *, max_staleness: float = 5.0) -> AuthorizeService:
+def service(
+    ledger: LedgerHarness, *, max_staleness: float = 5.0, key: KeyPair | None = None
+) -> AuthorizeService:
     assert ledger.settings.database_url and ledger.settings.kafka_bootstrap
     config = AuthorizeConfig(
         database_url=ledger.settings.database_url,
@@ -87,7 +90,7 @@ def service(ledger: LedgerHarness, *, max_staleness: float = 5.0) -> AuthorizeSe
         settings=AuthorizeSettings(max_staleness_seconds=max_staleness),
         poll_interval=0.1,
     )
-    return AuthorizeService(config, ledger.keys[Role.AUTHORIZER])
+    return AuthorizeService(config, key or ledger.keys[Role.AUTHORIZER])
 
 
 def request(job: RunningJob, action: Action = READ, *, token: str | None = None) -> CallRequest:

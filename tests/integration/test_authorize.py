@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from ledger.authorize import Action
+from ledger.crypto import KeyPair
 from ledger.errors import ReasonCode
 from ledger.roles import Role
-from tests.fixtures_ledger import LedgerHarness
+from tests.fixtures_ledger import LedgerHarness, fetch_until
 from tests.integration import _authorize as authz
 
 pytestmark = pytest.mark.integration
@@ -73,3 +74,49 @@ async def test_replay_drift_and_revocation_are_denied_and_recorded(
         await conn.close()
     assert sorted(t["event_type"] for t in types) == sorted(d.event_type for d in decisions)
     assert {t["stream"] for t in types} == {f"job:{job_a.job_id}", f"job:{job_b.job_id}"}
+
+
+async def test_a_service_whose_decisions_the_ledger_would_refuse_allows_nothing(
+    running_ledger: LedgerHarness,
+) -> None:
+    """An allow signed by a key the ledger does not accept would be quarantined, and
+    the call would run without its trace: the service denies with the ledger's code."""
+    ledger = running_ledger
+    wpc = await authz.publish_wpc(ledger, authz.WPC | {"purpose": "unregistered"})
+    job = await authz.running_job(ledger, wpc)
+    key = KeyPair.generate("authorize-unregistered")
+    authorize = authz.service(ledger, key=key)
+    await authorize.start()
+    try:
+        refused = await authorize.decide(first := authz.request(job))
+        assert refused.reason_code is ReasonCode.UNKNOWN_SIGNER, refused
+        assert key.did in refused.detail and "--role authorizer" in refused.detail
+        assert authorize.status()["recorder"]["reason_code"] == "UNKNOWN_SIGNER"
+        # registered with a role that may not record decisions: still nothing allowed
+        admin = ledger.admin
+        body = {"did": key.did, "name": "authorize-unregistered", "roles": ["operator"]}
+        verdict = await ledger.publish(admin, "key.registered", f"key:{key.did}", body)
+        assert verdict["status"] == "committed", verdict
+        wrong_role = await authz.decide_until(
+            lambda: authorize.decide(authz.request(job)),
+            lambda d: d.reason_code is not ReasonCode.UNKNOWN_SIGNER,
+        )
+        assert wrong_role.reason_code is ReasonCode.ROLE_NOT_ALLOWED, wrong_role
+        # a key the ledger accepts: the same nonce was never used, and is allowed now
+        authorize_b = authz.service(ledger)
+        await authorize_b.start()
+        try:
+            allowed = await authorize_b.decide(first)
+        finally:
+            await authorize_b.stop()
+        assert allowed.allowed, allowed
+    finally:
+        await authorize.stop()
+    conn = await ledger.connect()
+    try:
+        sql = "SELECT reason_code FROM quarantine WHERE event_id = $1"
+        rows = await fetch_until(conn, sql, refused.decision_id, count=1, timeout=60)
+    finally:
+        await conn.close()
+    # by the time the processor reads it, the key may be registered (with its role)
+    assert [row["reason_code"] for row in rows] in (["UNKNOWN_SIGNER"], ["ROLE_NOT_ALLOWED"])

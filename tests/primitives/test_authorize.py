@@ -5,9 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.authorize import Action, CallRequest, DecisionView, replayed, unavailable
+from ledger.authorize import (
+    Action,
+    CallRequest,
+    DecisionView,
+    recorder_refusal,
+    replayed,
+    unavailable,
+    unrecordable,
+)
 from ledger.errors import ReasonCode
 from ledger.tokens import build_claims, issue_token
+from ledger.verify import Rejected
 from tests.primitives._authorize_support import AT, READ, World
 from tests.primitives._support import NOW, WPC_EXAMPLE
 
@@ -211,3 +220,32 @@ def test_a_request_is_checked_before_any_decision(job: str, nonce: str) -> None:
 def test_bad_actions_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
         Action.parse(text)
+
+
+def test_the_recorder_refusal_is_the_code_the_ledger_would_give_the_decision() -> None:
+    """An allow signed by a key the ledger refuses would be quarantined: the service
+    asks :func:`recorder_refusal` and denies with that code."""
+    world = World()
+    keys, ledger = world.ledger.keys, world.ledger
+    view = DecisionView.of(ledger.state, synced_at=AT - 1)
+    assert recorder_refusal(view, keys.authorizer.did) is None
+    unknown = recorder_refusal(view, keys.outsider.did)
+    assert unknown is not None and unknown[0] is ReasonCode.UNKNOWN_SIGNER
+    assert "--role authorizer" in unknown[1]
+    wrong_role = recorder_refusal(view, keys.operator.did)
+    assert wrong_role is not None and wrong_role[0] is ReasonCode.ROLE_NOT_ALLOWED
+    # the very decision signed by each key, judged as the processor judges it
+    decision = world.decide()
+    assert decision.allowed
+    for key, code in (
+        (keys.outsider, ReasonCode.UNKNOWN_SIGNER),
+        (keys.operator, ReasonCode.ROLE_NOT_ALLOWED),
+    ):
+        outcome = ledger.submit(key, decision.event_type, decision.stream, decision.event_body())
+        assert isinstance(outcome, Rejected) and outcome.code is code
+        turned = unrecordable(decision, code, "x")
+        assert not turned.allowed and turned.reason_code is code
+    did = keys.authorizer.did
+    ledger.ok(keys.admin, "key.revoked", f"key:{did}", {"did": did, "reason": "rotated"})
+    revoked = recorder_refusal(DecisionView.of(ledger.state, synced_at=AT - 1), did)
+    assert revoked is not None and revoked[0] is ReasonCode.SIGNER_REVOKED
