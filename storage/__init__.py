@@ -89,8 +89,9 @@ def login_refused(database_url: str, exc: BaseException) -> ServiceError:
         f"PostgreSQL at {where} refused the login: {exc}",
         hint="check the user and password in the URL (--database-url, $CLAW_LEDGER_WRITER_URL,"
         " $CLAW_LEDGER_READER_URL). The ledger roles' passwords are those of the state dir"
-        " that last ran `claw-ledger migrate` (its db-roles.json); `claw-ledger services up`"
-        " with that state dir prints the URLs that match",
+        " that created them or last ran `claw-ledger migrate --rotate-role-passwords` (its"
+        " db-roles.json); `claw-ledger services up` with that state dir prints the URLs that"
+        " match",
     )
 
 

@@ -31,7 +31,9 @@ __all__ = [
     "RolesNotCreated",
     "database_name",
     "ensure_roles",
+    "existing_roles",
     "generate_password",
+    "grant_roles",
     "grants_available",
     "role_names",
     "role_url",
@@ -151,6 +153,25 @@ async def grants_available(owner_url: str) -> bool:
                 "SELECT to_regprocedure('claw_ledger_grant_roles(text, text)') IS NOT NULL"
             )
         )
+    finally:
+        await conn.close()
+
+
+async def existing_roles(owner_url: str, names: list[str]) -> list[str]:
+    """Those of ``names`` that are roles of the server, in the order given."""
+    conn = await connect(owner_url)
+    try:
+        missing = await _missing(conn, names)
+    finally:
+        await conn.close()
+    return [name for name in names if name not in missing]
+
+
+async def grant_roles(owner_url: str, writer: str, reader: str) -> None:
+    """Grant existing roles their rights, leaving everything else about them alone."""
+    conn = await connect(owner_url)
+    try:
+        await _run(conn, "SELECT claw_ledger_grant_roles($1, $2)", writer, reader)
     finally:
         await conn.close()
 

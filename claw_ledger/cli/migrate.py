@@ -42,12 +42,19 @@ EXIT_ROLES_NEEDED = 3
     help="Only print the SQL that creates the writer and reader roles and grants their "
     "rights (with their passwords); run it as the owner after migrating.",
 )
+@click.option(
+    "--rotate-role-passwords",
+    is_flag=True,
+    help="Give existing writer and reader roles new passwords (stored in the state dir). "
+    "Every process still using the old ones is refused until it gets the new URLs.",
+)
 @json_option("Print JSON.")
 def command(
     database_url: str | None,
     state_dir: Path | None,
     directory: Path | None,
     print_grants: bool,
+    rotate_role_passwords: bool,
     as_json: bool,
 ) -> None:
     """Apply pending migrations, each in its own transaction (idempotent), then create
@@ -56,10 +63,15 @@ def command(
     Refuses a database whose schema is newer than this code, and an applied
     migration whose file has changed. When the connecting role may not create
     roles (no CREATEROLE), prints the SQL an administrator must run and exits 3.
+
+    Roles that exist keep their passwords, except on the state dir's own local
+    server (`services up`), where the stored ones are set again, and with
+    --rotate-role-passwords: on a shared server, whoever set them (another
+    state dir, an administrator) is never locked out by a migration.
     """
     import asyncio
 
-    from claw_ledger.db_roles import migrate_with_roles, role_credentials
+    from claw_ledger.db_roles import kept_roles_note, migrate_with_roles, role_credentials
     from storage.roles import RolesNotCreated, database_name, roles_sql
 
     settings = load_settings(database_url=database_url, state_dir=state_dir)
@@ -68,7 +80,11 @@ def command(
         echo(roles_sql(role_credentials(settings.state_dir, database_name(url))), nl=False)
         return
     try:
-        report, created = asyncio.run(migrate_with_roles(settings, directory=directory))
+        report, created, kept = asyncio.run(
+            migrate_with_roles(
+                settings, directory=directory, rotate_passwords=rotate_role_passwords
+            )
+        )
     except RolesNotCreated as exc:
         echo(exc.sql, nl=False)
         echo(
@@ -79,7 +95,8 @@ def command(
         )
         sys.exit(EXIT_ROLES_NEEDED)
     if as_json:
-        echo(json.dumps(report.to_json() | {"roles_created": created}, indent=2, sort_keys=True))
+        roles = {"roles_created": created, "roles_kept": kept}
+        echo(json.dumps(report.to_json() | roles, indent=2, sort_keys=True))
         return
     for m in report.applied:
         echo(f"applied {m.filename}")
@@ -89,3 +106,5 @@ def command(
         echo(f"schema now at version {report.version}")
     for role in created:
         echo(f"created role {role}")
+    if kept:
+        echo(kept_roles_note(kept), err=True)

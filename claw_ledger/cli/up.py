@@ -30,7 +30,7 @@ __all__ = ["command", "demo", "down"]
 def bring_up(console: Console) -> None:
     """Services (unless given), migrations, topics. Idempotent."""
     from claw_ledger.config import effective_endpoints
-    from claw_ledger.db_roles import migrate_with_roles
+    from claw_ledger.db_roles import kept_roles_note, migrate_with_roles
     from claw_ledger.services.kafka import ensure_topics
     from claw_ledger.services.manager import services_up
     from claw_ledger.topics import topics_for
@@ -42,7 +42,7 @@ def bring_up(console: Console) -> None:
         else:
             endpoints = services_up(resolved, on_step=lambda text: status.update(plain(text)))
         status.update("applying migrations, creating the writer and reader roles…")
-        run_async(migrate_with_roles(resolved.with_endpoints(endpoints)))
+        kept = run_async(migrate_with_roles(resolved.with_endpoints(endpoints))).kept
         status.update("creating topics…")
         run_async(
             ensure_topics(
@@ -51,6 +51,8 @@ def bring_up(console: Console) -> None:
                 resolved.partitions,
             )
         )
+    if kept:
+        console.print(escape(kept_roles_note(kept)), style="yellow")
     console.print(f"[green]Kafka[/]    {escape(endpoints.kafka_bootstrap)}")
     console.print(f"[green]Postgres[/] {escape(endpoints.database_url)}")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -24,7 +25,12 @@ from click.testing import CliRunner, Result
 
 from claw_ledger.cli import cli
 from claw_ledger.config import effective_database_url, load_settings
-from claw_ledger.db_roles import migrate_with_roles, role_credentials, role_urls
+from claw_ledger.db_roles import (
+    migrate_with_roles,
+    role_credentials,
+    role_urls,
+    stored_credentials,
+)
 from consumers.processor import IngressRecord, VerifyingProcessor
 from ledger.crypto import KeyPair
 from ledger.errors import MigrationError
@@ -283,8 +289,8 @@ async def test_the_writer_runs_the_processor_and_neither_role_can_rewrite(
 async def test_migrate_is_idempotent_with_the_roles_present(ledger: Ledger, tmp_path: Path) -> None:
     await _process_as_writer(ledger.writer_url)
     settings = _settings(ledger.owner_url, tmp_path)
-    report, created = await migrate_with_roles(settings)
-    assert report.applied == () and created == []
+    report, created, kept = await migrate_with_roles(settings)
+    assert report.applied == () and created == [] and kept == []
     result = await _invoke(
         ["migrate", "--database-url", ledger.owner_url, "--state-dir", str(tmp_path)]
     )
@@ -298,6 +304,41 @@ async def test_migrate_is_idempotent_with_the_roles_present(ledger: Ledger, tmp_
         finally:
             await conn.close()
     await _assert_locked_down(ledger)
+
+
+async def test_a_second_state_dir_never_locks_out_the_first(
+    ledger: Ledger, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Two state dirs migrating one shared database used to take turns setting the
+    roles' passwords, each refusing the other's processes; rotating is now asked for."""
+    other = tmp_path_factory.mktemp("other-state-dir")
+    database = urlsplit(ledger.owner_url).path[1:]
+    args = ["migrate", "--database-url", ledger.owner_url, "--state-dir", str(other)]
+    result = await _invoke(args)
+    assert result.exit_code == 0, result.output
+    assert "kept the passwords of the existing roles" in result.output
+    assert "--rotate-role-passwords" in result.output
+    assert stored_credentials(other, database) is None
+    await _process_as_writer(ledger.writer_url)  # the first state dir's URLs still log in
+    as_json = await _invoke([*args, "--json"])
+    assert json.loads(as_json.stdout)["roles_kept"] == list(role_names(database))
+
+    rotated = await _invoke([*args, "--rotate-role-passwords"])
+    assert rotated.exit_code == 0, rotated.output
+    new = stored_credentials(other, database)
+    assert new is not None and new.writer_password != ledger.credentials.writer_password
+    with pytest.raises(asyncpg.InvalidPasswordError):
+        await asyncpg.connect(ledger.writer_url)
+    writer_url, reader_url = role_urls(other, ledger.owner_url)
+    for url in (writer_url, reader_url):
+        conn = await asyncpg.connect(url)
+        await conn.close()
+    # the first state dir (the fixture's), migrating again, does not take them back
+    first = ["migrate", "--database-url", ledger.owner_url, "--state-dir", str(tmp_path)]
+    again = await _invoke(first)
+    assert again.exit_code == 0, again.output
+    conn = await asyncpg.connect(writer_url)
+    await conn.close()
 
 
 async def test_printed_grants_applied_by_the_owner_give_the_same_lockdown(
@@ -350,7 +391,7 @@ async def test_an_owner_with_createrole_but_no_superuser_sets_everything_up(
         await _process_as_writer(ledger.writer_url)
         await _assert_locked_down(ledger)
         await _assert_reader_cannot_write(ledger)
-        _, created = await migrate_with_roles(_settings(owner_url, tmp_path))
+        _, created, _ = await migrate_with_roles(_settings(owner_url, tmp_path))
         assert created == []
     finally:
         await _execute(empty_database, f'REASSIGN OWNED BY "{owner_name}" TO current_user')
