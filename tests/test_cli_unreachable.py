@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures_ledger import CLAW_LEDGER, NOWHERE_KAFKA, run_cli
+from tests.fixtures_ledger import CLAW_LEDGER, NOWHERE_DATABASE, NOWHERE_KAFKA, run_cli
 
 
 @pytest.mark.parametrize(
@@ -104,3 +104,27 @@ def test_serve_without_its_authorizer_needs_no_kafka(offline_cli_env: dict[str, 
         finally:
             server.terminate()
             server.wait(timeout=30)
+
+
+def test_status_with_the_local_servers_gone_is_not_ready(tmp_path: Path) -> None:
+    """Servers of `services up` killed (their pids dead): a failed check and exit 1,
+    the same as servers that do not answer, not a usage error."""
+    import os
+
+    from tests.fixtures_ledger import unconfigured_cli_env
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that ran and is gone
+    record = {
+        "postgres": {"managed": True, "url": NOWHERE_DATABASE, "pid": dead.pid},
+        "kafka": {"managed": True, "bootstrap": NOWHERE_KAFKA, "pid": dead.pid},
+    }
+    (tmp_path / "services.json").write_text(json.dumps(record))
+    unset = unconfigured_cli_env(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in unset}
+    env.update({k: v for k, v in unset.items() if v is not None})
+    result = run_cli(env, "status", "--timeout", "2", timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert "ready: NO" in result.stdout
+    assert "no PostgreSQL" in result.stdout and "claw-ledger services up" in result.stdout

@@ -29,7 +29,12 @@ async def _snapshot(max_timeout: float) -> Any:
     from storage.projection_queries import open_connection
 
     resolved = settings()
-    url = effective_database_url(resolved, role="reader")
+    # a server that is not running is a failed check (exit 1), not a usage error
+    url: str | None = None
+    try:
+        url = effective_database_url(resolved, role="reader")
+    except ConfigError as exc:
+        missing = exc
     try:
         kafka: str | None = effective_kafka_bootstrap(resolved)
     except ConfigError:
@@ -37,6 +42,8 @@ async def _snapshot(max_timeout: float) -> Any:
 
     @asynccontextmanager
     async def acquire() -> AsyncIterator[Any]:
+        if url is None:
+            raise missing
         conn = await open_connection(url)
         try:
             yield conn
