@@ -167,7 +167,8 @@ def _print(result: ReplayResult, filtered: bool) -> None:
         else "signatures NOT checked"
     )
     echo(
-        f"replayed {summary['events']:,} events from the {result.source}"
+        f"replayed {summary['events']:,} events from"
+        f" {'Kafka' if result.source == 'kafka' else 'the ledger'}"
         f" ({summary['accepted']:,} accepted, {sum(result.fold.skipped.values()):,} skipped,"
         f" {summary['reported']:,} reported) in {summary['duration_s']} s"
         f" ({summary['rate_per_s'] or 0:,} ev/s, {checked});"
