@@ -121,7 +121,8 @@ def command(
         # a deny for another reason: its record still goes to quarantine, not the ledger
         echo(f"warning: {refusal[0].value}: {refusal[1]}", err=True)
     if as_json:
-        emit_json(decision.to_dict() | {"recorded": recorded})
+        # recorded: on Kafka, for the ledger to commit; a refused signer's record is not
+        emit_json(decision.to_dict() | {"recorded": recorded and refusal is None})
     else:
         echo(f"{decision.decision} {decision.reason_code}: {decision.detail}")
         echo(f"decision {decision.decision_id}", err=True)

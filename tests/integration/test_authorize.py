@@ -3,13 +3,16 @@ drift, revocation at decision time, and every answer a signed, recorded event.""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from ledger.authorize import Action
-from ledger.crypto import KeyPair
+from ledger.crypto import KeyPair, save_key
 from ledger.errors import ReasonCode
 from ledger.roles import Role
-from tests.fixtures_ledger import LedgerHarness, fetch_until
+from tests.fixtures_ledger import LedgerHarness, fetch_until, run_cli
 from tests.integration import _authorize as authz
 
 pytestmark = pytest.mark.integration
@@ -77,7 +80,7 @@ async def test_replay_drift_and_revocation_are_denied_and_recorded(
 
 
 async def test_a_service_whose_decisions_the_ledger_would_refuse_allows_nothing(
-    running_ledger: LedgerHarness,
+    running_ledger: LedgerHarness, tmp_path: Path
 ) -> None:
     """An allow signed by a key the ledger does not accept would be quarantined, and
     the call would run without its trace: the service denies with the ledger's code."""
@@ -120,3 +123,18 @@ async def test_a_service_whose_decisions_the_ledger_would_refuse_allows_nothing(
         await conn.close()
     # by the time the processor reads it, the key may be registered (with its role)
     assert [row["reason_code"] for row in rows] in (["UNKNOWN_SIGNER"], ["ROLE_NOT_ALLOWED"])
+
+    # the command alike: a deny naming the key, and no claim that it is recorded
+    token_file = tmp_path / "cst.txt"
+    token_file.write_text(job.token)
+    stranger = KeyPair.generate("stranger")
+    save_key(stranger, tmp_path / "stranger.key")
+    result = run_cli(
+        ledger.env,
+        *("authorize", "--token", str(token_file), "--job", job.job_id, "--tool", "read"),
+        *("--nonce", "cli-1", "--key", str(tmp_path / "stranger.key"), "--json"),
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["reason_code"] == "UNKNOWN_SIGNER" and answer["recorded"] is False
+    assert stranger.did in answer["detail"]
