@@ -242,6 +242,16 @@ class Bundler:
             raise verdict.error(sent.event_id)
         return result
 
+    async def check_key(self) -> None:
+        """Refuse to start with a key whose ``bundle.sealed`` the ledger would quarantine."""
+        from claw_ledger.checkpointer import require_ledger_key
+
+        conn = await _reader(self.reader_url)
+        try:
+            await require_ledger_key(conn, self.key)
+        finally:
+            await conn.close()
+
     async def run_once(self, report: Callable[[SealResult], None] | None = None) -> int:
         """Seal every pending (run, trigger); the number sealed. A run that fails is
         reported and left for the next round."""

@@ -60,6 +60,7 @@ __all__ = [
     "CheckpointerConfig",
     "CheckpointerLocked",
     "default_origin",
+    "require_ledger_key",
     "run_checkpointer",
 ]
 
@@ -208,7 +209,9 @@ def _checkpoint_event(key: KeyPair, stored: StoredCheckpoint) -> tuple[str, byte
     return event.stream, sign_event(event, key, issued_at=stored.occurred_at).to_bytes()
 
 
-async def _require_ledger_key(conn: asyncpg.Connection, key: KeyPair) -> None:
+async def require_ledger_key(conn: asyncpg.Connection, key: KeyPair) -> None:
+    """Refuse (ConfigError) a key that the ledger would not accept as the signer of a
+    checkpoint or a sealed bundle: unregistered, revoked, or without the ledger role."""
     row = await conn.fetchrow("SELECT name, roles, revoked FROM keys WHERE did = $1", key.did)
     hint = (
         f"register it: `claw-ledger keys register {key.name or 'NAME'} --role ledger --key admin`"
@@ -244,7 +247,7 @@ async def _open(config: CheckpointerConfig) -> _Checkpointer:
                 "another checkpointer is running for this ledger (it holds the lock)",
                 hint="only one may run; stop the other (`claw-ledger checkpointer stop`)",
             )
-        await _require_ledger_key(conn, config.key)
+        await require_ledger_key(conn, config.key)
         state = await load_log_state(conn)
         stored_origin = state.checkpoint.origin if state.checkpoint else None
         fallback = default_origin(database_name(config.writer_url))

@@ -281,6 +281,7 @@ def run(key_ref: str, interval: float, once: bool, origin: str | None, proofs: s
             _print_seal(result, as_json=False)
 
     async def main() -> None:
+        await bundler_.check_key()
         if once:
             await bundler_.run_once(report)
             return

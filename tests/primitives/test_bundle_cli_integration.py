@@ -73,6 +73,19 @@ def _started_job(cli: Cli, tmp_path: Path, label: str) -> tuple[str, str]:
     return job, wpc
 
 
+def test_the_bundler_refuses_a_key_whose_seals_the_ledger_would_quarantine(cli: Cli) -> None:
+    """As the checkpointer does: a bundle.sealed signed by a key without the ledger role
+    would be quarantined, so the bundler does not start with it (exit 2)."""
+    cli("keys", "new", "not-the-ledger")
+    unknown = cli("bundler", "run", "--key", "not-the-ledger", "--once", *MEMORY, ok=False)
+    assert unknown.returncode == 2, unknown.stderr
+    assert "is not registered on this ledger" in unknown.stderr
+    assert "--role ledger" in unknown.stderr
+    wrong_role = cli("bundler", "run", "--key", "gateway", "--once", *MEMORY, ok=False)
+    assert wrong_role.returncode == 2, wrong_role.stderr
+    assert "does not hold the ledger role" in wrong_role.stderr
+
+
 def test_a_completed_run_is_sealed_once_exported_and_verified(
     cli: Cli, running_ledger: Any, tmp_path: Path
 ) -> None:
