@@ -30,7 +30,7 @@ from ledger.canonical import jcs, parse_document_bytes, parse_json_strict
 from ledger.crypto import KeyPair
 from ledger.encoding import B64U_SHA256_RE, sha256_b64u
 from ledger.envelope import SignedEnvelope, sign_envelope, verify_envelope
-from ledger.errors import PolicyError, ReasonCode, validation_summary
+from ledger.errors import EnvelopeError, PolicyError, ReasonCode, validation_summary
 
 __all__ = [
     "MAX_WPC_BYTES",
@@ -226,13 +226,36 @@ def _reject_non_finite(value: Any, path: str = "$") -> None:
 def parse_wpc_bytes(data: bytes) -> dict[str, Any]:
     """Parse a WPC file (JSON, or JSON5 when it is not plain JSON) and validate it.
 
-    Refuses: more than :data:`MAX_WPC_BYTES` (``OVERSIZED``), bad UTF-8 or JSON5
-    syntax or duplicate keys (``MALFORMED_JSON``), anything
-    :func:`validate_wpc` refuses (``WPC_INVALID``).
+    A signed ``wpc`` envelope (what ``claw-ledger wpc get`` prints) is taken as
+    its payload once the envelope verifies (its hash and signature; who signed
+    it is the registry's question).
+
+    Refuses: more than :data:`MAX_WPC_BYTES` (``OVERSIZED``; an envelope may be
+    :data:`MAX_WPC_ENVELOPE_BYTES`), bad UTF-8 or JSON5 syntax or duplicate keys
+    (``MALFORMED_JSON``), anything :func:`validate_wpc` refuses (``WPC_INVALID``),
+    an envelope that does not verify (its step's code).
     """
-    document = parse_document_bytes(data, "WPC", MAX_WPC_BYTES, PolicyError)
+    document = parse_document_bytes(data, "WPC", MAX_WPC_ENVELOPE_BYTES, PolicyError)
+    if _is_wpc_envelope(document):
+        try:
+            return dict(verify_wpc_envelope(document).envelope.payload)
+        except EnvelopeError as exc:
+            raise PolicyError(exc.code, f"the wpc envelope does not verify: {exc.detail}") from exc
+    if len(data) > MAX_WPC_BYTES:
+        raise PolicyError(
+            ReasonCode.OVERSIZED, f"WPC is {len(data)} bytes, the limit is {MAX_WPC_BYTES}"
+        )
     validate_wpc(document)
     return dict(document)
+
+
+def _is_wpc_envelope(document: Any) -> bool:
+    # a WPC's own fields never include these two; an envelope always has both
+    return (
+        isinstance(document, Mapping)
+        and document.get("envelope_type") == WPC_ENVELOPE_TYPE
+        and "payload" in document
+    )
 
 
 def validate_wpc(document: Any) -> WpcDocument:

@@ -40,6 +40,11 @@ def test_the_whole_flow_from_the_cli(cli: Cli, tmp_path: Path) -> None:
     got = json.loads(cli("wpc", "get", wpc, "--verify", "--json").stdout)
     assert got["verified"] is True and got["status"] == "active"
     assert json.loads(cli("wpc", "get", wpc).stdout) == got["envelope"]
+    # what `wpc get` printed reads as the WPC itself: hashed, and diffed with its file
+    fetched = tmp_path / "fetched.json"
+    fetched.write_text(cli("wpc", "get", wpc).stdout)
+    assert cli("wpc", "hash", str(fetched)).stdout.strip() == wpc
+    assert cli("wpc", "diff", str(fetched), str(wpc_file)).returncode == 0
     cli.refused("WPC_ALREADY_PUBLISHED", "wpc", "publish", str(wpc_file), "--key", "policy-admin")
     # CST pinned to the WPC and bound to the job
     token, scope_hash = _issue(cli, job, wpc)

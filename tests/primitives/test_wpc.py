@@ -191,3 +191,17 @@ def test_envelope_of_invalid_document_or_other_type() -> None:
 def test_sign_refuses_invalid_document() -> None:
     with pytest.raises(PolicyError):
         sign_wpc({"wpc_version": "1", "tools": {"allow": ["a"], "deny": ["a"]}}, key(2))
+
+
+def test_a_signed_wpc_envelope_reads_as_its_document() -> None:
+    """What `wpc get HASH > wpc.json` writes can be diffed, hashed and published again."""
+    envelope = sign_wpc(SEED_000, key(2, "policy-admin"))
+    parsed = parse_wpc_bytes(envelope.to_bytes())
+    assert parsed == SEED_000
+    assert policy_hash_b64u(parsed) == policy_hash_b64u(SEED_000)
+    # an edited envelope is refused as the envelope step that fails, never read
+    tampered = json.loads(envelope.to_bytes())
+    tampered["payload"]["purpose"] = "something else"
+    assert _code(json.dumps(tampered)) == ReasonCode.HASH_MISMATCH
+    # a document that only names an envelope type is judged as a document
+    assert _code(json.dumps({"envelope_type": "wpc"})) == ReasonCode.WPC_INVALID
