@@ -111,3 +111,21 @@ def test_a_table_that_fits_keeps_its_natural_width(monkeypatch: pytest.MonkeyPat
     lines = _table_lines(400, monkeypatch)
     assert max(map(len, lines)) < 400
     assert any("2026-12-03 20:17:26" in line for line in lines)
+
+
+def test_widths_are_shared_by_water_filling() -> None:
+    from claw_ledger.cli.common import share_widths
+
+    natural = {"time": 19, "type": 21, "stream": 17, "summary": 55}
+    shares = {"time": 2, "type": 3, "stream": 4, "summary": 6}
+    # room for all: each keeps its natural width
+    assert share_widths(natural, shares, 200) == natural
+    # a column that fits its share keeps its width, and its unused share goes on
+    wide = share_widths(natural, shares, 100)
+    assert wide["stream"] == 17 and sum(wide.values()) == 100
+    assert wide["summary"] > wide["type"] > wide["time"]
+    # floors hold where a share is below them, and the rest still fits the room
+    floors = {"time": 11, "type": 14}
+    narrow = share_widths(natural, shares, 47, floors)
+    assert narrow["time"] == 11 and narrow["type"] == 14
+    assert sum(narrow.values()) == 47 and narrow["summary"] > narrow["stream"]

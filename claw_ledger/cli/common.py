@@ -67,6 +67,7 @@ __all__ = [
     "resolve_key",
     "run_async",
     "settings",
+    "share_widths",
     "sign_and_publish",
     "signing_options",
     "stack_options",
@@ -321,6 +322,42 @@ def plain(text: str, style: str = "") -> Text:
     return Text(printable(text), style=style)
 
 
+def share_widths(
+    natural: Mapping[str, int],
+    shares: Mapping[str, int],
+    room: int,
+    floors: Mapping[str, int] | None = None,
+) -> dict[str, int]:
+    """Widths for the columns of ``shares`` within ``room`` characters: a column
+    whose content fits in its share keeps its natural width, one whose share is
+    below its floor gets the floor, and what either leaves goes to the others,
+    again by share (water-filling)."""
+    floors = floors or {}
+    widths: dict[str, int] = {}
+    waiting = {column: share for column, share in shares.items() if share > 0}
+    settled = True
+    while waiting and settled:
+        settled = False
+        total = sum(waiting.values())
+        for column, share in waiting.items():
+            fair = room * share / total
+            least = min(floors.get(column, 1), natural[column])
+            if natural[column] <= fair or least >= fair:
+                widths[column] = natural[column] if natural[column] <= fair else least
+                room -= widths[column]
+                del waiting[column]  # the loop ends here: the shares change
+                settled = True
+                break
+    if waiting:
+        total = sum(waiting.values())
+        for column, share in waiting.items():
+            widths[column] = max(1, room * share // total)
+        # what rounding left over goes to the column with the largest share
+        widest = max(waiting, key=lambda column: waiting[column])
+        widths[widest] += max(0, room - sum(widths[column] for column in waiting))
+    return widths
+
+
 def print_table(
     title: str,
     columns: Sequence[str],
@@ -331,40 +368,38 @@ def print_table(
     min_widths: Mapping[str, int] | None = None,
 ) -> None:
     """A table on stdout, every cell shown as :func:`plain` text; with ``fold``,
-    long cells wrap instead of being cut short. ``widths``: the share of the
-    terminal's width each column takes (as rich's ``ratio``) when the table is
-    wider than the terminal; a column given 0 keeps its values whole (short
-    ones read as a whole: positions, ids). ``min_widths``: the narrowest a
-    shared column gets then (a time wraps at its space, not inside a number)."""
-    from rich.measure import Measurement
+    long cells wrap instead of being cut short. ``widths``: when the table is
+    wider than the terminal, the share of the width each column may take
+    (:func:`share_widths`); a column given 0 keeps its values whole (short ones
+    read as a whole: positions, ids). ``min_widths``: the narrowest a shared
+    column gets then (a time wraps at its space, not inside a number)."""
+    from rich.cells import cell_len
     from rich.table import Table
 
     console = terminal()
     cells = [tuple(map(plain, row)) for row in rows]
-
-    def table(shared: bool) -> Table:
-        # rich shares by ratio only in an expanded table, and would otherwise
-        # narrow the widest columns first: the summary, which says the most
-        made = Table(title=plain(title), expand=shared)
-        for column in columns:
-            share = None if widths is None else widths.get(column)
-            if share == 0:
-                made.add_column(column, no_wrap=True)
-                continue
-            least = (min_widths or {}).get(column) if shared else None
-            made.add_column(
-                column, overflow="fold" if fold else "ellipsis", ratio=share, width=least
-            )
-        for row in cells:
-            made.add_row(*row)
-        return made
-
-    natural = table(False)
+    natural = {
+        column: max([cell_len(column), *(cell_len(row[i].plain) for row in cells)])
+        for i, column in enumerate(columns)
+    }
+    fixed: dict[str, int] = {}
     if widths is not None:
-        unbounded = console.options.update_width(2**31 - 1)
-        if Measurement.get(console, unbounded, natural).maximum > console.width:
-            natural = table(True)
-    console.print(natural)
+        # each column has a space either side and a border after it, plus the first border
+        room = console.width - (3 * len(columns) + 1)
+        whole = sum(natural[c] for c in columns if widths.get(c) == 0)
+        if sum(natural.values()) > room:
+            shares = {c: widths.get(c, 1) for c in columns if widths.get(c) != 0}
+            fixed = share_widths(natural, shares, room - whole, min_widths)
+    table = Table(title=plain(title))
+    for column in columns:
+        if widths is not None and widths.get(column) == 0:
+            table.add_column(column, no_wrap=True)
+        else:
+            width = fixed.get(column)
+            table.add_column(column, overflow="fold" if fold else "ellipsis", width=width)
+    for row in cells:
+        table.add_row(*row)
+    console.print(table)
 
 
 def _json_value(value: Any) -> Any:
