@@ -16,6 +16,7 @@ from starlette.datastructures import UploadFile
 
 from claw_ledger.api.params import FilterText, Identifier, Position
 from claw_ledger.shown import printable
+from ledger.instants import format_instant
 from ledger.offline_verify import VerificationResult, verify_bytes
 from storage import viewer_queries
 from storage.ledger_queries import TimelineFilter, list_quarantine, timeline_page
@@ -33,9 +34,13 @@ PAGE_SIZE = 50
 
 def _shown(value: Any) -> Any:
     """Every value a page shows, before HTML escaping: a right-to-left override
-    in a halt's reason would otherwise reorder what the reviewer reads."""
+    in a halt's reason would otherwise reorder what the reviewer reads. A time
+    is spelled as the API spells it (``2026-12-03T21:26:00.355000Z``), not as
+    Python prints a datetime."""
     if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
         return printable(value, lines=True)
+    if isinstance(value, datetime) and value.utcoffset() is not None:
+        return format_instant(value)
     return value
 
 
@@ -142,6 +147,12 @@ def viewer_router(backend: ViewerBackend) -> APIRouter:
             COOKIE_NAME, key.strip(), httponly=True, samesite="strict", path="/pulse"
         )
         return response
+
+    @router.get("", include_in_schema=False)
+    @router.get("/", include_in_schema=False)
+    async def home() -> Response:
+        # the address the README and `serve` give: the reviewer's first page
+        return RedirectResponse("/pulse/timeline", status_code=307)
 
     @router.post("/logout")
     async def logout() -> Response:

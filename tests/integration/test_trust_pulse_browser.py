@@ -176,6 +176,21 @@ def test_a_page_writes_bidirectional_overrides_out(
     assert reason in [row["reason"] for row in halts["halts"]]
 
 
+def test_the_pulse_address_opens_the_timeline_with_times_as_the_api_spells_them(
+    service: tuple[str, str],
+) -> None:
+    """`serve` and the README give /pulse; it was a JSON 404."""
+    base, key = service
+    auth = {"Authorization": f"Bearer {key}"}
+    for path in ("/pulse", "/pulse/"):
+        response = httpx.get(base + path, headers=auth, follow_redirects=True, timeout=30)
+        assert response.status_code == 200, (path, response.text[:300])
+        assert str(response.url).endswith("/pulse/timeline")
+    first = httpx.get(f"{base}/v1/timeline", params={"limit": 1}, headers=auth).json()["rows"][0]
+    assert first["occurred_at"] in response.text  # 2026-…T…Z, not Python's "+00:00"
+    assert "+00:00" not in response.text
+
+
 def test_a_wrong_key_is_refused_at_the_login_form(browser: Any, service: tuple[str, str]) -> None:
     base, _ = service
     context = browser.new_context(base_url=base)
