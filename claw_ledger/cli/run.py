@@ -61,12 +61,7 @@ def _binding(job: dict[str, Any]) -> dict[str, Any]:
 
 @command.command("start")
 @click.option("--job", "job_id", required=True, metavar="JOB", help="The approved job.")
-@click.option(
-    "--token",
-    required=True,
-    metavar="TOKEN|FILE|-",
-    help="The job's CST: a file, - for stdin, or the token.",
-)
+@click.option("--token", required=True, metavar="TOKEN|FILE|-", help="The job's CST (- is stdin).")
 @signing_options("Runtime key that signs run.started.")
 def start(job_id: str, token: str, key_ref: str, as_json: bool) -> None:
     """Record run.started (job, URM hash, token jti); print the receipt binding.

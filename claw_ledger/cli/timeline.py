@@ -37,13 +37,7 @@ __all__ = ["command"]
 
 @click.command("timeline")
 @click.option("--stream", help="Only this stream, e.g. job:42.")
-@click.option(
-    "--type",
-    "event_type",
-    type=EVENT_TYPE,
-    metavar="TYPE",
-    help="Only this event type, e.g. token.issued.",
-)
+@click.option("--type", "event_type", type=EVENT_TYPE, metavar="TYPE", help="Only this type.")
 @click.option("--signer", help="Only events signed by this DID.")
 @click.option("--since", help="From this time (inclusive), ISO 8601 with zone.")
 @click.option("--until", help="Before this time, ISO 8601 with zone.")
