@@ -74,8 +74,8 @@ from ledger.shadow import ShadowVerdict, shadow_candidates
 from ledger.state import LedgerState
 from ledger.tokens import CLOCK_SKEW_SECONDS, JTI_RE, DecodedToken, decode_token
 from ledger.tokens import token_scope_hash_b64u as scope_hash_of
-from ledger.types import REGISTRY
 from ledger.types._common import REVOKED, usable_policy
+from ledger.verify import signer_refusal
 from ledger.wpc import AllowDeny, WpcDocument, validate_wpc
 
 __all__ = [
@@ -575,30 +575,28 @@ _REGISTER_HINT = (
 
 
 def recorder_refusal(view: DecisionView, did: str) -> tuple[ReasonCode, str] | None:
-    """Why the ledger would refuse a decision signed by ``did`` (the signer check of
-    verification, against this view's keys and the revocations seen early), or
-    ``None`` when it would record it."""
-    record = view.state.keys.get(did)
-    if record is None:
-        return (
-            ReasonCode.UNKNOWN_SIGNER,
-            f"the authorize key {did} is not registered on the ledger, which would"
-            f" quarantine this decision's record; {_REGISTER_HINT}",
-        )
-    if record.revoked or view.seen_controls.key(did) is not None:
+    """Why the ledger would refuse a decision signed by ``did`` (the processor's own
+    signer check, :func:`ledger.verify.signer_refusal`, against this view's keys,
+    and the revocations seen early), or ``None`` when it would record it."""
+    if view.seen_controls.key(did) is not None:
         return (
             ReasonCode.SIGNER_REVOKED,
             f"the authorize key {did} is revoked: the ledger would quarantine this"
             " decision's record; give the service a new key",
         )
-    if not REGISTRY["call.authorized"].roles & record.roles:
-        roles = sorted(role.value for role in record.roles)
-        return (
-            ReasonCode.ROLE_NOT_ALLOWED,
-            f"the authorize key {did} holds {roles}, which may not record decisions;"
-            f" {_REGISTER_HINT}",
-        )
-    return None
+    refusal = signer_refusal(view.state, did, "call.authorized")
+    if refusal is None:
+        return None
+    fix = (
+        "give the service a new key"
+        if refusal.code is ReasonCode.SIGNER_REVOKED
+        else _REGISTER_HINT
+    )
+    return (
+        refusal.code,
+        f"the authorize key {did}: {refusal.detail}, so the ledger would quarantine this"
+        f" decision's record; {fix}",
+    )
 
 
 def action_verdict(document: WpcDocument, action: Action) -> tuple[bool, ReasonCode, str]:

@@ -44,6 +44,7 @@ __all__ = [
     "decide",
     "signature_of",
     "signature_refusal",
+    "signer_refusal",
     "verify_message",
 ]
 
@@ -182,21 +183,32 @@ def check_signer(state: LedgerState, ctx: EventContext) -> None:
     spec = REGISTRY[ctx.event.event_type]
     if spec.signer_bootstrap is not None and spec.signer_bootstrap(state, ctx):
         return
-    record = state.keys.get(ctx.signer)
+    refusal = signer_refusal(state, ctx.signer, ctx.event.event_type)
+    if refusal is not None:
+        raise refusal
+
+
+def signer_refusal(state: LedgerState, signer: str, event_type: str) -> EventError | None:
+    """Why step 5 refuses ``signer`` for ``event_type`` (registered, not revoked, a
+    role allowed for the type), or ``None``; the authorize service asks it of its
+    own key before it allows a call whose record this step would refuse."""
+    record = state.keys.get(signer)
     if record is None:
-        raise EventError(
+        return EventError(
             ReasonCode.UNKNOWN_SIGNER,
-            f"signer {ctx.signer} is not registered on the ledger",
+            f"signer {signer} is not registered on the ledger",
             hint="an admin registers keys with `claw-ledger keys register`",
         )
     if record.revoked:
-        raise EventError(ReasonCode.SIGNER_REVOKED, f"signer {ctx.signer} was revoked")
+        return EventError(ReasonCode.SIGNER_REVOKED, f"signer {signer} was revoked")
+    spec = REGISTRY[event_type]
     if not spec.roles & record.roles:
-        raise EventError(
+        return EventError(
             ReasonCode.ROLE_NOT_ALLOWED,
             f"roles {sorted(r.value for r in record.roles)} may not publish "
-            f"{ctx.event.event_type} (needs one of {sorted(r.value for r in spec.roles)})",
+            f"{event_type} (needs one of {sorted(r.value for r in spec.roles)})",
         )
+    return None
 
 
 def check_and_apply(
