@@ -14,6 +14,7 @@ from claw_ledger.api.deps import connection, feature_record, not_found, served_f
 from claw_ledger.api.errors import ApiError
 from claw_ledger.api.models import EventDocument, QuarantinePage, TimelinePage
 from claw_ledger.api.params import MAX_POSITION, MAX_TEXT, NO_NUL, Cursor
+from claw_ledger.names import EVENT_TYPES, REASON_CODES, KnownNames, UnknownNameError
 from ledger.chain import chain_hash
 from ledger.encoding import sha256_b64u
 from ledger.errors import ReasonCode
@@ -45,6 +46,17 @@ TimelineCursor = Annotated[
         description="`next_cursor` of the previous page (opaque)",
     ),
 ]
+
+
+def _known(names: KnownNames, parameter: str, text: str | None) -> str | None:
+    """A filter value the ledger can hold (in any case); an unknown one would
+    match nothing and read as "nothing happened", so it is refused."""
+    if text is None:
+        return None
+    try:
+        return names.resolve(text)
+    except UnknownNameError as exc:
+        raise ApiError(400, ReasonCode.API_BAD_PARAMETER, f"{parameter}: {exc}") from None
 
 
 def _position(text: str) -> int:
@@ -110,7 +122,7 @@ async def timeline(
     after, after_time = _parse_cursor(cursor, by_time)
     flt = TimelineFilter(
         stream=stream,
-        event_type=type,
+        event_type=_known(EVENT_TYPES, "type", type),
         signer=signer,
         since=since,
         until=until,
@@ -221,7 +233,10 @@ async def quarantine(
     """Messages the processors refused, oldest first, with their reason codes."""
     async with connection(request) as conn:
         page = await fetch_quarantine(
-            conn, reason=reason, after=cursor or 0, limit=_limit(request, limit)
+            conn,
+            reason=_known(REASON_CODES, "reason", reason),
+            after=cursor or 0,
+            limit=_limit(request, limit),
         )
     for row in page.rows:
         row["raw"] = bytes(row["raw"]).decode("utf-8", "replace")

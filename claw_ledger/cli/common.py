@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, cast
 import click
 
 from claw_ledger.config import Settings, load_settings
+from claw_ledger.names import EVENT_TYPES, REASON_CODES, KnownNames, UnknownNameError
 from claw_ledger.shown import printable
 from ledger.crypto import KeyPair, load_key
 from ledger.encoding import MAX_POSITION
@@ -191,43 +192,24 @@ def max_beat_age_option(help_text: str) -> Callable[[F], F]:
 
 
 class KnownName(click.ParamType):
-    """One of a fixed set of names (an event type, a reason code). A name the
-    ledger cannot hold would match nothing and print an empty table, which
-    reads as "nothing happened": it is a usage error naming the closest ones."""
+    """One of a fixed set of names (an event type, a reason code): a name the
+    ledger cannot hold is a usage error naming the closest ones."""
 
-    def __init__(self, what: str, names: Callable[[], Iterable[str]], listed_in: str) -> None:
-        self.name = what
+    def __init__(self, names: KnownNames) -> None:
+        self.name = names.what
         self._names = names
-        self._listed_in = listed_in
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        import difflib
-
-        known = tuple(self._names())
-        text = str(value)
-        if text in known:
-            return text
-        folded = {name.casefold(): name for name in known}
-        if text.casefold() in folded:
-            return folded[text.casefold()]
-        close = difflib.get_close_matches(text, known, n=3, cutoff=0.6)
-        guess = f"; did you mean {' or '.join(close)}?" if close else ""
-        listed = f"(all are listed in {self._listed_in})"
-        self.fail(f"{printable(text)!r} is not a known {self.name}{guess} {listed}", param, ctx)
-
-
-def _event_types() -> tuple[str, ...]:
-    from ledger.types import REGISTRY
-
-    return REGISTRY.event_types()
+        try:
+            return self._names.resolve(str(value))
+        except UnknownNameError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 #: ``--type``: an event type the registry knows
-EVENT_TYPE = KnownName("event type", _event_types, "docs/architecture.md#event-types")
+EVENT_TYPE = KnownName(EVENT_TYPES)
 #: ``--reason``: a stable reason code
-REASON_CODE = KnownName(
-    "reason code", lambda: (code.value for code in ReasonCode), "docs/architecture.md#reason-codes"
-)
+REASON_CODE = KnownName(REASON_CODES)
 
 
 def choice_option(

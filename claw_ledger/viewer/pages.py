@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
 from claw_ledger.api.params import FilterText, Identifier, Position
+from claw_ledger.names import EVENT_TYPES, REASON_CODES, KnownNames, UnknownNameError
 from claw_ledger.shown import printable
 from ledger.instants import format_instant
 from ledger.offline_verify import VerificationResult, verify_bytes
@@ -76,6 +77,13 @@ def _presented_key(request: Request) -> str | None:
 
 def _blank_to_none(value: str | None) -> str | None:
     return value.strip() or None if value else None
+
+
+def _known(names: KnownNames, value: str | None) -> str | None:
+    """A filter field's known name (``None`` when blank); an unknown one raises
+    :class:`UnknownNameError`, which the page shows above its empty table."""
+    text = _blank_to_none(value)
+    return None if text is None else names.resolve(text)
 
 
 def _instant(value: str | None) -> datetime | None:
@@ -176,23 +184,28 @@ def viewer_router(backend: ViewerBackend) -> APIRouter:
             return _render(
                 "missing.html", status=400, what="time (use RFC 3339)", name=since or until
             )
+        filters = {
+            "stream": _blank_to_none(stream) or "",
+            "event_type": _blank_to_none(event_type) or "",
+            "signer": _blank_to_none(signer) or "",
+            "since": since or "",
+            "until": until or "",
+        }
+        try:
+            known_type = _known(EVENT_TYPES, event_type)
+        except UnknownNameError as exc:
+            return _render("timeline.html", 400, rows=[], next=None, f=filters, error=str(exc))
         flt = TimelineFilter(
-            stream=_blank_to_none(stream),
-            event_type=_blank_to_none(event_type),
-            signer=_blank_to_none(signer),
+            stream=filters["stream"] or None,
+            event_type=known_type,
+            signer=filters["signer"] or None,
             since=start,
             until=end,
             after=after,
             limit=PAGE_SIZE,
         )
         result = await timeline_page(backend.reader_url, flt)
-        filters = {
-            "stream": flt.stream or "",
-            "event_type": flt.event_type or "",
-            "signer": flt.signer or "",
-            "since": since or "",
-            "until": until or "",
-        }
+        filters["event_type"] = known_type or ""
         return _render("timeline.html", rows=result.rows, next=result.next_cursor, f=filters)
 
     @pages.get("/runs/{job_id}")
@@ -220,11 +233,17 @@ def viewer_router(backend: ViewerBackend) -> APIRouter:
     async def quarantine(
         request: Request, reason: FilterText = None, after: Position = 0
     ) -> Response:
+        try:
+            known_reason = _known(REASON_CODES, reason)
+        except UnknownNameError as exc:
+            return _render(
+                "quarantine.html", 400, rows=[], next=None, reason=reason, error=str(exc)
+            )
         result = await list_quarantine(
-            backend.reader_url, reason=_blank_to_none(reason), after=after, limit=PAGE_SIZE
+            backend.reader_url, reason=known_reason, after=after, limit=PAGE_SIZE
         )
         return _render(
-            "quarantine.html", rows=result.rows, next=result.next_cursor, reason=reason or ""
+            "quarantine.html", rows=result.rows, next=result.next_cursor, reason=known_reason or ""
         )
 
     @pages.get("/verify")

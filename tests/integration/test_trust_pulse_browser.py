@@ -218,9 +218,19 @@ def test_the_timeline_loads_and_its_filters_work(page: Any) -> None:
     assert set(filtered.evaluate_all("rows => rows.map(r => r.dataset.type)")) == {"agent.halted"}
     _shot(page, "timeline-filtered")
 
-    page.fill("input[name=event_type]", "no.such.type")
+    page.fill("input[name=event_type]", "agent.halt")
     page.click("#apply-filters")
+    page.wait_for_url("**event_type=agent.halt&**")
+    notice = page.locator("#filter-error").inner_text()
+    assert "not a known event type; did you mean agent.halted" in notice
     assert page.locator("#no-events").is_visible()
+
+    page.fill("input[name=event_type]", "")
+    page.fill("input[name=stream]", "job:no-such-run")
+    page.click("#apply-filters")
+    page.wait_for_url("**stream=job%3Ano-such-run**")
+    assert page.locator("#no-events").is_visible()
+    assert page.locator("#filter-error").count() == 0
 
 
 def test_a_halted_run_shows_the_halt_and_its_blocked_calls(
@@ -251,6 +261,16 @@ def test_the_quarantine_page_lists_refusals_with_their_reason_codes(page: Any) -
     page.wait_for_url("**reason=AGENT_HALTED**")
     assert set(page.locator("tr.refused td.reason").all_inner_texts()) == {"AGENT_HALTED"}
     _shot(page, "quarantine")
+
+    page.fill("input[name=reason]", "agent_halted")
+    page.press("input[name=reason]", "Enter")
+    page.wait_for_url("**reason=agent_halted**")
+    assert set(page.locator("tr.refused td.reason").all_inner_texts()) == {"AGENT_HALTED"}
+    assert page.locator("input[name=reason]").input_value() == "AGENT_HALTED"
+    page.fill("input[name=reason]", "SIGNATURE_BAD")
+    page.press("input[name=reason]", "Enter")
+    page.wait_for_url("**reason=SIGNATURE_BAD**")
+    assert "is not a known reason code" in page.locator("#filter-error").inner_text()
 
 
 def test_a_forged_bundle_shows_as_invalid(page: Any, tmp_path: Path) -> None:

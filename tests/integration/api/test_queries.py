@@ -136,6 +136,29 @@ async def test_quarantine_pages_match_the_database(
     assert halted and {r["reason_code"] for r in halted} == {"AGENT_HALTED"}
 
 
+@pytest.mark.parametrize(
+    ("path", "name", "typo", "suggested"),
+    [
+        ("/v1/timeline", "type", "agent.halt", "agent.halted"),
+        ("/v1/quarantine", "reason", "AGENT_HALT", "AGENT_HALTED"),
+    ],
+)
+def test_an_unknown_type_or_reason_is_refused_naming_the_close_ones(
+    reader: httpx.Client, path: str, name: str, typo: str, suggested: str
+) -> None:
+    """A value the ledger cannot hold would answer an empty page: "nothing happened"."""
+    response = reader.get(path, params={name: typo})
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["reason_code"] == "API_BAD_PARAMETER"
+    assert error["message"].startswith(f"{name}: '{typo}' is not a known")
+    assert f"did you mean {suggested}" in error["message"]
+    # a known name in another case is that name
+    exact = _pages(reader, path, **{name: suggested, "limit": 50})
+    folded = _pages(reader, path, **{name: suggested.swapcase(), "limit": 50})
+    assert exact and folded == exact
+
+
 #: a recorded time as every document spells it (ledger.instants)
 RECORDED_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
