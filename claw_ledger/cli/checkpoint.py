@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
@@ -292,8 +293,14 @@ def _emit_proof(proof_file: dict[str, Any], output: Path | None, summary: str) -
     echo(f"{summary}; proof file {output}")
 
 
+def _not_in_the_log(exc: Exception) -> NoReturn:
+    """What is asked for is not there: exit 1, as `checkpoint show` and `run show`."""
+    echo(f"error: {exc}", err=True)
+    sys.exit(1)
+
+
 @prove.command("inclusion")
-@click.argument("event_id")
+@click.argument("event_id", type=click.UUID)
 @click.option("--checkpoint", "tree_size", type=click.IntRange(min=1), help="Tree size.")
 @click.option(
     "--wait",
@@ -304,22 +311,23 @@ def _emit_proof(proof_file: dict[str, Any], output: Path | None, summary: str) -
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
 @json_option("The proof with its leaf and checkpoint.")
 def inclusion(
-    event_id: str, tree_size: int | None, wait: float, output: Path | None, as_json: bool
+    event_id: uuid.UUID, tree_size: int | None, wait: float, output: Path | None, as_json: bool
 ) -> None:
     """Prove that EVENT_ID is in the log: its leaf, the audit path and the signed
-    checkpoint (the latest, or the one of --checkpoint SIZE)."""
+    checkpoint (the latest, or the one of --checkpoint SIZE). Exit 1 when the
+    event, or a checkpoint holding it, is not there (after --wait)."""
     from storage.tlog_store import LogEntryNotFound, b64, inclusion_proof_for_event
 
     deadline = time.monotonic() + wait
     while True:
         try:
             proof = run_async(
-                _with_reader(lambda conn: inclusion_proof_for_event(conn, event_id, tree_size))
+                _with_reader(lambda conn: inclusion_proof_for_event(conn, str(event_id), tree_size))
             )
             break
-        except LogEntryNotFound:
+        except LogEntryNotFound as exc:
             if time.monotonic() >= deadline:
-                raise
+                _not_in_the_log(exc)
             time.sleep(0.25)
     if as_json:
         from ledger.merkle import leaf_hash
@@ -352,10 +360,16 @@ def inclusion(
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
 @json_option("The proof with both checkpoints.")
 def consistency(old: int, new: int, output: Path | None, as_json: bool) -> None:
-    """Prove that the checkpoint of tree size NEW extends the one of size OLD."""
-    from storage.tlog_store import b64, consistency_proof_between
+    """Prove that the checkpoint of tree size NEW extends the one of size OLD.
+    Exit 1 when either checkpoint was never signed."""
+    from storage.tlog_store import LogEntryNotFound, b64, consistency_proof_between
 
-    proof = run_async(_with_reader(lambda conn: consistency_proof_between(conn, old, new)))
+    if old > new:
+        raise click.UsageError(f"OLD ({old}) is larger than NEW ({new}): a tree only grows")
+    try:
+        proof = run_async(_with_reader(lambda conn: consistency_proof_between(conn, old, new)))
+    except LogEntryNotFound as exc:
+        _not_in_the_log(exc)
     if as_json:
         emit_json(
             {

@@ -225,6 +225,20 @@ async def test_rounds_survive_sigkill_and_proofs_verify_offline(
             ).returncode
             == 0
         )
+        # what is not in the log exits 1, as `checkpoint show` does; a malformed ask is usage
+        never = "00000000-0000-4000-8000-000000000000"
+        missing = _cli(ledger.env, "prove", "inclusion", never)
+        assert missing.returncode == 1, missing.stderr
+        assert f"no event {never} on the ledger" in missing.stderr
+        unsigned = _cli(
+            ledger.env, "prove", "consistency", str(checkpoint["tree_size"]), str(size + 10)
+        )
+        assert unsigned.returncode == 1, unsigned.stderr
+        assert f"no checkpoint of tree size {size + 10}" in unsigned.stderr
+        for usage in (("inclusion", "not-an-id"), ("consistency", str(size), "1")):
+            malformed = _cli(ledger.env, "prove", *usage)
+            assert malformed.returncode == 2, malformed.stderr
+            assert "Usage:" in malformed.stderr
         # a proof under another key is refused
         refused = _cli(ledger.env, "verify", str(proof_path), "--ledger-key", ledger.admin.did)
         assert refused.returncode == 1
