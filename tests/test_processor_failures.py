@@ -12,8 +12,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
-from consumers import failures, kafka_engine, runner
-from consumers import processor as processor_module
+from consumers import kafka_engine, runner
 from consumers.failures import (
     EXIT_BUG,
     EXIT_DATABASE_DOWN,
@@ -42,7 +41,7 @@ def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
         waits.append(delay)
         return result
 
-    monkeypatch.setattr(failures.asyncio, "sleep", sleep)
+    monkeypatch.setattr("consumers.failures.asyncio.sleep", sleep)
     return waits
 
 
@@ -135,7 +134,7 @@ def test_the_runner_exits_with_the_failures_code(
     def exit_(status: int) -> NoReturn:
         raise SystemExit(status)
 
-    monkeypatch.setattr(runner.os, "_exit", exit_)
+    monkeypatch.setattr("consumers.runner.os._exit", exit_)
     with pytest.raises(SystemExit) as caught:
         runner._exit_for(error)
     assert caught.value.code == code
@@ -194,7 +193,7 @@ async def test_an_outage_logs_its_failed_heartbeats_sparingly(
     store = _DownStore()
     processor = VerifyingProcessor(store, group="g", topic="t", trust_root=None)
     now = [100.0]
-    monkeypatch.setattr(processor_module.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr("consumers.processor.time.monotonic", lambda: now[0])
     with caplog.at_level(logging.WARNING, logger="claw_ledger.processor"):
         for _ in range(120):  # 60 s of beats every 0.5 s
             await processor.heartbeat()

@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -176,7 +177,7 @@ def test_services_lifecycle_through_cli(tmp_path: Path) -> None:
     runner = CliRunner()
     env = unconfigured_cli_env(tmp_path / "state")
 
-    def run(*args: str) -> tuple[int, dict[str, object]]:
+    def run(*args: str) -> tuple[int, dict[str, Any]]:
         result = runner.invoke(cli, ["services", *args, "--json"], env=env)
         assert result.exception is None or isinstance(result.exception, SystemExit), result.output
         return result.exit_code, json.loads(result.stdout)

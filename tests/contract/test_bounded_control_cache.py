@@ -336,14 +336,16 @@ async def test_a_row_another_processor_changed_is_read_again(
 
     codes, a = await _run(store, [*setup, receipt_1], 10, 64)
     assert set(codes) == {"OK"}
-    assert a.control.state.tokens.peek(token["jti"])["status"] == "active"  # cached by a
+    cached = a.control.cache("tokens").peek(token["jti"])
+    assert cached is not None and cached["status"] == "active"  # cached by a
     b = VerifyingProcessor(store, group=GROUP, topic=TOPIC, trust_root=None, control_cache_size=10)
     await b.start()
     assert len((await b.process([IngressRecord(1, 0, revocation)])).accepted) == 1
     # a's cached token is stale: the version moved, a forgets it and reads it again
     report = await a.process([IngressRecord(0, len(setup) + 1, receipt_2)])
     assert [q.code for q in report.quarantined] == ["TOKEN_REVOKED"]
-    assert a.control.state.tokens.peek(token["jti"])["status"] == "revoked"
+    cached = a.control.cache("tokens").peek(token["jti"])
+    assert cached is not None and cached["status"] == "revoked"
 
 
 async def _reactivate_by_hand(store: LedgerStore, jti: str) -> None:
@@ -401,7 +403,7 @@ async def test_read_control_gives_rows_absent_keys_and_what_changed(
     assert set(read.rows["tokens"]) == {token["jti"]}  # an absent key has no row
     assert read.rows["tokens"][token["jti"]]["status"] == "active"
     assert "control_version" not in read.rows["jobs"]["job-1"]
-    assert read.rows["jobs"]["job-1"] == held.control.state.jobs.peek("job-1")
+    assert read.rows["jobs"]["job-1"] == held.control.cache("jobs").peek("job-1")
 
     revoke = {"jti": token["jti"], "reason": "leak"}
     ledger.ok(ledger.keys.issuer, "token.revoked", f"token:{token['jti']}", revoke)

@@ -123,7 +123,9 @@ def envelope_dict(
     payload: Mapping[str, Any], signer: KeyPair, *, envelope_type: str = EVENT_ENVELOPE_TYPE
 ) -> dict[str, Any]:
     """A correctly signed envelope as a plain dict (payload in JCS order), issued at FIXED_TS."""
-    return json.loads(sign_envelope(envelope_type, payload, signer, issued_at=FIXED_TS).to_bytes())
+    envelope = sign_envelope(envelope_type, payload, signer, issued_at=FIXED_TS)
+    document: dict[str, Any] = json.loads(envelope.to_bytes())
+    return document
 
 
 def sign_document_order(

@@ -314,7 +314,7 @@ def test_checkpoint_fields_are_validated_when_built() -> None:
         ("o\t", 1, root),
     ):
         with pytest.raises(ValueError):
-            Checkpoint(*args)  # type: ignore[arg-type]
+            Checkpoint(*args)
     with pytest.raises(ValueError):
         sign_note("no final newline", [NoteSigner(example.ORIGIN, example.KEY)])
     with pytest.raises(ValueError):

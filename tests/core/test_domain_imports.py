@@ -21,7 +21,8 @@ from ._helpers import fresh_python_json
 ROOT = Path(__file__).resolve().parents[2]
 
 FORBIDDEN = ("aiokafka", "asyncpg", "faust", "httpx", "requests", "kafka", "psycopg", "aiohttp")
-APPLICATION = ("claw_ledger", "consumers", "producers")
+#: the policy checker is a domain package: no application and no edge loads with it
+APPLICATION_AND_EDGES: tuple[str, ...] = ("claw_ledger", "consumers", "producers", "storage")
 
 _PROBE = """
 import importlib, json, pkgutil, sys
@@ -60,7 +61,7 @@ def test_domain_imports_no_kafka_postgres_or_http_client() -> None:
 
 
 def test_policy_checker_imports_no_client_and_no_application() -> None:
-    report = _probe("openclaw_policy", (*FORBIDDEN, *APPLICATION))
+    report = _probe("openclaw_policy", (*FORBIDDEN, *APPLICATION_AND_EDGES))
     assert report["loaded"] == []
     assert _modules("openclaw_policy") <= set(report["imported"])
 

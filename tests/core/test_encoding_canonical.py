@@ -130,7 +130,8 @@ def test_jcs_rfc8785_section_3_2_2_example() -> None:
 
 
 def _f64(bits: str) -> float:
-    return struct.unpack(">d", bytes.fromhex(bits))[0]
+    (value,) = struct.unpack(">d", bytes.fromhex(bits))
+    return float(value)
 
 
 #: RFC 8785 Appendix B: IEEE 754 bit patterns and their ES6 serialisation

@@ -60,7 +60,8 @@ def _good() -> dict[str, Any]:
 
 
 def _other_signature() -> str:
-    return envelope_dict({"other": True}, key(1), envelope_type="note")["signature_b64u"]
+    signature: str = envelope_dict({"other": True}, key(1), envelope_type="note")["signature_b64u"]
+    return signature
 
 
 # --- the proof-bundle pass vector ----------------------------------------------------------

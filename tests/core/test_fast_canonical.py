@@ -82,9 +82,9 @@ def test_plain_values_never_reach_the_reference_canonicaliser(
     original = canonical.jcs
     calls: list[Any] = []
 
-    def spy(v: Any) -> bytes:
-        calls.append(v)
-        return original(v)
+    def spy(value: Any) -> bytes:
+        calls.append(value)
+        return original(value)
 
     canonical.jcs = spy
     try:
@@ -190,7 +190,7 @@ verifiable_values = json_values(safe_ints, verifiable_text)
 def events(draw: st.DrawFn) -> tuple[str, str, dict[str, Any]]:
     if draw(st.booleans()):
         job = draw(st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1))
-        body = {
+        body: dict[str, Any] = {
             "job_id": job,
             "urm_hash_b64u": "A" * 43,
             "urm": draw(st.dictionaries(verifiable_text, verifiable_values, max_size=6)),

@@ -29,13 +29,14 @@ values = json_values(any_ints, with_surrogates, st.floats(allow_nan=False, allow
 def _spellings(value: Any) -> list[bytes]:
     """The same value as compact JSON, spaced, and escaped to ASCII."""
     out = []
-    for options in (
-        {"separators": (",", ":"), "ensure_ascii": False},
-        {"separators": (", ", ": "), "ensure_ascii": False},
-        {"separators": (",", ":"), "ensure_ascii": True},
+    for separators, ensure_ascii in (
+        ((",", ":"), False),
+        ((", ", ": "), False),
+        ((",", ":"), True),
     ):
         try:
-            out.append(json.dumps(value, **options).encode("utf-8", "surrogatepass"))
+            text = json.dumps(value, separators=separators, ensure_ascii=ensure_ascii)
+            out.append(text.encode("utf-8", "surrogatepass"))
         except (ValueError, UnicodeEncodeError):
             continue
     return out

@@ -253,7 +253,7 @@ def test_a_fork_that_fails_leaves_the_work_here(
     def no_process() -> int:
         raise BlockingIOError("fork: resource temporarily unavailable")
 
-    monkeypatch.setattr(claw_ledger.background.os, "fork", no_process)
+    monkeypatch.setattr("claw_ledger.background.os.fork", no_process)
     child = forked(os.getpid)
     assert not child._pid and child.result() is None
     result = verify_bytes(raw, ledger_key=run.ledger.did, background=forked)

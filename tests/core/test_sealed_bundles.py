@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from bench.sealing import ORIGIN, synthetic_run
+from bench.sealing import ORIGIN, SyntheticRun, synthetic_run
 from claw_ledger.cli.verify import command as verify_command
 from ledger.bundles import envelope_bytes_document_order, sign_document_order
 from ledger.canonical import parse_json_strict
@@ -37,12 +37,12 @@ OUTSIDER = KeyPair.from_seed(bytes([99]) * 32, "outsider")
 
 
 @pytest.fixture(scope="module")
-def run() -> Any:
+def run() -> SyntheticRun:
     return synthetic_run(3, halt=True, denied_after_halt=2)
 
 
 @pytest.fixture(scope="module")
-def sealed(run: Any) -> SealedBundle:
+def sealed(run: SyntheticRun) -> SealedBundle:
     return run.seal(trigger="halted:test")
 
 
@@ -221,7 +221,7 @@ def test_receipts_the_seal_proves_are_not_verified_again(
 ) -> None:
     import ledger.bundles
 
-    checked: list[tuple[str, str, str]] = []
+    checked: list[tuple[str, ...]] = []
 
     def counting(*signature: str) -> bool:
         checked.append(signature)

@@ -4,7 +4,7 @@ to a leaf, a node or a checkpoint is reported with its kind."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import pytest
@@ -78,7 +78,7 @@ def test_the_stored_example_passes() -> None:
 
 
 def _set(
-    path: Callable[[Tables], dict[str, Any]], key: str, value: Any
+    path: Callable[[Tables], dict[Any, Any]], key: Hashable, value: Any
 ) -> Callable[[Tables], None]:
     def change(tables: Tables) -> None:
         path(tables)[key] = value

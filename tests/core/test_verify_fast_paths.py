@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from typing import Any
+from unittest.mock import patch
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -73,12 +74,8 @@ class _NoFastEncoder:
 @contextmanager
 def reference_hash() -> Iterator[None]:
     """Verification with the payload hashed by the standard library alone."""
-    saved = ledger.canonical.orjson
-    ledger.canonical.orjson = _NoFastEncoder  # type: ignore[assignment]
-    try:
+    with patch.object(ledger.canonical, "orjson", _NoFastEncoder):
         yield
-    finally:
-        ledger.canonical.orjson = saved
 
 
 # --- the payload hash of a parsed message ---------------------------------------------

@@ -374,8 +374,8 @@ async def test_watch_alerts_on_a_forged_checkpoint_and_audit_on_a_changed_node(
             "UPDATE tlog_checkpoints SET root_hash = $1 WHERE tree_size = $2", b"\x02" * 32, size
         )
         report = json.loads(_cli(ledger.env, "audit", "--json").stdout)
-        kinds = {p["kind"] for p in report["problems"]}
-        assert "TLOG_CHECKPOINT_INVALID" in kinds, report["problems"]
+        checkpoint_kinds = {p["kind"] for p in report["problems"]}
+        assert "TLOG_CHECKPOINT_INVALID" in checkpoint_kinds, report["problems"]
         # a rewritten checkpoint the monitor saw is a fork to it
         assert _cli(ledger.env, *watch).returncode == 1
     finally:

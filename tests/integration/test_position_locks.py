@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import asyncpg
 import pytest
@@ -23,7 +24,7 @@ from tests.fixtures_ledger import LedgerHarness
 
 pytestmark = pytest.mark.integration
 
-Writer = Callable[[asyncpg.Connection, str, str], Awaitable[object]]
+Writer = Callable[[asyncpg.Connection, str, str], Coroutine[Any, Any, None]]
 
 
 async def _forwarded(conn: asyncpg.Connection, group: str, topic: str) -> None:

@@ -22,7 +22,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def readme_sdk_example() -> str:
     text = README.read_text(encoding="utf-8")
     section = text.split("\n## Producer SDK\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(r"```python\n(.*?)```", section, re.S)
+    blocks: list[str] = re.findall(r"```python\n(.*?)```", section, re.S)
     assert len(blocks) == 1, "the SDK section holds one runnable example"
     return blocks[0]
 

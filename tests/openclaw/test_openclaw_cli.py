@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-import claw_ledger.cli.policy as policy_cli
 import producers.publish
 from claw_ledger.cli import cli
 from ledger.crypto import KeyPair, save_key
@@ -247,7 +246,7 @@ def test_watch_reports_only_changes(
                 '{"channels": {"slack": {}}}', encoding="utf-8"
             )
 
-    monkeypatch.setattr(policy_cli.time, "sleep", fake_sleep)
+    monkeypatch.setattr("claw_ledger.cli.policy.time.sleep", fake_sleep)
     result = runner.invoke(
         cli,
         ["policy", "watch", "--json", "--interval-ms", "250", "--max-polls", "4", *args(directory)],
@@ -350,7 +349,7 @@ def test_watch_publishes_drift(
     def drift(_seconds: float) -> None:
         (directory / "openclaw.json").write_text('{"channels": {"slack": {}}}', encoding="utf-8")
 
-    monkeypatch.setattr(policy_cli.time, "sleep", drift)
+    monkeypatch.setattr("claw_ledger.cli.policy.time.sleep", drift)
     result = runner.invoke(
         cli,
         [

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from openclaw_policy import run_policy_check
+from openclaw_policy import PolicyCheckResult, run_policy_check
 from openclaw_policy.attestation import policy_document_hash
 from openclaw_policy.loader import parse_json5
 
@@ -19,8 +19,10 @@ def _write(directory: Path, policy: str | None, config: str = "{}") -> Path:
     return directory
 
 
-def _check(directory: Path, **kwargs: object):  # type: ignore[no-untyped-def]
-    return run_policy_check(None, directory / "openclaw.json", directory, env={}, **kwargs)
+def _check(directory: Path, *, severity_min: str = "info") -> PolicyCheckResult:
+    return run_policy_check(
+        None, directory / "openclaw.json", directory, env={}, severity_min=severity_min
+    )
 
 
 EQUIVALENT_POLICIES = [

@@ -5,6 +5,7 @@ validation errors before them."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from openclaw_policy.attestation import policy_document_hash
 
@@ -27,7 +28,7 @@ def test_hash_mismatch_hides_other_findings(tmp_path: Path) -> None:
 
 
 def test_accepted_policy_hash_passes(tmp_path: Path) -> None:
-    policy = {"channels": {"denyRules": []}}
+    policy: dict[str, Any] = {"channels": {"denyRules": []}}
     result = check(tmp_path, policy, settings={"expectedHash": policy_document_hash(policy)})
     assert result.findings == ()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from openclaw_policy import js_stringify, run_policy_check
 from openclaw_policy.attestation import create_policy_attestation, policy_document_hash
 
 # docs/formats.md §8; the constants are also checked against the vector file below
-POLICY = {"channels": {"denyRules": []}}
+POLICY: dict[str, Any] = {"channels": {"denyRules": []}}
 POLICY_HASH = "sha256:50280d76187fc37fb6965f90954af352e70c3e6d1ab892dc5ac0bb1c902d7b62"
 ATTESTATION_HASH = "sha256:974fc94fd4a943052ee5cece07e8c87994454986e79a63c8c683a91ca7370eea"
 EXAMPLES = Path(__file__).resolve().parents[1] / "vectors" / "examples.json"
@@ -55,16 +56,12 @@ def test_pure_functions_reproduce_the_example() -> None:
 
 @pytest.mark.parametrize("from_vector", [False, True])
 def test_policy_check_reproduces_the_example(tmp_path: Path, from_vector: bool) -> None:
-    policy, config, policy_hash, attestation_hash, ok = (
-        POLICY,
-        {},
-        POLICY_HASH,
-        ATTESTATION_HASH,
-        True,
-    )
+    policy: object = POLICY
+    config: object = {}
+    policy_hash, attestation_hash, ok = POLICY_HASH, ATTESTATION_HASH, True
     if from_vector:
         vector = _vector()
-        policy, config = vector["policy"], vector["openclaw_config"]  # type: ignore[assignment]
+        policy, config = vector["policy"], vector["openclaw_config"]
         policy_hash = str(vector["policy_hash"])
         attestation_hash = str(vector["attestation_hash"])
         ok = bool(vector["ok"])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -44,29 +44,40 @@ def ts(offset_seconds: int = 0) -> str:
     return format_timestamp(datetime.fromtimestamp(NOW + offset_seconds, UTC))
 
 
-def _key(seed: int, name: str, *roles: Role) -> dict[str, Any]:
-    """The ``field()`` of a :class:`Keys` attribute: test key ``seed`` named ``name``,
-    registered holding ``roles`` (none: not registered)."""
-    return {"default_factory": lambda: key(seed, name), "metadata": {"roles": roles}}
+def _key(seed: int, name: str) -> Callable[[], KeyPair]:
+    """The ``default_factory`` of a :class:`Keys` attribute: test key ``seed`` named ``name``."""
+    return lambda: key(seed, name)
+
+
+def _roles(*roles: Role) -> dict[str, tuple[Role, ...]]:
+    """The ``metadata`` of a :class:`Keys` attribute: its key is registered holding
+    ``roles`` (none: not registered)."""
+    return {"roles": roles}
 
 
 @dataclass
 class Keys:
-    admin: KeyPair = field(**_key(1, "admin", Role.ADMIN))
-    policy_admin: KeyPair = field(**_key(2, "policy-admin", Role.POLICY_ADMIN))
-    issuer: KeyPair = field(**_key(3, "issuer", Role.ISSUER))
-    gateway: KeyPair = field(**_key(4, "gateway", Role.GATEWAY))
-    runtime: KeyPair = field(**_key(5, "runtime", Role.RUNTIME))
-    operator: KeyPair = field(**_key(6, "operator", Role.OPERATOR))
-    approver: KeyPair = field(**_key(7, "approver", Role.APPROVER))
-    approver2: KeyPair = field(**_key(8, "approver2", Role.APPROVER))
+    admin: KeyPair = field(default_factory=_key(1, "admin"), metadata=_roles(Role.ADMIN))
+    policy_admin: KeyPair = field(
+        default_factory=_key(2, "policy-admin"), metadata=_roles(Role.POLICY_ADMIN)
+    )
+    issuer: KeyPair = field(default_factory=_key(3, "issuer"), metadata=_roles(Role.ISSUER))
+    gateway: KeyPair = field(default_factory=_key(4, "gateway"), metadata=_roles(Role.GATEWAY))
+    runtime: KeyPair = field(default_factory=_key(5, "runtime"), metadata=_roles(Role.RUNTIME))
+    operator: KeyPair = field(default_factory=_key(6, "operator"), metadata=_roles(Role.OPERATOR))
+    approver: KeyPair = field(default_factory=_key(7, "approver"), metadata=_roles(Role.APPROVER))
+    approver2: KeyPair = field(default_factory=_key(8, "approver2"), metadata=_roles(Role.APPROVER))
     #: not registered on the ledger
-    outsider: KeyPair = field(**_key(9, "outsider"))
+    outsider: KeyPair = field(default_factory=_key(9, "outsider"), metadata=_roles())
     #: runtime that also holds the approver role (for the self-approval test)
-    runtime_approver: KeyPair = field(**_key(10, "runtime-approver", Role.RUNTIME, Role.APPROVER))
-    authorizer: KeyPair = field(**_key(11, "authorizer", Role.AUTHORIZER))
+    runtime_approver: KeyPair = field(
+        default_factory=_key(10, "runtime-approver"), metadata=_roles(Role.RUNTIME, Role.APPROVER)
+    )
+    authorizer: KeyPair = field(
+        default_factory=_key(11, "authorizer"), metadata=_roles(Role.AUTHORIZER)
+    )
     #: the ledger's own key (seals bundles)
-    ledger: KeyPair = field(**_key(12, "ledger", Role.LEDGER))
+    ledger: KeyPair = field(default_factory=_key(12, "ledger"), metadata=_roles(Role.LEDGER))
 
 
 #: each registered key's attribute on :class:`Keys` and its roles (the outsider has none)
@@ -256,16 +267,14 @@ def created_columns(migration: str, table: str) -> set[str]:
 
 def alpha_claims(**over: Any) -> dict[str, Any]:
     """The claims of agent:alpha's token to clawproxy (``build_claims`` keywords ``over``)."""
-    return build_claims(
-        **{
-            "sub": "agent:alpha",
-            "aud": "clawproxy",
-            "scope": ["proxy:call:anthropic", "tools:read"],
-            "ttl_seconds": 900,
-            "now": NOW,
-        }
-        | over
-    )
+    claims: dict[str, Any] = {
+        "sub": "agent:alpha",
+        "aud": "clawproxy",
+        "scope": ["proxy:call:anthropic", "tools:read"],
+        "ttl_seconds": 900,
+        "now": NOW,
+    } | over
+    return build_claims(**claims)
 
 
 def sealed_body(job_id: str, **over: Any) -> dict[str, Any]:

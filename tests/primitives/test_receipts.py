@@ -17,9 +17,9 @@ from ledger.receipts import (
     verify_receipt_envelope,
 )
 from producers.gateway import build_gateway_receipt, receipt_event_body
-from tests.core._helpers import receipt_payload
+from tests.core._helpers import key, receipt_payload
 
-from ._support import BUNDLE_PASS, NOW_TS, key
+from ._support import BUNDLE_PASS, NOW_TS
 
 REQUEST = b'{"model":"claude-test","messages":[{"role":"user","content":"hi"}]}'
 RESPONSE = b'{"content":[{"type":"text","text":"hello"}]}\n'

@@ -8,6 +8,7 @@ from typing import Any
 from ledger.errors import ReasonCode
 from ledger.types.runs import output_flags
 from ledger.urm import sign_approval, urm_hash_b64u
+from ledger.verify import Accepted
 from ledger.wpc import policy_hash_b64u
 
 from ._rules_support import OTHER_WPC, _complete, _start, _start_refused
@@ -208,6 +209,7 @@ def test_output_hash_flags(ledger: Ledger) -> None:
             {"name": "debug.log", "sha256": "ab" * 32},
         ],
     )
+    assert isinstance(outcome, Accepted)
     assert outcome.rows
     job = ledger.state.jobs["job-1"]
     assert job["outputs_match"] is False

@@ -20,8 +20,9 @@ from ledger.tokens import (
     token_scope_hash_b64u,
     verify_token,
 )
+from tests.core._helpers import key
 
-from ._support import EXAMPLES, NOW, alpha_claims, key
+from ._support import EXAMPLES, NOW, alpha_claims
 
 WPC_HASH = EXAMPLES["wpc_example"]["policy_hash_b64u"]
 

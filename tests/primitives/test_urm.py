@@ -21,8 +21,9 @@ from ledger.urm import (
     validate_urm,
     verify_approval,
 )
+from tests.core._helpers import key
 
-from ._support import NOW_TS, Ledger, key
+from ._support import NOW_TS, Ledger
 
 WPC = "OMfo1i4Qvrnbfht-L-4Zl2ElG1U5xenjvTXgXgShVJ4"
 SCOPE = "7e_jFMJ7ZusdR84fPjfCRzz9_rWXm5kLjZFrxm-JVm0"

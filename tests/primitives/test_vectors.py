@@ -21,9 +21,9 @@ from ledger.errors import BundleError, ReasonCode
 from ledger.receipts import sign_receipt
 from ledger.tokens import token_scope_hash_b64u
 from ledger.wpc import parse_wpc_bytes, policy_hash_b64u
-from tests.core._helpers import receipt_payload
+from tests.core._helpers import key, receipt_payload
 
-from ._support import BUNDLE_PASS, EXAMPLES, RFC8032_SEED, key
+from ._support import BUNDLE_PASS, EXAMPLES, RFC8032_SEED
 
 
 def test_rfc8032_key_did_and_signature() -> None:

@@ -17,8 +17,9 @@ from ledger.wpc import (
     validate_wpc,
     verify_wpc_envelope,
 )
+from tests.core._helpers import key
 
-from ._support import EXAMPLES, NOW_TS, WPC_EXAMPLE, key
+from ._support import EXAMPLES, NOW_TS, WPC_EXAMPLE
 
 SEED_000 = {
     "wpc_version": "1",

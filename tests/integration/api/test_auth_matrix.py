@@ -40,11 +40,11 @@ PERMITTED: dict[tuple[str, str], int] = {
 
 def _routes(api: ApiLedger) -> list[tuple[str, str, str]]:
     """(method, path template, scope) of every API route the running app serves."""
-    found = []
+    found: list[tuple[str, str, str]] = []
     for route in api.server.app.routes:
         if isinstance(route, APIRoute):
             scope = route_scope(route.openapi_extra)
-            assert scope is not None, route.path
+            assert scope is not None and route.methods is not None, route.path
             found.extend((method, route.path, scope) for method in sorted(route.methods))
     return found
 

@@ -80,7 +80,7 @@ def test_a_kept_key_is_not_read_again_and_a_revocation_drops_it(api_ledger: ApiL
         async with _cache(api_ledger) as (cache, counting):
             await _listening(cache)
             for _ in range(20):
-                caller = await cache.caller(counting, key)  # type: ignore[arg-type]
+                caller = await cache.caller(counting, key)
                 assert caller is not None and caller.name == name and caller.role == "reader"
             reads = counting.reads
             owner = await api_ledger.owner()
@@ -90,7 +90,7 @@ def test_a_kept_key_is_not_read_again_and_a_revocation_drops_it(api_ledger: ApiL
                 await owner.close()
 
             async def refused() -> bool:
-                return await cache.caller(counting, key) is None  # type: ignore[arg-type]
+                return await cache.caller(counting, key) is None
 
             return reads, await _until(refused)
 
@@ -108,7 +108,7 @@ def test_nothing_is_kept_without_listening(api_ledger: ApiLedger) -> None:
         async with _cache(api_ledger, url=nowhere) as (cache, counting):
             cache.start()
             for _ in range(5):
-                assert await cache.caller(counting, key) is not None  # type: ignore[arg-type]
+                assert await cache.caller(counting, key) is not None
                 await asyncio.sleep(0.05)
             assert not cache.listening
             return counting.reads
@@ -124,7 +124,7 @@ def test_a_row_read_while_a_change_is_announced_is_not_kept(api_ledger: ApiLedge
         async with _cache(api_ledger, during_read=lambda cache: cache.forget) as (cache, counting):
             await _listening(cache)
             for _ in range(3):
-                assert await cache.caller(counting, key) is not None  # type: ignore[arg-type]
+                assert await cache.caller(counting, key) is not None
             return counting.reads
 
     assert asyncio.run(scenario()) == 3
@@ -137,8 +137,8 @@ def test_a_lost_listening_connection_drops_every_kept_row(api_ledger: ApiLedger)
         reads = []
         async with _cache(api_ledger) as (cache, counting):
             await _listening(cache)
-            await cache.caller(counting, key)  # type: ignore[arg-type]
-            await cache.caller(counting, key)  # type: ignore[arg-type]
+            await cache.caller(counting, key)
+            await cache.caller(counting, key)
             reads.append(counting.reads)
             owner = await api_ledger.owner()
             try:
@@ -154,7 +154,7 @@ def test_a_lost_listening_connection_drops_every_kept_row(api_ledger: ApiLedger)
                 return not cache.listening
 
             await _until(stopped)
-            await cache.caller(counting, key)  # type: ignore[arg-type]
+            await cache.caller(counting, key)
             reads.append(counting.reads)
         return reads
 
@@ -172,7 +172,7 @@ def test_a_kept_row_is_read_again_after_its_age_bound(api_ledger: ApiLedger) -> 
             await _listening(cache)
             for moment in (0.0, 5.0, KEY_MAX_AGE_SECONDS - 0.1, KEY_MAX_AGE_SECONDS + 0.1):
                 now[0] = moment
-                await cache.caller(counting, key)  # type: ignore[arg-type]
+                await cache.caller(counting, key)
                 reads.append(counting.reads)
         return reads
 
