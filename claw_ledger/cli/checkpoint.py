@@ -112,6 +112,15 @@ def list_command(after: int, limit: int, as_json: bool) -> None:
     if as_json:
         emit_json([row.to_dict() for row in rows])
         return
+    if not rows:
+        echo(
+            f"no checkpoint above tree size {after}"
+            if after
+            else "no checkpoint yet: start the checkpointer"
+            " (`claw-ledger checkpointer start --key LEDGER_KEY`)"
+        )
+        return
+    echo(f"{'TREE SIZE':>12}  {'ROOT HASH':<44}  SIGNED AT")
     for row in rows:
         document = row.to_dict()
         echo(f"{row.tree_size:>12}  {document['root_hash_b64']}  {row.occurred_at}")

@@ -196,15 +196,21 @@ def list_command(status: str | None, as_json: bool) -> None:
         emit_json(rows)
         return
     if not rows:
-        echo("no WPCs")
+        echo(
+            f"no {status} WPCs" if status else "no WPCs (publish one: claw-ledger wpc publish FILE)"
+        )
+        return
+    # plain lines, a hash whole on each: it is copied into `wpc get` or `resume --policy`
+    echo(f"{'POLICY HASH':<43}  {'STATUS':<10} {'HALT':<4} ISSUER")
     for row in rows:
         extra = ""
         if row["status"] == "superseded":
             extra = f" -> {row['superseded_by']}"
         elif row["status"] == "revoked":
             extra = f" ({row['revoked_reason']})"
+        halt = "yes" if row["halt_mode"] else "no"
         issuer = row["issuer"] or "-"
-        echo(f"{row['policy_hash_b64u']}  {row['status']:<10} {issuer}{extra}")
+        echo(f"{row['policy_hash_b64u']}  {row['status']:<10} {halt:<4} {issuer}{extra}")
 
 
 @command.command("supersede", cls=IdentifierArgsCommand)

@@ -239,6 +239,14 @@ async def test_rounds_survive_sigkill_and_proofs_verify_offline(
             malformed = _cli(ledger.env, "prove", *usage)
             assert malformed.returncode == 2, malformed.stderr
             assert "Usage:" in malformed.stderr
+        # the listing: a header, then one signed checkpoint a line, the hash whole
+        listed = _cli(ledger.env, "checkpoint", "list", "--limit", "10000").stdout.splitlines()
+        assert listed[0].split() == ["TREE", "SIZE", "ROOT", "HASH", "SIGNED", "AT"]
+        sizes = [int(line.split()[0]) for line in listed[1:]]
+        assert checkpoint["tree_size"] in sizes and size in sizes and sizes == sorted(sizes)
+        assert latest["root_hash_b64"] in listed[sizes.index(latest["tree_size"]) + 1].split()
+        beyond = _cli(ledger.env, "checkpoint", "list", "--after", str(size + 10))
+        assert beyond.stdout.strip() == f"no checkpoint above tree size {size + 10}"
         # a proof under another key is refused
         refused = _cli(ledger.env, "verify", str(proof_path), "--ledger-key", ledger.admin.did)
         assert refused.returncode == 1

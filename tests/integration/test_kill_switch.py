@@ -75,6 +75,11 @@ async def test_a_halt_mid_run_revokes_the_jobs_tokens_and_a_lift_reauthorises(
     halt_wpc = flow.wpc("halt", mode="halt", tools={"default": "deny"})
     flow.refused("RESUME_POLICY_IS_HALT", "resume", f"job:{job}", "--policy", halt_wpc, *lift)
     assert flow.halts()[f"job:{job}"]["active"] is True
+    # the registry listing tells the responder which WPCs a lift cannot name
+    listed = flow.ok("wpc", "list", "--status", "active").splitlines()
+    assert listed[0].split() == ["POLICY", "HASH", "STATUS", "HALT", "ISSUER"]
+    halt_column = {line.split()[0]: line.split()[2] for line in listed[1:]}
+    assert halt_column[halt_wpc] == "yes" and halt_column[old] == "no"
 
     # a lift under a new WPC: the old tokens stay revoked, only new pinned tokens authorise
     new = flow.wpc("after")
