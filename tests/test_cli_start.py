@@ -85,3 +85,30 @@ def test_the_registry_holds_exactly_the_top_level_commands_of_the_modules() -> N
     for name in COMMANDS:
         command = cli.get_command(click.Context(cli), name)
         assert command is not None and command.name == name
+
+
+def _every_command() -> list[tuple[str, click.Command]]:
+    found: list[tuple[str, click.Command]] = []
+    pending: list[tuple[str, click.Command]] = []
+    for name in COMMANDS:
+        command = cli.get_command(click.Context(cli), name)
+        assert command is not None
+        pending.append((name, command))
+    while pending:
+        path, command = pending.pop()
+        found.append((path, command))
+        if isinstance(command, click.Group):
+            pending.extend((f"{path} {n}", sub) for n, sub in command.commands.items())
+    return found
+
+
+def test_every_option_of_every_command_says_what_it_does() -> None:
+    """`--help` is the manual: an option listed without a word (a bare `--json`)
+    leaves the user to guess."""
+    silent = sorted(
+        f"{path} {param.opts[0]}"
+        for path, command in _every_command()
+        for param in command.params
+        if isinstance(param, click.Option) and not param.hidden and not param.help
+    )
+    assert silent == []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from claw_ledger.cli.common import echo, emit_json, print_table, run_async, settings
+from claw_ledger.cli.common import echo, emit_json, json_option, print_table, run_async, settings
 
 __all__ = ["command"]
 
@@ -28,7 +28,7 @@ def command() -> None:
 
 
 @command.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 def list_command(as_json: bool) -> None:
     """The partitions (attached or detached) and what is archived."""
     from claw_ledger.archiving import archive_status
@@ -72,7 +72,7 @@ def list_command(as_json: bool) -> None:
     help="Cut at this position: the oldest attached partition ends just below it.",
 )
 @click.option("--partition", "name", help="Or name the partition (the oldest attached one).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 def detach_command(before: int | None, name: str | None, as_json: bool) -> None:
     """Verify and detach the oldest attached partition (database owner only).
 
@@ -99,7 +99,7 @@ def detach_command(before: int | None, name: str | None, as_json: bool) -> None:
 
 @command.command("partition-rows")
 @click.argument("rows", type=click.IntRange(min=1))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 def partition_rows_command(rows: int, as_json: bool) -> None:
     """Cut partitions not yet holding a row at ROWS positions each (database owner only)."""
     from claw_ledger.archiving import resize_partitions

@@ -16,6 +16,7 @@ from claw_ledger.cli.common import (
     emit_json,
     jobs_option,
     json_option,
+    limit_option,
     print_table,
     run_async,
     settings,
@@ -319,7 +320,7 @@ async def _audit_transparency_log(problems: list[AuditProblem]) -> dict[str, int
     help="Only this reason code, e.g. SIGNATURE_INVALID.",
 )
 @click.option("--after", type=CURSOR, default=0, help="Cursor: start after this quarantine id.")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@limit_option(50)
 @json_option()
 def quarantine_command(reason: str | None, after: int, limit: int, as_json: bool) -> None:
     """Messages the processor refused, with their reason codes (raw bytes kept)."""

@@ -13,7 +13,15 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from claw_ledger.cli.common import CURSOR, echo, emit_json, json_option, run_async, settings
+from claw_ledger.cli.common import (
+    CURSOR,
+    echo,
+    emit_json,
+    json_option,
+    limit_option,
+    run_async,
+    settings,
+)
 
 __all__ = ["command", "prove"]
 
@@ -102,7 +110,7 @@ def show(size: int, as_json: bool, note_only: bool) -> None:
 
 @command.command("list")
 @click.option("--after", type=CURSOR, default=0, help="Sizes above this.")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=20, show_default=True)
+@limit_option(20)
 @json_option()
 def list_command(after: int, limit: int, as_json: bool) -> None:
     """Signed checkpoints by tree size, oldest first."""
@@ -143,7 +151,12 @@ def list_command(after: int, limit: int, as_json: bool) -> None:
 )
 @click.option("--origin", metavar="ORIGIN", help="Pin the log's origin (default: as pinned).")
 @click.option("--once", is_flag=True, help="Check what is new, then exit.")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.1),
+    default=5.0,
+    help="Seconds between checks (5 by default).",
+)
 @json_option("One JSON line per check or alert.")
 def watch(
     state_path: Path | None,
@@ -302,6 +315,14 @@ def _emit_proof(proof_file: dict[str, Any], output: Path | None, summary: str) -
     echo(f"{summary}; proof file {output}")
 
 
+_output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the proof file here.",
+)
+
+
 def _not_in_the_log(exc: Exception) -> NoReturn:
     """What is asked for is not there: exit 1, as `checkpoint show` and `run show`."""
     echo(f"error: {exc}", err=True)
@@ -317,7 +338,7 @@ def _not_in_the_log(exc: Exception) -> NoReturn:
     default=0.0,
     help="Seconds to wait for the event to be in a checkpoint.",
 )
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
+@_output_option
 @json_option("The proof with its leaf and checkpoint.")
 def inclusion(
     event_id: uuid.UUID, tree_size: int | None, wait: float, output: Path | None, as_json: bool
@@ -366,7 +387,7 @@ def inclusion(
 @prove.command("consistency")
 @click.argument("old", type=click.IntRange(min=1))
 @click.argument("new", type=click.IntRange(min=1))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
+@_output_option
 @json_option("The proof with both checkpoints.")
 def consistency(old: int, new: int, output: Path | None, as_json: bool) -> None:
     """Prove that the checkpoint of tree size NEW extends the one of size OLD.

@@ -51,8 +51,10 @@ __all__ = [
     "emit_json",
     "fetch_job",
     "file_argument",
+    "group_option",
     "key_option",
     "keys_dir",
+    "limit_option",
     "load_wpc_reference",
     "plain",
     "precheck_policy",
@@ -64,6 +66,7 @@ __all__ = [
     "read_input",
     "read_token",
     "read_wpc",
+    "readiness_options",
     "report_publish",
     "resolve_key",
     "run_async",
@@ -153,12 +156,29 @@ def key_option(
     return click.option("--key", "key_ref", required=True, metavar="KEY", help=help_text)
 
 
-def json_option(help_text: str | None = None) -> Callable[[F], F]:
+def json_option(help_text: str = "Print JSON.") -> Callable[[F], F]:
     """``--json``, passed to the command as ``as_json``."""
     return click.option("--json", "as_json", is_flag=True, help=help_text)
 
 
-def signing_options(key_help: str, json_help: str | None = "Print JSON.") -> Callable[[F], F]:
+#: consumers.config.ProcessorConfig.group (not imported: --help loads no consumer)
+DEFAULT_GROUP = "claw-ledger-verifier"
+_GROUP_HELP = "Kafka consumer group; start more processes with the same group to scale."
+_PAGE = click.IntRange(1, 10_000)
+_LIMIT_HELP = "Rows on this page; the next page starts after its last row (--after)."
+
+
+def group_option() -> Callable[[F], F]:
+    """``--group``: the processors' Kafka consumer group."""
+    return click.option("--group", default=DEFAULT_GROUP, show_default=True, help=_GROUP_HELP)
+
+
+def limit_option(default: int) -> Callable[[F], F]:
+    """``--limit``: rows on one page."""
+    return click.option("--limit", type=_PAGE, default=default, show_default=True, help=_LIMIT_HELP)
+
+
+def signing_options(key_help: str, json_help: str = "Print JSON.") -> Callable[[F], F]:
     """``--key`` and ``--json``, the options of a command that signs and records an event."""
     return stack_options(key_option(key_help), json_option(json_help))
 
@@ -179,16 +199,26 @@ def stack_options(*options: Callable[[F], F]) -> Callable[[F], F]:
 MAX_BEAT_AGE_SECONDS = 30.0
 
 
-def max_beat_age_option(help_text: str) -> Callable[[F], F]:
-    """``--max-beat-age SECONDS``, the readiness bound on the newest processor heartbeat."""
-    return click.option(
+def readiness_options(lag_help: str, beat_help: str) -> Callable[[F], F]:
+    """``--max-lag RECORDS`` and ``--max-beat-age SECONDS``: when the ledger counts as
+    ready (`status`, `serve`'s /readyz)."""
+    max_lag = click.option(
+        "--max-lag",
+        type=click.IntRange(0),
+        default=10_000,
+        show_default=True,
+        metavar="RECORDS",
+        help=lag_help,
+    )
+    max_beat_age = click.option(
         "--max-beat-age",
         type=click.FloatRange(1, 300),
         default=MAX_BEAT_AGE_SECONDS,
         show_default=True,
         metavar="SECONDS",
-        help=help_text,
+        help=beat_help,
     )
+    return stack_options(max_lag, max_beat_age)
 
 
 class KnownName(click.ParamType):

@@ -88,7 +88,7 @@ def _did_of(ref: str) -> str:
     help="Role to grant (repeatable).",
 )
 @click.option("--name", "label", help="Display name (default: the key's name).")
-@signing_options("The admin key that signs the registration.", None)
+@signing_options("The admin key that signs the registration.")
 def register(
     who: str, roles: tuple[str, ...], label: str | None, key_ref: str, as_json: bool
 ) -> None:
@@ -104,8 +104,8 @@ def register(
 
 @command.command("revoke")
 @click.argument("who", metavar="NAME|DID")
-@click.option("--reason", required=True)
-@signing_options("The admin key that signs the revocation.", None)
+@click.option("--reason", required=True, help="Why (recorded).")
+@signing_options("The admin key that signs the revocation.")
 def revoke(who: str, reason: str, key_ref: str, as_json: bool) -> None:
     """Record a key.revoked event: the key's later events are quarantined."""
     admin = resolve_key(key_ref)

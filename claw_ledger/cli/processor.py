@@ -12,6 +12,7 @@ from claw_ledger.cli.common import (
     echo,
     emit_json,
     exit_with_running_status,
+    group_option,
     json_option,
     log_options,
     processor_config,
@@ -24,6 +25,7 @@ __all__ = ["command"]
 _LANES = ("control", "ingress")
 #: what --engine takes; the first is the default
 _ENGINES = ("kafka", "faust")
+_ENGINE_HELP = "kafka: lean aiokafka consumer; faust: the faust-streaming app (same guarantees)."
 
 
 def _lanes_option(func: Any) -> Any:
@@ -66,19 +68,16 @@ def command() -> None:
 
 @command.command("run")
 @log_options()
+@group_option()
 @click.option(
-    "--group",
-    default="claw-ledger-verifier",
+    "--batch-size",
+    default=2000,
     show_default=True,
-    help="Kafka consumer group; start more processes with the same group to scale.",
+    type=click.IntRange(1, 100_000),
+    help="Most records one poll takes.",
 )
-@click.option("--batch-size", default=2000, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--status/--no-status", default=True, help="Live status line on stderr.")
-@choice_option(
-    "--engine",
-    _ENGINES,
-    help="kafka: lean aiokafka consumer; faust: the faust-streaming app (same guarantees).",
-)
+@choice_option("--engine", _ENGINES, help=_ENGINE_HELP)
 @click.option(
     "--control-cache-size",
     default=50_000,
@@ -131,8 +130,8 @@ def run(
 
 @command.command("supervise")
 @log_options()
-@click.option("--group", default="claw-ledger-verifier", show_default=True)
-@choice_option("--engine", _ENGINES)
+@group_option()
+@choice_option("--engine", _ENGINES, help=_ENGINE_HELP)
 @_lanes_option
 def supervise(group: str, engine: str, lanes: str) -> None:
     """Run the processor and restart it whenever it exits on a failure.
@@ -149,7 +148,7 @@ def supervise(group: str, engine: str, lanes: str) -> None:
 
 
 @command.command("start")
-@click.option("--group", default="claw-ledger-verifier", show_default=True)
+@group_option()
 @_lanes_option
 @json_option()
 def start(group: str, lanes: str, as_json: bool) -> None:

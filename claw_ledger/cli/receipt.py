@@ -57,10 +57,17 @@ def command() -> None:
 @click.option("--nonce", help="binding.nonce (default: random).")
 @click.option("--policy-hash", help="binding.policy_hash (default: the job's WPC).")
 @click.option("--token-scope-hash", help="binding.token_scope_hash_b64u (default: the job's).")
-@click.option("--tokens-input", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--tokens-output", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--latency-ms", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--gateway-id", default="claw-ledger-gateway", show_default=True)
+@click.option("--tokens-input", type=click.IntRange(min=0), default=0, help="Input tokens billed.")
+@click.option(
+    "--tokens-output", type=click.IntRange(min=0), default=0, help="Output tokens billed."
+)
+@click.option("--latency-ms", type=click.IntRange(min=0), default=0, help="How long the call took.")
+@click.option(
+    "--gateway-id",
+    default="claw-ledger-gateway",
+    show_default=True,
+    help="Gateway name in the receipt.",
+)
 @click.option(
     "-o",
     "--out",

@@ -12,7 +12,7 @@ import click
 from claw_ledger.cli.common import (
     echo,
     log_options,
-    max_beat_age_option,
+    readiness_options,
     resolve_key,
     settings,
 )
@@ -37,7 +37,13 @@ _STARTUP_FAILED = 3
     show_default=True,
     help="Address to listen on (loopback by default; put TLS in front of anything else).",
 )
-@click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Port to listen on.",
+)
 @click.option(
     "--max-body",
     type=click.IntRange(1, 16 * 1024 * 1024),
@@ -52,15 +58,9 @@ _STARTUP_FAILED = 3
     show_default=True,
     help="Largest page of a list route (400 above).",
 )
-@click.option(
-    "--max-lag",
-    type=click.IntRange(0),
-    default=10_000,
-    show_default=True,
-    help="/readyz fails when the processors are more messages than this behind.",
-)
-@max_beat_age_option(
-    "/readyz fails when no processor has beaten for this long (each beats every 0.5 s)."
+@readiness_options(
+    "/readyz fails when the processors are more records than this behind.",
+    "/readyz fails when no processor has beaten for this long (each beats every 0.5 s).",
 )
 @click.option(
     "--authorize-key",

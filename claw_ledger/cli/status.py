@@ -13,7 +13,7 @@ from claw_ledger.cli.common import (
     echo,
     emit_json,
     json_option,
-    max_beat_age_option,
+    readiness_options,
     run_async,
     settings,
 )
@@ -76,12 +76,16 @@ def _partitions(lag: Mapping[str, int]) -> str:
     return ", ".join(f"p{p}={n:,}" for p, n in lag.items()) or "no partitions"
 
 
+#: how long `status` waits for each server to answer
+_WAIT = click.FloatRange(0.1, 120)
+
+
 @click.command("status")
-@click.option("--max-lag", type=click.IntRange(0), default=10_000, show_default=True)
-@max_beat_age_option(
-    "Not ready when no processor has beaten for this long (each beats every 0.5 s)."
+@readiness_options(
+    "Not ready when the processors are more records than this behind.",
+    "Not ready when no processor has beaten for this long (each beats every 0.5 s).",
 )
-@click.option("--timeout", type=click.FloatRange(0.1, 120), default=5.0, show_default=True)
+@click.option("--timeout", type=_WAIT, default=5.0, show_default=True, help="Seconds per server.")
 @json_option("The figures as JSON.")
 def command(max_lag: int, max_beat_age: float, timeout: float, as_json: bool) -> None:
     """Is the ledger ready, and what has it done? Counts by type and reason code,

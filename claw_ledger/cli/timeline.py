@@ -13,6 +13,7 @@ from claw_ledger.cli.common import (
     echo,
     emit_json,
     json_option,
+    limit_option,
     print_table,
     run_async,
     settings,
@@ -42,7 +43,7 @@ __all__ = ["command"]
 @click.option("--since", help="From this time (inclusive), ISO 8601 with zone.")
 @click.option("--until", help="Before this time, ISO 8601 with zone.")
 @click.option("--after", type=CURSOR, help="Cursor: start after this ledger position.")
-@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@limit_option(50)
 @click.option(
     "--wide",
     is_flag=True,

@@ -12,6 +12,7 @@ from rich.markup import escape
 from claw_ledger.cli.common import (
     echo,
     emit_json,
+    group_option,
     json_option,
     plain,
     processor_config,
@@ -59,7 +60,7 @@ def bring_up(console: Console) -> None:
 
 @click.command("up")
 @click.option("--detach", "-d", is_flag=True, help="Start the processor in the background.")
-@click.option("--group", default="claw-ledger-verifier", show_default=True)
+@group_option()
 @click.option(
     "--brokers",
     type=click.IntRange(min=1, max=MAX_BROKERS),
