@@ -112,3 +112,11 @@ def test_every_option_of_every_command_says_what_it_does() -> None:
         if isinstance(param, click.Option) and not param.hidden and not param.help
     )
     assert silent == []
+
+
+def test_the_cli_default_group_is_the_processors() -> None:
+    # spelled out in the CLI so that --help loads no consumer module
+    from claw_ledger.cli.common import DEFAULT_GROUP
+    from consumers.config import ProcessorConfig
+
+    assert DEFAULT_GROUP == ProcessorConfig.group
