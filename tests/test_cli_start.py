@@ -119,4 +119,4 @@ def test_the_cli_default_group_is_the_processors() -> None:
     from claw_ledger.cli.common import DEFAULT_GROUP
     from consumers.config import ProcessorConfig
 
-    assert DEFAULT_GROUP == ProcessorConfig.group
+    assert ProcessorConfig.group == DEFAULT_GROUP
