@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
+    from claw_ledger.replaying import ReplayRequest, ReplayResult
     from consumers.config import ProcessorConfig
     from producers.outcome import PublishOutcome
     from producers.publish import PublishTarget
@@ -67,6 +68,7 @@ __all__ = [
     "read_token",
     "read_wpc",
     "readiness_options",
+    "replay_shown",
     "report_publish",
     "resolve_key",
     "run_async",
@@ -312,6 +314,50 @@ def echo(message: str | bytes | None = None, *, err: bool = False, nl: bool = Tr
     if isinstance(message, str):
         message = printable(message, lines=True)
     click.echo(message, err=err, nl=nl)
+
+
+def replay_shown(resolved: Settings, request: ReplayRequest, *, quiet: bool) -> ReplayResult:
+    """:func:`~claw_ledger.replaying.run_replay`, with a progress bar on stderr when
+    that is a terminal and not ``quiet`` (events read of the source's total, the
+    rate, the time left): a replay of a large ledger takes minutes."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
+
+    from claw_ledger.replaying import run_replay, source_size
+
+    class Rate(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("" if speed is None else f"{speed:,.0f} ev/s")
+
+    show = not quiet and sys.stderr.isatty()
+    total = run_async(source_size(resolved, request.source)) if show else None
+    progress = Progress(
+        TextColumn("replay"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        Rate(),
+        TimeRemainingColumn(),
+        console=terminal(stderr=True),
+        disable=not show,
+    )
+    with progress:
+        task = progress.add_task("replay", total=total)
+
+        def advance(done: int) -> None:
+            progress.update(task, completed=done)
+
+        result: ReplayResult = run_async(run_replay(resolved, request, progress=advance))
+        progress.update(task, completed=result.events)
+    return result
 
 
 def terminal(*, stderr: bool = False) -> Console:

@@ -6,15 +6,6 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 
 from claw_ledger.cli.common import (
     EVENT_TYPE,
@@ -23,24 +14,15 @@ from claw_ledger.cli.common import (
     emit_json,
     jobs_option,
     json_option,
-    run_async,
+    replay_shown,
     settings,
-    terminal,
     zoned_time_option,
 )
 
 if TYPE_CHECKING:
-    from rich.progress import Task
-
     from claw_ledger.replaying import ReplayResult
 
 __all__ = ["command"]
-
-
-class _Rate(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.0f} ev/s")
 
 
 @click.command("replay")
@@ -113,7 +95,7 @@ def command(
     Exit 0: clean; 1: a break, a difference, or (--source kafka) a topic whose
     oldest records Kafka has removed; 2: bad usage or unreadable source.
     """
-    from claw_ledger.replaying import ReplayFilter, ReplayRequest, run_replay, source_size
+    from claw_ledger.replaying import ReplayFilter, ReplayRequest
 
     request = ReplayRequest(
         source=source,
@@ -126,26 +108,7 @@ def command(
         signatures=signatures,
         jobs=jobs,
     )
-    resolved = settings()
-    show = not as_json and sys.stderr.isatty()
-    total = run_async(source_size(resolved, source)) if show else None
-    progress = Progress(
-        TextColumn("replay"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _Rate(),
-        TimeRemainingColumn(),
-        console=terminal(stderr=True),
-        disable=not show,
-    )
-    with progress:
-        task = progress.add_task("replay", total=total)
-
-        def advance(done: int) -> None:
-            progress.update(task, completed=done)
-
-        result = run_async(run_replay(resolved, request, progress=advance))
-        progress.update(task, completed=result.events)
+    result = replay_shown(settings(), request, quiet=as_json)
     if as_json:
         emit_json(result.summary())
     else:

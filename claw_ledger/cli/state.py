@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from claw_ledger.cli.common import echo, emit_json, json_option, run_async, settings
+from claw_ledger.cli.common import echo, emit_json, jobs_option, json_option, replay_shown, settings
 
 __all__ = ["command"]
 
@@ -19,27 +19,30 @@ def command() -> None:
 @command.command("at")
 @click.argument("moment", metavar="T")
 @click.option("--trust-root", metavar="DID", help="Pin the trust root (default: the recorded one).")
+@jobs_option()
 @json_option()
-def at(moment: str, trust_root: str | None, as_json: bool) -> None:
+def at(moment: str, trust_root: str | None, jobs: int | None, as_json: bool) -> None:
     """What was halted, which tokens were valid, which policies were active and
     which jobs were running at T (ISO 8601 with a zone).
 
     The ledger is replayed from its first event, every envelope and chain link
-    verified, up to the last event recorded at or before T. Exit 1 when the
-    replay breaks before T (nothing after a break is trusted).
+    verified, up to the last event recorded at or before T (a progress bar on a
+    terminal). Exit 1 when the replay breaks before T (nothing after a break is
+    trusted).
 
     \b
     Example:
       claw-ledger state at 2026-11-30T06:00:00Z --json
     """
-    from claw_ledger.replaying import ReplayRequest, run_replay, zoned_time
+    from claw_ledger.replaying import ReplayRequest, zoned_time
     from ledger.replay import point_in_time
 
     try:
         when = zoned_time(moment)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
-    result = run_async(run_replay(settings(), ReplayRequest(trust_root=trust_root, until=when)))
+    request = ReplayRequest(trust_root=trust_root, until=when, jobs=jobs)
+    result = replay_shown(settings(), request, quiet=as_json)
     view = point_in_time(result.fold.state, when)
     view["events"] = result.events
     view["breaks"] = [result.fold.broken.to_dict()] if result.fold.broken else []
