@@ -53,8 +53,12 @@ BOOKKEEPING_COLUMNS = frozenset({"control_version"})
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
-async def count_events(conn: asyncpg.Connection) -> int:
-    return int(await conn.fetchval("SELECT count(*) FROM events"))
+async def count_events(conn: asyncpg.Connection, skip_types: Sequence[str] = ()) -> int:
+    """The events :func:`iter_events` reads with the same ``skip_types``."""
+    if not skip_types:
+        return int(await conn.fetchval("SELECT count(*) FROM events"))
+    query = "SELECT count(*) FROM events WHERE event_type <> ALL($1::text[])"
+    return int(await conn.fetchval(query, list(skip_types)))
 
 
 async def iter_decisions(

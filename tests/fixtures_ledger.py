@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pty
 import subprocess
 import sys
 import time
@@ -84,6 +85,30 @@ def run_cli(
     return subprocess.run(
         [*CLAW_LEDGER, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
     )
+
+
+def run_cli_on_a_terminal(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    """``claw-ledger ARGS`` with stderr on a pseudo-terminal, as a responder runs it:
+    (exit code, stdout, what the terminal showed)."""
+    terminal, side = pty.openpty()
+    proc = subprocess.Popen(
+        [*CLAW_LEDGER, *args],
+        env=env | {"COLUMNS": "120"},
+        stdout=subprocess.PIPE,
+        stderr=side,
+        text=True,
+    )
+    os.close(side)
+    shown = b""
+    try:
+        while chunk := os.read(terminal, 4096):
+            shown += chunk
+    except OSError:  # EIO once the child has closed the terminal
+        pass
+    finally:
+        os.close(terminal)
+    out, _ = proc.communicate(timeout=300)
+    return proc.returncode, out, shown.decode("utf-8", "replace")
 
 
 @asynccontextmanager

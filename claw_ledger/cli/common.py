@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, cast
@@ -62,6 +63,7 @@ __all__ = [
     "print_table",
     "printable",
     "processor_config",
+    "progress_bar",
     "publish_and_report",
     "publish_target",
     "read_input",
@@ -74,6 +76,7 @@ __all__ = [
     "run_async",
     "settings",
     "share_widths",
+    "shows_progress",
     "sign_and_publish",
     "signing_options",
     "stack_options",
@@ -316,10 +319,16 @@ def echo(message: str | bytes | None = None, *, err: bool = False, nl: bool = Tr
     click.echo(message, err=err, nl=nl)
 
 
-def replay_shown(resolved: Settings, request: ReplayRequest, *, quiet: bool) -> ReplayResult:
-    """:func:`~claw_ledger.replaying.run_replay`, with a progress bar on stderr when
-    that is a terminal and not ``quiet`` (events read of the source's total, the
-    rate, the time left): a replay of a large ledger takes minutes."""
+def shows_progress(quiet: bool) -> bool:
+    """Whether a long command draws a progress bar: on a terminal's stderr, and
+    not when its output is JSON."""
+    return not quiet and sys.stderr.isatty()
+
+
+@contextmanager
+def progress_bar(label: str, total: int | None, *, show: bool) -> Iterator[Callable[[int], None]]:
+    """A bar on stderr while the block runs (events done of ``total``, the rate,
+    the time left); yields ``advance(done)``. ``show=False``: nothing is drawn."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -331,17 +340,13 @@ def replay_shown(resolved: Settings, request: ReplayRequest, *, quiet: bool) -> 
     )
     from rich.text import Text
 
-    from claw_ledger.replaying import run_replay, source_size
-
     class Rate(ProgressColumn):
         def render(self, task: Task) -> Text:
             speed = task.finished_speed or task.speed
             return Text("" if speed is None else f"{speed:,.0f} ev/s")
 
-    show = not quiet and sys.stderr.isatty()
-    total = run_async(source_size(resolved, request.source)) if show else None
     progress = Progress(
-        TextColumn("replay"),
+        TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
         Rate(),
@@ -350,13 +355,20 @@ def replay_shown(resolved: Settings, request: ReplayRequest, *, quiet: bool) -> 
         disable=not show,
     )
     with progress:
-        task = progress.add_task("replay", total=total)
+        task = progress.add_task(label, total=total)
+        yield lambda done: progress.update(task, completed=done)
 
-        def advance(done: int) -> None:
-            progress.update(task, completed=done)
 
+def replay_shown(resolved: Settings, request: ReplayRequest, *, quiet: bool) -> ReplayResult:
+    """:func:`~claw_ledger.replaying.run_replay` under a :func:`progress_bar` of
+    the source's events: a replay of a large ledger takes minutes."""
+    from claw_ledger.replaying import run_replay, source_size
+
+    show = shows_progress(quiet)
+    total = run_async(source_size(resolved, request.source)) if show else None
+    with progress_bar("replay", total, show=show) as advance:
         result: ReplayResult = run_async(run_replay(resolved, request, progress=advance))
-        progress.update(task, completed=result.events)
+        advance(result.events)
     return result
 
 

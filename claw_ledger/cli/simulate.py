@@ -5,6 +5,7 @@ summarises what the shadow policies in force said (``call.shadowed``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,8 +16,10 @@ from claw_ledger.cli.common import (
     emit_json,
     json_option,
     load_wpc_reference,
+    progress_bar,
     run_async,
     settings,
+    shows_progress,
 )
 
 __all__ = ["command"]
@@ -39,8 +42,15 @@ def _echo_by_action(summary: Any, denied: str, allowed: str) -> None:
             echo(f"  {label} {name}: {count}")
 
 
-async def _simulate(simulation: Any, database_url: str, audited: bool) -> dict[str, Any] | None:
-    """Fold the ledger through ``simulation``; the archive cut it started from, if any."""
+#: events between two updates of the progress bar
+_PROGRESS_EVERY = 1000
+
+
+async def _simulate(
+    simulation: Any, database_url: str, audited: bool, advance: Callable[[int], None]
+) -> dict[str, Any] | None:
+    """Fold the ledger through ``simulation``; the archive cut it started from, if any.
+    ``advance(events read)`` is told every few events."""
     from ledger.replay import StoredEvent
     from ledger.simulate import DECISION_EVENT_TYPES
     from storage.partitions import archive_boundary
@@ -59,7 +69,11 @@ async def _simulate(simulation: Any, database_url: str, audited: bool) -> dict[s
                 simulation.fold.resume_snapshot(boundary.state_snapshot)
             async for position, body in iter_decisions(conn):
                 simulation.expect(position, body)
+            read = 0
             async for stored in iter_events(conn, skip_types=skip):
+                read += 1
+                if read % _PROGRESS_EVERY == 0:
+                    advance(read)
                 if audited:
                     # the chain was checked by audit; with the decisions left out
                     # the fold computes its own links instead of checking the stored ones
@@ -73,9 +87,23 @@ async def _simulate(simulation: Any, database_url: str, audited: bool) -> dict[s
                 if simulation.fold.broken is not None:
                     break
             simulation.finish()
+            advance(read)
     finally:
         await conn.close()
     return None if boundary is None else boundary.to_json()
+
+
+async def _events_in(database_url: str, audited: bool) -> int:
+    """The events a simulation reads (before it starts: for its progress bar)."""
+    from ledger.simulate import DECISION_EVENT_TYPES
+    from storage.projection_queries import open_connection
+    from storage.replay_queries import count_events
+
+    conn = await open_connection(database_url)
+    try:
+        return await count_events(conn, sorted(DECISION_EVENT_TYPES) if audited else ())
+    finally:
+        await conn.close()
 
 
 async def _shadowed(summary: Any, database_url: str, job_id: str | None) -> None:
@@ -202,9 +230,11 @@ def command(
     simulation = Simulation(validate_wpc(document), window)
     if all_calls:
         simulation = Simulation(validate_wpc(document), window, keep=lambda call: True)
-    archived = run_async(
-        _simulate(simulation, effective_database_url(settings(), role="reader"), audited)
-    )
+    reader_url = effective_database_url(settings(), role="reader")
+    show = shows_progress(as_json)
+    total = run_async(_events_in(reader_url, audited)) if show else None
+    with progress_bar("simulate", total, show=show) as advance:
+        archived = run_async(_simulate(simulation, reader_url, audited, advance))
     if simulation.fold.broken is not None:
         raise click.ClickException(f"the ledger does not verify: {simulation.fold.broken}")
     summary = simulation.summary

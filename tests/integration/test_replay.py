@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import pty
 import re
 import subprocess
 import uuid
@@ -21,7 +19,7 @@ from ledger.chain import chain_hash
 from ledger.crypto import KeyPair
 from ledger.encoding import sha256_b64u
 from ledger.events import build_event, sign_event
-from tests.fixtures_ledger import CLAW_LEDGER, LedgerHarness, start_ledger
+from tests.fixtures_ledger import LedgerHarness, run_cli_on_a_terminal, start_ledger
 from tests.fixtures_ledger import run_cli as cli
 
 pytestmark = pytest.mark.integration
@@ -170,41 +168,19 @@ def test_state_at_before_and_after_a_halt(flow: tuple[LedgerHarness, dict[str, A
     assert state["events"] < json.loads(after.stdout)["events"]
 
 
-def _on_a_terminal(env: dict[str, str], *args: str) -> tuple[int, str, str]:
-    """``claw-ledger ARGS`` with stderr on a pseudo-terminal, as a responder runs it:
-    (exit code, stdout, what the terminal showed)."""
-    terminal, side = pty.openpty()
-    proc = subprocess.Popen(
-        [*CLAW_LEDGER, *args],
-        env=env | {"COLUMNS": "120"},
-        stdout=subprocess.PIPE,
-        stderr=side,
-        text=True,
-    )
-    os.close(side)
-    shown = b""
-    try:
-        while chunk := os.read(terminal, 4096):
-            shown += chunk
-    except OSError:  # EIO once the child has closed the terminal
-        pass
-    finally:
-        os.close(terminal)
-    out, _ = proc.communicate(timeout=300)
-    return proc.returncode, out, shown.decode("utf-8", "replace")
-
-
 def test_a_replay_on_a_terminal_shows_its_progress(
     flow: tuple[LedgerHarness, dict[str, Any]],
 ) -> None:
     """A replay reads the whole ledger: minutes on a large one, so the terminal
     shows how far it is (events of the total); state at T is a replay too."""
     ledger, moments = flow
-    code, out, shown = _on_a_terminal(ledger.env, "replay")
+    code, out, shown = run_cli_on_a_terminal(ledger.env, "replay")
     assert code == 0, shown
     done = re.findall(r"replay\b.*?(\d+)/(\d+)", shown)
     assert done and done[-1][0] == done[-1][1], shown  # the bar ends full
-    code, out, shown = _on_a_terminal(ledger.env, "state", "at", moments["before_halt"].isoformat())
+    code, out, shown = run_cli_on_a_terminal(
+        ledger.env, "state", "at", moments["before_halt"].isoformat()
+    )
     assert code == 0, shown
     read, total = map(int, re.findall(r"replay\b.*?(\d+)/(\d+)", shown)[-1])
     assert out.startswith("state at ") and f"after {read:,} events" in out
@@ -212,7 +188,7 @@ def test_a_replay_on_a_terminal_shows_its_progress(
     # not on a terminal, or asked for JSON: no bar
     piped = cli(ledger.env, "replay")
     assert piped.returncode == 0 and "━" not in piped.stderr
-    code, out, shown = _on_a_terminal(ledger.env, "replay", "--json")
+    code, out, shown = run_cli_on_a_terminal(ledger.env, "replay", "--json")
     assert code == 0 and "━" not in shown and json.loads(out)["events"] == int(done[-1][0])
 
 

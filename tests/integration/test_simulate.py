@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 from ledger.authorize import Action, Decision
 from ledger.roles import Role
-from tests.fixtures_ledger import LedgerHarness, run_cli, start_ledger
+from tests.fixtures_ledger import LedgerHarness, run_cli, run_cli_on_a_terminal, start_ledger
 from tests.integration import _authorize as authz
 from tests.integration._authorize import EXEC, READ, WRITE
 
@@ -95,6 +96,13 @@ async def test_a_candidate_reports_exactly_the_calls_it_changes(
     # over an audited ledger the decisions are not verified again: the same report
     audited = _simulate(running_ledger, "--policy", str(path), "--job", calls["job"], "--audited")
     assert audited == (code, report)
+    # on a terminal, a bar of the events read ends full (with or without --audited)
+    for extra in ((), ("--audited",)):
+        args = ("simulate", "--policy", str(path), "--job", calls["job"], *extra)
+        shown_code, out, shown = run_cli_on_a_terminal(running_ledger.env, *args)
+        assert shown_code == code and "5 calls simulated" in out, shown
+        read, total = re.findall(r"simulate\b.*?(\d+)/(\d+)", shown)[-1]
+        assert read == total and int(total) > 0, shown
     changed = {
         (c["action"].get("tool") or c["action"]["provider"], c["recorded"]["decision"],
          c["simulated"]["decision"], c["simulated"]["reason_code"])
