@@ -7,6 +7,7 @@ the database owner (the writer and reader cannot alter ``events``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,11 +68,20 @@ async def resize_partitions(settings: Settings, rows: int) -> int:
         return await set_partition_rows(conn, rows)
 
 
+#: events between two progress reports of a detach
+_PROGRESS_EVERY = 1000
+
+
 async def detach_oldest(
-    settings: Settings, *, name: str | None = None, before: int | None = None
+    settings: Settings,
+    *,
+    name: str | None = None,
+    before: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ArchiveResult:
     """Verify the oldest attached partition by replaying it onto the previous cut's
-    state, then record the new boundary and detach it (owner).
+    state, then record the new boundary and detach it (owner). ``progress(events
+    verified, events in the partition)`` is told every few events.
 
     Raises :class:`ledger.errors.ConfigError` when the partition is not the
     oldest, still filling, or does not verify (nothing is detached then).
@@ -104,15 +114,21 @@ async def detach_oldest(
             last_recorded = (
                 previous.state_snapshot.get("last_recorded_at") if previous is not None else None
             )
+            verified = 0
             async for stored in iter_events(conn, before=part.position_to):
                 fold.feed(stored)
                 if fold.stopped:
                     break
+                verified += 1
+                if progress is not None and verified % _PROGRESS_EVERY == 0:
+                    progress(verified, sealed.rows)
                 if stored.recorded_at is not None:  # a ledger row always has one
                     last_recorded = stored.recorded_at.isoformat()
             heads = merge_heads(
                 previous.heads if previous else {}, await partition_heads(conn, part)
             )
+        if progress is not None:
+            progress(verified, sealed.rows)
         if fold.broken is not None:
             raise RejectedError(
                 fold.broken.code,

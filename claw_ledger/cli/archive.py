@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from claw_ledger.cli.common import echo, emit_json, json_option, print_table, run_async, settings
+from claw_ledger.cli.common import (
+    echo,
+    emit_json,
+    json_option,
+    print_table,
+    progress_bar,
+    run_async,
+    settings,
+    shows_progress,
+)
 
 __all__ = ["command"]
 
@@ -86,7 +95,9 @@ def detach_command(before: int | None, name: str | None, as_json: bool) -> None:
 
     if (before is None) == (name is None):
         raise click.UsageError("give exactly one of --before POSITION or --partition NAME")
-    result = run_async(detach_oldest(settings(), name=name, before=before))
+    show = shows_progress(as_json)
+    with progress_bar("verify", None, show=show) as advance:
+        result = run_async(detach_oldest(settings(), name=name, before=before, progress=advance))
     if as_json:
         emit_json(result.to_json())
         return

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol, TypeVar, cast
 
 import click
 
@@ -46,6 +46,7 @@ __all__ = [
     "CURSOR",
     "EVENT_TYPE",
     "REASON_CODE",
+    "Advance",
     "IdentifierArgsCommand",
     "KnownName",
     "choice_option",
@@ -325,8 +326,14 @@ def shows_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
+class Advance(Protocol):
+    """Moves a :func:`progress_bar` to ``done``; ``total`` once it is known."""
+
+    def __call__(self, done: int, total: int | None = None) -> None: ...
+
+
 @contextmanager
-def progress_bar(label: str, total: int | None, *, show: bool) -> Iterator[Callable[[int], None]]:
+def progress_bar(label: str, total: int | None, *, show: bool) -> Iterator[Advance]:
     """A bar on stderr while the block runs (events done of ``total``, the rate,
     the time left); yields ``advance(done)``. ``show=False``: nothing is drawn."""
     from rich.progress import (
@@ -356,7 +363,11 @@ def progress_bar(label: str, total: int | None, *, show: bool) -> Iterator[Calla
     )
     with progress:
         task = progress.add_task(label, total=total)
-        yield lambda done: progress.update(task, completed=done)
+
+        def advance(done: int, total: int | None = None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield advance
 
 
 def replay_shown(resolved: Settings, request: ReplayRequest, *, quiet: bool) -> ReplayResult:

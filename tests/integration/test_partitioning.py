@@ -5,6 +5,7 @@ and replay verifying every chain from the archive cut on."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,13 @@ import pytest
 import pytest_asyncio
 
 from ledger.roles import Role
-from tests.fixtures_ledger import LedgerHarness, run_cli, send_halts, start_ledger
+from tests.fixtures_ledger import (
+    LedgerHarness,
+    run_cli,
+    run_cli_on_a_terminal,
+    send_halts,
+    start_ledger,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -86,9 +93,14 @@ async def test_ingest_cuts_partitions_and_detach_keeps_chains_verifiable(
     refused = run_cli(env, "archive", "detach", "--partition", partitions[1]["name"])
     assert refused.returncode == 2 and "not the oldest" in refused.stderr
 
-    first = _json(run_cli(env, "archive", "detach", "--before", "11", "--json"))
-    assert first["partition"] == partitions[0]["name"]
-    assert first["events"] == per_partition[partitions[0]["name"]] > 0
+    # as the owner runs it on a terminal: a bar of the partition's events verified
+    code, out, shown = run_cli_on_a_terminal(env, "archive", "detach", "--before", "11")
+    assert code == 0 and out.startswith(f"detached {partitions[0]['name']}:"), shown
+    verified, in_partition = re.findall(r"verify\b.*?(\d+)/(\d+)", shown)[-1]
+    assert int(verified) == int(in_partition) == per_partition[partitions[0]["name"]] > 0
+    first = _json(run_cli(env, "archive", "list", "--json"))["archived"]
+    assert first["before_position"] == 11
+    assert first["events"] == per_partition[partitions[0]["name"]]
     second = _json(
         run_cli(env, "archive", "detach", "--partition", partitions[1]["name"], "--json")
     )
