@@ -164,6 +164,7 @@ class LedgerProducer:
         max_request_size: int = 2 * 1024 * 1024,
         client_id: str = "claw-ledger-producer",
         request_timeout_ms: int = 40_000,
+        metadata_max_age_ms: int = 300_000,
     ) -> None:
         self.bootstrap = bootstrap
         self.topics = _lane_topics(topic)
@@ -179,10 +180,14 @@ class LedgerProducer:
             client_id=client_id,
             # also how long a send waits for a topic to appear before it is missing
             request_timeout_ms=request_timeout_ms,
+            # how soon partitions added to a live ledger are used (ADR 0032)
+            metadata_max_age_ms=metadata_max_age_ms,
         )
         self._room = asyncio.Semaphore(max_in_flight)
         self._partitioner = DefaultPartitioner()
+        #: the ingress partition of each stream, for the partition count it was chosen from
         self._partition_of_stream: dict[str, int] = {}
+        self._partitions_cached = 0
 
     def topic_for(self, event_type: str) -> str:
         """The topic an event of ``event_type`` is sent to (its lane's)."""
@@ -364,8 +369,15 @@ class LedgerProducer:
             partitions = sorted(await self._producer.partitions_for(topic))
         except UnknownTopicOrPartitionError as exc:
             raise self._missing_topic(topic) from exc
-        # the cached partition of a stream holds for the ingress topic only
-        cache = self._partition_of_stream if topic == self.topic else {}
+        # the cached partition of a stream holds for the ingress topic only, and only
+        # while its partition count holds: after growth a stream goes where a single
+        # send_raw (Kafka's partitioner over the new count) sends it
+        cache: dict[str, int] = {}
+        if topic == self.topic:
+            if len(partitions) != self._partitions_cached:
+                self._partition_of_stream.clear()
+                self._partitions_cached = len(partitions)
+            cache = self._partition_of_stream
         builders: dict[int, Any] = {}
         #: per partition: (events appended to the open batch, futures of sent batches)
         open_events: dict[int, list[tuple[int, RawEvent]]] = {}

@@ -11,6 +11,7 @@ partitions too.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -25,7 +26,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from ledger.crypto import KeyPair
 from ledger.errors import ReasonCode
 from ledger.roles import Role
-from producers.sdk import LedgerProducer
+from producers import LedgerProducer, NewEvent
 from tests.fixtures_ledger import (
     LedgerHarness,
     kafka_admin,
@@ -204,6 +205,57 @@ async def test_the_authorize_follower_reads_partitions_added_to_the_control_lane
     finally:
         await authorize.stop()
         ledger.processor.stop()
+
+
+def _key_moved_by_growth(old: int, new: int) -> KeyPair:
+    """A new key whose registration's stream lands elsewhere once the topic has grown."""
+    while True:
+        key = KeyPair.generate("moved")
+        stream = f"key:{key.did}"
+        if _partition_of(stream, old) != _partition_of(stream, new):
+            return key
+
+
+def _registration(key: KeyPair) -> NewEvent:
+    body = {"did": key.did, "name": "moved", "roles": ["gateway"]}
+    return NewEvent("key.registered", f"key:{key.did}", body)
+
+
+async def test_a_long_lived_producer_sends_in_bulk_where_a_single_send_goes_after_growth(
+    ledger_servers: Any, ledger_settings: Any, tmp_path: Path
+) -> None:
+    """publish_many remembers each stream's partition; after growth it must not keep
+    sending a stream to its old partition while single sends (Kafka's partitioner
+    over the new count) send it elsewhere: one stream, two partitions, no order."""
+    settings = replace(ledger_settings, partitions=2)
+    async with started_ledger(ledger_servers, settings, tmp_path) as ledger:
+        assert ledger.settings.kafka_bootstrap
+        bootstrap, admin = ledger.settings.kafka_bootstrap, ledger.admin
+        moved = _key_moved_by_growth(2, 4)
+        stream = f"key:{moved.did}"
+        async with LedgerProducer(bootstrap, ledger.topics, metadata_max_age_ms=500) as producer:
+            (before,) = await producer.publish_many(admin, [_registration(moved)])
+            assert before.partition == _partition_of(stream, 2)
+            grown = run_cli(ledger.env, "services", "topics", "--partitions", "4")
+            assert grown.returncode == 0, grown.stderr
+            # the producer has read the new count once a single send of a fresh
+            # stream lands where the new count puts it
+            deadline = time.monotonic() + TAKEN_WITHIN_S
+            while True:
+                probe = _key_moved_by_growth(2, 4)
+                event = _registration(probe)
+                single = await producer.publish(admin, event.event_type, event.stream, event.body)
+                if single.partition == _partition_of(event.stream, 4):
+                    break
+                assert time.monotonic() < deadline, "the producer never saw 4 partitions"
+                await asyncio.sleep(0.2)
+            # the same stream again, in bulk, on the same (ingress) lane
+            (after,) = await producer.publish_many(admin, [_registration(moved)])
+        assert (after.topic, before.topic) == (ledger.topics.ingress, ledger.topics.ingress)
+        assert after.partition == _partition_of(stream, 4) != before.partition
+        # a second registration of the key: decided like any other, wherever it lands
+        verdict = await ledger.verdict(after.event_id, timeout=TAKEN_WITHIN_S)
+        assert verdict["status"] in ("committed", "quarantined"), verdict
 
 
 async def test_topics_never_shrink(running_ledger: LedgerHarness) -> None:
