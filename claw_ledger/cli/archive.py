@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import click
 
-from claw_ledger.cli.common import (
-    echo,
-    emit_json,
-    json_option,
-    print_table,
-    progress_bar,
-    run_async,
-    settings,
-    shows_progress,
-)
+from claw_ledger.cli.common import echo, emit_json, print_table, progress_bar, run_async, settings
 
 __all__ = ["command"]
 
@@ -37,7 +28,7 @@ def command() -> None:
 
 
 @command.command("list")
-@json_option()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def list_command(as_json: bool) -> None:
     """The partitions (attached or detached) and what is archived."""
     from claw_ledger.archiving import archive_status
@@ -81,7 +72,7 @@ def list_command(as_json: bool) -> None:
     help="Cut at this position: the oldest attached partition ends just below it.",
 )
 @click.option("--partition", "name", help="Or name the partition (the oldest attached one).")
-@json_option()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def detach_command(before: int | None, name: str | None, as_json: bool) -> None:
     """Verify and detach the oldest attached partition (database owner only).
 
@@ -95,8 +86,7 @@ def detach_command(before: int | None, name: str | None, as_json: bool) -> None:
 
     if (before is None) == (name is None):
         raise click.UsageError("give exactly one of --before POSITION or --partition NAME")
-    show = shows_progress(as_json)
-    with progress_bar("verify", None, show=show) as advance:
+    with progress_bar("verify", None, quiet=as_json) as advance:
         result = run_async(detach_oldest(settings(), name=name, before=before, progress=advance))
     if as_json:
         emit_json(result.to_json())
@@ -110,7 +100,7 @@ def detach_command(before: int | None, name: str | None, as_json: bool) -> None:
 
 @command.command("partition-rows")
 @click.argument("rows", type=click.IntRange(min=1))
-@json_option()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def partition_rows_command(rows: int, as_json: bool) -> None:
     """Cut partitions not yet holding a row at ROWS positions each (database owner only)."""
     from claw_ledger.archiving import resize_partitions

@@ -333,9 +333,10 @@ class Advance(Protocol):
 
 
 @contextmanager
-def progress_bar(label: str, total: int | None, *, show: bool) -> Iterator[Advance]:
+def progress_bar(label: str, total: int | None, *, quiet: bool) -> Iterator[Advance]:
     """A bar on stderr while the block runs (events done of ``total``, the rate,
-    the time left); yields ``advance(done)``. ``show=False``: nothing is drawn."""
+    the time left); yields ``advance(done)``. Drawn only where
+    :func:`shows_progress` says so."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -359,7 +360,7 @@ def progress_bar(label: str, total: int | None, *, show: bool) -> Iterator[Advan
         Rate(),
         TimeRemainingColumn(),
         console=terminal(stderr=True),
-        disable=not show,
+        disable=not shows_progress(quiet),
     )
     with progress:
         task = progress.add_task(label, total=total)
@@ -375,9 +376,8 @@ def replay_shown(resolved: Settings, request: ReplayRequest, *, quiet: bool) -> 
     the source's events: a replay of a large ledger takes minutes."""
     from claw_ledger.replaying import run_replay, source_size
 
-    show = shows_progress(quiet)
-    total = run_async(source_size(resolved, request.source)) if show else None
-    with progress_bar("replay", total, show=show) as advance:
+    total = run_async(source_size(resolved, request.source)) if shows_progress(quiet) else None
+    with progress_bar("replay", total, quiet=quiet) as advance:
         result: ReplayResult = run_async(run_replay(resolved, request, progress=advance))
         advance(result.events)
     return result

@@ -28,6 +28,7 @@ KAFKA_START_ATTEMPTS = 8
 DEFAULT_PORT = 8088
 #: uvicorn's exit code when the application did not start (its lifespan failed)
 _STARTUP_FAILED = 3
+_PORT = click.IntRange(0, 65535)
 
 
 @click.command("serve")
@@ -38,11 +39,7 @@ _STARTUP_FAILED = 3
     help="Address to listen on (loopback by default; put TLS in front of anything else).",
 )
 @click.option(
-    "--port",
-    type=click.IntRange(0, 65535),
-    default=DEFAULT_PORT,
-    show_default=True,
-    help="Port to listen on.",
+    "--port", type=_PORT, default=DEFAULT_PORT, show_default=True, help="Port to listen on."
 )
 @click.option(
     "--max-body",

@@ -231,9 +231,8 @@ def command(
     if all_calls:
         simulation = Simulation(validate_wpc(document), window, keep=lambda call: True)
     reader_url = effective_database_url(settings(), role="reader")
-    show = shows_progress(as_json)
-    total = run_async(_events_in(reader_url, audited)) if show else None
-    with progress_bar("simulate", total, show=show) as advance:
+    total = run_async(_events_in(reader_url, audited)) if shows_progress(as_json) else None
+    with progress_bar("simulate", total, quiet=as_json) as advance:
         archived = run_async(_simulate(simulation, reader_url, audited, advance))
     if simulation.fold.broken is not None:
         raise click.ClickException(f"the ledger does not verify: {simulation.fold.broken}")
