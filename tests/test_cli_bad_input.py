@@ -131,6 +131,27 @@ def test_a_state_dir_that_is_a_file_is_named(
 
 
 @pytest.mark.parametrize(
+    "command",
+    [
+        ("timeline", "--since", "2026-11-01T00:00:00"),
+        ("replay", "--until", "2026-11-01T00:00:00"),
+        ("simulate", "--policy", "AAAA", "--since", "2026-11-01T00:00:00"),
+        ("simulate", "--shadow", "--until", "2026-11-01T00:00:00"),
+    ],
+    ids=["timeline", "replay", "simulate", "simulate-shadow"],
+)
+def test_a_time_without_its_zone_is_a_usage_error_in_every_command(
+    offline_cli_env: dict[str, str], command: tuple[str, ...]
+) -> None:
+    """Taken as UTC by one command and refused by the next, the same time would
+    select different events depending on where it was typed."""
+    result = run_cli(offline_cli_env, *command, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "needs a time zone" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
     ("command", "error"),
     [
         (("quarantine", "--reason", "UNKNOWN_SIGNR"), "did you mean UNKNOWN_SIGNER"),

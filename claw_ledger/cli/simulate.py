@@ -6,7 +6,6 @@ summarises what the shadow policies in force said (``call.shadowed``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -20,19 +19,10 @@ from claw_ledger.cli.common import (
     run_async,
     settings,
     shows_progress,
+    zoned_time_option,
 )
 
 __all__ = ["command"]
-
-
-def _instant(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an RFC 3339 time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _echo_by_action(summary: Any, denied: str, allowed: str) -> None:
@@ -123,7 +113,9 @@ def _shadow_report(job_id: str | None, since: str | None, until: str | None, as_
     from claw_ledger.config import effective_database_url
     from ledger.shadow import ShadowSelector, ShadowSummary
 
-    selector = ShadowSelector(job_id=job_id, since=_instant(since), until=_instant(until))
+    selector = ShadowSelector(
+        job_id=job_id, since=zoned_time_option(since), until=zoned_time_option(until)
+    )
     summary = ShadowSummary(selector)
     run_async(_shadowed(summary, effective_database_url(settings(), role="reader"), job_id))
     if as_json:
@@ -166,8 +158,10 @@ def _shadow_report(job_id: str | None, since: str | None, until: str | None, as_
 @click.option(
     "--sub", "sub", metavar="SUBJECT", help="Only calls made with tokens of this subject."
 )
-@click.option("--since", metavar="TIME", help="Only calls decided at or after TIME (RFC 3339).")
-@click.option("--until", metavar="TIME", help="Only calls decided before TIME (RFC 3339).")
+@click.option(
+    "--since", metavar="TIME", help="Only calls decided at or after TIME (with its zone)."
+)
+@click.option("--until", metavar="TIME", help="Only calls decided before TIME (with its zone).")
 @click.option("--all-calls", is_flag=True, help="List every simulated call, not only the changed.")
 @click.option(
     "--audited",
@@ -225,7 +219,9 @@ def command(
         return
     if policy is None:
         raise click.UsageError("give --policy FILE|HASH (a candidate) or --shadow")
-    window = CallSelector(job_id=job_id, sub=sub, since=_instant(since), until=_instant(until))
+    window = CallSelector(
+        job_id=job_id, sub=sub, since=zoned_time_option(since), until=zoned_time_option(until)
+    )
     document = load_wpc_reference(policy)
     simulation = Simulation(validate_wpc(document), window)
     if all_calls:
