@@ -73,6 +73,11 @@ def command() -> None:
     """
 
 
+_NONE_YET = (
+    "no checkpoint yet: start the checkpointer (`claw-ledger checkpointer start --key LEDGER_KEY`)"
+)
+
+
 @command.command("latest")
 @json_option()
 @click.option("--note", "note_only", is_flag=True, help="Print only the signed note.")
@@ -84,11 +89,7 @@ def latest(as_json: bool, note_only: bool) -> None:
     if checkpoint is None:
         if as_json:
             emit_json(None)
-        echo(
-            "no checkpoint yet: start the checkpointer"
-            " (`claw-ledger checkpointer start --key LEDGER_KEY`)",
-            err=True,
-        )
+        echo(_NONE_YET, err=True)
         sys.exit(1)
     _show(checkpoint, as_json, note_only)
 
@@ -121,12 +122,7 @@ def list_command(after: int, limit: int, as_json: bool) -> None:
         emit_json([row.to_dict() for row in rows])
         return
     if not rows:
-        echo(
-            f"no checkpoint above tree size {after}"
-            if after
-            else "no checkpoint yet: start the checkpointer"
-            " (`claw-ledger checkpointer start --key LEDGER_KEY`)"
-        )
+        echo(f"no checkpoint above tree size {after}" if after else _NONE_YET)
         return
     echo(f"{'TREE SIZE':>12}  {'ROOT HASH':<44}  SIGNED AT")
     for row in rows:
