@@ -90,5 +90,7 @@ async def archive_boundary(settings: Settings) -> ArchiveBoundary | None:
     return await read_archive_boundary(_reader_url(settings))
 
 
-async def audit_transparency_log(settings: Settings) -> TreeRebuild:
-    return await audit_queries.audit_transparency_log(_reader_url(settings))
+async def audit_transparency_log(
+    settings: Settings, progress: Callable[[int], None] | None = None
+) -> TreeRebuild:
+    return await audit_queries.audit_transparency_log(_reader_url(settings), progress=progress)

@@ -457,7 +457,8 @@ async def rebuild_and_compare(
     signatures: bool = True,
     jobs: int | None = None,
     on_verdicts: VerdictsHook | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> ReplayResult:
     """For the audit: replay the whole ledger and compare every projection."""
     request = ReplayRequest(source=LEDGER, compare=True, signatures=signatures, jobs=jobs)
-    return await run_replay(settings, request, on_verdicts=on_verdicts)
+    return await run_replay(settings, request, progress=progress, on_verdicts=on_verdicts)

@@ -4,7 +4,7 @@ and the control-plane digests."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from ledger.control_digest import CONTROL_DIGEST_TABLES, parse_digest, row_hash
@@ -74,9 +74,12 @@ async def control_digest_report(
         await conn.close()
 
 
-async def audit_transparency_log(database_url: str, batch: int = 5000) -> TreeRebuild:
+async def audit_transparency_log(
+    database_url: str, batch: int = 5000, progress: Callable[[int], None] | None = None
+) -> TreeRebuild:
     """The transparency log's tables against a rebuild from the events, in one snapshot:
-    every leaf (log order, with its event), every stored node, every checkpoint."""
+    every leaf (log order, with its event), every stored node, every checkpoint;
+    ``progress(leaves read)`` every ``batch`` leaves."""
     rebuild = TreeRebuild()
     conn = await _connect(database_url)
     try:
@@ -99,6 +102,8 @@ async def audit_transparency_log(database_url: str, batch: int = 5000) -> TreeRe
             )
             async for row in leaves:
                 rebuild.add_leaf(row)
+                if progress is not None and rebuild.size % batch == 0:
+                    progress(rebuild.size)
             counts: dict[int, int] = {}
             nodes = conn.cursor(
                 "SELECT level, idx, hash FROM tlog_nodes ORDER BY level, idx", prefetch=batch

@@ -7,19 +7,21 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn
 
 from claw_ledger.cli.common import (
     CURSOR,
     REASON_CODE,
+    Advance,
     echo,
     emit_json,
     jobs_option,
     json_option,
     limit_option,
     print_table,
+    progress_stages,
     run_async,
     settings,
+    shows_progress,
 )
 from ledger.audit import AuditProblem, ProblemKind
 from ledger.instants import format_instant
@@ -48,7 +50,7 @@ def audit_command(as_json: bool, signatures: bool, jobs: int | None) -> None:
     altered row is reported with its kind (docs/operations.md, "Tamper audit").
     Exit 0 when clean, 1 otherwise.
     """
-    report = run_async(_audit(signatures, jobs, show_progress=not as_json and sys.stderr.isatty()))
+    report = run_async(_audit(signatures, jobs, quiet=as_json))
     if as_json:
         emit_json(report)
     else:
@@ -89,26 +91,23 @@ def _where(problem: dict[str, Any]) -> str:
     return f"{kind} {problem['table']}"
 
 
-async def _audit(signatures: bool, jobs: int | None, show_progress: bool) -> dict[str, Any]:
+async def _audit(signatures: bool, jobs: int | None, *, quiet: bool) -> dict[str, Any]:
+    """Every check in turn, each stage a bar on a terminal: the two passes over
+    every event (columns and chains, then the verified rebuild) are the long ones."""
     problems: list[AuditProblem] = []
-    progress = Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), disable=not show_progress
-    )
-    with progress:
-        task = progress.add_task("auditing", total=None)
+    total = await _stored_events() if shows_progress(quiet) else None
+    with progress_stages(quiet=quiet) as stage:
         started = time.monotonic()
-        count, partitions, archived = await _audit_events(problems, progress, task)
+        count, partitions, archived = await _audit_events(problems, stage("audit events", total))
         events_seconds = time.monotonic() - started
-        progress.update(task, description="auditing: quarantine")
-        quarantined = await _audit_quarantine(problems)
-        progress.update(task, description="auditing: control-plane digests")
+        quarantined = await _audit_quarantine(problems, stage("audit quarantine", None))
         digests = await _audit_control_digests(problems)
-        progress.update(task, description="auditing: projections against a rebuild")
         started = time.monotonic()
-        await _projections_match_a_rebuild(problems, signatures, jobs)
+        await _projections_match_a_rebuild(
+            problems, signatures, jobs, stage("audit rebuild", count)
+        )
         rebuild_seconds = time.monotonic() - started
-        progress.update(task, description="auditing: the transparency log")
-        tlog = await _audit_transparency_log(problems)
+        tlog = await _audit_transparency_log(problems, stage("audit log leaves", None))
     return {
         "ok": not problems,
         "events": count,
@@ -122,8 +121,14 @@ async def _audit(signatures: bool, jobs: int | None, show_progress: bool) -> dic
     }
 
 
+async def _stored_events() -> int:
+    from claw_ledger.replaying import LEDGER, source_size
+
+    return await source_size(settings(), LEDGER)
+
+
 async def _audit_events(
-    problems: list[AuditProblem], progress: Progress, task: TaskID
+    problems: list[AuditProblem], advance: Advance
 ) -> tuple[int, dict[tuple[str, int], int], dict[str, Any] | None]:
     """Every event row: its columns against its raw bytes, and its chain (from the
     archive boundary on, when old partitions were detached). (Its signature: in the
@@ -174,8 +179,9 @@ async def _audit_events(
         problems.extend(check_event_columns(row))
         count += 1
         if count % 5000 == 0:
-            progress.update(task, description=f"auditing: {count:,} events")
+            advance(count)
     flush()
+    advance(count, total=count)
     # a missing tail leaves no gap: compare each chain's end with the committed head
     for (topic, partition), (seq, head) in (await chain_heads(settings())).items():
         if seq == 0:
@@ -211,7 +217,7 @@ async def _audit_events(
     return count, partitions, None if boundary is None else boundary.to_json()
 
 
-async def _audit_quarantine(problems: list[AuditProblem]) -> int:
+async def _audit_quarantine(problems: list[AuditProblem], advance: Advance) -> int:
     """Every quarantine row, and Kafka coordinates claimed twice across both tables."""
     from claw_ledger.reads import duplicate_coordinates, iter_quarantine
     from ledger.audit import check_quarantine_row
@@ -220,6 +226,9 @@ async def _audit_quarantine(problems: list[AuditProblem]) -> int:
     async for row in iter_quarantine(settings()):
         problems.extend(check_quarantine_row(row))
         count += 1
+        if count % 5000 == 0:
+            advance(count)
+    advance(count, total=count)
     for claimed in await duplicate_coordinates(settings()):
         problems.append(
             AuditProblem(
@@ -261,7 +270,7 @@ def _envelope_row(stored: StoredEvent) -> dict[str, Any]:
 
 
 async def _projections_match_a_rebuild(
-    problems: list[AuditProblem], signatures: bool, jobs: int | None
+    problems: list[AuditProblem], signatures: bool, jobs: int | None, advance: Advance
 ) -> None:
     """Every projection against a verified rebuild from the events (``claw-ledger replay
     --compare``): a break, or any row that differs, is a problem."""
@@ -274,8 +283,13 @@ async def _projections_match_a_rebuild(
             problems.extend(check_event_envelope(_envelope_row(stored), verdict))
 
     result = await rebuild_and_compare(
-        settings(), signatures=signatures, jobs=jobs, on_verdicts=envelopes if signatures else None
+        settings(),
+        signatures=signatures,
+        jobs=jobs,
+        on_verdicts=envelopes if signatures else None,
+        progress=advance,
     )
+    advance(result.events)
     broken = result.fold.broken
     if broken is not None:
         problems.append(
@@ -303,11 +317,12 @@ async def _projections_match_a_rebuild(
         )
 
 
-async def _audit_transparency_log(problems: list[AuditProblem]) -> dict[str, int]:
+async def _audit_transparency_log(problems: list[AuditProblem], advance: Advance) -> dict[str, int]:
     """The log's leaves, nodes and signed checkpoints against a rebuild from the events."""
     from claw_ledger.reads import audit_transparency_log
 
-    rebuild = await audit_transparency_log(settings())
+    rebuild = await audit_transparency_log(settings(), progress=advance)
+    advance(rebuild.size, total=rebuild.size)
     problems.extend(rebuild.problems)
     return {"leaves": rebuild.size, "checkpoints": rebuild.checkpoints}
 

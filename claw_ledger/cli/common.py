@@ -49,6 +49,7 @@ __all__ = [
     "Advance",
     "IdentifierArgsCommand",
     "KnownName",
+    "Stage",
     "choice_option",
     "echo",
     "emit_json",
@@ -65,6 +66,7 @@ __all__ = [
     "printable",
     "processor_config",
     "progress_bar",
+    "progress_stages",
     "publish_and_report",
     "publish_target",
     "read_input",
@@ -332,10 +334,17 @@ class Advance(Protocol):
     def __call__(self, done: int, total: int | None = None) -> None: ...
 
 
+class Stage(Protocol):
+    """Adds a bar to a :func:`progress_stages` display and gives its :class:`Advance`."""
+
+    def __call__(self, label: str, total: int | None) -> Advance: ...
+
+
 @contextmanager
-def progress_bar(label: str, total: int | None, *, quiet: bool) -> Iterator[Advance]:
-    """A bar on stderr while the block runs (events done of ``total``, the rate,
-    the time left); yields ``advance(done)``. Drawn only where
+def progress_stages(*, quiet: bool) -> Iterator[Stage]:
+    """Bars on stderr while the block runs, one per stage of a long command (its
+    label, done of ``total``, the rate, the time left); yields ``stage(label,
+    total)``, which adds the next bar below the finished ones. Drawn only where
     :func:`shows_progress` says so."""
     from rich.progress import (
         BarColumn,
@@ -354,7 +363,7 @@ def progress_bar(label: str, total: int | None, *, quiet: bool) -> Iterator[Adva
             return Text("" if speed is None else f"{speed:,.0f} ev/s")
 
     progress = Progress(
-        TextColumn(label),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         Rate(),
@@ -363,12 +372,23 @@ def progress_bar(label: str, total: int | None, *, quiet: bool) -> Iterator[Adva
         disable=not shows_progress(quiet),
     )
     with progress:
-        task = progress.add_task(label, total=total)
 
-        def advance(done: int, total: int | None = None) -> None:
-            progress.update(task, completed=done, total=total)
+        def stage(label: str, total: int | None) -> Advance:
+            task = progress.add_task(label, total=total)
 
-        yield advance
+            def advance(done: int, total: int | None = None) -> None:
+                progress.update(task, completed=done, total=total)
+
+            return advance
+
+        yield stage
+
+
+@contextmanager
+def progress_bar(label: str, total: int | None, *, quiet: bool) -> Iterator[Advance]:
+    """One :func:`progress_stages` bar for the block; yields ``advance(done)``."""
+    with progress_stages(quiet=quiet) as stage:
+        yield stage(label, total)
 
 
 def replay_shown(resolved: Settings, request: ReplayRequest, *, quiet: bool) -> ReplayResult:

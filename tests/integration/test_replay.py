@@ -192,6 +192,31 @@ def test_a_replay_on_a_terminal_shows_its_progress(
     assert code == 0 and "━" not in shown and json.loads(out)["events"] == int(done[-1][0])
 
 
+def test_an_audit_on_a_terminal_shows_each_stage(
+    flow: tuple[LedgerHarness, dict[str, Any]],
+) -> None:
+    """An audit reads every event twice (columns and chains, then the verified
+    rebuild) and then the whole log: each stage is a bar of its own, and each ends
+    full, so a responder sees which pass a long audit is in and how far it is."""
+    ledger, _ = flow
+    report = json.loads(cli(ledger.env, "audit", "--json").stdout)
+    assert report["ok"] and report["transparency_log"]["leaves"] > 0
+    code, out, shown = run_cli_on_a_terminal(ledger.env, "audit")
+    assert code == 0 and out.rstrip().endswith("OK"), shown
+    expected = {
+        "audit events": report["events"],
+        "audit quarantine": report["quarantine"],
+        "audit rebuild": report["events"],
+        "audit log leaves": report["transparency_log"]["leaves"],
+    }
+    for stage, count in expected.items():
+        done = re.findall(rf"{stage}\b.*?(\d+)/(\d+)", shown)
+        assert done and done[-1] == (str(count), str(count)), (stage, shown)
+    # asked for JSON: no bar, on a terminal too
+    code, out, shown = run_cli_on_a_terminal(ledger.env, "audit", "--json")
+    assert code == 0 and "━" not in shown and json.loads(out)["events"] == report["events"]
+
+
 async def test_an_altered_projection_row_is_a_difference(
     flow: tuple[LedgerHarness, dict[str, Any]],
 ) -> None:
