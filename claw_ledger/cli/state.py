@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -49,15 +51,33 @@ def at(moment: str, trust_root: str | None, jobs: int | None, as_json: bool) -> 
     if as_json:
         emit_json(view)
     else:
-        echo(f"state at {view['at']} after {view['events']:,} events")
-        for halt in view["halted"]:
-            echo(f"  halted   {halt['target']}  ({halt['reason']})")
-        for token in view["valid_tokens"]:
-            echo(f"  token    {token['jti']}  sub={token['sub']} job={token['mission_id']}")
-        for policy in view["active_policies"]:
-            echo(f"  policy   {policy}")
-        for job in view["running_jobs"]:
-            echo(f"  running  {job['job_id']}  since {job['started_at']}")
+        _print_view(view)
         if result.fold.broken is not None:
             echo(f"BREAK: {result.fold.broken}")
     sys.exit(1 if result.fold.broken else 0)
+
+
+#: each part of the view: its label, how one entry reads, and what an empty part says
+_PARTS: tuple[tuple[str, str, Callable[[Any], str], str], ...] = (
+    ("halted", "halted", lambda halt: f"{halt['target']}  ({halt['reason']})", "none"),
+    (
+        "valid_tokens",
+        "token",
+        lambda t: f"{t['jti']}  sub={t['sub']} job={t['mission_id']}",
+        "none valid",
+    ),
+    ("active_policies", "policy", str, "none active"),
+    ("running_jobs", "running", lambda job: f"{job['job_id']}  since {job['started_at']}", "none"),
+)
+
+
+def _print_view(view: dict[str, Any]) -> None:
+    """Every part, an empty one included: "nothing halted" is an answer, and a
+    responder should not have to read it from a missing line."""
+    if view["events"] == 0 and not view["breaks"]:
+        echo(f"state at {view['at']}: no event was recorded at or before it")
+        return
+    echo(f"state at {view['at']} after {view['events']:,} events")
+    for key, label, line, empty in _PARTS:
+        for entry in view[key] or [None]:
+            echo(f"  {label:<8} {empty if entry is None else line(entry)}")

@@ -168,6 +168,33 @@ def test_state_at_before_and_after_a_halt(flow: tuple[LedgerHarness, dict[str, A
     assert state["events"] < json.loads(after.stdout)["events"]
 
 
+def test_state_at_says_what_is_empty_and_when_nothing_was_recorded_yet(
+    flow: tuple[LedgerHarness, dict[str, Any]],
+) -> None:
+    """An empty part is printed as such ("nothing halted" is the answer a responder
+    asks for), and a moment before the ledger's first event says so, where it
+    printed a bare "after 0 events"."""
+    ledger, moments = flow
+    before = cli(ledger.env, "state", "at", moments["before_halt"].isoformat())
+    assert before.returncode == 0, before.stderr
+    assert "\n  halted   none\n" in before.stdout  # the demo's halt was lifted by then
+    assert "\n  policy   none active\n" not in before.stdout
+    after = cli(ledger.env, "state", "at", moments["after_halt"].isoformat())
+    assert "\n  halted   *  (incident 42)\n" in after.stdout
+    assert "halted   none" not in after.stdout
+    early = cli(ledger.env, "state", "at", "2000-01-01T00:00:00Z")
+    assert early.returncode == 0, early.stderr
+    assert early.stdout == (
+        "state at 2000-01-01T00:00:00.000000Z: no event was recorded at or before it\n"
+    )
+    assert (
+        json.loads(cli(ledger.env, "state", "at", "2000-01-01T00:00:00Z", "--json").stdout)[
+            "events"
+        ]
+        == 0
+    )
+
+
 def test_a_replay_on_a_terminal_shows_its_progress(
     flow: tuple[LedgerHarness, dict[str, Any]],
 ) -> None:
