@@ -16,6 +16,7 @@ from typing import Any
 
 from claw_ledger.config import Settings, effective_database_url, effective_kafka_bootstrap
 from claw_ledger.topics import topics_for
+from ledger.instants import in_utc
 from ledger.replay import (
     EventIds,
     ProjectionDiff,
@@ -96,7 +97,7 @@ def zoned_time(value: str) -> datetime:
         raise ValueError(f"{value!r} is not an ISO 8601 time") from exc
     if moment.tzinfo is None:
         raise ValueError(f"{value!r} needs a time zone, e.g. 2026-11-26T10:00:00Z")
-    return moment
+    return in_utc(moment)
 
 
 def _about_job(stream: str, body: dict[str, Any], job: str) -> bool:

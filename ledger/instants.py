@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["format_instant", "with_instants"]
+__all__ = ["format_instant", "in_utc", "with_instants"]
 
 
 def format_instant(moment: datetime) -> str:
@@ -24,6 +24,18 @@ def format_instant(moment: datetime) -> str:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{moment!r} has no time zone: it is not a point in time")
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def in_utc(moment: datetime) -> datetime:
+    """An aware ``moment`` in UTC; ``ValueError`` when UTC puts it outside the years
+    1 to 9999 (``9999-12-31T23:59:59-01:00`` is in the year 10000 there), which no
+    query could hold and which Python cannot compute with."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(
+            f"{moment.isoformat()} is out of range: in UTC it falls outside the years 1 to 9999"
+        ) from None
 
 
 def with_instants(document: Mapping[str, Any]) -> dict[str, Any]:

@@ -152,6 +152,28 @@ def test_a_time_without_its_zone_is_a_usage_error_in_every_command(
 
 
 @pytest.mark.parametrize(
+    "command",
+    [
+        ("timeline", "--since", "9999-12-31T23:59:59-01:00"),
+        ("timeline", "--until", "0001-01-01T00:00:00+01:00"),
+        ("replay", "--until", "9999-12-31T23:59:59-01:00"),
+        ("state", "at", "9999-12-31T23:59:59-01:00"),
+        ("simulate", "--shadow", "--since", "0001-01-01T00:00:00+01:00"),
+    ],
+    ids=["timeline-since", "timeline-until", "replay", "state-at", "simulate"],
+)
+def test_a_time_outside_the_years_utc_can_hold_is_a_usage_error(
+    offline_cli_env: dict[str, str], command: tuple[str, ...]
+) -> None:
+    """Valid RFC 3339 whose UTC falls in the year 10000 or 0: it overflowed in the
+    query (a traceback) instead of being refused as the argument it is."""
+    result = run_cli(offline_cli_env, *command, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "out of range: in UTC it falls outside the years 1 to 9999" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
     ("command", "error"),
     [
         (("quarantine", "--reason", "UNKNOWN_SIGNR"), "did you mean UNKNOWN_SIGNER"),

@@ -18,7 +18,7 @@ from claw_ledger.names import EVENT_TYPES, REASON_CODES, KnownNames, UnknownName
 from ledger.chain import chain_hash
 from ledger.encoding import sha256_b64u
 from ledger.errors import ReasonCode
-from ledger.instants import with_instants
+from ledger.instants import in_utc, with_instants
 from ledger.timeline import summarize
 from ledger.verify import Rejected, verify_message
 from storage.api_queries import archived_event, event_by_id, quarantine_by_event_id
@@ -56,6 +56,15 @@ def _known(names: KnownNames, parameter: str, text: str | None) -> str | None:
     try:
         return names.resolve(text)
     except UnknownNameError as exc:
+        raise ApiError(400, ReasonCode.API_BAD_PARAMETER, f"{parameter}: {exc}") from None
+
+
+def _in_range(parameter: str, moment: datetime | None) -> datetime | None:
+    """A time filter in UTC; one that UTC puts outside the years 1 to 9999 is a bad
+    parameter, where the query would have failed as a server error."""
+    try:
+        return None if moment is None else in_utc(moment)
+    except ValueError as exc:
         raise ApiError(400, ReasonCode.API_BAD_PARAMETER, f"{parameter}: {exc}") from None
 
 
@@ -124,8 +133,8 @@ async def timeline(
         stream=stream,
         event_type=_known(EVENT_TYPES, "type", type),
         signer=signer,
-        since=since,
-        until=until,
+        since=_in_range("since", since),
+        until=_in_range("until", until),
         after=after,
         limit=_limit(request, limit),
         by_time=by_time,

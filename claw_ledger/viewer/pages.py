@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile
 from claw_ledger.api.params import FilterText, Identifier, Position
 from claw_ledger.names import EVENT_TYPES, REASON_CODES, KnownNames, UnknownNameError
 from claw_ledger.shown import printable
-from ledger.instants import format_instant
+from ledger.instants import format_instant, in_utc
 from ledger.offline_verify import VerificationResult, verify_bytes
 from storage import viewer_queries
 from storage.ledger_queries import TimelineFilter, list_quarantine, timeline_page
@@ -92,7 +92,7 @@ def _instant(value: str | None) -> datetime | None:
     if text is None:
         return None
     moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return in_utc(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
 
 
 def _verdict(result: VerificationResult) -> dict[str, Any]:

@@ -157,6 +157,23 @@ def test_a_page_refuses_what_postgres_cannot_hold(service: tuple[str, str], path
     assert response.json()["error"]["reason_code"] == "API_BAD_PARAMETER"
 
 
+@pytest.mark.parametrize("moment", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_a_time_filter_outside_the_years_utc_holds_is_a_400_page(
+    service: tuple[str, str], moment: str
+) -> None:
+    """RFC 3339 that UTC puts in the year 10000 or 0 overflowed in the query: a 500."""
+    base, key = service
+    for field in ("since", "until"):
+        response = httpx.get(
+            f"{base}/pulse/timeline",
+            params={field: moment},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert response.status_code == 400, response.text
+        assert "time (use RFC 3339)" in response.text
+
+
 def test_a_page_writes_bidirectional_overrides_out(
     ledger: tuple[LedgerHarness, dict[str, Any]], service: tuple[str, str]
 ) -> None:

@@ -111,6 +111,9 @@ def test_a_nul_in_a_filter_is_a_bad_parameter_not_a_database_error(reader: httpx
         {"since": "yesterday"},
         {"since": "2026-11-26T10:00:00"},  # no zone
         {"until": "2026-13-45T00:00:00Z"},
+        # valid RFC 3339, but outside the years 1 to 9999 once in UTC
+        {"since": "9999-12-31T23:59:59-01:00"},
+        {"until": "0001-01-01T00:00:00+01:00"},
     ],
 )
 def test_malformed_or_oversized_page_parameters_are_400(
