@@ -38,8 +38,13 @@ from ledger.errors import ReasonCode, RejectedError
 from ledger.gc_pause import collector_paused
 from ledger.offline_checkpoints import parse_ledger_key, verify_checkpoint, verify_proof_file
 from ledger.receipts import verify_receipt_envelope
-from ledger.run_facts import RunFacts
-from ledger.seal_verify import ProofsElsewhere, SealCheck, inclusion_answer, verify_seal
+from ledger.seal_verify import (
+    ProofsElsewhere,
+    SealCheck,
+    SealOutcome,
+    inclusion_answer,
+    verify_seal,
+)
 from ledger.sealed_bundles import is_sealed
 from ledger.verification_report import Check, InputKind, Steps, VerificationResult
 from ledger.verify import Rejected, verify_message
@@ -140,6 +145,7 @@ def _verify_bundle(
     origin: str | None = None,
     plain_numbers: bool = False,
     proofs: ProofsElsewhere | None = None,
+    accept_agent_seal: bool = False,
 ) -> VerificationResult:
     steps = Steps(InputKind.PROOF_BUNDLE)
     # a sealed bundle's receipts are those of events the ledger verified at ingest:
@@ -163,11 +169,11 @@ def _verify_bundle(
         if entry["event_type"] in MODEL_CALL_EVENT_TYPES
     ]
     missing = [(index, entry) for index, entry in calls if entry["event_hash_b64u"] not in bound]
-    seal: tuple[list[SealCheck], RunFacts | None] | None = None
+    seal: SealOutcome | None = None
     if not missing and is_sealed(payload):
-        seal = _seal_checks(payload, ledger_key, origin, proofs)
+        seal = _seal_checks(payload, ledger_key, origin, proofs, accept_agent_seal)
     try:
-        known = () if seal is None or seal[1] is None else seal[1].receipt_signatures()
+        known = () if seal is None or seal.facts is None else seal.facts.receipt_signatures()
         check_receipt_signatures(verified.unchecked_signatures, known)
     except RejectedError as exc:
         steps.table(BUNDLE_STEPS, _bundle_step(document, exc), exc)
@@ -201,7 +207,8 @@ def _seal_checks(
     ledger_key: str | None,
     origin: str | None,
     proofs: ProofsElsewhere | None = None,
-) -> tuple[list[SealCheck], RunFacts | None]:
+    accept_agent_seal: bool = False,
+) -> SealOutcome:
     """The steps of a sealed bundle (docs/formats.md §6.1), after the clawsig ones."""
     public_key: bytes | None = None
     key_name: str | None = None
@@ -209,15 +216,15 @@ def _seal_checks(
         try:
             public_key, key_name = parse_ledger_key(ledger_key)
         except ValueError as exc:
-            return [
-                SealCheck("ledger key pinned", ReasonCode.INVALID_DID_FORMAT.value, str(exc))
-            ], None
+            check = SealCheck("ledger key pinned", ReasonCode.INVALID_DID_FORMAT.value, str(exc))
+            return SealOutcome([check], None, None)
     return verify_seal(
         payload,
         ledger_public_key=public_key,
         key_name=key_name,
         origin=origin,
         proofs=proofs,
+        accept_agent_seal=accept_agent_seal,
     )
 
 
@@ -225,9 +232,9 @@ def _report_seal(
     steps: Steps,
     payload: Mapping[str, Any],
     facts: dict[str, Any],
-    seal: tuple[list[SealCheck], RunFacts | None],
+    seal: SealOutcome,
 ) -> VerificationResult:
-    checks, run = seal
+    checks, run, sealed_by = seal
     for check in checks:
         if check.ok:
             steps.ok(check.name, check.detail)
@@ -242,6 +249,7 @@ def _report_seal(
         run_status=sealed["run_status"],
         policy_hash_b64u=run.urm["policy"]["wpc_hash_b64u"] if run.urm else None,
         counts=sealed["counts"],
+        sealed_by=sealed_by,
         checkpoint_size=Checkpoint.parse(parse_note(sealed["checkpoint"].encode()).text).size,
     )
     return steps.result(facts)
@@ -379,15 +387,18 @@ def verify_document(
     agent: str | None = None,
     plain_numbers: bool = False,
     proofs: ProofsElsewhere | None = None,
+    accept_agent_seal: bool = False,
 ) -> VerificationResult:
     """Verify ``document`` (parsed from ``raw``, key order kept) as ``kind``.
 
     ``plain_numbers``: the parse saw only safe integers (a faster payload hash).
     ``proofs``: a sealed bundle's inclusion proofs, checked elsewhere
-    (see :func:`verify_bytes`).
+    (see :func:`verify_bytes`). ``accept_agent_seal``: see :func:`verify_bytes`.
     """
     if kind is InputKind.PROOF_BUNDLE:
-        return _verify_bundle(document, agent, ledger_key, origin, plain_numbers, proofs)
+        return _verify_bundle(
+            document, agent, ledger_key, origin, plain_numbers, proofs, accept_agent_seal
+        )
     if kind is InputKind.LEDGER_EVENT:
         return _verify_event(raw, document)
     if kind is InputKind.WPC:
@@ -412,6 +423,7 @@ def verify_bytes(
     origin: str | None = None,
     agent: str | None = None,
     background: Background | None = None,
+    accept_agent_seal: bool = False,
 ) -> VerificationResult:
     """Detect what ``raw`` is and verify it; never raises for bad input.
 
@@ -420,6 +432,12 @@ def verify_bytes(
     ``agent_did``. ``background`` (``claw_ledger.background.forked``: another
     process) checks a large sealed bundle's inclusion proofs while this one
     parses and checks the rest; the verdict is the same either way.
+
+    A sealed bundle must be sealed by the pinned ledger key: the run's agent is
+    the party the bundle is about, and its seal cannot vouch that no event of
+    the run (a denial, a halt, a receipt) was left out. ``accept_agent_seal``
+    accepts the run's agent's seal too, for what the bundle holds; the facts
+    then say ``sealed_by: agent``.
     """
     pending = None
     if background is not None and len(raw) >= BACKGROUND_FROM_BYTES and _SEAL_MARK in raw:
@@ -437,6 +455,7 @@ def verify_bytes(
                     agent=agent,
                     plain_numbers=plain,
                     proofs=None if pending is None else pending.result,
+                    accept_agent_seal=accept_agent_seal,
                 )
             except Exception as exc:  # hostile input must give a verdict, never a traceback
                 steps = Steps(kind)

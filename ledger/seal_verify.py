@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -31,6 +31,7 @@ __all__ = [
     "InclusionAnswer",
     "ProofsElsewhere",
     "SealCheck",
+    "SealOutcome",
     "inclusion_answer",
     "verify_seal",
 ]
@@ -40,7 +41,7 @@ SEAL_STEPS: tuple[str, ...] = (
     "seal shape",
     "checkpoint signed by the ledger key",
     "each event is in the checkpoint's tree",
-    "bundle signer is the ledger or the run's agent",
+    "bundle sealed by the ledger (or by the run's agent, when accepted)",
     "event chain and receipts are the run's ledger events",
     "URM is the approved one",
     "WPC is the run's signed policy",
@@ -88,6 +89,15 @@ class SealCheck:
     @property
     def ok(self) -> bool:
         return self.code == ReasonCode.OK.value
+
+
+class SealOutcome(NamedTuple):
+    """What :func:`verify_seal` found: its checks in order, the run's facts (``None``
+    when a check failed), and who sealed it (``ledger`` or ``agent``)."""
+
+    checks: list[SealCheck]
+    facts: RunFacts | None
+    sealed_by: str | None
 
 
 class _Fail(Exception):
@@ -477,13 +487,18 @@ def verify_seal(
     key_name: str | None = None,
     origin: str | None = None,
     proofs: ProofsElsewhere | None = None,
-) -> tuple[list[SealCheck], RunFacts | None]:
+    accept_agent_seal: bool = False,
+) -> SealOutcome:
     """Run :data:`SEAL_STEPS` on a clawsig-verified bundle payload; stop at the first failure.
 
     ``ledger_public_key`` is the pinned ledger key (``None``: not pinned, and
     the checkpoint step fails closed with ``CHECKPOINT_KEY_UNKNOWN``).
     ``proofs`` gives :func:`inclusion_answer` of the same bundle's bytes when
     it was worked out elsewhere (``None``: the proofs are checked here).
+    ``accept_agent_seal``: the run's agent may have sealed it. Only the ledger
+    holds every event of the run, so only its seal vouches that none was left
+    out; an agent's seal proves what the bundle holds and nothing about what it
+    does not (its own denials and halts), and is refused unless accepted.
     """
     checks: list[SealCheck] = []
     facts: RunFacts | None = None
@@ -509,14 +524,24 @@ def verify_seal(
     def signer() -> str:
         assert facts is not None
         agent = str(payload["agent_did"])
-        allowed = {state["ledger_did"], facts.agent_did}
+        if agent == state["ledger_did"]:
+            state["sealed_by"] = "ledger"
+            return "the ledger"
         _require(
-            agent in allowed,
+            agent == facts.agent_did,
             ReasonCode.BUNDLE_SIGNER_NOT_ALLOWED,
             f"signed by {agent}: neither the ledger key {state['ledger_did']} nor the"
             f" run's agent {facts.agent_did}",
         )
-        return "the ledger" if agent == state["ledger_did"] else "the run's agent"
+        _require(
+            accept_agent_seal,
+            ReasonCode.BUNDLE_SIGNER_NOT_ALLOWED,
+            f"sealed by the run's agent {agent}, not the ledger {state['ledger_did']}:"
+            " only the ledger's seal vouches that no event of the run (a denial, a halt,"
+            " a receipt) is left out; an agent's seal is checked only when accepted",
+        )
+        state["sealed_by"] = "agent"
+        return "the run's agent: what the bundle holds, not that it holds everything"
 
     def with_facts(check: Callable[[RunFacts], Any]) -> Callable[[], str]:
         def run() -> str:
@@ -543,6 +568,6 @@ def verify_seal(
             detail = action()
         except _Fail as failure:
             checks.append(SealCheck(name, failure.code.value, failure.detail))
-            return checks, None
+            return SealOutcome(checks, None, None)
         checks.append(SealCheck(name, ReasonCode.OK.value, detail))
-    return checks, facts
+    return SealOutcome(checks, facts, state["sealed_by"])

@@ -66,8 +66,11 @@ _ADVICE: dict[str, str] = {
     "BUNDLE_URM_MISMATCH": "the bundle's URM is not the one approved for the run",
     "BUNDLE_WPC_MISMATCH": "the bundle's WPC is not the run's signed policy",
     "BUNDLE_SCOPE_MISMATCH": "the token's scope hash is not the one the URM approved",
-    "BUNDLE_SIGNER_NOT_ALLOWED": "the bundle is signed by neither the ledger key you pinned nor"
-    " the run's agent: it was re-signed by someone else; do not rely on it",
+    "BUNDLE_SIGNER_NOT_ALLOWED": "the bundle is not sealed by the ledger key you pinned."
+    " Sealed by the run's agent, it cannot show that none of the run's events was left out:"
+    " ask the ledger's operator for the ledger's seal (`claw-ledger bundle seal`), or pass"
+    " --accept-agent-seal to check only what it holds. Signed by anyone else, it was"
+    " re-signed: do not rely on it",
     "INTERNAL_ERROR": "a bug in the verifier: report it with the file",
 }
 
@@ -78,6 +81,14 @@ _LIMITS: dict[InputKind, str] = {
     InputKind.WPC: "the publisher's policy-admin role needs the ledger (`claw-ledger wpc get`)",
     InputKind.GATEWAY_RECEIPT: "its binding to a run's chain is checked in the run's proof bundle",
 }
+
+
+#: a valid bundle that the run's agent sealed proves what it holds, not what it leaves out
+_AGENT_SEAL = (
+    "\n  sealed by the run's agent, not the ledger: every event it holds is in the ledger,"
+    " but events it leaves out (denials, halts, receipts) would not show here;"
+    " the counts above are the agent's"
+)
 
 
 def exit_code(result: VerificationResult) -> int:
@@ -95,6 +106,7 @@ def _valid_line(kind: InputKind, facts: Mapping[str, Any]) -> str:
             f" {facts['checkpoint_size']}, {counts['receipts']} receipts,"
             f" {counts['decisions_allowed']} calls allowed and {counts['decisions_denied']}"
             f" denied, policy {facts['policy_hash_b64u']}, signed by {facts['agent_did']}"
+            + ("" if facts.get("sealed_by") == "ledger" else _AGENT_SEAL)
         )
     if kind is InputKind.PROOF_BUNDLE:
         return (
@@ -173,9 +185,20 @@ def _working(what: str, *, enabled: bool) -> Iterator[None]:
 )
 @click.option("--origin", metavar="ORIGIN", help="The log a checkpoint must be of.")
 @click.option("--agent", metavar="DID", help="The agent_did a proof bundle must have.")
+@click.option(
+    "--accept-agent-seal",
+    is_flag=True,
+    help="Accept a sealed bundle sealed by the run's agent instead of the ledger: what it"
+    " holds is checked, but it cannot show that nothing was left out.",
+)
 @json_option("Print the verdict and steps as JSON.")
 def command(
-    file: str, ledger_key: str | None, origin: str | None, agent: str | None, as_json: bool
+    file: str,
+    ledger_key: str | None,
+    origin: str | None,
+    agent: str | None,
+    accept_agent_seal: bool,
+    as_json: bool,
 ) -> None:
     """Verify FILE offline: a proof bundle (sealed or not), a signed envelope or a checkpoint.
 
@@ -187,7 +210,9 @@ def command(
     (`claw-ledger bundle export`) is also checked against the ledger's log: its
     events against the checkpoint signed by --ledger-key, its URM, WPC, token
     scope, decisions and receipts against those events (docs/formats.md §6.1).
-    '-' reads stdin.
+    It must be sealed by that ledger key: the run's agent, the party the bundle
+    is about, could leave out its own denials and halts (--accept-agent-seal
+    checks such a bundle for what it holds). '-' reads stdin.
 
     Exit 0 when valid, 1 when a step fails (the first failing step's reason
     code is the verdict), 2 when FILE cannot be read or is neither JSON nor a
@@ -204,7 +229,12 @@ def command(
         # a large sealed bundle's inclusion proofs are checked in a forked child meanwhile
         # (unless the spinner's thread runs: then all of it here)
         result = verify_bytes(
-            raw, ledger_key=ledger_key, origin=origin, agent=agent, background=forked
+            raw,
+            ledger_key=ledger_key,
+            origin=origin,
+            agent=agent,
+            background=forked,
+            accept_agent_seal=accept_agent_seal,
         )
     if as_json:
         emit_json(result.to_dict())

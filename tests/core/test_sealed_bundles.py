@@ -11,6 +11,7 @@ import asyncio
 import copy
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +31,7 @@ from ledger.offline_verify import BUNDLE_STEPS, VerificationResult, verify_bytes
 from ledger.receipts import sign_receipt
 from ledger.run_facts import kill_switch_view
 from ledger.seal_verify import SEAL_STEPS
-from ledger.sealed_bundles import SealedBundle
+from ledger.sealed_bundles import SealedBundle, build_sealed_bundle
 from ledger.wpc import sign_wpc
 
 OUTSIDER = KeyPair.from_seed(bytes([99]) * 32, "outsider")
@@ -168,14 +169,74 @@ def test_a_signer_neither_agent_nor_ledger_is_refused(run: Any, sealed: SealedBu
     )
 
 
-def test_the_runs_agent_may_sign_the_sealed_bundle(run: Any, sealed: SealedBundle) -> None:
-    runtime = run.keys["runtime"]
+def _agent_sealed(run: SyntheticRun, *, leave_out: tuple[str, ...] = ()) -> bytes:
+    """The run sealed by its own agent (the runtime key), leaving out the events
+    of the ``leave_out`` types: each one it keeps is proven in the ledger's tree."""
+    source = run.source()
+    checkpoint = source.sign()
+    kept = [
+        event
+        for event in run.logged(source, checkpoint)
+        if json.loads(event.envelope)["payload"]["event_type"] not in leave_out
+    ]
+    agent = run.keys["runtime"]
+    return build_sealed_bundle(
+        run.job_id,
+        kept,
+        checkpoint,
+        agent,
+        trigger="demand:agent",
+        sealed_at="2026-12-04T00:00:00Z",
+    ).raw
 
-    def agent(payload: dict[str, Any]) -> None:
-        payload["agent_did"] = runtime.did
 
-    result = _verify(_resigned(sealed, agent, runtime), run.ledger.did)
-    assert result.valid, result.to_dict()
+def test_a_bundle_the_runs_agent_sealed_is_refused_unless_accepted(run: SyntheticRun) -> None:
+    """Only the ledger holds every event of the run, so only its seal vouches that
+    none was left out; the agent is the party the bundle is about."""
+    raw = _agent_sealed(run)
+    code, name = _failed(_verify(raw, run.ledger.did))
+    assert (code, name) == (ReasonCode.BUNDLE_SIGNER_NOT_ALLOWED, SEAL_STEPS[3])
+    failure = _verify(raw, run.ledger.did).failure
+    assert failure is not None and "sealed by the run's agent" in failure.detail
+    accepted = verify_bytes(raw, ledger_key=run.ledger.did, accept_agent_seal=True)
+    assert accepted.valid, accepted.to_dict()
+    assert accepted.facts["sealed_by"] == "agent"
+    ledgers = _verify(run.seal().raw, run.ledger.did)
+    assert ledgers.valid and ledgers.facts["sealed_by"] == "ledger"
+
+
+def test_an_agent_seal_that_leaves_out_its_denials_and_halt_is_not_a_clean_bill(
+    run: SyntheticRun, tmp_path: Path
+) -> None:
+    """Every event it keeps is the ledger's, so each step passes on what it holds:
+    the verdict must not read as "no call was denied, nothing halted"."""
+    raw = _agent_sealed(run, leave_out=("call.denied", "agent.halted"))
+    bundle = tmp_path / "agent-sealed.json"
+    bundle.write_bytes(raw)
+    refused = CliRunner().invoke(verify_command, [str(bundle), "--ledger-key", run.ledger.did])
+    assert refused.exit_code == 1, refused.output
+    assert "INVALID (BUNDLE_SIGNER_NOT_ALLOWED)" in refused.output
+    assert "--accept-agent-seal" in refused.output
+    accepted = CliRunner().invoke(
+        verify_command,
+        [str(bundle), "--ledger-key", run.ledger.did, "--accept-agent-seal"],
+    )
+    assert accepted.exit_code == 0, accepted.output
+    assert "0 denied" in accepted.output
+    assert "sealed by the run's agent, not the ledger" in accepted.output
+    assert "the counts above are the agent's" in accepted.output
+    as_json = CliRunner().invoke(
+        verify_command,
+        [str(bundle), "--ledger-key", run.ledger.did, "--accept-agent-seal", "--json"],
+    )
+    facts = json.loads(as_json.output)["facts"]
+    assert facts["sealed_by"] == "agent" and facts["counts"]["decisions_denied"] == 0
+    # the ledger's own seal of the same run says what the agent's left out
+    ledgers = tmp_path / "ledger-sealed.json"
+    ledgers.write_bytes(run.seal().raw)
+    whole = CliRunner().invoke(verify_command, [str(ledgers), "--ledger-key", run.ledger.did])
+    assert whole.exit_code == 0 and "2 denied" in whole.output
+    assert "sealed by the run's agent" not in whole.output
 
 
 def test_a_receipt_not_recorded_for_the_run_is_refused(run: Any, sealed: SealedBundle) -> None:
