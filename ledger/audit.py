@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -75,8 +75,9 @@ class ProblemKind(StrEnum):
 
 @dataclass(frozen=True)
 class AuditProblem:
-    """One problem. ``partition``/``ledger_seq`` locate event rows, ``table``
-    and ``row`` (the row's ``position`` or quarantine ``id``, or a key) the others."""
+    """One problem. ``topic``/``partition``/``ledger_seq`` locate event rows (each
+    lane's topic has chains of its own), ``table`` and ``row`` (the row's
+    ``position`` or quarantine ``id``, or a key) the others."""
 
     kind: ProblemKind
     problem: str
@@ -87,6 +88,11 @@ class AuditProblem:
     column: str | None = None
     expected: Any = None
     found: Any = None
+    topic: str | None = None
+
+    def on_topic(self, topic: str) -> AuditProblem:
+        """This problem, located on ``topic``."""
+        return replace(self, topic=topic)
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

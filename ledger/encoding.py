@@ -15,6 +15,7 @@ __all__ = [
     "b64u_decode",
     "b64u_digest",
     "b64u_encode",
+    "raw_as_text",
     "sha256_b64u",
     "sha256_hex",
 ]
@@ -68,3 +69,17 @@ def sha256_b64u(data: bytes) -> str:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def raw_as_text(raw: bytes) -> dict[str, str]:
+    """Bytes someone sent, exactly, in a JSON document: ``{"raw", "raw_encoding"}``,
+    the text itself when it is UTF-8 (``utf-8``), else its standard base64
+    (``base64``). A refused message can be anything, and replacing the bytes
+    that are not UTF-8 would hand a reviewer something it never was."""
+    try:
+        return {"raw": raw.decode("utf-8"), "raw_encoding": "utf-8"}
+    except UnicodeDecodeError:
+        return {
+            "raw": binascii.b2a_base64(raw, newline=False).decode("ascii"),
+            "raw_encoding": "base64",
+        }

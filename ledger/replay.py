@@ -453,6 +453,7 @@ class Replay:
             event_id=event_id or stored.event_id,
             code=code,
             detail=detail,
+            topic=stored.topic,
         )
 
 

@@ -57,12 +57,18 @@ class ReplayBreak:
     event_id: str | None
     code: ReasonCode
     detail: str
+    #: the lane's topic of the partition (empty when the source did not say)
+    topic: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "code": self.code.value}
 
     def __str__(self) -> str:
-        where = f"partition {self.partition}"
+        where = (
+            f"partition {self.topic}/{self.partition}"
+            if self.topic
+            else f"partition {self.partition}"
+        )
         if self.ledger_seq is not None:
             where += f" seq {self.ledger_seq}"
         if self.offset is not None:

@@ -144,8 +144,8 @@ async def fetch_quarantine(
     rows = [
         dict(r)
         for r in await conn.fetch(
-            "SELECT id, reason_code, detail, event_id, signer_did, raw_size, kafka_partition,"
-            f" kafka_offset, received_at, raw FROM quarantine WHERE {where}"
+            "SELECT id, reason_code, detail, event_id, signer_did, raw_size, kafka_topic,"
+            f" kafka_partition, kafka_offset, received_at, raw FROM quarantine WHERE {where}"
             f" ORDER BY id LIMIT ${len(args)}",
             *args,
         )

@@ -97,10 +97,14 @@ class QuarantineRow(BaseModel):
     event_id: str | None
     signer_did: str | None
     raw_size: int
+    kafka_topic: str
     kafka_partition: int
     kafka_offset: int
     received_at: Instant
-    raw: str = Field(description="The refused bytes as UTF-8 (invalid bytes replaced)")
+    raw: str = Field(
+        description="The refused bytes exactly: as text when they are UTF-8, else base64"
+    )
+    raw_encoding: Literal["utf-8", "base64"]
 
 
 class QuarantinePage(BaseModel):

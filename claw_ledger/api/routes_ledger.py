@@ -16,7 +16,7 @@ from claw_ledger.api.models import EventDocument, QuarantinePage, TimelinePage
 from claw_ledger.api.params import MAX_POSITION, MAX_TEXT, NO_NUL, Cursor
 from claw_ledger.names import EVENT_TYPES, REASON_CODES, KnownNames, UnknownNameError
 from ledger.chain import chain_hash
-from ledger.encoding import sha256_b64u
+from ledger.encoding import raw_as_text, sha256_b64u
 from ledger.errors import ReasonCode
 from ledger.instants import in_utc, with_instants
 from ledger.timeline import summarize
@@ -208,8 +208,9 @@ async def event(request: Request, event_id: UUID) -> dict[str, Any]:
                     "status": "quarantined",
                     "reason_code": refused["reason_code"],
                     "detail": refused["detail"],
-                    "raw": bytes(refused["raw"]).decode("utf-8", "replace"),
+                    **raw_as_text(bytes(refused["raw"])),
                     "received_at": refused["received_at"],
+                    "kafka_topic": refused["kafka_topic"],
                     "kafka_partition": refused["kafka_partition"],
                     "kafka_offset": refused["kafka_offset"],
                 }
@@ -248,7 +249,7 @@ async def quarantine(
             limit=_limit(request, limit),
         )
     for row in page.rows:
-        row["raw"] = bytes(row["raw"]).decode("utf-8", "replace")
+        row |= raw_as_text(bytes(row["raw"]))
     return {"rows": page.rows, "next_cursor": page.next_cursor}
 
 

@@ -24,6 +24,7 @@ from claw_ledger.cli.common import (
     shows_progress,
 )
 from ledger.audit import AuditProblem, ProblemKind
+from ledger.encoding import raw_as_text
 from ledger.instants import format_instant
 
 if TYPE_CHECKING:
@@ -85,7 +86,12 @@ def _where(problem: dict[str, Any]) -> str:
     kind = problem["kind"]
     if problem["table"] == "events" and problem["ledger_seq"] is not None:
         column = f" {problem['column']}" if problem["column"] else ""
-        return f"{kind} partition {problem['partition']} seq {problem['ledger_seq']}{column}"
+        topic = f"{problem['topic']}/" if problem["topic"] else ""
+        position = f" (position {problem['row']})" if problem["row"] is not None else ""
+        return (
+            f"{kind} partition {topic}{problem['partition']} seq {problem['ledger_seq']}"
+            f"{column}{position}"
+        )
     if problem["row"] is not None:
         return f"{kind} {problem['table']} {problem['row']}"
     return f"{kind} {problem['table']}"
@@ -147,9 +153,11 @@ async def _audit_events(
     heads = boundary.heads if boundary is not None else {}
 
     def flush() -> None:
-        start = heads.get(current_key) if current_key is not None else None
+        if current_key is None:
+            return
+        start = heads.get(current_key)
         problems.extend(
-            chain_problem(p)
+            chain_problem(p).on_topic(current_key[0])
             for p in verify_chain(
                 current,
                 after_seq=start.ledger_seq if start else 0,
@@ -176,7 +184,7 @@ async def _audit_events(
                 row["chain_hash"],
             )
         )
-        problems.extend(check_event_columns(row))
+        problems.extend(p.on_topic(row["kafka_topic"]) for p in check_event_columns(row))
         count += 1
         if count % 5000 == 0:
             advance(count)
@@ -200,6 +208,7 @@ async def _audit_events(
                     column="ledger_seq",
                     expected=seq,
                     found=found,
+                    topic=topic,
                 )
             )
         elif found_head != head:
@@ -212,6 +221,7 @@ async def _audit_events(
                     column="chain_hash",
                     expected=head,
                     found=found_head,
+                    topic=topic,
                 )
             )
     return count, partitions, None if boundary is None else boundary.to_json()
@@ -280,7 +290,10 @@ async def _projections_match_a_rebuild(
     def envelopes(chunk: list[tuple[StoredEvent, Verified | Rejected]]) -> None:
         # every stored envelope, past a break too: each one that fails is named
         for stored, verdict in chunk:
-            problems.extend(check_event_envelope(_envelope_row(stored), verdict))
+            problems.extend(
+                p.on_topic(stored.topic)
+                for p in check_event_envelope(_envelope_row(stored), verdict)
+            )
 
     result = await rebuild_and_compare(
         settings(),
@@ -298,8 +311,10 @@ async def _projections_match_a_rebuild(
                 f"replay breaks: {broken.code.value}: {broken.detail}",
                 broken.partition,
                 broken.ledger_seq,
+                row=broken.position,
                 expected="an event the rules accept",
                 found=broken.code.value,
+                topic=broken.topic or None,
             )
         )
         return
@@ -347,7 +362,7 @@ def quarantine_command(reason: str | None, after: int, limit: int, as_json: bool
         for row in page.rows:
             out = dict(row)
             out["received_at"] = format_instant(row["received_at"])
-            out["raw"] = bytes(row["raw"]).decode("utf-8", "replace")
+            out |= raw_as_text(bytes(row["raw"]))
             rows.append(out)
         emit_json({"rows": rows, "next_cursor": page.next_cursor})
         return

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from typing import Any
@@ -16,7 +17,7 @@ from ledger.encoding import b64u_encode
 from ledger.envelope import sign_envelope
 from ledger.events import build_event, sign_event
 from ledger.roles import Role
-from tests.fixtures_ledger import LedgerHarness
+from tests.fixtures_ledger import LedgerHarness, run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -119,6 +120,32 @@ async def test_every_bad_input_is_quarantined_with_its_code_and_nothing_is_lost(
         )
     assert leaked == 0
     assert after_events == before_events + 1  # only the good event
+
+
+async def test_the_quarantine_gives_back_refused_bytes_exactly_with_their_topic(
+    running_ledger: LedgerHarness,
+) -> None:
+    """Bytes that are not UTF-8 came back with replacement characters: not what was
+    sent. And a partition and offset without the topic name no message."""
+    ledger = running_ledger
+    marker = uuid.uuid4().hex
+    not_utf8 = b"\xff\xfe" + marker.encode() + b"\x80 not utf-8"
+    text = f'{{"not an envelope": "{marker} \u00e9"}}'.encode()
+    async with ledger.connection() as conn:
+        last = await conn.fetchval("SELECT coalesce(max(id), 0) FROM quarantine")
+        before = await conn.fetchval("SELECT count(*) FROM quarantine")
+    for raw in (not_utf8, text):
+        await ledger.publish_raw(raw)
+    await ledger.wait_quarantine_count(before + 2)
+    listed = run_cli(ledger.env, "quarantine", "--after", str(last), "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)["rows"]
+    assert [(r["raw_encoding"], r["kafka_topic"]) for r in rows] == [
+        ("base64", ledger.topics.ingress),
+        ("utf-8", ledger.topics.ingress),
+    ]
+    assert base64.b64decode(rows[0]["raw"]) == not_utf8
+    assert rows[1]["raw"].encode("utf-8") == text
 
 
 async def test_conflicting_duplicate_id_is_quarantined_and_exact_duplicate_is_a_no_op(

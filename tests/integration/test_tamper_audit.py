@@ -127,6 +127,16 @@ async def test_audit_finds_every_kind_of_changed_row(
     found = {(p["kind"], p["partition"], p["ledger_seq"], p["column"]) for p in report["problems"]}
     for column, row in changed.items():
         assert ("COLUMN_MISMATCH", row["p"], row["seq"], column) in found, column
+    # each lane's topic has chains of its own: a partition and seq name a row with its topic
+    located = {
+        (p["kind"], p["column"]): (p["topic"], p["row"])
+        for p in report["problems"]
+        if p["kind"] == "COLUMN_MISMATCH"
+    }
+    for column, row in changed.items():
+        assert located[("COLUMN_MISMATCH", column)] == (row["kafka_topic"], row["position"])
+    untopical = [p for p in report["problems"] if p["table"] == "events" and not p["topic"]]
+    assert not untopical, untopical
     # by partition too: the row with the altered envelope has a payload mismatch of its own
     at_payload = (changed["payload"]["p"], changed["payload"]["seq"])
     payload = next(
@@ -156,6 +166,11 @@ async def test_audit_finds_every_kind_of_changed_row(
     assert set(report["control_digests"].values()) == {"ok"}
     text = _cli(ledger.env, "audit")
     assert text.returncode == 1 and "COLUMN_MISMATCH" in text.stdout
+    stream = changed["stream"]
+    assert (
+        f"COLUMN_MISMATCH partition {stream['kafka_topic']}/{stream['p']} seq {stream['seq']}"
+        f" stream (position {stream['position']})"
+    ) in text.stdout
 
 
 async def test_a_processor_refuses_control_rows_changed_behind_its_back(

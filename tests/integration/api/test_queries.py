@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from datetime import datetime
@@ -134,6 +135,30 @@ async def test_quarantine_pages_match_the_database(
     await _pages_match_the_database(api_ledger, reader, "/v1/quarantine", refused, limit=1)
     halted = _pages(reader, "/v1/quarantine", reason="AGENT_HALTED", limit=10)
     assert halted and {r["reason_code"] for r in halted} == {"AGENT_HALTED"}
+
+
+async def test_a_quarantine_row_names_its_topic_and_gives_back_its_exact_bytes(
+    api_ledger: ApiLedger, reader: httpx.Client
+) -> None:
+    """Partition and offset name a message only with its topic (each lane has its
+    own), and the refused bytes come back exactly: as text, or base64 when they
+    are not UTF-8."""
+    stored = {
+        r["id"]: r for r in await _fetch(api_ledger, "SELECT id, kafka_topic, raw FROM quarantine")
+    }
+    rows = _pages(reader, "/v1/quarantine", limit=50)
+    assert rows and {r["id"] for r in rows} == set(stored)
+    for row in rows:
+        db = stored[row["id"]]
+        assert row["kafka_topic"] == db["kafka_topic"]
+        raw = bytes(db["raw"])
+        if row["raw_encoding"] == "utf-8":
+            assert row["raw"].encode("utf-8") == raw
+        else:
+            assert row["raw_encoding"] == "base64" and base64.b64decode(row["raw"]) == raw
+    refused = reader.get(f"/v1/events/{api_ledger.demo.quarantined_event}").json()
+    assert refused["kafka_topic"] in {db["kafka_topic"] for db in stored.values()}
+    assert refused["raw_encoding"] == "utf-8"
 
 
 @pytest.mark.parametrize(
