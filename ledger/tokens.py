@@ -38,6 +38,7 @@ __all__ = [
     "HARD_MAX_TTL_SECONDS",
     "JTI_RE",
     "MAX_TOKEN_BYTES",
+    "SUBJECT_PATTERN",
     "TOKEN_VERSION",
     "DecodedToken",
     "IssuedToken",
@@ -63,6 +64,10 @@ HARD_MAX_TTL_SECONDS = 30 * 24 * 3600
 CLOCK_SKEW_SECONDS = 60
 MAX_TOKEN_BYTES = 8192
 JTI_RE = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
+#: A token's subject: what a halt of ``sub:<s>`` names, so the same as there. A
+#: subject with whitespace or over 300 characters could never be halted as one.
+SUBJECT_PATTERN = r"^\S{1,300}$"
+_SUBJECT_RE = re.compile(SUBJECT_PATTERN)
 
 #: Optional scope-hash fields that enter the hash when they are non-empty strings
 #: (trimmed), as in the Claw Bureau identity-auth package.
@@ -251,6 +256,11 @@ def build_claims(
         raise TokenError(ReasonCode.TOKEN_MALFORMED, "aud is empty")
     if not js_trim(sub):
         raise TokenError(ReasonCode.TOKEN_MALFORMED, "sub is empty")
+    if not _SUBJECT_RE.fullmatch(js_trim(sub)):
+        raise TokenError(
+            ReasonCode.TOKEN_MALFORMED,
+            f"sub {sub!r} cannot be halted as a subject: use 1-300 characters, no whitespace",
+        )
     token_id = jti or f"cst_{uuid.uuid4().hex}"
     if not JTI_RE.fullmatch(token_id):
         raise TokenError(ReasonCode.TOKEN_MALFORMED, f"jti {token_id!r} is not allowed")

@@ -15,7 +15,12 @@ from ledger.crypto import kid_for_public_key, public_key_from_did
 from ledger.errors import EventError, ReasonCode, TokenError
 from ledger.registry import EventBody, EventTypeSpec, RuleSettings
 from ledger.state import EventContext, LedgerState, ProjectionRow
-from ledger.tokens import CLOCK_SKEW_SECONDS, check_lifetime, token_scope_hash_b64u
+from ledger.tokens import (
+    CLOCK_SKEW_SECONDS,
+    SUBJECT_PATTERN,
+    check_lifetime,
+    token_scope_hash_b64u,
+)
 from ledger.types._common import (
     ACTIVE,
     JOB_ID,
@@ -44,7 +49,7 @@ class TokenIssued(EventBody):
     """
 
     jti: str = Field(pattern=JTI)
-    sub: str = Field(min_length=1, max_length=500)
+    sub: str = Field(pattern=SUBJECT_PATTERN, description="1–300 characters, no whitespace")
     aud: str | Array[str]
     scope: Array[str]
     iat: int

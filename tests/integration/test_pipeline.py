@@ -14,9 +14,11 @@ import pytest
 from ledger.canonical import jcs
 from ledger.crypto import KeyPair
 from ledger.encoding import b64u_encode
-from ledger.envelope import sign_envelope
-from ledger.events import build_event, sign_event
+from ledger.envelope import format_timestamp, sign_envelope
+from ledger.errors import EventError, TokenError
+from ledger.events import build_event, sign_event, sign_event_bytes
 from ledger.roles import Role
+from ledger.tokens import build_claims, issue_token
 from tests.fixtures_ledger import LedgerHarness, run_cli
 
 pytestmark = pytest.mark.integration
@@ -146,6 +148,50 @@ async def test_the_quarantine_gives_back_refused_bytes_exactly_with_their_topic(
     ]
     assert base64.b64decode(rows[0]["raw"]) == not_utf8
     assert rows[1]["raw"].encode("utf-8") == text
+
+
+@pytest.mark.parametrize(
+    "sub", [" agent:spaced", "agent:trailing ", "agent with-a-space", "a" * 301]
+)
+async def test_a_token_whose_subject_no_halt_can_name_is_refused(
+    running_ledger: LedgerHarness, sub: str
+) -> None:
+    """A halt names a subject as `sub:<1-300 non-whitespace>`, and authorize trims
+    the subject: a token for " agent:x" escaped the halt of `sub:agent:x` at the
+    ledger (its tokens were not revoked, its runs started, its receipts recorded)
+    while authorize treated it as that subject. The issuer's own signed event is
+    refused, not just the SDK's call."""
+    ledger = running_ledger
+    issuer = ledger.keys[Role.ISSUER]
+    claims = build_claims(
+        sub="agent:placeholder", aud="clawproxy", scope=["tools:read"], ttl_seconds=600
+    )
+    issued = issue_token(claims | {"sub": sub}, issuer)
+    body = issued.event_body(issuer.did)
+    assert body["sub"] == sub
+    with pytest.raises(EventError, match="SCHEMA_VALIDATION_FAILED: sub"):  # before sending
+        sign_event_bytes(issuer, "token.issued", f"token:{issued.jti}", body)
+    event_id = str(uuid.uuid4())
+    payload = {
+        "event_type": "token.issued",
+        "event_id": event_id,
+        "stream": f"token:{issued.jti}",
+        "occurred_at": format_timestamp(),
+        "producer": issuer.did,
+        "body": body,
+    }
+    await ledger.publish_raw(sign_envelope("ledger_event", payload, issuer).to_bytes())
+    verdict = await ledger.verdict(event_id)
+    assert verdict["status"] == "quarantined", verdict
+    assert verdict["reason_code"] == "SCHEMA_VALIDATION_FAILED"
+    # the SDK's claims trim the subject as the scope hash does; what trimming cannot mend
+    # is refused when the claims are built
+    if sub.strip() != sub:
+        fixed = build_claims(sub=sub, aud="clawproxy", scope=["tools:read"], ttl_seconds=600)
+        assert fixed["sub"] == sub.strip()
+    else:
+        with pytest.raises(TokenError, match="cannot be halted as a subject"):
+            build_claims(sub=sub, aud="clawproxy", scope=["tools:read"], ttl_seconds=600)
 
 
 async def test_conflicting_duplicate_id_is_quarantined_and_exact_duplicate_is_a_no_op(
