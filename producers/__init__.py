@@ -7,7 +7,7 @@ Everything a publishing service needs is importable from here::
 >>> async with LedgerProducer("127.0.0.1:9092", topic_names("claw").ingress) as producer:
 ...     position = await producer.publish(key, "run.started", "job:42", body)
 ...     positions = await producer.publish_many(key, [NewEvent("run.started", "job:43", body)])
->>> verdict = await await_verdict(database_url, position.event_id)
+>>> verdict = await await_verdict(database_url, position)
 
 Names load on first use, so importing this package stays cheap.
 """

@@ -18,7 +18,7 @@ from typing import Any
 from ledger.crypto import KeyPair
 from ledger.topics import Topics
 from producers.outcome import Committed, PublishOutcome, Quarantined, TimedOut, Verdict
-from producers.sdk import LedgerProducer, blocking
+from producers.sdk import LedgerProducer, Position, blocking
 from storage import connect
 
 __all__ = [
@@ -56,28 +56,30 @@ class PublishTarget:
         return Topics(self.ingress_topic, "", "", self.control_topic)
 
 
-async def await_verdict(database_url: str, event_id: str, *, timeout: float = 30.0) -> Verdict:
-    """Poll the ledger until ``event_id`` is committed or quarantined, at most ``timeout`` s."""
+async def await_verdict(
+    database_url: str, sent: Position | str, *, timeout: float = 30.0
+) -> Verdict:
+    """Poll the ledger until the message ``sent`` is committed or quarantined, at most
+    ``timeout`` s.
+
+    ``sent`` is the :class:`~producers.sdk.Position` that ``publish`` returned: the
+    verdict is that message's. An event id alone asks what the ledger holds for
+    that id, which is another message's verdict when the id was sent twice with
+    different bodies (the second is quarantined as ``DUPLICATE_EVENT_CONFLICT``
+    while the id reads as committed).
+    """
     deadline = time.monotonic() + timeout
     conn = await connect(database_url)
     try:
         delay = 0.02
         while True:
-            row = await conn.fetchrow(
-                # event_keys holds the event_id index of the partitioned events (0017)
-                "SELECT e.position, e.ledger_seq, e.chain_hash FROM event_keys k"
-                " JOIN events e ON e.position = k.position WHERE k.event_id = $1::uuid",
-                event_id,
+            found = await (
+                _verdict_of_message(conn, sent)
+                if isinstance(sent, Position)
+                else _verdict_of_id(conn, sent)
             )
-            if row is not None:
-                return Committed(row["position"], row["ledger_seq"], row["chain_hash"])
-            row = await conn.fetchrow(
-                "SELECT reason_code, detail FROM quarantine WHERE event_id = $1"
-                " ORDER BY id DESC LIMIT 1",
-                event_id,
-            )
-            if row is not None:
-                return Quarantined(row["reason_code"], row["detail"])
+            if found is not None:
+                return found
             if time.monotonic() > deadline:
                 return TimedOut(timeout)
             await asyncio.sleep(delay)
@@ -86,14 +88,56 @@ async def await_verdict(database_url: str, event_id: str, *, timeout: float = 30
         await conn.close()
 
 
+# event_keys holds the event_id and coordinates indexes of the partitioned events (0017)
+_COMMITTED = (
+    "SELECT e.position, e.ledger_seq, e.chain_hash FROM event_keys k"
+    " JOIN events e ON e.position = k.position WHERE "
+)
+
+
+async def _verdict_of_id(conn: Any, event_id: str) -> Verdict | None:
+    row = await conn.fetchrow(_COMMITTED + "k.event_id = $1::uuid", event_id)
+    if row is not None:
+        return Committed(row["position"], row["ledger_seq"], row["chain_hash"])
+    row = await conn.fetchrow(
+        "SELECT reason_code, detail FROM quarantine WHERE event_id = $1 ORDER BY id DESC LIMIT 1",
+        event_id,
+    )
+    return None if row is None else Quarantined(row["reason_code"], row["detail"])
+
+
+async def _verdict_of_message(conn: Any, sent: Position) -> Verdict | None:
+    """The verdict of the message at ``sent``'s Kafka coordinates: the row it became,
+    its quarantine row, or, once a processor has read past it with neither, the
+    event it repeated exactly (a re-sent envelope is recorded once)."""
+    coordinates = (sent.topic, sent.partition, sent.offset)
+    where = "k.kafka_topic = $1 AND k.kafka_partition = $2 AND k.kafka_offset = $3"
+    row = await conn.fetchrow(_COMMITTED + where, *coordinates)
+    if row is not None:
+        return Committed(row["position"], row["ledger_seq"], row["chain_hash"])
+    row = await conn.fetchrow(
+        "SELECT reason_code, detail FROM quarantine"
+        " WHERE kafka_topic = $1 AND kafka_partition = $2 AND kafka_offset = $3",
+        *coordinates,
+    )
+    if row is not None:
+        return Quarantined(row["reason_code"], row["detail"])
+    passed = await conn.fetchval(
+        "SELECT coalesce(max(next_offset), 0) > $3 FROM consumer_positions"
+        " WHERE topic = $1 AND kafka_partition = $2",
+        *coordinates,
+    )
+    return await _verdict_of_id(conn, sent.event_id) if passed else None
+
+
 async def wait_for_verdict(
-    database_url: str, event_id: str, *, timeout: float = 30.0
+    database_url: str, event_id: Position | str, *, timeout: float = 30.0
 ) -> dict[str, Any]:
     """:func:`await_verdict` as a dict (``{"status": "committed", "position": n, ...}``);
     raises ``ServiceError`` on a timeout. For scripts that print or compare verdicts."""
     verdict = await await_verdict(database_url, event_id, timeout=timeout)
     if isinstance(verdict, TimedOut):
-        raise verdict.error(event_id)
+        raise verdict.error(event_id if isinstance(event_id, str) else event_id.event_id)
     return verdict.to_dict()
 
 
@@ -110,11 +154,7 @@ async def publish_event(
     """Sign and publish one event on ``target``; with ``wait``, await its verdict."""
     async with LedgerProducer(target.kafka_bootstrap, target.topics) as producer:
         position = await producer.publish(key, event_type, stream, body)
-    verdict = (
-        await await_verdict(target.database_url, position.event_id, timeout=timeout)
-        if wait
-        else None
-    )
+    verdict = await await_verdict(target.database_url, position, timeout=timeout) if wait else None
     return PublishOutcome(event_type, position, verdict)
 
 

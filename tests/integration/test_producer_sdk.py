@@ -13,6 +13,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from claw_ledger.services.kafka import ensure_topics
 from ledger.crypto import KeyPair
+from ledger.roles import Role
+from producers import Committed, Quarantined, await_verdict
 from producers.sdk import LedgerProducer, NewEvent, Position, RawEvent
 from tests.fixtures_ledger import LedgerHarness, fetch_until, start_ledger
 
@@ -153,3 +155,39 @@ async def _publish_many_and_check(ledger: LedgerHarness) -> None:
         given = [f"a-{n}" for n, d in enumerate(drafts) if d.stream == stream]
         committed = [r["attestation"] for r in rows if r["stream"] == stream]
         assert committed == given
+
+
+async def test_the_verdict_of_a_position_is_that_messages_own(
+    running_ledger: LedgerHarness,
+) -> None:
+    """An event id sent again with another body (a "corrected retry") is quarantined
+    as a conflicting duplicate, while the id reads as committed: the verdict of the
+    Position is the message's own. An exact re-send is recorded once: committed."""
+    ledger = running_ledger
+    assert ledger.settings.database_url
+    url = ledger.settings.database_url
+    operator = ledger.keys[Role.OPERATOR]
+    event_id = str(uuid.uuid4())
+    target = f"job:retry-{event_id[:8]}"
+
+    def body(reason: str) -> dict[str, str]:
+        return {"target": target, "reason": reason}
+
+    stream = f"halt:{target}"
+    async with ledger.producer() as producer:
+        raw = producer.sign(operator, "agent.halted", stream, body("v1"), event_id=event_id)
+        first = await (await producer.send_raw(raw.to_bytes(), stream, event_id))
+        committed = await await_verdict(url, first)
+        assert isinstance(committed, Committed), committed
+        retry = await producer.publish(
+            operator, "agent.halted", stream, body("v2"), event_id=event_id
+        )
+        refused = await await_verdict(url, retry)
+        assert isinstance(refused, Quarantined), refused
+        assert refused.reason_code == "DUPLICATE_EVENT_CONFLICT"
+        # the id alone answers what the ledger holds for it: the first message
+        assert await await_verdict(url, event_id) == committed
+        # the same envelope bytes again (a re-send): no row of its own, the first one's verdict
+        again = await (await producer.send_raw(raw.to_bytes(), stream, event_id))
+        assert again.offset > retry.offset > first.offset
+        assert await await_verdict(url, again) == committed
