@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from claw_ledger.config import Settings
 from claw_ledger.detached import DetachedCommand
 
 __all__ = [
+    "SUPERVISOR_PID_ENV",
     "processor_command",
     "processor_pid",
     "start_processor",
     "stop_processor",
+    "stop_with_supervisor",
     "supervise_processor",
 ]
 
 log = logging.getLogger("claw_ledger.processor.supervisor")
 
 _PROCESSOR = DetachedCommand("processor")
+
+#: set by ``processor supervise`` for its child: the supervisor's pid
+SUPERVISOR_PID_ENV = "CLAW_LEDGER_SUPERVISOR_PID"
 
 
 def processor_command(*args: str) -> list[str]:
@@ -68,7 +74,8 @@ def supervise_processor(group: str, engine: str = "kafka", lanes: str = "control
         child = subprocess.Popen(
             processor_command(
                 *("run", "--group", group, "--engine", engine, "--lanes", lanes, "--no-status")
-            )
+            ),
+            env=os.environ | {SUPERVISOR_PID_ENV: str(os.getpid())},
         )
         code = child.wait()
         if stopping or code == 0:
@@ -84,3 +91,30 @@ def supervise_processor(group: str, engine: str = "kafka", lanes: str = "control
         log.warning("processor exited with %d; restarting in %.0fs", code, delay)
         time.sleep(delay)
         delay = min(delay * 2, 60.0)
+
+
+def stop_with_supervisor(poll_seconds: float = 0.5) -> None:
+    """In a supervised ``processor run``: stop cleanly (SIGTERM to this process)
+    once the supervisor is gone.
+
+    ``processor status`` and ``stop`` know the supervisor's pid. A supervisor
+    killed outright (``kill -9``) cannot pass its SIGTERM on, and its child,
+    adopted by init, went on committing, unseen by ``status``, beside the next
+    ``processor start``'s. A thread watches the parent pid (any platform;
+    Linux's ``PR_SET_PDEATHSIG`` would be one); nothing happens unsupervised.
+    """
+    import signal
+    import threading
+
+    expected = os.environ.get(SUPERVISOR_PID_ENV)
+    if not expected or not expected.isdigit():
+        return
+    supervisor = int(expected)
+
+    def watch() -> None:
+        while os.getppid() == supervisor:
+            time.sleep(poll_seconds)
+        log.warning("the supervisor (pid %d) is gone: stopping this processor", supervisor)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()

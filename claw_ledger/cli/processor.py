@@ -112,8 +112,10 @@ def run(
     Both lanes run by default: the control topic (halts, resumes, revocations)
     on a consumer of its own, so that it never waits behind the ingress backlog.
     """
+    from claw_ledger.processor_control import stop_with_supervisor
     from consumers.runner import run_processor
 
+    stop_with_supervisor()
     config = processor_config(
         group,
         batch_size,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -54,3 +55,30 @@ async def test_supervisor_restarts_a_killed_processor(running_ledger: Any) -> No
             supervisor.wait(timeout=30)
         if supervisor.stderr:
             supervisor.stderr.close()
+
+
+async def test_a_processor_stops_when_its_supervisor_is_killed_outright(
+    running_ledger: Any, tmp_path: Path
+) -> None:
+    """`processor status` and `stop` know the supervisor's pid. Killed with SIGKILL, it
+    cannot pass a SIGTERM on: its child, adopted by init, kept committing, unseen,
+    beside the next `processor start`'s."""
+    log = tmp_path / "supervised.log"
+    with log.open("wb") as output:
+        supervisor = subprocess.Popen(
+            processor_command("supervise", "--group", running_ledger.processor.group),
+            env=running_ledger.env,
+            stdout=output,
+            stderr=output,
+        )
+    child = _wait_child(supervisor.pid)
+    try:
+        time.sleep(2)  # running, its watch started
+        supervisor.kill()
+        supervisor.wait(timeout=30)
+        child.wait(timeout=60)  # psutil.TimeoutExpired if it lives on
+    finally:
+        if child.is_running():
+            child.kill()
+    shown = log.read_text()
+    assert f"the supervisor (pid {supervisor.pid}) is gone: stopping this processor" in shown
