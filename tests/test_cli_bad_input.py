@@ -174,6 +174,22 @@ def test_a_time_outside_the_years_utc_can_hold_is_a_usage_error(
 
 
 @pytest.mark.parametrize(
+    "target", ["job:a\tb", "sub:agent:x\n", "job:" + "j" * 301, "sub:", "host:x", "**"]
+)
+def test_a_halt_target_the_ledger_would_refuse_is_a_usage_error(
+    offline_cli_env: dict[str, str], target: str
+) -> None:
+    """A tab or a newline passed the CLI's check (it looked for spaces only), was
+    signed, sent and quarantined: exit 1 after a round trip, for a typing error."""
+    result = run_cli(
+        offline_cli_env, "halt", target, "--reason", "drill", "--key", "operator", timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Invalid value for TARGET" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
     ("command", "error"),
     [
         (("quarantine", "--reason", "UNKNOWN_SIGNR"), "did you mean UNKNOWN_SIGNER"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -28,10 +29,12 @@ def _policy_option(help_text: str) -> Callable[[F], F]:
     return click.option("--policy", "policy_hash", metavar="HASH", help=help_text)
 
 
+#: what the ledger takes (docs/formats.md §10, `agent.halted`): no whitespace of any kind
+_TARGET_RE = re.compile(r"\*|(sub|job):\S{1,300}")
+
+
 def _check_target(target: str) -> str:
-    if target == "*" or (
-        target.startswith(("sub:", "job:")) and len(target) > 4 and " " not in target
-    ):
+    if _TARGET_RE.fullmatch(target):
         return target
     raise click.BadParameter(f"{target!r}: use {_TARGET_HELP}", param_hint="TARGET")
 
@@ -73,9 +76,11 @@ def command(
 ) -> None:
     """Halt TARGET: '*' (every agent), 'sub:<subject>' or 'job:<job id>'.
 
-    The halt revokes every active token in scope (they stay revoked after a
-    resume) and tells the execution layer to deny tool execution and model
-    calls (both by default). While it is active, token.issued, run.started
+    The halt tells the execution layer to deny tool execution and model calls
+    (both by default). Such a full stop also revokes every active token in
+    scope (they stay revoked after a resume); a halt that leaves one of them
+    running (--no-tools, --no-model-egress) revokes none, and the tokens are
+    denied only what it denies. While it is active, token.issued, run.started
     and receipt.recorded in scope are refused (AGENT_HALTED).
     `claw-ledger resume TARGET --policy HASH` lifts it. Exit 1 when the
     ledger refuses the halt (only for a --policy that is not an active
