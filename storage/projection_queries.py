@@ -181,16 +181,21 @@ async def active_halts(conn: asyncpg.Connection) -> list[dict[str, Any]]:
 _CALLS_DENIED_SINCE = """
 SELECT count(*) FROM events e
 WHERE e.event_type = 'call.denied'
-  AND e.position > hp.position
-  AND (rp.position IS NULL OR e.position < rp.position)
-  AND (h.target = '*'
-       OR e.payload->'body'->>'halt_target' = h.target
-       OR (h.target LIKE 'job:%' AND e.payload->'body'->>'job_id' = substr(h.target, 5))
-       OR (h.target LIKE 'sub:%' AND (
-             e.payload->'body'->>'token_jti' IN
-                 (SELECT t.jti FROM tokens t WHERE t.sub = substr(h.target, 5))
-             OR e.payload->'body'->>'job_id' IN
-                 (SELECT j.job_id FROM jobs j WHERE j.sub = substr(h.target, 5)))))
+  AND (
+    -- denied by this halt as soon as it was seen, before the ledger committed it
+    -- (ADR 0025): recorded before the halt itself, and named by its event id
+    e.payload->'body'->>'seen_event_id' = h.halted_event_id
+    OR (
+      e.position > hp.position
+      AND (rp.position IS NULL OR e.position < rp.position)
+      AND (h.target = '*'
+           OR e.payload->'body'->>'halt_target' = h.target
+           OR (h.target LIKE 'job:%' AND e.payload->'body'->>'job_id' = substr(h.target, 5))
+           OR (h.target LIKE 'sub:%' AND (
+                 e.payload->'body'->>'token_jti' IN
+                     (SELECT t.jti FROM tokens t WHERE t.sub = substr(h.target, 5))
+                 OR e.payload->'body'->>'job_id' IN
+                     (SELECT j.job_id FROM jobs j WHERE j.sub = substr(h.target, 5)))))))
 """
 
 
@@ -200,7 +205,8 @@ async def halt_status(
     """The halts (active only unless ``include_lifted``), each with the name of
     the key that halted it (``halted_by_name``), its ledger position
     (``halted_position``) and ``calls_denied_since``: the ``call.denied``
-    events in its scope recorded after it (and before its lift)."""
+    events in its scope recorded after it (and before its lift), and those that
+    denied a call on it when it was seen, before it was committed."""
     rows = await conn.fetch(
         "SELECT h.*, k.name AS halted_by_name, hp.position AS halted_position,"
         f" ({_CALLS_DENIED_SINCE}) AS calls_denied_since"

@@ -27,6 +27,7 @@ from ledger.errors import ReasonCode
 from ledger.events import NewEvent, sign_event_bytes
 from ledger.roles import Role
 from producers.sdk import LedgerProducer, sign_many
+from storage.projection_queries import halt_status
 from tests.fixtures_ledger import LedgerHarness, start_ledger
 from tests.integration._authorize import (
     WPC,
@@ -139,6 +140,14 @@ async def test_a_seen_halt_denies_before_commit_and_a_resume_acts_only_once_comm
         assert committed.reason_code is ReasonCode.TOKEN_REVOKED  # the halt revoked it
         assert (committed.halt_target, committed.seen_event_id) == (target, None)
         assert halt_id not in authorize.seen
+        # `halts` counts the calls this halt denied, those denied before it committed too
+        denied = [d for d in decisions if not d.allowed and d.halt_target == target]
+        early = [d for d in denied if d.seen_event_id == halt_id]
+        assert len(early) >= 2 and len(denied) > len(early)
+        await recorded_decisions(ledger, [d.decision_id for d in denied])
+        async with ledger.connection() as conn:
+            (status,) = await halt_status(conn, target=target)
+        assert status["calls_denied_since"] == len(denied), (len(early), len(denied))
         # the resume commits; a token issued after it, under the resumed WPC, runs
         await _commit(ledger, resume, f"halt:{target}")
         assert (await ledger.verdict(resume_id))["status"] == "committed"
