@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["format_instant", "in_utc", "with_instants"]
+__all__ = ["format_instant", "in_utc", "respelled", "with_instants"]
 
 
 def format_instant(moment: datetime) -> str:
@@ -24,6 +24,18 @@ def format_instant(moment: datetime) -> str:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{moment!r} has no time zone: it is not a point in time")
     return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def respelled(text: str) -> str:
+    """An RFC 3339 time kept as text (a projection's copy of a signed
+    ``occurred_at``, to the millisecond) spelled as :func:`format_instant` spells
+    it, so that one instant reads the same in every answer; anything that is not
+    such a time is returned as it is."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return text
+    return format_instant(moment) if moment.tzinfo is not None else text
 
 
 def in_utc(moment: datetime) -> datetime:

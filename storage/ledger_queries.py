@@ -4,13 +4,14 @@ quarantine, and the hash chains for the audit."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
+from ledger.encoding import MAX_POSITION
 from ledger.errors import ServiceError
 from storage import connect
 from storage.projection_queries import row_dict
@@ -24,6 +25,8 @@ __all__ = [
     "iter_chain",
     "list_keys",
     "list_quarantine",
+    "parse_timeline_cursor",
+    "timeline_cursor",
     "timeline_page",
 ]
 
@@ -72,6 +75,37 @@ class TimelineFilter:
 class TimelinePage:
     rows: list[dict[str, Any]]
     next_cursor: int | None
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def timeline_cursor(row: Mapping[str, Any], by_time: bool) -> str:
+    """The cursor of the page after ``row``, as the CLI and the API give it: its
+    position, or, in a time-ordered query (``since`` or ``until``),
+    ``t<µs since 1970>.<position>``: such a query pages by both."""
+    if not by_time:
+        return str(row["position"])
+    return f"t{(row['occurred_at'] - _EPOCH) // _MICROSECOND}.{row['position']}"
+
+
+def parse_timeline_cursor(cursor: str, by_time: bool) -> tuple[int, datetime | None]:
+    """(position, occurred_at) of a :func:`timeline_cursor`; ``ValueError`` says what is
+    wrong with it (not a cursor, out of range, or one of a query with other time filters)."""
+    if by_time != cursor.startswith("t"):
+        raise ValueError("it belongs to a query with other time filters; start again without it")
+    micros, dot, position = cursor[1:].partition(".") if by_time else ("0", ".", cursor)
+    if not dot or not position.isdigit() or not micros.lstrip("-").isdigit():
+        raise ValueError(f"{cursor!r} is not a timeline cursor")
+    if int(position) > MAX_POSITION:
+        raise ValueError("out of range")
+    if not by_time:
+        return int(position), None
+    try:
+        return int(position), _EPOCH + int(micros) * _MICROSECOND
+    except OverflowError:
+        raise ValueError("out of range") from None
 
 
 async def timeline_page(database_url: str, flt: TimelineFilter) -> TimelinePage:

@@ -17,8 +17,10 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from ledger.canonical import parse_json_strict
+from ledger.instants import respelled
+
 __all__ = [
-    "active_halts",
     "active_shadows",
     "connection",
     "get_halt",
@@ -26,10 +28,12 @@ __all__ = [
     "get_key",
     "get_policy",
     "get_token",
+    "halt_document",
     "halt_status",
     "list_jobs",
     "list_policies",
     "open_connection",
+    "policy_document",
     "query_sync",
     "receipts_for",
     "row_dict",
@@ -76,8 +80,14 @@ def query_sync(
 
 def row_dict(row: asyncpg.Record) -> dict[str, Any]:
     """A projection row as users see it: without the processors' bookkeeping
-    column ``control_version`` (migration 0004)."""
-    return {k: v for k, v in row.items() if k != "control_version"}
+    column ``control_version`` (migration 0004), and its times (``*_at``, kept as
+    the signed events' text, to the millisecond) spelled as every other answer
+    spells an instant (:func:`ledger.instants.respelled`)."""
+    return {
+        k: respelled(v) if type(v) is str and k.endswith("_at") else v
+        for k, v in row.items()
+        if k != "control_version"
+    }
 
 
 def _one(row: asyncpg.Record | None) -> dict[str, Any] | None:
@@ -171,11 +181,6 @@ async def get_halt(conn: asyncpg.Connection, target: str) -> dict[str, Any] | No
     return _one(await conn.fetchrow("SELECT * FROM halts WHERE target = $1", target))
 
 
-async def active_halts(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    rows = await conn.fetch("SELECT * FROM halts WHERE active ORDER BY halted_at, target")
-    return [row_dict(r) for r in rows]
-
-
 #: ``call.denied`` events (the authorisation layer's decisions) in a halt's scope,
 #: committed after its ``agent.halted`` and, once lifted, before its ``agent.resumed``
 _CALLS_DENIED_SINCE = """
@@ -221,6 +226,42 @@ async def halt_status(
         target,
     )
     return [row_dict(r) for r in rows]
+
+
+def policy_document(row: dict[str, Any]) -> dict[str, Any]:
+    """A registry row as ``wpc get --json`` and ``GET /v1/policies/{hash}`` give it:
+    the exact signed envelope as text (``wpc_envelope_raw``) and parsed in its own
+    key order (``envelope``), never the jsonb copy, whose key order is Postgres's."""
+    document = {k: v for k, v in row.items() if k != "wpc_envelope"}
+    document["envelope"] = parse_json_strict(str(row["wpc_envelope_raw"]).encode("utf-8"))
+    return document
+
+
+def halt_document(row: dict[str, Any]) -> dict[str, Any]:
+    """A :func:`halt_status` row as ``halts --json`` and ``GET /v1/halts`` give it:
+    scope, since, by whom, why, what it denies, the policy in force, the tokens it
+    revoked and the calls denied since."""
+    revoked = list(row.get("revoked_jtis") or [])
+    return {
+        "target": row["target"],
+        "active": row["active"],
+        "since": row["halted_at"],
+        "halted_by": row["halted_by"],
+        "halted_by_name": row.get("halted_by_name"),
+        "reason": row["reason"],
+        "deny_tools": row.get("deny_tools", True),
+        "deny_model_egress": row.get("deny_model_egress", True),
+        "policy_hash_b64u": row.get("policy_hash_b64u"),
+        "tokens_revoked": len(revoked),
+        "revoked_jtis": revoked,
+        "calls_denied_since": int(row.get("calls_denied_since") or 0),
+        "halted_event_id": row["halted_event_id"],
+        "halted_position": row.get("halted_position"),
+        "resumed_at": row.get("resumed_at"),
+        "resumed_by": row.get("resumed_by"),
+        "resumed_reason": row.get("resumed_reason"),
+        "resume_policy_hash_b64u": row.get("resume_policy_hash_b64u"),
+    }
 
 
 async def active_shadows(conn: asyncpg.Connection) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ from ledger import merkle
 from ledger.encoding import CANONICAL_UUID_RE
 from ledger.errors import LedgerError
 from ledger.gc_pause import collector_paused
-from ledger.instants import format_instant
+from ledger.instants import format_instant, respelled
 from ledger.tlog import CONTROL_CHAIN_BASE, EventLeaf
 
 __all__ = [
@@ -106,7 +106,7 @@ class StoredCheckpoint:
             "root_hash_b64": b64(self.root_hash),
             "signer_did": self.signer_did,
             "event_id": self.event_id,
-            "occurred_at": self.occurred_at,
+            "occurred_at": respelled(self.occurred_at),
             "created_at": format_instant(self.created_at) if self.created_at else None,
             "note": self.note,
         }

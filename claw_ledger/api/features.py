@@ -64,15 +64,7 @@ async def _latest_checkpoint(conn: asyncpg.Connection, _: str) -> dict[str, Any]
     stored = await latest_checkpoint(conn)
     if stored is None:
         return None
-    return {
-        "origin": stored.origin,
-        "tree_size": stored.tree_size,
-        "root_hash_hex": stored.root_hash.hex(),
-        "note": stored.note,
-        "signer_did": stored.signer_did,
-        "event_id": stored.event_id,
-        "created_at": stored.created_at,
-    }
+    return stored.to_dict()  # as `claw-ledger checkpoint latest --json` gives it
 
 
 async def _inclusion_proof(conn: asyncpg.Connection, event_id: str) -> dict[str, Any] | None:

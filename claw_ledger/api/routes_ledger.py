@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -13,7 +13,7 @@ from claw_ledger.api.auth import error_schema, secured
 from claw_ledger.api.deps import connection, feature_record, not_found, served_feature_record
 from claw_ledger.api.errors import ApiError
 from claw_ledger.api.models import EventDocument, QuarantinePage, TimelinePage
-from claw_ledger.api.params import MAX_POSITION, MAX_TEXT, NO_NUL, Cursor
+from claw_ledger.api.params import MAX_TEXT, NO_NUL, Cursor
 from claw_ledger.names import EVENT_TYPES, REASON_CODES, KnownNames, UnknownNameError
 from ledger.chain import chain_hash
 from ledger.encoding import raw_as_text, sha256_b64u
@@ -22,7 +22,13 @@ from ledger.instants import in_utc, with_instants
 from ledger.timeline import summarize
 from ledger.verify import Rejected, verify_message
 from storage.api_queries import archived_event, event_by_id, quarantine_by_event_id
-from storage.ledger_queries import TimelineFilter, fetch_quarantine, fetch_timeline
+from storage.ledger_queries import (
+    TimelineFilter,
+    fetch_quarantine,
+    fetch_timeline,
+    parse_timeline_cursor,
+    timeline_cursor,
+)
 
 __all__ = ["router"]
 
@@ -36,8 +42,6 @@ def _limit(request: Request, limit: int) -> int:
     return limit
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
 TimelineCursor = Annotated[
     str | None,
     Query(
@@ -68,41 +72,14 @@ def _in_range(parameter: str, moment: datetime | None) -> datetime | None:
         raise ApiError(400, ReasonCode.API_BAD_PARAMETER, f"{parameter}: {exc}") from None
 
 
-def _position(text: str) -> int:
-    value = int(text)
-    if value > MAX_POSITION:
-        raise ApiError(400, ReasonCode.API_BAD_PARAMETER, "cursor: out of range")
-    return value
-
-
 def _parse_cursor(cursor: str | None, by_time: bool) -> tuple[int | None, datetime | None]:
-    """(position, occurred_at) of a cursor; a time-ordered query (``since`` or ``until``)
-    pages by both, so its cursors are ``t<µs since 1970>.<position>``."""
+    """(position, occurred_at) of a cursor (:func:`storage.ledger_queries.timeline_cursor`)."""
     if cursor is None:
         return None, None
-    if by_time != cursor.startswith("t"):
-        raise ApiError(
-            400,
-            ReasonCode.API_BAD_PARAMETER,
-            "cursor: it belongs to a query with other time filters; start again without it",
-        )
-    if not by_time:
-        return _position(cursor), None
-    micros, _, position = cursor[1:].partition(".")
     try:
-        moment = _EPOCH + int(micros) * _MICROSECOND
-    except OverflowError:
-        raise ApiError(400, ReasonCode.API_BAD_PARAMETER, "cursor: out of range") from None
-    return _position(position), moment
-
-
-def _next_cursor(rows: list[dict[str, Any]], more: bool, by_time: bool) -> str | None:
-    if not more or not rows:
-        return None
-    last = rows[-1]
-    if not by_time:
-        return str(last["position"])
-    return f"t{(last['occurred_at'] - _EPOCH) // _MICROSECOND}.{last['position']}"
+        return parse_timeline_cursor(cursor, by_time)
+    except ValueError as exc:
+        raise ApiError(400, ReasonCode.API_BAD_PARAMETER, f"cursor: {exc}") from None
 
 
 @router.get("/timeline", response_model=TimelinePage, **secured("read"))
@@ -144,8 +121,11 @@ async def timeline(
         page = await fetch_timeline(conn, flt)
     for row in page.rows:
         row["summary"] = summarize(row["event_type"], row["body"])
-    more = page.next_cursor is not None
-    return {"rows": page.rows, "next_cursor": _next_cursor(page.rows, more, by_time)}
+    more = page.next_cursor is not None and page.rows
+    return {
+        "rows": page.rows,
+        "next_cursor": timeline_cursor(page.rows[-1], by_time) if more else None,
+    }
 
 
 def _verification(row: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,15 @@ from claw_ledger.api.models import HaltsPage
 from claw_ledger.api.params import Identifier
 from ledger.errors import ReasonCode
 from ledger.wpc import check_policy_hash
-from storage.projection_queries import active_halts, get_job, get_policy, get_token, receipts_for
+from storage.projection_queries import (
+    get_job,
+    get_policy,
+    get_token,
+    halt_document,
+    halt_status,
+    policy_document,
+    receipts_for,
+)
 
 __all__ = ["router"]
 
@@ -42,9 +50,11 @@ async def run_bundle(request: Request, job_id: Identifier) -> dict[str, Any]:
 
 @router.get("/halts", response_model=HaltsPage, **secured("read"))
 async def halts(request: Request) -> dict[str, Any]:
-    """The halts in force (`*`, `sub:<subject>`, `job:<id>`), oldest first."""
+    """The halts in force (`*`, `sub:<subject>`, `job:<id>`), oldest first, each as
+    `claw-ledger halts --json` gives it (since, by whom, what it denies, tokens
+    revoked, calls denied since)."""
     async with connection(request) as conn:
-        return {"halts": await active_halts(conn)}
+        return {"halts": [halt_document(row) for row in await halt_status(conn)]}
 
 
 @router.get("/tokens/{jti}", **secured("read"))
@@ -68,7 +78,7 @@ async def policy(request: Request, policy_hash: Identifier) -> dict[str, Any]:
         row = await get_policy(conn, policy_hash)
     if row is None:
         raise not_found(f"no WPC {policy_hash} in the registry", ReasonCode.WPC_UNKNOWN)
-    return row
+    return policy_document(row)
 
 
 @router.get("/pulse/{pulse_id}", **secured("read"))

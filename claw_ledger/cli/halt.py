@@ -166,30 +166,6 @@ def resume(target: str, policy_hash: str | None, reason: str, key_ref: str, as_j
     )
 
 
-def _status(row: dict[str, Any]) -> dict[str, Any]:
-    revoked = list(row.get("revoked_jtis") or [])
-    return {
-        "target": row["target"],
-        "active": row["active"],
-        "since": row["halted_at"],
-        "halted_by": row["halted_by"],
-        "halted_by_name": row.get("halted_by_name"),
-        "reason": row["reason"],
-        "deny_tools": row.get("deny_tools", True),
-        "deny_model_egress": row.get("deny_model_egress", True),
-        "policy_hash_b64u": row.get("policy_hash_b64u"),
-        "tokens_revoked": len(revoked),
-        "revoked_jtis": revoked,
-        "calls_denied_since": int(row.get("calls_denied_since") or 0),
-        "halted_event_id": row["halted_event_id"],
-        "halted_position": row.get("halted_position"),
-        "resumed_at": row.get("resumed_at"),
-        "resumed_by": row.get("resumed_by"),
-        "resumed_reason": row.get("resumed_reason"),
-        "resume_policy_hash_b64u": row.get("resume_policy_hash_b64u"),
-    }
-
-
 @click.command("halts")
 @click.option("--all", "include_lifted", is_flag=True, help="Include lifted halts.")
 @json_option("Print JSON.")
@@ -201,9 +177,11 @@ def halts(include_lifted: bool, as_json: bool) -> None:
     revoked and the call.denied decisions recorded in scope since.
     """
     from claw_ledger.reads import query_sync
-    from storage.projection_queries import halt_status
+    from storage.projection_queries import halt_document, halt_status
 
-    rows = [_status(r) for r in query_sync(settings(), halt_status, include_lifted=include_lifted)]
+    rows = [
+        halt_document(r) for r in query_sync(settings(), halt_status, include_lifted=include_lifted)
+    ]
     if as_json:
         emit_json(rows)
         return

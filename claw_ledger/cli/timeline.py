@@ -8,7 +8,6 @@ from typing import Any
 import click
 
 from claw_ledger.cli.common import (
-    CURSOR,
     EVENT_TYPE,
     echo,
     emit_json,
@@ -42,7 +41,11 @@ __all__ = ["command"]
 @click.option("--signer", help="Only events signed by this DID.")
 @click.option("--since", help="From this time (inclusive), ISO 8601 with zone.")
 @click.option("--until", help="Before this time, ISO 8601 with zone.")
-@click.option("--after", type=CURSOR, help="Cursor: start after this ledger position.")
+@click.option(
+    "--after",
+    metavar="CURSOR",
+    help="Start after this cursor: the next_cursor (or `more:` line) of the previous page.",
+)
 @limit_option(50)
 @click.option(
     "--wide",
@@ -56,12 +59,14 @@ def command(
     signer: str | None,
     since: str | None,
     until: str | None,
-    after: int | None,
+    after: str | None,
     limit: int,
     wide: bool,
     as_json: bool,
 ) -> None:
-    """Ledger events, oldest first, one keyset page at a time.
+    """Ledger events, one keyset page at a time: in ledger order, or with --since
+    or --until in the order they occurred (ties by position), as the HTTP API
+    gives them.
 
     \b
     Examples:
@@ -70,7 +75,13 @@ def command(
       claw-ledger timeline --after 200 --limit 100   # the next page
     """
     from claw_ledger.reads import TimelineFilter, timeline_page
+    from storage.ledger_queries import parse_timeline_cursor, timeline_cursor
 
+    by_time = since is not None or until is not None
+    try:
+        position, moment = parse_timeline_cursor(after, by_time) if after else (None, None)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--after'") from None
     page = run_async(
         timeline_page(
             settings(),
@@ -80,13 +91,17 @@ def command(
                 signer=signer,
                 since=zoned_time_option(since),
                 until=zoned_time_option(until),
-                after=after,
+                after=position,
                 limit=limit,
+                by_time=by_time,
+                after_time=moment,
             ),
         )
     )
+    more = page.next_cursor is not None and page.rows
+    cursor = timeline_cursor(page.rows[-1], by_time) if more else None
     if as_json:
-        emit_json({"rows": [_json_row(r) for r in page.rows], "next_cursor": page.next_cursor})
+        emit_json({"rows": [_json_row(r) for r in page.rows], "next_cursor": cursor})
         return
     rows = [
         (
@@ -113,8 +128,8 @@ def command(
     )
     if not wide and rows:
         terminal().print("keys in streams and signers are shortened: --wide shows them whole")
-    if page.next_cursor is not None:
-        terminal().print(f"more: claw-ledger timeline --after {page.next_cursor} ...")
+    if cursor is not None:
+        terminal().print(f"more: claw-ledger timeline --after {cursor} ...")
 
 
 def _json_row(row: dict[str, Any]) -> dict[str, Any]:

@@ -169,10 +169,9 @@ def get(policy_hash: str, verify: bool, any_status: bool, as_json: bool) -> None
         _check_publisher(query_sync(resolved, get_key, row["publisher_did"]), row["publisher_did"])
         verified = True
     if as_json:
-        record = {k: v for k, v in row.items() if k not in ("wpc_envelope_raw", "wpc_envelope")}
-        from ledger.canonical import parse_json_strict
+        from storage.projection_queries import policy_document
 
-        record["envelope"] = parse_json_strict(str(row["wpc_envelope_raw"]).encode("utf-8"))
+        record = policy_document(row)
         record["verified"] = verified
         emit_json(record)
         return

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import time
+from dataclasses import replace
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
+from claw_ledger.api import ApiConfig, create_app
+from claw_ledger.api.features import ledger_features
 from claw_ledger.services.process import free_port
-from tests.fixtures_api import ApiLedger, create_key, wait_until_healthy
+from tests.fixtures_api import ApiLedger, UvicornThread, create_key, wait_until_healthy
 from tests.fixtures_ledger import CLAW_LEDGER, run_cli
 
 pytestmark = pytest.mark.integration
@@ -124,3 +129,70 @@ def test_serve_runs_the_api_as_the_reader(api_ledger: ApiLedger, tmp_path: objec
     # uvicorn shuts down cleanly, then ends by the signal it was sent
     assert proc.returncode in (0, -signal.SIGTERM), err.decode()
     assert f"http://127.0.0.1:{port}" in err.decode()
+
+
+def _cli_json(api_ledger: ApiLedger, *args: str) -> Any:
+    result = run_cli(api_ledger.harness.env, *args, "--json")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _timeline_pages(fetch: Any) -> tuple[list[str], list[str]]:
+    """Every event id and every cursor of a paged timeline, fetched by ``fetch(cursor)``."""
+    ids: list[str] = []
+    cursors: list[str] = []
+    cursor = None
+    while True:
+        page = fetch(cursor)
+        ids += [row["event_id"] for row in page["rows"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return ids, cursors
+        cursors.append(cursor)
+
+
+def test_the_cli_and_the_api_answer_one_question_alike(
+    api_ledger: ApiLedger, reader: httpx.Client
+) -> None:
+    """A security team reads the ledger from both doors: a time window pages in the
+    same order with the same cursors, and a halt, a checkpoint and a WPC are the
+    same documents, instants spelled alike."""
+    since = "2000-01-01T00:00:00Z"
+
+    def from_cli(cursor: str | None) -> Any:
+        after = ("--after", cursor) if cursor else ()
+        return _cli_json(api_ledger, "timeline", "--since", since, "--limit", "4", *after)
+
+    def from_api(cursor: str | None) -> Any:
+        params: dict[str, str | int] = {"since": since, "limit": 4}
+        if cursor:
+            params["cursor"] = cursor
+        return reader.get("/v1/timeline", params=params).json()
+
+    cli_ids, cli_cursors = _timeline_pages(from_cli)
+    api_ids, api_cursors = _timeline_pages(from_api)
+    assert cli_ids == api_ids and len(cli_ids) > 8
+    assert cli_cursors == api_cursors and all(c.startswith("t") for c in cli_cursors)
+    # a cursor of a time window is not one of the whole ledger
+    mixed = run_cli(api_ledger.harness.env, "timeline", "--after", cli_cursors[0])
+    assert mixed.returncode == 2 and "other time filters" in mixed.stderr
+
+    halts = _cli_json(api_ledger, "halts")
+    assert halts == reader.get("/v1/halts").json()["halts"] and halts
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", h["since"]) for h in halts)
+
+    # the checkpoint feature as `serve` wires it
+    config = ApiConfig.from_settings(api_ledger.harness.settings, reader_url=api_ledger.reader_url)
+    features = replace(ledger_features(api_ledger.harness.settings, None), authorizer=None)
+    checkpoint = _cli_json(api_ledger, "checkpoint", "latest")
+    with (
+        UvicornThread(create_app(config=replace(config, features=features))) as server,
+        httpx.Client(base_url=server.url, headers=dict(reader.headers), timeout=30) as client,
+    ):
+        assert checkpoint == client.get("/v1/checkpoints/latest").json()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", checkpoint["occurred_at"])
+
+    wpc = _cli_json(api_ledger, "wpc", "get", api_ledger.demo.policy_hash)
+    assert wpc.pop("verified") is False
+    assert wpc == reader.get(f"/v1/policies/{api_ledger.demo.policy_hash}").json()
+    assert list(wpc["envelope"]) == list(json.loads(wpc["wpc_envelope_raw"]))  # signed order
