@@ -148,6 +148,8 @@ def test_a_time_without_its_zone_is_a_usage_error_in_every_command(
     result = run_cli(offline_cli_env, *command, timeout=60)
     assert result.returncode == 2, result.stderr
     assert "needs a time zone" in result.stderr
+    option = next(arg for arg in command if arg in ("--since", "--until"))
+    assert f"Invalid value for '{option}'" in result.stderr  # which of the two it was
     assert "Traceback" not in result.stderr
 
 

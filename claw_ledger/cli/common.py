@@ -579,15 +579,15 @@ def load_wpc_reference(reference: str) -> dict[str, Any]:
     return document
 
 
-def zoned_time_option(value: str | None) -> datetime | None:
-    """An option's ISO 8601 time with its zone (``None`` when not given); a time that
-    is not one is a usage error saying what is wrong."""
+def zoned_time_option(value: str | None, option: str) -> datetime | None:
+    """The ISO 8601 time with its zone of ``option`` (``None`` when not given); a
+    time that is not one is a usage error naming the option and what is wrong."""
     from claw_ledger.replaying import zoned_time
 
     try:
         return None if value is None else zoned_time(value)
     except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
+        raise click.BadParameter(str(exc), param_hint=f"'{option}'") from exc
 
 
 def read_token(value: str) -> str:
@@ -668,14 +668,16 @@ def report_publish(
     """Print the outcome (its JSON document with ``extra`` added, or ``ok_message``).
 
     Exit 1 (RejectedError) when quarantined, after printing the JSON; exit 2
-    (ServiceError), printing nothing, when no verdict arrived in time.
+    (ServiceError) when no verdict arrived in time, after printing the JSON
+    (``status: timed_out``: the event is on Kafka, and a script needs its id and
+    coordinates to ask for the verdict later).
     """
     from producers.outcome import TimedOut
 
-    if isinstance(outcome.verdict, TimedOut):
-        raise outcome.verdict.error(outcome.event_id)
     if as_json:
         emit_json(outcome.to_dict() | dict(extra or {}))
+    if isinstance(outcome.verdict, TimedOut):
+        raise outcome.verdict.error(outcome.event_id)
     outcome.check()
     if not as_json:
         position = outcome.position

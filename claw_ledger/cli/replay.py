@@ -100,8 +100,10 @@ def command(
     request = ReplayRequest(
         source=source,
         trust_root=trust_root,
-        until=zoned_time_option(until),
-        filter=ReplayFilter(job, stream, event_type, zoned_time_option(since), from_offset),
+        until=zoned_time_option(until, "--until"),
+        filter=ReplayFilter(
+            job, stream, event_type, zoned_time_option(since, "--since"), from_offset
+        ),
         into=into,
         compare=compare,
         keep_reported=0 if as_json else 1000,

@@ -114,7 +114,9 @@ def _shadow_report(job_id: str | None, since: str | None, until: str | None, as_
     from ledger.shadow import ShadowSelector, ShadowSummary
 
     selector = ShadowSelector(
-        job_id=job_id, since=zoned_time_option(since), until=zoned_time_option(until)
+        job_id=job_id,
+        since=zoned_time_option(since, "--since"),
+        until=zoned_time_option(until, "--until"),
     )
     summary = ShadowSummary(selector)
     run_async(_shadowed(summary, effective_database_url(settings(), role="reader"), job_id))
@@ -220,7 +222,10 @@ def command(
     if policy is None:
         raise click.UsageError("give --policy FILE|HASH (a candidate) or --shadow")
     window = CallSelector(
-        job_id=job_id, sub=sub, since=zoned_time_option(since), until=zoned_time_option(until)
+        job_id=job_id,
+        sub=sub,
+        since=zoned_time_option(since, "--since"),
+        until=zoned_time_option(until, "--until"),
     )
     document = load_wpc_reference(policy)
     simulation = Simulation(validate_wpc(document), window)

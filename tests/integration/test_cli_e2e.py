@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from ledger.roles import Role
-from tests.fixtures_ledger import LedgerHarness
+from tests.fixtures_ledger import LedgerHarness, start_ledger
 
 pytestmark = pytest.mark.integration
 
@@ -282,3 +282,25 @@ def test_a_database_without_the_ledger_schema_says_to_migrate(
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("error: the database holds no ledger schema, or an older one")
     assert "hint: run `claw-ledger migrate`" in result.stderr
+
+
+async def test_a_publish_with_no_verdict_in_time_still_prints_its_json(
+    ledger_servers: Any, ledger_settings: Any, tmp_path: Path
+) -> None:
+    """No processor is running: the event is on Kafka and will be decided later. A
+    script asked for JSON needs its id and coordinates to ask again; it got nothing
+    on stdout, only the error."""
+    ledger = await start_ledger(ledger_servers, ledger_settings, tmp_path)
+    ledger.processor.stop()
+    body = json.dumps({"target": "job:no-verdict", "reason": "drill"})
+    result = cli(
+        ledger.env,
+        *("publish", "--type", "agent.halted", "--stream", "halt:job:no-verdict"),
+        *("--body", "-", "--key", "operator", "--timeout", "1", "--json"),
+        stdin=body,
+    )
+    assert result.returncode == 2, result.stderr
+    document = json.loads(result.stdout)
+    assert document["status"] == "timed_out" and document["timeout"] == 1
+    assert document["topic"] == ledger.topics.control and document["offset"] >= 0
+    assert f"error: event {document['event_id']} was published but no verdict" in result.stderr
