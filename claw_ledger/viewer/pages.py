@@ -14,9 +14,11 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.datastructures import UploadFile
 
+from claw_ledger.api.errors import ApiError
 from claw_ledger.api.params import FilterText, Identifier, Position
 from claw_ledger.names import EVENT_TYPES, REASON_CODES, KnownNames, UnknownNameError
 from claw_ledger.shown import printable
+from ledger.errors import ReasonCode
 from ledger.instants import format_instant, in_utc
 from ledger.offline_verify import VerificationResult, verify_bytes
 from storage import viewer_queries
@@ -124,7 +126,14 @@ def viewer_router(backend: ViewerBackend) -> APIRouter:
     async def require_viewer(request: Request) -> None:
         key = _presented_key(request)
         role = await backend.role_of(key) if key else None
-        if role not in VIEWER_ROLES:
+        if role is not None and role not in VIEWER_ROLES:
+            # a valid key of another role: logging in again would not help
+            raise ApiError(
+                403,
+                ReasonCode.API_ROLE_FORBIDDEN,
+                f"role {role} cannot read the Trust Pulse pages (reader, operator or admin can)",
+            )
+        if role is None:
             # a browser follows this to the login form and comes back after it
             raise HTTPException(
                 status_code=303, headers={"Location": f"/pulse/login?next={request.url.path}"}

@@ -208,6 +208,27 @@ def test_the_pulse_address_opens_the_timeline_with_times_as_the_api_spells_them(
     assert "+00:00" not in response.text
 
 
+def test_a_key_of_another_role_is_forbidden_not_sent_to_log_in(
+    ledger: tuple[LedgerHarness, dict[str, Any]], service: tuple[str, str]
+) -> None:
+    """A valid key that may not read (the runtime's) was redirected to the login form
+    as if no key were given: a 403 says what is wrong, as /v1 does."""
+    harness, _ = ledger
+    base, _ = service
+    created = run_cli(harness.env, "apikey", "create", "pulse-runtime", "--role", "runtime")
+    runtime = created.stdout.strip().splitlines()[-1]
+    response = httpx.get(
+        f"{base}/pulse/timeline", headers={"Authorization": f"Bearer {runtime}"}, timeout=30
+    )
+    assert response.status_code == 403, response.text
+    error = response.json()["error"]
+    assert error["reason_code"] == "API_ROLE_FORBIDDEN" and "role runtime" in error["message"]
+    # no key, or an unknown one: the login form, as before
+    for headers in ({}, {"Authorization": "Bearer clk_not-a-key"}):
+        sent = httpx.get(f"{base}/pulse/timeline", headers=headers, timeout=30)
+        assert sent.status_code == 303 and "/pulse/login" in sent.headers["location"]
+
+
 def test_a_wrong_key_is_refused_at_the_login_form(browser: Any, service: tuple[str, str]) -> None:
     base, _ = service
     context = browser.new_context(base_url=base)
