@@ -27,6 +27,7 @@ duplicates, the rules of each event type) is not checked here.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -138,23 +139,31 @@ def _bundle_step(document: Any, exc: RejectedError) -> int:
 # --- envelopes ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Expected:
+    """What a bundle is held to: the ledger key that signs checkpoints and seals,
+    the log's origin, the bundle's agent, and whether the run's agent may seal."""
+
+    ledger_key: str | None = None
+    origin: str | None = None
+    agent: str | None = None
+    accept_agent_seal: bool = False
+
+
 def _verify_bundle(
     document: Any,
-    agent: str | None,
-    ledger_key: str | None = None,
-    origin: str | None = None,
+    expected: _Expected,
     plain_numbers: bool = False,
     proofs: ProofsElsewhere | None = None,
-    accept_agent_seal: bool = False,
 ) -> VerificationResult:
     steps = Steps(InputKind.PROOF_BUNDLE)
     # a sealed bundle's receipts are those of events the ledger verified at ingest:
     # their signatures wait for the seal, and those its inclusion proofs cover are not checked again
-    defer = ledger_key is not None and _is_sealed_document(document)
+    defer = expected.ledger_key is not None and _is_sealed_document(document)
     try:
         verified = verify_proof_bundle(
             document,
-            expected_agent_did=agent,
+            expected_agent_did=expected.agent,
             plain_numbers=plain_numbers,
             defer_receipt_signatures=defer,
         )
@@ -171,7 +180,7 @@ def _verify_bundle(
     missing = [(index, entry) for index, entry in calls if entry["event_hash_b64u"] not in bound]
     seal: SealOutcome | None = None
     if not missing and is_sealed(payload):
-        seal = _seal_checks(payload, ledger_key, origin, proofs, accept_agent_seal)
+        seal = _seal_checks(payload, expected, proofs)
     try:
         known = () if seal is None or seal.facts is None else seal.facts.receipt_signatures()
         check_receipt_signatures(verified.unchecked_signatures, known)
@@ -204,17 +213,15 @@ def _is_sealed_document(document: Any) -> bool:
 
 def _seal_checks(
     payload: Mapping[str, Any],
-    ledger_key: str | None,
-    origin: str | None,
+    expected: _Expected,
     proofs: ProofsElsewhere | None = None,
-    accept_agent_seal: bool = False,
 ) -> SealOutcome:
     """The steps of a sealed bundle (docs/formats.md §6.1), after the clawsig ones."""
     public_key: bytes | None = None
     key_name: str | None = None
-    if ledger_key is not None:
+    if expected.ledger_key is not None:
         try:
-            public_key, key_name = parse_ledger_key(ledger_key)
+            public_key, key_name = parse_ledger_key(expected.ledger_key)
         except ValueError as exc:
             check = SealCheck("ledger key pinned", ReasonCode.INVALID_DID_FORMAT.value, str(exc))
             return SealOutcome([check], None, None)
@@ -222,9 +229,9 @@ def _seal_checks(
         payload,
         ledger_public_key=public_key,
         key_name=key_name,
-        origin=origin,
+        origin=expected.origin,
         proofs=proofs,
-        accept_agent_seal=accept_agent_seal,
+        accept_agent_seal=expected.accept_agent_seal,
     )
 
 
@@ -396,9 +403,8 @@ def verify_document(
     (see :func:`verify_bytes`). ``accept_agent_seal``: see :func:`verify_bytes`.
     """
     if kind is InputKind.PROOF_BUNDLE:
-        return _verify_bundle(
-            document, agent, ledger_key, origin, plain_numbers, proofs, accept_agent_seal
-        )
+        expected = _Expected(ledger_key, origin, agent, accept_agent_seal)
+        return _verify_bundle(document, expected, plain_numbers, proofs)
     if kind is InputKind.LEDGER_EVENT:
         return _verify_event(raw, document)
     if kind is InputKind.WPC:

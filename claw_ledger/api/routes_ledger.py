@@ -21,14 +21,9 @@ from ledger.errors import ReasonCode
 from ledger.instants import in_utc, with_instants
 from ledger.timeline import summarize
 from ledger.verify import Rejected, verify_message
+from storage import ledger_queries as queries
 from storage.api_queries import archived_event, event_by_id, quarantine_by_event_id
-from storage.ledger_queries import (
-    TimelineFilter,
-    fetch_quarantine,
-    fetch_timeline,
-    parse_timeline_cursor,
-    timeline_cursor,
-)
+from storage.ledger_queries import TimelineFilter
 
 __all__ = ["router"]
 
@@ -77,7 +72,7 @@ def _parse_cursor(cursor: str | None, by_time: bool) -> tuple[int | None, dateti
     if cursor is None:
         return None, None
     try:
-        return parse_timeline_cursor(cursor, by_time)
+        return queries.parse_timeline_cursor(cursor, by_time)
     except ValueError as exc:
         raise ApiError(400, ReasonCode.API_BAD_PARAMETER, f"cursor: {exc}") from None
 
@@ -118,13 +113,13 @@ async def timeline(
         after_time=after_time,
     )
     async with connection(request) as conn:
-        page = await fetch_timeline(conn, flt)
+        page = await queries.fetch_timeline(conn, flt)
     for row in page.rows:
         row["summary"] = summarize(row["event_type"], row["body"])
     more = page.next_cursor is not None and page.rows
     return {
         "rows": page.rows,
-        "next_cursor": timeline_cursor(page.rows[-1], by_time) if more else None,
+        "next_cursor": queries.timeline_cursor(page.rows[-1], by_time) if more else None,
     }
 
 
@@ -222,7 +217,7 @@ async def quarantine(
 ) -> dict[str, Any]:
     """Messages the processors refused, oldest first, with their reason codes."""
     async with connection(request) as conn:
-        page = await fetch_quarantine(
+        page = await queries.fetch_quarantine(
             conn,
             reason=_known(REASON_CODES, "reason", reason),
             after=cursor or 0,

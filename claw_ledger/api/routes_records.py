@@ -14,15 +14,7 @@ from claw_ledger.api.models import HaltsPage
 from claw_ledger.api.params import Identifier
 from ledger.errors import ReasonCode
 from ledger.wpc import check_policy_hash
-from storage.projection_queries import (
-    get_job,
-    get_policy,
-    get_token,
-    halt_document,
-    halt_status,
-    policy_document,
-    receipts_for,
-)
+from storage import projection_queries as projections
 
 __all__ = ["router"]
 
@@ -33,10 +25,10 @@ router = APIRouter(prefix="/v1", tags=["records"])
 async def run(request: Request, job_id: Identifier) -> dict[str, Any]:
     """A job: URM, approvals, lifecycle, clawsig event chain, outputs, and its receipts."""
     async with connection(request) as conn:
-        job = await get_job(conn, job_id)
+        job = await projections.get_job(conn, job_id)
         if job is None:
             raise not_found(f"no job {job_id!r} on the ledger", ReasonCode.JOB_UNKNOWN)
-        job["receipts"] = await receipts_for(conn, job_id)
+        job["receipts"] = await projections.receipts_for(conn, job_id)
     return job
 
 
@@ -54,7 +46,8 @@ async def halts(request: Request) -> dict[str, Any]:
     `claw-ledger halts --json` gives it (since, by whom, what it denies, tokens
     revoked, calls denied since)."""
     async with connection(request) as conn:
-        return {"halts": [halt_document(row) for row in await halt_status(conn)]}
+        rows = await projections.halt_status(conn)
+    return {"halts": [projections.halt_document(row) for row in rows]}
 
 
 @router.get("/tokens/{jti}", **secured("read"))
@@ -64,7 +57,7 @@ async def token(request: Request, jti: Identifier) -> dict[str, Any]:
     `expired` is computed now from `exp`; `status` is what the ledger recorded.
     """
     async with connection(request) as conn:
-        row = await get_token(conn, jti)
+        row = await projections.get_token(conn, jti)
     if row is None:
         raise not_found(f"no token {jti!r} on the ledger", ReasonCode.TOKEN_UNKNOWN)
     return row | {"expired": int(row["exp"]) <= int(time.time())}
@@ -75,10 +68,10 @@ async def policy(request: Request, policy_hash: Identifier) -> dict[str, Any]:
     """A WPC of the registry (any status) with its exact signed envelope."""
     check_policy_hash(policy_hash)
     async with connection(request) as conn:
-        row = await get_policy(conn, policy_hash)
+        row = await projections.get_policy(conn, policy_hash)
     if row is None:
         raise not_found(f"no WPC {policy_hash} in the registry", ReasonCode.WPC_UNKNOWN)
-    return policy_document(row)
+    return projections.policy_document(row)
 
 
 @router.get("/pulse/{pulse_id}", **secured("read"))
