@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ledger import merkle
 from ledger.encoding import CANONICAL_UUID_RE
@@ -43,6 +43,7 @@ __all__ = [
     "inclusion_proof_for_event",
     "inclusion_proofs_for_events",
     "latest_checkpoint",
+    "latest_checkpoint_time",
     "leaf_at",
     "leaf_chain_sql",
 ]
@@ -206,6 +207,12 @@ async def latest_checkpoint(db: Queryable) -> StoredCheckpoint | None:
         f"SELECT {CHECKPOINT_COLUMNS} FROM tlog_checkpoints ORDER BY tree_size DESC LIMIT 1"
     )
     return StoredCheckpoint.from_row(row) if row else None
+
+
+async def latest_checkpoint_time(db: Queryable) -> datetime | None:
+    """When the newest checkpoint was stored (its age: ``status``, ``/metrics``)."""
+    row = await db.fetchrow("SELECT max(created_at) AS created_at FROM tlog_checkpoints")
+    return None if row is None else cast("datetime | None", row["created_at"])
 
 
 async def checkpoint_at(db: Queryable, tree_size: int) -> StoredCheckpoint | None:

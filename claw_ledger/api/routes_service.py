@@ -15,6 +15,7 @@ from claw_ledger.api.errors import error_body
 from claw_ledger.api.models import Health, Readiness
 from claw_ledger.ledger_health import Snapshot, take_snapshot
 from ledger.errors import ReasonCode
+from storage.tlog_store import latest_checkpoint_time
 
 __all__ = ["router"]
 
@@ -39,20 +40,12 @@ async def current_snapshot(request: Request) -> Snapshot:
             acquire=state.pool.acquire,
             counters=state.counters,
             offsets=state.offsets,
-            checkpoint_time=None if source is None else _checkpoint_time(source.fetch),
+            checkpoint_time=None if source is None else latest_checkpoint_time,
             timeout=config.probe_timeout,
         )
         state.metrics.snapshot = snapshot
         state.snapshot_at = time.monotonic()
         return snapshot
-
-
-def _checkpoint_time(fetch: Any) -> Any:
-    async def moment(conn: Any) -> Any:
-        record = await fetch(conn, "latest")
-        return None if record is None else record.get("created_at")
-
-    return moment
 
 
 @router.get("/healthz", response_model=Health, tags=["service"], **public())

@@ -27,6 +27,7 @@ async def _snapshot(max_timeout: float) -> Any:
     from claw_ledger.topics import topics_for
     from ledger.errors import ConfigError
     from storage.projection_queries import open_connection
+    from storage.tlog_store import latest_checkpoint_time
 
     resolved = settings()
     # a server that is not running is a failed check (exit 1), not a usage error
@@ -57,6 +58,7 @@ async def _snapshot(max_timeout: float) -> Any:
             acquire=acquire,
             counters=LedgerCounters(),
             offsets=offsets,
+            checkpoint_time=latest_checkpoint_time,
             timeout=max_timeout,
         )
     finally:

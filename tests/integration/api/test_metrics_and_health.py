@@ -13,6 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from claw_ledger.api import ApiConfig, Features, Source, create_app
+from claw_ledger.api.features import ledger_features
 from tests.fixtures_api import ApiLedger, UvicornThread
 
 pytestmark = pytest.mark.integration
@@ -184,6 +185,29 @@ def test_wired_features_serve_and_authorize_is_measured(api_ledger: ApiLedger) -
     # no Trust Pulse source is wired into this app
     assert pulse.status_code == 503
     assert pulse.json()["error"]["reason_code"] == "API_NOT_ENABLED"
+
+
+def test_a_ledger_with_signed_checkpoints_is_ready_and_shows_their_age(
+    api_ledger: ApiLedger,
+) -> None:
+    """With the features `serve` wires and a signed checkpoint on the ledger (the
+    demo's), /readyz said Postgres was down: the checkpoint's time came back as text
+    from the latest-checkpoint document, and the probe failed on it."""
+    from tests.fixtures_ledger import run_cli
+
+    assert run_cli(api_ledger.harness.env, "checkpoint", "latest").returncode == 0
+    features = replace(ledger_features(api_ledger.harness.settings, None), authorizer=None)
+    with UvicornThread(create_app(config=_config(api_ledger, features=features))) as server:
+        reader = {"Authorization": f"Bearer {api_ledger.keys['reader']}"}
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            ready = client.get("/readyz")
+            samples = _samples(client.get("/metrics", headers=reader).text)
+    assert ready.json()["checks"]["postgres"]["ok"] is True, ready.json()
+    assert ready.status_code == 200, ready.json()
+    assert samples[("claw_ledger_up", (("server", "postgres"),))] == 1
+    assert samples[("claw_ledger_checkpoint_age_seconds", ())] >= 0
+    status = json.loads(run_cli(api_ledger.harness.env, "status", "--json").stdout)
+    assert status["checkpoint_age_seconds"] is not None and status["checkpoint_age_seconds"] >= 0
 
 
 def test_status_prints_the_same_figures(api_ledger: ApiLedger) -> None:
