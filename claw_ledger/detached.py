@@ -12,6 +12,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from claw_ledger.config import Settings
 from claw_ledger.services.process import pid_alive, spawn_detached, terminate
 
@@ -35,12 +37,25 @@ class DetachedCommand:
         return settings.state_dir / f"{self.name}.log"
 
     def running_pid(self, settings: Settings) -> int | None:
-        """The pid in the pid file while that process runs, else ``None``."""
+        """The pid in the pid file while that process runs this command, else ``None``."""
         try:
             pid = int(self.pid_file(settings).read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
-        return pid if pid_alive(pid) else None
+        return pid if pid_alive(pid) and self._runs_here(pid, settings) else None
+
+    def _runs_here(self, pid: int, settings: Settings) -> bool:
+        """Whether ``pid`` is this command of this state dir. A pid file outlives a
+        process killed outright, and its pid may since be another process's: taken
+        for ours, ``status`` called it running and ``stop`` and ``down`` killed it."""
+        try:
+            process = psutil.Process(pid)
+            if process.cmdline()[1:4] != ["-m", "claw_ledger", self.name]:
+                return False
+            state_dir = process.environ().get("CLAW_LEDGER_STATE_DIR")
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+            return False  # gone, or another user's: not one this user started
+        return state_dir is None or Path(state_dir).resolve() == settings.state_dir.resolve()
 
     def spawn(self, settings: Settings, *args: str) -> int:
         """Start ``claw-ledger NAME ARGS`` in its own session and record its pid."""
