@@ -126,8 +126,21 @@ def roles_sql(credentials: RoleCredentials) -> str:
         "-- claw-ledger database roles (ADR 0013); run in the ledger's database, after migrate\n"
         + _create_role_sql(credentials.writer, credentials.writer_password)
         + _create_role_sql(credentials.reader, credentials.reader_password)
-        + f"SELECT claw_ledger_grant_roles({_literal(credentials.writer)},"
-        f" {_literal(credentials.reader)});\n"
+        + _grants_sql(credentials.writer, credentials.reader)
+    )
+
+
+#: the functions that run as the owner and that the writer calls (migration 0021
+#: takes them from PUBLIC)
+_WRITER_FUNCTIONS = ("claw_ensure_event_partitions(bigint)",)
+
+
+def _grants_sql(writer: str, reader: str) -> str:
+    """The rights of both roles: the tables (``claw_ledger_grant_roles``) and the
+    owner's functions the writer calls."""
+    return f"SELECT claw_ledger_grant_roles({_literal(writer)}, {_literal(reader)});\n" + "".join(
+        f"GRANT EXECUTE ON FUNCTION {function} TO {_ident(writer)};\n"
+        for function in _WRITER_FUNCTIONS
     )
 
 
@@ -171,7 +184,7 @@ async def grant_roles(owner_url: str, writer: str, reader: str) -> None:
     """Grant existing roles their rights, leaving everything else about them alone."""
     conn = await connect(owner_url)
     try:
-        await _run(conn, "SELECT claw_ledger_grant_roles($1, $2)", writer, reader)
+        await _run(conn, _grants_sql(writer, reader))
     finally:
         await conn.close()
 
@@ -207,12 +220,7 @@ async def ensure_roles(owner_url: str, credentials: RoleCredentials) -> list[str
                     " (`claw-ledger migrate --print-grants` prints it), then migrate again",
                 )
             # the roles exist: their passwords are the administrator's business
-            await _run(
-                conn,
-                "SELECT claw_ledger_grant_roles($1, $2)",
-                credentials.writer,
-                credentials.reader,
-            )
+            await _run(conn, _grants_sql(credentials.writer, credentials.reader))
             return []
         async with conn.transaction():
             await _run(conn, roles_sql(credentials))

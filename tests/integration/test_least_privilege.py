@@ -12,6 +12,7 @@ import asyncio
 import itertools
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,6 +285,60 @@ async def test_the_writer_runs_the_processor_and_neither_role_can_rewrite(
     await _process_as_writer(ledger.writer_url)
     await _assert_locked_down(ledger)
     await _assert_reader_cannot_write(ledger)
+
+
+OPERATIONS = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+
+
+def _documented_writer_rights() -> dict[str, frozenset[str]]:
+    """Table (or function) -> privileges, from the writer's row of operations.md."""
+    row = next(
+        line for line in OPERATIONS.read_text().splitlines() if line.startswith("| writer |")
+    )
+    rights: dict[str, frozenset[str]] = {}
+    for part in row.split(" | ")[-1].rstrip(" |").split("; "):
+        privileges, _, objects = part.partition(" on ")
+        for name in re.findall(r"`([a-z_]+)`", objects):
+            rights[name] = frozenset(privileges.strip("`").split(", "))
+    return rights
+
+
+async def test_the_roles_have_the_rights_the_docs_list_and_no_owner_function(
+    ledger: Ledger,
+) -> None:
+    """The reader ran claw_ensure_event_partitions, which runs as the owner: it
+    created partitions, as many as it asked for. The writer's rights are those the
+    operations guide lists, no more."""
+    reader = await asyncpg.connect(ledger.reader_url)
+    try:
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="permission denied"):
+            await reader.execute("SELECT claw_ensure_event_partitions(10000000)")
+    finally:
+        await reader.close()
+    owner = await asyncpg.connect(ledger.owner_url)
+    try:
+        granted = {
+            r["table_name"]: frozenset(r["privileges"].split(", "))
+            for r in await owner.fetch(
+                "SELECT table_name, string_agg(privilege_type, ', ' ORDER BY privilege_type)"
+                " AS privileges FROM information_schema.role_table_grants"
+                " WHERE grantee = $1 AND table_name NOT LIKE 'events\\_0%' GROUP BY table_name",
+                ledger.credentials.writer,
+            )
+        }
+        for function in await owner.fetch(
+            "SELECT proname, has_function_privilege($1, oid, 'EXECUTE') AS writer,"
+            " has_function_privilege($2, oid, 'EXECUTE') AS reader"
+            " FROM pg_proc WHERE prosecdef AND pronamespace = 'public'::regnamespace",
+            ledger.credentials.writer,
+            ledger.credentials.reader,
+        ):
+            assert not function["reader"], function["proname"]
+            if function["writer"]:
+                granted[function["proname"]] = frozenset({"EXECUTE"})
+    finally:
+        await owner.close()
+    assert granted == _documented_writer_rights()
 
 
 async def test_migrate_is_idempotent_with_the_roles_present(ledger: Ledger, tmp_path: Path) -> None:
