@@ -344,9 +344,11 @@ def effective_kafka_bootstrap(settings: Settings) -> str:
     """
     if settings.kafka_bootstrap:
         return settings.kafka_bootstrap
-    value = _recorded(read_services_file(settings.state_dir) or {}, "kafka", "bootstrap")
+    record = read_services_file(settings.state_dir) or {}
+    value = _recorded(record, "kafka", "bootstrap")
     if value is None:
-        raise _not_found(settings, f"Kafka (--kafka / ${ENV_KAFKA})")
+        stale = _stale(record, "kafka", "bootstrap")
+        raise _not_found(settings, f"Kafka (--kafka / ${ENV_KAFKA})", stale)
     return value
 
 
@@ -369,7 +371,8 @@ def effective_database_url(settings: Settings, role: DatabaseRole = "owner") -> 
     record = read_services_file(settings.state_dir) or {}
     value = _recorded(record, "postgres", "url")
     if value is None:
-        raise _not_found(settings, f"PostgreSQL (--database-url / ${ENV_DATABASE_URL})")
+        stale = _stale(record, "postgres", "url")
+        raise _not_found(settings, f"PostgreSQL (--database-url / ${ENV_DATABASE_URL})", stale)
     if role != "owner":
         return _recorded(record, "postgres", f"{role}_url") or value
     return value
@@ -384,12 +387,27 @@ def effective_endpoints(settings: Settings) -> Endpoints:
     return Endpoints(effective_kafka_bootstrap(settings), effective_database_url(settings))
 
 
-def _not_found(settings: Settings, what: str) -> ConfigError:
+def _not_found(settings: Settings, what: str, stale: str | None = None) -> ConfigError:
+    """No endpoint: none given, and the local server recorded is not running (at
+    ``stale``, the address it had) or none is recorded."""
+    if stale is not None:
+        return ConfigError(
+            f"no {what} endpoint given, and the local server recorded in"
+            f" {settings.services_file} ({stale}) is not running",
+            hint=_UP_HINT,
+        )
     return ConfigError(
         f"no {what} endpoint given, and no running local server recorded in "
         f"{settings.services_file}",
         hint=_UP_HINT,
     )
+
+
+def _stale(record: Mapping[str, Any], service: str, key: str) -> str | None:
+    """The address of a recorded local server that :func:`_recorded` found not running."""
+    entry = record.get(service)
+    value = entry.get(key) if isinstance(entry, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 def _recorded(record: Mapping[str, Any], service: str, key: str) -> str | None:

@@ -128,3 +128,10 @@ def test_status_with_the_local_servers_gone_is_not_ready(tmp_path: Path) -> None
     assert "Traceback" not in result.stderr
     assert "ready: NO" in result.stdout
     assert "no PostgreSQL" in result.stdout and "claw-ledger services up" in result.stdout
+    # each says which recorded server is gone; Kafka said "no Kafka bootstrap configured"
+    services = tmp_path / "services.json"
+    for what, address in (("PostgreSQL", NOWHERE_DATABASE), ("Kafka", NOWHERE_KAFKA)):
+        assert (
+            f"no {what} (" in result.stdout
+            and f"recorded in {services} ({address}) is not running" in result.stdout
+        ), result.stdout

@@ -36,10 +36,11 @@ async def _snapshot(max_timeout: float) -> Any:
         url = effective_database_url(resolved, role="reader")
     except ConfigError as exc:
         missing = exc
+    kafka_problem: str | None = None
     try:
         kafka: str | None = effective_kafka_bootstrap(resolved)
-    except ConfigError:
-        kafka = None
+    except ConfigError as exc:
+        kafka, kafka_problem = None, exc.message
 
     @asynccontextmanager
     async def acquire() -> AsyncIterator[Any]:
@@ -53,7 +54,7 @@ async def _snapshot(max_timeout: float) -> Any:
 
     offsets = KafkaOffsets(kafka, timeout=max_timeout) if kafka else None
     try:
-        return await take_snapshot(
+        snapshot = await take_snapshot(
             topic=topics_for(resolved).ingress,
             acquire=acquire,
             counters=LedgerCounters(),
@@ -61,6 +62,9 @@ async def _snapshot(max_timeout: float) -> Any:
             checkpoint_time=latest_checkpoint_time,
             timeout=max_timeout,
         )
+        if kafka_problem is not None:  # why there is no bootstrap: say it, not "none"
+            snapshot.errors["kafka"] = kafka_problem
+        return snapshot
     finally:
         if offsets is not None:
             await offsets.close()
