@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -101,6 +102,23 @@ class RawEvent:
     event_id: str = ""
     #: routes the event to its lane's topic; empty: read from ``value``
     event_type: str = ""
+
+
+class _MissingTopicRetries(logging.Filter):
+    """aiokafka logs an ERROR at every metadata refresh while a topic is missing:
+    hundreds of lines while a send waits for the topic to appear. The producer
+    reports the missing topic itself, once, as a :class:`PublishError` naming the
+    fix; the rest of aiokafka's records pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Topic %s not found in cluster metadata"
+
+
+_MISSING_TOPIC_RETRIES = _MissingTopicRetries()
+
+
+def _quiet_missing_topic_retries() -> None:
+    logging.getLogger("aiokafka.cluster").addFilter(_MISSING_TOPIC_RETRIES)  # once: a set
 
 
 def sign_many(key: KeyPair, events: Iterable[NewEvent]) -> list[RawEvent]:
@@ -203,6 +221,7 @@ class LedgerProducer:
 
     async def start(self) -> None:
         """Connect to Kafka; :class:`~ledger.errors.PublishError` when it does not answer."""
+        _quiet_missing_topic_retries()
         try:
             await self._producer.start()
         except KafkaConnectionError as exc:

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.parametrize("many", [False, True], ids=["publish", "publish_many"])
 async def test_a_topic_that_does_not_exist_is_named_with_the_fix(
-    kafka_bootstrap: str, many: bool
+    kafka_bootstrap: str, many: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
     topics = topic_names(f"never-created-{uuid.uuid4().hex[:8]}")
     operator = KeyPair.generate("operator")
@@ -38,3 +38,6 @@ async def test_a_topic_that_does_not_exist_is_named_with_the_fix(
     message = str(raised.value)
     assert f"topic {topics.control!r} does not exist on Kafka at {kafka_bootstrap}" in message
     assert "`claw-ledger services topics`" in message
+    # said once, by the error: not also by the client at each of its metadata retries
+    retries = [r for r in caplog.records if "not found in cluster metadata" in r.getMessage()]
+    assert retries == [], len(retries)
