@@ -345,11 +345,7 @@ def effective_kafka_bootstrap(settings: Settings) -> str:
     if settings.kafka_bootstrap:
         return settings.kafka_bootstrap
     record = read_services_file(settings.state_dir) or {}
-    value = _recorded(record, "kafka", "bootstrap")
-    if value is None:
-        stale = _stale(record, "kafka", "bootstrap")
-        raise _not_found(settings, f"Kafka (--kafka / ${ENV_KAFKA})", stale)
-    return value
+    return _running(settings, record, "kafka", "bootstrap", f"Kafka (--kafka / ${ENV_KAFKA})")
 
 
 def effective_database_url(settings: Settings, role: DatabaseRole = "owner") -> str:
@@ -369,10 +365,8 @@ def effective_database_url(settings: Settings, role: DatabaseRole = "owner") -> 
     if settings.database_url:
         return settings.database_url
     record = read_services_file(settings.state_dir) or {}
-    value = _recorded(record, "postgres", "url")
-    if value is None:
-        stale = _stale(record, "postgres", "url")
-        raise _not_found(settings, f"PostgreSQL (--database-url / ${ENV_DATABASE_URL})", stale)
+    what = f"PostgreSQL (--database-url / ${ENV_DATABASE_URL})"
+    value = _running(settings, record, "postgres", "url", what)
     if role != "owner":
         return _recorded(record, "postgres", f"{role}_url") or value
     return value
@@ -387,27 +381,27 @@ def effective_endpoints(settings: Settings) -> Endpoints:
     return Endpoints(effective_kafka_bootstrap(settings), effective_database_url(settings))
 
 
-def _not_found(settings: Settings, what: str, stale: str | None = None) -> ConfigError:
-    """No endpoint: none given, and the local server recorded is not running (at
-    ``stale``, the address it had) or none is recorded."""
-    if stale is not None:
-        return ConfigError(
-            f"no {what} endpoint given, and the local server recorded in"
-            f" {settings.services_file} ({stale}) is not running",
-            hint=_UP_HINT,
+def _running(
+    settings: Settings, record: Mapping[str, Any], service: str, key: str, what: str
+) -> str:
+    """The address of ``service``'s local server while it runs; else a
+    :class:`ConfigError` saying that none is recorded, or that the one recorded
+    (at the address it had) is not running."""
+    value = _recorded(record, service, key)
+    if value is not None:
+        return value
+    entry = record.get(service)
+    stale = entry.get(key) if isinstance(entry, dict) else None
+    where = f"the local server recorded in {settings.services_file}"
+    if isinstance(stale, str) and stale:
+        raise ConfigError(
+            f"no {what} endpoint given, and {where} ({stale}) is not running", hint=_UP_HINT
         )
-    return ConfigError(
-        f"no {what} endpoint given, and no running local server recorded in "
-        f"{settings.services_file}",
+    raise ConfigError(
+        f"no {what} endpoint given, and no running local server recorded in"
+        f" {settings.services_file}",
         hint=_UP_HINT,
     )
-
-
-def _stale(record: Mapping[str, Any], service: str, key: str) -> str | None:
-    """The address of a recorded local server that :func:`_recorded` found not running."""
-    entry = record.get(service)
-    value = entry.get(key) if isinstance(entry, dict) else None
-    return value if isinstance(value, str) and value else None
 
 
 def _recorded(record: Mapping[str, Any], service: str, key: str) -> str | None:
